@@ -1,0 +1,41 @@
+"""rqp: secure, high-throughput parallel batch processing on Redis and RQ.
+
+The public surface is re-exported here; the modules behind it are small and private to rqp.
+"""
+
+from .config import Settings
+from .errors import (
+    BlobNotFoundError,
+    ConfigError,
+    ForbiddenJobError,
+    IntegrityError,
+    KeyProviderError,
+    RecordError,
+    RedisUnavailableError,
+    RqpError,
+    ScriptError,
+    StorageError,
+    StorageUnavailableError,
+    WorkloadError,
+    WrongKeyError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Settings",
+    "RqpError",
+    "ConfigError",
+    "KeyProviderError",
+    "WrongKeyError",
+    "IntegrityError",
+    "StorageError",
+    "BlobNotFoundError",
+    "StorageUnavailableError",
+    "RedisUnavailableError",
+    "WorkloadError",
+    "ScriptError",
+    "RecordError",
+    "ForbiddenJobError",
+    "__version__",
+]

@@ -1,0 +1,218 @@
+"""One settings object for every role, validated once at start.
+
+Sources, later wins: defaults (the named constants below) < a TOML file (``RQP_CONFIG`` or
+``--config``) < environment variables ``RQP_<FIELD>`` < explicit overrides (CLI flags).
+Secrets are never settings values: a setting may only *name a file* holding a secret
+(``RQP_KEK_FILE``, ``RQP_REDIS_PASSWORD_FILE``), which Compose mounts read-only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = [
+    "Settings",
+    "DEFAULT_REDIS_URL",
+    "DEFAULT_BLOB_URL",
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_MAX_ATTEMPTS",
+    "DEFAULT_LEASE_SECONDS",
+]
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_BLOB_URL = "file://./rqp-data"
+DEFAULT_QUEUE_URL = "redis"  # the same Redis as RQ
+DEFAULT_RQ_QUEUE = "rqp"
+DEFAULT_STATUS_QUEUE = "rqp-status"
+DEFAULT_EVENTS_QUEUE = "rqp-events"
+DEFAULT_CHUNK_SIZE = 256
+DEFAULT_CHUNK_MIN = 16
+DEFAULT_CHUNK_MAX = 4096
+DEFAULT_CHUNK_TARGET_SECONDS = 0.25
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_RETRY_BACKOFF = 1.0
+DEFAULT_RETRY_BACKOFF_MAX = 60.0
+DEFAULT_LEASE_SECONDS = 30.0
+DEFAULT_STATUS_TTL_DAYS = 7
+
+
+def _path_or_none(value: Any) -> Path | None:
+    return None if value in (None, "") else Path(value).expanduser()
+
+
+@dataclass(frozen=True)
+class Settings:
+    #: Redis holding RQ's queue, status records and leases (``redis://`` or ``rediss://``)
+    redis_url: str = DEFAULT_REDIS_URL
+    #: file holding the Redis password (overrides any password in the URL)
+    redis_password_file: Path | None = None
+    #: CA bundle to verify a ``rediss://`` server
+    redis_ca_file: Path | None = None
+    #: refuse to start against a Redis with no password unless this is true
+    allow_insecure_redis: bool = True
+    #: where workloads and results live: ``file:///dir`` or ``azure-blob://...``
+    blob_url: str = DEFAULT_BLOB_URL
+    #: where status records and events go: ``redis`` (the Redis above) or ``azure-queue://...``
+    queue_url: str = DEFAULT_QUEUE_URL
+    #: private KEK (PEM) for the roles that unwrap data keys
+    kek_file: Path | None = None
+    #: public KEK (PEM), enough to pack
+    kek_public_file: Path | None = None
+    #: Azure Key Vault key id (``https://vault.vault.azure.net/keys/name/version``), instead of PEM files
+    key_vault_key_id: str | None = None
+    rq_queue: str = DEFAULT_RQ_QUEUE
+    status_queue: str = DEFAULT_STATUS_QUEUE
+    events_queue: str = DEFAULT_EVENTS_QUEUE
+    #: records per RQ job at start; adapted toward ``chunk_target_seconds`` when adaptive
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    adaptive_chunks: bool = True
+    chunk_min: int = DEFAULT_CHUNK_MIN
+    chunk_max: int = DEFAULT_CHUNK_MAX
+    chunk_target_seconds: float = DEFAULT_CHUNK_TARGET_SECONDS
+    #: chunks queued ahead of the processors per workload (0: four per live worker, at least 16)
+    window_chunks: int = 0
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    retry_backoff: float = DEFAULT_RETRY_BACKOFF
+    retry_backoff_max: float = DEFAULT_RETRY_BACKOFF_MAX
+    #: a chunk whose worker stops renewing its lease this long is re-run
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    #: worker processes per processor (0: CPU count)
+    workers: int = 0
+    status_ttl_days: int = DEFAULT_STATUS_TTL_DAYS
+    #: keep per-chunk result parts after consolidation (debugging)
+    keep_parts: bool = False
+    #: the source this came from, for error messages
+    origin: str = field(default="defaults", compare=False)
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def load(cls, config_file: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        origin = ["defaults"]
+        config_file = config_file or env.get("RQP_CONFIG")
+        if config_file:
+            values.update(cls._from_file(Path(config_file)))
+            origin.append(str(config_file))
+        names = {f.name for f in fields(cls)} - {"origin"}
+        for name in names:
+            key = "RQP_" + name.upper()
+            if key in env and env[key] != "":
+                values[name] = env[key]
+                origin.append(key)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_mapping(values, origin=", ".join(dict.fromkeys(origin)))
+
+    @classmethod
+    def from_url(cls, redis_url: str, **overrides: Any) -> "Settings":
+        """arq-style: settings from a Redis DSN plus keyword overrides."""
+        return cls.from_mapping({"redis_url": redis_url, **overrides}, origin="from_url")
+
+    @classmethod
+    def _from_file(cls, path: Path) -> dict[str, Any]:
+        try:
+            doc = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist; fix RQP_CONFIG or --config") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        doc = doc.get("rqp", doc)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(doc) - known)
+        if unknown:
+            raise ConfigError(f"config file {path} has unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known - {'origin'}))}")
+        return dict(doc)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], origin: str = "mapping") -> "Settings":
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in values or f.name == "origin":
+                continue
+            kwargs[f.name] = _convert(f, values[f.name])
+        return cls(**kwargs, origin=origin)
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    # ---------------------------------------------------------------- validation
+    def _validate(self) -> None:
+        scheme = urllib.parse.urlsplit(self.redis_url).scheme
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError(f"RQP_REDIS_URL must start with redis://, rediss:// or unix://, got {self.redis_url_safe!r}")
+        for name in ("chunk_size", "chunk_min", "chunk_max", "max_attempts"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"RQP_{name.upper()} must be at least 1, got {getattr(self, name)}")
+        if self.chunk_min > self.chunk_max:
+            raise ConfigError(f"RQP_CHUNK_MIN ({self.chunk_min}) is larger than RQP_CHUNK_MAX ({self.chunk_max})")
+        for name in ("lease_seconds", "chunk_target_seconds"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"RQP_{name.upper()} must be positive, got {getattr(self, name)}")
+        if self.retry_backoff < 0 or self.retry_backoff_max < 0 or self.workers < 0 or self.window_chunks < 0:
+            raise ConfigError("RQP_RETRY_BACKOFF, RQP_RETRY_BACKOFF_MAX, RQP_WORKERS and RQP_WINDOW_CHUNKS must not be negative")
+        for name in ("rq_queue", "status_queue", "events_queue"):
+            v = getattr(self, name)
+            if not v or not all(c.isalnum() or c in "-_" for c in v):
+                raise ConfigError(f"RQP_{name.upper()} must be letters, digits, '-' or '_', got {v!r}")
+
+    @property
+    def redis_url_safe(self) -> str:
+        """The Redis URL with any password masked, for messages."""
+        parts = urllib.parse.urlsplit(self.redis_url)
+        if parts.password:
+            netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+            parts = parts._replace(netloc=netloc)
+        return urllib.parse.urlunsplit(parts)
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+    def read_secret(self, path: Path | None, what: str) -> str | None:
+        if path is None:
+            return None
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{what} file {path} cannot be read ({exc.strerror}); mount it read-only or fix the path") from None
+
+
+def _convert(f: dataclasses.Field, raw: Any) -> Any:
+    typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    name = f"RQP_{f.name.upper()}"
+    try:
+        if typ == "bool":
+            if isinstance(raw, bool):
+                return raw
+            s = str(raw).strip().lower()
+            if s in ("1", "true", "yes", "on"):
+                return True
+            if s in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if typ == "int":
+            if isinstance(raw, bool):
+                raise ValueError
+            return int(raw)
+        if typ == "float":
+            return float(raw)
+        if typ.startswith("Path"):
+            return _path_or_none(raw)
+        if typ.startswith("str | None"):
+            return None if raw in (None, "") else str(raw)
+        return str(raw)
+    except (TypeError, ValueError):
+        kind = typ.split(" ")[0]
+        raise ConfigError(f"{name} must be a {kind}, got {raw!r}") from None

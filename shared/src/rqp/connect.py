@@ -1,0 +1,104 @@
+"""Turn ``Settings`` into live clients: Redis, blob store, message queue, key provider.
+
+Each backend is chosen by its URL scheme; cloud backends are imported only when named, so the
+local backend needs no cloud SDK at import time.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from pathlib import Path
+
+import redis
+
+from .config import Settings
+from .errors import ConfigError, RedisUnavailableError
+from .keys import KeyProvider, LocalKeyProvider
+from .storage import BlobStore, FileBlobStore, MessageQueue, RedisMessageQueue
+
+__all__ = ["connect_redis", "open_blob_store", "open_message_queue", "open_key_provider"]
+
+REDIS_SOCKET_TIMEOUT = 30.0
+REDIS_CONNECT_TIMEOUT = 5.0
+
+
+def connect_redis(settings: Settings, *, check: bool = True) -> redis.Redis:
+    """A client for the coordinating Redis; with ``check``, fail now with one clear line if it is
+    unreachable, refuses the password, or has none while ``allow_insecure_redis`` is off."""
+    kwargs: dict = {
+        "socket_timeout": REDIS_SOCKET_TIMEOUT,
+        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+        "health_check_interval": 30,
+        "socket_keepalive": True,
+    }
+    password = settings.read_secret(settings.redis_password_file, "Redis password")
+    if password:
+        kwargs["password"] = password
+    if settings.redis_url.startswith("rediss://"):
+        if settings.redis_ca_file:
+            kwargs["ssl_ca_certs"] = str(settings.redis_ca_file)
+        kwargs["ssl_cert_reqs"] = "required"
+    client = redis.Redis.from_url(settings.redis_url, **kwargs)
+    if check:
+        try:
+            client.ping()
+        except redis.AuthenticationError:
+            raise RedisUnavailableError(
+                f"Redis at {settings.redis_url_safe} refused the password; check RQP_REDIS_PASSWORD_FILE"
+            ) from None
+        except redis.ResponseError as exc:
+            if "NOAUTH" in str(exc):
+                raise RedisUnavailableError(
+                    f"Redis at {settings.redis_url_safe} requires a password; set RQP_REDIS_PASSWORD_FILE"
+                ) from None
+            raise
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            reason = str(exc).split("\n")[0].rstrip(".")
+            raise RedisUnavailableError(
+                f"cannot reach Redis at {settings.redis_url_safe} ({reason}); start it or fix RQP_REDIS_URL"
+            ) from None
+        if not settings.allow_insecure_redis and not password and not urllib.parse.urlsplit(settings.redis_url).password:
+            raise RedisUnavailableError(
+                f"Redis at {settings.redis_url_safe} is used without a password; set RQP_REDIS_PASSWORD_FILE, "
+                f"or RQP_ALLOW_INSECURE_REDIS=true to accept the risk"
+            )
+    return client
+
+
+def open_blob_store(url: str) -> BlobStore:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "":
+        return FileBlobStore(Path(url))
+    if parts.scheme == "file":
+        return FileBlobStore(Path(parts.netloc + parts.path))  # file:///abs or file://./relative
+    if parts.scheme in ("azure-blob", "azblob"):
+        from .azure.blob import AzureBlobStore  # noqa: PLC0415 - optional backend
+
+        return AzureBlobStore.from_url(url)
+    raise ConfigError(f"RQP_BLOB_URL scheme {parts.scheme!r} is not supported; use file:///path or azure-blob://account/container")
+
+
+def open_message_queue(settings: Settings, client: redis.Redis | None = None) -> MessageQueue:
+    url = settings.queue_url
+    if url in ("", "redis"):
+        return RedisMessageQueue(client if client is not None else connect_redis(settings))
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme in ("azure-queue", "azqueue"):
+        from .azure.queue import AzureMessageQueue  # noqa: PLC0415 - optional backend
+
+        return AzureMessageQueue.from_url(url)
+    raise ConfigError(f"RQP_QUEUE_URL {url!r} is not supported; use 'redis' or azure-queue://account")
+
+
+def open_key_provider(settings: Settings, *, need_private: bool = True) -> KeyProvider:
+    if settings.key_vault_key_id:
+        from .azure.keyvault import AzureKeyVaultProvider  # noqa: PLC0415 - optional backend
+
+        return AzureKeyVaultProvider.from_key_id(settings.key_vault_key_id)
+    if need_private or settings.kek_file:
+        if settings.kek_file is None:
+            raise ConfigError("no key-encryption key configured: set RQP_KEK_FILE to the private PEM (create one with 'rqp keygen')")
+        return LocalKeyProvider(private_key_file=settings.kek_file)
+    if settings.kek_public_file is None:
+        raise ConfigError("no key-encryption key configured: set RQP_KEK_PUBLIC_FILE (or RQP_KEK_FILE); create one with 'rqp keygen'")
+    return LocalKeyProvider(public_key_file=settings.kek_public_file)

@@ -1,0 +1,126 @@
+"""RQ jobs the rqp way: one job carries a chunk of records, its spec sealed, nothing executable.
+
+RQ stores a job as ``(func_name, instance, args, kwargs)``. rqp writes only
+``(ENTRY_POINT, None, [workload, sealed_spec], {})`` with a JSON serializer, and its job class
+refuses to import any callable named in Redis -- the processor runs its own entry point and
+nothing else, and RQ never unpickles anything. The spec (which records, which attempt) is sealed
+with the workload's data key and bound to the job id, so a job forged, altered or replayed from
+another workload fails to open before any user code runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from rq.job import Job
+
+from .errors import ForbiddenJobError, IntegrityError
+
+__all__ = ["ENTRY_POINT", "JSONSerializer", "RqpJob", "ChunkSpec", "seal_spec", "open_spec", "JOB_TIMEOUT"]
+
+#: the label every rqp job carries; a job naming anything else is rejected
+ENTRY_POINT = "rqp.chunk"
+#: RQ's own per-job timeout; chunks are sized to take well under a second
+JOB_TIMEOUT = 3600
+
+
+class JSONSerializer:
+    """RQ serializer with no pickle: job data and results are JSON."""
+
+    @staticmethod
+    def dumps(obj: Any) -> bytes:
+        return json.dumps(obj, separators=(",", ":"), default=str).encode()
+
+    @staticmethod
+    def loads(data: bytes) -> Any:
+        return json.loads(data)
+
+
+class RqpJob(Job):
+    """An RQ job that cannot name code. ``entry`` is set by the processor to its own function."""
+
+    entry: Any = None
+
+    @property
+    def func(self):  # type: ignore[override]
+        name = self.func_name
+        if name != ENTRY_POINT or self.instance is not None:
+            raise ForbiddenJobError(f"job {self.id} names callable {name!r}; rqp runs only its own entry point, job rejected")
+        if type(self).entry is None:
+            raise ForbiddenJobError("this process does not execute rqp jobs")
+        return type(self).entry
+
+    # RQ resolves callbacks by name from the job hash; a Redis writer could name any function.
+    @property
+    def success_callback(self):  # type: ignore[override]
+        return None
+
+    @property
+    def failure_callback(self):  # type: ignore[override]
+        return None
+
+    @property
+    def stopped_callback(self):  # type: ignore[override]
+        return None
+
+
+@dataclass(frozen=True)
+class ChunkSpec:
+    workload: str
+    chunk: str
+    #: runs of consecutive record ids: (first id, count, attempt number)
+    runs: tuple[tuple[int, int, int], ...]
+    max_attempts: int
+    backoff: float
+    backoff_max: float
+
+    @property
+    def size(self) -> int:
+        return sum(n for _s, n, _a in self.runs)
+
+    def records(self) -> list[tuple[int, int]]:
+        """(record id, attempt) pairs."""
+        return [(s + i, a) for s, n, a in self.runs for i in range(n)]
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {"w": self.workload, "c": self.chunk, "r": self.runs, "m": self.max_attempts, "b": self.backoff, "bm": self.backoff_max},
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "ChunkSpec":
+        d = json.loads(raw)
+        return cls(d["w"], d["c"], tuple(tuple(r) for r in d["r"]), d["m"], d["b"], d["bm"])
+
+
+def runs_of(records: list[tuple[int, int]]) -> tuple[tuple[int, int, int], ...]:
+    """Compress sorted (id, attempt) pairs into runs."""
+    runs: list[list[int]] = []
+    for rid, att in sorted(records):
+        if runs and runs[-1][0] + runs[-1][1] == rid and runs[-1][2] == att:
+            runs[-1][1] += 1
+        else:
+            runs.append([rid, 1, att])
+    return tuple(tuple(r) for r in runs)  # type: ignore[misc]
+
+
+def seal_spec(workload: Any, jid: str, spec: ChunkSpec) -> bytes:
+    return workload.seal("job", jid, spec.to_json())
+
+
+def open_spec(workload: Any, jid: str, sealed: bytes | str) -> ChunkSpec:
+    """Authenticate and decode; ``ForbiddenJobError`` names the job when it is not rqp's."""
+    try:
+        raw = base64.b64decode(sealed) if isinstance(sealed, str) else sealed
+        spec = ChunkSpec.from_json(workload.open_sealed("job", jid, raw))
+    except (IntegrityError, ValueError, KeyError, TypeError):
+        raise ForbiddenJobError(
+            f"job {jid} was not created by rqp's scheduler for workload {workload.id} (forged, altered or replayed); rejected before any user code ran"
+        ) from None
+    if spec.workload != workload.id:
+        raise ForbiddenJobError(f"job {jid} names workload {spec.workload} inside but was queued for {workload.id}; rejected")
+    return spec

@@ -1,0 +1,68 @@
+"""Where rqp keeps things in Redis. One place, so scheduler, processor and CLI agree.
+
+Per workload W (prefix ``rqp:w:W:``):
+
+=========  ======  ==========================================================================
+meta       hash    state, counters, timings, settings the workload was scheduled with
+rec        hash    record id -> sealed record (deleted once the record is done)
+st         hash    record id -> sealed status record
+done       bitmap  bit per record id: done (idempotent, so re-runs never double count)
+failed     bitmap  bit per record id: failed for good
+pending    zset    job id -> lease deadline (``+inf`` while queued); the in-flight window
+spec       hash    job id -> sealed chunk spec, so a dead worker's chunk can be re-run
+parts      hash    chunk key -> committed result part blob name
+retry      zset    "record:attempt" -> due time (backoff)
+n          hash    live counters: processing
+perf       hash    processed records and seconds, for throughput and adaptive chunk sizes
+lock       string the scheduler supervising W (host:pid), with a TTL it renews
+=========  ======  ==========================================================================
+"""
+
+from __future__ import annotations
+
+__all__ = ["WorkloadKeys", "WORKLOADS", "OUTBOX", "OUTBOX_TIMES", "REJECTED", "SUBMISSIONS", "job_id", "parse_job_id"]
+
+#: zset of workload ids by submission time
+WORKLOADS = "rqp:workloads"
+#: hash msg id -> envelope, for status/event messages committed but not yet published
+OUTBOX = "rqp:outbox"
+OUTBOX_TIMES = "rqp:outbox:t"
+#: list of rejected (forged, replayed, altered) jobs with the reason, newest first
+REJECTED = "rqp:rejected"
+#: list of workload ids waiting for a scheduler
+SUBMISSIONS = "rqp:submissions"
+
+
+class WorkloadKeys:
+    __slots__ = ("w", "meta", "rec", "st", "done", "failed", "pending", "spec", "parts", "retry", "n", "perf", "lock")
+
+    def __init__(self, workload_id: str) -> None:
+        p = f"rqp:w:{workload_id}:"
+        self.w = workload_id
+        self.meta = p + "meta"
+        self.rec = p + "rec"
+        self.st = p + "st"
+        self.done = p + "done"
+        self.failed = p + "failed"
+        self.pending = p + "pending"
+        self.spec = p + "spec"
+        self.parts = p + "parts"
+        self.retry = p + "retry"
+        self.n = p + "n"
+        self.perf = p + "perf"
+        self.lock = p + "lock"
+
+    def all(self) -> list[str]:
+        return [getattr(self, s) for s in self.__slots__ if s != "w"]
+
+
+def job_id(workload_id: str, chunk: str, gen: int) -> str:
+    """RQ job ids: ``rqp-<workload>-<chunk>-<gen>``; chunk is ``c########`` or ``r########``."""
+    return f"rqp-{workload_id}-{chunk}-{gen}"
+
+
+def parse_job_id(jid: str) -> tuple[str, str, int]:
+    head, chunk, gen = jid.rsplit("-", 2)
+    if not head.startswith("rqp-"):
+        raise ValueError(jid)
+    return head[4:], chunk, int(gen)

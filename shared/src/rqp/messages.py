@@ -1,0 +1,137 @@
+"""Messages on the status and events queues, and the outbox that makes publishing lossless.
+
+A message is a JSON envelope ``{"v":1,"kind":..,"workload":..,"id":..,"ct":..}`` whose payload
+is sealed with the workload's data key (AAD binds kind and message id): a consumer holding the
+KEK reads it, anyone else sees only which workload it concerns. Status records are packed many
+to a message, split so none exceeds the backend's size limit.
+
+Processors commit status changes and the messages announcing them in one Redis transaction,
+into the outbox; publishing to the queue happens after, and whatever a crash leaves in the
+outbox the scheduler publishes later. Delivery is therefore at-least-once; message ids let a
+consumer drop duplicates.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from .errors import IntegrityError
+from .layout import OUTBOX, OUTBOX_TIMES
+from .storage import MessageQueue
+
+__all__ = ["make_envelope", "pack_messages", "open_envelope", "Envelope", "outbox_add", "flush_outbox", "publish_outbox"]
+
+ENVELOPE_VERSION = 1
+_ENVELOPE_OVERHEAD = 200
+
+
+@dataclass(frozen=True)
+class Envelope:
+    kind: str
+    workload: str
+    id: str
+    payload: Any
+
+
+def make_envelope(workload: Any, kind: str, payload: Any, mid: str | None = None) -> tuple[str, bytes]:
+    return _seal_envelope(workload, kind, json.dumps(payload, separators=(",", ":")).encode(), mid)
+
+
+def pack_messages(workload: Any, kind: str, items: list[bytes], limit: int) -> list[tuple[str, bytes]]:
+    """Pack JSON items (already encoded) into as few envelopes as fit under ``limit`` bytes.
+
+    Sealing adds 28 bytes and base64 a third, so the raw budget is about 3/4 of the limit."""
+    budget = (limit - _ENVELOPE_OVERHEAD) * 3 // 4 - 28
+    out: list[tuple[str, bytes]] = []
+    batch: list[bytes] = []
+    size = 2
+    for item in items:
+        if batch and size + len(item) + 1 > budget:
+            out.append(_envelope_raw(workload, kind, batch))
+            batch, size = [], 2
+        batch.append(item)
+        size += len(item) + 1
+    if batch:
+        out.append(_envelope_raw(workload, kind, batch))
+    return out
+
+
+def _envelope_raw(workload: Any, kind: str, items: list[bytes]) -> tuple[str, bytes]:
+    return _seal_envelope(workload, kind, b"[" + b",".join(items) + b"]")
+
+
+def _seal_envelope(workload: Any, kind: str, raw: bytes, mid: str | None = None) -> tuple[str, bytes]:
+    mid = mid or uuid.uuid4().hex
+    sealed = workload.seal("msg", f"{kind}|{mid}", raw)
+    body = json.dumps(
+        {"v": ENVELOPE_VERSION, "kind": kind, "workload": workload.id, "id": mid, "ct": base64.b64encode(sealed).decode()},
+        separators=(",", ":"),
+    ).encode()
+    return mid, body
+
+
+def peek_workload(body: bytes) -> str | None:
+    try:
+        doc = json.loads(body)
+        return doc["workload"] if doc.get("v") == ENVELOPE_VERSION else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def open_envelope(body: bytes, workload_for: Callable[[str], Any]) -> Envelope:
+    """Decode and authenticate; ``IntegrityError`` (one line) for anything that is not rqp's."""
+    try:
+        doc = json.loads(body)
+        if doc.get("v") != ENVELOPE_VERSION:
+            raise ValueError
+        kind, wid, mid, ct = doc["kind"], doc["workload"], doc["id"], base64.b64decode(doc["ct"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise IntegrityError("queue message is not an rqp message (bad envelope); it was skipped") from None
+    workload = workload_for(wid)
+    payload = json.loads(workload.open_sealed("msg", f"{kind}|{mid}", ct))
+    return Envelope(kind, wid, mid, payload)
+
+
+# ------------------------------------------------------------------------------------ outbox
+def outbox_add(pipe: Any, queue: str, messages: list[tuple[str, bytes]], now: float | None = None) -> None:
+    now = time.time() if now is None else now
+    for mid, body in messages:
+        pipe.hset(OUTBOX, mid, queue.encode() + b"\n" + body)
+        pipe.zadd(OUTBOX_TIMES, {mid: now})
+
+
+def publish_outbox(r: redis.Redis, mq: MessageQueue, mids: list[str]) -> int:
+    """Publish the named outbox entries and drop them from the outbox."""
+    if not mids:
+        return 0
+    values = r.hmget(OUTBOX, mids)
+    by_queue: dict[str, list[bytes]] = {}
+    present = []
+    for mid, v in zip(mids, values):
+        if v is None:
+            continue  # someone else published it
+        queue, _, body = v.partition(b"\n")
+        by_queue.setdefault(queue.decode(), []).append(body)
+        present.append(mid)
+    for queue, bodies in by_queue.items():
+        mq.send_many(queue, bodies)
+    if present:
+        pipe = r.pipeline(transaction=False)
+        pipe.hdel(OUTBOX, *present)
+        pipe.zrem(OUTBOX_TIMES, *present)
+        pipe.execute()
+    return len(present)
+
+
+def flush_outbox(r: redis.Redis, mq: MessageQueue, older_than: float = 10.0, limit: int = 1000) -> int:
+    """Publish entries a crashed or slow process left behind."""
+    mids = [m.decode() for m in r.zrangebyscore(OUTBOX_TIMES, "-inf", time.time() - older_than, start=0, num=limit)]
+    return publish_outbox(r, mq, mids)

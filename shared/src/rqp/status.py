@@ -1,0 +1,131 @@
+"""Status records: one per record, encrypted, readable at a glance through ``rqp status``.
+
+A record moves ``queued -> processing -> done | failed``; a retryable failure goes back to
+``queued`` with its attempt count and last error until ``max_attempts`` is reached.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis
+
+from .layout import WorkloadKeys
+
+__all__ = ["QUEUED", "PROCESSING", "DONE", "FAILED", "STATES", "StatusRecord", "Progress", "read_progress"]
+
+QUEUED = "queued"
+PROCESSING = "processing"
+DONE = "done"
+FAILED = "failed"
+STATES = (QUEUED, PROCESSING, DONE, FAILED)
+
+
+@dataclass
+class StatusRecord:
+    workload: str
+    id: int
+    state: str
+    attempts: int = 0
+    error: str | None = None
+    queued_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    worker: str | None = None
+    job: str | None = None
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> "StatusRecord":
+        return cls(**json.loads(raw))
+
+    def seal(self, workload: Any) -> bytes:
+        return workload.seal("status", self.id, self.to_json())
+
+    @classmethod
+    def open(cls, workload: Any, rid: int, sealed: bytes) -> "StatusRecord":
+        return cls.from_json(workload.open_sealed("status", rid, sealed))
+
+
+@dataclass
+class Progress:
+    """Counts by state and rates; computed from bitmaps and counters, no decryption needed."""
+
+    workload: str
+    state: str
+    total: int | None
+    enqueued: int
+    done: int
+    failed: int
+    processing: int
+    retrying: int
+    started_at: float | None
+    finished_at: float | None
+    processed_seconds: float
+    error: str | None = None
+
+    @property
+    def queued(self) -> int:
+        return max(0, self.enqueued - self.done - self.failed - self.processing)
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed
+
+    @property
+    def elapsed(self) -> float:
+        if not self.started_at:
+            return 0.0
+        return (self.finished_at or time.time()) - self.started_at
+
+    @property
+    def rate(self) -> float:
+        e = self.elapsed
+        return self.finished / e if e > 0 else 0.0
+
+    @property
+    def eta(self) -> float | None:
+        if self.total is None or self.rate <= 0:
+            return None
+        return max(0.0, (self.total - self.finished) / self.rate)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(queued=self.queued, elapsed=round(self.elapsed, 3), rate=round(self.rate, 1), eta=self.eta)
+        return d
+
+
+def read_progress(r: redis.Redis, workload_id: str) -> Progress | None:
+    k = WorkloadKeys(workload_id)
+    pipe = r.pipeline(transaction=False)
+    pipe.hgetall(k.meta)
+    pipe.bitcount(k.done)
+    pipe.bitcount(k.failed)
+    pipe.hget(k.n, "processing")
+    pipe.zcard(k.retry)
+    pipe.hgetall(k.perf)
+    meta, done, failed, processing, retrying, perf = pipe.execute()
+    if not meta:
+        return None
+    m = {a.decode(): b.decode() for a, b in meta.items()}
+    p = {a.decode(): b.decode() for a, b in perf.items()}
+    total = m.get("total")
+    return Progress(
+        workload=workload_id,
+        state=m.get("state", "?"),
+        total=int(total) if total else None,
+        enqueued=int(m.get("enqueued", 0)),
+        done=int(done),
+        failed=int(failed),
+        processing=max(0, int(processing or 0)),
+        retrying=int(retrying),
+        started_at=float(m["started_at"]) if "started_at" in m else None,
+        finished_at=float(m["finished_at"]) if "finished_at" in m else None,
+        processed_seconds=float(p.get("seconds", 0.0)),
+        error=m.get("error"),
+    )

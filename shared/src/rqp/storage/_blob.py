@@ -1,0 +1,61 @@
+"""The blob-store interface. Everything above it speaks names ("workloads/W/data.enc"), never paths,
+so the same roles run on a directory, Azure Blob Storage, or anything else that can hold bytes."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+
+__all__ = ["BlobStore", "DEFAULT_READ_CHUNK"]
+
+DEFAULT_READ_CHUNK = 4 << 20
+
+
+class BlobStore(ABC):
+    """Named immutable-ish blobs. Writes are atomic: a reader sees the old blob or the whole new one."""
+
+    #: shown in errors and logs; never contains a secret
+    location: str
+
+    @abstractmethod
+    def put(self, name: str, data: bytes, *, overwrite: bool = True) -> None:
+        """Store ``data``. With ``overwrite=False`` raise ``StorageError`` if the blob exists."""
+
+    @abstractmethod
+    def put_stream(self, name: str, chunks: Iterable[bytes], *, overwrite: bool = True) -> int:
+        """Store the concatenation of ``chunks`` without holding it all in memory; returns its size."""
+
+    @abstractmethod
+    def get(self, name: str) -> bytes:
+        """The whole blob; raises ``BlobNotFoundError`` naming it when absent."""
+
+    @abstractmethod
+    def iter_chunks(self, name: str, chunk_size: int = DEFAULT_READ_CHUNK) -> Iterator[bytes]:
+        """The blob in pieces, for blobs larger than memory."""
+
+    @abstractmethod
+    def exists(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def size(self, name: str) -> int: ...
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Names under ``prefix``, sorted."""
+
+    @abstractmethod
+    def delete(self, name: str) -> None:
+        """Remove a blob; absent is not an error."""
+
+    def delete_prefix(self, prefix: str) -> int:
+        n = 0
+        for name in list(self.list(prefix)):
+            self.delete(name)
+            n += 1
+        return n
+
+    def close(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.location}>"

@@ -1,0 +1,82 @@
+"""Message queues on Redis Streams: the local backend's queue, no cloud needed."""
+
+from __future__ import annotations
+
+import redis
+
+from ._queue import Message, MessageQueue
+
+__all__ = ["RedisMessageQueue"]
+
+_GROUP = "rqp"
+_PREFIX = "rqp:mq:"
+
+
+class RedisMessageQueue(MessageQueue):
+    """One stream per queue with one consumer group; visibility timeout by XAUTOCLAIM."""
+
+    max_message_bytes = 512 * 1024
+
+    def __init__(self, client: redis.Redis, consumer: str = "rqp") -> None:
+        self._r = client
+        self._consumer = consumer
+        self._groups: set[str] = set()
+        kw = client.connection_pool.connection_kwargs
+        self.location = f"redis://{kw.get('host', '?')}:{kw.get('port', '?')}/{kw.get('db', 0)}"
+
+    def _key(self, queue: str) -> str:
+        return _PREFIX + queue
+
+    def _ensure_group(self, queue: str) -> None:
+        if queue in self._groups:
+            return
+        try:
+            self._r.xgroup_create(self._key(queue), _GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._groups.add(queue)
+
+    def send(self, queue: str, body: bytes) -> str:
+        self._ensure_group(queue)
+        return self._r.xadd(self._key(queue), {b"b": body}).decode()
+
+    def send_many(self, queue: str, bodies: list[bytes]) -> list[str]:
+        self._ensure_group(queue)
+        pipe = self._r.pipeline(transaction=False)
+        for b in bodies:
+            pipe.xadd(self._key(queue), {b"b": b})
+        return [i.decode() for i in pipe.execute()]
+
+    def receive(self, queue: str, max_messages: int = 32, visibility_timeout: float = 30.0, wait: float = 0.0) -> list[Message]:
+        self._ensure_group(queue)
+        key = self._key(queue)
+        out: list[Message] = []
+        # messages received earlier and not deleted within the visibility timeout come back first
+        _next, claimed, *_ = self._r.xautoclaim(
+            key, _GROUP, self._consumer, min_idle_time=int(visibility_timeout * 1000), start_id="0-0", count=max_messages
+        )
+        for mid, fields in claimed:
+            if fields:
+                out.append(Message(mid.decode(), fields[b"b"], mid.decode(), 2))
+        if len(out) < max_messages:
+            block = int(wait * 1000) if wait > 0 and not out else None
+            resp = self._r.xreadgroup(_GROUP, self._consumer, {key: ">"}, count=max_messages - len(out), block=block)
+            for _stream, entries in resp or []:
+                for mid, fields in entries:
+                    out.append(Message(mid.decode(), fields[b"b"], mid.decode(), 1))
+        return out
+
+    def delete(self, queue: str, message: Message) -> None:
+        key = self._key(queue)
+        pipe = self._r.pipeline(transaction=False)
+        pipe.xack(key, _GROUP, message.receipt)
+        pipe.xdel(key, message.receipt)
+        pipe.execute()
+
+    def peek(self, queue: str, max_messages: int = 32) -> list[Message]:
+        entries = self._r.xrange(self._key(queue), count=max_messages)
+        return [Message(mid.decode(), f[b"b"], mid.decode(), 0) for mid, f in entries]
+
+    def length(self, queue: str) -> int:
+        return int(self._r.xlen(self._key(queue)))

@@ -1,0 +1,245 @@
+"""A workload in the blob store: what ``rqp pack`` writes and every role reads.
+
+Blobs under ``workloads/<id>/``:
+
+* ``data.enc``, ``script.enc`` -- encrypted streams (AAD binds workload id and role of the blob)
+* ``key.json``                  -- the data key wrapped under the KEK
+* ``manifest.json``             -- sizes and SHA-256 of both ciphertexts, format, KEK id; MACed
+                                   with the data key, written last (its presence = complete)
+* ``parts/<chunk>.<job>``       -- per-chunk encrypted results, written by processors
+* ``results.enc``, ``summary.enc`` -- written by the scheduler when the workload ends
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .crypto import DEFAULT_SEGMENT_SIZE, Sealer, aad, decrypt_stream, encrypt_stream, mac, new_data_key, verify_mac
+from .errors import BlobNotFoundError, IntegrityError, WorkloadError
+from .keys import KeyProvider, WrappedKey
+from .records import FORMATS
+from .storage import BlobStore
+
+__all__ = ["Manifest", "BlobInfo", "Workload", "pack", "check_workload_id", "blob_name", "new_workload_id"]
+
+MANIFEST_FORMAT = "rqp-workload/1"
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+READ_CHUNK = 4 << 20
+
+
+def check_workload_id(workload_id: str) -> str:
+    if not isinstance(workload_id, str) or not _ID_RE.match(workload_id):
+        raise WorkloadError(
+            f"invalid workload id {workload_id!r}: use 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+        )
+    return workload_id
+
+
+def new_workload_id(stem: str = "w") -> str:
+    import secrets
+
+    stem = re.sub(r"[^a-z0-9-]+", "-", stem.lower()).strip("-")[:30] or "w"
+    return f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def blob_name(workload_id: str, leaf: str) -> str:
+    return f"workloads/{workload_id}/{leaf}"
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    name: str
+    size: int
+    sha256: str
+    plain_size: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    workload: str
+    created: float
+    kek_id: str
+    format: str
+    data: BlobInfo
+    script: BlobInfo
+    delimiter: str = ","
+    segment_size: int = DEFAULT_SEGMENT_SIZE
+    mac: str = ""
+
+    def _body(self) -> bytes:
+        doc = asdict(self)
+        doc.pop("mac")
+        doc["manifest_format"] = MANIFEST_FORMAT
+        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+    def signed(self, key: bytes) -> "Manifest":
+        return Manifest(**{**self.__dict__, "mac": mac(key, aad("manifest", self.workload) + self._body())})
+
+    def verify(self, key: bytes) -> None:
+        verify_mac(key, aad("manifest", self.workload) + self._body(), self.mac, f"manifest of workload {self.workload}")
+
+    def to_json(self) -> bytes:
+        doc = asdict(self)
+        doc["manifest_format"] = MANIFEST_FORMAT
+        return json.dumps(doc, sort_keys=True, indent=1).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes, workload_id: str) -> "Manifest":
+        try:
+            doc = json.loads(raw)
+            if doc.pop("manifest_format", None) != MANIFEST_FORMAT:
+                raise ValueError("unknown manifest format")
+            doc["data"] = BlobInfo(**doc["data"])
+            doc["script"] = BlobInfo(**doc["script"])
+            m = cls(**doc)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise IntegrityError(f"manifest of workload {workload_id} is malformed ({exc}); re-pack the workload") from None
+        if m.workload != workload_id:
+            raise IntegrityError(f"manifest under workload {workload_id} names workload {m.workload}: blobs were moved; re-pack")
+        return m
+
+
+class _Tee:
+    """Counts and hashes what flows through, for manifest digests without a second pass."""
+
+    def __init__(self, chunks: Iterable[bytes], on_bytes: Callable[[int], None] | None = None) -> None:
+        self.chunks = chunks
+        self.size = 0
+        self.sha = hashlib.sha256()
+        self.on_bytes = on_bytes
+
+    def __iter__(self) -> Iterator[bytes]:
+        for c in self.chunks:
+            self.size += len(c)
+            self.sha.update(c)
+            if self.on_bytes:
+                self.on_bytes(len(c))
+            yield c
+
+
+def _read_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> Iterator[bytes]:
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise WorkloadError(f"cannot read {path}: {exc.strerror}") from None
+    with fh:
+        while piece := fh.read(READ_CHUNK):
+            if on_bytes:
+                on_bytes(len(piece))
+            yield piece
+
+
+def pack(
+    store: BlobStore,
+    keys: KeyProvider,
+    workload_id: str,
+    data: Path,
+    script: Path,
+    *,
+    fmt: str = "jsonl",
+    delimiter: str = ",",
+    replace: bool = False,
+    segment_size: int = DEFAULT_SEGMENT_SIZE,
+    progress: Callable[[int], None] | None = None,
+) -> Manifest:
+    """Encrypt ``data`` and ``script`` under a fresh data key and upload them, streaming."""
+    check_workload_id(workload_id)
+    if fmt not in FORMATS:
+        raise WorkloadError(f"unknown data format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if not replace and store.exists(blob_name(workload_id, "manifest.json")):
+        raise WorkloadError(f"workload {workload_id} already exists in {store.location}; choose another --id or pass --replace")
+    script_bytes = b"".join(_read_file(Path(script)))
+    try:
+        compile(script_bytes, str(script), "exec")
+    except SyntaxError as exc:
+        raise WorkloadError(f"{script} has a syntax error at line {exc.lineno}: {exc.msg}; fix it before packing") from None
+    key = new_data_key()
+    try:
+        infos = {}
+        for role, source in (("data", _read_file(Path(data), progress)), ("script", [script_bytes])):
+            plain = _Tee(source)
+            ct = _Tee(encrypt_stream(key, plain, aad(role, workload_id), segment_size))
+            name = blob_name(workload_id, f"{role}.enc")
+            store.put_stream(name, ct)
+            infos[role] = BlobInfo(name, ct.size, ct.sha.hexdigest(), plain.size)
+        store.put(blob_name(workload_id, "key.json"), keys.wrap(key).to_json())
+        manifest = Manifest(
+            workload=workload_id,
+            created=time.time(),
+            kek_id=keys.kek_id,
+            format=fmt,
+            data=infos["data"],
+            script=infos["script"],
+            delimiter=delimiter,
+            segment_size=segment_size,
+        ).signed(key)
+        store.put(blob_name(workload_id, "manifest.json"), manifest.to_json())
+        return manifest
+    finally:
+        del key
+
+
+class Workload:
+    """An opened workload: manifest verified, data key unwrapped (held in memory only)."""
+
+    def __init__(self, store: BlobStore, manifest: Manifest, key: bytes) -> None:
+        self.store = store
+        self.manifest = manifest
+        self.id = manifest.workload
+        self.key = key
+        self.sealer = Sealer(key)
+
+    @classmethod
+    def open(cls, store: BlobStore, keys: KeyProvider, workload_id: str) -> "Workload":
+        check_workload_id(workload_id)
+        try:
+            raw = store.get(blob_name(workload_id, "manifest.json"))
+        except BlobNotFoundError:
+            raise WorkloadError(f"workload {workload_id} not found in {store.location}; pack it with 'rqp pack' or check RQP_BLOB_URL") from None
+        manifest = Manifest.from_json(raw, workload_id)
+        wrapped = WrappedKey.from_json(store.get(blob_name(workload_id, "key.json")))
+        key = keys.unwrap(wrapped)
+        manifest.verify(key)
+        return cls(store, manifest, key)
+
+    def _check_blob(self, info: BlobInfo, what: str) -> None:
+        try:
+            size = self.store.size(info.name)
+        except BlobNotFoundError:
+            raise IntegrityError(f"{what} of workload {self.id} is missing from {self.store.location}; re-pack the workload") from None
+        if size != info.size:
+            raise IntegrityError(
+                f"{what} of workload {self.id} is {size} bytes but the manifest says {info.size}: truncated or replaced; re-pack the workload"
+            )
+
+    def script_source(self) -> bytes:
+        info = self.manifest.script
+        self._check_blob(info, "script")
+        raw = self.store.get(info.name)
+        if hashlib.sha256(raw).hexdigest() != info.sha256:
+            raise IntegrityError(f"script of workload {self.id} does not match its manifest digest: tampered with; re-pack the workload")
+        return b"".join(decrypt_stream(self.key, [raw], aad("script", self.id), f"script of workload {self.id}"))
+
+    def data_chunks(self) -> Iterator[bytes]:
+        """Decrypted data, streamed segment by segment; every segment is authenticated before it
+        is yielded, and the whole ciphertext is checked against the manifest digest at the end."""
+        info = self.manifest.data
+        self._check_blob(info, "data")
+        tee = _Tee(self.store.iter_chunks(info.name))
+        yield from decrypt_stream(self.key, tee, aad("data", self.id), f"data of workload {self.id}")
+        if tee.sha.hexdigest() != info.sha256 or tee.size != info.size:
+            raise IntegrityError(f"data of workload {self.id} does not match its manifest digest: tampered with; re-pack the workload")
+
+    # sealed small values bound to this workload -------------------------------------------
+    def seal(self, purpose: str, item: Any, plaintext: bytes) -> bytes:
+        return self.sealer.seal(plaintext, aad(purpose, self.id, item))
+
+    def open_sealed(self, purpose: str, item: Any, sealed: bytes) -> bytes:
+        return self.sealer.open(sealed, aad(purpose, self.id, item), f"{purpose} {item} of workload {self.id}")

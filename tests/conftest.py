@@ -1,0 +1,58 @@
+"""Fixtures shared by the whole suite: real servers on free ports, stopped afterwards."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+
+from rqp.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """One real Redis-compatible server for the session (redis-server or embedded Valkey)."""
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server) -> str:
+    """A clean database for each test."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def r(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def kek(tmp_path_factory):
+    """A real RSA-3072 key-encryption key pair, generated once per session."""
+    from rqp.keys import generate_kek
+
+    d = tmp_path_factory.mktemp("keys")
+    generate_kek(d / "kek.pem", d / "kek.pub.pem")
+    return d / "kek.pem", d / "kek.pub.pem"
+
+
+@pytest.fixture(scope="session")
+def other_kek(tmp_path_factory):
+    from rqp.keys import generate_kek
+
+    d = tmp_path_factory.mktemp("keys-other")
+    generate_kek(d / "kek.pem", d / "kek.pub.pem")
+    return d / "kek.pem", d / "kek.pub.pem"
