@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ import redis
 
 from .layout import WorkloadKeys
 
-__all__ = ["QUEUED", "PROCESSING", "DONE", "FAILED", "STATES", "StatusRecord", "Progress", "read_progress"]
+__all__ = ["QUEUED", "PROCESSING", "DONE", "FAILED", "STATES", "StatusRecord", "Progress", "read_progress", "bit_positions"]
 
 QUEUED = "queued"
 PROCESSING = "processing"
@@ -129,3 +130,14 @@ def read_progress(r: redis.Redis, workload_id: str) -> Progress | None:
         processed_seconds=float(p.get("seconds", 0.0)),
         error=m.get("error"),
     )
+
+
+def bit_positions(bitmap: bytes | None) -> Iterator[int]:
+    """Record ids whose bit is set in a Redis bitmap (bit 0 is the high bit of byte 0)."""
+    if not bitmap:
+        return
+    for i, byte in enumerate(bitmap):
+        if byte:
+            for b in range(8):
+                if byte & (0x80 >> b):
+                    yield i * 8 + b

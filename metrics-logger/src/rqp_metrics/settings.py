@@ -1,0 +1,160 @@
+"""The metrics logger's own settings, read from ``RQP_*`` environment variables.
+
+The shared ones (where to store, which queue backend) stay in ``rqp.config.Settings``; these are
+the few only this role needs, validated at start so a typo fails with one line instead of an
+empty report a day later.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from rqp.errors import ConfigError
+
+__all__ = [
+    "MetricsSettings",
+    "SOURCES",
+    "DEFAULT_INTERVAL_SECONDS",
+    "DEFAULT_METRICS_QUEUE",
+    "DEFAULT_SOURCE",
+    "DEFAULT_AZURE_LOOKBACK_SECONDS",
+    "DEFAULT_SPOOL_MAX_SAMPLES",
+]
+
+DEFAULT_INTERVAL_SECONDS = 60.0
+MIN_INTERVAL_SECONDS = 1.0
+DEFAULT_METRICS_QUEUE = "rqp-metrics"
+DEFAULT_SOURCE = "host"
+SOURCES = ("host", "azure", "both")
+#: Azure Monitor publishes a minute's value a few minutes late: each cycle re-reads this far back
+#: and keeps only points newer than the last one seen
+DEFAULT_AZURE_LOOKBACK_SECONDS = 600.0
+#: samples held in memory while storage is down (~200 bytes each: ~20 MB)
+DEFAULT_SPOOL_MAX_SAMPLES = 100_000
+
+#: setting name → environment variable
+ENV_NAMES = {
+    "interval": "RQP_METRICS_INTERVAL",
+    "source": "RQP_METRICS_SOURCE",
+    "metrics_queue": "RQP_METRICS_QUEUE",
+    "host_name": "RQP_METRICS_HOST_NAME",
+    "azure_subscription_id": "RQP_AZURE_SUBSCRIPTION_ID",
+    "azure_resource_group": "RQP_AZURE_RESOURCE_GROUP",
+    "arm_url": "RQP_AZURE_ARM_URL",
+    "azure_lookback": "RQP_METRICS_AZURE_LOOKBACK",
+    "spool_max_samples": "RQP_METRICS_SPOOL_MAX",
+}
+
+_LOOPBACK_NAMES = ("localhost",)
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    #: seconds between cycles
+    interval: float = DEFAULT_INTERVAL_SECONDS
+    #: host (psutil on this machine), azure (Azure Monitor, every VM of a resource group) or both
+    source: str = DEFAULT_SOURCE
+    #: queue receiving one summary message per cycle
+    metrics_queue: str = DEFAULT_METRICS_QUEUE
+    #: the VM name host samples are filed under (default: this machine's host name)
+    host_name: str = ""
+    azure_subscription_id: str | None = None
+    azure_resource_group: str | None = None
+    #: Azure Resource Manager endpoint (ARM and Monitor share it); None = public Azure cloud.
+    #: Plain http is accepted only for a loopback address (a local test stub)
+    arm_url: str | None = None
+    azure_lookback: float = DEFAULT_AZURE_LOOKBACK_SECONDS
+    spool_max_samples: int = DEFAULT_SPOOL_MAX_SAMPLES
+
+    def __post_init__(self) -> None:
+        if not self.host_name:
+            object.__setattr__(self, "host_name", socket.gethostname() or "localhost")
+        self._validate()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "MetricsSettings":
+        """Environment first, then explicit overrides (CLI flags); ``None`` overrides are ignored."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name, var in ENV_NAMES.items():
+            if env.get(var, "") != "":
+                values[name] = env[var]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**_converted(values))
+
+    @property
+    def uses_azure(self) -> bool:
+        return self.source in ("azure", "both")
+
+    @property
+    def uses_host(self) -> bool:
+        return self.source in ("host", "both")
+
+    def _validate(self) -> None:
+        if self.source not in SOURCES:
+            raise ConfigError(f"RQP_METRICS_SOURCE must be one of {', '.join(SOURCES)}, got {self.source!r}")
+        if self.interval < MIN_INTERVAL_SECONDS:
+            raise ConfigError(f"RQP_METRICS_INTERVAL must be at least {MIN_INTERVAL_SECONDS:g} seconds, got {self.interval:g}")
+        if self.azure_lookback <= 0:
+            raise ConfigError(f"RQP_METRICS_AZURE_LOOKBACK must be positive seconds, got {self.azure_lookback:g}")
+        if self.spool_max_samples < 1:
+            raise ConfigError(f"RQP_METRICS_SPOOL_MAX must be at least 1, got {self.spool_max_samples}")
+        q = self.metrics_queue
+        if not q or not all(c.isalnum() or c in "-_" for c in q):
+            raise ConfigError(f"RQP_METRICS_QUEUE must be letters, digits, '-' or '_', got {q!r}")
+        if self.uses_azure:
+            if not self.azure_subscription_id:
+                raise ConfigError(f"RQP_METRICS_SOURCE={self.source} needs RQP_AZURE_SUBSCRIPTION_ID (the subscription holding the VMs)")
+            if not self.azure_resource_group:
+                raise ConfigError(f"RQP_METRICS_SOURCE={self.source} needs RQP_AZURE_RESOURCE_GROUP (the resource group holding the VMs)")
+        if self.arm_url is not None:
+            _check_arm_url(self.arm_url)
+
+
+def _check_arm_url(url: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigError(f"RQP_AZURE_ARM_URL must be an https:// URL like https://management.azure.com, got {url!r}")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ConfigError(
+            f"RQP_AZURE_ARM_URL {url!r} is plain http to a non-loopback host; bearer tokens need https (http is only for a local stub on 127.0.0.1)"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _converted(values: dict[str, Any]) -> dict[str, Any]:
+    types = {f.name: f.type for f in fields(MetricsSettings)}
+    out: dict[str, Any] = {}
+    for name, raw in values.items():
+        if name not in types:
+            raise ConfigError(f"unknown metrics setting {name!r}; known: {', '.join(sorted(types))}")
+        typ = str(types[name])
+        var = ENV_NAMES.get(name, name)
+        try:
+            if typ == "float":
+                out[name] = float(raw)
+            elif typ == "int":
+                if isinstance(raw, bool):
+                    raise ValueError
+                out[name] = int(raw)
+            elif typ.startswith("str | None"):
+                out[name] = None if raw in (None, "") else str(raw)
+            else:
+                out[name] = str(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{var} must be a {typ.split(' ')[0]}, got {raw!r}") from None
+    return out

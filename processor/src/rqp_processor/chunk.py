@@ -1,0 +1,234 @@
+"""Run one chunk: authenticate the job, lease it, process every record, commit atomically.
+
+Round trips per chunk, whatever its size: one to start (lease + "processing" statuses + fetch
+all record ciphertexts), one blob write for the results part, one to commit (statuses, done
+and failed bits, retries, outbox messages), one to publish the messages. RQ adds its own
+per-job bookkeeping on top, paid once per chunk instead of once per record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from typing import Any
+
+import redis
+
+from rqp.config import Settings
+from rqp.errors import ForbiddenJobError, IntegrityError, RqpError, ScriptError, WorkloadError
+from rqp.jobs import ChunkSpec, open_spec
+from rqp.keys import KeyProvider
+from rqp.layout import OUTBOX, OUTBOX_TIMES, REJECTED, WorkloadKeys, parse_job_id
+from rqp.lua import Scripts
+from rqp.messages import pack_messages, publish_outbox
+from rqp.parts import encode_part, part_blob
+from rqp.script import describe_exception
+from rqp.status import DONE, FAILED, PROCESSING, QUEUED, StatusRecord
+from rqp.storage import BlobStore, MessageQueue
+
+from .context import ContextCache
+
+__all__ = ["ChunkProcessor", "LeaseKeeper", "backoff_delay"]
+
+log = logging.getLogger("rqp.processor")
+REJECTED_KEEP = 1000
+
+
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with jitter: attempt 1 waits about ``base``, each next one twice that."""
+    return min(cap, base * (2 ** (attempt - 1))) * random.uniform(0.5, 1.0)
+
+
+class LeaseKeeper(threading.Thread):
+    """Renews the lease of the chunk in hand, so a slow script is not mistaken for a dead worker,
+    while a dead worker's lease runs out and the scheduler re-runs its chunk."""
+
+    def __init__(self, client: redis.Redis, lease_seconds: float) -> None:
+        super().__init__(name="rqp-lease", daemon=True)
+        self.client = client
+        self.lease = lease_seconds
+        self.current: tuple[str, str] | None = None
+        self._wake = threading.Event()
+
+    def hold(self, pending_key: str, jid: str) -> None:
+        self.current = (pending_key, jid)
+
+    def release(self) -> None:
+        self.current = None
+
+    def run(self) -> None:
+        while not self._wake.wait(self.lease / 3):
+            cur = self.current
+            if cur is None:
+                continue
+            try:
+                self.client.zadd(cur[0], {cur[1]: time.time() + self.lease}, xx=True)
+            except redis.RedisError as exc:  # the next renewal retries; the lease has slack
+                log.warning("lease renewal for %s failed: %s", cur[1], exc)
+
+    def stop(self) -> None:
+        self._wake.set()
+
+
+class ChunkProcessor:
+    def __init__(self, settings: Settings, client: redis.Redis, store: BlobStore, mq: MessageQueue, keys: KeyProvider, worker_name: str | None = None) -> None:
+        self.settings = settings
+        self.r = client
+        self.store = store
+        self.mq = mq
+        self.scripts = Scripts(client)
+        self.contexts = ContextCache(store, keys)
+        self.worker = worker_name or f"{socket.gethostname()}:{os.getpid()}"
+        self.lease = LeaseKeeper(client, settings.lease_seconds)
+        self.lease.start()
+
+    # ------------------------------------------------------------------ entry point
+    def run(self, jid: str, workload_id: str, sealed_spec: str) -> dict[str, Any]:
+        """Called by the worker for each RQ job; the only code path a job can reach."""
+        try:
+            workload = self.contexts.workload(workload_id)
+            spec = open_spec(workload, jid, sealed_spec)
+            if parse_job_id(jid)[:2] != (workload_id, spec.chunk):
+                raise ForbiddenJobError(f"job {jid} carries the spec of chunk {spec.chunk}; rejected")
+        except (ForbiddenJobError, WorkloadError, ValueError) as exc:
+            reason = exc if isinstance(exc, ForbiddenJobError) else ForbiddenJobError(
+                f"job {jid} names workload {workload_id!r}, which rqp does not know ({exc}); rejected before any user code ran"
+            )
+            self._reject(jid, workload_id, str(reason))
+            raise reason from None
+        except RqpError as exc:
+            # a real workload this processor cannot open (wrong KEK, tampered manifest):
+            # say so where the scheduler and 'rqp status' look, then let RQ mark the job failed
+            self.r.hset(WorkloadKeys(workload_id).meta, "processor_error", f"{self.worker}: {exc}")
+            raise
+        return self.process(jid, workload, spec)
+
+    def _reject(self, jid: str, workload_id: str, reason: str) -> None:
+        entry = json.dumps({"job": jid, "workload": workload_id, "worker": self.worker, "at": time.time(), "reason": reason})
+        pipe = self.r.pipeline(transaction=False)
+        pipe.lpush(REJECTED, entry)
+        pipe.ltrim(REJECTED, 0, REJECTED_KEEP - 1)
+        pipe.execute()
+        log.error("%s", reason)
+
+    # ------------------------------------------------------------------ the chunk
+    def process(self, jid: str, workload: Any, spec: ChunkSpec) -> dict[str, Any]:
+        k = WorkloadKeys(workload.id)
+        records = spec.records()
+        rids = [rid for rid, _ in records]
+        started = time.time()
+        processing = []
+        for rid, attempt in records:
+            st = StatusRecord(workload.id, rid, PROCESSING, attempt, None, None, started, None, self.worker, jid)
+            processing += (rid, st.seal(workload))
+        cts = self.scripts.start(
+            keys=[k.pending, k.n, k.rec, k.st],
+            args=[jid, started + self.settings.lease_seconds, len(rids), len(rids), *rids, *processing],
+        )
+        if cts is None:
+            log.info("job %s is no longer pending (re-run elsewhere); skipped", jid)
+            return {"skipped": True}
+        self.lease.hold(k.pending, jid)
+        try:
+            outcome = self._run_records(jid, workload, spec, records, cts, started)
+        finally:
+            self.lease.release()
+        return outcome
+
+    def _run_records(self, jid: str, workload: Any, spec: ChunkSpec, records: list[tuple[int, int]], cts: list[bytes | None], started: float) -> dict[str, Any]:
+        script_error: str | None = None
+        try:
+            script = self.contexts.get(workload.id).script
+        except ScriptError as exc:
+            script, script_error = None, str(exc)
+        process = script.process if script else None
+        results: list[tuple[int, bytes]] = []
+        statuses: list[Any] = []
+        done: list[int] = []
+        failed: list[int] = []
+        retries: list[Any] = []
+        published: list[bytes] = []
+        t0 = time.perf_counter()
+        for (rid, attempt), ct in zip(records, cts):
+            error: str | None = None
+            retryable = False
+            if script_error is not None:
+                error = script_error
+            elif ct is None:
+                error = "record ciphertext is missing from Redis (deleted behind rqp's back); re-schedule the workload"
+            else:
+                try:
+                    payload = workload.open_sealed("record", rid, ct)
+                    record = json.loads(payload)
+                except IntegrityError as exc:
+                    error = str(exc)
+                except ValueError as exc:
+                    error = f"malformed record: not valid JSON ({exc})"
+                else:
+                    try:
+                        result = process(record)  # type: ignore[misc]
+                    except Exception as exc:  # the user's code: any exception fails this record only
+                        error = f"process() raised {describe_exception(exc, workload.id)}"
+                        retryable = True
+                    else:
+                        try:
+                            out = json.dumps(result, separators=(",", ":")).encode()
+                        except (TypeError, ValueError) as exc:
+                            error = f"process() returned a value that is not JSON-serializable: {exc}"
+                        else:
+                            results.append((rid, workload.seal("result", rid, out)))
+                            done.append(rid)
+                            st = StatusRecord(workload.id, rid, DONE, attempt, None, None, started, time.time(), self.worker, jid)
+                            raw = st.to_json()
+                            statuses += (rid, workload.seal("status", rid, raw))
+                            published.append(raw)
+                            continue
+            now = time.time()
+            if retryable and attempt < spec.max_attempts:
+                due = now + backoff_delay(attempt, spec.backoff, spec.backoff_max)
+                retries += (f"{rid}:{attempt + 1}", due)
+                st = StatusRecord(workload.id, rid, QUEUED, attempt, error, due, started, now, self.worker, jid)
+                statuses += (rid, st.seal(workload))
+            else:
+                failed.append(rid)
+                st = StatusRecord(workload.id, rid, FAILED, attempt, error, None, started, now, self.worker, jid)
+                raw = st.to_json()
+                statuses += (rid, workload.seal("status", rid, raw))
+                published.append(raw)
+        elapsed = time.perf_counter() - t0
+        part_name = ""
+        if results:
+            _w, chunk, gen = parse_job_id(jid)
+            part_name = part_blob(workload.id, f"{chunk}-{gen}")
+            self.store.put(part_name, encode_part(results))
+        first, last = (spec.runs[0][0], spec.runs[-1][0] + spec.runs[-1][1] - 1) if spec.chunk.startswith("c") else (-1, -1)
+        messages = pack_messages(workload, "status", published, self.mq.max_message_bytes) if published else []
+        k = WorkloadKeys(workload.id)
+        committed = self.scripts.commit(
+            keys=[k.pending, k.n, k.rec, k.st, k.done, k.failed, k.retry, k.parts, k.perf, k.spec, OUTBOX, OUTBOX_TIMES],
+            args=[
+                jid, spec.chunk, f"{part_name}|{first}|{last}", elapsed, time.time(), len(records),
+                len(statuses) // 2, *statuses,
+                len(done), *done,
+                len(failed), *failed,
+                len(retries) // 2, *retries,
+                len(messages), *[x for m in messages for x in m],
+            ],
+        )
+        if not committed:
+            # the scheduler re-ran this chunk elsewhere while we were slow: that run's commit counts
+            if part_name:
+                self.store.delete(part_name)
+            log.warning("job %s lost its lease before commit; its results were discarded (the re-run counts)", jid)
+            return {"discarded": True}
+        if messages:
+            try:
+                publish_outbox(self.r, self.mq, [mid for mid, _ in messages])
+            except (RqpError, redis.RedisError) as exc:  # left in the outbox; the scheduler publishes it later
+                log.warning("status messages for %s stay in the outbox: %s", jid, exc)
+        return {"done": len(done), "failed": len(failed), "retrying": len(retries) // 2}

@@ -1,0 +1,101 @@
+"""``rqp-processor``: M worker processes on this host, kept alive, stopped gracefully.
+
+SIGTERM/SIGINT (``docker compose stop``, scale-down) is passed to every worker, which finishes
+the chunk in hand and exits (RQ's warm shutdown); a worker still busy after the grace period is
+killed, and its chunk's lease runs out and is re-run elsewhere -- never half-committed, since a
+chunk's commit is one atomic Redis script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from rqp.config import Settings
+from rqp.connect import connect_redis, open_key_provider
+from rqp.errors import RqpError
+
+__all__ = ["main", "DEFAULT_GRACE_SECONDS", "RESTART_BACKOFF_MAX"]
+
+log = logging.getLogger("rqp.processor")
+DEFAULT_GRACE_SECONDS = 25.0
+RESTART_BACKOFF_MAX = 30.0
+
+
+def _spawn(args: argparse.Namespace) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "rqp_processor.worker", "--log-level", args.log_level]
+    if args.config:
+        cmd += ["--config", args.config]
+    if args.burst:
+        cmd.append("--burst")
+    return subprocess.Popen(cmd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="rqp-processor", description="run rqp worker processes on this host")
+    ap.add_argument("--config", help="TOML settings file (else RQP_CONFIG / RQP_* environment)")
+    ap.add_argument("--workers", "-w", type=int, help="worker processes (default: RQP_WORKERS or the CPU count)")
+    ap.add_argument("--burst", action="store_true", help="workers exit once the queue is empty")
+    ap.add_argument("--grace", type=float, default=DEFAULT_GRACE_SECONDS, help="seconds a worker may take to finish its chunk on shutdown")
+    ap.add_argument("--log-level", default=os.environ.get("RQP_LOG_LEVEL", "WARNING"))
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s rqp-processor %(levelname)s %(message)s")
+    try:
+        settings = Settings.load(args.config, workers=args.workers)
+        # fail fast, in one line, on what every worker would fail on
+        connect_redis(settings).close()
+        open_key_provider(settings)
+    except RqpError as exc:
+        print(f"rqp-processor: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    n = settings.worker_count
+    procs = [_spawn(args) for _ in range(n)]
+    print(f"rqp-processor: {n} worker processes on queue {settings.rq_queue!r} ({settings.redis_url_safe})", file=sys.stderr, flush=True)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    restarts = [0] * n
+    while not stop.is_set():
+        for i, p in enumerate(procs):
+            code = p.poll()
+            if code is None:
+                continue
+            if args.burst and code == 0:
+                continue
+            if code in (2, 3, 6):  # configuration, key or Redis errors: restarting will not help soon
+                delay = RESTART_BACKOFF_MAX
+            else:
+                delay = min(RESTART_BACKOFF_MAX, 0.5 * 2 ** restarts[i])
+            log.warning("worker %d (pid %d) exited with %s; restarting in %.1fs", i, p.pid, code, delay)
+            restarts[i] += 1
+            if not stop.wait(delay):
+                procs[i] = _spawn(args)
+        if args.burst and all(p.poll() is not None for p in procs):
+            break
+        stop.wait(0.5)
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + args.grace
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("worker pid %d did not finish within %.0fs; killed (its chunk will be re-run)", p.pid, args.grace)
+            p.kill()
+            p.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

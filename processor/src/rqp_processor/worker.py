@@ -1,0 +1,77 @@
+"""One worker process: an RQ SimpleWorker that can run nothing but rqp chunks.
+
+SimpleWorker (no fork per job) keeps the workload context -- unwrapped key, imported script --
+warm across chunks; isolation between workloads comes from the processor running only
+authenticated chunks of workloads whose key it holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import sys
+
+from rq import Queue, SimpleWorker
+from rq.job import get_current_job
+
+from rqp.config import Settings
+from rqp.connect import connect_redis, open_blob_store, open_key_provider, open_message_queue
+from rqp.errors import RqpError
+from rqp.jobs import JSONSerializer, RqpJob
+
+from .chunk import ChunkProcessor
+
+__all__ = ["ProcessorJob", "RqpWorker", "build_worker", "main"]
+
+
+class ProcessorJob(RqpJob):
+    """RqpJob whose entry point is this process's chunk processor."""
+
+
+class RqpWorker(SimpleWorker):
+    """SimpleWorker with rqp's job class and serializer fixed; nothing else configurable from Redis."""
+
+
+def _entry(workload_id: str, sealed_spec: str) -> dict:
+    job = get_current_job()
+    assert job is not None
+    return _PROCESSOR.run(job.id, workload_id, sealed_spec)  # type: ignore[union-attr]
+
+
+_PROCESSOR: ChunkProcessor | None = None
+
+
+def build_worker(settings: Settings, name: str | None = None) -> RqpWorker:
+    global _PROCESSOR
+    r = connect_redis(settings)
+    store = open_blob_store(settings.blob_url)
+    mq = open_message_queue(settings, r)
+    keys = open_key_provider(settings)
+    name = name or f"rqp-{socket.gethostname()}-{os.getpid()}"
+    _PROCESSOR = ChunkProcessor(settings, r, store, mq, keys, worker_name=f"{socket.gethostname()}:{os.getpid()}")
+    ProcessorJob.entry = staticmethod(_entry)
+    queue = Queue(settings.rq_queue, connection=r, job_class=ProcessorJob, serializer=JSONSerializer)
+    return RqpWorker([queue], name=name, connection=r, job_class=ProcessorJob, serializer=JSONSerializer, default_result_ttl=0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="rqp-processor-worker", description="one rqp worker process (started by rqp-processor)")
+    ap.add_argument("--config")
+    ap.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    ap.add_argument("--log-level", default=os.environ.get("RQP_LOG_LEVEL", "WARNING"))
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        settings = Settings.load(args.config)
+        worker = build_worker(settings)
+    except RqpError as exc:
+        print(f"rqp-processor: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    worker.work(burst=args.burst, logging_level=args.log_level.upper(), with_scheduler=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

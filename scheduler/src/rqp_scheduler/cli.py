@@ -1,0 +1,143 @@
+"""``rqp-scheduler``: supervise workloads to the end.
+
+``rqp-scheduler run W [W ...]`` schedules the named workloads and exits when all are finished
+(exit 0 if every record is done, 1 if some failed); ``rqp-scheduler serve`` runs as a service,
+resuming unfinished workloads after a restart and taking new ones submitted with ``rqp submit``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+import redis
+
+from rqp.config import Settings
+from rqp.connect import connect_redis, open_blob_store, open_key_provider, open_message_queue
+from rqp.errors import RqpError
+from rqp.layout import SUBMISSIONS, WORKLOADS
+from rqp.status import read_progress
+
+from .run import DONE_STATE, FAILED_STATE, WorkloadRun
+
+__all__ = ["main", "Scheduler"]
+
+log = logging.getLogger("rqp.scheduler")
+REDIS_RETRY_MAX = 10.0
+
+
+class Scheduler:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.r = connect_redis(settings)
+        self.store = open_blob_store(settings.blob_url)
+        self.mq = open_message_queue(settings, self.r)
+        self.keys = open_key_provider(settings)
+        self.runs: dict[str, WorkloadRun] = {}
+        self.stop = threading.Event()
+        self.failures: dict[str, str] = {}
+
+    def add(self, workload_id: str) -> None:
+        if workload_id in self.runs:
+            return
+        run = WorkloadRun(self.settings, self.r, self.store, self.mq, self.keys, workload_id).start()
+        if run.finished:
+            log.info("workload %s is already done; nothing to schedule", workload_id)
+            return
+        self.runs[workload_id] = run
+
+    def resume_unfinished(self) -> None:
+        for wid in self.r.zrange(WORKLOADS, 0, -1):
+            wid = wid.decode()
+            state = self.r.hget(f"rqp:w:{wid}:meta", "state")
+            if state and state.decode() not in (DONE_STATE, FAILED_STATE):
+                self._try_add(wid)
+
+    def _try_add(self, wid: str) -> None:
+        try:
+            self.add(wid)
+        except RqpError as exc:
+            self.failures[wid] = str(exc)
+            log.error("workload %s: %s", wid, exc)
+
+    def loop(self, serve: bool = False) -> None:
+        backoff = 0.1
+        while not self.stop.is_set() and (serve or self.runs):
+            try:
+                if serve:
+                    while (sub := self.r.lpop(SUBMISSIONS)) is not None:
+                        self._try_add(sub.decode())
+                for wid, run in list(self.runs.items()):
+                    try:
+                        if run.step():
+                            del self.runs[wid]
+                    except RqpError as exc:
+                        self.failures[wid] = str(exc)
+                        log.error("workload %s: %s", wid, exc)
+                        del self.runs[wid]
+                backoff = 0.1
+                hint = min((run.wait_hint() for run in self.runs.values()), default=1.0)
+                self.stop.wait(hint)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("Redis unreachable (%s); retrying in %.1fs", str(exc).split("\n")[0], backoff)
+                for run in self.runs.values():
+                    run.reset_after_error()
+                self.stop.wait(backoff)
+                backoff = min(REDIS_RETRY_MAX, backoff * 2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="rqp-scheduler", description="queue workloads' records in Redis and supervise them to the end")
+    ap.add_argument("--config", help="TOML settings file (else RQP_CONFIG / RQP_* environment)")
+    ap.add_argument("--log-level", default=os.environ.get("RQP_LOG_LEVEL", "INFO"))
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    run_p = sub.add_parser("run", help="schedule workloads and exit when they are finished")
+    run_p.add_argument("workloads", nargs="+")
+    run_p.add_argument("--chunk-size", type=int)
+    sub.add_parser("serve", help="run as a service: resume unfinished workloads, take new submissions")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s rqp-scheduler %(levelname)s %(message)s")
+    try:
+        settings = Settings.load(args.config, chunk_size=getattr(args, "chunk_size", None))
+        sched = Scheduler(settings)
+    except RqpError as exc:
+        print(f"rqp-scheduler: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+    def on_signal(signum: int, _frame: object) -> None:
+        sched.stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if args.cmd == "run":
+        for wid in args.workloads:
+            try:
+                sched.add(wid)
+            except RqpError as exc:
+                print(f"rqp-scheduler: error: {exc}", file=sys.stderr)
+                return exc.exit_code
+        sched.loop()
+    else:
+        log.info("serving: Redis %s, blobs %s", settings.redis_url_safe, sched.store.location)
+        sched.resume_unfinished()
+        sched.loop(serve=True)
+    if sched.stop.is_set():
+        return 130
+    failed = 0
+    for wid in getattr(args, "workloads", []):
+        if wid in sched.failures:
+            print(f"rqp-scheduler: error: workload {wid}: {sched.failures[wid]}", file=sys.stderr)
+            return 1
+        p = read_progress(sched.r, wid)
+        if p is not None:
+            print(f"rqp-scheduler: workload {wid}: {p.state}: {p.done} done, {p.failed} failed of {p.total}", file=sys.stderr)
+            failed += p.failed
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

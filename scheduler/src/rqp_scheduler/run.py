@@ -1,0 +1,430 @@
+"""Supervise one workload from its first record to its summary.
+
+``WorkloadRun.step()`` does a bounded amount of work and returns; the scheduler loop steps every
+active workload in turn, so one scheduler supervises many workloads and a crash at any point is
+resumed by the next scheduler from what Redis holds:
+
+* enqueue: records stream out of the decrypted data into chunks, kept ``window`` chunks ahead of
+  the processors (so Redis holds only the in-flight window, and a data file larger than memory
+  works); each chunk is one MULTI: sealed records, queued statuses, sealed spec, the RQ job and
+  the cursor, so a restart neither skips nor duplicates a record;
+* retries: failed records whose backoff is due go out again in retry chunks;
+* reclaim: a chunk whose lease ran out (dead worker), whose RQ job failed, or that RQ lost is
+  re-run, or failed once it has used up its attempts;
+* finish: when every record is done or failed, results are consolidated and a summary written.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import zlib
+from datetime import datetime, timezone
+import os
+import socket
+import time
+from collections.abc import Iterator
+from itertools import islice
+from typing import Any
+
+import redis
+from rq import Queue, Worker
+
+from rqp.config import Settings
+from rqp.errors import ForbiddenJobError, RqpError, ScriptError, WorkloadError
+from rqp.jobs import ENTRY_POINT, JOB_TIMEOUT, ChunkSpec, JSONSerializer, RqpJob, open_spec, runs_of, seal_spec
+from rqp.keys import KeyProvider
+from rqp.layout import WORKLOADS, WorkloadKeys, job_id
+from rqp.lua import Scripts
+from rqp.messages import flush_outbox, make_envelope, outbox_add, pack_messages, publish_outbox
+from rqp.records import parse_records
+from rqp.script import load_script
+from rqp.status import FAILED, QUEUED, StatusRecord, read_progress
+from rqp.storage import BlobStore, MessageQueue
+from rqp.workload import Workload
+
+from .consolidate import consolidate
+
+__all__ = ["WorkloadRun", "RUNNING", "DONE_STATE", "FAILED_STATE", "LOCK_SECONDS"]
+
+log = logging.getLogger("rqp.scheduler")
+
+RUNNING = "running"
+CONSOLIDATING = "consolidating"
+DONE_STATE = "done"
+FAILED_STATE = "failed"
+LOCK_SECONDS = 30
+RECLAIM_INTERVAL = 1.0
+RQ_CHECK_INTERVAL = 5.0
+OUTBOX_INTERVAL = 5.0
+PROGRESS_INTERVAL = 2.0
+INF = float("inf")
+
+
+class WorkloadRun:
+    def __init__(self, settings: Settings, r: redis.Redis, store: BlobStore, mq: MessageQueue, keys: KeyProvider, workload_id: str) -> None:
+        self.settings = settings
+        self.r = r
+        self.store = store
+        self.mq = mq
+        self.k = WorkloadKeys(workload_id)
+        self.id = workload_id
+        self.me = f"{socket.gethostname()}:{os.getpid()}"
+        self.scripts = Scripts(r)
+        self.queue = Queue(settings.rq_queue, connection=r, job_class=RqpJob, serializer=JSONSerializer)
+        self.workload = Workload.open(store, keys, workload_id)
+        self.records: Iterator[tuple[bytes, str | None]] | None = None
+        self.exhausted = False
+        self.finished = False
+        self.chunk_size = settings.chunk_size
+        self._last = {"reclaim": 0.0, "rq": 0.0, "outbox": 0.0, "progress": 0.0, "lock": 0.0}
+        self._workers_seen = 0
+        self._needs_reopen = False
+        self._script: Any = None
+
+    # ------------------------------------------------------------------ start / resume
+    def start(self) -> "WorkloadRun":
+        self._take_lock()
+        meta = self._meta()
+        if meta.get("state") == DONE_STATE:
+            self.finished = True
+            self._release_lock()
+            return self
+        try:
+            script = load_script(self.workload.script_source(), self.id)
+        except ScriptError as exc:
+            self._fail_workload(str(exc))
+            raise
+        now = time.time()
+        if not meta:
+            pipe = self.r.pipeline()
+            pipe.hset(self.k.meta, mapping={
+                "state": RUNNING, "started_at": now, "enqueued": 0, "chunks": 0, "retry_seq": 0,
+                "format": self.workload.manifest.format, "scheduler": self.me,
+                "max_attempts": self.settings.max_attempts,
+            })
+            pipe.zadd(WORKLOADS, {self.id: now})
+            pipe.execute()
+            self._event("started", {"format": self.workload.manifest.format, "data_bytes": self.workload.manifest.data.plain_size})
+            log.info("workload %s: started", self.id)
+        else:
+            self.r.hset(self.k.meta, mapping={"state": RUNNING, "scheduler": self.me})
+            self.r.hdel(self.k.meta, "finished_at", "error")
+            log.info("workload %s: resuming after %s records", self.id, meta.get("enqueued", 0))
+        self._script = script
+        self._open_records()
+        return self
+
+    def _open_records(self) -> None:
+        """(Re)position the record stream at the committed cursor: after a restart, or after a
+        Redis error left it unknown whether the last chunk was enqueued."""
+        meta = self._meta()
+        self.exhausted = "total" in meta
+        self.records = None
+        if not self.exhausted:
+            m = self.workload.manifest
+            recs = parse_records(m.format, self.workload.data_chunks(), parse=self._script.parse, workload_id=self.id, delimiter=m.delimiter)
+            self.records = islice(recs, int(meta.get("enqueued", 0)), None)
+
+    def reset_after_error(self) -> None:
+        self.records = None
+        self._needs_reopen = True
+
+    def _meta(self) -> dict[str, str]:
+        return {a.decode(): b.decode() for a, b in self.r.hgetall(self.k.meta).items()}
+
+    def _take_lock(self) -> None:
+        if self.r.set(self.k.lock, self.me, nx=True, ex=LOCK_SECONDS):
+            return
+        holder = self.r.get(self.k.lock)
+        if holder is not None and holder.decode() != self.me:
+            raise WorkloadError(
+                f"workload {self.id} is already being scheduled by {holder.decode()}; wait for it, or stop it and retry in {LOCK_SECONDS}s"
+            )
+        self.r.set(self.k.lock, self.me, ex=LOCK_SECONDS)
+
+    def _renew_lock(self) -> None:
+        if self.r.set(self.k.lock, self.me, xx=True, ex=LOCK_SECONDS, get=True) not in (None, self.me.encode()):
+            raise WorkloadError(f"workload {self.id}: another scheduler took over its lock; this one stops supervising it")
+
+    def _release_lock(self) -> None:
+        if self.r.get(self.k.lock) == self.me.encode():
+            self.r.delete(self.k.lock)
+
+    # ------------------------------------------------------------------ one step
+    def step(self) -> bool:
+        """Advance; True once the workload is finished (summary written)."""
+        if self.finished:
+            return True
+        if self._needs_reopen:
+            self._open_records()
+            self._needs_reopen = False
+        now = time.monotonic()
+        if now - self._last["lock"] > LOCK_SECONDS / 3:
+            self._renew_lock()
+            self._last["lock"] = now
+        self._fill_window()
+        self._due_retries()
+        if now - self._last["reclaim"] > RECLAIM_INTERVAL:
+            self._reclaim_expired()
+            self._last["reclaim"] = now
+        if now - self._last["rq"] > RQ_CHECK_INTERVAL:
+            self._reclaim_lost()
+            self._last["rq"] = now
+        if now - self._last["outbox"] > OUTBOX_INTERVAL:
+            flush_outbox(self.r, self.mq)
+            self._last["outbox"] = now
+        if now - self._last["progress"] > PROGRESS_INTERVAL:
+            self._progress_event()
+            self._last["progress"] = now
+        if self.exhausted and self._idle():
+            self._finish()
+            return True
+        return False
+
+    def wait_hint(self) -> float:
+        """How long the loop may block before stepping again."""
+        return 0.02 if not self.exhausted else 0.1
+
+    def _idle(self) -> bool:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zcard(self.k.pending)
+        pipe.zcard(self.k.retry)
+        pending, retry = pipe.execute()
+        return pending == 0 and retry == 0
+
+    # ------------------------------------------------------------------ enqueue
+    def _window(self) -> int:
+        if self.settings.window_chunks:
+            return self.settings.window_chunks
+        if time.monotonic() - self._last.get("workers", 0.0) > 5:
+            self._workers_seen = Worker.count(connection=self.r, queue=self.queue)
+            self._last["workers"] = time.monotonic()
+        return max(16, 4 * self._workers_seen)
+
+    def _adapt_chunk_size(self) -> None:
+        if not self.settings.adaptive_chunks:
+            return
+        perf = self.r.hmget(self.k.perf, "records", "seconds")
+        if not perf[0] or not perf[1]:
+            return
+        per_record = float(perf[1]) / max(1, int(perf[0]))
+        if per_record <= 0:
+            self.chunk_size = self.settings.chunk_max
+            return
+        ideal = self.settings.chunk_target_seconds / per_record
+        self.chunk_size = int(min(self.settings.chunk_max, max(self.settings.chunk_min, ideal)))
+
+    def _fill_window(self) -> None:
+        if self.exhausted or self.records is None:
+            return
+        in_flight = self.r.zcard(self.k.pending)
+        window = self._window()
+        if in_flight >= window:
+            return
+        self._adapt_chunk_size()
+        budget = window - in_flight
+        while budget > 0 and not self.exhausted:
+            batch = list(islice(self.records, self.chunk_size))
+            if len(batch) < self.chunk_size:
+                self.exhausted = True
+            if batch or self.exhausted:
+                self._enqueue_chunk(batch)
+            budget -= 1
+
+    def _enqueue_chunk(self, batch: list[tuple[bytes, str | None]]) -> None:
+        meta = self.r.hmget(self.k.meta, "enqueued", "chunks")
+        first, chunk_no = int(meta[0] or 0), int(meta[1] or 0)
+        now = time.time()
+        w = self.workload
+        records: dict[int, bytes] = {}
+        statuses: dict[int, bytes] = {}
+        malformed: list[int] = []
+        published: list[bytes] = []
+        good: list[tuple[int, int]] = []
+        for i, (payload, error) in enumerate(batch):
+            rid = first + i
+            if error is not None:
+                st = StatusRecord(self.id, rid, FAILED, 0, error, now, None, now, self.me, None)
+                raw = st.to_json()
+                statuses[rid] = w.seal("status", rid, raw)
+                published.append(raw)
+                malformed.append(rid)
+                continue
+            records[rid] = w.seal("record", rid, payload)
+            statuses[rid] = w.seal("status", rid, StatusRecord(self.id, rid, QUEUED, 0, None, now).to_json())
+            good.append((rid, 1))
+        pipe = self.r.pipeline(transaction=True)
+        if good:
+            spec = ChunkSpec(self.id, f"c{chunk_no:08d}", runs_of(good), self.settings.max_attempts, self.settings.retry_backoff, self.settings.retry_backoff_max)
+            self._queue_spec(pipe, spec, 0)
+            pipe.hset(self.k.rec, mapping=records)
+        if statuses:
+            pipe.hset(self.k.st, mapping=statuses)
+        for rid in malformed:
+            pipe.setbit(self.k.failed, rid, 1)
+        if published:
+            outbox_add(pipe, self.settings.status_queue, pack_messages(w, "status", published, self.mq.max_message_bytes), now)
+        pipe.hincrby(self.k.meta, "enqueued", len(batch))
+        pipe.hincrby(self.k.meta, "chunks", 1)
+        if self.exhausted:
+            pipe.hset(self.k.meta, "total", first + len(batch))
+        pipe.execute()
+
+    def _queue_spec(self, pipe: Any, spec: ChunkSpec, gen: int) -> str:
+        jid = job_id(self.id, spec.chunk, gen)
+        sealed = seal_spec(self.workload, jid, spec)
+        pipe.hset(self.k.spec, jid, sealed)
+        pipe.zadd(self.k.pending, {jid: INF})
+        data = Queue.prepare_data(
+            ENTRY_POINT, args=[self.id, base64.b64encode(sealed).decode()], job_id=jid,
+            timeout=JOB_TIMEOUT, result_ttl=0, failure_ttl=7 * 86400, description=f"rqp {self.id} {spec.chunk} ({spec.size} records)",
+        )
+        self.queue.enqueue_many([data], pipeline=pipe)
+        return jid
+
+    # ------------------------------------------------------------------ retries
+    def _due_retries(self) -> None:
+        due = self.r.zrangebyscore(self.k.retry, "-inf", time.time(), start=0, num=self.settings.chunk_max)
+        if not due:
+            return
+        records = []
+        for member in due:
+            rid, att = member.decode().split(":")
+            records.append((int(rid), int(att)))
+        seq = self.r.hincrby(self.k.meta, "retry_seq", 1)
+        spec = ChunkSpec(self.id, f"r{seq:08d}", runs_of(records), self.settings.max_attempts, self.settings.retry_backoff, self.settings.retry_backoff_max)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.zrem(self.k.retry, *due)
+        self._queue_spec(pipe, spec, 0)
+        pipe.execute()
+        log.info("workload %s: retrying %d records", self.id, len(records))
+
+    # ------------------------------------------------------------------ reclaim
+    def _reclaim_expired(self) -> None:
+        for jid in self.r.zrangebyscore(self.k.pending, "-inf", time.time()):
+            self._reclaim(jid.decode(), "its worker stopped renewing the chunk lease (worker died or hung)")
+
+    def _reclaim_lost(self) -> None:
+        """Queued chunks whose RQ job failed, vanished, or started on a worker that died before
+        taking the lease."""
+        queued = [j.decode() for j in self.r.zrangebyscore(self.k.pending, INF, INF)]
+        if not queued:
+            return
+        pipe = self.r.pipeline(transaction=False)
+        for jid in queued:
+            pipe.hmget(f"rq:job:{jid}", "status", "started_at", "exc_info")
+        horizon = time.time() - self.settings.lease_seconds
+        for jid, (status, started_at, exc_info) in zip(queued, pipe.execute()):
+            status = status.decode() if status else None
+            if status in ("queued", "deferred", "scheduled"):
+                continue
+            if status == "started" and started_at and _rq_time(started_at) > horizon:
+                continue
+            if status is None and self.r.zscore(self.k.pending, jid) != INF:
+                continue  # committed (result_ttl=0 deleted the job) or leased meanwhile
+            reason = self._rq_failure_reason(status, exc_info)
+            self._reclaim(jid, reason)
+
+    def _rq_failure_reason(self, status: str | None, exc_info: bytes | None) -> str:
+        err = self.r.hget(self.k.meta, "processor_error")
+        if err:
+            return err.decode()
+        if exc_info:
+            try:
+                text = zlib.decompress(exc_info).decode(errors="replace")
+            except zlib.error:
+                text = exc_info.decode(errors="replace")
+            lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+            if lines:
+                return lines[-1].strip()
+        return f"its RQ job was {status or 'lost from Redis'}"
+
+    def _reclaim(self, jid: str, reason: str) -> None:
+        sealed = self.scripts.reclaim(keys=[self.k.pending, self.k.n, self.k.spec], args=[jid])
+        if sealed is None:
+            return  # it committed first
+        try:
+            spec = open_spec(self.workload, jid, sealed)
+        except ForbiddenJobError as exc:
+            log.error("workload %s: cannot reclaim %s: %s", self.id, jid, exc)
+            return
+        pipe = self.r.pipeline(transaction=False)
+        for rid, _ in spec.records():
+            pipe.getbit(self.k.done, rid)
+        done_bits = pipe.execute()
+        todo = [(rid, att + 1) for (rid, att), bit in zip(spec.records(), done_bits) if not bit]
+        again = [(rid, att) for rid, att in todo if att <= spec.max_attempts]
+        give_up = [(rid, att - 1) for rid, att in todo if att > spec.max_attempts]
+        now = time.time()
+        pipe = self.r.pipeline(transaction=True)
+        gen = int(jid.rsplit("-", 1)[1]) + 1
+        if again:
+            self._queue_spec(pipe, ChunkSpec(self.id, spec.chunk, runs_of(again), spec.max_attempts, spec.backoff, spec.backoff_max), gen)
+        if give_up:
+            published = []
+            for rid, att in give_up:
+                st = StatusRecord(self.id, rid, FAILED, att, f"chunk {spec.chunk} was re-run {att} times: {reason}", None, None, now, None, jid)
+                raw = st.to_json()
+                pipe.hset(self.k.st, rid, self.workload.seal("status", rid, raw))
+                pipe.setbit(self.k.failed, rid, 1)
+                published.append(raw)
+            outbox_add(pipe, self.settings.status_queue, pack_messages(self.workload, "status", published, self.mq.max_message_bytes), now)
+        pipe.hincrby(self.k.meta, "reclaimed", 1)
+        pipe.execute()
+        log.warning("workload %s: chunk %s re-queued (%d records) or failed (%d): %s", self.id, spec.chunk, len(again), len(give_up), reason)
+
+    # ------------------------------------------------------------------ events and finish
+    def _event(self, kind: str, data: dict[str, Any], durable: bool = False) -> None:
+        payload = {"event": kind, "workload": self.id, "at": time.time(), **data}
+        message = make_envelope(self.workload, "event", payload)
+        if durable:
+            pipe = self.r.pipeline(transaction=True)
+            outbox_add(pipe, self.settings.events_queue, [message])
+            pipe.execute()
+            publish_outbox(self.r, self.mq, [message[0]])
+        else:
+            try:
+                self.mq.send(self.settings.events_queue, message[1])
+            except RqpError as exc:
+                log.warning("progress event not published: %s", exc)
+
+    def _progress_event(self) -> None:
+        p = read_progress(self.r, self.id)
+        if p is not None:
+            self._event("progress", {"done": p.done, "failed": p.failed, "total": p.total, "enqueued": p.enqueued, "rate": round(p.rate, 1)})
+
+    def _fail_workload(self, error: str) -> None:
+        self.r.hset(self.k.meta, mapping={"state": FAILED_STATE, "error": error, "finished_at": time.time()})
+        self.r.zadd(WORKLOADS, {self.id: time.time()}, nx=True)
+        self._event("failed", {"error": error}, durable=True)
+        self._release_lock()
+
+    def _finish(self) -> None:
+        self.r.hset(self.k.meta, "state", CONSOLIDATING)
+        summary = consolidate(self.r, self.store, self.workload, keep_parts=self.settings.keep_parts)
+        ttl = self.settings.status_ttl_days * 86400
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.k.meta, mapping={"state": DONE_STATE, "finished_at": summary["finished_at"], "results_sha256": summary["results"]["sha256"]})
+        pipe.delete(self.k.spec, self.k.parts, self.k.retry, self.k.pending)
+        if not summary["failed"]:
+            pipe.delete(self.k.rec)
+        for key in (self.k.meta, self.k.st, self.k.done, self.k.failed, self.k.n, self.k.perf, self.k.rec):
+            pipe.expire(key, ttl)
+        pipe.execute()
+        self._event("done", {k: summary[k] for k in ("total", "done", "failed", "elapsed", "records_per_second")}, durable=True)
+        flush_outbox(self.r, self.mq, older_than=0)
+        self._release_lock()
+        self.finished = True
+        log.info("workload %s: done: %d done, %d failed in %.1fs (%.0f records/s)", self.id, summary["done"], summary["failed"], summary["elapsed"], summary["records_per_second"])
+
+
+def _rq_time(raw: bytes) -> float:
+    text = raw.decode()
+    for fmt in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
+        try:
+            return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc).timestamp()
+        except ValueError:
+            continue
+    return 0.0
+

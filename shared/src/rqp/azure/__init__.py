@@ -1,0 +1,25 @@
+"""Azure backends: Blob Storage (``AzureBlobStore``), Queue Storage (``AzureMessageQueue``) and
+Key Vault (``AzureKeyVaultProvider``).
+
+Installed with the ``azure`` extra (``pip install 'rqp[azure]'``). ``rqp.connect`` imports the
+submodules only when a URL names them, so this package itself imports no Azure SDK: the local
+backend keeps working on machines without it.
+"""
+
+__all__ = ["AzureBlobStore", "AzureMessageQueue", "AzureKeyVaultProvider"]
+
+
+def __getattr__(name: str):  # lazy, for the reason above
+    if name == "AzureBlobStore":
+        from .blob import AzureBlobStore
+
+        return AzureBlobStore
+    if name == "AzureMessageQueue":
+        from .queue import AzureMessageQueue
+
+        return AzureMessageQueue
+    if name == "AzureKeyVaultProvider":
+        from .keyvault import AzureKeyVaultProvider
+
+        return AzureKeyVaultProvider
+    raise AttributeError(name)

@@ -1,0 +1,368 @@
+"""``rqp``: the user's command line.
+
+Every failure prints one line, ``rqp: error: <what is wrong and how to fix it>``, and exits with
+the error's ``exit_code`` (see ``rqp.errors``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import Settings
+from .connect import connect_redis, open_blob_store, open_key_provider, open_message_queue
+from .crypto import aad, decrypt_stream
+from .errors import IntegrityError, RqpError, WorkloadError
+from .layout import SUBMISSIONS, WORKLOADS, WorkloadKeys
+from .messages import open_envelope, peek_workload
+from .status import Progress, StatusRecord, bit_positions, read_progress
+from .workload import Workload, blob_name, new_workload_id, pack
+
+__all__ = ["main", "format_progress", "read_results", "read_summary"]
+
+BAR_WIDTH = 30
+
+
+# ------------------------------------------------------------------------------- helpers
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    return Settings.load(
+        getattr(args, "config", None),
+        redis_url=getattr(args, "redis_url", None),
+        blob_url=getattr(args, "blob_url", None),
+        kek_file=getattr(args, "kek", None),
+        kek_public_file=getattr(args, "public_key", None),
+        **overrides,
+    )
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def format_progress(p: Progress) -> str:
+    """One glanceable line: bar, percent, counts by state, rate, ETA."""
+    total = p.total if p.total is not None else max(p.enqueued, 1)
+    frac = min(1.0, p.finished / total) if total else 1.0
+    filled = int(frac * BAR_WIDTH)
+    bar = "#" * filled + "." * (BAR_WIDTH - filled)
+    total_s = f"{p.total:,}" if p.total is not None else f">={p.enqueued:,} (reading)"
+    line = (
+        f"{p.workload} [{bar}] {frac * 100:5.1f}%  {p.done:,}/{total_s} done  {p.failed:,} failed  "
+        f"{p.processing:,} processing  {p.queued:,} queued  {p.retrying:,} retrying  "
+        f"{p.rate:,.0f} rec/s  elapsed {_fmt_duration(p.elapsed)}  ETA {_fmt_duration(p.eta if p.state != 'done' else 0)}  [{p.state}]"
+    )
+    if p.error:
+        line += f"  error: {p.error}"
+    return line
+
+
+def read_summary(store: Any, workload: Workload) -> dict[str, Any]:
+    raw = store.get(blob_name(workload.id, "summary.enc"))
+    return json.loads(workload.open_sealed("summary", "", raw))
+
+
+def read_results(store: Any, workload: Workload):
+    """Yield result lines (bytes, JSON) after checking the results blob against the summary."""
+    summary = read_summary(store, workload)
+    info = summary["results"]
+    if store.size(info["blob"]) != info["size"]:
+        raise IntegrityError(f"results of workload {workload.id} are {store.size(info['blob'])} bytes but the summary says {info['size']}: truncated or replaced")
+    rest = b""
+    for piece in decrypt_stream(workload.key, store.iter_chunks(info["blob"]), aad("results", workload.id), f"results of workload {workload.id}"):
+        lines = (rest + piece).split(b"\n")
+        rest = lines.pop()
+        yield from lines
+    if rest:
+        yield rest
+
+
+# ------------------------------------------------------------------------------- commands
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from .keys import generate_kek
+
+    priv = Path(args.out)
+    pub = Path(args.public_out) if args.public_out else priv.with_name(priv.name.removesuffix(".pem") + ".pub.pem")
+    kid = generate_kek(priv, pub, bits=args.bits)
+    print(f"key-encryption key {kid}\n  private: {priv} (mode 0600; mount it read-only into scheduler and processors)\n  public:  {pub} (enough to pack)")
+    return 0
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    store = open_blob_store(settings.blob_url)
+    keys = open_key_provider(settings, need_private=False)
+    wid = args.id or new_workload_id(Path(args.data).stem)
+    total = os.path.getsize(args.data) if os.path.exists(args.data) else 0
+    seen = 0
+    last = 0.0
+    show = sys.stderr.isatty() or args.progress
+
+    def progress(n: int) -> None:
+        nonlocal seen, last
+        seen += n
+        now = time.monotonic()
+        if show and (now - last > 0.2 or seen >= total):
+            last = now
+            pct = 100.0 * seen / total if total else 100.0
+            print(f"\rpacking {args.data}: {seen / 1e6:,.1f}/{total / 1e6:,.1f} MB ({pct:.0f}%)", end="", file=sys.stderr, flush=True)
+
+    m = pack(store, keys, wid, Path(args.data), Path(args.script), fmt=args.format, delimiter=args.delimiter, replace=args.replace, progress=progress)
+    if show:
+        print(file=sys.stderr)
+    if args.submit:
+        r = connect_redis(settings)
+        r.rpush(SUBMISSIONS, wid)
+    print(wid)
+    print(f"packed workload {wid}: data {m.data.plain_size:,} bytes -> {m.data.size:,} encrypted, script {m.script.plain_size:,} bytes, KEK {m.kek_id}, in {store.location}" + (" (submitted)" if args.submit else ""), file=sys.stderr)
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    store = open_blob_store(settings.blob_url)
+    if not store.exists(blob_name(args.workload, "manifest.json")):
+        raise WorkloadError(f"workload {args.workload} not found in {store.location}; pack it first with 'rqp pack'")
+    connect_redis(settings).rpush(SUBMISSIONS, args.workload)
+    print(f"submitted {args.workload}; a running 'rqp-scheduler serve' picks it up")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    r = connect_redis(settings)
+    if args.record is not None:
+        workload = Workload.open(open_blob_store(settings.blob_url), open_key_provider(settings), args.workload)
+        sealed = r.hget(WorkloadKeys(args.workload).st, args.record)
+        if sealed is None:
+            raise WorkloadError(f"workload {args.workload} has no status record {args.record}")
+        print(json.dumps(StatusRecord.open(workload, args.record, sealed).__dict__, indent=1))
+        return 0
+    while True:
+        p = read_progress(r, args.workload)
+        if p is None:
+            raise WorkloadError(f"workload {args.workload} is not known to Redis at {settings.redis_url_safe}; schedule it first (rqp-scheduler run {args.workload})")
+        if args.json:
+            print(json.dumps(p.as_dict()))
+        elif args.watch and sys.stdout.isatty():
+            print("\r" + format_progress(p), end="\x1b[K", flush=True)
+        else:
+            print(format_progress(p), flush=True)
+        if not args.watch or p.state in ("done", "failed"):
+            break
+        time.sleep(args.interval)
+    if args.watch and sys.stdout.isatty():
+        print()
+    return 0 if p.state != "failed" else 1
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    r = connect_redis(settings)
+    for wid in r.zrevrange(WORKLOADS, 0, args.limit - 1):
+        p = read_progress(r, wid.decode())
+        if p:
+            print(format_progress(p))
+    return 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    store = open_blob_store(settings.blob_url)
+    workload = Workload.open(store, open_key_provider(settings), args.workload)
+    out = open(args.output, "wb") if args.output else sys.stdout.buffer
+    try:
+        if args.failed:
+            for f in read_summary(store, workload)["failures"]:
+                out.write(json.dumps(f).encode() + b"\n")
+        elif args.format == "csv":
+            text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+            writer = csv.writer(text)
+            writer.writerow(["id", "result"])
+            for line in read_results(store, workload):
+                doc = json.loads(line)
+                res = doc["result"]
+                writer.writerow([doc["id"], res if isinstance(res, str) else json.dumps(res)])
+            text.detach()
+        else:
+            for line in read_results(store, workload):
+                out.write(line + b"\n")
+    finally:
+        if args.output:
+            out.close()
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    r = connect_redis(settings)
+    mq = open_message_queue(settings, r)
+    store = open_blob_store(settings.blob_url)
+    keys = open_key_provider(settings)
+    cache: dict[str, Workload] = {}
+
+    def workload_for(wid: str) -> Workload:
+        if wid not in cache:
+            cache[wid] = Workload.open(store, keys, wid)
+        return cache[wid]
+
+    queue = settings.events_queue if args.queue == "events" else settings.status_queue
+    shown = 0
+    deadline = time.monotonic() + args.wait
+    while True:
+        msgs = mq.peek(queue, args.max) if args.peek else mq.receive(queue, args.max, wait=min(1.0, args.wait))
+        for m in msgs:
+            wid = peek_workload(m.body)
+            if args.workload and wid != args.workload:
+                continue
+            try:
+                env = open_envelope(m.body, workload_for)
+            except RqpError as exc:
+                print(json.dumps({"error": str(exc), "message_id": m.id}), file=sys.stderr)
+                if not args.peek:
+                    mq.delete(queue, m)
+                continue
+            items = env.payload if isinstance(env.payload, list) else [env.payload]
+            for item in items:
+                print(json.dumps(item), flush=True)
+                shown += 1
+            if not args.peek:
+                mq.delete(queue, m)
+        if args.peek or (not msgs and (not args.follow and time.monotonic() >= deadline)):
+            break
+    print(f"{shown} {args.queue} records", file=sys.stderr)
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    r = connect_redis(settings)
+    k = WorkloadKeys(args.workload)
+    ids = list(bit_positions(r.get(k.failed)))
+    if not ids:
+        print(f"workload {args.workload} has no failed records")
+        return 0
+    pipe = r.pipeline(transaction=True)
+    pipe.zadd(k.retry, {f"{rid}:1": 0 for rid in ids})
+    for rid in ids:
+        pipe.setbit(k.failed, rid, 0)
+    pipe.hset(k.meta, "state", "running")
+    pipe.hdel(k.meta, "finished_at")
+    for key in k.all():
+        pipe.persist(key)
+    pipe.rpush(SUBMISSIONS, args.workload)
+    pipe.execute()
+    print(f"re-queued {len(ids)} failed records of {args.workload}; run 'rqp-scheduler run {args.workload}' (or a serving scheduler picks it up)")
+    return 0
+
+
+# ------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="rqp", description="rqp: encrypted parallel batch processing on Redis and RQ")
+    ap.add_argument("--version", action="version", version=f"rqp {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="TOML settings file (default: RQP_CONFIG)")
+    common.add_argument("--redis-url", help="default: RQP_REDIS_URL")
+    common.add_argument("--blob-url", help="default: RQP_BLOB_URL")
+    common.add_argument("--kek", help="private key-encryption key PEM (default: RQP_KEK_FILE)")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("keygen", help="create an RSA key-encryption key pair")
+    p.add_argument("--out", default="keys/kek.pem")
+    p.add_argument("--public-out")
+    p.add_argument("--bits", type=int, default=3072)
+    p.set_defaults(func=cmd_keygen)
+
+    p = sub.add_parser("pack", parents=[common], help="encrypt a data file and a script and upload them as a workload")
+    p.add_argument("data")
+    p.add_argument("script")
+    p.add_argument("--id", help="workload id (default: generated from the data file name)")
+    p.add_argument("--format", choices=["jsonl", "csv", "script"], default="jsonl", help="how to split the data into records (script: its parse())")
+    p.add_argument("--delimiter", default=",")
+    p.add_argument("--public-key", help="public KEK PEM (default: RQP_KEK_PUBLIC_FILE, or the private key)")
+    p.add_argument("--replace", action="store_true", help="overwrite an existing workload of that id")
+    p.add_argument("--submit", action="store_true", help="hand it to a serving scheduler")
+    p.add_argument("--progress", action="store_true", help="show progress even when not on a terminal")
+    p.set_defaults(func=cmd_pack)
+
+    p = sub.add_parser("submit", parents=[common], help="hand a packed workload to a serving scheduler")
+    p.add_argument("workload")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("status", parents=[common], help="counts by state, throughput and ETA")
+    p.add_argument("workload")
+    p.add_argument("--watch", action="store_true", help="live progress until the workload ends")
+    p.add_argument("--interval", type=float, default=1.0)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--record", type=int, help="show one record's decrypted status record")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("list", parents=[common], help="recent workloads")
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("results", parents=[common], help="verify and decrypt a workload's results")
+    p.add_argument("workload")
+    p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    p.add_argument("--failed", action="store_true", help="the failed records with their errors instead")
+    p.add_argument("--output", "-o")
+    p.set_defaults(func=cmd_results)
+
+    p = sub.add_parser("events", parents=[common], help="read the status (default) or events queue")
+    p.add_argument("--queue", choices=["status", "events"], default="status")
+    p.add_argument("--workload")
+    p.add_argument("--peek", action="store_true", help="look without consuming")
+    p.add_argument("--follow", "-f", action="store_true")
+    p.add_argument("--wait", type=float, default=0.0, help="seconds to wait for messages")
+    p.add_argument("--max", type=int, default=32)
+    p.set_defaults(func=cmd_events)
+
+    p = sub.add_parser("retry", parents=[common], help="re-queue a workload's failed records")
+    p.add_argument("workload")
+    p.add_argument("--failed", action="store_true", required=True)
+    p.set_defaults(func=cmd_retry)
+
+    try:
+        from rqp_metrics.report import add_report_command  # noqa: PLC0415 - optional role package
+
+        metrics = sub.add_parser("metrics", help="VM metrics recorded by rqp-metrics-logger")
+        msub = metrics.add_subparsers(dest="metrics_cmd", required=True)
+        add_report_command(msub)
+    except ImportError:
+        p = sub.add_parser("metrics", help="VM metrics (needs the rqp-metrics-logger package)")
+        p.set_defaults(func=lambda _a: _missing_metrics())
+    return ap
+
+
+def _missing_metrics() -> int:
+    print("rqp: error: 'rqp metrics' needs the rqp-metrics-logger package; pip install ./metrics-logger", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except RqpError as exc:
+        print(f"rqp: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
