@@ -24,8 +24,8 @@ from rqp.errors import ForbiddenJobError, IntegrityError, RqpError, ScriptError,
 from rqp.jobs import ChunkSpec, open_spec
 from rqp.keys import KeyProvider
 from rqp.layout import OUTBOX, OUTBOX_TIMES, REJECTED, WorkloadKeys, parse_job_id
-from rqp.lua import Scripts
-from rqp.messages import pack_messages, publish_outbox
+from rqp.lua import Scripts, join_ids, pack_values
+from rqp.messages import outbox_value, pack_messages, publish_outbox
 from rqp.parts import encode_part, part_blob
 from rqp.script import describe_exception
 from rqp.status import DONE, FAILED, PROCESSING, QUEUED, StatusRecord
@@ -37,6 +37,7 @@ __all__ = ["ChunkProcessor", "LeaseKeeper", "backoff_delay"]
 
 log = logging.getLogger("rqp.processor")
 REJECTED_KEEP = 1000
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
@@ -122,13 +123,13 @@ class ChunkProcessor:
         records = spec.records()
         rids = [rid for rid, _ in records]
         started = time.time()
-        processing = []
-        for rid, attempt in records:
-            st = StatusRecord(workload.id, rid, PROCESSING, attempt, None, None, started, None, self.worker, jid)
-            processing += (rid, st.seal(workload))
+        processing = [
+            (rid, StatusRecord(workload.id, rid, PROCESSING, attempt, None, spec.queued_at, started, None, self.worker, jid).seal(workload))
+            for rid, attempt in records
+        ]
         cts = self.scripts.start(
             keys=[k.pending, k.n, k.rec, k.st],
-            args=[jid, started + self.settings.lease_seconds, len(rids), len(rids), *rids, *processing],
+            args=[jid, started + self.settings.lease_seconds, len(rids), join_ids(rids), pack_values(processing)],
         )
         if cts is None:
             log.info("job %s is no longer pending (re-run elsewhere); skipped", jid)
@@ -148,10 +149,10 @@ class ChunkProcessor:
             script, script_error = None, str(exc)
         process = script.process if script else None
         results: list[tuple[int, bytes]] = []
-        statuses: list[Any] = []
+        statuses: list[tuple[int, bytes]] = []
         done: list[int] = []
         failed: list[int] = []
-        retries: list[Any] = []
+        retries: list[str] = []
         published: list[bytes] = []
         t0 = time.perf_counter()
         for (rid, attempt), ct in zip(records, cts):
@@ -177,28 +178,28 @@ class ChunkProcessor:
                         retryable = True
                     else:
                         try:
-                            out = json.dumps(result, separators=(",", ":")).encode()
+                            out = _ENCODE(result).encode()
                         except (TypeError, ValueError) as exc:
                             error = f"process() returned a value that is not JSON-serializable: {exc}"
                         else:
                             results.append((rid, workload.seal("result", rid, out)))
                             done.append(rid)
-                            st = StatusRecord(workload.id, rid, DONE, attempt, None, None, started, time.time(), self.worker, jid)
+                            st = StatusRecord(workload.id, rid, DONE, attempt, None, spec.queued_at, started, time.time(), self.worker, jid)
                             raw = st.to_json()
-                            statuses += (rid, workload.seal("status", rid, raw))
+                            statuses.append((rid, workload.seal("status", rid, raw)))
                             published.append(raw)
                             continue
             now = time.time()
             if retryable and attempt < spec.max_attempts:
                 due = now + backoff_delay(attempt, spec.backoff, spec.backoff_max)
-                retries += (f"{rid}:{attempt + 1}", due)
+                retries.append(f"{rid}:{attempt + 1}={due:.3f}")
                 st = StatusRecord(workload.id, rid, QUEUED, attempt, error, due, started, now, self.worker, jid)
-                statuses += (rid, st.seal(workload))
+                statuses.append((rid, st.seal(workload)))
             else:
                 failed.append(rid)
-                st = StatusRecord(workload.id, rid, FAILED, attempt, error, None, started, now, self.worker, jid)
+                st = StatusRecord(workload.id, rid, FAILED, attempt, error, spec.queued_at, started, now, self.worker, jid)
                 raw = st.to_json()
-                statuses += (rid, workload.seal("status", rid, raw))
+                statuses.append((rid, workload.seal("status", rid, raw)))
                 published.append(raw)
         elapsed = time.perf_counter() - t0
         part_name = ""
@@ -213,11 +214,8 @@ class ChunkProcessor:
             keys=[k.pending, k.n, k.rec, k.st, k.done, k.failed, k.retry, k.parts, k.perf, k.spec, OUTBOX, OUTBOX_TIMES],
             args=[
                 jid, spec.chunk, f"{part_name}|{first}|{last}", elapsed, time.time(), len(records),
-                len(statuses) // 2, *statuses,
-                len(done), *done,
-                len(failed), *failed,
-                len(retries) // 2, *retries,
-                len(messages), *[x for m in messages for x in m],
+                pack_values(statuses), join_ids(done), join_ids(failed), ",".join(retries),
+                *[x for mid, body in messages for x in (mid, outbox_value(self.settings.status_queue, body))],
             ],
         )
         if not committed:
@@ -231,4 +229,4 @@ class ChunkProcessor:
                 publish_outbox(self.r, self.mq, [mid for mid, _ in messages])
             except (RqpError, redis.RedisError) as exc:  # left in the outbox; the scheduler publishes it later
                 log.warning("status messages for %s stay in the outbox: %s", jid, exc)
-        return {"done": len(done), "failed": len(failed), "retrying": len(retries) // 2}
+        return {"done": len(done), "failed": len(failed), "retrying": len(retries)}

@@ -256,7 +256,7 @@ class WorkloadRun:
             good.append((rid, 1))
         pipe = self.r.pipeline(transaction=True)
         if good:
-            spec = ChunkSpec(self.id, f"c{chunk_no:08d}", runs_of(good), self.settings.max_attempts, self.settings.retry_backoff, self.settings.retry_backoff_max)
+            spec = ChunkSpec(self.id, f"c{chunk_no:08d}", runs_of(good), self.settings.max_attempts, self.settings.retry_backoff, self.settings.retry_backoff_max, now)
             self._queue_spec(pipe, spec, 0)
             pipe.hset(self.k.rec, mapping=records)
         if statuses:
@@ -293,7 +293,7 @@ class WorkloadRun:
             rid, att = member.decode().split(":")
             records.append((int(rid), int(att)))
         seq = self.r.hincrby(self.k.meta, "retry_seq", 1)
-        spec = ChunkSpec(self.id, f"r{seq:08d}", runs_of(records), self.settings.max_attempts, self.settings.retry_backoff, self.settings.retry_backoff_max)
+        spec = ChunkSpec(self.id, f"r{seq:08d}", runs_of(records), self.settings.max_attempts, self.settings.retry_backoff, self.settings.retry_backoff_max, time.time())
         pipe = self.r.pipeline(transaction=True)
         pipe.zrem(self.k.retry, *due)
         self._queue_spec(pipe, spec, 0)
@@ -360,7 +360,7 @@ class WorkloadRun:
         pipe = self.r.pipeline(transaction=True)
         gen = int(jid.rsplit("-", 1)[1]) + 1
         if again:
-            self._queue_spec(pipe, ChunkSpec(self.id, spec.chunk, runs_of(again), spec.max_attempts, spec.backoff, spec.backoff_max), gen)
+            self._queue_spec(pipe, ChunkSpec(self.id, spec.chunk, runs_of(again), spec.max_attempts, spec.backoff, spec.backoff_max, now), gen)
         if give_up:
             published = []
             for rid, att in give_up:

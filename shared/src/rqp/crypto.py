@@ -59,7 +59,7 @@ def new_data_key() -> bytes:
 
 def aad(*parts: object) -> bytes:
     """Associated data from parts: ``aad("record", w, 17) == b"rqp/record|w|17"``."""
-    return ("rqp/" + "|".join(str(p) for p in parts)).encode()
+    return ("rqp/" + "|".join(map(str, parts))).encode()
 
 
 def derive_key(key: bytes, purpose: str) -> bytes:

@@ -76,6 +76,8 @@ class ChunkSpec:
     max_attempts: int
     backoff: float
     backoff_max: float
+    #: when the chunk was queued, for the status records
+    queued_at: float | None = None
 
     @property
     def size(self) -> int:
@@ -87,14 +89,14 @@ class ChunkSpec:
 
     def to_json(self) -> bytes:
         return json.dumps(
-            {"w": self.workload, "c": self.chunk, "r": self.runs, "m": self.max_attempts, "b": self.backoff, "bm": self.backoff_max},
+            {"w": self.workload, "c": self.chunk, "r": self.runs, "m": self.max_attempts, "b": self.backoff, "bm": self.backoff_max, "q": self.queued_at},
             separators=(",", ":"),
         ).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> "ChunkSpec":
         d = json.loads(raw)
-        return cls(d["w"], d["c"], tuple(tuple(r) for r in d["r"]), d["m"], d["b"], d["bm"])
+        return cls(d["w"], d["c"], tuple(tuple(r) for r in d["r"]), d["m"], d["b"], d["bm"], d.get("q"))
 
 
 def runs_of(records: list[tuple[int, int]]) -> tuple[tuple[int, int, int], ...]:

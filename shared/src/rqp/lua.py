@@ -8,29 +8,69 @@ nothing. That is what makes every record's result count exactly once.
 
 from __future__ import annotations
 
+import struct
+
 import redis
 
-__all__ = ["Scripts"]
+__all__ = ["Scripts", "pack_values", "join_ids"]
 
-# KEYS: pending, n, rec, st   ARGV: jid, deadline, size, nrids, rids..., (rid, status)...
-START = """
+_PAIR = struct.Struct(">II")
+
+
+def pack_values(pairs: list[tuple[int, bytes]]) -> bytes:
+    """(id, value) pairs as one blob for the scripts' ``hset_packed``."""
+    return b"".join([_PAIR.pack(i, len(v)) + v for i, v in pairs])
+
+
+def join_ids(ids: list[int]) -> str:
+    return ",".join(map(str, ids))
+
+# Record ids travel as one comma-separated string and sealed values as one packed blob
+# (u32 id, u32 length, bytes)*: a handful of arguments per chunk instead of thousands keeps
+# the client's command packing off the hot path.
+_HELPERS = """
+local function ids(s)
+  local t = {}
+  for id in string.gmatch(s, '%d+') do t[#t + 1] = id end
+  return t
+end
+local function hset_packed(key, blob)
+  local pos, n, args = 1, #blob, {}
+  while pos <= n do
+    local id, len, p = struct.unpack('>I4>I4', blob, pos)
+    args[#args + 1] = id
+    args[#args + 1] = string.sub(blob, p, p + len - 1)
+    pos = p + len
+    if #args >= 4000 then redis.call('HSET', key, unpack(args)); args = {} end
+  end
+  if #args > 0 then redis.call('HSET', key, unpack(args)) end
+end
+local function each_slice(t, f)
+  for i = 1, #t, 4000 do f(unpack(t, i, math.min(i + 3999, #t))) end
+end
+"""
+
+# KEYS: pending, n, rec, st   ARGV: jid, deadline, size, ids, packed statuses
+START = _HELPERS + """
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return false end
 redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[1])
 if not redis.call('HGET', KEYS[2], 'j:' .. ARGV[1]) then
   redis.call('HINCRBY', KEYS[2], 'processing', ARGV[3])
   redis.call('HSET', KEYS[2], 'j:' .. ARGV[1], ARGV[3])
 end
-local n = tonumber(ARGV[4])
 local out = {}
-for i = 1, n do out[i] = redis.call('HGET', KEYS[3], ARGV[4 + i]) end
-for i = 5 + n, #ARGV, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
+each_slice(ids(ARGV[4]), function(...)
+  local part = redis.call('HMGET', KEYS[3], ...)
+  for i = 1, select('#', ...) do out[#out + 1] = part[i] end
+end)
+hset_packed(KEYS[4], ARGV[5])
 return out
 """
 
 # KEYS: pending, n, rec, st, done, failed, retry, parts, perf, spec, outbox, outbox_t
-# ARGV: jid, chunk, part, elapsed, now, nprocessed, then counted sections:
-#       statuses (rid, sealed)*, done rids*, failed rids*, retries (member, score)*, messages (mid, body)*
-COMMIT = """
+# ARGV: jid, chunk, part, elapsed, now, nprocessed, packed statuses, done ids, failed ids,
+#       retries "id:attempt=due,...", then (message id, outbox value)*
+COMMIT = _HELPERS + """
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[10], ARGV[1])
@@ -43,20 +83,22 @@ redis.call('HSET', KEYS[8], ARGV[2], ARGV[3])
 redis.call('HINCRBYFLOAT', KEYS[9], 'seconds', ARGV[4])
 redis.call('HINCRBY', KEYS[9], 'records', ARGV[6])
 redis.call('HSET', KEYS[9], 'last', ARGV[5])
-local i = 7
-local n = tonumber(ARGV[i]); i = i + 1
-for j = 1, n do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]); i = i + 2 end
-n = tonumber(ARGV[i]); i = i + 1
-for j = 1, n do redis.call('SETBIT', KEYS[5], ARGV[i], 1); redis.call('HDEL', KEYS[3], ARGV[i]); i = i + 1 end
-n = tonumber(ARGV[i]); i = i + 1
-for j = 1, n do redis.call('SETBIT', KEYS[6], ARGV[i], 1); i = i + 1 end
-n = tonumber(ARGV[i]); i = i + 1
-for j = 1, n do redis.call('ZADD', KEYS[7], ARGV[i + 1], ARGV[i]); i = i + 2 end
-n = tonumber(ARGV[i]); i = i + 1
-for j = 1, n do
+hset_packed(KEYS[4], ARGV[7])
+local done = ids(ARGV[8])
+if #done > 0 then
+  local ops = {}
+  for _, id in ipairs(done) do
+    ops[#ops + 1] = 'SET'; ops[#ops + 1] = 'u1'; ops[#ops + 1] = id; ops[#ops + 1] = 1
+    if #ops >= 4000 then redis.call('BITFIELD', KEYS[5], unpack(ops)); ops = {} end
+  end
+  if #ops > 0 then redis.call('BITFIELD', KEYS[5], unpack(ops)) end
+  each_slice(done, function(...) redis.call('HDEL', KEYS[3], ...) end)
+end
+for _, id in ipairs(ids(ARGV[9])) do redis.call('SETBIT', KEYS[6], id, 1) end
+for member, due in string.gmatch(ARGV[10], '([%d:]+)=([%d.]+)') do redis.call('ZADD', KEYS[7], due, member) end
+for i = 11, #ARGV, 2 do
   redis.call('HSET', KEYS[11], ARGV[i], ARGV[i + 1])
   redis.call('ZADD', KEYS[12], ARGV[5], ARGV[i])
-  i = i + 2
 end
 return 1
 """

@@ -27,7 +27,7 @@ from .errors import IntegrityError
 from .layout import OUTBOX, OUTBOX_TIMES
 from .storage import MessageQueue
 
-__all__ = ["make_envelope", "pack_messages", "open_envelope", "Envelope", "outbox_add", "flush_outbox", "publish_outbox"]
+__all__ = ["make_envelope", "pack_messages", "open_envelope", "Envelope", "outbox_add", "outbox_value", "flush_outbox", "publish_outbox"]
 
 ENVELOPE_VERSION = 1
 _ENVELOPE_OVERHEAD = 200
@@ -101,10 +101,15 @@ def open_envelope(body: bytes, workload_for: Callable[[str], Any]) -> Envelope:
 
 
 # ------------------------------------------------------------------------------------ outbox
+def outbox_value(queue: str, body: bytes) -> bytes:
+    """An outbox entry: the destination queue, a newline, the message body."""
+    return queue.encode() + b"\n" + body
+
+
 def outbox_add(pipe: Any, queue: str, messages: list[tuple[str, bytes]], now: float | None = None) -> None:
     now = time.time() if now is None else now
     for mid, body in messages:
-        pipe.hset(OUTBOX, mid, queue.encode() + b"\n" + body)
+        pipe.hset(OUTBOX, mid, outbox_value(queue, body))
         pipe.zadd(OUTBOX_TIMES, {mid: now})
 
 

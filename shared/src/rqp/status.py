@@ -23,9 +23,18 @@ PROCESSING = "processing"
 DONE = "done"
 FAILED = "failed"
 STATES = (QUEUED, PROCESSING, DONE, FAILED)
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
-@dataclass
+def _str(x: str | None) -> str:
+    return "null" if x is None else _ENCODE(x)
+
+
+def _num(x: float | None) -> str:
+    return "null" if x is None else repr(x)
+
+
+@dataclass(slots=True)
 class StatusRecord:
     workload: str
     id: int
@@ -39,7 +48,13 @@ class StatusRecord:
     job: str | None = None
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        # formatted by hand: this runs several times per record on the hot path, and
+        # dataclasses.asdict or a dict through json.dumps cost more than the encryption
+        return (
+            f'{{"workload":"{self.workload}","id":{self.id},"state":"{self.state}","attempts":{self.attempts},'
+            f'"error":{_str(self.error)},"queued_at":{_num(self.queued_at)},"started_at":{_num(self.started_at)},'
+            f'"finished_at":{_num(self.finished_at)},"worker":{_str(self.worker)},"job":{_str(self.job)}}}'
+        ).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> "StatusRecord":

@@ -195,6 +195,7 @@ class Workload:
         self.id = manifest.workload
         self.key = key
         self.sealer = Sealer(key)
+        self._aad: dict[str, bytes] = {}
 
     @classmethod
     def open(cls, store: BlobStore, keys: KeyProvider, workload_id: str) -> "Workload":
@@ -238,8 +239,14 @@ class Workload:
             raise IntegrityError(f"data of workload {self.id} does not match its manifest digest: tampered with; re-pack the workload")
 
     # sealed small values bound to this workload -------------------------------------------
+    def _ad(self, purpose: str, item: Any) -> bytes:
+        prefix = self._aad.get(purpose)
+        if prefix is None:
+            prefix = self._aad[purpose] = aad(purpose, self.id, "")
+        return prefix + str(item).encode()
+
     def seal(self, purpose: str, item: Any, plaintext: bytes) -> bytes:
-        return self.sealer.seal(plaintext, aad(purpose, self.id, item))
+        return self.sealer.seal(plaintext, self._ad(purpose, item))
 
     def open_sealed(self, purpose: str, item: Any, sealed: bytes) -> bytes:
-        return self.sealer.open(sealed, aad(purpose, self.id, item), f"{purpose} {item} of workload {self.id}")
+        return self.sealer.open(sealed, self._ad(purpose, item), f"{purpose} {item} of workload {self.id}")

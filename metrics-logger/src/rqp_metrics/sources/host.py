@@ -84,7 +84,7 @@ class HostSource:
         now = _read_counters()
         ts = datetime.now(timezone.utc)
         prev, self._prev = self._prev, now
-        period = max(now.mono - prev.mono, 1e-6)
+        period = round(max(now.mono - prev.mono, 1e-3), 3)
 
         def add(metric: str, value: float, unit: str, per: float | None = None) -> None:
             out.samples.append(Sample(ts, self.vm_name, SOURCE_HOST, metric, float(value), unit, per))
