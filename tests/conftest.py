@@ -56,3 +56,13 @@ def other_kek(tmp_path_factory):
     d = tmp_path_factory.mktemp("keys-other")
     generate_kek(d / "kek.pem", d / "kek.pub.pem")
     return d / "kek.pem", d / "kek.pub.pem"
+
+
+@pytest.fixture
+def cluster(tmp_path, redis_url, kek):
+    """Real rqp processes (pack, scheduler, processors) against the test Redis and a blob dir."""
+    from harness import Cluster
+
+    c = Cluster(tmp_path / "cluster", redis_url, kek[0])
+    yield c
+    c.stop()

@@ -9,6 +9,7 @@ part plus the (usually few) results of retry chunks, whatever the workload's siz
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from typing import Any
 
 import redis
 
-from rqp.crypto import aad, encrypt_stream
+from rqp.crypto import aad, decrypt_stream, encrypt_stream
 from rqp.errors import IntegrityError
 from rqp.layout import WorkloadKeys
 from rqp.parts import decode_part
@@ -28,6 +29,15 @@ __all__ = ["consolidate", "RESULTS_BLOB", "SUMMARY_BLOB"]
 RESULTS_BLOB = "results.enc"
 SUMMARY_BLOB = "summary.enc"
 _WRITE_BATCH = 1 << 16
+
+
+def _previous_results(store: Any, workload: Workload, raw: bytes) -> Iterator[tuple[int, bytes]]:
+    rest = b""
+    for piece in decrypt_stream(workload.key, [raw], aad("results", workload.id), f"previous results of workload {workload.id}"):
+        lines = (rest + piece).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            yield int(line[6 : line.index(b",")]), line + b"\n"
 
 
 def consolidate(r: redis.Redis, store: Any, workload: Workload, *, keep_parts: bool = False) -> dict[str, Any]:
@@ -47,40 +57,35 @@ def consolidate(r: redis.Redis, store: Any, workload: Workload, *, keep_parts: b
     emitted = bytearray(len(done_bits))
     count = 0
 
-    def lines() -> Iterator[bytes]:
-        nonlocal count
-        buf: list[bytes] = []
-        size = 0
-
-        def emit(rid: int, sealed: bytes) -> bytes | None:
-            nonlocal count
-            byte, bit = divmod(rid, 8)
-            if byte >= len(emitted) or emitted[byte] & (0x80 >> bit):
-                return None  # not marked done, or already written: never twice
-            if not done_bits[byte] & (0x80 >> bit):
-                return None
-            emitted[byte] |= 0x80 >> bit
-            count += 1
-            result = workload.open_sealed("result", rid, sealed)
-            return b'{"id":%d,"result":%s}\n' % (rid, result)
-
+    def new_results() -> Iterator[tuple[int, bytes]]:
+        """(rid, result line) in record order from this run's parts."""
         for first, last, name in ordered:
             part = dict(decode_part(store.get(name), name)) if name else {}
             for rid in range(first, last + 1):
                 sealed = part.get(rid) or retry_results.pop(rid, None)
-                if sealed is None:
-                    continue
-                line = emit(rid, sealed)
-                if line:
-                    buf.append(line)
-                    size += len(line)
-                    if size >= _WRITE_BATCH:
-                        yield b"".join(buf)
-                        buf, size = [], 0
+                if sealed is not None:
+                    yield rid, b'{"id":%d,"result":%s}\n' % (rid, workload.open_sealed("result", rid, sealed))
         for rid in sorted(retry_results):
-            line = emit(rid, retry_results[rid])
-            if line:
-                buf.append(line)
+            yield rid, b'{"id":%d,"result":%s}\n' % (rid, workload.open_sealed("result", rid, retry_results[rid]))
+
+    def lines() -> Iterator[bytes]:
+        nonlocal count
+        buf: list[bytes] = []
+        size = 0
+        sources = [new_results()]
+        if previous is not None:  # re-opened by 'rqp retry': keep what the last run produced
+            sources.append(_previous_results(store, workload, previous))
+        for rid, line in heapq.merge(*sources, key=lambda x: x[0]):
+            byte, bit = divmod(rid, 8)
+            if byte >= len(emitted) or emitted[byte] & (0x80 >> bit) or not done_bits[byte] & (0x80 >> bit):
+                continue  # not marked done, or already written: never twice
+            emitted[byte] |= 0x80 >> bit
+            count += 1
+            buf.append(line)
+            size += len(line)
+            if size >= _WRITE_BATCH:
+                yield b"".join(buf)
+                buf, size = [], 0
         if buf:
             yield b"".join(buf)
 
@@ -95,6 +100,11 @@ def consolidate(r: redis.Redis, store: Any, workload: Workload, *, keep_parts: b
             yield c
 
     results_name = blob_name(workload.id, RESULTS_BLOB)
+    previous = None
+    if store.exists(results_name):
+        # an earlier run's results, read into memory before they are replaced (they are the
+        # successful records of a workload being retried; the new run adds the retried ones)
+        previous = store.get(results_name)
     store.put_stream(results_name, hashed(encrypt_stream(workload.key, lines(), aad("results", workload.id))))
 
     failed_ids = list(bit_positions(r.get(k.failed)))

@@ -18,7 +18,6 @@ appears with a value; the watermark is in memory, so a restart may re-read up to
 
 from __future__ import annotations
 
-import logging
 import re
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -53,8 +52,6 @@ from ..sample import (
 from . import Collection
 
 __all__ = ["AzureSource", "AZURE_METRICS", "VM_RESOURCE_TYPE", "METRICS_INTERVAL", "METRICS_API_VERSION"]
-
-log = logging.getLogger("rqp.metrics.azure")
 
 VM_RESOURCE_TYPE = "Microsoft.Compute/virtualMachines"
 VM_FILTER = f"resourceType eq '{VM_RESOURCE_TYPE}'"
@@ -266,7 +263,7 @@ class AzureSource:
                     ts = point.time_stamp
                     if value is None or ts is None:
                         continue  # not aggregated yet; it appears in a later cycle
-                    ts = ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+                    ts = ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
                     if seen is not None and ts <= seen:
                         continue
                     out.samples.append(Sample(ts, vm.name, SOURCE_AZURE, spec.metric, float(value), spec.unit, period))
@@ -294,7 +291,6 @@ class AzureSource:
         return out
 
     def _warn(self, out: Collection, vm: str, now: datetime, text: str) -> None:
-        log.warning("%s", text)
         out.warnings.append(f"Azure: {text}")
         out.samples.append(Sample(now, vm, SOURCE_AZURE, COLLECTOR_WARNING, 1.0, "Count", note=text))
 

@@ -51,7 +51,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential, wait_random
 
 from ..errors import ConfigError, StorageError, StorageUnavailableError
 
@@ -85,7 +85,7 @@ CONNECTION_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
 #: attempts per call, the first included
 RETRY_ATTEMPTS = 6
-#: first backoff in seconds; doubles per attempt, plus up to the same again of jitter
+#: first backoff in seconds; doubles per attempt, plus a random jitter of up to this much
 RETRY_INITIAL_WAIT = 0.5
 #: no single backoff longer than this
 RETRY_MAX_WAIT = 10.0
@@ -200,7 +200,8 @@ class RetryPolicy:
 
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts) | stop_after_delay(self.deadline),
-            wait=wait_exponential_jitter(initial=self.initial_wait, max=self.max_wait, jitter=self.initial_wait),
+            # spelled out rather than wait_exponential_jitter, whose arguments changed across tenacity versions
+            wait=wait_exponential(multiplier=self.initial_wait, max=self.max_wait) + wait_random(0, self.initial_wait),
             retry=retry_if_exception(is_transient),
             before_sleep=before_sleep,
             reraise=True,

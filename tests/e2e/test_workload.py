@@ -1,0 +1,149 @@
+"""A workload end to end through the real programs: pack, scheduler, two processors, results."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "examples"))
+import make_data  # noqa: E402
+
+
+def test_ten_thousand_records_verified(cluster):
+    data = cluster.root / "data.jsonl"
+    make_data_main = make_data.record
+    import random
+
+    rng = random.Random(7)
+    records = [make_data_main(i, rng) for i in range(10_000)]
+    cluster.write_data("data.jsonl", records)
+    cluster.pack("tenk", data, ROOT / "examples" / "process.py")
+    cluster.start_processor(workers=2)
+    code, out = cluster.schedule("tenk")
+    assert code == 0, out
+    results = cluster.results("tenk")
+    assert len(results) == 10_000
+    for i, rec in enumerate(records):
+        assert results[i] == make_data.expected(rec), i
+    st = cluster.status("tenk")
+    assert (st["state"], st["done"], st["failed"], st["total"]) == ("done", 10_000, 0, 10_000)
+    # status records were published, one per record, all done
+    ev = cluster.rqp("events", "--max", "1000")
+    published = [json.loads(line) for line in ev.stdout.decode().splitlines()]
+    assert len(published) == 10_000
+    assert {p["state"] for p in published} == {"done"}
+    assert len({p["id"] for p in published}) == 10_000
+
+
+SCRIPT_SOME_FAIL = '''
+def process(record):
+    if record["n"] % 10 == 3:
+        raise ValueError(f"bad n {record['n']}")
+    return record["n"] * 2
+'''
+
+
+def test_script_raises_on_some_records_only_those_fail(cluster):
+    data = cluster.write_data("d.jsonl", [{"n": i} for i in range(200)])
+    script = cluster.write_script("s.py", SCRIPT_SOME_FAIL)
+    cluster.pack("somefail", data, script)
+    cluster.start_processor(workers=2)
+    code, out = cluster.schedule("somefail")
+    assert code == 1, out  # some records failed: non-zero exit
+    results = cluster.results("somefail")
+    failures = cluster.failures("somefail")
+    assert set(failures) == {i for i in range(200) if i % 10 == 3}
+    assert set(results) == {i for i in range(200) if i % 10 != 3}
+    assert all(results[i] == 2 * i for i in results)
+    f = failures[13]
+    assert f["error"].startswith("process() raised ValueError: bad n 13"), f
+    assert "(line 4)" in f["error"]
+    assert f["attempts"] == 3  # retried up to the limit
+    st = cluster.status("somefail")
+    assert (st["done"], st["failed"]) == (180, 20)
+
+
+def test_malformed_record_fails_alone(cluster):
+    lines = b'{"n": 1}\n{"n": 2\n{"n": 3}\nnot json at all\n{"n": 5}\n'
+    data = cluster.write_data("d.jsonl", lines)
+    script = cluster.write_script("s.py", "def process(r):\n    return r['n'] + 100\n")
+    cluster.pack("malformed", data, script)
+    cluster.start_processor(workers=1)
+    code, _ = cluster.schedule("malformed")
+    assert code == 1
+    assert cluster.results("malformed") == {0: 101, 2: 103, 4: 105}
+    failures = cluster.failures("malformed")
+    assert set(failures) == {1, 3}
+    assert failures[1]["error"].startswith("malformed record: not valid JSON")
+    assert failures[1]["attempts"] == 1  # not retried: it will never parse
+
+
+def test_csv_format(cluster):
+    data = cluster.write_data("d.csv", b"name,qty\napple,3\npear,5\nbad,row,extra\nfig,7\n")
+    script = cluster.write_script("s.py", "def process(r):\n    return {r['name']: int(r['qty']) * 2}\n")
+    cluster.pack("csvw", data, script, "--format", "csv")
+    cluster.start_processor(workers=1)
+    code, _ = cluster.schedule("csvw")
+    assert code == 1  # the bad row is a failed record
+    assert cluster.results("csvw") == {0: {"apple": 6}, 1: {"pear": 10}, 3: {"fig": 14}}
+    assert "3 fields, the header has 2" in cluster.failures("csvw")[2]["error"]
+    csv_out = cluster.rqp("results", "csvw", "--format", "csv").stdout.decode().splitlines()
+    assert csv_out[0] == "id,result" and csv_out[1] == '0,"{""apple"": 6}"'
+
+
+def test_script_parse_format(cluster):
+    data = cluster.write_data("d.txt", b"a=1;b=2;c=3")
+    script = cluster.write_script(
+        "s.py",
+        "def parse(stream):\n    for part in stream.read().decode().split(';'):\n        k, v = part.split('=')\n        yield {'k': k, 'v': int(v)}\n\n"
+        "def process(r):\n    return r['k'] * r['v']\n",
+    )
+    cluster.pack("parsew", data, script, "--format", "script")
+    cluster.start_processor(workers=1)
+    assert cluster.schedule("parsew")[0] == 0
+    assert cluster.results("parsew") == {0: "a", 1: "bb", 2: "ccc"}
+
+
+def test_script_that_fails_to_import_is_a_clear_error(cluster):
+    data = cluster.write_data("d.jsonl", [{"n": 1}])
+    script = cluster.write_script("s.py", "import os\nraise RuntimeError('missing config')\ndef process(r):\n    return r\n")
+    cluster.pack("badimport", data, script)
+    code, out = cluster.schedule("badimport")
+    assert code == 8  # ScriptError
+    assert "the script of workload badimport failed to import (line 2): RuntimeError: missing config" in out
+    assert cluster.status("badimport")["state"] == "failed"
+
+
+def test_scheduling_twice_does_not_duplicate(cluster):
+    data = cluster.write_data("d.jsonl", [{"n": i} for i in range(500)])
+    script = cluster.write_script("s.py", "def process(r):\n    return r['n']\n")
+    cluster.pack("twice", data, script)
+    cluster.start_processor(workers=2)
+    assert cluster.schedule("twice")[0] == 0
+    code, out = cluster.schedule("twice")
+    assert code == 0 and "already done" in out
+    assert cluster.results("twice") == {i: i for i in range(500)}
+    assert cluster.status("twice")["enqueued"] == 500
+
+
+def test_retry_failed_records(cluster):
+    data = cluster.write_data("d.jsonl", [{"n": i} for i in range(50)])
+    flag = cluster.root / "fixed"
+    script = cluster.write_script(
+        "s.py",
+        f"import os\ndef process(r):\n    if r['n'] == 7 and not os.path.exists({str(flag)!r}):\n        raise RuntimeError('not yet')\n    return r['n']\n",
+    )
+    cluster.pack("retryw", data, script)
+    cluster.start_processor(workers=1)
+    assert cluster.schedule("retryw")[0] == 1
+    assert set(cluster.failures("retryw")) == {7}
+    flag.write_text("ok")
+    out = cluster.rqp("retry", "retryw", "--failed").stdout.decode()
+    assert "re-queued 1 failed records" in out
+    assert cluster.schedule("retryw")[0] == 0
+    assert cluster.results("retryw") == {i: i for i in range(50)}
+    assert cluster.failures("retryw") == {}

@@ -1,0 +1,171 @@
+"""Run real rqp processes against real servers, for end-to-end and fault tests.
+
+``Cluster`` owns an environment (Redis URL, blob store, KEK) and starts the real command-line
+programs as subprocesses: ``rqp pack``, ``rqp-processor``, ``rqp-scheduler``. Every process it
+starts it stops, even when a test fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+BIN = Path(sys.executable).parent
+DEFAULT_TIMEOUT = 120.0
+
+
+def bin_path(name: str) -> str:
+    return str(BIN / name)
+
+
+class Cluster:
+    def __init__(self, root: Path, redis_url: str, kek: Path, *, blob_url: str | None = None, extra_env: dict[str, str] | None = None) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.redis_url = redis_url
+        self.kek = kek
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("RQP_")},
+            "RQP_REDIS_URL": redis_url,
+            "RQP_BLOB_URL": blob_url or f"file://{self.root / 'blobs'}",
+            "RQP_KEK_FILE": str(kek),
+            "RQP_LEASE_SECONDS": "5",
+            "RQP_RETRY_BACKOFF": "0.05",
+            "RQP_RETRY_BACKOFF_MAX": "0.2",
+            "PYTHONUNBUFFERED": "1",
+            **(extra_env or {}),
+        }
+        self.procs: list[subprocess.Popen] = []
+        self.r = redis.Redis.from_url(redis_url)
+
+    # ------------------------------------------------------------------ commands
+    def run(self, *args: str, check: bool = True, timeout: float = DEFAULT_TIMEOUT, env: dict[str, str] | None = None, input: bytes | None = None) -> subprocess.CompletedProcess:
+        cp = subprocess.run(list(args), env={**self.env, **(env or {})}, capture_output=True, timeout=timeout, cwd=self.root, input=input)
+        if check and cp.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} exited {cp.returncode}\nstdout: {cp.stdout.decode()[-2000:]}\nstderr: {cp.stderr.decode()[-4000:]}")
+        return cp
+
+    def rqp(self, *args: str, **kw: Any) -> subprocess.CompletedProcess:
+        return self.run(bin_path("rqp"), *args, **kw)
+
+    def write_data(self, name: str, records: Iterable[Any] | bytes) -> Path:
+        path = self.root / name
+        if isinstance(records, bytes):
+            path.write_bytes(records)
+        else:
+            with open(path, "w") as fh:
+                for rec in records:
+                    fh.write(json.dumps(rec) + "\n")
+        return path
+
+    def write_script(self, name: str, source: str) -> Path:
+        path = self.root / name
+        path.write_text(source)
+        return path
+
+    def pack(self, workload: str, data: Path, script: Path, *extra: str) -> str:
+        self.rqp("pack", str(data), str(script), "--id", workload, *extra)
+        return workload
+
+    # ------------------------------------------------------------------ roles
+    def start_processor(self, workers: int = 2, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        p = subprocess.Popen(
+            [bin_path("rqp-processor"), "--workers", str(workers), *extra],
+            env={**self.env, **(env or {})}, cwd=self.root,
+            stdout=open(self.root / f"processor-{len(self.procs)}.log", "wb"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs.append(p)
+        return p
+
+    def start_scheduler(self, *workloads: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        p = subprocess.Popen(
+            [bin_path("rqp-scheduler"), "run", *workloads],
+            env={**self.env, **(env or {})}, cwd=self.root,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.procs.append(p)
+        return p
+
+    def schedule(self, *workloads: str, timeout: float = DEFAULT_TIMEOUT, env: dict[str, str] | None = None) -> tuple[int, str]:
+        """Run the scheduler to the end; returns (exit code, its output)."""
+        p = self.start_scheduler(*workloads, env=env)
+        try:
+            out, _ = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, _ = p.communicate()
+            raise AssertionError(f"scheduler did not finish in {timeout}s:\n{out.decode()[-4000:]}\n{self.logs()}") from None
+        return p.returncode, out.decode()
+
+    def worker_pids(self) -> list[int]:
+        """PIDs of the worker processes (children of the processor supervisors)."""
+        pids = []
+        for p in self.procs:
+            try:
+                out = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout
+            except FileNotFoundError:
+                out = ""
+            pids += [int(x) for x in out.split()]
+        return pids
+
+    def logs(self) -> str:
+        out = []
+        for f in sorted(self.root.glob("processor-*.log")):
+            out.append(f"--- {f.name}\n" + f.read_text(errors="replace")[-3000:])
+        return "\n".join(out)
+
+    # ------------------------------------------------------------------ reading back
+    def results(self, workload: str) -> dict[int, Any]:
+        cp = self.rqp("results", workload)
+        out: dict[int, Any] = {}
+        for line in cp.stdout.decode().splitlines():
+            doc = json.loads(line)
+            assert doc["id"] not in out, f"record {doc['id']} appears twice in the results"
+            out[doc["id"]] = doc["result"]
+        return out
+
+    def failures(self, workload: str) -> dict[int, dict[str, Any]]:
+        cp = self.rqp("results", workload, "--failed")
+        return {d["id"]: d for d in map(json.loads, cp.stdout.decode().splitlines())}
+
+    def status(self, workload: str) -> dict[str, Any]:
+        return json.loads(self.rqp("status", workload, "--json", check=False).stdout)
+
+    def wait_for(self, predicate, timeout: float = 30.0, what: str = "condition") -> None:
+        """Poll a condition with a deadline (the thing waited on is real state, not time)."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{self.logs()}")
+            time.sleep(0.05)
+
+    # ------------------------------------------------------------------ teardown
+    def stop(self, grace: float = 10.0) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + grace
+        for p in self.procs:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait()
+        self.procs.clear()
+        self.r.close()
