@@ -81,6 +81,8 @@ class WorkloadRun:
         self._workers_seen = 0
         self._needs_reopen = False
         self._script: Any = None
+        self._bytes_enqueued = 0
+        self._records_enqueued = 0
 
     # ------------------------------------------------------------------ start / resume
     def start(self) -> "WorkloadRun":
@@ -213,6 +215,10 @@ class WorkloadRun:
             self.chunk_size = self.settings.chunk_max
             return
         ideal = self.settings.chunk_target_seconds / per_record
+        # keep enough chunks for every worker to share the tail: about 4 per worker in total
+        if self._bytes_enqueued and self._records_enqueued:
+            estimate = self.workload.manifest.data.plain_size / (self._bytes_enqueued / self._records_enqueued)
+            ideal = min(ideal, estimate / (4 * max(1, self._workers_seen)))
         self.chunk_size = int(min(self.settings.chunk_max, max(self.settings.chunk_min, ideal)))
 
     def _fill_window(self) -> None:
@@ -252,6 +258,7 @@ class WorkloadRun:
                 malformed.append(rid)
                 continue
             records[rid] = w.seal("record", rid, payload)
+            self._bytes_enqueued += len(payload) + 1
             statuses[rid] = w.seal("status", rid, StatusRecord(self.id, rid, QUEUED, 0, None, now).to_json())
             good.append((rid, 1))
         pipe = self.r.pipeline(transaction=True)
@@ -265,6 +272,7 @@ class WorkloadRun:
             pipe.setbit(self.k.failed, rid, 1)
         if published:
             outbox_add(pipe, self.settings.status_queue, pack_messages(w, "status", published, self.mq.max_message_bytes), now)
+        self._records_enqueued += len(batch)
         pipe.hincrby(self.k.meta, "enqueued", len(batch))
         pipe.hincrby(self.k.meta, "chunks", 1)
         if self.exhausted:

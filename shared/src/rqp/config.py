@@ -37,7 +37,7 @@ DEFAULT_EVENTS_QUEUE = "rqp-events"
 DEFAULT_CHUNK_SIZE = 256
 DEFAULT_CHUNK_MIN = 16
 DEFAULT_CHUNK_MAX = 4096
-DEFAULT_CHUNK_TARGET_SECONDS = 0.25
+DEFAULT_CHUNK_TARGET_SECONDS = 0.1
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_RETRY_BACKOFF = 1.0
 DEFAULT_RETRY_BACKOFF_MAX = 60.0
@@ -214,5 +214,5 @@ def _convert(f: dataclasses.Field, raw: Any) -> Any:
             return None if raw in (None, "") else str(raw)
         return str(raw)
     except (TypeError, ValueError):
-        kind = typ.split(" ")[0]
-        raise ConfigError(f"{name} must be a {kind}, got {raw!r}") from None
+        kind = {"int": "an integer", "float": "a number", "bool": "true or false"}.get(typ, "a " + typ.split(" ")[0])
+        raise ConfigError(f"{name} must be {kind}, got {raw!r}") from None

@@ -196,7 +196,8 @@ class RetryPolicy:
 
         def before_sleep(state: Any) -> None:
             exc = state.outcome.exception()
-            log.warning("transient failure of %s (%s); retry %d in %.2fs", what, safe_reason(exc), state.attempt_number, state.upcoming_sleep)
+            sleep = getattr(state.next_action, "sleep", 0.0)
+            log.warning("transient failure of %s (%s); retry %d in %.2fs", what, safe_reason(exc), state.attempt_number, sleep)
 
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts) | stop_after_delay(self.deadline),
@@ -320,8 +321,8 @@ class StorageTarget:
     account: str
     endpoint: str
     auth_hint: str
-    #: the RBAC role that grants data access, for "denied" messages
-    role: str
+    #: the RBAC role that grants data access, named in "denied" messages when an identity is used
+    role: str = ""
     #: credentials this backend created and must close
     owned: list[Any] = field(default_factory=list)
 
@@ -355,7 +356,7 @@ def build_service_client(
 
     if credential is not None:
         client = client_cls(account_url=endpoint, credential=credential, **opts)
-        return client, StorageTarget(url.account, endpoint, "the credential passed to rqp", role)
+        return client, StorageTarget(url.account, endpoint, "the credential passed to rqp", role)  # may be an identity
 
     if url.connection_string_file:
         text = read_secret_file(url.connection_string_file, "storage connection string", "connection_string_file")
@@ -382,12 +383,12 @@ def build_service_client(
                     f"connection string in {url.connection_string_file} is malformed; it needs AccountName and AccountKey "
                     f"(or SharedAccessSignature) and endpoints"
                 ) from None
-        return client, StorageTarget(url.account, client.url.rstrip("/"), hint, role)
+        return client, StorageTarget(url.account, client.url.rstrip("/"), hint)
 
     if url.sas_file:
         sas = read_secret_file(url.sas_file, "SAS token", "sas_file").lstrip("?")
         client = client_cls(account_url=endpoint, credential=AzureSasCredential(sas), **opts)
-        return client, StorageTarget(url.account, endpoint, f"the SAS token in {url.sas_file} (expiry, permissions, allowed IPs)", role)
+        return client, StorageTarget(url.account, endpoint, f"the SAS token in {url.sas_file} (expiry, permissions, allowed IPs)")
 
     if endpoint.startswith("http://"):
         raise ConfigError(
@@ -419,10 +420,8 @@ def storage_error(exc: BaseException, *, what: str, target: StorageTarget) -> St
         return StorageError(f"no Azure credential could be obtained for {acct} ({reason}); check {target.auth_hint}")
     if status == 403:
         # AuthorizationFailure covers both a wrong account key (Azurite) and network rules (Azure)
-        return StorageError(
-            f"{acct} denied access to {what} ({reason}); check {target.auth_hint}, that the identity has "
-            f"{target.role}, and the account's network rules"
-        )
+        role = f", that the identity has {target.role}," if target.role else ""
+        return StorageError(f"{acct} denied access to {what} ({reason}); check {target.auth_hint}{role} and the account's network rules")
     if status == 404:
         return StorageError(f"{what} not found in {acct} ({reason}); check the name and {target.endpoint}")
     if isinstance(exc, AzureError):

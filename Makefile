@@ -1,0 +1,51 @@
+# rqp: the commands a user and CI run. Everything installs from this repository's own files.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+ENGINE ?= docker
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+
+.PHONY: help venv install dev demo test test-fast images test-images wheels bench soak clean audit
+
+help:
+	@echo "make demo         encrypted 10,000-record workload end to end on this machine"
+	@echo "make test         the whole test suite against real servers"
+	@echo "make images       container images per role (ENGINE=docker|podman)"
+	@echo "make test-images  the all-in-one Compose stack, scaled, with a real workload"
+	@echo "make bench        rqp against RQ, Celery, Dramatiq, Huey and a batched loop"
+	@echo "make soak         100,000 records with workers killed at random"
+
+$(VENV)/.installed: shared/pyproject.toml scheduler/pyproject.toml processor/pyproject.toml metrics-logger/pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "rqp needs Python 3.11+"'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e 'shared[azure,embedded-redis]' -e scheduler -e processor -e metrics-logger
+	touch $@
+
+venv install: $(VENV)/.installed
+
+$(VENV)/.dev: $(VENV)/.installed requirements-dev.txt
+	$(PIP) install -q -r requirements-dev.txt
+	touch $@
+
+dev: $(VENV)/.dev
+
+demo: install
+	$(PY) examples/demo.py
+
+.tools/.azurite:
+	bash tools/install-azurite.sh
+	touch $@
+
+test: dev .tools/.azurite
+	$(PY) -m pytest tests -q -p no:cacheprovider
+
+test-fast: dev
+	$(PY) -m pytest tests -q -x -p no:cacheprovider --ignore=tests/shared/azure
+
+audit: dev
+	$(PY) -m pip_audit --progress-spinner off -r requirements-audit.txt || true
+
+clean:
+	rm -rf $(VENV) .tools .demo build dist wheels

