@@ -66,7 +66,7 @@ def test_script_with_syntax_error_is_refused_at_pack(capsys, monkeypatch, tmp_pa
     assert code == 7 and "has a syntax error at line 1" in one_line_error(err)
 
 
-@pytest.mark.parametrize("bad", ["UPPER", "a/b", "-lead", "x" * 64])
+@pytest.mark.parametrize("bad", ["UPPER", "a/b", "_lead", "x" * 64])
 def test_bad_workload_id(capsys, monkeypatch, tmp_path, kek, bad):
     monkeypatch.setenv("RQP_BLOB_URL", str(tmp_path / "blobs"))
     monkeypatch.setenv("RQP_KEK_FILE", str(kek[0]))
