@@ -26,6 +26,7 @@ __all__ = ["main", "DEFAULT_GRACE_SECONDS", "RESTART_BACKOFF_MAX"]
 log = logging.getLogger("rqp.processor")
 DEFAULT_GRACE_SECONDS = 25.0
 RESTART_BACKOFF_MAX = 30.0
+HEALTHY_SECONDS = 60.0
 
 
 def _spawn(args: argparse.Namespace) -> subprocess.Popen:
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     restarts = [0] * n
+    started = [time.monotonic()] * n
     while not stop.is_set():
         for i, p in enumerate(procs):
             code = p.poll()
@@ -76,10 +78,14 @@ def main(argv: list[str] | None = None) -> int:
                 delay = RESTART_BACKOFF_MAX
             else:
                 delay = min(RESTART_BACKOFF_MAX, 0.5 * 2 ** restarts[i])
+            if time.monotonic() - started[i] > HEALTHY_SECONDS:
+                restarts[i] = 0  # it ran fine for a while: this is a new incident, not a crash loop
+                delay = 0.5 if code not in (2, 3, 6) else delay
             log.warning("worker %d (pid %d) exited with %s; restarting in %.1fs", i, p.pid, code, delay)
             restarts[i] += 1
             if not stop.wait(delay):
                 procs[i] = _spawn(args)
+                started[i] = time.monotonic()
         if args.burst and all(p.poll() is not None for p in procs):
             break
         stop.wait(0.5)

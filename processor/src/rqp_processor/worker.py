@@ -46,7 +46,7 @@ _PROCESSOR: ChunkProcessor | None = None
 def build_worker(settings: Settings, name: str | None = None) -> RqpWorker:
     global _PROCESSOR
     r = connect_redis(settings)
-    store = open_blob_store(settings.blob_url)
+    store = open_blob_store(settings.blob_url, retry_seconds=settings.storage_retry_seconds)
     mq = open_message_queue(settings, r)
     keys = open_key_provider(settings)
     name = name or f"rqp-{socket.gethostname()}-{os.getpid()}"

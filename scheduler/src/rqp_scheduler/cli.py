@@ -34,7 +34,7 @@ class Scheduler:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.r = connect_redis(settings)
-        self.store = open_blob_store(settings.blob_url)
+        self.store = open_blob_store(settings.blob_url, retry_seconds=settings.storage_retry_seconds)
         self.mq = open_message_queue(settings, self.r)
         self.keys = open_key_provider(settings)
         self.runs: dict[str, WorkloadRun] = {}

@@ -31,7 +31,7 @@ import redis
 from rq import Queue, Worker
 
 from rqp.config import Settings
-from rqp.errors import ForbiddenJobError, RqpError, ScriptError, WorkloadError
+from rqp.errors import ForbiddenJobError, RqpError, ScriptError, StorageUnavailableError, WorkloadError
 from rqp.jobs import ENTRY_POINT, JOB_TIMEOUT, ChunkSpec, JSONSerializer, RqpJob, open_spec, runs_of, seal_spec
 from rqp.keys import KeyProvider
 from rqp.layout import WORKLOADS, WorkloadKeys, job_id
@@ -83,6 +83,7 @@ class WorkloadRun:
         self._script: Any = None
         self._bytes_enqueued = 0
         self._records_enqueued = 0
+        self._cursor = 0
 
     # ------------------------------------------------------------------ start / resume
     def start(self) -> "WorkloadRun":
@@ -123,6 +124,7 @@ class WorkloadRun:
         meta = self._meta()
         self.exhausted = "total" in meta
         self.records = None
+        self._cursor = int(meta.get("enqueued", 0))
         if not self.exhausted:
             m = self.workload.manifest
             recs = parse_records(m.format, self.workload.data_chunks(), parse=self._script.parse, workload_id=self.id, delimiter=m.delimiter)
@@ -139,7 +141,7 @@ class WorkloadRun:
         if self.r.set(self.k.lock, self.me, nx=True, ex=LOCK_SECONDS):
             return
         holder = self.r.get(self.k.lock)
-        if holder is not None and holder.decode() != self.me:
+        if holder is not None and holder.decode() != self.me and not _holder_dead(holder.decode()):
             raise WorkloadError(
                 f"workload {self.id} is already being scheduled by {holder.decode()}; wait for it, or stop it and retry in {LOCK_SECONDS}s"
             )
@@ -180,7 +182,11 @@ class WorkloadRun:
             self._progress_event()
             self._last["progress"] = now
         if self.exhausted and self._idle():
-            self._finish()
+            try:
+                self._finish()
+            except StorageUnavailableError as exc:
+                log.warning("workload %s: cannot write results yet (%s); will retry", self.id, exc)
+                return False
             return True
         return False
 
@@ -241,6 +247,11 @@ class WorkloadRun:
     def _enqueue_chunk(self, batch: list[tuple[bytes, str | None]]) -> None:
         meta = self.r.hmget(self.k.meta, "enqueued", "chunks")
         first, chunk_no = int(meta[0] or 0), int(meta[1] or 0)
+        if first != self._cursor:
+            # Redis lost recent writes (restart without a synced AOF): go back to what it has
+            log.warning("workload %s: Redis cursor is %d, expected %d; re-reading from %d", self.id, first, self._cursor, first)
+            self._open_records()
+            return
         now = time.time()
         w = self.workload
         records: dict[int, bytes] = {}
@@ -273,6 +284,7 @@ class WorkloadRun:
         if published:
             outbox_add(pipe, self.settings.status_queue, pack_messages(w, "status", published, self.mq.max_message_bytes), now)
         self._records_enqueued += len(batch)
+        self._cursor = first + len(batch)
         pipe.hincrby(self.k.meta, "enqueued", len(batch))
         pipe.hincrby(self.k.meta, "chunks", 1)
         if self.exhausted:
@@ -425,6 +437,21 @@ class WorkloadRun:
         self._release_lock()
         self.finished = True
         log.info("workload %s: done: %d done, %d failed in %.1fs (%.0f records/s)", self.id, summary["done"], summary["failed"], summary["elapsed"], summary["records_per_second"])
+
+
+def _holder_dead(holder: str) -> bool:
+    """A lock held by a process of this host that no longer exists (a crashed scheduler) can be
+    taken over at once instead of after its TTL."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _rq_time(raw: bytes) -> float:

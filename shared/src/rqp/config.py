@@ -43,6 +43,7 @@ DEFAULT_RETRY_BACKOFF = 1.0
 DEFAULT_RETRY_BACKOFF_MAX = 60.0
 DEFAULT_LEASE_SECONDS = 30.0
 DEFAULT_STATUS_TTL_DAYS = 7
+DEFAULT_STORAGE_RETRY_SECONDS = 300.0
 
 
 def _path_or_none(value: Any) -> Path | None:
@@ -88,6 +89,8 @@ class Settings:
     #: worker processes per processor (0: CPU count)
     workers: int = 0
     status_ttl_days: int = DEFAULT_STATUS_TTL_DAYS
+    #: how long roles retry an unavailable blob store before giving up (the workload stalls meanwhile)
+    storage_retry_seconds: float = DEFAULT_STORAGE_RETRY_SECONDS
     #: keep per-chunk result parts after consolidation (debugging)
     keep_parts: bool = False
     #: the source this came from, for error messages

@@ -15,6 +15,7 @@ from .config import Settings
 from .errors import ConfigError, RedisUnavailableError
 from .keys import KeyProvider, LocalKeyProvider
 from .storage import BlobStore, FileBlobStore, MessageQueue, RedisMessageQueue
+from .storage.retrying import RetryingBlobStore
 
 __all__ = ["connect_redis", "open_blob_store", "open_message_queue", "open_key_provider"]
 
@@ -65,7 +66,13 @@ def connect_redis(settings: Settings, *, check: bool = True) -> redis.Redis:
     return client
 
 
-def open_blob_store(url: str) -> BlobStore:
+def open_blob_store(url: str, *, retry_seconds: float | None = None) -> BlobStore:
+    """The blob store named by ``url``; with ``retry_seconds``, transient outages are ridden out."""
+    store = _open_blob_store(url)
+    return RetryingBlobStore(store, retry_seconds) if retry_seconds else store
+
+
+def _open_blob_store(url: str) -> BlobStore:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme == "":
         return FileBlobStore(Path(url))

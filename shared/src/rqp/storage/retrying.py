@@ -1,0 +1,74 @@
+"""Ride out storage outages: retry transient failures instead of losing or failing work.
+
+Wraps any ``BlobStore``; a ``StorageUnavailableError`` (disk full, directory gone, network
+blip, Azure 5xx) is retried with exponential backoff and jitter for up to ``budget`` seconds,
+so a workload visibly stalls during an outage and continues when storage returns. Permanent
+errors (not found, refused, bad name) pass straight through.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
+
+from ..errors import StorageUnavailableError
+from ._blob import DEFAULT_READ_CHUNK, BlobStore
+
+__all__ = ["RetryingBlobStore", "DEFAULT_STORAGE_RETRY_SECONDS"]
+
+log = logging.getLogger("rqp.storage")
+DEFAULT_STORAGE_RETRY_SECONDS = 300.0
+_WAIT = wait_random_exponential(multiplier=0.2, max=5.0)
+
+
+class RetryingBlobStore(BlobStore):
+    def __init__(self, inner: BlobStore, budget: float = DEFAULT_STORAGE_RETRY_SECONDS) -> None:
+        self.inner = inner
+        self.budget = budget
+        self.location = inner.location
+
+    def _call(self, op: str, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        def before_sleep(state: Any) -> None:
+            log.warning("blob store %s unavailable during %s %s (%s); retrying", self.location, op, name, state.outcome.exception())
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(StorageUnavailableError),
+            stop=stop_after_delay(self.budget),
+            wait=_WAIT,
+            reraise=True,
+            before_sleep=before_sleep,
+        )
+        return retrying(fn, *args, **kwargs)
+
+    def put(self, name: str, data: bytes, *, overwrite: bool = True) -> None:
+        self._call("put", name, self.inner.put, name, data, overwrite=overwrite)
+
+    def put_stream(self, name: str, chunks: Iterable[bytes], *, overwrite: bool = True) -> int:
+        # a stream can be consumed once; retrying it whole is only safe for re-iterable input
+        if isinstance(chunks, (list, tuple)):
+            return self._call("put", name, self.inner.put_stream, name, chunks, overwrite=overwrite)
+        return self.inner.put_stream(name, chunks, overwrite=overwrite)
+
+    def get(self, name: str) -> bytes:
+        return self._call("get", name, self.inner.get, name)
+
+    def iter_chunks(self, name: str, chunk_size: int = DEFAULT_READ_CHUNK) -> Iterator[bytes]:
+        return self._call("open", name, self.inner.iter_chunks, name, chunk_size)
+
+    def exists(self, name: str) -> bool:
+        return self._call("stat", name, self.inner.exists, name)
+
+    def size(self, name: str) -> int:
+        return self._call("stat", name, self.inner.size, name)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        return iter(self._call("list", prefix, lambda: list(self.inner.list(prefix))))
+
+    def delete(self, name: str) -> None:
+        self._call("delete", name, self.inner.delete, name)
+
+    def close(self) -> None:
+        self.inner.close()
