@@ -82,7 +82,7 @@ class Azurite:
             f"BlobEndpoint={self.blob_endpoint};QueueEndpoint={self.queue_endpoint};"
         )
 
-    def start(self) -> "Azurite":
+    def start(self) -> Azurite:
         cmd = [
             str(self.binary),
             "--blobHost", HOST, "--blobPort", str(self.blob_port),
@@ -90,16 +90,16 @@ class Azurite:
             "--tableHost", HOST, "--tablePort", str(self.table_port),
             *FLAGS,
         ]  # fmt: skip
-        log = open(self._log, "ab")
-        self.proc = subprocess.Popen(cmd, cwd=self._workdir.name, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.close()
+        with open(self._log, "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(cmd, cwd=self._workdir.name, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + START_TIMEOUT
         while not (port_open(self.blob_port) and port_open(self.queue_port)):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"azurite exited with {self.proc.returncode} at start: {self._log_tail()}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"azurite did not open ports {self.blob_port}/{self.queue_port} within {START_TIMEOUT}s: {self._log_tail()}")
+                ports = f"{self.blob_port}/{self.queue_port}"
+                raise RuntimeError(f"azurite did not open ports {ports} within {START_TIMEOUT}s: {self._log_tail()}")
             time.sleep(POLL_INTERVAL)
         return self
 
@@ -120,7 +120,7 @@ class Azurite:
                 raise RuntimeError(f"azurite ports {self.blob_port}/{self.queue_port} still open {STOP_TIMEOUT}s after stop")
             time.sleep(POLL_INTERVAL)
 
-    def restart(self) -> "Azurite":
+    def restart(self) -> Azurite:
         self.stop()
         return self.start()
 
@@ -134,7 +134,7 @@ class Azurite:
         except OSError:
             return "(no log)"
 
-    def __enter__(self) -> "Azurite":
+    def __enter__(self) -> Azurite:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
-
 from rqp.storage import FileBlobStore
 from rqp_metrics.sources.azure import AzureSource
 from rqp_metrics.store import SampleStore
@@ -22,13 +21,14 @@ def stub():
 
 @pytest.fixture
 def now() -> datetime:
-    """A recent whole minute plus 30 s: Azure points are minute-aligned, reports look back from now."""
-    return datetime.now(timezone.utc).replace(second=30, microsecond=0)
+    """Half a minute past a recent minute, never in the future: Azure points are minute-aligned,
+    and reports (which look back from the real now) must include samples stamped with it."""
+    return datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(seconds=30)
 
 
 @pytest.fixture
 def azure_source(stub, now):
-    def make(lookback: float = 300.0, clock=None) -> AzureSource:
+    def make(lookback: float = 300.0, clock=None, **kw) -> AzureSource:
         return AzureSource(
             stub.subscription,
             stub.resource_group,
@@ -36,6 +36,7 @@ def azure_source(stub, now):
             base_url=stub.url,
             lookback=lookback,
             clock=clock or (lambda: now),
+            **kw,
         )
 
     made: list[AzureSource] = []

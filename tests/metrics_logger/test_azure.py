@@ -6,7 +6,6 @@ from collections import defaultdict
 from datetime import timedelta
 
 import pytest
-
 from rqp.errors import ConfigError
 from rqp_metrics.sample import COLLECTOR_WARNING, CPU_PERCENT, DISK_READ_OPS, NET_IN_BYTES, SOURCE_AZURE
 from rqp_metrics.sources.azure import AZURE_METRICS
@@ -75,6 +74,18 @@ def test_throttled_vm_is_retried_after_retry_after_and_its_samples_arrive(stub, 
     assert calls[1].at - calls[0].at >= stub.retry_after * 0.9  # the SDK waited as told
     assert _by_vm(out.samples)["vm-b"] == _expected(stub, "vm-b", now)
     assert out.warnings == []
+
+
+def test_throttling_beyond_the_retries_skips_the_vm_and_it_is_caught_up_next_cycle(stub, azure_source, now):
+    stub.throttle["vm-b"] = 1
+    src = azure_source(retry_total=0)  # no retries: the 429 reaches the logger
+    first = src.collect()
+    assert "vm-b" not in _by_vm(first.samples)
+    assert _by_vm(first.samples)["vm-a"] == _expected(stub, "vm-a", now)
+    warn = [s for s in first.samples if s.metric == COLLECTOR_WARNING]
+    assert [w.vm for w in warn] == ["vm-b"] and "429" in (warn[0].note or "")
+    second = src.collect()  # same window: vm-b's points were never emitted, so they come now
+    assert _by_vm(second.samples) == {"vm-b": _expected(stub, "vm-b", now)}
 
 
 def test_vm_returning_404_is_skipped_with_a_warning_and_the_others_go_on(stub, azure_source, now):

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import redis
-
 from rqp.storage import FileBlobStore, RedisMessageQueue
 from rqp_metrics.cli import main
 from rqp_metrics.logger import MetricsLogger
@@ -18,7 +17,7 @@ from rqp_metrics.sources.host import HostSource
 from rqp_metrics.spool import Spool
 from rqp_metrics.store import SampleStore
 
-from .helpers import FlakyBlobStore, ScriptedSource
+from .helpers import ScriptedSource
 
 QUEUE = "rqp-metrics"
 POLL_DEADLINE = 10.0
@@ -128,7 +127,3 @@ def test_cli_azure_without_subscription_is_a_one_line_config_error(monkeypatch, 
     assert code == 2
     assert err == ["rqp-metrics-logger: error: RQP_METRICS_SOURCE=azure needs RQP_AZURE_SUBSCRIPTION_ID (the subscription holding the VMs)"]
 
-
-def test_storage_flaky_store_reexport_is_usable():
-    # guard: the helper wraps any BlobStore (used by the outage tests)
-    assert FlakyBlobStore.__abstractmethods__ == frozenset()

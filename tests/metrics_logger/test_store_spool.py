@@ -5,7 +5,6 @@ import shutil
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
 from rqp.storage import FileBlobStore
 from rqp_metrics.logger import MetricsLogger
 from rqp_metrics.sample import CPU_PERCENT, Sample

@@ -8,10 +8,11 @@ from pathlib import Path
 
 from rqp.errors import ConfigError
 
+from .fmt import human_rate
 from .marks import WorkloadMark
 from .series import VmView
 from .store import blob_vm_name
-from .svg import MARK_END_COLOR, MARK_START_COLOR, PALETTE
+from .svg import MARK_END_COLOR, MARK_START_COLOR, PALETTE, axis_step
 
 __all__ = ["render_pngs", "matplotlib_available"]
 
@@ -32,6 +33,7 @@ def render_pngs(views: list[VmView], marks: list[WorkloadMark], out_dir: Path, x
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
+    from matplotlib.ticker import FuncFormatter, MultipleLocator  # noqa: PLC0415
 
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -46,16 +48,20 @@ def render_pngs(views: list[VmView], marks: list[WorkloadMark], out_dir: Path, x
                     ts, vs = zip(*series.points)
                     ax.plot(ts, vs, label=series.label, color=PALETTE[i % len(PALETTE)], linewidth=1.4)
             for m in marks:
-                ax.axvline(m.start, color=MARK_START_COLOR, linestyle="--", linewidth=1)
+                ax.axvline(m.start, color=MARK_START_COLOR, linestyle="--", linewidth=1, label=f"{m.name} start")
                 if m.end is not None:
-                    ax.axvline(m.end, color=MARK_END_COLOR, linestyle="--", linewidth=1)
+                    ax.axvline(m.end, color=MARK_END_COLOR, linestyle="--", linewidth=1, label=f"{m.name} finish")
             ax.set_ylabel(chart.unit)
+            if chart.unit == "B/s":
+                top = max((v for s in chart.series for _, v in s.points), default=0.0) or 1.0
+                ax.yaxis.set_major_locator(MultipleLocator(axis_step(top, chart.unit)))
+                ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: human_rate(v)))
             ax.set_title(f"{view.vm} · {chart.title}", fontsize=10, loc="left")
             if chart.y_max is not None:
                 ax.set_ylim(0, chart.y_max)
             else:
                 ax.set_ylim(bottom=0)
-            if any(s.points for s in chart.series):
+            if any(s.points for s in chart.series) or marks:
                 ax.legend(loc="upper right", fontsize=8)
             ax.grid(True, alpha=0.3)
         axes[-1].set_xlim(x0, x1)

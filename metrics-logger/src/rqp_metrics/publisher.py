@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 import redis
-
 from rqp.errors import StorageError
 from rqp.storage import MessageQueue
 

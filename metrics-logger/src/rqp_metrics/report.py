@@ -63,7 +63,8 @@ def add_report_command(subparsers: Any, name: str = "report") -> argparse.Argume
     p.add_argument("--png", default=None, metavar="DIR", help="also write one PNG per VM into DIR (needs matplotlib)")
     p.add_argument("--workload-marks", action="append", default=None, metavar="FILE", help="JSON file of workload start/finish times to mark")
     p.add_argument("--mark", action="append", default=None, metavar="NAME=START[,END]", help="mark one workload (ISO-8601 times; repeatable)")
-    p.add_argument("--blob-url", default=None, help="where the samples are (default: RQP_BLOB_URL)")
+    # SUPPRESS: a parent parser's own --blob-url (rqp-metrics-logger has one) is not overwritten
+    p.add_argument("--blob-url", default=argparse.SUPPRESS, help="where the samples are (default: RQP_BLOB_URL)")
     p.set_defaults(func=run_report)
     return p
 

@@ -15,7 +15,7 @@ from .fmt import axis_value
 from .marks import WorkloadMark
 from .series import Chart
 
-__all__ = ["render_chart", "WIDTH", "HEIGHT"]
+__all__ = ["render_chart", "axis_step", "WIDTH", "HEIGHT"]
 
 WIDTH = 880
 HEIGHT = 230
@@ -40,6 +40,17 @@ def _nice_step(span: float, ticks: int) -> float:
         if raw <= m * mag:
             return m * mag
     return 10 * mag
+
+
+def axis_step(top: float, unit: str) -> float:
+    """Tick spacing: round decimal numbers, or round binary multiples for bytes (so labels read
+    1 MiB/s, 2 MiB/s rather than 0.95 MiB/s, 1.9 MiB/s)."""
+    if unit != "B/s":
+        return _nice_step(top, Y_TICKS)
+    scale = 1.0
+    while top / scale >= 1024:
+        scale *= 1024
+    return _nice_step(top / scale, Y_TICKS) * scale
 
 
 def _time_step(span_s: float) -> float:
@@ -80,10 +91,10 @@ def render_chart(chart: Chart, x0: datetime, x1: datetime, marks: list[WorkloadM
     pw, ph = WIDTH - MARGIN_LEFT - MARGIN_RIGHT, HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
     top = chart.y_max or max((v for s in chart.series for _, v in s.points), default=0.0)
     if chart.y_max is None:
-        step = _nice_step(top or 1.0, Y_TICKS)
+        step = axis_step(top or 1.0, chart.unit)
         top = step * math.ceil((top or 1.0) / step)
     else:
-        step = _nice_step(top, Y_TICKS)
+        step = axis_step(top, chart.unit)
 
     def X(t: datetime) -> float:
         return MARGIN_LEFT + pw * (t - x0).total_seconds() / span
@@ -142,7 +153,7 @@ def render_chart(chart: Chart, x0: datetime, x1: datetime, marks: list[WorkloadM
             )
             out.append(f'<text x="{xe - 3:.1f}" y="{MARGIN_TOP + 24}" class="mlab end">{escape(m.name)} finish</text>')
     # series
-    legend_x = MARGIN_LEFT + 150
+    legend_x = MARGIN_LEFT + 7.5 * len(title) + 16  # after the title (13 px bold ≈ 7.5 px a character)
     for i, series in enumerate(chart.series):
         color = PALETTE[i % len(PALETTE)]
         for seg in _segments(series.points):
@@ -152,8 +163,8 @@ def render_chart(chart: Chart, x0: datetime, x1: datetime, marks: list[WorkloadM
                 continue
             pts = " ".join(f"{X(tt):.1f},{Y(vv):.1f}" for tt, vv in seg)
             out.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="1.6" data-series="{escape(series.label)}"/>')
-        out.append(f'<rect x="{legend_x}" y="8" width="10" height="10" fill="{color}"/>')
-        out.append(f'<text x="{legend_x + 14}" y="17" class="legend">{escape(series.label)}</text>')
+        out.append(f'<rect x="{legend_x:.0f}" y="8" width="10" height="10" fill="{color}"/>')
+        out.append(f'<text x="{legend_x + 14:.0f}" y="17" class="legend">{escape(series.label)}</text>')
         legend_x += 24 + 7 * len(series.label)
     if chart.empty:
         out.append(f'<text x="{MARGIN_LEFT + pw / 2}" y="{MARGIN_TOP + ph / 2}" class="nodata">no data</text>')

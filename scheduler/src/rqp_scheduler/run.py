@@ -286,7 +286,8 @@ class WorkloadRun:
         self._records_enqueued += len(batch)
         self._cursor = first + len(batch)
         pipe.hincrby(self.k.meta, "enqueued", len(batch))
-        pipe.hincrby(self.k.meta, "chunks", 1)
+        if batch:
+            pipe.hincrby(self.k.meta, "chunks", 1)
         if self.exhausted:
             pipe.hset(self.k.meta, "total", first + len(batch))
         pipe.execute()

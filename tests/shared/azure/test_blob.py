@@ -8,12 +8,11 @@ import math
 import os
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from azure.storage.blob import AccountSasPermissions, BlobServiceClient, ResourceTypes, generate_account_sas
 from azurite import DEV_ACCOUNT, DEV_KEY
-
 from rqp.azure._common import RetryPolicy
 from rqp.azure.blob import AzureBlobStore
 from rqp.connect import open_blob_store
@@ -254,7 +253,7 @@ def test_sas_file_works_and_a_refused_sas_never_shows_the_token(make_store, azur
         DEV_KEY,
         resource_types=ResourceTypes(container=True, object=True),
         permission=AccountSasPermissions(read=True, list=True),
-        expiry=datetime.now(timezone.utc) + timedelta(hours=1),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
     )
     sas_file = tmp_path / "sas"
     sas_file.write_text(sas + "\n")

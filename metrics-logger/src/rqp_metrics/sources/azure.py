@@ -33,7 +33,6 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 from azure.core.pipeline.policies import SansIOHTTPPolicy
-
 from rqp.errors import ConfigError
 
 from ..sample import (
@@ -295,6 +294,11 @@ class AzureSource:
         out.samples.append(Sample(now, vm, SOURCE_AZURE, COLLECTOR_WARNING, 1.0, "Count", note=text))
 
     def _access_error(self, what: str, exc: Exception) -> ConfigError:
+        if getattr(exc, "status_code", None) is None:  # no token at all: the credential chain failed
+            return ConfigError(
+                f"no Azure credentials to {what} resource group {self.resource_group} ({self._reason(exc)}); "
+                f"use a managed identity, set AZURE_TENANT_ID/AZURE_CLIENT_ID/AZURE_CLIENT_SECRET, or run 'az login'"
+            )
         return ConfigError(
             f"Azure refused to {what} resource group {self.resource_group} ({self._reason(exc)}); "
             f"give the logger's identity the Reader role on the resource group, or fix its credentials"

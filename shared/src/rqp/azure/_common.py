@@ -157,7 +157,8 @@ def safe_reason(exc: BaseException) -> str:
             return "host name not resolved"
         if isinstance(e, (TimeoutError, socket.timeout)) or "Timeout" in type(e).__name__:
             return "timed out"
-        todo.extend([getattr(e, "inner_exception", None), e.__cause__, e.__context__, *[a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]])
+        todo.extend([getattr(e, "inner_exception", None), e.__cause__, e.__context__])
+        todo.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
     return type(exc).__name__
 
 
@@ -257,7 +258,7 @@ class StorageUrl:
     api_version: str | None = None
 
     @classmethod
-    def parse(cls, url: str, *, schemes: tuple[str, ...], service: str, needs_resource: bool) -> "StorageUrl":
+    def parse(cls, url: str, *, schemes: tuple[str, ...], service: str, needs_resource: bool) -> StorageUrl:
         """Validate ``url``; errors name the part that is wrong and never echo query values."""
         parts = urllib.parse.urlsplit(url)
         env = "RQP_BLOB_URL" if service == "blob" else "RQP_QUEUE_URL"
@@ -281,7 +282,9 @@ class StorageUrl:
         try:
             query = urllib.parse.parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
         except ValueError:
-            raise ConfigError(f"{env} has a malformed query string; use ?connection_string_file=PATH, ?sas_file=PATH or ?endpoint=URL") from None
+            raise ConfigError(
+                f"{env} has a malformed query string; use ?connection_string_file=PATH, ?sas_file=PATH or ?endpoint=URL"
+            ) from None
         unknown = sorted(set(query) - set(_URL_OPTIONS))
         if unknown:
             raise ConfigError(
@@ -362,10 +365,12 @@ def build_service_client(
         text = read_secret_file(url.connection_string_file, "storage connection string", "connection_string_file")
         fields_ = _parse_connection_string(text)
         hint = f"the account key or SAS in the connection string in {url.connection_string_file}"
-        name_in_file = fields_.get("accountname") or ("devstoreaccount1" if fields_.get("usedevelopmentstorage", "").lower() == "true" else None)
+        dev_storage = fields_.get("usedevelopmentstorage", "").lower() == "true"
+        name_in_file = fields_.get("accountname") or ("devstoreaccount1" if dev_storage else None)
         if name_in_file and name_in_file != url.account:
             raise ConfigError(
-                f"{env} names account {url.account} but the connection string in {url.connection_string_file} is for {name_in_file}; make them agree"
+                f"{env} names account {url.account} but the connection string in {url.connection_string_file} "
+                f"is for {name_in_file}; make them agree"
             )
         if url.endpoint:
             if fields_.get("accountkey"):

@@ -21,6 +21,8 @@ blocks, which Azure discards after a week.
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -94,7 +96,7 @@ class AzureBlobStore(BlobStore):
         connection_timeout: float = CONNECTION_TIMEOUT,
         read_timeout: float = READ_TIMEOUT,
         credential: Any = None,
-    ) -> "AzureBlobStore":
+    ) -> AzureBlobStore:
         """The store an ``azure-blob://`` URL names; no network call is made here."""
         parsed = StorageUrl.parse(url, schemes=SCHEMES, service="blob", needs_resource=True)
         service, target = build_service_client(
@@ -144,8 +146,8 @@ class AzureBlobStore(BlobStore):
 
     def put(self, name: str, data: bytes, *, overwrite: bool = True) -> None:
         if len(data) > self._block_size:
-            view = memoryview(data)
-            self.put_stream(name, (view[i : i + self._block_size] for i in range(0, len(view), self._block_size)), overwrite=overwrite)
+            bs = self._block_size
+            self.put_stream(name, (data[i : i + bs] for i in range(0, len(data), bs)), overwrite=overwrite)
             return
         blob = self._blob(name)
         # If-None-Match: * makes "create only" one atomic request: two packers racing for the same
@@ -237,7 +239,7 @@ class AzureBlobStore(BlobStore):
         def gen() -> Iterator[bytes]:
             for offset in range(0, total, chunk_size):
                 try:
-                    yield self._call(lambda: read(offset), name, expect=(ResourceModifiedError,))
+                    yield self._call(functools.partial(read, offset), name, expect=(ResourceModifiedError,))
                 except ResourceModifiedError:
                     raise StorageError(f"blob {name} in {self.location} was replaced while being read; read it again") from None
 
@@ -262,10 +264,8 @@ class AzureBlobStore(BlobStore):
 
     def delete(self, name: str) -> None:
         blob = self._blob(name)
-        try:
+        with contextlib.suppress(BlobNotFoundError):  # absent is not an error
             self._call(lambda: blob.delete_blob(delete_snapshots="include"), name)
-        except BlobNotFoundError:
-            pass
 
     def close(self) -> None:
         self._container.close()

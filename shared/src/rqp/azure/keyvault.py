@@ -36,7 +36,9 @@ T = TypeVar("T")
 KEY_WRAP_ALGORITHM = KeyWrapAlgorithm.rsa_oaep_256
 assert KEY_WRAP_ALGORITHM.value == WRAP_ALGORITHM
 ROLE = "the 'Key Vault Crypto User' role (or wrapKey/unwrapKey/get in the vault's access policy)"
-CREDENTIAL_HINT = "DefaultAzureCredential: the managed/workload identity, 'az login', or AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET"
+CREDENTIAL_HINT = (
+    "DefaultAzureCredential: the managed/workload identity, 'az login', or AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET"
+)
 
 
 def _parse_key_id(key_id: str) -> KeyVaultKeyIdentifier | None:
@@ -87,7 +89,7 @@ class AzureKeyVaultProvider(KeyProvider):
         retry: RetryPolicy = DEFAULT_RETRY,
         connection_timeout: float = CONNECTION_TIMEOUT,
         read_timeout: float = READ_TIMEOUT,
-    ) -> "AzureKeyVaultProvider":
+    ) -> AzureKeyVaultProvider:
         """A provider for the vault key ``key_id``; no network call is made here."""
         if _parse_key_id(key_id) is None:
             raise ConfigError(
@@ -105,7 +107,7 @@ class AzureKeyVaultProvider(KeyProvider):
         return cls(client, credential=credential, retry=retry, client_options=options, owned=owned)
 
     @classmethod
-    def from_jwk(cls, jwk: Any) -> "AzureKeyVaultProvider":
+    def from_jwk(cls, jwk: Any) -> AzureKeyVaultProvider:
         """A provider doing the same operations locally on a JSON Web Key (tests, offline checks)."""
         return cls(CryptographyClient.from_jwk(jwk))
 
@@ -124,7 +126,9 @@ class AzureKeyVaultProvider(KeyProvider):
                 f"in {exc.elapsed:.1f}s ({safe_reason(exc)}); check network access to the vault"
             ) from None
         except ClientAuthenticationError as exc:
-            raise KeyProviderError(f"cannot authenticate to Key Vault for key {key_id} ({safe_reason(exc)}); check {CREDENTIAL_HINT}") from None
+            raise KeyProviderError(
+                f"cannot authenticate to Key Vault for key {key_id} ({safe_reason(exc)}); check {CREDENTIAL_HINT}"
+            ) from None
         except HttpResponseError as exc:
             status = status_code(exc)
             if status == 403:
@@ -141,7 +145,9 @@ class AzureKeyVaultProvider(KeyProvider):
                 raise KeyProviderError(f"no Azure credential available for Key Vault key {key_id}; check {CREDENTIAL_HINT}") from None
             raise KeyProviderError(f"Key Vault {op} with key {key_id} failed ({safe_reason(exc)})") from None
         except NotImplementedError:
-            raise KeyProviderError(f"key {key_id} does not permit {op} with {WRAP_ALGORITHM}; use an RSA key allowing wrapKey and unwrapKey") from None
+            raise KeyProviderError(
+                f"key {key_id} does not permit {op} with {WRAP_ALGORITHM}; use an RSA key allowing wrapKey and unwrapKey"
+            ) from None
 
     def _client_for(self, recorded: str) -> CryptographyClient:
         """The client that can unwrap a key wrapped under ``recorded``, or ``WrongKeyError``."""

@@ -121,7 +121,7 @@ class AzureMessageQueue(MessageQueue):
         connection_timeout: float = CONNECTION_TIMEOUT,
         read_timeout: float = READ_TIMEOUT,
         credential: Any = None,
-    ) -> "AzureMessageQueue":
+    ) -> AzureMessageQueue:
         """The queues an ``azure-queue://`` URL names; no network call is made here."""
         parsed = StorageUrl.parse(url, schemes=SCHEMES, service="queue", needs_resource=False)
         service, target = build_service_client(
@@ -217,17 +217,17 @@ class AzureMessageQueue(MessageQueue):
         out: list[Message] = []
         while len(out) < max_messages:
             k = min(AZURE_BATCH_LIMIT, max_messages - len(out))
+
+            def fetch(k: int = k) -> list[Any]:
+                return list(client.receive_messages(messages_per_page=k, max_messages=k, visibility_timeout=vt))
+
             try:
-                batch = self._call(
-                    lambda: list(client.receive_messages(messages_per_page=k, max_messages=k, visibility_timeout=vt)),
-                    queue,
-                    expect=(ResourceNotFoundError,),
-                )
+                batch = self._call(fetch, queue, expect=(ResourceNotFoundError,))
             except ResourceNotFoundError as exc:
                 if self._missing(exc):
                     return out
                 raise storage_error(exc, what=f"queue {queue}", target=self._target) from None
-            out.extend(Message(m.id, decode_body(m.content), m.pop_receipt, m.dequeue_count or 1) for m in batch)
+            out.extend(Message(m.id, decode_body(m.content), m.pop_receipt or "", m.dequeue_count or 1) for m in batch)
             if len(batch) < k:
                 break
         return out

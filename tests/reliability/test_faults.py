@@ -1,0 +1,182 @@
+"""Fault injection with real processes and servers: nothing lost, nothing duplicated."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+
+import redis
+
+from harness import Cluster
+from rqp.redis_server import RedisServer
+
+SLOW_SCRIPT = """
+import time
+
+def process(record):
+    time.sleep({delay})
+    return record["n"] * 3
+"""
+
+
+def _workload(cluster: Cluster, wid: str, n: int, delay: float = 0.0005) -> None:
+    data = cluster.write_data(f"{wid}.jsonl", ({"n": i} for i in range(n)))
+    script = cluster.write_script(f"{wid}.py", SLOW_SCRIPT.format(delay=delay))
+    cluster.pack(wid, data, script)
+
+
+def _done(cluster: Cluster, wid: str) -> int:
+    return cluster.r.bitcount(f"rqp:w:{wid}:done")
+
+
+def _assert_exactly_once(cluster: Cluster, wid: str, n: int) -> None:
+    results = cluster.results(wid)  # raises if any record appears twice
+    assert sorted(results) == list(range(n))
+    assert all(results[i] == 3 * i for i in range(n))
+    st = cluster.status(wid)
+    assert (st["state"], st["done"], st["failed"], st["total"]) == ("done", n, 0, n), st
+
+
+def test_workers_killed_repeatedly(cluster):
+    n = 12_000
+    _workload(cluster, "kill9", n)
+    cluster.env.update(RQP_MAX_ATTEMPTS="10", RQP_CHUNK_SIZE="200", RQP_ADAPTIVE_CHUNKS="false")
+    cluster.start_processor(workers=2)
+    sched = cluster.start_scheduler("kill9")
+    kills = 0
+    rng = random.Random(1)
+    while kills < 4 and sched.poll() is None:
+        target = _done(cluster, "kill9") + 1500
+        cluster.wait_for(lambda: _done(cluster, "kill9") >= min(target, n) or sched.poll() is not None, 60, "progress between kills")
+        pids = [p for p in cluster.worker_pids() if _busy(cluster, p)] or cluster.worker_pids()
+        if pids and sched.poll() is None:
+            os.kill(rng.choice(pids), signal.SIGKILL)
+            kills += 1
+    out, _ = sched.communicate(timeout=120)
+    assert sched.returncode == 0, out.decode()[-3000:]
+    assert kills >= 3
+    _assert_exactly_once(cluster, "kill9", n)
+    reclaimed = int(cluster.r.hget("rqp:w:kill9:meta", "reclaimed") or 0)
+    assert reclaimed >= 1, "no chunk was ever re-run: the kills did not hit work in progress"
+
+
+def _busy(cluster: Cluster, pid: int) -> bool:
+    """Whether the worker with this pid holds a lease right now (its status is busy in RQ)."""
+    for key in cluster.r.smembers("rq:workers"):
+        name = key.decode().rsplit(":", 1)[-1]
+        if name.endswith(f"-{pid}"):
+            return cluster.r.hget(key, "state") == b"busy"
+    return False
+
+
+def test_redis_killed_and_restarted_with_aof(tmp_path, kek):
+    server = RedisServer(appendonly=True).start()
+    cluster = Cluster(tmp_path / "c", server.url, kek[0], extra_env={"RQP_MAX_ATTEMPTS": "10", "RQP_CHUNK_SIZE": "200", "RQP_ADAPTIVE_CHUNKS": "false"})
+    try:
+        n = 10_000
+        _workload(cluster, "aof", n, delay=0.0005)
+        cluster.start_processor(workers=2)
+        sched = cluster.start_scheduler("aof")
+        cluster.wait_for(lambda: _done(cluster, "aof") >= 2000, 60, "first results")
+        server.stop(kill=True)  # SIGKILL: only what the AOF already holds survives
+        server.start()
+        cluster.r = redis.Redis.from_url(server.url)
+        out, _ = sched.communicate(timeout=180)
+        assert sched.returncode == 0, out.decode()[-3000:] + cluster.logs()
+        _assert_exactly_once(cluster, "aof", n)
+    finally:
+        cluster.stop()
+        server.stop()
+
+
+def test_storage_unavailable_then_back(cluster):
+    n = 4000
+    _workload(cluster, "outage", n, delay=0.001)
+    blobs = cluster.root / "blobs"
+    cluster.env.update(RQP_CHUNK_SIZE="100", RQP_ADAPTIVE_CHUNKS="false", RQP_LOG_LEVEL="WARNING")
+    cluster.start_processor(workers=2)
+    sched = cluster.start_scheduler("outage")
+    cluster.wait_for(lambda: _done(cluster, "outage") >= 500, 60, "first results")
+    away = cluster.root / "blobs.away"
+    os.rename(blobs, away)
+    blobs.write_text("the blob store is down")  # every read and write now fails
+    try:
+        cluster.wait_for(lambda: "unavailable" in cluster.logs(), 60, "processors to notice the outage")
+        stalled_at = _done(cluster, "outage")
+        # while storage is down no chunk can commit: the workload stalls, it does not fail
+        cluster.wait_for(lambda: cluster.logs().count("unavailable") >= 4, 60, "repeated retries")
+        assert _done(cluster, "outage") - stalled_at <= 200  # at most the chunks already past their write
+        assert sched.poll() is None
+    finally:
+        blobs.unlink()
+        os.rename(away, blobs)
+    out, _ = sched.communicate(timeout=180)
+    assert sched.returncode == 0, out.decode()[-3000:]
+    _assert_exactly_once(cluster, "outage", n)
+
+
+def test_bad_records_fail_alone_with_their_reasons(cluster):
+    lines = [json.dumps({"n": i}) for i in range(100)]
+    lines[10] = '{"n": 10, oops'
+    data = cluster.write_data("bad.jsonl", ("\n".join(lines) + "\n").encode())
+    script = cluster.write_script("bad.py", "def process(r):\n    if r['n'] == 20:\n        raise KeyError('no such account')\n    return r['n'] * 3\n")
+    cluster.pack("badrecs", data, script)
+    cluster.env.update(RQP_CHUNK_SIZE="10", RQP_ADAPTIVE_CHUNKS="false", RQP_MAX_ATTEMPTS="2")
+    sched = cluster.start_scheduler("badrecs")
+    cluster.wait_for(lambda: cluster.r.hget("rqp:w:badrecs:meta", "total") == b"100", 30, "all records queued")
+    ct = bytearray(cluster.r.hget("rqp:w:badrecs:rec", 30))
+    ct[15] ^= 0x01  # an attacker (or a bad disk) flips one bit of record 30's ciphertext
+    cluster.r.hset("rqp:w:badrecs:rec", 30, bytes(ct))
+    cluster.start_processor(workers=2)
+    out, _ = sched.communicate(timeout=120)
+    assert sched.returncode == 1, out.decode()
+    failures = cluster.failures("badrecs")
+    assert set(failures) == {10, 20, 30}
+    assert failures[10]["error"].startswith("malformed record: not valid JSON")
+    assert failures[20]["error"].startswith("process() raised KeyError: 'no such account'") and failures[20]["attempts"] == 2
+    assert "record 30 of workload badrecs failed authentication" in failures[30]["error"]
+    results = cluster.results("badrecs")
+    assert sorted(results) == [i for i in range(100) if i not in (10, 20, 30)]
+
+
+def test_sigterm_to_processor_mid_chunk(cluster):
+    n = 400
+    _workload(cluster, "sigterm", n, delay=0.02)  # 20 records per chunk = 0.4 s per chunk
+    cluster.env.update(RQP_CHUNK_SIZE="20", RQP_ADAPTIVE_CHUNKS="false")
+    first = cluster.start_processor(workers=2)
+    sched = cluster.start_scheduler("sigterm")
+    cluster.wait_for(lambda: int(cluster.r.hget("rqp:w:sigterm:n", "processing") or 0) > 0 and _done(cluster, "sigterm") >= 40, 60, "work in progress")
+    t0 = time.monotonic()
+    first.send_signal(signal.SIGTERM)  # what 'docker compose stop' or a scale-down does
+    assert first.wait(30) == 0
+    assert time.monotonic() - t0 < 25  # within the grace period
+    assert int(cluster.r.hget("rqp:w:sigterm:n", "processing") or 0) == 0  # chunks finished, not abandoned
+    cluster.start_processor(workers=2)
+    out, _ = sched.communicate(timeout=120)
+    assert sched.returncode == 0, out.decode()
+    _assert_exactly_once(cluster, "sigterm", n)
+    assert int(cluster.r.hget("rqp:w:sigterm:meta", "reclaimed") or 0) == 0  # nothing had to be re-run
+
+
+def test_scheduler_killed_and_restarted(cluster):
+    n = 3000
+    _workload(cluster, "schedkill", n, delay=0.001)
+    cluster.env.update(RQP_CHUNK_SIZE="50", RQP_ADAPTIVE_CHUNKS="false", RQP_WINDOW_CHUNKS="4")
+    cluster.start_processor(workers=2)
+    sched = cluster.start_scheduler("schedkill")
+    cluster.wait_for(lambda: int(cluster.r.hget("rqp:w:schedkill:meta", "enqueued") or 0) >= 600, 60, "enqueue under way")
+    os.killpg(sched.pid, signal.SIGKILL)
+    sched.wait()
+    enqueued_at_kill = int(cluster.r.hget("rqp:w:schedkill:meta", "enqueued"))
+    assert enqueued_at_kill < n
+    code, out = cluster.schedule("schedkill", timeout=120)
+    assert code == 0, out
+    assert "resuming after" in out
+    _assert_exactly_once(cluster, "schedkill", n)
+    meta = cluster.r.hgetall("rqp:w:schedkill:meta")
+    assert int(meta[b"chunks"]) == n // 50  # no chunk was queued twice
+    assert int(meta[b"enqueued"]) == n
+
