@@ -66,3 +66,13 @@ def cluster(tmp_path, redis_url, kek):
     c = Cluster(tmp_path / "cluster", redis_url, kek[0])
     yield c
     c.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite():
+    """One real Azurite (blob and queue emulator) for the session, on free ports."""
+    from azurite import Azurite
+
+    server = Azurite().start()
+    yield server
+    server.close()

@@ -48,14 +48,6 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:16]}"
 
 
-@pytest.fixture(scope="session")
-def azurite():
-    """The emulator shared by every test that does not stop it."""
-    server = Azurite().start()
-    yield server
-    server.close()
-
-
 @pytest.fixture
 def private_azurite():
     """An emulator of its own, for tests that stop and restart it."""
