@@ -49,3 +49,6 @@ audit: dev
 
 clean:
 	rm -rf $(VENV) .tools .demo build dist wheels
+
+soak: dev
+	$(PY) tools/soak.py

@@ -1,0 +1,33 @@
+"""The roles fail fast, in one line, on what every worker would fail on."""
+
+import subprocess
+
+from harness import bin_path
+from rqp.redis_server import free_port
+
+
+def _run(cmd, env):
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_processor_and_scheduler_refuse_unreachable_redis(tmp_path, kek):
+    env = {"PATH": "/usr/bin:/bin", "RQP_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "RQP_KEK_FILE": str(kek[0]), "RQP_BLOB_URL": str(tmp_path)}
+    for cmd in ([bin_path("rqp-processor"), "--workers", "1"], [bin_path("rqp-scheduler"), "run", "w1"]):
+        cp = _run(cmd, env)
+        assert cp.returncode == 6, cp.stderr
+        lines = cp.stderr.strip().splitlines()
+        assert len(lines) == 1 and "cannot reach Redis at redis://127.0.0.1:" in lines[0], cp.stderr
+
+
+def test_processor_refuses_missing_key(tmp_path, redis_url):
+    env = {"PATH": "/usr/bin:/bin", "RQP_REDIS_URL": redis_url, "RQP_KEK_FILE": str(tmp_path / "gone.pem"), "RQP_BLOB_URL": str(tmp_path)}
+    cp = _run([bin_path("rqp-processor"), "--workers", "1"], env)
+    assert cp.returncode == 3
+    assert cp.stderr.strip() == f"rqp-processor: error: private key file {tmp_path / 'gone.pem'} does not exist; create one with 'rqp keygen' or fix the path"
+
+
+def test_scheduler_names_an_unknown_workload(tmp_path, redis_url, kek):
+    env = {"PATH": "/usr/bin:/bin", "RQP_REDIS_URL": redis_url, "RQP_KEK_FILE": str(kek[0]), "RQP_BLOB_URL": str(tmp_path)}
+    cp = _run([bin_path("rqp-scheduler"), "run", "nosuch"], env)
+    assert cp.returncode == 7
+    assert "workload nosuch not found in file://" in cp.stderr and "pack it with 'rqp pack'" in cp.stderr
