@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import subprocess
@@ -47,13 +48,18 @@ def main() -> int:
     (work / "keys").mkdir(parents=True)
     procs: list[subprocess.Popen] = []
     (work / "redis").mkdir()
-    server = RedisServer(dir=str(work / "redis")).start()
-    print(f"redis:      {server.binary} on port {server.port} (started for this demo)")
+    password = secrets.token_urlsafe(24)
+    pw_file = work / "keys" / "redis-password"
+    pw_file.touch(mode=0o600)
+    pw_file.write_text(password)
+    server = RedisServer(dir=str(work / "redis"), password=password).start()
+    print(f"redis:      {server.binary} on port {server.port}, password required (started for this demo)")
     env = {
         **os.environ,
         "RQP_REDIS_URL": server.url,
         "RQP_BLOB_URL": f"file://{work / 'blobs'}",
         "RQP_KEK_FILE": str(work / "keys" / "kek.pem"),
+        "RQP_REDIS_PASSWORD_FILE": str(pw_file),
         "RQP_LOG_LEVEL": "WARNING",
     }
 
@@ -79,7 +85,7 @@ def main() -> int:
         print(f"packed:     workload {wid!r}: AES-256-GCM data and script, data key wrapped with RSA-OAEP-256 (plaintext file removed)")
         for i in range(args.processors):
             procs.append(subprocess.Popen([str(BIN / "rqp-processor"), "--workers", str(args.workers)], env=env, stderr=open(work / f"processor-{i}.log", "wb")))
-        r = redis.Redis.from_url(server.url)
+        r = redis.Redis.from_url(server.url, password=password)
         want = args.processors * args.workers
         deadline = time.monotonic() + 60
         while Worker.count(connection=r) < want:  # wait for the workers to register, not a fixed time

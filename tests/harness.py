@@ -42,6 +42,8 @@ class Cluster:
             "RQP_RETRY_BACKOFF": "0.05",
             "RQP_RETRY_BACKOFF_MAX": "0.2",
             "PYTHONUNBUFFERED": "1",
+            # the test servers have no password; tests of the refusal set this to false
+            "RQP_ALLOW_INSECURE_REDIS": "true",
             **(extra_env or {}),
         }
         self.procs: list[subprocess.Popen] = []

@@ -100,6 +100,7 @@ def test_background_logger_runs_on_its_interval_until_stopped(r, tmp_path):
 
 def test_cli_once_records_this_host_and_publishes(redis_url, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RQP_REDIS_URL", redis_url)
+    monkeypatch.setenv("RQP_ALLOW_INSECURE_REDIS", "true")
     code = main(["--once", "--host-name", "cli-host", "--blob-url", f"file://{tmp_path}/blobs"])
     out = capsys.readouterr().out
     assert code == 0

@@ -20,14 +20,22 @@ def test_processor_and_scheduler_refuse_unreachable_redis(tmp_path, kek):
 
 
 def test_processor_refuses_missing_key(tmp_path, redis_url):
-    env = {"PATH": "/usr/bin:/bin", "RQP_REDIS_URL": redis_url, "RQP_KEK_FILE": str(tmp_path / "gone.pem"), "RQP_BLOB_URL": str(tmp_path)}
+    env = {"PATH": "/usr/bin:/bin", "RQP_REDIS_URL": redis_url, "RQP_KEK_FILE": str(tmp_path / "gone.pem"), "RQP_BLOB_URL": str(tmp_path), "RQP_ALLOW_INSECURE_REDIS": "true"}
     cp = _run([bin_path("rqp-processor"), "--workers", "1"], env)
     assert cp.returncode == 3
     assert cp.stderr.strip() == f"rqp-processor: error: private key file {tmp_path / 'gone.pem'} does not exist; create one with 'rqp keygen' or fix the path"
 
 
 def test_scheduler_names_an_unknown_workload(tmp_path, redis_url, kek):
-    env = {"PATH": "/usr/bin:/bin", "RQP_REDIS_URL": redis_url, "RQP_KEK_FILE": str(kek[0]), "RQP_BLOB_URL": str(tmp_path)}
+    env = {"PATH": "/usr/bin:/bin", "RQP_REDIS_URL": redis_url, "RQP_KEK_FILE": str(kek[0]), "RQP_BLOB_URL": str(tmp_path), "RQP_ALLOW_INSECURE_REDIS": "true"}
     cp = _run([bin_path("rqp-scheduler"), "run", "nosuch"], env)
     assert cp.returncode == 7
     assert "workload nosuch not found in file://" in cp.stderr and "pack it with 'rqp pack'" in cp.stderr
+
+
+def test_roles_refuse_a_redis_without_password_unless_allowed(tmp_path, redis_url, kek):
+    env = {"PATH": "/usr/bin:/bin", "RQP_REDIS_URL": redis_url, "RQP_KEK_FILE": str(kek[0]), "RQP_BLOB_URL": str(tmp_path)}
+    for cmd in ([bin_path("rqp-processor"), "--workers", "1"], [bin_path("rqp-scheduler"), "run", "w1"]):
+        cp = _run(cmd, env)
+        assert cp.returncode == 6
+        assert "is used without a password; set RQP_REDIS_PASSWORD_FILE, or RQP_ALLOW_INSECURE_REDIS=true" in cp.stderr

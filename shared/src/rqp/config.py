@@ -59,7 +59,7 @@ class Settings:
     #: CA bundle to verify a ``rediss://`` server
     redis_ca_file: Path | None = None
     #: refuse to start against a Redis with no password unless this is true
-    allow_insecure_redis: bool = True
+    allow_insecure_redis: bool = False
     #: where workloads and results live: ``file:///dir`` or ``azure-blob://...``
     blob_url: str = DEFAULT_BLOB_URL
     #: where status records and events go: ``redis`` (the Redis above) or ``azure-queue://...``
