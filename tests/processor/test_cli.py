@@ -39,3 +39,15 @@ def test_roles_refuse_a_redis_without_password_unless_allowed(tmp_path, redis_ur
         cp = _run(cmd, env)
         assert cp.returncode == 6
         assert "is used without a password; set RQP_REDIS_PASSWORD_FILE, or RQP_ALLOW_INSECURE_REDIS=true" in cp.stderr
+
+
+def test_processor_reports_its_own_host_metrics(cluster):
+    p = cluster.start_processor(1, "--report-host", "1")
+    blobs = cluster.root / "blobs" / "metrics"
+    cluster.wait_for(lambda: any(blobs.rglob("*.jsonl")) if blobs.exists() else False, 60, "host metrics from the processor")
+    import json as _json
+
+    samples = [_json.loads(line) for f in blobs.rglob("*.jsonl") for line in f.read_text().splitlines()]
+    metrics = {s["metric"] for s in samples}
+    assert {"cpu_percent"} & metrics or any("cpu" in m for m in metrics), metrics
+    assert p.poll() is None

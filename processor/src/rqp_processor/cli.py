@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--burst", action="store_true", help="workers exit once the queue is empty")
     ap.add_argument("--grace", type=float, default=DEFAULT_GRACE_SECONDS, help="seconds a worker may take to finish its chunk on shutdown")
     ap.add_argument("--log-level", default=os.environ.get("RQP_LOG_LEVEL", "WARNING"))
+    ap.add_argument("--report-host", type=float, metavar="SECONDS", help="also record this host's CPU, disk and network every SECONDS (needs rqp-metrics-logger)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s rqp-processor %(levelname)s %(message)s")
     try:
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         # fail fast, in one line, on what every worker would fail on
         connect_redis(settings).close()
         open_key_provider(settings)
+        metrics = _start_host_metrics(args) if args.report_host else None
     except RqpError as exc:
         print(f"rqp-processor: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -100,7 +102,21 @@ def main(argv: list[str] | None = None) -> int:
             log.warning("worker pid %d did not finish within %.0fs; killed (its chunk will be re-run)", p.pid, args.grace)
             p.kill()
             p.wait()
+    if metrics is not None:
+        metrics.stop()
     return 0
+
+
+def _start_host_metrics(args: argparse.Namespace):
+    """Report this processor host's own metrics from the supervisor, no VM extension needed."""
+    try:
+        from rqp_metrics.cli import build_logger  # noqa: PLC0415 - optional package
+    except ImportError:
+        raise SystemExit("rqp-processor: error: --report-host needs the rqp-metrics-logger package; pip install ./metrics-logger") from None
+    ns = argparse.Namespace(config=args.config, blob_url=None, interval=args.report_host, source="host", host_name=None, no_publish=False)
+    logger, _ = build_logger(ns)
+    logger.start_background(args.report_host)
+    return logger
 
 
 if __name__ == "__main__":
