@@ -38,14 +38,18 @@ demo: install
 	bash tools/install-azurite.sh
 	touch $@
 
-test: dev .tools/.azurite
+.tools/.redis-tls:
+	bash tools/install-test-redis.sh
+	mkdir -p .tools && touch $@
+
+test: dev .tools/.azurite .tools/.redis-tls
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
-test-fast: dev
+test-fast: dev .tools/.redis-tls
 	$(PY) -m pytest tests -q -x -p no:cacheprovider --ignore=tests/shared/azure
 
-audit: dev
-	$(PY) -m pip_audit --progress-spinner off -r requirements-audit.txt || true
+audit: install
+	bash tools/audit.sh
 
 clean:
 	rm -rf $(VENV) .tools .demo build dist wheels

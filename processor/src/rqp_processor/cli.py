@@ -20,6 +20,7 @@ import time
 from rqp.config import Settings
 from rqp.connect import connect_redis, open_key_provider
 from rqp.errors import RqpError
+from rqp.hardening import harden_process
 
 __all__ = ["main", "DEFAULT_GRACE_SECONDS", "RESTART_BACKOFF_MAX"]
 
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report-host", type=float, metavar="SECONDS", help="also record this host's CPU, disk and network every SECONDS (needs rqp-metrics-logger)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s rqp-processor %(levelname)s %(message)s")
+    harden_process("rqp-processor")
     try:
         settings = Settings.load(args.config, workers=args.workers)
         # fail fast, in one line, on what every worker would fail on

@@ -19,6 +19,7 @@ from rq.job import get_current_job
 from rqp.config import Settings
 from rqp.connect import connect_redis, open_blob_store, open_key_provider, open_message_queue
 from rqp.errors import RqpError
+from rqp.hardening import harden_process
 from rqp.jobs import JSONSerializer, RqpJob
 
 from .chunk import ChunkProcessor
@@ -28,6 +29,12 @@ __all__ = ["ProcessorJob", "RqpWorker", "build_worker", "main"]
 
 class ProcessorJob(RqpJob):
     """RqpJob whose entry point is this process's chunk processor."""
+
+    def on_reject(self, reason: str) -> None:
+        if _PROCESSOR is not None:
+            args = self._args if isinstance(self._args, (list, tuple)) else []
+            workload = args[0] if args and isinstance(args[0], str) else None
+            _PROCESSOR._reject(self.id, workload, reason)
 
 
 class RqpWorker(SimpleWorker):
@@ -63,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--log-level", default=os.environ.get("RQP_LOG_LEVEL", "WARNING"))
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    harden_process("rqp-processor worker")
     try:
         settings = Settings.load(args.config)
         worker = build_worker(settings)

@@ -19,6 +19,7 @@ import redis
 from rqp.config import Settings
 from rqp.connect import connect_redis, open_blob_store, open_key_provider, open_message_queue
 from rqp.errors import RqpError
+from rqp.hardening import harden_process
 from rqp.layout import SUBMISSIONS, WORKLOADS
 from rqp.status import read_progress
 
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("serve", help="run as a service: resume unfinished workloads, take new submissions")
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s rqp-scheduler %(levelname)s %(message)s")
+    harden_process("rqp-scheduler")
     try:
         settings = Settings.load(args.config, chunk_size=getattr(args, "chunk_size", None))
         sched = Scheduler(settings)

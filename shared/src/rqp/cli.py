@@ -334,6 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--failed", action="store_true", required=True)
     p.set_defaults(func=cmd_retry)
 
+    from .rotate import add_rotate_command  # noqa: PLC0415
+
+    add_rotate_command(sub)
+
     try:
         from rqp_metrics.report import add_report_command  # noqa: PLC0415 - optional role package
 

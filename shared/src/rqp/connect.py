@@ -44,6 +44,10 @@ def connect_redis(settings: Settings, *, check: bool = True) -> redis.Redis:
         try:
             client.ping()
         except redis.AuthenticationError:
+            if not password and not urllib.parse.urlsplit(settings.redis_url).password:
+                raise RedisUnavailableError(
+                    f"Redis at {settings.redis_url_safe} requires a password; set RQP_REDIS_PASSWORD_FILE"
+                ) from None
             raise RedisUnavailableError(
                 f"Redis at {settings.redis_url_safe} refused the password; check RQP_REDIS_PASSWORD_FILE"
             ) from None

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from rq.exceptions import DeserializationError
 from rq.job import Job
 
 from .errors import ForbiddenJobError, IntegrityError
@@ -23,6 +24,8 @@ __all__ = ["ENTRY_POINT", "JSONSerializer", "RqpJob", "ChunkSpec", "seal_spec", 
 
 #: the label every rqp job carries; a job naming anything else is rejected
 ENTRY_POINT = "rqp.chunk"
+#: what a job whose payload is not rqp's JSON names instead of a callable
+NOT_RQP = "<not an rqp job>"
 #: RQ's own per-job timeout; chunks are sized to take well under a second
 JOB_TIMEOUT = 3600
 
@@ -44,11 +47,35 @@ class RqpJob(Job):
 
     entry: Any = None
 
+    def _deserialize_data(self) -> None:
+        # JSON only: a payload that is not rqp's JSON (a pickle, garbage) is never handed to any
+        # other deserializer; the job is marked as not rqp's and ``func`` rejects it
+        try:
+            super()._deserialize_data()
+        except DeserializationError:
+            self._func_name, self._instance, self._args, self._kwargs = NOT_RQP, None, [], {}
+
+    def rejection(self) -> str | None:
+        """Why this job is not an rqp job, or None when it has the shape of one."""
+        name = self.func_name
+        if name == NOT_RQP:
+            return f"job {self.id} carries a payload that is not an rqp job (not rqp's JSON: a pickle or garbage); it was not deserialized; rejected before any user code ran"
+        if name != ENTRY_POINT or self.instance is not None:
+            return f"job {self.id} names callable {name!r}; rqp runs only its own entry point; rejected before any user code ran"
+        args = self.args
+        if self.kwargs or not (isinstance(args, (list, tuple)) and len(args) == 2 and all(isinstance(a, str) for a in args)):
+            return f"job {self.id} does not carry rqp's (workload, sealed spec) arguments; rejected before any user code ran"
+        return None
+
+    def on_reject(self, reason: str) -> None:
+        """Called before a rejected job raises; the processor records it in ``rqp:rejected``."""
+
     @property
     def func(self):  # type: ignore[override]
-        name = self.func_name
-        if name != ENTRY_POINT or self.instance is not None:
-            raise ForbiddenJobError(f"job {self.id} names callable {name!r}; rqp runs only its own entry point, job rejected")
+        reason = self.rejection()
+        if reason is not None:
+            self.on_reject(reason)
+            raise ForbiddenJobError(reason)
         if type(self).entry is None:
             raise ForbiddenJobError("this process does not execute rqp jobs")
         return type(self).entry
@@ -64,6 +91,10 @@ class RqpJob(Job):
 
     @property
     def stopped_callback(self):  # type: ignore[override]
+        return None
+
+    # RQ calls every URL listed in the job hash's ``webhooks`` when a job ends; rqp jobs call none.
+    def send_webhooks(self, status: Any, *, exc_string: str | None = None) -> None:  # type: ignore[override]
         return None
 
 

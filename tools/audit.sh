@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Dependency audit: every package installed in the project's virtualenv (what the roles run with),
+# checked for known vulnerabilities with pip-audit (PyPI's vulnerability data), and a report a
+# person can read: what was audited, what is vulnerable and how to fix it, what could NOT be
+# audited and why. pip-audit alone says "No known vulnerabilities found" even when it reached no
+# vulnerability service at all; this report never does.
+#
+#   tools/audit.sh            report; exit 0 unless the audit itself is broken
+#   tools/audit.sh --strict   exit 1 when a known vulnerability is found
+#
+# Network trouble (no PyPI, no vulnerability service) is reported as "not audited" and never fails
+# the run. Environment: VENV (default .venv), AUDIT_VENV (default .tools/audit-venv), AUDIT_REPORT
+# (default .tools/audit-report.txt).
+set -uo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "${REPO_ROOT}"
+VENV="${VENV:-.venv}"
+AUDIT_VENV="${AUDIT_VENV:-.tools/audit-venv}"
+AUDIT_REPORT="${AUDIT_REPORT:-.tools/audit-report.txt}"
+STRICT=0
+[ "${1:-}" = "--strict" ] && STRICT=1
+
+if [ ! -x "${VENV}/bin/python" ]; then
+    echo "audit: no project virtualenv at ${VENV}; run 'make install' first" >&2
+    exit 2
+fi
+mkdir -p "$(dirname "${AUDIT_REPORT}")" .tools
+PYTHON="${PYTHON:-python3}"
+
+# the tool, in its own virtualenv, pinned in requirements-audit.txt
+stamp="${AUDIT_VENV}/.requirements-audit.txt"
+if [ ! -x "${AUDIT_VENV}/bin/pip-audit" ] || ! cmp -s requirements-audit.txt "${stamp}"; then
+    rm -rf "${AUDIT_VENV}"
+    if ! { "${PYTHON}" -m venv "${AUDIT_VENV}" && "${AUDIT_VENV}/bin/python" -m pip install -q -r requirements-audit.txt; } >"${AUDIT_VENV}.log" 2>&1; then
+        {
+            echo "rqp dependency audit: NOT AUDITED"
+            echo "pip-audit could not be installed (network trouble?); see ${AUDIT_VENV}.log:"
+            tail -5 "${AUDIT_VENV}.log" | sed 's/^/    /'
+        } | tee "${AUDIT_REPORT}"
+        rm -rf "${AUDIT_VENV}"
+        exit 0
+    fi
+    cp requirements-audit.txt "${stamp}"
+fi
+
+SITE="$("${VENV}/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+INSTALLED="$(mktemp)"
+RAW="$(mktemp)"
+trap 'rm -f "${INSTALLED}" "${RAW}"' EXIT
+"${VENV}/bin/python" - >"${INSTALLED}" <<'PY'
+import importlib.metadata as md, json, sys
+out = {}
+for d in md.distributions():
+    name = d.metadata["Name"]
+    direct = d.read_text("direct_url.json") or "{}"
+    editable = json.loads(direct).get("dir_info", {}).get("editable", False)
+    key = name.lower().replace("_", "-")
+    # an editable install is also seen through its source tree's .egg-info: editable wins
+    editable = editable or out.get(key, {}).get("editable", False)
+    out[key] = {"name": name, "version": d.version, "editable": editable}
+json.dump({"python": sys.version.split()[0], "packages": out}, sys.stdout)
+PY
+
+"${AUDIT_VENV}/bin/pip-audit" --path "${SITE}" --skip-editable --progress-spinner off --desc on --timeout 20 \
+    -f json -o "${RAW}" >/dev/null 2>"${RAW}.err"
+rc=$?
+
+"${AUDIT_VENV}/bin/python" - "${INSTALLED}" "${RAW}" "${RAW}.err" "${rc}" "${STRICT}" "${AUDIT_REPORT}" <<'PY'
+import json, re, sys, time, urllib.request
+
+installed_file, raw_file, err_file, rc, strict, report_file = sys.argv[1:]
+rc, strict = int(rc), strict == "1"
+env = json.load(open(installed_file))
+pkgs = {k: v for k, v in env["packages"].items() if not v["editable"]}
+lines: list[str] = []
+say = lines.append
+
+try:
+    raw = json.load(open(raw_file))
+except (OSError, ValueError):
+    raw = None
+err = open(err_file, errors="replace").read().strip()
+
+vulnerable: dict[str, list[dict]] = {}
+audited: set[str] = set()
+not_audited: dict[str, str] = {}
+if raw is not None:
+    for dep in raw.get("dependencies", []):
+        key = dep["name"].lower().replace("_", "-")
+        if key not in pkgs:
+            continue  # the project's own editable packages
+        if "skip_reason" in dep:
+            not_audited[key] = dep["skip_reason"]
+            continue
+        audited.add(key)
+        if dep.get("vulns"):
+            vulnerable[key] = dep["vulns"]
+else:
+    not_audited = {k: "pip-audit failed: " + (err.splitlines()[-1] if err else f"exit {rc}") for k in pkgs}
+for key in pkgs:
+    if key not in audited and key not in not_audited:
+        not_audited[key] = "pip-audit did not report on it"
+
+# PyPI's per-release JSON (what pip-audit asks) may be unreachable where the project page is not:
+# the project page lists the vulnerabilities of the latest release, which covers every package
+# installed at its latest version.
+fallback: set[str] = set()
+outdated: dict[str, str] = {}
+for key in sorted(not_audited):
+    p = pkgs.get(key)
+    if p is None:
+        continue
+    try:
+        with urllib.request.urlopen(f"https://pypi.org/pypi/{p['name']}/json", timeout=20) as resp:
+            doc = json.load(resp)
+    except Exception:  # noqa: BLE001 - any network trouble means "not audited", never a failure
+        continue
+    latest = doc.get("info", {}).get("version")
+    if latest == p["version"]:
+        fallback.add(key)
+        audited.add(key)
+        del not_audited[key]
+        vulns = [{"id": v.get("id"), "fix_versions": v.get("fixed_in") or [], "aliases": v.get("aliases") or [], "description": v.get("summary") or v.get("details") or ""} for v in doc.get("vulnerabilities") or []]
+        if vulns:
+            vulnerable[key] = vulns
+    else:
+        outdated[key] = latest or "?"
+        not_audited[key] = f"the vulnerability data for {p['name']} {p['version']} could not be fetched (latest is {latest})"
+
+n_vulns = sum(len(v) for v in vulnerable.values())
+status = "VULNERABLE" if vulnerable else ("PARTIAL" if not_audited else "CLEAN")
+say(f"rqp dependency audit: {status}  ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, Python {env['python']}, pip-audit + PyPI vulnerability data)")
+say(f"  {len(pkgs)} installed packages (the project's own editable packages excluded)")
+say(f"  {len(audited)} audited ({len(fallback)} of them from PyPI's project page, as the installed version is the latest)")
+say(f"  {len(vulnerable)} with known vulnerabilities ({n_vulns} advisories)")
+say(f"  {len(not_audited)} NOT audited (see below: no vulnerability data could be fetched for them)")
+if vulnerable:
+    say("")
+    say("Known vulnerabilities -- upgrade to a fixed version:")
+    for key in sorted(vulnerable):
+        p = pkgs.get(key, {"name": key, "version": "?"})
+        for v in vulnerable[key]:
+            fixes = ", ".join(v.get("fix_versions") or []) or "no fixed release yet"
+            desc = " ".join((v.get("description") or "").split())
+            say(f"  {p['name']} {p['version']}: {v.get('id')} ({', '.join(v.get('aliases') or []) or 'no aliases'}); fixed in: {fixes}")
+            if desc:
+                say(f"      {desc[:300]}{'...' if len(desc) > 300 else ''}")
+if not_audited:
+    say("")
+    say("Not audited (network trouble or a package PyPI does not know; this is NOT a clean bill of health):")
+    for key in sorted(not_audited):
+        say(f"  {pkgs.get(key, {'name': key})['name']} {pkgs.get(key, {}).get('version', '?')}: {not_audited[key]}")
+if err and raw is None:
+    say("")
+    say("pip-audit said: " + " ".join(err.split())[:500])
+text = "\n".join(lines) + "\n"
+sys.stdout.write(text)
+open(report_file, "w").write(text)
+print(f"(report written to {report_file})")
+sys.exit(1 if (strict and vulnerable) else 0)
+PY
