@@ -31,7 +31,8 @@ HEALTHY_SECONDS = 60.0
 
 
 def _spawn(args: argparse.Namespace) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "rqp_processor.worker", "--log-level", args.log_level]
+    # -P: the working directory is not put on sys.path, so a stray file cannot shadow a module
+    cmd = [sys.executable, "-P", "-m", "rqp_processor.worker", "--log-level", args.log_level]
     if args.config:
         cmd += ["--config", args.config]
     if args.burst:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import os
@@ -81,12 +82,21 @@ def read_results(store: Any, workload: Workload):
     if store.size(info["blob"]) != info["size"]:
         raise IntegrityError(f"results of workload {workload.id} are {store.size(info['blob'])} bytes but the summary says {info['size']}: truncated or replaced")
     rest = b""
-    for piece in decrypt_stream(workload.key, store.iter_chunks(info["blob"]), aad("results", workload.id), f"results of workload {workload.id}"):
+    digest = hashlib.sha256()
+
+    def hashed():
+        for c in store.iter_chunks(info["blob"]):
+            digest.update(c)
+            yield c
+
+    for piece in decrypt_stream(workload.key, hashed(), aad("results", workload.id), f"results of workload {workload.id}"):
         lines = (rest + piece).split(b"\n")
         rest = lines.pop()
         yield from lines
     if rest:
         yield rest
+    if digest.hexdigest() != info["sha256"]:
+        raise IntegrityError(f"results of workload {workload.id} do not match the digest in its summary: replaced; re-run 'rqp-scheduler run {workload.id}'")
 
 
 # ------------------------------------------------------------------------------- commands
