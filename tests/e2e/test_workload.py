@@ -115,7 +115,11 @@ def test_script_that_fails_to_import_is_a_clear_error(cluster):
     code, out = cluster.schedule("badimport")
     assert code == 8  # ScriptError
     assert "the script of workload badimport failed to import (line 2): RuntimeError: missing config" in out
-    assert cluster.status("badimport")["state"] == "failed"
+    st = cluster.status("badimport")
+    assert st["state"] == "failed"
+    assert st["error"] == "the script of workload badimport failed to import (line 2): RuntimeError: missing config"  # unsealed with the KEK
+    meta = cluster.r.hgetall("rqp:w:badimport:meta")
+    assert b"missing config" not in b"".join(meta.values())  # Redis holds only the sealed form
 
 
 def test_scheduling_twice_does_not_duplicate(cluster):

@@ -416,7 +416,12 @@ class WorkloadRun:
             self._event("progress", {"done": p.done, "failed": p.failed, "total": p.total, "enqueued": p.enqueued, "rate": round(p.rate, 1)})
 
     def _fail_workload(self, error: str) -> None:
-        self.r.hset(self.k.meta, mapping={"state": FAILED_STATE, "error": error, "finished_at": time.time()})
+        # the message may quote the user's script or data: only its sealed form goes to Redis
+        self.r.hset(self.k.meta, mapping={
+            "state": FAILED_STATE, "finished_at": time.time(),
+            "error": "the workload's script failed to load (details are encrypted: run 'rqp status' with the KEK, or see the scheduler's log)",
+            "error_sealed": base64.b64encode(self.workload.seal("error", "", error.encode())).decode(),
+        })
         self.r.zadd(WORKLOADS, {self.id: time.time()}, nx=True)
         self._event("failed", {"error": error}, durable=True)
         self._release_lock()

@@ -7,6 +7,7 @@ the error's ``exit_code`` (see ``rqp.errors``).
 from __future__ import annotations
 
 import argparse
+import base64
 import csv
 import hashlib
 import io
@@ -164,6 +165,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         p = read_progress(r, args.workload)
         if p is None:
             raise WorkloadError(f"workload {args.workload} is not known to Redis at {settings.redis_url_safe}; schedule it first (rqp-scheduler run {args.workload})")
+        if p.error:
+            p.error = _unseal_error(settings, r, args.workload) or p.error
         if args.json:
             print(json.dumps(p.as_dict()))
         elif args.watch and sys.stdout.isatty():
@@ -176,6 +179,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.watch and sys.stdout.isatty():
         print()
     return 0 if p.state != "failed" else 1
+
+
+def _unseal_error(settings: Settings, r: Any, workload_id: str) -> str | None:
+    """The full workload error, when this user holds the KEK; else None (the generic text shows)."""
+    sealed = r.hget(WorkloadKeys(workload_id).meta, "error_sealed")
+    if not sealed or not (settings.kek_file or settings.key_vault_key_id):
+        return None
+    try:
+        workload = Workload.open(open_blob_store(settings.blob_url), open_key_provider(settings), workload_id)
+        return workload.open_sealed("error", "", base64.b64decode(sealed)).decode()
+    except (RqpError, ValueError):
+        return None
 
 
 def cmd_list(args: argparse.Namespace) -> int:
