@@ -51,6 +51,22 @@ test-fast: dev .tools/.redis-tls
 audit: install
 	bash tools/audit.sh
 
+# container images (docker/Dockerfile, one target per role) and the Compose test
+WHEEL_PYTHON ?= /usr/bin/python3
+RQP_SOURCES := $(wildcard shared/pyproject.toml scheduler/pyproject.toml processor/pyproject.toml metrics-logger/pyproject.toml) \
+	$(shell find shared/src scheduler/src processor/src metrics-logger/src -name '*.py' -not -path '*/.mypy_cache/*' 2>/dev/null)
+
+wheels/requirements.lock: $(RQP_SOURCES) tools/build-wheels.sh
+	PYTHON=$(WHEEL_PYTHON) bash tools/build-wheels.sh
+
+wheels: wheels/requirements.lock
+
+images: wheels
+	ENGINE=$(ENGINE) bash docker/build-images.sh
+
+test-images: wheels
+	ENGINE=$(ENGINE) bash tools/test-images.sh
+
 clean:
 	rm -rf $(VENV) .tools .demo build dist wheels
 

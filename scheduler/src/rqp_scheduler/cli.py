@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         sched.resume_unfinished()
         sched.loop(serve=True)
     if sched.stop.is_set():
-        return 130
+        return 0 if args.cmd == "serve" else 130  # a service stopped on request exits cleanly
     failed = 0
     for wid in getattr(args, "workloads", []):
         if wid in sched.failures:

@@ -1,0 +1,413 @@
+#!/usr/bin/env bash
+# test-images.sh -- `make test-images`: the container images and the all-in-one Compose stack,
+# tested for real (no mocks): build the images, start the stack with 3 processor replicas, pack
+# and run a 1,000-record encrypted workload through it, check every result, that every replica
+# worked, that a processor stopped mid-chunk finishes it and exits within its grace period, that
+# no secret or plaintext shows in `docker inspect`, image history or logs, and that `down`
+# leaves no container, network or volume behind.
+#
+#   tools/test-images.sh                       # ENGINE=docker (podman's socket if no Docker daemon)
+#   ENGINE=podman tools/test-images.sh
+#   RQP_TEST_SKIP_BUILD=1 RQP_TEST_RECORDS=1000 RQP_TEST_SCALE=3 tools/test-images.sh
+#   RQP_TEST_KEEP=1 tools/test-images.sh       # leave the stack up afterwards, for a look
+#
+# Needs: a container engine with `docker compose` (or podman-compose), python3 on the host, the
+# wheelhouse (make wheels). On CI machines without Docker, ../shared/containers/setup-containers.sh
+# provisions podman + the docker compose CLI and the offline base image.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+# shellcheck source=docker/engine.sh
+. docker/engine.sh
+[ -n "$COMPOSE" ] || { echo "test-images: neither 'docker compose' nor podman-compose is installed" >&2; exit 2; }
+command -v python3 >/dev/null || { echo "test-images: python3 is needed on the host" >&2; exit 2; }
+
+N=${RQP_TEST_RECORDS:-1000}
+SCALE=${RQP_TEST_SCALE:-3}
+N_SLOW=${RQP_TEST_SLOW_RECORDS:-240}
+GRACE=20                      # rqp-processor --grace; Compose's stop_grace_period is GRACE+5
+DEADLINE=${RQP_TEST_DEADLINE:-240}
+VERSION=${RQP_VERSION:-$(sed -n 's/^version *= *"\(.*\)"/\1/p' shared/pyproject.toml | head -1)}
+PREFIX=${RQP_IMAGE_PREFIX:-}
+if [ -z "${REDIS_IMAGE:-}" ]; then
+  # CI has no registry: Redis is Debian's redis-server from the same offline base image
+  if [ "$BASE_IMAGE" = localhost/pyredis-base:bookworm ]; then REDIS_IMAGE=$BASE_IMAGE; else REDIS_IMAGE=redis:7; fi
+fi
+# Nothing from the caller's environment may change the stack under test: the env file below is all.
+for v in $(compgen -e); do
+  case "$v" in RQP_*|RQ_DASHBOARD_*|AZURITE_IMAGE|COMPOSE_PROJECT_NAME|COMPOSE_FILE|COMPOSE_PROFILES) unset "$v" ;; esac
+done
+
+PROJECT=rqp-test-$$
+WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/rqp-test-images.XXXXXX")
+chmod 0755 "$WORK"
+C="$COMPOSE -p $PROJECT -f $ROOT/compose/all-in-one.yml --env-file $WORK/test.env"
+passed=0
+failed=0
+stack_up=0
+T0=$(date +%s.%N)
+declare -a TIMINGS=()
+
+now() { date +%s.%N; }
+since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
+timing() { TIMINGS+=("$1: $2s"); echo "    [timing] $1: $2s"; }
+ok() { passed=$((passed + 1)); echo "ok $passed - $* [at $(since "$T0")s]"; }
+fail() {
+  failed=$((failed + 1))
+  echo "not ok - $*" >&2
+  exit 1
+}
+check() {  # check "description" command...
+  local what=$1; shift
+  if "$@"; then ok "$what"; else fail "$what"; fi
+}
+
+diagnostics() {
+  echo "---- diagnostics (project $PROJECT)" >&2
+  $C ps -a >&2 || true
+  $C logs --no-color --tail 60 >&2 || true
+}
+
+teardown() {
+  local code=$?
+  set +e
+  if [ "$stack_up" = 1 ]; then
+    if [ "$code" != 0 ]; then diagnostics; fi
+    if [ "${RQP_TEST_KEEP:-0}" = 1 ]; then
+      echo "test-images: stack left up: $C ..."
+    else
+      $C down -v -t 30 --remove-orphans >/dev/null 2>&1
+    fi
+  fi
+  [ "${RQP_TEST_KEEP:-0}" = 1 ] || rm -rf "$WORK"
+  if [ "$code" != 0 ] && [ "$failed" = 0 ]; then failed=1; fi
+  echo "test-images: took $(since "$T0")s"
+  echo "test-images: $passed passed, $failed failed"
+  exit "$code"
+}
+trap teardown EXIT
+# a command failing outside check/fail says where, instead of ending the run silently
+trap 'echo "not ok - line $LINENO: \"$BASH_COMMAND\" exited $?" >&2' ERR
+
+redis_cli() {  # the password goes from the secret file to redis-cli's environment inside the container
+  $C exec -T redis sh -c 'REDISCLI_AUTH="$(cat /run/secrets/redis_password)" exec redis-cli --no-auth-warning --raw "$@"' redis-cli "$@"
+}
+rqp() { $C exec -T scheduler rqp "$@"; }
+wait_done() {  # wait_done WORKLOAD: poll `rqp status --json` until done, with a deadline
+  local w=$1 end=$(( $(date +%s) + DEADLINE )) st=""
+  while :; do
+    st=$(rqp status "$w" --json 2>/dev/null || true)
+    case "$st" in *'"state": "done"'*) echo "    $st"; return 0 ;; *'"state": "failed"'*) echo "    $st" >&2; return 1 ;; esac
+    if [ "$(date +%s)" -gt "$end" ]; then echo "    timed out after ${DEADLINE}s: $st" >&2; return 1; fi
+    sleep 0.5
+  done
+}
+one_off() {  # one_off NAME ARGS...: `compose run --no-deps` whose exit code is trustworthy.
+  # (Not --rm: with podman's Docker API, `run --rm` reports 0 even when the container failed; the
+  # container is removed right after instead.)
+  local name="$PROJECT-$1" code=0; shift
+  $C run --no-deps --name "$name" "$@" || code=$?
+  [ "$code" = 0 ] || code=$($ENGINE inspect -f '{{.State.ExitCode}}' "$name" 2>/dev/null || echo "$code")
+  $ENGINE rm -f "$name" >/dev/null 2>&1 || true
+  return "$code"
+}
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+echo "test-images: $ENGINE via $COMPOSE, base $BASE_IMAGE, redis $REDIS_IMAGE, images ${PREFIX}rqp-*:$VERSION, project $PROJECT"
+
+# ------------------------------------------------------------------------------ 0. the files
+t=$(now)
+undocumented=$(grep -oh '\${[A-Z_]*' compose/*.yml | tr -d '${' | sort -u | while read -r v; do grep -q "^$v=" compose/.env.example || echo "$v"; done)
+[ -z "$undocumented" ] || fail "compose/.env.example does not document: $undocumented"
+for f in all-in-one scheduler-vm processor-vm; do
+  RQP_SECRETS_DIR=/nonexistent RQP_BLOB_URL=file:///data/blobs RQP_SCHEDULER_HOST=10.0.0.4 \
+    $COMPOSE -f "compose/$f.yml" --env-file /dev/null config -q 2>"$WORK/config.err" || { cat "$WORK/config.err" >&2; fail "compose/$f.yml is not valid"; }
+done
+ok "the 3 Compose files are valid and compose/.env.example documents every variable they use"
+
+# ------------------------------------------------------------------------------ 1. images
+if [ "${RQP_TEST_SKIP_BUILD:-0}" != 1 ]; then
+  RQP_VERSION=$VERSION RQP_IMAGE_PREFIX=$PREFIX bash docker/build-images.sh
+fi
+for role in scheduler processor metrics-logger dashboard; do
+  img="${PREFIX}rqp-$role:$VERSION"
+  user=$($ENGINE image inspect -f '{{.Config.User}}' "$img")
+  [ "$user" = "10001:10001" ] || fail "image $img runs as '$user', not the non-root 10001:10001"
+done
+ok "4 images built, each running as the non-root user 10001"
+ep=$($ENGINE image inspect -f '{{json .Config.Entrypoint}}' "${PREFIX}rqp-processor:$VERSION")
+[ "$ep" = '["/opt/rqp/bin/rqp-processor"]' ] || fail "processor entrypoint is $ep, not rqp-processor in exec form"
+ok "processor image entrypoint is rqp-processor itself (exec form)"
+for role in scheduler processor metrics-logger dashboard; do
+  found=$($ENGINE run --rm --network none --entrypoint /bin/sh "${PREFIX}rqp-$role:$VERSION" -c \
+    'command -v pip pip3 gcc cc 2>/dev/null; ls -d /wheels /opt/rqp/lib/python3.11/site-packages/pip 2>/dev/null; echo checked' 2>&1)
+  [ "$found" = checked ] || fail "the $role image carries pip, a compiler or the wheelhouse: $found"
+done
+ok "no pip, compiler or wheel files in the final images"
+timing "images: build (cached layers) + checks" "$(since "$t")"
+
+# ------------------------------------------------------------------------------ 2. secrets, env, stack
+t=$(now)
+ENGINE=$ENGINE RQP_VERSION=$VERSION RQP_IMAGE_PREFIX=$PREFIX bash compose/init-secrets.sh "$WORK/secrets" >/dev/null
+PORT=$(free_port)
+cat > "$WORK/test.env" <<EOF
+RQP_SECRETS_DIR=$WORK/secrets
+RQP_VERSION=$VERSION
+RQP_IMAGE_PREFIX=$PREFIX
+BASE_IMAGE=$BASE_IMAGE
+REDIS_IMAGE=$REDIS_IMAGE
+RQP_WORKERS=1
+RQP_CHUNK_SIZE=25
+RQP_ADAPTIVE_CHUNKS=false
+RQP_PROCESSOR_GRACE=$GRACE
+RQP_STOP_GRACE_PERIOD=$((GRACE + 5))s
+RQP_METRICS_INTERVAL=5
+RQP_METRICS_HOST_NAME=test-images
+RQ_DASHBOARD_BIND=127.0.0.1
+RQ_DASHBOARD_PORT=$PORT
+EOF
+stack_up=1
+$C up -d --no-build --pull never --scale "processor=$SCALE" >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log" >&2; fail "compose up"; }
+timing "up -d --scale processor=$SCALE" "$(since "$t")"
+end=$(( $(date +%s) + 90 ))
+until [ "$(redis_cli scard rq:workers:rqp 2>/dev/null || echo 0)" -ge "$SCALE" ]; do
+  [ "$(date +%s)" -lt "$end" ] || fail "$SCALE processor workers did not register with Redis within 90s"
+  sleep 0.5
+done
+ok "stack up: Redis (password, AOF) + scheduler + $SCALE processors + metrics logger + dashboard; $SCALE workers registered"
+redis_cli config get appendonly | grep -qx yes || fail "Redis AOF is off"
+if $C exec -T redis redis-cli ping 2>&1 | grep -q PONG; then fail "Redis answers without a password"; fi
+ok "Redis requires its password and has AOF on"
+timing "stack ready" "$(since "$t")"
+
+# ------------------------------------------------------------------------------ 3. the workload
+t=$(now)
+MARKER="rqp-plaintext-marker-$(python3 -c 'import secrets; print(secrets.token_hex(8))')"
+W="images-$(python3 -c 'import secrets; print(secrets.token_hex(4))')"
+mkdir -p "$WORK/in"
+python3 - "$N" "$MARKER" "$WORK" <<'EOF'
+import json, random, sys
+sys.path.insert(0, "examples")
+from make_data import expected, record
+n, marker, work = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+rng = random.Random(4)
+with open(f"{work}/in/data.jsonl", "w") as data, open(f"{work}/expected.json", "w") as exp:
+    want = {}
+    for i in range(n):
+        rec = record(i, rng)
+        rec["memo"] = f"{marker}-{i}-" + rec["memo"]
+        data.write(json.dumps(rec) + "\n")
+        want[i] = expected(rec)
+    json.dump(want, exp)
+EOF
+cp examples/process.py "$WORK/in/process.py"
+chmod 0644 "$WORK/in/"*
+chmod 0755 "$WORK/in"
+one_off pack -v "$WORK/in:/in:ro" scheduler rqp pack /in/data.jsonl /in/process.py --id "$W" --submit >"$WORK/pack.log" 2>&1 \
+  || { cat "$WORK/pack.log" >&2; fail "rqp pack --submit in a one-off scheduler container"; }
+grep -q "packed workload $W.*(submitted)" "$WORK/pack.log" || { cat "$WORK/pack.log" >&2; fail "rqp pack did not report the workload submitted"; }
+ok "packed and submitted $N records ($W) with 'compose run --no-deps scheduler rqp pack'"
+wait_done "$W" || fail "workload $W did not finish"
+ok "the serving scheduler ran $W to done"
+timing "workload of $N records (pack + run)" "$(since "$t")"
+
+rqp results "$W" > "$WORK/results.jsonl"
+python3 - "$WORK" "$N" <<'EOF' || fail "results differ from the expected values"
+import json, sys
+work, n = sys.argv[1], int(sys.argv[2])
+want = {int(k): v for k, v in json.load(open(f"{work}/expected.json")).items()}
+got = {}
+for line in open(f"{work}/results.jsonl"):
+    doc = json.loads(line)
+    assert doc["id"] not in got, f"record {doc['id']} twice"
+    got[doc["id"]] = doc["result"]
+assert len(got) == n, f"{len(got)} results for {n} records"
+bad = [i for i in want if got.get(i) != want[i]]
+assert not bad, f"{len(bad)} wrong results, e.g. record {bad[0]}: {got.get(bad[0])} != {want[bad[0]]}"
+EOF
+ok "all $N results decrypt to the expected values"
+
+# status records name their worker (hostname:pid); the hostnames are the replicas' container ids
+: > "$WORK/events.jsonl"
+end=$(( $(date +%s) + 60 ))
+while :; do
+  rqp events --workload "$W" --max 1000 --wait 1 >> "$WORK/events.jsonl" 2>/dev/null || true
+  if python3 -c 'import json,sys; ids={d["id"] for d in map(json.loads, open(sys.argv[1])) if d.get("state")=="done"}; sys.exit(len(ids) < int(sys.argv[2]))' "$WORK/events.jsonl" "$N"; then break; fi
+  [ "$(date +%s)" -lt "$end" ] || fail "status queue did not yield $N done records within 60s"
+done
+for id in $($C ps -q processor); do $ENGINE inspect -f '{{.Config.Hostname}} {{.Name}}' "$id"; done > "$WORK/replicas.txt"
+python3 - "$WORK" "$N" "$SCALE" <<'EOF' || fail "not every processor replica processed records"
+import collections, json, sys
+work, n, scale = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+hosts = dict(line.split() for line in open(f"{work}/replicas.txt") if line.strip())
+assert len(hosts) == scale, f"{len(hosts)} processor containers, expected {scale}"
+by = collections.Counter()
+seen = set()
+for d in map(json.loads, open(f"{work}/events.jsonl")):
+    if d.get("state") == "done" and d["id"] not in seen:
+        seen.add(d["id"])
+        by[d["worker"].split(":")[0]] += 1
+unknown = set(by) - set(hosts)
+assert not unknown, f"records processed by unknown hosts {unknown}"
+idle = [hosts[h] for h in hosts if by[h] == 0]
+assert not idle, f"replicas {idle} processed nothing: {dict(by)}"
+print("    records per replica: " + ", ".join(f"{hosts[h].lstrip('/')}={by[h]}" for h in sorted(hosts, key=lambda h: hosts[h])))
+EOF
+ok "all $SCALE processor replicas processed records"
+
+# ------------------------------------------------------------------------------ 4. the other roles
+python3 - "$PORT" "$WORK/secrets/dashboard_password" "$SCALE" <<'EOF' || fail "rq-dashboard"
+import base64, json, subprocess, sys, urllib.error, urllib.request
+port, pw_file, scale = sys.argv[1], sys.argv[2], int(sys.argv[3])
+# the password file is the containers' (uid 10001, 0400); root reads it here
+pw = open(pw_file).read().strip()
+url = f"http://127.0.0.1:{port}/0/data/workers.json"
+try:
+    urllib.request.urlopen(url, timeout=10)
+    raise SystemExit("dashboard answered without basic auth")
+except urllib.error.HTTPError as exc:
+    assert exc.code == 401, exc.code
+req = urllib.request.Request(url, headers={"Authorization": "Basic " + base64.b64encode(f"admin:{pw}".encode()).decode()})
+workers = json.load(urllib.request.urlopen(req, timeout=10))["workers"]
+assert len(workers) >= scale, f"dashboard shows {len(workers)} workers"
+print(f"    dashboard: {len(workers)} workers, {sum(w['successful_job_count'] for w in workers)} jobs done")
+EOF
+ok "rq-dashboard requires basic auth and shows the $SCALE workers"
+end=$(( $(date +%s) + 30 ))
+until [ -n "$($C exec -T metrics-logger find /data/blobs/metrics -type f 2>/dev/null || true)" ]; do
+  [ "$(date +%s)" -lt "$end" ] || fail "metrics logger stored no samples within 30s"
+  sleep 1
+done
+ok "metrics logger is recording samples"
+for svc in scheduler processor metrics-logger dashboard; do
+  for id in $($C ps -q "$svc"); do
+    [ "$($C exec -T --index "$($ENGINE inspect -f '{{index .Config.Labels "com.docker.compose.container-number"}}' "$id")" "$svc" id -u 2>/dev/null)" = 10001 ] \
+      || fail "$svc container $id does not run as uid 10001"
+    [ "$($ENGINE inspect -f '{{.HostConfig.ReadonlyRootfs}}' "$id")" = true ] || fail "$svc container $id has a writable root file system"
+  done
+done
+ok "every rqp container runs as uid 10001 on a read-only root file system"
+
+# ------------------------------------------------------------------------------ 5. SIGTERM mid-chunk
+t=$(now)
+W2="${W}-slow"
+cat > "$WORK/in/slow.py" <<'EOF'
+import time
+
+
+def process(record):
+    time.sleep(0.05)  # 25 records per chunk: a chunk takes about 1.3 s
+    return record["id"] * 2
+EOF
+python3 -c 'import json,sys; [print(json.dumps({"id": i})) for i in range(int(sys.argv[1]))]' "$N_SLOW" > "$WORK/in/slow.jsonl"
+chmod 0644 "$WORK/in/"*
+victim=$($C ps -q processor)
+victim=${victim%%$'\n'*}
+vhost=$($ENGINE inspect -f '{{.Config.Hostname}}' "$victim")
+wkey=""
+for _ in $(seq 20); do
+  wkey=$(redis_cli smembers rq:workers:rqp 2>&1 | grep -E "^rq:worker:rqp-$vhost-[0-9]+\$" | head -1 || true)
+  [ -z "$wkey" ] || break
+  sleep 0.5
+done
+[ -n "$wkey" ] || fail "no RQ worker registered for replica $vhost: $(redis_cli smembers rq:workers:rqp 2>&1 | tr '\n' ' ')"
+one_off pack-slow -v "$WORK/in:/in:ro" scheduler rqp pack /in/slow.jsonl /in/slow.py --id "$W2" --submit >"$WORK/pack2.log" 2>&1 \
+  || { cat "$WORK/pack2.log" >&2; fail "pack the slow workload"; }
+end=$(( $(date +%s) + 60 ))
+until [ "$(redis_cli hget "$wkey" state 2>/dev/null)" = busy ]; do
+  [ "$(date +%s)" -lt "$end" ] || fail "replica $vhost never got a chunk of $W2"
+  sleep 0.1
+done
+ts=$(now)
+$ENGINE stop -t $((GRACE + 5)) "$victim" >/dev/null
+stop_s=$(since "$ts")
+code=$($ENGINE inspect -f '{{.State.ExitCode}}' "$victim")
+echo "    replica $vhost stopped while busy: exit code $code after ${stop_s}s (grace ${GRACE}s)"
+[ "$code" = 0 ] || fail "the processor exited with $code on SIGTERM (137 = killed after the grace period)"
+python3 -c 'import sys; sys.exit(float(sys.argv[1]) >= float(sys.argv[2]))' "$stop_s" "$GRACE" || fail "the processor took ${stop_s}s to stop"
+ok "SIGTERM: a busy processor finished its chunk and exited 0 in ${stop_s}s (< ${GRACE}s grace)"
+wait_done "$W2" || fail "workload $W2 did not finish after a replica stopped"
+rqp results "$W2" | python3 -c '
+import json, sys
+n = int(sys.argv[1])
+got = {d["id"]: d["result"] for d in map(json.loads, sys.stdin)}
+assert got == {i: 2 * i for i in range(n)}, f"{len(got)} results, wrong ones: {[i for i in range(n) if got.get(i) != 2 * i][:5]}"
+' "$N_SLOW" || fail "results of $W2"
+: > "$WORK/events2.jsonl"
+end=$(( $(date +%s) + 60 ))
+while :; do
+  rqp events --workload "$W2" --max 1000 --wait 1 >> "$WORK/events2.jsonl" 2>/dev/null || true
+  if python3 -c 'import json,sys; ids={d["id"] for d in map(json.loads, open(sys.argv[1])) if d.get("state")=="done"}; print(f"    {len(ids)} done status records", file=sys.stderr); sys.exit(len(ids) < int(sys.argv[2]))' "$WORK/events2.jsonl" "$N_SLOW"; then break; fi
+  [ "$(date +%s)" -lt "$end" ] || fail "status queue did not yield $N_SLOW done records of $W2"
+done
+python3 - "$WORK/events2.jsonl" "$vhost" <<'EOF' || fail "the stopped processor's chunk was not committed by it"
+import json, sys
+events, vhost = sys.argv[1], sys.argv[2]
+done = [d for d in map(json.loads, open(events)) if d.get("state") == "done"]
+rerun = sorted({d["job"] for d in done if not d["job"].endswith("-0")})
+assert not rerun, f"chunks re-run after a lost lease: {rerun}"
+mine = sum(1 for d in done if d["worker"].startswith(vhost + ":"))
+assert mine > 0, "the stopped replica committed nothing"
+print(f"    {mine} records committed by the stopped replica; no chunk was re-run")
+EOF
+ok "all $N_SLOW results of $W2 correct; the chunk in hand at SIGTERM was committed, none re-run"
+timing "SIGTERM test" "$(since "$t")"
+
+# ------------------------------------------------------------------------------ 6. no secret or plaintext
+t=$(now)
+python3 - "$WORK/secrets" "$MARKER" > "$WORK/needles.txt" <<'EOF'
+import sys
+d, marker = sys.argv[1], sys.argv[2]
+print(open(f"{d}/redis_password").read().strip())
+print(open(f"{d}/dashboard_password").read().strip())
+print(marker)
+for line in open(f"{d}/kek.pem"):  # every line of the private key's body
+    line = line.strip()
+    if line and not line.startswith("-----"):
+        print(line)
+EOF
+# the needles must be real: the marker is in the plaintext data, the key body is 3072 bits' worth
+grep -F -q "$MARKER" "$WORK/in/data.jsonl" && [ "$(wc -l < "$WORK/needles.txt")" -ge 30 ] || fail "the secret scan's search strings are wrong"
+containers=$($ENGINE ps -a -q --filter "label=com.docker.compose.project=$PROJECT")
+[ -n "$containers" ] || fail "no containers found for project $PROJECT"
+{
+  for id in $containers; do $ENGINE inspect "$id"; done
+  for img in scheduler processor metrics-logger dashboard; do
+    $ENGINE history --no-trunc "${PREFIX}rqp-$img:$VERSION"
+    $ENGINE image inspect "${PREFIX}rqp-$img:$VERSION"
+  done
+  $ENGINE history --no-trunc "$REDIS_IMAGE"
+} > "$WORK/inspect.txt" 2>&1
+$C logs --no-color > "$WORK/logs.txt" 2>&1
+for id in $containers; do $ENGINE top "$id" 2>/dev/null || true; done > "$WORK/top.txt"
+for f in inspect logs top; do
+  if grep -F -q -f "$WORK/needles.txt" "$WORK/$f.txt"; then
+    fail "a secret or plaintext appears in the $f output ($(grep -F -o -f "$WORK/needles.txt" "$WORK/$f.txt" | head -1 | cut -c1-12)...)"
+  fi
+done
+grep -q "/run/secrets/redis_password" "$WORK/inspect.txt" || fail "the check looked at the wrong thing: no secret mount seen in docker inspect"
+ok "no KEK, password or plaintext in docker inspect ($(echo "$containers" | wc -w) containers), image history, logs or process lists"
+timing "secret scan" "$(since "$t")"
+
+# ------------------------------------------------------------------------------ 7. down leaves nothing
+t=$(now)
+if ! $C down -v -t 30 --remove-orphans 2>&1 | while IFS= read -r line; do echo "$(date +%T.%N | cut -c1-12) $line"; done > "$WORK/down.log"; then
+  cat "$WORK/down.log" >&2
+  fail "compose down"
+fi
+stack_up=0
+down_s=$(since "$t")
+timing "down -v" "$down_s"
+if python3 -c 'import sys; sys.exit(float(sys.argv[1]) < 8)' "$down_s"; then sed 's/^/    /' "$WORK/down.log"; fi  # slow: show what waited
+left_c=$($ENGINE ps -a -q --filter "label=com.docker.compose.project=$PROJECT")
+left_n=$($ENGINE network ls --format '{{.Name}}' | grep -F "${PROJECT}_" || true)
+left_v=$($ENGINE volume ls --format '{{.Name}}' | grep -F "${PROJECT}_" || true)
+[ -z "$left_c$left_n$left_v" ] || fail "down left behind: containers [$left_c] networks [$left_n] volumes [$left_v]"
+ok "down -v left no container, network or volume behind"
+
+echo "test-images: timings: $(IFS=';'; echo "${TIMINGS[*]}")"
+sizes=""
+for role in scheduler processor metrics-logger dashboard; do
+  sizes="$sizes ${PREFIX}rqp-$role:$VERSION=$($ENGINE image inspect -f '{{.Size}}' "${PREFIX}rqp-$role:$VERSION" | awk '{printf "%.0fMB", $1 / 1e6}')"
+done
+echo "test-images: image sizes:$sizes"
