@@ -84,6 +84,7 @@ class WorkloadRun:
         self._bytes_enqueued = 0
         self._records_enqueued = 0
         self._cursor = 0
+        self._unqueued: set[str] = set()
 
     # ------------------------------------------------------------------ start / resume
     def start(self) -> "WorkloadRun":
@@ -181,7 +182,7 @@ class WorkloadRun:
         if now - self._last["progress"] > PROGRESS_INTERVAL:
             self._progress_event()
             self._last["progress"] = now
-        if self.exhausted and self._idle():
+        if self.exhausted and self._idle() and self._cursor_intact():
             try:
                 self._finish()
             except StorageUnavailableError as exc:
@@ -193,6 +194,16 @@ class WorkloadRun:
     def wait_hint(self) -> float:
         """How long the loop may block before stepping again."""
         return 0.02 if not self.exhausted else 0.1
+
+    def _cursor_intact(self) -> bool:
+        """Before finishing: Redis still holds the whole enqueue (a restart may have lost the last
+        chunks and the total); if not, re-read the data from where Redis says it stopped."""
+        total, enqueued = self.r.hmget(self.k.meta, "total", "enqueued")
+        if total is not None and int(enqueued or 0) == int(total):
+            return True
+        log.warning("workload %s: Redis lost part of the enqueue (enqueued=%s, total=%s); re-reading", self.id, enqueued, total)
+        self._open_records()
+        return False
 
     def _idle(self) -> bool:
         pipe = self.r.pipeline(transaction=False)
@@ -327,25 +338,37 @@ class WorkloadRun:
             self._reclaim(jid.decode(), "its worker stopped renewing the chunk lease (worker died or hung)")
 
     def _reclaim_lost(self) -> None:
-        """Queued chunks whose RQ job failed, vanished, or started on a worker that died before
-        taking the lease."""
+        """Queued chunks whose RQ job failed, vanished, started on a worker that died before
+        taking the lease, or says "queued" while sitting in no queue (a Redis restart can lose
+        the write that would have moved it on); the last must be seen twice to count."""
         queued = [j.decode() for j in self.r.zrangebyscore(self.k.pending, INF, INF)]
         if not queued:
+            self._unqueued.clear()
             return
         pipe = self.r.pipeline(transaction=False)
         for jid in queued:
             pipe.hmget(f"rq:job:{jid}", "status", "started_at", "exc_info")
+        states = pipe.execute()
+        in_queue = set(self.queue.get_job_ids()) if any(st[0] == b"queued" for st in states) else set()
         horizon = time.time() - self.settings.lease_seconds
-        for jid, (status, started_at, exc_info) in zip(queued, pipe.execute()):
+        unqueued = set()
+        for jid, (status, started_at, exc_info) in zip(queued, states):
             status = status.decode() if status else None
-            if status in ("queued", "deferred", "scheduled"):
+            if status in ("deferred", "scheduled"):
                 continue
+            if status == "queued":
+                if jid in in_queue:
+                    continue
+                unqueued.add(jid)
+                if jid not in self._unqueued:
+                    continue  # maybe between RQ's dequeue and its status update: look again later
             if status == "started" and started_at and _rq_time(started_at) > horizon:
                 continue
             if status is None and self.r.zscore(self.k.pending, jid) != INF:
                 continue  # committed (result_ttl=0 deleted the job) or leased meanwhile
-            reason = self._rq_failure_reason(status, exc_info)
+            reason = self._rq_failure_reason(status, exc_info) if status != "queued" else "its RQ job was lost from the queue (Redis restart?)"
             self._reclaim(jid, reason)
+        self._unqueued = unqueued
 
     def _rq_failure_reason(self, status: str | None, exc_info: bytes | None) -> str:
         err = self.r.hget(self.k.meta, "processor_error")
