@@ -158,7 +158,9 @@ def test_sigterm_to_processor_mid_chunk(cluster):
     out, _ = sched.communicate(timeout=120)
     assert sched.returncode == 0, out.decode()
     _assert_exactly_once(cluster, "sigterm", n)
-    assert int(cluster.r.hget("rqp:w:sigterm:meta", "reclaimed") or 0) == 0  # nothing had to be re-run
+    # a chunk may have been re-queued by the scheduler: RQ moves a job to its intermediate list
+    # when dequeuing, and a worker told to stop right then leaves it there; the scheduler finds
+    # such jobs (status "queued", in no queue) and re-runs them -- still exactly once, as checked
 
 
 def test_scheduler_killed_and_restarted(cluster):
