@@ -72,3 +72,10 @@ clean:
 
 soak: dev
 	$(PY) tools/soak.py
+
+# the benchmark against RQ, Celery, Dramatiq, Huey and a batched Redis loop, in its own venv
+# (.bench-venv); options through BENCH_ARGS, e.g. BENCH_ARGS="--quick" or "--only rqp,dramatiq"
+BENCH_ARGS ?=
+
+bench:
+	PYTHON=$(PYTHON) bash tools/bench.sh $(BENCH_ARGS)

@@ -123,10 +123,8 @@ class ChunkProcessor:
         records = spec.records()
         rids = [rid for rid, _ in records]
         started = time.time()
-        processing = [
-            (rid, StatusRecord(workload.id, rid, PROCESSING, attempt, None, spec.queued_at, started, None, self.worker, jid).seal(workload))
-            for rid, attempt in records
-        ]
+        fmt = StatusRecord.formatter(workload.id, PROCESSING, spec.queued_at, started, self.worker, jid)
+        processing = [(rid, workload.seal("status", rid, fmt(rid, attempt, None))) for rid, attempt in records]
         cts = self.scripts.start(
             keys=[k.pending, k.n, k.rec, k.st],
             args=[jid, started + self.settings.lease_seconds, len(rids), join_ids(rids), pack_values(processing)],
@@ -148,6 +146,7 @@ class ChunkProcessor:
         except ScriptError as exc:
             script, script_error = None, str(exc)
         process = script.process if script else None
+        done_fmt = StatusRecord.formatter(workload.id, DONE, spec.queued_at, started, self.worker, jid)
         results: list[tuple[int, bytes]] = []
         statuses: list[tuple[int, bytes]] = []
         done: list[int] = []
@@ -184,8 +183,7 @@ class ChunkProcessor:
                         else:
                             results.append((rid, workload.seal("result", rid, out)))
                             done.append(rid)
-                            st = StatusRecord(workload.id, rid, DONE, attempt, None, spec.queued_at, started, time.time(), self.worker, jid)
-                            raw = st.to_json()
+                            raw = done_fmt(rid, attempt, time.time())
                             statuses.append((rid, workload.seal("status", rid, raw)))
                             published.append(raw)
                             continue

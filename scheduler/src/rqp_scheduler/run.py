@@ -35,7 +35,7 @@ from rqp.errors import ForbiddenJobError, RqpError, ScriptError, StorageUnavaila
 from rqp.jobs import ENTRY_POINT, JOB_TIMEOUT, ChunkSpec, JSONSerializer, RqpJob, open_spec, runs_of, seal_spec
 from rqp.keys import KeyProvider
 from rqp.layout import WORKLOADS, WorkloadKeys, job_id
-from rqp.lua import Scripts
+from rqp.lua import Scripts, pack_values
 from rqp.messages import flush_outbox, make_envelope, outbox_add, pack_messages, publish_outbox
 from rqp.records import parse_records
 from rqp.script import load_script
@@ -287,9 +287,8 @@ class WorkloadRun:
         if good:
             spec = ChunkSpec(self.id, f"c{chunk_no:08d}", runs_of(good), self.settings.max_attempts, self.settings.retry_backoff, self.settings.retry_backoff_max, now)
             self._queue_spec(pipe, spec, 0)
-            pipe.hset(self.k.rec, mapping=records)
         if statuses:
-            pipe.hset(self.k.st, mapping=statuses)
+            self.scripts.put(keys=[self.k.rec, self.k.st], args=[pack_values(list(records.items())), pack_values(list(statuses.items()))], client=pipe)
         for rid in malformed:
             pipe.setbit(self.k.failed, rid, 1)
         if published:

@@ -56,6 +56,20 @@ class StatusRecord:
             f'"finished_at":{_num(self.finished_at)},"worker":{_str(self.worker)},"job":{_str(self.job)}}}'
         ).encode()
 
+    @staticmethod
+    def formatter(workload: str, state: str, queued_at: float | None, started_at: float | None, worker: str | None, job: str | None):
+        """A fast ``to_json`` for many records of one chunk that differ only in id, attempts and
+        finish time: the fixed parts are formatted once (byte-identical to ``to_json``)."""
+        head = f'{{"workload":"{workload}","id":'
+        mid = f',"state":"{state}","attempts":'
+        tail = f',"error":null,"queued_at":{_num(queued_at)},"started_at":{_num(started_at)},"finished_at":'
+        end = f',"worker":{_str(worker)},"job":{_str(job)}}}'
+
+        def fmt(rid: int, attempts: int, finished_at: float | None) -> bytes:
+            return f"{head}{rid}{mid}{attempts}{tail}{_num(finished_at)}{end}".encode()
+
+        return fmt
+
     @classmethod
     def from_json(cls, raw: bytes) -> "StatusRecord":
         return cls(**json.loads(raw))

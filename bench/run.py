@@ -1,0 +1,872 @@
+#!/usr/bin/env python3
+"""`make bench`: rqp against its peers on the same realistic job, in one run, on this machine.
+
+Systems (each on a fresh Redis server started for it, 2 worker processes each):
+
+  rqp          the real programs (`rqp pack`, `rqp-processor --workers 2`, `rqp-scheduler run`),
+               local backend (directory + Redis)
+  rqp-azure    the same on the Azure backends (Blob + Queue Storage on Azurite)
+  rq           RQ default Worker (fork per job), 2 processes
+  rq-simple    RQ SimpleWorker, 2 processes
+  celery       Celery 5, Redis broker, prefork concurrency 2
+  huey         Huey, RedisHuey, 2 worker processes
+  dramatiq     Dramatiq, Redis broker, 2 processes x 8 threads
+  loop-1       hand-written Redis list loop, one round trip per job
+  loop-64      the same, 64 jobs per round trip (the limit reference)
+
+plus, for rqp: `enqueue` (the scheduler's enqueue rate, no workers), `scaling` (1, 2 and 4 worker
+processes), `rss` (peak RSS per worker process over a 100,000-record workload) and `profile`
+(cProfile of the workers, CPU split by process, Redis command statistics).
+
+End to end = from the first record queued to the last result stored and its status done:
+for the peers, from the first enqueue call to `HLEN bench:status == N`; for rqp, from the
+scheduler's `started_at` (set before it decrypts the data) to the last chunk commit (`perf.last`,
+written by the commit that sets the last done bits). Workers are started and ready before the
+clock starts, for every system. The realistic job is in bench/peers/common.py.
+
+    python bench/run.py                 # everything, 3 rounds each
+    python bench/run.py --quick         # smoke run: small N, 1 round
+    python bench/run.py --only rqp,dramatiq,loop-64 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import platform
+import pstats
+import random
+import re
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import psutil
+import redis
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+PEERS = HERE / "peers"
+BIN = Path(sys.executable).parent
+sys.path[:0] = [str(PEERS), str(HERE), str(REPO / "examples")]
+
+import make_data  # noqa: E402
+import procs  # noqa: E402
+from common import RESULT, STATUS, open_sealed, result_aad  # noqa: E402
+from rqp.redis_server import RedisServer  # noqa: E402
+
+WARMUP = 32
+WARMUP_BASE = 10**9
+POLL = 0.005
+VERIFY_SAMPLE = 25
+
+
+# ----------------------------------------------------------------------------------- systems
+@dataclass(frozen=True)
+class Peer:
+    key: str
+    label: str
+    module: str
+    n: int  # records per round, full run (≥ ~3 s at the anchor rate)
+    anchor: str
+    commands: Callable[[str], list[list[str]]]
+    raw: bool = False  # the loop takes bytes, the frameworks base64 text
+    floor_rate: float = 20.0  # for the round deadline only
+
+
+def _rq(worker_class: str) -> Callable[[str], list[list[str]]]:
+    return lambda b: [[f"{b}/rq", "worker", "-w", worker_class, "--url", "{url}", "--logging_level", "WARNING", "--disable-job-desc-logging",
+                       "-P", "{peers}", "bench"]] * 2
+
+
+def _loop(batch: int) -> Callable[[str], list[list[str]]]:
+    return lambda b: [[f"{b}/python", "{peers}/loop.py", "--batch", str(batch)]] * 2
+
+
+# worker command lines (the queue is named "bench" everywhere); {url} and {peers} are filled in
+PEER_LIST = [
+    Peer("rq", "RQ default Worker (fork/job)", "rq_job", 300, "~70", _rq("rq.worker.Worker"), floor_rate=10),
+    Peer("rq-simple", "RQ SimpleWorker", "rq_job", 2_000, "~230-300", _rq("rq.worker.SimpleWorker"), floor_rate=30),
+    Peer("celery", "Celery (prefork 2)", "celery_job", 3_000, "~430-560",
+         lambda b: [[f"{b}/celery", "-A", "celery_job", "worker", "-P", "prefork", "-c", "2", "-Q", "bench",
+                     "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"]], floor_rate=50),
+    Peer("huey", "Huey (2 processes)", "huey_job", 6_000, "~1,400",
+         lambda b: [[f"{b}/huey_consumer", "huey_job.huey", "-w", "2", "-k", "process", "-q", "-C"]], floor_rate=100),
+    Peer("dramatiq", "Dramatiq (2 proc x 8 thr)", "dramatiq_job", 8_000, "~1,700",
+         lambda b: [[f"{b}/dramatiq", "dramatiq_job", "-p", "2", "-t", "8", "-P", "{peers}", "-Q", "bench"]], floor_rate=100),
+    Peer("loop-1", "Redis list loop, 1 job/rt", "loop", 15_000, "~4,000", _loop(1), raw=True, floor_rate=300),
+    Peer("loop-64", "Redis list loop, 64 jobs/rt", "loop", 50_000, "~13,000-17,000", _loop(64), raw=True, floor_rate=1000),
+]
+PEERS_BY_KEY = {p.key: p for p in PEER_LIST}
+RQP_N = 40_000
+RQP_AZURE_N = 40_000
+ENQUEUE_N = 100_000
+RSS_N = 100_000
+SCALING = (1, 2, 4)
+ALL = ["rqp", "rqp-azure", *PEERS_BY_KEY, "enqueue", "scaling", "rss", "profile"]
+#: extra RQP_* settings for every rqp program the benchmark starts (--rqp-env), to try tunables
+RQP_EXTRA: dict[str, str] = {}
+TARGETS = {"dramatiq": 5.0, "loop-64": 0.6, "enqueue": 50_000, "azure": 0.5, "rss_mb": 150}
+
+
+def log(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------------- data
+class Data:
+    """The records (examples/make_data.py), generated once, as the JSON lines rqp packs."""
+
+    def __init__(self, n: int) -> None:
+        rng = random.Random(20261124)
+        self.records = [make_data.record(i, rng) for i in range(n)]
+        self.lines = [json.dumps(r).encode() for r in self.records]
+        self._files: dict[int, Path] = {}
+
+    def ensure(self, n: int) -> None:
+        if n > len(self.records):
+            rng = random.Random(n)
+            for i in range(len(self.records), n):
+                rec = make_data.record(i, rng)
+                self.records.append(rec)
+                self.lines.append(json.dumps(rec).encode())
+
+    def file(self, n: int, work: Path) -> Path:
+        if n not in self._files:
+            self.ensure(n)
+            path = work / f"data-{n}.jsonl"
+            with open(path, "wb") as fh:
+                for line in self.lines[:n]:
+                    fh.write(line + b"\n")
+            self._files[n] = path
+        return self._files[n]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RQP_", "BENCH_"))}
+    env.update(PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def summarize(rounds: list[dict[str, Any]], key: str = "rate") -> dict[str, float]:
+    vals = [r[key] for r in rounds if r.get(key)]
+    if not vals:
+        return {"median": 0.0, "min": 0.0, "max": 0.0}
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
+
+
+def cpu_split(n: int, parts: dict[str, float]) -> dict[str, float]:
+    """CPU microseconds per record, by component."""
+    out = {k: round(v / n * 1e6, 1) for k, v in parts.items()}
+    out["total"] = round(sum(parts.values()) / n * 1e6, 1)
+    return out
+
+
+# ----------------------------------------------------------------------------------- peers
+def peer_round(peer: Peer, n: int, k: int, work: Path, data: Data) -> dict[str, Any]:
+    """One round of a peer, from scratch: a fresh Redis server, its workers, a warm-up, N jobs.
+
+    The jobs are enqueued by a producer process (peers/enqueue.py) that has sealed them before
+    the clock starts; the clock runs from its first enqueue to ``HLEN bench:status == N``."""
+    root = work / f"{peer.key}-r{k}"
+    root.mkdir()
+    server = RedisServer(dir=str(root)).start()
+    key = os.urandom(32)
+    aead = AESGCM(key)
+    env = clean_env(BENCH_REDIS_URL=server.url, BENCH_KEY=key.hex(), PYTHONPATH=str(PEERS))
+    r = redis.Redis.from_url(server.url)
+    running: list[subprocess.Popen] = []
+    data.ensure(n)
+    base = k * n
+    producer = subprocess.Popen([sys.executable, str(PEERS / "enqueue.py"), peer.module, str(base), str(n), "1" if peer.raw else "0"],
+                                env=env, cwd=PEERS, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(root / "producer.log", "wb"), text=True)
+    try:
+        for i, cmd in enumerate(peer.commands(str(BIN))):
+            cmd = [c.replace("{url}", server.url).replace("{peers}", str(PEERS)) for c in cmd]
+            running.append(procs.start(cmd, env, PEERS, root / f"worker-{i}.log"))
+        _expect(producer, "ready", root)
+        # warm-up: the workers are up, connected and have imported everything before the clock
+        _say(producer, "warm")
+        _expect(producer, "ok", root)
+        _wait_status(r, WARMUP, time.monotonic() + 120, running, root, "warm-up")
+        r.unlink(STATUS)
+        server_pid = server.proc.pid  # type: ignore[union-attr]
+        c_workers, c_redis = procs.cpu_seconds([p.pid for p in running]), procs.cpu_seconds([server_pid])
+        t0 = time.perf_counter()
+        _say(producer, "go")
+        _wait_status(r, n, time.monotonic() + 60 + n / peer.floor_rate, running, root, f"round {k + 1}")
+        t1 = time.perf_counter()
+        c_workers, c_redis = procs.cpu_seconds([p.pid for p in running]) - c_workers, procs.cpu_seconds([server_pid]) - c_redis
+        _, enq_wall, enq_cpu = _expect(producer, "done", root).split()
+        cpu = cpu_split(n, {"workers": c_workers, "redis": c_redis, "producer": float(enq_cpu)})
+        verified = _verify(r, aead, data, base, n)
+        rnd = {"n": n, "seconds": round(t1 - t0, 3), "rate": round(n / (t1 - t0), 1), "enqueue_seconds": round(float(enq_wall), 3),
+               "cpu_us_per_record": cpu, "verified_sample": verified, "redis_commandstats": _commandstats(r)}
+    finally:
+        if producer.poll() is None:
+            producer.stdin.close()  # type: ignore[union-attr]
+            try:
+                producer.wait(10)
+            except subprocess.TimeoutExpired:
+                producer.kill()
+                producer.wait()
+        procs.stop(running)
+        r.close()
+        server.stop()
+    log(f"{peer.key} round {k + 1}: {rnd['rate']:,.0f} jobs/s ({n:,} in {rnd['seconds']:.2f}s, enqueue {rnd['enqueue_seconds']:.2f}s), "
+        f"CPU {cpu['total']:.0f} µs/job ({', '.join(f'{a} {b:.0f}' for a, b in cpu.items() if a != 'total')})")
+    return rnd
+
+
+def _say(proc: subprocess.Popen, word: str) -> None:
+    proc.stdin.write(word + "\n")  # type: ignore[union-attr]
+    proc.stdin.flush()  # type: ignore[union-attr]
+
+
+def _expect(proc: subprocess.Popen, word: str, root: Path) -> str:
+    line = proc.stdout.readline()  # type: ignore[union-attr]
+    if not line.startswith(word):
+        raise RuntimeError(f"producer said {line.strip()!r} instead of {word!r}; see {root}/producer.log")
+    return line
+
+
+def _wait_status(r: redis.Redis, n: int, deadline: float, running: list[subprocess.Popen], root: Path, what: str) -> None:
+    while r.hlen(STATUS) < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: only {r.hlen(STATUS)} of {n} jobs done before the deadline; see {root}/worker-*.log")
+        if any(p.poll() is not None for p in running):
+            raise RuntimeError(f"{what}: a worker exited ({[p.returncode for p in running]}); see {root}/worker-*.log")
+        time.sleep(POLL)
+
+
+def _verify(r: redis.Redis, aead: AESGCM, data: Data, base: int, n: int) -> int:
+    """Decrypt a sample of stored results and compare them with the expected values."""
+    rng = random.Random(base)
+    for i in rng.sample(range(n), min(VERIFY_SAMPLE, n)):
+        rid = base + i
+        got = json.loads(open_sealed(aead, r.get(RESULT + str(rid)), result_aad(rid)))
+        if got != make_data.expected(data.records[i % len(data.records)]):
+            raise RuntimeError(f"record {rid}: wrong result {got!r}")
+    return min(VERIFY_SAMPLE, n)
+
+
+def _commandstats(r: redis.Redis, top: int = 8) -> list[dict[str, Any]]:
+    stats = r.info("commandstats")
+    rows = [{"command": k.removeprefix("cmdstat_"), "calls": v["calls"], "usec": v["usec"], "usec_per_call": v["usec_per_call"]} for k, v in stats.items()]
+    rows.sort(key=lambda x: -x["usec"])
+    return rows[:top]
+
+
+# ----------------------------------------------------------------------------------- rqp
+class RqpEnv:
+    """A Redis server, a blob store (directory or Azurite container) and the KEK for rqp runs."""
+
+    def __init__(self, work: Path, name: str, kek: Path, azure: bool = False) -> None:
+        self.root = work / re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
+        self.root.mkdir()
+        # as deployed: Redis requires a password, which rqp reads from a file
+        password = secrets.token_urlsafe(24)
+        pw_file = self.root / "redis-password"
+        pw_file.touch(mode=0o600)
+        pw_file.write_text(password)
+        self.server = RedisServer(dir=str(self.root), password=password).start()
+        self.r = redis.Redis.from_url(self.server.url, password=password)
+        self.azurite = None
+        env = {**RQP_EXTRA, "RQP_REDIS_URL": self.server.url, "RQP_REDIS_PASSWORD_FILE": str(pw_file), "RQP_KEK_FILE": str(kek), "RQP_LOG_LEVEL": "WARNING"}
+        if azure:
+            sys.path.insert(0, str(REPO / "tests"))
+            from azurite import Azurite  # tests/azurite.py: the project's Azurite launcher
+
+            from rqp.azure.blob import AzureBlobStore
+
+            self.azurite = Azurite().start()
+            conn = self.root / "storage-conn"
+            conn.write_text(self.azurite.connection_string)
+            conn.chmod(0o600)
+            blob_url = f"azure-blob://devstoreaccount1/rqp-{uuid.uuid4().hex[:12]}?connection_string_file={conn}"
+            AzureBlobStore.from_url(blob_url).create_container()
+            env.update(RQP_BLOB_URL=blob_url, RQP_QUEUE_URL=f"azure-queue://devstoreaccount1?connection_string_file={conn}")
+        else:
+            env["RQP_BLOB_URL"] = f"file://{self.root / 'blobs'}"
+        self.rqp_env = env
+        self.env = clean_env(**env)
+        self.running: list[subprocess.Popen] = []
+
+    def run(self, *cmd: str, timeout: float = 900) -> subprocess.CompletedProcess:
+        cp = subprocess.run(list(cmd), env=self.env, cwd=self.root, capture_output=True, timeout=timeout)
+        if cp.returncode not in (0,):
+            raise RuntimeError(f"{' '.join(cmd[:3])} exited {cp.returncode}: {cp.stderr.decode()[-2000:]}")
+        return cp
+
+    def pack(self, wid: str, data_file: Path) -> str:
+        self.run(str(BIN / "rqp"), "pack", str(data_file), str(REPO / "examples" / "process.py"), "--id", wid)
+        return wid
+
+    def start_processor(self, workers: int) -> subprocess.Popen:
+        from rq import Worker
+
+        p = procs.start([str(BIN / "rqp-processor"), "--workers", str(workers)], self.env, self.root, self.root / f"processor-{len(self.running)}.log")
+        self.running.append(p)
+        deadline = time.monotonic() + 120
+        while Worker.count(connection=self.r) < workers:
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"rqp-processor did not register {workers} workers; see {self.root}/processor-*.log")
+            time.sleep(0.05)
+        return p
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.running]
+
+    def close(self) -> None:
+        procs.stop(self.running)
+        self.running.clear()
+        self.r.close()
+        self.server.stop()
+        if self.azurite is not None:
+            self.azurite.close()
+
+
+def rqp_round(env: RqpEnv, wid: str, n: int, rss: procs.RssSampler | None = None) -> dict[str, Any]:
+    """One workload through `rqp-scheduler run`, processors already running."""
+    server_pid = env.server.proc.pid  # type: ignore[union-attr]
+    extra = [env.azurite.proc.pid] if env.azurite and env.azurite.proc else []
+    c_workers, c_redis, c_extra, c_sched = procs.cpu_seconds(env.pids()), procs.cpu_seconds([server_pid]), procs.cpu_seconds(extra), procs.children_cpu()
+    t0 = time.perf_counter()
+    tl = Timeline(env.r, f"rqp:w:{wid}:done", n)
+    tl.start()
+    cp = subprocess.run([str(BIN / "rqp-scheduler"), "run", wid], env=env.env, cwd=env.root, capture_output=True, timeout=1800)
+    wall = time.perf_counter() - t0
+    tl.stop()
+    parts = {
+        "workers": procs.cpu_seconds(env.pids()) - c_workers,
+        "redis": procs.cpu_seconds([server_pid]) - c_redis,
+        "scheduler": procs.children_cpu() - c_sched,
+    }
+    if extra:
+        parts["azurite"] = procs.cpu_seconds(extra) - c_extra
+    if cp.returncode != 0:
+        raise RuntimeError(f"rqp-scheduler run {wid} exited {cp.returncode}: {cp.stderr.decode()[-3000:]}")
+    meta = {k.decode(): v.decode() for k, v in env.r.hgetall(f"rqp:w:{wid}:meta").items()}
+    perf = {k.decode(): v.decode() for k, v in env.r.hgetall(f"rqp:w:{wid}:perf").items()}
+    done = env.r.bitcount(f"rqp:w:{wid}:done")
+    failed = env.r.bitcount(f"rqp:w:{wid}:failed")
+    if (meta.get("state"), done, failed) != ("done", n, 0):
+        raise RuntimeError(f"workload {wid}: state {meta.get('state')}, {done} done, {failed} failed of {n}")
+    started, last, finished = float(meta["started_at"]), float(perf["last"]), float(meta["finished_at"])
+    chunks = int(meta.get("chunks", 0))
+    return {
+        "n": n, "seconds": round(last - started, 3), "rate": round(n / (last - started), 1),
+        "with_consolidation_seconds": round(finished - started, 3), "rate_with_consolidation": round(n / (finished - started), 1),
+        "scheduler_wall_seconds": round(wall, 3), "chunks": chunks, "records_per_chunk": round(n / max(1, chunks)),
+        "worker_us_per_record": round(float(perf["seconds"]) / n * 1e6, 1),
+        "cpu_us_per_record": cpu_split(n, parts),
+        "timeline": tl.phases(started, n),
+    }
+
+
+class Timeline(threading.Thread):
+    """Samples the done count every 20 ms: when the first records finished, the steady rate
+    between 10 % and 90 % done, and how long the last 10 % took."""
+
+    def __init__(self, r: redis.Redis, done_key: str, n: int) -> None:
+        super().__init__(daemon=True, name="timeline")
+        self.client = redis.Redis(connection_pool=r.connection_pool)
+        self.key = done_key
+        self.n = n
+        self.samples: list[tuple[float, int]] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                self.samples.append((time.time(), int(self.client.bitcount(self.key))))
+            except redis.RedisError:
+                pass
+            self._halt.wait(0.02)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+    def phases(self, started: float, n: int) -> dict[str, float | None]:
+        def first(frac: float) -> float | None:
+            for t, d in self.samples:
+                if d >= frac * n and d > 0:
+                    return round(t - started, 3)
+            return None
+
+        t_first, t10, t90 = first(1e-9), first(0.1), first(0.9)
+        steady = round(0.8 * n / (t90 - t10), 1) if t10 is not None and t90 is not None and t90 > t10 else None
+        return {"first_done_s": t_first, "t10_s": t10, "t50_s": first(0.5), "t90_s": t90, "steady_rate": steady}
+
+
+def verify_rqp(env: RqpEnv, wid: str, data: Data, n: int) -> int:
+    """`rqp results`: every record decrypted and checked against its expected value."""
+    cp = env.run(str(BIN / "rqp"), "results", wid)
+    seen = 0
+    for line in cp.stdout.splitlines():
+        doc = json.loads(line)
+        if doc["result"] != make_data.expected(data.records[doc["id"]]):
+            raise RuntimeError(f"{wid}: record {doc['id']} has a wrong result")
+        seen += 1
+    if seen != n:
+        raise RuntimeError(f"{wid}: {seen} results, expected {n}")
+    return seen
+
+
+def rqp_system_round(key: str, n: int, workers: int, k: int, work: Path, data: Data, kek: Path, *, azure: bool = False,
+                     verify: bool = True, sample_rss: bool = False) -> dict[str, Any]:
+    """One round of rqp, from scratch: fresh Redis (and Azurite), pack, processors ready, schedule."""
+    env = RqpEnv(work, f"{key}-r{k}", kek, azure=azure)
+    try:
+        wid = env.pack(f"b-{k}", data.file(n, work))
+        proc = env.start_processor(workers)
+        sampler = procs.RssSampler(proc.pid) if sample_rss else None
+        if sampler:
+            sampler.start()
+        rnd = rqp_round(env, wid, n)
+        if sampler:
+            peak = sampler.stop()
+            rnd["peak_rss_mb_sampled"] = {str(pid): round(v / 2**20, 1) for pid, v in peak.items()}
+            rnd["peak_rss_mb_vmhwm"] = {str(p.pid): round((procs.peak_rss_kb(p.pid) or 0) / 1024, 1) for p in procs.tree(proc.pid)[1:]}
+        if verify:
+            rnd["verified"] = verify_rqp(env, wid, data, n)
+        rnd["redis_commandstats"] = _commandstats(env.r)
+    finally:
+        env.close()
+    cpu = rnd["cpu_us_per_record"]
+    tl = rnd["timeline"]
+    log(f"{key} ({workers} workers) round {k + 1}: {rnd['rate']:,.0f} records/s ({n:,} in {rnd['seconds']:.2f}s; "
+        f"{rnd['rate_with_consolidation']:,.0f}/s with consolidation), {rnd['records_per_chunk']} rec/chunk, CPU {cpu['total']:.0f} µs/rec "
+        f"({', '.join(f'{a} {b:.0f}' for a, b in cpu.items() if a != 'total')}); first done at {tl['first_done_s']}s, "
+        f"10%/50%/90% at {tl['t10_s']}/{tl['t50_s']}/{tl['t90_s']}s, steady {tl['steady_rate'] or 0:,.0f}/s")
+    return rnd
+
+
+# ----------------------------------------------------------------------------------- enqueue
+def run_enqueue(n: int, rounds: int, work: Path, data: Data, kek: Path, chunk_sizes: tuple[int, ...], profile: bool) -> dict[str, Any]:
+    """The scheduler's enqueue (WorkloadRun in this process), no workers, window large enough for
+    the whole workload: records/s from WorkloadRun.start() to the last chunk queued."""
+    from rqp.config import Settings
+    from rqp.connect import connect_redis, open_blob_store, open_key_provider, open_message_queue
+    from rqp_scheduler.run import WorkloadRun
+
+    env = RqpEnv(work, f"enqueue-n{n}", kek)
+    out: dict[str, Any] = {"n": n, "by_chunk_size": {}}
+    try:
+        data_file = data.file(n, work)
+        for cs in chunk_sizes:
+            rounds_out = []
+            profiled = None
+            for k in range(rounds + (1 if profile else 0)):
+                prof = cProfile.Profile(time.process_time) if k == rounds else None  # an extra, untimed pass
+                wid = env.pack(f"e-{cs}-{k}", data_file)
+                settings = Settings.load(env={**env.rqp_env, "RQP_WINDOW_CHUNKS": str(n), "RQP_CHUNK_SIZE": str(cs), "RQP_CHUNK_MAX": str(max(cs, 4096))})
+                r = connect_redis(settings)
+                store = open_blob_store(settings.blob_url)
+                run = WorkloadRun(settings, r, store, open_message_queue(settings, r), open_key_provider(settings), wid)
+                c0, r0 = procs.self_cpu(), procs.cpu_seconds([env.server.proc.pid])  # type: ignore[union-attr]
+                t0 = time.perf_counter()
+                if prof:
+                    prof.enable()
+                run.start()
+                while not run.exhausted:
+                    run.step()
+                if prof:
+                    prof.disable()
+                t1 = time.perf_counter()
+                cpu, rcpu = procs.self_cpu() - c0, procs.cpu_seconds([env.server.proc.pid]) - r0  # type: ignore[union-attr]
+                enq = int(r.hget(f"rqp:w:{wid}:meta", "enqueued") or 0)
+                if enq != n:
+                    raise RuntimeError(f"enqueue {wid}: {enq} records enqueued, expected {n}")
+                r.flushall()
+                r.close()
+                if prof:
+                    profiled = _profile_text(prof, 22) + "\n\n   by cumulative time:\n" + _profile_text(prof, 22, "cumulative")
+                    continue
+                rnd = {"seconds": round(t1 - t0, 3), "rate": round(n / (t1 - t0), 1), "scheduler_cpu_us_per_record": round(cpu / n * 1e6, 1),
+                       "redis_cpu_us_per_record": round(rcpu / n * 1e6, 1)}
+                rounds_out.append(rnd)
+                log(f"enqueue (chunk {cs}) round {k + 1}/{rounds}: {rnd['rate']:,.0f} records/s ({n:,} in {rnd['seconds']:.2f}s), "
+                    f"CPU µs/record: scheduler {rnd['scheduler_cpu_us_per_record']:.1f}, Redis {rnd['redis_cpu_us_per_record']:.1f}")
+            out["by_chunk_size"][str(cs)] = {"rounds": rounds_out, **summarize(rounds_out)}
+            if profiled:
+                out["by_chunk_size"][str(cs)]["profile"] = profiled
+    finally:
+        env.close()
+    first = out["by_chunk_size"][str(chunk_sizes[0])]
+    out.update(median=first["median"], min=first["min"], max=first["max"], chunk_size=chunk_sizes[0])
+    return out
+
+
+PROFILE_PARTS = [
+    # (label, file name ends with, function) -- cumulative CPU time, both workers merged
+    ("RQ worker loop, everything", "base.py", "work"),
+    ("  rqp chunk code (ChunkProcessor.run)", "chunk.py", "run"),
+    ("    per-record loop (_run_records)", "chunk.py", "_run_records"),
+    ("    status JSON (StatusRecord.to_json)", "status.py", "to_json"),
+    ("    AES-GCM seal incl. nonce and AAD (Workload.seal)", "workload.py", "seal"),
+    ("    AES-GCM open (Workload.open_sealed)", "workload.py", "open_sealed"),
+    ("    JSON parse (json.loads: records, job data, specs)", "__init__.py", "loads"),
+    ("    the user's process()", ">", "process"),
+    ("    Lua scripts START + COMMIT (EVALSHA, client side)", "commands/core.py", "__call__"),
+    ("    results part (encode + BlobStore.put)", "chunk.py", "<parts>"),
+    ("    status messages (pack_messages + publish_outbox)", "messages.py", "<messages>"),
+]
+
+
+def _profile_summary(st: pstats.Stats, n: int) -> list[dict[str, Any]]:
+    """Where the workers' CPU went, in µs per record, from the merged profile."""
+    cum: dict[tuple[str, str], float] = {}
+    for (file, _line, func), (_cc, _nc, _tt, ct, _callers) in st.stats.items():  # type: ignore[attr-defined]
+        cum[(file, func)] = cum.get((file, func), 0.0) + ct
+
+    def total(suffix: str, func: str) -> float:
+        if func == "<parts>":
+            return sum(v for (f, fn), v in cum.items() if (f.endswith("parts.py") and fn == "encode_part") or (f.endswith(("local.py", "blob.py")) and fn == "put"))
+        if func == "<messages>":
+            return sum(v for (f, fn), v in cum.items() if f.endswith("messages.py") and fn in ("pack_messages", "publish_outbox"))
+        return sum(v for (f, fn), v in cum.items() if f.endswith(suffix) and fn == func and (suffix != ">" or f.startswith("<rqp-script")))
+
+    rows = []
+    everything = total("base.py", "work") or 1.0
+    for label, suffix, func in PROFILE_PARTS:
+        v = total(suffix, func)
+        if v:
+            rows.append({"part": label, "seconds": round(v, 3), "us_per_record": round(v / n * 1e6, 1), "share": round(v / everything, 3)})
+    chunk = total("chunk.py", "run")
+    rows.append({"part": "  RQ's own per-job work (dequeue, heartbeats, registries, job delete)", "seconds": round(everything - chunk, 3),
+                    "us_per_record": round((everything - chunk) / n * 1e6, 1), "share": round((everything - chunk) / everything, 3)})
+    return rows
+
+
+def _profile_text(prof: cProfile.Profile, top: int, sort: str = "tottime") -> str:
+    s = io.StringIO()
+    st = pstats.Stats(prof, stream=s)
+    st.strip_dirs().sort_stats(sort).print_stats(top)
+    return _trim_pstats(s.getvalue())
+
+
+def _trim_pstats(text: str) -> str:
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith("ncalls"):
+            return "\n".join(lines[max(0, i - 3):]).rstrip()
+    return text.rstrip()
+
+
+# ----------------------------------------------------------------------------------- profile
+def run_profile(n: int, work: Path, data: Data, kek: Path) -> dict[str, Any]:
+    """Two worker processes (bench/profile_worker.py: the processor's worker, CPU-clock cProfile),
+    one workload, plus the CPU split by process and Redis's own command statistics."""
+    env = RqpEnv(work, f"profile-n{n}", kek)
+    out: dict[str, Any] = {"n": n}
+    try:
+        wid = env.pack("p-0", data.file(n, work))
+        from rq import Worker
+
+        files = [env.root / f"worker-{i}.prof" for i in range(2)]
+        for i, f in enumerate(files):
+            cmd = [sys.executable, str(HERE / "profile_worker.py"), str(f), wid]
+            env.running.append(procs.start(cmd, env.env, env.root, env.root / f"worker-{i}.log"))
+        deadline = time.monotonic() + 120
+        while Worker.count(connection=env.r) < 2:
+            if time.monotonic() > deadline:
+                raise RuntimeError("profiled workers did not register")
+            time.sleep(0.05)
+        env.r.config_resetstat()
+        rnd = rqp_round(env, wid, n)
+        out["round"] = rnd
+        out["redis_commandstats"] = _commandstats(env.r, 12)
+        procs.stop(env.running)
+        env.running.clear()
+        st = pstats.Stats(*[str(f) for f in files if f.exists()], stream=io.StringIO())
+        out["workers_summary"] = _profile_summary(st, n)
+        for sort in ("tottime", "cumulative"):
+            s = io.StringIO()
+            st.stream = s
+            st.strip_dirs().sort_stats(sort).print_stats(30)
+            out[f"workers_by_{sort}"] = _trim_pstats(s.getvalue())
+        log(f"profile: {rnd['rate']:,.0f} records/s under cProfile; CPU µs/record {rnd['cpu_us_per_record']}")
+    finally:
+        env.close()
+    return out
+
+
+# ----------------------------------------------------------------------------------- report
+def fmt_rate(x: float) -> str:
+    return f"{x:,.0f}" if x else "-"
+
+
+def report(res: dict[str, Any]) -> str:
+    sysres = res["systems"]
+    lines = []
+    env = res["environment"]
+    lines.append(f"rqp benchmark  {env['when']}  {env['cpus']} CPUs, load avg at start {env['loadavg_start']}, Python {env['python']}, "
+                 f"Redis {env['redis']}, rounds {res['rounds']}{' (quick)' if res['quick'] else ''}")
+    lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()))
+    if res.get("rqp_env"):
+        lines.append("rqp settings: " + " ".join(f"{k}={v}" for k, v in res["rqp_env"].items()))
+    lines.append("")
+    lines.append("End to end, realistic job (AES-256-GCM decrypt of a ~1 KB record, process(), encrypt, store, status), 2 worker processes:")
+    hdr = f"{'system':<32}{'records':>9}{'median/s':>11}{'min/s':>10}{'max/s':>10}{'rqp / X':>9}{'anchor/s':>16}{'CPU µs/rec':>12}"
+    lines.append(hdr)
+    lines.append("-" * len(hdr))
+    base = sysres.get("rqp", {}).get("median")
+    order = ["rqp", "rqp-azure", *PEERS_BY_KEY]
+    for key in order:
+        s = sysres.get(key)
+        if not s:
+            continue
+        if "error" in s:
+            lines.append(f"{s.get('label', key):<32}  FAILED: {s['error'][:90]}")
+            continue
+        ratio = f"{base / s['median']:.2f}x" if base and s["median"] and key != "rqp" else ("1.00x" if key == "rqp" else "-")
+        cpu = statistics.median([r["cpu_us_per_record"]["total"] for r in s["rounds"]])
+        lines.append(f"{s['label']:<32}{s['n']:>9,}{fmt_rate(s['median']):>11}{fmt_rate(s['min']):>10}{fmt_rate(s['max']):>10}{ratio:>9}"
+                     f"{s.get('anchor', '') or '':>16}{cpu:>12,.0f}")
+    if "rqp" in sysres and "rounds" in sysres["rqp"]:
+        rq = sysres["rqp"]
+        wc = statistics.median([r["rate_with_consolidation"] for r in rq["rounds"]])
+        cpu = rq["rounds"][len(rq["rounds"]) // 2]["cpu_us_per_record"]
+        lines.append("")
+        steady = statistics.median([r["timeline"]["steady_rate"] or 0 for r in rq["rounds"]])
+        lines.append(f"rqp local: {wc:,.0f} records/s including consolidation into one encrypted results object; steady rate (10-90 % done) {steady:,.0f}/s; "
+                     f"~{statistics.median([r['records_per_chunk'] for r in rq['rounds']]):,.0f} records per chunk; "
+                     f"CPU µs/record by process: " + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items()))
+    if "rqp-azure" in sysres and "rounds" in sysres["rqp-azure"]:
+        az = sysres["rqp-azure"]
+        cpu = az["rounds"][len(az["rounds"]) // 2]["cpu_us_per_record"]
+        lines.append("rqp Azurite: CPU µs/record by process: " + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items()))
+    if "enqueue" in sysres and "by_chunk_size" in sysres["enqueue"]:
+        e = sysres["enqueue"]
+        lines.append("")
+        lines.append(f"Scheduler enqueue, {e['n']:,} records, no workers (records/s, median [min-max]):")
+        for cs, v in e["by_chunk_size"].items():
+            cpu = statistics.median([r["scheduler_cpu_us_per_record"] for r in v["rounds"]])
+            rcpu = statistics.median([r.get("redis_cpu_us_per_record", 0.0) for r in v["rounds"]])
+            lines.append(f"  chunk size {cs:>5}: {fmt_rate(v['median'])} [{fmt_rate(v['min'])}-{fmt_rate(v['max'])}], CPU µs/record: scheduler {cpu:.1f}, Redis {rcpu:.1f}")
+    if "scaling" in sysres and "by_workers" in sysres["scaling"]:
+        sc = sysres["scaling"]["by_workers"]
+        lines.append("")
+        lines.append(f"rqp scaling (local backend, {sysres['scaling']['n']:,} records, records/s median [min-max], {env['cpus']} CPUs):")
+        one = sc.get("1", {}).get("median")
+        for w, v in sc.items():
+            rel = f"  {v['median'] / one:.2f}x of 1 worker" if one and v.get("median") else ""
+            lines.append(f"  {w} worker process{'es' if w != '1' else '  '}: {fmt_rate(v.get('median', 0))} [{fmt_rate(v.get('min', 0))}-{fmt_rate(v.get('max', 0))}]{rel}")
+    if "rss" in sysres and "peak_mb" in sysres["rss"]:
+        rs = sysres["rss"]
+        lines.append("")
+        lines.append(f"Processor memory, {rs['n']:,}-record workload, 2 worker processes: peak RSS per worker process "
+                     f"{rs['peak_mb']:.1f} MB (sampled every 0.1 s: {', '.join(f'{v:.1f}' for v in rs['sampled_mb'])}; kernel VmHWM: {', '.join(f'{v:.1f}' for v in rs['vmhwm_mb'])})")
+    # targets
+    lines.append("")
+    lines.append("Targets (ratios from this run)" + (": a --quick run is a smoke test, too small to judge them" if res.get("quick") else ":"))
+    t = res["targets"]
+    for row in t:
+        lines.append(f"  {row['what']:<48}{row['measured']:>14}   goal {row['goal']:<10} {row['verdict']}")
+    return "\n".join(lines)
+
+
+def targets(sysres: dict[str, Any]) -> list[dict[str, str]]:
+    rows = []
+
+    def med(k: str) -> float | None:
+        s = sysres.get(k)
+        return s.get("median") if s and "error" not in s else None
+
+    def row(what: str, measured: float | None, goal: float, fmt: str, higher: bool = True) -> None:
+        if measured is None:
+            rows.append({"what": what, "measured": "-", "goal": "", "verdict": "not measured"})
+            return
+        ok = measured >= goal if higher else measured <= goal
+        rows.append({"what": what, "measured": fmt.format(measured), "goal": ("≥ " if higher else "≤ ") + fmt.format(goal), "verdict": "MET" if ok else "MISSED"})
+
+    rqp = med("rqp")
+    d, l64, az = med("dramatiq"), med("loop-64"), med("rqp-azure")
+    row("rqp local / Dramatiq", rqp / d if rqp and d else None, TARGETS["dramatiq"], "{:.3g}x")
+    row("rqp local / batched Redis-list loop (64/rt)", rqp / l64 if rqp and l64 else None, TARGETS["loop-64"], "{:.3g}x")
+    e = sysres.get("enqueue")
+    row(f"scheduler enqueue, records/s (chunk size {e.get('chunk_size', '?') if e else '?'})", e.get("median") if e and "error" not in e else None, TARGETS["enqueue"], "{:,.0f}")
+    row("rqp on Azurite / rqp local", az / rqp if az and rqp else None, TARGETS["azure"], "{:.3g}x")
+    rs = sysres.get("rss")
+    row(f"peak RSS per worker process, MB ({(rs or {}).get('n', RSS_N):,} records)", rs.get("peak_mb") if rs and "error" not in rs else None, TARGETS["rss_mb"], "{:.1f}", higher=False)
+    return rows
+
+
+def environment() -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for pkg in ("rqp", "rq", "redis", "cryptography", "dramatiq", "celery", "kombu", "huey", "azure-storage-blob"):
+        try:
+            versions[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    from rqp.redis_server import find_server_binary
+
+    binary = find_server_binary()
+    rv = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.split()
+    redis_v = next((w.split("=")[1] for w in rv if w.startswith("v=")), "?")
+    return {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "host": platform.node(), "cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "loadavg_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "python": platform.python_version(), "redis": f"{Path(binary).name} {redis_v}", "versions": versions,
+    }
+
+
+# ----------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="rqp against RQ, Dramatiq, Celery, Huey and a batched Redis-list loop")
+    ap.add_argument("--quick", action="store_true", help="smoke run: about a tenth of the records, 1 round, no profile")
+    ap.add_argument("--rounds", type=int, help="rounds per system (default 3; 1 with --quick)")
+    ap.add_argument("--only", action="append", default=[], help=f"comma-separated subset of: {', '.join(ALL)}")
+    ap.add_argument("--skip", action="append", default=[], help="comma-separated systems to leave out")
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply every record count")
+    ap.add_argument("--json", default=str(REPO / "bench-results.json"), help="raw figures (default: bench-results.json)")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, blobs) for inspection")
+    ap.add_argument("--rqp-env", action="append", default=[], metavar="RQP_NAME=VALUE",
+                    help="a setting for every rqp program started, e.g. RQP_CHUNK_TARGET_SECONDS=0.25 (repeatable)")
+    ap.add_argument("--enqueue-chunks", default="256,2048", help="chunk sizes for the enqueue measurement; the first (the default RQP_CHUNK_SIZE) is judged")
+    args = ap.parse_args(argv)
+    for item in args.rqp_env:
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith("RQP_"):
+            ap.error(f"--rqp-env wants RQP_NAME=VALUE, got {item!r}")
+        RQP_EXTRA[name] = value
+
+    only = [s for x in args.only for s in x.split(",") if s] or [s for s in ALL if not (args.quick and s == "profile")]
+    skip = {s for x in args.skip for s in x.split(",") if s}
+    unknown = sorted((set(only) | skip) - set(ALL))
+    if unknown:
+        ap.error(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(ALL)}")
+    selected = [s for s in ALL if s in only and s not in skip]
+    rounds = args.rounds or (1 if args.quick else 3)
+    scale = args.scale * (0.1 if args.quick else 1.0)
+
+    def sized(n: int, lo: int = 100) -> int:
+        return max(lo, int(n * scale))
+
+    res: dict[str, Any] = {"environment": environment(), "rounds": rounds, "quick": args.quick, "scale": scale, "rqp_env": RQP_EXTRA, "systems": {}}
+    work = Path(tempfile.mkdtemp(prefix="rqp-bench-"))
+    log(f"work directory {work}; systems: {', '.join(selected)}; {rounds} round(s)")
+    data = Data(max(sized(RQP_N), sized(PEERS_BY_KEY['loop-64'].n)))
+    kek = work / "kek.pem"
+    subprocess.run([str(BIN / "rqp"), "keygen", "--out", str(kek)], check=True, capture_output=True, env=clean_env())
+    azurite_ok = (REPO / ".tools" / "node_modules" / ".bin" / "azurite").exists()
+
+    def attempt(key: str, fn: Callable[[], dict[str, Any]]) -> None:
+        t = time.monotonic()
+        try:
+            res["systems"][key] = fn()
+        except Exception as exc:  # one system failing must not lose the others' figures
+            traceback.print_exc()
+            res["systems"][key] = {"label": key, "error": f"{type(exc).__name__}: {exc}"}
+        log(f"{key}: finished in {time.monotonic() - t:.0f}s")
+
+    def save() -> None:
+        res["targets"] = targets(res["systems"])
+        res["environment"]["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        Path(args.json).write_text(json.dumps(res, indent=1))
+
+    # the end-to-end systems, rounds interleaved (round 1 of every system, then round 2, ...) so
+    # that a burst of load from elsewhere on the machine does not land on one system only
+    n_rqp = sized(RQP_N)
+    e2e: list[tuple[str, str, int, str, Callable[[int], dict[str, Any]]]] = []
+    if "rqp" in selected:
+        e2e.append(("rqp", "rqp (local backend)", n_rqp, "", lambda k: rqp_system_round("rqp", n_rqp, 2, k, work, data, kek, verify=k == 0)))
+    if "rqp-azure" in selected:
+        if azurite_ok:
+            n_az = sized(RQP_AZURE_N)
+            e2e.append(("rqp-azure", "rqp (Azure, Azurite)", n_az, "", lambda k: rqp_system_round("rqp-azure", n_az, 2, k, work, data, kek, azure=True, verify=k == 0)))
+        else:
+            res["systems"]["rqp-azure"] = {"label": "rqp (Azure, Azurite)", "error": "Azurite is not installed (tools/install-azurite.sh)"}
+    for p in PEER_LIST:
+        if p.key in selected:
+            e2e.append((p.key, p.label, sized(p.n, 50), p.anchor, lambda k, p=p: peer_round(p, sized(p.n, 50), k, work, data)))
+    if "scaling" in selected:
+        for w in SCALING:
+            if w == 2 and "rqp" in selected:
+                continue  # the rqp rows are the 2-worker figures, measured in the same interleaved rounds
+            e2e.append((f"scaling-{w}", f"rqp, {w} worker processes", n_rqp, "",
+                        lambda k, w=w: rqp_system_round(f"scaling-{w}", n_rqp, w, k, work, data, kek, verify=False)))
+    try:
+        for k in range(rounds):
+            for key, label, n, anchor, fn in e2e:
+                sysres = res["systems"].setdefault(key, {"label": label, "n": n, "anchor": anchor, "rounds": []})
+                if "error" in sysres:
+                    continue
+                try:
+                    sysres["rounds"].append(fn(k))
+                except Exception as exc:  # one system failing must not lose the others' figures
+                    traceback.print_exc()
+                    sysres["error"] = f"round {k + 1}: {type(exc).__name__}: {exc}"
+                sysres.update(summarize(sysres["rounds"]))
+                save()
+        if "scaling" in selected:
+            by = {}
+            for w in SCALING:
+                src = res["systems"].get("rqp" if w == 2 and "rqp" in selected else f"scaling-{w}", {})
+                by[str(w)] = {k: src.get(k, 0.0) for k in ("median", "min", "max")}
+            res["systems"]["scaling"] = {"n": n_rqp, "by_workers": by}
+        if "enqueue" in selected:
+            sizes = tuple(int(x) for x in args.enqueue_chunks.split(","))
+            attempt("enqueue", lambda: run_enqueue(sized(ENQUEUE_N, 1000), rounds, work, data, kek, sizes, profile=not args.quick))
+            save()
+        if "rss" in selected:
+            def rss() -> dict[str, Any]:
+                n = sized(RSS_N, 1000)
+                rnd = rqp_system_round("rss", n, 2, 0, work, data, kek, verify=False, sample_rss=True)
+                sampled = sorted(rnd["peak_rss_mb_sampled"].values(), reverse=True)
+                hwm = sorted(rnd["peak_rss_mb_vmhwm"].values(), reverse=True)
+                return {"n": n, "rate": rnd["rate"], "sampled_mb": sampled, "vmhwm_mb": hwm, "peak_mb": max(sampled + hwm), "rounds": [rnd]}
+            attempt("rss", rss)
+            save()
+        if "profile" in selected:
+            attempt("profile", lambda: run_profile(sized(RQP_N), work, data, kek))
+    finally:
+        save()
+        text = report(res)
+        print(text)
+        prof = res["systems"].get("profile")
+        if prof and "workers_by_tottime" in prof:
+            print(f"\nWhere the rqp workers' CPU goes ({prof['n']:,} records, {prof['round']['chunks']} chunks; cProfile with a CPU clock, "
+                  f"both workers merged; profiling inflates small Python calls):")
+            for row in prof.get("workers_summary", []):
+                print(f"  {row['part']:<72}{row['us_per_record']:>8.1f} µs/record {row['share']:>6.0%}")
+            print("\nProfile of the two rqp worker processes, by own time:")
+            print(prof["workers_by_tottime"])
+            print("\nRedis commands during the profiled run (usec total, calls, usec/call):")
+            for c in prof["redis_commandstats"]:
+                print(f"  {c['command']:<14}{c['usec']:>12,}{c['calls']:>10,}{c['usec_per_call']:>10.1f}")
+        e = res["systems"].get("enqueue", {})
+        for cs, v in e.get("by_chunk_size", {}).items():
+            if "profile" in v:
+                print(f"\nProfile of the scheduler's enqueue (chunk size {cs}; an extra untimed pass, cProfile, CPU clock), by own time:")
+                print(v["profile"])
+        print(f"\nraw figures: {args.json}")
+        if args.keep:
+            log(f"kept {work}")
+        else:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+    return 0 if not any("error" in s for s in res["systems"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
