@@ -151,3 +151,36 @@ def test_retry_failed_records(cluster):
     assert cluster.schedule("retryw")[0] == 0
     assert cluster.results("retryw") == {i: i for i in range(50)}
     assert cluster.failures("retryw") == {}
+
+
+def test_record_status_through_its_life(cluster):
+    """``rqp status --record``: queued is derived (not stored at enqueue), the rest is stored;
+    ids outside the workload get one clear line."""
+    lines = b"".join(b'{"n": %d}\n' % i for i in range(60)) + b"not json\n"
+    data = cluster.write_data("d.jsonl", lines)
+    script = cluster.write_script("s.py", "def process(r):\n    return r['n']\n")
+    cluster.pack("life", data, script)
+    sched = cluster.start_scheduler("life", env={"RQP_CHUNK_SIZE": "10", "RQP_WINDOW_CHUNKS": "2", "RQP_ADAPTIVE_CHUNKS": "false"})
+    cluster.wait_for(lambda: int(cluster.r.hget("rqp:w:life:meta", "enqueued") or 0) == 20, 30, "two chunks queued")
+
+    def record(n: int) -> dict:
+        return json.loads(cluster.rqp("status", "life", "--record", str(n)).stdout)
+
+    queued = record(13)
+    assert (queued["state"], queued["attempts"], queued["job"]) == ("queued", 0, "rqp-life-c00000001-0")
+    assert queued["queued_at"] > 0
+    assert cluster.r.hlen("rqp:w:life:st") == 0  # nothing was written per record to say so
+    later = cluster.rqp("status", "life", "--record", "45", check=False)
+    assert later.returncode == 7  # WorkloadError
+    assert "record 45 of workload life is not queued yet: the scheduler has queued 20 records so far" in later.stderr.decode()
+
+    cluster.start_processor(workers=1)
+    out, _ = sched.communicate(timeout=120)
+    assert sched.returncode == 1, out  # the malformed line failed
+    done = record(13)
+    assert (done["state"], done["attempts"], done["job"], done["queued_at"]) == ("done", 1, "rqp-life-c00000001-0", queued["queued_at"])
+    assert done["finished_at"] >= done["started_at"] >= done["queued_at"]
+    bad = record(60)
+    assert bad["state"] == "failed" and "malformed" in bad["error"].lower(), bad
+    beyond = cluster.rqp("status", "life", "--record", "61", check=False)
+    assert "workload life has 61 records (ids 0-60); there is no record 61" in beyond.stderr.decode()

@@ -78,3 +78,28 @@ def test_unknown_workload_and_bad_id(packed):
         Workload.open(store, keys, "nope")
     with pytest.raises(WorkloadError, match="invalid workload id"):
         Workload.open(store, keys, "../etc")
+
+
+def test_seal_packed_values_open_one_by_one(packed):
+    """The enqueue's bulk sealing gives each record what ``seal`` would: bound to its id, with
+    its own nonce."""
+    from rqp.lua import PAIR
+
+    store, keys, _ = packed
+    w = Workload.open(store, keys, "w1")
+    values = [(7, b"seven"), (8, b""), (1_000_000, b"x" * 3000)]
+    blob = w.seal_packed("record", values)
+    got, nonces, pos = [], set(), 0
+    while pos < len(blob):
+        rid, length = PAIR.unpack_from(blob, pos)
+        sealed = blob[pos + PAIR.size : pos + PAIR.size + length]
+        pos += PAIR.size + length
+        got.append((rid, w.open_sealed("record", rid, sealed)))
+        nonces.add(sealed[:12])
+        with pytest.raises(IntegrityError):
+            w.open_sealed("record", rid + 1, sealed)  # moved to another record
+        with pytest.raises(IntegrityError):
+            w.open_sealed("status", rid, sealed)  # used for another purpose
+    assert got == values
+    assert len(nonces) == 3
+    assert w.seal_packed("record", []) == b""

@@ -24,6 +24,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from typing import Any
 
@@ -39,7 +40,7 @@ from rqp.lua import Scripts, pack_values
 from rqp.messages import flush_outbox, make_envelope, outbox_add, pack_messages, publish_outbox
 from rqp.records import parse_records
 from rqp.script import load_script
-from rqp.status import FAILED, QUEUED, StatusRecord, read_progress
+from rqp.status import FAILED, StatusRecord, read_progress
 from rqp.storage import BlobStore, MessageQueue
 from rqp.workload import Workload
 
@@ -58,7 +59,20 @@ RECLAIM_INTERVAL = 1.0
 RQ_CHECK_INTERVAL = 5.0
 OUTBOX_INTERVAL = 5.0
 PROGRESS_INTERVAL = 2.0
+#: records per enqueue transaction: several chunks share one MULTI and one cursor check
+ENQUEUE_BATCH_RECORDS = 4096
 INF = float("inf")
+_WRITER: ThreadPoolExecutor | None = None
+
+
+def _writer() -> ThreadPoolExecutor:
+    """One thread that sends enqueue transactions, so sealing the next batch overlaps Redis
+    applying the last (the socket wait releases the GIL). Shared by every workload: each waits
+    for its own write before it returns from ``step``."""
+    global _WRITER
+    if _WRITER is None:
+        _WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rqp-enqueue")
+    return _WRITER
 
 
 class WorkloadRun:
@@ -84,6 +98,7 @@ class WorkloadRun:
         self._bytes_enqueued = 0
         self._records_enqueued = 0
         self._cursor = 0
+        self._chunks = 0
         self._unqueued: set[str] = set()
 
     # ------------------------------------------------------------------ start / resume
@@ -126,6 +141,7 @@ class WorkloadRun:
         self.exhausted = "total" in meta
         self.records = None
         self._cursor = int(meta.get("enqueued", 0))
+        self._chunks = int(meta.get("chunks", 0))
         if not self.exhausted:
             m = self.workload.manifest
             recs = parse_records(m.format, self.workload.data_chunks(), parse=self._script.parse, workload_id=self.id, delimiter=m.delimiter)
@@ -239,6 +255,10 @@ class WorkloadRun:
         self.chunk_size = int(min(self.settings.chunk_max, max(self.settings.chunk_min, ideal)))
 
     def _fill_window(self) -> None:
+        """Queue chunks until ``window`` are in flight. Several chunks share one transaction, and
+        while one transaction is on its way to Redis the next batch is already being read and
+        sealed (at most one write in flight; every write is waited for before this returns, so
+        the rest of ``step`` always sees Redis as the enqueue left it)."""
         if self.exhausted or self.records is None:
             return
         in_flight = self.r.zcard(self.k.pending)
@@ -247,70 +267,116 @@ class WorkloadRun:
             return
         self._adapt_chunk_size()
         budget = window - in_flight
-        while budget > 0 and not self.exhausted:
-            batch = list(islice(self.records, self.chunk_size))
-            if len(batch) < self.chunk_size:
-                self.exhausted = True
-            if batch or self.exhausted:
-                self._enqueue_chunk(batch)
-            budget -= 1
+        writing: Future[Any] | None = None
+        try:
+            while budget > 0 and not self.exhausted:
+                chunks: list[list[tuple[bytes, str | None]]] = []
+                for _ in range(min(budget, max(1, ENQUEUE_BATCH_RECORDS // self.chunk_size))):
+                    batch = list(islice(self.records, self.chunk_size))
+                    if len(batch) < self.chunk_size:
+                        self.exhausted = True
+                    if batch or self.exhausted:
+                        chunks.append(batch)
+                    if self.exhausted:
+                        break
+                budget -= max(1, len(chunks))
+                pipe, records, chunk_count = self._prepare_chunks(chunks)
+                if writing is not None:
+                    writing, done = None, writing
+                    done.result()
+                if not self._cursor_matches():
+                    return
+                writing = _writer().submit(pipe.execute)
+                self._cursor += records
+                self._chunks += chunk_count
+                self._records_enqueued += records
+        finally:
+            if writing is not None:
+                writing.result()
 
-    def _enqueue_chunk(self, batch: list[tuple[bytes, str | None]]) -> None:
-        meta = self.r.hmget(self.k.meta, "enqueued", "chunks")
-        first, chunk_no = int(meta[0] or 0), int(meta[1] or 0)
-        if first != self._cursor:
-            # Redis lost recent writes (restart without a synced AOF): go back to what it has
-            log.warning("workload %s: Redis cursor is %d, expected %d; re-reading from %d", self.id, first, self._cursor, first)
-            self._open_records()
-            return
+    def _cursor_matches(self) -> bool:
+        """Redis still holds every chunk this scheduler queued (a restart without a synced AOF
+        can lose the last writes); if not, go back to what it has."""
+        enqueued, chunks = self.r.hmget(self.k.meta, "enqueued", "chunks")
+        if int(enqueued or 0) == self._cursor and int(chunks or 0) == self._chunks:
+            return True
+        log.warning("workload %s: Redis cursor is %s, expected %d; re-reading from there", self.id, enqueued, self._cursor)
+        self._open_records()
+        return False
+
+    def _prepare_chunks(self, chunks: list[list[tuple[bytes, str | None]]]) -> tuple[Any, int, int]:
+        """One transaction that queues ``chunks`` from the cursor on: the sealed records, a sealed
+        spec and an RQ job per chunk, failed statuses for malformed records, and the cursor.
+        A record's "queued" state is not written: no status record, an id below the cursor and
+        neither bit set means queued (``rqp.status.record_status``), which halves what the
+        enqueue encrypts and writes."""
         now = time.time()
         w = self.workload
-        records: dict[int, bytes] = {}
-        statuses: dict[int, bytes] = {}
-        malformed: list[int] = []
+        rid = self._cursor
+        chunk_no = self._chunks
+        good: list[tuple[int, bytes]] = []
+        statuses: list[tuple[int, bytes]] = []
         published: list[bytes] = []
-        good: list[tuple[int, int]] = []
-        for i, (payload, error) in enumerate(batch):
-            rid = first + i
-            if error is not None:
-                st = StatusRecord(self.id, rid, FAILED, 0, error, now, None, now, self.me, None)
-                raw = st.to_json()
-                statuses[rid] = w.seal("status", rid, raw)
-                published.append(raw)
-                malformed.append(rid)
+        malformed: list[int] = []
+        jobs = []
+        specs: dict[str, bytes] = {}
+        for batch in chunks:
+            if not batch:
                 continue
-            records[rid] = w.seal("record", rid, payload)
-            self._bytes_enqueued += len(payload) + 1
-            statuses[rid] = w.seal("status", rid, StatusRecord(self.id, rid, QUEUED, 0, None, now).to_json())
-            good.append((rid, 1))
+            runs: list[list[int]] = []
+            for payload, error in batch:
+                if error is not None:
+                    raw = StatusRecord(self.id, rid, FAILED, 0, error, now, None, now, self.me, None).to_json()
+                    statuses.append((rid, w.seal("status", rid, raw)))
+                    published.append(raw)
+                    malformed.append(rid)
+                else:
+                    good.append((rid, payload))
+                    self._bytes_enqueued += len(payload) + 1
+                    if runs and runs[-1][0] + runs[-1][1] == rid:
+                        runs[-1][1] += 1
+                    else:
+                        runs.append([rid, 1, 1])
+                rid += 1
+            if runs:
+                spec = ChunkSpec(self.id, f"c{chunk_no:08d}", tuple(tuple(r) for r in runs), self.settings.max_attempts,  # type: ignore[misc]
+                                 self.settings.retry_backoff, self.settings.retry_backoff_max, now)
+                jid, sealed, data = self._job(spec, 0)
+                specs[jid] = sealed
+                jobs.append(data)
+            chunk_no += 1
         pipe = self.r.pipeline(transaction=True)
-        if good:
-            spec = ChunkSpec(self.id, f"c{chunk_no:08d}", runs_of(good), self.settings.max_attempts, self.settings.retry_backoff, self.settings.retry_backoff_max, now)
-            self._queue_spec(pipe, spec, 0)
-        if statuses:
-            self.scripts.put(keys=[self.k.rec, self.k.st], args=[pack_values(list(records.items())), pack_values(list(statuses.items()))], client=pipe)
-        for rid in malformed:
-            pipe.setbit(self.k.failed, rid, 1)
+        if specs:
+            pipe.hset(self.k.spec, mapping=specs)  # type: ignore[arg-type]
+            pipe.zadd(self.k.pending, dict.fromkeys(specs, INF))
+            self.queue.enqueue_many(jobs, pipeline=pipe)
+        if good or statuses:
+            self.scripts.put(keys=[self.k.rec, self.k.st], args=[w.seal_packed("record", good), pack_values(statuses)], client=pipe)
+        for bad in malformed:
+            pipe.setbit(self.k.failed, bad, 1)
         if published:
             outbox_add(pipe, self.settings.status_queue, pack_messages(w, "status", published, self.mq.max_message_bytes), now)
-        self._records_enqueued += len(batch)
-        self._cursor = first + len(batch)
-        pipe.hincrby(self.k.meta, "enqueued", len(batch))
-        if batch:
-            pipe.hincrby(self.k.meta, "chunks", 1)
+        records = rid - self._cursor
+        pipe.hincrby(self.k.meta, "enqueued", records)
+        pipe.hincrby(self.k.meta, "chunks", chunk_no - self._chunks)
         if self.exhausted:
-            pipe.hset(self.k.meta, "total", first + len(batch))
-        pipe.execute()
+            pipe.hset(self.k.meta, "total", rid)
+        return pipe, records, chunk_no - self._chunks
 
-    def _queue_spec(self, pipe: Any, spec: ChunkSpec, gen: int) -> str:
+    def _job(self, spec: ChunkSpec, gen: int) -> tuple[str, bytes, Any]:
+        """The job id, the spec sealed to it, and RQ's enqueue data for it."""
         jid = job_id(self.id, spec.chunk, gen)
         sealed = seal_spec(self.workload, jid, spec)
-        pipe.hset(self.k.spec, jid, sealed)
-        pipe.zadd(self.k.pending, {jid: INF})
         data = Queue.prepare_data(
             ENTRY_POINT, args=[self.id, base64.b64encode(sealed).decode()], job_id=jid,
             timeout=JOB_TIMEOUT, result_ttl=0, failure_ttl=7 * 86400, description=f"rqp {self.id} {spec.chunk} ({spec.size} records)",
         )
+        return jid, sealed, data
+
+    def _queue_spec(self, pipe: Any, spec: ChunkSpec, gen: int) -> str:
+        jid, sealed, data = self._job(spec, gen)
+        pipe.hset(self.k.spec, jid, sealed)
+        pipe.zadd(self.k.pending, {jid: INF})
         self.queue.enqueue_many([data], pipeline=pipe)
         return jid
 

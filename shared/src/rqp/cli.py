@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from .crypto import aad, decrypt_stream
 from .errors import IntegrityError, RqpError, WorkloadError
 from .layout import SUBMISSIONS, WORKLOADS, WorkloadKeys
 from .messages import open_envelope, peek_workload
-from .status import Progress, StatusRecord, bit_positions, read_progress
+from .status import Progress, StatusRecord, bit_positions, read_progress, record_status
 from .workload import Workload, blob_name, new_workload_id, pack
 
 __all__ = ["main", "format_progress", "read_results", "read_summary"]
@@ -156,10 +157,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     r = connect_redis(settings)
     if args.record is not None:
         workload = Workload.open(open_blob_store(settings.blob_url), open_key_provider(settings), args.workload)
-        sealed = r.hget(WorkloadKeys(args.workload).st, args.record)
-        if sealed is None:
-            raise WorkloadError(f"workload {args.workload} has no status record {args.record}")
-        print(json.dumps(StatusRecord.open(workload, args.record, sealed).__dict__, indent=1))
+        print(json.dumps(asdict(record_status(r, workload, args.record)), indent=1))
         return 0
     while True:
         p = read_progress(r, args.workload)

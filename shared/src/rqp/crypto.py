@@ -89,6 +89,11 @@ class Sealer:
             raise ValueError("an AES-256 key is 32 bytes")
         self._aead = AESGCM(key)
 
+    @property
+    def aead(self) -> AESGCM:
+        """The cipher, for callers that seal in bulk (``Workload.seal_packed``)."""
+        return self._aead
+
     def seal(self, plaintext: bytes, associated: bytes) -> bytes:
         nonce = os.urandom(NONCE_SIZE)
         return nonce + self._aead.encrypt(nonce, plaintext, associated)

@@ -12,14 +12,15 @@ import struct
 
 import redis
 
-__all__ = ["Scripts", "pack_values", "join_ids"]
+__all__ = ["Scripts", "pack_values", "join_ids", "PAIR"]
 
-_PAIR = struct.Struct(">II")
+#: the header of one packed value: record id, length
+PAIR = struct.Struct(">II")
 
 
 def pack_values(pairs: list[tuple[int, bytes]]) -> bytes:
     """(id, value) pairs as one blob for the scripts' ``hset_packed``."""
-    return b"".join([_PAIR.pack(i, len(v)) + v for i, v in pairs])
+    return b"".join([PAIR.pack(i, len(v)) + v for i, v in pairs])
 
 
 def join_ids(ids: list[int]) -> str:

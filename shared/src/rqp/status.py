@@ -2,6 +2,12 @@
 
 A record moves ``queued -> processing -> done | failed``; a retryable failure goes back to
 ``queued`` with its attempt count and last error until ``max_attempts`` is reached.
+
+The first ``queued`` is not stored: the scheduler would otherwise encrypt and write a status per
+record at enqueue, doubling its cost, to say what Redis already knows -- a record below the
+enqueue cursor with no status and neither bit set is queued, in the chunk whose sealed spec
+lists it. ``record_status`` puts that together, so every record still has a status record to
+show.
 """
 
 from __future__ import annotations
@@ -14,9 +20,11 @@ from typing import Any
 
 import redis
 
+from .errors import ForbiddenJobError, WorkloadError
+from .jobs import open_spec
 from .layout import WorkloadKeys
 
-__all__ = ["QUEUED", "PROCESSING", "DONE", "FAILED", "STATES", "StatusRecord", "Progress", "read_progress", "bit_positions"]
+__all__ = ["QUEUED", "PROCESSING", "DONE", "FAILED", "STATES", "StatusRecord", "Progress", "read_progress", "record_status", "bit_positions"]
 
 QUEUED = "queued"
 PROCESSING = "processing"
@@ -80,6 +88,37 @@ class StatusRecord:
     @classmethod
     def open(cls, workload: Any, rid: int, sealed: bytes) -> "StatusRecord":
         return cls.from_json(workload.open_sealed("status", rid, sealed))
+
+
+def record_status(r: redis.Redis, workload: Any, rid: int) -> StatusRecord:
+    """The status record of ``rid``: the stored one, or the queued state derived from the cursor
+    and the chunk specs. ``WorkloadError`` when the record is not (yet) part of the workload."""
+    k = WorkloadKeys(workload.id)
+    sealed = r.hget(k.st, rid)
+    if sealed is not None:
+        return StatusRecord.open(workload, rid, sealed)
+    pipe = r.pipeline(transaction=False)
+    pipe.hmget(k.meta, "enqueued", "total")
+    pipe.getbit(k.done, rid)
+    pipe.getbit(k.failed, rid)
+    (enqueued, total), done, failed = pipe.execute()
+    if enqueued is None:
+        raise WorkloadError(f"workload {workload.id} is not known to Redis; schedule it first (rqp-scheduler run {workload.id})")
+    if total is not None and rid >= int(total):
+        raise WorkloadError(f"workload {workload.id} has {int(total):,} records (ids 0-{int(total) - 1}); there is no record {rid}")
+    if done or failed:
+        raise WorkloadError(f"record {rid} of workload {workload.id} is {'done' if done else 'failed'} but its status record has expired or was deleted")
+    if rid >= int(enqueued):
+        raise WorkloadError(f"record {rid} of workload {workload.id} is not queued yet: the scheduler has queued {int(enqueued):,} records so far")
+    for jid, spec_sealed in r.hscan_iter(k.spec, count=500):
+        try:
+            spec = open_spec(workload, jid.decode(), spec_sealed)
+        except ForbiddenJobError:
+            continue
+        for first, count, attempt in spec.runs:
+            if first <= rid < first + count:
+                return StatusRecord(workload.id, rid, QUEUED, attempt - 1, None, spec.queued_at, job=jid.decode())
+    return StatusRecord(workload.id, rid, QUEUED, 0)
 
 
 @dataclass
