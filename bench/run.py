@@ -518,12 +518,12 @@ PROFILE_PARTS = [
     ("  rqp chunk code (ChunkProcessor.run)", "chunk.py", "run"),
     ("    per-record loop (_run_records)", "chunk.py", "_run_records"),
     ("    status JSON (StatusRecord.to_json)", "status.py", "to_json"),
-    ("    AES-GCM seal incl. nonce and AAD (Workload.seal)", "workload.py", "seal"),
+    ("    AES-GCM seal incl. nonce and AAD (Workload.seal, .seal_packed)", "workload.py", "seal|seal_packed"),
     ("    AES-GCM open (Workload.open_sealed)", "workload.py", "open_sealed"),
     ("    JSON parse (json.loads: records, job data, specs)", "__init__.py", "loads"),
     ("    the user's process()", ">", "process"),
     ("    Lua scripts START + COMMIT (EVALSHA, client side)", "commands/core.py", "__call__"),
-    ("    results part (encode + BlobStore.put)", "chunk.py", "<parts>"),
+    ("    results part (seal + encode + BlobStore.put)", "chunk.py", "<parts>"),
     ("    status messages (pack_messages + publish_outbox)", "messages.py", "<messages>"),
 ]
 
@@ -536,10 +536,11 @@ def _profile_summary(st: pstats.Stats, n: int) -> list[dict[str, Any]]:
 
     def total(suffix: str, func: str) -> float:
         if func == "<parts>":
-            return sum(v for (f, fn), v in cum.items() if (f.endswith("parts.py") and fn == "encode_part") or (f.endswith(("local.py", "blob.py")) and fn == "put"))
+            return sum(v for (f, fn), v in cum.items() if (f.endswith("parts.py") and fn in ("encode_part", "seal_part")) or (f.endswith(("local.py", "blob.py")) and fn == "put"))
         if func == "<messages>":
             return sum(v for (f, fn), v in cum.items() if f.endswith("messages.py") and fn in ("pack_messages", "publish_outbox"))
-        return sum(v for (f, fn), v in cum.items() if f.endswith(suffix) and fn == func and (suffix != ">" or f.startswith("<rqp-script")))
+        funcs = func.split("|")
+        return sum(v for (f, fn), v in cum.items() if f.endswith(suffix) and fn in funcs and (suffix != ">" or f.startswith("<rqp-script")))
 
     rows = []
     everything = total("base.py", "work") or 1.0

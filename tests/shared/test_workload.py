@@ -103,3 +103,17 @@ def test_seal_packed_values_open_one_by_one(packed):
     assert got == values
     assert len(nonces) == 3
     assert w.seal_packed("record", []) == b""
+
+
+def test_sealed_part_decodes_and_opens(packed):
+    from rqp.parts import decode_part, encode_part, seal_part
+
+    store, keys, _ = packed
+    w = Workload.open(store, keys, "w1")
+    results = [(3, b'{"r":3}'), (4, b"null")]
+    part = seal_part(w, results)
+    entries = list(decode_part(part, "p"))
+    assert [(rid, w.open_sealed("result", rid, sealed)) for rid, sealed in entries] == results
+    assert encode_part(entries) == part  # the same layout as sealing one by one
+    with pytest.raises(IntegrityError):
+        w.open_sealed("result", 4, entries[0][1])

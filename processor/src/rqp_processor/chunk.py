@@ -24,9 +24,9 @@ from rqp.errors import ForbiddenJobError, IntegrityError, RqpError, ScriptError,
 from rqp.jobs import ChunkSpec, open_spec
 from rqp.keys import KeyProvider
 from rqp.layout import OUTBOX, OUTBOX_TIMES, REJECTED, WorkloadKeys, parse_job_id
-from rqp.lua import Scripts, join_ids, pack_values
+from rqp.lua import Scripts, join_ids
 from rqp.messages import outbox_value, pack_messages, publish_outbox
-from rqp.parts import encode_part, part_blob
+from rqp.parts import part_blob, seal_part
 from rqp.script import describe_exception
 from rqp.status import DONE, FAILED, PROCESSING, QUEUED, StatusRecord
 from rqp.storage import BlobStore, MessageQueue
@@ -124,10 +124,10 @@ class ChunkProcessor:
         rids = [rid for rid, _ in records]
         started = time.time()
         fmt = StatusRecord.formatter(workload.id, PROCESSING, spec.queued_at, started, self.worker, jid)
-        processing = [(rid, workload.seal("status", rid, fmt(rid, attempt, None))) for rid, attempt in records]
+        processing = workload.seal_packed("status", [(rid, fmt(rid, attempt, None)) for rid, attempt in records])
         cts = self.scripts.start(
             keys=[k.pending, k.n, k.rec, k.st],
-            args=[jid, started + self.settings.lease_seconds, len(rids), join_ids(rids), pack_values(processing)],
+            args=[jid, started + self.settings.lease_seconds, len(rids), join_ids(rids), processing],
         )
         if cts is None:
             log.info("job %s is no longer pending (re-run elsewhere); skipped", jid)
@@ -147,6 +147,7 @@ class ChunkProcessor:
             script, script_error = None, str(exc)
         process = script.process if script else None
         done_fmt = StatusRecord.formatter(workload.id, DONE, spec.queued_at, started, self.worker, jid)
+        # plaintexts here; sealed in bulk (one nonce draw, one pass) once the loop is over
         results: list[tuple[int, bytes]] = []
         statuses: list[tuple[int, bytes]] = []
         done: list[int] = []
@@ -181,10 +182,10 @@ class ChunkProcessor:
                         except (TypeError, ValueError) as exc:
                             error = f"process() returned a value that is not JSON-serializable: {exc}"
                         else:
-                            results.append((rid, workload.seal("result", rid, out)))
+                            results.append((rid, out))
                             done.append(rid)
                             raw = done_fmt(rid, attempt, time.time())
-                            statuses.append((rid, workload.seal("status", rid, raw)))
+                            statuses.append((rid, raw))
                             published.append(raw)
                             continue
             now = time.time()
@@ -192,19 +193,19 @@ class ChunkProcessor:
                 due = now + backoff_delay(attempt, spec.backoff, spec.backoff_max)
                 retries.append(f"{rid}:{attempt + 1}={due:.3f}")
                 st = StatusRecord(workload.id, rid, QUEUED, attempt, error, due, started, now, self.worker, jid)
-                statuses.append((rid, st.seal(workload)))
+                statuses.append((rid, st.to_json()))
             else:
                 failed.append(rid)
                 st = StatusRecord(workload.id, rid, FAILED, attempt, error, spec.queued_at, started, now, self.worker, jid)
                 raw = st.to_json()
-                statuses.append((rid, workload.seal("status", rid, raw)))
+                statuses.append((rid, raw))
                 published.append(raw)
         elapsed = time.perf_counter() - t0
         part_name = ""
         if results:
             _w, chunk, gen = parse_job_id(jid)
             part_name = part_blob(workload.id, f"{chunk}-{gen}")
-            self.store.put(part_name, encode_part(results))
+            self.store.put(part_name, seal_part(workload, results))
         first, last = (spec.runs[0][0], spec.runs[-1][0] + spec.runs[-1][1] - 1) if spec.chunk.startswith("c") else (-1, -1)
         messages = pack_messages(workload, "status", published, self.mq.max_message_bytes) if published else []
         k = WorkloadKeys(workload.id)
@@ -212,7 +213,7 @@ class ChunkProcessor:
             keys=[k.pending, k.n, k.rec, k.st, k.done, k.failed, k.retry, k.parts, k.perf, k.spec, OUTBOX, OUTBOX_TIMES],
             args=[
                 jid, spec.chunk, f"{part_name}|{first}|{last}", elapsed, time.time(), len(records),
-                pack_values(statuses), join_ids(done), join_ids(failed), ",".join(retries),
+                workload.seal_packed("status", statuses), join_ids(done), join_ids(failed), ",".join(retries),
                 *[x for mid, body in messages for x in (mid, outbox_value(self.settings.status_queue, body))],
             ],
         )

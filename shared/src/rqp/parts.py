@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from typing import Any
 
 from .errors import IntegrityError
 
-__all__ = ["encode_part", "decode_part", "part_blob"]
+__all__ = ["encode_part", "seal_part", "decode_part", "part_blob"]
 
 MAGIC = b"RQPP1"
 _ENTRY = struct.Struct(">QI")
@@ -29,6 +30,12 @@ def encode_part(entries: list[tuple[int, bytes]]) -> bytes:
         out += _ENTRY.pack(rid, len(sealed))
         out += sealed
     return bytes(out)
+
+
+def seal_part(workload: Any, results: list[tuple[int, bytes]]) -> bytes:
+    """Seal plaintext results and encode them as a part in one pass (``Workload.seal_packed``
+    with the part's entry header): the same bytes as ``encode_part`` of each result sealed."""
+    return MAGIC + workload.seal_packed("result", results, header=_ENTRY)
 
 
 def decode_part(raw: bytes, name: str) -> Iterator[tuple[int, bytes]]:

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -251,17 +252,18 @@ class Workload:
     def seal(self, purpose: str, item: Any, plaintext: bytes) -> bytes:
         return self.sealer.seal(plaintext, self._ad(purpose, item))
 
-    def seal_packed(self, purpose: str, pairs: Iterable[tuple[int, bytes]]) -> bytes:
+    def seal_packed(self, purpose: str, pairs: Iterable[tuple[int, bytes]], header: struct.Struct = PAIR) -> bytes:
         """Seal many (id, plaintext) values at once, straight into the scripts' packed form
         (see ``rqp.lua.pack_values``); byte-for-byte what ``seal`` gives each value, but with one
-        nonce draw for the lot and no per-value Python call -- the scheduler's enqueue seals
-        every record through here."""
+        nonce draw for the lot and no per-value Python call -- the scheduler's enqueue and the
+        processors' statuses and results go through here. ``header`` packs (id, length) before
+        each sealed value: ``PAIR`` for the Redis scripts, the part entry for result parts."""
         pairs = list(pairs)
         prefix = self._aad.get(purpose)
         if prefix is None:
             prefix = self._aad[purpose] = aad(purpose, self.id, "")
         encrypt = self.sealer.aead.encrypt
-        pack = PAIR.pack
+        pack = header.pack
         nonces = os.urandom(NONCE_SIZE * len(pairs))
         out: list[bytes] = []
         add = out.append
