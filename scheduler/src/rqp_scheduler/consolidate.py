@@ -3,7 +3,8 @@
 Each record's result is opened (authenticated against its workload and record id) and written
 exactly once, in record order, into ``results.enc`` -- an rqp stream whose AAD binds the
 workload, so a results object swapped between workloads does not decrypt. Memory stays at one
-part plus the (usually few) results of retry chunks, whatever the workload's size.
+part plus the (usually few) results of retry chunks, whatever the workload's size (an earlier
+run's results, when a workload is retried, are streamed too).
 """
 
 from __future__ import annotations
@@ -24,16 +25,20 @@ from rqp.parts import decode_part
 from rqp.status import StatusRecord, bit_positions
 from rqp.workload import Workload, blob_name
 
-__all__ = ["consolidate", "RESULTS_BLOB", "SUMMARY_BLOB"]
+__all__ = ["consolidate", "RESULTS_BLOB", "SUMMARY_BLOB", "PREVIOUS_BLOB"]
 
 RESULTS_BLOB = "results.enc"
+#: an earlier run's results, kept while a retried workload's new results are written
+PREVIOUS_BLOB = "results.previous.enc"
 SUMMARY_BLOB = "summary.enc"
 _WRITE_BATCH = 1 << 16
 
 
-def _previous_results(store: Any, workload: Workload, raw: bytes) -> Iterator[tuple[int, bytes]]:
+def _previous_results(store: Any, workload: Workload, name: str) -> Iterator[tuple[int, bytes]]:
+    """(rid, result line) of an earlier run's results, streamed: a retried workload's results
+    may be far larger than memory."""
     rest = b""
-    for piece in decrypt_stream(workload.key, [raw], aad("results", workload.id), f"previous results of workload {workload.id}"):
+    for piece in decrypt_stream(workload.key, store.iter_chunks(name), aad("results", workload.id), f"previous results of workload {workload.id}"):
         lines = (rest + piece).split(b"\n")
         rest = lines.pop()
         for line in lines:
@@ -100,11 +105,15 @@ def consolidate(r: redis.Redis, store: Any, workload: Workload, *, keep_parts: b
             yield c
 
     results_name = blob_name(workload.id, RESULTS_BLOB)
-    previous = None
-    if store.exists(results_name):
-        # an earlier run's results, read into memory before they are replaced (they are the
-        # successful records of a workload being retried; the new run adds the retried ones)
-        previous = store.get(results_name)
+    previous: str | None = blob_name(workload.id, PREVIOUS_BLOB)
+    if not store.exists(previous):
+        if store.exists(results_name):
+            # a workload being retried: its earlier results (the records that succeeded then)
+            # are copied aside, streamed into the new results and deleted once those are
+            # written; a crash in between finds the copy and starts from it again
+            store.put_stream(previous, store.iter_chunks(results_name))
+        else:
+            previous = None
     store.put_stream(results_name, hashed(encrypt_stream(workload.key, lines(), aad("results", workload.id))))
 
     failed_ids = list(bit_positions(r.get(k.failed)))
@@ -142,6 +151,8 @@ def consolidate(r: redis.Redis, store: Any, workload: Workload, *, keep_parts: b
         "failures": failures,
     }
     store.put(blob_name(workload.id, SUMMARY_BLOB), workload.seal("summary", "", json.dumps(summary).encode()))
+    if previous is not None:
+        store.delete(previous)
     if not keep_parts:
         for name in store.list(blob_name(workload.id, "parts/")):
             store.delete(name)

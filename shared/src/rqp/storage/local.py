@@ -113,7 +113,11 @@ class FileBlobStore(BlobStore):
     def list(self, prefix: str = "") -> Iterator[str]:
         base = self.root
         names = []
-        for dirpath, _dirs, files in os.walk(base):
+        # walk only the directory the prefix names ("workloads/w1/parts/" -> that folder), not
+        # the whole store: listing one workload's parts stays fast as workloads accumulate
+        folders = prefix.split("/")[:-1]
+        top = base if any(f in ("", ".", "..") for f in folders) else base.joinpath(*folders)
+        for dirpath, _dirs, files in os.walk(top):
             for f in files:
                 if f.startswith(".tmp-"):
                     continue
