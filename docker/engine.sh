@@ -15,6 +15,12 @@ PODMAN_SOCKET_SH=${PODMAN_SOCKET_SH:-$_repo/../shared/containers/podman-socket.s
 _podman_socket() {
   # podman's Docker API: the docker CLI and `docker compose` then work unchanged
   if [ -x "$PODMAN_SOCKET_SH" ] || [ -f "$PODMAN_SOCKET_SH" ]; then
+    # a PID file from a service that has since died names a number another process may now
+    # have, and the script would take the service for running: drop it unless it is podman's
+    local pidf=${PODMAN_SOCK_PIDFILE:-/run/podman/service.pid}
+    if [ -f "$pidf" ] && ! grep -qa podman "/proc/$(cat "$pidf")/cmdline" 2>/dev/null; then
+      rm -f "$pidf"
+    fi
     eval "$(bash "$PODMAN_SOCKET_SH" start)"
   else
     local sock=/run/podman/podman.sock

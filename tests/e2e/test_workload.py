@@ -156,13 +156,22 @@ def test_retry_failed_records(cluster):
 
 
 def test_record_status_through_its_life(cluster):
-    """``rqp status --record``: queued is derived (not stored at enqueue), the rest is stored;
-    ids outside the workload get one clear line."""
+    """``rqp status --record``: queued and processing are derived from the chunk (nothing is
+    written per record for them), done / failed / queued-for-retry are stored; ids outside the
+    workload get one clear line."""
     lines = b"".join(b'{"n": %d}\n' % i for i in range(60)) + b"not json\n"
     data = cluster.write_data("d.jsonl", lines)
-    script = cluster.write_script("s.py", "def process(r):\n    return r['n']\n")
+    flag = cluster.root / "go-on"
+    script = cluster.write_script("s.py", (
+        "import os, time\n"
+        "def process(r):\n"
+        "    if r['n'] == 5:\n        raise ValueError('five')\n"
+        f"    while r['n'] == 25 and not os.path.exists({str(flag)!r}):\n        time.sleep(0.01)\n"
+        "    return r['n']\n"))
     cluster.pack("life", data, script)
-    sched = cluster.start_scheduler("life", env={"RQP_CHUNK_SIZE": "10", "RQP_WINDOW_CHUNKS": "2", "RQP_ADAPTIVE_CHUNKS": "false"})
+    env = {"RQP_CHUNK_SIZE": "10", "RQP_WINDOW_CHUNKS": "2", "RQP_ADAPTIVE_CHUNKS": "false",
+           "RQP_RETRY_BACKOFF": "3600", "RQP_RETRY_BACKOFF_MAX": "3600"}
+    cluster.start_scheduler("life", env=env)
     cluster.wait_for(lambda: int(cluster.r.hget("rqp:w:life:meta", "enqueued") or 0) == 20, 30, "two chunks queued")
 
     def record(n: int) -> dict:
@@ -176,12 +185,22 @@ def test_record_status_through_its_life(cluster):
     assert later.returncode == 7  # WorkloadError
     assert "record 45 of workload life is not queued yet: the scheduler has queued 20 records so far" in later.stderr.decode()
 
-    cluster.start_processor(workers=1)
-    out, _ = sched.communicate(timeout=120)
-    assert sched.returncode == 1, out  # the malformed line failed
+    cluster.start_processor(workers=1, env=env)
+    cluster.wait_for(lambda: cluster.r.hexists("rqp:w:life:n", "s:rqp-life-c00000002-0"), 60, "chunk 2 to start")
+    busy = record(27)
+    assert (busy["state"], busy["attempts"], busy["job"]) == ("processing", 1, "rqp-life-c00000002-0"), busy
+    assert busy["worker"] and busy["started_at"] >= busy["queued_at"] > 0
     done = record(13)
     assert (done["state"], done["attempts"], done["job"], done["queued_at"]) == ("done", 1, "rqp-life-c00000001-0", queued["queued_at"])
     assert done["finished_at"] >= done["started_at"] >= done["queued_at"]
+    retrying = record(5)
+    assert (retrying["state"], retrying["attempts"]) == ("queued", 1), retrying
+    assert retrying["error"].startswith("process() raised ValueError: five"), retrying
+    assert retrying["queued_at"] > done["finished_at"] + 3000  # due after the backoff
+
+    flag.write_text("go")
+    cluster.wait_for(lambda: cluster.r.bitcount("rqp:w:life:done") == 59 and cluster.r.getbit("rqp:w:life:failed", 60), 60, "all but record 5 finished")
+    assert record(27)["state"] == "done"
     bad = record(60)
     assert bad["state"] == "failed" and "malformed" in bad["error"].lower(), bad
     beyond = cluster.rqp("status", "life", "--record", "61", check=False)

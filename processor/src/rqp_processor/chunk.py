@@ -28,7 +28,7 @@ from rqp.lua import Scripts, join_ids
 from rqp.messages import outbox_value, pack_messages, publish_outbox
 from rqp.parts import part_blob, seal_part
 from rqp.script import describe_exception
-from rqp.status import DONE, FAILED, PROCESSING, QUEUED, StatusRecord
+from rqp.status import DONE, FAILED, QUEUED, StatusRecord, seal_start
 from rqp.storage import BlobStore, MessageQueue
 
 from .context import ContextCache
@@ -123,11 +123,9 @@ class ChunkProcessor:
         records = spec.records()
         rids = [rid for rid, _ in records]
         started = time.time()
-        fmt = StatusRecord.formatter(workload.id, PROCESSING, spec.queued_at, started, self.worker, jid)
-        processing = workload.seal_packed("status", [(rid, fmt(rid, attempt, None)) for rid, attempt in records])
         cts = self.scripts.start(
-            keys=[k.pending, k.n, k.rec, k.st],
-            args=[jid, started + self.settings.lease_seconds, len(rids), join_ids(rids), processing],
+            keys=[k.pending, k.n, k.rec],
+            args=[jid, started + self.settings.lease_seconds, len(rids), join_ids(rids), seal_start(workload, jid, started, self.worker)],
         )
         if cts is None:
             log.info("job %s is no longer pending (re-run elsewhere); skipped", jid)

@@ -12,7 +12,7 @@ pending    zset    job id -> lease deadline (``+inf`` while queued); the in-flig
 spec       hash    job id -> sealed chunk spec, so a dead worker's chunk can be re-run
 parts      hash    chunk key -> committed result part blob name
 retry      zset    "record:attempt" -> due time (backoff)
-n          hash    live counters: processing
+n          hash    live counters: processing; per started job: its size and a sealed start note
 perf       hash    processed records and seconds, for throughput and adaptive chunk sizes
 lock       string the scheduler supervising W (host:pid), with a TTL it renews
 =========  ======  ==========================================================================

@@ -59,7 +59,8 @@ hset_packed(KEYS[2], ARGV[2])
 return 1
 """
 
-# KEYS: pending, n, rec, st   ARGV: jid, deadline, size, ids, packed statuses
+# KEYS: pending, n, rec   ARGV: jid, deadline, size, ids, sealed start (when and which worker:
+# the records' "processing" state is derived from it, not written per record)
 START = _HELPERS + """
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return false end
 redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[1])
@@ -67,12 +68,12 @@ if not redis.call('HGET', KEYS[2], 'j:' .. ARGV[1]) then
   redis.call('HINCRBY', KEYS[2], 'processing', ARGV[3])
   redis.call('HSET', KEYS[2], 'j:' .. ARGV[1], ARGV[3])
 end
+redis.call('HSET', KEYS[2], 's:' .. ARGV[1], ARGV[5])
 local out = {}
 each_slice(ids(ARGV[4]), function(...)
   local part = redis.call('HMGET', KEYS[3], ...)
   for i = 1, select('#', ...) do out[#out + 1] = part[i] end
 end)
-hset_packed(KEYS[4], ARGV[5])
 return out
 """
 
@@ -86,8 +87,8 @@ redis.call('HDEL', KEYS[10], ARGV[1])
 local s = redis.call('HGET', KEYS[2], 'j:' .. ARGV[1])
 if s then
   redis.call('HINCRBY', KEYS[2], 'processing', -tonumber(s))
-  redis.call('HDEL', KEYS[2], 'j:' .. ARGV[1])
 end
+redis.call('HDEL', KEYS[2], 'j:' .. ARGV[1], 's:' .. ARGV[1])
 redis.call('HSET', KEYS[8], ARGV[2], ARGV[3])
 redis.call('HINCRBYFLOAT', KEYS[9], 'seconds', ARGV[4])
 redis.call('HINCRBY', KEYS[9], 'records', ARGV[6])
@@ -118,8 +119,8 @@ if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return false end
 local s = redis.call('HGET', KEYS[2], 'j:' .. ARGV[1])
 if s then
   redis.call('HINCRBY', KEYS[2], 'processing', -tonumber(s))
-  redis.call('HDEL', KEYS[2], 'j:' .. ARGV[1])
 end
+redis.call('HDEL', KEYS[2], 'j:' .. ARGV[1], 's:' .. ARGV[1])
 local spec = redis.call('HGET', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
 return spec

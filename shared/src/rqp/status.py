@@ -3,11 +3,13 @@
 A record moves ``queued -> processing -> done | failed``; a retryable failure goes back to
 ``queued`` with its attempt count and last error until ``max_attempts`` is reached.
 
-The first ``queued`` is not stored: the scheduler would otherwise encrypt and write a status per
-record at enqueue, doubling its cost, to say what Redis already knows -- a record below the
-enqueue cursor with no status and neither bit set is queued, in the chunk whose sealed spec
-lists it. ``record_status`` puts that together, so every record still has a status record to
-show.
+``queued`` (the first time) and ``processing`` are not stored per record: the scheduler and the
+processors would otherwise encrypt and write a status per record to say what Redis already
+knows per chunk. A record with no stored status is in the chunk whose sealed spec lists it:
+``processing`` if that job has started (a sealed start note -- when, which worker -- beside its
+lease), else ``queued``. ``record_status`` puts that together, so every record still has a
+status record to show; what is stored is what needs a per-record fact: done, failed (with its
+error), and queued again for a retry (with the error and when it is due).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .errors import ForbiddenJobError, WorkloadError
 from .jobs import open_spec
 from .layout import WorkloadKeys
 
-__all__ = ["QUEUED", "PROCESSING", "DONE", "FAILED", "STATES", "StatusRecord", "Progress", "read_progress", "record_status", "bit_positions"]
+__all__ = ["QUEUED", "PROCESSING", "DONE", "FAILED", "STATES", "StatusRecord", "Progress", "read_progress", "record_status", "seal_start", "bit_positions"]
 
 QUEUED = "queued"
 PROCESSING = "processing"
@@ -90,35 +92,68 @@ class StatusRecord:
         return cls.from_json(workload.open_sealed("status", rid, sealed))
 
 
+def seal_start(workload: Any, jid: str, started_at: float, worker: str) -> bytes:
+    """When and where job ``jid`` started: one sealed note per chunk, beside its lease."""
+    return workload.seal("start", jid, json.dumps({"started_at": started_at, "worker": worker}).encode())
+
+
 def record_status(r: redis.Redis, workload: Any, rid: int) -> StatusRecord:
-    """The status record of ``rid``: the stored one, or the queued state derived from the cursor
-    and the chunk specs. ``WorkloadError`` when the record is not (yet) part of the workload."""
+    """The status record of ``rid``: the stored one, or queued / processing derived from the
+    chunk that holds it. ``WorkloadError`` when the record is not (yet) part of the workload."""
     k = WorkloadKeys(workload.id)
-    sealed = r.hget(k.st, rid)
-    if sealed is not None:
-        return StatusRecord.open(workload, rid, sealed)
+    stored: StatusRecord | None = None
+    for _ in range(2):  # a chunk may commit between reading the statuses and the specs: look again
+        sealed = r.hget(k.st, rid)
+        if sealed is not None:
+            stored = StatusRecord.open(workload, rid, sealed)
+            if stored.state != QUEUED:
+                return stored  # done or failed: final
+        else:
+            _check_in_workload(r, k, workload.id, rid)
+        found = _find_chunk(r, k, workload, rid)
+        if found is not None:
+            jid, spec, attempt = found
+            start = r.hget(k.n, f"s:{jid}")
+            if start is not None:
+                info = json.loads(workload.open_sealed("start", jid, start))
+                return StatusRecord(workload.id, rid, PROCESSING, attempt, None, spec.queued_at, info["started_at"], None, info["worker"], jid)
+            if stored is not None:  # queued again for a retry: the stored record has the last error
+                stored.job = jid
+                return stored
+            return StatusRecord(workload.id, rid, QUEUED, attempt - 1, None, spec.queued_at, job=jid)
+        if stored is not None:
+            return stored  # waiting out its retry backoff
+    return StatusRecord(workload.id, rid, QUEUED, 0)
+
+
+def _check_in_workload(r: redis.Redis, k: WorkloadKeys, workload_id: str, rid: int) -> None:
     pipe = r.pipeline(transaction=False)
     pipe.hmget(k.meta, "enqueued", "total")
     pipe.getbit(k.done, rid)
     pipe.getbit(k.failed, rid)
     (enqueued, total), done, failed = pipe.execute()
     if enqueued is None:
-        raise WorkloadError(f"workload {workload.id} is not known to Redis; schedule it first (rqp-scheduler run {workload.id})")
+        raise WorkloadError(f"workload {workload_id} is not known to Redis; schedule it first (rqp-scheduler run {workload_id})")
     if total is not None and rid >= int(total):
-        raise WorkloadError(f"workload {workload.id} has {int(total):,} records (ids 0-{int(total) - 1}); there is no record {rid}")
+        raise WorkloadError(f"workload {workload_id} has {int(total):,} records (ids 0-{int(total) - 1}); there is no record {rid}")
     if done or failed:
-        raise WorkloadError(f"record {rid} of workload {workload.id} is {'done' if done else 'failed'} but its status record has expired or was deleted")
+        raise WorkloadError(f"record {rid} of workload {workload_id} is {'done' if done else 'failed'} but its status record has expired or was deleted")
     if rid >= int(enqueued):
-        raise WorkloadError(f"record {rid} of workload {workload.id} is not queued yet: the scheduler has queued {int(enqueued):,} records so far")
-    for jid, spec_sealed in r.hscan_iter(k.spec, count=500):
+        raise WorkloadError(f"record {rid} of workload {workload_id} is not queued yet: the scheduler has queued {int(enqueued):,} records so far")
+
+
+def _find_chunk(r: redis.Redis, k: WorkloadKeys, workload: Any, rid: int) -> tuple[str, Any, int] | None:
+    """(job id, spec, attempt) of the in-flight chunk that holds ``rid``; one window of specs."""
+    for raw_jid, spec_sealed in r.hscan_iter(k.spec, count=500):
+        jid = raw_jid.decode()
         try:
-            spec = open_spec(workload, jid.decode(), spec_sealed)
+            spec = open_spec(workload, jid, spec_sealed)
         except ForbiddenJobError:
             continue
         for first, count, attempt in spec.runs:
             if first <= rid < first + count:
-                return StatusRecord(workload.id, rid, QUEUED, attempt - 1, None, spec.queued_at, job=jid.decode())
-    return StatusRecord(workload.id, rid, QUEUED, 0)
+                return jid, spec, attempt
+    return None
 
 
 @dataclass
