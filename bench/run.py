@@ -524,7 +524,7 @@ PROFILE_PARTS = [
     ("    the user's process()", ">", "process"),
     ("    Lua scripts START + COMMIT (EVALSHA, client side)", "commands/core.py", "__call__"),
     ("    results part (seal + encode + BlobStore.put)", "chunk.py", "<parts>"),
-    ("    status messages (pack_messages + publish_outbox)", "messages.py", "<messages>"),
+    ("    status messages (pack_statuses + publish_outbox)", "messages.py", "<messages>"),
 ]
 
 
@@ -538,7 +538,7 @@ def _profile_summary(st: pstats.Stats, n: int) -> list[dict[str, Any]]:
         if func == "<parts>":
             return sum(v for (f, fn), v in cum.items() if (f.endswith("parts.py") and fn in ("encode_part", "seal_part")) or (f.endswith(("local.py", "blob.py")) and fn == "put"))
         if func == "<messages>":
-            return sum(v for (f, fn), v in cum.items() if f.endswith("messages.py") and fn in ("pack_messages", "publish_outbox"))
+            return sum(v for (f, fn), v in cum.items() if f.endswith("messages.py") and fn in ("pack_messages", "pack_statuses", "publish_outbox"))
         funcs = func.split("|")
         return sum(v for (f, fn), v in cum.items() if f.endswith(suffix) and fn in funcs and (suffix != ">" or f.startswith("<rqp-script")))
 

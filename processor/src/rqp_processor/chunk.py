@@ -25,7 +25,7 @@ from rqp.jobs import ChunkSpec, open_spec
 from rqp.keys import KeyProvider
 from rqp.layout import OUTBOX, OUTBOX_TIMES, REJECTED, WorkloadKeys, parse_job_id
 from rqp.lua import Scripts, join_ids
-from rqp.messages import outbox_value, pack_messages, publish_outbox
+from rqp.messages import outbox_value, pack_statuses, publish_outbox
 from rqp.parts import part_blob, seal_part
 from rqp.script import describe_exception
 from rqp.status import DONE, FAILED, QUEUED, StatusRecord, seal_start
@@ -145,6 +145,9 @@ class ChunkProcessor:
             script, script_error = None, str(exc)
         process = script.process if script else None
         done_fmt = StatusRecord.formatter(workload.id, DONE, spec.queued_at, started, self.worker, jid)
+        # done records go to the status queue as [id, attempts, finished_at] rows beside one
+        # base record (rqp.messages.pack_statuses); the others as full records
+        done_rows: list[bytes] = []
         # plaintexts here; sealed in bulk (one nonce draw, one pass) once the loop is over
         results: list[tuple[int, bytes]] = []
         statuses: list[tuple[int, bytes]] = []
@@ -182,9 +185,9 @@ class ChunkProcessor:
                         else:
                             results.append((rid, out))
                             done.append(rid)
-                            raw = done_fmt(rid, attempt, time.time())
-                            statuses.append((rid, raw))
-                            published.append(raw)
+                            finished = time.time()
+                            statuses.append((rid, done_fmt(rid, attempt, finished)))
+                            done_rows.append(b"[%d,%d,%r]" % (rid, attempt, finished))
                             continue
             now = time.time()
             if retryable and attempt < spec.max_attempts:
@@ -205,7 +208,7 @@ class ChunkProcessor:
             part_name = part_blob(workload.id, f"{chunk}-{gen}")
             self.store.put(part_name, seal_part(workload, results))
         first, last = (spec.runs[0][0], spec.runs[-1][0] + spec.runs[-1][1] - 1) if spec.chunk.startswith("c") else (-1, -1)
-        messages = pack_messages(workload, "status", published, self.mq.max_message_bytes) if published else []
+        messages = pack_statuses(workload, done_fmt(0, 0, None), done_rows, published, self.mq.max_message_bytes)
         k = WorkloadKeys(workload.id)
         committed = self.scripts.commit(
             keys=[k.pending, k.n, k.rec, k.st, k.done, k.failed, k.retry, k.parts, k.perf, k.spec, OUTBOX, OUTBOX_TIMES],
