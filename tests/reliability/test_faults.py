@@ -6,6 +6,7 @@ import json
 import os
 import random
 import signal
+import socket
 import time
 
 import redis
@@ -61,6 +62,45 @@ def test_workers_killed_repeatedly(cluster):
     _assert_exactly_once(cluster, "kill9", n)
     reclaimed = int(cluster.r.hget("rqp:w:kill9:meta", "reclaimed") or 0)
     assert reclaimed >= 1, "no chunk was ever re-run: the kills did not hit work in progress"
+
+
+HANG_FIRST_ATTEMPT = """
+import os, time
+
+def process(record):
+    if record["n"] == 7 and not os.path.exists({mark!r}):
+        open({mark!r}, "w").close()
+        while True:  # the first attempt hangs until its worker is killed
+            time.sleep(0.05)
+    return record["n"] * 3
+"""
+
+
+def test_dead_workers_chunk_is_rerun_without_waiting_for_its_lease(cluster):
+    """A worker killed mid-chunk: its supervisor ends the chunk's lease at once, so the chunk is
+    re-run within seconds although the lease is 600 s."""
+    n = 50
+    data = cluster.write_data("deadw.jsonl", ({"n": i} for i in range(n)))
+    mark = cluster.root / "first-attempt"
+    cluster.pack("deadw", data, cluster.write_script("deadw.py", HANG_FIRST_ATTEMPT.format(mark=str(mark))))
+    cluster.env.update(RQP_LEASE_SECONDS="600", RQP_CHUNK_SIZE="10", RQP_ADAPTIVE_CHUNKS="false", RQP_MAX_ATTEMPTS="3")
+    cluster.start_processor(workers=1)
+    sched = cluster.start_scheduler("deadw")
+    cluster.wait_for(mark.exists, 60, "the first attempt at record 7 to start")
+    [pid] = cluster.worker_pids()
+    assert cluster.r.get(f"rqp:held:{socket.gethostname()}:{pid}") == b"rqp-deadw-c00000000-0"
+    lease = cluster.r.zscore("rqp:w:deadw:pending", "rqp-deadw-c00000000-0")
+    assert lease is not None and lease > time.time() + 500
+    os.kill(pid, signal.SIGKILL)
+    try:
+        out, _ = sched.communicate(timeout=60)
+    except Exception:
+        raise AssertionError(f"the killed worker's chunk was not re-run within 60 s (lease 600 s)\n{cluster.logs()}") from None
+    assert sched.returncode == 0, out.decode()[-3000:]
+    _assert_exactly_once(cluster, "deadw", n)
+    assert int(cluster.r.hget("rqp:w:deadw:meta", "reclaimed")) == 1
+    assert f"died holding rqp-deadw-c00000000-0" in cluster.logs()
+    assert cluster.r.get(f"rqp:held:{socket.gethostname()}:{pid}") is None
 
 
 def _busy(cluster: Cluster, pid: int) -> bool:

@@ -23,7 +23,7 @@ from rqp.config import Settings
 from rqp.errors import ForbiddenJobError, IntegrityError, RqpError, ScriptError, WorkloadError
 from rqp.jobs import ChunkSpec, open_spec
 from rqp.keys import KeyProvider
-from rqp.layout import OUTBOX, OUTBOX_TIMES, REJECTED, WorkloadKeys, parse_job_id
+from rqp.layout import OUTBOX, OUTBOX_TIMES, REJECTED, WorkloadKeys, held_key, parse_job_id
 from rqp.lua import Scripts, join_ids
 from rqp.messages import outbox_value, pack_statuses, publish_outbox
 from rqp.parts import part_blob, seal_part
@@ -47,7 +47,8 @@ def backoff_delay(attempt: int, base: float, cap: float) -> float:
 
 class LeaseKeeper(threading.Thread):
     """Renews the lease of the chunk in hand, so a slow script is not mistaken for a dead worker,
-    while a dead worker's lease runs out and the scheduler re-runs its chunk."""
+    while a dead worker's lease runs out and the scheduler re-runs its chunk (at once when the
+    worker's supervisor sees it die: ``rqp_processor.cli.release_dead_worker``)."""
 
     def __init__(self, client: redis.Redis, lease_seconds: float) -> None:
         super().__init__(name="rqp-lease", daemon=True)
@@ -124,7 +125,7 @@ class ChunkProcessor:
         rids = [rid for rid, _ in records]
         started = time.time()
         cts = self.scripts.start(
-            keys=[k.pending, k.n, k.rec],
+            keys=[k.pending, k.n, k.rec, held_key(self.worker)],
             args=[jid, started + self.settings.lease_seconds, len(rids), join_ids(rids), seal_start(workload, jid, started, self.worker)],
         )
         if cts is None:
@@ -211,7 +212,7 @@ class ChunkProcessor:
         messages = pack_statuses(workload, done_fmt(0, 0, None), done_rows, published, self.mq.max_message_bytes)
         k = WorkloadKeys(workload.id)
         committed = self.scripts.commit(
-            keys=[k.pending, k.n, k.rec, k.st, k.done, k.failed, k.retry, k.parts, k.perf, k.spec, OUTBOX, OUTBOX_TIMES],
+            keys=[k.pending, k.n, k.rec, k.st, k.done, k.failed, k.retry, k.parts, k.perf, k.spec, OUTBOX, OUTBOX_TIMES, held_key(self.worker)],
             args=[
                 jid, spec.chunk, f"{part_name}|{first}|{last}", elapsed, time.time(), len(records),
                 workload.seal_packed("status", statuses), join_ids(done), join_ids(failed), ",".join(retries),

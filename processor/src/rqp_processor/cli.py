@@ -2,8 +2,10 @@
 
 SIGTERM/SIGINT (``docker compose stop``, scale-down) is passed to every worker, which finishes
 the chunk in hand and exits (RQ's warm shutdown); a worker still busy after the grace period is
-killed, and its chunk's lease runs out and is re-run elsewhere -- never half-committed, since a
-chunk's commit is one atomic Redis script.
+killed, and its chunk is re-run elsewhere -- never half-committed, since a chunk's commit is one
+atomic Redis script. A worker that dies (OOM killer, SIGKILL, a crash) has its chunk's lease ended
+by this supervisor at once, so the scheduler re-runs the chunk within a second instead of after
+the lease (``RQP_LEASE_SECONDS``) runs out.
 """
 
 from __future__ import annotations
@@ -12,17 +14,21 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 
+import redis
+
 from rqp.config import Settings
 from rqp.connect import connect_redis, open_key_provider
 from rqp.errors import RqpError
 from rqp.hardening import harden_process
+from rqp.layout import WorkloadKeys, held_key, parse_job_id
 
-__all__ = ["main", "DEFAULT_GRACE_SECONDS", "RESTART_BACKOFF_MAX"]
+__all__ = ["main", "release_dead_worker", "DEFAULT_GRACE_SECONDS", "RESTART_BACKOFF_MAX"]
 
 log = logging.getLogger("rqp.processor")
 DEFAULT_GRACE_SECONDS = 25.0
@@ -40,6 +46,29 @@ def _spawn(args: argparse.Namespace) -> subprocess.Popen:
     return subprocess.Popen(cmd)
 
 
+def release_dead_worker(r: redis.Redis, pid: int) -> str | None:
+    """End the lease of the chunk a dead worker held (its job id), so the scheduler re-runs it
+    now. Best effort: if Redis cannot be reached the lease still runs out by itself."""
+    key = held_key(f"{socket.gethostname()}:{pid}")
+    try:
+        raw = r.get(key)
+        if raw is None:
+            return None
+        jid = raw.decode()
+        try:
+            workload_id, _chunk, _gen = parse_job_id(jid)
+        except ValueError:
+            r.delete(key)
+            return None
+        # only a job still pending, and only ever earlier: a commit or reclaim that won stays won
+        r.zadd(WorkloadKeys(workload_id).pending, {jid: time.time()}, xx=True, lt=True)
+        r.delete(key)
+        return jid
+    except redis.RedisError as exc:
+        log.warning("could not release the chunk of dead worker pid %d (%s); its lease will run out", pid, exc)
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="rqp-processor", description="run rqp worker processes on this host")
     ap.add_argument("--config", help="TOML settings file (else RQP_CONFIG / RQP_* environment)")
@@ -54,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.load(args.config, workers=args.workers)
         # fail fast, in one line, on what every worker would fail on
-        connect_redis(settings).close()
+        r = connect_redis(settings)
         open_key_provider(settings)
         metrics = _start_host_metrics(args) if args.report_host else None
     except RqpError as exc:
@@ -79,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             if args.burst and code == 0:
                 continue
+            if code != 0 and (jid := release_dead_worker(r, p.pid)):
+                log.warning("worker %d (pid %d) died holding %s; its lease was ended so the chunk is re-run now", i, p.pid, jid)
             if code in (2, 3, 6):  # configuration, key or Redis errors: restarting will not help soon
                 delay = RESTART_BACKOFF_MAX
             else:
@@ -105,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             log.warning("worker pid %d did not finish within %.0fs; killed (its chunk will be re-run)", p.pid, args.grace)
             p.kill()
             p.wait()
+            release_dead_worker(r, p.pid)
     if metrics is not None:
         metrics.stop()
     return 0

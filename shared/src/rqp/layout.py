@@ -20,7 +20,7 @@ lock       string the scheduler supervising W (host:pid), with a TTL it renews
 
 from __future__ import annotations
 
-__all__ = ["WorkloadKeys", "WORKLOADS", "OUTBOX", "OUTBOX_TIMES", "REJECTED", "SUBMISSIONS", "job_id", "parse_job_id"]
+__all__ = ["WorkloadKeys", "held_key", "WORKLOADS", "OUTBOX", "OUTBOX_TIMES", "REJECTED", "SUBMISSIONS", "job_id", "parse_job_id"]
 
 #: zset of workload ids by submission time
 WORKLOADS = "rqp:workloads"
@@ -54,6 +54,12 @@ class WorkloadKeys:
 
     def all(self) -> list[str]:
         return [getattr(self, s) for s in self.__slots__ if s != "w"]
+
+
+def held_key(worker: str) -> str:
+    """String: the job whose lease worker ``host:pid`` holds (set by START, cleared by COMMIT),
+    so the worker's supervisor can end that lease at once when the worker dies."""
+    return f"rqp:held:{worker}"
 
 
 def job_id(workload_id: str, chunk: str, gen: int) -> str:

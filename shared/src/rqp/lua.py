@@ -59,11 +59,12 @@ hset_packed(KEYS[2], ARGV[2])
 return 1
 """
 
-# KEYS: pending, n, rec   ARGV: jid, deadline, size, ids, sealed start (when and which worker:
-# the records' "processing" state is derived from it, not written per record)
+# KEYS: pending, n, rec, held   ARGV: jid, deadline, size, ids, sealed start (when and which
+# worker: the records' "processing" state is derived from it, not written per record)
 START = _HELPERS + """
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return false end
 redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[1])
+redis.call('SET', KEYS[4], ARGV[1], 'EX', 86400)
 if not redis.call('HGET', KEYS[2], 'j:' .. ARGV[1]) then
   redis.call('HINCRBY', KEYS[2], 'processing', ARGV[3])
   redis.call('HSET', KEYS[2], 'j:' .. ARGV[1], ARGV[3])
@@ -77,10 +78,11 @@ end)
 return out
 """
 
-# KEYS: pending, n, rec, st, done, failed, retry, parts, perf, spec, outbox, outbox_t
+# KEYS: pending, n, rec, st, done, failed, retry, parts, perf, spec, outbox, outbox_t, held
 # ARGV: jid, chunk, part, elapsed, now, nprocessed, packed statuses, done ids, failed ids,
 #       retries "id:attempt=due,...", then (message id, outbox value)*
 COMMIT = _HELPERS + """
+if redis.call('GET', KEYS[13]) == ARGV[1] then redis.call('DEL', KEYS[13]) end
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[10], ARGV[1])
