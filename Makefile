@@ -14,7 +14,7 @@ help:
 	@echo "make images       container images per role (ENGINE=docker|podman)"
 	@echo "make test-images  the all-in-one Compose stack, scaled, with a real workload"
 	@echo "make bench        rqp against RQ, Celery, Dramatiq, Huey and a batched loop"
-	@echo "make soak         100,000 records with workers killed at random"
+	@echo "make soak         100,000 records with a worker killed mid-chunk every second"
 
 $(VENV)/.installed: shared/pyproject.toml scheduler/pyproject.toml processor/pyproject.toml metrics-logger/pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "rqp needs Python 3.11+"'
