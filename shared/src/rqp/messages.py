@@ -23,7 +23,7 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,51 +51,42 @@ def make_envelope(workload: Any, kind: str, payload: Any, mid: str | None = None
     return _seal_envelope(workload, kind, json.dumps(payload, separators=(",", ":")).encode(), mid)
 
 
-def pack_messages(workload: Any, kind: str, items: list[bytes], limit: int) -> list[tuple[str, bytes]]:
-    """Pack JSON items (already encoded) into as few envelopes as fit under ``limit`` bytes.
-
-    Sealing adds 28 bytes and base64 a third, so the raw budget is about 3/4 of the limit."""
-    budget = (limit - _ENVELOPE_OVERHEAD) * 3 // 4 - 28
-    out: list[tuple[str, bytes]] = []
+def _batches(items: list[bytes], budget: int) -> Iterator[list[bytes]]:
+    """``items`` in order, grouped so each group joined as a JSON list fits in ``budget`` bytes."""
     batch: list[bytes] = []
     size = 2
     for item in items:
         if batch and size + len(item) + 1 > budget:
-            out.append(_envelope_raw(workload, kind, batch))
+            yield batch
             batch, size = [], 2
         batch.append(item)
         size += len(item) + 1
     if batch:
-        out.append(_envelope_raw(workload, kind, batch))
-    return out
+        yield batch
+
+
+def _budget(limit: int) -> int:
+    """Raw payload bytes that fit a ``limit``-byte message: sealing adds 28 bytes, base64 a third."""
+    return (limit - _ENVELOPE_OVERHEAD) * 3 // 4 - 28
+
+
+def pack_messages(workload: Any, kind: str, items: list[bytes], limit: int) -> list[tuple[str, bytes]]:
+    """Pack JSON items (already encoded) into as few envelopes as fit under ``limit`` bytes."""
+    return [_envelope_raw(workload, kind, batch) for batch in _batches(items, _budget(limit))]
 
 
 def pack_statuses(workload: Any, base: bytes, rows: list[bytes], items: list[bytes], limit: int) -> list[tuple[str, bytes]]:
     """Status messages for ``rows`` (``[id,attempts,finished_at]`` of records that share every
     other field with the status record ``base``) and ``items`` (full status records), as few as
     fit under ``limit`` bytes."""
-    budget = (limit - _ENVELOPE_OVERHEAD) * 3 // 4 - 28 - len(base) - 32
+    budget = _budget(limit) - len(base) - 32
     if budget < 256:
         raise ValueError(f"message size limit {limit} is too small for status messages")
-    out: list[tuple[str, bytes]] = []
-    for kind_items, is_rows in ((rows, True), (items, False)):
-        batch: list[bytes] = []
-        size = 2
-        for item in kind_items:
-            if batch and size + len(item) + 1 > budget:
-                out.append(_status_envelope(workload, base, batch, is_rows))
-                batch, size = [], 2
-            batch.append(item)
-            size += len(item) + 1
-        if batch:
-            out.append(_status_envelope(workload, base, batch, is_rows))
-    return out
-
-
-def _status_envelope(workload: Any, base: bytes, batch: list[bytes], is_rows: bool) -> tuple[str, bytes]:
-    if not is_rows:
-        return _envelope_raw(workload, "status", batch)
-    return _seal_envelope(workload, "status", b'{"base":' + base + b',"rows":[' + b",".join(batch) + b'],"items":[]}')
+    compact = [
+        _seal_envelope(workload, "status", b'{"base":' + base + b',"rows":[' + b",".join(batch) + b'],"items":[]}')
+        for batch in _batches(rows, budget)
+    ]
+    return compact + pack_messages(workload, "status", items, limit)
 
 
 def expand_statuses(payload: Any) -> list[dict[str, Any]]:

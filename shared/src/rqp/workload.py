@@ -243,11 +243,15 @@ class Workload:
             raise IntegrityError(f"data of workload {self.id} does not match its manifest digest: tampered with; re-pack the workload")
 
     # sealed small values bound to this workload -------------------------------------------
-    def _ad(self, purpose: str, item: Any) -> bytes:
+    def _prefix(self, purpose: str) -> bytes:
+        """The AAD of ``purpose`` for this workload, up to the item (computed once)."""
         prefix = self._aad.get(purpose)
         if prefix is None:
             prefix = self._aad[purpose] = aad(purpose, self.id, "")
-        return prefix + str(item).encode()
+        return prefix
+
+    def _ad(self, purpose: str, item: Any) -> bytes:
+        return self._prefix(purpose) + str(item).encode()
 
     def seal(self, purpose: str, item: Any, plaintext: bytes) -> bytes:
         return self.sealer.seal(plaintext, self._ad(purpose, item))
@@ -259,9 +263,7 @@ class Workload:
         processors' statuses and results go through here. ``header`` packs (id, length) before
         each sealed value: ``PAIR`` for the Redis scripts, the part entry for result parts."""
         pairs = list(pairs)
-        prefix = self._aad.get(purpose)
-        if prefix is None:
-            prefix = self._aad[purpose] = aad(purpose, self.id, "")
+        prefix = self._prefix(purpose)
         encrypt = self.sealer.aead.encrypt
         pack = header.pack
         nonces = os.urandom(NONCE_SIZE * len(pairs))
