@@ -318,12 +318,11 @@ class WorkloadRun:
         statuses: list[tuple[int, bytes]] = []
         published: list[bytes] = []
         malformed: list[int] = []
-        jobs = []
-        specs: dict[str, bytes] = {}
+        specs: list[ChunkSpec] = []
         for batch in chunks:
             if not batch:
                 continue
-            runs: list[list[int]] = []
+            ids: list[tuple[int, int]] = []
             for payload, error in batch:
                 if error is not None:
                     raw = StatusRecord(self.id, rid, FAILED, 0, error, now, None, now, self.me, None).to_json()
@@ -332,24 +331,15 @@ class WorkloadRun:
                     malformed.append(rid)
                 else:
                     good.append((rid, payload))
+                    ids.append((rid, 1))
                     self._bytes_enqueued += len(payload) + 1
-                    if runs and runs[-1][0] + runs[-1][1] == rid:
-                        runs[-1][1] += 1
-                    else:
-                        runs.append([rid, 1, 1])
                 rid += 1
-            if runs:
-                spec = ChunkSpec(self.id, f"c{chunk_no:08d}", tuple(tuple(r) for r in runs), self.settings.max_attempts,  # type: ignore[misc]
-                                 self.settings.retry_backoff, self.settings.retry_backoff_max, now)
-                jid, sealed, data = self._job(spec, 0)
-                specs[jid] = sealed
-                jobs.append(data)
+            if ids:
+                specs.append(ChunkSpec(self.id, f"c{chunk_no:08d}", runs_of(ids), self.settings.max_attempts,
+                                       self.settings.retry_backoff, self.settings.retry_backoff_max, now))
             chunk_no += 1
         pipe = self.r.pipeline(transaction=True)
-        if specs:
-            pipe.hset(self.k.spec, mapping=specs)  # type: ignore[arg-type]
-            pipe.zadd(self.k.pending, dict.fromkeys(specs, INF))
-            self.queue.enqueue_many(jobs, pipeline=pipe)
+        self._queue_specs(pipe, specs, 0)
         if good or statuses:
             self.scripts.put(keys=[self.k.rec, self.k.st], args=[w.seal_packed("record", good), pack_values(statuses)], client=pipe)
         for bad in malformed:
@@ -363,22 +353,23 @@ class WorkloadRun:
             pipe.hset(self.k.meta, "total", rid)
         return pipe, records, chunk_no - self._chunks
 
-    def _job(self, spec: ChunkSpec, gen: int) -> tuple[str, bytes, Any]:
-        """The job id, the spec sealed to it, and RQ's enqueue data for it."""
-        jid = job_id(self.id, spec.chunk, gen)
-        sealed = seal_spec(self.workload, jid, spec)
-        data = Queue.prepare_data(
-            ENTRY_POINT, args=[self.id, base64.b64encode(sealed).decode()], job_id=jid,
-            timeout=JOB_TIMEOUT, result_ttl=0, failure_ttl=7 * 86400, description=f"rqp {self.id} {spec.chunk} ({spec.size} records)",
-        )
-        return jid, sealed, data
-
-    def _queue_spec(self, pipe: Any, spec: ChunkSpec, gen: int) -> str:
-        jid, sealed, data = self._job(spec, gen)
-        pipe.hset(self.k.spec, jid, sealed)
-        pipe.zadd(self.k.pending, {jid: INF})
-        self.queue.enqueue_many([data], pipeline=pipe)
-        return jid
+    def _queue_specs(self, pipe: Any, specs: list[ChunkSpec], gen: int) -> None:
+        """Queue one RQ job per spec (generation ``gen``), each carrying its spec sealed to the
+        job id; the specs are also kept by job id, and the jobs are pending until leased."""
+        if not specs:
+            return
+        sealed: dict[str, bytes] = {}
+        jobs = []
+        for spec in specs:
+            jid = job_id(self.id, spec.chunk, gen)
+            sealed[jid] = seal_spec(self.workload, jid, spec)
+            jobs.append(Queue.prepare_data(
+                ENTRY_POINT, args=[self.id, base64.b64encode(sealed[jid]).decode()], job_id=jid,
+                timeout=JOB_TIMEOUT, result_ttl=0, failure_ttl=7 * 86400, description=f"rqp {self.id} {spec.chunk} ({spec.size} records)",
+            ))
+        pipe.hset(self.k.spec, mapping=sealed)  # type: ignore[arg-type]
+        pipe.zadd(self.k.pending, dict.fromkeys(sealed, INF))
+        self.queue.enqueue_many(jobs, pipeline=pipe)
 
     # ------------------------------------------------------------------ retries
     def _due_retries(self) -> None:
@@ -393,7 +384,7 @@ class WorkloadRun:
         spec = ChunkSpec(self.id, f"r{seq:08d}", runs_of(records), self.settings.max_attempts, self.settings.retry_backoff, self.settings.retry_backoff_max, time.time())
         pipe = self.r.pipeline(transaction=True)
         pipe.zrem(self.k.retry, *due)
-        self._queue_spec(pipe, spec, 0)
+        self._queue_specs(pipe, [spec], 0)
         pipe.execute()
         log.info("workload %s: retrying %d records", self.id, len(records))
 
@@ -469,7 +460,7 @@ class WorkloadRun:
         pipe = self.r.pipeline(transaction=True)
         gen = int(jid.rsplit("-", 1)[1]) + 1
         if again:
-            self._queue_spec(pipe, ChunkSpec(self.id, spec.chunk, runs_of(again), spec.max_attempts, spec.backoff, spec.backoff_max, now), gen)
+            self._queue_specs(pipe, [ChunkSpec(self.id, spec.chunk, runs_of(again), spec.max_attempts, spec.backoff, spec.backoff_max, now)], gen)
         if give_up:
             published = []
             for rid, att in give_up:
