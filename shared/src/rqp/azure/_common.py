@@ -329,6 +329,13 @@ class StorageTarget:
     #: credentials this backend created and must close
     owned: list[Any] = field(default_factory=list)
 
+    def location(self, service: str, path: str = "") -> str:
+        """How messages name a store: ``azure-<service>://account[/path]``, plus the endpoint
+        when it is not Azure's public one (an emulator, a sovereign cloud)."""
+        default = f"https://{self.account}.{service}.{DEFAULT_ENDPOINT_SUFFIX}"
+        suffix = "" if self.endpoint == default else f" ({self.endpoint})"
+        return f"azure-{service}://{self.account}{'/' + path if path else ''}{suffix}"
+
 
 def client_options(connection_timeout: float, read_timeout: float, api_version: str | None) -> dict[str, Any]:
     """Keyword arguments for every storage client: our timeouts, the SDK's retries off."""

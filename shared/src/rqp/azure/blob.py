@@ -80,9 +80,7 @@ class AzureBlobStore(BlobStore):
         self._block_size = block_size
         self.container_name = container.container_name
         self.account = target.account
-        default = f"https://{target.account}.blob.core.windows.net"
-        suffix = "" if target.endpoint == default else f" ({target.endpoint})"
-        self.location = f"azure-blob://{target.account}/{self.container_name}{suffix}"
+        self.location = target.location("blob", self.container_name)
 
     # ------------------------------------------------------------------ construction
 

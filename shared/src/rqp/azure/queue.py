@@ -108,9 +108,7 @@ class AzureMessageQueue(MessageQueue):
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self.account = target.account
-        default = f"https://{target.account}.queue.core.windows.net"
-        suffix = "" if target.endpoint == default else f" ({target.endpoint})"
-        self.location = f"azure-queue://{target.account}{suffix}"
+        self.location = target.location("queue")
 
     @classmethod
     def from_url(
