@@ -23,9 +23,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from harness import Cluster, bin_path
 from rqp.errors import RedisUnavailableError
 from rqp.layout import WorkloadKeys
-from rqp.redis_server import find_server_binary, free_port
+from rqp.redis_server import RedisServer, find_server_binary
 
-from .conftest import ROOT, one_error_line, wait_until
+from .conftest import ROOT, one_error_line
 
 INSTALL_SCRIPT = ROOT / "tools" / "install-test-redis.sh"
 
@@ -108,11 +108,13 @@ def _write_pem(path: Path, data: bytes, private: bool = False) -> Path:
     return path
 
 
-class TLSRedis:
-    """A redis-server listening only on TLS (``--port 0``), requiring a password."""
+class TLSRedis(RedisServer):
+    """A redis-server listening only on TLS (``--port 0``), requiring a password; started,
+    awaited and stopped by ``RedisServer``."""
 
     def __init__(self, binary: str, d: Path) -> None:
-        self.dir = d
+        super().__init__(password=secrets.token_urlsafe(24), dir=str(d))
+        self.binary = binary
         ca_key, ca_cert = make_ca("rqp test CA")
         key, cert = make_server_cert(ca_key, ca_cert)
         self.ca = _write_pem(d / "ca.pem", ca_cert.public_bytes(serialization.Encoding.PEM))
@@ -120,46 +122,23 @@ class TLSRedis:
         self.key = _write_pem(d / "server.key", key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()), private=True)
         _other_key, other_ca = make_ca("some other CA")
         self.other_ca = _write_pem(d / "other-ca.pem", other_ca.public_bytes(serialization.Encoding.PEM))
-        self.password = secrets.token_urlsafe(24)
-        self.password_file = _write_pem(d / "redis-password", self.password.encode() + b"\n", private=True)
-        self.port = free_port()
-        self.binary = binary
-        self.url = f"rediss://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen | None = None
+        self.password_file = _write_pem(d / "redis-password", self.password.encode() + b"\n", private=True)  # type: ignore[union-attr]
 
-    def start(self) -> "TLSRedis":
-        cmd = [
+    @property
+    def url(self) -> str:
+        return f"rediss://127.0.0.1:{self.port}/0"
+
+    def command(self) -> list[str]:
+        return [
             self.binary, "--port", "0", "--tls-port", str(self.port), "--bind", "127.0.0.1",
             "--tls-cert-file", str(self.cert), "--tls-key-file", str(self.key), "--tls-ca-cert-file", str(self.ca),
-            "--tls-auth-clients", "no", "--requirepass", self.password,
-            "--dir", str(self.dir), "--save", "", "--appendonly", "no", "--protected-mode", "no",
+            "--tls-auth-clients", "no", "--requirepass", self.password or "",
+            "--dir", self.dir, "--save", "", "--appendonly", "no", "--protected-mode", "no",
         ]
-        log = open(self.dir / "server.log", "wb")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.close()
-
-        def ready() -> bool:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"TLS redis-server exited: {(self.dir / 'server.log').read_text()[-2000:]}")
-            try:
-                return bool(self.client().ping())
-            except (redis.ConnectionError, redis.TimeoutError):
-                return False
-
-        wait_until(ready, 30, "the TLS redis-server to answer")
-        return self
 
     def client(self, **kw) -> redis.Redis:
-        return redis.Redis.from_url(self.url, password=self.password, ssl_ca_certs=str(self.ca), ssl_cert_reqs="required", socket_connect_timeout=2, **kw)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        kw.setdefault("socket_connect_timeout", 2)
+        return redis.Redis.from_url(self.url, password=self.password, ssl_ca_certs=str(self.ca), ssl_cert_reqs="required", **kw)
 
 
 @pytest.fixture

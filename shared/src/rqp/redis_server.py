@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from typing import Any
+
 import redis
 
 from .errors import RedisUnavailableError
@@ -74,11 +76,15 @@ class RedisServer:
             cmd += ["--requirepass", self.password]
         return cmd + self.extra
 
+    def client(self, **kw: Any) -> redis.Redis:
+        """A client of this server (a subclass serving TLS returns a TLS client)."""
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, **kw)
+
     def start(self) -> "RedisServer":
         log = open(os.path.join(self.dir, "server.log"), "ab")
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
-        client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_connect_timeout=1)
+        client = self.client(socket_connect_timeout=1)
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             if self.proc.poll() is not None:
