@@ -6,15 +6,14 @@ its children too; nothing is ever stopped by name.
 
 from __future__ import annotations
 
-import os
 import resource
-import signal
 import subprocess
 import threading
 import time
 from pathlib import Path
 
 import psutil
+from harness import stop_process_groups  # tests/harness.py: the test suite's own process-group stop
 
 STOP_GRACE = 10.0
 
@@ -25,22 +24,7 @@ def start(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> subproce
 
 
 def stop(procs: list[subprocess.Popen], grace: float = STOP_GRACE) -> None:
-    for p in procs:
-        if p.poll() is None:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + grace
-    for p in procs:
-        try:
-            p.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait()
+    stop_process_groups(procs, grace)
 
 
 def tree(pid: int) -> list[psutil.Process]:

@@ -62,6 +62,7 @@ REPO = HERE.parent
 PEERS = HERE / "peers"
 BIN = Path(sys.executable).parent
 sys.path[:0] = [str(PEERS), str(HERE), str(REPO / "examples")]
+sys.path.append(str(REPO / "tests"))  # harness.py (process-group stop), azurite.py
 
 import make_data  # noqa: E402
 import procs  # noqa: E402
