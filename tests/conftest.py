@@ -58,6 +58,26 @@ def other_kek(tmp_path_factory):
     return d / "kek.pem", d / "kek.pub.pem"
 
 
+@pytest.fixture(scope="session")
+def signer(tmp_path_factory):
+    """A submitter's Ed25519 key and the trusted-signers file that names it."""
+    from types import SimpleNamespace
+
+    from harness import make_signer
+    from rqp.signing import LocalSigningKey, TrustStore
+
+    key, trusted = make_signer(tmp_path_factory.mktemp("signer"))
+    return SimpleNamespace(path=key, trusted=trusted, key=LocalSigningKey(key), trust=TrustStore.from_file(trusted))
+
+
+@pytest.fixture(autouse=True)
+def _signer_env(monkeypatch, signer):
+    """In-process commands sign with the session's submitter key and trust it, as a deployment
+    configured by its operator would; tests of the refusals unset or replace these."""
+    monkeypatch.setenv("RQP_SIGNING_KEY_FILE", str(signer.path))
+    monkeypatch.setenv("RQP_TRUSTED_SIGNERS_FILE", str(signer.trusted))
+
+
 @pytest.fixture
 def cluster(tmp_path, redis_url, kek):
     """Real rqp processes (pack, scheduler, processors) against the test Redis and a blob dir."""

@@ -27,17 +27,33 @@ def bin_path(name: str) -> str:
     return str(BIN / name)
 
 
+def make_signer(directory: Path, name: str = "signer") -> tuple[Path, Path]:
+    """A submitter's Ed25519 key and a trusted-signers file holding its public half."""
+    from rqp.signing import generate_signing_key
+
+    directory.mkdir(parents=True, exist_ok=True)
+    key = directory / f"{name}.pem"
+    if not key.exists():
+        generate_signing_key(key, directory / f"{name}.pub.pem")
+    trusted = directory / f"trusted-{name}.pem"
+    trusted.write_bytes((directory / f"{name}.pub.pem").read_bytes())
+    return key, trusted
+
+
 class Cluster:
     def __init__(self, root: Path, redis_url: str, kek: Path, *, blob_url: str | None = None, extra_env: dict[str, str] | None = None) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.redis_url = redis_url
         self.kek = kek
+        self.signing_key, self.trusted_signers = make_signer(self.root / "signer")
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("RQP_")},
             "RQP_REDIS_URL": redis_url,
             "RQP_BLOB_URL": blob_url or f"file://{self.root / 'blobs'}",
             "RQP_KEK_FILE": str(kek),
+            "RQP_SIGNING_KEY_FILE": str(self.signing_key),
+            "RQP_TRUSTED_SIGNERS_FILE": str(self.trusted_signers),
             "RQP_LEASE_SECONDS": "5",
             "RQP_RETRY_BACKOFF": "0.05",
             "RQP_RETRY_BACKOFF_MAX": "0.2",

@@ -26,11 +26,27 @@ def test_processor_refuses_missing_key(tmp_path, redis_url):
     assert cp.stderr.strip() == f"rqp-processor: error: private key file {tmp_path / 'gone.pem'} does not exist; create one with 'rqp keygen' or fix the path"
 
 
-def test_scheduler_names_an_unknown_workload(tmp_path, redis_url, kek):
-    env = {"PATH": "/usr/bin:/bin", "RQP_REDIS_URL": redis_url, "RQP_KEK_FILE": str(kek[0]), "RQP_BLOB_URL": str(tmp_path), "RQP_ALLOW_INSECURE_REDIS": "true"}
+def test_scheduler_names_an_unknown_workload(tmp_path, redis_url, kek, signer):
+    env = {"PATH": "/usr/bin:/bin", "RQP_REDIS_URL": redis_url, "RQP_KEK_FILE": str(kek[0]), "RQP_BLOB_URL": str(tmp_path), "RQP_ALLOW_INSECURE_REDIS": "true",
+           "RQP_TRUSTED_SIGNERS_FILE": str(signer.trusted)}
     cp = _run([bin_path("rqp-scheduler"), "run", "nosuch"], env)
     assert cp.returncode == 7
     assert "workload nosuch not found in file://" in cp.stderr and "pack it with 'rqp pack'" in cp.stderr
+
+
+def test_roles_refuse_to_start_without_trusted_signers(tmp_path, redis_url, kek):
+    """No list of trusted submitters, no work: a role never falls back to running anything."""
+    env = {"PATH": "/usr/bin:/bin", "RQP_REDIS_URL": redis_url, "RQP_KEK_FILE": str(kek[0]), "RQP_BLOB_URL": str(tmp_path), "RQP_ALLOW_INSECURE_REDIS": "true"}
+    for cmd, prog in (([bin_path("rqp-processor"), "--workers", "1"], "rqp-processor"), ([bin_path("rqp-scheduler"), "run", "w1"], "rqp-scheduler")):
+        cp = _run(cmd, env)
+        assert cp.returncode == 2, cp.stderr
+        assert cp.stderr.strip() == (
+            f"{prog}: error: no trusted signers configured: set RQP_TRUSTED_SIGNERS_FILE to the submitters' public keys "
+            "(the .pub.pem of 'rqp keygen --signing'); rqp runs only signed workloads"
+        )
+    (tmp_path / "empty.pem").write_text("# nobody yet\n")
+    cp = _run([bin_path("rqp-scheduler"), "run", "w1"], {**env, "RQP_TRUSTED_SIGNERS_FILE": str(tmp_path / "empty.pem")})
+    assert cp.returncode == 2 and f"trusted signers file {tmp_path / 'empty.pem'} holds no public key" in cp.stderr
 
 
 def test_roles_refuse_a_redis_without_password_unless_allowed(tmp_path, redis_url, kek):

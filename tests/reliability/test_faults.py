@@ -7,6 +7,7 @@ import os
 import random
 import signal
 import socket
+import subprocess
 import time
 
 import redis
@@ -64,34 +65,55 @@ def test_workers_killed_repeatedly(cluster):
     assert reclaimed >= 1, "no chunk was ever re-run: the kills did not hit work in progress"
 
 
-HANG_FIRST_ATTEMPT = """
+HANG_UNTIL_GATE_OPENS = """
 import os, time
 
 def process(record):
-    if record["n"] == 7 and not os.path.exists({mark!r}):
-        open({mark!r}, "w").close()
-        while True:  # the first attempt hangs until its worker is killed
-            time.sleep(0.05)
+    # the script can read the gate (a read-only path the test grants) but write nothing outside
+    # its sandbox: record 7 hangs until the test opens the gate
+    while record["n"] == 7 and not os.path.exists({gate!r}):
+        time.sleep(0.05)
     return record["n"] * 3
 """
 
 
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_dead_workers_chunk_is_rerun_without_waiting_for_its_lease(cluster):
-    """A worker killed mid-chunk: its supervisor ends the chunk's lease at once, so the chunk is
-    re-run within seconds although the lease is 600 s."""
+    """A worker killed mid-chunk (its script host hanging on a record): its supervisor ends the
+    chunk's lease at once, so the chunk is re-run within seconds although the lease is 600 s, and
+    the script host dies with its worker."""
     n = 50
     data = cluster.write_data("deadw.jsonl", ({"n": i} for i in range(n)))
-    mark = cluster.root / "first-attempt"
-    cluster.pack("deadw", data, cluster.write_script("deadw.py", HANG_FIRST_ATTEMPT.format(mark=str(mark))))
-    cluster.env.update(RQP_LEASE_SECONDS="600", RQP_CHUNK_SIZE="10", RQP_ADAPTIVE_CHUNKS="false", RQP_MAX_ATTEMPTS="3")
-    cluster.start_processor(workers=1)
+    gate = cluster.root / "gate"
+    gate.mkdir()
+    cluster.pack("deadw", data, cluster.write_script("deadw.py", HANG_UNTIL_GATE_OPENS.format(gate=str(gate / "open"))))
+    cluster.env.update(RQP_LEASE_SECONDS="600", RQP_CHUNK_SIZE="10", RQP_ADAPTIVE_CHUNKS="false", RQP_MAX_ATTEMPTS="3",
+                       RQP_SANDBOX_READ_PATHS=str(gate))
+    processor = cluster.start_processor(workers=1)
     sched = cluster.start_scheduler("deadw")
-    cluster.wait_for(mark.exists, 60, "the first attempt at record 7 to start")
-    [pid] = cluster.worker_pids()
-    assert cluster.r.get(f"rqp:held:{socket.gethostname()}:{pid}") == b"rqp-deadw-c00000000-0"
+    cluster.wait_for(lambda: len(_children(processor.pid)) == 1, 60, "the worker to start")
+    [pid] = _children(processor.pid)
+    held = f"rqp:held:{socket.gethostname()}:{pid}"
+    cluster.wait_for(lambda: cluster.r.get(held) == b"rqp-deadw-c00000000-0", 60, "the worker to take the chunk with record 7")
+    cluster.wait_for(lambda: len(_children(pid)) == 1, 60, "the chunk's script host to start")
+    [host] = _children(pid)
     lease = cluster.r.zscore("rqp:w:deadw:pending", "rqp-deadw-c00000000-0")
     assert lease is not None and lease > time.time() + 500
     os.kill(pid, signal.SIGKILL)
+    cluster.wait_for(lambda: not _alive(host), 10, "the script host to die with its worker")
+    (gate / "open").touch()
     try:
         out, _ = sched.communicate(timeout=60)
     except Exception:

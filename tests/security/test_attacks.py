@@ -5,6 +5,10 @@ run user code, import a callable named in Redis, or unpickle anything.
 The module shares one real processor (``rqp-processor``, one worker) listening on the default RQ
 queue, and two packed workloads that nobody scheduled: their script leaves a marker file if any
 of it is ever imported or run, so "no user code ran" is checked on the filesystem, not assumed.
+These attacks target the layer that decides whether user code runs *at all* (job and blob
+authentication), so the processor runs scripts in-process (``RQP_SANDBOX=false``) where the
+markers can be written; the sandbox that confines code which does run is attacked in
+``test_sandbox.py``, and unsigned or untrusted workloads in ``test_signing.py``.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from rqp.connect import connect_redis
 from rqp.errors import RedisUnavailableError
 from rqp.jobs import ChunkSpec, JSONSerializer, seal_spec
 from rqp.keys import LocalKeyProvider
-from rqp.layout import WorkloadKeys, job_id
+from rqp.layout import PIN_FIELD, WorkloadKeys, job_id, pin_value
+from rqp.signing import LocalSigningKey, TrustStore
 from rqp.redis_server import RedisServer
 from rqp.storage import FileBlobStore
 from rqp.workload import Workload, pack
@@ -79,13 +84,19 @@ class Bench:
         data = self.cluster.write_data(f"{wid}.jsonl", [{"n": i} for i in range(n)])
         src = script if script is not None else SCRIPT_WITH_MARKERS.format(marks=str(marks or self.marks), wid=wid)
         path = self.cluster.write_script(f"{wid}.py", src)
-        pack(self.store, self.keys, wid, data, path)
+        pack(self.store, self.keys, wid, data, path, signer=LocalSigningKey(self.cluster.signing_key))
         assert (root / "blobs" / "workloads" / wid / "manifest.json").exists()
         return wid
 
+    def start(self, wid: str) -> None:
+        """Leave the start pin a scheduler leaves at a workload's first start (processors run
+        chunks only of workloads a scheduler started), without scheduling anything."""
+        w = Workload.open(self.store, self.keys, wid, TrustStore.from_file(self.cluster.trusted_signers))
+        self.r.hset(WorkloadKeys(wid).meta, PIN_FIELD, pin_value(w.seal_pin()))
+
     def genuine(self, wid: str, chunk: str = "c00000000", gen: int = 0) -> tuple[str, str]:
         """(job id, base64 sealed spec) exactly as rqp's scheduler makes them (same code, same key)."""
-        w = Workload.open(self.store, self.keys, wid)
+        w = Workload.open(self.store, self.keys, wid, TrustStore.from_file(self.cluster.trusted_signers))
         jid = job_id(wid, chunk, gen)
         spec = ChunkSpec(wid, chunk, ((0, 3, 1),), 3, 0.05, 0.2, time.time())
         return jid, base64.b64encode(seal_spec(w, jid, spec)).decode()
@@ -116,10 +127,11 @@ def bench(redis_server, kek, tmp_path_factory):
     root = tmp_path_factory.mktemp("attacks")
     marks = root / "marks"
     marks.mkdir()
-    cluster = Cluster(root / "cluster", redis_server.url, kek[0])
+    cluster = Cluster(root / "cluster", redis_server.url, kek[0], extra_env={"RQP_SANDBOX": "false"})
     b = Bench(cluster, r, FileBlobStore(cluster.root / "blobs"), LocalKeyProvider(private_key_file=kek[0]), marks)
-    b.pack("wl-a")
-    b.pack("wl-b")
+    for wid in ("wl-a", "wl-b"):
+        b.pack(wid)
+        b.start(wid)
     cluster.start_processor(workers=1)
     q = Queue(QUEUE, connection=r)
     wait_until(lambda: Worker.count(connection=r, queue=q) >= 1, 60, "the processor's worker to register", cluster.logs)
@@ -377,7 +389,8 @@ def test_flipped_bit_in_a_record_fails_only_that_record(bench):
     [
         ("data.enc", "data of workload {w} failed authentication at segment 0: tampered with, truncated, or encrypted under another key or workload", 1),
         ("script.enc", "script of workload {w} does not match its manifest digest: tampered with; re-pack the workload", 4),
-        ("key.json", "manifest of workload {w} failed its integrity check", 4),
+        # another workload's wrapped key: the submitter's signature covers the wrapped key
+        ("key.json", "workload {w} differs from what sha256:", 4),
     ],
 )
 def test_tampered_workload_blobs_are_refused_by_the_scheduler(bench, blob, expected, code):
@@ -474,7 +487,7 @@ def test_unauthenticated_redis_is_refused_when_insecure_is_not_allowed(bench):
     assert _refuses(bench, [bin_path("rqp-processor"), "--workers", "1"], env, "rqp-processor") == f"rqp-processor: error: {expected}"
     assert _refuses(bench, [bin_path("rqp-scheduler"), "run", "wl-a"], env, "rqp-scheduler") == f"rqp-scheduler: error: {expected}"
     assert bench.r.llen("rq:queue:unused") == 0
-    assert not bench.r.exists(WorkloadKeys("wl-a").meta)  # the scheduler touched nothing
+    assert bench.r.hkeys(WorkloadKeys("wl-a").meta) == [PIN_FIELD.encode()]  # the scheduler touched nothing
     assert_no_user_code(bench)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,9 @@ import pytest
 
 from rqp.errors import WrongKeyError
 from rqp.keys import LocalKeyProvider, WrappedKey, generate_kek
-from rqp.rotate import ALREADY, ERROR, ROTATED, add_rotate_command, list_workloads, main as rotate_main, rotate_keys
+from rqp.errors import KeyProviderError
+from rqp.rotate import ALREADY, ERROR, ROTATED, add_rotate_command, list_workloads, main as rotate_main, rotate_keys as _rotate_keys
+from rqp.signing import LocalSigningKey, TrustStore
 from rqp.storage import FileBlobStore
 from rqp.workload import Manifest, Workload, pack
 
@@ -25,12 +28,28 @@ def _digests(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def _pack(store: FileBlobStore, keys, tmp: Path, wid: str, n: int = 10) -> None:
+def _pack(store: FileBlobStore, keys, tmp: Path, wid: str, n: int = 10, signer=None) -> None:
     data = tmp / f"{wid}.jsonl"
     data.write_text("".join(json.dumps({"n": i}) + "\n" for i in range(n)))
     script = tmp / f"{wid}.py"
     script.write_text(SCRIPT)
-    pack(store, keys, wid, data, script)
+    pack(store, keys, wid, data, script, signer=signer or LocalSigningKey(Path(os.environ["RQP_SIGNING_KEY_FILE"])))
+
+
+def _trust() -> TrustStore:
+    return TrustStore.from_file(Path(os.environ["RQP_TRUSTED_SIGNERS_FILE"]))
+
+
+class _Workload:
+    """``Workload.open`` with the session's trusted signers."""
+
+    @staticmethod
+    def open(store, keys, wid):
+        return Workload.open(store, keys, wid, _trust())
+
+
+def rotate_keys(store, old, new, workloads, signer=None, trust=None):
+    return _rotate_keys(store, old, new, workloads, trust=trust or _trust(), signer=signer or LocalSigningKey(Path(os.environ["RQP_SIGNING_KEY_FILE"])))
 
 
 @pytest.fixture
@@ -44,7 +63,7 @@ def test_rotate_keys_rewraps_without_touching_data(tmp_path, keys):
     for wid in ("w1", "w2", "w3"):
         _pack(store, old, tmp_path, wid)
     before = _digests(tmp_path / "blobs")
-    plain_before = {w: b"".join(Workload.open(store, old, w).data_chunks()) for w in ("w1", "w2", "w3")}
+    plain_before = {w: b"".join(_Workload.open(store, old, w).data_chunks()) for w in ("w1", "w2", "w3")}
     assert list_workloads(store) == ["w1", "w2", "w3"]
 
     results = rotate_keys(store, old, new, None)
@@ -60,11 +79,11 @@ def test_rotate_keys_rewraps_without_touching_data(tmp_path, keys):
         wk = WrappedKey.from_json((tmp_path / "blobs" / "workloads" / w / "key.json").read_bytes())
         m = Manifest.from_json((tmp_path / "blobs" / "workloads" / w / "manifest.json").read_bytes(), w)
         assert wk.kek_id == new.kek_id and m.kek_id == new.kek_id
-        opened = Workload.open(store, new, w)  # unwraps under the new KEK and verifies the new MAC
+        opened = _Workload.open(store, new, w)  # unwraps under the new KEK and verifies the new MAC
         assert b"".join(opened.data_chunks()) == plain_before[w]
         assert opened.script_source() == SCRIPT.encode()
         with pytest.raises(WrongKeyError, match=f"wrapped under KEK {new.kek_id}, but the configured KEK is {old.kek_id}"):
-            Workload.open(store, old, w)
+            _Workload.open(store, old, w)
 
     # idempotent: nothing left to do, nothing rewritten
     again = rotate_keys(store, old, new, None)
@@ -80,8 +99,8 @@ def test_rotation_of_named_workloads_only(tmp_path, keys):
         _pack(store, old, tmp_path, wid)
     res = rotate_keys(store, old, new, ["w2"])
     assert [(r.workload, r.status) for r in res] == [("w2", ROTATED)]
-    Workload.open(store, old, "w1")
-    Workload.open(store, new, "w2")
+    _Workload.open(store, old, "w1")
+    _Workload.open(store, new, "w2")
     missing = rotate_keys(store, old, new, ["nope"])
     assert missing[0].status == ERROR and missing[0].error.startswith("workload nope has no key.json in file://")
 
@@ -97,10 +116,7 @@ def test_rotation_refuses_a_tampered_manifest_and_a_wrong_old_key(tmp_path, keys
     res = {r.workload: r for r in rotate_keys(store, old, new, None)}
     # never re-sign what does not verify: rotation must not launder a tampered manifest
     assert res["w1"].status == ERROR
-    assert res["w1"].line() == (
-        "w1: error: manifest of workload w1 failed its integrity check: it was modified after packing or belongs to another "
-        "workload; re-pack the workload with 'rqp pack'"
-    )
+    assert res["w1"].line().startswith("w1: error: workload w1 differs from what sha256:")
     assert res["w2"].status == ROTATED  # one bad workload does not stop the others
     after = _digests(tmp_path / "blobs")
     assert after["workloads/w1/key.json"] == before["workloads/w1/key.json"]
@@ -123,15 +139,41 @@ def test_interrupted_rotation_is_finished_by_running_it_again(tmp_path, keys):
     old, new = keys
     store = FileBlobStore(tmp_path / "blobs")
     _pack(store, old, tmp_path, "w1")
-    # crash after key.json was rewritten, before the manifest was
-    data_key = old.unwrap(WrappedKey.from_json(store.get("workloads/w1/key.json")))
+    # crash after key.json was rewritten (the signed one kept aside), before the manifest was
+    signed_key = store.get("workloads/w1/key.json")
+    data_key = old.unwrap(WrappedKey.from_json(signed_key))
+    store.put("workloads/w1/key.previous.json", signed_key)
     store.put("workloads/w1/key.json", new.wrap(data_key).to_json())
     assert Manifest.from_json(store.get("workloads/w1/manifest.json"), "w1").kek_id == old.kek_id
     res = rotate_keys(store, None, new, None)  # the old KEK is not even needed any more
     assert res[0].status == ROTATED, res[0].line()
     assert Manifest.from_json(store.get("workloads/w1/manifest.json"), "w1").kek_id == new.kek_id
-    Workload.open(store, new, "w1")
+    _Workload.open(store, new, "w1")
+    assert not store.exists("workloads/w1/key.previous.json")
     assert rotate_keys(store, None, new, None)[0].status == ALREADY
+
+    # the same crash without the signed copy (key.json swapped by hand): refused, not laundered
+    _pack(store, old, tmp_path, "w2")
+    store.put("workloads/w2/key.json", new.wrap(old.unwrap(WrappedKey.from_json(store.get("workloads/w2/key.json")))).to_json())
+    res = rotate_keys(store, old, new, ["w2"])
+    assert res[0].status == ERROR and "key.previous.json is missing: changed outside rqp" in res[0].error
+
+
+def test_rotation_refuses_unsigned_and_untrusted_workloads_and_an_untrusted_rotator(tmp_path, keys):
+    """Rotation re-signs, so it must never bless what the roles would refuse, and its own key
+    must be one the roles trust."""
+    from harness import make_signer
+
+    old, new = keys
+    store = FileBlobStore(tmp_path / "blobs")
+    stranger = LocalSigningKey(make_signer(tmp_path / "stranger", "stranger")[0])
+    _pack(store, old, tmp_path, "w1", signer=stranger)
+    before = _digests(tmp_path / "blobs")
+    res = rotate_keys(store, old, new, ["w1"])
+    assert res[0].status == ERROR and f"is signed by {stranger.fingerprint}, which is not a trusted signer" in res[0].error
+    assert _digests(tmp_path / "blobs") == before
+    with pytest.raises(KeyProviderError, match=f"your signing key {stranger.fingerprint} is not in RQP_TRUSTED_SIGNERS_FILE"):
+        rotate_keys(store, old, new, ["w1"], signer=stranger)
 
 
 def test_rotation_to_a_public_key_only(tmp_path, keys, other_kek):
@@ -142,7 +184,7 @@ def test_rotation_to_a_public_key_only(tmp_path, keys, other_kek):
     new_public = LocalKeyProvider(public_key_file=other_kek[1])
     res = rotate_keys(store, old, new_public, None)
     assert res[0].status == ROTATED
-    Workload.open(store, new, "w1")
+    _Workload.open(store, new, "w1")
 
 
 def test_rotate_key_command_then_revoke_the_old_key(cluster, tmp_path, kek):

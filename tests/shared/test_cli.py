@@ -54,7 +54,7 @@ def test_wrong_key_and_tampered_blob(capsys, monkeypatch, tmp_path, kek, other_k
     key_blob = tmp_path / "blobs" / "workloads" / "w1" / "manifest.json"
     key_blob.write_text(key_blob.read_text().replace('"jsonl"', '"csv"'))
     code, _, err = run(capsys, "results", "w1")
-    assert code == 4 and "failed its integrity check" in one_line_error(err)
+    assert code == 4 and "differs from what sha256:" in one_line_error(err)
 
 
 def test_script_with_syntax_error_is_refused_at_pack(capsys, monkeypatch, tmp_path, kek):

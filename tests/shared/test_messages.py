@@ -11,14 +11,14 @@ from rqp.workload import Workload, pack
 
 
 @pytest.fixture
-def workload(tmp_path, kek):
+def workload(tmp_path, kek, signer):
     data = tmp_path / "d.jsonl"
     data.write_bytes(b'{"n": 1}\n')
     script = tmp_path / "s.py"
     script.write_text("def process(r):\n    return r\n")
     store = FileBlobStore(tmp_path / "blobs")
-    pack(store, LocalKeyProvider(public_key_file=kek[1]), "w1", data, script)
-    return Workload.open(store, LocalKeyProvider(private_key_file=kek[0]), "w1")
+    pack(store, LocalKeyProvider(public_key_file=kek[1]), "w1", data, script, signer=signer.key)
+    return Workload.open(store, LocalKeyProvider(private_key_file=kek[0]), "w1", signer.trust)
 
 
 def test_compact_status_messages_expand_to_full_records(workload):

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from rqp.errors import IntegrityError, WorkloadError, WrongKeyError
@@ -7,28 +9,34 @@ from rqp.workload import Workload, blob_name, pack
 
 
 @pytest.fixture
-def packed(tmp_path, kek):
+def packed(tmp_path, kek, signer):
     data = tmp_path / "d.jsonl"
     data.write_bytes(b"".join(b'{"n": %d}\n' % i for i in range(5000)))
     script = tmp_path / "s.py"
     script.write_text("def process(r):\n    return r\n")
     store = FileBlobStore(tmp_path / "blobs")
-    pack(store, LocalKeyProvider(public_key_file=kek[1]), "w1", data, script, segment_size=1000)
+    pack(store, LocalKeyProvider(public_key_file=kek[1]), "w1", data, script, segment_size=1000, signer=signer.key)
     return store, LocalKeyProvider(private_key_file=kek[0]), data.read_bytes()
+
+
+def _open(store, keys, wid):
+    from rqp.signing import TrustStore
+
+    return Workload.open(store, keys, wid, TrustStore.from_file(os.environ["RQP_TRUSTED_SIGNERS_FILE"]))
 
 
 def test_pack_and_open_round_trip(packed):
     store, keys, data = packed
-    w = Workload.open(store, keys, "w1")
+    w = _open(store, keys, "w1")
     assert b"".join(w.data_chunks()) == data
     assert w.script_source().startswith(b"def process")
     assert b'"n": 1' not in store.get(blob_name("w1", "data.enc"))
 
 
-def test_existing_workload_is_not_overwritten(packed, tmp_path, kek):
+def test_existing_workload_is_not_overwritten(packed, tmp_path, kek, signer):
     store, keys, _ = packed
     with pytest.raises(WorkloadError, match="already exists.*--replace"):
-        pack(store, keys, "w1", tmp_path / "d.jsonl", tmp_path / "s.py")
+        pack(store, keys, "w1", tmp_path / "d.jsonl", tmp_path / "s.py", signer=signer.key)
 
 
 def test_tampered_data_blob(packed):
@@ -37,7 +45,7 @@ def test_tampered_data_blob(packed):
     raw = bytearray(store.get(name))
     raw[3000] ^= 0x40
     store.put(name, bytes(raw))
-    w = Workload.open(store, keys, "w1")
+    w = _open(store, keys, "w1")
     with pytest.raises(IntegrityError, match="data of workload w1 failed authentication at segment 2"):
         b"".join(w.data_chunks())
 
@@ -47,37 +55,38 @@ def test_truncated_data_blob(packed):
     name = blob_name("w1", "data.enc")
     store.put(name, store.get(name)[:-500])
     with pytest.raises(IntegrityError, match="truncated or replaced"):
-        b"".join(Workload.open(store, keys, "w1").data_chunks())
+        b"".join(_open(store, keys, "w1").data_chunks())
 
 
 def test_tampered_manifest(packed):
+    """The signature covers the manifest: a changed field is caught before any key is unwrapped."""
     store, keys, _ = packed
     name = blob_name("w1", "manifest.json")
     store.put(name, store.get(name).replace(b'"jsonl"', b'"csv"'))
-    with pytest.raises(IntegrityError, match="manifest of workload w1 failed its integrity check"):
-        Workload.open(store, keys, "w1")
+    with pytest.raises(IntegrityError, match="workload w1 differs from what sha256:[0-9a-f]+ signed"):
+        _open(store, keys, "w1")
 
 
-def test_blobs_moved_between_workloads(packed, tmp_path, kek):
+def test_blobs_moved_between_workloads(packed, tmp_path, kek, signer):
     store, keys, _ = packed
-    pack(store, LocalKeyProvider(public_key_file=kek[1]), "w2", tmp_path / "d.jsonl", tmp_path / "s.py")
+    pack(store, LocalKeyProvider(public_key_file=kek[1]), "w2", tmp_path / "d.jsonl", tmp_path / "s.py", signer=signer.key)
     store.put(blob_name("w2", "data.enc"), store.get(blob_name("w1", "data.enc")))
     with pytest.raises(IntegrityError):
-        b"".join(Workload.open(store, keys, "w2").data_chunks())
+        b"".join(_open(store, keys, "w2").data_chunks())
 
 
 def test_wrong_key(packed, other_kek):
     store, _, _ = packed
     with pytest.raises(WrongKeyError, match="wrong key"):
-        Workload.open(store, LocalKeyProvider(private_key_file=other_kek[0]), "w1")
+        _open(store, LocalKeyProvider(private_key_file=other_kek[0]), "w1")
 
 
 def test_unknown_workload_and_bad_id(packed):
     store, keys, _ = packed
     with pytest.raises(WorkloadError, match="workload nope not found"):
-        Workload.open(store, keys, "nope")
+        _open(store, keys, "nope")
     with pytest.raises(WorkloadError, match="invalid workload id"):
-        Workload.open(store, keys, "../etc")
+        _open(store, keys, "../etc")
 
 
 def test_seal_packed_values_open_one_by_one(packed):
@@ -86,7 +95,7 @@ def test_seal_packed_values_open_one_by_one(packed):
     from rqp.lua import PAIR
 
     store, keys, _ = packed
-    w = Workload.open(store, keys, "w1")
+    w = _open(store, keys, "w1")
     values = [(7, b"seven"), (8, b""), (1_000_000, b"x" * 3000)]
     blob = w.seal_packed("record", values)
     got, nonces, pos = [], set(), 0
@@ -109,7 +118,7 @@ def test_sealed_part_decodes_and_opens(packed):
     from rqp.parts import decode_part, encode_part, seal_part
 
     store, keys, _ = packed
-    w = Workload.open(store, keys, "w1")
+    w = _open(store, keys, "w1")
     results = [(3, b'{"r":3}'), (4, b"null")]
     part = seal_part(w, results)
     entries = list(decode_part(part, "p"))

@@ -1,5 +1,8 @@
 """Run one chunk: authenticate the job, lease it, process every record, commit atomically.
 
+The records are decrypted here and handed, as one batch, to the workload's script host
+(``rqp.sandbox``): the user's ``process()`` never runs in this process, which holds the keys.
+
 Round trips per chunk, whatever its size: one to start (lease + "processing" statuses + fetch
 all record ciphertexts), one blob write for the results part, one to commit (statuses, done
 and failed bits, retries, outbox messages), one to publish the messages. RQ adds its own
@@ -20,14 +23,15 @@ from typing import Any
 import redis
 
 from rqp.config import Settings
-from rqp.errors import ForbiddenJobError, IntegrityError, RqpError, ScriptError, WorkloadError
+from rqp import sandbox
+from rqp.errors import ForbiddenJobError, IntegrityError, RqpError, WorkloadError
 from rqp.jobs import ChunkSpec, open_spec
 from rqp.keys import KeyProvider
-from rqp.layout import OUTBOX, OUTBOX_TIMES, REJECTED, WorkloadKeys, held_key, parse_job_id
+from rqp.layout import OUTBOX, OUTBOX_TIMES, REJECTED, WorkloadKeys, held_key, parse_job_id, read_pin
 from rqp.lua import Scripts, join_ids
 from rqp.messages import outbox_value, pack_statuses, publish_outbox
 from rqp.parts import part_blob, seal_part
-from rqp.script import describe_exception
+from rqp.signing import TrustStore
 from rqp.status import DONE, FAILED, QUEUED, StatusRecord, seal_start
 from rqp.storage import BlobStore, MessageQueue
 
@@ -37,7 +41,9 @@ __all__ = ["ChunkProcessor", "LeaseKeeper", "backoff_delay"]
 
 log = logging.getLogger("rqp.processor")
 REJECTED_KEEP = 1000
-_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+#: outcomes decided here, before the script host sees the record
+_MISSING = -1
+_TAMPERED = -2
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
@@ -78,13 +84,17 @@ class LeaseKeeper(threading.Thread):
 
 
 class ChunkProcessor:
-    def __init__(self, settings: Settings, client: redis.Redis, store: BlobStore, mq: MessageQueue, keys: KeyProvider, worker_name: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, client: redis.Redis, store: BlobStore, mq: MessageQueue, keys: KeyProvider, trust: TrustStore,
+        worker_name: str | None = None, pool: sandbox.ScriptPool | None = None,
+    ) -> None:
         self.settings = settings
         self.r = client
         self.store = store
         self.mq = mq
         self.scripts = Scripts(client)
-        self.contexts = ContextCache(store, keys)
+        self.contexts = ContextCache(store, keys, trust, lambda wid: read_pin(client, wid))
+        self.pool = pool or sandbox.ScriptPool(sandbox.SandboxConfig.from_settings(settings))
         self.worker = worker_name or f"{socket.gethostname()}:{os.getpid()}"
         self.lease = LeaseKeeper(client, settings.lease_seconds)
         self.lease.start()
@@ -93,15 +103,24 @@ class ChunkProcessor:
     def run(self, jid: str, workload_id: str, sealed_spec: str) -> dict[str, Any]:
         """Called by the worker for each RQ job; the only code path a job can reach."""
         try:
-            workload = self.contexts.workload(workload_id)
+            ctx = self.contexts.get(workload_id)
+            workload = ctx.workload
             spec = open_spec(workload, jid, sealed_spec)
             if parse_job_id(jid)[:2] != (workload_id, spec.chunk):
                 raise ForbiddenJobError(f"job {jid} carries the spec of chunk {spec.chunk}; rejected")
+            self.contexts.check_pin(ctx)
         except (ForbiddenJobError, WorkloadError, ValueError) as exc:
             reason = exc if isinstance(exc, ForbiddenJobError) else ForbiddenJobError(
                 f"job {jid} names workload {workload_id!r}, which rqp does not know ({exc}); rejected before any user code ran"
             )
             self._reject(jid, workload_id, str(reason))
+            raise reason from None
+        except IntegrityError as exc:
+            # unsigned, untrusted, altered or replaced: nothing of it runs; say so where the
+            # operator looks (the rejection log, and the workload's status)
+            reason = ForbiddenJobError(f"{exc} (job {jid} rejected before any user code ran)")
+            self._reject(jid, workload_id, str(reason))
+            self.r.hset(WorkloadKeys(workload_id).meta, "processor_error", f"{self.worker}: {exc}")
             raise reason from None
         except RqpError as exc:
             # a real workload this processor cannot open (wrong KEK, tampered manifest):
@@ -138,13 +157,28 @@ class ChunkProcessor:
             self.lease.release()
         return outcome
 
+    def _outcomes(self, workload: Any, records: list[tuple[int, int]], cts: list[bytes | None]) -> list[tuple[int, bytes]]:
+        """(kind, payload) per record: decrypted here, processed by the workload's script host."""
+        outcomes: list[tuple[int, bytes]] = [(_MISSING, b"")] * len(records)
+        payloads: list[bytes] = []
+        sent: list[int] = []
+        for i, ((rid, _attempt), ct) in enumerate(zip(records, cts)):
+            if ct is None:
+                outcomes[i] = (_MISSING, b"record ciphertext is missing from Redis (deleted behind rqp's back); re-schedule the workload")
+                continue
+            try:
+                payloads.append(workload.open_sealed("record", rid, ct))
+            except IntegrityError as exc:
+                outcomes[i] = (_TAMPERED, str(exc).encode())
+                continue
+            sent.append(i)
+        if payloads:
+            ctx = self.contexts.get(workload.id)
+            for i, outcome in zip(sent, self.pool.run(workload.id, ctx.source, payloads)):
+                outcomes[i] = outcome
+        return outcomes
+
     def _run_records(self, jid: str, workload: Any, spec: ChunkSpec, records: list[tuple[int, int]], cts: list[bytes | None], started: float) -> dict[str, Any]:
-        script_error: str | None = None
-        try:
-            script = self.contexts.get(workload.id).script
-        except ScriptError as exc:
-            script, script_error = None, str(exc)
-        process = script.process if script else None
         done_fmt = StatusRecord.formatter(workload.id, DONE, spec.queued_at, started, self.worker, jid)
         # done records go to the status queue as [id, attempts, finished_at] rows beside one
         # base record (rqp.messages.pack_statuses); the others as full records
@@ -157,48 +191,26 @@ class ChunkProcessor:
         retries: list[str] = []
         published: list[bytes] = []
         t0 = time.perf_counter()
-        for (rid, attempt), ct in zip(records, cts):
-            error: str | None = None
-            retryable = False
-            if script_error is not None:
-                error = script_error
-            elif ct is None:
-                error = "record ciphertext is missing from Redis (deleted behind rqp's back); re-schedule the workload"
-            else:
-                try:
-                    payload = workload.open_sealed("record", rid, ct)
-                    record = json.loads(payload)
-                except IntegrityError as exc:
-                    error = str(exc)
-                except ValueError as exc:
-                    error = f"malformed record: not valid JSON ({exc})"
-                else:
-                    try:
-                        result = process(record)  # type: ignore[misc]
-                    except Exception as exc:  # the user's code: any exception fails this record only
-                        error = f"process() raised {describe_exception(exc, workload.id)}"
-                        retryable = True
-                    else:
-                        try:
-                            out = _ENCODE(result).encode()
-                        except (TypeError, ValueError) as exc:
-                            error = f"process() returned a value that is not JSON-serializable: {exc}"
-                        else:
-                            results.append((rid, out))
-                            done.append(rid)
-                            finished = time.time()
-                            statuses.append((rid, done_fmt(rid, attempt, finished)))
-                            done_rows.append(b"[%d,%d,%r]" % (rid, attempt, finished))
-                            continue
-            now = time.time()
-            if retryable and attempt < spec.max_attempts:
-                due = now + backoff_delay(attempt, spec.backoff, spec.backoff_max)
+        outcomes = self._outcomes(workload, records, cts)
+        finished = time.time()
+        for (rid, attempt), (kind, payload) in zip(records, outcomes):
+            if kind == sandbox.OK:
+                results.append((rid, payload))
+                done.append(rid)
+                statuses.append((rid, done_fmt(rid, attempt, finished)))
+                done_rows.append(b"[%d,%d,%r]" % (rid, attempt, finished))
+                continue
+            error = payload.decode(errors="replace")
+            if kind in (sandbox.TIMED_OUT, sandbox.CRASHED):
+                log.warning("workload %s record %d: %s", workload.id, rid, error)
+            if kind in sandbox.RETRYABLE and attempt < spec.max_attempts:
+                due = finished + backoff_delay(attempt, spec.backoff, spec.backoff_max)
                 retries.append(f"{rid}:{attempt + 1}={due:.3f}")
-                st = StatusRecord(workload.id, rid, QUEUED, attempt, error, due, started, now, self.worker, jid)
+                st = StatusRecord(workload.id, rid, QUEUED, attempt, error, due, started, finished, self.worker, jid)
                 statuses.append((rid, st.to_json()))
             else:
                 failed.append(rid)
-                st = StatusRecord(workload.id, rid, FAILED, attempt, error, spec.queued_at, started, now, self.worker, jid)
+                st = StatusRecord(workload.id, rid, FAILED, attempt, error, spec.queued_at, started, finished, self.worker, jid)
                 raw = st.to_json()
                 statuses.append((rid, raw))
                 published.append(raw)

@@ -22,8 +22,9 @@ import time
 
 import redis
 
+from rqp import sandbox
 from rqp.config import Settings
-from rqp.connect import connect_redis, open_key_provider
+from rqp.connect import connect_redis, open_key_provider, open_trust_store
 from rqp.errors import RqpError
 from rqp.hardening import harden_process
 from rqp.layout import WorkloadKeys, held_key, parse_job_id
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         # fail fast, in one line, on what every worker would fail on
         r = connect_redis(settings)
         open_key_provider(settings)
+        open_trust_store(settings)
+        protections = sandbox.probe(sandbox.SandboxConfig.from_settings(settings))
         metrics = _start_host_metrics(args) if args.report_host else None
     except RqpError as exc:
         print(f"rqp-processor: error: {exc}", file=sys.stderr)
@@ -92,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     n = settings.worker_count
     procs = [_spawn(args) for _ in range(n)]
     print(f"rqp-processor: {n} worker processes on queue {settings.rq_queue!r} ({settings.redis_url_safe})", file=sys.stderr, flush=True)
+    print(f"rqp-processor: {protections.describe()}", file=sys.stderr, flush=True)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:

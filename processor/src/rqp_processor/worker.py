@@ -1,13 +1,14 @@
 """One worker process: an RQ SimpleWorker that can run nothing but rqp chunks.
 
-SimpleWorker (no fork per job) keeps the workload context -- unwrapped key, imported script --
-warm across chunks; isolation between workloads comes from the processor running only
-authenticated chunks of workloads whose key it holds.
+SimpleWorker (no fork per job) keeps the workload context -- unwrapped key, decrypted script --
+and the workload's script host warm across chunks. The user's code runs only in script hosts
+(``rqp.sandbox``): one confined process per workload, never reused for another, holding no key.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import socket
@@ -17,7 +18,8 @@ from rq import Queue, SimpleWorker
 from rq.job import get_current_job
 
 from rqp.config import Settings
-from rqp.connect import connect_redis, open_blob_store, open_key_provider, open_message_queue
+from rqp import sandbox
+from rqp.connect import connect_redis, open_blob_store, open_key_provider, open_message_queue, open_trust_store
 from rqp.errors import RqpError
 from rqp.hardening import harden_process
 from rqp.jobs import JSONSerializer, RqpJob
@@ -56,8 +58,11 @@ def build_worker(settings: Settings, name: str | None = None) -> RqpWorker:
     store = open_blob_store(settings.blob_url, retry_seconds=settings.storage_retry_seconds)
     mq = open_message_queue(settings, r)
     keys = open_key_provider(settings)
+    trust = open_trust_store(settings)
     name = name or f"rqp-{socket.gethostname()}-{os.getpid()}"
-    _PROCESSOR = ChunkProcessor(settings, r, store, mq, keys, worker_name=f"{socket.gethostname()}:{os.getpid()}")
+    pool = sandbox.ScriptPool(sandbox.SandboxConfig.from_settings(settings))
+    atexit.register(pool.close)  # no script host outlives its worker (they also die with it: PDEATHSIG)
+    _PROCESSOR = ChunkProcessor(settings, r, store, mq, keys, trust, worker_name=f"{socket.gethostname()}:{os.getpid()}", pool=pool)
     ProcessorJob.entry = staticmethod(_entry)
     queue = Queue(settings.rq_queue, connection=r, job_class=ProcessorJob, serializer=JSONSerializer)
     return RqpWorker([queue], name=name, connection=r, job_class=ProcessorJob, serializer=JSONSerializer, default_result_ttl=0)

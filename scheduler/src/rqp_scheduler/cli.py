@@ -16,8 +16,9 @@ import threading
 
 import redis
 
+from rqp import sandbox
 from rqp.config import Settings
-from rqp.connect import connect_redis, open_blob_store, open_key_provider, open_message_queue
+from rqp.connect import connect_redis, open_blob_store, open_key_provider, open_message_queue, open_trust_store
 from rqp.errors import RqpError
 from rqp.hardening import harden_process
 from rqp.layout import SUBMISSIONS, WORKLOADS
@@ -38,6 +39,10 @@ class Scheduler:
         self.store = open_blob_store(settings.blob_url, retry_seconds=settings.storage_retry_seconds)
         self.mq = open_message_queue(settings, self.r)
         self.keys = open_key_provider(settings)
+        self.trust = open_trust_store(settings)
+        self.sandbox = sandbox.SandboxConfig.from_settings(settings)
+        #: what the script hosts of this host can apply (checked against RQP_REQUIRE_SANDBOX)
+        self.protections = sandbox.probe(self.sandbox)
         self.runs: dict[str, WorkloadRun] = {}
         self.stop = threading.Event()
         self.failures: dict[str, str] = {}
@@ -45,7 +50,7 @@ class Scheduler:
     def add(self, workload_id: str) -> None:
         if workload_id in self.runs:
             return
-        run = WorkloadRun(self.settings, self.r, self.store, self.mq, self.keys, workload_id).start()
+        run = WorkloadRun(self.settings, self.r, self.store, self.mq, self.keys, self.trust, workload_id, self.sandbox).start()
         if run.finished:
             log.info("workload %s is already done; nothing to schedule", workload_id)
             return
@@ -115,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    log.info("%s", sched.protections.describe())
     if args.cmd == "run":
         for wid in args.workloads:
             try:

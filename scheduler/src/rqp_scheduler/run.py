@@ -31,15 +31,16 @@ from typing import Any
 import redis
 from rq import Queue, Worker
 
+from rqp import sandbox
 from rqp.config import Settings
 from rqp.errors import ForbiddenJobError, RqpError, ScriptError, StorageUnavailableError, WorkloadError
 from rqp.jobs import ENTRY_POINT, JOB_TIMEOUT, ChunkSpec, JSONSerializer, RqpJob, open_spec, runs_of, seal_spec
 from rqp.keys import KeyProvider
-from rqp.layout import WORKLOADS, WorkloadKeys, job_id
+from rqp.layout import PIN_FIELD, WORKLOADS, WorkloadKeys, job_id, pin_value, read_pin
 from rqp.lua import Scripts, pack_values
 from rqp.messages import flush_outbox, make_envelope, outbox_add, pack_messages, publish_outbox
 from rqp.records import parse_records
-from rqp.script import load_script
+from rqp.signing import TrustStore
 from rqp.status import FAILED, StatusRecord, read_progress
 from rqp.storage import BlobStore, MessageQueue
 from rqp.workload import Workload
@@ -76,7 +77,10 @@ def _writer() -> ThreadPoolExecutor:
 
 
 class WorkloadRun:
-    def __init__(self, settings: Settings, r: redis.Redis, store: BlobStore, mq: MessageQueue, keys: KeyProvider, workload_id: str) -> None:
+    def __init__(
+        self, settings: Settings, r: redis.Redis, store: BlobStore, mq: MessageQueue, keys: KeyProvider, trust: TrustStore, workload_id: str,
+        sandbox_config: sandbox.SandboxConfig | None = None,
+    ) -> None:
         self.settings = settings
         self.r = r
         self.store = store
@@ -86,15 +90,18 @@ class WorkloadRun:
         self.me = f"{socket.gethostname()}:{os.getpid()}"
         self.scripts = Scripts(r)
         self.queue = Queue(settings.rq_queue, connection=r, job_class=RqpJob, serializer=JSONSerializer)
-        self.workload = Workload.open(store, keys, workload_id)
+        self.sandbox = sandbox_config or sandbox.SandboxConfig.from_settings(settings)
+        # the submitter's signature is checked here, before any key is unwrapped or byte decrypted
+        self.workload = Workload.open(store, keys, workload_id, trust)
         self.records: Iterator[tuple[bytes, str | None]] | None = None
+        self._parser: Any = None
         self.exhausted = False
         self.finished = False
         self.chunk_size = settings.chunk_size
         self._last = {"reclaim": 0.0, "rq": 0.0, "outbox": 0.0, "progress": 0.0, "lock": 0.0}
         self._workers_seen = 0
         self._needs_reopen = False
-        self._script: Any = None
+        self._source: bytes | None = None
         self._bytes_enqueued = 0
         self._records_enqueued = 0
         self._cursor = 0
@@ -109,8 +116,17 @@ class WorkloadRun:
             self.finished = True
             self._release_lock()
             return self
+        if meta:
+            try:
+                # the workload that was started is the one that resumes: a replaced one is refused
+                self.workload.check_pin(read_pin(self.r, self.id))
+            except RqpError:
+                self._release_lock()
+                raise
+        source = self.workload.script_source()
         try:
-            script = load_script(self.workload.script_source(), self.id)
+            # the script's import and setup() run in a script host, never in this process
+            sandbox.check_script(self.sandbox, self.id, source)
         except ScriptError as exc:
             self._fail_workload(str(exc))
             raise
@@ -120,7 +136,8 @@ class WorkloadRun:
             pipe.hset(self.k.meta, mapping={
                 "state": RUNNING, "started_at": now, "enqueued": 0, "chunks": 0, "retry_seq": 0,
                 "format": self.workload.manifest.format, "scheduler": self.me,
-                "max_attempts": self.settings.max_attempts,
+                "max_attempts": self.settings.max_attempts, PIN_FIELD: pin_value(self.workload.seal_pin()),
+                "signer": self.workload.signer,
             })
             pipe.zadd(WORKLOADS, {self.id: now})
             pipe.execute()
@@ -130,7 +147,7 @@ class WorkloadRun:
             self.r.hset(self.k.meta, mapping={"state": RUNNING, "scheduler": self.me})
             self.r.hdel(self.k.meta, "finished_at", "error")
             log.info("workload %s: resuming after %s records", self.id, meta.get("enqueued", 0))
-        self._script = script
+        self._source = source
         self._open_records()
         return self
 
@@ -140,15 +157,27 @@ class WorkloadRun:
         meta = self._meta()
         self.exhausted = "total" in meta
         self.records = None
+        self._close_parser()
         self._cursor = int(meta.get("enqueued", 0))
         self._chunks = int(meta.get("chunks", 0))
         if not self.exhausted:
             m = self.workload.manifest
-            recs = parse_records(m.format, self.workload.data_chunks(), parse=self._script.parse, workload_id=self.id, delimiter=m.delimiter)
+            if m.format == "script":
+                # the script's parse() runs in a script host of its own, fed the decrypted data
+                assert self._source is not None
+                recs = self._parser = sandbox.parse_records(self.sandbox, self.id, self._source, self.workload.data_chunks())
+            else:
+                recs = parse_records(m.format, self.workload.data_chunks(), workload_id=self.id, delimiter=m.delimiter)
             self.records = islice(recs, int(meta.get("enqueued", 0)), None)
+
+    def _close_parser(self) -> None:
+        if self._parser is not None:
+            self._parser.close()  # ends its script host
+            self._parser = None
 
     def reset_after_error(self) -> None:
         self.records = None
+        self._close_parser()
         self._needs_reopen = True
 
     def _meta(self) -> dict[str, str]:
@@ -184,7 +213,12 @@ class WorkloadRun:
         if now - self._last["lock"] > LOCK_SECONDS / 3:
             self._renew_lock()
             self._last["lock"] = now
-        self._fill_window()
+        try:
+            self._fill_window()
+        except ScriptError as exc:  # the script's parse() failed: the workload cannot be read
+            self._fail_workload(str(exc))
+            self._close_parser()
+            raise
         self._due_retries()
         if now - self._last["reclaim"] > RECLAIM_INTERVAL:
             self._reclaim_expired()
@@ -520,6 +554,7 @@ class WorkloadRun:
         self._event("done", {k: summary[k] for k in ("total", "done", "failed", "elapsed", "records_per_second")}, durable=True)
         flush_outbox(self.r, self.mq, older_than=0)
         self._release_lock()
+        self._close_parser()
         self.finished = True
         log.info("workload %s: done: %d done, %d failed in %.1fs (%.0f records/s)", self.id, summary["done"], summary["failed"], summary["elapsed"], summary["records_per_second"])
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from . import __version__
 from .config import Settings
-from .connect import connect_redis, open_blob_store, open_key_provider, open_message_queue
+from .connect import connect_redis, open_blob_store, open_key_provider, open_message_queue, open_signing_key, open_trust_store
 from .crypto import aad, decrypt_stream
 from .errors import IntegrityError, RqpError, WorkloadError
 from .layout import SUBMISSIONS, WORKLOADS, WorkloadKeys
@@ -42,8 +42,16 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
         blob_url=getattr(args, "blob_url", None),
         kek_file=getattr(args, "kek", None),
         kek_public_file=getattr(args, "public_key", None),
+        signing_key_file=getattr(args, "signing_key", None),
+        trusted_signers_file=getattr(args, "trusted_signers", None),
         **overrides,
     )
+
+
+def _open_workload(settings: Settings, workload_id: str, store: Any = None) -> Workload:
+    """Open a workload the way the roles do: trusted signature first, then the key."""
+    store = store if store is not None else open_blob_store(settings.blob_url)
+    return Workload.open(store, open_key_provider(settings), workload_id, open_trust_store(settings))
 
 
 def _fmt_duration(seconds: float | None) -> str:
@@ -105,7 +113,18 @@ def read_results(store: Any, workload: Workload):
 def cmd_keygen(args: argparse.Namespace) -> int:
     from .keys import generate_kek
 
-    priv = Path(args.out)
+    if args.signing:
+        from .signing import generate_signing_key  # noqa: PLC0415
+
+        priv = Path(args.out or "keys/signer.pem")
+        pub = Path(args.public_out) if args.public_out else priv.with_name(priv.name.removesuffix(".pem") + ".pub.pem")
+        fp = generate_signing_key(priv, pub)
+        print(
+            f"submitter signing key {fp} (Ed25519)\n  private: {priv} (mode 0600; keep it with whoever packs: RQP_SIGNING_KEY_FILE or --signing-key)\n"
+            f"  public:  {pub} (add it to the roles' RQP_TRUSTED_SIGNERS_FILE: cat {pub} >> trusted_signers.pem)"
+        )
+        return 0
+    priv = Path(args.out or "keys/kek.pem")
     pub = Path(args.public_out) if args.public_out else priv.with_name(priv.name.removesuffix(".pem") + ".pub.pem")
     kid = generate_kek(priv, pub, bits=args.bits)
     print(f"key-encryption key {kid}\n  private: {priv} (mode 0600; mount it read-only into scheduler and processors)\n  public:  {pub} (enough to pack)")
@@ -116,6 +135,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = open_blob_store(settings.blob_url)
     keys = open_key_provider(settings, need_private=False)
+    signer = open_signing_key(settings)
     wid = args.id or new_workload_id(Path(args.data).stem)
     total = os.path.getsize(args.data) if os.path.exists(args.data) else 0
     seen = 0
@@ -131,14 +151,23 @@ def cmd_pack(args: argparse.Namespace) -> int:
             pct = 100.0 * seen / total if total else 100.0
             print(f"\rpacking {args.data}: {seen / 1e6:,.1f}/{total / 1e6:,.1f} MB ({pct:.0f}%)", end="", file=sys.stderr, flush=True)
 
-    m = pack(store, keys, wid, Path(args.data), Path(args.script), fmt=args.format, delimiter=args.delimiter, replace=args.replace, progress=progress)
+    m = pack(store, keys, wid, Path(args.data), Path(args.script), fmt=args.format, delimiter=args.delimiter, replace=args.replace, progress=progress, signer=signer)
     if show:
         print(file=sys.stderr)
     if args.submit:
         r = connect_redis(settings)
         r.rpush(SUBMISSIONS, wid)
     print(wid)
-    print(f"packed workload {wid}: data {m.data.plain_size:,} bytes -> {m.data.size:,} encrypted, script {m.script.plain_size:,} bytes, KEK {m.kek_id}, in {store.location}" + (" (submitted)" if args.submit else ""), file=sys.stderr)
+    print(f"packed workload {wid}: data {m.data.plain_size:,} bytes -> {m.data.size:,} encrypted, script {m.script.plain_size:,} bytes, KEK {m.kek_id}, signed by {signer.fingerprint}, in {store.location}" + (" (submitted)" if args.submit else ""), file=sys.stderr)
+    return 0
+
+
+def cmd_signer(args: argparse.Namespace) -> int:
+    signer = open_signing_key(_settings(args))
+    if args.pem:
+        sys.stdout.write(f"# {signer.fingerprint} ({signer.alg})\n" + signer.public_pem().decode())
+    else:
+        print(f"{signer.fingerprint} {signer.alg}")
     return 0
 
 
@@ -156,7 +185,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings(args)
     r = connect_redis(settings)
     if args.record is not None:
-        workload = Workload.open(open_blob_store(settings.blob_url), open_key_provider(settings), args.workload)
+        workload = _open_workload(settings, args.workload)
         print(json.dumps(asdict(record_status(r, workload, args.record)), indent=1))
         return 0
     while True:
@@ -185,7 +214,7 @@ def _unseal_error(settings: Settings, r: Any, workload_id: str) -> str | None:
     if not sealed or not (settings.kek_file or settings.key_vault_key_id):
         return None
     try:
-        workload = Workload.open(open_blob_store(settings.blob_url), open_key_provider(settings), workload_id)
+        workload = _open_workload(settings, workload_id)
         return workload.open_sealed("error", "", base64.b64decode(sealed)).decode()
     except (RqpError, ValueError):
         return None
@@ -204,7 +233,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_results(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = open_blob_store(settings.blob_url)
-    workload = Workload.open(store, open_key_provider(settings), args.workload)
+    workload = _open_workload(settings, args.workload, store)
     out = open(args.output, "wb") if args.output else sys.stdout.buffer
     try:
         if args.failed:
@@ -234,11 +263,12 @@ def cmd_events(args: argparse.Namespace) -> int:
     mq = open_message_queue(settings, r)
     store = open_blob_store(settings.blob_url)
     keys = open_key_provider(settings)
+    trust = open_trust_store(settings)
     cache: dict[str, Workload] = {}
 
     def workload_for(wid: str) -> Workload:
         if wid not in cache:
-            cache[wid] = Workload.open(store, keys, wid)
+            cache[wid] = Workload.open(store, keys, wid, trust)
         return cache[wid]
 
     queue = settings.events_queue if args.queue == "events" else settings.status_queue
@@ -300,10 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--redis-url", help="default: RQP_REDIS_URL")
     common.add_argument("--blob-url", help="default: RQP_BLOB_URL")
     common.add_argument("--kek", help="private key-encryption key PEM (default: RQP_KEK_FILE)")
+    common.add_argument("--trusted-signers", help="submitters' public keys (default: RQP_TRUSTED_SIGNERS_FILE)")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("keygen", help="create an RSA key-encryption key pair")
-    p.add_argument("--out", default="keys/kek.pem")
+    p = sub.add_parser("keygen", help="create an RSA key-encryption key pair, or (--signing) a submitter's Ed25519 signing key")
+    p.add_argument("--signing", action="store_true", help="a submitter signing key (default out: keys/signer.pem)")
+    p.add_argument("--out", help="private key path (default: keys/kek.pem, or keys/signer.pem with --signing)")
     p.add_argument("--public-out")
     p.add_argument("--bits", type=int, default=3072)
     p.set_defaults(func=cmd_keygen)
@@ -315,10 +347,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["jsonl", "csv", "script"], default="jsonl", help="how to split the data into records (script: its parse())")
     p.add_argument("--delimiter", default=",")
     p.add_argument("--public-key", help="public KEK PEM (default: RQP_KEK_PUBLIC_FILE, or the private key)")
+    p.add_argument("--signing-key", help="your Ed25519 signing key PEM (default: RQP_SIGNING_KEY_FILE, or RQP_SIGNING_KEY_VAULT_ID)")
     p.add_argument("--replace", action="store_true", help="overwrite an existing workload of that id")
     p.add_argument("--submit", action="store_true", help="hand it to a serving scheduler")
     p.add_argument("--progress", action="store_true", help="show progress even when not on a terminal")
     p.set_defaults(func=cmd_pack)
+
+    p = sub.add_parser("signer", parents=[common], help="the configured signing key: fingerprint, or its public key for a trusted-signers file")
+    p.add_argument("--signing-key", help="Ed25519 signing key PEM (default: RQP_SIGNING_KEY_FILE, or RQP_SIGNING_KEY_VAULT_ID)")
+    p.add_argument("--pem", action="store_true", help="print the public key (PEM) to append to RQP_TRUSTED_SIGNERS_FILE")
+    p.set_defaults(func=cmd_signer)
 
     p = sub.add_parser("submit", parents=[common], help="hand a packed workload to a serving scheduler")
     p.add_argument("workload")

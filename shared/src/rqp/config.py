@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_LEASE_SECONDS",
+    "DEFAULT_RECORD_TIMEOUT",
 ]
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -44,6 +45,9 @@ DEFAULT_RETRY_BACKOFF_MAX = 60.0
 DEFAULT_LEASE_SECONDS = 30.0
 DEFAULT_STATUS_TTL_DAYS = 7
 DEFAULT_STORAGE_RETRY_SECONDS = 300.0
+DEFAULT_RECORD_TIMEOUT = 300.0
+DEFAULT_SCRIPT_MEMORY_MB = 4096
+DEFAULT_SCRIPT_CPU_SECONDS = 3600
 
 
 def _path_or_none(value: Any) -> Path | None:
@@ -70,6 +74,24 @@ class Settings:
     kek_public_file: Path | None = None
     #: Azure Key Vault key id (``https://vault.vault.azure.net/keys/name/version``), instead of PEM files
     key_vault_key_id: str | None = None
+    #: public keys (PEM) of the submitters whose workloads this role accepts
+    trusted_signers_file: Path | None = None
+    #: the submitter's Ed25519 private key (PEM) that ``rqp pack`` signs with
+    signing_key_file: Path | None = None
+    #: or an Azure Key Vault EC P-256 key id to sign with
+    signing_key_vault_id: str | None = None
+    #: run the workload's script in a confined process of its own (false: inside the role)
+    sandbox: bool = True
+    #: refuse to start unless every sandbox protection is active on this host
+    require_sandbox: bool = False
+    #: a record whose process() runs longer than this fails alone and its script process is replaced
+    record_timeout: float = DEFAULT_RECORD_TIMEOUT
+    #: address space of a script process (MiB)
+    script_memory_mb: int = DEFAULT_SCRIPT_MEMORY_MB
+    #: CPU seconds a script process may use before it is replaced
+    script_cpu_seconds: int = DEFAULT_SCRIPT_CPU_SECONDS
+    #: extra read-only paths for scripts (colon-separated: reference data, models)
+    sandbox_read_paths: str = ""
     rq_queue: str = DEFAULT_RQ_QUEUE
     status_queue: str = DEFAULT_STATUS_QUEUE
     events_queue: str = DEFAULT_EVENTS_QUEUE
@@ -160,11 +182,15 @@ class Settings:
                 raise ConfigError(f"RQP_{name.upper()} must be at least 1, got {getattr(self, name)}")
         if self.chunk_min > self.chunk_max:
             raise ConfigError(f"RQP_CHUNK_MIN ({self.chunk_min}) is larger than RQP_CHUNK_MAX ({self.chunk_max})")
-        for name in ("lease_seconds", "chunk_target_seconds"):
+        for name in ("lease_seconds", "chunk_target_seconds", "record_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"RQP_{name.upper()} must be positive, got {getattr(self, name)}")
         if self.retry_backoff < 0 or self.retry_backoff_max < 0 or self.workers < 0 or self.window_chunks < 0:
             raise ConfigError("RQP_RETRY_BACKOFF, RQP_RETRY_BACKOFF_MAX, RQP_WORKERS and RQP_WINDOW_CHUNKS must not be negative")
+        if self.script_memory_mb < 64 or self.script_cpu_seconds < 1:
+            raise ConfigError("RQP_SCRIPT_MEMORY_MB must be at least 64 and RQP_SCRIPT_CPU_SECONDS at least 1")
+        if self.require_sandbox and not self.sandbox:
+            raise ConfigError("RQP_SANDBOX=false contradicts RQP_REQUIRE_SANDBOX=true; drop one of them")
         for name in ("rq_queue", "status_queue", "events_queue"):
             v = getattr(self, name)
             if not v or not all(c.isalnum() or c in "-_" for c in v):

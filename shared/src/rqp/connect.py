@@ -14,10 +14,11 @@ import redis
 from .config import Settings
 from .errors import ConfigError, RedisUnavailableError
 from .keys import KeyProvider, LocalKeyProvider
+from .signing import LocalSigningKey, SigningKey, TrustStore
 from .storage import BlobStore, FileBlobStore, MessageQueue, RedisMessageQueue
 from .storage.retrying import RetryingBlobStore
 
-__all__ = ["connect_redis", "open_blob_store", "open_message_queue", "open_key_provider"]
+__all__ = ["connect_redis", "open_blob_store", "open_message_queue", "open_key_provider", "open_trust_store", "open_signing_key"]
 
 REDIS_SOCKET_TIMEOUT = 30.0
 REDIS_CONNECT_TIMEOUT = 5.0
@@ -113,3 +114,27 @@ def open_key_provider(settings: Settings, *, need_private: bool = True) -> KeyPr
     if settings.kek_public_file is None:
         raise ConfigError("no key-encryption key configured: set RQP_KEK_PUBLIC_FILE (or RQP_KEK_FILE); create one with 'rqp keygen'")
     return LocalKeyProvider(public_key_file=settings.kek_public_file)
+
+
+def open_trust_store(settings: Settings) -> TrustStore:
+    """The submitters this role accepts workloads from; every role that opens a workload needs it."""
+    if settings.trusted_signers_file is None:
+        raise ConfigError(
+            "no trusted signers configured: set RQP_TRUSTED_SIGNERS_FILE to the submitters' public keys "
+            "(the .pub.pem of 'rqp keygen --signing'); rqp runs only signed workloads"
+        )
+    return TrustStore.from_file(settings.trusted_signers_file)
+
+
+def open_signing_key(settings: Settings) -> SigningKey:
+    """The key ``rqp pack`` (and ``rqp rotate-key``) signs with."""
+    if settings.signing_key_vault_id:
+        from .azure.signing import KeyVaultSigningKey  # noqa: PLC0415 - optional backend
+
+        return KeyVaultSigningKey.from_key_id(settings.signing_key_vault_id)
+    if settings.signing_key_file is None:
+        raise ConfigError(
+            "no signing key configured: set RQP_SIGNING_KEY_FILE (or pass --signing-key) to your Ed25519 key from "
+            "'rqp keygen --signing', or RQP_SIGNING_KEY_VAULT_ID to a Key Vault EC P-256 key"
+        )
+    return LocalSigningKey(settings.signing_key_file)

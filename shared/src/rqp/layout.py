@@ -3,7 +3,9 @@
 Per workload W (prefix ``rqp:w:W:``):
 
 =========  ======  ==========================================================================
-meta       hash    state, counters, timings, settings the workload was scheduled with
+meta       hash    state, counters, timings, settings the workload was scheduled with, and
+                   ``pin``: the workload's content digest sealed under its own data key at its
+                   first start (base64), so a workload replaced while unfinished is refused
 rec        hash    record id -> sealed record (deleted once the record is done)
 st         hash    record id -> sealed status record
 done       bitmap  bit per record id: done (idempotent, so re-runs never double count)
@@ -20,7 +22,11 @@ lock       string the scheduler supervising W (host:pid), with a TTL it renews
 
 from __future__ import annotations
 
-__all__ = ["WorkloadKeys", "held_key", "WORKLOADS", "OUTBOX", "OUTBOX_TIMES", "REJECTED", "SUBMISSIONS", "job_id", "parse_job_id"]
+import base64
+import binascii
+from typing import Any
+
+__all__ = ["WorkloadKeys", "held_key", "PIN_FIELD", "read_pin", "pin_value", "WORKLOADS", "OUTBOX", "OUTBOX_TIMES", "REJECTED", "SUBMISSIONS", "job_id", "parse_job_id"]
 
 #: zset of workload ids by submission time
 WORKLOADS = "rqp:workloads"
@@ -72,3 +78,22 @@ def parse_job_id(jid: str) -> tuple[str, str, int]:
     if not head.startswith("rqp-"):
         raise ValueError(jid)
     return head[4:], chunk, int(gen)
+
+
+#: the meta field holding a workload's start pin (``Workload.seal_pin``, base64)
+PIN_FIELD = "pin"
+
+
+def pin_value(sealed: bytes) -> str:
+    return base64.b64encode(sealed).decode()
+
+
+def read_pin(r: Any, workload_id: str) -> bytes | None:
+    """The sealed start pin of ``workload_id`` from Redis, or None (never started, or deleted)."""
+    raw = r.hget(f"rqp:w:{workload_id}:meta", PIN_FIELD)
+    if raw is None:
+        return None
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        return b""

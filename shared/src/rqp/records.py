@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from .errors import ScriptError, WorkloadError
+from .errors import WorkloadError
 
 __all__ = ["FORMATS", "IterStream", "parse_records"]
 
@@ -72,31 +72,11 @@ def _csv(chunks: Iterable[bytes], delimiter: str) -> Iterator[tuple[bytes, str |
         yield json.dumps(dict(zip(header, row)), separators=(",", ":")).encode(), None
 
 
-def _script(chunks: Iterable[bytes], parse: Any, workload_id: str) -> Iterator[tuple[bytes, str | None]]:
-    stream = io.BufferedReader(IterStream(chunks))
-    n = 0
-    try:
-        for record in parse(stream):
-            try:
-                payload = json.dumps(record, separators=(",", ":")).encode()
-            except (TypeError, ValueError) as exc:
-                yield b"", f"parse() produced a record that is not JSON-serializable: {exc}"
-            else:
-                yield payload, None
-            n += 1
-    except ScriptError:
-        raise
-    except Exception as exc:  # the user's parse(): its failure stops reading, reported with where
-        raise ScriptError(f"parse() in the script of workload {workload_id} raised after {n} records: {type(exc).__name__}: {exc}") from None
-
-
-def parse_records(fmt: str, chunks: Iterable[bytes], *, parse: Any = None, workload_id: str = "", delimiter: str = ",") -> Iterator[tuple[bytes, str | None]]:
+def parse_records(fmt: str, chunks: Iterable[bytes], *, workload_id: str = "", delimiter: str = ",") -> Iterator[tuple[bytes, str | None]]:
+    """rqp's own parsers; ``--format script`` (the user's ``parse()``) runs in a script host
+    instead: ``rqp.sandbox.parse_records``."""
     if fmt == "jsonl":
         return _jsonl(chunks)
     if fmt == "csv":
         return _csv(chunks, delimiter)
-    if fmt == "script":
-        if parse is None:
-            raise ScriptError(f"workload {workload_id} was packed with --format script but its script has no parse(stream) function")
-        return _script(chunks, parse, workload_id)
-    raise WorkloadError(f"unknown data format {fmt!r}; use one of {', '.join(FORMATS)}")
+    raise WorkloadError(f"unknown data format {fmt!r} for rqp's parsers; use one of jsonl, csv (or script, through rqp.sandbox)")

@@ -4,14 +4,17 @@ Every workload's data is encrypted under its own random data key; only that key 
 under the KEK (``workloads/<id>/key.json``). Rotating the KEK therefore re-wraps a few hundred
 bytes per workload and never touches ``data.enc``, ``script.enc``, results or Redis:
 
-1. read ``key.json`` and ``manifest.json``; unwrap the data key with the old KEK (or with the new
-   one, when an earlier interrupted run already re-wrapped it);
+1. read ``key.json`` and ``manifest.json``; check the submitter's signature against the trusted
+   signers (``RQP_TRUSTED_SIGNERS_FILE``), then unwrap the data key with the old KEK (or with the
+   new one, when an earlier interrupted run already re-wrapped it);
 2. verify the manifest's MAC with that data key *before* anything is rewritten, so a rotation
-   never blesses a tampered manifest with a fresh MAC;
-3. write ``key.json`` wrapped under the new KEK (an atomic blob write), then ``manifest.json``
-   naming the new ``kek_id`` with a fresh MAC (``Manifest.signed``), also atomic;
+   never blesses a tampered or unsigned workload with a fresh MAC and signature;
+3. keep the signed ``key.json`` as ``key.previous.json``, write ``key.json`` wrapped under the new
+   KEK, then ``manifest.json`` naming the new ``kek_id`` with a fresh MAC and the rotator's
+   signature (the signature covers the wrapped key, so it must be renewed; the rotator's key must
+   itself be trusted), then delete ``key.previous.json`` -- every write atomic;
 4. check the result: the new ``key.json`` names the new KEK and, when the new private key is at
-   hand, unwraps to the same data key.
+   hand, unwraps to the same data key; the new manifest verifies under the trusted signers.
 
 Each step is idempotent and the data key never changes, so a rotation interrupted at any point is
 finished by running it again, and a workload already under the new KEK is reported as such.
@@ -32,9 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import IntegrityError, KeyProviderError, RqpError, WorkloadError, WrongKeyError
+from .errors import BlobNotFoundError
 from .keys import KeyProvider, LocalKeyProvider, WrappedKey
+from .signing import SigningKey, TrustStore
 from .storage import BlobStore
-from .workload import Manifest, blob_name, check_workload_id
+from .workload import Manifest, blob_name, check_workload_id, verify_signature
 
 __all__ = ["RotationResult", "rotate_keys", "rotate_workload", "list_workloads", "add_rotate_command", "cmd_rotate_key", "open_provider", "main"]
 
@@ -78,8 +83,11 @@ def list_workloads(store: BlobStore) -> list[str]:
     return sorted(set(ids))
 
 
-def rotate_workload(store: BlobStore, old: KeyProvider | None, new: KeyProvider, workload_id: str) -> RotationResult:
-    """Re-wrap one workload's data key under ``new``; see the module docstring."""
+def rotate_workload(
+    store: BlobStore, old: KeyProvider | None, new: KeyProvider, workload_id: str, *, trust: TrustStore, signer: SigningKey
+) -> RotationResult:
+    """Re-wrap one workload's data key under ``new`` and re-sign it with ``signer``; see the
+    module docstring."""
     new_id = new.kek_id
     old_id: str | None = None
     key: bytes | None = None
@@ -93,36 +101,58 @@ def rotate_workload(store: BlobStore, old: KeyProvider | None, new: KeyProvider,
             raise WorkloadError(
                 f"workload {workload_id} has no manifest.json in {store.location} (packing never finished); re-pack it"
             )
+        previous_name = blob_name(workload_id, "key.previous.json")
         wrapped = WrappedKey.from_json(store.get(key_name))
         manifest = Manifest.from_json(store.get(manifest_name), workload_id)
         old_id = wrapped.kek_id
         already = wrapped.kek_id == new_id
+        if already and manifest.kek_id == new_id:
+            verify_signature(manifest, wrapped, trust)
+            if store.exists(previous_name):
+                store.delete(previous_name)
+            return RotationResult(workload_id, ALREADY, old_id, new_id)
         if already:
-            # re-wrapped by an earlier run; the manifest may still name the old KEK
-            if manifest.kek_id == new_id:
-                return RotationResult(workload_id, ALREADY, old_id, new_id)
-            key = new.unwrap(wrapped)
+            # re-wrapped by an interrupted run: the manifest is still signed over the old key.json
+            try:
+                previous = WrappedKey.from_json(store.get(previous_name))
+            except BlobNotFoundError:
+                raise IntegrityError(
+                    f"key.json of workload {workload_id} names {new_id} but its manifest names {manifest.kek_id} and the signed "
+                    f"key.previous.json is missing: changed outside rqp; re-pack the workload"
+                ) from None
+            verify_signature(manifest, previous, trust)
+            old_id = previous.kek_id
+            key = old.unwrap(previous) if old is not None and previous.kek_id == old.kek_id else new.unwrap(wrapped)
         elif old is None:
             raise KeyProviderError(
                 f"its data key is wrapped under KEK {wrapped.kek_id} and no old KEK was given; pass it as --old-kek (or set RQP_KEK_FILE)"
             )
         else:
+            verify_signature(manifest, wrapped, trust)
             try:
                 key = old.unwrap(wrapped)
             except WrongKeyError as exc:
                 raise WrongKeyError(f"{exc} (rotating to {new_id}: pass the KEK it is wrapped under as --old-kek)") from None
         # never re-sign a manifest that does not verify under this data key
         manifest.verify(key)
-        if not already:
-            store.put(key_name, new.wrap(key).to_json())
-        store.put(manifest_name, dataclasses.replace(manifest, kek_id=new_id, mac="").signed(key).to_json())
+        if already:
+            new_wrapped = wrapped
+        else:
+            store.put(previous_name, wrapped.to_json())  # still what the manifest's signature covers
+            new_wrapped = new.wrap(key)
+            store.put(key_name, new_wrapped.to_json())
+        rotated = dataclasses.replace(manifest, kek_id=new_id, mac="", signature=None).signed(key).with_signature(signer, new_wrapped)
+        store.put(manifest_name, rotated.to_json())
+        store.delete(previous_name)
         # read back what a role will read
         check = WrappedKey.from_json(store.get(key_name))
         if check.kek_id != new_id:
             raise IntegrityError(f"key.json of workload {workload_id} does not name {new_id} after rewriting it; the blob store lost the write")
         if _can_unwrap(new) and new.unwrap(check) != key:
             raise IntegrityError(f"key.json of workload {workload_id} does not unwrap to its data key under {new_id} after rewriting it")
-        Manifest.from_json(store.get(manifest_name), workload_id).verify(key)
+        final = Manifest.from_json(store.get(manifest_name), workload_id)
+        final.verify(key)
+        verify_signature(final, check, trust)
         return RotationResult(workload_id, ROTATED, old_id, new_id)
     except RqpError as exc:
         return RotationResult(workload_id, ERROR, old_id, new_id, str(exc))
@@ -136,12 +166,20 @@ def _can_unwrap(provider: KeyProvider) -> bool:
     return True
 
 
-def rotate_keys(store: BlobStore, old: KeyProvider | None, new: KeyProvider, workloads: list[str] | None = None) -> list[RotationResult]:
+def rotate_keys(
+    store: BlobStore, old: KeyProvider | None, new: KeyProvider, workloads: list[str] | None = None, *, trust: TrustStore, signer: SigningKey
+) -> list[RotationResult]:
     """Re-wrap the data keys of ``workloads`` (default: every workload in ``store``) under
-    ``new``. Returns one ``RotationResult`` per workload; one workload's error does not stop the
-    others. Idempotent: running it again after success reports every workload ``already``."""
+    ``new``, re-signed by ``signer``. Returns one ``RotationResult`` per workload; one workload's
+    error does not stop the others. Idempotent: running it again after success reports every
+    workload ``already``."""
+    if signer.fingerprint not in trust.signers:
+        raise KeyProviderError(
+            f"your signing key {signer.fingerprint} is not in RQP_TRUSTED_SIGNERS_FILE ({trust.source}): the roles would refuse "
+            f"every rotated workload; add its public key there first ('rqp signer --pem')"
+        )
     ids = list(dict.fromkeys(workloads)) if workloads else list_workloads(store)
-    return [rotate_workload(store, old, new, wid) for wid in ids]
+    return [rotate_workload(store, old, new, wid, trust=trust, signer=signer) for wid in ids]
 
 
 # ------------------------------------------------------------------------------- command
@@ -166,9 +204,12 @@ def open_provider(spec: str, what: str) -> KeyProvider:
 
 def cmd_rotate_key(args: argparse.Namespace) -> int:
     from .config import Settings  # noqa: PLC0415 - keep this module light to import
-    from .connect import open_blob_store, open_key_provider  # noqa: PLC0415
+    from .connect import open_blob_store, open_key_provider, open_signing_key, open_trust_store  # noqa: PLC0415
 
-    settings = Settings.load(getattr(args, "config", None), blob_url=getattr(args, "blob_url", None))
+    settings = Settings.load(
+        getattr(args, "config", None), blob_url=getattr(args, "blob_url", None),
+        signing_key_file=getattr(args, "signing_key", None), trusted_signers_file=getattr(args, "trusted_signers", None),
+    )
     store = open_blob_store(settings.blob_url)
     new = open_provider(args.new_kek, "new key-encryption key file")
     if args.old_kek:
@@ -177,7 +218,7 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
         old = open_key_provider(settings)
     else:
         old = None
-    results = rotate_keys(store, old, new, args.workloads or None)
+    results = rotate_keys(store, old, new, args.workloads or None, trust=open_trust_store(settings), signer=open_signing_key(settings))
     if not results:
         print(f"no workloads in {store.location}; nothing to rotate", file=sys.stderr)
         return 0
@@ -201,7 +242,8 @@ def add_rotate_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
         help="re-wrap workloads' data keys under a new key-encryption key (data is not re-encrypted)",
         description=(
             "Re-wrap the data key of every workload in the blob store (or of the named ones) under a new "
-            "key-encryption key and re-sign their manifests. Data, scripts and results are not touched. "
+            "key-encryption key and re-sign their manifests with your (trusted) signing key. Data, scripts and "
+            "results are not touched. "
             "Idempotent: run it again after an interruption. Afterwards point RQP_KEK_FILE at the new key "
             "and revoke the old one."
         ),
@@ -209,6 +251,8 @@ def add_rotate_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("workloads", nargs="*", metavar="WORKLOAD", help="workload ids (default: every workload in the blob store)")
     p.add_argument("--new-kek", required=True, metavar="NEW.pem", help="new KEK: private or public PEM, or a Key Vault key id")
     p.add_argument("--old-kek", metavar="OLD.pem", help="current KEK: private PEM or Key Vault key id (default: RQP_KEK_FILE)")
+    p.add_argument("--signing-key", metavar="SIGNER.pem", help="your signing key, trusted by the roles (default: RQP_SIGNING_KEY_FILE)")
+    p.add_argument("--trusted-signers", metavar="FILE", help="the roles' trusted signers (default: RQP_TRUSTED_SIGNERS_FILE)")
     p.add_argument("--config", help="TOML settings file (default: RQP_CONFIG)")
     p.add_argument("--blob-url", help="default: RQP_BLOB_URL")
     p.set_defaults(func=cmd_rotate_key)

@@ -5,7 +5,9 @@ Blobs under ``workloads/<id>/``:
 * ``data.enc``, ``script.enc`` -- encrypted streams (AAD binds workload id and role of the blob)
 * ``key.json``                  -- the data key wrapped under the KEK
 * ``manifest.json``             -- sizes and SHA-256 of both ciphertexts, format, KEK id; MACed
-                                   with the data key, written last (its presence = complete)
+                                   with the data key and signed by the submitter (the signature
+                                   also covers the wrapped key), written last (its presence =
+                                   complete)
 * ``parts/<chunk>.<job>``       -- per-chunk encrypted results, written by processors
 * ``results.enc``, ``summary.enc`` -- written by the scheduler when the workload ends
 """
@@ -29,9 +31,10 @@ from .errors import BlobNotFoundError, IntegrityError, WorkloadError
 from .lua import PAIR
 from .keys import KeyProvider, WrappedKey
 from .records import FORMATS
+from .signing import SIGNATURE_DOMAIN, Signature, SigningKey, TrustStore
 from .storage import BlobStore
 
-__all__ = ["Manifest", "BlobInfo", "Workload", "pack", "check_workload_id", "blob_name", "new_workload_id"]
+__all__ = ["Manifest", "BlobInfo", "Workload", "pack", "verify_signature", "check_workload_id", "blob_name", "new_workload_id"]
 
 MANIFEST_FORMAT = "rqp-workload/1"
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -76,15 +79,41 @@ class Manifest:
     delimiter: str = ","
     segment_size: int = DEFAULT_SEGMENT_SIZE
     mac: str = ""
+    #: the submitter's signature (``rqp.signing.Signature.to_dict``) over ``signing_message``
+    signature: dict[str, str] | None = None
 
-    def _body(self) -> bytes:
+    def _doc(self) -> dict[str, Any]:
         doc = asdict(self)
         doc.pop("mac")
+        doc.pop("signature")
         doc["manifest_format"] = MANIFEST_FORMAT
-        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        return doc
+
+    def _body(self) -> bytes:
+        return json.dumps(self._doc(), sort_keys=True, separators=(",", ":")).encode()
 
     def signed(self, key: bytes) -> "Manifest":
+        """With a fresh MAC under the data key (integrity; the signature says who)."""
         return Manifest(**{**self.__dict__, "mac": mac(key, aad("manifest", self.workload) + self._body())})
+
+    def signing_message(self, wrapped: WrappedKey) -> bytes:
+        """What the submitter signs: the workload id, everything in the manifest (format, data
+        and script digests and sizes, creation time, KEK id) and the wrapped data key."""
+        doc = {
+            "manifest": self._doc(),
+            "wrapped_key": {"kek_id": wrapped.kek_id, "algorithm": wrapped.algorithm, "sha256": hashlib.sha256(wrapped.wrapped).hexdigest()},
+        }
+        return SIGNATURE_DOMAIN + json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+    def with_signature(self, signer: SigningKey, wrapped: WrappedKey) -> "Manifest":
+        return Manifest(**{**self.__dict__, "signature": signer.signature(self.signing_message(wrapped)).to_dict()})
+
+    def content_digest(self) -> str:
+        """SHA-256 of what the workload *is* -- id, creation time, format, data and script -- but
+        not of how its key is wrapped, so a KEK rotation keeps it. Pinned at the first start."""
+        doc = self._doc()
+        doc.pop("kek_id")
+        return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
     def verify(self, key: bytes) -> None:
         verify_mac(key, aad("manifest", self.workload) + self._body(), self.mac, f"manifest of workload {self.workload}")
@@ -152,8 +181,10 @@ def pack(
     replace: bool = False,
     segment_size: int = DEFAULT_SEGMENT_SIZE,
     progress: Callable[[int], None] | None = None,
+    signer: SigningKey,
 ) -> Manifest:
-    """Encrypt ``data`` and ``script`` under a fresh data key and upload them, streaming."""
+    """Encrypt ``data`` and ``script`` under a fresh data key, upload them (streaming), and sign
+    the manifest and the wrapped key with the submitter's ``signer``."""
     check_workload_id(workload_id)
     if fmt not in FORMATS:
         raise WorkloadError(f"unknown data format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -173,7 +204,8 @@ def pack(
             name = blob_name(workload_id, f"{role}.enc")
             store.put_stream(name, ct)
             infos[role] = BlobInfo(name, ct.size, ct.sha.hexdigest(), plain.size)
-        store.put(blob_name(workload_id, "key.json"), keys.wrap(key).to_json())
+        wrapped = keys.wrap(key)
+        store.put(blob_name(workload_id, "key.json"), wrapped.to_json())
         manifest = Manifest(
             workload=workload_id,
             created=time.time(),
@@ -183,36 +215,71 @@ def pack(
             script=infos["script"],
             delimiter=delimiter,
             segment_size=segment_size,
-        ).signed(key)
+        ).signed(key).with_signature(signer, wrapped)
         store.put(blob_name(workload_id, "manifest.json"), manifest.to_json())
         return manifest
     finally:
         del key
 
 
-class Workload:
-    """An opened workload: manifest verified, data key unwrapped (held in memory only)."""
+def verify_signature(manifest: Manifest, wrapped: WrappedKey, trust: TrustStore) -> str:
+    """The fingerprint of the trusted submitter who signed exactly this manifest and wrapped key;
+    ``IntegrityError`` (naming the signer) for an unsigned, untrusted or altered workload."""
+    signature = Signature.from_dict(manifest.signature, manifest.workload) if manifest.signature is not None else None
+    return trust.verify(manifest.workload, manifest.signing_message(wrapped), signature).fingerprint
 
-    def __init__(self, store: BlobStore, manifest: Manifest, key: bytes) -> None:
+
+class Workload:
+    """An opened workload: signature and manifest verified, data key unwrapped (memory only)."""
+
+    def __init__(self, store: BlobStore, manifest: Manifest, key: bytes, signer: str = "") -> None:
         self.store = store
         self.manifest = manifest
         self.id = manifest.workload
         self.key = key
+        self.signer = signer
         self.sealer = Sealer(key)
         self._aad: dict[str, bytes] = {}
 
     @classmethod
-    def open(cls, store: BlobStore, keys: KeyProvider, workload_id: str) -> "Workload":
+    def open(cls, store: BlobStore, keys: KeyProvider, workload_id: str, trust: TrustStore) -> "Workload":
+        """Read, check the submitter's signature *before* unwrapping anything, unwrap, verify."""
         check_workload_id(workload_id)
         try:
             raw = store.get(blob_name(workload_id, "manifest.json"))
         except BlobNotFoundError:
             raise WorkloadError(f"workload {workload_id} not found in {store.location}; pack it with 'rqp pack' or check RQP_BLOB_URL") from None
         manifest = Manifest.from_json(raw, workload_id)
-        wrapped = WrappedKey.from_json(store.get(blob_name(workload_id, "key.json")))
+        try:
+            wrapped = WrappedKey.from_json(store.get(blob_name(workload_id, "key.json")))
+        except BlobNotFoundError:
+            raise IntegrityError(f"key.json of workload {workload_id} is missing from {store.location}; re-pack the workload") from None
+        signer = verify_signature(manifest, wrapped, trust)
         key = keys.unwrap(wrapped)
         manifest.verify(key)
-        return cls(store, manifest, key)
+        return cls(store, manifest, key, signer)
+
+    # the pin: what the workload was at its first start, sealed under its own data key ------
+    def seal_pin(self) -> bytes:
+        return self.seal("pin", "", self.manifest.content_digest().encode())
+
+    def check_pin(self, sealed: bytes | None) -> None:
+        """``IntegrityError`` unless ``sealed`` is this workload's pin: a workload replaced while
+        unfinished (re-packed, or an older signed version put back) is refused, not run."""
+        if sealed is None:
+            raise IntegrityError(
+                f"workload {self.id} has no start pin in Redis: no scheduler started it (or the pin was deleted), so it "
+                f"cannot be told apart from a replaced workload; schedule it with rqp-scheduler, or run it under a new id"
+            )
+        try:
+            pinned = self.open_sealed("pin", "", sealed).decode()
+        except IntegrityError:
+            pinned = ""
+        if pinned != self.manifest.content_digest():
+            raise IntegrityError(
+                f"workload {self.id} was replaced while unfinished: this version (signed by {self.signer or 'unknown'}) is not "
+                f"the one pinned at its first start; let that one finish, and submit the new one under a new id"
+            )
 
     def _check_blob(self, info: BlobInfo, what: str) -> None:
         try:

@@ -1,0 +1,184 @@
+"""Run a workload's script where no key, credential, connection or other workload can be reached.
+
+The user's code -- the script's module-level code and ``setup()``, ``parse()`` in the scheduler,
+``process()`` in the processors -- runs in a *script host*: a fresh interpreter started with a
+minimal environment and two pipes, which confines itself (Landlock, seccomp, rlimits; see
+``_confine``) before it receives the script. The role keeps the keys: it decrypts the records
+of one chunk, sends them over the pipe in one batch, and seals what comes back. A host serves one
+workload and is never reused for another; it is replaced when a record times out
+(``RQP_RECORD_TIMEOUT``) or the host dies (``os._exit``, a segfault, the memory limit), and only
+the record in hand fails.
+
+``RQP_SANDBOX=false`` runs the same code inside the role (benchmarks, trusted single-tenant
+scripts); ``RQP_REQUIRE_SANDBOX=true`` refuses to start unless every protection is active.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+
+from ..errors import ScriptError
+from . import _protocol as P
+from ._client import HostFailure, InProcessHost, Protections, SandboxConfig, SandboxError, ScriptHost
+
+__all__ = [
+    "SandboxConfig", "Protections", "SandboxError", "ScriptPool", "probe", "check_script", "parse_records",
+    "OK", "RAISED", "MALFORMED", "NOT_JSON", "TIMED_OUT", "CRASHED", "NO_SCRIPT", "RETRYABLE",
+    "MAX_HOSTS", "IDLE_SECONDS",
+]
+
+OK, RAISED, MALFORMED, NOT_JSON = P.OK, P.RAISED, P.MALFORMED, P.NOT_JSON
+TIMED_OUT, CRASHED, NO_SCRIPT, RETRYABLE = P.TIMED_OUT, P.CRASHED, P.NO_SCRIPT, P.RETRYABLE
+
+#: script hosts a worker keeps alive (one per workload, least recently used first out)
+MAX_HOSTS = 2
+#: a host unused this long is ended, so an idle worker holds no script's memory
+IDLE_SECONDS = 300.0
+#: how long a script that failed to load is not tried again in this worker
+BROKEN_SECONDS = 30.0
+
+log = logging.getLogger("rqp.sandbox")
+Host = ScriptHost | InProcessHost
+
+
+def _new_host(config: SandboxConfig, workload_id: str) -> Host:
+    host: Host = ScriptHost(config, workload_id) if config.enabled else InProcessHost(config, workload_id)
+    try:
+        host.start().check(config.require, "script host")
+    except BaseException:
+        host.close()
+        raise
+    return host
+
+
+def probe(config: SandboxConfig) -> Protections:
+    """Start a host, read what it could apply, end it: what a role logs (and checks) at start."""
+    host = _new_host(config, "probe") if not config.require else None
+    if host is None:  # check after closing, so the refusal is the one line the caller prints
+        host = ScriptHost(config, "probe") if config.enabled else InProcessHost(config, "probe")
+        try:
+            protections = host.start()
+        finally:
+            host.close()
+        protections.check(True, "this host")
+        return protections
+    host.close()
+    return host.protections
+
+
+def check_script(config: SandboxConfig, workload_id: str, source: bytes) -> dict[str, object]:
+    """Import the script and run its ``setup()`` in a host: ``ScriptError`` with the reason
+    when it does not load. Returns what the host found (``{"parse": bool}``)."""
+    host = _new_host(config, workload_id)
+    try:
+        return host.load(source)
+    finally:
+        host.close()
+
+
+def parse_records(config: SandboxConfig, workload_id: str, source: bytes, chunks: Iterable[bytes]) -> Iterator[tuple[bytes, str | None]]:
+    """The script's ``parse()`` over the decrypted ``chunks``, in a host of its own: yields
+    ``(payload, None)`` per record, or ``(b"", error)`` for one that is not JSON. The host ends
+    with the generator (close it to stop early)."""
+    host = _new_host(config, workload_id)
+    try:
+        info = host.load(source)
+        if not info.get("parse"):
+            raise ScriptError(f"workload {workload_id} was packed with --format script but its script has no parse(stream) function")
+        for kind, data in host.parse(chunks):
+            if kind == OK:
+                yield data, None
+            else:
+                yield b"", data.decode(errors="replace")
+    finally:
+        host.close()
+
+
+class ScriptPool:
+    """A worker's script hosts, one per workload, kept warm across chunks."""
+
+    def __init__(self, config: SandboxConfig, *, max_hosts: int = MAX_HOSTS, idle_seconds: float = IDLE_SECONDS) -> None:
+        self.config = config
+        self.max_hosts = max_hosts
+        self.idle_seconds = idle_seconds
+        self._hosts: OrderedDict[str, Host] = OrderedDict()
+        self._broken: dict[str, tuple[float, str]] = {}
+
+    def run(self, workload_id: str, source: Callable[[], bytes], payloads: list[bytes]) -> list[tuple[int, bytes]]:
+        """``process()`` on every payload: (kind, payload) per record, in order. A record that
+        times out or takes its host down fails alone; the others run in a new host."""
+        self._reap()
+        n = len(payloads)
+        outcomes: list[tuple[int, bytes]] = [(NO_SCRIPT, b"")] * n
+        todo = list(range(n))
+        while todo:
+            try:
+                host = self._host(workload_id, source)
+            except ScriptError as exc:
+                for i in todo:
+                    outcomes[i] = (NO_SCRIPT, str(exc).encode())
+                break
+            try:
+                got = host.run([payloads[i] for i in todo])
+            except HostFailure as failure:
+                self._hosts.pop(workload_id, None)
+                for j, outcome in enumerate(failure.results):
+                    outcomes[todo[j]] = outcome
+                done = len(failure.results)
+                if failure.index is not None:
+                    outcomes[todo[failure.index]] = (failure.kind, failure.message.encode())
+                todo = [i for j, i in enumerate(todo) if j >= done and j != failure.index]
+                continue
+            for j, outcome in enumerate(got):
+                outcomes[todo[j]] = outcome
+            todo = []
+            if host.cpu_seconds() > self.config.cpu_seconds / 2:
+                self._retire(workload_id)  # a fresh one before the CPU limit can hit a record
+        return outcomes
+
+    def _host(self, workload_id: str, source: Callable[[], bytes]) -> Host:
+        host = self._hosts.get(workload_id)
+        if host is not None and host.alive:
+            self._hosts.move_to_end(workload_id)
+            return host
+        if host is not None:
+            self._retire(workload_id)
+        broken = self._broken.get(workload_id)
+        if broken and time.monotonic() - broken[0] < BROKEN_SECONDS:
+            raise ScriptError(broken[1])
+        host = _new_host(self.config, workload_id)
+        try:
+            host.load(source())
+        except ScriptError as exc:
+            host.close()
+            self._broken[workload_id] = (time.monotonic(), str(exc))
+            raise
+        self._broken.pop(workload_id, None)
+        self._hosts[workload_id] = host
+        while len(self._hosts) > self.max_hosts:
+            wid, old = self._hosts.popitem(last=False)
+            old.close()
+        return host
+
+    def _retire(self, workload_id: str) -> None:
+        host = self._hosts.pop(workload_id, None)
+        if host is not None:
+            host.close()
+
+    def _reap(self) -> None:
+        now = time.monotonic()
+        for wid, host in list(self._hosts.items()):
+            if now - host.last_used > self.idle_seconds or not host.alive:
+                self._retire(wid)
+
+    def forget(self, workload_id: str) -> None:
+        """End the workload's host (its workload is finished or was replaced)."""
+        self._retire(workload_id)
+        self._broken.pop(workload_id, None)
+
+    def close(self) -> None:
+        for wid in list(self._hosts):
+            self._retire(wid)

@@ -1,0 +1,631 @@
+"""The role's side of a script host: start it, feed it, watch it, replace it.
+
+A ``ScriptHost`` is one confined interpreter for one workload. The role talks to it through
+non-blocking pipes and a selector, so a host that stops reading or writing never blocks the
+role, and it reads the shared "record in hand" page to know which record a host that hangs or
+dies was working on. Everything the host sends is checked as untrusted input.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import selectors
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import RqpError, ScriptError
+from . import _protocol as P
+from . import _runner
+
+__all__ = ["SandboxConfig", "Protections", "ScriptHost", "InProcessHost", "HostFailure", "SandboxError"]
+
+HOST_SCRIPT = Path(__file__).with_name("_host.py")
+#: how long a fresh host may take to start and confine itself
+START_TIMEOUT = 30.0
+#: how often a waiting role looks at the record-in-hand page
+WATCH_INTERVAL = 1.0
+MAX_FRAME = 256 << 20
+_READ_SIZE = 1 << 20
+
+
+class SandboxError(RqpError):
+    """The sandbox cannot run scripts here (the host does not start, or protections are missing)."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """What a script host gets: its limits, what it may read, and what must stay out of reach."""
+
+    #: run scripts in confined processes (False: inside the role, for benchmarks and trusted code)
+    enabled: bool = True
+    #: refuse to run any script unless every protection in ``_confine.REQUIRED`` is active
+    require: bool = False
+    record_timeout: float = 300.0
+    memory_mb: int = 4096
+    cpu_seconds: int = 3600
+    open_files: int = 256
+    file_mb: int = 1024
+    #: extra read-only paths (reference data, models)
+    read_paths: tuple[str, ...] = ()
+    #: secrets that must not be readable from the host (checked after confinement)
+    forbidden: tuple[str, ...] = ()
+    tmp_root: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "SandboxConfig":
+        forbidden = [
+            str(p) for p in (settings.kek_file, settings.redis_password_file, settings.trusted_signers_file,
+                             settings.signing_key_file, settings.redis_ca_file) if p
+        ]
+        return cls(
+            enabled=settings.sandbox, require=settings.require_sandbox, record_timeout=settings.record_timeout,
+            memory_mb=settings.script_memory_mb, cpu_seconds=settings.script_cpu_seconds,
+            read_paths=tuple(p for p in settings.sandbox_read_paths.split(":") if p), forbidden=tuple(forbidden),
+        )
+
+    def host_config(self, tmpdir: str) -> dict[str, Any]:
+        return {
+            "memory_bytes": self.memory_mb << 20, "cpu_seconds": self.cpu_seconds, "open_files": self.open_files,
+            "file_bytes": self.file_mb << 20, "tmpdir": tmpdir, "read_paths": list(self.read_paths),
+            "devices": ["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"], "forbidden": list(self.forbidden),
+        }
+
+
+@dataclass(frozen=True)
+class Protections:
+    """What a script host reported it could apply to itself."""
+
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def missing(self) -> list[str]:
+        out = list(self.report.get("missing", ()))
+        if self.report.get("exposed"):
+            out.append("secrets readable: " + ", ".join(self.report["exposed"]))
+        return out
+
+    def describe(self) -> str:
+        """One line for the log: what is active, then what is not."""
+        r = self.report
+        if r.get("in_process"):
+            return "OFF (RQP_SANDBOX=false): the workload's script runs inside this process, next to its keys"
+        on = ["separate process (no keys, no credentials, minimal environment)"]
+        if r.get("landlock_fs"):
+            extra = [x for x, k in (("tcp", "landlock_net"), ("signals, abstract sockets", "landlock_scopes")) if r.get(k)]
+            on.append(f"landlock ABI {r['landlock_abi']} (files{', ' + ', '.join(extra) if extra else ''})")
+        if r.get("seccomp"):
+            on.append("seccomp (no sockets, fork, exec, ptrace)")
+        if r.get("rlimits"):
+            lim = r.get("limits", {})
+            on.append("rlimits (" + ", ".join(f"{k} {v}" for k, v in lim.items()) + ", core 0)" if lim else "rlimits")
+        if r.get("no_new_privs"):
+            on.append("no_new_privs")
+        text = "sandbox: " + ", ".join(on)
+        problems = [r[k] for k in ("landlock_problem", "seccomp_problem") if r.get(k)] + list(r.get("rlimit_problems", ()))
+        if self.missing:
+            text += "; MISSING: " + ", ".join(self.missing) + (f" ({'; '.join(problems)})" if problems else "")
+        return text
+
+    def check(self, required: bool, role: str) -> None:
+        if required and self.missing:
+            raise SandboxError(
+                f"{role}: the script sandbox is incomplete on this host (missing: {', '.join(self.missing)}); "
+                f"RQP_REQUIRE_SANDBOX=true refuses to run scripts without it -- use a kernel with Landlock and seccomp, "
+                f"or set RQP_REQUIRE_SANDBOX=false to accept the risk"
+            )
+
+
+class HostFailure(Exception):
+    """A host stopped mid-batch: ``results`` are the outcomes it delivered before, ``index`` the
+    record it had in hand, ``kind``/``message`` what happened to that record."""
+
+    def __init__(self, results: list[tuple[int, bytes]], index: int | None, kind: int, message: str) -> None:
+        super().__init__(message)
+        self.results = results
+        self.index = index
+        self.kind = kind
+        self.message = message
+
+
+_SIGNAL_REASONS = {
+    signal.SIGKILL: "was killed (SIGKILL: out of memory, or killed from outside)",
+    signal.SIGSEGV: "crashed with SIGSEGV (a fault in native code)",
+    signal.SIGBUS: "crashed with SIGBUS (a fault in native code)",
+    signal.SIGABRT: "aborted (SIGABRT)",
+    signal.SIGXCPU: "used up its CPU time limit (RQP_SCRIPT_CPU_SECONDS)",
+    signal.SIGSYS: "made a system call the sandbox forbids (SIGSYS)",
+    signal.SIGFPE: "crashed with SIGFPE (an arithmetic fault in native code)",
+}
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is None:
+        return "stopped answering"
+    if code < 0:
+        try:
+            sig = signal.Signals(-code)
+        except ValueError:
+            return f"was killed by signal {-code}"
+        return _SIGNAL_REASONS.get(sig, f"was killed by {sig.name}")
+    return f"exited with status {code} (os._exit(), or a fatal error in native code)"
+
+
+def _fmt_seconds(s: float) -> str:
+    return f"{s:g}"
+
+
+class ScriptHost:
+    """One confined interpreter that serves one workload and is never reused for another."""
+
+    def __init__(self, config: SandboxConfig, workload_id: str) -> None:
+        self.config = config
+        self.workload_id = workload_id
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.protections = Protections()
+        self.tmpdir = ""
+        self.loaded: dict[str, Any] = {}
+        self.last_used = time.monotonic()
+        self._page: mmap.mmap | None = None
+        self._buf = P.FrameBuffer()
+        self._sel: selectors.BaseSelector | None = None
+        self._batch_size = 0
+
+    # ------------------------------------------------------------------------ lifecycle
+    def start(self) -> Protections:
+        self.tmpdir = tempfile.mkdtemp(prefix="rqp-script-", dir=self.config.tmp_root)
+        memfd = os.memfd_create("rqp-in-hand", os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(memfd, mmap.PAGESIZE)
+            self._page = mmap.mmap(memfd, mmap.PAGESIZE)
+            # pass_fds keeps the descriptor's number in the child: the host is told which it is
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", "-B", str(HOST_SCRIPT), str(memfd)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                env=self._env(), cwd=self.tmpdir, close_fds=True, start_new_session=True, pass_fds=(memfd,), bufsize=0,
+            )
+        finally:
+            os.close(memfd)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        os.set_blocking(self.proc.stdin.fileno(), False)
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(self.proc.stdout, selectors.EVENT_READ)
+        try:
+            self._send(P.frame(P.CONFIG, json.dumps(self.config.host_config(self.tmpdir)).encode()), START_TIMEOUT, "start")
+            kind, payload = self._expect(START_TIMEOUT, "start")
+        except ScriptError as exc:
+            self.close()
+            raise SandboxError(f"the script sandbox failed to start: {exc}") from None
+        if kind != P.READY:
+            self.close()
+            raise SandboxError(f"the script sandbox failed to start: {payload.decode(errors='replace')}")
+        report = json.loads(payload)
+        report["limits"] = {
+            "memory": f"{self.config.memory_mb} MiB", "cpu": f"{self.config.cpu_seconds} s",
+            "open files": self.config.open_files, "file size": f"{self.config.file_mb} MiB",
+        }
+        self.protections = Protections(report)
+        return self.protections
+
+    def _env(self) -> dict[str, str]:
+        return {
+            "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": self.tmpdir, "TMPDIR": self.tmpdir,
+            # parallelism comes from workers: native libraries get one thread each
+            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1",
+        }
+
+    def load(self, source: bytes) -> dict[str, Any]:
+        """Send the script; the host imports it and calls ``setup()``. ``ScriptError`` if that fails."""
+        wid = self.workload_id.encode()
+        self._send(P.frame(P.SCRIPT, struct.pack(">H", len(wid)) + wid + source), self.config.record_timeout, "load")
+        kind, payload = self._expect(self.config.record_timeout, "load")
+        if kind == P.ERROR:
+            raise ScriptError(payload.decode(errors="replace"))
+        if kind != P.LOADED:
+            raise ScriptError(f"the script host of workload {self.workload_id} answered {kind} to its script")
+        try:
+            self.loaded = dict(json.loads(payload))
+        except (ValueError, TypeError):
+            self.loaded = {}
+        return self.loaded
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def cpu_seconds(self) -> float:
+        """CPU time the host has used (user + system), from /proc; 0 when unknown."""
+        if self.proc is None:
+            return 0.0
+        try:
+            with open(f"/proc/{self.proc.pid}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
+    def close(self) -> None:
+        """End the host (EOF first, then SIGKILL) and remove its temporary directory."""
+        proc = self.proc
+        if proc is not None:
+            if self._sel is not None:
+                self._sel.close()
+                self._sel = None
+            for f in (proc.stdin, proc.stdout):
+                try:
+                    if f is not None:
+                        f.close()
+                except OSError:
+                    pass
+            try:
+                proc.wait(0.5)
+            except subprocess.TimeoutExpired:
+                self._kill()
+            self.proc = None
+        if self._page is not None:
+            self._page.close()
+            self._page = None
+        if self.tmpdir:
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            self.tmpdir = ""
+
+    def _kill(self) -> int | None:
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                proc.kill()
+        try:
+            return proc.wait(5)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def __enter__(self) -> "ScriptHost":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------ plumbing
+    def _in_hand(self) -> int:
+        assert self._page is not None
+        return P.IN_HAND.unpack_from(self._page, 0)[0]
+
+    def _died(self, what: str) -> str:
+        code = self.proc.poll() if self.proc else None
+        if code is None:
+            code = self._kill()
+        return f"the script process of workload {self.workload_id} {_exit_reason(code)} during {what}"
+
+    def _send(self, data: bytes, timeout: float, what: str) -> None:
+        """Write all of ``data``, reading nothing (used before the host has anything to say)."""
+        assert self.proc is not None and self.proc.stdin is not None
+        view = memoryview(data)
+        fd = self.proc.stdin.fileno()
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_WRITE)
+            while view:
+                try:
+                    n = os.write(fd, view[: 1 << 20])
+                    view = view[n:]
+                    continue
+                except BlockingIOError:
+                    pass
+                except (BrokenPipeError, ConnectionResetError):
+                    raise ScriptError(self._died(what)) from None
+                left = deadline - time.monotonic()
+                if left <= 0 or not sel.select(min(left, WATCH_INTERVAL)) and time.monotonic() >= deadline:
+                    self._kill()
+                    raise ScriptError(f"the script process of workload {self.workload_id} stopped reading during {what} ({_fmt_seconds(timeout)} s)")
+
+    def _read_some(self) -> bool:
+        """Read what is there; False at end of file."""
+        assert self.proc is not None and self.proc.stdout is not None
+        try:
+            data = os.read(self.proc.stdout.fileno(), _READ_SIZE)
+        except BlockingIOError:
+            return True
+        if not data:
+            return False
+        self._buf.feed(data)
+        return True
+
+    def _expect(self, timeout: float, what: str) -> tuple[int, bytes]:
+        """The next frame, or ``ScriptError`` when the host dies or says nothing for ``timeout``."""
+        assert self._sel is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                frames = self._buf.frames()
+            except ValueError:
+                self._kill()
+                raise ScriptError(f"the script process of workload {self.workload_id} broke rqp's protocol during {what}") from None
+            if frames:
+                if len(frames) > 1:  # push back what is not ours yet
+                    rest = b"".join(P.frame(k, p) for k, p in frames[1:])
+                    self._buf = P.FrameBuffer()
+                    self._buf.feed(rest)
+                return frames[0]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._kill()
+                raise ScriptError(f"the script process of workload {self.workload_id} did not answer within {_fmt_seconds(timeout)} s during {what}")
+            if self._sel.select(min(left, WATCH_INTERVAL)) and not self._read_some():
+                raise ScriptError(self._died(what))
+
+    # ------------------------------------------------------------------------ a batch
+    def run(self, payloads: list[bytes]) -> list[tuple[int, bytes]]:
+        """``process()`` on each record: (kind, payload) per record, in order. Raises
+        ``HostFailure`` when a record times out or the host dies; the host is gone then."""
+        assert self.proc is not None and self.proc.stdin is not None and self._sel is not None
+        self.last_used = time.monotonic()
+        P.IN_HAND.pack_into(self._page, 0, 0)  # type: ignore[arg-type]
+        out = memoryview(P.frame(P.BATCH, P.pack_batch(payloads)))
+        wfd = self.proc.stdin.fileno()
+        sel = self._sel
+        sel.register(wfd, selectors.EVENT_WRITE)
+        writing = True
+        results: list[tuple[int, bytes]] = []
+        n = self._batch_size = len(payloads)
+        timeout = self.config.record_timeout
+        watched = 0
+        since = time.monotonic()
+        try:
+            while True:
+                if writing:
+                    try:
+                        k = os.write(wfd, out[: 1 << 20])
+                        out = out[k:]
+                    except BlockingIOError:
+                        pass
+                    except (BrokenPipeError, ConnectionResetError):
+                        raise self._failure(results, "died") from None
+                    if not out:
+                        sel.unregister(wfd)
+                        writing = False
+                try:
+                    frames = self._buf.frames()
+                except ValueError:
+                    raise self._failure(results, "protocol") from None
+                for kind, payload in frames:
+                    if kind == P.RESULTS:
+                        if not self._take_results(payload, results, n):
+                            raise self._failure(results, "protocol")
+                    elif kind == P.BATCH_END:
+                        if len(results) != n or self._buf.frames():
+                            raise self._failure(results, "protocol")
+                        self.last_used = time.monotonic()
+                        return results
+                    else:
+                        raise self._failure(results, "protocol")
+                now = time.monotonic()
+                current = self._in_hand()
+                if current != watched:
+                    watched, since = current, now
+                elif now - since > timeout:
+                    raise self._failure(results, "timeout")
+                events = sel.select(min(WATCH_INTERVAL, timeout / 10, max(0.0, since + timeout - now) + 0.01))
+                for key, _ in events:
+                    if key.fileobj is self.proc.stdout and not self._read_some():
+                        raise self._failure(results, "died")
+        finally:
+            if writing and self._sel is not None:
+                try:
+                    sel.unregister(wfd)
+                except (KeyError, ValueError):
+                    pass
+
+    def _take_results(self, payload: bytes, results: list[tuple[int, bytes]], n: int) -> bool:
+        pos, end = 0, len(payload)
+        unpack = P.ENTRY.unpack_from
+        size = P.ENTRY.size
+        while pos < end:
+            if end - pos < size:
+                return False
+            index, kind, length = unpack(payload, pos)
+            pos += size
+            if index != len(results) or index >= n or kind not in (P.OK, P.RAISED, P.MALFORMED, P.NOT_JSON) or end - pos < length:
+                return False
+            data = payload[pos : pos + length]
+            pos += length
+            if kind == P.OK and (b"\n" in data or not data):
+                return False  # one JSON value per line in the results: no line breaks, never empty
+            results.append((kind, data))
+        return True
+
+    def _failure(self, results: list[tuple[int, bytes]], what: str) -> HostFailure:
+        """Stop the host and say which record it had in hand and what became of it."""
+        in_hand = self._in_hand()
+        n = self._batch_size
+        # the page is the script's to scribble on: trust it only within what is still open
+        index: int | None = in_hand - 1 if len(results) < in_hand <= n else len(results)
+        if index is not None and index >= n:
+            index = None
+        if what == "timeout":
+            self._kill()
+            kind, message = P.TIMED_OUT, f"timed out after {_fmt_seconds(self.config.record_timeout)} s (RQP_RECORD_TIMEOUT); the script process was replaced"
+        elif what == "protocol":
+            self._kill()
+            kind, message = P.CRASHED, "the script process broke rqp's result protocol (wrote to its pipe?) while processing this record; it was replaced"
+        else:
+            code = self.proc.poll() if self.proc else None
+            if code is None:
+                try:
+                    code = self.proc.wait(2) if self.proc else None
+                except subprocess.TimeoutExpired:
+                    code = self._kill()
+            kind, message = P.CRASHED, f"the script process {_exit_reason(code)} while processing this record; it was replaced"
+        self.close()
+        return HostFailure(results, index, kind, message)
+
+    # ------------------------------------------------------------------------ parse
+    def parse(self, chunks: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
+        """(kind, payload) per record the script's ``parse()`` yields from ``chunks`` (the
+        decrypted data, fed as the host reads it). ``ScriptError`` when parse() raises, the host
+        dies, or it makes no progress for ``record_timeout``."""
+        assert self.proc is not None and self.proc.stdin is not None and self._sel is not None
+        wfd = self.proc.stdin.fileno()
+        sel = self._sel
+        source = iter(chunks)
+        self._send(P.frame(P.PARSE), START_TIMEOUT, "parse")
+        out = memoryview(b"")
+        fed_all = False
+        registered = False
+        timeout = self.config.record_timeout
+        since = time.monotonic()
+        try:
+            while True:
+                try:
+                    frames = self._buf.frames()
+                except ValueError:
+                    self._kill()
+                    raise ScriptError(f"the script process of workload {self.workload_id} broke rqp's protocol during parse()") from None
+                for kind, payload in frames:
+                    since = time.monotonic()
+                    if kind == P.RECORDS:
+                        yield from self._take_records(payload)
+                    elif kind == P.PARSE_END:
+                        return
+                    elif kind == P.ERROR:
+                        raise ScriptError(payload.decode(errors="replace"))
+                    else:
+                        self._kill()
+                        raise ScriptError(f"the script process of workload {self.workload_id} broke rqp's protocol during parse()")
+                if not out and not fed_all:
+                    piece = next(source, None)
+                    if piece is None:
+                        fed_all = True
+                        out = memoryview(P.frame(P.DATA_END))
+                    else:
+                        out = memoryview(P.frame(P.DATA, piece))
+                if out:
+                    try:
+                        k = os.write(wfd, out[: 1 << 20])
+                        out = out[k:]
+                        since = time.monotonic()
+                    except BlockingIOError:
+                        pass
+                    except (BrokenPipeError, ConnectionResetError):
+                        out = memoryview(b"")
+                        fed_all = True  # the host is gone or stopped reading: its answer says why
+                want_write = bool(out)
+                if want_write and not registered:
+                    sel.register(wfd, selectors.EVENT_WRITE)
+                elif registered and not want_write:
+                    sel.unregister(wfd)
+                registered = want_write
+                if time.monotonic() - since > timeout:
+                    self._kill()
+                    raise ScriptError(f"parse() in the script of workload {self.workload_id} made no progress for {_fmt_seconds(timeout)} s (RQP_RECORD_TIMEOUT)")
+                events = sel.select(min(WATCH_INTERVAL, timeout))
+                for key, _ in events:
+                    if key.fileobj is self.proc.stdout and not self._read_some():
+                        tail = self._buf.frames()
+                        for kind, payload in tail:
+                            if kind == P.RECORDS:
+                                yield from self._take_records(payload)
+                            elif kind == P.PARSE_END:
+                                return
+                            elif kind == P.ERROR:
+                                raise ScriptError(payload.decode(errors="replace"))
+                        raise ScriptError(self._died("parse()"))
+        finally:
+            if registered and self._sel is not None:
+                try:
+                    sel.unregister(wfd)
+                except (KeyError, ValueError):
+                    pass
+
+    def _take_records(self, payload: bytes) -> Iterator[tuple[int, bytes]]:
+        pos, end = 0, len(payload)
+        unpack = P.RECORD.unpack_from
+        size = P.RECORD.size
+        while pos < end:
+            if end - pos < size:
+                raise self._protocol_error("parse()")
+            kind, length = unpack(payload, pos)
+            pos += size
+            if kind not in (P.OK, P.NOT_JSON) or end - pos < length:
+                raise self._protocol_error("parse()")
+            data = payload[pos : pos + length]
+            pos += length
+            if kind == P.OK and (b"\n" in data or not data):
+                raise self._protocol_error("parse()")
+            yield kind, data
+
+    def _protocol_error(self, what: str) -> ScriptError:
+        self._kill()
+        return ScriptError(f"the script process of workload {self.workload_id} broke rqp's protocol during {what}")
+
+
+class InProcessHost:
+    """``RQP_SANDBOX=false``: the same runner inside the role -- no isolation, no timeouts.
+    For benchmarks and single-tenant deployments whose scripts are trusted like rqp itself."""
+
+    def __init__(self, config: SandboxConfig, workload_id: str) -> None:
+        self.config = config
+        self.workload_id = workload_id
+        self.protections = Protections({"in_process": True, "missing": ["separate process"]})
+        self.script: _runner.LoadedScript | None = None
+        self.loaded: dict[str, Any] = {}
+        self.last_used = time.monotonic()
+        self.alive = True
+
+    def start(self) -> Protections:
+        return self.protections
+
+    def load(self, source: bytes) -> dict[str, Any]:
+        try:
+            self.script = _runner.load(source, self.workload_id)
+        except _runner.ScriptLoadError as exc:
+            raise ScriptError(str(exc)) from None
+        self.loaded = {"parse": self.script.parse is not None}
+        return self.loaded
+
+    def run(self, payloads: list[bytes]) -> list[tuple[int, bytes]]:
+        assert self.script is not None
+        out: list[tuple[int, bytes]] = []
+        self.script.run(payloads, lambda _i, k, data: out.append((k, data)))
+        self.last_used = time.monotonic()
+        return out
+
+    def parse(self, chunks: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
+        from ..records import IterStream  # noqa: PLC0415
+
+        import io  # noqa: PLC0415
+
+        assert self.script is not None
+        try:
+            yield from self.script.parse_records(io.BufferedReader(IterStream(chunks)))
+        except _runner.ScriptLoadError as exc:
+            raise ScriptError(str(exc)) from None
+
+    def cpu_seconds(self) -> float:
+        return 0.0
+
+    def close(self) -> None:
+        self.script = None
+        self.alive = False
+
+    def __enter__(self) -> "InProcessHost":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,324 @@
+"""Confine the current process before it runs a workload's script: what Linux gives an
+unprivileged process in a container with no capabilities.
+
+Standard library only: this module is imported by the script host (``_host.py``), a fresh
+interpreter that must not load rqp's dependencies or anything else the script could reach.
+
+Layers, each applied to this process only and inherited by nothing (the host cannot start
+processes):
+
+* ``PR_SET_NO_NEW_PRIVS``, which Landlock and seccomp need without ``CAP_SYS_ADMIN``;
+* **rlimits**: address space (memory), CPU seconds, open files, file size, no core dumps;
+* **Landlock** (kernel 5.13+): the file system becomes read-only library paths plus one private
+  temporary directory, read-write; with ABI 4+ no TCP bind/connect, with ABI 6+ no signals to
+  and no abstract Unix sockets of processes outside the sandbox;
+* **seccomp**: no sockets of any family, no fork/vfork/execve (threads are allowed: ``clone``
+  with ``CLONE_THREAD``), no ptrace or reading other processes' memory, no io_uring, BPF,
+  perf, keyrings, mounts, namespaces, module loading, clock or host-name changes; signals only
+  to itself; rlimits cannot be raised again. Refused calls fail with ``EPERM`` (``ENOSYS`` for
+  ``clone3``, so the C library falls back to ``clone`` for threads), so the script sees a
+  Python ``PermissionError`` instead of dying.
+
+``apply`` never raises for a layer the kernel lacks: the report says what is active, and the
+caller (``RQP_REQUIRE_SANDBOX``) decides whether that is enough.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import platform
+import resource
+import struct
+import sys
+from typing import Any
+
+__all__ = ["apply", "landlock_abi", "REQUIRED"]
+
+#: the layers ``RQP_REQUIRE_SANDBOX=true`` insists on
+REQUIRED = ("no_new_privs", "rlimits", "landlock_fs", "seccomp")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+_prctl = _libc.prctl
+_prctl.restype = ctypes.c_int
+_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_SECCOMP = 22
+PR_SET_NO_NEW_PRIVS = 38
+SECCOMP_MODE_FILTER = 2
+
+# ------------------------------------------------------------------------------- Landlock
+SYS_LANDLOCK_CREATE_RULESET = 444  # the same number on every architecture (added after 5.x)
+SYS_LANDLOCK_ADD_RULE = 445
+SYS_LANDLOCK_RESTRICT_SELF = 446
+LANDLOCK_CREATE_RULESET_VERSION = 1
+LANDLOCK_RULE_PATH_BENEATH = 1
+
+FS_EXECUTE = 1 << 0
+FS_WRITE_FILE = 1 << 1
+FS_READ_FILE = 1 << 2
+FS_READ_DIR = 1 << 3
+FS_REMOVE_DIR = 1 << 4
+FS_REMOVE_FILE = 1 << 5
+FS_MAKE_CHAR = 1 << 6
+FS_MAKE_DIR = 1 << 7
+FS_MAKE_REG = 1 << 8
+FS_MAKE_SOCK = 1 << 9
+FS_MAKE_FIFO = 1 << 10
+FS_MAKE_BLOCK = 1 << 11
+FS_MAKE_SYM = 1 << 12
+FS_REFER = 1 << 13  # ABI 2
+FS_TRUNCATE = 1 << 14  # ABI 3
+FS_IOCTL_DEV = 1 << 15  # ABI 5
+NET_BIND_TCP = 1 << 0  # ABI 4
+NET_CONNECT_TCP = 1 << 1
+SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0  # ABI 6
+SCOPE_SIGNAL = 1 << 1
+
+_FS_ABI1 = (1 << 13) - 1
+_FILE_RIGHTS = FS_EXECUTE | FS_WRITE_FILE | FS_READ_FILE | FS_TRUNCATE | FS_IOCTL_DEV
+_READ = FS_READ_FILE | FS_READ_DIR | FS_EXECUTE
+_PATH_BENEATH = struct.Struct("=Qi")
+
+
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version, or 0 when Landlock is missing or disabled."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    abi = _syscall(SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION))
+    return max(0, abi)
+
+
+def _handled_fs(abi: int) -> int:
+    rights = _FS_ABI1
+    if abi >= 2:
+        rights |= FS_REFER
+    if abi >= 3:
+        rights |= FS_TRUNCATE
+    if abi >= 5:
+        rights |= FS_IOCTL_DEV
+    return rights
+
+
+def _landlock(read: list[str], write: list[str], devices: list[str]) -> dict[str, Any]:
+    abi = landlock_abi()
+    if abi < 1:
+        err = ctypes.get_errno()
+        why = {errno.ENOSYS: "the kernel has no Landlock", errno.EOPNOTSUPP: "Landlock is disabled (boot with lsm=...,landlock)",
+               errno.EPERM: "Landlock is blocked (a container seccomp profile?)"}.get(err, f"errno {err}")
+        return {"landlock_fs": False, "landlock_abi": 0, "landlock_problem": why}
+    fs = _handled_fs(abi)
+    net = NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 else 0
+    scoped = SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0
+    attr = struct.pack("=QQQ", fs, net, scoped)[: 8 if abi < 4 else 16 if abi < 6 else 24]
+    buf = ctypes.create_string_buffer(attr, len(attr))
+    ruleset = _syscall(SYS_LANDLOCK_CREATE_RULESET, buf, ctypes.c_size_t(len(attr)), ctypes.c_uint32(0))
+    if ruleset < 0:
+        return {"landlock_fs": False, "landlock_abi": abi, "landlock_problem": f"cannot create a ruleset (errno {ctypes.get_errno()})"}
+    read_rights = _READ & fs
+    write_rights = fs & ~(FS_MAKE_CHAR | FS_MAKE_BLOCK | FS_MAKE_SOCK | FS_MAKE_FIFO | FS_IOCTL_DEV | FS_EXECUTE)
+    try:
+        added = []
+        for paths, rights in ((read, read_rights), (write, write_rights), (devices, (FS_READ_FILE | FS_WRITE_FILE) & fs)):
+            for path in paths:
+                try:
+                    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+                except OSError:
+                    continue  # a path this system does not have
+                try:
+                    allowed = rights if os.path.isdir(path) else rights & _FILE_RIGHTS
+                    rule = ctypes.create_string_buffer(_PATH_BENEATH.pack(allowed, fd), _PATH_BENEATH.size)
+                    if _syscall(SYS_LANDLOCK_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH), rule, ctypes.c_uint32(0)) < 0:
+                        return {"landlock_fs": False, "landlock_abi": abi, "landlock_problem": f"cannot add a rule for {path} (errno {ctypes.get_errno()})"}
+                    added.append(path)
+                finally:
+                    os.close(fd)
+        if _syscall(SYS_LANDLOCK_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0)) < 0:
+            return {"landlock_fs": False, "landlock_abi": abi, "landlock_problem": f"landlock_restrict_self failed (errno {ctypes.get_errno()})"}
+    finally:
+        os.close(ruleset)
+    return {"landlock_fs": True, "landlock_abi": abi, "landlock_net": bool(net), "landlock_scopes": bool(scoped), "landlock_paths": len(added)}
+
+
+# -------------------------------------------------------------------------------- seccomp
+AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+#: syscalls refused outright, per architecture (numbers from the kernel's unistd headers)
+_DENY = {
+    "x86_64": {
+        "socket": 41, "fork": 57, "vfork": 58, "execve": 59, "execveat": 322, "ptrace": 101,
+        "process_vm_readv": 310, "process_vm_writev": 311, "kcmp": 312, "io_uring_setup": 425,
+        "io_uring_enter": 426, "io_uring_register": 427, "bpf": 321, "perf_event_open": 298,
+        "userfaultfd": 323, "keyctl": 250, "add_key": 248, "request_key": 249, "mount": 165,
+        "umount2": 166, "pivot_root": 155, "chroot": 161, "unshare": 272, "setns": 308,
+        "open_by_handle_at": 304, "name_to_handle_at": 303, "init_module": 175, "finit_module": 313,
+        "delete_module": 176, "kexec_load": 246, "kexec_file_load": 320, "reboot": 169, "swapon": 167,
+        "swapoff": 168, "acct": 163, "setrlimit": 160, "tkill": 200, "pidfd_open": 434,
+        "pidfd_send_signal": 424, "pidfd_getfd": 438, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297,
+        "settimeofday": 164, "clock_settime": 227, "clock_adjtime": 305, "adjtimex": 159,
+        "sethostname": 170, "setdomainname": 171, "syslog": 103, "mount_setattr": 442, "move_mount": 429,
+        "open_tree": 428, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "quotactl": 179,
+        "iopl": 172, "ioperm": 173, "vhangup": 153, "personality": 135,
+    },
+    "aarch64": {
+        "socket": 198, "execve": 221, "execveat": 281, "ptrace": 117, "process_vm_readv": 270,
+        "process_vm_writev": 271, "kcmp": 272, "io_uring_setup": 425, "io_uring_enter": 426,
+        "io_uring_register": 427, "bpf": 280, "perf_event_open": 241, "userfaultfd": 282, "keyctl": 219,
+        "add_key": 217, "request_key": 218, "mount": 40, "umount2": 39, "pivot_root": 41, "chroot": 51,
+        "unshare": 97, "setns": 268, "open_by_handle_at": 265, "name_to_handle_at": 264, "init_module": 105,
+        "finit_module": 273, "delete_module": 106, "kexec_load": 104, "kexec_file_load": 294, "reboot": 142,
+        "swapon": 224, "swapoff": 225, "acct": 89, "setrlimit": 164, "tkill": 130, "pidfd_open": 434,
+        "pidfd_send_signal": 424, "pidfd_getfd": 438, "rt_sigqueueinfo": 138, "rt_tgsigqueueinfo": 240,
+        "settimeofday": 170, "clock_settime": 112, "clock_adjtime": 266, "adjtimex": 171, "sethostname": 161,
+        "setdomainname": 162, "syslog": 116, "mount_setattr": 442, "move_mount": 429, "open_tree": 428,
+        "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "quotactl": 60, "vhangup": 58,
+        "personality": 92,
+    },
+}
+#: syscalls allowed only with certain arguments: clone (threads only), clone3 (ENOSYS: the C
+#: library falls back to clone), prlimit64 (read only), kill and tgkill (this process only)
+_NR = {
+    "x86_64": {"clone": 56, "clone3": 435, "prlimit64": 302, "kill": 62, "tgkill": 234},
+    "aarch64": {"clone": 220, "clone3": 435, "prlimit64": 261, "kill": 129, "tgkill": 131},
+}
+CLONE_THREAD = 0x00010000
+X32_SYSCALL_BIT = 0x40000000
+
+_LD_W_ABS = 0x20
+_JEQ = 0x15
+_JSET = 0x45
+_JGE = 0x35
+_JA = 0x05
+_RET = 0x06
+RET_ALLOW = 0x7FFF0000
+RET_KILL_PROCESS = 0x80000000
+RET_ERRNO = 0x00050000
+_OFF_NR = 0
+_OFF_ARCH = 4
+
+
+def _arg_lo(i: int) -> int:
+    return 16 + 8 * i  # little-endian: the low 32 bits of args[i]
+
+
+def _arg_hi(i: int) -> int:
+    return 20 + 8 * i
+
+
+def _seccomp_program(arch: str, own_pid: int) -> list[tuple[int, int, int, int]]:
+    """A classic-BPF filter: (code, jt, jf, k) instructions."""
+    deny = sorted(set(_DENY[arch].values()))
+    nr = _NR[arch]
+    eperm = RET_ERRNO | errno.EPERM
+    prog: list[tuple[int, int, int, int]] = [
+        (_LD_W_ABS, 0, 0, _OFF_ARCH),
+        (_JEQ, 1, 0, AUDIT_ARCH[arch]),
+        (_RET, 0, 0, RET_KILL_PROCESS),  # another ABI (x86 int 0x80, ...): not ours to allow
+        (_LD_W_ABS, 0, 0, _OFF_NR),
+    ]
+    if arch == "x86_64":
+        prog += [(_JGE, 0, 1, X32_SYSCALL_BIT), (_RET, 0, 0, RET_KILL_PROCESS)]
+    for number in deny:
+        prog += [(_JEQ, 0, 1, number), (_RET, 0, 0, eperm)]
+    # clone: allowed only for threads (CLONE_THREAD set in the flags, the first argument)
+    prog += [
+        (_JEQ, 0, 4, nr["clone"]),
+        (_LD_W_ABS, 0, 0, _arg_lo(0)),
+        (_JSET, 1, 0, CLONE_THREAD),
+        (_RET, 0, 0, eperm),
+        (_RET, 0, 0, RET_ALLOW),
+        (_JEQ, 0, 1, nr["clone3"]),
+        (_RET, 0, 0, RET_ERRNO | errno.ENOSYS),
+    ]
+    # prlimit64(pid, resource, new, old): reading is fine, setting is not (new == NULL)
+    prog += [
+        (_JEQ, 0, 6, nr["prlimit64"]),
+        (_LD_W_ABS, 0, 0, _arg_lo(2)),
+        (_JEQ, 0, 3, 0),
+        (_LD_W_ABS, 0, 0, _arg_hi(2)),
+        (_JEQ, 0, 1, 0),
+        (_RET, 0, 0, RET_ALLOW),
+        (_RET, 0, 0, eperm),
+    ]
+    # kill(pid, sig) and tgkill(tgid, tid, sig): only this process (signal.raise_signal, os.abort)
+    for name in ("kill", "tgkill"):
+        prog += [
+            (_JEQ, 0, 6, nr[name]),
+            (_LD_W_ABS, 0, 0, _arg_lo(0)),
+            (_JEQ, 0, 3, own_pid),
+            (_LD_W_ABS, 0, 0, _arg_hi(0)),
+            (_JEQ, 0, 1, 0),
+            (_RET, 0, 0, RET_ALLOW),
+            (_RET, 0, 0, eperm),
+        ]
+    prog.append((_RET, 0, 0, RET_ALLOW))
+    return prog
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint32)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def _seccomp() -> dict[str, Any]:
+    arch = platform.machine()
+    if arch not in _DENY:
+        return {"seccomp": False, "seccomp_problem": f"no seccomp filter for architecture {arch}"}
+    prog = _seccomp_program(arch, os.getpid())
+    filters = (_SockFilter * len(prog))(*[_SockFilter(c, jt, jf, k & 0xFFFFFFFF) for c, jt, jf, k in prog])
+    fprog = _SockFprog(len(prog), filters)
+    rc = _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0)
+    if rc != 0:
+        return {"seccomp": False, "seccomp_problem": f"cannot install the filter (errno {ctypes.get_errno()})"}
+    return {"seccomp": True, "seccomp_denied": len(_DENY[arch]) + 1}
+
+
+# -------------------------------------------------------------------------------- rlimits
+def _rlimits(memory_bytes: int, cpu_seconds: int, open_files: int, file_bytes: int) -> dict[str, Any]:
+    problems = []
+    wanted = [
+        (resource.RLIMIT_CORE, 0, 0, "core"),
+        (resource.RLIMIT_AS, memory_bytes, memory_bytes, "memory"),
+        # SIGXCPU at the soft limit, SIGKILL a few seconds later should it be ignored
+        (resource.RLIMIT_CPU, cpu_seconds, cpu_seconds + 5, "cpu"),
+        (resource.RLIMIT_NOFILE, open_files, open_files, "open files"),
+        (resource.RLIMIT_FSIZE, file_bytes, file_bytes, "file size"),
+    ]
+    for res, soft, hard, name in wanted:
+        try:
+            cur_soft, cur_hard = resource.getrlimit(res)
+            if cur_hard != resource.RLIM_INFINITY and hard > cur_hard:
+                hard = cur_hard
+                soft = min(soft, hard)
+            resource.setrlimit(res, (soft, hard))
+        except (ValueError, OSError) as exc:
+            problems.append(f"{name}: {exc}")
+    return {"rlimits": not problems, "rlimit_problems": problems}
+
+
+# ---------------------------------------------------------------------------------- apply
+def _prctl_ok(option: int, arg: int) -> bool:
+    return _prctl(option, arg, 0, 0, 0) == 0
+
+
+def apply(config: dict[str, Any]) -> dict[str, Any]:
+    """Confine this process as ``config`` says; returns the report (never raises)."""
+    report: dict[str, Any] = {"platform": f"{platform.system()} {platform.release()} {platform.machine()}"}
+    report["pdeathsig"] = _prctl_ok(PR_SET_PDEATHSIG, 9)  # the worker goes, the host goes
+    report["not_dumpable"] = _prctl_ok(PR_SET_DUMPABLE, 0)
+    report.update(_rlimits(int(config["memory_bytes"]), int(config["cpu_seconds"]), int(config["open_files"]), int(config["file_bytes"])))
+    report["no_new_privs"] = _prctl_ok(PR_SET_NO_NEW_PRIVS, 1)
+    if report["no_new_privs"]:
+        report.update(_landlock(list(config["read_paths"]), [config["tmpdir"]], list(config.get("devices", ()))))
+        report.update(_seccomp())
+    else:
+        report.update(landlock_fs=False, seccomp=False, landlock_problem="no_new_privs could not be set", seccomp_problem="no_new_privs could not be set")
+    report["missing"] = [layer for layer in REQUIRED if not report.get(layer)]
+    return report

@@ -1,0 +1,120 @@
+"""The pipe protocol between a role and its script host. Standard library only (the host imports
+it too).
+
+Every message is a frame: ``type (u8) | length (u32) | payload``. The role speaks first:
+
+=============  ========================================  ======================================
+role -> host   payload                                   host answers
+=============  ========================================  ======================================
+CONFIG         JSON: limits, paths                       READY (JSON report of the protections)
+SCRIPT         u16 id length, workload id, source        LOADED (JSON) or ERROR (one line)
+BATCH          u32 count, then (u32 length, record)*     RESULTS frames, then BATCH_END
+PARSE          (empty); then DATA frames and DATA_END    RECORDS frames, then PARSE_END or ERROR
+=============  ========================================  ======================================
+
+RESULTS carry ``(u32 index, u8 kind, u32 length, bytes)`` entries in record order; RECORDS carry
+``(u8 kind, u32 length, bytes)``. Before each record the host stores its index + 1 in a shared
+page (``IN_HAND``), so when it hangs or dies the role knows which record was in hand without a
+write per record. Closing the host's input ends it.
+
+Everything the host sends is treated as untrusted by the role: it runs the workload's script.
+"""
+
+from __future__ import annotations
+
+import struct
+
+__all__ = [
+    "HEADER", "ENTRY", "RECORD", "IN_HAND",
+    "CONFIG", "SCRIPT", "BATCH", "PARSE", "DATA", "DATA_END",
+    "READY", "LOADED", "ERROR", "RESULTS", "BATCH_END", "RECORDS", "PARSE_END",
+    "OK", "RAISED", "MALFORMED", "NOT_JSON", "TIMED_OUT", "CRASHED", "NO_SCRIPT", "RETRYABLE",
+    "frame", "pack_batch", "unpack_batch", "FrameBuffer",
+]
+
+HEADER = struct.Struct(">BI")
+ENTRY = struct.Struct(">IBI")
+RECORD = struct.Struct(">BI")
+COUNT = struct.Struct(">I")
+LENGTH = struct.Struct(">I")
+IN_HAND = struct.Struct("<I")
+MAX_FRAME = 1 << 30
+
+# role -> host
+CONFIG = 1
+SCRIPT = 2
+BATCH = 3
+PARSE = 4
+DATA = 5
+DATA_END = 6
+# host -> role
+READY = 10
+LOADED = 11
+ERROR = 12
+RESULTS = 13
+BATCH_END = 14
+RECORDS = 15
+PARSE_END = 16
+
+# the outcome of one record
+OK = 0  #: the payload is the result, JSON
+RAISED = 1  #: process() raised; the payload says what
+MALFORMED = 2  #: the record is not valid JSON
+NOT_JSON = 3  #: process() returned something JSON cannot represent
+TIMED_OUT = 4  #: (set by the role) the record ran past RQP_RECORD_TIMEOUT
+CRASHED = 5  #: (set by the role) the script process died with this record in hand
+NO_SCRIPT = 6  #: (set by the role) the script could not be (re)loaded
+#: outcomes worth another attempt: the script's own failures may be transient
+RETRYABLE = frozenset({RAISED, CRASHED})
+
+
+def frame(kind: int, payload: bytes = b"") -> bytes:
+    return HEADER.pack(kind, len(payload)) + payload
+
+
+def pack_batch(records: list[bytes]) -> bytes:
+    pack = LENGTH.pack
+    return COUNT.pack(len(records)) + b"".join([pack(len(r)) + r for r in records])
+
+
+def unpack_batch(payload: bytes) -> list[bytes]:
+    (count,) = COUNT.unpack_from(payload, 0)
+    pos = COUNT.size
+    out = []
+    unpack = LENGTH.unpack_from
+    for _ in range(count):
+        (n,) = unpack(payload, pos)
+        pos += 4
+        out.append(payload[pos : pos + n])
+        pos += n
+    return out
+
+
+class FrameBuffer:
+    """Bytes in, complete frames out: for the role's non-blocking reads of the host's pipe."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    def frames(self) -> list[tuple[int, bytes]]:
+        out = []
+        buf = self._buf
+        pos = 0
+        end = len(buf)
+        while end - pos >= HEADER.size:
+            kind, n = HEADER.unpack_from(buf, pos)
+            if n > MAX_FRAME:
+                raise ValueError(f"frame of {n} bytes")
+            if end - pos - HEADER.size < n:
+                break
+            start = pos + HEADER.size
+            out.append((kind, bytes(buf[start : start + n])))
+            pos = start + n
+        if pos:
+            del buf[:pos]
+        return out

@@ -1,0 +1,152 @@
+"""Load a workload's script from memory and call it: the only code that touches the user's code.
+
+Standard library only. It runs inside the script host (a confined process of its own), or, with
+``RQP_SANDBOX=off``, inside the role itself -- the same code either way, so the two modes differ
+only in where they run.
+
+The script contract: ``process(record) -> result`` (required; record and result are JSON values),
+``parse(stream) -> iterable of records`` (optional; ``stream`` is a binary file object of the
+decrypted data, for formats rqp does not know), ``setup()`` (optional; once per script process).
+"""
+
+from __future__ import annotations
+
+import json
+import linecache
+import sys
+import types
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+try:
+    from . import _protocol as P
+except ImportError:  # inside the script host, where this directory is imported as top-level modules
+    import _protocol as P  # type: ignore[import-not-found,no-redef]
+
+__all__ = ["LoadedScript", "ScriptLoadError", "load", "describe_exception", "script_filename"]
+
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+
+
+class ScriptLoadError(Exception):
+    """The script does not load: one line, for the workload's error."""
+
+
+def script_filename(workload_id: str) -> str:
+    return f"<rqp-script {workload_id}>"
+
+
+def _script_line(exc: BaseException, filename: str) -> str:
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f" (line {line})" if line else ""
+
+
+def _one_line(exc: BaseException) -> str:
+    try:
+        msg = " ".join(str(exc).split())
+    except BaseException:  # noqa: BLE001 - a hostile __str__ must not take the host down
+        msg = "<message could not be formatted>"
+    if len(msg) > 500:
+        msg = msg[:497] + "..."
+    return f"{type(exc).__name__}: {msg}"
+
+
+def describe_exception(exc: BaseException, workload_id: str) -> str:
+    """One line for a status record: type, message and the script line that raised."""
+    return _one_line(exc) + _script_line(exc, script_filename(workload_id))
+
+
+class LoadedScript:
+    def __init__(self, module: types.ModuleType, workload_id: str) -> None:
+        self.workload_id = workload_id
+        process = getattr(module, "process", None)
+        if not callable(process):
+            raise ScriptLoadError(
+                f"the script of workload {workload_id} defines no process(record) function; add one (see the README's script contract)"
+            )
+        self.process: Callable[[Any], Any] = process
+        parse = getattr(module, "parse", None)
+        self.parse: Callable[[Any], Iterable[Any]] | None = parse if callable(parse) else None
+        setup = getattr(module, "setup", None)
+        if callable(setup):
+            try:
+                setup()
+            except BaseException as exc:  # noqa: BLE001 - the user's code: whatever it raises is theirs
+                raise ScriptLoadError(f"setup() in the script of workload {workload_id} raised {describe_exception(exc, workload_id)}") from None
+
+    def run(self, payloads: list[bytes], emit: Callable[[int, int, bytes], None], in_hand: Callable[[int], None] | None = None) -> None:
+        """Call ``process`` on each record; ``emit(index, kind, payload)`` per record, in order."""
+        process = self.process
+        loads = json.loads
+        wid = self.workload_id
+        for i, payload in enumerate(payloads):
+            if in_hand is not None:
+                in_hand(i + 1)
+            try:
+                record = loads(payload)
+            except ValueError as exc:
+                emit(i, P.MALFORMED, f"malformed record: not valid JSON ({exc})".encode())
+                continue
+            try:
+                result = process(record)
+            except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt fail the record too
+                emit(i, P.RAISED, f"process() raised {describe_exception(exc, wid)}".encode())
+                continue
+            try:
+                out = _ENCODE(result)
+            except BaseException as exc:  # noqa: BLE001
+                emit(i, P.NOT_JSON, f"process() returned a value that is not JSON-serializable: {describe_exception(exc, wid)}".encode())
+                continue
+            emit(i, P.OK, out.encode())
+        if in_hand is not None:
+            in_hand(0)
+
+    def parse_records(self, stream: Any) -> Iterator[tuple[int, bytes]]:
+        """(kind, payload) per record ``parse(stream)`` yields; raises ``ScriptLoadError`` (with
+        how far it got) when parse() itself raises."""
+        if self.parse is None:
+            raise ScriptLoadError(f"workload {self.workload_id} was packed with --format script but its script has no parse(stream) function")
+        n = 0
+        try:
+            for record in self.parse(stream):
+                try:
+                    payload = _ENCODE(record).encode()
+                except BaseException as exc:  # noqa: BLE001
+                    yield P.NOT_JSON, f"parse() produced a record that is not JSON-serializable: {describe_exception(exc, self.workload_id)}".encode()
+                else:
+                    yield P.OK, payload
+                n += 1
+        except ScriptLoadError:
+            raise
+        except BaseException as exc:  # noqa: BLE001
+            raise ScriptLoadError(
+                f"parse() in the script of workload {self.workload_id} raised after {n} records: {describe_exception(exc, self.workload_id)}"
+            ) from None
+
+
+def load(source: bytes, workload_id: str) -> LoadedScript:
+    """Compile and execute ``source`` as a fresh module (never from a file), then ``setup()``."""
+    filename = script_filename(workload_id)
+    try:
+        text = source.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ScriptLoadError(f"the script of workload {workload_id} is not UTF-8 text; pack a Python source file") from None
+    # tracebacks show script lines from memory (linecache), so errors stay useful without a file
+    linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+    module = types.ModuleType(f"rqp_script_{workload_id.replace('-', '_').replace('.', '_')}")
+    module.__file__ = filename
+    try:
+        code = compile(text, filename, "exec")
+        sys.modules[module.__name__] = module  # lets dataclasses and similar helpers resolve the module
+        exec(code, module.__dict__)  # noqa: S102 - running the user's own authenticated script is the point
+    except SyntaxError as exc:
+        raise ScriptLoadError(f"the script of workload {workload_id} has a syntax error at line {exc.lineno}: {exc.msg}") from None
+    except BaseException as exc:  # noqa: BLE001 - SystemExit at import is a load failure too
+        line = _script_line(exc, filename)
+        raise ScriptLoadError(f"the script of workload {workload_id} failed to import{line}: {_one_line(exc)}") from None
+    return LoadedScript(module, workload_id)

@@ -1,0 +1,226 @@
+"""Who may submit work: submitter signatures over workloads, and the roles' list of trusted keys.
+
+Anyone with the public KEK can make a workload whose manifest MAC checks (the MAC key derives
+from a data key the packer chose), so the MAC proves integrity, not origin. Origin is a
+signature: ``rqp pack`` signs the workload id, the manifest (format, data and script digests
+and sizes, creation time, KEK id) and the wrapped data key with the submitter's key -- Ed25519
+in a PEM file, or an EC P-256 key in Azure Key Vault (ES256) -- and scheduler, processors and
+the reading commands accept a workload only when a key in ``RQP_TRUSTED_SIGNERS_FILE`` signed
+exactly that. The check runs before any key is unwrapped, any data decrypted or any script
+imported.
+
+The trusted-signers file is a list of PEM public keys (what ``rqp keygen --signing`` writes
+beside the private key), each optionally preceded by ``# name`` lines; a key's id is the
+SHA-256 fingerprint of its DER form, as for KEKs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from .errors import ConfigError, IntegrityError, KeyProviderError
+
+__all__ = [
+    "ED25519", "ES256", "Signature", "SigningKey", "LocalSigningKey", "TrustStore", "TrustedSigner",
+    "generate_signing_key", "fingerprint", "SIGNATURE_DOMAIN",
+]
+
+ED25519 = "Ed25519"
+ES256 = "ES256"
+#: prefixed to every signed statement, so a signature over anything else never verifies
+SIGNATURE_DOMAIN = b"rqp-workload-signature/1\n"
+_PEM_RE = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.S)
+
+PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
+
+
+def fingerprint(public_key: Any) -> str:
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return "sha256:" + hashlib.sha256(der).hexdigest()[:32]
+
+
+def _alg_of(public_key: Any) -> str:
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        return ED25519
+    if isinstance(public_key, ec.EllipticCurvePublicKey) and isinstance(public_key.curve, ec.SECP256R1):
+        return ES256
+    raise ValueError("not an Ed25519 or EC P-256 public key")
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A submitter's signature as it is stored in the manifest."""
+
+    alg: str
+    signer: str
+    value: bytes
+
+    def to_dict(self) -> dict[str, str]:
+        return {"alg": self.alg, "signer": self.signer, "value": base64.b64encode(self.value).decode()}
+
+    @classmethod
+    def from_dict(cls, doc: Any, workload_id: str) -> "Signature":
+        try:
+            return cls(str(doc["alg"]), str(doc["signer"]), base64.b64decode(doc["value"], validate=True))
+        except (KeyError, TypeError, ValueError):
+            raise IntegrityError(f"the signature of workload {workload_id} is malformed: tampered with; re-pack the workload") from None
+
+
+class SigningKey(ABC):
+    """A submitter's private key; only ``sign`` touches it, so a vault key fits the same shape."""
+
+    alg: str
+    fingerprint: str
+
+    @abstractmethod
+    def sign(self, message: bytes) -> bytes:
+        """The signature of ``message`` in this algorithm's standard encoding (ES256: r || s)."""
+
+    @abstractmethod
+    def public_pem(self) -> bytes:
+        """The public key, PEM, for a trusted-signers file."""
+
+    def signature(self, message: bytes) -> Signature:
+        return Signature(self.alg, self.fingerprint, self.sign(message))
+
+
+class LocalSigningKey(SigningKey):
+    """An Ed25519 private key in a PEM file (``rqp keygen --signing``)."""
+
+    alg = ED25519
+
+    def __init__(self, path: Path) -> None:
+        path = Path(path)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise KeyProviderError(f"signing key file {path} does not exist; create one with 'rqp keygen --signing' or fix RQP_SIGNING_KEY_FILE") from None
+        except PermissionError:
+            raise KeyProviderError(f"signing key file {path} is not readable by this user; fix its owner or mode") from None
+        try:
+            key = serialization.load_pem_private_key(raw, password=None)
+        except (ValueError, TypeError):
+            raise KeyProviderError(f"signing key file {path} is not an unencrypted PEM private key; create one with 'rqp keygen --signing'") from None
+        if not isinstance(key, ed25519.Ed25519PrivateKey):
+            raise KeyProviderError(f"signing key file {path} is not an Ed25519 key; create one with 'rqp keygen --signing'")
+        self._key = key
+        self.fingerprint = fingerprint(key.public_key())
+
+    def sign(self, message: bytes) -> bytes:
+        return self._key.sign(message)
+
+    def public_pem(self) -> bytes:
+        return self._key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def generate_signing_key(private_path: Path, public_path: Path | None = None) -> str:
+    """Write a new Ed25519 submitter key: private 0600 (created so, never widened), public beside
+    it. Refuses to overwrite: a lost key only means re-trusting a new one, but an overwritten one
+    silently changes who signs."""
+    private_path = Path(private_path)
+    public_path = Path(public_path) if public_path else private_path.with_name(private_path.name.removesuffix(".pem") + ".pub.pem")
+    for p in (private_path, public_path):
+        if p.exists():
+            raise KeyProviderError(f"{p} already exists; move it away or choose another --out path")
+    private_path.parent.mkdir(parents=True, exist_ok=True)
+    key = ed25519.Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+    os.chmod(private_path, 0o600)
+    public_path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return fingerprint(key.public_key())
+
+
+@dataclass(frozen=True)
+class TrustedSigner:
+    fingerprint: str
+    name: str
+    key: Any
+
+    @property
+    def alg(self) -> str:
+        return _alg_of(self.key)
+
+
+class TrustStore:
+    """The public keys whose workloads this role runs."""
+
+    def __init__(self, signers: list[TrustedSigner], source: str) -> None:
+        self.signers = {s.fingerprint: s for s in signers}
+        self.source = source
+
+    @classmethod
+    def from_file(cls, path: Path) -> "TrustStore":
+        path = Path(path)
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise ConfigError(f"trusted signers file {path} does not exist; fix RQP_TRUSTED_SIGNERS_FILE (submitters' public keys from 'rqp keygen --signing')") from None
+        except OSError as exc:
+            raise ConfigError(f"trusted signers file {path} cannot be read ({exc.strerror}); mount it read-only or fix the path") from None
+        signers = []
+        pos = 0
+        for n, m in enumerate(_PEM_RE.finditer(raw), 1):
+            names = [ln[1:].strip() for ln in raw[pos : m.start()].decode(errors="replace").splitlines() if ln.startswith("#")]
+            pos = m.end()
+            try:
+                key = serialization.load_pem_public_key(m.group(0))
+                _alg_of(key)
+            except ValueError:
+                raise ConfigError(f"key {n} in trusted signers file {path} is not an Ed25519 or EC P-256 public key; use the .pub.pem of 'rqp keygen --signing'") from None
+            fp = fingerprint(key)
+            signers.append(TrustedSigner(fp, names[-1] if names else fp, key))
+        if not signers:
+            raise ConfigError(f"trusted signers file {path} holds no public key; add the submitters' .pub.pem files (cat signer.pub.pem >> {path})")
+        return cls(signers, str(path))
+
+    def verify(self, workload_id: str, message: bytes, signature: Signature | None) -> TrustedSigner:
+        """The signer of ``message``; ``IntegrityError`` naming the signer when it is not trusted
+        or did not sign exactly this."""
+        if signature is None:
+            raise IntegrityError(
+                f"workload {workload_id} is not signed; rqp runs only workloads signed by a trusted submitter: "
+                f"re-pack it with a signing key (rqp keygen --signing; RQP_SIGNING_KEY_FILE or --signing-key)"
+            )
+        signer = self.signers.get(signature.signer)
+        if signer is None:
+            raise IntegrityError(
+                f"workload {workload_id} is signed by {signature.signer}, which is not a trusted signer "
+                f"(RQP_TRUSTED_SIGNERS_FILE {self.source}); add the submitter's public key there, or re-pack with a trusted key"
+            )
+        if not _verifies(signer.key, signature, message):
+            raise IntegrityError(
+                f"workload {workload_id} differs from what {signature.signer} signed (its manifest, data key or id changed "
+                f"after signing): tampered with; re-pack the workload"
+            )
+        return signer
+
+
+def _verifies(key: Any, signature: Signature, message: bytes) -> bool:
+    try:
+        if signature.alg != _alg_of(key):
+            return False
+        if signature.alg == ED25519:
+            key.verify(signature.value, message)
+        else:
+            if len(signature.value) != 64:
+                return False
+            r, s = int.from_bytes(signature.value[:32], "big"), int.from_bytes(signature.value[32:], "big")
+            key.verify(encode_dss_signature(r, s), message, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
