@@ -63,6 +63,7 @@ class Cluster:
             **(extra_env or {}),
         }
         self.procs: list[subprocess.Popen] = []
+        self.processors: list[subprocess.Popen] = []
         self.r = redis.Redis.from_url(redis_url)
 
     # ------------------------------------------------------------------ commands
@@ -103,6 +104,7 @@ class Cluster:
             start_new_session=True,
         )
         self.procs.append(p)
+        self.processors.append(p)
         return p
 
     def start_scheduler(self, *workloads: str, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -126,9 +128,10 @@ class Cluster:
         return p.returncode, out.decode()
 
     def worker_pids(self) -> list[int]:
-        """PIDs of the worker processes (children of the processor supervisors)."""
+        """PIDs of the worker processes (children of the processor supervisors; their script
+        hosts are the workers' children)."""
         pids = []
-        for p in self.procs:
+        for p in self.processors:
             try:
                 out = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout
             except FileNotFoundError:
@@ -171,6 +174,7 @@ class Cluster:
     def stop(self, grace: float = 10.0) -> None:
         stop_process_groups(self.procs, grace)
         self.procs.clear()
+        self.processors.clear()
         self.r.close()
 
 

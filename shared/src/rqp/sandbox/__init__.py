@@ -114,6 +114,7 @@ class ScriptPool:
         n = len(payloads)
         outcomes: list[tuple[int, bytes]] = [(NO_SCRIPT, b"")] * n
         todo = list(range(n))
+        one_by_one = False  # after a failure no record could be blamed for: find the culprit
         while todo:
             try:
                 host = self._host(workload_id, source)
@@ -121,20 +122,24 @@ class ScriptPool:
                 for i in todo:
                     outcomes[i] = (NO_SCRIPT, str(exc).encode())
                 break
+            batch = todo[:1] if one_by_one else todo
             try:
-                got = host.run([payloads[i] for i in todo])
+                got = host.run([payloads[i] for i in batch])
             except HostFailure as failure:
                 self._hosts.pop(workload_id, None)
                 for j, outcome in enumerate(failure.results):
-                    outcomes[todo[j]] = outcome
+                    outcomes[batch[j]] = outcome
                 done = len(failure.results)
-                if failure.index is not None:
-                    outcomes[todo[failure.index]] = (failure.kind, failure.message.encode())
-                todo = [i for j, i in enumerate(todo) if j >= done and j != failure.index]
+                if failure.index is None:
+                    one_by_one = True
+                else:
+                    outcomes[batch[failure.index]] = (failure.kind, failure.message.encode())
+                failed = {batch[failure.index]} if failure.index is not None else set()
+                todo = [i for i in todo if i not in failed and i not in batch[:done]]
                 continue
             for j, outcome in enumerate(got):
-                outcomes[todo[j]] = outcome
-            todo = []
+                outcomes[batch[j]] = outcome
+            todo = todo[len(batch):]
             if host.cpu_seconds() > self.config.cpu_seconds / 2:
                 self._retire(workload_id)  # a fresh one before the CPU limit can hit a record
         return outcomes

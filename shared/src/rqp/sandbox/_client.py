@@ -451,19 +451,22 @@ class ScriptHost:
         return True
 
     def _failure(self, results: list[tuple[int, bytes]], what: str) -> HostFailure:
-        """Stop the host and say which record it had in hand and what became of it."""
+        """Stop the host and say which record it had in hand and what became of it. A hang or
+        a death happens in the record in hand (the shared page says which); bytes forged into
+        the pipe may have been written during any earlier record, so in a batch of several they
+        blame none (``index`` None) and the pool finds the culprit one record at a time."""
         in_hand = self._in_hand()
         n = self._batch_size
         # the page is the script's to scribble on: trust it only within what is still open
         index: int | None = in_hand - 1 if len(results) < in_hand <= n else len(results)
-        if index is not None and index >= n:
-            index = None
         if what == "timeout":
             self._kill()
             kind, message = P.TIMED_OUT, f"timed out after {_fmt_seconds(self.config.record_timeout)} s (RQP_RECORD_TIMEOUT); the script process was replaced"
         elif what == "protocol":
             self._kill()
-            kind, message = P.CRASHED, "the script process broke rqp's result protocol (wrote to its pipe?) while processing this record; it was replaced"
+            kind, message = P.CRASHED, "the script process broke rqp's result protocol (wrote into rqp's pipe?) while processing this record; it was replaced"
+            if n - len(results) > 1:
+                index = None
         else:
             code = self.proc.poll() if self.proc else None
             if code is None:
@@ -472,6 +475,8 @@ class ScriptHost:
                 except subprocess.TimeoutExpired:
                     code = self._kill()
             kind, message = P.CRASHED, f"the script process {_exit_reason(code)} while processing this record; it was replaced"
+        if index is not None and index >= n:
+            index = None
         self.close()
         return HostFailure(results, index, kind, message)
 
