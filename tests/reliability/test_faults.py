@@ -77,8 +77,9 @@ def process(record):
 """
 
 
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+def _children(pid: int, command: str = "") -> list[int]:
+    """Children of ``pid`` whose command line contains ``command``."""
+    out = subprocess.run(["pgrep", "-P", str(pid), "-f", command or "."], capture_output=True, text=True).stdout
     return [int(x) for x in out.split()]
 
 
@@ -103,12 +104,13 @@ def test_dead_workers_chunk_is_rerun_without_waiting_for_its_lease(cluster):
                        RQP_SANDBOX_READ_PATHS=str(gate))
     processor = cluster.start_processor(workers=1)
     sched = cluster.start_scheduler("deadw")
-    cluster.wait_for(lambda: len(_children(processor.pid)) == 1, 60, "the worker to start")
-    [pid] = _children(processor.pid)
+    # (the supervisor's other children are its short-lived sandbox probe)
+    cluster.wait_for(lambda: len(_children(processor.pid, "rqp_processor.worker")) == 1, 60, "the worker to start")
+    [pid] = _children(processor.pid, "rqp_processor.worker")
     held = f"rqp:held:{socket.gethostname()}:{pid}"
     cluster.wait_for(lambda: cluster.r.get(held) == b"rqp-deadw-c00000000-0", 60, "the worker to take the chunk with record 7")
-    cluster.wait_for(lambda: len(_children(pid)) == 1, 60, "the chunk's script host to start")
-    [host] = _children(pid)
+    cluster.wait_for(lambda: len(_children(pid, "_host.py")) == 1, 60, "the chunk's script host to start")
+    [host] = _children(pid, "_host.py")
     lease = cluster.r.zscore("rqp:w:deadw:pending", "rqp-deadw-c00000000-0")
     assert lease is not None and lease > time.time() + 500
     os.kill(pid, signal.SIGKILL)

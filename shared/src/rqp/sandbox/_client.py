@@ -119,6 +119,16 @@ class Protections:
             text += "; MISSING: " + ", ".join(self.missing) + (f" ({'; '.join(problems)})" if problems else "")
         return text
 
+    def short(self) -> str:
+        """A few words: which layers are on, or what is missing."""
+        r = self.report
+        if r.get("in_process"):
+            return "OFF (scripts run inside the role)"
+        on = ["own process"] + [name for name, key in (
+            (f"landlock ABI {r.get('landlock_abi')}", "landlock_fs"), ("seccomp", "seccomp"), ("rlimits", "rlimits"), ("no_new_privs", "no_new_privs"),
+        ) if r.get(key)]
+        return " + ".join(on) + (f"; MISSING: {', '.join(self.missing)}" if self.missing else "")
+
     def check(self, required: bool, role: str) -> None:
         if required and self.missing:
             raise SandboxError(
@@ -258,9 +268,11 @@ class ScriptHost:
             return 0.0
 
     def close(self) -> None:
-        """End the host (EOF first, then SIGKILL) and remove its temporary directory."""
+        """End the host and remove its temporary directory. SIGKILL: a host keeps nothing worth
+        a graceful exit, and the role does not wait for an interpreter's teardown."""
         proc = self.proc
         if proc is not None:
+            self._kill()
             if self._sel is not None:
                 self._sel.close()
                 self._sel = None
@@ -270,10 +282,6 @@ class ScriptHost:
                         f.close()
                 except OSError:
                     pass
-            try:
-                proc.wait(0.5)
-            except subprocess.TimeoutExpired:
-                self._kill()
             self.proc = None
         if self._page is not None:
             self._page.close()

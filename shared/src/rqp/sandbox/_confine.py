@@ -28,11 +28,9 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import platform
 import resource
 import struct
 import sys
-from typing import Any
 
 __all__ = ["apply", "landlock_abi", "REQUIRED"]
 
@@ -105,7 +103,7 @@ def _handled_fs(abi: int) -> int:
     return rights
 
 
-def _landlock(read: list[str], write: list[str], devices: list[str]) -> dict[str, Any]:
+def _landlock(read: list[str], write: list[str], devices: list[str]) -> dict[str, object]:
     abi = landlock_abi()
     if abi < 1:
         err = ctypes.get_errno()
@@ -267,8 +265,8 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
 
 
-def _seccomp() -> dict[str, Any]:
-    arch = platform.machine()
+def _seccomp() -> dict[str, object]:
+    arch = os.uname().machine
     if arch not in _DENY:
         return {"seccomp": False, "seccomp_problem": f"no seccomp filter for architecture {arch}"}
     prog = _seccomp_program(arch, os.getpid())
@@ -281,7 +279,7 @@ def _seccomp() -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------------------- rlimits
-def _rlimits(memory_bytes: int, cpu_seconds: int, open_files: int, file_bytes: int) -> dict[str, Any]:
+def _rlimits(memory_bytes: int, cpu_seconds: int, open_files: int, file_bytes: int) -> dict[str, object]:
     problems = []
     wanted = [
         (resource.RLIMIT_CORE, 0, 0, "core"),
@@ -308,9 +306,10 @@ def _prctl_ok(option: int, arg: int) -> bool:
     return _prctl(option, arg, 0, 0, 0) == 0
 
 
-def apply(config: dict[str, Any]) -> dict[str, Any]:
+def apply(config: dict[str, object]) -> dict[str, object]:
     """Confine this process as ``config`` says; returns the report (never raises)."""
-    report: dict[str, Any] = {"platform": f"{platform.system()} {platform.release()} {platform.machine()}"}
+    u = os.uname()
+    report: dict[str, object] = {"platform": f"{u.sysname} {u.release} {u.machine}"}
     report["pdeathsig"] = _prctl_ok(PR_SET_PDEATHSIG, 9)  # the worker goes, the host goes
     report["not_dumpable"] = _prctl_ok(PR_SET_DUMPABLE, 0)
     report.update(_rlimits(int(config["memory_bytes"]), int(config["cpu_seconds"]), int(config["open_files"]), int(config["file_bytes"])))

@@ -16,7 +16,10 @@ import linecache
 import sys
 import types
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+
+TYPE_CHECKING = False  # the host imports no more than it must (typing costs milliseconds at each start)
+if TYPE_CHECKING:
+    from typing import Any
 
 try:
     from . import _protocol as P
