@@ -639,7 +639,7 @@ def report(res: dict[str, Any]) -> str:
     lines.append(hdr)
     lines.append("-" * len(hdr))
     base = sysres.get("rqp", {}).get("median")
-    order = ["rqp", "rqp-azure", *PEERS_BY_KEY]
+    order = ["rqp", "rqp-nosandbox", "rqp-azure", *PEERS_BY_KEY]
     for key in order:
         s = sysres.get(key)
         if not s:
@@ -660,6 +660,10 @@ def report(res: dict[str, Any]) -> str:
         lines.append(f"rqp local: {wc:,.0f} records/s including consolidation into one encrypted results object; steady rate (10-90 % done) {steady:,.0f}/s; "
                      f"~{statistics.median([r['records_per_chunk'] for r in rq['rounds']]):,.0f} records per chunk; "
                      f"CPU µs/record by process: " + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items()))
+    if "rqp-nosandbox" in sysres and "rounds" in sysres["rqp-nosandbox"]:
+        off = sysres["rqp-nosandbox"]
+        cpu = off["rounds"][len(off["rounds"]) // 2]["cpu_us_per_record"]
+        lines.append("rqp sandbox off: CPU µs/record by process: " + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items()))
     if "rqp-azure" in sysres and "rounds" in sysres["rqp-azure"]:
         az = sysres["rqp-azure"]
         cpu = az["rounds"][len(az["rounds"]) // 2]["cpu_us_per_record"]

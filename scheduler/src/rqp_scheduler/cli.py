@@ -43,6 +43,8 @@ class Scheduler:
         self.sandbox = sandbox.SandboxConfig.from_settings(settings)
         #: what the script hosts of this host can apply (checked against RQP_REQUIRE_SANDBOX)
         self.protections = sandbox.probe(self.sandbox)
+        #: script hosts for the workloads' import checks and parse(), one kept warm
+        self.hosts = sandbox.HostFactory(self.sandbox)
         self.runs: dict[str, WorkloadRun] = {}
         self.stop = threading.Event()
         self.failures: dict[str, str] = {}
@@ -50,7 +52,7 @@ class Scheduler:
     def add(self, workload_id: str) -> None:
         if workload_id in self.runs:
             return
-        run = WorkloadRun(self.settings, self.r, self.store, self.mq, self.keys, self.trust, workload_id, self.sandbox).start()
+        run = WorkloadRun(self.settings, self.r, self.store, self.mq, self.keys, self.trust, workload_id, self.hosts).start()
         if run.finished:
             log.info("workload %s is already done; nothing to schedule", workload_id)
             return
@@ -121,6 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info("%s", sched.protections.describe())
+    try:
+        code = _run(args, settings, sched)
+    finally:
+        sched.hosts.close()  # no script host outlives the scheduler
+    return code
+
+
+def _run(args: argparse.Namespace, settings: Settings, sched: Scheduler) -> int:
     if args.cmd == "run":
         for wid in args.workloads:
             try:

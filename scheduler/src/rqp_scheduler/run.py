@@ -79,7 +79,7 @@ def _writer() -> ThreadPoolExecutor:
 class WorkloadRun:
     def __init__(
         self, settings: Settings, r: redis.Redis, store: BlobStore, mq: MessageQueue, keys: KeyProvider, trust: TrustStore, workload_id: str,
-        sandbox_config: sandbox.SandboxConfig | None = None,
+        hosts: sandbox.HostFactory | None = None,
     ) -> None:
         self.settings = settings
         self.r = r
@@ -90,7 +90,7 @@ class WorkloadRun:
         self.me = f"{socket.gethostname()}:{os.getpid()}"
         self.scripts = Scripts(r)
         self.queue = Queue(settings.rq_queue, connection=r, job_class=RqpJob, serializer=JSONSerializer)
-        self.sandbox = sandbox_config or sandbox.SandboxConfig.from_settings(settings)
+        self.hosts = hosts or sandbox.HostFactory(sandbox.SandboxConfig.from_settings(settings), warm=False)
         # the submitter's signature is checked here, before any key is unwrapped or byte decrypted
         self.workload = Workload.open(store, keys, workload_id, trust)
         self.records: Iterator[tuple[bytes, str | None]] | None = None
@@ -126,7 +126,7 @@ class WorkloadRun:
         source = self.workload.script_source()
         try:
             # the script's import and setup() run in a script host, never in this process
-            sandbox.check_script(self.sandbox, self.id, source)
+            sandbox.check_script(self.hosts, self.id, source)
         except ScriptError as exc:
             self._fail_workload(str(exc))
             raise
@@ -165,7 +165,7 @@ class WorkloadRun:
             if m.format == "script":
                 # the script's parse() runs in a script host of its own, fed the decrypted data
                 assert self._source is not None
-                recs = self._parser = sandbox.parse_records(self.sandbox, self.id, self._source, self.workload.data_chunks())
+                recs = self._parser = sandbox.parse_records(self.hosts, self.id, self._source, self.workload.data_chunks())
             else:
                 recs = parse_records(m.format, self.workload.data_chunks(), workload_id=self.id, delimiter=m.delimiter)
             self.records = islice(recs, int(meta.get("enqueued", 0)), None)

@@ -25,7 +25,7 @@ from . import _protocol as P
 from ._client import HostFailure, InProcessHost, Protections, SandboxConfig, SandboxError, ScriptHost
 
 __all__ = [
-    "SandboxConfig", "Protections", "SandboxError", "ScriptPool", "probe", "check_script", "parse_records",
+    "SandboxConfig", "Protections", "SandboxError", "HostFactory", "ScriptPool", "probe", "check_script", "parse_records",
     "OK", "RAISED", "MALFORMED", "NOT_JSON", "TIMED_OUT", "CRASHED", "NO_SCRIPT", "RETRYABLE",
     "MAX_HOSTS", "IDLE_SECONDS",
 ]
@@ -44,32 +44,72 @@ log = logging.getLogger("rqp.sandbox")
 Host = ScriptHost | InProcessHost
 
 
-def _new_host(config: SandboxConfig, workload_id: str) -> Host:
-    host: Host = ScriptHost(config, workload_id) if config.enabled else InProcessHost(config, workload_id)
-    try:
-        host.start().check(config.require, "script host")
-    except BaseException:
-        host.close()
-        raise
-    return host
+class HostFactory:
+    """Script hosts for workloads, one kept warm: a fresh interpreter takes ~50 ms to start and
+    confine itself, so a spare is started ahead (it holds nothing: no workload has been given to
+    it) and the next one starts while the one just taken works."""
+
+    def __init__(self, config: SandboxConfig, *, warm: bool = True) -> None:
+        self.config = config
+        self.warm = warm and config.enabled
+        self._spare: ScriptHost | None = None
+        if self.warm:
+            self._spare = self._spawn_quietly()
+
+    def _spawn_quietly(self) -> ScriptHost | None:
+        host = ScriptHost(self.config)
+        try:
+            host.spawn()
+        except SandboxError as exc:  # taking one will try again, and say why if it fails
+            log.warning("%s", exc)
+            return None
+        return host
+
+    def take(self, workload_id: str) -> Host:
+        """A confined host for ``workload_id`` (or, with the sandbox off, the in-process runner)."""
+        if not self.config.enabled:
+            return InProcessHost(self.config, workload_id)
+        for attempt in (1, 2):
+            host = self._spare or ScriptHost(self.config)
+            self._spare = None
+            try:
+                if host.proc is None:
+                    host.spawn()
+                host.ready().check(self.config.require, "script host")
+            except SandboxError:
+                host.close()
+                if attempt == 2 or not self.warm:
+                    raise
+                continue  # the spare may have died while it waited: one fresh try
+            host.workload_id = workload_id
+            if self.warm:
+                self._spare = self._spawn_quietly()
+            return host
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self._spare is not None:
+            self._spare.close()
+            self._spare = None
+
+
+def _new_host(config: SandboxConfig | HostFactory, workload_id: str) -> Host:
+    factory = config if isinstance(config, HostFactory) else HostFactory(config, warm=False)
+    return factory.take(workload_id)
 
 
 def probe(config: SandboxConfig) -> Protections:
     """Start a host, read what it could apply, end it: what a role logs (and checks) at start."""
-    host = _new_host(config, "probe") if not config.require else None
-    if host is None:  # check after closing, so the refusal is the one line the caller prints
-        host = ScriptHost(config, "probe") if config.enabled else InProcessHost(config, "probe")
-        try:
-            protections = host.start()
-        finally:
-            host.close()
-        protections.check(True, "this host")
-        return protections
-    host.close()
-    return host.protections
+    host: Host = ScriptHost(config, "probe") if config.enabled else InProcessHost(config, "probe")
+    try:
+        protections = host.start()
+    finally:
+        host.close()
+    protections.check(config.require, "this host")
+    return protections
 
 
-def check_script(config: SandboxConfig, workload_id: str, source: bytes) -> dict[str, object]:
+def check_script(config: SandboxConfig | HostFactory, workload_id: str, source: bytes) -> dict[str, object]:
     """Import the script and run its ``setup()`` in a host: ``ScriptError`` with the reason
     when it does not load. Returns what the host found (``{"parse": bool}``)."""
     host = _new_host(config, workload_id)
@@ -79,7 +119,9 @@ def check_script(config: SandboxConfig, workload_id: str, source: bytes) -> dict
         host.close()
 
 
-def parse_records(config: SandboxConfig, workload_id: str, source: bytes, chunks: Iterable[bytes]) -> Iterator[tuple[bytes, str | None]]:
+def parse_records(
+    config: SandboxConfig | HostFactory, workload_id: str, source: bytes, chunks: Iterable[bytes]
+) -> Iterator[tuple[bytes, str | None]]:
     """The script's ``parse()`` over the decrypted ``chunks``, in a host of its own: yields
     ``(payload, None)`` per record, or ``(b"", error)`` for one that is not JSON. The host ends
     with the generator (close it to stop early)."""
@@ -100,8 +142,9 @@ def parse_records(config: SandboxConfig, workload_id: str, source: bytes, chunks
 class ScriptPool:
     """A worker's script hosts, one per workload, kept warm across chunks."""
 
-    def __init__(self, config: SandboxConfig, *, max_hosts: int = MAX_HOSTS, idle_seconds: float = IDLE_SECONDS) -> None:
+    def __init__(self, config: SandboxConfig, *, max_hosts: int = MAX_HOSTS, idle_seconds: float = IDLE_SECONDS, warm: bool = True) -> None:
         self.config = config
+        self.factory = HostFactory(config, warm=warm)
         self.max_hosts = max_hosts
         self.idle_seconds = idle_seconds
         self._hosts: OrderedDict[str, Host] = OrderedDict()
@@ -154,7 +197,7 @@ class ScriptPool:
         broken = self._broken.get(workload_id)
         if broken and time.monotonic() - broken[0] < BROKEN_SECONDS:
             raise ScriptError(broken[1])
-        host = _new_host(self.config, workload_id)
+        host = self.factory.take(workload_id)
         try:
             host.load(source())
         except ScriptError as exc:
@@ -187,3 +230,4 @@ class ScriptPool:
     def close(self) -> None:
         for wid in list(self._hosts):
             self._retire(wid)
+        self.factory.close()

@@ -173,6 +173,18 @@ def _exit_reason(code: int | None) -> str:
     return f"exited with status {code} (os._exit(), or a fatal error in native code)"
 
 
+_RESULT_KINDS = frozenset((P.OK, P.RAISED, P.MALFORMED, P.NOT_JSON))
+_RECORD_KINDS = frozenset((P.OK, P.NOT_JSON))
+
+
+def _valid(kinds: bytes, values: list[bytes], allowed: frozenset[int]) -> bool:
+    """Known kinds, and every OK value one non-empty line of JSON text (the results file holds a
+    value per line: a line break would let a script write lines for other records)."""
+    if kinds.count(P.OK) == len(kinds):
+        return all(values) and not any(b"\n" in v for v in values)
+    return all(k in allowed and (k != P.OK or (v and b"\n" not in v)) for k, v in zip(kinds, values))
+
+
 def _fmt_seconds(s: float) -> str:
     return f"{s:g}"
 
@@ -180,8 +192,9 @@ def _fmt_seconds(s: float) -> str:
 class ScriptHost:
     """One confined interpreter that serves one workload and is never reused for another."""
 
-    def __init__(self, config: SandboxConfig, workload_id: str) -> None:
+    def __init__(self, config: SandboxConfig, workload_id: str = "") -> None:
         self.config = config
+        #: set when the host is given a workload (a spare has none yet)
         self.workload_id = workload_id
         self.proc: subprocess.Popen[bytes] | None = None
         self.protections = Protections()
@@ -195,6 +208,12 @@ class ScriptHost:
 
     # ------------------------------------------------------------------------ lifecycle
     def start(self) -> Protections:
+        self.spawn()
+        return self.ready()
+
+    def spawn(self) -> None:
+        """Start the interpreter and hand it its configuration; it confines itself while the
+        role does something else (``ready`` collects the result)."""
         self.tmpdir = tempfile.mkdtemp(prefix="rqp-script-", dir=self.config.tmp_root)
         memfd = os.memfd_create("rqp-in-hand", os.MFD_CLOEXEC)
         try:
@@ -206,6 +225,9 @@ class ScriptHost:
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 env=self._env(), cwd=self.tmpdir, close_fds=True, start_new_session=True, pass_fds=(memfd,), bufsize=0,
             )
+        except OSError as exc:
+            self.close()
+            raise SandboxError(f"cannot start a script process ({exc.strerror or exc}); check the host's process and memory limits") from None
         finally:
             os.close(memfd)
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -215,6 +237,13 @@ class ScriptHost:
         self._sel.register(self.proc.stdout, selectors.EVENT_READ)
         try:
             self._send(P.frame(P.CONFIG, json.dumps(self.config.host_config(self.tmpdir)).encode()), START_TIMEOUT, "start")
+        except ScriptError as exc:
+            self.close()
+            raise SandboxError(f"the script sandbox failed to start: {exc}") from None
+
+    def ready(self) -> Protections:
+        """Wait for the host's report of what it could apply to itself."""
+        try:
             kind, payload = self._expect(START_TIMEOUT, "start")
         except ScriptError as exc:
             self.close()
@@ -222,7 +251,11 @@ class ScriptHost:
         if kind != P.READY:
             self.close()
             raise SandboxError(f"the script sandbox failed to start: {payload.decode(errors='replace')}")
-        report = json.loads(payload)
+        try:
+            report = dict(json.loads(payload))
+        except (ValueError, TypeError):
+            self.close()
+            raise SandboxError("the script sandbox failed to start: its report is not JSON") from None
         report["limits"] = {
             "memory": f"{self.config.memory_mb} MiB", "cpu": f"{self.config.cpu_seconds} s",
             "open files": self.config.open_files, "file size": f"{self.config.file_mb} MiB",
@@ -384,7 +417,7 @@ class ScriptHost:
         ``HostFailure`` when a record times out or the host dies; the host is gone then."""
         assert self.proc is not None and self.proc.stdin is not None and self._sel is not None
         self.last_used = time.monotonic()
-        P.IN_HAND.pack_into(self._page, 0, 0)  # type: ignore[arg-type]
+        P.IN_HAND.pack_into(self._page, 0, 0)  # type: ignore[arg-type]  # (a script can scribble on it)
         out = memoryview(P.frame(P.BATCH, P.pack_batch(payloads)))
         wfd = self.proc.stdin.fileno()
         sel = self._sel
@@ -441,21 +474,15 @@ class ScriptHost:
                     pass
 
     def _take_results(self, payload: bytes, results: list[tuple[int, bytes]], n: int) -> bool:
-        pos, end = 0, len(payload)
-        unpack = P.ENTRY.unpack_from
-        size = P.ENTRY.size
-        while pos < end:
-            if end - pos < size:
-                return False
-            index, kind, length = unpack(payload, pos)
-            pos += size
-            if index != len(results) or index >= n or kind not in (P.OK, P.RAISED, P.MALFORMED, P.NOT_JSON) or end - pos < length:
-                return False
-            data = payload[pos : pos + length]
-            pos += length
-            if kind == P.OK and (b"\n" in data or not data):
-                return False  # one JSON value per line in the results: no line breaks, never empty
-            results.append((kind, data))
+        """Append a RESULTS frame's outcomes; False when it is not what an honest host sends."""
+        try:
+            (start,) = P.COUNT.unpack_from(payload, 0)
+            kinds, values = P.unpack_columns(payload, True, P.COUNT.size)
+        except (ValueError, IndexError, struct.error):
+            return False
+        if start != len(results) or start + len(values) > n or not _valid(kinds, values, _RESULT_KINDS):
+            return False
+        results.extend(zip(kinds, values))
         return True
 
     def _failure(self, results: list[tuple[int, bytes]], what: str) -> HostFailure:
@@ -567,21 +594,13 @@ class ScriptHost:
                     pass
 
     def _take_records(self, payload: bytes) -> Iterator[tuple[int, bytes]]:
-        pos, end = 0, len(payload)
-        unpack = P.RECORD.unpack_from
-        size = P.RECORD.size
-        while pos < end:
-            if end - pos < size:
-                raise self._protocol_error("parse()")
-            kind, length = unpack(payload, pos)
-            pos += size
-            if kind not in (P.OK, P.NOT_JSON) or end - pos < length:
-                raise self._protocol_error("parse()")
-            data = payload[pos : pos + length]
-            pos += length
-            if kind == P.OK and (b"\n" in data or not data):
-                raise self._protocol_error("parse()")
-            yield kind, data
+        try:
+            kinds, values = P.unpack_columns(payload, True)
+        except (ValueError, IndexError, struct.error):
+            raise self._protocol_error("parse()") from None
+        if not _valid(kinds, values, _RECORD_KINDS):
+            raise self._protocol_error("parse()")
+        return zip(kinds, values)
 
     def _protocol_error(self, what: str) -> ScriptError:
         self._kill()
@@ -615,7 +634,7 @@ class InProcessHost:
     def run(self, payloads: list[bytes]) -> list[tuple[int, bytes]]:
         assert self.script is not None
         out: list[tuple[int, bytes]] = []
-        self.script.run(payloads, lambda _i, k, data: out.append((k, data)))
+        self.script.run(payloads, lambda k, data: out.append((k, data)))
         self.last_used = time.monotonic()
         return out
 

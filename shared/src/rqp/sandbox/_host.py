@@ -74,25 +74,32 @@ class _Pipe:
 
 
 class _Out:
-    """Entries buffered into frames of one kind: flushed by size, by age, and on demand."""
+    """Values with a kind each, sent as frames of columns (``pack_columns``): flushed by size, by
+    age, and on demand. RESULTS frames start with the index of their first record."""
 
-    def __init__(self, pipe: _Pipe, kind: int) -> None:
+    def __init__(self, pipe: _Pipe, kind: int, indexed: bool) -> None:
         self.pipe = pipe
         self.kind = kind
-        self.parts: list[bytes] = []
+        self.indexed = indexed
+        self.kinds = bytearray()
+        self.values: list[bytes] = []
         self.size = 0
+        self.start = 0
         self.since = time.monotonic()
 
-    def add(self, entry: bytes) -> None:
-        self.parts.append(entry)
-        self.size += len(entry)
+    def add(self, kind: int, value: bytes) -> None:
+        self.kinds.append(kind)
+        self.values.append(value)
+        self.size += len(value)
         if self.size >= FLUSH_BYTES or time.monotonic() - self.since >= FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
-        if self.parts:
-            self.pipe.send(self.kind, b"".join(self.parts))
-            self.parts, self.size = [], 0
+        if self.values:
+            body = P.pack_columns(bytes(self.kinds), self.values)
+            self.pipe.send(self.kind, P.COUNT.pack(self.start) + body if self.indexed else body)
+            self.start += len(self.values)
+            self.kinds, self.values, self.size = bytearray(), [], 0
         self.since = time.monotonic()
 
 
@@ -150,9 +157,7 @@ def _exposed(paths: list[str]) -> list[str]:
 
 def _serve(pipe: _Pipe, page: mmap.mmap) -> int:
     script: _runner.LoadedScript | None = None
-
-    def in_hand(i: int) -> None:
-        P.IN_HAND.pack_into(page, 0, i)
+    in_hand = memoryview(page).cast("I")  # in_hand[0]: index + 1 of the record in hand, 0 between
 
     while True:
         got = pipe.read()
@@ -169,22 +174,17 @@ def _serve(pipe: _Pipe, page: mmap.mmap) -> int:
                 continue
             pipe.send(P.LOADED, json.dumps({"parse": script.parse is not None}).encode())
         elif kind == P.BATCH and script is not None:
-            out = _Out(pipe, P.RESULTS)
-            pack = P.ENTRY.pack
-
-            def emit(i: int, k: int, data: bytes) -> None:
-                out.add(pack(i, k, len(data)) + data)
-
-            script.run(P.unpack_batch(payload), emit, in_hand)
+            out = _Out(pipe, P.RESULTS, indexed=True)
+            script.run(P.unpack_batch(payload), out.add, in_hand)
             out.flush()
             pipe.send(P.BATCH_END)
         elif kind == P.PARSE and script is not None:
-            out = _Out(pipe, P.RECORDS)
+            out = _Out(pipe, P.RECORDS, indexed=False)
             stream = io.BufferedReader(_DataStream(pipe, out), 1 << 16)
-            rpack = P.RECORD.pack
+            add = out.add
             try:
                 for k, data in script.parse_records(stream):
-                    out.add(rpack(k, len(data)) + data)
+                    add(k, data)
             except _runner.ScriptLoadError as exc:
                 out.flush()
                 pipe.send(P.ERROR, str(exc).encode())

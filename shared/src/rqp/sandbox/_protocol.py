@@ -12,10 +12,13 @@ BATCH          u32 count, then (u32 length, record)*     RESULTS frames, then BA
 PARSE          (empty); then DATA frames and DATA_END    RECORDS frames, then PARSE_END or ERROR
 =============  ========================================  ======================================
 
-RESULTS carry ``(u32 index, u8 kind, u32 length, bytes)`` entries in record order; RECORDS carry
-``(u8 kind, u32 length, bytes)``. Before each record the host stores its index + 1 in a shared
-page (``IN_HAND``), so when it hangs or dies the role knows which record was in hand without a
-write per record. Closing the host's input ends it.
+Many values travel as *columns* (``pack_columns``): a count, a kind byte per value, a length per
+value (native u32: both ends are the same machine and interpreter), then the values end to end --
+a few bulk operations per batch instead of a struct call per record. A BATCH is the lengths and
+values of its records; RESULTS are a u32 start index and the columns of the records from there,
+in order; RECORDS (from ``parse()``) are columns. Before each record the host stores its index +
+1 in a shared page (``IN_HAND``), so when it hangs or dies the role knows which record was in
+hand without a write per record. Closing the host's input ends it.
 
 Everything the host sends is treated as untrusted by the role: it runs the workload's script.
 """
@@ -23,21 +26,20 @@ Everything the host sends is treated as untrusted by the role: it runs the workl
 from __future__ import annotations
 
 import struct
+from array import array
+from itertools import accumulate
 
 __all__ = [
-    "HEADER", "ENTRY", "RECORD", "IN_HAND",
+    "HEADER", "COUNT", "IN_HAND",
     "CONFIG", "SCRIPT", "BATCH", "PARSE", "DATA", "DATA_END",
     "READY", "LOADED", "ERROR", "RESULTS", "BATCH_END", "RECORDS", "PARSE_END",
     "OK", "RAISED", "MALFORMED", "NOT_JSON", "TIMED_OUT", "CRASHED", "NO_SCRIPT", "RETRYABLE",
-    "frame", "pack_batch", "unpack_batch", "FrameBuffer",
+    "frame", "pack_batch", "unpack_batch", "pack_columns", "unpack_columns", "FrameBuffer",
 ]
 
 HEADER = struct.Struct(">BI")
-ENTRY = struct.Struct(">IBI")
-RECORD = struct.Struct(">BI")
 COUNT = struct.Struct(">I")
-LENGTH = struct.Struct(">I")
-IN_HAND = struct.Struct("<I")
+IN_HAND = struct.Struct("=I")  # native: the host writes it through memoryview.cast("I")
 MAX_FRAME = 1 << 30
 
 # role -> host
@@ -72,22 +74,40 @@ def frame(kind: int, payload: bytes = b"") -> bytes:
     return HEADER.pack(kind, len(payload)) + payload
 
 
+assert array("I").itemsize == 4
+
+
+def pack_columns(kinds: bytes | None, values: list[bytes]) -> bytes:
+    """Count, kinds (omitted when ``kinds`` is None), lengths, values."""
+    head = COUNT.pack(len(values))
+    lengths = array("I", map(len, values)).tobytes()
+    return b"".join((head, kinds or b"", lengths, *values))
+
+
+def unpack_columns(payload: bytes, with_kinds: bool, start: int = 0) -> tuple[bytes, list[bytes]]:
+    """(kinds, values) from ``payload[start:]``; ``ValueError`` when it does not add up."""
+    (count,) = COUNT.unpack_from(payload, start)
+    pos = start + COUNT.size
+    kinds = b""
+    if with_kinds:
+        kinds = payload[pos : pos + count]
+        pos += count
+    lengths = array("I")
+    lengths.frombytes(payload[pos : pos + 4 * count])
+    pos += 4 * count
+    if len(kinds) != (count if with_kinds else 0) or len(lengths) != count or pos + sum(lengths) != len(payload):
+        raise ValueError("columns do not add up")
+    ends = list(accumulate(lengths, initial=pos))
+    view = payload
+    return kinds, [view[a:b] for a, b in zip(ends, ends[1:])]
+
+
 def pack_batch(records: list[bytes]) -> bytes:
-    pack = LENGTH.pack
-    return COUNT.pack(len(records)) + b"".join([pack(len(r)) + r for r in records])
+    return pack_columns(None, records)
 
 
 def unpack_batch(payload: bytes) -> list[bytes]:
-    (count,) = COUNT.unpack_from(payload, 0)
-    pos = COUNT.size
-    out = []
-    unpack = LENGTH.unpack_from
-    for _ in range(count):
-        (n,) = unpack(payload, pos)
-        pos += 4
-        out.append(payload[pos : pos + n])
-        pos += n
-    return out
+    return unpack_columns(payload, False)[1]
 
 
 class FrameBuffer:

@@ -82,32 +82,33 @@ class LoadedScript:
             except BaseException as exc:  # noqa: BLE001 - the user's code: whatever it raises is theirs
                 raise ScriptLoadError(f"setup() in the script of workload {workload_id} raised {describe_exception(exc, workload_id)}") from None
 
-    def run(self, payloads: list[bytes], emit: Callable[[int, int, bytes], None], in_hand: Callable[[int], None] | None = None) -> None:
-        """Call ``process`` on each record; ``emit(index, kind, payload)`` per record, in order."""
+    def run(self, payloads: list[bytes], emit: Callable[[int, bytes], None], in_hand: Any = None) -> None:
+        """Call ``process`` on each record; ``emit(kind, payload)`` per record, in order.
+        ``in_hand`` (a writable ``memoryview`` of one u32) gets index + 1 of the record in hand."""
         process = self.process
         loads = json.loads
         wid = self.workload_id
         for i, payload in enumerate(payloads):
             if in_hand is not None:
-                in_hand(i + 1)
+                in_hand[0] = i + 1
             try:
                 record = loads(payload)
             except ValueError as exc:
-                emit(i, P.MALFORMED, f"malformed record: not valid JSON ({exc})".encode())
+                emit(P.MALFORMED, f"malformed record: not valid JSON ({exc})".encode())
                 continue
             try:
                 result = process(record)
             except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt fail the record too
-                emit(i, P.RAISED, f"process() raised {describe_exception(exc, wid)}".encode())
+                emit(P.RAISED, f"process() raised {describe_exception(exc, wid)}".encode())
                 continue
             try:
                 out = _ENCODE(result)
             except BaseException as exc:  # noqa: BLE001
-                emit(i, P.NOT_JSON, f"process() returned a value that is not JSON-serializable: {describe_exception(exc, wid)}".encode())
+                emit(P.NOT_JSON, f"process() returned a value that is not JSON-serializable: {describe_exception(exc, wid)}".encode())
                 continue
-            emit(i, P.OK, out.encode())
+            emit(P.OK, out.encode())
         if in_hand is not None:
-            in_hand(0)
+            in_hand[0] = 0
 
     def parse_records(self, stream: Any) -> Iterator[tuple[int, bytes]]:
         """(kind, payload) per record ``parse(stream)`` yields; raises ``ScriptLoadError`` (with
