@@ -109,12 +109,13 @@ def test_dead_workers_chunk_is_rerun_without_waiting_for_its_lease(cluster):
     [pid] = _children(processor.pid, "rqp_processor.worker")
     held = f"rqp:held:{socket.gethostname()}:{pid}"
     cluster.wait_for(lambda: cluster.r.get(held) == b"rqp-deadw-c00000000-0", 60, "the worker to take the chunk with record 7")
-    cluster.wait_for(lambda: len(_children(pid, "_host.py")) == 1, 60, "the chunk's script host to start")
-    [host] = _children(pid, "_host.py")
+    # the chunk's script host, and the worker's warm spare
+    cluster.wait_for(lambda: len(_children(pid, "_host.py")) == 2, 60, "the chunk's script host and the spare to start")
+    hosts = _children(pid, "_host.py")
     lease = cluster.r.zscore("rqp:w:deadw:pending", "rqp-deadw-c00000000-0")
     assert lease is not None and lease > time.time() + 500
     os.kill(pid, signal.SIGKILL)
-    cluster.wait_for(lambda: not _alive(host), 10, "the script host to die with its worker")
+    cluster.wait_for(lambda: not any(map(_alive, hosts)), 10, "the script hosts to die with their worker")
     (gate / "open").touch()
     try:
         out, _ = sched.communicate(timeout=60)
