@@ -9,7 +9,6 @@ from __future__ import annotations
 import resource
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import psutil
@@ -20,7 +19,9 @@ STOP_GRACE = 10.0
 
 def start(cmd: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
     with open(log, "ab") as fh:
-        return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            cmd, env=env, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
 
 
 def stop(procs: list[subprocess.Popen], grace: float = STOP_GRACE) -> None:

@@ -52,9 +52,10 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 import redis
@@ -92,8 +93,25 @@ class Peer:
 
 
 def _rq(worker_class: str) -> Callable[[str], list[list[str]]]:
-    return lambda b: [[f"{b}/rq", "worker", "-w", worker_class, "--url", "{url}", "--logging_level", "WARNING", "--disable-job-desc-logging",
-                       "-P", "{peers}", "bench"]] * 2
+    return lambda b: (
+        [
+            [
+                f"{b}/rq",
+                "worker",
+                "-w",
+                worker_class,
+                "--url",
+                "{url}",
+                "--logging_level",
+                "WARNING",
+                "--disable-job-desc-logging",
+                "-P",
+                "{peers}",
+                "bench",
+            ]
+        ]
+        * 2
+    )
 
 
 def _loop(batch: int) -> Callable[[str], list[list[str]]]:
@@ -104,15 +122,55 @@ def _loop(batch: int) -> Callable[[str], list[list[str]]]:
 PEER_LIST = [
     Peer("rq", "RQ default Worker (fork/job)", "rq_job", 300, "~70", _rq("rq.worker.Worker"), floor_rate=10),
     Peer("rq-simple", "RQ SimpleWorker", "rq_job", 2_000, "~230-300", _rq("rq.worker.SimpleWorker"), floor_rate=30),
-    Peer("celery", "Celery (prefork 2)", "celery_job", 3_000, "~430-560",
-         lambda b: [[f"{b}/celery", "-A", "celery_job", "worker", "-P", "prefork", "-c", "2", "-Q", "bench",
-                     "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"]], floor_rate=50),
-    Peer("huey", "Huey (2 processes)", "huey_job", 6_000, "~1,400",
-         lambda b: [[f"{b}/huey_consumer", "huey_job.huey", "-w", "2", "-k", "process", "-q", "-C"]], floor_rate=100),
-    Peer("dramatiq", "Dramatiq (2 proc x 8 thr)", "dramatiq_job", 8_000, "~1,700",
-         lambda b: [[f"{b}/dramatiq", "dramatiq_job", "-p", "2", "-t", "8", "-P", "{peers}", "-Q", "bench"]], floor_rate=100),
+    Peer(
+        "celery",
+        "Celery (prefork 2)",
+        "celery_job",
+        3_000,
+        "~430-560",
+        lambda b: [
+            [
+                f"{b}/celery",
+                "-A",
+                "celery_job",
+                "worker",
+                "-P",
+                "prefork",
+                "-c",
+                "2",
+                "-Q",
+                "bench",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "WARNING",
+            ]
+        ],
+        floor_rate=50,
+    ),
+    Peer(
+        "huey",
+        "Huey (2 processes)",
+        "huey_job",
+        6_000,
+        "~1,400",
+        lambda b: [[f"{b}/huey_consumer", "huey_job.huey", "-w", "2", "-k", "process", "-q", "-C"]],
+        floor_rate=100,
+    ),
+    Peer(
+        "dramatiq",
+        "Dramatiq (2 proc x 8 thr)",
+        "dramatiq_job",
+        8_000,
+        "~1,700",
+        lambda b: [[f"{b}/dramatiq", "dramatiq_job", "-p", "2", "-t", "8", "-P", "{peers}", "-Q", "bench"]],
+        floor_rate=100,
+    ),
     Peer("loop-1", "Redis list loop, 1 job/rt", "loop", 15_000, "~4,000", _loop(1), raw=True, floor_rate=300),
-    Peer("loop-64", "Redis list loop, 64 jobs/rt", "loop", 50_000, "~13,000-17,000", _loop(64), raw=True, floor_rate=1000),
+    Peer(
+        "loop-64", "Redis list loop, 64 jobs/rt", "loop", 50_000, "~13,000-17,000", _loop(64), raw=True, floor_rate=1000
+    ),
 ]
 PEERS_BY_KEY = {p.key: p for p in PEER_LIST}
 RQP_N = 40_000
@@ -195,8 +253,15 @@ def peer_round(peer: Peer, n: int, k: int, work: Path, data: Data) -> dict[str, 
     running: list[subprocess.Popen] = []
     data.ensure(n)
     base = k * n
-    producer = subprocess.Popen([sys.executable, str(PEERS / "enqueue.py"), peer.module, str(base), str(n), "1" if peer.raw else "0"],
-                                env=env, cwd=PEERS, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(root / "producer.log", "wb"), text=True)
+    producer = subprocess.Popen(
+        [sys.executable, str(PEERS / "enqueue.py"), peer.module, str(base), str(n), "1" if peer.raw else "0"],
+        env=env,
+        cwd=PEERS,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=open(root / "producer.log", "wb"),
+        text=True,
+    )
     try:
         for i, cmd in enumerate(peer.commands(str(BIN))):
             cmd = [c.replace("{url}", server.url).replace("{peers}", str(PEERS)) for c in cmd]
@@ -213,12 +278,22 @@ def peer_round(peer: Peer, n: int, k: int, work: Path, data: Data) -> dict[str, 
         _say(producer, "go")
         _wait_status(r, n, time.monotonic() + 60 + n / peer.floor_rate, running, root, f"round {k + 1}")
         t1 = time.perf_counter()
-        c_workers, c_redis = procs.cpu_seconds([p.pid for p in running]) - c_workers, procs.cpu_seconds([server_pid]) - c_redis
+        c_workers, c_redis = (
+            procs.cpu_seconds([p.pid for p in running]) - c_workers,
+            procs.cpu_seconds([server_pid]) - c_redis,
+        )
         _, enq_wall, enq_cpu = _expect(producer, "done", root).split()
         cpu = cpu_split(n, {"workers": c_workers, "redis": c_redis, "producer": float(enq_cpu)})
         verified = _verify(r, aead, data, base, n)
-        rnd = {"n": n, "seconds": round(t1 - t0, 3), "rate": round(n / (t1 - t0), 1), "enqueue_seconds": round(float(enq_wall), 3),
-               "cpu_us_per_record": cpu, "verified_sample": verified, "redis_commandstats": _commandstats(r)}
+        rnd = {
+            "n": n,
+            "seconds": round(t1 - t0, 3),
+            "rate": round(n / (t1 - t0), 1),
+            "enqueue_seconds": round(float(enq_wall), 3),
+            "cpu_us_per_record": cpu,
+            "verified_sample": verified,
+            "redis_commandstats": _commandstats(r),
+        }
     finally:
         if producer.poll() is None:
             producer.stdin.close()  # type: ignore[union-attr]
@@ -230,8 +305,10 @@ def peer_round(peer: Peer, n: int, k: int, work: Path, data: Data) -> dict[str, 
         procs.stop(running)
         r.close()
         server.stop()
-    log(f"{peer.key} round {k + 1}: {rnd['rate']:,.0f} jobs/s ({n:,} in {rnd['seconds']:.2f}s, enqueue {rnd['enqueue_seconds']:.2f}s), "
-        f"CPU {cpu['total']:.0f} µs/job ({', '.join(f'{a} {b:.0f}' for a, b in cpu.items() if a != 'total')})")
+    log(
+        f"{peer.key} round {k + 1}: {rnd['rate']:,.0f} jobs/s ({n:,} in {rnd['seconds']:.2f}s, enqueue {rnd['enqueue_seconds']:.2f}s), "
+        f"CPU {cpu['total']:.0f} µs/job ({', '.join(f'{a} {b:.0f}' for a, b in cpu.items() if a != 'total')})"
+    )
     return rnd
 
 
@@ -247,10 +324,14 @@ def _expect(proc: subprocess.Popen, word: str, root: Path) -> str:
     return line
 
 
-def _wait_status(r: redis.Redis, n: int, deadline: float, running: list[subprocess.Popen], root: Path, what: str) -> None:
+def _wait_status(
+    r: redis.Redis, n: int, deadline: float, running: list[subprocess.Popen], root: Path, what: str
+) -> None:
     while r.hlen(STATUS) < n:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{what}: only {r.hlen(STATUS)} of {n} jobs done before the deadline; see {root}/worker-*.log")
+            raise RuntimeError(
+                f"{what}: only {r.hlen(STATUS)} of {n} jobs done before the deadline; see {root}/worker-*.log"
+            )
         if any(p.poll() is not None for p in running):
             raise RuntimeError(f"{what}: a worker exited ({[p.returncode for p in running]}); see {root}/worker-*.log")
         time.sleep(POLL)
@@ -269,7 +350,15 @@ def _verify(r: redis.Redis, aead: AESGCM, data: Data, base: int, n: int) -> int:
 
 def _commandstats(r: redis.Redis, top: int = 8) -> list[dict[str, Any]]:
     stats = r.info("commandstats")
-    rows = [{"command": k.removeprefix("cmdstat_"), "calls": v["calls"], "usec": v["usec"], "usec_per_call": v["usec_per_call"]} for k, v in stats.items()]
+    rows = [
+        {
+            "command": k.removeprefix("cmdstat_"),
+            "calls": v["calls"],
+            "usec": v["usec"],
+            "usec_per_call": v["usec_per_call"],
+        }
+        for k, v in stats.items()
+    ]
     rows.sort(key=lambda x: -x["usec"])
     return rows[:top]
 
@@ -289,14 +378,20 @@ class RqpEnv:
         self.server = RedisServer(dir=str(self.root), password=password).start()
         self.r = redis.Redis.from_url(self.server.url, password=password)
         self.azurite = None
-        env = {**RQP_EXTRA, "RQP_REDIS_URL": self.server.url, "RQP_REDIS_PASSWORD_FILE": str(pw_file), "RQP_KEK_FILE": str(kek), "RQP_LOG_LEVEL": "WARNING",
-               # the submitter's key (made beside the KEK in main) is the one the roles trust
-               "RQP_SIGNING_KEY_FILE": str(kek.with_name("signer.pem")), "RQP_TRUSTED_SIGNERS_FILE": str(kek.with_name("signer.pub.pem")),
-               "RQP_SANDBOX": "true" if sandbox else "false"}
+        env = {
+            **RQP_EXTRA,
+            "RQP_REDIS_URL": self.server.url,
+            "RQP_REDIS_PASSWORD_FILE": str(pw_file),
+            "RQP_KEK_FILE": str(kek),
+            "RQP_LOG_LEVEL": "WARNING",
+            # the submitter's key (made beside the KEK in main) is the one the roles trust
+            "RQP_SIGNING_KEY_FILE": str(kek.with_name("signer.pem")),
+            "RQP_TRUSTED_SIGNERS_FILE": str(kek.with_name("signer.pub.pem")),
+            "RQP_SANDBOX": "true" if sandbox else "false",
+        }
         if azure:
             sys.path.insert(0, str(REPO / "tests"))
             from azurite import Azurite  # tests/azurite.py: the project's Azurite launcher
-
             from rqp.azure.blob import AzureBlobStore
 
             self.azurite = Azurite().start()
@@ -305,7 +400,9 @@ class RqpEnv:
             conn.chmod(0o600)
             blob_url = f"azure-blob://devstoreaccount1/rqp-{uuid.uuid4().hex[:12]}?connection_string_file={conn}"
             AzureBlobStore.from_url(blob_url).create_container()
-            env.update(RQP_BLOB_URL=blob_url, RQP_QUEUE_URL=f"azure-queue://devstoreaccount1?connection_string_file={conn}")
+            env.update(
+                RQP_BLOB_URL=blob_url, RQP_QUEUE_URL=f"azure-queue://devstoreaccount1?connection_string_file={conn}"
+            )
         else:
             env["RQP_BLOB_URL"] = f"file://{self.root / 'blobs'}"
         self.rqp_env = env
@@ -325,7 +422,12 @@ class RqpEnv:
     def start_processor(self, workers: int) -> subprocess.Popen:
         from rq import Worker
 
-        p = procs.start([str(BIN / "rqp-processor"), "--workers", str(workers)], self.env, self.root, self.root / f"processor-{len(self.running)}.log")
+        p = procs.start(
+            [str(BIN / "rqp-processor"), "--workers", str(workers)],
+            self.env,
+            self.root,
+            self.root / f"processor-{len(self.running)}.log",
+        )
         self.running.append(p)
         deadline = time.monotonic() + 120
         while Worker.count(connection=self.r) < workers:
@@ -350,12 +452,19 @@ def rqp_round(env: RqpEnv, wid: str, n: int, rss: procs.RssSampler | None = None
     """One workload through `rqp-scheduler run`, processors already running."""
     server_pid = env.server.proc.pid  # type: ignore[union-attr]
     extra = [env.azurite.proc.pid] if env.azurite and env.azurite.proc else []
-    c_workers, c_redis, c_extra, c_sched = procs.cpu_seconds(env.pids()), procs.cpu_seconds([server_pid]), procs.cpu_seconds(extra), procs.children_cpu()
+    c_workers, c_redis, c_extra, c_sched = (
+        procs.cpu_seconds(env.pids()),
+        procs.cpu_seconds([server_pid]),
+        procs.cpu_seconds(extra),
+        procs.children_cpu(),
+    )
     c_hosts = procs.cpu_seconds_matching(env.pids(), "_host.py")
     t0 = time.perf_counter()
     tl = Timeline(env.r, f"rqp:w:{wid}:done", n)
     tl.start()
-    cp = subprocess.run([str(BIN / "rqp-scheduler"), "run", wid], env=env.env, cwd=env.root, capture_output=True, timeout=1800)
+    cp = subprocess.run(
+        [str(BIN / "rqp-scheduler"), "run", wid], env=env.env, cwd=env.root, capture_output=True, timeout=1800
+    )
     wall = time.perf_counter() - t0
     tl.stop()
     workers_total = procs.cpu_seconds(env.pids()) - c_workers
@@ -380,9 +489,14 @@ def rqp_round(env: RqpEnv, wid: str, n: int, rss: procs.RssSampler | None = None
     started, last, finished = float(meta["started_at"]), float(perf["last"]), float(meta["finished_at"])
     chunks = int(meta.get("chunks", 0))
     return {
-        "n": n, "seconds": round(last - started, 3), "rate": round(n / (last - started), 1),
-        "with_consolidation_seconds": round(finished - started, 3), "rate_with_consolidation": round(n / (finished - started), 1),
-        "scheduler_wall_seconds": round(wall, 3), "chunks": chunks, "records_per_chunk": round(n / max(1, chunks)),
+        "n": n,
+        "seconds": round(last - started, 3),
+        "rate": round(n / (last - started), 1),
+        "with_consolidation_seconds": round(finished - started, 3),
+        "rate_with_consolidation": round(n / (finished - started), 1),
+        "scheduler_wall_seconds": round(wall, 3),
+        "chunks": chunks,
+        "records_per_chunk": round(n / max(1, chunks)),
         "worker_us_per_record": round(float(perf["seconds"]) / n * 1e6, 1),
         "cpu_us_per_record": cpu_split(n, parts),
         "timeline": tl.phases(started, n),
@@ -439,8 +553,20 @@ def verify_rqp(env: RqpEnv, wid: str, data: Data, n: int) -> int:
     return seen
 
 
-def rqp_system_round(key: str, n: int, workers: int, k: int, work: Path, data: Data, kek: Path, *, azure: bool = False,
-                     verify: bool = True, sample_rss: bool = False, sandbox: bool = True) -> dict[str, Any]:
+def rqp_system_round(
+    key: str,
+    n: int,
+    workers: int,
+    k: int,
+    work: Path,
+    data: Data,
+    kek: Path,
+    *,
+    azure: bool = False,
+    verify: bool = True,
+    sample_rss: bool = False,
+    sandbox: bool = True,
+) -> dict[str, Any]:
     """One round of rqp, from scratch: fresh Redis (and Azurite), pack, processors ready, schedule."""
     env = RqpEnv(work, f"{key}-r{k}", kek, azure=azure, sandbox=sandbox)
     try:
@@ -453,7 +579,9 @@ def rqp_system_round(key: str, n: int, workers: int, k: int, work: Path, data: D
         if sampler:
             peak = sampler.stop()
             rnd["peak_rss_mb_sampled"] = {str(pid): round(v / 2**20, 1) for pid, v in peak.items()}
-            rnd["peak_rss_mb_vmhwm"] = {str(p.pid): round((procs.peak_rss_kb(p.pid) or 0) / 1024, 1) for p in procs.tree(proc.pid)[1:]}
+            rnd["peak_rss_mb_vmhwm"] = {
+                str(p.pid): round((procs.peak_rss_kb(p.pid) or 0) / 1024, 1) for p in procs.tree(proc.pid)[1:]
+            }
         if verify:
             rnd["verified"] = verify_rqp(env, wid, data, n)
         rnd["redis_commandstats"] = _commandstats(env.r)
@@ -461,15 +589,19 @@ def rqp_system_round(key: str, n: int, workers: int, k: int, work: Path, data: D
         env.close()
     cpu = rnd["cpu_us_per_record"]
     tl = rnd["timeline"]
-    log(f"{key} ({workers} workers) round {k + 1}: {rnd['rate']:,.0f} records/s ({n:,} in {rnd['seconds']:.2f}s; "
+    log(
+        f"{key} ({workers} workers) round {k + 1}: {rnd['rate']:,.0f} records/s ({n:,} in {rnd['seconds']:.2f}s; "
         f"{rnd['rate_with_consolidation']:,.0f}/s with consolidation), {rnd['records_per_chunk']} rec/chunk, CPU {cpu['total']:.0f} µs/rec "
         f"({', '.join(f'{a} {b:.0f}' for a, b in cpu.items() if a != 'total')}); first done at {tl['first_done_s']}s, "
-        f"10%/50%/90% at {tl['t10_s']}/{tl['t50_s']}/{tl['t90_s']}s, steady {tl['steady_rate'] or 0:,.0f}/s")
+        f"10%/50%/90% at {tl['t10_s']}/{tl['t50_s']}/{tl['t90_s']}s, steady {tl['steady_rate'] or 0:,.0f}/s"
+    )
     return rnd
 
 
 # ----------------------------------------------------------------------------------- enqueue
-def run_enqueue(n: int, rounds: int, work: Path, data: Data, kek: Path, chunk_sizes: tuple[int, ...], profile: bool) -> dict[str, Any]:
+def run_enqueue(
+    n: int, rounds: int, work: Path, data: Data, kek: Path, chunk_sizes: tuple[int, ...], profile: bool
+) -> dict[str, Any]:
     """The scheduler's enqueue (WorkloadRun in this process), no workers, window large enough for
     the whole workload: records/s from WorkloadRun.start() to the last chunk queued."""
     from rqp.config import Settings
@@ -486,7 +618,14 @@ def run_enqueue(n: int, rounds: int, work: Path, data: Data, kek: Path, chunk_si
             for k in range(rounds + (1 if profile else 0)):
                 prof = cProfile.Profile(time.process_time) if k == rounds else None  # an extra, untimed pass
                 wid = env.pack(f"e-{cs}-{k}", data_file)
-                settings = Settings.load(env={**env.rqp_env, "RQP_WINDOW_CHUNKS": str(n), "RQP_CHUNK_SIZE": str(cs), "RQP_CHUNK_MAX": str(max(cs, 4096))})
+                settings = Settings.load(
+                    env={
+                        **env.rqp_env,
+                        "RQP_WINDOW_CHUNKS": str(n),
+                        "RQP_CHUNK_SIZE": str(cs),
+                        "RQP_CHUNK_MAX": str(max(cs, 4096)),
+                    }
+                )
                 r = connect_redis(settings)
                 store = open_blob_store(settings.blob_url)
                 run = WorkloadRun(settings, r, store, open_message_queue(settings, r), open_key_provider(settings), wid)
@@ -507,13 +646,21 @@ def run_enqueue(n: int, rounds: int, work: Path, data: Data, kek: Path, chunk_si
                 r.flushall()
                 r.close()
                 if prof:
-                    profiled = _profile_text(prof, 22) + "\n\n   by cumulative time:\n" + _profile_text(prof, 22, "cumulative")
+                    profiled = (
+                        _profile_text(prof, 22) + "\n\n   by cumulative time:\n" + _profile_text(prof, 22, "cumulative")
+                    )
                     continue
-                rnd = {"seconds": round(t1 - t0, 3), "rate": round(n / (t1 - t0), 1), "scheduler_cpu_us_per_record": round(cpu / n * 1e6, 1),
-                       "redis_cpu_us_per_record": round(rcpu / n * 1e6, 1)}
+                rnd = {
+                    "seconds": round(t1 - t0, 3),
+                    "rate": round(n / (t1 - t0), 1),
+                    "scheduler_cpu_us_per_record": round(cpu / n * 1e6, 1),
+                    "redis_cpu_us_per_record": round(rcpu / n * 1e6, 1),
+                }
                 rounds_out.append(rnd)
-                log(f"enqueue (chunk {cs}) round {k + 1}/{rounds}: {rnd['rate']:,.0f} records/s ({n:,} in {rnd['seconds']:.2f}s), "
-                    f"CPU µs/record: scheduler {rnd['scheduler_cpu_us_per_record']:.1f}, Redis {rnd['redis_cpu_us_per_record']:.1f}")
+                log(
+                    f"enqueue (chunk {cs}) round {k + 1}/{rounds}: {rnd['rate']:,.0f} records/s ({n:,} in {rnd['seconds']:.2f}s), "
+                    f"CPU µs/record: scheduler {rnd['scheduler_cpu_us_per_record']:.1f}, Redis {rnd['redis_cpu_us_per_record']:.1f}"
+                )
             out["by_chunk_size"][str(cs)] = {"rounds": rounds_out, **summarize(rounds_out)}
             if profiled:
                 out["by_chunk_size"][str(cs)]["profile"] = profiled
@@ -548,21 +695,47 @@ def _profile_summary(st: pstats.Stats, n: int) -> list[dict[str, Any]]:
 
     def total(suffix: str, func: str) -> float:
         if func == "<parts>":
-            return sum(v for (f, fn), v in cum.items() if (f.endswith("parts.py") and fn in ("encode_part", "seal_part")) or (f.endswith(("local.py", "blob.py")) and fn == "put"))
+            return sum(
+                v
+                for (f, fn), v in cum.items()
+                if (f.endswith("parts.py") and fn in ("encode_part", "seal_part"))
+                or (f.endswith(("local.py", "blob.py")) and fn == "put")
+            )
         if func == "<messages>":
-            return sum(v for (f, fn), v in cum.items() if f.endswith("messages.py") and fn in ("pack_messages", "pack_statuses", "publish_outbox"))
+            return sum(
+                v
+                for (f, fn), v in cum.items()
+                if f.endswith("messages.py") and fn in ("pack_messages", "pack_statuses", "publish_outbox")
+            )
         funcs = func.split("|")
-        return sum(v for (f, fn), v in cum.items() if f.endswith(suffix) and fn in funcs and (suffix != ">" or f.startswith("<rqp-script")))
+        return sum(
+            v
+            for (f, fn), v in cum.items()
+            if f.endswith(suffix) and fn in funcs and (suffix != ">" or f.startswith("<rqp-script"))
+        )
 
     rows = []
     everything = total("base.py", "work") or 1.0
     for label, suffix, func in PROFILE_PARTS:
         v = total(suffix, func)
         if v:
-            rows.append({"part": label, "seconds": round(v, 3), "us_per_record": round(v / n * 1e6, 1), "share": round(v / everything, 3)})
+            rows.append(
+                {
+                    "part": label,
+                    "seconds": round(v, 3),
+                    "us_per_record": round(v / n * 1e6, 1),
+                    "share": round(v / everything, 3),
+                }
+            )
     chunk = total("chunk.py", "run")
-    rows.append({"part": "  RQ's own per-job work (dequeue, heartbeats, registries, job delete)", "seconds": round(everything - chunk, 3),
-                    "us_per_record": round((everything - chunk) / n * 1e6, 1), "share": round((everything - chunk) / everything, 3)})
+    rows.append(
+        {
+            "part": "  RQ's own per-job work (dequeue, heartbeats, registries, job delete)",
+            "seconds": round(everything - chunk, 3),
+            "us_per_record": round((everything - chunk) / n * 1e6, 1),
+            "share": round((everything - chunk) / everything, 3),
+        }
+    )
     return rows
 
 
@@ -577,7 +750,7 @@ def _trim_pstats(text: str) -> str:
     lines = text.splitlines()
     for i, line in enumerate(lines):
         if line.lstrip().startswith("ncalls"):
-            return "\n".join(lines[max(0, i - 3):]).rstrip()
+            return "\n".join(lines[max(0, i - 3) :]).rstrip()
     return text.rstrip()
 
 
@@ -628,13 +801,17 @@ def report(res: dict[str, Any]) -> str:
     sysres = res["systems"]
     lines = []
     env = res["environment"]
-    lines.append(f"rqp benchmark  {env['when']}  {env['cpus']} CPUs, load avg at start {env['loadavg_start']}, Python {env['python']}, "
-                 f"Redis {env['redis']}, rounds {res['rounds']}{' (quick)' if res['quick'] else ''}")
+    lines.append(
+        f"rqp benchmark  {env['when']}  {env['cpus']} CPUs, load avg at start {env['loadavg_start']}, Python {env['python']}, "
+        f"Redis {env['redis']}, rounds {res['rounds']}{' (quick)' if res['quick'] else ''}"
+    )
     lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()))
     if res.get("rqp_env"):
         lines.append("rqp settings: " + " ".join(f"{k}={v}" for k, v in res["rqp_env"].items()))
     lines.append("")
-    lines.append("End to end, realistic job (AES-256-GCM decrypt of a ~1 KB record, process(), encrypt, store, status), 2 worker processes:")
+    lines.append(
+        "End to end, realistic job (AES-256-GCM decrypt of a ~1 KB record, process(), encrypt, store, status), 2 worker processes:"
+    )
     hdr = f"{'system':<32}{'records':>9}{'median/s':>11}{'min/s':>10}{'max/s':>10}{'rqp / X':>9}{'anchor/s':>16}{'CPU µs/rec':>12}"
     lines.append(hdr)
     lines.append("-" * len(hdr))
@@ -647,19 +824,27 @@ def report(res: dict[str, Any]) -> str:
         if "error" in s:
             lines.append(f"{s.get('label', key):<32}  FAILED: {s['error'][:90]}")
             continue
-        ratio = f"{base / s['median']:.2f}x" if base and s["median"] and key != "rqp" else ("1.00x" if key == "rqp" else "-")
+        ratio = (
+            f"{base / s['median']:.2f}x"
+            if base and s["median"] and key != "rqp"
+            else ("1.00x" if key == "rqp" else "-")
+        )
         cpu = statistics.median([r["cpu_us_per_record"]["total"] for r in s["rounds"]])
-        lines.append(f"{s['label']:<32}{s['n']:>9,}{fmt_rate(s['median']):>11}{fmt_rate(s['min']):>10}{fmt_rate(s['max']):>10}{ratio:>9}"
-                     f"{s.get('anchor', '') or '':>16}{cpu:>12,.0f}")
+        lines.append(
+            f"{s['label']:<32}{s['n']:>9,}{fmt_rate(s['median']):>11}{fmt_rate(s['min']):>10}{fmt_rate(s['max']):>10}{ratio:>9}"
+            f"{s.get('anchor', '') or '':>16}{cpu:>12,.0f}"
+        )
     if "rqp" in sysres and "rounds" in sysres["rqp"]:
         rq = sysres["rqp"]
         wc = statistics.median([r["rate_with_consolidation"] for r in rq["rounds"]])
         cpu = rq["rounds"][len(rq["rounds"]) // 2]["cpu_us_per_record"]
         lines.append("")
         steady = statistics.median([r["timeline"]["steady_rate"] or 0 for r in rq["rounds"]])
-        lines.append(f"rqp local: {wc:,.0f} records/s including consolidation into one encrypted results object; steady rate (10-90 % done) {steady:,.0f}/s; "
-                     f"~{statistics.median([r['records_per_chunk'] for r in rq['rounds']]):,.0f} records per chunk; "
-                     f"CPU µs/record by process: " + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items()))
+        lines.append(
+            f"rqp local: {wc:,.0f} records/s including consolidation into one encrypted results object; steady rate (10-90 % done) {steady:,.0f}/s; "
+            f"~{statistics.median([r['records_per_chunk'] for r in rq['rounds']]):,.0f} records per chunk; "
+            f"CPU µs/record by process: " + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items())
+        )
     if "rqp-nosandbox" in sysres and "rounds" in sysres["rqp-nosandbox"]:
         off = sysres["rqp-nosandbox"]
         cpu = off["rounds"][len(off["rounds"]) // 2]["cpu_us_per_record"]
@@ -675,23 +860,34 @@ def report(res: dict[str, Any]) -> str:
         for cs, v in e["by_chunk_size"].items():
             cpu = statistics.median([r["scheduler_cpu_us_per_record"] for r in v["rounds"]])
             rcpu = statistics.median([r.get("redis_cpu_us_per_record", 0.0) for r in v["rounds"]])
-            lines.append(f"  chunk size {cs:>5}: {fmt_rate(v['median'])} [{fmt_rate(v['min'])}-{fmt_rate(v['max'])}], CPU µs/record: scheduler {cpu:.1f}, Redis {rcpu:.1f}")
+            lines.append(
+                f"  chunk size {cs:>5}: {fmt_rate(v['median'])} [{fmt_rate(v['min'])}-{fmt_rate(v['max'])}], CPU µs/record: scheduler {cpu:.1f}, Redis {rcpu:.1f}"
+            )
     if "scaling" in sysres and "by_workers" in sysres["scaling"]:
         sc = sysres["scaling"]["by_workers"]
         lines.append("")
-        lines.append(f"rqp scaling (local backend, {sysres['scaling']['n']:,} records, records/s median [min-max], {env['cpus']} CPUs):")
+        lines.append(
+            f"rqp scaling (local backend, {sysres['scaling']['n']:,} records, records/s median [min-max], {env['cpus']} CPUs):"
+        )
         one = sc.get("1", {}).get("median")
         for w, v in sc.items():
             rel = f"  {v['median'] / one:.2f}x of 1 worker" if one and v.get("median") else ""
-            lines.append(f"  {w} worker process{'es' if w != '1' else '  '}: {fmt_rate(v.get('median', 0))} [{fmt_rate(v.get('min', 0))}-{fmt_rate(v.get('max', 0))}]{rel}")
+            lines.append(
+                f"  {w} worker process{'es' if w != '1' else '  '}: {fmt_rate(v.get('median', 0))} [{fmt_rate(v.get('min', 0))}-{fmt_rate(v.get('max', 0))}]{rel}"
+            )
     if "rss" in sysres and "peak_mb" in sysres["rss"]:
         rs = sysres["rss"]
         lines.append("")
-        lines.append(f"Processor memory, {rs['n']:,}-record workload, 2 worker processes: peak RSS per worker process "
-                     f"{rs['peak_mb']:.1f} MB (sampled every 0.1 s: {', '.join(f'{v:.1f}' for v in rs['sampled_mb'])}; kernel VmHWM: {', '.join(f'{v:.1f}' for v in rs['vmhwm_mb'])})")
+        lines.append(
+            f"Processor memory, {rs['n']:,}-record workload, 2 worker processes: peak RSS per worker process "
+            f"{rs['peak_mb']:.1f} MB (sampled every 0.1 s: {', '.join(f'{v:.1f}' for v in rs['sampled_mb'])}; kernel VmHWM: {', '.join(f'{v:.1f}' for v in rs['vmhwm_mb'])})"
+        )
     # targets
     lines.append("")
-    lines.append("Targets (ratios from this run)" + (": a --quick run is a smoke test, too small to judge them" if res.get("quick") else ":"))
+    lines.append(
+        "Targets (ratios from this run)"
+        + (": a --quick run is a smoke test, too small to judge them" if res.get("quick") else ":")
+    )
     t = res["targets"]
     for row in t:
         lines.append(f"  {row['what']:<48}{row['measured']:>14}   goal {row['goal']:<10} {row['verdict']}")
@@ -710,18 +906,38 @@ def targets(sysres: dict[str, Any]) -> list[dict[str, str]]:
             rows.append({"what": what, "measured": "-", "goal": "", "verdict": "not measured"})
             return
         ok = measured >= goal if higher else measured <= goal
-        rows.append({"what": what, "measured": fmt.format(measured), "goal": ("≥ " if higher else "≤ ") + fmt.format(goal), "verdict": "MET" if ok else "MISSED"})
+        rows.append(
+            {
+                "what": what,
+                "measured": fmt.format(measured),
+                "goal": ("≥ " if higher else "≤ ") + fmt.format(goal),
+                "verdict": "MET" if ok else "MISSED",
+            }
+        )
 
     rqp = med("rqp")
     d, l64, az, off = med("dramatiq"), med("loop-64"), med("rqp-azure"), med("rqp-nosandbox")
     row("rqp local, sandbox on / sandbox off", rqp / off if rqp and off else None, TARGETS["sandbox"], "{:.3g}x")
     row("rqp local / Dramatiq", rqp / d if rqp and d else None, TARGETS["dramatiq"], "{:.3g}x")
-    row("rqp local / batched Redis-list loop (64/rt)", rqp / l64 if rqp and l64 else None, TARGETS["loop-64"], "{:.3g}x")
+    row(
+        "rqp local / batched Redis-list loop (64/rt)", rqp / l64 if rqp and l64 else None, TARGETS["loop-64"], "{:.3g}x"
+    )
     e = sysres.get("enqueue")
-    row(f"scheduler enqueue, records/s (chunk size {e.get('chunk_size', '?') if e else '?'})", e.get("median") if e and "error" not in e else None, TARGETS["enqueue"], "{:,.0f}")
+    row(
+        f"scheduler enqueue, records/s (chunk size {e.get('chunk_size', '?') if e else '?'})",
+        e.get("median") if e and "error" not in e else None,
+        TARGETS["enqueue"],
+        "{:,.0f}",
+    )
     row("rqp on Azurite / rqp local", az / rqp if az and rqp else None, TARGETS["azure"], "{:.3g}x")
     rs = sysres.get("rss")
-    row(f"peak RSS per worker process, MB ({(rs or {}).get('n', RSS_N):,} records)", rs.get("peak_mb") if rs and "error" not in rs else None, TARGETS["rss_mb"], "{:.1f}", higher=False)
+    row(
+        f"peak RSS per worker process, MB ({(rs or {}).get('n', RSS_N):,} records)",
+        rs.get("peak_mb") if rs and "error" not in rs else None,
+        TARGETS["rss_mb"],
+        "{:.1f}",
+        higher=False,
+    )
     return rows
 
 
@@ -741,9 +957,13 @@ def environment() -> dict[str, Any]:
     redis_v = next((w.split("=")[1] for w in rv if w.startswith("v=")), "?")
     return {
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "host": platform.node(), "cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "loadavg_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "python": platform.python_version(), "redis": f"{Path(binary).name} {redis_v}", "versions": versions,
+        "python": platform.python_version(),
+        "redis": f"{Path(binary).name} {redis_v}",
+        "versions": versions,
     }
 
 
@@ -755,11 +975,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", action="append", default=[], help=f"comma-separated subset of: {', '.join(ALL)}")
     ap.add_argument("--skip", action="append", default=[], help="comma-separated systems to leave out")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every record count")
-    ap.add_argument("--json", default=str(REPO / "bench-results.json"), help="raw figures (default: bench-results.json)")
+    ap.add_argument(
+        "--json", default=str(REPO / "bench-results.json"), help="raw figures (default: bench-results.json)"
+    )
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, blobs) for inspection")
-    ap.add_argument("--rqp-env", action="append", default=[], metavar="RQP_NAME=VALUE",
-                    help="a setting for every rqp program started, e.g. RQP_CHUNK_TARGET_SECONDS=0.25 (repeatable)")
-    ap.add_argument("--enqueue-chunks", default="256,2048", help="chunk sizes for the enqueue measurement; the first (the default RQP_CHUNK_SIZE) is judged")
+    ap.add_argument(
+        "--rqp-env",
+        action="append",
+        default=[],
+        metavar="RQP_NAME=VALUE",
+        help="a setting for every rqp program started, e.g. RQP_CHUNK_TARGET_SECONDS=0.25 (repeatable)",
+    )
+    ap.add_argument(
+        "--enqueue-chunks",
+        default="256,2048",
+        help="chunk sizes for the enqueue measurement; the first (the default RQP_CHUNK_SIZE) is judged",
+    )
     args = ap.parse_args(argv)
     for item in args.rqp_env:
         name, sep, value = item.partition("=")
@@ -779,13 +1010,25 @@ def main(argv: list[str] | None = None) -> int:
     def sized(n: int, lo: int = 100) -> int:
         return max(lo, int(n * scale))
 
-    res: dict[str, Any] = {"environment": environment(), "rounds": rounds, "quick": args.quick, "scale": scale, "rqp_env": RQP_EXTRA, "systems": {}}
+    res: dict[str, Any] = {
+        "environment": environment(),
+        "rounds": rounds,
+        "quick": args.quick,
+        "scale": scale,
+        "rqp_env": RQP_EXTRA,
+        "systems": {},
+    }
     work = Path(tempfile.mkdtemp(prefix="rqp-bench-"))
     log(f"work directory {work}; systems: {', '.join(selected)}; {rounds} round(s)")
-    data = Data(max(sized(RQP_N), sized(PEERS_BY_KEY['loop-64'].n)))
+    data = Data(max(sized(RQP_N), sized(PEERS_BY_KEY["loop-64"].n)))
     kek = work / "kek.pem"
     subprocess.run([str(BIN / "rqp"), "keygen", "--out", str(kek)], check=True, capture_output=True, env=clean_env())
-    subprocess.run([str(BIN / "rqp"), "keygen", "--signing", "--out", str(work / "signer.pem")], check=True, capture_output=True, env=clean_env())
+    subprocess.run(
+        [str(BIN / "rqp"), "keygen", "--signing", "--out", str(work / "signer.pem")],
+        check=True,
+        capture_output=True,
+        env=clean_env(),
+    )
     azurite_ok = (REPO / ".tools" / "node_modules" / ".bin" / "azurite").exists()
 
     def attempt(key: str, fn: Callable[[], dict[str, Any]]) -> None:
@@ -807,25 +1050,60 @@ def main(argv: list[str] | None = None) -> int:
     n_rqp = sized(RQP_N)
     e2e: list[tuple[str, str, int, str, Callable[[int], dict[str, Any]]]] = []
     if "rqp" in selected:
-        e2e.append(("rqp", "rqp (local backend)", n_rqp, "", lambda k: rqp_system_round("rqp", n_rqp, 2, k, work, data, kek, verify=k == 0)))
+        e2e.append(
+            (
+                "rqp",
+                "rqp (local backend)",
+                n_rqp,
+                "",
+                lambda k: rqp_system_round("rqp", n_rqp, 2, k, work, data, kek, verify=k == 0),
+            )
+        )
     if "rqp-nosandbox" in selected:
-        e2e.append(("rqp-nosandbox", "rqp, sandbox off (in-process)", n_rqp, "",
-                    lambda k: rqp_system_round("rqp-nosandbox", n_rqp, 2, k, work, data, kek, verify=k == 0, sandbox=False)))
+        e2e.append(
+            (
+                "rqp-nosandbox",
+                "rqp, sandbox off (in-process)",
+                n_rqp,
+                "",
+                lambda k: rqp_system_round("rqp-nosandbox", n_rqp, 2, k, work, data, kek, verify=k == 0, sandbox=False),
+            )
+        )
     if "rqp-azure" in selected:
         if azurite_ok:
             n_az = sized(RQP_AZURE_N)
-            e2e.append(("rqp-azure", "rqp (Azure, Azurite)", n_az, "", lambda k: rqp_system_round("rqp-azure", n_az, 2, k, work, data, kek, azure=True, verify=k == 0)))
+            e2e.append(
+                (
+                    "rqp-azure",
+                    "rqp (Azure, Azurite)",
+                    n_az,
+                    "",
+                    lambda k: rqp_system_round("rqp-azure", n_az, 2, k, work, data, kek, azure=True, verify=k == 0),
+                )
+            )
         else:
-            res["systems"]["rqp-azure"] = {"label": "rqp (Azure, Azurite)", "error": "Azurite is not installed (tools/install-azurite.sh)"}
+            res["systems"]["rqp-azure"] = {
+                "label": "rqp (Azure, Azurite)",
+                "error": "Azurite is not installed (tools/install-azurite.sh)",
+            }
     for p in PEER_LIST:
         if p.key in selected:
-            e2e.append((p.key, p.label, sized(p.n, 50), p.anchor, lambda k, p=p: peer_round(p, sized(p.n, 50), k, work, data)))
+            e2e.append(
+                (p.key, p.label, sized(p.n, 50), p.anchor, lambda k, p=p: peer_round(p, sized(p.n, 50), k, work, data))
+            )
     if "scaling" in selected:
         for w in SCALING:
             if w == 2 and "rqp" in selected:
                 continue  # the rqp rows are the 2-worker figures, measured in the same interleaved rounds
-            e2e.append((f"scaling-{w}", f"rqp, {w} worker processes", n_rqp, "",
-                        lambda k, w=w: rqp_system_round(f"scaling-{w}", n_rqp, w, k, work, data, kek, verify=False)))
+            e2e.append(
+                (
+                    f"scaling-{w}",
+                    f"rqp, {w} worker processes",
+                    n_rqp,
+                    "",
+                    lambda k, w=w: rqp_system_round(f"scaling-{w}", n_rqp, w, k, work, data, kek, verify=False),
+                )
+            )
     try:
         for k in range(rounds):
             for key, label, n, anchor, fn in e2e:
@@ -847,15 +1125,27 @@ def main(argv: list[str] | None = None) -> int:
             res["systems"]["scaling"] = {"n": n_rqp, "by_workers": by}
         if "enqueue" in selected:
             sizes = tuple(int(x) for x in args.enqueue_chunks.split(","))
-            attempt("enqueue", lambda: run_enqueue(sized(ENQUEUE_N, 1000), rounds, work, data, kek, sizes, profile=not args.quick))
+            attempt(
+                "enqueue",
+                lambda: run_enqueue(sized(ENQUEUE_N, 1000), rounds, work, data, kek, sizes, profile=not args.quick),
+            )
             save()
         if "rss" in selected:
+
             def rss() -> dict[str, Any]:
                 n = sized(RSS_N, 1000)
                 rnd = rqp_system_round("rss", n, 2, 0, work, data, kek, verify=False, sample_rss=True)
                 sampled = sorted(rnd["peak_rss_mb_sampled"].values(), reverse=True)
                 hwm = sorted(rnd["peak_rss_mb_vmhwm"].values(), reverse=True)
-                return {"n": n, "rate": rnd["rate"], "sampled_mb": sampled, "vmhwm_mb": hwm, "peak_mb": max(sampled + hwm), "rounds": [rnd]}
+                return {
+                    "n": n,
+                    "rate": rnd["rate"],
+                    "sampled_mb": sampled,
+                    "vmhwm_mb": hwm,
+                    "peak_mb": max(sampled + hwm),
+                    "rounds": [rnd],
+                }
+
             attempt("rss", rss)
             save()
         if "profile" in selected:
@@ -866,8 +1156,10 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         prof = res["systems"].get("profile")
         if prof and "workers_by_tottime" in prof:
-            print(f"\nWhere the rqp workers' CPU goes ({prof['n']:,} records, {prof['round']['chunks']} chunks; cProfile with a CPU clock, "
-                  f"both workers merged; profiling inflates small Python calls):")
+            print(
+                f"\nWhere the rqp workers' CPU goes ({prof['n']:,} records, {prof['round']['chunks']} chunks; cProfile with a CPU clock, "
+                f"both workers merged; profiling inflates small Python calls):"
+            )
             for row in prof.get("workers_summary", []):
                 print(f"  {row['part']:<72}{row['us_per_record']:>8.1f} µs/record {row['share']:>6.0%}")
             print("\nProfile of the two rqp worker processes, by own time:")
@@ -878,7 +1170,9 @@ def main(argv: list[str] | None = None) -> int:
         e = res["systems"].get("enqueue", {})
         for cs, v in e.get("by_chunk_size", {}).items():
             if "profile" in v:
-                print(f"\nProfile of the scheduler's enqueue (chunk size {cs}; an extra untimed pass, cProfile, CPU clock), by own time:")
+                print(
+                    f"\nProfile of the scheduler's enqueue (chunk size {cs}; an extra untimed pass, cProfile, CPU clock), by own time:"
+                )
                 print(v["profile"])
         print(f"\nraw figures: {args.json}")
         if args.keep:

@@ -31,20 +31,31 @@ def _read(path: str | None, what: str) -> str | None:
     try:
         return Path(path).read_text().strip() or None
     except OSError as exc:
-        print(f"rqp-dashboard: error: {what} file {path} cannot be read ({exc.strerror}); mount it read-only", file=sys.stderr)
+        print(
+            f"rqp-dashboard: error: {what} file {path} cannot be read ({exc.strerror}); mount it read-only",
+            file=sys.stderr,
+        )
         raise SystemExit(2) from None
 
 
 def build_app():
     from rq_dashboard.cli import make_flask_app  # noqa: PLC0415
-    from rq_dashboard.web import config as service_config, setup_rq_connection  # noqa: PLC0415
+    from rq_dashboard.web import config as service_config  # noqa: PLC0415
+    from rq_dashboard.web import setup_rq_connection
 
     redis_url = os.environ.get("RQP_REDIS_URL", "redis://redis:6379/0")
     if "@" in redis_url.split("//", 1)[-1].split("/", 1)[0]:
-        print("rqp-dashboard: error: RQP_REDIS_URL must not carry a password; use RQP_REDIS_PASSWORD_FILE", file=sys.stderr)
+        print(
+            "rqp-dashboard: error: RQP_REDIS_URL must not carry a password; use RQP_REDIS_PASSWORD_FILE",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
-    pw_file = os.environ.get("RQP_REDIS_PASSWORD_FILE") or (DEFAULT_PASSWORD_FILE if os.path.exists(DEFAULT_PASSWORD_FILE) else None)
-    ui_file = os.environ.get("RQ_DASHBOARD_PASSWORD_FILE") or (DEFAULT_UI_PASSWORD_FILE if os.path.exists(DEFAULT_UI_PASSWORD_FILE) else None)
+    pw_file = os.environ.get("RQP_REDIS_PASSWORD_FILE") or (
+        DEFAULT_PASSWORD_FILE if os.path.exists(DEFAULT_PASSWORD_FILE) else None
+    )
+    ui_file = os.environ.get("RQ_DASHBOARD_PASSWORD_FILE") or (
+        DEFAULT_UI_PASSWORD_FILE if os.path.exists(DEFAULT_UI_PASSWORD_FILE) else None
+    )
     ui_password = _read(ui_file, "dashboard password")
     username = os.environ.get("RQ_DASHBOARD_USERNAME", "admin") if ui_password else None
     prefix = os.environ.get("RQ_DASHBOARD_URL_PREFIX", "").rstrip("/")
@@ -67,8 +78,13 @@ def main() -> int:
     app, auth = build_app()
     bind = os.environ.get("RQ_DASHBOARD_BIND", "0.0.0.0")
     port = int(os.environ.get("RQ_DASHBOARD_PORT", "9181"))
-    logging.info("rq-dashboard on %s:%d for %s%s", bind, port, os.environ.get("RQP_REDIS_URL", "redis://redis:6379/0"),
-                 " (basic auth)" if auth else " (no basic auth: keep the port on 127.0.0.1)")
+    logging.info(
+        "rq-dashboard on %s:%d for %s%s",
+        bind,
+        port,
+        os.environ.get("RQP_REDIS_URL", "redis://redis:6379/0"),
+        " (basic auth)" if auth else " (no basic auth: keep the port on 127.0.0.1)",
+    )
     from waitress import serve  # noqa: PLC0415
 
     # PID 1 without an init ignores SIGTERM by default: stop at once on `docker stop`

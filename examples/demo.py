@@ -23,7 +23,6 @@ from pathlib import Path
 
 import redis
 from rq import Worker
-
 from rqp.cli import format_progress
 from rqp.redis_server import RedisServer
 from rqp.sandbox import SandboxConfig, probe
@@ -90,9 +89,17 @@ def main() -> int:
         wid = "demo"
         run(str(BIN / "rqp"), "pack", str(data), str(HERE / "process.py"), "--id", wid)
         data.unlink()  # from here on only the encrypted workload exists
-        print(f"packed:     workload {wid!r}: AES-256-GCM data and script, data key wrapped with RSA-OAEP-256, signed (plaintext file removed)")
+        print(
+            f"packed:     workload {wid!r}: AES-256-GCM data and script, data key wrapped with RSA-OAEP-256, signed (plaintext file removed)"
+        )
         for i in range(args.processors):
-            procs.append(subprocess.Popen([str(BIN / "rqp-processor"), "--workers", str(args.workers)], env=env, stderr=open(work / f"processor-{i}.log", "wb")))
+            procs.append(
+                subprocess.Popen(
+                    [str(BIN / "rqp-processor"), "--workers", str(args.workers)],
+                    env=env,
+                    stderr=open(work / f"processor-{i}.log", "wb"),
+                )
+            )
         r = redis.Redis.from_url(server.url, password=password)
         want = args.processors * args.workers
         deadline = time.monotonic() + 60
@@ -102,7 +109,9 @@ def main() -> int:
             time.sleep(0.05)
         print(f"processors: {args.processors} x rqp-processor ({args.workers} worker each), {want} workers ready")
         print(f"sandbox:    the script runs confined: {probe(SandboxConfig()).short()}; no key, credential or network")
-        sched = subprocess.Popen([str(BIN / "rqp-scheduler"), "run", wid], env=env, stderr=open(work / "scheduler.log", "wb"))
+        sched = subprocess.Popen(
+            [str(BIN / "rqp-scheduler"), "run", wid], env=env, stderr=open(work / "scheduler.log", "wb")
+        )
         procs.append(sched)
         tty = sys.stdout.isatty()
         last_print = 0.0
@@ -136,9 +145,13 @@ def main() -> int:
             seen.add(rid)
         print()
         print(f"summary:    {verified:,} of {args.records:,} records verified, {p.failed:,} failed, {wrong:,} wrong")
-        print(f"            {p.rate:,.0f} records/s end to end ({p.elapsed:.2f}s), {chunks} chunks (about {args.records // max(chunks, 1)} records each, adaptive from 256)")
+        print(
+            f"            {p.rate:,.0f} records/s end to end ({p.elapsed:.2f}s), {chunks} chunks (about {args.records // max(chunks, 1)} records each, adaptive from 256)"
+        )
         if perf[0]:
-            print(f"            processing time per record in the workers: {float(perf[1]) / int(perf[0]) * 1e6:.0f} µs")
+            print(
+                f"            processing time per record in the workers: {float(perf[1]) / int(perf[0]) * 1e6:.0f} µs"
+            )
         ok = verified == args.records and wrong == 0 and p.failed == 0
         print("demo:       OK" if ok else "demo:       FAILED")
         return 0 if ok else 1

@@ -1,6 +1,6 @@
 """Generate a sample workload: N transaction records as JSON Lines, and the expected results.
 
-    python examples/make_data.py 10000 data.jsonl
+python examples/make_data.py 10000 data.jsonl
 """
 
 import hashlib

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["Azurite", "find_azurite", "DEV_ACCOUNT", "DEV_KEY", "START_TIMEOUT"]
+__all__ = ["DEV_ACCOUNT", "DEV_KEY", "START_TIMEOUT", "Azurite", "find_azurite"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AZURITE_BIN = REPO_ROOT / ".tools" / "node_modules" / ".bin" / "azurite"
@@ -91,7 +91,9 @@ class Azurite:
             *FLAGS,
         ]  # fmt: skip
         with open(self._log, "ab") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(cmd, cwd=self._workdir.name, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                cmd, cwd=self._workdir.name, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
         deadline = time.monotonic() + START_TIMEOUT
         while not (port_open(self.blob_port) and port_open(self.queue_port)):
             if self.proc.poll() is not None:
@@ -117,7 +119,9 @@ class Azurite:
         deadline = time.monotonic() + STOP_TIMEOUT
         while port_open(self.blob_port) or port_open(self.queue_port):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"azurite ports {self.blob_port}/{self.queue_port} still open {STOP_TIMEOUT}s after stop")
+                raise RuntimeError(
+                    f"azurite ports {self.blob_port}/{self.queue_port} still open {STOP_TIMEOUT}s after stop"
+                )
             time.sleep(POLL_INTERVAL)
 
     def restart(self) -> Azurite:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import pytest
 import redis
-
 from rqp.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -41,7 +41,15 @@ def make_signer(directory: Path, name: str = "signer") -> tuple[Path, Path]:
 
 
 class Cluster:
-    def __init__(self, root: Path, redis_url: str, kek: Path, *, blob_url: str | None = None, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        redis_url: str,
+        kek: Path,
+        *,
+        blob_url: str | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.redis_url = redis_url
@@ -67,10 +75,26 @@ class Cluster:
         self.r = redis.Redis.from_url(redis_url)
 
     # ------------------------------------------------------------------ commands
-    def run(self, *args: str, check: bool = True, timeout: float = DEFAULT_TIMEOUT, env: dict[str, str] | None = None, input: bytes | None = None) -> subprocess.CompletedProcess:
-        cp = subprocess.run(list(args), env={**self.env, **(env or {})}, capture_output=True, timeout=timeout, cwd=self.root, input=input)
+    def run(
+        self,
+        *args: str,
+        check: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+        env: dict[str, str] | None = None,
+        input: bytes | None = None,
+    ) -> subprocess.CompletedProcess:
+        cp = subprocess.run(
+            list(args),
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            timeout=timeout,
+            cwd=self.root,
+            input=input,
+        )
         if check and cp.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} exited {cp.returncode}\nstdout: {cp.stdout.decode()[-2000:]}\nstderr: {cp.stderr.decode()[-4000:]}")
+            raise AssertionError(
+                f"{' '.join(args)} exited {cp.returncode}\nstdout: {cp.stdout.decode()[-2000:]}\nstderr: {cp.stderr.decode()[-4000:]}"
+            )
         return cp
 
     def rqp(self, *args: str, **kw: Any) -> subprocess.CompletedProcess:
@@ -99,8 +123,10 @@ class Cluster:
     def start_processor(self, workers: int = 2, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         p = subprocess.Popen(
             [bin_path("rqp-processor"), "--workers", str(workers), *extra],
-            env={**self.env, **(env or {})}, cwd=self.root,
-            stdout=open(self.root / f"processor-{len(self.procs)}.log", "wb"), stderr=subprocess.STDOUT,
+            env={**self.env, **(env or {})},
+            cwd=self.root,
+            stdout=open(self.root / f"processor-{len(self.procs)}.log", "wb"),
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.procs.append(p)
@@ -110,13 +136,18 @@ class Cluster:
     def start_scheduler(self, *workloads: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         p = subprocess.Popen(
             [bin_path("rqp-scheduler"), "run", *workloads],
-            env={**self.env, **(env or {})}, cwd=self.root,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**self.env, **(env or {})},
+            cwd=self.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.procs.append(p)
         return p
 
-    def schedule(self, *workloads: str, timeout: float = DEFAULT_TIMEOUT, env: dict[str, str] | None = None) -> tuple[int, str]:
+    def schedule(
+        self, *workloads: str, timeout: float = DEFAULT_TIMEOUT, env: dict[str, str] | None = None
+    ) -> tuple[int, str]:
         """Run the scheduler to the end; returns (exit code, its output)."""
         p = self.start_scheduler(*workloads, env=env)
         try:
@@ -124,7 +155,9 @@ class Cluster:
         except subprocess.TimeoutExpired:
             p.kill()
             out, _ = p.communicate()
-            raise AssertionError(f"scheduler did not finish in {timeout}s:\n{out.decode()[-4000:]}\n{self.logs()}") from None
+            raise AssertionError(
+                f"scheduler did not finish in {timeout}s:\n{out.decode()[-4000:]}\n{self.logs()}"
+            ) from None
         return p.returncode, out.decode()
 
     def worker_pids(self) -> list[int]:
@@ -133,7 +166,9 @@ class Cluster:
         pids = []
         for p in self.processors:
             try:
-                out = subprocess.run(["pgrep", "-P", str(p.pid), "-f", "rqp_processor.worker"], capture_output=True, text=True).stdout
+                out = subprocess.run(
+                    ["pgrep", "-P", str(p.pid), "-f", "rqp_processor.worker"], capture_output=True, text=True
+                ).stdout
             except FileNotFoundError:
                 out = ""
             pids += [int(x) for x in out.split()]

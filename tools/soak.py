@@ -23,7 +23,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from harness import Cluster  # noqa: E402
-
 from rqp.keys import generate_kek  # noqa: E402
 from rqp.redis_server import RedisServer  # noqa: E402
 
@@ -44,9 +43,16 @@ def main() -> int:
     generate_kek(root / "kek.pem", root / "kek.pub.pem")
     (root / "redis").mkdir()
     server = RedisServer(appendonly=True, dir=str(root / "redis")).start()
-    cluster = Cluster(root / "run", server.url, root / "kek.pem", extra_env={
-        "RQP_LEASE_SECONDS": "10", "RQP_MAX_ATTEMPTS": "20", "RQP_CHUNK_MAX": "512",
-    })
+    cluster = Cluster(
+        root / "run",
+        server.url,
+        root / "kek.pem",
+        extra_env={
+            "RQP_LEASE_SECONDS": "10",
+            "RQP_MAX_ATTEMPTS": "20",
+            "RQP_CHUNK_MAX": "512",
+        },
+    )
     rng = random.Random(42)
     kills = 0
     try:
@@ -87,9 +93,13 @@ def main() -> int:
         wrong = sum(1 for i, r in results.items() if r != {"n": i, "sq": i * i})
         lost = args.records - len(results)
         meta = {k.decode(): v.decode() for k, v in cluster.r.hgetall("rqp:w:soak:meta").items()}
-        print(f"soak: {len(results):,} results of {args.records:,} records: {lost} lost, {dup} duplicated, {wrong} wrong")
-        print(f"soak: {kills} worker processes killed, {meta.get('reclaimed', 0)} chunks re-run, "
-              f"{args.records / elapsed:,.0f} records/s over {elapsed:.1f}s with {args.workers} workers")
+        print(
+            f"soak: {len(results):,} results of {args.records:,} records: {lost} lost, {dup} duplicated, {wrong} wrong"
+        )
+        print(
+            f"soak: {kills} worker processes killed, {meta.get('reclaimed', 0)} chunks re-run, "
+            f"{args.records / elapsed:,.0f} records/s over {elapsed:.1f}s with {args.workers} workers"
+        )
         return 0 if (lost, dup, wrong) == (0, 0, 0) and sched.returncode == 0 else 1
     finally:
         cluster.stop()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-
 from common import QUEUE, job
 
 app = Celery("celery_job", broker=os.environ["BENCH_REDIS_URL"])

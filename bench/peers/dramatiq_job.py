@@ -9,9 +9,8 @@ from __future__ import annotations
 import os
 
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker
-
 from common import QUEUE, job
+from dramatiq.brokers.redis import RedisBroker
 
 broker = RedisBroker(url=os.environ["BENCH_REDIS_URL"])
 dramatiq.set_broker(broker)

@@ -22,9 +22,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
-import make_data  # noqa: E402
-
-from common import record_aad, seal  # noqa: E402
+import make_data
+from common import record_aad, seal
 
 WARMUP = 32
 WARMUP_BASE = 10**9

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import os
 
-from huey import RedisHuey
-
 from common import QUEUE, job
+from huey import RedisHuey
 
 huey = RedisHuey(QUEUE, url=os.environ["BENCH_REDIS_URL"], results=False)
 

@@ -17,7 +17,6 @@ import signal
 import sys
 
 import redis
-
 from common import RESULT, STATUS, job
 
 LIST = "bench:list"

@@ -9,9 +9,8 @@ the job stores its own).
 from __future__ import annotations
 
 import redis
-from rq import Queue
-
 from common import QUEUE, job
+from rq import Queue
 
 BATCH = 1000
 
@@ -25,6 +24,9 @@ def enqueue(url: str, items: list[tuple[int, str]]) -> None:
     q = Queue(QUEUE, connection=r)
     for i in range(0, len(items), BATCH):
         pipe = r.pipeline()
-        q.enqueue_many([Queue.prepare_data(realistic, args=(rid, ct), result_ttl=0) for rid, ct in items[i : i + BATCH]], pipeline=pipe)
+        q.enqueue_many(
+            [Queue.prepare_data(realistic, args=(rid, ct), result_ttl=0) for rid, ct in items[i : i + BATCH]],
+            pipeline=pipe,
+        )
         pipe.execute()
     r.close()

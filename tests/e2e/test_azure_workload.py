@@ -50,7 +50,10 @@ def test_ten_thousand_records_local_and_azure(tmp_path, redis_url, kek, azurite,
     blob_url = f"azure-blob://devstoreaccount1/{container}?connection_string_file={conn}"
     AzureBlobStore.from_url(blob_url).create_container()
     azure_cluster = Cluster(
-        tmp_path / "azure", redis_url, kek[0], blob_url=blob_url,
+        tmp_path / "azure",
+        redis_url,
+        kek[0],
+        blob_url=blob_url,
         extra_env={"RQP_QUEUE_URL": f"azure-queue://devstoreaccount1?connection_string_file={conn}"},
     )
     azure = _run(azure_cluster, "onazure", records)
@@ -61,5 +64,7 @@ def test_ten_thousand_records_local_and_azure(tmp_path, redis_url, kek, azurite,
     assert len(published) == N and {p["state"] for p in published} == {"done"}
     assert not list((tmp_path / "azure").glob("blobs"))  # nothing went to a local directory
     with capsys.disabled():
-        print(f"\n[backends] local: {local['rate']:,.0f} records/s, Azure (Azurite): {azure['rate']:,.0f} records/s, "
-              f"ratio {azure['rate'] / local['rate']:.2f}")
+        print(
+            f"\n[backends] local: {local['rate']:,.0f} records/s, Azure (Azurite): {azure['rate']:,.0f} records/s, "
+            f"ratio {azure['rate'] / local['rate']:.2f}"
+        )

@@ -6,8 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples"))
 import make_data  # noqa: E402
@@ -39,12 +37,12 @@ def test_ten_thousand_records_verified(cluster):
     assert len({p["id"] for p in published}) == 10_000
 
 
-SCRIPT_SOME_FAIL = '''
+SCRIPT_SOME_FAIL = """
 def process(record):
     if record["n"] % 10 == 3:
         raise ValueError(f"bad n {record['n']}")
     return record["n"] * 2
-'''
+"""
 
 
 def test_script_raises_on_some_records_only_those_fail(cluster):
@@ -110,14 +108,18 @@ def test_script_parse_format(cluster):
 
 def test_script_that_fails_to_import_is_a_clear_error(cluster):
     data = cluster.write_data("d.jsonl", [{"n": 1}])
-    script = cluster.write_script("s.py", "import os\nraise RuntimeError('missing config')\ndef process(r):\n    return r\n")
+    script = cluster.write_script(
+        "s.py", "import os\nraise RuntimeError('missing config')\ndef process(r):\n    return r\n"
+    )
     cluster.pack("badimport", data, script)
     code, out = cluster.schedule("badimport")
     assert code == 8  # ScriptError
     assert "the script of workload badimport failed to import (line 2): RuntimeError: missing config" in out
     st = cluster.status("badimport")
     assert st["state"] == "failed"
-    assert st["error"] == "the script of workload badimport failed to import (line 2): RuntimeError: missing config"  # unsealed with the KEK
+    assert (
+        st["error"] == "the script of workload badimport failed to import (line 2): RuntimeError: missing config"
+    )  # unsealed with the KEK
     meta = cluster.r.hgetall("rqp:w:badimport:meta")
     assert b"missing config" not in b"".join(meta.values())  # Redis holds only the sealed form
 
@@ -162,15 +164,24 @@ def test_record_status_through_its_life(cluster):
     lines = b"".join(b'{"n": %d}\n' % i for i in range(60)) + b"not json\n"
     data = cluster.write_data("d.jsonl", lines)
     flag = cluster.root / "go-on"
-    script = cluster.write_script("s.py", (
-        "import os, time\n"
-        "def process(r):\n"
-        "    if r['n'] == 5:\n        raise ValueError('five')\n"
-        f"    while r['n'] == 25 and not os.path.exists({str(flag)!r}):\n        time.sleep(0.01)\n"
-        "    return r['n']\n"))
+    script = cluster.write_script(
+        "s.py",
+        (
+            "import os, time\n"
+            "def process(r):\n"
+            "    if r['n'] == 5:\n        raise ValueError('five')\n"
+            f"    while r['n'] == 25 and not os.path.exists({str(flag)!r}):\n        time.sleep(0.01)\n"
+            "    return r['n']\n"
+        ),
+    )
     cluster.pack("life", data, script)
-    env = {"RQP_CHUNK_SIZE": "10", "RQP_WINDOW_CHUNKS": "2", "RQP_ADAPTIVE_CHUNKS": "false",
-           "RQP_RETRY_BACKOFF": "3600", "RQP_RETRY_BACKOFF_MAX": "3600"}
+    env = {
+        "RQP_CHUNK_SIZE": "10",
+        "RQP_WINDOW_CHUNKS": "2",
+        "RQP_ADAPTIVE_CHUNKS": "false",
+        "RQP_RETRY_BACKOFF": "3600",
+        "RQP_RETRY_BACKOFF_MAX": "3600",
+    }
     cluster.start_scheduler("life", env=env)
     cluster.wait_for(lambda: int(cluster.r.hget("rqp:w:life:meta", "enqueued") or 0) == 20, 30, "two chunks queued")
 
@@ -183,7 +194,10 @@ def test_record_status_through_its_life(cluster):
     assert cluster.r.hlen("rqp:w:life:st") == 0  # nothing was written per record to say so
     later = cluster.rqp("status", "life", "--record", "45", check=False)
     assert later.returncode == 7  # WorkloadError
-    assert "record 45 of workload life is not queued yet: the scheduler has queued 20 records so far" in later.stderr.decode()
+    assert (
+        "record 45 of workload life is not queued yet: the scheduler has queued 20 records so far"
+        in later.stderr.decode()
+    )
 
     cluster.start_processor(workers=1, env=env)
     cluster.wait_for(lambda: cluster.r.hexists("rqp:w:life:n", "s:rqp-life-c00000002-0"), 60, "chunk 2 to start")
@@ -191,7 +205,12 @@ def test_record_status_through_its_life(cluster):
     assert (busy["state"], busy["attempts"], busy["job"]) == ("processing", 1, "rqp-life-c00000002-0"), busy
     assert busy["worker"] and busy["started_at"] >= busy["queued_at"] > 0
     done = record(13)
-    assert (done["state"], done["attempts"], done["job"], done["queued_at"]) == ("done", 1, "rqp-life-c00000001-0", queued["queued_at"])
+    assert (done["state"], done["attempts"], done["job"], done["queued_at"]) == (
+        "done",
+        1,
+        "rqp-life-c00000001-0",
+        queued["queued_at"],
+    )
     assert done["finished_at"] >= done["started_at"] >= done["queued_at"]
     retrying = record(5)
     assert (retrying["state"], retrying["attempts"]) == ("queued", 1), retrying
@@ -199,7 +218,11 @@ def test_record_status_through_its_life(cluster):
     assert retrying["queued_at"] > done["finished_at"] + 1700  # due after the backoff (3600 s, jittered down to half)
 
     flag.write_text("go")
-    cluster.wait_for(lambda: cluster.r.bitcount("rqp:w:life:done") == 59 and cluster.r.getbit("rqp:w:life:failed", 60), 60, "all but record 5 finished")
+    cluster.wait_for(
+        lambda: cluster.r.bitcount("rqp:w:life:done") == 59 and cluster.r.getbit("rqp:w:life:failed", 60),
+        60,
+        "all but record 5 finished",
+    )
     assert record(27)["state"] == "done"
     bad = record(60)
     assert bad["state"] == "failed" and "malformed" in bad["error"].lower(), bad

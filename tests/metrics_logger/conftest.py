@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from rqp.storage import FileBlobStore
@@ -23,7 +23,7 @@ def stub():
 def now() -> datetime:
     """Half a minute past a recent minute, never in the future: Azure points are minute-aligned,
     and reports (which look back from the real now) must include samples stamped with it."""
-    return datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(seconds=30)
+    return datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(seconds=30)
 
 
 @pytest.fixture

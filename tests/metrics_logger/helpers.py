@@ -24,7 +24,9 @@ class FlakyBlobStore(BlobStore):
         if self.failures > 0:
             self.failures -= 1
             self.failed_puts += 1
-            raise StorageUnavailableError(f"cannot write blob {name} in {self.location}: service unavailable (test outage)")
+            raise StorageUnavailableError(
+                f"cannot write blob {name} in {self.location}: service unavailable (test outage)"
+            )
         self.inner.put(name, data, overwrite=overwrite)
 
     def put_stream(self, name: str, chunks: Iterable[bytes], *, overwrite: bool = True) -> int:
@@ -56,7 +58,9 @@ class ScriptedSource:
 
     name = "host"
 
-    def __init__(self, start: datetime, vms: tuple[str, ...] = ("vm-1", "vm-2"), step: timedelta = timedelta(seconds=60)) -> None:
+    def __init__(
+        self, start: datetime, vms: tuple[str, ...] = ("vm-1", "vm-2"), step: timedelta = timedelta(seconds=60)
+    ) -> None:
         self.start = start
         self.vms = vms
         self.step = step

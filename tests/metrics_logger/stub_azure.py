@@ -27,7 +27,7 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -61,7 +61,7 @@ class FakeCredential:
 
 
 def parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
 def minute_values(vm_index: int, metric: str, ts: datetime) -> dict[str, float]:
@@ -74,7 +74,12 @@ def minute_values(vm_index: int, metric: str, ts: datetime) -> dict[str, float]:
     if metric.endswith("Operations/Sec"):
         avg = 5.5 * n + (1 if "Write" in metric else 0)
         return {"average": avg, "total": avg * 60, "count": 1}
-    base = {"Disk Read Bytes": 1_000_000, "Disk Write Bytes": 3_000_000, "Network In Total": 2_000_000, "Network Out Total": 500_000}[metric]
+    base = {
+        "Disk Read Bytes": 1_000_000,
+        "Disk Write Bytes": 3_000_000,
+        "Network In Total": 2_000_000,
+        "Network Out Total": 500_000,
+    }[metric]
     total = float(base * n + m)
     return {"average": total, "total": total, "count": 1}
 
@@ -95,7 +100,10 @@ class AzureStub:
     resource_group: str = "rg-rqp"
     vms: tuple[str, ...] = ("vm-a", "vm-b", "vm-c")
     #: other resources in the group, which the VM filter must leave out
-    others: tuple[tuple[str, str], ...] = (("Microsoft.Storage/storageAccounts", "rqpdata"), ("Microsoft.Network/networkInterfaces", "vm-a-nic"))
+    others: tuple[tuple[str, str], ...] = (
+        ("Microsoft.Storage/storageAccounts", "rqpdata"),
+        ("Microsoft.Network/networkInterfaces", "vm-a-nic"),
+    )
     page_size: int = 2
     retry_after: int = 1
     throttle: dict[str, int] = field(default_factory=dict)
@@ -110,14 +118,14 @@ class AzureStub:
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "AzureStub":
+    def start(self) -> AzureStub:
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # headers and body go out separately: no 40 ms delayed-ACK stalls
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 stub._handle(self)
 
             def log_message(self, *args: Any) -> None:
@@ -125,7 +133,9 @@ class AzureStub:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="azure-stub", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="azure-stub", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -146,7 +156,11 @@ class AzureStub:
 
     def metric_requests(self, vm: str | None = None) -> list[Recorded]:
         with self._lock:
-            return [r for r in self.requests if r.path.lower().endswith("/providers/microsoft.insights/metrics") and (vm is None or r.vm == vm)]
+            return [
+                r
+                for r in self.requests
+                if r.path.lower().endswith("/providers/microsoft.insights/metrics") and (vm is None or r.vm == vm)
+            ]
 
     def listing_requests(self) -> list[Recorded]:
         with self._lock:
@@ -156,7 +170,12 @@ class AzureStub:
         out = [{"id": self.vm_id(v), "name": v, "type": VM_TYPE, "location": "westeurope"} for v in self.vms]
         for typ, name in self.others:
             out.append(
-                {"id": f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/providers/{typ}/{name}", "name": name, "type": typ, "location": "westeurope"}
+                {
+                    "id": f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/providers/{typ}/{name}",
+                    "name": name,
+                    "type": typ,
+                    "location": "westeurope",
+                }
             )
         return out
 
@@ -181,14 +200,24 @@ class AzureStub:
         h.wfile.write(data)
 
     @staticmethod
-    def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> tuple[int, dict, dict[str, str]]:
+    def _error(
+        status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict, dict[str, str]]:
         return status, {"error": {"code": code, "message": message}}, headers or {}
 
-    def _route(self, h: BaseHTTPRequestHandler, path: str, query: dict[str, str], rec: Recorded) -> tuple[int, dict, dict[str, str]]:
+    def _route(
+        self, h: BaseHTTPRequestHandler, path: str, query: dict[str, str], rec: Recorded
+    ) -> tuple[int, dict, dict[str, str]]:
         if h.headers.get("Authorization") != f"Bearer {TOKEN}":
-            return self._error(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing or invalid.")
+            return self._error(
+                401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing or invalid."
+            )
         if self.denied:
-            return self._error(403, "AuthorizationFailed", "The client does not have authorization to perform action 'Microsoft.Resources/subscriptions/resourceGroups/resources/read'.")
+            return self._error(
+                403,
+                "AuthorizationFailed",
+                "The client does not have authorization to perform action 'Microsoft.Resources/subscriptions/resourceGroups/resources/read'.",
+            )
         low = path.lower()
         list_prefix = f"/subscriptions/{self.subscription}/resourcegroups/".lower()
         if low.startswith(list_prefix) and low.endswith("/resources"):
@@ -216,11 +245,19 @@ class AzureStub:
 
     def _metrics(self, resource_id: str, query: dict[str, str], rec: Recorded) -> tuple[int, dict, dict[str, str]]:
         if query.get("api-version") != METRICS_API_VERSION:
-            return self._error(400, "InvalidApiVersionParameter", f"api-version {query.get('api-version')!r} is not {METRICS_API_VERSION}")
+            return self._error(
+                400,
+                "InvalidApiVersionParameter",
+                f"api-version {query.get('api-version')!r} is not {METRICS_API_VERSION}",
+            )
         name = resource_id.rstrip("/").rsplit("/", 1)[-1]
         rec.vm = name
         if name not in self.vms or name in self.gone or resource_id.lower() != self.vm_id(name).lower():
-            return self._error(404, "ResourceNotFound", f"The Resource '{VM_TYPE}/{name}' under resource group '{self.resource_group}' was not found.")
+            return self._error(
+                404,
+                "ResourceNotFound",
+                f"The Resource '{VM_TYPE}/{name}' under resource group '{self.resource_group}' was not found.",
+            )
         with self._lock:
             left = self.throttle.get(name, 0)
             if left > 0:
@@ -232,12 +269,18 @@ class AzureStub:
         names = [n for n in query.get("metricnames", "").split(",") if n]
         for n in names:
             if n not in VM_METRICS or n in self.missing_metrics.get(name, set()):
-                return self._error(400, "MetricNotFound", f"Failed to find metric configuration for provider: Microsoft.Compute, resource Type: virtualMachines, metric: {n}")
+                return self._error(
+                    400,
+                    "MetricNotFound",
+                    f"Failed to find metric configuration for provider: Microsoft.Compute, resource Type: virtualMachines, metric: {n}",
+                )
         if query.get("interval", "PT1M") != "PT1M":
             return self._error(400, "BadRequest", "the stub serves PT1M only")
         start_s, end_s = query["timespan"].split("/")
         start, end = parse_time(start_s), parse_time(end_s)
-        first = start.replace(second=0, microsecond=0) + (timedelta(minutes=1) if start.second or start.microsecond else timedelta())
+        first = start.replace(second=0, microsecond=0) + (
+            timedelta(minutes=1) if start.second or start.microsecond else timedelta()
+        )
         minutes = []
         t = first
         while t < end:
@@ -265,11 +308,15 @@ class AzureStub:
                     "errorCode": "Success",
                 }
             )
-        return 200, {
-            "cost": len(minutes) * max(len(names), 1),
-            "timespan": query["timespan"],
-            "interval": "PT1M",
-            "namespace": "Microsoft.Compute/virtualMachines",
-            "resourceregion": "westeurope",
-            "value": value,
-        }, {}
+        return (
+            200,
+            {
+                "cost": len(minutes) * max(len(names), 1),
+                "timespan": query["timespan"],
+                "interval": "PT1M",
+                "namespace": "Microsoft.Compute/virtualMachines",
+                "resourceregion": "westeurope",
+                "value": value,
+            },
+            {},
+        )

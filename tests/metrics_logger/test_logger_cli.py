@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
@@ -38,7 +38,7 @@ def _bodies(queue: RedisMessageQueue) -> list[dict]:
 
 def test_cycle_stores_every_sample_and_publishes_a_summary(r, tmp_path):
     store = SampleStore(FileBlobStore(tmp_path / "blobs"))
-    scripted = ScriptedSource(datetime.now(timezone.utc).replace(microsecond=0))
+    scripted = ScriptedSource(datetime.now(UTC).replace(microsecond=0))
     queue = RedisMessageQueue(r)
     logger = MetricsLogger([scripted, HostSource("this-host")], Spool(store), SummaryPublisher(queue, QUEUE))
     result = logger.run_once()
@@ -51,7 +51,9 @@ def test_cycle_stores_every_sample_and_publishes_a_summary(r, tmp_path):
     assert sorted(m["vms"]) == ["this-host", "vm-1", "vm-2"]
     assert m["vms"]["vm-1"]["samples"] == 2 and m["vms"]["vm-2"]["cpu_percent"] == 21.0
     assert m["blob_count"] == len(m["blobs"]) == 3
-    back = store.read(datetime.now(timezone.utc) - timedelta(minutes=5), datetime.now(timezone.utc) + timedelta(minutes=1))
+    back = store.read(
+        datetime.now(UTC) - timedelta(minutes=5), datetime.now(UTC) + timedelta(minutes=1)
+    )
     assert len(back.samples) == m["stored"]
     assert {s.vm for s in back.samples if s.metric == CPU_PERCENT} == {"vm-1", "vm-2", "this-host"}
 
@@ -70,7 +72,11 @@ class FlakyQueue(RedisMessageQueue):
 
 def test_queue_outage_holds_summaries_and_sends_them_in_order_later(r, tmp_path):
     queue = FlakyQueue(r, failures=2)
-    logger = MetricsLogger([ScriptedSource(datetime(2026, 11, 24, 10, tzinfo=timezone.utc))], Spool(SampleStore(FileBlobStore(tmp_path))), SummaryPublisher(queue, QUEUE))
+    logger = MetricsLogger(
+        [ScriptedSource(datetime(2026, 11, 24, 10, tzinfo=UTC))],
+        Spool(SampleStore(FileBlobStore(tmp_path))),
+        SummaryPublisher(queue, QUEUE),
+    )
     assert logger.run_once().published == 0
     assert logger.run_once().published == 0
     third = logger.run_once()
@@ -85,7 +91,7 @@ def test_background_logger_runs_on_its_interval_until_stopped(r, tmp_path):
     """What a processor embeds to report its own host."""
     queue = RedisMessageQueue(r)
     store = SampleStore(FileBlobStore(tmp_path))
-    source = ScriptedSource(datetime(2026, 11, 24, 10, tzinfo=timezone.utc))
+    source = ScriptedSource(datetime(2026, 11, 24, 10, tzinfo=UTC))
     logger = MetricsLogger([source], Spool(store), SummaryPublisher(queue, QUEUE))
     thread = logger.start_background(interval=0.1)
     deadline = time.monotonic() + POLL_DEADLINE
@@ -94,7 +100,7 @@ def test_background_logger_runs_on_its_interval_until_stopped(r, tmp_path):
     logger.stop()
     assert not thread.is_alive()
     assert queue.length(QUEUE) >= 3
-    back = store.read(datetime(2026, 11, 24, tzinfo=timezone.utc), datetime(2026, 11, 25, tzinfo=timezone.utc))
+    back = store.read(datetime(2026, 11, 24, tzinfo=UTC), datetime(2026, 11, 25, tzinfo=UTC))
     assert len(back.samples) == len(source.emitted) == 4 * source.cycle
 
 
@@ -104,7 +110,9 @@ def test_cli_once_records_this_host_and_publishes(redis_url, tmp_path, monkeypat
     code = main(["--once", "--host-name", "cli-host", "--blob-url", f"file://{tmp_path}/blobs"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "read 10 samples from host (1 VM(s)), stored 10 in 1 blob(s)" in out and f"summary sent to queue {QUEUE}" in out
+    assert (
+        "read 10 samples from host (1 VM(s)), stored 10 in 1 blob(s)" in out and f"summary sent to queue {QUEUE}" in out
+    )
     names = list(FileBlobStore(tmp_path / "blobs").list("metrics/"))
     assert len(names) == 1 and "/cli-host/" in names[0]
     msgs = _bodies(RedisMessageQueue(redis.Redis.from_url(redis_url)))
@@ -126,5 +134,6 @@ def test_cli_azure_without_subscription_is_a_one_line_config_error(monkeypatch, 
     code = main(["--once", "--no-publish", "--blob-url", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
-    assert err == ["rqp-metrics-logger: error: RQP_METRICS_SOURCE=azure needs RQP_AZURE_SUBSCRIPTION_ID (the subscription holding the VMs)"]
-
+    assert err == [
+        "rqp-metrics-logger: error: RQP_METRICS_SOURCE=azure needs RQP_AZURE_SUBSCRIPTION_ID (the subscription holding the VMs)"
+    ]

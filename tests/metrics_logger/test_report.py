@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from statistics import mean
 
 import pytest
@@ -60,8 +60,19 @@ def test_report_from_samples_the_azure_path_stored(stub, azure_source, sample_st
     marks_file = tmp_path / "marks.json"
     marks_file.write_text(json.dumps([{"name": "w-file", "started": _iso(minutes[1]), "finished": None}]))
     code = main(
-        ["report", "--since", "1h", "--blob-url", blob_store.location, "--html", str(html),
-         "--mark", f"w-1={_iso(start)},{_iso(end)}", "--workload-marks", str(marks_file)]
+        [
+            "report",
+            "--since",
+            "1h",
+            "--blob-url",
+            blob_store.location,
+            "--html",
+            str(html),
+            "--mark",
+            f"w-1={_iso(start)},{_iso(end)}",
+            "--workload-marks",
+            str(marks_file),
+        ]
     )
     out = capsys.readouterr().out
     assert code == 0
@@ -86,8 +97,18 @@ def test_report_from_samples_the_azure_path_stored(stub, azure_source, sample_st
     # the summary numbers, computed from the stub's data
     for vm in ("vm-a", "vm-b"):
         t = _stub_totals(stub, vm, minutes)
-        cells = [vm, "azure", str(7 * len(minutes)), f"{mean(t['cpu']):.1f}", f"{max(t['cpu']):.1f}",
-                 human_bytes(t["net_in"]), human_bytes(t["net_out"]), human_bytes(t["disk_read"]), human_bytes(t["disk_write"]), "0"]
+        cells = [
+            vm,
+            "azure",
+            str(7 * len(minutes)),
+            f"{mean(t['cpu']):.1f}",
+            f"{max(t['cpu']):.1f}",
+            human_bytes(t["net_in"]),
+            human_bytes(t["net_out"]),
+            human_bytes(t["disk_read"]),
+            human_bytes(t["disk_write"]),
+            "0",
+        ]
         assert f'<tr data-vm="{vm}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>" in page
         assert re.search(r"^" + r"\s+".join(re.escape(c) for c in cells) + r"$", out, re.M), out
     assert re.search(r"^vm-c\s+azure\s+0\s+-\s+-\s+0 B\s+0 B\s+0 B\s+0 B\s+1$", out, re.M), out
@@ -97,8 +118,10 @@ def test_report_from_samples_the_azure_path_stored(stub, azure_source, sample_st
 
 def test_run_report_works_when_registered_in_another_cli(sample_store, blob_store, tmp_path, capsys):
     """How the shared `rqp` CLI wires it: `rqp metrics report ...` → add_report_command + args.func."""
-    now = datetime.now(timezone.utc)
-    samples = [Sample(now - timedelta(minutes=i), "proc-1", "host", CPU_PERCENT, 50.0 + i, "Percent", 60.0) for i in range(5)]
+    now = datetime.now(UTC)
+    samples = [
+        Sample(now - timedelta(minutes=i), "proc-1", "host", CPU_PERCENT, 50.0 + i, "Percent", 60.0) for i in range(5)
+    ]
     spool = Spool(sample_store)
     spool.add(samples)
     spool.flush()
@@ -107,7 +130,9 @@ def test_run_report_works_when_registered_in_another_cli(sample_store, blob_stor
     top = rqp.add_subparsers(dest="command")
     metrics = top.add_parser("metrics").add_subparsers(dest="metrics_command")
     add_report_command(metrics)
-    args = rqp.parse_args(["metrics", "report", "--since", "30m", "--blob-url", blob_store.location, "--html", str(tmp_path / "r.html")])
+    args = rqp.parse_args(
+        ["metrics", "report", "--since", "30m", "--blob-url", blob_store.location, "--html", str(tmp_path / "r.html")]
+    )
     assert args.func is run_report
     assert args.func(args) == 0
     out = capsys.readouterr().out
@@ -120,9 +145,23 @@ def test_rqp_metrics_report_in_the_shared_cli(sample_store, blob_store, tmp_path
     from rqp.cli import main as rqp_main
 
     spool = Spool(sample_store)
-    spool.add([Sample(datetime.now(timezone.utc) - timedelta(minutes=1), "shared-cli-vm", "host", CPU_PERCENT, 42.0, "Percent", 60.0)])
+    spool.add(
+        [
+            Sample(
+                datetime.now(UTC) - timedelta(minutes=1),
+                "shared-cli-vm",
+                "host",
+                CPU_PERCENT,
+                42.0,
+                "Percent",
+                60.0,
+            )
+        ]
+    )
     spool.flush()
-    code = rqp_main(["metrics", "report", "--since", "10m", "--blob-url", blob_store.location, "--html", str(tmp_path / "s.html")])
+    code = rqp_main(
+        ["metrics", "report", "--since", "10m", "--blob-url", blob_store.location, "--html", str(tmp_path / "s.html")]
+    )
     assert code == 0
     assert re.search(r"^shared-cli-vm\s+host\s+1\s+42\.0\s+42\.0\s", capsys.readouterr().out, re.M)
     assert "shared-cli-vm" in (tmp_path / "s.html").read_text()
@@ -138,7 +177,7 @@ def test_empty_window_is_a_one_line_error(blob_store, tmp_path, capsys):
 
 def test_png_without_matplotlib_says_how_to_get_it(sample_store, blob_store, tmp_path, monkeypatch, capsys):
     spool = Spool(sample_store)
-    spool.add([Sample(datetime.now(timezone.utc), "vm", "host", CPU_PERCENT, 1.0, "Percent", 60.0)])
+    spool.add([Sample(datetime.now(UTC), "vm", "host", CPU_PERCENT, 1.0, "Percent", 60.0)])
     spool.flush()
     monkeypatch.setattr(png, "matplotlib_available", lambda: False)
     code = main(["report", "--blob-url", blob_store.location, "--no-html", "--png", str(tmp_path / "png")])
@@ -147,7 +186,7 @@ def test_png_without_matplotlib_says_how_to_get_it(sample_store, blob_store, tmp
 
 
 def test_gaps_break_the_line_and_two_sources_are_labelled():
-    t = datetime(2026, 11, 24, 10, tzinfo=timezone.utc)
+    t = datetime(2026, 11, 24, 10, tzinfo=UTC)
     pts = [0, 1, 2, 3, 20, 21, 22]  # a logger outage between minute 3 and 20
     samples = [Sample(t + timedelta(minutes=m), "vm", "azure", CPU_PERCENT, 10.0, "Percent", 60.0) for m in pts]
     samples += [Sample(t + timedelta(minutes=m), "vm", "host", NET_IN_BYTES, 6000.0, "Bytes", 60.0) for m in pts]
@@ -165,9 +204,13 @@ def test_marks_accept_the_documented_shapes_and_reject_bad_times(tmp_path):
     f.write_text(json.dumps({"w2": ["2026-11-24T10:00:00Z", 1795521600], "w3": {"start": "2026-11-24T09:00:00+01:00"}}))
     marks = collect_marks([str(f)], ["w1=2026-11-24T07:00:00Z,2026-11-24T07:30:00Z"])
     assert [(m.name, m.start, m.end) for m in marks] == [
-        ("w1", datetime(2026, 11, 24, 7, tzinfo=timezone.utc), datetime(2026, 11, 24, 7, 30, tzinfo=timezone.utc)),
-        ("w3", datetime(2026, 11, 24, 8, tzinfo=timezone.utc), None),  # +01:00 read as UTC 08:00
-        ("w2", datetime(2026, 11, 24, 10, tzinfo=timezone.utc), datetime.fromtimestamp(1795521600, timezone.utc)),  # epoch seconds
+        ("w1", datetime(2026, 11, 24, 7, tzinfo=UTC), datetime(2026, 11, 24, 7, 30, tzinfo=UTC)),
+        ("w3", datetime(2026, 11, 24, 8, tzinfo=UTC), None),  # +01:00 read as UTC 08:00
+        (
+            "w2",
+            datetime(2026, 11, 24, 10, tzinfo=UTC),
+            datetime.fromtimestamp(1795521600, UTC),
+        ),  # epoch seconds
     ]
     from rqp.errors import ConfigError
 
@@ -180,7 +223,7 @@ def test_marks_accept_the_documented_shapes_and_reject_bad_times(tmp_path):
 
 
 def test_since_accepts_durations_and_times():
-    now = datetime(2026, 11, 24, 12, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 24, 12, tzinfo=UTC)
     assert parse_since("1h", now) == now - timedelta(hours=1)
     assert parse_since("1h30m", now) == now - timedelta(minutes=90)
     assert parse_since("2d", now) == now - timedelta(days=2)

@@ -15,7 +15,13 @@ def test_defaults_are_host_every_minute_to_rqp_metrics():
 
 
 def test_environment_is_read_and_overrides_win():
-    env = {**AZ, "RQP_METRICS_SOURCE": "both", "RQP_METRICS_INTERVAL": "15", "RQP_AZURE_ARM_URL": "http://127.0.0.1:8080", "RQP_METRICS_QUEUE": "m-q"}
+    env = {
+        **AZ,
+        "RQP_METRICS_SOURCE": "both",
+        "RQP_METRICS_INTERVAL": "15",
+        "RQP_AZURE_ARM_URL": "http://127.0.0.1:8080",
+        "RQP_METRICS_QUEUE": "m-q",
+    }
     s = MetricsSettings.from_env(env=env, interval=5, host_name="proc-1")
     assert (s.source, s.interval, s.host_name, s.metrics_queue) == ("both", 5.0, "proc-1", "m-q")
     assert (s.azure_subscription_id, s.azure_resource_group, s.arm_url) == ("sub", "rg", "http://127.0.0.1:8080")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from rqp.storage import FileBlobStore
@@ -21,15 +21,20 @@ def _s(ts: datetime, vm: str = "vm-1", value: float = 1.0, metric: str = CPU_PER
 
 
 def test_samples_are_stored_by_date_and_vm_and_read_back_equal(sample_store, blob_store):
-    t = datetime(2026, 11, 24, 23, 59, 10, tzinfo=timezone.utc)
-    samples = [_s(t, "vm-1", 1), _s(t + timedelta(seconds=60), "vm-1", 2), _s(t, "vm-2", 3), _s(t + timedelta(minutes=2), "vm/odd name", 4)]
+    t = datetime(2026, 11, 24, 23, 59, 10, tzinfo=UTC)
+    samples = [
+        _s(t, "vm-1", 1),
+        _s(t + timedelta(seconds=60), "vm-1", 2),
+        _s(t, "vm-2", 3),
+        _s(t + timedelta(minutes=2), "vm/odd name", 4),
+    ]
     spool = Spool(sample_store)
     spool.add(samples)
     result = spool.flush()
     assert (result.stored, result.spooled, result.error) == (4, 0, None)
     names = sorted(blob_store.list("metrics/"))
     assert names == sorted(result.blobs)
-    parsed = sorted((NAME_RE.match(n).groups() for n in names))  # type: ignore[union-attr]
+    parsed = sorted(NAME_RE.match(n).groups() for n in names)  # type: ignore[union-attr]
     assert parsed == [
         ("2026-11-24", "vm-1", "235910"),
         ("2026-11-24", "vm-2", "235910"),
@@ -42,7 +47,7 @@ def test_samples_are_stored_by_date_and_vm_and_read_back_equal(sample_store, blo
 
 
 def test_read_filters_by_time_and_vm_and_drops_duplicates(sample_store):
-    t = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
+    t = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
     batch = [_s(t + timedelta(minutes=i), vm, float(i)) for i in range(10) for vm in ("a", "b")]
     for day_vm, group in SampleStore.group(batch).items():
         sample_store.write_group(*day_vm, group)
@@ -54,7 +59,7 @@ def test_read_filters_by_time_and_vm_and_drops_duplicates(sample_store):
 
 
 def test_a_line_that_is_not_a_sample_is_counted_not_fatal(sample_store, blob_store):
-    t = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
+    t = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
     good = _s(t)
     blob_store.put("metrics/2026-11-24/vm-1/100000-" + "a" * 32 + ".jsonl", (good.to_json() + "\n{not json\n").encode())
     got = sample_store.read(t - timedelta(minutes=1), t + timedelta(minutes=1))
@@ -63,7 +68,7 @@ def test_a_line_that_is_not_a_sample_is_counted_not_fatal(sample_store, blob_sto
 
 def test_storage_outage_spools_samples_and_writes_them_when_storage_returns(blob_store, sample_store):
     flaky = FlakyBlobStore(blob_store, failures=3)
-    source = ScriptedSource(datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc))
+    source = ScriptedSource(datetime(2026, 11, 24, 10, 0, tzinfo=UTC))
     logger = MetricsLogger([source], Spool(SampleStore(flaky)))
 
     first = logger.run_once()  # storage down: 2 VMs -> the first write fails, everything stays
@@ -78,7 +83,7 @@ def test_storage_outage_spools_samples_and_writes_them_when_storage_returns(blob
     assert third.flush.spooled == 12
     fourth = logger.run_once()  # ...storage is back: all four cycles' samples are written
     assert fourth.flush.spooled == 0 and fourth.flush.stored == 16 and fourth.summary.storage_error is None
-    back = sample_store.read(datetime(2026, 11, 24, tzinfo=timezone.utc), datetime(2026, 11, 25, tzinfo=timezone.utc))
+    back = sample_store.read(datetime(2026, 11, 24, tzinfo=UTC), datetime(2026, 11, 25, tzinfo=UTC))
     assert sorted(back.samples, key=lambda s: s.key) == sorted(source.emitted, key=lambda s: s.key)
     assert len(back.samples) == 16
 
@@ -93,7 +98,7 @@ def test_partial_outage_keeps_only_the_unwritten_groups(blob_store, sample_store
             super().put(name, data, overwrite=overwrite)
 
     spool = Spool(SampleStore(FailSecond(blob_store)))
-    t = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
+    t = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
     spool.add([_s(t, "vm-1"), _s(t, "vm-2")])
     r1 = spool.flush()
     assert (r1.stored, r1.spooled, len(r1.blobs)) == (1, 1, 1)
@@ -110,7 +115,7 @@ def test_real_directory_outage_path_blocked_by_a_file(tmp_path):
     blocker = tmp_path / "blobs" / "metrics"
     blocker.write_text("not a directory")
     spool = Spool(SampleStore(store))
-    t = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
+    t = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
     spool.add([_s(t, "vm-1", 7.0)])
     down = spool.flush()
     assert down.stored == 0 and down.spooled == 1 and "cannot write blob" in (down.error or "")
@@ -124,7 +129,7 @@ def test_real_directory_outage_path_blocked_by_a_file(tmp_path):
 def test_spool_is_bounded_and_counts_what_it_drops(tmp_path):
     flaky = FlakyBlobStore(FileBlobStore(tmp_path / "b"), failures=10)
     spool = Spool(SampleStore(flaky), max_samples=5)
-    t = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
+    t = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
     spool.add([_s(t + timedelta(seconds=i), value=float(i)) for i in range(8)])
     r = spool.flush()
     assert r.dropped == 3 and r.spooled == 5
@@ -135,6 +140,8 @@ def test_spool_is_bounded_and_counts_what_it_drops(tmp_path):
     assert [s.value for s in kept] == [3.0, 4.0, 5.0, 6.0, 7.0]  # the newest survive
 
 
-@pytest.mark.parametrize(("vm", "safe"), [("vm-a", "vm-a"), ("a b/c", "a_b_c"), ("..", "_"), (".hidden", "hidden"), ("", "_")])
+@pytest.mark.parametrize(
+    ("vm", "safe"), [("vm-a", "vm-a"), ("a b/c", "a_b_c"), ("..", "_"), (".hidden", "hidden"), ("", "_")]
+)
 def test_vm_names_become_one_safe_blob_segment(vm, safe):
     assert blob_vm_name(vm) == safe

@@ -11,7 +11,12 @@ def _run(cmd, env):
 
 
 def test_processor_and_scheduler_refuse_unreachable_redis(tmp_path, kek):
-    env = {"PATH": "/usr/bin:/bin", "RQP_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "RQP_KEK_FILE": str(kek[0]), "RQP_BLOB_URL": str(tmp_path)}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "RQP_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "RQP_KEK_FILE": str(kek[0]),
+        "RQP_BLOB_URL": str(tmp_path),
+    }
     for cmd in ([bin_path("rqp-processor"), "--workers", "1"], [bin_path("rqp-scheduler"), "run", "w1"]):
         cp = _run(cmd, env)
         assert cp.returncode == 6, cp.stderr
@@ -20,15 +25,30 @@ def test_processor_and_scheduler_refuse_unreachable_redis(tmp_path, kek):
 
 
 def test_processor_refuses_missing_key(tmp_path, redis_url):
-    env = {"PATH": "/usr/bin:/bin", "RQP_REDIS_URL": redis_url, "RQP_KEK_FILE": str(tmp_path / "gone.pem"), "RQP_BLOB_URL": str(tmp_path), "RQP_ALLOW_INSECURE_REDIS": "true"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "RQP_REDIS_URL": redis_url,
+        "RQP_KEK_FILE": str(tmp_path / "gone.pem"),
+        "RQP_BLOB_URL": str(tmp_path),
+        "RQP_ALLOW_INSECURE_REDIS": "true",
+    }
     cp = _run([bin_path("rqp-processor"), "--workers", "1"], env)
     assert cp.returncode == 3
-    assert cp.stderr.strip() == f"rqp-processor: error: private key file {tmp_path / 'gone.pem'} does not exist; create one with 'rqp keygen' or fix the path"
+    assert (
+        cp.stderr.strip()
+        == f"rqp-processor: error: private key file {tmp_path / 'gone.pem'} does not exist; create one with 'rqp keygen' or fix the path"
+    )
 
 
 def test_scheduler_names_an_unknown_workload(tmp_path, redis_url, kek, signer):
-    env = {"PATH": "/usr/bin:/bin", "RQP_REDIS_URL": redis_url, "RQP_KEK_FILE": str(kek[0]), "RQP_BLOB_URL": str(tmp_path), "RQP_ALLOW_INSECURE_REDIS": "true",
-           "RQP_TRUSTED_SIGNERS_FILE": str(signer.trusted)}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "RQP_REDIS_URL": redis_url,
+        "RQP_KEK_FILE": str(kek[0]),
+        "RQP_BLOB_URL": str(tmp_path),
+        "RQP_ALLOW_INSECURE_REDIS": "true",
+        "RQP_TRUSTED_SIGNERS_FILE": str(signer.trusted),
+    }
     cp = _run([bin_path("rqp-scheduler"), "run", "nosuch"], env)
     assert cp.returncode == 7
     assert "workload nosuch not found in file://" in cp.stderr and "pack it with 'rqp pack'" in cp.stderr
@@ -36,8 +56,17 @@ def test_scheduler_names_an_unknown_workload(tmp_path, redis_url, kek, signer):
 
 def test_roles_refuse_to_start_without_trusted_signers(tmp_path, redis_url, kek):
     """No list of trusted submitters, no work: a role never falls back to running anything."""
-    env = {"PATH": "/usr/bin:/bin", "RQP_REDIS_URL": redis_url, "RQP_KEK_FILE": str(kek[0]), "RQP_BLOB_URL": str(tmp_path), "RQP_ALLOW_INSECURE_REDIS": "true"}
-    for cmd, prog in (([bin_path("rqp-processor"), "--workers", "1"], "rqp-processor"), ([bin_path("rqp-scheduler"), "run", "w1"], "rqp-scheduler")):
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "RQP_REDIS_URL": redis_url,
+        "RQP_KEK_FILE": str(kek[0]),
+        "RQP_BLOB_URL": str(tmp_path),
+        "RQP_ALLOW_INSECURE_REDIS": "true",
+    }
+    for cmd, prog in (
+        ([bin_path("rqp-processor"), "--workers", "1"], "rqp-processor"),
+        ([bin_path("rqp-scheduler"), "run", "w1"], "rqp-scheduler"),
+    ):
         cp = _run(cmd, env)
         assert cp.returncode == 2, cp.stderr
         assert cp.stderr.strip() == (
@@ -45,12 +74,19 @@ def test_roles_refuse_to_start_without_trusted_signers(tmp_path, redis_url, kek)
             "(the .pub.pem of 'rqp keygen --signing'); rqp runs only signed workloads"
         )
     (tmp_path / "empty.pem").write_text("# nobody yet\n")
-    cp = _run([bin_path("rqp-scheduler"), "run", "w1"], {**env, "RQP_TRUSTED_SIGNERS_FILE": str(tmp_path / "empty.pem")})
+    cp = _run(
+        [bin_path("rqp-scheduler"), "run", "w1"], {**env, "RQP_TRUSTED_SIGNERS_FILE": str(tmp_path / "empty.pem")}
+    )
     assert cp.returncode == 2 and f"trusted signers file {tmp_path / 'empty.pem'} holds no public key" in cp.stderr
 
 
 def test_roles_refuse_a_redis_without_password_unless_allowed(tmp_path, redis_url, kek):
-    env = {"PATH": "/usr/bin:/bin", "RQP_REDIS_URL": redis_url, "RQP_KEK_FILE": str(kek[0]), "RQP_BLOB_URL": str(tmp_path)}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "RQP_REDIS_URL": redis_url,
+        "RQP_KEK_FILE": str(kek[0]),
+        "RQP_BLOB_URL": str(tmp_path),
+    }
     for cmd in ([bin_path("rqp-processor"), "--workers", "1"], [bin_path("rqp-scheduler"), "run", "w1"]):
         cp = _run(cmd, env)
         assert cp.returncode == 6
@@ -60,7 +96,9 @@ def test_roles_refuse_a_redis_without_password_unless_allowed(tmp_path, redis_ur
 def test_processor_reports_its_own_host_metrics(cluster):
     p = cluster.start_processor(1, "--report-host", "1")
     blobs = cluster.root / "blobs" / "metrics"
-    cluster.wait_for(lambda: any(blobs.rglob("*.jsonl")) if blobs.exists() else False, 60, "host metrics from the processor")
+    cluster.wait_for(
+        lambda: any(blobs.rglob("*.jsonl")) if blobs.exists() else False, 60, "host metrics from the processor"
+    )
     import json as _json
 
     samples = [_json.loads(line) for f in blobs.rglob("*.jsonl") for line in f.read_text().splitlines()]

@@ -11,7 +11,6 @@ import subprocess
 import time
 
 import redis
-
 from harness import Cluster
 from rqp.redis_server import RedisServer
 
@@ -52,7 +51,9 @@ def test_workers_killed_repeatedly(cluster):
     rng = random.Random(1)
     while kills < 4 and sched.poll() is None:
         target = _done(cluster, "kill9") + 1500
-        cluster.wait_for(lambda: _done(cluster, "kill9") >= min(target, n) or sched.poll() is not None, 60, "progress between kills")
+        cluster.wait_for(
+            lambda: _done(cluster, "kill9") >= min(target, n) or sched.poll() is not None, 60, "progress between kills"
+        )
         pids = [p for p in cluster.worker_pids() if _busy(cluster, p)] or cluster.worker_pids()
         if pids and sched.poll() is None:
             os.kill(rng.choice(pids), signal.SIGKILL)
@@ -100,15 +101,22 @@ def test_dead_workers_chunk_is_rerun_without_waiting_for_its_lease(cluster):
     gate = cluster.root / "gate"
     gate.mkdir()
     cluster.pack("deadw", data, cluster.write_script("deadw.py", HANG_UNTIL_GATE_OPENS.format(gate=str(gate / "open"))))
-    cluster.env.update(RQP_LEASE_SECONDS="600", RQP_CHUNK_SIZE="10", RQP_ADAPTIVE_CHUNKS="false", RQP_MAX_ATTEMPTS="3",
-                       RQP_SANDBOX_READ_PATHS=str(gate))
+    cluster.env.update(
+        RQP_LEASE_SECONDS="600",
+        RQP_CHUNK_SIZE="10",
+        RQP_ADAPTIVE_CHUNKS="false",
+        RQP_MAX_ATTEMPTS="3",
+        RQP_SANDBOX_READ_PATHS=str(gate),
+    )
     processor = cluster.start_processor(workers=1)
     sched = cluster.start_scheduler("deadw")
     # (the supervisor's other children are its short-lived sandbox probe)
     cluster.wait_for(lambda: len(_children(processor.pid, "rqp_processor.worker")) == 1, 60, "the worker to start")
     [pid] = _children(processor.pid, "rqp_processor.worker")
     held = f"rqp:held:{socket.gethostname()}:{pid}"
-    cluster.wait_for(lambda: cluster.r.get(held) == b"rqp-deadw-c00000000-0", 60, "the worker to take the chunk with record 7")
+    cluster.wait_for(
+        lambda: cluster.r.get(held) == b"rqp-deadw-c00000000-0", 60, "the worker to take the chunk with record 7"
+    )
     # the chunk's script host, and the worker's warm spare
     cluster.wait_for(lambda: len(_children(pid, "_host.py")) == 2, 60, "the chunk's script host and the spare to start")
     hosts = _children(pid, "_host.py")
@@ -120,11 +128,13 @@ def test_dead_workers_chunk_is_rerun_without_waiting_for_its_lease(cluster):
     try:
         out, _ = sched.communicate(timeout=60)
     except Exception:
-        raise AssertionError(f"the killed worker's chunk was not re-run within 60 s (lease 600 s)\n{cluster.logs()}") from None
+        raise AssertionError(
+            f"the killed worker's chunk was not re-run within 60 s (lease 600 s)\n{cluster.logs()}"
+        ) from None
     assert sched.returncode == 0, out.decode()[-3000:]
     _assert_exactly_once(cluster, "deadw", n)
     assert int(cluster.r.hget("rqp:w:deadw:meta", "reclaimed")) == 1
-    assert f"died holding rqp-deadw-c00000000-0" in cluster.logs()
+    assert "died holding rqp-deadw-c00000000-0" in cluster.logs()
     assert cluster.r.get(f"rqp:held:{socket.gethostname()}:{pid}") is None
 
 
@@ -139,7 +149,12 @@ def _busy(cluster: Cluster, pid: int) -> bool:
 
 def test_redis_killed_and_restarted_with_aof(tmp_path, kek):
     server = RedisServer(appendonly=True).start()
-    cluster = Cluster(tmp_path / "c", server.url, kek[0], extra_env={"RQP_MAX_ATTEMPTS": "10", "RQP_CHUNK_SIZE": "200", "RQP_ADAPTIVE_CHUNKS": "false"})
+    cluster = Cluster(
+        tmp_path / "c",
+        server.url,
+        kek[0],
+        extra_env={"RQP_MAX_ATTEMPTS": "10", "RQP_CHUNK_SIZE": "200", "RQP_ADAPTIVE_CHUNKS": "false"},
+    )
     try:
         n = 10_000
         _workload(cluster, "aof", n, delay=0.0005)
@@ -187,7 +202,10 @@ def test_bad_records_fail_alone_with_their_reasons(cluster):
     lines = [json.dumps({"n": i}) for i in range(100)]
     lines[10] = '{"n": 10, oops'
     data = cluster.write_data("bad.jsonl", ("\n".join(lines) + "\n").encode())
-    script = cluster.write_script("bad.py", "def process(r):\n    if r['n'] == 20:\n        raise KeyError('no such account')\n    return r['n'] * 3\n")
+    script = cluster.write_script(
+        "bad.py",
+        "def process(r):\n    if r['n'] == 20:\n        raise KeyError('no such account')\n    return r['n'] * 3\n",
+    )
     cluster.pack("badrecs", data, script)
     cluster.env.update(RQP_CHUNK_SIZE="10", RQP_ADAPTIVE_CHUNKS="false", RQP_MAX_ATTEMPTS="2")
     sched = cluster.start_scheduler("badrecs")
@@ -201,7 +219,10 @@ def test_bad_records_fail_alone_with_their_reasons(cluster):
     failures = cluster.failures("badrecs")
     assert set(failures) == {10, 20, 30}
     assert failures[10]["error"].startswith("malformed record: not valid JSON")
-    assert failures[20]["error"].startswith("process() raised KeyError: 'no such account'") and failures[20]["attempts"] == 2
+    assert (
+        failures[20]["error"].startswith("process() raised KeyError: 'no such account'")
+        and failures[20]["attempts"] == 2
+    )
     assert "record 30 of workload badrecs failed authentication" in failures[30]["error"]
     results = cluster.results("badrecs")
     assert sorted(results) == [i for i in range(100) if i not in (10, 20, 30)]
@@ -213,7 +234,11 @@ def test_sigterm_to_processor_mid_chunk(cluster):
     cluster.env.update(RQP_CHUNK_SIZE="20", RQP_ADAPTIVE_CHUNKS="false")
     first = cluster.start_processor(workers=2)
     sched = cluster.start_scheduler("sigterm")
-    cluster.wait_for(lambda: int(cluster.r.hget("rqp:w:sigterm:n", "processing") or 0) > 0 and _done(cluster, "sigterm") >= 40, 60, "work in progress")
+    cluster.wait_for(
+        lambda: int(cluster.r.hget("rqp:w:sigterm:n", "processing") or 0) > 0 and _done(cluster, "sigterm") >= 40,
+        60,
+        "work in progress",
+    )
     t0 = time.monotonic()
     first.send_signal(signal.SIGTERM)  # what 'docker compose stop' or a scale-down does
     assert first.wait(30) == 0
@@ -234,7 +259,9 @@ def test_scheduler_killed_and_restarted(cluster):
     cluster.env.update(RQP_CHUNK_SIZE="50", RQP_ADAPTIVE_CHUNKS="false", RQP_WINDOW_CHUNKS="4")
     cluster.start_processor(workers=2)
     sched = cluster.start_scheduler("schedkill")
-    cluster.wait_for(lambda: int(cluster.r.hget("rqp:w:schedkill:meta", "enqueued") or 0) >= 600, 60, "enqueue under way")
+    cluster.wait_for(
+        lambda: int(cluster.r.hget("rqp:w:schedkill:meta", "enqueued") or 0) >= 600, 60, "enqueue under way"
+    )
     os.killpg(sched.pid, signal.SIGKILL)
     sched.wait()
     enqueued_at_kill = int(cluster.r.hget("rqp:w:schedkill:meta", "enqueued"))
@@ -246,4 +273,3 @@ def test_scheduler_killed_and_restarted(cluster):
     meta = cluster.r.hgetall("rqp:w:schedkill:meta")
     assert int(meta[b"chunks"]) == n // 50  # no chunk was queued twice
     assert int(meta[b"enqueued"]) == n
-

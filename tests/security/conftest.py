@@ -9,7 +9,7 @@ import subprocess
 import time
 import zlib
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,12 @@ QUEUE = "rqp"  # Settings' default RQ queue
 TERMINAL = {b"finished", b"failed", b"stopped", b"canceled"}
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition", on_timeout: Callable[[], str] | None = None) -> Any:
+def wait_until(
+    predicate: Callable[[], Any],
+    timeout: float = 30.0,
+    what: str = "condition",
+    on_timeout: Callable[[], str] | None = None,
+) -> Any:
     """Poll real state until ``predicate()`` is truthy; fail naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -36,7 +41,11 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = 
 
 def one_error_line(cp: subprocess.CompletedProcess, prog: str) -> str:
     """The single ``<prog>: error: ...`` line a failing rqp program prints, and nothing else."""
-    lines = [ln for ln in cp.stderr.decode(errors="replace").splitlines() + cp.stdout.decode(errors="replace").splitlines() if ln.strip()]
+    lines = [
+        ln
+        for ln in cp.stderr.decode(errors="replace").splitlines() + cp.stdout.decode(errors="replace").splitlines()
+        if ln.strip()
+    ]
     errors = [ln for ln in lines if ln.startswith(f"{prog}: error: ")]
     assert len(errors) == 1, f"expected one '{prog}: error:' line, got:\n" + "\n".join(lines)
     assert "Traceback" not in "\n".join(lines), "\n".join(lines)
@@ -44,7 +53,7 @@ def one_error_line(cp: subprocess.CompletedProcess, prog: str) -> str:
 
 
 def _rq_time() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def job_data(func_name: str, args: list[Any], instance: Any = None, kwargs: dict | None = None) -> bytes:
@@ -52,7 +61,9 @@ def job_data(func_name: str, args: list[Any], instance: Any = None, kwargs: dict
     return json.dumps([func_name, instance, args, kwargs or {}]).encode()
 
 
-def push_raw_job(r: redis.Redis, jid: str, data: bytes, *, queue: str = QUEUE, compress: bool = True, **fields: Any) -> str:
+def push_raw_job(
+    r: redis.Redis, jid: str, data: bytes, *, queue: str = QUEUE, compress: bool = True, **fields: Any
+) -> str:
     """Write a job straight into Redis -- a hash and an id on the queue list, no RQ library --
     the way anyone holding the Redis password could."""
     now = _rq_time()

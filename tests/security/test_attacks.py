@@ -29,24 +29,23 @@ from pathlib import Path
 
 import pytest
 import redis
+from harness import Cluster, bin_path
 from rq import Queue, Worker
 from rq.job import Job
-
-from harness import Cluster, bin_path
 from rqp.config import Settings
 from rqp.connect import connect_redis
 from rqp.errors import RedisUnavailableError
 from rqp.jobs import ChunkSpec, JSONSerializer, seal_spec
 from rqp.keys import LocalKeyProvider
 from rqp.layout import PIN_FIELD, WorkloadKeys, job_id, pin_value
-from rqp.signing import LocalSigningKey, TrustStore
 from rqp.redis_server import RedisServer
+from rqp.signing import LocalSigningKey, TrustStore
 from rqp.storage import FileBlobStore
 from rqp.workload import Workload, pack
 
 from .conftest import QUEUE, exc_info, job_data, one_error_line, push_raw_job, rejection_for, wait_job_done, wait_until
 
-SCRIPT_WITH_MARKERS = '''
+SCRIPT_WITH_MARKERS = """
 import pathlib
 _MARKS = pathlib.Path({marks!r})
 (_MARKS / "script-imported-{wid}").touch()
@@ -57,21 +56,23 @@ def setup():
 def process(record):
     (_MARKS / "process-ran-{wid}-{{}}".format(record["n"])).touch()
     return {{"n": record["n"] * 2}}
-'''
+"""
 
-EVIL_MODULE = '''
+EVIL_MODULE = """
 import pathlib
 pathlib.Path({marks!r}, "evilcb-imported").touch()
 
 def hit(*args, **kwargs):
     pathlib.Path({marks!r}, "evilcb-called").touch()
-'''
+"""
 
 
 class Bench:
     """The attacker's view: Redis, the blob store, and (for genuine jobs to replay) the KEK."""
 
-    def __init__(self, cluster: Cluster, r: redis.Redis, store: FileBlobStore, keys: LocalKeyProvider, marks: Path) -> None:
+    def __init__(
+        self, cluster: Cluster, r: redis.Redis, store: FileBlobStore, keys: LocalKeyProvider, marks: Path
+    ) -> None:
         self.cluster = cluster
         self.r = r
         self.store = store
@@ -166,7 +167,13 @@ def assert_rejected(b: Bench, jid: str, *expected: str) -> str:
 )
 def test_forged_job_naming_a_callable_is_rejected_and_never_runs(bench, func_name, instance):
     marker = bench.marks / "forged-callable-ran"
-    args = [f"touch {marker}"] if func_name == "os.system" else [["touch", str(marker)]] if func_name.startswith("subprocess") else ["wl-a", "AAAA"]
+    args = (
+        [f"touch {marker}"]
+        if func_name == "os.system"
+        else [["touch", str(marker)]]
+        if func_name.startswith("subprocess")
+        else ["wl-a", "AAAA"]
+    )
     jid = bench.unique("forged-callable")
     status = bench.run_forged(jid, job_data(func_name, args, instance=instance))
     assert status == b"failed"
@@ -178,13 +185,23 @@ def test_forged_job_naming_a_callable_is_rejected_and_never_runs(bench, func_nam
 
 @pytest.mark.parametrize(
     "args, kwargs",
-    [(["wl-a"], {}), (["wl-a", "AAAA", "extra"], {}), (["wl-a", {"not": "a string"}], {}), (["wl-a", "AAAA"], {"entry": "os.system"})],
+    [
+        (["wl-a"], {}),
+        (["wl-a", "AAAA", "extra"], {}),
+        (["wl-a", {"not": "a string"}], {}),
+        (["wl-a", "AAAA"], {"entry": "os.system"}),
+    ],
     ids=["one-arg", "three-args", "non-string", "kwargs"],
 )
 def test_forged_entry_point_with_other_arguments_is_rejected(bench, args, kwargs):
     jid = bench.unique("forged-args")
     assert bench.run_forged(jid, job_data("rqp.chunk", args, kwargs=kwargs)) == b"failed"
-    assert_rejected(bench, jid, f"job {jid} does not carry rqp's (workload, sealed spec) arguments", "rejected before any user code ran")
+    assert_rejected(
+        bench,
+        jid,
+        f"job {jid} does not carry rqp's (workload, sealed spec) arguments",
+        "rejected before any user code ran",
+    )
     assert_no_user_code(bench)
 
 
@@ -194,9 +211,19 @@ def test_forged_job_with_made_up_spec_is_rejected(bench, workload):
     made_up = base64.b64encode(os.urandom(96)).decode()
     assert bench.run_forged(jid, job_data("rqp.chunk", [workload, made_up])) == b"failed"
     if workload == "wl-a":
-        assert_rejected(bench, jid, f"job {jid} was not created by rqp's scheduler for workload wl-a", "rejected before any user code ran")
+        assert_rejected(
+            bench,
+            jid,
+            f"job {jid} was not created by rqp's scheduler for workload wl-a",
+            "rejected before any user code ran",
+        )
     else:
-        assert_rejected(bench, jid, "names workload 'no-such-workload', which rqp does not know", "rejected before any user code ran")
+        assert_rejected(
+            bench,
+            jid,
+            "names workload 'no-such-workload', which rqp does not know",
+            "rejected before any user code ran",
+        )
     assert_no_user_code(bench)
 
 
@@ -231,7 +258,12 @@ def test_job_replayed_from_another_workload_is_rejected(bench, how):
         "another-chunk-of-the-same-workload": ("wl-a", job_id("wl-a", "c00000046", 0)),
     }[how]
     assert bench.run_forged(jid, job_data("rqp.chunk", [target, sealed_a])) == b"failed"
-    assert_rejected(bench, jid, f"job {jid} was not created by rqp's scheduler for workload {target}", "(forged, altered or replayed)")
+    assert_rejected(
+        bench,
+        jid,
+        f"job {jid} was not created by rqp's scheduler for workload {target}",
+        "(forged, altered or replayed)",
+    )
     assert_no_user_code(bench)
 
 
@@ -242,7 +274,12 @@ def test_flipped_bit_in_sealed_spec_is_rejected(bench, where):
     pos = {"nonce": 3, "ciphertext": len(raw) // 2, "tag": len(raw) - 1}[where]
     raw[pos] ^= 0x01
     assert bench.run_forged(jid, job_data("rqp.chunk", ["wl-a", base64.b64encode(bytes(raw)).decode()])) == b"failed"
-    assert_rejected(bench, jid, f"job {jid} was not created by rqp's scheduler for workload wl-a", "rejected before any user code ran")
+    assert_rejected(
+        bench,
+        jid,
+        f"job {jid} was not created by rqp's scheduler for workload wl-a",
+        "rejected before any user code ran",
+    )
     assert_no_user_code(bench)
 
 
@@ -250,12 +287,18 @@ def test_flipped_bit_in_sealed_spec_is_rejected(bench, where):
 def test_callback_names_in_job_hash_are_never_imported(bench):
     evil = bench.cluster.root / "evilcb.py"  # the workers' working directory is on their sys.path
     evil.write_text(EVIL_MODULE.format(marks=str(bench.marks)))
-    fields = {"success_callback_name": "evilcb.hit", "failure_callback_name": "evilcb.hit", "stopped_callback_name": "evilcb.hit"}
+    fields = {
+        "success_callback_name": "evilcb.hit",
+        "failure_callback_name": "evilcb.hit",
+        "stopped_callback_name": "evilcb.hit",
+    }
     # control: plain RQ, given this hash, imports and returns the attacker's function
     sys.path.insert(0, str(bench.cluster.root))
     try:
         job = Job("control", connection=bench.r, serializer=JSONSerializer)
-        job.restore({b"data": zlib.compress(job_data("rqp.chunk", [])), **{k.encode(): v.encode() for k, v in fields.items()}})
+        job.restore(
+            {b"data": zlib.compress(job_data("rqp.chunk", [])), **{k.encode(): v.encode() for k, v in fields.items()}}
+        )
         assert job.success_callback.__module__ == "evilcb"
         assert (bench.marks / "evilcb-imported").exists()
     finally:
@@ -280,12 +323,12 @@ class _HookServer:
         hits: list[str] = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 hits.append(self.path)
                 self.send_response(204)
                 self.end_headers()
 
-            do_POST = do_GET  # noqa: N815
+            do_POST = do_GET
 
             def log_message(self, *a):
                 pass
@@ -306,7 +349,10 @@ def test_webhooks_in_job_hash_are_never_called(bench):
     Redis writer could make every processor call out (SSRF, or a beacon). rqp jobs have none."""
     hooks = _HookServer()
     try:
-        hook_list = [{"url": f"{hooks.url}/failed", "job_status": "failed"}, {"url": f"{hooks.url}/finished", "job_status": "finished"}]
+        hook_list = [
+            {"url": f"{hooks.url}/failed", "job_status": "failed"},
+            {"url": f"{hooks.url}/finished", "job_status": "finished"},
+        ]
         fields = {"webhooks": json.dumps(hook_list)}
         # control: plain RQ, given this hash, calls the URL
         job = Job("control", connection=bench.r, serializer=JSONSerializer)
@@ -337,7 +383,7 @@ def test_pickle_payload_is_never_unpickled(bench, compressed):
     control = bench.cluster.root / f"control-unpickled-{compressed}"
     payload = pickle.dumps(_Evil(control))
     # control: the payload is live -- unpickling it runs the command
-    pickle.loads(payload)  # noqa: S301 - the point of the control
+    pickle.loads(payload)
     assert control.exists()
     marker = bench.marks / "pickle-ran"
     payload = pickle.dumps(_Evil(marker))
@@ -357,7 +403,9 @@ def test_flipped_bit_in_a_record_fails_only_that_record(bench):
     env = {"RQP_RQ_QUEUE": "held-flip"}  # no processor listens there until the records are tampered with
     sched = bench.cluster.start_scheduler(wid, env=env)
     k = WorkloadKeys(wid)
-    wait_until(lambda: bench.r.hlen(k.rec) == 20 and bench.r.llen("rq:queue:held-flip") == 1, 30, "the records to be queued")
+    wait_until(
+        lambda: bench.r.hlen(k.rec) == 20 and bench.r.llen("rq:queue:held-flip") == 1, 30, "the records to be queued"
+    )
     ct = bytearray(bench.r.hget(k.rec, 7))
     ct[len(ct) // 2] ^= 0x80
     bench.r.hset(k.rec, 7, bytes(ct))
@@ -387,8 +435,16 @@ def test_flipped_bit_in_a_record_fails_only_that_record(bench):
 @pytest.mark.parametrize(
     "blob, expected, code",
     [
-        ("data.enc", "data of workload {w} failed authentication at segment 0: tampered with, truncated, or encrypted under another key or workload", 1),
-        ("script.enc", "script of workload {w} does not match its manifest digest: tampered with; re-pack the workload", 4),
+        (
+            "data.enc",
+            "data of workload {w} failed authentication at segment 0: tampered with, truncated, or encrypted under another key or workload",
+            1,
+        ),
+        (
+            "script.enc",
+            "script of workload {w} does not match its manifest digest: tampered with; re-pack the workload",
+            4,
+        ),
         # another workload's wrapped key: the submitter's signature covers the wrapped key
         ("key.json", "workload {w} differs from what sha256:", 4),
     ],
@@ -436,8 +492,14 @@ def finished_pair(bench):
 @pytest.mark.parametrize(
     "blob, expected",
     [
-        ("results.enc", "results of workload wl-c failed authentication at segment 0: tampered with, truncated, or encrypted under another key or workload"),
-        ("summary.enc", "summary of workload wl-c failed authentication: tampered with, moved from another record or workload, or encrypted under a different key"),
+        (
+            "results.enc",
+            "results of workload wl-c failed authentication at segment 0: tampered with, truncated, or encrypted under another key or workload",
+        ),
+        (
+            "summary.enc",
+            "summary of workload wl-c failed authentication: tampered with, moved from another record or workload, or encrypted under a different key",
+        ),
     ],
 )
 def test_results_swapped_between_workloads_are_refused(bench, finished_pair, blob, expected):
@@ -484,8 +546,14 @@ def test_unauthenticated_redis_is_refused_when_insecure_is_not_allowed(bench):
     env = {"RQP_ALLOW_INSECURE_REDIS": "false", "RQP_RQ_QUEUE": "unused"}
     url = bench.cluster.redis_url
     expected = f"Redis at {url} is used without a password; set RQP_REDIS_PASSWORD_FILE, or RQP_ALLOW_INSECURE_REDIS=true to accept the risk"
-    assert _refuses(bench, [bin_path("rqp-processor"), "--workers", "1"], env, "rqp-processor") == f"rqp-processor: error: {expected}"
-    assert _refuses(bench, [bin_path("rqp-scheduler"), "run", "wl-a"], env, "rqp-scheduler") == f"rqp-scheduler: error: {expected}"
+    assert (
+        _refuses(bench, [bin_path("rqp-processor"), "--workers", "1"], env, "rqp-processor")
+        == f"rqp-processor: error: {expected}"
+    )
+    assert (
+        _refuses(bench, [bin_path("rqp-scheduler"), "run", "wl-a"], env, "rqp-scheduler")
+        == f"rqp-scheduler: error: {expected}"
+    )
     assert bench.r.llen("rq:queue:unused") == 0
     assert bench.r.hkeys(WorkloadKeys("wl-a").meta) == [PIN_FIELD.encode()]  # the scheduler touched nothing
     assert_no_user_code(bench)
@@ -524,12 +592,32 @@ def test_password_protected_redis_with_an_acl_user(tmp_path, kek):
         env = {"RQP_REDIS_PASSWORD_FILE": str(pw), "RQP_ALLOW_INSECURE_REDIS": "false"}
         cluster = Cluster(tmp_path / "cluster", url, kek[0], extra_env=env)
         try:
-            cp = cluster.run(bin_path("rqp-processor"), "--workers", "1", check=False, env={"RQP_REDIS_PASSWORD_FILE": ""}, timeout=60)
+            cp = cluster.run(
+                bin_path("rqp-processor"),
+                "--workers",
+                "1",
+                check=False,
+                env={"RQP_REDIS_PASSWORD_FILE": ""},
+                timeout=60,
+            )
             assert cp.returncode == 6
-            assert one_error_line(cp, "rqp-processor") == f"rqp-processor: error: Redis at {url} requires a password; set RQP_REDIS_PASSWORD_FILE"
-            cp = cluster.run(bin_path("rqp-scheduler"), "run", "pw", check=False, env={"RQP_REDIS_PASSWORD_FILE": str(bad)}, timeout=60)
+            assert (
+                one_error_line(cp, "rqp-processor")
+                == f"rqp-processor: error: Redis at {url} requires a password; set RQP_REDIS_PASSWORD_FILE"
+            )
+            cp = cluster.run(
+                bin_path("rqp-scheduler"),
+                "run",
+                "pw",
+                check=False,
+                env={"RQP_REDIS_PASSWORD_FILE": str(bad)},
+                timeout=60,
+            )
             assert cp.returncode == 6
-            assert one_error_line(cp, "rqp-scheduler") == f"rqp-scheduler: error: Redis at {url} refused the password; check RQP_REDIS_PASSWORD_FILE"
+            assert (
+                one_error_line(cp, "rqp-scheduler")
+                == f"rqp-scheduler: error: Redis at {url} refused the password; check RQP_REDIS_PASSWORD_FILE"
+            )
             data = cluster.write_data("d.jsonl", [{"n": i} for i in range(40)])
             script = cluster.write_script("s.py", SCRIPT_PLAIN)
             cluster.pack("pw", data, script)

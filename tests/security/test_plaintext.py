@@ -20,9 +20,8 @@ import zlib
 from pathlib import Path
 
 import redis
-from rq import Queue, Worker
-
 from harness import bin_path
+from rq import Queue, Worker
 from rqp.hardening import disable_core_dumps
 
 from .conftest import QUEUE, wait_until
@@ -126,7 +125,7 @@ class Monitor(threading.Thread):
         while not self._halt.is_set():
             try:
                 chunk = self.sock.recv(1 << 20)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 break
@@ -141,7 +140,7 @@ class Monitor(threading.Thread):
         return bytes(self.buf)
 
 
-SCRIPT = '''
+SCRIPT = """
 # {script_marker}: this comment and the constant below exist only in the script's plaintext
 SCRIPT_SECRET = "{script_marker}"
 
@@ -149,7 +148,7 @@ def process(record):
     if record["id"] == 13:
         raise ValueError("cannot process " + record["secret"])  # an error message carrying data
     return {{"echo": record["secret"], "tag": "{result_marker}", "len": len(SCRIPT_SECRET)}}
-'''
+"""
 
 
 def test_no_plaintext_at_rest_after_a_full_workload(cluster, tmp_path):
@@ -167,11 +166,16 @@ def test_no_plaintext_at_rest_after_a_full_workload(cluster, tmp_path):
     run_tmp.mkdir()
     cluster.env["TMPDIR"] = str(run_tmp)  # every role's temp files would land here
     data = cluster.write_data("data.jsonl", [{"id": i, "secret": f"RQPDATA{token}-{i:04d}"} for i in range(200)])
-    script = cluster.write_script("script.py", SCRIPT.format(script_marker=f"RQPSCRIPT{token}", result_marker=f"RQPRESULT{token}"))
+    script = cluster.write_script(
+        "script.py", SCRIPT.format(script_marker=f"RQPSCRIPT{token}", result_marker=f"RQPRESULT{token}")
+    )
     inputs = {data, script}
     assert marks.found(data.read_bytes()) == ["data"] and marks.found(script.read_bytes()) == ["result", "script"]
 
-    host, port = cluster.r.connection_pool.connection_kwargs["host"], cluster.r.connection_pool.connection_kwargs["port"]
+    host, port = (
+        cluster.r.connection_pool.connection_kwargs["host"],
+        cluster.r.connection_pool.connection_kwargs["port"],
+    )
     started = time.time() - 1
     monitor = Monitor(host, port)
     monitor.start()
@@ -187,7 +191,11 @@ def test_no_plaintext_at_rest_after_a_full_workload(cluster, tmp_path):
 
     # the markers really went through rqp (so their absence below means something)
     results = cluster.results("secretw")
-    assert len(results) == 199 and results[0] == {"echo": f"RQPDATA{token}-0000", "tag": f"RQPRESULT{token}", "len": len(f"RQPSCRIPT{token}")}
+    assert len(results) == 199 and results[0] == {
+        "echo": f"RQPDATA{token}-0000",
+        "tag": f"RQPRESULT{token}",
+        "len": len(f"RQPSCRIPT{token}"),
+    }
     assert f"cannot process RQPDATA{token}-0013" in cluster.failures("secretw")[13]["error"]
     assert len(traffic) > 10_000, "MONITOR saw almost nothing; the scan below would be meaningless"
 
@@ -234,7 +242,7 @@ def test_no_plaintext_at_rest_after_a_full_workload(cluster, tmp_path):
 
 
 # --------------------------------------------------------------------------- core dumps
-CRASH = r'''
+CRASH = r"""
 import os, resource, signal, sys
 secret = "{marker}" * 4          # stands for a data key and decrypted records in memory
 if sys.argv[1] == "hardened":
@@ -246,7 +254,7 @@ else:
     soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
     resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
 os.kill(os.getpid(), signal.SIGSEGV)
-'''
+"""
 
 
 def _core_files(d: Path) -> list[Path]:
@@ -268,7 +276,9 @@ def test_a_crashing_hardened_process_writes_no_core_dump(tmp_path):
             cores = _core_files(plain_dir)
             assert cores, f"control: no core dump written with core_pattern {pattern!r}"
             assert marker.encode() in cores[0].read_bytes()
-        hardened = subprocess.run([sys.executable, "-c", src, "hardened"], cwd=hard_dir, capture_output=True, timeout=60)
+        hardened = subprocess.run(
+            [sys.executable, "-c", src, "hardened"], cwd=hard_dir, capture_output=True, timeout=60
+        )
         assert hardened.returncode == -signal.SIGSEGV, hardened.stderr
         assert _core_files(hard_dir) == []
     finally:
@@ -284,7 +294,9 @@ def test_disable_core_dumps_in_this_process_shape():
         "h = disable_core_dumps()\n"
         "print(h.core_limit_zero, h.not_dumpable, h.problems, core_limit(), is_dumpable())\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    ).stdout.strip()
     assert out == "True True () (0, 0) False", out
     assert disable_core_dumps.__doc__
 
@@ -305,14 +317,21 @@ def test_role_processes_run_with_core_dumps_disabled(cluster):
     wait_until(lambda: Worker.count(connection=cluster.r, queue=q) >= 1, 60, "the worker to register", cluster.logs)
     log = cluster.root / "scheduler.log"
     sched = subprocess.Popen(
-        [bin_path("rqp-scheduler"), "serve"], env=cluster.env, cwd=cluster.root,
-        stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        [bin_path("rqp-scheduler"), "serve"],
+        env=cluster.env,
+        cwd=cluster.root,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     cluster.procs.append(sched)
     wait_until(lambda: b"serving:" in log.read_bytes() or sched.poll() is not None, 60, "the scheduler to serve")
     assert sched.poll() is None, log.read_text()
     workers = cluster.worker_pids()
     assert workers
-    limits = {f"rqp-processor {proc.pid}": _core_limit_of(proc.pid), f"rqp-scheduler {sched.pid}": _core_limit_of(sched.pid)}
+    limits = {
+        f"rqp-processor {proc.pid}": _core_limit_of(proc.pid),
+        f"rqp-scheduler {sched.pid}": _core_limit_of(sched.pid),
+    }
     limits.update({f"worker {pid}": _core_limit_of(pid) for pid in workers})
     assert all(v == ("0", "0") for v in limits.values()), limits

@@ -11,21 +11,34 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from rqp.errors import WrongKeyError
+from rqp.errors import KeyProviderError, WrongKeyError
 from rqp.keys import LocalKeyProvider, WrappedKey, generate_kek
-from rqp.errors import KeyProviderError
-from rqp.rotate import ALREADY, ERROR, ROTATED, add_rotate_command, list_workloads, main as rotate_main, rotate_keys as _rotate_keys
+from rqp.rotate import (
+    ALREADY,
+    ERROR,
+    ROTATED,
+    add_rotate_command,
+    list_workloads,
+)
+from rqp.rotate import (
+    main as rotate_main,
+)
+from rqp.rotate import (
+    rotate_keys as _rotate_keys,
+)
 from rqp.signing import LocalSigningKey, TrustStore
 from rqp.storage import FileBlobStore
 from rqp.workload import Manifest, Workload, pack
-
 
 SCRIPT = "def process(record):\n    return record['n'] + 1000\n"
 
 
 def _digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _pack(store: FileBlobStore, keys, tmp: Path, wid: str, n: int = 10, signer=None) -> None:
@@ -49,7 +62,14 @@ class _Workload:
 
 
 def rotate_keys(store, old, new, workloads, signer=None, trust=None):
-    return _rotate_keys(store, old, new, workloads, trust=trust or _trust(), signer=signer or LocalSigningKey(Path(os.environ["RQP_SIGNING_KEY_FILE"])))
+    return _rotate_keys(
+        store,
+        old,
+        new,
+        workloads,
+        trust=trust or _trust(),
+        signer=signer or LocalSigningKey(Path(os.environ["RQP_SIGNING_KEY_FILE"])),
+    )
 
 
 @pytest.fixture
@@ -67,13 +87,20 @@ def test_rotate_keys_rewraps_without_touching_data(tmp_path, keys):
     assert list_workloads(store) == ["w1", "w2", "w3"]
 
     results = rotate_keys(store, old, new, None)
-    assert [(r.workload, r.status, r.old_kek_id, r.new_kek_id) for r in results] == [(w, ROTATED, old.kek_id, new.kek_id) for w in ("w1", "w2", "w3")]
+    assert [(r.workload, r.status, r.old_kek_id, r.new_kek_id) for r in results] == [
+        (w, ROTATED, old.kek_id, new.kek_id) for w in ("w1", "w2", "w3")
+    ]
     assert all(r.ok and r.error is None for r in results)
-    assert results[0].line() == f"w1: rotated: data key re-wrapped from {old.kek_id} to {new.kek_id}; manifest re-signed; data untouched"
+    assert (
+        results[0].line()
+        == f"w1: rotated: data key re-wrapped from {old.kek_id} to {new.kek_id}; manifest re-signed; data untouched"
+    )
 
     after = _digests(tmp_path / "blobs")
     changed = sorted(k for k in after if after[k] != before.get(k))
-    assert changed == sorted(f"workloads/{w}/{leaf}" for w in ("w1", "w2", "w3") for leaf in ("key.json", "manifest.json"))
+    assert changed == sorted(
+        f"workloads/{w}/{leaf}" for w in ("w1", "w2", "w3") for leaf in ("key.json", "manifest.json")
+    )
     assert set(after) == set(before)  # no blob added or removed (no temp files left either)
     for w in ("w1", "w2", "w3"):
         wk = WrappedKey.from_json((tmp_path / "blobs" / "workloads" / w / "key.json").read_bytes())
@@ -82,7 +109,9 @@ def test_rotate_keys_rewraps_without_touching_data(tmp_path, keys):
         opened = _Workload.open(store, new, w)  # unwraps under the new KEK and verifies the new MAC
         assert b"".join(opened.data_chunks()) == plain_before[w]
         assert opened.script_source() == SCRIPT.encode()
-        with pytest.raises(WrongKeyError, match=f"wrapped under KEK {new.kek_id}, but the configured KEK is {old.kek_id}"):
+        with pytest.raises(
+            WrongKeyError, match=f"wrapped under KEK {new.kek_id}, but the configured KEK is {old.kek_id}"
+        ):
             _Workload.open(store, old, w)
 
     # idempotent: nothing left to do, nothing rewritten
@@ -130,7 +159,9 @@ def test_rotation_refuses_a_tampered_manifest_and_a_wrong_old_key(tmp_path, keys
     before = _digests(tmp_path / "blobs")
     res = rotate_keys(store, wrong, new, ["w3"])
     assert res[0].status == ERROR
-    assert res[0].error.startswith(f"wrong key: the workload's data key is wrapped under KEK {old.kek_id}, but the configured KEK is {wrong.kek_id}")
+    assert res[0].error.startswith(
+        f"wrong key: the workload's data key is wrapped under KEK {old.kek_id}, but the configured KEK is {wrong.kek_id}"
+    )
     assert "pass the KEK it is wrapped under as --old-kek" in res[0].error
     assert _digests(tmp_path / "blobs") == before
 
@@ -154,7 +185,10 @@ def test_interrupted_rotation_is_finished_by_running_it_again(tmp_path, keys):
 
     # the same crash without the signed copy (key.json swapped by hand): refused, not laundered
     _pack(store, old, tmp_path, "w2")
-    store.put("workloads/w2/key.json", new.wrap(old.unwrap(WrappedKey.from_json(store.get("workloads/w2/key.json")))).to_json())
+    store.put(
+        "workloads/w2/key.json",
+        new.wrap(old.unwrap(WrappedKey.from_json(store.get("workloads/w2/key.json")))).to_json(),
+    )
     res = rotate_keys(store, old, new, ["w2"])
     assert res[0].status == ERROR and "key.previous.json is missing: changed outside rqp" in res[0].error
 
@@ -170,9 +204,13 @@ def test_rotation_refuses_unsigned_and_untrusted_workloads_and_an_untrusted_rota
     _pack(store, old, tmp_path, "w1", signer=stranger)
     before = _digests(tmp_path / "blobs")
     res = rotate_keys(store, old, new, ["w1"])
-    assert res[0].status == ERROR and f"is signed by {stranger.fingerprint}, which is not a trusted signer" in res[0].error
+    assert (
+        res[0].status == ERROR and f"is signed by {stranger.fingerprint}, which is not a trusted signer" in res[0].error
+    )
     assert _digests(tmp_path / "blobs") == before
-    with pytest.raises(KeyProviderError, match=f"your signing key {stranger.fingerprint} is not in RQP_TRUSTED_SIGNERS_FILE"):
+    with pytest.raises(
+        KeyProviderError, match=f"your signing key {stranger.fingerprint} is not in RQP_TRUSTED_SIGNERS_FILE"
+    ):
         rotate_keys(store, old, new, ["w1"], signer=stranger)
 
 
@@ -211,7 +249,8 @@ def test_rotate_key_command_then_revoke_the_old_key(cluster, tmp_path, kek):
     old_id = LocalKeyProvider(private_key_file=old_dir / "kek.pem").kek_id
     new_id = LocalKeyProvider(public_key_file=new_dir / "kek.pub.pem").kek_id
     assert cp.stdout.decode().splitlines() == [
-        f"{w}: rotated: data key re-wrapped from {old_id} to {new_id}; manifest re-signed; data untouched" for w in ("done-before", "run-after")
+        f"{w}: rotated: data key re-wrapped from {old_id} to {new_id}; manifest re-signed; data untouched"
+        for w in ("done-before", "run-after")
     ]
     assert f"rotate-key: 2 rotated, 0 already under {new_id}, 0 failed" in cp.stderr.decode()
     assert {p: p.read_bytes() for p in blobs.rglob("*.enc")} == data_before  # data, script, results untouched
@@ -235,7 +274,12 @@ def test_rotate_key_command_reports_failures_with_exit_1(tmp_path, kek, other_ke
     code = rotate_main(["rotate-key", "--new-kek", str(other_kek[0])])
     out, err = capsys.readouterr()
     assert code == 1
-    assert out.strip() == "w1: error: its data key is wrapped under KEK " + LocalKeyProvider(private_key_file=kek[0]).kek_id + " and no old KEK was given; pass it as --old-kek (or set RQP_KEK_FILE)"
+    assert (
+        out.strip()
+        == "w1: error: its data key is wrapped under KEK "
+        + LocalKeyProvider(private_key_file=kek[0]).kek_id
+        + " and no old KEK was given; pass it as --old-kek (or set RQP_KEK_FILE)"
+    )
     assert "0 rotated, 0 already" in err and "1 failed" in err and "before revoking the old KEK" in err
     # the parser the lead wires into `rqp`
     import argparse

@@ -18,7 +18,6 @@ import subprocess
 from pathlib import Path
 
 import redis
-
 from harness import bin_path
 
 from .conftest import one_error_line
@@ -155,7 +154,18 @@ BLOCKED = {
     "os_exit": "the script process exited with status 7",
     "kill_worker": "process() raised PermissionError",
 }
-ALLOWED_ENV = {"PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS", "LC_CTYPE"}
+ALLOWED_ENV = {
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "HOME",
+    "TMPDIR",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "LC_CTYPE",
+}
 
 
 def test_an_insider_script_reaches_nothing_but_its_own_records(cluster, tmp_path, kek):
@@ -166,14 +176,24 @@ def test_an_insider_script_reaches_nothing_but_its_own_records(cluster, tmp_path
     run_tmp = tmp_path / "run-tmp"
     run_tmp.mkdir()
     cluster.env.update(
-        TMPDIR=str(run_tmp), RQP_RECORD_TIMEOUT="3", RQP_SCRIPT_MEMORY_MB="1024", RQP_MAX_ATTEMPTS="1",
-        RQP_CHUNK_SIZE="64", RQP_ADAPTIVE_CHUNKS="false", RQP_REQUIRE_SANDBOX="true",
+        TMPDIR=str(run_tmp),
+        RQP_RECORD_TIMEOUT="3",
+        RQP_SCRIPT_MEMORY_MB="1024",
+        RQP_MAX_ATTEMPTS="1",
+        RQP_CHUNK_SIZE="64",
+        RQP_ADAPTIVE_CHUNKS="false",
+        RQP_REQUIRE_SANDBOX="true",
     )
-    host, port = cluster.r.connection_pool.connection_kwargs["host"], cluster.r.connection_pool.connection_kwargs["port"]
+    host, port = (
+        cluster.r.connection_pool.connection_kwargs["host"],
+        cluster.r.connection_pool.connection_kwargs["port"],
+    )
     blobs = cluster.root / "blobs"
 
     # the victim: processed first by the same (single) worker, whose context cache keeps its key
-    victim = cluster.write_data("payroll.jsonl", [{"name": f"{victim_marker}-{i}", "salary": 1000 + i} for i in range(40)])
+    victim = cluster.write_data(
+        "payroll.jsonl", [{"name": f"{victim_marker}-{i}", "salary": 1000 + i} for i in range(40)]
+    )
     cluster.pack("payroll", victim, cluster.write_script("payroll.py", VICTIM_SCRIPT))
     processor = cluster.start_processor(workers=1)
     code, out = cluster.schedule("payroll")
@@ -241,10 +261,21 @@ def test_control_the_memory_scan_finds_keys_where_scripts_run_in_process(cluster
     the worker) the same code finds the worker's cached workloads and their data keys -- the
     attack the sandbox exists to stop."""
     cluster.env.update(RQP_SANDBOX="false")
-    host, port = cluster.r.connection_pool.connection_kwargs["host"], cluster.r.connection_pool.connection_kwargs["port"]
-    cluster.pack("payroll", cluster.write_data("p.jsonl", [{"name": "x", "salary": 1}]), cluster.write_script("p.py", VICTIM_SCRIPT))
+    host, port = (
+        cluster.r.connection_pool.connection_kwargs["host"],
+        cluster.r.connection_pool.connection_kwargs["port"],
+    )
+    cluster.pack(
+        "payroll",
+        cluster.write_data("p.jsonl", [{"name": "x", "salary": 1}]),
+        cluster.write_script("p.py", VICTIM_SCRIPT),
+    )
     script = INSIDER.format(kek=str(kek[0]), host=host, port=port, blobs=str(cluster.root / "blobs"), victim="nobody")
-    cluster.pack("insider", cluster.write_data("i.jsonl", [{"n": 0, "attack": "memory_scan"}]), cluster.write_script("i.py", script))
+    cluster.pack(
+        "insider",
+        cluster.write_data("i.jsonl", [{"n": 0, "attack": "memory_scan"}]),
+        cluster.write_script("i.py", script),
+    )
     cluster.start_processor(workers=1)
     code, out = cluster.schedule("payroll")
     assert code == 0, out
@@ -255,7 +286,7 @@ def test_control_the_memory_scan_finds_keys_where_scripts_run_in_process(cluster
     assert "rqp.workload" in scan["modules"] and "cryptography" in scan["modules"]
 
 
-PARSE_SCRIPT = r'''
+PARSE_SCRIPT = r"""
 import time
 
 def parse(stream):
@@ -271,7 +302,7 @@ def parse(stream):
 
 def process(record):
     return record
-'''
+"""
 
 
 def test_parse_runs_sandboxed_in_the_scheduler_and_a_hang_fails_the_workload(cluster, kek):
@@ -285,7 +316,12 @@ def test_parse_runs_sandboxed_in_the_scheduler_and_a_hang_fails_the_workload(clu
     cluster.start_processor(workers=1)
     code, out = cluster.schedule("parsed")
     assert code == 0, out
-    assert cluster.results("parsed") == {0: {"line": "a"}, 1: {"line": "b"}, 2: {"line": "c"}, 3: {"kek": "blocked: PermissionError"}}
+    assert cluster.results("parsed") == {
+        0: {"line": "a"},
+        1: {"line": "b"},
+        2: {"line": "c"},
+        3: {"kek": "blocked: PermissionError"},
+    }
     code, out = cluster.schedule("hangs", timeout=60)
     assert code != 0
     assert "parse() in the script of workload hangs made no progress for 2 s (RQP_RECORD_TIMEOUT)" in out
@@ -316,15 +352,23 @@ def test_require_sandbox_refuses_to_start_when_a_secret_is_within_the_scripts_re
     just which features exist. Granting the scripts a directory that holds the KEK is refused."""
     exposed = Path(kek[0]).parent
     env = {"RQP_REQUIRE_SANDBOX": "true", "RQP_SANDBOX_READ_PATHS": str(exposed)}
-    for cmd, prog in (([bin_path("rqp-processor"), "--workers", "1"], "rqp-processor"), ([bin_path("rqp-scheduler"), "run", "nosuch"], "rqp-scheduler")):
+    for cmd, prog in (
+        ([bin_path("rqp-processor"), "--workers", "1"], "rqp-processor"),
+        ([bin_path("rqp-scheduler"), "run", "nosuch"], "rqp-scheduler"),
+    ):
         cp = cluster.run(*cmd, check=False, env=env, timeout=60)
         line = one_error_line(cp, prog)
         assert cp.returncode == 2, line
         assert f"the script sandbox is incomplete on this host (missing: secrets readable: {kek[0]})" in line, line
         assert "RQP_REQUIRE_SANDBOX=true refuses to run scripts without it" in line
     # without the grant, the same settings start (this machine has every protection)
-    p = subprocess.Popen([bin_path("rqp-processor"), "--workers", "1"], env={**cluster.env, "RQP_REQUIRE_SANDBOX": "true"},
-                         stderr=subprocess.PIPE, cwd=cluster.root, start_new_session=True)
+    p = subprocess.Popen(
+        [bin_path("rqp-processor"), "--workers", "1"],
+        env={**cluster.env, "RQP_REQUIRE_SANDBOX": "true"},
+        stderr=subprocess.PIPE,
+        cwd=cluster.root,
+        start_new_session=True,
+    )
     cluster.procs.append(p)
     first = p.stderr.readline().decode() + p.stderr.readline().decode()
     assert "rqp-processor: sandbox: separate process" in first and "MISSING" not in first, first

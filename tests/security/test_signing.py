@@ -11,9 +11,8 @@ import json
 import time
 
 import pytest
-from rq import Queue, Worker
-
 from harness import bin_path, make_signer
+from rq import Queue, Worker
 from rqp.jobs import ChunkSpec, seal_spec
 from rqp.keys import LocalKeyProvider
 from rqp.layout import job_id
@@ -46,7 +45,12 @@ def _forge_job(cluster, wid: str, keys: LocalKeyProvider, trust: TrustStore, chu
 
 def _processor_ready(cluster):
     cluster.start_processor(workers=1)
-    wait_until(lambda: Worker.count(connection=cluster.r, queue=Queue(QUEUE, connection=cluster.r)) >= 1, 60, "a worker", cluster.logs)
+    wait_until(
+        lambda: Worker.count(connection=cluster.r, queue=Queue(QUEUE, connection=cluster.r)) >= 1,
+        60,
+        "a worker",
+        cluster.logs,
+    )
 
 
 def test_an_unsigned_workload_is_refused_before_its_key_is_unwrapped(cluster, kek):
@@ -124,7 +128,10 @@ def test_a_signed_workload_altered_after_signing_is_refused(cluster, field):
     line = one_error_line(cp, "rqp-scheduler")
     assert cp.returncode == 4, line
     if field == "workload":
-        assert line == "rqp-scheduler: error: manifest under workload altered names workload other: blobs were moved; re-pack"
+        assert (
+            line
+            == "rqp-scheduler: error: manifest under workload altered names workload other: blobs were moved; re-pack"
+        )
     else:
         assert line.startswith(f"rqp-scheduler: error: workload altered differs from what {signer} signed"), line
 
@@ -151,13 +158,17 @@ def test_a_workload_replaced_while_unfinished_is_refused_not_run(cluster, kek):
     cluster.pack("payroll", data, cluster.write_script("v1.py", GATED.format(gate=str(gate / "open"), tag="v1")))
     cluster.start_processor(workers=1)
     sched = cluster.start_scheduler("payroll")
-    cluster.wait_for(lambda: int(cluster.r.hget("rqp:w:payroll:meta", "enqueued") or 0) == 20, 60, "the workload to be queued")
+    cluster.wait_for(
+        lambda: int(cluster.r.hget("rqp:w:payroll:meta", "enqueued") or 0) == 20, 60, "the workload to be queued"
+    )
     cluster.wait_for(lambda: cluster.r.bitcount("rqp:w:payroll:done") >= 4, 60, "the first chunk to finish")
     sched.kill()
     sched.wait()
     cluster.stop()  # the whole fleet down, the workload unfinished
 
-    cluster.pack("payroll", data, cluster.write_script("v2.py", GATED.format(gate=str(gate / "open"), tag="v2")), "--replace")
+    cluster.pack(
+        "payroll", data, cluster.write_script("v2.py", GATED.format(gate=str(gate / "open"), tag="v2")), "--replace"
+    )
     (gate / "open").touch()
     done_before = cluster.r.bitcount("rqp:w:payroll:done")
     cp = _scheduler(cluster, "payroll")
@@ -170,7 +181,13 @@ def test_a_workload_replaced_while_unfinished_is_refused_not_run(cluster, kek):
     )
     # a processor that never saw v1 gets a job sealed under v2's own key (the replacer knows it)
     _processor_ready(cluster)
-    jid = _forge_job(cluster, "payroll", LocalKeyProvider(private_key_file=kek[0]), TrustStore.from_file(cluster.trusted_signers), "c00000004")
+    jid = _forge_job(
+        cluster,
+        "payroll",
+        LocalKeyProvider(private_key_file=kek[0]),
+        TrustStore.from_file(cluster.trusted_signers),
+        "c00000004",
+    )
     assert wait_job_done(cluster.r, jid, logs=cluster.logs) == b"failed"
     entry = wait_until(lambda: rejection_for(cluster.r, jid), 10, "the rejection")
     assert "workload payroll was replaced while unfinished" in entry["reason"]

@@ -19,7 +19,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
 from harness import Cluster, bin_path
 from rqp.errors import RedisUnavailableError
 from rqp.layout import WorkloadKeys
@@ -35,8 +34,21 @@ def supports_tls(binary: str) -> bool:
     complaining about the (missing) certificate."""
     try:
         cp = subprocess.run(
-            [binary, "--port", "0", "--tls-port", "0", "--tls-cert-file", "/nonexistent", "--tls-key-file", "/nonexistent", "--save", ""],
-            capture_output=True, timeout=20,
+            [
+                binary,
+                "--port",
+                "0",
+                "--tls-port",
+                "0",
+                "--tls-cert-file",
+                "/nonexistent",
+                "--tls-key-file",
+                "/nonexistent",
+                "--save",
+                "",
+            ],
+            capture_output=True,
+            timeout=20,
         )
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -70,12 +82,15 @@ def _name(cn: str) -> x509.Name:
 
 def make_ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name(cn)).issuer_name(_name(cn))
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+        .subject_name(_name(cn))
+        .issuer_name(_name(cn))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
@@ -86,13 +101,19 @@ def make_ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
 
 def make_server_cert(ca_key, ca_cert) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name("rqp test redis")).issuer_name(ca_cert.subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .subject_name(_name("rqp test redis"))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
@@ -119,7 +140,13 @@ class TLSRedis(RedisServer):
         key, cert = make_server_cert(ca_key, ca_cert)
         self.ca = _write_pem(d / "ca.pem", ca_cert.public_bytes(serialization.Encoding.PEM))
         self.cert = _write_pem(d / "server.pem", cert.public_bytes(serialization.Encoding.PEM))
-        self.key = _write_pem(d / "server.key", key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()), private=True)
+        self.key = _write_pem(
+            d / "server.key",
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+            private=True,
+        )
         _other_key, other_ca = make_ca("some other CA")
         self.other_ca = _write_pem(d / "other-ca.pem", other_ca.public_bytes(serialization.Encoding.PEM))
         self.password_file = _write_pem(d / "redis-password", self.password.encode() + b"\n", private=True)  # type: ignore[union-attr]
@@ -130,15 +157,38 @@ class TLSRedis(RedisServer):
 
     def command(self) -> list[str]:
         return [
-            self.binary, "--port", "0", "--tls-port", str(self.port), "--bind", "127.0.0.1",
-            "--tls-cert-file", str(self.cert), "--tls-key-file", str(self.key), "--tls-ca-cert-file", str(self.ca),
-            "--tls-auth-clients", "no", "--requirepass", self.password or "",
-            "--dir", self.dir, "--save", "", "--appendonly", "no", "--protected-mode", "no",
+            self.binary,
+            "--port",
+            "0",
+            "--tls-port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--tls-cert-file",
+            str(self.cert),
+            "--tls-key-file",
+            str(self.key),
+            "--tls-ca-cert-file",
+            str(self.ca),
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            self.password or "",
+            "--dir",
+            self.dir,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
         ]
 
     def client(self, **kw) -> redis.Redis:
         kw.setdefault("socket_connect_timeout", 2)
-        return redis.Redis.from_url(self.url, password=self.password, ssl_ca_certs=str(self.ca), ssl_cert_reqs="required", **kw)
+        return redis.Redis.from_url(
+            self.url, password=self.password, ssl_ca_certs=str(self.ca), ssl_cert_reqs="required", **kw
+        )
 
 
 @pytest.fixture
@@ -183,12 +233,21 @@ def test_workload_end_to_end_over_tls(tls_redis, tmp_path, kek):
             assert cp.returncode == 6, line
             assert tls_redis.url in line and "certificate verify failed" in line.lower(), line
         # and the roles refuse to start without it
-        for prog, name in (([bin_path("rqp-processor"), "--workers", "1"], "rqp-processor"), ([bin_path("rqp-scheduler"), "run", "tlsw"], "rqp-scheduler")):
+        for prog, name in (
+            ([bin_path("rqp-processor"), "--workers", "1"], "rqp-processor"),
+            ([bin_path("rqp-scheduler"), "run", "tlsw"], "rqp-scheduler"),
+        ):
             cp = cluster.run(*prog, check=False, env={"RQP_REDIS_CA_FILE": ""}, timeout=60)
             assert cp.returncode == 6
             assert "certificate verify failed" in one_error_line(cp, name).lower()
         # and a plaintext client gets nothing: the server has no plaintext port
         with pytest.raises(redis.ConnectionError):
-            redis.Redis(host="127.0.0.1", port=tls_redis.port, password=tls_redis.password, socket_connect_timeout=2, socket_timeout=2).ping()
+            redis.Redis(
+                host="127.0.0.1",
+                port=tls_redis.port,
+                password=tls_redis.password,
+                socket_connect_timeout=2,
+                socket_timeout=2,
+            ).ping()
     finally:
         cluster.stop()

@@ -1,7 +1,6 @@
 """Bad input through the real ``rqp`` entry point: one line on stderr, a non-zero exit."""
 
 import pytest
-
 from rqp.cli import main
 from rqp.redis_server import free_port
 

@@ -1,5 +1,4 @@
 import pytest
-
 from rqp.config import DEFAULT_CHUNK_SIZE, Settings
 from rqp.errors import ConfigError
 
@@ -13,7 +12,7 @@ def test_defaults_and_env_override():
 
 def test_file_then_env_then_overrides(tmp_path):
     f = tmp_path / "rqp.toml"
-    f.write_text('[rqp]\nchunk_size = 32\nmax_attempts = 5\n')
+    f.write_text("[rqp]\nchunk_size = 32\nmax_attempts = 5\n")
     s = Settings.load(env={"RQP_CONFIG": str(f), "RQP_MAX_ATTEMPTS": "7"}, chunk_size=8)
     assert (s.chunk_size, s.max_attempts) == (8, 7)
     assert str(f) in s.origin and "RQP_MAX_ATTEMPTS" in s.origin

@@ -1,7 +1,6 @@
 import json
 
 import pytest
-
 from rqp.errors import IntegrityError
 from rqp.keys import LocalKeyProvider
 from rqp.messages import make_envelope, open_envelope, pack_messages, pack_statuses
@@ -24,7 +23,9 @@ def workload(tmp_path, kek, signer):
 def test_compact_status_messages_expand_to_full_records(workload):
     fmt = StatusRecord.formatter("w1", "done", 1.5, 2.25, "host:1", "rqp-w1-c00000000-0")
     done = [(rid, 1 + rid % 2, 3.0 + rid / 1000) for rid in range(2000)]
-    failed = StatusRecord("w1", 2000, "failed", 3, 'process() raised ValueError: "x"', 1.5, 2.25, 4.0, "host:1", "rqp-w1-c00000000-0").to_json()
+    failed = StatusRecord(
+        "w1", 2000, "failed", 3, 'process() raised ValueError: "x"', 1.5, 2.25, 4.0, "host:1", "rqp-w1-c00000000-0"
+    ).to_json()
     rows = [b"[%d,%d,%r]" % d for d in done]
     messages = pack_statuses(workload, fmt(0, 0, None), rows, [failed], 8192)
     assert all(len(body) <= 8192 for _mid, body in messages)

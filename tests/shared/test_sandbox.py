@@ -6,9 +6,20 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from rqp.errors import ScriptError
-from rqp.sandbox import CRASHED, MALFORMED, NO_SCRIPT, NOT_JSON, OK, RAISED, TIMED_OUT, SandboxConfig, ScriptPool, check_script, parse_records
+from rqp.sandbox import (
+    CRASHED,
+    MALFORMED,
+    NO_SCRIPT,
+    NOT_JSON,
+    OK,
+    RAISED,
+    TIMED_OUT,
+    SandboxConfig,
+    ScriptPool,
+    check_script,
+    parse_records,
+)
 
 CONFIG = SandboxConfig(record_timeout=2, memory_mb=512)
 
@@ -16,7 +27,9 @@ CONFIG = SandboxConfig(record_timeout=2, memory_mb=512)
 def _run(source: str, records: list, config: SandboxConfig = CONFIG) -> list[tuple[int, bytes]]:
     pool = ScriptPool(config)
     try:
-        return pool.run("w1", lambda: source.encode(), [r if isinstance(r, bytes) else json.dumps(r).encode() for r in records])
+        return pool.run(
+            "w1", lambda: source.encode(), [r if isinstance(r, bytes) else json.dumps(r).encode() for r in records]
+        )
     finally:
         pool.close()
 
@@ -40,7 +53,10 @@ def test_a_crash_fails_the_record_in_hand_and_nothing_processed_before_it_is_los
     blamed: only the record in hand fails."""
     src = "import os\n\ndef process(r):\n    if r == 5:\n        os._exit(9)\n    return r * 10\n"
     got = _run(src, list(range(10)))
-    assert got[5] == (CRASHED, b"the script process exited with status 9 (os._exit(), or a fatal error in native code) while processing this record; it was replaced")
+    assert got[5] == (
+        CRASHED,
+        b"the script process exited with status 9 (os._exit(), or a fatal error in native code) while processing this record; it was replaced",
+    )
     assert [g for i, g in enumerate(got) if i != 5] == [(OK, str(i * 10).encode()) for i in range(10) if i != 5]
 
 

@@ -8,7 +8,6 @@ import pytest
 from azure.keyvault.keys import JsonWebKey
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
 from rqp.azure.signing import KeyVaultSigningKey
 from rqp.errors import ConfigError, IntegrityError, KeyProviderError
 from rqp.keys import LocalKeyProvider
@@ -17,11 +16,21 @@ from rqp.storage import FileBlobStore
 from rqp.workload import Manifest, Workload, blob_name, pack
 
 
-def _vault_key(kid: str = "https://vault.vault.azure.net/keys/signer/v1") -> tuple[JsonWebKey, ec.EllipticCurvePrivateKey]:
+def _vault_key(
+    kid: str = "https://vault.vault.azure.net/keys/signer/v1",
+) -> tuple[JsonWebKey, ec.EllipticCurvePrivateKey]:
     k = ec.generate_private_key(ec.SECP256R1())
     n = k.private_numbers()
     b = lambda i: i.to_bytes(32, "big")  # noqa: E731
-    jwk = JsonWebKey(kid=kid, kty="EC", crv="P-256", x=b(n.public_numbers.x), y=b(n.public_numbers.y), d=b(n.private_value), key_ops=["sign", "verify"])
+    jwk = JsonWebKey(
+        kid=kid,
+        kty="EC",
+        crv="P-256",
+        x=b(n.public_numbers.x),
+        y=b(n.public_numbers.y),
+        d=b(n.private_value),
+        key_ops=["sign", "verify"],
+    )
     return jwk, k
 
 
@@ -44,7 +53,8 @@ def test_bad_signing_key_files_are_one_clear_error(tmp_path):
     with pytest.raises(KeyProviderError, match="does not exist; create one with 'rqp keygen --signing'"):
         LocalSigningKey(tmp_path / "nope.pem")
     rsa_pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     (tmp_path / "rsa.pem").write_bytes(rsa_pem)
     with pytest.raises(KeyProviderError, match="is not an Ed25519 key"):
         LocalSigningKey(tmp_path / "rsa.pem")
@@ -57,8 +67,11 @@ def test_trusted_signers_file_names_keys_and_rejects_what_it_cannot_use(tmp_path
     names = sorted(s.name for s in store.signers.values())
     assert names == ["signer 0", "signer 1"]
     assert {s.alg for s in store.signers.values()} == {"Ed25519", "ES256"}
-    rsa_pub = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    rsa_pub = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     (tmp_path / "bad.pem").write_bytes(rsa_pub)
     with pytest.raises(ConfigError, match="key 1 in trusted signers file .* is not an Ed25519 or EC P-256 public key"):
         TrustStore.from_file(tmp_path / "bad.pem")
@@ -79,7 +92,9 @@ def test_pack_signs_and_open_verifies_with_either_kind_of_key(tmp_path, kek, kin
     store = FileBlobStore(tmp_path / "blobs")
     (tmp_path / "d.jsonl").write_text('{"n": 1}\n')
     (tmp_path / "s.py").write_text("def process(r):\n    return r\n")
-    m = pack(store, LocalKeyProvider(public_key_file=kek[1]), "w1", tmp_path / "d.jsonl", tmp_path / "s.py", signer=signer)
+    m = pack(
+        store, LocalKeyProvider(public_key_file=kek[1]), "w1", tmp_path / "d.jsonl", tmp_path / "s.py", signer=signer
+    )
     assert m.signature and m.signature["signer"] == signer.fingerprint and m.signature["alg"] == signer.alg
     keys = LocalKeyProvider(private_key_file=kek[0])
     w = Workload.open(store, keys, "w1", trust)
@@ -94,10 +109,25 @@ def test_content_digest_survives_rotation_but_not_a_new_pack(tmp_path, kek, sign
     store = FileBlobStore(tmp_path / "blobs")
     (tmp_path / "d.jsonl").write_text('{"n": 1}\n')
     (tmp_path / "s.py").write_text("def process(r):\n    return r\n")
-    m1 = pack(store, LocalKeyProvider(public_key_file=kek[1]), "w1", tmp_path / "d.jsonl", tmp_path / "s.py", signer=signer.key)
+    m1 = pack(
+        store,
+        LocalKeyProvider(public_key_file=kek[1]),
+        "w1",
+        tmp_path / "d.jsonl",
+        tmp_path / "s.py",
+        signer=signer.key,
+    )
     rotated = Manifest.from_json(json.dumps({**json.loads(m1.to_json()), "kek_id": "sha256:other"}).encode(), "w1")
     assert rotated.content_digest() == m1.content_digest()
-    m2 = pack(store, LocalKeyProvider(public_key_file=kek[1]), "w1", tmp_path / "d.jsonl", tmp_path / "s.py", signer=signer.key, replace=True)
+    m2 = pack(
+        store,
+        LocalKeyProvider(public_key_file=kek[1]),
+        "w1",
+        tmp_path / "d.jsonl",
+        tmp_path / "s.py",
+        signer=signer.key,
+        replace=True,
+    )
     assert m2.content_digest() != m1.content_digest()  # same inputs, a new workload (new data key, time)
 
 

@@ -3,13 +3,27 @@ from rqp.storage import FileBlobStore
 
 def test_list_by_prefix_walks_only_the_named_folder(tmp_path, monkeypatch):
     store = FileBlobStore(tmp_path / "blobs")
-    for name in ("workloads/a/parts/c1.part", "workloads/a/parts/c2.part", "workloads/a/results.enc",
-                 "workloads/ab/parts/c1.part", "metrics/2026-11-25/vm1.jsonl", "top.txt"):
+    for name in (
+        "workloads/a/parts/c1.part",
+        "workloads/a/parts/c2.part",
+        "workloads/a/results.enc",
+        "workloads/ab/parts/c1.part",
+        "metrics/2026-11-25/vm1.jsonl",
+        "top.txt",
+    ):
         store.put(name, b"x")
     assert list(store.list("workloads/a/parts/")) == ["workloads/a/parts/c1.part", "workloads/a/parts/c2.part"]
-    assert list(store.list("workloads/a/")) == ["workloads/a/parts/c1.part", "workloads/a/parts/c2.part", "workloads/a/results.enc"]
+    assert list(store.list("workloads/a/")) == [
+        "workloads/a/parts/c1.part",
+        "workloads/a/parts/c2.part",
+        "workloads/a/results.enc",
+    ]
     assert list(store.list("workloads/a")) == [  # a plain name prefix matches siblings too
-        "workloads/a/parts/c1.part", "workloads/a/parts/c2.part", "workloads/a/results.enc", "workloads/ab/parts/c1.part"]
+        "workloads/a/parts/c1.part",
+        "workloads/a/parts/c2.part",
+        "workloads/a/results.enc",
+        "workloads/ab/parts/c1.part",
+    ]
     assert list(store.list("workloads/missing/")) == []
     assert len(list(store.list())) == 6
     assert list(store.list("../blobs/")) == []  # never outside the store

@@ -1,7 +1,6 @@
 import os
 
 import pytest
-
 from rqp.errors import IntegrityError, WorkloadError, WrongKeyError
 from rqp.keys import LocalKeyProvider
 from rqp.storage import FileBlobStore
@@ -69,7 +68,14 @@ def test_tampered_manifest(packed):
 
 def test_blobs_moved_between_workloads(packed, tmp_path, kek, signer):
     store, keys, _ = packed
-    pack(store, LocalKeyProvider(public_key_file=kek[1]), "w2", tmp_path / "d.jsonl", tmp_path / "s.py", signer=signer.key)
+    pack(
+        store,
+        LocalKeyProvider(public_key_file=kek[1]),
+        "w2",
+        tmp_path / "d.jsonl",
+        tmp_path / "s.py",
+        signer=signer.key,
+    )
     store.put(blob_name("w2", "data.enc"), store.get(blob_name("w1", "data.enc")))
     with pytest.raises(IntegrityError):
         b"".join(_open(store, keys, "w2").data_chunks())

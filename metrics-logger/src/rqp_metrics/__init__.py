@@ -10,4 +10,4 @@ from .settings import MetricsSettings
 
 __version__ = "0.1.0"
 
-__all__ = ["Sample", "MetricsSettings", "__version__"]
+__all__ = ["MetricsSettings", "Sample", "__version__"]

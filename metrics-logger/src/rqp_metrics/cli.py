@@ -32,7 +32,7 @@ from .sources import Source
 from .spool import Spool
 from .store import SampleStore
 
-__all__ = ["main", "build_logger"]
+__all__ = ["build_logger", "main"]
 
 log = logging.getLogger("rqp.metrics")
 
@@ -46,12 +46,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--config", default=None, help="rqp TOML config file (default: RQP_CONFIG)")
     p.add_argument("--once", action="store_true", help="run one cycle and exit")
-    p.add_argument("--interval", type=float, default=None, help="seconds between cycles (default: RQP_METRICS_INTERVAL or 60)")
-    p.add_argument("--source", choices=SOURCES, default=None, help="host, azure or both (default: RQP_METRICS_SOURCE or host)")
-    p.add_argument("--host-name", default=None, help="VM name for this host's samples (default: RQP_METRICS_HOST_NAME or the host name)")
+    p.add_argument(
+        "--interval", type=float, default=None, help="seconds between cycles (default: RQP_METRICS_INTERVAL or 60)"
+    )
+    p.add_argument(
+        "--source", choices=SOURCES, default=None, help="host, azure or both (default: RQP_METRICS_SOURCE or host)"
+    )
+    p.add_argument(
+        "--host-name",
+        default=None,
+        help="VM name for this host's samples (default: RQP_METRICS_HOST_NAME or the host name)",
+    )
     p.add_argument("--blob-url", default=None, help="where samples are stored (default: RQP_BLOB_URL)")
     p.add_argument("--no-publish", action="store_true", help="store samples but send no summary to the metrics queue")
-    p.add_argument("--log-level", default=os.environ.get("RQP_LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING, ERROR (default: INFO)")
+    p.add_argument(
+        "--log-level",
+        default=os.environ.get("RQP_LOG_LEVEL", "INFO"),
+        help="DEBUG, INFO, WARNING, ERROR (default: INFO)",
+    )
     sub = p.add_subparsers(dest="command")
     add_report_command(sub)
     return p
@@ -94,7 +106,9 @@ def _check_once(result: CycleResult, location: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=str(args.log_level).upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=str(args.log_level).upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     try:
         if args.command == "report":
             return args.func(args)
@@ -106,7 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(
                     f"cycle {s.cycle}: read {s.samples_read} samples from {', '.join(s.sources)} "
                     f"({len(s.per_vm)} VM(s)), stored {s.stored} in {len(s.blobs)} blob(s) under {logger.spool.store.location}"
-                    + (f", summary sent to queue {logger.publisher.queue_name}" if logger.publisher and result.published else "")
+                    + (
+                        f", summary sent to queue {logger.publisher.queue_name}"
+                        if logger.publisher and result.published
+                        else ""
+                    )
                     + (f", {len(s.warnings)} warning(s)" if s.warnings else "")
                 )
                 _check_once(result, logger.spool.store.location)
@@ -114,7 +132,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             stop = threading.Event()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: stop.set())
-            log.info("recording every %gs from %s to %s", msettings.interval, ", ".join(s.name for s in logger.sources), logger.spool.store.location)
+            log.info(
+                "recording every %gs from %s to %s",
+                msettings.interval,
+                ", ".join(s.name for s in logger.sources),
+                logger.spool.store.location,
+            )
             logger.run_forever(msettings.interval, stop)
             return 0
         finally:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-__all__ = ["human_bytes", "human_rate", "pct", "utc", "axis_value"]
+__all__ = ["axis_value", "human_bytes", "human_rate", "pct", "utc"]
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
@@ -27,7 +27,7 @@ def pct(v: float | None) -> str:
 
 
 def utc(dt: datetime | None) -> str:
-    return "-" if dt is None else dt.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "-" if dt is None else dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def axis_value(v: float, unit: str) -> str:

@@ -11,7 +11,7 @@ from .marks import WorkloadMark
 from .series import VmStats, VmView
 from .svg import render_chart
 
-__all__ = ["render_html", "SUMMARY_COLUMNS", "summary_cells"]
+__all__ = ["SUMMARY_COLUMNS", "render_html", "summary_cells"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:940px}
@@ -29,7 +29,18 @@ svg.chart{display:block;margin:6px 0 14px;font-size:11px}
 ul.warn{color:#8a4b00;font-size:13px}
 """
 
-SUMMARY_COLUMNS = ("VM", "source", "samples", "CPU avg %", "CPU max %", "net in", "net out", "disk read", "disk write", "warnings")
+SUMMARY_COLUMNS = (
+    "VM",
+    "source",
+    "samples",
+    "CPU avg %",
+    "CPU max %",
+    "net in",
+    "net out",
+    "disk read",
+    "disk write",
+    "warnings",
+)
 
 
 def summary_cells(row: VmStats) -> list[str]:
@@ -68,15 +79,27 @@ def render_html(
         f'<p class="meta">Window: {escape(utc(since))} to {escape(utc(until))} &middot; {len(views)} VM(s) &middot; '
         f"samples from {escape(location)} &middot; generated {escape(utc(generated))}</p>",
         "<h2>Summary</h2>",
-        '<table class="summary"><thead><tr>' + "".join(f"<th>{escape(c)}</th>" for c in SUMMARY_COLUMNS) + "</tr></thead><tbody>",
+        '<table class="summary"><thead><tr>'
+        + "".join(f"<th>{escape(c)}</th>" for c in SUMMARY_COLUMNS)
+        + "</tr></thead><tbody>",
     ]
     for row in stats:
-        parts.append('<tr data-vm="' + escape(row.vm) + '">' + "".join(f"<td>{escape(c)}</td>" for c in summary_cells(row)) + "</tr>")
+        parts.append(
+            '<tr data-vm="'
+            + escape(row.vm)
+            + '">'
+            + "".join(f"<td>{escape(c)}</td>" for c in summary_cells(row))
+            + "</tr>"
+        )
     parts.append("</tbody></table>")
     if marks:
-        parts.append('<h2>Workloads</h2><table class="marks"><thead><tr><th>workload</th><th>start</th><th>finish</th></tr></thead><tbody>')
+        parts.append(
+            '<h2>Workloads</h2><table class="marks"><thead><tr><th>workload</th><th>start</th><th>finish</th></tr></thead><tbody>'
+        )
         for m in marks:
-            parts.append(f"<tr><td>{escape(m.name)}</td><td>{escape(utc(m.start))}</td><td>{escape(utc(m.end) if m.end else 'running')}</td></tr>")
+            parts.append(
+                f"<tr><td>{escape(m.name)}</td><td>{escape(utc(m.start))}</td><td>{escape(utc(m.end) if m.end else 'running')}</td></tr>"
+            )
         parts.append("</tbody></table>")
     for view in views:
         parts.append(f'<section class="vm" data-vm="{escape(view.vm)}"><h2>{escape(view.vm)}</h2>')

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from rqp.errors import RqpError
 
@@ -19,7 +19,7 @@ from .publisher import Summary, SummaryPublisher, summarize
 from .sources import Collection, Source
 from .spool import FlushResult, Spool
 
-__all__ = ["MetricsLogger", "CycleResult"]
+__all__ = ["CycleResult", "MetricsLogger"]
 
 log = logging.getLogger("rqp.metrics")
 
@@ -48,7 +48,7 @@ class MetricsLogger:
         self.sources = list(sources)
         self.spool = spool
         self.publisher = publisher
-        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._clock = clock or (lambda: datetime.now(UTC))
         self.cycles = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -90,7 +90,11 @@ class MetricsLogger:
         published = self.publisher.publish(summary) if self.publisher is not None else 0
         log.info(
             "cycle %d: read %d samples, stored %d in %d blobs, %d spooled%s",
-            self.cycles, summary.samples_read, flushed.stored, len(flushed.blobs), flushed.spooled,
+            self.cycles,
+            summary.samples_read,
+            flushed.stored,
+            len(flushed.blobs),
+            flushed.spooled,
             f" (storage: {flushed.error})" if flushed.error else "",
         )
         return CycleResult(summary, flushed, errors, published)
@@ -117,7 +121,9 @@ class MetricsLogger:
     def start_background(self, interval: float) -> threading.Thread:
         """Run the loop in a daemon thread (a processor reporting its own host)."""
         self._stop.clear()
-        self._thread = threading.Thread(target=self.run_forever, args=(interval, self._stop), name="rqp-metrics", daemon=True)
+        self._thread = threading.Thread(
+            target=self.run_forever, args=(interval, self._stop), name="rqp-metrics", daemon=True
+        )
         self._thread.start()
         return self._thread
 

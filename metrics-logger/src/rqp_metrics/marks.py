@@ -25,7 +25,7 @@ from rqp.errors import ConfigError
 
 from .sample import parse_ts
 
-__all__ = ["WorkloadMark", "load_marks_file", "parse_mark_arg", "collect_marks"]
+__all__ = ["WorkloadMark", "collect_marks", "load_marks_file", "parse_mark_arg"]
 
 _START_KEYS = ("start", "started", "started_at", "start_time")
 _END_KEYS = ("end", "finish", "finished", "finished_at", "end_time")
@@ -45,7 +45,9 @@ def _time(value: Any, what: str) -> datetime | None:
     try:
         return parse_ts(value)
     except (TypeError, ValueError, OverflowError, OSError):
-        raise ConfigError(f"{what}: {value!r} is not a time; use ISO-8601 like 2026-11-24T10:00:00Z or epoch seconds") from None
+        raise ConfigError(
+            f"{what}: {value!r} is not a time; use ISO-8601 like 2026-11-24T10:00:00Z or epoch seconds"
+        ) from None
 
 
 def _first(d: dict, keys: tuple[str, ...]) -> Any:
@@ -71,7 +73,14 @@ def marks_from_json(doc: Any, where: str) -> list[WorkloadMark]:
             if not isinstance(item, dict):
                 raise ConfigError(f"{where}: entry {i} is not an object with name/start/end")
             name = _first(item, _NAME_KEYS)
-            out.append(_mark(str(name) if name is not None else f"workload {i + 1}", _first(item, _START_KEYS), _first(item, _END_KEYS), where))
+            out.append(
+                _mark(
+                    str(name) if name is not None else f"workload {i + 1}",
+                    _first(item, _START_KEYS),
+                    _first(item, _END_KEYS),
+                    where,
+                )
+            )
     elif isinstance(doc, dict):
         for name, item in doc.items():
             if isinstance(item, dict):
@@ -102,7 +111,9 @@ def parse_mark_arg(text: str) -> WorkloadMark:
     """``NAME=START[,END]``."""
     name, sep, times = text.partition("=")
     if not sep or not name.strip() or not times.strip():
-        raise ConfigError(f"--mark {text!r} must look like NAME=2026-11-24T10:00:00Z,2026-11-24T10:20:00Z (end optional)")
+        raise ConfigError(
+            f"--mark {text!r} must look like NAME=2026-11-24T10:00:00Z,2026-11-24T10:20:00Z (end optional)"
+        )
     start, _, end = times.partition(",")
     return _mark(name.strip(), start.strip(), end.strip() or None, f"--mark {text!r}")
 

@@ -14,7 +14,7 @@ from .series import VmView
 from .store import blob_vm_name
 from .svg import MARK_END_COLOR, MARK_START_COLOR, PALETTE, axis_step
 
-__all__ = ["render_pngs", "matplotlib_available"]
+__all__ = ["matplotlib_available", "render_pngs"]
 
 DPI = 110
 
@@ -25,10 +25,14 @@ def matplotlib_available() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
 
 
-def render_pngs(views: list[VmView], marks: list[WorkloadMark], out_dir: Path, x0: datetime, x1: datetime) -> list[Path]:
+def render_pngs(
+    views: list[VmView], marks: list[WorkloadMark], out_dir: Path, x0: datetime, x1: datetime
+) -> list[Path]:
     """One PNG per VM with CPU, network and disk panels on a shared time axis."""
     if not matplotlib_available():
-        raise ConfigError("--png needs matplotlib, which is not installed; pip install 'rqp-metrics-logger[png]' or use the HTML report")
+        raise ConfigError(
+            "--png needs matplotlib, which is not installed; pip install 'rqp-metrics-logger[png]' or use the HTML report"
+        )
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")

@@ -21,7 +21,7 @@ from rqp.storage import MessageQueue
 
 from .sample import COLLECTOR_WARNING, CPU_PERCENT, NET_IN_BYTES, NET_OUT_BYTES, Sample, format_ts
 
-__all__ = ["Summary", "SummaryPublisher", "summarize", "SUMMARY_KIND", "MAX_HELD_SUMMARIES"]
+__all__ = ["MAX_HELD_SUMMARIES", "SUMMARY_KIND", "Summary", "SummaryPublisher", "summarize"]
 
 log = logging.getLogger("rqp.metrics.publisher")
 
@@ -111,7 +111,12 @@ class SummaryPublisher:
                 self.queue.send(self.queue_name, self._held[0])
             except QUEUE_ERRORS as exc:
                 self.last_error = " ".join(str(exc).split()) or type(exc).__name__
-                log.warning("metrics queue %s unavailable, %d summaries held: %s", self.queue_name, len(self._held), self.last_error)
+                log.warning(
+                    "metrics queue %s unavailable, %d summaries held: %s",
+                    self.queue_name,
+                    len(self._held),
+                    self.last_error,
+                )
                 return sent
             self._held.popleft()
             sent += 1

@@ -13,7 +13,7 @@ import argparse
 import re
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -28,7 +28,16 @@ from .sample import parse_ts
 from .series import VmStats, build_stats, build_views
 from .store import SampleStore
 
-__all__ = ["add_report_command", "run_report", "parse_since", "format_table", "build_report", "ReportOutput", "DEFAULT_HTML", "DEFAULT_SINCE"]
+__all__ = [
+    "DEFAULT_HTML",
+    "DEFAULT_SINCE",
+    "ReportOutput",
+    "add_report_command",
+    "build_report",
+    "format_table",
+    "parse_since",
+    "run_report",
+]
 
 DEFAULT_SINCE = "1h"
 DEFAULT_HTML = "rqp-metrics-report.html"
@@ -45,7 +54,9 @@ def parse_since(text: str, now: datetime) -> datetime:
     try:
         return parse_ts(text)
     except ValueError:
-        raise ConfigError(f"--since/--until {text!r} is neither a duration (15m, 1h, 2d) nor an ISO-8601 time") from None
+        raise ConfigError(
+            f"--since/--until {text!r} is neither a duration (15m, 1h, 2d) nor an ISO-8601 time"
+        ) from None
 
 
 def add_report_command(subparsers: Any, name: str = "report") -> argparse.ArgumentParser:
@@ -55,14 +66,32 @@ def add_report_command(subparsers: Any, name: str = "report") -> argparse.Argume
         description="Render stored metrics samples as a self-contained HTML page (inline SVG) and/or PNG charts, "
         "and print a summary table per VM.",
     )
-    p.add_argument("--since", default=DEFAULT_SINCE, help="start of the window: a duration ago (15m, 1h, 2d) or an ISO-8601 time (default: 1h)")
+    p.add_argument(
+        "--since",
+        default=DEFAULT_SINCE,
+        help="start of the window: a duration ago (15m, 1h, 2d) or an ISO-8601 time (default: 1h)",
+    )
     p.add_argument("--until", default=None, help="end of the window: a duration ago or an ISO-8601 time (default: now)")
     p.add_argument("--vm", action="append", default=None, metavar="NAME", help="only this VM (repeatable)")
-    p.add_argument("--html", default=DEFAULT_HTML, metavar="FILE", help=f"write the HTML page here (default: {DEFAULT_HTML})")
+    p.add_argument(
+        "--html", default=DEFAULT_HTML, metavar="FILE", help=f"write the HTML page here (default: {DEFAULT_HTML})"
+    )
     p.add_argument("--no-html", action="store_true", help="do not write the HTML page")
     p.add_argument("--png", default=None, metavar="DIR", help="also write one PNG per VM into DIR (needs matplotlib)")
-    p.add_argument("--workload-marks", action="append", default=None, metavar="FILE", help="JSON file of workload start/finish times to mark")
-    p.add_argument("--mark", action="append", default=None, metavar="NAME=START[,END]", help="mark one workload (ISO-8601 times; repeatable)")
+    p.add_argument(
+        "--workload-marks",
+        action="append",
+        default=None,
+        metavar="FILE",
+        help="JSON file of workload start/finish times to mark",
+    )
+    p.add_argument(
+        "--mark",
+        action="append",
+        default=None,
+        metavar="NAME=START[,END]",
+        help="mark one workload (ISO-8601 times; repeatable)",
+    )
     # SUPPRESS: a parent parser's own --blob-url (rqp-metrics-logger has one) is not overwritten
     p.add_argument("--blob-url", default=argparse.SUPPRESS, help="where the samples are (default: RQP_BLOB_URL)")
     p.set_defaults(func=run_report)
@@ -118,14 +147,24 @@ def build_report(
     x0, x1 = min(times), max(times)
     files: list[Path] = []
     html = render_html(
-        views, stats, marks, since=since, until=until, x0=x0, x1=x1, location=store.location, generated=now or datetime.now(timezone.utc)
+        views,
+        stats,
+        marks,
+        since=since,
+        until=until,
+        x0=x0,
+        x1=x1,
+        location=store.location,
+        generated=now or datetime.now(UTC),
     )
     if html_path is not None:
         try:
             html_path.parent.mkdir(parents=True, exist_ok=True)
             html_path.write_text(html, encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(f"cannot write the HTML report to {html_path} ({exc.strerror}); choose another --html path") from None
+            raise ConfigError(
+                f"cannot write the HTML report to {html_path} ({exc.strerror}); choose another --html path"
+            ) from None
         files.append(html_path)
     if png_dir is not None:
         from .png import render_pngs  # noqa: PLC0415 - matplotlib only when asked
@@ -136,7 +175,7 @@ def build_report(
 
 def run_report(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     since = parse_since(getattr(args, "since", None) or DEFAULT_SINCE, now)
     until = parse_since(args.until, now) if getattr(args, "until", None) else now
     marks = collect_marks(getattr(args, "workload_marks", None), getattr(args, "mark", None))
@@ -144,8 +183,13 @@ def run_report(args: argparse.Namespace, out: TextIO | None = None) -> int:
     store = SampleStore(open_blob_store(blob_url))
     html_path = None if getattr(args, "no_html", False) else Path(getattr(args, "html", None) or DEFAULT_HTML)
     png_dir = Path(args.png) if getattr(args, "png", None) else None
-    report = build_report(store, since, until, vms=getattr(args, "vm", None), marks=marks, html_path=html_path, png_dir=png_dir, now=now)
-    print(f"metrics {utc(since)} to {utc(until)}: {report.samples} samples, {len(report.stats)} VM/source row(s)", file=out)
+    report = build_report(
+        store, since, until, vms=getattr(args, "vm", None), marks=marks, html_path=html_path, png_dir=png_dir, now=now
+    )
+    print(
+        f"metrics {utc(since)} to {utc(until)}: {report.samples} samples, {len(report.stats)} VM/source row(s)",
+        file=out,
+    )
     print(format_table(report.stats), file=out)
     for m in marks:
         print(f"workload {m.name}: start {utc(m.start)}, finish {utc(m.end) if m.end else 'running'}", file=out)

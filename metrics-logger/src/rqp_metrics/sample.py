@@ -10,26 +10,26 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
-    "Sample",
-    "parse_ts",
-    "format_ts",
+    "COLLECTOR_WARNING",
     "CPU_PERCENT",
+    "DISK_READ_BYTES",
+    "DISK_READ_OPS",
+    "DISK_USED_PERCENT",
+    "DISK_WRITE_BYTES",
+    "DISK_WRITE_OPS",
     "MEM_PERCENT",
     "MEM_USED_BYTES",
-    "DISK_USED_PERCENT",
-    "DISK_READ_BYTES",
-    "DISK_WRITE_BYTES",
-    "DISK_READ_OPS",
-    "DISK_WRITE_OPS",
     "NET_IN_BYTES",
     "NET_OUT_BYTES",
-    "COLLECTOR_WARNING",
     "SOURCE_AZURE",
     "SOURCE_HOST",
+    "Sample",
+    "format_ts",
+    "parse_ts",
 ]
 
 # metric names shared by every source
@@ -58,19 +58,19 @@ def parse_ts(value: str | float | int | datetime) -> datetime:
     if isinstance(value, datetime):
         dt = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        dt = datetime.fromtimestamp(float(value), tz=timezone.utc)
+        dt = datetime.fromtimestamp(float(value), tz=UTC)
     else:
         text = str(value).strip()
         if text.endswith(("Z", "z")):
             text = text[:-1] + "+00:00"
         dt = datetime.fromisoformat(text)
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.astimezone(timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
 
 
 def format_ts(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class Sample:
 
     def __post_init__(self) -> None:
         if self.ts.tzinfo is None:
-            object.__setattr__(self, "ts", self.ts.replace(tzinfo=timezone.utc))
+            object.__setattr__(self, "ts", self.ts.replace(tzinfo=UTC))
         if not isinstance(self.value, (int, float)) or isinstance(self.value, bool) or not math.isfinite(self.value):
             raise ValueError(f"sample {self.vm}/{self.metric} has a non-finite value {self.value!r}")
 
@@ -111,7 +111,7 @@ class Sample:
         return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Sample":
+    def from_dict(cls, d: dict[str, Any]) -> Sample:
         return cls(
             ts=parse_ts(d["ts"]),
             vm=str(d["vm"]),

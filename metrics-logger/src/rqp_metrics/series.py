@@ -22,7 +22,7 @@ from .sample import (
     Sample,
 )
 
-__all__ = ["Series", "Chart", "VmView", "VmStats", "build_views", "build_stats", "CHARTS"]
+__all__ = ["CHARTS", "Chart", "Series", "VmStats", "VmView", "build_stats", "build_views"]
 
 
 @dataclass
@@ -94,7 +94,9 @@ def build_views(samples: Iterable[Sample]) -> list[VmView]:
     views = []
     for vm in sorted(by_vm):
         vm_samples = sorted(by_vm[vm], key=lambda s: s.ts)
-        sources = sorted({s.source for s in vm_samples if s.metric != COLLECTOR_WARNING} or {s.source for s in vm_samples})
+        sources = sorted(
+            {s.source for s in vm_samples if s.metric != COLLECTOR_WARNING} or {s.source for s in vm_samples}
+        )
         many = len(sources) > 1
         charts = []
         for key, (title, unit, y_max, metrics) in CHARTS.items():
@@ -119,7 +121,12 @@ def build_stats(samples: Iterable[Sample]) -> list[VmStats]:
     rows: dict[tuple[str, str], VmStats] = {}
     cpu_sum: dict[tuple[str, str], float] = defaultdict(float)
     cpu_weight: dict[tuple[str, str], float] = defaultdict(float)
-    totals = {NET_IN_BYTES: "net_in", NET_OUT_BYTES: "net_out", DISK_READ_BYTES: "disk_read", DISK_WRITE_BYTES: "disk_write"}
+    totals = {
+        NET_IN_BYTES: "net_in",
+        NET_OUT_BYTES: "net_out",
+        DISK_READ_BYTES: "disk_read",
+        DISK_WRITE_BYTES: "disk_write",
+    }
     for s in samples:
         key = (s.vm, s.source)
         row = rows.setdefault(key, VmStats(s.vm, s.source))

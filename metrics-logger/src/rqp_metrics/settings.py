@@ -18,13 +18,13 @@ from typing import Any
 from rqp.errors import ConfigError
 
 __all__ = [
-    "MetricsSettings",
-    "SOURCES",
+    "DEFAULT_AZURE_LOOKBACK_SECONDS",
     "DEFAULT_INTERVAL_SECONDS",
     "DEFAULT_METRICS_QUEUE",
     "DEFAULT_SOURCE",
-    "DEFAULT_AZURE_LOOKBACK_SECONDS",
     "DEFAULT_SPOOL_MAX_SAMPLES",
+    "SOURCES",
+    "MetricsSettings",
 ]
 
 DEFAULT_INTERVAL_SECONDS = 60.0
@@ -78,7 +78,7 @@ class MetricsSettings:
         self._validate()
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "MetricsSettings":
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> MetricsSettings:
         """Environment first, then explicit overrides (CLI flags); ``None`` overrides are ignored."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
@@ -100,7 +100,9 @@ class MetricsSettings:
         if self.source not in SOURCES:
             raise ConfigError(f"RQP_METRICS_SOURCE must be one of {', '.join(SOURCES)}, got {self.source!r}")
         if self.interval < MIN_INTERVAL_SECONDS:
-            raise ConfigError(f"RQP_METRICS_INTERVAL must be at least {MIN_INTERVAL_SECONDS:g} seconds, got {self.interval:g}")
+            raise ConfigError(
+                f"RQP_METRICS_INTERVAL must be at least {MIN_INTERVAL_SECONDS:g} seconds, got {self.interval:g}"
+            )
         if self.azure_lookback <= 0:
             raise ConfigError(f"RQP_METRICS_AZURE_LOOKBACK must be positive seconds, got {self.azure_lookback:g}")
         if self.spool_max_samples < 1:
@@ -110,9 +112,13 @@ class MetricsSettings:
             raise ConfigError(f"RQP_METRICS_QUEUE must be letters, digits, '-' or '_', got {q!r}")
         if self.uses_azure:
             if not self.azure_subscription_id:
-                raise ConfigError(f"RQP_METRICS_SOURCE={self.source} needs RQP_AZURE_SUBSCRIPTION_ID (the subscription holding the VMs)")
+                raise ConfigError(
+                    f"RQP_METRICS_SOURCE={self.source} needs RQP_AZURE_SUBSCRIPTION_ID (the subscription holding the VMs)"
+                )
             if not self.azure_resource_group:
-                raise ConfigError(f"RQP_METRICS_SOURCE={self.source} needs RQP_AZURE_RESOURCE_GROUP (the resource group holding the VMs)")
+                raise ConfigError(
+                    f"RQP_METRICS_SOURCE={self.source} needs RQP_AZURE_RESOURCE_GROUP (the resource group holding the VMs)"
+                )
         if self.arm_url is not None:
             _check_arm_url(self.arm_url)
 
@@ -156,5 +162,5 @@ def _converted(values: dict[str, Any]) -> dict[str, Any]:
             else:
                 out[name] = str(raw)
         except (TypeError, ValueError):
-            raise ConfigError(f"{var} must be a {typ.split(' ')[0]}, got {raw!r}") from None
+            raise ConfigError(f"{var} must be a {typ.split(' ', maxsplit=1)[0]}, got {raw!r}") from None
     return out

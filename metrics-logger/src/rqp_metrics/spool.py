@@ -23,7 +23,7 @@ from .sample import Sample
 from .settings import DEFAULT_SPOOL_MAX_SAMPLES
 from .store import SampleStore
 
-__all__ = ["Spool", "FlushResult"]
+__all__ = ["FlushResult", "Spool"]
 
 log = logging.getLogger("rqp.metrics.spool")
 
@@ -62,7 +62,11 @@ class Spool:
         of an outage, so it is reported in the result (and logged), not raised."""
         result = FlushResult(dropped=self._dropped)
         if self._dropped:
-            log.error("spool full (%d samples): dropped the %d oldest samples during the storage outage", self.max_samples, self._dropped)
+            log.error(
+                "spool full (%d samples): dropped the %d oldest samples during the storage outage",
+                self.max_samples,
+                self._dropped,
+            )
         self._dropped = 0
         held = list(self._pending)
         self._pending.clear()

@@ -15,13 +15,13 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from rqp.storage import BlobStore
 
 from .sample import Sample
 
-__all__ = ["SampleStore", "ReadResult", "DEFAULT_PREFIX", "blob_vm_name"]
+__all__ = ["DEFAULT_PREFIX", "ReadResult", "SampleStore", "blob_vm_name"]
 
 DEFAULT_PREFIX = "metrics"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -58,11 +58,11 @@ class SampleStore:
         """Samples by (UTC date, VM): the unit of one blob."""
         groups: dict[tuple[date, str], list[Sample]] = defaultdict(list)
         for s in samples:
-            groups[(s.ts.astimezone(timezone.utc).date(), s.vm)].append(s)
+            groups[(s.ts.astimezone(UTC).date(), s.vm)].append(s)
         return dict(groups)
 
     def blob_name(self, day: date, vm: str, first: datetime) -> str:
-        hms = first.astimezone(timezone.utc).strftime("%H%M%S")
+        hms = first.astimezone(UTC).strftime("%H%M%S")
         return f"{self.prefix}/{day.isoformat()}/{blob_vm_name(vm)}/{hms}-{uuid.uuid4().hex}.jsonl"
 
     def write_group(self, day: date, vm: str, samples: list[Sample]) -> str:
@@ -76,7 +76,7 @@ class SampleStore:
     # ------------------------------------------------------------------ reading
     def read(self, since: datetime, until: datetime, vms: Iterable[str] | None = None) -> ReadResult:
         """Samples with ``since <= ts <= until``, oldest first, duplicates dropped."""
-        since, until = since.astimezone(timezone.utc), until.astimezone(timezone.utc)
+        since, until = since.astimezone(UTC), until.astimezone(UTC)
         result = ReadResult()
         wanted = None if vms is None else set(vms)
         seen: set[tuple] = set()
@@ -101,10 +101,12 @@ class SampleStore:
         if not m:
             return False
         hms = m.group("hms")
-        start = datetime.combine(day, time(int(hms[:2]), int(hms[2:4]), int(hms[4:])), tzinfo=timezone.utc)
+        start = datetime.combine(day, time(int(hms[:2]), int(hms[2:4]), int(hms[4:])), tzinfo=UTC)
         return start <= until
 
-    def _read_blob(self, name: str, since: datetime, until: datetime, wanted: set[str] | None, seen: set[tuple], result: ReadResult) -> None:
+    def _read_blob(
+        self, name: str, since: datetime, until: datetime, wanted: set[str] | None, seen: set[tuple], result: ReadResult
+    ) -> None:
         for line in self.blobs.get(name).decode("utf-8", errors="replace").splitlines():
             if not line.strip():
                 continue

@@ -7,7 +7,7 @@ Each chart shares the report's time axis, so charts of different VMs line up. A 
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from html import escape
 from statistics import median
 
@@ -15,7 +15,7 @@ from .fmt import axis_value
 from .marks import WorkloadMark
 from .series import Chart
 
-__all__ = ["render_chart", "axis_step", "WIDTH", "HEIGHT"]
+__all__ = ["HEIGHT", "WIDTH", "axis_step", "render_chart"]
 
 WIDTH = 880
 HEIGHT = 230
@@ -54,7 +54,27 @@ def axis_step(top: float, unit: str) -> float:
 
 
 def _time_step(span_s: float) -> float:
-    for step in (1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800):
+    for step in (
+        1,
+        5,
+        10,
+        15,
+        30,
+        60,
+        120,
+        300,
+        600,
+        900,
+        1800,
+        3600,
+        7200,
+        10800,
+        21600,
+        43200,
+        86400,
+        172800,
+        604800,
+    ):
         if span_s / step <= X_TICKS:
             return float(step)
     return 604800.0 * math.ceil(span_s / (604800.0 * X_TICKS))
@@ -83,8 +103,10 @@ def _segments(points: list[tuple[datetime, float]]) -> list[list[tuple[datetime,
     return segs
 
 
-def render_chart(chart: Chart, x0: datetime, x1: datetime, marks: list[WorkloadMark], *, title: str | None = None) -> str:
-    x0, x1 = x0.astimezone(timezone.utc), x1.astimezone(timezone.utc)
+def render_chart(
+    chart: Chart, x0: datetime, x1: datetime, marks: list[WorkloadMark], *, title: str | None = None
+) -> str:
+    x0, x1 = x0.astimezone(UTC), x1.astimezone(UTC)
     if x1 <= x0:
         x0, x1 = x0 - timedelta(seconds=30), x0 + timedelta(seconds=30)
     span = (x1 - x0).total_seconds()
@@ -115,14 +137,16 @@ def render_chart(chart: Chart, x0: datetime, x1: datetime, marks: list[WorkloadM
     while v <= top + 1e-9:
         y = Y(v)
         out.append(f'<line x1="{MARGIN_LEFT}" y1="{y:.1f}" x2="{MARGIN_LEFT + pw}" y2="{y:.1f}" class="grid"/>')
-        out.append(f'<text x="{MARGIN_LEFT - 6}" y="{y + 4:.1f}" class="ylab">{escape(axis_value(v, chart.unit))}</text>')
+        out.append(
+            f'<text x="{MARGIN_LEFT - 6}" y="{y + 4:.1f}" class="ylab">{escape(axis_value(v, chart.unit))}</text>'
+        )
         v += step
     # x grid and labels (UTC)
     tstep = _time_step(span)
     first = math.ceil(x0.timestamp() / tstep) * tstep
     t = first
     while t <= x1.timestamp() + 1e-6:
-        dt = datetime.fromtimestamp(t, tz=timezone.utc)
+        dt = datetime.fromtimestamp(t, tz=UTC)
         x = X(dt)
         out.append(f'<line x1="{x:.1f}" y1="{MARGIN_TOP}" x2="{x:.1f}" y2="{MARGIN_TOP + ph}" class="grid"/>')
         out.append(f'<text x="{x:.1f}" y="{MARGIN_TOP + ph + 16}" class="xlab">{escape(_time_label(dt, span))}</text>')
@@ -158,11 +182,13 @@ def render_chart(chart: Chart, x0: datetime, x1: datetime, marks: list[WorkloadM
         color = PALETTE[i % len(PALETTE)]
         for seg in _segments(series.points):
             if len(seg) == 1:
-                (t1, v1), = seg
+                ((t1, v1),) = seg
                 out.append(f'<circle cx="{X(t1):.1f}" cy="{Y(v1):.1f}" r="2.5" fill="{color}"/>')
                 continue
             pts = " ".join(f"{X(tt):.1f},{Y(vv):.1f}" for tt, vv in seg)
-            out.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="1.6" data-series="{escape(series.label)}"/>')
+            out.append(
+                f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="1.6" data-series="{escape(series.label)}"/>'
+            )
         out.append(f'<rect x="{legend_x:.0f}" y="8" width="10" height="10" fill="{color}"/>')
         out.append(f'<text x="{legend_x + 14:.0f}" y="17" class="legend">{escape(series.label)}</text>')
         legend_x += 24 + 7 * len(series.label)

@@ -21,9 +21,8 @@ import time
 from typing import Any
 
 import redis
-
-from rqp.config import Settings
 from rqp import sandbox
+from rqp.config import Settings
 from rqp.errors import ForbiddenJobError, IntegrityError, RqpError, WorkloadError
 from rqp.jobs import ChunkSpec, open_spec
 from rqp.keys import KeyProvider
@@ -85,8 +84,15 @@ class LeaseKeeper(threading.Thread):
 
 class ChunkProcessor:
     def __init__(
-        self, settings: Settings, client: redis.Redis, store: BlobStore, mq: MessageQueue, keys: KeyProvider, trust: TrustStore,
-        worker_name: str | None = None, pool: sandbox.ScriptPool | None = None,
+        self,
+        settings: Settings,
+        client: redis.Redis,
+        store: BlobStore,
+        mq: MessageQueue,
+        keys: KeyProvider,
+        trust: TrustStore,
+        worker_name: str | None = None,
+        pool: sandbox.ScriptPool | None = None,
     ) -> None:
         self.settings = settings
         self.r = client
@@ -110,8 +116,12 @@ class ChunkProcessor:
                 raise ForbiddenJobError(f"job {jid} carries the spec of chunk {spec.chunk}; rejected")
             self.contexts.check_pin(ctx)
         except (ForbiddenJobError, WorkloadError, ValueError) as exc:
-            reason = exc if isinstance(exc, ForbiddenJobError) else ForbiddenJobError(
-                f"job {jid} names workload {workload_id!r}, which rqp does not know ({exc}); rejected before any user code ran"
+            reason = (
+                exc
+                if isinstance(exc, ForbiddenJobError)
+                else ForbiddenJobError(
+                    f"job {jid} names workload {workload_id!r}, which rqp does not know ({exc}); rejected before any user code ran"
+                )
             )
             self._reject(jid, workload_id, str(reason))
             raise reason from None
@@ -130,7 +140,9 @@ class ChunkProcessor:
         return self.process(jid, workload, spec)
 
     def _reject(self, jid: str, workload_id: str, reason: str) -> None:
-        entry = json.dumps({"job": jid, "workload": workload_id, "worker": self.worker, "at": time.time(), "reason": reason})
+        entry = json.dumps(
+            {"job": jid, "workload": workload_id, "worker": self.worker, "at": time.time(), "reason": reason}
+        )
         pipe = self.r.pipeline(transaction=False)
         pipe.lpush(REJECTED, entry)
         pipe.ltrim(REJECTED, 0, REJECTED_KEEP - 1)
@@ -145,7 +157,13 @@ class ChunkProcessor:
         started = time.time()
         cts = self.scripts.start(
             keys=[k.pending, k.n, k.rec, held_key(self.worker)],
-            args=[jid, started + self.settings.lease_seconds, len(rids), join_ids(rids), seal_start(workload, jid, started, self.worker)],
+            args=[
+                jid,
+                started + self.settings.lease_seconds,
+                len(rids),
+                join_ids(rids),
+                seal_start(workload, jid, started, self.worker),
+            ],
         )
         if cts is None:
             log.info("job %s is no longer pending (re-run elsewhere); skipped", jid)
@@ -157,14 +175,19 @@ class ChunkProcessor:
             self.lease.release()
         return outcome
 
-    def _outcomes(self, workload: Any, records: list[tuple[int, int]], cts: list[bytes | None]) -> list[tuple[int, bytes]]:
+    def _outcomes(
+        self, workload: Any, records: list[tuple[int, int]], cts: list[bytes | None]
+    ) -> list[tuple[int, bytes]]:
         """(kind, payload) per record: decrypted here, processed by the workload's script host."""
         outcomes: list[tuple[int, bytes]] = [(_MISSING, b"")] * len(records)
         payloads: list[bytes] = []
         sent: list[int] = []
         for i, ((rid, _attempt), ct) in enumerate(zip(records, cts)):
             if ct is None:
-                outcomes[i] = (_MISSING, b"record ciphertext is missing from Redis (deleted behind rqp's back); re-schedule the workload")
+                outcomes[i] = (
+                    _MISSING,
+                    b"record ciphertext is missing from Redis (deleted behind rqp's back); re-schedule the workload",
+                )
                 continue
             try:
                 payloads.append(workload.open_sealed("record", rid, ct))
@@ -178,7 +201,15 @@ class ChunkProcessor:
                 outcomes[i] = outcome
         return outcomes
 
-    def _run_records(self, jid: str, workload: Any, spec: ChunkSpec, records: list[tuple[int, int]], cts: list[bytes | None], started: float) -> dict[str, Any]:
+    def _run_records(
+        self,
+        jid: str,
+        workload: Any,
+        spec: ChunkSpec,
+        records: list[tuple[int, int]],
+        cts: list[bytes | None],
+        started: float,
+    ) -> dict[str, Any]:
         done_fmt = StatusRecord.formatter(workload.id, DONE, spec.queued_at, started, self.worker, jid)
         # done records go to the status queue as [id, attempts, finished_at] rows beside one
         # base record (rqp.messages.pack_statuses); the others as full records
@@ -210,7 +241,9 @@ class ChunkProcessor:
                 statuses.append((rid, st.to_json()))
             else:
                 failed.append(rid)
-                st = StatusRecord(workload.id, rid, FAILED, attempt, error, spec.queued_at, started, finished, self.worker, jid)
+                st = StatusRecord(
+                    workload.id, rid, FAILED, attempt, error, spec.queued_at, started, finished, self.worker, jid
+                )
                 raw = st.to_json()
                 statuses.append((rid, raw))
                 published.append(raw)
@@ -220,14 +253,38 @@ class ChunkProcessor:
             _w, chunk, gen = parse_job_id(jid)
             part_name = part_blob(workload.id, f"{chunk}-{gen}")
             self.store.put(part_name, seal_part(workload, results))
-        first, last = (spec.runs[0][0], spec.runs[-1][0] + spec.runs[-1][1] - 1) if spec.chunk.startswith("c") else (-1, -1)
+        first, last = (
+            (spec.runs[0][0], spec.runs[-1][0] + spec.runs[-1][1] - 1) if spec.chunk.startswith("c") else (-1, -1)
+        )
         messages = pack_statuses(workload, done_fmt(0, 0, None), done_rows, published, self.mq.max_message_bytes)
         k = WorkloadKeys(workload.id)
         committed = self.scripts.commit(
-            keys=[k.pending, k.n, k.rec, k.st, k.done, k.failed, k.retry, k.parts, k.perf, k.spec, OUTBOX, OUTBOX_TIMES, held_key(self.worker)],
+            keys=[
+                k.pending,
+                k.n,
+                k.rec,
+                k.st,
+                k.done,
+                k.failed,
+                k.retry,
+                k.parts,
+                k.perf,
+                k.spec,
+                OUTBOX,
+                OUTBOX_TIMES,
+                held_key(self.worker),
+            ],
             args=[
-                jid, spec.chunk, f"{part_name}|{first}|{last}", elapsed, time.time(), len(records),
-                workload.seal_packed("status", statuses), join_ids(done), join_ids(failed), ",".join(retries),
+                jid,
+                spec.chunk,
+                f"{part_name}|{first}|{last}",
+                elapsed,
+                time.time(),
+                len(records),
+                workload.seal_packed("status", statuses),
+                join_ids(done),
+                join_ids(failed),
+                ",".join(retries),
                 *[x for mid, body in messages for x in (mid, outbox_value(self.settings.status_queue, body))],
             ],
         )

@@ -21,7 +21,6 @@ import threading
 import time
 
 import redis
-
 from rqp import sandbox
 from rqp.config import Settings
 from rqp.connect import connect_redis, open_key_provider, open_trust_store
@@ -29,7 +28,7 @@ from rqp.errors import RqpError
 from rqp.hardening import harden_process
 from rqp.layout import WorkloadKeys, held_key, parse_job_id
 
-__all__ = ["main", "release_dead_worker", "DEFAULT_GRACE_SECONDS", "RESTART_BACKOFF_MAX"]
+__all__ = ["DEFAULT_GRACE_SECONDS", "RESTART_BACKOFF_MAX", "main", "release_dead_worker"]
 
 log = logging.getLogger("rqp.processor")
 DEFAULT_GRACE_SECONDS = 25.0
@@ -75,9 +74,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", help="TOML settings file (else RQP_CONFIG / RQP_* environment)")
     ap.add_argument("--workers", "-w", type=int, help="worker processes (default: RQP_WORKERS or the CPU count)")
     ap.add_argument("--burst", action="store_true", help="workers exit once the queue is empty")
-    ap.add_argument("--grace", type=float, default=DEFAULT_GRACE_SECONDS, help="seconds a worker may take to finish its chunk on shutdown")
+    ap.add_argument(
+        "--grace",
+        type=float,
+        default=DEFAULT_GRACE_SECONDS,
+        help="seconds a worker may take to finish its chunk on shutdown",
+    )
     ap.add_argument("--log-level", default=os.environ.get("RQP_LOG_LEVEL", "WARNING"))
-    ap.add_argument("--report-host", type=float, metavar="SECONDS", help="also record this host's CPU, disk and network every SECONDS (needs rqp-metrics-logger)")
+    ap.add_argument(
+        "--report-host",
+        type=float,
+        metavar="SECONDS",
+        help="also record this host's CPU, disk and network every SECONDS (needs rqp-metrics-logger)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s rqp-processor %(levelname)s %(message)s")
     harden_process("rqp-processor")
@@ -94,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     n = settings.worker_count
     procs = [_spawn(args) for _ in range(n)]
-    print(f"rqp-processor: {n} worker processes on queue {settings.rq_queue!r} ({settings.redis_url_safe})", file=sys.stderr, flush=True)
+    print(
+        f"rqp-processor: {n} worker processes on queue {settings.rq_queue!r} ({settings.redis_url_safe})",
+        file=sys.stderr,
+        flush=True,
+    )
     print(f"rqp-processor: {protections.describe()}", file=sys.stderr, flush=True)
     stop = threading.Event()
 
@@ -113,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.burst and code == 0:
                 continue
             if code != 0 and (jid := release_dead_worker(r, p.pid)):
-                log.warning("worker %d (pid %d) died holding %s; its lease was ended so the chunk is re-run now", i, p.pid, jid)
+                log.warning(
+                    "worker %d (pid %d) died holding %s; its lease was ended so the chunk is re-run now", i, p.pid, jid
+                )
             if code in (2, 3, 6):  # configuration, key or Redis errors: restarting will not help soon
                 delay = RESTART_BACKOFF_MAX
             else:
@@ -137,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             p.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            log.warning("worker pid %d did not finish within %.0fs; killed (its chunk will be re-run)", p.pid, args.grace)
+            log.warning(
+                "worker pid %d did not finish within %.0fs; killed (its chunk will be re-run)", p.pid, args.grace
+            )
             p.kill()
             p.wait()
             release_dead_worker(r, p.pid)
@@ -151,8 +168,12 @@ def _start_host_metrics(args: argparse.Namespace):
     try:
         from rqp_metrics.cli import build_logger  # noqa: PLC0415 - optional package
     except ImportError:
-        raise SystemExit("rqp-processor: error: --report-host needs the rqp-metrics-logger package; pip install ./metrics-logger") from None
-    ns = argparse.Namespace(config=args.config, blob_url=None, interval=args.report_host, source="host", host_name=None, no_publish=False)
+        raise SystemExit(
+            "rqp-processor: error: --report-host needs the rqp-metrics-logger package; pip install ./metrics-logger"
+        ) from None
+    ns = argparse.Namespace(
+        config=args.config, blob_url=None, interval=args.report_host, source="host", host_name=None, no_publish=False
+    )
     logger, _ = build_logger(ns)
     logger.start_background(args.report_host)
     return logger

@@ -18,7 +18,7 @@ from rqp.signing import TrustStore
 from rqp.storage import BlobStore
 from rqp.workload import Workload
 
-__all__ = ["WorkloadContext", "ContextCache", "MAX_CONTEXTS"]
+__all__ = ["MAX_CONTEXTS", "ContextCache", "WorkloadContext"]
 
 MAX_CONTEXTS = 8
 
@@ -38,7 +38,14 @@ class WorkloadContext:
 
 
 class ContextCache:
-    def __init__(self, store: BlobStore, keys: KeyProvider, trust: TrustStore, read_pin: Callable[[str], bytes | None], size: int = MAX_CONTEXTS) -> None:
+    def __init__(
+        self,
+        store: BlobStore,
+        keys: KeyProvider,
+        trust: TrustStore,
+        read_pin: Callable[[str], bytes | None],
+        size: int = MAX_CONTEXTS,
+    ) -> None:
         self.store = store
         self.keys = keys
         self.trust = trust

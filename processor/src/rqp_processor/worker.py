@@ -16,9 +16,8 @@ import sys
 
 from rq import Queue, SimpleWorker
 from rq.job import get_current_job
-
-from rqp.config import Settings
 from rqp import sandbox
+from rqp.config import Settings
 from rqp.connect import connect_redis, open_blob_store, open_key_provider, open_message_queue, open_trust_store
 from rqp.errors import RqpError
 from rqp.hardening import harden_process
@@ -62,14 +61,20 @@ def build_worker(settings: Settings, name: str | None = None) -> RqpWorker:
     name = name or f"rqp-{socket.gethostname()}-{os.getpid()}"
     pool = sandbox.ScriptPool(sandbox.SandboxConfig.from_settings(settings))
     atexit.register(pool.close)  # no script host outlives its worker (they also die with it: PDEATHSIG)
-    _PROCESSOR = ChunkProcessor(settings, r, store, mq, keys, trust, worker_name=f"{socket.gethostname()}:{os.getpid()}", pool=pool)
+    _PROCESSOR = ChunkProcessor(
+        settings, r, store, mq, keys, trust, worker_name=f"{socket.gethostname()}:{os.getpid()}", pool=pool
+    )
     ProcessorJob.entry = staticmethod(_entry)
     queue = Queue(settings.rq_queue, connection=r, job_class=ProcessorJob, serializer=JSONSerializer)
-    return RqpWorker([queue], name=name, connection=r, job_class=ProcessorJob, serializer=JSONSerializer, default_result_ttl=0)
+    return RqpWorker(
+        [queue], name=name, connection=r, job_class=ProcessorJob, serializer=JSONSerializer, default_result_ttl=0
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="rqp-processor-worker", description="one rqp worker process (started by rqp-processor)")
+    ap = argparse.ArgumentParser(
+        prog="rqp-processor-worker", description="one rqp worker process (started by rqp-processor)"
+    )
     ap.add_argument("--config")
     ap.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     ap.add_argument("--log-level", default=os.environ.get("RQP_LOG_LEVEL", "WARNING"))

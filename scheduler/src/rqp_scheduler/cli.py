@@ -15,7 +15,6 @@ import sys
 import threading
 
 import redis
-
 from rqp import sandbox
 from rqp.config import Settings
 from rqp.connect import connect_redis, open_blob_store, open_key_provider, open_message_queue, open_trust_store
@@ -26,7 +25,7 @@ from rqp.status import read_progress
 
 from .run import DONE_STATE, FAILED_STATE, WorkloadRun
 
-__all__ = ["main", "Scheduler"]
+__all__ = ["Scheduler", "main"]
 
 log = logging.getLogger("rqp.scheduler")
 REDIS_RETRY_MAX = 10.0
@@ -52,7 +51,9 @@ class Scheduler:
     def add(self, workload_id: str) -> None:
         if workload_id in self.runs:
             return
-        run = WorkloadRun(self.settings, self.r, self.store, self.mq, self.keys, self.trust, workload_id, self.hosts).start()
+        run = WorkloadRun(
+            self.settings, self.r, self.store, self.mq, self.keys, self.trust, workload_id, self.hosts
+        ).start()
         if run.finished:
             log.info("workload %s is already done; nothing to schedule", workload_id)
             return
@@ -99,7 +100,9 @@ class Scheduler:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="rqp-scheduler", description="queue workloads' records in Redis and supervise them to the end")
+    ap = argparse.ArgumentParser(
+        prog="rqp-scheduler", description="queue workloads' records in Redis and supervise them to the end"
+    )
     ap.add_argument("--config", help="TOML settings file (else RQP_CONFIG / RQP_* environment)")
     ap.add_argument("--log-level", default=os.environ.get("RQP_LOG_LEVEL", "INFO"))
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -152,7 +155,10 @@ def _run(args: argparse.Namespace, settings: Settings, sched: Scheduler) -> int:
             return 1
         p = read_progress(sched.r, wid)
         if p is not None:
-            print(f"rqp-scheduler: workload {wid}: {p.state}: {p.done} done, {p.failed} failed of {p.total}", file=sys.stderr)
+            print(
+                f"rqp-scheduler: workload {wid}: {p.state}: {p.done} done, {p.failed} failed of {p.total}",
+                file=sys.stderr,
+            )
             failed += p.failed
     return 1 if failed else 0
 

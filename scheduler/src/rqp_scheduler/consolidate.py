@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
-
 from rqp.crypto import aad, decrypt_stream, encrypt_stream
 from rqp.errors import IntegrityError
 from rqp.layout import WorkloadKeys
@@ -25,7 +24,7 @@ from rqp.parts import decode_part
 from rqp.status import StatusRecord, bit_positions
 from rqp.workload import Workload, blob_name
 
-__all__ = ["consolidate", "RESULTS_BLOB", "SUMMARY_BLOB", "PREVIOUS_BLOB"]
+__all__ = ["PREVIOUS_BLOB", "RESULTS_BLOB", "SUMMARY_BLOB", "consolidate"]
 
 RESULTS_BLOB = "results.enc"
 #: an earlier run's results, kept while a retried workload's new results are written
@@ -38,7 +37,12 @@ def _previous_results(store: Any, workload: Workload, name: str) -> Iterator[tup
     """(rid, result line) of an earlier run's results, streamed: a retried workload's results
     may be far larger than memory."""
     rest = b""
-    for piece in decrypt_stream(workload.key, store.iter_chunks(name), aad("results", workload.id), f"previous results of workload {workload.id}"):
+    for piece in decrypt_stream(
+        workload.key,
+        store.iter_chunks(name),
+        aad("results", workload.id),
+        f"previous results of workload {workload.id}",
+    ):
         lines = (rest + piece).split(b"\n")
         rest = lines.pop()
         for line in lines:

@@ -18,19 +18,18 @@ from __future__ import annotations
 
 import base64
 import logging
-import zlib
-from datetime import datetime, timezone
 import os
 import socket
 import time
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
 import redis
 from rq import Queue, Worker
-
 from rqp import sandbox
 from rqp.config import Settings
 from rqp.errors import ForbiddenJobError, RqpError, ScriptError, StorageUnavailableError, WorkloadError
@@ -47,7 +46,7 @@ from rqp.workload import Workload
 
 from .consolidate import consolidate
 
-__all__ = ["WorkloadRun", "RUNNING", "DONE_STATE", "FAILED_STATE", "LOCK_SECONDS"]
+__all__ = ["DONE_STATE", "FAILED_STATE", "LOCK_SECONDS", "RUNNING", "WorkloadRun"]
 
 log = logging.getLogger("rqp.scheduler")
 
@@ -78,7 +77,14 @@ def _writer() -> ThreadPoolExecutor:
 
 class WorkloadRun:
     def __init__(
-        self, settings: Settings, r: redis.Redis, store: BlobStore, mq: MessageQueue, keys: KeyProvider, trust: TrustStore, workload_id: str,
+        self,
+        settings: Settings,
+        r: redis.Redis,
+        store: BlobStore,
+        mq: MessageQueue,
+        keys: KeyProvider,
+        trust: TrustStore,
+        workload_id: str,
         hosts: sandbox.HostFactory | None = None,
     ) -> None:
         self.settings = settings
@@ -109,7 +115,7 @@ class WorkloadRun:
         self._unqueued: set[str] = set()
 
     # ------------------------------------------------------------------ start / resume
-    def start(self) -> "WorkloadRun":
+    def start(self) -> WorkloadRun:
         self._take_lock()
         meta = self._meta()
         if meta.get("state") == DONE_STATE:
@@ -133,15 +139,27 @@ class WorkloadRun:
         now = time.time()
         if not meta:
             pipe = self.r.pipeline()
-            pipe.hset(self.k.meta, mapping={
-                "state": RUNNING, "started_at": now, "enqueued": 0, "chunks": 0, "retry_seq": 0,
-                "format": self.workload.manifest.format, "scheduler": self.me,
-                "max_attempts": self.settings.max_attempts, PIN_FIELD: pin_value(self.workload.seal_pin()),
-                "signer": self.workload.signer,
-            })
+            pipe.hset(
+                self.k.meta,
+                mapping={
+                    "state": RUNNING,
+                    "started_at": now,
+                    "enqueued": 0,
+                    "chunks": 0,
+                    "retry_seq": 0,
+                    "format": self.workload.manifest.format,
+                    "scheduler": self.me,
+                    "max_attempts": self.settings.max_attempts,
+                    PIN_FIELD: pin_value(self.workload.seal_pin()),
+                    "signer": self.workload.signer,
+                },
+            )
             pipe.zadd(WORKLOADS, {self.id: now})
             pipe.execute()
-            self._event("started", {"format": self.workload.manifest.format, "data_bytes": self.workload.manifest.data.plain_size})
+            self._event(
+                "started",
+                {"format": self.workload.manifest.format, "data_bytes": self.workload.manifest.data.plain_size},
+            )
             log.info("workload %s: started", self.id)
         else:
             self.r.hset(self.k.meta, mapping={"state": RUNNING, "scheduler": self.me})
@@ -165,7 +183,9 @@ class WorkloadRun:
             if m.format == "script":
                 # the script's parse() runs in a script host of its own, fed the decrypted data
                 assert self._source is not None
-                recs = self._parser = sandbox.parse_records(self.hosts, self.id, self._source, self.workload.data_chunks())
+                recs = self._parser = sandbox.parse_records(
+                    self.hosts, self.id, self._source, self.workload.data_chunks()
+                )
             else:
                 recs = parse_records(m.format, self.workload.data_chunks(), workload_id=self.id, delimiter=m.delimiter)
             self.records = islice(recs, int(meta.get("enqueued", 0)), None)
@@ -195,7 +215,9 @@ class WorkloadRun:
 
     def _renew_lock(self) -> None:
         if self.r.set(self.k.lock, self.me, xx=True, ex=LOCK_SECONDS, get=True) not in (None, self.me.encode()):
-            raise WorkloadError(f"workload {self.id}: another scheduler took over its lock; this one stops supervising it")
+            raise WorkloadError(
+                f"workload {self.id}: another scheduler took over its lock; this one stops supervising it"
+            )
 
     def _release_lock(self) -> None:
         if self.r.get(self.k.lock) == self.me.encode():
@@ -251,7 +273,9 @@ class WorkloadRun:
         total, enqueued = self.r.hmget(self.k.meta, "total", "enqueued")
         if total is not None and int(enqueued or 0) == int(total):
             return True
-        log.warning("workload %s: Redis lost part of the enqueue (enqueued=%s, total=%s); re-reading", self.id, enqueued, total)
+        log.warning(
+            "workload %s: Redis lost part of the enqueue (enqueued=%s, total=%s); re-reading", self.id, enqueued, total
+        )
         self._open_records()
         return False
 
@@ -334,7 +358,9 @@ class WorkloadRun:
         enqueued, chunks = self.r.hmget(self.k.meta, "enqueued", "chunks")
         if int(enqueued or 0) == self._cursor and int(chunks or 0) == self._chunks:
             return True
-        log.warning("workload %s: Redis cursor is %s, expected %d; re-reading from there", self.id, enqueued, self._cursor)
+        log.warning(
+            "workload %s: Redis cursor is %s, expected %d; re-reading from there", self.id, enqueued, self._cursor
+        )
         self._open_records()
         return False
 
@@ -369,17 +395,30 @@ class WorkloadRun:
                     self._bytes_enqueued += len(payload) + 1
                 rid += 1
             if ids:
-                specs.append(ChunkSpec(self.id, f"c{chunk_no:08d}", runs_of(ids), self.settings.max_attempts,
-                                       self.settings.retry_backoff, self.settings.retry_backoff_max, now))
+                specs.append(
+                    ChunkSpec(
+                        self.id,
+                        f"c{chunk_no:08d}",
+                        runs_of(ids),
+                        self.settings.max_attempts,
+                        self.settings.retry_backoff,
+                        self.settings.retry_backoff_max,
+                        now,
+                    )
+                )
             chunk_no += 1
         pipe = self.r.pipeline(transaction=True)
         self._queue_specs(pipe, specs, 0)
         if good or statuses:
-            self.scripts.put(keys=[self.k.rec, self.k.st], args=[w.seal_packed("record", good), pack_values(statuses)], client=pipe)
+            self.scripts.put(
+                keys=[self.k.rec, self.k.st], args=[w.seal_packed("record", good), pack_values(statuses)], client=pipe
+            )
         for bad in malformed:
             pipe.setbit(self.k.failed, bad, 1)
         if published:
-            outbox_add(pipe, self.settings.status_queue, pack_messages(w, "status", published, self.mq.max_message_bytes), now)
+            outbox_add(
+                pipe, self.settings.status_queue, pack_messages(w, "status", published, self.mq.max_message_bytes), now
+            )
         records = rid - self._cursor
         pipe.hincrby(self.k.meta, "enqueued", records)
         pipe.hincrby(self.k.meta, "chunks", chunk_no - self._chunks)
@@ -397,10 +436,17 @@ class WorkloadRun:
         for spec in specs:
             jid = job_id(self.id, spec.chunk, gen)
             sealed[jid] = seal_spec(self.workload, jid, spec)
-            jobs.append(Queue.prepare_data(
-                ENTRY_POINT, args=[self.id, base64.b64encode(sealed[jid]).decode()], job_id=jid,
-                timeout=JOB_TIMEOUT, result_ttl=0, failure_ttl=7 * 86400, description=f"rqp {self.id} {spec.chunk} ({spec.size} records)",
-            ))
+            jobs.append(
+                Queue.prepare_data(
+                    ENTRY_POINT,
+                    args=[self.id, base64.b64encode(sealed[jid]).decode()],
+                    job_id=jid,
+                    timeout=JOB_TIMEOUT,
+                    result_ttl=0,
+                    failure_ttl=7 * 86400,
+                    description=f"rqp {self.id} {spec.chunk} ({spec.size} records)",
+                )
+            )
         pipe.hset(self.k.spec, mapping=sealed)  # type: ignore[arg-type]
         pipe.zadd(self.k.pending, dict.fromkeys(sealed, INF))
         self.queue.enqueue_many(jobs, pipeline=pipe)
@@ -415,7 +461,15 @@ class WorkloadRun:
             rid, att = member.decode().split(":")
             records.append((int(rid), int(att)))
         seq = self.r.hincrby(self.k.meta, "retry_seq", 1)
-        spec = ChunkSpec(self.id, f"r{seq:08d}", runs_of(records), self.settings.max_attempts, self.settings.retry_backoff, self.settings.retry_backoff_max, time.time())
+        spec = ChunkSpec(
+            self.id,
+            f"r{seq:08d}",
+            runs_of(records),
+            self.settings.max_attempts,
+            self.settings.retry_backoff,
+            self.settings.retry_backoff_max,
+            time.time(),
+        )
         pipe = self.r.pipeline(transaction=True)
         pipe.zrem(self.k.retry, *due)
         self._queue_specs(pipe, [spec], 0)
@@ -456,7 +510,11 @@ class WorkloadRun:
                 continue
             if status is None and self.r.zscore(self.k.pending, jid) != INF:
                 continue  # committed (result_ttl=0 deleted the job) or leased meanwhile
-            reason = self._rq_failure_reason(status, exc_info) if status != "queued" else "its RQ job was lost from the queue (Redis restart?)"
+            reason = (
+                self._rq_failure_reason(status, exc_info)
+                if status != "queued"
+                else "its RQ job was lost from the queue (Redis restart?)"
+            )
             self._reclaim(jid, reason)
         self._unqueued = unqueued
 
@@ -494,19 +552,50 @@ class WorkloadRun:
         pipe = self.r.pipeline(transaction=True)
         gen = int(jid.rsplit("-", 1)[1]) + 1
         if again:
-            self._queue_specs(pipe, [ChunkSpec(self.id, spec.chunk, runs_of(again), spec.max_attempts, spec.backoff, spec.backoff_max, now)], gen)
+            self._queue_specs(
+                pipe,
+                [
+                    ChunkSpec(
+                        self.id, spec.chunk, runs_of(again), spec.max_attempts, spec.backoff, spec.backoff_max, now
+                    )
+                ],
+                gen,
+            )
         if give_up:
             published = []
             for rid, att in give_up:
-                st = StatusRecord(self.id, rid, FAILED, att, f"chunk {spec.chunk} was re-run {att} times: {reason}", None, None, now, None, jid)
+                st = StatusRecord(
+                    self.id,
+                    rid,
+                    FAILED,
+                    att,
+                    f"chunk {spec.chunk} was re-run {att} times: {reason}",
+                    None,
+                    None,
+                    now,
+                    None,
+                    jid,
+                )
                 raw = st.to_json()
                 pipe.hset(self.k.st, rid, self.workload.seal("status", rid, raw))
                 pipe.setbit(self.k.failed, rid, 1)
                 published.append(raw)
-            outbox_add(pipe, self.settings.status_queue, pack_messages(self.workload, "status", published, self.mq.max_message_bytes), now)
+            outbox_add(
+                pipe,
+                self.settings.status_queue,
+                pack_messages(self.workload, "status", published, self.mq.max_message_bytes),
+                now,
+            )
         pipe.hincrby(self.k.meta, "reclaimed", 1)
         pipe.execute()
-        log.warning("workload %s: chunk %s re-queued (%d records) or failed (%d): %s", self.id, spec.chunk, len(again), len(give_up), reason)
+        log.warning(
+            "workload %s: chunk %s re-queued (%d records) or failed (%d): %s",
+            self.id,
+            spec.chunk,
+            len(again),
+            len(give_up),
+            reason,
+        )
 
     # ------------------------------------------------------------------ events and finish
     def _event(self, kind: str, data: dict[str, Any], durable: bool = False) -> None:
@@ -526,15 +615,28 @@ class WorkloadRun:
     def _progress_event(self) -> None:
         p = read_progress(self.r, self.id)
         if p is not None:
-            self._event("progress", {"done": p.done, "failed": p.failed, "total": p.total, "enqueued": p.enqueued, "rate": round(p.rate, 1)})
+            self._event(
+                "progress",
+                {
+                    "done": p.done,
+                    "failed": p.failed,
+                    "total": p.total,
+                    "enqueued": p.enqueued,
+                    "rate": round(p.rate, 1),
+                },
+            )
 
     def _fail_workload(self, error: str) -> None:
         # the message may quote the user's script or data: only its sealed form goes to Redis
-        self.r.hset(self.k.meta, mapping={
-            "state": FAILED_STATE, "finished_at": time.time(),
-            "error": "the workload's script failed to load (details are encrypted: run 'rqp status' with the KEK, or see the scheduler's log)",
-            "error_sealed": base64.b64encode(self.workload.seal("error", "", error.encode())).decode(),
-        })
+        self.r.hset(
+            self.k.meta,
+            mapping={
+                "state": FAILED_STATE,
+                "finished_at": time.time(),
+                "error": "the workload's script failed to load (details are encrypted: run 'rqp status' with the KEK, or see the scheduler's log)",
+                "error_sealed": base64.b64encode(self.workload.seal("error", "", error.encode())).decode(),
+            },
+        )
         self.r.zadd(WORKLOADS, {self.id: time.time()}, nx=True)
         self._event("failed", {"error": error}, durable=True)
         self._release_lock()
@@ -544,19 +646,35 @@ class WorkloadRun:
         summary = consolidate(self.r, self.store, self.workload, keep_parts=self.settings.keep_parts)
         ttl = self.settings.status_ttl_days * 86400
         pipe = self.r.pipeline(transaction=True)
-        pipe.hset(self.k.meta, mapping={"state": DONE_STATE, "finished_at": summary["finished_at"], "results_sha256": summary["results"]["sha256"]})
+        pipe.hset(
+            self.k.meta,
+            mapping={
+                "state": DONE_STATE,
+                "finished_at": summary["finished_at"],
+                "results_sha256": summary["results"]["sha256"],
+            },
+        )
         pipe.delete(self.k.spec, self.k.parts, self.k.retry, self.k.pending)
         if not summary["failed"]:
             pipe.delete(self.k.rec)
         for key in (self.k.meta, self.k.st, self.k.done, self.k.failed, self.k.n, self.k.perf, self.k.rec):
             pipe.expire(key, ttl)
         pipe.execute()
-        self._event("done", {k: summary[k] for k in ("total", "done", "failed", "elapsed", "records_per_second")}, durable=True)
+        self._event(
+            "done", {k: summary[k] for k in ("total", "done", "failed", "elapsed", "records_per_second")}, durable=True
+        )
         flush_outbox(self.r, self.mq, older_than=0)
         self._release_lock()
         self._close_parser()
         self.finished = True
-        log.info("workload %s: done: %d done, %d failed in %.1fs (%.0f records/s)", self.id, summary["done"], summary["failed"], summary["elapsed"], summary["records_per_second"])
+        log.info(
+            "workload %s: done: %d done, %d failed in %.1fs (%.0f records/s)",
+            self.id,
+            summary["done"],
+            summary["failed"],
+            summary["elapsed"],
+            summary["records_per_second"],
+        )
 
 
 def _holder_dead(holder: str) -> bool:
@@ -578,8 +696,7 @@ def _rq_time(raw: bytes) -> float:
     text = raw.decode()
     for fmt in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
         try:
-            return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc).timestamp()
+            return datetime.strptime(text, fmt).replace(tzinfo=UTC).timestamp()
         except ValueError:
             continue
     return 0.0
-

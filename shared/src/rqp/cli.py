@@ -21,15 +21,22 @@ from typing import Any
 
 from . import __version__
 from .config import Settings
-from .connect import connect_redis, open_blob_store, open_key_provider, open_message_queue, open_signing_key, open_trust_store
+from .connect import (
+    connect_redis,
+    open_blob_store,
+    open_key_provider,
+    open_message_queue,
+    open_signing_key,
+    open_trust_store,
+)
 from .crypto import aad, decrypt_stream
 from .errors import IntegrityError, RqpError, WorkloadError
 from .layout import SUBMISSIONS, WORKLOADS, WorkloadKeys
 from .messages import open_envelope, peek_workload
-from .status import Progress, StatusRecord, bit_positions, read_progress, record_status
+from .status import Progress, bit_positions, read_progress, record_status
 from .workload import Workload, blob_name, new_workload_id, pack
 
-__all__ = ["main", "format_progress", "read_results", "read_summary"]
+__all__ = ["format_progress", "main", "read_results", "read_summary"]
 
 BAR_WIDTH = 30
 
@@ -90,7 +97,9 @@ def read_results(store: Any, workload: Workload):
     summary = read_summary(store, workload)
     info = summary["results"]
     if store.size(info["blob"]) != info["size"]:
-        raise IntegrityError(f"results of workload {workload.id} are {store.size(info['blob'])} bytes but the summary says {info['size']}: truncated or replaced")
+        raise IntegrityError(
+            f"results of workload {workload.id} are {store.size(info['blob'])} bytes but the summary says {info['size']}: truncated or replaced"
+        )
     rest = b""
     digest = hashlib.sha256()
 
@@ -99,14 +108,18 @@ def read_results(store: Any, workload: Workload):
             digest.update(c)
             yield c
 
-    for piece in decrypt_stream(workload.key, hashed(), aad("results", workload.id), f"results of workload {workload.id}"):
+    for piece in decrypt_stream(
+        workload.key, hashed(), aad("results", workload.id), f"results of workload {workload.id}"
+    ):
         lines = (rest + piece).split(b"\n")
         rest = lines.pop()
         yield from lines
     if rest:
         yield rest
     if digest.hexdigest() != info["sha256"]:
-        raise IntegrityError(f"results of workload {workload.id} do not match the digest in its summary: replaced; re-run 'rqp-scheduler run {workload.id}'")
+        raise IntegrityError(
+            f"results of workload {workload.id} do not match the digest in its summary: replaced; re-run 'rqp-scheduler run {workload.id}'"
+        )
 
 
 # ------------------------------------------------------------------------------- commands
@@ -127,7 +140,9 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     priv = Path(args.out or "keys/kek.pem")
     pub = Path(args.public_out) if args.public_out else priv.with_name(priv.name.removesuffix(".pem") + ".pub.pem")
     kid = generate_kek(priv, pub, bits=args.bits)
-    print(f"key-encryption key {kid}\n  private: {priv} (mode 0600; mount it read-only into scheduler and processors)\n  public:  {pub} (enough to pack)")
+    print(
+        f"key-encryption key {kid}\n  private: {priv} (mode 0600; mount it read-only into scheduler and processors)\n  public:  {pub} (enough to pack)"
+    )
     return 0
 
 
@@ -149,16 +164,36 @@ def cmd_pack(args: argparse.Namespace) -> int:
         if show and (now - last > 0.2 or seen >= total):
             last = now
             pct = 100.0 * seen / total if total else 100.0
-            print(f"\rpacking {args.data}: {seen / 1e6:,.1f}/{total / 1e6:,.1f} MB ({pct:.0f}%)", end="", file=sys.stderr, flush=True)
+            print(
+                f"\rpacking {args.data}: {seen / 1e6:,.1f}/{total / 1e6:,.1f} MB ({pct:.0f}%)",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
 
-    m = pack(store, keys, wid, Path(args.data), Path(args.script), fmt=args.format, delimiter=args.delimiter, replace=args.replace, progress=progress, signer=signer)
+    m = pack(
+        store,
+        keys,
+        wid,
+        Path(args.data),
+        Path(args.script),
+        fmt=args.format,
+        delimiter=args.delimiter,
+        replace=args.replace,
+        progress=progress,
+        signer=signer,
+    )
     if show:
         print(file=sys.stderr)
     if args.submit:
         r = connect_redis(settings)
         r.rpush(SUBMISSIONS, wid)
     print(wid)
-    print(f"packed workload {wid}: data {m.data.plain_size:,} bytes -> {m.data.size:,} encrypted, script {m.script.plain_size:,} bytes, KEK {m.kek_id}, signed by {signer.fingerprint}, in {store.location}" + (" (submitted)" if args.submit else ""), file=sys.stderr)
+    print(
+        f"packed workload {wid}: data {m.data.plain_size:,} bytes -> {m.data.size:,} encrypted, script {m.script.plain_size:,} bytes, KEK {m.kek_id}, signed by {signer.fingerprint}, in {store.location}"
+        + (" (submitted)" if args.submit else ""),
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -191,7 +226,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     while True:
         p = read_progress(r, args.workload)
         if p is None:
-            raise WorkloadError(f"workload {args.workload} is not known to Redis at {settings.redis_url_safe}; schedule it first (rqp-scheduler run {args.workload})")
+            raise WorkloadError(
+                f"workload {args.workload} is not known to Redis at {settings.redis_url_safe}; schedule it first (rqp-scheduler run {args.workload})"
+            )
         if p.error:
             p.error = _unseal_error(settings, r, args.workload) or p.error
         if args.json:
@@ -317,7 +354,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
         pipe.persist(key)
     pipe.rpush(SUBMISSIONS, args.workload)
     pipe.execute()
-    print(f"re-queued {len(ids)} failed records of {args.workload}; run 'rqp-scheduler run {args.workload}' (or a serving scheduler picks it up)")
+    print(
+        f"re-queued {len(ids)} failed records of {args.workload}; run 'rqp-scheduler run {args.workload}' (or a serving scheduler picks it up)"
+    )
     return 0
 
 
@@ -333,7 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--trusted-signers", help="submitters' public keys (default: RQP_TRUSTED_SIGNERS_FILE)")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("keygen", help="create an RSA key-encryption key pair, or (--signing) a submitter's Ed25519 signing key")
+    p = sub.add_parser(
+        "keygen", help="create an RSA key-encryption key pair, or (--signing) a submitter's Ed25519 signing key"
+    )
     p.add_argument("--signing", action="store_true", help="a submitter signing key (default out: keys/signer.pem)")
     p.add_argument("--out", help="private key path (default: keys/kek.pem, or keys/signer.pem with --signing)")
     p.add_argument("--public-out")
@@ -344,18 +385,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data")
     p.add_argument("script")
     p.add_argument("--id", help="workload id (default: generated from the data file name)")
-    p.add_argument("--format", choices=["jsonl", "csv", "script"], default="jsonl", help="how to split the data into records (script: its parse())")
+    p.add_argument(
+        "--format",
+        choices=["jsonl", "csv", "script"],
+        default="jsonl",
+        help="how to split the data into records (script: its parse())",
+    )
     p.add_argument("--delimiter", default=",")
     p.add_argument("--public-key", help="public KEK PEM (default: RQP_KEK_PUBLIC_FILE, or the private key)")
-    p.add_argument("--signing-key", help="your Ed25519 signing key PEM (default: RQP_SIGNING_KEY_FILE, or RQP_SIGNING_KEY_VAULT_ID)")
+    p.add_argument(
+        "--signing-key",
+        help="your Ed25519 signing key PEM (default: RQP_SIGNING_KEY_FILE, or RQP_SIGNING_KEY_VAULT_ID)",
+    )
     p.add_argument("--replace", action="store_true", help="overwrite an existing workload of that id")
     p.add_argument("--submit", action="store_true", help="hand it to a serving scheduler")
     p.add_argument("--progress", action="store_true", help="show progress even when not on a terminal")
     p.set_defaults(func=cmd_pack)
 
-    p = sub.add_parser("signer", parents=[common], help="the configured signing key: fingerprint, or its public key for a trusted-signers file")
-    p.add_argument("--signing-key", help="Ed25519 signing key PEM (default: RQP_SIGNING_KEY_FILE, or RQP_SIGNING_KEY_VAULT_ID)")
-    p.add_argument("--pem", action="store_true", help="print the public key (PEM) to append to RQP_TRUSTED_SIGNERS_FILE")
+    p = sub.add_parser(
+        "signer",
+        parents=[common],
+        help="the configured signing key: fingerprint, or its public key for a trusted-signers file",
+    )
+    p.add_argument(
+        "--signing-key", help="Ed25519 signing key PEM (default: RQP_SIGNING_KEY_FILE, or RQP_SIGNING_KEY_VAULT_ID)"
+    )
+    p.add_argument(
+        "--pem", action="store_true", help="print the public key (PEM) to append to RQP_TRUSTED_SIGNERS_FILE"
+    )
     p.set_defaults(func=cmd_signer)
 
     p = sub.add_parser("submit", parents=[common], help="hand a packed workload to a serving scheduler")
@@ -412,7 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _missing_metrics() -> int:
-    print("rqp: error: 'rqp metrics' needs the rqp-metrics-logger package; pip install ./metrics-logger", file=sys.stderr)
+    print(
+        "rqp: error: 'rqp metrics' needs the rqp-metrics-logger package; pip install ./metrics-logger", file=sys.stderr
+    )
     return 2
 
 

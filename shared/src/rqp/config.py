@@ -20,13 +20,13 @@ from typing import Any
 from .errors import ConfigError
 
 __all__ = [
-    "Settings",
-    "DEFAULT_REDIS_URL",
     "DEFAULT_BLOB_URL",
     "DEFAULT_CHUNK_SIZE",
-    "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_LEASE_SECONDS",
+    "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_RECORD_TIMEOUT",
+    "DEFAULT_REDIS_URL",
+    "Settings",
 ]
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -123,7 +123,9 @@ class Settings:
 
     # ---------------------------------------------------------------- construction
     @classmethod
-    def load(cls, config_file: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+    def load(
+        cls, config_file: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Settings:
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         origin = ["defaults"]
@@ -141,7 +143,7 @@ class Settings:
         return cls.from_mapping(values, origin=", ".join(dict.fromkeys(origin)))
 
     @classmethod
-    def from_url(cls, redis_url: str, **overrides: Any) -> "Settings":
+    def from_url(cls, redis_url: str, **overrides: Any) -> Settings:
         """arq-style: settings from a Redis DSN plus keyword overrides."""
         return cls.from_mapping({"redis_url": redis_url, **overrides}, origin="from_url")
 
@@ -157,11 +159,13 @@ class Settings:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(doc) - known)
         if unknown:
-            raise ConfigError(f"config file {path} has unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known - {'origin'}))}")
+            raise ConfigError(
+                f"config file {path} has unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known - {'origin'}))}"
+            )
         return dict(doc)
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], origin: str = "mapping") -> "Settings":
+    def from_mapping(cls, values: Mapping[str, Any], origin: str = "mapping") -> Settings:
         kwargs: dict[str, Any] = {}
         for f in fields(cls):
             if f.name not in values or f.name == "origin":
@@ -169,14 +173,16 @@ class Settings:
             kwargs[f.name] = _convert(f, values[f.name])
         return cls(**kwargs, origin=origin)
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     # ---------------------------------------------------------------- validation
     def _validate(self) -> None:
         scheme = urllib.parse.urlsplit(self.redis_url).scheme
         if scheme not in ("redis", "rediss", "unix"):
-            raise ConfigError(f"RQP_REDIS_URL must start with redis://, rediss:// or unix://, got {self.redis_url_safe!r}")
+            raise ConfigError(
+                f"RQP_REDIS_URL must start with redis://, rediss:// or unix://, got {self.redis_url_safe!r}"
+            )
         for name in ("chunk_size", "chunk_min", "chunk_max", "max_attempts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"RQP_{name.upper()} must be at least 1, got {getattr(self, name)}")
@@ -186,7 +192,9 @@ class Settings:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"RQP_{name.upper()} must be positive, got {getattr(self, name)}")
         if self.retry_backoff < 0 or self.retry_backoff_max < 0 or self.workers < 0 or self.window_chunks < 0:
-            raise ConfigError("RQP_RETRY_BACKOFF, RQP_RETRY_BACKOFF_MAX, RQP_WORKERS and RQP_WINDOW_CHUNKS must not be negative")
+            raise ConfigError(
+                "RQP_RETRY_BACKOFF, RQP_RETRY_BACKOFF_MAX, RQP_WORKERS and RQP_WINDOW_CHUNKS must not be negative"
+            )
         if self.script_memory_mb < 64 or self.script_cpu_seconds < 1:
             raise ConfigError("RQP_SCRIPT_MEMORY_MB must be at least 64 and RQP_SCRIPT_CPU_SECONDS at least 1")
         if self.require_sandbox and not self.sandbox:
@@ -215,7 +223,9 @@ class Settings:
         try:
             return path.read_text().strip()
         except OSError as exc:
-            raise ConfigError(f"{what} file {path} cannot be read ({exc.strerror}); mount it read-only or fix the path") from None
+            raise ConfigError(
+                f"{what} file {path} cannot be read ({exc.strerror}); mount it read-only or fix the path"
+            ) from None
 
 
 def _convert(f: dataclasses.Field, raw: Any) -> Any:

@@ -18,7 +18,14 @@ from .signing import LocalSigningKey, SigningKey, TrustStore
 from .storage import BlobStore, FileBlobStore, MessageQueue, RedisMessageQueue
 from .storage.retrying import RetryingBlobStore
 
-__all__ = ["connect_redis", "open_blob_store", "open_message_queue", "open_key_provider", "open_trust_store", "open_signing_key"]
+__all__ = [
+    "connect_redis",
+    "open_blob_store",
+    "open_key_provider",
+    "open_message_queue",
+    "open_signing_key",
+    "open_trust_store",
+]
 
 REDIS_SOCKET_TIMEOUT = 30.0
 REDIS_CONNECT_TIMEOUT = 5.0
@@ -63,7 +70,11 @@ def connect_redis(settings: Settings, *, check: bool = True) -> redis.Redis:
             raise RedisUnavailableError(
                 f"cannot reach Redis at {settings.redis_url_safe} ({reason}); start it or fix RQP_REDIS_URL"
             ) from None
-        if not settings.allow_insecure_redis and not password and not urllib.parse.urlsplit(settings.redis_url).password:
+        if (
+            not settings.allow_insecure_redis
+            and not password
+            and not urllib.parse.urlsplit(settings.redis_url).password
+        ):
             raise RedisUnavailableError(
                 f"Redis at {settings.redis_url_safe} is used without a password; set RQP_REDIS_PASSWORD_FILE, "
                 f"or RQP_ALLOW_INSECURE_REDIS=true to accept the risk"
@@ -87,7 +98,9 @@ def _open_blob_store(url: str) -> BlobStore:
         from .azure.blob import AzureBlobStore  # noqa: PLC0415 - optional backend
 
         return AzureBlobStore.from_url(url)
-    raise ConfigError(f"RQP_BLOB_URL scheme {parts.scheme!r} is not supported; use file:///path or azure-blob://account/container")
+    raise ConfigError(
+        f"RQP_BLOB_URL scheme {parts.scheme!r} is not supported; use file:///path or azure-blob://account/container"
+    )
 
 
 def open_message_queue(settings: Settings, client: redis.Redis | None = None) -> MessageQueue:
@@ -109,10 +122,14 @@ def open_key_provider(settings: Settings, *, need_private: bool = True) -> KeyPr
         return AzureKeyVaultProvider.from_key_id(settings.key_vault_key_id)
     if need_private or settings.kek_file:
         if settings.kek_file is None:
-            raise ConfigError("no key-encryption key configured: set RQP_KEK_FILE to the private PEM (create one with 'rqp keygen')")
+            raise ConfigError(
+                "no key-encryption key configured: set RQP_KEK_FILE to the private PEM (create one with 'rqp keygen')"
+            )
         return LocalKeyProvider(private_key_file=settings.kek_file)
     if settings.kek_public_file is None:
-        raise ConfigError("no key-encryption key configured: set RQP_KEK_PUBLIC_FILE (or RQP_KEK_FILE); create one with 'rqp keygen'")
+        raise ConfigError(
+            "no key-encryption key configured: set RQP_KEK_PUBLIC_FILE (or RQP_KEK_FILE); create one with 'rqp keygen'"
+        )
     return LocalKeyProvider(public_key_file=settings.kek_public_file)
 
 

@@ -28,18 +28,18 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from .errors import IntegrityError
 
 __all__ = [
+    "DEFAULT_SEGMENT_SIZE",
     "KEY_SIZE",
     "NONCE_SIZE",
     "TAG_SIZE",
-    "DEFAULT_SEGMENT_SIZE",
-    "new_data_key",
     "Sealer",
     "aad",
-    "encrypt_stream",
     "decrypt_stream",
-    "mac",
-    "verify_mac",
     "derive_key",
+    "encrypt_stream",
+    "mac",
+    "new_data_key",
+    "verify_mac",
 ]
 
 KEY_SIZE = 32
@@ -147,9 +147,7 @@ def encrypt_stream(
         yield seal(bytes(buf), True)
 
 
-def decrypt_stream(
-    key: bytes, chunks: Iterable[bytes], associated: bytes, what: str = "stream"
-) -> Iterator[bytes]:
+def decrypt_stream(key: bytes, chunks: Iterable[bytes], associated: bytes, what: str = "stream") -> Iterator[bytes]:
     """Decrypt what ``encrypt_stream`` produced, yielding plaintext segment by segment.
 
     Raises ``IntegrityError`` on any modification, including truncation, before yielding the

@@ -22,19 +22,19 @@ with ``exit_code``; nothing above the storage layer swallows an error and return
 from __future__ import annotations
 
 __all__ = [
-    "RqpError",
-    "ConfigError",
-    "KeyProviderError",
-    "WrongKeyError",
-    "IntegrityError",
-    "StorageError",
     "BlobNotFoundError",
-    "StorageUnavailableError",
-    "RedisUnavailableError",
-    "WorkloadError",
-    "ScriptError",
-    "RecordError",
+    "ConfigError",
     "ForbiddenJobError",
+    "IntegrityError",
+    "KeyProviderError",
+    "RecordError",
+    "RedisUnavailableError",
+    "RqpError",
+    "ScriptError",
+    "StorageError",
+    "StorageUnavailableError",
+    "WorkloadError",
+    "WrongKeyError",
 ]
 
 

@@ -31,7 +31,16 @@ try:
 except ImportError:  # pragma: no cover - not on Windows
     resource = None  # type: ignore[assignment]
 
-__all__ = ["Hardening", "disable_core_dumps", "harden_process", "is_dumpable", "core_limit", "wipe", "PR_SET_DUMPABLE", "PR_GET_DUMPABLE"]
+__all__ = [
+    "PR_GET_DUMPABLE",
+    "PR_SET_DUMPABLE",
+    "Hardening",
+    "core_limit",
+    "disable_core_dumps",
+    "harden_process",
+    "is_dumpable",
+    "wipe",
+]
 
 log = logging.getLogger("rqp.hardening")
 

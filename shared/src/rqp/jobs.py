@@ -20,7 +20,7 @@ from rq.job import Job
 
 from .errors import ForbiddenJobError, IntegrityError
 
-__all__ = ["ENTRY_POINT", "JSONSerializer", "RqpJob", "ChunkSpec", "seal_spec", "open_spec", "JOB_TIMEOUT"]
+__all__ = ["ENTRY_POINT", "JOB_TIMEOUT", "ChunkSpec", "JSONSerializer", "RqpJob", "open_spec", "seal_spec"]
 
 #: the label every rqp job carries; a job naming anything else is rejected
 ENTRY_POINT = "rqp.chunk"
@@ -63,7 +63,9 @@ class RqpJob(Job):
         if name != ENTRY_POINT or self.instance is not None:
             return f"job {self.id} names callable {name!r}; rqp runs only its own entry point; rejected before any user code ran"
         args = self.args
-        if self.kwargs or not (isinstance(args, (list, tuple)) and len(args) == 2 and all(isinstance(a, str) for a in args)):
+        if self.kwargs or not (
+            isinstance(args, (list, tuple)) and len(args) == 2 and all(isinstance(a, str) for a in args)
+        ):
             return f"job {self.id} does not carry rqp's (workload, sealed spec) arguments; rejected before any user code ran"
         return None
 
@@ -120,12 +122,20 @@ class ChunkSpec:
 
     def to_json(self) -> bytes:
         return json.dumps(
-            {"w": self.workload, "c": self.chunk, "r": self.runs, "m": self.max_attempts, "b": self.backoff, "bm": self.backoff_max, "q": self.queued_at},
+            {
+                "w": self.workload,
+                "c": self.chunk,
+                "r": self.runs,
+                "m": self.max_attempts,
+                "b": self.backoff,
+                "bm": self.backoff_max,
+                "q": self.queued_at,
+            },
             separators=(",", ":"),
         ).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes) -> "ChunkSpec":
+    def from_json(cls, raw: bytes) -> ChunkSpec:
         d = json.loads(raw)
         return cls(d["w"], d["c"], tuple(tuple(r) for r in d["r"]), d["m"], d["b"], d["bm"], d.get("q"))
 
@@ -155,5 +165,7 @@ def open_spec(workload: Any, jid: str, sealed: bytes | str) -> ChunkSpec:
             f"job {jid} was not created by rqp's scheduler for workload {workload.id} (forged, altered or replayed); rejected before any user code ran"
         ) from None
     if spec.workload != workload.id:
-        raise ForbiddenJobError(f"job {jid} names workload {spec.workload} inside but was queued for {workload.id}; rejected")
+        raise ForbiddenJobError(
+            f"job {jid} names workload {spec.workload} inside but was queued for {workload.id}; rejected"
+        )
     return spec

@@ -26,7 +26,20 @@ import base64
 import binascii
 from typing import Any
 
-__all__ = ["WorkloadKeys", "held_key", "PIN_FIELD", "read_pin", "pin_value", "WORKLOADS", "OUTBOX", "OUTBOX_TIMES", "REJECTED", "SUBMISSIONS", "job_id", "parse_job_id"]
+__all__ = [
+    "OUTBOX",
+    "OUTBOX_TIMES",
+    "PIN_FIELD",
+    "REJECTED",
+    "SUBMISSIONS",
+    "WORKLOADS",
+    "WorkloadKeys",
+    "held_key",
+    "job_id",
+    "parse_job_id",
+    "pin_value",
+    "read_pin",
+]
 
 #: zset of workload ids by submission time
 WORKLOADS = "rqp:workloads"
@@ -40,7 +53,7 @@ SUBMISSIONS = "rqp:submissions"
 
 
 class WorkloadKeys:
-    __slots__ = ("w", "meta", "rec", "st", "done", "failed", "pending", "spec", "parts", "retry", "n", "perf", "lock")
+    __slots__ = ("done", "failed", "lock", "meta", "n", "parts", "pending", "perf", "rec", "retry", "spec", "st", "w")
 
     def __init__(self, workload_id: str) -> None:
         p = f"rqp:w:{workload_id}:"

@@ -12,7 +12,7 @@ import struct
 
 import redis
 
-__all__ = ["Scripts", "pack_values", "join_ids", "PAIR"]
+__all__ = ["PAIR", "Scripts", "join_ids", "pack_values"]
 
 #: the header of one packed value: record id, length
 PAIR = struct.Struct(">II")
@@ -25,6 +25,7 @@ def pack_values(pairs: list[tuple[int, bytes]]) -> bytes:
 
 def join_ids(ids: list[int]) -> str:
     return ",".join(map(str, ids))
+
 
 # Record ids travel as one comma-separated string and sealed values as one packed blob
 # (u32 id, u32 length, bytes)*: a handful of arguments per chunk instead of thousands keeps
@@ -53,15 +54,20 @@ end
 
 # KEYS: rec, st   ARGV: packed records, packed statuses (the scheduler's enqueue: one argument
 # each instead of four per record, which otherwise dominates the client's CPU)
-PUT = _HELPERS + """
+PUT = (
+    _HELPERS
+    + """
 hset_packed(KEYS[1], ARGV[1])
 hset_packed(KEYS[2], ARGV[2])
 return 1
 """
+)
 
 # KEYS: pending, n, rec, held   ARGV: jid, deadline, size, ids, sealed start (when and which
 # worker: the records' "processing" state is derived from it, not written per record)
-START = _HELPERS + """
+START = (
+    _HELPERS
+    + """
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return false end
 redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[1])
 redis.call('SET', KEYS[4], ARGV[1], 'EX', 86400)
@@ -77,11 +83,14 @@ each_slice(ids(ARGV[4]), function(...)
 end)
 return out
 """
+)
 
 # KEYS: pending, n, rec, st, done, failed, retry, parts, perf, spec, outbox, outbox_t, held
 # ARGV: jid, chunk, part, elapsed, now, nprocessed, packed statuses, done ids, failed ids,
 #       retries "id:attempt=due,...", then (message id, outbox value)*
-COMMIT = _HELPERS + """
+COMMIT = (
+    _HELPERS
+    + """
 if redis.call('GET', KEYS[13]) == ARGV[1] then redis.call('DEL', KEYS[13]) end
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[1])
@@ -114,6 +123,7 @@ for i = 11, #ARGV, 2 do
 end
 return 1
 """
+)
 
 # KEYS: pending, n, spec   ARGV: jid   -> sealed spec, or false if the job already committed
 RECLAIM = """

@@ -33,7 +33,17 @@ from .errors import IntegrityError
 from .layout import OUTBOX, OUTBOX_TIMES
 from .storage import MessageQueue
 
-__all__ = ["make_envelope", "pack_messages", "pack_statuses", "open_envelope", "Envelope", "outbox_add", "outbox_value", "flush_outbox", "publish_outbox"]
+__all__ = [
+    "Envelope",
+    "flush_outbox",
+    "make_envelope",
+    "open_envelope",
+    "outbox_add",
+    "outbox_value",
+    "pack_messages",
+    "pack_statuses",
+    "publish_outbox",
+]
 
 ENVELOPE_VERSION = 1
 _ENVELOPE_OVERHEAD = 200
@@ -75,7 +85,9 @@ def pack_messages(workload: Any, kind: str, items: list[bytes], limit: int) -> l
     return [_envelope_raw(workload, kind, batch) for batch in _batches(items, _budget(limit))]
 
 
-def pack_statuses(workload: Any, base: bytes, rows: list[bytes], items: list[bytes], limit: int) -> list[tuple[str, bytes]]:
+def pack_statuses(
+    workload: Any, base: bytes, rows: list[bytes], items: list[bytes], limit: int
+) -> list[tuple[str, bytes]]:
     """Status messages for ``rows`` (``[id,attempts,finished_at]`` of records that share every
     other field with the status record ``base``) and ``items`` (full status records), as few as
     fit under ``limit`` bytes."""
@@ -96,7 +108,10 @@ def expand_statuses(payload: Any) -> list[dict[str, Any]]:
     if not isinstance(payload, dict) or not isinstance(payload.get("base"), dict):
         raise ValueError("not a status payload")
     base = payload["base"]
-    out = [{**base, "id": rid, "attempts": attempts, "finished_at": finished} for rid, attempts, finished in payload.get("rows", [])]
+    out = [
+        {**base, "id": rid, "attempts": attempts, "finished_at": finished}
+        for rid, attempts, finished in payload.get("rows", [])
+    ]
     return out + list(payload.get("items", []))
 
 
@@ -108,7 +123,13 @@ def _seal_envelope(workload: Any, kind: str, raw: bytes, mid: str | None = None)
     mid = mid or uuid.uuid4().hex
     sealed = workload.seal("msg", f"{kind}|{mid}", raw)
     body = json.dumps(
-        {"v": ENVELOPE_VERSION, "kind": kind, "workload": workload.id, "id": mid, "ct": base64.b64encode(sealed).decode()},
+        {
+            "v": ENVELOPE_VERSION,
+            "kind": kind,
+            "workload": workload.id,
+            "id": mid,
+            "ct": base64.b64encode(sealed).decode(),
+        },
         separators=(",", ":"),
     ).encode()
     return mid, body
@@ -137,7 +158,9 @@ def open_envelope(body: bytes, workload_for: Callable[[str], Any]) -> Envelope:
         try:
             payload = expand_statuses(payload)
         except (ValueError, TypeError, KeyError):
-            raise IntegrityError(f"status message {mid} of workload {wid} has a payload rqp cannot read (from a newer rqp?); it was skipped") from None
+            raise IntegrityError(
+                f"status message {mid} of workload {wid} has a payload rqp cannot read (from a newer rqp?); it was skipped"
+            ) from None
     return Envelope(kind, wid, mid, payload)
 
 

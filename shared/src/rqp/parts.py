@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import IntegrityError
 
-__all__ = ["encode_part", "seal_part", "decode_part", "part_blob"]
+__all__ = ["decode_part", "encode_part", "part_blob", "seal_part"]
 
 MAGIC = b"RQPP1"
 _ENTRY = struct.Struct(">QI")

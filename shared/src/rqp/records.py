@@ -72,11 +72,15 @@ def _csv(chunks: Iterable[bytes], delimiter: str) -> Iterator[tuple[bytes, str |
         yield json.dumps(dict(zip(header, row)), separators=(",", ":")).encode(), None
 
 
-def parse_records(fmt: str, chunks: Iterable[bytes], *, workload_id: str = "", delimiter: str = ",") -> Iterator[tuple[bytes, str | None]]:
+def parse_records(
+    fmt: str, chunks: Iterable[bytes], *, workload_id: str = "", delimiter: str = ","
+) -> Iterator[tuple[bytes, str | None]]:
     """rqp's own parsers; ``--format script`` (the user's ``parse()``) runs in a script host
     instead: ``rqp.sandbox.parse_records``."""
     if fmt == "jsonl":
         return _jsonl(chunks)
     if fmt == "csv":
         return _csv(chunks, delimiter)
-    raise WorkloadError(f"unknown data format {fmt!r} for rqp's parsers; use one of jsonl, csv (or script, through rqp.sandbox)")
+    raise WorkloadError(
+        f"unknown data format {fmt!r} for rqp's parsers; use one of jsonl, csv (or script, through rqp.sandbox)"
+    )

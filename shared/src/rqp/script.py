@@ -35,7 +35,9 @@ class Script:
             try:
                 setup()
             except Exception as exc:  # the user's code: any exception is theirs to report
-                raise ScriptError(f"setup() in the script of workload {workload_id} raised {type(exc).__name__}: {exc}") from None
+                raise ScriptError(
+                    f"setup() in the script of workload {workload_id} raised {type(exc).__name__}: {exc}"
+                ) from None
 
 
 def load_script(source: bytes, workload_id: str) -> Script:
@@ -44,7 +46,9 @@ def load_script(source: bytes, workload_id: str) -> Script:
     try:
         text = source.decode("utf-8")
     except UnicodeDecodeError:
-        raise ScriptError(f"the script of workload {workload_id} is not UTF-8 text; pack a Python source file") from None
+        raise ScriptError(
+            f"the script of workload {workload_id} is not UTF-8 text; pack a Python source file"
+        ) from None
     # tracebacks show script lines from memory (linecache), so errors stay useful without a file
     linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
     module = types.ModuleType(f"rqp_script_{workload_id.replace('-', '_').replace('.', '_')}")
@@ -54,7 +58,9 @@ def load_script(source: bytes, workload_id: str) -> Script:
         sys.modules[module.__name__] = module  # lets dataclasses and pickle-free helpers resolve the module
         exec(code, module.__dict__)  # noqa: S102 - running the user's own authenticated script is the point
     except SyntaxError as exc:
-        raise ScriptError(f"the script of workload {workload_id} has a syntax error at line {exc.lineno}: {exc.msg}") from None
+        raise ScriptError(
+            f"the script of workload {workload_id} has a syntax error at line {exc.lineno}: {exc.msg}"
+        ) from None
     except Exception as exc:
         line = _script_line(exc, filename)
         raise ScriptError(

@@ -33,8 +33,16 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from .errors import ConfigError, IntegrityError, KeyProviderError
 
 __all__ = [
-    "ED25519", "ES256", "Signature", "SigningKey", "LocalSigningKey", "TrustStore", "TrustedSigner",
-    "generate_signing_key", "fingerprint", "SIGNATURE_DOMAIN",
+    "ED25519",
+    "ES256",
+    "SIGNATURE_DOMAIN",
+    "LocalSigningKey",
+    "Signature",
+    "SigningKey",
+    "TrustStore",
+    "TrustedSigner",
+    "fingerprint",
+    "generate_signing_key",
 ]
 
 ED25519 = "Ed25519"
@@ -71,11 +79,13 @@ class Signature:
         return {"alg": self.alg, "signer": self.signer, "value": base64.b64encode(self.value).decode()}
 
     @classmethod
-    def from_dict(cls, doc: Any, workload_id: str) -> "Signature":
+    def from_dict(cls, doc: Any, workload_id: str) -> Signature:
         try:
             return cls(str(doc["alg"]), str(doc["signer"]), base64.b64decode(doc["value"], validate=True))
         except (KeyError, TypeError, ValueError):
-            raise IntegrityError(f"the signature of workload {workload_id} is malformed: tampered with; re-pack the workload") from None
+            raise IntegrityError(
+                f"the signature of workload {workload_id} is malformed: tampered with; re-pack the workload"
+            ) from None
 
 
 class SigningKey(ABC):
@@ -106,15 +116,23 @@ class LocalSigningKey(SigningKey):
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
-            raise KeyProviderError(f"signing key file {path} does not exist; create one with 'rqp keygen --signing' or fix RQP_SIGNING_KEY_FILE") from None
+            raise KeyProviderError(
+                f"signing key file {path} does not exist; create one with 'rqp keygen --signing' or fix RQP_SIGNING_KEY_FILE"
+            ) from None
         except PermissionError:
-            raise KeyProviderError(f"signing key file {path} is not readable by this user; fix its owner or mode") from None
+            raise KeyProviderError(
+                f"signing key file {path} is not readable by this user; fix its owner or mode"
+            ) from None
         try:
             key = serialization.load_pem_private_key(raw, password=None)
         except (ValueError, TypeError):
-            raise KeyProviderError(f"signing key file {path} is not an unencrypted PEM private key; create one with 'rqp keygen --signing'") from None
+            raise KeyProviderError(
+                f"signing key file {path} is not an unencrypted PEM private key; create one with 'rqp keygen --signing'"
+            ) from None
         if not isinstance(key, ed25519.Ed25519PrivateKey):
-            raise KeyProviderError(f"signing key file {path} is not an Ed25519 key; create one with 'rqp keygen --signing'")
+            raise KeyProviderError(
+                f"signing key file {path} is not an Ed25519 key; create one with 'rqp keygen --signing'"
+            )
         self._key = key
         self.fingerprint = fingerprint(key.public_key())
 
@@ -122,7 +140,9 @@ class LocalSigningKey(SigningKey):
         return self._key.sign(message)
 
     def public_pem(self) -> bytes:
-        return self._key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return self._key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
 
 
 def generate_signing_key(private_path: Path, public_path: Path | None = None) -> str:
@@ -130,7 +150,11 @@ def generate_signing_key(private_path: Path, public_path: Path | None = None) ->
     it. Refuses to overwrite: a lost key only means re-trusting a new one, but an overwritten one
     silently changes who signs."""
     private_path = Path(private_path)
-    public_path = Path(public_path) if public_path else private_path.with_name(private_path.name.removesuffix(".pem") + ".pub.pem")
+    public_path = (
+        Path(public_path)
+        if public_path
+        else private_path.with_name(private_path.name.removesuffix(".pem") + ".pub.pem")
+    )
     for p in (private_path, public_path):
         if p.exists():
             raise KeyProviderError(f"{p} already exists; move it away or choose another --out path")
@@ -141,7 +165,9 @@ def generate_signing_key(private_path: Path, public_path: Path | None = None) ->
     with os.fdopen(fd, "wb") as fh:
         fh.write(pem)
     os.chmod(private_path, 0o600)
-    public_path.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    public_path.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     return fingerprint(key.public_key())
 
 
@@ -164,28 +190,40 @@ class TrustStore:
         self.source = source
 
     @classmethod
-    def from_file(cls, path: Path) -> "TrustStore":
+    def from_file(cls, path: Path) -> TrustStore:
         path = Path(path)
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
-            raise ConfigError(f"trusted signers file {path} does not exist; fix RQP_TRUSTED_SIGNERS_FILE (submitters' public keys from 'rqp keygen --signing')") from None
+            raise ConfigError(
+                f"trusted signers file {path} does not exist; fix RQP_TRUSTED_SIGNERS_FILE (submitters' public keys from 'rqp keygen --signing')"
+            ) from None
         except OSError as exc:
-            raise ConfigError(f"trusted signers file {path} cannot be read ({exc.strerror}); mount it read-only or fix the path") from None
+            raise ConfigError(
+                f"trusted signers file {path} cannot be read ({exc.strerror}); mount it read-only or fix the path"
+            ) from None
         signers = []
         pos = 0
         for n, m in enumerate(_PEM_RE.finditer(raw), 1):
-            names = [ln[1:].strip() for ln in raw[pos : m.start()].decode(errors="replace").splitlines() if ln.startswith("#")]
+            names = [
+                ln[1:].strip()
+                for ln in raw[pos : m.start()].decode(errors="replace").splitlines()
+                if ln.startswith("#")
+            ]
             pos = m.end()
             try:
                 key = serialization.load_pem_public_key(m.group(0))
                 _alg_of(key)
             except ValueError:
-                raise ConfigError(f"key {n} in trusted signers file {path} is not an Ed25519 or EC P-256 public key; use the .pub.pem of 'rqp keygen --signing'") from None
+                raise ConfigError(
+                    f"key {n} in trusted signers file {path} is not an Ed25519 or EC P-256 public key; use the .pub.pem of 'rqp keygen --signing'"
+                ) from None
             fp = fingerprint(key)
             signers.append(TrustedSigner(fp, names[-1] if names else fp, key))
         if not signers:
-            raise ConfigError(f"trusted signers file {path} holds no public key; add the submitters' .pub.pem files (cat signer.pub.pem >> {path})")
+            raise ConfigError(
+                f"trusted signers file {path} holds no public key; add the submitters' .pub.pem files (cat signer.pub.pem >> {path})"
+            )
         return cls(signers, str(path))
 
     def verify(self, workload_id: str, message: bytes, signature: Signature | None) -> TrustedSigner:

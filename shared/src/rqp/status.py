@@ -26,7 +26,19 @@ from .errors import ForbiddenJobError, WorkloadError
 from .jobs import open_spec
 from .layout import WorkloadKeys
 
-__all__ = ["QUEUED", "PROCESSING", "DONE", "FAILED", "STATES", "StatusRecord", "Progress", "read_progress", "record_status", "seal_start", "bit_positions"]
+__all__ = [
+    "DONE",
+    "FAILED",
+    "PROCESSING",
+    "QUEUED",
+    "STATES",
+    "Progress",
+    "StatusRecord",
+    "bit_positions",
+    "read_progress",
+    "record_status",
+    "seal_start",
+]
 
 QUEUED = "queued"
 PROCESSING = "processing"
@@ -67,7 +79,14 @@ class StatusRecord:
         ).encode()
 
     @staticmethod
-    def formatter(workload: str, state: str, queued_at: float | None, started_at: float | None, worker: str | None, job: str | None):
+    def formatter(
+        workload: str,
+        state: str,
+        queued_at: float | None,
+        started_at: float | None,
+        worker: str | None,
+        job: str | None,
+    ):
         """A fast ``to_json`` for many records of one chunk that differ only in id, attempts and
         finish time: the fixed parts are formatted once (byte-identical to ``to_json``)."""
         head = f'{{"workload":"{workload}","id":'
@@ -81,14 +100,14 @@ class StatusRecord:
         return fmt
 
     @classmethod
-    def from_json(cls, raw: bytes) -> "StatusRecord":
+    def from_json(cls, raw: bytes) -> StatusRecord:
         return cls(**json.loads(raw))
 
     def seal(self, workload: Any) -> bytes:
         return workload.seal("status", self.id, self.to_json())
 
     @classmethod
-    def open(cls, workload: Any, rid: int, sealed: bytes) -> "StatusRecord":
+    def open(cls, workload: Any, rid: int, sealed: bytes) -> StatusRecord:
         return cls.from_json(workload.open_sealed("status", rid, sealed))
 
 
@@ -116,7 +135,18 @@ def record_status(r: redis.Redis, workload: Any, rid: int) -> StatusRecord:
             start = r.hget(k.n, f"s:{jid}")
             if start is not None:
                 info = json.loads(workload.open_sealed("start", jid, start))
-                return StatusRecord(workload.id, rid, PROCESSING, attempt, None, spec.queued_at, info["started_at"], None, info["worker"], jid)
+                return StatusRecord(
+                    workload.id,
+                    rid,
+                    PROCESSING,
+                    attempt,
+                    None,
+                    spec.queued_at,
+                    info["started_at"],
+                    None,
+                    info["worker"],
+                    jid,
+                )
             if stored is not None:  # queued again for a retry: the stored record has the last error
                 stored.job = jid
                 return stored
@@ -133,13 +163,21 @@ def _check_in_workload(r: redis.Redis, k: WorkloadKeys, workload_id: str, rid: i
     pipe.getbit(k.failed, rid)
     (enqueued, total), done, failed = pipe.execute()
     if enqueued is None:
-        raise WorkloadError(f"workload {workload_id} is not known to Redis; schedule it first (rqp-scheduler run {workload_id})")
+        raise WorkloadError(
+            f"workload {workload_id} is not known to Redis; schedule it first (rqp-scheduler run {workload_id})"
+        )
     if total is not None and rid >= int(total):
-        raise WorkloadError(f"workload {workload_id} has {int(total):,} records (ids 0-{int(total) - 1}); there is no record {rid}")
+        raise WorkloadError(
+            f"workload {workload_id} has {int(total):,} records (ids 0-{int(total) - 1}); there is no record {rid}"
+        )
     if done or failed:
-        raise WorkloadError(f"record {rid} of workload {workload_id} is {'done' if done else 'failed'} but its status record has expired or was deleted")
+        raise WorkloadError(
+            f"record {rid} of workload {workload_id} is {'done' if done else 'failed'} but its status record has expired or was deleted"
+        )
     if rid >= int(enqueued):
-        raise WorkloadError(f"record {rid} of workload {workload_id} is not queued yet: the scheduler has queued {int(enqueued):,} records so far")
+        raise WorkloadError(
+            f"record {rid} of workload {workload_id} is not queued yet: the scheduler has queued {int(enqueued):,} records so far"
+        )
 
 
 def _find_chunk(r: redis.Redis, k: WorkloadKeys, workload: Any, rid: int) -> tuple[str, Any, int] | None:

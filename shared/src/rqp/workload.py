@@ -25,16 +25,34 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .crypto import DEFAULT_SEGMENT_SIZE, Sealer, aad, decrypt_stream, encrypt_stream, mac, new_data_key, verify_mac
-from .crypto import NONCE_SIZE
+from .crypto import (
+    DEFAULT_SEGMENT_SIZE,
+    NONCE_SIZE,
+    Sealer,
+    aad,
+    decrypt_stream,
+    encrypt_stream,
+    mac,
+    new_data_key,
+    verify_mac,
+)
 from .errors import BlobNotFoundError, IntegrityError, WorkloadError
-from .lua import PAIR
 from .keys import KeyProvider, WrappedKey
+from .lua import PAIR
 from .records import FORMATS
 from .signing import SIGNATURE_DOMAIN, Signature, SigningKey, TrustStore
 from .storage import BlobStore
 
-__all__ = ["Manifest", "BlobInfo", "Workload", "pack", "verify_signature", "check_workload_id", "blob_name", "new_workload_id"]
+__all__ = [
+    "BlobInfo",
+    "Manifest",
+    "Workload",
+    "blob_name",
+    "check_workload_id",
+    "new_workload_id",
+    "pack",
+    "verify_signature",
+]
 
 MANIFEST_FORMAT = "rqp-workload/1"
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -92,7 +110,7 @@ class Manifest:
     def _body(self) -> bytes:
         return json.dumps(self._doc(), sort_keys=True, separators=(",", ":")).encode()
 
-    def signed(self, key: bytes) -> "Manifest":
+    def signed(self, key: bytes) -> Manifest:
         """With a fresh MAC under the data key (integrity; the signature says who)."""
         return Manifest(**{**self.__dict__, "mac": mac(key, aad("manifest", self.workload) + self._body())})
 
@@ -101,11 +119,15 @@ class Manifest:
         and script digests and sizes, creation time, KEK id) and the wrapped data key."""
         doc = {
             "manifest": self._doc(),
-            "wrapped_key": {"kek_id": wrapped.kek_id, "algorithm": wrapped.algorithm, "sha256": hashlib.sha256(wrapped.wrapped).hexdigest()},
+            "wrapped_key": {
+                "kek_id": wrapped.kek_id,
+                "algorithm": wrapped.algorithm,
+                "sha256": hashlib.sha256(wrapped.wrapped).hexdigest(),
+            },
         }
         return SIGNATURE_DOMAIN + json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
-    def with_signature(self, signer: SigningKey, wrapped: WrappedKey) -> "Manifest":
+    def with_signature(self, signer: SigningKey, wrapped: WrappedKey) -> Manifest:
         return Manifest(**{**self.__dict__, "signature": signer.signature(self.signing_message(wrapped)).to_dict()})
 
     def content_digest(self) -> str:
@@ -116,7 +138,9 @@ class Manifest:
         return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
     def verify(self, key: bytes) -> None:
-        verify_mac(key, aad("manifest", self.workload) + self._body(), self.mac, f"manifest of workload {self.workload}")
+        verify_mac(
+            key, aad("manifest", self.workload) + self._body(), self.mac, f"manifest of workload {self.workload}"
+        )
 
     def to_json(self) -> bytes:
         doc = asdict(self)
@@ -124,7 +148,7 @@ class Manifest:
         return json.dumps(doc, sort_keys=True, indent=1).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes, workload_id: str) -> "Manifest":
+    def from_json(cls, raw: bytes, workload_id: str) -> Manifest:
         try:
             doc = json.loads(raw)
             if doc.pop("manifest_format", None) != MANIFEST_FORMAT:
@@ -133,9 +157,13 @@ class Manifest:
             doc["script"] = BlobInfo(**doc["script"])
             m = cls(**doc)
         except (ValueError, TypeError, KeyError) as exc:
-            raise IntegrityError(f"manifest of workload {workload_id} is malformed ({exc}); re-pack the workload") from None
+            raise IntegrityError(
+                f"manifest of workload {workload_id} is malformed ({exc}); re-pack the workload"
+            ) from None
         if m.workload != workload_id:
-            raise IntegrityError(f"manifest under workload {workload_id} names workload {m.workload}: blobs were moved; re-pack")
+            raise IntegrityError(
+                f"manifest under workload {workload_id} names workload {m.workload}: blobs were moved; re-pack"
+            )
         return m
 
 
@@ -189,12 +217,16 @@ def pack(
     if fmt not in FORMATS:
         raise WorkloadError(f"unknown data format {fmt!r}; use one of {', '.join(FORMATS)}")
     if not replace and store.exists(blob_name(workload_id, "manifest.json")):
-        raise WorkloadError(f"workload {workload_id} already exists in {store.location}; choose another --id or pass --replace")
+        raise WorkloadError(
+            f"workload {workload_id} already exists in {store.location}; choose another --id or pass --replace"
+        )
     script_bytes = b"".join(_read_file(Path(script)))
     try:
         compile(script_bytes, str(script), "exec")
     except SyntaxError as exc:
-        raise WorkloadError(f"{script} has a syntax error at line {exc.lineno}: {exc.msg}; fix it before packing") from None
+        raise WorkloadError(
+            f"{script} has a syntax error at line {exc.lineno}: {exc.msg}; fix it before packing"
+        ) from None
     key = new_data_key()
     try:
         infos = {}
@@ -206,16 +238,20 @@ def pack(
             infos[role] = BlobInfo(name, ct.size, ct.sha.hexdigest(), plain.size)
         wrapped = keys.wrap(key)
         store.put(blob_name(workload_id, "key.json"), wrapped.to_json())
-        manifest = Manifest(
-            workload=workload_id,
-            created=time.time(),
-            kek_id=keys.kek_id,
-            format=fmt,
-            data=infos["data"],
-            script=infos["script"],
-            delimiter=delimiter,
-            segment_size=segment_size,
-        ).signed(key).with_signature(signer, wrapped)
+        manifest = (
+            Manifest(
+                workload=workload_id,
+                created=time.time(),
+                kek_id=keys.kek_id,
+                format=fmt,
+                data=infos["data"],
+                script=infos["script"],
+                delimiter=delimiter,
+                segment_size=segment_size,
+            )
+            .signed(key)
+            .with_signature(signer, wrapped)
+        )
         store.put(blob_name(workload_id, "manifest.json"), manifest.to_json())
         return manifest
     finally:
@@ -242,18 +278,22 @@ class Workload:
         self._aad: dict[str, bytes] = {}
 
     @classmethod
-    def open(cls, store: BlobStore, keys: KeyProvider, workload_id: str, trust: TrustStore) -> "Workload":
+    def open(cls, store: BlobStore, keys: KeyProvider, workload_id: str, trust: TrustStore) -> Workload:
         """Read, check the submitter's signature *before* unwrapping anything, unwrap, verify."""
         check_workload_id(workload_id)
         try:
             raw = store.get(blob_name(workload_id, "manifest.json"))
         except BlobNotFoundError:
-            raise WorkloadError(f"workload {workload_id} not found in {store.location}; pack it with 'rqp pack' or check RQP_BLOB_URL") from None
+            raise WorkloadError(
+                f"workload {workload_id} not found in {store.location}; pack it with 'rqp pack' or check RQP_BLOB_URL"
+            ) from None
         manifest = Manifest.from_json(raw, workload_id)
         try:
             wrapped = WrappedKey.from_json(store.get(blob_name(workload_id, "key.json")))
         except BlobNotFoundError:
-            raise IntegrityError(f"key.json of workload {workload_id} is missing from {store.location}; re-pack the workload") from None
+            raise IntegrityError(
+                f"key.json of workload {workload_id} is missing from {store.location}; re-pack the workload"
+            ) from None
         signer = verify_signature(manifest, wrapped, trust)
         key = keys.unwrap(wrapped)
         manifest.verify(key)
@@ -285,7 +325,9 @@ class Workload:
         try:
             size = self.store.size(info.name)
         except BlobNotFoundError:
-            raise IntegrityError(f"{what} of workload {self.id} is missing from {self.store.location}; re-pack the workload") from None
+            raise IntegrityError(
+                f"{what} of workload {self.id} is missing from {self.store.location}; re-pack the workload"
+            ) from None
         if size != info.size:
             raise IntegrityError(
                 f"{what} of workload {self.id} is {size} bytes but the manifest says {info.size}: truncated or replaced; re-pack the workload"
@@ -296,7 +338,9 @@ class Workload:
         self._check_blob(info, "script")
         raw = self.store.get(info.name)
         if hashlib.sha256(raw).hexdigest() != info.sha256:
-            raise IntegrityError(f"script of workload {self.id} does not match its manifest digest: tampered with; re-pack the workload")
+            raise IntegrityError(
+                f"script of workload {self.id} does not match its manifest digest: tampered with; re-pack the workload"
+            )
         return b"".join(decrypt_stream(self.key, [raw], aad("script", self.id), f"script of workload {self.id}"))
 
     def data_chunks(self) -> Iterator[bytes]:
@@ -307,7 +351,9 @@ class Workload:
         tee = _Tee(self.store.iter_chunks(info.name))
         yield from decrypt_stream(self.key, tee, aad("data", self.id), f"data of workload {self.id}")
         if tee.sha.hexdigest() != info.sha256 or tee.size != info.size:
-            raise IntegrityError(f"data of workload {self.id} does not match its manifest digest: tampered with; re-pack the workload")
+            raise IntegrityError(
+                f"data of workload {self.id} does not match its manifest digest: tampered with; re-pack the workload"
+            )
 
     # sealed small values bound to this workload -------------------------------------------
     def _prefix(self, purpose: str) -> bytes:

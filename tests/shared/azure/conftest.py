@@ -36,12 +36,18 @@ def queue_url(conn_file: Path) -> str:
 
 def open_store(url: str, retry: RetryPolicy = FAST_RETRY, block_size: int = TEST_BLOCK_SIZE) -> AzureBlobStore:
     return AzureBlobStore.from_url(
-        url, retry=retry, block_size=block_size, connection_timeout=TEST_CONNECTION_TIMEOUT, read_timeout=TEST_READ_TIMEOUT
+        url,
+        retry=retry,
+        block_size=block_size,
+        connection_timeout=TEST_CONNECTION_TIMEOUT,
+        read_timeout=TEST_READ_TIMEOUT,
     )
 
 
 def open_queue(url: str, retry: RetryPolicy = FAST_RETRY) -> AzureMessageQueue:
-    return AzureMessageQueue.from_url(url, retry=retry, connection_timeout=TEST_CONNECTION_TIMEOUT, read_timeout=TEST_READ_TIMEOUT)
+    return AzureMessageQueue.from_url(
+        url, retry=retry, connection_timeout=TEST_CONNECTION_TIMEOUT, read_timeout=TEST_READ_TIMEOUT
+    )
 
 
 def unique(prefix: str) -> str:

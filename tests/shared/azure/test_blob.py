@@ -202,7 +202,11 @@ def test_delete_and_delete_prefix(store):
 
 
 def test_missing_blob_is_blob_not_found_naming_it(store):
-    for call in (lambda: store.get("no/such.blob"), lambda: store.size("no/such.blob"), lambda: store.iter_chunks("no/such.blob")):
+    for call in (
+        lambda: store.get("no/such.blob"),
+        lambda: store.size("no/such.blob"),
+        lambda: store.iter_chunks("no/such.blob"),
+    ):
         with pytest.raises(BlobNotFoundError) as exc:
             call()
         assert "no/such.blob" in str(exc.value)
@@ -257,7 +261,9 @@ def test_sas_file_works_and_a_refused_sas_never_shows_the_token(make_store, azur
     )
     sas_file = tmp_path / "sas"
     sas_file.write_text(sas + "\n")
-    reader = make_store(f"azure-blob://{DEV_ACCOUNT}/{container_name}?sas_file={sas_file}&endpoint={azurite.blob_endpoint}")
+    reader = make_store(
+        f"azure-blob://{DEV_ACCOUNT}/{container_name}?sas_file={sas_file}&endpoint={azurite.blob_endpoint}"
+    )
     assert reader.get("shared") == b"readable"
     assert list(reader.list()) == ["shared"]
     with pytest.raises(StorageError) as exc:
@@ -311,7 +317,9 @@ def test_connection_string_with_explicit_endpoint(make_store, azurite, tmp_path,
     store.put("k", b"v")
     conn = tmp_path / "conn"
     conn.write_text(f"AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY}")
-    s = make_store(f"azure-blob://{DEV_ACCOUNT}/{container_name}?connection_string_file={conn}&endpoint={azurite.blob_endpoint}")
+    s = make_store(
+        f"azure-blob://{DEV_ACCOUNT}/{container_name}?connection_string_file={conn}&endpoint={azurite.blob_endpoint}"
+    )
     assert s.get("k") == b"v"
 
 
@@ -349,4 +357,3 @@ def test_default_url_uses_the_public_endpoint_and_token_credential():
         assert type(s._container.credential).__name__ == "DefaultAzureCredential"
     finally:
         s.close()
-

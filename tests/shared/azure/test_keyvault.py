@@ -153,7 +153,9 @@ def test_unreachable_vault_is_a_key_provider_error_after_bounded_retries():
         port = s.getsockname()[1]  # closed once we leave: connections are refused
     key_id = f"https://127.0.0.1:{port}/keys/kek/0123abcd"
     p = AzureKeyVaultProvider.from_key_id(
-        key_id, credential=FakeCredential(), retry=RetryPolicy(attempts=3, initial_wait=0.05, max_wait=0.1, deadline=5.0)
+        key_id,
+        credential=FakeCredential(),
+        retry=RetryPolicy(attempts=3, initial_wait=0.05, max_wait=0.1, deadline=5.0),
     )
     start = time.monotonic()
     with pytest.raises(KeyProviderError) as exc:

@@ -27,7 +27,12 @@ def receive_until(mq: AzureMessageQueue, queue: str, count: int, visibility_time
     got: list[Message] = []
     deadline = time.monotonic() + DEADLINE
     while len(got) < count and time.monotonic() < deadline:
-        got += mq.receive(queue, max_messages=count - len(got), visibility_timeout=visibility_timeout, wait=deadline - time.monotonic())
+        got += mq.receive(
+            queue,
+            max_messages=count - len(got),
+            visibility_timeout=visibility_timeout,
+            wait=deadline - time.monotonic(),
+        )
     return got
 
 

@@ -16,7 +16,7 @@ class Collection:
     samples: list[Sample] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
-    def extend(self, other: "Collection") -> None:
+    def extend(self, other: Collection) -> None:
         self.samples.extend(other.samples)
         self.warnings.extend(other.warnings)
 

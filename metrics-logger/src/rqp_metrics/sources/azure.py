@@ -22,7 +22,7 @@ import re
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core.exceptions import (
@@ -50,7 +50,7 @@ from ..sample import (
 )
 from . import Collection
 
-__all__ = ["AzureSource", "AZURE_METRICS", "VM_RESOURCE_TYPE", "METRICS_INTERVAL", "METRICS_API_VERSION"]
+__all__ = ["AZURE_METRICS", "METRICS_API_VERSION", "METRICS_INTERVAL", "VM_RESOURCE_TYPE", "AzureSource"]
 
 VM_RESOURCE_TYPE = "Microsoft.Compute/virtualMachines"
 VM_FILTER = f"resourceType eq '{VM_RESOURCE_TYPE}'"
@@ -154,7 +154,7 @@ class AzureSource:
         self.subscription_id = subscription_id
         self.resource_group = resource_group
         self._lookback = timedelta(seconds=lookback)
-        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._clock = clock or (lambda: datetime.now(UTC))
         self._credential = credential
         kwargs: dict[str, Any] = {
             "retry_total": retry_total,
@@ -196,7 +196,9 @@ class AzureSource:
         except HttpResponseError as exc:
             if exc.status_code == 403:
                 raise self._access_error("list the VMs of", exc) from None
-            out.warnings.append(f"Azure: cannot list VMs of resource group {self.resource_group} ({self._reason(exc)}); retrying next cycle")
+            out.warnings.append(
+                f"Azure: cannot list VMs of resource group {self.resource_group} ({self._reason(exc)}); retrying next cycle"
+            )
             return out
         except (ServiceRequestError, ServiceResponseError) as exc:
             out.warnings.append(f"Azure: cannot reach ARM to list VMs ({self._reason(exc)}); retrying next cycle")
@@ -225,7 +227,9 @@ class AzureSource:
             except HttpResponseError as exc:
                 if _is_metric_not_found(exc):
                     self._missing.setdefault(vm.id, set()).add(name)
-                    self._warn(out, vm.name, now, f"metric {name!r} does not exist for VM {vm.name} (MetricNotFound); skipped")
+                    self._warn(
+                        out, vm.name, now, f"metric {name!r} does not exist for VM {vm.name} (MetricNotFound); skipped"
+                    )
                     continue
                 out.extend(self._vm_failed(vm, exc, now))
                 return out
@@ -251,7 +255,9 @@ class AzureSource:
             if spec is None:
                 continue
             if metric.error_code and metric.error_code != "Success":
-                out.warnings.append(f"Azure: metric {az_name!r} of VM {vm.name}: {metric.error_code} {metric.error_message or ''}".strip())
+                out.warnings.append(
+                    f"Azure: metric {az_name!r} of VM {vm.name}: {metric.error_code} {metric.error_message or ''}".strip()
+                )
                 continue
             key = (vm.id, az_name)
             seen = self._seen.get(key)
@@ -262,7 +268,7 @@ class AzureSource:
                     ts = point.time_stamp
                     if value is None or ts is None:
                         continue  # not aggregated yet; it appears in a later cycle
-                    ts = ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
+                    ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
                     if seen is not None and ts <= seen:
                         continue
                     out.samples.append(Sample(ts, vm.name, SOURCE_AZURE, spec.metric, float(value), spec.unit, period))
@@ -279,14 +285,26 @@ class AzureSource:
         elif isinstance(exc, ClientAuthenticationError) or exc.status_code == 403:
             raise self._access_error(f"read metrics of VM {vm.name} in", exc) from None
         elif exc.status_code == 429:
-            self._warn(out, vm.name, now, f"Azure Monitor still throttling VM {vm.name} after retries (429); caught up next cycle")
+            self._warn(
+                out,
+                vm.name,
+                now,
+                f"Azure Monitor still throttling VM {vm.name} after retries (429); caught up next cycle",
+            )
         else:
-            self._warn(out, vm.name, now, f"metrics of VM {vm.name} unavailable ({self._reason(exc)}); caught up next cycle")
+            self._warn(
+                out, vm.name, now, f"metrics of VM {vm.name} unavailable ({self._reason(exc)}); caught up next cycle"
+            )
         return out
 
     def _vm_unreachable(self, vm: _Vm, exc: Exception, now: datetime) -> Collection:
         out = Collection()
-        self._warn(out, vm.name, now, f"cannot reach Azure Monitor for VM {vm.name} ({self._reason(exc)}); caught up next cycle")
+        self._warn(
+            out,
+            vm.name,
+            now,
+            f"cannot reach Azure Monitor for VM {vm.name} ({self._reason(exc)}); caught up next cycle",
+        )
         return out
 
     def _warn(self, out: Collection, vm: str, now: datetime, text: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psutil
 
@@ -29,7 +29,7 @@ from ..sample import (
 )
 from . import Collection
 
-__all__ = ["HostSource", "FIRST_WINDOW_SECONDS"]
+__all__ = ["FIRST_WINDOW_SECONDS", "HostSource"]
 
 #: how long the first collection measures CPU and I/O when there is no previous reading
 FIRST_WINDOW_SECONDS = 0.5
@@ -68,7 +68,9 @@ class HostSource:
 
     name = SOURCE_HOST
 
-    def __init__(self, vm_name: str, *, disk_path: str = DEFAULT_DISK_PATH, first_window: float = FIRST_WINDOW_SECONDS) -> None:
+    def __init__(
+        self, vm_name: str, *, disk_path: str = DEFAULT_DISK_PATH, first_window: float = FIRST_WINDOW_SECONDS
+    ) -> None:
         self.vm_name = vm_name
         self._disk_path = disk_path
         self._first_window = first_window
@@ -82,7 +84,7 @@ class HostSource:
             time.sleep(self._first_window)  # a measurement window, not synchronisation
         cpu = psutil.cpu_percent(interval=None)
         now = _read_counters()
-        ts = datetime.now(timezone.utc)
+        ts = datetime.now(UTC)
         prev, self._prev = self._prev, now
         period = round(max(now.mono - prev.mono, 1e-3), 3)
 
@@ -103,7 +105,9 @@ class HostSource:
         else:
             dr, dw, dro, dwo = (b - a for a, b in zip(prev.disk, now.disk))
             if min(dr, dw, dro, dwo) < 0:
-                out.warnings.append(f"host {self.vm_name}: disk counters went backwards (reset); disk samples skipped this cycle")
+                out.warnings.append(
+                    f"host {self.vm_name}: disk counters went backwards (reset); disk samples skipped this cycle"
+                )
             else:
                 add(DISK_READ_BYTES, dr, "Bytes", period)
                 add(DISK_WRITE_BYTES, dw, "Bytes", period)
@@ -112,7 +116,9 @@ class HostSource:
 
         rx, tx = (b - a for a, b in zip(prev.net, now.net))
         if min(rx, tx) < 0:
-            out.warnings.append(f"host {self.vm_name}: network counters went backwards (interface change); network samples skipped this cycle")
+            out.warnings.append(
+                f"host {self.vm_name}: network counters went backwards (interface change); network samples skipped this cycle"
+            )
         else:
             add(NET_IN_BYTES, rx, "Bytes", period)
             add(NET_OUT_BYTES, tx, "Bytes", period)

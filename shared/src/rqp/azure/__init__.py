@@ -6,7 +6,7 @@ submodules only when a URL names them, so this package itself imports no Azure S
 backend keeps working on machines without it.
 """
 
-__all__ = ["AzureBlobStore", "AzureMessageQueue", "AzureKeyVaultProvider"]
+__all__ = ["AzureBlobStore", "AzureKeyVaultProvider", "AzureMessageQueue"]
 
 
 def __getattr__(name: str):  # lazy, for the reason above

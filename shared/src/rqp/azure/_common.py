@@ -59,20 +59,20 @@ __all__ = [
     "CONNECTION_TIMEOUT",
     "READ_TIMEOUT",
     "RETRY_ATTEMPTS",
+    "RETRY_DEADLINE",
     "RETRY_INITIAL_WAIT",
     "RETRY_MAX_WAIT",
-    "RETRY_DEADLINE",
-    "RetryPolicy",
     "RetriesExhausted",
-    "StorageUrl",
+    "RetryPolicy",
     "StorageTarget",
+    "StorageUrl",
     "build_service_client",
     "client_options",
     "error_code",
     "is_transient",
+    "read_secret_file",
     "safe_reason",
     "storage_error",
-    "read_secret_file",
 ]
 
 log = logging.getLogger("rqp.azure")
@@ -198,7 +198,9 @@ class RetryPolicy:
         def before_sleep(state: Any) -> None:
             exc = state.outcome.exception()
             sleep = getattr(state.next_action, "sleep", 0.0)
-            log.warning("transient failure of %s (%s); retry %d in %.2fs", what, safe_reason(exc), state.attempt_number, sleep)
+            log.warning(
+                "transient failure of %s (%s); retry %d in %.2fs", what, safe_reason(exc), state.attempt_number, sleep
+            )
 
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts) | stop_after_delay(self.deadline),
@@ -230,7 +232,9 @@ def read_secret_file(path: str | Path, what: str, option: str) -> str:
     except FileNotFoundError:
         raise ConfigError(f"{option} file {p} does not exist; mount the {what} there or fix the URL") from None
     except (PermissionError, IsADirectoryError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{option} file {p} is not readable as text ({type(exc).__name__}); fix its mode or contents") from None
+        raise ConfigError(
+            f"{option} file {p} is not readable as text ({type(exc).__name__}); fix its mode or contents"
+        ) from None
     if not text:
         raise ConfigError(f"{option} file {p} is empty; it must hold the {what}")
     return text
@@ -266,10 +270,14 @@ class StorageUrl:
         if parts.scheme not in schemes:
             raise ConfigError(f"{env} must look like {form}, not scheme {parts.scheme!r}")
         if "@" in parts.netloc:
-            raise ConfigError(f"{env} must not hold credentials before '@'; name a connection_string_file or sas_file instead")
+            raise ConfigError(
+                f"{env} must not hold credentials before '@'; name a connection_string_file or sas_file instead"
+            )
         account = parts.hostname or ""
         if not _ACCOUNT_RE.match(account):
-            raise ConfigError(f"{env} names storage account {account!r}; account names are 3-24 lowercase letters and digits ({form})")
+            raise ConfigError(
+                f"{env} names storage account {account!r}; account names are 3-24 lowercase letters and digits ({form})"
+            )
         path = parts.path.strip("/")
         resource: str | None = None
         if needs_resource:
@@ -298,7 +306,9 @@ class StorageUrl:
         if endpoint:
             ep = urllib.parse.urlsplit(endpoint)
             if ep.scheme not in ("http", "https") or not ep.netloc or ep.query or "@" in ep.netloc:
-                raise ConfigError(f"{env} endpoint must be a plain http(s)://host[:port][/path] URL without query or credentials")
+                raise ConfigError(
+                    f"{env} endpoint must be a plain http(s)://host[:port][/path] URL without query or credentials"
+                )
         return cls(
             scheme=parts.scheme,
             account=account,
@@ -313,7 +323,9 @@ class StorageUrl:
 def check_resource_name(name: str, kind: str, where: str) -> str:
     """Container and queue names follow Azure's rule; say so here rather than as an HTTP 400."""
     if not _RESOURCE_RE.match(name):
-        raise ConfigError(f"{kind} name {name!r} (from {where}) is invalid: use 3-63 lowercase letters, digits and single hyphens")
+        raise ConfigError(
+            f"{kind} name {name!r} (from {where}) is invalid: use 3-63 lowercase letters, digits and single hyphens"
+        )
     return name
 
 
@@ -385,7 +397,9 @@ def build_service_client(
             elif fields_.get("sharedaccesssignature"):
                 cred = AzureSasCredential(fields_["sharedaccesssignature"].lstrip("?"))
             else:
-                raise ConfigError(f"connection string in {url.connection_string_file} has neither AccountKey nor SharedAccessSignature")
+                raise ConfigError(
+                    f"connection string in {url.connection_string_file} has neither AccountKey nor SharedAccessSignature"
+                )
             client = client_cls(account_url=url.endpoint, credential=cred, **opts)
         else:
             try:
@@ -400,7 +414,9 @@ def build_service_client(
     if url.sas_file:
         sas = read_secret_file(url.sas_file, "SAS token", "sas_file").lstrip("?")
         client = client_cls(account_url=endpoint, credential=AzureSasCredential(sas), **opts)
-        return client, StorageTarget(url.account, endpoint, f"the SAS token in {url.sas_file} (expiry, permissions, allowed IPs)")
+        return client, StorageTarget(
+            url.account, endpoint, f"the SAS token in {url.sas_file} (expiry, permissions, allowed IPs)"
+        )
 
     if endpoint.startswith("http://"):
         raise ConfigError(
@@ -428,14 +444,20 @@ def storage_error(exc: BaseException, *, what: str, target: StorageTarget) -> St
     status = status_code(exc)
     if code in AUTH_ERROR_CODES or (isinstance(exc, ClientAuthenticationError) and status in (None, 401)):
         return StorageError(f"{acct} rejected the credentials for {what} ({reason}); check {target.auth_hint}")
-    if type(exc).__name__ == "CredentialUnavailableError" or (isinstance(exc, ClientAuthenticationError) and status is None):
+    if type(exc).__name__ == "CredentialUnavailableError" or (
+        isinstance(exc, ClientAuthenticationError) and status is None
+    ):
         return StorageError(f"no Azure credential could be obtained for {acct} ({reason}); check {target.auth_hint}")
     if status == 403:
         # AuthorizationFailure covers both a wrong account key (Azurite) and network rules (Azure)
         role = f", that the identity has {target.role}," if target.role else ""
-        return StorageError(f"{acct} denied access to {what} ({reason}); check {target.auth_hint}{role} and the account's network rules")
+        return StorageError(
+            f"{acct} denied access to {what} ({reason}); check {target.auth_hint}{role} and the account's network rules"
+        )
     if status == 404:
         return StorageError(f"{what} not found in {acct} ({reason}); check the name and {target.endpoint}")
     if isinstance(exc, AzureError):
-        return StorageError(f"{acct} failed a request for {what} ({reason}); check {target.endpoint} and the service health")
+        return StorageError(
+            f"{acct} failed a request for {what} ({reason}); check {target.endpoint} and the service health"
+        )
     raise exc  # not an Azure error: a bug, let it surface with its traceback

@@ -46,7 +46,7 @@ from ._common import (
     storage_error,
 )
 
-__all__ = ["AzureBlobStore", "DEFAULT_BLOCK_SIZE", "MAX_BLOCKS"]
+__all__ = ["DEFAULT_BLOCK_SIZE", "MAX_BLOCKS", "AzureBlobStore"]
 
 T = TypeVar("T")
 
@@ -130,7 +130,9 @@ class AzureBlobStore(BlobStore):
                 f"create it (az storage container create -n {self.container_name} --account-name {self.account}) or fix RQP_BLOB_URL"
             )
         if code == "BlobNotFound" and name is not None:
-            return BlobNotFoundError(f"blob {name} not found in {self.location}; check the workload id and RQP_BLOB_URL")
+            return BlobNotFoundError(
+                f"blob {name} not found in {self.location}; check the workload id and RQP_BLOB_URL"
+            )
         what = f"blob {name} in container {self.container_name}" if name else f"container {self.container_name}"
         return storage_error(exc, what=what, target=self._target)
 
@@ -239,7 +241,9 @@ class AzureBlobStore(BlobStore):
                 try:
                     yield self._call(functools.partial(read, offset), name, expect=(ResourceModifiedError,))
                 except ResourceModifiedError:
-                    raise StorageError(f"blob {name} in {self.location} was replaced while being read; read it again") from None
+                    raise StorageError(
+                        f"blob {name} in {self.location} was replaced while being read; read it again"
+                    ) from None
 
         return gen()
 

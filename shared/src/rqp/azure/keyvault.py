@@ -26,9 +26,17 @@ from azure.keyvault.keys.crypto import CryptographyClient, KeyWrapAlgorithm
 
 from ..errors import ConfigError, KeyProviderError, WrongKeyError
 from ..keys._base import WRAP_ALGORITHM, KeyProvider, WrappedKey
-from ._common import CONNECTION_TIMEOUT, DEFAULT_RETRY, READ_TIMEOUT, RetriesExhausted, RetryPolicy, safe_reason, status_code
+from ._common import (
+    CONNECTION_TIMEOUT,
+    DEFAULT_RETRY,
+    READ_TIMEOUT,
+    RetriesExhausted,
+    RetryPolicy,
+    safe_reason,
+    status_code,
+)
 
-__all__ = ["AzureKeyVaultProvider", "KEY_WRAP_ALGORITHM"]
+__all__ = ["KEY_WRAP_ALGORITHM", "AzureKeyVaultProvider"]
 
 T = TypeVar("T")
 
@@ -36,9 +44,7 @@ T = TypeVar("T")
 KEY_WRAP_ALGORITHM = KeyWrapAlgorithm.rsa_oaep_256
 assert KEY_WRAP_ALGORITHM.value == WRAP_ALGORITHM
 ROLE = "the 'Key Vault Crypto User' role (or wrapKey/unwrapKey/get in the vault's access policy)"
-CREDENTIAL_HINT = (
-    "DefaultAzureCredential: the managed/workload identity, 'az login', or AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET"
-)
+CREDENTIAL_HINT = "DefaultAzureCredential: the managed/workload identity, 'az login', or AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET"
 
 
 def _parse_key_id(key_id: str) -> KeyVaultKeyIdentifier | None:
@@ -46,7 +52,7 @@ def _parse_key_id(key_id: str) -> KeyVaultKeyIdentifier | None:
         ident = KeyVaultKeyIdentifier(key_id)
     except ValueError:
         return None
-    parts = [p for p in key_id.split("?")[0].split("/") if p]
+    parts = [p for p in key_id.split("?", maxsplit=1)[0].split("/") if p]
     if not key_id.startswith("https://") or len(parts) < 4 or parts[2] != "keys":
         return None
     return ident
@@ -132,9 +138,13 @@ class AzureKeyVaultProvider(KeyProvider):
         except HttpResponseError as exc:
             status = status_code(exc)
             if status == 403:
-                raise KeyProviderError(f"Key Vault denied {op} on key {key_id} ({safe_reason(exc)}); grant the identity {ROLE}") from None
+                raise KeyProviderError(
+                    f"Key Vault denied {op} on key {key_id} ({safe_reason(exc)}); grant the identity {ROLE}"
+                ) from None
             if status == 404:
-                raise KeyProviderError(f"key {key_id} not found in Key Vault ({safe_reason(exc)}); check RQP_KEY_VAULT_KEY_ID") from None
+                raise KeyProviderError(
+                    f"key {key_id} not found in Key Vault ({safe_reason(exc)}); check RQP_KEY_VAULT_KEY_ID"
+                ) from None
             if status == 400 and op == "unwrapKey":
                 raise WrongKeyError(
                     f"the wrapped data key does not decrypt under KEK {key_id} ({safe_reason(exc)}): wrong key or a tampered key blob"
@@ -142,7 +152,9 @@ class AzureKeyVaultProvider(KeyProvider):
             raise KeyProviderError(f"Key Vault {op} with key {key_id} failed ({safe_reason(exc)})") from None
         except AzureError as exc:
             if type(exc).__name__ == "CredentialUnavailableError":
-                raise KeyProviderError(f"no Azure credential available for Key Vault key {key_id}; check {CREDENTIAL_HINT}") from None
+                raise KeyProviderError(
+                    f"no Azure credential available for Key Vault key {key_id}; check {CREDENTIAL_HINT}"
+                ) from None
             raise KeyProviderError(f"Key Vault {op} with key {key_id} failed ({safe_reason(exc)})") from None
         except NotImplementedError:
             raise KeyProviderError(
@@ -177,7 +189,9 @@ class AzureKeyVaultProvider(KeyProvider):
             raise WrongKeyError(f"data key is wrapped with {wrapped.algorithm}; rqp expects {WRAP_ALGORITHM}")
         client = self._client_for(wrapped.kek_id)
         try:
-            result = self._call(lambda: client.unwrap_key(KEY_WRAP_ALGORITHM, wrapped.wrapped), "unwrapKey", wrapped.kek_id)
+            result = self._call(
+                lambda: client.unwrap_key(KEY_WRAP_ALGORITHM, wrapped.wrapped), "unwrapKey", wrapped.kek_id
+            )
         except ValueError:
             # a local (JWK) client reports a failed OAEP decryption as ValueError
             raise WrongKeyError(

@@ -50,7 +50,7 @@ from ._common import (
     storage_error,
 )
 
-__all__ = ["AzureMessageQueue", "AZURE_MAX_MESSAGE_BYTES", "AZURE_MAX_MESSAGE_CHARS"]
+__all__ = ["AZURE_MAX_MESSAGE_BYTES", "AZURE_MAX_MESSAGE_CHARS", "AzureMessageQueue"]
 
 T = TypeVar("T")
 
@@ -198,7 +198,9 @@ class AzureMessageQueue(MessageQueue):
             return False
         return True
 
-    def receive(self, queue: str, max_messages: int = 32, visibility_timeout: float = 30.0, wait: float = 0.0) -> list[Message]:
+    def receive(
+        self, queue: str, max_messages: int = 32, visibility_timeout: float = 30.0, wait: float = 0.0
+    ) -> list[Message]:
         vt = min(MAX_VISIBILITY_TIMEOUT, max(1, math.ceil(visibility_timeout)))
         deadline = time.monotonic() + max(0.0, wait)
         delay = POLL_INITIAL
@@ -251,7 +253,9 @@ class AzureMessageQueue(MessageQueue):
         client = self._client(queue)
         k = max(1, min(AZURE_BATCH_LIMIT, max_messages))
         try:
-            batch = self._call(lambda: list(client.peek_messages(max_messages=k)), queue, expect=(ResourceNotFoundError,))
+            batch = self._call(
+                lambda: list(client.peek_messages(max_messages=k)), queue, expect=(ResourceNotFoundError,)
+            )
         except ResourceNotFoundError as exc:
             if self._missing(exc):
                 return []

@@ -20,7 +20,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..errors import ConfigError, KeyProviderError
 from ..signing import ES256, SigningKey, fingerprint
-from ._common import CONNECTION_TIMEOUT, DEFAULT_RETRY, READ_TIMEOUT, RetriesExhausted, RetryPolicy, safe_reason, status_code
+from ._common import (
+    CONNECTION_TIMEOUT,
+    DEFAULT_RETRY,
+    READ_TIMEOUT,
+    RetriesExhausted,
+    RetryPolicy,
+    safe_reason,
+    status_code,
+)
 from .keyvault import CREDENTIAL_HINT, _parse_key_id
 
 __all__ = ["KeyVaultSigningKey"]
@@ -32,7 +40,9 @@ def _public_key(jwk: Any, key_id: str) -> ec.EllipticCurvePublicKey:
     crv = getattr(jwk, "crv", None)
     crv = getattr(crv, "value", crv)  # the SDK's enum, or a plain string
     if crv != "P-256" or not getattr(jwk, "x", None) or not getattr(jwk, "y", None):
-        raise KeyProviderError(f"Key Vault key {key_id} is not an EC P-256 key (curve {crv}); create an EC P-256 key for signing")
+        raise KeyProviderError(
+            f"Key Vault key {key_id} is not an EC P-256 key (curve {crv}); create an EC P-256 key for signing"
+        )
     numbers = ec.EllipticCurvePublicNumbers(int.from_bytes(jwk.x, "big"), int.from_bytes(jwk.y, "big"), ec.SECP256R1())
     return numbers.public_key()
 
@@ -42,7 +52,14 @@ class KeyVaultSigningKey(SigningKey):
 
     alg = ES256
 
-    def __init__(self, client: CryptographyClient, public_jwk: Any, *, retry: RetryPolicy = DEFAULT_RETRY, owned: list[Any] | None = None) -> None:
+    def __init__(
+        self,
+        client: CryptographyClient,
+        public_jwk: Any,
+        *,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        owned: list[Any] | None = None,
+    ) -> None:
         self._client = client
         self._retry = retry
         self._owned = list(owned or [])
@@ -51,7 +68,7 @@ class KeyVaultSigningKey(SigningKey):
         self.fingerprint = fingerprint(self._public)
 
     @classmethod
-    def from_key_id(cls, key_id: str, credential: Any = None) -> "KeyVaultSigningKey":
+    def from_key_id(cls, key_id: str, credential: Any = None) -> KeyVaultSigningKey:
         ident = _parse_key_id(key_id)
         if ident is None:
             raise ConfigError(
@@ -73,7 +90,7 @@ class KeyVaultSigningKey(SigningKey):
         return cls(client, vault_key.key, owned=owned)
 
     @classmethod
-    def from_jwk(cls, jwk: Any) -> "KeyVaultSigningKey":
+    def from_jwk(cls, jwk: Any) -> KeyVaultSigningKey:
         """The same operations locally on a JSON Web Key (tests, offline checks)."""
         return cls(CryptographyClient.from_jwk(jwk), jwk)
 
@@ -95,16 +112,26 @@ def _call(retry: RetryPolicy, fn: Any, op: str, key_id: str) -> Any:
     try:
         return retry.call(fn, f"Key Vault {op}")
     except RetriesExhausted as exc:
-        raise KeyProviderError(f"Key Vault did not answer {op} for key {key_id} after {exc.attempts} attempts ({safe_reason(exc)}); check network access to the vault") from None
+        raise KeyProviderError(
+            f"Key Vault did not answer {op} for key {key_id} after {exc.attempts} attempts ({safe_reason(exc)}); check network access to the vault"
+        ) from None
     except ClientAuthenticationError as exc:
-        raise KeyProviderError(f"cannot authenticate to Key Vault for key {key_id} ({safe_reason(exc)}); check {CREDENTIAL_HINT}") from None
+        raise KeyProviderError(
+            f"cannot authenticate to Key Vault for key {key_id} ({safe_reason(exc)}); check {CREDENTIAL_HINT}"
+        ) from None
     except HttpResponseError as exc:
         if status_code(exc) == 403:
-            raise KeyProviderError(f"Key Vault denied {op} on key {key_id} ({safe_reason(exc)}); grant the identity {SIGN_ROLE}") from None
+            raise KeyProviderError(
+                f"Key Vault denied {op} on key {key_id} ({safe_reason(exc)}); grant the identity {SIGN_ROLE}"
+            ) from None
         if status_code(exc) == 404:
-            raise KeyProviderError(f"key {key_id} not found in Key Vault ({safe_reason(exc)}); check RQP_SIGNING_KEY_VAULT_ID") from None
+            raise KeyProviderError(
+                f"key {key_id} not found in Key Vault ({safe_reason(exc)}); check RQP_SIGNING_KEY_VAULT_ID"
+            ) from None
         raise KeyProviderError(f"Key Vault {op} with key {key_id} failed ({safe_reason(exc)})") from None
     except AzureError as exc:
         raise KeyProviderError(f"Key Vault {op} with key {key_id} failed ({safe_reason(exc)})") from None
     except NotImplementedError:
-        raise KeyProviderError(f"key {key_id} does not permit {op} with ES256; use an EC P-256 key allowing sign") from None
+        raise KeyProviderError(
+            f"key {key_id} does not permit {op} with ES256; use an EC P-256 key allowing sign"
+        ) from None

@@ -3,4 +3,4 @@
 from ._base import WRAP_ALGORITHM, KeyProvider, WrappedKey
 from .local import LocalKeyProvider, generate_kek
 
-__all__ = ["KeyProvider", "WrappedKey", "WRAP_ALGORITHM", "LocalKeyProvider", "generate_kek"]
+__all__ = ["WRAP_ALGORITHM", "KeyProvider", "LocalKeyProvider", "WrappedKey", "generate_kek"]

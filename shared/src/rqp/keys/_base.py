@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..errors import IntegrityError
 
-__all__ = ["KeyProvider", "WrappedKey", "WRAP_ALGORITHM"]
+__all__ = ["WRAP_ALGORITHM", "KeyProvider", "WrappedKey"]
 
 WRAP_ALGORITHM = "RSA-OAEP-256"
 
@@ -37,7 +37,7 @@ class WrappedKey:
         ).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes) -> "WrappedKey":
+    def from_json(cls, raw: bytes) -> WrappedKey:
         try:
             doc = json.loads(raw)
             return cls(doc["kek_id"], doc["algorithm"], base64.b64decode(doc["wrapped"]))

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from ..errors import KeyProviderError, WrongKeyError
 from ._base import WRAP_ALGORITHM, KeyProvider, WrappedKey
 
-__all__ = ["LocalKeyProvider", "generate_kek", "MIN_RSA_BITS", "DEFAULT_RSA_BITS"]
+__all__ = ["DEFAULT_RSA_BITS", "MIN_RSA_BITS", "LocalKeyProvider", "generate_kek"]
 
 MIN_RSA_BITS = 3072
 DEFAULT_RSA_BITS = 3072
@@ -36,9 +36,7 @@ def generate_kek(private_path: Path, public_path: Path | None = None, bits: int 
             raise KeyProviderError(f"{p} already exists; move it away or choose another --out path")
     private_path.parent.mkdir(parents=True, exist_ok=True)
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(pem)
@@ -61,9 +59,13 @@ class LocalKeyProvider(KeyProvider):
         elif public_key_file is not None:
             self._public = self._load_public(Path(public_key_file))
         else:
-            raise KeyProviderError("no key-encryption key configured; set RQP_KEK_FILE (private PEM) or RQP_KEK_PUBLIC_FILE; create one with 'rqp keygen'")
+            raise KeyProviderError(
+                "no key-encryption key configured; set RQP_KEK_FILE (private PEM) or RQP_KEK_PUBLIC_FILE; create one with 'rqp keygen'"
+            )
         if self._public.key_size < MIN_RSA_BITS:
-            raise KeyProviderError(f"the key-encryption key is RSA-{self._public.key_size}; rqp requires RSA-{MIN_RSA_BITS} or larger: create one with 'rqp keygen'")
+            raise KeyProviderError(
+                f"the key-encryption key is RSA-{self._public.key_size}; rqp requires RSA-{MIN_RSA_BITS} or larger: create one with 'rqp keygen'"
+            )
         self.kek_id = _fingerprint(self._public)
 
     @staticmethod
@@ -71,7 +73,9 @@ class LocalKeyProvider(KeyProvider):
         try:
             return path.read_bytes()
         except FileNotFoundError:
-            raise KeyProviderError(f"{what} {path} does not exist; create one with 'rqp keygen' or fix the path") from None
+            raise KeyProviderError(
+                f"{what} {path} does not exist; create one with 'rqp keygen' or fix the path"
+            ) from None
         except PermissionError:
             raise KeyProviderError(f"{what} {path} is not readable by this user; fix its owner or mode") from None
 
@@ -80,7 +84,9 @@ class LocalKeyProvider(KeyProvider):
         try:
             key = serialization.load_pem_private_key(raw, password=None)
         except (ValueError, TypeError):
-            raise KeyProviderError(f"private key file {path} is not an unencrypted PEM private key; create one with 'rqp keygen'") from None
+            raise KeyProviderError(
+                f"private key file {path} is not an unencrypted PEM private key; create one with 'rqp keygen'"
+            ) from None
         if not isinstance(key, rsa.RSAPrivateKey):
             raise KeyProviderError(f"private key file {path} is not an RSA key; create one with 'rqp keygen'")
         return key
@@ -90,7 +96,9 @@ class LocalKeyProvider(KeyProvider):
         try:
             key = serialization.load_pem_public_key(raw)
         except ValueError:
-            raise KeyProviderError(f"public key file {path} is not a PEM public key; use the .pub.pem written by 'rqp keygen'") from None
+            raise KeyProviderError(
+                f"public key file {path} is not a PEM public key; use the .pub.pem written by 'rqp keygen'"
+            ) from None
         if not isinstance(key, rsa.RSAPublicKey):
             raise KeyProviderError(f"public key file {path} is not an RSA key")
         return key
@@ -100,7 +108,9 @@ class LocalKeyProvider(KeyProvider):
 
     def unwrap(self, wrapped: WrappedKey) -> bytes:
         if self._private is None:
-            raise KeyProviderError("only a public key is configured; unwrapping needs the private key: set RQP_KEK_FILE")
+            raise KeyProviderError(
+                "only a public key is configured; unwrapping needs the private key: set RQP_KEK_FILE"
+            )
         if wrapped.algorithm != WRAP_ALGORITHM:
             raise WrongKeyError(f"data key is wrapped with {wrapped.algorithm}; rqp expects {WRAP_ALGORITHM}")
         if wrapped.kek_id != self.kek_id:
@@ -111,4 +121,6 @@ class LocalKeyProvider(KeyProvider):
         try:
             return self._private.decrypt(wrapped.wrapped, _OAEP)
         except ValueError:
-            raise WrongKeyError(f"the wrapped data key does not decrypt under KEK {self.kek_id}: wrong key or a tampered key blob") from None
+            raise WrongKeyError(
+                f"the wrapped data key does not decrypt under KEK {self.kek_id}: wrong key or a tampered key blob"
+            ) from None

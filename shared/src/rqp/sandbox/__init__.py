@@ -25,9 +25,24 @@ from . import _protocol as P
 from ._client import HostFailure, InProcessHost, Protections, SandboxConfig, SandboxError, ScriptHost
 
 __all__ = [
-    "SandboxConfig", "Protections", "SandboxError", "HostFactory", "ScriptPool", "probe", "check_script", "parse_records",
-    "OK", "RAISED", "MALFORMED", "NOT_JSON", "TIMED_OUT", "CRASHED", "NO_SCRIPT", "RETRYABLE",
-    "MAX_HOSTS", "IDLE_SECONDS",
+    "CRASHED",
+    "IDLE_SECONDS",
+    "MALFORMED",
+    "MAX_HOSTS",
+    "NOT_JSON",
+    "NO_SCRIPT",
+    "OK",
+    "RAISED",
+    "RETRYABLE",
+    "TIMED_OUT",
+    "HostFactory",
+    "Protections",
+    "SandboxConfig",
+    "SandboxError",
+    "ScriptPool",
+    "check_script",
+    "parse_records",
+    "probe",
 ]
 
 OK, RAISED, MALFORMED, NOT_JSON = P.OK, P.RAISED, P.MALFORMED, P.NOT_JSON
@@ -129,7 +144,9 @@ def parse_records(
     try:
         info = host.load(source)
         if not info.get("parse"):
-            raise ScriptError(f"workload {workload_id} was packed with --format script but its script has no parse(stream) function")
+            raise ScriptError(
+                f"workload {workload_id} was packed with --format script but its script has no parse(stream) function"
+            )
         for kind, data in host.parse(chunks):
             if kind == OK:
                 yield data, None
@@ -142,7 +159,14 @@ def parse_records(
 class ScriptPool:
     """A worker's script hosts, one per workload, kept warm across chunks."""
 
-    def __init__(self, config: SandboxConfig, *, max_hosts: int = MAX_HOSTS, idle_seconds: float = IDLE_SECONDS, warm: bool = True) -> None:
+    def __init__(
+        self,
+        config: SandboxConfig,
+        *,
+        max_hosts: int = MAX_HOSTS,
+        idle_seconds: float = IDLE_SECONDS,
+        warm: bool = True,
+    ) -> None:
         self.config = config
         self.factory = HostFactory(config, warm=warm)
         self.max_hosts = max_hosts
@@ -182,7 +206,7 @@ class ScriptPool:
                 continue
             for j, outcome in enumerate(got):
                 outcomes[batch[j]] = outcome
-            todo = todo[len(batch):]
+            todo = todo[len(batch) :]
             if host.cpu_seconds() > self.config.cpu_seconds / 2:
                 self._retire(workload_id)  # a fresh one before the CPU limit can hit a record
         return outcomes

@@ -28,7 +28,7 @@ from ..errors import RqpError, ScriptError
 from . import _protocol as P
 from . import _runner
 
-__all__ = ["SandboxConfig", "Protections", "ScriptHost", "InProcessHost", "HostFailure", "SandboxError"]
+__all__ = ["HostFailure", "InProcessHost", "Protections", "SandboxConfig", "SandboxError", "ScriptHost"]
 
 HOST_SCRIPT = Path(__file__).with_name("_host.py")
 #: how long a fresh host may take to start and confine itself
@@ -65,22 +65,38 @@ class SandboxConfig:
     tmp_root: str | None = None
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "SandboxConfig":
+    def from_settings(cls, settings: Any) -> SandboxConfig:
         forbidden = [
-            str(p) for p in (settings.kek_file, settings.redis_password_file, settings.trusted_signers_file,
-                             settings.signing_key_file, settings.redis_ca_file) if p
+            str(p)
+            for p in (
+                settings.kek_file,
+                settings.redis_password_file,
+                settings.trusted_signers_file,
+                settings.signing_key_file,
+                settings.redis_ca_file,
+            )
+            if p
         ]
         return cls(
-            enabled=settings.sandbox, require=settings.require_sandbox, record_timeout=settings.record_timeout,
-            memory_mb=settings.script_memory_mb, cpu_seconds=settings.script_cpu_seconds,
-            read_paths=tuple(p for p in settings.sandbox_read_paths.split(":") if p), forbidden=tuple(forbidden),
+            enabled=settings.sandbox,
+            require=settings.require_sandbox,
+            record_timeout=settings.record_timeout,
+            memory_mb=settings.script_memory_mb,
+            cpu_seconds=settings.script_cpu_seconds,
+            read_paths=tuple(p for p in settings.sandbox_read_paths.split(":") if p),
+            forbidden=tuple(forbidden),
         )
 
     def host_config(self, tmpdir: str) -> dict[str, Any]:
         return {
-            "memory_bytes": self.memory_mb << 20, "cpu_seconds": self.cpu_seconds, "open_files": self.open_files,
-            "file_bytes": self.file_mb << 20, "tmpdir": tmpdir, "read_paths": list(self.read_paths),
-            "devices": ["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"], "forbidden": list(self.forbidden),
+            "memory_bytes": self.memory_mb << 20,
+            "cpu_seconds": self.cpu_seconds,
+            "open_files": self.open_files,
+            "file_bytes": self.file_mb << 20,
+            "tmpdir": tmpdir,
+            "read_paths": list(self.read_paths),
+            "devices": ["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"],
+            "forbidden": list(self.forbidden),
         }
 
 
@@ -104,7 +120,9 @@ class Protections:
             return "OFF (RQP_SANDBOX=false): the workload's script runs inside this process, next to its keys"
         on = ["separate process (no keys, no credentials, minimal environment)"]
         if r.get("landlock_fs"):
-            extra = [x for x, k in (("tcp", "landlock_net"), ("signals, abstract sockets", "landlock_scopes")) if r.get(k)]
+            extra = [
+                x for x, k in (("tcp", "landlock_net"), ("signals, abstract sockets", "landlock_scopes")) if r.get(k)
+            ]
             on.append(f"landlock ABI {r['landlock_abi']} (files{', ' + ', '.join(extra) if extra else ''})")
         if r.get("seccomp"):
             on.append("seccomp (no sockets, fork, exec, ptrace)")
@@ -114,7 +132,9 @@ class Protections:
         if r.get("no_new_privs"):
             on.append("no_new_privs")
         text = "sandbox: " + ", ".join(on)
-        problems = [r[k] for k in ("landlock_problem", "seccomp_problem") if r.get(k)] + list(r.get("rlimit_problems", ()))
+        problems = [r[k] for k in ("landlock_problem", "seccomp_problem") if r.get(k)] + list(
+            r.get("rlimit_problems", ())
+        )
         if self.missing:
             text += "; MISSING: " + ", ".join(self.missing) + (f" ({'; '.join(problems)})" if problems else "")
         return text
@@ -124,9 +144,16 @@ class Protections:
         r = self.report
         if r.get("in_process"):
             return "OFF (scripts run inside the role)"
-        on = ["own process"] + [name for name, key in (
-            (f"landlock ABI {r.get('landlock_abi')}", "landlock_fs"), ("seccomp", "seccomp"), ("rlimits", "rlimits"), ("no_new_privs", "no_new_privs"),
-        ) if r.get(key)]
+        on = ["own process"] + [
+            name
+            for name, key in (
+                (f"landlock ABI {r.get('landlock_abi')}", "landlock_fs"),
+                ("seccomp", "seccomp"),
+                ("rlimits", "rlimits"),
+                ("no_new_privs", "no_new_privs"),
+            )
+            if r.get(key)
+        ]
         return " + ".join(on) + (f"; MISSING: {', '.join(self.missing)}" if self.missing else "")
 
     def check(self, required: bool, role: str) -> None:
@@ -222,12 +249,21 @@ class ScriptHost:
             # pass_fds keeps the descriptor's number in the child: the host is told which it is
             self.proc = subprocess.Popen(
                 [sys.executable, "-I", "-B", str(HOST_SCRIPT), str(memfd)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                env=self._env(), cwd=self.tmpdir, close_fds=True, start_new_session=True, pass_fds=(memfd,), bufsize=0,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=self._env(),
+                cwd=self.tmpdir,
+                close_fds=True,
+                start_new_session=True,
+                pass_fds=(memfd,),
+                bufsize=0,
             )
         except OSError as exc:
             self.close()
-            raise SandboxError(f"cannot start a script process ({exc.strerror or exc}); check the host's process and memory limits") from None
+            raise SandboxError(
+                f"cannot start a script process ({exc.strerror or exc}); check the host's process and memory limits"
+            ) from None
         finally:
             os.close(memfd)
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -236,7 +272,9 @@ class ScriptHost:
         self._sel = selectors.DefaultSelector()
         self._sel.register(self.proc.stdout, selectors.EVENT_READ)
         try:
-            self._send(P.frame(P.CONFIG, json.dumps(self.config.host_config(self.tmpdir)).encode()), START_TIMEOUT, "start")
+            self._send(
+                P.frame(P.CONFIG, json.dumps(self.config.host_config(self.tmpdir)).encode()), START_TIMEOUT, "start"
+            )
         except ScriptError as exc:
             self.close()
             raise SandboxError(f"the script sandbox failed to start: {exc}") from None
@@ -257,17 +295,26 @@ class ScriptHost:
             self.close()
             raise SandboxError("the script sandbox failed to start: its report is not JSON") from None
         report["limits"] = {
-            "memory": f"{self.config.memory_mb} MiB", "cpu": f"{self.config.cpu_seconds} s",
-            "open files": self.config.open_files, "file size": f"{self.config.file_mb} MiB",
+            "memory": f"{self.config.memory_mb} MiB",
+            "cpu": f"{self.config.cpu_seconds} s",
+            "open files": self.config.open_files,
+            "file size": f"{self.config.file_mb} MiB",
         }
         self.protections = Protections(report)
         return self.protections
 
     def _env(self) -> dict[str, str]:
         return {
-            "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": self.tmpdir, "TMPDIR": self.tmpdir,
+            "PATH": "/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "HOME": self.tmpdir,
+            "TMPDIR": self.tmpdir,
             # parallelism comes from workers: native libraries get one thread each
-            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "NUMEXPR_NUM_THREADS": "1",
         }
 
     def load(self, source: bytes) -> dict[str, Any]:
@@ -337,7 +384,7 @@ class ScriptHost:
         except subprocess.TimeoutExpired:
             return None
 
-    def __enter__(self) -> "ScriptHost":
+    def __enter__(self) -> ScriptHost:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -372,9 +419,11 @@ class ScriptHost:
                 except (BrokenPipeError, ConnectionResetError):
                     raise ScriptError(self._died(what)) from None
                 left = deadline - time.monotonic()
-                if left <= 0 or not sel.select(min(left, WATCH_INTERVAL)) and time.monotonic() >= deadline:
+                if left <= 0 or (not sel.select(min(left, WATCH_INTERVAL)) and time.monotonic() >= deadline):
                     self._kill()
-                    raise ScriptError(f"the script process of workload {self.workload_id} stopped reading during {what} ({_fmt_seconds(timeout)} s)")
+                    raise ScriptError(
+                        f"the script process of workload {self.workload_id} stopped reading during {what} ({_fmt_seconds(timeout)} s)"
+                    )
 
     def _read_some(self) -> bool:
         """Read what is there; False at end of file."""
@@ -397,7 +446,9 @@ class ScriptHost:
                 frames = self._buf.frames()
             except ValueError:
                 self._kill()
-                raise ScriptError(f"the script process of workload {self.workload_id} broke rqp's protocol during {what}") from None
+                raise ScriptError(
+                    f"the script process of workload {self.workload_id} broke rqp's protocol during {what}"
+                ) from None
             if frames:
                 if len(frames) > 1:  # push back what is not ours yet
                     rest = b"".join(P.frame(k, p) for k, p in frames[1:])
@@ -407,7 +458,9 @@ class ScriptHost:
             left = deadline - time.monotonic()
             if left <= 0:
                 self._kill()
-                raise ScriptError(f"the script process of workload {self.workload_id} did not answer within {_fmt_seconds(timeout)} s during {what}")
+                raise ScriptError(
+                    f"the script process of workload {self.workload_id} did not answer within {_fmt_seconds(timeout)} s during {what}"
+                )
             if self._sel.select(min(left, WATCH_INTERVAL)) and not self._read_some():
                 raise ScriptError(self._died(what))
 
@@ -496,10 +549,16 @@ class ScriptHost:
         index: int | None = in_hand - 1 if len(results) < in_hand <= n else len(results)
         if what == "timeout":
             self._kill()
-            kind, message = P.TIMED_OUT, f"timed out after {_fmt_seconds(self.config.record_timeout)} s (RQP_RECORD_TIMEOUT); the script process was replaced"
+            kind, message = (
+                P.TIMED_OUT,
+                f"timed out after {_fmt_seconds(self.config.record_timeout)} s (RQP_RECORD_TIMEOUT); the script process was replaced",
+            )
         elif what == "protocol":
             self._kill()
-            kind, message = P.CRASHED, "the script process broke rqp's result protocol (wrote into rqp's pipe?) while processing this record; it was replaced"
+            kind, message = (
+                P.CRASHED,
+                "the script process broke rqp's result protocol (wrote into rqp's pipe?) while processing this record; it was replaced",
+            )
             if n - len(results) > 1:
                 index = None
         else:
@@ -509,7 +568,10 @@ class ScriptHost:
                     code = self.proc.wait(2) if self.proc else None
                 except subprocess.TimeoutExpired:
                     code = self._kill()
-            kind, message = P.CRASHED, f"the script process {_exit_reason(code)} while processing this record; it was replaced"
+            kind, message = (
+                P.CRASHED,
+                f"the script process {_exit_reason(code)} while processing this record; it was replaced",
+            )
         if index is not None and index >= n:
             index = None
         self.close()
@@ -536,7 +598,9 @@ class ScriptHost:
                     frames = self._buf.frames()
                 except ValueError:
                     self._kill()
-                    raise ScriptError(f"the script process of workload {self.workload_id} broke rqp's protocol during parse()") from None
+                    raise ScriptError(
+                        f"the script process of workload {self.workload_id} broke rqp's protocol during parse()"
+                    ) from None
                 for kind, payload in frames:
                     since = time.monotonic()
                     if kind == P.RECORDS:
@@ -547,7 +611,9 @@ class ScriptHost:
                         raise ScriptError(payload.decode(errors="replace"))
                     else:
                         self._kill()
-                        raise ScriptError(f"the script process of workload {self.workload_id} broke rqp's protocol during parse()")
+                        raise ScriptError(
+                            f"the script process of workload {self.workload_id} broke rqp's protocol during parse()"
+                        )
                 if not out and not fed_all:
                     piece = next(source, None)
                     if piece is None:
@@ -573,7 +639,9 @@ class ScriptHost:
                 registered = want_write
                 if time.monotonic() - since > timeout:
                     self._kill()
-                    raise ScriptError(f"parse() in the script of workload {self.workload_id} made no progress for {_fmt_seconds(timeout)} s (RQP_RECORD_TIMEOUT)")
+                    raise ScriptError(
+                        f"parse() in the script of workload {self.workload_id} made no progress for {_fmt_seconds(timeout)} s (RQP_RECORD_TIMEOUT)"
+                    )
                 events = sel.select(min(WATCH_INTERVAL, timeout))
                 for key, _ in events:
                     if key.fileobj is self.proc.stdout and not self._read_some():
@@ -639,9 +707,9 @@ class InProcessHost:
         return out
 
     def parse(self, chunks: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
-        from ..records import IterStream  # noqa: PLC0415
-
         import io  # noqa: PLC0415
+
+        from ..records import IterStream  # noqa: PLC0415
 
         assert self.script is not None
         try:
@@ -656,7 +724,7 @@ class InProcessHost:
         self.script = None
         self.alive = False
 
-    def __enter__(self) -> "InProcessHost":
+    def __enter__(self) -> InProcessHost:
         return self
 
     def __exit__(self, *exc: object) -> None:

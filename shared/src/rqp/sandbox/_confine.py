@@ -32,7 +32,7 @@ import resource
 import struct
 import sys
 
-__all__ = ["apply", "landlock_abi", "REQUIRED"]
+__all__ = ["REQUIRED", "apply", "landlock_abi"]
 
 #: the layers ``RQP_REQUIRE_SANDBOX=true`` insists on
 REQUIRED = ("no_new_privs", "rlimits", "landlock_fs", "seccomp")
@@ -88,7 +88,9 @@ def landlock_abi() -> int:
     """The kernel's Landlock ABI version, or 0 when Landlock is missing or disabled."""
     if not sys.platform.startswith("linux"):
         return 0
-    abi = _syscall(SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION))
+    abi = _syscall(
+        SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION)
+    )
     return max(0, abi)
 
 
@@ -107,8 +109,11 @@ def _landlock(read: list[str], write: list[str], devices: list[str]) -> dict[str
     abi = landlock_abi()
     if abi < 1:
         err = ctypes.get_errno()
-        why = {errno.ENOSYS: "the kernel has no Landlock", errno.EOPNOTSUPP: "Landlock is disabled (boot with lsm=...,landlock)",
-               errno.EPERM: "Landlock is blocked (a container seccomp profile?)"}.get(err, f"errno {err}")
+        why = {
+            errno.ENOSYS: "the kernel has no Landlock",
+            errno.EOPNOTSUPP: "Landlock is disabled (boot with lsm=...,landlock)",
+            errno.EPERM: "Landlock is blocked (a container seccomp profile?)",
+        }.get(err, f"errno {err}")
         return {"landlock_fs": False, "landlock_abi": 0, "landlock_problem": why}
     fs = _handled_fs(abi)
     net = NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 else 0
@@ -117,12 +122,20 @@ def _landlock(read: list[str], write: list[str], devices: list[str]) -> dict[str
     buf = ctypes.create_string_buffer(attr, len(attr))
     ruleset = _syscall(SYS_LANDLOCK_CREATE_RULESET, buf, ctypes.c_size_t(len(attr)), ctypes.c_uint32(0))
     if ruleset < 0:
-        return {"landlock_fs": False, "landlock_abi": abi, "landlock_problem": f"cannot create a ruleset (errno {ctypes.get_errno()})"}
+        return {
+            "landlock_fs": False,
+            "landlock_abi": abi,
+            "landlock_problem": f"cannot create a ruleset (errno {ctypes.get_errno()})",
+        }
     read_rights = _READ & fs
     write_rights = fs & ~(FS_MAKE_CHAR | FS_MAKE_BLOCK | FS_MAKE_SOCK | FS_MAKE_FIFO | FS_IOCTL_DEV | FS_EXECUTE)
     try:
         added = []
-        for paths, rights in ((read, read_rights), (write, write_rights), (devices, (FS_READ_FILE | FS_WRITE_FILE) & fs)):
+        for paths, rights in (
+            (read, read_rights),
+            (write, write_rights),
+            (devices, (FS_READ_FILE | FS_WRITE_FILE) & fs),
+        ):
             for path in paths:
                 try:
                     fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
@@ -131,16 +144,39 @@ def _landlock(read: list[str], write: list[str], devices: list[str]) -> dict[str
                 try:
                     allowed = rights if os.path.isdir(path) else rights & _FILE_RIGHTS
                     rule = ctypes.create_string_buffer(_PATH_BENEATH.pack(allowed, fd), _PATH_BENEATH.size)
-                    if _syscall(SYS_LANDLOCK_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH), rule, ctypes.c_uint32(0)) < 0:
-                        return {"landlock_fs": False, "landlock_abi": abi, "landlock_problem": f"cannot add a rule for {path} (errno {ctypes.get_errno()})"}
+                    if (
+                        _syscall(
+                            SYS_LANDLOCK_ADD_RULE,
+                            ctypes.c_int(ruleset),
+                            ctypes.c_int(LANDLOCK_RULE_PATH_BENEATH),
+                            rule,
+                            ctypes.c_uint32(0),
+                        )
+                        < 0
+                    ):
+                        return {
+                            "landlock_fs": False,
+                            "landlock_abi": abi,
+                            "landlock_problem": f"cannot add a rule for {path} (errno {ctypes.get_errno()})",
+                        }
                     added.append(path)
                 finally:
                     os.close(fd)
         if _syscall(SYS_LANDLOCK_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0)) < 0:
-            return {"landlock_fs": False, "landlock_abi": abi, "landlock_problem": f"landlock_restrict_self failed (errno {ctypes.get_errno()})"}
+            return {
+                "landlock_fs": False,
+                "landlock_abi": abi,
+                "landlock_problem": f"landlock_restrict_self failed (errno {ctypes.get_errno()})",
+            }
     finally:
         os.close(ruleset)
-    return {"landlock_fs": True, "landlock_abi": abi, "landlock_net": bool(net), "landlock_scopes": bool(scoped), "landlock_paths": len(added)}
+    return {
+        "landlock_fs": True,
+        "landlock_abi": abi,
+        "landlock_net": bool(net),
+        "landlock_scopes": bool(scoped),
+        "landlock_paths": len(added),
+    }
 
 
 # -------------------------------------------------------------------------------- seccomp
@@ -148,32 +184,125 @@ AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 #: syscalls refused outright, per architecture (numbers from the kernel's unistd headers)
 _DENY = {
     "x86_64": {
-        "socket": 41, "fork": 57, "vfork": 58, "execve": 59, "execveat": 322, "ptrace": 101,
-        "process_vm_readv": 310, "process_vm_writev": 311, "kcmp": 312, "io_uring_setup": 425,
-        "io_uring_enter": 426, "io_uring_register": 427, "bpf": 321, "perf_event_open": 298,
-        "userfaultfd": 323, "keyctl": 250, "add_key": 248, "request_key": 249, "mount": 165,
-        "umount2": 166, "pivot_root": 155, "chroot": 161, "unshare": 272, "setns": 308,
-        "open_by_handle_at": 304, "name_to_handle_at": 303, "init_module": 175, "finit_module": 313,
-        "delete_module": 176, "kexec_load": 246, "kexec_file_load": 320, "reboot": 169, "swapon": 167,
-        "swapoff": 168, "acct": 163, "setrlimit": 160, "tkill": 200, "pidfd_open": 434,
-        "pidfd_send_signal": 424, "pidfd_getfd": 438, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297,
-        "settimeofday": 164, "clock_settime": 227, "clock_adjtime": 305, "adjtimex": 159,
-        "sethostname": 170, "setdomainname": 171, "syslog": 103, "mount_setattr": 442, "move_mount": 429,
-        "open_tree": 428, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "quotactl": 179,
-        "iopl": 172, "ioperm": 173, "vhangup": 153, "personality": 135,
+        "socket": 41,
+        "fork": 57,
+        "vfork": 58,
+        "execve": 59,
+        "execveat": 322,
+        "ptrace": 101,
+        "process_vm_readv": 310,
+        "process_vm_writev": 311,
+        "kcmp": 312,
+        "io_uring_setup": 425,
+        "io_uring_enter": 426,
+        "io_uring_register": 427,
+        "bpf": 321,
+        "perf_event_open": 298,
+        "userfaultfd": 323,
+        "keyctl": 250,
+        "add_key": 248,
+        "request_key": 249,
+        "mount": 165,
+        "umount2": 166,
+        "pivot_root": 155,
+        "chroot": 161,
+        "unshare": 272,
+        "setns": 308,
+        "open_by_handle_at": 304,
+        "name_to_handle_at": 303,
+        "init_module": 175,
+        "finit_module": 313,
+        "delete_module": 176,
+        "kexec_load": 246,
+        "kexec_file_load": 320,
+        "reboot": 169,
+        "swapon": 167,
+        "swapoff": 168,
+        "acct": 163,
+        "setrlimit": 160,
+        "tkill": 200,
+        "pidfd_open": 434,
+        "pidfd_send_signal": 424,
+        "pidfd_getfd": 438,
+        "rt_sigqueueinfo": 129,
+        "rt_tgsigqueueinfo": 297,
+        "settimeofday": 164,
+        "clock_settime": 227,
+        "clock_adjtime": 305,
+        "adjtimex": 159,
+        "sethostname": 170,
+        "setdomainname": 171,
+        "syslog": 103,
+        "mount_setattr": 442,
+        "move_mount": 429,
+        "open_tree": 428,
+        "fsopen": 430,
+        "fsconfig": 431,
+        "fsmount": 432,
+        "fspick": 433,
+        "quotactl": 179,
+        "iopl": 172,
+        "ioperm": 173,
+        "vhangup": 153,
+        "personality": 135,
     },
     "aarch64": {
-        "socket": 198, "execve": 221, "execveat": 281, "ptrace": 117, "process_vm_readv": 270,
-        "process_vm_writev": 271, "kcmp": 272, "io_uring_setup": 425, "io_uring_enter": 426,
-        "io_uring_register": 427, "bpf": 280, "perf_event_open": 241, "userfaultfd": 282, "keyctl": 219,
-        "add_key": 217, "request_key": 218, "mount": 40, "umount2": 39, "pivot_root": 41, "chroot": 51,
-        "unshare": 97, "setns": 268, "open_by_handle_at": 265, "name_to_handle_at": 264, "init_module": 105,
-        "finit_module": 273, "delete_module": 106, "kexec_load": 104, "kexec_file_load": 294, "reboot": 142,
-        "swapon": 224, "swapoff": 225, "acct": 89, "setrlimit": 164, "tkill": 130, "pidfd_open": 434,
-        "pidfd_send_signal": 424, "pidfd_getfd": 438, "rt_sigqueueinfo": 138, "rt_tgsigqueueinfo": 240,
-        "settimeofday": 170, "clock_settime": 112, "clock_adjtime": 266, "adjtimex": 171, "sethostname": 161,
-        "setdomainname": 162, "syslog": 116, "mount_setattr": 442, "move_mount": 429, "open_tree": 428,
-        "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "quotactl": 60, "vhangup": 58,
+        "socket": 198,
+        "execve": 221,
+        "execveat": 281,
+        "ptrace": 117,
+        "process_vm_readv": 270,
+        "process_vm_writev": 271,
+        "kcmp": 272,
+        "io_uring_setup": 425,
+        "io_uring_enter": 426,
+        "io_uring_register": 427,
+        "bpf": 280,
+        "perf_event_open": 241,
+        "userfaultfd": 282,
+        "keyctl": 219,
+        "add_key": 217,
+        "request_key": 218,
+        "mount": 40,
+        "umount2": 39,
+        "pivot_root": 41,
+        "chroot": 51,
+        "unshare": 97,
+        "setns": 268,
+        "open_by_handle_at": 265,
+        "name_to_handle_at": 264,
+        "init_module": 105,
+        "finit_module": 273,
+        "delete_module": 106,
+        "kexec_load": 104,
+        "kexec_file_load": 294,
+        "reboot": 142,
+        "swapon": 224,
+        "swapoff": 225,
+        "acct": 89,
+        "setrlimit": 164,
+        "tkill": 130,
+        "pidfd_open": 434,
+        "pidfd_send_signal": 424,
+        "pidfd_getfd": 438,
+        "rt_sigqueueinfo": 138,
+        "rt_tgsigqueueinfo": 240,
+        "settimeofday": 170,
+        "clock_settime": 112,
+        "clock_adjtime": 266,
+        "adjtimex": 171,
+        "sethostname": 161,
+        "setdomainname": 162,
+        "syslog": 116,
+        "mount_setattr": 442,
+        "move_mount": 429,
+        "open_tree": 428,
+        "fsopen": 430,
+        "fsconfig": 431,
+        "fsmount": 432,
+        "fspick": 433,
+        "quotactl": 60,
+        "vhangup": 58,
         "personality": 92,
     },
 }
@@ -312,12 +441,24 @@ def apply(config: dict[str, object]) -> dict[str, object]:
     report: dict[str, object] = {"platform": f"{u.sysname} {u.release} {u.machine}"}
     report["pdeathsig"] = _prctl_ok(PR_SET_PDEATHSIG, 9)  # the worker goes, the host goes
     report["not_dumpable"] = _prctl_ok(PR_SET_DUMPABLE, 0)
-    report.update(_rlimits(int(config["memory_bytes"]), int(config["cpu_seconds"]), int(config["open_files"]), int(config["file_bytes"])))
+    report.update(
+        _rlimits(
+            int(config["memory_bytes"]),
+            int(config["cpu_seconds"]),
+            int(config["open_files"]),
+            int(config["file_bytes"]),
+        )
+    )
     report["no_new_privs"] = _prctl_ok(PR_SET_NO_NEW_PRIVS, 1)
     if report["no_new_privs"]:
         report.update(_landlock(list(config["read_paths"]), [config["tmpdir"]], list(config.get("devices", ()))))
         report.update(_seccomp())
     else:
-        report.update(landlock_fs=False, seccomp=False, landlock_problem="no_new_privs could not be set", seccomp_problem="no_new_privs could not be set")
+        report.update(
+            landlock_fs=False,
+            seccomp=False,
+            landlock_problem="no_new_privs could not be set",
+            seccomp_problem="no_new_privs could not be set",
+        )
     report["missing"] = [layer for layer in REQUIRED if not report.get(layer)]
     return report

@@ -136,8 +136,20 @@ def _library_paths(extra: list[str]) -> list[str]:
     the system's shared libraries and time zones, and the operator's extra paths."""
     paths = {sys.base_prefix, sys.prefix, sys.base_exec_prefix, sys.exec_prefix}
     paths.update(p for p in sys.path if p and os.path.isabs(p))
-    paths.update(("/usr/lib", "/usr/lib64", "/usr/local/lib", "/lib", "/lib64", "/usr/share/zoneinfo",
-                  "/etc/localtime", "/etc/ld.so.cache", "/proc/cpuinfo", "/sys/devices/system/cpu"))
+    paths.update(
+        (
+            "/usr/lib",
+            "/usr/lib64",
+            "/usr/local/lib",
+            "/lib",
+            "/lib64",
+            "/usr/share/zoneinfo",
+            "/etc/localtime",
+            "/etc/ld.so.cache",
+            "/proc/cpuinfo",
+            "/sys/devices/system/cpu",
+        )
+    )
     paths.update(extra)
     return sorted(p for p in paths if os.path.exists(p))
 

@@ -26,7 +26,7 @@ try:
 except ImportError:  # inside the script host, where this directory is imported as top-level modules
     import _protocol as P  # type: ignore[import-not-found,no-redef]
 
-__all__ = ["LoadedScript", "ScriptLoadError", "load", "describe_exception", "script_filename"]
+__all__ = ["LoadedScript", "ScriptLoadError", "describe_exception", "load", "script_filename"]
 
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -80,7 +80,9 @@ class LoadedScript:
             try:
                 setup()
             except BaseException as exc:  # noqa: BLE001 - the user's code: whatever it raises is theirs
-                raise ScriptLoadError(f"setup() in the script of workload {workload_id} raised {describe_exception(exc, workload_id)}") from None
+                raise ScriptLoadError(
+                    f"setup() in the script of workload {workload_id} raised {describe_exception(exc, workload_id)}"
+                ) from None
 
     def run(self, payloads: list[bytes], emit: Callable[[int, bytes], None], in_hand: Any = None) -> None:
         """Call ``process`` on each record; ``emit(kind, payload)`` per record, in order.
@@ -104,7 +106,10 @@ class LoadedScript:
             try:
                 out = _ENCODE(result)
             except BaseException as exc:  # noqa: BLE001
-                emit(P.NOT_JSON, f"process() returned a value that is not JSON-serializable: {describe_exception(exc, wid)}".encode())
+                emit(
+                    P.NOT_JSON,
+                    f"process() returned a value that is not JSON-serializable: {describe_exception(exc, wid)}".encode(),
+                )
                 continue
             emit(P.OK, out.encode())
         if in_hand is not None:
@@ -114,14 +119,19 @@ class LoadedScript:
         """(kind, payload) per record ``parse(stream)`` yields; raises ``ScriptLoadError`` (with
         how far it got) when parse() itself raises."""
         if self.parse is None:
-            raise ScriptLoadError(f"workload {self.workload_id} was packed with --format script but its script has no parse(stream) function")
+            raise ScriptLoadError(
+                f"workload {self.workload_id} was packed with --format script but its script has no parse(stream) function"
+            )
         n = 0
         try:
             for record in self.parse(stream):
                 try:
                     payload = _ENCODE(record).encode()
                 except BaseException as exc:  # noqa: BLE001
-                    yield P.NOT_JSON, f"parse() produced a record that is not JSON-serializable: {describe_exception(exc, self.workload_id)}".encode()
+                    yield (
+                        P.NOT_JSON,
+                        f"parse() produced a record that is not JSON-serializable: {describe_exception(exc, self.workload_id)}".encode(),
+                    )
                 else:
                     yield P.OK, payload
                 n += 1
@@ -139,7 +149,9 @@ def load(source: bytes, workload_id: str) -> LoadedScript:
     try:
         text = source.decode("utf-8")
     except UnicodeDecodeError:
-        raise ScriptLoadError(f"the script of workload {workload_id} is not UTF-8 text; pack a Python source file") from None
+        raise ScriptLoadError(
+            f"the script of workload {workload_id} is not UTF-8 text; pack a Python source file"
+        ) from None
     # tracebacks show script lines from memory (linecache), so errors stay useful without a file
     linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
     module = types.ModuleType(f"rqp_script_{workload_id.replace('-', '_').replace('.', '_')}")
@@ -149,8 +161,12 @@ def load(source: bytes, workload_id: str) -> LoadedScript:
         sys.modules[module.__name__] = module  # lets dataclasses and similar helpers resolve the module
         exec(code, module.__dict__)  # noqa: S102 - running the user's own authenticated script is the point
     except SyntaxError as exc:
-        raise ScriptLoadError(f"the script of workload {workload_id} has a syntax error at line {exc.lineno}: {exc.msg}") from None
+        raise ScriptLoadError(
+            f"the script of workload {workload_id} has a syntax error at line {exc.lineno}: {exc.msg}"
+        ) from None
     except BaseException as exc:  # noqa: BLE001 - SystemExit at import is a load failure too
         line = _script_line(exc, filename)
-        raise ScriptLoadError(f"the script of workload {workload_id} failed to import{line}: {_one_line(exc)}") from None
+        raise ScriptLoadError(
+            f"the script of workload {workload_id} failed to import{line}: {_one_line(exc)}"
+        ) from None
     return LoadedScript(module, workload_id)

@@ -9,4 +9,4 @@ from ._queue import MAX_MESSAGE_BYTES, Message, MessageQueue
 from .local import FileBlobStore
 from .redis_queue import RedisMessageQueue
 
-__all__ = ["BlobStore", "MessageQueue", "Message", "MAX_MESSAGE_BYTES", "FileBlobStore", "RedisMessageQueue"]
+__all__ = ["MAX_MESSAGE_BYTES", "BlobStore", "FileBlobStore", "Message", "MessageQueue", "RedisMessageQueue"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 
-__all__ = ["BlobStore", "DEFAULT_READ_CHUNK"]
+__all__ = ["DEFAULT_READ_CHUNK", "BlobStore"]
 
 DEFAULT_READ_CHUNK = 4 << 20
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-__all__ = ["MessageQueue", "Message", "MAX_MESSAGE_BYTES"]
+__all__ = ["MAX_MESSAGE_BYTES", "Message", "MessageQueue"]
 
 #: the smallest limit of any backend (Azure Queue Storage: 64 KiB, base64-encoded)
 MAX_MESSAGE_BYTES = 48 * 1024
@@ -36,7 +36,9 @@ class MessageQueue(ABC):
         return [self.send(queue, b) for b in bodies]
 
     @abstractmethod
-    def receive(self, queue: str, max_messages: int = 32, visibility_timeout: float = 30.0, wait: float = 0.0) -> list[Message]:
+    def receive(
+        self, queue: str, max_messages: int = 32, visibility_timeout: float = 30.0, wait: float = 0.0
+    ) -> list[Message]:
         """Up to ``max_messages``, waiting up to ``wait`` seconds for the first."""
 
     @abstractmethod

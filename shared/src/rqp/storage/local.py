@@ -31,7 +31,9 @@ class FileBlobStore(BlobStore):
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StorageError(f"blob store directory {self.root} cannot be created ({exc.strerror}); check RQP_BLOB_URL and permissions") from None
+            raise StorageError(
+                f"blob store directory {self.root} cannot be created ({exc.strerror}); check RQP_BLOB_URL and permissions"
+            ) from None
 
     def _path(self, name: str) -> Path:
         return self.root / _check_name(name)
@@ -39,12 +41,16 @@ class FileBlobStore(BlobStore):
     def _write(self, name: str, chunks: Iterable[bytes], overwrite: bool) -> int:
         path = self._path(name)
         if not overwrite and path.exists():
-            raise StorageError(f"blob {name} already exists in {self.location}; choose another workload id or delete it")
+            raise StorageError(
+                f"blob {name} already exists in {self.location}; choose another workload id or delete it"
+            )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
         except OSError as exc:
-            raise StorageUnavailableError(f"cannot write blob {name} in {self.location}: {exc.strerror}; check the directory is writable and has space") from None
+            raise StorageUnavailableError(
+                f"cannot write blob {name} in {self.location}: {exc.strerror}; check the directory is writable and has space"
+            ) from None
         size = 0
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -60,13 +66,17 @@ class FileBlobStore(BlobStore):
                 try:
                     os.link(tmp, path)
                 except FileExistsError:
-                    raise StorageError(f"blob {name} already exists in {self.location}; choose another workload id or delete it") from None
+                    raise StorageError(
+                        f"blob {name} already exists in {self.location}; choose another workload id or delete it"
+                    ) from None
                 finally:
                     os.unlink(tmp)
         except OSError as exc:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-            raise StorageUnavailableError(f"cannot write blob {name} in {self.location}: {exc.strerror}; check the directory is writable and has space") from None
+            raise StorageUnavailableError(
+                f"cannot write blob {name} in {self.location}: {exc.strerror}; check the directory is writable and has space"
+            ) from None
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -83,7 +93,9 @@ class FileBlobStore(BlobStore):
         try:
             return open(self._path(name), "rb")
         except FileNotFoundError:
-            raise BlobNotFoundError(f"blob {name} not found in {self.location}; check the workload id and RQP_BLOB_URL") from None
+            raise BlobNotFoundError(
+                f"blob {name} not found in {self.location}; check the workload id and RQP_BLOB_URL"
+            ) from None
         except OSError as exc:
             raise StorageUnavailableError(f"cannot read blob {name} in {self.location}: {exc.strerror}") from None
 

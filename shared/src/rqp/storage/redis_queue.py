@@ -48,13 +48,20 @@ class RedisMessageQueue(MessageQueue):
             pipe.xadd(self._key(queue), {b"b": b})
         return [i.decode() for i in pipe.execute()]
 
-    def receive(self, queue: str, max_messages: int = 32, visibility_timeout: float = 30.0, wait: float = 0.0) -> list[Message]:
+    def receive(
+        self, queue: str, max_messages: int = 32, visibility_timeout: float = 30.0, wait: float = 0.0
+    ) -> list[Message]:
         self._ensure_group(queue)
         key = self._key(queue)
         out: list[Message] = []
         # messages received earlier and not deleted within the visibility timeout come back first
         _next, claimed, *_ = self._r.xautoclaim(
-            key, _GROUP, self._consumer, min_idle_time=int(visibility_timeout * 1000), start_id="0-0", count=max_messages
+            key,
+            _GROUP,
+            self._consumer,
+            min_idle_time=int(visibility_timeout * 1000),
+            start_id="0-0",
+            count=max_messages,
         )
         for mid, fields in claimed:
             if fields:

@@ -17,7 +17,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_r
 from ..errors import StorageUnavailableError
 from ._blob import DEFAULT_READ_CHUNK, BlobStore
 
-__all__ = ["RetryingBlobStore", "DEFAULT_STORAGE_RETRY_SECONDS"]
+__all__ = ["DEFAULT_STORAGE_RETRY_SECONDS", "RetryingBlobStore"]
 
 log = logging.getLogger("rqp.storage")
 DEFAULT_STORAGE_RETRY_SECONDS = 300.0
@@ -32,7 +32,13 @@ class RetryingBlobStore(BlobStore):
 
     def _call(self, op: str, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         def before_sleep(state: Any) -> None:
-            log.warning("blob store %s unavailable during %s %s (%s); retrying", self.location, op, name, state.outcome.exception())
+            log.warning(
+                "blob store %s unavailable during %s %s (%s); retrying",
+                self.location,
+                op,
+                name,
+                state.outcome.exception(),
+            )
 
         retrying = Retrying(
             retry=retry_if_exception_type(StorageUnavailableError),
