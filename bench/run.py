@@ -253,18 +253,19 @@ def peer_round(peer: Peer, n: int, k: int, work: Path, data: Data) -> dict[str, 
     running: list[subprocess.Popen] = []
     data.ensure(n)
     base = k * n
-    producer = subprocess.Popen(
-        [sys.executable, str(PEERS / "enqueue.py"), peer.module, str(base), str(n), "1" if peer.raw else "0"],
-        env=env,
-        cwd=PEERS,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=open(root / "producer.log", "wb"),
-        text=True,
-    )
+    with open(root / "producer.log", "wb") as producer_log:  # the child keeps its own copy of the descriptor
+        producer = subprocess.Popen(
+            [sys.executable, str(PEERS / "enqueue.py"), peer.module, str(base), str(n), "1" if peer.raw else "0"],
+            env=env,
+            cwd=PEERS,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=producer_log,
+            text=True,
+        )
     try:
-        for i, cmd in enumerate(peer.commands(str(BIN))):
-            cmd = [c.replace("{url}", server.url).replace("{peers}", str(PEERS)) for c in cmd]
+        for i, template in enumerate(peer.commands(str(BIN))):
+            cmd = [c.replace("{url}", server.url).replace("{peers}", str(PEERS)) for c in template]
             running.append(procs.start(cmd, env, PEERS, root / f"worker-{i}.log"))
         _expect(producer, "ready", root)
         # warm-up: the workers are up, connected and have imported everything before the clock

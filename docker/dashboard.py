@@ -41,7 +41,7 @@ def _read(path: str | None, what: str) -> str | None:
 def build_app():
     from rq_dashboard.cli import make_flask_app  # noqa: PLC0415
     from rq_dashboard.web import config as service_config  # noqa: PLC0415
-    from rq_dashboard.web import setup_rq_connection
+    from rq_dashboard.web import setup_rq_connection  # noqa: PLC0415 - lazy like the two above: rq-dashboard loads only when the app is built
 
     redis_url = os.environ.get("RQP_REDIS_URL", "redis://redis:6379/0")
     if "@" in redis_url.split("//", 1)[-1].split("/", 1)[0]:

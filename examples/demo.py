@@ -93,13 +93,10 @@ def main() -> int:
             f"packed:     workload {wid!r}: AES-256-GCM data and script, data key wrapped with RSA-OAEP-256, signed (plaintext file removed)"
         )
         for i in range(args.processors):
-            procs.append(
-                subprocess.Popen(
-                    [str(BIN / "rqp-processor"), "--workers", str(args.workers)],
-                    env=env,
-                    stderr=open(work / f"processor-{i}.log", "wb"),
+            with open(work / f"processor-{i}.log", "wb") as log:  # the child keeps its own copy of the descriptor
+                procs.append(
+                    subprocess.Popen([str(BIN / "rqp-processor"), "--workers", str(args.workers)], env=env, stderr=log)
                 )
-            )
         r = redis.Redis.from_url(server.url, password=password)
         want = args.processors * args.workers
         deadline = time.monotonic() + 60
@@ -109,9 +106,8 @@ def main() -> int:
             time.sleep(0.05)
         print(f"processors: {args.processors} x rqp-processor ({args.workers} worker each), {want} workers ready")
         print(f"sandbox:    the script runs confined: {probe(SandboxConfig()).short()}; no key, credential or network")
-        sched = subprocess.Popen(
-            [str(BIN / "rqp-scheduler"), "run", wid], env=env, stderr=open(work / "scheduler.log", "wb")
-        )
+        with open(work / "scheduler.log", "wb") as log:
+            sched = subprocess.Popen([str(BIN / "rqp-scheduler"), "run", wid], env=env, stderr=log)
         procs.append(sched)
         tty = sys.stdout.isatty()
         last_print = 0.0

@@ -121,14 +121,15 @@ class Cluster:
 
     # ------------------------------------------------------------------ roles
     def start_processor(self, workers: int = 2, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-        p = subprocess.Popen(
-            [bin_path("rqp-processor"), "--workers", str(workers), *extra],
-            env={**self.env, **(env or {})},
-            cwd=self.root,
-            stdout=open(self.root / f"processor-{len(self.procs)}.log", "wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(self.root / f"processor-{len(self.procs)}.log", "wb") as log:  # the child keeps its own descriptor
+            p = subprocess.Popen(
+                [bin_path("rqp-processor"), "--workers", str(workers), *extra],
+                env={**self.env, **(env or {})},
+                cwd=self.root,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.procs.append(p)
         self.processors.append(p)
         return p

@@ -51,9 +51,7 @@ def test_cycle_stores_every_sample_and_publishes_a_summary(r, tmp_path):
     assert sorted(m["vms"]) == ["this-host", "vm-1", "vm-2"]
     assert m["vms"]["vm-1"]["samples"] == 2 and m["vms"]["vm-2"]["cpu_percent"] == 21.0
     assert m["blob_count"] == len(m["blobs"]) == 3
-    back = store.read(
-        datetime.now(UTC) - timedelta(minutes=5), datetime.now(UTC) + timedelta(minutes=1)
-    )
+    back = store.read(datetime.now(UTC) - timedelta(minutes=5), datetime.now(UTC) + timedelta(minutes=1))
     assert len(back.samples) == m["stored"]
     assert {s.vm for s in back.samples if s.metric == CPU_PERCENT} == {"vm-1", "vm-2", "this-host"}
 

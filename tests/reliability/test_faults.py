@@ -52,7 +52,9 @@ def test_workers_killed_repeatedly(cluster):
     while kills < 4 and sched.poll() is None:
         target = _done(cluster, "kill9") + 1500
         cluster.wait_for(
-            lambda: _done(cluster, "kill9") >= min(target, n) or sched.poll() is not None, 60, "progress between kills"
+            lambda target=target: _done(cluster, "kill9") >= min(target, n) or sched.poll() is not None,
+            60,
+            "progress between kills",
         )
         pids = [p for p in cluster.worker_pids() if _busy(cluster, p)] or cluster.worker_pids()
         if pids and sched.poll() is None:

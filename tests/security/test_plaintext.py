@@ -316,14 +316,15 @@ def test_role_processes_run_with_core_dumps_disabled(cluster):
     q = Queue(QUEUE, connection=cluster.r)
     wait_until(lambda: Worker.count(connection=cluster.r, queue=q) >= 1, 60, "the worker to register", cluster.logs)
     log = cluster.root / "scheduler.log"
-    sched = subprocess.Popen(
-        [bin_path("rqp-scheduler"), "serve"],
-        env=cluster.env,
-        cwd=cluster.root,
-        stdout=open(log, "wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with open(log, "wb") as fh:  # the child keeps its own copy of the descriptor
+        sched = subprocess.Popen(
+            [bin_path("rqp-scheduler"), "serve"],
+            env=cluster.env,
+            cwd=cluster.root,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     cluster.procs.append(sched)
     wait_until(lambda: b"serving:" in log.read_bytes() or sched.poll() is not None, 60, "the scheduler to serve")
     assert sched.poll() is None, log.read_text()

@@ -38,7 +38,7 @@ def test_invalid_settings_name_the_variable(env, message):
 def test_unknown_key_in_file_is_an_error(tmp_path):
     f = tmp_path / "rqp.toml"
     f.write_text("chunk_sise = 3\n")
-    with pytest.raises(ConfigError, match="unknown setting.*chunk_sise"):
+    with pytest.raises(ConfigError, match=r"unknown setting.*chunk_sise"):
         Settings.load(f, env={})
 
 

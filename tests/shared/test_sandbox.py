@@ -27,9 +27,7 @@ CONFIG = SandboxConfig(record_timeout=2, memory_mb=512)
 def _run(source: str, records: list, config: SandboxConfig = CONFIG) -> list[tuple[int, bytes]]:
     pool = ScriptPool(config)
     try:
-        return pool.run(
-            "w1", lambda: source.encode(), [r if isinstance(r, bytes) else json.dumps(r).encode() for r in records]
-        )
+        return pool.run("w1", source.encode, [r if isinstance(r, bytes) else json.dumps(r).encode() for r in records])
     finally:
         pool.close()
 

@@ -62,7 +62,7 @@ def test_bad_signing_key_files_are_one_clear_error(tmp_path):
 
 def test_trusted_signers_file_names_keys_and_rejects_what_it_cannot_use(tmp_path):
     generate_signing_key(tmp_path / "a.pem")
-    jwk, vault = _vault_key()
+    jwk, _vault = _vault_key()
     store = _trust(tmp_path, (tmp_path / "a.pub.pem").read_bytes(), KeyVaultSigningKey.from_jwk(jwk).public_pem())
     names = sorted(s.name for s in store.signers.values())
     assert names == ["signer 0", "signer 1"]
@@ -73,7 +73,7 @@ def test_trusted_signers_file_names_keys_and_rejects_what_it_cannot_use(tmp_path
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     (tmp_path / "bad.pem").write_bytes(rsa_pub)
-    with pytest.raises(ConfigError, match="key 1 in trusted signers file .* is not an Ed25519 or EC P-256 public key"):
+    with pytest.raises(ConfigError, match=r"key 1 in trusted signers file .* is not an Ed25519 or EC P-256 public key"):
         TrustStore.from_file(tmp_path / "bad.pem")
     with pytest.raises(ConfigError, match="does not exist; fix RQP_TRUSTED_SIGNERS_FILE"):
         TrustStore.from_file(tmp_path / "absent.pem")

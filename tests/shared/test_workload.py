@@ -34,7 +34,7 @@ def test_pack_and_open_round_trip(packed):
 
 def test_existing_workload_is_not_overwritten(packed, tmp_path, kek, signer):
     store, keys, _ = packed
-    with pytest.raises(WorkloadError, match="already exists.*--replace"):
+    with pytest.raises(WorkloadError, match=r"already exists.*--replace"):
         pack(store, keys, "w1", tmp_path / "d.jsonl", tmp_path / "s.py", signer=signer.key)
 
 
@@ -62,7 +62,7 @@ def test_tampered_manifest(packed):
     store, keys, _ = packed
     name = blob_name("w1", "manifest.json")
     store.put(name, store.get(name).replace(b'"jsonl"', b'"csv"'))
-    with pytest.raises(IntegrityError, match="workload w1 differs from what sha256:[0-9a-f]+ signed"):
+    with pytest.raises(IntegrityError, match=r"workload w1 differs from what sha256:[0-9a-f]+ signed"):
         _open(store, keys, "w1")
 
 

@@ -46,10 +46,10 @@ def render_pngs(
     written = []
     for view in views:
         fig, axes = plt.subplots(len(view.charts), 1, figsize=(9, 2.4 * len(view.charts)), sharex=True)
-        for ax, chart in zip(axes, view.charts):
+        for ax, chart in zip(axes, view.charts, strict=True):
             for i, series in enumerate(chart.series):
                 if series.points:
-                    ts, vs = zip(*series.points)
+                    ts, vs = zip(*series.points, strict=True)
                     ax.plot(ts, vs, label=series.label, color=PALETTE[i % len(PALETTE)], linewidth=1.4)
             for m in marks:
                 ax.axvline(m.start, color=MARK_START_COLOR, linestyle="--", linewidth=1, label=f"{m.name} start")

@@ -111,7 +111,7 @@ def format_table(stats: list[VmStats]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(SUMMARY_COLUMNS))]
     lines = []
     for n, r in enumerate(rows):
-        cells = [c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))]
+        cells = [c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
         lines.append("  ".join(cells).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))

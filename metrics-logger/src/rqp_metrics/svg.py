@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 from html import escape
+from itertools import pairwise
 from statistics import median
 
 from .fmt import axis_value
@@ -91,10 +92,10 @@ def _time_label(dt: datetime, span_s: float) -> str:
 def _segments(points: list[tuple[datetime, float]]) -> list[list[tuple[datetime, float]]]:
     if len(points) < 3:
         return [points] if points else []
-    steps = [(b[0] - a[0]).total_seconds() for a, b in zip(points, points[1:])]
+    steps = [(b[0] - a[0]).total_seconds() for a, b in pairwise(points)]
     limit = GAP_FACTOR * max(median(steps), 1e-9)
     segs, cur = [], [points[0]]
-    for step, p in zip(steps, points[1:]):
+    for step, p in zip(steps, points[1:], strict=True):
         if step > limit:
             segs.append(cur)
             cur = []

@@ -251,8 +251,8 @@ class AzureSource:
         period = _duration_seconds(getattr(resp, "interval", None), 60.0)
         for metric in resp.value or []:
             az_name = metric.name.value if metric.name else None
-            spec = AZURE_METRICS.get(az_name or "")
-            if spec is None:
+            spec = AZURE_METRICS.get(az_name) if az_name else None
+            if az_name is None or spec is None:
                 continue
             if metric.error_code and metric.error_code != "Success":
                 out.warnings.append(

@@ -103,7 +103,7 @@ class HostSource:
         if now.disk is None or prev.disk is None:
             out.warnings.append(f"host {self.vm_name}: no disk I/O counters on this machine; disk samples skipped")
         else:
-            dr, dw, dro, dwo = (b - a for a, b in zip(prev.disk, now.disk))
+            dr, dw, dro, dwo = (b - a for a, b in zip(prev.disk, now.disk, strict=True))
             if min(dr, dw, dro, dwo) < 0:
                 out.warnings.append(
                     f"host {self.vm_name}: disk counters went backwards (reset); disk samples skipped this cycle"
@@ -114,7 +114,7 @@ class HostSource:
                 add(DISK_READ_OPS, dro / period, "CountPerSecond", period)
                 add(DISK_WRITE_OPS, dwo / period, "CountPerSecond", period)
 
-        rx, tx = (b - a for a, b in zip(prev.net, now.net))
+        rx, tx = (b - a for a, b in zip(prev.net, now.net, strict=True))
         if min(rx, tx) < 0:
             out.warnings.append(
                 f"host {self.vm_name}: network counters went backwards (interface change); network samples skipped this cycle"
