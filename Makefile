@@ -6,11 +6,12 @@ PIP    := $(PY) -m pip
 ENGINE ?= docker
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: help venv install dev demo test test-fast images test-images wheels bench soak clean audit
+.PHONY: help venv install dev demo test test-fast lint images test-images wheels bench soak clean audit
 
 help:
 	@echo "make demo         encrypted 10,000-record workload end to end on this machine"
 	@echo "make test         the whole test suite against real servers"
+	@echo "make lint         ruff (check, format) and mypy on the four packages"
 	@echo "make images       container images per role (ENGINE=docker|podman)"
 	@echo "make test-images  the all-in-one Compose stack, scaled, with a real workload"
 	@echo "make bench        rqp against RQ, Celery, Dramatiq, Huey and a batched loop"
@@ -44,6 +45,11 @@ demo: install
 
 test: dev .tools/.azurite .tools/.redis-tls
 	$(PY) -m pytest tests -q -p no:cacheprovider
+
+lint: dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy -p rqp -p rqp_scheduler -p rqp_processor -p rqp_metrics
 
 test-fast: dev .tools/.redis-tls
 	$(PY) -m pytest tests -q -x -p no:cacheprovider --ignore=tests/shared/azure

@@ -24,7 +24,7 @@ def main() -> int:
     settings = Settings.load()
     worker = worker_module.build_worker(settings)
     if len(sys.argv) > 2:
-        worker_module._PROCESSOR.contexts.get(sys.argv[2])  # type: ignore[union-attr]
+        worker.processor.contexts.get(sys.argv[2])
     prof = cProfile.Profile(time.process_time)
     prof.enable()
     try:

@@ -71,7 +71,7 @@ sys.path.append(str(REPO / "tests"))  # harness.py (process-group stop), azurite
 import make_data  # noqa: E402
 import procs  # noqa: E402
 from common import RESULT, STATUS, open_sealed, result_aad  # noqa: E402
-from rqp.redis_server import RedisServer  # noqa: E402
+from redis_server import RedisServer  # noqa: E402
 
 WARMUP = 32
 WARMUP_BASE = 10**9
@@ -951,7 +951,7 @@ def environment() -> dict[str, Any]:
             versions[pkg] = version(pkg)
         except PackageNotFoundError:
             pass
-    from rqp.redis_server import find_server_binary
+    from redis_server import find_server_binary
 
     binary = find_server_binary()
     rv = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout.split()

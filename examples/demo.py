@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 import redis
+from redis_server import RedisServer
 from rq import Worker
 from rqp.cli import format_progress
-from rqp.redis_server import RedisServer
 from rqp.sandbox import SandboxConfig, probe
 from rqp.status import read_progress
 

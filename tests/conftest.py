@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import redis
-from rqp.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "examples")]  # harness; redis_server (the demo's)
+
+from redis_server import RedisServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")

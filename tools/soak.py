@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "examples")]
 from harness import Cluster  # noqa: E402
+from redis_server import RedisServer  # noqa: E402
 from rqp.keys import generate_kek  # noqa: E402
-from rqp.redis_server import RedisServer  # noqa: E402
 
 SCRIPT = """
 def process(record):

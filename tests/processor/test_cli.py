@@ -3,7 +3,7 @@
 import subprocess
 
 from harness import bin_path
-from rqp.redis_server import free_port
+from redis_server import free_port
 
 
 def _run(cmd, env):

@@ -12,7 +12,7 @@ import time
 
 import redis
 from harness import Cluster
-from rqp.redis_server import RedisServer
+from redis_server import RedisServer
 
 SLOW_SCRIPT = """
 import time

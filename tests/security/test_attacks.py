@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 import redis
 from harness import Cluster, bin_path
+from redis_server import RedisServer
 from rq import Queue, Worker
 from rq.job import Job
 from rqp.config import Settings
@@ -37,8 +38,7 @@ from rqp.connect import connect_redis
 from rqp.errors import RedisUnavailableError
 from rqp.jobs import ChunkSpec, JSONSerializer, seal_spec
 from rqp.keys import LocalKeyProvider
-from rqp.layout import PIN_FIELD, WorkloadKeys, job_id, pin_value
-from rqp.redis_server import RedisServer
+from rqp.ledger import Meta, WorkloadKeys, encode_pin, job_id
 from rqp.signing import LocalSigningKey, TrustStore
 from rqp.storage import FileBlobStore
 from rqp.workload import Workload, pack
@@ -93,7 +93,7 @@ class Bench:
         """Leave the start pin a scheduler leaves at a workload's first start (processors run
         chunks only of workloads a scheduler started), without scheduling anything."""
         w = Workload.open(self.store, self.keys, wid, TrustStore.from_file(self.cluster.trusted_signers))
-        self.r.hset(WorkloadKeys(wid).meta, PIN_FIELD, pin_value(w.seal_pin()))
+        self.r.hset(WorkloadKeys(wid).meta, Meta.PIN, encode_pin(w.seal_pin()))
 
     def genuine(self, wid: str, chunk: str = "c00000000", gen: int = 0) -> tuple[str, str]:
         """(job id, base64 sealed spec) exactly as rqp's scheduler makes them (same code, same key)."""
@@ -555,7 +555,7 @@ def test_unauthenticated_redis_is_refused_when_insecure_is_not_allowed(bench):
         == f"rqp-scheduler: error: {expected}"
     )
     assert bench.r.llen("rq:queue:unused") == 0
-    assert bench.r.hkeys(WorkloadKeys("wl-a").meta) == [PIN_FIELD.encode()]  # the scheduler touched nothing
+    assert bench.r.hkeys(WorkloadKeys("wl-a").meta) == [Meta.PIN.encode()]  # the scheduler touched nothing
     assert_no_user_code(bench)
 
 

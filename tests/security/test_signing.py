@@ -15,7 +15,7 @@ from harness import bin_path, make_signer
 from rq import Queue, Worker
 from rqp.jobs import ChunkSpec, seal_spec
 from rqp.keys import LocalKeyProvider
-from rqp.layout import job_id
+from rqp.ledger import job_id
 from rqp.signing import LocalSigningKey, TrustStore
 from rqp.storage import FileBlobStore
 from rqp.workload import Workload

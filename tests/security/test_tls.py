@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from harness import Cluster, bin_path
+from redis_server import RedisServer, find_server_binary
 from rqp.errors import RedisUnavailableError
-from rqp.layout import WorkloadKeys
-from rqp.redis_server import RedisServer, find_server_binary
+from rqp.ledger import WorkloadKeys
 
 from .conftest import ROOT, one_error_line
 

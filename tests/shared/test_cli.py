@@ -1,8 +1,8 @@
 """Bad input through the real ``rqp`` entry point: one line on stderr, a non-zero exit."""
 
 import pytest
+from redis_server import free_port
 from rqp.cli import main
-from rqp.redis_server import free_port
 
 
 def run(capsys, *argv):

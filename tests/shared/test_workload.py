@@ -98,7 +98,7 @@ def test_unknown_workload_and_bad_id(packed):
 def test_seal_packed_values_open_one_by_one(packed):
     """The enqueue's bulk sealing gives each record what ``seal`` would: bound to its id, with
     its own nonce."""
-    from rqp.lua import PAIR
+    from rqp.ledger import PAIR
 
     store, keys, _ = packed
     w = _open(store, keys, "w1")

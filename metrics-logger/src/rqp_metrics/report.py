@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_HTML",
     "DEFAULT_SINCE",
     "ReportOutput",
+    "add_metrics_command",
     "add_report_command",
     "build_report",
     "format_table",
@@ -57,6 +58,12 @@ def parse_since(text: str, now: datetime) -> datetime:
         raise ConfigError(
             f"--since/--until {text!r} is neither a duration (15m, 1h, 2d) nor an ISO-8601 time"
         ) from None
+
+
+def add_metrics_command(subparsers: argparse._SubParsersAction) -> None:
+    """``rqp metrics ...``: registered on the shared CLI through the ``rqp.commands`` entry point."""
+    metrics = subparsers.add_parser("metrics", help="VM metrics recorded by rqp-metrics-logger")
+    add_report_command(metrics.add_subparsers(dest="metrics_cmd", required=True))
 
 
 def add_report_command(subparsers: Any, name: str = "report") -> argparse.ArgumentParser:

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import redis
 from rqp import sandbox
@@ -26,7 +27,7 @@ from rqp.config import Settings
 from rqp.connect import connect_redis, open_key_provider, open_trust_store
 from rqp.errors import RqpError
 from rqp.hardening import harden_process
-from rqp.layout import WorkloadKeys, held_key, parse_job_id
+from rqp.ledger import release_worker
 
 __all__ = ["DEFAULT_GRACE_SECONDS", "RESTART_BACKOFF_MAX", "main", "release_dead_worker"]
 
@@ -47,23 +48,10 @@ def _spawn(args: argparse.Namespace) -> subprocess.Popen:
 
 
 def release_dead_worker(r: redis.Redis, pid: int) -> str | None:
-    """End the lease of the chunk a dead worker held (its job id), so the scheduler re-runs it
+    """End the lease of the chunk a dead worker of this host held, so the scheduler re-runs it
     now. Best effort: if Redis cannot be reached the lease still runs out by itself."""
-    key = held_key(f"{socket.gethostname()}:{pid}")
     try:
-        raw = r.get(key)
-        if raw is None:
-            return None
-        jid = raw.decode()
-        try:
-            workload_id, _chunk, _gen = parse_job_id(jid)
-        except ValueError:
-            r.delete(key)
-            return None
-        # only a job still pending, and only ever earlier: a commit or reclaim that won stays won
-        r.zadd(WorkloadKeys(workload_id).pending, {jid: time.time()}, xx=True, lt=True)
-        r.delete(key)
-        return jid
+        return release_worker(r, f"{socket.gethostname()}:{pid}")
     except redis.RedisError as exc:
         log.warning("could not release the chunk of dead worker pid %d (%s); its lease will run out", pid, exc)
         return None
@@ -129,10 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                 log.warning(
                     "worker %d (pid %d) died holding %s; its lease was ended so the chunk is re-run now", i, p.pid, jid
                 )
-            if code in (2, 3, 6):  # configuration, key or Redis errors: restarting will not help soon
-                delay = RESTART_BACKOFF_MAX
-            else:
-                delay = min(RESTART_BACKOFF_MAX, 0.5 * 2 ** restarts[i])
+            # configuration, key or Redis errors (exit 2, 3, 6): restarting will not help soon
+            delay = RESTART_BACKOFF_MAX if code in (2, 3, 6) else min(RESTART_BACKOFF_MAX, 0.5 * 2 ** restarts[i])
             if time.monotonic() - started[i] > HEALTHY_SECONDS:
                 restarts[i] = 0  # it ran fine for a while: this is a new incident, not a crash loop
                 delay = 0.5 if code not in (2, 3, 6) else delay
@@ -163,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _start_host_metrics(args: argparse.Namespace):
+def _start_host_metrics(args: argparse.Namespace) -> Any:
     """Report this processor host's own metrics from the supervisor, no VM extension needed."""
     try:
         from rqp_metrics.cli import build_logger  # noqa: PLC0415 - optional package

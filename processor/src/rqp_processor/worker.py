@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import sys
+from typing import Any
 
 from rq import Queue, SimpleWorker
 from rq.job import get_current_job
@@ -25,34 +26,36 @@ from rqp.jobs import JSONSerializer, RqpJob
 
 from .chunk import ChunkProcessor
 
-__all__ = ["ProcessorJob", "RqpWorker", "build_worker", "main"]
+__all__ = ["RqpWorker", "build_worker", "job_class_for", "main"]
 
 
-class ProcessorJob(RqpJob):
-    """RqpJob whose entry point is this process's chunk processor."""
+def job_class_for(processor: ChunkProcessor) -> type[RqpJob]:
+    """rqp's job class bound to this worker's chunk processor: the one entry point a job can
+    reach, and where rejected jobs are recorded. Made per worker, so nothing is patched."""
 
-    def on_reject(self, reason: str) -> None:
-        if _PROCESSOR is not None:
+    def entry(workload_id: str, sealed_spec: str) -> dict[str, Any]:
+        job = get_current_job()
+        assert job is not None
+        return processor.run(job.id, workload_id, sealed_spec)
+
+    class ProcessorJob(RqpJob):
+        def on_reject(self, reason: str) -> None:
             args = self._args if isinstance(self._args, (list, tuple)) else []
             workload = args[0] if args and isinstance(args[0], str) else None
-            _PROCESSOR._reject(self.id, workload, reason)
+            processor._reject(self.id, workload, reason)
+
+    ProcessorJob.entry = staticmethod(entry)
+    return ProcessorJob
 
 
 class RqpWorker(SimpleWorker):
     """SimpleWorker with rqp's job class and serializer fixed; nothing else configurable from Redis."""
 
-
-def _entry(workload_id: str, sealed_spec: str) -> dict:
-    job = get_current_job()
-    assert job is not None
-    return _PROCESSOR.run(job.id, workload_id, sealed_spec)  # type: ignore[union-attr]
-
-
-_PROCESSOR: ChunkProcessor | None = None
+    #: the chunk processor its jobs run on (set by ``build_worker``)
+    processor: ChunkProcessor
 
 
 def build_worker(settings: Settings, name: str | None = None) -> RqpWorker:
-    global _PROCESSOR
     r = connect_redis(settings)
     store = open_blob_store(settings.blob_url, retry_seconds=settings.storage_retry_seconds)
     mq = open_message_queue(settings, r)
@@ -61,14 +64,16 @@ def build_worker(settings: Settings, name: str | None = None) -> RqpWorker:
     name = name or f"rqp-{socket.gethostname()}-{os.getpid()}"
     pool = sandbox.ScriptPool(sandbox.SandboxConfig.from_settings(settings))
     atexit.register(pool.close)  # no script host outlives its worker (they also die with it: PDEATHSIG)
-    _PROCESSOR = ChunkProcessor(
+    processor = ChunkProcessor(
         settings, r, store, mq, keys, trust, worker_name=f"{socket.gethostname()}:{os.getpid()}", pool=pool
     )
-    ProcessorJob.entry = staticmethod(_entry)
-    queue = Queue(settings.rq_queue, connection=r, job_class=ProcessorJob, serializer=JSONSerializer)
-    return RqpWorker(
-        [queue], name=name, connection=r, job_class=ProcessorJob, serializer=JSONSerializer, default_result_ttl=0
+    job_class = job_class_for(processor)
+    queue = Queue(settings.rq_queue, connection=r, job_class=job_class, serializer=JSONSerializer)
+    worker = RqpWorker(
+        [queue], name=name, connection=r, job_class=job_class, serializer=JSONSerializer, default_result_ttl=0
     )
+    worker.processor = processor
+    return worker
 
 
 def main(argv: list[str] | None = None) -> int:

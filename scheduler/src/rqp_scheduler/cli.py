@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import redis
 from rqp import sandbox
@@ -20,10 +21,10 @@ from rqp.config import Settings
 from rqp.connect import connect_redis, open_blob_store, open_key_provider, open_message_queue, open_trust_store
 from rqp.errors import RqpError
 from rqp.hardening import harden_process
-from rqp.layout import SUBMISSIONS, WORKLOADS
+from rqp.ledger import next_submission, unfinished
 from rqp.status import read_progress
 
-from .run import DONE_STATE, FAILED_STATE, WorkloadRun
+from .run import WorkloadRun
 
 __all__ = ["Scheduler", "main"]
 
@@ -44,6 +45,8 @@ class Scheduler:
         self.protections = sandbox.probe(self.sandbox)
         #: script hosts for the workloads' import checks and parse(), one kept warm
         self.hosts = sandbox.HostFactory(self.sandbox)
+        #: sends the enqueue transactions of every workload this scheduler runs
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rqp-enqueue")
         self.runs: dict[str, WorkloadRun] = {}
         self.stop = threading.Event()
         self.failures: dict[str, str] = {}
@@ -52,7 +55,7 @@ class Scheduler:
         if workload_id in self.runs:
             return
         run = WorkloadRun(
-            self.settings, self.r, self.store, self.mq, self.keys, self.trust, workload_id, self.hosts
+            self.settings, self.r, self.store, self.mq, self.keys, self.trust, workload_id, self.hosts, self.writer
         ).start()
         if run.finished:
             log.info("workload %s is already done; nothing to schedule", workload_id)
@@ -60,11 +63,8 @@ class Scheduler:
         self.runs[workload_id] = run
 
     def resume_unfinished(self) -> None:
-        for wid in self.r.zrange(WORKLOADS, 0, -1):
-            wid = wid.decode()
-            state = self.r.hget(f"rqp:w:{wid}:meta", "state")
-            if state and state.decode() not in (DONE_STATE, FAILED_STATE):
-                self._try_add(wid)
+        for wid in unfinished(self.r):
+            self._try_add(wid)
 
     def _try_add(self, wid: str) -> None:
         try:
@@ -78,8 +78,8 @@ class Scheduler:
         while not self.stop.is_set() and (serve or self.runs):
             try:
                 if serve:
-                    while (sub := self.r.lpop(SUBMISSIONS)) is not None:
-                        self._try_add(sub.decode())
+                    while (sub := next_submission(self.r)) is not None:
+                        self._try_add(sub)
                 for wid, run in list(self.runs.items()):
                     try:
                         if run.step():
@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         code = _run(args, settings, sched)
     finally:
         sched.hosts.close()  # no script host outlives the scheduler
+        sched.writer.shutdown(wait=True)
     return code
 
 

@@ -12,6 +12,8 @@ resumed by the next scheduler from what Redis holds:
 * reclaim: a chunk whose lease ran out (dead worker), whose RQ job failed, or that RQ lost is
   re-run, or failed once it has used up its attempts;
 * finish: when every record is done or failed, results are consolidated and a summary written.
+
+Every key and value in Redis goes through the workload's ``rqp.ledger.Ledger``.
 """
 
 from __future__ import annotations
@@ -21,23 +23,35 @@ import logging
 import os
 import socket
 import time
-import zlib
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
 import redis
 from rq import Queue, Worker
+from rq.job import Job, JobStatus
+from rq.results import Result
 from rqp import sandbox
 from rqp.config import Settings
 from rqp.errors import ForbiddenJobError, RqpError, ScriptError, StorageUnavailableError, WorkloadError
 from rqp.jobs import ENTRY_POINT, JOB_TIMEOUT, ChunkSpec, JSONSerializer, RqpJob, open_spec, runs_of, seal_spec
 from rqp.keys import KeyProvider
-from rqp.layout import PIN_FIELD, WORKLOADS, WorkloadKeys, job_id, pin_value, read_pin
-from rqp.lua import Scripts, pack_values
-from rqp.messages import flush_outbox, make_envelope, outbox_add, pack_messages, publish_outbox
+from rqp.ledger import (
+    ChunkKind,
+    JobId,
+    Ledger,
+    LockHeld,
+    Meta,
+    State,
+    chunk_name,
+    flush_outbox,
+    job_id,
+    outbox_add,
+    publish_outbox,
+)
+from rqp.messages import make_envelope, pack_messages
+from rqp.outcome import may_retry
 from rqp.records import parse_records
 from rqp.signing import TrustStore
 from rqp.status import FAILED, StatusRecord, read_progress
@@ -46,14 +60,10 @@ from rqp.workload import Workload
 
 from .consolidate import consolidate
 
-__all__ = ["DONE_STATE", "FAILED_STATE", "LOCK_SECONDS", "RUNNING", "WorkloadRun"]
+__all__ = ["LOCK_SECONDS", "WorkloadRun"]
 
 log = logging.getLogger("rqp.scheduler")
 
-RUNNING = "running"
-CONSOLIDATING = "consolidating"
-DONE_STATE = "done"
-FAILED_STATE = "failed"
 LOCK_SECONDS = 30
 RECLAIM_INTERVAL = 1.0
 RQ_CHECK_INTERVAL = 5.0
@@ -61,18 +71,9 @@ OUTBOX_INTERVAL = 5.0
 PROGRESS_INTERVAL = 2.0
 #: records per enqueue transaction: several chunks share one MULTI and one cursor check
 ENQUEUE_BATCH_RECORDS = 4096
-INF = float("inf")
-_WRITER: ThreadPoolExecutor | None = None
-
-
-def _writer() -> ThreadPoolExecutor:
-    """One thread that sends enqueue transactions, so sealing the next batch overlaps Redis
-    applying the last (the socket wait releases the GIL). Shared by every workload: each waits
-    for its own write before it returns from ``step``."""
-    global _WRITER
-    if _WRITER is None:
-        _WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rqp-enqueue")
-    return _WRITER
+#: how long failed RQ jobs keep their reason in Redis
+FAILURE_TTL = 7 * 86400
+SCRIPT_FAILED = "the workload's script failed to load (details are encrypted: run 'rqp status' with the KEK, or see the scheduler's log)"
 
 
 class WorkloadRun:
@@ -86,17 +87,20 @@ class WorkloadRun:
         trust: TrustStore,
         workload_id: str,
         hosts: sandbox.HostFactory | None = None,
+        writer: ThreadPoolExecutor | None = None,
     ) -> None:
         self.settings = settings
         self.r = r
         self.store = store
         self.mq = mq
-        self.k = WorkloadKeys(workload_id)
         self.id = workload_id
+        self.ledger = Ledger(r, workload_id)
         self.me = f"{socket.gethostname()}:{os.getpid()}"
-        self.scripts = Scripts(r)
         self.queue = Queue(settings.rq_queue, connection=r, job_class=RqpJob, serializer=JSONSerializer)
         self.hosts = hosts or sandbox.HostFactory(sandbox.SandboxConfig.from_settings(settings), warm=False)
+        #: one thread that sends enqueue transactions, so sealing the next batch overlaps Redis
+        #: applying the last (the socket wait releases the GIL); shared by the scheduler's runs
+        self.writer = writer or ThreadPoolExecutor(max_workers=1, thread_name_prefix="rqp-enqueue")
         # the submitter's signature is checked here, before any key is unwrapped or byte decrypted
         self.workload = Workload.open(store, keys, workload_id, trust)
         self.records: Iterator[tuple[bytes, str | None]] | None = None
@@ -104,7 +108,7 @@ class WorkloadRun:
         self.exhausted = False
         self.finished = False
         self.chunk_size = settings.chunk_size
-        self._last = {"reclaim": 0.0, "rq": 0.0, "outbox": 0.0, "progress": 0.0, "lock": 0.0}
+        self._last = {"reclaim": 0.0, "rq": 0.0, "outbox": 0.0, "progress": 0.0, "lock": 0.0, "workers": 0.0}
         self._workers_seen = 0
         self._needs_reopen = False
         self._source: bytes | None = None
@@ -117,17 +121,17 @@ class WorkloadRun:
     # ------------------------------------------------------------------ start / resume
     def start(self) -> WorkloadRun:
         self._take_lock()
-        meta = self._meta()
-        if meta.get("state") == DONE_STATE:
+        meta = self.ledger.meta()
+        if meta.get(Meta.STATE) == State.DONE:
             self.finished = True
-            self._release_lock()
+            self.ledger.release_lock(self.me)
             return self
         if meta:
             try:
                 # the workload that was started is the one that resumes: a replaced one is refused
-                self.workload.check_pin(read_pin(self.r, self.id))
+                self.workload.check_pin(self.ledger.pin())
             except RqpError:
-                self._release_lock()
+                self.ledger.release_lock(self.me)
                 raise
         source = self.workload.script_source()
         try:
@@ -136,35 +140,17 @@ class WorkloadRun:
         except ScriptError as exc:
             self._fail_workload(str(exc))
             raise
-        now = time.time()
         if not meta:
-            pipe = self.r.pipeline()
-            pipe.hset(
-                self.k.meta,
-                mapping={
-                    "state": RUNNING,
-                    "started_at": now,
-                    "enqueued": 0,
-                    "chunks": 0,
-                    "retry_seq": 0,
-                    "format": self.workload.manifest.format,
-                    "scheduler": self.me,
-                    "max_attempts": self.settings.max_attempts,
-                    PIN_FIELD: pin_value(self.workload.seal_pin()),
-                    "signer": self.workload.signer,
-                },
-            )
-            pipe.zadd(WORKLOADS, {self.id: now})
-            pipe.execute()
-            self._event(
-                "started",
-                {"format": self.workload.manifest.format, "data_bytes": self.workload.manifest.data.plain_size},
-            )
+            m = self.workload.manifest
+            self.ledger.begin(
+                now=time.time(), fmt=m.format, scheduler=self.me, max_attempts=self.settings.max_attempts,
+                pin=self.workload.seal_pin(), signer=self.workload.signer,
+            )  # fmt: skip
+            self._event("started", {"format": m.format, "data_bytes": m.data.plain_size})
             log.info("workload %s: started", self.id)
         else:
-            self.r.hset(self.k.meta, mapping={"state": RUNNING, "scheduler": self.me})
-            self.r.hdel(self.k.meta, "finished_at", "error")
-            log.info("workload %s: resuming after %s records", self.id, meta.get("enqueued", 0))
+            self.ledger.resume(self.me)
+            log.info("workload %s: resuming after %s records", self.id, meta.get(Meta.ENQUEUED, 0))
         self._source = source
         self._open_records()
         return self
@@ -172,12 +158,11 @@ class WorkloadRun:
     def _open_records(self) -> None:
         """(Re)position the record stream at the committed cursor: after a restart, or after a
         Redis error left it unknown whether the last chunk was enqueued."""
-        meta = self._meta()
-        self.exhausted = "total" in meta
+        total, _ = self.ledger.total_and_enqueued()
+        self.exhausted = total is not None
         self.records = None
         self._close_parser()
-        self._cursor = int(meta.get("enqueued", 0))
-        self._chunks = int(meta.get("chunks", 0))
+        self._cursor, self._chunks = self.ledger.cursor()
         if not self.exhausted:
             m = self.workload.manifest
             if m.format == "script":
@@ -188,7 +173,7 @@ class WorkloadRun:
                 )
             else:
                 recs = parse_records(m.format, self.workload.data_chunks(), workload_id=self.id, delimiter=m.delimiter)
-            self.records = islice(recs, int(meta.get("enqueued", 0)), None)
+            self.records = islice(recs, self._cursor, None)
 
     def _close_parser(self) -> None:
         if self._parser is not None:
@@ -200,28 +185,19 @@ class WorkloadRun:
         self._close_parser()
         self._needs_reopen = True
 
-    def _meta(self) -> dict[str, str]:
-        return {a.decode(): b.decode() for a, b in self.r.hgetall(self.k.meta).items()}
-
     def _take_lock(self) -> None:
-        if self.r.set(self.k.lock, self.me, nx=True, ex=LOCK_SECONDS):
-            return
-        holder = self.r.get(self.k.lock)
-        if holder is not None and holder.decode() != self.me and not _holder_dead(holder.decode()):
+        try:
+            self.ledger.take_lock(self.me, LOCK_SECONDS, _holder_dead)
+        except LockHeld as held:
             raise WorkloadError(
-                f"workload {self.id} is already being scheduled by {holder.decode()}; wait for it, or stop it and retry in {LOCK_SECONDS}s"
-            )
-        self.r.set(self.k.lock, self.me, ex=LOCK_SECONDS)
+                f"workload {self.id} is already being scheduled by {held.holder}; wait for it, or stop it and retry in {LOCK_SECONDS}s"
+            ) from None
 
     def _renew_lock(self) -> None:
-        if self.r.set(self.k.lock, self.me, xx=True, ex=LOCK_SECONDS, get=True) not in (None, self.me.encode()):
+        if not self.ledger.renew_lock(self.me, LOCK_SECONDS):
             raise WorkloadError(
                 f"workload {self.id}: another scheduler took over its lock; this one stops supervising it"
             )
-
-    def _release_lock(self) -> None:
-        if self.r.get(self.k.lock) == self.me.encode():
-            self.r.delete(self.k.lock)
 
     # ------------------------------------------------------------------ one step
     def step(self) -> bool:
@@ -254,7 +230,7 @@ class WorkloadRun:
         if now - self._last["progress"] > PROGRESS_INTERVAL:
             self._progress_event()
             self._last["progress"] = now
-        if self.exhausted and self._idle() and self._cursor_intact():
+        if self.exhausted and self.ledger.idle() and self._cursor_intact():
             try:
                 self._finish()
             except StorageUnavailableError as exc:
@@ -270,8 +246,8 @@ class WorkloadRun:
     def _cursor_intact(self) -> bool:
         """Before finishing: Redis still holds the whole enqueue (a restart may have lost the last
         chunks and the total); if not, re-read the data from where Redis says it stopped."""
-        total, enqueued = self.r.hmget(self.k.meta, "total", "enqueued")
-        if total is not None and int(enqueued or 0) == int(total):
+        total, enqueued = self.ledger.total_and_enqueued()
+        if total is not None and enqueued == total:
             return True
         log.warning(
             "workload %s: Redis lost part of the enqueue (enqueued=%s, total=%s); re-reading", self.id, enqueued, total
@@ -279,18 +255,11 @@ class WorkloadRun:
         self._open_records()
         return False
 
-    def _idle(self) -> bool:
-        pipe = self.r.pipeline(transaction=False)
-        pipe.zcard(self.k.pending)
-        pipe.zcard(self.k.retry)
-        pending, retry = pipe.execute()
-        return pending == 0 and retry == 0
-
     # ------------------------------------------------------------------ enqueue
     def _window(self) -> int:
         if self.settings.window_chunks:
             return self.settings.window_chunks
-        if time.monotonic() - self._last.get("workers", 0.0) > 5:
+        if time.monotonic() - self._last["workers"] > 5:
             self._workers_seen = Worker.count(connection=self.r, queue=self.queue)
             self._last["workers"] = time.monotonic()
         return max(16, 4 * self._workers_seen)
@@ -298,10 +267,10 @@ class WorkloadRun:
     def _adapt_chunk_size(self) -> None:
         if not self.settings.adaptive_chunks:
             return
-        perf = self.r.hmget(self.k.perf, "records", "seconds")
-        if not perf[0] or not perf[1]:
+        records, seconds = self.ledger.perf()
+        if not records or not seconds:
             return
-        per_record = float(perf[1]) / max(1, int(perf[0]))
+        per_record = seconds / max(1, records)
         if per_record <= 0:
             self.chunk_size = self.settings.chunk_max
             return
@@ -319,7 +288,7 @@ class WorkloadRun:
         the rest of ``step`` always sees Redis as the enqueue left it)."""
         if self.exhausted or self.records is None:
             return
-        in_flight = self.r.zcard(self.k.pending)
+        in_flight = self.ledger.in_flight()
         window = self._window()
         if in_flight >= window:
             return
@@ -328,23 +297,15 @@ class WorkloadRun:
         writing: Future[Any] | None = None
         try:
             while budget > 0 and not self.exhausted:
-                chunks: list[list[tuple[bytes, str | None]]] = []
-                for _ in range(min(budget, max(1, ENQUEUE_BATCH_RECORDS // self.chunk_size))):
-                    batch = list(islice(self.records, self.chunk_size))
-                    if len(batch) < self.chunk_size:
-                        self.exhausted = True
-                    if batch or self.exhausted:
-                        chunks.append(batch)
-                    if self.exhausted:
-                        break
+                chunks = self._next_batches(budget)
                 budget -= max(1, len(chunks))
                 pipe, records, chunk_count = self._prepare_chunks(chunks)
                 if writing is not None:
-                    writing, done = None, writing
-                    done.result()
+                    last, writing = writing, None
+                    last.result()
                 if not self._cursor_matches():
                     return
-                writing = _writer().submit(pipe.execute)
+                writing = self.writer.submit(pipe.execute)
                 self._cursor += records
                 self._chunks += chunk_count
                 self._records_enqueued += records
@@ -352,17 +313,40 @@ class WorkloadRun:
             if writing is not None:
                 writing.result()
 
+    def _next_batches(self, budget: int) -> list[list[tuple[bytes, str | None]]]:
+        """Up to one transaction's worth of chunks from the record stream; marks the stream
+        exhausted at its end (a last, possibly empty, batch carries the total)."""
+        assert self.records is not None
+        chunks: list[list[tuple[bytes, str | None]]] = []
+        for _ in range(min(budget, max(1, ENQUEUE_BATCH_RECORDS // self.chunk_size))):
+            batch = list(islice(self.records, self.chunk_size))
+            if len(batch) < self.chunk_size:
+                self.exhausted = True
+            if batch or self.exhausted:
+                chunks.append(batch)
+            if self.exhausted:
+                break
+        return chunks
+
     def _cursor_matches(self) -> bool:
         """Redis still holds every chunk this scheduler queued (a restart without a synced AOF
         can lose the last writes); if not, go back to what it has."""
-        enqueued, chunks = self.r.hmget(self.k.meta, "enqueued", "chunks")
-        if int(enqueued or 0) == self._cursor and int(chunks or 0) == self._chunks:
+        if self.ledger.cursor() == (self._cursor, self._chunks):
             return True
         log.warning(
-            "workload %s: Redis cursor is %s, expected %d; re-reading from there", self.id, enqueued, self._cursor
+            "workload %s: Redis cursor is %s, expected %d; re-reading from there",
+            self.id,
+            self.ledger.cursor()[0],
+            self._cursor,
         )
         self._open_records()
         return False
+
+    def _spec(self, chunk: str, records: list[tuple[int, int]], queued_at: float) -> ChunkSpec:
+        s = self.settings
+        return ChunkSpec(
+            self.id, chunk, runs_of(records), s.max_attempts, s.retry_backoff, s.retry_backoff_max, queued_at
+        )
 
     def _prepare_chunks(self, chunks: list[list[tuple[bytes, str | None]]]) -> tuple[Any, int, int]:
         """One transaction that queues ``chunks`` from the cursor on: the sealed records, a sealed
@@ -395,35 +379,19 @@ class WorkloadRun:
                     self._bytes_enqueued += len(payload) + 1
                 rid += 1
             if ids:
-                specs.append(
-                    ChunkSpec(
-                        self.id,
-                        f"c{chunk_no:08d}",
-                        runs_of(ids),
-                        self.settings.max_attempts,
-                        self.settings.retry_backoff,
-                        self.settings.retry_backoff_max,
-                        now,
-                    )
-                )
+                specs.append(self._spec(chunk_name(ChunkKind.DATA, chunk_no), ids, now))
             chunk_no += 1
         pipe = self.r.pipeline(transaction=True)
         self._queue_specs(pipe, specs, 0)
         if good or statuses:
-            self.scripts.put(
-                keys=[self.k.rec, self.k.st], args=[w.seal_packed("record", good), pack_values(statuses)], client=pipe
-            )
-        for bad in malformed:
-            pipe.setbit(self.k.failed, bad, 1)
+            self.ledger.put(pipe, w.seal_packed("record", good), statuses)
+        self.ledger.mark_failed(pipe, malformed)
         if published:
             outbox_add(
                 pipe, self.settings.status_queue, pack_messages(w, "status", published, self.mq.max_message_bytes), now
             )
         records = rid - self._cursor
-        pipe.hincrby(self.k.meta, "enqueued", records)
-        pipe.hincrby(self.k.meta, "chunks", chunk_no - self._chunks)
-        if self.exhausted:
-            pipe.hset(self.k.meta, "total", rid)
+        self.ledger.advance(pipe, records, chunk_no - self._chunks, total=rid if self.exhausted else None)
         return pipe, records, chunk_no - self._chunks
 
     def _queue_specs(self, pipe: Any, specs: list[ChunkSpec], gen: int) -> None:
@@ -443,97 +411,85 @@ class WorkloadRun:
                     job_id=jid,
                     timeout=JOB_TIMEOUT,
                     result_ttl=0,
-                    failure_ttl=7 * 86400,
+                    failure_ttl=FAILURE_TTL,
                     description=f"rqp {self.id} {spec.chunk} ({spec.size} records)",
                 )
             )
-        pipe.hset(self.k.spec, mapping=sealed)  # type: ignore[arg-type]
-        pipe.zadd(self.k.pending, dict.fromkeys(sealed, INF))
+        self.ledger.add_jobs(pipe, sealed)
         self.queue.enqueue_many(jobs, pipeline=pipe)
 
     # ------------------------------------------------------------------ retries
     def _due_retries(self) -> None:
-        due = self.r.zrangebyscore(self.k.retry, "-inf", time.time(), start=0, num=self.settings.chunk_max)
+        due = self.ledger.due_retries(time.time(), self.settings.chunk_max)
         if not due:
             return
-        records = []
-        for member in due:
-            rid, att = member.decode().split(":")
-            records.append((int(rid), int(att)))
-        seq = self.r.hincrby(self.k.meta, "retry_seq", 1)
-        spec = ChunkSpec(
-            self.id,
-            f"r{seq:08d}",
-            runs_of(records),
-            self.settings.max_attempts,
-            self.settings.retry_backoff,
-            self.settings.retry_backoff_max,
-            time.time(),
+        spec = self._spec(
+            chunk_name(ChunkKind.RETRY, self.ledger.next_retry_seq()), [(e.rid, e.attempt) for e in due], time.time()
         )
         pipe = self.r.pipeline(transaction=True)
-        pipe.zrem(self.k.retry, *due)
+        self.ledger.take_retries(pipe, due)
         self._queue_specs(pipe, [spec], 0)
         pipe.execute()
-        log.info("workload %s: retrying %d records", self.id, len(records))
+        log.info("workload %s: retrying %d records", self.id, len(due))
 
     # ------------------------------------------------------------------ reclaim
     def _reclaim_expired(self) -> None:
-        for jid in self.r.zrangebyscore(self.k.pending, "-inf", time.time()):
-            self._reclaim(jid.decode(), "its worker stopped renewing the chunk lease (worker died or hung)")
+        for jid in self.ledger.expired(time.time()):
+            self._reclaim(jid, "its worker stopped renewing the chunk lease (worker died or hung)")
 
     def _reclaim_lost(self) -> None:
         """Queued chunks whose RQ job failed, vanished, started on a worker that died before
         taking the lease, or says "queued" while sitting in no queue (a Redis restart can lose
-        the write that would have moved it on); the last must be seen twice to count."""
-        queued = [j.decode() for j in self.r.zrangebyscore(self.k.pending, INF, INF)]
+        the write that would have moved it on); the last must be seen twice to count. RQ's own
+        view comes through its public API (``Job.fetch_many``)."""
+        queued = self.ledger.queued()
         if not queued:
             self._unqueued.clear()
             return
-        pipe = self.r.pipeline(transaction=False)
-        for jid in queued:
-            pipe.hmget(f"rq:job:{jid}", "status", "started_at", "exc_info")
-        states = pipe.execute()
-        in_queue = set(self.queue.get_job_ids()) if any(st[0] == b"queued" for st in states) else set()
+        jobs = RqpJob.fetch_many(queued, connection=self.r, serializer=JSONSerializer)
+        statuses = [job.get_status(refresh=False) if job is not None else None for job in jobs]
+        in_queue = set(self.queue.get_job_ids()) if JobStatus.QUEUED in statuses else set()
         horizon = time.time() - self.settings.lease_seconds
         unqueued = set()
-        for jid, (status, started_at, exc_info) in zip(queued, states):
-            status = status.decode() if status else None
-            if status in ("deferred", "scheduled"):
+        for jid, job, status in zip(queued, jobs, statuses, strict=True):
+            if status in (JobStatus.DEFERRED, JobStatus.SCHEDULED):
                 continue
-            if status == "queued":
+            if status == JobStatus.QUEUED:
                 if jid in in_queue:
                     continue
                 unqueued.add(jid)
                 if jid not in self._unqueued:
                     continue  # maybe between RQ's dequeue and its status update: look again later
-            if status == "started" and started_at and _rq_time(started_at) > horizon:
+            if (
+                status == JobStatus.STARTED
+                and job is not None
+                and job.started_at
+                and job.started_at.timestamp() > horizon
+            ):
                 continue
-            if status is None and self.r.zscore(self.k.pending, jid) != INF:
+            if status is None and self.ledger.lease(jid) != float("inf"):
                 continue  # committed (result_ttl=0 deleted the job) or leased meanwhile
             reason = (
-                self._rq_failure_reason(status, exc_info)
-                if status != "queued"
+                self._rq_failure_reason(job, status)
+                if status != JobStatus.QUEUED
                 else "its RQ job was lost from the queue (Redis restart?)"
             )
             self._reclaim(jid, reason)
         self._unqueued = unqueued
 
-    def _rq_failure_reason(self, status: str | None, exc_info: bytes | None) -> str:
-        err = self.r.hget(self.k.meta, "processor_error")
+    def _rq_failure_reason(self, job: Job | None, status: JobStatus | None) -> str:
+        err = self.ledger.processor_error()
         if err:
-            return err.decode()
-        if exc_info:
-            try:
-                text = zlib.decompress(exc_info).decode(errors="replace")
-            except zlib.error:
-                text = exc_info.decode(errors="replace")
-            lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+            return err
+        result = job.latest_result() if job is not None else None
+        if result is not None and result.type == Result.Type.FAILED and result.exc_string:
+            lines = [ln for ln in result.exc_string.strip().splitlines() if ln.strip()]
             if lines:
                 return lines[-1].strip()
-        return f"its RQ job was {status or 'lost from Redis'}"
+        return f"its RQ job was {status.value if status else 'lost from Redis'}"
 
     def _reclaim(self, jid: str, reason: str) -> None:
-        sealed = self.scripts.reclaim(keys=[self.k.pending, self.k.n, self.k.spec], args=[jid])
+        sealed = self.ledger.reclaim(jid)
         if sealed is None:
             return  # it committed first
         try:
@@ -541,30 +497,24 @@ class WorkloadRun:
         except ForbiddenJobError as exc:
             log.error("workload %s: cannot reclaim %s: %s", self.id, jid, exc)
             return
-        pipe = self.r.pipeline(transaction=False)
-        for rid, _ in spec.records():
-            pipe.getbit(self.k.done, rid)
-        done_bits = pipe.execute()
-        todo = [(rid, att + 1) for (rid, att), bit in zip(spec.records(), done_bits) if not bit]
-        again = [(rid, att) for rid, att in todo if att <= spec.max_attempts]
-        give_up = [(rid, att - 1) for rid, att in todo if att > spec.max_attempts]
+        records = spec.records()
+        left = [
+            (rid, att)
+            for (rid, att), done in zip(records, self.ledger.done_bits([r for r, _ in records]), strict=True)
+            if not done
+        ]
+        # the attempt that ran was spent: the same rule as a record that failed in process()
+        again = [(rid, att + 1) for rid, att in left if may_retry(att, spec.max_attempts)]
+        give_up = [(rid, att) for rid, att in left if not may_retry(att, spec.max_attempts)]
         now = time.time()
         pipe = self.r.pipeline(transaction=True)
-        gen = int(jid.rsplit("-", 1)[1]) + 1
         if again:
-            self._queue_specs(
-                pipe,
-                [
-                    ChunkSpec(
-                        self.id, spec.chunk, runs_of(again), spec.max_attempts, spec.backoff, spec.backoff_max, now
-                    )
-                ],
-                gen,
-            )
+            s = spec
+            respec = ChunkSpec(self.id, s.chunk, runs_of(again), s.max_attempts, s.backoff, s.backoff_max, now)
+            self._queue_specs(pipe, [respec], JobId.parse(jid).gen + 1)
         if give_up:
-            published = []
-            for rid, att in give_up:
-                st = StatusRecord(
+            failed = [
+                StatusRecord(
                     self.id,
                     rid,
                     FAILED,
@@ -575,18 +525,20 @@ class WorkloadRun:
                     now,
                     None,
                     jid,
-                )
-                raw = st.to_json()
-                pipe.hset(self.k.st, rid, self.workload.seal("status", rid, raw))
-                pipe.setbit(self.k.failed, rid, 1)
-                published.append(raw)
+                ).to_json()
+                for rid, att in give_up
+            ]
+            self.ledger.fail_records(
+                pipe,
+                [(rid, self.workload.seal("status", rid, raw)) for (rid, _), raw in zip(give_up, failed, strict=True)],
+            )
             outbox_add(
                 pipe,
                 self.settings.status_queue,
-                pack_messages(self.workload, "status", published, self.mq.max_message_bytes),
+                pack_messages(self.workload, "status", failed, self.mq.max_message_bytes),
                 now,
             )
-        pipe.hincrby(self.k.meta, "reclaimed", 1)
+        self.ledger.count_reclaimed(pipe)
         pipe.execute()
         log.warning(
             "workload %s: chunk %s re-queued (%d records) or failed (%d): %s",
@@ -628,53 +580,37 @@ class WorkloadRun:
 
     def _fail_workload(self, error: str) -> None:
         # the message may quote the user's script or data: only its sealed form goes to Redis
-        self.r.hset(
-            self.k.meta,
-            mapping={
-                "state": FAILED_STATE,
-                "finished_at": time.time(),
-                "error": "the workload's script failed to load (details are encrypted: run 'rqp status' with the KEK, or see the scheduler's log)",
-                "error_sealed": base64.b64encode(self.workload.seal("error", "", error.encode())).decode(),
-            },
-        )
-        self.r.zadd(WORKLOADS, {self.id: time.time()}, nx=True)
+        sealed = base64.b64encode(self.workload.seal("error", "", error.encode())).decode()
+        self.ledger.fail(generic=SCRIPT_FAILED, sealed=sealed, now=time.time())
         self._event("failed", {"error": error}, durable=True)
-        self._release_lock()
+        self.ledger.release_lock(self.me)
 
     def _finish(self) -> None:
-        self.r.hset(self.k.meta, "state", CONSOLIDATING)
-        summary = consolidate(self.r, self.store, self.workload, keep_parts=self.settings.keep_parts)
-        ttl = self.settings.status_ttl_days * 86400
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(
-            self.k.meta,
-            mapping={
-                "state": DONE_STATE,
-                "finished_at": summary["finished_at"],
-                "results_sha256": summary["results"]["sha256"],
-            },
-        )
-        pipe.delete(self.k.spec, self.k.parts, self.k.retry, self.k.pending)
-        if not summary["failed"]:
-            pipe.delete(self.k.rec)
-        for key in (self.k.meta, self.k.st, self.k.done, self.k.failed, self.k.n, self.k.perf, self.k.rec):
-            pipe.expire(key, ttl)
-        pipe.execute()
+        self.ledger.set_state(State.CONSOLIDATING)
+        summary = consolidate(self.ledger, self.store, self.workload, keep_parts=self.settings.keep_parts)
+        self.ledger.finish(
+            finished_at=summary.finished_at, results_sha256=summary.results.sha256,
+            ttl=self.settings.status_ttl_days * 86400, keep_records=bool(summary.failed),
+        )  # fmt: skip
         self._event(
-            "done", {k: summary[k] for k in ("total", "done", "failed", "elapsed", "records_per_second")}, durable=True
+            "done",
+            {
+                "total": summary.total,
+                "done": summary.done,
+                "failed": summary.failed,
+                "elapsed": summary.elapsed,
+                "records_per_second": summary.records_per_second,
+            },
+            durable=True,
         )
         flush_outbox(self.r, self.mq, older_than=0)
-        self._release_lock()
+        self.ledger.release_lock(self.me)
         self._close_parser()
         self.finished = True
         log.info(
             "workload %s: done: %d done, %d failed in %.1fs (%.0f records/s)",
-            self.id,
-            summary["done"],
-            summary["failed"],
-            summary["elapsed"],
-            summary["records_per_second"],
-        )
+            self.id, summary.done, summary.failed, summary.elapsed, summary.records_per_second,
+        )  # fmt: skip
 
 
 def _holder_dead(holder: str) -> bool:
@@ -690,13 +626,3 @@ def _holder_dead(holder: str) -> bool:
     except PermissionError:
         return False
     return False
-
-
-def _rq_time(raw: bytes) -> float:
-    text = raw.decode()
-    for fmt in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
-        try:
-            return datetime.strptime(text, fmt).replace(tzinfo=UTC).timestamp()
-        except ValueError:
-            continue
-    return 0.0

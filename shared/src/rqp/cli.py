@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,12 @@ from .connect import (
 )
 from .crypto import aad, decrypt_stream
 from .errors import IntegrityError, RqpError, WorkloadError
-from .layout import SUBMISSIONS, WORKLOADS, WorkloadKeys
+from .keys import generate_kek
+from .ledger import Ledger, submit, workloads
 from .messages import open_envelope, peek_workload
-from .status import Progress, bit_positions, read_progress, record_status
+from .signing import generate_signing_key
+from .status import Progress, read_progress, record_status
+from .summary import read_summary
 from .workload import Workload, blob_name, new_workload_id, pack
 
 __all__ = ["format_progress", "main", "read_results", "read_summary"]
@@ -64,7 +68,7 @@ def _open_workload(settings: Settings, workload_id: str, store: Any = None) -> W
 def _fmt_duration(seconds: float | None) -> str:
     if seconds is None:
         return "--:--"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
@@ -87,24 +91,18 @@ def format_progress(p: Progress) -> str:
     return line
 
 
-def read_summary(store: Any, workload: Workload) -> dict[str, Any]:
-    raw = store.get(blob_name(workload.id, "summary.enc"))
-    return json.loads(workload.open_sealed("summary", "", raw))
-
-
-def read_results(store: Any, workload: Workload):
+def read_results(store: Any, workload: Workload) -> Iterator[bytes]:
     """Yield result lines (bytes, JSON) after checking the results blob against the summary."""
-    summary = read_summary(store, workload)
-    info = summary["results"]
-    if store.size(info["blob"]) != info["size"]:
+    info = read_summary(store, workload).results
+    if store.size(info.blob) != info.size:
         raise IntegrityError(
-            f"results of workload {workload.id} are {store.size(info['blob'])} bytes but the summary says {info['size']}: truncated or replaced"
+            f"results of workload {workload.id} are {store.size(info.blob)} bytes but the summary says {info.size}: truncated or replaced"
         )
     rest = b""
     digest = hashlib.sha256()
 
-    def hashed():
-        for c in store.iter_chunks(info["blob"]):
+    def hashed() -> Iterator[bytes]:
+        for c in store.iter_chunks(info.blob):
             digest.update(c)
             yield c
 
@@ -116,7 +114,7 @@ def read_results(store: Any, workload: Workload):
         yield from lines
     if rest:
         yield rest
-    if digest.hexdigest() != info["sha256"]:
+    if digest.hexdigest() != info.sha256:
         raise IntegrityError(
             f"results of workload {workload.id} do not match the digest in its summary: replaced; re-run 'rqp-scheduler run {workload.id}'"
         )
@@ -124,11 +122,7 @@ def read_results(store: Any, workload: Workload):
 
 # ------------------------------------------------------------------------------- commands
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from .keys import generate_kek
-
     if args.signing:
-        from .signing import generate_signing_key  # noqa: PLC0415
-
         priv = Path(args.out or "keys/signer.pem")
         pub = Path(args.public_out) if args.public_out else priv.with_name(priv.name.removesuffix(".pem") + ".pub.pem")
         fp = generate_signing_key(priv, pub)
@@ -187,7 +181,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     if args.submit:
         r = connect_redis(settings)
-        r.rpush(SUBMISSIONS, wid)
+        submit(r, wid)
     print(wid)
     print(
         f"packed workload {wid}: data {m.data.plain_size:,} bytes -> {m.data.size:,} encrypted, script {m.script.plain_size:,} bytes, KEK {m.kek_id}, signed by {signer.fingerprint}, in {store.location}"
@@ -211,7 +205,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     store = open_blob_store(settings.blob_url)
     if not store.exists(blob_name(args.workload, "manifest.json")):
         raise WorkloadError(f"workload {args.workload} not found in {store.location}; pack it first with 'rqp pack'")
-    connect_redis(settings).rpush(SUBMISSIONS, args.workload)
+    submit(connect_redis(settings), args.workload)
     print(f"submitted {args.workload}; a running 'rqp-scheduler serve' picks it up")
     return 0
 
@@ -247,7 +241,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _unseal_error(settings: Settings, r: Any, workload_id: str) -> str | None:
     """The full workload error, when this user holds the KEK; else None (the generic text shows)."""
-    sealed = r.hget(WorkloadKeys(workload_id).meta, "error_sealed")
+    sealed = Ledger(r, workload_id).sealed_error()
     if not sealed or not (settings.kek_file or settings.key_vault_key_id):
         return None
     try:
@@ -260,8 +254,8 @@ def _unseal_error(settings: Settings, r: Any, workload_id: str) -> str | None:
 def cmd_list(args: argparse.Namespace) -> int:
     settings = _settings(args)
     r = connect_redis(settings)
-    for wid in r.zrevrange(WORKLOADS, 0, args.limit - 1):
-        p = read_progress(r, wid.decode())
+    for wid in workloads(r, newest_first=True, limit=args.limit):
+        p = read_progress(r, wid)
         if p:
             print(format_progress(p))
     return 0
@@ -271,11 +265,11 @@ def cmd_results(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = open_blob_store(settings.blob_url)
     workload = _open_workload(settings, args.workload, store)
-    out = open(args.output, "wb") if args.output else sys.stdout.buffer
+    out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115 - closed below, unless stdout
     try:
         if args.failed:
-            for f in read_summary(store, workload)["failures"]:
-                out.write(json.dumps(f).encode() + b"\n")
+            for f in read_summary(store, workload).failures:
+                out.write(json.dumps(asdict(f)).encode() + b"\n")
         elif args.format == "csv":
             text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
             writer = csv.writer(text)
@@ -339,23 +333,12 @@ def cmd_events(args: argparse.Namespace) -> int:
 def cmd_retry(args: argparse.Namespace) -> int:
     settings = _settings(args)
     r = connect_redis(settings)
-    k = WorkloadKeys(args.workload)
-    ids = list(bit_positions(r.get(k.failed)))
-    if not ids:
+    count = Ledger(r, args.workload).requeue_failed()
+    if not count:
         print(f"workload {args.workload} has no failed records")
         return 0
-    pipe = r.pipeline(transaction=True)
-    pipe.zadd(k.retry, {f"{rid}:1": 0 for rid in ids})
-    for rid in ids:
-        pipe.setbit(k.failed, rid, 0)
-    pipe.hset(k.meta, "state", "running")
-    pipe.hdel(k.meta, "finished_at")
-    for key in k.all():
-        pipe.persist(key)
-    pipe.rpush(SUBMISSIONS, args.workload)
-    pipe.execute()
     print(
-        f"re-queued {len(ids)} failed records of {args.workload}; run 'rqp-scheduler run {args.workload}' (or a serving scheduler picks it up)"
+        f"re-queued {count} failed records of {args.workload}; run 'rqp-scheduler run {args.workload}' (or a serving scheduler picks it up)"
     )
     return 0
 
@@ -456,16 +439,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_rotate_command(sub)
 
-    try:
-        from rqp_metrics.report import add_report_command  # noqa: PLC0415 - optional role package
+    _add_plugin_commands(sub)
+    return ap
 
-        metrics = sub.add_parser("metrics", help="VM metrics recorded by rqp-metrics-logger")
-        msub = metrics.add_subparsers(dest="metrics_cmd", required=True)
-        add_report_command(msub)
-    except ImportError:
+
+#: entry-point group through which installed role packages add ``rqp`` sub-commands (each entry
+#: is a callable taking the sub-parsers); ``shared`` imports no role
+COMMANDS_GROUP = "rqp.commands"
+
+
+def _add_plugin_commands(sub: Any) -> None:
+    from importlib.metadata import entry_points  # noqa: PLC0415 - only when the parser is built
+
+    names = set()
+    for ep in entry_points(group=COMMANDS_GROUP):
+        try:
+            ep.load()(sub)
+        except ImportError as exc:  # a half-installed plugin must not break the rest of the CLI
+            print(f"rqp: warning: command {ep.name!r} unavailable ({exc})", file=sys.stderr)
+            continue
+        names.add(ep.name)
+    if "metrics" not in names:
         p = sub.add_parser("metrics", help="VM metrics (needs the rqp-metrics-logger package)")
         p.set_defaults(func=lambda _a: _missing_metrics())
-    return ap
 
 
 def _missing_metrics() -> int:

@@ -73,7 +73,7 @@ class RqpJob(Job):
         """Called before a rejected job raises; the processor records it in ``rqp:rejected``."""
 
     @property
-    def func(self):  # type: ignore[override]
+    def func(self):
         reason = self.rejection()
         if reason is not None:
             self.on_reject(reason)
@@ -84,19 +84,19 @@ class RqpJob(Job):
 
     # RQ resolves callbacks by name from the job hash; a Redis writer could name any function.
     @property
-    def success_callback(self):  # type: ignore[override]
+    def success_callback(self):
         return None
 
     @property
-    def failure_callback(self):  # type: ignore[override]
+    def failure_callback(self):
         return None
 
     @property
-    def stopped_callback(self):  # type: ignore[override]
+    def stopped_callback(self):
         return None
 
     # RQ calls every URL listed in the job hash's ``webhooks`` when a job ends; rqp jobs call none.
-    def send_webhooks(self, status: Any, *, exc_string: str | None = None) -> None:  # type: ignore[override]
+    def send_webhooks(self, status: Any, *, exc_string: str | None = None) -> None:
         return None
 
 

@@ -21,28 +21,19 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from .errors import IntegrityError
-from .layout import OUTBOX, OUTBOX_TIMES
-from .storage import MessageQueue
 
 __all__ = [
     "Envelope",
-    "flush_outbox",
     "make_envelope",
     "open_envelope",
-    "outbox_add",
-    "outbox_value",
     "pack_messages",
     "pack_statuses",
-    "publish_outbox",
 ]
 
 ENVELOPE_VERSION = 1
@@ -162,45 +153,3 @@ def open_envelope(body: bytes, workload_for: Callable[[str], Any]) -> Envelope:
                 f"status message {mid} of workload {wid} has a payload rqp cannot read (from a newer rqp?); it was skipped"
             ) from None
     return Envelope(kind, wid, mid, payload)
-
-
-# ------------------------------------------------------------------------------------ outbox
-def outbox_value(queue: str, body: bytes) -> bytes:
-    """An outbox entry: the destination queue, a newline, the message body."""
-    return queue.encode() + b"\n" + body
-
-
-def outbox_add(pipe: Any, queue: str, messages: list[tuple[str, bytes]], now: float | None = None) -> None:
-    now = time.time() if now is None else now
-    for mid, body in messages:
-        pipe.hset(OUTBOX, mid, outbox_value(queue, body))
-        pipe.zadd(OUTBOX_TIMES, {mid: now})
-
-
-def publish_outbox(r: redis.Redis, mq: MessageQueue, mids: list[str]) -> int:
-    """Publish the named outbox entries and drop them from the outbox."""
-    if not mids:
-        return 0
-    values = r.hmget(OUTBOX, mids)
-    by_queue: dict[str, list[bytes]] = {}
-    present = []
-    for mid, v in zip(mids, values):
-        if v is None:
-            continue  # someone else published it
-        queue, _, body = v.partition(b"\n")
-        by_queue.setdefault(queue.decode(), []).append(body)
-        present.append(mid)
-    for queue, bodies in by_queue.items():
-        mq.send_many(queue, bodies)
-    if present:
-        pipe = r.pipeline(transaction=False)
-        pipe.hdel(OUTBOX, *present)
-        pipe.zrem(OUTBOX_TIMES, *present)
-        pipe.execute()
-    return len(present)
-
-
-def flush_outbox(r: redis.Redis, mq: MessageQueue, older_than: float = 10.0, limit: int = 1000) -> int:
-    """Publish entries a crashed or slow process left behind."""
-    mids = [m.decode() for m in r.zrangebyscore(OUTBOX_TIMES, "-inf", time.time() - older_than, start=0, num=limit)]
-    return publish_outbox(r, mq, mids)

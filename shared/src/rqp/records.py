@@ -69,7 +69,7 @@ def _csv(chunks: Iterable[bytes], delimiter: str) -> Iterator[tuple[bytes, str |
         if len(row) != width:
             yield b"", f"malformed CSV row at line {reader.line_num}: {len(row)} fields, the header has {width}"
             continue
-        yield json.dumps(dict(zip(header, row)), separators=(",", ":")).encode(), None
+        yield json.dumps(dict(zip(header, row, strict=True)), separators=(",", ":")).encode(), None
 
 
 def parse_records(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -24,7 +24,7 @@ import redis
 
 from .errors import ForbiddenJobError, WorkloadError
 from .jobs import open_spec
-from .layout import WorkloadKeys
+from .ledger import Ledger, Meta
 
 __all__ = [
     "DONE",
@@ -34,7 +34,6 @@ __all__ = [
     "STATES",
     "Progress",
     "StatusRecord",
-    "bit_positions",
     "read_progress",
     "record_status",
     "seal_start",
@@ -86,7 +85,7 @@ class StatusRecord:
         started_at: float | None,
         worker: str | None,
         job: str | None,
-    ):
+    ) -> Callable[[int, int, float | None], bytes]:
         """A fast ``to_json`` for many records of one chunk that differ only in id, attempts and
         finish time: the fixed parts are formatted once (byte-identical to ``to_json``)."""
         head = f'{{"workload":"{workload}","id":'
@@ -119,20 +118,20 @@ def seal_start(workload: Any, jid: str, started_at: float, worker: str) -> bytes
 def record_status(r: redis.Redis, workload: Any, rid: int) -> StatusRecord:
     """The status record of ``rid``: the stored one, or queued / processing derived from the
     chunk that holds it. ``WorkloadError`` when the record is not (yet) part of the workload."""
-    k = WorkloadKeys(workload.id)
+    ledger = Ledger(r, workload.id)
     stored: StatusRecord | None = None
     for _ in range(2):  # a chunk may commit between reading the statuses and the specs: look again
-        sealed = r.hget(k.st, rid)
+        sealed = ledger.status(rid)
         if sealed is not None:
             stored = StatusRecord.open(workload, rid, sealed)
             if stored.state != QUEUED:
                 return stored  # done or failed: final
         else:
-            _check_in_workload(r, k, workload.id, rid)
-        found = _find_chunk(r, k, workload, rid)
+            _check_in_workload(ledger, rid)
+        found = _find_chunk(ledger, workload, rid)
         if found is not None:
             jid, spec, attempt = found
-            start = r.hget(k.n, f"s:{jid}")
+            start = ledger.start_note(jid)
             if start is not None:
                 info = json.loads(workload.open_sealed("start", jid, start))
                 return StatusRecord(
@@ -156,34 +155,30 @@ def record_status(r: redis.Redis, workload: Any, rid: int) -> StatusRecord:
     return StatusRecord(workload.id, rid, QUEUED, 0)
 
 
-def _check_in_workload(r: redis.Redis, k: WorkloadKeys, workload_id: str, rid: int) -> None:
-    pipe = r.pipeline(transaction=False)
-    pipe.hmget(k.meta, "enqueued", "total")
-    pipe.getbit(k.done, rid)
-    pipe.getbit(k.failed, rid)
-    (enqueued, total), done, failed = pipe.execute()
+def _check_in_workload(ledger: Ledger, rid: int) -> None:
+    workload_id = ledger.id
+    enqueued, total, done, failed = ledger.record_facts(rid)
     if enqueued is None:
         raise WorkloadError(
             f"workload {workload_id} is not known to Redis; schedule it first (rqp-scheduler run {workload_id})"
         )
-    if total is not None and rid >= int(total):
+    if total is not None and rid >= total:
         raise WorkloadError(
-            f"workload {workload_id} has {int(total):,} records (ids 0-{int(total) - 1}); there is no record {rid}"
+            f"workload {workload_id} has {total:,} records (ids 0-{total - 1}); there is no record {rid}"
         )
     if done or failed:
         raise WorkloadError(
             f"record {rid} of workload {workload_id} is {'done' if done else 'failed'} but its status record has expired or was deleted"
         )
-    if rid >= int(enqueued):
+    if rid >= enqueued:
         raise WorkloadError(
-            f"record {rid} of workload {workload_id} is not queued yet: the scheduler has queued {int(enqueued):,} records so far"
+            f"record {rid} of workload {workload_id} is not queued yet: the scheduler has queued {enqueued:,} records so far"
         )
 
 
-def _find_chunk(r: redis.Redis, k: WorkloadKeys, workload: Any, rid: int) -> tuple[str, Any, int] | None:
+def _find_chunk(ledger: Ledger, workload: Any, rid: int) -> tuple[str, Any, int] | None:
     """(job id, spec, attempt) of the in-flight chunk that holds ``rid``; one window of specs."""
-    for raw_jid, spec_sealed in r.hscan_iter(k.spec, count=500):
-        jid = raw_jid.decode()
+    for jid, spec_sealed in ledger.specs():
         try:
             spec = open_spec(workload, jid, spec_sealed)
         except ForbiddenJobError:
@@ -243,42 +238,22 @@ class Progress:
 
 
 def read_progress(r: redis.Redis, workload_id: str) -> Progress | None:
-    k = WorkloadKeys(workload_id)
-    pipe = r.pipeline(transaction=False)
-    pipe.hgetall(k.meta)
-    pipe.bitcount(k.done)
-    pipe.bitcount(k.failed)
-    pipe.hget(k.n, "processing")
-    pipe.zcard(k.retry)
-    pipe.hgetall(k.perf)
-    meta, done, failed, processing, retrying, perf = pipe.execute()
-    if not meta:
+    snap = Ledger(r, workload_id).snapshot()
+    m, p = snap["meta"], snap["perf"]
+    if not m:
         return None
-    m = {a.decode(): b.decode() for a, b in meta.items()}
-    p = {a.decode(): b.decode() for a, b in perf.items()}
-    total = m.get("total")
+    total = m.get(Meta.TOTAL)
     return Progress(
         workload=workload_id,
-        state=m.get("state", "?"),
+        state=m.get(Meta.STATE, "?"),
         total=int(total) if total else None,
-        enqueued=int(m.get("enqueued", 0)),
-        done=int(done),
-        failed=int(failed),
-        processing=max(0, int(processing or 0)),
-        retrying=int(retrying),
-        started_at=float(m["started_at"]) if "started_at" in m else None,
-        finished_at=float(m["finished_at"]) if "finished_at" in m else None,
+        enqueued=int(m.get(Meta.ENQUEUED, 0)),
+        done=snap["done"],
+        failed=snap["failed"],
+        processing=snap["processing"],
+        retrying=snap["retrying"],
+        started_at=float(m[Meta.STARTED_AT]) if Meta.STARTED_AT in m else None,
+        finished_at=float(m[Meta.FINISHED_AT]) if Meta.FINISHED_AT in m else None,
         processed_seconds=float(p.get("seconds", 0.0)),
-        error=m.get("error"),
+        error=m.get(Meta.ERROR),
     )
-
-
-def bit_positions(bitmap: bytes | None) -> Iterator[int]:
-    """Record ids whose bit is set in a Redis bitmap (bit 0 is the high bit of byte 0)."""
-    if not bitmap:
-        return
-    for i, byte in enumerate(bitmap):
-        if byte:
-            for b in range(8):
-                if byte & (0x80 >> b):
-                    yield i * 8 + b

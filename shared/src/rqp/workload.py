@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -38,7 +39,7 @@ from .crypto import (
 )
 from .errors import BlobNotFoundError, IntegrityError, WorkloadError
 from .keys import KeyProvider, WrappedKey
-from .lua import PAIR
+from .ledger import PAIR
 from .records import FORMATS
 from .signing import SIGNATURE_DOMAIN, Signature, SigningKey, TrustStore
 from .storage import BlobStore
@@ -68,8 +69,6 @@ def check_workload_id(workload_id: str) -> str:
 
 
 def new_workload_id(stem: str = "w") -> str:
-    import secrets
-
     stem = re.sub(r"[^a-z0-9-]+", "-", stem.lower()).strip("-")[:30] or "w"
     return f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
@@ -187,7 +186,7 @@ class _Tee:
 
 def _read_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> Iterator[bytes]:
     try:
-        fh = open(path, "rb")
+        fh = open(path, "rb")  # noqa: SIM115 - opened here to turn its error into one line; the with below closes it
     except OSError as exc:
         raise WorkloadError(f"cannot read {path}: {exc.strerror}") from None
     with fh:
@@ -371,7 +370,7 @@ class Workload:
 
     def seal_packed(self, purpose: str, pairs: Iterable[tuple[int, bytes]], header: struct.Struct = PAIR) -> bytes:
         """Seal many (id, plaintext) values at once, straight into the scripts' packed form
-        (see ``rqp.lua.pack_values``); byte-for-byte what ``seal`` gives each value, but with one
+        (see ``rqp.ledger.pack_values``); byte-for-byte what ``seal`` gives each value, but with one
         nonce draw for the lot and no per-value Python call -- the scheduler's enqueue and the
         processors' statuses and results go through here. ``header`` packs (id, length) before
         each sealed value: ``PAIR`` for the Redis scripts, the part entry for result parts."""

@@ -9,17 +9,17 @@ backend keeps working on machines without it.
 __all__ = ["AzureBlobStore", "AzureKeyVaultProvider", "AzureMessageQueue"]
 
 
-def __getattr__(name: str):  # lazy, for the reason above
+def __getattr__(name: str) -> object:  # lazy, for the reason above
     if name == "AzureBlobStore":
-        from .blob import AzureBlobStore
+        from .blob import AzureBlobStore  # noqa: PLC0415
 
         return AzureBlobStore
     if name == "AzureMessageQueue":
-        from .queue import AzureMessageQueue
+        from .queue import AzureMessageQueue  # noqa: PLC0415
 
         return AzureMessageQueue
     if name == "AzureKeyVaultProvider":
-        from .keyvault import AzureKeyVaultProvider
+        from .keyvault import AzureKeyVaultProvider  # noqa: PLC0415
 
         return AzureKeyVaultProvider
     raise AttributeError(name)

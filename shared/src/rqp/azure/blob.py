@@ -119,7 +119,7 @@ class AzureBlobStore(BlobStore):
             return self._retry.call(fn, what)
         except expect:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any SDK failure becomes one StorageError line
             raise self._error(exc, name) from None
 
     def _error(self, exc: BaseException, name: str | None) -> StorageError:

@@ -149,7 +149,7 @@ class AzureMessageQueue(MessageQueue):
             return self._retry.call(fn, what)
         except expect:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any SDK failure becomes one StorageError line
             raise storage_error(exc, what=what, target=self._target) from None
 
     def _missing(self, exc: BaseException) -> bool:

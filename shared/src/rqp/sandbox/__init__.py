@@ -231,7 +231,7 @@ class ScriptPool:
         self._broken.pop(workload_id, None)
         self._hosts[workload_id] = host
         while len(self._hosts) > self.max_hosts:
-            wid, old = self._hosts.popitem(last=False)
+            _wid, old = self._hosts.popitem(last=False)
             old.close()
         return host
 

@@ -209,7 +209,7 @@ def _valid(kinds: bytes, values: list[bytes], allowed: frozenset[int]) -> bool:
     value per line: a line break would let a script write lines for other records)."""
     if kinds.count(P.OK) == len(kinds):
         return all(values) and not any(b"\n" in v for v in values)
-    return all(k in allowed and (k != P.OK or (v and b"\n" not in v)) for k, v in zip(kinds, values))
+    return all(k in allowed and (k != P.OK or (v and b"\n" not in v)) for k, v in zip(kinds, values, strict=True))
 
 
 def _fmt_seconds(s: float) -> str:
@@ -535,7 +535,7 @@ class ScriptHost:
             return False
         if start != len(results) or start + len(values) > n or not _valid(kinds, values, _RESULT_KINDS):
             return False
-        results.extend(zip(kinds, values))
+        results.extend(zip(kinds, values, strict=True))
         return True
 
     def _failure(self, results: list[tuple[int, bytes]], what: str) -> HostFailure:
@@ -668,7 +668,7 @@ class ScriptHost:
             raise self._protocol_error("parse()") from None
         if not _valid(kinds, values, _RECORD_KINDS):
             raise self._protocol_error("parse()")
-        return zip(kinds, values)
+        return zip(kinds, values, strict=True)
 
     def _protocol_error(self, what: str) -> ScriptError:
         self._kill()

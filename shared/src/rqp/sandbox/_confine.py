@@ -418,13 +418,12 @@ def _rlimits(memory_bytes: int, cpu_seconds: int, open_files: int, file_bytes: i
         (resource.RLIMIT_NOFILE, open_files, open_files, "open files"),
         (resource.RLIMIT_FSIZE, file_bytes, file_bytes, "file size"),
     ]
-    for res, soft, hard, name in wanted:
+    for res, want_soft, want_hard, name in wanted:
         try:
-            cur_soft, cur_hard = resource.getrlimit(res)
-            if cur_hard != resource.RLIM_INFINITY and hard > cur_hard:
-                hard = cur_hard
-                soft = min(soft, hard)
-            resource.setrlimit(res, (soft, hard))
+            _, cur_hard = resource.getrlimit(res)
+            # a limit already lower than wanted (the container's) stays: never raised
+            hard = want_hard if cur_hard == resource.RLIM_INFINITY else min(want_hard, cur_hard)
+            resource.setrlimit(res, (min(want_soft, hard), hard))
         except (ValueError, OSError) as exc:
             problems.append(f"{name}: {exc}")
     return {"rlimits": not problems, "rlimit_problems": problems}
@@ -435,7 +434,7 @@ def _prctl_ok(option: int, arg: int) -> bool:
     return _prctl(option, arg, 0, 0, 0) == 0
 
 
-def apply(config: dict[str, object]) -> dict[str, object]:
+def apply(config: dict) -> dict[str, object]:  # (untyped: the host imports no typing)
     """Confine this process as ``config`` says; returns the report (never raises)."""
     u = os.uname()
     report: dict[str, object] = {"platform": f"{u.sysname} {u.release} {u.machine}"}

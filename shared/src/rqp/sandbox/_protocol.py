@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import struct
 from array import array
-from itertools import accumulate
+from itertools import accumulate, pairwise
 
 __all__ = [
     "BATCH",
@@ -124,7 +124,7 @@ def unpack_columns(payload: bytes, with_kinds: bool, start: int = 0) -> tuple[by
         raise ValueError("columns do not add up")
     ends = list(accumulate(lengths, initial=pos))
     view = payload
-    return kinds, [view[a:b] for a, b in zip(ends, ends[1:])]
+    return kinds, [view[a:b] for a, b in pairwise(ends)]
 
 
 def pack_batch(records: list[bytes]) -> bytes:

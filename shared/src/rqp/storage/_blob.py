@@ -54,7 +54,7 @@ class BlobStore(ABC):
             n += 1
         return n
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: a backend with nothing to release keeps this
         pass
 
     def __repr__(self) -> str:

@@ -52,5 +52,5 @@ class MessageQueue(ABC):
     @abstractmethod
     def length(self, queue: str) -> int: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: a backend with nothing to release keeps this
         pass

@@ -6,6 +6,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from ..errors import BlobNotFoundError, StorageError, StorageUnavailableError
 from ._blob import DEFAULT_READ_CHUNK, BlobStore
@@ -89,7 +90,7 @@ class FileBlobStore(BlobStore):
     def put_stream(self, name: str, chunks: Iterable[bytes], *, overwrite: bool = True) -> int:
         return self._write(name, chunks, overwrite)
 
-    def _open(self, name: str):
+    def _open(self, name: str) -> BinaryIO:
         try:
             return open(self._path(name), "rb")
         except FileNotFoundError:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 
 from ._queue import Message, MessageQueue
@@ -18,7 +20,8 @@ class RedisMessageQueue(MessageQueue):
     max_message_bytes = 512 * 1024
 
     def __init__(self, client: redis.Redis, consumer: str = "rqp") -> None:
-        self._r = client
+        # redis-py types every reply as bytes | str; this client never decodes replies
+        self._r: Any = client
         self._consumer = consumer
         self._groups: set[str] = set()
         kw = client.connection_pool.connection_kwargs

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-
-from .errors import RedisUnavailableError
+from rqp.errors import RedisUnavailableError
 
 __all__ = ["RedisServer", "find_server_binary", "free_port"]
 
@@ -101,9 +100,8 @@ class RedisServer:
         return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, **kw)
 
     def start(self) -> RedisServer:
-        log = open(os.path.join(self.dir, "server.log"), "ab")
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.close()
+        with open(os.path.join(self.dir, "server.log"), "ab") as log:
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         client = self.client(socket_connect_timeout=1)
         deadline = time.monotonic() + START_TIMEOUT
         while True:

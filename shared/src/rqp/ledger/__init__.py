@@ -1,0 +1,85 @@
+"""The contract between the roles through Redis, in one home.
+
+Keys (``WorkloadKeys`` and the shared ones), the spelling of every value two roles exchange
+(job ids, chunk names, retry members, result-part references, hash fields), the Lua scripts (one
+``.lua`` file each, KEYS and ARGV documented in its header) and the typed operations on them
+(``Ledger``): the scheduler, the processors, the status code and the CLI never build a key or a
+script argument themselves.
+"""
+
+from ._codecs import (
+    PAIR,
+    ChunkKind,
+    Counters,
+    JobId,
+    Meta,
+    PartRef,
+    Perf,
+    RetryEntry,
+    State,
+    chunk_name,
+    decode_pin,
+    encode_pin,
+    job_id,
+    join_ids,
+    pack_values,
+    parse_job_id,
+)
+from ._global import (
+    REJECTED_KEEP,
+    next_submission,
+    record_rejection,
+    rejections,
+    release_worker,
+    submit,
+    unfinished,
+    workloads,
+)
+from ._keys import OUTBOX, OUTBOX_TIMES, REJECTED, SUBMISSIONS, WORKLOADS, WorkloadKeys, held_key
+from ._ledger import INF, ChunkOutcome, Ledger, LockHeld, bit_positions
+from ._outbox import flush_outbox, outbox_add, outbox_value, publish_outbox
+from ._scripts import Scripts
+
+__all__ = [
+    "INF",
+    "OUTBOX",
+    "OUTBOX_TIMES",
+    "PAIR",
+    "REJECTED",
+    "REJECTED_KEEP",
+    "SUBMISSIONS",
+    "WORKLOADS",
+    "ChunkKind",
+    "ChunkOutcome",
+    "Counters",
+    "JobId",
+    "Ledger",
+    "LockHeld",
+    "Meta",
+    "PartRef",
+    "Perf",
+    "RetryEntry",
+    "Scripts",
+    "State",
+    "WorkloadKeys",
+    "bit_positions",
+    "chunk_name",
+    "decode_pin",
+    "encode_pin",
+    "flush_outbox",
+    "held_key",
+    "job_id",
+    "join_ids",
+    "next_submission",
+    "outbox_add",
+    "outbox_value",
+    "pack_values",
+    "parse_job_id",
+    "publish_outbox",
+    "record_rejection",
+    "rejections",
+    "release_worker",
+    "submit",
+    "unfinished",
+    "workloads",
+]

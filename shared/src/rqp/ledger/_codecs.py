@@ -1,0 +1,214 @@
+"""How rqp's values are spelled in Redis: job ids, chunk names, retry members, result-part
+references, the fields of a workload's hashes, and the packed arguments of the Lua scripts.
+
+Every string that two roles exchange through Redis is built and parsed here, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import struct
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = [
+    "PAIR",
+    "ChunkKind",
+    "Counters",
+    "JobId",
+    "Meta",
+    "PartRef",
+    "Perf",
+    "RetryEntry",
+    "State",
+    "chunk_name",
+    "decode_pin",
+    "encode_pin",
+    "job_id",
+    "join_ids",
+    "pack_values",
+    "parse_job_id",
+]
+
+
+class ChunkKind(StrEnum):
+    """A chunk of the data in order (``c00000042``), or of records due for a retry (``r00000007``)."""
+
+    DATA = "c"
+    RETRY = "r"
+
+    @classmethod
+    def of(cls, chunk: str) -> ChunkKind:
+        return cls(chunk[:1])
+
+
+def chunk_name(kind: ChunkKind, seq: int) -> str:
+    return f"{kind.value}{seq:08d}"
+
+
+@dataclass(frozen=True)
+class JobId:
+    """An RQ job id: ``rqp-<workload>-<chunk>-<generation>``. The generation counts re-runs of a
+    chunk (a reclaimed chunk is queued again as generation + 1)."""
+
+    workload: str
+    chunk: str
+    gen: int
+
+    def __str__(self) -> str:
+        return f"rqp-{self.workload}-{self.chunk}-{self.gen}"
+
+    @classmethod
+    def parse(cls, jid: str) -> JobId:
+        """``ValueError`` for anything rqp did not make."""
+        head, chunk, gen = jid.rsplit("-", 2)
+        if not head.startswith("rqp-") or chunk[:1] not in ("c", "r") or not gen.isdigit():
+            raise ValueError(f"not an rqp job id: {jid!r}")
+        return cls(head[4:], chunk, int(gen))
+
+    def next(self) -> JobId:
+        return JobId(self.workload, self.chunk, self.gen + 1)
+
+
+def job_id(workload_id: str, chunk: str, gen: int) -> str:
+    return str(JobId(workload_id, chunk, gen))
+
+
+def parse_job_id(jid: str) -> tuple[str, str, int]:
+    j = JobId.parse(jid)
+    return j.workload, j.chunk, j.gen
+
+
+@dataclass(frozen=True)
+class RetryEntry:
+    """A record waiting out its backoff: the zset member ``"<record>:<attempt>"``, scored by when
+    it is due. ``attempt`` is the attempt it will be run as."""
+
+    rid: int
+    attempt: int
+    due: float = 0.0
+
+    @property
+    def member(self) -> str:
+        return f"{self.rid}:{self.attempt}"
+
+    @classmethod
+    def parse(cls, member: bytes | str, due: float = 0.0) -> RetryEntry:
+        text = member.decode() if isinstance(member, bytes) else member
+        rid, attempt = text.split(":")
+        return cls(int(rid), int(attempt), due)
+
+
+@dataclass(frozen=True)
+class PartRef:
+    """The result part a chunk's commit names: its blob and the record ids it covers (a data
+    chunk covers ``first..last``; a retry chunk's records are scattered: -1, -1)."""
+
+    name: str
+    first: int = -1
+    last: int = -1
+
+    def encode(self) -> str:
+        return f"{self.name}|{self.first}|{self.last}"
+
+    @classmethod
+    def parse(cls, value: bytes | str) -> PartRef:
+        text = value.decode() if isinstance(value, bytes) else value
+        name, first, last = text.rsplit("|", 2)
+        return cls(name, int(first), int(last))
+
+
+class State(StrEnum):
+    RUNNING = "running"
+    CONSOLIDATING = "consolidating"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Meta:
+    """Fields of the hash ``rqp:w:W:meta``."""
+
+    STATE = "state"
+    STARTED_AT = "started_at"
+    FINISHED_AT = "finished_at"
+    ENQUEUED = "enqueued"
+    CHUNKS = "chunks"
+    TOTAL = "total"
+    RETRY_SEQ = "retry_seq"
+    FORMAT = "format"
+    SCHEDULER = "scheduler"
+    MAX_ATTEMPTS = "max_attempts"
+    PIN = "pin"
+    SIGNER = "signer"
+    ERROR = "error"
+    ERROR_SEALED = "error_sealed"
+    PROCESSOR_ERROR = "processor_error"
+    RECLAIMED = "reclaimed"
+    RESULTS_SHA256 = "results_sha256"
+
+
+class Counters:
+    """Fields of the hash ``rqp:w:W:n``: live counters and what the chunks in flight started with."""
+
+    PROCESSING = "processing"
+
+    @staticmethod
+    def size(jid: str) -> str:
+        """How many records job ``jid`` started with (added to ``processing`` once)."""
+        return f"j:{jid}"
+
+    @staticmethod
+    def start(jid: str) -> str:
+        """The sealed note of when and where ``jid`` started."""
+        return f"s:{jid}"
+
+
+class Perf:
+    """Fields of the hash ``rqp:w:W:perf``."""
+
+    RECORDS = "records"
+    SECONDS = "seconds"
+    LAST = "last"
+
+
+#: the header of one packed value for the scripts' ``hset_packed``: record id, length
+PAIR = struct.Struct(">II")
+
+
+def pack_values(pairs: list[tuple[int, bytes]]) -> bytes:
+    """(id, value) pairs as one blob for the scripts' ``hset_packed``."""
+    return b"".join([PAIR.pack(i, len(v)) + v for i, v in pairs])
+
+
+def join_ids(ids: list[int]) -> str:
+    """Record ids as the scripts take them: one comma-separated string."""
+    return ",".join(map(str, ids))
+
+
+def encode_pin(sealed: bytes) -> str:
+    return base64.b64encode(sealed).decode()
+
+
+def decode_pin(raw: bytes | str | None) -> bytes | None:
+    """The sealed pin, None when there is none, or b"" for a value that is not base64."""
+    if raw is None:
+        return None
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def text(value: object) -> str | None:
+    """A Redis reply as text (clients may be set to decode replies or not)."""
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def raw(value: object) -> bytes | None:
+    """A Redis reply as bytes."""
+    if value is None:
+        return None
+    return value if isinstance(value, bytes) else str(value).encode()

@@ -1,0 +1,85 @@
+"""What every workload shares in Redis: the list of workloads, submissions to a serving
+scheduler, the log of rejected jobs, and which job each worker holds."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+
+from ._codecs import JobId, Meta, text
+from ._keys import REJECTED, SUBMISSIONS, WORKLOADS, WorkloadKeys, held_key
+
+__all__ = [
+    "REJECTED_KEEP",
+    "next_submission",
+    "record_rejection",
+    "rejections",
+    "release_worker",
+    "submit",
+    "workloads",
+]
+
+#: rejected jobs kept in the log, newest first
+REJECTED_KEEP = 1000
+
+
+def submit(r: Any, workload_id: str) -> None:
+    """Hand a workload to a serving scheduler (``r`` may be a pipeline)."""
+    r.rpush(SUBMISSIONS, workload_id)
+
+
+def next_submission(r: redis.Redis) -> str | None:
+    value = r.lpop(SUBMISSIONS)
+    return text(value) if isinstance(value, (bytes, str)) else None
+
+
+def workloads(r: redis.Redis, *, newest_first: bool = False, limit: int = -1) -> list[str]:
+    """Workload ids by when they were started."""
+    end = -1 if limit < 0 else limit - 1
+    ids = r.zrevrange(WORKLOADS, 0, end) if newest_first else r.zrange(WORKLOADS, 0, end)
+    return [str(text(w)) for w in ids]
+
+
+def unfinished(r: redis.Redis) -> list[str]:
+    """Workloads started and neither done nor failed (a serving scheduler resumes them)."""
+    ids = workloads(r)
+    pipe = r.pipeline(transaction=False)
+    for wid in ids:
+        pipe.hget(WorkloadKeys(wid).meta, Meta.STATE)
+    return [
+        wid
+        for wid, state in zip(ids, pipe.execute(), strict=True)
+        if state and state.decode() not in ("done", "failed")
+    ]
+
+
+def record_rejection(r: redis.Redis, *, job: str, workload: str | None, worker: str, reason: str) -> None:
+    entry = json.dumps({"job": job, "workload": workload, "worker": worker, "at": time.time(), "reason": reason})
+    pipe = r.pipeline(transaction=False)
+    pipe.lpush(REJECTED, entry)
+    pipe.ltrim(REJECTED, 0, REJECTED_KEEP - 1)
+    pipe.execute()
+
+
+def rejections(r: redis.Redis, limit: int = REJECTED_KEEP) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in r.lrange(REJECTED, 0, limit - 1)]
+
+
+def release_worker(r: redis.Redis, worker: str) -> str | None:
+    """End the lease of the chunk a dead worker (``host:pid``) held, so the scheduler re-runs it
+    now; returns its job id. A commit or reclaim that already won stays won."""
+    key = held_key(worker)
+    jid = text(r.get(key))
+    if jid is None:
+        return None
+    try:
+        workload_id = JobId.parse(jid).workload
+    except ValueError:
+        r.delete(key)
+        return None
+    r.zadd(WorkloadKeys(workload_id).pending, {jid: time.time()}, xx=True, lt=True)
+    r.delete(key)
+    return jid

@@ -1,0 +1,23 @@
+-- START: a worker takes the lease of a queued chunk and fetches its records.
+-- KEYS[1] pending  zset  job id -> lease deadline (+inf while queued)
+-- KEYS[2] n        hash  counters: processing, j:<jid> (size), s:<jid> (sealed start note)
+-- KEYS[3] rec      hash  record id -> sealed record
+-- KEYS[4] held     string the job this worker holds (for its supervisor)
+-- ARGV[1] job id   ARGV[2] lease deadline   ARGV[3] records in the chunk
+-- ARGV[4] record ids, comma-separated       ARGV[5] sealed start note
+-- returns the sealed records in ARGV[4]'s order (false for a missing one), or false when the
+-- job is no longer pending (committed or reclaimed meanwhile)
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return false end
+redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[1])
+redis.call('SET', KEYS[4], ARGV[1], 'EX', 86400)
+if not redis.call('HGET', KEYS[2], 'j:' .. ARGV[1]) then
+  redis.call('HINCRBY', KEYS[2], 'processing', ARGV[3])
+  redis.call('HSET', KEYS[2], 'j:' .. ARGV[1], ARGV[3])
+end
+redis.call('HSET', KEYS[2], 's:' .. ARGV[1], ARGV[5])
+local out = {}
+each_slice(ids(ARGV[4]), function(...)
+  local part = redis.call('HMGET', KEYS[3], ...)
+  for i = 1, select('#', ...) do out[#out + 1] = part[i] end
+end)
+return out

@@ -1,0 +1,74 @@
+"""A finished workload's summary: counts, timings, the results object it vouches for, and the
+failures with their reasons. Written sealed (``summary.enc``) by the scheduler, read by
+``rqp results`` and anyone holding the KEK."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import IntegrityError
+from .workload import Workload, blob_name
+
+__all__ = ["RESULTS_BLOB", "SUMMARY_BLOB", "Failure", "ResultsInfo", "Summary", "read_summary"]
+
+SUMMARY_BLOB = "summary.enc"
+RESULTS_BLOB = "results.enc"
+
+
+@dataclass(frozen=True)
+class ResultsInfo:
+    """The consolidated results object: where it is, its size and digest, how many results."""
+
+    blob: str
+    size: int
+    sha256: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Failure:
+    id: int
+    error: str | None
+    attempts: int | None
+
+
+@dataclass
+class Summary:
+    workload: str
+    total: int
+    done: int
+    failed: int
+    started_at: float
+    finished_at: float
+    elapsed: float
+    records_per_second: float
+    chunks: int
+    reclaimed_chunks: int
+    results: ResultsInfo
+    failures: list[Failure] = field(default_factory=list)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes, workload_id: str) -> Summary:
+        try:
+            doc: dict[str, Any] = json.loads(raw)
+            doc["results"] = ResultsInfo(**doc["results"])
+            doc["failures"] = [Failure(**f) for f in doc.get("failures", [])]
+            return cls(**doc)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise IntegrityError(
+                f"summary of workload {workload_id} is not an rqp summary ({exc}); re-run 'rqp-scheduler run {workload_id}'"
+            ) from None
+
+    def seal(self, workload: Workload) -> bytes:
+        return workload.seal("summary", "", self.to_json())
+
+
+def read_summary(store: Any, workload: Workload) -> Summary:
+    """The workload's summary, authenticated (``BlobNotFoundError`` while it is unfinished)."""
+    raw = store.get(blob_name(workload.id, SUMMARY_BLOB))
+    return Summary.from_json(workload.open_sealed("summary", "", raw), workload.id)

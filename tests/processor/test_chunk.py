@@ -1,0 +1,84 @@
+"""``ChunkProcessor`` in process against a real Redis and a real script host: a chunk's outcome
+committed as one, forged and unpinned jobs refused, a commit that lost its lease discarded."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import pytest
+
+from rqp import sandbox
+from rqp.errors import ForbiddenJobError
+from rqp.jobs import ChunkSpec, seal_spec
+from rqp.ledger import Ledger, job_id, rejections
+from rqp.signing import TrustStore
+from rqp.status import StatusRecord
+from rqp.workload import Workload
+from rqp_processor.chunk import ChunkProcessor
+
+SCRIPT = "def process(r):\n    if r['n'] == 2:\n        raise ValueError('two')\n    return r['n'] * 10\n"
+
+
+@pytest.fixture
+def setup(world):
+    wid = world.pack("chunky", [{"n": i} for i in range(5)], script=SCRIPT)
+    trust = TrustStore.from_file(world.signer.trusted)
+    w = Workload.open(world.store, world.keys, wid, trust)
+    led = Ledger(world.r, wid)
+    led.begin(now=time.time(), fmt="jsonl", scheduler="t:1", max_attempts=2, pin=w.seal_pin(), signer=w.signer)
+    jid = job_id(wid, "c00000000", 0)
+    spec = ChunkSpec(wid, "c00000000", ((0, 5, 1),), 2, 0.0, 0.0, time.time())
+    pipe = world.r.pipeline()
+    led.put(pipe, w.seal_packed("record", [(i, b'{"n": %d}' % i) for i in range(5)]), [])
+    led.add_jobs(pipe, {jid: seal_spec(w, jid, spec)})
+    pipe.execute()
+    pool = sandbox.ScriptPool(sandbox.SandboxConfig.from_settings(world.settings), warm=False)
+    proc = ChunkProcessor(world.settings, world.r, world.store, world.mq(), world.keys, trust, worker_name="test:1", pool=pool)
+    yield world, w, led, jid, proc
+    pool.close()
+
+
+def test_a_chunk_commits_done_retry_and_its_messages(setup):
+    world, w, led, jid, proc = setup
+    out = proc.run(jid, w.id, base64.b64encode(led.spec(jid)).decode())
+    assert out == {"done": 4, "failed": 0, "retrying": 1}
+    assert led.done_bits([0, 1, 2, 3, 4]) == [True, True, False, True, True]
+    [retry] = led.due_retries(time.time() + 1, 10)
+    assert (retry.rid, retry.attempt) == (2, 2)
+    st = StatusRecord.open(w, 2, led.status(2))
+    assert st.state == "queued" and st.error == "process() raised ValueError: two (line 3)"
+    part = led.parts()["c00000000"]
+    assert (part.first, part.last) == (0, 4) and world.store.exists(part.name)
+    assert world.r.xlen("rqp:mq:rqp-status") >= 1  # published
+
+
+def test_a_forged_spec_is_rejected_and_recorded(setup):
+    world, w, led, jid, proc = setup
+    with pytest.raises(ForbiddenJobError, match="was not created by rqp's scheduler"):
+        proc.run(jid, w.id, base64.b64encode(b"\0" * 64).decode())
+    assert rejections(world.r)[0]["job"] == jid
+    assert led.done_bits([0]) == [False]
+
+
+def test_a_workload_without_its_start_pin_is_refused(setup):
+    world, w, led, jid, proc = setup
+    world.r.hdel(led.k.meta, "pin")
+    with pytest.raises(ForbiddenJobError, match="has no start pin"):
+        proc.run(jid, w.id, base64.b64encode(led.spec(jid)).decode())
+    assert "has no start pin" in led.processor_error()
+
+
+def test_a_commit_after_the_lease_was_lost_is_discarded(setup, monkeypatch):
+    world, w, led, jid, proc = setup
+    real = proc._outcomes
+
+    def slow(workload, records, cts):
+        outcomes = real(workload, records, cts)
+        assert led.reclaim(jid) is not None  # meanwhile the scheduler re-ran the chunk elsewhere
+        return outcomes
+
+    monkeypatch.setattr(proc, "_outcomes", slow)
+    assert proc.run(jid, w.id, base64.b64encode(led.spec(jid)).decode()) == {"discarded": True}
+    assert led.done_bits([0, 1]) == [False, False] and led.parts() == {}
+    assert list(world.store.list(f"workloads/{w.id}/parts/")) == []  # its part was deleted

@@ -1,0 +1,115 @@
+"""``WorkloadRun`` in process: enqueue into the window, reclaim, retries, finish -- with the
+processor's ``ChunkProcessor`` running the chunks in process too (a real script host)."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import pytest
+from rq import Queue
+
+from rqp import sandbox
+from rqp.errors import ScriptError
+from rqp.jobs import JSONSerializer, RqpJob, open_spec
+from rqp.ledger import Ledger, State
+from rqp.signing import TrustStore
+from rqp.status import record_status
+from rqp.summary import read_summary
+from rqp_processor.chunk import ChunkProcessor
+from rqp_scheduler.run import WorkloadRun
+
+
+def _run(world, wid: str) -> WorkloadRun:
+    trust = TrustStore.from_file(world.signer.trusted)
+    return WorkloadRun(world.settings, world.r, world.store, world.mq(), world.keys, trust, wid).start()
+
+
+def _processor(world) -> ChunkProcessor:
+    trust = TrustStore.from_file(world.signer.trusted)
+    pool = sandbox.ScriptPool(sandbox.SandboxConfig.from_settings(world.settings), warm=False)
+    return ChunkProcessor(world.settings, world.r, world.store, world.mq(), world.keys, trust, worker_name="test:1", pool=pool)
+
+
+def _queued_jobs(world) -> list[RqpJob]:
+    q = Queue(world.settings.rq_queue, connection=world.r, job_class=RqpJob, serializer=JSONSerializer)
+    return [j for j in RqpJob.fetch_many(q.get_job_ids(), connection=world.r, serializer=JSONSerializer) if j]
+
+
+def _work(world, proc: ChunkProcessor) -> int:
+    """Run every queued chunk in process, as a worker would (RQ's job args are the entry's)."""
+    ran = 0
+    q = Queue(world.settings.rq_queue, connection=world.r, job_class=RqpJob, serializer=JSONSerializer)
+    for job in _queued_jobs(world):
+        q.remove(job.id)
+        proc.run(job.id, *job.args)
+        ran += 1
+    return ran
+
+
+def test_enqueue_fills_the_window_and_no_more(world):
+    wid = world.pack("win", [{"n": i} for i in range(30)])
+    run = _run(world, wid)
+    run.step()
+    led = Ledger(world.r, wid)
+    assert led.in_flight() == 3  # window_chunks
+    assert led.cursor() == (12, 3)  # 3 chunks of 4 records
+    assert len(_queued_jobs(world)) == 3
+    assert record_status(world.r, run.workload, 0).state == "queued"
+    with pytest.raises(Exception, match="not queued yet"):
+        record_status(world.r, run.workload, 20)
+
+
+def test_a_workload_runs_to_its_summary_in_process(world):
+    wid = world.pack("inproc", [{"n": i} for i in range(10)] + ["not an object"])
+    run, proc = _run(world, wid), _processor(world)
+    try:
+        for _ in range(50):
+            if run.step():
+                break
+            _work(world, proc)
+        else:
+            raise AssertionError("the workload did not finish")
+    finally:
+        proc.pool.close()
+    summary = read_summary(world.store, run.workload)
+    assert (summary.total, summary.done, summary.failed) == (11, 10, 1)
+    assert "TypeError" in (summary.failures[0].error or "")  # 'str' indices: the script's own error, after 2 attempts
+    assert summary.failures[0].attempts == 2
+    assert Ledger(world.r, wid).state() == State.DONE
+
+
+def test_a_dead_workers_chunk_is_reclaimed_and_its_records_fail_after_the_last_attempt(world):
+    wid = world.pack("dead", [{"n": i} for i in range(4)])
+    run = _run(world, wid)
+    run.step()
+    led = Ledger(world.r, wid)
+    [jid] = led.queued()
+    # a worker took the lease and died: the lease runs out, attempt 1 is spent
+    led.start(jid, deadline=time.time() - 1, rids=[0, 1, 2, 3], start_note=b"", worker="gone:1")
+    run._reclaim_expired()
+    [again] = led.queued()
+    assert again.endswith("-1")  # the next generation of the same chunk
+    spec = open_spec(run.workload, again, led.spec(again))
+    assert [att for _rid, att in spec.records()] == [2, 2, 2, 2]
+    led.start(again, deadline=time.time() - 1, rids=[0, 1, 2, 3], start_note=b"", worker="gone:2")
+    run._reclaim_expired()  # max_attempts = 2: failed, with the reason
+    assert led.failed_ids() == [0, 1, 2, 3] and led.queued() == []
+    st = record_status(world.r, run.workload, 2)
+    assert st.state == "failed" and st.attempts == 2 and "re-run 2 times: its worker stopped renewing" in st.error
+
+
+def test_a_script_that_does_not_load_fails_the_workload_at_start(world):
+    wid = world.pack("broken", [{"n": 1}], script="import nosuchmodule\n\ndef process(r):\n    return r\n")
+    with pytest.raises(ScriptError, match="failed to import .*ModuleNotFoundError"):
+        _run(world, wid)
+    led = Ledger(world.r, wid)
+    assert led.state() == State.FAILED
+    assert b"nosuchmodule" in run_error(world, wid)
+
+
+def run_error(world, wid: str) -> bytes:
+    from rqp.workload import Workload
+
+    w = Workload.open(world.store, world.keys, wid, TrustStore.from_file(world.signer.trusted))
+    return w.open_sealed("error", "", base64.b64decode(Ledger(world.r, wid).sealed_error()))
