@@ -393,6 +393,7 @@ class RqpEnv:
         if azure:
             sys.path.insert(0, str(REPO / "tests"))
             from azurite import Azurite  # tests/azurite.py: the project's Azurite launcher
+
             from rqp.azure.blob import AzureBlobStore
 
             self.azurite = Azurite().start()

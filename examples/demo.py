@@ -24,6 +24,7 @@ from pathlib import Path
 import redis
 from redis_server import RedisServer
 from rq import Worker
+
 from rqp.cli import format_progress
 from rqp.sandbox import SandboxConfig, probe
 from rqp.status import read_progress

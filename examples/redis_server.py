@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+
 from rqp.errors import RedisUnavailableError
 
 __all__ = ["RedisServer", "find_server_binary", "free_port"]

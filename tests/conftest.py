@@ -63,6 +63,7 @@ def signer(tmp_path_factory):
     from types import SimpleNamespace
 
     from harness import make_signer
+
     from rqp.signing import LocalSigningKey, TrustStore
 
     key, trusted = make_signer(tmp_path_factory.mktemp("signer"))

@@ -55,4 +55,6 @@ def world(tmp_path, r, redis_url, kek, signer) -> World:
             "record_timeout": 5,
         }
     )
-    return World(tmp_path, settings, r, FileBlobStore(tmp_path / "blobs"), LocalKeyProvider(private_key_file=kek[0]), signer)
+    return World(
+        tmp_path, settings, r, FileBlobStore(tmp_path / "blobs"), LocalKeyProvider(private_key_file=kek[0]), signer
+    )

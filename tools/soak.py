@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "examples")]
 from harness import Cluster  # noqa: E402
 from redis_server import RedisServer  # noqa: E402
+
 from rqp.keys import generate_kek  # noqa: E402
 
 SCRIPT = """

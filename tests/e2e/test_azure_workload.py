@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 from harness import Cluster
+
 from rqp.azure.blob import AzureBlobStore
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from rqp.storage import FileBlobStore
 from rqp_metrics.sources.azure import AzureSource
 from rqp_metrics.store import SampleStore

@@ -6,6 +6,7 @@ from collections import defaultdict
 from datetime import timedelta
 
 import pytest
+
 from rqp.errors import ConfigError
 from rqp_metrics.sample import COLLECTOR_WARNING, CPU_PERCENT, DISK_READ_OPS, NET_IN_BYTES, SOURCE_AZURE
 from rqp_metrics.sources.azure import AZURE_METRICS

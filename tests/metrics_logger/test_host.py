@@ -6,6 +6,7 @@ import os
 import time
 
 import psutil
+
 from rqp_metrics.sample import (
     CPU_PERCENT,
     DISK_READ_BYTES,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
+
 from rqp.storage import FileBlobStore, RedisMessageQueue
 from rqp_metrics.cli import main
 from rqp_metrics.logger import MetricsLogger

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from statistics import mean
 
 import pytest
+
 from rqp_metrics import png
 from rqp_metrics.cli import main
 from rqp_metrics.fmt import human_bytes

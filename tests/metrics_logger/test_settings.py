@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from rqp.errors import ConfigError
 from rqp_metrics.settings import DEFAULT_METRICS_QUEUE, MetricsSettings
 

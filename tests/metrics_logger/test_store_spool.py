@@ -5,6 +5,7 @@ import shutil
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from rqp.storage import FileBlobStore
 from rqp_metrics.logger import MetricsLogger
 from rqp_metrics.sample import CPU_PERCENT, Sample

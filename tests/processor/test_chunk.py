@@ -34,7 +34,9 @@ def setup(world):
     led.add_jobs(pipe, {jid: seal_spec(w, jid, spec)})
     pipe.execute()
     pool = sandbox.ScriptPool(sandbox.SandboxConfig.from_settings(world.settings), warm=False)
-    proc = ChunkProcessor(world.settings, world.r, world.store, world.mq(), world.keys, trust, worker_name="test:1", pool=pool)
+    proc = ChunkProcessor(
+        world.settings, world.r, world.store, world.mq(), world.keys, trust, worker_name="test:1", pool=pool
+    )
     yield world, w, led, jid, proc
     pool.close()
 

@@ -28,7 +28,9 @@ def _run(world, wid: str) -> WorkloadRun:
 def _processor(world) -> ChunkProcessor:
     trust = TrustStore.from_file(world.signer.trusted)
     pool = sandbox.ScriptPool(sandbox.SandboxConfig.from_settings(world.settings), warm=False)
-    return ChunkProcessor(world.settings, world.r, world.store, world.mq(), world.keys, trust, worker_name="test:1", pool=pool)
+    return ChunkProcessor(
+        world.settings, world.r, world.store, world.mq(), world.keys, trust, worker_name="test:1", pool=pool
+    )
 
 
 def _queued_jobs(world) -> list[RqpJob]:
@@ -101,7 +103,7 @@ def test_a_dead_workers_chunk_is_reclaimed_and_its_records_fail_after_the_last_a
 
 def test_a_script_that_does_not_load_fails_the_workload_at_start(world):
     wid = world.pack("broken", [{"n": 1}], script="import nosuchmodule\n\ndef process(r):\n    return r\n")
-    with pytest.raises(ScriptError, match="failed to import .*ModuleNotFoundError"):
+    with pytest.raises(ScriptError, match=r"failed to import .*ModuleNotFoundError"):
         _run(world, wid)
     led = Ledger(world.r, wid)
     assert led.state() == State.FAILED

@@ -33,6 +33,7 @@ from harness import Cluster, bin_path
 from redis_server import RedisServer
 from rq import Queue, Worker
 from rq.job import Job
+
 from rqp.config import Settings
 from rqp.connect import connect_redis
 from rqp.errors import RedisUnavailableError

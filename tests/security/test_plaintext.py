@@ -22,6 +22,7 @@ from pathlib import Path
 import redis
 from harness import bin_path
 from rq import Queue, Worker
+
 from rqp.hardening import disable_core_dumps
 
 from .conftest import QUEUE, wait_until

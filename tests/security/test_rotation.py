@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from rqp.errors import KeyProviderError, WrongKeyError
 from rqp.keys import LocalKeyProvider, WrappedKey, generate_kek
 from rqp.rotate import (

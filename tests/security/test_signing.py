@@ -13,6 +13,7 @@ import time
 import pytest
 from harness import bin_path, make_signer
 from rq import Queue, Worker
+
 from rqp.jobs import ChunkSpec, seal_spec
 from rqp.keys import LocalKeyProvider
 from rqp.ledger import job_id

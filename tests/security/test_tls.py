@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from harness import Cluster, bin_path
 from redis_server import RedisServer, find_server_binary
+
 from rqp.errors import RedisUnavailableError
 from rqp.ledger import WorkloadKeys
 

@@ -2,6 +2,7 @@
 
 import pytest
 from redis_server import free_port
+
 from rqp.cli import main
 
 

@@ -1,4 +1,5 @@
 import pytest
+
 from rqp.config import DEFAULT_CHUNK_SIZE, Settings
 from rqp.errors import ConfigError
 

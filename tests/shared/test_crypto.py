@@ -1,6 +1,7 @@
 import os
 
 import pytest
+
 from rqp.crypto import Sealer, aad, decrypt_stream, encrypt_stream, new_data_key
 from rqp.errors import IntegrityError
 

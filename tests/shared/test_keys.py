@@ -1,6 +1,7 @@
 import stat
 
 import pytest
+
 from rqp.crypto import new_data_key
 from rqp.errors import KeyProviderError, WrongKeyError
 from rqp.keys import LocalKeyProvider, generate_kek

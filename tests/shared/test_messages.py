@@ -1,6 +1,7 @@
 import json
 
 import pytest
+
 from rqp.errors import IntegrityError
 from rqp.keys import LocalKeyProvider
 from rqp.messages import make_envelope, open_envelope, pack_messages, pack_statuses

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from rqp.errors import ScriptError
 from rqp.sandbox import (
     CRASHED,

@@ -8,6 +8,7 @@ import pytest
 from azure.keyvault.keys import JsonWebKey
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from rqp.azure.signing import KeyVaultSigningKey
 from rqp.errors import ConfigError, IntegrityError, KeyProviderError
 from rqp.keys import LocalKeyProvider

@@ -1,6 +1,7 @@
 import os
 
 import pytest
+
 from rqp.errors import IntegrityError, WorkloadError, WrongKeyError
 from rqp.keys import LocalKeyProvider
 from rqp.storage import FileBlobStore

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import redis
+
 from rqp.errors import StorageError
 from rqp.storage import MessageQueue
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+
 from rqp import sandbox
 from rqp.config import Settings
 from rqp.errors import ForbiddenJobError, IntegrityError, RqpError, WorkloadError

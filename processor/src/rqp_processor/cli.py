@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 import redis
+
 from rqp import sandbox
 from rqp.config import Settings
 from rqp.connect import connect_redis, open_key_provider, open_trust_store

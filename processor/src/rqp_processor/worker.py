@@ -17,6 +17,7 @@ from typing import Any
 
 from rq import Queue, SimpleWorker
 from rq.job import get_current_job
+
 from rqp import sandbox
 from rqp.config import Settings
 from rqp.connect import connect_redis, open_blob_store, open_key_provider, open_message_queue, open_trust_store

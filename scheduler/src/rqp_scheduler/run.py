@@ -32,6 +32,7 @@ import redis
 from rq import Queue, Worker
 from rq.job import Job, JobStatus
 from rq.results import Result
+
 from rqp import sandbox
 from rqp.config import Settings
 from rqp.errors import ForbiddenJobError, RqpError, ScriptError, StorageUnavailableError, WorkloadError

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from azurite import DEV_ACCOUNT, Azurite  # tests/ is on sys.path (tests/conftest.py)
+
 from rqp.azure._common import RetryPolicy
 from rqp.azure.blob import AzureBlobStore
 from rqp.azure.queue import AzureMessageQueue

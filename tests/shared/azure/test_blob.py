@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from azure.storage.blob import AccountSasPermissions, BlobServiceClient, ResourceTypes, generate_account_sas
 from azurite import DEV_ACCOUNT, DEV_KEY
+
 from rqp.azure._common import RetryPolicy
 from rqp.azure.blob import AzureBlobStore
 from rqp.connect import open_blob_store

@@ -14,6 +14,7 @@ from azure.keyvault.keys import JsonWebKey
 from azure.keyvault.keys.crypto import CryptographyClient
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
 from rqp.azure._common import RetryPolicy
 from rqp.azure.keyvault import AzureKeyVaultProvider
 from rqp.config import Settings

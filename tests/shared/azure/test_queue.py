@@ -11,6 +11,7 @@ import time
 import pytest
 from azure.storage.queue import QueueClient
 from azurite import DEV_ACCOUNT
+
 from rqp.azure._common import RetryPolicy
 from rqp.azure.queue import AZURE_MAX_MESSAGE_BYTES, AzureMessageQueue
 from rqp.config import Settings

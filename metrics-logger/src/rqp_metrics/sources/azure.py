@@ -33,6 +33,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 from azure.core.pipeline.policies import SansIOHTTPPolicy
+
 from rqp.errors import ConfigError
 
 from ..sample import (
