@@ -30,7 +30,7 @@ def setup(world):
     jid = job_id(wid, "c00000000", 0)
     spec = ChunkSpec(wid, "c00000000", ((0, 5, 1),), 2, 0.0, 0.0, time.time())
     pipe = world.r.pipeline()
-    led.put(pipe, w.seal_packed("record", [(i, b'{"n": %d}' % i) for i in range(5)]), [])
+    led.put_chunk(pipe, "c00000000", w.seal_packed("record", [(i, b'{"n": %d}' % i) for i in range(5)]))
     led.add_jobs(pipe, {jid: seal_spec(w, jid, spec)})
     pipe.execute()
     pool = sandbox.ScriptPool(sandbox.SandboxConfig.from_settings(world.settings), warm=False)
@@ -50,6 +50,12 @@ def test_a_chunk_commits_done_retry_and_its_messages(setup):
     assert (retry.rid, retry.attempt) == (2, 2)
     st = StatusRecord.open(w, 2, led.status(2))
     assert st.state == "queued" and st.error == "process() raised ValueError: two (line 3)"
+    assert led.status(0) is None  # a done record's status is its chunk's note
+    from rqp.status import record_status
+
+    done = record_status(world.r, w, 0)
+    assert (done.state, done.attempts, done.job, done.worker) == ("done", 1, jid, "test:1")
+    assert world.r.hkeys(led.k.rec) == [b"2"] and not world.r.exists(led.k.chunk("c00000000"))
     part = led.parts()["c00000000"]
     assert (part.first, part.last) == (0, 4) and world.store.exists(part.name)
     assert world.r.xlen("rqp:mq:rqp-status") >= 1  # published

@@ -14,6 +14,8 @@ import redis
 from harness import Cluster
 from redis_server import RedisServer
 
+from rqp.ledger import WorkloadKeys, pack_values, unpack_values
+
 SLOW_SCRIPT = """
 import time
 
@@ -212,9 +214,13 @@ def test_bad_records_fail_alone_with_their_reasons(cluster):
     cluster.env.update(RQP_CHUNK_SIZE="10", RQP_ADAPTIVE_CHUNKS="false", RQP_MAX_ATTEMPTS="2")
     sched = cluster.start_scheduler("badrecs")
     cluster.wait_for(lambda: cluster.r.hget("rqp:w:badrecs:meta", "total") == b"100", 30, "all records queued")
-    ct = bytearray(cluster.r.hget("rqp:w:badrecs:rec", 30))
-    ct[15] ^= 0x01  # an attacker (or a bad disk) flips one bit of record 30's ciphertext
-    cluster.r.hset("rqp:w:badrecs:rec", 30, bytes(ct))
+    # an attacker (or a bad disk) flips one bit of record 30's ciphertext in its chunk (30-39)
+    chunk = WorkloadKeys("badrecs").chunk("c00000003")
+    records = unpack_values(cluster.r.get(chunk))
+    ct = bytearray(records[30])
+    ct[15] ^= 0x01
+    records[30] = bytes(ct)
+    cluster.r.set(chunk, pack_values(sorted(records.items())))
     cluster.start_processor(workers=2)
     out, _ = sched.communicate(timeout=120)
     assert sched.returncode == 1, out.decode()

@@ -88,15 +88,17 @@ def test_a_dead_workers_chunk_is_reclaimed_and_its_records_fail_after_the_last_a
     led = Ledger(world.r, wid)
     [jid] = led.queued()
     # a worker took the lease and died: the lease runs out, attempt 1 is spent
-    led.start(jid, deadline=time.time() - 1, rids=[0, 1, 2, 3], start_note=b"", worker="gone:1")
+    led.start(jid, "c00000000", deadline=time.time() - 1, rids=[0, 1, 2, 3], start_note=b"", worker="gone:1")
     run._reclaim_expired()
     [again] = led.queued()
     assert again.endswith("-1")  # the next generation of the same chunk
     spec = open_spec(run.workload, again, led.spec(again))
     assert [att for _rid, att in spec.records()] == [2, 2, 2, 2]
-    led.start(again, deadline=time.time() - 1, rids=[0, 1, 2, 3], start_note=b"", worker="gone:2")
+    led.start(again, "c00000000", deadline=time.time() - 1, rids=[0, 1, 2, 3], start_note=b"", worker="gone:2")
     run._reclaim_expired()  # max_attempts = 2: failed, with the reason
     assert led.failed_ids() == [0, 1, 2, 3] and led.queued() == []
+    assert sorted(world.r.hkeys(led.k.rec)) == [b"0", b"1", b"2", b"3"]  # kept for 'rqp retry'
+    assert not world.r.exists(led.k.chunk("c00000000"))
     st = record_status(world.r, run.workload, 2)
     assert st.state == "failed" and st.attempts == 2 and "re-run 2 times: its worker stopped renewing" in st.error
 

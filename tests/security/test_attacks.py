@@ -39,7 +39,7 @@ from rqp.connect import connect_redis
 from rqp.errors import RedisUnavailableError
 from rqp.jobs import ChunkSpec, JSONSerializer, seal_spec
 from rqp.keys import LocalKeyProvider
-from rqp.ledger import Meta, WorkloadKeys, encode_pin, job_id
+from rqp.ledger import Meta, WorkloadKeys, encode_pin, job_id, pack_values, unpack_values
 from rqp.signing import LocalSigningKey, TrustStore
 from rqp.storage import FileBlobStore
 from rqp.workload import Workload, pack
@@ -404,14 +404,17 @@ def test_flipped_bit_in_a_record_fails_only_that_record(bench):
     env = {"RQP_RQ_QUEUE": "held-flip"}  # no processor listens there until the records are tampered with
     sched = bench.cluster.start_scheduler(wid, env=env)
     k = WorkloadKeys(wid)
+    chunk = k.chunk("c00000000")
     wait_until(
-        lambda: bench.r.hlen(k.rec) == 20 and bench.r.llen("rq:queue:held-flip") == 1, 30, "the records to be queued"
+        lambda: bench.r.exists(chunk) and bench.r.llen("rq:queue:held-flip") == 1, 30, "the records to be queued"
     )
-    ct = bytearray(bench.r.hget(k.rec, 7))
+    records = unpack_values(bench.r.get(chunk))  # the chunk's sealed records, as Redis holds them
+    assert sorted(records) == list(range(20))
+    ct = bytearray(records[7])
     ct[len(ct) // 2] ^= 0x80
-    bench.r.hset(k.rec, 7, bytes(ct))
-    three, four = bench.r.hmget(k.rec, [3, 4])  # and two records swapped with each other
-    bench.r.hset(k.rec, mapping={3: four, 4: three})
+    records[7] = bytes(ct)
+    records[3], records[4] = records[4], records[3]  # and two records swapped with each other
+    bench.r.set(chunk, pack_values(sorted(records.items())))
     proc = bench.cluster.start_processor(1, env=env)
     try:
         out, _ = sched.communicate(timeout=90)

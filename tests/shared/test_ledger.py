@@ -24,6 +24,8 @@ from rqp.ledger import (
     chunk_name,
     held_key,
     job_id,
+    join_runs,
+    note_field,
     pack_values,
     parse_job_id,
     release_worker,
@@ -41,29 +43,38 @@ def ledger(r) -> Ledger:
     return led
 
 
-def _enqueue(led: Ledger, n: int = 10, chunk: str = "c00000000") -> str:
+CHUNK = "c00000000"
+
+
+def _enqueue(led: Ledger, n: int = 10, chunk: str = CHUNK) -> str:
     """n records and one job over them, as the scheduler's enqueue writes them."""
     jid = job_id(led.id, chunk, 0)
     pipe = led.r.pipeline(transaction=True)
-    led.put(pipe, pack_values([(i, b"sealed-%d" % i) for i in range(n)]), [])
+    led.put_chunk(pipe, chunk, pack_values([(i, b"sealed-%d" % i) for i in range(n)]))
     led.add_jobs(pipe, {jid: b"sealed-spec"})
     led.advance(pipe, n, 1, total=n)
     pipe.execute()
     return jid
 
 
-def _outcome(jid: str, done: list[int], failed: list[int] = (), retries: list[RetryEntry] = ()) -> ChunkOutcome:
-    statuses = [(rid, b"st-%d" % rid) for rid in [*done, *failed, *(e.rid for e in retries)]]
+def _outcome(
+    jid: str, done: list[int], failed: list[int] = (), retries: list[RetryEntry] = (), drop: list[int] = ()
+) -> ChunkOutcome:
+    not_done = [*failed, *(e.rid for e in retries)]
+    statuses = [(rid, b"st-%d" % rid) for rid in not_done]
+    chunk = JobId.parse(jid).chunk
     return ChunkOutcome(
-        jid, JobId.parse(jid).chunk, PartRef("workloads/w1/parts/c-0.part", 0, 9), 0.5, time.time(), 10,
+        jid, chunk, PartRef("workloads/w1/parts/c-0.part", 0, 9), 0.5, time.time(), 10,
         statuses=pack_values(statuses), done=list(done), failed=list(failed), retries=list(retries),
+        keep=pack_values([(rid, b"sealed-%d" % rid) for rid in not_done]) if chunk.startswith("c") else b"",
+        drop=list(drop), note_field=note_field(chunk, 0, 9), note=b"sealed-note",
         messages=[("m1", b"rqp-status\nbody")],
     )  # fmt: skip
 
 
 def test_each_lua_file_documents_its_keys_and_arguments():
     lua = resources.files("rqp.ledger").joinpath("lua")
-    for name in ("put", "start", "commit", "reclaim", "renew_lock"):
+    for name in ("start", "commit", "reclaim", "renew_lock"):
         head = [ln for ln in lua.joinpath(f"{name}.lua").read_text().splitlines() if ln.startswith("--")]
         text = "\n".join(head)
         assert "KEYS[1]" in text and "ARGV[1]" in text and "returns" in text, name
@@ -101,29 +112,64 @@ def test_one_retry_rule(kind, attempt, expected):
     assert may_retry(2, 3) and not may_retry(3, 3)
 
 
-def test_start_leases_and_fetches_in_order(ledger, r):
+def test_start_leases_and_fetches_the_chunks_records(ledger, r):
     jid = _enqueue(ledger)
-    r.hdel(ledger.k.rec, 4)  # deleted behind rqp's back
     deadline = time.time() + 30
-    cts = ledger.start(jid, deadline=deadline, rids=[3, 4, 5], start_note=b"note", worker=WORKER)
-    assert cts == [b"sealed-3", None, b"sealed-5"]
+    lease = ledger.start(jid, CHUNK, deadline=deadline, rids=[3, 4, 5], start_note=b"note", worker=WORKER)
+    assert lease.own and lease.records[3] == b"sealed-3" and len(lease.records) == 10
     assert ledger.lease(jid) == pytest.approx(deadline) and r.get(held_key(WORKER)) == jid.encode()
     assert ledger.start_note(jid) == b"note"
     assert ledger.snapshot()["processing"] == 3
-    ledger.start(jid, deadline=deadline + 5, rids=[3, 4, 5], start_note=b"again", worker=WORKER)
+    ledger.start(jid, CHUNK, deadline=deadline + 5, rids=[3, 4, 5], start_note=b"again", worker=WORKER)
     assert ledger.snapshot()["processing"] == 3  # counted once per job
-    assert ledger.start("rqp-w1-c00000009-0", deadline=deadline, rids=[1], start_note=b"", worker=WORKER) is None
+    assert (
+        ledger.start("rqp-w1-c00000009-0", "c00000009", deadline=deadline, rids=[1], start_note=b"", worker=WORKER)
+        is None
+    )
+
+
+def test_a_retry_chunk_reads_its_kept_records(ledger, r):
+    r.hset(ledger.k.rec, mapping={"3": b"sealed-3", "5": b"sealed-5"})
+    jid = job_id("w1", "r00000001", 0)
+    pipe = r.pipeline()
+    ledger.add_jobs(pipe, {jid: b"spec"})
+    pipe.execute()
+    lease = ledger.start(jid, "r00000001", deadline=time.time() + 30, rids=[3, 4, 5], start_note=b"n", worker=WORKER)
+    assert not lease.own and lease.records == {3: b"sealed-3", 5: b"sealed-5"}  # 4 deleted behind rqp's back
+    assert ledger.commit(_outcome(jid, done=[3, 5], drop=[3, 5]), WORKER)
+    assert r.hlen(ledger.k.rec) == 0
+
+
+def test_done_runs_set_whole_bytes_and_edges():
+    assert join_runs([0, 1, 2, 5, 7, 8, 9]) == "0-2,5-5,7-9" and join_runs([]) == ""
+
+
+@pytest.mark.parametrize("first, last", [(0, 7), (3, 20), (5, 6), (8, 8191), (13, 13)])
+def test_commit_sets_exactly_the_done_bits(r, first, last):
+    led = Ledger(r, "bits")
+    led.begin(now=time.time(), fmt="jsonl", scheduler="s", max_attempts=1, pin=b"p", signer="x")
+    r.setbit(led.k.done, first - 1 if first else 8200, 0)
+    jid = _enqueue(led, n=0)
+    led.start(jid, CHUNK, deadline=time.time() + 30, rids=[], start_note=b"", worker=WORKER)
+    out = ChunkOutcome(jid, CHUNK, PartRef(""), 0.0, time.time(), 0, done=list(range(first, last + 1)))
+    assert led.commit(out, WORKER)
+    bits = led.done_bits(list(range(max(0, first - 9), last + 10)))
+    assert [i for i, b in zip(range(max(0, first - 9), last + 10), bits, strict=True) if b] == list(
+        range(first, last + 1)
+    )
 
 
 def test_commit_writes_the_whole_outcome_at_once(ledger, r):
     jid = _enqueue(ledger)
-    ledger.start(jid, deadline=time.time() + 30, rids=list(range(10)), start_note=b"n", worker=WORKER)
+    ledger.start(jid, CHUNK, deadline=time.time() + 30, rids=list(range(10)), start_note=b"n", worker=WORKER)
     out = _outcome(jid, done=list(range(7)), failed=[7], retries=[RetryEntry(8, 2, 123.5), RetryEntry(9, 2, 124.0)])
     assert ledger.commit(out, WORKER) is True
     assert ledger.done_bits(list(range(10))) == [True] * 7 + [False] * 3
     assert ledger.failed_ids() == [7]
-    assert r.hkeys(ledger.k.rec) == [b"7", b"8", b"9"]  # done records' ciphertexts are gone
-    assert ledger.statuses([0, 7, 9]) == [b"st-0", b"st-7", b"st-9"]
+    assert not r.exists(ledger.k.chunk(CHUNK))  # the chunk's records are gone with it...
+    assert sorted(r.hkeys(ledger.k.rec)) == [b"7", b"8", b"9"]  # ...but for those not done
+    assert ledger.statuses([0, 7, 9]) == [None, b"st-7", b"st-9"]  # a done record has no status of its own
+    assert ledger.notes_for(3) == [(CHUNK, b"sealed-note")] and ledger.notes_for(30) == []
     assert [(e.rid, e.attempt) for e in ledger.due_retries(200.0, 10)] == [(8, 2), (9, 2)]
     assert ledger.parts() == {"c00000000": out.part}
     assert ledger.perf() == (10, 0.5)
@@ -134,7 +180,7 @@ def test_commit_writes_the_whole_outcome_at_once(ledger, r):
 
 def test_a_second_commit_of_the_same_job_changes_nothing(ledger, r):
     jid = _enqueue(ledger)
-    ledger.start(jid, deadline=time.time() + 30, rids=list(range(10)), start_note=b"n", worker=WORKER)
+    ledger.start(jid, CHUNK, deadline=time.time() + 30, rids=list(range(10)), start_note=b"n", worker=WORKER)
     assert ledger.commit(_outcome(jid, done=list(range(10))), WORKER)
     before = (ledger.perf(), r.bitcount(ledger.k.done), r.hlen(ledger.k.st))
     assert ledger.commit(_outcome(jid, done=list(range(10))), WORKER) is False
@@ -143,7 +189,9 @@ def test_a_second_commit_of_the_same_job_changes_nothing(ledger, r):
 
 def test_reclaim_before_commit_wins_and_the_late_commit_is_refused(ledger, r):
     jid = _enqueue(ledger)
-    ledger.start(jid, deadline=time.time() - 1, rids=list(range(10)), start_note=b"n", worker=WORKER)  # lease ran out
+    ledger.start(
+        jid, CHUNK, deadline=time.time() - 1, rids=list(range(10)), start_note=b"n", worker=WORKER
+    )  # lease ran out
     assert ledger.expired(time.time()) == [jid]
     assert ledger.reclaim(jid) == b"sealed-spec"
     assert ledger.snapshot()["processing"] == 0 and ledger.spec(jid) is None
@@ -154,7 +202,7 @@ def test_reclaim_before_commit_wins_and_the_late_commit_is_refused(ledger, r):
 
 def test_commit_before_reclaim_wins(ledger):
     jid = _enqueue(ledger)
-    ledger.start(jid, deadline=time.time() + 30, rids=list(range(10)), start_note=b"n", worker=WORKER)
+    ledger.start(jid, CHUNK, deadline=time.time() + 30, rids=list(range(10)), start_note=b"n", worker=WORKER)
     assert ledger.commit(_outcome(jid, done=list(range(10))), WORKER)
     assert ledger.reclaim(jid) is None
 
@@ -162,7 +210,7 @@ def test_commit_before_reclaim_wins(ledger):
 def test_renew_never_recreates_a_lease_and_a_dead_worker_is_released(ledger, r):
     jid = _enqueue(ledger)
     assert ledger.queued() == [jid] and ledger.lease(jid) == INF
-    ledger.start(jid, deadline=time.time() + 600, rids=[0], start_note=b"n", worker=WORKER)
+    ledger.start(jid, CHUNK, deadline=time.time() + 600, rids=[0], start_note=b"n", worker=WORKER)
     assert release_worker(r, WORKER) == jid
     assert ledger.lease(jid) <= time.time() and r.get(held_key(WORKER)) is None
     assert release_worker(r, WORKER) is None
@@ -173,10 +221,10 @@ def test_renew_never_recreates_a_lease_and_a_dead_worker_is_released(ledger, r):
 
 def test_requeue_failed_records(ledger, r):
     jid = _enqueue(ledger)
-    ledger.start(jid, deadline=time.time() + 30, rids=list(range(10)), start_note=b"n", worker=WORKER)
+    ledger.start(jid, CHUNK, deadline=time.time() + 30, rids=list(range(10)), start_note=b"n", worker=WORKER)
     ledger.commit(_outcome(jid, done=list(range(8)), failed=[8, 9]), WORKER)
     ledger.finish(finished_at=time.time(), results_sha256="x", ttl=600, keep_records=True)
-    assert ledger.state() == State.DONE and r.ttl(ledger.k.meta) > 0
+    assert ledger.state() == State.DONE and r.ttl(ledger.k.meta) > 0 and r.ttl(ledger.k.notes) > 0
     assert ledger.requeue_failed() == 2
     assert ledger.failed_ids() == [] and ledger.state() == State.RUNNING
     assert [(e.rid, e.attempt) for e in ledger.due_retries(time.time(), 10)] == [(8, 1), (9, 1)]

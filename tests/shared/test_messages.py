@@ -4,7 +4,7 @@ import pytest
 
 from rqp.errors import IntegrityError
 from rqp.keys import LocalKeyProvider
-from rqp.messages import make_envelope, open_envelope, pack_messages, pack_statuses
+from rqp.messages import make_envelope, open_envelope, pack_statuses
 from rqp.status import StatusRecord
 from rqp.storage import FileBlobStore
 from rqp.workload import Workload, pack
@@ -21,26 +21,35 @@ def workload(tmp_path, kek, signer):
     return Workload.open(store, LocalKeyProvider(private_key_file=kek[0]), "w1", signer.trust)
 
 
-def test_compact_status_messages_expand_to_full_records(workload):
+def test_a_chunks_done_records_travel_as_runs_and_expand_to_full_records(workload):
+    """One message of a few hundred bytes stands for a chunk's thousands of done records."""
     fmt = StatusRecord.formatter("w1", "done", 1.5, 2.25, "host:1", "rqp-w1-c00000000-0")
-    done = [(rid, 1 + rid % 2, 3.0 + rid / 1000) for rid in range(2000)]
+    base = fmt(0, 0, 3.5)
+    runs = [(0, 1500, 1), (1500, 500, 2)]
+    not_done = [7, 1600]
     failed = StatusRecord(
-        "w1", 2000, "failed", 3, 'process() raised ValueError: "x"', 1.5, 2.25, 4.0, "host:1", "rqp-w1-c00000000-0"
+        "w1", 7, "failed", 1, 'process() raised ValueError: "x"', 1.5, 2.25, 4.0, "host:1", "rqp-w1-c00000000-0"
     ).to_json()
-    rows = [b"[%d,%d,%r]" % d for d in done]
-    messages = pack_statuses(workload, fmt(0, 0, None), rows, [failed], 8192)
-    assert all(len(body) <= 8192 for _mid, body in messages)
-    full = pack_messages(workload, "status", [fmt(*d) for d in done] + [failed], 8192)
-    assert len(messages) * 4 < len(full)  # the point: far fewer messages for the same records
+    messages = pack_statuses(workload, base, runs, not_done, [failed], 8192)
+    assert len(messages) == 2 and all(len(body) < 1200 for _mid, body in messages)
     got = []
     for _mid, body in messages:
         env = open_envelope(body, lambda wid: workload)
         assert env.kind == "status"
         got += env.payload
-    expected = [json.loads(fmt(*d)) for d in done] + [json.loads(failed)]
-    assert got == expected
-    assert [list(r) for r in got] == [list(r) for r in expected]  # same field order as stored records
-    assert pack_statuses(workload, fmt(0, 0, None), [], [], 8192) == []
+    expected = [json.loads(fmt(rid, 1 if rid < 1500 else 2, 3.5)) for rid in range(2000) if rid not in not_done]
+    assert got == [*expected, json.loads(failed)]
+    assert [list(r) for r in got[:3]] == [list(r) for r in expected[:3]]  # same field order as stored records
+    assert pack_statuses(workload, base, [], [], [], 8192) == []
+
+
+def test_too_many_exceptions_fall_back_to_rows(workload):
+    fmt = StatusRecord.formatter("w1", "done", 1.5, 2.25, "host:1", "rqp-w1-c00000000-0")
+    not_done = list(range(0, 4000, 2))  # every other record
+    messages = pack_statuses(workload, fmt(0, 0, 3.5), [(0, 4000, 1)], not_done, [], 2048)
+    assert len(messages) > 1 and all(len(body) <= 2048 for _mid, body in messages)
+    ids = [rec["id"] for _mid, body in messages for rec in open_envelope(body, lambda wid: workload).payload]
+    assert ids == list(range(1, 4000, 2))
 
 
 def test_status_message_with_an_unknown_payload_is_one_clear_error(workload):

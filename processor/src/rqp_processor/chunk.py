@@ -32,11 +32,14 @@ from rqp.ledger import (
     ChunkKind,
     ChunkOutcome,
     JobId,
+    Lease,
     Ledger,
     PartRef,
     RetryEntry,
     Scripts,
+    note_field,
     outbox_value,
+    pack_values,
     publish_outbox,
     record_rejection,
 )
@@ -44,7 +47,7 @@ from rqp.messages import pack_statuses
 from rqp.outcome import Decision, decide
 from rqp.parts import part_blob, seal_part
 from rqp.signing import TrustStore
-from rqp.status import DONE, FAILED, QUEUED, StatusRecord, seal_start
+from rqp.status import FAILED, QUEUED, ChunkNote, StatusRecord, seal_start
 from rqp.storage import BlobStore, MessageQueue
 
 from .context import ContextCache
@@ -100,7 +103,6 @@ class _Tally:
     outcome: ChunkOutcome
     results: list[tuple[int, bytes]] = field(default_factory=list)
     statuses: list[tuple[int, bytes]] = field(default_factory=list)
-    done_rows: list[bytes] = field(default_factory=list)
     published: list[bytes] = field(default_factory=list)
 
 
@@ -174,33 +176,35 @@ class ChunkProcessor:
         ledger = self.ledger(workload.id)
         records = spec.records()
         started = time.time()
-        cts = ledger.start(
+        lease = ledger.start(
             jid,
+            spec.chunk,
             deadline=started + self.settings.lease_seconds,
             rids=[rid for rid, _ in records],
             start_note=seal_start(workload, jid, started, self.worker),
             worker=self.worker,
         )
-        if cts is None:
+        if lease is None:
             log.info("job %s is no longer pending (re-run elsewhere); skipped", jid)
             return {"skipped": True}
         self.lease.hold(ledger, jid)
         try:
             t0 = time.perf_counter()
-            outcomes = self._outcomes(workload, records, cts)
-            tally = self._tally(jid, workload, spec, records, outcomes, started, t0)
+            outcomes = self._outcomes(workload, records, lease.records)
+            tally = self._tally(jid, workload, spec, records, outcomes, started, t0, lease)
             return self._commit(ledger, workload, tally)
         finally:
             self.lease.release()
 
     def _outcomes(
-        self, workload: Any, records: list[tuple[int, int]], cts: list[bytes | None]
+        self, workload: Any, records: list[tuple[int, int]], cts: dict[int, bytes]
     ) -> list[tuple[int, bytes]]:
         """(kind, payload) per record: decrypted here, processed by the workload's script host."""
         outcomes: list[tuple[int, bytes]] = [(_MISSING, b"")] * len(records)
         payloads: list[bytes] = []
         sent: list[int] = []
-        for i, ((rid, _attempt), ct) in enumerate(zip(records, cts, strict=True)):
+        for i, (rid, _attempt) in enumerate(records):
+            ct = cts.get(rid)
             if ct is None:
                 outcomes[i] = (
                     _MISSING,
@@ -228,28 +232,29 @@ class ChunkProcessor:
         outcomes: list[tuple[int, bytes]],
         started: float,
         t0: float,
+        lease: Lease,
     ) -> _Tally:
-        """Each record's fate (``rqp.outcome.decide``) and what it writes: its result, its status,
-        a retry, a status message."""
+        """Each record's fate (``rqp.outcome.decide``) and what it writes: a done record its
+        result only (its status is the chunk's note); the others their status, a retry, their
+        sealed record kept, a status message."""
         finished = time.time()
-        done_fmt = StatusRecord.formatter(workload.id, DONE, spec.queued_at, started, self.worker, jid)
+        data_chunk = ChunkKind.of(spec.chunk) is ChunkKind.DATA
         chunk_part = (
-            PartRef("", spec.runs[0][0], spec.runs[-1][0] + spec.runs[-1][1] - 1)
-            if ChunkKind.of(spec.chunk) is ChunkKind.DATA
-            else PartRef("")
+            PartRef("", spec.runs[0][0], spec.runs[-1][0] + spec.runs[-1][1] - 1) if data_chunk else PartRef("")
         )
         t = _Tally(ChunkOutcome(jid, spec.chunk, chunk_part, 0.0, finished, len(records)))
         out = t.outcome
+        not_done: list[int] = []
+        keep: list[tuple[int, bytes]] = []
         for (rid, attempt), (kind, payload) in zip(records, outcomes, strict=True):
             decision = decide(kind, attempt, spec.max_attempts)
             if decision is Decision.DONE:
                 t.results.append((rid, payload))
                 out.done.append(rid)
-                t.statuses.append((rid, done_fmt(rid, attempt, finished)))
-                # done records go to the status queue as [id, attempts, finished_at] rows beside
-                # one base record (rqp.messages.pack_statuses); the others as full records
-                t.done_rows.append(b"[%d,%d,%r]" % (rid, attempt, finished))
                 continue
+            not_done.append(rid)
+            if lease.own and rid in lease.records:
+                keep.append((rid, lease.records[rid]))  # for its retry, or 'rqp retry --failed'
             error = payload.decode(errors="replace")
             if kind in (sandbox.TIMED_OUT, sandbox.CRASHED):
                 log.warning("workload %s record %d: %s", workload.id, rid, error)
@@ -260,13 +265,23 @@ class ChunkProcessor:
                 t.statuses.append((rid, st.to_json()))
             else:
                 out.failed.append(rid)
-                raw = StatusRecord(
+                st = StatusRecord(
                     workload.id, rid, FAILED, attempt, error, spec.queued_at, started, finished, self.worker, jid
-                ).to_json()
+                )
+                raw = st.to_json()
                 t.statuses.append((rid, raw))
                 t.published.append(raw)
         out.elapsed = time.perf_counter() - t0  # the records' own time, for throughput and chunk sizes
-        messages = pack_statuses(workload, done_fmt(0, 0, None), t.done_rows, t.published, self.mq.max_message_bytes)
+        note = ChunkNote(spec.chunk, jid, spec.runs, tuple(not_done), spec.queued_at, started, finished, self.worker)
+        if out.done:
+            out.note_field = note_field(spec.chunk, chunk_part.first, chunk_part.last)
+            out.note = note.seal(workload)
+        if not data_chunk:
+            out.drop = list(out.done)  # their kept records and earlier statuses are no longer needed
+        out.keep = pack_values(keep)
+        base = note.status(workload.id, 0).to_json()
+        runs = [(first, count, attempt) for first, count, attempt in spec.runs] if out.done else []
+        messages = pack_statuses(workload, base, runs, not_done, t.published, self.mq.max_message_bytes)
         out.messages = [(mid, outbox_value(self.settings.status_queue, body)) for mid, body in messages]
         out.statuses = workload.seal_packed("status", t.statuses)
         return t

@@ -350,24 +350,23 @@ class WorkloadRun:
         )
 
     def _prepare_chunks(self, chunks: list[list[tuple[bytes, str | None]]]) -> tuple[Any, int, int]:
-        """One transaction that queues ``chunks`` from the cursor on: the sealed records, a sealed
-        spec and an RQ job per chunk, failed statuses for malformed records, and the cursor.
-        A record's "queued" state is not written: no status record, an id below the cursor and
-        neither bit set means queued (``rqp.status.record_status``), which halves what the
-        enqueue encrypts and writes."""
+        """One transaction that queues ``chunks`` from the cursor on: per chunk its sealed records
+        (one value), a sealed spec and an RQ job; failed statuses for malformed records; the
+        cursor. A record's "queued" state is not written: no status record, an id below the
+        cursor and neither bit set means queued (``rqp.status.record_status``)."""
         now = time.time()
         w = self.workload
         rid = self._cursor
         chunk_no = self._chunks
-        good: list[tuple[int, bytes]] = []
         statuses: list[tuple[int, bytes]] = []
         published: list[bytes] = []
         malformed: list[int] = []
         specs: list[ChunkSpec] = []
+        pipe = self.r.pipeline(transaction=True)
         for batch in chunks:
             if not batch:
                 continue
-            ids: list[tuple[int, int]] = []
+            good: list[tuple[int, bytes]] = []
             for payload, error in batch:
                 if error is not None:
                     raw = StatusRecord(self.id, rid, FAILED, 0, error, now, None, now, self.me, None).to_json()
@@ -376,16 +375,15 @@ class WorkloadRun:
                     malformed.append(rid)
                 else:
                     good.append((rid, payload))
-                    ids.append((rid, 1))
                     self._bytes_enqueued += len(payload) + 1
                 rid += 1
-            if ids:
-                specs.append(self._spec(chunk_name(ChunkKind.DATA, chunk_no), ids, now))
+            if good:
+                chunk = chunk_name(ChunkKind.DATA, chunk_no)
+                specs.append(self._spec(chunk, [(i, 1) for i, _ in good], now))
+                self.ledger.put_chunk(pipe, chunk, w.seal_packed("record", good))
             chunk_no += 1
-        pipe = self.r.pipeline(transaction=True)
         self._queue_specs(pipe, specs, 0)
-        if good or statuses:
-            self.ledger.put(pipe, w.seal_packed("record", good), statuses)
+        self.ledger.put_statuses(pipe, statuses)
         self.ledger.mark_failed(pipe, malformed)
         if published:
             outbox_add(
@@ -539,6 +537,9 @@ class WorkloadRun:
                 pack_messages(self.workload, "status", failed, self.mq.max_message_bytes),
                 now,
             )
+        if ChunkKind.of(spec.chunk) is ChunkKind.DATA:
+            # its records that failed for good are kept for 'rqp retry'; the rest go with it
+            self.ledger.retire_chunk(pipe, spec.chunk, [rid for rid, _ in give_up], requeued=bool(again))
         self.ledger.count_reclaimed(pipe)
         pipe.execute()
         log.warning(

@@ -6,10 +6,11 @@ KEK reads it, anyone else sees only which workload it concerns. Status records a
 to a message, split so none exceeds the backend's size limit.
 
 A status message's sealed payload is a JSON list of status records, or -- for the done records of
-one chunk, which differ only in id, attempts and finish time -- ``{"base": record, "rows": [[id,
-attempts, finished_at], ...], "items": [record, ...]}``: about a tenth of the bytes, so a tenth
-of the messages to encrypt, store in the outbox and send. ``open_envelope`` expands it, so a
-consumer always gets the list of full records.
+one chunk, which differ only in id and attempts -- ``{"base": record, "runs": [[first id, count,
+attempt], ...], "except": [ids not done], "items": [record, ...]}``: one message of a few hundred
+bytes for a chunk of thousands of records (``"rows": [[id, attempts], ...]`` when the exceptions
+are too many for one message). ``open_envelope`` expands it, so a consumer always gets the list
+of full records.
 
 Processors commit status changes and the messages announcing them in one Redis transaction,
 into the outbox; publishing to the queue happens after, and whatever a crash leaves in the
@@ -77,18 +78,39 @@ def pack_messages(workload: Any, kind: str, items: list[bytes], limit: int) -> l
 
 
 def pack_statuses(
-    workload: Any, base: bytes, rows: list[bytes], items: list[bytes], limit: int
+    workload: Any,
+    base: bytes,
+    runs: list[tuple[int, int, int]],
+    not_done: list[int],
+    items: list[bytes],
+    limit: int,
 ) -> list[tuple[str, bytes]]:
-    """Status messages for ``rows`` (``[id,attempts,finished_at]`` of records that share every
-    other field with the status record ``base``) and ``items`` (full status records), as few as
-    fit under ``limit`` bytes."""
+    """Status messages for a chunk: its done records as the chunk's ``runs`` (first id, count,
+    attempt) minus ``not_done``, sharing every other field with the status record ``base`` --
+    one message of a few hundred bytes for thousands of records -- and ``items`` (full status
+    records of the others), as few messages as fit under ``limit`` bytes."""
     budget = _budget(limit) - len(base) - 32
     if budget < 256:
         raise ValueError(f"message size limit {limit} is too small for status messages")
-    compact = [
-        _seal_envelope(workload, "status", b'{"base":' + base + b',"rows":[' + b",".join(batch) + b'],"items":[]}')
-        for batch in _batches(rows, budget)
-    ]
+    compact: list[tuple[str, bytes]] = []
+    if runs:
+        body = json.dumps({"runs": runs, "except": not_done}, separators=(",", ":")).encode()
+        if len(body) <= budget:
+            compact = [_seal_envelope(workload, "status", b'{"base":' + base + b"," + body[1:-1] + b',"items":[]}')]
+        else:  # too many exceptions for one message: the done records as rows
+            skip = set(not_done)
+            rows = [
+                b"[%d,%d]" % (rid, att)
+                for first, count, att in runs
+                for rid in range(first, first + count)
+                if rid not in skip
+            ]
+            compact = [
+                _seal_envelope(
+                    workload, "status", b'{"base":' + base + b',"rows":[' + b",".join(batch) + b'],"items":[]}'
+                )
+                for batch in _batches(rows, budget)
+            ]
     return compact + pack_messages(workload, "status", items, limit)
 
 
@@ -99,10 +121,15 @@ def expand_statuses(payload: Any) -> list[dict[str, Any]]:
     if not isinstance(payload, dict) or not isinstance(payload.get("base"), dict):
         raise ValueError("not a status payload")
     base = payload["base"]
-    out = [
-        {**base, "id": rid, "attempts": attempts, "finished_at": finished}
-        for rid, attempts, finished in payload.get("rows", [])
-    ]
+    out = []
+    for row in payload.get("rows", []):  # [id, attempts] or [id, attempts, finished_at]
+        rec = {**base, "id": row[0], "attempts": row[1]}
+        if len(row) > 2:
+            rec["finished_at"] = row[2]
+        out.append(rec)
+    skip = set(payload.get("except", []))
+    for first, count, attempt in payload.get("runs", []):
+        out.extend({**base, "id": rid, "attempts": attempt} for rid in range(first, first + count) if rid not in skip)
     return out + list(payload.get("items", []))
 
 

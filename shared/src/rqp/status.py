@@ -32,6 +32,7 @@ __all__ = [
     "PROCESSING",
     "QUEUED",
     "STATES",
+    "ChunkNote",
     "Progress",
     "StatusRecord",
     "read_progress",
@@ -110,24 +111,91 @@ class StatusRecord:
         return cls.from_json(workload.open_sealed("status", rid, sealed))
 
 
+@dataclass(frozen=True)
+class ChunkNote:
+    """A committed chunk's account of its done records, instead of a status record each: the
+    chunk's runs (first id, count, attempt), the ids in them that are *not* done (those have
+    status records of their own), and the fields every done record's status shares. One sealed
+    note per chunk is what lets Redis keep a few bytes per record, whatever the workload's size."""
+
+    chunk: str
+    job: str
+    runs: tuple[tuple[int, int, int], ...]
+    not_done: tuple[int, ...]
+    queued_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    worker: str | None
+
+    def attempt_of(self, rid: int) -> int | None:
+        for first, count, attempt in self.runs:
+            if first <= rid < first + count:
+                return attempt
+        return None
+
+    def did(self, rid: int) -> bool:
+        return self.attempt_of(rid) is not None and rid not in self.not_done
+
+    def status(self, workload_id: str, rid: int) -> StatusRecord:
+        attempt = self.attempt_of(rid) or 0
+        return StatusRecord(
+            workload_id,
+            rid,
+            DONE,
+            attempt,
+            None,
+            self.queued_at,
+            self.started_at,
+            self.finished_at,
+            self.worker,
+            self.job,
+        )
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {"c": self.chunk, "j": self.job, "r": self.runs, "x": self.not_done, "q": self.queued_at,
+             "s": self.started_at, "f": self.finished_at, "w": self.worker},
+            separators=(",", ":"),
+        ).encode()  # fmt: skip
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> ChunkNote:
+        d = json.loads(raw)
+        return cls(d["c"], d["j"], tuple(tuple(r) for r in d["r"]), tuple(d["x"]), d["q"], d["s"], d["f"], d["w"])
+
+    def seal(self, workload: Any) -> bytes:
+        return workload.seal("note", self.chunk, self.to_json())
+
+    @classmethod
+    def open(cls, workload: Any, chunk: str, sealed: bytes) -> ChunkNote:
+        return cls.from_json(workload.open_sealed("note", chunk, sealed))
+
+
 def seal_start(workload: Any, jid: str, started_at: float, worker: str) -> bytes:
     """When and where job ``jid`` started: one sealed note per chunk, beside its lease."""
     return workload.seal("start", jid, json.dumps({"started_at": started_at, "worker": worker}).encode())
 
 
 def record_status(r: redis.Redis, workload: Any, rid: int) -> StatusRecord:
-    """The status record of ``rid``: the stored one, or queued / processing derived from the
-    chunk that holds it. ``WorkloadError`` when the record is not (yet) part of the workload."""
+    """The status record of ``rid``: a done record's from its chunk's note, a failed or retrying
+    one's as stored, a queued or processing one's derived from the chunk that holds it.
+    ``WorkloadError`` when the record is not (yet) part of the workload."""
     ledger = Ledger(r, workload.id)
-    stored: StatusRecord | None = None
-    for _ in range(2):  # a chunk may commit between reading the statuses and the specs: look again
-        sealed = ledger.status(rid)
-        if sealed is not None:
-            stored = StatusRecord.open(workload, rid, sealed)
-            if stored.state != QUEUED:
-                return stored  # done or failed: final
-        else:
-            _check_in_workload(ledger, rid)
+    for _ in range(2):  # a chunk may commit while we look: look again
+        done, stored = _check_in_workload(ledger, rid), None
+        if done:
+            for chunk, sealed in ledger.notes_for(rid):
+                note = ChunkNote.open(workload, chunk, sealed)
+                if note.did(rid):
+                    return note.status(workload.id, rid)
+            raise WorkloadError(
+                f"record {rid} of workload {workload.id} is done but its chunk's note has expired or was deleted"
+            )
+        sealed_status = ledger.status(rid)
+        if sealed_status is not None:
+            stored = StatusRecord.open(workload, rid, sealed_status)
+            if stored.state == FAILED:
+                return stored  # final
         found = _find_chunk(ledger, workload, rid)
         if found is not None:
             jid, spec, attempt = found
@@ -155,7 +223,8 @@ def record_status(r: redis.Redis, workload: Any, rid: int) -> StatusRecord:
     return StatusRecord(workload.id, rid, QUEUED, 0)
 
 
-def _check_in_workload(ledger: Ledger, rid: int) -> None:
+def _check_in_workload(ledger: Ledger, rid: int) -> bool:
+    """Whether ``rid`` is done; ``WorkloadError`` when it is not part of the workload (yet)."""
     workload_id = ledger.id
     enqueued, total, done, failed = ledger.record_facts(rid)
     if enqueued is None:
@@ -166,14 +235,15 @@ def _check_in_workload(ledger: Ledger, rid: int) -> None:
         raise WorkloadError(
             f"workload {workload_id} has {total:,} records (ids 0-{total - 1}); there is no record {rid}"
         )
-    if done or failed:
-        raise WorkloadError(
-            f"record {rid} of workload {workload_id} is {'done' if done else 'failed'} but its status record has expired or was deleted"
-        )
-    if rid >= enqueued:
+    if rid >= enqueued and not (done or failed):
         raise WorkloadError(
             f"record {rid} of workload {workload_id} is not queued yet: the scheduler has queued {enqueued:,} records so far"
         )
+    if failed and ledger.status(rid) is None:
+        raise WorkloadError(
+            f"record {rid} of workload {workload_id} is failed but its status record has expired or was deleted"
+        )
+    return done
 
 
 def _find_chunk(ledger: Ledger, workload: Any, rid: int) -> tuple[str, Any, int] | None:

@@ -22,8 +22,12 @@ from ._codecs import (
     encode_pin,
     job_id,
     join_ids,
+    join_runs,
+    note_field,
     pack_values,
     parse_job_id,
+    parse_note_field,
+    unpack_values,
 )
 from ._global import (
     REJECTED_KEEP,
@@ -36,7 +40,7 @@ from ._global import (
     workloads,
 )
 from ._keys import OUTBOX, OUTBOX_TIMES, REJECTED, SUBMISSIONS, WORKLOADS, WorkloadKeys, held_key
-from ._ledger import INF, ChunkOutcome, Ledger, LockHeld, bit_positions
+from ._ledger import INF, ChunkOutcome, Lease, Ledger, LockHeld, bit_positions
 from ._outbox import flush_outbox, outbox_add, outbox_value, publish_outbox
 from ._scripts import Scripts
 
@@ -53,6 +57,7 @@ __all__ = [
     "ChunkOutcome",
     "Counters",
     "JobId",
+    "Lease",
     "Ledger",
     "LockHeld",
     "Meta",
@@ -70,16 +75,20 @@ __all__ = [
     "held_key",
     "job_id",
     "join_ids",
+    "join_runs",
     "next_submission",
+    "note_field",
     "outbox_add",
     "outbox_value",
     "pack_values",
     "parse_job_id",
+    "parse_note_field",
     "publish_outbox",
     "record_rejection",
     "rejections",
     "release_worker",
     "submit",
     "unfinished",
+    "unpack_values",
     "workloads",
 ]

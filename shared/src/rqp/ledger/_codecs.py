@@ -27,8 +27,12 @@ __all__ = [
     "encode_pin",
     "job_id",
     "join_ids",
+    "join_runs",
+    "note_field",
     "pack_values",
     "parse_job_id",
+    "parse_note_field",
+    "unpack_values",
 ]
 
 
@@ -179,6 +183,43 @@ PAIR = struct.Struct(">II")
 def pack_values(pairs: list[tuple[int, bytes]]) -> bytes:
     """(id, value) pairs as one blob for the scripts' ``hset_packed``."""
     return b"".join([PAIR.pack(i, len(v)) + v for i, v in pairs])
+
+
+def unpack_values(blob: bytes) -> dict[int, bytes]:
+    """What ``pack_values`` packed."""
+    out: dict[int, bytes] = {}
+    pos, end = 0, len(blob)
+    unpack = PAIR.unpack_from
+    while pos < end:
+        rid, n = unpack(blob, pos)
+        pos += PAIR.size
+        out[rid] = blob[pos : pos + n]
+        pos += n
+    return out
+
+
+def join_runs(ids: list[int]) -> str:
+    """Sorted record ids as the scripts take consecutive runs: ``"first-last,..."``."""
+    parts: list[str] = []
+    i, n = 0, len(ids)
+    while i < n:
+        j = i
+        while j + 1 < n and ids[j + 1] == ids[j] + 1:
+            j += 1
+        parts.append(f"{ids[i]}-{ids[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def note_field(chunk: str, first: int, last: int) -> str:
+    """A chunk note's field: its chunk and, for a data chunk, the range of record ids it covers
+    (-1, -1 for a retry chunk), so a record's note is found without decrypting the others."""
+    return f"{chunk}|{first}|{last}"
+
+
+def parse_note_field(field: str) -> tuple[str, int, int]:
+    chunk, first, last = field.rsplit("|", 2)
+    return chunk, int(first), int(last)
 
 
 def join_ids(ids: list[int]) -> str:

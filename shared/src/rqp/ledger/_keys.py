@@ -7,8 +7,15 @@ meta       hash    state, counters, timings, settings the workload was scheduled
                    ``pin``: the workload's content digest sealed under its own data key at its
                    first start (base64), so a workload replaced while unfinished is refused
                    (fields: ``rqp.ledger.Meta``)
-rec        hash    record id -> sealed record (deleted once the record is done)
-st         hash    record id -> sealed status record
+c:<chunk>  string  the sealed records of one data chunk, packed (``rqp.ledger.pack_values``):
+                   written once by the enqueue, read once by the worker that leases the chunk,
+                   deleted by its commit -- Redis holds records only while they are in flight
+rec        hash    record id -> sealed record, for records that are not done after their chunk
+                   (queued for a retry, or failed: ``rqp retry --failed`` needs them)
+st         hash    record id -> sealed status record of a record that is not done (failed, or
+                   queued for a retry); a done record has no status of its own: its chunk's note
+notes      hash    "<chunk>|<first>|<last>" -> sealed chunk note (``rqp.status.ChunkNote``): which
+                   records a committed chunk did and the fields their status records share
 done       bitmap  bit per record id: done (idempotent, so re-runs never double count)
 failed     bitmap  bit per record id: failed for good
 pending    zset    job id -> lease deadline (``+inf`` while queued); the in-flight window
@@ -43,11 +50,28 @@ SUBMISSIONS = "rqp:submissions"
 
 
 class WorkloadKeys:
-    __slots__ = ("done", "failed", "lock", "meta", "n", "parts", "pending", "perf", "rec", "retry", "spec", "st", "w")
+    __slots__ = (
+        "done",
+        "failed",
+        "lock",
+        "meta",
+        "n",
+        "notes",
+        "parts",
+        "pending",
+        "perf",
+        "prefix",
+        "rec",
+        "retry",
+        "spec",
+        "st",
+        "w",
+    )
 
     def __init__(self, workload_id: str) -> None:
-        p = f"rqp:w:{workload_id}:"
+        p = self.prefix = f"rqp:w:{workload_id}:"
         self.w = workload_id
+        self.notes = p + "notes"
         self.meta = p + "meta"
         self.rec = p + "rec"
         self.st = p + "st"
@@ -61,8 +85,13 @@ class WorkloadKeys:
         self.perf = p + "perf"
         self.lock = p + "lock"
 
+    def chunk(self, chunk: str) -> str:
+        """String: the packed sealed records of data chunk ``chunk`` while it is in flight."""
+        return f"{self.prefix}c:{chunk}"
+
     def all(self) -> list[str]:
-        return [getattr(self, s) for s in self.__slots__ if s != "w"]
+        """Every fixed key (the per-chunk record keys exist only while their chunk is in flight)."""
+        return [getattr(self, s) for s in self.__slots__ if s not in ("w", "prefix")]
 
 
 def held_key(worker: str) -> str:

@@ -26,14 +26,16 @@ from ._codecs import (
     decode_pin,
     encode_pin,
     join_ids,
-    pack_values,
+    join_runs,
+    parse_note_field,
     raw,
     text,
+    unpack_values,
 )
 from ._keys import OUTBOX, OUTBOX_TIMES, WORKLOADS, WorkloadKeys, held_key
 from ._scripts import Scripts
 
-__all__ = ["INF", "ChunkOutcome", "Ledger", "LockHeld"]
+__all__ = ["INF", "ChunkOutcome", "Lease", "Ledger", "LockHeld"]
 
 INF = float("inf")
 
@@ -49,13 +51,30 @@ class ChunkOutcome:
     elapsed: float
     finished_at: float
     processed: int
-    #: sealed status records, packed (``Workload.seal_packed("status", ...)``)
+    #: sealed status records of the records not done, packed (``Workload.seal_packed``)
     statuses: bytes = b""
+    #: sorted ids of the records done
     done: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     retries: list[RetryEntry] = field(default_factory=list)
+    #: sealed records not done, packed, kept for their retry (a data chunk's records go with it)
+    keep: bytes = b""
+    #: ids done in a retry chunk, whose kept records are no longer needed
+    drop: list[int] = field(default_factory=list)
+    #: the chunk's note (``rqp.status.ChunkNote``, sealed) and its field
+    note_field: str = ""
+    note: bytes = b""
     #: (message id, outbox value) for the status queue
     messages: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+@dataclass
+class Lease:
+    """What ``start`` hands a worker: the chunk's sealed records, by id."""
+
+    records: dict[int, bytes]
+    #: the chunk had its own records (a data chunk): those not done must be kept at commit
+    own: bool
 
 
 class LockHeld(Exception):
@@ -186,9 +205,14 @@ class Ledger:
             self.r.delete(self.k.lock)
 
     # ------------------------------------------------------------------ enqueue (into a MULTI)
-    def put(self, pipe: Any, records: bytes, statuses: list[tuple[int, bytes]]) -> None:
-        """Sealed records (already packed) and sealed statuses, in ``pipe``."""
-        self.scripts.put(keys=[self.k.rec, self.k.st], args=[records, pack_values(statuses)], client=pipe)
+    def put_chunk(self, pipe: Any, chunk: str, records: bytes) -> None:
+        """A data chunk's sealed records (packed), in ``pipe``: one value, read once, deleted
+        by the chunk's commit."""
+        pipe.set(self.k.chunk(chunk), records)
+
+    def put_statuses(self, pipe: Any, statuses: list[tuple[int, bytes]]) -> None:
+        if statuses:
+            pipe.hset(self.k.st, mapping={str(rid): sealed for rid, sealed in statuses})
 
     def mark_failed(self, pipe: Any, rids: Iterable[int]) -> None:
         for rid in rids:
@@ -219,14 +243,20 @@ class Ledger:
         return pending == 0 and retry == 0
 
     def start(
-        self, jid: str, *, deadline: float, rids: list[int], start_note: bytes, worker: str
-    ) -> list[bytes | None] | None:
-        """Take the lease of ``jid`` and fetch its sealed records (None for a missing one);
+        self, jid: str, chunk: str, *, deadline: float, rids: list[int], start_note: bytes, worker: str
+    ) -> Lease | None:
+        """Take the lease of ``jid`` and fetch its sealed records (a missing one is absent);
         None when the job is no longer pending."""
-        return self.scripts.start(
-            keys=[self.k.pending, self.k.n, self.k.rec, held_key(worker)],
+        reply = self.scripts.start(
+            keys=[self.k.pending, self.k.n, self.k.rec, held_key(worker), self.k.chunk(chunk)],
             args=[jid, deadline, len(rids), join_ids(rids), start_note],
         )
+        if reply is None:
+            return None
+        if int(reply[0]) == 1:
+            return Lease(unpack_values(raw(reply[1]) or b""), own=True)
+        fetched = zip(rids, reply[1:], strict=True)
+        return Lease({rid: v for rid, value in fetched if (v := raw(value)) is not None}, own=False)
 
     def renew(self, jid: str, deadline: float) -> None:
         """Extend a lease held (never re-create one that was reclaimed or committed)."""
@@ -234,14 +264,15 @@ class Ledger:
 
     def commit(self, outcome: ChunkOutcome, worker: str) -> bool:
         """Commit ``outcome`` if its job is still pending; False when it lost its lease."""
-        messages = [x for mid, value in outcome.messages for x in (mid, value)]
+        o = outcome
+        messages = [x for mid, value in o.messages for x in (mid, value)]
         committed = self.scripts.commit(
             keys=[self.k.pending, self.k.n, self.k.rec, self.k.st, self.k.done, self.k.failed, self.k.retry, self.k.parts,
-                  self.k.perf, self.k.spec, OUTBOX, OUTBOX_TIMES, held_key(worker)],
+                  self.k.perf, self.k.spec, OUTBOX, OUTBOX_TIMES, held_key(worker), self.k.chunk(o.chunk), self.k.notes],
             args=[
-                outcome.jid, outcome.chunk, outcome.part.encode(), outcome.elapsed, outcome.finished_at, outcome.processed,
-                outcome.statuses, join_ids(outcome.done), join_ids(outcome.failed),
-                ",".join(f"{e.member}={e.due:.3f}" for e in outcome.retries),
+                o.jid, o.chunk, o.part.encode(), o.elapsed, o.finished_at, o.processed,
+                o.statuses, join_runs(o.done), join_ids(o.failed), ",".join(f"{e.member}={e.due:.3f}" for e in o.retries),
+                o.keep, o.note_field, o.note, join_ids(o.drop),
                 *messages,
             ],
         )  # fmt: skip
@@ -280,6 +311,20 @@ class Ledger:
 
     def count_reclaimed(self, pipe: Any) -> None:
         pipe.hincrby(self.k.meta, Meta.RECLAIMED, 1)
+
+    def retire_chunk(self, pipe: Any, chunk: str, give_up: list[int], requeued: bool) -> None:
+        """A reclaimed data chunk whose records (some or all) failed for good: their sealed
+        records move to ``rec`` (``rqp retry`` needs them); its own records go when nothing of
+        it is queued again."""
+        if give_up:
+            packed = raw(self.r.get(self.k.chunk(chunk)))
+            if packed:
+                values = unpack_values(packed)
+                kept = {str(rid): values[rid] for rid in give_up if rid in values}
+                if kept:
+                    pipe.hset(self.k.rec, mapping=kept)
+        if not requeued:
+            pipe.delete(self.k.chunk(chunk))
 
     # ------------------------------------------------------------------ retries and failures
     def due_retries(self, now: float, limit: int) -> list[RetryEntry]:
@@ -350,6 +395,16 @@ class Ledger:
             bool(failed),
         )
 
+    def notes_for(self, rid: int) -> list[tuple[str, bytes]]:
+        """(chunk, sealed note) of the committed chunks that may have done record ``rid``: data
+        chunks whose range holds it, and every retry chunk."""
+        out = []
+        for field_, sealed in self.r.hscan_iter(self.k.notes, count=1000):
+            chunk, first, last = parse_note_field(str(text(field_)))
+            if first <= rid <= last or first < 0:
+                out.append((chunk, raw(sealed) or b""))
+        return out
+
     def parts(self) -> dict[str, PartRef]:
         """chunk -> the result part its commit named."""
         return {str(text(a)): PartRef.parse(str(text(b))) for a, b in self.r.hgetall(self.k.parts).items()}
@@ -389,7 +444,16 @@ class Ledger:
         pipe.delete(self.k.spec, self.k.parts, self.k.retry, self.k.pending)
         if not keep_records:
             pipe.delete(self.k.rec)
-        for key in (self.k.meta, self.k.st, self.k.done, self.k.failed, self.k.n, self.k.perf, self.k.rec):
+        for key in (
+            self.k.meta,
+            self.k.st,
+            self.k.done,
+            self.k.failed,
+            self.k.n,
+            self.k.perf,
+            self.k.rec,
+            self.k.notes,
+        ):
             pipe.expire(key, ttl)
         pipe.execute()
 

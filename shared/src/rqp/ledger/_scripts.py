@@ -13,7 +13,7 @@ __all__ = ["Scripts", "source"]
 
 _HELPERS = "_helpers.lua"
 #: script -> whether it needs the shared helpers
-_SCRIPTS = {"put": True, "start": True, "commit": True, "reclaim": False, "renew_lock": False}
+_SCRIPTS = {"start": True, "commit": True, "reclaim": False, "renew_lock": False}
 
 
 @cache
@@ -26,7 +26,6 @@ def source(name: str) -> str:
 
 class Scripts:
     def __init__(self, client: redis.Redis) -> None:
-        self.put: Any = client.register_script(source("put"))
         self.start: Any = client.register_script(source("start"))
         self.commit: Any = client.register_script(source("commit"))
         self.reclaim: Any = client.register_script(source("reclaim"))

@@ -21,3 +21,16 @@ end
 local function each_slice(t, f)
   for i = 1, #t, 4000 do f(unpack(t, i, math.min(i + 3999, #t))) end
 end
+-- bits a..b (inclusive) of a bitmap to 1: whole bytes in one SETRANGE, the edges bit by bit, so
+-- a chunk of thousands of done records costs a few commands (and a few bytes of AOF)
+local function set_bits(key, a, b)
+  local first_full = math.floor((a + 7) / 8)
+  local last_full = math.floor((b + 1) / 8) - 1
+  if first_full > last_full then
+    for i = a, b do redis.call('SETBIT', key, i, 1) end
+    return
+  end
+  for i = a, first_full * 8 - 1 do redis.call('SETBIT', key, i, 1) end
+  redis.call('SETRANGE', key, first_full, string.rep('\255', last_full - first_full + 1))
+  for i = (last_full + 1) * 8, b do redis.call('SETBIT', key, i, 1) end
+end

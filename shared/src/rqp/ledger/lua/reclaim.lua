@@ -6,7 +6,7 @@
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return false end
 local s = redis.call('HGET', KEYS[2], 'j:' .. ARGV[1])
 if s then
-  redis.call('HINCRBY', KEYS[2], 'processing', -tonumber(s))
+  redis.call('HINCRBY', KEYS[2], 'processing', 0 - tonumber(s))  -- (never -0: HINCRBY refuses it)
 end
 redis.call('HDEL', KEYS[2], 'j:' .. ARGV[1], 's:' .. ARGV[1])
 local spec = redis.call('HGET', KEYS[3], ARGV[1])
