@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 ENGINE ?= docker
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: help venv install dev demo test test-fast lint images test-images wheels bench soak clean audit
+.PHONY: help venv install dev demo test test-fast lint images test-images wheels bench soak scale clean audit
 
 help:
 	@echo "make demo         encrypted 10,000-record workload end to end on this machine"
@@ -16,6 +16,7 @@ help:
 	@echo "make test-images  the all-in-one Compose stack, scaled, with a real workload"
 	@echo "make bench        rqp against RQ, Celery, Dramatiq, Huey and a batched loop"
 	@echo "make soak         100,000 records with a worker killed mid-chunk every second"
+	@echo "make scale        10,000,000 records through one Redis: Redis CPU, memory and AOF per record, RSS"
 
 $(VENV)/.installed: shared/pyproject.toml scheduler/pyproject.toml processor/pyproject.toml metrics-logger/pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "rqp needs Python 3.11+"'
@@ -78,6 +79,12 @@ clean:
 
 soak: dev
 	$(PY) tools/soak.py
+
+# SCALE_ARGS="--records 1000000" for a shorter run
+SCALE_ARGS ?=
+
+scale: dev
+	$(PY) tools/scale.py $(SCALE_ARGS)
 
 # the benchmark against RQ, Celery, Dramatiq, Huey and a batched Redis loop, in its own venv
 # (.bench-venv); options through BENCH_ARGS, e.g. BENCH_ARGS="--quick" or "--only rqp,dramatiq"

@@ -238,6 +238,10 @@ def cpu_split(n: int, parts: dict[str, float]) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------------- peers
+def redis_used_memory(r: redis.Redis) -> int:
+    return int(r.info("memory")["used_memory"])
+
+
 def peer_round(peer: Peer, n: int, k: int, work: Path, data: Data) -> dict[str, Any]:
     """One round of a peer, from scratch: a fresh Redis server, its workers, a warm-up, N jobs.
 
@@ -276,9 +280,11 @@ def peer_round(peer: Peer, n: int, k: int, work: Path, data: Data) -> dict[str, 
         server_pid = server.proc.pid  # type: ignore[union-attr]
         c_workers, c_redis = procs.cpu_seconds([p.pid for p in running]), procs.cpu_seconds([server_pid])
         t0 = time.perf_counter()
+        mem0 = redis_used_memory(r)
         _say(producer, "go")
         _wait_status(r, n, time.monotonic() + 60 + n / peer.floor_rate, running, root, f"round {k + 1}")
         t1 = time.perf_counter()
+        retained = (redis_used_memory(r) - mem0) / n
         c_workers, c_redis = (
             procs.cpu_seconds([p.pid for p in running]) - c_workers,
             procs.cpu_seconds([server_pid]) - c_redis,
@@ -294,6 +300,7 @@ def peer_round(peer: Peer, n: int, k: int, work: Path, data: Data) -> dict[str, 
             "cpu_us_per_record": cpu,
             "verified_sample": verified,
             "redis_commandstats": _commandstats(r),
+            "redis_retained_bytes_per_record": round(retained, 1),
         }
     finally:
         if producer.poll() is None:
@@ -463,6 +470,7 @@ def rqp_round(env: RqpEnv, wid: str, n: int, rss: procs.RssSampler | None = None
     c_hosts = procs.cpu_seconds_matching(env.pids(), "_host.py")
     t0 = time.perf_counter()
     tl = Timeline(env.r, f"rqp:w:{wid}:done", n)
+    mem0 = redis_used_memory(env.r)
     tl.start()
     cp = subprocess.run(
         [str(BIN / "rqp-scheduler"), "run", wid], env=env.env, cwd=env.root, capture_output=True, timeout=1800
@@ -502,6 +510,8 @@ def rqp_round(env: RqpEnv, wid: str, n: int, rss: procs.RssSampler | None = None
         "worker_us_per_record": round(float(perf["seconds"]) / n * 1e6, 1),
         "cpu_us_per_record": cpu_split(n, parts),
         "timeline": tl.phases(started, n),
+        # what the finished workload leaves in Redis (status TTL), per record
+        "redis_retained_bytes_per_record": round((redis_used_memory(env.r) - mem0) / n, 1),
     }
 
 
@@ -814,7 +824,10 @@ def report(res: dict[str, Any]) -> str:
     lines.append(
         "End to end, realistic job (AES-256-GCM decrypt of a ~1 KB record, process(), encrypt, store, status), 2 worker processes:"
     )
-    hdr = f"{'system':<32}{'records':>9}{'median/s':>11}{'min/s':>10}{'max/s':>10}{'rqp / X':>9}{'anchor/s':>16}{'CPU µs/rec':>12}"
+    hdr = (
+        f"{'system':<32}{'records':>9}{'median/s':>11}{'min/s':>10}{'max/s':>10}{'rqp / X':>9}{'anchor/s':>16}{'CPU µs/rec':>12}"
+        f"{'Redis µs/rec':>14}{'Redis B/rec':>13}{'ceiling/s':>11}"
+    )
     lines.append(hdr)
     lines.append("-" * len(hdr))
     base = sysres.get("rqp", {}).get("median")
@@ -832,9 +845,13 @@ def report(res: dict[str, Any]) -> str:
             else ("1.00x" if key == "rqp" else "-")
         )
         cpu = statistics.median([r["cpu_us_per_record"]["total"] for r in s["rounds"]])
+        rcpu = statistics.median([r["cpu_us_per_record"].get("redis", 0.0) for r in s["rounds"]])
+        kept = statistics.median([r.get("redis_retained_bytes_per_record", float("nan")) for r in s["rounds"]])
+        # the fleet ceiling: however many workers, one Redis serves at most 1 s / its µs per record
+        ceiling = fmt_rate(1e6 / rcpu) if rcpu > 0 else "-"
         lines.append(
             f"{s['label']:<32}{s['n']:>9,}{fmt_rate(s['median']):>11}{fmt_rate(s['min']):>10}{fmt_rate(s['max']):>10}{ratio:>9}"
-            f"{s.get('anchor', '') or '':>16}{cpu:>12,.0f}"
+            f"{s.get('anchor', '') or '':>16}{cpu:>12,.0f}{rcpu:>14,.1f}{kept:>13,.1f}{ceiling:>11}"
         )
     if "rqp" in sysres and "rounds" in sysres["rqp"]:
         rq = sysres["rqp"]

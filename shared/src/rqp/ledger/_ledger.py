@@ -247,14 +247,18 @@ class Ledger:
     ) -> Lease | None:
         """Take the lease of ``jid`` and fetch its sealed records (a missing one is absent);
         None when the job is no longer pending."""
-        reply = self.scripts.start(
+        pipe = self.r.pipeline(transaction=False)
+        self.scripts.start(
             keys=[self.k.pending, self.k.n, self.k.rec, held_key(worker), self.k.chunk(chunk)],
             args=[jid, deadline, len(rids), join_ids(rids), start_note],
+            client=pipe,
         )
+        pipe.get(self.k.chunk(chunk))  # read directly, not through Lua (see start.lua)
+        reply, packed = pipe.execute()
         if reply is None:
             return None
         if int(reply[0]) == 1:
-            return Lease(unpack_values(raw(reply[1]) or b""), own=True)
+            return Lease(unpack_values(raw(packed) or b""), own=True)
         fetched = zip(rids, reply[1:], strict=True)
         return Lease({rid: v for rid, value in fetched if (v := raw(value)) is not None}, own=False)
 

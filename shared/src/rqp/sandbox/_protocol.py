@@ -109,8 +109,16 @@ def pack_columns(kinds: bytes | None, values: list[bytes]) -> bytes:
     return b"".join((head, kinds or b"", lengths, *values))
 
 
+class Columns(tuple):  # type: ignore[type-arg]
+    """(kinds, values), and where the values begin in the payload (for checks on all of them)."""
+
+    values_at: int
+    empty_value: bool
+
+
 def unpack_columns(payload: bytes, with_kinds: bool, start: int = 0) -> tuple[bytes, list[bytes]]:
-    """(kinds, values) from ``payload[start:]``; ``ValueError`` when it does not add up."""
+    """(kinds, values) from ``payload[start:]``; ``ValueError`` when it does not add up. The
+    result also says where the values begin (``values_at``) and whether one is empty."""
     (count,) = COUNT.unpack_from(payload, start)
     pos = start + COUNT.size
     kinds = b""
@@ -123,8 +131,10 @@ def unpack_columns(payload: bytes, with_kinds: bool, start: int = 0) -> tuple[by
     if len(kinds) != (count if with_kinds else 0) or len(lengths) != count or pos + sum(lengths) != len(payload):
         raise ValueError("columns do not add up")
     ends = list(accumulate(lengths, initial=pos))
-    view = payload
-    return kinds, [view[a:b] for a, b in pairwise(ends)]
+    out = Columns((kinds, [payload[a:b] for a, b in pairwise(ends)]))
+    out.values_at = pos
+    out.empty_value = 0 in lengths
+    return out
 
 
 def pack_batch(records: list[bytes]) -> bytes:

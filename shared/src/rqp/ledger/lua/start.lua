@@ -7,8 +7,10 @@
 -- ARGV[1] job id   ARGV[2] lease deadline   ARGV[3] records in the chunk
 -- ARGV[4] record ids, comma-separated (read from rec when the chunk has no records of its own)
 -- ARGV[5] sealed start note
--- returns {1, packed records} for a data chunk, {0, sealed record or false ...} in ARGV[4]'s
--- order for a retry chunk, or false when the job is no longer pending (committed or reclaimed)
+-- returns {1} for a data chunk (the caller reads KEYS[5] itself, in the same round trip: a
+-- value of megabytes copied through Lua would cost Redis more than all the rest), {0, sealed
+-- record or false ...} in ARGV[4]'s order for a retry chunk, or false when the job is no longer
+-- pending (committed or reclaimed)
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return false end
 redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[1])
 redis.call('SET', KEYS[4], ARGV[1], 'EX', 86400)
@@ -17,8 +19,7 @@ if not redis.call('HGET', KEYS[2], 'j:' .. ARGV[1]) then
   redis.call('HSET', KEYS[2], 'j:' .. ARGV[1], ARGV[3])
 end
 redis.call('HSET', KEYS[2], 's:' .. ARGV[1], ARGV[5])
-local packed = redis.call('GET', KEYS[5])
-if packed then return {1, packed} end
+if redis.call('EXISTS', KEYS[5]) == 1 then return {1} end
 local out = {0}
 each_slice(ids(ARGV[4]), function(...)
   local part = redis.call('HMGET', KEYS[3], ...)
