@@ -109,7 +109,7 @@ def pack_columns(kinds: bytes | None, values: list[bytes]) -> bytes:
     return b"".join((head, kinds or b"", lengths, *values))
 
 
-class Columns(tuple):  # type: ignore[type-arg]
+class Columns(tuple):
     """(kinds, values), and where the values begin in the payload (for checks on all of them)."""
 
     values_at: int
