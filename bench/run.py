@@ -617,7 +617,7 @@ def run_enqueue(
     """The scheduler's enqueue (WorkloadRun in this process), no workers, window large enough for
     the whole workload: records/s from WorkloadRun.start() to the last chunk queued."""
     from rqp.config import Settings
-    from rqp.connect import connect_redis, open_blob_store, open_key_provider, open_message_queue
+    from rqp.connect import connect_redis, open_blob_store, open_key_provider, open_message_queue, open_trust_store
     from rqp_scheduler.run import WorkloadRun
 
     env = RqpEnv(work, f"enqueue-n{n}", kek)
@@ -640,7 +640,15 @@ def run_enqueue(
                 )
                 r = connect_redis(settings)
                 store = open_blob_store(settings.blob_url)
-                run = WorkloadRun(settings, r, store, open_message_queue(settings, r), open_key_provider(settings), wid)
+                run = WorkloadRun(
+                    settings,
+                    r,
+                    store,
+                    open_message_queue(settings, r),
+                    open_key_provider(settings),
+                    open_trust_store(settings),
+                    wid,
+                )
                 c0, r0 = procs.self_cpu(), procs.cpu_seconds([env.server.proc.pid])  # type: ignore[union-attr]
                 t0 = time.perf_counter()
                 if prof:
@@ -687,12 +695,12 @@ PROFILE_PARTS = [
     # (label, file name ends with, function) -- cumulative CPU time, both workers merged
     ("RQ worker loop, everything", "base.py", "work"),
     ("  rqp chunk code (ChunkProcessor.run)", "chunk.py", "run"),
-    ("    per-record loop (_run_records)", "chunk.py", "_run_records"),
+    ("    records to their fates (_tally)", "chunk.py", "_tally"),
+    ("    the script's round trip (ScriptPool.run: its process, or in-process)", "sandbox/__init__.py", "run"),
     ("    status JSON (StatusRecord.to_json)", "status.py", "to_json"),
     ("    AES-GCM seal incl. nonce and AAD (Workload.seal, .seal_packed)", "workload.py", "seal|seal_packed"),
     ("    AES-GCM open (Workload.open_sealed)", "workload.py", "open_sealed"),
     ("    JSON parse (json.loads: records, job data, specs)", "__init__.py", "loads"),
-    ("    the user's process()", ">", "process"),
     ("    Lua scripts START + COMMIT (EVALSHA, client side)", "commands/core.py", "__call__"),
     ("    results part (seal + encode + BlobStore.put)", "chunk.py", "<parts>"),
     ("    status messages (pack_statuses + publish_outbox)", "messages.py", "<messages>"),
@@ -717,7 +725,8 @@ def _profile_summary(st: pstats.Stats, n: int) -> list[dict[str, Any]]:
             return sum(
                 v
                 for (f, fn), v in cum.items()
-                if f.endswith("messages.py") and fn in ("pack_messages", "pack_statuses", "publish_outbox")
+                if (f.endswith("messages.py") and fn in ("pack_messages", "pack_statuses"))
+                or (f.endswith("_outbox.py") and fn == "publish_outbox")
             )
         funcs = func.split("|")
         return sum(
