@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Dependency audit: every package installed in the project's virtualenv (what the roles run with),
-# checked for known vulnerabilities with pip-audit (PyPI's vulnerability data), and a report a
+# Dependency audit: every package installed in the project's virtualenv (what the roles run with)
+# and every package of the wheelhouse the container images are built from (wheels/requirements.lock,
+# when `make wheels` has made it: rq-dashboard, Flask, ... too), checked for known vulnerabilities
+# with pip-audit (PyPI's vulnerability data), and a report a
 # person can read: what was audited, what is vulnerable and how to fix it, what could NOT be
 # audited and why. pip-audit alone says "No known vulnerabilities found" even when it reached no
 # vulnerability service at all; this report never does.
@@ -18,6 +20,7 @@ cd "${REPO_ROOT}"
 VENV="${VENV:-.venv}"
 AUDIT_VENV="${AUDIT_VENV:-.tools/audit-venv}"
 AUDIT_REPORT="${AUDIT_REPORT:-.tools/audit-report.txt}"
+WHEELS_LOCK="${WHEELS_LOCK:-wheels/requirements.lock}"
 STRICT=0
 [ "${1:-}" = "--strict" ] && STRICT=1
 
@@ -47,7 +50,8 @@ fi
 SITE="$("${VENV}/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 INSTALLED="$(mktemp)"
 RAW="$(mktemp)"
-trap 'rm -f "${INSTALLED}" "${RAW}"' EXIT
+RAW2="$(mktemp)"
+trap 'rm -f "${INSTALLED}" "${RAW}" "${RAW2}"' EXIT
 "${VENV}/bin/python" - >"${INSTALLED}" <<'PY'
 import importlib.metadata as md, json, sys
 out = {}
@@ -65,14 +69,36 @@ PY
 "${AUDIT_VENV}/bin/pip-audit" --path "${SITE}" --skip-editable --progress-spinner off --desc on --timeout 20 \
     -f json -o "${RAW}" >/dev/null 2>"${RAW}.err"
 rc=$?
+rc2=0
+if [ -f "${WHEELS_LOCK}" ]; then
+    # the images' packages: pinned, so no resolution is needed (--no-deps --disable-pip)
+    "${AUDIT_VENV}/bin/pip-audit" -r "${WHEELS_LOCK}" --no-deps --disable-pip --progress-spinner off --desc on --timeout 20 \
+        -f json -o "${RAW2}" >/dev/null 2>"${RAW2}.err"
+    rc2=$?
+fi
 
-"${AUDIT_VENV}/bin/python" - "${INSTALLED}" "${RAW}" "${RAW}.err" "${rc}" "${STRICT}" "${AUDIT_REPORT}" <<'PY'
+"${AUDIT_VENV}/bin/python" - "${INSTALLED}" "${RAW}" "${RAW}.err" "${rc}" "${STRICT}" "${AUDIT_REPORT}" "${WHEELS_LOCK}" "${RAW2}" "${rc2}" <<'PY'
 import json, re, sys, time, urllib.request
 
-installed_file, raw_file, err_file, rc, strict, report_file = sys.argv[1:]
-rc, strict = int(rc), strict == "1"
+installed_file, raw_file, err_file, rc, strict, report_file, lock_file, raw2_file, rc2 = sys.argv[1:]
+rc, rc2, strict = int(rc), int(rc2), strict == "1"
 env = json.load(open(installed_file))
 pkgs = {k: v for k, v in env["packages"].items() if not v["editable"]}
+# the wheelhouse the images ship: name==version lines (the project's own packages are built there too)
+image_only = 0
+try:
+    for line in open(lock_file):
+        m = re.match(r"^([A-Za-z0-9_.-]+)==([^\s;]+)", line.strip())
+        if not m:
+            continue
+        key = m.group(1).lower().replace("_", "-")
+        if key.startswith("rqp"):
+            continue
+        if key not in pkgs or pkgs[key]["version"] != m.group(2):
+            image_only += key not in pkgs
+            pkgs.setdefault(key, {"name": m.group(1), "version": m.group(2), "editable": False})
+except OSError:
+    lock_file = ""
 lines: list[str] = []
 say = lines.append
 
@@ -80,6 +106,12 @@ try:
     raw = json.load(open(raw_file))
 except (OSError, ValueError):
     raw = None
+try:
+    raw2 = json.load(open(raw2_file)) if lock_file else {"dependencies": []}
+except (OSError, ValueError):
+    raw2 = {"dependencies": []}
+if raw is not None:
+    raw.setdefault("dependencies", []).extend(raw2.get("dependencies", []))
 err = open(err_file, errors="replace").read().strip()
 
 vulnerable: dict[str, list[dict]] = {}
@@ -131,7 +163,8 @@ for key in sorted(not_audited):
 n_vulns = sum(len(v) for v in vulnerable.values())
 status = "VULNERABLE" if vulnerable else ("PARTIAL" if not_audited else "CLEAN")
 say(f"rqp dependency audit: {status}  ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, Python {env['python']}, pip-audit + PyPI vulnerability data)")
-say(f"  {len(pkgs)} installed packages (the project's own editable packages excluded)")
+say(f"  {len(pkgs)} packages: the project's virtualenv (its own editable packages excluded)"
+    + (f" and the images' wheelhouse {lock_file} ({image_only} of them only there)" if lock_file else "; no wheelhouse lock (run 'make wheels' to audit the images' packages too)"))
 say(f"  {len(audited)} audited ({len(fallback)} of them from PyPI's project page, as the installed version is the latest)")
 say(f"  {len(vulnerable)} with known vulnerabilities ({n_vulns} advisories)")
 say(f"  {len(not_audited)} NOT audited (see below: no vulnerability data could be fetched for them)")

@@ -644,3 +644,16 @@ def test_password_protected_redis_with_an_acl_user(tmp_path, kek):
     finally:
         admin.close()
         server.stop()
+
+
+def test_a_redis_without_a_password_is_refused_when_one_is_configured(bench, tmp_path):
+    """redis-py quietly goes on when the server has no password to check: the roles must not."""
+    pw = tmp_path / "pw"
+    pw.write_text("a-password-the-server-never-asked-for")
+    pw.chmod(0o600)
+    env = {"RQP_REDIS_PASSWORD_FILE": str(pw), "RQP_ALLOW_INSECURE_REDIS": "false", "RQP_RQ_QUEUE": "unused"}
+    line = _refuses(bench, [bin_path("rqp-processor"), "--workers", "1"], env, "rqp-processor")
+    assert line == (
+        f"rqp-processor: error: Redis at {bench.cluster.redis_url} accepts clients without a password although "
+        "RQP_REDIS_PASSWORD_FILE is set; set requirepass (or disable the default user) on the server"
+    )

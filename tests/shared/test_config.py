@@ -44,5 +44,17 @@ def test_unknown_key_in_file_is_an_error(tmp_path):
 
 
 def test_password_is_masked_in_messages():
-    s = Settings.from_url("redis://user:hunter2@db:6379/0")
-    assert "hunter2" not in s.redis_url_safe and "***" in s.redis_url_safe
+    with pytest.raises(ConfigError) as err:
+        Settings.from_url("redis://user:hunter2@db:6379/0")
+    assert "hunter2" not in str(err.value) and "***" in str(err.value)
+
+
+def test_a_password_in_the_redis_url_is_refused():
+    from rqp.config import Settings
+    from rqp.errors import ConfigError
+
+    with pytest.raises(
+        ConfigError, match=r"RQP_REDIS_URL redis://rqp:\*\*\*@redis:6379/0 carries a password.*RQP_REDIS_PASSWORD_FILE"
+    ):
+        Settings.from_url("redis://rqp:secret@redis:6379/0")
+    assert Settings.from_url("redis://rqp@redis:6379/0").redis_url.startswith("redis://rqp@")  # a user name is fine

@@ -183,6 +183,12 @@ class Settings:
             raise ConfigError(
                 f"RQP_REDIS_URL must start with redis://, rediss:// or unix://, got {self.redis_url_safe!r}"
             )
+        if urllib.parse.urlsplit(self.redis_url).password:
+            # a secret in a URL lands in environments, process lists and logs; it belongs in a mounted file
+            raise ConfigError(
+                f"RQP_REDIS_URL {self.redis_url_safe} carries a password; put the password in a file and "
+                "name it in RQP_REDIS_PASSWORD_FILE"
+            )
         for name in ("chunk_size", "chunk_min", "chunk_max", "max_attempts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"RQP_{name.upper()} must be at least 1, got {getattr(self, name)}")

@@ -47,6 +47,7 @@ def connect_redis(settings: Settings, *, check: bool = True) -> redis.Redis:
         if settings.redis_ca_file:
             kwargs["ssl_ca_certs"] = str(settings.redis_ca_file)
         kwargs["ssl_cert_reqs"] = "required"
+        kwargs["ssl_check_hostname"] = True  # explicit: the server certificate must name the host in the URL
     client = redis.Redis.from_url(settings.redis_url, **kwargs)
     if check:
         try:
@@ -79,7 +80,28 @@ def connect_redis(settings: Settings, *, check: bool = True) -> redis.Redis:
                 f"Redis at {settings.redis_url_safe} is used without a password; set RQP_REDIS_PASSWORD_FILE, "
                 f"or RQP_ALLOW_INSECURE_REDIS=true to accept the risk"
             )
+    if check and password and not settings.allow_insecure_redis and _accepts_anyone(settings, kwargs):
+        raise RedisUnavailableError(
+            f"Redis at {settings.redis_url_safe} accepts clients without a password although "
+            "RQP_REDIS_PASSWORD_FILE is set; set requirepass (or disable the default user) on the server"
+        )
     return client
+
+
+def _accepts_anyone(settings: Settings, kwargs: dict) -> bool:
+    """Whether a client with no credentials gets in: redis-py sends AUTH only when asked, so a server
+    left without requirepass would otherwise be used silently by roles that believe it is guarded."""
+    anonymous = {k: v for k, v in kwargs.items() if k not in ("password", "username")}
+    parts = urllib.parse.urlsplit(settings.redis_url)
+    url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    probe = redis.Redis.from_url(url, **anonymous)
+    try:
+        probe.ping()
+    except (redis.AuthenticationError, redis.ResponseError):
+        return False
+    finally:
+        probe.close()
+    return True
 
 
 def open_blob_store(url: str, *, retry_seconds: float | None = None) -> BlobStore:
