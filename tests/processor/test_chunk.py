@@ -11,7 +11,7 @@ import pytest
 from rqp import sandbox
 from rqp.errors import ForbiddenJobError
 from rqp.jobs import ChunkSpec, seal_spec
-from rqp.ledger import Ledger, job_id, rejections
+from rqp.ledger import Head, Ledger, job_id, rejections
 from rqp.signing import TrustStore
 from rqp.status import StatusRecord
 from rqp.workload import Workload
@@ -26,11 +26,16 @@ def setup(world):
     trust = TrustStore.from_file(world.signer.trusted)
     w = Workload.open(world.store, world.keys, wid, trust)
     led = Ledger(world.r, wid)
-    led.begin(now=time.time(), fmt="jsonl", scheduler="t:1", max_attempts=2, pin=w.seal_pin(), signer=w.signer)
+    led.begin(
+        now=time.time(), fmt="jsonl", scheduler="t:1", max_attempts=2, pin=w.seal_pin(), signer=w.signer,
+        head=Head().seal(w),
+    )  # fmt: skip
     jid = job_id(wid, "c00000000", 0)
     spec = ChunkSpec(wid, "c00000000", ((0, 5, 1),), 2, 0.0, 0.0, time.time())
     pipe = world.r.pipeline()
-    led.put_chunk(pipe, "c00000000", w.seal_packed("record", [(i, b'{"n": %d}' % i) for i in range(5)]))
+    led.put_chunk(
+        pipe, "c00000000", w.scope("c00000000").seal_packed("record", [(i, b'{"n": %d}' % i) for i in range(5)])
+    )
     led.add_jobs(pipe, {jid: seal_spec(w, jid, spec)})
     pipe.execute()
     pool = sandbox.ScriptPool(sandbox.SandboxConfig.from_settings(world.settings), warm=False)
@@ -81,8 +86,8 @@ def test_a_commit_after_the_lease_was_lost_is_discarded(setup, monkeypatch):
     world, w, led, jid, proc = setup
     real = proc._outcomes
 
-    def slow(workload, records, cts):
-        outcomes = real(workload, records, cts)
+    def slow(workload, chunk, records, lease):
+        outcomes = real(workload, chunk, records, lease)
         assert led.reclaim(jid) is not None  # meanwhile the scheduler re-ran the chunk elsewhere
         return outcomes
 

@@ -12,7 +12,7 @@ from rq import Queue
 from rqp import sandbox
 from rqp.errors import ScriptError
 from rqp.jobs import JSONSerializer, RqpJob, open_spec
-from rqp.ledger import Ledger, State
+from rqp.ledger import Head, Ledger, State
 from rqp.signing import TrustStore
 from rqp.status import record_status
 from rqp.summary import read_summary
@@ -49,13 +49,22 @@ def _work(world, proc: ChunkProcessor) -> int:
     return ran
 
 
+def _lease(led: Ledger, jid: str, worker: str) -> None:
+    """A worker takes the lease of ``jid``'s four records and dies (its lease has run out)."""
+    sealed = led.spec(jid)
+    assert led.start(
+        jid, "c00000000", deadline=time.time() - 1, runs=((0, 4, 1),), sealed_spec=sealed, start_note=b"", worker=worker
+    )
+
+
 def test_enqueue_fills_the_window_and_no_more(world):
     wid = world.pack("win", [{"n": i} for i in range(30)])
     run = _run(world, wid)
     run.step()
     led = Ledger(world.r, wid)
     assert led.in_flight() == 3  # window_chunks
-    assert led.cursor() == (12, 3)  # 3 chunks of 4 records
+    head = Head.open(run.workload, led.head())
+    assert (head.enqueued, head.chunks, head.total) == (12, 3, None)  # 3 chunks of 4 records
     assert len(_queued_jobs(world)) == 3
     assert record_status(world.r, run.workload, 0).state == "queued"
     with pytest.raises(Exception, match="not queued yet"):
@@ -88,13 +97,13 @@ def test_a_dead_workers_chunk_is_reclaimed_and_its_records_fail_after_the_last_a
     led = Ledger(world.r, wid)
     [jid] = led.queued()
     # a worker took the lease and died: the lease runs out, attempt 1 is spent
-    led.start(jid, "c00000000", deadline=time.time() - 1, rids=[0, 1, 2, 3], start_note=b"", worker="gone:1")
+    _lease(led, jid, "gone:1")
     run._reclaim_expired()
     [again] = led.queued()
     assert again.endswith("-1")  # the next generation of the same chunk
     spec = open_spec(run.workload, again, led.spec(again))
     assert [att for _rid, att in spec.records()] == [2, 2, 2, 2]
-    led.start(again, "c00000000", deadline=time.time() - 1, rids=[0, 1, 2, 3], start_note=b"", worker="gone:2")
+    _lease(led, again, "gone:2")
     run._reclaim_expired()  # max_attempts = 2: failed, with the reason
     assert led.failed_ids() == [0, 1, 2, 3] and led.queued() == []
     assert sorted(world.r.hkeys(led.k.rec)) == [b"0", b"1", b"2", b"3"]  # kept for 'rqp retry'

@@ -14,7 +14,9 @@ from rqp.ledger import (
     SUBMISSIONS,
     ChunkKind,
     ChunkOutcome,
+    Head,
     JobId,
+    JobRefused,
     Ledger,
     LockHeld,
     Meta,
@@ -39,7 +41,7 @@ WORKER = "host-a:111"
 @pytest.fixture
 def ledger(r) -> Ledger:
     led = Ledger(r, "w1")
-    led.begin(now=time.time(), fmt="jsonl", scheduler="s:1", max_attempts=3, pin=b"pin", signer="sha256:x")
+    led.begin(now=time.time(), fmt="jsonl", scheduler="s:1", max_attempts=3, pin=b"pin", signer="sha256:x", head="h0")
     return led
 
 
@@ -51,10 +53,32 @@ def _enqueue(led: Ledger, n: int = 10, chunk: str = CHUNK) -> str:
     jid = job_id(led.id, chunk, 0)
     pipe = led.r.pipeline(transaction=True)
     led.put_chunk(pipe, chunk, pack_values([(i, b"sealed-%d" % i) for i in range(n)]))
-    led.add_jobs(pipe, {jid: b"sealed-spec"})
-    led.advance(pipe, n, 1, total=n)
+    led.add_jobs(pipe, {jid: SPEC})
+    led.advance(pipe, Head(n, 1, n), "sealed-head")
     pipe.execute()
     return jid
+
+
+SPEC = b"sealed-spec"
+
+
+def _runs(rids: list[int], attempt: int = 1) -> tuple[tuple[int, int, int], ...]:
+    return tuple((rid, 1, attempt) for rid in rids)
+
+
+def _start(
+    led: Ledger, jid: str, rids: list[int], deadline: float | None = None, note: bytes = b"n", spec: bytes = SPEC
+):
+    deadline = time.time() + 30 if deadline is None else deadline
+    return led.start(
+        jid,
+        JobId.parse(jid).chunk,
+        deadline=deadline,
+        runs=_runs(rids),
+        sealed_spec=spec,
+        start_note=note,
+        worker=WORKER,
+    )
 
 
 def _outcome(
@@ -115,26 +139,23 @@ def test_one_retry_rule(kind, attempt, expected):
 def test_start_leases_and_fetches_the_chunks_records(ledger, r):
     jid = _enqueue(ledger)
     deadline = time.time() + 30
-    lease = ledger.start(jid, CHUNK, deadline=deadline, rids=[3, 4, 5], start_note=b"note", worker=WORKER)
+    lease = _start(ledger, jid, [3, 4, 5], deadline, b"note")
     assert lease.own and lease.records[3] == b"sealed-3" and len(lease.records) == 10
     assert ledger.lease(jid) == pytest.approx(deadline) and r.get(held_key(WORKER)) == jid.encode()
     assert ledger.start_note(jid) == b"note"
     assert ledger.snapshot()["processing"] == 3
-    ledger.start(jid, CHUNK, deadline=deadline + 5, rids=[3, 4, 5], start_note=b"again", worker=WORKER)
+    _start(ledger, jid, [3, 4, 5], deadline + 5, b"again")
     assert ledger.snapshot()["processing"] == 3  # counted once per job
-    assert (
-        ledger.start("rqp-w1-c00000009-0", "c00000009", deadline=deadline, rids=[1], start_note=b"", worker=WORKER)
-        is None
-    )
+    assert _start(ledger, "rqp-w1-c00000009-0", [1], deadline) is None
 
 
 def test_a_retry_chunk_reads_its_kept_records(ledger, r):
     r.hset(ledger.k.rec, mapping={"3": b"sealed-3", "5": b"sealed-5"})
     jid = job_id("w1", "r00000001", 0)
     pipe = r.pipeline()
-    ledger.add_jobs(pipe, {jid: b"spec"})
+    ledger.add_jobs(pipe, {jid: SPEC})
     pipe.execute()
-    lease = ledger.start(jid, "r00000001", deadline=time.time() + 30, rids=[3, 4, 5], start_note=b"n", worker=WORKER)
+    lease = _start(ledger, jid, [3, 4, 5])
     assert not lease.own and lease.records == {3: b"sealed-3", 5: b"sealed-5"}  # 4 deleted behind rqp's back
     assert ledger.commit(_outcome(jid, done=[3, 5], drop=[3, 5]), WORKER)
     assert r.hlen(ledger.k.rec) == 0
@@ -147,10 +168,10 @@ def test_done_runs_set_whole_bytes_and_edges():
 @pytest.mark.parametrize("first, last", [(0, 7), (3, 20), (5, 6), (8, 8191), (13, 13)])
 def test_commit_sets_exactly_the_done_bits(r, first, last):
     led = Ledger(r, "bits")
-    led.begin(now=time.time(), fmt="jsonl", scheduler="s", max_attempts=1, pin=b"p", signer="x")
+    led.begin(now=time.time(), fmt="jsonl", scheduler="s", max_attempts=1, pin=b"p", signer="x", head="h0")
     r.setbit(led.k.done, first - 1 if first else 8200, 0)
     jid = _enqueue(led, n=0)
-    led.start(jid, CHUNK, deadline=time.time() + 30, rids=[], start_note=b"", worker=WORKER)
+    _start(led, jid, [])
     out = ChunkOutcome(jid, CHUNK, PartRef(""), 0.0, time.time(), 0, done=list(range(first, last + 1)))
     assert led.commit(out, WORKER)
     bits = led.done_bits(list(range(max(0, first - 9), last + 10)))
@@ -161,7 +182,7 @@ def test_commit_sets_exactly_the_done_bits(r, first, last):
 
 def test_commit_writes_the_whole_outcome_at_once(ledger, r):
     jid = _enqueue(ledger)
-    ledger.start(jid, CHUNK, deadline=time.time() + 30, rids=list(range(10)), start_note=b"n", worker=WORKER)
+    _start(ledger, jid, list(range(10)))
     out = _outcome(jid, done=list(range(7)), failed=[7], retries=[RetryEntry(8, 2, 123.5), RetryEntry(9, 2, 124.0)])
     assert ledger.commit(out, WORKER) is True
     assert ledger.done_bits(list(range(10))) == [True] * 7 + [False] * 3
@@ -180,7 +201,7 @@ def test_commit_writes_the_whole_outcome_at_once(ledger, r):
 
 def test_a_second_commit_of_the_same_job_changes_nothing(ledger, r):
     jid = _enqueue(ledger)
-    ledger.start(jid, CHUNK, deadline=time.time() + 30, rids=list(range(10)), start_note=b"n", worker=WORKER)
+    _start(ledger, jid, list(range(10)))
     assert ledger.commit(_outcome(jid, done=list(range(10))), WORKER)
     before = (ledger.perf(), r.bitcount(ledger.k.done), r.hlen(ledger.k.st))
     assert ledger.commit(_outcome(jid, done=list(range(10))), WORKER) is False
@@ -189,9 +210,7 @@ def test_a_second_commit_of_the_same_job_changes_nothing(ledger, r):
 
 def test_reclaim_before_commit_wins_and_the_late_commit_is_refused(ledger, r):
     jid = _enqueue(ledger)
-    ledger.start(
-        jid, CHUNK, deadline=time.time() - 1, rids=list(range(10)), start_note=b"n", worker=WORKER
-    )  # lease ran out
+    _start(ledger, jid, list(range(10)), time.time() - 1)  # lease ran out
     assert ledger.expired(time.time()) == [jid]
     assert ledger.reclaim(jid) == b"sealed-spec"
     assert ledger.snapshot()["processing"] == 0 and ledger.spec(jid) is None
@@ -202,7 +221,7 @@ def test_reclaim_before_commit_wins_and_the_late_commit_is_refused(ledger, r):
 
 def test_commit_before_reclaim_wins(ledger):
     jid = _enqueue(ledger)
-    ledger.start(jid, CHUNK, deadline=time.time() + 30, rids=list(range(10)), start_note=b"n", worker=WORKER)
+    _start(ledger, jid, list(range(10)))
     assert ledger.commit(_outcome(jid, done=list(range(10))), WORKER)
     assert ledger.reclaim(jid) is None
 
@@ -210,7 +229,7 @@ def test_commit_before_reclaim_wins(ledger):
 def test_renew_never_recreates_a_lease_and_a_dead_worker_is_released(ledger, r):
     jid = _enqueue(ledger)
     assert ledger.queued() == [jid] and ledger.lease(jid) == INF
-    ledger.start(jid, CHUNK, deadline=time.time() + 600, rids=[0], start_note=b"n", worker=WORKER)
+    _start(ledger, jid, [0], time.time() + 600)
     assert release_worker(r, WORKER) == jid
     assert ledger.lease(jid) <= time.time() and r.get(held_key(WORKER)) is None
     assert release_worker(r, WORKER) is None
@@ -221,14 +240,21 @@ def test_renew_never_recreates_a_lease_and_a_dead_worker_is_released(ledger, r):
 
 def test_requeue_failed_records(ledger, r):
     jid = _enqueue(ledger)
-    ledger.start(jid, CHUNK, deadline=time.time() + 30, rids=list(range(10)), start_note=b"n", worker=WORKER)
+    _start(ledger, jid, list(range(10)))
     ledger.commit(_outcome(jid, done=list(range(8)), failed=[8, 9]), WORKER)
-    ledger.finish(finished_at=time.time(), results_sha256="x", ttl=600, keep_records=True)
+    assert ledger.requeue_failed() == 0  # not while it runs
+    ledger.finish(finished_at=time.time(), results_sha256="x", ttl=600, keep_records=True, sealed_head="closed")
     assert ledger.state() == State.DONE and r.ttl(ledger.k.meta) > 0 and r.ttl(ledger.k.notes) > 0
+    assert ledger.head() == b"closed" and r.ttl(ledger.k.parts) > 0  # parts stay: their chunks committed
     assert ledger.requeue_failed() == 2
-    assert ledger.failed_ids() == [] and ledger.state() == State.RUNNING
-    assert [(e.rid, e.attempt) for e in ledger.due_retries(time.time(), 10)] == [(8, 1), (9, 1)]
+    # which records run again is the scheduler's to say, from the sealed summary (a new round)
+    assert ledger.failed_ids() == [8, 9] and ledger.state() == State.RUNNING
     assert r.lrange(SUBMISSIONS, 0, -1) == [b"w1"] and r.ttl(ledger.k.meta) == -1
+    pipe = r.pipeline()
+    ledger.new_round(pipe, "round-2", [(8, b"q8"), (9, b"q9")], 5.0)
+    pipe.execute()
+    assert ledger.failed_ids() == [] and ledger.statuses([8, 9]) == [b"q8", b"q9"] and ledger.head() == b"round-2"
+    assert [(e.rid, e.attempt) for e in ledger.due_retries(time.time(), 10)] == [(8, 1), (9, 1)]
     pipe = r.pipeline()
     ledger.take_retries(pipe, ledger.due_retries(time.time(), 10))
     pipe.execute()
@@ -252,4 +278,53 @@ def test_the_schedulers_lock(ledger):
 def test_begin_pins_and_counts_from_zero(ledger):
     meta = ledger.meta()
     assert meta[Meta.STATE] == "running" and meta[Meta.ENQUEUED] == "0" and ledger.pin() == b"pin"
-    assert ledger.cursor() == (0, 0) and ledger.total_and_enqueued() == (None, 0)
+    assert ledger.head() == b"h0"
+
+
+def test_advance_writes_the_sealed_head_with_the_plain_counts(ledger):
+    pipe = ledger.r.pipeline()
+    ledger.advance(pipe, Head(40, 3, None), "h1")
+    pipe.execute()
+    meta = ledger.meta()
+    assert (meta[Meta.ENQUEUED], meta[Meta.CHUNKS], meta.get(Meta.TOTAL), ledger.head()) == ("40", "3", None, b"h1")
+
+
+# ---------------------------------------------------------------------- replayed jobs (START's refusals)
+def test_start_refuses_a_job_whose_spec_is_not_the_one_queued(ledger, r):
+    jid = _enqueue(ledger)
+    with pytest.raises(JobRefused) as refused:
+        _start(ledger, jid, [0], spec=b"an-older-sealed-spec")
+    assert refused.value.why == "stale"
+    assert ledger.lease(jid) == INF and ledger.snapshot()["processing"] == 0  # nothing written
+    r.hdel(ledger.k.spec, jid)  # reclaimed, or the workload finished: no spec at all
+    with pytest.raises(JobRefused, match="stale"):
+        _start(ledger, jid, [0])
+
+
+def test_start_refuses_a_job_of_a_committed_chunk(ledger, r):
+    jid = _enqueue(ledger)
+    _start(ledger, jid, list(range(10)))
+    assert ledger.commit(_outcome(jid, done=list(range(10))), WORKER)
+    # the attacker puts the captured job back: pending and its spec
+    r.zadd(ledger.k.pending, {jid: INF})
+    r.hset(ledger.k.spec, jid, SPEC)
+    with pytest.raises(JobRefused, match="committed"):
+        _start(ledger, jid, list(range(10)))
+    assert ledger.reclaim(jid) is None  # and the scheduler never re-runs it
+    assert ledger.commit(_outcome(jid, done=list(range(10))), WORKER) is False
+
+
+def test_start_refuses_a_job_naming_finished_records(ledger, r):
+    jid = job_id("w1", "r00000003", 0)
+    pipe = r.pipeline()
+    ledger.add_jobs(pipe, {jid: SPEC})
+    pipe.execute()
+    for key in (ledger.k.done, ledger.k.failed):
+        r.setbit(key, 700, 1)
+        with pytest.raises(JobRefused, match="finished"):
+            ledger.start(
+                jid, "r00000003", deadline=time.time() + 30, runs=((5, 1, 2), (690, 20, 2)), sealed_spec=SPEC,
+                start_note=b"n", worker=WORKER,
+            )  # fmt: skip
+        r.setbit(key, 700, 0)
+    assert _start(ledger, jid, [5]) is not None

@@ -12,6 +12,8 @@ argument is the ledger's (``rqp.ledger``).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import os
 import random
@@ -32,6 +34,7 @@ from rqp.ledger import (
     ChunkKind,
     ChunkOutcome,
     JobId,
+    JobRefused,
     Lease,
     Ledger,
     PartRef,
@@ -39,7 +42,6 @@ from rqp.ledger import (
     Scripts,
     note_field,
     outbox_value,
-    pack_values,
     publish_outbox,
     record_rejection,
 )
@@ -58,6 +60,17 @@ log = logging.getLogger("rqp.processor")
 #: outcomes decided here, before the script host sees the record (never retried)
 _MISSING = -1
 _TAMPERED = -2
+
+
+#: why START refused a job (``rqp.ledger.JobRefused``), for the rejection log
+_REFUSED = {
+    "stale": "job {jid} is not the job queued for chunk {chunk} of workload {workload} (replayed, or of an earlier "
+    "generation); rejected before any user code ran",
+    "committed": "job {jid}: chunk {chunk} of workload {workload} has committed already (a replayed job); rejected "
+    "before any user code ran",
+    "finished": "job {jid} names records of workload {workload} that are already done or failed (a replayed job); "
+    "rejected before any user code ran",
+}
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:
@@ -138,7 +151,11 @@ class ChunkProcessor:
         try:
             ctx = self.contexts.get(workload_id)
             workload = ctx.workload
-            spec = open_spec(workload, jid, sealed_spec)
+            try:
+                sealed = base64.b64decode(sealed_spec, validate=True)
+            except (binascii.Error, ValueError):
+                sealed = b""
+            spec = open_spec(workload, jid, sealed)
             parsed = JobId.parse(jid)
             if (parsed.workload, parsed.chunk) != (workload_id, spec.chunk):
                 raise ForbiddenJobError(f"job {jid} carries the spec of chunk {spec.chunk}; rejected")
@@ -165,44 +182,55 @@ class ChunkProcessor:
             # say so where the scheduler and 'rqp status' look, then let RQ mark the job failed
             self.ledger(workload_id).set_processor_error(self.worker, str(exc))
             raise
-        return self.process(jid, workload, spec)
+        return self.process(jid, workload, spec, sealed)
 
     def _reject(self, jid: str, workload_id: str | None, reason: str) -> None:
         record_rejection(self.r, job=jid, workload=workload_id, worker=self.worker, reason=reason)
         log.error("%s", reason)
 
     # ------------------------------------------------------------------ the chunk
-    def process(self, jid: str, workload: Any, spec: ChunkSpec) -> dict[str, Any]:
+    def process(self, jid: str, workload: Any, spec: ChunkSpec, sealed_spec: bytes) -> dict[str, Any]:
         ledger = self.ledger(workload.id)
         records = spec.records()
         started = time.time()
-        lease = ledger.start(
-            jid,
-            spec.chunk,
-            deadline=started + self.settings.lease_seconds,
-            rids=[rid for rid, _ in records],
-            start_note=seal_start(workload, jid, started, self.worker),
-            worker=self.worker,
-        )
+        try:
+            lease = ledger.start(
+                jid,
+                spec.chunk,
+                deadline=started + self.settings.lease_seconds,
+                runs=spec.runs,
+                sealed_spec=sealed_spec,
+                start_note=seal_start(workload, jid, started, self.worker),
+                worker=self.worker,
+            )
+        except JobRefused as refused:
+            reason = ForbiddenJobError(_REFUSED[refused.why].format(jid=jid, chunk=spec.chunk, workload=workload.id))
+            self._reject(jid, workload.id, str(reason))
+            raise reason from None
         if lease is None:
             log.info("job %s is no longer pending (re-run elsewhere); skipped", jid)
             return {"skipped": True}
         self.lease.hold(ledger, jid)
         try:
             t0 = time.perf_counter()
-            outcomes = self._outcomes(workload, records, lease.records)
-            tally = self._tally(jid, workload, spec, records, outcomes, started, t0, lease)
+            outcomes, payloads = self._outcomes(workload, spec.chunk, records, lease)
+            tally = self._tally(jid, workload, spec, records, outcomes, payloads, started, t0)
             return self._commit(ledger, workload, tally)
         finally:
             self.lease.release()
 
     def _outcomes(
-        self, workload: Any, records: list[tuple[int, int]], cts: dict[int, bytes]
-    ) -> list[tuple[int, bytes]]:
-        """(kind, payload) per record: decrypted here, processed by the workload's script host."""
+        self, workload: Any, chunk: str, records: list[tuple[int, int]], lease: Lease
+    ) -> tuple[list[tuple[int, bytes]], dict[int, bytes]]:
+        """(kind, payload) per record -- decrypted here, processed by the workload's script host
+        -- and the decrypted records by id. A data chunk's own records are sealed under its
+        chunk's key; records kept for a retry under the data key."""
         outcomes: list[tuple[int, bytes]] = [(_MISSING, b"")] * len(records)
         payloads: list[bytes] = []
         sent: list[int] = []
+        plain: dict[int, bytes] = {}
+        cts = lease.records
+        seals = workload.scope(chunk) if lease.own else workload
         for i, (rid, _attempt) in enumerate(records):
             ct = cts.get(rid)
             if ct is None:
@@ -212,16 +240,18 @@ class ChunkProcessor:
                 )
                 continue
             try:
-                payloads.append(workload.open_sealed("record", rid, ct))
+                payload = seals.open_sealed("record", rid, ct)
             except IntegrityError as exc:
                 outcomes[i] = (_TAMPERED, str(exc).encode())
                 continue
+            payloads.append(payload)
+            plain[rid] = payload
             sent.append(i)
         if payloads:
             ctx = self.contexts.get(workload.id)
             for i, outcome in zip(sent, self.pool.run(workload.id, ctx.source, payloads), strict=True):
                 outcomes[i] = outcome
-        return outcomes
+        return outcomes, plain
 
     def _tally(
         self,
@@ -230,9 +260,9 @@ class ChunkProcessor:
         spec: ChunkSpec,
         records: list[tuple[int, int]],
         outcomes: list[tuple[int, bytes]],
+        payloads: dict[int, bytes],
         started: float,
         t0: float,
-        lease: Lease,
     ) -> _Tally:
         """Each record's fate (``rqp.outcome.decide``) and what it writes: a done record its
         result only (its status is the chunk's note); the others their status, a retry, their
@@ -253,8 +283,8 @@ class ChunkProcessor:
                 out.done.append(rid)
                 continue
             not_done.append(rid)
-            if lease.own and rid in lease.records:
-                keep.append((rid, lease.records[rid]))  # for its retry, or 'rqp retry --failed'
+            if data_chunk and rid in payloads:
+                keep.append((rid, payloads[rid]))  # for its retry, or 'rqp retry --failed'
             error = payload.decode(errors="replace")
             if kind in (sandbox.TIMED_OUT, sandbox.CRASHED):
                 log.warning("workload %s record %d: %s", workload.id, rid, error)
@@ -272,16 +302,21 @@ class ChunkProcessor:
                 t.statuses.append((rid, raw))
                 t.published.append(raw)
         out.elapsed = time.perf_counter() - t0  # the records' own time, for throughput and chunk sizes
-        note = ChunkNote(spec.chunk, jid, spec.runs, tuple(not_done), spec.queued_at, started, finished, self.worker)
+        note = ChunkNote(
+            spec.chunk, jid, spec.runs, tuple(not_done), spec.queued_at, started, finished, self.worker, spec.round
+        )
         if out.done:
             out.note_field = note_field(spec.chunk, chunk_part.first, chunk_part.last)
             out.note = note.seal(workload)
         if not data_chunk:
             out.drop = list(out.done)  # their kept records and earlier statuses are no longer needed
-        out.keep = pack_values(keep)
+        # sealed again, under the data key: a retry chunk reads them from rec, not from this chunk
+        out.keep = workload.seal_packed("record", keep)
         base = note.status(workload.id, 0).to_json()
         runs = [(first, count, attempt) for first, count, attempt in spec.runs] if out.done else []
-        messages = pack_statuses(workload, base, runs, not_done, t.published, self.mq.max_message_bytes)
+        messages = pack_statuses(
+            workload, self.settings.status_queue, base, runs, not_done, t.published, self.mq.max_message_bytes
+        )
         out.messages = [(mid, outbox_value(self.settings.status_queue, body)) for mid, body in messages]
         out.statuses = workload.seal_packed("status", t.statuses)
         return t
@@ -291,7 +326,8 @@ class ChunkProcessor:
         if t.results:
             j = JobId.parse(out.jid)
             out.part = PartRef(part_blob(workload.id, f"{j.chunk}-{j.gen}"), out.part.first, out.part.last)
-            self.store.put(out.part.name, seal_part(workload, t.results))
+            # under the committing job's own key: a part of another attempt does not open as this one
+            self.store.put(out.part.name, seal_part(workload.scope(out.jid), t.results))
         out.finished_at = time.time()
         if not ledger.commit(out, self.worker):
             # the scheduler re-ran this chunk elsewhere while we were slow: that run's commit counts

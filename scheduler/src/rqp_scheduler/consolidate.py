@@ -1,16 +1,25 @@
-"""Merge committed result parts into one encrypted results object and write the summary.
+"""Prove a workload complete, merge its result parts into one encrypted results object, and write
+the summary.
 
-Four steps, each its own function:
+Nothing here trusts Redis's plain state. What counts is what the workload's key authenticates:
 
-* **collect** -- which result parts the commits named: data chunks in record order, retry chunks
-  (their records are scattered, and few) loaded up front;
-* **merge** -- every record's result exactly once, in record order, from this run's parts and,
-  for a workload run again by ``rqp retry``, the earlier run's results;
-* **write** -- the lines into ``results.enc``, an rqp stream whose AAD binds the workload (a
-  results object swapped between workloads does not decrypt), hashed on the way;
-* **summarize** -- counts, failures with their reasons, and the results' digest, sealed.
+* the **head** (``rqp.ledger.Head``), sealed by the scheduler: how many records there are;
+* the **chunk notes** (``rqp.status.ChunkNote``), sealed by the committing workers: which records
+  each chunk did, and which job did them -- the job whose own key (``Workload.scope``) sealed
+  that chunk's result part, so a part of another attempt does not open as this one;
+* the **status records** of the others, sealed: each must say "failed", with its reason.
 
-Memory stays at one part plus the results of retry chunks, whatever the workload's size.
+Before anything is written, every record ``0..total-1`` must appear exactly once: done (in one
+note of this round, with its result in that note's part, or in an earlier round's results) or
+failed. Anything else -- a record no one accounts for, one claimed twice, a result missing or
+not opening -- is Redis state (or a part) that was altered, and ends in ``StateError`` naming
+it; a workload never finishes short.
+
+Steps, each its own function: **notes** (this round's, sorted), **this_round** and
+**earlier_rounds** (result lines in record order), **merge** (each record once), **write_results**
+(the rqp stream, AAD binding the workload, hashed on the way), **failures** (the proof for the
+records not done), **summarize**. Memory: one part, the results of retry chunks, and a bit per
+record.
 """
 
 from __future__ import annotations
@@ -19,14 +28,14 @@ import hashlib
 import heapq
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from rqp.crypto import aad, decrypt_stream, encrypt_stream
 from rqp.errors import IntegrityError
-from rqp.ledger import ChunkKind, Ledger, Meta
-from rqp.parts import decode_part
-from rqp.status import StatusRecord
+from rqp.ledger import ChunkKind, Head, JobId, Ledger, Meta
+from rqp.parts import decode_part, part_blob
+from rqp.status import FAILED, ChunkNote, StatusRecord
 from rqp.summary import RESULTS_BLOB, SUMMARY_BLOB, Failure, ResultsInfo, Summary
 from rqp.workload import Workload, blob_name
 
@@ -34,83 +43,147 @@ __all__ = [
     "PREVIOUS_BLOB",
     "RESULTS_BLOB",
     "SUMMARY_BLOB",
-    "Parts",
-    "collect",
+    "Proof",
+    "StateError",
     "consolidate",
+    "failures",
     "merge",
+    "notes",
     "summarize",
     "write_results",
 ]
 
-#: an earlier run's results, kept while a retried workload's new results are written
+#: an earlier round's results, kept while a retried workload's new results are written
 PREVIOUS_BLOB = "results.previous.enc"
 _WRITE_BATCH = 1 << 16
 #: failed records' statuses read per round trip
 _FAILURE_BATCH = 1000
 
 
+class StateError(IntegrityError):
+    """What Redis holds about a workload does not add up under its key: altered behind rqp's back."""
+
+    def __init__(self, workload_id: str, detail: str) -> None:
+        super().__init__(
+            f"Redis state of {workload_id} failed authentication: {detail}; the workload was not finished. "
+            f"Find who can write to this Redis (SECURITY.md), then run the workload again under a new id"
+        )
+
+
 @dataclass
-class Parts:
-    """The result parts a workload's commits named."""
+class Proof:
+    """What this round's notes say, as bits: records done, and records whose result was read."""
 
-    #: (first id, last id, blob name) of data chunks, in record order
-    ordered: list[tuple[int, int, str]] = field(default_factory=list)
-    #: record id -> sealed result, from retry chunks
-    retried: dict[int, bytes] = field(default_factory=dict)
+    total: int
+    done: bytearray
+    emitted: bytearray
+    done_count: int = 0
+    this_round: int = 0
 
-
-def collect(ledger: Ledger, store: Any) -> Parts:
-    parts = Parts()
-    for chunk, ref in ledger.parts().items():
-        if ChunkKind.of(chunk) is ChunkKind.RETRY:
-            if ref.name:
-                parts.retried.update(decode_part(store.get(ref.name), ref.name))
-        else:
-            parts.ordered.append((ref.first, ref.last, ref.name))
-    parts.ordered.sort()
-    return parts
+    @classmethod
+    def empty(cls, total: int) -> Proof:
+        n = (total + 7) // 8
+        return cls(total, bytearray(n), bytearray(n))
 
 
-def _line(workload: Workload, rid: int, sealed: bytes) -> bytes:
-    return b'{"id":%d,"result":%s}\n' % (rid, workload.open_sealed("result", rid, sealed))
+def _bit(bits: bytearray, rid: int) -> bool:
+    return bool(bits[rid >> 3] & (0x80 >> (rid & 7)))
 
 
-def _this_run(parts: Parts, store: Any, workload: Workload) -> Iterator[tuple[int, bytes]]:
-    """(record id, result line) in record order from this run's parts."""
-    retried = dict(parts.retried)
-    for first, last, name in parts.ordered:
-        part = dict(decode_part(store.get(name), name)) if name else {}
-        for rid in range(first, last + 1):
-            sealed = part.get(rid) or retried.pop(rid, None)
-            if sealed is not None:
-                yield rid, _line(workload, rid, sealed)
-    for rid in sorted(retried):
-        yield rid, _line(workload, rid, retried[rid])
+def _set(bits: bytearray, rid: int) -> None:
+    bits[rid >> 3] |= 0x80 >> (rid & 7)
 
 
-def _earlier_run(store: Any, workload: Workload, name: str) -> Iterator[tuple[int, bytes]]:
-    """(record id, result line) of an earlier run's results, streamed: a retried workload's
-    results may be far larger than memory."""
+def notes(ledger: Ledger, workload: Workload, head: Head, proof: Proof) -> list[ChunkNote]:
+    """This round's chunk notes (authenticated), their done records marked in ``proof.done``."""
+    out = []
+    for chunk, sealed in ledger.notes():
+        try:
+            note = ChunkNote.open(workload, chunk, sealed)
+        except IntegrityError:
+            raise StateError(workload.id, f"the note of chunk {chunk} does not open under the workload's key") from None
+        if note.chunk != chunk:
+            raise StateError(workload.id, f"the note stored for chunk {chunk} is chunk {note.chunk}'s")
+        if note.round != head.round:
+            continue  # an earlier round's: its records are in that round's results
+        for rid in note.done_ids():
+            if rid >= proof.total or rid < 0:
+                raise StateError(workload.id, f"chunk {chunk} claims record {rid}, beyond its {proof.total} records")
+            if _bit(proof.done, rid):
+                raise StateError(workload.id, f"record {rid} is claimed done by two chunks (one of them {chunk})")
+            _set(proof.done, rid)
+            proof.done_count += 1
+        out.append(note)
+    return out
+
+
+def _part(store: Any, workload: Workload, note: ChunkNote) -> dict[int, bytes]:
+    j = JobId.parse(note.job)
+    name = part_blob(workload.id, f"{j.chunk}-{j.gen}")
+    try:
+        return dict(decode_part(store.get(name), name))
+    except IntegrityError as exc:
+        raise StateError(workload.id, str(exc)) from None
+
+
+def _lines(store: Any, workload: Workload, note: ChunkNote) -> Iterator[tuple[int, bytes]]:
+    """(record id, result line) of the records ``note`` did, from its job's part, under its job's key."""
+    part = _part(store, workload, note)
+    seals = workload.scope(note.job)
+    for rid in note.done_ids():
+        sealed = part.get(rid)
+        if sealed is None:
+            raise StateError(workload.id, f"the result of record {rid} is missing from chunk {note.chunk}'s part")
+        try:
+            result = seals.open_sealed("result", rid, sealed)
+        except IntegrityError:
+            raise StateError(
+                workload.id, f"the result of record {rid} in chunk {note.chunk}'s part is not job {note.job}'s"
+            ) from None
+        yield rid, b'{"id":%d,"result":%s}\n' % (rid, result)
+
+
+def this_round(found: list[ChunkNote], store: Any, workload: Workload, proof: Proof) -> Iterator[tuple[int, bytes]]:
+    """(record id, result line) in record order of every record this round's notes say is done:
+    data chunks in order, one part at a time; retry chunks (scattered, and few) read up front."""
+    data = sorted((n for n in found if ChunkKind.of(n.chunk) is ChunkKind.DATA), key=lambda n: n.runs[0][0])
+    retried = sorted(
+        line for n in found if ChunkKind.of(n.chunk) is ChunkKind.RETRY for line in _lines(store, workload, n)
+    )
+
+    def ordered() -> Iterator[tuple[int, bytes]]:
+        for note in data:
+            yield from _lines(store, workload, note)
+
+    for rid, line in heapq.merge(ordered(), retried, key=lambda x: x[0]):
+        proof.this_round += 1
+        yield rid, line
+
+
+def earlier_rounds(store: Any, workload: Workload, name: str, proof: Proof) -> Iterator[tuple[int, bytes]]:
+    """(record id, result line) of an earlier round's results, streamed (they may be far larger
+    than memory), but not the records this round did again."""
     rest = b""
     what = f"previous results of workload {workload.id}"
     for piece in decrypt_stream(workload.key, store.iter_chunks(name), aad("results", workload.id), what):
         lines = (rest + piece).split(b"\n")
         rest = lines.pop()
         for line in lines:
-            yield int(line[6 : line.index(b",")]), line + b"\n"
+            rid = int(line[6 : line.index(b",")])
+            if rid < proof.total and not _bit(proof.done, rid):
+                yield rid, line + b"\n"
 
 
-def merge(sources: Iterable[Iterator[tuple[int, bytes]]], done_bits: bytes, counter: list[int]) -> Iterator[bytes]:
-    """Result lines in record order, each record once and only if its done bit is set, batched
-    for writing; ``counter[0]`` counts the results."""
-    emitted = bytearray(len(done_bits))
+def merge(sources: Iterable[Iterator[tuple[int, bytes]]], proof: Proof, counter: list[int]) -> Iterator[bytes]:
+    """Result lines in record order, each record once, batched for writing; ``counter[0]``
+    counts them and ``proof.emitted`` marks them."""
+    emitted = proof.emitted
     buf: list[bytes] = []
     size = 0
     for rid, line in heapq.merge(*sources, key=lambda x: x[0]):
-        byte, bit = divmod(rid, 8)
-        if byte >= len(emitted) or emitted[byte] & (0x80 >> bit) or not done_bits[byte] & (0x80 >> bit):
-            continue  # not marked done, or already written: never twice
-        emitted[byte] |= 0x80 >> bit
+        if _bit(emitted, rid):
+            continue  # never twice
+        _set(emitted, rid)
         counter[0] += 1
         buf.append(line)
         size += len(line)
@@ -137,57 +210,77 @@ def write_results(store: Any, workload: Workload, lines: Iterator[bytes], count:
     return ResultsInfo(name, size, digest.hexdigest(), count[0])
 
 
-def failures(ledger: Ledger, workload: Workload) -> list[Failure]:
+def _missing(proof: Proof) -> Iterator[int]:
+    """Record ids below ``total`` with no result written."""
+    for i, byte in enumerate(proof.emitted):
+        if byte != 0xFF:
+            for b in range(8):
+                rid = i * 8 + b
+                if rid < proof.total and not byte & (0x80 >> b):
+                    yield rid
+
+
+def failures(ledger: Ledger, workload: Workload, proof: Proof) -> list[Failure]:
+    """Every record without a result must have a sealed status that says failed, with its reason."""
     out = []
-    ids = ledger.failed_ids()
+    ids = list(_missing(proof))
     for i in range(0, len(ids), _FAILURE_BATCH):
         batch = ids[i : i + _FAILURE_BATCH]
         for rid, sealed in zip(batch, ledger.statuses(batch), strict=True):
             if sealed is None:
-                out.append(Failure(rid, "status record missing", None))
-                continue
-            st = StatusRecord.open(workload, rid, sealed)
+                raise StateError(workload.id, f"record {rid} is neither done nor failed (no result, no status record)")
+            try:
+                st = StatusRecord.open(workload, rid, sealed)
+            except IntegrityError:
+                raise StateError(workload.id, f"the status record of record {rid} does not open") from None
+            if st.state != FAILED:
+                raise StateError(workload.id, f"record {rid} has no result and its status record says {st.state!r}")
             out.append(Failure(rid, st.error, st.attempts))
     return out
 
 
-def summarize(ledger: Ledger, workload: Workload, results: ResultsInfo, failed: list[Failure]) -> Summary:
-    """The summary; ``IntegrityError`` when results and failures do not account for every record."""
+def summarize(ledger: Ledger, workload: Workload, head: Head, results: ResultsInfo, failed: list[Failure]) -> Summary:
+    """The summary: the counts are the head's and the proof's, never Redis's plain fields."""
+    assert head.total is not None
     meta = ledger.meta()
-    total = int(meta.get(Meta.TOTAL, results.count + len(failed)))
-    if results.count + len(failed) != total:
-        raise IntegrityError(
-            f"workload {workload.id}: {results.count} results and {len(failed)} failures do not add up to {total} records; "
-            f"a result part is missing or was modified -- re-run with 'rqp retry {workload.id}'"
-        )
     started = float(meta.get(Meta.STARTED_AT, time.time()))
     finished = time.time()
     elapsed = max(finished - started, 1e-9)
     return Summary(
-        workload=workload.id, total=total, done=results.count, failed=len(failed), started_at=started, finished_at=finished,
-        elapsed=round(elapsed, 3), records_per_second=round(total / elapsed, 1), chunks=int(meta.get(Meta.CHUNKS, 0)),
-        reclaimed_chunks=int(meta.get(Meta.RECLAIMED, 0)), results=results, failures=failed,
+        workload=workload.id, total=head.total, done=results.count, failed=len(failed), started_at=started,
+        finished_at=finished, elapsed=round(elapsed, 3), records_per_second=round(head.total / elapsed, 1),
+        chunks=head.chunks, reclaimed_chunks=int(meta.get(Meta.RECLAIMED, 0)), results=results, failures=failed,
     )  # fmt: skip
 
 
-def consolidate(ledger: Ledger, store: Any, workload: Workload, *, keep_parts: bool = False) -> Summary:
-    parts = collect(ledger, store)
+def consolidate(ledger: Ledger, store: Any, workload: Workload, head: Head, *, keep_parts: bool = False) -> Summary:
+    """The proof, the results and the summary; ``StateError`` (nothing written but a results
+    object that no summary vouches for) when Redis's state does not add up."""
+    if head.total is None:
+        raise StateError(workload.id, "the enqueue's sealed head has no record count")
+    proof = Proof.empty(head.total)
+    found = notes(ledger, workload, head, proof)
     results_name = blob_name(workload.id, RESULTS_BLOB)
     previous: str | None = blob_name(workload.id, PREVIOUS_BLOB)
     if not store.exists(previous):
-        if store.exists(results_name):
-            # a workload being retried: its earlier results (the records that succeeded then)
-            # are copied aside, streamed into the new results and deleted once those are
-            # written; a crash in between finds the copy and starts from it again
+        if head.round > 1 and store.exists(results_name):
+            # a workload run again by 'rqp retry': its earlier results (the records that
+            # succeeded then) are copied aside, streamed into the new results and deleted once
+            # those are written; a crash in between finds the copy and starts from it again
             store.put_stream(previous, store.iter_chunks(results_name))
         else:
             previous = None
-    sources = [_this_run(parts, store, workload)]
-    if previous is not None:  # re-opened by 'rqp retry': keep what the last run produced
-        sources.append(_earlier_run(store, workload, previous))
+    sources = [this_round(found, store, workload, proof)]
+    if previous is not None:
+        sources.append(earlier_rounds(store, workload, previous, proof))
     count = [0]
-    results = write_results(store, workload, merge(sources, ledger.done_bitmap(), count), count)
-    summary = summarize(ledger, workload, results, failures(ledger, workload))
+    results = write_results(store, workload, merge(sources, proof, count), count)
+    if proof.this_round != proof.done_count:
+        raise StateError(
+            workload.id,
+            f"this round's notes name {proof.done_count} records done, {proof.this_round} results were read",
+        )
+    summary = summarize(ledger, workload, head, results, failures(ledger, workload, proof))
     store.put(blob_name(workload.id, SUMMARY_BLOB), summary.seal(workload))
     if previous is not None:
         store.delete(previous)

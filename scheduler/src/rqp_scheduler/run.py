@@ -35,31 +35,43 @@ from rq.results import Result
 
 from rqp import sandbox
 from rqp.config import Settings
-from rqp.errors import ForbiddenJobError, RqpError, ScriptError, StorageUnavailableError, WorkloadError
+from rqp.errors import (
+    BlobNotFoundError,
+    ForbiddenJobError,
+    IntegrityError,
+    RqpError,
+    ScriptError,
+    StorageUnavailableError,
+    WorkloadError,
+)
 from rqp.jobs import ENTRY_POINT, JOB_TIMEOUT, ChunkSpec, JSONSerializer, RqpJob, open_spec, runs_of, seal_spec
 from rqp.keys import KeyProvider
 from rqp.ledger import (
     ChunkKind,
+    Head,
     JobId,
     Ledger,
     LockHeld,
     Meta,
+    RetryEntry,
     State,
     chunk_name,
     flush_outbox,
     job_id,
     outbox_add,
     publish_outbox,
+    record_rejection,
 )
 from rqp.messages import make_envelope, pack_messages
 from rqp.outcome import may_retry
 from rqp.records import parse_records
 from rqp.signing import TrustStore
-from rqp.status import FAILED, StatusRecord, read_progress
+from rqp.status import FAILED, QUEUED, StatusRecord, read_progress
 from rqp.storage import BlobStore, MessageQueue
+from rqp.summary import read_summary
 from rqp.workload import Workload
 
-from .consolidate import consolidate
+from .consolidate import StateError, consolidate
 
 __all__ = ["LOCK_SECONDS", "WorkloadRun"]
 
@@ -115,8 +127,8 @@ class WorkloadRun:
         self._source: bytes | None = None
         self._bytes_enqueued = 0
         self._records_enqueued = 0
-        self._cursor = 0
-        self._chunks = 0
+        #: the enqueue as this scheduler sealed it last (``rqp.ledger.Head``)
+        self._head = Head()
         self._unqueued: set[str] = set()
 
     # ------------------------------------------------------------------ start / resume
@@ -145,25 +157,57 @@ class WorkloadRun:
             m = self.workload.manifest
             self.ledger.begin(
                 now=time.time(), fmt=m.format, scheduler=self.me, max_attempts=self.settings.max_attempts,
-                pin=self.workload.seal_pin(), signer=self.workload.signer,
+                pin=self.workload.seal_pin(), signer=self.workload.signer, head=Head().seal(self.workload),
             )  # fmt: skip
             self._event("started", {"format": m.format, "data_bytes": m.data.plain_size})
             log.info("workload %s: started", self.id)
         else:
+            try:
+                head = self._read_head()
+                if head.closed:  # finished, and run again by 'rqp retry'
+                    self._begin_round(head)
+            except IntegrityError as exc:
+                self._fail_workload(str(exc), generic=str(exc))
+                raise
             self.ledger.resume(self.me)
-            log.info("workload %s: resuming after %s records", self.id, meta.get(Meta.ENQUEUED, 0))
+            log.info("workload %s: resuming after %s records", self.id, head.enqueued)
         self._source = source
         self._open_records()
         return self
 
+    def _read_head(self) -> Head:
+        """The enqueue's sealed head as Redis holds it; ``StateError`` when it does not open."""
+        try:
+            return Head.open(self.workload, self.ledger.head())
+        except IntegrityError:
+            raise StateError(self.id, "the enqueue's sealed head is missing or does not open under its key") from None
+
+    def _begin_round(self, closed: Head) -> None:
+        """``rqp retry``: the records the sealed summary lists as failed run again, as first
+        attempts of a new round -- the summary, not Redis, says which."""
+        try:
+            failed = [f.id for f in read_summary(self.store, self.workload).failures]
+        except BlobNotFoundError:
+            raise StateError(self.id, "its head says finished, but it has no summary") from None
+        head = Head(closed.enqueued, closed.chunks, closed.total, closed.round + 1)
+        now = time.time()
+        note = f"queued again by 'rqp retry' (round {head.round})"
+        queued = [
+            (rid, self.workload.seal("status", rid, StatusRecord(self.id, rid, QUEUED, 0, note, now).to_json()))
+            for rid in failed
+        ]
+        pipe = self.r.pipeline(transaction=True)
+        self.ledger.new_round(pipe, head.seal(self.workload), queued, now)
+        pipe.execute()
+        log.info("workload %s: round %d: %d failed records queued again", self.id, head.round, len(failed))
+
     def _open_records(self) -> None:
         """(Re)position the record stream at the committed cursor: after a restart, or after a
         Redis error left it unknown whether the last chunk was enqueued."""
-        total, _ = self.ledger.total_and_enqueued()
-        self.exhausted = total is not None
+        self._head = self._read_head()
+        self.exhausted = self._head.total is not None
         self.records = None
         self._close_parser()
-        self._cursor, self._chunks = self.ledger.cursor()
         if not self.exhausted:
             m = self.workload.manifest
             if m.format == "script":
@@ -174,7 +218,7 @@ class WorkloadRun:
                 )
             else:
                 recs = parse_records(m.format, self.workload.data_chunks(), workload_id=self.id, delimiter=m.delimiter)
-            self.records = islice(recs, self._cursor, None)
+            self.records = islice(recs, self._head.enqueued, None)
 
     def _close_parser(self) -> None:
         if self._parser is not None:
@@ -231,30 +275,24 @@ class WorkloadRun:
         if now - self._last["progress"] > PROGRESS_INTERVAL:
             self._progress_event()
             self._last["progress"] = now
-        if self.exhausted and self.ledger.idle() and self._cursor_intact():
+        if self.exhausted and self.ledger.idle() and self._cursor_matches():
             try:
                 self._finish()
             except StorageUnavailableError as exc:
                 log.warning("workload %s: cannot write results yet (%s); will retry", self.id, exc)
                 return False
+            except IntegrityError as exc:
+                # Redis's state (or a result part) does not add up under the workload's key: fail
+                # it for all to see, never finish it short
+                self._fail_workload(str(exc), generic=str(exc))
+                self._close_parser()
+                raise
             return True
         return False
 
     def wait_hint(self) -> float:
         """How long the loop may block before stepping again."""
         return 0.02 if not self.exhausted else 0.1
-
-    def _cursor_intact(self) -> bool:
-        """Before finishing: Redis still holds the whole enqueue (a restart may have lost the last
-        chunks and the total); if not, re-read the data from where Redis says it stopped."""
-        total, enqueued = self.ledger.total_and_enqueued()
-        if total is not None and enqueued == total:
-            return True
-        log.warning(
-            "workload %s: Redis lost part of the enqueue (enqueued=%s, total=%s); re-reading", self.id, enqueued, total
-        )
-        self._open_records()
-        return False
 
     # ------------------------------------------------------------------ enqueue
     def _window(self) -> int:
@@ -300,16 +338,15 @@ class WorkloadRun:
             while budget > 0 and not self.exhausted:
                 chunks = self._next_batches(budget)
                 budget -= max(1, len(chunks))
-                pipe, records, chunk_count = self._prepare_chunks(chunks)
+                pipe, head = self._prepare_chunks(chunks)
                 if writing is not None:
                     last, writing = writing, None
                     last.result()
                 if not self._cursor_matches():
                     return
                 writing = self.writer.submit(pipe.execute)
-                self._cursor += records
-                self._chunks += chunk_count
-                self._records_enqueued += records
+                self._records_enqueued += head.enqueued - self._head.enqueued
+                self._head = head
         finally:
             if writing is not None:
                 writing.result()
@@ -330,15 +367,17 @@ class WorkloadRun:
         return chunks
 
     def _cursor_matches(self) -> bool:
-        """Redis still holds every chunk this scheduler queued (a restart without a synced AOF
-        can lose the last writes); if not, go back to what it has."""
-        if self.ledger.cursor() == (self._cursor, self._chunks):
+        """Redis still holds the head this scheduler sealed last (a restart without a synced AOF
+        can lose the last writes); if not, go back to the head it has -- authenticated: a head
+        that does not open is ``StateError``, the plain counts are never read."""
+        head = self._read_head()
+        if head == self._head:
             return True
         log.warning(
-            "workload %s: Redis cursor is %s, expected %d; re-reading from there",
+            "workload %s: Redis holds the enqueue at %d records, this scheduler queued %d; re-reading from there",
             self.id,
-            self.ledger.cursor()[0],
-            self._cursor,
+            head.enqueued,
+            self._head.enqueued,
         )
         self._open_records()
         return False
@@ -346,18 +385,20 @@ class WorkloadRun:
     def _spec(self, chunk: str, records: list[tuple[int, int]], queued_at: float) -> ChunkSpec:
         s = self.settings
         return ChunkSpec(
-            self.id, chunk, runs_of(records), s.max_attempts, s.retry_backoff, s.retry_backoff_max, queued_at
-        )
+            self.id, chunk, runs_of(records), s.max_attempts, s.retry_backoff, s.retry_backoff_max, queued_at,
+            self._head.round,
+        )  # fmt: skip
 
-    def _prepare_chunks(self, chunks: list[list[tuple[bytes, str | None]]]) -> tuple[Any, int, int]:
-        """One transaction that queues ``chunks`` from the cursor on: per chunk its sealed records
-        (one value), a sealed spec and an RQ job; failed statuses for malformed records; the
-        cursor. A record's "queued" state is not written: no status record, an id below the
-        cursor and neither bit set means queued (``rqp.status.record_status``)."""
+    def _prepare_chunks(self, chunks: list[list[tuple[bytes, str | None]]]) -> tuple[Any, Head]:
+        """One transaction that queues ``chunks`` from the cursor on: per chunk its records (one
+        value, sealed under the chunk's own key), a sealed spec and an RQ job; failed statuses
+        for malformed records; the head. A record's "queued" state is not written: no status
+        record, an id below the cursor and neither bit set means queued
+        (``rqp.status.record_status``). Returns the transaction and the head it seals."""
         now = time.time()
         w = self.workload
-        rid = self._cursor
-        chunk_no = self._chunks
+        rid = self._head.enqueued
+        chunk_no = self._head.chunks
         statuses: list[tuple[int, bytes]] = []
         published: list[bytes] = []
         malformed: list[int] = []
@@ -380,18 +421,19 @@ class WorkloadRun:
             if good:
                 chunk = chunk_name(ChunkKind.DATA, chunk_no)
                 specs.append(self._spec(chunk, [(i, 1) for i, _ in good], now))
-                self.ledger.put_chunk(pipe, chunk, w.seal_packed("record", good))
+                self.ledger.put_chunk(pipe, chunk, w.scope(chunk).seal_packed("record", good))
             chunk_no += 1
         self._queue_specs(pipe, specs, 0)
         self.ledger.put_statuses(pipe, statuses)
         self.ledger.mark_failed(pipe, malformed)
         if published:
-            outbox_add(
-                pipe, self.settings.status_queue, pack_messages(w, "status", published, self.mq.max_message_bytes), now
-            )
-        records = rid - self._cursor
-        self.ledger.advance(pipe, records, chunk_no - self._chunks, total=rid if self.exhausted else None)
-        return pipe, records, chunk_no - self._chunks
+            queue = self.settings.status_queue
+            outbox_add(pipe, queue, pack_messages(w, queue, "status", published, self.mq.max_message_bytes), now)
+        head = self._head.advanced(
+            rid - self._head.enqueued, chunk_no - self._head.chunks, rid if self.exhausted else None
+        )
+        self.ledger.advance(pipe, head, head.seal(w))
+        return pipe, head
 
     def _queue_specs(self, pipe: Any, specs: list[ChunkSpec], gen: int) -> None:
         """Queue one RQ job per spec (generation ``gen``), each carrying its spec sealed to the
@@ -419,7 +461,7 @@ class WorkloadRun:
 
     # ------------------------------------------------------------------ retries
     def _due_retries(self) -> None:
-        due = self.ledger.due_retries(time.time(), self.settings.chunk_max)
+        due = self._asked_for(self.ledger.due_retries(time.time(), self.settings.chunk_max))
         if not due:
             return
         spec = self._spec(
@@ -430,6 +472,34 @@ class WorkloadRun:
         self._queue_specs(pipe, [spec], 0)
         pipe.execute()
         log.info("workload %s: retrying %d records", self.id, len(due))
+
+    def _asked_for(self, due: list[RetryEntry]) -> list[RetryEntry]:
+        """The retry entries a sealed commit asked for: record R's attempt A only while R's status
+        record (sealed by the worker whose commit queued the retry) says "queued" after attempt
+        A - 1. Any other entry was written into Redis by someone else: it is dropped and logged
+        in ``rqp:rejected``, and no spec is sealed for it."""
+        if not due:
+            return due
+        good, forged = [], []
+        for e, sealed in zip(due, self.ledger.statuses([e.rid for e in due]), strict=True):
+            try:
+                st = StatusRecord.open(self.workload, e.rid, sealed) if sealed is not None else None
+            except IntegrityError:
+                st = None
+            if st is not None and st.state == QUEUED and st.attempts == e.attempt - 1:
+                good.append(e)
+            else:
+                forged.append(e)
+        if forged:
+            self.ledger.drop_retries([e.member for e in forged])
+            for e in forged[:10]:
+                record_rejection(
+                    self.r, job=f"retry {e.member}", workload=self.id, worker=self.me,
+                    reason=f"retry of record {e.rid} (attempt {e.attempt}) of workload {self.id} was not asked for by "
+                    f"a sealed commit (written into Redis by someone else); dropped",
+                )  # fmt: skip
+            log.error("workload %s: %d retry entries no commit asked for were dropped", self.id, len(forged))
+        return good
 
     # ------------------------------------------------------------------ reclaim
     def _reclaim_expired(self) -> None:
@@ -531,15 +601,14 @@ class WorkloadRun:
                 pipe,
                 [(rid, self.workload.seal("status", rid, raw)) for (rid, _), raw in zip(give_up, failed, strict=True)],
             )
+            queue = self.settings.status_queue
             outbox_add(
-                pipe,
-                self.settings.status_queue,
-                pack_messages(self.workload, "status", failed, self.mq.max_message_bytes),
-                now,
+                pipe, queue, pack_messages(self.workload, queue, "status", failed, self.mq.max_message_bytes), now
             )
         if ChunkKind.of(spec.chunk) is ChunkKind.DATA:
-            # its records that failed for good are kept for 'rqp retry'; the rest go with it
-            self.ledger.retire_chunk(pipe, spec.chunk, [rid for rid, _ in give_up], requeued=bool(again))
+            # its records that failed for good are kept for 'rqp retry' (sealed again under the
+            # data key, like every kept record); the rest go with it
+            self.ledger.retire_chunk(pipe, spec.chunk, self._kept(spec.chunk, give_up), requeued=bool(again))
         self.ledger.count_reclaimed(pipe)
         pipe.execute()
         log.warning(
@@ -551,10 +620,24 @@ class WorkloadRun:
             reason,
         )
 
+    def _kept(self, chunk: str, give_up: list[tuple[int, int]]) -> list[tuple[int, bytes]]:
+        if not give_up:
+            return []
+        values = self.ledger.chunk_records(chunk)
+        seals = self.workload.scope(chunk)
+        kept = []
+        for rid, _ in give_up:
+            if rid in values:
+                try:
+                    kept.append((rid, self.workload.seal("record", rid, seals.open_sealed("record", rid, values[rid]))))
+                except IntegrityError as exc:
+                    log.error("workload %s: record %d is not kept for 'rqp retry': %s", self.id, rid, exc)
+        return kept
+
     # ------------------------------------------------------------------ events and finish
     def _event(self, kind: str, data: dict[str, Any], durable: bool = False) -> None:
         payload = {"event": kind, "workload": self.id, "at": time.time(), **data}
-        message = make_envelope(self.workload, "event", payload)
+        message = make_envelope(self.workload, self.settings.events_queue, "event", payload)
         if durable:
             pipe = self.r.pipeline(transaction=True)
             outbox_add(pipe, self.settings.events_queue, [message])
@@ -580,20 +663,24 @@ class WorkloadRun:
                 },
             )
 
-    def _fail_workload(self, error: str) -> None:
-        # the message may quote the user's script or data: only its sealed form goes to Redis
+    def _fail_workload(self, error: str, generic: str | None = None) -> None:
+        """The workload failed as a whole. ``error`` may quote the user's script or data: only its
+        sealed form goes to Redis, with ``generic`` (a line that quotes neither) in clear."""
         sealed = base64.b64encode(self.workload.seal("error", "", error.encode())).decode()
-        self.ledger.fail(generic=SCRIPT_FAILED, sealed=sealed, now=time.time())
+        self.ledger.fail(generic=generic or SCRIPT_FAILED, sealed=sealed, now=time.time())
         self._event("failed", {"error": error}, durable=True)
         self.ledger.release_lock(self.me)
 
     def _finish(self) -> None:
         self.ledger.set_state(State.CONSOLIDATING)
-        summary = consolidate(self.ledger, self.store, self.workload, keep_parts=self.settings.keep_parts)
+        summary = consolidate(self.ledger, self.store, self.workload, self._head, keep_parts=self.settings.keep_parts)
+        closed = Head(self._head.enqueued, self._head.chunks, self._head.total, self._head.round, closed=True)
         self.ledger.finish(
             finished_at=summary.finished_at, results_sha256=summary.results.sha256,
             ttl=self.settings.status_ttl_days * 86400, keep_records=bool(summary.failed),
+            sealed_head=closed.seal(self.workload),
         )  # fmt: skip
+        self._head = closed
         self._event(
             "done",
             {

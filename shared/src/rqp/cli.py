@@ -312,7 +312,7 @@ def cmd_events(args: argparse.Namespace) -> int:
             if args.workload and wid != args.workload:
                 continue
             try:
-                env = open_envelope(m.body, workload_for)
+                env = open_envelope(m.body, workload_for, queue)
             except RqpError as exc:
                 print(json.dumps({"error": str(exc), "message_id": m.id}), file=sys.stderr)
                 if not args.peek:

@@ -23,7 +23,9 @@ import struct
 from collections.abc import Iterable, Iterator
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .errors import IntegrityError
 
@@ -39,6 +41,7 @@ __all__ = [
     "encrypt_stream",
     "mac",
     "new_data_key",
+    "scope_key",
     "verify_mac",
 ]
 
@@ -65,6 +68,18 @@ def aad(*parts: object) -> bytes:
 def derive_key(key: bytes, purpose: str) -> bytes:
     """A subkey for a non-AEAD purpose (the manifest MAC), so the data key is never reused raw."""
     return hmac.new(key, b"rqp-subkey/" + purpose.encode(), hashlib.sha256).digest()
+
+
+def scope_key(key: bytes, workload_id: str, scope: str) -> bytes:
+    """The AES key for one scope of a workload (a chunk's records, one job's results).
+
+    Sealed values use random 96-bit nonces, which keeps nonce collisions negligible only while
+    one key seals fewer than about 2**32 values. Records and results -- the values that grow
+    with the data -- are sealed under a key per chunk or per job, derived with HKDF-SHA256 from
+    the data key, so no key comes near that bound whatever the workload's size; the data key
+    itself seals a few values per chunk and per failed attempt."""
+    info = b"rqp-scope/1|" + workload_id.encode() + b"|" + scope.encode()
+    return HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=None, info=info).derive(key)
 
 
 def mac(key: bytes, data: bytes) -> str:

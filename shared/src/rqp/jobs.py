@@ -111,6 +111,8 @@ class ChunkSpec:
     backoff_max: float
     #: when the chunk was queued, for the status records
     queued_at: float | None = None
+    #: the workload's round (``rqp.ledger.Head``): 1, and one more for each ``rqp retry``
+    round: int = 1
 
     @property
     def size(self) -> int:
@@ -130,6 +132,7 @@ class ChunkSpec:
                 "b": self.backoff,
                 "bm": self.backoff_max,
                 "q": self.queued_at,
+                "g": self.round,
             },
             separators=(",", ":"),
         ).encode()
@@ -137,7 +140,9 @@ class ChunkSpec:
     @classmethod
     def from_json(cls, raw: bytes) -> ChunkSpec:
         d = json.loads(raw)
-        return cls(d["w"], d["c"], tuple(tuple(r) for r in d["r"]), d["m"], d["b"], d["bm"], d.get("q"))
+        return cls(
+            d["w"], d["c"], tuple(tuple(r) for r in d["r"]), d["m"], d["b"], d["bm"], d.get("q"), int(d.get("g", 1))
+        )
 
 
 def runs_of(records: list[tuple[int, int]]) -> tuple[tuple[int, int, int], ...]:

@@ -1,8 +1,10 @@
 """Messages on the status and events queues, and the outbox that makes publishing lossless.
 
-A message is a JSON envelope ``{"v":1,"kind":..,"workload":..,"id":..,"ct":..}`` whose payload
-is sealed with the workload's data key (AAD binds kind and message id): a consumer holding the
-KEK reads it, anyone else sees only which workload it concerns. Status records are packed many
+A message is a JSON envelope ``{"v":2,"q":..,"kind":..,"workload":..,"id":..,"ct":..}`` whose
+payload is sealed with the workload's data key, the AAD binding its destination queue, kind and
+message id: a consumer holding the KEK reads it (and only from the queue it was sealed for -- a
+Redis writer who re-routes an outbox entry to another queue gets it skipped, not believed),
+anyone else sees only which workload it concerns. Status records are packed many
 to a message, split so none exceeds the backend's size limit.
 
 A status message's sealed payload is a JSON list of status records, or -- for the done records of
@@ -37,7 +39,7 @@ __all__ = [
     "pack_statuses",
 ]
 
-ENVELOPE_VERSION = 1
+ENVELOPE_VERSION = 2
 _ENVELOPE_OVERHEAD = 200
 
 
@@ -49,8 +51,8 @@ class Envelope:
     payload: Any
 
 
-def make_envelope(workload: Any, kind: str, payload: Any, mid: str | None = None) -> tuple[str, bytes]:
-    return _seal_envelope(workload, kind, json.dumps(payload, separators=(",", ":")).encode(), mid)
+def make_envelope(workload: Any, queue: str, kind: str, payload: Any, mid: str | None = None) -> tuple[str, bytes]:
+    return _seal_envelope(workload, queue, kind, json.dumps(payload, separators=(",", ":")).encode(), mid)
 
 
 def _batches(items: list[bytes], budget: int) -> Iterator[list[bytes]]:
@@ -72,13 +74,14 @@ def _budget(limit: int) -> int:
     return (limit - _ENVELOPE_OVERHEAD) * 3 // 4 - 28
 
 
-def pack_messages(workload: Any, kind: str, items: list[bytes], limit: int) -> list[tuple[str, bytes]]:
-    """Pack JSON items (already encoded) into as few envelopes as fit under ``limit`` bytes."""
-    return [_envelope_raw(workload, kind, batch) for batch in _batches(items, _budget(limit))]
+def pack_messages(workload: Any, queue: str, kind: str, items: list[bytes], limit: int) -> list[tuple[str, bytes]]:
+    """Pack JSON items (already encoded) into as few envelopes for ``queue`` as fit under ``limit`` bytes."""
+    return [_envelope_raw(workload, queue, kind, batch) for batch in _batches(items, _budget(limit))]
 
 
 def pack_statuses(
     workload: Any,
+    queue: str,
     base: bytes,
     runs: list[tuple[int, int, int]],
     not_done: list[int],
@@ -96,7 +99,9 @@ def pack_statuses(
     if runs:
         body = json.dumps({"runs": runs, "except": not_done}, separators=(",", ":")).encode()
         if len(body) <= budget:
-            compact = [_seal_envelope(workload, "status", b'{"base":' + base + b"," + body[1:-1] + b',"items":[]}')]
+            compact = [
+                _seal_envelope(workload, queue, "status", b'{"base":' + base + b"," + body[1:-1] + b',"items":[]}')
+            ]
         else:  # too many exceptions for one message: the done records as rows
             skip = set(not_done)
             rows = [
@@ -107,11 +112,11 @@ def pack_statuses(
             ]
             compact = [
                 _seal_envelope(
-                    workload, "status", b'{"base":' + base + b',"rows":[' + b",".join(batch) + b'],"items":[]}'
+                    workload, queue, "status", b'{"base":' + base + b',"rows":[' + b",".join(batch) + b'],"items":[]}'
                 )
                 for batch in _batches(rows, budget)
             ]
-    return compact + pack_messages(workload, "status", items, limit)
+    return compact + pack_messages(workload, queue, "status", items, limit)
 
 
 def expand_statuses(payload: Any) -> list[dict[str, Any]]:
@@ -133,16 +138,17 @@ def expand_statuses(payload: Any) -> list[dict[str, Any]]:
     return out + list(payload.get("items", []))
 
 
-def _envelope_raw(workload: Any, kind: str, items: list[bytes]) -> tuple[str, bytes]:
-    return _seal_envelope(workload, kind, b"[" + b",".join(items) + b"]")
+def _envelope_raw(workload: Any, queue: str, kind: str, items: list[bytes]) -> tuple[str, bytes]:
+    return _seal_envelope(workload, queue, kind, b"[" + b",".join(items) + b"]")
 
 
-def _seal_envelope(workload: Any, kind: str, raw: bytes, mid: str | None = None) -> tuple[str, bytes]:
+def _seal_envelope(workload: Any, queue: str, kind: str, raw: bytes, mid: str | None = None) -> tuple[str, bytes]:
     mid = mid or uuid.uuid4().hex
-    sealed = workload.seal("msg", f"{kind}|{mid}", raw)
+    sealed = workload.seal("msg", f"{queue}|{kind}|{mid}", raw)
     body = json.dumps(
         {
             "v": ENVELOPE_VERSION,
+            "q": queue,
             "kind": kind,
             "workload": workload.id,
             "id": mid,
@@ -161,17 +167,23 @@ def peek_workload(body: bytes) -> str | None:
         return None
 
 
-def open_envelope(body: bytes, workload_for: Callable[[str], Any]) -> Envelope:
-    """Decode and authenticate; ``IntegrityError`` (one line) for anything that is not rqp's."""
+def open_envelope(body: bytes, workload_for: Callable[[str], Any], queue: str) -> Envelope:
+    """Decode and authenticate a message read from ``queue``; ``IntegrityError`` (one line) for
+    anything that is not rqp's, or that was sealed for another queue."""
     try:
         doc = json.loads(body)
         if doc.get("v") != ENVELOPE_VERSION:
             raise ValueError
-        kind, wid, mid, ct = doc["kind"], doc["workload"], doc["id"], base64.b64decode(doc["ct"])
+        dest, kind, wid, mid, ct = doc["q"], doc["kind"], doc["workload"], doc["id"], base64.b64decode(doc["ct"])
     except (ValueError, KeyError, TypeError, AttributeError):
         raise IntegrityError("queue message is not an rqp message (bad envelope); it was skipped") from None
+    if dest != queue:
+        raise IntegrityError(
+            f"message {mid} of workload {wid} was sealed for queue {dest!r} but read from {queue!r} "
+            f"(moved between queues in Redis); it was skipped"
+        )
     workload = workload_for(wid)
-    payload = json.loads(workload.open_sealed("msg", f"{kind}|{mid}", ct))
+    payload = json.loads(workload.open_sealed("msg", f"{queue}|{kind}|{mid}", ct))
     if kind == "status":
         try:
             payload = expand_statuses(payload)

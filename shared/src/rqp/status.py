@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis
 
-from .errors import ForbiddenJobError, WorkloadError
+from .errors import ForbiddenJobError, IntegrityError, WorkloadError
 from .jobs import open_spec
 from .ledger import Ledger, Meta
 
@@ -126,6 +126,8 @@ class ChunkNote:
     started_at: float | None
     finished_at: float | None
     worker: str | None
+    #: the workload's round the chunk ran in (``rqp.ledger.Head``)
+    round: int = 1
 
     def attempt_of(self, rid: int) -> int | None:
         for first, count, attempt in self.runs:
@@ -154,14 +156,32 @@ class ChunkNote:
     def to_json(self) -> bytes:
         return json.dumps(
             {"c": self.chunk, "j": self.job, "r": self.runs, "x": self.not_done, "q": self.queued_at,
-             "s": self.started_at, "f": self.finished_at, "w": self.worker},
+             "s": self.started_at, "f": self.finished_at, "w": self.worker, "g": self.round},
             separators=(",", ":"),
         ).encode()  # fmt: skip
 
     @classmethod
     def from_json(cls, raw: bytes) -> ChunkNote:
         d = json.loads(raw)
-        return cls(d["c"], d["j"], tuple(tuple(r) for r in d["r"]), tuple(d["x"]), d["q"], d["s"], d["f"], d["w"])
+        return cls(
+            d["c"],
+            d["j"],
+            tuple(tuple(r) for r in d["r"]),
+            tuple(d["x"]),
+            d["q"],
+            d["s"],
+            d["f"],
+            d["w"],
+            int(d.get("g", 1)),
+        )
+
+    def done_ids(self) -> Iterator[int]:
+        """The ids this chunk did, in order."""
+        skip = set(self.not_done)
+        for first, count, _attempt in self.runs:
+            for rid in range(first, first + count):
+                if rid not in skip:
+                    yield rid
 
     def seal(self, workload: Any) -> bytes:
         return workload.seal("note", self.chunk, self.to_json())
@@ -182,12 +202,12 @@ def record_status(r: redis.Redis, workload: Any, rid: int) -> StatusRecord:
     ``WorkloadError`` when the record is not (yet) part of the workload."""
     ledger = Ledger(r, workload.id)
     for _ in range(2):  # a chunk may commit while we look: look again
-        done, stored = _check_in_workload(ledger, rid), None
+        (done, failed), stored = _check_in_workload(ledger, rid), None
         if done:
-            for chunk, sealed in ledger.notes_for(rid):
-                note = ChunkNote.open(workload, chunk, sealed)
-                if note.did(rid):
-                    return note.status(workload.id, rid)
+            notes = [ChunkNote.open(workload, chunk, sealed) for chunk, sealed in ledger.notes_for(rid)]
+            did = [n for n in notes if n.did(rid)]
+            if did:
+                return max(did, key=lambda n: n.round).status(workload.id, rid)  # the latest round's
             raise WorkloadError(
                 f"record {rid} of workload {workload.id} is done but its chunk's note has expired or was deleted"
             )
@@ -196,6 +216,13 @@ def record_status(r: redis.Redis, workload: Any, rid: int) -> StatusRecord:
             stored = StatusRecord.open(workload, rid, sealed_status)
             if stored.state == FAILED:
                 return stored  # final
+            if failed:
+                # failed for good, but the status shows an earlier attempt: an old ciphertext put
+                # back over the final one
+                raise IntegrityError(
+                    f"Redis state of {workload.id} failed authentication: record {rid} is marked failed but its "
+                    f"status record says {stored.state!r} (attempt {stored.attempts}): an earlier status was put back"
+                )
         found = _find_chunk(ledger, workload, rid)
         if found is not None:
             jid, spec, attempt = found
@@ -223,8 +250,8 @@ def record_status(r: redis.Redis, workload: Any, rid: int) -> StatusRecord:
     return StatusRecord(workload.id, rid, QUEUED, 0)
 
 
-def _check_in_workload(ledger: Ledger, rid: int) -> bool:
-    """Whether ``rid`` is done; ``WorkloadError`` when it is not part of the workload (yet)."""
+def _check_in_workload(ledger: Ledger, rid: int) -> tuple[bool, bool]:
+    """Whether ``rid`` is done, and failed; ``WorkloadError`` when it is not part of the workload (yet)."""
     workload_id = ledger.id
     enqueued, total, done, failed = ledger.record_facts(rid)
     if enqueued is None:
@@ -243,7 +270,7 @@ def _check_in_workload(ledger: Ledger, rid: int) -> bool:
         raise WorkloadError(
             f"record {rid} of workload {workload_id} is failed but its status record has expired or was deleted"
         )
-    return done
+    return done, failed
 
 
 def _find_chunk(ledger: Ledger, workload: Any, rid: int) -> tuple[str, Any, int] | None:

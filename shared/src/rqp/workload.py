@@ -21,6 +21,7 @@ import re
 import secrets
 import struct
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from .crypto import (
     encrypt_stream,
     mac,
     new_data_key,
+    scope_key,
     verify_mac,
 )
 from .errors import BlobNotFoundError, IntegrityError, WorkloadError
@@ -47,6 +49,7 @@ from .storage import BlobStore
 __all__ = [
     "BlobInfo",
     "Manifest",
+    "Seals",
     "Workload",
     "blob_name",
     "check_workload_id",
@@ -58,6 +61,10 @@ __all__ = [
 MANIFEST_FORMAT = "rqp-workload/1"
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 READ_CHUNK = 4 << 20
+
+
+#: scoped keys kept derived per opened workload (one per chunk or job in hand)
+_SCOPES_CACHED = 64
 
 
 def check_workload_id(workload_id: str) -> str:
@@ -273,8 +280,9 @@ class Workload:
         self.id = manifest.workload
         self.key = key
         self.signer = signer
-        self.sealer = Sealer(key)
-        self._aad: dict[str, bytes] = {}
+        #: values sealed under the data key itself (specs, notes, statuses, messages, the pin)
+        self.seals = Seals(key, self.id)
+        self._scopes: OrderedDict[str, Seals] = OrderedDict()
 
     @classmethod
     def open(cls, store: BlobStore, keys: KeyProvider, workload_id: str, trust: TrustStore) -> Workload:
@@ -355,6 +363,40 @@ class Workload:
             )
 
     # sealed small values bound to this workload -------------------------------------------
+    def seal(self, purpose: str, item: Any, plaintext: bytes) -> bytes:
+        return self.seals.seal(purpose, item, plaintext)
+
+    def seal_packed(self, purpose: str, pairs: Iterable[tuple[int, bytes]], header: struct.Struct = PAIR) -> bytes:
+        return self.seals.seal_packed(purpose, pairs, header)
+
+    def open_sealed(self, purpose: str, item: Any, sealed: bytes) -> bytes:
+        return self.seals.open_sealed(purpose, item, sealed)
+
+    def scope(self, name: str) -> Seals:
+        """Seals under the key of scope ``name`` (``rqp.crypto.scope_key``): a data chunk's
+        records under its chunk's key, a job's results under its job's key -- so a result part
+        of an earlier attempt does not open as the committed one's."""
+        seals = self._scopes.get(name)
+        if seals is None:
+            seals = self._scopes[name] = Seals(scope_key(self.key, self.id, name), self.id, name)
+            while len(self._scopes) > _SCOPES_CACHED:
+                self._scopes.popitem(last=False)
+        else:
+            self._scopes.move_to_end(name)
+        return seals
+
+
+class Seals:
+    """Sealing of small values under one key with AAD ``purpose|W|item`` (``rqp.crypto.aad``)."""
+
+    __slots__ = ("_aad", "id", "scope", "sealer")
+
+    def __init__(self, key: bytes, workload_id: str, scope: str = "") -> None:
+        self.sealer = Sealer(key)
+        self.id = workload_id
+        self.scope = scope
+        self._aad: dict[str, bytes] = {}
+
     def _prefix(self, purpose: str) -> bytes:
         """The AAD of ``purpose`` for this workload, up to the item (computed once)."""
         prefix = self._aad.get(purpose)

@@ -11,6 +11,7 @@ from ._codecs import (
     PAIR,
     ChunkKind,
     Counters,
+    Head,
     JobId,
     Meta,
     PartRef,
@@ -23,6 +24,7 @@ from ._codecs import (
     job_id,
     join_ids,
     join_runs,
+    join_spans,
     note_field,
     pack_values,
     parse_job_id,
@@ -40,7 +42,7 @@ from ._global import (
     workloads,
 )
 from ._keys import OUTBOX, OUTBOX_TIMES, REJECTED, SUBMISSIONS, WORKLOADS, WorkloadKeys, held_key
-from ._ledger import INF, ChunkOutcome, Lease, Ledger, LockHeld, bit_positions
+from ._ledger import INF, ChunkOutcome, JobRefused, Lease, Ledger, LockHeld, bit_positions
 from ._outbox import flush_outbox, outbox_add, outbox_value, publish_outbox
 from ._scripts import Scripts
 
@@ -56,7 +58,9 @@ __all__ = [
     "ChunkKind",
     "ChunkOutcome",
     "Counters",
+    "Head",
     "JobId",
+    "JobRefused",
     "Lease",
     "Ledger",
     "LockHeld",
@@ -76,6 +80,7 @@ __all__ = [
     "job_id",
     "join_ids",
     "join_runs",
+    "join_spans",
     "next_submission",
     "note_field",
     "outbox_add",

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Any
 
 __all__ = [
     "PAIR",
     "ChunkKind",
     "Counters",
+    "Head",
     "JobId",
     "Meta",
     "PartRef",
@@ -28,6 +31,7 @@ __all__ = [
     "job_id",
     "join_ids",
     "join_runs",
+    "join_spans",
     "note_field",
     "pack_values",
     "parse_job_id",
@@ -150,6 +154,44 @@ class Meta:
     PROCESSOR_ERROR = "processor_error"
     RECLAIMED = "reclaimed"
     RESULTS_SHA256 = "results_sha256"
+    #: the sealed ``Head`` (base64): what the plain ``enqueued``/``chunks``/``total`` only show
+    HEAD = "head"
+
+
+@dataclass(frozen=True)
+class Head:
+    """The enqueue's progress as the scheduler sealed it, in the same transaction as the chunks
+    it counts: records and chunks queued, the record count once the data is read to its end,
+    and the round (a workload run again by ``rqp retry`` starts a new one; ``closed`` once its
+    summary is written). Redis also holds the counts in plain fields for anyone to read; rqp
+    acts only on these, so a Redis writer who edits the plain ones changes a progress bar,
+    never what is enqueued, when a workload is finished or how many records its summary has."""
+
+    enqueued: int = 0
+    chunks: int = 0
+    total: int | None = None
+    round: int = 1
+    closed: bool = False
+
+    def advanced(self, records: int, chunks: int, total: int | None) -> Head:
+        return replace(self, enqueued=self.enqueued + records, chunks=self.chunks + chunks, total=total)
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {"e": self.enqueued, "c": self.chunks, "t": self.total, "g": self.round, "x": self.closed},
+            separators=(",", ":"),
+        ).encode()
+
+    def seal(self, workload: Any) -> str:
+        return base64.b64encode(workload.seal("head", "", self.to_json())).decode()
+
+    @classmethod
+    def open(cls, workload: Any, value: bytes | str | None) -> Head:
+        """``IntegrityError`` (from the workload) when ``value`` is not a head it sealed; a missing
+        head is not one either."""
+        sealed = decode_pin(value)
+        d = json.loads(workload.open_sealed("head", "", sealed if sealed is not None else b""))
+        return cls(int(d["e"]), int(d["c"]), d["t"], int(d["g"]), bool(d["x"]))
 
 
 class Counters:
@@ -220,6 +262,11 @@ def note_field(chunk: str, first: int, last: int) -> str:
 def parse_note_field(field: str) -> tuple[str, int, int]:
     chunk, first, last = field.rsplit("|", 2)
     return chunk, int(first), int(last)
+
+
+def join_spans(runs: tuple[tuple[int, int, int], ...] | list[tuple[int, int, int]]) -> str:
+    """A chunk spec's runs (first id, count, attempt) as the scripts take ranges: ``"first-last,..."``."""
+    return ",".join(f"{first}-{first + count - 1}" for first, count, _ in runs)
 
 
 def join_ids(ids: list[int]) -> str:

@@ -18,6 +18,8 @@ import redis
 
 from ._codecs import (
     Counters,
+    Head,
+    JobId,
     Meta,
     PartRef,
     Perf,
@@ -27,6 +29,7 @@ from ._codecs import (
     encode_pin,
     join_ids,
     join_runs,
+    join_spans,
     parse_note_field,
     raw,
     text,
@@ -35,7 +38,7 @@ from ._codecs import (
 from ._keys import OUTBOX, OUTBOX_TIMES, WORKLOADS, WorkloadKeys, held_key
 from ._scripts import Scripts
 
-__all__ = ["INF", "ChunkOutcome", "Lease", "Ledger", "LockHeld"]
+__all__ = ["INF", "ChunkOutcome", "JobRefused", "Lease", "Ledger", "LockHeld"]
 
 INF = float("inf")
 
@@ -77,6 +80,14 @@ class Lease:
     own: bool
 
 
+class JobRefused(Exception):
+    """START refused a job (``start.lua``): ``why`` is 'stale', 'committed' or 'finished'."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
 class LockHeld(Exception):
     """Another scheduler holds the workload's lock; ``holder`` says which."""
 
@@ -114,8 +125,11 @@ class Ledger:
     def state(self) -> str | None:
         return text(self.r.hget(self.k.meta, Meta.STATE))
 
-    def begin(self, *, now: float, fmt: str, scheduler: str, max_attempts: int, pin: bytes, signer: str) -> None:
-        """The first start: counters at zero, the start pin, listed among the workloads."""
+    def begin(
+        self, *, now: float, fmt: str, scheduler: str, max_attempts: int, pin: bytes, signer: str, head: str
+    ) -> None:
+        """The first start: counters at zero (and sealed in ``head``), the start pin, listed
+        among the workloads."""
         pipe = self.r.pipeline()
         pipe.hset(
             self.k.meta,
@@ -130,6 +144,7 @@ class Ledger:
                 Meta.MAX_ATTEMPTS: max_attempts,
                 Meta.PIN: encode_pin(pin),
                 Meta.SIGNER: signer,
+                Meta.HEAD: head,
             },
         )
         pipe.zadd(WORKLOADS, {self.id: now})
@@ -145,14 +160,12 @@ class Ledger:
         """The sealed start pin (None: never started, or deleted)."""
         return decode_pin(self.r.hget(self.k.meta, Meta.PIN))
 
-    def cursor(self) -> tuple[int, int]:
-        """(records enqueued, chunks enqueued) as Redis holds them."""
-        enqueued, chunks = self.r.hmget(self.k.meta, Meta.ENQUEUED, Meta.CHUNKS)
-        return int(enqueued or 0), int(chunks or 0)
+    def head(self) -> bytes | None:
+        """The sealed head (``rqp.ledger.Head``), as stored; None when there is none."""
+        return raw(self.r.hget(self.k.meta, Meta.HEAD))
 
-    def total_and_enqueued(self) -> tuple[int | None, int]:
-        total, enqueued = self.r.hmget(self.k.meta, Meta.TOTAL, Meta.ENQUEUED)
-        return (int(total) if total is not None else None), int(enqueued or 0)
+    def set_head(self, pipe: Any, sealed_head: str) -> None:
+        pipe.hset(self.k.meta, Meta.HEAD, sealed_head)
 
     def set_state(self, state: State) -> None:
         self.r.hset(self.k.meta, Meta.STATE, state.value)
@@ -218,12 +231,13 @@ class Ledger:
         for rid in rids:
             pipe.setbit(self.k.failed, rid, 1)
 
-    def advance(self, pipe: Any, records: int, chunks: int, total: int | None = None) -> None:
-        """Move the enqueue cursor; ``total`` once the data is read to its end."""
-        pipe.hincrby(self.k.meta, Meta.ENQUEUED, records)
-        pipe.hincrby(self.k.meta, Meta.CHUNKS, chunks)
-        if total is not None:
-            pipe.hset(self.k.meta, Meta.TOTAL, total)
+    def advance(self, pipe: Any, head: Head, sealed_head: str) -> None:
+        """Move the enqueue cursor to ``head`` (sealed: ``sealed_head``); the plain fields say
+        the same for those who read Redis without the key."""
+        fields: dict[str, Any] = {Meta.ENQUEUED: head.enqueued, Meta.CHUNKS: head.chunks, Meta.HEAD: sealed_head}
+        if head.total is not None:
+            fields[Meta.TOTAL] = head.total
+        pipe.hset(self.k.meta, mapping=fields)
 
     def add_jobs(self, pipe: Any, sealed_specs: Mapping[str, bytes]) -> None:
         """Jobs queued (pending with an infinite lease until started), their specs kept."""
@@ -243,20 +257,33 @@ class Ledger:
         return pending == 0 and retry == 0
 
     def start(
-        self, jid: str, chunk: str, *, deadline: float, rids: list[int], start_note: bytes, worker: str
+        self,
+        jid: str,
+        chunk: str,
+        *,
+        deadline: float,
+        runs: tuple[tuple[int, int, int], ...],
+        sealed_spec: bytes,
+        start_note: bytes,
+        worker: str,
     ) -> Lease | None:
         """Take the lease of ``jid`` and fetch its sealed records (a missing one is absent);
-        None when the job is no longer pending."""
+        None when the job is no longer pending; ``JobRefused`` when it is not the job queued for
+        ``chunk`` (``sealed_spec`` differs), the chunk committed, or a record of it finished."""
+        rids = [first + i for first, count, _ in runs for i in range(count)]
         pipe = self.r.pipeline(transaction=False)
         self.scripts.start(
-            keys=[self.k.pending, self.k.n, self.k.rec, held_key(worker), self.k.chunk(chunk)],
-            args=[jid, deadline, len(rids), join_ids(rids), start_note],
+            keys=[self.k.pending, self.k.n, self.k.rec, held_key(worker), self.k.chunk(chunk), self.k.spec,
+                  self.k.parts, self.k.done, self.k.failed],
+            args=[jid, deadline, len(rids), join_ids(rids), start_note, sealed_spec, chunk, join_spans(runs)],
             client=pipe,
-        )
+        )  # fmt: skip
         pipe.get(self.k.chunk(chunk))  # read directly, not through Lua (see start.lua)
         reply, packed = pipe.execute()
         if reply is None:
             return None
+        if int(reply[0]) == -1:
+            raise JobRefused(str(text(reply[1])))
         if int(reply[0]) == 1:
             return Lease(unpack_values(raw(packed) or b""), own=True)
         fetched = zip(rids, reply[1:], strict=True)
@@ -284,7 +311,8 @@ class Ledger:
 
     def reclaim(self, jid: str) -> bytes | None:
         """Take a chunk back from a dead or lost job: its sealed spec, or None if it committed."""
-        return self.scripts.reclaim(keys=[self.k.pending, self.k.n, self.k.spec], args=[jid])
+        chunk = JobId.parse(jid).chunk
+        return self.scripts.reclaim(keys=[self.k.pending, self.k.n, self.k.spec, self.k.parts], args=[jid, chunk])
 
     def expired(self, now: float) -> list[str]:
         """Jobs whose lease ran out."""
@@ -316,17 +344,16 @@ class Ledger:
     def count_reclaimed(self, pipe: Any) -> None:
         pipe.hincrby(self.k.meta, Meta.RECLAIMED, 1)
 
-    def retire_chunk(self, pipe: Any, chunk: str, give_up: list[int], requeued: bool) -> None:
-        """A reclaimed data chunk whose records (some or all) failed for good: their sealed
-        records move to ``rec`` (``rqp retry`` needs them); its own records go when nothing of
-        it is queued again."""
-        if give_up:
-            packed = raw(self.r.get(self.k.chunk(chunk)))
-            if packed:
-                values = unpack_values(packed)
-                kept = {str(rid): values[rid] for rid in give_up if rid in values}
-                if kept:
-                    pipe.hset(self.k.rec, mapping=kept)
+    def chunk_records(self, chunk: str) -> dict[int, bytes]:
+        """A data chunk's sealed records (under the chunk's scoped key), by id; empty once gone."""
+        return unpack_values(raw(self.r.get(self.k.chunk(chunk))) or b"")
+
+    def retire_chunk(self, pipe: Any, chunk: str, kept: list[tuple[int, bytes]], requeued: bool) -> None:
+        """A reclaimed data chunk whose records (some or all) failed for good: ``kept`` (their
+        records, sealed again under the data key) go to ``rec`` for ``rqp retry``; the chunk's
+        own records go when nothing of it is queued again."""
+        if kept:
+            pipe.hset(self.k.rec, mapping={str(rid): sealed for rid, sealed in kept})
         if not requeued:
             pipe.delete(self.k.chunk(chunk))
 
@@ -347,26 +374,38 @@ class Ledger:
             pipe.setbit(self.k.failed, rid, 1)
 
     def requeue_failed(self) -> int:
-        """``rqp retry W --failed``: every failed record queued again as a first attempt, the
-        workload running again (and kept), handed to a serving scheduler. Returns how many."""
+        """``rqp retry W --failed``: the workload running again (and kept), handed to a serving
+        scheduler, which starts a new round with the failed records its sealed summary lists
+        (``WorkloadRun``): nothing here decides which records run. Returns how many failed."""
         from ._global import submit  # noqa: PLC0415 - the module-level helpers import this one
 
-        rids = list(bit_positions(raw(self.r.get(self.k.failed))))
-        if not rids:
+        count = int(self.r.bitcount(self.k.failed))
+        if not count or self.state() not in (State.DONE, State.FAILED):
             return 0
         pipe = self.r.pipeline(transaction=True)
-        pipe.zadd(self.k.retry, {RetryEntry(rid, 1).member: 0 for rid in rids})
-        for rid in rids:
-            pipe.setbit(self.k.failed, rid, 0)
         pipe.hset(self.k.meta, Meta.STATE, State.RUNNING.value)
         pipe.hdel(self.k.meta, Meta.FINISHED_AT)
         for key in self.k.all():
             pipe.persist(key)
         submit(pipe, self.id)
         pipe.execute()
-        return len(rids)
+        return count
+
+    def new_round(self, pipe: Any, sealed_head: str, queued: list[tuple[int, bytes]], due: float) -> None:
+        """The records of ``queued`` (id, sealed "queued" status) queued again as first attempts
+        of a new round (sealed in ``sealed_head``), their failed bits cleared."""
+        self.set_head(pipe, sealed_head)
+        if queued:
+            pipe.hset(self.k.st, mapping={str(rid): sealed for rid, sealed in queued})
+            pipe.zadd(self.k.retry, {RetryEntry(rid, 1).member: due for rid, _ in queued})
+            for rid, _ in queued:
+                pipe.setbit(self.k.failed, rid, 0)
 
     # ------------------------------------------------------------------ reading
+    def drop_retries(self, members: list[str]) -> None:
+        if members:
+            self.r.zrem(self.k.retry, *members)
+
     def done_bits(self, rids: list[int]) -> list[bool]:
         pipe = self.r.pipeline(transaction=False)
         for rid in rids:
@@ -398,6 +437,11 @@ class Ledger:
             bool(done),
             bool(failed),
         )
+
+    def notes(self) -> Iterator[tuple[str, bytes]]:
+        """(chunk, sealed note) of every committed chunk that did records, in any order."""
+        for field_, sealed in self.r.hscan_iter(self.k.notes, count=1000):
+            yield parse_note_field(str(text(field_)))[0], raw(sealed) or b""
 
     def notes_for(self, rid: int) -> list[tuple[str, bytes]]:
         """(chunk, sealed note) of the committed chunks that may have done record ``rid``: data
@@ -438,14 +482,24 @@ class Ledger:
         }
 
     # ------------------------------------------------------------------ the end
-    def finish(self, *, finished_at: float, results_sha256: str, ttl: int, keep_records: bool) -> None:
-        """Done: what only served the run is deleted, the rest expires after ``ttl`` seconds."""
+    def finish(
+        self, *, finished_at: float, results_sha256: str, ttl: int, keep_records: bool, sealed_head: str
+    ) -> None:
+        """Done (its head ``sealed_head`` closed): what only served the run is deleted, the rest
+        expires after ``ttl`` seconds."""
         pipe = self.r.pipeline(transaction=True)
         pipe.hset(
             self.k.meta,
-            mapping={Meta.STATE: State.DONE.value, Meta.FINISHED_AT: finished_at, Meta.RESULTS_SHA256: results_sha256},
+            mapping={
+                Meta.STATE: State.DONE.value,
+                Meta.FINISHED_AT: finished_at,
+                Meta.RESULTS_SHA256: results_sha256,
+                Meta.HEAD: sealed_head,
+            },
         )
-        pipe.delete(self.k.spec, self.k.parts, self.k.retry, self.k.pending)
+        # parts stay (they expire with the rest): a chunk named there has committed, and a job
+        # replayed for it later is refused (start.lua)
+        pipe.delete(self.k.spec, self.k.retry, self.k.pending)
         if not keep_records:
             pipe.delete(self.k.rec)
         for key in (
@@ -457,6 +511,7 @@ class Ledger:
             self.k.perf,
             self.k.rec,
             self.k.notes,
+            self.k.parts,
         ):
             pipe.expire(key, ttl)
         pipe.execute()

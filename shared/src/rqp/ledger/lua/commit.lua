@@ -1,5 +1,6 @@
--- COMMIT: a chunk's outcome, all or nothing, and only while its job is still pending (so a slow
--- worker's late commit and the scheduler's re-run can never both count).
+-- COMMIT: a chunk's outcome, all or nothing, and only while its job is still pending and its
+-- chunk has not committed (so a slow worker's late commit, the scheduler's re-run and a job
+-- replayed into Redis can never both count).
 -- KEYS[1] pending  KEYS[2] n  KEYS[3] rec  KEYS[4] st  KEYS[5] done  KEYS[6] failed
 -- KEYS[7] retry    KEYS[8] parts  KEYS[9] perf  KEYS[10] spec  KEYS[11] outbox
 -- KEYS[12] outbox times  KEYS[13] held  KEYS[14] chunk (its records)  KEYS[15] notes
@@ -16,6 +17,7 @@
 if redis.call('GET', KEYS[13]) == ARGV[1] then redis.call('DEL', KEYS[13]) end
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[1])
+if redis.call('HEXISTS', KEYS[8], ARGV[2]) == 1 then return 0 end
 redis.call('HDEL', KEYS[10], ARGV[1])
 local s = redis.call('HGET', KEYS[2], 'j:' .. ARGV[1])
 if s then
