@@ -1,10 +1,12 @@
 """An in-process world for the scheduler and processor tests: a real Redis, a blob directory,
-real keys, a signed workload -- the roles' objects built directly, no subprocess."""
+real keys, a signed workload -- the roles' objects built directly, no subprocess: a
+``WorkloadRun`` (``run``), a ``ChunkProcessor`` with a real script host (``processor``), and
+``work`` to run every queued chunk as a worker would."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ class World:
     store: FileBlobStore
     keys: LocalKeyProvider
     signer: Any
+    #: (job id, error) of the jobs ``work`` saw refused or failed, as RQ would have marked them
+    refused: list[tuple[str, str]] = field(default_factory=list)
 
     def pack(self, wid: str, records: list[Any], script: str = "def process(r):\n    return r['n'] * 2\n") -> str:
         data = self.root / f"{wid}.jsonl"
@@ -34,6 +38,62 @@ class World:
 
     def mq(self) -> RedisMessageQueue:
         return RedisMessageQueue(self.r)
+
+    def trust(self) -> Any:
+        from rqp.signing import TrustStore
+
+        return TrustStore.from_file(self.signer.trusted)
+
+    def run(self, wid: str) -> Any:
+        """The scheduler's ``WorkloadRun`` of ``wid``, started."""
+        from rqp_scheduler.run import WorkloadRun
+
+        return WorkloadRun(self.settings, self.r, self.store, self.mq(), self.keys, self.trust(), wid).start()
+
+    def processor(self, name: str = "test:1") -> Any:
+        """A ``ChunkProcessor`` as a worker has it (close its ``pool`` when done)."""
+        from rqp import sandbox
+        from rqp_processor.chunk import ChunkProcessor
+
+        pool = sandbox.ScriptPool(sandbox.SandboxConfig.from_settings(self.settings), warm=False)
+        return ChunkProcessor(
+            self.settings, self.r, self.store, self.mq(), self.keys, self.trust(), worker_name=name, pool=pool
+        )
+
+    def queued_jobs(self) -> list[Any]:
+        from rq import Queue
+
+        from rqp.jobs import JSONSerializer, RqpJob
+
+        q = Queue(self.settings.rq_queue, connection=self.r, job_class=RqpJob, serializer=JSONSerializer)
+        return [j for j in RqpJob.fetch_many(q.get_job_ids(), connection=self.r, serializer=JSONSerializer) if j]
+
+    def work(self, proc: Any) -> int:
+        """Run every queued chunk in process, as a worker would (RQ's job args are the entry's)."""
+        from rq import Queue
+
+        from rqp.jobs import JSONSerializer, RqpJob
+
+        ran = 0
+        q = Queue(self.settings.rq_queue, connection=self.r, job_class=RqpJob, serializer=JSONSerializer)
+        from rqp.errors import RqpError
+
+        for job in self.queued_jobs():
+            q.remove(job.id)
+            try:
+                proc.run(job.id, *job.args)
+            except RqpError as exc:  # RQ marks such a job failed and goes on
+                self.refused.append((job.id, str(exc)))
+            ran += 1
+        return ran
+
+    def run_to_end(self, run: Any, proc: Any, steps: int = 100) -> None:
+        """Step the scheduler and work its chunks until the workload is finished."""
+        for _ in range(steps):
+            if run.step():
+                return
+            self.work(proc)
+        raise AssertionError(f"workload {run.id} did not finish in {steps} steps")
 
 
 @pytest.fixture

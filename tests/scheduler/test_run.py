@@ -7,11 +7,9 @@ import base64
 import time
 
 import pytest
-from rq import Queue
 
-from rqp import sandbox
 from rqp.errors import ScriptError
-from rqp.jobs import JSONSerializer, RqpJob, open_spec
+from rqp.jobs import RqpJob, open_spec
 from rqp.ledger import Head, Ledger, State
 from rqp.signing import TrustStore
 from rqp.status import record_status
@@ -21,32 +19,19 @@ from rqp_scheduler.run import WorkloadRun
 
 
 def _run(world, wid: str) -> WorkloadRun:
-    trust = TrustStore.from_file(world.signer.trusted)
-    return WorkloadRun(world.settings, world.r, world.store, world.mq(), world.keys, trust, wid).start()
+    return world.run(wid)
 
 
 def _processor(world) -> ChunkProcessor:
-    trust = TrustStore.from_file(world.signer.trusted)
-    pool = sandbox.ScriptPool(sandbox.SandboxConfig.from_settings(world.settings), warm=False)
-    return ChunkProcessor(
-        world.settings, world.r, world.store, world.mq(), world.keys, trust, worker_name="test:1", pool=pool
-    )
+    return world.processor()
 
 
 def _queued_jobs(world) -> list[RqpJob]:
-    q = Queue(world.settings.rq_queue, connection=world.r, job_class=RqpJob, serializer=JSONSerializer)
-    return [j for j in RqpJob.fetch_many(q.get_job_ids(), connection=world.r, serializer=JSONSerializer) if j]
+    return world.queued_jobs()
 
 
 def _work(world, proc: ChunkProcessor) -> int:
-    """Run every queued chunk in process, as a worker would (RQ's job args are the entry's)."""
-    ran = 0
-    q = Queue(world.settings.rq_queue, connection=world.r, job_class=RqpJob, serializer=JSONSerializer)
-    for job in _queued_jobs(world):
-        q.remove(job.id)
-        proc.run(job.id, *job.args)
-        ran += 1
-    return ran
+    return world.work(proc)
 
 
 def _lease(led: Ledger, jid: str, worker: str) -> None:

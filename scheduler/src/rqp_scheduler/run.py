@@ -246,9 +246,19 @@ class WorkloadRun:
 
     # ------------------------------------------------------------------ one step
     def step(self) -> bool:
-        """Advance; True once the workload is finished (summary written)."""
+        """Advance; True once the workload is finished (summary written). Redis state that does
+        not authenticate fails the workload for all to see (``StateError``)."""
         if self.finished:
             return True
+        try:
+            return self._step()
+        except StateError as exc:
+            if self.ledger.state() != State.FAILED:
+                self._fail_workload(str(exc), generic=str(exc))
+            self._close_parser()
+            raise
+
+    def _step(self) -> bool:
         if self._needs_reopen:
             self._open_records()
             self._needs_reopen = False
@@ -284,8 +294,9 @@ class WorkloadRun:
             except IntegrityError as exc:
                 # Redis's state (or a result part) does not add up under the workload's key: fail
                 # it for all to see, never finish it short
-                self._fail_workload(str(exc), generic=str(exc))
-                self._close_parser()
+                if not isinstance(exc, StateError):
+                    self._fail_workload(str(exc), generic=str(exc))
+                    self._close_parser()
                 raise
             return True
         return False
@@ -338,7 +349,10 @@ class WorkloadRun:
             while budget > 0 and not self.exhausted:
                 chunks = self._next_batches(budget)
                 budget -= max(1, len(chunks))
-                pipe, head = self._prepare_chunks(chunks)
+                known = self.ledger.chunks_known(
+                    [chunk_name(ChunkKind.DATA, self._head.chunks + i) for i in range(len(chunks))]
+                )
+                pipe, head = self._prepare_chunks(chunks, known)
                 if writing is not None:
                     last, writing = writing, None
                     last.result()
@@ -389,12 +403,13 @@ class WorkloadRun:
             self._head.round,
         )  # fmt: skip
 
-    def _prepare_chunks(self, chunks: list[list[tuple[bytes, str | None]]]) -> tuple[Any, Head]:
+    def _prepare_chunks(self, chunks: list[list[tuple[bytes, str | None]]], known: set[str]) -> tuple[Any, Head]:
         """One transaction that queues ``chunks`` from the cursor on: per chunk its records (one
         value, sealed under the chunk's own key), a sealed spec and an RQ job; failed statuses
         for malformed records; the head. A record's "queued" state is not written: no status
         record, an id below the cursor and neither bit set means queued
-        (``rqp.status.record_status``). Returns the transaction and the head it seals."""
+        (``rqp.status.record_status``). Chunks in ``known`` (Redis has them already) are passed
+        over. Returns the transaction and the head it seals."""
         now = time.time()
         w = self.workload
         rid = self._head.enqueued
@@ -406,6 +421,11 @@ class WorkloadRun:
         pipe = self.r.pipeline(transaction=True)
         for batch in chunks:
             if not batch:
+                continue
+            if chunk_name(ChunkKind.DATA, chunk_no) in known:
+                log.warning("workload %s: chunk %d is in Redis already; not queued again", self.id, chunk_no)
+                rid += len(batch)
+                chunk_no += 1
                 continue
             good: list[tuple[int, bytes]] = []
             for payload, error in batch:

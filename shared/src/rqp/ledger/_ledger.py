@@ -223,6 +223,19 @@ class Ledger:
         by the chunk's commit."""
         pipe.set(self.k.chunk(chunk), records)
 
+    def chunks_known(self, chunks: list[str]) -> set[str]:
+        """Those of ``chunks`` Redis already has: in flight (their records are there) or committed.
+        Normally none (the enqueue goes forward); after Redis's state went back (a head put back,
+        or a restart that lost writes) the enqueue skips these instead of queueing them twice."""
+        if not chunks:
+            return set()
+        pipe = self.r.pipeline(transaction=False)
+        for chunk in chunks:
+            pipe.exists(self.k.chunk(chunk))
+            pipe.hexists(self.k.parts, chunk)
+        found = pipe.execute()
+        return {c for i, c in enumerate(chunks) if found[2 * i] or found[2 * i + 1]}
+
     def put_statuses(self, pipe: Any, statuses: list[tuple[int, bytes]]) -> None:
         if statuses:
             pipe.hset(self.k.st, mapping={str(rid): sealed for rid, sealed in statuses})
@@ -275,7 +288,8 @@ class Ledger:
         self.scripts.start(
             keys=[self.k.pending, self.k.n, self.k.rec, held_key(worker), self.k.chunk(chunk), self.k.spec,
                   self.k.parts, self.k.done, self.k.failed],
-            args=[jid, deadline, len(rids), join_ids(rids), start_note, sealed_spec, chunk, join_spans(runs)],
+            args=[jid, deadline, len(rids), join_ids(rids), start_note, sealed_spec, chunk, join_spans(runs),
+                  str(JobId.parse(jid).next())],
             client=pipe,
         )  # fmt: skip
         pipe.get(self.k.chunk(chunk))  # read directly, not through Lua (see start.lua)
@@ -311,8 +325,10 @@ class Ledger:
 
     def reclaim(self, jid: str) -> bytes | None:
         """Take a chunk back from a dead or lost job: its sealed spec, or None if it committed."""
-        chunk = JobId.parse(jid).chunk
-        return self.scripts.reclaim(keys=[self.k.pending, self.k.n, self.k.spec, self.k.parts], args=[jid, chunk])
+        j = JobId.parse(jid)
+        return self.scripts.reclaim(
+            keys=[self.k.pending, self.k.n, self.k.spec, self.k.parts], args=[jid, j.chunk, str(j.next())]
+        )
 
     def expired(self, now: float) -> list[str]:
         """Jobs whose lease ran out."""

@@ -13,16 +13,23 @@
 -- ARGV[1] job id   ARGV[2] lease deadline   ARGV[3] records in the chunk
 -- ARGV[4] record ids, comma-separated (read from rec when the chunk has no records of its own)
 -- ARGV[5] sealed start note   ARGV[6] the sealed spec the job carries   ARGV[7] chunk
--- ARGV[8] the spec's record ranges "first-last,..."
+-- ARGV[8] the spec's record ranges "first-last,..."   ARGV[9] the job id of the chunk's next generation
 -- returns {1} for a data chunk (the caller reads KEYS[5] itself, in the same round trip: a
 -- value of megabytes copied through Lua would cost Redis more than all the rest), {0, sealed
 -- record or false ...} in ARGV[4]'s order for a retry chunk, false when the job is no longer
 -- pending (committed or reclaimed), or {-1, why} when it is refused: 'stale' (not the spec
--- queued for it), 'committed' (its chunk committed already), 'finished' (a record of it is
--- done or failed) -- nothing is written then
+-- queued for it, or a later generation of its chunk is queued), 'committed' (its chunk committed
+-- already), 'finished' (a record of it is done or failed) -- no status, bit or counter is
+-- written then; a superseded job (the first two cases) leaves pending
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return false end
+-- superseded by the chunk's next generation, or its chunk committed: the job is dropped
+if redis.call('HEXISTS', KEYS[6], ARGV[9]) == 1 or redis.call('HEXISTS', KEYS[7], ARGV[7]) == 1 then
+  local why = redis.call('HEXISTS', KEYS[7], ARGV[7]) == 1 and 'committed' or 'stale'
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[6], ARGV[1])
+  return {-1, why}
+end
 if redis.call('HGET', KEYS[6], ARGV[1]) ~= ARGV[6] then return {-1, 'stale'} end
-if redis.call('HEXISTS', KEYS[7], ARGV[7]) == 1 then return {-1, 'committed'} end
 for a, b in string.gmatch(ARGV[8], '(%d+)-(%d+)') do
   if redis.call('BITCOUNT', KEYS[8], a, b, 'BIT') > 0 or redis.call('BITCOUNT', KEYS[9], a, b, 'BIT') > 0 then
     return {-1, 'finished'}
