@@ -281,3 +281,23 @@ def test_scheduler_killed_and_restarted(cluster):
     meta = cluster.r.hgetall("rqp:w:schedkill:meta")
     assert int(meta[b"chunks"]) == n // 50  # no chunk was queued twice
     assert int(meta[b"enqueued"]) == n
+
+
+def test_a_processor_that_cannot_find_the_workload_says_so_in_the_failures(cluster):
+    """A processor VM pointed at the wrong blob store: its refusal -- read back through RQ's
+    public API, whatever RQ major is installed -- is the reason `rqp results --failed` gives."""
+    data = cluster.write_data("lost.jsonl", [{"n": i} for i in range(3)])
+    script = cluster.write_script("lost.py", "def process(r):\n    return r\n")
+    wid = cluster.pack("lost", data, script)
+    elsewhere = cluster.root / "empty-blobs"
+    elsewhere.mkdir()
+    cluster.start_processor(1, env={"RQP_BLOB_URL": f"file://{elsewhere}"})
+    code, out = cluster.schedule(wid, env={"RQP_MAX_ATTEMPTS": "1"})
+    assert code == 1, out
+    failures = cluster.failures(wid)
+    assert sorted(failures) == [0, 1, 2], out
+    assert failures[0]["error"] == (
+        f"chunk c00000000 was re-run 1 times: job rqp-{wid}-c00000000-0 names workload '{wid}', which rqp does not "
+        f"know (workload {wid} not found in file://{elsewhere}; pack it with 'rqp pack' or check RQP_BLOB_URL); "
+        f"rejected before any user code ran"
+    )

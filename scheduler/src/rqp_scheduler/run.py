@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -573,8 +574,8 @@ class WorkloadRun:
         result = job.latest_result() if job is not None else None
         if result is not None and result.type == Result.Type.FAILED and result.exc_string:
             lines = [ln for ln in result.exc_string.strip().splitlines() if ln.strip()]
-            if lines:
-                return lines[-1].strip()
+            if lines:  # the exception's own line, without its class (rqp's messages name their subject)
+                return re.sub(r"^[\w.]+(Error|Exception): ", "", lines[-1].strip())
         return f"its RQ job was {status.value if status else 'lost from Redis'}"
 
     def _reclaim(self, jid: str, reason: str) -> None:
