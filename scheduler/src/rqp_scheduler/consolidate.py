@@ -79,6 +79,8 @@ class Proof:
     emitted: bytearray
     done_count: int = 0
     this_round: int = 0
+    #: records of a cancelled workload that never ran
+    not_run: int = 0
 
     @classmethod
     def empty(cls, total: int) -> Proof:
@@ -220,26 +222,35 @@ def _missing(proof: Proof) -> Iterator[int]:
                     yield rid
 
 
-def failures(ledger: Ledger, workload: Workload, proof: Proof) -> list[Failure]:
-    """Every record without a result must have a sealed status that says failed, with its reason."""
+def failures(ledger: Ledger, workload: Workload, proof: Proof, cancelled: bool = False) -> list[Failure]:
+    """Every record without a result must have a sealed status that says failed, with its reason
+    -- or, in a cancelled workload, may have never run (counted in ``proof.not_run``)."""
     out = []
     ids = list(_missing(proof))
     for i in range(0, len(ids), _FAILURE_BATCH):
         batch = ids[i : i + _FAILURE_BATCH]
         for rid, sealed in zip(batch, ledger.statuses(batch), strict=True):
             if sealed is None:
+                if cancelled:
+                    proof.not_run += 1
+                    continue
                 raise StateError(workload.id, f"record {rid} is neither done nor failed (no result, no status record)")
             try:
                 st = StatusRecord.open(workload, rid, sealed)
             except IntegrityError:
                 raise StateError(workload.id, f"the status record of record {rid} does not open") from None
+            if st.state != FAILED and cancelled:
+                proof.not_run += 1  # was waiting for a retry
+                continue
             if st.state != FAILED:
                 raise StateError(workload.id, f"record {rid} has no result and its status record says {st.state!r}")
             out.append(Failure(rid, st.error, st.attempts))
     return out
 
 
-def summarize(ledger: Ledger, workload: Workload, head: Head, results: ResultsInfo, failed: list[Failure]) -> Summary:
+def summarize(
+    ledger: Ledger, workload: Workload, head: Head, results: ResultsInfo, failed: list[Failure], not_run: int = 0
+) -> Summary:
     """The summary: the counts are the head's and the proof's, never Redis's plain fields."""
     assert head.total is not None
     meta = ledger.meta()
@@ -250,10 +261,13 @@ def summarize(ledger: Ledger, workload: Workload, head: Head, results: ResultsIn
         workload=workload.id, total=head.total, done=results.count, failed=len(failed), started_at=started,
         finished_at=finished, elapsed=round(elapsed, 3), records_per_second=round(head.total / elapsed, 1),
         chunks=head.chunks, reclaimed_chunks=int(meta.get(Meta.RECLAIMED, 0)), results=results, failures=failed,
+        cancelled=not_run,
     )  # fmt: skip
 
 
-def consolidate(ledger: Ledger, store: Any, workload: Workload, head: Head, *, keep_parts: bool = False) -> Summary:
+def consolidate(
+    ledger: Ledger, store: Any, workload: Workload, head: Head, *, keep_parts: bool = False, cancelled: bool = False
+) -> Summary:
     """The proof, the results and the summary; ``StateError`` (nothing written but a results
     object that no summary vouches for) when Redis's state does not add up."""
     if head.total is None:
@@ -280,7 +294,8 @@ def consolidate(ledger: Ledger, store: Any, workload: Workload, head: Head, *, k
             workload.id,
             f"this round's notes name {proof.done_count} records done, {proof.this_round} results were read",
         )
-    summary = summarize(ledger, workload, head, results, failures(ledger, workload, proof))
+    failed = failures(ledger, workload, proof, cancelled)
+    summary = summarize(ledger, workload, head, results, failed, proof.not_run)
     store.put(blob_name(workload.id, SUMMARY_BLOB), summary.seal(workload))
     if previous is not None:
         store.delete(previous)

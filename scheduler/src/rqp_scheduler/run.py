@@ -49,6 +49,7 @@ from rqp.jobs import ENTRY_POINT, JOB_TIMEOUT, ChunkSpec, JSONSerializer, RqpJob
 from rqp.keys import KeyProvider
 from rqp.ledger import (
     ChunkKind,
+    Control,
     Head,
     JobId,
     Ledger,
@@ -131,6 +132,8 @@ class WorkloadRun:
         #: the enqueue as this scheduler sealed it last (``rqp.ledger.Head``)
         self._head = Head()
         self._unqueued: set[str] = set()
+        #: queued jobs taken off the RQ queue while the workload is paused or cancelling
+        self._parked = False
 
     # ------------------------------------------------------------------ start / resume
     def start(self) -> WorkloadRun:
@@ -267,6 +270,11 @@ class WorkloadRun:
         if now - self._last["lock"] > LOCK_SECONDS / 3:
             self._renew_lock()
             self._last["lock"] = now
+        control = self.ledger.control()
+        if control is not None:
+            return self._held(control, now)
+        if self._parked:
+            self._unpark()
         try:
             self._fill_window()
         except ScriptError as exc:  # the script's parse() failed: the workload cannot be read
@@ -301,6 +309,64 @@ class WorkloadRun:
                 raise
             return True
         return False
+
+    # ------------------------------------------------------------------ pause, resume, cancel
+    def _held(self, control: Control, now: float) -> bool:
+        """A step while paused or cancelling: nothing new is queued; chunks in hand finish (a
+        dead worker's chunk is still re-run, and parked like the rest). Cancelling ends, once
+        nothing is in flight, in a consolidated, ``cancelled`` workload."""
+        self._park()
+        if control is Control.CANCEL:
+            self._drop_parked()
+        if now - self._last["reclaim"] > RECLAIM_INTERVAL:
+            self._reclaim_expired()
+            self._last["reclaim"] = now
+        if now - self._last["outbox"] > OUTBOX_INTERVAL:
+            flush_outbox(self.r, self.mq)
+            self._last["outbox"] = now
+        if now - self._last["progress"] > PROGRESS_INTERVAL:
+            self._progress_event()
+            self._last["progress"] = now
+        if control is Control.CANCEL and self.ledger.in_flight() == 0:
+            self._finish(cancelled=True)
+            return True
+        return False
+
+    def _park(self) -> None:
+        """Take the chunks not yet started off the RQ queue (they stay pending, with their specs)."""
+        queued = self.ledger.queued()
+        if queued:
+            pipe = self.r.pipeline(transaction=False)
+            for jid in queued:
+                self.queue.remove(jid, pipeline=pipe)
+            pipe.execute()
+        if not self._parked:
+            log.info("workload %s: paused: %d queued chunks held back", self.id, len(queued))
+        self._parked = True
+
+    def _unpark(self) -> None:
+        queued = self.ledger.queued()
+        in_queue = set(self.queue.get_job_ids())
+        pipe = self.r.pipeline(transaction=False)
+        for jid in queued:
+            if jid not in in_queue:
+                self.queue.push_job_id(jid, pipeline=pipe)
+        pipe.execute()
+        self._parked = False
+        log.info("workload %s: resumed: %d chunks queued again", self.id, len(queued))
+
+    def _drop_parked(self) -> None:
+        """Cancelling: the chunks not started and the retries not yet due are dropped."""
+        for jid in self.ledger.queued():
+            sealed = self.ledger.reclaim(jid)
+            job = RqpJob.fetch_many([jid], connection=self.r, serializer=JSONSerializer)[0]
+            if job is not None:
+                job.delete(remove_from_queue=True)
+            if sealed is not None and ChunkKind.of(JobId.parse(jid).chunk) is ChunkKind.DATA:
+                pipe = self.r.pipeline(transaction=True)
+                self.ledger.retire_chunk(pipe, JobId.parse(jid).chunk, [], requeued=False)
+                pipe.execute()
+        self.ledger.drop_all_retries()
 
     def wait_hint(self) -> float:
         """How long the loop may block before stepping again."""
@@ -692,24 +758,31 @@ class WorkloadRun:
         self._event("failed", {"error": error}, durable=True)
         self.ledger.release_lock(self.me)
 
-    def _finish(self) -> None:
-        self.ledger.set_state(State.CONSOLIDATING)
-        summary = consolidate(self.ledger, self.store, self.workload, self._head, keep_parts=self.settings.keep_parts)
-        closed = Head(self._head.enqueued, self._head.chunks, self._head.total, self._head.round, closed=True)
+    def _finish(self, cancelled: bool = False) -> None:
+        if not cancelled:
+            self.ledger.set_state(State.CONSOLIDATING)
+        head = self._head
+        if cancelled and head.total is None:
+            head = Head(head.enqueued, head.chunks, head.enqueued, head.round)  # what was read before the cancel
+        summary = consolidate(
+            self.ledger, self.store, self.workload, head, keep_parts=self.settings.keep_parts, cancelled=cancelled
+        )
+        closed = Head(head.enqueued, head.chunks, head.total, head.round, closed=True)
         self.ledger.finish(
             finished_at=summary.finished_at, results_sha256=summary.results.sha256,
-            ttl=self.settings.status_ttl_days * 86400, keep_records=bool(summary.failed),
-            sealed_head=closed.seal(self.workload),
+            ttl=self.settings.status_ttl_days * 86400, keep_records=bool(summary.failed or summary.cancelled),
+            sealed_head=closed.seal(self.workload), state=State.CANCELLED if cancelled else State.DONE,
         )  # fmt: skip
         self._head = closed
         self._event(
-            "done",
+            "cancelled" if cancelled else "done",
             {
                 "total": summary.total,
                 "done": summary.done,
                 "failed": summary.failed,
                 "elapsed": summary.elapsed,
                 "records_per_second": summary.records_per_second,
+                "cancelled": summary.cancelled,
             },
             durable=True,
         )
@@ -718,8 +791,9 @@ class WorkloadRun:
         self._close_parser()
         self.finished = True
         log.info(
-            "workload %s: done: %d done, %d failed in %.1fs (%.0f records/s)",
-            self.id, summary.done, summary.failed, summary.elapsed, summary.records_per_second,
+            "workload %s: %s: %d done, %d failed, %d not run in %.1fs (%.0f records/s)",
+            self.id, "cancelled" if cancelled else "done", summary.done, summary.failed, summary.cancelled,
+            summary.elapsed, summary.records_per_second,
         )  # fmt: skip
 
 

@@ -331,9 +331,12 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
+    from .control import retry_failed  # noqa: PLC0415
+    from .control_cli import actor  # noqa: PLC0415
+
     settings = _settings(args)
     r = connect_redis(settings)
-    count = Ledger(r, args.workload).requeue_failed()
+    count = retry_failed(r, args.workload, actor())
     if not count:
         print(f"workload {args.workload} has no failed records")
         return 0

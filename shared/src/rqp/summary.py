@@ -48,6 +48,8 @@ class Summary:
     reclaimed_chunks: int
     results: ResultsInfo
     failures: list[Failure] = field(default_factory=list)
+    #: records that never ran: the workload was cancelled (``rqp cancel``) before they did
+    cancelled: int = 0
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()

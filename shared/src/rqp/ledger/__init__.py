@@ -10,6 +10,7 @@ script argument themselves.
 from ._codecs import (
     PAIR,
     ChunkKind,
+    Control,
     Counters,
     Head,
     JobId,
@@ -41,12 +42,13 @@ from ._global import (
     unfinished,
     workloads,
 )
-from ._keys import OUTBOX, OUTBOX_TIMES, REJECTED, SUBMISSIONS, WORKLOADS, WorkloadKeys, held_key
+from ._keys import AUDIT, OUTBOX, OUTBOX_TIMES, REJECTED, SUBMISSIONS, WORKLOADS, WorkloadKeys, held_key
 from ._ledger import INF, ChunkOutcome, JobRefused, Lease, Ledger, LockHeld, bit_positions
 from ._outbox import flush_outbox, outbox_add, outbox_value, publish_outbox
 from ._scripts import Scripts
 
 __all__ = [
+    "AUDIT",
     "INF",
     "OUTBOX",
     "OUTBOX_TIMES",
@@ -57,6 +59,7 @@ __all__ = [
     "WORKLOADS",
     "ChunkKind",
     "ChunkOutcome",
+    "Control",
     "Counters",
     "Head",
     "JobId",

@@ -17,6 +17,7 @@ from typing import Any
 __all__ = [
     "PAIR",
     "ChunkKind",
+    "Control",
     "Counters",
     "Head",
     "JobId",
@@ -129,9 +130,27 @@ class PartRef:
 
 class State(StrEnum):
     RUNNING = "running"
+    #: an operator paused it: nothing new is queued, chunks in hand finish (``rqp pause``)
+    PAUSED = "paused"
+    #: an operator cancelled it: nothing new runs; once the chunks in hand finish, what was
+    #: done is consolidated and it ends ``cancelled`` (``rqp cancel``)
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
     CONSOLIDATING = "consolidating"
     DONE = "done"
     FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (State.DONE, State.FAILED, State.CANCELLED)
+
+
+class Control(StrEnum):
+    """What an operator asked of a running workload (meta field ``control``)."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    CANCEL = "cancel"
 
 
 class Meta:
@@ -154,6 +173,7 @@ class Meta:
     PROCESSOR_ERROR = "processor_error"
     RECLAIMED = "reclaimed"
     RESULTS_SHA256 = "results_sha256"
+    CONTROL = "control"
     #: the sealed ``Head`` (base64): what the plain ``enqueued``/``chunks``/``total`` only show
     HEAD = "head"
 
@@ -198,6 +218,9 @@ class Counters:
     """Fields of the hash ``rqp:w:W:n``: live counters and what the chunks in flight started with."""
 
     PROCESSING = "processing"
+    #: records done and failed so far (the bitmaps' counts, kept in step with them)
+    DONE = "done"
+    FAILED = "failed"
 
     @staticmethod
     def size(jid: str) -> str:

@@ -44,7 +44,7 @@ def workloads(r: redis.Redis, *, newest_first: bool = False, limit: int = -1) ->
 
 
 def unfinished(r: redis.Redis) -> list[str]:
-    """Workloads started and neither done nor failed (a serving scheduler resumes them)."""
+    """Workloads started and not finished (a serving scheduler resumes them)."""
     ids = workloads(r)
     pipe = r.pipeline(transaction=False)
     for wid in ids:
@@ -52,7 +52,7 @@ def unfinished(r: redis.Redis) -> list[str]:
     return [
         wid
         for wid, state in zip(ids, pipe.execute(), strict=True)
-        if state and state.decode() not in ("done", "failed")
+        if state and state.decode() not in ("done", "failed", "cancelled")
     ]
 
 

@@ -35,7 +35,7 @@ the job whose lease it holds.
 
 from __future__ import annotations
 
-__all__ = ["OUTBOX", "OUTBOX_TIMES", "REJECTED", "SUBMISSIONS", "WORKLOADS", "WorkloadKeys", "held_key"]
+__all__ = ["AUDIT", "OUTBOX", "OUTBOX_TIMES", "REJECTED", "SUBMISSIONS", "WORKLOADS", "WorkloadKeys", "held_key"]
 
 #: zset of workload ids by submission time
 WORKLOADS = "rqp:workloads"
@@ -47,6 +47,8 @@ OUTBOX_TIMES = "rqp:outbox:t"
 REJECTED = "rqp:rejected"
 #: list of workload ids waiting for a scheduler
 SUBMISSIONS = "rqp:submissions"
+#: list of operators' actions (pause, resume, cancel, retry, delete), JSON, newest first
+AUDIT = "rqp:audit"
 
 
 class WorkloadKeys:

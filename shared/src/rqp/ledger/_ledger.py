@@ -9,6 +9,7 @@ does nothing. That is what makes every record's result count exactly once.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any
 import redis
 
 from ._codecs import (
+    Control,
     Counters,
     Head,
     JobId,
@@ -35,12 +37,14 @@ from ._codecs import (
     text,
     unpack_values,
 )
-from ._keys import OUTBOX, OUTBOX_TIMES, WORKLOADS, WorkloadKeys, held_key
+from ._keys import AUDIT, OUTBOX, OUTBOX_TIMES, SUBMISSIONS, WORKLOADS, WorkloadKeys, held_key
 from ._scripts import Scripts
 
 __all__ = ["INF", "ChunkOutcome", "JobRefused", "Lease", "Ledger", "LockHeld"]
 
 INF = float("inf")
+#: operators' actions kept in the audit log
+AUDIT_KEEP = 10_000
 
 
 @dataclass
@@ -151,8 +155,11 @@ class Ledger:
         pipe.execute()
 
     def resume(self, scheduler: str) -> None:
+        """A scheduler takes it over: running again, unless an operator paused or cancelled it."""
         pipe = self.r.pipeline()
-        pipe.hset(self.k.meta, mapping={Meta.STATE: State.RUNNING.value, Meta.SCHEDULER: scheduler})
+        pipe.hset(self.k.meta, Meta.SCHEDULER, scheduler)
+        if self.state() not in (State.PAUSED, State.CANCELLING):
+            pipe.hset(self.k.meta, Meta.STATE, State.RUNNING.value)
         pipe.hdel(self.k.meta, Meta.FINISHED_AT, Meta.ERROR)
         pipe.execute()
 
@@ -198,6 +205,21 @@ class Ledger:
     def next_retry_seq(self) -> int:
         return int(self.r.hincrby(self.k.meta, Meta.RETRY_SEQ, 1))
 
+    # ------------------------------------------------------------------ operators' control
+    def request(self, action: Control, actor: str, now: float) -> tuple[bool, str]:
+        """Ask for ``action`` (``control.lua``): (True, the new state), or (False, the state
+        that does not allow it; "" for an unknown workload). Recorded in the audit log."""
+        entry = json.dumps({"at": now, "who": actor, "what": action.value, "workload": self.id})
+        ok, state = self.scripts.control(
+            keys=[self.k.meta, AUDIT, self.k.lock, SUBMISSIONS], args=[action.value, self.id, entry, AUDIT_KEEP]
+        )
+        return bool(ok), str(text(state))
+
+    def control(self) -> Control | None:
+        """What an operator asked for and the scheduler has not finished carrying out."""
+        value = text(self.r.hget(self.k.meta, Meta.CONTROL))
+        return Control(value) if value else None
+
     # ------------------------------------------------------------------ the scheduler's lock
     def take_lock(self, me: str, ttl: int, holder_dead: Any = None) -> None:
         """Take the lock, or ``LockHeld``; a holder that ``holder_dead(holder)`` says is gone is
@@ -241,8 +263,12 @@ class Ledger:
             pipe.hset(self.k.st, mapping={str(rid): sealed for rid, sealed in statuses})
 
     def mark_failed(self, pipe: Any, rids: Iterable[int]) -> None:
+        count = 0
         for rid in rids:
             pipe.setbit(self.k.failed, rid, 1)
+            count += 1
+        if count:
+            pipe.hincrby(self.k.n, Counters.FAILED, count)
 
     def advance(self, pipe: Any, head: Head, sealed_head: str) -> None:
         """Move the enqueue cursor to ``head`` (sealed: ``sealed_head``); the plain fields say
@@ -388,6 +414,8 @@ class Ledger:
         for rid, sealed in statuses:
             pipe.hset(self.k.st, rid, sealed)
             pipe.setbit(self.k.failed, rid, 1)
+        if statuses:
+            pipe.hincrby(self.k.n, Counters.FAILED, len(statuses))
 
     def requeue_failed(self) -> int:
         """``rqp retry W --failed``: the workload running again (and kept), handed to a serving
@@ -416,8 +444,12 @@ class Ledger:
             pipe.zadd(self.k.retry, {RetryEntry(rid, 1).member: due for rid, _ in queued})
             for rid, _ in queued:
                 pipe.setbit(self.k.failed, rid, 0)
+            pipe.hincrby(self.k.n, Counters.FAILED, -len(queued))
 
     # ------------------------------------------------------------------ reading
+    def drop_all_retries(self) -> None:
+        self.r.delete(self.k.retry)
+
     def drop_retries(self, members: list[str]) -> None:
         if members:
             self.r.zrem(self.k.retry, *members)
@@ -479,27 +511,43 @@ class Ledger:
         return int(records or 0), float(seconds or 0.0)
 
     def snapshot(self) -> dict[str, Any]:
-        """Meta, counts and perf in one round trip, for progress."""
+        """Meta, counts and perf in one round trip of O(1) commands, for progress (whatever the
+        workload's size: the done and failed counts are counters kept beside the bitmaps)."""
         pipe = self.r.pipeline(transaction=False)
         pipe.hgetall(self.k.meta)
-        pipe.bitcount(self.k.done)
-        pipe.bitcount(self.k.failed)
-        pipe.hget(self.k.n, Counters.PROCESSING)
+        pipe.hmget(self.k.n, Counters.PROCESSING, Counters.DONE, Counters.FAILED)
         pipe.zcard(self.k.retry)
         pipe.hgetall(self.k.perf)
-        meta, done, failed, processing, retrying, perf = pipe.execute()
+        meta, (processing, done, failed), retrying, perf = pipe.execute()
         return {
             "meta": _decode(meta),
-            "done": int(done),
-            "failed": int(failed),
+            "done": int(done or 0),
+            "failed": max(0, int(failed or 0)),
             "processing": max(0, int(processing or 0)),
             "retrying": int(retrying),
             "perf": _decode(perf),
         }
 
+    def delete_all(self) -> int:
+        """Every key of the workload, and its place in the list of workloads; how many keys."""
+        keys = list(self.r.scan_iter(match=self.k.prefix + "*", count=1000))
+        pipe = self.r.pipeline(transaction=True)
+        for i in range(0, len(keys), 1000):
+            pipe.delete(*keys[i : i + 1000])
+        pipe.zrem(WORKLOADS, self.id)
+        pipe.execute()
+        return len(keys)
+
     # ------------------------------------------------------------------ the end
     def finish(
-        self, *, finished_at: float, results_sha256: str, ttl: int, keep_records: bool, sealed_head: str
+        self,
+        *,
+        finished_at: float,
+        results_sha256: str,
+        ttl: int,
+        keep_records: bool,
+        sealed_head: str,
+        state: State = State.DONE,
     ) -> None:
         """Done (its head ``sealed_head`` closed): what only served the run is deleted, the rest
         expires after ``ttl`` seconds."""
@@ -507,7 +555,7 @@ class Ledger:
         pipe.hset(
             self.k.meta,
             mapping={
-                Meta.STATE: State.DONE.value,
+                Meta.STATE: state.value,
                 Meta.FINISHED_AT: finished_at,
                 Meta.RESULTS_SHA256: results_sha256,
                 Meta.HEAD: sealed_head,
@@ -516,6 +564,7 @@ class Ledger:
         # parts stay (they expire with the rest): a chunk named there has committed, and a job
         # replayed for it later is refused (start.lua)
         pipe.delete(self.k.spec, self.k.retry, self.k.pending)
+        pipe.hdel(self.k.meta, Meta.CONTROL)
         if not keep_records:
             pipe.delete(self.k.rec)
         for key in (

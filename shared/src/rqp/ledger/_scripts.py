@@ -13,7 +13,7 @@ __all__ = ["Scripts", "source"]
 
 _HELPERS = "_helpers.lua"
 #: script -> whether it needs the shared helpers
-_SCRIPTS = {"start": True, "commit": True, "reclaim": False, "renew_lock": False}
+_SCRIPTS = {"start": True, "commit": True, "reclaim": False, "renew_lock": False, "control": False}
 
 
 @cache
@@ -30,3 +30,4 @@ class Scripts:
         self.commit: Any = client.register_script(source("commit"))
         self.reclaim: Any = client.register_script(source("reclaim"))
         self.renew_lock: Any = client.register_script(source("renew_lock"))
+        self.control: Any = client.register_script(source("control"))

@@ -1,7 +1,7 @@
 -- COMMIT: a chunk's outcome, all or nothing, and only while its job is still pending and its
 -- chunk has not committed (so a slow worker's late commit, the scheduler's re-run and a job
 -- replayed into Redis can never both count).
--- KEYS[1] pending  KEYS[2] n  KEYS[3] rec  KEYS[4] st  KEYS[5] done  KEYS[6] failed
+-- KEYS[1] pending  KEYS[2] n (counters: processing, done, failed)  KEYS[3] rec  KEYS[4] st  KEYS[5] done  KEYS[6] failed
 -- KEYS[7] retry    KEYS[8] parts  KEYS[9] perf  KEYS[10] spec  KEYS[11] outbox
 -- KEYS[12] outbox times  KEYS[13] held  KEYS[14] chunk (its records)  KEYS[15] notes
 -- ARGV[1] job id   ARGV[2] chunk   ARGV[3] part reference (name|first|last)
@@ -29,8 +29,16 @@ redis.call('HINCRBYFLOAT', KEYS[9], 'seconds', ARGV[4])
 redis.call('HINCRBY', KEYS[9], 'records', ARGV[6])
 redis.call('HSET', KEYS[9], 'last', ARGV[5])
 hset_packed(KEYS[4], ARGV[7])
-for a, b in string.gmatch(ARGV[8], '(%d+)-(%d+)') do set_bits(KEYS[5], tonumber(a), tonumber(b)) end
-for _, id in ipairs(ids(ARGV[9])) do redis.call('SETBIT', KEYS[6], id, 1) end
+local done = 0
+for a, b in string.gmatch(ARGV[8], '(%d+)-(%d+)') do
+  set_bits(KEYS[5], tonumber(a), tonumber(b))
+  done = done + tonumber(b) - tonumber(a) + 1
+end
+local failed = ids(ARGV[9])
+for _, id in ipairs(failed) do redis.call('SETBIT', KEYS[6], id, 1) end
+-- the counts beside the bitmaps, so progress costs O(1), not a BITCOUNT over every record
+if done > 0 then redis.call('HINCRBY', KEYS[2], 'done', done) end
+if #failed > 0 then redis.call('HINCRBY', KEYS[2], 'failed', #failed) end
 for member, due in string.gmatch(ARGV[10], '([%d:]+)=([%d.]+)') do redis.call('ZADD', KEYS[7], due, member) end
 hset_packed(KEYS[3], ARGV[11])
 redis.call('DEL', KEYS[14])
