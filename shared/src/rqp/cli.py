@@ -442,6 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_rotate_command(sub)
 
+    from .control_cli import add_control_commands  # noqa: PLC0415
+
+    add_control_commands(sub, common)
+
     _add_plugin_commands(sub)
     return ap
 
