@@ -28,7 +28,7 @@ from rqp.config import Settings
 from rqp.connect import connect_redis, open_key_provider, open_trust_store
 from rqp.errors import RqpError
 from rqp.hardening import harden_process
-from rqp.ledger import release_worker
+from rqp.ledger import FleetHeartbeat, release_worker
 
 __all__ = ["DEFAULT_GRACE_SECONDS", "RESTART_BACKOFF_MAX", "main", "release_dead_worker"]
 
@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     print(f"rqp-processor: {protections.describe()}", file=sys.stderr, flush=True)
+    # what this host runs and how its scripts are confined, for the console (best effort)
+    heartbeat = FleetHeartbeat(r, socket.gethostname(), os.getpid(), protections.describe(), n)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -108,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     restarts = [0] * n
     started = [time.monotonic()] * n
     while not stop.is_set():
+        heartbeat.beat()
         for i, p in enumerate(procs):
             code = p.poll()
             if code is None:
@@ -145,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             p.kill()
             p.wait()
             release_dead_worker(r, p.pid)
+    heartbeat.leave()
     if metrics is not None:
         metrics.stop()
     return 0

@@ -32,6 +32,7 @@ from ._codecs import (
     parse_note_field,
     unpack_values,
 )
+from ._fleet import FLEET, FleetHeartbeat, fleet, leave_fleet, register_processor
 from ._global import (
     REJECTED_KEEP,
     next_submission,
@@ -49,6 +50,7 @@ from ._scripts import Scripts
 
 __all__ = [
     "AUDIT",
+    "FLEET",
     "INF",
     "OUTBOX",
     "OUTBOX_TIMES",
@@ -61,6 +63,7 @@ __all__ = [
     "ChunkOutcome",
     "Control",
     "Counters",
+    "FleetHeartbeat",
     "Head",
     "JobId",
     "JobRefused",
@@ -78,12 +81,14 @@ __all__ = [
     "chunk_name",
     "decode_pin",
     "encode_pin",
+    "fleet",
     "flush_outbox",
     "held_key",
     "job_id",
     "join_ids",
     "join_runs",
     "join_spans",
+    "leave_fleet",
     "next_submission",
     "note_field",
     "outbox_add",
@@ -93,6 +98,7 @@ __all__ = [
     "parse_note_field",
     "publish_outbox",
     "record_rejection",
+    "register_processor",
     "rejections",
     "release_worker",
     "submit",
