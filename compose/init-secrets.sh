@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # init-secrets.sh -- create the secret files the Compose files mount (once per deployment).
 #
-#   compose/init-secrets.sh [DIR]          # default DIR: $RQP_SECRETS_DIR or compose/secrets
+#   compose/init-secrets.sh [--host NAME_OR_IP]... [DIR]     # default DIR: $RQP_SECRETS_DIR or compose/secrets
+#
+# --host (repeatable, or comma-separated; default: $RQP_SCHEDULER_HOST): the scheduler VM's
+# private address and/or DNS name, as the processor VMs' RQP_SCHEDULER_HOST names it. Redis's
+# certificate is issued for these names plus `redis`, `localhost` and 127.0.0.1 (enough for
+# all-in-one.yml on one machine).
 #
 # Writes, without overwriting anything that exists:
 #   DIR/kek.pem             private key-encryption key (RSA-3072, `rqp keygen`): scheduler, processors
@@ -11,23 +16,50 @@
 #   DIR/signer.pub.pem      its public half
 #   DIR/trusted_signers.pem the public keys whose workloads the scheduler and processors run (starts
 #                           as signer.pub.pem; append more submitters' .pub.pem files to it)
-#   DIR/redis_password      Redis password (64 hex characters)
+#   DIR/redis_<role>_password   one Redis password per role (64 hex characters): scheduler,
+#                           processor, metrics, dashboard, submitter (`rqp redis-acl init`)
+#   DIR/redis_users.acl     Redis's users: one per role with least privilege, the default user off,
+#                           passwords only as SHA-256 hashes (`rqp redis-acl render` prints it)
+#   DIR/redis_ca.pem        the CA certificate clients verify Redis with (every VM, every submitter)
+#   DIR/redis_ca.key        the CA's private key: needed only to issue another server certificate.
+#                           NOT needed on any VM: keep it here (or offline) and never copy it.
+#   DIR/redis_server.pem    Redis's certificate (EC P-256, 825 days) and ...
+#   DIR/redis_server.key    ... its private key: the scheduler VM's Redis only
 #   DIR/dashboard_password  rq-dashboard basic-auth password (user: RQ_DASHBOARD_USERNAME, admin)
 #   DIR/azure_conn          empty placeholder; put an Azure Storage connection string in it if
 #                           RQP_BLOB_URL / RQP_QUEUE_URL name connection_string_file=/run/secrets/azure_conn
-# The files are generated inside the rqp-scheduler image (no host Python needed), then owned by
-# the containers' user (uid 10001) with mode 0400; the public keys are 0444. Copy DIR, without
-# signer.pem, to every VM of a deployment (the processors need kek.pem, trusted_signers.pem and
-# redis_password too), e.g. with scp.
+# The files are generated inside the rqp-scheduler image (no host Python needed). Modes: private
+# keys and passwords 0400, certificates and public keys 0444. Owners: the rqp containers' user
+# (uid 10001) for what the roles read; Redis's user (uid 10002) for redis_server.key and
+# redis_users.acl, so only the Redis container can read them; redis_ca.key stays root's.
+# What goes to which machine: compose/README.md ("Deploy on plain VMs"). To replace a server
+# certificate (new address, expiry), remove redis_server.pem and redis_server.key and run this
+# again with --host; to replace a role's password, remove its file and redis_users.acl, run this
+# again, then restart Redis and that role.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-DIR=${1:-${RQP_SECRETS_DIR:-$here/secrets}}
+hosts=()
+DIR=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --host) [ $# -ge 2 ] || { echo "init-secrets: --host needs a name or address" >&2; exit 2; }; hosts+=("$2"); shift 2 ;;
+    --host=*) hosts+=("${1#--host=}"); shift ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -*) echo "init-secrets: unknown option $1 (usage: init-secrets.sh [--host NAME_OR_IP]... [DIR])" >&2; exit 2 ;;
+    *) [ -z "$DIR" ] || { echo "init-secrets: one DIR only" >&2; exit 2; }; DIR=$1; shift ;;
+  esac
+done
+[ ${#hosts[@]} -gt 0 ] || [ -z "${RQP_SCHEDULER_HOST:-}" ] || hosts=("$RQP_SCHEDULER_HOST")
+host_args=()
+for h in "${hosts[@]}"; do host_args+=(--host "$h"); done
+DIR=${DIR:-${RQP_SECRETS_DIR:-$here/secrets}}
 case "$DIR" in /*) ;; *) DIR="$PWD/$DIR" ;; esac
 IMAGE=${RQP_IMAGE_PREFIX:-}rqp-scheduler:${RQP_VERSION:-latest}
 ENGINE=${ENGINE:-docker}
 mkdir -p "$DIR"
 chmod 0700 "$DIR" 2>/dev/null || true
 
+# shellcheck disable=SC2016  # $made etc. are the container shell's
 $ENGINE run --rm --network none --user 0:0 --entrypoint /bin/sh -v "$DIR:/keys" "$IMAGE" -c '
   set -eu
   umask 077
@@ -36,17 +68,24 @@ $ENGINE run --rm --network none --user 0:0 --entrypoint /bin/sh -v "$DIR:/keys" 
   if [ ! -e kek.pem ]; then rqp keygen --out kek.pem --public-out kek.pub.pem >/dev/null; made="$made kek.pem kek.pub.pem"; fi
   if [ ! -e signer.pem ]; then rqp keygen --signing --out signer.pem --public-out signer.pub.pem >/dev/null; made="$made signer.pem signer.pub.pem"; fi
   if [ ! -e trusted_signers.pem ]; then { echo "# submitter made by init-secrets.sh"; cat signer.pub.pem; } > trusted_signers.pem; made="$made trusted_signers.pem"; fi
-  for f in redis_password dashboard_password; do
-    if [ ! -e "$f" ]; then python3 -c "import secrets; print(secrets.token_hex(32))" > "$f"; made="$made $f"; fi
-  done
+  if [ ! -e dashboard_password ]; then python3 -c "import secrets; print(secrets.token_hex(32))" > dashboard_password; made="$made dashboard_password"; fi
   if [ ! -e azure_conn ]; then : > azure_conn; made="$made azure_conn"; fi
-  chown 10001:10001 kek.pem signer.pem redis_password dashboard_password azure_conn
-  chmod 0400 kek.pem signer.pem redis_password dashboard_password azure_conn
-  for f in kek.pub.pem signer.pub.pem trusted_signers.pem; do [ ! -e "$f" ] || chmod 0444 "$f"; done
+  # Redis: a password per role, the CA and the server certificate, the ACL file (rqp.redis_acl)
+  redis_made=$(rqp redis-acl init /keys "$@")
+  made="$made${redis_made:+ $redis_made}"
+  chown 10001:10001 kek.pem signer.pem dashboard_password azure_conn redis_*_password
+  chmod 0400 kek.pem signer.pem dashboard_password azure_conn redis_*_password
+  chown 10002:10002 redis_server.key redis_users.acl
+  chmod 0400 redis_server.key redis_users.acl
+  [ ! -e redis_ca.key ] || chmod 0400 redis_ca.key
+  for f in kek.pub.pem signer.pub.pem trusted_signers.pem redis_ca.pem redis_server.pem; do [ ! -e "$f" ] || chmod 0444 "$f"; done
   echo "secrets in '"$DIR"':${made:- (all existed; nothing changed)}"
-'
+  if [ -e redis_ca.key ]; then echo "redis_ca.key (the Redis CA private key) is needed on no VM: never copy it; keep it here or offline"; fi
+' init-secrets "${host_args[@]}"
 # Check on the host too: some engines (podman's Docker API with `run --rm`) report exit code 0
 # for a failed container.
-for f in kek.pem kek.pub.pem signer.pem signer.pub.pem trusted_signers.pem redis_password dashboard_password azure_conn; do
+for f in kek.pem kek.pub.pem signer.pem signer.pub.pem trusted_signers.pem dashboard_password azure_conn \
+         redis_scheduler_password redis_processor_password redis_metrics_password redis_dashboard_password \
+         redis_submitter_password redis_users.acl redis_ca.pem redis_server.pem redis_server.key; do
   [ -e "$DIR/$f" ] || { echo "init-secrets: $DIR/$f was not created (see the errors above)" >&2; exit 1; }
 done

@@ -4,7 +4,10 @@
 # and run a 1,000-record encrypted workload through it, check every result, that every replica
 # worked, that a processor stopped mid-chunk finishes it and exits within its grace period, that
 # no secret or plaintext shows in `docker inspect`, image history or logs, and that `down`
-# leaves no container, network or volume behind.
+# leaves no container, network or volume behind. Then the two-VM layout: scheduler-vm.yml and
+# processor-vm.yml as two Compose projects, the processors reaching the scheduler's Redis over
+# TLS by the name in its certificate, a workload through them, and the refusals (no CA, a name
+# not in the certificate, the dashboard's user writing, a processor's user submitting).
 #
 #   tools/test-images.sh                       # ENGINE=docker (podman's socket if no Docker daemon)
 #   ENGINE=podman tools/test-images.sh
@@ -45,6 +48,9 @@ C="$COMPOSE -p $PROJECT -f $ROOT/compose/all-in-one.yml --env-file $WORK/test.en
 passed=0
 failed=0
 stack_up=0
+two_up=0          # the two-VM projects of stage 8
+CS=""             # ... the scheduler VM's compose command, and
+CP=""             # ... the processor VM's
 T0=$(date +%s.%N)
 declare -a TIMINGS=()
 
@@ -71,6 +77,12 @@ diagnostics() {
 teardown() {
   local code=$?
   set +e
+  if [ "$two_up" = 1 ]; then
+    for c in "$CS" "$CP"; do
+      if [ "$code" != 0 ]; then echo "---- diagnostics ($c)" >&2; $c ps -a >&2; $c logs --no-color --tail 40 >&2; fi
+      [ "${RQP_TEST_KEEP:-0}" = 1 ] || $c down -v -t 10 --remove-orphans >/dev/null 2>&1
+    done
+  fi
   if [ "$stack_up" = 1 ]; then
     if [ "$code" != 0 ]; then diagnostics; fi
     if [ "${RQP_TEST_KEEP:-0}" = 1 ]; then
@@ -89,9 +101,52 @@ trap teardown EXIT
 # a command failing outside check/fail says where, instead of ending the run silently
 trap 'echo "not ok - line $LINENO: \"$BASH_COMMAND\" exited $?" >&2' ERR
 
-redis_cli() {  # the password goes from the secret file to redis-cli's environment inside the container
-  $C exec -T redis sh -c 'REDISCLI_AUTH="$(cat /run/secrets/redis_password)" exec redis-cli --no-auth-warning --raw "$@"' redis-cli "$@"
+# Redis as a role sees it: a client in that role's container with the role's own Redis user,
+# password file and CA (the Redis container holds no password, only the ACL's hashes). Prints the
+# reply like `redis-cli --raw`; a refused command prints "<Error>: <message>" and exits 3.
+REDIS_PY='
+import sys, time
+import redis
+from rqp.config import Settings
+from rqp.connect import connect_redis
+
+
+def show(v):
+    if isinstance(v, (list, tuple, set)):
+        for x in v:
+            show(x)
+    elif isinstance(v, dict):
+        for k, x in v.items():
+            print(f"{k}:{x}")
+    else:
+        print(v.decode(errors="replace") if isinstance(v, bytes) else v)
+
+
+args = sys.argv[1:]
+try:
+    r = connect_redis(Settings.load(), check=False)
+    if args[0] == "--wait":  # --wait SECONDS EXPECTED COMMAND...: until the reply is EXPECTED (a number: at least it)
+        end, want, args = time.monotonic() + float(args[1]), args[2], args[3:]
+        while True:
+            got = r.execute_command(*args)
+            got = got.decode() if isinstance(got, bytes) else str(got)
+            if got == want or (want.isdigit() and got.isdigit() and int(got) >= int(want)):
+                break
+            if time.monotonic() > end:
+                print(f"timed out: {args} = {got!r}, not {want!r}")
+                sys.exit(1)
+            time.sleep(0.05)
+    else:
+        show(r.execute_command(*args))
+except redis.RedisError as exc:
+    print(f"{type(exc).__name__}: {exc}")
+    sys.exit(3)
+'
+redis_as() {  # redis_as SERVICE [--wait SECONDS EXPECTED] COMMAND ARGS...   (in the project of $C)
+  local svc=$1; shift
+  $C exec -T "$svc" python -c "$REDIS_PY" "$@"
 }
+redis_cli() { redis_as scheduler "$@"; }
 rqp() { $C exec -T scheduler rqp "$@"; }
 wait_done() {  # wait_done WORKLOAD: poll `rqp status --json` until done, with a deadline
   local w=$1 end=$(( $(date +%s) + DEADLINE )) st=""
@@ -111,7 +166,16 @@ one_off() {  # one_off NAME ARGS...: `compose run --no-deps` whose exit code is 
   $ENGINE rm -f "$name" >/dev/null 2>&1 || true
   return "$code"
 }
+engine_one_off() {  # engine_one_off NAME ARGS...: `$ENGINE run` (no Compose) with a trustworthy exit code
+  local name="$PROJECT-$1" code=0; shift
+  $ENGINE run --name "$name" "$@" || code=$?
+  [ "$code" = 0 ] || code=$($ENGINE inspect -f '{{.State.ExitCode}}' "$name" 2>/dev/null || echo "$code")
+  $ENGINE rm -f "$name" >/dev/null 2>&1 || true
+  return "$code"
+}
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# the scheduler VM's name, as processor VMs reach it and Redis's certificate names it (init-secrets.sh --host)
+VM_NAME=scheduler-vm.rqp.test
 
 echo "test-images: $ENGINE via $COMPOSE, base $BASE_IMAGE, redis $REDIS_IMAGE, images ${PREFIX}rqp-*:$VERSION, project $PROJECT"
 
@@ -120,10 +184,18 @@ t=$(now)
 undocumented=$(grep -oh '\${[A-Z_]*' compose/*.yml | tr -d '${' | sort -u | while read -r v; do grep -q "^$v=" compose/.env.example || echo "$v"; done)
 [ -z "$undocumented" ] || fail "compose/.env.example does not document: $undocumented"
 for f in all-in-one scheduler-vm processor-vm; do
-  RQP_SECRETS_DIR=/nonexistent RQP_BLOB_URL=file:///data/blobs RQP_SCHEDULER_HOST=10.0.0.4 \
+  RQP_SECRETS_DIR=/nonexistent RQP_BLOB_URL=file:///data/blobs RQP_SCHEDULER_HOST=10.0.0.4 REDIS_BIND=10.0.0.4 \
     $COMPOSE -f "compose/$f.yml" --env-file /dev/null config -q 2>"$WORK/config.err" || { cat "$WORK/config.err" >&2; fail "compose/$f.yml is not valid"; }
 done
 ok "the 3 Compose files are valid and compose/.env.example documents every variable they use"
+if RQP_SECRETS_DIR=/nonexistent RQP_BLOB_URL=file:///data/blobs $COMPOSE -f compose/scheduler-vm.yml --env-file /dev/null config -q 2>"$WORK/config.err"; then
+  fail "scheduler-vm.yml starts without REDIS_BIND (Redis would be published on every interface)"
+fi
+grep -q "set REDIS_BIND in compose/.env to this VM's private address" "$WORK/config.err" || { cat "$WORK/config.err" >&2; fail "no clear message without REDIS_BIND"; }
+for f in all-in-one scheduler-vm processor-vm; do
+  if grep -nE "redis://|protected-mode no|requirepass" "compose/$f.yml"; then fail "compose/$f.yml still has plaintext Redis, protected mode off or one shared password"; fi
+done
+ok "scheduler-vm.yml refuses to start without REDIS_BIND; no Compose file uses plaintext redis://, protected-mode no or requirepass"
 
 # ------------------------------------------------------------------------------ 1. images
 if [ "${RQP_TEST_SKIP_BUILD:-0}" != 1 ]; then
@@ -148,7 +220,7 @@ timing "images: build (cached layers) + checks" "$(since "$t")"
 
 # ------------------------------------------------------------------------------ 2. secrets, env, stack
 t=$(now)
-ENGINE=$ENGINE RQP_VERSION=$VERSION RQP_IMAGE_PREFIX=$PREFIX bash compose/init-secrets.sh "$WORK/secrets" >/dev/null
+ENGINE=$ENGINE RQP_VERSION=$VERSION RQP_IMAGE_PREFIX=$PREFIX bash compose/init-secrets.sh --host "$VM_NAME" "$WORK/secrets" >/dev/null
 PORT=$(free_port)
 cat > "$WORK/test.env" <<EOF
 RQP_SECRETS_DIR=$WORK/secrets
@@ -170,14 +242,14 @@ stack_up=1
 $C up -d --no-build --pull never --scale "processor=$SCALE" >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log" >&2; fail "compose up"; }
 timing "up -d --scale processor=$SCALE" "$(since "$t")"
 end=$(( $(date +%s) + 90 ))
-until [ "$(redis_cli scard rq:workers:rqp 2>/dev/null || echo 0)" -ge "$SCALE" ]; do
+until redis_cli --wait 5 "$SCALE" scard rq:workers:rqp >/dev/null 2>&1; do
   [ "$(date +%s)" -lt "$end" ] || fail "$SCALE processor workers did not register with Redis within 90s"
-  sleep 0.5
 done
-ok "stack up: Redis (password, AOF) + scheduler + $SCALE processors + metrics logger + dashboard; $SCALE workers registered"
-redis_cli config get appendonly | grep -qx yes || fail "Redis AOF is off"
-if $C exec -T redis redis-cli ping 2>&1 | grep -q PONG; then fail "Redis answers without a password"; fi
-ok "Redis requires its password and has AOF on"
+ok "stack up: Redis (TLS, a user per role, AOF) + scheduler + $SCALE processors + metrics logger + dashboard; $SCALE workers registered"
+redis_cli info persistence | grep -qx "aof_enabled:1" || fail "Redis AOF is off"
+anon=$($C exec -T -e RQP_REDIS_PASSWORD_FILE= -e RQP_REDIS_URL=rediss://redis:6379/0 scheduler python -c "$REDIS_PY" ping 2>&1 || true)
+case "$anon" in *"Authentication required"*) ;; *) fail "Redis answered a client without user and password: $anon" ;; esac
+ok "Redis has AOF on and refuses a client without user and password"
 timing "stack ready" "$(since "$t")"
 
 # ------------------------------------------------------------------------------ 3. the workload
@@ -277,7 +349,7 @@ def _try(fn):
 def process(record):
     return {
         "kek": _try(lambda: open("/run/secrets/kek").read()),
-        "redis_password": _try(lambda: open("/run/secrets/redis_password").read()),
+        "redis_password": _try(lambda: open("/run/secrets/redis_processor_password").read()),
         "redis": _try(lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).connect(("10.0.0.1", 6379))),
         "blobs": _try(lambda: open("/data/blobs/insider", "w").write("x")),
         "env": sorted(k for k in os.environ if not k.startswith(("LC_", "LANG", "PATH", "HOME", "TMPDIR")) and not k.endswith("_NUM_THREADS")),
@@ -308,12 +380,17 @@ try:
     raise SystemExit("dashboard answered without basic auth")
 except urllib.error.HTTPError as exc:
     assert exc.code == 401, exc.code
-req = urllib.request.Request(url, headers={"Authorization": "Basic " + base64.b64encode(f"admin:{pw}".encode()).decode()})
-workers = json.load(urllib.request.urlopen(req, timeout=10))["workers"]
+auth = {"Authorization": "Basic " + base64.b64encode(f"admin:{pw}".encode()).decode()}
+get = lambda path: json.load(urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/0/data/{path}", headers=auth), timeout=10))
+workers = get("workers.json")["workers"]
 assert len(workers) >= scale, f"dashboard shows {len(workers)} workers"
-print(f"    dashboard: {len(workers)} workers, {sum(w['successful_job_count'] for w in workers)} jobs done")
+queues = {q["name"]: q for q in get("queues.json")["queues"]}
+assert "rqp" in queues, queues
+for registry in ("queued", "failed", "started", "finished"):
+    assert "jobs" in get(f"jobs/rqp/{registry}/8/asc/1.json")
+print(f"    dashboard: {len(workers)} workers, {sum(w['successful_job_count'] for w in workers)} jobs done, queue rqp: {queues['rqp']['count']} queued")
 EOF
-ok "rq-dashboard requires basic auth and shows the $SCALE workers"
+ok "rq-dashboard (read-only Redis user, over TLS) requires basic auth and shows the $SCALE workers, the queue and its registries"
 end=$(( $(date +%s) + 30 ))
 until [ -n "$($C exec -T metrics-logger find /data/blobs/metrics -type f 2>/dev/null || true)" ]; do
   [ "$(date +%s)" -lt "$end" ] || fail "metrics logger stored no samples within 30s"
@@ -354,11 +431,7 @@ done
 [ -n "$wkey" ] || fail "no RQ worker registered for replica $vhost: $(redis_cli smembers rq:workers:rqp 2>&1 | tr '\n' ' ')"
 one_off pack-slow -v "$WORK/in:/in:ro" submit rqp pack /in/slow.jsonl /in/slow.py --id "$W2" --submit >"$WORK/pack2.log" 2>&1 \
   || { cat "$WORK/pack2.log" >&2; fail "pack the slow workload"; }
-end=$(( $(date +%s) + 60 ))
-until [ "$(redis_cli hget "$wkey" state 2>/dev/null)" = busy ]; do
-  [ "$(date +%s)" -lt "$end" ] || fail "replica $vhost never got a chunk of $W2"
-  sleep 0.1
-done
+redis_cli --wait 60 busy hget "$wkey" state >/dev/null || fail "replica $vhost never got a chunk of $W2"
 ts=$(now)
 $ENGINE stop -t $((GRACE + 5)) "$victim" >/dev/null
 stop_s=$(since "$ts")
@@ -399,11 +472,13 @@ t=$(now)
 python3 - "$WORK/secrets" "$MARKER" > "$WORK/needles.txt" <<'EOF'
 import sys
 d, marker = sys.argv[1], sys.argv[2]
-print(open(f"{d}/redis_password").read().strip())
-for line in open(f"{d}/signer.pem"):  # the submitter's private key body
-    line = line.strip()
-    if line and not line.startswith("-----"):
-        print(line)
+for role in ("scheduler", "processor", "metrics", "dashboard", "submitter"):
+    print(open(f"{d}/redis_{role}_password").read().strip())
+for name in ("signer.pem", "redis_ca.key", "redis_server.key"):  # private key bodies
+    for line in open(f"{d}/{name}"):
+        line = line.strip()
+        if line and not line.startswith("-----"):
+            print(line)
 print(open(f"{d}/dashboard_password").read().strip())
 print(marker)
 for line in open(f"{d}/kek.pem"):  # every line of the private key's body
@@ -430,7 +505,7 @@ for f in inspect logs top; do
     fail "a secret or plaintext appears in the $f output ($(grep -F -o -f "$WORK/needles.txt" "$WORK/$f.txt" | head -1 | cut -c1-12)...)"
   fi
 done
-grep -q "/run/secrets/redis_password" "$WORK/inspect.txt" || fail "the check looked at the wrong thing: no secret mount seen in docker inspect"
+grep -q "/run/secrets/redis_processor_password" "$WORK/inspect.txt" || fail "the check looked at the wrong thing: no secret mount seen in docker inspect"
 ok "no KEK, password or plaintext in docker inspect ($(echo "$containers" | wc -w) containers), image history, logs or process lists"
 timing "secret scan" "$(since "$t")"
 
@@ -449,6 +524,160 @@ left_n=$($ENGINE network ls --format '{{.Name}}' | grep -F "${PROJECT}_" || true
 left_v=$($ENGINE volume ls --format '{{.Name}}' | grep -F "${PROJECT}_" || true)
 [ -z "$left_c$left_n$left_v" ] || fail "down left behind: containers [$left_c] networks [$left_n] volumes [$left_v]"
 ok "down -v left no container, network or volume behind"
+
+# ------------------------------------------------------------------------------ 8. two VMs: scheduler-vm.yml + processor-vm.yml
+# Two Compose projects on this machine, as on two VMs: this machine's address plays the scheduler
+# VM's private address (REDIS_BIND); the processor VM reaches it by VM_NAME over TLS, verifying
+# Redis's certificate for that name. Each VM gets only its own secret files; a submitter's
+# machine (a plain container) packs and submits.
+t=$(now)
+HOST_IP=$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p' | head -1 || true)
+[ -n "$HOST_IP" ] || HOST_IP=$(hostname -I 2>/dev/null | awk '{print $1}')
+[ -n "$HOST_IP" ] || fail "this machine has no non-loopback IPv4 address to publish the scheduler VM's Redis on"
+SPORT=$(free_port)
+DPORT=$(free_port)
+copy_secrets() {  # copy_secrets DIR FILE...: owner and mode kept (as `scp -p` + chown would)
+  local d=$1; shift
+  mkdir -m 0700 "$d"
+  for f in "$@"; do cp -p "$WORK/secrets/$f" "$d/"; done
+}
+copy_secrets "$WORK/scheduler-vm" kek.pem trusted_signers.pem azure_conn dashboard_password redis_ca.pem \
+  redis_server.pem redis_server.key redis_users.acl redis_scheduler_password redis_metrics_password redis_dashboard_password
+copy_secrets "$WORK/processor-vm" kek.pem trusted_signers.pem azure_conn redis_ca.pem redis_processor_password
+mkdir -m 0700 "$WORK/shared-blobs"
+chown 10001:10001 "$WORK/shared-blobs"
+cat > "$WORK/scheduler-vm.env" <<EOF
+RQP_SECRETS_DIR=$WORK/scheduler-vm
+RQP_VERSION=$VERSION
+RQP_IMAGE_PREFIX=$PREFIX
+REDIS_IMAGE=$REDIS_IMAGE
+REDIS_BIND=$HOST_IP
+REDIS_PORT=$SPORT
+RQP_BLOB_URL=file:///data/blobs
+RQP_BLOB_DIR=$WORK/shared-blobs
+RQP_CHUNK_SIZE=25
+RQP_ADAPTIVE_CHUNKS=false
+RQP_METRICS_INTERVAL=5
+RQP_METRICS_HOST_NAME=test-scheduler-vm
+RQ_DASHBOARD_BIND=127.0.0.1
+RQ_DASHBOARD_PORT=$DPORT
+EOF
+cat > "$WORK/processor-vm.env" <<EOF
+RQP_SECRETS_DIR=$WORK/processor-vm
+RQP_VERSION=$VERSION
+RQP_IMAGE_PREFIX=$PREFIX
+RQP_SCHEDULER_HOST=$VM_NAME
+REDIS_PORT=$SPORT
+RQP_BLOB_URL=file:///data/blobs
+RQP_BLOB_DIR=$WORK/shared-blobs
+RQP_WORKERS=1
+RQP_PROCESSOR_GRACE=10
+RQP_STOP_GRACE_PERIOD=15s
+EOF
+# The VM network: the scheduler VM's name resolves to its private address (extra_hosts plays the
+# DNS). On one machine the processor VM's containers join the scheduler VM's Compose network:
+# between two Compose networks the engine drops forwarded traffic (network isolation), even to a
+# published port; on that network they still reach Redis only as a VM would, at HOST_IP:SPORT.
+cat > "$WORK/vm-network.yml" <<EOF
+services:
+  processor:
+    extra_hosts: ["$VM_NAME:$HOST_IP"]
+    networks: [vm-network]
+networks:
+  vm-network:
+    name: $PROJECT-scheduler-vm_default
+    external: true
+EOF
+CS="$COMPOSE -p $PROJECT-scheduler-vm -f $ROOT/compose/scheduler-vm.yml --env-file $WORK/scheduler-vm.env"
+CP="$COMPOSE -p $PROJECT-processor-vm -f $ROOT/compose/processor-vm.yml -f $WORK/vm-network.yml --env-file $WORK/processor-vm.env"
+two_up=1
+$CS up -d --no-build --pull never >"$WORK/up-s.log" 2>&1 || { cat "$WORK/up-s.log" >&2; fail "scheduler-vm.yml up"; }
+$CP up -d --no-build --pull never --scale processor=2 >"$WORK/up-p.log" 2>&1 || { cat "$WORK/up-p.log" >&2; fail "processor-vm.yml up"; }
+C=$CS  # rqp, redis_as, wait_done and one_off work on the scheduler VM's project from here on
+redis_cli --wait 90 2 scard rq:workers:rqp >/dev/null || fail "the processor VM's 2 processors did not register with the scheduler VM's Redis"
+ok "scheduler-vm.yml and processor-vm.yml up as two projects, each with only its own secret files; the processor VM's 2 processors reached Redis at $VM_NAME:$SPORT over TLS"
+
+rid=$($CS ps -q redis)
+published=$($ENGINE port "$rid")
+echo "    redis published: $(echo "$published" | tr '\n' ' ')"
+[ -n "$published" ] && ! echo "$published" | grep -vq -- "-> $HOST_IP:$SPORT\$" || fail "Redis is published elsewhere than REDIS_BIND=$HOST_IP:$SPORT: $published"
+[ "$($ENGINE inspect -f '{{.HostConfig.ReadonlyRootfs}}' "$rid")" = true ] || fail "the Redis container's root file system is writable"
+st=$($CS exec -T redis cat /proc/1/status)
+echo "$st" | grep -qE "^Uid:[[:space:]]+10002[[:space:]]+10002[[:space:]]+10002[[:space:]]+10002\$" || fail "redis-server does not run as uid 10002: $(echo "$st" | grep -E '^(Name|Uid)')"
+echo "$st" | grep -qE "^CapEff:[[:space:]]+0+\$" || fail "redis-server has capabilities: $(echo "$st" | grep CapEff)"
+echo "$st" | grep -qE "^NoNewPrivs:[[:space:]]+1\$" || fail "redis-server may gain privileges"
+echo "$st" | grep -qE "^Name:[[:space:]]+redis-server\$" || fail "PID 1 of the Redis container is not redis-server"
+ok "Redis: published only on REDIS_BIND ($HOST_IP), read-only root file system, redis-server as uid 10002 with no capability, no_new_privs"
+
+in_processor=$($CP exec -T processor ls /run/secrets | tr '\n' ' ')
+[ "$in_processor" = "azure_conn kek redis_ca redis_processor_password trusted_signers " ] || fail "the processor VM's containers hold other secrets: $in_processor"
+
+W4="${W}-vms"
+python3 -c 'import json,sys; [print(json.dumps({"id": i})) for i in range(int(sys.argv[1]))]' 200 > "$WORK/in/vms.jsonl"
+printf 'def process(record):\n    return record["id"] * 3\n' > "$WORK/in/vms.py"
+chmod 0644 "$WORK/in/"*
+# the submitter's machine: the public KEK, its signing key, the CA and the submitter's Redis password
+engine_one_off submitter --add-host "$VM_NAME:$HOST_IP" --read-only --tmpfs /tmp --cap-drop ALL \
+  --security-opt no-new-privileges -v "$WORK/in:/in:ro" -v "$WORK/shared-blobs:/data/blobs" \
+  -v "$WORK/secrets/redis_submitter_password:/run/secrets/redis_submitter_password:ro" \
+  -v "$WORK/secrets/redis_ca.pem:/run/secrets/redis_ca:ro" -v "$WORK/secrets/kek.pub.pem:/run/secrets/kek_pub:ro" \
+  -v "$WORK/secrets/signer.pem:/run/secrets/signing_key:ro" \
+  -e "RQP_REDIS_URL=rediss://submitter@$VM_NAME:$SPORT/0" -e RQP_REDIS_PASSWORD_FILE=/run/secrets/redis_submitter_password \
+  -e RQP_REDIS_CA_FILE=/run/secrets/redis_ca -e RQP_KEK_PUBLIC_FILE=/run/secrets/kek_pub \
+  -e RQP_SIGNING_KEY_FILE=/run/secrets/signing_key -e RQP_BLOB_URL=file:///data/blobs \
+  "${PREFIX}rqp-scheduler:$VERSION" rqp pack /in/vms.jsonl /in/vms.py --id "$W4" --submit >"$WORK/pack4.log" 2>&1 \
+  || { cat "$WORK/pack4.log" >&2; fail "pack and submit from the submitter's machine as Redis user submitter"; }
+wait_done "$W4" || fail "workload $W4 did not finish on the two VMs"
+rqp results "$W4" | python3 -c '
+import json, sys
+got = {d["id"]: d["result"] for d in map(json.loads, sys.stdin)}
+assert got == {i: 3 * i for i in range(200)}, f"{len(got)} results"
+' || fail "results of $W4"
+ok "200 records submitted as Redis user submitter from another machine, run by the processor VM, all results correct"
+
+# the refusals, from containers of the two projects
+out=$(C=$CP one_off noca -e RQP_REDIS_CA_FILE= --entrypoint /opt/rqp/bin/rqp processor list 2>&1) && fail "a processor without the CA connected: $out"
+case "$out" in *"certificate verify failed"*) ;; *) fail "a processor without the CA: $out" ;; esac
+out=$(C=$CP one_off byip -e "RQP_REDIS_URL=rediss://processor@$HOST_IP:$SPORT/0" --entrypoint /opt/rqp/bin/rqp processor list 2>&1) \
+  && fail "a processor reaching Redis by an address not in its certificate connected: $out"
+case "$out" in *"certificate verify failed"*) ;; *) fail "a processor reaching Redis by $HOST_IP: $out" ;; esac
+ok "a client without the CA, and one reaching Redis by an address its certificate does not name, cannot connect"
+for cmd in "set rq:forged 1" "hset rqp:w:$W4:meta state failed" "del rq:queues" "lpush rq:queue:rqp forged"; do
+  # shellcheck disable=SC2086  # the command's words
+  out=$(redis_as dashboard $cmd 2>&1) && fail "the dashboard's Redis user ran '$cmd': $out"
+  case "$out" in NoPermissionError*) ;; *) fail "the dashboard's user and '$cmd': $out" ;; esac
+done
+for cmd in "rpush rqp:submissions forged" "flushall" "config set appendonly no" "acl list"; do
+  # shellcheck disable=SC2086
+  out=$(C=$CP redis_as processor $cmd 2>&1) && fail "the processor's Redis user ran '$cmd': $out"
+  case "$out" in NoPermissionError*) ;; *) fail "the processor's user and '$cmd': $out" ;; esac
+done
+[ "$(redis_cli hget "rqp:w:$W4:meta" state)" = done ] || fail "workload $W4 changed state"
+python3 - "$DPORT" "$WORK/secrets/dashboard_password" <<'EOF' || fail "rq-dashboard on the scheduler VM"
+import base64, json, sys, urllib.request
+port, pw = sys.argv[1], open(sys.argv[2]).read().strip()
+req = urllib.request.Request(f"http://127.0.0.1:{port}/0/data/workers.json", headers={"Authorization": "Basic " + base64.b64encode(f"admin:{pw}".encode()).decode()})
+workers = json.load(urllib.request.urlopen(req, timeout=10))["workers"]
+assert len(workers) == 2, workers
+EOF
+ok "the dashboard's user cannot write (it still shows the 2 workers), the processor's cannot submit or administer Redis"
+
+$CS logs --no-color > "$WORK/logs2.txt" 2>&1
+$CP logs --no-color >> "$WORK/logs2.txt" 2>&1
+for id in $($ENGINE ps -a -q --filter "label=com.docker.compose.project=$PROJECT-scheduler-vm") $($ENGINE ps -a -q --filter "label=com.docker.compose.project=$PROJECT-processor-vm"); do
+  $ENGINE inspect "$id"
+done > "$WORK/inspect2.txt" 2>&1
+for f in inspect2 logs2; do
+  if grep -F -q -f "$WORK/needles.txt" "$WORK/$f.txt"; then fail "a secret or plaintext appears in the two VMs' ${f%2} output"; fi
+done
+grep -q "/run/secrets/redis_users_acl" "$WORK/inspect2.txt" || fail "the two-VM secret scan looked at the wrong thing"
+ok "no password, key or plaintext in the two VMs' docker inspect or logs"
+
+for c in "$CS" "$CP"; do $c down -v -t 10 --remove-orphans >/dev/null 2>&1 || fail "down of a two-VM project"; done
+two_up=0
+left=$($ENGINE ps -a -q --filter "label=com.docker.compose.project=$PROJECT-scheduler-vm"; $ENGINE ps -a -q --filter "label=com.docker.compose.project=$PROJECT-processor-vm"; $ENGINE volume ls --format '{{.Name}}' | grep -F "$PROJECT-" || true)
+[ -z "$left" ] || fail "the two-VM projects left behind: $left"
+timing "two VMs: up, workload, refusals, down" "$(since "$t")"
 
 echo "test-images: timings: $(IFS=';'; echo "${TIMINGS[*]}")"
 sizes=""

@@ -446,6 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_control_commands(sub, common)
 
+    from .redis_acl import add_redis_acl_command  # noqa: PLC0415
+
+    add_redis_acl_command(sub)
+
     _add_plugin_commands(sub)
     return ap
 

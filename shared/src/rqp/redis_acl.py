@@ -1,0 +1,490 @@
+"""Redis between machines: one Redis user per role with the least privilege it works with, and
+the TLS material (a private CA and the server's certificate) that protects the link.
+
+Why: the scheduler VM's Redis is reached over the network by every processor VM, by the machines
+that submit work and by the dashboard. With one shared password, whoever holds any role's copy
+(a processor VM, a submitter's laptop, the dashboard) could rewrite any workload's state, flush
+the database or reconfigure the server. Here each role has its own user and password and may run
+only the commands it needs on only the keys it uses:
+
+* ``scheduler``  -- the whole rqp and RQ key space (it drives both, and the ``rqp`` CLI on the
+  scheduler VM uses it), no server administration.
+* ``processor``  -- RQ's keys and its workers' command channel, the workloads' ledger keys, its
+  lease markers and fleet entry, the outbox, the log of rejected jobs and the status queue's
+  stream; not the submissions, not the workload list, not the events or metrics queues, no
+  server administration. A stolen processor password cannot submit work, read or forge events, or
+  touch the server's configuration.
+* ``metrics-logger`` -- appends to the metrics queue's stream; nothing else.
+* ``dashboard`` -- reads RQ's keys (``%R~``: read-only even where a command could write);
+  no writes, no scripts, nothing of rqp's own keys.
+* ``submitter`` -- appends a workload id to the submissions list (``rqp submit``,
+  ``rqp pack --submit``); nothing else.
+* ``default`` -- off: a client that does not log in as one of the above gets nothing.
+
+No role gets ``@admin`` or ``@dangerous`` commands (CONFIG, ACL, FLUSHALL, KEYS, DEBUG, MONITOR,
+SHUTDOWN, CLIENT KILL/LIST, ...), with one measured exception: ``INFO`` for the scheduler and the
+processors, which RQ reads to pick the Redis version's dequeue method (BLMOVE through an
+intermediate queue; without INFO it falls back to the less safe BLPOP). ``SELECT`` is denied:
+rqp uses database 0. Every role may use the ``@connection`` commands (AUTH, HELLO, PING,
+CLIENT SETNAME/INFO/SETINFO, which redis-py and RQ send) except the administrative CLIENT
+subcommands and CLIENT TRACKING; the category (rather than a list) keeps one ACL file valid
+for Redis 7.0 and for 7.2+, which added CLIENT SETINFO.
+
+The key patterns come from ``rqp.ledger``'s constants and the queue names, so this module is the
+one home of the ACL: ``rqp redis-acl`` renders it, ``compose/init-secrets.sh`` writes it as
+``redis_users.acl``, Redis loads it with ``--aclfile``, and ``tests/security/test_redis_acl.py``
+runs the real roles against it. Passwords appear in the file only as SHA-256 hashes
+(``#<hex>``), so the ACL file reveals no password.
+
+TLS: ``make_tls`` creates a private CA (EC P-256) and a server certificate for Redis naming the
+scheduler VM (name and/or address) plus ``redis``, ``localhost`` and 127.0.0.1 for clients on the
+VM itself. Clients verify it with the CA certificate and check the host name (``rqp.connect``).
+The CA's private key is needed only to issue another server certificate: keep it off every VM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import ipaddress
+import os
+import secrets
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from . import ledger
+from .config import DEFAULT_EVENTS_QUEUE, DEFAULT_STATUS_QUEUE
+from .errors import ConfigError
+from .ledger import FLEET, OUTBOX, OUTBOX_TIMES, REJECTED, SUBMISSIONS, WorkloadKeys, held_key
+from .storage.redis_queue import _PREFIX as STREAM_PREFIX  # the streams' key prefix has no public name
+
+__all__ = [
+    "ACL_FILE",
+    "CA_CERT_FILE",
+    "CA_KEY_FILE",
+    "DEFAULT_METRICS_QUEUE",
+    "ROLES",
+    "SERVER_CERT_FILE",
+    "SERVER_KEY_FILE",
+    "Queues",
+    "Role",
+    "add_redis_acl_command",
+    "init_redis_secrets",
+    "ledger_globals",
+    "make_tls",
+    "password_hash",
+    "read_password_hashes",
+    "render_acl",
+    "role_rules",
+    "server_names",
+]
+
+#: the metrics logger's default queue (``rqp_metrics.settings.DEFAULT_METRICS_QUEUE``; the shared
+#: package imports no role package, so the name is repeated here -- pass ``--metrics-queue`` when
+#: RQP_METRICS_QUEUE is changed)
+DEFAULT_METRICS_QUEUE = "rqp-metrics"
+
+ACL_FILE = "redis_users.acl"
+CA_CERT_FILE = "redis_ca.pem"
+CA_KEY_FILE = "redis_ca.key"
+SERVER_CERT_FILE = "redis_server.pem"
+SERVER_KEY_FILE = "redis_server.key"
+#: names every Redis server certificate carries: the Compose service name and the VM itself
+LOCAL_NAMES = ("redis", "localhost", "127.0.0.1")
+CA_DAYS = 3650
+SERVER_DAYS = 825
+
+#: every role's base: no command, then the connection commands minus the administrative ones
+_BASE = ("-@all", "+@connection", "-@admin", "-@dangerous", "-select", "-client|tracking")
+#: MULTI/EXEC and the scripts redis-py loads (EVALSHA; SCRIPT LOAD/EXISTS when a script is not
+#: cached yet). Commands a script runs are checked against the caller's ACL too (Redis 7).
+_TRANSACTIONS = ("+multi", "+exec", "+discard", "+watch", "+unwatch")
+_SCRIPTS = ("+evalsha", "+script|load", "+script|exists")
+#: what RQ itself runs (read from rq's sources: its workers, queues, jobs, registries, results)
+_RQ_DATA = (
+    "+get", "+set", "+del", "+exists", "+expire", "+persist",
+    "+hget", "+hset", "+hmget", "+hgetall", "+hdel", "+hincrby", "+hincrbyfloat", "+hexists",
+    "+lpush", "+rpush", "+lpop", "+blpop", "+lmove", "+blmove", "+lrem", "+lrange", "+llen", "+lpos",
+    "+sadd", "+srem", "+smembers", "+scard",
+    "+zadd", "+zrem", "+zrange", "+zrangebyscore", "+zremrangebyscore", "+zremrangebyrank", "+zscore", "+zcard",
+    "+xadd", "+xrevrange", "+xrange", "+xlen",
+    "+info",
+)  # fmt: skip
+#: what rqp adds: bitmaps, hash scans and Lua (the ledger), streams (the Redis message queue)
+_RQP_DATA = ("+setbit", "+getbit", "+bitcount", "+setrange", "+hscan", "+zrevrange", "+ltrim", "+xgroup|create")
+#: stream consumption: ``rqp events`` (run on the scheduler VM, with the scheduler's user)
+_STREAM_READ = ("+xreadgroup", "+xautoclaim", "+xack", "+xdel")
+#: what rq-dashboard reads (workers, queues, registries, jobs, results)
+_DASHBOARD_READ = (
+    "+exists", "+type", "+hget", "+hmget", "+hgetall", "+llen", "+lrange", "+lpos", "+smembers", "+scard",
+    "+zcard", "+zrange", "+zrangebyscore", "+zscore", "+xrevrange", "+xrange", "+xlen",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Queues:
+    """The queues whose streams the roles use (``Settings``' and the metrics logger's defaults)."""
+
+    status: str = DEFAULT_STATUS_QUEUE
+    events: str = DEFAULT_EVENTS_QUEUE
+    metrics: str = DEFAULT_METRICS_QUEUE
+
+    def __post_init__(self) -> None:
+        for name in (self.status, self.events, self.metrics):
+            # the names become key patterns: glob characters would widen them
+            if not name or not all(c.isalnum() or c in "-_" for c in name):
+                raise ConfigError(f"queue name {name!r} must be letters, digits, '-' or '_'")
+
+    def stream(self, queue: str) -> str:
+        return STREAM_PREFIX + queue
+
+
+@dataclass(frozen=True)
+class Role:
+    """One Redis user: its name, the file its password is in, and why it has what it has."""
+
+    user: str
+    #: file name (in the secrets directory, and under /run/secrets in the containers)
+    password_file: str
+    what: str
+
+
+ROLES: tuple[Role, ...] = (
+    Role("scheduler", "redis_scheduler_password", "the scheduler and the rqp CLI on the scheduler VM"),
+    Role("processor", "redis_processor_password", "the processors (RQ workers)"),
+    Role("metrics-logger", "redis_metrics_password", "the metrics loggers"),
+    Role("dashboard", "redis_dashboard_password", "rq-dashboard (read-only)"),
+    Role("submitter", "redis_submitter_password", "rqp submit / rqp pack --submit"),
+)
+
+
+def ledger_globals() -> tuple[str, ...]:
+    """Every shared key ``rqp.ledger`` names (workload list, submissions, outbox, logs): the
+    scheduler -- and the ``rqp`` CLI on its VM, which acts for the operator -- may use them all,
+    so a key added there is the scheduler's without a change here."""
+    names = (getattr(ledger, n) for n in ledger.__all__ if n.isupper())
+    return tuple(sorted(v for v in names if isinstance(v, str) and v.startswith("rqp:")))
+
+
+def role_rules(queues: Queues | None = None) -> dict[str, tuple[str, ...]]:
+    """Each role's ACL rules (commands, keys, channels) without its password, by user name."""
+    q = queues or Queues()
+    workload = WorkloadKeys("*").prefix + "*"  # rqp:w:<W>:<key>, every workload
+    rq = "rq:*"
+    fleet = f"{FLEET}:*"  # one hash per processor (``rqp.ledger`` fleet registry), FLEET its index
+    scheduler_keys = (
+        rq, workload, held_key("*"), fleet, *ledger_globals(), q.stream(q.status), q.stream(q.events),
+    )  # fmt: skip
+    processor_keys = (rq, workload, held_key("*"), FLEET, fleet, OUTBOX, OUTBOX_TIMES, REJECTED, q.stream(q.status))
+    scheduler = (
+        *_BASE, *_TRANSACTIONS, *_SCRIPTS, *_RQ_DATA, *_RQP_DATA, *_STREAM_READ,
+        *(f"~{k}" for k in scheduler_keys),
+    )  # fmt: skip
+    processor = (
+        *_BASE, *_TRANSACTIONS, *_SCRIPTS, *_RQ_DATA, *_RQP_DATA, "+subscribe", "+unsubscribe",
+        *(f"~{k}" for k in processor_keys),
+        "&rq:pubsub:*",  # RQ workers listen for commands (stop a job, shut down) on their own channel
+    )  # fmt: skip
+    return {
+        "scheduler": scheduler,
+        "processor": processor,
+        "metrics-logger": (*_BASE, "+xgroup|create", "+xadd", f"~{q.stream(q.metrics)}"),
+        "dashboard": (*_BASE, *_DASHBOARD_READ, f"%R~{rq}"),
+        "submitter": (*_BASE, "+rpush", f"~{SUBMISSIONS}"),
+    }
+
+
+def password_hash(password: str) -> str:
+    """The SHA-256 hex digest Redis's ``#<hash>`` rule takes (of the password as the role sends it)."""
+    return hashlib.sha256(password.strip().encode()).hexdigest()
+
+
+def render_acl(hashes: Mapping[str, str], queues: Queues | None = None) -> str:
+    """The ACL file: ``default`` off, then each role with its password hash(es).
+
+    ``hashes`` maps a user name to the SHA-256 hex of its password (``password_hash``); every
+    role must have one, so a missing password file cannot silently leave a role open."""
+    rules = role_rules(queues)
+    missing = [r.user for r in ROLES if r.user not in hashes]
+    if missing:
+        raise ConfigError(f"no password hash for Redis user(s) {', '.join(missing)}")
+    # (an ACL file has no comments: Redis refuses any line but "user ...")
+    lines = ["user default off resetpass resetkeys resetchannels -@all"]
+    for role in ROLES:
+        digest = hashes[role.user].lower()
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ConfigError(f"the password hash of Redis user {role.user} is not a SHA-256 hex digest")
+        lines.append(" ".join(("user", role.user, "reset", "resetchannels", "on", f"#{digest}", *rules[role.user])))
+    return "\n".join(lines) + "\n"
+
+
+def read_password_hashes(directory: Path) -> dict[str, str]:
+    """Hash each role's password file in ``directory``; ``ConfigError`` naming a missing or empty one."""
+    out = {}
+    for role in ROLES:
+        path = Path(directory) / role.password_file
+        try:
+            password = path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"Redis password file {path} cannot be read ({exc.strerror}); run compose/init-secrets.sh"
+            ) from None
+        if not password:
+            raise ConfigError(f"Redis password file {path} is empty")
+        out[role.user] = password_hash(password)
+    return out
+
+
+# ------------------------------------------------------------------------------ TLS
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _san(hosts: Iterable[str]) -> list[x509.GeneralName]:
+    out: list[x509.GeneralName] = []
+    for host in dict.fromkeys(h.strip() for h in hosts if h.strip()):
+        try:
+            out.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            out.append(x509.DNSName(host))
+    return out
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    """Create ``path`` with ``mode`` from the start (never widened, never overwritten)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.chmod(path, mode)
+
+
+def _new_ca(now: datetime.datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _name(f"rqp Redis CA {secrets.token_hex(4)}")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=CA_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _new_server_cert(
+    ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, hosts: Sequence[str], now: datetime.datetime
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(hosts[0]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=SERVER_DAYS))
+        .add_extension(x509.SubjectAlternativeName(_san(hosts)), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def server_names(cert_file: Path) -> list[str]:
+    """The DNS names and addresses a server certificate is valid for."""
+    cert = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return [*san.get_values_for_type(x509.DNSName), *(str(a) for a in san.get_values_for_type(x509.IPAddress))]
+
+
+def make_tls(directory: Path, hosts: Sequence[str]) -> list[str]:
+    """The CA and Redis's server certificate in ``directory``, made where missing (never replaced).
+
+    ``hosts``: the names and addresses processors use to reach Redis (the scheduler VM's);
+    ``LOCAL_NAMES`` are added. Returns the file names made. The CA key is written 0400 and is
+    needed only to issue a server certificate: a missing CA key is an error only then."""
+    d = Path(directory)
+    made: list[str] = []
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key_path, ca_cert_path = d / CA_KEY_FILE, d / CA_CERT_FILE
+    if not ca_cert_path.exists():
+        if ca_key_path.exists():
+            raise ConfigError(f"{ca_key_path} exists without {ca_cert_path}; restore the CA certificate or remove both")
+        ca_key, ca_cert = _new_ca(now)
+        _write_new(ca_key_path, _pem_key(ca_key), 0o400)
+        _write_new(ca_cert_path, ca_cert.public_bytes(serialization.Encoding.PEM), 0o444)
+        made += [CA_KEY_FILE, CA_CERT_FILE]
+    key_path, cert_path = d / SERVER_KEY_FILE, d / SERVER_CERT_FILE
+    if key_path.exists() != cert_path.exists():
+        raise ConfigError(f"only one of {key_path} and {cert_path} exists; remove it to issue a new pair")
+    if not cert_path.exists():
+        if not ca_key_path.exists():
+            raise ConfigError(
+                f"a new Redis server certificate needs the CA key {ca_key_path}; put it back for this run "
+                "(it is needed on no VM)"
+            )
+        ca_key_any = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
+        if not isinstance(ca_key_any, ec.EllipticCurvePrivateKey):
+            raise ConfigError(f"{ca_key_path} is not the EC key of an rqp Redis CA")
+        ca_cert = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
+        names = [*dict.fromkeys(h.strip() for h in [*hosts, *LOCAL_NAMES] if h.strip())]
+        key, cert = _new_server_cert(ca_key_any, ca_cert, names, now)
+        _write_new(key_path, _pem_key(key), 0o400)
+        _write_new(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o444)
+        made += [SERVER_KEY_FILE, SERVER_CERT_FILE]
+    return made
+
+
+def init_redis_secrets(
+    directory: Path, hosts: Sequence[str], queues: Queues | None = None
+) -> tuple[list[str], list[str]]:
+    """What Redis between VMs needs, made where missing, nothing overwritten: a password file
+    per role (mode 0400), the CA and server certificate (``make_tls``), and the ACL file made
+    from the password files. Returns (files made, warnings)."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    made: list[str] = []
+    warnings: list[str] = []
+    for role in ROLES:
+        path = d / role.password_file
+        if not path.exists():
+            _write_new(path, (secrets.token_hex(32) + "\n").encode(), 0o400)
+            made.append(role.password_file)
+    made += make_tls(d, hosts)
+    wanted = [h.strip() for h in hosts if h.strip()]
+    have = server_names(d / SERVER_CERT_FILE)
+    if not wanted and set(have) <= set(LOCAL_NAMES):
+        warnings.append(
+            f"{SERVER_CERT_FILE} names only {', '.join(have)}: enough on one machine, but processor VMs "
+            "reach Redis by the scheduler VM's name or address; give it with --host (RQP_SCHEDULER_HOST)"
+        )
+    elif missing := [h for h in wanted if h not in have]:
+        warnings.append(
+            f"the existing {SERVER_CERT_FILE} does not name {', '.join(missing)} (it names {', '.join(have)}); "
+            f"to issue a new one, remove {SERVER_CERT_FILE} and {SERVER_KEY_FILE} and run this again"
+        )
+    acl = render_acl(read_password_hashes(d), queues)
+    acl_path = d / ACL_FILE
+    if not acl_path.exists():
+        _write_new(acl_path, acl.encode(), 0o400)
+        made.append(ACL_FILE)
+    else:
+        try:
+            current = acl_path.read_text()
+        except OSError:
+            current = None  # owned by Redis's user; the caller may not read it
+        if current is not None and current != acl:
+            warnings.append(
+                f"{ACL_FILE} differs from what the password files give (a password was replaced?): "
+                f"remove it and run this again, then restart Redis"
+            )
+    return made, warnings
+
+
+# ------------------------------------------------------------------------------ rqp redis-acl
+def _queues(args: argparse.Namespace) -> Queues:
+    return Queues(status=args.status_queue, events=args.events_queue, metrics=args.metrics_queue)
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    acl = render_acl(read_password_hashes(Path(args.dir)), _queues(args))
+    if args.output:
+        _write_new(Path(args.output), acl.encode(), 0o400)
+    else:
+        sys.stdout.write(acl)
+    return 0
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    hosts = [h for spec in args.host or [] for h in spec.replace(",", " ").split()]
+    made, warnings = init_redis_secrets(Path(args.dir), hosts, _queues(args))
+    for w in warnings:
+        print(f"rqp redis-acl: warning: {w}", file=sys.stderr)
+    print(" ".join(made))
+    return 0
+
+
+def add_redis_acl_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``redis-acl`` on ``rqp``'s subcommands (``build_parser`` calls this)."""
+    p = subparsers.add_parser(
+        "redis-acl",
+        help="Redis users per role (ACL file) and Redis's TLS certificates",
+        description=(
+            "One Redis user per rqp role with least privilege, and a private CA with Redis's server "
+            "certificate. 'init' makes what is missing in DIR (nothing is overwritten); 'render' prints "
+            "the ACL file for DIR's password files. " + " ".join(f"{r.user}: {r.what}." for r in ROLES)
+        ),
+    )
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, func, help_ in (
+        ("init", _cmd_init, "make the missing password files, CA, server certificate and ACL file in DIR"),
+        ("render", _cmd_render, "print (or -o write) the ACL file for the password files in DIR"),
+    ):
+        a = actions.add_parser(name, help=help_)
+        a.add_argument("dir", metavar="DIR", help="the secrets directory (compose/secrets)")
+        a.add_argument("--status-queue", default=DEFAULT_STATUS_QUEUE, help="RQP_STATUS_QUEUE (default: %(default)s)")
+        a.add_argument("--events-queue", default=DEFAULT_EVENTS_QUEUE, help="RQP_EVENTS_QUEUE (default: %(default)s)")
+        a.add_argument(
+            "--metrics-queue", default=DEFAULT_METRICS_QUEUE, help="RQP_METRICS_QUEUE (default: %(default)s)"
+        )
+        a.set_defaults(func=func)
+        if name == "init":
+            a.add_argument(
+                "--host",
+                action="append",
+                metavar="NAME_OR_IP",
+                help="a name or address processors reach Redis by (the scheduler VM's); repeat or comma-separate",
+            )
+        else:
+            a.add_argument("--output", "-o", help="write the file (mode 0400, never overwritten) instead of printing")
+    return p

@@ -1,0 +1,541 @@
+"""Redis between VMs, for real: a TLS-only redis-server with ``--protected-mode yes``, loading the
+ACL file ``rqp redis-acl init`` writes (the code path ``compose/init-secrets.sh`` runs), with the
+certificates that command made.
+
+What a role's password lets it do is checked command by command (admin commands, keys outside
+the role's patterns, writes from the read-only dashboard, a submitter that can only submit,
+the commands the ledger's Lua scripts run), who gets in at all (no CA, another CA, a name not
+in the certificate, the default user), and that the real roles -- serving scheduler, processor,
+submitter, metrics logger, the rqp CLI, rq-dashboard's reads -- run a workload end to end, each
+with its own user, without Redis refusing them a single command (its ACL LOG stays empty).
+
+The server's ACL is the rendered file plus one inspection user of the test's own (``ADMIN``),
+used only to read the ACL LOG and reset the database between tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from cryptography.hazmat.primitives import serialization
+from harness import Cluster, bin_path
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from redis_server import RedisServer
+from rq import Queue, Worker
+from rq.job import Job
+from rq.registry import (
+    CanceledJobRegistry,
+    DeferredJobRegistry,
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
+
+from rqp.config import Settings
+from rqp.connect import connect_redis
+from rqp.errors import RedisUnavailableError
+from rqp.jobs import JSONSerializer
+from rqp.ledger import OUTBOX, REJECTED, SUBMISSIONS, WORKLOADS, WorkloadKeys
+from rqp.redis_acl import (
+    ACL_FILE,
+    CA_CERT_FILE,
+    CA_KEY_FILE,
+    ROLES,
+    SERVER_CERT_FILE,
+    SERVER_KEY_FILE,
+    password_hash,
+    render_acl,
+    server_names,
+)
+
+from .conftest import QUEUE, job_data, one_error_line, push_raw_job, rejection_for, wait_until
+from .test_tls import make_ca, tls_server_binary
+
+HOST = "scheduler-vm.rqp.test"  # the scheduler VM's name the certificate is issued for
+ADMIN = "rqp-test-admin"
+LEDGER_LUA = Path(__file__).resolve().parents[2] / "shared" / "src" / "rqp" / "ledger" / "lua"
+SCRIPT = "def process(record):\n    if record['n'] < 0:\n        raise ValueError('negative')\n    return {'double': record['n'] * 2}\n"
+
+
+class AclRedis(RedisServer):
+    """A redis-server on TLS only (127.0.0.1 and 127.0.0.2, a name the certificate does not hold),
+    protected mode on, users from ``secrets_dir``'s ACL file."""
+
+    def __init__(self, binary: str, secrets_dir: Path, d: Path) -> None:
+        super().__init__(dir=str(d))
+        self.binary = binary
+        self.secrets = secrets_dir
+        self.ca = secrets_dir / CA_CERT_FILE
+        self.admin_password = secrets.token_hex(24)
+        self.acl = d / "users.acl"
+        self.acl.write_text(
+            (secrets_dir / ACL_FILE).read_text()
+            + f"user {ADMIN} on #{password_hash(self.admin_password)} +@all ~* &*\n"
+        )
+
+    @property
+    def url(self) -> str:
+        return f"rediss://127.0.0.1:{self.port}/0"
+
+    def role_url(self, user: str, host: str = "127.0.0.1") -> str:
+        return f"rediss://{user}@{host}:{self.port}/0"
+
+    def password_file(self, user: str) -> Path:
+        return self.secrets / next(r.password_file for r in ROLES if r.user == user)
+
+    def command(self) -> list[str]:
+        s = self.secrets
+        return [
+            self.binary,
+            "--port", "0",
+            "--tls-port", str(self.port),
+            "--bind", "127.0.0.1", "127.0.0.2",
+            "--tls-cert-file", str(s / SERVER_CERT_FILE),
+            "--tls-key-file", str(s / SERVER_KEY_FILE),
+            "--tls-ca-cert-file", str(self.ca),
+            "--tls-auth-clients", "no",
+            "--aclfile", str(self.acl),
+            "--protected-mode", "yes",
+            "--dir", self.dir,
+            "--save", "",
+            "--appendonly", "no",
+        ]  # fmt: skip
+
+    def client(self, **kw: Any) -> redis.Redis:
+        """The test's inspection client."""
+        return self.as_user(ADMIN, self.admin_password, **kw)
+
+    def as_user(self, user: str | None, password: str | None, host: str = "127.0.0.1", **kw: Any) -> redis.Redis:
+        kw.setdefault("ssl_ca_certs", str(self.ca))
+        kw.setdefault("socket_connect_timeout", 2)
+        kw.setdefault("socket_timeout", 5)
+        kw.setdefault("retry", Retry(NoBackoff(), 0))  # a refusal is the answer: no retries
+        return redis.Redis(
+            host=host,
+            port=self.port,
+            username=user,
+            password=password,
+            ssl=True,
+            ssl_cert_reqs="required",
+            ssl_check_hostname=True,
+            **kw,
+        )
+
+    def as_role(self, user: str, **kw: Any) -> redis.Redis:
+        return self.as_user(user, self.password_file(user).read_text().strip(), **kw)
+
+    def env(self, user: str) -> dict[str, str]:
+        """The settings a role's container gets (compose/*.yml), pointing here."""
+        return {
+            "RQP_REDIS_URL": self.role_url(user),
+            "RQP_REDIS_PASSWORD_FILE": str(self.password_file(user)),
+            "RQP_REDIS_CA_FILE": str(self.ca),
+            "RQP_ALLOW_INSECURE_REDIS": "false",
+        }
+
+
+def _init(directory: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [bin_path("rqp"), "redis-acl", "init", str(directory), *args], capture_output=True, timeout=60
+    )
+
+
+@pytest.fixture(scope="module")
+def acl_secrets(tmp_path_factory) -> Path:
+    """``rqp redis-acl init DIR --host HOST``, as compose/init-secrets.sh runs it."""
+    d = tmp_path_factory.mktemp("redis-secrets")
+    cp = _init(d, "--host", HOST)
+    assert cp.returncode == 0, cp.stderr
+    return d
+
+
+@pytest.fixture(scope="module")
+def acl_server(acl_secrets):
+    d = Path(tempfile.mkdtemp(prefix="rqp-acl-"))
+    server = AclRedis(tls_server_binary(), acl_secrets, d).start()
+    yield server
+    server.stop()
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def srv(acl_server) -> AclRedis:
+    """The module's server with an empty database and an empty ACL LOG."""
+    admin = acl_server.client()
+    admin.flushall()
+    admin.acl_log_reset()
+    admin.close()
+    return acl_server
+
+
+def refused(client: redis.Redis, *command: Any) -> str:
+    """Run ``command``; it must be refused by the ACL (NOPERM). Returns Redis's message."""
+    with pytest.raises(redis.exceptions.NoPermissionError) as info:
+        client.execute_command(*command)
+    return str(info.value)
+
+
+# ------------------------------------------------------------------------------ the files
+def test_init_writes_every_file_once_with_tight_modes_and_no_plaintext_password(acl_secrets, tmp_path):
+    modes = {p.name: p.stat().st_mode & 0o777 for p in acl_secrets.iterdir()}
+    for role in ROLES:
+        assert modes[role.password_file] == 0o400, role
+    assert modes[CA_KEY_FILE] == 0o400 and modes[SERVER_KEY_FILE] == 0o400 and modes[ACL_FILE] == 0o400
+    assert modes[CA_CERT_FILE] == 0o444 and modes[SERVER_CERT_FILE] == 0o444
+    assert set(server_names(acl_secrets / SERVER_CERT_FILE)) == {HOST, "redis", "localhost", "127.0.0.1"}
+
+    acl = (acl_secrets / ACL_FILE).read_text()
+    passwords = {r.user: (acl_secrets / r.password_file).read_text().strip() for r in ROLES}
+    for user, password in passwords.items():
+        assert password not in acl
+        assert f"user {user} reset resetchannels on #{password_hash(password)} " in acl
+    assert acl.splitlines()[0] == "user default off resetpass resetkeys resetchannels -@all"
+    assert acl == render_acl({u: password_hash(p) for u, p in passwords.items()})
+
+    # run again: nothing is made or replaced, and a host the certificate lacks is pointed out
+    before = {p.name: p.read_bytes() for p in acl_secrets.iterdir()}
+    cp = _init(acl_secrets, "--host", "10.9.8.7")
+    assert cp.returncode == 0 and cp.stdout.strip() == b"", cp.stdout
+    assert b"does not name 10.9.8.7" in cp.stderr
+    assert {p.name: p.read_bytes() for p in acl_secrets.iterdir()} == before
+
+    # a new server certificate needs the CA key; without it, one clear line
+    d = tmp_path / "s"
+    assert _init(d).returncode == 0
+    (d / SERVER_CERT_FILE).unlink()
+    (d / SERVER_KEY_FILE).unlink()
+    (d / CA_KEY_FILE).unlink()
+    cp = _init(d, "--host", HOST)
+    assert cp.returncode == 2 and "needs the CA key" in one_error_line(cp, "rqp"), cp.stderr
+
+
+def test_the_ledger_scripts_run_only_commands_their_roles_may_run(srv):
+    """Commands a Lua script runs are checked against the caller's ACL: every command the
+    ledger's scripts call must be allowed to the roles that call them, on a workload's keys."""
+    admin = srv.client()
+    calls = set()
+    for lua in LEDGER_LUA.glob("*.lua"):
+        calls |= {m.upper() for m in re.findall(r"redis\.p?call\(\s*'([A-Za-z]+)'", lua.read_text())}
+    assert {"HSET", "ZADD", "SETBIT"} <= calls, calls  # the scan found the scripts' calls
+    key = WorkloadKeys("w").meta
+    table = admin.command()  # COMMAND: every command's arity
+    for command in sorted(calls):
+        arity = table[command.lower()]["arity"]
+        args = [key, *["1"] * (abs(arity) - 2)]
+        for user in ("scheduler", "processor"):
+            assert admin.execute_command("ACL", "DRYRUN", user, command, *args) in (b"OK", "OK"), (user, command)
+    assert admin.execute_command("ACL", "DRYRUN", "dashboard", "HSET", key, "f", "v") != b"OK"
+
+
+# ------------------------------------------------------------------------------ who gets in
+def test_a_client_without_the_ca_or_with_another_ca_cannot_connect(srv, tmp_path):
+    _key, other = make_ca("another CA")
+    other_ca = tmp_path / "other-ca.pem"
+    other_ca.write_bytes(other.public_bytes(serialization.Encoding.PEM))
+    password = srv.password_file("processor").read_text().strip()
+    for ca in (None, str(other_ca)):  # None: the system's CAs, which do not know rqp's
+        client = srv.as_user("processor", password, ssl_ca_certs=ca)
+        with pytest.raises(redis.ConnectionError, match="certificate verify failed"):
+            client.ping()
+    # and a role started that way stops at once with one line saying so
+    env = {**srv.env("processor"), "RQP_REDIS_CA_FILE": ""}
+    cp = subprocess.run([bin_path("rqp"), "list"], env={**os.environ, **env}, capture_output=True, timeout=60)
+    line = one_error_line(cp, "rqp")
+    assert cp.returncode == 6 and "certificate verify failed" in line.lower(), line
+
+
+def test_a_client_reaching_the_server_by_a_name_not_in_its_certificate_is_refused(srv):
+    good = srv.as_role("processor")
+    assert good.ping()  # 127.0.0.1 is in the certificate
+    wrong = srv.as_role("processor", host="127.0.0.2")  # the same server, an address it was not issued for
+    with pytest.raises(redis.ConnectionError, match="certificate verify failed"):
+        wrong.ping()
+    with pytest.raises(RedisUnavailableError, match="certificate verify failed"):
+        connect_redis(
+            Settings.load(env={**srv.env("processor"), "RQP_REDIS_URL": srv.role_url("processor", "127.0.0.2")})
+        )
+    settings = Settings.load(env=srv.env("processor"))
+    assert connect_redis(settings).ping()
+
+
+def test_the_default_user_and_wrong_passwords_are_refused(srv):
+    anonymous = srv.as_user(None, None)
+    with pytest.raises(redis.AuthenticationError):
+        anonymous.ping()
+    for user, password in (("default", ""), ("default", "nopass"), ("processor", "guess"), ("nobody", "x")):
+        with pytest.raises(redis.AuthenticationError):
+            srv.as_user(user, password).ping()
+    # one role's password is not another's
+    with pytest.raises(redis.AuthenticationError):
+        srv.as_user("scheduler", srv.password_file("processor").read_text().strip()).ping()
+    # rqp's own check: a server that lets anyone in is refused; this one does not, so roles start
+    assert connect_redis(Settings.load(env=srv.env("submitter"))).ping()
+
+
+# ------------------------------------------------------------------------------ what each role may do
+ADMIN_COMMANDS = [
+    ("CONFIG", "SET", "maxmemory", "1"),
+    ("CONFIG", "GET", "*"),
+    ("FLUSHALL",),
+    ("FLUSHDB",),
+    ("ACL", "LIST"),
+    ("ACL", "SETUSER", "intruder", "on", ">x", "+@all", "~*"),
+    ("ACL", "LOG"),
+    ("KEYS", "*"),
+    ("SCAN", "0"),
+    ("CLIENT", "LIST"),
+    ("CLIENT", "KILL", "ID", "1"),
+    ("CLIENT", "TRACKING", "on"),
+    ("SELECT", "1"),
+    ("SWAPDB", "0", "1"),
+    ("MODULE", "LIST"),
+    ("SAVE",),
+    ("BGREWRITEAOF",),
+    ("REPLICAOF", "127.0.0.1", "1"),
+    ("SCRIPT", "FLUSH"),
+    ("EVAL", "return 1", "0"),
+    ("FUNCTION", "FLUSH"),
+    ("SHUTDOWN", "NOSAVE"),
+]
+
+
+@pytest.mark.parametrize("user", [r.user for r in ROLES])
+def test_no_role_may_administer_the_server(srv, user):
+    client = srv.as_role(user)
+    assert client.ping()
+    for command in ADMIN_COMMANDS:
+        assert "no permissions" in refused(client, *command), command
+    assert srv.client().ping()  # still up (SHUTDOWN was refused)
+
+
+def test_the_processor_touches_only_its_keys(srv):
+    p = srv.as_role("processor")
+    meta = WorkloadKeys("w1").meta
+    assert p.hset(meta, "processor_error", "x") == 1 and p.set("rq:job:x", "1")
+    assert p.rpush(REJECTED, "{}") == 1 and p.xadd("rqp:mq:rqp-status", {"b": b"x"})
+    for command in (
+        ("RPUSH", SUBMISSIONS, "w-forged"),  # cannot hand a workload to the scheduler
+        ("ZADD", WORKLOADS, "1", "w"),
+        ("XADD", "rqp:mq:rqp-events", "*", "b", "x"),  # nor forge events
+        ("XREADGROUP", "GROUP", "rqp", "rqp", "COUNT", "1", "STREAMS", "rqp:mq:rqp-status", ">"),  # nor consume them
+        ("XADD", "rqp:mq:rqp-metrics", "*", "b", "x"),
+        ("SET", "anything-else", "1"),
+        ("GET", "rqp:anything"),
+        ("HGETALL", "rqp:w"),
+    ):
+        assert "no permissions" in refused(p, *command), command
+    # a script runs with its caller's rights: no detour through Lua
+    sha = p.script_load("return redis.call('RPUSH', KEYS[1], 'w-forged')")
+    assert "no permissions" in refused(p, "EVALSHA", sha, "1", SUBMISSIONS)
+    sha = p.script_load("return redis.call('RPUSH', 'rqp:submissions', 'w-forged')")
+    with pytest.raises(redis.ResponseError, match="can't access at least one of the keys"):
+        p.evalsha(sha, 1, WorkloadKeys("w1").meta)
+    assert srv.client().llen(SUBMISSIONS) == 0
+
+
+def test_the_dashboard_reads_rq_and_writes_nothing(srv):
+    admin = srv.client()
+    admin.sadd("rq:queues", "rq:queue:rqp")
+    admin.hset(WorkloadKeys("w1").meta, "state", "running")
+    d = srv.as_role("dashboard")
+    assert d.smembers("rq:queues") == {b"rq:queue:rqp"} and d.llen("rq:queue:rqp") == 0
+    for command in (
+        ("SET", "rq:x", "1"),
+        ("HSET", "rq:job:x", "status", "queued"),
+        ("LPUSH", "rq:queue:rqp", "x"),
+        ("DEL", "rq:queues"),
+        ("SREM", "rq:queues", "rq:queue:rqp"),
+        ("ZADD", "rq:failed:rqp", "1", "x"),
+        ("XADD", "rq:results:x", "*", "a", "b"),
+        ("HSET", WorkloadKeys("x").meta, "state", "done"),
+        ("HGETALL", WorkloadKeys("w1").meta),  # nor read rqp's own keys
+        ("EVAL", "return 1", "0"),
+        ("EVALSHA", "0" * 40, "0"),
+        ("SCRIPT", "LOAD", "return 1"),
+        ("PUBLISH", "rq:pubsub:rqp-x", "{}"),
+        ("MULTI",),
+    ):
+        assert "no permissions" in refused(d, *command), command
+    assert admin.smembers("rq:queues") == {b"rq:queue:rqp"}
+
+
+def test_the_submitter_can_only_submit(srv, tmp_path, kek):
+    s = srv.as_role("submitter")
+    assert s.rpush(SUBMISSIONS, "w1") == 1
+    for command in (
+        ("LRANGE", SUBMISSIONS, "0", "-1"),  # cannot even see what others submitted
+        ("LPOP", SUBMISSIONS),
+        ("DEL", SUBMISSIONS),
+        ("RPUSH", "rq:queue:rqp", "x"),
+        ("HSET", WorkloadKeys("w1").meta, "state", "done"),
+        ("ZRANGE", WORKLOADS, "0", "-1"),
+        ("HGETALL", OUTBOX),
+        ("INFO",),
+        ("SUBSCRIBE", "rq:pubsub:x"),
+    ):
+        assert "no permissions" in refused(s, *command), command
+    assert srv.client().lrange(SUBMISSIONS, 0, -1) == [b"w1"]
+
+    # the real commands: pack --submit and submit work with the submitter's user; status does not
+    cluster = Cluster(tmp_path / "c", srv.role_url("submitter"), kek[0], extra_env=srv.env("submitter"))
+    try:
+        data = cluster.write_data("d.jsonl", [{"n": 1}])
+        script = cluster.write_script("s.py", SCRIPT)
+        cluster.rqp("pack", str(data), str(script), "--id", "w2", "--submit")
+        cluster.rqp("pack", str(data), str(script), "--id", "w3")
+        cluster.rqp("submit", "w3")
+        assert srv.client().lrange(SUBMISSIONS, 0, -1) == [b"w1", b"w2", b"w3"]
+        cp = cluster.rqp("status", "w2", check=False)
+        assert cp.returncode != 0 and b"no permissions to run the 'hgetall' command" in cp.stderr, cp.stderr
+    finally:
+        cluster.stop()
+
+
+def test_the_metrics_logger_only_appends_to_the_metrics_queue(srv, tmp_path):
+    m = srv.as_role("metrics-logger")
+    assert m.xadd("rqp:mq:rqp-metrics", {"b": b"x"})
+    for command in (
+        ("XADD", "rqp:mq:rqp-status", "*", "b", "x"),
+        ("XRANGE", "rqp:mq:rqp-metrics", "-", "+"),
+        ("XDEL", "rqp:mq:rqp-metrics", "0-1"),
+        ("RPUSH", SUBMISSIONS, "w"),
+        ("GET", "rq:x"),
+    ):
+        assert "no permissions" in refused(m, *command), command
+
+
+# ------------------------------------------------------------------------------ the real roles
+def _wait_state(cluster: Cluster, wid: str, timeout: float = 120.0) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        cp = cluster.rqp("status", wid, "--json", check=False)
+        doc = json.loads(cp.stdout) if cp.returncode in (0, 1) and cp.stdout.strip() else {}
+        return doc if doc.get("state") in ("done", "failed") else None
+
+    return wait_until(done, timeout, f"workload {wid} to end", cluster.logs)
+
+
+def _dashboard_reads(client: redis.Redis, forged: str) -> dict[str, Any]:
+    """What rq-dashboard's pages read (rq_dashboard.web: queues.json, workers.json, the jobs
+    lists of every registry with cleanup off, one job with its latest result)."""
+    queues = Queue.all(connection=client, serializer=JSONSerializer)
+    seen: dict[str, Any] = {"queues": {}, "workers": []}
+    for q in queues:
+        counts = {"queued": q.count}
+        ids = {"queued": q.get_job_ids(0, 7)}
+        for name, cls in (
+            ("failed", FailedJobRegistry),
+            ("started", StartedJobRegistry),
+            ("deferred", DeferredJobRegistry),
+            ("finished", FinishedJobRegistry),
+            ("canceled", CanceledJobRegistry),
+            ("scheduled", ScheduledJobRegistry),
+        ):
+            registry = cls(q.name, connection=client)
+            counts[name] = registry.get_job_count(cleanup=False)
+            ids[name] = registry.get_job_ids(0, 7, cleanup=False)
+        seen["queues"][q.name] = (counts, ids)
+    for w in Worker.all(connection=client):
+        current = w.get_current_job()
+        seen["workers"].append((w.name, str(w.get_state()), current.id if current else None, w.successful_job_count))
+    job = Job.fetch(forged, connection=client, serializer=JSONSerializer)
+    result = job.latest_result()
+    seen["job"] = (job.get_status(), job.origin, result.type if result else None, job.get_meta())
+    return seen
+
+
+def test_every_role_runs_a_workload_with_its_own_user(srv, tmp_path, kek):
+    """Serving scheduler, processor (2 workers), submitter, rqp CLI (status, list, events,
+    retry), metrics logger and rq-dashboard's reads, each as its own Redis user over TLS: the
+    workload runs to its end (one record fails for good after its retries), a forged job is
+    rejected and logged, a worker killed is replaced, and Redis refused none of it."""
+    admin = srv.client()
+    cluster = Cluster(
+        tmp_path / "c",
+        srv.role_url("scheduler"),
+        kek[0],
+        extra_env={**srv.env("scheduler"), "RQP_MAX_ATTEMPTS": "2", "RQP_CHUNK_SIZE": "16"},
+    )
+    try:
+        with open(cluster.root / "scheduler.log", "wb") as log:
+            cluster.procs.append(
+                subprocess.Popen(
+                    [bin_path("rqp-scheduler"), "serve"],
+                    env=cluster.env,
+                    cwd=cluster.root,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+        cluster.start_processor(2, env=srv.env("processor"))
+        wait_until(lambda: admin.scard(f"rq:workers:{QUEUE}") == 2, 60, "2 workers", cluster.logs)
+
+        records = [{"n": i} for i in range(100)] + [{"n": -1}]
+        data = cluster.write_data("d.jsonl", records)
+        script = cluster.write_script("s.py", SCRIPT)
+        cluster.rqp("pack", str(data), str(script), "--id", "acl-w1", "--submit", env=srv.env("submitter"))
+        st = _wait_state(cluster, "acl-w1")
+        assert (st["done"], st["failed"], st["total"]) == (100, 1, 101), st
+        assert cluster.results("acl-w1") == {i: {"double": 2 * i} for i in range(100)}
+
+        # the CLI on the scheduler VM runs with the scheduler's user
+        assert "acl-w1" in cluster.rqp("list").stdout.decode()
+        assert json.loads(cluster.rqp("status", "acl-w1", "--record", "100").stdout)["state"] == "failed"
+        events = cluster.rqp("events", "--max", "200", "--wait", "1").stdout.decode().splitlines()
+        assert {json.loads(e)["id"] for e in events if json.loads(e).get("state") == "done"} == set(range(100))
+        assert cluster.rqp("events", "--queue", "events", "--peek").returncode == 0
+        assert "re-queued 1 failed records" in cluster.rqp("retry", "acl-w1", "--failed").stdout.decode()
+        st = _wait_state(cluster, "acl-w1")
+        assert st["failed"] == 1 and st["done"] == 100, st
+
+        # a job nobody's scheduler made: the processor rejects it and logs that with its own user
+        forged = push_raw_job(srv.as_role("scheduler"), "acl-forged", job_data("os.system", ["true"]))
+        wait_until(lambda: rejection_for(admin, forged), 30, "the forged job's rejection", cluster.logs)
+
+        # a worker that dies is replaced; its supervisor ends its lease (release_worker) first
+        victim = cluster.worker_pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        wait_until(
+            lambda: victim not in cluster.worker_pids() and len(cluster.worker_pids()) == 2,
+            30,
+            "the killed worker to be replaced",
+            cluster.logs,
+        )
+        wait_until(lambda: admin.scard(f"rq:workers:{QUEUE}") >= 2, 30, "the new worker to register", cluster.logs)
+
+        # the metrics logger, one cycle, with its user: a summary lands on the metrics queue
+        cp = cluster.run(
+            bin_path("rqp-metrics-logger"), "--once", env={**srv.env("metrics-logger"), "RQP_METRICS_HOST_NAME": "t"}
+        )
+        assert admin.xlen("rqp:mq:rqp-metrics") == 1, cp.stderr.decode()
+
+        # rq-dashboard's reads, with its read-only user
+        seen = _dashboard_reads(srv.as_role("dashboard"), forged)
+        assert QUEUE in seen["queues"] and len(seen["workers"]) >= 2, seen
+        assert seen["job"][0] is not None, seen
+
+        # not one command of any role was refused (the log also records refused logins)
+        assert admin.acl_log() == [], admin.acl_log()
+        assert cluster.procs[0].poll() is None and all(p.poll() is None for p in cluster.processors)
+
+        # while the dashboard's write buttons are refused by Redis
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            Job.fetch(forged, connection=srv.as_role("dashboard"), serializer=JSONSerializer).delete()
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            Queue(QUEUE, connection=srv.as_role("dashboard"), serializer=JSONSerializer).empty()
+        assert admin.exists(f"rq:job:{forged}")
+    finally:
+        cluster.stop()
