@@ -208,10 +208,12 @@ class Cluster:
 
     # ------------------------------------------------------------------ teardown
     def stop(self, grace: float = 10.0) -> None:
+        started = rqp_processes(self.procs)  # supervisors, workers, script hosts, orphans of this cluster
         stop_process_groups(self.procs, grace)
         self.procs.clear()
         self.processors.clear()
         self.r.close()
+        assert_processes_gone(started)
 
 
 def stop_process_groups(procs: list[subprocess.Popen], grace: float = 10.0) -> None:
@@ -233,3 +235,77 @@ def stop_process_groups(procs: list[subprocess.Popen], grace: float = 10.0) -> N
             except ProcessLookupError:
                 pass
             p.wait()
+
+
+# ---------------------------------------------------------------------- nothing left behind
+#: seconds a stopped cluster's processes get to be gone (death signals are asynchronous)
+LEFTOVER_GRACE = 10.0
+
+
+def _descendants(pid: int) -> list[Any]:
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        return [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def rqp_processes(procs: Iterable[subprocess.Popen]) -> list[Any]:
+    """Every process these roles started, as ``psutil.Process`` objects (which remember their
+    start time, so a reused pid is never mistaken for one of them): the processes themselves and
+    all their descendants (workers, script hosts), and workers left behind by a supervisor that
+    is already gone (a worker names its supervisor in ``--parent``) with their script hosts."""
+    import psutil
+
+    procs = list(procs)
+    found: dict[int, Any] = {}
+    for p in procs:
+        for q in _descendants(p.pid):
+            found[q.pid] = q
+    parents = {str(p.pid) for p in procs}
+    for q in psutil.process_iter(["cmdline"]):
+        cmd = q.info.get("cmdline") or []
+        if "rqp_processor.worker" in cmd and "--parent" in cmd:
+            i = cmd.index("--parent")
+            if i + 1 < len(cmd) and cmd[i + 1] in parents:
+                for d in _descendants(q.pid):
+                    found[d.pid] = d
+    return list(found.values())
+
+
+def _running(proc: Any) -> bool:
+    import psutil
+
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def assert_processes_gone(procs: list[Any], timeout: float | None = None) -> None:
+    """Fail if any of ``procs`` is still running ``timeout`` seconds (``LEFTOVER_GRACE``) from now,
+    killing it, so one test's leftovers do not disturb the next."""
+    import psutil
+
+    timeout = LEFTOVER_GRACE if timeout is None else timeout
+    deadline = time.monotonic() + timeout
+    left = [p for p in procs if _running(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = [p for p in left if _running(p)]
+    if not left:
+        return
+    described = []
+    for p in left:
+        try:
+            described.append(f"pid {p.pid} (parent {p.ppid()}): {' '.join(p.cmdline())[:200]}")
+            p.kill()
+        except psutil.Error:  # gone meanwhile
+            continue
+    if described:
+        raise AssertionError(
+            f"{len(described)} rqp process(es) still running {timeout:.0f}s after the cluster stopped:\n"
+            + "\n".join(described)
+        )

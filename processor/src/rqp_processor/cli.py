@@ -38,14 +38,25 @@ RESTART_BACKOFF_MAX = 30.0
 HEALTHY_SECONDS = 60.0
 
 
-def _spawn(args: argparse.Namespace) -> subprocess.Popen:
-    # -P: the working directory is not put on sys.path, so a stray file cannot shadow a module
-    cmd = [sys.executable, "-P", "-m", "rqp_processor.worker", "--log-level", args.log_level]
+def _spawn(args: argparse.Namespace, env: dict[str, str] | None = None) -> subprocess.Popen:
+    # -P: the working directory is not put on sys.path, so a stray file cannot shadow a module.
+    # --parent: the worker dies with this process (PR_SET_PDEATHSIG, armed for the *thread* that
+    # forks it: always call this from the main thread) and checks that it is still its parent
+    cmd = [
+        sys.executable,
+        "-P",
+        "-m",
+        "rqp_processor.worker",
+        "--log-level",
+        args.log_level,
+        "--parent",
+        str(os.getpid()),
+    ]
     if args.config:
         cmd += ["--config", args.config]
     if args.burst:
         cmd.append("--burst")
-    return subprocess.Popen(cmd)
+    return subprocess.Popen(cmd, env=env)
 
 
 def release_dead_worker(r: redis.Redis, pid: int) -> str | None:

@@ -3,16 +3,26 @@
 SimpleWorker (no fork per job) keeps the workload context -- unwrapped key, decrypted script --
 and the workload's script host warm across chunks. The user's code runs only in script hosts
 (``rqp.sandbox``): one confined process per workload, never reused for another, holding no key.
+
+A worker never outlives its ``rqp-processor`` (``--parent``), however the supervisor goes
+(SIGKILL, the OOM killer): the kernel kills the worker with it (``PR_SET_PDEATHSIG``), and the
+worker's loops -- RQ's dequeue loop, including its Redis retry and backoff, and a watchdog thread
+for calls that block -- check that its parent is still the supervisor. Its script hosts die with
+it (they set the same death signal before they confine themselves; see ``rqp.sandbox``).
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
+import ctypes
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
+import time
 from typing import Any
 
 from rq import Queue, SimpleWorker
@@ -27,7 +37,64 @@ from rqp.jobs import JSONSerializer, RqpJob
 
 from .chunk import ChunkProcessor
 
-__all__ = ["RqpWorker", "build_worker", "job_class_for", "main"]
+__all__ = ["EXIT_ORPHANED", "ParentWatch", "RqpWorker", "build_worker", "die_with_parent", "job_class_for", "main"]
+
+log = logging.getLogger("rqp.processor")
+
+PR_SET_PDEATHSIG = 1
+#: a worker that finds its supervisor gone exits with this (nobody is left to read it)
+EXIT_ORPHANED = 75
+#: seconds between the watchdog's checks that the supervisor is still this worker's parent
+PARENT_CHECK_SECONDS = 0.5
+
+
+def die_with_parent(parent: int) -> bool:
+    """Have the kernel SIGKILL this process when its parent (the supervisor, pid ``parent``) dies.
+    The death signal is armed for whoever is the parent *now*: if the supervisor died between
+    starting this process and this call, the parent is already someone else (init, a subreaper)
+    and this process exits at once. Returns whether the kernel took the death signal."""
+    armed = False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+        libc.prctl.restype = ctypes.c_int
+        armed = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):  # not Linux: the parent checks alone
+        pass
+    ParentWatch(parent).check()
+    return armed
+
+
+class ParentWatch:
+    """Whether this worker's supervisor is still its parent; exits the process when it is not.
+    Checked by RQ's loops (every heartbeat: each dequeue, each Redis retry, each job) and by a
+    watchdog thread that also covers calls that block (a long BLPOP, a backoff sleep, a script)."""
+
+    def __init__(self, parent: int) -> None:
+        self.parent = parent
+
+    def gone(self) -> bool:
+        return os.getppid() != self.parent
+
+    def check(self) -> None:
+        if self.gone():
+            # no one is left to hand this worker's chunk back: its lease runs out and the scheduler
+            # re-runs it; the script hosts die with this process (their own death signal)
+            print(
+                f"rqp-processor worker {os.getpid()}: supervisor {self.parent} is gone; exiting",
+                file=sys.stderr,
+                flush=True,
+            )
+            os._exit(EXIT_ORPHANED)
+
+    def start(self) -> ParentWatch:
+        def watch() -> None:
+            while True:
+                self.check()
+                time.sleep(PARENT_CHECK_SECONDS)
+
+        threading.Thread(target=watch, name="rqp-parent-watch", daemon=True).start()
+        return self
 
 
 def job_class_for(processor: ChunkProcessor) -> type[RqpJob]:
@@ -54,6 +121,14 @@ class RqpWorker(SimpleWorker):
 
     #: the chunk processor its jobs run on (set by ``build_worker``)
     processor: ChunkProcessor
+    #: the supervisor this worker must not outlive (``--parent``; None when run on its own)
+    parent_watch: ParentWatch | None = None
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        # RQ calls this on every pass of its loops, the Redis retry-with-backoff loop included
+        if self.parent_watch is not None:
+            self.parent_watch.check()
+        super().heartbeat(timeout, pipeline)
 
 
 def build_worker(settings: Settings, name: str | None = None) -> RqpWorker:
@@ -84,7 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config")
     ap.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     ap.add_argument("--log-level", default=os.environ.get("RQP_LOG_LEVEL", "WARNING"))
+    ap.add_argument("--parent", type=int, help="the supervisor's pid: exit when it is gone (set by rqp-processor)")
     args = ap.parse_args(argv)
+    watch = None
+    if args.parent is not None:
+        die_with_parent(args.parent)  # first: the supervisor may already be gone
+        watch = ParentWatch(args.parent).start()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     harden_process("rqp-processor worker")
     try:
@@ -93,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     except RqpError as exc:
         print(f"rqp-processor: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    worker.parent_watch = watch
     worker.work(burst=args.burst, logging_level=args.log_level.upper(), with_scheduler=False)
     return 0
 
