@@ -78,7 +78,7 @@ teardown() {
   local code=$?
   set +e
   if [ "$two_up" = 1 ]; then
-    for c in "$CS" "$CP"; do
+    for c in "$CP" "$CS"; do
       if [ "$code" != 0 ]; then echo "---- diagnostics ($c)" >&2; $c ps -a >&2; $c logs --no-color --tail 40 >&2; fi
       [ "${RQP_TEST_KEEP:-0}" = 1 ] || $c down -v -t 10 --remove-orphans >/dev/null 2>&1
     done
@@ -246,7 +246,8 @@ until redis_cli --wait 5 "$SCALE" scard rq:workers:rqp >/dev/null 2>&1; do
   [ "$(date +%s)" -lt "$end" ] || fail "$SCALE processor workers did not register with Redis within 90s"
 done
 ok "stack up: Redis (TLS, a user per role, AOF) + scheduler + $SCALE processors + metrics logger + dashboard; $SCALE workers registered"
-redis_cli info persistence | grep -qx "aof_enabled:1" || fail "Redis AOF is off"
+persistence=$(redis_cli info persistence)
+grep -qx "aof_enabled:1" <<<"$persistence" || fail "Redis AOF is off"
 anon=$($C exec -T -e RQP_REDIS_PASSWORD_FILE= -e RQP_REDIS_URL=rediss://redis:6379/0 scheduler python -c "$REDIS_PY" ping 2>&1 || true)
 case "$anon" in *"Authentication required"*) ;; *) fail "Redis answered a client without user and password: $anon" ;; esac
 ok "Redis has AOF on and refuses a client without user and password"
@@ -600,13 +601,14 @@ ok "scheduler-vm.yml and processor-vm.yml up as two projects, each with only its
 rid=$($CS ps -q redis)
 published=$($ENGINE port "$rid")
 echo "    redis published: $(echo "$published" | tr '\n' ' ')"
-[ -n "$published" ] && ! echo "$published" | grep -vq -- "-> $HOST_IP:$SPORT\$" || fail "Redis is published elsewhere than REDIS_BIND=$HOST_IP:$SPORT: $published"
+[ -n "$published" ] && ! grep -vq -- "-> $HOST_IP:$SPORT\$" <<<"$published" || fail "Redis is published elsewhere than REDIS_BIND=$HOST_IP:$SPORT: $published"
 [ "$($ENGINE inspect -f '{{.HostConfig.ReadonlyRootfs}}' "$rid")" = true ] || fail "the Redis container's root file system is writable"
 st=$($CS exec -T redis cat /proc/1/status)
-echo "$st" | grep -qE "^Uid:[[:space:]]+10002[[:space:]]+10002[[:space:]]+10002[[:space:]]+10002\$" || fail "redis-server does not run as uid 10002: $(echo "$st" | grep -E '^(Name|Uid)')"
-echo "$st" | grep -qE "^CapEff:[[:space:]]+0+\$" || fail "redis-server has capabilities: $(echo "$st" | grep CapEff)"
-echo "$st" | grep -qE "^NoNewPrivs:[[:space:]]+1\$" || fail "redis-server may gain privileges"
-echo "$st" | grep -qE "^Name:[[:space:]]+redis-server\$" || fail "PID 1 of the Redis container is not redis-server"
+# (here-strings, not `echo | grep -q`: with pipefail, grep -q leaving early can fail the echo)
+grep -qE "^Uid:[[:space:]]+10002[[:space:]]+10002[[:space:]]+10002[[:space:]]+10002\$" <<<"$st" || fail "redis-server does not run as uid 10002: $(grep -E '^(Name|Uid)' <<<"$st")"
+grep -qE "^CapEff:[[:space:]]+0+\$" <<<"$st" || fail "redis-server has capabilities: $(grep CapEff <<<"$st")"
+grep -qE "^NoNewPrivs:[[:space:]]+1\$" <<<"$st" || fail "redis-server may gain privileges"
+grep -qE "^Name:[[:space:]]+redis-server\$" <<<"$st" || fail "PID 1 of the Redis container is not redis-server"
 ok "Redis: published only on REDIS_BIND ($HOST_IP), read-only root file system, redis-server as uid 10002 with no capability, no_new_privs"
 
 in_processor=$($CP exec -T processor ls /run/secrets | tr '\n' ' ')
@@ -673,7 +675,7 @@ done
 grep -q "/run/secrets/redis_users_acl" "$WORK/inspect2.txt" || fail "the two-VM secret scan looked at the wrong thing"
 ok "no password, key or plaintext in the two VMs' docker inspect or logs"
 
-for c in "$CS" "$CP"; do $c down -v -t 10 --remove-orphans >/dev/null 2>&1 || fail "down of a two-VM project"; done
+for c in "$CP" "$CS"; do $c down -v -t 10 --remove-orphans >/dev/null 2>&1 || fail "down of a two-VM project"; done
 two_up=0
 left=$($ENGINE ps -a -q --filter "label=com.docker.compose.project=$PROJECT-scheduler-vm"; $ENGINE ps -a -q --filter "label=com.docker.compose.project=$PROJECT-processor-vm"; $ENGINE volume ls --format '{{.Name}}' | grep -F "$PROJECT-" || true)
 [ -z "$left" ] || fail "the two-VM projects left behind: $left"
