@@ -283,21 +283,53 @@ def test_scheduler_killed_and_restarted(cluster):
     assert int(meta[b"enqueued"]) == n
 
 
-def test_a_processor_that_cannot_find_the_workload_says_so_in_the_failures(cluster):
-    """A processor VM pointed at the wrong blob store: its refusal -- read back through RQ's
-    public API, whatever RQ major is installed -- is the reason `rqp results --failed` gives."""
-    data = cluster.write_data("lost.jsonl", [{"n": i} for i in range(3)])
-    script = cluster.write_script("lost.py", "def process(r):\n    return r\n")
-    wid = cluster.pack("lost", data, script)
+def test_a_processor_that_cannot_open_the_workload_leaves_its_chunks_to_others(cluster):
+    """A processor VM pointed at the wrong blob store hands every chunk back untouched, says why
+    where `rqp status` looks, and the processors that can open the workload do all of it: one
+    misconfigured VM never fails a workload."""
+    from rqp.ledger import Ledger
+    from rqp.status import read_progress
+
+    data = cluster.write_data("blind.jsonl", [{"n": i} for i in range(40)])
+    script = cluster.write_script("blind.py", "def process(r):\n    return r['n'] + 1\n")
+    wid = cluster.pack("blind", data, script)
     elsewhere = cluster.root / "empty-blobs"
     elsewhere.mkdir()
-    cluster.start_processor(1, env={"RQP_BLOB_URL": f"file://{elsewhere}"})
+    blind = cluster.start_processor(1, env={"RQP_BLOB_URL": f"file://{elsewhere}"})
+    sched = cluster.start_scheduler(wid, env={"RQP_CHUNK_SIZE": "4", "RQP_ADAPTIVE_CHUNKS": "false"})
+    led = Ledger(cluster.r, wid)
+    cluster.wait_for(led.blind, 30, "the misconfigured processor to hand a chunk back")
+    cluster.start_processor(2)
+    out, _ = sched.communicate(timeout=120)
+    assert sched.returncode == 0, out.decode()
+    assert cluster.results(wid) == {i: i + 1 for i in range(40)}
+    assert cluster.failures(wid) == {}
+    [(_worker, entry)] = led.blind().items()
+    assert (
+        entry["reason"]
+        == f"workload {wid} not found in file://{elsewhere}; pack it with 'rqp pack' or check RQP_BLOB_URL"
+    )
+    p = read_progress(cluster.r, wid)
+    assert (p.state, p.done, p.failed) == ("done", 40, 0)
+    os.killpg(blind.pid, signal.SIGTERM)
+    blind.wait(30)
+    log = (cluster.root / "processor-0.log").read_text()
+    assert log.count(f"cannot open workload {wid}, its chunks are left for other processors") == 1, log
+
+
+def test_a_chunk_whose_result_part_cannot_be_written_fails_with_that_reason(cluster):
+    """The processor's own failure, read back through RQ's public API whatever RQ major is
+    installed, is the reason `rqp results --failed` gives."""
+    data = cluster.write_data("unwritable.jsonl", [{"n": i} for i in range(3)])
+    script = cluster.write_script("unwritable.py", "def process(r):\n    return r\n")
+    wid = cluster.pack("unwritable", data, script)
+    (cluster.root / "blobs" / "workloads" / wid / "parts").write_text("a file where the parts directory goes")
+    cluster.start_processor(1, env={"RQP_STORAGE_RETRY_SECONDS": "0"})
     code, out = cluster.schedule(wid, env={"RQP_MAX_ATTEMPTS": "1"})
     assert code == 1, out
+    (cluster.root / "blobs" / "workloads" / wid / "parts").unlink()  # so the summary can be read back
     failures = cluster.failures(wid)
     assert sorted(failures) == [0, 1, 2], out
-    assert failures[0]["error"] == (
-        f"chunk c00000000 was re-run 1 times: job rqp-{wid}-c00000000-0 names workload '{wid}', which rqp does not "
-        f"know (workload {wid} not found in file://{elsewhere}; pack it with 'rqp pack' or check RQP_BLOB_URL); "
-        f"rejected before any user code ran"
-    )
+    assert failures[0]["error"].startswith(
+        f"chunk c00000000 was re-run 1 times: cannot write blob workloads/{wid}/parts/c00000000-0.part"
+    ), failures[0]["error"]

@@ -27,7 +27,14 @@ import redis
 
 from rqp import sandbox
 from rqp.config import Settings
-from rqp.errors import ForbiddenJobError, IntegrityError, RqpError, WorkloadError
+from rqp.errors import (
+    ForbiddenJobError,
+    IntegrityError,
+    KeyProviderError,
+    RqpError,
+    StorageError,
+    WorkloadError,
+)
 from rqp.jobs import ChunkSpec, open_spec
 from rqp.keys import KeyProvider
 from rqp.ledger import (
@@ -62,6 +69,8 @@ _MISSING = -1
 _TAMPERED = -2
 
 
+#: seconds a worker waits after handing back a chunk of a workload it cannot open
+RELEASE_PAUSE = 1.0
 #: why START refused a job (``rqp.ledger.JobRefused``), for the rejection log
 _REFUSED = {
     "stale": "job {jid} is not the job queued for chunk {chunk} of workload {workload} (replayed, or of an earlier "
@@ -148,8 +157,19 @@ class ChunkProcessor:
     # ------------------------------------------------------------------ entry point
     def run(self, jid: str, workload_id: str, sealed_spec: str) -> dict[str, Any]:
         """Called by the worker for each RQ job; the only code path a job can reach."""
+        opening: RqpError | None = None
         try:
             ctx = self.contexts.get(workload_id)
+        except (WorkloadError, StorageError, KeyProviderError) as exc:
+            if self.ledger(workload_id).exists():
+                return self._release(jid, workload_id, exc)
+            ctx, opening = None, exc
+        except RqpError as exc:  # handled below with the rest
+            ctx, opening = None, exc
+        try:
+            if opening is not None:
+                raise opening
+            assert ctx is not None
             workload = ctx.workload
             try:
                 sealed = base64.b64decode(sealed_spec, validate=True)
@@ -184,6 +204,17 @@ class ChunkProcessor:
             raise
         return self.process(jid, workload, spec, sealed)
 
+    def _release(self, jid: str, workload_id: str, exc: RqpError) -> dict[str, Any]:
+        """This processor cannot open a workload the scheduler runs (a wrong blob URL or KEK, an
+        outage of the store): the chunk is handed back untouched, for a processor that can --
+        one misconfigured VM must not fail a workload -- and the reason goes where 'rqp status'
+        shows it. Logged once per workload (the context cache refuses it from memory after)."""
+        first = self.ledger(workload_id).release(jid, self.worker, str(exc), time.time())
+        if first:
+            log.error("cannot open workload %s, its chunks are left for other processors: %s", workload_id, exc)
+        time.sleep(RELEASE_PAUSE)  # not straight back to the queue for the next chunk of it
+        return {"released": str(exc)}
+
     def _reject(self, jid: str, workload_id: str | None, reason: str) -> None:
         record_rejection(self.r, job=jid, workload=workload_id, worker=self.worker, reason=reason)
         log.error("%s", reason)
@@ -216,6 +247,15 @@ class ChunkProcessor:
             outcomes, payloads = self._outcomes(workload, spec.chunk, records, lease)
             tally = self._tally(jid, workload, spec, records, outcomes, payloads, started, t0)
             return self._commit(ledger, workload, tally)
+        except (RqpError, redis.RedisError, OSError) as exc:
+            # the chunk cannot commit (the blob store refuses its part, ...): give its lease back
+            # now, with the reason, for the scheduler to re-run it or fail its records with that
+            self.lease.release()
+            try:
+                ledger.abandon(jid, str(exc).splitlines()[0] if str(exc) else type(exc).__name__, time.time())
+            except redis.RedisError:
+                pass  # the lease runs out instead
+            raise
         finally:
             self.lease.release()
 

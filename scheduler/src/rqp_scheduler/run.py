@@ -26,6 +26,7 @@ import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from itertools import islice
 from typing import Any
 
@@ -250,13 +251,14 @@ class WorkloadRun:
 
     # ------------------------------------------------------------------ one step
     def step(self) -> bool:
-        """Advance; True once the workload is finished (summary written). Redis state that does
-        not authenticate fails the workload for all to see (``StateError``)."""
+        """Advance; True once the workload is finished (summary written). Redis state (``StateError``)
+        or data (a tampered or truncated ``data.enc``) that does not authenticate fails the workload
+        for all to see."""
         if self.finished:
             return True
         try:
             return self._step()
-        except StateError as exc:
+        except IntegrityError as exc:
             if self.ledger.state() != State.FAILED:
                 self._fail_workload(str(exc), generic=str(exc))
             self._close_parser()
@@ -607,7 +609,11 @@ class WorkloadRun:
         in_queue = set(self.queue.get_job_ids()) if JobStatus.QUEUED in statuses else set()
         horizon = time.time() - self.settings.lease_seconds
         unqueued = set()
+        released = self.ledger.released_among(queued)
         for jid, job, status in zip(queued, jobs, statuses, strict=True):
+            if jid in released:
+                self._hand_back(jid)
+                continue
             if status in (JobStatus.DEFERRED, JobStatus.SCHEDULED):
                 continue
             if status == JobStatus.QUEUED:
@@ -633,6 +639,19 @@ class WorkloadRun:
             self._reclaim(jid, reason)
         self._unqueued = unqueued
 
+    def _hand_back(self, jid: str) -> None:
+        """A processor that cannot open the workload handed ``jid`` back untouched: queued again,
+        as the next generation with the same attempts (nothing ran, so no attempt was spent)."""
+        sealed = self.ledger.reclaim(jid)
+        pipe = self.r.pipeline(transaction=True)
+        self.ledger.forget_released(pipe, jid)
+        if sealed is not None:
+            spec = open_spec(self.workload, jid, sealed)
+            again = replace(spec, queued_at=time.time())
+            self._queue_specs(pipe, [again], JobId.parse(jid).gen + 1)
+        pipe.execute()
+        log.warning("workload %s: %s was handed back by a processor that cannot open it; queued again", self.id, jid)
+
     def _rq_failure_reason(self, job: Job | None, status: JobStatus | None) -> str:
         err = self.ledger.processor_error()
         if err:
@@ -645,6 +664,7 @@ class WorkloadRun:
         return f"its RQ job was {status.value if status else 'lost from Redis'}"
 
     def _reclaim(self, jid: str, reason: str) -> None:
+        reason = self.ledger.abandoned(jid) or reason  # the worker's own error, when it gave the chunk up
         sealed = self.ledger.reclaim(jid)
         if sealed is None:
             return  # it committed first

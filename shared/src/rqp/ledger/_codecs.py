@@ -232,6 +232,16 @@ class Counters:
         """The sealed note of when and where ``jid`` started."""
         return f"s:{jid}"
 
+    @staticmethod
+    def abandoned(jid: str) -> str:
+        """Why the worker holding ``jid`` gave it up (its error), for the records' status."""
+        return f"e:{jid}"
+
+    @staticmethod
+    def released(jid: str) -> str:
+        """Set when a processor that cannot open the workload handed ``jid`` back untouched."""
+        return f"r:{jid}"
+
 
 class Perf:
     """Fields of the hash ``rqp:w:W:perf``."""

@@ -26,6 +26,8 @@ n          hash    live counters: processing; per started job: its size and a se
                    (fields: ``rqp.ledger.Counters``)
 perf       hash    processed records and seconds, for throughput and adaptive chunk sizes
 lock       string  the scheduler supervising W (host:pid), with a TTL it renews
+blind      hash    processor (host:pid) -> why it cannot open W (JSON: at, reason), for
+                   ``rqp status``; its chunks are handed back for others
 =========  ======  ==========================================================================
 
 Shared by every workload: the list of workloads, the outbox of status and event messages not yet
@@ -53,6 +55,7 @@ AUDIT = "rqp:audit"
 
 class WorkloadKeys:
     __slots__ = (
+        "blind",
         "done",
         "failed",
         "lock",
@@ -86,6 +89,7 @@ class WorkloadKeys:
         self.n = p + "n"
         self.perf = p + "perf"
         self.lock = p + "lock"
+        self.blind = p + "blind"
 
     def chunk(self, chunk: str) -> str:
         """String: the packed sealed records of data chunk ``chunk`` while it is in flight."""

@@ -352,6 +352,7 @@ class Ledger:
     def reclaim(self, jid: str) -> bytes | None:
         """Take a chunk back from a dead or lost job: its sealed spec, or None if it committed."""
         j = JobId.parse(jid)
+        self.r.hdel(self.k.n, Counters.abandoned(jid))
         return self.scripts.reclaim(
             keys=[self.k.pending, self.k.n, self.k.spec, self.k.parts], args=[jid, j.chunk, str(j.next())]
         )
@@ -382,6 +383,43 @@ class Ledger:
 
     def start_note(self, jid: str) -> bytes | None:
         return raw(self.r.hget(self.k.n, Counters.start(jid)))
+
+    def release(self, jid: str, worker: str, reason: str, now: float) -> bool:
+        """A processor that cannot open the workload hands ``jid`` back (it never started it);
+        True the first time ``worker`` says so."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.k.n, Counters.released(jid), worker)
+        pipe.hexists(self.k.blind, worker)
+        pipe.hset(self.k.blind, worker, json.dumps({"at": now, "reason": reason}))
+        _, known, _ = pipe.execute()
+        return not known
+
+    def abandon(self, jid: str, reason: str, now: float) -> None:
+        """The worker holding ``jid`` cannot finish it: its lease ends now and ``reason`` is what
+        the scheduler gives its records if it fails them (``abandoned``)."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.k.n, Counters.abandoned(jid), reason)
+        pipe.zadd(self.k.pending, {jid: now}, xx=True, lt=True)
+        pipe.execute()
+
+    def abandoned(self, jid: str) -> str | None:
+        return text(self.r.hget(self.k.n, Counters.abandoned(jid)))
+
+    def released(self, jid: str) -> bool:
+        return bool(self.r.hexists(self.k.n, Counters.released(jid)))
+
+    def released_among(self, jids: list[str]) -> set[str]:
+        if not jids:
+            return set()
+        flags = self.r.hmget(self.k.n, [Counters.released(j) for j in jids])
+        return {j for j, f in zip(jids, flags, strict=True) if f is not None}
+
+    def forget_released(self, pipe: Any, jid: str) -> None:
+        pipe.hdel(self.k.n, Counters.released(jid))
+
+    def blind(self) -> dict[str, dict[str, Any]]:
+        """Processors that could not open the workload: worker -> {at, reason}."""
+        return {str(text(w)): json.loads(v) for w, v in self.r.hgetall(self.k.blind).items()}
 
     def count_reclaimed(self, pipe: Any) -> None:
         pipe.hincrby(self.k.meta, Meta.RECLAIMED, 1)

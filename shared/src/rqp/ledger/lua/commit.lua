@@ -2,7 +2,7 @@
 -- chunk has not committed (so a slow worker's late commit, the scheduler's re-run and a job
 -- replayed into Redis can never both count).
 -- KEYS[1] pending  KEYS[2] n (counters: processing, done, failed)  KEYS[3] rec  KEYS[4] st  KEYS[5] done  KEYS[6] failed
--- KEYS[7] retry    KEYS[8] parts  KEYS[9] perf  KEYS[10] spec  KEYS[11] outbox
+-- KEYS[7] retry    KEYS[8] parts  KEYS[9] perf (records, seconds, last; first: when the first committed chunk began, set once)  KEYS[10] spec  KEYS[11] outbox
 -- KEYS[12] outbox times  KEYS[13] held  KEYS[14] chunk (its records)  KEYS[15] notes
 -- ARGV[1] job id   ARGV[2] chunk   ARGV[3] part reference (name|first|last)
 -- ARGV[4] seconds the records took   ARGV[5] now   ARGV[6] records processed
@@ -28,6 +28,7 @@ redis.call('HSET', KEYS[8], ARGV[2], ARGV[3])
 redis.call('HINCRBYFLOAT', KEYS[9], 'seconds', ARGV[4])
 redis.call('HINCRBY', KEYS[9], 'records', ARGV[6])
 redis.call('HSET', KEYS[9], 'last', ARGV[5])
+redis.call('HSETNX', KEYS[9], 'first', tostring(tonumber(ARGV[5]) - tonumber(ARGV[4])))
 hset_packed(KEYS[4], ARGV[7])
 local done = 0
 for a, b in string.gmatch(ARGV[8], '(%d+)-(%d+)') do
