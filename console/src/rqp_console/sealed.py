@@ -1,0 +1,80 @@
+"""What the console can read only with the KEK: failure reasons and the start notes of chunks.
+
+Off by default. A console started without ``RQP_KEK_FILE`` (or ``RQP_KEY_VAULT_KEY_ID``) has no
+``Opener`` and shows only what Redis holds in the clear: record ids, counts, attempts, job ids,
+leases, rqp's own error lines. Given the KEK it opens a workload the way ``rqp status --record``
+does -- the submitter's signature checked against ``RQP_TRUSTED_SIGNERS_FILE`` before a key is
+unwrapped -- and keeps a few opened workloads (their data keys) in memory for a few minutes, so a
+page refresh does not unwrap a key each time.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+import redis
+
+from rqp.config import Settings
+from rqp.connect import open_blob_store, open_key_provider, open_trust_store
+from rqp.keys import KeyProvider
+from rqp.signing import TrustStore
+from rqp.status import StatusRecord, record_status
+from rqp.storage import BlobStore
+from rqp.workload import Workload
+
+__all__ = ["Opener", "open_opener"]
+
+#: opened workloads kept (each holds its data key in memory), and for how long unused
+_KEEP = 16
+_KEEP_SECONDS = 300.0
+
+
+class Opener:
+    """Opens workloads with the KEK and decrypts their sealed values. Thread-safe."""
+
+    def __init__(self, store: BlobStore, keys: KeyProvider, trust: TrustStore) -> None:
+        self.store = store
+        self.keys = keys
+        self.trust = trust
+        self._open: OrderedDict[str, tuple[float, Workload]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def workload(self, workload_id: str) -> Workload:
+        """The opened workload; ``RqpError`` (one line) when it cannot be opened or is not trusted."""
+        now = time.monotonic()
+        with self._lock:
+            for wid in [w for w, (t, _) in self._open.items() if now - t > _KEEP_SECONDS]:
+                del self._open[wid]
+            hit = self._open.get(workload_id)
+            if hit is not None:
+                self._open[workload_id] = (now, hit[1])
+                self._open.move_to_end(workload_id)
+                return hit[1]
+        opened = Workload.open(self.store, self.keys, workload_id, self.trust)
+        with self._lock:
+            self._open[workload_id] = (now, opened)
+            while len(self._open) > _KEEP:
+                self._open.popitem(last=False)
+        return opened
+
+    def start_note(self, workload_id: str, jid: str, sealed: bytes) -> dict[str, Any]:
+        """When and on which worker job ``jid`` started (``rqp.status.seal_start``)."""
+        return dict(json.loads(self.workload(workload_id).open_sealed("start", jid, sealed)))
+
+    def status(self, workload_id: str, rid: int, sealed: bytes) -> StatusRecord:
+        return StatusRecord.open(self.workload(workload_id), rid, sealed)
+
+    def record(self, r: redis.Redis, workload_id: str, rid: int) -> StatusRecord:
+        """Record ``rid``'s status as ``rqp status --record`` shows it."""
+        return record_status(r, self.workload(workload_id), rid)
+
+
+def open_opener(settings: Settings) -> Opener | None:
+    """An ``Opener`` when the console was given a KEK, else None (the default)."""
+    if not (settings.kek_file or settings.key_vault_key_id):
+        return None
+    return Opener(open_blob_store(settings.blob_url), open_key_provider(settings), open_trust_store(settings))

@@ -1,0 +1,194 @@
+"""One workload's page: progress and throughput, its timeline, the chunks in flight with their
+worker and lease, retries due, and the queues downstream systems read.
+
+Cost per refresh is bounded by constants, not by the workload's size: the snapshot (five O(1)
+commands), one pipeline over the in-flight window (at most ``IN_FLIGHT_SHOWN`` jobs) and the
+retry zset's head, one HMGET for those jobs' sizes (and start notes), and one length of the
+status queue. The in-flight window is bounded by the scheduler anyway (a few chunks per worker);
+the retry zset is read by rank, never whole.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from typing import Any
+
+import redis
+
+from rqp.config import Settings
+from rqp.errors import RqpError
+from rqp.ledger import AUDIT, OUTBOX, Counters, JobId, RetryEntry, State, WorkloadKeys
+from rqp.storage import BlobStore, MessageQueue
+from rqp.workload import blob_name
+
+from .sealed import Opener
+from .throughput import ThroughputHistory
+from .workloads import progress_row
+
+__all__ = ["IN_FLIGHT_SHOWN", "ManifestTimes", "allowed_actions", "workload_detail"]
+
+#: chunks in flight listed (the window is a few chunks per live worker)
+IN_FLIGHT_SHOWN = 100
+#: retry entries looked at to count attempts (the head of the zset, by due time)
+RETRY_SAMPLE = 200
+#: audit entries looked through for this workload's actions
+AUDIT_SCAN = 200
+
+
+def allowed_actions(row: dict[str, Any]) -> list[str]:
+    """What an operator may ask of the workload in its current state (``rqp.control`` checks
+    again: this only decides which buttons show)."""
+    state = row["state"]
+    out = []
+    if state == State.RUNNING:
+        out += ["pause", "cancel"]
+    elif state == State.PAUSED:
+        out += ["resume", "cancel"]
+    if state in (State.DONE, State.FAILED) and row["failed"] > 0:
+        out.append("retry")
+    return out
+
+
+class ManifestTimes:
+    """When each workload was packed: its manifest's ``created``, read once and kept (a manifest
+    never changes; it is shown, not trusted, so it is not verified here)."""
+
+    def __init__(self, store: BlobStore | None) -> None:
+        self.store = store
+        self._known: dict[str, float | None] = {}
+        self._lock = threading.Lock()
+
+    def packed_at(self, workload_id: str) -> float | None:
+        with self._lock:
+            if workload_id in self._known:
+                return self._known[workload_id]
+        created = None
+        if self.store is not None:
+            try:
+                created = float(json.loads(self.store.get(blob_name(workload_id, "manifest.json")))["created"])
+            except (RqpError, OSError, ValueError, KeyError, TypeError):
+                created = None
+        with self._lock:
+            if len(self._known) > 10_000:
+                self._known.clear()
+            self._known[workload_id] = created
+        return created
+
+
+def _lease(score: float, now: float) -> dict[str, Any]:
+    if math.isinf(score):
+        return {"started": False, "deadline": None, "seconds_left": None}
+    return {"started": True, "deadline": score, "seconds_left": round(score - now, 1)}
+
+
+def workload_detail(
+    r: redis.Redis,
+    workload_id: str,
+    *,
+    history: ThroughputHistory,
+    workers_by_job: dict[str, str],
+    settings: Settings,
+    mq: MessageQueue | None,
+    manifests: ManifestTimes,
+    opener: Opener | None = None,
+    now: float | None = None,
+) -> dict[str, Any] | None:
+    """Everything the workload page shows; None when Redis does not know the workload."""
+    now = time.time() if now is None else now
+    row = progress_row(r, workload_id, history, now=now)
+    if row is None:
+        return None
+    k = WorkloadKeys(workload_id)
+    pipe = r.pipeline(transaction=False)
+    pipe.zcard(k.pending)
+    pipe.zcount(k.pending, "-inf", "(inf")
+    pipe.zrange(k.pending, 0, IN_FLIGHT_SHOWN - 1, withscores=True)
+    pipe.zcount(k.retry, "-inf", now)
+    pipe.zrange(k.retry, 0, RETRY_SAMPLE - 1, withscores=True)
+    pipe.hlen(OUTBOX)
+    pipe.lrange(AUDIT, 0, AUDIT_SCAN - 1)
+    pending_n, started_n, pending, due_now, retry_head, outbox, audit_raw = pipe.execute()
+
+    jobs = [(j.decode() if isinstance(j, bytes) else str(j), float(s)) for j, s in pending]
+    # started jobs first (by lease deadline), then the queued ones
+    jobs.sort(key=lambda js: (math.isinf(js[1]), js[1], js[0]))
+    fields = [Counters.size(j) for j, _ in jobs]
+    if opener is not None:
+        fields += [Counters.start(j) for j, _ in jobs]
+    values = r.hmget(k.n, fields) if fields else []
+    in_flight = []
+    for i, (jid, score) in enumerate(jobs):
+        try:
+            j = JobId.parse(jid)
+            chunk, gen = j.chunk, j.gen
+        except ValueError:
+            chunk, gen = "?", 0
+        size = values[i]
+        entry: dict[str, Any] = {
+            "job": jid,
+            "chunk": chunk,
+            "generation": gen,
+            "records": int(size) if size is not None else None,
+            "worker": workers_by_job.get(jid),
+            **_lease(score, now),
+        }
+        if opener is not None and (sealed := values[len(jobs) + i]) is not None:
+            try:
+                note = opener.start_note(
+                    workload_id, jid, sealed if isinstance(sealed, bytes) else str(sealed).encode()
+                )
+                entry["started_at"] = note.get("started_at")
+                entry["worker"] = note.get("worker") or entry["worker"]
+            except RqpError:
+                entry["note_error"] = "start note failed authentication"
+        in_flight.append(entry)
+
+    retries = [RetryEntry.parse(m, float(due)) for m, due in retry_head]
+    by_attempt: dict[int, int] = {}
+    for e in retries:
+        by_attempt[e.attempt] = by_attempt.get(e.attempt, 0) + 1
+
+    timeline = [{"what": "packed", "at": manifests.packed_at(workload_id)}]
+    if row["started_at"]:
+        timeline.append({"what": "started", "at": row["started_at"]})
+    for raw in reversed(audit_raw):
+        try:
+            a = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(a, dict) and a.get("workload") == workload_id:
+            timeline.append({"what": str(a.get("what")), "at": a.get("at"), "who": a.get("who")})
+    if row["finished_at"] and row["state"] in (State.DONE, State.FAILED, State.CANCELLED):
+        timeline.append({"what": row["state"], "at": row["finished_at"]})
+
+    backlog: dict[str, Any] = {"outbox": int(outbox), "status_queue": settings.status_queue, "status_length": None}
+    if mq is not None:
+        try:
+            backlog["status_length"] = mq.length(settings.status_queue)
+        except (RqpError, redis.RedisError) as exc:
+            backlog["status_error"] = str(exc).split("\n")[0]
+
+    row["throughput"] = [[round(t, 3), round(v, 1)] for t, v in history.rates(workload_id, limit=900)]
+    row.update(
+        {
+            "timeline": timeline,
+            "in_flight": in_flight,
+            "in_flight_total": int(pending_n),
+            "in_flight_started": int(started_n),
+            "retries": {
+                "waiting": row["retrying"],
+                "due_now": int(due_now),
+                "next_due": retries[0].due if retries else None,
+                "by_attempt": [[a, n] for a, n in sorted(by_attempt.items())],
+                "sampled": len(retries),
+            },
+            "backlog": backlog,
+            "actions": allowed_actions(row),
+            "decrypting": opener is not None,
+            "now": now,
+        }
+    )
+    return row
