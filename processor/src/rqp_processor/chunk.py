@@ -25,6 +25,7 @@ from typing import Any
 
 import redis
 
+from rqp import metrics_http as metrics
 from rqp import sandbox
 from rqp.config import Settings
 from rqp.errors import (
@@ -111,7 +112,9 @@ class LeaseKeeper(threading.Thread):
                 continue
             try:
                 cur[0].renew(cur[1], time.time() + self.lease)
+                metrics.LEASE_RENEWALS.inc()
             except redis.RedisError as exc:  # the next renewal retries; the lease has slack
+                metrics.LEASE_RENEWAL_ERRORS.inc()
                 log.warning("lease renewal for %s failed: %s", cur[1], exc)
 
     def stop(self) -> None:
@@ -210,6 +213,7 @@ class ChunkProcessor:
         one misconfigured VM must not fail a workload -- and the reason goes where 'rqp status'
         shows it. Logged once per workload (the context cache refuses it from memory after)."""
         first = self.ledger(workload_id).release(jid, self.worker, str(exc), time.time())
+        metrics.CHUNKS_HANDED_BACK.inc()
         if first:
             log.error("cannot open workload %s, its chunks are left for other processors: %s", workload_id, exc)
         time.sleep(RELEASE_PAUSE)  # not straight back to the queue for the next chunk of it
@@ -217,6 +221,7 @@ class ChunkProcessor:
 
     def _reject(self, jid: str, workload_id: str | None, reason: str) -> None:
         record_rejection(self.r, job=jid, workload=workload_id, worker=self.worker, reason=reason)
+        metrics.JOBS_REJECTED.inc()
         log.error("%s", reason)
 
     # ------------------------------------------------------------------ the chunk
@@ -374,7 +379,11 @@ class ChunkProcessor:
             if out.part.name:
                 self.store.delete(out.part.name)
             log.warning("job %s lost its lease before commit; its results were discarded (the re-run counts)", out.jid)
+            metrics.CHUNKS_LEASE_LOST.inc()
             return {"discarded": True}
+        metrics.RECORDS_DONE.labels(workload.id).inc(len(out.done))
+        metrics.RECORDS_FAILED.labels(workload.id).inc(len(out.failed))
+        metrics.RECORDS_RETRIED.labels(workload.id).inc(len(out.retries))
         if out.messages:
             try:
                 publish_outbox(self.r, self.mq, [mid for mid, _ in out.messages])

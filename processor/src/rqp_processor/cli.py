@@ -11,6 +11,7 @@ the lease (``RQP_LEASE_SECONDS``) runs out.
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import signal
@@ -29,6 +30,7 @@ from rqp.connect import connect_redis, open_key_provider, open_trust_store
 from rqp.errors import RqpError
 from rqp.hardening import harden_process
 from rqp.ledger import FleetHeartbeat, release_worker
+from rqp.metrics_http import SupervisorCounts, serve_processor
 
 __all__ = ["DEFAULT_GRACE_SECONDS", "RESTART_BACKOFF_MAX", "main", "release_dead_worker"]
 
@@ -98,11 +100,17 @@ def main(argv: list[str] | None = None) -> int:
         open_trust_store(settings)
         protections = sandbox.probe(sandbox.SandboxConfig.from_settings(settings))
         metrics = _start_host_metrics(args) if args.report_host else None
+        # /metrics (RQP_METRICS_PORT): the workers count into a private directory named in their
+        # environment only; this process serves the sum
+        counts = SupervisorCounts(configured=settings.worker_count)
+        served, worker_env = serve_processor(settings, r, counts) if settings.metrics_port else (None, None)
+        if served is not None:
+            atexit.register(served.remove_directory)
     except RqpError as exc:
         print(f"rqp-processor: error: {exc}", file=sys.stderr)
         return exc.exit_code
     n = settings.worker_count
-    procs = [_spawn(args) for _ in range(n)]
+    procs = [_spawn(args, worker_env) for _ in range(n)]
     print(
         f"rqp-processor: {n} worker processes on queue {settings.rq_queue!r} ({settings.redis_url_safe})",
         file=sys.stderr,
@@ -122,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     started = [time.monotonic()] * n
     while not stop.is_set():
         heartbeat.beat()
+        counts.live = sum(p.poll() is None for p in procs)
         for i, p in enumerate(procs):
             code = p.poll()
             if code is None:
@@ -129,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.burst and code == 0:
                 continue
             if code != 0 and (jid := release_dead_worker(r, p.pid)):
+                counts.leases_ended += 1
                 log.warning(
                     "worker %d (pid %d) died holding %s; its lease was ended so the chunk is re-run now", i, p.pid, jid
                 )
@@ -139,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
                 delay = 0.5 if code not in (2, 3, 6) else delay
             log.warning("worker %d (pid %d) exited with %s; restarting in %.1fs", i, p.pid, code, delay)
             restarts[i] += 1
+            counts.restarts += 1
             if not stop.wait(delay):
-                procs[i] = _spawn(args)
+                procs[i] = _spawn(args, worker_env)
                 started[i] = time.monotonic()
         if args.burst and all(p.poll() is not None for p in procs):
             break
@@ -162,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     heartbeat.leave()
     if metrics is not None:
         metrics.stop()
+    if served is not None:
+        served.close()
     return 0
 
 

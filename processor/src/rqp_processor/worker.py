@@ -28,6 +28,7 @@ from typing import Any
 from rq import Queue, SimpleWorker
 from rq.job import get_current_job
 
+from rqp import metrics_http as metrics
 from rqp import sandbox
 from rqp.config import Settings
 from rqp.connect import connect_redis, open_blob_store, open_key_provider, open_message_queue, open_trust_store
@@ -104,7 +105,11 @@ def job_class_for(processor: ChunkProcessor) -> type[RqpJob]:
     def entry(workload_id: str, sealed_spec: str) -> dict[str, Any]:
         job = get_current_job()
         assert job is not None
-        return processor.run(job.id, workload_id, sealed_spec)
+        t0 = time.monotonic()
+        outcome = processor.run(job.id, workload_id, sealed_spec)
+        if "done" in outcome:  # committed (not skipped, handed back or discarded)
+            metrics.CHUNK_SECONDS.observe(time.monotonic() - t0)
+        return outcome
 
     class ProcessorJob(RqpJob):
         def on_reject(self, reason: str) -> None:

@@ -23,6 +23,7 @@ from rqp.connect import connect_redis, open_blob_store, open_key_provider, open_
 from rqp.errors import RqpError
 from rqp.hardening import harden_process
 from rqp.ledger import next_submission, unfinished
+from rqp.metrics_http import serve_scheduler
 from rqp.status import read_progress
 
 from .run import WorkloadRun
@@ -117,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.load(args.config, chunk_size=getattr(args, "chunk_size", None))
         sched = Scheduler(settings)
+        # /metrics (RQP_METRICS_PORT): this scheduler's counters and the fleet's state in Redis
+        served = serve_scheduler(settings, sched.r) if settings.metrics_port else None
     except RqpError as exc:
         print(f"rqp-scheduler: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -132,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sched.hosts.close()  # no script host outlives the scheduler
         sched.writer.shutdown(wait=True)
+        if served is not None:
+            served.close()
     return code
 
 

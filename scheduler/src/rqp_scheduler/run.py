@@ -35,6 +35,7 @@ from rq import Queue, Worker
 from rq.job import Job, JobStatus
 from rq.results import Result
 
+from rqp import metrics_http as metrics
 from rqp import sandbox
 from rqp.config import Settings
 from rqp.errors import (
@@ -429,6 +430,7 @@ class WorkloadRun:
                     return
                 writing = self.writer.submit(pipe.execute)
                 self._records_enqueued += head.enqueued - self._head.enqueued
+                metrics.RECORDS_ENQUEUED.labels(self.id).inc(head.enqueued - self._head.enqueued)
                 self._head = head
         finally:
             if writing is not None:
@@ -718,6 +720,7 @@ class WorkloadRun:
             self.ledger.retire_chunk(pipe, spec.chunk, self._kept(spec.chunk, give_up), requeued=bool(again))
         self.ledger.count_reclaimed(pipe)
         pipe.execute()
+        metrics.CHUNKS_RECLAIMED.labels(self.id).inc()
         log.warning(
             "workload %s: chunk %s re-queued (%d records) or failed (%d): %s",
             self.id,

@@ -115,6 +115,10 @@ class Settings:
     storage_retry_seconds: float = DEFAULT_STORAGE_RETRY_SECONDS
     #: keep per-chunk result parts after consolidation (debugging)
     keep_parts: bool = False
+    #: port of the role's Prometheus ``/metrics`` endpoint (0: not served)
+    metrics_port: int = 0
+    #: address that endpoint listens on (``0.0.0.0`` inside a container, reachable on its network)
+    metrics_bind: str = "127.0.0.1"
     #: the source this came from, for error messages
     origin: str = field(default="defaults", compare=False)
 
@@ -203,6 +207,10 @@ class Settings:
             )
         if self.script_memory_mb < 64 or self.script_cpu_seconds < 1:
             raise ConfigError("RQP_SCRIPT_MEMORY_MB must be at least 64 and RQP_SCRIPT_CPU_SECONDS at least 1")
+        if not 0 <= self.metrics_port < 65536:
+            raise ConfigError(f"RQP_METRICS_PORT must be between 0 (off) and 65535, got {self.metrics_port}")
+        if not self.metrics_bind.strip():
+            raise ConfigError("RQP_METRICS_BIND must be an address to listen on, e.g. 127.0.0.1 or 0.0.0.0")
         if self.require_sandbox and not self.sandbox:
             raise ConfigError("RQP_SANDBOX=false contradicts RQP_REQUIRE_SANDBOX=true; drop one of them")
         for name in ("rq_queue", "status_queue", "events_queue"):
