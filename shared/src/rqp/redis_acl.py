@@ -119,7 +119,9 @@ _RQ_DATA = (
     "+info",
 )  # fmt: skip
 #: what rqp adds: bitmaps, hash scans and Lua (the ledger), streams (the Redis message queue)
-_RQP_DATA = ("+setbit", "+getbit", "+bitcount", "+setrange", "+hscan", "+zrevrange", "+ltrim", "+xgroup|create")
+_RQP_DATA = (
+    "+setbit", "+getbit", "+bitcount", "+setrange", "+hsetnx", "+hscan", "+zrevrange", "+ltrim", "+xgroup|create",
+)  # fmt: skip
 #: stream consumption: ``rqp events`` (run on the scheduler VM, with the scheduler's user)
 _STREAM_READ = ("+xreadgroup", "+xautoclaim", "+xack", "+xdel")
 #: what rq-dashboard reads (workers, queues, registries, jobs, results)
