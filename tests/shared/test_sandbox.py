@@ -8,12 +8,14 @@ import json
 import pytest
 
 from rqp.errors import ScriptError
+from rqp.outcome import Decision, decide
 from rqp.sandbox import (
     CRASHED,
     MALFORMED,
     NO_SCRIPT,
     NOT_JSON,
     OK,
+    PERMANENT,
     RAISED,
     TIMED_OUT,
     SandboxConfig,
@@ -108,3 +110,28 @@ def test_the_same_code_runs_in_process_when_the_sandbox_is_off():
     assert got == [(OK, str(os.getpid()).encode())]
     got = _run(src, [1])
     assert got[0][0] == OK and got[0][1] != str(os.getpid()).encode()
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["sandboxed", "in-process"])
+def test_a_permanent_error_is_not_retried(enabled):
+    """`raise rqp.PermanentError` -- or a type named in RQP_PERMANENT_ERRORS -- fails the record at
+    once; any other exception stays retryable."""
+    src = (
+        "import rqp\n\n"
+        "class BadInput(ValueError):\n    pass\n\n"
+        "def process(r):\n"
+        "    if r == 'perm':\n        raise rqp.PermanentError('no such customer')\n"
+        "    if r == 'key':\n        raise KeyError('k')\n"
+        "    if r == 'bad':\n        raise BadInput('sub-class of a named type')\n"
+        "    raise RuntimeError('flaky')\n"
+    )
+    config = SandboxConfig(
+        enabled=enabled, record_timeout=2, memory_mb=512, permanent_errors=("KeyError", "ValueError")
+    )
+    got = _run(src, ["perm", "key", "bad", "other"], config)
+    assert got[0] == (PERMANENT, b"process() raised PermanentError: no such customer (line 8) (permanent: not retried)")
+    assert got[1][0] == PERMANENT and got[2][0] == PERMANENT
+    assert got[3] == (RAISED, b"process() raised RuntimeError: flaky (line 13)")
+    assert decide(PERMANENT, 1, 3) is Decision.FAIL and decide(RAISED, 1, 3) is Decision.RETRY
+    plain = _run(src, ["key"], SandboxConfig(enabled=enabled, record_timeout=2, memory_mb=512))
+    assert plain[0][0] == RAISED  # not named: retried as usual

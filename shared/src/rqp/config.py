@@ -92,6 +92,9 @@ class Settings:
     script_cpu_seconds: int = DEFAULT_SCRIPT_CPU_SECONDS
     #: extra read-only paths for scripts (colon-separated: reference data, models)
     sandbox_read_paths: str = ""
+    #: exception types (names, comma-separated: ``KeyError,mylib.BadInput``) that fail a record
+    #: at once instead of retrying it; a script can also raise ``rqp.PermanentError``
+    permanent_errors: str = ""
     rq_queue: str = DEFAULT_RQ_QUEUE
     status_queue: str = DEFAULT_STATUS_QUEUE
     events_queue: str = DEFAULT_EVENTS_QUEUE

@@ -27,6 +27,7 @@ __all__ = [
     "ForbiddenJobError",
     "IntegrityError",
     "KeyProviderError",
+    "PermanentError",
     "RecordError",
     "RedisUnavailableError",
     "RqpError",
@@ -94,3 +95,9 @@ class RecordError(RqpError):
 
 class ForbiddenJobError(RqpError):
     exit_code = 10
+
+
+class PermanentError(Exception):
+    """Raised by a workload's *script* (not by rqp) to fail a record at once, without retries:
+    ``from rqp import PermanentError``. Not an ``RqpError``: it is the script's verdict on its
+    record, reported in the record's status like any other exception."""

@@ -32,6 +32,7 @@ __all__ = [
     "NOT_JSON",
     "NO_SCRIPT",
     "OK",
+    "PERMANENT",
     "RAISED",
     "RETRYABLE",
     "TIMED_OUT",
@@ -47,6 +48,7 @@ __all__ = [
 
 OK, RAISED, MALFORMED, NOT_JSON = P.OK, P.RAISED, P.MALFORMED, P.NOT_JSON
 TIMED_OUT, CRASHED, NO_SCRIPT, RETRYABLE = P.TIMED_OUT, P.CRASHED, P.NO_SCRIPT, P.RETRYABLE
+PERMANENT = P.PERMANENT
 
 #: script hosts a worker keeps alive (one per workload, least recently used first out)
 MAX_HOSTS = 2

@@ -67,6 +67,8 @@ class SandboxConfig:
     #: secrets that must not be readable from the host (checked after confinement)
     forbidden: tuple[str, ...] = ()
     tmp_root: str | None = None
+    #: exception type names that fail a record at once (``RQP_PERMANENT_ERRORS``)
+    permanent_errors: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Any) -> SandboxConfig:
@@ -88,6 +90,7 @@ class SandboxConfig:
             memory_mb=settings.script_memory_mb,
             cpu_seconds=settings.script_cpu_seconds,
             read_paths=tuple(p for p in settings.sandbox_read_paths.split(":") if p),
+            permanent_errors=tuple(n.strip() for n in settings.permanent_errors.split(",") if n.strip()),
             forbidden=tuple(forbidden),
         )
 
@@ -101,6 +104,7 @@ class SandboxConfig:
             "read_paths": list(self.read_paths),
             "devices": ["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"],
             "forbidden": list(self.forbidden),
+            "permanent_errors": list(self.permanent_errors),
         }
 
 
@@ -204,7 +208,7 @@ def _exit_reason(code: int | None) -> str:
     return f"exited with status {code} (os._exit(), or a fatal error in native code)"
 
 
-_RESULT_KINDS = frozenset((P.OK, P.RAISED, P.MALFORMED, P.NOT_JSON))
+_RESULT_KINDS = frozenset((P.OK, P.RAISED, P.MALFORMED, P.NOT_JSON, P.PERMANENT))
 _RECORD_KINDS = frozenset((P.OK, P.NOT_JSON))
 
 
@@ -706,7 +710,7 @@ class InProcessHost:
 
     def load(self, source: bytes) -> dict[str, Any]:
         try:
-            self.script = _runner.load(source, self.workload_id)
+            self.script = _runner.load(source, self.workload_id, frozenset(self.config.permanent_errors))
         except _runner.ScriptLoadError as exc:
             raise ScriptError(str(exc)) from None
         self.loaded = {"parse": self.script.parse is not None}

@@ -167,7 +167,7 @@ def _exposed(paths: list[str]) -> list[str]:
     return out
 
 
-def _serve(pipe: _Pipe, page: mmap.mmap) -> int:
+def _serve(pipe: _Pipe, page: mmap.mmap, permanent: frozenset[str] = frozenset()) -> int:
     script: _runner.LoadedScript | None = None
     in_hand = memoryview(page).cast("I")  # in_hand[0]: index + 1 of the record in hand, 0 between
 
@@ -180,7 +180,7 @@ def _serve(pipe: _Pipe, page: mmap.mmap) -> int:
             (n,) = struct.unpack_from(">H", payload, 0)
             wid = payload[2 : 2 + n].decode()
             try:
-                script = _runner.load(payload[2 + n :], wid)
+                script = _runner.load(payload[2 + n :], wid, permanent)
             except _runner.ScriptLoadError as exc:
                 pipe.send(P.ERROR, str(exc).encode())
                 continue
@@ -234,7 +234,7 @@ def main() -> int:
         pipe.send(P.ERROR, f"the script host failed to start: {type(exc).__name__}: {exc}".encode())
         return 2
     pipe.send(P.READY, json.dumps(report).encode())
-    return _serve(pipe, page)
+    return _serve(pipe, page, frozenset(config.get("permanent_errors", ())))
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ __all__ = [
     "OK",
     "PARSE",
     "PARSE_END",
+    "PERMANENT",
     "RAISED",
     "READY",
     "RECORDS",
@@ -91,6 +92,7 @@ NOT_JSON = 3  #: process() returned something JSON cannot represent
 TIMED_OUT = 4  #: (set by the role) the record ran past RQP_RECORD_TIMEOUT
 CRASHED = 5  #: (set by the role) the script process died with this record in hand
 NO_SCRIPT = 6  #: (set by the role) the script could not be (re)loaded
+PERMANENT = 7  #: process() raised rqp.PermanentError or a type named permanent: never retried
 #: outcomes worth another attempt: the script's own failures may be transient
 RETRYABLE = frozenset({RAISED, CRASHED})
 

@@ -11,6 +11,8 @@ decrypted data, for formats rqp does not know), ``setup()`` (optional; once per 
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import json
 import linecache
 import sys
@@ -64,9 +66,46 @@ def describe_exception(exc: BaseException, workload_id: str) -> str:
     return _one_line(exc) + _script_line(exc, script_filename(workload_id))
 
 
+class PermanentError(Exception):
+    """What a script raises to fail a record at once, without retries (``from rqp import
+    PermanentError``): the record is wrong, not the moment."""
+
+
+class _ScriptApi(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """The ``rqp`` a script sees inside a script host, where rqp itself is never loaded: a module
+    with just ``PermanentError``, made only if the script imports it. (In a role's own process,
+    with the sandbox off, the real ``rqp`` is found first and exports the same name.)"""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        return importlib.util.spec_from_loader(name, self) if name == "rqp" else None
+
+    def create_module(self, spec: Any) -> None:
+        return None
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        module.__doc__ = "rqp's script API: raise rqp.PermanentError to fail a record without retries"
+        PermanentError.__module__ = "rqp"
+        module.PermanentError = PermanentError  # type: ignore[attr-defined]
+
+
+_SCRIPT_API = _ScriptApi()
+
+
+def is_permanent(exc: BaseException, names: frozenset[str]) -> bool:
+    """Whether ``exc`` fails its record for good: an ``rqp.PermanentError`` (either rqp's), or an
+    instance of a type named in ``names`` (``KeyError`` or ``module.Name``)."""
+    for cls in type(exc).__mro__:
+        if cls.__name__ == "PermanentError" and (cls.__module__ == "rqp" or cls.__module__.startswith("rqp.")):
+            return True
+        if cls.__name__ in names or f"{cls.__module__}.{cls.__qualname__}" in names:
+            return True
+    return False
+
+
 class LoadedScript:
-    def __init__(self, module: types.ModuleType, workload_id: str) -> None:
+    def __init__(self, module: types.ModuleType, workload_id: str, permanent: frozenset[str] = frozenset()) -> None:
         self.workload_id = workload_id
+        self.permanent = permanent
         process = getattr(module, "process", None)
         if not callable(process):
             raise ScriptLoadError(
@@ -90,6 +129,7 @@ class LoadedScript:
         process = self.process
         loads = json.loads
         wid = self.workload_id
+        permanent = self.permanent
         for i, payload in enumerate(payloads):
             if in_hand is not None:
                 in_hand[0] = i + 1
@@ -101,7 +141,13 @@ class LoadedScript:
             try:
                 result = process(record)
             except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt fail the record too
-                emit(P.RAISED, f"process() raised {describe_exception(exc, wid)}".encode())
+                if permanent is not None and is_permanent(exc, permanent):
+                    emit(
+                        P.PERMANENT,
+                        f"process() raised {describe_exception(exc, wid)} (permanent: not retried)".encode(),
+                    )
+                else:
+                    emit(P.RAISED, f"process() raised {describe_exception(exc, wid)}".encode())
                 continue
             try:
                 out = _ENCODE(result)
@@ -143,8 +189,11 @@ class LoadedScript:
             ) from None
 
 
-def load(source: bytes, workload_id: str) -> LoadedScript:
-    """Compile and execute ``source`` as a fresh module (never from a file), then ``setup()``."""
+def load(source: bytes, workload_id: str, permanent: frozenset[str] = frozenset()) -> LoadedScript:
+    """Compile and execute ``source`` as a fresh module (never from a file), then ``setup()``.
+    ``permanent``: exception type names that fail a record without retries."""
+    if "rqp" not in sys.modules and _SCRIPT_API not in sys.meta_path:
+        sys.meta_path.insert(0, _SCRIPT_API)  # a role's own process has the real one
     filename = script_filename(workload_id)
     try:
         text = source.decode("utf-8")
@@ -169,4 +218,4 @@ def load(source: bytes, workload_id: str) -> LoadedScript:
         raise ScriptLoadError(
             f"the script of workload {workload_id} failed to import{line}: {_one_line(exc)}"
         ) from None
-    return LoadedScript(module, workload_id)
+    return LoadedScript(module, workload_id, permanent)
