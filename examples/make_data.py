@@ -1,12 +1,14 @@
-"""Generate a sample workload: N transaction records as JSON Lines, and the expected results.
+"""Generate a sample workload: N transaction records as JSON Lines (about 1 KB each); the demo
+checks every result against ``expected``.
 
-python examples/make_data.py 10000 data.jsonl
+python examples/make_data.py                    # 10,000 records into data.jsonl
+python examples/make_data.py 200000 big.jsonl   # N records into a file of your choice
 """
 
+import argparse
 import hashlib
 import json
 import random
-import sys
 
 
 def record(i: int, rng: random.Random) -> dict:
@@ -28,13 +30,18 @@ def expected(rec: dict) -> dict:
     }
 
 
-def main() -> None:
-    n = int(sys.argv[1])
-    out = sys.argv[2]
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="write N sample transaction records (JSON Lines) for rqp pack")
+    ap.add_argument("records", nargs="?", type=int, default=10_000, help="how many records (default 10000)")
+    ap.add_argument("out", nargs="?", default="data.jsonl", help="the file to write (default data.jsonl)")
+    args = ap.parse_args(argv)
+    if args.records < 0:
+        ap.error(f"records must not be negative, got {args.records}")
     rng = random.Random(20261124)
-    with open(out, "w") as fh:
-        for i in range(n):
+    with open(args.out, "w") as fh:
+        for i in range(args.records):
             fh.write(json.dumps(record(i, rng)) + "\n")
+    print(f"wrote {args.records:,} records to {args.out}; pack them with: rqp pack {args.out} examples/process.py")
 
 
 if __name__ == "__main__":

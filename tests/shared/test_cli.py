@@ -63,7 +63,7 @@ def test_script_with_syntax_error_is_refused_at_pack(capsys, monkeypatch, tmp_pa
     (tmp_path / "d.jsonl").write_text("{}\n")
     (tmp_path / "s.py").write_text("def process(r)\n    return r\n")
     code, _, err = run(capsys, "pack", str(tmp_path / "d.jsonl"), str(tmp_path / "s.py"), "--id", "w1")
-    assert code == 7 and "has a syntax error at line 1" in one_line_error(err)
+    assert code == 8 and "has a syntax error at line 1" in one_line_error(err)  # ScriptError (README: exit codes)
 
 
 @pytest.mark.parametrize("bad", ["UPPER", "a/b", "_lead", "x" * 64])

@@ -1,7 +1,9 @@
 """``rqp-scheduler``: supervise workloads to the end.
 
 ``rqp-scheduler run W [W ...]`` schedules the named workloads and exits when all are finished
-(exit 0 if every record is done, 1 if some failed); ``rqp-scheduler serve`` runs as a service,
+(exit 0 if every record is done, 1 if some failed, and the error's own code -- ``rqp.errors``, e.g. 4
+when the data does not authenticate -- when a workload failed as a whole, printed once);
+``rqp-scheduler serve`` runs as a service,
 resuming unfinished workloads after a restart and taking new ones submitted with ``rqp submit``.
 """
 
@@ -52,6 +54,10 @@ class Scheduler:
         self.runs: dict[str, WorkloadRun] = {}
         self.stop = threading.Event()
         self.failures: dict[str, str] = {}
+        #: the exit code of each workload's error (``rqp.errors``: 4 for data that does not authenticate)
+        self.failure_codes: dict[str, int] = {}
+        #: whether errors go to the log as they happen (serve); ``run`` prints each once, at the end
+        self.serving = False
 
     def add(self, workload_id: str) -> None:
         if workload_id in self.runs:
@@ -72,10 +78,16 @@ class Scheduler:
         try:
             self.add(wid)
         except RqpError as exc:
-            self.failures[wid] = str(exc)
+            self._failed(wid, exc)
+
+    def _failed(self, wid: str, exc: RqpError) -> None:
+        self.failures[wid] = str(exc)
+        self.failure_codes[wid] = exc.exit_code
+        if self.serving:
             log.error("workload %s: %s", wid, exc)
 
     def loop(self, serve: bool = False) -> None:
+        self.serving = serve
         backoff = 0.1
         while not self.stop.is_set() and (serve or self.runs):
             try:
@@ -87,8 +99,7 @@ class Scheduler:
                         if run.step():
                             del self.runs[wid]
                     except RqpError as exc:
-                        self.failures[wid] = str(exc)
-                        log.error("workload %s: %s", wid, exc)
+                        self._failed(wid, exc)
                         del self.runs[wid]
                 backoff = 0.1
                 hint = min((run.wait_hint() for run in self.runs.values()), default=1.0)
@@ -159,7 +170,7 @@ def _run(args: argparse.Namespace, settings: Settings, sched: Scheduler) -> int:
     for wid in getattr(args, "workloads", []):
         if wid in sched.failures:
             print(f"rqp-scheduler: error: workload {wid}: {sched.failures[wid]}", file=sys.stderr)
-            return 1
+            return sched.failure_codes.get(wid, 1)
         p = read_progress(sched.r, wid)
         if p is not None:
             print(

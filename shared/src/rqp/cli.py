@@ -13,12 +13,19 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import sys
+import textwrap
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import redis
+from rq import Queue, Worker
 
 from . import __version__
 from .config import Settings
@@ -31,16 +38,18 @@ from .connect import (
     open_trust_store,
 )
 from .crypto import aad, decrypt_stream
-from .errors import IntegrityError, RqpError, WorkloadError
+from .errors import BlobNotFoundError, IntegrityError, RqpError, WorkloadError
 from .keys import generate_kek
-from .ledger import Ledger, submit, workloads
+from .ledger import SUBMISSIONS, Ledger, submit, workloads
 from .messages import open_envelope, peek_workload
+from .records import JSONL_PROBE
 from .signing import generate_signing_key
-from .status import Progress, read_progress, record_status
+from .status import Progress, StatusRecord, read_progress, record_status
+from .storage import Message, RedisMessageQueue
 from .summary import read_summary
 from .workload import Workload, blob_name, new_workload_id, pack
 
-__all__ = ["format_progress", "main", "read_results", "read_summary"]
+__all__ = ["format_progress", "format_status", "main", "read_results", "read_summary"]
 
 BAR_WIDTH = 30
 
@@ -74,21 +83,150 @@ def _fmt_duration(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def format_progress(p: Progress) -> str:
-    """One glanceable line: bar, percent, counts by state, rate, ETA."""
-    total = p.total if p.total is not None else max(p.enqueued, 1)
-    frac = min(1.0, p.finished / total) if total else 1.0
-    filled = int(frac * BAR_WIDTH)
-    bar = "#" * filled + "." * (BAR_WIDTH - filled)
-    total_s = f"{p.total:,}" if p.total is not None else f">={p.enqueued:,} (reading)"
-    line = (
-        f"{p.workload} [{bar}] {frac * 100:5.1f}%  {p.done:,}/{total_s} done  {p.failed:,} failed  "
-        f"{p.processing:,} processing  {p.queued:,} queued  {p.retrying:,} retrying  "
-        f"{p.rate:,.0f} rec/s  elapsed {_fmt_duration(p.elapsed)}  ETA {_fmt_duration(p.eta if p.state != 'done' else 0)}  [{p.state}]"
-    )
+def _fmt_age(seconds: float) -> str:
+    """How long ago, in the largest unit or two that fit: 42s, 5m, 3h07m, 2d04h."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def _when(at: float | None) -> str:
+    """An epoch time as ISO 8601 in local time, to the millisecond; '-' for none."""
+    if at is None:
+        return "-"
+    return datetime.fromtimestamp(at).astimezone().isoformat(timespec="milliseconds")
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def _flow(pieces: list[str], width: int, sep: str = "  ") -> list[str]:
+    """``pieces`` joined by ``sep`` into as few lines of at most ``width`` columns as they fit (a
+    piece is never split; one longer than a line is clipped)."""
+    lines: list[str] = []
+    line = ""
+    for piece in pieces:
+        if line and len(line) + len(sep) + len(piece) <= width:
+            line += sep + piece
+            continue
+        if line:
+            lines.append(line)
+        line = _clip(piece, width)
+    if line:
+        lines.append(line)
+    return lines
+
+
+def _bar(fraction: float, width: int) -> str:
+    filled = int(fraction * width)
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+def _progress_pieces(p: Progress) -> tuple[str, list[str], list[str]]:
+    """What ``rqp status`` shows: the headline's progress (a percentage of the total, or, while the
+    data is still being read and the total is unknown, how many records were read so far), the
+    counts by state, and rate and times."""
+    finished = p.state in FINISHED_STATES
+    if p.reading:
+        headline = f"{p.enqueued:,} records read" if finished else f"reading data: {p.enqueued:,} records so far"
+        counts = [f"{p.done:,} done"]
+    else:
+        headline = f"{(p.fraction or 0.0) * 100:.1f}%"
+        counts = [f"{p.done:,} of {p.total:,} done"]
+    counts.append(f"{p.failed:,} failed")
+    if not finished:
+        counts += [
+            f"{p.retrying:,} retrying",
+            f"{p.queued:,} queued",
+            f"{p.processing:,} in chunks being processed",
+        ]
+    timing = [f"{p.rate:,.0f} rec/s"]
+    if finished:
+        timing.append(f"took {_fmt_duration(p.elapsed)}")
+    else:
+        timing += [f"elapsed {_fmt_duration(p.elapsed)}", f"ETA {_fmt_duration(p.eta)}"]
+    return headline, counts, timing
+
+
+def format_progress(p: Progress, width: int | None = None) -> str:
+    """One line: workload, state, bar and percentage (or records read so far), counts, rate, ETA.
+    With ``width``, the bar is shortened and the least telling pieces dropped until it fits."""
+    headline, counts, timing = _progress_pieces(p)
+    head = [p.workload, f"[{p.state}]"]
+    bar = _bar(p.fraction or 0.0, BAR_WIDTH) if not p.reading else ""
+    # what goes first when it does not fit: elapsed, the waiting counts, the rate, the failures
+    droppable = [*timing[1:-1], *counts[2:][::-1], timing[0], *counts[1:2]]
+    while True:
+        shown = [*counts, *timing]
+        line = "  ".join(x for x in [*head, bar, headline, *shown] if x)
+        if width is None or len(line) <= width:
+            return line
+        if bar and len(bar) > 12:
+            bar = _bar(p.fraction or 0.0, max(10, len(bar) - 2 - (len(line) - width)))
+            continue
+        if bar:
+            bar = ""
+            continue
+        drop = next((x for x in droppable if x in counts or x in timing), None)
+        if drop is None:
+            return _clip(line, width)
+        droppable.remove(drop)
+        counts = [x for x in counts if x != drop]
+        timing = [x for x in timing if x != drop]
+
+
+def format_status(p: Progress, width: int, notes: list[str] | None = None) -> list[str]:
+    """``rqp status``: a few lines, none longer than ``width`` columns (so a terminal never wraps
+    them and ``--watch`` can redraw them in place)::
+
+        sales-2026  [running]  42.1%  [##############..................]
+        1,234 of 3,000 done  12 failed  3 retrying  1,000 queued  256 in chunks being processed
+        1,523 rec/s  elapsed 0:02  ETA 0:01
+        hint: ...
+    """
+    headline, counts, timing = _progress_pieces(p)
+    first = f"{p.workload}  [{p.state}]  {headline}"
+    room = width - len(first) - 2
+    if not p.reading and room >= 12:
+        first += "  " + _bar(p.fraction or 0.0, min(40, room) - 2)
+    lines = [_clip(first, width), *_flow(counts, width), *_flow(timing, width)]
     if p.error:
-        line += f"  error: {p.error}"
-    return line
+        lines += textwrap.wrap(f"error: {p.error}", width, subsequent_indent="  ") or [""]
+    for note in notes or []:
+        lines += textwrap.wrap(note, width, subsequent_indent="  ")
+    return lines
+
+
+class _Redraw:
+    """Redraws a block of lines in place on a terminal: up to the block's first line, each line
+    written over and cleared to its end, anything below the new block cleared."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.height = 0
+
+    def show(self, lines: list[str]) -> None:
+        up = f"\x1b[{self.height - 1}A" if self.height > 1 else ""
+        self.out.write(up + "\r" + "\n".join(line + "\x1b[K" for line in lines) + "\x1b[J")
+        self.out.flush()
+        self.height = len(lines)
+
+    def end(self) -> None:
+        if self.height:
+            self.out.write("\n")
+            self.out.flush()
+
+
+def _width() -> int:
+    """Columns for a block of text: the terminal's, less one (a line that reaches the last column
+    makes some terminals wrap)."""
+    return max(40, shutil.get_terminal_size((100, 24)).columns - 1)
 
 
 def read_results(store: Any, workload: Workload) -> Iterator[bytes]:
@@ -179,6 +317,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
     )
     if show:
         print(file=sys.stderr)
+    if m.data.plain_size == 0:
+        print(f"rqp: warning: {args.data} is empty: workload {wid} has no records to process", file=sys.stderr)
     if args.submit:
         r = connect_redis(settings)
         submit(r, wid)
@@ -210,33 +350,150 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+#: states in which a workload will not change any more
+FINISHED_STATES = ("done", "failed", "cancelled")
+#: ``rqp status`` exit codes a script can act on (README, "Exit codes")
+STATUS_DONE, STATUS_DONE_WITH_FAILURES, STATUS_UNFINISHED, STATUS_FAILED = 0, 1, 3, 4
+
+
+def _status_exit(p: Progress) -> int:
+    """0 done with every record done; 1 finished with failed (or, cancelled, never run) records;
+    3 not finished (running, paused, cancelling, consolidating); 4 failed as a whole."""
+    if p.state == "failed":
+        return STATUS_FAILED
+    if p.state == "done":
+        return STATUS_DONE_WITH_FAILURES if p.failed else STATUS_DONE
+    if p.state == "cancelled":
+        return STATUS_DONE_WITH_FAILURES
+    return STATUS_UNFINISHED
+
+
+def _unknown_workload(settings: Settings, workload_id: str) -> WorkloadError:
+    """Redis does not know ``workload_id``: packed but not scheduled yet, or not packed at all."""
+    packed = False
+    try:
+        store = open_blob_store(settings.blob_url)
+        packed = store.exists(blob_name(workload_id, "manifest.json"))
+        where = store.location
+    except (RqpError, ValueError):
+        where = settings.blob_url
+    if packed:
+        return WorkloadError(
+            f"workload {workload_id} is packed (in {where}) but not scheduled yet; run 'rqp-scheduler run {workload_id}' "
+            f"or 'rqp submit {workload_id}' for a serving scheduler"
+        )
+    return WorkloadError(
+        f"workload {workload_id} is not known to Redis at {settings.redis_url_safe} nor packed in {where}; "
+        f"check the id ('rqp list' shows the workloads) and RQP_REDIS_URL / RQP_BLOB_URL"
+    )
+
+
+def _processors(settings: Settings, r: Any) -> int | None:
+    """Worker processes registered on the RQ queue the workloads use; None when this Redis user
+    may not ask."""
+    try:
+        return int(Worker.count(connection=r, queue=Queue(settings.rq_queue, connection=r)))
+    except redis.ResponseError:
+        return None
+
+
+def _status_notes(settings: Settings, r: Any, p: Progress, workers: int | None) -> list[str]:
+    """Hints for what the counts alone do not say: nothing is processing the queue, or a JSON
+    Lines workload whose records all fail (most likely data in another format)."""
+    notes = []
+    waiting = p.reading or p.queued or p.processing or p.retrying
+    if workers == 0 and p.state in ("running", "cancelling") and waiting:
+        notes.append(
+            f"hint: no processor is running for queue {settings.rq_queue}: start 'rqp-processor' with this "
+            f"RQP_REDIS_URL (and RQP_RQ_QUEUE={settings.rq_queue})"
+        )
+    probe = JSONL_PROBE if p.total is None else min(JSONL_PROBE, p.total)
+    if p.format == "jsonl" and p.done == 0 and p.failed and p.failed >= probe:
+        reason = _first_failure(settings, r, p.workload)
+        if reason is None:
+            notes.append(
+                f"hint: none of the first {p.failed:,} records succeeded; if they fail as 'not valid JSON', the data is "
+                f"not JSON Lines: re-pack it with --format csv or --format script ('rqp status {p.workload} --record 0' "
+                f"shows the reason)"
+            )
+        elif "not valid JSON" in reason:
+            notes.append(
+                f"hint: none of the first {p.failed:,} records is valid JSON: if the data is not JSON Lines, re-pack it "
+                f"with --format csv (or --format script and a parse() in the script)"
+            )
+    return notes
+
+
+def _first_failure(settings: Settings, r: Any, workload_id: str) -> str | None:
+    """Record 0's error when this user holds the KEK and it failed; None when that cannot be told."""
+    if not (settings.kek_file or settings.key_vault_key_id):
+        return None
+    try:
+        st = record_status(r, _open_workload(settings, workload_id), 0)
+    except (RqpError, ValueError):
+        return None
+    return (st.error or "") if st.state == "failed" else None
+
+
+def _record_text(st: StatusRecord) -> list[str]:
+    """A record's status for a person: times in ISO 8601, local time."""
+    lines = [f"record {st.id} of workload {st.workload}: {st.state} (attempt {st.attempts})"]
+    took = (
+        f"  ({st.finished_at - st.started_at:.3f} s after it started)"
+        if st.finished_at is not None and st.started_at is not None
+        else ""
+    )
+    for label, value in (
+        ("queued", _when(st.queued_at)),
+        ("started", _when(st.started_at)),
+        ("finished", _when(st.finished_at) + took),
+        ("worker", st.worker or "-"),
+        ("job", st.job or "-"),
+    ):
+        lines.append(f"  {label:<9} {value}")
+    if st.error:
+        lines.append(f"  {'error':<9} {st.error}")
+    return lines
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings(args)
     r = connect_redis(settings)
     if args.record is not None:
-        workload = _open_workload(settings, args.workload)
-        print(json.dumps(asdict(record_status(r, workload, args.record)), indent=1))
-        return 0
-    while True:
-        p = read_progress(r, args.workload)
-        if p is None:
+        if args.record < 0:
             raise WorkloadError(
-                f"workload {args.workload} is not known to Redis at {settings.redis_url_safe}; schedule it first (rqp-scheduler run {args.workload})"
+                f"there is no record {args.record}: record ids are the records' 0-based numbers in the data (0, 1, 2, ...)"
             )
-        if p.error:
-            p.error = _unseal_error(settings, r, args.workload) or p.error
-        if args.json:
-            print(json.dumps(p.as_dict()))
-        elif args.watch and sys.stdout.isatty():
-            print("\r" + format_progress(p), end="\x1b[K", flush=True)
+        st = record_status(r, _open_workload(settings, args.workload), args.record)
+        if args.json or not sys.stdout.isatty():
+            print(json.dumps(asdict(st), indent=1))  # numbers stay numbers for scripts
         else:
-            print(format_progress(p), flush=True)
-        if not args.watch or p.state in ("done", "failed"):
-            break
-        time.sleep(args.interval)
-    if args.watch and sys.stdout.isatty():
-        print()
-    return 0 if p.state != "failed" else 1
+            print("\n".join(_record_text(st)))
+        return 0
+    redraw = _Redraw(sys.stdout) if args.watch and not args.json and sys.stdout.isatty() else None
+    try:
+        while True:
+            p = read_progress(r, args.workload)
+            if p is None:
+                raise _unknown_workload(settings, args.workload)
+            if p.error:
+                p.error = _unseal_error(settings, r, args.workload) or p.error
+            finished = p.state in FINISHED_STATES
+            workers = None if finished else _processors(settings, r)
+            notes = _status_notes(settings, r, p, workers)
+            if args.json:
+                print(json.dumps({**p.as_dict(), "workers": workers, "hints": notes}), flush=True)
+            elif redraw is not None:
+                redraw.show(format_status(p, _width(), notes))
+            else:
+                print("\n".join(format_status(p, _width(), notes)), flush=True)
+            if not args.watch or finished:
+                break
+            time.sleep(args.interval)
+    finally:
+        if redraw is not None:
+            redraw.end()
+    return _status_exit(p)
 
 
 def _unseal_error(settings: Settings, r: Any, workload_id: str) -> str | None:
@@ -251,34 +508,132 @@ def _unseal_error(settings: Settings, r: Any, workload_id: str) -> str | None:
         return None
 
 
+def _packed_workloads(settings: Settings, known: set[str]) -> list[tuple[str, float]]:
+    """(id, packed at) of the workloads in the blob store that Redis does not know: packed, not
+    scheduled. The manifests' creation times are read unauthenticated: they only order the list."""
+    parts = urllib.parse.urlsplit(settings.blob_url)
+    if parts.scheme in ("", "file"):
+        root = parts.netloc + parts.path if parts.scheme else settings.blob_url
+        if not os.path.isdir(root):
+            return []  # no store here yet: nothing packed (and looking creates nothing)
+    store = open_blob_store(settings.blob_url)
+    found = []
+    for name in store.list("workloads/"):
+        wid, _, leaf = name.removeprefix("workloads/").partition("/")
+        if leaf != "manifest.json" or wid in known:
+            continue
+        try:
+            created = float(json.loads(store.get(name)).get("created", 0.0))
+        except (RqpError, ValueError, TypeError, AttributeError):
+            created = 0.0
+        found.append((wid, created))
+    return found
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     settings = _settings(args)
     r = connect_redis(settings)
-    for wid in workloads(r, newest_first=True, limit=args.limit):
+    now = time.time()
+    rows: list[tuple[float, list[str]]] = []
+    started = workloads(r, newest_first=True)
+    known = set(started)
+    for wid in started[: args.limit]:  # older ones cannot be among the newest, packed or not
         p = read_progress(r, wid)
-        if p:
-            print(format_progress(p))
+        if p is None:
+            continue
+        if not p.reading:
+            progress = f"{(p.fraction or 0.0) * 100:.1f}%"
+        else:
+            progress = "-" if p.state in FINISHED_STATES else f"reading ({p.enqueued:,})"
+        total = f"{p.total:,}" if p.total is not None else "?"
+        at = p.started_at or 0.0
+        rows.append((at, [wid, p.state, progress, f"{p.done:,}/{total}", f"{p.failed:,}", _fmt_age(now - at)]))
+    try:
+        submitted = {x.decode() if isinstance(x, bytes) else str(x) for x in r.lrange(SUBMISSIONS, 0, -1)}
+    except redis.ResponseError:  # a Redis user that may not read the submissions
+        submitted = set()
+    try:
+        packed = _packed_workloads(settings, known)
+    except RqpError as exc:
+        print(f"rqp: warning: packed workloads not listed: {exc}", file=sys.stderr)
+        packed = []
+    for wid, created in packed:
+        state = "submitted" if wid in submitted else "packed"
+        rows.append((created, [wid, state, "-", "-", "-", _fmt_age(now - created) if created else "?"]))
+    if not rows:
+        print(
+            f"no workloads (in Redis at {settings.redis_url_safe}, nor packed in {settings.blob_url}); pack one with 'rqp pack DATA SCRIPT'"
+        )
+        return 0
+    rows.sort(key=lambda row: row[0], reverse=True)
+    more = len(rows) - args.limit + len(started[args.limit :])
+    table = [["WORKLOAD", "STATE", "PROGRESS", "DONE", "FAILED", "AGE"], *(cells for _, cells in rows[: args.limit])]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    right = {3, 4, 5}  # numbers align right
+    for row in table:
+        print(
+            "  ".join(
+                cell.rjust(w) if i in right else cell.ljust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            ).rstrip()
+        )
+    if more > 0:
+        print(f"({more:,} older not shown; --limit N shows more)")
     return 0
+
+
+def _no_results(settings: Settings, workload_id: str, exc: BlobNotFoundError) -> RqpError:
+    """Why a workload has no summary yet, from what Redis says of it (the blob store's own error
+    when Redis cannot tell)."""
+    try:
+        r = connect_redis(settings)
+        p = read_progress(r, workload_id)
+    except RqpError:
+        return exc
+    if p is None:
+        return WorkloadError(
+            f"workload {workload_id} has no results: it is packed but was never scheduled; run "
+            f"'rqp-scheduler run {workload_id}' (or 'rqp submit {workload_id}' for a serving scheduler)"
+        )
+    if p.state == "failed":
+        error = _unseal_error(settings, r, workload_id) or p.error or "no reason recorded"
+        return WorkloadError(f"workload {workload_id} failed as a whole and has no results: {error}")
+    if p.state in FINISHED_STATES:
+        return exc  # finished, yet no summary: the blob store's word (deleted, or another store)
+    total = f"{p.total:,}" if p.total is not None else f"at least {p.enqueued:,} (the data is still being read)"
+    return WorkloadError(
+        f"workload {workload_id} is not finished yet ({p.state}: {p.done:,} done and {p.failed:,} failed of {total}); "
+        f"watch it with 'rqp status {workload_id} --watch' and run 'rqp results {workload_id}' once it is done"
+    )
 
 
 def cmd_results(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = open_blob_store(settings.blob_url)
     workload = _open_workload(settings, args.workload, store)
+    try:
+        summary = read_summary(store, workload)
+    except BlobNotFoundError as exc:
+        raise _no_results(settings, args.workload, exc) from None
     out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115 - closed below, unless stdout
     try:
-        if args.failed:
-            for f in read_summary(store, workload).failures:
-                out.write(json.dumps(asdict(f)).encode() + b"\n")
-        elif args.format == "csv":
+        if args.format == "csv":
             text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
             writer = csv.writer(text)
-            writer.writerow(["id", "result"])
-            for line in read_results(store, workload):
-                doc = json.loads(line)
-                res = doc["result"]
-                writer.writerow([doc["id"], res if isinstance(res, str) else json.dumps(res)])
+            if args.failed:
+                writer.writerow(["id", "attempts", "error"])
+                for f in summary.failures:
+                    writer.writerow([f.id, "" if f.attempts is None else f.attempts, f.error or ""])
+            else:
+                writer.writerow(["id", "result"])
+                for line in read_results(store, workload):
+                    doc = json.loads(line)
+                    res = doc["result"]
+                    writer.writerow([doc["id"], res if isinstance(res, str) else json.dumps(res)])
             text.detach()
+        elif args.failed:
+            for f in summary.failures:
+                out.write(json.dumps(asdict(f)).encode() + b"\n")
         else:
             for line in read_results(store, workload):
                 out.write(line + b"\n")
@@ -286,6 +641,32 @@ def cmd_results(args: argparse.Namespace) -> int:
         if args.output:
             out.close()
     return 0
+
+
+def _peek_all(mq: Any, queue: str, page: int) -> Iterator[Any]:
+    """Every message of ``queue``, without consuming any: a Redis stream is read page by page
+    (XRANGE from after the last id seen); a queue that can only show its front (Azure Queue
+    Storage: 32 messages) shows that, and says how much it could not."""
+    if isinstance(mq, RedisMessageQueue):
+        # MessageQueue.peek has no cursor; the stream's key and client are RedisMessageQueue's own
+        key, client = mq._key(queue), mq._r
+        start = "-"
+        while True:
+            entries = client.xrange(key, min=start, count=page)
+            for mid, fields in entries:
+                yield Message(mid.decode(), fields[b"b"], mid.decode(), 0)
+            if len(entries) < page:
+                return
+            start = "(" + entries[-1][0].decode()
+    msgs = mq.peek(queue, page)
+    yield from msgs
+    backlog = mq.length(queue)
+    if backlog > len(msgs):
+        print(
+            f"rqp: note: looked at the first {len(msgs)} of about {backlog:,} messages: this queue shows only its front "
+            "without consuming it (drop --peek to read them all)",
+            file=sys.stderr,
+        )
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -306,8 +687,14 @@ def cmd_events(args: argparse.Namespace) -> int:
     shown = 0
     deadline = time.monotonic() + args.wait
     while True:
-        msgs = mq.peek(queue, args.max) if args.peek else mq.receive(queue, args.max, wait=min(1.0, args.wait))
+        msgs = (
+            _peek_all(mq, queue, max(1, args.max))
+            if args.peek
+            else mq.receive(queue, args.max, wait=min(1.0, args.wait))
+        )
+        got = 0
         for m in msgs:
+            got += 1
             wid = peek_workload(m.body)
             if args.workload and wid != args.workload:
                 continue
@@ -324,7 +711,7 @@ def cmd_events(args: argparse.Namespace) -> int:
                 shown += 1
             if not args.peek:
                 mq.delete(queue, m)
-        if args.peek or (not msgs and (not args.follow and time.monotonic() >= deadline)):
+        if args.peek or (not got and (not args.follow and time.monotonic() >= deadline)):
             break
     print(f"{shown} {args.queue} records", file=sys.stderr)
     return 0
@@ -405,15 +792,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("workload")
     p.set_defaults(func=cmd_submit)
 
-    p = sub.add_parser("status", parents=[common], help="counts by state, throughput and ETA")
+    p = sub.add_parser(
+        "status",
+        parents=[common],
+        help="counts by state, throughput and ETA; exit 0 done, 1 done with failures or cancelled, "
+        "3 not finished, 4 failed, 7 unknown",
+    )
     p.add_argument("workload")
     p.add_argument("--watch", action="store_true", help="live progress until the workload ends")
     p.add_argument("--interval", type=float, default=1.0)
     p.add_argument("--json", action="store_true")
-    p.add_argument("--record", type=int, help="show one record's decrypted status record")
+    p.add_argument(
+        "--record",
+        type=int,
+        metavar="N",
+        help="one record's decrypted status record (0-based id; text on a terminal, JSON with --json or in a pipe)",
+    )
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("list", parents=[common], help="recent workloads")
+    p = sub.add_parser("list", parents=[common], help="recent workloads, packed ones too, newest first")
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=cmd_list)
 

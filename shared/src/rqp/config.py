@@ -9,7 +9,10 @@ Secrets are never settings values: a setting may only *name a file* holding a se
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
+import re
+import sys
 import tomllib
 import urllib.parse
 from collections.abc import Mapping
@@ -27,10 +30,25 @@ __all__ = [
     "DEFAULT_RECORD_TIMEOUT",
     "DEFAULT_REDIS_URL",
     "Settings",
+    "default_blob_url",
 ]
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_BLOB_URL = "file://./rqp-data"
+
+
+def default_blob_url(env: Mapping[str, str] | None = None) -> str:
+    """The local blob store when ``RQP_BLOB_URL`` is not set: an absolute directory of this user's,
+    ``$XDG_DATA_HOME/rqp/blobs`` (``~/.local/share/rqp/blobs``), never one relative to the
+    current directory -- a role started elsewhere must not silently open an empty store."""
+    env = os.environ if env is None else env
+    data_home = env.get("XDG_DATA_HOME", "")
+    if not os.path.isabs(data_home):  # the XDG spec: a relative value is ignored
+        home = env.get("HOME") or os.path.expanduser("~")
+        data_home = os.path.join(home, ".local", "share") if os.path.isabs(home) else "/var/lib"
+    return "file://" + os.path.join(data_home, "rqp", "blobs")
+
+
+DEFAULT_BLOB_URL = default_blob_url()
 DEFAULT_QUEUE_URL = "redis"  # the same Redis as RQ
 DEFAULT_RQ_QUEUE = "rqp"
 DEFAULT_STATUS_QUEUE = "rqp-status"
@@ -124,6 +142,8 @@ class Settings:
     metrics_bind: str = "127.0.0.1"
     #: the source this came from, for error messages
     origin: str = field(default="defaults", compare=False)
+    #: where each setting that is not a default came from: "file", "env" or "flag"
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self._validate()
@@ -134,20 +154,27 @@ class Settings:
         cls, config_file: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None, **overrides: Any
     ) -> Settings:
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = {"blob_url": default_blob_url(env)}
+        sources: dict[str, str] = {}
         origin = ["defaults"]
         config_file = config_file or env.get("RQP_CONFIG")
+        names = _setting_names(cls)
+        _warn_unknown_variables(env, names)
         if config_file:
-            values.update(cls._from_file(Path(config_file)))
+            from_file = cls._from_file(Path(config_file))
+            values.update(from_file)
+            sources.update(dict.fromkeys(from_file, "file"))
             origin.append(str(config_file))
-        names = {f.name for f in fields(cls)} - {"origin"}
         for name in names:
             key = "RQP_" + name.upper()
             if key in env and env[key] != "":
                 values[name] = env[key]
+                sources[name] = "env"
                 origin.append(key)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_mapping(values, origin=", ".join(dict.fromkeys(origin)))
+        flags = {k: v for k, v in overrides.items() if v is not None}
+        values.update(flags)
+        sources.update(dict.fromkeys(flags, "flag"))
+        return cls.from_mapping(values, origin=", ".join(dict.fromkeys(origin)), sources=sources)
 
     @classmethod
     def from_url(cls, redis_url: str, **overrides: Any) -> Settings:
@@ -163,28 +190,41 @@ class Settings:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
         doc = doc.get("rqp", doc)
-        known = {f.name for f in fields(cls)}
+        known = _setting_names(cls)
         unknown = sorted(set(doc) - known)
         if unknown:
             raise ConfigError(
-                f"config file {path} has unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known - {'origin'}))}"
+                f"config file {path} has unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
             )
         return dict(doc)
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any], origin: str = "mapping") -> Settings:
+    def from_mapping(
+        cls, values: Mapping[str, Any], origin: str = "mapping", sources: Mapping[str, str] | None = None
+    ) -> Settings:
         kwargs: dict[str, Any] = {}
         for f in fields(cls):
-            if f.name not in values or f.name == "origin":
+            if f.name not in values or f.name in ("origin", "sources"):
                 continue
             kwargs[f.name] = _convert(f, values[f.name])
-        return cls(**kwargs, origin=origin)
+        return cls(**kwargs, origin=origin, sources=dict(sources or {}))
+
+    def source(self, name: str) -> str:
+        """Where setting ``name`` came from: "flag" (a command-line option), "env", "file" or
+        "default" -- so that, between two settings that say the same thing differently (a private
+        and a public KEK), the more explicit one wins."""
+        return self.sources.get(name, "default")
+
+    def rank(self, name: str) -> int:
+        """``source(name)`` as a precedence: default 0 < file 1 < env 2 < flag 3."""
+        return _RANK[self.source(name)]
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     # ---------------------------------------------------------------- validation
     def _validate(self) -> None:
+        _check_redis_url(self.redis_url)
         scheme = urllib.parse.urlsplit(self.redis_url).scheme
         if scheme not in ("redis", "rediss", "unix"):
             raise ConfigError(
@@ -243,6 +283,69 @@ class Settings:
             raise ConfigError(
                 f"{what} file {path} cannot be read ({exc.strerror}); mount it read-only or fix the path"
             ) from None
+
+
+_RANK = {"default": 0, "file": 1, "env": 2, "flag": 3}
+
+#: ``RQP_`` variables that are not settings of this object but are read by other parts of rqp
+#: (the roles' log level, the Compose files, the console, the metrics logger, tests, benchmarks)
+OTHER_VARIABLES = frozenset(
+    {"RQP_CONFIG", "RQP_LOG_LEVEL", "RQP_BLOB_DIR", "RQP_SECRETS_DIR", "RQP_IMAGE_PREFIX", "RQP_TAG",
+     "RQP_VERSION", "RQP_REPO", "RQP_SCHEDULER_HOST", "RQP_PROCESSOR_GRACE", "RQP_STOP_GRACE_PERIOD",
+     "RQP_PROCESSOR_SCALE"}
+)  # fmt: skip
+OTHER_PREFIXES = ("RQP_CONSOLE_", "RQP_METRICS_", "RQP_AZURE_", "RQP_TEST_", "RQP_BENCH_")
+_warned: set[str] = set()
+
+
+def _setting_names(cls: type) -> set[str]:
+    return {f.name for f in fields(cls)} - {"origin", "sources"}
+
+
+def _warn_unknown_variables(env: Mapping[str, str], names: set[str]) -> None:
+    """A misspelled ``RQP_`` variable would be ignored without a word: say so, once per name and
+    process, naming the closest setting."""
+    known = sorted({"RQP_" + n.upper() for n in names})
+    for key in sorted(env):
+        if (
+            not key.startswith("RQP_")
+            or key in known
+            or key in OTHER_VARIABLES
+            or key.startswith(OTHER_PREFIXES)
+            or key in _warned
+        ):
+            continue
+        _warned.add(key)
+        close = difflib.get_close_matches(key, [*known, "RQP_CONFIG"], n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else "the README's configuration table lists the settings"
+        prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "rqp"
+        print(f"{prog}: warning: {key} is not an rqp setting and is ignored ({hint})", file=sys.stderr)
+
+
+def _masked(url: str) -> str:
+    """``url`` with any password replaced, without parsing it (it may not parse)."""
+    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
+
+
+def _check_redis_url(url: str) -> None:
+    """One clear line for a Redis URL that would otherwise fail deep inside the client."""
+    fix = "use redis://HOST:PORT/DB (e.g. redis://127.0.0.1:6379/0), rediss://... for TLS, or unix:///path/to/socket"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port  # a port that is not a number, or out of range, raises here
+    except ValueError as exc:
+        raise ConfigError(f"RQP_REDIS_URL {_masked(url)!r} is not a valid URL ({exc}); {fix}") from None
+    if parts.scheme not in ("redis", "rediss"):
+        return  # unix:// has a socket path; other schemes are refused by the caller
+    if not parts.hostname:
+        raise ConfigError(f"RQP_REDIS_URL {_masked(url)!r} names no host; {fix}")
+    if port is not None and not 0 < port < 65536:
+        raise ConfigError(f"RQP_REDIS_URL {_masked(url)!r}: port {port} is not between 1 and 65535; {fix}")
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        raise ConfigError(
+            f"RQP_REDIS_URL {_masked(url)!r}: the database {db!r} after the port must be a number (/0, /1, ...); {fix}"
+        )
 
 
 def _convert(f: dataclasses.Field, raw: Any) -> Any:

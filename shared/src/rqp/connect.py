@@ -6,6 +6,7 @@ local backend needs no cloud SDK at import time.
 
 from __future__ import annotations
 
+import sys
 import urllib.parse
 from pathlib import Path
 
@@ -137,22 +138,51 @@ def open_message_queue(settings: Settings, client: redis.Redis | None = None) ->
     raise ConfigError(f"RQP_QUEUE_URL {url!r} is not supported; use 'redis' or azure-queue://account")
 
 
+#: where ``rqp keygen`` writes the public KEK by default; ``rqp pack`` uses it when nothing else is configured
+KEYGEN_PUBLIC_KEK = Path("keys/kek.pub.pem")
+
+
 def open_key_provider(settings: Settings, *, need_private: bool = True) -> KeyProvider:
+    """The KEK: a Key Vault key, the private PEM, or (``need_private=False``: packing) a public PEM.
+    When more than one is configured, the most explicit wins (a command-line option over the
+    environment over a config file; ``Settings.rank``); between equals, Key Vault, then the private
+    PEM, then the public one. A packer with none configured gets ``keys/kek.pub.pem`` when
+    ``rqp keygen`` left one there."""
+    choices: list[tuple[int, int, str]] = []
     if settings.key_vault_key_id:
+        choices.append((settings.rank("key_vault_key_id"), 2, "vault"))
+    if settings.kek_file is not None:
+        choices.append((settings.rank("kek_file"), 1, "private"))
+    if not need_private and settings.kek_public_file is not None:
+        choices.append((settings.rank("kek_public_file"), 0, "public"))
+    kind = max(choices)[2] if choices else None
+    if kind == "vault":
         from .azure.keyvault import AzureKeyVaultProvider  # noqa: PLC0415 - optional backend
 
+        assert settings.key_vault_key_id is not None
         return AzureKeyVaultProvider.from_key_id(settings.key_vault_key_id)
-    if need_private or settings.kek_file:
-        if settings.kek_file is None:
-            raise ConfigError(
-                "no key-encryption key configured: set RQP_KEK_FILE to the private PEM (create one with 'rqp keygen')"
-            )
+    if kind == "private":
+        assert settings.kek_file is not None
         return LocalKeyProvider(private_key_file=settings.kek_file)
-    if settings.kek_public_file is None:
+    if kind == "public":
+        assert settings.kek_public_file is not None
+        return LocalKeyProvider(public_key_file=settings.kek_public_file)
+    if need_private:
         raise ConfigError(
-            "no key-encryption key configured: set RQP_KEK_PUBLIC_FILE (or RQP_KEK_FILE); create one with 'rqp keygen'"
+            "no key-encryption key configured: set RQP_KEK_FILE (or pass --kek) to the private PEM "
+            "(create one with 'rqp keygen')"
         )
-    return LocalKeyProvider(public_key_file=settings.kek_public_file)
+    if KEYGEN_PUBLIC_KEK.is_file():
+        print(
+            f"rqp: note: no KEK configured; using {KEYGEN_PUBLIC_KEK} (where 'rqp keygen' writes it): pass "
+            "--public-key or set RQP_KEK_PUBLIC_FILE to choose another",
+            file=sys.stderr,
+        )
+        return LocalKeyProvider(public_key_file=KEYGEN_PUBLIC_KEK)
+    raise ConfigError(
+        "no key-encryption key configured: pass --public-key PUB.pem, or set RQP_KEK_PUBLIC_FILE (or RQP_KEK_FILE); "
+        "create a key pair with 'rqp keygen' (it writes keys/kek.pub.pem)"
+    )
 
 
 def open_trust_store(settings: Settings) -> TrustStore:

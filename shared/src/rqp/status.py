@@ -24,7 +24,7 @@ import redis
 
 from .errors import ForbiddenJobError, IntegrityError, WorkloadError
 from .jobs import open_spec
-from .ledger import Ledger, Meta
+from .ledger import Ledger, Meta, Perf
 
 __all__ = [
     "DONE",
@@ -286,9 +286,20 @@ def _find_chunk(ledger: Ledger, workload: Any, rid: int) -> tuple[str, Any, int]
     return None
 
 
+#: the perf field commit.lua sets once, at the first commit: when that chunk's records began
+PERF_FIRST = "first"
+
+
 @dataclass
 class Progress:
-    """Counts by state and rates; computed from bitmaps and counters, no decryption needed."""
+    """Counts by state and rates; computed from bitmaps and counters, no decryption needed.
+
+    ``total`` is None while the scheduler is still reading the data (only ``enqueued`` is known);
+    ``processing`` counts the records of the chunks workers hold, not tasks running at once;
+    ``queued`` is what waits for a worker (neither finished, in a chunk being processed, nor
+    waiting out a retry's backoff). The rate is of records processed (attempts included) over the
+    time the processors were at it -- from the first chunk's start to the last commit -- so time
+    before a worker came, or after the last one left, does not dilute it."""
 
     workload: str
     state: str
@@ -302,14 +313,32 @@ class Progress:
     finished_at: float | None
     processed_seconds: float
     error: str | None = None
+    #: the format the workload was packed with (jsonl, csv, script)
+    format: str | None = None
+    #: records processed (every attempt), and when the first processed chunk began and the last committed
+    processed: int = 0
+    first_at: float | None = None
+    last_at: float | None = None
 
     @property
     def queued(self) -> int:
-        return max(0, self.enqueued - self.done - self.failed - self.processing)
+        return max(0, self.enqueued - self.done - self.failed - self.processing - self.retrying)
 
     @property
     def finished(self) -> int:
         return self.done + self.failed
+
+    @property
+    def reading(self) -> bool:
+        """The scheduler has not read the data to its end yet: the total is unknown."""
+        return self.total is None
+
+    @property
+    def fraction(self) -> float | None:
+        """Finished records of the total; None while the total is unknown."""
+        if self.total is None:
+            return None
+        return min(1.0, self.finished / self.total) if self.total else 1.0
 
     @property
     def elapsed(self) -> float:
@@ -318,9 +347,16 @@ class Progress:
         return (self.finished_at or time.time()) - self.started_at
 
     @property
+    def busy_seconds(self) -> float:
+        """From the first processed chunk's start to the last commit."""
+        if self.first_at is None or self.last_at is None:
+            return 0.0
+        return max(0.0, self.last_at - self.first_at)
+
+    @property
     def rate(self) -> float:
-        e = self.elapsed
-        return self.finished / e if e > 0 else 0.0
+        busy = self.busy_seconds
+        return self.processed / busy if busy > 0 and self.processed else 0.0
 
     @property
     def eta(self) -> float | None:
@@ -351,6 +387,10 @@ def read_progress(r: redis.Redis, workload_id: str) -> Progress | None:
         retrying=snap["retrying"],
         started_at=float(m[Meta.STARTED_AT]) if Meta.STARTED_AT in m else None,
         finished_at=float(m[Meta.FINISHED_AT]) if Meta.FINISHED_AT in m else None,
-        processed_seconds=float(p.get("seconds", 0.0)),
+        processed_seconds=float(p.get(Perf.SECONDS, 0.0)),
         error=m.get(Meta.ERROR),
+        format=m.get(Meta.FORMAT),
+        processed=int(p.get(Perf.RECORDS, 0)),
+        first_at=float(p[PERF_FIRST]) if PERF_FIRST in p else None,
+        last_at=float(p[Perf.LAST]) if Perf.LAST in p else None,
     )

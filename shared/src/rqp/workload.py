@@ -14,6 +14,7 @@ Blobs under ``workloads/<id>/``:
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -39,7 +40,7 @@ from .crypto import (
     scope_key,
     verify_mac,
 )
-from .errors import BlobNotFoundError, IntegrityError, WorkloadError
+from .errors import BlobNotFoundError, IntegrityError, ScriptError, WorkloadError
 from .keys import KeyProvider, WrappedKey
 from .ledger import PAIR
 from .records import FORMATS
@@ -52,6 +53,7 @@ __all__ = [
     "Seals",
     "Workload",
     "blob_name",
+    "check_script_source",
     "check_workload_id",
     "new_workload_id",
     "pack",
@@ -203,6 +205,56 @@ def _read_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> Ite
             yield piece
 
 
+def _top_level_names(tree: ast.Module) -> tuple[set[str], bool]:
+    """The names a module binds at its top level (also inside top-level if/try/with blocks), and
+    whether it star-imports (then any name may be bound: nothing can be said)."""
+    names: set[str] = set()
+    star = False
+    todo: list[ast.stmt] = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                star = star or alias.name == "*"
+                names.add(alias.asname or alias.name.split(".")[0])
+        elif isinstance(node, (ast.If, ast.Try, ast.TryStar, ast.With, ast.AsyncWith, ast.For, ast.While)):
+            for field in ("body", "orelse", "finalbody"):
+                todo.extend(getattr(node, field, []))
+            for handler in getattr(node, "handlers", []):
+                todo.extend(handler.body)
+    return names, star
+
+
+def check_script_source(source: bytes, name: str, fmt: str) -> None:
+    """What can be known of a script without running it, checked before anything is uploaded:
+    it parses, and it defines ``process(record)`` -- and ``parse(stream)`` for ``--format script``
+    (the contract ``rqp.sandbox`` enforces when it loads the script). ``ScriptError`` otherwise."""
+    try:
+        compile(source, name, "exec", dont_inherit=True)  # every syntax error, the compiler's own too
+        tree = ast.parse(source, name)
+    except SyntaxError as exc:
+        raise ScriptError(f"{name} has a syntax error at line {exc.lineno}: {exc.msg}; fix it before packing") from None
+    except ValueError as exc:  # e.g. a NUL byte
+        raise ScriptError(f"{name} is not Python source ({exc}); fix it before packing") from None
+    names, star = _top_level_names(tree)
+    if star:
+        return
+    if "process" not in names:
+        raise ScriptError(
+            f"{name} defines no process(record) function at its top level; add one (see the README's script contract)"
+        )
+    if fmt == "script" and "parse" not in names:
+        raise ScriptError(
+            f"{name} defines no parse(stream) function, which --format script needs; add one, or pack with "
+            "--format jsonl or csv"
+        )
+
+
 def pack(
     store: BlobStore,
     keys: KeyProvider,
@@ -227,12 +279,7 @@ def pack(
             f"workload {workload_id} already exists in {store.location}; choose another --id or pass --replace"
         )
     script_bytes = b"".join(_read_file(Path(script)))
-    try:
-        compile(script_bytes, str(script), "exec")
-    except SyntaxError as exc:
-        raise WorkloadError(
-            f"{script} has a syntax error at line {exc.lineno}: {exc.msg}; fix it before packing"
-        ) from None
+    check_script_source(script_bytes, str(script), fmt)
     key = new_data_key()
     try:
         infos = {}
