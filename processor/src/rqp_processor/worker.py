@@ -35,6 +35,7 @@ from rqp.connect import connect_redis, open_blob_store, open_key_provider, open_
 from rqp.errors import RqpError
 from rqp.hardening import harden_process
 from rqp.jobs import JSONSerializer, RqpJob
+from rqp.ledger import queue_names
 
 from .chunk import ChunkProcessor
 
@@ -149,9 +150,12 @@ def build_worker(settings: Settings, name: str | None = None) -> RqpWorker:
         settings, r, store, mq, keys, trust, worker_name=f"{socket.gethostname()}:{os.getpid()}", pool=pool
     )
     job_class = job_class_for(processor)
-    queue = Queue(settings.rq_queue, connection=r, job_class=job_class, serializer=JSONSerializer)
+    # high priority first, then normal, then low (rqp.ledger.Priority)
+    queues = [
+        Queue(q, connection=r, job_class=job_class, serializer=JSONSerializer) for q in queue_names(settings.rq_queue)
+    ]
     worker = RqpWorker(
-        [queue], name=name, connection=r, job_class=job_class, serializer=JSONSerializer, default_result_ttl=0
+        queues, name=name, connection=r, job_class=job_class, serializer=JSONSerializer, default_result_ttl=0
     )
     worker.processor = processor
     return worker

@@ -57,6 +57,7 @@ from rqp.ledger import (
     Ledger,
     LockHeld,
     Meta,
+    Priority,
     RetryEntry,
     State,
     chunk_name,
@@ -113,7 +114,12 @@ class WorkloadRun:
         self.id = workload_id
         self.ledger = Ledger(r, workload_id)
         self.me = f"{socket.gethostname()}:{os.getpid()}"
-        self.queue = Queue(settings.rq_queue, connection=r, job_class=RqpJob, serializer=JSONSerializer)
+        #: the RQ queue of each priority (workers take from high, then normal, then low)
+        self.queues = {
+            p: Queue(p.queue(settings.rq_queue), connection=r, job_class=RqpJob, serializer=JSONSerializer)
+            for p in Priority
+        }
+        self.queue = self.queues[Priority.NORMAL]
         self.hosts = hosts or sandbox.HostFactory(sandbox.SandboxConfig.from_settings(settings), warm=False)
         #: one thread that sends enqueue transactions, so sealing the next batch overlaps Redis
         #: applying the last (the socket wait releases the GIL); shared by the scheduler's runs
@@ -341,7 +347,8 @@ class WorkloadRun:
         if queued:
             pipe = self.r.pipeline(transaction=False)
             for jid in queued:
-                self.queue.remove(jid, pipeline=pipe)
+                for q in self.queues.values():
+                    q.remove(jid, pipeline=pipe)
             pipe.execute()
         if not self._parked:
             log.info("workload %s: paused: %d queued chunks held back", self.id, len(queued))
@@ -349,11 +356,12 @@ class WorkloadRun:
 
     def _unpark(self) -> None:
         queued = self.ledger.queued()
-        in_queue = set(self.queue.get_job_ids())
+        in_queue = self._in_queues()
+        queue = self.queues[self.ledger.priority()]
         pipe = self.r.pipeline(transaction=False)
         for jid in queued:
             if jid not in in_queue:
-                self.queue.push_job_id(jid, pipeline=pipe)
+                queue.push_job_id(jid, pipeline=pipe)
         pipe.execute()
         self._parked = False
         log.info("workload %s: resumed: %d chunks queued again", self.id, len(queued))
@@ -548,7 +556,7 @@ class WorkloadRun:
                 )
             )
         self.ledger.add_jobs(pipe, sealed)
-        self.queue.enqueue_many(jobs, pipeline=pipe)
+        self.queues[self.ledger.priority()].enqueue_many(jobs, pipeline=pipe)
 
     # ------------------------------------------------------------------ retries
     def _due_retries(self) -> None:
@@ -608,7 +616,7 @@ class WorkloadRun:
             return
         jobs = RqpJob.fetch_many(queued, connection=self.r, serializer=JSONSerializer)
         statuses = [job.get_status(refresh=False) if job is not None else None for job in jobs]
-        in_queue = set(self.queue.get_job_ids()) if JobStatus.QUEUED in statuses else set()
+        in_queue = self._in_queues() if JobStatus.QUEUED in statuses else set()
         horizon = time.time() - self.settings.lease_seconds
         unqueued = set()
         released = self.ledger.released_among(queued)
@@ -653,6 +661,10 @@ class WorkloadRun:
             self._queue_specs(pipe, [again], JobId.parse(jid).gen + 1)
         pipe.execute()
         log.warning("workload %s: %s was handed back by a processor that cannot open it; queued again", self.id, jid)
+
+    def _in_queues(self) -> set[str]:
+        """Job ids waiting in any of the RQ queues (a workload's priority may have changed)."""
+        return {jid for q in self.queues.values() for jid in q.get_job_ids()}
 
     def _rq_failure_reason(self, job: Job | None, status: JobStatus | None) -> str:
         err = self.ledger.processor_error()

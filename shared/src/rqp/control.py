@@ -27,9 +27,9 @@ from typing import Any
 import redis
 
 from .errors import WorkloadError
-from .ledger import AUDIT, Control, Ledger, State
+from .ledger import AUDIT, Control, Ledger, Priority, State
 
-__all__ = ["audit", "cancel", "delete", "pause", "resume", "retry_failed"]
+__all__ = ["audit", "cancel", "delete", "pause", "resume", "retry_failed", "set_priority"]
 
 #: what each action needs the workload to be
 _NEEDS = {
@@ -74,6 +74,21 @@ def retry_failed(r: redis.Redis, workload_id: str, actor: str) -> int:
     if count:
         _audit(r, actor, "retry", workload_id)
     return count
+
+
+def set_priority(r: redis.Redis, workload_id: str, priority: str, actor: str) -> Priority:
+    """A workload's priority, before it starts or while it runs (its chunks queued from then on)."""
+    try:
+        level = Priority(priority)
+    except ValueError:
+        raise WorkloadError(f"priority {priority!r} is not one of {', '.join(p.value for p in Priority)}") from None
+    led = Ledger(r, workload_id)
+    state = led.state()
+    if state is not None and State(state).finished:
+        raise WorkloadError(f"workload {workload_id} is {state}; its priority no longer matters")
+    led.set_priority(level)
+    _audit(r, actor, f"priority {level.value}", workload_id)
+    return level
 
 
 def _audit(r: Any, actor: str, what: str, workload_id: str) -> None:

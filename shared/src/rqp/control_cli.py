@@ -1,4 +1,4 @@
-"""``rqp pause|resume|cancel|delete|rejected|audit``: an operator's control of workloads from
+"""``rqp pause|resume|cancel|priority|delete|rejected|audit``: an operator's control of workloads from
 the command line (``rqp.control`` does the work; ``build_parser`` registers these)."""
 
 from __future__ import annotations
@@ -52,6 +52,12 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         f"workload {args.workload}: cancelling: chunks in hand finish, then what was done is consolidated "
         f"('rqp results {args.workload}' once it says cancelled)"
     )
+    return 0
+
+
+def cmd_priority(args: argparse.Namespace) -> int:
+    level = control.set_priority(_redis(args), args.workload, args.level, actor())
+    print(f"workload {args.workload}: priority {level.value} (chunks queued from now on)")
     return 0
 
 
@@ -118,6 +124,10 @@ def add_control_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         p = sub.add_parser(name, parents=[common], help=text)
         p.add_argument("workload")
         p.set_defaults(func=func)
+    p = sub.add_parser("priority", parents=[common], help="a workload's priority: high, normal or low")
+    p.add_argument("workload")
+    p.add_argument("level", choices=["high", "normal", "low"])
+    p.set_defaults(func=cmd_priority)
     p = sub.add_parser("delete", parents=[common], help="remove a finished workload's Redis state and blobs")
     p.add_argument("workload")
     p.add_argument("--shred", action="store_true", help="destroy its wrapped data key first: every copy unreadable")

@@ -17,6 +17,7 @@ from ._codecs import (
     Meta,
     PartRef,
     Perf,
+    Priority,
     RetryEntry,
     State,
     chunk_name,
@@ -30,6 +31,7 @@ from ._codecs import (
     pack_values,
     parse_job_id,
     parse_note_field,
+    queue_names,
     unpack_values,
 )
 from ._fleet import FLEET, FleetHeartbeat, fleet, leave_fleet, register_processor
@@ -43,7 +45,7 @@ from ._global import (
     unfinished,
     workloads,
 )
-from ._keys import AUDIT, OUTBOX, OUTBOX_TIMES, REJECTED, SUBMISSIONS, WORKLOADS, WorkloadKeys, held_key
+from ._keys import AUDIT, OUTBOX, OUTBOX_TIMES, PRIORITIES, REJECTED, SUBMISSIONS, WORKLOADS, WorkloadKeys, held_key
 from ._ledger import INF, ChunkOutcome, JobRefused, Lease, Ledger, LockHeld, bit_positions
 from ._outbox import flush_outbox, outbox_add, outbox_value, publish_outbox
 from ._scripts import Scripts
@@ -55,6 +57,7 @@ __all__ = [
     "OUTBOX",
     "OUTBOX_TIMES",
     "PAIR",
+    "PRIORITIES",
     "REJECTED",
     "REJECTED_KEEP",
     "SUBMISSIONS",
@@ -73,6 +76,7 @@ __all__ = [
     "Meta",
     "PartRef",
     "Perf",
+    "Priority",
     "RetryEntry",
     "Scripts",
     "State",
@@ -97,6 +101,7 @@ __all__ = [
     "parse_job_id",
     "parse_note_field",
     "publish_outbox",
+    "queue_names",
     "record_rejection",
     "register_processor",
     "rejections",

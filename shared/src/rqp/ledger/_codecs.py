@@ -24,6 +24,7 @@ __all__ = [
     "Meta",
     "PartRef",
     "Perf",
+    "Priority",
     "RetryEntry",
     "State",
     "chunk_name",
@@ -37,6 +38,7 @@ __all__ = [
     "pack_values",
     "parse_job_id",
     "parse_note_field",
+    "queue_names",
     "unpack_values",
 ]
 
@@ -145,6 +147,25 @@ class State(StrEnum):
         return self in (State.DONE, State.FAILED, State.CANCELLED)
 
 
+class Priority(StrEnum):
+    """A workload's priority: its chunks go to the RQ queue of that priority, and every worker
+    takes from the high queue first, then normal, then low (``queue_names``). Within one
+    priority, workloads share the workers: each keeps only its window of chunks queued."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    def queue(self, base: str) -> str:
+        """The RQ queue of this priority for the deployment's queue ``base`` (RQP_RQ_QUEUE)."""
+        return base if self is Priority.NORMAL else f"{base}-{self.value}"
+
+
+def queue_names(base: str) -> list[str]:
+    """The RQ queues a worker listens to, in the order it takes from them."""
+    return [p.queue(base) for p in (Priority.HIGH, Priority.NORMAL, Priority.LOW)]
+
+
 class Control(StrEnum):
     """What an operator asked of a running workload (meta field ``control``)."""
 
@@ -174,6 +195,7 @@ class Meta:
     RECLAIMED = "reclaimed"
     RESULTS_SHA256 = "results_sha256"
     CONTROL = "control"
+    PRIORITY = "priority"
     #: the sealed ``Head`` (base64): what the plain ``enqueued``/``chunks``/``total`` only show
     HEAD = "head"
 

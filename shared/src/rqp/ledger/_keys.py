@@ -37,7 +37,17 @@ the job whose lease it holds.
 
 from __future__ import annotations
 
-__all__ = ["AUDIT", "OUTBOX", "OUTBOX_TIMES", "REJECTED", "SUBMISSIONS", "WORKLOADS", "WorkloadKeys", "held_key"]
+__all__ = [
+    "AUDIT",
+    "OUTBOX",
+    "OUTBOX_TIMES",
+    "PRIORITIES",
+    "REJECTED",
+    "SUBMISSIONS",
+    "WORKLOADS",
+    "WorkloadKeys",
+    "held_key",
+]
 
 #: zset of workload ids by submission time
 WORKLOADS = "rqp:workloads"
@@ -49,6 +59,8 @@ OUTBOX_TIMES = "rqp:outbox:t"
 REJECTED = "rqp:rejected"
 #: list of workload ids waiting for a scheduler
 SUBMISSIONS = "rqp:submissions"
+#: hash workload id -> its priority (``rqp.ledger.Priority``), set before or while it runs
+PRIORITIES = "rqp:priorities"
 #: list of operators' actions (pause, resume, cancel, retry, delete), JSON, newest first
 AUDIT = "rqp:audit"
 

@@ -25,6 +25,7 @@ from ._codecs import (
     Meta,
     PartRef,
     Perf,
+    Priority,
     RetryEntry,
     State,
     decode_pin,
@@ -37,7 +38,7 @@ from ._codecs import (
     text,
     unpack_values,
 )
-from ._keys import AUDIT, OUTBOX, OUTBOX_TIMES, SUBMISSIONS, WORKLOADS, WorkloadKeys, held_key
+from ._keys import AUDIT, OUTBOX, OUTBOX_TIMES, PRIORITIES, SUBMISSIONS, WORKLOADS, WorkloadKeys, held_key
 from ._scripts import Scripts
 
 __all__ = ["INF", "ChunkOutcome", "JobRefused", "Lease", "Ledger", "LockHeld"]
@@ -214,6 +215,21 @@ class Ledger:
             keys=[self.k.meta, AUDIT, self.k.lock, SUBMISSIONS], args=[action.value, self.id, entry, AUDIT_KEEP]
         )
         return bool(ok), str(text(state))
+
+    def priority(self) -> Priority:
+        value = text(self.r.hget(PRIORITIES, self.id))
+        try:
+            return Priority(value) if value else Priority.NORMAL
+        except ValueError:
+            return Priority.NORMAL  # not one rqp wrote: the default
+
+    def set_priority(self, priority: Priority) -> None:
+        """Before the workload starts or while it runs: chunks queued from now on go to its queue."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(PRIORITIES, self.id, priority.value)
+        if self.exists():
+            pipe.hset(self.k.meta, Meta.PRIORITY, priority.value)
+        pipe.execute()
 
     def control(self) -> Control | None:
         """What an operator asked for and the scheduler has not finished carrying out."""
@@ -573,6 +589,7 @@ class Ledger:
         for i in range(0, len(keys), 1000):
             pipe.delete(*keys[i : i + 1000])
         pipe.zrem(WORKLOADS, self.id)
+        pipe.hdel(PRIORITIES, self.id)
         pipe.execute()
         return len(keys)
 
