@@ -88,7 +88,7 @@ class Response:
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: PLR0913 - urllib's signature
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
         return None
 
 
@@ -140,3 +140,75 @@ class Client:
             assert meta
             self.csrf = meta.group(1)
         return r
+
+
+def write_simulated_vms(blob_url: str, names: list[str], now: float, minutes: int = 60, step: float = 30.0) -> int:
+    """Samples for ``names`` over the last ``minutes``, as rqp-metrics-logger stores them (the
+    metrics logger's own store and sample code): CPU, memory, disk and network, each VM with its
+    own level, busier over the last few minutes. Returns how many samples were written."""
+    import math
+    import random
+    from datetime import UTC, datetime
+
+    from rqp.connect import open_blob_store
+    from rqp_metrics.sample import (
+        CPU_PERCENT,
+        DISK_READ_BYTES,
+        DISK_WRITE_BYTES,
+        MEM_PERCENT,
+        MEM_USED_BYTES,
+        NET_IN_BYTES,
+        NET_OUT_BYTES,
+        Sample,
+    )
+    from rqp_metrics.store import SampleStore
+
+    store = SampleStore(open_blob_store(blob_url))
+    rng = random.Random(17)
+    written = 0
+    for i, vm in enumerate(names):
+        base = 8 + 5 * (i % 5)
+        samples = []
+        t = now - minutes * 60
+        while t <= now:
+            busy = 1.0 if now - t < 240 else 0.0
+            wave = 10 * math.sin((t / 600.0) + i)
+            cpu = max(0.0, min(100.0, base + wave + busy * (55 + 4 * (i % 4)) + rng.uniform(-4, 4)))
+            ts = datetime.fromtimestamp(t, UTC)
+            mem = 30 + 3 * (i % 6) + busy * 20 + rng.uniform(-1, 1)
+            for metric, value, unit, period in (
+                (CPU_PERCENT, cpu, "Percent", step),
+                (MEM_PERCENT, mem, "Percent", None),
+                (MEM_USED_BYTES, mem / 100 * 8 * 2**30, "Bytes", None),
+                (DISK_READ_BYTES, (2 + busy * 40) * 2**20 * step * rng.uniform(0.5, 1.0), "Bytes", step),
+                (DISK_WRITE_BYTES, (1 + busy * 25) * 2**20 * step * rng.uniform(0.5, 1.0), "Bytes", step),
+                (NET_IN_BYTES, (50 + busy * 9000) * 1024 * step * rng.uniform(0.5, 1.0), "Bytes", step),
+                (NET_OUT_BYTES, (20 + busy * 3000) * 1024 * step * rng.uniform(0.5, 1.0), "Bytes", step),
+            ):
+                samples.append(Sample(ts, vm, "azure", metric, value, unit, period))
+            t += step
+        for (day, name), group in store.group(samples).items():
+            store.write_group(day, name, group)
+        written += len(samples)
+    return written
+
+
+def push_forged_job(r: Any, jid: str, queue: str = "rqp") -> str:
+    """A job naming ``os.system``, written straight into Redis as anyone holding a Redis password
+    could: a processor must reject it (and log it in ``rqp:rejected``) without running it."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    import zlib
+
+    data = zlib.compress(json.dumps(["os.system", None, ["touch /tmp/rqp-console-pwned"], {}]).encode())
+    pipe = r.pipeline(transaction=True)
+    pipe.hset(
+        f"rq:job:{jid}",
+        mapping={"data": data, "status": "queued", "origin": queue, "created_at": now, "enqueued_at": now,
+                 "description": "not from rqp", "timeout": "60"},
+    )  # fmt: skip
+    pipe.sadd("rq:queues", f"rq:queue:{queue}")
+    pipe.rpush(f"rq:queue:{queue}", jid)
+    pipe.execute()
+    return jid

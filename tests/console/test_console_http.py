@@ -14,7 +14,10 @@ from .helpers import PASSWORD, USER, Client
 
 def _running(r, wid: str = "w1") -> str:
     """A workload Redis says is running (no scheduler needed: the actions only record requests)."""
-    r.hset(f"rqp:w:{wid}:meta", mapping={"state": "running", "started_at": time.time() - 30, "enqueued": 100, "total": 1000})
+    r.hset(
+        f"rqp:w:{wid}:meta",
+        mapping={"state": "running", "started_at": time.time() - 30, "enqueued": 100, "total": 1000},
+    )
     r.hset(f"rqp:w:{wid}:n", mapping={"done": 60, "failed": 2, "processing": 10})
     r.zadd("rqp:workloads", {wid: time.time() - 30})
     return wid
@@ -51,7 +54,12 @@ def test_login_with_the_password_file_and_a_limit_on_guessing(consoles, redis_ur
     ok = Client(consoles(redis_url).url)
     assert ok.login().status == 302
     assert ok.get("/api/workloads").status == 200
-    logout = ok.request("POST", "/logout", data=b"csrf=" + ok.csrf.encode(), headers={"Origin": ok.base, "Content-Type": "application/x-www-form-urlencoded"})
+    logout = ok.request(
+        "POST",
+        "/logout",
+        data=b"csrf=" + ok.csrf.encode(),
+        headers={"Origin": ok.base, "Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert logout.status == 302
     assert ok.get("/api/workloads").status == 401
 

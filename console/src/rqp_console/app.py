@@ -248,7 +248,8 @@ def create_app(c: Console, credentials: Credentials, secret_key: bytes) -> Flask
         user = guard.user() or "?"
         result = perform(c.actions, action, wid, user)
         log.warning("action: %s %s by %s from %s: %s", action, wid, user, request.remote_addr, result)
-        c.cache.invalidate(("workload", wid))  # the next refresh reads Redis again
+        for key in (("workload", wid), "workloads", "audit"):
+            c.cache.invalidate(key)  # the next refresh reads Redis again
         return jsonify({"ok": True, "action": action, "workload": wid, **result})
 
     # ------------------------------------------------------------------ errors, as one line

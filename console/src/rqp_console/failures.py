@@ -25,12 +25,14 @@ from rqp.ledger import Counters, Ledger, Meta, RetryEntry, WorkloadKeys
 
 from .sealed import Opener
 
-__all__ = ["SCAN_MAX", "category", "failures_view", "record_view"]
+__all__ = ["SCAN_IDS", "SCAN_MAX", "category", "failures_view", "record_view"]
 
-#: statuses looked at (and, with the KEK, decrypted) per look
+#: statuses looked at and decrypted per look, with the KEK (to group them by error)
 SCAN_MAX = 2000
+#: statuses looked at without the KEK (only ids are shown then)
+SCAN_IDS = 200
 #: record ids listed per group
-IDS_SHOWN = 25
+IDS_SHOWN = 15
 
 _RAISED = re.compile(r"^(?:process|setup|parse)\(\) raised ([A-Za-z_][\w.]*)")
 
@@ -61,17 +63,18 @@ def _scan_not_done(r: redis.Redis, key: str, limit: int) -> tuple[dict[int, byte
     while True:
         cursor, batch = r.hscan(key, cursor, count=500)
         for field, value in batch.items() if isinstance(batch, dict) else ():
+            if len(found) >= limit:
+                return found, True
             try:
                 found[int(field)] = value if isinstance(value, bytes) else str(value).encode()
             except ValueError:
                 continue
         if cursor == 0:
             return found, False
-        if len(found) >= limit:
-            return found, True
 
 
-def failures_view(r: redis.Redis, workload_id: str, opener: Opener | None, limit: int = SCAN_MAX) -> dict[str, Any]:
+def failures_view(r: redis.Redis, workload_id: str, opener: Opener | None, limit: int | None = None) -> dict[str, Any]:
+    limit = limit or (SCAN_MAX if opener is not None else SCAN_IDS)
     k = WorkloadKeys(workload_id)
     statuses, more = _scan_not_done(r, k.st, limit)
     ids = sorted(statuses)

@@ -23,9 +23,14 @@ class ThroughputHistory:
         self._series: OrderedDict[str, deque[tuple[float, int]]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def add(self, workload: str, now: float, finished: int, started_at: float | None, live: bool) -> None:
+    def add(
+        self, workload: str, now: float, finished: int, started_at: float | None, live: bool, ended: float | None = None
+    ) -> None:
         """Note that ``finished`` records of ``workload`` were done or failed at ``now``; only
-        a ``live`` workload (one that can still change) grows its history."""
+        a ``live`` workload (one that can still change) grows its history. A finished one's last
+        point is dated when it ``ended``, not when the console looked."""
+        if not live and ended is not None:
+            now = min(now, ended)
         with self._lock:
             q = self._series.get(workload)
             if q is None:

@@ -89,7 +89,11 @@ def vms_view(store: SampleStore, r: redis.Redis, window: str, now: float | None 
     for s in read.samples:
         by_vm[s.vm].append(s)
     stats = {(st.vm, st.source): st for st in build_stats(read.samples)}
-    width = seconds / HEAT_COLUMNS
+    # a heatmap column is at least one sample period wide, so sparse samples leave no stripes
+    periods = sorted(s.period for s in read.samples if s.metric == CPU_PERCENT and s.period)
+    width = max(seconds / HEAT_COLUMNS, periods[len(periods) // 2] if periods else 0.0)
+    columns = max(1, min(HEAT_COLUMNS, int(seconds // width)))
+    width = seconds / columns
     vms = []
     heat_rows = []
     for view in build_views(read.samples):
@@ -114,9 +118,9 @@ def vms_view(store: SampleStore, r: redis.Redis, window: str, now: float | None 
             "series": [{"label": "used %", "points": _bucket(mem, x0, x1, POINTS)}],
         }
         cpu = _points(samples, CPU_PERCENT)
-        cols: list[list[float]] = [[] for _ in range(HEAT_COLUMNS)]
+        cols: list[list[float]] = [[] for _ in range(columns)]
         for t, v in cpu:
-            cols[min(HEAT_COLUMNS - 1, max(0, int((t - x0) / width)))].append(v)
+            cols[min(columns - 1, max(0, int((t - x0) / width)))].append(v)
         heat_rows.append({"vm": view.vm, "cells": [round(sum(c) / len(c), 1) if c else None for c in cols]})
         st = [stats[(view.vm, src)] for src in view.sources if (view.vm, src) in stats]
         vms.append(
@@ -145,6 +149,6 @@ def vms_view(store: SampleStore, r: redis.Redis, window: str, now: float | None 
         "samples": len(read.samples),
         "location": store.location,
         "marks": marks,
-        "heatmap": {"columns": HEAT_COLUMNS, "width": width, "rows": heat_rows},
+        "heatmap": {"columns": columns, "width": width, "rows": heat_rows},
         "vms": vms,
     }

@@ -58,7 +58,7 @@ def progress_row(
     started_at = _float(meta.get(Meta.STARTED_AT))
     finished_at = _float(meta.get(Meta.FINISHED_AT))
     live = state in LIVE_STATES
-    history.add(workload_id, now, finished, started_at, live)
+    history.add(workload_id, now, finished, started_at, live, ended=finished_at)
     elapsed = ((finished_at or now) - started_at) if started_at else 0.0
     average = finished / elapsed if elapsed > 0 else 0.0
     recent = history.recent_rate(workload_id) if live else None

@@ -12,6 +12,7 @@
   const CAN_ACT = body.dataset.actions === "on";
   const csrfMeta = document.querySelector('meta[name="csrf-token"]');
   const CSRF = csrfMeta ? csrfMeta.content : "";
+  const WORKLOAD_ID = /^[a-z0-9][a-z0-9_-]{0,62}$/;
   const PALETTE = ["#1f5fbf", "#d9480f", "#2b8a3e", "#7048e8", "#c2255c", "#0b7285"];
 
   // ------------------------------------------------------------------ DOM helpers
@@ -199,19 +200,37 @@
     for (let t = Math.ceil((x0 - offset) / step) * step + offset; t <= x1; t += step) out.push(t);
     return { ticks: out, seconds: step < 60 };
   }
-  // Place labels in up to ``lanes`` rows so none overprints another; those that do not fit are
-  // left to the band's tooltip.
-  function laneLabels(items, lanes, charWidth) {
+  // Workload labels above a plot, legible however close the workloads are: marks closer than a
+  // label's width are labelled together ("3 workloads", their names in the tooltip), labels are
+  // kept inside the plot, and placed in up to ``lanes`` rows so none overprints another.
+  const CHAR_W = 6.1;
+  function markLabels(marks, X, x0, left, right, lanes) {
+    const sorted = marks.map((k) => ({ k, x: X(Math.max(x0, k.start)) })).sort((a, b) => a.x - b.x);
+    const clusters = [];
+    for (const m of sorted) {
+      const c = clusters[clusters.length - 1];
+      if (c && m.x - c.x < 90) c.items.push(m.k);
+      else clusters.push({ x: m.x, items: [m.k] });
+    }
     const ends = new Array(lanes).fill(-Infinity);
     const placed = [];
-    for (const it of items) {
-      const w = it.text.length * charWidth + 10;
-      const lane = ends.findIndex((end) => it.x >= end);
+    for (const c of clusters) {
+      const text = c.items.length === 1 ? shortName(c.items[0].name, 24) : `${c.items.length} workloads`;
+      const w = text.length * CHAR_W + 8;
+      const x = Math.max(left, Math.min(c.x, right - w));
+      const lane = ends.findIndex((end) => x >= end);
       if (lane < 0) continue;
-      ends[lane] = it.x + w;
-      placed.push({ ...it, lane });
+      ends[lane] = x + w;
+      placed.push({ x, lane, text, title: c.items.map((k) => `${k.name}: ${when(k.start)} → ${k.end === null ? "running" : when(k.end)}`).join("\n") });
     }
     return placed;
+  }
+  function drawMarkLabels(svg, placed, top, lanes) {
+    for (const p of placed) {
+      const t = sv("text", { x: p.x + 2, y: top - 4 - (lanes - 1 - p.lane) * 13, class: "mark-label" }, p.text);
+      t.appendChild(sv("title", {}, p.title));
+      svg.appendChild(t);
+    }
   }
   function shortName(name, n) { return name.length > n ? name.slice(0, n - 1) + "…" : name; }
 
@@ -220,8 +239,9 @@
   function lineChart(container, opts) {
     const W = Math.max(260, Math.round(container.clientWidth || 600));
     const H = opts.height || 200;
-    const lanes = opts.marks && opts.marks.length ? (opts.compact ? 1 : 2) : 0;
-    const m = { l: opts.compact ? 58 : 70, r: 10, t: (opts.title ? 20 : 8) + lanes * 13, b: 20 };
+    // compact charts (a VM's small multiples) draw no labels: the overview above them has them
+    const lanes = opts.marks && opts.marks.length && !opts.compact ? 2 : 0;
+    const m = { l: opts.compact ? 58 : 70, r: 10, t: (opts.title ? 26 : 8) + lanes * 13, b: 20 };
     const pw = W - m.l - m.r, ph = H - m.t - m.b;
     const all = opts.series.flatMap((s) => s.points);
     let x0 = opts.x0, x1 = opts.x1;
@@ -240,7 +260,7 @@
       grid.appendChild(sv("line", { x1: m.l, x2: W - m.r, y1: Y(v), y2: Y(v) }));
       svg.appendChild(sv("text", { x: m.l - 6, y: Y(v) + 4, "text-anchor": "end" }, ax.label(v)));
     }
-    const tt = timeTicks(x0, x1, Math.max(2, Math.floor(pw / 90)));
+    const tt = timeTicks(x0, x1, Math.max(2, Math.floor(pw / 70)));
     for (const t of tt.ticks) {
       axis.appendChild(sv("line", { x1: X(t), x2: X(t), y1: m.t + ph, y2: m.t + ph + 4 }));
       svg.appendChild(sv("text", { x: X(t), y: H - 5, "text-anchor": "middle" }, clock(t, tt.seconds)));
@@ -249,7 +269,6 @@
     svg.appendChild(grid);
     // workloads: a band while each ran, a line at its start and (dashed) at its end
     const marks = (opts.marks || []).filter((k) => (k.end === null || k.end >= x0) && k.start <= x1);
-    const labels = [];
     for (const k of marks) {
       const a = Math.max(x0, k.start), b = k.end === null ? x1 : Math.min(x1, k.end);
       const band = sv("rect", { x: X(a), y: m.t, width: Math.max(1, X(b) - X(a)), height: ph, class: "band" });
@@ -257,11 +276,8 @@
       svg.appendChild(band);
       if (k.start >= x0) svg.appendChild(sv("line", { x1: X(k.start), x2: X(k.start), y1: m.t, y2: m.t + ph, class: "mark-start" }));
       if (k.end !== null && k.end <= x1) svg.appendChild(sv("line", { x1: X(k.end), x2: X(k.end), y1: m.t, y2: m.t + ph, class: "mark-end" }));
-      labels.push({ x: X(a), text: shortName(k.name, opts.compact ? 14 : 22) });
     }
-    for (const p of laneLabels(labels, lanes, 6.1)) {
-      svg.appendChild(sv("text", { x: p.x + 2, y: m.t - 4 - (lanes - 1 - p.lane) * 13, class: "mark-label" }, p.text));
-    }
+    if (lanes) drawMarkLabels(svg, markLabels(marks, X, x0, m.l, W - m.r, lanes), m.t, lanes);
     // the series, broken where the data has a gap (a logger outage, a console restart)
     opts.series.forEach((s, i) => {
       const color = s.color || PALETTE[i % PALETTE.length];
@@ -297,8 +313,10 @@
       if (marks.length) {
         // one entry per kind, however many workloads are marked
         legend.appendChild(el("span", {}, el("span", { class: "sw band" }), "workload running"));
-        legend.appendChild(el("span", {}, el("span", { class: "sw start" }), "start"));
-        legend.appendChild(el("span", {}, el("span", { class: "sw end" }), "end"));
+        if (!opts.compact) {
+          legend.appendChild(el("span", {}, el("span", { class: "sw start" }), "start"));
+          legend.appendChild(el("span", {}, el("span", { class: "sw end" }), "end"));
+        }
       }
       if (legend.childNodes.length) container.appendChild(legend);
     }
@@ -317,7 +335,7 @@
 
   function heatColor(v) {
     if (v === null || v === undefined) return "#f1f3f6";
-    const stops = [[0, [232, 240, 252]], [40, [120, 167, 230]], [70, [245, 166, 35]], [100, [198, 40, 40]]];
+    const stops = [[0, [241, 244, 248]], [20, [255, 240, 180]], [45, [253, 178, 76]], [70, [240, 89, 43]], [100, [177, 0, 38]]];
     for (let i = 1; i < stops.length; i++) {
       if (v <= stops[i][0]) {
         const [a, ca] = stops[i - 1], [b, cb] = stops[i];
@@ -325,7 +343,7 @@
         return `rgb(${ca.map((c, j) => Math.round(c + (cb[j] - c) * f)).join(",")})`;
       }
     }
-    return "rgb(198,40,40)";
+    return "rgb(177,0,38)";
   }
   // Every VM on one chart: a row per VM, a column per time slice, colour = CPU %.
   function heatmap(container, data, x0, x1, marks) {
@@ -349,23 +367,17 @@
         svg.appendChild(cell);
       });
     });
-    const labels = [];
     for (const k of marks) {
-      const a = Math.max(x0, k.start), b = k.end === null ? x1 : Math.min(x1, k.end);
       if (k.start >= x0) svg.appendChild(sv("line", { x1: X(k.start), x2: X(k.start), y1: m.t, y2: H - m.b, class: "mark-start" }));
       if (k.end !== null && k.end <= x1) svg.appendChild(sv("line", { x1: X(k.end), x2: X(k.end), y1: m.t, y2: H - m.b, class: "mark-end" }));
-      labels.push({ x: X(a), text: shortName(k.name, 22) });
-      void b;
     }
-    for (const p of laneLabels(labels, lanes, 6.1)) {
-      svg.appendChild(sv("text", { x: p.x + 2, y: m.t - 4 - (lanes - 1 - p.lane) * 13, class: "mark-label" }, p.text));
-    }
+    if (lanes) drawMarkLabels(svg, markLabels(marks, X, x0, m.l, W - m.r, lanes), m.t, lanes);
     const tt = timeTicks(x0, x1, Math.floor(pw / 90));
     for (const t of tt.ticks) svg.appendChild(sv("text", { x: X(t), y: H - 6, "text-anchor": "middle" }, clock(t, tt.seconds)));
     // the colour scale
     [0, 25, 50, 75, 100].forEach((v, i) => {
       const y = m.t + i * 14;
-      svg.appendChild(sv("rect", { x: W - m.r + 12, y, width: 14, height: 12, fill: heatColor(v) }));
+      svg.appendChild(sv("rect", { x: W - m.r + 12, y, width: 14, height: 12, fill: heatColor(v), stroke: "#c9d1dc" }));
       svg.appendChild(sv("text", { x: W - m.r + 30, y: y + 10 }, v + "%"));
     });
     clear(container).appendChild(svg);
@@ -532,11 +544,12 @@
       setTile("t-eta", d.state === "done" ? "done" : d.eta === null ? "–" : duration(d.eta), d.eta);
       setTile("t-elapsed", duration(d.elapsed), d.elapsed);
       const x1 = d.live ? d.now : d.finished_at || d.now;
+      const watched = d.live || d.throughput.length > 1;
       lineChart($("throughput"), {
-        series: [{ label: "records/s", points: d.throughput }],
+        series: [{ label: "records/s", points: watched ? d.throughput : [] }],
         unit: "rec/s", height: 190, legend: false, x1,
-        x0: d.throughput.length ? Math.min(d.throughput[0][0], x1 - 60) : x1 - 60,
-        empty: d.live ? "measuring…" : "the console was not watching while this workload ran",
+        x0: Math.min(d.started_at || x1 - 30, x1 - 30),
+        empty: d.live ? "measuring…" : `not watched while it ran: ${rate(d.average_rate)} records/s on average`,
       });
       renderTimeline(d);
       renderInFlight(d);
@@ -579,6 +592,7 @@
         box.appendChild(dl);
         if (r.decrypted) box.appendChild(el("div", { class: "err", id: "record-error", text: r.error || "no error recorded" }));
         else box.appendChild(el("p", { class: "muted", id: "record-error", text: r.note }));
+        box.scrollIntoView({ block: "nearest" });
       } catch (e) {
         clear(box).appendChild(el("p", { class: "error", text: e.message }));
       }
@@ -603,14 +617,32 @@
   }
 
   // ------------------------------------------------------------------ Fleet
+  // The processor's protections line, in a few words (the full line is the tooltip):
+  // "sandbox: separate process · landlock ABI 7 · seccomp · rlimits · no_new_privs".
+  function protections(line) {
+    if (!line) return "sandbox: not reported";
+    if (/^OFF/.test(line)) return line;
+    const [on, missing] = line.replace(/^sandbox:\s*/, "").split(/;\s*MISSING:\s*/);
+    const heads = [];
+    let depth = 0, cur = "";
+    for (const ch of on) {
+      if (ch === "(") depth++;
+      if (ch === ")") depth--;
+      if (ch === "," && depth === 0) { heads.push(cur); cur = ""; continue; }
+      cur += ch;
+    }
+    heads.push(cur);
+    const short = heads.map((h) => h.split("(")[0].trim()).filter(Boolean).join(" · ");
+    return "sandbox: " + short + (missing ? " · MISSING: " + missing : "");
+  }
   function fleetPage() {
     function hostCard(h, now) {
       const card = el("section", { class: "panel host", dataset: { host: h.host } });
       card.appendChild(el("h2", {}, h.host, el("span", { class: "counts", text: `${h.processors.length} processor(s) · ${h.busy} busy, ${h.idle} idle worker(s)` })));
       for (const p of h.processors) {
-        const off = /^OFF|missing/.test(p.protections);
-        card.appendChild(el("p", { class: "protections" + (off ? " off" : ""), title: "reported by rqp-processor pid " + p.pid },
-          `pid ${p.pid} · ${p.workers} workers · sandbox: ${p.protections || "not reported"} · seen ${ago(p.seen_at, now)}`));
+        const off = /^OFF|MISSING/i.test(p.protections);
+        card.appendChild(el("p", { class: "protections" + (off ? " off" : ""), title: p.protections },
+          `pid ${p.pid} · ${p.workers} workers · seen ${ago(p.seen_at, now)} · ${protections(p.protections)}`));
       }
       if (!h.processors.length) card.appendChild(el("p", { class: "protections off", text: "No rqp-processor registered for this host (an older processor, or one whose Redis user may not write rqp:fleet): protections unknown." }));
       const tbody = el("tbody");
@@ -641,7 +673,8 @@
         tbody.appendChild(el("tr", {},
           el("td", { class: "num" }, when(x.at)),
           el("td", { text: x.job }),
-          el("td", {}, x.workload ? el("a", { href: "/workloads/" + encodeURIComponent(x.workload), text: x.workload }) : "–"),
+          // what a forged job names as its workload is the intruder's text: a link only when it is a workload id
+          el("td", {}, x.workload && WORKLOAD_ID.test(x.workload) ? el("a", { href: "/workloads/" + x.workload, text: x.workload }) : el("code", { text: x.workload || "–" })),
           el("td", { text: x.worker || "–" }),
           el("td", { class: "reason", text: x.reason })));
       }
@@ -691,6 +724,7 @@
       $("vms-error").hidden = true;
       $("vms-summary").textContent = `${d.vms.length} VM(s), ${int(d.samples)} samples, ${d.marks.length} workload(s) in the window · ${d.location}`;
       heatmap($("heatmap"), d.heatmap, d.since, d.until, d.marks);
+      $("heatmap").dataset.window = d.window;
       if (!d.vms.length) {
         clear($("heatmap")).appendChild(el("p", { class: "empty", text: `No samples in the last ${d.window} in ${d.location}: is rqp-metrics-logger running with the same RQP_BLOB_URL?` }));
       }
@@ -705,7 +739,7 @@
           if (!c) continue;
           lineChart(holder, {
             series: c.series.map((s, i) => ({ label: s.label, points: s.points, color: PALETTE[i % PALETTE.length] })),
-            unit, yMax: c.y_max, x0: d.since, x1: d.until, marks: d.marks, height: 150, compact: true, title,
+            unit, yMax: c.y_max, x0: d.since, x1: d.until, marks: d.marks, height: 132, compact: true, title,
             empty: "no samples",
           });
         }
