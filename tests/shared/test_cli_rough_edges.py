@@ -433,6 +433,27 @@ def test_status_exit_codes_a_script_can_use(capsys, env, world, r):  # noqa: F81
     assert set(FINISHED_STATES) == {s.value for s in State if s.finished}
 
 
+def test_watch_waits_for_a_packed_workload_to_be_scheduled(env, world):  # noqa: F811
+    """``rqp status W --watch`` started before the scheduler (a packed workload) waits for it,
+    then follows the workload to its end."""
+    wid = world.pack("early", [{"n": i} for i in range(8)])
+    watch = subprocess.Popen(
+        [bin_path("rqp"), "status", wid, "--watch", "--interval", "0.05"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=env, text=True,
+    )  # fmt: skip
+    try:
+        first = watch.stdout.readline()  # blocks until the watch has looked
+        assert first.startswith("early  [packed]  waiting for a scheduler to start it (rqp-scheduler run early"), first
+        finish(world, wid)
+        out, err = watch.communicate(timeout=60)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.communicate()
+    assert watch.returncode == 0, err
+    assert "early  [done]  100.0%" in out and "8 of 8 done  0 failed" in out and "waiting" not in out
+
+
 def test_status_says_when_no_processor_serves_the_queue(capsys, env, world):  # noqa: F811
     wid = world.pack("lonely", [{"n": i} for i in range(30)])
     world.run(wid).step()
@@ -454,7 +475,7 @@ def test_record_times_are_iso_8601_for_a_person_and_numbers_in_json(capsys, env,
     assert code == 0 and isinstance(doc["finished_at"], float)
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     code, out, _ = run(capsys, "status", wid, "--record", "2")
-    assert out.startswith("record 2 of workload times: done (attempt 1)")
+    assert out.startswith("record 2: done (attempt 1)\n  workload  times\n")
     finished = re.search(r"finished\s+(\S+)", out).group(1)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d", finished), out
     from datetime import datetime
@@ -479,6 +500,30 @@ def test_list_is_a_table_with_ages_and_packed_workloads(capsys, env, world):  # 
     state_at = header.index("STATE")
     assert all(row[state_at - 2 : state_at] == "  " and row[state_at] != " " for row in rows)  # aligned
     assert [r.split()[0] for r in rows] == ["p", "done-one"]  # newest first
+
+
+def test_list_fits_a_narrow_terminal(capsys, env, world, monkeypatch):  # noqa: F811
+    long_id = "sales-2026-q3-eu-west-hourly-rollup-20261202-072154-ab12"
+    world.pack(long_id, [{"n": 1}])
+    world.pack("short", [{"n": 1}])
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setenv("COLUMNS", "60")
+    code, out, _ = run(capsys, "list")
+    lines = out.splitlines()
+    assert code == 0 and all(len(line) < 60 for line in lines), out
+    assert lines[0].split() == ["WORKLOAD", "STATE", "DONE", "FAILED", "AGE"]  # PROGRESS went first
+    shortened = lines[2].split()[0]
+    assert (
+        "…" in shortened and long_id.startswith(shortened.split("…")[0]) and long_id.endswith(shortened.split("…")[1])
+    )
+    assert lines[-1] == "(ids shortened: --wide shows them whole)"
+    code, out, _ = run(capsys, "list", "--wide")
+    assert long_id in out and "PROGRESS" in out
+
+
+def test_a_percentage_is_never_rounded_up_to_done():
+    p = progress(total=3000, done=2969, failed=30)
+    assert "99.9%" in format_status(p, 100)[0] and "100.0%" not in format_progress(p)
 
 
 def test_format_status_fits_the_width_and_says_what_processing_means():

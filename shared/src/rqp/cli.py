@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import shutil
 import sys
@@ -123,6 +124,11 @@ def _flow(pieces: list[str], width: int, sep: str = "  ") -> list[str]:
     return lines
 
 
+def _percent(fraction: float) -> str:
+    """One decimal, rounded down: 2,999 of 3,000 is 99.9%, never 100.0% before the end."""
+    return f"{math.floor(fraction * 1000) / 10:.1f}%"
+
+
 def _bar(fraction: float, width: int) -> str:
     filled = int(fraction * width)
     return "[" + "#" * filled + "." * (width - filled) + "]"
@@ -137,7 +143,7 @@ def _progress_pieces(p: Progress) -> tuple[str, list[str], list[str]]:
         headline = f"{p.enqueued:,} records read" if finished else f"reading data: {p.enqueued:,} records so far"
         counts = [f"{p.done:,} done"]
     else:
-        headline = f"{(p.fraction or 0.0) * 100:.1f}%"
+        headline = _percent(p.fraction or 0.0)
         counts = [f"{p.done:,} of {p.total:,} done"]
     counts.append(f"{p.failed:,} failed")
     if not finished:
@@ -368,16 +374,19 @@ def _status_exit(p: Progress) -> int:
     return STATUS_UNFINISHED
 
 
-def _unknown_workload(settings: Settings, workload_id: str) -> WorkloadError:
-    """Redis does not know ``workload_id``: packed but not scheduled yet, or not packed at all."""
-    packed = False
+def _packed(settings: Settings, workload_id: str) -> tuple[bool, str]:
+    """Whether ``workload_id`` is packed in the blob store, and where that store is."""
     try:
         store = open_blob_store(settings.blob_url)
-        packed = store.exists(blob_name(workload_id, "manifest.json"))
-        where = store.location
+        return store.exists(blob_name(workload_id, "manifest.json")), store.location
     except (RqpError, ValueError):
-        where = settings.blob_url
-    if packed:
+        return False, settings.blob_url
+
+
+def _unknown_workload(settings: Settings, workload_id: str, packed: tuple[bool, str]) -> WorkloadError:
+    """Redis does not know ``workload_id``: packed but not scheduled yet, or not packed at all."""
+    found, where = packed
+    if found:
         return WorkloadError(
             f"workload {workload_id} is packed (in {where}) but not scheduled yet; run 'rqp-scheduler run {workload_id}' "
             f"or 'rqp submit {workload_id}' for a serving scheduler"
@@ -386,6 +395,10 @@ def _unknown_workload(settings: Settings, workload_id: str) -> WorkloadError:
         f"workload {workload_id} is not known to Redis at {settings.redis_url_safe} nor packed in {where}; "
         f"check the id ('rqp list' shows the workloads) and RQP_REDIS_URL / RQP_BLOB_URL"
     )
+
+
+def _why_waiting(workload_id: str) -> str:
+    return f"(rqp-scheduler run {workload_id}, or rqp submit {workload_id} for a serving scheduler)"
 
 
 def _processors(settings: Settings, r: Any) -> int | None:
@@ -437,7 +450,7 @@ def _first_failure(settings: Settings, r: Any, workload_id: str) -> str | None:
 
 def _record_text(st: StatusRecord) -> list[str]:
     """A record's status for a person: times in ISO 8601, local time."""
-    lines = [f"record {st.id} of workload {st.workload}: {st.state} (attempt {st.attempts})"]
+    lines = [f"record {st.id}: {st.state} (attempt {st.attempts})", f"  {'workload':<9} {st.workload}"]
     took = (
         f"  ({st.finished_at - st.started_at:.3f} s after it started)"
         if st.finished_at is not None and st.started_at is not None
@@ -471,11 +484,26 @@ def cmd_status(args: argparse.Namespace) -> int:
             print("\n".join(_record_text(st)))
         return 0
     redraw = _Redraw(sys.stdout) if args.watch and not args.json and sys.stdout.isatty() else None
+    said_waiting = False
     try:
         while True:
             p = read_progress(r, args.workload)
             if p is None:
-                raise _unknown_workload(settings, args.workload)
+                packed = _packed(settings, args.workload)
+                if not (args.watch and packed[0]):
+                    raise _unknown_workload(settings, args.workload, packed)
+                # packed, and --watch: wait for a scheduler to start it
+                waiting = [
+                    f"{args.workload}  [packed]  waiting for a scheduler to start it",
+                    _why_waiting(args.workload),
+                ]
+                if redraw is not None:
+                    redraw.show([_clip(line, _width()) for line in waiting])
+                elif not (args.json or said_waiting):
+                    print(" ".join(waiting), flush=True)
+                said_waiting = True
+                time.sleep(args.interval)
+                continue
             if p.error:
                 p.error = _unseal_error(settings, r, args.workload) or p.error
             finished = p.state in FINISHED_STATES
@@ -542,7 +570,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         if p is None:
             continue
         if not p.reading:
-            progress = f"{(p.fraction or 0.0) * 100:.1f}%"
+            progress = _percent(p.fraction or 0.0)
         else:
             progress = "-" if p.state in FINISHED_STATES else f"reading ({p.enqueued:,})"
         total = f"{p.total:,}" if p.total is not None else "?"
@@ -568,18 +596,53 @@ def cmd_list(args: argparse.Namespace) -> int:
     rows.sort(key=lambda row: row[0], reverse=True)
     more = len(rows) - args.limit + len(started[args.limit :])
     table = [["WORKLOAD", "STATE", "PROGRESS", "DONE", "FAILED", "AGE"], *(cells for _, cells in rows[: args.limit])]
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    right = {3, 4, 5}  # numbers align right
-    for row in table:
-        print(
-            "  ".join(
-                cell.rjust(w) if i in right else cell.ljust(w)
-                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-            ).rstrip()
-        )
+    fit = _width() if sys.stdout.isatty() and not args.wide else None
+    lines, clipped = _table(table, right={"DONE", "FAILED", "AGE"}, width=fit)
+    print("\n".join(lines))
+    if clipped:
+        print("(ids shortened: --wide shows them whole)")
     if more > 0:
         print(f"({more:,} older not shown; --limit N shows more)")
     return 0
+
+
+def _table(rows: list[list[str]], right: set[str], width: int | None) -> tuple[list[str], bool]:
+    """``rows`` (the first is the header) as aligned columns, two spaces apart, numbers to the
+    right. With ``width``, a table too wide loses its PROGRESS column (DONE says as much), then
+    has its first column shortened in the middle (ids differ at their ends). Also: whether it was."""
+
+    def render(rows: list[list[str]]) -> list[str]:
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        header = rows[0]
+        return [
+            "  ".join(
+                cell.rjust(w) if header[i] in right else cell.ljust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            ).rstrip()
+            for row in rows
+        ]
+
+    lines = render(rows)
+    if width is None or max(map(len, lines)) <= width:
+        return lines, False
+    if "PROGRESS" in rows[0]:
+        at = rows[0].index("PROGRESS")
+        rows = [row[:at] + row[at + 1 :] for row in rows]
+        lines = render(rows)
+        if max(map(len, lines)) <= width:
+            return lines, False
+    first = max(len(row[0]) for row in rows)
+    room = max(12, width - (max(map(len, lines)) - first))  # what the other columns leave
+    short = [[_middle(row[0], room), *row[1:]] for row in rows]
+    return render(short), any(len(row[0]) > room for row in rows)
+
+
+def _middle(text: str, width: int) -> str:
+    """``text`` shortened to ``width`` by an ellipsis in its middle."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
 
 
 def _no_results(settings: Settings, workload_id: str, exc: BlobNotFoundError) -> RqpError:
@@ -600,7 +663,7 @@ def _no_results(settings: Settings, workload_id: str, exc: BlobNotFoundError) ->
         return WorkloadError(f"workload {workload_id} failed as a whole and has no results: {error}")
     if p.state in FINISHED_STATES:
         return exc  # finished, yet no summary: the blob store's word (deleted, or another store)
-    total = f"{p.total:,}" if p.total is not None else f"at least {p.enqueued:,} (the data is still being read)"
+    total = f"{p.total:,}" if p.total is not None else f"at least {p.enqueued:,}, the data still being read"
     return WorkloadError(
         f"workload {workload_id} is not finished yet ({p.state}: {p.done:,} done and {p.failed:,} failed of {total}); "
         f"watch it with 'rqp status {workload_id} --watch' and run 'rqp results {workload_id}' once it is done"
@@ -812,6 +875,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", parents=[common], help="recent workloads, packed ones too, newest first")
     p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--wide", action="store_true", help="whole ids, however wide the table (always so in a pipe)")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("results", parents=[common], help="verify and decrypt a workload's results")
