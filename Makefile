@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 ENGINE ?= docker
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: help venv install dev demo test test-fast lint images test-images wheels bench soak scale clean audit
+.PHONY: help venv install dev demo test test-fast lint images test-images wheels bench soak scale clean audit push test-vms
 
 help:
 	@echo "make demo         encrypted 10,000-record workload end to end on this machine"
@@ -14,6 +14,8 @@ help:
 	@echo "make lint         ruff (check, format) and mypy on the four packages"
 	@echo "make images       container images per role (ENGINE=docker|podman)"
 	@echo "make test-images  the all-in-one Compose stack, scaled, with a real workload"
+	@echo "make push         tag and push the role images: make push REGISTRY=host:port/prefix"
+	@echo "make test-vms     scheduler and processor VMs as separate hosts, pulling from a registry, with faults"
 	@echo "make bench        rqp against RQ, Celery, Dramatiq, Huey and a batched loop"
 	@echo "make soak         100,000 records with a worker killed mid-chunk every second"
 	@echo "make scale        10,000,000 records through one Redis: Redis CPU, memory and AOF per record, RSS"
@@ -74,6 +76,16 @@ images: wheels
 
 test-images: wheels
 	ENGINE=$(ENGINE) bash tools/test-images.sh
+
+# every role image, version and latest, to REGISTRY (host[:port][/prefix]); compose/.env then
+# pulls them with RQP_IMAGE_PREFIX=REGISTRY/ and RQP_VERSION
+REGISTRY ?=
+push:
+	REGISTRY=$(REGISTRY) ENGINE=$(ENGINE) bash docker/push-images.sh
+
+# one network namespace and container engine per VM, a local registry, Azurite, faults mid-run
+test-vms: wheels
+	bash tools/test-vms.sh
 
 clean:
 	rm -rf $(VENV) .tools .demo build dist wheels

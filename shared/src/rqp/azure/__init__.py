@@ -6,7 +6,23 @@ submodules only when a URL names them, so this package itself imports no Azure S
 backend keeps working on machines without it.
 """
 
-__all__ = ["AzureBlobStore", "AzureKeyVaultProvider", "AzureMessageQueue"]
+import logging
+import os
+
+__all__ = ["AzureBlobStore", "AzureKeyVaultProvider", "AzureMessageQueue", "quiet_sdk_logging"]
+
+
+def quiet_sdk_logging() -> None:
+    """The Azure SDK logs every HTTP request and response at INFO (``azure.core`` and the storage
+    clients' policies): noise that buries rqp's own messages. Its loggers log WARNING and up
+    unless ``RQP_LOG_LEVEL=DEBUG`` (or the process already logs at DEBUG)."""
+    debug = os.environ.get("RQP_LOG_LEVEL", "").strip().upper() == "DEBUG" or logging.getLogger().level == logging.DEBUG
+    sdk = logging.getLogger("azure")
+    if not debug and (sdk.level == logging.NOTSET or sdk.level < logging.WARNING):
+        sdk.setLevel(logging.WARNING)
+
+
+quiet_sdk_logging()  # every Azure backend imports this package first
 
 
 def __getattr__(name: str) -> object:  # lazy, for the reason above
