@@ -10,7 +10,6 @@ import sys
 import textwrap
 
 import pytest
-
 from azurite import DEV_ACCOUNT  # tests/ is on sys.path (tests/conftest.py)
 
 ROLE = textwrap.dedent(
