@@ -96,6 +96,44 @@ def _set(bits: bytearray, rid: int) -> None:
     bits[rid >> 3] |= 0x80 >> (rid & 7)
 
 
+def _spans(note: ChunkNote) -> Iterator[tuple[int, int]]:
+    """The note's done records as ranges (first, last): its runs split at the records not done."""
+    skip = sorted(note.not_done)
+    for first, count, _attempt in note.runs:
+        a, b = first, first + count - 1
+        for x in skip:
+            if a <= x <= b:
+                if x > a:
+                    yield a, x - 1
+                a = x + 1
+        if a <= b:
+            yield a, b
+
+
+def _mark(bits: bytearray, first: int, last: int) -> int | None:
+    """Set bits ``first..last``; the first one that was already set, if any (nothing is set then).
+    Whole bytes at once: a chunk of thousands of records costs a few slice operations."""
+    lo, hi = (first + 7) // 8, (last + 1) // 8  # whole bytes lo..hi-1
+    if lo >= hi:
+        lower, upper = list(range(first, last + 1)), []
+    else:
+        lower, upper = list(range(first, lo * 8)), list(range(hi * 8, last + 1))
+    edges = lower + upper
+    for r in lower:
+        if _bit(bits, r):
+            return r
+    if lo < hi and any(bits[lo:hi]):
+        return next(r for r in range(lo * 8, hi * 8) if _bit(bits, r))
+    for r in upper:
+        if _bit(bits, r):
+            return r
+    if lo < hi:
+        bits[lo:hi] = b"\xff" * (hi - lo)
+    for r in edges:
+        _set(bits, r)
+    return None
+
+
 def notes(ledger: Ledger, workload: Workload, head: Head, proof: Proof) -> list[ChunkNote]:
     """This round's chunk notes (authenticated), their done records marked in ``proof.done``."""
     out = []
@@ -108,13 +146,15 @@ def notes(ledger: Ledger, workload: Workload, head: Head, proof: Proof) -> list[
             raise StateError(workload.id, f"the note stored for chunk {chunk} is chunk {note.chunk}'s")
         if note.round != head.round:
             continue  # an earlier round's: its records are in that round's results
-        for rid in note.done_ids():
-            if rid >= proof.total or rid < 0:
-                raise StateError(workload.id, f"chunk {chunk} claims record {rid}, beyond its {proof.total} records")
-            if _bit(proof.done, rid):
-                raise StateError(workload.id, f"record {rid} is claimed done by two chunks (one of them {chunk})")
-            _set(proof.done, rid)
-            proof.done_count += 1
+        for first, last in _spans(note):
+            if first < 0 or last >= proof.total:
+                raise StateError(
+                    workload.id, f"chunk {chunk} claims records {first}-{last}, beyond its {proof.total} records"
+                )
+            clash = _mark(proof.done, first, last)
+            if clash is not None:
+                raise StateError(workload.id, f"record {clash} is claimed done by two chunks (one of them {chunk})")
+            proof.done_count += last - first + 1
         out.append(note)
     return out
 
