@@ -11,7 +11,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK = 1
 help:
 	@echo "make demo         encrypted 10,000-record workload end to end on this machine"
 	@echo "make test         the whole test suite against real servers"
-	@echo "make lint         ruff (check, format) and mypy on the four packages"
+	@echo "make lint         ruff (check, format) and mypy on the five packages"
 	@echo "make images       container images per role (ENGINE=docker|podman)"
 	@echo "make test-images  the all-in-one Compose stack, scaled, with a real workload"
 	@echo "make push         tag and push the role images: make push REGISTRY=host:port/prefix"
@@ -20,17 +20,17 @@ help:
 	@echo "make soak         100,000 records with a worker killed mid-chunk every second"
 	@echo "make scale        10,000,000 records through one Redis: Redis CPU, memory and AOF per record, RSS"
 
-$(VENV)/.installed: shared/pyproject.toml scheduler/pyproject.toml processor/pyproject.toml metrics-logger/pyproject.toml
+$(VENV)/.installed: shared/pyproject.toml scheduler/pyproject.toml processor/pyproject.toml metrics-logger/pyproject.toml console/pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "rqp needs Python 3.11+"'
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip "setuptools>=78"
-	$(PIP) install -q -e 'shared[azure,embedded-redis]' -e scheduler -e processor -e metrics-logger
+	$(PIP) install -q -e 'shared[azure,embedded-redis]' -e scheduler -e processor -e metrics-logger -e console
 	touch $@
 
 venv install: $(VENV)/.installed
 
-$(VENV)/.dev: $(VENV)/.installed requirements-dev.txt
-	$(PIP) install -q -r requirements-dev.txt
+$(VENV)/.dev: $(VENV)/.installed requirements-dev.txt console/requirements-test.txt
+	$(PIP) install -q -r requirements-dev.txt -r console/requirements-test.txt
 	touch $@
 
 dev: $(VENV)/.dev
@@ -52,7 +52,7 @@ test: dev .tools/.azurite .tools/.redis-tls
 lint: dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy -p rqp -p rqp_scheduler -p rqp_processor -p rqp_metrics
+	$(VENV)/bin/mypy -p rqp -p rqp_scheduler -p rqp_processor -p rqp_metrics -p rqp_console
 
 test-fast: dev .tools/.redis-tls
 	$(PY) -m pytest tests -q -x -p no:cacheprovider --ignore=tests/shared/azure
@@ -63,8 +63,8 @@ audit: install
 
 # container images (docker/Dockerfile, one target per role) and the Compose test
 WHEEL_PYTHON ?= /usr/bin/python3
-RQP_SOURCES := $(wildcard shared/pyproject.toml scheduler/pyproject.toml processor/pyproject.toml metrics-logger/pyproject.toml) \
-	$(shell find shared/src scheduler/src processor/src metrics-logger/src -name '*.py' -not -path '*/.mypy_cache/*' 2>/dev/null)
+RQP_SOURCES := $(wildcard shared/pyproject.toml scheduler/pyproject.toml processor/pyproject.toml metrics-logger/pyproject.toml console/pyproject.toml) \
+	$(shell find shared/src scheduler/src processor/src metrics-logger/src console/src -name '*.py' -not -path '*/.mypy_cache/*' 2>/dev/null)
 
 wheels/requirements.lock: $(RQP_SOURCES) tools/build-wheels.sh
 	PYTHON=$(WHEEL_PYTHON) bash tools/build-wheels.sh

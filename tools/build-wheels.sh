@@ -2,7 +2,7 @@
 # build-wheels.sh -- the wheelhouse the container images install from (`make wheels`).
 #
 # Builds wheels of the repository's own packages (shared -> rqp, scheduler, processor,
-# metrics-logger) and of every dependency, plus rq-dashboard for the dashboard image, into
+# metrics-logger, console) and of every dependency, plus rq-dashboard for the dashboard image, into
 # wheels/. `docker build` then installs only from there (`pip install --no-index`): image
 # builds are offline and reproducible, and this is the one step that needs PyPI.
 #
@@ -30,7 +30,7 @@ if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
   echo "build-wheels: $PYTHON has no pip; on Debian: apt-get install -y python3-pip python3-venv" >&2
   exit 2
 fi
-for pkg in shared scheduler processor metrics-logger; do
+for pkg in shared scheduler processor metrics-logger console; do
   [ -f "$pkg/pyproject.toml" ] || { echo "build-wheels: $pkg/pyproject.toml missing" >&2; exit 2; }
 done
 
@@ -41,13 +41,13 @@ mkdir -p "$WHEELS"
 # Build the local packages out of tree (a copy), so no build/ or *.egg-info lands in the sources.
 src=$(mktemp -d)
 trap 'rm -rf "$src"' EXIT
-for pkg in shared scheduler processor metrics-logger; do
+for pkg in shared scheduler processor metrics-logger console; do
   mkdir -p "$src/$pkg"
   tar -C "$pkg" --exclude='*.egg-info' --exclude=__pycache__ --exclude=build --exclude=.mypy_cache -cf - . | tar -C "$src/$pkg" -xf -
 done
 # shellcheck disable=SC2086  # DASHBOARD is a list of requirement specifiers
 "$PYTHON" -m pip wheel --quiet --wheel-dir "$WHEELS" \
-  "$src/shared[azure]" "$src/scheduler" "$src/processor" "$src/metrics-logger" $DASHBOARD
+  "$src/shared[azure]" "$src/scheduler" "$src/processor" "$src/metrics-logger" "$src/console" $DASHBOARD
 
 # What was resolved, for the record and for review: name==version per wheel, and checksums.
 (cd "$WHEELS" && ls -1 *.whl | sed -E 's/^([^-]+)-([^-]+)-.*/\1==\2/' | sort -f > requirements.lock && sha256sum *.whl > SHA256SUMS)

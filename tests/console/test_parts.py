@@ -4,13 +4,13 @@ throughput history and the memo."""
 from __future__ import annotations
 
 import pytest
+
+from rqp.errors import ConfigError
 from rqp_console.auth import Credentials, LoginLimiter
 from rqp_console.cache import TtlCache
 from rqp_console.failures import category
 from rqp_console.settings import ConsoleSettings
 from rqp_console.throughput import ThroughputHistory
-
-from rqp.errors import ConfigError
 
 
 def test_settings_from_the_environment_and_their_refusals(tmp_path):

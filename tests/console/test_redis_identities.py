@@ -10,9 +10,9 @@ import time
 import pytest
 import redis
 from rq import Worker
-from rqp_console.acl import ACTIONS_RULES, ACTIONS_USER, READ_RULES, READ_USER
 
 from rqp.ledger import register_processor
+from rqp_console.acl import ACTIONS_RULES, ACTIONS_USER, READ_RULES, READ_USER
 
 from .helpers import Client, write_simulated_vms
 
