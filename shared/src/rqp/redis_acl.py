@@ -19,6 +19,10 @@ only the commands it needs on only the keys it uses:
   no writes, no scripts, nothing of rqp's own keys.
 * ``submitter`` -- appends a workload id to the submissions list (``rqp submit``,
   ``rqp pack --submit``); nothing else.
+* ``console`` -- reads what rqp-console's pages show (``%R~`` on RQ's and rqp's keys): no writes,
+  no scripts.
+* ``console-actions`` -- rqp-console's pause, resume, cancel and retry (``rqp.control``): the
+  workloads' keys, the audit log and the submissions list; nothing of RQ's or the fleet's.
 * ``default`` -- off: a client that does not log in as one of the above gets nothing.
 
 No role gets ``@admin`` or ``@dangerous`` commands (CONFIG, ACL, FLUSHALL, KEYS, DEBUG, MONITOR,
@@ -63,8 +67,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from . import ledger
 from .config import DEFAULT_EVENTS_QUEUE, DEFAULT_STATUS_QUEUE
 from .errors import ConfigError
-from .ledger import FLEET, OUTBOX, OUTBOX_TIMES, REJECTED, SUBMISSIONS, WorkloadKeys, held_key
-from .storage.redis_queue import _PREFIX as STREAM_PREFIX  # the streams' key prefix has no public name
+from .ledger import AUDIT, FLEET, OUTBOX, OUTBOX_TIMES, REJECTED, SUBMISSIONS, WorkloadKeys, held_key
+from .storage.redis_queue import STREAM_PREFIX
 
 __all__ = [
     "ACL_FILE",
@@ -130,6 +134,20 @@ _DASHBOARD_READ = (
     "+zcard", "+zrange", "+zrangebyscore", "+zscore", "+xrevrange", "+xrange", "+xlen",
 )  # fmt: skip
 
+#: what rqp-console's pages read (progress, a workload's page, failures, fleet, audit log)
+_CONSOLE_READ = (
+    "+hgetall", "+hget", "+hmget", "+hlen", "+hexists", "+hscan", "+getbit",
+    "+zcard", "+zcount", "+zrange", "+zrevrange", "+zrangebyscore", "+zscore",
+    "+lrange", "+llen", "+smembers", "+xlen",
+)  # fmt: skip
+#: what rqp-console's actions run: ``rqp.control`` (control.lua through EVALSHA, and what it
+#: runs, which Redis checks against the caller's ACL too) and ``Ledger.requeue_failed``
+_CONSOLE_ACTIONS = (
+    *_SCRIPTS,
+    "+hget", "+hset", "+hdel", "+exists", "+rpush", "+lpush", "+ltrim",
+    "+multi", "+exec", "+discard", "+bitcount", "+persist", "+lrange",
+)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Queues:
@@ -165,6 +183,8 @@ ROLES: tuple[Role, ...] = (
     Role("metrics-logger", "redis_metrics_password", "the metrics loggers"),
     Role("dashboard", "redis_dashboard_password", "rq-dashboard (read-only)"),
     Role("submitter", "redis_submitter_password", "rqp submit / rqp pack --submit"),
+    Role("console", "redis_console_password", "rqp-console's pages (read-only)"),
+    Role("console-actions", "redis_console_actions_password", "rqp-console's pause, resume, cancel and retry"),
 )
 
 
@@ -201,6 +221,10 @@ def role_rules(queues: Queues | None = None) -> dict[str, tuple[str, ...]]:
         "metrics-logger": (*_BASE, "+xgroup|create", "+xadd", f"~{q.stream(q.metrics)}"),
         "dashboard": (*_BASE, *_DASHBOARD_READ, f"%R~{rq}"),
         "submitter": (*_BASE, "+rpush", f"~{SUBMISSIONS}"),
+        # a stolen console password shows what the console shows and changes nothing
+        "console": (*_BASE, *_CONSOLE_READ, f"%R~{rq}", "%R~rqp:*"),
+        # the workloads' state, the audit log and the submissions: nothing of RQ's or the fleet's
+        "console-actions": (*_BASE, *_CONSOLE_ACTIONS, f"~{workload}", f"~{AUDIT}", f"~{SUBMISSIONS}"),
     }
 
 

@@ -11,7 +11,9 @@ from ._queue import Message, MessageQueue
 __all__ = ["RedisMessageQueue"]
 
 _GROUP = "rqp"
-_PREFIX = "rqp:mq:"
+#: the key prefix of each queue's stream (``rqp:mq:<queue>``), for the ACL rules
+STREAM_PREFIX = "rqp:mq:"
+_PREFIX = STREAM_PREFIX
 
 
 class RedisMessageQueue(MessageQueue):
