@@ -31,6 +31,14 @@ def process(record):
 """
 
 
+def _cmd(p: psutil.Process) -> str:
+    """Its command line, or "" for one that exited meanwhile."""
+    try:
+        return " ".join(p.cmdline())
+    except psutil.Error:
+        return ""
+
+
 def scrape(port: int, path: str = "/metrics") -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
         return resp.read().decode()
@@ -96,7 +104,7 @@ def test_processor_metrics_match_the_workload(cluster: Cluster):
     cluster.wait_for(lambda: cluster.r.llen("rqp:rejected") >= 1, 60, "the forged job to be rejected")
 
     # the workers' private multiprocess directory: 0700, named in the workers' environment only
-    workers = [c for c in psutil.Process(sup.pid).children() if "rqp_processor.worker" in " ".join(c.cmdline())]
+    workers = [c for c in psutil.Process(sup.pid).children() if "rqp_processor.worker" in _cmd(c)]
     assert len(workers) == 2
     directory = _environ(workers[0].pid)["PROMETHEUS_MULTIPROC_DIR"]
     assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
@@ -105,7 +113,7 @@ def test_processor_metrics_match_the_workload(cluster: Cluster):
     code, out = cluster.schedule(wid)
     assert code == 1, out  # some records failed for good
     # the script hosts (alive between chunks: warm, and the spare) have their fixed environment
-    hosts = [h for w in workers for h in w.children() if "_host.py" in " ".join(h.cmdline())]
+    hosts = [h for w in workers for h in w.children() if "_host.py" in _cmd(h)]
     assert hosts
     for h in hosts:
         assert not any(k.startswith("PROMETHEUS") or k.startswith("RQP_") for k in _environ(h.pid)), _environ(h.pid)
@@ -149,7 +157,7 @@ def test_processor_metrics_match_the_workload(cluster: Cluster):
 def test_metrics_are_off_by_default_and_a_taken_port_is_one_clear_error(cluster: Cluster):
     sup = cluster.start_processor(1)
     cluster.wait_for(lambda: cluster.r.scard("rq:workers") >= 1, 60, "the worker")
-    workers = [c for c in psutil.Process(sup.pid).children() if "rqp_processor.worker" in " ".join(c.cmdline())]
+    workers = [c for c in psutil.Process(sup.pid).children() if "rqp_processor.worker" in _cmd(c)]
     assert workers and "PROMETHEUS_MULTIPROC_DIR" not in _environ(workers[0].pid)
 
     tmp = Path(tempfile.gettempdir())

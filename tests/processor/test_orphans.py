@@ -38,10 +38,25 @@ def _alive(p: psutil.Process) -> bool:
         return False
 
 
+def _cmd(p: psutil.Process) -> str:
+    """Its command line, or "" for one that exited meanwhile (a script host being replaced)."""
+    try:
+        return " ".join(p.cmdline())
+    except psutil.Error:
+        return ""
+
+
+def _children(p: psutil.Process) -> list[psutil.Process]:
+    try:
+        return p.children()
+    except psutil.Error:
+        return []
+
+
 def _tree(supervisor: subprocess.Popen) -> tuple[list[psutil.Process], list[psutil.Process]]:
     """The supervisor's workers, and the workers' script hosts."""
-    workers = [c for c in psutil.Process(supervisor.pid).children() if "rqp_processor.worker" in " ".join(c.cmdline())]
-    hosts = [h for w in workers for h in w.children() if "_host.py" in " ".join(h.cmdline())]
+    workers = [c for c in _children(psutil.Process(supervisor.pid)) if "rqp_processor.worker" in _cmd(c)]
+    hosts = [h for w in workers for h in _children(w) if "_host.py" in _cmd(h)]
     return workers, hosts
 
 
@@ -68,7 +83,7 @@ def _assert_gone(procs: list[psutil.Process], what: str, cluster: Cluster) -> fl
     deadline = t0 + GONE_WITHIN
     while any(map(_alive, procs)):
         if time.monotonic() > deadline:
-            left = [f"{p.pid} {' '.join(p.cmdline())[:120]}" for p in procs if _alive(p)]
+            left = [f"{p.pid} {_cmd(p)[:120]}" for p in procs if _alive(p)]
             for p in procs:
                 if _alive(p):
                     p.kill()
@@ -96,7 +111,7 @@ def test_workers_and_script_hosts_die_with_a_killed_supervisor_while_redis_is_do
         time.sleep(1.5)  # long enough for a worker to finish its record and meet the dead Redis
         # whatever runs under the supervisor now (a worker that gave up may have been replaced)
         now = psutil.Process(sup.pid).children(recursive=True)
-        assert any("rqp_processor.worker" in " ".join(p.cmdline()) for p in now)
+        assert any("rqp_processor.worker" in _cmd(p) for p in now)
         os.kill(sup.pid, signal.SIGKILL)
         sup.wait()
         _assert_gone(workers + hosts + now, "workers and script hosts", cluster)

@@ -26,6 +26,14 @@ def process(record):
 """
 
 
+def _cmd(p: psutil.Process) -> str:
+    """Its command line, or "" for one that exited meanwhile."""
+    try:
+        return " ".join(p.cmdline())
+    except psutil.Error:
+        return ""
+
+
 def scrape(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
         return resp.read().decode()
@@ -71,7 +79,7 @@ def test_scheduler_metrics_match_the_workload(cluster: Cluster):
     held: list[int] = []
 
     def busy() -> bool:
-        ws = [c for c in psutil.Process(sup.pid).children() if "rqp_processor.worker" in " ".join(c.cmdline())]
+        ws = [c for c in psutil.Process(sup.pid).children() if "rqp_processor.worker" in _cmd(c)]
         held[:] = [w.pid for w in ws if cluster.r.exists(f"rqp:held:{host}:{w.pid}")]
         return bool(held)
 
