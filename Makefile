@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 ENGINE ?= docker
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: help venv install dev demo test test-fast lint images test-images wheels bench soak scale clean audit push test-vms
+.PHONY: help venv install dev demo test test-fast lint images test-images wheels bench soak scale clean audit push test-vms check-deploy
 
 help:
 	@echo "make demo         encrypted 10,000-record workload end to end on this machine"
@@ -16,6 +16,7 @@ help:
 	@echo "make test-images  the all-in-one Compose stack, scaled, with a real workload"
 	@echo "make push         tag and push the role images: make push REGISTRY=host:port/prefix"
 	@echo "make test-vms     scheduler and processor VMs as separate hosts, pulling from a registry, with faults"
+	@echo "make check-deploy cloud-init schema and checkov on compose/cloud-init and compose/azure"
 	@echo "make bench        rqp against RQ, Celery, Dramatiq, Huey and a batched loop"
 	@echo "make soak         100,000 records with a worker killed mid-chunk every second"
 	@echo "make scale        10,000,000 records through one Redis: Redis CPU, memory and AOF per record, RSS"
@@ -86,6 +87,9 @@ push:
 # one network namespace and container engine per VM, a local registry, Azurite, faults mid-run
 test-vms: wheels
 	bash tools/test-vms.sh
+
+check-deploy:
+	bash tools/check-deploy.sh
 
 clean:
 	rm -rf $(VENV) .tools .demo build dist wheels
