@@ -3,6 +3,7 @@ large one runs is not starved, and priorities order who gets the workers."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -39,8 +40,14 @@ def _times(cluster, wid: str) -> tuple[float, float]:
     return st["started_at"], st["finished_at"]
 
 
+def _state(cluster, wid: str) -> dict:
+    """`rqp status --json`, or {} while no scheduler has taken the workload yet."""
+    cp = cluster.rqp("status", wid, "--json", check=False)
+    return json.loads(cp.stdout) if cp.stdout.strip() else {}
+
+
 def _done(cluster, *wids: str):
-    return lambda: all(cluster.status(w).get("state") == "done" for w in wids)
+    return lambda: all(_state(cluster, w).get("state") == "done" for w in wids)
 
 
 def test_a_small_workload_is_not_starved_by_a_large_one(cluster):
@@ -49,7 +56,7 @@ def test_a_small_workload_is_not_starved_by_a_large_one(cluster):
     serve = _serve(cluster)
     try:
         cluster.rqp("submit", big)
-        cluster.wait_for(lambda: cluster.status(big).get("done", 0) >= 300, 60, "the large workload to be under way")
+        cluster.wait_for(lambda: _state(cluster, big).get("done", 0) >= 300, 60, "the large workload to be under way")
         cluster.rqp("submit", small)
         cluster.wait_for(_done(cluster, big, small), 120, "both workloads to finish")
     finally:

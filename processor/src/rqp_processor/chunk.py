@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import os
 import random
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import redis
@@ -321,9 +322,14 @@ class ChunkProcessor:
         out = t.outcome
         not_done: list[int] = []
         keep: list[tuple[int, bytes]] = []
+        key_of = spec.key_of()  # the data's own ids (rqp pack --id-field), else empty
+        done_keys: list[str] = []
         for (rid, attempt), (kind, payload) in zip(records, outcomes, strict=True):
             decision = decide(kind, attempt, spec.max_attempts)
             if decision is Decision.DONE:
+                if key_of:
+                    done_keys.append(key_of[rid])
+                    payload = json.dumps(key_of[rid]).encode() + b"\t" + payload  # rqp.parts: key, tab, result
                 t.results.append((rid, payload))
                 out.done.append(rid)
                 continue
@@ -336,20 +342,24 @@ class ChunkProcessor:
             if decision is Decision.RETRY:
                 due = finished + backoff_delay(attempt, spec.backoff, spec.backoff_max)
                 out.retries.append(RetryEntry(rid, attempt + 1, due))
-                st = StatusRecord(workload.id, rid, QUEUED, attempt, error, due, started, finished, self.worker, jid)
+                st = StatusRecord(
+                    workload.id, rid, QUEUED, attempt, error, due, started, finished, self.worker, jid, key_of.get(rid)
+                )
                 t.statuses.append((rid, st.to_json()))
             else:
                 out.failed.append(rid)
                 st = StatusRecord(
-                    workload.id, rid, FAILED, attempt, error, spec.queued_at, started, finished, self.worker, jid
-                )
+                    workload.id, rid, FAILED, attempt, error, spec.queued_at, started, finished, self.worker, jid,
+                    key_of.get(rid),
+                )  # fmt: skip
                 raw = st.to_json()
                 t.statuses.append((rid, raw))
                 t.published.append(raw)
         out.elapsed = time.perf_counter() - t0  # the records' own time, for throughput and chunk sizes
         note = ChunkNote(
-            spec.chunk, jid, spec.runs, tuple(not_done), spec.queued_at, started, finished, self.worker, spec.round
-        )
+            spec.chunk, jid, spec.runs, tuple(not_done), spec.queued_at, started, finished, self.worker, spec.round,
+            tuple(done_keys) if key_of else None,
+        )  # fmt: skip
         if out.done:
             out.note_field = note_field(spec.chunk, chunk_part.first, chunk_part.last)
             out.note = note.seal(workload)
@@ -357,11 +367,12 @@ class ChunkProcessor:
             out.drop = list(out.done)  # their kept records and earlier statuses are no longer needed
         # sealed again, under the data key: a retry chunk reads them from rec, not from this chunk
         out.keep = workload.seal_packed("record", keep)
-        base = note.status(workload.id, 0).to_json()
+        base = replace(note.status(workload.id, 0), key=None).to_json()
         runs = [(first, count, attempt) for first, count, attempt in spec.runs] if out.done else []
         messages = pack_statuses(
-            workload, self.settings.status_queue, base, runs, not_done, t.published, self.mq.max_message_bytes
-        )
+            workload, self.settings.status_queue, base, runs, not_done, t.published, self.mq.max_message_bytes,
+            done_keys if key_of and out.done else None,
+        )  # fmt: skip
         out.messages = [(mid, outbox_value(self.settings.status_queue, body)) for mid, body in messages]
         out.statuses = workload.seal_packed("status", t.statuses)
         return t

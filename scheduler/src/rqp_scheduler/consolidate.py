@@ -172,6 +172,7 @@ def _lines(store: Any, workload: Workload, note: ChunkNote) -> Iterator[tuple[in
     """(record id, result line) of the records ``note`` did, from its job's part, under its job's key."""
     part = _part(store, workload, note)
     seals = workload.scope(note.job)
+    keyed = workload.manifest.id_field is not None
     for rid in note.done_ids():
         sealed = part.get(rid)
         if sealed is None:
@@ -182,7 +183,11 @@ def _lines(store: Any, workload: Workload, note: ChunkNote) -> Iterator[tuple[in
             raise StateError(
                 workload.id, f"the result of record {rid} in chunk {note.chunk}'s part is not job {note.job}'s"
             ) from None
-        yield rid, b'{"id":%d,"result":%s}\n' % (rid, result)
+        if keyed:  # the data's own id, a tab, the result (rqp.parts)
+            key, _, result = result.partition(b"\t")
+            yield rid, b'{"id":%d,"key":%s,"result":%s}\n' % (rid, key, result)
+        else:
+            yield rid, b'{"id":%d,"result":%s}\n' % (rid, result)
 
 
 def this_round(found: list[ChunkNote], store: Any, workload: Workload, proof: Proof) -> Iterator[tuple[int, bytes]]:
@@ -284,7 +289,7 @@ def failures(ledger: Ledger, workload: Workload, proof: Proof, cancelled: bool =
                 continue
             if st.state != FAILED:
                 raise StateError(workload.id, f"record {rid} has no result and its status record says {st.state!r}")
-            out.append(Failure(rid, st.error, st.attempts))
+            out.append(Failure(rid, st.error, st.attempts, st.key))
     return out
 
 

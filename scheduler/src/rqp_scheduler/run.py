@@ -19,6 +19,7 @@ Every key and value in Redis goes through the workload's ``rqp.ledger.Ledger``.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import re
@@ -198,20 +199,25 @@ class WorkloadRun:
         """``rqp retry``: the records the sealed summary lists as failed run again, as first
         attempts of a new round -- the summary, not Redis, says which."""
         try:
-            failed = [f.id for f in read_summary(self.store, self.workload).failures]
+            failures = read_summary(self.store, self.workload).failures
         except BlobNotFoundError:
             raise StateError(self.id, "its head says finished, but it has no summary") from None
         head = Head(closed.enqueued, closed.chunks, closed.total, closed.round + 1)
         now = time.time()
         note = f"queued again by 'rqp retry' (round {head.round})"
         queued = [
-            (rid, self.workload.seal("status", rid, StatusRecord(self.id, rid, QUEUED, 0, note, now).to_json()))
-            for rid in failed
+            (
+                f.id,
+                self.workload.seal(
+                    "status", f.id, StatusRecord(self.id, f.id, QUEUED, 0, note, now, key=f.key).to_json()
+                ),
+            )
+            for f in failures
         ]
         pipe = self.r.pipeline(transaction=True)
         self.ledger.new_round(pipe, head.seal(self.workload), queued, now)
         pipe.execute()
-        log.info("workload %s: round %d: %d failed records queued again", self.id, head.round, len(failed))
+        log.info("workload %s: round %d: %d failed records queued again", self.id, head.round, len(failures))
 
     def _open_records(self) -> None:
         """(Re)position the record stream at the committed cursor: after a restart, or after a
@@ -475,12 +481,24 @@ class WorkloadRun:
         self._open_records()
         return False
 
-    def _spec(self, chunk: str, records: list[tuple[int, int]], queued_at: float) -> ChunkSpec:
+    def _spec(
+        self, chunk: str, records: list[tuple[int, int]], queued_at: float, key_of: dict[int, str] | None = None
+    ) -> ChunkSpec:
+        """A chunk's spec; ``key_of``: the records' own ids (``--id-field``), by record id."""
         s = self.settings
+        runs = runs_of(records)
+        keys = tuple(key_of[r] for f, n, _ in runs for r in range(f, f + n)) if key_of else None
         return ChunkSpec(
-            self.id, chunk, runs_of(records), s.max_attempts, s.retry_backoff, s.retry_backoff_max, queued_at,
+            self.id,
+            chunk,
+            runs,
+            s.max_attempts,
+            s.retry_backoff,
+            s.retry_backoff_max,
+            queued_at,
             self._head.round,
-        )  # fmt: skip
+            keys,
+        )
 
     def _prepare_chunks(self, chunks: list[list[tuple[bytes, str | None]]], known: set[str]) -> tuple[Any, Head]:
         """One transaction that queues ``chunks`` from the cursor on: per chunk its records (one
@@ -491,6 +509,7 @@ class WorkloadRun:
         over. Returns the transaction and the head it seals."""
         now = time.time()
         w = self.workload
+        id_field = w.manifest.id_field
         rid = self._head.enqueued
         chunk_no = self._head.chunks
         statuses: list[tuple[int, bytes]] = []
@@ -507,7 +526,13 @@ class WorkloadRun:
                 chunk_no += 1
                 continue
             good: list[tuple[int, bytes]] = []
-            for payload, error in batch:
+            key_of: dict[int, str] = {}
+            for payload, parse_error in batch:
+                error = parse_error
+                if error is None and id_field is not None:
+                    key, error = record_key(payload, id_field, rid)
+                    if key is not None:
+                        key_of[rid] = key
                 if error is not None:
                     raw = StatusRecord(self.id, rid, FAILED, 0, error, now, None, now, self.me, None).to_json()
                     statuses.append((rid, w.seal("status", rid, raw)))
@@ -519,7 +544,7 @@ class WorkloadRun:
                 rid += 1
             if good:
                 chunk = chunk_name(ChunkKind.DATA, chunk_no)
-                specs.append(self._spec(chunk, [(i, 1) for i, _ in good], now))
+                specs.append(self._spec(chunk, [(i, 1) for i, _ in good], now, key_of))
                 self.ledger.put_chunk(pipe, chunk, w.scope(chunk).seal_packed("record", good))
             chunk_no += 1
         self._queue_specs(pipe, specs, 0)
@@ -560,25 +585,28 @@ class WorkloadRun:
 
     # ------------------------------------------------------------------ retries
     def _due_retries(self) -> None:
-        due = self._asked_for(self.ledger.due_retries(time.time(), self.settings.chunk_max))
+        due, keys = self._asked_for(self.ledger.due_retries(time.time(), self.settings.chunk_max))
         if not due:
             return
         spec = self._spec(
-            chunk_name(ChunkKind.RETRY, self.ledger.next_retry_seq()), [(e.rid, e.attempt) for e in due], time.time()
-        )
+            chunk_name(ChunkKind.RETRY, self.ledger.next_retry_seq()), [(e.rid, e.attempt) for e in due], time.time(),
+            keys,
+        )  # fmt: skip
         pipe = self.r.pipeline(transaction=True)
         self.ledger.take_retries(pipe, due)
         self._queue_specs(pipe, [spec], 0)
         pipe.execute()
         log.info("workload %s: retrying %d records", self.id, len(due))
 
-    def _asked_for(self, due: list[RetryEntry]) -> list[RetryEntry]:
+    def _asked_for(self, due: list[RetryEntry]) -> tuple[list[RetryEntry], dict[int, str]]:
         """The retry entries a sealed commit asked for: record R's attempt A only while R's status
         record (sealed by the worker whose commit queued the retry) says "queued" after attempt
         A - 1. Any other entry was written into Redis by someone else: it is dropped and logged
-        in ``rqp:rejected``, and no spec is sealed for it."""
+        in ``rqp:rejected``, and no spec is sealed for it. Also returns the records' own ids
+        (``--id-field``), from those status records."""
+        keys: dict[int, str] = {}
         if not due:
-            return due
+            return due, keys
         good, forged = [], []
         for e, sealed in zip(due, self.ledger.statuses([e.rid for e in due]), strict=True):
             try:
@@ -587,6 +615,8 @@ class WorkloadRun:
                 st = None
             if st is not None and st.state == QUEUED and st.attempts == e.attempt - 1:
                 good.append(e)
+                if st.key is not None:
+                    keys[e.rid] = st.key
             else:
                 forged.append(e)
         if forged:
@@ -598,7 +628,7 @@ class WorkloadRun:
                     f"a sealed commit (written into Redis by someone else); dropped",
                 )  # fmt: skip
             log.error("workload %s: %d retry entries no commit asked for were dropped", self.id, len(forged))
-        return good
+        return good, keys
 
     # ------------------------------------------------------------------ reclaim
     def _reclaim_expired(self) -> None:
@@ -698,9 +728,12 @@ class WorkloadRun:
         give_up = [(rid, att) for rid, att in left if not may_retry(att, spec.max_attempts)]
         now = time.time()
         pipe = self.r.pipeline(transaction=True)
+        key_of = spec.key_of()
         if again:
             s = spec
-            respec = ChunkSpec(self.id, s.chunk, runs_of(again), s.max_attempts, s.backoff, s.backoff_max, now)
+            runs = runs_of(again)
+            keys = tuple(key_of[r] for f, n, _ in runs for r in range(f, f + n)) if key_of else None
+            respec = ChunkSpec(self.id, s.chunk, runs, s.max_attempts, s.backoff, s.backoff_max, now, s.round, keys)
             self._queue_specs(pipe, [respec], JobId.parse(jid).gen + 1)
         if give_up:
             failed = [
@@ -715,6 +748,7 @@ class WorkloadRun:
                     now,
                     None,
                     jid,
+                    key_of.get(rid),
                 ).to_json()
                 for rid, att in give_up
             ]
@@ -830,6 +864,18 @@ class WorkloadRun:
             self.id, "cancelled" if cancelled else "done", summary.done, summary.failed, summary.cancelled,
             summary.elapsed, summary.records_per_second,
         )  # fmt: skip
+
+
+def record_key(payload: bytes, field: str, rid: int) -> tuple[str | None, str | None]:
+    """(the record's own id, None), or (None, why the record cannot be queued): ``--id-field``
+    names a field every record must have (a string or a number)."""
+    try:
+        value = json.loads(payload).get(field) if payload[:1] == b"{" else None
+    except (ValueError, AttributeError):
+        return None, f"malformed record: not valid JSON (record {rid})"
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None, f"record {rid} has no id in field {field!r} (a string or a number; rqp pack --id-field {field})"
+    return str(value), None
 
 
 def _holder_dead(holder: str) -> bool:

@@ -320,6 +320,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
         replace=args.replace,
         progress=progress,
         signer=signer,
+        id_field=args.id_field,
     )
     if show:
         print(file=sys.stderr)
@@ -670,33 +671,66 @@ def _no_results(settings: Settings, workload_id: str, exc: BlobNotFoundError) ->
     )
 
 
+def _failures_so_far(settings: Settings, workload: Workload) -> list[Any]:
+    """A running workload's records failed for good until now, with their reasons (sealed status
+    records, read in batches); says on stderr that the list is not final."""
+    from .summary import Failure  # noqa: PLC0415
+
+    r = connect_redis(settings)
+    led = Ledger(r, workload.id)
+    if not led.exists():
+        raise WorkloadError(
+            f"workload {workload.id} is not known to Redis; schedule it first (rqp-scheduler run {workload.id})"
+        )
+    ids = led.failed_ids()
+    out = []
+    for i in range(0, len(ids), 1000):
+        batch = ids[i : i + 1000]
+        for rid, sealed in zip(batch, led.statuses(batch), strict=True):
+            if sealed is None:
+                out.append(Failure(rid, "status record missing", None))
+                continue
+            st = StatusRecord.open(workload, rid, sealed)
+            out.append(Failure(rid, st.error, st.attempts, st.key))
+    print(f"workload {workload.id} is {led.state()}: {len(out):,} records failed so far (not final)", file=sys.stderr)
+    return out
+
+
 def cmd_results(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = open_blob_store(settings.blob_url)
     workload = _open_workload(settings, args.workload, store)
     try:
-        summary = read_summary(store, workload)
+        failures = read_summary(store, workload).failures
     except BlobNotFoundError as exc:
-        raise _no_results(settings, args.workload, exc) from None
+        if not args.failed:
+            raise _no_results(settings, args.workload, exc) from None
+        failures = _failures_so_far(settings, workload)  # still running: what has failed until now
+    keyed = workload.manifest.id_field is not None
     out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115 - closed below, unless stdout
     try:
         if args.format == "csv":
             text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
             writer = csv.writer(text)
             if args.failed:
-                writer.writerow(["id", "attempts", "error"])
-                for f in summary.failures:
-                    writer.writerow([f.id, "" if f.attempts is None else f.attempts, f.error or ""])
+                writer.writerow(["id", *(["key"] if keyed else []), "attempts", "error"])
+                for f in failures:
+                    key = [f.key or ""] if keyed else []
+                    writer.writerow([f.id, *key, "" if f.attempts is None else f.attempts, f.error or ""])
             else:
-                writer.writerow(["id", "result"])
+                writer.writerow(["id", *(["key"] if keyed else []), "result"])
                 for line in read_results(store, workload):
                     doc = json.loads(line)
                     res = doc["result"]
-                    writer.writerow([doc["id"], res if isinstance(res, str) else json.dumps(res)])
+                    key = [doc.get("key", "")] if keyed else []
+                    writer.writerow([doc["id"], *key, res if isinstance(res, str) else json.dumps(res)])
             text.detach()
         elif args.failed:
-            for f in summary.failures:
-                out.write(json.dumps(asdict(f)).encode() + b"\n")
+            for f in failures:
+                doc = asdict(f)
+                if doc["key"] is None:
+                    del doc["key"]
+                out.write(json.dumps(doc).encode() + b"\n")
         else:
             for line in read_results(store, workload):
                 out.write(line + b"\n")
@@ -828,6 +862,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="how to split the data into records (script: its parse())",
     )
     p.add_argument("--delimiter", default=",")
+    p.add_argument(
+        "--id-field",
+        metavar="FIELD",
+        help="the field holding each record's own id, carried through statuses, results and failures "
+        "(default: ids are 0-based record numbers)",
+    )
     p.add_argument("--public-key", help="public KEK PEM (default: RQP_KEK_PUBLIC_FILE, or the private key)")
     p.add_argument(
         "--signing-key",

@@ -113,6 +113,8 @@ class ChunkSpec:
     queued_at: float | None = None
     #: the workload's round (``rqp.ledger.Head``): 1, and one more for each ``rqp retry``
     round: int = 1
+    #: the data's own id of each record, in ``records()`` order (``rqp pack --id-field``)
+    keys: tuple[str, ...] | None = None
 
     @property
     def size(self) -> int:
@@ -133,6 +135,7 @@ class ChunkSpec:
                 "bm": self.backoff_max,
                 "q": self.queued_at,
                 "g": self.round,
+                **({"k": self.keys} if self.keys is not None else {}),
             },
             separators=(",", ":"),
         ).encode()
@@ -140,9 +143,15 @@ class ChunkSpec:
     @classmethod
     def from_json(cls, raw: bytes) -> ChunkSpec:
         d = json.loads(raw)
+        keys = d.get("k")
         return cls(
-            d["w"], d["c"], tuple(tuple(r) for r in d["r"]), d["m"], d["b"], d["bm"], d.get("q"), int(d.get("g", 1))
-        )
+            d["w"], d["c"], tuple(tuple(r) for r in d["r"]), d["m"], d["b"], d["bm"], d.get("q"), int(d.get("g", 1)),
+            tuple(str(k) for k in keys) if keys is not None else None,
+        )  # fmt: skip
+
+    def key_of(self) -> dict[int, str]:
+        """Record id -> the data's own id (empty without ``--id-field``)."""
+        return dict(zip((rid for rid, _ in self.records()), self.keys, strict=True)) if self.keys else {}
 
 
 def runs_of(records: list[tuple[int, int]]) -> tuple[tuple[int, int, int], ...]:

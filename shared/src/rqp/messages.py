@@ -87,29 +87,33 @@ def pack_statuses(
     not_done: list[int],
     items: list[bytes],
     limit: int,
+    keys: list[str] | None = None,
 ) -> list[tuple[str, bytes]]:
     """Status messages for a chunk: its done records as the chunk's ``runs`` (first id, count,
     attempt) minus ``not_done``, sharing every other field with the status record ``base`` --
     one message of a few hundred bytes for thousands of records -- and ``items`` (full status
-    records of the others), as few messages as fit under ``limit`` bytes."""
+    records of the others), as few messages as fit under ``limit`` bytes. ``keys``: the done
+    records' own ids (``rqp pack --id-field``), in their order."""
     budget = _budget(limit) - len(base) - 32
     if budget < 256:
         raise ValueError(f"message size limit {limit} is too small for status messages")
     compact: list[tuple[str, bytes]] = []
     if runs:
-        body = json.dumps({"runs": runs, "except": not_done}, separators=(",", ":")).encode()
+        compact_doc: dict[str, Any] = {"runs": runs, "except": not_done}
+        if keys is not None:
+            compact_doc["keys"] = keys
+        body = json.dumps(compact_doc, separators=(",", ":")).encode()
         if len(body) <= budget:
             compact = [
                 _seal_envelope(workload, queue, "status", b'{"base":' + base + b"," + body[1:-1] + b',"items":[]}')
             ]
         else:  # too many exceptions for one message: the done records as rows
             skip = set(not_done)
-            rows = [
-                b"[%d,%d]" % (rid, att)
-                for first, count, att in runs
-                for rid in range(first, first + count)
-                if rid not in skip
-            ]
+            done = [(rid, att) for first, count, att in runs for rid in range(first, first + count) if rid not in skip]
+            if keys is None:
+                rows = [b"[%d,%d]" % (rid, att) for rid, att in done]
+            else:  # [id, attempts, finished_at (null: the base's), key]
+                rows = [b"[%d,%d,null,%s]" % (rid, att, json.dumps(k).encode()) for (rid, att), k in zip(done, keys, strict=True)]
             compact = [
                 _seal_envelope(
                     workload, queue, "status", b'{"base":' + base + b',"rows":[' + b",".join(batch) + b'],"items":[]}'
@@ -127,14 +131,22 @@ def expand_statuses(payload: Any) -> list[dict[str, Any]]:
         raise ValueError("not a status payload")
     base = payload["base"]
     out = []
-    for row in payload.get("rows", []):  # [id, attempts] or [id, attempts, finished_at]
+    for row in payload.get("rows", []):  # [id, attempts] or [id, attempts, finished_at[, key]]
         rec = {**base, "id": row[0], "attempts": row[1]}
-        if len(row) > 2:
+        if len(row) > 2 and row[2] is not None:
             rec["finished_at"] = row[2]
+        if len(row) > 3:
+            rec["key"] = row[3]
         out.append(rec)
     skip = set(payload.get("except", []))
+    keys = iter(payload["keys"]) if "keys" in payload else None
     for first, count, attempt in payload.get("runs", []):
-        out.extend({**base, "id": rid, "attempts": attempt} for rid in range(first, first + count) if rid not in skip)
+        for rid in range(first, first + count):
+            if rid not in skip:
+                rec = {**base, "id": rid, "attempts": attempt}
+                if keys is not None:
+                    rec["key"] = next(keys)
+                out.append(rec)
     return out + list(payload.get("items", []))
 
 

@@ -1,8 +1,9 @@
 """Result parts: the encrypted results of one chunk, one blob per job.
 
 A part is ``b"RQPP1"`` then entries ``rid(u64) length(u32) sealed_result``; each result is sealed
-on its own with AAD ``result|W|rid``, so a part (or an entry) moved to another workload or record
-fails to open. The chunk's commit names the one part that counts; parts of jobs that lost their
+on its own with AAD ``result|W|rid`` under the committing job's key (``Workload.scope``), so a part
+(or an entry) moved to another workload, record or job fails to open. A workload packed with
+``--id-field`` seals the record's own id (JSON), a tab, then the result. The chunk's commit names the one part that counts; parts of jobs that lost their
 lease are orphans and are deleted at consolidation.
 """
 

@@ -68,14 +68,17 @@ class StatusRecord:
     finished_at: float | None = None
     worker: str | None = None
     job: str | None = None
+    #: the data's own id of the record (``rqp pack --id-field``), else None
+    key: str | None = None
 
     def to_json(self) -> bytes:
         # formatted by hand: this runs several times per record on the hot path, and
         # dataclasses.asdict or a dict through json.dumps cost more than the encryption
+        key = f',"key":{_str(self.key)}' if self.key is not None else ""
         return (
             f'{{"workload":"{self.workload}","id":{self.id},"state":"{self.state}","attempts":{self.attempts},'
             f'"error":{_str(self.error)},"queued_at":{_num(self.queued_at)},"started_at":{_num(self.started_at)},'
-            f'"finished_at":{_num(self.finished_at)},"worker":{_str(self.worker)},"job":{_str(self.job)}}}'
+            f'"finished_at":{_num(self.finished_at)},"worker":{_str(self.worker)},"job":{_str(self.job)}{key}}}'
         ).encode()
 
     @staticmethod
@@ -128,6 +131,8 @@ class ChunkNote:
     worker: str | None
     #: the workload's round the chunk ran in (``rqp.ledger.Head``)
     round: int = 1
+    #: the data's own ids of the records done, in ``done_ids()`` order (``rqp pack --id-field``)
+    keys: tuple[str, ...] | None = None
 
     def attempt_of(self, rid: int) -> int | None:
         for first, count, attempt in self.runs:
@@ -137,6 +142,14 @@ class ChunkNote:
 
     def did(self, rid: int) -> bool:
         return self.attempt_of(rid) is not None and rid not in self.not_done
+
+    def key_of(self, rid: int) -> str | None:
+        if not self.keys:
+            return None
+        for i, done in enumerate(self.done_ids()):
+            if done == rid:
+                return self.keys[i]
+        return None
 
     def status(self, workload_id: str, rid: int) -> StatusRecord:
         attempt = self.attempt_of(rid) or 0
@@ -151,12 +164,14 @@ class ChunkNote:
             self.finished_at,
             self.worker,
             self.job,
+            self.key_of(rid),
         )
 
     def to_json(self) -> bytes:
         return json.dumps(
             {"c": self.chunk, "j": self.job, "r": self.runs, "x": self.not_done, "q": self.queued_at,
-             "s": self.started_at, "f": self.finished_at, "w": self.worker, "g": self.round},
+             "s": self.started_at, "f": self.finished_at, "w": self.worker, "g": self.round,
+             **({"k": self.keys} if self.keys is not None else {})},
             separators=(",", ":"),
         ).encode()  # fmt: skip
 
@@ -173,6 +188,7 @@ class ChunkNote:
             d["f"],
             d["w"],
             int(d.get("g", 1)),
+            tuple(d["k"]) if d.get("k") is not None else None,
         )
 
     def done_ids(self) -> Iterator[int]:

@@ -32,6 +32,8 @@ class Failure:
     id: int
     error: str | None
     attempts: int | None
+    #: the data's own id of the record (``rqp pack --id-field``)
+    key: str | None = None
 
 
 @dataclass

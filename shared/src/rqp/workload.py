@@ -107,11 +107,16 @@ class Manifest:
     mac: str = ""
     #: the submitter's signature (``rqp.signing.Signature.to_dict``) over ``signing_message``
     signature: dict[str, str] | None = None
+    #: the field of each record that holds the data's own id (``rqp pack --id-field``), carried
+    #: through statuses, results, failures and status messages; None: ids are record numbers
+    id_field: str | None = None
 
     def _doc(self) -> dict[str, Any]:
         doc = asdict(self)
         doc.pop("mac")
         doc.pop("signature")
+        if doc["id_field"] is None:
+            del doc["id_field"]  # as manifests without one were signed
         doc["manifest_format"] = MANIFEST_FORMAT
         return doc
 
@@ -268,6 +273,7 @@ def pack(
     segment_size: int = DEFAULT_SEGMENT_SIZE,
     progress: Callable[[int], None] | None = None,
     signer: SigningKey,
+    id_field: str | None = None,
 ) -> Manifest:
     """Encrypt ``data`` and ``script`` under a fresh data key, upload them (streaming), and sign
     the manifest and the wrapped key with the submitter's ``signer``."""
@@ -301,6 +307,7 @@ def pack(
                 script=infos["script"],
                 delimiter=delimiter,
                 segment_size=segment_size,
+                id_field=id_field or None,
             )
             .signed(key)
             .with_signature(signer, wrapped)
