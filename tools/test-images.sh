@@ -223,6 +223,7 @@ t=$(now)
 ENGINE=$ENGINE RQP_VERSION=$VERSION RQP_IMAGE_PREFIX=$PREFIX bash compose/init-secrets.sh --host "$VM_NAME" "$WORK/secrets" >/dev/null
 PORT=$(free_port)
 cat > "$WORK/test.env" <<EOF
+ROLES_ENV_FILE=$WORK/test.env
 RQP_SECRETS_DIR=$WORK/secrets
 RQP_VERSION=$VERSION
 RQP_IMAGE_PREFIX=$PREFIX
@@ -548,6 +549,7 @@ copy_secrets "$WORK/processor-vm" kek.pem trusted_signers.pem azure_conn redis_c
 mkdir -m 0700 "$WORK/shared-blobs"
 chown 10001:10001 "$WORK/shared-blobs"
 cat > "$WORK/scheduler-vm.env" <<EOF
+ROLES_ENV_FILE=$WORK/scheduler-vm.env
 RQP_SECRETS_DIR=$WORK/scheduler-vm
 RQP_VERSION=$VERSION
 RQP_IMAGE_PREFIX=$PREFIX
@@ -564,6 +566,7 @@ RQ_DASHBOARD_BIND=127.0.0.1
 RQ_DASHBOARD_PORT=$DPORT
 EOF
 cat > "$WORK/processor-vm.env" <<EOF
+ROLES_ENV_FILE=$WORK/processor-vm.env
 RQP_SECRETS_DIR=$WORK/processor-vm
 RQP_VERSION=$VERSION
 RQP_IMAGE_PREFIX=$PREFIX

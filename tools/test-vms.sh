@@ -188,11 +188,14 @@ out = {"state": None, "done": 0, "failed": 0}
 if p is not None:
     out.update(state=p.state, done=p.done, failed=p.failed, total=p.total)
 out["reclaimed"] = int(r.hget(f"rqp:w:{w}:meta", "reclaimed") or 0)
-workers = {}
+workers, busy = {}, []
 for key in r.smembers("rq:workers:rqp"):
     key = key.decode()
-    workers[key.split(":", 2)[-1]] = int(r.hget(key, "successful_job_count") or 0)
-out["workers"] = workers
+    count, st = r.hmget(key, "successful_job_count", "state")
+    workers[key.split(":", 2)[-1]] = int(count or 0)
+    if st == b"busy":
+        busy.append(key.split(":", 2)[-1])
+out["workers"], out["busy"] = workers, busy
 out["blind"] = {k.decode(): json.loads(v) for k, v in r.hgetall(f"rqp:w:{w}:blind").items()}
 print(json.dumps(out))
 '
@@ -386,7 +389,10 @@ redis_id=$(vmc scheduler ps -q redis)
 wait_for 120 "the scheduler VM's Redis answering the scheduler" 'True'
 published=$(vmd scheduler port "$redis_id")
 [ "$published" = "6379/tcp -> ${VM_IP[scheduler]}:6379" ] || fail "Redis is published as '$published', not only on REDIS_BIND ${VM_IP[scheduler]}:6379"
-ok "scheduler VM up from pulled images (Redis, scheduler, metrics logger, dashboard); Redis published only on ${VM_IP[scheduler]}:6379"
+[ "$(vmc scheduler exec -T scheduler printenv RQP_STATUS_TTL_DAYS)" = 2 ] || fail "a setting of the .env file (RQP_STATUS_TTL_DAYS) did not reach the scheduler"
+# a one-off command beside the running stack (what an operator does) must leave Redis alone
+one_off scheduler list scheduler rqp list >"$WORK/list.log" 2>&1 || { cat "$WORK/list.log" >&2; fail "compose run --no-deps scheduler rqp list"; }
+ok "scheduler VM up from pulled images (Redis, scheduler, metrics logger, dashboard); Redis published only on ${VM_IP[scheduler]}:6379; RQP_STATUS_TTL_DAYS from .env reached the scheduler"
 echo "    [timing] scheduler VM: pull + up: $(since "$t")s"
 
 t=$(now)
@@ -491,8 +497,13 @@ mark "HEALED 2: processor VM 1 commits chunks again, $(field "$st" done) records
 ok "processor VM 1, cut off for ${PARTITION}s, works again by itself once reconnected (container not restarted)"
 
 # -- fault 3: processor VM 2 killed whole mid-run
-r0=$(field "$st" reclaimed)
 [ "$(field "$st" state)" = running ] || fail "the workload is $(field "$st" state) already: too short for the last fault (raise RQP_TEST_VMS_RECORDS)"
+end=$(( $(date +%s) + 30 ))
+until python3 -c 'import json,sys; sys.exit(0 if any(n.startswith(f"rqp-{h}-") for n in json.loads(sys.argv[1])["busy"] for h in sys.argv[2].split()) else 1)' "$st" "$H2"; do
+  [ "$(date +%s)" -lt "$end" ] || fail "processor VM 2 held no chunk within 30s"
+  st=$(state || echo '{"busy": []}')
+done
+r0=$(field "$st" reclaimed)
 mark "FAULT 3 begins: every container of processor VM 2 SIGKILLed, $(field "$st" done) records done"
 ids=$(vmd proc2 ps -q --filter "label=com.docker.compose.project=$(project_of proc2)")
 # shellcheck disable=SC2086
