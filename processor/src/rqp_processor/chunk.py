@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import os
 import random
@@ -49,6 +48,7 @@ from rqp.ledger import (
     PartRef,
     RetryEntry,
     Scripts,
+    keyed_result,
     note_field,
     outbox_value,
     publish_outbox,
@@ -329,8 +329,7 @@ class ChunkProcessor:
             if decision is Decision.DONE:
                 if key_of:
                     done_keys.append(key_of[rid])
-                    payload = json.dumps(key_of[rid]).encode() + b"\t" + payload  # rqp.parts: key, tab, result
-                t.results.append((rid, payload))
+                t.results.append((rid, keyed_result(key_of[rid], payload) if key_of else payload))
                 out.done.append(rid)
                 continue
             not_done.append(rid)

@@ -33,7 +33,7 @@ from typing import Any
 
 from rqp.crypto import aad, decrypt_stream, encrypt_stream
 from rqp.errors import IntegrityError
-from rqp.ledger import ChunkKind, Head, JobId, Ledger, Meta
+from rqp.ledger import ChunkKind, Head, JobId, Ledger, Meta, split_keyed_result
 from rqp.parts import decode_part, part_blob
 from rqp.status import FAILED, ChunkNote, StatusRecord
 from rqp.summary import RESULTS_BLOB, SUMMARY_BLOB, Failure, ResultsInfo, Summary
@@ -183,8 +183,8 @@ def _lines(store: Any, workload: Workload, note: ChunkNote) -> Iterator[tuple[in
             raise StateError(
                 workload.id, f"the result of record {rid} in chunk {note.chunk}'s part is not job {note.job}'s"
             ) from None
-        if keyed:  # the data's own id, a tab, the result (rqp.parts)
-            key, _, result = result.partition(b"\t")
+        if keyed:  # the data's own id with the result (rqp pack --id-field)
+            key, result = split_keyed_result(result)
             yield rid, b'{"id":%d,"key":%s,"result":%s}\n' % (rid, key, result)
         else:
             yield rid, b'{"id":%d,"result":%s}\n' % (rid, result)

@@ -113,7 +113,10 @@ def pack_statuses(
             if keys is None:
                 rows = [b"[%d,%d]" % (rid, att) for rid, att in done]
             else:  # [id, attempts, finished_at (null: the base's), key]
-                rows = [b"[%d,%d,null,%s]" % (rid, att, json.dumps(k).encode()) for (rid, att), k in zip(done, keys, strict=True)]
+                rows = [
+                    b"[%d,%d,null,%s]" % (rid, att, json.dumps(k).encode())
+                    for (rid, att), k in zip(done, keys, strict=True)
+                ]
             compact = [
                 _seal_envelope(
                     workload, queue, "status", b'{"base":' + base + b',"rows":[' + b",".join(batch) + b'],"items":[]}'

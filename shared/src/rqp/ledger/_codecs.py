@@ -34,11 +34,13 @@ __all__ = [
     "join_ids",
     "join_runs",
     "join_spans",
+    "keyed_result",
     "note_field",
     "pack_values",
     "parse_job_id",
     "parse_note_field",
     "queue_names",
+    "split_keyed_result",
     "unpack_values",
 ]
 
@@ -293,6 +295,18 @@ def unpack_values(blob: bytes) -> dict[int, bytes]:
         out[rid] = blob[pos : pos + n]
         pos += n
     return out
+
+
+def keyed_result(key: str, result: bytes) -> bytes:
+    """A result with the data's own id (``rqp pack --id-field``): the id as JSON, a tab, the result.
+    JSON never holds a raw tab, so the first tab is the separator."""
+    return json.dumps(key).encode() + b"\t" + result
+
+
+def split_keyed_result(value: bytes) -> tuple[bytes, bytes]:
+    """What ``keyed_result`` joined: (the id as JSON, the result)."""
+    key, _, result = value.partition(b"\t")
+    return key, result
 
 
 def join_runs(ids: list[int]) -> str:
