@@ -66,7 +66,7 @@ def test_script_raises_on_some_records_only_those_fail(cluster):
 
 
 def test_malformed_record_fails_alone(cluster):
-    lines = b'{"n": 1}\n{"n": 2\n{"n": 3}\nnot json at all\n{"n": 5}\n'
+    lines = b'{"n": 1}\n{"n": 2\n\n{"n": 3}\n\r\n  \nnot json at all\n{"n": 5}\n'
     data = cluster.write_data("d.jsonl", lines)
     script = cluster.write_script("s.py", "def process(r):\n    return r['n'] + 100\n")
     cluster.pack("malformed", data, script)
@@ -76,7 +76,9 @@ def test_malformed_record_fails_alone(cluster):
     assert cluster.results("malformed") == {0: 101, 2: 103, 4: 105}
     failures = cluster.failures("malformed")
     assert set(failures) == {1, 3}
-    assert failures[1]["error"].startswith("malformed record: not valid JSON")
+    # record ids count records (blank lines are none); the failure names the line in the file
+    assert failures[1]["error"].startswith("malformed record at line 2: not valid JSON"), failures[1]
+    assert failures[3]["error"].startswith("malformed record at line 7: not valid JSON"), failures[3]
     assert failures[1]["attempts"] == 1  # not retried: it will never parse
 
 

@@ -226,7 +226,7 @@ def test_bad_records_fail_alone_with_their_reasons(cluster):
     assert sched.returncode == 1, out.decode()
     failures = cluster.failures("badrecs")
     assert set(failures) == {10, 20, 30}
-    assert failures[10]["error"].startswith("malformed record: not valid JSON")
+    assert failures[10]["error"].startswith("malformed record at line 11: not valid JSON"), failures[10]
     assert (
         failures[20]["error"].startswith("process() raised KeyError: 'no such account'")
         and failures[20]["attempts"] == 2
@@ -299,6 +299,10 @@ def test_a_processor_that_cannot_open_the_workload_leaves_its_chunks_to_others(c
     sched = cluster.start_scheduler(wid, env={"RQP_CHUNK_SIZE": "4", "RQP_ADAPTIVE_CHUNKS": "false"})
     led = Ledger(cluster.r, wid)
     cluster.wait_for(led.blind, 30, "the misconfigured processor to hand a chunk back")
+    shown = cluster.rqp("status", wid, "--json", check=False)
+    assert shown.returncode == 3, shown.stderr.decode()  # unfinished
+    [hint] = [h for h in json.loads(shown.stdout.splitlines()[-1])["hints"] if "cannot open" in h]
+    assert f"cannot open this workload (workload {wid} not found in file://{elsewhere}" in hint, hint
     cluster.start_processor(2)
     out, _ = sched.communicate(timeout=120)
     assert sched.returncode == 0, out.decode()

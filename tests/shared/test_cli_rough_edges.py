@@ -636,3 +636,21 @@ def _drain(fd: int, into: bytearray, marker: bytes, seen: object) -> None:
         into.extend(chunk)
         if marker in into:
             seen.set()  # type: ignore[attr-defined]
+
+
+def test_a_redis_user_without_the_permission_is_one_line(capsys, env, r, monkeypatch, tmp_path):
+    """A user whose ACL lacks what a command needs (a processor's credentials used for
+    `rqp list`): exit 6, naming the user and where the rules are, not a traceback."""
+    r.execute_command("ACL", "SETUSER", "onlyping", "on", ">pingpass-0123456789", "+ping", "+hello", "+auth")
+    try:
+        (tmp_path / "pw").write_text("pingpass-0123456789\n")
+        host_port = os.environ.get("RQP_REDIS_URL", "").split("//", 1)[1]
+        monkeypatch.setenv("RQP_REDIS_URL", f"redis://onlyping@{host_port}")
+        monkeypatch.setenv("RQP_REDIS_PASSWORD_FILE", str(tmp_path / "pw"))
+        code, _out, err = run(capsys, "list")
+        line = one_line_error(err)
+        assert code == errors.RedisUnavailableError.exit_code == 6, err
+        assert "the Redis user 'onlyping' may not do what 'rqp list' needs" in line, line
+        assert "rqp redis-acl render" in line, line
+    finally:
+        r.execute_command("ACL", "DELUSER", "onlyping")

@@ -336,6 +336,8 @@ class ChunkProcessor:
             if data_chunk and rid in payloads:
                 keep.append((rid, payloads[rid]))  # for its retry, or 'rqp retry --failed'
             error = payload.decode(errors="replace")
+            if kind == sandbox.MALFORMED and data_chunk and workload.manifest.format == "jsonl":
+                error = error.replace("malformed record:", f"malformed record at line {spec.line_of(rid)}:", 1)
             if kind in (sandbox.TIMED_OUT, sandbox.CRASHED):
                 log.warning("workload %s record %d: %s", workload.id, rid, error)
             if decision is Decision.RETRY:

@@ -70,7 +70,7 @@ from rqp.ledger import (
 )
 from rqp.messages import make_envelope, pack_messages
 from rqp.outcome import may_retry
-from rqp.records import parse_records
+from rqp.records import LineMap, parse_records
 from rqp.signing import TrustStore
 from rqp.status import FAILED, QUEUED, StatusRecord, read_progress
 from rqp.storage import BlobStore, MessageQueue
@@ -129,6 +129,7 @@ class WorkloadRun:
         self.workload = Workload.open(store, keys, workload_id, trust)
         self.records: Iterator[tuple[bytes, str | None]] | None = None
         self._parser: Any = None
+        self._lines = LineMap()  # the JSON Lines records' lines (a malformed one names its line)
         self.exhausted = False
         self.finished = False
         self.chunk_size = settings.chunk_size
@@ -235,7 +236,10 @@ class WorkloadRun:
                     self.hosts, self.id, self._source, self.workload.data_chunks()
                 )
             else:
-                recs = parse_records(m.format, self.workload.data_chunks(), workload_id=self.id, delimiter=m.delimiter)
+                self._lines = LineMap()  # read again from the start: every record's line again
+                recs = parse_records(
+                    m.format, self.workload.data_chunks(), workload_id=self.id, delimiter=m.delimiter, lines=self._lines
+                )
             self.records = islice(recs, self._head.enqueued, None)
 
     def _close_parser(self) -> None:
@@ -488,6 +492,7 @@ class WorkloadRun:
         s = self.settings
         runs = runs_of(records)
         keys = tuple(key_of[r] for f, n, _ in runs for r in range(f, f + n)) if key_of else None
+        lines = self._lines.within(runs[0][0], runs[-1][0] + runs[-1][1] - 1) if runs else ()
         return ChunkSpec(
             self.id,
             chunk,
@@ -498,6 +503,7 @@ class WorkloadRun:
             queued_at,
             self._head.round,
             keys,
+            lines or None,
         )
 
     def _prepare_chunks(self, chunks: list[list[tuple[bytes, str | None]]], known: set[str]) -> tuple[Any, Head]:
@@ -530,7 +536,7 @@ class WorkloadRun:
             for payload, parse_error in batch:
                 error = parse_error
                 if error is None and id_field is not None:
-                    key, error = record_key(payload, id_field, rid)
+                    key, error = record_key(payload, id_field, rid, self._lines)
                     if key is not None:
                         key_of[rid] = key
                 if error is not None:
@@ -866,13 +872,13 @@ class WorkloadRun:
         )  # fmt: skip
 
 
-def record_key(payload: bytes, field: str, rid: int) -> tuple[str | None, str | None]:
+def record_key(payload: bytes, field: str, rid: int, lines: LineMap) -> tuple[str | None, str | None]:
     """(the record's own id, None), or (None, why the record cannot be queued): ``--id-field``
     names a field every record must have (a string or a number)."""
     try:
         value = json.loads(payload).get(field) if payload[:1] == b"{" else None
-    except (ValueError, AttributeError):
-        return None, f"malformed record: not valid JSON (record {rid})"
+    except (ValueError, AttributeError) as exc:
+        return None, f"malformed record at line {lines.line_of(rid)}: not valid JSON ({exc})"
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         return None, f"record {rid} has no id in field {field!r} (a string or a number; rqp pack --id-field {field})"
     return str(value), None

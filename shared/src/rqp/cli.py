@@ -39,7 +39,7 @@ from .connect import (
     open_trust_store,
 )
 from .crypto import aad, decrypt_stream
-from .errors import BlobNotFoundError, IntegrityError, RqpError, WorkloadError
+from .errors import BlobNotFoundError, IntegrityError, RedisUnavailableError, RqpError, WorkloadError
 from .keys import generate_kek
 from .ledger import SUBMISSIONS, Ledger, submit, workloads
 from .messages import open_envelope, peek_workload
@@ -421,6 +421,12 @@ def _status_notes(settings: Settings, r: Any, p: Progress, workers: int | None) 
             f"hint: no processor is running for queue {settings.rq_queue}: start 'rqp-processor' with this "
             f"RQP_REDIS_URL (and RQP_RQ_QUEUE={settings.rq_queue})"
         )
+    if p.state not in FINISHED_STATES:
+        for worker, seen in sorted(Ledger(r, p.workload).blind().items()):
+            notes.append(
+                f"hint: processor {worker} cannot open this workload ({seen.get('reason', '?')}); it hands its "
+                f"chunks back to the others: give it the scheduler's RQP_BLOB_URL and keys, then restart it"
+            )
     probe = JSONL_PROBE if p.total is None else min(JSONL_PROBE, p.total)
     if p.format == "jsonl" and p.done == 0 and p.failed and p.failed >= probe:
         reason = _first_failure(settings, r, p.workload)
@@ -983,6 +989,20 @@ def _missing_metrics() -> int:
     return 2
 
 
+def _no_permission(args: argparse.Namespace, exc: Exception) -> str:
+    """Redis's ACL refused a command: name the user, the command and what would work."""
+    try:
+        user = urllib.parse.urlsplit(_settings(args).redis_url).username or "default"
+    except RqpError:
+        user = "?"
+    first = str(exc).split("\n")[0].rstrip(".")
+    return (
+        f"the Redis user '{user}' may not do what 'rqp {args.cmd}' needs ({first}); run it with the "
+        f"credentials of a role that may (RQP_REDIS_URL and RQP_REDIS_PASSWORD_FILE; 'rqp redis-acl render' "
+        f"shows each user's rules)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -990,6 +1010,16 @@ def main(argv: list[str] | None = None) -> int:
     except RqpError as exc:
         print(f"rqp: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except redis.exceptions.NoPermissionError as exc:
+        print(f"rqp: error: {_no_permission(args, exc)}", file=sys.stderr)
+        return RedisUnavailableError.exit_code
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        reason = str(exc).split("\n")[0].rstrip(".")
+        print(
+            f"rqp: error: lost Redis while running 'rqp {args.cmd}' ({reason}); check that it is up and retry",
+            file=sys.stderr,
+        )
+        return RedisUnavailableError.exit_code
     except BrokenPipeError:
         return 0
     except KeyboardInterrupt:

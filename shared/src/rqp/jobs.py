@@ -19,6 +19,7 @@ from rq.exceptions import DeserializationError
 from rq.job import Job
 
 from .errors import ForbiddenJobError, IntegrityError
+from .records import line_of
 
 __all__ = ["ENTRY_POINT", "JOB_TIMEOUT", "ChunkSpec", "JSONSerializer", "RqpJob", "open_spec", "seal_spec"]
 
@@ -115,6 +116,9 @@ class ChunkSpec:
     round: int = 1
     #: the data's own id of each record, in ``records()`` order (``rqp pack --id-field``)
     keys: tuple[str, ...] | None = None
+    #: JSON Lines data chunks with blank lines among them: (record id, its line) change points
+    #: (``rqp.records.LineMap.within``); none means record ``rid`` is on line ``rid + 1``
+    lines: tuple[tuple[int, int], ...] | None = None
 
     @property
     def size(self) -> int:
@@ -136,6 +140,7 @@ class ChunkSpec:
                 "q": self.queued_at,
                 "g": self.round,
                 **({"k": self.keys} if self.keys is not None else {}),
+                **({"l": self.lines} if self.lines else {}),
             },
             separators=(",", ":"),
         ).encode()
@@ -144,10 +149,16 @@ class ChunkSpec:
     def from_json(cls, raw: bytes) -> ChunkSpec:
         d = json.loads(raw)
         keys = d.get("k")
+        lines = d.get("l")
         return cls(
             d["w"], d["c"], tuple(tuple(r) for r in d["r"]), d["m"], d["b"], d["bm"], d.get("q"), int(d.get("g", 1)),
             tuple(str(k) for k in keys) if keys is not None else None,
+            tuple((int(a), int(b)) for a, b in lines) if lines else None,
         )  # fmt: skip
+
+    def line_of(self, rid: int) -> int:
+        """The line of a JSON Lines data chunk's record ``rid`` in the data file."""
+        return line_of(self.lines or (), rid)
 
     def key_of(self) -> dict[int, str]:
         """Record id -> the data's own id (empty without ``--id-field``)."""

@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import WorkloadError
 
-__all__ = ["FORMATS", "JSONL_PROBE", "IterStream", "parse_records"]
+__all__ = ["FORMATS", "JSONL_PROBE", "IterStream", "LineMap", "line_of", "parse_records"]
 
 FORMATS = ("jsonl", "csv", "script")
 #: how many of a JSON Lines workload's first records are parsed to tell whether it is JSON at all
@@ -46,6 +46,45 @@ class IterStream(io.RawIOBase):
         b[:n] = self._buf[:n]
         self._buf = self._buf[n:]
         return n
+
+
+def line_of(points: Iterable[tuple[int, int]], rid: int) -> int:
+    """Record ``rid``'s line given ``LineMap`` change points (sorted by record id)."""
+    shift = 0
+    for first, line in points:
+        if first > rid:
+            break
+        shift = line - first - 1
+    return rid + 1 + shift
+
+
+class LineMap:
+    """Which line of a JSON Lines file each record came from, so a malformed record's failure
+    names its line. Record ``rid`` is on line ``rid + 1`` until a blank line shifts the rest:
+    only those shifts are kept, as (record id, its line) change points -- none for data
+    without blank lines, whatever its size."""
+
+    __slots__ = ("_shift", "points")
+
+    def __init__(self) -> None:
+        self.points: list[tuple[int, int]] = []
+        self._shift = 0
+
+    def saw(self, rid: int, line: int) -> None:
+        """Record ``rid`` is on ``line`` (1-based); kept only when a blank line moved it."""
+        if line - rid - 1 != self._shift:
+            self._shift = line - rid - 1
+            self.points.append((rid, line))
+
+    def line_of(self, rid: int) -> int:
+        return line_of(self.points, rid)
+
+    def within(self, first: int, last: int) -> tuple[tuple[int, int], ...]:
+        """The change points a chunk of records ``first..last`` needs to name any record's line
+        on its own: the shift in force at ``first`` (when there is one) and those after it."""
+        line = self.line_of(first)
+        head = ((first, line),) if line != first + 1 else ()
+        return head + tuple(p for p in self.points if first < p[0] <= last)
 
 
 class _FormatProbe:
@@ -83,22 +122,35 @@ class _FormatProbe:
             )
 
 
-def _jsonl(chunks: Iterable[bytes], workload_id: str = "") -> Iterator[tuple[bytes, str | None]]:
+def _jsonl(
+    chunks: Iterable[bytes], workload_id: str = "", lines: LineMap | None = None
+) -> Iterator[tuple[bytes, str | None]]:
     rest = b""
     probe = _FormatProbe(workload_id)
+    rid = 0
+    lineno = 0  # lines before this chunk's
+    shift = 0  # blank lines so far: record rid is on line rid + 1 + shift
+    saw = lines.saw if lines is not None else None
     for chunk in chunks:
-        lines = (rest + chunk).split(b"\n")
-        rest = lines.pop()
-        for line in lines:
+        parts = (rest + chunk).split(b"\n")
+        rest = parts.pop()
+        for n, line in enumerate(parts, lineno + 1):
             if line.strip():
                 record = line.rstrip(b"\r")
                 if not probe.done:
                     probe.look(record)
+                if saw is not None and n != rid + 1 + shift:
+                    shift = n - rid - 1
+                    saw(rid, n)
+                rid += 1
                 yield record, None
+        lineno += len(parts)
     if rest.strip():
         record = rest.rstrip(b"\r")
         if not probe.done:
             probe.look(record)
+        if saw is not None and lineno + 1 != rid + 1 + shift:
+            saw(rid, lineno + 1)
         yield record, None
     probe.end()
 
@@ -121,12 +173,17 @@ def _csv(chunks: Iterable[bytes], delimiter: str) -> Iterator[tuple[bytes, str |
 
 
 def parse_records(
-    fmt: str, chunks: Iterable[bytes], *, workload_id: str = "", delimiter: str = ","
+    fmt: str,
+    chunks: Iterable[bytes],
+    *,
+    workload_id: str = "",
+    delimiter: str = ",",
+    lines: LineMap | None = None,
 ) -> Iterator[tuple[bytes, str | None]]:
     """rqp's own parsers; ``--format script`` (the user's ``parse()``) runs in a script host
-    instead: ``rqp.sandbox.parse_records``."""
+    instead: ``rqp.sandbox.parse_records``. ``lines`` (JSON Lines) learns each record's line."""
     if fmt == "jsonl":
-        return _jsonl(chunks, workload_id)
+        return _jsonl(chunks, workload_id, lines)
     if fmt == "csv":
         return _csv(chunks, delimiter)
     raise WorkloadError(
