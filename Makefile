@@ -65,7 +65,8 @@ audit: install
 # container images (docker/Dockerfile, one target per role) and the Compose test
 WHEEL_PYTHON ?= /usr/bin/python3
 RQP_SOURCES := $(wildcard shared/pyproject.toml scheduler/pyproject.toml processor/pyproject.toml metrics-logger/pyproject.toml console/pyproject.toml) \
-	$(shell find shared/src scheduler/src processor/src metrics-logger/src console/src -name '*.py' -not -path '*/.mypy_cache/*' 2>/dev/null)
+	$(shell find shared/src scheduler/src processor/src metrics-logger/src console/src -type f -not -path '*/.mypy_cache/*' \
+		\( -name '*.py' -o -name '*.lua' -o -name '*.html' -o -name '*.js' -o -name '*.css' -o -name '*.svg' \) 2>/dev/null)
 
 wheels/requirements.lock: $(RQP_SOURCES) tools/build-wheels.sh
 	PYTHON=$(WHEEL_PYTHON) bash tools/build-wheels.sh

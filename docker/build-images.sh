@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # build-images.sh -- `make images`: the rqp images, one per role, from the wheelhouse.
 #
-#   docker/build-images.sh                       # rqp-scheduler, rqp-processor, rqp-metrics-logger, rqp-dashboard
+#   docker/build-images.sh                       # rqp-scheduler, rqp-processor, rqp-metrics-logger, rqp-console
 #   ENGINE=podman docker/build-images.sh
 #   BASE_IMAGE=python:3.11-slim RQP_IMAGE_PREFIX=myregistry.azurecr.io/ docker/build-images.sh
 #   ROLES="processor" docker/build-images.sh
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 VERSION=${RQP_VERSION:-$(sed -n 's/^version *= *"\(.*\)"/\1/p' shared/pyproject.toml | head -1)}
 PREFIX=${RQP_IMAGE_PREFIX:-}
-ROLES=${ROLES:-scheduler processor metrics-logger dashboard}
+ROLES=${ROLES:-scheduler processor metrics-logger console}
 ls wheels/rqp-"$VERSION"-*.whl >/dev/null 2>&1 || { echo "build-images: no wheels/rqp-$VERSION-*.whl; run 'make wheels' first" >&2; exit 2; }
 
 image_id() { local id; id=$($ENGINE image inspect -f '{{.Id}}' "$1" 2>/dev/null) || true; echo "${id#sha256:}"; }

@@ -24,7 +24,7 @@ case "$REGISTRY" in
 esac
 VERSION=${RQP_VERSION:-$(sed -n 's/^version *= *"\(.*\)"/\1/p' shared/pyproject.toml | head -1)}
 PREFIX=${RQP_IMAGE_PREFIX:-}
-ROLES=${ROLES:-scheduler processor metrics-logger dashboard}
+ROLES=${ROLES:-scheduler processor metrics-logger console}
 
 t0=$(date +%s)
 for role in $ROLES; do

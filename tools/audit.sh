@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Dependency audit: every package installed in the project's virtualenv (what the roles run with)
 # and every package of the wheelhouse the container images are built from (wheels/requirements.lock,
-# when `make wheels` has made it: rq-dashboard, Flask, ... too), checked for known vulnerabilities
+# when `make wheels` has made it: the console's Flask and waitress too), checked for known vulnerabilities
 # with pip-audit (PyPI's vulnerability data), and a report a
 # person can read: what was audited, what is vulnerable and how to fix it, what could NOT be
 # audited and why. pip-audit alone says "No known vulnerabilities found" even when it reached no

@@ -2,8 +2,8 @@
 # build-wheels.sh -- the wheelhouse the container images install from (`make wheels`).
 #
 # Builds wheels of the repository's own packages (shared -> rqp, scheduler, processor,
-# metrics-logger, console) and of every dependency, plus rq-dashboard for the dashboard image, into
-# wheels/. `docker build` then installs only from there (`pip install --no-index`): image
+# metrics-logger, console) and of every dependency (the console's Flask and waitress among them),
+# into wheels/. `docker build` then installs only from there (`pip install --no-index`): image
 # builds are offline and reproducible, and this is the one step that needs PyPI.
 #
 # Use the same Python as the images' base (Debian bookworm's /usr/bin/python3, 3.11.2):
@@ -17,7 +17,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-/usr/bin/python3}
 WHEELS=${WHEELS:-wheels}
-DASHBOARD=${DASHBOARD:-rq-dashboard==0.9.0 six waitress>=3}  # six: imported by rq-dashboard, not declared
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 # Reproducible wheels of our own packages (zip timestamps from the last commit, not the clock):
 # unchanged sources give byte-identical wheels, so the image builds hit their layer cache.
@@ -45,9 +44,8 @@ for pkg in shared scheduler processor metrics-logger console; do
   mkdir -p "$src/$pkg"
   tar -C "$pkg" --exclude='*.egg-info' --exclude=__pycache__ --exclude=build --exclude=.mypy_cache -cf - . | tar -C "$src/$pkg" -xf -
 done
-# shellcheck disable=SC2086  # DASHBOARD is a list of requirement specifiers
 "$PYTHON" -m pip wheel --quiet --wheel-dir "$WHEELS" \
-  "$src/shared[azure]" "$src/scheduler" "$src/processor" "$src/metrics-logger" "$src/console" $DASHBOARD
+  "$src/shared[azure]" "$src/scheduler" "$src/processor" "$src/metrics-logger" "$src/console"
 
 # What was resolved, for the record and for review: name==version per wheel, and checksums.
 (cd "$WHEELS" && ls -1 *.whl | sed -E 's/^([^-]+)-([^-]+)-.*/\1==\2/' | sort -f > requirements.lock && sha256sum *.whl > SHA256SUMS)
