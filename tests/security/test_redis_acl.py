@@ -3,11 +3,12 @@ ACL file ``rqp redis-acl init`` writes (the code path ``compose/init-secrets.sh`
 certificates that command made.
 
 What a role's password lets it do is checked command by command (admin commands, keys outside
-the role's patterns, writes from the read-only dashboard, a submitter that can only submit,
-the commands the ledger's Lua scripts run), who gets in at all (no CA, another CA, a name not
-in the certificate, the default user), and that the real roles -- serving scheduler, processor,
-submitter, metrics logger, the rqp CLI, rq-dashboard's reads -- run a workload end to end, each
-with its own user, without Redis refusing them a single command (its ACL LOG stays empty).
+the role's patterns, writes from the console's read-only user, the console's actions user kept to
+the workloads, a submitter that can only submit, the commands the ledger's Lua scripts run), who
+gets in at all (no CA, another CA, a name not in the certificate, the default user), and that the
+real roles -- serving scheduler, processor, submitter, metrics logger, the rqp CLI, rqp-console --
+run a workload end to end, each with its own user, without Redis refusing them a single command
+(its ACL LOG stays empty).
 
 The server's ACL is the rendered file plus one inspection user of the test's own (``ADMIN``),
 used only to read the ACL LOG and reset the database between tests.
@@ -28,27 +29,18 @@ from typing import Any
 
 import pytest
 import redis
+from console.helpers import Client as ConsoleClient
+from console.helpers import ConsoleServer
 from cryptography.hazmat.primitives import serialization
 from harness import Cluster, bin_path
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis_server import RedisServer
-from rq import Queue, Worker
-from rq.job import Job
-from rq.registry import (
-    CanceledJobRegistry,
-    DeferredJobRegistry,
-    FailedJobRegistry,
-    FinishedJobRegistry,
-    ScheduledJobRegistry,
-    StartedJobRegistry,
-)
 
 from rqp.config import Settings
 from rqp.connect import connect_redis
 from rqp.errors import RedisUnavailableError
-from rqp.jobs import JSONSerializer
-from rqp.ledger import OUTBOX, REJECTED, SUBMISSIONS, WORKLOADS, WorkloadKeys
+from rqp.ledger import AUDIT, FLEET, OUTBOX, REJECTED, SUBMISSIONS, WORKLOADS, WorkloadKeys
 from rqp.redis_acl import (
     ACL_FILE,
     CA_CERT_FILE,
@@ -237,7 +229,16 @@ def test_the_ledger_scripts_run_only_commands_their_roles_may_run(srv):
         args = [key, *["1"] * (abs(arity) - 2)]
         for user in ("scheduler", "processor"):
             assert admin.execute_command("ACL", "DRYRUN", user, command, *args) in (b"OK", "OK"), (user, command)
-    assert admin.execute_command("ACL", "DRYRUN", "dashboard", "HSET", key, "f", "v") != b"OK"
+    # the console's actions run control.lua as console-actions; its read user runs no script at all
+    control = {
+        m.upper() for m in re.findall(r"redis\.p?call\(\s*'([A-Za-z]+)'", (LEDGER_LUA / "control.lua").read_text())
+    }
+    assert {"HSET", "RPUSH", "LPUSH"} <= control, control
+    for command in sorted(control):
+        arity = table[command.lower()]["arity"]
+        args = [key, *["1"] * (abs(arity) - 2)]
+        assert admin.execute_command("ACL", "DRYRUN", "console-actions", command, *args) in (b"OK", "OK"), command
+    assert admin.execute_command("ACL", "DRYRUN", "console", "HSET", key, "f", "v") != b"OK"
 
 
 # ------------------------------------------------------------------------------ who gets in
@@ -346,12 +347,13 @@ def test_the_processor_touches_only_its_keys(srv):
     assert srv.client().llen(SUBMISSIONS) == 0
 
 
-def test_the_dashboard_reads_rq_and_writes_nothing(srv):
+def test_the_console_reads_and_writes_nothing(srv):
     admin = srv.client()
     admin.sadd("rq:queues", "rq:queue:rqp")
     admin.hset(WorkloadKeys("w1").meta, "state", "running")
-    d = srv.as_role("dashboard")
-    assert d.smembers("rq:queues") == {b"rq:queue:rqp"} and d.llen("rq:queue:rqp") == 0
+    c = srv.as_role("console")
+    assert c.smembers("rq:queues") == {b"rq:queue:rqp"} and c.llen("rq:queue:rqp") == 0
+    assert c.hgetall(WorkloadKeys("w1").meta) == {b"state": b"running"}  # rqp's keys: read
     for command in (
         ("SET", "rq:x", "1"),
         ("HSET", "rq:job:x", "status", "queued"),
@@ -360,16 +362,48 @@ def test_the_dashboard_reads_rq_and_writes_nothing(srv):
         ("SREM", "rq:queues", "rq:queue:rqp"),
         ("ZADD", "rq:failed:rqp", "1", "x"),
         ("XADD", "rq:results:x", "*", "a", "b"),
-        ("HSET", WorkloadKeys("x").meta, "state", "done"),
-        ("HGETALL", WorkloadKeys("w1").meta),  # nor read rqp's own keys
+        ("HSET", WorkloadKeys("w1").meta, "state", "done"),
+        ("DEL", WorkloadKeys("w1").meta),
+        ("RPUSH", SUBMISSIONS, "w-forged"),
+        ("LPUSH", AUDIT, "{}"),
+        ("ZADD", WORKLOADS, "1", "w"),
+        ("HGETALL", "elsewhere"),  # nothing outside rq:* and rqp:*
         ("EVAL", "return 1", "0"),
         ("EVALSHA", "0" * 40, "0"),
         ("SCRIPT", "LOAD", "return 1"),
         ("PUBLISH", "rq:pubsub:rqp-x", "{}"),
         ("MULTI",),
     ):
-        assert "no permissions" in refused(d, *command), command
+        assert "no permissions" in refused(c, *command), command
     assert admin.smembers("rq:queues") == {b"rq:queue:rqp"}
+    assert admin.hget(WorkloadKeys("w1").meta, "state") == b"running" and admin.llen(SUBMISSIONS) == 0
+
+
+def test_the_console_actions_reach_only_the_workloads_the_audit_log_and_the_submissions(srv):
+    admin = srv.client()
+    a = srv.as_role("console-actions")
+    meta = WorkloadKeys("w1").meta
+    assert a.hset(meta, "state", "paused") == 1 and a.hget(meta, "state") == b"paused"
+    assert a.lpush(AUDIT, "{}") == 1 and a.rpush(SUBMISSIONS, "w1") == 1
+    for command in (
+        ("LRANGE", "rq:queue:rqp", "0", "-1"),  # nothing of RQ's
+        ("LPUSH", "rq:queue:rqp", "x"),
+        ("HSET", "rq:job:x", "status", "queued"),
+        ("SMEMBERS", "rq:workers"),
+        ("LPUSH", REJECTED, "x"),  # nor the processors' or the scheduler's own keys
+        ("HSET", f"{FLEET}:h", "pid", "1"),
+        ("HSET", OUTBOX, "w1", "x"),
+        ("ZADD", WORKLOADS, "1", "w"),
+        ("XADD", "rqp:mq:rqp-status", "*", "b", "x"),
+        ("DEL", meta),  # and on the workloads only what rqp.control runs
+        ("SETBIT", WorkloadKeys("w1").prefix + "done", "1", "1"),
+        ("EVAL", "return 1", "0"),
+    ):
+        assert "no permissions" in refused(a, *command), command
+    # a script runs with its caller's rights: no detour to RQ's keys through Lua
+    sha = a.script_load("return redis.call('LPUSH', KEYS[1], 'x')")
+    assert "no permissions" in refused(a, "EVALSHA", sha, "1", "rq:queue:rqp")
+    assert admin.llen("rq:queue:rqp") == 0 and admin.llen(REJECTED) == 0
 
 
 def test_the_submitter_can_only_submit(srv, tmp_path, kek):
@@ -427,40 +461,11 @@ def _wait_state(cluster: Cluster, wid: str, timeout: float = 120.0) -> dict[str,
     return wait_until(done, timeout, f"workload {wid} to end", cluster.logs)
 
 
-def _dashboard_reads(client: redis.Redis, forged: str) -> dict[str, Any]:
-    """What rq-dashboard's pages read (rq_dashboard.web: queues.json, workers.json, the jobs
-    lists of every registry with cleanup off, one job with its latest result)."""
-    queues = Queue.all(connection=client, serializer=JSONSerializer)
-    seen: dict[str, Any] = {"queues": {}, "workers": []}
-    for q in queues:
-        counts = {"queued": q.count}
-        ids = {"queued": q.get_job_ids(0, 7)}
-        for name, cls in (
-            ("failed", FailedJobRegistry),
-            ("started", StartedJobRegistry),
-            ("deferred", DeferredJobRegistry),
-            ("finished", FinishedJobRegistry),
-            ("canceled", CanceledJobRegistry),
-            ("scheduled", ScheduledJobRegistry),
-        ):
-            registry = cls(q.name, connection=client)
-            counts[name] = registry.get_job_count(cleanup=False)
-            ids[name] = registry.get_job_ids(0, 7, cleanup=False)
-        seen["queues"][q.name] = (counts, ids)
-    for w in Worker.all(connection=client):
-        current = w.get_current_job()
-        seen["workers"].append((w.name, str(w.get_state()), current.id if current else None, w.successful_job_count))
-    job = Job.fetch(forged, connection=client, serializer=JSONSerializer)
-    result = job.latest_result()
-    seen["job"] = (job.get_status(), job.origin, result.type if result else None, job.get_meta())
-    return seen
-
-
 def test_every_role_runs_a_workload_with_its_own_user(srv, tmp_path, kek):
     """Serving scheduler, processor (2 workers), submitter, rqp CLI (status, list, events,
-    retry), metrics logger and rq-dashboard's reads, each as its own Redis user over TLS: the
-    workload runs to its end (one record fails for good after its retries), a forged job is
-    rejected and logged, a worker killed is replaced, and Redis refused none of it."""
+    retry), metrics logger and rqp-console (its pages and a retry), each as its own Redis user
+    over TLS: the workload runs to its end (one record fails for good after its retries), a
+    forged job is rejected and logged, a worker killed is replaced, and Redis refused none of it."""
     admin = srv.client()
     cluster = Cluster(
         tmp_path / "c",
@@ -522,20 +527,40 @@ def test_every_role_runs_a_workload_with_its_own_user(srv, tmp_path, kek):
         )
         assert admin.xlen("rqp:mq:rqp-metrics") == 1, cp.stderr.decode()
 
-        # rq-dashboard's reads, with its read-only user
-        seen = _dashboard_reads(srv.as_role("dashboard"), forged)
-        assert QUEUE in seen["queues"] and len(seen["workers"]) >= 2, seen
-        assert seen["job"][0] is not None, seen
+        # rqp-console: every page as the read-only user, an action as console-actions
+        console = ConsoleServer(
+            tmp_path / "console",
+            srv.role_url("console"),
+            {
+                **srv.env("console"),
+                "RQP_CONSOLE_ACTIONS_REDIS_URL": srv.role_url("console-actions"),
+                "RQP_CONSOLE_ACTIONS_PASSWORD_FILE": str(srv.password_file("console-actions")),
+                "RQP_BLOB_URL": cluster.env["RQP_BLOB_URL"],
+            },
+        ).start()
+        try:
+            c = ConsoleClient(console.url)
+            assert c.login().status == 302
+            rows = {w["id"]: w for w in c.get("/api/workloads").json()["workloads"]}
+            assert (rows["acl-w1"]["done"], rows["acl-w1"]["failed"]) == (100, 1), rows
+            for path in ("/api/workloads/acl-w1", "/api/workloads/acl-w1/failures", "/api/audit"):
+                assert c.get(path).status == 200, path
+            fleet = c.get("/api/fleet").json()
+            assert fleet["workers"] >= 2 and fleet["processors"] >= 1, fleet
+            assert [v["vm"] for v in c.get("/api/vms?window=15m").json()["vms"]] == ["t"]
+            retry = c.post_json("/api/workloads/acl-w1/actions/retry", {"confirm": "acl-w1"})
+            assert retry.status == 200 and retry.json()["requeued"] == 1, retry.text
+            st = _wait_state(cluster, "acl-w1")
+            assert st["failed"] == 1 and st["done"] == 100, st
+        finally:
+            console.stop()
 
         # not one command of any role was refused (the log also records refused logins)
         assert admin.acl_log() == [], admin.acl_log()
         assert cluster.procs[0].poll() is None and all(p.poll() is None for p in cluster.processors)
 
-        # while the dashboard's write buttons are refused by Redis
-        with pytest.raises(redis.exceptions.NoPermissionError):
-            Job.fetch(forged, connection=srv.as_role("dashboard"), serializer=JSONSerializer).delete()
-        with pytest.raises(redis.exceptions.NoPermissionError):
-            Queue(QUEUE, connection=srv.as_role("dashboard"), serializer=JSONSerializer).empty()
+        # while the console's read user is refused a write
+        assert "no permissions" in refused(srv.as_role("console"), "DEL", f"rq:job:{forged}")
         assert admin.exists(f"rq:job:{forged}")
     finally:
         cluster.stop()

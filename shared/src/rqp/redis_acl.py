@@ -2,8 +2,8 @@
 the TLS material (a private CA and the server's certificate) that protects the link.
 
 Why: the scheduler VM's Redis is reached over the network by every processor VM, by the machines
-that submit work and by the dashboard. With one shared password, whoever holds any role's copy
-(a processor VM, a submitter's laptop, the dashboard) could rewrite any workload's state, flush
+that submit work and by the web console. With one shared password, whoever holds any role's copy
+(a processor VM, a submitter's laptop, the console) could rewrite any workload's state, flush
 the database or reconfigure the server. Here each role has its own user and password and may run
 only the commands it needs on only the keys it uses:
 
@@ -15,8 +15,6 @@ only the commands it needs on only the keys it uses:
   server administration. A stolen processor password cannot submit work, read or forge events, or
   touch the server's configuration.
 * ``metrics-logger`` -- appends to the metrics queue's stream; nothing else.
-* ``dashboard`` -- reads RQ's keys (``%R~``: read-only even where a command could write);
-  no writes, no scripts, nothing of rqp's own keys.
 * ``submitter`` -- appends a workload id to the submissions list (``rqp submit``,
   ``rqp pack --submit``); nothing else.
 * ``console`` -- reads what rqp-console's pages show (``%R~`` on RQ's and rqp's keys): no writes,
@@ -128,12 +126,6 @@ _RQP_DATA = (
 )  # fmt: skip
 #: stream consumption: ``rqp events`` (run on the scheduler VM, with the scheduler's user)
 _STREAM_READ = ("+xreadgroup", "+xautoclaim", "+xack", "+xdel")
-#: what rq-dashboard reads (workers, queues, registries, jobs, results)
-_DASHBOARD_READ = (
-    "+exists", "+type", "+hget", "+hmget", "+hgetall", "+llen", "+lrange", "+lpos", "+smembers", "+scard",
-    "+zcard", "+zrange", "+zrangebyscore", "+zscore", "+xrevrange", "+xrange", "+xlen",
-)  # fmt: skip
-
 #: what rqp-console's pages read (progress, a workload's page, failures, fleet, audit log)
 _CONSOLE_READ = (
     "+hgetall", "+hget", "+hmget", "+hlen", "+hexists", "+hscan", "+getbit",
@@ -181,7 +173,6 @@ ROLES: tuple[Role, ...] = (
     Role("scheduler", "redis_scheduler_password", "the scheduler and the rqp CLI on the scheduler VM"),
     Role("processor", "redis_processor_password", "the processors (RQ workers)"),
     Role("metrics-logger", "redis_metrics_password", "the metrics loggers"),
-    Role("dashboard", "redis_dashboard_password", "rq-dashboard (read-only)"),
     Role("submitter", "redis_submitter_password", "rqp submit / rqp pack --submit"),
     Role("console", "redis_console_password", "rqp-console's pages (read-only)"),
     Role("console-actions", "redis_console_actions_password", "rqp-console's pause, resume, cancel and retry"),
@@ -219,7 +210,6 @@ def role_rules(queues: Queues | None = None) -> dict[str, tuple[str, ...]]:
         "scheduler": scheduler,
         "processor": processor,
         "metrics-logger": (*_BASE, "+xgroup|create", "+xadd", f"~{q.stream(q.metrics)}"),
-        "dashboard": (*_BASE, *_DASHBOARD_READ, f"%R~{rq}"),
         "submitter": (*_BASE, "+rpush", f"~{SUBMISSIONS}"),
         # a stolen console password shows what the console shows and changes nothing
         "console": (*_BASE, *_CONSOLE_READ, f"%R~{rq}", "%R~rqp:*"),
