@@ -17,7 +17,8 @@
 #   DIR/trusted_signers.pem the public keys whose workloads the scheduler and processors run (starts
 #                           as signer.pub.pem; append more submitters' .pub.pem files to it)
 #   DIR/redis_<role>_password   one Redis password per role (64 hex characters): scheduler,
-#                           processor, metrics, dashboard, submitter (`rqp redis-acl init`)
+#                           processor, metrics, submitter, console (read-only) and
+#                           console_actions (`rqp redis-acl init`)
 #   DIR/redis_users.acl     Redis's users: one per role with least privilege, the default user off,
 #                           passwords only as SHA-256 hashes (`rqp redis-acl render` prints it)
 #   DIR/redis_ca.pem        the CA certificate clients verify Redis with (every VM, every submitter)
@@ -25,7 +26,7 @@
 #                           NOT needed on any VM: keep it here (or offline) and never copy it.
 #   DIR/redis_server.pem    Redis's certificate (EC P-256, 825 days) and ...
 #   DIR/redis_server.key    ... its private key: the scheduler VM's Redis only
-#   DIR/dashboard_password  rq-dashboard basic-auth password (user: RQ_DASHBOARD_USERNAME, admin)
+#   DIR/console_password    the web console's login password (user admin; rqp-console)
 #   DIR/azure_conn          empty placeholder; put an Azure Storage connection string in it if
 #                           RQP_BLOB_URL / RQP_QUEUE_URL name connection_string_file=/run/secrets/azure_conn
 # The files are generated inside the rqp-scheduler image (no host Python needed). Modes: private
@@ -68,13 +69,13 @@ $ENGINE run --rm --network none --user 0:0 --entrypoint /bin/sh -v "$DIR:/keys" 
   if [ ! -e kek.pem ]; then rqp keygen --out kek.pem --public-out kek.pub.pem >/dev/null; made="$made kek.pem kek.pub.pem"; fi
   if [ ! -e signer.pem ]; then rqp keygen --signing --out signer.pem --public-out signer.pub.pem >/dev/null; made="$made signer.pem signer.pub.pem"; fi
   if [ ! -e trusted_signers.pem ]; then { echo "# submitter made by init-secrets.sh"; cat signer.pub.pem; } > trusted_signers.pem; made="$made trusted_signers.pem"; fi
-  if [ ! -e dashboard_password ]; then python3 -c "import secrets; print(secrets.token_hex(32))" > dashboard_password; made="$made dashboard_password"; fi
+  if [ ! -e console_password ]; then python3 -c "import secrets; print(secrets.token_hex(32))" > console_password; made="$made console_password"; fi
   if [ ! -e azure_conn ]; then : > azure_conn; made="$made azure_conn"; fi
   # Redis: a password per role, the CA and the server certificate, the ACL file (rqp.redis_acl)
   redis_made=$(rqp redis-acl init /keys "$@")
   made="$made${redis_made:+ $redis_made}"
-  chown 10001:10001 kek.pem signer.pem dashboard_password azure_conn redis_*_password
-  chmod 0400 kek.pem signer.pem dashboard_password azure_conn redis_*_password
+  chown 10001:10001 kek.pem signer.pem console_password azure_conn redis_*_password
+  chmod 0400 kek.pem signer.pem console_password azure_conn redis_*_password
   chown 10002:10002 redis_server.key redis_users.acl
   chmod 0400 redis_server.key redis_users.acl
   [ ! -e redis_ca.key ] || chmod 0400 redis_ca.key
@@ -84,8 +85,9 @@ $ENGINE run --rm --network none --user 0:0 --entrypoint /bin/sh -v "$DIR:/keys" 
 ' init-secrets "${host_args[@]}"
 # Check on the host too: some engines (podman's Docker API with `run --rm`) report exit code 0
 # for a failed container.
-for f in kek.pem kek.pub.pem signer.pem signer.pub.pem trusted_signers.pem dashboard_password azure_conn \
-         redis_scheduler_password redis_processor_password redis_metrics_password redis_dashboard_password \
-         redis_submitter_password redis_users.acl redis_ca.pem redis_server.pem redis_server.key; do
+for f in kek.pem kek.pub.pem signer.pem signer.pub.pem trusted_signers.pem console_password azure_conn \
+         redis_scheduler_password redis_processor_password redis_metrics_password redis_submitter_password \
+         redis_console_password redis_console_actions_password redis_users.acl redis_ca.pem redis_server.pem \
+         redis_server.key; do
   [ -e "$DIR/$f" ] || { echo "init-secrets: $DIR/$f was not created (see the errors above)" >&2; exit 1; }
 done

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from rqp.config import Settings
+from rqp.redis_acl import ROLES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose"
@@ -360,3 +361,35 @@ def test_the_template_has_the_parts_the_issue_names():
         assert t in types, t
     assert types.count("Microsoft.Network/networkSecurityGroups") == 2
     assert types.count("Microsoft.ManagedIdentity/userAssignedIdentities") == 3
+
+
+# ---------------------------------------------------------------------------------------- the console
+@pytest.mark.parametrize("name", ["all-in-one", "scheduler-vm"])
+def test_the_console_is_on_loopback_only_with_its_own_redis_users_and_no_kek(name):
+    services = compose_services(name)
+    assert "dashboard" not in services and "console" in services
+    block = services["console"]
+    # the hardening every rqp container has (x-rqp: read-only, no capability, no-new-privileges,
+    # init, env_file), none of it overridden; the image's user is 10001 (docker/Dockerfile)
+    assert "    <<: *rqp\n" in block
+    for key in ("read_only", "cap_drop", "cap_add", "security_opt", "user", "env_file", "privileged", "network_mode"):
+        assert f"\n    {key}:" not in block, key
+    assert "image: ${RQP_IMAGE_PREFIX:-}rqp-console:${RQP_VERSION:-latest}" in block
+    assert re.findall(r'(?m)^      - "([^"]+)"$', block) == ["127.0.0.1:${CONSOLE_PORT:-9180}:9180"]
+    assert "RQP_CONSOLE_BIND: 0.0.0.0" in block and 'RQP_CONSOLE_PORT: "9180"' in block
+    users = {r.user: r.password_file for r in ROLES}
+    assert "dashboard" not in users
+    assert "RQP_REDIS_URL: rediss://console@redis:6379/0" in block
+    assert f"RQP_REDIS_PASSWORD_FILE: /run/secrets/{users['console']}" in block
+    assert "RQP_CONSOLE_ACTIONS_REDIS_URL: rediss://console-actions@redis:6379/0" in block
+    assert f"RQP_CONSOLE_ACTIONS_PASSWORD_FILE: /run/secrets/{users['console-actions']}" in block
+    assert "RQP_CONSOLE_PASSWORD_FILE: /run/secrets/console_password" in block
+    # no KEK: not mounted, and not named even if compose/.env names one for the other roles
+    assert 'RQP_KEK_FILE: ""' in block and 'RQP_KEY_VAULT_KEY_ID: ""' in block
+    own = set(re.search(r"(?m)^    secrets: \[([^\]]*)\]", block).group(1).replace(" ", "").split(","))
+    assert own == {users["console"], users["console-actions"], "redis_ca", "console_password", "azure_conn"}
+    files = compose_secret_files(name)
+    assert files["console_password"] == "console_password"
+    assert {files[users["console"]], files[users["console-actions"]]} == {users["console"], users["console-actions"]}
+    # the metrics logger's samples and the manifests, read-only
+    assert re.search(r"(?m)^      - \S+:/data/blobs:ro$", block)
