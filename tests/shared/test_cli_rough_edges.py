@@ -654,3 +654,22 @@ def test_a_redis_user_without_the_permission_is_one_line(capsys, env, r, monkeyp
         assert "rqp redis-acl render" in line, line
     finally:
         r.execute_command("ACL", "DELUSER", "onlyping")
+
+
+def test_priority_on_pack_and_submit(capsys, env, r):
+    """`--priority` on pack and on submit: the workload's chunks go to that queue, and the
+    audit log says who set it."""
+    data, script = files(env)
+    code, _, err = run(capsys, "pack", str(data), str(script), "--id", "urgent1", "--priority", "high")
+    assert code == 0, err
+    assert Ledger(r, "urgent1").priority().value == "high"
+    assert run(capsys, "pack", str(data), str(script), "--id", "later1")[0] == 0
+    code, out, err = run(capsys, "submit", "later1", "--priority", "low")
+    assert code == 0 and "submitted later1" in out, err
+    assert Ledger(r, "later1").priority().value == "low"
+    assert b"later1" in r.lrange("rqp:submissions", 0, -1)
+    whats = [json.loads(e)["what"] for e in r.lrange("rqp:audit", 0, 10) if b"later1" in e or b"urgent1" in e]
+    assert whats == ["priority low", "priority high"]
+    with pytest.raises(SystemExit) as exc:
+        main(["submit", "later1", "--priority", "urgent"])
+    assert exc.value.code == 2 and "invalid choice: 'urgent'" in capsys.readouterr().err

@@ -41,7 +41,7 @@ from .connect import (
 from .crypto import aad, decrypt_stream
 from .errors import BlobNotFoundError, IntegrityError, RedisUnavailableError, RqpError, WorkloadError
 from .keys import generate_kek
-from .ledger import SUBMISSIONS, Ledger, submit, workloads
+from .ledger import SUBMISSIONS, Ledger, Priority, submit, workloads
 from .messages import open_envelope, peek_workload
 from .records import JSONL_PROBE
 from .signing import generate_signing_key
@@ -326,9 +326,12 @@ def cmd_pack(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     if m.data.plain_size == 0:
         print(f"rqp: warning: {args.data} is empty: workload {wid} has no records to process", file=sys.stderr)
-    if args.submit:
+    if args.submit or args.priority:
         r = connect_redis(settings)
-        submit(r, wid)
+        if args.priority:
+            _set_priority(r, wid, args.priority)
+        if args.submit:
+            submit(r, wid)
     print(wid)
     print(
         f"packed workload {wid}: data {m.data.plain_size:,} bytes -> {m.data.size:,} encrypted, script {m.script.plain_size:,} bytes, KEK {m.kek_id}, signed by {signer.fingerprint}, in {store.location}"
@@ -352,9 +355,24 @@ def cmd_submit(args: argparse.Namespace) -> int:
     store = open_blob_store(settings.blob_url)
     if not store.exists(blob_name(args.workload, "manifest.json")):
         raise WorkloadError(f"workload {args.workload} not found in {store.location}; pack it first with 'rqp pack'")
-    submit(connect_redis(settings), args.workload)
+    r = connect_redis(settings)
+    if args.priority:
+        _set_priority(r, args.workload, args.priority)
+    submit(r, args.workload)
     print(f"submitted {args.workload}; a running 'rqp-scheduler serve' picks it up")
     return 0
+
+
+#: ``--priority`` of pack and submit (``rqp.ledger.Priority``)
+PRIORITY_CHOICES = tuple(p.value for p in Priority)
+PRIORITY_HELP = "queue its chunks ahead of (high) or behind (low) normal workloads; 'rqp priority' changes it later"
+
+
+def _set_priority(r: Any, workload_id: str, level: str) -> None:
+    from .control import set_priority  # noqa: PLC0415
+    from .control_cli import actor  # noqa: PLC0415
+
+    set_priority(r, workload_id, level, actor())
 
 
 #: states in which a workload will not change any more
@@ -881,6 +899,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--replace", action="store_true", help="overwrite an existing workload of that id")
     p.add_argument("--submit", action="store_true", help="hand it to a serving scheduler")
+    p.add_argument("--priority", choices=PRIORITY_CHOICES, help=PRIORITY_HELP)
     p.add_argument("--progress", action="store_true", help="show progress even when not on a terminal")
     p.set_defaults(func=cmd_pack)
 
@@ -899,6 +918,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("submit", parents=[common], help="hand a packed workload to a serving scheduler")
     p.add_argument("workload")
+    p.add_argument("--priority", choices=PRIORITY_CHOICES, help=PRIORITY_HELP)
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser(
