@@ -454,6 +454,31 @@ def test_watch_waits_for_a_packed_workload_to_be_scheduled(env, world):  # noqa:
     assert "early  [done]  100.0%" in out and "8 of 8 done  0 failed" in out and "waiting" not in out
 
 
+def test_watch_into_a_pipe_prints_only_what_changed(env, world):  # noqa: F811
+    """Into a pipe or a log, ``--watch`` prints a refresh only when it says something new: a
+    stalled workload watched every 10 ms is not hundreds of identical blocks."""
+    wid = world.pack("stalled", [{"n": i} for i in range(8)])
+    world.run(wid).step()
+    watch = subprocess.Popen(
+        [bin_path("rqp"), "status", wid, "--watch", "--interval", "0.01"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=env, text=True,
+    )  # fmt: skip
+    try:
+        first = watch.stdout.readline()
+        assert first.startswith("stalled  [running]"), first
+        for _ in range(3):  # the block's other lines, and what follows it (hints)
+            watch.stdout.readline()
+        finish(world, wid)
+        out, err = watch.communicate(timeout=60)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+            watch.communicate()
+    assert watch.returncode == 0, err
+    assert out.count("stalled  [running]") <= 2, out  # at most one more: a clock that ticked
+    assert out.count("stalled  [done]") == 1, out
+
+
 def test_status_says_when_no_processor_serves_the_queue(capsys, env, world):  # noqa: F811
     wid = world.pack("lonely", [{"n": i} for i in range(30)])
     world.run(wid).step()
@@ -534,6 +559,17 @@ def test_format_status_fits_the_width_and_says_what_processing_means():
     text = " ".join(format_status(p, 200))
     assert "64 in chunks being processed" in text and "64 processing" not in text
     assert len(format_progress(p, 79)) <= 79 and p.workload in format_progress(p, 79)
+
+
+def test_a_paused_workload_has_no_eta_and_a_cancelled_one_says_what_never_ran():
+    paused = " ".join(format_status(progress(state="paused", done=1_024, total=3_000, enqueued=3_000), 200))
+    assert "ETA -- (paused: 'rqp resume' to go on)" in paused, paused
+    cancelled = " ".join(
+        format_status(progress(state="cancelled", done=1_024, failed=6, total=3_000, enqueued=3_000), 200)
+    )
+    assert "1,024 of 3,000 done  6 failed  1,970 never ran (cancelled)" in cancelled, cancelled
+    done = " ".join(format_status(progress(state="done", done=3_000, total=3_000, enqueued=3_000), 200))
+    assert "never ran" not in done and "ETA" not in done
 
 
 class Screen:

@@ -146,6 +146,8 @@ def _progress_pieces(p: Progress) -> tuple[str, list[str], list[str]]:
         headline = _percent(p.fraction or 0.0)
         counts = [f"{p.done:,} of {p.total:,} done"]
     counts.append(f"{p.failed:,} failed")
+    if p.state == "cancelled" and p.total is not None and p.total > p.done + p.failed:
+        counts.append(f"{p.total - p.done - p.failed:,} never ran (cancelled)")
     if not finished:
         counts += [
             f"{p.retrying:,} retrying",
@@ -156,7 +158,8 @@ def _progress_pieces(p: Progress) -> tuple[str, list[str], list[str]]:
     if finished:
         timing.append(f"took {_fmt_duration(p.elapsed)}")
     else:
-        timing += [f"elapsed {_fmt_duration(p.elapsed)}", f"ETA {_fmt_duration(p.eta)}"]
+        eta = "ETA -- (paused: 'rqp resume' to go on)" if p.state == "paused" else f"ETA {_fmt_duration(p.eta)}"
+        timing += [f"elapsed {_fmt_duration(p.elapsed)}", eta]
     return headline, counts, timing
 
 
@@ -510,6 +513,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     redraw = _Redraw(sys.stdout) if args.watch and not args.json and sys.stdout.isatty() else None
     said_waiting = False
+    printed = ""
     try:
         while True:
             p = read_progress(r, args.workload)
@@ -539,7 +543,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             elif redraw is not None:
                 redraw.show(format_status(p, _width(), notes))
             else:
-                print("\n".join(format_status(p, _width(), notes)), flush=True)
+                text = "\n".join(format_status(p, _width(), notes))
+                if text != printed:  # into a pipe or a log: a refresh that says nothing new is left out
+                    print(text, flush=True)
+                    printed = text
             if not args.watch or finished:
                 break
             time.sleep(args.interval)
