@@ -7,7 +7,10 @@
 # leaves no container, network or volume behind. Then the two-VM layout: scheduler-vm.yml and
 # processor-vm.yml as two Compose projects, the processors reaching the scheduler's Redis over
 # TLS by the name in its certificate, a workload through them, and the refusals (no CA, a name
-# not in the certificate, the dashboard's user writing, a processor's user submitting).
+# not in the certificate, the console's read-only user writing, a processor's user submitting).
+# In both layouts the web console (rqp-console) is checked over HTTP from this machine, as an
+# operator's SSH tunnel reaches it (tools/check_console.py): login required, CSRF enforced, the
+# workload with its counts, every processor and worker in the fleet, the metrics logger's VMs.
 #
 #   tools/test-images.sh                       # ENGINE=docker (podman's socket if no Docker daemon)
 #   ENGINE=podman tools/test-images.sh
@@ -38,7 +41,7 @@ if [ -z "${REDIS_IMAGE:-}" ]; then
 fi
 # Nothing from the caller's environment may change the stack under test: the env file below is all.
 for v in $(compgen -e); do
-  case "$v" in RQP_*|RQ_DASHBOARD_*|AZURITE_IMAGE|COMPOSE_PROJECT_NAME|COMPOSE_FILE|COMPOSE_PROFILES) unset "$v" ;; esac
+  case "$v" in RQP_*|CONSOLE_PORT|AZURITE_IMAGE|COMPOSE_PROJECT_NAME|COMPOSE_FILE|COMPOSE_PROFILES) unset "$v" ;; esac
 done
 
 PROJECT=rqp-test-$$
@@ -201,7 +204,7 @@ ok "scheduler-vm.yml refuses to start without REDIS_BIND; no Compose file uses p
 if [ "${RQP_TEST_SKIP_BUILD:-0}" != 1 ]; then
   RQP_VERSION=$VERSION RQP_IMAGE_PREFIX=$PREFIX bash docker/build-images.sh
 fi
-for role in scheduler processor metrics-logger dashboard; do
+for role in scheduler processor metrics-logger console; do
   img="${PREFIX}rqp-$role:$VERSION"
   user=$($ENGINE image inspect -f '{{.Config.User}}' "$img")
   [ "$user" = "10001:10001" ] || fail "image $img runs as '$user', not the non-root 10001:10001"
@@ -209,8 +212,10 @@ done
 ok "4 images built, each running as the non-root user 10001"
 ep=$($ENGINE image inspect -f '{{json .Config.Entrypoint}}' "${PREFIX}rqp-processor:$VERSION")
 [ "$ep" = '["/opt/rqp/bin/rqp-processor"]' ] || fail "processor entrypoint is $ep, not rqp-processor in exec form"
-ok "processor image entrypoint is rqp-processor itself (exec form)"
-for role in scheduler processor metrics-logger dashboard; do
+ep=$($ENGINE image inspect -f '{{json .Config.Entrypoint}} {{.Config.Labels}}' "${PREFIX}rqp-console:$VERSION")
+case "$ep" in '["/opt/rqp/bin/rqp-console"] '*rqp.role:console*) ;; *) fail "console image: entrypoint and labels are $ep" ;; esac
+ok "processor and console images: their programs as the entrypoint (exec form)"
+for role in scheduler processor metrics-logger console; do
   found=$($ENGINE run --rm --network none --entrypoint /bin/sh "${PREFIX}rqp-$role:$VERSION" -c \
     'command -v pip pip3 gcc cc 2>/dev/null; ls -d /wheels /opt/rqp/lib/python3.11/site-packages/pip 2>/dev/null; echo checked' 2>&1)
   [ "$found" = checked ] || fail "the $role image carries pip, a compiler or the wheelhouse: $found"
@@ -236,8 +241,7 @@ RQP_PROCESSOR_GRACE=$GRACE
 RQP_STOP_GRACE_PERIOD=$((GRACE + 5))s
 RQP_METRICS_INTERVAL=5
 RQP_METRICS_HOST_NAME=test-images
-RQ_DASHBOARD_BIND=127.0.0.1
-RQ_DASHBOARD_PORT=$PORT
+CONSOLE_PORT=$PORT
 EOF
 stack_up=1
 $C up -d --no-build --pull never --scale "processor=$SCALE" >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log" >&2; fail "compose up"; }
@@ -246,7 +250,7 @@ end=$(( $(date +%s) + 90 ))
 until redis_cli --wait 5 "$SCALE" scard rq:workers:rqp >/dev/null 2>&1; do
   [ "$(date +%s)" -lt "$end" ] || fail "$SCALE processor workers did not register with Redis within 90s"
 done
-ok "stack up: Redis (TLS, a user per role, AOF) + scheduler + $SCALE processors + metrics logger + dashboard; $SCALE workers registered"
+ok "stack up: Redis (TLS, a user per role, AOF) + scheduler + $SCALE processors + metrics logger + console; $SCALE workers registered"
 persistence=$(redis_cli info persistence)
 grep -qx "aof_enabled:1" <<<"$persistence" || fail "Redis AOF is off"
 anon=$($C exec -T -e RQP_REDIS_PASSWORD_FILE= -e RQP_REDIS_URL=rediss://redis:6379/0 scheduler python -c "$REDIS_PY" ping 2>&1 || true)
@@ -371,35 +375,22 @@ assert len(docs) == 2 and all(d == want for d in docs), docs
 ok "in the containers a script reads no secret, reaches no Redis, writes no blob and sees no setting: Landlock + seccomp active"
 
 # ------------------------------------------------------------------------------ 4. the other roles
-python3 - "$PORT" "$WORK/secrets/dashboard_password" "$SCALE" <<'EOF' || fail "rq-dashboard"
-import base64, json, subprocess, sys, urllib.error, urllib.request
-port, pw_file, scale = sys.argv[1], sys.argv[2], int(sys.argv[3])
-# the password file is the containers' (uid 10001, 0400); root reads it here
-pw = open(pw_file).read().strip()
-url = f"http://127.0.0.1:{port}/0/data/workers.json"
-try:
-    urllib.request.urlopen(url, timeout=10)
-    raise SystemExit("dashboard answered without basic auth")
-except urllib.error.HTTPError as exc:
-    assert exc.code == 401, exc.code
-auth = {"Authorization": "Basic " + base64.b64encode(f"admin:{pw}".encode()).decode()}
-get = lambda path: json.load(urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/0/data/{path}", headers=auth), timeout=10))
-workers = get("workers.json")["workers"]
-assert len(workers) >= scale, f"dashboard shows {len(workers)} workers"
-queues = {q["name"]: q for q in get("queues.json")["queues"]}
-assert "rqp" in queues, queues
-for registry in ("queued", "failed", "started", "finished"):
-    assert "jobs" in get(f"jobs/rqp/{registry}/8/asc/1.json")
-print(f"    dashboard: {len(workers)} workers, {sum(w['successful_job_count'] for w in workers)} jobs done, queue rqp: {queues['rqp']['count']} queued")
-EOF
-ok "rq-dashboard (read-only Redis user, over TLS) requires basic auth and shows the $SCALE workers, the queue and its registries"
 end=$(( $(date +%s) + 30 ))
 until [ -n "$($C exec -T metrics-logger find /data/blobs/metrics -type f 2>/dev/null || true)" ]; do
   [ "$(date +%s)" -lt "$end" ] || fail "metrics logger stored no samples within 30s"
   sleep 1
 done
 ok "metrics logger is recording samples"
-for svc in scheduler processor metrics-logger dashboard; do
+t=$(now)
+published=$($ENGINE port "$($C ps -q console)")
+[ "$published" = "9180/tcp -> 127.0.0.1:$PORT" ] || fail "the console is published as '$published', not only on 127.0.0.1:$PORT"
+# (the password file is the containers' -- uid 10001, 0400 -- and root reads it here)
+python3 tools/check_console.py --url "http://127.0.0.1:$PORT" --password-file "$WORK/secrets/console_password" \
+  --workload "$W" --records "$N" --hosts $(cut -d' ' -f1 "$WORK/replicas.txt") --workers "$SCALE" --vms test-images \
+  || fail "the web console"
+ok "the console (published on 127.0.0.1 only, read-only Redis user over TLS): login required, CSRF enforced, $W with its $N records done, the $SCALE processors and their workers, the metrics logger's VM"
+timing "console checks" "$(since "$t")"
+for svc in scheduler processor metrics-logger console; do
   for id in $($C ps -q "$svc"); do
     [ "$($C exec -T --index "$($ENGINE inspect -f '{{index .Config.Labels "com.docker.compose.container-number"}}' "$id")" "$svc" id -u 2>/dev/null)" = 10001 ] \
       || fail "$svc container $id does not run as uid 10001"
@@ -474,14 +465,14 @@ t=$(now)
 python3 - "$WORK/secrets" "$MARKER" > "$WORK/needles.txt" <<'EOF'
 import sys
 d, marker = sys.argv[1], sys.argv[2]
-for role in ("scheduler", "processor", "metrics", "dashboard", "submitter"):
+for role in ("scheduler", "processor", "metrics", "submitter", "console", "console_actions"):
     print(open(f"{d}/redis_{role}_password").read().strip())
 for name in ("signer.pem", "redis_ca.key", "redis_server.key"):  # private key bodies
     for line in open(f"{d}/{name}"):
         line = line.strip()
         if line and not line.startswith("-----"):
             print(line)
-print(open(f"{d}/dashboard_password").read().strip())
+print(open(f"{d}/console_password").read().strip())
 print(marker)
 for line in open(f"{d}/kek.pem"):  # every line of the private key's body
     line = line.strip()
@@ -494,7 +485,7 @@ containers=$($ENGINE ps -a -q --filter "label=com.docker.compose.project=$PROJEC
 [ -n "$containers" ] || fail "no containers found for project $PROJECT"
 {
   for id in $containers; do $ENGINE inspect "$id"; done
-  for img in scheduler processor metrics-logger dashboard; do
+  for img in scheduler processor metrics-logger console; do
     $ENGINE history --no-trunc "${PREFIX}rqp-$img:$VERSION"
     $ENGINE image inspect "${PREFIX}rqp-$img:$VERSION"
   done
@@ -543,8 +534,9 @@ copy_secrets() {  # copy_secrets DIR FILE...: owner and mode kept (as `scp -p` +
   mkdir -m 0700 "$d"
   for f in "$@"; do cp -p "$WORK/secrets/$f" "$d/"; done
 }
-copy_secrets "$WORK/scheduler-vm" kek.pem trusted_signers.pem azure_conn dashboard_password redis_ca.pem \
-  redis_server.pem redis_server.key redis_users.acl redis_scheduler_password redis_metrics_password redis_dashboard_password
+copy_secrets "$WORK/scheduler-vm" kek.pem trusted_signers.pem azure_conn console_password redis_ca.pem \
+  redis_server.pem redis_server.key redis_users.acl redis_scheduler_password redis_metrics_password \
+  redis_console_password redis_console_actions_password
 copy_secrets "$WORK/processor-vm" kek.pem trusted_signers.pem azure_conn redis_ca.pem redis_processor_password
 mkdir -m 0700 "$WORK/shared-blobs"
 chown 10001:10001 "$WORK/shared-blobs"
@@ -562,8 +554,7 @@ RQP_CHUNK_SIZE=25
 RQP_ADAPTIVE_CHUNKS=false
 RQP_METRICS_INTERVAL=5
 RQP_METRICS_HOST_NAME=test-scheduler-vm
-RQ_DASHBOARD_BIND=127.0.0.1
-RQ_DASHBOARD_PORT=$DPORT
+CONSOLE_PORT=$DPORT
 EOF
 cat > "$WORK/processor-vm.env" <<EOF
 ROLES_ENV_FILE=$WORK/processor-vm.env
@@ -649,8 +640,8 @@ case "$out" in *"certificate verify failed"*) ;; *) fail "a processor reaching R
 ok "a client without the CA, and one reaching Redis by an address its certificate does not name, cannot connect"
 for cmd in "set rq:forged 1" "hset rqp:w:$W4:meta state failed" "del rq:queues" "lpush rq:queue:rqp forged"; do
   # shellcheck disable=SC2086  # the command's words
-  out=$(redis_as dashboard $cmd 2>&1) && fail "the dashboard's Redis user ran '$cmd': $out"
-  case "$out" in NoPermissionError*) ;; *) fail "the dashboard's user and '$cmd': $out" ;; esac
+  out=$(redis_as console $cmd 2>&1) && fail "the console's Redis user ran '$cmd': $out"
+  case "$out" in NoPermissionError*) ;; *) fail "the console's user and '$cmd': $out" ;; esac
 done
 for cmd in "rpush rqp:submissions forged" "flushall" "config set appendonly no" "acl list"; do
   # shellcheck disable=SC2086
@@ -658,14 +649,13 @@ for cmd in "rpush rqp:submissions forged" "flushall" "config set appendonly no" 
   case "$out" in NoPermissionError*) ;; *) fail "the processor's user and '$cmd': $out" ;; esac
 done
 [ "$(redis_cli hget "rqp:w:$W4:meta" state)" = done ] || fail "workload $W4 changed state"
-python3 - "$DPORT" "$WORK/secrets/dashboard_password" <<'EOF' || fail "rq-dashboard on the scheduler VM"
-import base64, json, sys, urllib.request
-port, pw = sys.argv[1], open(sys.argv[2]).read().strip()
-req = urllib.request.Request(f"http://127.0.0.1:{port}/0/data/workers.json", headers={"Authorization": "Basic " + base64.b64encode(f"admin:{pw}".encode()).decode()})
-workers = json.load(urllib.request.urlopen(req, timeout=10))["workers"]
-assert len(workers) == 2, workers
-EOF
-ok "the dashboard's user cannot write (it still shows the 2 workers), the processor's cannot submit or administer Redis"
+in_console=$($CS exec -T console ls /run/secrets | tr '\n' ' ')
+[ "$in_console" = "azure_conn console_password redis_ca redis_console_actions_password redis_console_password " ] \
+  || fail "the console's container holds other secrets (no KEK, no other role's password): $in_console"
+python3 tools/check_console.py --url "http://127.0.0.1:$DPORT" --password-file "$WORK/scheduler-vm/console_password" \
+  --workload "$W4" --records 200 --hosts $(for id in $($CP ps -q processor); do $ENGINE inspect -f '{{.Config.Hostname}}' "$id"; done) \
+  --workers 2 --vms test-scheduler-vm || fail "the web console on the scheduler VM"
+ok "the console's Redis user cannot write, the processor's cannot submit or administer Redis; the console on the scheduler VM shows $W4 and the processor VM's 2 processors, and holds no KEK"
 
 $CS logs --no-color > "$WORK/logs2.txt" 2>&1
 $CP logs --no-color >> "$WORK/logs2.txt" 2>&1
@@ -686,7 +676,7 @@ timing "two VMs: up, workload, refusals, down" "$(since "$t")"
 
 echo "test-images: timings: $(IFS=';'; echo "${TIMINGS[*]}")"
 sizes=""
-for role in scheduler processor metrics-logger dashboard; do
+for role in scheduler processor metrics-logger console; do
   sizes="$sizes ${PREFIX}rqp-$role:$VERSION=$($ENGINE image inspect -f '{{.Size}}' "${PREFIX}rqp-$role:$VERSION" | awk '{printf "%.0fMB", $1 / 1e6}')"
 done
 echo "test-images: image sizes:$sizes"

@@ -23,8 +23,10 @@
 # takes chunks; a processor with another blob store is named in the workload's blind list and
 # costs nothing; processor VM 1 is cut off from the LAN for 20 s and recovers by itself; processor
 # VM 2 is killed whole (SIGKILL, every container) and its chunks are re-run. Checked: every record
-# done exactly once with the right result, every VM's metrics recorded, `down -v` leaves nothing
-# on any VM; printed: a timeline of the faults and of when the fleet healed.
+# done exactly once with the right result, every VM's metrics recorded, the web console on the
+# scheduler VM's loopback (login, CSRF, the workload's counts, the fleet, every VM's metrics read
+# from Azure blobs: tools/check_console.py), `down -v` leaves nothing on any VM; printed: a
+# timeline of the faults and of when the fleet healed.
 #
 #   tools/test-vms.sh                         # root; podman, docker CLI + compose plugin, ip, nsenter
 #   RQP_TEST_VMS_RECORDS=20000 RQP_TEST_VMS_RECORD_SECONDS=0.01 tools/test-vms.sh
@@ -56,7 +58,7 @@ if [ -z "${REDIS_IMAGE:-}" ]; then
   if [ "$BASE_IMAGE" = localhost/pyredis-base:bookworm ]; then REDIS_IMAGE=$BASE_IMAGE; else REDIS_IMAGE=redis:7; fi
 fi
 for v in $(compgen -e); do
-  case "$v" in RQP_TEST_*|RQP_VERSION|REDIS_IMAGE) ;; RQP_*|RQ_DASHBOARD_*|COMPOSE_*|ROLES_ENV_FILE) unset "$v" ;; esac
+  case "$v" in RQP_TEST_*|RQP_VERSION|REDIS_IMAGE) ;; RQP_*|CONSOLE_PORT|COMPOSE_*|ROLES_ENV_FILE) unset "$v" ;; esac
 done
 
 ID=$(printf '%x' $(( $$ % 65536 )))
@@ -162,7 +164,7 @@ teardown() {
     podman rm -f -t 2 "$AZURITE" >/dev/null 2>&1
     [ -z "$REG_PID" ] || { kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null; }
     ip link del "$BR" 2>/dev/null
-    for role in scheduler processor metrics-logger dashboard redis; do
+    for role in scheduler processor metrics-logger console redis; do
       podman rmi -f "$PREFIX/rqp-$role:$VERSION" "$PREFIX/rqp-$role:latest" >/dev/null 2>&1
     done
     rm -rf "$WORK" "$RUN"
@@ -282,7 +284,7 @@ grep -q "RQP_IMAGE_PREFIX=$PREFIX/" "$WORK/push.log" || { cat "$WORK/push.log" >
 podman tag "$REDIS_IMAGE" "$PREFIX/rqp-redis:$VERSION"
 CONTAINERS_REGISTRIES_CONF=$WORK/registries.conf podman push -q "$PREFIX/rqp-redis:$VERSION" >/dev/null
 # nothing local may serve the stacks: the pushed names go (the VMs' engines have empty stores anyway)
-for role in scheduler processor metrics-logger dashboard redis; do
+for role in scheduler processor metrics-logger console redis; do
   podman rmi "$PREFIX/rqp-$role:$VERSION" "$PREFIX/rqp-$role:latest" >/dev/null 2>&1 || true
 done
 tags=$(python3 -c '
@@ -290,7 +292,7 @@ import json, sys, urllib.request
 reg, names = sys.argv[1], sys.argv[2:]
 for n in names:
     t = json.load(urllib.request.urlopen(f"http://{reg}/v2/rqp/{n}/tags/list", timeout=5))["tags"]
-    print(n, " ".join(sorted(t)))' "$REG" rqp-scheduler rqp-processor rqp-metrics-logger rqp-dashboard)
+    print(n, " ".join(sorted(t)))' "$REG" rqp-scheduler rqp-processor rqp-metrics-logger rqp-console)
 echo "$tags" | sed 's/^/    registry: /'
 [ "$(grep -c " $VERSION latest\$\| latest $VERSION\$" <<<"$tags")" = 4 ] || fail "the registry does not hold every role image as $VERSION and latest"
 ok "make push REGISTRY=$PREFIX: 4 role images in the registry as $VERSION and latest (+ Redis); the local copies of those names removed"
@@ -324,7 +326,7 @@ RQP_VERSION=$VERSION ENGINE=podman bash compose/init-secrets.sh --host "${VM_IP[
 printf '%s' "$CONN" > "$WORK/secrets/azure_conn.new"
 chown 10001:10001 "$WORK/secrets/azure_conn.new"; chmod 0400 "$WORK/secrets/azure_conn.new"
 mv -f "$WORK/secrets/azure_conn.new" "$WORK/secrets/azure_conn"
-SCHED_FILES="kek.pem trusted_signers.pem azure_conn dashboard_password redis_ca.pem redis_server.pem redis_server.key redis_users.acl redis_scheduler_password redis_metrics_password redis_dashboard_password"
+SCHED_FILES="kek.pem trusted_signers.pem azure_conn console_password redis_ca.pem redis_server.pem redis_server.key redis_users.acl redis_scheduler_password redis_metrics_password redis_console_password redis_console_actions_password"
 PROC_FILES="kek.pem trusted_signers.pem azure_conn redis_ca.pem redis_processor_password redis_metrics_password"
 copy_secrets() {  # copy_secrets VM FILES: the documented procedure, `ssh VM` left out
   install -d -o 10001 -g 10001 -m 0700 "$WORK/vm/$1/secrets"
@@ -353,8 +355,7 @@ RQP_QUEUE_URL=$QUEUE_URL
 RQP_LEASE_SECONDS=$LEASE
 RQP_METRICS_INTERVAL=5
 RQP_METRICS_HOST_NAME=scheduler-vm
-RQ_DASHBOARD_BIND=127.0.0.1
-RQ_DASHBOARD_PORT=9181
+CONSOLE_PORT=9180
 RQP_STATUS_TTL_DAYS=2
 EOF
 for i in 1 2; do
@@ -389,10 +390,12 @@ redis_id=$(vmc scheduler ps -q redis)
 wait_for 120 "the scheduler VM's Redis answering the scheduler" 'True'
 published=$(vmd scheduler port "$redis_id")
 [ "$published" = "6379/tcp -> ${VM_IP[scheduler]}:6379" ] || fail "Redis is published as '$published', not only on REDIS_BIND ${VM_IP[scheduler]}:6379"
+published=$(vmd scheduler port "$(vmc scheduler ps -q console)")
+[ "$published" = "9180/tcp -> 127.0.0.1:9180" ] || fail "the console is published as '$published', not only on the scheduler VM's 127.0.0.1:9180"
 [ "$(vmc scheduler exec -T scheduler printenv RQP_STATUS_TTL_DAYS)" = 2 ] || fail "a setting of the .env file (RQP_STATUS_TTL_DAYS) did not reach the scheduler"
 # a one-off command beside the running stack (what an operator does) must leave Redis alone
 one_off scheduler list scheduler rqp list >"$WORK/list.log" 2>&1 || { cat "$WORK/list.log" >&2; fail "compose run --no-deps scheduler rqp list"; }
-ok "scheduler VM up from pulled images (Redis, scheduler, metrics logger, dashboard); Redis published only on ${VM_IP[scheduler]}:6379; RQP_STATUS_TTL_DAYS from .env reached the scheduler"
+ok "scheduler VM up from pulled images (Redis, scheduler, metrics logger, console); Redis published only on ${VM_IP[scheduler]}:6379; RQP_STATUS_TTL_DAYS from .env reached the scheduler"
 echo "    [timing] scheduler VM: pull + up: $(since "$t")s"
 
 t=$(now)
@@ -554,6 +557,16 @@ done
 vmc scheduler exec -T metrics-logger rqp-metrics-logger report --since 1h --no-html > "$WORK/report.txt" 2>&1 || fail "rqp-metrics-logger report on the scheduler VM: $(cat "$WORK/report.txt")"
 for vm in scheduler-vm processor-vm-1 processor-vm-2; do grep -q "$vm" "$WORK/report.txt" || { cat "$WORK/report.txt" >&2; fail "the scheduler VM's metrics report does not show $vm"; }; done
 ok "the metrics report on the scheduler VM shows every VM: $vms"
+# the web console, as an operator reaches it (ssh -L 9180:127.0.0.1:9180 scheduler-vm): from the
+# scheduler VM's own loopback; from the LAN its port is closed
+t=$(now)
+nsenter --net="/run/netns/rqpvm-$ID-scheduler" python3 tools/check_console.py --url http://127.0.0.1:9180 \
+  --password-file "$WORK/vm/scheduler/secrets/console_password" --workload "$W" --records "$N" --hosts $H1 \
+  --workers 2 --vms scheduler-vm processor-vm-1 processor-vm-2 || fail "the web console on the scheduler VM"
+python3 -c 'import socket, sys; socket.create_connection((sys.argv[1], 9180), timeout=2)' "${VM_IP[scheduler]}" 2>/dev/null \
+  && fail "the console answers on the scheduler VM's LAN address ${VM_IP[scheduler]}:9180"
+ok "the console on the scheduler VM (its loopback only; read-only Redis user, Azure blobs): login required, CSRF enforced, $W with its $N records, processor VM 1's processors and workers, every VM's metrics"
+echo "    [timing] console checks: $(since "$t")s"
 
 # ------------------------------------------------------------------------------ 7. pulled, quiet, down
 for vm in "${VMS[@]}"; do
