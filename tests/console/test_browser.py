@@ -158,7 +158,11 @@ def test_an_operator_watches_pauses_resumes_and_reads_failures(browser, cluster,
     wait_for(b, lambda: len(css(b, "#workloads tbody tr")) == 3, what="the whole list again")
 
     # ------------------------------------------------------------------ the running workload's page
-    css(b, 'tr[data-id="live-batch"] td.id a')[0].click()
+    # rows are refreshed in place: the link found before a refresh is the one still on the page
+    link = css(b, 'tr[data-id="live-batch"] td.id a')[0]
+    before = number(b, live_done)
+    wait_for(b, lambda: number(b, live_done) != before, what="a refresh that changed live-batch's row")
+    link.click()
     wait_for(
         b,
         lambda: b.current_url.endswith("/workloads/live-batch") and text(b, "#state") == "running",

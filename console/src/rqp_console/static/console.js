@@ -40,6 +40,28 @@
   }
   function $(id) { return document.getElementById(id); }
   function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); return node; }
+  // Refresh a table's rows in place: a row (by key) and each of its cells stay the same element
+  // while their content is unchanged, so a link being clicked or hovered is never swapped out
+  // from under the pointer between two refreshes.
+  function patchRows(tbody, rows) {
+    const old = new Map();
+    for (const tr of Array.from(tbody.children)) old.set(tr.dataset.key, tr);
+    let at = 0;
+    for (const tr of rows) {
+      const key = tr.dataset.key;
+      let keep = old.get(key);
+      if (keep) {
+        old.delete(key);
+        for (const [k, v] of Object.entries(tr.dataset)) keep.dataset[k] = v;
+        const cells = Array.from(tr.children), mine = Array.from(keep.children);
+        if (cells.length !== mine.length) { keep.replaceWith(tr); keep = tr; }
+        else cells.forEach((c, i) => { if (!c.isEqualNode(mine[i])) mine[i].replaceWith(c); });
+      } else keep = tr;
+      if (tbody.children[at] !== keep) tbody.insertBefore(keep, tbody.children[at] || null);
+      at++;
+    }
+    for (const tr of old.values()) tr.remove();
+  }
   function setTile(id, value, raw) {
     const v = $(id).querySelector(".v");
     v.textContent = value;
@@ -386,9 +408,12 @@
   // ------------------------------------------------------------------ shared bits
   function badge(state) { return el("span", { class: "badge " + state, text: state }); }
   function progressCell(row) {
-    const bar = el("div", { class: "bar " + (row.state === "done" ? "done" : row.state === "paused" ? "paused" : "") });
+    // while the data is still being read the total is unknown: no percentage of what is queued so
+    // far (it would read 94% with a quarter done), a striped bar and how far the reading got
+    const reading = row.total === null;
+    const bar = el("div", { class: "bar " + (reading ? "reading" : row.state === "done" ? "done" : row.state === "paused" ? "paused" : "") });
     const fill = el("div", { class: "fill" });
-    const known = row.known || 0;
+    const known = reading ? 0 : row.known || 0;
     fill.style.width = (known ? Math.min(100, (100 * row.done) / known) : row.state === "done" ? 100 : 0) + "%";
     const failed = el("div", { class: "fill failed" });
     if (known && row.failed) {
@@ -396,8 +421,8 @@
       failed.style.width = Math.max(0.5, (100 * row.failed) / known) + "%";
     }
     bar.append(fill, failed);
-    const of = row.total === null ? `of ≥${int(row.enqueued)} (reading)` : `of ${int(row.total)}`;
-    return el("div", { class: "progress-cell" }, bar, el("span", { class: "pct", text: (100 * row.fraction).toFixed(1) + "%" }), el("span", { class: "of", text: of }));
+    const of = reading ? `reading: ${int(row.enqueued)} so far` : `of ${int(row.total)}`;
+    return el("div", { class: "progress-cell" }, bar, el("span", { class: "pct", text: reading ? "–" : (100 * row.fraction).toFixed(1) + "%" }), el("span", { class: "of", text: of }));
   }
   function numCell(key, n, bad) {
     return el("td", { class: "num" + (n === 0 ? " zero" : bad && n > 0 ? " bad" : ""), dataset: { k: key, value: String(n) } }, int(n));
@@ -432,9 +457,8 @@
     function render(data) {
       last = data;
       const rows = data.workloads.filter(matches);
-      clear(tbody);
-      for (const row of rows) {
-        const tr = el("tr", { dataset: { id: row.id, state: row.state } },
+      patchRows(tbody, rows.map((row) =>
+        el("tr", { dataset: { key: row.id, id: row.id, state: row.state } },
           el("td", { class: "id" }, el("a", { href: "/workloads/" + encodeURIComponent(row.id), text: row.id, title: row.id })),
           el("td", {}, badge(row.state)),
           el("td", { class: "progress" }, progressCell(row)),
@@ -445,9 +469,7 @@
           el("td", { class: "rate", dataset: { k: "rate" } }, el("span", { text: row.live ? rate(row.rate) : rate(row.average_rate) + " avg" }), sparkline(row.spark || [])),
           el("td", { class: "num", dataset: { k: "eta" } }, row.state === "done" ? "done" : row.eta === null ? "–" : duration(row.eta)),
           el("td", { dataset: { k: "priority" } }, row.priority),
-          el("td", { class: "num", title: when(row.started_at) }, ago(row.started_at, data.now)));
-        tbody.appendChild(tr);
-      }
+          el("td", { class: "num", title: when(row.started_at) }, ago(row.started_at, data.now)))));
       const live = data.workloads.filter((r) => r.live).length;
       $("summary").textContent = `${data.workloads.length} workloads, ${live} running or paused` + (rows.length !== data.workloads.length ? ` · ${rows.length} shown` : "");
       $("empty").hidden = data.workloads.length > 0;
@@ -505,15 +527,14 @@
       if (d.live) ol.appendChild(el("li", { class: "now" }, el("span", { class: "what", text: d.state }), el("span", { class: "when", text: "now · " + duration(d.elapsed) + " in" })));
     }
     function renderInFlight(d) {
-      const tbody = clear(document.querySelector("#inflight tbody"));
-      for (const c of d.in_flight) {
+      patchRows(document.querySelector("#inflight tbody"), d.in_flight.map((c) => {
         const lease = c.started ? (c.seconds_left >= 0 ? `${c.seconds_left.toFixed(0)} s left` : `expired ${(-c.seconds_left).toFixed(0)} s ago`) : "queued";
-        tbody.appendChild(el("tr", { dataset: { job: c.job } },
+        return el("tr", { dataset: { key: c.job, job: c.job } },
           el("td", { title: c.job }, c.chunk + (c.generation ? ` (run ${c.generation + 1})` : "")),
           el("td", { class: "num" }, c.records === null ? "–" : int(c.records)),
           el("td", { title: c.started_at ? "started " + when(c.started_at) : "" }, c.worker || (c.started ? "(started)" : "–")),
-          el("td", { class: "num" + (c.started && c.seconds_left < 0 ? " bad" : "") }, lease)));
-      }
+          el("td", { class: "num" + (c.started && c.seconds_left < 0 ? " bad" : "") }, lease));
+      }));
       $("inflight-empty").hidden = d.in_flight.length > 0;
       $("inflight-count").textContent = `${int(d.in_flight_started)} running, ${int(d.in_flight_total - d.in_flight_started)} queued` + (d.in_flight_total > d.in_flight.length ? ` (first ${d.in_flight.length} shown)` : "");
     }
@@ -528,12 +549,14 @@
       st.textContent = d.state;
       $("priority").textContent = "priority " + d.priority;
       renderActions(d);
-      const known = d.known || 0;
+      const reading = d.total === null;
+      const known = reading ? 0 : d.known || 0;
+      $("bar-fill").parentElement.classList.toggle("reading", reading);
       $("bar-fill").style.width = (known ? (100 * d.done) / known : d.state === "done" ? 100 : 0) + "%";
       const bf = $("bar-failed");
       bf.style.left = (known ? (100 * d.done) / known : 0) + "%";
       bf.style.width = (known && d.failed ? Math.max(0.3, (100 * d.failed) / known) : 0) + "%";
-      $("bar-text").textContent = `${(100 * d.fraction).toFixed(1)}% · ${int(d.done + d.failed)} of ${d.total === null ? "≥" + int(d.enqueued) + " (still reading the data)" : int(d.total)} records finished` +
+      $("bar-text").textContent = (reading ? `${int(d.done + d.failed)} records finished · still reading the data: ${int(d.enqueued)} records so far` : `${(100 * d.fraction).toFixed(1)}% · ${int(d.done + d.failed)} of ${int(d.total)} records finished`) +
         (d.reclaimed ? ` · ${int(d.reclaimed)} chunks re-run after a lost worker` : "") + (d.error ? ` · ${d.error}` : "") + (d.processor_error ? ` · processor: ${d.processor_error}` : "");
       setTile("t-done", int(d.done), d.done);
       setTile("t-failed", int(d.failed), d.failed);
