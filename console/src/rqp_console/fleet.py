@@ -2,10 +2,11 @@
 
 RQ's own monitoring (``rq.Worker.all``) hydrates workers and, on the way, *deletes* stale
 entries (SREM on its registries) -- a write, which the console's read-only Redis user may not
-do -- and rq-dashboard's busy-worker 500 came from deserializing the worker's current job
-without rqp's JSON serializer. The console reads the same registry keys, by RQ's own names, and
-never deserializes a job at all: a job id is all it needs, since rqp's job ids name their
-workload and chunk (``rqp.ledger.JobId``). Three round trips in all, whatever the fleet's size.
+do -- and hydrating a busy worker's current job deserializes it, which fails without rqp's JSON
+serializer (rq-dashboard, which the console replaced, answered 500 for every busy worker that
+way). The console reads the same registry keys, by RQ's own names, and never deserializes a job
+at all: a job id is all it needs, since rqp's job ids name their workload and chunk
+(``rqp.ledger.JobId``). Three round trips in all, whatever the fleet's size.
 
 Processors and their sandbox protections come from rqp's fleet registry (``rqp.ledger.fleet``),
 which each ``rqp-processor`` supervisor renews.

@@ -1,7 +1,7 @@
-"""One summary message per cycle on the metrics queue, for dashboards and alerting.
+"""One summary message per cycle on the metrics queue, for alerting and monitoring systems.
 
-The samples themselves are in the blob store; the message says what a cycle read and stored, per
-VM, and what went wrong. A queue outage must not stop the logger: unsent summaries are held (a
+The samples themselves are in the blob store (where rqp-console's VMs page reads them, with this
+package's own code); the message says what a cycle read and stored, per VM, and what went wrong. A queue outage must not stop the logger: unsent summaries are held (a
 few, newest kept) and sent before the next one, and the failure is reported in the next summary.
 """
 
