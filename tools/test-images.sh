@@ -390,6 +390,22 @@ python3 tools/check_console.py --url "http://127.0.0.1:$PORT" --password-file "$
   || fail "the web console"
 ok "the console (published on 127.0.0.1 only, read-only Redis user over TLS): login required, CSRF enforced, $W with its $N records done, the $SCALE processors and their workers, the metrics logger's VM"
 timing "console checks" "$(since "$t")"
+# Prometheus: the scheduler scrapes a processor over the project network; neither publishes it
+$C exec -T scheduler python3 -c '
+import sys, urllib.request
+for host in ("processor", "scheduler"):
+    text = urllib.request.urlopen(f"http://{host}:9100/metrics", timeout=10).read().decode()
+    want = {"processor": ("rqp_workers ", "rqp_redis_up 1.0"), "scheduler": ("rqp_workloads{state=\"done\"}", "rqp_redis_up 1.0")}[host]
+    missing = [w for w in want if w not in text]
+    assert not missing, f"{host}:9100/metrics lacks {missing}"
+    assert "\"result\"" not in text and "error=" not in text, f"{host} exposes record data"
+' || fail "Prometheus /metrics of the scheduler and a processor on the project network"
+for svc in scheduler processor; do
+  for id in $($C ps -q "$svc"); do
+    [ -z "$($ENGINE port "$id")" ] || fail "$svc publishes a port on the host: $($ENGINE port "$id")"
+  done
+done
+ok "Prometheus /metrics of the scheduler and the processors on the project network only (rqp_workloads, rqp_workers, rqp_redis_up over the roles' own Redis users), no port on the host"
 for svc in scheduler processor metrics-logger console; do
   for id in $($C ps -q "$svc"); do
     [ "$($C exec -T --index "$($ENGINE inspect -f '{{index .Config.Labels "com.docker.compose.container-number"}}' "$id")" "$svc" id -u 2>/dev/null)" = 10001 ] \

@@ -393,3 +393,18 @@ def test_the_console_is_on_loopback_only_with_its_own_redis_users_and_no_kek(nam
     assert {files[users["console"]], files[users["console-actions"]]} == {users["console"], users["console-actions"]}
     # the metrics logger's samples and the manifests, read-only
     assert re.search(r"(?m)^      - \S+:/data/blobs:ro$", block)
+
+
+@pytest.mark.parametrize("name", ["all-in-one", "scheduler-vm", "processor-vm"])
+def test_prometheus_metrics_are_on_the_project_network_only(name):
+    """The scheduler and the processors serve /metrics inside the Compose network (expose), and
+    no file publishes the port on the VM."""
+    services = compose_services(name)
+    roles = [s for s in ("scheduler", "processor") if s in services]
+    assert roles, name
+    for svc in roles:
+        block = services[svc]
+        assert '\n    expose: ["${RQP_METRICS_PORT:-9100}"]\n' in "\n" + block, (name, svc)
+        assert "\n      RQP_METRICS_PORT: ${RQP_METRICS_PORT:-9100}\n" in block, (name, svc)
+        assert "\n      RQP_METRICS_BIND: 0.0.0.0\n" in block, (name, svc)
+        assert "\n    ports:" not in "\n" + block, (name, svc)

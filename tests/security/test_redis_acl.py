@@ -24,11 +24,13 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from azurite import free_port
 from console.helpers import Client as ConsoleClient
 from console.helpers import ConsoleServer
 from cryptography.hazmat.primitives import serialization
@@ -467,12 +469,15 @@ def test_every_role_runs_a_workload_with_its_own_user(srv, tmp_path, kek):
     over TLS: the workload runs to its end (one record fails for good after its retries), a
     forged job is rejected and logged, a worker killed is replaced, and Redis refused none of it."""
     admin = srv.client()
+    sched_port, proc_port = free_port(), free_port()
     cluster = Cluster(
         tmp_path / "c",
         srv.role_url("scheduler"),
         kek[0],
-        extra_env={**srv.env("scheduler"), "RQP_MAX_ATTEMPTS": "2", "RQP_CHUNK_SIZE": "16"},
-    )
+        extra_env={
+            **srv.env("scheduler"), "RQP_MAX_ATTEMPTS": "2", "RQP_CHUNK_SIZE": "16", "RQP_METRICS_PORT": str(sched_port),
+        },
+    )  # fmt: skip
     try:
         with open(cluster.root / "scheduler.log", "wb") as log:
             cluster.procs.append(
@@ -485,7 +490,7 @@ def test_every_role_runs_a_workload_with_its_own_user(srv, tmp_path, kek):
                     start_new_session=True,
                 )
             )
-        cluster.start_processor(2, env=srv.env("processor"))
+        cluster.start_processor(2, env={**srv.env("processor"), "RQP_METRICS_PORT": str(proc_port)})
         wait_until(lambda: admin.scard(f"rq:workers:{QUEUE}") == 2, 60, "2 workers", cluster.logs)
 
         records = [{"n": i} for i in range(100)] + [{"n": -1}]
@@ -520,6 +525,11 @@ def test_every_role_runs_a_workload_with_its_own_user(srv, tmp_path, kek):
             cluster.logs,
         )
         wait_until(lambda: admin.scard(f"rq:workers:{QUEUE}") >= 2, 30, "the new worker to register", cluster.logs)
+
+        # Prometheus scrapes of the scheduler and the processor answer from Redis with their users
+        for port, want in ((sched_port, 'rqp_workloads{state="done"} 1.0'), (proc_port, "rqp_queue_jobs 0.0")):
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+            assert "rqp_redis_up 1.0" in text and want in text, text
 
         # the metrics logger, one cycle, with its user: a summary lands on the metrics queue
         cp = cluster.run(

@@ -115,8 +115,9 @@ CHUNKS_RECLAIMED = Counter(
 
 # ------------------------------------------------------------------ read from Redis at scrape time
 class _RedisGauges:
-    """What Redis says, read when scraped: the RQ queue's length, chunks in flight per unfinished
-    workload and, for the scheduler, workloads by state and the outbox's backlog."""
+    """What Redis says, read when scraped: the RQ queue's length and, for the scheduler, chunks in
+    flight per unfinished workload, workloads by state and the outbox's backlog. A processor asks
+    only for the queue's length: its Redis user may not list the workloads (``rqp.redis_acl``)."""
 
     def __init__(self, r: redis.Redis, rq_queue: str, scheduler: bool) -> None:
         from rq import Queue  # noqa: PLC0415 - RQ's own key for the queue
@@ -138,6 +139,10 @@ class _RedisGauges:
         yield from metrics
 
     def _read(self) -> list[Metric]:
+        if not self.scheduler:
+            depth = GaugeMetricFamily("rqp_queue_jobs", "Chunk jobs waiting in the RQ queue")
+            depth.add_metric([], self.r.llen(self.queue_key))
+            return [depth]
         pipe = self.r.pipeline(transaction=False)
         pipe.llen(self.queue_key)
         pipe.zrange(WORKLOADS, 0, -1)
