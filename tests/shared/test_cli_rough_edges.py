@@ -712,3 +712,11 @@ def test_priority_on_pack_and_submit(capsys, env, r):
     with pytest.raises(SystemExit) as exc:
         main(["submit", "later1", "--priority", "urgent"])
     assert exc.value.code == 2 and "invalid choice: 'urgent'" in capsys.readouterr().err
+
+
+def test_retry_of_an_unknown_workload_says_so(capsys, env):
+    """`rqp retry nosuch --failed` is not "no failed records" with exit 0."""
+    code, out, err = run(capsys, "retry", "nosuch", "--failed")
+    assert code == 7, (out, err)
+    line = one_line_error(err)
+    assert "workload nosuch is not known to Redis" in line and "rqp list" in line, line
