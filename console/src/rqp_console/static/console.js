@@ -554,6 +554,8 @@
       const reading = d.total === null;
       const known = reading ? 0 : d.known || 0;
       $("bar-fill").parentElement.classList.toggle("reading", reading);
+      $("bar-fill").parentElement.classList.toggle("done", d.state === "done");
+      $("bar-fill").parentElement.classList.toggle("paused", d.state === "paused");
       $("bar-fill").style.width = (known ? (100 * d.done) / known : d.state === "done" ? 100 : 0) + "%";
       const bf = $("bar-failed");
       bf.style.left = (known ? (100 * d.done) / known : 0) + "%";
