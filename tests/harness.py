@@ -196,7 +196,12 @@ class Cluster:
         return {d["id"]: d for d in map(json.loads, cp.stdout.decode().splitlines())}
 
     def status(self, workload: str) -> dict[str, Any]:
-        return json.loads(self.rqp("status", workload, "--json", check=False).stdout)
+        """``rqp status --json``; a workload submitted but not started yet (exit 7, nothing on
+        stdout) reads as ``{"state": None, "error": ...}`` so a wait can go on polling it."""
+        cp = self.rqp("status", workload, "--json", check=False)
+        if not cp.stdout.strip():
+            return {"state": None, "error": cp.stderr.decode(errors="replace").strip(), "exit": cp.returncode}
+        return json.loads(cp.stdout)
 
     def wait_for(self, predicate, timeout: float = 30.0, what: str = "condition") -> None:
         """Poll a condition with a deadline (the thing waited on is real state, not time)."""
