@@ -147,3 +147,16 @@ def test_a_ten_million_record_workload_loads_fast_and_costs_o1_per_refresh(conso
         f"(1,000 records: {len(small)} in {small_s * 1000:.0f} ms); page + script + style + numbers {page_s * 1000:.0f} ms; "
         f"list of 3 {len(listing)} commands; failures look {len(fails)} commands in {fails_s * 1000:.0f} ms"
     )
+
+
+def test_the_failures_a_workload_ends_with_are_looked_at_as_it_ends(consoles, redis_url, r):
+    """The failures look is memoised for a few seconds while a workload runs; the moment it ends,
+    the page gets a fresh look (its tiles and its failures panel never disagree on a done one)."""
+    fabricate(r, "ending", total=1_000, failed=3, retrying=0)
+    c = Client(consoles(redis_url).url)
+    assert c.login().status == 302
+    assert c.get("/api/workloads/ending/failures").json()["failed"] == 3
+    k = WorkloadKeys("ending")
+    r.hset(k.n, "failed", 9)  # within the memo's seconds: a look keyed by the workload alone says 3
+    r.hset(k.meta, "state", "done")
+    assert c.get("/api/workloads/ending/failures").json()["failed"] == 9

@@ -21,7 +21,7 @@ from redis.exceptions import NoPermissionError
 
 from rqp.config import Settings
 from rqp.errors import RqpError, WorkloadError
-from rqp.ledger import SUBMISSIONS
+from rqp.ledger import SUBMISSIONS, Meta, WorkloadKeys
 from rqp.storage import MessageQueue
 from rqp.workload import check_workload_id
 
@@ -208,7 +208,10 @@ def create_app(c: Console, credentials: Credentials, secret_key: bytes) -> Flask
     @app.get("/api/workloads/<wid>/failures")
     def api_failures(wid: str) -> Response:
         wid = _workload_id(wid)
-        return jsonify(c.cache.get(("failures", wid), TTL_FAILURES, lambda: failures_view(c.r, wid, c.opener)))
+        # keyed by the state too: the look a workload ends with is taken as it ends, so the page
+        # never shows a finished workload's failures counted while it still ran (one HGET)
+        state = c.r.hget(WorkloadKeys(wid).meta, Meta.STATE)
+        return jsonify(c.cache.get(("failures", wid, state), TTL_FAILURES, lambda: failures_view(c.r, wid, c.opener)))
 
     @app.get("/api/workloads/<wid>/records/<int:rid>")
     def api_record(wid: str, rid: int) -> Response:
