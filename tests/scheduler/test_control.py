@@ -136,3 +136,28 @@ def test_the_commands(world, proc, monkeypatch, capsys):
     audit = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert [a["what"] for a in audit] == ["cancel", "resume", "pause"]
     assert f"rqp: error: deleting workload {wid} cannot be undone; add --yes to confirm" in err
+
+
+def test_a_deleted_workload_is_named_as_deleted_not_as_never_packed(world, proc, monkeypatch, capsys):
+    """After `rqp delete`, `rqp results` and `rqp status` say who deleted it and when (from the
+    audit log), not "not found: pack it with 'rqp pack'"."""
+    for name, value in {
+        "RQP_REDIS_URL": world.settings.redis_url,
+        "RQP_BLOB_URL": world.settings.blob_url,
+        "RQP_ALLOW_INSECURE_REDIS": "true",
+        "RQP_KEK_FILE": str(world.settings.kek_file),
+        "RQP_TRUSTED_SIGNERS_FILE": str(world.settings.trusted_signers_file),
+    }.items():
+        monkeypatch.setenv(name, value)
+    wid = world.pack("gone", [{"n": i} for i in range(8)])
+    world.run_to_end(world.run(wid), proc)
+    assert rqp_main(["delete", wid, "--shred", "--yes"]) == 0
+    capsys.readouterr()
+    for argv in (["results", wid], ["status", wid], ["status", wid, "--record", "1"]):
+        assert rqp_main(argv) == 7, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"rqp: error: workload {wid} was deleted and its data key destroyed (--shred) by "), err
+        assert "('rqp audit'); its results and state are gone" in err and "pack it" not in err, err
+    # an id nobody ever used still reads as unknown
+    assert rqp_main(["results", "never-was"]) == 7
+    assert "not found in" in capsys.readouterr().err

@@ -48,7 +48,7 @@ from .signing import generate_signing_key
 from .status import Progress, StatusRecord, read_progress, record_status
 from .storage import Message, RedisMessageQueue
 from .summary import read_summary
-from .workload import Workload, blob_name, new_workload_id, pack
+from .workload import Workload, blob_name, check_workload_id, new_workload_id, pack
 
 __all__ = ["format_progress", "format_status", "main", "read_results", "read_summary"]
 
@@ -72,7 +72,35 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
 def _open_workload(settings: Settings, workload_id: str, store: Any = None) -> Workload:
     """Open a workload the way the roles do: trusted signature first, then the key."""
     store = store if store is not None else open_blob_store(settings.blob_url)
+    check_workload_id(workload_id)
+    if not store.exists(blob_name(workload_id, "manifest.json")):
+        deleted = _deleted(settings, workload_id)
+        if deleted:
+            raise WorkloadError(deleted)
     return Workload.open(store, open_key_provider(settings), workload_id, open_trust_store(settings))
+
+
+def _deleted(settings: Settings, workload_id: str) -> str | None:
+    """ "Workload W was deleted by ... at ..." when the audit log says so (None when it does not,
+    or Redis cannot tell): better than "not found, pack it" for a workload someone removed."""
+    from .control import audit as audit_log  # noqa: PLC0415
+
+    try:
+        entries = audit_log(connect_redis(settings), DELETED_LOOKBACK)
+    except (RqpError, redis.RedisError):
+        return None
+    for e in entries:
+        if e.get("workload") == workload_id and str(e.get("what", "")).startswith("delete"):
+            how = " and its data key destroyed (--shred)" if "shred" in str(e.get("what")) else ""
+            return (
+                f"workload {workload_id} was deleted{how} by {e.get('who', '?')} at {_when(e.get('at'))} "
+                f"('rqp audit'); its results and state are gone"
+            )
+    return None
+
+
+#: how many of the newest audit entries are searched for a deletion
+DELETED_LOOKBACK = 1000
 
 
 def _fmt_duration(seconds: float | None) -> str:
@@ -406,8 +434,11 @@ def _packed(settings: Settings, workload_id: str) -> tuple[bool, str]:
 
 
 def _unknown_workload(settings: Settings, workload_id: str, packed: tuple[bool, str]) -> WorkloadError:
-    """Redis does not know ``workload_id``: packed but not scheduled yet, or not packed at all."""
+    """Redis does not know ``workload_id``: packed but not scheduled yet, not packed at all, or deleted."""
     found, where = packed
+    deleted = None if found else _deleted(settings, workload_id)
+    if deleted:
+        return WorkloadError(deleted)
     if found:
         return WorkloadError(
             f"workload {workload_id} is packed (in {where}) but not scheduled yet; run 'rqp-scheduler run {workload_id}' "
