@@ -84,6 +84,7 @@ def _deleted(settings: Settings, workload_id: str) -> str | None:
     """ "Workload W was deleted by ... at ..." when the audit log says so (None when it does not,
     or Redis cannot tell): better than "not found, pack it" for a workload someone removed."""
     from .control import audit as audit_log  # noqa: PLC0415
+    from .control_cli import _when as _audit_time  # noqa: PLC0415 - as 'rqp audit' shows it
 
     try:
         entries = audit_log(connect_redis(settings), DELETED_LOOKBACK)
@@ -93,7 +94,7 @@ def _deleted(settings: Settings, workload_id: str) -> str | None:
         if e.get("workload") == workload_id and str(e.get("what", "")).startswith("delete"):
             how = " and its data key destroyed (--shred)" if "shred" in str(e.get("what")) else ""
             return (
-                f"workload {workload_id} was deleted{how} by {e.get('who', '?')} at {_when(e.get('at'))} "
+                f"workload {workload_id} was deleted{how} by {e.get('who', '?')} at {_audit_time(float(e.get('at') or 0))} "
                 f"('rqp audit'); its results and state are gone"
             )
     return None
