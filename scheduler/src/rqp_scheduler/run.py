@@ -25,7 +25,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from itertools import islice
@@ -301,18 +301,9 @@ class WorkloadRun:
             self._close_parser()
             raise
         self._due_retries()
-        if now - self._last["reclaim"] > RECLAIM_INTERVAL:
-            self._reclaim_expired()
-            self._last["reclaim"] = now
-        if now - self._last["rq"] > RQ_CHECK_INTERVAL:
-            self._reclaim_lost()
-            self._last["rq"] = now
-        if now - self._last["outbox"] > OUTBOX_INTERVAL:
-            flush_outbox(self.r, self.mq)
-            self._last["outbox"] = now
-        if now - self._last["progress"] > PROGRESS_INTERVAL:
-            self._progress_event()
-            self._last["progress"] = now
+        self._every("reclaim", RECLAIM_INTERVAL, now, self._reclaim_expired)
+        self._every("rq", RQ_CHECK_INTERVAL, now, self._reclaim_lost)
+        self._housekeeping(now)
         if self.exhausted and self.ledger.idle() and self._cursor_matches():
             try:
                 self._finish()
@@ -329,6 +320,17 @@ class WorkloadRun:
             return True
         return False
 
+    def _every(self, what: str, interval: float, now: float, task: Callable[[], object]) -> None:
+        """Run a periodic ``task`` when ``interval`` has passed since it last completed."""
+        if now - self._last[what] > interval:
+            task()
+            self._last[what] = now
+
+    def _housekeeping(self, now: float) -> None:
+        """What every step does, running or held: publish the outbox, announce progress."""
+        self._every("outbox", OUTBOX_INTERVAL, now, lambda: flush_outbox(self.r, self.mq))
+        self._every("progress", PROGRESS_INTERVAL, now, self._progress_event)
+
     # ------------------------------------------------------------------ pause, resume, cancel
     def _held(self, control: Control, now: float) -> bool:
         """A step while paused or cancelling: nothing new is queued; chunks in hand finish (a
@@ -337,15 +339,8 @@ class WorkloadRun:
         self._park()
         if control is Control.CANCEL:
             self._drop_parked()
-        if now - self._last["reclaim"] > RECLAIM_INTERVAL:
-            self._reclaim_expired()
-            self._last["reclaim"] = now
-        if now - self._last["outbox"] > OUTBOX_INTERVAL:
-            flush_outbox(self.r, self.mq)
-            self._last["outbox"] = now
-        if now - self._last["progress"] > PROGRESS_INTERVAL:
-            self._progress_event()
-            self._last["progress"] = now
+        self._every("reclaim", RECLAIM_INTERVAL, now, self._reclaim_expired)
+        self._housekeeping(now)
         if control is Control.CANCEL and self.ledger.in_flight() == 0:
             self._finish(cancelled=True)
             return True
