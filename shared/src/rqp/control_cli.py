@@ -9,6 +9,7 @@ import json
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import control
@@ -86,32 +87,33 @@ def _when(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
 
-def cmd_rejected(args: argparse.Namespace) -> int:
-    entries = rejections(_redis(args), args.max)
-    if args.json:
-        for e in entries:
-            print(json.dumps(e))
-        return 0
-    if not entries:
-        print("no rejected jobs")
-        return 0
-    for e in entries:
-        print(f"{_when(e['at'])}  {e.get('workload') or '-'}  {e['job']}  (worker {e['worker']})\n    {e['reason']}")
+def _print_entries(
+    entries: list[dict[str, Any]], as_json: bool, none: str, line: Callable[[dict[str, Any]], str]
+) -> int:
+    """A log's entries, newest first: JSON lines for scripts, ``line(e)`` for a person."""
+    for text in [json.dumps(e) for e in entries] if as_json else [line(e) for e in entries] or [none]:
+        print(text)
     return 0
+
+
+def cmd_rejected(args: argparse.Namespace) -> int:
+    return _print_entries(
+        rejections(_redis(args), args.max),
+        args.json,
+        "no rejected jobs",
+        lambda e: (
+            f"{_when(e['at'])}  {e.get('workload') or '-'}  {e['job']}  (worker {e['worker']})\n    {e['reason']}"
+        ),
+    )
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    entries = control.audit(_redis(args), args.max)
-    if args.json:
-        for e in entries:
-            print(json.dumps(e))
-        return 0
-    if not entries:
-        print("no operator actions recorded")
-        return 0
-    for e in entries:
-        print(f"{_when(e['at'])}  {e['who']:<24}  {e['what']:<14}  {e['workload']}")
-    return 0
+    return _print_entries(
+        control.audit(_redis(args), args.max),
+        args.json,
+        "no operator actions recorded",
+        lambda e: f"{_when(e['at'])}  {e['who']:<24}  {e['what']:<14}  {e['workload']}",
+    )
 
 
 def add_control_commands(sub: Any, common: argparse.ArgumentParser) -> None:
