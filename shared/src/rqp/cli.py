@@ -72,12 +72,15 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
 def _open_workload(settings: Settings, workload_id: str, store: Any = None) -> Workload:
     """Open a workload the way the roles do: trusted signature first, then the key."""
     store = store if store is not None else open_blob_store(settings.blob_url)
-    check_workload_id(workload_id)
-    if not store.exists(blob_name(workload_id, "manifest.json")):
-        deleted = _deleted(settings, workload_id)
+    check_workload_id(workload_id)  # before any lookup below names a blob after it
+    try:
+        return Workload.open(store, open_key_provider(settings), workload_id, open_trust_store(settings))
+    except WorkloadError:
+        # only when it cannot be opened: was it deleted? (no extra round trip on the way that works)
+        deleted = None if store.exists(blob_name(workload_id, "manifest.json")) else _deleted(settings, workload_id)
         if deleted:
-            raise WorkloadError(deleted)
-    return Workload.open(store, open_key_provider(settings), workload_id, open_trust_store(settings))
+            raise WorkloadError(deleted) from None
+        raise
 
 
 def _deleted(settings: Settings, workload_id: str) -> str | None:
