@@ -25,6 +25,19 @@ def proc(world):
     p.pool.close()
 
 
+@pytest.fixture
+def cli_env(world, monkeypatch):
+    """The ``rqp`` command line pointed at the world's Redis, blobs and keys."""
+    for name, value in {
+        "RQP_REDIS_URL": world.settings.redis_url,
+        "RQP_BLOB_URL": world.settings.blob_url,
+        "RQP_ALLOW_INSECURE_REDIS": "true",
+        "RQP_KEK_FILE": str(world.settings.kek_file),
+        "RQP_TRUSTED_SIGNERS_FILE": str(world.settings.trusted_signers_file),
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
 def _started(world, proc, wid: str):
     run = world.run(wid)
     run.step()
@@ -113,15 +126,7 @@ def test_delete_refuses_a_running_workload(world, proc):
         control.delete(world.r, world.store, wid, "ops@test")
 
 
-def test_the_commands(world, proc, monkeypatch, capsys):
-    for name, value in {
-        "RQP_REDIS_URL": world.settings.redis_url,
-        "RQP_BLOB_URL": world.settings.blob_url,
-        "RQP_ALLOW_INSECURE_REDIS": "true",
-        "RQP_KEK_FILE": str(world.settings.kek_file),
-        "RQP_TRUSTED_SIGNERS_FILE": str(world.settings.trusted_signers_file),
-    }.items():
-        monkeypatch.setenv(name, value)
+def test_the_commands(world, proc, cli_env, capsys):
     wid = world.pack("by-hand", [{"n": i} for i in range(N)])
     _started(world, proc, wid)
     assert rqp_main(["pause", wid]) == 0
@@ -138,17 +143,9 @@ def test_the_commands(world, proc, monkeypatch, capsys):
     assert f"rqp: error: deleting workload {wid} cannot be undone; add --yes to confirm" in err
 
 
-def test_a_deleted_workload_is_named_as_deleted_not_as_never_packed(world, proc, monkeypatch, capsys):
+def test_a_deleted_workload_is_named_as_deleted_not_as_never_packed(world, proc, cli_env, capsys):
     """After `rqp delete`, `rqp results` and `rqp status` say who deleted it and when (from the
     audit log), not "not found: pack it with 'rqp pack'"."""
-    for name, value in {
-        "RQP_REDIS_URL": world.settings.redis_url,
-        "RQP_BLOB_URL": world.settings.blob_url,
-        "RQP_ALLOW_INSECURE_REDIS": "true",
-        "RQP_KEK_FILE": str(world.settings.kek_file),
-        "RQP_TRUSTED_SIGNERS_FILE": str(world.settings.trusted_signers_file),
-    }.items():
-        monkeypatch.setenv(name, value)
     wid = world.pack("gone", [{"n": i} for i in range(8)])
     world.run_to_end(world.run(wid), proc)
     assert rqp_main(["delete", wid, "--shred", "--yes"]) == 0

@@ -434,17 +434,15 @@ def test_status_exit_codes_a_script_can_use(capsys, env, world, r):  # noqa: F81
     assert set(FINISHED_STATES) == {s.value for s in State if s.finished}
 
 
-def test_watch_waits_for_a_packed_workload_to_be_scheduled(env, world):  # noqa: F811
-    """``rqp status W --watch`` started before the scheduler (a packed workload) waits for it,
-    then follows the workload to its end."""
-    wid = world.pack("early", [{"n": i} for i in range(8)])
+def watch_while_it_finishes(env: Path, world, wid: str, interval: float, lines: int = 1) -> tuple[str, str]:  # noqa: F811
+    """``rqp status W --watch`` into a pipe: the first of the ``lines`` it prints before the
+    workload is finished in-process, and all it prints after; it must exit 0 at the end."""
     watch = subprocess.Popen(
-        [bin_path("rqp"), "status", wid, "--watch", "--interval", "0.05"],
+        [bin_path("rqp"), "status", wid, "--watch", "--interval", str(interval)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=env, text=True,
     )  # fmt: skip
     try:
-        first = watch.stdout.readline()  # blocks until the watch has looked
-        assert first.startswith("early  [packed]  waiting for a scheduler to start it (rqp-scheduler run early"), first
+        seen = [watch.stdout.readline() for _ in range(lines)]  # blocks until the watch has looked
         finish(world, wid)
         out, err = watch.communicate(timeout=60)
     finally:
@@ -452,6 +450,15 @@ def test_watch_waits_for_a_packed_workload_to_be_scheduled(env, world):  # noqa:
             watch.kill()
             watch.communicate()
     assert watch.returncode == 0, err
+    return seen[0], out
+
+
+def test_watch_waits_for_a_packed_workload_to_be_scheduled(env, world):  # noqa: F811
+    """``rqp status W --watch`` started before the scheduler (a packed workload) waits for it,
+    then follows the workload to its end."""
+    wid = world.pack("early", [{"n": i} for i in range(8)])
+    first, out = watch_while_it_finishes(env, world, wid, 0.05)
+    assert first.startswith("early  [packed]  waiting for a scheduler to start it (rqp-scheduler run early"), first
     assert "early  [done]  100.0%" in out and "8 of 8 done  0 failed" in out and "waiting" not in out
 
 
@@ -460,22 +467,8 @@ def test_watch_into_a_pipe_prints_only_what_changed(env, world):  # noqa: F811
     stalled workload watched every 10 ms is not hundreds of identical blocks."""
     wid = world.pack("stalled", [{"n": i} for i in range(8)])
     world.run(wid).step()
-    watch = subprocess.Popen(
-        [bin_path("rqp"), "status", wid, "--watch", "--interval", "0.01"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=env, text=True,
-    )  # fmt: skip
-    try:
-        first = watch.stdout.readline()
-        assert first.startswith("stalled  [running]"), first
-        for _ in range(3):  # the block's other lines, and what follows it (hints)
-            watch.stdout.readline()
-        finish(world, wid)
-        out, err = watch.communicate(timeout=60)
-    finally:
-        if watch.poll() is None:
-            watch.kill()
-            watch.communicate()
-    assert watch.returncode == 0, err
+    first, out = watch_while_it_finishes(env, world, wid, 0.01, lines=4)  # a block, and its hint
+    assert first.startswith("stalled  [running]"), first
     blocks = ["stalled  [" + b for b in out.split("stalled  [")[1:]]
     repeated = [b for prev, b in itertools.pairwise(blocks) if b == prev]
     assert not repeated, out  # refreshed every 10 ms: hundreds of identical blocks without the check
