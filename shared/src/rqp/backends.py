@@ -1,0 +1,84 @@
+"""One bundle of a role's live clients, built once from ``Settings``.
+
+Every role needs the same five things -- the coordinating Redis, the blob store, the message
+queue, the key provider and the trust store -- and used to open them with the same five lines and
+then pass them one by one. ``Backends`` opens each lazily on first use (a CLI command that only
+reads Redis never needs a KEK), caches it, and travels whole into the scheduler, the processor and
+the console, typed, so nothing downstream is ``Any``.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+import redis
+
+from .config import Settings
+from .connect import connect_redis, open_blob_store, open_key_provider, open_message_queue, open_trust_store
+from .keys import KeyProvider
+from .signing import TrustStore
+from .storage import BlobStore, MessageQueue
+from .workload import Workload
+
+__all__ = ["Backends"]
+
+
+class Backends:
+    """The live clients of one process.
+
+    ``retry_storage``: long-running roles ride out blob-store outages (``storage_retry_seconds``);
+    a CLI command fails at once instead. ``need_private``: a packer needs only the public KEK.
+    Any client may be given ready-made (tests, or a role that already holds a connection).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        retry_storage: bool = False,
+        need_private: bool = True,
+        redis_client: redis.Redis | None = None,
+        blobs: BlobStore | None = None,
+        queue: MessageQueue | None = None,
+        keys: KeyProvider | None = None,
+        trust: TrustStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self._retry_storage = retry_storage
+        self._need_private = need_private
+        given = {"redis": redis_client, "blobs": blobs, "queue": queue, "keys": keys, "trust": trust}
+        for name, value in given.items():
+            if value is not None:
+                self.__dict__[name] = value  # pre-fills the cached_property
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        """The coordinating Redis, checked (one clear line if unreachable or misconfigured)."""
+        return connect_redis(self.settings)
+
+    @cached_property
+    def blobs(self) -> BlobStore:
+        retry = self.settings.storage_retry_seconds if self._retry_storage else None
+        return open_blob_store(self.settings.blob_url, retry_seconds=retry)
+
+    @cached_property
+    def queue(self) -> MessageQueue:
+        """The status/events message queue (Redis streams on this Redis, or Azure Queue)."""
+        return open_message_queue(self.settings, self.__dict__.get("redis"))
+
+    @cached_property
+    def keys(self) -> KeyProvider:
+        return open_key_provider(self.settings, need_private=self._need_private)
+
+    @cached_property
+    def trust(self) -> TrustStore:
+        return open_trust_store(self.settings)
+
+    def open_all(self) -> Backends:
+        """Open every client now, so a role fails at start with one line rather than mid-run."""
+        for name in ("redis", "blobs", "queue", "keys", "trust"):
+            getattr(self, name)
+        return self
+
+    def workload(self, workload_id: str) -> Workload:
+        """Open a workload: its signature is checked against the trust store before any key is used."""
+        return Workload.open(self.blobs, self.keys, workload_id, self.trust)
