@@ -10,6 +10,7 @@ the console, typed, so nothing downstream is ``Any``.
 from __future__ import annotations
 
 from functools import cached_property
+
 import redis
 
 from .config import Settings
