@@ -82,6 +82,8 @@ def loads(data: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
             raise JSONRejected(f"not valid UTF-8 (byte {exc.start})") from None
     else:
         text = data
+    if text.startswith("\ufeff"):
+        raise JSONRejected("not valid JSON (a byte order mark, U+FEFF, before the value)")
     if depth_exceeds(text, max_depth):
         raise JSONRejected(f"nested deeper than {max_depth} levels")
     try:
