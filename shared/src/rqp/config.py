@@ -98,6 +98,13 @@ class Settings:
     signing_key_file: Path | None = None
     #: or an Azure Key Vault EC P-256 key id to sign with
     signing_key_vault_id: str | None = None
+    #: public keys (PEM) of the operators whose signed requests (pause, cancel, ...) count
+    trusted_operators_file: Path | None = None
+    #: the operator's Ed25519 private key (PEM) that control commands and the console sign with
+    #: (without one, the CLI signs with the submitter key: it may control only its own workloads)
+    operator_key_file: Path | None = None
+    #: or an Azure Key Vault EC P-256 key id to sign requests with
+    operator_key_vault_id: str | None = None
     #: run the workload's script in a confined process of its own (false: inside the role)
     sandbox: bool = True
     #: refuse to start unless every sandbox protection is active on this host

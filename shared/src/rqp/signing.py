@@ -43,6 +43,7 @@ __all__ = [
     "TrustedSigner",
     "fingerprint",
     "generate_signing_key",
+    "signature_verifies",
 ]
 
 ED25519 = "Ed25519"
@@ -262,3 +263,9 @@ def _verifies(key: Any, signature: Signature, message: bytes) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def signature_verifies(key: Any, signature: Signature, message: bytes) -> bool:
+    """Whether ``signature`` is ``key``'s over exactly ``message`` (any statement type: the caller
+    prefixes its own domain)."""
+    return _verifies(key, signature, message)
