@@ -98,6 +98,9 @@ class Settings:
     signing_key_file: Path | None = None
     #: or an Azure Key Vault EC P-256 key id to sign with
     signing_key_vault_id: str | None = None
+    #: signers no role trusts any more (their .pub.pem files, or ``revoked: sha256:...`` lines),
+    #: checked before the trusted-signers file
+    revoked_signers_file: Path | None = None
     #: public keys (PEM) of the operators whose signed requests (pause, cancel, ...) count
     trusted_operators_file: Path | None = None
     #: the operator's Ed25519 private key (PEM) that control commands and the console sign with

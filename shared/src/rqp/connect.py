@@ -194,7 +194,7 @@ def open_trust_store(settings: Settings) -> TrustStore:
             "no trusted signers configured: set RQP_TRUSTED_SIGNERS_FILE to the submitters' public keys "
             "(the .pub.pem of 'rqp keygen --signing'); rqp runs only signed workloads"
         )
-    return TrustStore.from_file(settings.trusted_signers_file)
+    return TrustStore.from_file(settings.trusted_signers_file, settings.revoked_signers_file)
 
 
 def open_signing_key(settings: Settings) -> SigningKey:
@@ -232,4 +232,4 @@ def open_operator_trust(settings: Settings) -> TrustStore | None:
     """The operators whose requests count (None: only each workload's own submitter)."""
     if settings.trusted_operators_file is None:
         return None
-    return TrustStore.from_file(settings.trusted_operators_file)
+    return TrustStore.from_file(settings.trusted_operators_file, settings.revoked_signers_file)

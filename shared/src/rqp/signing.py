@@ -43,6 +43,7 @@ __all__ = [
     "TrustedSigner",
     "fingerprint",
     "generate_signing_key",
+    "revoked_fingerprints",
     "signature_verifies",
 ]
 
@@ -50,7 +51,13 @@ ED25519 = "Ed25519"
 ES256 = "ES256"
 #: prefixed to every signed statement, so a signature over anything else never verifies
 SIGNATURE_DOMAIN = b"rqp-workload-signature/1\n"
-_PEM_RE = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.S)
+#: a PEM public key only where it stands on lines of its own: a block inside a comment
+#: (``# revoked: -----BEGIN PUBLIC KEY-----...``) or with commented body lines is never a key
+_PEM_RE = re.compile(
+    rb"^-----BEGIN PUBLIC KEY-----[ \t]*\r?\n(?:[A-Za-z0-9+/=]+[ \t]*\r?\n)+-----END PUBLIC KEY-----[ \t]*$", re.M
+)
+#: a line revoking a key by fingerprint, in a trusted-keys file or a revoked-signers file
+_REVOKED_RE = re.compile(rb"^[ \t]*revoked:[ \t]*(sha256:[0-9a-f]{32})[ \t]*$", re.M)
 
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
 
@@ -183,15 +190,32 @@ class TrustedSigner:
         return _alg_of(self.key)
 
 
-class TrustStore:
-    """The public keys whose workloads this role runs."""
+def revoked_fingerprints(raw: bytes) -> set[str]:
+    """The fingerprints a file revokes: its ``revoked: sha256:...`` lines and every PEM public key
+    it holds (a revoked-signers file may simply collect the revoked keys' .pub.pem files)."""
+    found = {m.group(1).decode() for m in _REVOKED_RE.finditer(raw)}
+    for m in _PEM_RE.finditer(raw):
+        try:
+            found.add(fingerprint(serialization.load_pem_public_key(m.group(0))))
+        except ValueError:
+            continue
+    return found
 
-    def __init__(self, signers: list[TrustedSigner], source: str) -> None:
-        self.signers = {s.fingerprint: s for s in signers}
+
+class TrustStore:
+    """The public keys whose workloads this role runs, less the revoked ones.
+
+    Revocation is checked before any trust: a key revoked in the trusted file itself (a
+    ``revoked: sha256:...`` line) or in ``RQP_REVOKED_SIGNERS_FILE`` is refused even while its
+    PEM block is still in the trusted file."""
+
+    def __init__(self, signers: list[TrustedSigner], source: str, revoked: set[str] | None = None) -> None:
+        self.revoked = set(revoked or ())
+        self.signers = {s.fingerprint: s for s in signers if s.fingerprint not in self.revoked}
         self.source = source
 
     @classmethod
-    def from_file(cls, path: Path) -> TrustStore:
+    def from_file(cls, path: Path, revoked_file: Path | None = None) -> TrustStore:
         path = Path(path)
         try:
             raw = path.read_bytes()
@@ -203,6 +227,14 @@ class TrustStore:
             raise ConfigError(
                 f"trusted signers file {path} cannot be read ({exc.strerror}); mount it read-only or fix the path"
             ) from None
+        revoked = {m.group(1).decode() for m in _REVOKED_RE.finditer(raw)}
+        if revoked_file is not None:
+            try:
+                revoked |= revoked_fingerprints(Path(revoked_file).read_bytes())
+            except OSError as exc:
+                raise ConfigError(
+                    f"revoked signers file {revoked_file} cannot be read ({exc.strerror}); fix RQP_REVOKED_SIGNERS_FILE"
+                ) from None
         signers = []
         pos = 0
         for n, m in enumerate(_PEM_RE.finditer(raw), 1):
@@ -225,7 +257,7 @@ class TrustStore:
             raise ConfigError(
                 f"trusted signers file {path} holds no public key; add the submitters' .pub.pem files (cat signer.pub.pem >> {path})"
             )
-        return cls(signers, str(path))
+        return cls(signers, str(path), revoked)
 
     def verify(self, workload_id: str, message: bytes, signature: Signature | None) -> TrustedSigner:
         """The signer of ``message``; ``IntegrityError`` naming the signer when it is not trusted
@@ -234,6 +266,11 @@ class TrustStore:
             raise IntegrityError(
                 f"workload {workload_id} is not signed; rqp runs only workloads signed by a trusted submitter: "
                 f"re-pack it with a signing key (rqp keygen --signing; RQP_SIGNING_KEY_FILE or --signing-key)"
+            )
+        if signature.signer in self.revoked:
+            raise IntegrityError(
+                f"workload {workload_id} is signed by {signature.signer}, which is revoked "
+                f"(RQP_TRUSTED_SIGNERS_FILE {self.source} or RQP_REVOKED_SIGNERS_FILE); re-pack it with a trusted key"
             )
         signer = self.signers.get(signature.signer)
         if signer is None:
