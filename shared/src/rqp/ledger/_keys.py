@@ -47,6 +47,7 @@ __all__ = [
     "PRIORITIES",
     "REJECTED",
     "SUBMISSIONS",
+    "TOMBSTONES",
     "WORKLOADS",
     "WorkloadKeys",
     "held_key",
@@ -69,6 +70,9 @@ PRIORITIES = "rqp:priorities"
 AUDIT = "rqp:audit"
 #: string: the digest of the audit chain's newest entry (what the next request links to)
 AUDIT_HEAD = "rqp:audit:head"
+#: hash content digest of a deleted workload's manifest -> JSON {workload, at, who}: its signed
+#: blobs uploaded again are refused (``rqp.backends.Backends.workload``)
+TOMBSTONES = "rqp:tombstones"
 
 
 class WorkloadKeys:
