@@ -53,12 +53,14 @@ class World:
     def processor(self, name: str = "test:1") -> Any:
         """A ``ChunkProcessor`` as a worker has it (close its ``pool`` when done)."""
         from rqp import sandbox
+        from rqp.backends import Backends
         from rqp_processor.chunk import ChunkProcessor
 
-        pool = sandbox.ScriptPool(sandbox.SandboxConfig.from_settings(self.settings), warm=False)
-        return ChunkProcessor(
-            self.settings, self.r, self.store, self.mq(), self.keys, self.trust(), worker_name=name, pool=pool
+        backends = Backends(
+            self.settings, redis_client=self.r, blobs=self.store, queue=self.mq(), keys=self.keys, trust=self.trust()
         )
+        pool = sandbox.ScriptPool(sandbox.SandboxConfig.from_settings(self.settings), warm=False)
+        return ChunkProcessor(backends, worker_name=name, pool=pool)
 
     def queued_jobs(self) -> list[Any]:
         from rq import Queue

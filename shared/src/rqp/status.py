@@ -23,8 +23,9 @@ from typing import Any
 import redis
 
 from .errors import ForbiddenJobError, IntegrityError, WorkloadError
-from .jobs import open_spec
+from .jobs import ChunkSpec, open_spec
 from .ledger import Ledger, Meta, Perf
+from .workload import Workload
 
 __all__ = [
     "DONE",
@@ -106,11 +107,11 @@ class StatusRecord:
     def from_json(cls, raw: bytes) -> StatusRecord:
         return cls(**json.loads(raw))
 
-    def seal(self, workload: Any) -> bytes:
+    def seal(self, workload: Workload) -> bytes:
         return workload.seal("status", self.id, self.to_json())
 
     @classmethod
-    def open(cls, workload: Any, rid: int, sealed: bytes) -> StatusRecord:
+    def open(cls, workload: Workload, rid: int, sealed: bytes) -> StatusRecord:
         return cls.from_json(workload.open_sealed("status", rid, sealed))
 
 
@@ -199,20 +200,20 @@ class ChunkNote:
                 if rid not in skip:
                     yield rid
 
-    def seal(self, workload: Any) -> bytes:
+    def seal(self, workload: Workload) -> bytes:
         return workload.seal("note", self.chunk, self.to_json())
 
     @classmethod
-    def open(cls, workload: Any, chunk: str, sealed: bytes) -> ChunkNote:
+    def open(cls, workload: Workload, chunk: str, sealed: bytes) -> ChunkNote:
         return cls.from_json(workload.open_sealed("note", chunk, sealed))
 
 
-def seal_start(workload: Any, jid: str, started_at: float, worker: str) -> bytes:
+def seal_start(workload: Workload, jid: str, started_at: float, worker: str) -> bytes:
     """When and where job ``jid`` started: one sealed note per chunk, beside its lease."""
     return workload.seal("start", jid, json.dumps({"started_at": started_at, "worker": worker}).encode())
 
 
-def record_status(r: redis.Redis, workload: Any, rid: int) -> StatusRecord:
+def record_status(r: redis.Redis, workload: Workload, rid: int) -> StatusRecord:
     """The status record of ``rid``: a done record's from its chunk's note, a failed or retrying
     one's as stored, a queued or processing one's derived from the chunk that holds it.
     ``WorkloadError`` when the record is not (yet) part of the workload."""
@@ -289,7 +290,7 @@ def _check_in_workload(ledger: Ledger, rid: int) -> tuple[bool, bool]:
     return done, failed
 
 
-def _find_chunk(ledger: Ledger, workload: Any, rid: int) -> tuple[str, Any, int] | None:
+def _find_chunk(ledger: Ledger, workload: Workload, rid: int) -> tuple[str, ChunkSpec, int] | None:
     """(job id, spec, attempt) of the in-flight chunk that holds ``rid``; one window of specs."""
     for jid, spec_sealed in ledger.specs():
         try:

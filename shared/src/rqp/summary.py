@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import IntegrityError
+from .storage import BlobStore
 from .workload import Workload, blob_name
 
 __all__ = ["RESULTS_BLOB", "SUMMARY_BLOB", "Failure", "ResultsInfo", "Summary", "read_summary"]
@@ -72,7 +73,7 @@ class Summary:
         return workload.seal("summary", "", self.to_json())
 
 
-def read_summary(store: Any, workload: Workload) -> Summary:
+def read_summary(store: BlobStore, workload: Workload) -> Summary:
     """The workload's summary, authenticated (``BlobNotFoundError`` while it is unfinished)."""
     raw = store.get(blob_name(workload.id, SUMMARY_BLOB))
     return Summary.from_json(workload.open_sealed("summary", "", raw), workload.id)
