@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import redis
@@ -25,6 +25,7 @@ import redis
 from .errors import ForbiddenJobError, IntegrityError, WorkloadError
 from .jobs import ChunkSpec, open_spec
 from .ledger import Ledger, Meta, Perf
+from .summary import Summary
 from .workload import Workload
 
 __all__ = [
@@ -336,6 +337,12 @@ class Progress:
     processed: int = 0
     first_at: float | None = None
     last_at: float | None = None
+    #: None while the workload runs (live counters drive progress); True once it ended and the
+    #: counts are its sealed summary's; False when it ended but the summary could not be read
+    #: here (no KEK): the counts are Redis's own, unverified, and never make a success exit
+    verified: bool | None = None
+    #: records that never ran (a cancelled workload), from the sealed summary
+    never_ran: int = 0
 
     @property
     def queued(self) -> int:
@@ -385,6 +392,34 @@ class Progress:
         d = asdict(self)
         d.update(queued=self.queued, elapsed=round(self.elapsed, 3), rate=round(self.rate, 1), eta=self.eta)
         return d
+
+
+#: the states in which a workload has ended (and its report must come from the sealed summary)
+ENDED = ("done", "cancelled")
+
+
+def verified_progress(p: Progress, summary: Callable[[], Summary | None]) -> Progress:
+    """``p`` with an ended workload's counts taken from its sealed summary (``summary()``: the
+    authenticated summary, or None when it cannot be read here). A Redis writer can move the plain
+    counters and the shown state; it cannot move these. A shown state of done or cancelled without
+    a summary that says so is reported as unverified."""
+    if p.state not in ENDED:
+        return p
+    s = summary()
+    if s is None:
+        return replace(p, verified=False)
+    return replace(
+        p,
+        state=s.final_state,
+        total=s.total,
+        done=s.done,
+        failed=s.failed,
+        processing=0,
+        retrying=0,
+        enqueued=s.total,
+        never_ran=s.cancelled,
+        verified=True,
+    )
 
 
 def read_progress(r: redis.Redis, workload_id: str) -> Progress | None:

@@ -53,6 +53,12 @@ class Summary:
     failures: list[Failure] = field(default_factory=list)
     #: records that never ran: the workload was cancelled (``rqp cancel``) before they did
     cancelled: int = 0
+    #: how it ended: "done" or "cancelled" ("" in summaries from before it was recorded)
+    state: str = ""
+
+    @property
+    def final_state(self) -> str:
+        return self.state or ("cancelled" if self.cancelled else "done")
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()
