@@ -180,7 +180,14 @@ class ChunkProcessor:
                 sealed = base64.b64decode(sealed_spec, validate=True)
             except (binascii.Error, ValueError):
                 sealed = b""
-            spec = open_spec(workload, jid, sealed)
+            try:
+                spec = open_spec(workload, jid, sealed)
+            except ForbiddenJobError:
+                fresh = self.contexts.replaced(ctx)  # the id re-packed since this worker opened it?
+                if fresh is None:
+                    raise
+                ctx, workload = fresh, fresh.workload
+                spec = open_spec(workload, jid, sealed)
             parsed = JobId.parse(jid)
             if (parsed.workload, parsed.chunk) != (workload_id, spec.chunk):
                 raise ForbiddenJobError(f"job {jid} carries the spec of chunk {spec.chunk}; rejected")
