@@ -17,8 +17,6 @@ SHA-256 fingerprint of its DER form, as for KEKs.
 from __future__ import annotations
 
 import base64
-import hashlib
-import os
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from .errors import ConfigError, IntegrityError, KeyProviderError
+from .pem import fingerprint, write_key_pair
 
 __all__ = [
     "ED25519",
@@ -60,11 +59,6 @@ _PEM_RE = re.compile(
 _REVOKED_RE = re.compile(rb"^[ \t]*revoked:[ \t]*(sha256:[0-9a-f]{32})[ \t]*$", re.M)
 
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
-
-
-def fingerprint(public_key: Any) -> str:
-    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return "sha256:" + hashlib.sha256(der).hexdigest()[:32]
 
 
 def _alg_of(public_key: Any) -> str:
@@ -163,20 +157,7 @@ def generate_signing_key(private_path: Path, public_path: Path | None = None) ->
         if public_path
         else private_path.with_name(private_path.name.removesuffix(".pem") + ".pub.pem")
     )
-    for p in (private_path, public_path):
-        if p.exists():
-            raise KeyProviderError(f"{p} already exists; move it away or choose another --out path")
-    private_path.parent.mkdir(parents=True, exist_ok=True)
-    key = ed25519.Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
-    os.chmod(private_path, 0o600)
-    public_path.write_bytes(
-        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    return fingerprint(key.public_key())
+    return write_key_pair(private_path, public_path, ed25519.Ed25519PrivateKey.generate)
 
 
 @dataclass(frozen=True)
