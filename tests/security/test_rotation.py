@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from rqp.errors import KeyProviderError, WrongKeyError
-from rqp.keys import LocalKeyProvider, WrappedKey, generate_kek
 from rqp.cli import main as rotate_main
 from rqp.cli.keys import add_rotate_command
+from rqp.errors import KeyProviderError, WrongKeyError
+from rqp.keys import LocalKeyProvider, WrappedKey, generate_kek
 from rqp.rotate import (
     ALREADY,
     ERROR,
