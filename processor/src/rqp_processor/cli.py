@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             if args.burst and code == 0:
                 continue
+            sandbox.remove_leftovers(pid=p.pid)  # what its script hosts wrote, should it have been SIGKILLed
             if code != 0 and (jid := release_dead_worker(r, p.pid)):
                 counts.leases_ended += 1
                 log.warning(

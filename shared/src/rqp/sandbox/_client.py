@@ -18,7 +18,6 @@ import signal
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from typing import Any
 
 from ..errors import RqpError, ScriptError
 from . import _protocol as P
-from . import _runner
+from . import _runner, _scratch
 
 __all__ = ["HostFailure", "InProcessHost", "Protections", "SandboxConfig", "SandboxError", "ScriptHost"]
 
@@ -252,7 +251,7 @@ class ScriptHost:
     def spawn(self) -> None:
         """Start the interpreter and hand it its configuration; it confines itself while the
         role does something else (``ready`` collects the result)."""
-        self.tmpdir = tempfile.mkdtemp(prefix="rqp-script-", dir=self.config.tmp_root)
+        self.tmpdir = _scratch.make(self.config.tmp_root)
         memfd = os.memfd_create("rqp-in-hand", os.MFD_CLOEXEC)
         try:
             os.ftruncate(memfd, mmap.PAGESIZE)

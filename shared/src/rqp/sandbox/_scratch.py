@@ -1,0 +1,77 @@
+"""Script hosts' scratch directories: where they are, whose they are, and who removes them.
+
+A script may write its records' plaintext to its ``TMPDIR`` (that is what scratch space is for).
+The directory is removed when its host ends (``ScriptHost.close``), but a SIGKILLed worker
+(the OOM killer) never gets to that, and its host dies with it (``PDEATHSIG``). So every
+directory is named for the role process that made it -- ``rqp-script-<pid>-<random>`` -- and:
+
+* the supervisor removes a dead worker's directories when it reaps it
+  (``remove_leftovers(pid=...)``, called by ``rqp-processor``);
+* every role removes, when it starts (``probe``), the directories of any process that is gone
+  (a SIGKILLed supervisor or scheduler, a reboot without a tmpfs ``/tmp``).
+
+A directory of a process that is still alive is never touched: another processor on the same
+host may share the temporary directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+__all__ = ["PREFIX", "make", "remove_leftovers"]
+
+PREFIX = "rqp-script-"
+_NAME = re.compile(re.escape(PREFIX) + r"(\d+)-[A-Za-z0-9_]+\Z")
+
+log = logging.getLogger("rqp.sandbox")
+
+
+def make(root: str | None) -> str:
+    """A new private (0700) scratch directory for a host of this process."""
+    return tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=root)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
+def remove_leftovers(root: str | None = None, pid: int | None = None) -> list[str]:
+    """Remove the scratch directories left by process ``pid`` (a worker just reaped), or, without
+    ``pid``, by every process that no longer exists. Returns what was removed; never raises."""
+    base = Path(root or tempfile.gettempdir())
+    removed = []
+    try:
+        entries = list(base.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _NAME.match(entry.name)
+        if not m:
+            continue
+        owner = int(m.group(1))
+        if (pid is not None and owner != pid) or (pid is None and (owner == os.getpid() or _alive(owner))):
+            continue
+        try:
+            if entry.is_symlink() or not entry.is_dir():
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        if not entry.exists():
+            removed.append(str(entry))
+        else:
+            log.warning("could not remove %s, left by process %d; remove it by hand", entry, owner)
+    if removed:
+        log.info("removed %d scratch directories left by script hosts of ended processes", len(removed))
+    return removed
