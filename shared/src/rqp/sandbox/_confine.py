@@ -40,7 +40,7 @@ except ImportError:  # inside the script host, where this directory is imported 
 __all__ = ["REQUIRED", "apply", "landlock_abi"]
 
 #: the layers ``RQP_REQUIRE_SANDBOX=true`` insists on
-REQUIRED = ("no_new_privs", "rlimits", "landlock_fs", "seccomp")
+REQUIRED = ("no_new_privs", "no_capabilities", "rlimits", "landlock_fs", "seccomp")
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
@@ -319,6 +319,84 @@ def _rlimits(memory_bytes: int, cpu_seconds: int, open_files: int, file_bytes: i
     return {"rlimits": not problems, "rlimit_problems": problems}
 
 
+# ----------------------------------------------------------------------- capabilities
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def _drop_capabilities() -> dict[str, object]:
+    """No capability left, whatever the role had (a role given CAP_SETUID as an ambient
+    capability passes it to a child that switches between two non-root uids): dropping is
+    always allowed. Then read back what the kernel says this process holds."""
+    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _libc.capset(ctypes.byref(header), data)
+    held = []
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith((b"CapEff:", b"CapPrm:", b"CapAmb:", b"CapInh:")) and int(line.split()[1], 16):
+                    held.append(line.split(b":")[0].decode())
+    except (OSError, ValueError):
+        held.append("unknown (no /proc/self/status)")
+    return {"no_capabilities": not held, "capabilities_held": held}
+
+
+# ------------------------------------------------------------- denials, tried for real
+def _refused(fn) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        fn()
+    except PermissionError:
+        return True
+    except OSError as exc:
+        return exc.errno in (errno.EPERM, errno.EACCES)
+    return False
+
+
+def _try_fork() -> None:
+    pid = os.fork()
+    if pid == 0:  # the filter let it through: the child leaves at once
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def _try_socket() -> None:
+    fd = _libc.socket(1, 1, 0)  # AF_UNIX, SOCK_STREAM, through the C library's own call
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    os.close(fd)
+
+
+def _try_denied(tmpdir: str, role_uid: int, report: dict[str, object]) -> list[str]:
+    """``RQP_REQUIRE_SANDBOX`` checks what a host cannot do by doing it, once per host (not per
+    record): a metadata change on its own scratch directory, a socket, a read outside what
+    Landlock grants, a fork, and getting the role's uid back. Each must be refused; returns
+    those that were not (and notes all of it in ``report``)."""
+    tries = {
+        "chmod": lambda: os.chmod(tmpdir, 0o700),
+        "socket": _try_socket,
+        "read outside": lambda: os.listdir(os.path.dirname(tmpdir) or "/"),
+        "fork": _try_fork,
+        "setpriority": lambda: os.setpriority(os.PRIO_PROCESS, 0, 1),
+    }
+    if os.getuid() != role_uid:
+        tries["back to the role's uid"] = lambda: os.setresuid(role_uid, role_uid, role_uid)
+    allowed = [name for name, fn in tries.items() if not _refused(fn)]
+    report.update(denials=not allowed, denials_tried=sorted(tries), denials_failed=allowed)
+    return allowed
+
+
 # ---------------------------------------------------------------------------------- apply
 def _prctl_ok(option: int, arg: int) -> bool:
     return _prctl(option, arg, 0, 0, 0) == 0
@@ -338,6 +416,8 @@ def apply(config: dict) -> dict[str, object]:  # (untyped: the host imports no t
             int(config["file_bytes"]),
         )
     )
+    report["uid"], report["gid"] = os.getuid(), os.getgid()
+    report.update(_drop_capabilities())
     report["no_new_privs"] = _prctl_ok(PR_SET_NO_NEW_PRIVS, 1)
     if report["no_new_privs"]:
         report.update(_landlock(list(config["read_paths"]), [config["tmpdir"]], list(config.get("devices", ()))))
@@ -349,5 +429,9 @@ def apply(config: dict) -> dict[str, object]:  # (untyped: the host imports no t
             landlock_problem="no_new_privs could not be set",
             seccomp_problem="no_new_privs could not be set",
         )
-    report["missing"] = [layer for layer in REQUIRED if not report.get(layer)]
+    not_refused = _try_denied(config["tmpdir"], int(config.get("role_uid", -1)), report)
+    missing = [layer for layer in REQUIRED if not report.get(layer)]
+    if not_refused:
+        missing.append("refusals (" + ", ".join(not_refused) + " not refused)")
+    report["missing"] = missing
     return report

@@ -50,7 +50,7 @@ def remove_leftovers(root: str | None = None, pid: int | None = None) -> list[st
     """Remove the scratch directories left by process ``pid`` (a worker just reaped), or, without
     ``pid``, by every process that no longer exists. Returns what was removed; never raises."""
     base = Path(root or tempfile.gettempdir())
-    removed = []
+    removed: list[str] = []
     try:
         entries = list(base.iterdir())
     except OSError:
