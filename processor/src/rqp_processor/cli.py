@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             p.kill()
             p.wait()
             release_dead_worker(r, p.pid)
+        sandbox.remove_leftovers(pid=p.pid)  # its script hosts' scratch, however it ended
     heartbeat.leave()
     if metrics is not None:
         metrics.stop()

@@ -12,12 +12,17 @@ processes):
 * **Landlock** (kernel 5.13+): the file system becomes read-only library paths plus one private
   temporary directory, read-write; with ABI 4+ no TCP bind/connect, with ABI 6+ no signals to
   and no abstract Unix sockets of processes outside the sandbox;
-* **seccomp**: no sockets of any family, no fork/vfork/execve (threads are allowed: ``clone``
-  with ``CLONE_THREAD``), no ptrace or reading other processes' memory, no io_uring, BPF,
-  perf, keyrings, mounts, namespaces, module loading, clock or host-name changes; signals only
-  to itself; rlimits cannot be raised again. Refused calls fail with ``EPERM`` (``ENOSYS`` for
-  ``clone3``, so the C library falls back to ``clone`` for threads), so the script sees a
-  Python ``PermissionError`` instead of dying.
+* **no capabilities** (ambient, effective, permitted, inheritable all cleared);
+* **seccomp**, an allowlist (``_allowlist``): every call it does not name fails with ``EPERM``, so
+  the script sees a Python ``PermissionError`` instead of dying. Threads are allowed (``clone``
+  with ``CLONE_THREAD`` and no namespace flag; ``clone3`` answers ``ENOSYS`` so the C library
+  falls back to ``clone``), ``prlimit64`` only reads, ``kill``/``tgkill`` only reach this
+  process, ``ioctl`` takes only CPython's own requests;
+* **tried refusals**: after all of that the host makes a few calls that must fail (a chmod, a
+  socket, a read outside Landlock, a fork, ``setpriority``, its old uid back) and reports any
+  that did not -- what ``RQP_REQUIRE_SANDBOX`` checks.
+
+The uid a host runs as is chosen by the role before it starts (``_identity``).
 
 ``apply`` never raises for a layer the kernel lacks: the report says what is active, and the
 caller (``RQP_REQUIRE_SANDBOX``) decides whether that is enough.

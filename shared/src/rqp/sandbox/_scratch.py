@@ -67,7 +67,10 @@ def remove_leftovers(root: str | None = None, pid: int | None = None) -> list[st
                 continue
         except OSError:
             continue
-        shutil.rmtree(entry, ignore_errors=True)
+        for _ in range(3):  # a host dying with its worker may still add a file as it goes
+            shutil.rmtree(entry, ignore_errors=True)
+            if not entry.exists():
+                break
         if not entry.exists():
             removed.append(str(entry))
         else:
