@@ -145,3 +145,19 @@ def test_require_sandbox_refuses_a_host_whose_refusals_failed():
     }
     with pytest.raises(SandboxError, match=r"missing: refusals \(chmod not refused\)"):
         Protections(report).check(True, "this host")
+
+
+def test_an_interpreter_behind_an_unreachable_link_is_unreachable(shared_tmp):
+    """A virtualenv's ``bin/python`` is a link: the uid must reach the link as well as where it
+    points (here the interpreter is public, the virtualenv is not)."""
+    if not can_set_ids():
+        pytest.skip("needs CAP_SETUID and CAP_SETGID (run as root)")
+    public = Path(shared_tmp) / "bin"
+    public.mkdir(mode=0o755)
+    (public / "python").write_text("")
+    venv = Path(shared_tmp) / "venv"
+    venv.mkdir(mode=0o700)
+    (venv / "python").symlink_to(public / "python")
+    assert plan((DEFAULT_SANDBOX_UID, DEFAULT_SANDBOX_UID), [str(public / "python")]).uid == DEFAULT_SANDBOX_UID
+    got = plan((DEFAULT_SANDBOX_UID, DEFAULT_SANDBOX_UID), [str(venv / "python")])
+    assert got.uid is None and f"({venv} is not searchable by it)" in got.reason, got.reason

@@ -66,9 +66,12 @@ def can_set_ids() -> bool:
 
 
 def _searchable_by(path: str, uid: int, gid: int) -> str | None:
-    """The first directory on the way to ``path`` that ``uid``/``gid`` cannot search, or None."""
-    p = Path(path).resolve()
-    for d in [*reversed(p.parents), p] if p.is_dir() else reversed(p.parents):
+    """The first directory on the way to ``path`` that ``uid``/``gid`` cannot search, or None
+    (the way as written and, through any symbolic link, the way to what it points at)."""
+    written, real = Path(os.path.abspath(path)), Path(path).resolve()
+    ways = [written, real] if written != real else [written]
+    dirs = [d for p in ways for d in ([*reversed(p.parents), p] if p.is_dir() else list(reversed(p.parents)))]
+    for d in dirs:
         try:
             st = d.stat()
         except OSError:
