@@ -13,7 +13,6 @@ import json
 import mmap
 import os
 import selectors
-import shutil
 import signal
 import struct
 import subprocess
@@ -434,7 +433,7 @@ class ScriptHost:
             self._page.close()
             self._page = None
         if self.tmpdir:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            _scratch.remove(self.tmpdir)
             self.tmpdir = ""
 
     def _kill(self) -> int | None:

@@ -23,7 +23,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["PREFIX", "make", "remove_leftovers"]
+__all__ = ["PREFIX", "make", "remove", "remove_leftovers"]
 
 PREFIX = "rqp-script-"
 _NAME = re.compile(re.escape(PREFIX) + r"(\d+)-[A-Za-z0-9_]+\Z")
@@ -34,6 +34,32 @@ log = logging.getLogger("rqp.sandbox")
 def make(root: str | None) -> str:
     """A new private (0700) scratch directory for a host of this process."""
     return tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=root)
+
+
+def _reclaim(path: Path) -> None:
+    """Make a host's directory tree the role's again, top down, so it can be removed by a role
+    that could give it away (``CAP_CHOWN``) but cannot override permissions."""
+    uid, gid = os.geteuid(), os.getegid()
+    for dirpath, dirnames, _files in os.walk(path, onerror=None):
+        for d in [dirpath, *(os.path.join(dirpath, n) for n in dirnames)]:
+            try:
+                os.chown(d, uid, gid, follow_symlinks=False)
+                os.chmod(d, 0o700, follow_symlinks=False)
+            except (OSError, NotImplementedError):
+                pass
+
+
+def remove(path: str | Path) -> bool:
+    """Remove a scratch directory and everything in it; True when it is gone. A host dying with
+    its worker may still add a file as it goes, hence the second try."""
+    entry = Path(path)
+    for attempt in range(3):
+        shutil.rmtree(entry, ignore_errors=True)
+        if not os.path.lexists(entry):
+            return True
+        if attempt == 0:
+            _reclaim(entry)  # owned by the host's uid: take it back first
+    return False
 
 
 def _alive(pid: int) -> bool:
@@ -67,11 +93,7 @@ def remove_leftovers(root: str | None = None, pid: int | None = None) -> list[st
                 continue
         except OSError:
             continue
-        for _ in range(3):  # a host dying with its worker may still add a file as it goes
-            shutil.rmtree(entry, ignore_errors=True)
-            if not entry.exists():
-                break
-        if not entry.exists():
+        if remove(entry):
             removed.append(str(entry))
         else:
             log.warning("could not remove %s, left by process %d; remove it by hand", entry, owner)
