@@ -616,8 +616,8 @@ def run_enqueue(
 ) -> dict[str, Any]:
     """The scheduler's enqueue (WorkloadRun in this process), no workers, window large enough for
     the whole workload: records/s from WorkloadRun.start() to the last chunk queued."""
+    from rqp.backends import Backends
     from rqp.config import Settings
-    from rqp.connect import connect_redis, open_blob_store, open_key_provider, open_message_queue, open_trust_store
     from rqp_scheduler.run import WorkloadRun
 
     env = RqpEnv(work, f"enqueue-n{n}", kek)
@@ -638,17 +638,9 @@ def run_enqueue(
                         "RQP_CHUNK_MAX": str(max(cs, 4096)),
                     }
                 )
-                r = connect_redis(settings)
-                store = open_blob_store(settings.blob_url)
-                run = WorkloadRun(
-                    settings,
-                    r,
-                    store,
-                    open_message_queue(settings, r),
-                    open_key_provider(settings),
-                    open_trust_store(settings),
-                    wid,
-                )
+                backends = Backends(settings).open_all()
+                r = backends.redis
+                run = WorkloadRun(backends, wid)
                 c0, r0 = procs.self_cpu(), procs.cpu_seconds([env.server.proc.pid])  # type: ignore[union-attr]
                 t0 = time.perf_counter()
                 if prof:

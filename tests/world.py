@@ -39,6 +39,14 @@ class World:
     def mq(self) -> RedisMessageQueue:
         return RedisMessageQueue(self.r)
 
+    def backends(self) -> Any:
+        """The roles' ``Backends`` bundle over this world's clients."""
+        from rqp.backends import Backends
+
+        return Backends(
+            self.settings, redis_client=self.r, blobs=self.store, queue=self.mq(), keys=self.keys, trust=self.trust()
+        )
+
     def trust(self) -> Any:
         from rqp.signing import TrustStore
 
@@ -48,17 +56,19 @@ class World:
         """The scheduler's ``WorkloadRun`` of ``wid``, started."""
         from rqp_scheduler.run import WorkloadRun
 
-        return WorkloadRun(self.settings, self.r, self.store, self.mq(), self.keys, self.trust(), wid).start()
+        return WorkloadRun(self.backends(), wid).start()
 
     def processor(self, name: str = "test:1") -> Any:
         """A ``ChunkProcessor`` as a worker has it (close its ``pool`` when done)."""
         from rqp import sandbox
+        from rqp.backends import Backends
         from rqp_processor.chunk import ChunkProcessor
 
-        pool = sandbox.ScriptPool(sandbox.SandboxConfig.from_settings(self.settings), warm=False)
-        return ChunkProcessor(
-            self.settings, self.r, self.store, self.mq(), self.keys, self.trust(), worker_name=name, pool=pool
+        backends = Backends(
+            self.settings, redis_client=self.r, blobs=self.store, queue=self.mq(), keys=self.keys, trust=self.trust()
         )
+        pool = sandbox.ScriptPool(sandbox.SandboxConfig.from_settings(self.settings), warm=False)
+        return ChunkProcessor(backends, worker_name=name, pool=pool)
 
     def queued_jobs(self) -> list[Any]:
         from rq import Queue

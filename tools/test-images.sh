@@ -57,15 +57,9 @@ CP=""             # ... the processor VM's
 T0=$(date +%s.%N)
 declare -a TIMINGS=()
 
-now() { date +%s.%N; }
-since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
+# shellcheck source=tools/lib.sh
+. tools/lib.sh   # now, since, ok, fail, run_once, copy_secrets
 timing() { TIMINGS+=("$1: $2s"); echo "    [timing] $1: $2s"; }
-ok() { passed=$((passed + 1)); echo "ok $passed - $* [at $(since "$T0")s]"; }
-fail() {
-  failed=$((failed + 1))
-  echo "not ok - $*" >&2
-  exit 1
-}
 check() {  # check "description" command...
   local what=$1; shift
   if "$@"; then ok "$what"; else fail "$what"; fi
@@ -160,21 +154,14 @@ wait_done() {  # wait_done WORKLOAD: poll `rqp status --json` until done, with a
     sleep 0.5
   done
 }
-one_off() {  # one_off NAME ARGS...: `compose run --no-deps` whose exit code is trustworthy.
-  # (Not --rm: with podman's Docker API, `run --rm` reports 0 even when the container failed; the
-  # container is removed right after instead.)
-  local name="$PROJECT-$1" code=0; shift
-  $C run --no-deps --name "$name" "$@" || code=$?
-  [ "$code" = 0 ] || code=$($ENGINE inspect -f '{{.State.ExitCode}}' "$name" 2>/dev/null || echo "$code")
-  $ENGINE rm -f "$name" >/dev/null 2>&1 || true
-  return "$code"
+one_off() {  # one_off NAME ARGS...: `compose run --no-deps` (in the project of $C) whose exit code is trustworthy
+  local name="$PROJECT-$1"; shift
+  # shellcheck disable=SC2086  # $C is a command line
+  run_once "$ENGINE" "$name" $C run --no-deps --name "$name" "$@"
 }
 engine_one_off() {  # engine_one_off NAME ARGS...: `$ENGINE run` (no Compose) with a trustworthy exit code
-  local name="$PROJECT-$1" code=0; shift
-  $ENGINE run --name "$name" "$@" || code=$?
-  [ "$code" = 0 ] || code=$($ENGINE inspect -f '{{.State.ExitCode}}' "$name" 2>/dev/null || echo "$code")
-  $ENGINE rm -f "$name" >/dev/null 2>&1 || true
-  return "$code"
+  local name="$PROJECT-$1"; shift
+  run_once "$ENGINE" "$name" "$ENGINE" run --name "$name" "$@"
 }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # the scheduler VM's name, as processor VMs reach it and Redis's certificate names it (init-secrets.sh --host)
@@ -545,11 +532,6 @@ HOST_IP=$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\
 [ -n "$HOST_IP" ] || fail "this machine has no non-loopback IPv4 address to publish the scheduler VM's Redis on"
 SPORT=$(free_port)
 DPORT=$(free_port)
-copy_secrets() {  # copy_secrets DIR FILE...: owner and mode kept (as `scp -p` + chown would)
-  local d=$1; shift
-  mkdir -m 0700 "$d"
-  for f in "$@"; do cp -p "$WORK/secrets/$f" "$d/"; done
-}
 copy_secrets "$WORK/scheduler-vm" kek.pem trusted_signers.pem azure_conn console_password redis_ca.pem \
   redis_server.pem redis_server.key redis_users.acl redis_scheduler_password redis_metrics_password \
   redis_console_password redis_console_actions_password

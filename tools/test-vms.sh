@@ -77,14 +77,13 @@ declare -A VM_PID=()
 AZURITE=rqp-test-vms-$ID-azurite
 REG_PID=""
 passed=0
+failed=0          # fail's count (teardown reports failure from the exit code)
 T0=$(date +%s.%N)
 TW=""             # when the workload was submitted: the timeline's zero
 declare -a TIMELINE=()
 
-now() { date +%s.%N; }
-since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
-ok() { passed=$((passed + 1)); echo "ok $passed - $* [at $(since "$T0")s]"; }
-fail() { echo "not ok - $*" >&2; exit 1; }
+# shellcheck source=tools/lib.sh
+. tools/lib.sh   # now, since, ok, fail, run_once, copy_secrets
 mark() {  # mark TEXT: a line of the timeline, at seconds since the workload was submitted
   local at; at=$(since "${TW:-$T0}")
   TIMELINE+=("$(printf '%7ss  %s' "+$at" "$*")")
@@ -235,11 +234,8 @@ wait_for() {  # wait_for SECONDS DESCRIPTION PYTHON_CONDITION_ON_STATE [VM...]: 
   done
 }
 one_off() {  # one_off VM NAME ARGS...: `compose run --no-deps` with a trustworthy exit code
-  local vm=$1 name="rqp-vms-$ID-$2" code=0; shift 2
-  vmc "$vm" run --no-deps --name "$name" "$@" || code=$?
-  [ "$code" = 0 ] || code=$(vmd "$vm" inspect -f '{{.State.ExitCode}}' "$name" 2>/dev/null || echo "$code")
-  vmd "$vm" rm -f "$name" >/dev/null 2>&1 || true
-  return "$code"
+  local vm=$1 name="rqp-vms-$ID-$2"; shift 2
+  run_once "vmd $vm" "$name" vmc "$vm" run --no-deps --name "$name" "$@"
 }
 
 echo "test-vms: LAN $LAN.0/24, registry $REG, images $PREFIX/rqp-*:$VERSION, redis from $REDIS_IMAGE, $N records"
@@ -326,17 +322,11 @@ RQP_VERSION=$VERSION ENGINE=podman bash compose/init-secrets.sh --host "${VM_IP[
 printf '%s' "$CONN" > "$WORK/secrets/azure_conn.new"
 chown 10001:10001 "$WORK/secrets/azure_conn.new"; chmod 0400 "$WORK/secrets/azure_conn.new"
 mv -f "$WORK/secrets/azure_conn.new" "$WORK/secrets/azure_conn"
-SCHED_FILES="kek.pem trusted_signers.pem azure_conn console_password redis_ca.pem redis_server.pem redis_server.key redis_users.acl redis_scheduler_password redis_metrics_password redis_console_password redis_console_actions_password"
-PROC_FILES="kek.pem trusted_signers.pem azure_conn redis_ca.pem redis_processor_password redis_metrics_password"
-copy_secrets() {  # copy_secrets VM FILES: the documented procedure, `ssh VM` left out
-  install -d -o 10001 -g 10001 -m 0700 "$WORK/vm/$1/secrets"
-  # shellcheck disable=SC2086  # the file names
-  (cd "$WORK/secrets" && tar --numeric-owner -cf - $2) | tar --numeric-owner --same-owner -xpf - -C "$WORK/vm/$1/secrets"
-  touch "$WORK/vm/$1/secrets/.complete"
-}
-copy_secrets scheduler "$SCHED_FILES"
-copy_secrets proc1 "$PROC_FILES"
-copy_secrets proc2 "$PROC_FILES"
+SCHED_FILES=(kek.pem trusted_signers.pem azure_conn console_password redis_ca.pem redis_server.pem redis_server.key redis_users.acl redis_scheduler_password redis_metrics_password redis_console_password redis_console_actions_password)
+PROC_FILES=(kek.pem trusted_signers.pem azure_conn redis_ca.pem redis_processor_password redis_metrics_password)
+copy_secrets "$WORK/vm/scheduler/secrets" "${SCHED_FILES[@]}"
+copy_secrets "$WORK/vm/proc1/secrets" "${PROC_FILES[@]}"
+copy_secrets "$WORK/vm/proc2/secrets" "${PROC_FILES[@]}"
 [ "$(stat -c '%u %a' "$WORK/vm/proc1/secrets/kek.pem")" = "10001 400" ] || fail "the copy procedure lost the KEK's owner or mode"
 [ "$(stat -c '%u %a' "$WORK/vm/scheduler/secrets/redis_server.key")" = "10002 400" ] || fail "the copy procedure lost Redis's key owner or mode"
 

@@ -4,6 +4,7 @@ sessions, CSRF, headers, refusals -- against the real ``rqp-console`` program an
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 
@@ -162,3 +163,41 @@ def test_binds_to_loopback_unless_told(consoles, redis_url):
     log = console.log.read_text()
     assert f"serving http://127.0.0.1:{console.port} for user '{USER}'" in log
     assert "actions off (read-only)" in log and "failure reasons sealed (no KEK)" in log
+
+
+#: each page and the script module its template loads
+PAGE_MODULES = {
+    "/workloads": "workloads.js",
+    "/workloads/w1": "workload.js",
+    "/fleet": "fleet.js",
+    "/vms": "vms.js",
+    "/audit": "audit.js",
+}
+
+
+def test_each_page_loads_its_own_script_module_served_as_javascript(consoles, redis_url, r):
+    _running(r)
+    c = Client(consoles(redis_url).url)
+    assert c.login().status == 302
+    for path, module in PAGE_MODULES.items():
+        page = c.get(path)
+        assert page.status == 200, path
+        assert re.findall(r"<script[^>]*>", page.text) == [f'<script type="module" src="/static/{module}">'], path
+        directives = dict(d.strip().split(" ", 1) for d in page.headers["Content-Security-Policy"].split(";"))
+        assert directives["script-src"] == "'self'" and directives["default-src"] == "'none'", path
+    # every module and all it imports, followed from the pages' own: same origin, a JavaScript type
+    # (a module served as anything else does not run), no session needed (static files carry no data)
+    anonymous = Client(c.base)
+    todo, seen = sorted(set(PAGE_MODULES.values())), set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        js = anonymous.get(f"/static/{name}")
+        assert js.status == 200, name
+        assert js.headers["Content-Type"].split(";")[0] == "text/javascript", (name, js.headers["Content-Type"])
+        imports = re.findall(r'^import [^;]* from "([^"]+)";', js.text, flags=re.M)
+        assert all(re.fullmatch(r"\./[a-z]+\.js", x) for x in imports), (name, imports)  # nothing from elsewhere
+        todo.extend(x.removeprefix("./") for x in imports)
+    assert {"console.js", "live.js", "charts.js"} <= seen, seen

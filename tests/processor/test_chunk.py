@@ -9,6 +9,7 @@ import time
 import pytest
 
 from rqp import sandbox
+from rqp.backends import Backends
 from rqp.errors import ForbiddenJobError
 from rqp.jobs import ChunkSpec, seal_spec
 from rqp.ledger import Head, Ledger, job_id, rejections
@@ -39,9 +40,10 @@ def setup(world):
     led.add_jobs(pipe, {jid: seal_spec(w, jid, spec)})
     pipe.execute()
     pool = sandbox.ScriptPool(sandbox.SandboxConfig.from_settings(world.settings), warm=False)
-    proc = ChunkProcessor(
-        world.settings, world.r, world.store, world.mq(), world.keys, trust, worker_name="test:1", pool=pool
+    backends = Backends(
+        world.settings, redis_client=world.r, blobs=world.store, queue=world.mq(), keys=world.keys, trust=trust
     )
+    proc = ChunkProcessor(backends, worker_name="test:1", pool=pool)
     yield world, w, led, jid, proc
     pool.close()
 

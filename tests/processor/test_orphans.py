@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,9 @@ import psutil
 import pytest
 from harness import Cluster, assert_processes_gone, rqp_processes
 from redis_server import RedisServer
+
+from rqp.identity import process_identity
+from rqp.ledger import held_key
 
 #: seconds the workers and script hosts get to be gone once their supervisor is
 GONE_WITHIN = 5.0
@@ -67,11 +69,12 @@ def _busy_processor(cluster: Cluster, wid: str, workers: int = 2) -> tuple[subpr
     cluster.env.update(RQP_CHUNK_SIZE="20", RQP_ADAPTIVE_CHUNKS="false", RQP_LEASE_SECONDS="60")
     sup = cluster.start_processor(workers=workers)
     cluster.start_scheduler(wid)
-    host = socket.gethostname()
 
     def busy() -> bool:
         ws, hs = _tree(sup)
-        return len(ws) == workers and all(cluster.r.exists(f"rqp:held:{host}:{w.pid}") for w in ws) and len(hs) >= 1
+        return (
+            len(ws) == workers and all(cluster.r.exists(held_key(process_identity(w.pid))) for w in ws) and len(hs) >= 1
+        )
 
     cluster.wait_for(busy, 60, "every worker to hold a chunk of the slow workload")
     workers_, hosts = _tree(sup)

@@ -83,13 +83,13 @@ def test_a_dead_workers_chunk_is_reclaimed_and_its_records_fail_after_the_last_a
     [jid] = led.queued()
     # a worker took the lease and died: the lease runs out, attempt 1 is spent
     _lease(led, jid, "gone:1")
-    run._reclaim_expired()
+    run.reclaimer.expired()
     [again] = led.queued()
     assert again.endswith("-1")  # the next generation of the same chunk
     spec = open_spec(run.workload, again, led.spec(again))
     assert [att for _rid, att in spec.records()] == [2, 2, 2, 2]
     _lease(led, again, "gone:2")
-    run._reclaim_expired()  # max_attempts = 2: failed, with the reason
+    run.reclaimer.expired()  # max_attempts = 2: failed, with the reason
     assert led.failed_ids() == [0, 1, 2, 3] and led.queued() == []
     assert sorted(world.r.hkeys(led.k.rec)) == [b"0", b"1", b"2", b"3"]  # kept for 'rqp retry'
     assert not world.r.exists(led.k.chunk("c00000000"))

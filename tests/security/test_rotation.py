@@ -12,17 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from rqp.cli import main as rotate_main
+from rqp.cli.keys import add_rotate_command
 from rqp.errors import KeyProviderError, WrongKeyError
 from rqp.keys import LocalKeyProvider, WrappedKey, generate_kek
 from rqp.rotate import (
     ALREADY,
     ERROR,
     ROTATED,
-    add_rotate_command,
     list_workloads,
-)
-from rqp.rotate import (
-    main as rotate_main,
 )
 from rqp.rotate import (
     rotate_keys as _rotate_keys,

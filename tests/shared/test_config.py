@@ -1,6 +1,11 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
 
-from rqp.config import DEFAULT_CHUNK_SIZE, Settings
+from rqp.config import DEFAULT_CHUNK_SIZE, Settings, settings_from_env
 from rqp.errors import ConfigError
 
 
@@ -58,3 +63,47 @@ def test_a_password_in_the_redis_url_is_refused():
     ):
         Settings.from_url("redis://rqp:secret@redis:6379/0")
     assert Settings.from_url("redis://rqp@redis:6379/0").redis_url.startswith("redis://rqp@")  # a user name is fine
+
+
+@dataclass(frozen=True)
+class _RoleSettings:
+    """A role's own settings, as the console and the metrics logger declare theirs."""
+
+    port: int = 1
+    ratio: float = 0.5
+    key_file: Path | None = None
+    name: str | None = None
+
+
+_ROLE_ENV = {
+    "port": "RQP_ROLE_PORT",
+    "ratio": "RQP_ROLE_RATIO",
+    "key_file": "RQP_ROLE_KEY_FILE",
+    "name": "RQP_ROLE_NAME",
+}
+
+
+def test_settings_from_env_reads_the_roles_variables_then_overrides():
+    env = {"RQP_ROLE_PORT": "8080", "RQP_ROLE_RATIO": "", "RQP_ROLE_KEY_FILE": "~/k", "RQP_PORT": "9"}
+    s = settings_from_env(_RoleSettings, _ROLE_ENV, what="role", env=env, overrides={"name": "x", "ratio": None})
+    assert s == _RoleSettings(port=8080, ratio=0.5, key_file=Path("~/k").expanduser(), name="x")
+
+
+@pytest.mark.parametrize(
+    ("env", "overrides", "message"),
+    [
+        ({"RQP_ROLE_PORT": "http"}, {}, "RQP_ROLE_PORT must be an integer, got 'http'"),
+        ({"RQP_ROLE_RATIO": "half"}, {}, "RQP_ROLE_RATIO must be a number, got 'half'"),
+        ({}, {"port": True}, "RQP_ROLE_PORT must be an integer, got True"),
+        ({}, {"colour": "red"}, "unknown role setting 'colour'; known: key_file, name, port, ratio"),
+    ],
+)
+def test_settings_from_env_errors_name_the_roles_own_variable(env, overrides, message):
+    with pytest.raises(ConfigError) as info:
+        settings_from_env(_RoleSettings, _ROLE_ENV, what="role", env=env, overrides=overrides)
+    assert str(info.value) == message
+
+
+def test_settings_from_env_words_kinds_as_the_role_asks():
+    with pytest.raises(ConfigError, match=r"^RQP_ROLE_RATIO must be a float, got 'half'$"):
+        settings_from_env(_RoleSettings, _ROLE_ENV, what="role", env={"RQP_ROLE_RATIO": "half"}, kinds={})

@@ -5,6 +5,8 @@ import pytest
 from rqp.crypto import new_data_key
 from rqp.errors import KeyProviderError, WrongKeyError
 from rqp.keys import LocalKeyProvider, generate_kek
+from rqp.pem import write_key_pair
+from rqp.signing import generate_signing_key
 
 
 def test_keygen_writes_private_key_0600_and_refuses_overwrite(tmp_path):
@@ -15,6 +17,25 @@ def test_keygen_writes_private_key_0600_and_refuses_overwrite(tmp_path):
         generate_kek(tmp_path / "k.pem")
     with pytest.raises(KeyProviderError, match="too small"):
         generate_kek(tmp_path / "small.pem", bits=2048)
+
+
+def test_both_kinds_of_key_are_written_alike_and_nothing_is_generated_over_an_existing_file(tmp_path):
+    """The KEK and the signing key go through ``write_key_pair``: private 0600, public beside it,
+    and an existing file is refused before a key is made (an RSA key takes a while)."""
+    generate_signing_key(tmp_path / "s.pem")
+    assert stat.S_IMODE((tmp_path / "s.pem").stat().st_mode) == 0o600
+    assert (tmp_path / "s.pub.pem").read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
+    made = []
+
+    def generate():
+        made.append(1)
+        raise AssertionError("a key was generated although the file exists")
+
+    with pytest.raises(
+        KeyProviderError, match=r"s\.pub\.pem already exists; move it away or choose another --out path"
+    ):
+        write_key_pair(tmp_path / "new.pem", tmp_path / "s.pub.pem", generate)
+    assert made == [] and not (tmp_path / "new.pem").exists()
 
 
 def test_wrap_with_public_unwrap_with_private(kek):

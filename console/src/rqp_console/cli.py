@@ -18,17 +18,18 @@ import signal
 import sys
 from typing import Any
 
+from rqp.backends import Backends
 from rqp.config import Settings
-from rqp.connect import connect_redis, open_blob_store, open_message_queue
 from rqp.errors import RqpError
 from rqp.hardening import harden_process
 from rqp_metrics.store import SampleStore
 
 from . import __version__
-from .app import Console, create_app
+from .app import create_app
 from .auth import Credentials
 from .sealed import open_opener
 from .settings import ConsoleSettings
+from .state import Console
 from .workload_page import ManifestTimes
 
 __all__ = ["build", "main"]
@@ -40,22 +41,24 @@ def build(settings: Settings, cs: ConsoleSettings) -> tuple[Console, Credentials
     """Connect to what the console reads and writes; ``RqpError`` on what is missing or wrong."""
     credentials = Credentials(cs.user, cs.read_password())
     secret = cs.read_session_key() or os.urandom(32)
-    r = connect_redis(settings)
+    backends = Backends(settings)
+    r = backends.redis
     actions = None
     if cs.actions_redis_url is not None:
         actions_settings = dataclasses.replace(
             settings, redis_url=cs.actions_redis_url, redis_password_file=cs.actions_password_file
         )
-        actions = connect_redis(actions_settings)
-    store = open_blob_store(settings.blob_url)
+        # the second identity: a bundle of its own, of which only Redis is ever opened
+        actions = Backends(actions_settings).redis
+    store = backends.blobs
     console = Console(
         settings=settings,
         console=cs,
         r=r,
         actions=actions,
         samples=SampleStore(store),
-        mq=open_message_queue(settings, r),
-        opener=open_opener(settings),
+        mq=backends.queue,
+        opener=open_opener(backends),
         manifests=ManifestTimes(store),
     )
     return console, credentials, secret

@@ -35,7 +35,7 @@ CSP = (
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 #: endpoints reachable without a session
-PUBLIC_ENDPOINTS = frozenset({"login", "static", "healthz"})
+PUBLIC_ENDPOINTS = frozenset({"auth.login", "static", "auth.healthz"})
 SESSION_COOKIE = "rqp_console"
 
 
@@ -115,7 +115,7 @@ class Guard:
         if self.user() is None:
             if request.path.startswith("/api/"):
                 return _refuse(401, "log in first")
-            return redirect(url_for("login", next=request.full_path.rstrip("?")))
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
         return None
 
     def _cross_site(self) -> str | None:

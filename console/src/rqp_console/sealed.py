@@ -18,8 +18,7 @@ from typing import Any
 
 import redis
 
-from rqp.config import Settings
-from rqp.connect import open_blob_store, open_key_provider, open_trust_store
+from rqp.backends import Backends
 from rqp.keys import KeyProvider
 from rqp.signing import TrustStore
 from rqp.status import StatusRecord, record_status
@@ -73,8 +72,10 @@ class Opener:
         return record_status(r, self.workload(workload_id), rid)
 
 
-def open_opener(settings: Settings) -> Opener | None:
-    """An ``Opener`` when the console was given a KEK, else None (the default)."""
+def open_opener(backends: Backends) -> Opener | None:
+    """An ``Opener`` on ``backends``' blob store, KEK and trust store when the console was given a
+    KEK, else None (the default: no key provider or trust store is opened at all)."""
+    settings = backends.settings
     if not (settings.kek_file or settings.key_vault_key_id):
         return None
-    return Opener(open_blob_store(settings.blob_url), open_key_provider(settings), open_trust_store(settings))
+    return Opener(backends.blobs, backends.keys, backends.trust)

@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rqp.config import settings_from_env
 from rqp.errors import ConfigError
 
 __all__ = ["DEFAULT_BIND", "DEFAULT_PORT", "DEFAULT_USER", "ENV_NAMES", "ConsoleSettings"]
@@ -98,12 +99,7 @@ class ConsoleSettings:
                 raise ConfigError(
                     f"{var} is not read: a password does not belong in the environment; put it in a file and name it in {instead}"
                 )
-        values: dict[str, Any] = {}
-        for name, var in ENV_NAMES.items():
-            if env.get(var, "") != "":
-                values[name] = env[var]
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**_converted(values))
+        return settings_from_env(cls, ENV_NAMES, what="console", env=env, overrides=overrides)
 
     @property
     def actions_enabled(self) -> bool:
@@ -176,30 +172,3 @@ class ConsoleSettings:
         if len(key) < 32:
             raise ConfigError(f"the console session key in {self.session_key_file} is shorter than 32 bytes")
         return key
-
-
-def _converted(values: dict[str, Any]) -> dict[str, Any]:
-    types = {f.name: str(f.type) for f in fields(ConsoleSettings)}
-    out: dict[str, Any] = {}
-    for name, raw in values.items():
-        if name not in types:
-            raise ConfigError(f"unknown console setting {name!r}; known: {', '.join(sorted(types))}")
-        typ = types[name]
-        var = ENV_NAMES.get(name, name)
-        try:
-            if typ == "int":
-                if isinstance(raw, bool):
-                    raise ValueError
-                out[name] = int(raw)
-            elif typ == "float":
-                out[name] = float(raw)
-            elif typ.startswith("Path"):
-                out[name] = None if raw in (None, "") else Path(raw).expanduser()
-            elif typ.startswith("str | None"):
-                out[name] = None if raw in (None, "") else str(raw)
-            else:
-                out[name] = str(raw)
-        except (TypeError, ValueError):
-            kind = {"int": "an integer", "float": "a number"}.get(typ, "a " + typ.split(" ")[0])
-            raise ConfigError(f"{var} must be {kind}, got {raw!r}") from None
-    return out

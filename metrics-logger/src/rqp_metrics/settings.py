@@ -8,13 +8,13 @@ empty report a day later.
 from __future__ import annotations
 
 import ipaddress
-import os
 import socket
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
+from rqp.config import settings_from_env
 from rqp.errors import ConfigError
 
 __all__ = [
@@ -52,6 +52,9 @@ ENV_NAMES = {
 }
 
 _LOOPBACK_NAMES = ("localhost",)
+#: this role's errors word a bad value by its type ("RQP_METRICS_INTERVAL must be a float"), as
+#: they always have: no type is given rqp.config's wording ("a number")
+_VALUE_KINDS: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -80,13 +83,7 @@ class MetricsSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> MetricsSettings:
         """Environment first, then explicit overrides (CLI flags); ``None`` overrides are ignored."""
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for name, var in ENV_NAMES.items():
-            if env.get(var, "") != "":
-                values[name] = env[var]
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**_converted(values))
+        return settings_from_env(cls, ENV_NAMES, what="metrics", env=env, overrides=overrides, kinds=_VALUE_KINDS)
 
     @property
     def uses_azure(self) -> bool:
@@ -140,27 +137,3 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _converted(values: dict[str, Any]) -> dict[str, Any]:
-    types = {f.name: f.type for f in fields(MetricsSettings)}
-    out: dict[str, Any] = {}
-    for name, raw in values.items():
-        if name not in types:
-            raise ConfigError(f"unknown metrics setting {name!r}; known: {', '.join(sorted(types))}")
-        typ = str(types[name])
-        var = ENV_NAMES.get(name, name)
-        try:
-            if typ == "float":
-                out[name] = float(raw)
-            elif typ == "int":
-                if isinstance(raw, bool):
-                    raise ValueError
-                out[name] = int(raw)
-            elif typ.startswith("str | None"):
-                out[name] = None if raw in (None, "") else str(raw)
-            else:
-                out[name] = str(raw)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{var} must be a {typ.split(' ', maxsplit=1)[0]}, got {raw!r}") from None
-    return out

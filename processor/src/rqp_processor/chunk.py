@@ -15,19 +15,16 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import os
 import random
-import socket
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import redis
 
 from rqp import metrics_http as metrics
 from rqp import sandbox
-from rqp.config import Settings
+from rqp.backends import Backends
 from rqp.errors import (
     ForbiddenJobError,
     IntegrityError,
@@ -36,8 +33,8 @@ from rqp.errors import (
     StorageError,
     WorkloadError,
 )
+from rqp.identity import process_identity
 from rqp.jobs import ChunkSpec, open_spec
-from rqp.keys import KeyProvider
 from rqp.ledger import (
     ChunkKind,
     ChunkOutcome,
@@ -57,13 +54,16 @@ from rqp.ledger import (
 from rqp.messages import pack_statuses
 from rqp.outcome import Decision, decide
 from rqp.parts import part_blob, seal_part
-from rqp.signing import TrustStore
 from rqp.status import FAILED, QUEUED, ChunkNote, StatusRecord, seal_start
-from rqp.storage import BlobStore, MessageQueue
+from rqp.workload import Workload
 
 from .context import ContextCache
 
-__all__ = ["ChunkProcessor", "LeaseKeeper", "backoff_delay"]
+__all__ = ["ChunkProcessor", "JobResult", "LeaseKeeper", "backoff_delay"]
+
+#: what a chunk's job returns to RQ (JSON): ``{"done": n, "failed": n, "retrying": n}`` when it
+#: committed, else ``{"skipped": True}``, ``{"released": reason}`` or ``{"discarded": True}``
+JobResult = dict[str, int | str]
 
 log = logging.getLogger("rqp.processor")
 #: outcomes decided here, before the script host sees the record (never retried)
@@ -133,25 +133,26 @@ class _Tally:
 
 
 class ChunkProcessor:
+    """Runs the chunks of one worker process on its ``Backends`` (all five clients are opened
+    here, so a misconfigured worker fails at start rather than at its first job)."""
+
     def __init__(
         self,
-        settings: Settings,
-        client: redis.Redis,
-        store: BlobStore,
-        mq: MessageQueue,
-        keys: KeyProvider,
-        trust: TrustStore,
+        backends: Backends,
+        *,
         worker_name: str | None = None,
         pool: sandbox.ScriptPool | None = None,
     ) -> None:
-        self.settings = settings
-        self.r = client
-        self.store = store
-        self.mq = mq
-        self.scripts = Scripts(client)
-        self.contexts = ContextCache(store, keys, trust, lambda wid: self.ledger(wid).pin())
+        self.backends = backends
+        self.settings = settings = backends.settings
+        # the clients the chunk path uses, held directly (one attribute lookup per use)
+        self.r = backends.redis
+        self.store = backends.blobs
+        self.mq = backends.queue
+        self.scripts = Scripts(self.r)
+        self.contexts = ContextCache(self.store, backends.keys, backends.trust, lambda wid: self.ledger(wid).pin())
         self.pool = pool or sandbox.ScriptPool(sandbox.SandboxConfig.from_settings(settings))
-        self.worker = worker_name or f"{socket.gethostname()}:{os.getpid()}"
+        self.worker = worker_name or process_identity()
         self.lease = LeaseKeeper(settings.lease_seconds)
         self.lease.start()
 
@@ -159,7 +160,7 @@ class ChunkProcessor:
         return Ledger(self.r, workload_id, self.scripts)
 
     # ------------------------------------------------------------------ entry point
-    def run(self, jid: str, workload_id: str, sealed_spec: str) -> dict[str, Any]:
+    def run(self, jid: str, workload_id: str, sealed_spec: str) -> JobResult:
         """Called by the worker for each RQ job; the only code path a job can reach."""
         opening: RqpError | None = None
         try:
@@ -179,7 +180,14 @@ class ChunkProcessor:
                 sealed = base64.b64decode(sealed_spec, validate=True)
             except (binascii.Error, ValueError):
                 sealed = b""
-            spec = open_spec(workload, jid, sealed)
+            try:
+                spec = open_spec(workload, jid, sealed)
+            except ForbiddenJobError:
+                fresh = self.contexts.replaced(ctx)  # the id re-packed since this worker opened it?
+                if fresh is None:
+                    raise
+                ctx, workload = fresh, fresh.workload
+                spec = open_spec(workload, jid, sealed)
             parsed = JobId.parse(jid)
             if (parsed.workload, parsed.chunk) != (workload_id, spec.chunk):
                 raise ForbiddenJobError(f"job {jid} carries the spec of chunk {spec.chunk}; rejected")
@@ -208,7 +216,7 @@ class ChunkProcessor:
             raise
         return self.process(jid, workload, spec, sealed)
 
-    def _release(self, jid: str, workload_id: str, exc: RqpError) -> dict[str, Any]:
+    def _release(self, jid: str, workload_id: str, exc: RqpError) -> JobResult:
         """This processor cannot open a workload the scheduler runs (a wrong blob URL or KEK, an
         outage of the store): the chunk is handed back untouched, for a processor that can --
         one misconfigured VM must not fail a workload -- and the reason goes where 'rqp status'
@@ -226,7 +234,7 @@ class ChunkProcessor:
         log.error("%s", reason)
 
     # ------------------------------------------------------------------ the chunk
-    def process(self, jid: str, workload: Any, spec: ChunkSpec, sealed_spec: bytes) -> dict[str, Any]:
+    def process(self, jid: str, workload: Workload, spec: ChunkSpec, sealed_spec: bytes) -> JobResult:
         ledger = self.ledger(workload.id)
         records = spec.records()
         started = time.time()
@@ -266,7 +274,7 @@ class ChunkProcessor:
             self.lease.release()
 
     def _outcomes(
-        self, workload: Any, chunk: str, records: list[tuple[int, int]], lease: Lease
+        self, workload: Workload, chunk: str, records: list[tuple[int, int]], lease: Lease
     ) -> tuple[list[tuple[int, bytes]], dict[int, bytes]]:
         """(kind, payload) per record -- decrypted here, processed by the workload's script host
         -- and the decrypted records by id. A data chunk's own records are sealed under its
@@ -302,7 +310,7 @@ class ChunkProcessor:
     def _tally(
         self,
         jid: str,
-        workload: Any,
+        workload: Workload,
         spec: ChunkSpec,
         records: list[tuple[int, int]],
         outcomes: list[tuple[int, bytes]],
@@ -378,7 +386,7 @@ class ChunkProcessor:
         out.statuses = workload.seal_packed("status", t.statuses)
         return t
 
-    def _commit(self, ledger: Ledger, workload: Any, t: _Tally) -> dict[str, Any]:
+    def _commit(self, ledger: Ledger, workload: Workload, t: _Tally) -> JobResult:
         out = t.outcome
         if t.results:
             j = JobId.parse(out.jid)

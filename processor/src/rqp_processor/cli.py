@@ -20,17 +20,21 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 import redis
 
 from rqp import sandbox
+from rqp.backends import Backends
 from rqp.config import Settings
-from rqp.connect import connect_redis, open_key_provider, open_trust_store
 from rqp.errors import RqpError
 from rqp.hardening import harden_process
+from rqp.identity import process_identity
 from rqp.ledger import FleetHeartbeat, release_worker
 from rqp.metrics_http import SupervisorCounts, serve_processor
+
+if TYPE_CHECKING:  # an optional package: imported only when --report-host asks for it
+    from rqp_metrics.logger import MetricsLogger
 
 __all__ = ["DEFAULT_GRACE_SECONDS", "RESTART_BACKOFF_MAX", "main", "release_dead_worker"]
 
@@ -65,7 +69,7 @@ def release_dead_worker(r: redis.Redis, pid: int) -> str | None:
     """End the lease of the chunk a dead worker of this host held, so the scheduler re-runs it
     now. Best effort: if Redis cannot be reached the lease still runs out by itself."""
     try:
-        return release_worker(r, f"{socket.gethostname()}:{pid}")
+        return release_worker(r, process_identity(pid))
     except redis.RedisError as exc:
         log.warning("could not release the chunk of dead worker pid %d (%s); its lease will run out", pid, exc)
         return None
@@ -94,10 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     harden_process("rqp-processor")
     try:
         settings = Settings.load(args.config, workers=args.workers)
-        # fail fast, in one line, on what every worker would fail on
-        r = connect_redis(settings)
-        open_key_provider(settings)
-        open_trust_store(settings)
+        # fail fast, in one line, on what every worker would fail on (the blob store and message
+        # queue are the workers' own: they ride out a blob-store outage, this process never needs it)
+        backends = Backends(settings)
+        r, _keys, _trust = backends.redis, backends.keys, backends.trust
         protections = sandbox.probe(sandbox.SandboxConfig.from_settings(settings))
         metrics = _start_host_metrics(args) if args.report_host else None
         # /metrics (RQP_METRICS_PORT): the workers count into a private directory named in their
@@ -137,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             if args.burst and code == 0:
                 continue
+            sandbox.remove_leftovers(pid=p.pid)  # what its script hosts wrote, should it have been SIGKILLed
             if code != 0 and (jid := release_dead_worker(r, p.pid)):
                 counts.leases_ended += 1
                 log.warning(
@@ -170,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             p.kill()
             p.wait()
             release_dead_worker(r, p.pid)
+        sandbox.remove_leftovers(pid=p.pid)  # its script hosts' scratch, however it ended
     heartbeat.leave()
     if metrics is not None:
         metrics.stop()
@@ -178,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _start_host_metrics(args: argparse.Namespace) -> Any:
+def _start_host_metrics(args: argparse.Namespace) -> MetricsLogger:
     """Report this processor host's own metrics from the supervisor, no VM extension needed."""
     try:
         from rqp_metrics.cli import build_logger  # noqa: PLC0415 - optional package

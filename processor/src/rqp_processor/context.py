@@ -59,6 +59,8 @@ class WorkloadContext:
     _source: bytes | None = None
     #: the workload's start pin in Redis matched (checked once, before its first chunk runs)
     pinned: bool = False
+    #: the pin as it was when it matched: a different one later means the id was re-packed
+    pin_raw: bytes | None = None
 
     def source(self) -> bytes:
         if self._source is None:
@@ -157,5 +159,27 @@ class ContextCache:
     def check_pin(self, ctx: WorkloadContext) -> None:
         """``IntegrityError`` unless this is the workload its scheduler started (once per context)."""
         if not ctx.pinned:
-            ctx.workload.check_pin(self.read_pin(ctx.workload.id))
-            ctx.pinned = True
+            raw = self.read_pin(ctx.workload.id)
+            ctx.workload.check_pin(raw)
+            ctx.pinned, ctx.pin_raw = True, raw
+
+    def replaced(self, ctx: WorkloadContext) -> WorkloadContext | None:
+        """The workload opened again when its id now names another version (deleted and packed
+        anew, or re-packed with ``--replace``), which a job sealed under the new data key shows;
+        None when it is the same one. Costs one Redis read, and an open only when the pin moved
+        from the one this context matched, or when the manifest blob itself changed -- so jobs
+        forged to fail cost no unwrap."""
+        wid = ctx.workload.id
+        raw = self.read_pin(wid)
+        if ctx.pinned:
+            if raw is None or raw == ctx.pin_raw:
+                return None
+        else:
+            try:
+                current = self.store.get(f"workloads/{wid}/manifest.json")
+            except RqpError:
+                return None
+            if current == ctx.workload.manifest.to_json():
+                return None
+        self._cache.pop(wid, None)
+        return self.get(wid)

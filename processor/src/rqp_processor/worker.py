@@ -19,25 +19,24 @@ import ctypes
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 import time
-from typing import Any
 
+from redis.client import Pipeline
 from rq import Queue, SimpleWorker
 from rq.job import get_current_job
 
+from rqp import identity, sandbox
 from rqp import metrics_http as metrics
-from rqp import sandbox
+from rqp.backends import Backends
 from rqp.config import Settings
-from rqp.connect import connect_redis, open_blob_store, open_key_provider, open_message_queue, open_trust_store
 from rqp.errors import RqpError
 from rqp.hardening import harden_process
 from rqp.jobs import JSONSerializer, RqpJob
 from rqp.ledger import queue_names
 
-from .chunk import ChunkProcessor
+from .chunk import ChunkProcessor, JobResult
 
 __all__ = ["EXIT_ORPHANED", "ParentWatch", "RqpWorker", "build_worker", "die_with_parent", "job_class_for", "main"]
 
@@ -103,7 +102,7 @@ def job_class_for(processor: ChunkProcessor) -> type[RqpJob]:
     """rqp's job class bound to this worker's chunk processor: the one entry point a job can
     reach, and where rejected jobs are recorded. Made per worker, so nothing is patched."""
 
-    def entry(workload_id: str, sealed_spec: str) -> dict[str, Any]:
+    def entry(workload_id: str, sealed_spec: str) -> JobResult:
         job = get_current_job()
         assert job is not None
         t0 = time.monotonic()
@@ -130,7 +129,7 @@ class RqpWorker(SimpleWorker):
     #: the supervisor this worker must not outlive (``--parent``; None when run on its own)
     parent_watch: ParentWatch | None = None
 
-    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         # RQ calls this on every pass of its loops, the Redis retry-with-backoff loop included
         if self.parent_watch is not None:
             self.parent_watch.check()
@@ -138,17 +137,14 @@ class RqpWorker(SimpleWorker):
 
 
 def build_worker(settings: Settings, name: str | None = None) -> RqpWorker:
-    r = connect_redis(settings)
-    store = open_blob_store(settings.blob_url, retry_seconds=settings.storage_retry_seconds)
-    mq = open_message_queue(settings, r)
-    keys = open_key_provider(settings)
-    trust = open_trust_store(settings)
-    name = name or f"rqp-{socket.gethostname()}-{os.getpid()}"
+    """The worker ``rqp-processor`` runs: one ``Backends`` (the blob store riding out outages),
+    opened whole now so a misconfiguration fails at start in one line, and one script pool."""
+    backends = Backends(settings, retry_storage=True).open_all()
+    r = backends.redis
+    name = name or identity.worker_name()
     pool = sandbox.ScriptPool(sandbox.SandboxConfig.from_settings(settings))
     atexit.register(pool.close)  # no script host outlives its worker (they also die with it: PDEATHSIG)
-    processor = ChunkProcessor(
-        settings, r, store, mq, keys, trust, worker_name=f"{socket.gethostname()}:{os.getpid()}", pool=pool
-    )
+    processor = ChunkProcessor(backends, worker_name=identity.process_identity(), pool=pool)
     job_class = job_class_for(processor)
     # high priority first, then normal, then low (rqp.ledger.Priority)
     queues = [

@@ -14,102 +14,18 @@ import logging
 import os
 import signal
 import sys
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
-import redis
-
-from rqp import sandbox
 from rqp.config import Settings
-from rqp.connect import connect_redis, open_blob_store, open_key_provider, open_message_queue, open_trust_store
 from rqp.errors import RqpError
 from rqp.hardening import harden_process
-from rqp.ledger import next_submission, unfinished
 from rqp.metrics_http import serve_scheduler
 from rqp.status import read_progress
 
-from .run import WorkloadRun
+from .scheduler import Scheduler
 
 __all__ = ["Scheduler", "main"]
 
 log = logging.getLogger("rqp.scheduler")
-REDIS_RETRY_MAX = 10.0
-
-
-class Scheduler:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.r = connect_redis(settings)
-        self.store = open_blob_store(settings.blob_url, retry_seconds=settings.storage_retry_seconds)
-        self.mq = open_message_queue(settings, self.r)
-        self.keys = open_key_provider(settings)
-        self.trust = open_trust_store(settings)
-        self.sandbox = sandbox.SandboxConfig.from_settings(settings)
-        #: what the script hosts of this host can apply (checked against RQP_REQUIRE_SANDBOX)
-        self.protections = sandbox.probe(self.sandbox)
-        #: script hosts for the workloads' import checks and parse(), one kept warm
-        self.hosts = sandbox.HostFactory(self.sandbox)
-        #: sends the enqueue transactions of every workload this scheduler runs
-        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rqp-enqueue")
-        self.runs: dict[str, WorkloadRun] = {}
-        self.stop = threading.Event()
-        self.failures: dict[str, str] = {}
-        #: the exit code of each workload's error (``rqp.errors``: 4 for data that does not authenticate)
-        self.failure_codes: dict[str, int] = {}
-        #: whether errors go to the log as they happen (serve); ``run`` prints each once, at the end
-        self.serving = False
-
-    def add(self, workload_id: str) -> None:
-        if workload_id in self.runs:
-            return
-        run = WorkloadRun(
-            self.settings, self.r, self.store, self.mq, self.keys, self.trust, workload_id, self.hosts, self.writer
-        ).start()
-        if run.finished:
-            log.info("workload %s is already done; nothing to schedule", workload_id)
-            return
-        self.runs[workload_id] = run
-
-    def resume_unfinished(self) -> None:
-        for wid in unfinished(self.r):
-            self._try_add(wid)
-
-    def _try_add(self, wid: str) -> None:
-        try:
-            self.add(wid)
-        except RqpError as exc:
-            self._failed(wid, exc)
-
-    def _failed(self, wid: str, exc: RqpError) -> None:
-        self.failures[wid] = str(exc)
-        self.failure_codes[wid] = exc.exit_code
-        if self.serving:
-            log.error("workload %s: %s", wid, exc)
-
-    def loop(self, serve: bool = False) -> None:
-        self.serving = serve
-        backoff = 0.1
-        while not self.stop.is_set() and (serve or self.runs):
-            try:
-                if serve:
-                    while (sub := next_submission(self.r)) is not None:
-                        self._try_add(sub)
-                for wid, run in list(self.runs.items()):
-                    try:
-                        if run.step():
-                            del self.runs[wid]
-                    except RqpError as exc:
-                        self._failed(wid, exc)
-                        del self.runs[wid]
-                backoff = 0.1
-                hint = min((run.wait_hint() for run in self.runs.values()), default=1.0)
-                self.stop.wait(hint)
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                log.warning("Redis unreachable (%s); retrying in %.1fs", str(exc).split("\n")[0], backoff)
-                for run in self.runs.values():
-                    run.reset_after_error()
-                self.stop.wait(backoff)
-                backoff = min(REDIS_RETRY_MAX, backoff * 2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,7 +77,7 @@ def _run(args: argparse.Namespace, settings: Settings, sched: Scheduler) -> int:
                 return exc.exit_code
         sched.loop()
     else:
-        log.info("serving: Redis %s, blobs %s", settings.redis_url_safe, sched.store.location)
+        log.info("serving: Redis %s, blobs %s", settings.redis_url_safe, sched.backends.blobs.location)
         sched.resume_unfinished()
         sched.loop(serve=True)
     if sched.stop.is_set():

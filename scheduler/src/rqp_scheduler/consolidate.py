@@ -29,13 +29,13 @@ import heapq
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from rqp.crypto import aad, decrypt_stream, encrypt_stream
 from rqp.errors import IntegrityError
 from rqp.ledger import ChunkKind, Head, JobId, Ledger, Meta, split_keyed_result
 from rqp.parts import decode_part, part_blob
 from rqp.status import FAILED, ChunkNote, StatusRecord
+from rqp.storage import BlobStore
 from rqp.summary import RESULTS_BLOB, SUMMARY_BLOB, Failure, ResultsInfo, Summary
 from rqp.workload import Workload, blob_name
 
@@ -159,7 +159,7 @@ def notes(ledger: Ledger, workload: Workload, head: Head, proof: Proof) -> list[
     return out
 
 
-def _part(store: Any, workload: Workload, note: ChunkNote) -> dict[int, bytes]:
+def _part(store: BlobStore, workload: Workload, note: ChunkNote) -> dict[int, bytes]:
     j = JobId.parse(note.job)
     name = part_blob(workload.id, f"{j.chunk}-{j.gen}")
     try:
@@ -168,7 +168,7 @@ def _part(store: Any, workload: Workload, note: ChunkNote) -> dict[int, bytes]:
         raise StateError(workload.id, str(exc)) from None
 
 
-def _lines(store: Any, workload: Workload, note: ChunkNote) -> Iterator[tuple[int, bytes]]:
+def _lines(store: BlobStore, workload: Workload, note: ChunkNote) -> Iterator[tuple[int, bytes]]:
     """(record id, result line) of the records ``note`` did, from its job's part, under its job's key."""
     part = _part(store, workload, note)
     seals = workload.scope(note.job)
@@ -190,7 +190,9 @@ def _lines(store: Any, workload: Workload, note: ChunkNote) -> Iterator[tuple[in
             yield rid, b'{"id":%d,"result":%s}\n' % (rid, result)
 
 
-def this_round(found: list[ChunkNote], store: Any, workload: Workload, proof: Proof) -> Iterator[tuple[int, bytes]]:
+def this_round(
+    found: list[ChunkNote], store: BlobStore, workload: Workload, proof: Proof
+) -> Iterator[tuple[int, bytes]]:
     """(record id, result line) in record order of every record this round's notes say is done:
     data chunks in order, one part at a time; retry chunks (scattered, and few) read up front."""
     data = sorted((n for n in found if ChunkKind.of(n.chunk) is ChunkKind.DATA), key=lambda n: n.runs[0][0])
@@ -207,7 +209,7 @@ def this_round(found: list[ChunkNote], store: Any, workload: Workload, proof: Pr
         yield rid, line
 
 
-def earlier_rounds(store: Any, workload: Workload, name: str, proof: Proof) -> Iterator[tuple[int, bytes]]:
+def earlier_rounds(store: BlobStore, workload: Workload, name: str, proof: Proof) -> Iterator[tuple[int, bytes]]:
     """(record id, result line) of an earlier round's results, streamed (they may be far larger
     than memory), but not the records this round did again."""
     rest = b""
@@ -241,7 +243,7 @@ def merge(sources: Iterable[Iterator[tuple[int, bytes]]], proof: Proof, counter:
         yield b"".join(buf)
 
 
-def write_results(store: Any, workload: Workload, lines: Iterator[bytes], count: list[int]) -> ResultsInfo:
+def write_results(store: BlobStore, workload: Workload, lines: Iterator[bytes], count: list[int]) -> ResultsInfo:
     digest = hashlib.sha256()
     size = 0
 
@@ -311,7 +313,13 @@ def summarize(
 
 
 def consolidate(
-    ledger: Ledger, store: Any, workload: Workload, head: Head, *, keep_parts: bool = False, cancelled: bool = False
+    ledger: Ledger,
+    store: BlobStore,
+    workload: Workload,
+    head: Head,
+    *,
+    keep_parts: bool = False,
+    cancelled: bool = False,
 ) -> Summary:
     """The proof, the results and the summary; ``StateError`` (nothing written but a results
     object that no summary vouches for) when Redis's state does not add up."""
@@ -320,13 +328,14 @@ def consolidate(
     proof = Proof.empty(head.total)
     found = notes(ledger, workload, head, proof)
     results_name = blob_name(workload.id, RESULTS_BLOB)
-    previous: str | None = blob_name(workload.id, PREVIOUS_BLOB)
-    if not store.exists(previous):
+    previous_name = blob_name(workload.id, PREVIOUS_BLOB)
+    previous: str | None = previous_name
+    if not store.exists(previous_name):
         if head.round > 1 and store.exists(results_name):
             # a workload run again by 'rqp retry': its earlier results (the records that
             # succeeded then) are copied aside, streamed into the new results and deleted once
             # those are written; a crash in between finds the copy and starts from it again
-            store.put_stream(previous, store.iter_chunks(results_name))
+            store.put_stream(previous_name, store.iter_chunks(results_name))
         else:
             previous = None
     sources = [this_round(found, store, workload, proof)]

@@ -9,18 +9,22 @@ the console, typed, so nothing downstream is ``Any``.
 
 from __future__ import annotations
 
+import json
+import time
 from functools import cached_property
 
 import redis
 
 from .config import Settings
 from .connect import connect_redis, open_blob_store, open_key_provider, open_message_queue, open_trust_store
+from .errors import IntegrityError
 from .keys import KeyProvider
+from .ledger import TOMBSTONES
 from .signing import TrustStore
 from .storage import BlobStore, MessageQueue
 from .workload import Workload
 
-__all__ = ["Backends"]
+__all__ = ["Backends", "check_tombstone"]
 
 
 class Backends:
@@ -81,5 +85,26 @@ class Backends:
         return self
 
     def workload(self, workload_id: str) -> Workload:
-        """Open a workload: its signature is checked against the trust store before any key is used."""
-        return Workload.open(self.blobs, self.keys, workload_id, self.trust)
+        """Open a workload: its signature is checked against the trust store before any key is
+        used, and a workload deleted once (its manifest's digest has a tombstone) is refused, so
+        its signed blobs uploaded again never run or read as current."""
+        workload = Workload.open(self.blobs, self.keys, workload_id, self.trust)
+        check_tombstone(self.redis, workload)
+        return workload
+
+
+def check_tombstone(r: redis.Redis, workload: Workload) -> None:
+    """``IntegrityError`` when this exact workload (id, creation time, data and script) was deleted."""
+    entry = r.hget(TOMBSTONES, workload.manifest.content_digest())
+    if entry is None:
+        return
+    try:
+        doc = json.loads(entry)
+        who, at = str(doc.get("who", "?")), float(doc.get("at", 0))
+    except (ValueError, TypeError, AttributeError):
+        who, at = "?", 0.0
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+    raise IntegrityError(
+        f"workload {workload.id} was deleted by {who} at {when} ('rqp audit'); its blobs uploaded again are "
+        f"refused: pack it anew with 'rqp pack'"
+    )

@@ -4,6 +4,9 @@ Sources, later wins: defaults (the named constants below) < a TOML file (``RQP_C
 ``--config``) < environment variables ``RQP_<FIELD>`` < explicit overrides (CLI flags).
 Secrets are never settings values: a setting may only *name a file* holding a secret
 (``RQP_KEK_FILE``, ``RQP_REDIS_PASSWORD_FILE``), which Compose mounts read-only.
+
+The roles with settings of their own (the console, the metrics logger) load them with
+``settings_from_env``, the same conversion under their own variable names.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import ConfigError
 
@@ -29,9 +32,14 @@ __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_RECORD_TIMEOUT",
     "DEFAULT_REDIS_URL",
+    "VALUE_KINDS",
     "Settings",
+    "convert_setting",
     "default_blob_url",
+    "settings_from_env",
 ]
+
+T = TypeVar("T")
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -104,6 +112,16 @@ class Settings:
     signing_key_file: Path | None = None
     #: or an Azure Key Vault EC P-256 key id to sign with
     signing_key_vault_id: str | None = None
+    #: signers no role trusts any more (their .pub.pem files, or ``revoked: sha256:...`` lines),
+    #: checked before the trusted-signers file
+    revoked_signers_file: Path | None = None
+    #: public keys (PEM) of the operators whose signed requests (pause, cancel, ...) count
+    trusted_operators_file: Path | None = None
+    #: the operator's Ed25519 private key (PEM) that control commands and the console sign with
+    #: (without one, the CLI signs with the submitter key: it may control only its own workloads)
+    operator_key_file: Path | None = None
+    #: or an Azure Key Vault EC P-256 key id to sign requests with
+    operator_key_vault_id: str | None = None
     #: run the workload's script in a confined process of its own (false: inside the role)
     sandbox: bool = True
     #: refuse to start unless every sandbox protection is active on this host
@@ -218,7 +236,7 @@ class Settings:
         for f in fields(cls):
             if f.name not in values or f.name in ("origin", "sources"):
                 continue
-            kwargs[f.name] = _convert(f, values[f.name])
+            kwargs[f.name] = convert_setting(f"RQP_{f.name.upper()}", _type_name(f), values[f.name])
         return cls(**kwargs, origin=origin, sources=dict(sources or {}))
 
     def source(self, name: str) -> str:
@@ -361,9 +379,20 @@ def _check_redis_url(url: str) -> None:
         )
 
 
-def _convert(f: dataclasses.Field, raw: Any) -> Any:
-    typ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    name = f"RQP_{f.name.upper()}"
+#: how a conversion error names what a setting of each type must be
+VALUE_KINDS: Mapping[str, str] = {"int": "an integer", "float": "a number", "bool": "true or false"}
+
+
+def _type_name(f: dataclasses.Field) -> str:
+    """A field's annotation as written (``"int"``, ``"Path | None"``): this module and the roles'
+    settings modules use ``from __future__ import annotations``, so it is a string already."""
+    return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+
+
+def convert_setting(variable: str, typ: str, raw: Any, kinds: Mapping[str, str] = VALUE_KINDS) -> Any:
+    """``raw`` (text from the environment or a file, or a value given in code) as a setting of
+    annotated type ``typ``; a ``ConfigError`` naming ``variable`` when it is not one. ``kinds``
+    words what each type must be in that error (``"a " + typ`` for a type it does not list)."""
     try:
         if typ == "bool":
             if isinstance(raw, bool):
@@ -386,5 +415,33 @@ def _convert(f: dataclasses.Field, raw: Any) -> Any:
             return None if raw in (None, "") else str(raw)
         return str(raw)
     except (TypeError, ValueError):
-        kind = {"int": "an integer", "float": "a number", "bool": "true or false"}.get(typ, "a " + typ.split(" ")[0])
-        raise ConfigError(f"{name} must be {kind}, got {raw!r}") from None
+        kind = kinds.get(typ, "a " + typ.split(" ", maxsplit=1)[0])
+        raise ConfigError(f"{variable} must be {kind}, got {raw!r}") from None
+
+
+def settings_from_env(
+    cls: type[T],
+    env_names: Mapping[str, str],
+    *,
+    what: str,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    kinds: Mapping[str, str] = VALUE_KINDS,
+) -> T:
+    """A role's own settings dataclass ``cls`` (the console's, the metrics logger's) from the
+    environment, then ``overrides`` (command-line flags; ``None`` is ignored).
+
+    ``env_names`` maps each setting to its environment variable, which conversion errors name;
+    an unset or empty variable leaves the default. ``what`` names the settings in the error for
+    an override that is not one of them (``unknown console setting 'x'``).
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {name: env[var] for name, var in env_names.items() if env.get(var, "") != ""}
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    types = {f.name: _type_name(f) for f in fields(cls)}  # type: ignore[arg-type]  # a dataclass
+    converted: dict[str, Any] = {}
+    for name, raw in values.items():
+        if name not in types:
+            raise ConfigError(f"unknown {what} setting {name!r}; known: {', '.join(sorted(types))}")
+        converted[name] = convert_setting(env_names.get(name, name), types[name], raw, kinds)
+    return cls(**converted)

@@ -24,6 +24,8 @@ __all__ = [
     "open_blob_store",
     "open_key_provider",
     "open_message_queue",
+    "open_operator_key",
+    "open_operator_trust",
     "open_signing_key",
     "open_trust_store",
 ]
@@ -192,7 +194,7 @@ def open_trust_store(settings: Settings) -> TrustStore:
             "no trusted signers configured: set RQP_TRUSTED_SIGNERS_FILE to the submitters' public keys "
             "(the .pub.pem of 'rqp keygen --signing'); rqp runs only signed workloads"
         )
-    return TrustStore.from_file(settings.trusted_signers_file)
+    return TrustStore.from_file(settings.trusted_signers_file, settings.revoked_signers_file)
 
 
 def open_signing_key(settings: Settings) -> SigningKey:
@@ -207,3 +209,27 @@ def open_signing_key(settings: Settings) -> SigningKey:
             "'rqp keygen --signing', or RQP_SIGNING_KEY_VAULT_ID to a Key Vault EC P-256 key"
         )
     return LocalSigningKey(settings.signing_key_file)
+
+
+def open_operator_key(settings: Settings) -> SigningKey:
+    """The key control requests are signed with: the operator key, or else the submitter's own
+    signing key (which the roles accept for the workloads it signed)."""
+    if settings.operator_key_vault_id:
+        from .azure.signing import KeyVaultSigningKey  # noqa: PLC0415 - optional backend
+
+        return KeyVaultSigningKey.from_key_id(settings.operator_key_vault_id)
+    if settings.operator_key_file is not None:
+        return LocalSigningKey(settings.operator_key_file)
+    if settings.signing_key_file is None and not settings.signing_key_vault_id:
+        raise ConfigError(
+            "no key to sign this request with: set RQP_OPERATOR_KEY_FILE to an operator key ('rqp keygen --operator'), "
+            "or RQP_SIGNING_KEY_FILE to the key that signed the workload"
+        )
+    return open_signing_key(settings)
+
+
+def open_operator_trust(settings: Settings) -> TrustStore | None:
+    """The operators whose requests count (None: only each workload's own submitter)."""
+    if settings.trusted_operators_file is None:
+        return None
+    return TrustStore.from_file(settings.trusted_operators_file, settings.revoked_signers_file)

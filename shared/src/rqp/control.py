@@ -26,8 +26,8 @@ from typing import Any
 
 import redis
 
-from .errors import WorkloadError
-from .ledger import AUDIT, Control, Ledger, Priority, State
+from .errors import BlobNotFoundError, IntegrityError, WorkloadError
+from .ledger import AUDIT, TOMBSTONES, Control, Ledger, Priority, State
 
 __all__ = ["audit", "cancel", "delete", "pause", "resume", "retry_failed", "set_priority"]
 
@@ -91,6 +91,19 @@ def set_priority(r: redis.Redis, workload_id: str, priority: str, actor: str) ->
     return level
 
 
+def tombstone(r: redis.Redis, store: Any, workload_id: str, actor: str) -> None:
+    """Remember the deleted workload's manifest digest, so its signed blobs uploaded again are
+    refused (``rqp.backends.check_tombstone``); nothing to remember when it has no manifest."""
+    from .workload import Manifest, blob_name  # noqa: PLC0415 - keeps this module light for the console
+
+    try:
+        raw = store.get(blob_name(workload_id, "manifest.json"))
+        digest = Manifest.from_json(raw, workload_id).content_digest()
+    except (BlobNotFoundError, IntegrityError):
+        return
+    r.hset(TOMBSTONES, digest, json.dumps({"workload": workload_id, "at": time.time(), "who": actor}))
+
+
 def _audit(r: Any, actor: str, what: str, workload_id: str) -> None:
     entry = json.dumps({"at": time.time(), "who": actor, "what": what, "workload": workload_id})
     r.lpush(AUDIT, entry)
@@ -113,6 +126,7 @@ def delete(r: redis.Redis, store: Any, workload_id: str, actor: str, *, shred: b
             f"workload {workload_id} is {state}; cancel it first ('rqp cancel {workload_id}') and delete it once cancelled"
         )
     blobs = list(store.list(blob_name(workload_id, "")))
+    tombstone(r, store, workload_id, actor)
     if shred:
         for name in blobs:
             if name.endswith(("key.json", "key.previous.json")):

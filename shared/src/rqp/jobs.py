@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from rq.exceptions import DeserializationError
-from rq.job import Job
+from rq.job import Job, JobStatus
 
 from .errors import ForbiddenJobError, IntegrityError
 from .records import line_of
+from .workload import Workload
 
 __all__ = ["ENTRY_POINT", "JOB_TIMEOUT", "ChunkSpec", "JSONSerializer", "RqpJob", "open_spec", "seal_spec"]
 
@@ -46,7 +48,8 @@ class JSONSerializer:
 class RqpJob(Job):
     """An RQ job that cannot name code. ``entry`` is set by the processor to its own function."""
 
-    entry: Any = None
+    #: ``entry(workload_id, sealed_spec)``, returning the job's JSON result
+    entry: Callable[[str, str], object] | None = None
 
     def _deserialize_data(self) -> None:
         # JSON only: a payload that is not rqp's JSON (a pickle, garbage) is never handed to any
@@ -97,7 +100,7 @@ class RqpJob(Job):
         return None
 
     # RQ calls every URL listed in the job hash's ``webhooks`` when a job ends; rqp jobs call none.
-    def send_webhooks(self, status: Any, *, exc_string: str | None = None) -> None:
+    def send_webhooks(self, status: str | JobStatus, *, exc_string: str | None = None) -> None:
         return None
 
 
@@ -176,11 +179,11 @@ def runs_of(records: list[tuple[int, int]]) -> tuple[tuple[int, int, int], ...]:
     return tuple(tuple(r) for r in runs)  # type: ignore[misc]
 
 
-def seal_spec(workload: Any, jid: str, spec: ChunkSpec) -> bytes:
+def seal_spec(workload: Workload, jid: str, spec: ChunkSpec) -> bytes:
     return workload.seal("job", jid, spec.to_json())
 
 
-def open_spec(workload: Any, jid: str, sealed: bytes | str) -> ChunkSpec:
+def open_spec(workload: Workload, jid: str, sealed: bytes | str) -> ChunkSpec:
     """Authenticate and decode; ``ForbiddenJobError`` names the job when it is not rqp's."""
     try:
         raw = base64.b64decode(sealed) if isinstance(sealed, str) else sealed

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import IntegrityError
+from .workload import Workload
 
 __all__ = [
     "Envelope",
@@ -51,7 +52,7 @@ class Envelope:
     payload: Any
 
 
-def make_envelope(workload: Any, queue: str, kind: str, payload: Any, mid: str | None = None) -> tuple[str, bytes]:
+def make_envelope(workload: Workload, queue: str, kind: str, payload: Any, mid: str | None = None) -> tuple[str, bytes]:
     return _seal_envelope(workload, queue, kind, json.dumps(payload, separators=(",", ":")).encode(), mid)
 
 
@@ -74,13 +75,13 @@ def _budget(limit: int) -> int:
     return (limit - _ENVELOPE_OVERHEAD) * 3 // 4 - 28
 
 
-def pack_messages(workload: Any, queue: str, kind: str, items: list[bytes], limit: int) -> list[tuple[str, bytes]]:
+def pack_messages(workload: Workload, queue: str, kind: str, items: list[bytes], limit: int) -> list[tuple[str, bytes]]:
     """Pack JSON items (already encoded) into as few envelopes for ``queue`` as fit under ``limit`` bytes."""
     return [_envelope_raw(workload, queue, kind, batch) for batch in _batches(items, _budget(limit))]
 
 
 def pack_statuses(
-    workload: Any,
+    workload: Workload,
     queue: str,
     base: bytes,
     runs: list[tuple[int, int, int]],
@@ -153,11 +154,11 @@ def expand_statuses(payload: Any) -> list[dict[str, Any]]:
     return out + list(payload.get("items", []))
 
 
-def _envelope_raw(workload: Any, queue: str, kind: str, items: list[bytes]) -> tuple[str, bytes]:
+def _envelope_raw(workload: Workload, queue: str, kind: str, items: list[bytes]) -> tuple[str, bytes]:
     return _seal_envelope(workload, queue, kind, b"[" + b",".join(items) + b"]")
 
 
-def _seal_envelope(workload: Any, queue: str, kind: str, raw: bytes, mid: str | None = None) -> tuple[str, bytes]:
+def _seal_envelope(workload: Workload, queue: str, kind: str, raw: bytes, mid: str | None = None) -> tuple[str, bytes]:
     mid = mid or uuid.uuid4().hex
     sealed = workload.seal("msg", f"{queue}|{kind}|{mid}", raw)
     body = json.dumps(
@@ -182,7 +183,7 @@ def peek_workload(body: bytes) -> str | None:
         return None
 
 
-def open_envelope(body: bytes, workload_for: Callable[[str], Any], queue: str) -> Envelope:
+def open_envelope(body: bytes, workload_for: Callable[[str], Workload], queue: str) -> Envelope:
     """Decode and authenticate a message read from ``queue``; ``IntegrityError`` (one line) for
     anything that is not rqp's, or that was sealed for another queue."""
     try:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from typing import Any
 
 from .errors import IntegrityError
+from .workload import Seals, Workload
 
 __all__ = ["decode_part", "encode_part", "part_blob", "seal_part"]
 
@@ -33,7 +33,7 @@ def encode_part(entries: list[tuple[int, bytes]]) -> bytes:
     return bytes(out)
 
 
-def seal_part(workload: Any, results: list[tuple[int, bytes]]) -> bytes:
+def seal_part(workload: Workload | Seals, results: list[tuple[int, bytes]]) -> bytes:
     """Seal plaintext results and encode them as a part in one pass (``Workload.seal_packed``
     with the part's entry header): the same bytes as ``encode_part`` of each result sealed."""
     return MAGIC + workload.seal_packed("result", results, header=_ENTRY)

@@ -46,13 +46,11 @@ The CA's private key is needed only to issue another server certificate: keep it
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import hashlib
 import ipaddress
 import os
 import secrets
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +76,6 @@ __all__ = [
     "SERVER_KEY_FILE",
     "Queues",
     "Role",
-    "add_redis_acl_command",
     "init_redis_secrets",
     "ledger_globals",
     "make_tls",
@@ -87,6 +84,7 @@ __all__ = [
     "render_acl",
     "role_rules",
     "server_names",
+    "write_acl",
 ]
 
 #: the metrics logger's default queue (``rqp_metrics.settings.DEFAULT_METRICS_QUEUE``; the shared
@@ -288,6 +286,11 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
     os.chmod(path, mode)
 
 
+def write_acl(path: Path, acl: str) -> None:
+    """Write a rendered ACL file as Redis reads it: mode 0400 from the start, never overwritten."""
+    _write_new(path, acl.encode(), 0o400)
+
+
 def _new_ca(now: datetime.datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = _name(f"rqp Redis CA {secrets.token_hex(4)}")
@@ -445,62 +448,3 @@ def init_redis_secrets(
                 f"remove it and run this again, then restart Redis"
             )
     return made, warnings
-
-
-# ------------------------------------------------------------------------------ rqp redis-acl
-def _queues(args: argparse.Namespace) -> Queues:
-    return Queues(status=args.status_queue, events=args.events_queue, metrics=args.metrics_queue)
-
-
-def _cmd_render(args: argparse.Namespace) -> int:
-    acl = render_acl(read_password_hashes(Path(args.dir)), _queues(args))
-    if args.output:
-        _write_new(Path(args.output), acl.encode(), 0o400)
-    else:
-        sys.stdout.write(acl)
-    return 0
-
-
-def _cmd_init(args: argparse.Namespace) -> int:
-    hosts = [h for spec in args.host or [] for h in spec.replace(",", " ").split()]
-    made, warnings = init_redis_secrets(Path(args.dir), hosts, _queues(args))
-    for w in warnings:
-        print(f"rqp redis-acl: warning: {w}", file=sys.stderr)
-    print(" ".join(made))
-    return 0
-
-
-def add_redis_acl_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``redis-acl`` on ``rqp``'s subcommands (``build_parser`` calls this)."""
-    p = subparsers.add_parser(
-        "redis-acl",
-        help="Redis users per role (ACL file) and Redis's TLS certificates",
-        description=(
-            "One Redis user per rqp role with least privilege, and a private CA with Redis's server "
-            "certificate. 'init' makes what is missing in DIR (nothing is overwritten); 'render' prints "
-            "the ACL file for DIR's password files. " + " ".join(f"{r.user}: {r.what}." for r in ROLES)
-        ),
-    )
-    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    for name, func, help_ in (
-        ("init", _cmd_init, "make the missing password files, CA, server certificate and ACL file in DIR"),
-        ("render", _cmd_render, "print (or -o write) the ACL file for the password files in DIR"),
-    ):
-        a = actions.add_parser(name, help=help_)
-        a.add_argument("dir", metavar="DIR", help="the secrets directory (compose/secrets)")
-        a.add_argument("--status-queue", default=DEFAULT_STATUS_QUEUE, help="RQP_STATUS_QUEUE (default: %(default)s)")
-        a.add_argument("--events-queue", default=DEFAULT_EVENTS_QUEUE, help="RQP_EVENTS_QUEUE (default: %(default)s)")
-        a.add_argument(
-            "--metrics-queue", default=DEFAULT_METRICS_QUEUE, help="RQP_METRICS_QUEUE (default: %(default)s)"
-        )
-        a.set_defaults(func=func)
-        if name == "init":
-            a.add_argument(
-                "--host",
-                action="append",
-                metavar="NAME_OR_IP",
-                help="a name or address processors reach Redis by (the scheduler VM's); repeat or comma-separate",
-            )
-        else:
-            a.add_argument("--output", "-o", help="write the file (mode 0400, never overwritten) instead of printing")
-    return p

@@ -1,4 +1,5 @@
-"""``rqp rotate-key``: re-wrap workloads' data keys under a new key-encryption key.
+"""Re-wrap workloads' data keys under a new key-encryption key (``rqp rotate-key``, in
+``rqp.cli.keys``).
 
 Every workload's data is encrypted under its own random data key; only that key is wrapped
 under the KEK (``workloads/<id>/key.json``). Rotating the KEK therefore re-wraps a few hundred
@@ -28,9 +29,7 @@ re-packed, which creates a new data key.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,10 +41,7 @@ from .workload import Manifest, blob_name, check_workload_id, verify_signature
 
 __all__ = [
     "RotationResult",
-    "add_rotate_command",
-    "cmd_rotate_key",
     "list_workloads",
-    "main",
     "open_provider",
     "rotate_keys",
     "rotate_workload",
@@ -212,7 +208,7 @@ def rotate_keys(
     return [rotate_workload(store, old, new, wid, trust=trust, signer=signer) for wid in ids]
 
 
-# ------------------------------------------------------------------------------- command
+# ------------------------------------------------------------------------------- KEKs named on a command line
 def open_provider(spec: str, what: str) -> KeyProvider:
     """A KEK from the command line: a PEM file (private, or public to wrap only) or an Azure Key
     Vault key id (``https://<vault>.vault.azure.net/keys/<name>[/<version>]``)."""
@@ -230,93 +226,3 @@ def open_provider(spec: str, what: str) -> KeyProvider:
     if b"PUBLIC KEY" in head:
         return LocalKeyProvider(public_key_file=path)
     return LocalKeyProvider(private_key_file=path)
-
-
-def cmd_rotate_key(args: argparse.Namespace) -> int:
-    from .config import Settings  # noqa: PLC0415 - keep this module light to import
-    from .connect import open_blob_store, open_key_provider, open_signing_key, open_trust_store  # noqa: PLC0415
-
-    settings = Settings.load(
-        getattr(args, "config", None),
-        blob_url=getattr(args, "blob_url", None),
-        signing_key_file=getattr(args, "signing_key", None),
-        trusted_signers_file=getattr(args, "trusted_signers", None),
-    )
-    store = open_blob_store(settings.blob_url)
-    new = open_provider(args.new_kek, "new key-encryption key file")
-    if args.old_kek:
-        old: KeyProvider | None = open_provider(args.old_kek, "old key-encryption key file")
-    elif settings.kek_file or settings.key_vault_key_id:
-        old = open_key_provider(settings)
-    else:
-        old = None
-    results = rotate_keys(
-        store, old, new, args.workloads or None, trust=open_trust_store(settings), signer=open_signing_key(settings)
-    )
-    if not results:
-        print(f"no workloads in {store.location}; nothing to rotate", file=sys.stderr)
-        return 0
-    for res in results:
-        print(res.line(), flush=True)
-    failed = [r for r in results if not r.ok]
-    rotated = sum(r.status == ROTATED for r in results)
-    already = sum(r.status == ALREADY for r in results)
-    summary = f"rotate-key: {rotated} rotated, {already} already under {new.kek_id}, {len(failed)} failed, in {store.location}"
-    if failed:
-        print(summary + "; fix the errors above and run it again before revoking the old KEK", file=sys.stderr)
-        return 1
-    print(summary + "; the old KEK is no longer needed by these workloads", file=sys.stderr)
-    return 0
-
-
-def add_rotate_command(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``rotate-key`` on ``rqp``'s subcommands (``build_parser`` calls this)."""
-    p = subparsers.add_parser(
-        "rotate-key",
-        help="re-wrap workloads' data keys under a new key-encryption key (data is not re-encrypted)",
-        description=(
-            "Re-wrap the data key of every workload in the blob store (or of the named ones) under a new "
-            "key-encryption key and re-sign their manifests with your (trusted) signing key. Data, scripts and "
-            "results are not touched. "
-            "Idempotent: run it again after an interruption. Afterwards point RQP_KEK_FILE at the new key "
-            "and revoke the old one."
-        ),
-    )
-    p.add_argument(
-        "workloads", nargs="*", metavar="WORKLOAD", help="workload ids (default: every workload in the blob store)"
-    )
-    p.add_argument(
-        "--new-kek", required=True, metavar="NEW.pem", help="new KEK: private or public PEM, or a Key Vault key id"
-    )
-    p.add_argument(
-        "--old-kek", metavar="OLD.pem", help="current KEK: private PEM or Key Vault key id (default: RQP_KEK_FILE)"
-    )
-    p.add_argument(
-        "--signing-key",
-        metavar="SIGNER.pem",
-        help="your signing key, trusted by the roles (default: RQP_SIGNING_KEY_FILE)",
-    )
-    p.add_argument(
-        "--trusted-signers", metavar="FILE", help="the roles' trusted signers (default: RQP_TRUSTED_SIGNERS_FILE)"
-    )
-    p.add_argument("--config", help="TOML settings file (default: RQP_CONFIG)")
-    p.add_argument("--blob-url", help="default: RQP_BLOB_URL")
-    p.set_defaults(func=cmd_rotate_key)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m rqp.rotate``: the same command on its own."""
-    ap = argparse.ArgumentParser(prog="rqp")
-    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    add_rotate_command(sub)
-    args = ap.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except RqpError as exc:
-        print(f"rqp: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,8 +17,6 @@ SHA-256 fingerprint of its DER form, as for KEKs.
 from __future__ import annotations
 
 import base64
-import hashlib
-import os
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from .errors import ConfigError, IntegrityError, KeyProviderError
+from .pem import fingerprint, write_key_pair
 
 __all__ = [
     "ED25519",
@@ -43,20 +42,23 @@ __all__ = [
     "TrustedSigner",
     "fingerprint",
     "generate_signing_key",
+    "revoked_fingerprints",
+    "signature_verifies",
 ]
 
 ED25519 = "Ed25519"
 ES256 = "ES256"
 #: prefixed to every signed statement, so a signature over anything else never verifies
 SIGNATURE_DOMAIN = b"rqp-workload-signature/1\n"
-_PEM_RE = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.S)
+#: a PEM public key only where it stands on lines of its own: a block inside a comment
+#: (``# revoked: -----BEGIN PUBLIC KEY-----...``) or with commented body lines is never a key
+_PEM_RE = re.compile(
+    rb"^-----BEGIN PUBLIC KEY-----[ \t]*\r?\n(?:[A-Za-z0-9+/=]+[ \t]*\r?\n)+-----END PUBLIC KEY-----[ \t]*$", re.M
+)
+#: a line revoking a key by fingerprint, in a trusted-keys file or a revoked-signers file
+_REVOKED_RE = re.compile(rb"^[ \t]*revoked:[ \t]*(sha256:[0-9a-f]{32})[ \t]*$", re.M)
 
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
-
-
-def fingerprint(public_key: Any) -> str:
-    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return "sha256:" + hashlib.sha256(der).hexdigest()[:32]
 
 
 def _alg_of(public_key: Any) -> str:
@@ -155,20 +157,7 @@ def generate_signing_key(private_path: Path, public_path: Path | None = None) ->
         if public_path
         else private_path.with_name(private_path.name.removesuffix(".pem") + ".pub.pem")
     )
-    for p in (private_path, public_path):
-        if p.exists():
-            raise KeyProviderError(f"{p} already exists; move it away or choose another --out path")
-    private_path.parent.mkdir(parents=True, exist_ok=True)
-    key = ed25519.Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
-    os.chmod(private_path, 0o600)
-    public_path.write_bytes(
-        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    return fingerprint(key.public_key())
+    return write_key_pair(private_path, public_path, ed25519.Ed25519PrivateKey.generate)
 
 
 @dataclass(frozen=True)
@@ -182,15 +171,32 @@ class TrustedSigner:
         return _alg_of(self.key)
 
 
-class TrustStore:
-    """The public keys whose workloads this role runs."""
+def revoked_fingerprints(raw: bytes) -> set[str]:
+    """The fingerprints a file revokes: its ``revoked: sha256:...`` lines and every PEM public key
+    it holds (a revoked-signers file may simply collect the revoked keys' .pub.pem files)."""
+    found = {m.group(1).decode() for m in _REVOKED_RE.finditer(raw)}
+    for m in _PEM_RE.finditer(raw):
+        try:
+            found.add(fingerprint(serialization.load_pem_public_key(m.group(0))))
+        except ValueError:
+            continue
+    return found
 
-    def __init__(self, signers: list[TrustedSigner], source: str) -> None:
-        self.signers = {s.fingerprint: s for s in signers}
+
+class TrustStore:
+    """The public keys whose workloads this role runs, less the revoked ones.
+
+    Revocation is checked before any trust: a key revoked in the trusted file itself (a
+    ``revoked: sha256:...`` line) or in ``RQP_REVOKED_SIGNERS_FILE`` is refused even while its
+    PEM block is still in the trusted file."""
+
+    def __init__(self, signers: list[TrustedSigner], source: str, revoked: set[str] | None = None) -> None:
+        self.revoked = set(revoked or ())
+        self.signers = {s.fingerprint: s for s in signers if s.fingerprint not in self.revoked}
         self.source = source
 
     @classmethod
-    def from_file(cls, path: Path) -> TrustStore:
+    def from_file(cls, path: Path, revoked_file: Path | None = None) -> TrustStore:
         path = Path(path)
         try:
             raw = path.read_bytes()
@@ -202,6 +208,14 @@ class TrustStore:
             raise ConfigError(
                 f"trusted signers file {path} cannot be read ({exc.strerror}); mount it read-only or fix the path"
             ) from None
+        revoked = {m.group(1).decode() for m in _REVOKED_RE.finditer(raw)}
+        if revoked_file is not None:
+            try:
+                revoked |= revoked_fingerprints(Path(revoked_file).read_bytes())
+            except OSError as exc:
+                raise ConfigError(
+                    f"revoked signers file {revoked_file} cannot be read ({exc.strerror}); fix RQP_REVOKED_SIGNERS_FILE"
+                ) from None
         signers = []
         pos = 0
         for n, m in enumerate(_PEM_RE.finditer(raw), 1):
@@ -224,7 +238,7 @@ class TrustStore:
             raise ConfigError(
                 f"trusted signers file {path} holds no public key; add the submitters' .pub.pem files (cat signer.pub.pem >> {path})"
             )
-        return cls(signers, str(path))
+        return cls(signers, str(path), revoked)
 
     def verify(self, workload_id: str, message: bytes, signature: Signature | None) -> TrustedSigner:
         """The signer of ``message``; ``IntegrityError`` naming the signer when it is not trusted
@@ -233,6 +247,11 @@ class TrustStore:
             raise IntegrityError(
                 f"workload {workload_id} is not signed; rqp runs only workloads signed by a trusted submitter: "
                 f"re-pack it with a signing key (rqp keygen --signing; RQP_SIGNING_KEY_FILE or --signing-key)"
+            )
+        if signature.signer in self.revoked:
+            raise IntegrityError(
+                f"workload {workload_id} is signed by {signature.signer}, which is revoked "
+                f"(RQP_TRUSTED_SIGNERS_FILE {self.source} or RQP_REVOKED_SIGNERS_FILE); re-pack it with a trusted key"
             )
         signer = self.signers.get(signature.signer)
         if signer is None:
@@ -262,3 +281,9 @@ def _verifies(key: Any, signature: Signature, message: bytes) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def signature_verifies(key: Any, signature: Signature, message: bytes) -> bool:
+    """Whether ``signature`` is ``key``'s over exactly ``message`` (any statement type: the caller
+    prefixes its own domain)."""
+    return _verifies(key, signature, message)

@@ -17,14 +17,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import redis
 
 from .errors import ForbiddenJobError, IntegrityError, WorkloadError
-from .jobs import open_spec
+from .jobs import ChunkSpec, open_spec
 from .ledger import Ledger, Meta, Perf
+from .summary import Summary
+from .workload import Workload
 
 __all__ = [
     "DONE",
@@ -106,11 +108,11 @@ class StatusRecord:
     def from_json(cls, raw: bytes) -> StatusRecord:
         return cls(**json.loads(raw))
 
-    def seal(self, workload: Any) -> bytes:
+    def seal(self, workload: Workload) -> bytes:
         return workload.seal("status", self.id, self.to_json())
 
     @classmethod
-    def open(cls, workload: Any, rid: int, sealed: bytes) -> StatusRecord:
+    def open(cls, workload: Workload, rid: int, sealed: bytes) -> StatusRecord:
         return cls.from_json(workload.open_sealed("status", rid, sealed))
 
 
@@ -199,20 +201,20 @@ class ChunkNote:
                 if rid not in skip:
                     yield rid
 
-    def seal(self, workload: Any) -> bytes:
+    def seal(self, workload: Workload) -> bytes:
         return workload.seal("note", self.chunk, self.to_json())
 
     @classmethod
-    def open(cls, workload: Any, chunk: str, sealed: bytes) -> ChunkNote:
+    def open(cls, workload: Workload, chunk: str, sealed: bytes) -> ChunkNote:
         return cls.from_json(workload.open_sealed("note", chunk, sealed))
 
 
-def seal_start(workload: Any, jid: str, started_at: float, worker: str) -> bytes:
+def seal_start(workload: Workload, jid: str, started_at: float, worker: str) -> bytes:
     """When and where job ``jid`` started: one sealed note per chunk, beside its lease."""
     return workload.seal("start", jid, json.dumps({"started_at": started_at, "worker": worker}).encode())
 
 
-def record_status(r: redis.Redis, workload: Any, rid: int) -> StatusRecord:
+def record_status(r: redis.Redis, workload: Workload, rid: int) -> StatusRecord:
     """The status record of ``rid``: a done record's from its chunk's note, a failed or retrying
     one's as stored, a queued or processing one's derived from the chunk that holds it.
     ``WorkloadError`` when the record is not (yet) part of the workload."""
@@ -289,7 +291,7 @@ def _check_in_workload(ledger: Ledger, rid: int) -> tuple[bool, bool]:
     return done, failed
 
 
-def _find_chunk(ledger: Ledger, workload: Any, rid: int) -> tuple[str, Any, int] | None:
+def _find_chunk(ledger: Ledger, workload: Workload, rid: int) -> tuple[str, ChunkSpec, int] | None:
     """(job id, spec, attempt) of the in-flight chunk that holds ``rid``; one window of specs."""
     for jid, spec_sealed in ledger.specs():
         try:
@@ -335,6 +337,12 @@ class Progress:
     processed: int = 0
     first_at: float | None = None
     last_at: float | None = None
+    #: None while the workload runs (live counters drive progress); True once it ended and the
+    #: counts are its sealed summary's; False when it ended but the summary could not be read
+    #: here (no KEK): the counts are Redis's own, unverified, and never make a success exit
+    verified: bool | None = None
+    #: records that never ran (a cancelled workload), from the sealed summary
+    never_ran: int = 0
 
     @property
     def queued(self) -> int:
@@ -384,6 +392,34 @@ class Progress:
         d = asdict(self)
         d.update(queued=self.queued, elapsed=round(self.elapsed, 3), rate=round(self.rate, 1), eta=self.eta)
         return d
+
+
+#: the states in which a workload has ended (and its report must come from the sealed summary)
+ENDED = ("done", "cancelled")
+
+
+def verified_progress(p: Progress, summary: Callable[[], Summary | None]) -> Progress:
+    """``p`` with an ended workload's counts taken from its sealed summary (``summary()``: the
+    authenticated summary, or None when it cannot be read here). A Redis writer can move the plain
+    counters and the shown state; it cannot move these. A shown state of done or cancelled without
+    a summary that says so is reported as unverified."""
+    if p.state not in ENDED:
+        return p
+    s = summary()
+    if s is None:
+        return replace(p, verified=False)
+    return replace(
+        p,
+        state=s.final_state,
+        total=s.total,
+        done=s.done,
+        failed=s.failed,
+        processing=0,
+        retrying=0,
+        enqueued=s.total,
+        never_ran=s.cancelled,
+        verified=True,
+    )
 
 
 def read_progress(r: redis.Redis, workload_id: str) -> Progress | None:

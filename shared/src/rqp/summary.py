@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .errors import IntegrityError
+from .storage import BlobStore
 from .workload import Workload, blob_name
 
 __all__ = ["RESULTS_BLOB", "SUMMARY_BLOB", "Failure", "ResultsInfo", "Summary", "read_summary"]
@@ -52,6 +53,12 @@ class Summary:
     failures: list[Failure] = field(default_factory=list)
     #: records that never ran: the workload was cancelled (``rqp cancel``) before they did
     cancelled: int = 0
+    #: how it ended: "done" or "cancelled" ("" in summaries from before it was recorded)
+    state: str = ""
+
+    @property
+    def final_state(self) -> str:
+        return self.state or ("cancelled" if self.cancelled else "done")
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()
@@ -72,7 +79,7 @@ class Summary:
         return workload.seal("summary", "", self.to_json())
 
 
-def read_summary(store: Any, workload: Workload) -> Summary:
+def read_summary(store: BlobStore, workload: Workload) -> Summary:
     """The workload's summary, authenticated (``BlobNotFoundError`` while it is unfinished)."""
     raw = store.get(blob_name(workload.id, SUMMARY_BLOB))
     return Summary.from_json(workload.open_sealed("summary", "", raw), workload.id)

@@ -110,13 +110,17 @@ class Manifest:
     #: the field of each record that holds the data's own id (``rqp pack --id-field``), carried
     #: through statuses, results, failures and status messages; None: ids are record numbers
     id_field: str | None = None
+    #: when the submitter's signature stops being good for running it (unix time; ``rqp pack
+    #: --expires``): the roles refuse to start or run it after, its results stay readable
+    expires: float | None = None
 
     def _doc(self) -> dict[str, Any]:
         doc = asdict(self)
         doc.pop("mac")
         doc.pop("signature")
-        if doc["id_field"] is None:
-            del doc["id_field"]  # as manifests without one were signed
+        for optional in ("id_field", "expires"):
+            if doc[optional] is None:
+                del doc[optional]  # as manifests without one were signed
         doc["manifest_format"] = MANIFEST_FORMAT
         return doc
 
@@ -274,6 +278,7 @@ def pack(
     progress: Callable[[int], None] | None = None,
     signer: SigningKey,
     id_field: str | None = None,
+    expires: float | None = None,
 ) -> Manifest:
     """Encrypt ``data`` and ``script`` under a fresh data key, upload them (streaming), and sign
     the manifest and the wrapped key with the submitter's ``signer``."""
@@ -308,6 +313,7 @@ def pack(
                 delimiter=delimiter,
                 segment_size=segment_size,
                 id_field=id_field or None,
+                expires=expires,
             )
             .signed(key)
             .with_signature(signer, wrapped)
@@ -359,6 +365,15 @@ class Workload:
         key = keys.unwrap(wrapped)
         manifest.verify(key)
         return cls(store, manifest, key, signer)
+
+    def check_runnable(self, now: float) -> None:
+        """Refuse to start or run a workload whose signature has expired (``rqp pack --expires``)."""
+        expires = self.manifest.expires
+        if expires is not None and now > expires:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(expires))
+            raise IntegrityError(
+                f"the signature of workload {self.id} expired at {when}; re-pack it (rqp pack --replace) to run it again"
+            )
 
     # the pin: what the workload was at its first start, sealed under its own data key ------
     def seal_pin(self) -> bytes:

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from rqp.azure._common import RetryPolicy
-from rqp.azure.keyvault import AzureKeyVaultProvider
+from rqp.azure.keyvault import AzureKeyVaultProvider, vault_client_setup
 from rqp.config import Settings
 from rqp.connect import open_key_provider
 from rqp.errors import ConfigError, KeyProviderError, WrongKeyError
@@ -121,6 +121,18 @@ def test_from_key_id_builds_a_remote_client_without_network():
     assert isinstance(p.client, CryptographyClient)
     assert p.client.key_id == KEY_ID and p.kek_id == KEY_ID
     assert p.client.vault_url == "https://myvault.vault.azure.net" == p.vault_url
+    assert cred.calls == 0
+
+
+def test_vault_clients_share_one_setup_timeouts_and_no_sdk_retries():
+    """Both Key Vault clients (KEK and signing key) are opened by ``vault_client_setup``: a given
+    credential is used and not owned; the SDK's retries are off (``RetryPolicy`` is the one layer)."""
+    cred = FakeCredential()
+    got, options, owned = vault_client_setup(cred, connection_timeout=2.0, read_timeout=7.0)
+    assert got is cred and owned == []
+    assert options == {"connection_timeout": 2.0, "read_timeout": 7.0, "retry_total": 0}
+    p = AzureKeyVaultProvider.from_key_id(KEY_ID, credential=cred, connection_timeout=2.0, read_timeout=7.0)
+    assert p._options == options
     assert cred.calls == 0
 
 

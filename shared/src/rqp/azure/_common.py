@@ -70,6 +70,7 @@ __all__ = [
     "client_options",
     "error_code",
     "is_transient",
+    "open_service_client",
     "read_secret_file",
     "safe_reason",
     "storage_error",
@@ -429,6 +430,34 @@ def build_service_client(
     client = client_cls(account_url=endpoint, credential=token_credential, **opts)
     hint = "DefaultAzureCredential: the managed/workload identity, 'az login', or AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET"
     return client, StorageTarget(url.account, endpoint, hint, role, owned=[token_credential])
+
+
+def open_service_client(
+    client_cls: Any,
+    url: str,
+    *,
+    schemes: tuple[str, ...],
+    service: str,
+    needs_resource: bool,
+    role: str,
+    connection_timeout: float = CONNECTION_TIMEOUT,
+    read_timeout: float = READ_TIMEOUT,
+    credential: Any = None,
+) -> tuple[Any, StorageTarget, str | None]:
+    """What every backend's ``from_url`` does: parse ``url``, build its service client and the
+    target its errors name. Returns them with the URL's container (``None`` for queues). No
+    network call is made here."""
+    parsed = StorageUrl.parse(url, schemes=schemes, service=service, needs_resource=needs_resource)
+    client, target = build_service_client(
+        client_cls,
+        parsed,
+        service=service,
+        role=role,
+        connection_timeout=connection_timeout,
+        read_timeout=read_timeout,
+        credential=credential,
+    )
+    return client, target, parsed.resource
 
 
 def storage_error(exc: BaseException, *, what: str, target: StorageTarget) -> StorageError:

@@ -40,9 +40,8 @@ from ._common import (
     READ_TIMEOUT,
     RetryPolicy,
     StorageTarget,
-    StorageUrl,
-    build_service_client,
     error_code,
+    open_service_client,
     storage_error,
 )
 
@@ -96,18 +95,19 @@ class AzureBlobStore(BlobStore):
         credential: Any = None,
     ) -> AzureBlobStore:
         """The store an ``azure-blob://`` URL names; no network call is made here."""
-        parsed = StorageUrl.parse(url, schemes=SCHEMES, service="blob", needs_resource=True)
-        service, target = build_service_client(
+        service, target, container = open_service_client(
             BlobServiceClient,
-            parsed,
+            url,
+            schemes=SCHEMES,
             service="blob",
+            needs_resource=True,
             role=ROLE,
             connection_timeout=connection_timeout,
             read_timeout=read_timeout,
             credential=credential,
         )
-        assert parsed.resource is not None
-        return cls(service.get_container_client(parsed.resource), target, retry=retry, block_size=block_size)
+        assert container is not None  # needs_resource: the parser refused a URL without one
+        return cls(service.get_container_client(container), target, retry=retry, block_size=block_size)
 
     # ------------------------------------------------------------------ plumbing
 

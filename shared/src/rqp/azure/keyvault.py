@@ -32,11 +32,12 @@ from ._common import (
     READ_TIMEOUT,
     RetriesExhausted,
     RetryPolicy,
+    client_options,
     safe_reason,
     status_code,
 )
 
-__all__ = ["KEY_WRAP_ALGORITHM", "AzureKeyVaultProvider"]
+__all__ = ["KEY_WRAP_ALGORITHM", "AzureKeyVaultProvider", "vault_client_setup"]
 
 T = TypeVar("T")
 
@@ -45,6 +46,22 @@ KEY_WRAP_ALGORITHM = KeyWrapAlgorithm.rsa_oaep_256
 assert KEY_WRAP_ALGORITHM.value == WRAP_ALGORITHM
 ROLE = "the 'Key Vault Crypto User' role (or wrapKey/unwrapKey/get in the vault's access policy)"
 CREDENTIAL_HINT = "DefaultAzureCredential: the managed/workload identity, 'az login', or AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET"
+
+
+def vault_client_setup(
+    credential: Any = None, *, connection_timeout: float = CONNECTION_TIMEOUT, read_timeout: float = READ_TIMEOUT
+) -> tuple[Any, dict[str, Any], list[Any]]:
+    """What every Key Vault client of rqp is opened with: ``credential`` (DefaultAzureCredential
+    when none is given), the client options (our timeouts, the SDK's retries off: ``RetryPolicy``
+    is the one retry layer, as for storage), and the objects created here that the caller owns
+    and must close."""
+    owned: list[Any] = []
+    if credential is None:
+        from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - only this path needs it
+
+        credential = DefaultAzureCredential()
+        owned.append(credential)
+    return credential, client_options(connection_timeout, read_timeout, api_version=None), owned
 
 
 def _parse_key_id(key_id: str) -> KeyVaultKeyIdentifier | None:
@@ -101,14 +118,9 @@ class AzureKeyVaultProvider(KeyProvider):
             raise ConfigError(
                 f"RQP_KEY_VAULT_KEY_ID {key_id!r} is not a Key Vault key id; use https://<vault>.vault.azure.net/keys/<name>/<version>"
             )
-        owned: list[Any] = []
-        if credential is None:
-            from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - only this path needs it
-
-            credential = DefaultAzureCredential()
-            owned.append(credential)
-        # the SDK's retries off: RetryPolicy is the one retry layer, as for storage
-        options = {"connection_timeout": connection_timeout, "read_timeout": read_timeout, "retry_total": 0}
+        credential, options, owned = vault_client_setup(
+            credential, connection_timeout=connection_timeout, read_timeout=read_timeout
+        )
         client = CryptographyClient(key_id, credential, **options)
         return cls(client, credential=credential, retry=retry, client_options=options, owned=owned)
 

@@ -43,10 +43,9 @@ from ._common import (
     READ_TIMEOUT,
     RetryPolicy,
     StorageTarget,
-    StorageUrl,
-    build_service_client,
     check_resource_name,
     error_code,
+    open_service_client,
     storage_error,
 )
 
@@ -121,11 +120,12 @@ class AzureMessageQueue(MessageQueue):
         credential: Any = None,
     ) -> AzureMessageQueue:
         """The queues an ``azure-queue://`` URL names; no network call is made here."""
-        parsed = StorageUrl.parse(url, schemes=SCHEMES, service="queue", needs_resource=False)
-        service, target = build_service_client(
+        service, target, _ = open_service_client(
             QueueServiceClient,
-            parsed,
+            url,
+            schemes=SCHEMES,
             service="queue",
+            needs_resource=False,
             role=ROLE,
             connection_timeout=connection_timeout,
             read_timeout=read_timeout,

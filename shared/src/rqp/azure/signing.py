@@ -20,16 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..errors import ConfigError, KeyProviderError
 from ..signing import ES256, SigningKey, fingerprint
-from ._common import (
-    CONNECTION_TIMEOUT,
-    DEFAULT_RETRY,
-    READ_TIMEOUT,
-    RetriesExhausted,
-    RetryPolicy,
-    safe_reason,
-    status_code,
-)
-from .keyvault import CREDENTIAL_HINT, _parse_key_id
+from ._common import DEFAULT_RETRY, RetriesExhausted, RetryPolicy, safe_reason, status_code
+from .keyvault import CREDENTIAL_HINT, _parse_key_id, vault_client_setup
 
 __all__ = ["KeyVaultSigningKey"]
 
@@ -76,13 +68,7 @@ class KeyVaultSigningKey(SigningKey):
             )
         from azure.keyvault.keys import KeyClient  # noqa: PLC0415 - only this path needs it
 
-        owned: list[Any] = []
-        if credential is None:
-            from azure.identity import DefaultAzureCredential  # noqa: PLC0415
-
-            credential = DefaultAzureCredential()
-            owned.append(credential)
-        options = {"connection_timeout": CONNECTION_TIMEOUT, "read_timeout": READ_TIMEOUT, "retry_total": 0}
+        credential, options, owned = vault_client_setup(credential)
         keys = KeyClient(ident.vault_url, credential, **options)
         owned.append(keys)
         vault_key = _call(DEFAULT_RETRY, lambda: keys.get_key(ident.name, ident.version), "get", key_id)

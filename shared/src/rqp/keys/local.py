@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from ..errors import KeyProviderError, WrongKeyError
+from ..pem import fingerprint, write_key_pair
 from ._base import WRAP_ALGORITHM, KeyProvider, WrappedKey
 
 __all__ = ["DEFAULT_RSA_BITS", "MIN_RSA_BITS", "LocalKeyProvider", "generate_kek"]
@@ -19,11 +18,6 @@ DEFAULT_RSA_BITS = 3072
 _OAEP = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
 
-def _fingerprint(public_key: rsa.RSAPublicKey) -> str:
-    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return "sha256:" + hashlib.sha256(der).hexdigest()[:32]
-
-
 def generate_kek(private_path: Path, public_path: Path | None = None, bits: int = DEFAULT_RSA_BITS) -> str:
     """Write a new RSA KEK: the private key with mode 0600 (created so, never widened), the public
     key beside it. Refuses to overwrite an existing key: losing a KEK loses every workload."""
@@ -31,20 +25,9 @@ def generate_kek(private_path: Path, public_path: Path | None = None, bits: int 
         raise KeyProviderError(f"RSA key size {bits} is too small; use {MIN_RSA_BITS} bits or more")
     private_path = Path(private_path)
     public_path = Path(public_path) if public_path else private_path.with_suffix(".pub.pem")
-    for p in (private_path, public_path):
-        if p.exists():
-            raise KeyProviderError(f"{p} already exists; move it away or choose another --out path")
-    private_path.parent.mkdir(parents=True, exist_ok=True)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
-    os.chmod(private_path, 0o600)
-    public_path.write_bytes(
-        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return write_key_pair(
+        private_path, public_path, lambda: rsa.generate_private_key(public_exponent=65537, key_size=bits)
     )
-    return _fingerprint(key.public_key())
 
 
 class LocalKeyProvider(KeyProvider):
@@ -66,7 +49,7 @@ class LocalKeyProvider(KeyProvider):
             raise KeyProviderError(
                 f"the key-encryption key is RSA-{self._public.key_size}; rqp requires RSA-{MIN_RSA_BITS} or larger: create one with 'rqp keygen'"
             )
-        self.kek_id = _fingerprint(self._public)
+        self.kek_id = fingerprint(self._public)
 
     @staticmethod
     def _read(path: Path, what: str) -> bytes:

@@ -34,6 +34,7 @@ from ._codecs import (
     parse_note_field,
     queue_names,
     split_keyed_result,
+    text,
     unpack_values,
 )
 from ._fleet import FLEET, FleetHeartbeat, fleet, leave_fleet, register_processor
@@ -47,13 +48,26 @@ from ._global import (
     unfinished,
     workloads,
 )
-from ._keys import AUDIT, OUTBOX, OUTBOX_TIMES, PRIORITIES, REJECTED, SUBMISSIONS, WORKLOADS, WorkloadKeys, held_key
+from ._keys import (
+    AUDIT,
+    AUDIT_HEAD,
+    OUTBOX,
+    OUTBOX_TIMES,
+    PRIORITIES,
+    REJECTED,
+    SUBMISSIONS,
+    TOMBSTONES,
+    WORKLOADS,
+    WorkloadKeys,
+    held_key,
+)
 from ._ledger import INF, ChunkOutcome, JobRefused, Lease, Ledger, LockHeld, bit_positions
 from ._outbox import flush_outbox, outbox_add, outbox_value, publish_outbox
 from ._scripts import Scripts
 
 __all__ = [
     "AUDIT",
+    "AUDIT_HEAD",
     "FLEET",
     "INF",
     "OUTBOX",
@@ -63,6 +77,7 @@ __all__ = [
     "REJECTED",
     "REJECTED_KEEP",
     "SUBMISSIONS",
+    "TOMBSTONES",
     "WORKLOADS",
     "ChunkKind",
     "ChunkOutcome",
@@ -111,6 +126,7 @@ __all__ = [
     "release_worker",
     "split_keyed_result",
     "submit",
+    "text",
     "unfinished",
     "unpack_values",
     "workloads",

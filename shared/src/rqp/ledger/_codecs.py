@@ -12,7 +12,10 @@ import json
 import struct
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # rqp.workload imports the ledger (for ``PAIR``): a runtime import would be a cycle
+    from ..workload import Workload
 
 __all__ = [
     "PAIR",
@@ -226,11 +229,11 @@ class Head:
             separators=(",", ":"),
         ).encode()
 
-    def seal(self, workload: Any) -> str:
+    def seal(self, workload: Workload) -> str:
         return base64.b64encode(workload.seal("head", "", self.to_json())).decode()
 
     @classmethod
-    def open(cls, workload: Any, value: bytes | str | None) -> Head:
+    def open(cls, workload: Workload, value: bytes | str | None) -> Head:
         """``IntegrityError`` (from the workload) when ``value`` is not a head it sealed; a missing
         head is not one either."""
         sealed = decode_pin(value)

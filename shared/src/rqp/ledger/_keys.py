@@ -28,6 +28,8 @@ perf       hash    processed records and seconds, for throughput and adaptive ch
 lock       string  the scheduler supervising W (host:pid), with a TTL it renews
 blind      hash    processor (host:pid) -> why it cannot open W (JSON: at, reason), for
                    ``rqp status``; its chunks are handed back for others
+control    list    signed operators' requests for W (``rqp.oplog``), oldest first: what the
+                   scheduler folds into W's verified control state
 =========  ======  ==========================================================================
 
 Shared by every workload: the list of workloads, the outbox of status and event messages not yet
@@ -39,11 +41,13 @@ from __future__ import annotations
 
 __all__ = [
     "AUDIT",
+    "AUDIT_HEAD",
     "OUTBOX",
     "OUTBOX_TIMES",
     "PRIORITIES",
     "REJECTED",
     "SUBMISSIONS",
+    "TOMBSTONES",
     "WORKLOADS",
     "WorkloadKeys",
     "held_key",
@@ -61,13 +65,20 @@ REJECTED = "rqp:rejected"
 SUBMISSIONS = "rqp:submissions"
 #: hash workload id -> its priority (``rqp.ledger.Priority``), set before or while it runs
 PRIORITIES = "rqp:priorities"
-#: list of operators' actions (pause, resume, cancel, retry, delete), JSON, newest first
+#: list of operators' signed requests (``rqp.oplog``), newest first: a hash chain, each entry
+#: holding the digest of the one below it
 AUDIT = "rqp:audit"
+#: string: the digest of the audit chain's newest entry (what the next request links to)
+AUDIT_HEAD = "rqp:audit:head"
+#: hash content digest of a deleted workload's manifest -> JSON {workload, at, who}: its signed
+#: blobs uploaded again are refused (``rqp.backends.Backends.workload``)
+TOMBSTONES = "rqp:tombstones"
 
 
 class WorkloadKeys:
     __slots__ = (
         "blind",
+        "control",
         "done",
         "failed",
         "lock",
@@ -102,6 +113,7 @@ class WorkloadKeys:
         self.perf = p + "perf"
         self.lock = p + "lock"
         self.blind = p + "blind"
+        self.control = p + "control"
 
     def chunk(self, chunk: str) -> str:
         """String: the packed sealed records of data chunk ``chunk`` while it is in flight."""

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import redis
+from redis.client import Pipeline
+from redis.typing import EncodableT, FieldT
 
 from ._codecs import (
     Control,
@@ -38,10 +40,11 @@ from ._codecs import (
     text,
     unpack_values,
 )
+from ._global import submit
 from ._keys import AUDIT, OUTBOX, OUTBOX_TIMES, PRIORITIES, SUBMISSIONS, WORKLOADS, WorkloadKeys, held_key
 from ._scripts import Scripts
 
-__all__ = ["INF", "ChunkOutcome", "JobRefused", "Lease", "Ledger", "LockHeld"]
+__all__ = ["INF", "ChunkOutcome", "JobRefused", "Lease", "Ledger", "LockHeld", "Snapshot"]
 
 INF = float("inf")
 #: operators' actions kept in the audit log
@@ -93,6 +96,19 @@ class JobRefused(Exception):
         self.why = why
 
 
+class Snapshot(TypedDict):
+    """A workload's progress facts as ``Ledger.snapshot`` reads them in one round trip."""
+
+    #: the meta hash (``Meta``), decoded
+    meta: dict[str, str]
+    done: int
+    failed: int
+    processing: int
+    retrying: int
+    #: the perf hash (``Perf``), decoded
+    perf: dict[str, str]
+
+
 class LockHeld(Exception):
     """Another scheduler holds the workload's lock; ``holder`` says which."""
 
@@ -101,7 +117,7 @@ class LockHeld(Exception):
         self.holder = holder
 
 
-def _decode(d: Mapping[Any, Any]) -> dict[str, str]:
+def _decode(d: Mapping[bytes | str, bytes | str]) -> dict[str, str]:
     return {str(text(a)): str(text(b)) for a, b in d.items()}
 
 
@@ -172,7 +188,7 @@ class Ledger:
         """The sealed head (``rqp.ledger.Head``), as stored; None when there is none."""
         return raw(self.r.hget(self.k.meta, Meta.HEAD))
 
-    def set_head(self, pipe: Any, sealed_head: str) -> None:
+    def set_head(self, pipe: Pipeline, sealed_head: str) -> None:
         pipe.hset(self.k.meta, Meta.HEAD, sealed_head)
 
     def set_state(self, state: State) -> None:
@@ -237,7 +253,7 @@ class Ledger:
         return Control(value) if value else None
 
     # ------------------------------------------------------------------ the scheduler's lock
-    def take_lock(self, me: str, ttl: int, holder_dead: Any = None) -> None:
+    def take_lock(self, me: str, ttl: int, holder_dead: Callable[[str], bool] | None = None) -> None:
         """Take the lock, or ``LockHeld``; a holder that ``holder_dead(holder)`` says is gone is
         replaced at once instead of after its TTL."""
         if self.r.set(self.k.lock, me, nx=True, ex=ttl):
@@ -256,7 +272,7 @@ class Ledger:
             self.r.delete(self.k.lock)
 
     # ------------------------------------------------------------------ enqueue (into a MULTI)
-    def put_chunk(self, pipe: Any, chunk: str, records: bytes) -> None:
+    def put_chunk(self, pipe: Pipeline, chunk: str, records: bytes) -> None:
         """A data chunk's sealed records (packed), in ``pipe``: one value, read once, deleted
         by the chunk's commit."""
         pipe.set(self.k.chunk(chunk), records)
@@ -274,11 +290,11 @@ class Ledger:
         found = pipe.execute()
         return {c for i, c in enumerate(chunks) if found[2 * i] or found[2 * i + 1]}
 
-    def put_statuses(self, pipe: Any, statuses: list[tuple[int, bytes]]) -> None:
+    def put_statuses(self, pipe: Pipeline, statuses: list[tuple[int, bytes]]) -> None:
         if statuses:
             pipe.hset(self.k.st, mapping={str(rid): sealed for rid, sealed in statuses})
 
-    def mark_failed(self, pipe: Any, rids: Iterable[int]) -> None:
+    def mark_failed(self, pipe: Pipeline, rids: Iterable[int]) -> None:
         count = 0
         for rid in rids:
             pipe.setbit(self.k.failed, rid, 1)
@@ -286,17 +302,21 @@ class Ledger:
         if count:
             pipe.hincrby(self.k.n, Counters.FAILED, count)
 
-    def advance(self, pipe: Any, head: Head, sealed_head: str) -> None:
+    def advance(self, pipe: Pipeline, head: Head, sealed_head: str) -> None:
         """Move the enqueue cursor to ``head`` (sealed: ``sealed_head``); the plain fields say
         the same for those who read Redis without the key."""
-        fields: dict[str, Any] = {Meta.ENQUEUED: head.enqueued, Meta.CHUNKS: head.chunks, Meta.HEAD: sealed_head}
+        fields: dict[FieldT, EncodableT] = {
+            Meta.ENQUEUED: head.enqueued,
+            Meta.CHUNKS: head.chunks,
+            Meta.HEAD: sealed_head,
+        }
         if head.total is not None:
             fields[Meta.TOTAL] = head.total
         pipe.hset(self.k.meta, mapping=fields)
 
-    def add_jobs(self, pipe: Any, sealed_specs: Mapping[str, bytes]) -> None:
+    def add_jobs(self, pipe: Pipeline, sealed_specs: Mapping[str, bytes]) -> None:
         """Jobs queued (pending with an infinite lease until started), their specs kept."""
-        pipe.hset(self.k.spec, mapping=dict(sealed_specs))
+        pipe.hset(self.k.spec, mapping={jid: sealed for jid, sealed in sealed_specs.items()})
         pipe.zadd(self.k.pending, dict.fromkeys(sealed_specs, INF))
 
     # ------------------------------------------------------------------ chunks in flight
@@ -430,21 +450,21 @@ class Ledger:
         flags = self.r.hmget(self.k.n, [Counters.released(j) for j in jids])
         return {j for j, f in zip(jids, flags, strict=True) if f is not None}
 
-    def forget_released(self, pipe: Any, jid: str) -> None:
+    def forget_released(self, pipe: Pipeline, jid: str) -> None:
         pipe.hdel(self.k.n, Counters.released(jid))
 
     def blind(self) -> dict[str, dict[str, Any]]:
         """Processors that could not open the workload: worker -> {at, reason}."""
         return {str(text(w)): json.loads(v) for w, v in self.r.hgetall(self.k.blind).items()}
 
-    def count_reclaimed(self, pipe: Any) -> None:
+    def count_reclaimed(self, pipe: Pipeline) -> None:
         pipe.hincrby(self.k.meta, Meta.RECLAIMED, 1)
 
     def chunk_records(self, chunk: str) -> dict[int, bytes]:
         """A data chunk's sealed records (under the chunk's scoped key), by id; empty once gone."""
         return unpack_values(raw(self.r.get(self.k.chunk(chunk))) or b"")
 
-    def retire_chunk(self, pipe: Any, chunk: str, kept: list[tuple[int, bytes]], requeued: bool) -> None:
+    def retire_chunk(self, pipe: Pipeline, chunk: str, kept: list[tuple[int, bytes]], requeued: bool) -> None:
         """A reclaimed data chunk whose records (some or all) failed for good: ``kept`` (their
         records, sealed again under the data key) go to ``rec`` for ``rqp retry``; the chunk's
         own records go when nothing of it is queued again."""
@@ -459,11 +479,11 @@ class Ledger:
             RetryEntry.parse(str(text(m))) for m in self.r.zrangebyscore(self.k.retry, "-inf", now, start=0, num=limit)
         ]
 
-    def take_retries(self, pipe: Any, entries: list[RetryEntry]) -> None:
+    def take_retries(self, pipe: Pipeline, entries: list[RetryEntry]) -> None:
         if entries:
             pipe.zrem(self.k.retry, *[e.member for e in entries])
 
-    def fail_records(self, pipe: Any, statuses: list[tuple[int, bytes]]) -> None:
+    def fail_records(self, pipe: Pipeline, statuses: list[tuple[int, bytes]]) -> None:
         """Records failed for good (their sealed statuses), in ``pipe``."""
         for rid, sealed in statuses:
             pipe.hset(self.k.st, rid, sealed)
@@ -475,8 +495,6 @@ class Ledger:
         """``rqp retry W --failed``: the workload running again (and kept), handed to a serving
         scheduler, which starts a new round with the failed records its sealed summary lists
         (``WorkloadRun``): nothing here decides which records run. Returns how many failed."""
-        from ._global import submit  # noqa: PLC0415 - the module-level helpers import this one
-
         count = int(self.r.bitcount(self.k.failed))
         if not count or self.state() not in (State.DONE, State.FAILED):
             return 0
@@ -489,7 +507,7 @@ class Ledger:
         pipe.execute()
         return count
 
-    def new_round(self, pipe: Any, sealed_head: str, queued: list[tuple[int, bytes]], due: float) -> None:
+    def new_round(self, pipe: Pipeline, sealed_head: str, queued: list[tuple[int, bytes]], due: float) -> None:
         """The records of ``queued`` (id, sealed "queued" status) queued again as first attempts
         of a new round (sealed in ``sealed_head``), their failed bits cleared."""
         self.set_head(pipe, sealed_head)
@@ -564,7 +582,7 @@ class Ledger:
         records, seconds = self.r.hmget(self.k.perf, Perf.RECORDS, Perf.SECONDS)
         return int(records or 0), float(seconds or 0.0)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> Snapshot:
         """Meta, counts and perf in one round trip of O(1) commands, for progress (whatever the
         workload's size: the done and failed counts are counters kept beside the bitmaps)."""
         pipe = self.r.pipeline(transaction=False)

@@ -8,9 +8,9 @@ An outbox value is the destination queue, a newline, and the message body.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import redis
+from redis.client import Pipeline
 
 from ..storage import MessageQueue
 from ._codecs import raw, text
@@ -24,7 +24,7 @@ def outbox_value(queue: str, body: bytes) -> bytes:
     return queue.encode() + b"\n" + body
 
 
-def outbox_add(pipe: Any, queue: str, messages: list[tuple[str, bytes]], now: float | None = None) -> None:
+def outbox_add(pipe: Pipeline, queue: str, messages: list[tuple[str, bytes]], now: float | None = None) -> None:
     now = time.time() if now is None else now
     for mid, body in messages:
         pipe.hset(OUTBOX, mid, outbox_value(queue, body))

@@ -13,7 +13,14 @@ __all__ = ["Scripts", "source"]
 
 _HELPERS = "_helpers.lua"
 #: script -> whether it needs the shared helpers
-_SCRIPTS = {"start": True, "commit": True, "reclaim": False, "renew_lock": False, "control": False}
+_SCRIPTS = {
+    "start": True,
+    "commit": True,
+    "reclaim": False,
+    "renew_lock": False,
+    "control": False,
+    "post_control": False,
+}
 
 
 @cache
@@ -31,3 +38,4 @@ class Scripts:
         self.reclaim: Any = client.register_script(source("reclaim"))
         self.renew_lock: Any = client.register_script(source("renew_lock"))
         self.control: Any = client.register_script(source("control"))
+        self.post_control: Any = client.register_script(source("post_control"))

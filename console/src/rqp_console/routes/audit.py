@@ -1,0 +1,28 @@
+"""The audit page: operators' actions on workloads, newest first (console and ``rqp`` CLI alike)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from ..actions import audit_log
+from ..views import Site
+
+__all__ = ["TTL_AUDIT", "blueprint"]
+
+#: seconds the audit log's answer is reused for (an action invalidates it at once)
+TTL_AUDIT = 2.0
+
+
+def blueprint(site: Site) -> Blueprint:
+    bp = Blueprint("audit", __name__)
+    c = site.c
+
+    @bp.get("/audit")
+    def audit_page() -> str:
+        return site.page("audit")
+
+    @bp.get("/api/audit")
+    def api_audit() -> Response:
+        return jsonify({"entries": c.cache.get("audit", TTL_AUDIT, lambda: audit_log(c.r))})
+
+    return bp

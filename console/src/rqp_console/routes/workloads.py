@@ -1,0 +1,99 @@
+"""The workloads: the list and one workload's page, and the JSON they poll (the list, one
+workload's detail, its failures grouped by reason, one record's status).
+
+Answers are memoized for about a second (``TtlCache``), so any number of open tabs costs Redis
+what one does.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, redirect, url_for
+
+from rqp.ledger import SUBMISSIONS, Meta, WorkloadKeys
+
+from ..failures import failures_view, record_view
+from ..fleet import job_workers, read_workers
+from ..views import Site, json_error, workload_id
+from ..workload_page import workload_detail
+from ..workloads import list_workloads
+from .fleet import TTL_FLEET
+
+__all__ = ["SUBMITTED_SHOWN", "TTL_DETAIL", "TTL_FAILURES", "TTL_LIST", "WORKLOADS_SHOWN", "blueprint"]
+
+#: seconds each kind of answer is reused for
+TTL_LIST = 1.0
+TTL_DETAIL = 1.0
+TTL_FAILURES = 3.0
+#: submissions waiting for a scheduler, listed on the workloads page
+SUBMITTED_SHOWN = 50
+#: workloads listed (newest first)
+WORKLOADS_SHOWN = 100
+
+
+def blueprint(site: Site) -> Blueprint:
+    bp = Blueprint("workloads", __name__)
+    c = site.c
+
+    @bp.get("/")
+    def index() -> Any:
+        return redirect(url_for("workloads.workloads_page"))
+
+    @bp.get("/workloads")
+    def workloads_page() -> str:
+        return site.page("workloads")
+
+    @bp.get("/workloads/<wid>")
+    def workload_page(wid: str) -> str:
+        return site.page("workload", workload=workload_id(wid))
+
+    @bp.get("/api/workloads")
+    def api_workloads() -> Response:
+        def compute() -> dict[str, Any]:
+            now = time.time()
+            rows = list_workloads(c.r, c.history, limit=WORKLOADS_SHOWN, now=now)
+            waiting = [
+                x.decode() if isinstance(x, bytes) else str(x) for x in c.r.lrange(SUBMISSIONS, 0, SUBMITTED_SHOWN - 1)
+            ]
+            return {"workloads": rows, "submitted": waiting, "now": now}
+
+        return jsonify(c.cache.get("workloads", TTL_LIST, compute))
+
+    @bp.get("/api/workloads/<wid>")
+    def api_workload(wid: str) -> Response:
+        wid = workload_id(wid)
+
+        def compute() -> dict[str, Any] | None:
+            workers = c.cache.get("workers", TTL_FLEET, lambda: read_workers(c.r))
+            return workload_detail(
+                c.r,
+                wid,
+                history=c.history,
+                workers_by_job=job_workers(workers),
+                settings=c.settings,
+                mq=c.mq,
+                manifests=c.manifests,
+                opener=c.opener,
+            )
+
+        detail = c.cache.get(("workload", wid), TTL_DETAIL, compute)
+        if detail is None:
+            return json_error(404, f"workload {wid} is not known to Redis (not started yet, or deleted)")
+        return jsonify({**detail, "actions_enabled": c.actions is not None})
+
+    @bp.get("/api/workloads/<wid>/failures")
+    def api_failures(wid: str) -> Response:
+        wid = workload_id(wid)
+        # keyed by the state too: the look a workload ends with is taken as it ends, so the page
+        # never shows a finished workload's failures counted while it still ran (one HGET)
+        state = c.r.hget(WorkloadKeys(wid).meta, Meta.STATE)
+        return jsonify(c.cache.get(("failures", wid, state), TTL_FAILURES, lambda: failures_view(c.r, wid, c.opener)))
+
+    @bp.get("/api/workloads/<wid>/records/<int:rid>")
+    def api_record(wid: str, rid: int) -> Response:
+        wid = workload_id(wid)
+        return jsonify(record_view(c.r, wid, rid, c.opener))
+
+    return bp

@@ -1,0 +1,59 @@
+"""What every collaborator of one workload's run shares, in one small object.
+
+The enqueuer, the retrier, the reclaimer, the held path and the finisher all read and write the
+same few things: the workload (its keys and manifest), its ``Ledger`` in Redis, the RQ queues, the
+enqueue's sealed head as this scheduler last wrote it, and the records' line numbers. They live
+here, once, rather than as fields of one large class.
+"""
+
+from __future__ import annotations
+
+import redis
+from rq import Queue
+
+from rqp.backends import Backends
+from rqp.config import Settings
+from rqp.errors import IntegrityError
+from rqp.identity import process_identity
+from rqp.jobs import JSONSerializer, RqpJob
+from rqp.ledger import Head, Ledger, Priority
+from rqp.records import LineMap
+from rqp.storage import BlobStore, MessageQueue
+from rqp.workload import Workload
+
+from ..consolidate import StateError
+
+__all__ = ["RunContext"]
+
+
+class RunContext:
+    """The shared state of one workload's run (see the module's docstring)."""
+
+    def __init__(self, backends: Backends, workload_id: str) -> None:
+        self.backends = backends
+        self.settings: Settings = backends.settings
+        self.id = workload_id
+        self.r: redis.Redis = backends.redis  # before ``queue``: a Redis-streams queue shares it
+        self.store: BlobStore = backends.blobs
+        self.mq: MessageQueue = backends.queue
+        self.ledger = Ledger(self.r, workload_id)
+        #: this scheduler as leases, the lock and rejections name it
+        self.me = process_identity()
+        #: the RQ queue of each priority (workers take from high, then normal, then low)
+        self.queues = {
+            p: Queue(p.queue(self.settings.rq_queue), connection=self.r, job_class=RqpJob, serializer=JSONSerializer)
+            for p in Priority
+        }
+        #: the enqueue as this scheduler sealed it last (``rqp.ledger.Head``)
+        self.head = Head()
+        #: the JSON Lines records' lines (a malformed record, and a chunk's spec, name its line)
+        self.lines = LineMap()
+        # the submitter's signature is checked here, before any key is unwrapped or byte decrypted
+        self.workload: Workload = backends.workload(workload_id)
+
+    def read_head(self) -> Head:
+        """The enqueue's sealed head as Redis holds it; ``StateError`` when it does not open."""
+        try:
+            return Head.open(self.workload, self.ledger.head())
+        except IntegrityError:
+            raise StateError(self.id, "the enqueue's sealed head is missing or does not open under its key") from None

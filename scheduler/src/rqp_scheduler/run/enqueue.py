@@ -1,0 +1,209 @@
+"""Enqueueing: records stream out of the decrypted data into chunks, kept ``window`` chunks
+ahead of the processors (so Redis holds only the in-flight window, and a data file larger than
+memory works).
+
+Each transaction queues several chunks: per chunk its records (one value, sealed under the
+chunk's own key), a sealed spec and an RQ job; failed statuses for malformed records; and the
+sealed head (the cursor), so a restart neither skips nor duplicates a record. While one
+transaction is on its way to Redis (on the writer thread) the next batch is already being read
+and sealed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from redis.client import Pipeline
+from rq import Worker
+
+from rqp import metrics_http as metrics
+from rqp.jobs import ChunkSpec
+from rqp.ledger import ChunkKind, Head, Priority, chunk_name, outbox_add
+from rqp.messages import pack_messages
+from rqp.records import LineMap
+from rqp.status import FAILED, StatusRecord
+
+from .context import RunContext
+from .jobs import chunk_spec, queue_specs
+from .records import Batch, RecordStream
+
+__all__ = ["ENQUEUE_BATCH_RECORDS", "Enqueuer", "record_key"]
+
+log = logging.getLogger("rqp.scheduler")
+
+#: records per enqueue transaction: several chunks share one MULTI and one cursor check
+ENQUEUE_BATCH_RECORDS = 4096
+#: how often the number of workers (which sizes the window and the chunks) is looked up
+WORKERS_CHECK_SECONDS = 5.0
+#: the smallest window, and the chunks in flight per worker above it
+MIN_WINDOW = 16
+WINDOW_PER_WORKER = 4
+
+
+class Enqueuer:
+    """Fills the window from ``stream``; sends its transactions through ``writer``."""
+
+    def __init__(self, ctx: RunContext, stream: RecordStream, writer: ThreadPoolExecutor) -> None:
+        self.ctx = ctx
+        self.stream = stream
+        self.writer = writer
+        self.chunk_size = ctx.settings.chunk_size
+        self.workers_seen = 0
+        self._workers_checked = 0.0
+        self._bytes_enqueued = 0
+        self._records_enqueued = 0
+
+    def fill_window(self) -> None:
+        """Queue chunks until ``window`` are in flight (at most one write in flight; every write
+        is waited for before this returns, so the rest of a step always sees Redis as the
+        enqueue left it)."""
+        ctx, stream = self.ctx, self.stream
+        if stream.exhausted or stream.records is None:
+            return
+        in_flight = ctx.ledger.in_flight()
+        window = self._window()
+        if in_flight >= window:
+            return
+        self._adapt_chunk_size()
+        budget = window - in_flight
+        writing: Future[list[object]] | None = None
+        try:
+            while budget > 0 and not stream.exhausted:
+                chunks = stream.batches(budget, self.chunk_size, ENQUEUE_BATCH_RECORDS)
+                budget -= max(1, len(chunks))
+                known = ctx.ledger.chunks_known(
+                    [chunk_name(ChunkKind.DATA, ctx.head.chunks + i) for i in range(len(chunks))]
+                )
+                pipe, head = self._prepare(chunks, known)
+                if writing is not None:
+                    last, writing = writing, None
+                    last.result()
+                if not self.cursor_matches():
+                    return
+                writing = self.writer.submit(pipe.execute)
+                self._records_enqueued += head.enqueued - ctx.head.enqueued
+                metrics.RECORDS_ENQUEUED.labels(ctx.id).inc(head.enqueued - ctx.head.enqueued)
+                ctx.head = head
+        finally:
+            if writing is not None:
+                writing.result()
+
+    def cursor_matches(self) -> bool:
+        """Redis still holds the head this scheduler sealed last (a restart without a synced AOF
+        can lose the last writes); if not, go back to the head it has -- authenticated: a head
+        that does not open is ``StateError``, the plain counts are never read."""
+        ctx = self.ctx
+        head = ctx.read_head()
+        if head == ctx.head:
+            return True
+        log.warning(
+            "workload %s: Redis holds the enqueue at %d records, this scheduler queued %d; re-reading from there",
+            ctx.id,
+            head.enqueued,
+            ctx.head.enqueued,
+        )
+        self.stream.open()
+        return False
+
+    def _window(self) -> int:
+        s = self.ctx.settings
+        if s.window_chunks:
+            return s.window_chunks
+        if time.monotonic() - self._workers_checked > WORKERS_CHECK_SECONDS:
+            self.workers_seen = Worker.count(connection=self.ctx.r, queue=self.ctx.queues[Priority.NORMAL])
+            self._workers_checked = time.monotonic()
+        return max(MIN_WINDOW, WINDOW_PER_WORKER * self.workers_seen)
+
+    def _adapt_chunk_size(self) -> None:
+        s = self.ctx.settings
+        if not s.adaptive_chunks:
+            return
+        records, seconds = self.ctx.ledger.perf()
+        if not records or not seconds:
+            return
+        per_record = seconds / max(1, records)
+        if per_record <= 0:
+            self.chunk_size = s.chunk_max
+            return
+        ideal = s.chunk_target_seconds / per_record
+        # keep enough chunks for every worker to share the tail: about 4 per worker in total
+        if self._bytes_enqueued and self._records_enqueued:
+            estimate = self.ctx.workload.manifest.data.plain_size / (self._bytes_enqueued / self._records_enqueued)
+            ideal = min(ideal, estimate / (4 * max(1, self.workers_seen)))
+        self.chunk_size = int(min(s.chunk_max, max(s.chunk_min, ideal)))
+
+    def _prepare(self, chunks: list[Batch], known: set[str]) -> tuple[Pipeline, Head]:
+        """One transaction that queues ``chunks`` from the cursor on: per chunk its records (one
+        value, sealed under the chunk's own key), a sealed spec and an RQ job; failed statuses
+        for malformed records; the head. A record's "queued" state is not written: no status
+        record, an id below the cursor and neither bit set means queued
+        (``rqp.status.record_status``). Chunks in ``known`` (Redis has them already) are passed
+        over. Returns the transaction and the head it seals."""
+        ctx = self.ctx
+        now = time.time()
+        w = ctx.workload
+        id_field = w.manifest.id_field
+        lines = ctx.lines
+        rid = ctx.head.enqueued
+        chunk_no = ctx.head.chunks
+        statuses: list[tuple[int, bytes]] = []
+        published: list[bytes] = []
+        malformed: list[int] = []
+        specs: list[ChunkSpec] = []
+        pipe = ctx.r.pipeline(transaction=True)
+        for batch in chunks:
+            if not batch:
+                continue
+            if chunk_name(ChunkKind.DATA, chunk_no) in known:
+                log.warning("workload %s: chunk %d is in Redis already; not queued again", ctx.id, chunk_no)
+                rid += len(batch)
+                chunk_no += 1
+                continue
+            good: list[tuple[int, bytes]] = []
+            key_of: dict[int, str] = {}
+            for payload, parse_error in batch:
+                error = parse_error
+                if error is None and id_field is not None:
+                    key, error = record_key(payload, id_field, rid, lines)
+                    if key is not None:
+                        key_of[rid] = key
+                if error is not None:
+                    raw = StatusRecord(ctx.id, rid, FAILED, 0, error, now, None, now, ctx.me, None).to_json()
+                    statuses.append((rid, w.seal("status", rid, raw)))
+                    published.append(raw)
+                    malformed.append(rid)
+                else:
+                    good.append((rid, payload))
+                    self._bytes_enqueued += len(payload) + 1
+                rid += 1
+            if good:
+                chunk = chunk_name(ChunkKind.DATA, chunk_no)
+                specs.append(chunk_spec(ctx, chunk, [(i, 1) for i, _ in good], now, key_of))
+                ctx.ledger.put_chunk(pipe, chunk, w.scope(chunk).seal_packed("record", good))
+            chunk_no += 1
+        queue_specs(ctx, pipe, specs, 0)
+        ctx.ledger.put_statuses(pipe, statuses)
+        ctx.ledger.mark_failed(pipe, malformed)
+        if published:
+            queue = ctx.settings.status_queue
+            outbox_add(pipe, queue, pack_messages(w, queue, "status", published, ctx.mq.max_message_bytes), now)
+        head = ctx.head.advanced(
+            rid - ctx.head.enqueued, chunk_no - ctx.head.chunks, rid if self.stream.exhausted else None
+        )
+        ctx.ledger.advance(pipe, head, head.seal(w))
+        return pipe, head
+
+
+def record_key(payload: bytes, field: str, rid: int, lines: LineMap) -> tuple[str | None, str | None]:
+    """(the record's own id, None), or (None, why the record cannot be queued): ``--id-field``
+    names a field every record must have (a string or a number)."""
+    try:
+        value = json.loads(payload).get(field) if payload[:1] == b"{" else None
+    except (ValueError, AttributeError) as exc:
+        return None, f"malformed record at line {lines.line_of(rid)}: not valid JSON ({exc})"
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None, f"record {rid} has no id in field {field!r} (a string or a number; rqp pack --id-field {field})"
+    return str(value), None

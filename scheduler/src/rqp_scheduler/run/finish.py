@@ -1,0 +1,110 @@
+"""Finishing and announcing: the workload's events (started, progress, failed, done, cancelled),
+failing it as a whole, and -- once every record is done or failed, or a cancel has drained -- its
+results consolidated into the sealed summary."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+
+from rqp.errors import RqpError
+from rqp.ledger import Head, State, flush_outbox, outbox_add, publish_outbox
+from rqp.messages import make_envelope
+from rqp.status import read_progress
+
+from ..consolidate import consolidate
+from .context import RunContext
+
+__all__ = ["SCRIPT_FAILED", "Finisher"]
+
+log = logging.getLogger("rqp.scheduler")
+
+SCRIPT_FAILED = "the workload's script failed to load (details are encrypted: run 'rqp status' with the KEK, or see the scheduler's log)"
+SECONDS_PER_DAY = 86400
+
+
+class Finisher:
+    """Publishes ``ctx``'s events, fails it, finishes it."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+
+    def event(self, kind: str, data: dict[str, object], durable: bool = False) -> None:
+        """Publish an event on the events queue; ``durable`` ones go through the outbox (a
+        progress event that cannot be sent is only logged)."""
+        ctx = self.ctx
+        payload = {"event": kind, "workload": ctx.id, "at": time.time(), **data}
+        message = make_envelope(ctx.workload, ctx.settings.events_queue, "event", payload)
+        if durable:
+            pipe = ctx.r.pipeline(transaction=True)
+            outbox_add(pipe, ctx.settings.events_queue, [message])
+            pipe.execute()
+            publish_outbox(ctx.r, ctx.mq, [message[0]])
+        else:
+            try:
+                ctx.mq.send(ctx.settings.events_queue, message[1])
+            except RqpError as exc:
+                log.warning("progress event not published: %s", exc)
+
+    def progress(self) -> None:
+        p = read_progress(self.ctx.r, self.ctx.id)
+        if p is not None:
+            self.event(
+                "progress",
+                {
+                    "done": p.done,
+                    "failed": p.failed,
+                    "total": p.total,
+                    "enqueued": p.enqueued,
+                    "rate": round(p.rate, 1),
+                },
+            )
+
+    def fail(self, error: str, generic: str | None = None) -> None:
+        """The workload failed as a whole. ``error`` may quote the user's script or data: only its
+        sealed form goes to Redis, with ``generic`` (a line that quotes neither) in clear."""
+        ctx = self.ctx
+        sealed = base64.b64encode(ctx.workload.seal("error", "", error.encode())).decode()
+        ctx.ledger.fail(generic=generic or SCRIPT_FAILED, sealed=sealed, now=time.time())
+        self.event("failed", {"error": error}, durable=True)
+        ctx.ledger.release_lock(ctx.me)
+
+    def finish(self, cancelled: bool = False) -> None:
+        """Consolidate the results, write the summary, close the head, announce the end and
+        release the lock."""
+        ctx = self.ctx
+        if not cancelled:
+            ctx.ledger.set_state(State.CONSOLIDATING)
+        head = ctx.head
+        if cancelled and head.total is None:
+            head = Head(head.enqueued, head.chunks, head.enqueued, head.round)  # what was read before the cancel
+        summary = consolidate(
+            ctx.ledger, ctx.store, ctx.workload, head, keep_parts=ctx.settings.keep_parts, cancelled=cancelled
+        )
+        closed = Head(head.enqueued, head.chunks, head.total, head.round, closed=True)
+        ctx.ledger.finish(
+            finished_at=summary.finished_at, results_sha256=summary.results.sha256,
+            ttl=ctx.settings.status_ttl_days * SECONDS_PER_DAY, keep_records=bool(summary.failed or summary.cancelled),
+            sealed_head=closed.seal(ctx.workload), state=State.CANCELLED if cancelled else State.DONE,
+        )  # fmt: skip
+        ctx.head = closed
+        self.event(
+            "cancelled" if cancelled else "done",
+            {
+                "total": summary.total,
+                "done": summary.done,
+                "failed": summary.failed,
+                "elapsed": summary.elapsed,
+                "records_per_second": summary.records_per_second,
+                "cancelled": summary.cancelled,
+            },
+            durable=True,
+        )
+        flush_outbox(ctx.r, ctx.mq, older_than=0)
+        ctx.ledger.release_lock(ctx.me)
+        log.info(
+            "workload %s: %s: %d done, %d failed, %d not run in %.1fs (%.0f records/s)",
+            ctx.id, "cancelled" if cancelled else "done", summary.done, summary.failed, summary.cancelled,
+            summary.elapsed, summary.records_per_second,
+        )  # fmt: skip

@@ -1,0 +1,198 @@
+"""Reclaiming: a chunk whose lease ran out (dead or hung worker), whose RQ job failed, that RQ
+lost, or that a processor handed back is queued again as its next generation -- or its records
+fail, once they have used up their attempts."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import replace
+
+from rq.job import Job, JobStatus
+from rq.results import Result
+
+from rqp import metrics_http as metrics
+from rqp.errors import ForbiddenJobError, IntegrityError
+from rqp.jobs import ChunkSpec, JSONSerializer, RqpJob, open_spec, runs_of
+from rqp.ledger import ChunkKind, JobId, outbox_add
+from rqp.messages import pack_messages
+from rqp.outcome import may_retry
+from rqp.status import FAILED, StatusRecord
+
+from .context import RunContext
+from .jobs import in_queues, queue_specs
+
+__all__ = ["EXPIRED", "LOST_FROM_QUEUE", "Reclaimer"]
+
+log = logging.getLogger("rqp.scheduler")
+
+EXPIRED = "its worker stopped renewing the chunk lease (worker died or hung)"
+LOST_FROM_QUEUE = "its RQ job was lost from the queue (Redis restart?)"
+
+
+class Reclaimer:
+    """Finds ``ctx``'s chunks that will not finish on their own and re-runs or fails them."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        #: jobs RQ said were queued but that sat in no queue at the last look
+        self._unqueued: set[str] = set()
+
+    def expired(self) -> None:
+        """Chunks whose lease ran out."""
+        for jid in self.ctx.ledger.expired(time.time()):
+            self.reclaim(jid, EXPIRED)
+
+    def lost(self) -> None:
+        """Queued chunks whose RQ job failed, vanished, started on a worker that died before
+        taking the lease, or says "queued" while sitting in no queue (a Redis restart can lose
+        the write that would have moved it on); the last must be seen twice to count. RQ's own
+        view comes through its public API (``Job.fetch_many``). Chunks a processor handed back
+        are queued again."""
+        ctx = self.ctx
+        queued = ctx.ledger.queued()
+        if not queued:
+            self._unqueued.clear()
+            return
+        jobs = RqpJob.fetch_many(queued, connection=ctx.r, serializer=JSONSerializer)
+        statuses = [job.get_status(refresh=False) if job is not None else None for job in jobs]
+        in_queue = in_queues(ctx) if JobStatus.QUEUED in statuses else set()
+        horizon = time.time() - ctx.settings.lease_seconds
+        unqueued = set()
+        released = ctx.ledger.released_among(queued)
+        for jid, job, status in zip(queued, jobs, statuses, strict=True):
+            if jid in released:
+                self.hand_back(jid)
+                continue
+            if status in (JobStatus.DEFERRED, JobStatus.SCHEDULED):
+                continue
+            if status == JobStatus.QUEUED:
+                if jid in in_queue:
+                    continue
+                unqueued.add(jid)
+                if jid not in self._unqueued:
+                    continue  # maybe between RQ's dequeue and its status update: look again later
+            if (
+                status == JobStatus.STARTED
+                and job is not None
+                and job.started_at
+                and job.started_at.timestamp() > horizon
+            ):
+                continue
+            if status is None and ctx.ledger.lease(jid) != float("inf"):
+                continue  # committed (result_ttl=0 deleted the job) or leased meanwhile
+            reason = self._rq_failure_reason(job, status) if status != JobStatus.QUEUED else LOST_FROM_QUEUE
+            self.reclaim(jid, reason)
+        self._unqueued = unqueued
+
+    def hand_back(self, jid: str) -> None:
+        """A processor that cannot open the workload handed ``jid`` back untouched: queued again,
+        as the next generation with the same attempts (nothing ran, so no attempt was spent)."""
+        ctx = self.ctx
+        sealed = ctx.ledger.reclaim(jid)
+        pipe = ctx.r.pipeline(transaction=True)
+        ctx.ledger.forget_released(pipe, jid)
+        if sealed is not None:
+            spec = open_spec(ctx.workload, jid, sealed)
+            again = replace(spec, queued_at=time.time())
+            queue_specs(ctx, pipe, [again], JobId.parse(jid).gen + 1)
+        pipe.execute()
+        log.warning("workload %s: %s was handed back by a processor that cannot open it; queued again", ctx.id, jid)
+
+    def _rq_failure_reason(self, job: Job | None, status: JobStatus | None) -> str:
+        err = self.ctx.ledger.processor_error()
+        if err:
+            return err
+        result = job.latest_result() if job is not None else None
+        if result is not None and result.type == Result.Type.FAILED and result.exc_string:
+            lines = [ln for ln in result.exc_string.strip().splitlines() if ln.strip()]
+            if lines:  # the exception's own line, without its class (rqp's messages name their subject)
+                return re.sub(r"^[\w.]+(Error|Exception): ", "", lines[-1].strip())
+        return f"its RQ job was {status.value if status else 'lost from Redis'}"
+
+    def reclaim(self, jid: str, reason: str) -> None:
+        """Re-run what ``jid`` left undone as its next generation, with the attempt that ran
+        spent; records out of attempts fail with ``reason`` (or the worker's own error)."""
+        ctx = self.ctx
+        reason = ctx.ledger.abandoned(jid) or reason  # the worker's own error, when it gave the chunk up
+        sealed = ctx.ledger.reclaim(jid)
+        if sealed is None:
+            return  # it committed first
+        try:
+            spec = open_spec(ctx.workload, jid, sealed)
+        except ForbiddenJobError as exc:
+            log.error("workload %s: cannot reclaim %s: %s", ctx.id, jid, exc)
+            return
+        records = spec.records()
+        left = [
+            (rid, att)
+            for (rid, att), done in zip(records, ctx.ledger.done_bits([r for r, _ in records]), strict=True)
+            if not done
+        ]
+        # the attempt that ran was spent: the same rule as a record that failed in process()
+        again = [(rid, att + 1) for rid, att in left if may_retry(att, spec.max_attempts)]
+        give_up = [(rid, att) for rid, att in left if not may_retry(att, spec.max_attempts)]
+        now = time.time()
+        pipe = ctx.r.pipeline(transaction=True)
+        key_of = spec.key_of()
+        if again:
+            s = spec
+            runs = runs_of(again)
+            keys = tuple(key_of[r] for f, n, _ in runs for r in range(f, f + n)) if key_of else None
+            respec = ChunkSpec(ctx.id, s.chunk, runs, s.max_attempts, s.backoff, s.backoff_max, now, s.round, keys)
+            queue_specs(ctx, pipe, [respec], JobId.parse(jid).gen + 1)
+        if give_up:
+            failed = [
+                StatusRecord(
+                    ctx.id,
+                    rid,
+                    FAILED,
+                    att,
+                    f"chunk {spec.chunk} was re-run {att} times: {reason}",
+                    None,
+                    None,
+                    now,
+                    None,
+                    jid,
+                    key_of.get(rid),
+                ).to_json()
+                for rid, att in give_up
+            ]
+            ctx.ledger.fail_records(
+                pipe,
+                [(rid, ctx.workload.seal("status", rid, raw)) for (rid, _), raw in zip(give_up, failed, strict=True)],
+            )
+            queue = ctx.settings.status_queue
+            outbox_add(pipe, queue, pack_messages(ctx.workload, queue, "status", failed, ctx.mq.max_message_bytes), now)
+        if ChunkKind.of(spec.chunk) is ChunkKind.DATA:
+            # its records that failed for good are kept for 'rqp retry' (sealed again under the
+            # data key, like every kept record); the rest go with it
+            ctx.ledger.retire_chunk(pipe, spec.chunk, self._kept(spec.chunk, give_up), requeued=bool(again))
+        ctx.ledger.count_reclaimed(pipe)
+        pipe.execute()
+        metrics.CHUNKS_RECLAIMED.labels(ctx.id).inc()
+        log.warning(
+            "workload %s: chunk %s re-queued (%d records) or failed (%d): %s",
+            ctx.id,
+            spec.chunk,
+            len(again),
+            len(give_up),
+            reason,
+        )
+
+    def _kept(self, chunk: str, give_up: list[tuple[int, int]]) -> list[tuple[int, bytes]]:
+        """The records of ``give_up`` as kept for ``rqp retry``: sealed again under the data key."""
+        if not give_up:
+            return []
+        ctx = self.ctx
+        values = ctx.ledger.chunk_records(chunk)
+        seals = ctx.workload.scope(chunk)
+        kept = []
+        for rid, _ in give_up:
+            if rid in values:
+                try:
+                    kept.append((rid, ctx.workload.seal("record", rid, seals.open_sealed("record", rid, values[rid]))))
+                except IntegrityError as exc:
+                    log.error("workload %s: record %d is not kept for 'rqp retry': %s", ctx.id, rid, exc)
+        return kept

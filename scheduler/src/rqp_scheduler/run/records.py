@@ -1,0 +1,95 @@
+"""The workload's records as one stream, positioned at the committed cursor.
+
+JSON Lines and CSV are parsed here; a ``--format script`` workload's ``parse()`` runs in a script
+host of its own, fed the decrypted data. After a restart, or after a Redis error left it unknown
+whether the last chunk was enqueued, the stream is opened again at the cursor Redis holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from itertools import islice
+from typing import cast
+
+from rqp import sandbox
+from rqp.records import LineMap, parse_records
+
+from .context import RunContext
+
+__all__ = ["Batch", "RecordStream"]
+
+#: one chunk's records: (payload, why it cannot be queued, or None)
+Batch = list[tuple[bytes, str | None]]
+
+
+class RecordStream:
+    """Reads ``ctx``'s records from ``ctx.head.enqueued`` on; ``exhausted`` once the last was read."""
+
+    def __init__(self, ctx: RunContext, hosts: sandbox.HostFactory) -> None:
+        self.ctx = ctx
+        self.hosts = hosts
+        #: the script's source (set by the run once the script has been checked)
+        self.source: bytes | None = None
+        self.records: Iterator[tuple[bytes, str | None]] | None = None
+        self.exhausted = False
+        self._parser: Generator[tuple[bytes, str | None], None, None] | None = None
+        self._needs_reopen = False
+
+    def open(self) -> None:
+        """(Re)position the stream at the committed cursor (and take that head as this
+        scheduler's)."""
+        ctx = self.ctx
+        ctx.head = ctx.read_head()
+        self.exhausted = ctx.head.total is not None
+        self.records = None
+        self.close()
+        if not self.exhausted:
+            m = ctx.workload.manifest
+            recs: Iterator[tuple[bytes, str | None]]
+            if m.format == "script":
+                # the script's parse() runs in a script host of its own, fed the decrypted data
+                assert self.source is not None
+                # a generator function (annotated as an iterator): closing it ends its script host
+                recs = self._parser = cast(
+                    Generator[tuple[bytes, str | None], None, None],
+                    sandbox.parse_records(self.hosts, ctx.id, self.source, ctx.workload.data_chunks()),
+                )
+            else:
+                ctx.lines = LineMap()  # read again from the start: every record's line again
+                recs = parse_records(
+                    m.format, ctx.workload.data_chunks(), workload_id=ctx.id, delimiter=m.delimiter, lines=ctx.lines
+                )
+            self.records = islice(recs, ctx.head.enqueued, None)
+
+    def close(self) -> None:
+        """End the script host of a ``--format script`` parse, if one runs."""
+        if self._parser is not None:
+            self._parser.close()
+            self._parser = None
+
+    def reset(self) -> None:
+        """After a Redis error: drop the stream; the next ``reopen_if_needed`` opens it again."""
+        self.records = None
+        self.close()
+        self._needs_reopen = True
+
+    def reopen_if_needed(self) -> None:
+        if self._needs_reopen:
+            self.open()
+            self._needs_reopen = False
+
+    def batches(self, budget: int, chunk_size: int, batch_records: int) -> list[Batch]:
+        """Up to ``budget`` chunks of ``chunk_size`` (no more than ``batch_records`` records in
+        all, at least one chunk); marks the stream exhausted at its end (a last, possibly
+        empty, batch carries the total)."""
+        assert self.records is not None
+        chunks: list[Batch] = []
+        for _ in range(min(budget, max(1, batch_records // chunk_size))):
+            batch = list(islice(self.records, chunk_size))
+            if len(batch) < chunk_size:
+                self.exhausted = True
+            if batch or self.exhausted:
+                chunks.append(batch)
+            if self.exhausted:
+                break
+        return chunks

@@ -1,0 +1,231 @@
+"""``WorkloadRun``: the short loop that drives one workload's collaborators.
+
+``start()`` takes the lock, checks the script and begins (or resumes) the workload; ``step()``
+does a bounded amount of work and returns -- enqueue, due retries, reclaim, housekeeping, finish
+-- or, while the workload is paused or cancelling, the held path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from rqp import sandbox
+from rqp.backends import Backends
+from rqp.errors import IntegrityError, RqpError, ScriptError, StorageUnavailableError
+from rqp.ledger import Control, Head, Ledger, Meta, State, flush_outbox
+from rqp.workload import Workload
+
+from ..consolidate import StateError
+from .context import RunContext
+from .enqueue import Enqueuer
+from .finish import Finisher
+from .held import Held
+from .lock import LOCK_SECONDS, RunLock
+from .reclaim import Reclaimer
+from .records import RecordStream
+from .retries import Retrier
+
+__all__ = ["WorkloadRun"]
+
+log = logging.getLogger("rqp.scheduler")
+
+RECLAIM_INTERVAL = 1.0
+RQ_CHECK_INTERVAL = 5.0
+OUTBOX_INTERVAL = 5.0
+PROGRESS_INTERVAL = 2.0
+#: how long the scheduler's loop may block between steps, while records remain to be read / after
+WAIT_ENQUEUING = 0.02
+WAIT_EXHAUSTED = 0.1
+
+
+class WorkloadRun:
+    """One workload's run (see the module's docstring). ``hosts``: the script hosts (a cold
+    factory of its own if not given); ``writer``: the thread that sends enqueue transactions,
+    shared by a scheduler's runs."""
+
+    def __init__(
+        self,
+        backends: Backends,
+        workload_id: str,
+        hosts: sandbox.HostFactory | None = None,
+        writer: ThreadPoolExecutor | None = None,
+    ) -> None:
+        settings = backends.settings
+        self.hosts = hosts or sandbox.HostFactory(sandbox.SandboxConfig.from_settings(settings), warm=False)
+        #: one thread that sends enqueue transactions, so sealing the next batch overlaps Redis
+        #: applying the last (the socket wait releases the GIL)
+        self.writer = writer or ThreadPoolExecutor(max_workers=1, thread_name_prefix="rqp-enqueue")
+        self.ctx = ctx = RunContext(backends, workload_id)
+        self.lock = RunLock(ctx)
+        self.stream = RecordStream(ctx, self.hosts)
+        self.enqueuer = Enqueuer(ctx, self.stream, self.writer)
+        self.retrier = Retrier(ctx)
+        self.reclaimer = Reclaimer(ctx)
+        self.held = Held(ctx)
+        self.finisher = Finisher(ctx)
+        self.finished = False
+        #: when each periodic task last completed (monotonic)
+        self._last = {"reclaim": 0.0, "rq": 0.0, "outbox": 0.0, "progress": 0.0, "lock": 0.0}
+
+    @property
+    def id(self) -> str:
+        return self.ctx.id
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.ctx.ledger
+
+    @property
+    def workload(self) -> Workload:
+        return self.ctx.workload
+
+    @property
+    def exhausted(self) -> bool:
+        """Every record has been read (and queued, or failed as malformed)."""
+        return self.stream.exhausted
+
+    # ------------------------------------------------------------------ start / resume
+    def start(self) -> WorkloadRun:
+        ctx = self.ctx
+        self.lock.take()
+        meta = ctx.ledger.meta()
+        if meta.get(Meta.STATE) == State.DONE:
+            self.finished = True
+            self.lock.release()
+            return self
+        if meta:
+            try:
+                # the workload that was started is the one that resumes: a replaced one is refused
+                ctx.workload.check_pin(ctx.ledger.pin())
+            except RqpError:
+                self.lock.release()
+                raise
+        source = ctx.workload.script_source()
+        try:
+            # the script's import and setup() run in a script host, never in this process
+            sandbox.check_script(self.hosts, ctx.id, source)
+        except ScriptError as exc:
+            self.finisher.fail(str(exc))
+            raise
+        if not meta:
+            m = ctx.workload.manifest
+            ctx.ledger.begin(
+                now=time.time(), fmt=m.format, scheduler=ctx.me, max_attempts=ctx.settings.max_attempts,
+                pin=ctx.workload.seal_pin(), signer=ctx.workload.signer, head=Head().seal(ctx.workload),
+            )  # fmt: skip
+            self.finisher.event("started", {"format": m.format, "data_bytes": m.data.plain_size})
+            log.info("workload %s: started", ctx.id)
+        else:
+            try:
+                head = ctx.read_head()
+                if head.closed:  # finished, and run again by 'rqp retry'
+                    self.retrier.begin_round(head)
+            except IntegrityError as exc:
+                self.finisher.fail(str(exc), generic=str(exc))
+                raise
+            ctx.ledger.resume(ctx.me)
+            log.info("workload %s: resuming after %s records", ctx.id, head.enqueued)
+        self.stream.source = source
+        self.stream.open()
+        return self
+
+    def reset_after_error(self) -> None:
+        """Redis failed mid-step: whether the last chunk was enqueued is unknown, so the record
+        stream is opened again at Redis's cursor on the next step."""
+        self.stream.reset()
+
+    def wait_hint(self) -> float:
+        """How long the loop may block before stepping again."""
+        return WAIT_ENQUEUING if not self.exhausted else WAIT_EXHAUSTED
+
+    # ------------------------------------------------------------------ one step
+    def step(self) -> bool:
+        """Advance; True once the workload is finished (summary written). Redis state (``StateError``)
+        or data (a tampered or truncated ``data.enc``) that does not authenticate fails the workload
+        for all to see."""
+        if self.finished:
+            return True
+        try:
+            return self._step()
+        except IntegrityError as exc:
+            if self.ctx.ledger.state() != State.FAILED:
+                self.finisher.fail(str(exc), generic=str(exc))
+            self.stream.close()
+            raise
+
+    def _step(self) -> bool:
+        self.stream.reopen_if_needed()
+        now = time.monotonic()
+        self._every("lock", LOCK_SECONDS / 3, now, self.lock.renew)
+        control = self.ctx.ledger.control()
+        if control is not None:
+            return self._held(control, now)
+        if self.held.parked:
+            self.held.unpark()
+        try:
+            self.enqueuer.fill_window()
+        except ScriptError as exc:  # the script's parse() failed: the workload cannot be read
+            self.finisher.fail(str(exc))
+            self.stream.close()
+            raise
+        self.retrier.queue_due()
+        self._every("reclaim", RECLAIM_INTERVAL, now, self.reclaimer.expired)
+        self._every("rq", RQ_CHECK_INTERVAL, now, self.reclaimer.lost)
+        self._housekeeping(now)
+        if self.exhausted and self.ctx.ledger.idle() and self.enqueuer.cursor_matches():
+            try:
+                self._finish()
+            except StorageUnavailableError as exc:
+                log.warning("workload %s: cannot write results yet (%s); will retry", self.id, exc)
+                return False
+            except IntegrityError as exc:
+                # Redis's state (or a result part) does not add up under the workload's key: fail
+                # it for all to see, never finish it short
+                if not isinstance(exc, StateError):
+                    self.finisher.fail(str(exc), generic=str(exc))
+                    self.stream.close()
+                raise
+            return True
+        return False
+
+    def _held(self, control: Control, now: float) -> bool:
+        """A step while paused or cancelling: nothing new is queued; chunks in hand finish (a
+        dead worker's chunk is still re-run, and parked like the rest). Cancelling ends, once
+        nothing is in flight, in a consolidated, ``cancelled`` workload."""
+        self.held.park()
+        if control is Control.CANCEL:
+            self.held.drop()
+        self._every("reclaim", RECLAIM_INTERVAL, now, self.reclaimer.expired)
+        self._housekeeping(now)
+        if control is Control.CANCEL and self.ctx.ledger.in_flight() == 0:
+            self._finish(cancelled=True)
+            return True
+        return False
+
+    def _finish(self, cancelled: bool = False) -> None:
+        self.finisher.finish(cancelled=cancelled)
+        self.stream.close()
+        self.finished = True
+
+    def _every(self, what: str, interval: float, now: float, task: Callable[[], object]) -> None:
+        """Run a periodic ``task`` when ``interval`` has passed since it last completed."""
+        if now - self._last[what] > interval:
+            task()
+            self._last[what] = now
+
+    def _housekeeping(self, now: float) -> None:
+        """What every step does, running or held: publish the outbox, announce progress."""
+        self._every("outbox", OUTBOX_INTERVAL, now, lambda: flush_outbox(self.ctx.r, self.ctx.mq))
+        self._every("progress", PROGRESS_INTERVAL, now, self.finisher.progress)
+
+    # ------------------------------------------------------------------ kept for tests/security
+    def _reclaim_expired(self) -> None:
+        """``reclaimer.expired()`` (tests outside the scheduler's own call it by this name)."""
+        self.reclaimer.expired()
+
+    def _reclaim(self, jid: str, reason: str) -> None:
+        """``reclaimer.reclaim()`` (tests outside the scheduler's own call it by this name)."""
+        self.reclaimer.reclaim(jid, reason)

@@ -1,0 +1,98 @@
+"""``Scheduler``: one process supervising many workloads, each a ``WorkloadRun`` stepped in turn."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import redis
+
+from rqp import sandbox
+from rqp.backends import Backends
+from rqp.config import Settings
+from rqp.errors import RqpError
+from rqp.ledger import next_submission, unfinished
+
+from .run import WorkloadRun
+
+__all__ = ["REDIS_RETRY_MAX", "Scheduler"]
+
+log = logging.getLogger("rqp.scheduler")
+#: the longest wait between attempts while Redis is unreachable (seconds; doubling from 0.1)
+REDIS_RETRY_MAX = 10.0
+
+
+class Scheduler:
+    """Steps every workload it runs in turn (``loop``); ``serve`` also takes new submissions
+    and rides out Redis outages, re-reading each workload from Redis's cursor."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        #: every client, opened now: a misconfigured one fails the start with one line
+        self.backends = Backends(settings, retry_storage=True).open_all()
+        self.r = self.backends.redis
+        self.sandbox = sandbox.SandboxConfig.from_settings(settings)
+        #: what the script hosts of this host can apply (checked against RQP_REQUIRE_SANDBOX)
+        self.protections = sandbox.probe(self.sandbox)
+        #: script hosts for the workloads' import checks and parse(), one kept warm
+        self.hosts = sandbox.HostFactory(self.sandbox)
+        #: sends the enqueue transactions of every workload this scheduler runs
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rqp-enqueue")
+        self.runs: dict[str, WorkloadRun] = {}
+        self.stop = threading.Event()
+        self.failures: dict[str, str] = {}
+        #: the exit code of each workload's error (``rqp.errors``: 4 for data that does not authenticate)
+        self.failure_codes: dict[str, int] = {}
+        #: whether errors go to the log as they happen (serve); ``run`` prints each once, at the end
+        self.serving = False
+
+    def add(self, workload_id: str) -> None:
+        if workload_id in self.runs:
+            return
+        run = WorkloadRun(self.backends, workload_id, hosts=self.hosts, writer=self.writer).start()
+        if run.finished:
+            log.info("workload %s is already done; nothing to schedule", workload_id)
+            return
+        self.runs[workload_id] = run
+
+    def resume_unfinished(self) -> None:
+        for wid in unfinished(self.r):
+            self._try_add(wid)
+
+    def _try_add(self, wid: str) -> None:
+        try:
+            self.add(wid)
+        except RqpError as exc:
+            self._failed(wid, exc)
+
+    def _failed(self, wid: str, exc: RqpError) -> None:
+        self.failures[wid] = str(exc)
+        self.failure_codes[wid] = exc.exit_code
+        if self.serving:
+            log.error("workload %s: %s", wid, exc)
+
+    def loop(self, serve: bool = False) -> None:
+        self.serving = serve
+        backoff = 0.1
+        while not self.stop.is_set() and (serve or self.runs):
+            try:
+                if serve:
+                    while (sub := next_submission(self.r)) is not None:
+                        self._try_add(sub)
+                for wid, run in list(self.runs.items()):
+                    try:
+                        if run.step():
+                            del self.runs[wid]
+                    except RqpError as exc:
+                        self._failed(wid, exc)
+                        del self.runs[wid]
+                backoff = 0.1
+                hint = min((run.wait_hint() for run in self.runs.values()), default=1.0)
+                self.stop.wait(hint)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("Redis unreachable (%s); retrying in %.1fs", str(exc).split("\n")[0], backoff)
+                for run in self.runs.values():
+                    run.reset_after_error()
+                self.stop.wait(backoff)
+                backoff = min(REDIS_RETRY_MAX, backoff * 2)

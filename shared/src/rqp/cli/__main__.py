@@ -1,0 +1,7 @@
+"""``python -m rqp.cli``: the same as ``rqp``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,90 @@
+"""What every ``rqp`` command starts from: its ``Settings`` (the common options over the
+environment over a config file), its ``Backends``, the workload it names and who is asking."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import socket
+from typing import Any
+
+import redis
+
+from ..backends import Backends
+from ..config import Settings
+from ..control import audit as audit_log
+from ..control import set_priority as _set_priority
+from ..errors import RqpError, WorkloadError
+from ..workload import Workload, blob_name, check_workload_id
+from .formatting import when
+
+__all__ = ["DELETED_LOOKBACK", "actor", "backends", "deleted", "open_workload", "set_priority", "settings"]
+
+#: how many of the newest audit entries are searched for a deletion
+DELETED_LOOKBACK = 1000
+
+
+def settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    """The settings a command runs with: its options (those it has) over the environment and
+    the config file."""
+    return Settings.load(
+        getattr(args, "config", None),
+        redis_url=getattr(args, "redis_url", None),
+        blob_url=getattr(args, "blob_url", None),
+        kek_file=getattr(args, "kek", None),
+        kek_public_file=getattr(args, "public_key", None),
+        signing_key_file=getattr(args, "signing_key", None),
+        trusted_signers_file=getattr(args, "trusted_signers", None),
+        **overrides,
+    )
+
+
+def backends(args: argparse.Namespace, *, need_private: bool = True) -> Backends:
+    """The command's clients, each opened on first use (a command that only reads Redis never
+    needs a KEK); a CLI command fails at once on a blob-store outage instead of retrying."""
+    return Backends(settings(args), need_private=need_private)
+
+
+def actor() -> str:
+    """Who is asking, for the audit log: the local user at this host."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def set_priority(r: redis.Redis, workload_id: str, level: str) -> None:
+    """``--priority`` of pack and submit: as ``rqp priority`` sets it, audited under ``actor()``."""
+    _set_priority(r, workload_id, level, actor())
+
+
+def open_workload(b: Backends, workload_id: str) -> Workload:
+    """Open a workload the way the roles do: trusted signature first, then the key."""
+    store = b.blobs
+    check_workload_id(workload_id)  # before any lookup below names a blob after it
+    try:
+        return b.workload(workload_id)
+    except WorkloadError:
+        # only when it cannot be opened: was it deleted? (no extra round trip on the way that works)
+        gone = None if store.exists(blob_name(workload_id, "manifest.json")) else deleted(b, workload_id)
+        if gone:
+            raise WorkloadError(gone) from None
+        raise
+
+
+def deleted(b: Backends, workload_id: str) -> str | None:
+    """ "Workload W was deleted by ... at ..." when the audit log says so (None when it does not,
+    or Redis cannot tell): better than "not found, pack it" for a workload someone removed."""
+    try:
+        entries = audit_log(b.redis, DELETED_LOOKBACK)
+    except (RqpError, redis.RedisError):
+        return None
+    for e in entries:
+        if e.get("workload") == workload_id and str(e.get("what", "")).startswith("delete"):
+            how = " and its data key destroyed (--shred)" if "shred" in str(e.get("what")) else ""
+            return (
+                f"workload {workload_id} was deleted{how} by {e.get('who', '?')} at {when(float(e.get('at') or 0), short=True)} "
+                f"('rqp audit'); its results and state are gone"
+            )
+    return None

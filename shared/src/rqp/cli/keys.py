@@ -1,0 +1,135 @@
+"""``rqp keygen``, ``rqp signer``, ``rqp rotate-key``: the key-encryption key and the
+submitter's signing key -- making them, showing the one in use, and moving workloads to a new KEK
+(``rqp.rotate`` does the re-wrapping)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..connect import open_signing_key
+from ..keys import KeyProvider, generate_kek
+from ..rotate import ALREADY, ROTATED, open_provider, rotate_keys
+from ..signing import generate_signing_key
+from .context import backends, settings
+
+__all__ = ["add_rotate_command", "cmd_keygen", "cmd_rotate_key", "cmd_signer", "register"]
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    if args.signing:
+        priv = Path(args.out or "keys/signer.pem")
+        pub = Path(args.public_out) if args.public_out else priv.with_name(priv.name.removesuffix(".pem") + ".pub.pem")
+        fp = generate_signing_key(priv, pub)
+        print(
+            f"submitter signing key {fp} (Ed25519)\n  private: {priv} (mode 0600; keep it with whoever packs: RQP_SIGNING_KEY_FILE or --signing-key)\n"
+            f"  public:  {pub} (add it to the roles' RQP_TRUSTED_SIGNERS_FILE: cat {pub} >> trusted_signers.pem)"
+        )
+        return 0
+    priv = Path(args.out or "keys/kek.pem")
+    pub = Path(args.public_out) if args.public_out else priv.with_name(priv.name.removesuffix(".pem") + ".pub.pem")
+    kid = generate_kek(priv, pub, bits=args.bits)
+    print(
+        f"key-encryption key {kid}\n  private: {priv} (mode 0600; mount it read-only into scheduler and processors)\n  public:  {pub} (enough to pack)"
+    )
+    return 0
+
+
+def cmd_signer(args: argparse.Namespace) -> int:
+    signer = open_signing_key(settings(args))
+    if args.pem:
+        sys.stdout.write(f"# {signer.fingerprint} ({signer.alg})\n" + signer.public_pem().decode())
+    else:
+        print(f"{signer.fingerprint} {signer.alg}")
+    return 0
+
+
+def cmd_rotate_key(args: argparse.Namespace) -> int:
+    b = backends(args)
+    store = b.blobs
+    new = open_provider(args.new_kek, "new key-encryption key file")
+    if args.old_kek:
+        old: KeyProvider | None = open_provider(args.old_kek, "old key-encryption key file")
+    elif b.settings.kek_file or b.settings.key_vault_key_id:
+        old = b.keys
+    else:
+        old = None
+    results = rotate_keys(store, old, new, args.workloads or None, trust=b.trust, signer=open_signing_key(b.settings))
+    if not results:
+        print(f"no workloads in {store.location}; nothing to rotate", file=sys.stderr)
+        return 0
+    for res in results:
+        print(res.line(), flush=True)
+    failed = [r for r in results if not r.ok]
+    rotated = sum(r.status == ROTATED for r in results)
+    already = sum(r.status == ALREADY for r in results)
+    summary = f"rotate-key: {rotated} rotated, {already} already under {new.kek_id}, {len(failed)} failed, in {store.location}"
+    if failed:
+        print(summary + "; fix the errors above and run it again before revoking the old KEK", file=sys.stderr)
+        return 1
+    print(summary + "; the old KEK is no longer needed by these workloads", file=sys.stderr)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """``keygen``, ``signer`` and ``rotate-key`` on ``rqp``'s sub-commands."""
+    p = sub.add_parser(
+        "keygen", help="create an RSA key-encryption key pair, or (--signing) a submitter's Ed25519 signing key"
+    )
+    p.add_argument("--signing", action="store_true", help="a submitter signing key (default out: keys/signer.pem)")
+    p.add_argument("--out", help="private key path (default: keys/kek.pem, or keys/signer.pem with --signing)")
+    p.add_argument("--public-out")
+    p.add_argument("--bits", type=int, default=3072)
+    p.set_defaults(func=cmd_keygen)
+
+    p = sub.add_parser(
+        "signer",
+        parents=[common],
+        help="the configured signing key: fingerprint, or its public key for a trusted-signers file",
+    )
+    p.add_argument(
+        "--signing-key", help="Ed25519 signing key PEM (default: RQP_SIGNING_KEY_FILE, or RQP_SIGNING_KEY_VAULT_ID)"
+    )
+    p.add_argument(
+        "--pem", action="store_true", help="print the public key (PEM) to append to RQP_TRUSTED_SIGNERS_FILE"
+    )
+    p.set_defaults(func=cmd_signer)
+    add_rotate_command(sub)
+
+
+def add_rotate_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """``rotate-key``: it takes only the blob store's and the signer's options of the common ones
+    (it needs no Redis)."""
+    p = sub.add_parser(
+        "rotate-key",
+        help="re-wrap workloads' data keys under a new key-encryption key (data is not re-encrypted)",
+        description=(
+            "Re-wrap the data key of every workload in the blob store (or of the named ones) under a new "
+            "key-encryption key and re-sign their manifests with your (trusted) signing key. Data, scripts and "
+            "results are not touched. "
+            "Idempotent: run it again after an interruption. Afterwards point RQP_KEK_FILE at the new key "
+            "and revoke the old one."
+        ),
+    )
+    p.add_argument(
+        "workloads", nargs="*", metavar="WORKLOAD", help="workload ids (default: every workload in the blob store)"
+    )
+    p.add_argument(
+        "--new-kek", required=True, metavar="NEW.pem", help="new KEK: private or public PEM, or a Key Vault key id"
+    )
+    p.add_argument(
+        "--old-kek", metavar="OLD.pem", help="current KEK: private PEM or Key Vault key id (default: RQP_KEK_FILE)"
+    )
+    p.add_argument(
+        "--signing-key",
+        metavar="SIGNER.pem",
+        help="your signing key, trusted by the roles (default: RQP_SIGNING_KEY_FILE)",
+    )
+    p.add_argument(
+        "--trusted-signers", metavar="FILE", help="the roles' trusted signers (default: RQP_TRUSTED_SIGNERS_FILE)"
+    )
+    p.add_argument("--config", help="TOML settings file (default: RQP_CONFIG)")
+    p.add_argument("--blob-url", help="default: RQP_BLOB_URL")
+    p.set_defaults(func=cmd_rotate_key)
+    return p

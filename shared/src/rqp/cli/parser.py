@@ -1,0 +1,96 @@
+"""``rqp``'s argument parser: the options every command shares, each group's sub-commands, and
+those installed role packages add through the ``rqp.commands`` entry points."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib.metadata import entry_points
+
+from .. import __version__
+from . import acl, audit, control, events, keys, results, status, workloads
+
+__all__ = ["COMMANDS_GROUP", "HELP_ORDER", "build_parser"]
+
+#: entry-point group through which installed role packages add ``rqp`` sub-commands (each entry
+#: is a callable taking the sub-parsers); ``shared`` imports no role
+COMMANDS_GROUP = "rqp.commands"
+
+#: the groups of commands, each registering its own on the sub-parsers
+GROUPS = (keys, workloads, status, results, events, control, audit, acl)
+
+#: the order ``rqp --help`` lists the commands in (and "invalid choice" names them in): the one it
+#: has always had, whatever order the groups register them in; plugins' commands follow
+HELP_ORDER = (
+    "keygen",
+    "pack",
+    "signer",
+    "submit",
+    "status",
+    "list",
+    "results",
+    "events",
+    "retry",
+    "rotate-key",
+    "pause",
+    "resume",
+    "cancel",
+    "priority",
+    "delete",
+    "rejected",
+    "audit",
+    "redis-acl",
+)
+
+
+def common_options() -> argparse.ArgumentParser:
+    """The options of every command that reads the settings (a parent parser)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="TOML settings file (default: RQP_CONFIG)")
+    common.add_argument("--redis-url", help="default: RQP_REDIS_URL")
+    common.add_argument("--blob-url", help="default: RQP_BLOB_URL")
+    common.add_argument("--kek", help="private key-encryption key PEM (default: RQP_KEK_FILE)")
+    common.add_argument("--trusted-signers", help="submitters' public keys (default: RQP_TRUSTED_SIGNERS_FILE)")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="rqp", description="rqp: encrypted parallel batch processing on Redis and RQ")
+    ap.add_argument("--version", action="version", version=f"rqp {__version__}")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    common = common_options()
+    for group in GROUPS:
+        group.register(sub, common)
+    _in_help_order(sub)
+    _add_plugin_commands(sub)
+    return ap
+
+
+def _in_help_order(sub: argparse._SubParsersAction) -> None:
+    """Sort the registered commands into ``HELP_ORDER`` (one not named there goes last)."""
+    rank = {name: i for i, name in enumerate(HELP_ORDER)}
+    sub._choices_actions.sort(key=lambda action: rank.get(action.dest, len(rank)))
+    ordered = sorted(sub.choices.items(), key=lambda item: rank.get(item[0], len(rank)))
+    sub.choices.clear()
+    sub.choices.update(ordered)
+
+
+def _add_plugin_commands(sub: argparse._SubParsersAction) -> None:
+    names = set()
+    for ep in entry_points(group=COMMANDS_GROUP):
+        try:
+            ep.load()(sub)
+        except ImportError as exc:  # a half-installed plugin must not break the rest of the CLI
+            print(f"rqp: warning: command {ep.name!r} unavailable ({exc})", file=sys.stderr)
+            continue
+        names.add(ep.name)
+    if "metrics" not in names:
+        p = sub.add_parser("metrics", help="VM metrics (needs the rqp-metrics-logger package)")
+        p.set_defaults(func=lambda _a: _missing_metrics())
+
+
+def _missing_metrics() -> int:
+    print(
+        "rqp: error: 'rqp metrics' needs the rqp-metrics-logger package; pip install ./metrics-logger", file=sys.stderr
+    )
+    return 2

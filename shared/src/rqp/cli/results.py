@@ -1,0 +1,156 @@
+"""``rqp results``: a workload's results (or its failed records), checked against the signed
+summary and decrypted, as JSON Lines or CSV."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict
+
+from ..backends import Backends
+from ..crypto import aad, decrypt_stream
+from ..errors import BlobNotFoundError, IntegrityError, RqpError, WorkloadError
+from ..ledger import Ledger
+from ..status import StatusRecord, read_progress
+from ..storage import BlobStore
+from ..summary import Failure, read_summary
+from ..workload import Workload
+from .context import backends, open_workload
+from .formatting import FINISHED_STATES
+from .status import unseal_error
+
+__all__ = ["cmd_results", "read_results", "register"]
+
+
+def read_results(store: BlobStore, workload: Workload) -> Iterator[bytes]:
+    """Yield result lines (bytes, JSON) after checking the results blob against the summary."""
+    info = read_summary(store, workload).results
+    if store.size(info.blob) != info.size:
+        raise IntegrityError(
+            f"results of workload {workload.id} are {store.size(info.blob)} bytes but the summary says {info.size}: truncated or replaced"
+        )
+    rest = b""
+    digest = hashlib.sha256()
+
+    def hashed() -> Iterator[bytes]:
+        for c in store.iter_chunks(info.blob):
+            digest.update(c)
+            yield c
+
+    for piece in decrypt_stream(
+        workload.key, hashed(), aad("results", workload.id), f"results of workload {workload.id}"
+    ):
+        lines = (rest + piece).split(b"\n")
+        rest = lines.pop()
+        yield from lines
+    if rest:
+        yield rest
+    if digest.hexdigest() != info.sha256:
+        raise IntegrityError(
+            f"results of workload {workload.id} do not match the digest in its summary: replaced; re-run 'rqp-scheduler run {workload.id}'"
+        )
+
+
+def _no_results(b: Backends, workload_id: str, exc: BlobNotFoundError) -> RqpError:
+    """Why a workload has no summary yet, from what Redis says of it (the blob store's own error
+    when Redis cannot tell)."""
+    try:
+        p = read_progress(b.redis, workload_id)
+    except RqpError:
+        return exc
+    if p is None:
+        return WorkloadError(
+            f"workload {workload_id} has no results: it is packed but was never scheduled; run "
+            f"'rqp-scheduler run {workload_id}' (or 'rqp submit {workload_id}' for a serving scheduler)"
+        )
+    if p.state == "failed":
+        error = unseal_error(b, workload_id) or p.error or "no reason recorded"
+        return WorkloadError(f"workload {workload_id} failed as a whole and has no results: {error}")
+    if p.state in FINISHED_STATES:
+        return exc  # finished, yet no summary: the blob store's word (deleted, or another store)
+    total = f"{p.total:,}" if p.total is not None else f"at least {p.enqueued:,}, the data still being read"
+    return WorkloadError(
+        f"workload {workload_id} is not finished yet ({p.state}: {p.done:,} done and {p.failed:,} failed of {total}); "
+        f"watch it with 'rqp status {workload_id} --watch' and run 'rqp results {workload_id}' once it is done"
+    )
+
+
+def _failures_so_far(b: Backends, workload: Workload) -> list[Failure]:
+    """A running workload's records failed for good until now, with their reasons (sealed status
+    records, read in batches); says on stderr that the list is not final."""
+    led = Ledger(b.redis, workload.id)
+    if not led.exists():
+        raise WorkloadError(
+            f"workload {workload.id} is not known to Redis; schedule it first (rqp-scheduler run {workload.id})"
+        )
+    ids = led.failed_ids()
+    out = []
+    for i in range(0, len(ids), 1000):
+        batch = ids[i : i + 1000]
+        for rid, sealed in zip(batch, led.statuses(batch), strict=True):
+            if sealed is None:
+                out.append(Failure(rid, "status record missing", None))
+                continue
+            st = StatusRecord.open(workload, rid, sealed)
+            out.append(Failure(rid, st.error, st.attempts, st.key))
+    print(f"workload {workload.id} is {led.state()}: {len(out):,} records failed so far (not final)", file=sys.stderr)
+    return out
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    b = backends(args)
+    store = b.blobs
+    workload = open_workload(b, args.workload)
+    try:
+        failures = read_summary(store, workload).failures
+    except BlobNotFoundError as exc:
+        if not args.failed:
+            raise _no_results(b, args.workload, exc) from None
+        failures = _failures_so_far(b, workload)  # still running: what has failed until now
+    keyed = workload.manifest.id_field is not None
+    out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115 - closed below, unless stdout
+    try:
+        if args.format == "csv":
+            text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+            writer = csv.writer(text)
+            if args.failed:
+                writer.writerow(["id", *(["key"] if keyed else []), "attempts", "error"])
+                for f in failures:
+                    key = [f.key or ""] if keyed else []
+                    writer.writerow([f.id, *key, "" if f.attempts is None else f.attempts, f.error or ""])
+            else:
+                writer.writerow(["id", *(["key"] if keyed else []), "result"])
+                for line in read_results(store, workload):
+                    doc = json.loads(line)
+                    res = doc["result"]
+                    key = [doc.get("key", "")] if keyed else []
+                    writer.writerow([doc["id"], *key, res if isinstance(res, str) else json.dumps(res)])
+            text.detach()
+        elif args.failed:
+            for f in failures:
+                doc = asdict(f)
+                if doc["key"] is None:
+                    del doc["key"]
+                out.write(json.dumps(doc).encode() + b"\n")
+        else:
+            for line in read_results(store, workload):
+                out.write(line + b"\n")
+    finally:
+        if args.output:
+            out.close()
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """``results`` on ``rqp``'s sub-commands."""
+    p = sub.add_parser("results", parents=[common], help="verify and decrypt a workload's results")
+    p.add_argument("workload")
+    p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    p.add_argument("--failed", action="store_true", help="the failed records with their errors instead")
+    p.add_argument("--output", "-o")
+    p.set_defaults(func=cmd_results)

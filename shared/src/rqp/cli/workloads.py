@@ -1,0 +1,210 @@
+"""``rqp pack``, ``rqp submit``, ``rqp list``: a workload from a data file and a script to the
+blob store, into a serving scheduler's hands, and the table of recent ones."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+import redis
+
+from ..backends import Backends
+from ..connect import open_signing_key
+from ..errors import RqpError, WorkloadError
+from ..ledger import SUBMISSIONS, Priority, submit, workloads
+from ..status import read_progress
+from ..workload import blob_name, new_workload_id, pack
+from .context import backends, set_priority
+from .formatting import FINISHED_STATES, fmt_age, percent, table, terminal_width
+
+__all__ = ["PRIORITY_CHOICES", "PRIORITY_HELP", "cmd_list", "cmd_pack", "cmd_submit", "register"]
+
+#: ``--priority`` of pack and submit (``rqp.ledger.Priority``)
+PRIORITY_CHOICES = tuple(p.value for p in Priority)
+PRIORITY_HELP = "queue its chunks ahead of (high) or behind (low) normal workloads; 'rqp priority' changes it later"
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    b = backends(args, need_private=False)
+    store, keys = b.blobs, b.keys
+    signer = open_signing_key(b.settings)
+    wid = args.id or new_workload_id(Path(args.data).stem)
+    total = os.path.getsize(args.data) if os.path.exists(args.data) else 0
+    seen = 0
+    last = 0.0
+    show = sys.stderr.isatty() or args.progress
+
+    def progress(n: int) -> None:
+        nonlocal seen, last
+        seen += n
+        now = time.monotonic()
+        if show and (now - last > 0.2 or seen >= total):
+            last = now
+            pct = 100.0 * seen / total if total else 100.0
+            print(
+                f"\rpacking {args.data}: {seen / 1e6:,.1f}/{total / 1e6:,.1f} MB ({pct:.0f}%)",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    m = pack(
+        store,
+        keys,
+        wid,
+        Path(args.data),
+        Path(args.script),
+        fmt=args.format,
+        delimiter=args.delimiter,
+        replace=args.replace,
+        progress=progress,
+        signer=signer,
+        id_field=args.id_field,
+    )
+    if show:
+        print(file=sys.stderr)
+    if m.data.plain_size == 0:
+        print(f"rqp: warning: {args.data} is empty: workload {wid} has no records to process", file=sys.stderr)
+    if args.submit or args.priority:
+        r = b.redis
+        if args.priority:
+            set_priority(r, wid, args.priority)
+        if args.submit:
+            submit(r, wid)
+    print(wid)
+    print(
+        f"packed workload {wid}: data {m.data.plain_size:,} bytes -> {m.data.size:,} encrypted, script {m.script.plain_size:,} bytes, KEK {m.kek_id}, signed by {signer.fingerprint}, in {store.location}"
+        + (" (submitted)" if args.submit else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    b = backends(args)
+    store = b.blobs
+    if not store.exists(blob_name(args.workload, "manifest.json")):
+        raise WorkloadError(f"workload {args.workload} not found in {store.location}; pack it first with 'rqp pack'")
+    r = b.redis
+    if args.priority:
+        set_priority(r, args.workload, args.priority)
+    submit(r, args.workload)
+    print(f"submitted {args.workload}; a running 'rqp-scheduler serve' picks it up")
+    return 0
+
+
+def _packed_workloads(b: Backends, known: set[str]) -> list[tuple[str, float]]:
+    """(id, packed at) of the workloads in the blob store that Redis does not know: packed, not
+    scheduled. The manifests' creation times are read unauthenticated: they only order the list."""
+    settings = b.settings
+    parts = urllib.parse.urlsplit(settings.blob_url)
+    if parts.scheme in ("", "file"):
+        root = parts.netloc + parts.path if parts.scheme else settings.blob_url
+        if not os.path.isdir(root):
+            return []  # no store here yet: nothing packed (and looking creates nothing)
+    store = b.blobs
+    found = []
+    for name in store.list("workloads/"):
+        wid, _, leaf = name.removeprefix("workloads/").partition("/")
+        if leaf != "manifest.json" or wid in known:
+            continue
+        try:
+            created = float(json.loads(store.get(name)).get("created", 0.0))
+        except (RqpError, ValueError, TypeError, AttributeError):
+            created = 0.0
+        found.append((wid, created))
+    return found
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    b = backends(args)
+    settings, r = b.settings, b.redis
+    now = time.time()
+    rows: list[tuple[float, list[str]]] = []
+    started = workloads(r, newest_first=True)
+    known = set(started)
+    for wid in started[: args.limit]:  # older ones cannot be among the newest, packed or not
+        p = read_progress(r, wid)
+        if p is None:
+            continue
+        if not p.reading:
+            progress = percent(p.fraction or 0.0)
+        else:
+            progress = "-" if p.state in FINISHED_STATES else f"reading ({p.enqueued:,})"
+        total = f"{p.total:,}" if p.total is not None else "?"
+        at = p.started_at or 0.0
+        rows.append((at, [wid, p.state, progress, f"{p.done:,}/{total}", f"{p.failed:,}", fmt_age(now - at)]))
+    try:
+        submitted = {x.decode() if isinstance(x, bytes) else str(x) for x in r.lrange(SUBMISSIONS, 0, -1)}
+    except redis.ResponseError:  # a Redis user that may not read the submissions
+        submitted = set()
+    try:
+        packed = _packed_workloads(b, known)
+    except RqpError as exc:
+        print(f"rqp: warning: packed workloads not listed: {exc}", file=sys.stderr)
+        packed = []
+    for wid, created in packed:
+        state = "submitted" if wid in submitted else "packed"
+        rows.append((created, [wid, state, "-", "-", "-", fmt_age(now - created) if created else "?"]))
+    if not rows:
+        print(
+            f"no workloads (in Redis at {settings.redis_url_safe}, nor packed in {settings.blob_url}); pack one with 'rqp pack DATA SCRIPT'"
+        )
+        return 0
+    rows.sort(key=lambda row: row[0], reverse=True)
+    more = len(rows) - args.limit + len(started[args.limit :])
+    grid = [["WORKLOAD", "STATE", "PROGRESS", "DONE", "FAILED", "AGE"], *(cells for _, cells in rows[: args.limit])]
+    fit = terminal_width() if sys.stdout.isatty() and not args.wide else None
+    lines, clipped = table(grid, right={"DONE", "FAILED", "AGE"}, width=fit)
+    print("\n".join(lines))
+    if clipped:
+        print("(ids shortened: --wide shows them whole)")
+    if more > 0:
+        print(f"({more:,} older not shown; --limit N shows more)")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """``pack``, ``submit`` and ``list`` on ``rqp``'s sub-commands."""
+    p = sub.add_parser("pack", parents=[common], help="encrypt a data file and a script and upload them as a workload")
+    p.add_argument("data")
+    p.add_argument("script")
+    p.add_argument("--id", help="workload id (default: generated from the data file name)")
+    p.add_argument(
+        "--format",
+        choices=["jsonl", "csv", "script"],
+        default="jsonl",
+        help="how to split the data into records (script: its parse())",
+    )
+    p.add_argument("--delimiter", default=",")
+    p.add_argument(
+        "--id-field",
+        metavar="FIELD",
+        help="the field holding each record's own id, carried through statuses, results and failures "
+        "(default: ids are 0-based record numbers)",
+    )
+    p.add_argument("--public-key", help="public KEK PEM (default: RQP_KEK_PUBLIC_FILE, or the private key)")
+    p.add_argument(
+        "--signing-key",
+        help="your Ed25519 signing key PEM (default: RQP_SIGNING_KEY_FILE, or RQP_SIGNING_KEY_VAULT_ID)",
+    )
+    p.add_argument("--replace", action="store_true", help="overwrite an existing workload of that id")
+    p.add_argument("--submit", action="store_true", help="hand it to a serving scheduler")
+    p.add_argument("--priority", choices=PRIORITY_CHOICES, help=PRIORITY_HELP)
+    p.add_argument("--progress", action="store_true", help="show progress even when not on a terminal")
+    p.set_defaults(func=cmd_pack)
+
+    p = sub.add_parser("submit", parents=[common], help="hand a packed workload to a serving scheduler")
+    p.add_argument("workload")
+    p.add_argument("--priority", choices=PRIORITY_CHOICES, help=PRIORITY_HELP)
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("list", parents=[common], help="recent workloads, packed ones too, newest first")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--wide", action="store_true", help="whole ids, however wide the table (always so in a pipe)")
+    p.set_defaults(func=cmd_list)
