@@ -11,8 +11,9 @@ import redis
 from rqp import sandbox
 from rqp.backends import Backends
 from rqp.config import Settings
-from rqp.errors import RqpError
+from rqp.errors import BlobNotFoundError, IntegrityError, RqpError
 from rqp.ledger import next_submission, unfinished
+from rqp.summary import Summary, read_summary
 
 from .run import WorkloadRun
 
@@ -46,15 +47,26 @@ class Scheduler:
         self.failure_codes: dict[str, int] = {}
         #: whether errors go to the log as they happen (serve); ``run`` prints each once, at the end
         self.serving = False
+        #: the sealed summary of each workload that ended (what ``run`` reports and exits by)
+        self.summaries: dict[str, Summary | None] = {}
 
     def add(self, workload_id: str) -> None:
         if workload_id in self.runs:
             return
         run = WorkloadRun(self.backends, workload_id, hosts=self.hosts, writer=self.writer).start()
         if run.finished:
-            log.info("workload %s is already done; nothing to schedule", workload_id)
+            summary = self._summary_of(run)
+            self.summaries[workload_id] = summary
+            state = summary.final_state if summary is not None else "ended"
+            log.info("workload %s is already %s; nothing to schedule", workload_id, state)
             return
         self.runs[workload_id] = run
+
+    def _summary_of(self, run: WorkloadRun) -> Summary | None:
+        try:
+            return read_summary(self.backends.blobs, run.workload)
+        except (BlobNotFoundError, IntegrityError):
+            return None
 
     def resume_unfinished(self) -> None:
         for wid in unfinished(self.r):
@@ -83,6 +95,7 @@ class Scheduler:
                 for wid, run in list(self.runs.items()):
                     try:
                         if run.step():
+                            self.summaries[wid] = run.summary
                             del self.runs[wid]
                     except RqpError as exc:
                         self._failed(wid, exc)
