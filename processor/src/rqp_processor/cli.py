@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             if args.burst and code == 0:
                 continue
+            sandbox.remove_leftovers(pid=p.pid)  # what its script hosts wrote, should it have been SIGKILLed
             if code != 0 and (jid := release_dead_worker(r, p.pid)):
                 counts.leases_ended += 1
                 log.warning(
@@ -174,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             p.kill()
             p.wait()
             release_dead_worker(r, p.pid)
+        sandbox.remove_leftovers(pid=p.pid)  # its script hosts' scratch, however it ended
     heartbeat.leave()
     if metrics is not None:
         metrics.stop()

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from ..errors import ScriptError
 from . import _protocol as P
 from ._client import HostFailure, InProcessHost, Protections, SandboxConfig, SandboxError, ScriptHost
+from ._scratch import remove_leftovers
 
 __all__ = [
     "CRASHED",
@@ -44,6 +45,7 @@ __all__ = [
     "check_script",
     "parse_records",
     "probe",
+    "remove_leftovers",
 ]
 
 OK, RAISED, MALFORMED, NOT_JSON = P.OK, P.RAISED, P.MALFORMED, P.NOT_JSON
@@ -116,7 +118,9 @@ def _new_host(config: SandboxConfig | HostFactory, workload_id: str) -> Host:
 
 
 def probe(config: SandboxConfig) -> Protections:
-    """Start a host, read what it could apply, end it: what a role logs (and checks) at start."""
+    """Start a host, read what it could apply, end it: what a role logs (and checks) at start.
+    It also removes the scratch directories of script hosts whose process is gone."""
+    remove_leftovers(config.tmp_root)
     host: Host = ScriptHost(config, "probe") if config.enabled else InProcessHost(config, "probe")
     try:
         protections = host.start()

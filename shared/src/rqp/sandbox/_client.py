@@ -13,12 +13,10 @@ import json
 import mmap
 import os
 import selectors
-import shutil
 import signal
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -26,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RqpError, ScriptError
+from . import _identity, _runner, _scratch
 from . import _protocol as P
-from . import _runner
 
 __all__ = ["HostFailure", "InProcessHost", "Protections", "SandboxConfig", "SandboxError", "ScriptHost"]
 
@@ -69,9 +67,21 @@ class SandboxConfig:
     tmp_root: str | None = None
     #: exception type names that fail a record at once (``RQP_PERMANENT_ERRORS``)
     permanent_errors: tuple[str, ...] = ()
+    #: (uid, gid) hosts run as where the role can switch to it (``_identity``); None: the role's
+    sandbox_ids: tuple[int, int] | None = (_identity.DEFAULT_SANDBOX_UID, _identity.DEFAULT_SANDBOX_GID)
+    #: the interpreter hosts run (default: the role's own); the same Python version, reachable
+    #: by the sandbox uid (the role's may sit in a directory only its owner can search)
+    python: str = ""
 
     @classmethod
     def from_settings(cls, settings: Any) -> SandboxConfig:
+        ids: tuple[int, int] | None = (_identity.DEFAULT_SANDBOX_UID, _identity.DEFAULT_SANDBOX_GID)
+        wanted = getattr(settings, "sandbox_uid", None)  # RQP_SANDBOX_UID, where the settings have it
+        if wanted is not None:
+            try:
+                ids = _identity.parse_uid(str(wanted))
+            except ValueError as exc:
+                raise SandboxError(str(exc)) from None
         forbidden = [
             str(p)
             for p in (
@@ -92,6 +102,7 @@ class SandboxConfig:
             read_paths=tuple(p for p in settings.sandbox_read_paths.split(":") if p),
             permanent_errors=tuple(n.strip() for n in settings.permanent_errors.split(",") if n.strip()),
             forbidden=tuple(forbidden),
+            sandbox_ids=ids,
         )
 
     def host_config(self, tmpdir: str) -> dict[str, Any]:
@@ -105,6 +116,7 @@ class SandboxConfig:
             "devices": ["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"],
             "forbidden": list(self.forbidden),
             "permanent_errors": list(self.permanent_errors),
+            "role_uid": os.geteuid(),
         }
 
 
@@ -133,7 +145,17 @@ class Protections:
             ]
             on.append(f"landlock ABI {r['landlock_abi']} (files{', ' + ', '.join(extra) if extra else ''})")
         if r.get("seccomp"):
-            on.append("seccomp (no sockets, fork, exec, ptrace)")
+            on.append(f"seccomp allowlist ({r.get('seccomp_allowed', '?')} calls; no sockets, fork, exec, chmod, IPC)")
+        if r.get("sandbox_uid") is not None:
+            on.append(f"own uid {r['sandbox_uid']}")
+        elif "uid" in r:
+            on.append(
+                f"same uid as the role ({r.get('sandbox_uid_problem') or 'no other uid'}; the allowlist alone holds)"
+            )
+        if r.get("no_capabilities"):
+            on.append("no capabilities")
+        if r.get("denials"):
+            on.append("refusals tried (" + ", ".join(r.get("denials_tried", ())) + ")")
         if r.get("rlimits"):
             lim = r.get("limits", {})
             on.append("rlimits (" + ", ".join(f"{k} {v}" for k, v in lim.items()) + ", core 0)" if lim else "rlimits")
@@ -156,7 +178,9 @@ class Protections:
             name
             for name, key in (
                 (f"landlock ABI {r.get('landlock_abi')}", "landlock_fs"),
-                ("seccomp", "seccomp"),
+                ("seccomp allowlist", "seccomp"),
+                (f"uid {r.get('sandbox_uid')}", "sandbox_uid"),
+                ("refusals tried", "denials"),
                 ("rlimits", "rlimits"),
                 ("no_new_privs", "no_new_privs"),
             )
@@ -237,6 +261,7 @@ class ScriptHost:
         self.proc: subprocess.Popen[bytes] | None = None
         self.protections = Protections()
         self.tmpdir = ""
+        self.identity = _identity.Identity(None, None, "not started")
         self.loaded: dict[str, Any] = {}
         self.last_used = time.monotonic()
         self._page: mmap.mmap | None = None
@@ -252,14 +277,33 @@ class ScriptHost:
     def spawn(self) -> None:
         """Start the interpreter and hand it its configuration; it confines itself while the
         role does something else (``ready`` collects the result)."""
-        self.tmpdir = tempfile.mkdtemp(prefix="rqp-script-", dir=self.config.tmp_root)
+        self.tmpdir = _scratch.make(self.config.tmp_root)
+        python = self.config.python or sys.executable
+        # what the host must reach: its interpreter (and the libraries of the role's own), rqp's
+        # host module, its scratch directory
+        prefixes = [] if self.config.python else [sys.base_prefix, sys.prefix]
+        self.identity = _identity.plan(
+            self.config.sandbox_ids, [python, *prefixes, str(HOST_SCRIPT), os.path.dirname(self.tmpdir)]
+        )
+        if self.identity.uid is not None:
+            try:  # the scratch directory becomes the host's; nothing else of the role's does
+                os.chown(self.tmpdir, self.identity.uid, self.identity.gid or -1)
+            except OSError as exc:
+                self.identity = _identity.Identity(
+                    None, None, f"cannot give the scratch directory to uid {self.identity.uid} ({exc.strerror})"
+                )
+        ids: dict[str, Any] = (
+            {"user": self.identity.uid, "group": self.identity.gid, "extra_groups": []}
+            if self.identity.uid is not None
+            else {}
+        )
         memfd = os.memfd_create("rqp-in-hand", os.MFD_CLOEXEC)
         try:
             os.ftruncate(memfd, mmap.PAGESIZE)
             self._page = mmap.mmap(memfd, mmap.PAGESIZE)
             # pass_fds keeps the descriptor's number in the child: the host is told which it is
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-B", str(HOST_SCRIPT), str(memfd)],
+                [python, "-I", "-B", str(HOST_SCRIPT), str(memfd)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
@@ -269,6 +313,7 @@ class ScriptHost:
                 start_new_session=True,
                 pass_fds=(memfd,),
                 bufsize=0,
+                **ids,
             )
         except OSError as exc:
             self.close()
@@ -309,6 +354,12 @@ class ScriptHost:
         except (ValueError, TypeError):
             self.close()
             raise SandboxError("the script sandbox failed to start: its report is not JSON") from None
+        report["sandbox_uid"] = self.identity.uid
+        report["sandbox_uid_problem"] = self.identity.reason
+        if self.identity.uid is not None and report.get("uid") != self.identity.uid:
+            report.setdefault("missing", []).append(
+                f"own uid (asked for {self.identity.uid}, runs as {report.get('uid')})"
+            )
         report["limits"] = {
             "memory": f"{self.config.memory_mb} MiB",
             "cpu": f"{self.config.cpu_seconds} s",
@@ -382,7 +433,7 @@ class ScriptHost:
             self._page.close()
             self._page = None
         if self.tmpdir:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            _scratch.remove(self.tmpdir)
             self.tmpdir = ""
 
     def _kill(self) -> int | None:

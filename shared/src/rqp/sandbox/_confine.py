@@ -12,12 +12,17 @@ processes):
 * **Landlock** (kernel 5.13+): the file system becomes read-only library paths plus one private
   temporary directory, read-write; with ABI 4+ no TCP bind/connect, with ABI 6+ no signals to
   and no abstract Unix sockets of processes outside the sandbox;
-* **seccomp**: no sockets of any family, no fork/vfork/execve (threads are allowed: ``clone``
-  with ``CLONE_THREAD``), no ptrace or reading other processes' memory, no io_uring, BPF,
-  perf, keyrings, mounts, namespaces, module loading, clock or host-name changes; signals only
-  to itself; rlimits cannot be raised again. Refused calls fail with ``EPERM`` (``ENOSYS`` for
-  ``clone3``, so the C library falls back to ``clone`` for threads), so the script sees a
-  Python ``PermissionError`` instead of dying.
+* **no capabilities** (ambient, effective, permitted, inheritable all cleared);
+* **seccomp**, an allowlist (``_allowlist``): every call it does not name fails with ``EPERM``, so
+  the script sees a Python ``PermissionError`` instead of dying. Threads are allowed (``clone``
+  with ``CLONE_THREAD`` and no namespace flag; ``clone3`` answers ``ENOSYS`` so the C library
+  falls back to ``clone``), ``prlimit64`` only reads, ``kill``/``tgkill`` only reach this
+  process, ``ioctl`` takes only CPython's own requests;
+* **tried refusals**: after all of that the host makes a few calls that must fail (a chmod, a
+  socket, a read outside Landlock, a fork, ``setpriority``, its old uid back) and reports any
+  that did not -- what ``RQP_REQUIRE_SANDBOX`` checks.
+
+The uid a host runs as is chosen by the role before it starts (``_identity``).
 
 ``apply`` never raises for a layer the kernel lacks: the report says what is active, and the
 caller (``RQP_REQUIRE_SANDBOX``) decides whether that is enough.
@@ -32,10 +37,15 @@ import resource
 import struct
 import sys
 
+try:
+    from . import _allowlist
+except ImportError:  # inside the script host, where this directory is imported as top-level modules
+    import _allowlist  # type: ignore[import-not-found,no-redef]
+
 __all__ = ["REQUIRED", "apply", "landlock_abi"]
 
 #: the layers ``RQP_REQUIRE_SANDBOX=true`` insists on
-REQUIRED = ("no_new_privs", "rlimits", "landlock_fs", "seccomp")
+REQUIRED = ("no_new_privs", "no_capabilities", "rlimits", "landlock_fs", "seccomp")
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
@@ -181,137 +191,9 @@ def _landlock(read: list[str], write: list[str], devices: list[str]) -> dict[str
 
 # -------------------------------------------------------------------------------- seccomp
 AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
-#: syscalls refused outright, per architecture (numbers from the kernel's unistd headers)
-_DENY = {
-    "x86_64": {
-        "socket": 41,
-        "fork": 57,
-        "vfork": 58,
-        "execve": 59,
-        "execveat": 322,
-        "ptrace": 101,
-        "process_vm_readv": 310,
-        "process_vm_writev": 311,
-        "kcmp": 312,
-        "io_uring_setup": 425,
-        "io_uring_enter": 426,
-        "io_uring_register": 427,
-        "bpf": 321,
-        "perf_event_open": 298,
-        "userfaultfd": 323,
-        "keyctl": 250,
-        "add_key": 248,
-        "request_key": 249,
-        "mount": 165,
-        "umount2": 166,
-        "pivot_root": 155,
-        "chroot": 161,
-        "unshare": 272,
-        "setns": 308,
-        "open_by_handle_at": 304,
-        "name_to_handle_at": 303,
-        "init_module": 175,
-        "finit_module": 313,
-        "delete_module": 176,
-        "kexec_load": 246,
-        "kexec_file_load": 320,
-        "reboot": 169,
-        "swapon": 167,
-        "swapoff": 168,
-        "acct": 163,
-        "setrlimit": 160,
-        "tkill": 200,
-        "pidfd_open": 434,
-        "pidfd_send_signal": 424,
-        "pidfd_getfd": 438,
-        "rt_sigqueueinfo": 129,
-        "rt_tgsigqueueinfo": 297,
-        "settimeofday": 164,
-        "clock_settime": 227,
-        "clock_adjtime": 305,
-        "adjtimex": 159,
-        "sethostname": 170,
-        "setdomainname": 171,
-        "syslog": 103,
-        "mount_setattr": 442,
-        "move_mount": 429,
-        "open_tree": 428,
-        "fsopen": 430,
-        "fsconfig": 431,
-        "fsmount": 432,
-        "fspick": 433,
-        "quotactl": 179,
-        "iopl": 172,
-        "ioperm": 173,
-        "vhangup": 153,
-        "personality": 135,
-    },
-    "aarch64": {
-        "socket": 198,
-        "execve": 221,
-        "execveat": 281,
-        "ptrace": 117,
-        "process_vm_readv": 270,
-        "process_vm_writev": 271,
-        "kcmp": 272,
-        "io_uring_setup": 425,
-        "io_uring_enter": 426,
-        "io_uring_register": 427,
-        "bpf": 280,
-        "perf_event_open": 241,
-        "userfaultfd": 282,
-        "keyctl": 219,
-        "add_key": 217,
-        "request_key": 218,
-        "mount": 40,
-        "umount2": 39,
-        "pivot_root": 41,
-        "chroot": 51,
-        "unshare": 97,
-        "setns": 268,
-        "open_by_handle_at": 265,
-        "name_to_handle_at": 264,
-        "init_module": 105,
-        "finit_module": 273,
-        "delete_module": 106,
-        "kexec_load": 104,
-        "kexec_file_load": 294,
-        "reboot": 142,
-        "swapon": 224,
-        "swapoff": 225,
-        "acct": 89,
-        "setrlimit": 164,
-        "tkill": 130,
-        "pidfd_open": 434,
-        "pidfd_send_signal": 424,
-        "pidfd_getfd": 438,
-        "rt_sigqueueinfo": 138,
-        "rt_tgsigqueueinfo": 240,
-        "settimeofday": 170,
-        "clock_settime": 112,
-        "clock_adjtime": 266,
-        "adjtimex": 171,
-        "sethostname": 161,
-        "setdomainname": 162,
-        "syslog": 116,
-        "mount_setattr": 442,
-        "move_mount": 429,
-        "open_tree": 428,
-        "fsopen": 430,
-        "fsconfig": 431,
-        "fsmount": 432,
-        "fspick": 433,
-        "quotactl": 60,
-        "vhangup": 58,
-        "personality": 92,
-    },
-}
-#: syscalls allowed only with certain arguments: clone (threads only), clone3 (ENOSYS: the C
-#: library falls back to clone), prlimit64 (read only), kill and tgkill (this process only)
-_NR = {
-    "x86_64": {"clone": 56, "clone3": 435, "prlimit64": 302, "kill": 62, "tgkill": 234},
-    "aarch64": {"clone": 220, "clone3": 435, "prlimit64": 261, "kill": 129, "tgkill": 131},
-}
+#: namespace flags ``clone`` may never carry (CLONE_NEWTIME, NEWNS, NEWCGROUP, NEWUTS, NEWIPC,
+#: NEWUSER, NEWPID, NEWNET)
+CLONE_NAMESPACES = 0x00000080 | 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000
 CLONE_THREAD = 0x00010000
 X32_SYSCALL_BIT = 0x40000000
 
@@ -337,9 +219,14 @@ def _arg_hi(i: int) -> int:
 
 
 def _seccomp_program(arch: str, own_pid: int) -> list[tuple[int, int, int, int]]:
-    """A classic-BPF filter: (code, jt, jf, k) instructions."""
-    deny = sorted(set(_DENY[arch].values()))
-    nr = _NR[arch]
+    """A classic-BPF allowlist: (code, jt, jf, k) instructions. What ``_allowlist`` does not
+    name fails with ``EPERM`` -- the script sees a ``PermissionError`` and only its record
+    fails. Two answers differ on purpose: ``clone3`` gets ``ENOSYS`` (the C library then uses
+    ``clone``, whose flags a filter can read), and a call through another ABI (x86's
+    ``int 0x80``, x32) kills the host: no CPython makes one, so it is an attack, and the
+    numbers of another ABI cannot be judged by this list."""
+    plain = _allowlist.PLAIN[arch]
+    nr = _allowlist.CHECKED[arch]
     eperm = RET_ERRNO | errno.EPERM
     prog: list[tuple[int, int, int, int]] = [
         (_LD_W_ABS, 0, 0, _OFF_ARCH),
@@ -349,15 +236,16 @@ def _seccomp_program(arch: str, own_pid: int) -> list[tuple[int, int, int, int]]
     ]
     if arch == "x86_64":
         prog += [(_JGE, 0, 1, X32_SYSCALL_BIT), (_RET, 0, 0, RET_KILL_PROCESS)]
-    for number in deny:
-        prog += [(_JEQ, 0, 1, number), (_RET, 0, 0, eperm)]
-    # clone: allowed only for threads (CLONE_THREAD set in the flags, the first argument)
+    for number in plain.values():
+        prog += [(_JEQ, 0, 1, number), (_RET, 0, 0, RET_ALLOW)]
+    # clone: threads only (CLONE_THREAD set in the flags, the first argument), no namespace flag
     prog += [
-        (_JEQ, 0, 4, nr["clone"]),
+        (_JEQ, 0, 5, nr["clone"]),
         (_LD_W_ABS, 0, 0, _arg_lo(0)),
-        (_JSET, 1, 0, CLONE_THREAD),
-        (_RET, 0, 0, eperm),
+        (_JSET, 0, 2, CLONE_THREAD),
+        (_JSET, 1, 0, CLONE_NAMESPACES),
         (_RET, 0, 0, RET_ALLOW),
+        (_RET, 0, 0, eperm),
         (_JEQ, 0, 1, nr["clone3"]),
         (_RET, 0, 0, RET_ERRNO | errno.ENOSYS),
     ]
@@ -382,7 +270,14 @@ def _seccomp_program(arch: str, own_pid: int) -> list[tuple[int, int, int, int]]
             (_RET, 0, 0, RET_ALLOW),
             (_RET, 0, 0, eperm),
         ]
-    prog.append((_RET, 0, 0, RET_ALLOW))
+    # ioctl(fd, request, ...): only the requests CPython makes on its own descriptors (the
+    # request is an unsigned int: its low 32 bits are all of it)
+    requests = list(_allowlist.IOCTLS.values())
+    prog += [(_JEQ, 0, 3 + len(requests), nr["ioctl"]), (_LD_W_ABS, 0, 0, _arg_lo(1))]
+    for i, request in enumerate(requests):
+        prog.append((_JEQ, len(requests) - i, 0, request))
+    prog += [(_RET, 0, 0, eperm), (_RET, 0, 0, RET_ALLOW)]
+    prog.append((_RET, 0, 0, eperm))  # everything else
     return prog
 
 
@@ -396,7 +291,7 @@ class _SockFprog(ctypes.Structure):
 
 def _seccomp() -> dict[str, object]:
     arch = os.uname().machine
-    if arch not in _DENY:
+    if arch not in _allowlist.PLAIN:
         return {"seccomp": False, "seccomp_problem": f"no seccomp filter for architecture {arch}"}
     prog = _seccomp_program(arch, os.getpid())
     filters = (_SockFilter * len(prog))(*[_SockFilter(c, jt, jf, k & 0xFFFFFFFF) for c, jt, jf, k in prog])
@@ -404,7 +299,7 @@ def _seccomp() -> dict[str, object]:
     rc = _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0)
     if rc != 0:
         return {"seccomp": False, "seccomp_problem": f"cannot install the filter (errno {ctypes.get_errno()})"}
-    return {"seccomp": True, "seccomp_denied": len(_DENY[arch]) + 1}
+    return {"seccomp": True, "seccomp_allowed": len(_allowlist.allowed(arch))}
 
 
 # -------------------------------------------------------------------------------- rlimits
@@ -429,6 +324,84 @@ def _rlimits(memory_bytes: int, cpu_seconds: int, open_files: int, file_bytes: i
     return {"rlimits": not problems, "rlimit_problems": problems}
 
 
+# ----------------------------------------------------------------------- capabilities
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def _drop_capabilities() -> dict[str, object]:
+    """No capability left, whatever the role had (a role given CAP_SETUID as an ambient
+    capability passes it to a child that switches between two non-root uids): dropping is
+    always allowed. Then read back what the kernel says this process holds."""
+    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _libc.capset(ctypes.byref(header), data)
+    held = []
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith((b"CapEff:", b"CapPrm:", b"CapAmb:", b"CapInh:")) and int(line.split()[1], 16):
+                    held.append(line.split(b":")[0].decode())
+    except (OSError, ValueError):
+        held.append("unknown (no /proc/self/status)")
+    return {"no_capabilities": not held, "capabilities_held": held}
+
+
+# ------------------------------------------------------------- denials, tried for real
+def _refused(fn) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        fn()
+    except PermissionError:
+        return True
+    except OSError as exc:
+        return exc.errno in (errno.EPERM, errno.EACCES)
+    return False
+
+
+def _try_fork() -> None:
+    pid = os.fork()
+    if pid == 0:  # the filter let it through: the child leaves at once
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def _try_socket() -> None:
+    fd = _libc.socket(1, 1, 0)  # AF_UNIX, SOCK_STREAM, through the C library's own call
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    os.close(fd)
+
+
+def _try_denied(tmpdir: str, role_uid: int, report: dict[str, object]) -> list[str]:
+    """``RQP_REQUIRE_SANDBOX`` checks what a host cannot do by doing it, once per host (not per
+    record): a metadata change on its own scratch directory, a socket, a read outside what
+    Landlock grants, a fork, and getting the role's uid back. Each must be refused; returns
+    those that were not (and notes all of it in ``report``)."""
+    tries = {
+        "chmod": lambda: os.chmod(tmpdir, 0o700),
+        "socket": _try_socket,
+        "read outside": lambda: os.listdir(os.path.dirname(tmpdir) or "/"),
+        "fork": _try_fork,
+        "setpriority": lambda: os.setpriority(os.PRIO_PROCESS, 0, 1),
+    }
+    if os.getuid() != role_uid:
+        tries["back to the role's uid"] = lambda: os.setresuid(role_uid, role_uid, role_uid)
+    allowed = [name for name, fn in tries.items() if not _refused(fn)]
+    report.update(denials=not allowed, denials_tried=sorted(tries), denials_failed=allowed)
+    return allowed
+
+
 # ---------------------------------------------------------------------------------- apply
 def _prctl_ok(option: int, arg: int) -> bool:
     return _prctl(option, arg, 0, 0, 0) == 0
@@ -448,6 +421,8 @@ def apply(config: dict) -> dict[str, object]:  # (untyped: the host imports no t
             int(config["file_bytes"]),
         )
     )
+    report["uid"], report["gid"] = os.getuid(), os.getgid()
+    report.update(_drop_capabilities())
     report["no_new_privs"] = _prctl_ok(PR_SET_NO_NEW_PRIVS, 1)
     if report["no_new_privs"]:
         report.update(_landlock(list(config["read_paths"]), [config["tmpdir"]], list(config.get("devices", ()))))
@@ -459,5 +434,9 @@ def apply(config: dict) -> dict[str, object]:  # (untyped: the host imports no t
             landlock_problem="no_new_privs could not be set",
             seccomp_problem="no_new_privs could not be set",
         )
-    report["missing"] = [layer for layer in REQUIRED if not report.get(layer)]
+    not_refused = _try_denied(config["tmpdir"], int(config.get("role_uid", -1)), report)
+    missing = [layer for layer in REQUIRED if not report.get(layer)]
+    if not_refused:
+        missing.append("refusals (" + ", ".join(not_refused) + " not refused)")
+    report["missing"] = missing
     return report

@@ -1,0 +1,102 @@
+"""Script hosts' scratch directories: where they are, whose they are, and who removes them.
+
+A script may write its records' plaintext to its ``TMPDIR`` (that is what scratch space is for).
+The directory is removed when its host ends (``ScriptHost.close``), but a SIGKILLed worker
+(the OOM killer) never gets to that, and its host dies with it (``PDEATHSIG``). So every
+directory is named for the role process that made it -- ``rqp-script-<pid>-<random>`` -- and:
+
+* the supervisor removes a dead worker's directories when it reaps it
+  (``remove_leftovers(pid=...)``, called by ``rqp-processor``);
+* every role removes, when it starts (``probe``), the directories of any process that is gone
+  (a SIGKILLed supervisor or scheduler, a reboot without a tmpfs ``/tmp``).
+
+A directory of a process that is still alive is never touched: another processor on the same
+host may share the temporary directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+__all__ = ["PREFIX", "make", "remove", "remove_leftovers"]
+
+PREFIX = "rqp-script-"
+_NAME = re.compile(re.escape(PREFIX) + r"(\d+)-[A-Za-z0-9_]+\Z")
+
+log = logging.getLogger("rqp.sandbox")
+
+
+def make(root: str | None) -> str:
+    """A new private (0700) scratch directory for a host of this process."""
+    return tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=root)
+
+
+def _reclaim(path: Path) -> None:
+    """Make a host's directory tree the role's again, top down, so it can be removed by a role
+    that could give it away (``CAP_CHOWN``) but cannot override permissions."""
+    uid, gid = os.geteuid(), os.getegid()
+    for dirpath, dirnames, _files in os.walk(path, onerror=None):
+        for d in [dirpath, *(os.path.join(dirpath, n) for n in dirnames)]:
+            try:
+                os.chown(d, uid, gid, follow_symlinks=False)
+                os.chmod(d, 0o700, follow_symlinks=False)
+            except (OSError, NotImplementedError):
+                pass
+
+
+def remove(path: str | Path) -> bool:
+    """Remove a scratch directory and everything in it; True when it is gone. A host dying with
+    its worker may still add a file as it goes, hence the second try."""
+    entry = Path(path)
+    for attempt in range(3):
+        shutil.rmtree(entry, ignore_errors=True)
+        if not os.path.lexists(entry):
+            return True
+        if attempt == 0:
+            _reclaim(entry)  # owned by the host's uid: take it back first
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
+def remove_leftovers(root: str | None = None, pid: int | None = None) -> list[str]:
+    """Remove the scratch directories left by process ``pid`` (a worker just reaped), or, without
+    ``pid``, by every process that no longer exists. Returns what was removed; never raises."""
+    base = Path(root or tempfile.gettempdir())
+    removed: list[str] = []
+    try:
+        entries = list(base.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _NAME.match(entry.name)
+        if not m:
+            continue
+        owner = int(m.group(1))
+        if (pid is not None and owner != pid) or (pid is None and (owner == os.getpid() or _alive(owner))):
+            continue
+        try:
+            if entry.is_symlink() or not entry.is_dir():
+                continue
+        except OSError:
+            continue
+        if remove(entry):
+            removed.append(str(entry))
+        else:
+            log.warning("could not remove %s, left by process %d; remove it by hand", entry, owner)
+    if removed:
+        log.info("removed %d scratch directories left by script hosts of ended processes", len(removed))
+    return removed
