@@ -247,6 +247,13 @@ class Ledger:
             pipe.hset(self.k.meta, Meta.PRIORITY, priority.value)
         pipe.execute()
 
+    def show_priority(self, priority: Priority) -> None:
+        """The priority the scheduler queues at (from signed requests), shown where people read it."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(PRIORITIES, self.id, priority.value)
+        pipe.hset(self.k.meta, Meta.PRIORITY, priority.value)
+        pipe.execute()
+
     def control(self) -> Control | None:
         """What an operator asked for and the scheduler has not finished carrying out."""
         value = text(self.r.hget(self.k.meta, Meta.CONTROL))
