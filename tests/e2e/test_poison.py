@@ -73,3 +73,16 @@ def test_nan_and_infinity_fail_their_records_and_results_stay_json(cluster):
     assert failures[1]["error"] == "malformed record at line 2: NaN is not JSON (use null or a string)"
     assert "at line 4: number 1e999 is too large" in failures[3]["error"]
     assert failures[4]["error"].startswith("result is not valid JSON: -Infinity at $"), failures[4]
+
+
+def test_deeply_nested_record_with_an_id_field_fails_alone(cluster):
+    """The same poison in a workload packed with --id-field (the scheduler reads each record's id)."""
+    records = [json.dumps({"id": f"tx-{i}", "n": i}).encode() for i in range(30)]
+    records[24] = b'{"id": ' + b"[" * 100_000  # past the format probe: read by the id reader
+    cluster.write_data("keyed.jsonl", b"\n".join(records) + b"\n")
+    cluster.pack("keyed-poison", cluster.root / "keyed.jsonl", cluster.write_script("s.py", SCRIPT), "--id-field", "id")
+    cluster.start_processor(workers=1)
+    code, out = cluster.schedule("keyed-poison")
+    assert code == 1 and "Traceback" not in out, out
+    st = cluster.status("keyed-poison")
+    assert (st["state"], st["done"], st["failed"]) == ("done", 29, 1)
