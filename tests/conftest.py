@@ -70,12 +70,29 @@ def signer(tmp_path_factory):
     return SimpleNamespace(path=key, trusted=trusted, key=LocalSigningKey(key), trust=TrustStore.from_file(trusted))
 
 
+@pytest.fixture(scope="session")
+def operator(tmp_path_factory):
+    """An operator's Ed25519 key (``rqp keygen --operator``) and the trusted-operators file that
+    names it."""
+    from types import SimpleNamespace
+
+    from harness import make_signer
+
+    from rqp.signing import LocalSigningKey, TrustStore
+
+    key, trusted = make_signer(tmp_path_factory.mktemp("operator"), "operator")
+    return SimpleNamespace(path=key, trusted=trusted, key=LocalSigningKey(key), trust=TrustStore.from_file(trusted))
+
+
 @pytest.fixture(autouse=True)
-def _signer_env(monkeypatch, signer):
-    """In-process commands sign with the session's submitter key and trust it, as a deployment
-    configured by its operator would; tests of the refusals unset or replace these."""
+def _signer_env(monkeypatch, signer, operator):
+    """In-process commands sign with the session's submitter key and trust it, and sign control
+    requests with the session's operator key and trust that, as a deployment configured by its
+    operator would; tests of the refusals unset or replace these."""
     monkeypatch.setenv("RQP_SIGNING_KEY_FILE", str(signer.path))
     monkeypatch.setenv("RQP_TRUSTED_SIGNERS_FILE", str(signer.trusted))
+    monkeypatch.setenv("RQP_OPERATOR_KEY_FILE", str(operator.path))
+    monkeypatch.setenv("RQP_TRUSTED_OPERATORS_FILE", str(operator.trusted))
 
 
 @pytest.fixture
