@@ -96,11 +96,12 @@ def _signer_env(monkeypatch, signer, operator):
 
 
 @pytest.fixture
-def cluster(tmp_path, redis_url, kek):
-    """Real rqp processes (pack, scheduler, processors) against the test Redis and a blob dir."""
+def cluster(tmp_path, redis_url, kek, operator):
+    """Real rqp processes (pack, scheduler, processors) against the test Redis and a blob dir;
+    they trust the session's operator key (a console started with it signs actions they obey)."""
     from harness import Cluster
 
-    c = Cluster(tmp_path / "cluster", redis_url, kek[0])
+    c = Cluster(tmp_path / "cluster", redis_url, kek[0], extra_env={"RQP_TRUSTED_OPERATORS_FILE": str(operator.trusted)})
     yield c
     c.stop()
 

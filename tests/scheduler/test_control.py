@@ -239,3 +239,23 @@ def test_unknown_workloads_are_refused_and_nothing_is_written(world, cli_env, ca
     # a packed workload that has not started takes a priority (a signed request, no Redis state)
     assert rqp_main(["priority", "packed-only", "high"]) == 0
     assert Ledger(world.r, "packed-only").priority().value == "high"
+
+
+def test_a_forged_audit_entry_is_marked_and_fails_verify(world, proc, cli_env, capsys):
+    """An entry LPUSHed by a Redis writer (no key) is shown UNVERIFIED, and `rqp audit --verify`
+    exits 4 naming it."""
+    wid = world.pack("forged", [{"n": i} for i in range(N)])
+    _started(world, proc, wid)
+    assert rqp_main(["pause", wid]) == 0
+    forged = {"at": 1.0e9, "who": "alice (console)", "what": "delete --shred", "workload": wid}
+    world.r.lpush("rqp:audit", json.dumps(forged))
+    capsys.readouterr()
+    assert rqp_main(["audit"]) == 0
+    out = capsys.readouterr().out
+    (line,) = [x for x in out.splitlines() if "alice (console)" in x]
+    assert "UNVERIFIED: unsigned" in line
+    (paused,) = [x for x in out.splitlines() if " pause " in x]
+    assert "[verified (" in paused
+    assert rqp_main(["audit", "--verify"]) == 4
+    err = capsys.readouterr().err
+    assert f"entry 0 (" in err and f"alice (console) delete --shred {wid}): not verified: unsigned" in err
