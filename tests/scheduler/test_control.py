@@ -258,4 +258,4 @@ def test_a_forged_audit_entry_is_marked_and_fails_verify(world, proc, cli_env, c
     assert "[verified (" in paused
     assert rqp_main(["audit", "--verify"]) == 4
     err = capsys.readouterr().err
-    assert f"entry 0 (" in err and f"alice (console) delete --shred {wid}): not verified: unsigned" in err
+    assert "entry 0 (" in err and f"alice (console) delete --shred {wid}): not verified: unsigned" in err
