@@ -101,7 +101,9 @@ def cluster(tmp_path, redis_url, kek, operator):
     they trust the session's operator key (a console started with it signs actions they obey)."""
     from harness import Cluster
 
-    c = Cluster(tmp_path / "cluster", redis_url, kek[0], extra_env={"RQP_TRUSTED_OPERATORS_FILE": str(operator.trusted)})
+    c = Cluster(
+        tmp_path / "cluster", redis_url, kek[0], extra_env={"RQP_TRUSTED_OPERATORS_FILE": str(operator.trusted)}
+    )
     yield c
     c.stop()
 
