@@ -12,7 +12,7 @@ import pytest
 from rqp import control
 from rqp.cli import main as rqp_main
 from rqp.errors import WorkloadError
-from rqp.ledger import WORKLOADS, Ledger, State
+from rqp.ledger import WORKLOADS, Head, Ledger, State
 from rqp.oplog import read_audit
 from rqp.summary import read_summary
 from rqp.workload import blob_name
@@ -216,6 +216,13 @@ def test_retry_failed_takes_the_failed_set_from_the_sealed_summary(world, proc, 
     assert b"retried" in world.r.lrange("rqp:submissions", 0, -1)
     (entry,) = [e for e in read_audit(world.r, None, world.trust()) if e.workload == wid]
     assert entry.what == "retry" and entry.verified is False  # signed by the operator, not trusted here
+    # the scheduler runs the new round: the two records ran again (and fail again, as scripted)
+    run = world.run(wid)
+    world.run_to_end(run, proc)
+    assert Head.open(run.workload, Ledger(world.r, wid).head()).round == 2
+    s = read_summary(world.store, run.workload)
+    assert (s.total, s.done, s.failed) == (20, 18, 2)
+    assert sorted(f.id for f in s.failures) == [3, 13] and all((f.attempts or 0) >= 1 for f in s.failures)
 
 
 def test_unknown_workloads_are_refused_and_nothing_is_written(world, cli_env, capsys):

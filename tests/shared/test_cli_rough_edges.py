@@ -719,3 +719,19 @@ def test_retry_of_an_unknown_workload_says_so(capsys, env):
     assert code == 7, (out, err)
     line = one_line_error(err)
     assert "workload nosuch is not known to Redis" in line and "rqp list" in line, line
+
+
+def test_keygen_operator_writes_the_operator_key_pair_by_default(capsys, tmp_path, monkeypatch):
+    """`rqp keygen --operator` writes keys/operator.pem (0600) and keys/operator.pub.pem, and says
+    where the public half goes; the public half loads as a trusted operator."""
+    from rqp.signing import LocalSigningKey, TrustStore
+
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "keygen", "--operator")
+    assert code == 0, err
+    priv, pub = tmp_path / "keys" / "operator.pem", tmp_path / "keys" / "operator.pub.pem"
+    assert priv.stat().st_mode & 0o777 == 0o600 and pub.exists()
+    assert "RQP_TRUSTED_OPERATORS_FILE" in out and "keys/operator.pub.pem" in out
+    fp = LocalSigningKey(priv).fingerprint
+    assert fp in out and fp in TrustStore.from_file(pub).signers
+    assert run(capsys, "keygen", "--operator", "--signing")[0] == 2

@@ -1,5 +1,5 @@
-"""``rqp keygen``, ``rqp signer``, ``rqp rotate-key``: the key-encryption key and the
-submitter's signing key -- making them, showing the one in use, and moving workloads to a new KEK
+"""``rqp keygen``, ``rqp signer``, ``rqp rotate-key``: the key-encryption key, the
+submitter's signing key and the operator key (which signs control requests) -- making them, showing the one in use, and moving workloads to a new KEK
 (``rqp.rotate`` does the re-wrapping)."""
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """``keygen``, ``signer`` and ``rotate-key`` on ``rqp``'s sub-commands."""
     p = sub.add_parser(
-        "keygen", help="create an RSA key-encryption key pair, or (--signing) a submitter's Ed25519 signing key"
+        "keygen",
+        help="create an RSA key-encryption key pair, (--signing) a submitter's or (--operator) an operator's Ed25519 key",
     )
     p.add_argument("--signing", action="store_true", help="a submitter signing key (default out: keys/signer.pem)")
     p.add_argument(
