@@ -63,12 +63,15 @@ def unknown(workload_id: str) -> WorkloadError:
 def _packed(store: Any, workload_id: str) -> bool:
     from .workload import blob_name  # noqa: PLC0415 - keeps this module light for the console
 
+    if callable(store):  # opened only now: a command on a workload Redis knows never opens it
+        store = store()
     return store is not None and bool(store.exists(blob_name(workload_id, "manifest.json")))
 
 
 def check_known(r: redis.Redis, store: Any, workload_id: str) -> bool:
     """True when Redis knows the workload, False when only the blob store has it packed;
-    ``WorkloadError`` (exit 7) when neither does -- before anything is written."""
+    ``WorkloadError`` (exit 7) when neither does -- before anything is written. ``store``: the
+    blob store, a zero-argument callable that opens it, or None (Redis alone decides)."""
     if Ledger(r, workload_id).exists():
         return True
     if _packed(store, workload_id):

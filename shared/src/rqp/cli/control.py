@@ -29,21 +29,21 @@ def _open(args: argparse.Namespace) -> tuple[Backends, redis.Redis, SigningKey]:
 
 def cmd_pause(args: argparse.Namespace) -> int:
     b, r, signer = _open(args)
-    control.pause(r, signer, args.workload, actor(), b.blobs)
+    control.pause(r, signer, args.workload, actor(), lambda: b.blobs)
     print(f"workload {args.workload}: paused: nothing new is queued; chunks in hand finish ('rqp resume' to go on)")
     return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     b, r, signer = _open(args)
-    control.resume(r, signer, args.workload, actor(), b.blobs)
+    control.resume(r, signer, args.workload, actor(), lambda: b.blobs)
     print(f"workload {args.workload}: running again")
     return 0
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     b, r, signer = _open(args)
-    control.cancel(r, signer, args.workload, actor(), b.blobs)
+    control.cancel(r, signer, args.workload, actor(), lambda: b.blobs)
     print(
         f"workload {args.workload}: cancelling: chunks in hand finish, then what was done is consolidated "
         f"('rqp results {args.workload}' once it says cancelled)"
@@ -69,7 +69,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 def cmd_priority(args: argparse.Namespace) -> int:
     b, r, signer = _open(args)
-    level = control.set_priority(r, signer, args.workload, args.level, actor(), b.blobs)
+    level = control.set_priority(r, signer, args.workload, args.level, actor(), lambda: b.blobs)
     print(f"workload {args.workload}: priority {level.value} (chunks queued from now on)")
     return 0
 
