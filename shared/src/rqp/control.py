@@ -128,15 +128,16 @@ def retry_failed(r: redis.Redis, store: Any, workload: Any, signer: SigningKey, 
     if not count:
         return 0
     round_ = Head.open(workload, led.head()).round + 1
+    # the signed request first: a state shown as running is never without the request behind it
+    post(r, signer, workload.id, "retry", str(round_), actor)
     keys = WorkloadKeys(workload.id)
     pipe = r.pipeline(transaction=True)
     pipe.hset(keys.meta, Meta.STATE, State.RUNNING.value)
     pipe.hdel(keys.meta, Meta.FINISHED_AT)
     for key in keys.all():
         pipe.persist(key)
+    submit(pipe, workload.id)  # then a serving scheduler takes it (the old ``requeue_failed`` did the same)
     pipe.execute()
-    post(r, signer, workload.id, "retry", str(round_), actor)
-    submit(r, workload.id)
     return count
 
 
