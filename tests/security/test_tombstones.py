@@ -24,7 +24,7 @@ def test_a_deleted_workloads_blobs_uploaded_again_are_refused(world):  # noqa: F
     wid = world.pack("gone", [{"n": 1}, {"n": 2}])
     saved = {name: world.store.get(name) for name in world.store.list(f"workloads/{wid}/")}
     assert _backends(world).workload(wid).id == wid  # opens before the delete
-    control.delete(world.r, world.store, wid, "alice@host")
+    control.delete(world.r, world.store, world.signer.key, wid, "alice@host")
     assert world.r.hlen(TOMBSTONES) == 1
     for name, raw in saved.items():  # the attacker who can write the blob store puts them back
         world.store.put(name, raw)
@@ -34,7 +34,7 @@ def test_a_deleted_workloads_blobs_uploaded_again_are_refused(world):  # noqa: F
 
 def test_a_new_workload_under_a_deleted_id_runs(world):  # noqa: F811
     wid = world.pack("again", [{"n": 1}])
-    control.delete(world.r, world.store, wid, "alice@host")
+    control.delete(world.r, world.store, world.signer.key, wid, "alice@host")
     world.pack(wid, [{"n": 5}])  # packed anew: another creation time, another digest
     assert _backends(world).workload(wid).id == wid
 

@@ -76,6 +76,8 @@ def blueprint(site: Site) -> Blueprint:
                 mq=c.mq,
                 manifests=c.manifests,
                 opener=c.opener,
+                operators=c.operators,
+                submitters=c.submitters,
             )
 
         detail = c.cache.get(("workload", wid), TTL_DETAIL, compute)

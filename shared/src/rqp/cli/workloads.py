@@ -14,7 +14,7 @@ from pathlib import Path
 import redis
 
 from ..backends import Backends
-from ..connect import open_signing_key
+from ..connect import open_operator_key, open_signing_key
 from ..errors import RqpError, WorkloadError
 from ..ledger import SUBMISSIONS, Priority, submit, workloads
 from ..status import read_progress
@@ -70,12 +70,10 @@ def cmd_pack(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     if m.data.plain_size == 0:
         print(f"rqp: warning: {args.data} is empty: workload {wid} has no records to process", file=sys.stderr)
-    if args.submit or args.priority:
-        r = b.redis
-        if args.priority:
-            set_priority(r, wid, args.priority)
-        if args.submit:
-            submit(r, wid)
+    if args.priority:
+        set_priority(b, signer, wid, args.priority)
+    if args.submit:
+        submit(b.redis, wid)
     print(wid)
     print(
         f"packed workload {wid}: data {m.data.plain_size:,} bytes -> {m.data.size:,} encrypted, script {m.script.plain_size:,} bytes, KEK {m.kek_id}, signed by {signer.fingerprint}, in {store.location}"
@@ -90,10 +88,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     store = b.blobs
     if not store.exists(blob_name(args.workload, "manifest.json")):
         raise WorkloadError(f"workload {args.workload} not found in {store.location}; pack it first with 'rqp pack'")
-    r = b.redis
     if args.priority:
-        set_priority(r, args.workload, args.priority)
-    submit(r, args.workload)
+        set_priority(b, open_operator_key(b.settings), args.workload, args.priority)
+    submit(b.redis, args.workload)
     print(f"submitted {args.workload}; a running 'rqp-scheduler serve' picks it up")
     return 0
 
