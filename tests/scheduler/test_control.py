@@ -266,3 +266,27 @@ def test_a_forged_audit_entry_is_marked_and_fails_verify(world, proc, cli_env, c
     assert rqp_main(["audit", "--verify"]) == 4
     err = capsys.readouterr().err
     assert "entry 0 (" in err and f"alice (console) delete --shred {wid}): not verified: unsigned" in err
+
+
+def test_reports_of_an_ended_workload_are_its_sealed_summarys(world, proc, cli_env, capsys, monkeypatch):
+    """Issue #22: forged counters (HINCRBY done 10, failed -1,000,000) never turn failures into a
+    success: with the KEK, ``rqp status`` and ``rqp list`` give the sealed summary's counts; without
+    it they say the counts are unverified and exit non-zero."""
+    script = "def process(r):\n    if r['n'] % 10 == 0:\n        raise ValueError('tens')\n    return r['n']\n"
+    wid = world.pack("forged-n", [{"n": i} for i in range(N)], script=script)
+    world.run_to_end(world.run(wid), proc)
+    world.r.hincrby(f"rqp:w:{wid}:n", "done", 10)
+    world.r.hincrby(f"rqp:w:{wid}:n", "failed", -1_000_000)
+    assert rqp_main(["status", wid, "--json"]) == 1
+    st = json.loads(capsys.readouterr().out)
+    assert (st["done"], st["failed"], st["verified"]) == (N - 4, 4, True)
+    assert rqp_main(["list"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(wid))
+    assert f"{N - 4:,}/{N}" in row and row.split()[1] == "done"
+    monkeypatch.delenv("RQP_KEK_FILE")
+    assert rqp_main(["status", wid]) == 4
+    out = capsys.readouterr().out
+    assert "unverified: these counts are Redis's own; no KEK here" in out
+    assert rqp_main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "done*" in out and "no sealed summary vouches for these counts" in out

@@ -17,6 +17,8 @@ from ..control import audit as audit_log
 from ..control import set_priority as _set_priority
 from ..errors import RqpError, WorkloadError
 from ..signing import SigningKey, TrustStore
+from ..status import Progress, verified_progress
+from ..summary import Summary, read_summary
 from ..workload import Workload, blob_name, check_workload_id
 from .formatting import when
 
@@ -29,6 +31,7 @@ __all__ = [
     "open_workload",
     "set_priority",
     "settings",
+    "verify_counts",
 ]
 
 #: how many of the newest audit entries are searched for a deletion
@@ -54,6 +57,22 @@ def backends(args: argparse.Namespace, *, need_private: bool = True) -> Backends
     """The command's clients, each opened on first use (a command that only reads Redis never
     needs a KEK); a CLI command fails at once on a blob-store outage instead of retrying."""
     return Backends(settings(args), need_private=need_private)
+
+
+def verify_counts(b: Backends, p: Progress) -> Progress:
+    """``p`` with an ended workload's counts from its sealed summary, when this user holds the KEK
+    to open it; else marked unverified (``rqp.status.verified_progress``): what a Redis writer did to
+    the plain counters never reaches a report of an ended workload as fact."""
+
+    def summary() -> Summary | None:
+        if not (b.settings.kek_file or b.settings.key_vault_key_id):
+            return None
+        try:
+            return read_summary(b.blobs, open_workload(b, p.workload))
+        except (RqpError, ValueError):
+            return None
+
+    return verified_progress(p, summary)
 
 
 def actor() -> str:

@@ -19,7 +19,7 @@ from ..errors import RqpError, WorkloadError
 from ..ledger import SUBMISSIONS, Priority, submit, workloads
 from ..status import read_progress
 from ..workload import blob_name, new_workload_id, pack
-from .context import backends, set_priority
+from .context import backends, set_priority, verify_counts
 from .formatting import FINISHED_STATES, fmt_age, percent, table, terminal_width
 
 __all__ = ["PRIORITY_CHOICES", "PRIORITY_HELP", "cmd_list", "cmd_pack", "cmd_submit", "register"]
@@ -123,19 +123,24 @@ def cmd_list(args: argparse.Namespace) -> int:
     settings, r = b.settings, b.redis
     now = time.time()
     rows: list[tuple[float, list[str]]] = []
+    unverified = 0
     started = workloads(r, newest_first=True)
     known = set(started)
     for wid in started[: args.limit]:  # older ones cannot be among the newest, packed or not
         p = read_progress(r, wid)
         if p is None:
             continue
+        if p.state in FINISHED_STATES:
+            p = verify_counts(b, p)
+            unverified += p.verified is False
         if not p.reading:
             progress = percent(p.fraction or 0.0)
         else:
             progress = "-" if p.state in FINISHED_STATES else f"reading ({p.enqueued:,})"
         total = f"{p.total:,}" if p.total is not None else "?"
         at = p.started_at or 0.0
-        rows.append((at, [wid, p.state, progress, f"{p.done:,}/{total}", f"{p.failed:,}", fmt_age(now - at)]))
+        shown = p.state + ("*" if p.verified is False else "")
+        rows.append((at, [wid, shown, progress, f"{p.done:,}/{total}", f"{p.failed:,}", fmt_age(now - at)]))
     try:
         submitted = {x.decode() if isinstance(x, bytes) else str(x) for x in r.lrange(SUBMISSIONS, 0, -1)}
     except redis.ResponseError:  # a Redis user that may not read the submissions
@@ -161,6 +166,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("\n".join(lines))
     if clipped:
         print("(ids shortened: --wide shows them whole)")
+    if unverified:
+        print("* ended, but no sealed summary vouches for these counts here (no KEK, or its summary does not open)")
     if more > 0:
         print(f"({more:,} older not shown; --limit N shows more)")
     return 0
