@@ -245,3 +245,34 @@ def test_the_fleet_page_says_self_reported(consoles, redis_url, r):
     assert "self-reported" in c.get("/fleet").text
     (host,) = c.get("/api/fleet").json()["hosts"]
     assert host["processors"][0]["evidence"] == "self-reported"
+
+
+def test_an_ended_workload_shows_its_sealed_counts_or_says_they_are_unverified(consoles, redis_url, world, kek):
+    """Issue #22: forged counters of a done workload (done +10, failed -1,000,000) never reach the
+    console as fact: with the KEK it shows the sealed summary's counts, without it 'unverified'."""
+    script = "def process(r):\n    if r['n'] % 5 == 0:\n        raise ValueError('fives')\n    return r['n']\n"
+    wid = world.pack("forged-console", [{"n": n} for n in range(20)], script=script)
+    proc = world.processor()
+    try:
+        world.run_to_end(world.run(wid), proc)
+    finally:
+        proc.pool.close()
+    world.r.hincrby(f"rqp:w:{wid}:n", "done", 10)
+    world.r.hincrby(f"rqp:w:{wid}:n", "failed", -1_000_000)
+    blind = Client(consoles(redis_url, RQP_BLOB_URL=world.settings.blob_url).url)
+    blind.login()
+    (row,) = blind.get("/api/workloads").json()["workloads"]
+    assert row["verified"] is False
+    keyed = Client(
+        consoles(
+            redis_url,
+            RQP_BLOB_URL=world.settings.blob_url,
+            RQP_KEK_FILE=str(kek[0]),
+            RQP_TRUSTED_SIGNERS_FILE=str(world.settings.trusted_signers_file),
+        ).url
+    )
+    keyed.login()
+    (row,) = keyed.get("/api/workloads").json()["workloads"]
+    assert (row["verified"], row["done"], row["failed"], row["state"]) == (True, 16, 4, "done")
+    page = keyed.get(f"/api/workloads/{wid}").json()
+    assert (page["verified"], page["done"], page["failed"]) == (True, 16, 4)

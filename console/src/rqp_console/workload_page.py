@@ -102,7 +102,7 @@ def workload_detail(
 ) -> dict[str, Any] | None:
     """Everything the workload page shows; None when Redis does not know the workload."""
     now = time.time() if now is None else now
-    row = progress_row(r, workload_id, history, now=now)
+    row = progress_row(r, workload_id, history, now=now, summaries=opener.summary if opener is not None else None)
     if row is None:
         return None
     k = WorkloadKeys(workload_id)
