@@ -29,6 +29,24 @@ PRIORITY_CHOICES = tuple(p.value for p in Priority)
 PRIORITY_HELP = "queue its chunks ahead of (high) or behind (low) normal workloads; 'rqp priority' changes it later"
 
 
+#: ``--expires`` units
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``12h`` or ``7d`` as seconds (argparse type)."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:], 0)
+    number = value[:-1] if unit else value
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: use e.g. 3600, 15m, 12h or 7d") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: it must be more than 0")
+    return seconds
+
+
 def cmd_pack(args: argparse.Namespace) -> int:
     b = backends(args, need_private=False)
     store, keys = b.blobs, b.keys
@@ -65,6 +83,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
         progress=progress,
         signer=signer,
         id_field=args.id_field,
+        expires=time.time() + args.expires if args.expires else None,
     )
     if show:
         print(file=sys.stderr)
@@ -198,6 +217,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         help="your Ed25519 signing key PEM (default: RQP_SIGNING_KEY_FILE, or RQP_SIGNING_KEY_VAULT_ID)",
     )
     p.add_argument("--replace", action="store_true", help="overwrite an existing workload of that id")
+    p.add_argument(
+        "--expires",
+        type=duration,
+        metavar="DURATION",
+        help="the signature stops being good for running the workload after this long (e.g. 12h, 7d); "
+        "its results stay readable",
+    )
     p.add_argument("--submit", action="store_true", help="hand it to a serving scheduler")
     p.add_argument("--priority", choices=PRIORITY_CHOICES, help=PRIORITY_HELP)
     p.add_argument("--progress", action="store_true", help="show progress even when not on a terminal")
