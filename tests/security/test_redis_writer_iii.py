@@ -84,7 +84,7 @@ def _to_end(world, run, proc, steps: int = 200) -> None:
     raise AssertionError(f"workload {run.id} did not end")
 
 
-@pytest.mark.xfail(strict=True, reason="issue #22 item 1: control requests are not signed")
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue #22 item 1: control requests are not signed")
 def test_1_a_forged_cancel_is_refused_and_the_workload_finishes(world, proc, cli_env, capsys):
     """Today: `HSET meta control cancel state cancelling` mid-run cancels it: `rqp-scheduler run`
     exits 0, `rqp results` exits 0 with part of the lines, `rqp audit` shows nothing."""
@@ -99,7 +99,9 @@ def test_1_a_forged_cancel_is_refused_and_the_workload_finishes(world, proc, cli
     assert any(e.get("workload") == wid for e in control_rejected(world)), "the forgery is not in rqp:rejected"
 
 
-@pytest.mark.xfail(strict=True, reason="issue #22 item 3: reports and exit codes come from plain counters")
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="issue #22 item 3: reports and exit codes come from plain counters"
+)
 def test_2_forged_counters_never_turn_failures_into_success(world, proc, cli_env, capsys):
     """Today: `HINCRBY n done 10` and `HINCRBY n failed -1000000` after the end: `rqp-scheduler
     run` exits 0 ("... done, 0 failed"), `rqp status` exits 0 while record 5 failed."""
@@ -120,7 +122,7 @@ def test_2_forged_counters_never_turn_failures_into_success(world, proc, cli_env
     assert code == 1
 
 
-@pytest.mark.xfail(strict=True, reason="issue #22 item 2: the audit log is not tamper-evident")
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue #22 item 2: the audit log is not tamper-evident")
 def test_3_a_forged_audit_entry_is_not_shown_as_fact(world, cli_env, capsys):
     """Today: `rqp audit` prints "alice (console) delete --shred W" as if it happened."""
     real = world.pack("audited", [{"n": 1}])
@@ -134,7 +136,9 @@ def test_3_a_forged_audit_entry_is_not_shown_as_fact(world, cli_env, capsys):
     assert shown and all(e.get("verified") is False for e in shown), f"a forged entry is shown as fact: {shown}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue #22 item 3: retry --failed reads the plain failed bitmap")
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="issue #22 item 3: retry --failed reads the plain failed bitmap"
+)
 def test_4_retry_failed_takes_the_failed_set_from_the_sealed_summary(world, proc, cli_env, capsys):
     """Today: after `DEL rqp:w:W:failed`, `rqp retry W --failed` says "no failed records"."""
     wid = world.pack("no-failed", [{"n": i} for i in range(N)], script=SCRIPT)
@@ -148,7 +152,9 @@ def test_4_retry_failed_takes_the_failed_set_from_the_sealed_summary(world, proc
     assert out.startswith(f"re-queued 1 failed records of {wid}"), out
 
 
-@pytest.mark.xfail(strict=True, reason="issue #22 item 5: fleet entries are self-reported and shown as real")
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="issue #22 item 5: fleet entries are self-reported and shown as real"
+)
 def test_5_a_forged_fleet_entry_is_not_presented_as_verified(world):
     """Today: a forged `gpu-07:4242` "with landlock, seccomp, rlimits" is listed like a real one."""
     register_processor(world.r, host="gpu-07", pid=4242, protections="landlock, seccomp, rlimits", workers=8,
@@ -159,7 +165,9 @@ def test_5_a_forged_fleet_entry_is_not_presented_as_verified(world):
     )
 
 
-@pytest.mark.xfail(strict=True, reason="issue #22 item 4: a submission entry can re-run a finished workload")
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="issue #22 item 4: a submission entry can re-run a finished workload"
+)
 def test_6_a_replayed_submission_never_reruns_a_cancelled_workload(world, proc, cli_env, capsys):
     """Today: `RPUSH rqp:submissions W` of a cancelled workload: a serving scheduler runs it again
     and its state flips (to done, or failed with `rqp results` exiting 4: results replaced)."""
@@ -188,7 +196,9 @@ def test_6_a_replayed_submission_never_reruns_a_cancelled_workload(world, proc, 
     assert any(e.get("workload") == wid for e in control_rejected(world)), "the replay is not recorded"
 
 
-@pytest.mark.xfail(strict=True, reason="issue #22 item 7: a value that fails to decode crashes the scheduler")
+@pytest.mark.xfail(
+    strict=True, raises=struct.error, reason="issue #22 item 7: a value that fails to decode crashes the scheduler"
+)
 def test_7_junk_in_a_chunk_key_fails_that_workload_loudly_and_nothing_else(world, proc):
     """Today: junk bytes in `rqp:w:W:c:<chunk>` whose lease ended: reclaiming it raises
     `struct.error` out of `unpack_values`, which kills `rqp-scheduler serve` (every other
@@ -213,3 +223,25 @@ def test_7_junk_in_a_chunk_key_fails_that_workload_loudly_and_nothing_else(world
     _to_end(world, bystander, proc)
     s = read_summary(world.store, bystander.workload)
     assert (s.total, s.done) == (8, 8)
+
+
+# ---------------------------------------------------------------------- found by the fuzzer
+@pytest.mark.xfail(
+    strict=True,
+    raises=UnicodeDecodeError,
+    reason="issue #22 item 7: a value that fails to decode must fail only its workload",
+)
+def test_8_a_non_utf8_byte_in_one_workload_breaks_no_listing(world, proc, cli_env, capsys):
+    """Beyond the issue's seven (``tools/chaos.py --family progress``): one byte that is not UTF-8
+    in a workload's plain ``perf`` hash (or any meta field) makes ``rqp status`` and ``rqp list``
+    die with a ``UnicodeDecodeError`` traceback -- ``rqp list`` for every workload."""
+    wid = world.pack("junk-perf", [{"n": i} for i in range(8)])
+    other = world.pack("listed", [{"n": i} for i in range(8)])
+    for w in (wid, other):
+        _to_end(world, world.run(w), proc)
+    world.r.hset(Ledger(world.r, wid).k.perf, "seconds", b"\xfd")
+    capsys.readouterr()
+    assert rqp_main(["list"]) == 0
+    assert other in capsys.readouterr().out, "one workload's junk hid the others"
+    assert isinstance(rqp_main(["status", wid]), int)  # an exit code and a line, not an exception
+    assert "Traceback" not in capsys.readouterr().err
