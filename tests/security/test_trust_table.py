@@ -115,6 +115,8 @@ class Monitor:
             self.seen.add((key, kind, None))
 
     def stop(self) -> set[tuple[str, str, str | None]]:
+        if not self.thread.is_alive():
+            return self.seen
         self.r.echo(STOP)
         self.thread.join(30)
         assert not self.thread.is_alive(), "MONITOR never saw the stop marker"
@@ -155,6 +157,14 @@ def work_all(world: Any, proc: Any) -> int:
                 world.refused.append((job.id, str(exc)))
             ran += 1
     return ran
+
+
+@pytest.fixture
+def monitor(world):
+    """MONITOR on the world's Redis, stopped even when the test fails."""
+    m = Monitor(world.r)
+    yield m
+    m.stop()
 
 
 @pytest.fixture
@@ -203,13 +213,12 @@ def test_an_unknown_key_or_field_is_caught():
     assert unnamed(seen) == ["rqp:newthing (string)", "rqp:w:x:meta (hash) field 'shiny'"]
 
 
-def test_every_key_and_field_of_every_feature_has_a_row(world, proc, cli_env, capsys):
+def test_every_key_and_field_of_every_feature_has_a_row(world, proc, cli_env, capsys, monitor):
     from rqp.metrics_http import _RedisGauges
     from rqp_console.actions import perform
     from rqp_metrics.publisher import Summary, SummaryPublisher
 
     seen: set[tuple[str, str, str | None]] = set()
-    monitor = Monitor(world.r)
 
     def snap() -> None:
         seen.update(snapshot(world.r))
