@@ -87,7 +87,7 @@ class Lab:
         self.server = None
         if redis_url is None:
             sys.path.insert(0, str(ROOT / "examples"))
-            from redis_server import RedisServer  # the demo's server helper
+            from redis_server import RedisServer  # type: ignore[import-not-found]  # the demo's server helper
 
             self.server = RedisServer().start()
             redis_url = self.server.url
@@ -638,8 +638,8 @@ def _exact(lab: Lab, wid: str, n: int, failing: set[int], serve: Serve) -> str |
         return f"'rqp results' exits {code}: {err}"
     want = {i: i * 2 for i in range(n) if i not in failing}
     if got != want:
-        missing, extra = sorted(set(want) - set(got or {})), sorted(set(got or {}) - set(want))
-        return f"'rqp results' has wrong lines: missing {missing[:5]}, extra {extra[:5]}"
+        missing, surplus = sorted(set(want) - set(got or {})), sorted(set(got or {}) - set(want))
+        return f"'rqp results' has wrong lines: missing {missing[:5]}, extra {surplus[:5]}"
     p = read_progress(lab.r, wid)
     exit_code = 1 if p is not None and p.failed else 0
     if p is None or (p.state, p.done, p.failed) != ("done", s.done, s.failed) or exit_code != (1 if failing else 0):

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,13 +32,13 @@ SEEDS["chunk"] = (106, 116, 1, 2, 3)
 
 
 @pytest.fixture(scope="module")
-def lab(redis_server, tmp_path_factory):
+def lab(redis_server: Any, tmp_path_factory: Any) -> Iterator[Any]:
     lab = chaos.Lab(tmp_path_factory.mktemp("chaos"), redis_server.url)
     yield lab
     lab.close()
 
 
-def _family(name: str):
+def _family(name: str) -> Any:
     family = chaos.FAMILIES[name]
     if not family.open_issue:
         return pytest.param(name, id=name)
