@@ -21,14 +21,12 @@ import pytest
 from rqp.cli import main as rqp_main
 from rqp.ledger import Ledger, State
 from rqp.ledger._fleet import FleetHeartbeat
-from rqp.ledger.trust_table import PROTECTIONS, ROWS, find, render_markdown
+from rqp.ledger.trust_table import BEGIN, END, PROTECTIONS, ROWS, find, render_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 #: record 5 always fails (a retry --failed has something to run), every other one succeeds
 SCRIPT = "def process(r):\n    if r['n'] == 5:\n        raise ValueError('five')\n    return r['n'] * 2\n"
 N = 24
-BEGIN = "<!-- trust-table:begin (generated: python -m rqp.ledger.trust_table) -->\n"
-END = "<!-- trust-table:end -->"
 
 
 def _s(x: Any) -> str:
@@ -192,7 +190,7 @@ def test_security_md_holds_the_generated_table():
     shown = text.split(BEGIN, 1)[1].split(END, 1)[0]
     assert shown == render_markdown(), (
         "SECURITY.md's trust table differs from rqp.ledger.trust_table: regenerate it with "
-        "'python -m rqp.ledger.trust_table' and paste it between the markers"
+        "'python -m rqp.ledger.trust_table --write SECURITY.md'"
     )
 
 

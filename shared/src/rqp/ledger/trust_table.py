@@ -6,7 +6,7 @@ Why a table in code: SECURITY.md's promise about Redis writers holds only for va
 looked at. ``tests/security/test_trust_table.py`` runs a workload through every feature and fails
 when Redis holds a key or field no row names, so a new field cannot land without its row; the
 same test checks that SECURITY.md's table is this one (``python -m rqp.ledger.trust_table``
-prints it). ``tests/security/test_redis_fuzz.py`` mutates the rows' keys.
+prints it, ``... --write SECURITY.md`` puts it between the file's markers). ``tests/security/test_redis_fuzz.py`` mutates the rows' keys.
 
 Protection classes:
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["PROTECTIONS", "ROWS", "Row", "find", "render_markdown"]
+__all__ = ["BEGIN", "END", "PROTECTIONS", "ROWS", "Row", "find", "render_markdown", "write_into"]
 
 PROTECTIONS = ("sealed", "signed", "derived", "advisory", "UNPROTECTED")
 
@@ -60,6 +60,10 @@ class Row:
 
     def matches_field(self, field: str) -> bool:
         return re.fullmatch(self.field_re, field) is not None
+
+
+#: an UNPROTECTED row none of issue #22's items 1-5 closes (item 6 names it; someone must decide)
+_NOT_COVERED = "6, not covered by items 1-5"
 
 
 def _w(name: str) -> str:
@@ -159,7 +163,7 @@ ROWS: tuple[Row, ...] = (
         f"{_CLI} audit, {_CLI} results/status of a deleted workload, {_CONSOLE}",
         "who did what, printed as fact", "UNPROTECTED", "2"),
     Row("rqp:rejected", r"rqp:rejected", "list", "", "", f"{_PROC}, {_SCHED}", f"{_CLI} rejected, {_CONSOLE}",
-        "the refused jobs shown (drives no decision; not labelled unverified)", "UNPROTECTED", "2"),
+        "the refused jobs shown (drives no decision; not labelled unverified)", "UNPROTECTED", _NOT_COVERED),
     Row("rqp:outbox", r"rqp:outbox", "hash", "<message id>", _ANY, f"{_PROC}, {_SCHED}", _SCHED,
         "status and event messages published; the payload is sealed to its queue, kind and id", "sealed"),
     Row("rqp:outbox:t", r"rqp:outbox:t", "zset", "", "", f"{_PROC}, {_SCHED}", _SCHED,
@@ -175,7 +179,7 @@ ROWS: tuple[Row, ...] = (
         f"{_SCHED}, {_PROC} (outbox)", f"{_CLI} messages, consumers",
         "status and event messages; the payload is sealed to its queue, kind and id", "sealed"),
     Row("rqp:mq:rqp-metrics", r"rqp:mq:rqp-metrics", "stream", "b", "b", "rqp-metrics-logger", f"{_CLI} metrics",
-        "host metrics samples, shown", "UNPROTECTED", "3"),
+        "host metrics samples, shown", "UNPROTECTED", _NOT_COVERED),
     # ------------------------------------------------------------------ RQ's own keys
     Row("rq:job:<job id>", r"rq:job:.+", "hash", "data", "data", f"{_SCHED} (RQ enqueue)", f"{_PROC} (RQ worker)",
         "which job a worker runs; its sealed spec must be the one in pending/spec (START)", "derived"),
@@ -215,5 +219,29 @@ def render_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+#: where SECURITY.md holds the rendered table
+BEGIN = "<!-- trust-table:begin (generated: python -m rqp.ledger.trust_table) -->\n"
+END = "<!-- trust-table:end -->"
+
+
+def write_into(path: str) -> None:
+    """Replace the table between SECURITY.md's markers with ``render_markdown()``."""
+    from pathlib import Path  # noqa: PLC0415 - only this command needs it
+
+    text = Path(path).read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(
+            f"{path} has no trust-table markers ({BEGIN.strip()} ... {END}); add them where the table goes"
+        )
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    Path(path).write_text(head + BEGIN + render_markdown() + END + tail)
+
+
 if __name__ == "__main__":
-    print(render_markdown(), end="")
+    import sys
+
+    if sys.argv[1:2] == ["--write"] and len(sys.argv) == 3:
+        write_into(sys.argv[2])
+    else:
+        print(render_markdown(), end="")
