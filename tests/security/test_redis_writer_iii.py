@@ -245,3 +245,31 @@ def test_8_a_non_utf8_byte_in_one_workload_breaks_no_listing(world, proc, cli_en
     assert other in capsys.readouterr().out, "one workload's junk hid the others"
     assert isinstance(rqp_main(["status", wid]), int)  # an exit code and a line, not an exception
     assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=UnicodeDecodeError,
+    reason="issue #22 item 7: a value that fails to decode must fail only its workload",
+)
+def test_9_a_non_utf8_byte_in_perf_does_not_kill_the_scheduler(world, proc):
+    """Beyond the issue's seven (``tools/chaos.py --family progress --seed 8``): eight random
+    bytes in a running workload's ``perf`` hash make the scheduler's own step raise
+    ``UnicodeDecodeError`` (its progress event reads ``perf``), which kills
+    ``rqp-scheduler serve`` and every workload it supervises."""
+    wid = world.pack("junk-perf-run", [{"n": i} for i in range(N)])
+    other = world.pack("bystander-2", [{"n": i} for i in range(8)])
+    run, bystander = world.run(wid), world.run(other)
+    run.step()
+    world.work(proc)
+    world.r.hset(Ledger(world.r, wid).k.perf, "first", b"\x85\x85junk")
+    try:
+        for _ in range(50):
+            run._last["progress"] = 0.0  # its progress event is due (every few seconds in service)
+            if run.step():
+                break
+            world.work(proc)
+    except RqpError:
+        pass  # that workload failing loudly is what should happen
+    _to_end(world, bystander, proc)
+    assert read_summary(world.store, bystander.workload).done == 8
