@@ -71,3 +71,25 @@ def test_make_chaos_prints_how_each_run_ended(lab, capsys):
     assert "8 mutations, 4 a run" in out
     tally = next(line for line in out.splitlines() if line.startswith("sealed "))
     assert sum(int(x) for x in tally.split()[1:5]) == 2, tally
+
+
+#: runs ``make chaos`` found BAD in a family that is asserted above (their seeds are not among
+#: the CI seeds): pinned here, strict, until the fix lands -- then drop the mark
+FOUND = [
+    pytest.param(
+        "derived",
+        (70, 89),
+        id="derived-pending-junk",
+        marks=pytest.mark.xfail(
+            strict=True,
+            raises=AssertionError,
+            reason="issue #22 item 7: a pending member that is not a job id kills the scheduler (ValueError)",
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("family", "seeds"), FOUND)
+def test_runs_make_chaos_found_bad_stay_pinned(lab: Any, family: str, seeds: tuple[int, ...]) -> None:
+    bad = [o for o in (chaos.run_case(lab, family, seed, PER_RUN) for seed in seeds) if o.kind == "BAD"]
+    assert not bad, "\n\n".join(o.describe() for o in bad)

@@ -273,3 +273,27 @@ def test_9_a_non_utf8_byte_in_perf_does_not_kill_the_scheduler(world, proc):
         pass  # that workload failing loudly is what should happen
     _to_end(world, bystander, proc)
     assert read_summary(world.store, bystander.workload).done == 8
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ValueError,
+    reason="issue #22 item 7: a value that fails to decode must fail only its workload",
+)
+def test_10_a_pending_member_that_is_no_job_id_does_not_kill_the_scheduler(world, proc):
+    """Beyond the issue's seven (``tools/chaos.py --family derived --seed 70``, and 89):
+    ``ZADD rqp:w:W:pending 0 junk`` -- the scheduler reclaims the "expired" member and
+    ``JobId.parse`` raises ``ValueError``, which kills ``rqp-scheduler serve``."""
+    wid = world.pack("junk-pending", [{"n": i} for i in range(N)])
+    other = world.pack("bystander-3", [{"n": i} for i in range(8)])
+    run, bystander = world.run(wid), world.run(other)
+    run.step()
+    world.work(proc)
+    world.r.zadd(Ledger(world.r, wid).k.pending, {"junk": 0})
+    try:
+        run._reclaim_expired()
+        _to_end(world, run, proc)
+    except RqpError:
+        pass  # that workload failing loudly is what should happen
+    _to_end(world, bystander, proc)
+    assert read_summary(world.store, bystander.workload).done == 8
