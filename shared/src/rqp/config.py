@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_LEASE_SECONDS",
     "DEFAULT_MAX_ATTEMPTS",
+    "DEFAULT_MAX_RESULT_BYTES",
     "DEFAULT_RECORD_TIMEOUT",
     "DEFAULT_REDIS_URL",
     "VALUE_KINDS",
@@ -74,6 +75,10 @@ DEFAULT_STORAGE_RETRY_SECONDS = 300.0
 DEFAULT_RECORD_TIMEOUT = 300.0
 DEFAULT_SCRIPT_MEMORY_MB = 4096
 DEFAULT_SCRIPT_CPU_SECONDS = 3600
+#: the largest result one record may return (its JSON text): a worker holds a few of these at most
+DEFAULT_MAX_RESULT_BYTES = 16 << 20
+#: the smallest RQP_MAX_RESULT_BYTES accepted (error messages and small results must fit)
+MIN_MAX_RESULT_BYTES = 4096
 
 
 def _path_or_none(value: Any) -> Path | None:
@@ -126,6 +131,9 @@ class Settings:
     script_memory_mb: int = DEFAULT_SCRIPT_MEMORY_MB
     #: CPU seconds a script process may use before it is replaced
     script_cpu_seconds: int = DEFAULT_SCRIPT_CPU_SECONDS
+    #: the largest result (JSON text, bytes) one record may return; a larger one fails that record
+    #: alone, for good, so no script can make a worker buffer more than a few of them
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
     #: extra read-only paths for scripts (colon-separated: reference data, models)
     sandbox_read_paths: str = ""
     #: exception types (names, comma-separated: ``KeyError,mylib.BadInput``) that fail a record
@@ -268,6 +276,10 @@ class Settings:
             )
         if self.script_memory_mb < 64 or self.script_cpu_seconds < 1:
             raise ConfigError("RQP_SCRIPT_MEMORY_MB must be at least 64 and RQP_SCRIPT_CPU_SECONDS at least 1")
+        if self.max_result_bytes < MIN_MAX_RESULT_BYTES:
+            raise ConfigError(
+                f"RQP_MAX_RESULT_BYTES must be at least {MIN_MAX_RESULT_BYTES}, got {self.max_result_bytes}"
+            )
         if not 0 <= self.metrics_port < 65536:
             raise ConfigError(f"RQP_METRICS_PORT must be between 0 (off) and 65535, got {self.metrics_port}")
         if not self.metrics_bind.strip():
