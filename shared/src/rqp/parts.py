@@ -74,9 +74,9 @@ class PartWriter:
     upload, no file), then everything goes to an unnamed temporary file, which the kernel removes
     even when the worker is killed. Close it when done (``with``)."""
 
-    def __init__(self, seals: Workload | Seals, budget: int = PART_MEMORY_BYTES, spill_dir: str | None = None) -> None:
+    def __init__(self, seals: Workload | Seals, budget: int | None = None, spill_dir: str | None = None) -> None:
         self.seals = seals
-        self.budget = budget
+        self.budget = PART_MEMORY_BYTES if budget is None else budget
         self.spill_dir = spill_dir
         #: results sealed into the part so far
         self.entries = 0

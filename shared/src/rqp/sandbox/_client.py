@@ -640,7 +640,8 @@ class ScriptHost:
         a death happens in the record in hand (the shared page says which); bytes forged into
         the pipe may have been written during any earlier record, so in a batch of several they
         blame none (``index`` None) and the pool finds the culprit one record at a time. A frame
-        announced over the limit is refused unread and fails the first record it would hold."""
+        announced over the limit is refused unread, the same way, and fails its record
+        ``TOO_LARGE``."""
         in_hand = self._in_hand()
         n = self._batch_size
         # the page is the script's to scribble on: trust it only within what is still open
@@ -653,7 +654,9 @@ class ScriptHost:
             )
         elif what == "too large":
             self._kill()  # its body stays unread in the pipe, which goes with the host
-            index = delivered
+            # an honest host never sends it (it refuses the result itself): like forged bytes it
+            # may come from any open record, so in a batch of several the pool finds which
+            index = delivered if n - delivered == 1 else None
             kind, message = (
                 P.TOO_LARGE,
                 P.too_large(size, self.config.max_result_bytes)
