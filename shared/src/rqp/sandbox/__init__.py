@@ -218,7 +218,7 @@ class ScriptPool:
             batch = todo[:1] if one_by_one else todo
 
             def deliver(start: int, kinds: bytes, values: list[bytes], batch: list[int] = batch) -> None:
-                sink([(batch[start + j], k, v) for j, (k, v) in enumerate(zip(kinds, values, strict=True))])
+                sink(list(zip(batch[start : start + len(values)], kinds, values, strict=True)))
 
             try:
                 host.run([payloads[i] for i in batch], deliver)
