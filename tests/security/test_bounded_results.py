@@ -176,3 +176,16 @@ def test_an_honest_host_never_sends_a_frame_over_the_limit_it_is_held_to():
         pool.close()
     assert all(k == OK for k, _ in got)
     assert got[50][1] == b'"' + b"y" * (limit - 2) + b'"' and got[51][1] == b"51"
+
+
+def test_the_limit_holds_with_the_sandbox_off_too():
+    """``RQP_SANDBOX=false`` runs the same runner inside the role: the same refusal, the same reason."""
+    src = "def process(r):\n    return 'é' * r\n"  # escaped as \\u00e9: 6 bytes a character
+    pool = ScriptPool(SandboxConfig(enabled=False, max_result_bytes=4096), warm=False)
+    try:
+        got = pool.run("w1", src.encode, [b"10", b"700"])
+    finally:
+        pool.close()
+    assert got[0] == (OK, b'"' + b"\\u00e9" * 10 + b'"')
+    assert got[1][0] == TOO_LARGE
+    assert got[1][1].decode().startswith("result is 4202 bytes, over RQP_MAX_RESULT_BYTES (4096); ")
