@@ -133,3 +133,22 @@ def test_sealed_part_decodes_and_opens(packed):
     assert encode_part(entries) == part  # the same layout as sealing one by one
     with pytest.raises(IntegrityError):
         w.open_sealed("result", 4, entries[0][1])
+
+
+def test_a_part_read_in_pieces_of_any_size_gives_the_same_entries():
+    """Consolidation reads parts in pieces (one entry in memory at a time): cut anywhere, the
+    entries are the same; a truncated or foreign part is an IntegrityError."""
+    import pytest
+
+    from rqp.errors import IntegrityError
+    from rqp.parts import decode_part, encode_part, iter_part
+
+    entries = [(i, bytes([i]) * (i * 37 % 300)) for i in range(40)]
+    raw = encode_part(entries)
+    for size in (1, 2, 5, 13, 64, 1000, len(raw)):
+        pieces = [raw[i : i + size] for i in range(0, len(raw), size)]
+        assert list(iter_part(pieces, "p")) == list(decode_part(raw, "p")) == entries
+    with pytest.raises(IntegrityError, match="truncated"):
+        list(iter_part([raw[:-3]], "p"))
+    with pytest.raises(IntegrityError, match="not an rqp result part"):
+        list(iter_part([b"XXXXX" + raw[5:]], "p"))

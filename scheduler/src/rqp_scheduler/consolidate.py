@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from rqp.crypto import aad, decrypt_stream, encrypt_stream
 from rqp.errors import IntegrityError
 from rqp.ledger import ChunkKind, Head, JobId, Ledger, Meta, split_keyed_result
-from rqp.parts import decode_part, part_blob
+from rqp.parts import iter_part, part_blob
 from rqp.status import FAILED, ChunkNote, StatusRecord, plain_float
 from rqp.storage import BlobStore
 from rqp.summary import RESULTS_BLOB, SUMMARY_BLOB, Failure, ResultsInfo, Summary
@@ -159,24 +159,45 @@ def notes(ledger: Ledger, workload: Workload, head: Head, proof: Proof) -> list[
     return out
 
 
-def _part(store: BlobStore, workload: Workload, note: ChunkNote) -> dict[int, bytes]:
+def _entries(store: BlobStore, workload: Workload, note: ChunkNote) -> Iterator[tuple[int, bytes]]:
+    """(record id, sealed result) of ``note``'s job's part, read in pieces: one entry in memory at
+    a time whatever the results' size (``RQP_MAX_RESULT_BYTES`` each)."""
     j = JobId.parse(note.job)
     name = part_blob(workload.id, f"{j.chunk}-{j.gen}")
     try:
-        return dict(decode_part(store.get(name), name))
+        yield from iter_part(store.iter_chunks(name), name)
     except IntegrityError as exc:
         raise StateError(workload.id, str(exc)) from None
 
 
+def _in_order(
+    entries: Iterator[tuple[int, bytes]], wanted: Iterable[int], workload: Workload, chunk: str
+) -> Iterator[tuple[int, bytes]]:
+    """The sealed result of each ``wanted`` id, walking the part once: entries come in the order the
+    chunk ran its records, which is the note's; any out of order (a record re-run alone) wait in a
+    small dict instead of the whole part."""
+    early: dict[int, bytes] = {}
+    for rid in wanted:
+        sealed = early.pop(rid, None)
+        while sealed is None:
+            try:
+                got, value = next(entries)
+            except StopIteration:
+                raise StateError(
+                    workload.id, f"the result of record {rid} is missing from chunk {chunk}'s part"
+                ) from None
+            if got == rid:
+                sealed = value
+            else:
+                early[got] = value
+        yield rid, sealed
+
+
 def _lines(store: BlobStore, workload: Workload, note: ChunkNote) -> Iterator[tuple[int, bytes]]:
     """(record id, result line) of the records ``note`` did, from its job's part, under its job's key."""
-    part = _part(store, workload, note)
     seals = workload.scope(note.job)
     keyed = workload.manifest.id_field is not None
-    for rid in note.done_ids():
-        sealed = part.get(rid)
-        if sealed is None:
-            raise StateError(workload.id, f"the result of record {rid} is missing from chunk {note.chunk}'s part")
+    for rid, sealed in _in_order(_entries(store, workload, note), note.done_ids(), workload, note.chunk):
         try:
             result = seals.open_sealed("result", rid, sealed)
         except IntegrityError:

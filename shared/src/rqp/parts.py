@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import struct
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import IO
 
 from .errors import IntegrityError
 from .storage import BlobStore
 from .workload import Seals, Workload
 
-__all__ = ["PART_MEMORY_BYTES", "PartWriter", "decode_part", "encode_part", "part_blob", "seal_part"]
+__all__ = ["PART_MEMORY_BYTES", "PartWriter", "decode_part", "encode_part", "iter_part", "part_blob", "seal_part"]
 
 #: sealed results a processor holds in memory for one part; past it they spill to a temporary file
 PART_MEMORY_BYTES = 16 << 20
@@ -50,6 +50,33 @@ def seal_part(workload: Workload | Seals, results: list[tuple[int, bytes]]) -> b
     """Seal plaintext results and encode them as a part in one pass (``Workload.seal_packed``
     with the part's entry header): the same bytes as ``encode_part`` of each result sealed."""
     return MAGIC + workload.seal_packed("result", results, header=_ENTRY)
+
+
+def iter_part(chunks: Iterable[bytes], name: str) -> Iterator[tuple[int, bytes]]:
+    """``decode_part`` over a part read in pieces (``BlobStore.iter_chunks``): holds one entry at a
+    time, so a part of large results never sits in memory whole."""
+    buf = bytearray()
+    it = iter(chunks)
+    started = False
+    for piece in it:
+        buf += piece
+        if not started:
+            if len(buf) < len(MAGIC):
+                continue
+            if not buf.startswith(MAGIC):
+                raise IntegrityError(
+                    f"result part {name} is not an rqp result part (bad header): replaced or corrupted"
+                )
+            del buf[: len(MAGIC)]
+            started = True
+        while len(buf) >= _ENTRY.size:
+            rid, n = _ENTRY.unpack_from(buf, 0)
+            if len(buf) < _ENTRY.size + n:
+                break
+            yield rid, bytes(buf[_ENTRY.size : _ENTRY.size + n])
+            del buf[: _ENTRY.size + n]
+    if not started or buf:
+        raise IntegrityError(f"result part {name} is truncated" if started else f"result part {name} is empty")
 
 
 def decode_part(raw: bytes, name: str) -> Iterator[tuple[int, bytes]]:
