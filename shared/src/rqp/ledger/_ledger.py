@@ -607,6 +607,19 @@ class Ledger:
         pipe.execute()
         return len(keys)
 
+    def clear_generation(self) -> int:
+        """Every key of an ended generation, before the next generation of a re-packed workload
+        begins under the same id; how many keys. Kept: the run lock (the scheduler clearing it
+        holds it) and the signed request list (a request for the new generation may already be
+        there; those dated before its manifest's creation are refused by ``rqp.oplog``)."""
+        keep = {self.k.lock.encode(), self.k.control.encode()}
+        keys = [k for k in self.r.scan_iter(match=self.k.prefix + "*", count=1000) if raw(k) not in keep]
+        pipe = self.r.pipeline(transaction=True)
+        for i in range(0, len(keys), 1000):
+            pipe.delete(*keys[i : i + 1000])
+        pipe.execute()
+        return len(keys)
+
     # ------------------------------------------------------------------ the end
     def finish(
         self,
