@@ -99,7 +99,8 @@ class WorkloadRun:
         self.lock.take()
         meta = ctx.ledger.meta()
         head: Head | None = None
-        superseded: Workload | None = None
+        #: the ended generation this one replaces, and its sealed head (``_next_generation``)
+        superseded: tuple[Workload, Head] | None = None
         if meta:
             try:
                 # the workload that was started is the one that resumes: a replaced one is refused,
@@ -138,7 +139,11 @@ class WorkloadRun:
             m = ctx.workload.manifest
             if superseded is not None:
                 # its generation's Redis state goes; its blobs stay readable until this one ends
-                cleared = ctx.ledger.clear_generation()
+                ended = superseded[1]
+                # retry chunks: as many as Redis says, bounded by what the sealed head allows
+                seq = meta.get(Meta.RETRY_SEQ, "")
+                retries = min(int(seq) if seq.isdigit() else 0, ended.enqueued * max(1, ctx.settings.max_attempts))
+                cleared = ctx.ledger.clear_generation(ended.chunks, retries)
                 log.info(
                     "workload %s: a new generation (packed %s) replaces the one that ended; %d keys of that one cleared",
                     ctx.id, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.created)), cleared,
@@ -150,7 +155,7 @@ class WorkloadRun:
             self.finisher.event("started", {"format": m.format, "data_bytes": m.data.plain_size})
             log.info("workload %s: started", ctx.id)
             if superseded is not None:
-                self._shred_if_asked(superseded)
+                self._shred_if_asked(superseded[0])
         else:
             if head.closed:  # finished, and run again by a signed 'rqp retry'
                 try:
@@ -164,7 +169,7 @@ class WorkloadRun:
         self.stream.open()
         return self
 
-    def _next_generation(self, refused: IntegrityError) -> Workload:
+    def _next_generation(self, refused: IntegrityError) -> tuple[Workload, Head]:
         """The previous generation of a workload re-packed after it ended (``rqp pack --replace``:
         ``rqp.workload.supersede``), when the pin in Redis is not the current manifest's; raises
         ``refused`` (the pin's own refusal, with why) unless every check below holds, so that
@@ -203,16 +208,16 @@ class WorkloadRun:
                 f"{refused} (the generation under {SUPERSEDED} is not the one pinned in Redis either)"
             ) from None
         try:
-            closed = Head.open(previous, ctx.ledger.head()).closed
+            head: Head | None = Head.open(previous, ctx.ledger.head())
         except IntegrityError:
-            closed = False
-        if not closed:
+            head = None
+        if head is None or not head.closed:
             raise IntegrityError(f"{refused} (the generation it replaces has not ended: its sealed head is not closed)")
         if not ctx.workload.manifest.created > previous.manifest.created:
             raise IntegrityError(
                 f"{refused} (it was packed before the generation it would replace: an older version put back)"
             )
-        return previous
+        return previous, head
 
     def _shred_if_asked(self, previous: Workload) -> None:
         """``rqp pack --shred-previous``: now that the new generation has started (its pin is in
