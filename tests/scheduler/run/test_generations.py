@@ -221,3 +221,17 @@ def test_shred_previous_drops_the_old_results_and_shreds_its_key_once_the_new_on
     assert not any(n.startswith(SUPERSEDED) for n in _blobs(world, wid))
     _run_on_a_new_processor(world, run)
     assert _results(world, run.workload) == {n: 3 * n for n in range(4)}
+
+
+def test_packing_twice_before_the_new_generation_runs_keeps_the_ended_one(world, proc):
+    """A second ``pack --replace`` before the new generation ran finds no summary: it overwrites
+    that unstarted version and leaves the ended generation under superseded/ as it was."""
+    wid = world.pack("twice", [{"n": n} for n in range(4)])
+    first = _ended(world, proc, wid)
+    _repack(world, wid, [{"n": n} for n in range(2)], DOUBLE)
+    kept = world.store.get(blob_name(wid, SUPERSEDED + "manifest.json"))
+    _repack(world, wid, [{"n": n} for n in range(5)], TRIPLE)
+    assert world.store.get(blob_name(wid, SUPERSEDED + "manifest.json")) == kept == first.manifest.to_json()
+    run = world.run(wid)
+    _run_on_a_new_processor(world, run)
+    assert _results(world, run.workload) == {n: 3 * n for n in range(5)}
