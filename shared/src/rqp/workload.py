@@ -10,6 +10,12 @@ Blobs under ``workloads/<id>/``:
                                    complete)
 * ``parts/<chunk>.<job>``       -- per-chunk encrypted results, written by processors
 * ``results.enc``, ``summary.enc`` -- written by the scheduler when the workload ends
+* ``superseded/``               -- the previous *generation* of a workload re-packed after it
+                                   ended (``rqp pack --replace``): its ``manifest.json``,
+                                   ``key.json``, ``summary.enc`` and ``results.enc``, readable
+                                   (``rqp results``) until the new generation finishes; with
+                                   ``--shred-previous`` only its manifest and key, plus a
+                                   ``shred`` marker (see ``supersede``)
 """
 
 from __future__ import annotations
@@ -48,6 +54,9 @@ from .signing import SIGNATURE_DOMAIN, Signature, SigningKey, TrustStore
 from .storage import BlobStore
 
 __all__ = [
+    "SHRED_BYTES",
+    "SHRED_MARKER",
+    "SUPERSEDED",
     "BlobInfo",
     "Manifest",
     "Seals",
@@ -57,12 +66,26 @@ __all__ = [
     "check_workload_id",
     "new_workload_id",
     "pack",
+    "supersede",
     "verify_signature",
 ]
 
 MANIFEST_FORMAT = "rqp-workload/1"
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 READ_CHUNK = 4 << 20
+
+
+#: where the previous generation of a re-packed workload is kept (``supersede``)
+SUPERSEDED = "superseded/"
+#: the blobs of an ended generation that stay readable, results first and manifest last (its
+#: presence under ``superseded/`` = the generation is complete there)
+_KEPT = ("results.enc", "summary.enc", "key.json", "manifest.json")
+#: what ``--shred-previous`` keeps: only what the scheduler needs to check the new generation
+_KEPT_SHRED = ("key.json", "manifest.json")
+#: under ``superseded/``: the scheduler shreds the kept key once the new generation has started
+SHRED_MARKER = "shred"
+#: minimum size of what overwrites a shredded wrapped key (as ``rqp delete --shred``)
+SHRED_BYTES = 512
 
 
 #: scoped keys kept derived per opened workload (one per chunk or job in hand)
@@ -264,6 +287,46 @@ def check_script_source(source: bytes, name: str, fmt: str) -> None:
         )
 
 
+def supersede(store: BlobStore, workload_id: str, *, shred: bool = False) -> bool:
+    """Before ``rqp pack --replace`` writes a new generation of a workload whose current one has
+    *ended* (its ``summary.enc`` exists): keep that generation under ``superseded/`` -- its
+    manifest, wrapped key, summary and results, streamed -- and delete the rest of it (data,
+    script, result parts, leftovers of a KEK rotation or a retry). True when it did; False (nothing
+    touched) for a workload never packed or not ended, which is overwritten as before and which
+    the scheduler's start pin then refuses while the old one runs.
+
+    The scheduler starts the new generation only if the superseded one is the one Redis pinned and
+    its sealed head is closed (``rqp_scheduler.run.workload_run``); ``rqp results`` reads it while
+    the new one runs, and the finisher deletes it once the new summary is written.
+
+    ``shred`` (``rqp pack --shred-previous``): its results and summary are deleted at once, and
+    only its manifest and wrapped key are kept, with a ``shred`` marker: the packer holds no KEK
+    and cannot check anything, so the scheduler -- which needs that key to tell the new generation
+    from a replay -- overwrites the key with random bytes as soon as the new generation has
+    started (as ``rqp delete --shred``), and no copy of the old ciphertexts opens after that."""
+    if not store.exists(blob_name(workload_id, "summary.enc")):
+        return False
+    old = blob_name(workload_id, SUPERSEDED)
+    for name in list(store.list(old)):  # an earlier superseded generation, or a stale marker
+        store.delete(name)
+    for leaf in _KEPT_SHRED if shred else _KEPT:
+        source = blob_name(workload_id, leaf)
+        if store.exists(source):
+            store.put_stream(old + leaf, store.iter_chunks(source))
+    if shred:
+        store.put(old + SHRED_MARKER, b"shred the wrapped key once the new generation has started\n")
+    # the summary first: a pack that crashes part-way and is run again finds no summary, keeps
+    # the complete copy under superseded/ and overwrites what is left here
+    summary = blob_name(workload_id, "summary.enc")
+    current = [n for n in store.list(blob_name(workload_id, "")) if not n.startswith(old)]
+    current.sort(key=lambda n: n != summary)
+    for name in current:
+        if shred and name.endswith(("key.json", "key.previous.json")):
+            store.put(name, os.urandom(max(SHRED_BYTES, store.size(name))))
+        store.delete(name)
+    return True
+
+
 def pack(
     store: BlobStore,
     keys: KeyProvider,
@@ -279,9 +342,11 @@ def pack(
     signer: SigningKey,
     id_field: str | None = None,
     expires: float | None = None,
+    shred_previous: bool = False,
 ) -> Manifest:
     """Encrypt ``data`` and ``script`` under a fresh data key, upload them (streaming), and sign
-    the manifest and the wrapped key with the submitter's ``signer``."""
+    the manifest and the wrapped key with the submitter's ``signer``. With ``replace``, an ended
+    generation of the same id is kept readable first (``supersede``; ``shred_previous``: shredded)."""
     check_workload_id(workload_id)
     if fmt not in FORMATS:
         raise WorkloadError(f"unknown data format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -291,6 +356,8 @@ def pack(
         )
     script_bytes = b"".join(_read_file(Path(script)))
     check_script_source(script_bytes, str(script), fmt)
+    if replace:
+        supersede(store, workload_id, shred=shred_previous)
     key = new_data_key()
     try:
         infos = {}
@@ -334,37 +401,55 @@ def verify_signature(manifest: Manifest, wrapped: WrappedKey, trust: TrustStore)
 class Workload:
     """An opened workload: signature and manifest verified, data key unwrapped (memory only)."""
 
-    def __init__(self, store: BlobStore, manifest: Manifest, key: bytes, signer: str = "") -> None:
+    def __init__(
+        self, store: BlobStore, manifest: Manifest, key: bytes, signer: str = "", generation: str = ""
+    ) -> None:
         self.store = store
         self.manifest = manifest
         self.id = manifest.workload
         self.key = key
         self.signer = signer
+        #: "" for the current generation, ``SUPERSEDED`` for the previous one of a re-packed
+        #: workload (its manifest, key, summary and results live there; nothing else does)
+        self.generation = generation
         #: values sealed under the data key itself (specs, notes, statuses, messages, the pin)
         self.seals = Seals(key, self.id)
         self._scopes: OrderedDict[str, Seals] = OrderedDict()
 
+    def blob(self, leaf: str) -> str:
+        """The name of this generation's blob ``leaf`` (``summary.enc``, ``results.enc``...)."""
+        return blob_name(self.id, self.generation + leaf)
+
     @classmethod
-    def open(cls, store: BlobStore, keys: KeyProvider, workload_id: str, trust: TrustStore) -> Workload:
-        """Read, check the submitter's signature *before* unwrapping anything, unwrap, verify."""
+    def open(
+        cls, store: BlobStore, keys: KeyProvider, workload_id: str, trust: TrustStore, generation: str = ""
+    ) -> Workload:
+        """Read, check the submitter's signature *before* unwrapping anything, unwrap, verify.
+        ``generation=SUPERSEDED``: the previous generation of a re-packed workload, under the same
+        checks (``WorkloadError`` when there is none)."""
         check_workload_id(workload_id)
+        if generation not in ("", SUPERSEDED):
+            raise WorkloadError(
+                f"unknown generation {generation!r} of workload {workload_id}; use '' or {SUPERSEDED!r}"
+            )
+        what = f"workload {workload_id}" if not generation else f"the superseded generation of workload {workload_id}"
         try:
-            raw = store.get(blob_name(workload_id, "manifest.json"))
+            raw = store.get(blob_name(workload_id, generation + "manifest.json"))
         except BlobNotFoundError:
+            if generation:
+                raise WorkloadError(f"{what} is not in {store.location}: it was not re-packed after it ended") from None
             raise WorkloadError(
                 f"workload {workload_id} not found in {store.location}; pack it with 'rqp pack' or check RQP_BLOB_URL"
             ) from None
         manifest = Manifest.from_json(raw, workload_id)
         try:
-            wrapped = WrappedKey.from_json(store.get(blob_name(workload_id, "key.json")))
+            wrapped = WrappedKey.from_json(store.get(blob_name(workload_id, generation + "key.json")))
         except BlobNotFoundError:
-            raise IntegrityError(
-                f"key.json of workload {workload_id} is missing from {store.location}; re-pack the workload"
-            ) from None
+            raise IntegrityError(f"key.json of {what} is missing from {store.location}; re-pack the workload") from None
         signer = verify_signature(manifest, wrapped, trust)
         key = keys.unwrap(wrapped)
         manifest.verify(key)
-        return cls(store, manifest, key, signer)
+        return cls(store, manifest, key, signer, generation)
 
     def check_runnable(self, now: float) -> None:
         """Refuse to start or run a workload whose signature has expired (``rqp pack --expires``)."""

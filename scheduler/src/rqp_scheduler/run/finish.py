@@ -1,11 +1,13 @@
 """Finishing and announcing: the workload's events (started, progress, failed, done, cancelled),
 failing it as a whole, and -- once every record is done or failed, or a cancel has drained -- its
-results consolidated into the sealed summary."""
+results consolidated into the sealed summary (and the previous generation of a re-packed workload,
+kept readable until then, deleted)."""
 
 from __future__ import annotations
 
 import base64
 import logging
+import os
 import time
 
 from rqp.errors import RqpError
@@ -13,6 +15,7 @@ from rqp.ledger import Head, State, flush_outbox, outbox_add, publish_outbox
 from rqp.messages import make_envelope
 from rqp.status import read_progress
 from rqp.summary import Summary
+from rqp.workload import SHRED_BYTES, SHRED_MARKER, SUPERSEDED, blob_name
 
 from ..consolidate import consolidate
 from .context import RunContext
@@ -71,6 +74,22 @@ class Finisher:
         self.event("failed", {"error": error}, durable=True)
         ctx.ledger.release_lock(ctx.me)
 
+    def drop_superseded(self) -> None:
+        """The previous generation of a re-packed workload (``rqp.workload.supersede``) was kept
+        readable until this one's summary is written: now it goes -- its wrapped key shredded
+        first when the packer asked for that (``--shred-previous``)."""
+        ctx = self.ctx
+        prefix = blob_name(ctx.id, SUPERSEDED)
+        names = list(ctx.store.list(prefix))
+        if not names:
+            return
+        if prefix + SHRED_MARKER in names and prefix + "key.json" in names:
+            key = prefix + "key.json"
+            ctx.store.put(key, os.urandom(max(SHRED_BYTES, ctx.store.size(key))))
+        for name in names:
+            ctx.store.delete(name)
+        log.info("workload %s: its superseded generation was deleted (this one's results replace it)", ctx.id)
+
     def finish(self, cancelled: bool = False) -> Summary:
         """Consolidate the results, write the summary, close the head, announce the end and
         release the lock."""
@@ -83,6 +102,7 @@ class Finisher:
         summary = consolidate(
             ctx.ledger, ctx.store, ctx.workload, head, keep_parts=ctx.settings.keep_parts, cancelled=cancelled
         )
+        self.drop_superseded()
         closed = Head(head.enqueued, head.chunks, head.total, head.round, closed=True)
         ctx.ledger.finish(
             finished_at=summary.finished_at, results_sha256=summary.results.sha256,

@@ -8,6 +8,7 @@ does a bounded amount of work and returns -- enqueue, due retries, reclaim, hous
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,7 @@ from rqp.backends import Backends
 from rqp.errors import IntegrityError, RqpError, ScriptError, StorageUnavailableError
 from rqp.ledger import Control, Head, Ledger, Meta, State, flush_outbox, record_rejection
 from rqp.summary import Summary
-from rqp.workload import Workload
+from rqp.workload import SHRED_BYTES, SHRED_MARKER, SUPERSEDED, Workload, blob_name
 
 from ..consolidate import StateError
 from .context import RunContext
@@ -98,13 +99,20 @@ class WorkloadRun:
         self.lock.take()
         meta = ctx.ledger.meta()
         head: Head | None = None
+        #: the ended generation this one replaces, and its sealed head (``_next_generation``)
+        superseded: tuple[Workload, Head] | None = None
         if meta:
             try:
-                # the workload that was started is the one that resumes: a replaced one is refused
-                ctx.workload.check_pin(ctx.ledger.pin())
+                # the workload that was started is the one that resumes: a replaced one is refused,
+                # unless it is the next generation of one that ended (``_next_generation``)
+                try:
+                    ctx.workload.check_pin(ctx.ledger.pin())
+                except IntegrityError as refused:
+                    superseded = self._next_generation(refused)
             except RqpError:
                 self.lock.release()
                 raise
+        if meta and superseded is None:
             try:
                 head = ctx.read_head()
             except IntegrityError as exc:
@@ -129,12 +137,25 @@ class WorkloadRun:
             raise
         if head is None:
             m = ctx.workload.manifest
+            if superseded is not None:
+                # its generation's Redis state goes; its blobs stay readable until this one ends
+                ended = superseded[1]
+                # retry chunks: as many as Redis says, bounded by what the sealed head allows
+                seq = meta.get(Meta.RETRY_SEQ, "")
+                retries = min(int(seq) if seq.isdigit() else 0, ended.enqueued * max(1, ctx.settings.max_attempts))
+                cleared = ctx.ledger.clear_generation(ended.chunks, retries)
+                log.info(
+                    "workload %s: a new generation (packed %s) replaces the one that ended; %d keys of that one cleared",
+                    ctx.id, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.created)), cleared,
+                )  # fmt: skip
             ctx.ledger.begin(
                 now=time.time(), fmt=m.format, scheduler=ctx.me, max_attempts=ctx.settings.max_attempts,
                 pin=ctx.workload.seal_pin(), signer=ctx.workload.signer, head=Head().seal(ctx.workload),
             )  # fmt: skip
             self.finisher.event("started", {"format": m.format, "data_bytes": m.data.plain_size})
             log.info("workload %s: started", ctx.id)
+            if superseded is not None:
+                self._shred_if_asked(superseded[0])
         else:
             if head.closed:  # finished, and run again by a signed 'rqp retry'
                 try:
@@ -147,6 +168,70 @@ class WorkloadRun:
         self.stream.source = source
         self.stream.open()
         return self
+
+    def _next_generation(self, refused: IntegrityError) -> tuple[Workload, Head]:
+        """The previous generation of a workload re-packed after it ended (``rqp pack --replace``:
+        ``rqp.workload.supersede``), when the pin in Redis is not the current manifest's; raises
+        ``refused`` (the pin's own refusal, with why) unless every check below holds, so that
+        neither a Redis writer nor a blob writer can use it to replace a running workload or to
+        run an old version again:
+
+        * the superseded generation opens under the same checks as any workload (a trusted,
+          unrevoked submitter's signature over its manifest and wrapped key; the KEK unwraps it;
+          its MAC): a blob writer cannot make one up.
+        * **its** pin is the one Redis holds (sealed under its data key): it is the generation
+          this scheduler started. A blob writer who puts an older signed generation under
+          ``superseded/`` while another runs has the wrong pin; a Redis writer cannot seal one.
+        * its sealed head in Redis is **closed**: that generation ended. A running (or paused,
+          or failed-while-reading) one is never replaced, even by its genuine next version --
+          the pin keeps refusing it, as before generations existed. A Redis writer cannot close
+          a head (sealed); putting back an older closed head of the same generation only
+          restarts the current one from scratch, as deleting its keys already does.
+        * the current manifest was created **after** the superseded one: a blob writer who swaps
+          an ended generation under ``superseded/`` and an older signed version (or the
+          generation before it) back as current does not get that older version run again.
+
+        Then the current manifest is a new generation: its Redis state is cleared and it starts
+        fresh, with a new pin."""
+        ctx = self.ctx
+        b = ctx.backends
+        if not ctx.store.exists(blob_name(ctx.id, SUPERSEDED + "manifest.json")):
+            raise refused  # re-packed while unfinished (or put back): today's refusal, word for word
+        try:
+            previous = Workload.open(ctx.store, b.keys, ctx.id, b.trust, generation=SUPERSEDED)
+        except RqpError as exc:
+            raise IntegrityError(f"{refused} (the generation under {SUPERSEDED} does not open: {exc})") from None
+        try:
+            previous.check_pin(ctx.ledger.pin())
+        except IntegrityError:
+            raise IntegrityError(
+                f"{refused} (the generation under {SUPERSEDED} is not the one pinned in Redis either)"
+            ) from None
+        try:
+            head: Head | None = Head.open(previous, ctx.ledger.head())
+        except IntegrityError:
+            head = None
+        if head is None or not head.closed:
+            raise IntegrityError(f"{refused} (the generation it replaces has not ended: its sealed head is not closed)")
+        if not ctx.workload.manifest.created > previous.manifest.created:
+            raise IntegrityError(
+                f"{refused} (it was packed before the generation it would replace: an older version put back)"
+            )
+        return previous, head
+
+    def _shred_if_asked(self, previous: Workload) -> None:
+        """``rqp pack --shred-previous``: now that the new generation has started (its pin is in
+        Redis, the previous one's key is no longer needed to tell it apart), overwrite the previous
+        generation's wrapped key with random bytes and delete what is left of it."""
+        store = self.ctx.store
+        if not store.exists(previous.blob(SHRED_MARKER)):
+            return
+        key = previous.blob("key.json")
+        if store.exists(key):
+            store.put(key, os.urandom(max(SHRED_BYTES, store.size(key))))
+        for name in list(store.list(previous.blob(""))):
+            store.delete(name)
+        log.info("workload %s: the superseded generation's data key was shredded", self.ctx.id)
 
     def _ended(self, shown: str) -> None:
         """The workload's sealed head says it ended: nothing to schedule. When Redis shows it as

@@ -1,5 +1,6 @@
 """``rqp results``: a workload's results (or its failed records), checked against the signed
-summary and decrypted, as JSON Lines or CSV."""
+summary and decrypted, as JSON Lines or CSV. A workload re-packed after it ended shows its
+previous generation's until the new one finishes (``rqp.workload.supersede``)."""
 
 from __future__ import annotations
 
@@ -9,37 +10,49 @@ import hashlib
 import io
 import json
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import asdict
 
-from ..backends import Backends
+from ..backends import Backends, check_tombstone
 from ..crypto import aad, decrypt_stream
 from ..errors import BlobNotFoundError, IntegrityError, RqpError, WorkloadError
 from ..jsonsafe import result_line
 from ..ledger import Ledger
 from ..status import StatusRecord, read_progress
 from ..storage import BlobStore
-from ..summary import Failure, read_summary
-from ..workload import Workload
+from ..summary import SUMMARY_BLOB, Failure, Summary, read_summary
+from ..workload import SUPERSEDED, Workload, blob_name
 from .context import backends, open_workload
 from .formatting import FINISHED_STATES
 from .status import unseal_error
 
-__all__ = ["cmd_results", "read_results", "register"]
+__all__ = ["cmd_results", "generation_summary", "read_results", "register", "superseded"]
+
+
+def generation_summary(store: BlobStore, workload: Workload) -> Summary:
+    """The summary of ``workload``'s generation: the current one's (``rqp.summary.read_summary``)
+    or, for the superseded generation of a re-packed workload, the one kept beside it."""
+    if not workload.generation:
+        return read_summary(store, workload)
+    raw = store.get(workload.blob(SUMMARY_BLOB))
+    return Summary.from_json(workload.open_sealed("summary", "", raw), workload.id)
 
 
 def read_results(store: BlobStore, workload: Workload) -> Iterator[bytes]:
     """Yield result lines (bytes, JSON) after checking the results blob against the summary."""
-    info = read_summary(store, workload).results
-    if store.size(info.blob) != info.size:
+    info = generation_summary(store, workload).results
+    # a superseded generation's results were moved beside its summary (``rqp.workload.supersede``)
+    blob = info.blob if not workload.generation else workload.blob(info.blob.rpartition("/")[2])
+    if store.size(blob) != info.size:
         raise IntegrityError(
-            f"results of workload {workload.id} are {store.size(info.blob)} bytes but the summary says {info.size}: truncated or replaced"
+            f"results of workload {workload.id} are {store.size(blob)} bytes but the summary says {info.size}: truncated or replaced"
         )
     rest = b""
     digest = hashlib.sha256()
 
     def hashed() -> Iterator[bytes]:
-        for c in store.iter_chunks(info.blob):
+        for c in store.iter_chunks(blob):
             digest.update(c)
             yield c
 
@@ -103,6 +116,22 @@ def _failures_so_far(b: Backends, workload: Workload) -> list[Failure]:
     return out
 
 
+def superseded(b: Backends, workload: Workload) -> Workload | None:
+    """The previous generation of ``workload`` when it was re-packed after it ended and the new
+    generation has not finished (``rqp.workload.supersede``), opened under the same checks as any
+    workload; None when there is none, or it was shredded (``--shred-previous``)."""
+    store = b.blobs
+    if not store.exists(blob_name(workload.id, SUPERSEDED + SUMMARY_BLOB)):
+        return None
+    previous = Workload.open(store, b.keys, workload.id, b.trust, generation=SUPERSEDED)
+    check_tombstone(b.redis, previous)
+    return previous
+
+
+def _stamp(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
 def cmd_results(args: argparse.Namespace) -> int:
     b = backends(args)
     store = b.blobs
@@ -110,9 +139,22 @@ def cmd_results(args: argparse.Namespace) -> int:
     try:
         failures = read_summary(store, workload).failures
     except BlobNotFoundError as exc:
-        if not args.failed:
+        previous = superseded(b, workload)
+        if previous is not None:
+            # re-packed after it ended: the previous generation's results stay what it shows
+            # until the new one finishes (said on stderr: stdout is the results alone)
+            print(
+                f"workload {workload.id}: its new generation (packed {_stamp(workload.manifest.created)}) has not "
+                f"finished; showing the previous generation (packed {_stamp(previous.manifest.created)}, signed by "
+                f"{previous.signer})",
+                file=sys.stderr,
+            )
+            workload = previous
+            failures = generation_summary(store, workload).failures
+        elif not args.failed:
             raise _no_results(b, args.workload, exc) from None
-        failures = _failures_so_far(b, workload)  # still running: what has failed until now
+        else:
+            failures = _failures_so_far(b, workload)  # still running: what has failed until now
     keyed = workload.manifest.id_field is not None
     out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115 - closed below, unless stdout
     try:

@@ -71,6 +71,9 @@ def cmd_pack(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
+    if args.shred_previous and not args.replace:
+        raise WorkloadError("--shred-previous shreds the generation --replace supersedes; pass --replace too")
+    ended = args.replace and store.exists(blob_name(wid, "summary.enc"))
     m = pack(
         store,
         keys,
@@ -84,9 +87,22 @@ def cmd_pack(args: argparse.Namespace) -> int:
         signer=signer,
         id_field=args.id_field,
         expires=time.time() + args.expires if args.expires else None,
+        shred_previous=args.shred_previous,
     )
     if show:
         print(file=sys.stderr)
+    if ended and args.shred_previous:
+        print(
+            f"rqp: the ended generation of {wid} was superseded: its results are deleted, and its data key is "
+            f"shredded when the new generation starts",
+            file=sys.stderr,
+        )
+    elif ended:
+        print(
+            f"rqp: the ended generation of {wid} was superseded: 'rqp results {wid}' shows its results until the "
+            f"new generation finishes",
+            file=sys.stderr,
+        )
     if m.data.plain_size == 0:
         print(f"rqp: warning: {args.data} is empty: workload {wid} has no records to process", file=sys.stderr)
     if args.priority:
@@ -216,7 +232,19 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "--signing-key",
         help="your Ed25519 signing key PEM (default: RQP_SIGNING_KEY_FILE, or RQP_SIGNING_KEY_VAULT_ID)",
     )
-    p.add_argument("--replace", action="store_true", help="overwrite an existing workload of that id")
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="pack a new version of an existing workload of that id: one that ended starts a new generation "
+        "(its results stay readable until the new one finishes); one that has not ended is overwritten, and "
+        "the scheduler refuses it while the old one runs",
+    )
+    p.add_argument(
+        "--shred-previous",
+        action="store_true",
+        help="with --replace: delete the ended generation's results and shred its data key (once the new "
+        "generation starts) instead of keeping them readable",
+    )
     p.add_argument(
         "--expires",
         type=duration,

@@ -20,6 +20,7 @@ from redis.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
 from ._codecs import (
+    ChunkKind,
     Control,
     Counters,
     Head,
@@ -30,6 +31,7 @@ from ._codecs import (
     Priority,
     RetryEntry,
     State,
+    chunk_name,
     decode_pin,
     encode_pin,
     join_ids,
@@ -606,6 +608,25 @@ class Ledger:
         pipe.hdel(PRIORITIES, self.id)
         pipe.execute()
         return len(keys)
+
+    def clear_generation(self, data_chunks: int, retry_chunks: int) -> int:
+        """Every key of an ended generation, before the next generation of a re-packed workload
+        begins under the same id; how many there were. Kept: the run lock (the scheduler clearing
+        it holds it) and the signed request list (a request for the new generation may already be
+        there; those dated before its manifest's creation are refused by ``rqp.oplog``).
+
+        The per-chunk record keys are named, not scanned (the scheduler's Redis user has no
+        SCAN): ``data_chunks`` data chunks (the ended generation's sealed head says how many) and
+        ``retry_chunks`` retry chunks -- left over, one of them would make the new generation's
+        enqueue skip its own chunk of that name as already queued."""
+        kept = {self.k.lock, self.k.control}
+        names = [k for k in self.k.all() if k not in kept]
+        names += [self.k.chunk(chunk_name(ChunkKind.DATA, i)) for i in range(data_chunks)]
+        names += [self.k.chunk(chunk_name(ChunkKind.RETRY, i)) for i in range(retry_chunks)]
+        pipe = self.r.pipeline(transaction=True)
+        for i in range(0, len(names), 1000):
+            pipe.delete(*names[i : i + 1000])
+        return sum(int(n) for n in pipe.execute())
 
     # ------------------------------------------------------------------ the end
     def finish(
