@@ -4,6 +4,8 @@ new one, instead of failing every record as 'forged, altered or replayed'."""
 
 from __future__ import annotations
 
+import json
+
 from world import world  # noqa: F401 - fixture
 
 from rqp import control
@@ -18,10 +20,17 @@ def test_a_deleted_and_repacked_id_runs_on_a_processor_that_knew_the_old_one(wor
         first = read_progress(world.r, wid)
         assert first is not None and (first.done, first.failed) == (6, 0)
         control.delete(world.r, world.store, world.signer.key, wid, "alice@host")
-        world.pack(wid, [{"n": n} for n in range(10)])  # new data, new key, same id
+        # new data, new script, new key, same id: the worker's warm script host must not run the old one
+        world.pack(wid, [{"n": n} for n in range(10)], script="def process(r):\n    return r['n'] * 3\n")
         world.run_to_end(world.run(wid), proc)
         again = read_progress(world.r, wid)
         assert again is not None and (again.state, again.done, again.failed) == ("done", 10, 0), world.refused
         assert world.refused == []
+        from rqp.cli.results import read_results
+        from rqp.workload import Workload
+
+        w = Workload.open(world.store, world.keys, wid, world.trust())
+        results = {doc["id"]: doc["result"] for doc in map(json.loads, read_results(world.store, w))}
+        assert results == {n: n * 3 for n in range(10)}  # the new script, not the old one's n * 2
     finally:
         proc.pool.close()

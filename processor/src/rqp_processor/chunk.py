@@ -193,6 +193,7 @@ class ChunkProcessor:
                 fresh = self.contexts.replaced(ctx)  # the id re-packed since this worker opened it?
                 if fresh is None:
                     raise
+                self.pool.forget(workload_id)  # its warm script host holds the old script
                 ctx, workload = fresh, fresh.workload
                 spec = open_spec(workload, jid, sealed)
             parsed = JobId.parse(jid)
