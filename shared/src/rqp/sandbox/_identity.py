@@ -16,10 +16,20 @@ from __future__ import annotations
 import os
 import stat
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_SANDBOX_GID", "DEFAULT_SANDBOX_UID", "Identity", "can_set_ids", "parse_uid", "plan"]
+__all__ = [
+    "DEFAULT_SANDBOX_GID",
+    "DEFAULT_SANDBOX_UID",
+    "Identity",
+    "can_set_ids",
+    "kill_as",
+    "parse_uid",
+    "plan",
+    "run_as",
+]
 
 #: "nobody": owns no file of a role (``RQP_SANDBOX_UID`` chooses another, ``off`` keeps the role's)
 DEFAULT_SANDBOX_UID = 65534
@@ -103,3 +113,44 @@ def plan(wanted: tuple[int, int] | None, needs: list[str]) -> Identity:
         if blocked is not None:
             return Identity(None, None, f"uid {uid} cannot reach {path} ({blocked} is not searchable by it)")
     return Identity(uid, gid)
+
+
+def run_as(uid: int, gid: int, action: Callable[[], bytes]) -> bytes | None:
+    """Run ``action`` in a forked child that has become ``uid``/``gid`` with no groups; what it
+    returned, or None when it could not (no ``CAP_SETUID``/``CAP_SETGID``, or ``action`` failed).
+
+    What a role without ``CAP_CHOWN``/``CAP_KILL`` does to its hosts' things as their uid: make
+    and remove their scratch directories, signal them. A fork, not a new interpreter: the child
+    only calls into the kernel (no lock another thread may hold)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child (its result crosses the pipe)
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+            os.write(w, b"+" + action())
+        except BaseException:  # noqa: BLE001 - the parent sees no "+": that is the failure
+            pass
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        out = f.read()
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass  # reaped by someone else: the pipe already said how it went
+    return out[1:] if out.startswith(b"+") else None
+
+
+def kill_as(uid: int, gid: int, pgid: int, sig: int) -> bool:
+    """Send ``sig`` to process group ``pgid`` as ``uid`` (a role may not signal another uid's
+    processes without ``CAP_KILL``); True when it was sent."""
+
+    def send() -> bytes:
+        os.killpg(pgid, sig)
+        return b""
+
+    return run_as(uid, gid, send) is not None
