@@ -10,13 +10,16 @@
 #   keeping just those two capabilities as ambient ones, so it can start each script process
 #   under RQP_SANDBOX_UID (65534), which owns nothing; the script process drops them too.
 #   `docker compose exec scheduler rqp ...` goes through here as well: never root.
-# * Started as root without those two: refused, with the fix.
+# * Started as root with CAP_DAC_OVERRIDE (the engine's default capabilities, `--user 0:0`: an
+#   administrator's one-off container such as compose/init-secrets.sh's): runs as it is.
+# * Started as root without CAP_SETUID and CAP_SETGID: refused, with the fix.
 set -eu
 name=${0##*/}
 prog=/opt/rqp/bin/$name
 [ "$name" != as-role ] || { echo "as-role: call it through one of its links (rqp, rqp-processor, ...)" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || exec "$prog" "$@"
 eff=$(sed -n 's/^CapEff:[[:space:]]*//p' /proc/self/status)
+[ $((0x$eff & 0x2)) -eq 0 ] || exec "$prog" "$@"
 if [ $((0x$eff & 0xc0)) -ne $((0xc0)) ]; then
   echo "$name: started as root without CAP_SETUID and CAP_SETGID: give the container cap_add: [SETUID, SETGID] (as compose/ does), or run it as the role's uid (user: \"10001:10001\"; scripts then keep that uid)" >&2
   exit 1

@@ -385,11 +385,12 @@ ok "in the containers a script runs as uid/gid 65534 with no group, reads no sec
 # only, in a directory of uid 65534 the role itself cannot open; nowhere on the container's disk
 for id in $($C ps -q processor); do
   idx=$($ENGINE inspect -f '{{index .Config.Labels "com.docker.compose.container-number"}}' "$id")
+  # shellcheck disable=SC2016  # the container shell expands them
   out=$($C exec -T -u 10001:10001 --index "$idx" processor sh -c '
     stat -L -c "%n %u %a" /run/secrets/kek /run/secrets/redis_processor_password
     awk "\$2 == \"/tmp\" {print \"tmp\", \$3, \$4}" /proc/mounts
     find / /data/blobs -xdev \( -name "rqp-script-*" -o -name "insider-plaintext-*" \) 2>/dev/null | sed "s/^/on disk: /"
-    for d in /tmp/rqp-script-*; do [ ! -e "$d" ] || stat -c "scratch %u %a" "$d"; done
+    for d in /tmp/rqp-script-*; do [ ! -e "$d" ] || stat -c "scratch-dir %u %a" "$d"; done
     for d in /tmp/rqp-script-*; do [ ! -e "$d" ] || ls "$d" >/dev/null 2>&1 || echo "scratch unreadable by the role"; done
     true' 2>&1)
   python3 - "$out" <<'EOF' || fail "processor container $id: secret files changed, /tmp not a bounded tmpfs, or scratch on disk: $out"
@@ -399,8 +400,8 @@ assert "/run/secrets/kek 10001 400" in lines and "/run/secrets/redis_processor_p
 tmp = [line.split() for line in lines if line.startswith("tmp ")]
 assert tmp and tmp[0][1] == "tmpfs" and "size=" in tmp[0][2], f"/tmp: {tmp}"
 assert not [line for line in lines if line.startswith("on disk: ")], lines
-scratch = [line for line in lines if line.startswith("scratch ")]
-assert all(line == "scratch 65534 700" for line in scratch), scratch
+scratch = [line for line in lines if line.startswith("scratch-dir ")]
+assert all(line == "scratch-dir 65534 700" for line in scratch), scratch
 assert lines.count("scratch unreadable by the role") == len(scratch), lines
 print(f"    {len(scratch)} scratch directories of uid 65534 on /tmp ({tmp[0][2]})")
 EOF
@@ -666,6 +667,10 @@ grep -qE "^Name:[[:space:]]+redis-server\$" <<<"$st" || fail "PID 1 of the Redis
 ok "Redis: published only on REDIS_BIND ($HOST_IP), read-only root file system, redis-server as uid 10002 with no capability, no_new_privs"
 
 in_processor=$($CP exec -T processor ls /run/secrets | tr '\n' ' ')
+for c in "$CP" "$CS"; do
+  line=$($c logs --no-color 2>&1 | grep -m1 "sandbox:" || true)
+  case "$line" in *"own uid 65534"*) ;; *) fail "on the two VMs, a role's script processes do not run under their own uid: ${line:-no protections line}" ;; esac
+done
 [ "$in_processor" = "azure_conn kek redis_ca redis_processor_password trusted_signers " ] || fail "the processor VM's containers hold other secrets: $in_processor"
 
 W4="${W}-vms"
