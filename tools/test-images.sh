@@ -445,6 +445,7 @@ for svc in scheduler processor metrics-logger console; do
     # every process but the init: the role as uid 10001 (with CAP_SETUID/CAP_SETGID only where
     # it starts script processes), script processes as uid 65534 with no capability
     idx=$($ENGINE inspect -f '{{index .Config.Labels "com.docker.compose.container-number"}}' "$id")
+    # shellcheck disable=SC2016  # the container shell expands them
     procs=$($C exec -T -u 10001:10001 --index "$idx" "$svc" sh -c \
       'for f in /proc/[0-9]*/status; do awk "/^(Pid|Name|Uid|CapEff):/ {printf \"%s \", \$2} END {print \"\"}" "$f" 2>/dev/null; done' 2>&1)
     python3 - "$svc" "$procs" <<'EOF' || fail "$svc container $id: a process runs as another uid or with other capabilities: $procs"
