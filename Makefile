@@ -6,12 +6,13 @@ PIP    := $(PY) -m pip
 ENGINE ?= docker
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: help venv install dev demo test test-fast lint images test-images wheels bench soak scale clean audit push test-vms check-deploy
+.PHONY: help venv install dev demo test test-fast fuzz lint images test-images wheels bench soak scale clean audit push test-vms check-deploy
 
 help:
 	@echo "make demo         encrypted 10,000-record workload end to end on this machine"
 	@echo "make test         the whole test suite against real servers"
 	@echo "make lint         ruff (check, format) and mypy on the five packages"
+	@echo "make fuzz         the readers' and result encoder's property tests, 20,000 examples each (CI runs 200)"
 	@echo "make images       container images per role (ENGINE=docker|podman)"
 	@echo "make test-images  the all-in-one Compose stack, scaled, with a real workload"
 	@echo "make push         tag and push the role images: make push REGISTRY=host:port/prefix"
@@ -54,6 +55,10 @@ lint: dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy -p rqp -p rqp_scheduler -p rqp_processor -p rqp_metrics -p rqp_console
+
+# the property tests of tests/shared/test_parsing_properties.py, for longer: HYPOTHESIS_PROFILE picks the profile
+fuzz: dev
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/shared/test_parsing_properties.py -q -p no:cacheprovider --hypothesis-show-statistics
 
 test-fast: dev .tools/.redis-tls
 	$(PY) -m pytest tests -q -x -p no:cacheprovider --ignore=tests/shared/azure

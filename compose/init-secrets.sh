@@ -16,6 +16,17 @@
 #   DIR/signer.pub.pem      its public half
 #   DIR/trusted_signers.pem the public keys whose workloads the scheduler and processors run (starts
 #                           as signer.pub.pem; append more submitters' .pub.pem files to it)
+#   DIR/operator.pem        the admins' operator key (`rqp keygen --operator`): signs pause, resume,
+#                           cancel, retry, priority and delete typed at `rqp` (RQP_OPERATOR_KEY_FILE);
+#                           whoever administers keeps it; it never goes to the VMs
+#   DIR/operator.pub.pem    its public half
+#   DIR/console_operator.pem     the web console's own operator key: it signs the console's actions
+#                           on behalf of the logged-in person (RQP_CONSOLE_OPERATOR_KEY_FILE); the
+#                           console only
+#   DIR/console_operator.pub.pem its public half
+#   DIR/trusted_operators.pem   the operators whose signed requests the roles obey
+#                           (RQP_TRUSTED_OPERATORS_FILE: the scheduler, the console, the CLI); starts
+#                           as operator.pub.pem + console_operator.pub.pem; append more .pub.pem files
 #   DIR/redis_<role>_password   one Redis password per role (64 hex characters): scheduler,
 #                           processor, metrics, submitter, console (read-only) and
 #                           console_actions (`rqp redis-acl init`)
@@ -69,23 +80,27 @@ $ENGINE run --rm --network none --user 0:0 --entrypoint /bin/sh -v "$DIR:/keys" 
   if [ ! -e kek.pem ]; then rqp keygen --out kek.pem --public-out kek.pub.pem >/dev/null; made="$made kek.pem kek.pub.pem"; fi
   if [ ! -e signer.pem ]; then rqp keygen --signing --out signer.pem --public-out signer.pub.pem >/dev/null; made="$made signer.pem signer.pub.pem"; fi
   if [ ! -e trusted_signers.pem ]; then { echo "# submitter made by init-secrets.sh"; cat signer.pub.pem; } > trusted_signers.pem; made="$made trusted_signers.pem"; fi
+  if [ ! -e operator.pem ]; then rqp keygen --operator --out operator.pem --public-out operator.pub.pem >/dev/null; made="$made operator.pem operator.pub.pem"; fi
+  if [ ! -e console_operator.pem ]; then rqp keygen --operator --out console_operator.pem --public-out console_operator.pub.pem >/dev/null; made="$made console_operator.pem console_operator.pub.pem"; fi
+  if [ ! -e trusted_operators.pem ]; then { echo "# operators made by init-secrets.sh: the admins, then the console"; cat operator.pub.pem console_operator.pub.pem; } > trusted_operators.pem; made="$made trusted_operators.pem"; fi
   if [ ! -e console_password ]; then python3 -c "import secrets; print(secrets.token_hex(32))" > console_password; made="$made console_password"; fi
   if [ ! -e azure_conn ]; then : > azure_conn; made="$made azure_conn"; fi
   # Redis: a password per role, the CA and the server certificate, the ACL file (rqp.redis_acl)
   redis_made=$(rqp redis-acl init /keys "$@")
   made="$made${redis_made:+ $redis_made}"
-  chown 10001:10001 kek.pem signer.pem console_password azure_conn redis_*_password
-  chmod 0400 kek.pem signer.pem console_password azure_conn redis_*_password
+  chown 10001:10001 kek.pem signer.pem operator.pem console_operator.pem console_password azure_conn redis_*_password
+  chmod 0400 kek.pem signer.pem operator.pem console_operator.pem console_password azure_conn redis_*_password
   chown 10002:10002 redis_server.key redis_users.acl
   chmod 0400 redis_server.key redis_users.acl
   [ ! -e redis_ca.key ] || chmod 0400 redis_ca.key
-  for f in kek.pub.pem signer.pub.pem trusted_signers.pem redis_ca.pem redis_server.pem; do [ ! -e "$f" ] || chmod 0444 "$f"; done
+  for f in kek.pub.pem signer.pub.pem operator.pub.pem console_operator.pub.pem trusted_signers.pem trusted_operators.pem redis_ca.pem redis_server.pem; do [ ! -e "$f" ] || chmod 0444 "$f"; done
   echo "secrets in '"$DIR"':${made:- (all existed; nothing changed)}"
   if [ -e redis_ca.key ]; then echo "redis_ca.key (the Redis CA private key) is needed on no VM: never copy it; keep it here or offline"; fi
 ' init-secrets "${host_args[@]}"
 # Check on the host too: some engines (podman's Docker API with `run --rm`) report exit code 0
 # for a failed container.
-for f in kek.pem kek.pub.pem signer.pem signer.pub.pem trusted_signers.pem console_password azure_conn \
+for f in kek.pem kek.pub.pem signer.pem signer.pub.pem trusted_signers.pem operator.pem operator.pub.pem \
+         console_operator.pem console_operator.pub.pem trusted_operators.pem console_password azure_conn \
          redis_scheduler_password redis_processor_password redis_metrics_password redis_submitter_password \
          redis_console_password redis_console_actions_password redis_users.acl redis_ca.pem redis_server.pem \
          redis_server.key; do

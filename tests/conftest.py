@@ -70,20 +70,40 @@ def signer(tmp_path_factory):
     return SimpleNamespace(path=key, trusted=trusted, key=LocalSigningKey(key), trust=TrustStore.from_file(trusted))
 
 
+@pytest.fixture(scope="session")
+def operator(tmp_path_factory):
+    """An operator's Ed25519 key (``rqp keygen --operator``) and the trusted-operators file that
+    names it."""
+    from types import SimpleNamespace
+
+    from harness import make_signer
+
+    from rqp.signing import LocalSigningKey, TrustStore
+
+    key, trusted = make_signer(tmp_path_factory.mktemp("operator"), "operator")
+    return SimpleNamespace(path=key, trusted=trusted, key=LocalSigningKey(key), trust=TrustStore.from_file(trusted))
+
+
 @pytest.fixture(autouse=True)
-def _signer_env(monkeypatch, signer):
-    """In-process commands sign with the session's submitter key and trust it, as a deployment
-    configured by its operator would; tests of the refusals unset or replace these."""
+def _signer_env(monkeypatch, signer, operator):
+    """In-process commands sign with the session's submitter key and trust it, and sign control
+    requests with the session's operator key and trust that, as a deployment configured by its
+    operator would; tests of the refusals unset or replace these."""
     monkeypatch.setenv("RQP_SIGNING_KEY_FILE", str(signer.path))
     monkeypatch.setenv("RQP_TRUSTED_SIGNERS_FILE", str(signer.trusted))
+    monkeypatch.setenv("RQP_OPERATOR_KEY_FILE", str(operator.path))
+    monkeypatch.setenv("RQP_TRUSTED_OPERATORS_FILE", str(operator.trusted))
 
 
 @pytest.fixture
-def cluster(tmp_path, redis_url, kek):
-    """Real rqp processes (pack, scheduler, processors) against the test Redis and a blob dir."""
+def cluster(tmp_path, redis_url, kek, operator):
+    """Real rqp processes (pack, scheduler, processors) against the test Redis and a blob dir;
+    they trust the session's operator key (a console started with it signs actions they obey)."""
     from harness import Cluster
 
-    c = Cluster(tmp_path / "cluster", redis_url, kek[0])
+    c = Cluster(
+        tmp_path / "cluster", redis_url, kek[0], extra_env={"RQP_TRUSTED_OPERATORS_FILE": str(operator.trusted)}
+    )
     yield c
     c.stop()
 

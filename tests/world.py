@@ -107,13 +107,14 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path, r, redis_url, kek, signer) -> World:
+def world(tmp_path, r, redis_url, kek, signer, operator) -> World:
     settings = Settings.from_mapping(
         {
             "redis_url": redis_url,
             "blob_url": f"file://{tmp_path / 'blobs'}",
             "kek_file": str(kek[0]),
             "trusted_signers_file": str(signer.trusted),
+            "trusted_operators_file": str(operator.trusted),
             "allow_insecure_redis": True,
             "chunk_size": 4,
             "adaptive_chunks": False,

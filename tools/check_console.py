@@ -149,6 +149,25 @@ def main() -> int:
         headers={"Content-Type": "application/json", "Origin": base},
     )
     check(status == 403, f"a POST without the CSRF token answered {status}, not 403")
+    # with it, the action reaches rqp.control signed by the console's operator key: on a finished
+    # workload a pause is refused for its state (409), not for a missing key (403: no
+    # RQP_CONSOLE_OPERATOR_KEY_FILE) -- and nothing changes
+    token = re.search(rb'name="csrf-token" content="([^"]+)"', page)
+    check(token is not None, "the workloads page's CSRF token cannot be read")
+    assert token is not None
+    status, _, body = b.request(
+        "POST",
+        f"/api/workloads/{args.workload}/actions/pause",
+        data=json.dumps({"confirm": args.workload}).encode(),
+        headers={"Content-Type": "application/json", "Origin": base, "X-CSRF-Token": token.group(1).decode()},
+    )
+    check(
+        status == 409 and b"only a workload that is running can be paused" in body,
+        f"a signed pause of the finished {args.workload} answered {status} {body[:200]!r}, not 409 (is the "
+        "console's operator key mounted? RQP_CONSOLE_OPERATOR_KEY_FILE)",
+    )
+    audit = b.json("/api/audit")["entries"]
+    check(all("verified" in e for e in audit), "/api/audit shows entries without their verification")
 
     # ---- the workload, with its counts
     rows = {w["id"]: w for w in b.json("/api/workloads")["workloads"]}
@@ -181,6 +200,9 @@ def main() -> int:
         )
         time.sleep(0.5)
 
+    labels = {p.get("evidence") for h in fleet["hosts"] for p in h["processors"]}
+    check(labels == {"self-reported"}, f"/api/fleet labels its processors {labels}, not self-reported")
+
     # ---- the VMs page, from the metrics logger's store (its first samples: poll a little)
     shown: list[str] = []
     while args.vms:
@@ -191,7 +213,8 @@ def main() -> int:
         time.sleep(0.5)
 
     print(
-        f"    console: login required (302 / 401), wrong password 401, POST without CSRF 403; {args.workload}: "
+        f"    console: login required (302 / 401), wrong password 401, POST without CSRF 403, a signed action "
+        f"refused for the workload's state (operator key in place); {args.workload}: "
         f"{w['done']}/{w['total']} done; fleet: {fleet['processors']} processors, {fleet['workers']} workers on "
         f"{len(hosts)} hosts" + (f"; VMs page: {', '.join(shown)}" if shown else "")
     )

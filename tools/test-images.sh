@@ -534,7 +534,7 @@ import sys
 d, marker = sys.argv[1], sys.argv[2]
 for role in ("scheduler", "processor", "metrics", "submitter", "console", "console_actions"):
     print(open(f"{d}/redis_{role}_password").read().strip())
-for name in ("signer.pem", "redis_ca.key", "redis_server.key"):  # private key bodies
+for name in ("signer.pem", "operator.pem", "console_operator.pem", "redis_ca.key", "redis_server.key"):  # private key bodies
     for line in open(f"{d}/{name}"):
         line = line.strip()
         if line and not line.startswith("-----"):
@@ -596,7 +596,8 @@ HOST_IP=$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\
 [ -n "$HOST_IP" ] || fail "this machine has no non-loopback IPv4 address to publish the scheduler VM's Redis on"
 SPORT=$(free_port)
 DPORT=$(free_port)
-copy_secrets "$WORK/scheduler-vm" kek.pem trusted_signers.pem azure_conn console_password redis_ca.pem \
+copy_secrets "$WORK/scheduler-vm" kek.pem trusted_signers.pem azure_conn console_password trusted_operators.pem \
+  console_operator.pem redis_ca.pem \
   redis_server.pem redis_server.key redis_users.acl redis_scheduler_password redis_metrics_password \
   redis_console_password redis_console_actions_password
 copy_secrets "$WORK/processor-vm" kek.pem trusted_signers.pem azure_conn redis_ca.pem redis_processor_password
@@ -716,7 +717,7 @@ for cmd in "rpush rqp:submissions forged" "flushall" "config set appendonly no" 
 done
 [ "$(redis_cli hget "rqp:w:$W4:meta" state)" = done ] || fail "workload $W4 changed state"
 in_console=$($CS exec -T console ls /run/secrets | tr '\n' ' ')
-[ "$in_console" = "azure_conn console_password redis_ca redis_console_actions_password redis_console_password " ] \
+[ "$in_console" = "azure_conn console_operator_key console_password redis_ca redis_console_actions_password redis_console_password trusted_operators " ] \
   || fail "the console's container holds other secrets (no KEK, no other role's password): $in_console"
 python3 tools/check_console.py --url "http://127.0.0.1:$DPORT" --password-file "$WORK/scheduler-vm/console_password" \
   --workload "$W4" --records 200 --hosts $(for id in $($CP ps -q processor); do $ENGINE inspect -f '{{.Config.Hostname}}' "$id"; done) \

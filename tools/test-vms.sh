@@ -322,7 +322,7 @@ RQP_VERSION=$VERSION ENGINE=podman bash compose/init-secrets.sh --host "${VM_IP[
 printf '%s' "$CONN" > "$WORK/secrets/azure_conn.new"
 chown 10001:10001 "$WORK/secrets/azure_conn.new"; chmod 0400 "$WORK/secrets/azure_conn.new"
 mv -f "$WORK/secrets/azure_conn.new" "$WORK/secrets/azure_conn"
-SCHED_FILES=(kek.pem trusted_signers.pem azure_conn console_password redis_ca.pem redis_server.pem redis_server.key redis_users.acl redis_scheduler_password redis_metrics_password redis_console_password redis_console_actions_password)
+SCHED_FILES=(kek.pem trusted_signers.pem azure_conn console_password trusted_operators.pem console_operator.pem redis_ca.pem redis_server.pem redis_server.key redis_users.acl redis_scheduler_password redis_metrics_password redis_console_password redis_console_actions_password)
 PROC_FILES=(kek.pem trusted_signers.pem azure_conn redis_ca.pem redis_processor_password redis_metrics_password)
 copy_secrets "$WORK/vm/scheduler/secrets" "${SCHED_FILES[@]}"
 copy_secrets "$WORK/vm/proc1/secrets" "${PROC_FILES[@]}"

@@ -364,6 +364,39 @@ def test_the_template_has_the_parts_the_issue_names():
 
 
 # ---------------------------------------------------------------------------------------- the console
+def _own_secrets(name: str, service: str, block: str) -> set[str]:
+    """The secrets one service mounts (its own list, or the x-rqp anchor's when it merges it)."""
+    own = re.search(r"(?m)^    secrets: \[([^\]]*)\]", block)
+    if own:
+        return {x.strip() for x in own.group(1).split(",")}
+    if "<<: *rqp" not in block:
+        return set()
+    text = (COMPOSE / f"{name}.yml").read_text()
+    anchor = re.search(r"(?ms)^x-rqp: &rqp\n.*?^  secrets: \[([^\]]*)\]", text)
+    return {x.strip() for x in anchor.group(1).split(",")} if anchor else set()
+
+
+@pytest.mark.parametrize("name", ["all-in-one", "scheduler-vm"])
+def test_the_scheduler_and_console_read_the_trusted_operators_file(name):
+    """Signed control: the scheduler (which acts on requests) and the console (which shows their
+    verification) mount trusted_operators.pem, a file named by RQP_TRUSTED_OPERATORS_FILE."""
+    services = compose_services(name)
+    assert compose_secret_files(name)["trusted_operators"] == "trusted_operators.pem"
+    text = (COMPOSE / f"{name}.yml").read_text()
+    assert "RQP_TRUSTED_OPERATORS_FILE: /run/secrets/trusted_operators" in text
+    for svc in ("scheduler", "console"):
+        assert "trusted_operators" in _own_secrets(name, svc, services[svc]), svc
+    assert "RQP_OPERATOR_KEY" not in text.replace("RQP_OPERATOR_KEY_FILE: /run/secrets/operator_key", "")
+
+
+def test_init_secrets_makes_the_operator_keys_and_the_trusted_operators_file():
+    text = (COMPOSE / "init-secrets.sh").read_text()
+    for made in ("operator.pem", "console_operator.pem", "trusted_operators.pem"):
+        assert '[ -e "$DIR/$f" ]' in text and made in text.split("for f in kek.pem", 1)[1], made
+    assert "rqp keygen --operator --out console_operator.pem" in text
+    assert "rqp keygen --operator --out operator.pem" in text
+
+
 @pytest.mark.parametrize("name", ["all-in-one", "scheduler-vm"])
 def test_the_console_is_on_loopback_only_with_its_own_redis_users_and_no_kek(name):
     services = compose_services(name)
@@ -387,8 +420,16 @@ def test_the_console_is_on_loopback_only_with_its_own_redis_users_and_no_kek(nam
     # no KEK: not mounted, and not named even if compose/.env names one for the other roles
     assert 'RQP_KEK_FILE: ""' in block and 'RQP_KEY_VAULT_KEY_ID: ""' in block
     own = set(re.search(r"(?m)^    secrets: \[([^\]]*)\]", block).group(1).replace(" ", "").split(","))
-    assert own == {users["console"], users["console-actions"], "redis_ca", "console_password", "azure_conn"}
+    assert own == {
+        users["console"], users["console-actions"], "redis_ca", "console_password", "azure_conn",
+        "console_operator_key", "trusted_operators",
+    }  # fmt: skip
     files = compose_secret_files(name)
+    # its own operator key signs its actions: a file, mounted into the console and no other service
+    assert "RQP_CONSOLE_OPERATOR_KEY_FILE: /run/secrets/console_operator_key" in block
+    assert files["console_operator_key"] == "console_operator.pem"
+    others = {s for svc, b in compose_services(name).items() if svc != "console" for s in _own_secrets(name, svc, b)}
+    assert "console_operator_key" not in others
     assert files["console_password"] == "console_password"
     assert {files[users["console"]], files[users["console-actions"]]} == {users["console"], users["console-actions"]}
     # the metrics logger's samples and the manifests, read-only

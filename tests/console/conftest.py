@@ -7,13 +7,20 @@ from world import world  # noqa: F401 - the in-process scheduler/processor world
 
 
 @pytest.fixture
-def consoles(tmp_path):
-    """Start ``rqp-console`` servers: ``consoles(redis_url, **env)``; all are stopped at the end."""
+def consoles(tmp_path, operator):
+    """Start ``rqp-console`` servers: ``consoles(redis_url, **env)``; all are stopped at the end.
+    Each signs actions with the session's operator key and trusts it (as compose provisions a
+    console); pass ``RQP_CONSOLE_OPERATOR_KEY_FILE=""`` for a console without one."""
     from .helpers import ConsoleServer
 
     started: list[ConsoleServer] = []
 
     def start(redis_url: str, **env: str) -> ConsoleServer:
+        env = {
+            "RQP_CONSOLE_OPERATOR_KEY_FILE": str(operator.path),
+            "RQP_TRUSTED_OPERATORS_FILE": str(operator.trusted),
+            **env,
+        }
         c = ConsoleServer(tmp_path / f"console-{len(started)}", redis_url, env).start()
         started.append(c)
         return c

@@ -13,7 +13,6 @@ Synchronisation is on what the page shows (polling the DOM with a deadline), nev
 from __future__ import annotations
 
 import http.server
-import json
 import re
 import threading
 import time
@@ -24,6 +23,8 @@ try:
     from selenium.webdriver.common.by import By
 except ImportError:  # the browser fixture fails with what to install (never a skip)
     By = None  # type: ignore[assignment,misc]
+
+from rqp.oplog import read_audit
 
 from .browser import number, shot, start_chrome, wait_for
 from .helpers import PASSWORD, USER, Client, push_forged_job, write_simulated_vms
@@ -94,7 +95,7 @@ def confirm_action(b, action: str, wid: str) -> None:
     b.find_element(By.ID, "confirm-yes").click()
 
 
-def test_an_operator_watches_pauses_resumes_and_reads_failures(browser, cluster, consoles, kek):
+def test_an_operator_watches_pauses_resumes_and_reads_failures(browser, cluster, consoles, kek, operator):
     b = browser
     # ------------------------------------------------------------------ a fleet at work
     cluster.pack(
@@ -195,17 +196,17 @@ def test_an_operator_watches_pauses_resumes_and_reads_failures(browser, cluster,
     )
     held = number(b, "#t-done .v")
     assert held is not None and held < live_records
-    assert any("pause" in li.text and f"console:{USER}" in li.text for li in css(b, "#timeline li"))
+    assert any("pause" in li.text and f"{USER} (console)" in li.text for li in css(b, "#timeline li"))
     shot(b, "04-workload-paused")
     confirm_action(b, "resume", "live-batch")
     wait_for(b, lambda: text(b, "#state") == "running", what="the state to read running again")
     wait_for(
         b, lambda: (n := number(b, "#t-done .v")) is not None and n > held, timeout=30, what="progress after resume"
     )
-    audit = [json.loads(x) for x in cluster.r.lrange("rqp:audit", 0, -1)]
-    assert [(a["what"], a["who"], a["workload"]) for a in reversed(audit)] == [
-        ("pause", f"console:{USER}", "live-batch"),
-        ("resume", f"console:{USER}", "live-batch"),
+    audit = read_audit(cluster.r, operator.trust)
+    assert [(a.what, a.who, a.workload, a.verified) for a in reversed(audit)] == [
+        ("pause", f"{USER} (console)", "live-batch", True),
+        ("resume", f"{USER} (console)", "live-batch", True),
     ]
 
     # ------------------------------------------------------------------ the fleet

@@ -10,6 +10,8 @@ import time
 
 from harness import bin_path
 
+from rqp.oplog import read_audit
+
 from .helpers import PASSWORD, USER, Client
 
 
@@ -83,7 +85,7 @@ def test_session_cookie_and_security_headers(consoles, redis_url, r):
     assert c.get("/api/workloads", headers={"Host": "evil.example:80"}).status == 400
 
 
-def test_cross_site_posts_are_refused_and_change_nothing(consoles, redis_url, r):
+def test_cross_site_posts_are_refused_and_change_nothing(consoles, redis_url, r, operator):
     _running(r)
     console = consoles(redis_url, RQP_CONSOLE_ACTIONS_REDIS_URL=redis_url)
     c = Client(console.url)
@@ -115,13 +117,43 @@ def test_cross_site_posts_are_refused_and_change_nothing(consoles, redis_url, r)
     done = c.post_json(path, {"confirm": "w1"})
     assert done.status == 200 and done.json()["state"] == "paused", done.text
     assert r.hget("rqp:w:w1:meta", "state") == b"paused"
-    entry = json.loads(r.lindex("rqp:audit", 0))
-    assert (entry["who"], entry["what"], entry["workload"]) == (f"console:{USER}", "pause", "w1")
-    assert abs(entry["at"] - time.time()) < 60
+    (entry,) = read_audit(r, operator.trust)
+    assert (entry.who, entry.what, entry.workload) == (f"{USER} (console)", "pause", "w1")
+    assert entry.verified and entry.signer == operator.key.fingerprint and entry.cut == ""
+    assert abs(entry.at - time.time()) < 60
+    assert r.hget("rqp:w:w1:meta", "control") == b"pause"  # what a scheduler from before signed control obeys
+    # the audit page shows it verified, by the key's name
+    (shown,) = c.get("/api/audit").json()["entries"]
+    assert shown["verified"] is True and shown["who"] == f"{USER} (console)" and shown["note"].startswith("signed by")
     # a refused action is one clear line from rqp.control
     again = c.post_json(path, {"confirm": "w1"})
     assert again.status == 409
     assert again.json()["error"] == "workload w1 is paused; only a workload that is running can be paused"
+
+
+def test_actions_are_refused_without_an_operator_key(consoles, redis_url, r):
+    """A console with an actions identity but no key to sign with refuses every action with one
+    line saying what to set, and writes nothing (never an unsigned request)."""
+    _running(r)
+    c = Client(consoles(redis_url, RQP_CONSOLE_ACTIONS_REDIS_URL=redis_url, RQP_CONSOLE_OPERATOR_KEY_FILE="").url)
+    c.login()
+    resp = c.post_json("/api/workloads/w1/actions/pause", {"confirm": "w1"})
+    assert resp.status == 403, resp.text
+    error = resp.json()["error"]
+    assert "no operator key" in error and "RQP_CONSOLE_OPERATOR_KEY_FILE" in error, error
+    assert r.hget("rqp:w:w1:meta", "state") == b"running" and r.llen("rqp:audit") == 0
+
+
+def test_a_forged_audit_entry_shows_unverified(consoles, redis_url, r):
+    """An entry a Redis writer LPUSHed is shown with verified false and why."""
+    r.lpush(
+        "rqp:audit",
+        json.dumps({"at": time.time(), "who": "alice (console)", "what": "delete --shred", "workload": "w1"}),
+    )
+    c = Client(consoles(redis_url).url)
+    c.login()
+    (shown,) = c.get("/api/audit").json()["entries"]
+    assert shown["who"] == "alice (console)" and shown["verified"] is False and "unsigned" in shown["note"]
 
 
 def test_actions_are_off_without_an_actions_identity(consoles, redis_url, r):
@@ -201,3 +233,46 @@ def test_each_page_loads_its_own_script_module_served_as_javascript(consoles, re
         assert all(re.fullmatch(r"\./[a-z]+\.js", x) for x in imports), (name, imports)  # nothing from elsewhere
         todo.extend(x.removeprefix("./") for x in imports)
     assert {"console.js", "live.js", "charts.js"} <= seen, seen
+
+
+def test_the_fleet_page_says_self_reported(consoles, redis_url, r):
+    """The fleet page and its API label processors and their protections self-reported."""
+    from rqp.ledger import register_processor
+
+    register_processor(r, host="gpu-07", pid=4242, protections="sandbox: landlock, seccomp", workers=8, started_at=0.0)
+    c = Client(consoles(redis_url).url)
+    c.login()
+    assert "self-reported" in c.get("/fleet").text
+    (host,) = c.get("/api/fleet").json()["hosts"]
+    assert host["processors"][0]["evidence"] == "self-reported"
+
+
+def test_an_ended_workload_shows_its_sealed_counts_or_says_they_are_unverified(consoles, redis_url, world, kek):
+    """Issue #22: forged counters of a done workload (done +10, failed -1,000,000) never reach the
+    console as fact: with the KEK it shows the sealed summary's counts, without it 'unverified'."""
+    script = "def process(r):\n    if r['n'] % 5 == 0:\n        raise ValueError('fives')\n    return r['n']\n"
+    wid = world.pack("forged-console", [{"n": n} for n in range(20)], script=script)
+    proc = world.processor()
+    try:
+        world.run_to_end(world.run(wid), proc)
+    finally:
+        proc.pool.close()
+    world.r.hincrby(f"rqp:w:{wid}:n", "done", 10)
+    world.r.hincrby(f"rqp:w:{wid}:n", "failed", -1_000_000)
+    blind = Client(consoles(redis_url, RQP_BLOB_URL=world.settings.blob_url).url)
+    blind.login()
+    (row,) = blind.get("/api/workloads").json()["workloads"]
+    assert row["verified"] is False
+    keyed = Client(
+        consoles(
+            redis_url,
+            RQP_BLOB_URL=world.settings.blob_url,
+            RQP_KEK_FILE=str(kek[0]),
+            RQP_TRUSTED_SIGNERS_FILE=str(world.settings.trusted_signers_file),
+        ).url
+    )
+    keyed.login()
+    (row,) = keyed.get("/api/workloads").json()["workloads"]
+    assert (row["verified"], row["done"], row["failed"], row["state"]) == (True, 16, 4, "done")
+    page = keyed.get(f"/api/workloads/{wid}").json()
+    assert (page["verified"], page["done"], page["failed"]) == (True, 16, 4)

@@ -53,3 +53,19 @@ def test_heartbeat_is_throttled_and_best_effort(r, redis_url, caplog):
         limited.close()
     finally:
         r.execute_command("ACL", "DELUSER", "nofleet")
+
+
+def test_the_fleet_view_labels_every_processor_self_reported(r):
+    """A forged entry (a processor that does not exist, "with landlock, seccomp, rlimits") is
+    shown exactly like a real one: as self-reported, never verified -- nothing signs it."""
+    from rqp_console.fleet import EVIDENCE, fleet_view
+
+    now = time.time()
+    register_processor(
+        r, host="gpu-07", pid=4242, protections="sandbox: landlock, seccomp, rlimits", workers=8, started_at=now
+    )
+    view = fleet_view(r, "rqp", now=now)
+    (host,) = view["hosts"]
+    assert EVIDENCE == "self-reported"
+    assert [p["evidence"] for p in host["processors"]] == ["self-reported"]
+    assert "self-reported" in view["evidence_note"] and "verified" in view["evidence_note"]

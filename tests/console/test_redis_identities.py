@@ -14,7 +14,7 @@ from rq import Worker
 from rqp.ledger import register_processor
 from rqp_console.acl import ACTIONS_RULES, ACTIONS_USER, READ_RULES, READ_USER
 
-from .helpers import Client, write_simulated_vms
+from .helpers import USER, Client, write_simulated_vms
 
 FAILING = "def process(r):\n    if r['n'] % 5 == 0:\n        raise ValueError(f'bad {r[\"n\"]}')\n    return r['n']\n"
 
@@ -95,6 +95,8 @@ def test_every_page_on_the_read_only_user_and_the_actions_on_theirs(
     assert [(a["what"], a["workload"]) for a in audit] == [
         ("retry", "finished"), ("cancel", "underway"), ("resume", "underway"), ("pause", "underway"),
     ]  # fmt: skip
+    # each signed by the console's operator key on behalf of the logged-in person, and verified
+    assert {(a["who"], a["verified"], a["cut"]) for a in audit} == {(f"{USER} (console)", True, "")}, audit
 
     # the read user may not write anything, run a script, or administer Redis
     reader = redis.Redis(host="127.0.0.1", port=port, username=READ_USER, password=f"{READ_USER}-secret-password")

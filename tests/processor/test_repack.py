@@ -17,7 +17,7 @@ def test_a_deleted_and_repacked_id_runs_on_a_processor_that_knew_the_old_one(wor
         world.run_to_end(world.run(wid), proc)
         first = read_progress(world.r, wid)
         assert first is not None and (first.done, first.failed) == (6, 0)
-        control.delete(world.r, world.store, wid, "alice@host")
+        control.delete(world.r, world.store, world.signer.key, wid, "alice@host")
         world.pack(wid, [{"n": n} for n in range(10)])  # new data, new key, same id
         world.run_to_end(world.run(wid), proc)
         again = read_progress(world.r, wid)

@@ -42,7 +42,18 @@ from redis_server import RedisServer
 from rqp.config import Settings
 from rqp.connect import connect_redis
 from rqp.errors import RedisUnavailableError
-from rqp.ledger import AUDIT, FLEET, OUTBOX, REJECTED, SUBMISSIONS, WORKLOADS, WorkloadKeys
+from rqp.ledger import (
+    AUDIT,
+    AUDIT_HEAD,
+    FLEET,
+    OUTBOX,
+    PRIORITIES,
+    REJECTED,
+    SUBMISSIONS,
+    TOMBSTONES,
+    WORKLOADS,
+    WorkloadKeys,
+)
 from rqp.redis_acl import (
     ACL_FILE,
     CA_CERT_FILE,
@@ -231,15 +242,33 @@ def test_the_ledger_scripts_run_only_commands_their_roles_may_run(srv):
         args = [key, *["1"] * (abs(arity) - 2)]
         for user in ("scheduler", "processor"):
             assert admin.execute_command("ACL", "DRYRUN", user, command, *args) in (b"OK", "OK"), (user, command)
-    # the console's actions run control.lua as console-actions; its read user runs no script at all
-    control = {
-        m.upper() for m in re.findall(r"redis\.p?call\(\s*'([A-Za-z]+)'", (LEDGER_LUA / "control.lua").read_text())
+    # the roles that post signed requests run post_control.lua: each command it calls is allowed on
+    # the key it calls it on (GET/SET the audit head, LPUSH/LTRIM the chain, RPUSH the request list)
+    posted = {
+        m.upper() for m in re.findall(r"redis\.p?call\(\s*'([A-Za-z]+)'", (LEDGER_LUA / "post_control.lua").read_text())
     }
-    assert {"HSET", "RPUSH", "LPUSH"} <= control, control
-    for command in sorted(control):
-        arity = table[command.lower()]["arity"]
-        args = [key, *["1"] * (abs(arity) - 2)]
-        assert admin.execute_command("ACL", "DRYRUN", "console-actions", command, *args) in (b"OK", "OK"), command
+    assert {"GET", "SET", "RPUSH", "LPUSH", "LTRIM", "HGET", "HSET", "HDEL", "EXISTS"} == posted, posted
+    w = WorkloadKeys("w")
+    on = {
+        "GET": (AUDIT_HEAD,),
+        "SET": (AUDIT_HEAD, "x"),
+        "LPUSH": (AUDIT, "x"),
+        "LTRIM": (AUDIT, "0", "1"),
+        "RPUSH": (w.control, "x"),
+        "HGET": (w.meta, "state"),
+        "HSET": (w.meta, "state", "paused"),
+        "HDEL": (w.meta, "control"),
+        "EXISTS": (w.lock,),
+    }
+    for user, commands in (("console-actions", posted), ("submitter", posted - {"HSET", "HDEL"})):
+        for command in sorted(commands):
+            got = admin.execute_command("ACL", "DRYRUN", user, command, *on[command])
+            assert got in (b"OK", "OK"), (user, command, got)
+        keys = (w.meta, w.control, w.lock, AUDIT, AUDIT_HEAD, SUBMISSIONS)
+        got = admin.execute_command("ACL", "DRYRUN", user, "EVALSHA", "0" * 40, len(keys), *keys)
+        assert got in (b"OK", "OK"), (user, got)
+    # the submitter posts no advisory state change: it may not write a workload's state
+    assert admin.execute_command("ACL", "DRYRUN", "submitter", "HSET", w.meta, "state", "done") not in (b"OK", "OK")
     assert admin.execute_command("ACL", "DRYRUN", "console", "HSET", key, "f", "v") != b"OK"
 
 
@@ -356,7 +385,12 @@ def test_the_console_reads_and_writes_nothing(srv):
     c = srv.as_role("console")
     assert c.smembers("rq:queues") == {b"rq:queue:rqp"} and c.llen("rq:queue:rqp") == 0
     assert c.hgetall(WorkloadKeys("w1").meta) == {b"state": b"running"}  # rqp's keys: read
+    admin.set(AUDIT_HEAD, "ab" * 32)
+    assert c.get(AUDIT_HEAD) == b"ab" * 32 and c.lrange(AUDIT, 0, -1) == []  # the audit chain: read
     for command in (
+        ("SET", AUDIT_HEAD, "0" * 64),
+        ("GET", "rq:x"),  # GET reaches the audit head only
+        ("GET", WorkloadKeys("w1").prefix + "done"),
         ("SET", "rq:x", "1"),
         ("HSET", "rq:job:x", "status", "queued"),
         ("LPUSH", "rq:queue:rqp", "x"),
@@ -387,7 +421,13 @@ def test_the_console_actions_reach_only_the_workloads_the_audit_log_and_the_subm
     meta = WorkloadKeys("w1").meta
     assert a.hset(meta, "state", "paused") == 1 and a.hget(meta, "state") == b"paused"
     assert a.lpush(AUDIT, "{}") == 1 and a.rpush(SUBMISSIONS, "w1") == 1
+    assert a.set(AUDIT_HEAD, "0" * 64) and a.get(AUDIT_HEAD) == b"0" * 64  # the audit chain's head
+    assert a.rpush(WorkloadKeys("w1").control, "{}") == 1  # a workload's signed requests
     for command in (
+        ("SET", WorkloadKeys("w1").prefix + "done", "x"),  # GET/SET reach the audit head only
+        ("GET", "rq:x"),
+        ("HSET", TOMBSTONES, "x", "y"),  # the console deletes nothing
+        ("LPUSH", AUDIT_HEAD, "x"),
         ("LRANGE", "rq:queue:rqp", "0", "-1"),  # nothing of RQ's
         ("LPUSH", "rq:queue:rqp", "x"),
         ("HSET", "rq:job:x", "status", "queued"),
@@ -413,6 +453,14 @@ def test_the_submitter_can_only_submit(srv, tmp_path, kek):
     assert s.rpush(SUBMISSIONS, "w1") == 1
     for command in (
         ("LRANGE", SUBMISSIONS, "0", "-1"),  # cannot even see what others submitted
+        ("LRANGE", AUDIT, "0", "-1"),  # appends to the audit chain, reads none of it
+        ("DEL", AUDIT),
+        ("RPUSH", AUDIT, "x"),
+        ("LPUSH", WorkloadKeys("w1").control, "x"),
+        ("SET", WorkloadKeys("w1").prefix + "done", "x"),
+        ("GET", WorkloadKeys("w1").lock),
+        ("HSET", TOMBSTONES, "x", "y"),
+        ("HGETALL", PRIORITIES),
         ("LPOP", SUBMISSIONS),
         ("DEL", SUBMISSIONS),
         ("RPUSH", "rq:queue:rqp", "x"),
@@ -424,6 +472,7 @@ def test_the_submitter_can_only_submit(srv, tmp_path, kek):
     ):
         assert "no permissions" in refused(s, *command), command
     assert srv.client().lrange(SUBMISSIONS, 0, -1) == [b"w1"]
+    srv.client().acl_log_reset()  # the refusals above are logged; what follows must add none
 
     # the real commands: pack --submit and submit work with the submitter's user; status does not
     cluster = Cluster(tmp_path / "c", srv.role_url("submitter"), kek[0], extra_env=srv.env("submitter"))
@@ -432,8 +481,13 @@ def test_the_submitter_can_only_submit(srv, tmp_path, kek):
         script = cluster.write_script("s.py", SCRIPT)
         cluster.rqp("pack", str(data), str(script), "--id", "w2", "--submit")
         cluster.rqp("pack", str(data), str(script), "--id", "w3")
-        cluster.rqp("submit", "w3")
+        cluster.rqp("submit", "w3", "--priority", "high")
         assert srv.client().lrange(SUBMISSIONS, 0, -1) == [b"w1", b"w2", b"w3"]
+        # --priority is a signed request in the audit chain, and the priority is set
+        admin = srv.client()
+        assert admin.hget(PRIORITIES, "w3") == b"high" and admin.llen(WorkloadKeys("w3").control) == 1
+        assert admin.llen(AUDIT) == 1 and admin.get(AUDIT_HEAD) is not None
+        assert admin.acl_log() == [], admin.acl_log()
         cp = cluster.rqp("status", "w2", check=False)
         assert cp.returncode != 0 and b"no permissions to run the 'hgetall' command" in cp.stderr, cp.stderr
     finally:
@@ -463,7 +517,7 @@ def _wait_state(cluster: Cluster, wid: str, timeout: float = 120.0) -> dict[str,
     return wait_until(done, timeout, f"workload {wid} to end", cluster.logs)
 
 
-def test_every_role_runs_a_workload_with_its_own_user(srv, tmp_path, kek):
+def test_every_role_runs_a_workload_with_its_own_user(srv, tmp_path, kek, operator):
     """Serving scheduler, processor (2 workers), submitter, rqp CLI (status, list, events,
     retry), metrics logger and rqp-console (its pages and a retry), each as its own Redis user
     over TLS: the workload runs to its end (one record fails for good after its retries), a
@@ -476,6 +530,7 @@ def test_every_role_runs_a_workload_with_its_own_user(srv, tmp_path, kek):
         kek[0],
         extra_env={
             **srv.env("scheduler"), "RQP_MAX_ATTEMPTS": "2", "RQP_CHUNK_SIZE": "16", "RQP_METRICS_PORT": str(sched_port),
+            "RQP_TRUSTED_OPERATORS_FILE": str(operator.trusted),
         },
     )  # fmt: skip
     try:
@@ -546,6 +601,11 @@ def test_every_role_runs_a_workload_with_its_own_user(srv, tmp_path, kek):
                 "RQP_CONSOLE_ACTIONS_REDIS_URL": srv.role_url("console-actions"),
                 "RQP_CONSOLE_ACTIONS_PASSWORD_FILE": str(srv.password_file("console-actions")),
                 "RQP_BLOB_URL": cluster.env["RQP_BLOB_URL"],
+                # the console signs its actions with its operator key; a retry reads the sealed summary
+                "RQP_CONSOLE_OPERATOR_KEY_FILE": str(operator.path),
+                "RQP_TRUSTED_OPERATORS_FILE": str(operator.trusted),
+                "RQP_KEK_FILE": str(kek[0]),
+                "RQP_TRUSTED_SIGNERS_FILE": str(cluster.trusted_signers),
             },
         ).start()
         try:

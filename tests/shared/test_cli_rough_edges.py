@@ -26,6 +26,7 @@ from rqp.config import DEFAULT_BLOB_URL, Settings, default_blob_url
 from rqp.keys import LocalKeyProvider
 from rqp.ledger import Ledger, Meta, State
 from rqp.messages import pack_messages
+from rqp.oplog import read_audit
 from rqp.records import JSONL_PROBE, parse_records
 from rqp.status import Progress, StatusRecord, read_progress
 from rqp.storage import RedisMessageQueue
@@ -688,7 +689,7 @@ def test_a_redis_user_without_the_permission_is_one_line(capsys, env, r, monkeyp
         r.execute_command("ACL", "DELUSER", "onlyping")
 
 
-def test_priority_on_pack_and_submit(capsys, env, r):
+def test_priority_on_pack_and_submit(capsys, env, r, operator, signer):
     """`--priority` on pack and on submit: the workload's chunks go to that queue, and the
     audit log says who set it."""
     data, script = files(env)
@@ -700,8 +701,13 @@ def test_priority_on_pack_and_submit(capsys, env, r):
     assert code == 0 and "submitted later1" in out, err
     assert Ledger(r, "later1").priority().value == "low"
     assert b"later1" in r.lrange("rqp:submissions", 0, -1)
-    whats = [json.loads(e)["what"] for e in r.lrange("rqp:audit", 0, 10) if b"later1" in e or b"urgent1" in e]
-    assert whats == ["priority low", "priority high"]
+    entries = [e for e in read_audit(r, operator.trust, signer.trust) if e.workload in ("later1", "urgent1")]
+    assert [e.what for e in entries] == ["priority low", "priority high"]
+    # pack signs with the packer's key (the workload's submitter); submit with the operator key
+    assert [(e.verified, e.signer) for e in entries] == [
+        (True, operator.key.fingerprint),
+        (True, signer.key.fingerprint),
+    ]
     with pytest.raises(SystemExit) as exc:
         main(["submit", "later1", "--priority", "urgent"])
     assert exc.value.code == 2 and "invalid choice: 'urgent'" in capsys.readouterr().err
@@ -713,3 +719,19 @@ def test_retry_of_an_unknown_workload_says_so(capsys, env):
     assert code == 7, (out, err)
     line = one_line_error(err)
     assert "workload nosuch is not known to Redis" in line and "rqp list" in line, line
+
+
+def test_keygen_operator_writes_the_operator_key_pair_by_default(capsys, tmp_path, monkeypatch):
+    """`rqp keygen --operator` writes keys/operator.pem (0600) and keys/operator.pub.pem, and says
+    where the public half goes; the public half loads as a trusted operator."""
+    from rqp.signing import LocalSigningKey, TrustStore
+
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "keygen", "--operator")
+    assert code == 0, err
+    priv, pub = tmp_path / "keys" / "operator.pem", tmp_path / "keys" / "operator.pub.pem"
+    assert priv.stat().st_mode & 0o777 == 0o600 and pub.exists()
+    assert "RQP_TRUSTED_OPERATORS_FILE" in out and "keys/operator.pub.pem" in out
+    fp = LocalSigningKey(priv).fingerprint
+    assert fp in out and fp in TrustStore.from_file(pub).signers
+    assert run(capsys, "keygen", "--operator", "--signing")[0] == 2

@@ -20,8 +20,10 @@ from typing import Any
 
 from rqp.backends import Backends
 from rqp.config import Settings
+from rqp.connect import open_operator_trust, open_trust_store
 from rqp.errors import RqpError
 from rqp.hardening import harden_process
+from rqp.signing import LocalSigningKey
 from rqp_metrics.store import SampleStore
 
 from . import __version__
@@ -60,6 +62,9 @@ def build(settings: Settings, cs: ConsoleSettings) -> tuple[Console, Credentials
         mq=backends.queue,
         opener=open_opener(backends),
         manifests=ManifestTimes(store),
+        signer=LocalSigningKey(cs.operator_key_file) if cs.operator_key_file is not None else None,
+        operators=open_operator_trust(settings),
+        submitters=open_trust_store(settings) if settings.trusted_signers_file is not None else None,
     )
     return console, credentials, secret
 
@@ -72,6 +77,8 @@ def _describe(c: Console) -> str:
         else "actions off (read-only)"
     )
     reasons = "failure reasons decrypted (RQP_KEK_FILE given)" if c.opener else "failure reasons sealed (no KEK)"
+    if c.actions and c.signer is None:
+        actions += " but refused: no RQP_CONSOLE_OPERATOR_KEY_FILE to sign them with"
     return f"http://{cs.bind}:{cs.port} for user {cs.user!r}; reads {c.settings.redis_url_safe}; {actions}; {reasons}"
 
 

@@ -9,7 +9,10 @@ at all: a job id is all it needs, since rqp's job ids name their workload and ch
 (``rqp.ledger.JobId``). Three round trips in all, whatever the fleet's size.
 
 Processors and their sandbox protections come from rqp's fleet registry (``rqp.ledger.fleet``),
-which each ``rqp-processor`` supervisor renews.
+which each ``rqp-processor`` supervisor renews. Nothing there is signed: anyone with the Redis
+password can register a processor "with landlock, seccomp, rlimits" that does not exist. So
+every processor, its host and its protections are shown as **self-reported** (``EVIDENCE``),
+never as verified.
 """
 
 from __future__ import annotations
@@ -26,7 +29,15 @@ from rq.worker import Worker
 
 from rqp.ledger import JobId, fleet, rejections
 
-__all__ = ["fleet_view", "job_workers", "read_workers"]
+__all__ = ["EVIDENCE", "EVIDENCE_NOTE", "fleet_view", "job_workers", "read_workers"]
+
+#: what backs a fleet entry: nothing an attacker without keys cannot forge
+EVIDENCE = "self-reported"
+#: the page's one-line caveat
+EVIDENCE_NOTE = (
+    "Processors, their hosts and sandbox protections are self-reported: each processor writes its own "
+    "entry to Redis unsigned, so anyone holding the Redis password could write one; nothing here is verified."
+)
 
 #: RQ writes a worker's heartbeat at least this often while it lives; older is shown as stale
 STALE_SECONDS = 60.0
@@ -110,7 +121,7 @@ def fleet_view(r: redis.Redis, rq_queue: str, now: float | None = None, rejected
     (queued,) = pipe.execute()
     hosts: dict[str, dict[str, Any]] = defaultdict(lambda: {"processors": [], "workers": []})
     for p in processors:
-        hosts[p["host"]]["processors"].append({**p, "age": round(now - p["seen_at"], 1)})
+        hosts[p["host"]]["processors"].append({**p, "age": round(now - p["seen_at"], 1), "evidence": EVIDENCE})
     for w in workers:
         hosts[w["host"]]["workers"].append(w)
     ordered = []
@@ -134,5 +145,6 @@ def fleet_view(r: redis.Redis, rq_queue: str, now: float | None = None, rejected
         "rq_queue": rq_queue,
         "rq_queued": int(queued),
         "rejected": rejections(r, rejected),
+        "evidence_note": EVIDENCE_NOTE,
         "now": now,
     }

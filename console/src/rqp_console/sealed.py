@@ -19,10 +19,12 @@ from typing import Any
 import redis
 
 from rqp.backends import Backends
+from rqp.errors import RqpError
 from rqp.keys import KeyProvider
 from rqp.signing import TrustStore
 from rqp.status import StatusRecord, record_status
 from rqp.storage import BlobStore
+from rqp.summary import Summary, read_summary
 from rqp.workload import Workload
 
 __all__ = ["Opener", "open_opener"]
@@ -30,6 +32,8 @@ __all__ = ["Opener", "open_opener"]
 #: opened workloads kept (each holds its data key in memory), and for how long unused
 _KEEP = 16
 _KEEP_SECONDS = 300.0
+#: how long an ended workload's summary is kept (a signed retry's new round writes a new one)
+_SUMMARY_SECONDS = 30.0
 
 
 class Opener:
@@ -41,6 +45,8 @@ class Opener:
         self.trust = trust
         self._open: OrderedDict[str, tuple[float, Workload]] = OrderedDict()
         self._lock = threading.Lock()
+        #: ended workloads' summaries (an ended workload's summary changes only with a new round)
+        self._summaries: OrderedDict[str, tuple[float, Summary]] = OrderedDict()
 
     def workload(self, workload_id: str) -> Workload:
         """The opened workload; ``RqpError`` (one line) when it cannot be opened or is not trusted."""
@@ -59,6 +65,24 @@ class Opener:
             while len(self._open) > _KEEP:
                 self._open.popitem(last=False)
         return opened
+
+    def summary(self, workload_id: str) -> Summary | None:
+        """An ended workload's sealed summary (kept while the workload stays open here); None
+        when it is missing or does not open: the page then says its counts are unverified."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._summaries.get(workload_id)
+        if hit is not None and now - hit[0] < _SUMMARY_SECONDS:
+            return hit[1]
+        try:
+            found = read_summary(self.store, self.workload(workload_id))
+        except (RqpError, ValueError):
+            return None
+        with self._lock:
+            self._summaries[workload_id] = (now, found)
+            while len(self._summaries) > _KEEP:
+                self._summaries.popitem(last=False)
+        return found
 
     def start_note(self, workload_id: str, jid: str, sealed: bytes) -> dict[str, Any]:
         """When and on which worker job ``jid`` started (``rqp.status.seal_start``)."""

@@ -40,6 +40,7 @@ ENV_NAMES = {
     "actions_redis_url": "RQP_CONSOLE_ACTIONS_REDIS_URL",
     "actions_password_file": "RQP_CONSOLE_ACTIONS_PASSWORD_FILE",
     "session_key_file": "RQP_CONSOLE_SESSION_KEY_FILE",
+    "operator_key_file": "RQP_CONSOLE_OPERATOR_KEY_FILE",
     "session_hours": "RQP_CONSOLE_SESSION_HOURS",
     "allowed_hosts": "RQP_CONSOLE_ALLOWED_HOSTS",
     "trusted_proxy": "RQP_CONSOLE_TRUSTED_PROXY",
@@ -70,6 +71,10 @@ class ConsoleSettings:
     #: the console is read-only and shows no action buttons
     actions_redis_url: str | None = None
     actions_password_file: Path | None = None
+    #: the console's own operator key (Ed25519 PEM, ``rqp keygen --operator``): it signs every
+    #: action on behalf of the logged-in person; its public half belongs in the roles'
+    #: ``RQP_TRUSTED_OPERATORS_FILE``. Unset: actions are refused (never posted unsigned)
+    operator_key_file: Path | None = None
     #: file holding the key that signs session cookies (optional: without it a random key per
     #: start, so a restart logs everyone out)
     session_key_file: Path | None = None

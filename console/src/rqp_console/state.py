@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import redis
 
 from rqp.config import Settings
+from rqp.signing import SigningKey, TrustStore
 from rqp.storage import MessageQueue
 from rqp_metrics.store import SampleStore
 
@@ -36,3 +37,8 @@ class Console:
     manifests: ManifestTimes = field(default_factory=lambda: ManifestTimes(None))
     history: ThroughputHistory = field(default_factory=ThroughputHistory)
     cache: TtlCache = field(default_factory=TtlCache)
+    #: the console's operator key that signs actions; None: actions are refused
+    signer: SigningKey | None = None
+    #: whose audit entries verify: the trusted operators and the trusted signers (submitters)
+    operators: TrustStore | None = None
+    submitters: TrustStore | None = None

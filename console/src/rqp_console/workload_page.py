@@ -20,7 +20,9 @@ import redis
 
 from rqp.config import Settings
 from rqp.errors import RqpError
-from rqp.ledger import AUDIT, OUTBOX, Counters, JobId, RetryEntry, State, WorkloadKeys
+from rqp.ledger import OUTBOX, Counters, JobId, RetryEntry, State, WorkloadKeys
+from rqp.oplog import read_audit
+from rqp.signing import TrustStore
 from rqp.storage import BlobStore, MessageQueue
 from rqp.workload import blob_name
 
@@ -95,10 +97,12 @@ def workload_detail(
     manifests: ManifestTimes,
     opener: Opener | None = None,
     now: float | None = None,
+    operators: TrustStore | None = None,
+    submitters: TrustStore | None = None,
 ) -> dict[str, Any] | None:
     """Everything the workload page shows; None when Redis does not know the workload."""
     now = time.time() if now is None else now
-    row = progress_row(r, workload_id, history, now=now)
+    row = progress_row(r, workload_id, history, now=now, summaries=opener.summary if opener is not None else None)
     if row is None:
         return None
     k = WorkloadKeys(workload_id)
@@ -109,8 +113,7 @@ def workload_detail(
     pipe.zcount(k.retry, "-inf", now)
     pipe.zrange(k.retry, 0, RETRY_SAMPLE - 1, withscores=True)
     pipe.hlen(OUTBOX)
-    pipe.lrange(AUDIT, 0, AUDIT_SCAN - 1)
-    pending_n, started_n, pending, due_now, retry_head, outbox, audit_raw = pipe.execute()
+    pending_n, started_n, pending, due_now, retry_head, outbox = pipe.execute()
 
     jobs = [(j.decode() if isinstance(j, bytes) else str(j), float(s)) for j, s in pending]
     # started jobs first (by lease deadline), then the queued ones
@@ -154,13 +157,10 @@ def workload_detail(
     timeline = [{"what": "packed", "at": manifests.packed_at(workload_id)}]
     if row["started_at"]:
         timeline.append({"what": "started", "at": row["started_at"]})
-    for raw in reversed(audit_raw):
-        try:
-            a = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(a, dict) and a.get("workload") == workload_id:
-            timeline.append({"what": str(a.get("what")), "at": a.get("at"), "who": a.get("who")})
+    for a in reversed(read_audit(r, operators, submitters, AUDIT_SCAN)):
+        if a.workload == workload_id:
+            who = a.who if a.verified else f"{a.who} (UNVERIFIED: {a.note})"
+            timeline.append({"what": a.what, "at": a.at, "who": who, "verified": a.verified})
     if row["finished_at"] and row["state"] in (State.DONE, State.FAILED, State.CANCELLED):
         timeline.append({"what": row["state"], "at": row["finished_at"]})
 

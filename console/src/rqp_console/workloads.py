@@ -9,11 +9,14 @@ bitmap, a per-record hash or a chunk's records, and nothing needs a key.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
 
 from rqp.ledger import Ledger, Meta, State, workloads
+from rqp.status import ENDED
+from rqp.summary import Summary
 
 from .throughput import ThroughputHistory
 
@@ -40,10 +43,17 @@ def _int(value: str | None) -> int | None:
 
 
 def progress_row(
-    r: redis.Redis, workload_id: str, history: ThroughputHistory, now: float | None = None, spark: int = 0
+    r: redis.Redis,
+    workload_id: str,
+    history: ThroughputHistory,
+    now: float | None = None,
+    spark: int = 0,
+    summaries: Callable[[str], Summary | None] | None = None,
 ) -> dict[str, Any] | None:
     """One workload's progress as the pages show it; None when Redis does not know it.
-    ``spark``: how many recent records/s points to include (0: none)."""
+    ``spark``: how many recent records/s points to include (0: none). ``summaries``: an ended
+    workload's sealed summary (a console with the KEK); its counts replace Redis's plain ones, and
+    without it an ended workload's counts are marked unverified."""
     now = time.time() if now is None else now
     snap = Ledger(r, workload_id).snapshot()
     meta: dict[str, str] = snap["meta"]
@@ -95,18 +105,33 @@ def progress_row(
         "reclaimed": _int(meta.get(Meta.RECLAIMED)) or 0,
         "live": live,
     }
+    row["verified"] = None
+    if state in ENDED:
+        summary = summaries(workload_id) if summaries is not None else None
+        row["verified"] = summary is not None
+        if summary is not None:
+            row.update(
+                state=summary.final_state, total=summary.total, known=summary.total, enqueued=summary.total,
+                done=summary.done, failed=summary.failed, processing=0, retrying=0, queued=0,
+                never_ran=summary.cancelled,
+                fraction=min(1.0, (summary.done + summary.failed) / summary.total) if summary.total else 1.0,
+            )  # fmt: skip
     if spark:
         row["spark"] = [[round(t, 3), round(v, 1)] for t, v in history.rates(workload_id, limit=spark)]
     return row
 
 
 def list_workloads(
-    r: redis.Redis, history: ThroughputHistory, limit: int = 50, now: float | None = None
+    r: redis.Redis,
+    history: ThroughputHistory,
+    limit: int = 50,
+    now: float | None = None,
+    summaries: Callable[[str], Summary | None] | None = None,
 ) -> list[dict[str, Any]]:
     """The newest ``limit`` workloads (by when they were started), newest first."""
     rows = []
     for wid in workloads(r, newest_first=True, limit=limit):
-        row = progress_row(r, wid, history, now=now, spark=60)
+        row = progress_row(r, wid, history, now=now, spark=60, summaries=summaries)
         if row is not None:
             rows.append(row)
     return rows

@@ -192,6 +192,7 @@ class ChunkProcessor:
             if (parsed.workload, parsed.chunk) != (workload_id, spec.chunk):
                 raise ForbiddenJobError(f"job {jid} carries the spec of chunk {spec.chunk}; rejected")
             self.contexts.check_pin(ctx)
+            workload.check_runnable(time.time())  # a signature past its expiry runs nothing more
         except (ForbiddenJobError, WorkloadError, ValueError) as exc:
             reason = (
                 exc

@@ -19,7 +19,6 @@ from rqp.config import Settings
 from rqp.errors import RqpError
 from rqp.hardening import harden_process
 from rqp.metrics_http import serve_scheduler
-from rqp.status import read_progress
 
 from .scheduler import Scheduler
 
@@ -82,19 +81,28 @@ def _run(args: argparse.Namespace, settings: Settings, sched: Scheduler) -> int:
         sched.loop(serve=True)
     if sched.stop.is_set():
         return 0 if args.cmd == "serve" else 130  # a service stopped on request exits cleanly
-    failed = 0
+    code = 0
     for wid in getattr(args, "workloads", []):
         if wid in sched.failures:
             print(f"rqp-scheduler: error: workload {wid}: {sched.failures[wid]}", file=sys.stderr)
             return sched.failure_codes.get(wid, 1)
-        p = read_progress(sched.r, wid)
-        if p is not None:
-            print(
-                f"rqp-scheduler: workload {wid}: {p.state}: {p.done} done, {p.failed} failed of {p.total}",
-                file=sys.stderr,
-            )
-            failed += p.failed
-    return 1 if failed else 0
+        summary = sched.summaries.get(wid)
+        if summary is None:
+            # ended, but no sealed summary vouches for how: never a success exit
+            print(f"rqp-scheduler: error: workload {wid}: its sealed summary cannot be read; see 'rqp status {wid}'",
+                  file=sys.stderr)  # fmt: skip
+            code = max(code, 4)
+            continue
+        # the counts are the sealed summary's (authenticated), never Redis's plain counters
+        never_ran = f", {summary.cancelled} never ran" if summary.cancelled else ""
+        print(
+            f"rqp-scheduler: workload {wid}: {summary.final_state}: {summary.done} done, {summary.failed} failed "
+            f"of {summary.total}{never_ran}",
+            file=sys.stderr,
+        )
+        if summary.failed or summary.final_state == "cancelled":
+            code = max(code, 1)
+    return code
 
 
 if __name__ == "__main__":

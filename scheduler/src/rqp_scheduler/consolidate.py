@@ -34,7 +34,7 @@ from rqp.crypto import aad, decrypt_stream, encrypt_stream
 from rqp.errors import IntegrityError
 from rqp.ledger import ChunkKind, Head, JobId, Ledger, Meta, split_keyed_result
 from rqp.parts import decode_part, part_blob
-from rqp.status import FAILED, ChunkNote, StatusRecord
+from rqp.status import FAILED, ChunkNote, StatusRecord, plain_float
 from rqp.storage import BlobStore
 from rqp.summary import RESULTS_BLOB, SUMMARY_BLOB, Failure, ResultsInfo, Summary
 from rqp.workload import Workload, blob_name
@@ -296,19 +296,25 @@ def failures(ledger: Ledger, workload: Workload, proof: Proof, cancelled: bool =
 
 
 def summarize(
-    ledger: Ledger, workload: Workload, head: Head, results: ResultsInfo, failed: list[Failure], not_run: int = 0
+    ledger: Ledger,
+    workload: Workload,
+    head: Head,
+    results: ResultsInfo,
+    failed: list[Failure],
+    not_run: int = 0,
+    state: str = "done",
 ) -> Summary:
     """The summary: the counts are the head's and the proof's, never Redis's plain fields."""
     assert head.total is not None
     meta = ledger.meta()
-    started = float(meta.get(Meta.STARTED_AT, time.time()))
+    started = plain_float(meta.get(Meta.STARTED_AT), time.time())
     finished = time.time()
     elapsed = max(finished - started, 1e-9)
     return Summary(
         workload=workload.id, total=head.total, done=results.count, failed=len(failed), started_at=started,
         finished_at=finished, elapsed=round(elapsed, 3), records_per_second=round(head.total / elapsed, 1),
-        chunks=head.chunks, reclaimed_chunks=int(meta.get(Meta.RECLAIMED, 0)), results=results, failures=failed,
-        cancelled=not_run,
+        chunks=head.chunks, reclaimed_chunks=int(plain_float(meta.get(Meta.RECLAIMED), 0)), results=results, failures=failed,
+        cancelled=not_run, state=state,
     )  # fmt: skip
 
 
@@ -349,7 +355,7 @@ def consolidate(
             f"this round's notes name {proof.done_count} records done, {proof.this_round} results were read",
         )
     failed = failures(ledger, workload, proof, cancelled)
-    summary = summarize(ledger, workload, head, results, failed, proof.not_run)
+    summary = summarize(ledger, workload, head, results, failed, proof.not_run, "cancelled" if cancelled else "done")
     store.put(blob_name(workload.id, SUMMARY_BLOB), summary.seal(workload))
     if previous is not None:
         store.delete(previous)

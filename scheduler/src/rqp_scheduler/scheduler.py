@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import threading
+import traceback
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import redis
 
 from rqp import sandbox
 from rqp.backends import Backends
 from rqp.config import Settings
-from rqp.errors import RqpError
+from rqp.errors import BlobNotFoundError, IntegrityError, RqpError
 from rqp.ledger import next_submission, unfinished
+from rqp.summary import Summary, read_summary
 
 from .run import WorkloadRun
 
@@ -46,15 +49,32 @@ class Scheduler:
         self.failure_codes: dict[str, int] = {}
         #: whether errors go to the log as they happen (serve); ``run`` prints each once, at the end
         self.serving = False
+        #: the sealed summary of each workload that ended (what ``run`` reports and exits by)
+        self.summaries: dict[str, Summary | None] = {}
 
     def add(self, workload_id: str) -> None:
         if workload_id in self.runs:
             return
-        run = WorkloadRun(self.backends, workload_id, hosts=self.hosts, writer=self.writer).start()
+        run = WorkloadRun(self.backends, workload_id, hosts=self.hosts, writer=self.writer)
+        try:
+            run.start()
+        except (RqpError, redis.ConnectionError, redis.TimeoutError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - one workload's data never stops the scheduler
+            raise self._unexpected(run, exc) from None
         if run.finished:
-            log.info("workload %s is already done; nothing to schedule", workload_id)
+            summary = self._summary_of(run)
+            self.summaries[workload_id] = summary
+            state = summary.final_state if summary is not None else "ended"
+            log.info("workload %s is already %s; nothing to schedule", workload_id, state)
             return
         self.runs[workload_id] = run
+
+    def _summary_of(self, run: WorkloadRun) -> Summary | None:
+        try:
+            return read_summary(self.backends.blobs, run.workload)
+        except (BlobNotFoundError, IntegrityError):
+            return None
 
     def resume_unfinished(self) -> None:
         for wid in unfinished(self.r):
@@ -65,6 +85,34 @@ class Scheduler:
             self.add(wid)
         except RqpError as exc:
             self._failed(wid, exc)
+        except (redis.ConnectionError, redis.TimeoutError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - opening one workload failed in a way nobody foresaw
+            where = _where(exc)
+            log.error("workload %s: cannot be opened: unexpected %s (%s)", wid, type(exc).__name__, where)
+            self._failed(
+                wid, RqpError(f"workload {wid} could not be opened: unexpected {type(exc).__name__} ({where})")
+            )
+
+    def _unexpected(self, run: WorkloadRun, exc: Exception) -> RqpError:
+        """Fail ``run``'s workload for an exception nobody foresaw (a value in Redis that does not
+        decode, data that trips a parser): that workload fails, loudly and once -- its state says
+        so, so a restarted scheduler does not meet it again -- and every other workload goes on.
+        The exception's text may quote the data, so only its sealed form goes to Redis."""
+        wid = run.id
+        where = _where(exc)
+        generic = (
+            f"workload {wid} failed in the scheduler: unexpected {type(exc).__name__} while reading or scheduling it "
+            f"({where}); the details are sealed ('rqp status {wid}' with the KEK); other workloads go on"
+        )
+        try:
+            run.finisher.fail(f"{type(exc).__name__} at {where}: {exc}", generic=generic)
+        except (RqpError, redis.RedisError) as again:
+            log.error("workload %s: could not record its failure (%s)", wid, again)
+        finally:
+            run.stream.close()
+        log.error("%s", generic)
+        return RqpError(generic)
 
     def _failed(self, wid: str, exc: RqpError) -> None:
         self.failures[wid] = str(exc)
@@ -77,16 +125,7 @@ class Scheduler:
         backoff = 0.1
         while not self.stop.is_set() and (serve or self.runs):
             try:
-                if serve:
-                    while (sub := next_submission(self.r)) is not None:
-                        self._try_add(sub)
-                for wid, run in list(self.runs.items()):
-                    try:
-                        if run.step():
-                            del self.runs[wid]
-                    except RqpError as exc:
-                        self._failed(wid, exc)
-                        del self.runs[wid]
+                self.tick(serve)
                 backoff = 0.1
                 hint = min((run.wait_hint() for run in self.runs.values()), default=1.0)
                 self.stop.wait(hint)
@@ -96,3 +135,32 @@ class Scheduler:
                     run.reset_after_error()
                 self.stop.wait(backoff)
                 backoff = min(REDIS_RETRY_MAX, backoff * 2)
+
+    def tick(self, serve: bool = False) -> None:
+        """One pass: take new submissions (``serve``), then step every workload once. A workload
+        that fails -- foreseen or not -- is taken out; the others go on."""
+        if serve:
+            while (sub := next_submission(self.r)) is not None:
+                self._try_add(sub)
+        for wid, run in list(self.runs.items()):
+            try:
+                if run.step():
+                    self.summaries[wid] = run.summary
+                    del self.runs[wid]
+            except RqpError as exc:
+                self._failed(wid, exc)
+                del self.runs[wid]
+            except (redis.ConnectionError, redis.TimeoutError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - one workload never stops the others
+                self._failed(wid, self._unexpected(run, exc))
+                del self.runs[wid]
+
+
+def _where(exc: BaseException) -> str:
+    """Where ``exc`` was raised, as ``file.py:line`` (no values: they may be the user's data)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "unknown place"
+    last = frames[-1]
+    return f"{Path(last.filename).name}:{last.lineno}"

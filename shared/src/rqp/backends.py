@@ -16,7 +16,14 @@ from functools import cached_property
 import redis
 
 from .config import Settings
-from .connect import connect_redis, open_blob_store, open_key_provider, open_message_queue, open_trust_store
+from .connect import (
+    connect_redis,
+    open_blob_store,
+    open_key_provider,
+    open_message_queue,
+    open_operator_trust,
+    open_trust_store,
+)
 from .errors import IntegrityError
 from .keys import KeyProvider
 from .ledger import TOMBSTONES
@@ -78,9 +85,14 @@ class Backends:
     def trust(self) -> TrustStore:
         return open_trust_store(self.settings)
 
+    @cached_property
+    def operators(self) -> TrustStore | None:
+        """The operators whose signed requests count (None: only each workload's submitter)."""
+        return open_operator_trust(self.settings)
+
     def open_all(self) -> Backends:
         """Open every client now, so a role fails at start with one line rather than mid-run."""
-        for name in ("redis", "blobs", "queue", "keys", "trust"):
+        for name in ("redis", "blobs", "queue", "keys", "trust", "operators"):
             getattr(self, name)
         return self
 

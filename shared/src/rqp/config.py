@@ -76,6 +76,12 @@ DEFAULT_SCRIPT_MEMORY_MB = 4096
 DEFAULT_SCRIPT_CPU_SECONDS = 3600
 #: the uid[:gid] script processes run as where the role holds CAP_SETUID/CAP_SETGID ("nobody")
 DEFAULT_SANDBOX_UID = "65534"
+#: one record (a JSON Lines line, a CSV row): a longer one fails alone, and no reader holds more
+DEFAULT_MAX_RECORD_BYTES = 16 << 20
+#: arrays/objects nested deeper fail the record (rqp.jsonsafe.MAX_JSON_DEPTH; json itself recurses)
+DEFAULT_MAX_JSON_DEPTH = 512
+#: one CSV field (characters): Python's own csv default, now named; a longer field fails its row
+DEFAULT_MAX_CSV_FIELD_BYTES = 131_072
 
 
 def _path_or_none(value: Any) -> Path | None:
@@ -137,6 +143,12 @@ class Settings:
     #: exception types (names, comma-separated: ``KeyError,mylib.BadInput``) that fail a record
     #: at once instead of retrying it; a script can also raise ``rqp.PermanentError``
     permanent_errors: str = ""
+    #: a record (JSON Lines line, CSV row) longer than this fails alone, naming its line
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    #: a record nesting arrays/objects deeper than this fails alone
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
+    #: a CSV field longer than this (characters) fails its row alone
+    max_csv_field_bytes: int = DEFAULT_MAX_CSV_FIELD_BYTES
     rq_queue: str = DEFAULT_RQ_QUEUE
     status_queue: str = DEFAULT_STATUS_QUEUE
     events_queue: str = DEFAULT_EVENTS_QUEUE
@@ -260,7 +272,8 @@ class Settings:
                 f"RQP_REDIS_URL {self.redis_url_safe} carries a password; put the password in a file and "
                 "name it in RQP_REDIS_PASSWORD_FILE"
             )
-        for name in ("chunk_size", "chunk_min", "chunk_max", "max_attempts"):
+        for name in ("chunk_size", "chunk_min", "chunk_max", "max_attempts", "max_record_bytes", "max_json_depth",
+                     "max_csv_field_bytes"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"RQP_{name.upper()} must be at least 1, got {getattr(self, name)}")
         if self.chunk_min > self.chunk_max:

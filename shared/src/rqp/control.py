@@ -1,9 +1,11 @@
-"""Operators' control of workloads: pause, resume, cancel, retry the failed records, delete.
+"""Operators' control of workloads: pause, resume, cancel, retry the failed records, priority,
+delete -- each a request signed with the operator's key (``rqp.oplog``).
 
-Pause, resume and cancel are requests: one script (``rqp.ledger`` ``control.lua``) checks the
-workload's state, sets the new one and records who asked and when in the audit log
-(``rqp:audit``); the scheduler supervising the workload carries the request out on its next step
-(a workload no scheduler supervises is handed to a serving one). What each means:
+Every action is posted as a ``rqp.oplog.ControlRequest`` signed by ``signer`` (an operator key
+from ``RQP_TRUSTED_OPERATORS_FILE``, or the submitter key that signed the workload) to the
+workload's request list and to the hash-chained audit log, in one script; the scheduler acts only
+on requests that verify. The shown state (``meta.state``, and the ``control`` field schedulers
+from before signed control read) changes at once and is advisory. What each means:
 
 * **pause**: nothing new is queued (neither chunks nor retries), chunks not yet started are taken
   off the RQ queue; chunks in hand finish and commit. Nothing is lost or re-run.
@@ -11,10 +13,14 @@ workload's state, sets the new one and records who asked and when in the audit l
 * **cancel**: as pause, then the chunks not started are dropped; once the chunks in hand have
   committed, what was done is consolidated: results and a summary as for a finished workload,
   whose ``cancelled`` count says how many records never ran. State ``cancelled``.
-* **retry failed** (``rqp retry W --failed``): a finished workload's failed records run again.
+* **retry failed** (``rqp retry W --failed``): a finished workload's failed records -- as its
+  sealed summary lists them, not as a Redis bitmap says -- run again in a new round.
 * **delete** (``rqp delete W [--shred]``): its Redis state and blobs go; with ``shred`` its
   wrapped data key is overwritten first, so no copy of its ciphertexts anywhere (a backup, an
   AOF, a stray blob) can be decrypted again.
+
+A workload id that is neither in Redis nor packed in the blob store is refused before anything
+is written (a typo never leaves an audit entry or a key behind).
 """
 
 from __future__ import annotations
@@ -27,67 +33,130 @@ from typing import Any
 import redis
 
 from .errors import BlobNotFoundError, IntegrityError, WorkloadError
-from .ledger import AUDIT, TOMBSTONES, Control, Ledger, Priority, State
+from .ledger import TOMBSTONES, Head, Ledger, Meta, Priority, State, WorkloadKeys, submit
+from .oplog import AuditEntry, post, read_audit
+from .signing import SigningKey, TrustStore
 
-__all__ = ["audit", "cancel", "delete", "pause", "resume", "retry_failed", "set_priority"]
+__all__ = [
+    "audit",
+    "cancel",
+    "check_known",
+    "delete",
+    "pause",
+    "resume",
+    "retry_failed",
+    "set_priority",
+    "unknown",
+]
 
-#: what each action needs the workload to be
-_NEEDS = {
-    Control.PAUSE: "running",
-    Control.RESUME: "paused",
-    Control.CANCEL: "running or paused",
-}
+#: what each advisory action needs the workload to be
+_NEEDS = {"pause": "running", "resume": "paused", "cancel": "running or paused"}
+_PAST = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}
 
 
-def _request(r: redis.Redis, workload_id: str, action: Control, actor: str) -> str:
-    ok, state = Ledger(r, workload_id).request(action, actor, time.time())
+def unknown(workload_id: str) -> WorkloadError:
+    return WorkloadError(
+        f"workload {workload_id} is not known to Redis nor packed in the blob store; check the id ('rqp list')"
+    )
+
+
+def _packed(store: Any, workload_id: str) -> bool:
+    from .workload import blob_name  # noqa: PLC0415 - keeps this module light for the console
+
+    if callable(store):  # opened only now: a command on a workload Redis knows never opens it
+        store = store()
+    return store is not None and bool(store.exists(blob_name(workload_id, "manifest.json")))
+
+
+def check_known(r: redis.Redis, store: Any, workload_id: str) -> bool:
+    """True when Redis knows the workload, False when only the blob store has it packed;
+    ``WorkloadError`` (exit 7) when neither does -- before anything is written. ``store``: the
+    blob store, a zero-argument callable that opens it, or None (Redis alone decides)."""
+    if Ledger(r, workload_id).exists():
+        return True
+    if _packed(store, workload_id):
+        return False
+    raise unknown(workload_id)
+
+
+def _advisory(r: redis.Redis, store: Any, signer: SigningKey, workload_id: str, action: str, actor: str) -> str:
+    in_redis = check_known(r, store, workload_id)
+    if not in_redis:
+        raise WorkloadError(
+            f"workload {workload_id} is packed but not started; only a workload that is {_NEEDS[action]} can be {_PAST[action]}"
+        )
+    ok, state, _ = post(r, signer, workload_id, action, "", actor, advisory=action, submit=action != "pause")
     if ok:
         return state
     if not state:
-        raise WorkloadError(f"workload {workload_id} is not known to Redis; check the id ('rqp list')")
+        raise unknown(workload_id)
     raise WorkloadError(
         f"workload {workload_id} is {state}; only a workload that is {_NEEDS[action]} can be {_PAST[action]}"
     )
 
 
-_PAST = {Control.PAUSE: "paused", Control.RESUME: "resumed", Control.CANCEL: "cancelled"}
+def pause(r: redis.Redis, signer: SigningKey, workload_id: str, actor: str, store: Any = None) -> str:
+    return _advisory(r, store, signer, workload_id, "pause", actor)
 
 
-def pause(r: redis.Redis, workload_id: str, actor: str) -> str:
-    return _request(r, workload_id, Control.PAUSE, actor)
+def resume(r: redis.Redis, signer: SigningKey, workload_id: str, actor: str, store: Any = None) -> str:
+    return _advisory(r, store, signer, workload_id, "resume", actor)
 
 
-def resume(r: redis.Redis, workload_id: str, actor: str) -> str:
-    return _request(r, workload_id, Control.RESUME, actor)
+def cancel(r: redis.Redis, signer: SigningKey, workload_id: str, actor: str, store: Any = None) -> str:
+    return _advisory(r, store, signer, workload_id, "cancel", actor)
 
 
-def cancel(r: redis.Redis, workload_id: str, actor: str) -> str:
-    return _request(r, workload_id, Control.CANCEL, actor)
+def retry_failed(r: redis.Redis, store: Any, workload: Any, signer: SigningKey, actor: str) -> int:
+    """Run a finished workload's failed records again, in a new round; how many failed, as the
+    sealed summary lists them (a Redis writer who DELs the ``failed`` bitmap changes nothing).
 
+    ``workload``: the opened ``rqp.workload.Workload`` (the KEK opens its summary and head)."""
+    from .summary import read_summary  # noqa: PLC0415 - keeps this module light for the console
 
-def retry_failed(r: redis.Redis, workload_id: str, actor: str) -> int:
-    """Run a finished workload's failed records again (a new round); how many failed."""
-    led = Ledger(r, workload_id)
+    led = Ledger(r, workload.id)
     if not led.exists():
-        raise WorkloadError(f"workload {workload_id} is not known to Redis; check the id ('rqp list')")
-    count = led.requeue_failed()
-    if count:
-        _audit(r, actor, "retry", workload_id)
+        raise unknown(workload.id)
+    state = led.state()
+    if state not in (State.DONE, State.FAILED):
+        return 0
+    try:
+        summary = read_summary(store, workload)
+    except BlobNotFoundError:
+        return 0  # no summary: nothing finished, nothing failed
+    count = max(summary.failed, len(summary.failures))
+    if not count:
+        return 0
+    round_ = Head.open(workload, led.head()).round + 1
+    # the signed request first: a state shown as running is never without the request behind it
+    post(r, signer, workload.id, "retry", str(round_), actor)
+    keys = WorkloadKeys(workload.id)
+    pipe = r.pipeline(transaction=True)
+    pipe.hset(keys.meta, Meta.STATE, State.RUNNING.value)
+    pipe.hdel(keys.meta, Meta.FINISHED_AT)
+    for key in keys.all():
+        pipe.persist(key)
+    submit(pipe, workload.id)  # then a serving scheduler takes it (the old ``requeue_failed`` did the same)
+    pipe.execute()
     return count
 
 
-def set_priority(r: redis.Redis, workload_id: str, priority: str, actor: str) -> Priority:
-    """A workload's priority, before it starts or while it runs (its chunks queued from then on)."""
+def set_priority(
+    r: redis.Redis, signer: SigningKey, workload_id: str, priority: str, actor: str, store: Any = None
+) -> Priority:
+    """A workload's priority, before it starts or while it runs (its chunks queued from then on).
+    A workload only packed (not in Redis yet) needs ``store`` to be found."""
     try:
         level = Priority(priority)
     except ValueError:
         raise WorkloadError(f"priority {priority!r} is not one of {', '.join(p.value for p in Priority)}") from None
+    in_redis = check_known(r, store, workload_id)
     led = Ledger(r, workload_id)
     state = led.state()
     if state is not None and State(state).finished:
         raise WorkloadError(f"workload {workload_id} is {state}; its priority no longer matters")
+    post(r, signer, workload_id, "priority", level.value, actor, require_known=in_redis)
     led.set_priority(level)
-    _audit(r, actor, f"priority {level.value}", workload_id)
     return level
 
 
@@ -104,28 +173,30 @@ def tombstone(r: redis.Redis, store: Any, workload_id: str, actor: str) -> None:
     r.hset(TOMBSTONES, digest, json.dumps({"workload": workload_id, "at": time.time(), "who": actor}))
 
 
-def _audit(r: Any, actor: str, what: str, workload_id: str) -> None:
-    entry = json.dumps({"at": time.time(), "who": actor, "what": what, "workload": workload_id})
-    r.lpush(AUDIT, entry)
+def audit(
+    r: redis.Redis, operators: TrustStore | None, submitters: TrustStore | None = None, limit: int = 100
+) -> list[AuditEntry]:
+    """Operators' actions, newest first, each marked verified or not (``rqp.oplog.read_audit``)."""
+    return read_audit(r, operators, submitters, limit)
 
 
-def audit(r: redis.Redis, limit: int = 100) -> list[dict[str, Any]]:
-    """Operators' actions, newest first."""
-    return [json.loads(x) for x in r.lrange(AUDIT, 0, limit - 1)]
-
-
-def delete(r: redis.Redis, store: Any, workload_id: str, actor: str, *, shred: bool = False) -> tuple[int, int]:
+def delete(
+    r: redis.Redis, store: Any, signer: SigningKey, workload_id: str, actor: str, *, shred: bool = False
+) -> tuple[int, int]:
     """Remove a workload that is not running: its Redis keys and its blobs; with ``shred``, its
     wrapped data key is overwritten with random bytes first. Returns (Redis keys, blobs) removed."""
     from .workload import blob_name  # noqa: PLC0415 - keeps this module light for the console
 
     led = Ledger(r, workload_id)
     state = led.state()
+    blobs = list(store.list(blob_name(workload_id, "")))
+    if state is None and not blobs:
+        raise unknown(workload_id)
     if state is not None and not State(state).finished:
         raise WorkloadError(
             f"workload {workload_id} is {state}; cancel it first ('rqp cancel {workload_id}') and delete it once cancelled"
         )
-    blobs = list(store.list(blob_name(workload_id, "")))
+    post(r, signer, workload_id, "delete", "shred" if shred else "", actor, require_known=state is not None)
     tombstone(r, store, workload_id, actor)
     if shred:
         for name in blobs:
@@ -134,5 +205,4 @@ def delete(r: redis.Redis, store: Any, workload_id: str, actor: str, *, shred: b
     removed = led.delete_all()
     for name in blobs:
         store.delete(name)
-    _audit(r, actor, "delete --shred" if shred else "delete", workload_id)
     return removed, len(blobs)

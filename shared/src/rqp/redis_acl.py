@@ -16,11 +16,18 @@ only the commands it needs on only the keys it uses:
   touch the server's configuration.
 * ``metrics-logger`` -- appends to the metrics queue's stream; nothing else.
 * ``submitter`` -- appends a workload id to the submissions list (``rqp submit``,
-  ``rqp pack --submit``); nothing else.
-* ``console`` -- reads what rqp-console's pages show (``%R~`` on RQ's and rqp's keys): no writes,
-  no scripts.
-* ``console-actions`` -- rqp-console's pause, resume, cancel and retry (``rqp.control``): the
-  workloads' keys, the audit log and the submissions list; nothing of RQ's or the fleet's.
+  ``rqp pack --submit``) and posts the signed ``priority`` request of ``--priority``
+  (``rqp.oplog.post``: ``post_control.lua`` appends to the workload's request list and the audit
+  chain); it reads a workload's ``state`` and may set ``rqp:priorities``; nothing else.
+* ``console`` -- reads what rqp-console's pages show (``%R~`` on RQ's and rqp's keys, GET only
+  the audit chain's head): no writes, no scripts.
+* ``console-actions`` -- rqp-console's pause, resume, cancel and retry (``rqp.control``, signed
+  requests posted through ``post_control.lua``): the workloads' keys, the audit log and its head,
+  the submissions list; nothing of RQ's or the fleet's.
+
+Where a role needs a command on one key only (GET/SET of the audit head, RPUSH of a workload's
+request list), a Redis 7 selector -- ``(+cmd ~key)`` -- grants exactly that pair, so the role's
+other commands do not reach those keys nor those commands its other keys.
 * ``default`` -- off: a client that does not log in as one of the above gets nothing.
 
 No role gets ``@admin`` or ``@dangerous`` commands (CONFIG, ACL, FLUSHALL, KEYS, DEBUG, MONITOR,
@@ -63,7 +70,18 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from . import ledger
 from .config import DEFAULT_EVENTS_QUEUE, DEFAULT_STATUS_QUEUE
 from .errors import ConfigError
-from .ledger import AUDIT, FLEET, OUTBOX, OUTBOX_TIMES, REJECTED, SUBMISSIONS, WorkloadKeys, held_key
+from .ledger import (
+    AUDIT,
+    AUDIT_HEAD,
+    FLEET,
+    OUTBOX,
+    OUTBOX_TIMES,
+    PRIORITIES,
+    REJECTED,
+    SUBMISSIONS,
+    WorkloadKeys,
+    held_key,
+)
 from .storage.redis_queue import STREAM_PREFIX
 
 __all__ = [
@@ -80,6 +98,7 @@ __all__ = [
     "ledger_globals",
     "make_tls",
     "password_hash",
+    "posting_selectors",
     "read_password_hashes",
     "render_acl",
     "role_rules",
@@ -130,13 +149,34 @@ _CONSOLE_READ = (
     "+zcard", "+zcount", "+zrange", "+zrevrange", "+zrangebyscore", "+zscore",
     "+lrange", "+llen", "+smembers", "+xlen",
 )  # fmt: skip
-#: what rqp-console's actions run: ``rqp.control`` (control.lua through EVALSHA, and what it
-#: runs, which Redis checks against the caller's ACL too) and ``Ledger.requeue_failed``
+#: what rqp-console's actions run on the workloads' keys, the audit log and the submissions:
+#: ``rqp.control`` (post_control.lua through EVALSHA, and what it runs, which Redis checks against
+#: the caller's ACL too; the retry's state change in MULTI/EXEC)
 _CONSOLE_ACTIONS = (
     *_SCRIPTS,
     "+hget", "+hset", "+hdel", "+exists", "+rpush", "+lpush", "+ltrim",
-    "+multi", "+exec", "+discard", "+bitcount", "+persist", "+lrange",
+    "+multi", "+exec", "+discard", "+persist", "+lrange",
 )  # fmt: skip
+
+
+def _selector(commands: Iterable[str], keys: Iterable[str]) -> str:
+    """A Redis 7 ACL selector: these commands on these keys, and nothing across to the rest."""
+    return "(" + " ".join((*commands, *(f"~{k}" for k in keys))) + ")"
+
+
+def posting_selectors(workload_keys: WorkloadKeys) -> tuple[str, ...]:
+    """What posting a signed control request takes (``rqp.oplog.post``): EVALSHA of
+    ``post_control.lua`` naming its keys, and, one pair at a time, the commands it runs -- GET/SET
+    of the audit chain's head, LPUSH/LTRIM of the chain, RPUSH of the workload's request list,
+    HGET of its state and EXISTS of it and of its scheduler's lock."""
+    k = workload_keys
+    return (
+        _selector(_SCRIPTS, (k.meta, k.control, k.lock, AUDIT, AUDIT_HEAD, SUBMISSIONS)),
+        _selector(("+get", "+set"), (AUDIT_HEAD,)),
+        _selector(("+lpush", "+ltrim"), (AUDIT,)),
+        _selector(("+rpush",), (k.control, SUBMISSIONS)),
+        _selector(("+hget", "+exists"), (k.meta, k.lock)),
+    )
 
 
 @dataclass(frozen=True)
@@ -188,7 +228,8 @@ def ledger_globals() -> tuple[str, ...]:
 def role_rules(queues: Queues | None = None) -> dict[str, tuple[str, ...]]:
     """Each role's ACL rules (commands, keys, channels) without its password, by user name."""
     q = queues or Queues()
-    workload = WorkloadKeys("*").prefix + "*"  # rqp:w:<W>:<key>, every workload
+    any_workload = WorkloadKeys("*")
+    workload = any_workload.prefix + "*"  # rqp:w:<W>:<key>, every workload
     rq = "rq:*"
     fleet = f"{FLEET}:*"  # one hash per processor (``rqp.ledger`` fleet registry), FLEET its index
     scheduler_keys = (
@@ -208,11 +249,25 @@ def role_rules(queues: Queues | None = None) -> dict[str, tuple[str, ...]]:
         "scheduler": scheduler,
         "processor": processor,
         "metrics-logger": (*_BASE, "+xgroup|create", "+xadd", f"~{q.stream(q.metrics)}"),
-        "submitter": (*_BASE, "+rpush", f"~{SUBMISSIONS}"),
+        # submit, and post the signed priority request of --priority (its priority in rqp:priorities)
+        "submitter": (
+            *_BASE,
+            "+rpush",
+            f"~{SUBMISSIONS}",
+            *posting_selectors(any_workload),
+            _selector(("+multi", "+exec", "+discard", "+hset"), (PRIORITIES,)),
+        ),
         # a stolen console password shows what the console shows and changes nothing
-        "console": (*_BASE, *_CONSOLE_READ, f"%R~{rq}", "%R~rqp:*"),
+        "console": (*_BASE, *_CONSOLE_READ, f"%R~{rq}", "%R~rqp:*", f"(+get %R~{AUDIT_HEAD})"),
         # the workloads' state, the audit log and the submissions: nothing of RQ's or the fleet's
-        "console-actions": (*_BASE, *_CONSOLE_ACTIONS, f"~{workload}", f"~{AUDIT}", f"~{SUBMISSIONS}"),
+        "console-actions": (
+            *_BASE,
+            *_CONSOLE_ACTIONS,
+            f"~{workload}",
+            f"~{AUDIT}",
+            f"~{SUBMISSIONS}",
+            *posting_selectors(any_workload),
+        ),
     }
 
 

@@ -30,6 +30,7 @@ from .workload import Workload
 
 __all__ = [
     "DONE",
+    "ENDED",
     "FAILED",
     "PROCESSING",
     "QUEUED",
@@ -37,9 +38,11 @@ __all__ = [
     "ChunkNote",
     "Progress",
     "StatusRecord",
+    "plain_float",
     "read_progress",
     "record_status",
     "seal_start",
+    "verified_progress",
 ]
 
 QUEUED = "queued"
@@ -422,27 +425,44 @@ def verified_progress(p: Progress, summary: Callable[[], Summary | None]) -> Pro
     )
 
 
+def _number(value: str | bytes | None, kind: type[float] | type[int]) -> float | int | None:
+    """A counter or time as Redis holds it; junk a Redis writer left reads as missing (the
+    report of an ended workload comes from its sealed summary anyway)."""
+    if value is None or value == "":
+        return None
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def plain_float(value: str | bytes | None, default: float) -> float:
+    """A plain (advisory) time or count from Redis, ``default`` when missing or junk."""
+    number = _number(value, float)
+    return default if number is None else float(number)
+
+
 def read_progress(r: redis.Redis, workload_id: str) -> Progress | None:
     snap = Ledger(r, workload_id).snapshot()
     m, p = snap["meta"], snap["perf"]
     if not m:
         return None
-    total = m.get(Meta.TOTAL)
+    total = _number(m.get(Meta.TOTAL), int)
     return Progress(
         workload=workload_id,
         state=m.get(Meta.STATE, "?"),
         total=int(total) if total else None,
-        enqueued=int(m.get(Meta.ENQUEUED, 0)),
+        enqueued=int(_number(m.get(Meta.ENQUEUED), int) or 0),
         done=snap["done"],
         failed=snap["failed"],
         processing=snap["processing"],
         retrying=snap["retrying"],
-        started_at=float(m[Meta.STARTED_AT]) if Meta.STARTED_AT in m else None,
-        finished_at=float(m[Meta.FINISHED_AT]) if Meta.FINISHED_AT in m else None,
-        processed_seconds=float(p.get(Perf.SECONDS, 0.0)),
+        started_at=_number(m.get(Meta.STARTED_AT), float),
+        finished_at=_number(m.get(Meta.FINISHED_AT), float),
+        processed_seconds=float(_number(p.get(Perf.SECONDS), float) or 0.0),
         error=m.get(Meta.ERROR),
         format=m.get(Meta.FORMAT),
-        processed=int(p.get(Perf.RECORDS, 0)),
-        first_at=float(p[PERF_FIRST]) if PERF_FIRST in p else None,
-        last_at=float(p[Perf.LAST]) if Perf.LAST in p else None,
+        processed=int(_number(p.get(Perf.RECORDS), int) or 0),
+        first_at=_number(p.get(PERF_FIRST), float),
+        last_at=_number(p.get(Perf.LAST), float),
     )

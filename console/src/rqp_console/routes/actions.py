@@ -1,5 +1,6 @@
 """The console's only writes: pause, resume, cancel, retry (``..actions``), on the actions
-Redis identity, confirmed by naming the workload, as the logged-in user.
+Redis identity, confirmed by naming the workload, signed with the console's operator key on
+behalf of the logged-in user.
 
 ``guard.Guard`` has already checked the POST's Origin and CSRF token before this runs.
 """
@@ -10,7 +11,7 @@ import logging
 
 from flask import Blueprint, Response, jsonify, request
 
-from ..actions import ACTIONS, perform
+from ..actions import ACTIONS, NO_OPERATOR_KEY, perform
 from ..views import Site, json_error, workload_id
 
 __all__ = ["blueprint"]
@@ -32,11 +33,13 @@ def blueprint(site: Site) -> Blueprint:
                 403,
                 "actions are off: start the console with RQP_CONSOLE_ACTIONS_REDIS_URL (a Redis user allowed to change workloads)",
             )
+        if c.signer is None:
+            return json_error(403, NO_OPERATOR_KEY)
         body = request.get_json(silent=True) or {}
         if body.get("confirm") != wid:
             return json_error(400, f'confirm the {action} by naming the workload: {{"confirm": "{wid}"}}')
         user = site.guard.user() or "?"
-        result = perform(c.actions, action, wid, user)
+        result = perform(c.actions, c.signer, action, wid, user, c.opener)
         log.warning("action: %s %s by %s from %s: %s", action, wid, user, request.remote_addr, result)
         for key in (("workload", wid), "workloads", "audit"):
             c.cache.invalidate(key)  # the next refresh reads Redis again

@@ -1,4 +1,5 @@
-"""The audit page: operators' actions on workloads, newest first (console and ``rqp`` CLI alike)."""
+"""The audit page: operators' signed requests on workloads, newest first (console and ``rqp`` CLI
+alike), each marked verified (by whom) or unverified (why), with where the chain was cut."""
 
 from __future__ import annotations
 
@@ -23,6 +24,6 @@ def blueprint(site: Site) -> Blueprint:
 
     @bp.get("/api/audit")
     def api_audit() -> Response:
-        return jsonify({"entries": c.cache.get("audit", TTL_AUDIT, lambda: audit_log(c.r))})
+        return jsonify({"entries": c.cache.get("audit", TTL_AUDIT, lambda: audit_log(c.r, c.operators, c.submitters))})
 
     return bp

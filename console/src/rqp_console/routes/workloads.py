@@ -53,7 +53,8 @@ def blueprint(site: Site) -> Blueprint:
     def api_workloads() -> Response:
         def compute() -> dict[str, Any]:
             now = time.time()
-            rows = list_workloads(c.r, c.history, limit=WORKLOADS_SHOWN, now=now)
+            summaries = c.opener.summary if c.opener is not None else None
+            rows = list_workloads(c.r, c.history, limit=WORKLOADS_SHOWN, now=now, summaries=summaries)
             waiting = [
                 x.decode() if isinstance(x, bytes) else str(x) for x in c.r.lrange(SUBMISSIONS, 0, SUBMITTED_SHOWN - 1)
             ]
@@ -76,6 +77,8 @@ def blueprint(site: Site) -> Blueprint:
                 mq=c.mq,
                 manifests=c.manifests,
                 opener=c.opener,
+                operators=c.operators,
+                submitters=c.submitters,
             )
 
         detail = c.cache.get(("workload", wid), TTL_DETAIL, compute)

@@ -27,6 +27,7 @@ function hostCard(h, now) {
   for (const p of h.processors) {
     const off = /^OFF|MISSING/i.test(p.protections);
     card.appendChild(el("p", { class: "protections" + (off ? " off" : ""), title: p.protections },
+      el("span", { class: "badge self-reported", text: p.evidence || "self-reported", title: "written to Redis by the processor itself, unsigned: not verified" }), " ",
       `pid ${p.pid} · ${p.workers} workers · seen ${ago(p.seen_at, now)} · ${protections(p.protections)}`));
   }
   if (!h.processors.length) card.appendChild(el("p", { class: "protections off", text: "No rqp-processor registered for this host (an older processor, or one whose Redis user may not write rqp:fleet): protections unknown." }));
@@ -52,6 +53,7 @@ poll(async () => {
   const hosts = clear($("hosts"));
   for (const h of d.hosts) hosts.appendChild(hostCard(h, d.now));
   $("hosts-empty").hidden = d.hosts.length > 0;
+  $("fleet-evidence").textContent = d.evidence_note;
   $("fleet-summary").textContent = `${d.hosts.length} host(s), ${d.processors} processor(s), ${d.workers} worker(s), ${d.busy} busy · ${int(d.rq_queued)} chunk(s) waiting on RQ queue ${d.rq_queue}`;
   const tbody = clear(document.querySelector("#rejected tbody"));
   for (const x of d.rejected) {

@@ -51,6 +51,7 @@ function renderHead(d) {
   const st = $("state");
   st.className = "badge " + d.state;
   st.textContent = d.state;
+  $("unverified").hidden = d.verified !== false;
   $("priority").textContent = "priority " + d.priority;
   renderActions(d);
 }

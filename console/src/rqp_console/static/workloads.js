@@ -32,7 +32,7 @@ function matches(row) {
 function workloadRow(row, now) {
   return el("tr", { dataset: { key: row.id, id: row.id, state: row.state } },
     el("td", { class: "id" }, el("a", { href: "/workloads/" + encodeURIComponent(row.id), text: row.id, title: row.id })),
-    el("td", {}, badge(row.state)),
+    el("td", {}, badge(row.state), row.verified === false ? el("span", { class: "badge unverified", title: "no sealed summary vouches for these counts here", text: "unverified" }) : ""),
     el("td", { class: "progress" }, progressCell(row)),
     numCell("done", row.done),
     numCell("failed", row.failed, true),

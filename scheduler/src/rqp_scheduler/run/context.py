@@ -44,6 +44,8 @@ class RunContext:
             p: Queue(p.queue(self.settings.rq_queue), connection=self.r, job_class=RqpJob, serializer=JSONSerializer)
             for p in Priority
         }
+        #: the priority its chunks are queued at, as its signed requests say (``run.control``)
+        self.priority = Priority.NORMAL
         #: the enqueue as this scheduler sealed it last (``rqp.ledger.Head``)
         self.head = Head()
         #: the JSON Lines records' lines (a malformed record, and a chunk's spec, name its line)

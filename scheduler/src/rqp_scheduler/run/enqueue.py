@@ -11,7 +11,6 @@ and sealed.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,7 +22,7 @@ from rqp import metrics_http as metrics
 from rqp.jobs import ChunkSpec
 from rqp.ledger import ChunkKind, Head, Priority, chunk_name, outbox_add
 from rqp.messages import pack_messages
-from rqp.records import LineMap
+from rqp.records import record_key
 from rqp.status import FAILED, StatusRecord
 
 from .context import RunContext
@@ -167,7 +166,7 @@ class Enqueuer:
             for payload, parse_error in batch:
                 error = parse_error
                 if error is None and id_field is not None:
-                    key, error = record_key(payload, id_field, rid, lines)
+                    key, error = record_key(payload, id_field, rid, lines, max_depth=ctx.settings.max_json_depth)
                     if key is not None:
                         key_of[rid] = key
                 if error is not None:
@@ -195,15 +194,3 @@ class Enqueuer:
         )
         ctx.ledger.advance(pipe, head, head.seal(w))
         return pipe, head
-
-
-def record_key(payload: bytes, field: str, rid: int, lines: LineMap) -> tuple[str | None, str | None]:
-    """(the record's own id, None), or (None, why the record cannot be queued): ``--id-field``
-    names a field every record must have (a string or a number)."""
-    try:
-        value = json.loads(payload).get(field) if payload[:1] == b"{" else None
-    except (ValueError, AttributeError) as exc:
-        return None, f"malformed record at line {lines.line_of(rid)}: not valid JSON ({exc})"
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        return None, f"record {rid} has no id in field {field!r} (a string or a number; rqp pack --id-field {field})"
-    return str(value), None

@@ -12,6 +12,7 @@ from rqp.errors import RqpError
 from rqp.ledger import Head, State, flush_outbox, outbox_add, publish_outbox
 from rqp.messages import make_envelope
 from rqp.status import read_progress
+from rqp.summary import Summary
 
 from ..consolidate import consolidate
 from .context import RunContext
@@ -70,7 +71,7 @@ class Finisher:
         self.event("failed", {"error": error}, durable=True)
         ctx.ledger.release_lock(ctx.me)
 
-    def finish(self, cancelled: bool = False) -> None:
+    def finish(self, cancelled: bool = False) -> Summary:
         """Consolidate the results, write the summary, close the head, announce the end and
         release the lock."""
         ctx = self.ctx
@@ -108,3 +109,4 @@ class Finisher:
             ctx.id, "cancelled" if cancelled else "done", summary.done, summary.failed, summary.cancelled,
             summary.elapsed, summary.records_per_second,
         )  # fmt: skip
+        return summary

@@ -44,7 +44,7 @@ class Held:
         ctx = self.ctx
         queued = ctx.ledger.queued()
         in_queue = in_queues(ctx)
-        queue = ctx.queues[ctx.ledger.priority()]
+        queue = ctx.queues[ctx.priority]
         pipe = ctx.r.pipeline(transaction=False)
         for jid in queued:
             if jid not in in_queue:

@@ -63,7 +63,7 @@ def queue_specs(ctx: RunContext, pipe: Pipeline, specs: list[ChunkSpec], gen: in
             )
         )
     ctx.ledger.add_jobs(pipe, sealed)
-    ctx.queues[ctx.ledger.priority()].enqueue_many(jobs, pipeline=pipe)
+    ctx.queues[ctx.priority].enqueue_many(jobs, pipeline=pipe)
 
 
 def in_queues(ctx: RunContext) -> set[str]:

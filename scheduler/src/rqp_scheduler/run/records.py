@@ -12,7 +12,7 @@ from itertools import islice
 from typing import cast
 
 from rqp import sandbox
-from rqp.records import LineMap, parse_records
+from rqp.records import Limits, LineMap, parse_records
 
 from .context import RunContext
 
@@ -57,8 +57,9 @@ class RecordStream:
             else:
                 ctx.lines = LineMap()  # read again from the start: every record's line again
                 recs = parse_records(
-                    m.format, ctx.workload.data_chunks(), workload_id=ctx.id, delimiter=m.delimiter, lines=ctx.lines
-                )
+                    m.format, ctx.workload.data_chunks(), workload_id=ctx.id, delimiter=m.delimiter, lines=ctx.lines,
+                    limits=Limits.from_settings(ctx.settings),
+                )  # fmt: skip
             self.records = islice(recs, ctx.head.enqueued, None)
 
     def close(self) -> None:

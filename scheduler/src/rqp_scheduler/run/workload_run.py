@@ -15,11 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from rqp import sandbox
 from rqp.backends import Backends
 from rqp.errors import IntegrityError, RqpError, ScriptError, StorageUnavailableError
-from rqp.ledger import Control, Head, Ledger, Meta, State, flush_outbox
+from rqp.ledger import Control, Head, Ledger, Meta, State, flush_outbox, record_rejection
+from rqp.summary import Summary
 from rqp.workload import Workload
 
 from ..consolidate import StateError
 from .context import RunContext
+from .control import Controls
 from .enqueue import Enqueuer
 from .finish import Finisher
 from .held import Held
@@ -66,7 +68,10 @@ class WorkloadRun:
         self.reclaimer = Reclaimer(ctx)
         self.held = Held(ctx)
         self.finisher = Finisher(ctx)
+        self.controls = Controls(ctx)
         self.finished = False
+        #: the sealed summary of the run that ended here (None: not ended by this run)
+        self.summary: Summary | None = None
         #: when each periodic task last completed (monotonic)
         self._last = {"reclaim": 0.0, "rq": 0.0, "outbox": 0.0, "progress": 0.0, "lock": 0.0}
 
@@ -92,10 +97,7 @@ class WorkloadRun:
         ctx = self.ctx
         self.lock.take()
         meta = ctx.ledger.meta()
-        if meta.get(Meta.STATE) == State.DONE:
-            self.finished = True
-            self.lock.release()
-            return self
+        head: Head | None = None
         if meta:
             try:
                 # the workload that was started is the one that resumes: a replaced one is refused
@@ -103,6 +105,21 @@ class WorkloadRun:
             except RqpError:
                 self.lock.release()
                 raise
+            try:
+                head = ctx.read_head()
+            except IntegrityError as exc:
+                self.finisher.fail(str(exc), generic=str(exc))
+                raise
+            if head.closed and not self.controls.retry_requested(head.round + 1):
+                # ended: a submission (anyone can RPUSH one) never runs it again, and nothing of
+                # it is touched; only a signed 'rqp retry --failed' does, for the round it names
+                self._ended(meta.get(Meta.STATE, "?"))
+                return self
+        try:
+            ctx.workload.check_runnable(time.time())
+        except IntegrityError:
+            self.lock.release()
+            raise
         source = ctx.workload.script_source()
         try:
             # the script's import and setup() run in a script host, never in this process
@@ -110,7 +127,7 @@ class WorkloadRun:
         except ScriptError as exc:
             self.finisher.fail(str(exc))
             raise
-        if not meta:
+        if head is None:
             m = ctx.workload.manifest
             ctx.ledger.begin(
                 now=time.time(), fmt=m.format, scheduler=ctx.me, max_attempts=ctx.settings.max_attempts,
@@ -119,18 +136,31 @@ class WorkloadRun:
             self.finisher.event("started", {"format": m.format, "data_bytes": m.data.plain_size})
             log.info("workload %s: started", ctx.id)
         else:
-            try:
-                head = ctx.read_head()
-                if head.closed:  # finished, and run again by 'rqp retry'
+            if head.closed:  # finished, and run again by a signed 'rqp retry'
+                try:
                     self.retrier.begin_round(head)
-            except IntegrityError as exc:
-                self.finisher.fail(str(exc), generic=str(exc))
-                raise
+                except IntegrityError as exc:
+                    self.finisher.fail(str(exc), generic=str(exc))
+                    raise
             ctx.ledger.resume(ctx.me)
             log.info("workload %s: resuming after %s records", ctx.id, head.enqueued)
         self.stream.source = source
         self.stream.open()
         return self
+
+    def _ended(self, shown: str) -> None:
+        """The workload's sealed head says it ended: nothing to schedule. When Redis shows it as
+        anything but ended, someone wrote that (or a submission) behind rqp's back: recorded."""
+        ctx = self.ctx
+        self.finished = True
+        self.lock.release()
+        if shown not in (State.DONE, State.CANCELLED, State.FAILED):
+            reason = (
+                f"workload {ctx.id} has ended (its sealed head is closed) but Redis shows it {shown}: not run again; "
+                f"'rqp retry {ctx.id} --failed' runs its failed records"
+            )
+            record_rejection(ctx.r, job=f"submission:{ctx.id}", workload=ctx.id, worker=ctx.me, reason=reason)
+            log.warning("%s", reason)
 
     def reset_after_error(self) -> None:
         """Redis failed mid-step: whether the last chunk was enqueued is unknown, so the record
@@ -160,7 +190,7 @@ class WorkloadRun:
         self.stream.reopen_if_needed()
         now = time.monotonic()
         self._every("lock", LOCK_SECONDS / 3, now, self.lock.renew)
-        control = self.ctx.ledger.control()
+        control = self.controls.poll()
         if control is not None:
             return self._held(control, now)
         if self.held.parked:
@@ -206,7 +236,7 @@ class WorkloadRun:
         return False
 
     def _finish(self, cancelled: bool = False) -> None:
-        self.finisher.finish(cancelled=cancelled)
+        self.summary = self.finisher.finish(cancelled=cancelled)
         self.stream.close()
         self.finished = True
 

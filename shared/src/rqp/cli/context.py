@@ -12,13 +12,27 @@ import redis
 
 from ..backends import Backends
 from ..config import Settings
+from ..connect import open_operator_trust, open_trust_store
 from ..control import audit as audit_log
 from ..control import set_priority as _set_priority
 from ..errors import RqpError, WorkloadError
+from ..signing import SigningKey, TrustStore
+from ..status import Progress, verified_progress
+from ..summary import Summary, read_summary
 from ..workload import Workload, blob_name, check_workload_id
 from .formatting import when
 
-__all__ = ["DELETED_LOOKBACK", "actor", "backends", "deleted", "open_workload", "set_priority", "settings"]
+__all__ = [
+    "DELETED_LOOKBACK",
+    "actor",
+    "audit_trust",
+    "backends",
+    "deleted",
+    "open_workload",
+    "set_priority",
+    "settings",
+    "verify_counts",
+]
 
 #: how many of the newest audit entries are searched for a deletion
 DELETED_LOOKBACK = 1000
@@ -45,6 +59,22 @@ def backends(args: argparse.Namespace, *, need_private: bool = True) -> Backends
     return Backends(settings(args), need_private=need_private)
 
 
+def verify_counts(b: Backends, p: Progress) -> Progress:
+    """``p`` with an ended workload's counts from its sealed summary, when this user holds the KEK
+    to open it; else marked unverified (``rqp.status.verified_progress``): what a Redis writer did to
+    the plain counters never reaches a report of an ended workload as fact."""
+
+    def summary() -> Summary | None:
+        if not (b.settings.kek_file or b.settings.key_vault_key_id):
+            return None
+        try:
+            return read_summary(b.blobs, open_workload(b, p.workload))
+        except (RqpError, ValueError):
+            return None
+
+    return verified_progress(p, summary)
+
+
 def actor() -> str:
     """Who is asking, for the audit log: the local user at this host."""
     try:
@@ -54,9 +84,22 @@ def actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def set_priority(r: redis.Redis, workload_id: str, level: str) -> None:
-    """``--priority`` of pack and submit: as ``rqp priority`` sets it, audited under ``actor()``."""
-    _set_priority(r, workload_id, level, actor())
+def set_priority(b: Backends, signer: SigningKey, workload_id: str, level: str) -> None:
+    """``--priority`` of pack and submit: a request signed by ``signer`` (the packer's signing
+    key is the workload's submitter key, which the roles accept for it), as ``rqp priority``
+    posts it, audited under ``actor()``."""
+    _set_priority(b.redis, signer, workload_id, level, actor(), b.blobs)
+
+
+def audit_trust(s: Settings) -> tuple[TrustStore | None, TrustStore | None]:
+    """Whose audit entries verify: the trusted operators and the trusted signers (submitters);
+    either is None when this machine is not configured with it (its entries show unverified)."""
+    operators = open_operator_trust(s)
+    try:
+        submitters: TrustStore | None = open_trust_store(s)
+    except RqpError:
+        submitters = None
+    return operators, submitters
 
 
 def open_workload(b: Backends, workload_id: str) -> Workload:
@@ -75,16 +118,18 @@ def open_workload(b: Backends, workload_id: str) -> Workload:
 
 def deleted(b: Backends, workload_id: str) -> str | None:
     """ "Workload W was deleted by ... at ..." when the audit log says so (None when it does not,
-    or Redis cannot tell): better than "not found, pack it" for a workload someone removed."""
+    or Redis cannot tell): better than "not found, pack it" for a workload someone removed. An
+    entry that does not verify is said to be unverified."""
     try:
-        entries = audit_log(b.redis, DELETED_LOOKBACK)
+        entries = audit_log(b.redis, *audit_trust(b.settings), limit=DELETED_LOOKBACK)
     except (RqpError, redis.RedisError):
         return None
     for e in entries:
-        if e.get("workload") == workload_id and str(e.get("what", "")).startswith("delete"):
-            how = " and its data key destroyed (--shred)" if "shred" in str(e.get("what")) else ""
+        if e.workload == workload_id and e.what.startswith("delete"):
+            how = " and its data key destroyed (--shred)" if "shred" in e.what else ""
+            mark = "" if e.verified else f" (UNVERIFIED: {e.note})"
             return (
-                f"workload {workload_id} was deleted{how} by {e.get('who', '?')} at {when(float(e.get('at') or 0), short=True)} "
+                f"workload {workload_id} was deleted{how} by {e.who} at {when(e.at, short=True)}{mark} "
                 f"('rqp audit'); its results and state are gone"
             )
     return None

@@ -1,5 +1,6 @@
 """``rqp pause|resume|cancel|retry|priority|delete``: an operator's control of workloads from the
-command line (``rqp.control`` does the work and writes the audit log)."""
+command line, each a request signed with the operator key (``RQP_OPERATOR_KEY_FILE``; else the
+submitter's signing key) that ``rqp.control`` posts to the workload and the audit chain."""
 
 from __future__ import annotations
 
@@ -9,30 +10,40 @@ import sys
 import redis
 
 from .. import control
-from ..errors import ConfigError
+from ..backends import Backends
+from ..connect import open_operator_key
+from ..errors import ConfigError, WorkloadError
+from ..signing import SigningKey
 from .context import actor, backends
 
 __all__ = ["cmd_cancel", "cmd_delete", "cmd_pause", "cmd_priority", "cmd_resume", "cmd_retry", "register"]
 
 
-def _redis(args: argparse.Namespace) -> redis.Redis:
-    return backends(args).redis
+def _open(args: argparse.Namespace) -> tuple[Backends, redis.Redis, SigningKey]:
+    """The command's backends, Redis and signing key -- the key first: without one nothing is
+    asked of Redis."""
+    b = backends(args, need_private=False)
+    signer = open_operator_key(b.settings)
+    return b, b.redis, signer
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    control.pause(_redis(args), args.workload, actor())
+    b, r, signer = _open(args)
+    control.pause(r, signer, args.workload, actor(), lambda: b.blobs)
     print(f"workload {args.workload}: paused: nothing new is queued; chunks in hand finish ('rqp resume' to go on)")
     return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    control.resume(_redis(args), args.workload, actor())
+    b, r, signer = _open(args)
+    control.resume(r, signer, args.workload, actor(), lambda: b.blobs)
     print(f"workload {args.workload}: running again")
     return 0
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    control.cancel(_redis(args), args.workload, actor())
+    b, r, signer = _open(args)
+    control.cancel(r, signer, args.workload, actor(), lambda: b.blobs)
     print(
         f"workload {args.workload}: cancelling: chunks in hand finish, then what was done is consolidated "
         f"('rqp results {args.workload}' once it says cancelled)"
@@ -41,7 +52,12 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    count = control.retry_failed(_redis(args), args.workload, actor())
+    b = backends(args)
+    signer = open_operator_key(b.settings)
+    r = b.redis
+    if not control.check_known(r, b.blobs, args.workload):
+        raise WorkloadError(f"workload {args.workload} is packed but has not run; it has no failed records to retry")
+    count = control.retry_failed(r, b.blobs, b.workload(args.workload), signer, actor())
     if not count:
         print(f"workload {args.workload} has no failed records")
         return 0
@@ -52,7 +68,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_priority(args: argparse.Namespace) -> int:
-    level = control.set_priority(_redis(args), args.workload, args.level, actor())
+    b, r, signer = _open(args)
+    level = control.set_priority(r, signer, args.workload, args.level, actor(), lambda: b.blobs)
     print(f"workload {args.workload}: priority {level.value} (chunks queued from now on)")
     return 0
 
@@ -66,8 +83,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
         if answer.strip() != args.workload:
             print("not deleted")
             return 1
-    b = backends(args)
-    keys, blobs = control.delete(b.redis, b.blobs, args.workload, actor(), shred=args.shred)
+    b, r, signer = _open(args)
+    keys, blobs = control.delete(r, b.blobs, signer, args.workload, actor(), shred=args.shred)
     shredded = "; its data key was destroyed first, so no copy of its ciphertexts can be read" if args.shred else ""
     print(f"workload {args.workload}: deleted {keys} Redis keys and {blobs} blobs{shredded}")
     return 0

@@ -1,5 +1,5 @@
-"""``rqp keygen``, ``rqp signer``, ``rqp rotate-key``: the key-encryption key and the
-submitter's signing key -- making them, showing the one in use, and moving workloads to a new KEK
+"""``rqp keygen``, ``rqp signer``, ``rqp rotate-key``: the key-encryption key, the
+submitter's signing key and the operator key (which signs control requests) -- making them, showing the one in use, and moving workloads to a new KEK
 (``rqp.rotate`` does the re-wrapping)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..connect import open_signing_key
+from ..errors import ConfigError
 from ..keys import KeyProvider, generate_kek
 from ..rotate import ALREADY, ROTATED, open_provider, rotate_keys
 from ..signing import generate_signing_key
@@ -18,6 +19,18 @@ __all__ = ["add_rotate_command", "cmd_keygen", "cmd_rotate_key", "cmd_signer", "
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
+    if args.signing and args.operator:
+        raise ConfigError("rqp keygen: --signing and --operator make different keys; pick one")
+    if args.operator:
+        priv = Path(args.out or "keys/operator.pem")
+        pub = Path(args.public_out) if args.public_out else priv.with_name(priv.name.removesuffix(".pem") + ".pub.pem")
+        fp = generate_signing_key(priv, pub)
+        print(
+            f"operator key {fp} (Ed25519)\n  private: {priv} (mode 0600; the operator's own: RQP_OPERATOR_KEY_FILE)\n"
+            f"  public:  {pub} (append it to the trusted-operators file the scheduler, console and CLI read, "
+            f"RQP_TRUSTED_OPERATORS_FILE: cat {pub} >> trusted_operators.pem)"
+        )
+        return 0
     if args.signing:
         priv = Path(args.out or "keys/signer.pem")
         pub = Path(args.public_out) if args.public_out else priv.with_name(priv.name.removesuffix(".pem") + ".pub.pem")
@@ -75,10 +88,19 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """``keygen``, ``signer`` and ``rotate-key`` on ``rqp``'s sub-commands."""
     p = sub.add_parser(
-        "keygen", help="create an RSA key-encryption key pair, or (--signing) a submitter's Ed25519 signing key"
+        "keygen",
+        help="create an RSA key-encryption key pair, (--signing) a submitter's or (--operator) an operator's Ed25519 key",
     )
     p.add_argument("--signing", action="store_true", help="a submitter signing key (default out: keys/signer.pem)")
-    p.add_argument("--out", help="private key path (default: keys/kek.pem, or keys/signer.pem with --signing)")
+    p.add_argument(
+        "--operator",
+        action="store_true",
+        help="an operator key that signs pause, cancel, delete, ... (default out: keys/operator.pem)",
+    )
+    p.add_argument(
+        "--out",
+        help="private key path (default: keys/kek.pem, keys/signer.pem with --signing, keys/operator.pem with --operator)",
+    )
     p.add_argument("--public-out")
     p.add_argument("--bits", type=int, default=3072)
     p.set_defaults(func=cmd_keygen)

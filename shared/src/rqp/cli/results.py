@@ -15,6 +15,7 @@ from dataclasses import asdict
 from ..backends import Backends
 from ..crypto import aad, decrypt_stream
 from ..errors import BlobNotFoundError, IntegrityError, RqpError, WorkloadError
+from ..jsonsafe import result_line
 from ..ledger import Ledger
 from ..status import StatusRecord, read_progress
 from ..storage import BlobStore
@@ -126,20 +127,22 @@ def cmd_results(args: argparse.Namespace) -> int:
             else:
                 writer.writerow(["id", *(["key"] if keyed else []), "result"])
                 for line in read_results(store, workload):
-                    doc = json.loads(line)
-                    res = doc["result"]
+                    doc = json.loads(result_line(line))  # strict: what a script host sent may not be JSON
+                    res = doc["result"] if "result" in doc else {"error": doc["error"]}
                     key = [doc.get("key", "")] if keyed else []
-                    writer.writerow([doc["id"], *key, res if isinstance(res, str) else json.dumps(res)])
+                    writer.writerow(
+                        [doc["id"], *key, res if isinstance(res, str) else json.dumps(res, allow_nan=False)]
+                    )
             text.detach()
         elif args.failed:
             for f in failures:
                 doc = asdict(f)
                 if doc["key"] is None:
                     del doc["key"]
-                out.write(json.dumps(doc).encode() + b"\n")
+                out.write(json.dumps(doc, allow_nan=False).encode() + b"\n")
         else:
             for line in read_results(store, workload):
-                out.write(line + b"\n")
+                out.write(result_line(line) + b"\n")  # always valid JSON Lines (rqp.jsonsafe)
     finally:
         if args.output:
             out.close()

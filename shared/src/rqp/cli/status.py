@@ -20,7 +20,7 @@ from ..ledger import Ledger
 from ..records import JSONL_PROBE
 from ..status import Progress, StatusRecord, read_progress, record_status
 from ..workload import blob_name
-from .context import backends, deleted, open_workload
+from .context import backends, deleted, open_workload, verify_counts
 from .formatting import FINISHED_STATES, Redraw, clip, format_status, terminal_width, when
 
 __all__ = ["cmd_status", "register", "unseal_error"]
@@ -31,8 +31,9 @@ STATUS_DONE, STATUS_DONE_WITH_FAILURES, STATUS_UNFINISHED, STATUS_FAILED = 0, 1,
 
 def _status_exit(p: Progress) -> int:
     """0 done with every record done; 1 finished with failed (or, cancelled, never run) records;
-    3 not finished (running, paused, cancelling, consolidating); 4 failed as a whole."""
-    if p.state == "failed":
+    3 not finished (running, paused, cancelling, consolidating); 4 failed as a whole, or ended with
+    counts no sealed summary vouches for (never a success exit on Redis's word alone)."""
+    if p.state == "failed" or p.verified is False:
         return STATUS_FAILED
     if p.state == "done":
         return STATUS_DONE_WITH_FAILURES if p.failed else STATUS_DONE
@@ -86,6 +87,13 @@ def _status_notes(b: Backends, p: Progress, workers: int | None) -> list[str]:
     Lines workload whose records all fail (most likely data in another format)."""
     settings, r = b.settings, b.redis
     notes = []
+    if p.verified is False:
+        why = (
+            "its sealed summary is missing or does not open"
+            if settings.kek_file or settings.key_vault_key_id
+            else "no KEK here to open its sealed summary (set RQP_KEK_FILE)"
+        )
+        notes.append(f"unverified: these counts are Redis's own; {why}")
     waiting = p.reading or p.queued or p.processing or p.retrying
     if workers == 0 and p.state in ("running", "cancelling") and waiting:
         notes.append(
@@ -186,6 +194,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             if p.error:
                 p.error = unseal_error(b, args.workload) or p.error
             finished = p.state in FINISHED_STATES
+            if finished:
+                p = verify_counts(b, p)
             workers = None if finished else _processors(b)
             notes = _status_notes(b, p, workers)
             if args.json:

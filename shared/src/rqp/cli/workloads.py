@@ -14,12 +14,12 @@ from pathlib import Path
 import redis
 
 from ..backends import Backends
-from ..connect import open_signing_key
+from ..connect import open_operator_key, open_signing_key
 from ..errors import RqpError, WorkloadError
 from ..ledger import SUBMISSIONS, Priority, submit, workloads
 from ..status import read_progress
 from ..workload import blob_name, new_workload_id, pack
-from .context import backends, set_priority
+from .context import backends, set_priority, verify_counts
 from .formatting import FINISHED_STATES, fmt_age, percent, table, terminal_width
 
 __all__ = ["PRIORITY_CHOICES", "PRIORITY_HELP", "cmd_list", "cmd_pack", "cmd_submit", "register"]
@@ -27,6 +27,24 @@ __all__ = ["PRIORITY_CHOICES", "PRIORITY_HELP", "cmd_list", "cmd_pack", "cmd_sub
 #: ``--priority`` of pack and submit (``rqp.ledger.Priority``)
 PRIORITY_CHOICES = tuple(p.value for p in Priority)
 PRIORITY_HELP = "queue its chunks ahead of (high) or behind (low) normal workloads; 'rqp priority' changes it later"
+
+
+#: ``--expires`` units
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``12h`` or ``7d`` as seconds (argparse type)."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:], 0)
+    number = value[:-1] if unit else value
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: use e.g. 3600, 15m, 12h or 7d") from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: it must be more than 0")
+    return seconds
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
@@ -65,17 +83,16 @@ def cmd_pack(args: argparse.Namespace) -> int:
         progress=progress,
         signer=signer,
         id_field=args.id_field,
+        expires=time.time() + args.expires if args.expires else None,
     )
     if show:
         print(file=sys.stderr)
     if m.data.plain_size == 0:
         print(f"rqp: warning: {args.data} is empty: workload {wid} has no records to process", file=sys.stderr)
-    if args.submit or args.priority:
-        r = b.redis
-        if args.priority:
-            set_priority(r, wid, args.priority)
-        if args.submit:
-            submit(r, wid)
+    if args.priority:
+        set_priority(b, signer, wid, args.priority)
+    if args.submit:
+        submit(b.redis, wid)
     print(wid)
     print(
         f"packed workload {wid}: data {m.data.plain_size:,} bytes -> {m.data.size:,} encrypted, script {m.script.plain_size:,} bytes, KEK {m.kek_id}, signed by {signer.fingerprint}, in {store.location}"
@@ -90,10 +107,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     store = b.blobs
     if not store.exists(blob_name(args.workload, "manifest.json")):
         raise WorkloadError(f"workload {args.workload} not found in {store.location}; pack it first with 'rqp pack'")
-    r = b.redis
     if args.priority:
-        set_priority(r, args.workload, args.priority)
-    submit(r, args.workload)
+        set_priority(b, open_operator_key(b.settings), args.workload, args.priority)
+    submit(b.redis, args.workload)
     print(f"submitted {args.workload}; a running 'rqp-scheduler serve' picks it up")
     return 0
 
@@ -126,19 +142,24 @@ def cmd_list(args: argparse.Namespace) -> int:
     settings, r = b.settings, b.redis
     now = time.time()
     rows: list[tuple[float, list[str]]] = []
+    unverified = 0
     started = workloads(r, newest_first=True)
     known = set(started)
     for wid in started[: args.limit]:  # older ones cannot be among the newest, packed or not
         p = read_progress(r, wid)
         if p is None:
             continue
+        if p.state in FINISHED_STATES:
+            p = verify_counts(b, p)
+            unverified += p.verified is False
         if not p.reading:
             progress = percent(p.fraction or 0.0)
         else:
             progress = "-" if p.state in FINISHED_STATES else f"reading ({p.enqueued:,})"
         total = f"{p.total:,}" if p.total is not None else "?"
         at = p.started_at or 0.0
-        rows.append((at, [wid, p.state, progress, f"{p.done:,}/{total}", f"{p.failed:,}", fmt_age(now - at)]))
+        shown = p.state + ("*" if p.verified is False else "")
+        rows.append((at, [wid, shown, progress, f"{p.done:,}/{total}", f"{p.failed:,}", fmt_age(now - at)]))
     try:
         submitted = {x.decode() if isinstance(x, bytes) else str(x) for x in r.lrange(SUBMISSIONS, 0, -1)}
     except redis.ResponseError:  # a Redis user that may not read the submissions
@@ -164,6 +185,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("\n".join(lines))
     if clipped:
         print("(ids shortened: --wide shows them whole)")
+    if unverified:
+        print("* ended, but no sealed summary vouches for these counts here (no KEK, or its summary does not open)")
     if more > 0:
         print(f"({more:,} older not shown; --limit N shows more)")
     return 0
@@ -194,6 +217,13 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         help="your Ed25519 signing key PEM (default: RQP_SIGNING_KEY_FILE, or RQP_SIGNING_KEY_VAULT_ID)",
     )
     p.add_argument("--replace", action="store_true", help="overwrite an existing workload of that id")
+    p.add_argument(
+        "--expires",
+        type=duration,
+        metavar="DURATION",
+        help="the signature stops being good for running the workload after this long (e.g. 12h, 7d); "
+        "its results stay readable",
+    )
     p.add_argument("--submit", action="store_true", help="hand it to a serving scheduler")
     p.add_argument("--priority", choices=PRIORITY_CHOICES, help=PRIORITY_HELP)
     p.add_argument("--progress", action="store_true", help="show progress even when not on a terminal")

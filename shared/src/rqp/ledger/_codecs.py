@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from ..errors import IntegrityError
+
 if TYPE_CHECKING:  # rqp.workload imports the ledger (for ``PAIR``): a runtime import would be a cycle
     from ..workload import Workload
 
@@ -293,8 +295,12 @@ def unpack_values(blob: bytes) -> dict[int, bytes]:
     pos, end = 0, len(blob)
     unpack = PAIR.unpack_from
     while pos < end:
+        if pos + PAIR.size > end:
+            raise IntegrityError("a packed value in Redis is truncated or not rqp's (written behind rqp's back)")
         rid, n = unpack(blob, pos)
         pos += PAIR.size
+        if pos + n > end:
+            raise IntegrityError("a packed value in Redis is truncated or not rqp's (written behind rqp's back)")
         out[rid] = blob[pos : pos + n]
         pos += n
     return out

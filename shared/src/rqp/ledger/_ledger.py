@@ -41,14 +41,12 @@ from ._codecs import (
     unpack_values,
 )
 from ._global import submit
-from ._keys import AUDIT, OUTBOX, OUTBOX_TIMES, PRIORITIES, SUBMISSIONS, WORKLOADS, WorkloadKeys, held_key
+from ._keys import OUTBOX, OUTBOX_TIMES, PRIORITIES, WORKLOADS, WorkloadKeys, held_key
 from ._scripts import Scripts
 
 __all__ = ["INF", "ChunkOutcome", "JobRefused", "Lease", "Ledger", "LockHeld", "Snapshot"]
 
 INF = float("inf")
-#: operators' actions kept in the audit log
-AUDIT_KEEP = 10_000
 
 
 @dataclass
@@ -223,15 +221,6 @@ class Ledger:
         return int(self.r.hincrby(self.k.meta, Meta.RETRY_SEQ, 1))
 
     # ------------------------------------------------------------------ operators' control
-    def request(self, action: Control, actor: str, now: float) -> tuple[bool, str]:
-        """Ask for ``action`` (``control.lua``): (True, the new state), or (False, the state
-        that does not allow it; "" for an unknown workload). Recorded in the audit log."""
-        entry = json.dumps({"at": now, "who": actor, "what": action.value, "workload": self.id})
-        ok, state = self.scripts.control(
-            keys=[self.k.meta, AUDIT, self.k.lock, SUBMISSIONS], args=[action.value, self.id, entry, AUDIT_KEEP]
-        )
-        return bool(ok), str(text(state))
-
     def priority(self) -> Priority:
         value = text(self.r.hget(PRIORITIES, self.id))
         try:
@@ -245,6 +234,13 @@ class Ledger:
         pipe.hset(PRIORITIES, self.id, priority.value)
         if self.exists():
             pipe.hset(self.k.meta, Meta.PRIORITY, priority.value)
+        pipe.execute()
+
+    def show_priority(self, priority: Priority) -> None:
+        """The priority the scheduler queues at (from signed requests), shown where people read it."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(PRIORITIES, self.id, priority.value)
+        pipe.hset(self.k.meta, Meta.PRIORITY, priority.value)
         pipe.execute()
 
     def control(self) -> Control | None:

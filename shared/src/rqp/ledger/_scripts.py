@@ -18,7 +18,6 @@ _SCRIPTS = {
     "commit": True,
     "reclaim": False,
     "renew_lock": False,
-    "control": False,
     "post_control": False,
 }
 
@@ -37,5 +36,4 @@ class Scripts:
         self.commit: Any = client.register_script(source("commit"))
         self.reclaim: Any = client.register_script(source("reclaim"))
         self.renew_lock: Any = client.register_script(source("renew_lock"))
-        self.control: Any = client.register_script(source("control"))
         self.post_control: Any = client.register_script(source("post_control"))

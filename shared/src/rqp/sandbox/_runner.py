@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.util
-import json
 import linecache
 import sys
 import types
@@ -24,13 +23,15 @@ if TYPE_CHECKING:
     from typing import Any
 
 try:
+    from . import _jsonsafe as J
     from . import _protocol as P
 except ImportError:  # inside the script host, where this directory is imported as top-level modules
+    import _jsonsafe as J  # type: ignore[import-not-found,no-redef]
     import _protocol as P  # type: ignore[import-not-found,no-redef]
 
 __all__ = ["LoadedScript", "ScriptLoadError", "describe_exception", "load", "script_filename"]
 
-_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+_ENCODE = J.dumps  # strict: NaN, Infinity and over-deep nesting are refused (JSONRejected)
 
 
 class ScriptLoadError(Exception):
@@ -127,7 +128,7 @@ class LoadedScript:
         """Call ``process`` on each record; ``emit(kind, payload)`` per record, in order.
         ``in_hand`` (a writable ``memoryview`` of one u32) gets index + 1 of the record in hand."""
         process = self.process
-        loads = json.loads
+        loads = J.loads
         wid = self.workload_id
         permanent = self.permanent
         for i, payload in enumerate(payloads):
@@ -135,8 +136,8 @@ class LoadedScript:
                 in_hand[0] = i + 1
             try:
                 record = loads(payload)
-            except ValueError as exc:
-                emit(P.MALFORMED, f"malformed record: not valid JSON ({exc})".encode())
+            except ValueError as exc:  # J.JSONRejected: one line, "not valid JSON (...)" or why else
+                emit(P.MALFORMED, f"malformed record: {exc}".encode())
                 continue
             try:
                 result = process(record)
@@ -151,6 +152,9 @@ class LoadedScript:
                 continue
             try:
                 out = _ENCODE(result)
+            except J.JSONRejected as exc:
+                emit(P.NOT_JSON, f"result is not valid JSON: {exc}".encode())
+                continue
             except BaseException as exc:  # noqa: BLE001
                 emit(
                     P.NOT_JSON,
@@ -173,6 +177,8 @@ class LoadedScript:
             for record in self.parse(stream):
                 try:
                     payload = _ENCODE(record).encode()
+                except J.JSONRejected as exc:
+                    yield P.NOT_JSON, f"parse() produced a record that is not valid JSON: {exc}".encode()
                 except BaseException as exc:  # noqa: BLE001
                     yield (
                         P.NOT_JSON,

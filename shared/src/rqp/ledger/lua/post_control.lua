@@ -10,7 +10,8 @@
 -- KEYS[6] submissions  list
 -- ARGV[1] the signed request (bytes stored as they are hashed)   ARGV[2] its prev
 -- ARGV[3] its digest   ARGV[4] audit entries kept   ARGV[5] workload id
--- ARGV[6] advisory state change: 'pause' | 'resume' | 'cancel' | ''
+-- ARGV[6] advisory state change: 'pause' | 'resume' | 'cancel' | '' (also the plain ``control``
+--         field schedulers from before signed control obey: set on pause/cancel, cleared on resume)
 -- ARGV[7] 1: refuse a workload Redis does not know   ARGV[8] 1: hand it to a serving scheduler
 -- returns {1, new shown state} when appended; {0, current head} when ``prev`` is not the head
 -- (sign again on it); {-1, shown state} when the shown state does not allow the change ('' when
@@ -24,15 +25,16 @@ local change = ARGV[6]
 if change == 'pause' then
   if state ~= 'running' then return {-1, state or ''} end
   to = 'paused'
-  redis.call('HSET', KEYS[1], 'state', to)
+  redis.call('HSET', KEYS[1], 'state', to, 'control', 'pause')
 elseif change == 'resume' then
   if state ~= 'paused' then return {-1, state or ''} end
   to = 'running'
   redis.call('HSET', KEYS[1], 'state', to)
+  redis.call('HDEL', KEYS[1], 'control')
 elseif change == 'cancel' then
   if state ~= 'running' and state ~= 'paused' then return {-1, state or ''} end
   to = 'cancelling'
-  redis.call('HSET', KEYS[1], 'state', to)
+  redis.call('HSET', KEYS[1], 'state', to, 'control', 'cancel')
 end
 redis.call('RPUSH', KEYS[2], ARGV[1])
 redis.call('LPUSH', KEYS[3], ARGV[1])

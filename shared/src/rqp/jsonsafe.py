@@ -1,0 +1,31 @@
+"""Strict JSON for every record read and every result or failure written (the README's
+"Records and results" rules): UTF-8 only, nesting bounded without recursion, no NaN or Infinity
+either way, one-line ``JSONRejected`` reasons instead of exceptions from deep inside ``json``.
+
+The code lives in ``rqp.sandbox._jsonsafe`` because the script host, which imports nothing but
+its own directory and the standard library, decodes records and encodes results with it too.
+"""
+
+from __future__ import annotations
+
+from .sandbox._jsonsafe import MAX_JSON_DEPTH, JSONRejected, depth_exceeds, dumps, loads, nan_path
+
+__all__ = ["MAX_JSON_DEPTH", "JSONRejected", "depth_exceeds", "dumps", "loads", "nan_path", "result_line"]
+
+
+def result_line(line: bytes, max_depth: int = MAX_JSON_DEPTH) -> bytes:
+    """A results line as ``rqp results`` prints it: the line itself when it is strict JSON, else a
+    line that is, naming the record and why (a script host is untrusted: whatever it sent, the
+    output stays valid JSON Lines)."""
+    try:
+        doc = loads(line, max_depth)
+    except JSONRejected as exc:
+        reason = str(exc)
+    else:
+        if isinstance(doc, dict) and "id" in doc:
+            return line
+        reason = "not an object with an id"
+    head = line[:40].split(b",", 1)[0]
+    rid = head[6:] if head.startswith(b'{"id":') else b""
+    doc = {"id": int(rid) if rid.isdigit() and len(rid) < 20 else None, "error": f"result is not valid JSON: {reason}"}
+    return dumps(doc).encode()

@@ -1,0 +1,137 @@
+"""Strict JSON for records and results: whatever the bytes, a value or one line saying why not.
+
+Standard library only: the script host imports it (from this directory, before it confines
+itself) to read records and encode results; the roles use it through ``rqp.jsonsafe``.
+
+The rules (the README's "Records and results" section):
+
+* text is UTF-8 (no other encoding is guessed, as ``json.loads`` does for bytes);
+* nesting is at most ``MAX_JSON_DEPTH`` arrays/objects deep, checked by a scan that does not
+  recurse *before* ``json`` (whose parser recurses) sees the text;
+* ``NaN``, ``Infinity`` and ``-Infinity`` are not JSON: as literals in data they fail the record,
+  and a number too large for a float (``1e999``) is refused instead of becoming infinity;
+* integers are bounded by Python's digit limit (``sys.get_int_max_str_digits``, 4300 digits);
+* encoding never writes NaN or Infinity (``allow_nan=False``): a value holding one is refused
+  with where it is (``NaN at $.scores[2]``).
+
+Every refusal is a ``JSONRejected`` (a ``ValueError``) with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+TYPE_CHECKING = False  # the host imports no more than it must
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["MAX_JSON_DEPTH", "JSONRejected", "depth_exceeds", "dumps", "loads", "nan_path"]
+
+#: arrays/objects nested deeper than this are refused (json's own parser recurses, ~1000 deep)
+MAX_JSON_DEPTH = 512
+
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|"|[\[\]{}]', re.DOTALL)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # ASCII: no surrogate reaches UTF-8
+
+
+class JSONRejected(ValueError):
+    """A value or text that is not strict JSON; ``str()`` is one line saying why."""
+
+
+def depth_exceeds(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``text`` nests arrays/objects deeper than ``limit``, brackets inside strings not
+    counted. No recursion, and no scan at all when the text has too few brackets to get there."""
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    for m in _TOKENS.finditer(text):
+        c = m.group()
+        if c == '"':
+            return False  # an unterminated string: json refuses it without nesting deeper
+        if c in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif c in "]}":
+            depth = max(depth - 1, 0)
+    return False
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise JSONRejected(f"number {text[:40]} is too large for a 64-bit float")
+    return value
+
+
+def _constant(name: str) -> Any:
+    raise JSONRejected(f"{name} is not JSON (use null or a string)")
+
+
+_DECODER = json.JSONDecoder(parse_float=_finite, parse_constant=_constant)
+
+
+def loads(data: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse strict JSON (see the module's rules); ``JSONRejected`` with one line otherwise."""
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise JSONRejected(f"not valid UTF-8 (byte {exc.start})") from None
+    else:
+        text = data
+    if text.startswith("\ufeff"):
+        raise JSONRejected("not valid JSON (a byte order mark, U+FEFF, before the value)")
+    if depth_exceeds(text, max_depth):
+        raise JSONRejected(f"nested deeper than {max_depth} levels")
+    try:
+        return _DECODER.decode(text)
+    except JSONRejected:
+        raise
+    except json.JSONDecodeError as exc:
+        raise JSONRejected(f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise JSONRejected("nested too deeply for this process") from None
+    except ValueError as exc:  # an integer over the digit limit
+        raise JSONRejected(" ".join(str(exc).split(";")[0].split())) from None
+
+
+def nan_path(value: Any, limit: int = MAX_JSON_DEPTH) -> str | None:
+    """Where the first NaN/Infinity in ``value`` is (``NaN at $.a[2]``), or None. Iterative."""
+    stack: list[tuple[Any, str, int]] = [(value, "$", 0)]
+    while stack:
+        v, path, depth = stack.pop()
+        if isinstance(v, float):
+            if math.isnan(v):
+                return f"NaN at {path}"
+            if math.isinf(v):
+                return f"{'-' if v < 0 else ''}Infinity at {path}"
+        elif depth < limit and isinstance(v, dict):
+            for k in reversed(list(v)):
+                if isinstance(k, float) and not math.isfinite(k):
+                    return f"{k!r} as a key at {path}"
+                stack.append(
+                    (v[k], f"{path}.{k}" if isinstance(k, str) and k.isidentifier() else f"{path}[{k!r}]", depth + 1)
+                )
+        elif depth < limit and isinstance(v, (list, tuple)):
+            stack.extend((x, f"{path}[{i}]", depth + 1) for i, x in reversed(list(enumerate(v))))
+    return None
+
+
+def dumps(value: Any, max_depth: int = MAX_JSON_DEPTH) -> str:
+    """Compact strict JSON for ``value``, which ``loads`` reads back; ``JSONRejected`` for NaN,
+    Infinity, nesting over ``max_depth``; ``TypeError`` for what JSON has no form for."""
+    try:
+        text = _ENCODER.encode(value)
+    except RecursionError:
+        raise JSONRejected(f"nested deeper than {max_depth} levels") from None
+    except ValueError as exc:
+        where = nan_path(value, max_depth)
+        if where is not None:
+            raise JSONRejected(where) from None
+        raise JSONRejected(" ".join(str(exc).split(";")[0].split())) from None
+    if depth_exceeds(text, max_depth):
+        raise JSONRejected(f"nested deeper than {max_depth} levels")
+    return text
