@@ -14,8 +14,10 @@ protections line each role logs at start says which and why (``describe``).
 from __future__ import annotations
 
 import os
+import select
 import stat
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,8 @@ DEFAULT_SANDBOX_UID = 65534
 DEFAULT_SANDBOX_GID = 65534
 CAP_SETGID = 6
 CAP_SETUID = 7
+#: how long a role waits for a child acting as the host's uid (``run_as``): a mkdir, a removal
+RUN_AS_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -136,10 +140,18 @@ def run_as(uid: int, gid: int, action: Callable[[], bytes]) -> bytes | None:
         finally:
             os._exit(0)
     os.close(w)
-    with os.fdopen(r, "rb") as f:
-        out = f.read()
+    out = b""
+    deadline = time.monotonic() + RUN_AS_SECONDS
     try:
-        os.waitpid(pid, 0)
+        while (left := deadline - time.monotonic()) > 0 and select.select([r], [], [], left)[0]:
+            got = os.read(r, 4096)
+            if not got:
+                break
+            out += got
+    finally:
+        os.close(r)
+    try:  # a child that is stuck is left, not waited for: the role must not hang on it
+        os.waitpid(pid, 0 if out.startswith(b"+") else os.WNOHANG)
     except ChildProcessError:
         pass  # reaped by someone else: the pipe already said how it went
     return out[1:] if out.startswith(b"+") else None
