@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 ENGINE ?= docker
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: help venv install dev demo test test-fast fuzz lint images test-images wheels bench soak scale clean audit push test-vms check-deploy
+.PHONY: help venv install dev demo test test-fast fuzz lint images test-images wheels bench soak scale clean audit push test-vms check-deploy chaos
 
 help:
 	@echo "make demo         encrypted 10,000-record workload end to end on this machine"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench        rqp against RQ, Celery, Dramatiq, Huey and a batched loop"
 	@echo "make soak         100,000 records with a worker killed mid-chunk every second"
 	@echo "make scale        10,000,000 records through one Redis: Redis CPU, memory and AOF per record, RSS"
+	@echo "make chaos        the Redis-writer fuzzer: 5,000 mutations of the trust table's keys, how each run ended"
 
 $(VENV)/.installed: shared/pyproject.toml scheduler/pyproject.toml processor/pyproject.toml metrics-logger/pyproject.toml console/pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "rqp needs Python 3.11+"'
@@ -108,6 +109,13 @@ SCALE_ARGS ?=
 
 scale: dev
 	$(PY) tools/scale.py $(SCALE_ARGS)
+
+# the Redis-writer fuzzer (tools/chaos.py): CHAOS_ARGS="--mutations 400" for a shorter run,
+# "--family control --seed 4 --mutations 4 -v" to replay one run
+CHAOS_ARGS ?=
+
+chaos: dev
+	$(PY) tools/chaos.py $(CHAOS_ARGS)
 
 # the benchmark against RQ, Celery, Dramatiq, Huey and a batched Redis loop, in its own venv
 # (.bench-venv); options through BENCH_ARGS, e.g. BENCH_ARGS="--quick" or "--only rqp,dramatiq"

@@ -3,6 +3,11 @@
 The records are decrypted here and handed, as one batch, to the workload's script host
 (``rqp.sandbox``): the user's ``process()`` never runs in this process, which holds the keys.
 
+Results stream to their part as the script host delivers them (``rqp.parts.PartWriter``): each
+is sealed on arrival and only its record's outcome kind is kept, so a worker holds a few frames of
+results (each result at most ``RQP_MAX_RESULT_BYTES``) plus the part's memory budget, never a
+whole chunk of them.
+
 Round trips per chunk, whatever its size: one to start (lease, start note, fetch all record
 ciphertexts), one blob write for the results part, one to commit (statuses, done and failed
 bits, retries, outbox messages), one to publish the messages. RQ adds its own per-job
@@ -53,7 +58,7 @@ from rqp.ledger import (
 )
 from rqp.messages import pack_statuses
 from rqp.outcome import Decision, decide
-from rqp.parts import part_blob, seal_part
+from rqp.parts import PartWriter, part_blob
 from rqp.status import FAILED, QUEUED, ChunkNote, StatusRecord, seal_start
 from rqp.workload import Workload
 
@@ -69,6 +74,8 @@ log = logging.getLogger("rqp.processor")
 #: outcomes decided here, before the script host sees the record (never retried)
 _MISSING = -1
 _TAMPERED = -2
+#: what a done record keeps once its result is sealed into the part
+_SEALED = (sandbox.OK, b"")
 
 
 #: seconds a worker waits after handing back a chunk of a workload it cannot open
@@ -124,10 +131,10 @@ class LeaseKeeper(threading.Thread):
 
 @dataclass
 class _Tally:
-    """A chunk's records sorted by their fate, in plaintext until sealed in bulk."""
+    """A chunk's records sorted by their fate (the results are already in ``part``)."""
 
     outcome: ChunkOutcome
-    results: list[tuple[int, bytes]] = field(default_factory=list)
+    part: PartWriter
     statuses: list[tuple[int, bytes]] = field(default_factory=list)
     published: list[bytes] = field(default_factory=list)
 
@@ -257,10 +264,12 @@ class ChunkProcessor:
             log.info("job %s is no longer pending (re-run elsewhere); skipped", jid)
             return {"skipped": True}
         self.lease.hold(ledger, jid)
+        # under the committing job's own key: a part of another attempt does not open as this one
+        part = PartWriter(workload.scope(jid))
         try:
             t0 = time.perf_counter()
-            outcomes, payloads = self._outcomes(workload, spec.chunk, records, lease)
-            tally = self._tally(jid, workload, spec, records, outcomes, payloads, started, t0)
+            outcomes, payloads = self._outcomes(workload, spec, records, lease, part)
+            tally = self._tally(jid, workload, spec, records, outcomes, payloads, part, started, t0)
             return self._commit(ledger, workload, tally)
         except (RqpError, redis.RedisError, OSError) as exc:
             # the chunk cannot commit (the blob store refuses its part, ...): give its lease back
@@ -272,14 +281,18 @@ class ChunkProcessor:
                 pass  # the lease runs out instead
             raise
         finally:
+            part.close()
             self.lease.release()
 
     def _outcomes(
-        self, workload: Workload, chunk: str, records: list[tuple[int, int]], lease: Lease
+        self, workload: Workload, spec: ChunkSpec, records: list[tuple[int, int]], lease: Lease, part: PartWriter
     ) -> tuple[list[tuple[int, bytes]], dict[int, bytes]]:
         """(kind, payload) per record -- decrypted here, processed by the workload's script host
         -- and the decrypted records by id. A data chunk's own records are sealed under its
-        chunk's key; records kept for a retry under the data key."""
+        chunk's key; records kept for a retry under the data key. A result is sealed into
+        ``part`` as it arrives and its record's outcome becomes ``_SEALED`` (OK, no payload);
+        an error is kept, cut to ``sandbox.MAX_ERROR_BYTES`` (its host may be hostile)."""
+        chunk = spec.chunk
         outcomes: list[tuple[int, bytes]] = [(_MISSING, b"")] * len(records)
         payloads: list[bytes] = []
         sent: list[int] = []
@@ -304,8 +317,22 @@ class ChunkProcessor:
             sent.append(i)
         if payloads:
             ctx = self.contexts.get(workload.id)
-            for i, outcome in zip(sent, self.pool.run(workload.id, ctx.source, payloads), strict=True):
-                outcomes[i] = outcome
+            key_of = spec.key_of()  # the data's own ids (rqp pack --id-field), else empty
+            ok, cap = sandbox.OK, sandbox.MAX_ERROR_BYTES
+
+            def sink(got: list[tuple[int, int, bytes]]) -> None:
+                done: list[tuple[int, bytes]] = []
+                for j, kind, data in got:
+                    i = sent[j]
+                    if kind == ok:
+                        rid = records[i][0]
+                        done.append((rid, keyed_result(key_of[rid], data) if key_of else data))
+                        outcomes[i] = _SEALED
+                    else:
+                        outcomes[i] = (kind, data[:cap])
+                part.add(done)
+
+            self.pool.stream(workload.id, ctx.source, payloads, sink)
         return outcomes, plain
 
     def _tally(
@@ -316,18 +343,19 @@ class ChunkProcessor:
         records: list[tuple[int, int]],
         outcomes: list[tuple[int, bytes]],
         payloads: dict[int, bytes],
+        part: PartWriter,
         started: float,
         t0: float,
     ) -> _Tally:
         """Each record's fate (``rqp.outcome.decide``) and what it writes: a done record its
-        result only (its status is the chunk's note); the others their status, a retry, their
-        sealed record kept, a status message."""
+        result only (already in ``part``; its status is the chunk's note); the others their
+        status, a retry, their sealed record kept, a status message."""
         finished = time.time()
         data_chunk = ChunkKind.of(spec.chunk) is ChunkKind.DATA
         chunk_part = (
             PartRef("", spec.runs[0][0], spec.runs[-1][0] + spec.runs[-1][1] - 1) if data_chunk else PartRef("")
         )
-        t = _Tally(ChunkOutcome(jid, spec.chunk, chunk_part, 0.0, finished, len(records)))
+        t = _Tally(ChunkOutcome(jid, spec.chunk, chunk_part, 0.0, finished, len(records)), part)
         out = t.outcome
         not_done: list[int] = []
         keep: list[tuple[int, bytes]] = []
@@ -338,7 +366,6 @@ class ChunkProcessor:
             if decision is Decision.DONE:
                 if key_of:
                     done_keys.append(key_of[rid])
-                t.results.append((rid, keyed_result(key_of[rid], payload) if key_of else payload))
                 out.done.append(rid)
                 continue
             not_done.append(rid)
@@ -347,6 +374,8 @@ class ChunkProcessor:
             error = payload.decode(errors="replace")
             if kind == sandbox.MALFORMED and data_chunk and workload.manifest.format == "jsonl":
                 error = error.replace("malformed record:", f"malformed record at line {spec.line_of(rid)}:", 1)
+            elif kind == sandbox.TOO_LARGE:
+                error = error.replace("result is", f"result of record {rid} is", 1)
             if kind in (sandbox.TIMED_OUT, sandbox.CRASHED):
                 log.warning("workload %s record %d: %s", workload.id, rid, error)
             if decision is Decision.RETRY:
@@ -389,11 +418,11 @@ class ChunkProcessor:
 
     def _commit(self, ledger: Ledger, workload: Workload, t: _Tally) -> JobResult:
         out = t.outcome
-        if t.results:
+        if t.part.entries:
             j = JobId.parse(out.jid)
             out.part = PartRef(part_blob(workload.id, f"{j.chunk}-{j.gen}"), out.part.first, out.part.last)
-            # under the committing job's own key: a part of another attempt does not open as this one
-            self.store.put(out.part.name, seal_part(workload.scope(out.jid), t.results))
+            t.part.upload(self.store, out.part.name)
+        t.part.close()  # the sealed results are stored: nothing of them is held past here
         out.finished_at = time.time()
         if not ledger.commit(out, self.worker):
             # the scheduler re-ran this chunk elsewhere while we were slow: that run's commit counts

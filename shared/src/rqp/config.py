@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_LEASE_SECONDS",
     "DEFAULT_MAX_ATTEMPTS",
+    "DEFAULT_MAX_RESULT_BYTES",
     "DEFAULT_RECORD_TIMEOUT",
     "DEFAULT_REDIS_URL",
     "VALUE_KINDS",
@@ -82,6 +83,10 @@ DEFAULT_MAX_RECORD_BYTES = 16 << 20
 DEFAULT_MAX_JSON_DEPTH = 512
 #: one CSV field (characters): Python's own csv default, now named; a longer field fails its row
 DEFAULT_MAX_CSV_FIELD_BYTES = 131_072
+#: the largest result one record may return (its JSON text): a worker holds a few of these at most
+DEFAULT_MAX_RESULT_BYTES = 16 << 20
+#: the smallest RQP_MAX_RESULT_BYTES accepted (error messages and small results must fit)
+MIN_MAX_RESULT_BYTES = 4096
 
 
 def _path_or_none(value: Any) -> Path | None:
@@ -134,6 +139,9 @@ class Settings:
     script_memory_mb: int = DEFAULT_SCRIPT_MEMORY_MB
     #: CPU seconds a script process may use before it is replaced
     script_cpu_seconds: int = DEFAULT_SCRIPT_CPU_SECONDS
+    #: the largest result (JSON text, bytes) one record may return; a larger one fails that record
+    #: alone, for good, so no script can make a worker buffer more than a few of them
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
     #: extra read-only paths for scripts (colon-separated: reference data, models)
     sandbox_read_paths: str = ""
     #: the uid (``UID`` or ``UID:GID``) script processes run as, owning none of the role's files,
@@ -287,6 +295,10 @@ class Settings:
             )
         if self.script_memory_mb < 64 or self.script_cpu_seconds < 1:
             raise ConfigError("RQP_SCRIPT_MEMORY_MB must be at least 64 and RQP_SCRIPT_CPU_SECONDS at least 1")
+        if self.max_result_bytes < MIN_MAX_RESULT_BYTES:
+            raise ConfigError(
+                f"RQP_MAX_RESULT_BYTES must be at least {MIN_MAX_RESULT_BYTES}, got {self.max_result_bytes}"
+            )
         if not 0 <= self.metrics_port < 65536:
             raise ConfigError(f"RQP_METRICS_PORT must be between 0 (off) and 65535, got {self.metrics_port}")
         if not self.metrics_bind.strip():

@@ -26,7 +26,9 @@ def may_retry(attempt: int, max_attempts: int) -> bool:
 
 def decide(kind: int, attempt: int, max_attempts: int) -> Decision:
     """The record's fate from its outcome ``kind`` (``rqp.sandbox``'s OK, RAISED, ...; any other
-    value is a failure decided before the script saw the record, which is never retried)."""
+    value is a failure decided before the script saw the record, which is never retried). Only
+    ``RETRYABLE`` kinds are tried again: a result over ``RQP_MAX_RESULT_BYTES`` (``TOO_LARGE``),
+    like a malformed record or a permanent error, would only be repeated."""
     if kind == OK:
         return Decision.DONE
     if kind in RETRYABLE and may_retry(attempt, max_attempts):

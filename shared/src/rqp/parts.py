@@ -5,17 +5,30 @@ on its own with AAD ``result|W|rid`` under the committing job's key (``Workload.
 (or an entry) moved to another workload, record or job fails to open. A workload packed with
 ``--id-field`` seals the record's own id (JSON), a tab, then the result. The chunk's commit names the one part that counts; parts of jobs that lost their
 lease are orphans and are deleted at consolidation.
+
+A processor builds its part as results arrive (``PartWriter``): each batch is sealed at once, the
+sealed entries stay in memory up to ``PART_MEMORY_BYTES`` and go to an unnamed temporary file past
+it (ciphertext only: plaintext is never written to disk), and a spilled part is uploaded as a
+stream -- so a worker's memory for results does not grow with the chunk, whatever a script returns.
 """
 
 from __future__ import annotations
 
 import struct
+import tempfile
 from collections.abc import Iterator
+from typing import IO
 
 from .errors import IntegrityError
+from .storage import BlobStore
 from .workload import Seals, Workload
 
-__all__ = ["decode_part", "encode_part", "part_blob", "seal_part"]
+__all__ = ["PART_MEMORY_BYTES", "PartWriter", "decode_part", "encode_part", "part_blob", "seal_part"]
+
+#: sealed results a processor holds in memory for one part; past it they spill to a temporary file
+PART_MEMORY_BYTES = 16 << 20
+#: the pieces a spilled part is read back and uploaded in
+UPLOAD_PIECE_BYTES = 4 << 20
 
 MAGIC = b"RQPP1"
 _ENTRY = struct.Struct(">QI")
@@ -53,3 +66,63 @@ def decode_part(raw: bytes, name: str) -> Iterator[tuple[int, bytes]]:
             raise IntegrityError(f"result part {name} is truncated")
         yield rid, raw[pos : pos + n]
         pos += n
+
+
+class PartWriter:
+    """One part, built as results arrive: the same bytes as ``seal_part`` of all of them, without
+    holding them all. Sealed entries stay in memory up to ``budget`` bytes (the common case: one
+    upload, no file), then everything goes to an unnamed temporary file, which the kernel removes
+    even when the worker is killed. Close it when done (``with``)."""
+
+    def __init__(self, seals: Workload | Seals, budget: int | None = None, spill_dir: str | None = None) -> None:
+        self.seals = seals
+        self.budget = PART_MEMORY_BYTES if budget is None else budget
+        self.spill_dir = spill_dir
+        #: results sealed into the part so far
+        self.entries = 0
+        #: the part's size in bytes so far
+        self.size = len(MAGIC)
+        self._mem = bytearray(MAGIC)
+        self._file: IO[bytes] | None = None
+
+    @property
+    def spilled(self) -> bool:
+        return self._file is not None
+
+    def add(self, results: list[tuple[int, bytes]]) -> None:
+        """Seal ``(rid, plaintext)`` results (one pass for the lot) and append their entries."""
+        if not results:
+            return
+        sealed = self.seals.seal_packed("result", results, header=_ENTRY)
+        self.entries += len(results)
+        self.size += len(sealed)
+        if self._file is None:
+            if len(self._mem) + len(sealed) <= self.budget:
+                self._mem += sealed
+                return
+            self._file = tempfile.TemporaryFile(prefix="rqp-part-", dir=self.spill_dir)  # noqa: SIM115 - closed by close()
+            self._file.write(self._mem)
+            self._mem = bytearray()
+        self._file.write(sealed)
+
+    def upload(self, store: BlobStore, name: str) -> None:
+        """Store the part as blob ``name``: in one write when it stayed in memory, else streamed."""
+        if self._file is None:
+            store.put(name, bytes(self._mem))
+            return
+        fh = self._file
+        fh.flush()
+        fh.seek(0)
+        store.put_stream(name, iter(lambda: fh.read(UPLOAD_PIECE_BYTES), b""))
+
+    def close(self) -> None:
+        self._mem = bytearray()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> PartWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

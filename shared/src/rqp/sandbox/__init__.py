@@ -29,6 +29,7 @@ __all__ = [
     "CRASHED",
     "IDLE_SECONDS",
     "MALFORMED",
+    "MAX_ERROR_BYTES",
     "MAX_HOSTS",
     "NOT_JSON",
     "NO_SCRIPT",
@@ -37,7 +38,9 @@ __all__ = [
     "RAISED",
     "RETRYABLE",
     "TIMED_OUT",
+    "TOO_LARGE",
     "HostFactory",
+    "OutcomeSink",
     "Protections",
     "SandboxConfig",
     "SandboxError",
@@ -50,7 +53,12 @@ __all__ = [
 
 OK, RAISED, MALFORMED, NOT_JSON = P.OK, P.RAISED, P.MALFORMED, P.NOT_JSON
 TIMED_OUT, CRASHED, NO_SCRIPT, RETRYABLE = P.TIMED_OUT, P.CRASHED, P.NO_SCRIPT, P.RETRYABLE
-PERMANENT = P.PERMANENT
+PERMANENT, TOO_LARGE = P.PERMANENT, P.TOO_LARGE
+#: the longest error message a host sends for one record (a hostile one's longer text is cut)
+MAX_ERROR_BYTES = P.MAX_ERROR_BYTES
+
+#: where ``ScriptPool.stream`` hands outcomes: a list of (record index, kind, payload)
+OutcomeSink = Callable[[list[tuple[int, int, bytes]]], None]
 
 #: script hosts a worker keeps alive (one per workload, least recently used first out)
 MAX_HOSTS = 2
@@ -181,41 +189,54 @@ class ScriptPool:
         self._broken: dict[str, tuple[float, str]] = {}
 
     def run(self, workload_id: str, source: Callable[[], bytes], payloads: list[bytes]) -> list[tuple[int, bytes]]:
-        """``process()`` on every payload: (kind, payload) per record, in order. A record that
-        times out or takes its host down fails alone; the others run in a new host."""
+        """``process()`` on every payload: (kind, payload) per record, in order (``stream``,
+        collected: for callers whose results are small)."""
+        outcomes: list[tuple[int, bytes]] = [(NO_SCRIPT, b"")] * len(payloads)
+
+        def collect(got: list[tuple[int, int, bytes]]) -> None:
+            for i, kind, data in got:
+                outcomes[i] = (kind, data)
+
+        self.stream(workload_id, source, payloads, collect)
+        return outcomes
+
+    def stream(self, workload_id: str, source: Callable[[], bytes], payloads: list[bytes], sink: OutcomeSink) -> None:
+        """``process()`` on every payload; ``sink`` gets (index, kind, payload) of each record
+        exactly once, as its host delivers them (a few at a time, in no promised order), so no
+        more than a frame of results is held here. A record that times out, returns too much or
+        takes its host down fails alone; the others run in a new host."""
         self._reap()
-        n = len(payloads)
-        outcomes: list[tuple[int, bytes]] = [(NO_SCRIPT, b"")] * n
-        todo = list(range(n))
+        todo = list(range(len(payloads)))
         one_by_one = False  # after a failure no record could be blamed for: find the culprit
         while todo:
             try:
                 host = self._host(workload_id, source)
             except ScriptError as exc:
-                for i in todo:
-                    outcomes[i] = (NO_SCRIPT, str(exc).encode())
+                reason = str(exc).encode()
+                sink([(i, NO_SCRIPT, reason) for i in todo])
                 break
             batch = todo[:1] if one_by_one else todo
+
+            def deliver(start: int, kinds: bytes, values: list[bytes], batch: list[int] = batch) -> None:
+                sink(list(zip(batch[start : start + len(values)], kinds, values, strict=True)))
+
             try:
-                got = host.run([payloads[i] for i in batch])
+                host.run([payloads[i] for i in batch], deliver)
             except HostFailure as failure:
                 self._hosts.pop(workload_id, None)
-                for j, outcome in enumerate(failure.results):
-                    outcomes[batch[j]] = outcome
-                done = len(failure.results)
+                done = failure.delivered
                 if failure.index is None:
                     one_by_one = True
+                    failed: set[int] = set()
                 else:
-                    outcomes[batch[failure.index]] = (failure.kind, failure.message.encode())
-                failed = {batch[failure.index]} if failure.index is not None else set()
-                todo = [i for i in todo if i not in failed and i not in batch[:done]]
+                    sink([(batch[failure.index], failure.kind, failure.message.encode())])
+                    failed = {batch[failure.index]}
+                gone = failed.union(batch[:done])
+                todo = [i for i in todo if i not in gone]
                 continue
-            for j, outcome in enumerate(got):
-                outcomes[batch[j]] = outcome
             todo = todo[len(batch) :]
             if host.cpu_seconds() > self.config.cpu_seconds / 2:
                 self._retire(workload_id)  # a fresh one before the CPU limit can hit a record
-        return outcomes
 
     def _host(self, workload_id: str, source: Callable[[], bytes]) -> Host:
         host = self._hosts.get(workload_id)

@@ -18,16 +18,29 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import DEFAULT_MAX_RESULT_BYTES
 from ..errors import RqpError, ScriptError
 from . import _identity, _runner, _scratch
 from . import _protocol as P
 
-__all__ = ["HostFailure", "InProcessHost", "Protections", "SandboxConfig", "SandboxError", "ScriptHost"]
+__all__ = [
+    "HostFailure",
+    "InProcessHost",
+    "Protections",
+    "ResultSink",
+    "SandboxConfig",
+    "SandboxError",
+    "ScriptHost",
+]
+
+#: where a host hands the outcomes of a batch as they arrive: ``sink(start, kinds, values)``, the
+#: batch's records ``start``, ``start + 1``, ... in order (one call per RESULTS frame)
+ResultSink = Callable[[int, bytes, list[bytes]], None]
 
 HOST_SCRIPT = Path(__file__).with_name("_host.py")
 #: how long a fresh host may take to start and confine itself
@@ -67,6 +80,9 @@ class SandboxConfig:
     tmp_root: str | None = None
     #: exception type names that fail a record at once (``RQP_PERMANENT_ERRORS``)
     permanent_errors: tuple[str, ...] = ()
+    #: the largest result one record may return (``RQP_MAX_RESULT_BYTES``); the host refuses a
+    #: larger one and the role never buffers a frame past ``P.results_frame_limit`` of it
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
     #: (uid, gid) hosts run as where the role can switch to it (``_identity``); None: the role's
     sandbox_ids: tuple[int, int] | None = (_identity.DEFAULT_SANDBOX_UID, _identity.DEFAULT_SANDBOX_GID)
     #: the interpreter hosts run (default: the role's own); the same Python version, reachable
@@ -101,6 +117,7 @@ class SandboxConfig:
             cpu_seconds=settings.script_cpu_seconds,
             read_paths=tuple(p for p in settings.sandbox_read_paths.split(":") if p),
             permanent_errors=tuple(n.strip() for n in settings.permanent_errors.split(",") if n.strip()),
+            max_result_bytes=getattr(settings, "max_result_bytes", DEFAULT_MAX_RESULT_BYTES),
             forbidden=tuple(forbidden),
             sandbox_ids=ids,
         )
@@ -116,6 +133,7 @@ class SandboxConfig:
             "devices": ["/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"],
             "forbidden": list(self.forbidden),
             "permanent_errors": list(self.permanent_errors),
+            "max_result_bytes": self.max_result_bytes,
             "role_uid": os.geteuid(),
         }
 
@@ -198,12 +216,13 @@ class Protections:
 
 
 class HostFailure(Exception):
-    """A host stopped mid-batch: ``results`` are the outcomes it delivered before, ``index`` the
-    record it had in hand, ``kind``/``message`` what happened to that record."""
+    """A host stopped mid-batch: ``delivered`` outcomes went to the sink before (the batch's
+    first records), ``index`` is the record it had in hand, ``kind``/``message`` what happened
+    to that record."""
 
-    def __init__(self, results: list[tuple[int, bytes]], index: int | None, kind: int, message: str) -> None:
+    def __init__(self, delivered: int, index: int | None, kind: int, message: str) -> None:
         super().__init__(message)
-        self.results = results
+        self.delivered = delivered
         self.index = index
         self.kind = kind
         self.message = message
@@ -232,7 +251,7 @@ def _exit_reason(code: int | None) -> str:
     return f"exited with status {code} (os._exit(), or a fatal error in native code)"
 
 
-_RESULT_KINDS = frozenset((P.OK, P.RAISED, P.MALFORMED, P.NOT_JSON, P.PERMANENT))
+_RESULT_KINDS = frozenset((P.OK, P.RAISED, P.MALFORMED, P.NOT_JSON, P.PERMANENT, P.TOO_LARGE))
 _RECORD_KINDS = frozenset((P.OK, P.NOT_JSON))
 
 
@@ -268,6 +287,8 @@ class ScriptHost:
         self._buf = P.FrameBuffer()
         self._sel: selectors.BaseSelector | None = None
         self._batch_size = 0
+        #: the largest frame this host may send outside parse() (results, answers)
+        self._frame_limit = P.results_frame_limit(config.max_result_bytes)
 
     # ------------------------------------------------------------------------ lifecycle
     def start(self) -> Protections:
@@ -526,7 +547,7 @@ class ScriptHost:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                frames = self._buf.frames()
+                frames = self._buf.frames(self._frame_limit)
             except ValueError:
                 self._kill()
                 raise ScriptError(
@@ -548,9 +569,11 @@ class ScriptHost:
                 raise ScriptError(self._died(what))
 
     # ------------------------------------------------------------------------ a batch
-    def run(self, payloads: list[bytes]) -> list[tuple[int, bytes]]:
-        """``process()`` on each record: (kind, payload) per record, in order. Raises
-        ``HostFailure`` when a record times out or the host dies; the host is gone then."""
+    def run(self, payloads: list[bytes], sink: ResultSink) -> None:
+        """``process()`` on each record; the outcomes go to ``sink`` as they arrive, (kind,
+        payload) per record, in order -- none is kept here, so a batch's results need not fit in
+        memory at once. Raises ``HostFailure`` when a record times out, its result is announced
+        over the limit, or the host dies; the host is gone then."""
         assert self.proc is not None and self.proc.stdin is not None and self._sel is not None
         self.last_used = time.monotonic()
         P.IN_HAND.pack_into(self._page, 0, 0)  # type: ignore[arg-type]  # (a script can scribble on it)
@@ -559,9 +582,10 @@ class ScriptHost:
         sel = self._sel
         sel.register(wfd, selectors.EVENT_WRITE)
         writing = True
-        results: list[tuple[int, bytes]] = []
+        delivered = 0
         n = self._batch_size = len(payloads)
         timeout = self.config.record_timeout
+        limit = self._frame_limit
         watched = 0
         since = time.monotonic()
         try:
@@ -573,35 +597,42 @@ class ScriptHost:
                     except BlockingIOError:
                         pass
                     except (BrokenPipeError, ConnectionResetError):
-                        raise self._failure(results, "died") from None
+                        raise self._failure(delivered, "died") from None
                     if not out:
                         sel.unregister(wfd)
                         writing = False
                 try:
-                    frames = self._buf.frames()
+                    frames = self._buf.frames(limit)
+                except P.FrameTooLarge as exc:
+                    raise self._failure(delivered, "too large", exc.size) from None
                 except ValueError:
-                    raise self._failure(results, "protocol") from None
+                    raise self._failure(delivered, "protocol") from None
                 for kind, payload in frames:
                     if kind == P.RESULTS:
-                        if not self._take_results(payload, results, n):
-                            raise self._failure(results, "protocol")
+                        got = self._take_results(payload, delivered, n)
+                        if got is None:
+                            raise self._failure(delivered, "protocol")
+                        del payload
+                        sink(delivered, *got)
+                        delivered += len(got[0])
                     elif kind == P.BATCH_END:
-                        if len(results) != n or self._buf.frames():
-                            raise self._failure(results, "protocol")
+                        if delivered != n or self._buf.pending:
+                            raise self._failure(delivered, "protocol")
                         self.last_used = time.monotonic()
-                        return results
+                        return
                     else:
-                        raise self._failure(results, "protocol")
+                        raise self._failure(delivered, "protocol")
+                del frames
                 now = time.monotonic()
                 current = self._in_hand()
                 if current != watched:
                     watched, since = current, now
                 elif now - since > timeout:
-                    raise self._failure(results, "timeout")
+                    raise self._failure(delivered, "timeout")
                 events = sel.select(min(WATCH_INTERVAL, timeout / 10, max(0.0, since + timeout - now) + 0.01))
                 for key, _ in events:
                     if key.fileobj is self.proc.stdout and not self._read_some():
-                        raise self._failure(results, "died")
+                        raise self._failure(delivered, "died")
         finally:
             if writing and self._sel is not None:
                 try:
@@ -609,33 +640,44 @@ class ScriptHost:
                 except (KeyError, ValueError):
                     pass
 
-    def _take_results(self, payload: bytes, results: list[tuple[int, bytes]], n: int) -> bool:
-        """Append a RESULTS frame's outcomes; False when it is not what an honest host sends."""
+    def _take_results(self, payload: bytes, delivered: int, n: int) -> tuple[bytes, list[bytes]] | None:
+        """A RESULTS frame's (kinds, values); None when it is not what an honest host sends."""
         try:
             (start,) = P.COUNT.unpack_from(payload, 0)
             columns = P.unpack_columns(payload, True, P.COUNT.size)
         except (ValueError, IndexError, struct.error):
-            return False
+            return None
         kinds, values = columns
-        if start != len(results) or start + len(values) > n or not _valid(payload, columns, _RESULT_KINDS):
-            return False
-        results.extend(zip(kinds, values, strict=True))
-        return True
+        if start != delivered or start + len(values) > n or not _valid(payload, columns, _RESULT_KINDS):
+            return None
+        return kinds, values
 
-    def _failure(self, results: list[tuple[int, bytes]], what: str) -> HostFailure:
+    def _failure(self, delivered: int, what: str, size: int = 0) -> HostFailure:
         """Stop the host and say which record it had in hand and what became of it. A hang or
         a death happens in the record in hand (the shared page says which); bytes forged into
         the pipe may have been written during any earlier record, so in a batch of several they
-        blame none (``index`` None) and the pool finds the culprit one record at a time."""
+        blame none (``index`` None) and the pool finds the culprit one record at a time. A frame
+        announced over the limit is refused unread, the same way, and fails its record
+        ``TOO_LARGE``."""
         in_hand = self._in_hand()
         n = self._batch_size
         # the page is the script's to scribble on: trust it only within what is still open
-        index: int | None = in_hand - 1 if len(results) < in_hand <= n else len(results)
+        index: int | None = in_hand - 1 if delivered < in_hand <= n else delivered
         if what == "timeout":
             self._kill()
             kind, message = (
                 P.TIMED_OUT,
                 f"timed out after {_fmt_seconds(self.config.record_timeout)} s (RQP_RECORD_TIMEOUT); the script process was replaced",
+            )
+        elif what == "too large":
+            self._kill()  # its body stays unread in the pipe, which goes with the host
+            # an honest host never sends it (it refuses the result itself): like forged bytes it
+            # may come from any open record, so in a batch of several the pool finds which
+            index = delivered if n - delivered == 1 else None
+            kind, message = (
+                P.TOO_LARGE,
+                P.too_large(size, self.config.max_result_bytes)
+                + " (announced by its script process, which was replaced unread)",
             )
         elif what == "protocol":
             self._kill()
@@ -643,7 +685,7 @@ class ScriptHost:
                 P.CRASHED,
                 "the script process broke rqp's result protocol (wrote into rqp's pipe?) while processing this record; it was replaced",
             )
-            if n - len(results) > 1:
+            if n - delivered > 1:
                 index = None
         else:
             code = self.proc.poll() if self.proc else None
@@ -659,7 +701,7 @@ class ScriptHost:
         if index is not None and index >= n:
             index = None
         self.close()
-        return HostFailure(results, index, kind, message)
+        return HostFailure(delivered, index, kind, message)
 
     # ------------------------------------------------------------------------ parse
     def parse(self, chunks: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
@@ -778,18 +820,35 @@ class InProcessHost:
 
     def load(self, source: bytes) -> dict[str, Any]:
         try:
-            self.script = _runner.load(source, self.workload_id, frozenset(self.config.permanent_errors))
+            self.script = _runner.load(
+                source, self.workload_id, frozenset(self.config.permanent_errors), self.config.max_result_bytes
+            )
         except _runner.ScriptLoadError as exc:
             raise ScriptError(str(exc)) from None
         self.loaded = {"parse": self.script.parse is not None}
         return self.loaded
 
-    def run(self, payloads: list[bytes]) -> list[tuple[int, bytes]]:
+    def run(self, payloads: list[bytes], sink: ResultSink) -> None:
+        """As ``ScriptHost.run``: outcomes go to ``sink`` every ``P.FLUSH_BYTES`` of results."""
         assert self.script is not None
-        out: list[tuple[int, bytes]] = []
-        self.script.run(payloads, lambda k, data: out.append((k, data)))
+        kinds = bytearray()
+        values: list[bytes] = []
+        size = start = 0
+
+        def emit(kind: int, data: bytes) -> None:
+            nonlocal kinds, values, size, start
+            kinds.append(kind)
+            values.append(data)
+            size += len(data)
+            if size >= P.FLUSH_BYTES:
+                sink(start, bytes(kinds), values)
+                start += len(values)
+                kinds, values, size = bytearray(), [], 0
+
+        self.script.run(payloads, emit)
+        if values:
+            sink(start, bytes(kinds), values)
         self.last_used = time.monotonic()
-        return out
 
     def parse(self, chunks: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
         import io  # noqa: PLC0415

@@ -31,7 +31,6 @@ try:
 finally:
     sys.path.remove(_HERE)
 
-FLUSH_BYTES = 256 << 10
 FLUSH_SECONDS = 0.02
 
 
@@ -75,7 +74,9 @@ class _Pipe:
 
 class _Out:
     """Values with a kind each, sent as frames of columns (``pack_columns``): flushed by size, by
-    age, and on demand. RESULTS frames start with the index of their first record."""
+    age, and on demand. RESULTS frames start with the index of their first record. A frame holds
+    one value alone or values adding up to at most ``P.FLUSH_BYTES``, so it stays within
+    ``P.results_frame_limit`` (the role refuses a larger one unread)."""
 
     def __init__(self, pipe: _Pipe, kind: int, indexed: bool) -> None:
         self.pipe = pipe
@@ -88,10 +89,12 @@ class _Out:
         self.since = time.monotonic()
 
     def add(self, kind: int, value: bytes) -> None:
+        if self.size + len(value) > P.FLUSH_BYTES and self.values:
+            self.flush()
         self.kinds.append(kind)
         self.values.append(value)
         self.size += len(value)
-        if self.size >= FLUSH_BYTES or time.monotonic() - self.since >= FLUSH_SECONDS:
+        if self.size >= P.FLUSH_BYTES or time.monotonic() - self.since >= FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
@@ -167,7 +170,7 @@ def _exposed(paths: list[str]) -> list[str]:
     return out
 
 
-def _serve(pipe: _Pipe, page: mmap.mmap, permanent: frozenset[str] = frozenset()) -> int:
+def _serve(pipe: _Pipe, page: mmap.mmap, permanent: frozenset[str] = frozenset(), max_result_bytes: int = 0) -> int:
     script: _runner.LoadedScript | None = None
     in_hand = memoryview(page).cast("I")  # in_hand[0]: index + 1 of the record in hand, 0 between
 
@@ -180,7 +183,7 @@ def _serve(pipe: _Pipe, page: mmap.mmap, permanent: frozenset[str] = frozenset()
             (n,) = struct.unpack_from(">H", payload, 0)
             wid = payload[2 : 2 + n].decode()
             try:
-                script = _runner.load(payload[2 + n :], wid, permanent)
+                script = _runner.load(payload[2 + n :], wid, permanent, max_result_bytes)
             except _runner.ScriptLoadError as exc:
                 pipe.send(P.ERROR, str(exc).encode())
                 continue
@@ -235,7 +238,7 @@ def main() -> int:
         pipe.send(P.ERROR, f"the script host failed to start: {type(exc).__name__}: {exc}".encode())
         return 2
     pipe.send(P.READY, json.dumps(report).encode())
-    return _serve(pipe, page, frozenset(config.get("permanent_errors", ())))
+    return _serve(pipe, page, frozenset(config.get("permanent_errors", ())), int(config.get("max_result_bytes", 0)))
 
 
 if __name__ == "__main__":

@@ -103,10 +103,24 @@ def is_permanent(exc: BaseException, names: frozenset[str]) -> bool:
     return False
 
 
+def _error(text: str) -> bytes:
+    """An error message for one record, cut to ``MAX_ERROR_BYTES`` (an exception's type name and
+    text are the script's to make as long as it likes)."""
+    return text.encode(errors="replace")[: P.MAX_ERROR_BYTES]
+
+
 class LoadedScript:
-    def __init__(self, module: types.ModuleType, workload_id: str, permanent: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        module: types.ModuleType,
+        workload_id: str,
+        permanent: frozenset[str] = frozenset(),
+        max_result_bytes: int = 0,
+    ) -> None:
         self.workload_id = workload_id
         self.permanent = permanent
+        #: a result larger than this (bytes of JSON) is not sent: the record fails TOO_LARGE (0: no limit)
+        self.max_result_bytes = max_result_bytes
         process = getattr(module, "process", None)
         if not callable(process):
             raise ScriptLoadError(
@@ -126,8 +140,10 @@ class LoadedScript:
 
     def run(self, payloads: list[bytes], emit: Callable[[int, bytes], None], in_hand: Any = None) -> None:
         """Call ``process`` on each record; ``emit(kind, payload)`` per record, in order.
-        ``in_hand`` (a writable ``memoryview`` of one u32) gets index + 1 of the record in hand."""
+        ``in_hand`` (a writable ``memoryview`` of one u32) gets index + 1 of the record in hand.
+        A result over ``max_result_bytes`` is dropped here and its record fails ``TOO_LARGE``."""
         process = self.process
+        limit = self.max_result_bytes or sys.maxsize
         loads = J.loads
         wid = self.workload_id
         permanent = self.permanent
@@ -137,18 +153,17 @@ class LoadedScript:
             try:
                 record = loads(payload)
             except ValueError as exc:  # J.JSONRejected: one line, "not valid JSON (...)" or why else
-                emit(P.MALFORMED, f"malformed record: {exc}".encode())
+                emit(P.MALFORMED, _error(f"malformed record: {exc}"))
                 continue
             try:
                 result = process(record)
             except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt fail the record too
                 if permanent is not None and is_permanent(exc, permanent):
                     emit(
-                        P.PERMANENT,
-                        f"process() raised {describe_exception(exc, wid)} (permanent: not retried)".encode(),
+                        P.PERMANENT, _error(f"process() raised {describe_exception(exc, wid)} (permanent: not retried)")
                     )
                 else:
-                    emit(P.RAISED, f"process() raised {describe_exception(exc, wid)}".encode())
+                    emit(P.RAISED, _error(f"process() raised {describe_exception(exc, wid)}"))
                 continue
             try:
                 out = _ENCODE(result)
@@ -158,8 +173,11 @@ class LoadedScript:
             except BaseException as exc:  # noqa: BLE001
                 emit(
                     P.NOT_JSON,
-                    f"process() returned a value that is not JSON-serializable: {describe_exception(exc, wid)}".encode(),
+                    _error(f"process() returned a value that is not JSON-serializable: {describe_exception(exc, wid)}"),
                 )
+                continue
+            if len(out) > limit:  # ASCII (the encoder escapes the rest): its length is its size in bytes
+                emit(P.TOO_LARGE, P.too_large(len(out), limit).encode())
                 continue
             emit(P.OK, out.encode())
         if in_hand is not None:
@@ -195,9 +213,12 @@ class LoadedScript:
             ) from None
 
 
-def load(source: bytes, workload_id: str, permanent: frozenset[str] = frozenset()) -> LoadedScript:
+def load(
+    source: bytes, workload_id: str, permanent: frozenset[str] = frozenset(), max_result_bytes: int = 0
+) -> LoadedScript:
     """Compile and execute ``source`` as a fresh module (never from a file), then ``setup()``.
-    ``permanent``: exception type names that fail a record without retries."""
+    ``permanent``: exception type names that fail a record without retries; ``max_result_bytes``:
+    the largest result sent (0: no limit)."""
     if "rqp" not in sys.modules and _SCRIPT_API not in sys.meta_path:
         sys.meta_path.insert(0, _SCRIPT_API)  # a role's own process has the real one
     filename = script_filename(workload_id)
@@ -224,4 +245,4 @@ def load(source: bytes, workload_id: str, permanent: frozenset[str] = frozenset(
         raise ScriptLoadError(
             f"the script of workload {workload_id} failed to import{line}: {_one_line(exc)}"
         ) from None
-    return LoadedScript(module, workload_id, permanent)
+    return LoadedScript(module, workload_id, permanent, max_result_bytes)

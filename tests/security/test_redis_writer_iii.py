@@ -1,0 +1,299 @@
+"""Issue #22's seven reproductions: a Redis writer with the password and no key, against landed
+main, with the scheduler's and processor's own code in process against a real Redis and the real
+``rqp`` and ``rqp-scheduler`` commands reading the outcome.
+
+Each test asserts what must happen once issue #22 is fixed -- the forgery refused or flagged,
+never an exit 0 with a short or wrong answer -- and is marked ``xfail(strict=True)`` with the
+item that fixes it, so it fails the moment someone fixes the hole without un-marking it (then
+drop the mark). What happens today is in each docstring.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+
+import pytest
+
+from rqp import control
+from rqp.cli import main as rqp_main
+from rqp.errors import RqpError
+from rqp.ledger import AUDIT, SUBMISSIONS, Ledger, State, fleet, job_id, next_submission, register_processor
+from rqp.summary import read_summary
+
+#: record 5 always fails (after 2 attempts), every other one succeeds
+SCRIPT = "def process(r):\n    if r['n'] == 5:\n        raise ValueError('five')\n    return r['n'] * 2\n"
+N = 40
+
+
+@pytest.fixture
+def proc(world):
+    p = world.processor()
+    yield p
+    p.pool.close()
+
+
+@pytest.fixture
+def cli_env(world, monkeypatch):
+    """The ``rqp`` and ``rqp-scheduler`` command lines pointed at the world."""
+    for name, value in {
+        "RQP_REDIS_URL": world.settings.redis_url,
+        "RQP_BLOB_URL": world.settings.blob_url,
+        "RQP_ALLOW_INSECURE_REDIS": "true",
+        "RQP_KEK_FILE": str(world.settings.kek_file),
+        "RQP_TRUSTED_SIGNERS_FILE": str(world.settings.trusted_signers_file),
+        "RQP_CHUNK_SIZE": "4",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+def _scheduler_run(wid: str) -> int:
+    """``rqp-scheduler run W`` on a workload that has ended: its exit code and line come from
+    what Redis says of the workload (the code under test)."""
+    from rqp_scheduler.cli import main as scheduler_main
+
+    return scheduler_main(["run", wid])
+
+
+def _results(capsys, wid: str) -> tuple[int, list[dict]]:
+    capsys.readouterr()
+    code = rqp_main(["results", wid])
+    out = capsys.readouterr().out
+    return code, [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def control_rejected(world) -> list[dict]:
+    """Entries of ``rqp:rejected``, where a refused request must be recorded."""
+    return [json.loads(x) for x in world.r.lrange("rqp:rejected", 0, -1)]
+
+
+def _started(world, proc, wid: str):
+    run = world.run(wid)
+    for _ in range(3):
+        run.step()
+        world.work(proc)
+    return run
+
+
+def _to_end(world, run, proc, steps: int = 200) -> None:
+    for _ in range(steps):
+        if run.step():
+            return
+        world.work(proc)
+    raise AssertionError(f"workload {run.id} did not end")
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue #22 item 1: control requests are not signed")
+def test_1_a_forged_cancel_is_refused_and_the_workload_finishes(world, proc, cli_env, capsys):
+    """Today: `HSET meta control cancel state cancelling` mid-run cancels it: `rqp-scheduler run`
+    exits 0, `rqp results` exits 0 with part of the lines, `rqp audit` shows nothing."""
+    wid = world.pack("forged-cancel", [{"n": i} for i in range(N)])
+    run = _started(world, proc, wid)
+    world.r.hset(Ledger(world.r, wid).k.meta, mapping={"control": "cancel", "state": "cancelling"})
+    _to_end(world, run, proc)
+    s = read_summary(world.store, run.workload)
+    code, lines = _results(capsys, wid)
+    assert (s.total, s.done, s.cancelled) == (N, N, 0), f"a forged cancel took effect: {s}"
+    assert code == 0 and len(lines) == N
+    assert any(e.get("workload") == wid for e in control_rejected(world)), "the forgery is not in rqp:rejected"
+
+
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="issue #22 item 3: reports and exit codes come from plain counters"
+)
+def test_2_forged_counters_never_turn_failures_into_success(world, proc, cli_env, capsys):
+    """Today: `HINCRBY n done 10` and `HINCRBY n failed -1000000` after the end: `rqp-scheduler
+    run` exits 0 ("... done, 0 failed"), `rqp status` exits 0 while record 5 failed."""
+    wid = world.pack("forged-counts", [{"n": i} for i in range(N)], script=SCRIPT)
+    run = world.run(wid)
+    _to_end(world, run, proc)
+    k = Ledger(world.r, wid).k
+    world.r.hincrby(k.n, "done", 10)
+    world.r.hincrby(k.n, "failed", -1000000)
+    s = read_summary(world.store, run.workload)
+    assert (s.done, s.failed) == (N - 1, 1)
+    capsys.readouterr()
+    assert _scheduler_run(wid) == 1, "rqp-scheduler run reports success while a record failed"
+    capsys.readouterr()
+    code = rqp_main(["status", wid, "--json"])
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["done"], shown["failed"]) == (N - 1, 1), f"rqp status shows forged counts: {shown}"
+    assert code == 1
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue #22 item 2: the audit log is not tamper-evident")
+def test_3_a_forged_audit_entry_is_not_shown_as_fact(world, cli_env, capsys):
+    """Today: `rqp audit` prints "alice (console) delete --shred W" as if it happened."""
+    real = world.pack("audited", [{"n": 1}])
+    control.set_priority(world.r, real, "high", "ops@test")
+    forged = {"at": 1.0, "who": "alice (console)", "what": "delete --shred", "workload": real}
+    world.r.lpush(AUDIT, json.dumps(forged))
+    capsys.readouterr()
+    rqp_main(["audit", "--json"])
+    entries = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    shown = [e for e in entries if e.get("what") == "delete --shred"]
+    assert shown and all(e.get("verified") is False for e in shown), f"a forged entry is shown as fact: {shown}"
+
+
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="issue #22 item 3: retry --failed reads the plain failed bitmap"
+)
+def test_4_retry_failed_takes_the_failed_set_from_the_sealed_summary(world, proc, cli_env, capsys):
+    """Today: after `DEL rqp:w:W:failed`, `rqp retry W --failed` says "no failed records"."""
+    wid = world.pack("no-failed", [{"n": i} for i in range(N)], script=SCRIPT)
+    run = world.run(wid)
+    _to_end(world, run, proc)
+    assert read_summary(world.store, run.workload).failed == 1
+    world.r.delete(Ledger(world.r, wid).k.failed)
+    capsys.readouterr()
+    assert rqp_main(["retry", wid, "--failed"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"re-queued 1 failed records of {wid}"), out
+
+
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="issue #22 item 5: fleet entries are self-reported and shown as real"
+)
+def test_5_a_forged_fleet_entry_is_not_presented_as_verified(world):
+    """Today: a forged `gpu-07:4242` "with landlock, seccomp, rlimits" is listed like a real one."""
+    register_processor(world.r, host="gpu-07", pid=4242, protections="landlock, seccomp, rlimits", workers=8,
+                       started_at=1.0)  # fmt: skip
+    listed = [e for e in fleet(world.r) if e["host"] == "gpu-07"]
+    assert all(e.get("self_reported") is True or e.get("verified") is False for e in listed), (
+        f"a forged processor is listed as real: {listed}"
+    )
+
+
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="issue #22 item 4: a submission entry can re-run a finished workload"
+)
+def test_6_a_replayed_submission_never_reruns_a_cancelled_workload(world, proc, cli_env, capsys):
+    """Today: `RPUSH rqp:submissions W` of a cancelled workload: a serving scheduler runs it again
+    and its state flips (to done, or failed with `rqp results` exiting 4: results replaced)."""
+    from rqp_scheduler.cli import Scheduler
+
+    wid = world.pack("replayed", [{"n": i} for i in range(N)])
+    run = _started(world, proc, wid)
+    control.cancel(world.r, wid, "ops@test")
+    _to_end(world, run, proc)
+    assert Ledger(world.r, wid).state() == State.CANCELLED
+    code, before = _results(capsys, wid)
+    assert code == 0
+    world.r.rpush(SUBMISSIONS, wid)
+    sched = Scheduler(world.settings)
+    try:
+        while (sub := next_submission(world.r)) is not None:  # what 'rqp-scheduler serve' does
+            sched._try_add(sub)
+        for again in list(sched.runs.values()):
+            _to_end(world, again, proc)
+    finally:
+        sched.hosts.close()
+        sched.writer.shutdown(wait=True)
+    assert Ledger(world.r, wid).state() == State.CANCELLED, "a finished workload was started again"
+    code, after = _results(capsys, wid)
+    assert code == 0 and after == before, "a cancelled workload's results changed or became unreadable"
+    assert any(e.get("workload") == wid for e in control_rejected(world)), "the replay is not recorded"
+
+
+@pytest.mark.xfail(
+    strict=True, raises=struct.error, reason="issue #22 item 7: a value that fails to decode crashes the scheduler"
+)
+def test_7_junk_in_a_chunk_key_fails_that_workload_loudly_and_nothing_else(world, proc):
+    """Today: junk bytes in `rqp:w:W:c:<chunk>` whose lease ended: reclaiming it raises
+    `struct.error` out of `unpack_values`, which kills `rqp-scheduler serve` (every other
+    workload stays unscheduled)."""
+    wid = world.pack("junk-chunk", [{"n": i} for i in range(N)])
+    other = world.pack("bystander", [{"n": i} for i in range(8)])
+    run, bystander = world.run(wid), world.run(other)
+    run.step()
+    led = Ledger(world.r, wid)
+    chunk = "c00000000"
+    # 36 bytes: one (id, length) header and its value, then 4 bytes that cannot be a header
+    world.r.set(led.k.chunk(chunk), struct.pack(">II", 0, 24) + os.urandom(24) + b"junk")
+    for gen in (0, 1):  # the lease of each generation ends (ZADD pending 0): the last one gives up
+        jid = job_id(wid, chunk, gen)
+        world.r.zadd(led.k.pending, {jid: 0})
+        for queue in world.r.scan_iter(match="rq:queue:*"):
+            world.r.lrem(queue, 0, jid)
+        try:
+            run._reclaim_expired()
+        except RqpError:
+            break  # the workload failing loudly is what should happen
+    _to_end(world, bystander, proc)
+    s = read_summary(world.store, bystander.workload)
+    assert (s.total, s.done) == (8, 8)
+
+
+# ---------------------------------------------------------------------- found by the fuzzer
+@pytest.mark.xfail(
+    strict=True,
+    raises=UnicodeDecodeError,
+    reason="issue #22 item 7: a value that fails to decode must fail only its workload",
+)
+def test_8_a_non_utf8_byte_in_one_workload_breaks_no_listing(world, proc, cli_env, capsys):
+    """Beyond the issue's seven (``tools/chaos.py --family progress``): one byte that is not UTF-8
+    in a workload's plain ``perf`` hash (or any meta field) makes ``rqp status`` and ``rqp list``
+    die with a ``UnicodeDecodeError`` traceback -- ``rqp list`` for every workload."""
+    wid = world.pack("junk-perf", [{"n": i} for i in range(8)])
+    other = world.pack("listed", [{"n": i} for i in range(8)])
+    for w in (wid, other):
+        _to_end(world, world.run(w), proc)
+    world.r.hset(Ledger(world.r, wid).k.perf, "seconds", b"\xfd")
+    capsys.readouterr()
+    assert rqp_main(["list"]) == 0
+    assert other in capsys.readouterr().out, "one workload's junk hid the others"
+    assert isinstance(rqp_main(["status", wid]), int)  # an exit code and a line, not an exception
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=UnicodeDecodeError,
+    reason="issue #22 item 7: a value that fails to decode must fail only its workload",
+)
+def test_9_a_non_utf8_byte_in_perf_does_not_kill_the_scheduler(world, proc):
+    """Beyond the issue's seven (``tools/chaos.py --family progress --seed 8``): eight random
+    bytes in a running workload's ``perf`` hash make the scheduler's own step raise
+    ``UnicodeDecodeError`` (its progress event reads ``perf``), which kills
+    ``rqp-scheduler serve`` and every workload it supervises."""
+    wid = world.pack("junk-perf-run", [{"n": i} for i in range(N)])
+    other = world.pack("bystander-2", [{"n": i} for i in range(8)])
+    run, bystander = world.run(wid), world.run(other)
+    run.step()
+    world.work(proc)
+    world.r.hset(Ledger(world.r, wid).k.perf, "first", b"\x85\x85junk")
+    try:
+        for _ in range(50):
+            run._last["progress"] = 0.0  # its progress event is due (every few seconds in service)
+            if run.step():
+                break
+            world.work(proc)
+    except RqpError:
+        pass  # that workload failing loudly is what should happen
+    _to_end(world, bystander, proc)
+    assert read_summary(world.store, bystander.workload).done == 8
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ValueError,
+    reason="issue #22 item 7: a value that fails to decode must fail only its workload",
+)
+def test_10_a_pending_member_that_is_no_job_id_does_not_kill_the_scheduler(world, proc):
+    """Beyond the issue's seven (``tools/chaos.py --family derived --seed 70``, and 89):
+    ``ZADD rqp:w:W:pending 0 junk`` -- the scheduler reclaims the "expired" member and
+    ``JobId.parse`` raises ``ValueError``, which kills ``rqp-scheduler serve``."""
+    wid = world.pack("junk-pending", [{"n": i} for i in range(N)])
+    other = world.pack("bystander-3", [{"n": i} for i in range(8)])
+    run, bystander = world.run(wid), world.run(other)
+    run.step()
+    world.work(proc)
+    world.r.zadd(Ledger(world.r, wid).k.pending, {"junk": 0})
+    try:
+        run._reclaim_expired()
+        _to_end(world, run, proc)
+    except RqpError:
+        pass  # that workload failing loudly is what should happen
+    _to_end(world, bystander, proc)
+    assert read_summary(world.store, bystander.workload).done == 8
