@@ -198,7 +198,7 @@ for role in scheduler processor metrics-logger console; do
 done
 ok "4 images built, each running as the non-root user 10001"
 ep=$($ENGINE image inspect -f '{{json .Config.Entrypoint}}' "${PREFIX}rqp-processor:$VERSION")
-[ "$ep" = '["/opt/rqp/bin/rqp-processor"]' ] || fail "processor entrypoint is $ep, not rqp-processor in exec form"
+[ "$ep" = '["/opt/rqp/role-bin/rqp-processor"]' ] || fail "processor entrypoint is $ep, not rqp-processor (through as-role) in exec form"
 ep=$($ENGINE image inspect -f '{{json .Config.Entrypoint}} {{.Config.Labels}}' "${PREFIX}rqp-console:$VERSION")
 case "$ep" in '["/opt/rqp/bin/rqp-console"] '*rqp.role:console*) ;; *) fail "console image: entrypoint and labels are $ep" ;; esac
 ok "processor and console images: their programs as the entrypoint (exec form)"
@@ -327,9 +327,14 @@ echo "    processor: ${sbx_proc#*rqp-processor: }"
 echo "    scheduler: ${sbx_sched#*INFO }"
 case "$sbx_proc$sbx_sched" in *MISSING*|"") fail "the sandbox is not complete in the containers" ;; esac
 case "$sbx_proc" in *"landlock ABI"*seccomp*rlimits*) ;; *) fail "the processor's sandbox lacks Landlock, seccomp or rlimits: $sbx_proc" ;; esac
+for line in "$sbx_proc" "$sbx_sched"; do
+  case "$line" in *"own uid 65534"*) ;; *) fail "the roles' script processes do not run under their own uid 65534: $line" ;; esac
+done
 W3="${W}-insider"
 cat > "$WORK/in/insider.py" <<'PY'
 import os, socket
+
+SECRETS = ("/run/secrets/kek", "/run/secrets/redis_processor_password")
 
 
 def _try(fn):
@@ -346,7 +351,21 @@ def process(record):
         "redis": _try(lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).connect(("10.0.0.1", 6379))),
         "blobs": _try(lambda: open("/data/blobs/insider", "w").write("x")),
         "env": sorted(k for k in os.environ if not k.startswith(("LC_", "LANG", "PATH", "HOME", "TMPDIR")) and not k.endswith("_NUM_THREADS")),
+        # issue 23: its own uid, no group, and no metadata change on a role's file
+        "ids": [list(os.getresuid()), list(os.getresgid()), os.getgroups()],
+        "chmod": [_try(lambda: os.chmod(f, 0o644)) for f in SECRETS],
+        "chown": [_try(lambda: os.chown(f, os.getuid(), os.getgid())) for f in SECRETS],
+        "utime": [_try(lambda: os.utime(f, (0, 0))) for f in SECRETS],
+        "scratch": _scratch(record["n"]),
     }
+
+
+def _scratch(n):
+    """Record plaintext on scratch, as a script may write it: where it lands, and whose it is."""
+    path = os.path.join(os.environ["TMPDIR"], f"insider-plaintext-{n}")
+    with open(path, "w") as fh:
+        fh.write("insider plaintext")
+    return [os.path.dirname(os.path.dirname(path)), os.stat(path).st_uid, oct(os.stat(os.environ["TMPDIR"]).st_mode & 0o777)]
 PY
 printf '{"n": 0}\n{"n": 1}\n' > "$WORK/in/insider.jsonl"
 chmod 0644 "$WORK/in/"*
@@ -356,10 +375,38 @@ wait_done "$W3" || fail "workload $W3 did not finish"
 rqp results "$W3" | python3 -c '
 import json, sys
 docs = [json.loads(line)["result"] for line in sys.stdin]
-want = {"kek": "blocked: PermissionError", "redis_password": "blocked: PermissionError", "redis": "blocked: PermissionError", "blobs": "blocked: PermissionError", "env": []}
+blocked = ["blocked: PermissionError"] * 2
+want = {"kek": "blocked: PermissionError", "redis_password": "blocked: PermissionError", "redis": "blocked: PermissionError", "blobs": "blocked: PermissionError", "env": [],
+        "ids": [[65534] * 3, [65534] * 3, []], "chmod": blocked, "chown": blocked, "utime": blocked, "scratch": ["/tmp", 65534, "0o700"]}
 assert len(docs) == 2 and all(d == want for d in docs), docs
-' || fail "a script in the processor containers reached a secret, Redis or the blob store"
-ok "in the containers a script reads no secret, reaches no Redis, writes no blob and sees no setting: Landlock + seccomp active"
+' || fail "a script in the processor containers reached a secret, Redis or the blob store, changed a secret file, or did not run as uid 65534"
+ok "in the containers a script runs as uid/gid 65534 with no group, reads no secret, cannot chmod, chown or utime the KEK or the Redis password file, reaches no Redis, writes no blob and sees no setting: Landlock + seccomp + its own uid"
+# the secrets are as they were, and the plaintext the script wrote is on the memory-backed /tmp
+# only, in a directory of uid 65534 the role itself cannot open; nowhere on the container's disk
+for id in $($C ps -q processor); do
+  idx=$($ENGINE inspect -f '{{index .Config.Labels "com.docker.compose.container-number"}}' "$id")
+  # shellcheck disable=SC2016  # the container shell expands them
+  out=$($C exec -T -u 10001:10001 --index "$idx" processor sh -c '
+    stat -L -c "%n %u %a" /run/secrets/kek /run/secrets/redis_processor_password
+    awk "\$2 == \"/tmp\" {print \"tmp\", \$3, \$4}" /proc/mounts
+    find / /data/blobs -xdev \( -name "rqp-script-*" -o -name "insider-plaintext-*" \) 2>/dev/null | sed "s/^/on disk: /"
+    for d in /tmp/rqp-script-*; do [ ! -e "$d" ] || stat -c "scratch-dir %u %a" "$d"; done
+    for d in /tmp/rqp-script-*; do [ ! -e "$d" ] || ls "$d" >/dev/null 2>&1 || echo "scratch unreadable by the role"; done
+    true' 2>&1)
+  python3 - "$out" <<'EOF' || fail "processor container $id: secret files changed, /tmp not a bounded tmpfs, or scratch on disk: $out"
+import sys
+lines = sys.argv[1].splitlines()
+assert "/run/secrets/kek 10001 400" in lines and "/run/secrets/redis_processor_password 10001 400" in lines, lines
+tmp = [line.split() for line in lines if line.startswith("tmp ")]
+assert tmp and tmp[0][1] == "tmpfs" and "size=" in tmp[0][2], f"/tmp: {tmp}"
+assert not [line for line in lines if line.startswith("on disk: ")], lines
+scratch = [line for line in lines if line.startswith("scratch-dir ")]
+assert all(line == "scratch-dir 65534 700" for line in scratch), scratch
+assert lines.count("scratch unreadable by the role") == len(scratch), lines
+print(f"    {len(scratch)} scratch directories of uid 65534 on /tmp ({tmp[0][2]})")
+EOF
+done
+ok "after the run: the KEK and the Redis password file still 0400 of uid 10001; scratch only on /tmp, a size-limited tmpfs that goes with the container, in directories of uid 65534 (0700) the role cannot open; no rqp-script-* or plaintext on the container's disk"
 
 # ------------------------------------------------------------------------------ 4. the other roles
 end=$(( $(date +%s) + 30 ))
@@ -395,12 +442,29 @@ done
 ok "Prometheus /metrics of the scheduler and the processors on the project network only (rqp_workloads, rqp_workers, rqp_redis_up over the roles' own Redis users), no port on the host"
 for svc in scheduler processor metrics-logger console; do
   for id in $($C ps -q "$svc"); do
-    [ "$($C exec -T --index "$($ENGINE inspect -f '{{index .Config.Labels "com.docker.compose.container-number"}}' "$id")" "$svc" id -u 2>/dev/null)" = 10001 ] \
-      || fail "$svc container $id does not run as uid 10001"
+    # every process but the init: the role as uid 10001 (with CAP_SETUID/CAP_SETGID only where
+    # it starts script processes), script processes as uid 65534 with no capability
+    idx=$($ENGINE inspect -f '{{index .Config.Labels "com.docker.compose.container-number"}}' "$id")
+    # shellcheck disable=SC2016  # the container shell expands them
+    procs=$($C exec -T -u 10001:10001 --index "$idx" "$svc" sh -c \
+      'for f in /proc/[0-9]*/status; do awk "/^(Pid|Name|Uid|CapEff):/ {printf \"%s \", \$2} END {print \"\"}" "$f" 2>/dev/null; done' 2>&1)
+    python3 - "$svc" "$procs" <<'EOF' || fail "$svc container $id: a process runs as another uid or with other capabilities: $procs"
+import sys
+svc, lines = sys.argv[1], [line.split() for line in sys.argv[2].splitlines() if len(line.split()) == 4]
+role_caps = "00000000000000c0" if svc in ("scheduler", "processor") else "0000000000000000"
+roles = []
+for name, pid, uid, cap in lines:  # (the order of /proc/PID/status)
+    if pid == "1":
+        continue  # the init process (--init), which only forwards signals
+    ok = (uid == "10001" and cap in (role_caps, "0000000000000000")) or (uid == "65534" and cap == "0000000000000000")
+    assert ok, f"{svc}: {name} (pid {pid}) runs as uid {uid} with capabilities {cap}"
+    roles += [name] if uid == "10001" and cap == role_caps else []
+assert roles, f"{svc}: no role process as uid 10001 with capabilities {role_caps}: {lines}"
+EOF
     [ "$($ENGINE inspect -f '{{.HostConfig.ReadonlyRootfs}}' "$id")" = true ] || fail "$svc container $id has a writable root file system"
   done
 done
-ok "every rqp container runs as uid 10001 on a read-only root file system"
+ok "every rqp container runs its role as uid 10001 (processor, scheduler: with only CAP_SETUID/CAP_SETGID, to start script processes as uid 65534, which hold none) on a read-only root file system"
 
 # ------------------------------------------------------------------------------ 5. SIGTERM mid-chunk
 t=$(now)
@@ -605,6 +669,10 @@ grep -qE "^Name:[[:space:]]+redis-server\$" <<<"$st" || fail "PID 1 of the Redis
 ok "Redis: published only on REDIS_BIND ($HOST_IP), read-only root file system, redis-server as uid 10002 with no capability, no_new_privs"
 
 in_processor=$($CP exec -T processor ls /run/secrets | tr '\n' ' ')
+for c in "$CP" "$CS"; do
+  line=$($c logs --no-color 2>&1 | grep -m1 "sandbox:" || true)
+  case "$line" in *"own uid 65534"*) ;; *) fail "on the two VMs, a role's script processes do not run under their own uid: ${line:-no protections line}" ;; esac
+done
 [ "$in_processor" = "azure_conn kek redis_ca redis_processor_password trusted_signers " ] || fail "the processor VM's containers hold other secrets: $in_processor"
 
 W4="${W}-vms"
@@ -631,9 +699,9 @@ assert got == {i: 3 * i for i in range(200)}, f"{len(got)} results"
 ok "200 records submitted as Redis user submitter from another machine, run by the processor VM, all results correct"
 
 # the refusals, from containers of the two projects
-out=$(C=$CP one_off noca -e RQP_REDIS_CA_FILE= --entrypoint /opt/rqp/bin/rqp processor list 2>&1) && fail "a processor without the CA connected: $out"
+out=$(C=$CP one_off noca -e RQP_REDIS_CA_FILE= --entrypoint /opt/rqp/role-bin/rqp processor list 2>&1) && fail "a processor without the CA connected: $out"
 case "$out" in *"certificate verify failed"*) ;; *) fail "a processor without the CA: $out" ;; esac
-out=$(C=$CP one_off byip -e "RQP_REDIS_URL=rediss://processor@$HOST_IP:$SPORT/0" --entrypoint /opt/rqp/bin/rqp processor list 2>&1) \
+out=$(C=$CP one_off byip -e "RQP_REDIS_URL=rediss://processor@$HOST_IP:$SPORT/0" --entrypoint /opt/rqp/role-bin/rqp processor list 2>&1) \
   && fail "a processor reaching Redis by an address not in its certificate connected: $out"
 case "$out" in *"certificate verify failed"*) ;; *) fail "a processor reaching Redis by $HOST_IP: $out" ;; esac
 ok "a client without the CA, and one reaching Redis by an address its certificate does not name, cannot connect"

@@ -449,3 +449,41 @@ def test_prometheus_metrics_are_on_the_project_network_only(name):
         assert "\n      RQP_METRICS_PORT: ${RQP_METRICS_PORT:-9100}\n" in block, (name, svc)
         assert "\n      RQP_METRICS_BIND: 0.0.0.0\n" in block, (name, svc)
         assert "\n    ports:" not in "\n" + block, (name, svc)
+
+
+def _anchor(name: str) -> str:
+    text = (COMPOSE / f"{name}.yml").read_text()
+    found = re.search(r"(?ms)^x-rqp: &rqp\n(.*?)^\S", text)
+    assert found, f"{name}.yml: no x-rqp anchor"
+    return found.group(1)
+
+
+@pytest.mark.parametrize("name", ["all-in-one", "scheduler-vm", "processor-vm"])
+def test_script_running_roles_get_their_own_uid_a_scratch_tmpfs_and_only_the_caps_it_needs(name):
+    """Issue 23: the scheduler and the processors (the roles that run workloads' scripts) start
+    as root with SETUID/SETGID (and KILL, for the init to pass SIGTERM on) on top of
+    ``cap_drop: [ALL]``, so docker/as-role.sh can run the role as 10001 and its scripts as
+    RQP_SANDBOX_UID; their /tmp (the scratch root) is a size-limited, mode-1777 tmpfs. Every
+    other rqp role keeps the anchor: uid 10001, no capability."""
+    anchor = _anchor(name)
+    assert "\n  cap_drop: [ALL]\n" in "\n" + anchor and "\n  security_opt: [no-new-privileges:true]\n" in anchor
+    assert not re.search(r"(?m)^  (cap_add|user):", anchor), f"{name}: the x-rqp anchor gives every role more"
+    services = compose_services(name)
+    roles = [s for s in ("scheduler", "processor") if s in services]
+    assert roles, name
+    for svc in roles:
+        block = "\n" + services[svc]
+        assert "\n    <<: *rqp\n" in block, (name, svc)
+        assert '\n    user: "0:0"\n' in block, (name, svc)
+        caps = re.findall(r"(?m)^    cap_add: \[([^\]]*)\]$", block)
+        assert caps and {c.strip() for c in caps[0].split(",")} == {"SETUID", "SETGID", "KILL"}, (name, svc, caps)
+        tmpfs = re.findall(r'(?m)^    tmpfs: \["([^"]*)"\]$', block)
+        assert tmpfs, (name, svc)
+        path, _, options = tmpfs[0].partition(":")
+        opts = options.split(",")
+        assert path == "/tmp" and "mode=1777" in opts and any(o.startswith("size=") for o in opts), tmpfs
+        assert {"noexec", "nosuid", "nodev"} <= set(opts), tmpfs
+        assert "entrypoint:" not in block and "RQP_SANDBOX_UID: off" not in block, (name, svc)
+    for svc, block in services.items():
+        if svc not in roles and "<<: *rqp" in block:
+            assert not re.search(r"(?m)^    (cap_add|user):", block), (name, svc)

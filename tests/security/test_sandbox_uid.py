@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from rqp.sandbox import OK, RAISED, Protections, SandboxConfig, SandboxError, ScriptPool, probe
+from rqp.sandbox import OK, RAISED, TIMED_OUT, Protections, SandboxConfig, SandboxError, ScriptPool, probe
 from rqp.sandbox._identity import DEFAULT_SANDBOX_UID, can_set_ids, parse_uid, plan
 
 WHOAMI = r"""
@@ -161,3 +162,75 @@ def test_an_interpreter_behind_an_unreachable_link_is_unreachable(shared_tmp):
     assert plan((DEFAULT_SANDBOX_UID, DEFAULT_SANDBOX_UID), [str(public / "python")]).uid == DEFAULT_SANDBOX_UID
     got = plan((DEFAULT_SANDBOX_UID, DEFAULT_SANDBOX_UID), [str(venv / "python")])
     assert got.uid is None and f"({venv} is not searchable by it)" in got.reason, got.reason
+
+
+# What a role in the images runs as: uid 10001 holding only CAP_SETUID/CAP_SETGID as ambient
+# capabilities (docker/as-role.sh), no CAP_CHOWN or CAP_KILL, scratch root a mode-1777 tmpfs.
+ROLE_IN_IMAGES = r"""
+import json, os, sys
+from pathlib import Path
+from rqp.sandbox import ScriptPool, SandboxConfig, probe
+
+python, root = sys.argv[1], sys.argv[2]
+config = SandboxConfig(record_timeout=2, memory_mb=512, python=python, tmp_root=root)
+out = {"role": [os.getuid(), os.getgid()], "line": probe(config).describe()}
+src = b'''
+import os, time
+
+def process(record):
+    if record == "loop":
+        while True:
+            time.sleep(1)
+    path = os.path.join(os.environ["TMPDIR"], "plaintext")
+    with open(path, "w") as fh:
+        fh.write("record plaintext")
+    return [os.getresuid(), os.stat(path).st_uid, os.getcwd() == os.environ["TMPDIR"]]
+'''
+pool = ScriptPool(config, warm=False)
+try:
+    out["results"] = [[k, v.decode()] for k, v in pool.run("w", lambda: src, [b'"a"', b'"loop"', b'"b"'])]
+    out["during"] = [[e.stat().st_uid, oct(e.stat().st_mode & 0o777)] for e in Path(root).iterdir()]
+finally:
+    pool.close()
+out["after"] = [e.name for e in Path(root).iterdir()]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not can_set_ids() or shutil.which("setpriv") is None, reason="needs root and setpriv")
+def test_a_role_with_only_setuid_and_setgid_runs_hosts_as_their_uid(tmp_path):
+    """The images' role: uid 10001 with only CAP_SETUID/CAP_SETGID. Its hosts still run as 65534
+    in a scratch directory that uid made (the role cannot chown one over), a runaway one is
+    killed as its uid (the role cannot signal another uid), and the scratch goes with the host."""
+    import rqp
+
+    python = _host_python()
+    src = str(Path(rqp.__file__).resolve().parents[1])
+    import redis  # a dependency of rqp, wherever this environment keeps it
+
+    site = str(Path(redis.__file__).resolve().parents[1])
+    if python is None or plan((10001, 10001), [python, src, site]).uid is None:
+        pytest.skip("no interpreter, rqp sources and dependencies that uid 10001 can reach")
+    root = tempfile.mkdtemp(prefix="rqp-images-scratch-", dir="/tmp")
+    try:
+        os.chmod(root, 0o1777)  # as the images' /tmp tmpfs
+        proc = subprocess.run(
+            [
+                "setpriv", "--reuid=10001", "--regid=10001", "--clear-groups",
+                "--inh-caps=-all,+setuid,+setgid", "--ambient-caps=-all,+setuid,+setgid",
+                "env", f"PYTHONPATH={src}:{site}", python, "-s", "-c", ROLE_IN_IMAGES, python, root,
+            ],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        got = json.loads(proc.stdout.strip().splitlines()[-1])
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    assert got["role"] == [10001, 10001]
+    assert "own uid 65534" in got["line"] and "MISSING" not in got["line"], got["line"]
+    a, loop, b = got["results"]
+    assert a == [OK, json.dumps([[65534] * 3, 65534, True], separators=(",", ":"))], a
+    assert loop[0] == TIMED_OUT, loop  # killed as its uid, and a new host took the next record
+    assert b == a, b
+    assert got["during"] and all(d == [65534, "0o700"] for d in got["during"]), got["during"]
+    assert got["after"] == [], got["after"]

@@ -75,6 +75,8 @@ DEFAULT_STORAGE_RETRY_SECONDS = 300.0
 DEFAULT_RECORD_TIMEOUT = 300.0
 DEFAULT_SCRIPT_MEMORY_MB = 4096
 DEFAULT_SCRIPT_CPU_SECONDS = 3600
+#: the uid[:gid] script processes run as where the role holds CAP_SETUID/CAP_SETGID ("nobody")
+DEFAULT_SANDBOX_UID = "65534"
 #: one record (a JSON Lines line, a CSV row): a longer one fails alone, and no reader holds more
 DEFAULT_MAX_RECORD_BYTES = 16 << 20
 #: arrays/objects nested deeper fail the record (rqp.jsonsafe.MAX_JSON_DEPTH; json itself recurses)
@@ -142,6 +144,10 @@ class Settings:
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
     #: extra read-only paths for scripts (colon-separated: reference data, models)
     sandbox_read_paths: str = ""
+    #: the uid (``UID`` or ``UID:GID``) script processes run as, owning none of the role's files,
+    #: where the role holds CAP_SETUID/CAP_SETGID (the images give it those two); ``off`` keeps
+    #: the role's uid. Where it cannot switch, the protections line at start says why.
+    sandbox_uid: str = DEFAULT_SANDBOX_UID
     #: exception types (names, comma-separated: ``KeyError,mylib.BadInput``) that fail a record
     #: at once instead of retrying it; a script can also raise ``rqp.PermanentError``
     permanent_errors: str = ""
@@ -299,6 +305,12 @@ class Settings:
             raise ConfigError("RQP_METRICS_BIND must be an address to listen on, e.g. 127.0.0.1 or 0.0.0.0")
         if self.require_sandbox and not self.sandbox:
             raise ConfigError("RQP_SANDBOX=false contradicts RQP_REQUIRE_SANDBOX=true; drop one of them")
+        try:
+            from .sandbox._identity import parse_uid  # noqa: PLC0415 - the sandbox imports the settings
+
+            parse_uid(self.sandbox_uid)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         for name in ("rq_queue", "status_queue", "events_queue"):
             v = getattr(self, name)
             if not v or not all(c.isalnum() or c in "-_" for c in v):

@@ -307,11 +307,23 @@ class ScriptHost:
             self.config.sandbox_ids, [python, *prefixes, str(HOST_SCRIPT), os.path.dirname(self.tmpdir)]
         )
         if self.identity.uid is not None:
+            uid, gid = self.identity.uid, self.identity.gid if self.identity.gid is not None else self.identity.uid
             try:  # the scratch directory becomes the host's; nothing else of the role's does
-                os.chown(self.tmpdir, self.identity.uid, self.identity.gid or -1)
+                os.chown(self.tmpdir, uid, gid)
+            except PermissionError:
+                # no CAP_CHOWN (the images): the host's uid makes its own, the role's goes
+                try:
+                    made = _scratch.make_as(self.config.tmp_root, uid, gid)
+                except OSError as exc:
+                    self.identity = _identity.Identity(
+                        None, None, f"cannot give the scratch directory to uid {uid} ({exc.strerror})"
+                    )
+                else:
+                    _scratch.remove(self.tmpdir)
+                    self.tmpdir = made
             except OSError as exc:
                 self.identity = _identity.Identity(
-                    None, None, f"cannot give the scratch directory to uid {self.identity.uid} ({exc.strerror})"
+                    None, None, f"cannot give the scratch directory to uid {uid} ({exc.strerror})"
                 )
         ids: dict[str, Any] = (
             {"user": self.identity.uid, "group": self.identity.gid, "extra_groups": []}
@@ -329,7 +341,7 @@ class ScriptHost:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 env=self._env(),
-                cwd=self.tmpdir,
+                cwd="/",  # the host enters its scratch itself (the role may not search it)
                 close_fds=True,
                 start_new_session=True,
                 pass_fds=(memfd,),
@@ -464,7 +476,12 @@ class ScriptHost:
         if proc.poll() is None:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
+            except PermissionError:
+                # a host under its own uid, and no CAP_KILL (the images): signalled as its uid
+                uid, gid = self.identity.uid, self.identity.gid
+                if uid is None or not _identity.kill_as(uid, gid if gid is not None else uid, proc.pid, signal.SIGKILL):
+                    proc.kill()
+            except ProcessLookupError:
                 proc.kill()
         try:
             return proc.wait(5)

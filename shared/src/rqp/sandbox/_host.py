@@ -229,6 +229,7 @@ def main() -> int:
         if got is None or got[0] != P.CONFIG:
             return 2
         config = json.loads(got[1])
+        os.chdir(config["tmpdir"])  # as its own uid: the role may not be able to search it
         config["read_paths"] = _library_paths(list(config.get("read_paths", ())))
         report = _confine.apply(config)
         report["exposed"] = _exposed(list(config.get("forbidden", ())))

@@ -14,18 +14,32 @@ protections line each role logs at start says which and why (``describe``).
 from __future__ import annotations
 
 import os
+import select
 import stat
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_SANDBOX_GID", "DEFAULT_SANDBOX_UID", "Identity", "can_set_ids", "parse_uid", "plan"]
+__all__ = [
+    "DEFAULT_SANDBOX_GID",
+    "DEFAULT_SANDBOX_UID",
+    "Identity",
+    "can_set_ids",
+    "kill_as",
+    "parse_uid",
+    "plan",
+    "run_as",
+]
 
 #: "nobody": owns no file of a role (``RQP_SANDBOX_UID`` chooses another, ``off`` keeps the role's)
 DEFAULT_SANDBOX_UID = 65534
 DEFAULT_SANDBOX_GID = 65534
 CAP_SETGID = 6
 CAP_SETUID = 7
+#: how long a role waits for a child acting as the host's uid (``run_as``): a mkdir, a removal
+RUN_AS_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -103,3 +117,52 @@ def plan(wanted: tuple[int, int] | None, needs: list[str]) -> Identity:
         if blocked is not None:
             return Identity(None, None, f"uid {uid} cannot reach {path} ({blocked} is not searchable by it)")
     return Identity(uid, gid)
+
+
+def run_as(uid: int, gid: int, action: Callable[[], bytes]) -> bytes | None:
+    """Run ``action`` in a forked child that has become ``uid``/``gid`` with no groups; what it
+    returned, or None when it could not (no ``CAP_SETUID``/``CAP_SETGID``, or ``action`` failed).
+
+    What a role without ``CAP_CHOWN``/``CAP_KILL`` does to its hosts' things as their uid: make
+    and remove their scratch directories, signal them. A fork, not a new interpreter: the child
+    only calls into the kernel (no lock another thread may hold)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child (its result crosses the pipe)
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+            os.write(w, b"+" + action())
+        except BaseException:  # noqa: BLE001 - the parent sees no "+": that is the failure
+            pass
+        finally:
+            os._exit(0)
+    os.close(w)
+    out = b""
+    deadline = time.monotonic() + RUN_AS_SECONDS
+    try:
+        while (left := deadline - time.monotonic()) > 0 and select.select([r], [], [], left)[0]:
+            got = os.read(r, 4096)
+            if not got:
+                break
+            out += got
+    finally:
+        os.close(r)
+    try:  # a child that is stuck is left, not waited for: the role must not hang on it
+        os.waitpid(pid, 0 if out.startswith(b"+") else os.WNOHANG)
+    except ChildProcessError:
+        pass  # reaped by someone else: the pipe already said how it went
+    return out[1:] if out.startswith(b"+") else None
+
+
+def kill_as(uid: int, gid: int, pgid: int, sig: int) -> bool:
+    """Send ``sig`` to process group ``pgid`` as ``uid`` (a role may not signal another uid's
+    processes without ``CAP_KILL``); True when it was sent."""
+
+    def send() -> bytes:
+        os.killpg(pgid, sig)
+        return b""
+
+    return run_as(uid, gid, send) is not None

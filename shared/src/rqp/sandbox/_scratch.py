@@ -12,6 +12,11 @@ directory is named for the role process that made it -- ``rqp-script-<pid>-<rand
 
 A directory of a process that is still alive is never touched: another processor on the same
 host may share the temporary directory.
+
+Where hosts run under their own uid and the role cannot give a directory away (no ``CAP_CHOWN``:
+the images' roles hold only ``CAP_SETUID``/``CAP_SETGID``), a short child of the role that has
+become the host's uid makes the directory (``make_as``), and removes it when the role cannot
+(``remove``): the role never needs to override permissions on what a host wrote.
 """
 
 from __future__ import annotations
@@ -20,10 +25,13 @@ import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
-__all__ = ["PREFIX", "make", "remove", "remove_leftovers"]
+from . import _identity
+
+__all__ = ["PREFIX", "make", "make_as", "remove", "remove_leftovers"]
 
 PREFIX = "rqp-script-"
 _NAME = re.compile(re.escape(PREFIX) + r"(\d+)-[A-Za-z0-9_]+\Z")
@@ -34,6 +42,18 @@ log = logging.getLogger("rqp.sandbox")
 def make(root: str | None) -> str:
     """A new private (0700) scratch directory for a host of this process."""
     return tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=root)
+
+
+def make_as(root: str | None, uid: int, gid: int) -> str:
+    """A new private (0700) scratch directory made by ``uid``/``gid`` itself, named like ``make``'s
+    (for this process). Needs ``CAP_SETUID``/``CAP_SETGID`` and a root that uid may write to
+    (a ``mode=1777`` tmpfs); raises OSError otherwise."""
+    base = root or tempfile.gettempdir()
+    prefix = f"{PREFIX}{os.getpid()}-"
+    got = _identity.run_as(uid, gid, lambda: tempfile.mkdtemp(prefix=prefix, dir=base).encode())
+    if got is None:
+        raise PermissionError(1, f"uid {uid} cannot make a directory in {base}")
+    return got.decode()
 
 
 def _reclaim(path: Path) -> None:
@@ -49,6 +69,11 @@ def _reclaim(path: Path) -> None:
                 pass
 
 
+def _rmtree(path: Path) -> bytes:
+    shutil.rmtree(path, ignore_errors=True)
+    return b""
+
+
 def remove(path: str | Path) -> bool:
     """Remove a scratch directory and everything in it; True when it is gone. A host dying with
     its worker may still add a file as it goes, hence the second try."""
@@ -59,7 +84,14 @@ def remove(path: str | Path) -> bool:
             return True
         if attempt == 0:
             _reclaim(entry)  # owned by the host's uid: take it back first
-    return False
+        try:
+            st = entry.lstat()
+        except OSError:
+            return True
+        if st.st_uid not in (0, os.geteuid()) and st.st_gid != 0 and stat.S_ISDIR(st.st_mode):
+            # still the host's (no CAP_CHOWN to take it back): its own uid removes it
+            _identity.run_as(st.st_uid, st.st_gid, lambda: _rmtree(entry))
+    return not os.path.lexists(entry)
 
 
 def _alive(pid: int) -> bool:
