@@ -34,6 +34,8 @@ class Scheduler:
         self.settings = settings
         #: every client, opened now: a misconfigured one fails the start with one line
         self.backends = Backends(settings, retry_storage=True).open_all()
+        #: whose signed control requests count: a wrong RQP_TRUSTED_OPERATORS_FILE fails the start
+        self.operators = self.backends.operators
         self.r = self.backends.redis
         self.sandbox = sandbox.SandboxConfig.from_settings(settings)
         #: what the script hosts of this host can apply (checked against RQP_REQUIRE_SANDBOX)

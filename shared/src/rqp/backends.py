@@ -92,7 +92,7 @@ class Backends:
 
     def open_all(self) -> Backends:
         """Open every client now, so a role fails at start with one line rather than mid-run."""
-        for name in ("redis", "blobs", "queue", "keys", "trust", "operators"):
+        for name in ("redis", "blobs", "queue", "keys", "trust"):
             getattr(self, name)
         return self
 
