@@ -208,3 +208,49 @@ def test_concurrent_posters_both_land_in_one_chain(r, keys):
     entries = read_audit(r, keys["operators"], keys["signers"])
     assert len(entries) == 20 and all(e.verified and not e.cut for e in entries)
     assert r.get(AUDIT_HEAD).decode() == SignedRequest.decode(r.lindex(AUDIT, 0)).digest
+
+
+def test_a_request_bound_to_another_version_is_refused(r, keys):
+    """Review of #22: a captured cancel of a workload deleted and packed anew under the same id
+    (inside the clock-skew window) is refused: it names the other version's manifest digest."""
+    _running(r)
+    verifier = ControlVerifier(keys["operators"], keys["signers"], keys["sub"].fingerprint)
+    reader = ControlReader(r, W, verifier, 1_000.0, "test:1", manifest="b" * 64)
+    old = sign_request(keys["op"], W, "cancel", "", "alice", at=999.0, manifest="a" * 64)
+    unbound = sign_request(keys["op"], W, "cancel", "", "alice", at=999.0)
+    for raw in (old.raw, unbound.raw):
+        r.rpush(WorkloadKeys(W).control, raw)
+    assert reader.poll(now=1_001.0) == []
+    assert not reader.state.cancelling
+    reasons = _rejections(r)
+    assert any("another version" in x for x in reasons) and any("older than the workload" in x for x in reasons)
+    current = sign_request(keys["op"], W, "pause", "", "alice", at=999.0, manifest="b" * 64)  # clock skew is fine
+    r.rpush(WorkloadKeys(W).control, current.raw)
+    assert [q.action for q in reader.poll(now=1_001.0)] == ["pause"]
+
+
+def test_reordering_the_list_does_not_change_what_it_adds_up_to(r, keys):
+    """Review of #22: pause then resume, swapped in the list behind rqp's back, still fold to running
+    for a scheduler that reads them afresh (requests apply in the order they were signed)."""
+    _running(r)
+    post(r, keys["op"], W, "pause", "", "alice", advisory="pause")
+    post(r, keys["op"], W, "resume", "", "alice", advisory="resume")
+    key = WorkloadKeys(W).control
+    first, second = r.lrange(key, 0, -1)
+    r.lset(key, 0, second)
+    r.lset(key, 1, first)
+    reader = _reader(r, keys)
+    reader.poll()
+    assert not reader.state.paused
+
+
+def test_a_junk_audit_head_neither_blocks_operators_nor_hides(r, keys):
+    """Review of #22: bytes that are not a digest in rqp:audit:head do not stop control (the next
+    request links to their hash) and the chain shows the cut."""
+    _running(r)
+    post(r, keys["op"], W, "pause", "", "alice", advisory="pause")
+    r.set(AUDIT_HEAD, b"\xff\xfe junk")
+    ok, shown, _ = post(r, keys["op"], W, "resume", "", "alice", advisory="resume")
+    assert ok and shown == "running"
+    entries = read_audit(r, keys["operators"], keys["signers"])
+    assert entries[0].verified and entries[0].cut

@@ -69,7 +69,9 @@ def workload_marks(r: redis.Redis, since: float, until: float) -> list[dict[str,
             continue
         if start > until or (end is not None and end < since):
             continue
-        marks.append({"name": wid, "start": start, "end": end, "state": state.decode() if state else None})
+        marks.append(
+            {"name": wid, "start": start, "end": end, "state": state.decode(errors="replace") if state else None}
+        )
     return sorted(marks, key=lambda m: m["start"])
 
 

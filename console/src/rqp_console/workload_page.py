@@ -115,7 +115,7 @@ def workload_detail(
     pipe.hlen(OUTBOX)
     pending_n, started_n, pending, due_now, retry_head, outbox = pipe.execute()
 
-    jobs = [(j.decode() if isinstance(j, bytes) else str(j), float(s)) for j, s in pending]
+    jobs = [(j.decode(errors="replace") if isinstance(j, bytes) else str(j), float(s)) for j, s in pending]
     # started jobs first (by lease deadline), then the queued ones
     jobs.sort(key=lambda js: (math.isinf(js[1]), js[1], js[0]))
     fields = [Counters.size(j) for j, _ in jobs]

@@ -32,7 +32,7 @@ from typing import Any
 
 import redis
 
-from .errors import BlobNotFoundError, IntegrityError, WorkloadError
+from .errors import BlobNotFoundError, IntegrityError, RqpError, WorkloadError
 from .ledger import TOMBSTONES, Head, Ledger, Meta, Priority, State, WorkloadKeys, submit
 from .oplog import AuditEntry, post, read_audit
 from .signing import SigningKey, TrustStore
@@ -68,6 +68,21 @@ def _packed(store: Any, workload_id: str) -> bool:
     return store is not None and bool(store.exists(blob_name(workload_id, "manifest.json")))
 
 
+def manifest_digest(store: Any, workload_id: str) -> str:
+    """The content digest of the workload version packed now (what a request binds itself to),
+    or "" when it cannot be read here; reading the manifest needs no key."""
+    from .workload import Manifest, blob_name  # noqa: PLC0415 - keeps this module light for the console
+
+    if callable(store):
+        store = store()
+    if store is None:
+        return ""
+    try:
+        return Manifest.from_json(store.get(blob_name(workload_id, "manifest.json")), workload_id).content_digest()
+    except (RqpError, ValueError):
+        return ""
+
+
 def check_known(r: redis.Redis, store: Any, workload_id: str) -> bool:
     """True when Redis knows the workload, False when only the blob store has it packed;
     ``WorkloadError`` (exit 7) when neither does -- before anything is written. ``store``: the
@@ -85,7 +100,10 @@ def _advisory(r: redis.Redis, store: Any, signer: SigningKey, workload_id: str, 
         raise WorkloadError(
             f"workload {workload_id} is packed but not started; only a workload that is {_NEEDS[action]} can be {_PAST[action]}"
         )
-    ok, state, _ = post(r, signer, workload_id, action, "", actor, advisory=action, submit=action != "pause")
+    ok, state, _ = post(
+        r, signer, workload_id, action, "", actor, advisory=action, submit=action != "pause",
+        manifest=manifest_digest(store, workload_id),
+    )  # fmt: skip
     if ok:
         return state
     if not state:
@@ -129,7 +147,7 @@ def retry_failed(r: redis.Redis, store: Any, workload: Any, signer: SigningKey, 
         return 0
     round_ = Head.open(workload, led.head()).round + 1
     # the signed request first: a state shown as running is never without the request behind it
-    post(r, signer, workload.id, "retry", str(round_), actor)
+    post(r, signer, workload.id, "retry", str(round_), actor, manifest=workload.manifest.content_digest())
     keys = WorkloadKeys(workload.id)
     pipe = r.pipeline(transaction=True)
     pipe.hset(keys.meta, Meta.STATE, State.RUNNING.value)
@@ -155,7 +173,10 @@ def set_priority(
     state = led.state()
     if state is not None and State(state).finished:
         raise WorkloadError(f"workload {workload_id} is {state}; its priority no longer matters")
-    post(r, signer, workload_id, "priority", level.value, actor, require_known=in_redis)
+    post(
+        r, signer, workload_id, "priority", level.value, actor, require_known=in_redis,
+        manifest=manifest_digest(store, workload_id),
+    )  # fmt: skip
     led.set_priority(level)
     return level
 
@@ -196,7 +217,10 @@ def delete(
         raise WorkloadError(
             f"workload {workload_id} is {state}; cancel it first ('rqp cancel {workload_id}') and delete it once cancelled"
         )
-    post(r, signer, workload_id, "delete", "shred" if shred else "", actor, require_known=state is not None)
+    post(
+        r, signer, workload_id, "delete", "shred" if shred else "", actor, require_known=state is not None,
+        manifest=manifest_digest(store, workload_id),
+    )  # fmt: skip
     tombstone(r, store, workload_id, actor)
     if shred:
         for name in blobs:

@@ -148,11 +148,11 @@ class _RedisGauges:
         pipe.zrange(WORKLOADS, 0, -1)
         pipe.zcard(OUTBOX_TIMES)
         queued, ids, outbox = pipe.execute()
-        ids = [w.decode() if isinstance(w, bytes) else str(w) for w in ids]
+        ids = [w.decode(errors="replace") if isinstance(w, bytes) else str(w) for w in ids]
         pipe = self.r.pipeline(transaction=False)
         for wid in ids:
             pipe.hget(WorkloadKeys(wid).meta, Meta.STATE)
-        states = [s.decode() if isinstance(s, bytes) else s for s in pipe.execute()] if ids else []
+        states = [s.decode(errors="replace") if isinstance(s, bytes) else s for s in pipe.execute()] if ids else []
         active = [w for w, s in zip(ids, states, strict=True) if s and s not in ("done", "failed", "cancelled")]
         pipe = self.r.pipeline(transaction=False)
         for wid in active:

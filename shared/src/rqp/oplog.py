@@ -93,6 +93,9 @@ class ControlRequest:
     at: float
     nonce: str
     prev: str = GENESIS
+    #: the content digest of the workload version it is for (``Manifest.content_digest``): a request
+    #: for an earlier workload packed under the same id never applies to a later one
+    manifest: str = ""
 
     def canonical(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
@@ -142,6 +145,7 @@ class SignedRequest:
                 at=float(r["at"]),
                 nonce=_str(r["nonce"]),
                 prev=_str(r["prev"]),
+                manifest=_str(r.get("manifest", "")),
             )
             sig = Signature(_str(doc["sig"]["alg"]), _str(doc["sig"]["signer"]), base64.b64decode(doc["sig"]["value"]))
         except (ValueError, KeyError, TypeError, AttributeError):
@@ -166,8 +170,11 @@ def sign_request(
     *,
     prev: str = GENESIS,
     at: float | None = None,
+    manifest: str = "",
 ) -> SignedRequest:
-    req = ControlRequest(workload, action, arg, actor, time.time() if at is None else at, secrets.token_hex(16), prev)
+    req = ControlRequest(
+        workload, action, arg, actor, time.time() if at is None else at, secrets.token_hex(16), prev, manifest
+    )
     req.check_shape()
     signed = SignedRequest(req, signer.signature(REQUEST_DOMAIN + req.canonical()))
     return SignedRequest(signed.req, signed.signature, signed.encode())
@@ -184,6 +191,7 @@ def post(
     advisory: str = "",
     require_known: bool = True,
     submit: bool = False,
+    manifest: str = "",
 ) -> tuple[bool, str, SignedRequest | None]:
     """Sign and append a request to the workload's list and to the audit chain, atomically.
 
@@ -194,21 +202,38 @@ def post(
     when none supervises it. Returns ``(True, new shown state, the request)``."""
     scripts = Scripts(r)
     keys = WorkloadKeys(workload)
-    prev = text(r.get(AUDIT_HEAD)) or GENESIS
+    head = r.get(AUDIT_HEAD)
     for _ in range(POST_ATTEMPTS):
-        signed = sign_request(signer, workload, action, arg, actor, prev=prev)
+        expected, prev = _link(head)
+        signed = sign_request(signer, workload, action, arg, actor, prev=prev, manifest=manifest)
         status, info = scripts.post_control(
             keys=[keys.meta, keys.control, AUDIT, AUDIT_HEAD, keys.lock, "rqp:submissions"],
-            args=[signed.raw, prev, signed.digest, AUDIT_KEEP, workload, advisory, int(require_known), int(submit)],
+            args=[signed.raw, expected, signed.digest, AUDIT_KEEP, workload, advisory, int(require_known), int(submit)],
         )
         status = int(status)
         if status == 1:
             return True, str(text(info) or ""), signed
         if status == 0:  # another request took the head: sign again on the new one
-            prev = str(text(info) or GENESIS)
+            head = info
             continue
         return False, str(text(info) or ""), None
     raise WorkloadError(f"could not append to the audit log of Redis (busy); try 'rqp {action} {workload}' again")
+
+
+def _link(head: bytes | str | None) -> tuple[bytes, str]:
+    """(the head as Redis holds it, for the script's compare; the ``prev`` a request signs). A head
+    that is not a digest -- written behind rqp's back -- is linked by its own hash, so the next
+    request still lands and ``read_audit`` shows the cut."""
+    if head is None:
+        return GENESIS.encode(), GENESIS
+    data = head.encode() if isinstance(head, str) else bytes(head)
+    try:
+        digest = data.decode()
+    except UnicodeDecodeError:
+        digest = ""
+    if len(digest) == 64 and all(c in "0123456789abcdef" for c in digest):
+        return data, digest
+    return data, hashlib.sha256(data).hexdigest()
 
 
 class ControlVerifier:
@@ -279,14 +304,20 @@ class ControlReader:
     (one LRANGE); a list that shrank (entries deleted) is read again from the start, with every
     nonce already applied refused as a replay."""
 
-    def __init__(self, r: redis.Redis, workload: str, verifier: ControlVerifier, created: float, who: str) -> None:
+    def __init__(
+        self, r: redis.Redis, workload: str, verifier: ControlVerifier, created: float, who: str, manifest: str = ""
+    ) -> None:
         self.r = r
+        #: the content digest of the version being run: a request bound to another is refused
+        self.manifest = manifest
         self.workload = workload
         self.key = WorkloadKeys(workload).control
         self.verifier = verifier
         self.created = created
         self.who = who
         self.state = ControlState()
+        #: every request accepted so far (the state is their fold in signing order)
+        self.applied: list[ControlRequest] = []
         self.seen: set[str] = set()
         self.cursor = 0
         self._digests: list[str] = []
@@ -302,6 +333,13 @@ class ControlReader:
         for value in raw:
             self.cursor += 1
             accepted.extend(self._take(value, now))
+        if accepted:
+            # folded in the order they were signed, not the list's: a Redis writer who reorders
+            # the list (resume before pause) cannot change what they add up to
+            self.applied.extend(accepted)
+            self.state = ControlState()
+            for req in sorted(self.applied, key=lambda q: (q.at, q.nonce)):
+                self.state.apply(req)
         return accepted
 
     def _take(self, value: bytes | str, now: float) -> Iterable[ControlRequest]:
@@ -313,7 +351,14 @@ class ControlReader:
                 raise IntegrityError(
                     f"control request '{req.action}' on {self.workload} was replayed (nonce seen before)"
                 )
-            if req.at < self.created - CLOCK_SKEW:
+            if req.manifest and self.manifest and req.manifest != self.manifest:
+                raise IntegrityError(
+                    f"control request '{req.action}' on {self.workload} was made for another version of it "
+                    "(an earlier workload packed under the same id)"
+                )
+            # a request bound to no version must be younger than this one, with no allowance for
+            # clock skew: a captured one from before a re-pack never applies
+            if req.at < self.created - (CLOCK_SKEW if req.manifest else 0.0):
                 raise IntegrityError(
                     f"control request '{req.action}' on {self.workload} is older than the workload (made for an earlier one)"
                 )
@@ -326,7 +371,6 @@ class ControlReader:
             )
             return ()
         self.seen.add(req.nonce)
-        self.state.apply(req)
         return (req,)
 
 

@@ -30,7 +30,8 @@ class Controls:
         self.ctx = ctx
         b = ctx.backends
         verifier = ControlVerifier(b.operators, b.trust, ctx.workload.signer)
-        self.reader = ControlReader(ctx.r, ctx.id, verifier, ctx.workload.manifest.created, ctx.me)
+        m = ctx.workload.manifest
+        self.reader = ControlReader(ctx.r, ctx.id, verifier, m.created, ctx.me, m.content_digest())
         #: the shown control disagreed with the verified one at the last poll: a request posted
         #: between our read of the list and of ``meta`` looks like that once, a forgery twice
         self._suspect = False

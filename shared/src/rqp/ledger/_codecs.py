@@ -113,7 +113,7 @@ class RetryEntry:
 
     @classmethod
     def parse(cls, member: bytes | str, due: float = 0.0) -> RetryEntry:
-        text = member.decode() if isinstance(member, bytes) else member
+        text = member.decode(errors="replace") if isinstance(member, bytes) else member
         rid, attempt = text.split(":")
         return cls(int(rid), int(attempt), due)
 
@@ -132,7 +132,7 @@ class PartRef:
 
     @classmethod
     def parse(cls, value: bytes | str) -> PartRef:
-        text = value.decode() if isinstance(value, bytes) else value
+        text = value.decode(errors="replace") if isinstance(value, bytes) else value
         name, first, last = text.rsplit("|", 2)
         return cls(name, int(first), int(last))
 
@@ -367,10 +367,13 @@ def decode_pin(raw: bytes | str | None) -> bytes | None:
 
 
 def text(value: object) -> str | None:
-    """A Redis reply as text (clients may be set to decode replies or not)."""
+    """A Redis reply as text (clients may be set to decode replies or not). Bytes that are not
+    UTF-8 -- which only a Redis writer behind rqp's back can leave -- read with U+FFFD in their
+    place: never an exception in a role or a report; an id read so names no workload, a number so
+    reads as junk, and the value that decides anything is sealed anyway."""
     if value is None:
         return None
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def raw(value: object) -> bytes | None:

@@ -52,7 +52,7 @@ def unfinished(r: redis.Redis) -> list[str]:
     return [
         wid
         for wid, state in zip(ids, pipe.execute(), strict=True)
-        if state and state.decode() not in ("done", "failed", "cancelled")
+        if state and state.decode(errors="replace") not in ("done", "failed", "cancelled")
     ]
 
 
@@ -65,7 +65,18 @@ def record_rejection(r: redis.Redis, *, job: str, workload: str | None, worker: 
 
 
 def rejections(r: redis.Redis, limit: int = REJECTED_KEEP) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in r.lrange(REJECTED, 0, limit - 1)]
+    """The rejection log, newest first; an entry rqp did not write shows as unreadable, never as an
+    exception in whoever reads the log (the console's fleet page, ``rqp rejected``)."""
+    out: list[dict[str, Any]] = []
+    for x in r.lrange(REJECTED, 0, limit - 1):
+        try:
+            entry = json.loads(x)
+        except ValueError:
+            entry = None
+        if not isinstance(entry, dict):
+            entry = {"job": "?", "workload": None, "worker": "?", "at": 0.0, "reason": "unreadable entry (not rqp's)"}
+        out.append(entry)
+    return out
 
 
 def release_worker(r: redis.Redis, worker: str) -> str | None:

@@ -8,6 +8,7 @@ An outbox value is the destination queue, a newline, and the message body.
 from __future__ import annotations
 
 import time
+from typing import cast
 
 import redis
 from redis.client import Pipeline
@@ -43,7 +44,7 @@ def publish_outbox(r: redis.Redis, mq: MessageQueue, mids: list[str]) -> int:
         if v is None:
             continue  # someone else published it
         name, _, body = v.partition(b"\n")
-        by_queue.setdefault(name.decode(), []).append(body)
+        by_queue.setdefault(name.decode(errors="replace"), []).append(body)
         present.append(mid)
     for queue, bodies in by_queue.items():
         mq.send_many(queue, bodies)
@@ -56,6 +57,14 @@ def publish_outbox(r: redis.Redis, mq: MessageQueue, mids: list[str]) -> int:
 
 
 def flush_outbox(r: redis.Redis, mq: MessageQueue, older_than: float = 10.0, limit: int = 1000) -> int:
-    """Publish entries a crashed or slow process left behind."""
-    mids = [str(text(m)) for m in r.zrangebyscore(OUTBOX_TIMES, "-inf", time.time() - older_than, start=0, num=limit)]
-    return publish_outbox(r, mq, mids)
+    """Publish entries a crashed or slow process left behind. Index members with no entry (published
+    by someone else, or written behind rqp's back: any bytes) are dropped, so they can neither crash
+    a role nor crowd out real entries."""
+    found = cast(list[bytes | str], r.zrangebyscore(OUTBOX_TIMES, "-inf", time.time() - older_than, start=0, num=limit))
+    if not found:
+        return 0
+    values = r.hmget(OUTBOX, found)
+    stale = [m for m, v in zip(found, values, strict=True) if v is None]
+    if stale:
+        r.zrem(OUTBOX_TIMES, *stale)
+    return publish_outbox(r, mq, [str(text(m)) for m, v in zip(found, values, strict=True) if v is not None])
