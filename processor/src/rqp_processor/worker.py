@@ -121,6 +121,10 @@ def job_class_for(processor: ChunkProcessor) -> type[RqpJob]:
     return ProcessorJob
 
 
+#: how long the worker's command-channel listener blocks per read (bounds how long stopping waits for it)
+PUBSUB_WAKE_SECONDS = 0.5
+
+
 class RqpWorker(SimpleWorker):
     """SimpleWorker with rqp's job class and serializer fixed; nothing else configurable from Redis."""
 
@@ -128,6 +132,19 @@ class RqpWorker(SimpleWorker):
     processor: ChunkProcessor
     #: the supervisor this worker must not outlive (``--parent``; None when run on its own)
     parent_watch: ParentWatch | None = None
+
+    def subscribe(self) -> None:
+        """RQ's command channel, with a listener thread that looks up every
+        ``PUBSUB_WAKE_SECONDS``: RQ starts it with a 60 s wait per read, and redis-py 8's
+        ``PubSubWorkerThread.stop()`` waits for that read to end, so a worker told to stop right
+        after its unsubscribe was answered sat there up to a minute (past the supervisor's grace
+        period: killed, its chunk re-run)."""
+        self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment] # RQ types it None
+            sleep_time=PUBSUB_WAKE_SECONDS, daemon=True, exception_handler=self._pubsub_exception_handler
+        )
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         # RQ calls this on every pass of its loops, the Redis retry-with-backoff loop included
