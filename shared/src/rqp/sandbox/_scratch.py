@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -56,21 +55,91 @@ def make_as(root: str | None, uid: int, gid: int) -> str:
     return got.decode()
 
 
+def _dirs(path: Path) -> list[str]:
+    """Every directory under ``path`` (itself first), found with an explicit stack: a script can
+    nest directories thousands deep, deeper than any recursion (``os.walk`` and ``shutil.rmtree``
+    recurse in Python 3.11) -- cleaning up after it must never raise."""
+    found: list[str] = []
+    stack = [os.fspath(path)]
+    while stack:
+        d = stack.pop()
+        found.append(d)
+        try:
+            with os.scandir(d) as it:
+                for e in it:
+                    try:
+                        if e.is_dir(follow_symlinks=False):
+                            stack.append(e.path)
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return found
+
+
 def _reclaim(path: Path) -> None:
     """Make a host's directory tree the role's again, top down, so it can be removed by a role
     that could give it away (``CAP_CHOWN``) but cannot override permissions."""
     uid, gid = os.geteuid(), os.getegid()
-    for dirpath, dirnames, _files in os.walk(path, onerror=None):
-        for d in [dirpath, *(os.path.join(dirpath, n) for n in dirnames)]:
-            try:
-                os.chown(d, uid, gid, follow_symlinks=False)
-                os.chmod(d, 0o700, follow_symlinks=False)
-            except (OSError, NotImplementedError):
-                pass
+    for d in _dirs(path):
+        try:
+            os.chown(d, uid, gid, follow_symlinks=False)
+            os.chmod(d, 0o700, follow_symlinks=False)
+        except (OSError, NotImplementedError):
+            pass
+
+
+#: directory entries ``_rmtree`` handles at most (a bound, not a limit anyone meets)
+_RMTREE_STEPS = 10_000_000
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _rmtree(path: Path) -> bytes:
-    shutil.rmtree(path, ignore_errors=True)
+    """Remove ``path`` and everything in it without recursion and without long paths: one
+    directory descriptor at a time, walking down by name and back up by ``..`` -- a tree nested
+    deeper than any recursion or PATH_MAX (a script's parting gift) goes like any other. Never
+    raises; what it cannot remove stays (and is reported by ``remove``)."""
+    try:
+        fd = os.open(path, _DIR_FLAGS)
+    except OSError:
+        return b""
+    names: list[str] = []
+    try:
+        for _ in range(_RMTREE_STEPS):
+            sub = None
+            with os.scandir(fd) as it:
+                for e in it:
+                    try:
+                        if e.is_dir(follow_symlinks=False):
+                            sub = sub or e.name
+                        else:
+                            os.unlink(e.name, dir_fd=fd)
+                    except OSError:
+                        continue
+            if sub is not None:
+                try:
+                    child = os.open(sub, _DIR_FLAGS, dir_fd=fd)
+                except OSError:
+                    return b""
+                os.close(fd)
+                fd = child
+                names.append(sub)
+                continue
+            if not names:
+                break
+            parent = os.open("..", _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            try:
+                os.rmdir(names.pop(), dir_fd=fd)
+            except OSError:
+                return b""  # cannot go: the caller sees the tree is still there
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
     return b""
 
 
@@ -79,7 +148,7 @@ def remove(path: str | Path) -> bool:
     its worker may still add a file as it goes, hence the second try."""
     entry = Path(path)
     for attempt in range(3):
-        shutil.rmtree(entry, ignore_errors=True)
+        _rmtree(entry)
         if not os.path.lexists(entry):
             return True
         if attempt == 0:
@@ -125,7 +194,12 @@ def remove_leftovers(root: str | None = None, pid: int | None = None) -> list[st
                 continue
         except OSError:
             continue
-        if remove(entry):
+        try:
+            gone = remove(entry)
+        except Exception:
+            log.exception("could not remove %s, left by process %d", entry, owner)
+            gone = False
+        if gone:
             removed.append(str(entry))
         else:
             log.warning("could not remove %s, left by process %d; remove it by hand", entry, owner)
