@@ -135,6 +135,11 @@ def test_calls_the_kernel_exempts_from_seccomp_fail_their_record_alone(pool, nam
         ("kill", ["PPID", 0], "a signal to its worker"),
         ("tgkill", ["PPID", "PPID", 0], "a signal to its worker's thread"),
         ("ioctl", [0, 0x5412], "TIOCSTI (push input into a terminal)"),
+        # review of #23: write leases on library files stalled every Python process on the host
+        ("fcntl", [0, 1024, 1], "F_SETLEASE (a lease other processes' opens wait 45 s on)"),
+        ("fcntl", [0, 1026, 0x80000001], "F_NOTIFY (dnotify: a file watch)"),
+        ("fcntl", [0, 8, "PPID"], "F_SETOWN (SIGIO to another process)"),
+        ("fcntl", [0, 10, 9], "F_SETSIG"),
     ],
 )
 def test_calls_allowed_only_with_certain_arguments_refuse_the_others(pool, name, args, why):

@@ -10,7 +10,7 @@ other number of the kernel's table from a real host and checks that each one fai
 Why each group is here -- and what is deliberately not:
 
 * **I/O on descriptors the host already has** (``read``/``write`` family, ``lseek``, ``close``,
-  ``dup*``, ``fcntl``, ``poll``/``select``/``epoll``, ``pipe2``, ``eventfd2``, ``sendfile``,
+  ``dup*``, ``fcntl`` with the commands of ``FCNTLS`` only, ``poll``/``select``/``epoll``, ``pipe2``, ``eventfd2``, ``sendfile``,
   ``copy_file_range``): they act only on open descriptors: the two protocol pipes, files
   Landlock let it open, its own pipes.
 * **Paths, which Landlock confines** (``openat``, the ``stat`` family, ``readlink``,
@@ -18,9 +18,9 @@ Why each group is here -- and what is deliberately not:
   ``unlink``, ``rename``, ``truncate``, ``fsync``): reading is limited to library paths, writing
   to the host's scratch directory. Not here: the chmod, chown, utime and xattr families (Landlock
   does not govern metadata), ``link``/``symlink``, ``mknod``, ``statfs``, ``name_to_handle_at``.
-* **Memory** (``mmap`` family, ``brk``, ``madvise``, ``memfd_create`` for scratch that dies
-  with the host): bounded by ``RLIMIT_AS``. Not here: ``mlock``, ``mbind``, ``userfaultfd``,
-  ``process_vm_*``, ``shm*``.
+* **Memory** (``mmap`` family, ``brk``, ``madvise``): bounded by ``RLIMIT_AS``. Not here:
+  ``memfd_create`` (its pages are not counted by ``RLIMIT_AS``: a script held 1 GiB that way under
+  a 256 MiB limit), ``mlock``, ``mbind``, ``userfaultfd``, ``process_vm_*``, ``shm*``.
 * **Threads** (``clone`` with ``CLONE_THREAD`` and no namespace flag only, ``futex``,
   ``set_robust_list``, ``rseq``, ``set_tid_address``, ``sched_yield``, ``sched_getaffinity``):
   native libraries start threads; ``clone3`` answers ``ENOSYS`` so the C library falls back to
@@ -62,7 +62,6 @@ PLAIN = {
         "dup": 32,
         "dup2": 33,
         "dup3": 292,
-        "fcntl": 72,
         "poll": 7,
         "ppoll": 271,
         "select": 23,
@@ -117,7 +116,6 @@ PLAIN = {
         "brk": 12,
         "msync": 26,
         "mincore": 27,
-        "memfd_create": 319,
         # threads
         "futex": 202,
         "set_robust_list": 273,
@@ -183,7 +181,6 @@ PLAIN = {
         "close_range": 436,
         "dup": 23,
         "dup3": 24,
-        "fcntl": 25,
         "ppoll": 73,
         "pselect6": 72,
         "epoll_create1": 20,
@@ -222,7 +219,6 @@ PLAIN = {
         "brk": 214,
         "msync": 227,
         "mincore": 232,
-        "memfd_create": 279,
         "futex": 98,
         "set_robust_list": 99,
         "rseq": 293,
@@ -267,10 +263,11 @@ PLAIN = {
 }
 
 #: allowed only with certain arguments (``_confine`` checks them): clone (threads, no namespace
-#: flags), clone3 (ENOSYS), prlimit64 (read only), kill and tgkill (itself), ioctl (``IOCTLS``)
+#: flags), clone3 (ENOSYS), prlimit64 (read only), kill and tgkill (itself), ioctl (``IOCTLS``),
+#: fcntl (``FCNTLS``)
 CHECKED = {
-    "x86_64": {"clone": 56, "clone3": 435, "prlimit64": 302, "kill": 62, "tgkill": 234, "ioctl": 16},
-    "aarch64": {"clone": 220, "clone3": 435, "prlimit64": 261, "kill": 129, "tgkill": 131, "ioctl": 29},
+    "x86_64": {"clone": 56, "clone3": 435, "prlimit64": 302, "kill": 62, "tgkill": 234, "ioctl": 16, "fcntl": 72},
+    "aarch64": {"clone": 220, "clone3": 435, "prlimit64": 261, "kill": 129, "tgkill": 131, "ioctl": 29, "fcntl": 25},
 }
 
 #: the ioctl requests CPython makes on its own descriptors (the same numbers on both architectures)
@@ -281,6 +278,26 @@ IOCTLS = {
     "FIONBIO": 0x5421,
     "FIONCLEX": 0x5450,  # os.set_inheritable()
     "FIOCLEX": 0x5451,
+}
+
+
+#: the fcntl commands a computing interpreter uses on its own descriptors: duplicating, the
+#: close-on-exec and status flags, record locks (sqlite in scratch). Not: leases (F_SETLEASE let a
+#: script stall every process that opens a file it can read), dnotify (F_NOTIFY, a file watch),
+#: F_SETOWN/F_SETSIG (signals to others), pipe sizes, seals.
+FCNTLS = {
+    "F_DUPFD": 0,
+    "F_GETFD": 1,
+    "F_SETFD": 2,
+    "F_GETFL": 3,
+    "F_SETFL": 4,
+    "F_GETLK": 5,
+    "F_SETLK": 6,
+    "F_SETLKW": 7,
+    "F_OFD_GETLK": 36,
+    "F_OFD_SETLK": 37,
+    "F_OFD_SETLKW": 38,
+    "F_DUPFD_CLOEXEC": 1030,
 }
 
 

@@ -277,6 +277,12 @@ def _seccomp_program(arch: str, own_pid: int) -> list[tuple[int, int, int, int]]
     for i, request in enumerate(requests):
         prog.append((_JEQ, len(requests) - i, 0, request))
     prog += [(_RET, 0, 0, eperm), (_RET, 0, 0, RET_ALLOW)]
+    # fcntl(fd, cmd, ...): the commands of FCNTLS only -- no leases, no dnotify, no F_SETOWN
+    commands = list(_allowlist.FCNTLS.values())
+    prog += [(_JEQ, 0, 3 + len(commands), nr["fcntl"]), (_LD_W_ABS, 0, 0, _arg_lo(1))]
+    for i, command in enumerate(commands):
+        prog.append((_JEQ, len(commands) - i, 0, command))
+    prog += [(_RET, 0, 0, eperm), (_RET, 0, 0, RET_ALLOW)]
     prog.append((_RET, 0, 0, eperm))  # everything else
     return prog
 
