@@ -32,7 +32,7 @@ def test_a_key_on_a_revoked_comment_line_is_not_trusted(tmp_path, alice, bob):
     f.write_bytes(b"# bob\n" + bob.public_pem() + b"# revoked: " + _one_line(alice.public_pem()) + b"\n")
     trust = TrustStore.from_file(f)
     assert alice.fingerprint not in trust.signers
-    with pytest.raises(IntegrityError, match="not a trusted signer"):
+    with pytest.raises(IntegrityError, match="which is revoked"):  # the one-line key is read, and revoked
         trust.verify("w", MESSAGE, alice.signature(MESSAGE))
     assert trust.verify("w", MESSAGE, bob.signature(MESSAGE)).fingerprint == bob.fingerprint
 
@@ -61,3 +61,41 @@ def test_a_revoked_signers_file_revokes(tmp_path, alice, bob):
     with pytest.raises(IntegrityError, match="revoked"):
         trust.verify("w", MESSAGE, alice.signature(MESSAGE))
     assert trust.verify("w", MESSAGE, bob.signature(MESSAGE)).fingerprint == bob.fingerprint
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "revoked: {FP}",
+        "revoked: {FPU}",
+        "revoked: {FP}  # leaked 2026-12-06",
+        "# revoked: {FP}",
+        "REVOKED: {FP}\r",
+    ],
+)
+def test_revocation_lines_fail_closed_in_any_spelling(tmp_path, alice, bob, line):
+    """Review of #23: upper case, a trailing remark, a comment mark or a CRLF each made the line
+    silently ignored and the key trusted."""
+    text = line.replace("{FP}", alice.fingerprint).replace("{FPU}", alice.fingerprint.upper())
+    f = tmp_path / "signers.pem"
+    f.write_bytes(alice.public_pem() + bob.public_pem() + text.encode() + b"\n")
+    with pytest.raises(IntegrityError, match="revoked"):
+        TrustStore.from_file(f).verify("w", MESSAGE, alice.signature(MESSAGE))
+
+
+def test_a_revoked_signers_file_with_crlf_and_bare_fingerprints_revokes(tmp_path, alice, bob):
+    f = tmp_path / "signers.pem"
+    f.write_bytes(alice.public_pem() + bob.public_pem())
+    revoked = tmp_path / "revoked.txt"
+    revoked.write_bytes(f"{alice.fingerprint.upper()}\r\n".encode())
+    with pytest.raises(IntegrityError, match="revoked"):
+        TrustStore.from_file(f, revoked).verify("w", MESSAGE, alice.signature(MESSAGE))
+
+
+def test_a_revoked_line_without_a_fingerprint_is_refused_at_start(tmp_path, alice):
+    from rqp.errors import ConfigError
+
+    f = tmp_path / "signers.pem"
+    f.write_bytes(alice.public_pem() + b"revoked: alice's old laptop key\n")
+    with pytest.raises(ConfigError, match="names no key fingerprint"):
+        TrustStore.from_file(f)

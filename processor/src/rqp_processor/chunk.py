@@ -139,6 +139,10 @@ class _Tally:
     published: list[bytes] = field(default_factory=list)
 
 
+#: versions remembered for the warm hosts (a few hundred bytes each)
+MAX_HOST_VERSIONS = 1024
+
+
 class ChunkProcessor:
     """Runs the chunks of one worker process on its ``Backends`` (all five clients are opened
     here, so a misconfigured worker fails at start rather than at its first job)."""
@@ -159,6 +163,8 @@ class ChunkProcessor:
         self.scripts = Scripts(self.r)
         self.contexts = ContextCache(self.store, backends.keys, backends.trust, lambda wid: self.ledger(wid).pin())
         self.pool = pool or sandbox.ScriptPool(sandbox.SandboxConfig.from_settings(settings))
+        #: workload id -> the version (manifest content digest) its warm script host was loaded for
+        self._host_versions: dict[str, str] = {}
         self.worker = worker_name or process_identity()
         self.lease = LeaseKeeper(settings.lease_seconds)
         self.lease.start()
@@ -333,8 +339,19 @@ class ChunkProcessor:
                         outcomes[i] = (kind, data[:cap])
                 part.add(done)
 
+            self._same_version(workload)
             self.pool.stream(workload.id, ctx.source, payloads, sink)
         return outcomes, plain
+
+    def _same_version(self, workload: Workload) -> None:
+        """The pool keeps a warm script host per workload id; a host loaded for another version of
+        this id (deleted and packed anew, re-packed) is retired before it runs a record of this one."""
+        digest = workload.manifest.content_digest()
+        if self._host_versions.get(workload.id, digest) != digest:
+            self.pool.forget(workload.id)
+        self._host_versions[workload.id] = digest
+        while len(self._host_versions) > MAX_HOST_VERSIONS:
+            self._host_versions.pop(next(iter(self._host_versions)))
 
     def _tally(
         self,

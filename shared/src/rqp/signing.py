@@ -56,7 +56,44 @@ _PEM_RE = re.compile(
     rb"^-----BEGIN PUBLIC KEY-----[ \t]*\r?\n(?:[A-Za-z0-9+/=]+[ \t]*\r?\n)+-----END PUBLIC KEY-----[ \t]*$", re.M
 )
 #: a line revoking a key by fingerprint, in a trusted-keys file or a revoked-signers file
-_REVOKED_RE = re.compile(rb"^[ \t]*revoked:[ \t]*(sha256:[0-9a-f]{32})[ \t]*$", re.M)
+_FINGERPRINT_RE = re.compile(rb"sha256:([0-9a-f]{32})", re.I)
+
+
+def _inline_key(line: bytes) -> str | None:
+    """The fingerprint of a PEM public key written on one line (``# revoked: -----BEGIN PUBLIC
+    KEY----- MCow... -----END PUBLIC KEY-----``), or None when the line holds none."""
+    begin, end = b"-----BEGIN PUBLIC KEY-----", b"-----END PUBLIC KEY-----"
+    if begin not in line or end not in line:
+        return None
+    body = b"".join(line.split(begin, 1)[1].split(end, 1)[0].split())
+    pem = begin + b"\n" + b"\n".join(body[i : i + 64] for i in range(0, len(body), 64)) + b"\n" + end + b"\n"
+    try:
+        return fingerprint(serialization.load_pem_public_key(pem))
+    except ValueError:
+        return None
+
+
+def _revocation_lines(raw: bytes, path: object) -> set[str]:
+    """Every fingerprint on a line that says "revoked" -- in any case, commented or not, with CRLF
+    or a trailing remark -- fail closed: a line that says "revoked" but names no fingerprint
+    is a ``ConfigError``, never a revocation silently ignored."""
+    found: set[str] = set()
+    for line in raw.splitlines():
+        if b"revoked" not in line.lower():
+            continue
+        prints = _FINGERPRINT_RE.findall(line)
+        inline = _inline_key(line)
+        if inline is not None:
+            found.add(inline)
+            continue
+        if not prints:
+            raise ConfigError(
+                f"{path}: a line says 'revoked' but names no key fingerprint (revoked: sha256:<32 hex>): "
+                f"{line.decode(errors='replace').strip()[:80]!r}; fix it so the key stays revoked"
+            )
+        found.update("sha256:" + p.decode().lower() for p in prints)
+    return found
+
 
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
 
@@ -172,9 +209,10 @@ class TrustedSigner:
 
 
 def revoked_fingerprints(raw: bytes) -> set[str]:
-    """The fingerprints a file revokes: its ``revoked: sha256:...`` lines and every PEM public key
-    it holds (a revoked-signers file may simply collect the revoked keys' .pub.pem files)."""
-    found = {m.group(1).decode() for m in _REVOKED_RE.finditer(raw)}
+    """The fingerprints a revoked-signers file revokes: every ``sha256:...`` fingerprint in it (any
+    case, any line) and every PEM public key it holds (it may simply collect the revoked keys'
+    .pub.pem files)."""
+    found = {"sha256:" + m.group(1).decode().lower() for m in _FINGERPRINT_RE.finditer(raw)}
     for m in _PEM_RE.finditer(raw):
         try:
             found.add(fingerprint(serialization.load_pem_public_key(m.group(0))))
@@ -208,7 +246,7 @@ class TrustStore:
             raise ConfigError(
                 f"trusted signers file {path} cannot be read ({exc.strerror}); mount it read-only or fix the path"
             ) from None
-        revoked = {m.group(1).decode() for m in _REVOKED_RE.finditer(raw)}
+        revoked = _revocation_lines(raw, path)
         if revoked_file is not None:
             try:
                 revoked |= revoked_fingerprints(Path(revoked_file).read_bytes())
