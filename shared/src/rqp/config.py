@@ -89,6 +89,20 @@ DEFAULT_MAX_RESULT_BYTES = 16 << 20
 MIN_MAX_RESULT_BYTES = 4096
 
 
+def _check_sandbox_uid(value: str) -> None:
+    """``RQP_SANDBOX_UID`` is ``UID``, ``UID:GID`` or ``off``, and never root (the script host's
+    own parser, ``rqp.sandbox._identity.parse_uid``, reads it the same way; checked here so a
+    wrong value stops the role at start, without the settings importing the sandbox)."""
+    v = value.strip()
+    if v.lower() in ("off", "false", "no", "none"):
+        return
+    uid, _, gid = v.partition(":")
+    if not uid.isdigit() or (gid and not gid.isdigit()):
+        raise ConfigError(f"RQP_SANDBOX_UID={value!r} is not UID, UID:GID or off; e.g. RQP_SANDBOX_UID=65534")
+    if int(uid) == 0 or (gid and int(gid) == 0):
+        raise ConfigError(f"RQP_SANDBOX_UID={value!r}: the script host's uid and gid must not be root (0)")
+
+
 def _path_or_none(value: Any) -> Path | None:
     return None if value in (None, "") else Path(value).expanduser()
 
@@ -305,12 +319,7 @@ class Settings:
             raise ConfigError("RQP_METRICS_BIND must be an address to listen on, e.g. 127.0.0.1 or 0.0.0.0")
         if self.require_sandbox and not self.sandbox:
             raise ConfigError("RQP_SANDBOX=false contradicts RQP_REQUIRE_SANDBOX=true; drop one of them")
-        try:
-            from .sandbox._identity import parse_uid  # noqa: PLC0415 - the sandbox imports the settings
-
-            parse_uid(self.sandbox_uid)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        _check_sandbox_uid(self.sandbox_uid)
         for name in ("rq_queue", "status_queue", "events_queue"):
             v = getattr(self, name)
             if not v or not all(c.isalnum() or c in "-_" for c in v):
