@@ -211,7 +211,7 @@ def test_an_unknown_key_or_field_is_caught():
     assert unnamed(seen) == ["rqp:newthing (string)", "rqp:w:x:meta (hash) field 'shiny'"]
 
 
-def test_every_key_and_field_of_every_feature_has_a_row(world, proc, cli_env, capsys, monitor):
+def test_every_key_and_field_of_every_feature_has_a_row(world, proc, cli_env, capsys, monitor, operator):
     from rqp.metrics_http import _RedisGauges
     from rqp_console.actions import perform
     from rqp_metrics.publisher import Summary, SummaryPublisher
@@ -258,7 +258,7 @@ def test_every_key_and_field_of_every_feature_has_a_row(world, proc, cli_env, ca
     run_b.step()
     work_all(world, proc)
     run_b.step()
-    assert perform(world.r, "cancel", b, "alice")["state"] == "cancelling"
+    assert perform(world.r, operator.key, "cancel", b, "alice")["state"] == "cancelling"
     snap()
     for _ in range(20):
         if run_b.step():

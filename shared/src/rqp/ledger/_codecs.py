@@ -367,10 +367,13 @@ def decode_pin(raw: bytes | str | None) -> bytes | None:
 
 
 def text(value: object) -> str | None:
-    """A Redis reply as text (clients may be set to decode replies or not)."""
+    """A Redis reply as text (clients may be set to decode replies or not). Bytes that are not
+    UTF-8 were not written by rqp: they read as text with U+FFFD in place of each bad byte -- junk
+    every reader already treats as junk -- never as a ``UnicodeDecodeError`` that would stop a
+    scheduler, ``rqp status`` or ``rqp list`` (issue #22 item 7)."""
     if value is None:
         return None
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def raw(value: object) -> bytes | None:
