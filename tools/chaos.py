@@ -69,6 +69,11 @@ DENIED = "denied"
 #: read so far (total) and says none never ran -- the cancelled summary's total comes from
 #: run/finish.py (``head.total = head.enqueued``), open: the records never read are not counted
 CANCEL_SHORT = "known open (cancel summary counts only the records read)"
+#: every audit entry removed (the chain head still names the newest): 'rqp audit --verify' checks the
+#: head only against an entry it reads, so an emptied list verifies (rqp/oplog.py read_audit), open
+AUDIT_EMPTIED = "known open (an emptied audit list verifies)"
+#: what this tool names as known open: BAD runs whose wrong answer is one of these
+KNOWN_OPEN = (CANCEL_SHORT, AUDIT_EMPTIED)
 #: how it says a report marked its counts unverified (exit 4): not a lie
 UNVERIFIED = "unverified"
 #: what a reason must name to count as a refusal rather than a silent or unexplained failure
@@ -617,8 +622,8 @@ class Outcome:
 
     @property
     def known_open(self) -> bool:
-        """A BAD run whose wrong answer is one this tool names as known open (``CANCEL_SHORT``)."""
-        return self.kind == "BAD" and CANCEL_SHORT in self.why
+        """A BAD run whose wrong answer is one this tool names as known open (``KNOWN_OPEN``)."""
+        return self.kind == "BAD" and any(k in self.why for k in KNOWN_OPEN)
 
     def describe(self) -> str:
         steps = "\n".join(f"    {m}" for m in self.mutations)
@@ -823,6 +828,9 @@ def _run_case(lab: Lab, family: str, seed: int, mutations: int, done: list[str])
     if as_fact != ctx.real_audit:
         vcode, _, _ = lab.cli("audit", "--verify")
         cuts = [e["cut"] for e in entries if e.get("cut")]
+        if not entries and vcode == 0 and lab.r.exists("rqp:audit:head"):
+            return Outcome(family, seed, "BAD", f"{AUDIT_EMPTIED}: 'rqp audit --verify' exits 0 with no entry left; "
+                           f"the real actions were {ctx.real_audit}", done)  # fmt: skip
         if vcode == 0 or not (cuts or any(e.get("verified") is False for e in entries)):
             return Outcome(family, seed, "BAD", f"'rqp audit' shows {as_fact} as fact; the real actions were "
                            f"{ctx.real_audit} ('rqp audit --verify' exits {vcode})", done)  # fmt: skip
@@ -861,10 +869,15 @@ def _run_case(lab: Lab, family: str, seed: int, mutations: int, done: list[str])
             return Outcome(family, seed, "refused", wrong, done)
         return Outcome(family, seed, "BAD", f"the victim: {wrong}", done)
     # rqp retry --failed must run the sealed summary's failed records, no other
-    count = control.retry_failed(lab.r, lab.store, serve.opened[victim].workload, lab.operator, "ops@chaos")
-    if count != 1:
+    code, out, err = lab.cli("retry", victim, "--failed")
+    if code != 0:
+        if AUTH_REASON.search(err):
+            return Outcome(family, seed, "refused", f"'rqp retry --failed' exits {code}: {err.strip()[:200]}", done)
+        return Outcome(family, seed, "BAD", f"'rqp retry --failed' exits {code} naming no authentication failure: "
+                       f"{err.strip()}", done)  # fmt: skip
+    if not out.startswith(f"re-queued 1 failed records of {victim}"):
         return Outcome(
-            family, seed, "BAD", f"'rqp retry --failed' re-queued {count} records; the sealed summary lists 1", done
+            family, seed, "BAD", f"'rqp retry --failed' says {out.strip()!r}; the sealed summary lists 1", done
         )
     if flagged:
         return Outcome(family, seed, "refused", "every result right" + flagged, done)
