@@ -198,8 +198,12 @@ def test_every_row_is_well_formed():
     for row in ROWS:
         assert row.protection in PROTECTIONS, row
         assert (row.protection == "UNPROTECTED") == bool(row.issue), (
-            f"{row.key} {row.field}: issue item iff UNPROTECTED"
+            f"{row.key} {row.field}: what it moves (issue) iff UNPROTECTED"
         )
+        if row.protection in ("signed", "derived", "advisory"):
+            assert row.test, f"{row.key} {row.field}: a {row.protection} row names the test behind its claim"
+        for name in re.findall(r"test_\w+\.py", row.test):
+            assert (ROOT / "tests" / "security" / name).exists(), f"{row.key} {row.field}: no tests/security/{name}"
         re.compile(row.key_re)
         re.compile(row.field_re)
         assert row.writers and row.readers and row.drives, row
