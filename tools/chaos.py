@@ -79,6 +79,7 @@ UNVERIFIED = "unverified"
 #: what a reason must name to count as a refusal rather than a silent or unexplained failure
 AUTH_REASON = re.compile(
     r"authenticat|integrity|does not open|not sealed|forged|replayed|tamper|altered|replaced|refused|behind rqp's back"
+    r"|cannot be decrypted"
     # the scheduler's catch-all: a value that does not decode fails its workload, naming where
     r"|failed in the scheduler: unexpected \w+ while reading or scheduling it",
     re.I,

@@ -295,3 +295,17 @@ def test_10_a_pending_member_that_is_no_job_id_does_not_kill_the_scheduler(world
     assert read_summary(world.store, run.workload).done == N
     _to_end(world, bystander, proc)
     assert read_summary(world.store, bystander.workload).done == 8
+
+
+def test_11_a_forged_shown_state_never_makes_retry_say_nothing_failed(world, proc, cli_env, capsys):
+    """Found by the fuzzer (``tools/chaos.py --family control --seed 15``): `HSET meta state
+    cancelled` on a workload that ended done with a failed record made `rqp retry W --failed` say
+    "no failed records" and exit 0. Now it refuses, naming both the sealed summary and Redis."""
+    wid = world.pack("forged-state-retry", [{"n": i} for i in range(N)], script=SCRIPT)
+    _to_end(world, world.run(wid), proc)
+    world.r.hset(Ledger(world.r, wid).k.meta, "state", "cancelled")
+    capsys.readouterr()
+    code = rqp_main(["retry", wid, "--failed"])
+    err = capsys.readouterr().err
+    assert code == 7, err
+    assert f"workload {wid}: its sealed summary lists 1 failed records but Redis shows it cancelled: not retried" in err
