@@ -2,8 +2,8 @@
 key mutates the keys and fields of the trust table (``rqp.ledger.trust_table``).
 
 Each run packs a victim workload (record 5 fails for good, every other one succeeds) and a
-bystander, runs them with the scheduler's and processor's own code in process (``WorkloadRun``
-stepped as ``rqp-scheduler serve`` steps it, taking submissions; ``ChunkProcessor`` running every
+bystander, runs them with the scheduler's and processor's own code in process (``Scheduler``
+ticked as ``rqp-scheduler serve`` ticks it, taking submissions; ``ChunkProcessor`` running every
 queued chunk as an RQ worker would) against one real Redis, and at seeded ticks applies a few
 mutations of one family: random bytes, a value captured earlier put back (replay), increments,
 deletes, pushes, reorders, forged control fields. Then it classifies the run:
@@ -11,18 +11,27 @@ deletes, pushes, reorders, forged control fields. Then it classifies the run:
 * ``exact``   -- exit 1 (record 5 failed), every result right, ``rqp status --json`` and the
   sealed summary agree, ``rqp results`` exits 0 with exactly the right lines;
 * ``refused`` -- the victim failed with a non-zero exit whose reason names an authentication or
-  integrity failure (or ``rqp results`` refuses the same way), and nothing else was affected;
+  integrity failure, or the scheduler's catch-all failed it loudly for a value that does not
+  decode (naming where; the bystander still finishes); or ``rqp results``/``rqp retry`` refuse
+  the same way; or a report marked its counts unverified (exit 4); or the audit chain was
+  tampered with and ``rqp audit`` shows the cut (``--verify`` exits 4) -- nothing else affected;
 * ``denied``  -- a denial of service, which a Redis writer can always cause (SECURITY.md): the
   victim did not finish within the run's ticks, or records failed (exit 1) for a reason that is
   not an authentication failure (a lease ended behind the worker's back) and every report counts
-  them as the sealed summary does;
+  them as the sealed summary does, or ``rqp status`` shows a forged state of an ended workload
+  as not done (exit 3) or failed (exit 4) -- never a success;
 * ``BAD``     -- a silent wrong answer: a success exit with a record missing, extra or wrong, a
   report (status, exit line, audit log, fleet, retry --failed) that disagrees with the sealed
   summary or with what was really done, a role that crashed, a bystander not finished exactly.
+  BAD runs whose wrong answer is one ``KNOWN_OPEN`` names are counted apart.
+
+The scheduler is ``rqp_scheduler.Scheduler`` itself (``tick(serve=True)``, its catch-all
+included); operator actions (priority, cancel, retry) are signed with the lab's operator key,
+which every role trusts, as a deployment's would be.
 
 ``python tools/chaos.py --mutations 5000`` (``make chaos``) prints how many runs of each family
 ended each way, and every BAD run with its seed and mutations; ``--seed S --family F
---mutations 4`` replays one. It exits 1 when a family issue #22 does not list as open ends BAD. ``tests/security/test_redis_fuzz.py`` runs a short version in CI.
+--mutations 4`` replays one. It exits 1 when a run ends BAD other than as ``KNOWN_OPEN`` names. ``tests/security/test_redis_fuzz.py`` runs a short version in CI.
 """
 
 from __future__ import annotations
