@@ -947,7 +947,7 @@ def main(argv: list[str] | None = None) -> int:
     unexpected = [o for o in bad if not o.known_open]
     if bad:
         print(
-            f"{len(bad)} BAD runs ({len(bad) - len(unexpected)} of them known open: {CANCEL_SHORT}); each is printed above"
+            f"{len(bad)} BAD runs ({len(bad) - len(unexpected)} of them known open: {'; '.join(KNOWN_OPEN)}); each is printed above"
         )
     return 1 if unexpected else 0
 
