@@ -2,8 +2,8 @@
 key mutates the keys and fields of the trust table (``rqp.ledger.trust_table``).
 
 Each run packs a victim workload (record 5 fails for good, every other one succeeds) and a
-bystander, runs them with the scheduler's and processor's own code in process (``WorkloadRun``
-stepped as ``rqp-scheduler serve`` steps it, taking submissions; ``ChunkProcessor`` running every
+bystander, runs them with the scheduler's and processor's own code in process (``Scheduler``
+ticked as ``rqp-scheduler serve`` ticks it, taking submissions; ``ChunkProcessor`` running every
 queued chunk as an RQ worker would) against one real Redis, and at seeded ticks applies a few
 mutations of one family: random bytes, a value captured earlier put back (replay), increments,
 deletes, pushes, reorders, forged control fields. Then it classifies the run:
@@ -11,18 +11,27 @@ deletes, pushes, reorders, forged control fields. Then it classifies the run:
 * ``exact``   -- exit 1 (record 5 failed), every result right, ``rqp status --json`` and the
   sealed summary agree, ``rqp results`` exits 0 with exactly the right lines;
 * ``refused`` -- the victim failed with a non-zero exit whose reason names an authentication or
-  integrity failure (or ``rqp results`` refuses the same way), and nothing else was affected;
+  integrity failure, or the scheduler's catch-all failed it loudly for a value that does not
+  decode (naming where; the bystander still finishes); or ``rqp results``/``rqp retry`` refuse
+  the same way; or a report marked its counts unverified (exit 4); or the audit chain was
+  tampered with and ``rqp audit`` shows the cut (``--verify`` exits 4) -- nothing else affected;
 * ``denied``  -- a denial of service, which a Redis writer can always cause (SECURITY.md): the
   victim did not finish within the run's ticks, or records failed (exit 1) for a reason that is
   not an authentication failure (a lease ended behind the worker's back) and every report counts
-  them as the sealed summary does;
+  them as the sealed summary does, or ``rqp status`` shows a forged state of an ended workload
+  as not done (exit 3) or failed (exit 4) -- never a success;
 * ``BAD``     -- a silent wrong answer: a success exit with a record missing, extra or wrong, a
   report (status, exit line, audit log, fleet, retry --failed) that disagrees with the sealed
   summary or with what was really done, a role that crashed, a bystander not finished exactly.
+  BAD runs whose wrong answer is one ``KNOWN_OPEN`` names are counted apart.
+
+The scheduler is ``rqp_scheduler.Scheduler`` itself (``tick(serve=True)``, its catch-all
+included); operator actions (priority, cancel, retry) are signed with the lab's operator key,
+which every role trusts, as a deployment's would be.
 
 ``python tools/chaos.py --mutations 5000`` (``make chaos``) prints how many runs of each family
 ended each way, and every BAD run with its seed and mutations; ``--seed S --family F
---mutations 4`` replays one. It exits 1 when a family issue #22 does not list as open ends BAD. ``tests/security/test_redis_fuzz.py`` runs a short version in CI.
+--mutations 4`` replays one. It exits 1 when a run ends BAD other than as ``KNOWN_OPEN`` names. ``tests/security/test_redis_fuzz.py`` runs a short version in CI.
 """
 
 from __future__ import annotations
@@ -62,11 +71,26 @@ MUTATION_TICKS = 30
 SCRIPT = f"def process(r):\n    if r['n'] == {FAILING}:\n        raise ValueError('five')\n    return r['n'] * 2\n"
 #: how ``_exact`` says records failed loudly (a refusal, not a silent wrong answer)
 LOUD = "refused records"
-#: how it says records failed for another reason, counted honestly (a denial of service)
-DENIED = "failed records"
+#: how it says records failed for another reason, counted honestly, or a report said "not done"
+#: of a done workload (a denial of service, never a success claim)
+DENIED = "denied"
+#: a real cancel before the data was read to its end: the sealed summary counts only the records
+#: read so far (total) and says none never ran -- the cancelled summary's total comes from
+#: run/finish.py (``head.total = head.enqueued``), open: the records never read are not counted
+CANCEL_SHORT = "known open (cancel summary counts only the records read)"
+#: every audit entry removed (the chain head still names the newest): 'rqp audit --verify' checks the
+#: head only against an entry it reads, so an emptied list verifies (rqp/oplog.py read_audit), open
+AUDIT_EMPTIED = "known open (an emptied audit list verifies)"
+#: what this tool names as known open: BAD runs whose wrong answer is one of these
+KNOWN_OPEN = (CANCEL_SHORT, AUDIT_EMPTIED)
+#: how it says a report marked its counts unverified (exit 4): not a lie
+UNVERIFIED = "unverified"
 #: what a reason must name to count as a refusal rather than a silent or unexplained failure
 AUTH_REASON = re.compile(
-    r"authenticat|integrity|does not open|not sealed|forged|replayed|tamper|altered|replaced|refused|behind rqp's back",
+    r"authenticat|integrity|does not open|not sealed|forged|replayed|tamper|altered|replaced|refused|behind rqp's back"
+    r"|cannot be decrypted"
+    # the scheduler's catch-all: a value that does not decode fails its workload, naming where
+    r"|failed in the scheduler: unexpected \w+ while reading or scheduling it",
     re.I,
 )
 
@@ -101,12 +125,19 @@ class Lab:
             generate_signing_key(sign, keys / "signer.pub.pem")
         trusted = keys / "trusted.pem"
         trusted.write_bytes((keys / "signer.pub.pem").read_bytes())
+        # the operator who pauses, cancels and retries (``rqp keygen --operator``), trusted by every role
+        operator = keys / "operator.pem"
+        if not operator.exists():
+            generate_signing_key(operator, keys / "operator.pub.pem")
+        operators = keys / "trusted-operators.pem"
+        operators.write_bytes((keys / "operator.pub.pem").read_bytes())
         self.settings = Settings.from_mapping(
             {
                 "redis_url": redis_url,
                 "blob_url": f"file://{root / 'blobs'}",
                 "kek_file": str(kek),
                 "trusted_signers_file": str(trusted),
+                "trusted_operators_file": str(operators),
                 "allow_insecure_redis": True,
                 "chunk_size": 4,
                 "adaptive_chunks": False,
@@ -125,33 +156,49 @@ class Lab:
             "RQP_KEK_FILE": str(kek),
             "RQP_TRUSTED_SIGNERS_FILE": str(trusted),
             "RQP_SIGNING_KEY_FILE": str(sign),
+            "RQP_OPERATOR_KEY_FILE": str(operator),
+            "RQP_TRUSTED_OPERATORS_FILE": str(operators),
         }
         self.r = redis.Redis.from_url(redis_url)
         self.store = FileBlobStore(root / "blobs")
         self.keys = LocalKeyProvider(private_key_file=kek)
         self.signer = LocalSigningKey(sign)
+        self.operator = LocalSigningKey(operator)
         self.trust = TrustStore.from_file(trusted)
         self._proc: Any = None
+        self._sched: Any = None
+
+    def backends(self) -> Any:
+        """The roles' ``Backends`` over the lab's clients."""
+        from rqp.backends import Backends
+        from rqp.storage import RedisMessageQueue
+
+        return Backends(self.settings, redis_client=self.r, blobs=self.store, queue=RedisMessageQueue(self.r),
+                        keys=self.keys, trust=self.trust)  # fmt: skip
 
     def processor(self) -> Any:
         """One ``ChunkProcessor`` (and its script pool) for every run."""
         if self._proc is None:
             from rqp import sandbox
-            from rqp.storage import RedisMessageQueue
             from rqp_processor.chunk import ChunkProcessor
 
             pool = sandbox.ScriptPool(sandbox.SandboxConfig.from_settings(self.settings), warm=False)
-            self._proc = ChunkProcessor(
-                self.settings,
-                self.r,
-                self.store,
-                RedisMessageQueue(self.r),
-                self.keys,
-                self.trust,
-                worker_name="chaos:1",
-                pool=pool,
-            )
+            self._proc = ChunkProcessor(self.backends(), worker_name="chaos:1", pool=pool)
         return self._proc
+
+    def scheduler(self) -> Any:
+        """The scheduler (``rqp_scheduler.Scheduler``), its runs and failures cleared for a new run."""
+        if self._sched is None:
+            from rqp_scheduler.scheduler import Scheduler
+
+            self._sched = Scheduler(self.settings)
+        for run in self._sched.runs.values():
+            run.stream.close()
+        self._sched.runs.clear()
+        self._sched.failures.clear()
+        self._sched.failure_codes.clear()
+        self._sched.summaries.clear()
+        return self._sched
 
     def pack(self, wid: str, n: int) -> None:
         from rqp.workload import pack
@@ -184,6 +231,9 @@ class Lab:
     def close(self) -> None:
         if self._proc is not None:
             self._proc.pool.close()
+        if self._sched is not None:
+            self._sched.hosts.close()
+            self._sched.writer.shutdown(wait=True)
         self.r.close()
         if self.server is not None:
             self.server.stop()
@@ -191,57 +241,43 @@ class Lab:
 
 # ---------------------------------------------------------------------- the roles, stepped
 class Serve:
-    """``rqp-scheduler serve``'s loop body, one tick at a time: take submissions, step every run.
-    A workload's ``RqpError`` fails that workload (exit code and reason kept, as ``run`` prints
-    them); any other exception is the scheduler crashing, as it would crash the service."""
+    """``rqp-scheduler serve``'s own loop body (``Scheduler.tick(serve=True)``), one tick at a
+    time: take submissions, step every run. A workload's ``RqpError`` -- or anything nobody
+    foresaw, which the scheduler's catch-all turns into that workload failing loudly -- fails that
+    workload (exit code and reason kept, as ``run`` prints them); an exception out of ``tick``
+    itself is the scheduler crashing, as it would crash the service."""
 
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
-        self.runs: dict[str, Any] = {}
+        self.sched = lab.scheduler()
         self.opened: dict[str, Any] = {}
-        self.failures: dict[str, tuple[int, str]] = {}
         self.crashed: str | None = None
-        self.finished: set[str] = set()
+
+    @property
+    def runs(self) -> dict[str, Any]:
+        return self.sched.runs  # type: ignore[no-any-return]
+
+    @property
+    def failures(self) -> dict[str, tuple[int, str]]:
+        return {w: (self.sched.failure_codes.get(w, 1), why) for w, why in self.sched.failures.items()}
+
+    def _remember(self) -> None:
+        for wid, run in self.sched.runs.items():
+            self.opened[wid] = run
 
     def add(self, wid: str) -> None:
-        from rqp.errors import RqpError
-        from rqp.storage import RedisMessageQueue
-        from rqp_scheduler.run import WorkloadRun
-
-        if wid in self.runs:
-            return
-        try:
-            s = self.lab.settings
-            run = WorkloadRun(s, self.lab.r, self.lab.store, RedisMessageQueue(self.lab.r), self.lab.keys,
-                              self.lab.trust, wid).start()  # fmt: skip
-        except RqpError as exc:
-            self.failures[wid] = (exc.exit_code, str(exc))
-            return
-        self.opened[wid] = run
-        if run.finished:
-            return
-        self.finished.discard(wid)
-        self.runs[wid] = run
+        self.sched._try_add(wid)
+        self._remember()
 
     def tick(self) -> None:
-        from rqp.errors import RqpError
-        from rqp.ledger import next_submission
-
         if self.crashed:
             return
         try:
-            while (sub := next_submission(self.lab.r)) is not None:
-                self.add(sub)
-            for wid, run in list(self.runs.items()):
+            for run in self.sched.runs.values():
                 # a tick stands for the periodic tasks' intervals: reclaims, RQ checks, the outbox
                 run._last.update(dict.fromkeys(("reclaim", "rq", "outbox", "progress", "workers"), 0.0))
-                try:
-                    if run.step():
-                        del self.runs[wid]
-                        self.finished.add(wid)
-                except RqpError as exc:
-                    self.failures[wid] = (exc.exit_code, str(exc))
-                    del self.runs[wid]
+            self.sched.tick(serve=True)
+            self._remember()
         except Exception as exc:  # what would kill 'rqp-scheduler serve'
             self.crashed = f"{type(exc).__name__}: {exc}"
 
@@ -564,21 +600,21 @@ def m_derived(ctx: Ctx) -> str:
 class Family:
     name: str
     mutate: Callable[[Ctx], str]
-    #: issue #22's item(s) when the family is known open today (the CI test expects BAD then)
+    #: what is known open in the family (its BAD runs are expected, the CI test pins them); "" when none
     open_issue: str = ""
 
 
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
-        Family("control", m_control, "item 1 (signed control)"),
-        Family("counters", m_counters, "item 3 (reports from sealed evidence)"),
-        Family("progress", m_progress, "item 3 (reports from sealed evidence)"),
-        Family("audit", m_audit, "item 2 (tamper-evident audit log)"),
-        Family("failed", m_failed, "item 3 (retry --failed from the sealed summary)"),
-        Family("fleet", m_fleet, "item 5 (fleet entries that prove something)"),
-        Family("submissions", m_submissions, "item 4 (no re-run of a finished workload)"),
-        Family("chunk", m_chunk, "reproduction 7 (one junk value stops every workload)"),
+        Family("control", m_control),
+        Family("counters", m_counters),
+        Family("progress", m_progress),
+        Family("audit", m_audit),
+        Family("failed", m_failed),
+        Family("fleet", m_fleet),
+        Family("submissions", m_submissions),
+        Family("chunk", m_chunk),
         Family("sealed", m_sealed),
         Family("derived", m_derived),
     )
@@ -593,6 +629,11 @@ class Outcome:
     kind: str  # exact | refused | denied | BAD
     why: str
     mutations: list[str]
+
+    @property
+    def known_open(self) -> bool:
+        """A BAD run whose wrong answer is one this tool names as known open (``KNOWN_OPEN``)."""
+        return self.kind == "BAD" and any(k in self.why for k in KNOWN_OPEN)
 
     def describe(self) -> str:
         steps = "\n".join(f"    {m}" for m in self.mutations)
@@ -616,7 +657,6 @@ def _results(lab: Lab, wid: str) -> tuple[int, dict[int, Any] | None, str]:
 
 def _exact(lab: Lab, wid: str, n: int, failing: set[int], serve: Serve) -> str | None:
     """None when workload ``wid`` ended exactly right and every report agrees; else what is wrong."""
-    from rqp.status import read_progress
     from rqp.summary import read_summary
 
     run = serve.opened.get(wid)
@@ -640,15 +680,27 @@ def _exact(lab: Lab, wid: str, n: int, failing: set[int], serve: Serve) -> str |
     if got != want:
         missing, surplus = sorted(set(want) - set(got or {})), sorted(set(got or {}) - set(want))
         return f"'rqp results' has wrong lines: missing {missing[:5]}, extra {surplus[:5]}"
-    p = read_progress(lab.r, wid)
-    exit_code = 1 if p is not None and p.failed else 0
-    if p is None or (p.state, p.done, p.failed) != ("done", s.done, s.failed) or exit_code != (1 if failing else 0):
-        shown = None if p is None else (p.state, p.done, p.failed, p.total)
+    # rqp-scheduler run exits by the sealed summary its run ended with (never Redis's counters)
+    ended = serve.sched.summaries.get(wid)
+    if ended is None:
+        return f"{UNVERIFIED}: 'rqp-scheduler run' exits 4: the sealed summary of {wid} cannot be read"
+    exit_code = 1 if ended.failed or ended.final_state == "cancelled" else 0
+    if (ended.final_state, ended.done, ended.failed) != ("done", s.done, s.failed) or exit_code != (
+        1 if failing else 0
+    ):
+        shown = (ended.final_state, ended.done, ended.failed, ended.total)
         return f"rqp-scheduler run would exit {exit_code} saying {shown}; the sealed summary says done={s.done} failed={s.failed}"
     code, out, err = lab.cli("status", wid, "--json")
-    if code not in (0, 1):
+    if code not in (0, 1, 3, 4):
         return f"'rqp status --json' exits {code}: {err.strip()}"
     st = json.loads(out)
+    if code == 4 and st.get("verified") is False:
+        # Redis's shown state says ended, no sealed summary vouches for it: not a report of fact
+        return f"{UNVERIFIED}: 'rqp status' exits 4, counts marked unverified"
+    if code in (3, 4) and st.get("state") != "done":
+        # a shown state a Redis writer set on an ended workload nobody supervises: rqp says it is not
+        # done (exit 3) or failed (exit 4), never a success -- a denial of service, not a lie
+        return f"{DENIED}: 'rqp status' exits {code} showing state {st.get('state')} (the sealed summary says done)"
     if (st.get("state"), st.get("done"), st.get("failed"), st.get("total")) != ("done", s.done, s.failed, s.total):
         return (
             f"'rqp status --json' says state={st.get('state')} done={st.get('done')} failed={st.get('failed')} "
@@ -673,6 +725,11 @@ def _cancelled_right(lab: Lab, wid: str, serve: Serve) -> str | None:
     if state != b"cancelled":
         return f"its state is {state!r}, not cancelled"
     s = read_summary(lab.store, serve.opened[wid].workload)
+    if s.done + s.failed + s.cancelled == s.total < VICTIM_RECORDS:
+        return (
+            f"{CANCEL_SHORT}: sealed summary says total={s.total} done={s.done} failed={s.failed} "
+            f"cancelled={s.cancelled} for data of {VICTIM_RECORDS} records"
+        )
     if s.done + s.failed + s.cancelled != VICTIM_RECORDS or s.cancelled == 0:
         return f"sealed summary says total={s.total} done={s.done} failed={s.failed} cancelled={s.cancelled}"
     code, got, err = _results(lab, wid)
@@ -713,7 +770,7 @@ def _run_case(lab: Lab, family: str, seed: int, mutations: int, done: list[str])
     lab.pack(bystander, BYSTANDER_RECORDS)
     ctx = Ctx(lab, victim, bystander, rng)
     # the real things the reports must show: one operator action, one processor
-    control.set_priority(lab.r, victim, "normal", "ops@chaos")
+    control.set_priority(lab.r, lab.operator, victim, "normal", "ops@chaos", lab.store)
     ctx.real_audit = [("ops@chaos", "priority normal", victim)]
     register_processor(lab.r, host="chaos", pid=1, protections="rlimits", workers=1, started_at=time.time())
     ctx.real_fleet = {"chaos:1"}
@@ -736,7 +793,7 @@ def _run_case(lab: Lab, family: str, seed: int, mutations: int, done: list[str])
         if serve.crashed:
             return Outcome(family, seed, "BAD", f"the scheduler crashed: {serve.crashed}", done)
         if tick == cancel_at:
-            control.cancel(lab.r, victim, "ops@chaos")
+            control.cancel(lab.r, lab.operator, victim, "ops@chaos")
             ctx.real_audit.insert(0, ("ops@chaos", "cancel", victim))
             done.append(f"tick {tick}: (the harness) rqp cancel {victim}")
         # between the scheduler's step and the workers: chunks are queued, their records in Redis
@@ -773,12 +830,21 @@ def _run_case(lab: Lab, family: str, seed: int, mutations: int, done: list[str])
     # reports that are not a workload's: the audit log and the fleet
     code, out, _ = lab.cli("audit", "--json")
     entries = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    # an entry marked unverified is not presented as fact; every other one must be a real action
+    # an entry marked unverified is not presented as fact; every other one must be a real action --
+    # unless the chain is cut (an entry replayed, removed or moved), which 'rqp audit' shows on the
+    # entry and 'rqp audit --verify' fails on, naming where: tamper-evident, not a lie
     as_fact = [(e.get("who"), e.get("what"), e.get("workload")) for e in entries if e.get("verified") is not False]
+    flagged = ""
     if as_fact != ctx.real_audit:
-        return Outcome(
-            family, seed, "BAD", f"'rqp audit' shows {as_fact} as fact; the real actions were {ctx.real_audit}", done
-        )
+        vcode, _, _ = lab.cli("audit", "--verify")
+        cuts = [e["cut"] for e in entries if e.get("cut")]
+        if not entries and vcode == 0 and lab.r.exists("rqp:audit:head"):
+            return Outcome(family, seed, "BAD", f"{AUDIT_EMPTIED}: 'rqp audit --verify' exits 0 with no entry left; "
+                           f"the real actions were {ctx.real_audit}", done)  # fmt: skip
+        if vcode == 0 or not (cuts or any(e.get("verified") is False for e in entries)):
+            return Outcome(family, seed, "BAD", f"'rqp audit' shows {as_fact} as fact; the real actions were "
+                           f"{ctx.real_audit} ('rqp audit --verify' exits {vcode})", done)  # fmt: skip
+        flagged = f"; the audit chain is flagged ('rqp audit --verify' exits {vcode}: {(cuts or ['unverified'])[0]})"
     listed = {f"{e['host']}:{e['pid']}" for e in fleet(lab.r) if not e.get("self_reported")}
     forged = listed - ctx.real_fleet
     real = [e for e in fleet(lab.r) if f"{e['host']}:{e['pid']}" in ctx.real_fleet]
@@ -787,7 +853,7 @@ def _run_case(lab: Lab, family: str, seed: int, mutations: int, done: list[str])
     # the victim
     if victim in serve.runs:
         return Outcome(family, seed, "denied", "the victim did not finish (stalled: a denial of service)", done)
-    if victim in serve.failures:
+    if victim in serve.failures and victim not in serve.sched.summaries:
         code, why = serve.failures[victim]
         if code != 0 and AUTH_REASON.search(why):
             return Outcome(family, seed, "refused", f"exit {code}: {why[:200]}", done)
@@ -801,23 +867,30 @@ def _run_case(lab: Lab, family: str, seed: int, mutations: int, done: list[str])
         wrong = _cancelled_right(lab, victim, serve)
         if wrong:
             return Outcome(family, seed, "BAD", f"the cancelled victim: {wrong}", done)
-        return Outcome(family, seed, "exact", "cancelled; every result right, every report agrees", done)
+        return Outcome(family, seed, "refused" if flagged else "exact", "cancelled; every result right" + flagged, done)
     wrong = _exact(lab, victim, VICTIM_RECORDS, {FAILING}, serve)
-    if wrong and wrong.startswith(LOUD):
-        return Outcome(family, seed, "refused", wrong, done)
+    if wrong and wrong.startswith((LOUD, UNVERIFIED)):
+        return Outcome(family, seed, "refused", wrong + flagged, done)
     if wrong and wrong.startswith(DENIED):
-        return Outcome(family, seed, "denied", wrong, done)
+        return Outcome(family, seed, "denied", wrong + flagged, done)
     if wrong:
         # a refusal by the reader (rqp results / status naming the authentication failure) is one
         if "exits" in wrong and AUTH_REASON.search(wrong):
             return Outcome(family, seed, "refused", wrong, done)
         return Outcome(family, seed, "BAD", f"the victim: {wrong}", done)
     # rqp retry --failed must run the sealed summary's failed records, no other
-    count = control.retry_failed(lab.r, victim, "ops@chaos")
-    if count != 1:
+    code, out, err = lab.cli("retry", victim, "--failed")
+    if code != 0:
+        if AUTH_REASON.search(err):
+            return Outcome(family, seed, "refused", f"'rqp retry --failed' exits {code}: {err.strip()[:200]}", done)
+        return Outcome(family, seed, "BAD", f"'rqp retry --failed' exits {code} naming no authentication failure: "
+                       f"{err.strip()}", done)  # fmt: skip
+    if not out.startswith(f"re-queued 1 failed records of {victim}"):
         return Outcome(
-            family, seed, "BAD", f"'rqp retry --failed' re-queued {count} records; the sealed summary lists 1", done
+            family, seed, "BAD", f"'rqp retry --failed' says {out.strip()!r}; the sealed summary lists 1", done
         )
+    if flagged:
+        return Outcome(family, seed, "refused", "every result right" + flagged, done)
     return Outcome(family, seed, "exact", "every result right, every report agrees", done)
 
 
@@ -863,17 +936,18 @@ def main(argv: list[str] | None = None) -> int:
             lab.close()
     kinds = ("exact", "refused", "denied", "BAD")
     print(f"\n{args.mutations} mutations, {args.per_run} a run, in {time.monotonic() - started:.0f}s")
-    print(f"{'family':<12}" + "".join(f"{k:>9}" for k in kinds) + "  known open")
+    known = {f: sum(1 for o in bad if o.family == f and o.known_open) for f in families}
+    print(f"{'family':<12}" + "".join(f"{k:>9}" for k in kinds) + "  of the BAD, known open")
     for f in families:
-        print(f"{f:<12}" + "".join(f"{counts[f][k]:>9}" for k in kinds) + f"  {FAMILIES[f].open_issue}")
+        print(f"{f:<12}" + "".join(f"{counts[f][k]:>9}" for k in kinds) + f"  {known[f]}")
     total = Counter[str]()
     for c in counts.values():
         total.update(c)
-    print(f"{'all':<12}" + "".join(f"{total[k]:>9}" for k in kinds))
-    unexpected = [o for o in bad if not FAMILIES[o.family].open_issue]
+    print(f"{'all':<12}" + "".join(f"{total[k]:>9}" for k in kinds) + f"  {sum(known.values())}")
+    unexpected = [o for o in bad if not o.known_open]
     if bad:
         print(
-            f"{len(bad)} BAD runs ({len(bad) - len(unexpected)} in families issue #22 lists as open); each is printed above"
+            f"{len(bad)} BAD runs ({len(bad) - len(unexpected)} of them known open: {'; '.join(KNOWN_OPEN)}); each is printed above"
         )
     return 1 if unexpected else 0
 

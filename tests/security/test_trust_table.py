@@ -198,8 +198,12 @@ def test_every_row_is_well_formed():
     for row in ROWS:
         assert row.protection in PROTECTIONS, row
         assert (row.protection == "UNPROTECTED") == bool(row.issue), (
-            f"{row.key} {row.field}: issue item iff UNPROTECTED"
+            f"{row.key} {row.field}: what it moves (issue) iff UNPROTECTED"
         )
+        if row.protection in ("signed", "derived", "advisory"):
+            assert row.test, f"{row.key} {row.field}: a {row.protection} row names the test behind its claim"
+        for name in re.findall(r"test_\w+\.py", row.test):
+            assert (ROOT / "tests" / "security" / name).exists(), f"{row.key} {row.field}: no tests/security/{name}"
         re.compile(row.key_re)
         re.compile(row.field_re)
         assert row.writers and row.readers and row.drives, row
@@ -211,7 +215,7 @@ def test_an_unknown_key_or_field_is_caught():
     assert unnamed(seen) == ["rqp:newthing (string)", "rqp:w:x:meta (hash) field 'shiny'"]
 
 
-def test_every_key_and_field_of_every_feature_has_a_row(world, proc, cli_env, capsys, monitor):
+def test_every_key_and_field_of_every_feature_has_a_row(world, proc, cli_env, capsys, monitor, operator):
     from rqp.metrics_http import _RedisGauges
     from rqp_console.actions import perform
     from rqp_metrics.publisher import Summary, SummaryPublisher
@@ -258,7 +262,7 @@ def test_every_key_and_field_of_every_feature_has_a_row(world, proc, cli_env, ca
     run_b.step()
     work_all(world, proc)
     run_b.step()
-    assert perform(world.r, "cancel", b, "alice")["state"] == "cancelling"
+    assert perform(world.r, operator.key, "cancel", b, "alice")["state"] == "cancelling"
     snap()
     for _ in range(20):
         if run_b.step():

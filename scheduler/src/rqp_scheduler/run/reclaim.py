@@ -15,7 +15,7 @@ from rq.results import Result
 from rqp import metrics_http as metrics
 from rqp.errors import ForbiddenJobError, IntegrityError
 from rqp.jobs import ChunkSpec, JSONSerializer, RqpJob, open_spec, runs_of
-from rqp.ledger import ChunkKind, JobId, outbox_add
+from rqp.ledger import ChunkKind, JobId, outbox_add, record_rejection
 from rqp.messages import pack_messages
 from rqp.outcome import may_retry
 from rqp.status import FAILED, StatusRecord
@@ -86,10 +86,32 @@ class Reclaimer:
             self.reclaim(jid, reason)
         self._unqueued = unqueued
 
+    def _foreign(self, jid: str) -> bool:
+        """True (and the member dropped from the workload's leases, the drop recorded in
+        ``rqp:rejected``) when ``jid`` is not one of this workload's job ids: only a Redis writer
+        puts such a member in ``pending``, and nothing of it can be reclaimed or run."""
+        try:
+            ok = JobId.parse(jid).workload == self.ctx.id
+        except ValueError:
+            ok = False
+        if ok:
+            return False
+        ctx = self.ctx
+        ctx.r.zrem(ctx.ledger.k.pending, jid)
+        reason = (
+            f"workload {ctx.id}: lease entry {jid[:80]!r} is not one of its job ids (written behind rqp's back); "
+            "dropped, nothing reclaimed"
+        )
+        record_rejection(ctx.r, job=jid[:200], workload=ctx.id, worker=ctx.me, reason=reason)
+        log.warning("%s", reason)
+        return True
+
     def hand_back(self, jid: str) -> None:
         """A processor that cannot open the workload handed ``jid`` back untouched: queued again,
         as the next generation with the same attempts (nothing ran, so no attempt was spent)."""
         ctx = self.ctx
+        if self._foreign(jid):
+            return
         sealed = ctx.ledger.reclaim(jid)
         pipe = ctx.r.pipeline(transaction=True)
         ctx.ledger.forget_released(pipe, jid)
@@ -115,6 +137,8 @@ class Reclaimer:
         """Re-run what ``jid`` left undone as its next generation, with the attempt that ran
         spent; records out of attempts fail with ``reason`` (or the worker's own error)."""
         ctx = self.ctx
+        if self._foreign(jid):
+            return
         reason = ctx.ledger.abandoned(jid) or reason  # the worker's own error, when it gave the chunk up
         sealed = ctx.ledger.reclaim(jid)
         if sealed is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -15,6 +16,9 @@ from ..connect import open_operator_key
 from ..errors import ConfigError, WorkloadError
 from ..signing import SigningKey
 from .context import actor, backends
+
+if TYPE_CHECKING:
+    from ..workload import Workload
 
 __all__ = ["cmd_cancel", "cmd_delete", "cmd_pause", "cmd_priority", "cmd_resume", "cmd_retry", "register"]
 
@@ -57,14 +61,39 @@ def cmd_retry(args: argparse.Namespace) -> int:
     r = b.redis
     if not control.check_known(r, b.blobs, args.workload):
         raise WorkloadError(f"workload {args.workload} is packed but has not run; it has no failed records to retry")
-    count = control.retry_failed(r, b.blobs, b.workload(args.workload), signer, actor())
+    workload = b.workload(args.workload)
+    count = control.retry_failed(r, b.blobs, workload, signer, actor())
     if not count:
+        _check_nothing_to_retry(b, workload)
         print(f"workload {args.workload} has no failed records")
         return 0
     print(
         f"re-queued {count} failed records of {args.workload}; run 'rqp-scheduler run {args.workload}' (or a serving scheduler picks it up)"
     )
     return 0
+
+
+def _check_nothing_to_retry(b: Backends, workload: Workload) -> None:
+    """ "No failed records" only when the sealed summary agrees: a shown state a Redis writer set
+    (cancelled, running, ... on a workload that ended done) must not make ``rqp retry --failed``
+    exit 0 while the summary lists failures. ``WorkloadError`` naming both when they disagree."""
+    from ..errors import BlobNotFoundError, IntegrityError  # noqa: PLC0415 - only this check needs them
+    from ..ledger import Ledger  # noqa: PLC0415
+    from ..summary import read_summary  # noqa: PLC0415
+
+    wid = workload.id
+    try:
+        summary = read_summary(b.blobs, workload)
+    except (BlobNotFoundError, IntegrityError):
+        return
+    failed = max(summary.failed, len(summary.failures))
+    if failed:
+        shown = Ledger(b.redis, wid).state() or "unknown"
+        raise WorkloadError(
+            f"workload {wid}: its sealed summary lists {failed} failed records but Redis shows it {shown}: not "
+            f"retried; a shown state that disagrees with the sealed summary was written behind rqp's back, or a "
+            f"retry is under way ('rqp status {wid}')"
+        )
 
 
 def cmd_priority(args: argparse.Namespace) -> int:

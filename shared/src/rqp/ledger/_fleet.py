@@ -98,8 +98,8 @@ def leave_fleet(r: redis.Redis, host: str, pid: int) -> None:
 
 
 def fleet(r: redis.Redis, now: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-    """The live processors' entries (host, pid, workers, protections, started_at, seen_at), by
-    host then pid; two round trips whatever the number of workloads or records."""
+    """The live processors' entries (host, pid, workers, protections, started_at, seen_at, and
+    ``self_reported``: always True -- a Redis writer can forge any of it), by host then pid; two round trips whatever the number of workloads or records."""
     now = time.time() if now is None else now
     members = [str(text(m)) for m in r.zrangebyscore(FLEET, now, "+inf", start=0, num=limit)]
     if not members:
@@ -121,6 +121,9 @@ def fleet(r: redis.Redis, now: float | None = None, limit: int = 1000) -> list[d
                     "protections": d.get("protections", ""),
                     "started_at": float(d.get("started_at", 0.0)),
                     "seen_at": float(d.get("seen_at", 0.0)),
+                    # what a processor says of itself: nothing an attacker without keys cannot
+                    # forge backs it, so every reader shows it as such (issue #22 item 5)
+                    "self_reported": True,
                 }
             )
         except ValueError:

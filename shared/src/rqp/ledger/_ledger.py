@@ -121,6 +121,15 @@ def _decode(d: Mapping[bytes | str, bytes | str]) -> dict[str, str]:
     return {str(text(a)): str(text(b)) for a, b in d.items()}
 
 
+def _count(value: bytes | str | None) -> int:
+    """A plain counter as progress shows it: junk a Redis writer left (not an integer) reads as 0,
+    never an exception in a report (an ended workload's counts come from its sealed summary)."""
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 class Ledger:
     """The state of workload ``workload_id`` in Redis."""
 
@@ -591,9 +600,9 @@ class Ledger:
         meta, (processing, done, failed), retrying, perf = pipe.execute()
         return {
             "meta": _decode(meta),
-            "done": int(done or 0),
-            "failed": max(0, int(failed or 0)),
-            "processing": max(0, int(processing or 0)),
+            "done": _count(done),
+            "failed": max(0, _count(failed)),
+            "processing": max(0, _count(processing)),
             "retrying": int(retrying),
             "perf": _decode(perf),
         }

@@ -16,8 +16,9 @@ Protection classes:
 * ``derived``     plain, but rqp checks it against sealed state before it acts on it, or it only
                   schedules work whose effect sealed state arbitrates.
 * ``advisory``    plain, drives no decision, and is labelled as unverified where it is shown.
-* ``UNPROTECTED`` plain and acted on or reported as fact: a Redis writer changes what rqp does
-                  or says. ``issue`` names the item of issue #22 that closes it.
+* ``UNPROTECTED`` plain and shown as fact: a Redis writer changes what rqp shows. Each such row
+                  says (``issue``) what it moves and why that is never a result, a record
+                  count or an exit code.
 """
 
 from __future__ import annotations
@@ -52,8 +53,11 @@ class Row:
     readers: str
     drives: str
     protection: str
-    #: for UNPROTECTED rows: the item of issue #22 that closes it
+    #: for UNPROTECTED rows: why a Redis writer who changes it cannot change a result, a count or an
+    #: exit code -- what it does move
     issue: str = ""
+    #: the tests that check the claim (files under tests/security, ``[family]`` of the fuzzer)
+    test: str = ""
 
     def matches_key(self, key: str) -> bool:
         return re.fullmatch(self.key_re, key) is not None
@@ -62,13 +66,14 @@ class Row:
         return re.fullmatch(self.field_re, field) is not None
 
 
-#: an UNPROTECTED row none of issue #22's items 1-5 closes (item 6 names it; someone must decide)
-_NOT_COVERED = "6, not covered by items 1-5"
-
-
 def _w(name: str) -> str:
     return rf"rqp:w:{_W}:{name}"
 
+
+#: the tests behind the claims (tests/security/...)
+_III = "test_redis_writer_iii.py"
+_SC = "test_signed_control.py"
+_FUZZ = "test_redis_fuzz.py"
 
 _SCHED = "scheduler"
 _PROC = "processor"
@@ -77,120 +82,177 @@ _CONSOLE = "console"
 
 ROWS: tuple[Row, ...] = (
     # ------------------------------------------------------------------ rqp:w:<W>:meta
-    Row("rqp:w:<W>:meta", _w("meta"), "hash", "state", "state", f"{_SCHED}, control.lua ({_CLI}, {_CONSOLE} actions)",
+    Row("rqp:w:<W>:meta", _w("meta"), "hash", "state", "state", f"{_SCHED}, post_control.lua ({_CLI}, {_CONSOLE} actions)",
         f"{_SCHED}, {_CLI} status/list/results, {_CONSOLE}, serving scheduler (resume)",
-        "whether a workload is run, paused, cancelled or resumed; what status and list report",
-        "UNPROTECTED", "1, 3, 4"),
-    Row("rqp:w:<W>:meta", _w("meta"), "hash", "control", "control", f"control.lua ({_CLI}, {_CONSOLE} actions)",
-        _SCHED, "the scheduler pauses, resumes or cancels the workload", "UNPROTECTED", "1"),
-    Row("rqp:w:<W>:meta", _w("meta"), "hash", "priority", "priority", f"{_CLI} priority, {_CONSOLE}",
-        f"{_CLI} status, {_CONSOLE}", "shown as the workload's priority", "UNPROTECTED", "1"),
-    Row("rqp:w:<W>:meta", _w("meta"), "hash", "head", "head", _SCHED, _SCHED,
-        "what is enqueued, when the data is exhausted, the round; the summary's total", "sealed"),
+        "shown state only: the scheduler acts on the verified requests and puts a forged state back (recorded in "
+        "rqp:rejected); an ended workload (sealed head closed) is never run again; status/list of an ended "
+        "workload report the sealed summary, or say unverified and exit 4; a state forged on an ended workload "
+        "nobody supervises makes rqp status say unfinished (exit 3) or failed (exit 4), never a success",
+        "derived", test=f"{_III}::test_1, {_III}::test_6, {_SC}, {_FUZZ}[control]"),
+    Row("rqp:w:<W>:meta", _w("meta"), "hash", "control", "control", f"post_control.lua ({_CLI}, {_CONSOLE} actions)",
+        _SCHED, "nothing: kept for schedulers from before signed control; the scheduler puts a forged one back "
+        "and records it", "derived", test=f"{_III}::test_1, {_FUZZ}[control]"),
+    Row("rqp:w:<W>:meta", _w("meta"), "hash", "priority", "priority", f"{_SCHED} (from the signed request), {_CLI} priority",
+        f"{_CLI} status, {_CONSOLE}", "shown only; chunks are queued at the priority of the verified requests",
+        "advisory", test=f"{_SC}, {_FUZZ}[control]"),
+    Row("rqp:w:<W>:meta", _w("meta"), "hash", "head", "head", _SCHED, f"{_SCHED}, {_CLI} retry",
+        "what is enqueued, when the data is exhausted, the round, whether the workload ended; the summary's total",
+        "sealed", test=f"{_FUZZ}[sealed]"),
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "pin", "pin", _SCHED, _SCHED,
-        "a workload replaced while unfinished is refused", "sealed"),
+        "a workload replaced while unfinished is refused", "sealed", test=f"{_FUZZ}[sealed]"),
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "error_sealed", "error_sealed", _SCHED, f"{_CLI} status (with the KEK)",
-        "the full error of a failed workload", "sealed"),
+        "the full error of a failed workload", "sealed", test=f"{_FUZZ}[sealed]"),
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "enqueued, chunks, total",
-        "enqueued|chunks|total", _SCHED, f"{_CLI} status/list, {_CONSOLE}, rqp-scheduler run's exit line",
-        "progress shown as fact (the sealed head governs what is done)", "UNPROTECTED", "3"),
+        "enqueued|chunks|total", _SCHED, f"{_CLI} status/list, {_CONSOLE}",
+        "progress while it runs; an ended workload's counts come from the sealed summary (the sealed head "
+        "governs what is enqueued); junk reads as missing", "derived", test=f"{_FUZZ}[progress]"),
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "started_at, finished_at", "started_at|finished_at", _SCHED,
-        f"{_CLI} status, {_CONSOLE}, summary's elapsed time", "times shown and sealed into the summary", "UNPROTECTED",
-        "3"),
+        f"{_CLI} status, {_CONSOLE}, summary's elapsed time", "times shown and sealed into the summary",
+        "UNPROTECTED", "moves only the elapsed time and rate shown (and sealed into the summary), never a count, a "
+        "result or an exit code; junk reads as missing"),
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "error, processor_error", "error|processor_error", f"{_SCHED}, {_PROC}",
-        f"{_CLI} status, {_CONSOLE}", "the reason shown for a failed or stuck workload", "UNPROTECTED", "3"),
+        f"{_CLI} status, {_CONSOLE}, {_SCHED} (the reason given to records of a chunk given up)",
+        "the reason shown for a failed or stuck workload or chunk", "UNPROTECTED",
+        "moves only the text of a failure that happened (the full error is error_sealed); never which records "
+        "failed, a count or an exit code"),
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "reclaimed", "reclaimed", _SCHED,
-        f"{_CONSOLE}, the summary's reclaimed_chunks", "a count shown and sealed into the summary", "UNPROTECTED", "3"),
+        f"{_CONSOLE}, the summary's reclaimed_chunks", "a count of re-queued chunks shown and sealed into the summary",
+        "UNPROTECTED", "moves only the reclaimed-chunks figure (operations, not records): never a record count, a "
+        "result or an exit code; junk reads as 0"),
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "results_sha256", "results_sha256", _SCHED, f"{_CLI} status",
-        "shown; rqp results checks the sealed summary's digest, not this", "derived"),
+        "shown; rqp results checks the sealed summary's digest, not this", "derived", test=f"{_FUZZ}[sealed]"),
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "format, signer, scheduler, max_attempts",
         "format|signer|scheduler|max_attempts", _SCHED, f"{_CLI} status, {_CONSOLE}",
-        "shown only; the signed manifest and the sealed specs are what roles act on", "UNPROTECTED", "3"),
+        "shown only; the signed manifest and the sealed specs are what roles act on", "UNPROTECTED",
+        "moves only labels shown in status; roles act on the signed manifest and the sealed specs"),
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "retry_seq", "retry_seq", _SCHED, _SCHED,
-        "names the next retry chunk; its sealed spec and START/COMMIT decide what it runs", "derived"),
+        "names the next retry chunk; its sealed spec and START/COMMIT decide what it runs", "derived",
+        test=f"{_FUZZ}[derived]"),
+    # ------------------------------------------------------------------ signed control
+    Row("rqp:w:<W>:control", _w("control"), "list", "", "", f"post_control.lua ({_CLI}, {_CONSOLE} actions)",
+        _SCHED, "pause, resume, cancel, retry, priority: only requests signed by a trusted operator or the "
+        "workload's submitter, for this workload, fresh and not replayed, count; others are refused and recorded",
+        "signed", test=f"{_SC}, {_III}::test_1, {_FUZZ}[control]"),
     # ------------------------------------------------------------------ records in flight
     Row("rqp:w:<W>:c:<chunk>", _w(r"c:[A-Za-z0-9]+"), "string", "", "", _SCHED, f"{_PROC} (start), {_SCHED} (reclaim)",
-        "the records a worker runs; a value that is not packed stops the scheduler (struct.error)",
-        "UNPROTECTED", "7"),
+        "the records a worker runs, each sealed; a value that does not unpack is an IntegrityError that fails that "
+        "workload (or those records) loudly, and the others go on", "sealed",
+        test=f"{_III}::test_7, {_FUZZ}[chunk]"),
     Row("rqp:w:<W>:rec", _w("rec"), "hash", "<record id>", r"\d+", f"{_PROC} (commit), {_SCHED}",
-        f"{_PROC}, {_CLI} retry", "the records of retry chunks", "sealed"),
+        f"{_PROC}, {_CLI} retry", "the records of retry chunks", "sealed", test=f"{_FUZZ}[sealed]"),
     Row("rqp:w:<W>:st", _w("st"), "hash", "<record id>", r"\d+", f"{_PROC}, {_SCHED}",
-        f"{_CLI} status --record, results --failed, {_CONSOLE}, consolidation", "a record's status", "sealed"),
+        f"{_CLI} status --record, results --failed, {_CONSOLE}, consolidation", "a record's status", "sealed",
+        test=f"{_FUZZ}[sealed]"),
     Row("rqp:w:<W>:notes", _w("notes"), "hash", "<chunk>|<first>|<last>", r"[A-Za-z0-9]+\|\d+\|\d+", _PROC,
-        f"consolidation, {_CLI} status --record", "which records a committed chunk did", "sealed"),
+        f"consolidation, {_CLI} status --record", "which records a committed chunk did", "sealed",
+        test=f"{_FUZZ}[sealed]"),
     Row("rqp:w:<W>:done", _w("done"), "bitmap", "", "", _PROC, f"{_PROC} (start), status --record",
-        "refuses a replayed job; checked against the sealed notes at consolidation", "derived"),
+        "refuses a replayed job; checked against the sealed notes at consolidation", "derived",
+        test=f"{_FUZZ}[derived]"),
     Row("rqp:w:<W>:failed", _w("failed"), "bitmap", "", "", f"{_PROC}, {_SCHED}",
-        f"{_CLI} retry --failed, {_PROC} (start), consolidation",
-        "which records rqp retry --failed runs again", "UNPROTECTED", "3"),
+        f"{_PROC} (start), consolidation",
+        "a record marked failed is refused at START (fails loudly, counted in every report); rqp retry --failed "
+        "takes the failed set from the sealed summary, not from this", "derived",
+        test=f"{_III}::test_4, {_FUZZ}[failed]"),
     Row("rqp:w:<W>:pending", _w("pending"), "zset", "", "", f"{_SCHED}, {_PROC}", f"{_SCHED}, {_PROC}",
-        "leases; START/COMMIT accept only a job in it with its sealed spec (a member that is not a job id kills "
-        "the scheduler today: #22 item 7)", "derived"),
+        "leases; START/COMMIT accept only a job in it with its sealed spec; a member that is not one of the "
+        "workload's job ids is dropped by the reclaimer and recorded in rqp:rejected", "derived",
+        test=f"{_III}::test_10, {_FUZZ}[derived]"),
     Row("rqp:w:<W>:spec", _w("spec"), "hash", "<job id>", _ANY, _SCHED, f"{_PROC}, {_SCHED} (reclaim)",
-        "what a job runs", "sealed"),
+        "what a job runs", "sealed", test=f"{_FUZZ}[sealed]"),
     Row("rqp:w:<W>:parts", _w("parts"), "hash", "<chunk>", r"[A-Za-z0-9]+", _PROC, "consolidation",
-        "which result part a chunk committed; every result in it is checked", "derived"),
+        "which result part a chunk committed; every result in it is checked", "derived", test=f"{_FUZZ}[derived]"),
     Row("rqp:w:<W>:retry", _w("retry"), "zset", "", "", f"{_PROC}, {_SCHED}", _SCHED,
-        "retries due; only those a sealed commit asked for run", "derived"),
+        "retries due; only those a sealed commit asked for run", "derived", test=f"{_FUZZ}[derived]"),
     Row("rqp:w:<W>:n", _w("n"), "hash", "processing", "processing", f"{_PROC}, {_SCHED}",
-        f"{_CLI} status, {_CONSOLE}, metrics", "records in flight shown", "UNPROTECTED", "3"),
+        f"{_CLI} status, {_CONSOLE}, metrics", "records in flight shown while it runs (0 once ended)", "advisory",
+        test=f"{_FUZZ}[counters]"),
     Row("rqp:w:<W>:n", _w("n"), "hash", "done, failed", "done|failed", f"{_PROC}, {_SCHED}",
-        f"rqp-scheduler run's exit code, {_CLI} status/list (and exit code), {_CONSOLE}, metrics",
-        "the counts reported and the success exit code", "UNPROTECTED", "3"),
+        f"{_CLI} status/list, {_CONSOLE}, metrics",
+        "progress while it runs; rqp-scheduler run's exit code and line, and status/list of an ended workload, "
+        "come from the sealed summary (or say unverified, exit 4); junk reads as 0", "derived",
+        test=f"{_III}::test_2, {_FUZZ}[counters]"),
     Row("rqp:w:<W>:n", _w("n"), "hash", "j:<job id>", r"j:.+", _PROC, f"{_PROC}, {_SCHED}",
-        "the size a job added to processing", "UNPROTECTED", "3"),
+        "the size a job added to processing (the in-flight figure only)", "advisory", test=f"{_FUZZ}[counters]"),
     Row("rqp:w:<W>:n", _w("n"), "hash", "s:<job id>", r"s:.+", _PROC, f"{_CLI} status --record",
         "when and where a record started", "sealed"),
     Row("rqp:w:<W>:n", _w("n"), "hash", "e:<job id>", r"e:.+", _PROC, _SCHED,
-        "the error given to the records of a chunk given up", "UNPROTECTED", "3"),
+        "the error given to the records of a chunk given up", "UNPROTECTED",
+        "moves only the text of the error of records that did fail (a chunk given up after its attempts); never "
+        "which records failed, a count or an exit code"),
     Row("rqp:w:<W>:n", _w("n"), "hash", "r:<job id>", r"r:.+", _PROC, _SCHED,
-        "a chunk handed back untouched is re-queued without counting an attempt", "derived"),
+        "a chunk handed back untouched is re-queued without counting an attempt", "derived",
+        test=f"{_FUZZ}[derived]"),
     Row("rqp:w:<W>:perf", _w("perf"), "hash", "records, seconds, last, first", "records|seconds|last|first", _PROC,
         f"{_SCHED} (adaptive chunk size), {_CLI} status rate/ETA, summary's throughput",
-        "chunk sizes and the rate shown (a value that is not UTF-8 kills the scheduler, rqp status and list today)",
-        "UNPROTECTED", "3, 7"),
+        "chunk sizes and the rate shown; junk (not a number, not UTF-8) reads as missing", "UNPROTECTED",
+        "moves only chunk sizes and the rate/ETA shown: never a count, a result or an exit code",
+        test=f"{_III}::test_8, {_III}::test_9, {_FUZZ}[progress]"),
     Row("rqp:w:<W>:lock", _w("lock"), "string", "", "", _SCHED, _SCHED,
-        "which scheduler supervises the workload (a holder is only waited for)", "derived"),
+        "which scheduler supervises the workload (a holder is only waited for)", "derived", test=f"{_FUZZ}[derived]"),
     Row("rqp:w:<W>:blind", _w("blind"), "hash", "<host:pid>", _ANY, _PROC, f"{_CLI} status, {_CONSOLE}",
-        "why a processor cannot open the workload, shown", "UNPROTECTED", "3"),
+        "why a processor cannot open the workload, shown", "UNPROTECTED",
+        "moves only a hint shown while a workload runs; drives no decision"),
     # ------------------------------------------------------------------ shared by every workload
     Row("rqp:workloads", r"rqp:workloads", "zset", "", "", _SCHED, f"{_CLI} list, {_CONSOLE}, serving scheduler",
-        "which workloads are listed and resumed (each one's own state is then opened)", "derived"),
-    Row("rqp:submissions", r"rqp:submissions", "list", "", "", f"{_CLI} submit/pack --submit, control.lua",
-        "serving scheduler", "which workloads a serving scheduler starts: a finished one is run again",
-        "UNPROTECTED", "4"),
-    Row("rqp:priorities", r"rqp:priorities", "hash", "<W>", _W, f"{_CLI} priority, {_CONSOLE}", _SCHED,
-        "which RQ queue a workload's chunks go to", "UNPROTECTED", "1"),
-    Row("rqp:audit", r"rqp:audit", "list", "", "", f"control.lua, {_CLI} retry/priority/delete, {_CONSOLE}",
-        f"{_CLI} audit, {_CLI} results/status of a deleted workload, {_CONSOLE}",
-        "who did what, printed as fact", "UNPROTECTED", "2"),
+        "which workloads are listed and resumed (each one's own state is then opened)", "derived",
+        test=f"{_FUZZ}[derived]"),
+    Row("rqp:submissions", r"rqp:submissions", "list", "", "", f"{_CLI} submit/pack --submit, post_control.lua",
+        "serving scheduler", "which workloads a serving scheduler starts: one whose sealed head is closed (ended) "
+        "is never run again, only a signed retry re-opens it", "derived",
+        test=f"{_III}::test_6, {_FUZZ}[submissions]"),
+    Row("rqp:priorities", r"rqp:priorities", "hash", "<W>", _W, f"{_CLI} priority, {_CONSOLE}", "nobody acts on it",
+        "kept beside the shown priority; the chunks' queue comes from the verified requests", "advisory",
+        test=f"{_FUZZ}[control]"),
+    Row("rqp:audit", r"rqp:audit", "list", "", "", f"post_control.lua ({_CLI}, {_CONSOLE} actions)",
+        f"{_CLI} audit (--verify), {_CLI} results/status of a deleted workload, {_CONSOLE}",
+        "who did what: the signed requests, hash-chained; an entry that does not verify is marked so, a cut "
+        "chain is shown and fails --verify (open: a list emptied entirely still verifies)", "signed",
+        test=f"{_III}::test_3, {_FUZZ}[audit]"),
+    Row("rqp:audit:head", r"rqp:audit:head", "string", "", "", "post_control.lua", f"{_CLI} audit, post_control.lua",
+        "the hash of the newest audit entry: newer entries removed show as a cut", "derived",
+        test=f"{_FUZZ}[audit]"),
+    Row("rqp:tombstones", r"rqp:tombstones", "hash", "<manifest digest>", r"[0-9a-f]{64}",
+        f"{_CLI} delete, {_CONSOLE} delete", "the roles (rqp.backends.check_tombstone)",
+        "a deleted workload's signed blobs uploaded again are refused", "UNPROTECTED",
+        "HDEL lets a deleted workload's own signed blobs, uploaded again, run again (what its submitter signed, "
+        "not a forgery; its results are its own); HSET refuses a workload (a denial)"),
     Row("rqp:rejected", r"rqp:rejected", "list", "", "", f"{_PROC}, {_SCHED}", f"{_CLI} rejected, {_CONSOLE}",
-        "the refused jobs shown (drives no decision; not labelled unverified)", "UNPROTECTED", _NOT_COVERED),
+        "the refused jobs and requests shown", "UNPROTECTED",
+        "drives no decision: a forged entry shows a refusal that did not happen, a deleted one hides one"),
     Row("rqp:outbox", r"rqp:outbox", "hash", "<message id>", _ANY, f"{_PROC}, {_SCHED}", _SCHED,
-        "status and event messages published; the payload is sealed to its queue, kind and id", "sealed"),
+        "status and event messages published; the payload is sealed to its queue, kind and id", "sealed",
+        test=f"{_FUZZ}[derived]"),
     Row("rqp:outbox:t", r"rqp:outbox:t", "zset", "", "", f"{_PROC}, {_SCHED}", _SCHED,
-        "when an outbox entry is old enough to publish", "derived"),
+        "when an outbox entry is old enough to publish", "derived", test=f"{_FUZZ}[derived]"),
     Row("rqp:held:<host:pid>", r"rqp:held:.+", "string", "", "", f"{_PROC} (start)", f"{_PROC} supervisor",
-        "ends the lease of a dead worker's chunk at once (the chunk re-runs under START/COMMIT)", "derived"),
+        "ends the lease of a dead worker's chunk at once (the chunk re-runs under START/COMMIT)", "derived",
+        test=f"{_FUZZ}[derived]"),
     Row("rqp:fleet", r"rqp:fleet", "zset", "", "", _PROC, f"{_CONSOLE} fleet, metrics",
-        "which processors are listed as alive", "UNPROTECTED", "5"),
+        "which processors are listed as alive, each labelled self-reported", "advisory",
+        test=f"{_III}::test_5, {_FUZZ}[fleet]"),
     Row("rqp:fleet:<host:pid>", r"rqp:fleet:.+", "hash", "host, pid, workers, protections, started_at, seen_at",
         "host|pid|workers|protections|started_at|seen_at", _PROC, f"{_CONSOLE} fleet, metrics",
-        "a processor's host, workers and sandbox protections, shown as real", "UNPROTECTED", "5"),
+        "a processor's host, workers and sandbox protections, shown labelled self-reported (self_reported=True)",
+        "advisory", test=f"{_III}::test_5, {_FUZZ}[fleet]"),
     Row("rqp:mq:<queue> (status, events)", r"rqp:mq:(?!rqp-metrics$)[A-Za-z0-9_-]+", "stream", "b", "b",
         f"{_SCHED}, {_PROC} (outbox)", f"{_CLI} messages, consumers",
         "status and event messages; the payload is sealed to its queue, kind and id", "sealed"),
     Row("rqp:mq:rqp-metrics", r"rqp:mq:rqp-metrics", "stream", "b", "b", "rqp-metrics-logger", f"{_CLI} metrics",
-        "host metrics samples, shown", "UNPROTECTED", _NOT_COVERED),
+        "host metrics samples, shown", "UNPROTECTED", "host metrics only: no workload's result, count or state"),
     # ------------------------------------------------------------------ RQ's own keys
     Row("rq:job:<job id>", r"rq:job:.+", "hash", "data", "data", f"{_SCHED} (RQ enqueue)", f"{_PROC} (RQ worker)",
-        "which job a worker runs; its sealed spec must be the one in pending/spec (START)", "derived"),
+        "which job a worker runs; its sealed spec must be the one in pending/spec (START)", "derived",
+        test=f"{_FUZZ}[derived]"),
     Row("rq:job:<job id>", r"rq:job:.+", "hash", "* (RQ's bookkeeping)", r"(?!data$).+", "RQ", f"RQ, {_SCHED}",
-        "a job RQ lost or failed is reclaimed and re-run; START/COMMIT arbitrate", "derived"),
+        "a job RQ lost or failed is reclaimed and re-run; START/COMMIT arbitrate", "derived",
+        test=f"{_FUZZ}[derived]"),
     Row("rq:worker:<name>", r"rq:worker:.+", "hash", "* (RQ's worker registry)", _ANY, f"RQ ({_PROC} workers)",
-        f"{_CONSOLE} fleet", "which RQ workers the console lists, on which host", "UNPROTECTED", "5"),
+        f"{_CONSOLE} fleet", "which RQ workers the console lists, on which host", "UNPROTECTED",
+        "shown on the console's fleet page beside processors labelled self-reported; drives no decision"),
     Row("rq:* (queues, registries, results)", r"rq:(?!job:|worker:).+", "any", "*", _ANY, "RQ",
-        f"RQ, {_SCHED}", "delivery of jobs only: what runs and counts is decided by START/COMMIT", "derived"),
+        f"RQ, {_SCHED}", "delivery of jobs only: what runs and counts is decided by START/COMMIT", "derived",
+        test=f"{_FUZZ}[derived]"),
 )  # fmt: skip
 
 
@@ -204,7 +266,7 @@ def find(key: str, field: str | None = None) -> Row | None:
     return None
 
 
-_HEADER = ("Key", "Type", "Field", "Written by", "Read by", "Drives", "Protection")
+_HEADER = ("Key", "Type", "Field", "Written by", "Read by", "Drives", "Protection", "Test")
 
 
 def _cell(s: str) -> str:
@@ -215,9 +277,10 @@ def render_markdown() -> str:
     """SECURITY.md's trust table, from ``ROWS``."""
     lines = ["| " + " | ".join(_HEADER) + " |", "|" + "|".join("---" for _ in _HEADER) + "|"]
     for row in ROWS:
-        protection = f"**UNPROTECTED** (#22 item {row.issue})" if row.protection == "UNPROTECTED" else row.protection
-        cells = (f"`{row.key}`", row.type, f"`{row.field}`" if row.field else "", row.writers, row.readers, row.drives)
-        lines.append("| " + " | ".join(_cell(c) for c in cells) + f" | {protection} |")
+        protection = f"**UNPROTECTED**: {row.issue}" if row.protection == "UNPROTECTED" else row.protection
+        cells = (f"`{row.key}`", row.type, f"`{row.field}`" if row.field else "", row.writers, row.readers, row.drives,
+                 protection, row.test)  # fmt: skip
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
