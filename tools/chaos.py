@@ -74,15 +74,14 @@ LOUD = "refused records"
 #: how it says records failed for another reason, counted honestly, or a report said "not done"
 #: of a done workload (a denial of service, never a success claim)
 DENIED = "denied"
-#: a real cancel before the data was read to its end: the sealed summary counts only the records
-#: read so far (total) and says none never ran -- the cancelled summary's total comes from
-#: run/finish.py (``head.total = head.enqueued``), open: the records never read are not counted
-CANCEL_SHORT = "known open (cancel summary counts only the records read)"
-#: every audit entry removed (the chain head still names the newest): 'rqp audit --verify' checks the
-#: head only against an entry it reads, so an emptied list verifies (rqp/oplog.py read_audit), open
-AUDIT_EMPTIED = "known open (an emptied audit list verifies)"
-#: what this tool names as known open: BAD runs whose wrong answer is one of these
-KNOWN_OPEN = (CANCEL_SHORT, AUDIT_EMPTIED)
+#: a real cancel before the data was read to its end whose sealed summary counts only the records
+#: read (fixed: the scheduler reads the rest and counts it as never run)
+CANCEL_SHORT = "cancel summary counts only the records read"
+#: every audit entry removed while the chain head still names the newest (fixed: read_audit reports
+#: the emptied log as a cut)
+AUDIT_EMPTIED = "an emptied audit list verifies"
+#: what this tool names as known open: BAD runs whose wrong answer is one of these (none now)
+KNOWN_OPEN: tuple[str, ...] = ()
 #: how it says a report marked its counts unverified (exit 4): not a lie
 UNVERIFIED = "unverified"
 #: what a reason must name to count as a refusal rather than a silent or unexplained failure

@@ -324,6 +324,7 @@ def summarize(
     failed: list[Failure],
     not_run: int = 0,
     state: str = "done",
+    unread: int = 0,
 ) -> Summary:
     """The summary: the counts are the head's and the proof's, never Redis's plain fields."""
     assert head.total is not None
@@ -332,10 +333,10 @@ def summarize(
     finished = time.time()
     elapsed = max(finished - started, 1e-9)
     return Summary(
-        workload=workload.id, total=head.total, done=results.count, failed=len(failed), started_at=started,
+        workload=workload.id, total=head.total + unread, done=results.count, failed=len(failed), started_at=started,
         finished_at=finished, elapsed=round(elapsed, 3), records_per_second=round(head.total / elapsed, 1),
         chunks=head.chunks, reclaimed_chunks=int(plain_float(meta.get(Meta.RECLAIMED), 0)), results=results, failures=failed,
-        cancelled=not_run, state=state,
+        cancelled=not_run + unread, state=state,
     )  # fmt: skip
 
 
@@ -347,6 +348,7 @@ def consolidate(
     *,
     keep_parts: bool = False,
     cancelled: bool = False,
+    unread: int = 0,
 ) -> Summary:
     """The proof, the results and the summary; ``StateError`` (nothing written but a results
     object that no summary vouches for) when Redis's state does not add up."""
@@ -376,7 +378,9 @@ def consolidate(
             f"this round's notes name {proof.done_count} records done, {proof.this_round} results were read",
         )
     failed = failures(ledger, workload, proof, cancelled)
-    summary = summarize(ledger, workload, head, results, failed, proof.not_run, "cancelled" if cancelled else "done")
+    summary = summarize(
+        ledger, workload, head, results, failed, proof.not_run, "cancelled" if cancelled else "done", unread
+    )
     store.put(blob_name(workload.id, SUMMARY_BLOB), summary.seal(workload))
     if previous is not None:
         store.delete(previous)

@@ -14,7 +14,7 @@ from rqp import sandbox
 from rqp.backends import Backends
 from rqp.config import Settings
 from rqp.errors import BlobNotFoundError, IntegrityError, RqpError
-from rqp.ledger import next_submission, unfinished
+from rqp.ledger import next_submission, record_rejection, unfinished
 from rqp.summary import Summary, read_summary
 
 from .run import WorkloadRun
@@ -54,7 +54,7 @@ class Scheduler:
         #: the sealed summary of each workload that ended (what ``run`` reports and exits by)
         self.summaries: dict[str, Summary | None] = {}
 
-    def add(self, workload_id: str) -> None:
+    def add(self, workload_id: str, submitted: bool = False) -> None:
         if workload_id in self.runs:
             return
         run = WorkloadRun(self.backends, workload_id, hosts=self.hosts, writer=self.writer)
@@ -69,6 +69,12 @@ class Scheduler:
             self.summaries[workload_id] = summary
             state = summary.final_state if summary is not None else "ended"
             log.info("workload %s is already %s; nothing to schedule", workload_id, state)
+            if submitted:  # a submission (anyone with Redis can push one) of an ended workload: recorded
+                record_rejection(
+                    self.r, job=f"submission:{workload_id}", workload=workload_id, worker=run.ctx.me,
+                    reason=f"workload {workload_id} has ended ({state}); a submission does not run it again "
+                    f"('rqp retry {workload_id} --failed', signed, runs its failed records)",
+                )  # fmt: skip
             return
         self.runs[workload_id] = run
 
@@ -82,9 +88,9 @@ class Scheduler:
         for wid in unfinished(self.r):
             self._try_add(wid)
 
-    def _try_add(self, wid: str) -> None:
+    def _try_add(self, wid: str, submitted: bool = False) -> None:
         try:
-            self.add(wid)
+            self.add(wid, submitted)
         except RqpError as exc:
             self._failed(wid, exc)
         except (redis.ConnectionError, redis.TimeoutError):
@@ -143,7 +149,7 @@ class Scheduler:
         that fails -- foreseen or not -- is taken out; the others go on."""
         if serve:
             while (sub := next_submission(self.r)) is not None:
-                self._try_add(sub)
+                self._try_add(sub, submitted=True)
         for wid, run in list(self.runs.items()):
             try:
                 if run.step():

@@ -410,6 +410,20 @@ def read_audit(
     returned with ``verified=False`` and why; a removed entry shows as ``cut`` on the entry above."""
     raws = [x.encode() if isinstance(x, str) else bytes(x) for x in r.lrange(AUDIT, 0, limit - 1)]
     head = text(r.get(AUDIT_HEAD))
+    if not raws and head is not None and head != GENESIS:
+        # the head names an entry, and the log holds none: every entry was removed
+        return [
+            AuditEntry(
+                0.0,
+                "?",
+                "?",
+                "?",
+                "",
+                False,
+                "the audit log is empty but its head names an entry",
+                cut="every entry removed (rqp:audit:head names an entry that is gone)",
+            )
+        ]
     out: list[AuditEntry] = []
     parsed: list[SignedRequest | None] = []
     for raw in raws:

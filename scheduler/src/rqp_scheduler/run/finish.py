@@ -90,9 +90,10 @@ class Finisher:
             ctx.store.delete(name)
         log.info("workload %s: its superseded generation was deleted (this one's results replace it)", ctx.id)
 
-    def finish(self, cancelled: bool = False) -> Summary:
+    def finish(self, cancelled: bool = False, unread: int = 0) -> Summary:
         """Consolidate the results, write the summary, close the head, announce the end and
-        release the lock."""
+        release the lock. ``unread``: records of a cancelled workload's data never read (they count
+        as never run, and in its total)."""
         ctx = self.ctx
         if not cancelled:
             ctx.ledger.set_state(State.CONSOLIDATING)
@@ -100,8 +101,9 @@ class Finisher:
         if cancelled and head.total is None:
             head = Head(head.enqueued, head.chunks, head.enqueued, head.round)  # what was read before the cancel
         summary = consolidate(
-            ctx.ledger, ctx.store, ctx.workload, head, keep_parts=ctx.settings.keep_parts, cancelled=cancelled
-        )
+            ctx.ledger, ctx.store, ctx.workload, head, keep_parts=ctx.settings.keep_parts, cancelled=cancelled,
+            unread=unread,
+        )  # fmt: skip
         self.drop_superseded()
         closed = Head(head.enqueued, head.chunks, head.total, head.round, closed=True)
         ctx.ledger.finish(

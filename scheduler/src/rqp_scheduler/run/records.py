@@ -62,6 +62,17 @@ class RecordStream:
                 )  # fmt: skip
             self.records = islice(recs, ctx.head.enqueued, None)
 
+    def count_rest(self) -> int:
+        """How many records the data holds past what was read: a workload cancelled while its
+        data was still being read counts them as never run (reading on, enqueueing nothing)."""
+        if self.exhausted:
+            return 0
+        if self.records is None:
+            self.open()
+        if self.records is None:
+            return 0
+        return sum(1 for _ in self.records)
+
     def close(self) -> None:
         """End the script host of a ``--format script`` parse, if one runs."""
         if self._parser is not None:

@@ -316,12 +316,12 @@ class WorkloadRun:
         self._every("reclaim", RECLAIM_INTERVAL, now, self.reclaimer.expired)
         self._housekeeping(now)
         if control is Control.CANCEL and self.ctx.ledger.in_flight() == 0:
-            self._finish(cancelled=True)
+            self._finish(cancelled=True, unread=self.stream.count_rest())
             return True
         return False
 
-    def _finish(self, cancelled: bool = False) -> None:
-        self.summary = self.finisher.finish(cancelled=cancelled)
+    def _finish(self, cancelled: bool = False, unread: int = 0) -> None:
+        self.summary = self.finisher.finish(cancelled=cancelled, unread=unread)
         self.stream.close()
         self.finished = True
 
