@@ -446,7 +446,7 @@ ok "a second processor VM started mid-run pulled its image, joined and took chun
 
 # -- a processor whose blob store is not the scheduler's: named, never fatal
 ELSEWHERE="azure-blob://devstoreaccount1/elsewhere?connection_string_file=/run/secrets/azure_conn"
-one_off proc2 mkelsewhere -e "RQP_BLOB_URL=$ELSEWHERE" --entrypoint /opt/rqp/bin/python processor -c \
+one_off proc2 mkelsewhere -e "RQP_BLOB_URL=$ELSEWHERE" --entrypoint /opt/rqp/role-bin/python processor -c \
   "import os; from rqp.connect import open_blob_store; open_blob_store(os.environ['RQP_BLOB_URL']).create_container()" \
   >"$WORK/mkelsewhere.log" 2>&1 || { cat "$WORK/mkelsewhere.log" >&2; fail "creating another blob container"; }
 vmc proc2 run -d --no-deps --name "rqp-vms-$ID-blind" -e "RQP_BLOB_URL=$ELSEWHERE" -e RQP_WORKERS=1 processor >/dev/null \
