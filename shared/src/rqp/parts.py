@@ -53,13 +53,15 @@ def seal_part(workload: Workload | Seals, results: list[tuple[int, bytes]]) -> b
 
 
 def iter_part(chunks: Iterable[bytes], name: str) -> Iterator[tuple[int, bytes]]:
-    """``decode_part`` over a part read in pieces (``BlobStore.iter_chunks``): holds one entry at a
-    time, so a part of large results never sits in memory whole."""
-    buf = bytearray()
-    it = iter(chunks)
+    """``decode_part`` over a part read in pieces (``BlobStore.iter_chunks``): holds one piece and
+    at most one entry in memory, so a part of large results never sits in memory whole. Entries
+    are sliced at an offset (the consumed front is dropped once per piece, not per entry)."""
+    buf = b""
+    pos = 0
     started = False
-    for piece in it:
-        buf += piece
+    for piece in chunks:
+        buf = buf[pos:] + piece if pos < len(buf) else piece
+        pos = 0
         if not started:
             if len(buf) < len(MAGIC):
                 continue
@@ -67,15 +69,16 @@ def iter_part(chunks: Iterable[bytes], name: str) -> Iterator[tuple[int, bytes]]
                 raise IntegrityError(
                     f"result part {name} is not an rqp result part (bad header): replaced or corrupted"
                 )
-            del buf[: len(MAGIC)]
+            pos = len(MAGIC)
             started = True
-        while len(buf) >= _ENTRY.size:
-            rid, n = _ENTRY.unpack_from(buf, 0)
-            if len(buf) < _ENTRY.size + n:
+        end = len(buf)
+        while end - pos >= _ENTRY.size:
+            rid, n = _ENTRY.unpack_from(buf, pos)
+            if end - pos < _ENTRY.size + n:
                 break
-            yield rid, bytes(buf[_ENTRY.size : _ENTRY.size + n])
-            del buf[: _ENTRY.size + n]
-    if not started or buf:
+            yield rid, buf[pos + _ENTRY.size : pos + _ENTRY.size + n]
+            pos += _ENTRY.size + n
+    if not started or pos < len(buf):
         raise IntegrityError(f"result part {name} is truncated" if started else f"result part {name} is empty")
 
 
