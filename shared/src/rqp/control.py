@@ -28,7 +28,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeAlias
 
 import redis
 
@@ -36,6 +37,13 @@ from .errors import BlobNotFoundError, IntegrityError, RqpError, WorkloadError
 from .ledger import TOMBSTONES, Head, Ledger, Meta, Priority, State, WorkloadKeys, submit
 from .oplog import AuditEntry, post, read_audit
 from .signing import SigningKey, TrustStore
+
+if TYPE_CHECKING:
+    from .storage import BlobStore
+    from .workload import Workload
+
+#: a blob store, a zero-argument callable that opens one on first use, or None (Redis alone decides)
+StoreArg: TypeAlias = "BlobStore | Callable[[], BlobStore] | None"
 
 __all__ = [
     "audit",
@@ -60,7 +68,7 @@ def unknown(workload_id: str) -> WorkloadError:
     )
 
 
-def _packed(store: Any, workload_id: str) -> bool:
+def _packed(store: StoreArg, workload_id: str) -> bool:
     from .workload import blob_name  # noqa: PLC0415 - keeps this module light for the console
 
     if callable(store):  # opened only now: a command on a workload Redis knows never opens it
@@ -68,7 +76,7 @@ def _packed(store: Any, workload_id: str) -> bool:
     return store is not None and bool(store.exists(blob_name(workload_id, "manifest.json")))
 
 
-def manifest_digest(store: Any, workload_id: str) -> str:
+def manifest_digest(store: StoreArg, workload_id: str) -> str:
     """The content digest of the workload version packed now (what a request binds itself to),
     or "" when it cannot be read here; reading the manifest needs no key."""
     from .workload import Manifest, blob_name  # noqa: PLC0415 - keeps this module light for the console
@@ -83,7 +91,7 @@ def manifest_digest(store: Any, workload_id: str) -> str:
         return ""
 
 
-def check_known(r: redis.Redis, store: Any, workload_id: str) -> bool:
+def check_known(r: redis.Redis, store: StoreArg, workload_id: str) -> bool:
     """True when Redis knows the workload, False when only the blob store has it packed;
     ``WorkloadError`` (exit 7) when neither does -- before anything is written. ``store``: the
     blob store, a zero-argument callable that opens it, or None (Redis alone decides)."""
@@ -94,7 +102,7 @@ def check_known(r: redis.Redis, store: Any, workload_id: str) -> bool:
     raise unknown(workload_id)
 
 
-def _advisory(r: redis.Redis, store: Any, signer: SigningKey, workload_id: str, action: str, actor: str) -> str:
+def _advisory(r: redis.Redis, store: StoreArg, signer: SigningKey, workload_id: str, action: str, actor: str) -> str:
     in_redis = check_known(r, store, workload_id)
     if not in_redis:
         raise WorkloadError(
@@ -113,19 +121,19 @@ def _advisory(r: redis.Redis, store: Any, signer: SigningKey, workload_id: str, 
     )
 
 
-def pause(r: redis.Redis, signer: SigningKey, workload_id: str, actor: str, store: Any = None) -> str:
+def pause(r: redis.Redis, signer: SigningKey, workload_id: str, actor: str, store: StoreArg = None) -> str:
     return _advisory(r, store, signer, workload_id, "pause", actor)
 
 
-def resume(r: redis.Redis, signer: SigningKey, workload_id: str, actor: str, store: Any = None) -> str:
+def resume(r: redis.Redis, signer: SigningKey, workload_id: str, actor: str, store: StoreArg = None) -> str:
     return _advisory(r, store, signer, workload_id, "resume", actor)
 
 
-def cancel(r: redis.Redis, signer: SigningKey, workload_id: str, actor: str, store: Any = None) -> str:
+def cancel(r: redis.Redis, signer: SigningKey, workload_id: str, actor: str, store: StoreArg = None) -> str:
     return _advisory(r, store, signer, workload_id, "cancel", actor)
 
 
-def retry_failed(r: redis.Redis, store: Any, workload: Any, signer: SigningKey, actor: str) -> int:
+def retry_failed(r: redis.Redis, store: BlobStore, workload: Workload, signer: SigningKey, actor: str) -> int:
     """Run a finished workload's failed records again, in a new round; how many failed, as the
     sealed summary lists them (a Redis writer who DELs the ``failed`` bitmap changes nothing).
 
@@ -160,7 +168,7 @@ def retry_failed(r: redis.Redis, store: Any, workload: Any, signer: SigningKey, 
 
 
 def set_priority(
-    r: redis.Redis, signer: SigningKey, workload_id: str, priority: str, actor: str, store: Any = None
+    r: redis.Redis, signer: SigningKey, workload_id: str, priority: str, actor: str, store: StoreArg = None
 ) -> Priority:
     """A workload's priority, before it starts or while it runs (its chunks queued from then on).
     A workload only packed (not in Redis yet) needs ``store`` to be found."""
@@ -181,7 +189,7 @@ def set_priority(
     return level
 
 
-def tombstone(r: redis.Redis, store: Any, workload_id: str, actor: str) -> None:
+def tombstone(r: redis.Redis, store: BlobStore, workload_id: str, actor: str) -> None:
     """Remember the deleted workload's manifest digest, so its signed blobs uploaded again are
     refused (``rqp.backends.check_tombstone``); nothing to remember when it has no manifest."""
     from .workload import Manifest, blob_name  # noqa: PLC0415 - keeps this module light for the console
@@ -202,7 +210,7 @@ def audit(
 
 
 def delete(
-    r: redis.Redis, store: Any, signer: SigningKey, workload_id: str, actor: str, *, shred: bool = False
+    r: redis.Redis, store: BlobStore, signer: SigningKey, workload_id: str, actor: str, *, shred: bool = False
 ) -> tuple[int, int]:
     """Remove a workload that is not running: its Redis keys and its blobs; with ``shred``, its
     wrapped data key is overwritten with random bytes first. Returns (Redis keys, blobs) removed."""
