@@ -125,7 +125,15 @@ try:
     if args[0] == "--wait":  # --wait SECONDS EXPECTED COMMAND...: until the reply is EXPECTED (a number: at least it)
         end, want, args = time.monotonic() + float(args[1]), args[2], args[3:]
         while True:
-            got = r.execute_command(*args)
+            try:
+                got = r.execute_command(*args)
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+                # Redis of a stack just started may still refuse or be loading: keep waiting
+                if time.monotonic() > end:
+                    print(f"timed out: {args}: {type(exc).__name__}: {exc}")
+                    sys.exit(1)
+                time.sleep(0.05)
+                continue
             got = got.decode() if isinstance(got, bytes) else str(got)
             if got == want or (want.isdigit() and got.isdigit() and int(got) >= int(want)):
                 break
@@ -652,7 +660,7 @@ two_up=1
 $CS up -d --no-build --pull never >"$WORK/up-s.log" 2>&1 || { cat "$WORK/up-s.log" >&2; fail "scheduler-vm.yml up"; }
 $CP up -d --no-build --pull never --scale processor=2 >"$WORK/up-p.log" 2>&1 || { cat "$WORK/up-p.log" >&2; fail "processor-vm.yml up"; }
 C=$CS  # rqp, redis_as, wait_done and one_off work on the scheduler VM's project from here on
-redis_cli --wait 90 2 scard rq:workers:rqp >/dev/null || fail "the processor VM's 2 processors did not register with the scheduler VM's Redis"
+out=$(redis_cli --wait 90 2 scard rq:workers:rqp 2>&1) || fail "the processor VM's 2 processors did not register with the scheduler VM's Redis: $out"
 ok "scheduler-vm.yml and processor-vm.yml up as two projects, each with only its own secret files; the processor VM's 2 processors reached Redis at $VM_NAME:$SPORT over TLS"
 
 rid=$($CS ps -q redis)
