@@ -129,3 +129,24 @@ def world(tmp_path, r, redis_url, kek, signer, operator) -> World:
     return World(
         tmp_path, settings, r, FileBlobStore(tmp_path / "blobs"), LocalKeyProvider(private_key_file=kek[0]), signer
     )
+
+
+@pytest.fixture
+def proc(world: World) -> Any:
+    """A ``ChunkProcessor`` of the world, its script pool closed afterwards."""
+    p = world.processor()
+    yield p
+    p.pool.close()
+
+
+@pytest.fixture
+def cli_env(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``rqp`` command line pointed at the world's Redis, blobs and keys."""
+    for name, value in {
+        "RQP_REDIS_URL": world.settings.redis_url,
+        "RQP_BLOB_URL": world.settings.blob_url,
+        "RQP_ALLOW_INSECURE_REDIS": "true",
+        "RQP_KEK_FILE": str(world.settings.kek_file),
+        "RQP_TRUSTED_SIGNERS_FILE": str(world.settings.trusted_signers_file),
+    }.items():
+        monkeypatch.setenv(name, value)

@@ -1,3 +1,3 @@
 """Fixtures: the in-process world (tests/world.py)."""
 
-from world import world  # noqa: F401 - a fixture
+from world import cli_env, proc, world  # noqa: F401 - fixtures

@@ -21,13 +21,6 @@ N = 40
 
 
 @pytest.fixture
-def proc(world):
-    p = world.processor()
-    yield p
-    p.pool.close()
-
-
-@pytest.fixture
 def key(operator):
     """The operator key the requests are signed with (trusted: the session's operators file)."""
     return operator.key
@@ -36,19 +29,6 @@ def key(operator):
 def _audit(world, operator) -> list[tuple[str, str, bool]]:
     """(who, what, verified) of the audit log, newest first."""
     return [(e.who, e.what, e.verified) for e in read_audit(world.r, operator.trust, world.trust())]
-
-
-@pytest.fixture
-def cli_env(world, monkeypatch):
-    """The ``rqp`` command line pointed at the world's Redis, blobs and keys."""
-    for name, value in {
-        "RQP_REDIS_URL": world.settings.redis_url,
-        "RQP_BLOB_URL": world.settings.blob_url,
-        "RQP_ALLOW_INSECURE_REDIS": "true",
-        "RQP_KEK_FILE": str(world.settings.kek_file),
-        "RQP_TRUSTED_SIGNERS_FILE": str(world.settings.trusted_signers_file),
-    }.items():
-        monkeypatch.setenv(name, value)
 
 
 def _started(world, proc, wid: str):

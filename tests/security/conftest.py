@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import redis
-from world import world  # noqa: F401 - a fixture (the in-process world of tests/world.py)
+from world import cli_env, proc, world  # noqa: F401 - fixtures (the in-process world of tests/world.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUE = "rqp"  # Settings' default RQ queue

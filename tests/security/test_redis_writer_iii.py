@@ -27,13 +27,6 @@ N = 40
 
 
 @pytest.fixture
-def proc(world):
-    p = world.processor()
-    yield p
-    p.pool.close()
-
-
-@pytest.fixture
 def cli_env(world, monkeypatch):
     """The ``rqp`` and ``rqp-scheduler`` command lines pointed at the world."""
     for name, value in {

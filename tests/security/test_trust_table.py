@@ -165,25 +165,6 @@ def monitor(world):
     m.stop()
 
 
-@pytest.fixture
-def proc(world):
-    p = world.processor()
-    yield p
-    p.pool.close()
-
-
-@pytest.fixture
-def cli_env(world, monkeypatch):
-    for name, value in {
-        "RQP_REDIS_URL": world.settings.redis_url,
-        "RQP_BLOB_URL": world.settings.blob_url,
-        "RQP_ALLOW_INSECURE_REDIS": "true",
-        "RQP_KEK_FILE": str(world.settings.kek_file),
-        "RQP_TRUSTED_SIGNERS_FILE": str(world.settings.trusted_signers_file),
-    }.items():
-        monkeypatch.setenv(name, value)
-
-
 def test_security_md_holds_the_generated_table():
     text = (ROOT / "SECURITY.md").read_text()
     assert BEGIN in text and END in text, "SECURITY.md lost its trust-table markers"
