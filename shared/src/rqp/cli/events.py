@@ -13,7 +13,7 @@ from ..errors import RqpError
 from ..messages import open_envelope, peek_workload
 from ..storage import Message, MessageQueue, RedisMessageQueue
 from ..workload import Workload
-from .context import backends
+from .context import backends, open_workload
 
 __all__ = ["cmd_events", "register"]
 
@@ -47,12 +47,20 @@ def _peek_all(mq: MessageQueue, queue: str, page: int) -> Iterator[Message]:
 def cmd_events(args: argparse.Namespace) -> int:
     b = backends(args).open_all()  # every client now: a misconfigured one fails before any message is taken
     settings, mq = b.settings, b.queue
-    cache: dict[str, Workload] = {}
+    cache: dict[str, Workload | RqpError] = {}
 
     def workload_for(wid: str) -> Workload:
+        # open_workload says "deleted by ... at ..." for a workload 'rqp delete' removed; a failure
+        # is kept too, so the audit log is searched once per workload, not once per message
         if wid not in cache:
-            cache[wid] = b.workload(wid)
-        return cache[wid]
+            try:
+                cache[wid] = open_workload(b, wid)
+            except RqpError as exc:
+                cache[wid] = exc
+        got = cache[wid]
+        if isinstance(got, RqpError):
+            raise got
+        return got
 
     queue = settings.events_queue if args.queue == "events" else settings.status_queue
     shown = 0
@@ -72,7 +80,10 @@ def cmd_events(args: argparse.Namespace) -> int:
             try:
                 env = open_envelope(m.body, workload_for, queue)
             except RqpError as exc:
-                print(json.dumps({"error": str(exc), "message_id": m.id}), file=sys.stderr)
+                gone = isinstance(cache.get(wid or ""), RqpError) and " was deleted" in str(exc)
+                # a deleted workload's messages cannot be opened any more: that is what they are
+                line = {"workload": wid, "deleted": str(exc)} if gone else {"error": str(exc)}
+                print(json.dumps({**line, "message_id": m.id}), file=sys.stderr)
                 if not args.peek:
                     mq.delete(queue, m)
                 continue
