@@ -144,7 +144,7 @@ def retry_failed(r: redis.Redis, store: BlobStore, workload: Workload, signer: S
     if not led.exists():
         raise unknown(workload.id)
     state = led.state()
-    if state not in (State.DONE, State.FAILED):
+    if state not in (State.DONE, State.FAILED, State.CANCELLED):
         return 0
     try:
         summary = read_summary(store, workload)
@@ -159,7 +159,7 @@ def retry_failed(r: redis.Redis, store: BlobStore, workload: Workload, signer: S
     keys = WorkloadKeys(workload.id)
     pipe = r.pipeline(transaction=True)
     pipe.hset(keys.meta, Meta.STATE, State.RUNNING.value)
-    pipe.hdel(keys.meta, Meta.FINISHED_AT)
+    pipe.hdel(keys.meta, Meta.FINISHED_AT, Meta.CONTROL)  # a cancelled one's 'cancel': the retry runs
     for key in keys.all():
         pipe.persist(key)
     submit(pipe, workload.id)  # then a serving scheduler takes it (the old ``requeue_failed`` did the same)

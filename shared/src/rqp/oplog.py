@@ -290,7 +290,9 @@ class ControlState:
         elif req.action == "priority":
             self.priority = Priority(req.arg)
         elif req.action == "retry":
+            # a retry of a cancelled workload runs its failed records: the cancel before it is spent
             self.retry_rounds.add(int(req.arg))
+            self.cancelling = self.paused = False
         elif req.action == "delete":
             self.deleted = True
         self.last = req

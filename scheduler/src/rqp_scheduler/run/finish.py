@@ -10,11 +10,11 @@ import logging
 import os
 import time
 
-from rqp.errors import RqpError
+from rqp.errors import BlobNotFoundError, RqpError
 from rqp.ledger import Head, State, flush_outbox, outbox_add, publish_outbox
 from rqp.messages import make_envelope
 from rqp.status import read_progress
-from rqp.summary import Summary
+from rqp.summary import Summary, read_summary
 from rqp.workload import SHRED_BYTES, SHRED_MARKER, SUPERSEDED, blob_name
 
 from ..consolidate import consolidate
@@ -90,11 +90,31 @@ class Finisher:
             ctx.store.delete(name)
         log.info("workload %s: its superseded generation was deleted (this one's results replace it)", ctx.id)
 
+    def _cancelled_before(self) -> int | None:
+        """The records never read of the cancelled round a ``rqp retry --failed`` round follows
+        (its sealed summary, still the current one), so this round ends cancelled too, with the same
+        total and the same records never run; None when the round before was not cancelled."""
+        ctx = self.ctx
+        head = ctx.head
+        if head.round < 2 or head.total is None:
+            return None
+        try:
+            before = read_summary(ctx.store, ctx.workload)
+        except BlobNotFoundError:
+            return None
+        if before.state != "cancelled":
+            return None
+        return max(0, before.total - head.total)
+
     def finish(self, cancelled: bool = False, unread: int = 0) -> Summary:
         """Consolidate the results, write the summary, close the head, announce the end and
         release the lock. ``unread``: records of a cancelled workload's data never read (they count
         as never run, and in its total)."""
         ctx = self.ctx
+        if not cancelled:
+            carried = self._cancelled_before()
+            if carried is not None:  # a retry round of a cancelled workload: what never ran still did not
+                cancelled, unread = True, carried
         if not cancelled:
             ctx.ledger.set_state(State.CONSOLIDATING)
         head = ctx.head
