@@ -17,6 +17,7 @@ from rqp.errors import BlobNotFoundError, IntegrityError, RqpError
 from rqp.ledger import next_submission, record_rejection, unfinished
 from rqp.summary import Summary, read_summary
 
+from .refusals import Refusals
 from .run import WorkloadRun
 
 __all__ = ["REDIS_RETRY_MAX", "Scheduler"]
@@ -53,17 +54,27 @@ class Scheduler:
         self.serving = False
         #: the sealed summary of each workload that ended (what ``run`` reports and exits by)
         self.summaries: dict[str, Summary | None] = {}
+        #: where a refused submission is recorded for the people who submitted it
+        self.refusals = Refusals(self.backends)
 
     def add(self, workload_id: str, submitted: bool = False) -> None:
         if workload_id in self.runs:
             return
-        run = WorkloadRun(self.backends, workload_id, hosts=self.hosts, writer=self.writer)
+        try:
+            run = WorkloadRun(self.backends, workload_id, hosts=self.hosts, writer=self.writer)
+        except RqpError as exc:  # the signature, the key, the tombstone: checked before anything runs
+            self.refusals.refused(workload_id, exc)
+            raise
         try:
             run.start()
-        except (RqpError, redis.ConnectionError, redis.TimeoutError):
+        except RqpError as exc:
+            self.refusals.refused(workload_id, exc)  # when Redis holds no state of it (else its state says)
+            raise
+        except (redis.ConnectionError, redis.TimeoutError):
             raise
         except Exception as exc:  # noqa: BLE001 - one workload's data never stops the scheduler
             raise self._unexpected(run, exc) from None
+        self.refusals.started(workload_id)
         if run.finished:
             summary = self._summary_of(run)
             self.summaries[workload_id] = summary

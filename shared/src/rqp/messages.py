@@ -35,6 +35,7 @@ from .workload import Workload
 __all__ = [
     "Envelope",
     "make_envelope",
+    "make_refusal",
     "open_envelope",
     "pack_messages",
     "pack_statuses",
@@ -44,16 +45,33 @@ ENVELOPE_VERSION = 2
 _ENVELOPE_OVERHEAD = 200
 
 
+#: the kind of the one message that is not sealed: the scheduler refused a workload it could not
+#: (or must not) open, so it has no key of that workload to seal with (``make_refusal``)
+REFUSED = "refused"
+
+
 @dataclass(frozen=True)
 class Envelope:
     kind: str
     workload: str
     id: str
     payload: Any
+    #: False only for a ``refused`` event: plain, so anyone who can write the queue could have sent it
+    verified: bool = True
 
 
 def make_envelope(workload: Workload, queue: str, kind: str, payload: Any, mid: str | None = None) -> tuple[str, bytes]:
     return _seal_envelope(workload, queue, kind, json.dumps(payload, separators=(",", ":")).encode(), mid)
+
+
+def make_refusal(queue: str, workload_id: str, reason: str, at: float) -> tuple[str, bytes]:
+    """The events queue's word that the scheduler refused ``workload_id`` (untrusted or no
+    signature, tampered with, unreadable, ...). Not sealed -- the workload's key is what could not
+    be trusted or opened -- so ``open_envelope`` hands it over marked ``verified=False``."""
+    mid = uuid.uuid4().hex
+    refusal = {"event": REFUSED, "workload": workload_id, "at": at, "reason": reason}
+    body = {"v": ENVELOPE_VERSION, "q": queue, "kind": REFUSED, "workload": workload_id, "id": mid, "refusal": refusal}
+    return mid, json.dumps(body, separators=(",", ":")).encode()
 
 
 def _batches(items: list[bytes], budget: int) -> Iterator[list[bytes]]:
@@ -190,6 +208,8 @@ def open_envelope(body: bytes, workload_for: Callable[[str], Workload], queue: s
         doc = json.loads(body)
         if doc.get("v") != ENVELOPE_VERSION:
             raise ValueError
+        if doc.get("kind") == REFUSED and "ct" not in doc:
+            return _refusal(doc, queue)
         dest, kind, wid, mid, ct = doc["q"], doc["kind"], doc["workload"], doc["id"], base64.b64decode(doc["ct"])
     except (ValueError, KeyError, TypeError, AttributeError):
         raise IntegrityError("queue message is not an rqp message (bad envelope); it was skipped") from None
@@ -208,3 +228,17 @@ def open_envelope(body: bytes, workload_for: Callable[[str], Workload], queue: s
                 f"status message {mid} of workload {wid} has a payload rqp cannot read (from a newer rqp?); it was skipped"
             ) from None
     return Envelope(kind, wid, mid, payload)
+
+
+def _refusal(doc: dict[str, Any], queue: str) -> Envelope:
+    """A ``refused`` event (``make_refusal``), unverified: its payload keeps only the fields a
+    refusal has, as text, with ``verified: false``."""
+    refusal = doc["refusal"]
+    if doc["q"] != queue or not isinstance(refusal, dict):
+        raise ValueError
+    wid, mid = str(doc["workload"]), str(doc["id"])
+    payload = {
+        "event": REFUSED, "workload": wid, "at": float(refusal.get("at", 0.0)), "reason": str(refusal.get("reason", "")),
+        "verified": False,
+    }  # fmt: skip
+    return Envelope(REFUSED, wid, mid, payload, verified=False)

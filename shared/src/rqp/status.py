@@ -22,11 +22,12 @@ from typing import Any
 
 import redis
 
-from .errors import ForbiddenJobError, IntegrityError, WorkloadError
+from .errors import ForbiddenJobError, IntegrityError, RqpError, WorkloadError
 from .jobs import ChunkSpec, open_spec
-from .ledger import Ledger, Meta, Perf
+from .ledger import Ledger, Meta, Perf, Refusal, manifest_sha256, read_refusal
+from .storage import BlobStore
 from .summary import Summary
-from .workload import Workload
+from .workload import Workload, blob_name
 
 __all__ = [
     "DONE",
@@ -34,6 +35,7 @@ __all__ = [
     "FAILED",
     "PROCESSING",
     "QUEUED",
+    "REFUSED",
     "STATES",
     "ChunkNote",
     "Progress",
@@ -41,6 +43,7 @@ __all__ = [
     "plain_float",
     "read_progress",
     "record_status",
+    "refusal_shown",
     "seal_start",
     "verified_progress",
 ]
@@ -50,6 +53,8 @@ PROCESSING = "processing"
 DONE = "done"
 FAILED = "failed"
 STATES = (QUEUED, PROCESSING, DONE, FAILED)
+#: the state shown for a workload the scheduler refused to run (``refusal_shown``)
+REFUSED = "refused"
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
@@ -466,3 +471,18 @@ def read_progress(r: redis.Redis, workload_id: str) -> Progress | None:
         first_at=_number(p.get(PERF_FIRST), float),
         last_at=_number(p.get(Perf.LAST), float),
     )
+
+
+def refusal_shown(r: redis.Redis, store: BlobStore, workload_id: str) -> Refusal | None:
+    """The scheduler's refusal of ``workload_id`` (``rqp.ledger.Refusal``), to show for a workload
+    Redis holds no state of (the caller checks: a workload that started shows its own state, so
+    a forged refusal never hides one). Not shown once the workload was re-packed since (the
+    manifest in the blob store is not the one refused). Plain in Redis: say it is unverified."""
+    refusal = read_refusal(r, workload_id)
+    if refusal is None or refusal.manifest is None:
+        return refusal
+    try:
+        now = manifest_sha256(store.get(blob_name(workload_id, "manifest.json")))
+    except (RqpError, ValueError):
+        now = None
+    return refusal if now == refusal.manifest else None

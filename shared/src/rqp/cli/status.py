@@ -8,6 +8,7 @@ import argparse
 import base64
 import json
 import sys
+import textwrap
 import time
 from dataclasses import asdict
 
@@ -16,14 +17,14 @@ from rq import Queue, Worker
 
 from ..backends import Backends
 from ..errors import RqpError, WorkloadError
-from ..ledger import Ledger
+from ..ledger import Ledger, Refusal
 from ..records import JSONL_PROBE
-from ..status import Progress, StatusRecord, read_progress, record_status
+from ..status import REFUSED, Progress, StatusRecord, read_progress, record_status, refusal_shown
 from ..workload import blob_name
 from .context import backends, deleted, open_workload, verify_counts
 from .formatting import FINISHED_STATES, Redraw, clip, format_status, terminal_width, when
 
-__all__ = ["cmd_status", "register", "unseal_error"]
+__all__ = ["cmd_status", "refusal_lines", "register", "shown_refusal", "unseal_error"]
 
 #: ``rqp status`` exit codes a script can act on (README, "Exit codes")
 STATUS_DONE, STATUS_DONE_WITH_FAILURES, STATUS_UNFINISHED, STATUS_FAILED = 0, 1, 3, 4
@@ -66,6 +67,41 @@ def _unknown_workload(b: Backends, workload_id: str, packed: tuple[bool, str]) -
         f"workload {workload_id} is not known to Redis at {b.settings.redis_url_safe} nor packed in {where}; "
         f"check the id ('rqp list' shows the workloads) and RQP_REDIS_URL / RQP_BLOB_URL"
     )
+
+
+def refusal_lines(refusal: Refusal, width: int) -> list[str]:
+    """A refused workload for a person, wrapped to ``width``: the reason whole (it names the
+    fix), who refused it and when, and that Redis's word for it is unverified."""
+    wid = refusal.workload
+    lines = textwrap.wrap(
+        f"{wid}  [{REFUSED}]  the scheduler would not run it: {refusal.reason}", width, subsequent_indent="  "
+    )
+    lines += textwrap.wrap(
+        f"refused by {refusal.by} at {when(refusal.at, short=True)} (as Redis holds it: unverified)",
+        width, initial_indent="  ", subsequent_indent="  ",
+    )  # fmt: skip
+    lines += textwrap.wrap(
+        f"fix what it says (re-pack with 'rqp pack --replace' if it must be signed again), then 'rqp submit {wid}'",
+        width, initial_indent="  ", subsequent_indent="  ",
+    )  # fmt: skip
+    return lines
+
+
+def shown_refusal(b: Backends, workload_id: str) -> Refusal | None:
+    """``rqp.status.refusal_shown`` of a workload Redis holds no state of; None when the blob
+    store cannot be opened here (a refusal is compared with the manifest it refused)."""
+    try:
+        store = b.blobs
+    except (RqpError, ValueError):
+        return None
+    return refusal_shown(b.redis, store, workload_id)
+
+
+def _refusal_json(refusal: Refusal) -> str:
+    return json.dumps(
+        {"workload": refusal.workload, "state": REFUSED, "reason": refusal.reason, "code": refusal.code,
+         "at": refusal.at, "by": refusal.by, "verified": False},
+    )  # fmt: skip
 
 
 def _why_waiting(workload_id: str) -> str:
@@ -175,6 +211,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         while True:
             p = read_progress(r, args.workload)
+            refusal = shown_refusal(b, args.workload) if p is None else None
+            if refusal is not None:  # refused by the scheduler: that is where it stands (exit 4)
+                if args.json:
+                    print(_refusal_json(refusal), flush=True)
+                elif redraw is not None:
+                    redraw.show(refusal_lines(refusal, terminal_width()))
+                else:
+                    print("\n".join(refusal_lines(refusal, terminal_width())), flush=True)
+                return STATUS_FAILED
             if p is None:
                 packed = _packed(b, args.workload)
                 if not (args.watch and packed[0]):

@@ -15,12 +15,13 @@ import redis
 
 from ..backends import Backends
 from ..connect import open_operator_key, open_signing_key
-from ..errors import RqpError, WorkloadError
-from ..ledger import SUBMISSIONS, Priority, submit, workloads
+from ..errors import IntegrityError, RqpError, WorkloadError
+from ..ledger import SUBMISSIONS, Priority, clear_refusal, submit, workloads
 from ..status import read_progress
 from ..workload import blob_name, new_workload_id, pack
 from .context import backends, set_priority, verify_counts
-from .formatting import FINISHED_STATES, fmt_age, percent, table, terminal_width
+from .formatting import FINISHED_STATES, fmt_age, percent, table, terminal_width, when
+from .status import shown_refusal
 
 __all__ = ["PRIORITY_CHOICES", "PRIORITY_HELP", "cmd_list", "cmd_pack", "cmd_submit", "register"]
 
@@ -123,8 +124,18 @@ def cmd_submit(args: argparse.Namespace) -> int:
     store = b.blobs
     if not store.exists(blob_name(args.workload, "manifest.json")):
         raise WorkloadError(f"workload {args.workload} not found in {store.location}; pack it first with 'rqp pack'")
+    refusal = shown_refusal(b, args.workload) if read_progress(b.redis, args.workload) is None else None
+    if refusal is not None and not args.again:
+        # the same manifest again is refused again, unless the scheduler's trust changed since
+        raise IntegrityError(
+            f"workload {args.workload} was refused by the scheduler at {when(refusal.at, short=True)}: {refusal.reason} "
+            f"-- not submitted again; fix that (re-pack with --replace if it must be signed again), or pass --again "
+            f"once the scheduler's keys or trusted signers are fixed"
+        )
     if args.priority:
         set_priority(b, open_operator_key(b.settings), args.workload, args.priority)
+    if refusal is not None:
+        clear_refusal(b.redis, args.workload)  # 'rqp status --watch' now waits for the scheduler's new word
     submit(b.redis, args.workload)
     print(f"submitted {args.workload}; a running 'rqp-scheduler serve' picks it up")
     return 0
@@ -158,7 +169,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     settings, r = b.settings, b.redis
     now = time.time()
     rows: list[tuple[float, list[str]]] = []
-    unverified = 0
+    unverified = refused = 0
     started = workloads(r, newest_first=True)
     known = set(started)
     for wid in started[: args.limit]:  # older ones cannot be among the newest, packed or not
@@ -186,7 +197,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"rqp: warning: packed workloads not listed: {exc}", file=sys.stderr)
         packed = []
     for wid, created in packed:
-        state = "submitted" if wid in submitted else "packed"
+        # refused by the scheduler (as Redis says: unverified, marked *)
+        state = "refused*" if shown_refusal(b, wid) else "submitted" if wid in submitted else "packed"
+        refused += state == "refused*"
         rows.append((created, [wid, state, "-", "-", "-", fmt_age(now - created) if created else "?"]))
     if not rows:
         print(
@@ -203,6 +216,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("(ids shortened: --wide shows them whole)")
     if unverified:
         print("* ended, but no sealed summary vouches for these counts here (no KEK, or its summary does not open)")
+    if refused:
+        print("refused*: the scheduler would not run it, as Redis says (unverified); 'rqp status W' says why")
     if more > 0:
         print(f"({more:,} older not shown; --limit N shows more)")
     return 0
@@ -260,6 +275,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p = sub.add_parser("submit", parents=[common], help="hand a packed workload to a serving scheduler")
     p.add_argument("workload")
     p.add_argument("--priority", choices=PRIORITY_CHOICES, help=PRIORITY_HELP)
+    p.add_argument(
+        "--again",
+        action="store_true",
+        help="submit a workload the scheduler refused, unchanged (after its keys or trusted signers were fixed)",
+    )
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("list", parents=[common], help="recent workloads, packed ones too, newest first")

@@ -54,6 +54,7 @@ from ._keys import (
     OUTBOX,
     OUTBOX_TIMES,
     PRIORITIES,
+    REFUSED,
     REJECTED,
     SUBMISSIONS,
     TOMBSTONES,
@@ -63,6 +64,7 @@ from ._keys import (
 )
 from ._ledger import INF, ChunkOutcome, JobRefused, Lease, Ledger, LockHeld, bit_positions
 from ._outbox import flush_outbox, outbox_add, outbox_value, publish_outbox
+from ._refused import REFUSED_KEEP, Refusal, clear_refusal, manifest_sha256, read_refusal, record_refusal, refusals
 from ._scripts import Scripts
 
 __all__ = [
@@ -74,6 +76,8 @@ __all__ = [
     "OUTBOX_TIMES",
     "PAIR",
     "PRIORITIES",
+    "REFUSED",
+    "REFUSED_KEEP",
     "REJECTED",
     "REJECTED_KEEP",
     "SUBMISSIONS",
@@ -94,12 +98,14 @@ __all__ = [
     "PartRef",
     "Perf",
     "Priority",
+    "Refusal",
     "RetryEntry",
     "Scripts",
     "State",
     "WorkloadKeys",
     "bit_positions",
     "chunk_name",
+    "clear_refusal",
     "decode_pin",
     "encode_pin",
     "fleet",
@@ -111,6 +117,7 @@ __all__ = [
     "join_spans",
     "keyed_result",
     "leave_fleet",
+    "manifest_sha256",
     "next_submission",
     "note_field",
     "outbox_add",
@@ -120,8 +127,11 @@ __all__ = [
     "parse_note_field",
     "publish_outbox",
     "queue_names",
+    "read_refusal",
+    "record_refusal",
     "record_rejection",
     "register_processor",
+    "refusals",
     "rejections",
     "release_worker",
     "split_keyed_result",

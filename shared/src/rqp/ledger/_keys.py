@@ -45,6 +45,7 @@ __all__ = [
     "OUTBOX",
     "OUTBOX_TIMES",
     "PRIORITIES",
+    "REFUSED",
     "REJECTED",
     "SUBMISSIONS",
     "TOMBSTONES",
@@ -61,6 +62,9 @@ OUTBOX = "rqp:outbox"
 OUTBOX_TIMES = "rqp:outbox:t"
 #: list of rejected (forged, replayed, altered) jobs with the reason, newest first
 REJECTED = "rqp:rejected"
+#: hash workload id -> JSON {reason, code, at, by, manifest}: why the scheduler refused its
+#: submission (``rqp.ledger.Refusal``); shown, never acted on
+REFUSED = "rqp:refused"
 #: list of workload ids waiting for a scheduler
 SUBMISSIONS = "rqp:submissions"
 #: hash workload id -> its priority (``rqp.ledger.Priority``), set before or while it runs
