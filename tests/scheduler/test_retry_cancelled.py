@@ -15,7 +15,7 @@ N = 100
 THREES = "def process(r):\n    if r['n'] % 10 == 3:\n        raise ValueError('three')\n    return r['n']\n"
 
 
-def _step_until_ended(world, proc, run) -> None:  # noqa: ANN001
+def _step_until_ended(world, proc, run) -> None:
     for _ in range(50):
         if run.step():
             return
