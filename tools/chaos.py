@@ -536,6 +536,34 @@ def m_submissions(ctx: Ctx) -> str:
     return f"PUSH rqp:submissions {wid}"
 
 
+def m_refused(ctx: Ctx) -> str:
+    """The refusals hash ``rqp:refused`` (issue #24 item 1): a refusal forged for the victim or
+    the bystander -- well formed, naming the manifest in the blob store, so readers would show it
+    if they believed Redis over the workload's own state -- junk, or one deleted. The scheduler
+    must run both workloads exactly, and every report must show their real state."""
+    from rqp.ledger import Refusal, manifest_sha256
+    from rqp.workload import blob_name
+
+    rng = ctx.rng
+    wid = rng.choice((ctx.victim, ctx.victim, ctx.bystander))
+    op = rng.randrange(4)
+    if op == 0:
+        manifest = manifest_sha256(ctx.lab.store.get(blob_name(wid, "manifest.json")))
+        forged = Refusal(wid, f"workload {wid} differs from what its signer signed: tampered with", 4, time.time(),
+                         "forger:1", manifest)  # fmt: skip
+        ctx.r.hset("rqp:refused", wid, forged.to_json())
+        return f"HSET rqp:refused {wid} <a well-formed refusal of its current manifest>"
+    if op == 1:
+        ctx.r.hset("rqp:refused", wid, ctx.junk())
+        return f"HSET rqp:refused {wid} <random bytes>"
+    if op == 2:
+        ctx.r.rpush("rqp:submissions", wid)
+        ctx.r.hset("rqp:refused", wid, json.dumps({"reason": "refused", "code": 0, "at": 0, "by": "x"}))
+        return f"HSET rqp:refused {wid} <code 0>; RPUSH rqp:submissions {wid}"
+    ctx.r.hdel("rqp:refused", wid)
+    return f"HDEL rqp:refused {wid}"
+
+
 def m_chunk(ctx: Ctx) -> str:
     """The in-flight chunks ``rqp:w:W:c:<chunk>`` (issue #22 reproduction 7): junk, a replay or a
     delete, and half the time the chunk's lease ended too and its job taken off RQ's queue, so the
@@ -613,6 +641,7 @@ FAMILIES: dict[str, Family] = {
         Family("failed", m_failed),
         Family("fleet", m_fleet),
         Family("submissions", m_submissions),
+        Family("refused", m_refused),
         Family("chunk", m_chunk),
         Family("sealed", m_sealed),
         Family("derived", m_derived),

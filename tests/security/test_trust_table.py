@@ -165,6 +165,29 @@ def monitor(world):
     m.stop()
 
 
+def refused_submission(world: Any) -> None:
+    """A workload signed by an untrusted key, submitted and refused by the scheduler itself."""
+    from harness import make_signer
+    from rqp_scheduler.scheduler import Scheduler
+
+    from rqp.signing import LocalSigningKey
+    from rqp.workload import pack
+
+    key, _ = make_signer(world.root / "untrusted", "untrusted")
+    (world.root / "tt-c.jsonl").write_text('{"n": 1}\n')
+    (world.root / "tt-c.py").write_text(SCRIPT)
+    pack(
+        world.store, world.keys, "tt-c", world.root / "tt-c.jsonl", world.root / "tt-c.py", signer=LocalSigningKey(key)
+    )
+    sched = Scheduler(world.settings)
+    try:
+        sched._try_add("tt-c", submitted=True)
+    finally:
+        sched.hosts.close()
+        sched.writer.shutdown(wait=True)
+    assert "not a trusted signer" in sched.failures["tt-c"]
+
+
 def test_security_md_holds_the_generated_table():
     text = (ROOT / "SECURITY.md").read_text()
     assert BEGIN in text and END in text, "SECURITY.md lost its trust-table markers"
@@ -251,6 +274,9 @@ def test_every_key_and_field_of_every_feature_has_a_row(world, proc, cli_env, ca
         work_all(world, proc)
     assert Ledger(world.r, b).state() == State.CANCELLED
     snap()
+    # a submission the scheduler refuses (signed by a key it does not trust): its refusal is kept
+    refused_submission(world)
+    snap()
     # the fleet registry, metrics (a scrape reads; the metrics logger writes its queue), the CLI's readers
     beat = FleetHeartbeat(world.r, "tt-host", os.getpid(), "landlock, seccomp", 2)
     assert beat.beat()
@@ -271,7 +297,7 @@ def test_every_key_and_field_of_every_feature_has_a_row(world, proc, cli_env, ca
     kinds = {k for k, _, _ in seen}
     # the run saw what it should have: otherwise the check would pass by seeing nothing
     for must in ("rqp:w:tt-a:meta", "rqp:w:tt-a:n", "rqp:w:tt-a:notes", "rqp:submissions", "rqp:audit", "rqp:fleet",
-                 "rqp:priorities", "rqp:workloads", "rqp:mq:rqp-status", "rqp:mq:rqp-events", "rqp:mq:rqp-metrics", "rqp:outbox", "rqp:outbox:t"):  # fmt: skip
+                 "rqp:priorities", "rqp:workloads", "rqp:mq:rqp-status", "rqp:mq:rqp-events", "rqp:mq:rqp-metrics", "rqp:outbox", "rqp:outbox:t", "rqp:refused"):  # fmt: skip
         assert must in kinds, f"the run never wrote {must}"
     assert any(re.fullmatch(r"rqp:w:tt-a:c:.+", k) for k in kinds) and any(k.startswith("rq:job:") for k in kinds)
     missing = unnamed(seen)
