@@ -168,10 +168,10 @@ def monitor(world):
 def refused_submission(world: Any) -> None:
     """A workload signed by an untrusted key, submitted and refused by the scheduler itself."""
     from harness import make_signer
-    from rqp_scheduler.scheduler import Scheduler
 
     from rqp.signing import LocalSigningKey
     from rqp.workload import pack
+    from rqp_scheduler.scheduler import Scheduler
 
     key, _ = make_signer(world.root / "untrusted", "untrusted")
     (world.root / "tt-c.jsonl").write_text('{"n": 1}\n')
