@@ -12,7 +12,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, redirect, url_for
 
-from rqp.ledger import SUBMISSIONS, Meta, WorkloadKeys
+from rqp.ledger import SUBMISSIONS, Ledger, Meta, Refusal, WorkloadKeys, read_refusal, refusals
+from rqp.status import REFUSED, refusal_shown
 
 from ..failures import failures_view, record_view
 from ..fleet import job_workers, read_workers
@@ -21,7 +22,16 @@ from ..workload_page import workload_detail
 from ..workloads import list_workloads
 from .fleet import TTL_FLEET
 
-__all__ = ["SUBMITTED_SHOWN", "TTL_DETAIL", "TTL_FAILURES", "TTL_LIST", "WORKLOADS_SHOWN", "blueprint"]
+__all__ = [
+    "SUBMITTED_SHOWN",
+    "TTL_DETAIL",
+    "TTL_FAILURES",
+    "TTL_LIST",
+    "WORKLOADS_SHOWN",
+    "blueprint",
+    "refusal_json",
+    "refusal_text",
+]
 
 #: seconds each kind of answer is reused for
 TTL_LIST = 1.0
@@ -58,7 +68,7 @@ def blueprint(site: Site) -> Blueprint:
             waiting = [
                 x.decode() if isinstance(x, bytes) else str(x) for x in c.r.lrange(SUBMISSIONS, 0, SUBMITTED_SHOWN - 1)
             ]
-            return {"workloads": rows, "submitted": waiting, "now": now}
+            return {"workloads": rows, "submitted": waiting, "refused": refused_rows(), "now": now}
 
         return jsonify(c.cache.get("workloads", TTL_LIST, compute))
 
@@ -83,8 +93,28 @@ def blueprint(site: Site) -> Blueprint:
 
         detail = c.cache.get(("workload", wid), TTL_DETAIL, compute)
         if detail is None:
+            refusal = shown(wid)
+            if refusal is not None:  # the scheduler would not run it: say why, not "not known"
+                response = jsonify({"error": refusal_text(refusal), "state": REFUSED, "refused": refusal_json(refusal)})
+                response.status_code = 404
+                return response
             return json_error(404, f"workload {wid} is not known to Redis (not started yet, or deleted)")
         return jsonify({**detail, "actions_enabled": c.actions is not None})
+
+    def shown(wid: str) -> Refusal | None:
+        """The scheduler's refusal of ``wid`` as ``rqp status`` shows it (compared with the manifest
+        in the blob store when the console can read it)."""
+        store = c.manifests.store
+        return refusal_shown(c.r, store, wid) if store is not None else read_refusal(c.r, wid)
+
+    def refused_rows() -> list[dict[str, Any]]:
+        """The refused workloads Redis holds no state of, newest first (at most ``SUBMITTED_SHOWN``)."""
+        found = sorted(refusals(c.r).values(), key=lambda x: x.at, reverse=True)
+        rows = []
+        for refusal in found[:SUBMITTED_SHOWN]:
+            if not Ledger(c.r, refusal.workload).exists() and shown(refusal.workload) is not None:
+                rows.append(refusal_json(refusal))
+        return rows
 
     @bp.get("/api/workloads/<wid>/failures")
     def api_failures(wid: str) -> Response:
@@ -100,3 +130,15 @@ def blueprint(site: Site) -> Blueprint:
         return jsonify(record_view(c.r, wid, rid, c.opener))
 
     return bp
+
+
+def refusal_json(refusal: Refusal) -> dict[str, Any]:
+    return {"id": refusal.workload, "reason": refusal.reason, "at": refusal.at, "by": refusal.by, "verified": False}
+
+
+def refusal_text(refusal: Refusal) -> str:
+    """The workload page's line for a refused workload: the reason whole (it names the fix)."""
+    return (
+        f"refused by the scheduler: {refusal.reason} -- as Redis holds it (unverified); fix that, then "
+        f"'rqp submit {refusal.workload}'"
+    )

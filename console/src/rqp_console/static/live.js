@@ -16,7 +16,7 @@ export async function getJSON(url) {
     throw new Error("logged out");
   }
   const data = await r.json().catch(() => ({ error: `HTTP ${r.status}` }));
-  if (!r.ok) { const e = new Error(data.error || `HTTP ${r.status}`); e.status = r.status; throw e; }
+  if (!r.ok) { const e = new Error(data.error || `HTTP ${r.status}`); e.status = r.status; e.data = data; throw e; }
   return data;
 }
 export async function postJSON(url, payload) {

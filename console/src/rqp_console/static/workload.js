@@ -141,7 +141,11 @@ const detail = poll(async () => {
   try {
     render(await getJSON(API));
   } catch (e) {
-    if (e.status === 404) { const p = $("workload-error"); p.textContent = e.message; p.hidden = false; return; }
+    if (e.status === 404) {
+      const p = $("workload-error"); p.textContent = e.message; p.hidden = false;
+      if (e.data && e.data.state === "refused") { const st = $("state"); st.className = "badge refused"; st.textContent = "refused"; }
+      return;
+    }
     throw e;
   }
 }, REFRESH);

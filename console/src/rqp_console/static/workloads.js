@@ -1,6 +1,6 @@
 // rqp console, the workloads page: every workload's progress, rate and ETA, filtered by id and
 // state (kept in the URL), refreshed in place so a row being clicked is never replaced under the pointer.
-import { $, ago, badge, duration, el, numCell, patchRows, progressCell, rate, when } from "./console.js";
+import { $, ago, badge, clear, duration, el, numCell, patchRows, progressCell, rate, when } from "./console.js";
 import { sparkline } from "./charts.js";
 import { REFRESH, getJSON, poll } from "./live.js";
 
@@ -53,5 +53,12 @@ function render(data) {
   const sub = $("submitted");
   sub.hidden = !data.submitted.length;
   sub.textContent = data.submitted.length ? `Submitted, waiting for a scheduler: ${data.submitted.join(", ")}` : "";
+  // refused by the scheduler (as Redis holds it, unverified): each with its reason, linked to its page
+  const refused = clear($("refused"));
+  refused.hidden = !(data.refused || []).length;
+  for (const x of data.refused || []) {
+    refused.appendChild(el("li", { dataset: { id: x.id } }, badge("refused"), " ",
+      el("a", { href: "/workloads/" + encodeURIComponent(x.id), text: x.id }), ` ${when(x.at)}: ${x.reason} (as Redis holds it: unverified)`));
+  }
 }
 poll(async () => render(await getJSON("/api/workloads")), REFRESH);
