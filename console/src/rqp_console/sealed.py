@@ -10,6 +10,7 @@ page refresh does not unwrap a key each time.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -83,6 +84,11 @@ class Opener:
             while len(self._summaries) > _KEEP:
                 self._summaries.popitem(last=False)
         return found
+
+    def error(self, workload_id: str, sealed: bytes) -> str:
+        """A workload's whole-failure reason, decrypted (``Meta.ERROR_SEALED``, base64): the
+        import error or parse failure the plain field only names as "details are encrypted"."""
+        return self.workload(workload_id).open_sealed("error", "", base64.b64decode(sealed)).decode()
 
     def start_note(self, workload_id: str, jid: str, sealed: bytes) -> dict[str, Any]:
         """When and on which worker job ``jid`` started (``rqp.status.seal_start``)."""

@@ -20,7 +20,7 @@ import redis
 
 from rqp.config import Settings
 from rqp.errors import RqpError
-from rqp.ledger import OUTBOX, Counters, JobId, RetryEntry, State, WorkloadKeys
+from rqp.ledger import OUTBOX, Counters, JobId, Ledger, RetryEntry, State, WorkloadKeys
 from rqp.oplog import read_audit
 from rqp.signing import TrustStore
 from rqp.storage import BlobStore, MessageQueue
@@ -84,6 +84,22 @@ def _lease(score: float, now: float) -> dict[str, Any]:
     if math.isinf(score):
         return {"started": False, "deadline": None, "seconds_left": None}
     return {"started": True, "deadline": score, "seconds_left": round(score - now, 1)}
+
+
+def _failed_as_a_whole(r: redis.Redis, workload_id: str, row: dict[str, Any], opener: Opener | None) -> None:
+    """A workload that failed as a whole (its script's import, its data, its parse()): the page
+    says so with the reason -- decrypted when the console holds the KEK -- and no ETA, instead
+    of "still reading the data ... ETA 0 s"."""
+    row["eta"] = None
+    row["failed_whole"] = True
+    sealed = Ledger(r, workload_id).sealed_error()
+    if opener is None or not sealed:
+        return
+    try:
+        row["error"] = opener.error(workload_id, sealed)
+        row["error_decrypted"] = True
+    except (RqpError, ValueError) as exc:
+        row["error_note"] = f"its sealed reason does not open here: {exc}"
 
 
 def workload_detail(
@@ -171,6 +187,8 @@ def workload_detail(
         except (RqpError, redis.RedisError) as exc:
             backlog["status_error"] = str(exc).split("\n")[0]
 
+    if row["state"] == State.FAILED:
+        _failed_as_a_whole(r, workload_id, row, opener)
     row["throughput"] = [[round(t, 3), round(v, 1)] for t, v in history.rates(workload_id, limit=900)]
     row.update(
         {

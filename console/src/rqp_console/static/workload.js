@@ -56,7 +56,7 @@ function renderHead(d) {
   renderActions(d);
 }
 function renderProgress(d) {
-  const reading = d.total === null;
+  const reading = d.total === null && !d.failed_whole;
   const known = reading ? 0 : d.known || 0;
   $("bar-fill").parentElement.classList.toggle("reading", reading);
   $("bar-fill").parentElement.classList.toggle("done", d.state === "done");
@@ -65,6 +65,11 @@ function renderProgress(d) {
   const bf = $("bar-failed");
   bf.style.left = (known ? (100 * d.done) / known : 0) + "%";
   bf.style.width = (known && d.failed ? Math.max(0.3, (100 * d.failed) / known) : 0) + "%";
+  if (d.failed_whole) {  // failed as a whole: the reason (decrypted with the console's KEK), not "still reading"
+    $("bar-text").textContent = `failed as a whole: ${d.error || "no reason recorded"}` + (d.error_note ? ` (${d.error_note})` : "") +
+      ` · ${int(d.done)} records done and ${int(d.failed)} failed before it`;
+    return;
+  }
   $("bar-text").textContent = (reading ? `${int(d.done + d.failed)} records finished · still reading the data: ${int(d.enqueued)} records so far` : `${(100 * d.fraction).toFixed(1)}% · ${int(d.done + d.failed)} of ${int(d.total)} records finished`) +
     (d.reclaimed ? ` · ${int(d.reclaimed)} chunks re-run after a lost worker` : "") + (d.error ? ` · ${d.error}` : "") + (d.processor_error ? ` · processor: ${d.processor_error}` : "");
 }

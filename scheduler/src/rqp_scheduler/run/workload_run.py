@@ -283,7 +283,7 @@ class WorkloadRun:
         try:
             self.enqueuer.fill_window()
         except ScriptError as exc:  # the script's parse() failed: the workload cannot be read
-            self.finisher.fail(str(exc))
+            self.finisher.fail(*_parse_failed(exc, self.ctx.head.enqueued))
             self.stream.close()
             raise
         self.retrier.queue_due()
@@ -344,3 +344,17 @@ class WorkloadRun:
     def _reclaim(self, jid: str, reason: str) -> None:
         """``reclaimer.reclaim()`` (tests outside the scheduler's own call it by this name)."""
         self.reclaimer.reclaim(jid, reason)
+
+
+def _parse_failed(exc: ScriptError, queued: int) -> tuple[str, str]:
+    """The sealed and the clear reason of a ``--format script`` workload whose parse() raised: how
+    many records were queued before it (what 'rqp status' counts as read) beside how many parse()
+    produced -- records are queued a chunk at a time, so those of the chunk being filled never
+    ran ("0 records read" beside "raised after 1 records" read as a contradiction)."""
+    count = f"{queued:,} record{'s' if queued != 1 else ''} read and queued before it"
+    sealed = f"{exc} ({count}: a chunk is queued once full, so the records of the chunk being filled never ran)"
+    generic = (
+        f"the script's parse() failed while reading the data ({count}; details are encrypted: run 'rqp status' "
+        f"with the KEK, or see the scheduler's log)"
+    )
+    return sealed, generic

@@ -18,7 +18,7 @@ from ..backends import Backends, check_tombstone
 from ..crypto import aad, decrypt_stream
 from ..errors import BlobNotFoundError, IntegrityError, RqpError, WorkloadError
 from ..jsonsafe import result_line
-from ..ledger import Ledger
+from ..ledger import Ledger, Meta
 from ..status import StatusRecord, read_progress
 from ..storage import BlobStore
 from ..summary import SUMMARY_BLOB, Failure, Summary, read_summary
@@ -103,6 +103,11 @@ def _failures_so_far(b: Backends, workload: Workload) -> list[Failure]:
             f"workload {workload.id} is not known to Redis; schedule it first (rqp-scheduler run {workload.id})"
         )
     ids = led.failed_ids()
+    whole = led.state() == "failed"
+    if whole and not ids:
+        # failed as a whole (its script's import, its data, its parse()): no record failed on its own
+        error = unseal_error(b, workload.id) or led.meta().get(Meta.ERROR) or "no reason recorded"
+        raise WorkloadError(f"workload {workload.id} failed as a whole, no record failed on its own: {error}")
     out = []
     for i in range(0, len(ids), 1000):
         batch = ids[i : i + 1000]
@@ -112,7 +117,16 @@ def _failures_so_far(b: Backends, workload: Workload) -> list[Failure]:
                 continue
             st = StatusRecord.open(workload, rid, sealed)
             out.append(Failure(rid, st.error, st.attempts, st.key))
-    print(f"workload {workload.id} is {led.state()}: {len(out):,} records failed so far (not final)", file=sys.stderr)
+    if whole:
+        error = unseal_error(b, workload.id) or led.meta().get(Meta.ERROR) or "no reason recorded"
+        print(
+            f"workload {workload.id} failed as a whole ({error}); {len(out):,} records failed before it",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            f"workload {workload.id} is {led.state()}: {len(out):,} records failed so far (not final)", file=sys.stderr
+        )
     return out
 
 
