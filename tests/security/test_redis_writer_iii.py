@@ -293,12 +293,22 @@ def test_10_a_pending_member_that_is_no_job_id_does_not_kill_the_scheduler(world
 def test_11_a_forged_shown_state_never_makes_retry_say_nothing_failed(world, proc, cli_env, capsys):
     """Found by the fuzzer (``tools/chaos.py --family control --seed 15``): `HSET meta state
     cancelled` on a workload that ended done with a failed record made `rqp retry W --failed` say
-    "no failed records" and exit 0. Now it refuses, naming both the sealed summary and Redis."""
+    "no failed records" and exit 0. Now a state shown as not ended is refused, naming both the
+    sealed summary and Redis; one shown as cancelled (an ended state: a cancelled workload's
+    failed records are retried, issue 24 item 3) re-runs what the sealed summary lists, and the
+    round ends as that summary's state (done), not as the forged one."""
     wid = world.pack("forged-state-retry", [{"n": i} for i in range(N)], script=SCRIPT)
     _to_end(world, world.run(wid), proc)
-    world.r.hset(Ledger(world.r, wid).k.meta, "state", "cancelled")
+    world.r.hset(Ledger(world.r, wid).k.meta, "state", "running")
     capsys.readouterr()
     code = rqp_main(["retry", wid, "--failed"])
     err = capsys.readouterr().err
     assert code == 7, err
-    assert f"workload {wid}: its sealed summary lists 1 failed records but Redis shows it cancelled: not retried" in err
+    assert f"workload {wid}: its sealed summary lists 1 failed records but Redis shows it running: not retried" in err
+    world.r.hset(Ledger(world.r, wid).k.meta, "state", "cancelled")
+    assert rqp_main(["retry", wid, "--failed"]) == 0
+    assert f"re-queued 1 failed records of {wid}" in capsys.readouterr().out
+    run = world.run(wid)
+    _to_end(world, run, proc)
+    s = read_summary(world.store, run.workload)
+    assert (s.state, s.total, s.done, s.failed, s.cancelled) == ("done", N, N - 1, 1, 0)
