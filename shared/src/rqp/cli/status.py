@@ -279,7 +279,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "status",
         parents=[common],
         help="counts by state, throughput and ETA; exit 0 done, 1 done with failures or cancelled, "
-        "3 not finished, 4 failed, 7 unknown",
+        "3 not finished, 4 failed or refused, 7 unknown",
     )
     p.add_argument("workload")
     p.add_argument("--watch", action="store_true", help="live progress until the workload ends")
