@@ -243,7 +243,9 @@ ROWS: tuple[Row, ...] = (
         "advisory", test=f"{_III}::test_5, {_FUZZ}[fleet]"),
     Row("rqp:mq:<queue> (status, events)", r"rqp:mq:(?!rqp-metrics$)[A-Za-z0-9_-]+", "stream", "b", "b",
         f"{_SCHED}, {_PROC} (outbox)", f"{_CLI} messages, consumers",
-        "status and event messages; the payload is sealed to its queue, kind and id", "sealed"),
+        "status and event messages; the payload is sealed to its queue, kind and id -- but for the scheduler's "
+        "'refused' event, plain (the workload's key is what could not be trusted) and opened as verified=False",
+        "sealed"),
     Row("rqp:mq:rqp-metrics", r"rqp:mq:rqp-metrics", "stream", "b", "b", "rqp-metrics-logger", f"{_CLI} metrics",
         "host metrics samples, shown", "UNPROTECTED", "host metrics only: no workload's result, count or state"),
     # ------------------------------------------------------------------ RQ's own keys
