@@ -71,6 +71,8 @@ def test_refused_and_failed_as_a_whole_say_why(browser, world, sched, consoles, 
     b.get(console.url + "/workloads")
     item = wait_for(b, lambda: css(b, "#refused li[data-id='m1']"), what="m1 in the refused list")[0]
     assert "not a trusted signer" in item.text and "unverified" in item.text and item.text.startswith("refused")
+    row = wait_for(b, lambda: css(b, "tr[data-id='broken']"), what="broken in the list")[0]
+    assert "failed as a whole" in row.text and "reading" not in row.text, row.text
     shot(b, "refused-list")
 
     b.get(console.url + "/workloads/broken")

@@ -111,7 +111,8 @@ export function badge(state) { return el("span", { class: "badge " + state, text
 export function progressCell(row) {
   // while the data is still being read the total is unknown: no percentage of what is queued so
   // far (it would read 94% with a quarter done), a striped bar and how far the reading got
-  const reading = row.total === null;
+  const whole = row.total === null && row.state === "failed";  // failed as a whole while reading: not "reading"
+  const reading = row.total === null && !whole;
   const bar = el("div", { class: "bar " + (reading ? "reading" : row.state === "done" ? "done" : row.state === "paused" ? "paused" : "") });
   const fill = el("div", { class: "fill" });
   const known = reading ? 0 : row.known || 0;
@@ -122,8 +123,8 @@ export function progressCell(row) {
     failed.style.width = Math.max(0.5, (100 * row.failed) / known) + "%";
   }
   bar.append(fill, failed);
-  const of = reading ? `reading: ${int(row.enqueued)} so far` : `of ${int(row.total)}`;
-  return el("div", { class: "progress-cell" }, bar, el("span", { class: "pct", text: reading ? "–" : (100 * row.fraction).toFixed(1) + "%" }), el("span", { class: "of", text: of }));
+  const of = whole ? "failed as a whole" : reading ? `reading: ${int(row.enqueued)} so far` : `of ${int(row.total)}`;
+  return el("div", { class: "progress-cell" }, bar, el("span", { class: "pct", text: reading || whole ? "–" : (100 * row.fraction).toFixed(1) + "%" }), el("span", { class: "of", text: of }));
 }
 export function numCell(key, n, bad) {
   return el("td", { class: "num" + (n === 0 ? " zero" : bad && n > 0 ? " bad" : ""), dataset: { k: key, value: String(n) } }, int(n));
