@@ -82,3 +82,11 @@ def test_refused_and_failed_as_a_whole_say_why(browser, world, sched, consoles, 
     assert "still reading" not in bar and "details are encrypted" not in bar and "ETA" not in bar
     assert text(b, "#state") == "failed"
     shot(b, "failed-as-a-whole")
+
+
+def test_a_cancelled_workload_with_failures_offers_retry():
+    """Issue 24 item 3 on the console: a cancelled workload's failed records can be run again."""
+    from rqp_console.workload_page import allowed_actions
+
+    assert allowed_actions({"state": "cancelled", "failed": 3}) == ["retry"]
+    assert allowed_actions({"state": "cancelled", "failed": 0}) == []

@@ -71,7 +71,7 @@ def perform(
         count = control.retry_failed(r, opener.store, opener.workload(workload_id), signer, who)
         if not count:
             raise ActionRefused(
-                f"workload {workload_id} has no failed records to retry, or is not finished (only a done or failed workload's failed records can be run again)"
+                f"workload {workload_id} has no failed records to retry, or is not finished (only a done, cancelled or failed workload's failed records can be run again)"
             )
         return {"requeued": count}
     raise ActionRefused(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")

@@ -49,7 +49,7 @@ def allowed_actions(row: dict[str, Any]) -> list[str]:
         out += ["pause", "cancel"]
     elif state == State.PAUSED:
         out += ["resume", "cancel"]
-    if state in (State.DONE, State.FAILED) and row["failed"] > 0:
+    if state in (State.DONE, State.FAILED, State.CANCELLED) and row["failed"] > 0:  # a cancelled one's too
         out.append("retry")
     return out
 
