@@ -143,3 +143,26 @@ def test_junk_in_the_refusals_hash_reads_as_an_unreadable_refusal(world):
     world.r.hset(REFUSED, "junk", b"\xff\x00not json")
     refusal = read_refusal(world.r, "junk")
     assert refusal is not None and refusal.reason == "unreadable refusal entry (not rqp's)" and refusal.code == 4
+
+
+def test_a_revoked_signers_workload_is_refused_and_kept(world):
+    """A key revoked in the scheduler's trusted-signers file (``revoked: <fingerprint>``)."""
+    from rqp_scheduler.scheduler import Scheduler
+
+    key_path, _ = make_signer(world.root / "leaked", "leaked")
+    leaked = LocalSigningKey(key_path)
+    trusted = world.root / "trusted-with-revocation.pem"
+    trusted.write_bytes(
+        world.signer.trusted.read_bytes() + (world.root / "leaked" / "leaked.pub.pem").read_bytes()
+        + f"revoked: {leaked.fingerprint}\n".encode()
+    )  # fmt: skip
+    _pack(world, "revoked-one", leaked)
+    s = Scheduler(world.settings.replace(trusted_signers_file=str(trusted)))
+    try:
+        world.r.rpush("rqp:submissions", "revoked-one")
+        s.tick(serve=True)
+    finally:
+        s.hosts.close()
+        s.writer.shutdown(wait=True)
+    refusal = read_refusal(world.r, "revoked-one")
+    assert refusal is not None and "which is revoked" in refusal.reason and refusal.code == 4
