@@ -82,11 +82,14 @@ class HostFactory:
         self.config = config
         self.warm = warm and config.enabled
         self._spare: ScriptHost | None = None
+        #: how many hosts this factory has started (spares included)
+        self.started = 0
         if self.warm:
             self._spare = self._spawn_quietly()
 
     def _spawn_quietly(self) -> ScriptHost | None:
         host = ScriptHost(self.config)
+        self.started += 1
         try:
             host.spawn()
         except SandboxError as exc:  # taking one will try again, and say why if it fails
@@ -103,6 +106,7 @@ class HostFactory:
             self._spare = None
             try:
                 if host.proc is None:
+                    self.started += 1
                     host.spawn()
                 host.ready().check(self.config.require, "script host")
             except SandboxError:
