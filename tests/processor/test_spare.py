@@ -34,11 +34,12 @@ def test_the_next_spare_waits_until_the_queues_are_empty(world):  # noqa: F811
         assert pool.wants_spare
         worker._spare_when_idle()  # work is waiting: no interpreter starts beside it
         assert pool.wants_spare and pool.factory.started == 1
-        worker.work(burst=True)  # runs the chunks; its last look finds the queues empty
+        worker.work(burst=True, max_jobs=1)  # one chunk: its host starts then (none was waiting)
+        assert pool.factory.started == 2 and pool.wants_spare  # and no spare beside it
+        worker.work(burst=True)  # the other chunks; its last look finds the queues empty
         assert sum(world.r.llen(q.key) for q in worker._ordered_queues) == 0
         assert world.r.bitcount(f"rqp:w:{wid}:done") > 0
         assert not pool.wants_spare
-        # one host for the chunks (none was waiting) and one spare once idle; none in between
-        assert pool.factory.started == 3
+        assert pool.factory.started == 3  # the spare, started once idle
     finally:
         pool.close()
