@@ -1,0 +1,100 @@
+"""What a user types at ``rqp`` (issue 24, items 2, 5, 6, 11, 13, 14), through the real entry
+point, a real Redis and a real blob directory: typo'd ids refused without a write, priorities
+shown, ages that are not the epoch's, ``pack --submit`` with Redis down, a CSV packed as JSON
+Lines, records named by their own keys, and results as CSV columns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from world import world  # noqa: F401 - a fixture
+
+from rqp.cli import main
+
+OK_SCRIPT = "def process(r):\n    return r['n'] * 2\n"
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("rqp: error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path, redis_url, kek):
+    """The CLI pointed at the test Redis, a blob directory under ``tmp_path`` (the world's) and
+    the KEK, run from ``tmp_path``."""
+    monkeypatch.setenv("RQP_REDIS_URL", redis_url)
+    monkeypatch.setenv("RQP_BLOB_URL", f"file://{tmp_path / 'blobs'}")
+    monkeypatch.setenv("RQP_KEK_FILE", str(kek[0]))
+    monkeypatch.setenv("RQP_ALLOW_INSECURE_REDIS", "true")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def finish(world, wid: str) -> None:  # noqa: F811 - the fixture's value
+    """Schedule ``wid`` and run every chunk in process to its summary."""
+    run_, proc = world.run(wid), world.processor()
+    try:
+        world.run_to_end(run_, proc)
+    finally:
+        proc.pool.close()
+
+
+def blobs(root: Path) -> list[str]:
+    where = root / "blobs"
+    return sorted(str(p.relative_to(where)) for p in where.rglob("*")) if where.exists() else []
+
+
+def redis_dump(r) -> dict[bytes, object]:
+    """Every key of the test Redis with its value: what a command wrote shows as a difference."""
+    out: dict[bytes, object] = {}
+    for key in r.scan_iter(count=1000):
+        kind = r.type(key)
+        out[key] = {
+            b"string": r.get,
+            b"hash": r.hgetall,
+            b"list": lambda k: r.lrange(k, 0, -1),
+            b"set": r.smembers,
+            b"zset": lambda k: r.zrange(k, 0, -1, withscores=True),
+            b"stream": lambda k: r.xrange(k),
+        }[kind](key)
+    return out
+
+
+# ---------------------------------------------------------------------------------- item 2: typo'd ids write nothing
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["delete", "dmeo", "--yes"],
+        ["delete", "dmeo", "--yes", "--shred"],
+        ["priority", "zzztypo", "low"],
+        ["priority", "zzztypo"],
+        ["pause", "zzztypo"],
+        ["resume", "zzztypo"],
+        ["cancel", "zzztypo"],
+        ["retry", "zzztypo", "--failed"],
+    ],
+)
+def test_an_action_on_an_unknown_workload_is_refused_and_writes_nothing(capsys, env, world, r, argv):  # noqa: F811
+    """A typo'd id: exit 7, one line naming the id and 'rqp list', and no Redis key, audit
+    entry, tombstone, priority or blob written -- so 'rqp status' does not say it was deleted."""
+    finish(world, world.pack("demo", [{"n": i} for i in range(3)]))  # a real workload beside the typo
+    before, files = redis_dump(r), blobs(env)
+    code, out, err = run(capsys, *argv)
+    line = one_line_error(err)
+    assert code == 7 and out == "", (out, err)
+    assert f"workload {argv[1]} is not known" in line and "rqp list" in line, line
+    assert redis_dump(r) == before
+    assert blobs(env) == files
+    code, _, err = run(capsys, "status", argv[1])
+    assert code == 7 and "was deleted" not in err and "not known to Redis" in err, err
