@@ -98,3 +98,33 @@ def test_an_action_on_an_unknown_workload_is_refused_and_writes_nothing(capsys, 
     assert blobs(env) == files
     code, _, err = run(capsys, "status", argv[1])
     assert code == 7 and "was deleted" not in err and "not known to Redis" in err, err
+
+
+def test_priority_with_no_level_shows_the_current_one(capsys, env, world, r):  # noqa: F811
+    """`rqp priority W` shows what `rqp:priorities` holds (the scheduler's word), for a packed
+    workload and a finished one, and writes nothing."""
+    world.pack("later", [{"n": 1}])
+    assert run(capsys, "priority", "later")[1] == "workload later: priority normal\n"
+    assert run(capsys, "priority", "later", "high")[0] == 0
+    before = redis_dump(r)
+    code, out, err = run(capsys, "priority", "later")
+    assert (code, out) == (0, "workload later: priority high\n"), err
+    assert redis_dump(r) == before
+    finish(world, world.pack("over", [{"n": 1}]))
+    assert run(capsys, "priority", "over")[1] == "workload over: priority normal (it is done; its priority no longer matters)\n"
+
+
+def test_delete_refuses_a_running_workload_before_asking_for_its_id(capsys, env, world, monkeypatch):  # noqa: F811
+    """On a terminal, `rqp delete W` of a running workload says 'cancel it first' at once: it
+    never asks the user to type the id only to refuse afterwards."""
+    wid = world.pack("busy", [{"n": i} for i in range(12)])
+    world.run(wid)  # started: its first chunks are queued
+    asked: list[str] = []
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt="": asked.append(prompt) or wid)
+    code, _, err = run(capsys, "delete", wid)
+    line = one_line_error(err)
+    assert code == 7 and f"workload {wid} is running; cancel it first ('rqp cancel {wid}')" in line, line
+    assert asked == []
+    code, _, err = run(capsys, "delete", "nosuch")
+    assert code == 7 and "workload nosuch is not known" in err and asked == [], err

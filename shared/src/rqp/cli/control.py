@@ -122,7 +122,21 @@ def _show_priority(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_deletable(b: Backends, workload_id: str) -> None:
+    """What ``rqp.control.delete`` would refuse, refused before anyone is asked to type the id: an
+    unknown workload (exit 7, nothing written) or one that has not ended."""
+    state = Ledger(b.redis, workload_id).state()
+    if state is None:
+        control.check_known(b.redis, lambda: b.blobs, workload_id)
+    elif not State(state).finished:
+        raise WorkloadError(
+            f"workload {workload_id} is {state}; cancel it first ('rqp cancel {workload_id}') and delete it once cancelled"
+        )
+
+
 def cmd_delete(args: argparse.Namespace) -> int:
+    b, r, signer = _open(args)
+    _check_deletable(b, args.workload)
     if not args.yes:
         if not sys.stdin.isatty():
             raise ConfigError(f"deleting workload {args.workload} cannot be undone; add --yes to confirm")
@@ -131,7 +145,6 @@ def cmd_delete(args: argparse.Namespace) -> int:
         if answer.strip() != args.workload:
             print("not deleted")
             return 1
-    b, r, signer = _open(args)
     keys, blobs = control.delete(r, b.blobs, signer, args.workload, actor(), shred=args.shred)
     shredded = "; its data key was destroyed first, so no copy of its ciphertexts can be read" if args.shred else ""
     print(f"workload {args.workload}: deleted {keys} Redis keys and {blobs} blobs{shredded}")
