@@ -6,12 +6,15 @@ Lines, records named by their own keys, and results as CSV columns."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from world import world  # noqa: F401 - a fixture
 
 from rqp.cli import main
+from rqp.errors import ScriptError
+from rqp.status import read_progress
 
 OK_SCRIPT = "def process(r):\n    return r['n'] * 2\n"
 
@@ -128,3 +131,48 @@ def test_delete_refuses_a_running_workload_before_asking_for_its_id(capsys, env,
     assert asked == []
     code, _, err = run(capsys, "delete", "nosuch")
     assert code == 7 and "workload nosuch is not known" in err and asked == [], err
+
+
+# ---------------------------------------------------------------------------------- items 5, 6: rqp list
+def list_rows(out: str) -> dict[str, dict[str, str]]:
+    """`rqp list`'s table by id and column (cells are two or more spaces apart)."""
+    header, *rows = out.splitlines()
+    names = header.split()
+    cells = [re.split(r"\s{2,}", row.strip()) for row in rows if row and row[0] != "("]
+    return {row[0]: dict(zip(names, row, strict=True)) for row in cells}
+
+
+def test_list_shows_each_workloads_priority(capsys, env, world, r):  # noqa: F811
+    """The PRIORITY column says what `rqp:priorities` holds: for one running, one only packed, and
+    one never given a priority (normal)."""
+    world.pack("urgent", [{"n": i} for i in range(8)])
+    assert run(capsys, "priority", "urgent", "high")[0] == 0
+    world.run("urgent")
+    world.pack("later", [{"n": 1}])
+    assert run(capsys, "priority", "later", "low")[0] == 0
+    world.pack("plain", [{"n": 1}])
+    code, out, err = run(capsys, "list")
+    rows = list_rows(out)
+    assert code == 0, err
+    assert {wid: (row["STATE"], row["PRIORITY"]) for wid, row in rows.items()} == {
+        "urgent": ("running", "high"),
+        "later": ("packed", "low"),
+        "plain": ("packed", "normal"),
+    }
+
+
+def test_list_age_of_a_workload_that_failed_at_import_is_not_from_the_epoch(capsys, env, world, r):  # noqa: F811
+    """A workload whose script does not load fails before it starts (no start time): its AGE is
+    from when it failed, seconds ago -- not ~20,000 days -- and it sorts as the newest."""
+    world.pack("older", [{"n": 1}])
+    wid = world.pack("broken", [{"n": 1}], "import no_such_module_anywhere\ndef process(r):\n    return r\n")
+    with pytest.raises(ScriptError, match="failed to import"):
+        world.run(wid)  # the scheduler marks it failed, then says why
+
+    p = read_progress(r, wid)
+    assert p is not None and p.state == "failed" and p.started_at is None, p
+    code, out, err = run(capsys, "list")
+    assert code == 0, err
+    rows = list_rows(out)
+    assert rows[wid]["STATE"] == "failed" and rows[wid]["AGE"].endswith("s") and "d" not in rows[wid]["AGE"], out
+    assert list(rows) == [wid, "older"], out

@@ -16,7 +16,7 @@ import redis
 from ..backends import Backends
 from ..connect import open_operator_key, open_signing_key
 from ..errors import RqpError, WorkloadError
-from ..ledger import SUBMISSIONS, Priority, submit, workloads
+from ..ledger import PRIORITIES, SUBMISSIONS, Priority, submit, workloads
 from ..status import read_progress
 from ..workload import blob_name, new_workload_id, pack
 from .context import backends, set_priority, verify_counts
@@ -153,6 +153,20 @@ def _packed_workloads(b: Backends, known: set[str]) -> list[tuple[str, float]]:
     return found
 
 
+def _priorities(r: redis.Redis) -> dict[str, str]:
+    """Each workload's priority as the scheduler reads it (``rqp:priorities``; one not named
+    there is normal); none when this Redis user may not read them."""
+    try:
+        raw = r.hgetall(PRIORITIES)
+    except redis.ResponseError:
+        return {}
+    text = {
+        (k.decode() if isinstance(k, bytes) else str(k)): (v.decode() if isinstance(v, bytes) else str(v))
+        for k, v in raw.items()
+    }
+    return {wid: level for wid, level in text.items() if level in PRIORITY_CHOICES}
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     b = backends(args)
     settings, r = b.settings, b.redis
@@ -161,6 +175,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     unverified = 0
     started = workloads(r, newest_first=True)
     known = set(started)
+    priorities = _priorities(r)
     for wid in started[: args.limit]:  # older ones cannot be among the newest, packed or not
         p = read_progress(r, wid)
         if p is None:
@@ -173,9 +188,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         else:
             progress = "-" if p.state in FINISHED_STATES else f"reading ({p.enqueued:,})"
         total = f"{p.total:,}" if p.total is not None else "?"
-        at = p.started_at or 0.0
+        # one that failed before it started (its script did not load) has only its end time
+        at = p.started_at or p.finished_at
         shown = p.state + ("*" if p.verified is False else "")
-        rows.append((at, [wid, shown, progress, f"{p.done:,}/{total}", f"{p.failed:,}", fmt_age(now - at)]))
+        age = fmt_age(now - at) if at else "-"
+        level = priorities.get(wid, Priority.NORMAL.value)
+        rows.append((at or 0.0, [wid, shown, level, progress, f"{p.done:,}/{total}", f"{p.failed:,}", age]))
     try:
         submitted = {x.decode() if isinstance(x, bytes) else str(x) for x in r.lrange(SUBMISSIONS, 0, -1)}
     except redis.ResponseError:  # a Redis user that may not read the submissions
@@ -187,7 +205,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         packed = []
     for wid, created in packed:
         state = "submitted" if wid in submitted else "packed"
-        rows.append((created, [wid, state, "-", "-", "-", fmt_age(now - created) if created else "?"]))
+        level = priorities.get(wid, Priority.NORMAL.value)
+        rows.append((created, [wid, state, level, "-", "-", "-", fmt_age(now - created) if created else "-"]))
     if not rows:
         print(
             f"no workloads (in Redis at {settings.redis_url_safe}, nor packed in {settings.blob_url}); pack one with 'rqp pack DATA SCRIPT'"
@@ -195,7 +214,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     rows.sort(key=lambda row: row[0], reverse=True)
     more = len(rows) - args.limit + len(started[args.limit :])
-    grid = [["WORKLOAD", "STATE", "PROGRESS", "DONE", "FAILED", "AGE"], *(cells for _, cells in rows[: args.limit])]
+    grid = [
+        ["WORKLOAD", "STATE", "PRIORITY", "PROGRESS", "DONE", "FAILED", "AGE"],
+        *(cells for _, cells in rows[: args.limit]),
+    ]
     fit = terminal_width() if sys.stdout.isatty() and not args.wide else None
     lines, clipped = table(grid, right={"DONE", "FAILED", "AGE"}, width=fit)
     print("\n".join(lines))
