@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import socket
 from pathlib import Path
 
 import pytest
@@ -69,7 +71,7 @@ def redis_dump(r) -> dict[bytes, object]:
             b"list": lambda k: r.lrange(k, 0, -1),
             b"set": r.smembers,
             b"zset": lambda k: r.zrange(k, 0, -1, withscores=True),
-            b"stream": lambda k: r.xrange(k),
+            b"stream": r.xrange,
         }[kind](key)
     return out
 
@@ -114,7 +116,10 @@ def test_priority_with_no_level_shows_the_current_one(capsys, env, world, r):  #
     assert (code, out) == (0, "workload later: priority high\n"), err
     assert redis_dump(r) == before
     finish(world, world.pack("over", [{"n": 1}]))
-    assert run(capsys, "priority", "over")[1] == "workload over: priority normal (it is done; its priority no longer matters)\n"
+    assert (
+        run(capsys, "priority", "over")[1]
+        == "workload over: priority normal (it is done; its priority no longer matters)\n"
+    )
 
 
 def test_delete_refuses_a_running_workload_before_asking_for_its_id(capsys, env, world, monkeypatch):  # noqa: F811
@@ -176,3 +181,81 @@ def test_list_age_of_a_workload_that_failed_at_import_is_not_from_the_epoch(caps
     rows = list_rows(out)
     assert rows[wid]["STATE"] == "failed" and rows[wid]["AGE"].endswith("s") and "d" not in rows[wid]["AGE"], out
     assert list(rows) == [wid, "older"], out
+
+
+# ---------------------------------------------------------------------------------- item 11: pack --submit, CSV as JSON Lines
+def unused_redis_url() -> str:
+    """A Redis URL on a port nothing listens on: Redis is down."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def data_files(root: Path, n: int = 3) -> tuple[Path, Path]:
+    data, script = root / "d.jsonl", root / "s.py"
+    data.write_text("".join(json.dumps({"n": i}) + "\n" for i in range(n)))
+    script.write_text(OK_SCRIPT)
+    return data, script
+
+
+def test_pack_submit_with_redis_down_says_to_submit_once_it_is_back(capsys, env, r, monkeypatch, redis_url):
+    """The upload succeeds, the submit cannot: the error says the blobs are uploaded and to run
+    'rqp submit W' when Redis is back -- and so does a rerun of the same pack, rather than only
+    "already exists; pass --replace". Once Redis is back, that command hands it over."""
+    data, script = data_files(env)
+    monkeypatch.setenv("RQP_REDIS_URL", unused_redis_url())
+    for attempt in range(2):
+        code, out, err = run(capsys, "pack", str(data), str(script), "--id", "m1", "--submit", "--priority", "high")
+        line = one_line_error(err)
+        assert code == 6 and out == "", (attempt, out, err)
+        assert "workload m1 is packed" in line and "cannot reach Redis" in line, line
+        assert "run 'rqp submit m1 --priority high' when Redis is back" in line, line
+        assert (env / "blobs" / "workloads" / "m1" / "manifest.json").exists()
+    monkeypatch.setenv("RQP_REDIS_URL", redis_url)
+    code, out, err = run(capsys, "pack", str(data), str(script), "--id", "m1", "--submit")
+    line = one_line_error(err)  # Redis back, never submitted: the same way on
+    assert code == 7 and "was never submitted" in line and "run 'rqp submit m1'" in line, line
+    code, out, err = run(capsys, "submit", "m1", "--priority", "high")
+    assert code == 0 and "submitted m1" in out, err
+    assert r.lrange("rqp:submissions", 0, -1) == [b"m1"] and r.hget("rqp:priorities", "m1") == b"high"
+    code, out, err = run(capsys, "pack", str(data), str(script), "--id", "m1", "--submit")
+    line = one_line_error(err)  # submitted now: only another id or --replace
+    assert code == 7 and "already exists" in line and "rqp submit" not in line, line
+
+
+@pytest.mark.parametrize(
+    "text, flag",
+    [
+        ("account,amount,when\nA-1,12.50,2026-01-02\nA-2,7,2026-01-03\n", "--format csv"),
+        ("\ufeffaccount;amount\nA-1;12.50\n", "--format csv --delimiter ';'"),
+        ("account\tamount\nA-1\t12.50\n", "--format csv --delimiter \"$(printf '\\t')\""),
+    ],
+)
+def test_pack_of_a_csv_file_as_json_lines_fails_at_once_with_the_flag(capsys, env, text, flag):
+    """A CSV file packed without --format csv: refused before anything is uploaded, with the
+    flags that read it (every record would otherwise fail, and only after the run)."""
+    data, script = env / "sales.csv", env / "s.py"
+    data.write_text(text)
+    script.write_text(OK_SCRIPT)
+    code, out, err = run(capsys, "pack", str(data), str(script), "--id", "sales")
+    line = one_line_error(err)
+    assert code == 2 and out == "", err
+    assert line.endswith(f"pack it with {flag}") and "looks like CSV, not JSON Lines" in line, line
+    assert blobs(env) == []
+    code, _, err = run(
+        capsys, "pack", str(data), str(script), "--id", "sales", *shlex.split(flag.replace("$(printf '\\t')", "\t"))
+    )
+    assert code == 0, err  # the flags it named read the file
+
+
+def test_json_lines_and_unusual_data_are_not_taken_for_csv(capsys, env):
+    """JSON Lines (a first record of any JSON type), and a first line that is not JSON but not a
+    CSV header either, pack as before: the check only stops what is plainly CSV."""
+    script = env / "s.py"
+    script.write_text(OK_SCRIPT)
+    for i, text in enumerate(['{"n": 1}\n{"n": 2}\n', "\n[1, 2]\n", '"a,b"\n"c,d"\n', "just text\nmore text\n"]):
+        data = env / f"d{i}.jsonl"
+        data.write_text(text)
+        code, _, err = run(capsys, "pack", str(data), str(script), "--id", f"j{i}")
+        assert code == 0, (text, err)

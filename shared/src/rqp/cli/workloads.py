@@ -15,12 +15,12 @@ import redis
 
 from ..backends import Backends
 from ..connect import open_operator_key, open_signing_key
-from ..errors import RqpError, WorkloadError
-from ..ledger import PRIORITIES, SUBMISSIONS, Priority, submit, workloads
+from ..errors import ConfigError, RedisUnavailableError, RqpError, WorkloadError
+from ..ledger import PRIORITIES, SUBMISSIONS, Ledger, Priority, submit, workloads
 from ..status import read_progress
-from ..workload import blob_name, new_workload_id, pack
+from ..workload import blob_name, looks_like_csv, new_workload_id, pack
 from .context import backends, set_priority, verify_counts
-from .formatting import FINISHED_STATES, fmt_age, percent, table, terminal_width
+from .formatting import FINISHED_STATES, clip, fmt_age, percent, table, terminal_width
 
 __all__ = ["PRIORITY_CHOICES", "PRIORITY_HELP", "cmd_list", "cmd_pack", "cmd_submit", "register"]
 
@@ -73,6 +73,15 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
     if args.shred_previous and not args.replace:
         raise WorkloadError("--shred-previous shreds the generation --replace supersedes; pass --replace too")
+    if not args.replace and store.exists(blob_name(wid, "manifest.json")):
+        raise _already_packed(b, wid, args)
+    if args.format == "jsonl":
+        looks = looks_like_csv(Path(args.data), args.delimiter)
+        if looks is not None:
+            raise ConfigError(
+                f"{args.data} looks like CSV, not JSON Lines (its first line {clip(looks.header, 60)!r} is not JSON); "
+                f"pack it with --format csv{looks.flag}"
+            )
     ended = args.replace and store.exists(blob_name(wid, "summary.enc"))
     m = pack(
         store,
@@ -105,10 +114,17 @@ def cmd_pack(args: argparse.Namespace) -> int:
         )
     if m.data.plain_size == 0:
         print(f"rqp: warning: {args.data} is empty: workload {wid} has no records to process", file=sys.stderr)
-    if args.priority:
-        set_priority(b, signer, wid, args.priority)
-    if args.submit:
-        submit(b.redis, wid)
+    try:
+        if args.priority:
+            set_priority(b, signer, wid, args.priority)
+        if args.submit:
+            submit(b.redis, wid)
+    except (RedisUnavailableError, redis.ConnectionError, redis.TimeoutError) as exc:
+        reason = str(exc).split("\n")[0].rstrip(".")
+        raise RedisUnavailableError(
+            f"workload {wid} is packed (its blobs are uploaded to {store.location}) but not {_handed(args)}: "
+            f"{reason}; run '{_submit_command(wid, args)}' when Redis is back"
+        ) from None
     print(wid)
     print(
         f"packed workload {wid}: data {m.data.plain_size:,} bytes -> {m.data.size:,} encrypted, script {m.script.plain_size:,} bytes, KEK {m.kek_id}, signed by {signer.fingerprint}, in {store.location}"
@@ -116,6 +132,41 @@ def cmd_pack(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _handed(args: argparse.Namespace) -> str:
+    """What ``pack`` did not do of what it was asked, Redis being away."""
+    return "submitted" if args.submit else "given its priority"
+
+
+def _submit_command(wid: str, args: argparse.Namespace) -> str:
+    return f"rqp submit {wid}" + (f" --priority {args.priority}" if args.priority else "")
+
+
+def _already_packed(b: Backends, wid: str, args: argparse.Namespace) -> RqpError:
+    """``pack`` of an id that is packed already: when Redis does not know it (a ``pack --submit``
+    whose upload succeeded and whose submit did not), the way on is ``rqp submit``, not only
+    another --id or --replace; with Redis still away, that is said as such (exit 6)."""
+    where = b.blobs.location
+    other = "else choose another --id or pass --replace to pack it again"
+    try:
+        r = b.redis
+        known = Ledger(r, wid).exists()
+        queued = wid.encode() in r.lrange(SUBMISSIONS, 0, -1)
+    except (RedisUnavailableError, redis.ConnectionError, redis.TimeoutError) as exc:
+        reason = str(exc).split("\n")[0].rstrip(".")
+        return RedisUnavailableError(
+            f"workload {wid} is packed already (its blobs are in {where}) and not submitted: {reason}; if it is "
+            f"this data, run '{_submit_command(wid, args)}' when Redis is back, {other}"
+        )
+    except redis.ResponseError:  # a Redis user that may not look: the plain refusal
+        known, queued = True, False
+    if known or queued:
+        return WorkloadError(f"workload {wid} already exists in {where}; choose another --id or pass --replace")
+    return WorkloadError(
+        f"workload {wid} is packed already in {where} and was never submitted: if it is this data, run "
+        f"'{_submit_command(wid, args)}'; {other}"
+    )
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
