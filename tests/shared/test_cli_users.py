@@ -259,3 +259,56 @@ def test_json_lines_and_unusual_data_are_not_taken_for_csv(capsys, env):
         data.write_text(text)
         code, _, err = run(capsys, "pack", str(data), str(script), "--id", f"j{i}")
         assert code == 0, (text, err)
+
+
+# ---------------------------------------------------------------------------------- item 13: a record by its own key
+KEYED_SCRIPT = "def process(r):\n    if r['n'] == 3:\n        raise ValueError('negative amount')\n    return {'tx': r['tx'], 'double': r['n'] * 2}\n"
+
+
+def pack_keyed(world, wid: str, n: int = 8) -> str:  # noqa: F811 - the fixture's value
+    """A workload packed with --id-field tx: record i's key is TX-00000i; record 3 fails."""
+    from rqp.workload import pack
+
+    data, script = world.root / f"{wid}.jsonl", world.root / f"{wid}.py"
+    data.write_text("".join(json.dumps({"tx": f"TX-{i:07d}", "n": i}) + "\n" for i in range(n)))
+    script.write_text(KEYED_SCRIPT)
+    pack(world.store, world.keys, wid, data, script, signer=world.signer.key, id_field="tx")
+    return wid
+
+
+def test_status_record_takes_a_key_and_the_terminal_view_shows_it(capsys, env, world, r, monkeypatch):  # noqa: F811
+    """`rqp status W --record TX-0000005` is record 5 (not "invalid int value"), done or failed;
+    on a terminal the record's key is shown; once the chunk notes are gone from Redis the key is
+    still found in the workload's sealed results."""
+    wid = pack_keyed(world, "keyed")
+    finish(world, wid)
+    code, out, err = run(capsys, "status", wid, "--record", "TX-0000005", "--json")
+    assert code == 0, err
+    assert (json.loads(out)["id"], json.loads(out)["key"], json.loads(out)["state"]) == (5, "TX-0000005", "done")
+    code, out, err = run(capsys, "status", wid, "--record", "TX-0000003", "--json")
+    assert code == 0 and json.loads(out)["id"] == 3 and json.loads(out)["state"] == "failed", err
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    code, out, err = run(capsys, "status", wid, "--record", "TX-0000003")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "record 3: failed (attempt 2)" and lines[2].split() == ["key", "TX-0000003"], out
+    assert run(capsys, "status", wid, "--record", "6")[1].splitlines()[2].split() == ["key", "TX-0000006"]
+    r.delete(f"rqp:w:{wid}:notes")  # as when the notes expired: the sealed results still know the key
+    code, out, err = run(capsys, "status", wid, "--record", "TX-0000007", "--json")
+    line = one_line_error(err)  # found as record 7, whose status went with its note
+    assert code == 7 and f"record 7 of workload {wid} is done but its chunk's note has expired" in line, line
+
+
+def test_status_record_of_an_unknown_key_names_what_works(capsys, env, world):  # noqa: F811
+    wid = pack_keyed(world, "keyed")
+    finish(world, wid)
+    code, _, err = run(capsys, "status", wid, "--record", "TX-9999999")
+    line = one_line_error(err)
+    assert code == 7 and "has no done or failed record whose tx is 'TX-9999999'" in line, line
+    plain = world.pack("plain", [{"n": 1}])
+    finish(world, plain)
+    code, _, err = run(capsys, "status", plain, "--record", "TX-1")
+    line = one_line_error(err)
+    assert code == 7 and "packed without --id-field" in line and "--record 0" in line, line
+    code, _, err = run(capsys, "status", plain, "--record", "-1")
+    assert code == 7 and "there is no record -1" in one_line_error(err)
