@@ -5,6 +5,8 @@ Lines, records named by their own keys, and results as CSV columns."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import shlex
@@ -312,3 +314,72 @@ def test_status_record_of_an_unknown_key_names_what_works(capsys, env, world):  
     assert code == 7 and "packed without --id-field" in line and "--record 0" in line, line
     code, _, err = run(capsys, "status", plain, "--record", "-1")
     assert code == 7 and "there is no record -1" in one_line_error(err)
+
+
+# ---------------------------------------------------------------------------------- item 14: output formats
+MIXED_SCRIPT = (
+    "def process(r):\n"
+    "    n = r['n']\n"
+    "    if n == 4:\n"
+    "        raise ValueError('four')\n"
+    "    if n == 5:\n"
+    "        return [n, 'x']\n"
+    "    if n == 6:\n"
+    "        return 'six, said plainly'\n"
+    "    out = {'double': n * 2, 'label': f'item {n}', 'ok': n % 2 == 0}\n"
+    "    if n == 2:\n"
+    "        out['note'] = None\n"
+    "        out['id'] = 'own id'\n"
+    "    return out\n"
+)
+
+
+def test_results_as_csv_spread_flat_objects_over_columns(capsys, env, world):  # noqa: F811
+    """Flat-object results: one column per key, the record id first, values as cells (not one
+    JSON string per row); a result that is not a flat object is a JSON cell of its own; a result
+    key named like a fixed column keeps its value."""
+    wid = world.pack("mixed", [{"n": i} for i in range(7)], MIXED_SCRIPT)
+    finish(world, wid)
+    code, out, err = run(capsys, "results", wid, "--format", "csv")
+    assert code == 0, err
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[0] == ["id", "double", "label", "ok", "note", "result.id", "result"], rows
+    by_id = {row[0]: dict(zip(rows[0], row, strict=True)) for row in rows[1:]}
+    assert set(by_id) == {"0", "1", "2", "3", "5", "6"}  # the failed record is in --failed
+    assert by_id["1"] == {
+        "id": "1",
+        "double": "2",
+        "label": "item 1",
+        "ok": "false",
+        "note": "",
+        "result.id": "",
+        "result": "",
+    }
+    assert (by_id["2"]["note"], by_id["2"]["result.id"], by_id["2"]["ok"]) == ("", "own id", "true")
+    assert by_id["5"]["result"] == '[5,"x"]' and by_id["5"]["double"] == ""
+    assert by_id["6"]["result"] == "six, said plainly"
+
+
+def test_results_csv_of_scalars_and_of_keyed_records(capsys, env, world):  # noqa: F811
+    """No flat objects: the one `result` column as before; --id-field: the key second."""
+    wid = world.pack("scalars", [{"n": i} for i in range(3)])
+    finish(world, wid)
+    rows = list(csv.reader(io.StringIO(run(capsys, "results", wid, "--format", "csv")[1])))
+    assert rows == [["id", "result"], ["0", "0"], ["1", "2"], ["2", "4"]]
+    keyed = pack_keyed(world, "keyed", 5)
+    finish(world, keyed)
+    rows = list(csv.reader(io.StringIO(run(capsys, "results", keyed, "--format", "csv")[1])))
+    assert rows[0] == ["id", "key", "tx", "double"], rows
+    assert rows[1] == ["0", "TX-0000000", "TX-0000000", "0"] and len(rows) == 5  # record 3 failed
+
+
+def test_failed_records_print_compact_json_like_the_results(capsys, env, world):  # noqa: F811
+    wid = world.pack("fails", [{"n": i} for i in range(7)], MIXED_SCRIPT)
+    finish(world, wid)
+    code, out, err = run(capsys, "results", wid, "--failed")
+    assert code == 0, err
+    (line,) = out.splitlines()
+    assert line.startswith('{"id":4,"error":"') and ", " not in line.split('"error"')[0] and '": ' not in line, line
+    assert json.loads(line)["attempts"] == 2
+    results = run(capsys, "results", wid)[1].splitlines()
+    assert results[0].startswith('{"id":0,') and '": ' not in results[0], results  # the same style
