@@ -214,6 +214,10 @@ def test_pack_submit_with_redis_down_says_to_submit_once_it_is_back(capsys, env,
         assert "workload m1 is packed" in line and "cannot reach Redis" in line, line
         assert "run 'rqp submit m1 --priority high' when Redis is back" in line, line
         assert (env / "blobs" / "workloads" / "m1" / "manifest.json").exists()
+    code, out, err = run(capsys, "pack", str(data), str(script), "--id", "m1")
+    line = one_line_error(err)  # a packer that did not ask for Redis is not told about it
+    assert code == 7 and "already exists" in line and "'rqp submit m1' hands it to a scheduler" in line, line
+    assert "Redis" not in line, line
     monkeypatch.setenv("RQP_REDIS_URL", redis_url)
     code, out, err = run(capsys, "pack", str(data), str(script), "--id", "m1", "--submit")
     line = one_line_error(err)  # Redis back, never submitted: the same way on
@@ -249,6 +253,16 @@ def test_pack_of_a_csv_file_as_json_lines_fails_at_once_with_the_flag(capsys, en
         capsys, "pack", str(data), str(script), "--id", "sales", *shlex.split(flag.replace("$(printf '\\t')", "\t"))
     )
     assert code == 0, err  # the flags it named read the file
+
+
+def test_an_explicit_format_jsonl_on_csv_data_only_warns(capsys, env):
+    """Who says --format jsonl means it: the pack goes on, with the warning on stderr."""
+    data, script = env / "sales.csv", env / "s.py"
+    data.write_text("account,amount\nA-1,12.50\n")
+    script.write_text(OK_SCRIPT)
+    code, out, err = run(capsys, "pack", str(data), str(script), "--id", "sales", "--format", "jsonl")
+    assert code == 0 and out == "sales\n", err
+    assert "rqp: warning: " in err and "looks like CSV" in err and "as --format jsonl says" in err, err
 
 
 def test_json_lines_and_unusual_data_are_not_taken_for_csv(capsys, env):

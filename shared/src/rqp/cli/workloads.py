@@ -29,6 +29,9 @@ PRIORITY_CHOICES = tuple(p.value for p in Priority)
 PRIORITY_HELP = "queue its chunks ahead of (high) or behind (low) normal workloads; 'rqp priority' changes it later"
 
 
+#: ``--format`` when none is given
+DEFAULT_FORMAT = "jsonl"
+
 #: ``--expires`` units
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -75,13 +78,13 @@ def cmd_pack(args: argparse.Namespace) -> int:
         raise WorkloadError("--shred-previous shreds the generation --replace supersedes; pass --replace too")
     if not args.replace and store.exists(blob_name(wid, "manifest.json")):
         raise _already_packed(b, wid, args)
-    if args.format == "jsonl":
-        looks = looks_like_csv(Path(args.data), args.delimiter)
-        if looks is not None:
-            raise ConfigError(
-                f"{args.data} looks like CSV, not JSON Lines (its first line {clip(looks.header, 60)!r} is not JSON); "
-                f"pack it with --format csv{looks.flag}"
-            )
+    fmt = args.format or DEFAULT_FORMAT
+    looks = looks_like_csv(Path(args.data), args.delimiter) if fmt == "jsonl" else None
+    if looks is not None:
+        said = f"{args.data} looks like CSV, not JSON Lines (its first line {clip(looks.header, 60)!r} is not JSON)"
+        if args.format is None:  # JSON Lines by default: every record would fail, and only after the run
+            raise ConfigError(f"{said}; pack it with --format csv{looks.flag}")
+        print(f"rqp: warning: {said}; packing it as JSON Lines as --format jsonl says", file=sys.stderr)
     ended = args.replace and store.exists(blob_name(wid, "summary.enc"))
     m = pack(
         store,
@@ -89,7 +92,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
         wid,
         Path(args.data),
         Path(args.script),
-        fmt=args.format,
+        fmt=fmt,
         delimiter=args.delimiter,
         replace=args.replace,
         progress=progress,
@@ -154,6 +157,11 @@ def _already_packed(b: Backends, wid: str, args: argparse.Namespace) -> RqpError
         known = Ledger(r, wid).exists()
         queued = wid.encode() in r.lrange(SUBMISSIONS, 0, -1)
     except (RedisUnavailableError, redis.ConnectionError, redis.TimeoutError) as exc:
+        if not (args.submit or args.priority):  # a packer without Redis: it was not asked for
+            return WorkloadError(
+                f"workload {wid} already exists in {where}; choose another --id or pass --replace (if it is this "
+                f"data and was never submitted, '{_submit_command(wid, args)}' hands it to a scheduler)"
+            )
         reason = str(exc).split("\n")[0].rstrip(".")
         return RedisUnavailableError(
             f"workload {wid} is packed already (its blobs are in {where}) and not submitted: {reason}; if it is "
@@ -290,8 +298,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument(
         "--format",
         choices=["jsonl", "csv", "script"],
-        default="jsonl",
-        help="how to split the data into records (script: its parse())",
+        help="how to split the data into records (script: its parse()); default jsonl, and a file whose first "
+        "line is a CSV header is then refused with the flags that read it",
     )
     p.add_argument("--delimiter", default=",")
     p.add_argument(
