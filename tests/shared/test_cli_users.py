@@ -397,3 +397,18 @@ def test_failed_records_print_compact_json_like_the_results(capsys, env, world):
     assert json.loads(line)["attempts"] == 2
     results = run(capsys, "results", wid)[1].splitlines()
     assert results[0].startswith('{"id":0,') and '": ' not in results[0], results  # the same style
+
+
+def test_list_with_its_priority_column_fits_80_columns(capsys, env, world, monkeypatch):  # noqa: F811
+    """On an 80-column terminal the wider table still fits, PRIORITY kept (PROGRESS goes first)."""
+    long_id = "sales-2026-q3-eu-west-hourly-rollup-20261202-072154-ab12"
+    finish(world, world.pack(long_id, [{"n": i} for i in range(5)]))
+    world.pack("short", [{"n": 1}])
+    assert run(capsys, "priority", "short", "high")[0] == 0
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, err = run(capsys, "list")
+    lines = out.splitlines()
+    assert code == 0 and all(len(line) < 80 for line in lines), (out, err)
+    rows = list_rows(out)
+    assert rows["short"]["PRIORITY"] == "high" and "PRIORITY" in lines[0], out
