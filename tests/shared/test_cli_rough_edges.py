@@ -514,11 +514,11 @@ def test_list_is_a_table_with_ages_and_packed_workloads(capsys, env, world):  # 
     code, out, _ = run(capsys, "list")
     assert code == 0
     header, *rows = out.splitlines()
-    assert header.split() == ["WORKLOAD", "STATE", "PROGRESS", "DONE", "FAILED", "AGE"]
+    assert header.split() == ["WORKLOAD", "STATE", "PRIORITY", "PROGRESS", "DONE", "FAILED", "AGE"]
     cells = {row.split()[0]: row.split() for row in rows}
-    assert cells["done-one"][1:5] == ["done", "100.0%", "4/5", "1"]
-    assert cells["p"][1:5] == ["packed", "-", "-", "-"]
-    assert all(re.fullmatch(r"\d+s", c[5]) for c in cells.values())
+    assert cells["done-one"][1:6] == ["done", "normal", "100.0%", "4/5", "1"]
+    assert cells["p"][1:6] == ["packed", "normal", "-", "-", "-"]
+    assert all(re.fullmatch(r"\d+s", c[6]) for c in cells.values())
     state_at = header.index("STATE")
     assert all(row[state_at - 2 : state_at] == "  " and row[state_at] != " " for row in rows)  # aligned
     assert [r.split()[0] for r in rows] == ["p", "done-one"]  # newest first
@@ -533,7 +533,7 @@ def test_list_fits_a_narrow_terminal(capsys, env, world, monkeypatch):  # noqa: 
     code, out, _ = run(capsys, "list")
     lines = out.splitlines()
     assert code == 0 and all(len(line) < 60 for line in lines), out
-    assert lines[0].split() == ["WORKLOAD", "STATE", "DONE", "FAILED", "AGE"]  # PROGRESS went first
+    assert lines[0].split() == ["WORKLOAD", "STATE", "PRIORITY", "DONE", "FAILED", "AGE"]  # PROGRESS went first
     shortened = lines[2].split()[0]
     assert (
         "…" in shortened and long_id.startswith(shortened.split("…")[0]) and long_id.endswith(shortened.split("…")[1])

@@ -21,6 +21,7 @@ Blobs under ``workloads/<id>/``:
 from __future__ import annotations
 
 import ast
+import csv
 import hashlib
 import json
 import os
@@ -58,12 +59,14 @@ __all__ = [
     "SHRED_MARKER",
     "SUPERSEDED",
     "BlobInfo",
+    "CsvLook",
     "Manifest",
     "Seals",
     "Workload",
     "blob_name",
     "check_script_source",
     "check_workload_id",
+    "looks_like_csv",
     "new_workload_id",
     "pack",
     "supersede",
@@ -325,6 +328,54 @@ def supersede(store: BlobStore, workload_id: str, *, shred: bool = False) -> boo
             store.put(name, os.urandom(max(SHRED_BYTES, store.size(name))))
         store.delete(name)
     return True
+
+
+#: how much of a data file ``looks_like_csv`` reads: a header line and the first record's
+CSV_SNIFF_BYTES = 64 * 1024
+#: delimiters ``looks_like_csv`` tries after the one given (the flag that would read the file)
+CSV_DELIMITERS = (",", ";", "\t", "|")
+
+
+@dataclass(frozen=True)
+class CsvLook:
+    """What ``looks_like_csv`` saw: the header line, and the flags that read the file as CSV
+    beyond ``--format csv`` (a delimiter other than the default)."""
+
+    header: str
+    flag: str
+
+
+def looks_like_csv(data: Path, delimiter: str = ",") -> CsvLook | None:
+    """A data file to be packed as JSON Lines whose first line is not JSON but a CSV header: two
+    or more fields split by a delimiter, and the next line with as many. Packing it as JSON Lines
+    would fail every record, and only after the run; ``rqp pack`` holds the plaintext and can say so
+    at once. None when the first line is JSON, or does not look like CSV (a file that cannot be
+    read here is left to ``pack``'s own error)."""
+    try:
+        with open(data, "rb") as f:
+            head = f.read(CSV_SNIFF_BYTES)
+    except OSError:
+        return None
+    lines = [ln for ln in head.decode("utf-8", errors="replace").lstrip("\ufeff").splitlines() if ln.strip()]
+    if not lines:
+        return None
+    try:
+        json.loads(lines[0])
+        return None
+    except ValueError:
+        pass
+    for sep in dict.fromkeys((delimiter, *CSV_DELIMITERS)):
+        rows = list(csv.reader(lines[:2], delimiter=sep))
+        width = len(rows[0])
+        if width >= 2 and all(field.strip() for field in rows[0]) and all(len(row) == width for row in rows):
+            flag = "" if sep == "," else f" --delimiter {_shell_word(sep)}"
+            return CsvLook(lines[0], flag)
+    return None
+
+
+def _shell_word(sep: str) -> str:
+    """A delimiter as a shell passes it to ``--delimiter`` (a tab cannot be typed as such)."""
+    return "\"$(printf '\\t')\"" if sep == "\t" else f"'{sep}'"
 
 
 def pack(

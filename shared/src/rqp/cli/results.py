@@ -24,6 +24,7 @@ from ..storage import BlobStore
 from ..summary import SUMMARY_BLOB, Failure, Summary, read_summary
 from ..workload import SUPERSEDED, Workload, blob_name
 from .context import backends, open_workload
+from .csv_results import COMPACT, write_csv_results
 from .formatting import FINISHED_STATES
 from .status import unseal_error
 
@@ -167,21 +168,14 @@ def cmd_results(args: argparse.Namespace) -> int:
                     key = [f.key or ""] if keyed else []
                     writer.writerow([f.id, *key, "" if f.attempts is None else f.attempts, f.error or ""])
             else:
-                writer.writerow(["id", *(["key"] if keyed else []), "result"])
-                for line in read_results(store, workload):
-                    doc = json.loads(result_line(line))  # strict: what a script host sent may not be JSON
-                    res = doc["result"] if "result" in doc else {"error": doc["error"]}
-                    key = [doc.get("key", "")] if keyed else []
-                    writer.writerow(
-                        [doc["id"], *key, res if isinstance(res, str) else json.dumps(res, allow_nan=False)]
-                    )
+                write_csv_results(writer, lambda: read_results(store, workload), keyed=keyed)
             text.detach()
         elif args.failed:
             for f in failures:
                 doc = asdict(f)
                 if doc["key"] is None:
                     del doc["key"]
-                out.write(json.dumps(doc, allow_nan=False).encode() + b"\n")
+                out.write(json.dumps(doc, allow_nan=False, separators=COMPACT).encode() + b"\n")
         else:
             for line in read_results(store, workload):
                 out.write(result_line(line) + b"\n")  # always valid JSON Lines (rqp.jsonsafe)
