@@ -55,7 +55,8 @@ def records_per_second(processed: float | None, first_at: float | None, last_at:
     if not processed or processed <= 0 or first_at is None or last_at is None:
         return 0.0
     busy = last_at - first_at
-    return processed / busy if busy > 0 else 0.0
+    rate = processed / busy if busy > 0 else 0.0
+    return rate if math.isfinite(rate) else 0.0
 
 
 def run_rate(perf: Mapping[str, str]) -> float:

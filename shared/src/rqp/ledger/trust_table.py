@@ -190,8 +190,10 @@ ROWS: tuple[Row, ...] = (
         test=f"{_FUZZ}[derived]"),
     Row("rqp:w:<W>:perf", _w("perf"), "hash", "records, seconds, last, first", "records|seconds|last|first", _PROC,
         f"{_SCHED} (adaptive chunk size), {_CLI} status rate/ETA, summary's throughput",
-        "chunk sizes and the rate shown; junk (not a number, not UTF-8) reads as missing", "UNPROTECTED",
-        "moves only chunk sizes and the rate/ETA shown: never a count, a result or an exit code",
+        "chunk sizes and the run's throughput (rqp.throughput) shown and sealed into the summary; junk (not a "
+        "number, not finite, not UTF-8) reads as missing", "UNPROTECTED",
+        "moves only chunk sizes and the rate/ETA shown (and the summary's records_per_second): never a count, a "
+        "result or an exit code",
         test=f"{_III}::test_8, {_III}::test_9, {_FUZZ}[progress]"),
     Row("rqp:w:<W>:lock", _w("lock"), "string", "", "", _SCHED, _SCHED,
         "which scheduler supervises the workload (a holder is only waited for)", "derived", test=f"{_FUZZ}[derived]"),
