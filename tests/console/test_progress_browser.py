@@ -14,7 +14,7 @@ from rqp.ledger import Ledger
 from rqp.status import read_progress
 
 from .browser import start_chrome, wait_for
-from .test_browser import css, log_in, submit_login, text
+from .test_browser import log_in, submit_login, text
 
 
 @pytest.fixture(scope="module")
