@@ -381,13 +381,6 @@ class Progress:
         return (self.finished_at or time.time()) - self.started_at
 
     @property
-    def busy_seconds(self) -> float:
-        """From the first processed chunk's start to the last commit."""
-        if self.first_at is None or self.last_at is None:
-            return 0.0
-        return max(0.0, self.last_at - self.first_at)
-
-    @property
     def rate(self) -> float:
         """Records/s of this run (``rqp.throughput``): the sealed summary's once it ended."""
         if self.summary_rate is not None:
