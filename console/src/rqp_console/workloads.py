@@ -15,7 +15,7 @@ from typing import Any
 import redis
 
 from rqp.ledger import Ledger, Meta, State, workloads
-from rqp.status import ENDED
+from rqp.status import ENDED, progress_of
 from rqp.summary import Summary
 
 from .throughput import ThroughputHistory
@@ -70,14 +70,15 @@ def progress_row(
     live = state in LIVE_STATES
     history.add(workload_id, now, finished, started_at, live, ended=finished_at)
     elapsed = ((finished_at or now) - started_at) if started_at else 0.0
-    average = finished / elapsed if elapsed > 0 else 0.0
-    recent = history.recent_rate(workload_id) if live else None
-    rate = recent if recent is not None else average
+    # the run's throughput, ETA and reading progress as rqp status, the scheduler's log and the
+    # summary show them (``rqp.throughput``); the recent rate only draws the sparkline
+    progress = progress_of(workload_id, snap)
+    rate = progress.rate if progress is not None else 0.0
+    fraction_read = progress.read_fraction if progress is not None else None
     known = total if total is not None else enqueued
-    remaining = max(0, (total if total is not None else enqueued) - finished)
     eta = None
-    if live and total is not None and rate > 0:
-        eta = remaining / rate
+    if live and progress is not None:
+        eta = progress.eta
     elif state in (State.DONE, State.FAILED, State.CANCELLED):
         eta = 0.0
     row: dict[str, Any] = {
@@ -93,8 +94,11 @@ def progress_row(
         "queued": max(0, enqueued - finished - processing),
         "fraction": min(1.0, finished / known) if known else (1.0 if state == State.DONE else 0.0),
         "rate": round(rate, 1),
-        "average_rate": round(average, 1),
+        "average_rate": round(rate, 1),
         "eta": None if eta is None else round(eta, 1),
+        "read_fraction": fraction_read,
+        "read_bytes": progress.read_bytes if progress is not None else None,
+        "data_bytes": progress.data_bytes if progress is not None else None,
         "elapsed": round(elapsed, 1),
         "started_at": started_at,
         "finished_at": finished_at,
@@ -113,7 +117,8 @@ def progress_row(
             row.update(
                 state=summary.final_state, total=summary.total, known=summary.total, enqueued=summary.total,
                 done=summary.done, failed=summary.failed, processing=0, retrying=0, queued=0,
-                never_ran=summary.cancelled,
+                never_ran=summary.cancelled, rate=summary.records_per_second,
+                average_rate=summary.records_per_second,
                 fraction=min(1.0, (summary.done + summary.failed) / summary.total) if summary.total else 1.0,
             )  # fmt: skip
     if spark:

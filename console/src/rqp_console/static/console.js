@@ -104,6 +104,14 @@ export function bytes(n) {
   while (Math.abs(n) >= 1024 && i < BYTE_UNITS.length - 1) { n /= 1024; i++; }
   return (i === 0 ? Math.round(n) : n.toFixed(n >= 100 ? 0 : 1)) + " " + BYTE_UNITS[i];
 }
+// how far the reading of the data got, while the total is unknown: "reading the data: 43.0% (12.3
+// MiB of 28.6 MiB)" when the scheduler published the bytes read, else the records read so far (the
+// same fraction, rounded down like rqp status, so 99.9% never shows as 100.0% before the end)
+export function readingText(row) {
+  if (row.read_fraction === null || row.read_fraction === undefined) return `reading the data: ${int(row.enqueued)} records so far`;
+  const pct = (Math.floor(row.read_fraction * 1000) / 10).toFixed(1);
+  return `reading the data: ${pct}% (${bytes(Math.min(row.read_bytes, row.data_bytes))} of ${bytes(row.data_bytes)})`;
+}
 export function shortName(name, n) { return name.length > n ? name.slice(0, n - 1) + "…" : name; }
 
 // ------------------------------------------------------------------ cells and bars
@@ -122,7 +130,7 @@ export function progressCell(row) {
     failed.style.width = Math.max(0.5, (100 * row.failed) / known) + "%";
   }
   bar.append(fill, failed);
-  const of = reading ? `reading: ${int(row.enqueued)} so far` : `of ${int(row.total)}`;
+  const of = reading ? readingText(row) : `of ${int(row.total)}`;
   return el("div", { class: "progress-cell" }, bar, el("span", { class: "pct", text: reading ? "–" : (100 * row.fraction).toFixed(1) + "%" }), el("span", { class: "of", text: of }));
 }
 export function numCell(key, n, bad) {

@@ -1,7 +1,7 @@
 // rqp console, one workload's page: its state and actions, progress bar and tiles, throughput
 // chart, timeline, chunks in flight (refreshed in place), retries and queues, and its failures
 // grouped by reason (a record's status on a click).
-import { $, clear, duration, el, int, patchRows, rate, setTile, when } from "./console.js";
+import { $, clear, duration, el, int, patchRows, rate, readingText, setTile, when } from "./console.js";
 import { lineChart } from "./charts.js";
 import { REFRESH, confirmDialog, getJSON, poll, postJSON, toast } from "./live.js";
 
@@ -65,7 +65,7 @@ function renderProgress(d) {
   const bf = $("bar-failed");
   bf.style.left = (known ? (100 * d.done) / known : 0) + "%";
   bf.style.width = (known && d.failed ? Math.max(0.3, (100 * d.failed) / known) : 0) + "%";
-  $("bar-text").textContent = (reading ? `${int(d.done + d.failed)} records finished · still reading the data: ${int(d.enqueued)} records so far` : `${(100 * d.fraction).toFixed(1)}% · ${int(d.done + d.failed)} of ${int(d.total)} records finished`) +
+  $("bar-text").textContent = (reading ? `${int(d.done + d.failed)} of ${int(d.enqueued)} records read finished · ${readingText(d)}` : `${(100 * d.fraction).toFixed(1)}% · ${int(d.done + d.failed)} of ${int(d.total)} records finished`) +
     (d.reclaimed ? ` · ${int(d.reclaimed)} chunks re-run after a lost worker` : "") + (d.error ? ` · ${d.error}` : "") + (d.processor_error ? ` · processor: ${d.processor_error}` : "");
 }
 function renderTiles(d) {
@@ -74,7 +74,8 @@ function renderTiles(d) {
   setTile("t-retrying", int(d.retrying), d.retrying);
   setTile("t-processing", int(d.processing), d.processing);
   setTile("t-queued", int(d.queued), d.queued);
-  setTile("t-rate", d.live ? rate(d.rate) : rate(d.average_rate), d.live ? d.rate : d.average_rate);
+  // the run's throughput: the figure rqp status, the scheduler's log and the summary give
+  setTile("t-rate", rate(d.rate), d.rate);
   setTile("t-eta", d.state === "done" ? "done" : d.eta === null ? "–" : duration(d.eta), d.eta);
   setTile("t-elapsed", duration(d.elapsed), d.elapsed);
 }
