@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the fixtures imported below are parameters of the ones defined here
 """Fixtures: the in-process world (tests/world.py) and a ``rqp.Client`` over it."""
 
 from __future__ import annotations
