@@ -156,6 +156,8 @@ def cmd_results(args: argparse.Namespace) -> int:
         else:
             failures = _failures_so_far(b, workload)  # still running: what has failed until now
     keyed = workload.manifest.id_field is not None
+    if args.format == "parquet":
+        return _parquet(args, store, workload, failures)
     out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115 - closed below, unless stdout
     try:
         if args.format == "csv":
@@ -191,11 +193,33 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parquet(args: argparse.Namespace, store: BlobStore, workload: Workload, failures: list[Failure]) -> int:
+    """``--format parquet``: the results (or failures) as a Parquet file (``rqp.client``'s writer:
+    the result's fields as columns when every result is a flat object)."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from ..client._frames import failures_table, to_parquet  # noqa: PLC0415 - pyarrow only for Parquet
+    from ..client._stream import parse_line  # noqa: PLC0415
+
+    if not args.output:
+        raise WorkloadError("--format parquet writes a file: add -o FILE.parquet")
+    if args.failed:
+        failures_table(failures, Path(args.output))
+    else:
+        to_parquet(lambda: (parse_line(line) for line in read_results(store, workload) if line), Path(args.output))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """``results`` on ``rqp``'s sub-commands."""
     p = sub.add_parser("results", parents=[common], help="verify and decrypt a workload's results")
     p.add_argument("workload")
-    p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    p.add_argument(
+        "--format",
+        choices=["jsonl", "csv", "parquet"],
+        default="jsonl",
+        help="parquet: a file (-o), the result's fields as columns when it is a flat object; needs rqp[dataframe]",
+    )
     p.add_argument("--failed", action="store_true", help="the failed records with their errors instead")
     p.add_argument("--output", "-o")
     p.set_defaults(func=cmd_results)

@@ -9,6 +9,7 @@ import os
 import sys
 import time
 import urllib.parse
+from collections.abc import Iterable
 from pathlib import Path
 
 import redis
@@ -47,6 +48,18 @@ def duration(text: str) -> float:
     return seconds
 
 
+def parquet_rows(path: Path, fmt: str) -> tuple[Path | Iterable[bytes], str]:
+    """A Parquet file (``--format parquet``, or a ``.parquet`` file under the default format) as
+    its rows in JSON Lines, streamed (``rqp.client``'s reader: pyarrow, ``rqp[dataframe]``);
+    any other file as it is."""
+    if fmt == "parquet" or (fmt == "jsonl" and path.suffix.lower() in (".parquet", ".pq")):
+        from ..client._sources import data_source  # noqa: PLC0415 - pyarrow only for Parquet
+
+        source = data_source(path, "parquet")
+        return source.pieces, source.fmt
+    return path, fmt
+
+
 def cmd_pack(args: argparse.Namespace) -> int:
     b = backends(args, need_private=False)
     store, keys = b.blobs, b.keys
@@ -74,13 +87,14 @@ def cmd_pack(args: argparse.Namespace) -> int:
     if args.shred_previous and not args.replace:
         raise WorkloadError("--shred-previous shreds the generation --replace supersedes; pass --replace too")
     ended = args.replace and store.exists(blob_name(wid, "summary.enc"))
+    data, fmt = parquet_rows(Path(args.data), args.format)
     m = pack(
         store,
         keys,
         wid,
-        Path(args.data),
+        data,
         Path(args.script),
-        fmt=args.format,
+        fmt=fmt,
         delimiter=args.delimiter,
         replace=args.replace,
         progress=progress,
@@ -216,9 +230,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--id", help="workload id (default: generated from the data file name)")
     p.add_argument(
         "--format",
-        choices=["jsonl", "csv", "script"],
+        choices=["jsonl", "csv", "script", "parquet"],
         default="jsonl",
-        help="how to split the data into records (script: its parse())",
+        help="how to split the data into records (script: its parse(); parquet: its rows, needs rqp[dataframe]; "
+        "a .parquet file is read as Parquet)",
     )
     p.add_argument("--delimiter", default=",")
     p.add_argument(

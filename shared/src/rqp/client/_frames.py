@@ -15,7 +15,7 @@ from typing import Any
 from ..summary import Failure
 from ._sources import BATCH_ROWS, _need
 
-__all__ = ["failures_to_pandas", "flatten", "spreads", "to_pandas", "to_parquet"]
+__all__ = ["failures_table", "failures_to_pandas", "flatten", "spreads", "to_pandas", "to_parquet"]
 
 _RESERVED = frozenset({"id", "key", "error"})
 
@@ -65,6 +65,16 @@ def failures_to_pandas(failures: list[Failure]) -> Any:
         [{"id": f.id, "key": f.key, "attempts": f.attempts, "error": f.error} for f in failures],
         columns=["id", "key", "attempts", "error"],
     )
+
+
+def failures_table(failures: list[Failure], path: Path) -> Path:
+    """Failures as a Parquet file: ``id``, ``key``, ``attempts``, ``error``."""
+    pa = _need("pyarrow", "dataframe")
+    pq = _need("pyarrow.parquet", "dataframe")
+    schema = pa.schema([("id", pa.int64()), ("key", pa.string()), ("attempts", pa.int64()), ("error", pa.string())])
+    rows = [{"id": f.id, "key": f.key, "attempts": f.attempts, "error": f.error} for f in failures]
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    return path
 
 
 def _batches(records: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
