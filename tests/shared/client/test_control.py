@@ -73,6 +73,7 @@ def test_an_unknown_state_from_a_newer_scheduler_ends_a_wait(client, world, run_
     assert (s.state, s.ended) == ("refused", True)
 
 
+@pytest.mark.timeout(120)  # a stream that held the client's lock would deadlock on the status inside it
 def test_async_client_runs_the_client_in_a_thread(world, proc, run_to_end):
     async def main() -> tuple[list[int], str, list[int]]:
         async with rqp.AsyncClient(
@@ -84,7 +85,11 @@ def test_async_client_runs_the_client_in_a_thread(world, proc, run_to_end):
             w = await ac.submit([{"n": i} for i in range(6)], SCRIPT, id="async")
             await asyncio.to_thread(run_to_end, w.id)
             status = await w.wait(timeout=5)
-            streamed = sorted([x["id"] async for x in w.stream()])
+            streamed = []
+            async for x in w.stream():
+                streamed.append(x["id"])
+                assert (await w.status()).state == "done"  # other calls go on while it streams
+            streamed.sort()
             results = [x["id"] async for x in w.results()]
             return streamed, status.state, results
 

@@ -4,7 +4,8 @@ It is deliberately thin: every call runs the synchronous ``Client``'s in a worke
 (``asyncio.to_thread``), so the loop never blocks on Redis, the blob store or encryption, and
 there is one implementation of each operation. Calls on one ``AsyncClient`` are serialised by a
 lock (a ``Client`` is not shared between threads at once); make one per concurrent task that
-needs its own throughput. ``stream`` yields each result from the thread as it comes."""
+needs its own throughput. ``stream`` and ``results`` iterate over a ``Client`` of their own, so
+the body of an ``async for`` may await the other calls."""
 
 from __future__ import annotations
 
@@ -99,17 +100,20 @@ class AsyncWorkload:
         return await self.client._run(self.sync.delete, shred=shred)
 
     async def results(self) -> AsyncIterator[dict[str, Any]]:
-        async for item in self._iterate(self.sync.results):
+        async for item in self._iterate(lambda w: w.results()):
             yield item
 
     async def stream(self, timeout: float | None = None) -> AsyncIterator[dict[str, Any]]:
-        async for item in self._iterate(lambda: self.sync.stream(timeout=timeout)):
+        async for item in self._iterate(lambda w: w.stream(timeout=timeout)):
             yield item
 
-    async def _iterate(self, make: Callable[[], Any]) -> AsyncIterator[dict[str, Any]]:
-        """Each ``next`` of the synchronous iterator in the worker thread, under the lock."""
-        async with self.client._lock:
-            iterator = await asyncio.to_thread(make)
+    async def _iterate(self, make: Callable[[Workload], Any]) -> AsyncIterator[dict[str, Any]]:
+        """Each ``next`` of the synchronous iterator in a worker thread, over a ``Client`` of its
+        own: a long stream holds no lock, so the loop body may await this workload's other
+        methods (its status, a cancel) without waiting for the stream to end."""
+        own = Client(settings=self.client.sync.settings)
+        try:
+            iterator = await asyncio.to_thread(make, Workload(own, self.id))
             try:
                 while True:
                     item = await asyncio.to_thread(next, iterator, _DONE)
@@ -118,3 +122,5 @@ class AsyncWorkload:
                     yield cast("dict[str, Any]", item)
             finally:
                 await asyncio.to_thread(iterator.close)
+        finally:
+            await asyncio.to_thread(own.close)

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from ..errors import BlobNotFoundError, IntegrityError
-from ..jsonsafe import result_line
+from ..jsonsafe import JSONRejected, loads, result_line
 from ..ledger import JobId, Ledger, split_keyed_result
 from ..parts import iter_part, part_blob
 from ..status import ChunkNote
@@ -50,8 +50,13 @@ class Seen:
 def parse_line(line: bytes) -> dict[str, Any]:
     """A results line as a record: ``{"id", "result"}`` (and ``"key"`` with ``--id-field``), or
     ``{"id", "error"}`` for a result that is not strict JSON (``rqp.jsonsafe.result_line``)."""
-    doc: dict[str, Any] = json.loads(result_line(line))
-    return doc
+    try:
+        doc = loads(line)  # strict JSON, parsed once (the common case)
+    except JSONRejected:
+        doc = None
+    if not (isinstance(doc, dict) and "id" in doc):
+        doc = json.loads(result_line(line))
+    return cast("dict[str, Any]", doc)
 
 
 def _note_lines(store: BlobStore, workload: Workload, note: ChunkNote) -> Iterator[tuple[int, bytes]]:
@@ -108,7 +113,7 @@ def committed_results(
                 if seen.add(rid):
                     yield parse_line(line)
         except BlobNotFoundError:
-            return  # consolidated meanwhile: its parts are gone, the results blob has the rest
+            pass  # its round was consolidated meanwhile: the part is gone, the results have the rest
         opened[chunk] = sealed
 
 
