@@ -18,7 +18,9 @@ from typing import Any
 from ..backends import Backends
 from ..config import Settings
 from ..connect import open_operator_key, open_signing_key
+from ..control import set_priority
 from ..errors import WorkloadError
+from ..identity import actor
 from ..ledger import Priority, submit, workloads
 from ..signing import SigningKey
 from ..workload import new_workload_id, pack
@@ -107,9 +109,8 @@ class Client:
             id_field=id_field,
         )  # fmt: skip
         if level is not Priority.NORMAL:
-            from ..cli.context import set_priority  # noqa: PLC0415 - as 'rqp pack --priority'
-
-            set_priority(b, signer, wid, level.value)
+            # as 'rqp pack --priority': a request signed by the packer's key, audited
+            set_priority(b.redis, signer, wid, level.value, actor(), b.blobs)
         submit(b.redis, wid)
         return Workload(self, wid)
 

@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import control
-from ..errors import BlobNotFoundError, WorkloadError
+from ..errors import BlobNotFoundError, RqpError, WorkloadError
+from ..identity import actor
 from ..ledger import SUBMISSIONS, Ledger
-from ..status import StatusRecord, read_progress
-from ..summary import Failure, read_summary
+from ..results import read_results
+from ..status import StatusRecord, read_progress, verified_progress
+from ..summary import Failure, Summary, read_summary
 from ..workload import Workload as OpenedWorkload
 from ..workload import blob_name
 from ._status import WorkloadStatus, is_ended
@@ -48,14 +50,10 @@ class Workload:
     # ------------------------------------------------------------------ reading
     def _opened(self) -> OpenedWorkload:
         """Opened as the roles open it (trusted signature first, then the key): needs the KEK."""
-        from ..cli.context import open_workload  # noqa: PLC0415 - the CLI's one way to open one
-
-        return open_workload(self.client.backends, self.id)
+        return self.client.backends.workload(self.id)
 
     def status(self) -> WorkloadStatus:
         """A snapshot of where it stands; once it ended, the counts are its sealed summary's."""
-        from ..cli.context import verify_counts  # noqa: PLC0415
-
         b = self.client.backends
         p = read_progress(b.redis, self.id)
         if p is None:
@@ -64,8 +62,19 @@ class Workload:
             queued = {x.decode() if isinstance(x, bytes) else str(x) for x in b.redis.lrange(SUBMISSIONS, 0, -1)}
             return WorkloadStatus.not_started(self.id, "submitted" if self.id in queued else "packed")
         if is_ended(p.state):
-            p = verify_counts(b, p)
+            p = verified_progress(p, self._sealed_summary)
         return WorkloadStatus.from_progress(p)
+
+    def _sealed_summary(self) -> Summary | None:
+        """The authenticated summary when this client holds the KEK and it opens, else None (an
+        ended workload's counts are then shown unverified, as ``rqp status`` shows them)."""
+        settings = self.client.settings
+        if not (settings.kek_file or settings.key_vault_key_id):
+            return None
+        try:
+            return read_summary(self.client.backends.blobs, self._opened())
+        except (RqpError, ValueError):
+            return None
 
     def wait(self, timeout: float | None = None, progress: bool = True, poll: float = POLL_SECONDS) -> WorkloadStatus:
         """Block until it ends (done, failed, cancelled); its final status. ``progress``: a tqdm
@@ -89,8 +98,6 @@ class Workload:
         """Its results in record order, each ``{"id": N, "result": ...}`` (with ``"key"`` when
         packed with an id field; ``{"id": N, "error": ...}`` for a result that is not JSON),
         decrypted and checked against the sealed summary. ``WorkloadError`` until it has ended."""
-        from ..cli.results import read_results  # noqa: PLC0415 - the CLI's reader, one code path
-
         b = self.client.backends
         opened = self._opened()
         self._summary_or_why(opened)
@@ -142,8 +149,6 @@ class Workload:
         not record order), verified under the workload's key as the final results are; ends when
         the workload has ended and every result was yielded. ``WaitTimeoutError`` after
         ``timeout`` seconds."""
-        from ..cli.results import read_results  # noqa: PLC0415
-
         b = self.client.backends
         opened = self._opened()
         led = Ledger(b.redis, self.id)
@@ -196,16 +201,12 @@ class Workload:
         return self._advisory(control.cancel)
 
     def _advisory(self, action: Callable[..., str]) -> str:
-        from ..cli.context import actor  # noqa: PLC0415
-
         b = self.client.backends
         return action(b.redis, self.client.operator_key(), self.id, actor(), lambda: b.blobs)
 
     def retry_failed(self) -> int:
         """Run an ended workload's failed records again in a new round (``rqp retry --failed``);
         how many (0: none failed)."""
-        from ..cli.context import actor  # noqa: PLC0415
-
         b = self.client.backends
         signer = self.client.operator_key()
         if not control.check_known(b.redis, b.blobs, self.id):
@@ -214,16 +215,12 @@ class Workload:
 
     def set_priority(self, level: str) -> str:
         """``high``, ``normal`` or ``low``, for its chunks queued from now on (``rqp priority``)."""
-        from ..cli.context import actor  # noqa: PLC0415
-
         b = self.client.backends
         return control.set_priority(b.redis, self.client.operator_key(), self.id, level, actor(), lambda: b.blobs).value
 
     def delete(self, *, shred: bool = False) -> tuple[int, int]:
         """Remove an ended workload's Redis state and blobs (``rqp delete``); with ``shred`` its
         wrapped data key is destroyed first. (Redis keys, blobs) removed."""
-        from ..cli.context import actor  # noqa: PLC0415
-
         b = self.client.backends
         return control.delete(b.redis, b.blobs, self.client.operator_key(), self.id, actor(), shred=shred)
 
