@@ -79,10 +79,20 @@ def test_priority_is_set_by_a_signed_request(client, r):
         ("nowhere.jsonl", SCRIPT, "cannot read nowhere.jsonl"),
     ],
 )
-def test_what_cannot_be_submitted_is_one_rqp_error_and_nothing_is_submitted(client, r, data, script, why):
+def test_what_cannot_be_submitted_is_one_rqp_error_and_nothing_is_submitted(client, world, r, data, script, why):
     with pytest.raises(rqp.RqpError, match=why):
         client.submit(data, script, id="bad")
     assert r.lrange(SUBMISSIONS, 0, -1) == []
+    assert list(world.store.list("workloads/bad/")) == []  # nothing half-uploaded is left behind
+
+
+def test_a_bad_record_deep_in_a_stream_leaves_nothing_behind(client, world):
+    records = (
+        {"n": i if i != 50_000 else float("inf"), "pad": "x" * 40} for i in range(60_000)
+    )  # 3 MB: pieces uploaded first
+    with pytest.raises(rqp.WorkloadError, match="record 50000 cannot be sent as JSON"):
+        client.submit(records, SCRIPT, id="late-bad")
+    assert list(world.store.list("workloads/late-bad/")) == []
 
 
 def test_a_bad_priority_is_refused_before_anything_is_packed(client, world):

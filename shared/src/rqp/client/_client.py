@@ -104,6 +104,8 @@ class Client:
         b = self.backends
         signer = self.signing_key
         wid = id or new_workload_id(source.stem)
+        # a record that fails to encode stops the upload before its blob is stored (a blob store's
+        # put_stream stores a blob whole or not at all): nothing of the workload is left behind
         pack(
             b.blobs, b.keys, wid, source.pieces, code, fmt=source.fmt, delimiter=delimiter, signer=signer,
             id_field=id_field,
