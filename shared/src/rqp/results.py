@@ -9,11 +9,16 @@ from collections.abc import Iterator
 
 from .crypto import aad, decrypt_stream
 from .errors import IntegrityError
+from .ledger import Ledger
+from .status import StatusRecord
 from .storage import BlobStore
-from .summary import SUMMARY_BLOB, Summary, read_summary
+from .summary import SUMMARY_BLOB, Failure, Summary, read_summary
 from .workload import Workload
 
-__all__ = ["generation_summary", "read_results"]
+__all__ = ["FAILURE_BATCH", "failures_so_far", "generation_summary", "read_results"]
+
+#: failed records' statuses read per round trip
+FAILURE_BATCH = 1000
 
 
 def generation_summary(store: BlobStore, workload: Workload) -> Summary:
@@ -54,3 +59,20 @@ def read_results(store: BlobStore, workload: Workload) -> Iterator[bytes]:
         raise IntegrityError(
             f"results of workload {workload.id} do not match the digest in its summary: replaced; re-run 'rqp-scheduler run {workload.id}'"
         )
+
+
+def failures_so_far(ledger: Ledger, workload: Workload) -> list[Failure]:
+    """A workload's records failed for good until now, with their reasons, from their sealed
+    status records (read in batches): what a running workload's failures are before its summary
+    lists them. Not final: a retry round may still run them again."""
+    ids = ledger.failed_ids()
+    out = []
+    for i in range(0, len(ids), FAILURE_BATCH):
+        batch = ids[i : i + FAILURE_BATCH]
+        for rid, sealed in zip(batch, ledger.statuses(batch), strict=True):
+            if sealed is None:
+                out.append(Failure(rid, "status record missing", None))
+                continue
+            st = StatusRecord.open(workload, rid, sealed)
+            out.append(Failure(rid, st.error, st.attempts, st.key))
+    return out

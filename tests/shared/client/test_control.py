@@ -96,3 +96,35 @@ def test_async_client_runs_the_client_in_a_thread(world, proc, run_to_end):
     streamed, state, results = asyncio.run(main())
     assert state == "done"
     assert streamed == results == [0, 1, 3, 4, 5]
+
+
+def test_failures_of_a_running_workload_so_far_through_the_client_and_the_cli(client, world, proc, capsys, monkeypatch):
+    """One reader of a running workload's failures for both (``rqp.results.failures_so_far``);
+    the script's ``from rqp import PermanentError`` loads none of the client in its sandbox."""
+    from rqp.cli import main
+
+    script = (
+        "from rqp import PermanentError\n\n"
+        "def process(r):\n"
+        "    if r['n'] == 1:\n"
+        "        raise PermanentError('one is refused')\n"
+        "    return r['n']\n"
+    )
+    w = client.submit([{"n": i} for i in range(30)], script, id="partial")
+    run = world.run(w.id)
+    run.step()
+    world.work(proc)
+    assert w.status().state == "running"
+    [failure] = w.failures()
+    assert failure.id == 1 and "one is refused" in (failure.error or "")
+    for name, value in {
+        "RQP_REDIS_URL": world.settings.redis_url,
+        "RQP_BLOB_URL": world.settings.blob_url,
+        "RQP_ALLOW_INSECURE_REDIS": "true",
+        "RQP_KEK_FILE": str(world.settings.kek_file),
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert main(["results", w.id, "--failed"]) == 0
+    out, err = capsys.readouterr()
+    assert '"id": 1' in out and "one is refused" in out
+    assert "1 records failed so far (not final)" in err

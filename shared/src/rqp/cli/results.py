@@ -16,8 +16,8 @@ from ..backends import Backends, check_tombstone
 from ..errors import BlobNotFoundError, RqpError, WorkloadError
 from ..jsonsafe import result_line
 from ..ledger import Ledger
-from ..results import generation_summary, read_results
-from ..status import StatusRecord, read_progress
+from ..results import failures_so_far, generation_summary, read_results
+from ..status import read_progress
 from ..storage import BlobStore
 from ..summary import SUMMARY_BLOB, Failure, read_summary
 from ..workload import SUPERSEDED, Workload, blob_name
@@ -60,16 +60,7 @@ def _failures_so_far(b: Backends, workload: Workload) -> list[Failure]:
         raise WorkloadError(
             f"workload {workload.id} is not known to Redis; schedule it first (rqp-scheduler run {workload.id})"
         )
-    ids = led.failed_ids()
-    out = []
-    for i in range(0, len(ids), 1000):
-        batch = ids[i : i + 1000]
-        for rid, sealed in zip(batch, led.statuses(batch), strict=True):
-            if sealed is None:
-                out.append(Failure(rid, "status record missing", None))
-                continue
-            st = StatusRecord.open(workload, rid, sealed)
-            out.append(Failure(rid, st.error, st.attempts, st.key))
+    out = failures_so_far(led, workload)
     print(f"workload {workload.id} is {led.state()}: {len(out):,} records failed so far (not final)", file=sys.stderr)
     return out
 

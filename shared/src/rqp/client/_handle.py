@@ -13,8 +13,8 @@ from .. import control
 from ..errors import BlobNotFoundError, RqpError, WorkloadError
 from ..identity import actor
 from ..ledger import SUBMISSIONS, Ledger
-from ..results import read_results
-from ..status import StatusRecord, read_progress, verified_progress
+from ..results import failures_so_far, read_results
+from ..status import read_progress, verified_progress
 from ..summary import Failure, Summary, read_summary
 from ..workload import Workload as OpenedWorkload
 from ..workload import blob_name
@@ -28,8 +28,6 @@ __all__ = ["POLL_SECONDS", "WaitTimeoutError", "Workload"]
 
 #: how often ``wait`` and ``stream`` look at Redis again
 POLL_SECONDS = 0.5
-#: failed records' statuses read per round trip (a running workload's failures)
-_FAILURE_BATCH = 1000
 
 
 class WaitTimeoutError(WorkloadError, TimeoutError):
@@ -130,19 +128,7 @@ class Workload:
         except BlobNotFoundError:
             pass
         led = Ledger(b.redis, self.id)
-        if not led.exists():
-            return []
-        out = []
-        ids = led.failed_ids()
-        for i in range(0, len(ids), _FAILURE_BATCH):
-            batch = ids[i : i + _FAILURE_BATCH]
-            for rid, sealed in zip(batch, led.statuses(batch), strict=True):
-                if sealed is None:
-                    out.append(Failure(rid, "status record missing", None))
-                    continue
-                st = StatusRecord.open(opened, rid, sealed)
-                out.append(Failure(rid, st.error, st.attempts, st.key))
-        return out
+        return failures_so_far(led, opened) if led.exists() else []
 
     def stream(self, timeout: float | None = None, poll: float = POLL_SECONDS) -> Iterator[dict[str, Any]]:
         """Its results as chunks commit, before consolidation, each record once (in commit order,
