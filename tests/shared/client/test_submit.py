@@ -130,3 +130,10 @@ def test_no_call_prints(client, run_to_end, capsys):
     list(w.results())
     w.failures()
     assert capsys.readouterr() == ("", "")
+
+
+def test_a_keyword_that_is_no_setting_is_a_config_error():
+    with pytest.raises(
+        rqp.ConfigError, match=r"rqp\.Client got redis_ulr=, which is not a setting; did you mean redis_url\?"
+    ):
+        rqp.Client(redis_ulr="redis://localhost")

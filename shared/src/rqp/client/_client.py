@@ -9,6 +9,8 @@ scheduler. Nothing here prints; every failure is an ``rqp.RqpError`` with the CL
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
 from collections.abc import Iterator
 from functools import cached_property
@@ -19,7 +21,7 @@ from ..backends import Backends
 from ..config import Settings
 from ..connect import open_operator_key, open_signing_key
 from ..control import set_priority
-from ..errors import WorkloadError
+from ..errors import ConfigError, WorkloadError
 from ..identity import actor
 from ..ledger import Priority, submit, workloads
 from ..signing import SigningKey
@@ -47,6 +49,17 @@ def script_source(script: str | os.PathLike[str] | bytes) -> Path | bytes:
     return script.encode()
 
 
+def _check_overrides(overrides: dict[str, Any]) -> None:
+    """A keyword that is no setting (a typo) is an error here, not silently ignored: in code it
+    cannot be a stray variable of someone else's."""
+    known = {f.name for f in dataclasses.fields(Settings)}
+    for name in overrides:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else "; see the README's Configuration table"
+            raise ConfigError(f"rqp.Client got {name}=, which is not a setting{hint}")
+
+
 class Client:
     """A connection to one rqp deployment.
 
@@ -61,6 +74,7 @@ class Client:
     ) -> None:
         if settings is not None and (config is not None or overrides):
             raise WorkloadError("give Client either settings= or a config file and overrides, not both")
+        _check_overrides(overrides)
         self.settings = settings if settings is not None else Settings.load(config, **overrides)
 
     @cached_property
