@@ -19,8 +19,11 @@ def is_ended(state: str) -> bool:
     then returns with it instead of polling forever."""
     if state in ENDED_STATES:
         return True
-    known = {s.value for s in State} | {"packed", "submitted"}
-    return state not in known
+    return state not in _UNDER_WAY
+
+
+#: the states of a workload that has not ended (``?``: Redis holds no state for it yet)
+_UNDER_WAY = frozenset({s.value for s in State if not s.finished} | {"packed", "submitted", "?"})
 
 
 @dataclass(frozen=True)
