@@ -3,6 +3,10 @@ serving scheduler and a processor, the real programs -- so the example cannot ro
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -32,9 +36,11 @@ def _serve(cluster) -> subprocess.Popen:
     return p
 
 
-@pytest.mark.timeout(600)
-def test_the_example_notebook_runs_end_to_end(cluster, monkeypatch):
-    for name in list(__import__("os").environ):
+@pytest.fixture
+def deployment(cluster, monkeypatch):
+    """A serving scheduler and a processor, and this process's environment pointed at them as a
+    user's would be (the notebook's kernel inherits it)."""
+    for name in list(os.environ):
         if name.startswith("RQP_"):
             monkeypatch.delenv(name)
     for name, value in {**cluster.env, "RQP_EXAMPLE_ROWS": ROWS}.items():
@@ -42,6 +48,12 @@ def test_the_example_notebook_runs_end_to_end(cluster, monkeypatch):
             monkeypatch.setenv(name, value)
     _serve(cluster)
     cluster.start_processor(workers=2)
+    return cluster
+
+
+@pytest.mark.timeout(600)
+def test_the_example_notebook_runs_end_to_end(deployment):
+    cluster = deployment
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nbclient.NotebookClient(
         nb, timeout=540, kernel_name="python3", resources={"metadata": {"path": str(cluster.root)}}
@@ -52,3 +64,26 @@ def test_the_example_notebook_runs_end_to_end(cluster, monkeypatch):
     assert "submitted in" in text
     assert "INV-000007" in text  # the failures DataFrame shows the refused invoice
     assert "state='done'" in text
+
+
+@pytest.mark.timeout(300)
+def test_the_readme_example_runs_as_printed(deployment):
+    """The README's "From Python" example, pasted: it streams both results and reads them back."""
+    readme = (NOTEBOOK.parents[1] / "README.md").read_text()
+    section = readme[readme.index("## From Python") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    assert len(code.group(1).splitlines()) <= 12
+    printed = io.StringIO()
+    scope: dict[str, object] = {}
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code.group(1), "README.md", "exec"), scope)
+    lines = printed.getvalue().splitlines()
+    assert sorted(lines) == sorted(
+        ["{'id': 0, 'key': 'INV-1', 'result': {'cents': 1250}}", "{'id': 1, 'key': 'INV-2', 'result': {'cents': -300}}"]
+    )
+    assert scope["results"].to_dict("records") == [  # type: ignore[attr-defined]
+        {"id": 0, "key": "INV-1", "cents": 1250},
+        {"id": 1, "key": "INV-2", "cents": -300},
+    ]
+    assert scope["failures"].empty  # type: ignore[attr-defined]
