@@ -1,6 +1,8 @@
 """rqp: secure, high-throughput parallel batch processing on Redis and RQ.
 
 The public surface is re-exported here; the modules behind it are small and private to rqp.
+The Python API (``rqp.Client``, ``rqp.Workload``, ``rqp.AsyncClient``; README "From Python") is
+imported on first use, so a script's ``from rqp import PermanentError`` stays light.
 """
 
 from typing import TYPE_CHECKING, Any
