@@ -382,8 +382,8 @@ def pack(
     store: BlobStore,
     keys: KeyProvider,
     workload_id: str,
-    data: Path,
-    script: Path,
+    data: Path | Iterable[bytes],
+    script: Path | bytes,
     *,
     fmt: str = "jsonl",
     delimiter: str = ",",
@@ -397,7 +397,11 @@ def pack(
 ) -> Manifest:
     """Encrypt ``data`` and ``script`` under a fresh data key, upload them (streaming), and sign
     the manifest and the wrapped key with the submitter's ``signer``. With ``replace``, an ended
-    generation of the same id is kept readable first (``supersede``; ``shred_previous``: shredded)."""
+    generation of the same id is kept readable first (``supersede``; ``shred_previous``: shredded).
+
+    ``data`` is a file, or its bytes as an iterable of pieces (``rqp.Client.submit`` streams
+    records it encodes that way: never all in memory, never in plaintext on disk); ``script`` a
+    file or its source."""
     check_workload_id(workload_id)
     if fmt not in FORMATS:
         raise WorkloadError(f"unknown data format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -405,14 +409,18 @@ def pack(
         raise WorkloadError(
             f"workload {workload_id} already exists in {store.location}; choose another --id or pass --replace"
         )
-    script_bytes = b"".join(_read_file(Path(script)))
-    check_script_source(script_bytes, str(script), fmt)
+    if isinstance(script, bytes):
+        script_bytes, script_name = script, "the script"
+    else:
+        script_bytes, script_name = b"".join(_read_file(Path(script))), str(script)
+    check_script_source(script_bytes, script_name, fmt)
     if replace:
         supersede(store, workload_id, shred=shred_previous)
     key = new_data_key()
     try:
         infos = {}
-        for role, source in (("data", _read_file(Path(data), progress)), ("script", [script_bytes])):
+        data_source = _read_file(Path(data), progress) if isinstance(data, (str, os.PathLike)) else data
+        for role, source in (("data", data_source), ("script", [script_bytes])):
             plain = _Tee(source)
             ct = _Tee(encrypt_stream(key, plain, aad(role, workload_id), segment_size))
             name = blob_name(workload_id, f"{role}.enc")

@@ -9,6 +9,7 @@ import os
 import sys
 import time
 import urllib.parse
+from collections.abc import Iterable
 from pathlib import Path
 
 import redis
@@ -50,6 +51,18 @@ def duration(text: str) -> float:
     return seconds
 
 
+def parquet_rows(path: Path, fmt: str) -> tuple[Path | Iterable[bytes], str]:
+    """A Parquet file (``--format parquet``, or a ``.parquet`` file under the default format) as
+    its rows in JSON Lines, streamed (``rqp.client``'s reader: pyarrow, ``rqp[dataframe]``);
+    any other file as it is."""
+    if fmt == "parquet" or (fmt == "jsonl" and path.suffix.lower() in (".parquet", ".pq")):
+        from ..client._sources import data_source  # noqa: PLC0415 - pyarrow only for Parquet
+
+        source = data_source(path, "parquet")
+        return source.pieces, source.fmt
+    return path, fmt
+
+
 def cmd_pack(args: argparse.Namespace) -> int:
     b = backends(args, need_private=False)
     store, keys = b.blobs, b.keys
@@ -78,8 +91,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
         raise WorkloadError("--shred-previous shreds the generation --replace supersedes; pass --replace too")
     if not args.replace and store.exists(blob_name(wid, "manifest.json")):
         raise _already_packed(b, wid, args)
-    fmt = args.format or DEFAULT_FORMAT
-    looks = looks_like_csv(Path(args.data), args.delimiter) if fmt == "jsonl" else None
+    data, fmt = parquet_rows(Path(args.data), args.format or DEFAULT_FORMAT)
+    looks = looks_like_csv(Path(args.data), args.delimiter) if fmt == "jsonl" and isinstance(data, Path) else None
     if looks is not None:
         said = f"{args.data} looks like CSV, not JSON Lines (its first line {clip(looks.header, 60)!r} is not JSON)"
         if args.format is None:  # JSON Lines by default: every record would fail, and only after the run
@@ -90,7 +103,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
         store,
         keys,
         wid,
-        Path(args.data),
+        data,
         Path(args.script),
         fmt=fmt,
         delimiter=args.delimiter,
@@ -297,9 +310,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--id", help="workload id (default: generated from the data file name)")
     p.add_argument(
         "--format",
-        choices=["jsonl", "csv", "script"],
-        help="how to split the data into records (script: its parse()); default jsonl, and a file whose first "
-        "line is a CSV header is then refused with the flags that read it",
+        choices=["jsonl", "csv", "script", "parquet"],
+        help="how to split the data into records (script: its parse(); parquet: its rows, needs rqp[dataframe]; "
+        "a .parquet file is read as Parquet); default jsonl, and a file whose first line is a CSV header is then "
+        "refused with the flags that read it",
     )
     p.add_argument("--delimiter", default=",")
     p.add_argument(
