@@ -14,7 +14,7 @@ LAYERS = [
     {"errors", "pem", "identity"},
     {"config", "crypto", "storage", "keys", "signing", "azure"},
     {"ledger", "records", "jsonsafe", "sandbox", "outcome"},
-    {"workload", "jobs", "messages", "parts", "summary", "results", "status", "metrics_http", "hardening"},
+    {"workload", "jobs", "messages", "parts", "summary", "results", "status", "throughput", "metrics_http", "hardening"},
     {"connect", "backends", "oplog", "control", "rotate", "redis_acl"},
     {"client"},
     {"cli", "__init__"},

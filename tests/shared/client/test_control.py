@@ -126,5 +126,5 @@ def test_failures_of_a_running_workload_so_far_through_the_client_and_the_cli(cl
         monkeypatch.setenv(name, value)
     assert main(["results", w.id, "--failed"]) == 0
     out, err = capsys.readouterr()
-    assert '"id": 1' in out and "one is refused" in out
+    assert '"id":1,' in out and "one is refused" in out
     assert "1 records failed so far (not final)" in err
