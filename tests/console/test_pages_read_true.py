@@ -44,9 +44,12 @@ def process(record):
         raise ValueError(f"negative amount {record['amount']} in {record['tx']}")
     return {"tx": record["tx"], "day": date.fromisoformat(record["day"]).isoformat()}
 """
-ALL_FAIL_SCRIPT = "def process(record):\n    raise RuntimeError('the upstream service refused record ' + str(record['n']))\n"
+ALL_FAIL_SCRIPT = (
+    "def process(record):\n    raise RuntimeError('the upstream service refused record ' + str(record['n']))\n"
+)
 CLEAN_SCRIPT = "def process(record):\n    return record['n'] * 3\n"
 RED = "rgba(198, 40, 40, 1)"
+GREEN = "rgba(46, 125, 50, 1)"
 
 
 def ledger_records() -> tuple[list[dict], set[str], set[str]]:
@@ -112,7 +115,10 @@ def run_at_every_priority(world, proc, wid: str, steps: int = 100) -> None:
     from rqp.jobs import JSONSerializer, RqpJob
 
     run = world.run(wid)
-    queues = [Queue(n, connection=world.r, job_class=RqpJob, serializer=JSONSerializer) for n in queue_names(world.settings.rq_queue)]
+    queues = [
+        Queue(n, connection=world.r, job_class=RqpJob, serializer=JSONSerializer)
+        for n in queue_names(world.settings.rq_queue)
+    ]
     for _ in range(steps):
         if run.step():
             return
@@ -133,21 +139,15 @@ def console_for(world, consoles, kek):
     )
 
 
-def test_failed_records_priority_and_failure_groups_read_as_they_are(browser, world, proc, consoles, kek, operator):
+def test_a_workload_finished_with_failures_looks_it(browser, world, proc, consoles, kek):
+    """Item 4: every record failed -- a red bar and "with 12 failed", never a clean run's green."""
     b = browser
-    records, negative, bad_day = ledger_records()
-    # the priority is set before the workload starts, as `rqp pack --priority high` / `rqp priority` do
-    pack_only(world, "ledger-q4", records, LEDGER_SCRIPT, id_field="tx")
-    set_priority(world.r, operator.key, "ledger-q4", "high", "ops", store=world.store)
-    run_at_every_priority(world, proc, "ledger-q4")
     pack_and_run(world, proc, "all-failed", [{"n": i} for i in range(12)], ALL_FAIL_SCRIPT)
     pack_and_run(world, proc, "clean-run", [{"n": i} for i in range(12)], CLEAN_SCRIPT)
     assert world.r.hget(WorkloadKeys("all-failed").meta, "state") == b"done"
     console = console_for(world, consoles, kek)
     log_in(b, console.url, "/workloads")
-
-    # ------------------------------------------------------------------ item 4: the list
-    wait_for(b, lambda: len(css(b, "#workloads tbody tr")) == 3, what="three workloads listed")
+    wait_for(b, lambda: len(css(b, "#workloads tbody tr")) == 2, what="two workloads listed")
     row = 'tr[data-id="all-failed"]'
     wait_for(b, lambda: text(b, f"{row} .badge.with-failures") == "with 12 failed", what="all-failed's failures badge")
     failed_fill = css(b, f"{row} .bar .fill.failed")[0]
@@ -157,22 +157,55 @@ def test_failed_records_priority_and_failure_groups_read_as_they_are(browser, wo
     clean = 'tr[data-id="clean-run"]'
     assert not css(b, f"{clean} .badge.with-failures")
     assert "with-failures" not in css(b, f"{clean} .bar")[0].get_attribute("class")
-    assert css(b, f"{clean} .bar .fill")[0].value_of_css_property("background-color") == "rgba(46, 125, 50, 1)"
-    # ------------------------------------------------------------------ item 5: the priority column
-    assert text(b, 'tr[data-id="ledger-q4"] td[data-k="priority"]') == "high"
-    assert text(b, f'{clean} td[data-k="priority"]') == "normal"
+    assert css(b, f"{clean} .bar .fill")[0].value_of_css_property("background-color") == GREEN
     shot(b, "20-workloads-with-failures")
 
-    # ------------------------------------------------------------------ items 4, 5, 7, 13: the page
-    b.get(console.url + "/workloads/ledger-q4")
-    failed = len(negative) + len(bad_day)
-    wait_for(b, lambda: text(b, "#outcome") == f"with {failed} failed", what="ledger-q4's failures badge")
-    assert text(b, "#state") == "done" and text(b, "#priority") == "priority high"
+    b.get(console.url + "/workloads/all-failed")
+    wait_for(b, lambda: text(b, "#outcome") == "with 12 failed", what="all-failed's failures badge on its page")
+    assert text(b, "#state") == "done"
     assert css(b, "#bar-failed")[0].value_of_css_property("background-color") == RED
+    assert css(b, "#bar-failed")[0].rect["width"] >= 0.99 * css(b, ".progress-block .bar")[0].rect["width"]
+    shot(b, "21-workload-all-failed")
+    b.get(console.url + "/workloads/clean-run")
+    wait_for(b, lambda: text(b, "#state") == "done" and number(b, "#t-done .v") == 12, what="clean-run's page")
+    assert not css(b, "#outcome") or css(b, "#outcome")[0].get_attribute("hidden") is not None
+
+
+def test_the_priority_shown_is_the_one_set(browser, world, proc, consoles, kek, operator):
+    """Item 5: ``rqp priority W high`` before W starts (it lands in ``rqp:priorities``)."""
+    b = browser
+    pack_only(world, "urgent", [{"n": i} for i in range(8)], CLEAN_SCRIPT)
+    set_priority(world.r, operator.key, "urgent", "high", "ops", store=world.store)
+    run_at_every_priority(world, proc, "urgent")
+    pack_and_run(world, proc, "routine", [{"n": i} for i in range(8)], CLEAN_SCRIPT)
+    console = console_for(world, consoles, kek)
+    log_in(b, console.url, "/workloads")
+    wait_for(b, lambda: len(css(b, "#workloads tbody tr")) == 2, what="two workloads listed")
+    assert text(b, 'tr[data-id="urgent"] td[data-k="priority"]') == "high"
+    assert text(b, 'tr[data-id="routine"] td[data-k="priority"]') == "normal"
+    b.get(console.url + "/workloads/urgent")
+    wait_for(b, lambda: text(b, "#state") == "done", what="urgent's page")
+    assert text(b, "#priority") == "priority high"
+
+
+def test_failures_are_grouped_by_reason_and_named_by_key(browser, world, proc, consoles, kek):
+    """Items 7 and 13: one exception type for two reasons is two groups, each with its own
+    example; the panel counts what the tiles count; chips name records by ``--id-field``."""
+    b = browser
+    records, negative, bad_day = ledger_records()
+    pack_only(world, "ledger-q4", records, LEDGER_SCRIPT, id_field="tx")
+    world.run_to_end(world.run("ledger-q4"), proc)
+    console = console_for(world, consoles, kek)
+    log_in(b, console.url, "/workloads/ledger-q4")
+    failed = len(negative) + len(bad_day)
+    groups = wait_for(
+        b,
+        lambda: len(css(b, "#failures .group.failed")) > 1 and css(b, "#failures .group.failed"),
+        what="the failure groups",
+    )
     # the panel's counts are the tiles'
     assert number(b, "#t-failed .v") == failed
     assert text(b, "#failures-count") == f"{failed} failed, 0 waiting for a retry"
-    groups = wait_for(b, lambda: css(b, "#failures .group.failed"), what="the failure groups")
     by_pattern = {g.get_attribute("data-pattern"): g for g in groups}
     assert [g.get_attribute("data-category") for g in groups] == ["ValueError", "ValueError"], by_pattern
     neg = next(g for p, g in by_pattern.items() if p.startswith("negative amount"))
@@ -188,11 +221,7 @@ def test_failed_records_priority_and_failure_groups_read_as_they_are(browser, wo
     next(c for c in neg.find_elements(By.CSS_SELECTOR, ".chip") if c.text == first).click()
     wait_for(b, lambda: text(b, "#record-title").endswith(": failed"), what="the record opened")
     assert first in text(b, "#record") and "negative amount" in text(b, "#record-error")
-    shot(b, "21-workload-with-failure-groups", full_page=True)
-
-    b.get(console.url + "/workloads/clean-run")
-    wait_for(b, lambda: text(b, "#state") == "done", what="clean-run's page")
-    assert css(b, "#outcome")[0].get_attribute("hidden") is not None
+    shot(b, "22-workload-failure-groups", full_page=True)
 
 
 def test_the_failure_panel_and_the_tiles_never_disagree(browser, consoles, redis_url, r):
@@ -216,8 +245,7 @@ def test_an_idle_worker_is_idle_until_it_misses_rqs_heartbeat(browser, consoles,
     """RQ's idle worker heartbeats, then waits ``worker_ttl - 15`` s (405) for a job: 5 minutes
     into that wait it is idle; one 10 minutes past its heartbeat is stale."""
     from rq import Queue, SimpleWorker
-
-    from rqp_console.fleet import STALE_IDLE_SECONDS
+    from rq.defaults import DEFAULT_WORKER_TTL
 
     q = Queue("rqp", connection=r)
     workers = {}
@@ -228,14 +256,14 @@ def test_an_idle_worker_is_idle_until_it_misses_rqs_heartbeat(browser, consoles,
         stamp = datetime.fromtimestamp(time.time() - age, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         r.hset(w.key, "last_heartbeat", stamp)
         workers[name] = age
-    assert workers["rqp-vm-a-11"] < STALE_IDLE_SECONDS < workers["rqp-vm-a-12"]
+    assert workers["rqp-vm-a-11"] < DEFAULT_WORKER_TTL - 15 < workers["rqp-vm-a-12"]  # RQ's idle wait between them
     console = consoles(redis_url)
     b = browser
     log_in(b, console.url, "/fleet")
     wait_for(b, lambda: len(css(b, "tr[data-worker]")) == 2, what="two workers")
     assert text(b, 'tr[data-worker="rqp-vm-a-11"] .badge') == "idle"
     assert text(b, 'tr[data-worker="rqp-vm-a-12"] .badge') == "stale"
-    shot(b, "22-fleet-idle-workers")
+    shot(b, "23-fleet-idle-workers")
 
 
 def write_quiet_vm(blob_url: str, vm: str, now: float, minutes: int = 4, step: float = 30.0) -> None:
@@ -272,9 +300,17 @@ def test_the_vms_page_fits_its_axes_to_the_data(browser, consoles, redis_url, tm
     assert "?window" not in b.current_url or "1h" in b.current_url  # the default 1 h window
     # the time axis: 4 minutes of samples span the chart, not a sliver at its right edge
     net = css(b, 'section.vm .mini[data-chart="net"] svg')[0]
-    plot = [ln for ln in net.find_elements(By.CSS_SELECTOR, ".axis line") if ln.get_attribute("y1") == ln.get_attribute("y2")][0]
+    plot = [
+        ln
+        for ln in net.find_elements(By.CSS_SELECTOR, ".axis line")
+        if ln.get_attribute("y1") == ln.get_attribute("y2")
+    ][0]
     left, right = float(plot.get_attribute("x1")), float(plot.get_attribute("x2"))
-    xs = [float(p.split(",")[0]) for line in net.find_elements(By.CSS_SELECTOR, "polyline") for p in line.get_attribute("points").split()]
+    xs = [
+        float(p.split(",")[0])
+        for line in net.find_elements(By.CSS_SELECTOR, "polyline")
+        for p in line.get_attribute("points").split()
+    ]
     assert min(xs) - left < 0.1 * (right - left), (min(xs), left, right)
     assert right - max(xs) < 0.05 * (right - left), (max(xs), right)
     # the network axis: every label whole inside the chart, and no two alike
@@ -293,4 +329,4 @@ def test_the_vms_page_fits_its_axes_to_the_data(browser, consoles, redis_url, tm
     for t in scale:
         box = b.execute_script("const r = arguments[0].getBBox(); return [r.y, r.height]", t)
         assert box[0] + box[1] <= height, (t.get_attribute("textContent"), box, height)
-    shot(b, "23-vms-four-minutes", full_page=True)
+    shot(b, "24-vms-four-minutes", full_page=True)
