@@ -107,14 +107,13 @@ def pack_and_run(world, proc, wid: str, records: list[dict], script: str) -> Non
     world.run_to_end(world.run(pack_only(world, wid, records, script)), proc)
 
 
-def run_at_every_priority(world, proc, wid: str, steps: int = 100) -> None:
-    """Run ``wid`` to its end taking chunks from every priority's queue, as a worker does
-    (``world.work`` takes only the normal one)."""
+def run_at_every_priority(world, proc, run, steps: int = 100) -> None:
+    """Step the scheduler's ``run`` to its end taking chunks from every priority's queue, as a
+    worker does (``world.work`` takes only the normal one)."""
     from rq import Queue
 
     from rqp.jobs import JSONSerializer, RqpJob
 
-    run = world.run(wid)
     queues = [
         Queue(n, connection=world.r, job_class=RqpJob, serializer=JSONSerializer)
         for n in queue_names(world.settings.rq_queue)
@@ -127,7 +126,7 @@ def run_at_every_priority(world, proc, wid: str, steps: int = 100) -> None:
                 if job is not None:
                     q.remove(job.id)
                     proc.run(job.id, *job.args)
-    raise AssertionError(f"workload {wid} did not finish in {steps} steps")
+    raise AssertionError(f"workload {run.id} did not finish in {steps} steps")
 
 
 def console_for(world, consoles, kek):
@@ -172,11 +171,13 @@ def test_a_workload_finished_with_failures_looks_it(browser, world, proc, consol
 
 
 def test_the_priority_shown_is_the_one_set(browser, world, proc, consoles, kek, operator):
-    """Item 5: ``rqp priority W high`` before W starts (it lands in ``rqp:priorities``)."""
+    """Item 5: ``rqp priority W high`` before W starts lands in ``rqp:priorities``; the console
+    shows it from the moment W is listed (the scheduler copies it into W's meta only later, on its
+    first control step), and at its end."""
     b = browser
     pack_only(world, "urgent", [{"n": i} for i in range(8)], CLEAN_SCRIPT)
     set_priority(world.r, operator.key, "urgent", "high", "ops", store=world.store)
-    run_at_every_priority(world, proc, "urgent")
+    run = world.run("urgent")  # started and listed; no step taken yet
     pack_and_run(world, proc, "routine", [{"n": i} for i in range(8)], CLEAN_SCRIPT)
     console = console_for(world, consoles, kek)
     log_in(b, console.url, "/workloads")
@@ -184,7 +185,10 @@ def test_the_priority_shown_is_the_one_set(browser, world, proc, consoles, kek, 
     assert text(b, 'tr[data-id="urgent"] td[data-k="priority"]') == "high"
     assert text(b, 'tr[data-id="routine"] td[data-k="priority"]') == "normal"
     b.get(console.url + "/workloads/urgent")
-    wait_for(b, lambda: text(b, "#state") == "done", what="urgent's page")
+    wait_for(b, lambda: text(b, "#state") == "running", what="urgent's page")
+    assert text(b, "#priority") == "priority high"
+    run_at_every_priority(world, proc, run)
+    wait_for(b, lambda: text(b, "#state") == "done", what="urgent to finish")
     assert text(b, "#priority") == "priority high"
 
 
