@@ -190,7 +190,7 @@ function group(g, kind, keys) {
   for (const id of g.ids) chips.appendChild(chip(id, keys));
   if (g.count > g.ids.length) chips.appendChild(el("span", { class: "muted", text: `+${int(g.count - g.ids.length)} more` }));
   return el("div", { class: "group " + kind, dataset: { category: g.category, pattern: g.pattern || "" } },
-    el("span", { class: "count", text: int(g.count) }), el("div", { class: "cat", text: g.category + (g.pattern ? ": " + g.pattern : "") }),
+    el("span", { class: "count", text: int(g.count) }), el("div", { class: "cat", title: g.category + (g.pattern ? ": " + g.pattern : ""), text: g.category + (g.pattern ? ": " + g.pattern : "") }),
     g.example ? el("div", { class: "example", title: g.example, text: g.example }) : null, chips);
 }
 poll(async () => {
