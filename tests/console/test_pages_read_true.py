@@ -304,11 +304,11 @@ def test_the_vms_page_fits_its_axes_to_the_data(browser, consoles, redis_url, tm
     assert "?window" not in b.current_url or "1h" in b.current_url  # the default 1 h window
     # the time axis: 4 minutes of samples span the chart, not a sliver at its right edge
     net = css(b, 'section.vm .mini[data-chart="net"] svg')[0]
-    plot = [
+    plot = next(
         ln
         for ln in net.find_elements(By.CSS_SELECTOR, ".axis line")
         if ln.get_attribute("y1") == ln.get_attribute("y2")
-    ][0]
+    )
     left, right = float(plot.get_attribute("x1")), float(plot.get_attribute("x2"))
     xs = [
         float(p.split(",")[0])

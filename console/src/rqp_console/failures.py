@@ -137,11 +137,24 @@ def failures_view(r: redis.Redis, workload_id: str, opener: Opener | None, limit
         ordered = sorted(by_kind.items(), key=lambda kv: (-len(kv[1]), kv[0]))
         for (kind, pat), rids in ordered[:GROUPS_SHOWN]:
             groups.append(
-                {"category": kind, "pattern": pat, "count": len(rids), "ids": rids[:IDS_SHOWN], "example": example[(kind, pat)]}
+                {
+                    "category": kind,
+                    "pattern": pat,
+                    "count": len(rids),
+                    "ids": rids[:IDS_SHOWN],
+                    "example": example[(kind, pat)],
+                }
             )
         rest = [rid for _, rids in ordered[GROUPS_SHOWN:] for rid in rids]
         if rest:
-            groups.append({"category": "other reasons", "pattern": f"{len(ordered) - GROUPS_SHOWN} more kinds", "count": len(rest), "ids": sorted(rest)[:IDS_SHOWN]})
+            groups.append(
+                {
+                    "category": "other reasons",
+                    "pattern": f"{len(ordered) - GROUPS_SHOWN} more kinds",
+                    "count": len(rest),
+                    "ids": sorted(rest)[:IDS_SHOWN],
+                }
+            )
     elif failed_ids:
         groups.append(
             {"category": "failed for good (reason sealed)", "count": len(failed_ids), "ids": failed_ids[:IDS_SHOWN]}
