@@ -123,6 +123,7 @@ def failures_view(r: redis.Redis, workload_id: str, opener: Opener | None, limit
     if opener is not None:
         by_kind: dict[tuple[str, str], list[int]] = {}
         example: dict[tuple[str, str], str] = {}
+        all_keys: dict[int, str] = {}
         for rid in failed_ids:
             try:
                 st = opener.status(workload_id, rid, statuses[rid])
@@ -132,17 +133,17 @@ def failures_view(r: redis.Redis, workload_id: str, opener: Opener | None, limit
             kind = (category(st.error), pattern(st.error))
             by_kind.setdefault(kind, []).append(rid)
             example.setdefault(kind, st.error or "")
-            if st.key is not None and len(by_kind[kind]) <= IDS_SHOWN:
-                keys[str(rid)] = st.key
+            if st.key is not None:
+                all_keys[rid] = st.key
         ordered = sorted(by_kind.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-        for (kind, pat), rids in ordered[:GROUPS_SHOWN]:
+        for (cat, pat), rids in ordered[:GROUPS_SHOWN]:
             groups.append(
                 {
-                    "category": kind,
+                    "category": cat,
                     "pattern": pat,
                     "count": len(rids),
                     "ids": rids[:IDS_SHOWN],
-                    "example": example[(kind, pat)],
+                    "example": example[(cat, pat)],
                 }
             )
         rest = [rid for _, rids in ordered[GROUPS_SHOWN:] for rid in rids]
@@ -155,6 +156,7 @@ def failures_view(r: redis.Redis, workload_id: str, opener: Opener | None, limit
                     "ids": sorted(rest)[:IDS_SHOWN],
                 }
             )
+        keys = {str(rid): all_keys[rid] for g in groups for rid in g["ids"] if rid in all_keys}
     elif failed_ids:
         groups.append(
             {"category": "failed for good (reason sealed)", "count": len(failed_ids), "ids": failed_ids[:IDS_SHOWN]}
