@@ -318,7 +318,7 @@ def test_the_vms_page_fits_its_axes_to_the_data(browser, consoles, redis_url, tm
     assert min(xs) - left < 0.1 * (right - left), (min(xs), left, right)
     assert right - max(xs) < 0.05 * (right - left), (max(xs), right)
     # the network axis: every label whole inside the chart, and no two alike
-    labels = net.find_elements(By.CSS_SELECTOR, 'text[text-anchor="end"]')
+    labels = net.find_elements(By.CSS_SELECTOR, "text.y-label")
     texts = [t.text for t in labels]
     assert len(set(texts)) == len(texts) >= 3 and all(t.endswith("/s") for t in texts), texts
     svg_left = net.rect["x"]

@@ -111,14 +111,14 @@ export function lineChart(container, opts) {
   const axis = sv("g", { class: "axis" });
   for (let v = 0; v <= ax.top + ax.step / 1e6; v += ax.step) {
     grid.appendChild(sv("line", { x1: m.l, x2: W - m.r, y1: Y(v), y2: Y(v) }));
-    svg.appendChild(sv("text", { x: m.l - 6, y: Y(v) + 4, "text-anchor": "end" }, ax.label(v)));
+    svg.appendChild(sv("text", { x: m.l - 6, y: Y(v) + 4, "text-anchor": "end", class: "y-label" }, ax.label(v)));
   }
   const tt = timeTicks(x0, x1, Math.max(2, Math.floor(pw / 70)));
   for (const t of tt.ticks) {
     axis.appendChild(sv("line", { x1: X(t), x2: X(t), y1: m.t + ph, y2: m.t + ph + 4 }));
     // a tick near either edge is labelled inward, so its label is never cut off by the chart's edge
     const anchor = X(t) > W - 24 ? "end" : X(t) < 24 ? "start" : "middle";
-    svg.appendChild(sv("text", { x: X(t), y: H - 5, "text-anchor": anchor }, clock(t, tt.seconds)));
+    svg.appendChild(sv("text", { x: X(t), y: H - 5, "text-anchor": anchor, class: "time" }, clock(t, tt.seconds)));
   }
   axis.appendChild(sv("line", { x1: m.l, x2: W - m.r, y1: m.t + ph, y2: m.t + ph }));
   svg.appendChild(grid);
