@@ -40,6 +40,8 @@ _RAISED = re.compile(r"^(?:process|setup|parse)\(\) raised ([A-Za-z_][\w.]*)")
 #: the values a message quotes or counts, which vary from record to record ("amount -5", "'2026-13-01'")
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 _NUMBER = re.compile(r"(?<![A-Za-z_])[-+]?\d+(?:[.,:]\d+)*(?:e[-+]?\d+)?")
+#: where in the script an error was raised, as rqp appends it: " (line 10)"
+_WHERE = re.compile(r"\s*\(line \d+\)\s*$")
 #: a message pattern's length at most (a record's data can make a message long)
 PATTERN_CHARS = 120
 #: failure groups listed at most; the rest are counted together
@@ -55,7 +57,9 @@ def pattern(error: str | None) -> str:
     text = error
     if m := _RAISED.match(text):
         text = text[m.end() :].lstrip(": ")
-    text = _QUOTED.sub("'…'", text)
+    # a message that is only a quoted value names the thing (KeyError: 'customer'): kept
+    if not _QUOTED.fullmatch(_WHERE.sub("", text).strip()):
+        text = _QUOTED.sub("'…'", text)
     text = _NUMBER.sub("#", text)
     text = " ".join(text.split())
     return text[:PATTERN_CHARS] + ("…" if len(text) > PATTERN_CHARS else "")
