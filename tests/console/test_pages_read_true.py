@@ -267,6 +267,8 @@ def test_an_idle_worker_is_idle_until_it_misses_rqs_heartbeat(browser, consoles,
     wait_for(b, lambda: len(css(b, "tr[data-worker]")) == 2, what="two workers")
     assert text(b, 'tr[data-worker="rqp-vm-a-11"] .badge') == "idle"
     assert text(b, 'tr[data-worker="rqp-vm-a-12"] .badge') == "stale"
+    why = css(b, 'tr[data-worker="rqp-vm-a-12"] td:nth-child(2)')[0].get_attribute("title")
+    assert why.startswith("no heartbeat for 10 min") and "7 min 00 s" in why, why  # RQ's 420 s
     shot(b, "23-fleet-idle-workers")
 
 

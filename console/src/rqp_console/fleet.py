@@ -122,6 +122,7 @@ def read_workers(r: redis.Redis, now: float | None = None) -> list[dict[str, Any
                 "job": _job(current),
                 "heartbeat": heartbeat,
                 "stale": heartbeat is None or now - heartbeat > stale_after(state),
+                "stale_after": stale_after(state),
                 "born": _epoch(data.get("birth")),
                 "succeeded": int(data.get("successful_job_count") or 0),
                 "failed": int(data.get("failed_job_count") or 0),
