@@ -14,18 +14,35 @@ from typing import Any
 
 import redis
 
-from rqp.ledger import Ledger, Meta, State, workloads
+from rqp.ledger import PRIORITIES, Ledger, Meta, Priority, State, workloads
 from rqp.status import ENDED, progress_of
 from rqp.summary import Summary
 
 from .throughput import ThroughputHistory
 
-__all__ = ["LIVE_STATES", "list_workloads", "progress_row"]
+__all__ = ["DEFAULT_PRIORITY", "LIVE_STATES", "list_workloads", "priorities", "progress_row", "shown_priority"]
 
 #: states in which the numbers can still change
 LIVE_STATES = frozenset({State.RUNNING, State.PAUSED, State.CANCELLING, State.CONSOLIDATING})
-#: "priority" is shown as this until workloads carry a priority field in their meta
-DEFAULT_PRIORITY = "normal"
+#: the priority of a workload nobody gave one (what the scheduler queues it at)
+DEFAULT_PRIORITY = Priority.NORMAL.value
+
+
+def shown_priority(value: bytes | str | None) -> str:
+    """A workload's priority as ``rqp:priorities`` holds it (where ``rqp priority`` and
+    ``pack --priority`` write it, and the scheduler reads it), or the default."""
+    text = value.decode(errors="replace") if isinstance(value, bytes) else value
+    try:
+        return Priority(text).value if text else DEFAULT_PRIORITY
+    except ValueError:
+        return DEFAULT_PRIORITY  # not one rqp wrote: the scheduler queues it at the default too
+
+
+def priorities(r: redis.Redis, ids: list[str]) -> dict[str, str]:
+    """Each workload's priority, in one HMGET however many are listed."""
+    if not ids:
+        return {}
+    return {wid: shown_priority(v) for wid, v in zip(ids, r.hmget(PRIORITIES, ids), strict=True)}
 
 
 def _float(value: str | None) -> float | None:
@@ -49,8 +66,10 @@ def progress_row(
     now: float | None = None,
     spark: int = 0,
     summaries: Callable[[str], Summary | None] | None = None,
+    priority: str | None = None,
 ) -> dict[str, Any] | None:
     """One workload's progress as the pages show it; None when Redis does not know it.
+    ``priority``: the workload's, when the caller read it already (else one HGET here).
     ``spark``: how many recent records/s points to include (0: none). ``summaries``: an ended
     workload's sealed summary (a console with the KEK); its counts replace Redis's plain ones, and
     without it an ended workload's counts are marked unverified."""
@@ -102,7 +121,7 @@ def progress_row(
         "elapsed": round(elapsed, 1),
         "started_at": started_at,
         "finished_at": finished_at,
-        "priority": meta.get("priority") or DEFAULT_PRIORITY,
+        "priority": priority if priority is not None else shown_priority(r.hget(PRIORITIES, workload_id)),
         "error": meta.get(Meta.ERROR),
         "processor_error": meta.get(Meta.PROCESSOR_ERROR),
         "control": meta.get(Meta.CONTROL),
@@ -135,8 +154,10 @@ def list_workloads(
 ) -> list[dict[str, Any]]:
     """The newest ``limit`` workloads (by when they were started), newest first."""
     rows = []
-    for wid in workloads(r, newest_first=True, limit=limit):
-        row = progress_row(r, wid, history, now=now, spark=60, summaries=summaries)
+    ids = workloads(r, newest_first=True, limit=limit)
+    levels = priorities(r, ids)
+    for wid in ids:
+        row = progress_row(r, wid, history, now=now, spark=60, summaries=summaries, priority=levels[wid])
         if row is not None:
             rows.append(row)
     return rows

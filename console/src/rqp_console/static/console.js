@@ -116,11 +116,17 @@ export function shortName(name, n) { return name.length > n ? name.slice(0, n - 
 
 // ------------------------------------------------------------------ cells and bars
 export function badge(state) { return el("span", { class: "badge " + state, text: state }); }
+// An ended workload with failed records: "done" alone would read as a clean run.
+export const ENDED = new Set(["done", "failed", "cancelled"]);
+export function endedWithFailures(row) { return ENDED.has(row.state) && row.failed > 0; }
+export function failuresBadge(row) {
+  return endedWithFailures(row) ? el("span", { class: "badge with-failures", title: "finished with failed records", text: `with ${int(row.failed)} failed` }) : null;
+}
 export function progressCell(row) {
   // while the data is still being read the total is unknown: no percentage of what is queued so
   // far (it would read 94% with a quarter done), a striped bar and how far the reading got
   const reading = row.total === null;
-  const bar = el("div", { class: "bar " + (reading ? "reading" : row.state === "done" ? "done" : row.state === "paused" ? "paused" : "") });
+  const bar = el("div", { class: "bar " + (reading ? "reading" : row.state === "done" ? "done" : row.state === "paused" ? "paused" : "") + (endedWithFailures(row) ? " with-failures" : "") });
   const fill = el("div", { class: "fill" });
   const known = reading ? 0 : row.known || 0;
   fill.style.width = (known ? Math.min(100, (100 * row.done) / known) : row.state === "done" ? 100 : 0) + "%";
