@@ -76,7 +76,7 @@ def build_logger(args: argparse.Namespace) -> tuple[MetricsLogger, MetricsSettin
     if msettings.uses_host:
         from .sources.host import HostSource  # noqa: PLC0415
 
-        sources.append(HostSource(msettings.host_name))
+        sources.append(HostSource(msettings.host_name, net_dev=msettings.net_dev))
     if msettings.uses_azure:
         from .sources.azure import AzureSource  # noqa: PLC0415 - Azure SDK only when asked
 
