@@ -1,4 +1,5 @@
 import json
+import time
 
 import pytest
 
@@ -96,7 +97,7 @@ def test_with_no_consumer_a_stream_stays_within_its_length(r):
 
 
 def test_messages_older_than_the_age_bound_go(r):
-    old = "%d-0" % (int(__import__("time").time() * 1000) - 3_600_000)  # an hour ago
+    old = f"{int(time.time() * 1000) - 3_600_000}-0"  # an hour ago
     r.xadd(KEY, {b"b": b"old"}, id=old)
     mq = _queue(r, max_age_seconds=60)
     mq.send(QUEUE, b"new")
