@@ -49,7 +49,13 @@ demo: install
 	bash tools/install-test-redis.sh
 	mkdir -p .tools && touch $@
 
-test: dev .tools/.azurite .tools/.redis-tls
+# the console's browser tests: Debian's headless chromium and chromium-driver (apt, via sudo when
+# not root; nothing when both are on PATH)
+.tools/.chromium:
+	bash tools/install-chromium.sh
+	mkdir -p .tools && touch $@
+
+test: dev .tools/.azurite .tools/.redis-tls .tools/.chromium
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
 lint: dev
@@ -61,7 +67,7 @@ lint: dev
 fuzz: dev
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/shared/test_parsing_properties.py -q -p no:cacheprovider --hypothesis-show-statistics
 
-test-fast: dev .tools/.redis-tls
+test-fast: dev .tools/.redis-tls .tools/.chromium
 	$(PY) -m pytest tests -q -x -p no:cacheprovider --ignore=tests/shared/azure
 
 # fails on a known vulnerability; what could not be audited (network trouble) is listed, not failed
