@@ -37,5 +37,8 @@ if ! "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/
     echo "install-chromium: apt-get could not install chromium chromium-driver (a sudo password? run 'sudo apt-get install -y chromium chromium-driver' yourself, then make test again)" >&2
     exit 1
 fi
-browser && have chromedriver || { echo "install-chromium: installed, but chromium or chromedriver is still not on PATH" >&2; exit 1; }
+if ! browser || ! have chromedriver; then
+    echo "install-chromium: installed, but chromium or chromedriver is still not on PATH" >&2
+    exit 1
+fi
 echo "install-chromium: $(command -v chromium || command -v chromium-browser) and $(command -v chromedriver) installed"
