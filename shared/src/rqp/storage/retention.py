@@ -1,8 +1,8 @@
 """How long the Redis streams behind the message queues keep their messages.
 
 The status, events and metrics streams (``rqp:mq:<queue>``) are written whether or not anything
-reads them; without a bound, a deployment with no consumer grows them forever (about 1.9 KB per
-status message). Each stream is trimmed to ``max_entries`` messages and ``max_age_seconds`` of
+reads them; without a bound, a deployment with no consumer grows them forever (a status message
+is one chunk's records: ~580 B in Redis, 2-21 KB when the records carry their own ids). Each stream is trimmed to ``max_entries`` messages and ``max_age_seconds`` of
 age, at most once per ``every_seconds`` per queue, by whoever sends to it.
 
 What a consumer group has not read yet is kept past the bound while ``keep_unread`` is on and
@@ -34,9 +34,9 @@ __all__ = [
 
 log = logging.getLogger("rqp.queue")
 
-#: messages a stream keeps (a status message stands for a chunk's records: about 1.9 KB, so
-#: about 19 MB per stream at the bound)
-DEFAULT_QUEUE_MAX_ENTRIES = 10_000
+#: messages a stream keeps: a status message stands for a chunk's records (~580 B in Redis;
+#: 2-21 KB with the records' own ids), so about 1.2-42 MB of status stream at the bound
+DEFAULT_QUEUE_MAX_ENTRIES = 2_000
 #: hours a message is kept (the status records' own TTL, RQP_STATUS_TTL_DAYS, is 7 days)
 DEFAULT_QUEUE_MAX_AGE_HOURS = 168.0
 #: keep what a consumer group with a consumer has not read, past the bound (with a warning)
