@@ -162,3 +162,28 @@ def test_retention_comes_from_the_settings(r, redis_url):
     assert (mq.retention.max_entries, mq.retention.max_age_seconds, mq.retention.keep_unread) == (7, 7200, False)
     with pytest.raises(ConfigError, match="RQP_QUEUE_MAX_ENTRIES and RQP_QUEUE_MAX_AGE_HOURS must not be negative"):
         Settings(queue_max_entries=-1)
+
+
+def test_rqp_events_shows_the_backlog_warning(r, redis_url, kek, tmp_path, monkeypatch, capsys):
+    """The warning reaches the operator reading the queue, not only the senders' logs."""
+    from rqp.cli import main
+    from rqp.storage import RedisMessageQueue
+
+    for k, v in {
+        "RQP_REDIS_URL": redis_url,
+        "RQP_BLOB_URL": f"file://{tmp_path / 'blobs'}",
+        "RQP_KEK_FILE": str(kek[0]),
+        "RQP_ALLOW_INSECURE_REDIS": "true",
+        "RQP_QUEUE_MAX_ENTRIES": "3",
+    }.items():
+        monkeypatch.setenv(k, v)
+    mq = RedisMessageQueue(r)
+    mq.send(QUEUE, b"first")
+    mq.receive(QUEUE, 1)  # a consumer has read one: the group now keeps what it has not read
+    mq.send_many(QUEUE, [b"m%d" % i for i in range(5)])
+    code = main(["events", "--peek", "--max", "2"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    warning = err.splitlines()[0]
+    assert warning.startswith("rqp: warning: queue rqp-status holds 6 messages, past RQP_QUEUE_MAX_ENTRIES=3"), err
+    assert r.xlen(KEY) == 6
