@@ -187,3 +187,26 @@ def test_rqp_events_shows_the_backlog_warning(r, redis_url, kek, tmp_path, monke
     warning = err.splitlines()[0]
     assert warning.startswith("rqp: warning: queue rqp-status holds 6 messages, past RQP_QUEUE_MAX_ENTRIES=3"), err
     assert r.xlen(KEY) == 6
+
+
+def test_a_user_from_before_retention_sends_on_and_is_told_once(r, redis_url, caplog):
+    """An ACL file rendered before retention lacks XTRIM: sending must not break, and the log says
+    how to fix it (once, not per message)."""
+    import redis as redis_lib
+
+    from rqp.storage import RedisMessageQueue
+
+    r.acl_setuser("old-role", enabled=True, passwords=["+pw"], commands=["+@all", "-xtrim", "-xinfo"], keys=["*"])
+    try:
+        old = redis_lib.Redis.from_url(redis_url, username="old-role", password="pw")
+        mq = _queue(old, max_entries=2)
+        with caplog.at_level("WARNING", logger="rqp.queue"):
+            for i in range(5):
+                mq.send(QUEUE, b"m%d" % i)
+        assert r.xlen(KEY) == 5
+        said = [rec.getMessage() for rec in caplog.records if "is not trimmed" in rec.getMessage()]
+        assert len(said) == 1 and "rqp redis-acl render" in said[0], said
+        assert RedisMessageQueue(old).backlog_warning(QUEUE) is None
+        old.close()
+    finally:
+        r.acl_deluser("old-role")

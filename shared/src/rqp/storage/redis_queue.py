@@ -68,7 +68,10 @@ class RedisMessageQueue(MessageQueue):
     def backlog_warning(self, queue: str) -> str | None:
         """Trim ``queue`` now and say whether it is still past its bound (unread messages kept):
         for a reader (``rqp events``) to show what the senders log."""
-        return self.trim(queue).warning
+        try:
+            return self.trim(queue).warning
+        except redis.exceptions.NoPermissionError:
+            return None  # an ACL from before retention: the senders' logs say so
 
     def receive(
         self, queue: str, max_messages: int = 32, visibility_timeout: float = 30.0, wait: float = 0.0

@@ -200,6 +200,10 @@ class Trimmer:
                 exc,
             )
             return None
+        except redis.exceptions.RedisError as exc:
+            # the message is sent; a trim that failed is tried again on a later send
+            log.warning("queue %s: trimming to its retention failed, tried again later: %s", queue, exc)
+            return None
         warning = result.warning
         if warning and mono - self._warned.get(queue, -1e18) >= WARN_EVERY_SECONDS:
             self._warned[queue] = mono
