@@ -6,10 +6,21 @@ spelling would make a lease impossible to match against the fleet entry of the p
 
 from __future__ import annotations
 
+import getpass
 import os
 import socket
 
-__all__ = ["process_identity", "worker_name"]
+__all__ = ["actor", "process_identity", "worker_name"]
+
+
+def actor() -> str:
+    """Who is asking, for the audit log: the local user at this host (the CLI and the Python
+    API sign control requests as this)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
 
 
 def process_identity(pid: int | None = None) -> str:

@@ -62,7 +62,7 @@ from ._keys import (
     WorkloadKeys,
     held_key,
 )
-from ._ledger import INF, ChunkOutcome, JobRefused, Lease, Ledger, LockHeld, bit_positions
+from ._ledger import INF, ChunkOutcome, JobRefused, Lease, Ledger, LockHeld, Snapshot, bit_positions
 from ._outbox import flush_outbox, outbox_add, outbox_value, publish_outbox
 from ._refused import REFUSED_KEEP, Refusal, clear_refusal, manifest_sha256, read_refusal, record_refusal, refusals
 from ._scripts import Scripts
@@ -101,6 +101,7 @@ __all__ = [
     "Refusal",
     "RetryEntry",
     "Scripts",
+    "Snapshot",
     "State",
     "WorkloadKeys",
     "bit_positions",
