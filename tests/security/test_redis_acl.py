@@ -48,6 +48,7 @@ from rqp.ledger import (
     FLEET,
     OUTBOX,
     PRIORITIES,
+    REFUSED,
     REJECTED,
     SUBMISSIONS,
     TOMBSTONES,
@@ -461,6 +462,8 @@ def test_the_submitter_can_only_submit(srv, tmp_path, kek):
         ("GET", WorkloadKeys("w1").lock),
         ("HSET", TOMBSTONES, "x", "y"),
         ("HGETALL", PRIORITIES),
+        ("HSET", REFUSED, "w1", "forged"),  # reads (and with --again clears) a refusal, forges none
+        ("HGETALL", REFUSED),
         ("LPOP", SUBMISSIONS),
         ("DEL", SUBMISSIONS),
         ("RPUSH", "rq:queue:rqp", "x"),

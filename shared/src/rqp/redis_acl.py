@@ -18,7 +18,8 @@ only the commands it needs on only the keys it uses:
 * ``submitter`` -- appends a workload id to the submissions list (``rqp submit``,
   ``rqp pack --submit``) and posts the signed ``priority`` request of ``--priority``
   (``rqp.oplog.post``: ``post_control.lua`` appends to the workload's request list and the audit
-  chain); it reads a workload's ``state`` and may set ``rqp:priorities``; nothing else.
+  chain); it reads a workload's ``state``, may set ``rqp:priorities``, and reads (and, with
+  ``--again``, removes) the scheduler's refusal of the workload in ``rqp:refused``; nothing else.
 * ``console`` -- reads what rqp-console's pages show (``%R~`` on RQ's and rqp's keys, GET only
   the audit chain's head): no writes, no scripts.
 * ``console-actions`` -- rqp-console's pause, resume, cancel and retry (``rqp.control``, signed
@@ -77,6 +78,7 @@ from .ledger import (
     OUTBOX,
     OUTBOX_TIMES,
     PRIORITIES,
+    REFUSED,
     REJECTED,
     SUBMISSIONS,
     WorkloadKeys,
@@ -260,6 +262,8 @@ def role_rules(queues: Queues | None = None) -> dict[str, tuple[str, ...]]:
             f"~{SUBMISSIONS}",
             *posting_selectors(any_workload),
             _selector(("+multi", "+exec", "+discard", "+hset"), (PRIORITIES,)),
+            # whether the scheduler refused it before (rqp submit says so; --again clears it)
+            _selector(("+hget", "+hdel"), (REFUSED,)),
         ),
         # a stolen console password shows what the console shows and changes nothing
         "console": (*_BASE, *_CONSOLE_READ, f"%R~{rq}", "%R~rqp:*", f"(+get %R~{AUDIT_HEAD})"),

@@ -17,7 +17,7 @@ import redis
 from ..backends import Backends
 from ..connect import open_operator_key, open_signing_key
 from ..errors import ConfigError, IntegrityError, RedisUnavailableError, RqpError, WorkloadError
-from ..ledger import PRIORITIES, SUBMISSIONS, Ledger, Priority, clear_refusal, submit, workloads
+from ..ledger import PRIORITIES, SUBMISSIONS, Ledger, Priority, Refusal, clear_refusal, submit, workloads
 from ..status import read_progress
 from ..workload import blob_name, looks_like_csv, new_workload_id, pack
 from .context import backends, set_priority, verify_counts
@@ -196,7 +196,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     store = b.blobs
     if not store.exists(blob_name(args.workload, "manifest.json")):
         raise WorkloadError(f"workload {args.workload} not found in {store.location}; pack it first with 'rqp pack'")
-    refusal = shown_refusal(b, args.workload) if read_progress(b.redis, args.workload) is None else None
+    refusal = _refused_before(b, args.workload)
     if refusal is not None and not args.again:
         # the same manifest again is refused again, unless the scheduler's trust changed since
         raise IntegrityError(
@@ -211,6 +211,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
     submit(b.redis, args.workload)
     print(f"submitted {args.workload}; a running 'rqp-scheduler serve' picks it up")
     return 0
+
+
+def _refused_before(b: Backends, workload_id: str) -> Refusal | None:
+    """The scheduler's refusal of ``workload_id`` while Redis holds no state of it; None when a
+    Redis user from before refusals were kept may not read them (the submission goes ahead)."""
+    try:
+        return shown_refusal(b, workload_id) if Ledger(b.redis, workload_id).state() is None else None
+    except redis.exceptions.NoPermissionError:
+        return None
 
 
 def _packed_workloads(b: Backends, known: set[str]) -> list[tuple[str, float]]:

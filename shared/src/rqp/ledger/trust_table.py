@@ -227,7 +227,8 @@ ROWS: tuple[Row, ...] = (
     Row("rqp:rejected", r"rqp:rejected", "list", "", "", f"{_PROC}, {_SCHED}", f"{_CLI} rejected, {_CONSOLE}",
         "the refused jobs and requests shown", "UNPROTECTED",
         "drives no decision: a forged entry shows a refusal that did not happen, a deleted one hides one"),
-    Row("rqp:refused", r"rqp:refused", "hash", "<W>", _W, _SCHED, f"{_CLI} status/list/submit, {_CONSOLE}",
+    Row("rqp:refused", r"rqp:refused", "hash", "<W>", _W, f"{_SCHED}, {_CLI} submit --again (HDEL)",
+        f"{_CLI} status/list/submit, {_CONSOLE}",
         "why the scheduler refused a submission (shown as state refused, exit 4); the scheduler never reads it, "
         "and a workload's start removes it; shown only for a workload Redis holds no state of and whose manifest "
         "is the one refused, labelled unverified: a forged entry shows a packed workload refused, and "
