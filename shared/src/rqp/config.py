@@ -25,9 +25,6 @@ from typing import Any, TypeVar
 
 from .errors import ConfigError
 
-# the Redis streams' retention (rqp.storage.retention names and explains them)
-from .storage.retention import DEFAULT_QUEUE_KEEP_UNREAD, DEFAULT_QUEUE_MAX_AGE_HOURS, DEFAULT_QUEUE_MAX_ENTRIES
-
 __all__ = [
     "DEFAULT_BLOB_URL",
     "DEFAULT_CHUNK_SIZE",
@@ -75,6 +72,13 @@ DEFAULT_RETRY_BACKOFF_MAX = 60.0
 DEFAULT_LEASE_SECONDS = 30.0
 DEFAULT_STATUS_TTL_DAYS = 7
 DEFAULT_STORAGE_RETRY_SECONDS = 300.0
+#: messages a stream keeps: a status message stands for a chunk's records (~580 B in Redis;
+#: 2-21 KB with the records' own ids), so about 1.2-42 MB of status stream at the bound
+DEFAULT_QUEUE_MAX_ENTRIES = 2_000
+#: hours a message is kept (the status records' own TTL, RQP_STATUS_TTL_DAYS, is 7 days)
+DEFAULT_QUEUE_MAX_AGE_HOURS = 168.0
+#: keep what a consumer group with a consumer has not read, past the bound (with a warning)
+DEFAULT_QUEUE_KEEP_UNREAD = True
 DEFAULT_RECORD_TIMEOUT = 300.0
 DEFAULT_SCRIPT_MEMORY_MB = 4096
 DEFAULT_SCRIPT_CPU_SECONDS = 3600

@@ -21,6 +21,9 @@ from typing import Any
 
 import redis
 
+# the settings' defaults live with the settings (rqp.config imports nothing that needs redis)
+from ..config import DEFAULT_QUEUE_KEEP_UNREAD, DEFAULT_QUEUE_MAX_AGE_HOURS, DEFAULT_QUEUE_MAX_ENTRIES
+
 __all__ = [
     "DEFAULT_QUEUE_KEEP_UNREAD",
     "DEFAULT_QUEUE_MAX_AGE_HOURS",
@@ -34,13 +37,6 @@ __all__ = [
 
 log = logging.getLogger("rqp.queue")
 
-#: messages a stream keeps: a status message stands for a chunk's records (~580 B in Redis;
-#: 2-21 KB with the records' own ids), so about 1.2-42 MB of status stream at the bound
-DEFAULT_QUEUE_MAX_ENTRIES = 2_000
-#: hours a message is kept (the status records' own TTL, RQP_STATUS_TTL_DAYS, is 7 days)
-DEFAULT_QUEUE_MAX_AGE_HOURS = 168.0
-#: keep what a consumer group with a consumer has not read, past the bound (with a warning)
-DEFAULT_QUEUE_KEEP_UNREAD = True
 #: a sender trims a stream at most this often (the bound may be passed by what arrives between)
 DEFAULT_QUEUE_TRIM_EVERY_SECONDS = 10.0
 #: entries read back per trim to find where to cut below a group's unread ones
