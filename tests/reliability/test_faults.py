@@ -14,6 +14,7 @@ import redis
 from harness import Cluster
 from redis_server import RedisServer
 
+from rqp.identity import parse_worker_name
 from rqp.ledger import WorkloadKeys, pack_values, unpack_values
 
 SLOW_SCRIPT = """
@@ -145,8 +146,8 @@ def test_dead_workers_chunk_is_rerun_without_waiting_for_its_lease(cluster):
 def _busy(cluster: Cluster, pid: int) -> bool:
     """Whether the worker with this pid holds a lease right now (its status is busy in RQ)."""
     for key in cluster.r.smembers("rq:workers"):
-        name = key.decode().rsplit(":", 1)[-1]
-        if name.endswith(f"-{pid}"):
+        parsed = parse_worker_name(key.decode().rsplit(":", 1)[-1])
+        if parsed is not None and parsed[1] == pid:
             return cluster.r.hget(key, "state") == b"busy"
     return False
 
