@@ -58,7 +58,7 @@ def _stop_idle(cluster, sup) -> float:
     return took
 
 
-def test_an_idle_processor_with_two_workers_stops_within_2s(cluster):  # noqa: F811
+def test_an_idle_processor_with_two_workers_stops_within_2s(cluster):
     sup = cluster.start_processor(2)
     cluster.wait_for(lambda: _registered(cluster.r, 2), 60, "two idle workers")
     took = _stop_idle(cluster, sup)
@@ -87,7 +87,7 @@ def test_an_idle_processor_stops_within_2s_after_a_redis_restart(tmp_path, kek):
         server.stop()
 
 
-def test_a_worker_killed_at_the_grace_period_is_not_said_to_hold_a_chunk(cluster):  # noqa: F811
+def test_a_worker_killed_at_the_grace_period_is_not_said_to_hold_a_chunk(cluster):
     """A worker that cannot stop in time (here: stopped with SIGSTOP) is killed; the warning says
     it held no chunk instead of promising a re-run of a chunk that never existed."""
     sup = cluster.start_processor(1, "--grace", "0.5")

@@ -25,7 +25,7 @@ from rq.worker_registration import REDIS_WORKER_KEYS, WORKERS_BY_QUEUE_KEY
 
 from rqp.identity import parse_worker_name, start_token
 
-__all__ = ["remove_dead_registrations", "dead_registrations"]
+__all__ = ["dead_registrations", "remove_dead_registrations"]
 
 log = logging.getLogger("rqp.processor")
 
