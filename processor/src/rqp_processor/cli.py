@@ -5,7 +5,9 @@ the chunk in hand and exits (RQ's warm shutdown); a worker still busy after the 
 killed, and its chunk is re-run elsewhere -- never half-committed, since a chunk's commit is one
 atomic Redis script. A worker that dies (OOM killer, SIGKILL, a crash) has its chunk's lease ended
 by this supervisor at once, so the scheduler re-runs the chunk within a second instead of after
-the lease (``RQP_LEASE_SECONDS``) runs out.
+the lease (``RQP_LEASE_SECONDS``) runs out. The RQ registrations dead workers of this host left
+behind (a kill, a crash, a reboot) are removed when it starts and when it restarts a worker
+(``registrations``), so the console does not list them for minutes.
 """
 
 from __future__ import annotations
@@ -180,12 +182,14 @@ def main(argv: list[str] | None = None) -> int:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + args.grace
+    killed = False
     for p in procs:
         try:
             p.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+            killed = True
             if jid := release_dead_worker(r, p.pid):
                 log.warning(
                     "worker pid %d did not finish %s within %gs; killed, and its lease ended so it is re-run now",
@@ -196,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
             else:  # idle, or between chunks: nothing to re-run, and nothing claimed
                 log.warning("worker pid %d did not stop within %gs; killed (it held no chunk)", p.pid, args.grace)
         sandbox.remove_leftovers(pid=p.pid)  # its script hosts' scratch, however it ended
-    remove_dead_registrations(r)  # a worker killed above could not unregister itself
+    if killed:
+        remove_dead_registrations(r)  # a worker killed above could not unregister itself
     heartbeat.leave()
     if metrics is not None:
         metrics.stop()
