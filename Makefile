@@ -15,7 +15,7 @@ help:
 	@echo "make fuzz         the readers' and result encoder's property tests, 20,000 examples each (CI runs 200)"
 	@echo "make images       container images per role (ENGINE=docker|podman)"
 	@echo "make test-images  the all-in-one Compose stack, scaled, with a real workload"
-	@echo "make push         tag and push the role images: make push REGISTRY=host:port/prefix"
+	@echo "make push         tag and push the role images and Redis's: make push REGISTRY=host:port/prefix"
 	@echo "make test-vms     scheduler and processor VMs as separate hosts, pulling from a registry, with faults"
 	@echo "make check-deploy cloud-init schema and checkov on compose/cloud-init and compose/azure"
 	@echo "make bench        rqp against RQ, Celery, Dramatiq, Huey and a batched loop"
@@ -49,7 +49,13 @@ demo: install
 	bash tools/install-test-redis.sh
 	mkdir -p .tools && touch $@
 
-test: dev .tools/.azurite .tools/.redis-tls
+# the console's browser tests: Debian's headless chromium and chromium-driver (apt, via sudo when
+# not root; nothing when both are on PATH)
+.tools/.chromium:
+	bash tools/install-chromium.sh
+	mkdir -p .tools && touch $@
+
+test: dev .tools/.azurite .tools/.redis-tls .tools/.chromium
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
 lint: dev
@@ -61,7 +67,7 @@ lint: dev
 fuzz: dev
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/shared/test_parsing_properties.py -q -p no:cacheprovider --hypothesis-show-statistics
 
-test-fast: dev .tools/.redis-tls
+test-fast: dev .tools/.redis-tls .tools/.chromium
 	$(PY) -m pytest tests -q -x -p no:cacheprovider --ignore=tests/shared/azure
 
 # fails on a known vulnerability; what could not be audited (network trouble) is listed, not failed
@@ -85,11 +91,15 @@ images: wheels
 test-images: wheels
 	ENGINE=$(ENGINE) bash tools/test-images.sh
 
-# every role image, version and latest, to REGISTRY (host[:port][/prefix]); compose/.env then
-# pulls them with RQP_IMAGE_PREFIX=REGISTRY/ and RQP_VERSION
+# every role image, version and latest, and the Redis image (REDIS_IMAGE, default redis:7;
+# PUSH_REDIS=0 skips it) to REGISTRY (host[:port][/prefix]); compose/.env then pulls them with
+# RQP_IMAGE_PREFIX=REGISTRY/, RQP_VERSION and REDIS_IMAGE=REGISTRY/redis:7. A registry without
+# TLS must be allowed in the engine (docker: insecure-registries; podman: registries.conf)
 REGISTRY ?=
+REDIS_IMAGE ?= redis:7
+PUSH_REDIS ?= 1
 push:
-	REGISTRY=$(REGISTRY) ENGINE=$(ENGINE) bash docker/push-images.sh
+	REGISTRY=$(REGISTRY) ENGINE=$(ENGINE) REDIS_IMAGE=$(REDIS_IMAGE) PUSH_REDIS=$(PUSH_REDIS) bash docker/push-images.sh
 
 # one network namespace and container engine per VM, a local registry, Azurite, faults mid-run
 test-vms: wheels

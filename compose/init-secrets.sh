@@ -44,7 +44,11 @@
 # keys and passwords 0400, certificates and public keys 0444. Owners: the rqp containers' user
 # (uid 10001) for what the roles read; Redis's user (uid 10002) for redis_server.key and
 # redis_users.acl, so only the Redis container can read them; redis_ca.key stays root's.
-# What goes to which machine: compose/README.md ("Deploy on plain VMs"). To replace a server
+# Needs the rqp-scheduler image on this machine (`make wheels images`; RQP_IMAGE_PREFIX and
+# RQP_VERSION name another) and a container engine, found as `make images` finds it (ENGINE=docker,
+# the default, or podman). Run it as root (or with sudo): the files it leaves belong to uid 10001
+# and 10002, so whoever packs reads signer.pem with sudo or copies it (compose/README.md, step 3).
+# What goes to which machine: compose/README.md ("Deploy on two (or more) VMs, step by step"). To replace a server
 # certificate (new address, expiry), remove redis_server.pem and redis_server.key and run this
 # again with --host; to replace a role's password, remove its file and redis_users.acl, run this
 # again, then restart Redis and that role.
@@ -67,7 +71,17 @@ for h in "${hosts[@]}"; do host_args+=(--host "$h"); done
 DIR=${DIR:-${RQP_SECRETS_DIR:-$here/secrets}}
 case "$DIR" in /*) ;; *) DIR="$PWD/$DIR" ;; esac
 IMAGE=${RQP_IMAGE_PREFIX:-}rqp-scheduler:${RQP_VERSION:-latest}
+# the container engine, found as `make images` finds it (docker/engine.sh: ENGINE=docker|podman;
+# docker without a daemon falls back to podman's socket); a copy of compose/ alone uses $ENGINE
+if [ -f "$here/../docker/engine.sh" ]; then
+  # shellcheck source=docker/engine.sh
+  . "$here/../docker/engine.sh"
+fi
 ENGINE=${ENGINE:-docker}
+$ENGINE image inspect "$IMAGE" >/dev/null 2>&1 || {
+  echo "init-secrets: no image $IMAGE on this machine ($ENGINE): it makes the files inside it; run 'make wheels images' first (ENGINE=podman for podman), or pull it and set RQP_IMAGE_PREFIX/RQP_VERSION" >&2
+  exit 2
+}
 mkdir -p "$DIR"
 chmod 0700 "$DIR" 2>/dev/null || true
 

@@ -20,20 +20,59 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 import redis
 from redis_server import RedisServer
 from rq import Worker
 
-from rqp.cli import format_progress
+from rqp.cli import format_progress, format_status
+from rqp.cli.formatting import Redraw, terminal_width
 from rqp.sandbox import SandboxConfig, probe
-from rqp.status import read_progress
+from rqp.status import Progress, read_progress
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import make_data  # noqa: E402
 
 BIN = Path(sys.executable).parent
+#: into a pipe or a log, a progress line at most this often (and only when it changed)
+PIPE_INTERVAL = 1.0
+
+
+class ProgressDisplay:
+    """The demo's progress as ``rqp status --watch`` shows it. On a terminal: the status block
+    redrawn in place, its lines fitted to the terminal's width at every redraw (a line wider
+    than the terminal wraps, and the next redraw would leave the wrapped part behind: copies of
+    the bar piling up). Into a pipe or a log: one line when the progress changed, at most once
+    every ``PIPE_INTERVAL`` seconds, and the last one always."""
+
+    def __init__(self, out: TextIO, tty: bool) -> None:
+        self.out = out
+        self.redraw = Redraw(out) if tty else None
+        self._last_line = ""
+        self._last_at = 0.0
+
+    def show(self, p: Progress) -> None:
+        if self.redraw is not None:
+            self.redraw.show(format_status(p, terminal_width()))
+            return
+        line = format_progress(p)
+        if line != self._last_line and time.monotonic() - self._last_at >= PIPE_INTERVAL:
+            self._print(line)
+
+    def end(self, p: Progress) -> None:
+        """The final progress, and the cursor below it."""
+        if self.redraw is not None:
+            self.redraw.show(format_status(p, terminal_width()))
+            self.redraw.end()
+        elif (line := format_progress(p)) != self._last_line:
+            self._print(line)
+
+    def _print(self, line: str) -> None:
+        self.out.write(line + "\n")
+        self.out.flush()
+        self._last_line, self._last_at = line, time.monotonic()
 
 
 def main() -> int:
@@ -110,19 +149,19 @@ def main() -> int:
         with open(work / "scheduler.log", "wb") as log:
             sched = subprocess.Popen([str(BIN / "rqp-scheduler"), "run", wid], env=env, stderr=log)
         procs.append(sched)
-        tty = sys.stdout.isatty()
-        last_print = 0.0
+        display = ProgressDisplay(sys.stdout, sys.stdout.isatty())
         while sched.poll() is None:
             p = read_progress(r, wid)
-            if p and (tty or time.monotonic() - last_print > 1.0):
-                print(("\r" if tty else "") + format_progress(p), end="\x1b[K" if tty else "\n", flush=True)
-                last_print = time.monotonic()
+            if p:
+                display.show(p)
             try:
                 sched.wait(0.2)
             except subprocess.TimeoutExpired:
                 pass
         p = read_progress(r, wid)
-        print(("\r" if tty else "") + format_progress(p), end="\x1b[K\n" if tty else "\n")
+        if p is None:
+            raise SystemExit(f"demo: workload {wid} is not known to Redis; see {work}/scheduler.log")
+        display.end(p)
         if sched.returncode not in (0, 1):
             print((work / "scheduler.log").read_text()[-2000:], file=sys.stderr)
             raise SystemExit(f"demo: the scheduler exited with {sched.returncode}")
@@ -143,7 +182,7 @@ def main() -> int:
         print()
         print(f"summary:    {verified:,} of {args.records:,} records verified, {p.failed:,} failed, {wrong:,} wrong")
         print(
-            f"            {p.rate:,.0f} records/s end to end ({p.elapsed:.2f}s), {chunks} chunks (about {args.records // max(chunks, 1)} records each, adaptive from 256)"
+            f"            {p.rate:,.0f} records/s (as rqp status shows it), {p.elapsed:.2f}s end to end, {chunks} chunks (about {args.records // max(chunks, 1)} records each, adaptive from 256)"
         )
         if perf[0]:
             print(

@@ -474,8 +474,11 @@ def m_progress(ctx: Ctx) -> str:
     item 3)."""
     if ctx.rng.random() < 0.25:
         return _generic(ctx, [ctx.k("perf")], ("junk", "incr", "del", "replay"))
-    f = ctx.rng.choice(("enqueued", "chunks", "total", "started_at", "finished_at", "reclaimed"))
-    value = ctx.rng.choice((0, 1, 99999, -5))
+    f = ctx.rng.choice(
+        ("enqueued", "chunks", "total", "started_at", "finished_at", "reclaimed", "read_bytes", "data_bytes")
+    )
+    junk = ("nan", "inf", "1e999", "x") if f in ("read_bytes", "data_bytes") else ()
+    value = ctx.rng.choice((0, 1, 99999, -5, *junk))
     ctx.r.hset(ctx.k("meta"), f, value)
     return f"HSET {ctx.k('meta')} {f} {value}"
 

@@ -274,7 +274,8 @@ until python3 -c 'import sys, urllib.request; urllib.request.urlopen(f"http://{s
   [ "$(date +%s)" -lt "$end" ] || { cat "$WORK/registry.log" >&2; fail "docker-registry did not answer on $REG"; }
   sleep 0.1
 done
-CONTAINERS_REGISTRIES_CONF=$WORK/registries.conf make -s push REGISTRY="$PREFIX" ENGINE=podman RQP_VERSION="$VERSION" >"$WORK/push.log" 2>&1 \
+# PUSH_REDIS=0: Redis goes up below under its own name (rqp-redis), from the offline base image
+CONTAINERS_REGISTRIES_CONF=$WORK/registries.conf make -s push REGISTRY="$PREFIX" ENGINE=podman RQP_VERSION="$VERSION" PUSH_REDIS=0 >"$WORK/push.log" 2>&1 \
   || { cat "$WORK/push.log" >&2; fail "make push REGISTRY=$PREFIX"; }
 grep -q "RQP_IMAGE_PREFIX=$PREFIX/" "$WORK/push.log" || { cat "$WORK/push.log" >&2; fail "make push did not say which RQP_IMAGE_PREFIX to use"; }
 podman tag "$REDIS_IMAGE" "$PREFIX/rqp-redis:$VERSION"

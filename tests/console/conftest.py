@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from world import world  # noqa: F401 - the in-process scheduler/processor world, as a fixture here
+from world import proc, world  # noqa: F401 - the in-process scheduler/processor world and its processor, as fixtures here
 
 
 @pytest.fixture

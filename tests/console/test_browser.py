@@ -273,9 +273,7 @@ def test_an_operator_watches_pauses_resumes_and_reads_failures(browser, cluster,
     ]
     legend = first_vm.find_element(By.CSS_SELECTOR, '.mini[data-chart="cpu"] .legend').text
     assert legend.count("workload running") == 1 and "live-batch" not in legend  # one entry per kind, not per workload
-    axis = [
-        t.text for t in first_vm.find_elements(By.CSS_SELECTOR, '.mini[data-chart="net"] svg > text[text-anchor="end"]')
-    ]
+    axis = [t.text for t in first_vm.find_elements(By.CSS_SELECTOR, '.mini[data-chart="net"] svg > text.y-label')]
     assert len(set(axis)) == len(axis) and all(a.endswith("/s") for a in axis), axis  # no "0 B/s, 0 B/s, 1 B/s"
     shot(b, "08-vms")
     shot(b, "08-vms-full", full_page=True)

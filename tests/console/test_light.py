@@ -131,7 +131,9 @@ def test_a_ten_million_record_workload_loads_fast_and_costs_o1_per_refresh(conso
 
     # the list: a fixed handful of commands per workload, whatever their sizes
     listing, list_s = refresh(c, redis_url, "/api/workloads")
-    assert len(listing) <= 2 + 4 * 3, listing
+    # the list of ids, the submissions, one HMGET of all their priorities; then four per workload
+    assert len(listing) <= 3 + 4 * 3, listing
+    assert [x for x in listing if x[1] == "rqp:priorities"] == [("HMGET", "rqp:priorities")]
     assert not [x for x in listing if any(touches_records(w, x[1]) for w in ("big", "small", "warm"))]
     assert list_s < 1.0
 

@@ -8,7 +8,7 @@ import pytest
 from rqp.errors import ConfigError
 from rqp_console.auth import Credentials, LoginLimiter
 from rqp_console.cache import TtlCache
-from rqp_console.failures import category
+from rqp_console.failures import category, pattern
 from rqp_console.settings import ConsoleSettings
 from rqp_console.throughput import ThroughputHistory
 
@@ -70,6 +70,19 @@ def test_error_categories():
     assert category("malformed record: not valid JSON (Expecting value)") == "malformed record"
     assert category("record 7 of workload w failed authentication: tampered with") == "failed authentication (tampered)"
     assert category(None) == "no reason recorded"
+
+
+def test_message_patterns_take_out_what_varies_by_record():
+    """Issue #24 item 7: one exception type raised for two reasons is two patterns."""
+    negative = [pattern(f"process() raised ValueError: negative amount {n} in TX-{n:04d} (line 7)") for n in (-3, -250)]
+    assert negative == ["negative amount # in TX-# (line #)"] * 2
+    iso = pattern("process() raised ValueError: Invalid isoformat string: '2026/11/05' (line 8)")
+    assert iso == "Invalid isoformat string: '…' (line #)" != negative[0]
+    # a message that is only the quoted value (a KeyError's key) is what tells two failures apart
+    assert pattern("process() raised KeyError: 'customer' (line 12)") == "'customer' (line #)"
+    assert pattern("process() raised KeyError: 'amount' (line 12)") == "'amount' (line #)"
+    assert pattern('process() raised KeyError: "it\'s" (line 3)') == '"it\'s" (line #)'
+    assert pattern(None) == "" and len(pattern("x" * 500)) <= 121
 
 
 def test_throughput_history_rates_and_rounds():

@@ -6,6 +6,7 @@ import os
 import time
 
 import psutil
+import pytest
 
 from rqp_metrics.sample import (
     CPU_PERCENT,
@@ -66,3 +67,36 @@ def test_second_collection_sees_cpu_work_and_disk_writes_done_in_between(tmp_pat
     assert m[CPU_PERCENT].value >= 100.0 / psutil.cpu_count() * 0.5
     assert m[DISK_WRITE_BYTES].value >= WRITE_BYTES
     assert m[DISK_WRITE_OPS].value > 0 and m[DISK_WRITE_OPS].unit == "CountPerSecond"
+
+
+NET_DEV = """Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo: {lo} 10 0 0 0 0 0 0 {lo} 10 0 0 0 0 0 0
+  eth0: {rx} 20 0 0 0 0 0 0 {tx} 30 0 0 0 0 0 0
+docker0: {rx} 20 0 0 0 0 0 0 {tx} 30 0 0 0 0 0 0
+vethab12: {rx} 20 0 0 0 0 0 0 {tx} 30 0 0 0 0 0 0
+"""
+
+
+def test_network_is_read_from_the_configured_net_dev_file_counting_only_the_vms_own_nics(tmp_path):
+    """Issue 24 item 23: in a container /proc/net/dev is the container's; the logger reads the file
+    it is told (the VM's namespace), and counts the NIC, not loopback nor the engine's bridge and veths."""
+    f = tmp_path / "net_dev"
+    f.write_text(NET_DEV.format(lo=5_000_000, rx=161_000_000, tx=9_000_000))
+    src = HostSource("vm", net_dev=str(f), first_window=0.0)
+    src.collect()
+    f.write_text(NET_DEV.format(lo=9_000_000, rx=161_804_254, tx=9_000_500))
+    m = _by_metric(src.collect().samples)
+    assert (m[NET_IN_BYTES].value, m[NET_OUT_BYTES].value) == (804_254, 500)
+
+
+def test_the_net_dev_setting_is_read_and_checked(tmp_path):
+    from rqp.errors import ConfigError
+    from rqp_metrics.settings import DEFAULT_NET_DEV_PATH, MetricsSettings
+
+    assert MetricsSettings.from_env(env={}).net_dev == DEFAULT_NET_DEV_PATH == "/proc/net/dev"
+    f = tmp_path / "dev"
+    f.write_text(NET_DEV.format(lo=1, rx=2, tx=3))
+    assert MetricsSettings.from_env(env={"RQP_METRICS_NET_DEV": str(f)}).net_dev == str(f)
+    with pytest.raises(ConfigError, match=r"RQP_METRICS_NET_DEV=/nonexistent/dev cannot be read"):
+        MetricsSettings.from_env(env={"RQP_METRICS_NET_DEV": "/nonexistent/dev"})

@@ -127,8 +127,11 @@ def test_the_commands(world, proc, cli_env, capsys):
     assert rqp_main(["cancel", wid]) == 0
     assert rqp_main(["pause", wid]) == 7
     assert rqp_main(["audit", "--json"]) == 0
+    assert rqp_main(["delete", wid]) == 7  # not ended: refused before any confirmation is asked for
+    world.r.hset(f"rqp:w:{wid}:meta", "state", "cancelled")  # as the scheduler ends it
     assert rqp_main(["delete", wid]) == 2  # not a terminal: --yes is required
     out, err = capsys.readouterr()
+    assert f"rqp: error: workload {wid} is cancelling; cancel it first" in err
     assert f"workload {wid}: paused: nothing new is queued" in out and f"workload {wid}: cancelling" in out
     assert f"rqp: error: workload {wid} is cancelling; only a workload that is running can be paused" in err
     audit = [json.loads(line) for line in out.splitlines() if line.startswith("{")]

@@ -497,6 +497,14 @@ def test_the_submitter_can_only_submit(srv, tmp_path, kek):
 def test_the_metrics_logger_only_appends_to_the_metrics_queue(srv, tmp_path):
     m = srv.as_role("metrics-logger")
     assert m.xadd("rqp:mq:rqp-metrics", {"b": b"x"})
+    # it keeps its stream within the retention (issue 24 item 19) without reading the messages
+    from rqp.storage import RedisMessageQueue
+    from rqp.storage.retention import Retention
+
+    RedisMessageQueue(m, retention=Retention(max_entries=2, every_seconds=0, reads=False)).send_many(
+        "rqp-metrics", [b"y"] * 4
+    )
+    assert m.xlen("rqp:mq:rqp-metrics") == 2
     for command in (
         ("XADD", "rqp:mq:rqp-status", "*", "b", "x"),
         ("XRANGE", "rqp:mq:rqp-metrics", "-", "+"),

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from harness import bin_path
+from screen import Screen
 from world import world  # noqa: F401 - a fixture
 
 from rqp import errors
@@ -514,11 +515,11 @@ def test_list_is_a_table_with_ages_and_packed_workloads(capsys, env, world):  # 
     code, out, _ = run(capsys, "list")
     assert code == 0
     header, *rows = out.splitlines()
-    assert header.split() == ["WORKLOAD", "STATE", "PROGRESS", "DONE", "FAILED", "AGE"]
+    assert header.split() == ["WORKLOAD", "STATE", "PRIORITY", "PROGRESS", "DONE", "FAILED", "AGE"]
     cells = {row.split()[0]: row.split() for row in rows}
-    assert cells["done-one"][1:5] == ["done", "100.0%", "4/5", "1"]
-    assert cells["p"][1:5] == ["packed", "-", "-", "-"]
-    assert all(re.fullmatch(r"\d+s", c[5]) for c in cells.values())
+    assert cells["done-one"][1:6] == ["done", "normal", "100.0%", "4/5", "1"]
+    assert cells["p"][1:6] == ["packed", "normal", "-", "-", "-"]
+    assert all(re.fullmatch(r"\d+s", c[6]) for c in cells.values())
     state_at = header.index("STATE")
     assert all(row[state_at - 2 : state_at] == "  " and row[state_at] != " " for row in rows)  # aligned
     assert [r.split()[0] for r in rows] == ["p", "done-one"]  # newest first
@@ -533,7 +534,7 @@ def test_list_fits_a_narrow_terminal(capsys, env, world, monkeypatch):  # noqa: 
     code, out, _ = run(capsys, "list")
     lines = out.splitlines()
     assert code == 0 and all(len(line) < 60 for line in lines), out
-    assert lines[0].split() == ["WORKLOAD", "STATE", "DONE", "FAILED", "AGE"]  # PROGRESS went first
+    assert lines[0].split() == ["WORKLOAD", "STATE", "PRIORITY", "DONE", "FAILED", "AGE"]  # PROGRESS went first
     shortened = lines[2].split()[0]
     assert (
         "…" in shortened and long_id.startswith(shortened.split("…")[0]) and long_id.endswith(shortened.split("…")[1])
@@ -567,49 +568,6 @@ def test_a_paused_workload_has_no_eta_and_a_cancelled_one_says_what_never_ran():
     assert "1,024 of 3,000 done  6 failed  1,970 never ran (cancelled)" in cancelled, cancelled
     done = " ".join(format_status(progress(state="done", done=3_000, total=3_000, enqueued=3_000), 200))
     assert "never ran" not in done and "ETA" not in done
-
-
-class Screen:
-    """Just enough of a terminal to replay what ``rqp status --watch`` writes: printable text,
-    CR, LF, cursor up (CSI n A), erase to end of line (CSI K) and of screen (CSI J), auto-wrap
-    at the last column -- which is how debris would appear -- recorded as ``wrapped``."""
-
-    def __init__(self, columns: int) -> None:
-        self.columns = columns
-        self.rows: list[list[str]] = [[]]
-        self.row = self.col = 0
-        self.wrapped = 0
-
-    def _line(self) -> list[str]:
-        while len(self.rows) <= self.row:
-            self.rows.append([])
-        return self.rows[self.row]
-
-    def feed(self, text: str) -> None:
-        for m in re.finditer(r"\x1b\[(\d*)([A-Za-z])|(.)", text, re.S):
-            n, op, ch = m.groups()
-            if op == "A":
-                self.row = max(0, self.row - int(n or 1))
-            elif op == "K":
-                del self._line()[self.col :]
-            elif op == "J":
-                del self._line()[self.col :]
-                del self.rows[self.row + 1 :]
-            elif ch == "\r":
-                self.col = 0
-            elif ch == "\n":
-                self.row += 1
-                self._line()
-            elif ch is not None and ch.isprintable():
-                if self.col >= self.columns:
-                    self.wrapped += 1
-                    self.row, self.col = self.row + 1, 0
-                line = self._line()
-                line[self.col : self.col + 1] = [ch] if self.col < len(line) else [" "] * (self.col - len(line)) + [ch]
-                self.col += 1
-
-    def text(self) -> list[str]:
-        return ["".join(r).rstrip() for r in self.rows if "".join(r).strip()]
 
 
 def test_watch_redraws_in_place_at_80_columns(env, world):  # noqa: F811

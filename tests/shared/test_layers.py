@@ -14,8 +14,20 @@ LAYERS = [
     {"errors", "pem", "identity"},
     {"config", "crypto", "storage", "keys", "signing", "azure"},
     {"ledger", "records", "jsonsafe", "sandbox", "outcome"},
-    {"workload", "jobs", "messages", "parts", "summary", "status", "metrics_http", "hardening"},
+    {
+        "workload",
+        "jobs",
+        "messages",
+        "parts",
+        "summary",
+        "results",
+        "status",
+        "throughput",
+        "metrics_http",
+        "hardening",
+    },
     {"connect", "backends", "oplog", "control", "rotate", "redis_acl"},
+    {"client"},
     {"cli", "__init__"},
 ]
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}

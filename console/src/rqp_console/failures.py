@@ -4,7 +4,9 @@ A record's reason (its status record) is sealed under the workload's data key: t
 exception message may quote the data. Without the KEK the console shows what Redis holds in the
 clear -- which records failed for good and which wait for a retry, at which attempt, and how
 many of each -- and says that the reasons are sealed. Given the KEK (``sealed.Opener``) it
-decrypts the statuses and groups them by error category ("ValueError 619, KeyError 282").
+decrypts the statuses and groups them by error category and message pattern ("ValueError: amount #
+is negative 619, ValueError: Invalid isoformat string: '…' 41, KeyError 282"), and shows each
+record by the data's own id when it was packed with ``--id-field``.
 
 Bounded work, whatever the workload's size: the failed and retrying records are found by
 scanning the hash of records that are *not* done (``st``; a done record has no entry there),
@@ -25,7 +27,7 @@ from rqp.ledger import Counters, Ledger, Meta, RetryEntry, WorkloadKeys
 
 from .sealed import Opener
 
-__all__ = ["SCAN_IDS", "SCAN_MAX", "category", "failures_view", "record_view"]
+__all__ = ["GROUPS_SHOWN", "SCAN_IDS", "SCAN_MAX", "category", "failures_view", "pattern", "record_view"]
 
 #: statuses looked at and decrypted per look, with the KEK (to group them by error)
 SCAN_MAX = 2000
@@ -35,6 +37,32 @@ SCAN_IDS = 200
 IDS_SHOWN = 15
 
 _RAISED = re.compile(r"^(?:process|setup|parse)\(\) raised ([A-Za-z_][\w.]*)")
+#: the values a message quotes or counts, which vary from record to record ("amount -5", "'2026-13-01'")
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+_NUMBER = re.compile(r"(?<![A-Za-z_])[-+]?\d+(?:[.,:]\d+)*(?:e[-+]?\d+)?")
+#: where in the script an error was raised, as rqp appends it: " (line 10)"
+_WHERE = re.compile(r"\s*\(line \d+\)\s*$")
+#: a message pattern's length at most (a record's data can make a message long)
+PATTERN_CHARS = 120
+#: failure groups listed at most; the rest are counted together
+GROUPS_SHOWN = 12
+
+
+def pattern(error: str | None) -> str:
+    """An error line with what varies between records taken out -- quoted values become '…' and
+    numbers #, the exception type's prefix dropped -- so one exception type raised for different
+    reasons ("negative amount", "Invalid isoformat string") makes one group per reason."""
+    if not error:
+        return ""
+    text = error
+    if m := _RAISED.match(text):
+        text = text[m.end() :].lstrip(": ")
+    # a message that is only a quoted value names the thing (KeyError: 'customer'): kept
+    if not _QUOTED.fullmatch(_WHERE.sub("", text).strip()):
+        text = _QUOTED.sub("'…'", text)
+    text = _NUMBER.sub("#", text)
+    text = " ".join(text.split())
+    return text[:PATTERN_CHARS] + ("…" if len(text) > PATTERN_CHARS else "")
 
 
 def category(error: str | None) -> str:
@@ -94,20 +122,45 @@ def failures_view(r: redis.Redis, workload_id: str, opener: Opener | None, limit
 
     groups: list[dict[str, Any]] = []
     undecryptable = 0
+    #: record id -> the data's own id (``rqp pack --id-field``), for the records shown; sealed, so only with the KEK
+    keys: dict[str, str] = {}
     if opener is not None:
-        by_kind: dict[str, list[int]] = {}
-        example: dict[str, str] = {}
+        by_kind: dict[tuple[str, str], list[int]] = {}
+        example: dict[tuple[str, str], str] = {}
+        all_keys: dict[int, str] = {}
         for rid in failed_ids:
             try:
                 st = opener.status(workload_id, rid, statuses[rid])
             except RqpError:
                 undecryptable += 1
                 continue
-            kind = category(st.error)
+            kind = (category(st.error), pattern(st.error))
             by_kind.setdefault(kind, []).append(rid)
             example.setdefault(kind, st.error or "")
-        for kind, rids in sorted(by_kind.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-            groups.append({"category": kind, "count": len(rids), "ids": rids[:IDS_SHOWN], "example": example[kind]})
+            if st.key is not None:
+                all_keys[rid] = st.key
+        ordered = sorted(by_kind.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+        for (cat, pat), rids in ordered[:GROUPS_SHOWN]:
+            groups.append(
+                {
+                    "category": cat,
+                    "pattern": pat,
+                    "count": len(rids),
+                    "ids": rids[:IDS_SHOWN],
+                    "example": example[(cat, pat)],
+                }
+            )
+        rest = [rid for _, rids in ordered[GROUPS_SHOWN:] for rid in rids]
+        if rest:
+            groups.append(
+                {
+                    "category": "other reasons",
+                    "pattern": f"{len(ordered) - GROUPS_SHOWN} more kinds",
+                    "count": len(rest),
+                    "ids": sorted(rest)[:IDS_SHOWN],
+                }
+            )
+        keys = {str(rid): all_keys[rid] for g in groups for rid in g["ids"] if rid in all_keys}
     elif failed_ids:
         groups.append(
             {"category": "failed for good (reason sealed)", "count": len(failed_ids), "ids": failed_ids[:IDS_SHOWN]}
@@ -130,6 +183,7 @@ def failures_view(r: redis.Redis, workload_id: str, opener: Opener | None, limit
         "groups": groups,
         "retry_groups": retry_groups,
         "undecryptable": undecryptable,
+        "keys": keys,
         "decrypting": opener is not None,
     }
 

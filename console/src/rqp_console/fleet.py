@@ -23,13 +23,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
+from rq.defaults import DEFAULT_WORKER_TTL
 from rq.executions import WORKER_EXECUTIONS_KEY_TEMPLATE
 from rq.queue import Queue
 from rq.worker import Worker
 
+from rqp.jobs import JOB_TIMEOUT
 from rqp.ledger import JobId, fleet, rejections
 
-__all__ = ["EVIDENCE", "EVIDENCE_NOTE", "fleet_view", "job_workers", "read_workers"]
+__all__ = [
+    "EVIDENCE",
+    "EVIDENCE_NOTE",
+    "STALE_BUSY_SECONDS",
+    "STALE_IDLE_SECONDS",
+    "fleet_view",
+    "job_workers",
+    "read_workers",
+    "stale_after",
+]
 
 #: what backs a fleet entry: nothing an attacker without keys cannot forge
 EVIDENCE = "self-reported"
@@ -39,8 +50,22 @@ EVIDENCE_NOTE = (
     "entry to Redis unsigned, so anyone holding the Redis password could write one; nothing here is verified."
 )
 
-#: RQ writes a worker's heartbeat at least this often while it lives; older is shown as stale
-STALE_SECONDS = 60.0
+#: How old a live worker's heartbeat can be, read from RQ's own loop (``rq/worker/base.py``).
+#: An idle worker heartbeats, then blocks on the queues for ``worker_ttl - 15`` seconds
+#: (``dequeue_timeout``: 405 s at RQ's default ``worker_ttl`` of 420, which rqp-processor keeps),
+#: and heartbeats again; RQ itself lets its key expire ``worker_ttl + 60`` s after a heartbeat.
+#: So an idle worker is stale only once it is past RQ's ``worker_ttl`` without a heartbeat -- a
+#: fixed 60 s marked every healthy idle worker stale a minute after a workload ended.
+STALE_IDLE_SECONDS = float(DEFAULT_WORKER_TTL)
+#: A busy rqp worker (RQ's ``SimpleWorker``) heartbeats when it takes a job and when it finishes
+#: it, promising the next one within the job's timeout plus RQ's 60 s; a chunk takes well under a
+#: second, but a heartbeat is only late past that promise.
+STALE_BUSY_SECONDS = float(JOB_TIMEOUT + 60)
+
+
+def stale_after(state: str) -> float:
+    """Seconds after its last heartbeat that a worker in ``state`` has missed the next one."""
+    return STALE_BUSY_SECONDS if state == "busy" else STALE_IDLE_SECONDS
 
 
 def _text(v: Any) -> str:
@@ -96,7 +121,8 @@ def read_workers(r: redis.Redis, now: float | None = None) -> list[dict[str, Any
                 "state": state,
                 "job": _job(current),
                 "heartbeat": heartbeat,
-                "stale": heartbeat is None or now - heartbeat > STALE_SECONDS,
+                "stale": heartbeat is None or now - heartbeat > stale_after(state),
+                "stale_after": stale_after(state),
                 "born": _epoch(data.get("birth")),
                 "succeeded": int(data.get("successful_job_count") or 0),
                 "failed": int(data.get("failed_job_count") or 0),

@@ -32,6 +32,21 @@ POINTS = 240
 HEAT_COLUMNS = 60
 #: workloads looked at for marks (the newest)
 MARK_WORKLOADS = 100
+#: the shortest span a chart is drawn over, when the window holds less data than that
+MIN_SPAN_SECONDS = 60.0
+#: room left before the first sample, as a share of the span drawn (a line does not start on the axis)
+LEAD_SHARE = 0.02
+
+
+def fitted_start(window_start: float, until: float, first_sample: float | None, marks: list[dict[str, Any]]) -> float:
+    """Where the charts' time axis starts: the window's start, or -- when the samples begin later
+    (a logger started 4 minutes ago, a 1 h window) -- just before the first sample or the first
+    workload marked, whichever is earlier, so the data fills the chart instead of a sliver of it."""
+    if first_sample is None:
+        return window_start
+    first = min([first_sample, *(m["start"] for m in marks)])
+    span = max(MIN_SPAN_SECONDS, (until - first) * (1 + LEAD_SHARE))
+    return max(window_start, until - span)
 
 
 def _bucket(points: list[tuple[float, float]], x0: float, x1: float, n: int) -> list[list[float]]:
@@ -81,12 +96,14 @@ def _points(samples: list[Sample], metric: str) -> list[tuple[float, float]]:
 
 def vms_view(store: SampleStore, r: redis.Redis, window: str, now: float | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
-    seconds = WINDOWS[window]
     until = datetime.fromtimestamp(now, UTC)
-    since = until - timedelta(seconds=seconds)
+    since = until - timedelta(seconds=WINDOWS[window])
     read = store.read(since, until)
-    x0, x1 = since.timestamp(), until.timestamp()
-    marks = workload_marks(r, x0, x1)
+    window_start, x1 = since.timestamp(), until.timestamp()
+    marks = workload_marks(r, window_start, x1)
+    first = min((s.ts.timestamp() for s in read.samples), default=None)
+    x0 = fitted_start(window_start, x1, first, marks)
+    seconds = x1 - x0
     by_vm: dict[str, list[Sample]] = defaultdict(list)
     for s in read.samples:
         by_vm[s.vm].append(s)
@@ -94,7 +111,7 @@ def vms_view(store: SampleStore, r: redis.Redis, window: str, now: float | None 
     # a heatmap column is at least one sample period wide, so sparse samples leave no stripes
     periods = sorted(s.period for s in read.samples if s.metric == CPU_PERCENT and s.period)
     width = max(seconds / HEAT_COLUMNS, periods[len(periods) // 2] if periods else 0.0)
-    columns = max(1, min(HEAT_COLUMNS, int(seconds // width)))
+    columns = max(1, min(HEAT_COLUMNS, round(seconds / width)))
     width = seconds / columns
     vms = []
     heat_rows = []
@@ -148,6 +165,7 @@ def vms_view(store: SampleStore, r: redis.Redis, window: str, now: float | None 
         "window": window,
         "since": x0,
         "until": x1,
+        "window_since": window_start,
         "samples": len(read.samples),
         "location": store.location,
         "marks": marks,

@@ -14,18 +14,35 @@ from typing import Any
 
 import redis
 
-from rqp.ledger import Ledger, Meta, State, workloads
-from rqp.status import ENDED
+from rqp.ledger import PRIORITIES, Ledger, Meta, Priority, State, workloads
+from rqp.status import ENDED, progress_of
 from rqp.summary import Summary
 
 from .throughput import ThroughputHistory
 
-__all__ = ["LIVE_STATES", "list_workloads", "progress_row"]
+__all__ = ["DEFAULT_PRIORITY", "LIVE_STATES", "list_workloads", "priorities", "progress_row", "shown_priority"]
 
 #: states in which the numbers can still change
 LIVE_STATES = frozenset({State.RUNNING, State.PAUSED, State.CANCELLING, State.CONSOLIDATING})
-#: "priority" is shown as this until workloads carry a priority field in their meta
-DEFAULT_PRIORITY = "normal"
+#: the priority of a workload nobody gave one (what the scheduler queues it at)
+DEFAULT_PRIORITY = Priority.NORMAL.value
+
+
+def shown_priority(value: bytes | str | None) -> str:
+    """A workload's priority as ``rqp:priorities`` holds it (where ``rqp priority`` and
+    ``pack --priority`` write it, and the scheduler reads it), or the default."""
+    text = value.decode(errors="replace") if isinstance(value, bytes) else value
+    try:
+        return Priority(text).value if text else DEFAULT_PRIORITY
+    except ValueError:
+        return DEFAULT_PRIORITY  # not one rqp wrote: the scheduler queues it at the default too
+
+
+def priorities(r: redis.Redis, ids: list[str]) -> dict[str, str]:
+    """Each workload's priority, in one HMGET however many are listed."""
+    if not ids:
+        return {}
+    return {wid: shown_priority(v) for wid, v in zip(ids, r.hmget(PRIORITIES, ids), strict=True)}
 
 
 def _float(value: str | None) -> float | None:
@@ -49,8 +66,10 @@ def progress_row(
     now: float | None = None,
     spark: int = 0,
     summaries: Callable[[str], Summary | None] | None = None,
+    priority: str | None = None,
 ) -> dict[str, Any] | None:
     """One workload's progress as the pages show it; None when Redis does not know it.
+    ``priority``: the workload's, when the caller read it already (else one HGET here).
     ``spark``: how many recent records/s points to include (0: none). ``summaries``: an ended
     workload's sealed summary (a console with the KEK); its counts replace Redis's plain ones, and
     without it an ended workload's counts are marked unverified."""
@@ -70,14 +89,15 @@ def progress_row(
     live = state in LIVE_STATES
     history.add(workload_id, now, finished, started_at, live, ended=finished_at)
     elapsed = ((finished_at or now) - started_at) if started_at else 0.0
-    average = finished / elapsed if elapsed > 0 else 0.0
-    recent = history.recent_rate(workload_id) if live else None
-    rate = recent if recent is not None else average
+    # the run's throughput, ETA and reading progress as rqp status, the scheduler's log and the
+    # summary show them (``rqp.throughput``); the recent rate only draws the sparkline
+    progress = progress_of(workload_id, snap)
+    rate = progress.rate if progress is not None else 0.0
+    fraction_read = progress.read_fraction if progress is not None else None
     known = total if total is not None else enqueued
-    remaining = max(0, (total if total is not None else enqueued) - finished)
     eta = None
-    if live and total is not None and rate > 0:
-        eta = remaining / rate
+    if live and progress is not None:
+        eta = progress.eta
     elif state in (State.DONE, State.FAILED, State.CANCELLED):
         eta = 0.0
     row: dict[str, Any] = {
@@ -93,12 +113,15 @@ def progress_row(
         "queued": max(0, enqueued - finished - processing),
         "fraction": min(1.0, finished / known) if known else (1.0 if state == State.DONE else 0.0),
         "rate": round(rate, 1),
-        "average_rate": round(average, 1),
+        "average_rate": round(rate, 1),
         "eta": None if eta is None else round(eta, 1),
+        "read_fraction": fraction_read,
+        "read_bytes": progress.read_bytes if progress is not None else None,
+        "data_bytes": progress.data_bytes if progress is not None else None,
         "elapsed": round(elapsed, 1),
         "started_at": started_at,
         "finished_at": finished_at,
-        "priority": meta.get("priority") or DEFAULT_PRIORITY,
+        "priority": priority if priority is not None else shown_priority(r.hget(PRIORITIES, workload_id)),
         "error": meta.get(Meta.ERROR),
         "processor_error": meta.get(Meta.PROCESSOR_ERROR),
         "control": meta.get(Meta.CONTROL),
@@ -113,7 +136,8 @@ def progress_row(
             row.update(
                 state=summary.final_state, total=summary.total, known=summary.total, enqueued=summary.total,
                 done=summary.done, failed=summary.failed, processing=0, retrying=0, queued=0,
-                never_ran=summary.cancelled,
+                never_ran=summary.cancelled, rate=summary.records_per_second,
+                average_rate=summary.records_per_second,
                 fraction=min(1.0, (summary.done + summary.failed) / summary.total) if summary.total else 1.0,
             )  # fmt: skip
     if spark:
@@ -130,8 +154,10 @@ def list_workloads(
 ) -> list[dict[str, Any]]:
     """The newest ``limit`` workloads (by when they were started), newest first."""
     rows = []
-    for wid in workloads(r, newest_first=True, limit=limit):
-        row = progress_row(r, wid, history, now=now, spark=60, summaries=summaries)
+    ids = workloads(r, newest_first=True, limit=limit)
+    levels = priorities(r, ids)
+    for wid in ids:
+        row = progress_row(r, wid, history, now=now, spark=60, summaries=summaries, priority=levels[wid])
         if row is not None:
             rows.append(row)
     return rows

@@ -76,7 +76,7 @@ def build_logger(args: argparse.Namespace) -> tuple[MetricsLogger, MetricsSettin
     if msettings.uses_host:
         from .sources.host import HostSource  # noqa: PLC0415
 
-        sources.append(HostSource(msettings.host_name))
+        sources.append(HostSource(msettings.host_name, net_dev=msettings.net_dev))
     if msettings.uses_azure:
         from .sources.azure import AzureSource  # noqa: PLC0415 - Azure SDK only when asked
 
@@ -89,7 +89,15 @@ def build_logger(args: argparse.Namespace) -> tuple[MetricsLogger, MetricsSettin
             )
         )
     spool = Spool(SampleStore(open_blob_store(settings.blob_url)), msettings.spool_max_samples)
-    publisher = None if args.no_publish else SummaryPublisher(open_message_queue(settings), msettings.metrics_queue)
+    publisher = (
+        None
+        if args.no_publish
+        else SummaryPublisher(
+            # its Redis user may append to the metrics stream and trim it, not read it
+            open_message_queue(settings, reads_messages=False),
+            msettings.metrics_queue,
+        )
+    )
     return MetricsLogger(sources, spool, publisher), msettings
 
 

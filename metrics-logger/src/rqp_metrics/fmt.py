@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
-__all__ = ["axis_value", "human_bytes", "human_rate", "pct", "utc"]
+__all__ = ["RATE_FLOOR", "axis_labeler", "axis_value", "human_bytes", "human_rate", "pct", "utc"]
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
@@ -36,3 +37,24 @@ def axis_value(v: float, unit: str) -> str:
     if unit == "B/s":
         return human_rate(v)
     return f"{v:g}"
+
+
+#: a byte-rate axis reaches at least this (1 KiB/s): an idle network reads 0 ... 1 KiB/s, never
+#: 0 B/s, 0 B/s, 1 B/s (the console's VMs page draws the same floor)
+RATE_FLOOR = 1024.0
+
+
+def axis_labeler(top: float, step: float, unit: str) -> Callable[[float], str]:
+    """Tick labels for an axis from 0 to ``top`` in ``step``s: one unit for the whole axis (the
+    binary unit of ``top`` for bytes) and exactly the decimals the step needs, so no two ticks
+    read the same ("0.25 KiB/s, 0.50 KiB/s", never "0 B/s, 0 B/s, 1 B/s")."""
+    if unit != "B/s":
+        return lambda v: axis_value(v, unit)
+    scale, i = 1.0, 0
+    while top / scale >= 1024 and i < len(_UNITS) - 1:
+        scale *= 1024
+        i += 1
+    scaled = f"{step / scale:.6f}".rstrip("0").rstrip(".")
+    decimals = min(3, len(scaled.split(".")[1]) if "." in scaled else 0)
+    name = _UNITS[i]
+    return lambda v: f"{v / scale:.{decimals}f} {name}/s"

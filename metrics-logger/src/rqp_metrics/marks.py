@@ -10,6 +10,9 @@ in any of the shapes the rest of rqp is likely to produce::
 
 Times are ISO-8601 (UTC unless an offset is given) or epoch seconds; a missing end means the
 workload had not finished.
+
+Without either, ``rqp metrics report`` marks the workloads rqp itself recorded in Redis
+(``redis_marks``: each one's ``started_at`` / ``finished_at``, as the console's VMs page does).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,18 @@ from rqp.errors import ConfigError
 
 from .sample import parse_ts
 
-__all__ = ["WorkloadMark", "collect_marks", "load_marks_file", "parse_mark_arg"]
+#: the newest workloads looked at for marks (one HMGET each, in one round trip)
+REDIS_MARKS_LOOKED_AT = 200
+
+__all__ = [
+    "REDIS_MARKS_LOOKED_AT",
+    "WorkloadMark",
+    "collect_marks",
+    "load_marks_file",
+    "merge_marks",
+    "parse_mark_arg",
+    "redis_marks",
+]
 
 _START_KEYS = ("start", "started", "started_at", "start_time")
 _END_KEYS = ("end", "finish", "finished", "finished_at", "end_time")
@@ -125,3 +139,33 @@ def collect_marks(files: Iterable[str] | None, args: Iterable[str] | None) -> li
     for a in args or ():
         marks.append(parse_mark_arg(a))
     return sorted(marks, key=lambda m: m.start)
+
+
+def redis_marks(r: Any, since: datetime, until: datetime, limit: int = REDIS_MARKS_LOOKED_AT) -> list[WorkloadMark]:
+    """The workloads that ran inside [since, until], from rqp's own records in Redis (their
+    ``started_at`` and ``finished_at``; a running one has no end)."""
+    from rqp.ledger import Meta, WorkloadKeys, workloads  # noqa: PLC0415 - only when marks are read from Redis
+
+    ids = workloads(r, newest_first=True, limit=limit)
+    if not ids:
+        return []
+    pipe = r.pipeline(transaction=False)
+    for wid in ids:
+        pipe.hmget(WorkloadKeys(wid).meta, Meta.STARTED_AT, Meta.FINISHED_AT)
+    out = []
+    for wid, (started, finished) in zip(ids, pipe.execute(), strict=True):
+        try:
+            start = datetime.fromtimestamp(float(started), UTC) if started else None
+            end = datetime.fromtimestamp(float(finished), UTC) if finished else None
+        except (TypeError, ValueError, OverflowError, OSError):
+            continue
+        if start is None or start > until or (end is not None and end < since):
+            continue
+        out.append(WorkloadMark(wid, start, end if end is not None and end >= start else None))
+    return sorted(out, key=lambda m: m.start)
+
+
+def merge_marks(given: list[WorkloadMark], recorded: list[WorkloadMark]) -> list[WorkloadMark]:
+    """The marks given on the command line, then the recorded ones of any other name."""
+    names = {m.name for m in given}
+    return sorted([*given, *(m for m in recorded if m.name not in names)], key=lambda m: m.start)

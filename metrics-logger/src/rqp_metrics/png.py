@@ -3,16 +3,16 @@ the HTML report needs nothing, and matplotlib is too heavy to force on every VM.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from rqp.errors import ConfigError
 
-from .fmt import human_rate
+from .fmt import axis_labeler
 from .marks import WorkloadMark
 from .series import VmView
 from .store import blob_vm_name
-from .svg import MARK_END_COLOR, MARK_START_COLOR, PALETTE, axis_step
+from .svg import MARK_END_COLOR, MARK_START_COLOR, PALETTE, axis_range
 
 __all__ = ["matplotlib_available", "render_pngs"]
 
@@ -43,9 +43,17 @@ def render_pngs(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"--png directory {out_dir} cannot be created ({exc.strerror})") from None
+    if x1 <= x0:  # one sample: a minute around it, as the HTML charts draw it
+        x0, x1 = x0 - timedelta(seconds=30), x1 + timedelta(seconds=30)
     written = []
     for view in views:
-        fig, axes = plt.subplots(len(view.charts), 1, figsize=(9, 2.4 * len(view.charts)), sharex=True)
+        if not view.charts:
+            continue
+        # squeeze=False: a grid of axes however many charts, so a view of one chart is no special case
+        fig, grid = plt.subplots(
+            len(view.charts), 1, figsize=(9, 2.4 * max(1, len(view.charts))), sharex=True, squeeze=False
+        )
+        axes = [row[0] for row in grid]
         for ax, chart in zip(axes, view.charts, strict=True):
             for i, series in enumerate(chart.series):
                 if series.points:
@@ -56,15 +64,13 @@ def render_pngs(
                 if m.end is not None:
                     ax.axvline(m.end, color=MARK_END_COLOR, linestyle="--", linewidth=1, label=f"{m.name} finish")
             ax.set_ylabel(chart.unit)
-            if chart.unit == "B/s":
-                top = max((v for s in chart.series for _, v in s.points), default=0.0) or 1.0
-                ax.yaxis.set_major_locator(MultipleLocator(axis_step(top, chart.unit)))
-                ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: human_rate(v)))
+            # the same ticks as the HTML report's: one unit per axis, distinct labels
+            top, step = axis_range(chart)
+            label = axis_labeler(top, step, chart.unit)
+            ax.yaxis.set_major_locator(MultipleLocator(step))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos, label=label: label(v)))
             ax.set_title(f"{view.vm} · {chart.title}", fontsize=10, loc="left")
-            if chart.y_max is not None:
-                ax.set_ylim(0, chart.y_max)
-            else:
-                ax.set_ylim(bottom=0)
+            ax.set_ylim(0, top)
             if any(s.points for s in chart.series) or marks:
                 ax.legend(loc="upper right", fontsize=8)
             ax.grid(True, alpha=0.3)

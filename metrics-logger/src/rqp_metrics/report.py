@@ -5,6 +5,9 @@ The shared ``rqp`` CLI registers this with ``add_report_command(metrics_subparse
 same code. Errors are ``RqpError``s (one line); the calling CLI prints them.
 
     rqp metrics report --since 1h --html report.html --mark w1=2026-11-24T10:00:00Z,2026-11-24T10:20:00Z
+
+The workloads rqp recorded in Redis (``RQP_REDIS_URL``) are marked without ``--mark``; when Redis
+does not answer, the report says so in one line and is written unmarked.
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+import redis
+
 from rqp.config import Settings
-from rqp.connect import open_blob_store
+from rqp.connect import connect_redis, open_blob_store
 from rqp.errors import ConfigError, RqpError
 
 from .fmt import utc
 from .html_page import SUMMARY_COLUMNS, render_html, summary_cells
-from .marks import WorkloadMark, collect_marks
+from .marks import WorkloadMark, collect_marks, merge_marks, redis_marks
 from .sample import parse_ts
 from .series import VmStats, build_stats, build_views
 from .store import SampleStore
@@ -37,6 +42,7 @@ __all__ = [
     "build_report",
     "format_table",
     "parse_since",
+    "recorded_marks",
     "run_report",
 ]
 
@@ -98,6 +104,11 @@ def add_report_command(subparsers: Any, name: str = "report") -> argparse.Argume
         default=None,
         metavar="NAME=START[,END]",
         help="mark one workload (ISO-8601 times; repeatable)",
+    )
+    p.add_argument(
+        "--no-redis-marks",
+        action="store_true",
+        help="do not mark the workloads rqp recorded in Redis (default: they are marked when RQP_REDIS_URL answers)",
     )
     # SUPPRESS: a parent parser's own --blob-url (rqp-metrics-logger has one) is not overwritten
     p.add_argument("--blob-url", default=argparse.SUPPRESS, help="where the samples are (default: RQP_BLOB_URL)")
@@ -180,13 +191,34 @@ def build_report(
     return ReportOutput(html, stats, len(read.samples), files)
 
 
+def recorded_marks(settings: Settings, since: datetime, until: datetime) -> tuple[list[WorkloadMark], str | None]:
+    """The workloads rqp recorded in Redis in the window, or why they could not be read (the
+    report is still written: marks are a help, not its content)."""
+    try:
+        r = connect_redis(settings)
+    except RqpError as exc:
+        return [], str(exc)
+    try:
+        return redis_marks(r, since, until), None
+    except redis.RedisError as exc:
+        return [], f"Redis at {settings.redis_url_safe} answered {str(exc).splitlines()[0]}"
+    finally:
+        r.close()
+
+
 def run_report(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     now = datetime.now(UTC)
     since = parse_since(getattr(args, "since", None) or DEFAULT_SINCE, now)
     until = parse_since(args.until, now) if getattr(args, "until", None) else now
     marks = collect_marks(getattr(args, "workload_marks", None), getattr(args, "mark", None))
-    blob_url = getattr(args, "blob_url", None) or Settings.load(getattr(args, "config", None)).blob_url
+    settings = Settings.load(getattr(args, "config", None))
+    if not getattr(args, "no_redis_marks", False):
+        recorded, why_not = recorded_marks(settings, since, until)
+        marks = merge_marks(marks, recorded)
+        if why_not:
+            print(f"workloads not marked from Redis: {why_not}; give them with --mark NAME=START,END", file=out)
+    blob_url = getattr(args, "blob_url", None) or settings.blob_url
     store = SampleStore(open_blob_store(blob_url))
     html_path = None if getattr(args, "no_html", False) else Path(getattr(args, "html", None) or DEFAULT_HTML)
     png_dir = Path(args.png) if getattr(args, "png", None) else None

@@ -8,6 +8,7 @@ empty report a day later.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import urllib.parse
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ __all__ = [
     "DEFAULT_AZURE_LOOKBACK_SECONDS",
     "DEFAULT_INTERVAL_SECONDS",
     "DEFAULT_METRICS_QUEUE",
+    "DEFAULT_NET_DEV_PATH",
     "DEFAULT_SOURCE",
     "DEFAULT_SPOOL_MAX_SAMPLES",
     "SOURCES",
@@ -35,6 +37,9 @@ SOURCES = ("host", "azure", "both")
 #: Azure Monitor publishes a minute's value a few minutes late: each cycle re-reads this far back
 #: and keeps only points newer than the last one seen
 DEFAULT_AZURE_LOOKBACK_SECONDS = 600.0
+#: where the host source reads network counters: this process's network namespace (the VM's when
+#: the logger runs with network_mode: host, as the VM Compose files do)
+DEFAULT_NET_DEV_PATH = "/proc/net/dev"
 #: samples held in memory while storage is down (~200 bytes each: ~20 MB)
 DEFAULT_SPOOL_MAX_SAMPLES = 100_000
 
@@ -49,6 +54,7 @@ ENV_NAMES = {
     "arm_url": "RQP_AZURE_ARM_URL",
     "azure_lookback": "RQP_METRICS_AZURE_LOOKBACK",
     "spool_max_samples": "RQP_METRICS_SPOOL_MAX",
+    "net_dev": "RQP_METRICS_NET_DEV",
 }
 
 _LOOPBACK_NAMES = ("localhost",)
@@ -74,6 +80,8 @@ class MetricsSettings:
     arm_url: str | None = None
     azure_lookback: float = DEFAULT_AZURE_LOOKBACK_SECONDS
     spool_max_samples: int = DEFAULT_SPOOL_MAX_SAMPLES
+    #: the /proc/net/dev file whose interfaces are this VM's (host source)
+    net_dev: str = DEFAULT_NET_DEV_PATH
 
     def __post_init__(self) -> None:
         if not self.host_name:
@@ -104,6 +112,11 @@ class MetricsSettings:
             raise ConfigError(f"RQP_METRICS_AZURE_LOOKBACK must be positive seconds, got {self.azure_lookback:g}")
         if self.spool_max_samples < 1:
             raise ConfigError(f"RQP_METRICS_SPOOL_MAX must be at least 1, got {self.spool_max_samples}")
+        if self.uses_host and not os.access(self.net_dev, os.R_OK):
+            raise ConfigError(
+                f"RQP_METRICS_NET_DEV={self.net_dev} cannot be read; name this VM's /proc/net/dev "
+                f"(default {DEFAULT_NET_DEV_PATH}, or a mounted host /proc/1/net/dev)"
+            )
         q = self.metrics_queue
         if not q or not all(c.isalnum() or c in "-_" for c in q):
             raise ConfigError(f"RQP_METRICS_QUEUE must be letters, digits, '-' or '_', got {q!r}")

@@ -12,11 +12,11 @@ from html import escape
 from itertools import pairwise
 from statistics import median
 
-from .fmt import axis_value
+from .fmt import RATE_FLOOR, axis_labeler
 from .marks import WorkloadMark
 from .series import Chart
 
-__all__ = ["HEIGHT", "WIDTH", "axis_step", "render_chart"]
+__all__ = ["HEIGHT", "WIDTH", "axis_range", "axis_step", "render_chart"]
 
 WIDTH = 880
 HEIGHT = 230
@@ -52,6 +52,17 @@ def axis_step(top: float, unit: str) -> float:
     while top / scale >= 1024:
         scale *= 1024
     return _nice_step(top / scale, Y_TICKS) * scale
+
+
+def axis_range(chart: Chart) -> tuple[float, float]:
+    """The y axis's top and tick step: the chart's fixed maximum (CPU's 100%), or its data's
+    rounded up to a whole step -- for a byte rate at least ``RATE_FLOOR``."""
+    if chart.y_max is not None:
+        return chart.y_max, axis_step(chart.y_max, chart.unit)
+    top = max((v for s in chart.series for _, v in s.points), default=0.0)
+    top = max(top, RATE_FLOOR if chart.unit == "B/s" else 1.0)
+    step = axis_step(top, chart.unit)
+    return step * math.ceil(top / step - 1e-9), step
 
 
 def _time_step(span_s: float) -> float:
@@ -112,12 +123,8 @@ def render_chart(
         x0, x1 = x0 - timedelta(seconds=30), x0 + timedelta(seconds=30)
     span = (x1 - x0).total_seconds()
     pw, ph = WIDTH - MARGIN_LEFT - MARGIN_RIGHT, HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
-    top = chart.y_max or max((v for s in chart.series for _, v in s.points), default=0.0)
-    if chart.y_max is None:
-        step = axis_step(top or 1.0, chart.unit)
-        top = step * math.ceil((top or 1.0) / step)
-    else:
-        step = axis_step(top, chart.unit)
+    top, step = axis_range(chart)
+    label = axis_labeler(top, step, chart.unit)
 
     def X(t: datetime) -> float:
         return MARGIN_LEFT + pw * (t - x0).total_seconds() / span
@@ -138,9 +145,7 @@ def render_chart(
     while v <= top + 1e-9:
         y = Y(v)
         out.append(f'<line x1="{MARGIN_LEFT}" y1="{y:.1f}" x2="{MARGIN_LEFT + pw}" y2="{y:.1f}" class="grid"/>')
-        out.append(
-            f'<text x="{MARGIN_LEFT - 6}" y="{y + 4:.1f}" class="ylab">{escape(axis_value(v, chart.unit))}</text>'
-        )
+        out.append(f'<text x="{MARGIN_LEFT - 6}" y="{y + 4:.1f}" class="ylab">{escape(label(v))}</text>')
         v += step
     # x grid and labels (UTC)
     tstep = _time_step(span)

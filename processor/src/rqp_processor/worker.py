@@ -26,7 +26,7 @@ import time
 import redis
 from redis.client import Pipeline, PubSub, PubSubWorkerThread
 from rq import Queue, SimpleWorker
-from rq.job import get_current_job
+from rq.job import Job, get_current_job
 
 from rqp import identity, sandbox
 from rqp import metrics_http as metrics
@@ -175,6 +175,29 @@ class RqpWorker(SimpleWorker):
             self._pubsub_stopping.set()  # first: a listener waiting to reconnect returns and sees the stop
         super().unsubscribe()
 
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        self._spare_when_idle()
+        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+
+    def _spare_when_idle(self) -> None:
+        """Start the next workload's script host while there is nothing to do: when its queues
+        are empty (one round trip, and only when a spare is wanted), not beside a workload's
+        records, whose CPU it would take."""
+        pool = self.processor.pool
+        if not pool.wants_spare:
+            return
+        try:
+            pipe = self.connection.pipeline(transaction=False)
+            for q in self._ordered_queues:
+                pipe.llen(q.key)
+            if any(pipe.execute()):
+                return
+        except redis.RedisError:
+            return  # RQ's own dequeue meets the outage and says so
+        pool.make_spare()
+
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         # RQ calls this on every pass of its loops, the Redis retry-with-backoff loop included
         if self.parent_watch is not None:
@@ -189,6 +212,7 @@ def build_worker(settings: Settings, name: str | None = None) -> RqpWorker:
     r = backends.redis
     name = name or identity.worker_name()
     pool = sandbox.ScriptPool(sandbox.SandboxConfig.from_settings(settings))
+    pool.make_spare(wait=True)  # registered only once it can run a script without a start-up first
     atexit.register(pool.close)  # no script host outlives its worker (they also die with it: PDEATHSIG)
     processor = ChunkProcessor(backends, worker_name=identity.process_identity(), pool=pool)
     job_class = job_class_for(processor)

@@ -37,6 +37,7 @@ from rqp.parts import iter_part, part_blob
 from rqp.status import FAILED, ChunkNote, StatusRecord, plain_float
 from rqp.storage import BlobStore
 from rqp.summary import RESULTS_BLOB, SUMMARY_BLOB, Failure, ResultsInfo, Summary
+from rqp.throughput import run_rate
 from rqp.workload import Workload, blob_name
 
 __all__ = [
@@ -326,7 +327,8 @@ def summarize(
     state: str = "done",
     unread: int = 0,
 ) -> Summary:
-    """The summary: the counts are the head's and the proof's, never Redis's plain fields."""
+    """The summary: the counts are the head's and the proof's, never Redis's plain fields; its
+    throughput is the run's as ``rqp.throughput`` defines it for every place that shows one."""
     assert head.total is not None
     meta = ledger.meta()
     started = plain_float(meta.get(Meta.STARTED_AT), time.time())
@@ -334,7 +336,7 @@ def summarize(
     elapsed = max(finished - started, 1e-9)
     return Summary(
         workload=workload.id, total=head.total + unread, done=results.count, failed=len(failed), started_at=started,
-        finished_at=finished, elapsed=round(elapsed, 3), records_per_second=round(head.total / elapsed, 1),
+        finished_at=finished, elapsed=round(elapsed, 3), records_per_second=round(run_rate(ledger.perf_hash()), 1),
         chunks=head.chunks, reclaimed_chunks=int(plain_float(meta.get(Meta.RECLAIMED), 0)), results=results, failures=failed,
         cancelled=not_run + unread, state=state,
     )  # fmt: skip

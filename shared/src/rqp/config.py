@@ -25,6 +25,9 @@ from typing import Any, TypeVar
 
 from .errors import ConfigError
 
+# the Redis streams' retention (rqp.storage.retention names and explains them)
+from .storage.retention import DEFAULT_QUEUE_KEEP_UNREAD, DEFAULT_QUEUE_MAX_AGE_HOURS, DEFAULT_QUEUE_MAX_ENTRIES
+
 __all__ = [
     "DEFAULT_BLOB_URL",
     "DEFAULT_CHUNK_SIZE",
@@ -174,6 +177,12 @@ class Settings:
     rq_queue: str = DEFAULT_RQ_QUEUE
     status_queue: str = DEFAULT_STATUS_QUEUE
     events_queue: str = DEFAULT_EVENTS_QUEUE
+    #: messages each Redis stream of a queue (status, events, metrics) keeps (0: no length bound)
+    queue_max_entries: int = DEFAULT_QUEUE_MAX_ENTRIES
+    #: hours a message is kept in those streams (0: no age bound)
+    queue_max_age_hours: float = DEFAULT_QUEUE_MAX_AGE_HOURS
+    #: keep what a consumer group that has a consumer has not read, past the bounds (warning)
+    queue_keep_unread: bool = DEFAULT_QUEUE_KEEP_UNREAD
     #: records per RQ job at start; adapted toward ``chunk_target_seconds`` when adaptive
     chunk_size: int = DEFAULT_CHUNK_SIZE
     adaptive_chunks: bool = True
@@ -306,6 +315,10 @@ class Settings:
         if self.retry_backoff < 0 or self.retry_backoff_max < 0 or self.workers < 0 or self.window_chunks < 0:
             raise ConfigError(
                 "RQP_RETRY_BACKOFF, RQP_RETRY_BACKOFF_MAX, RQP_WORKERS and RQP_WINDOW_CHUNKS must not be negative"
+            )
+        if self.queue_max_entries < 0 or self.queue_max_age_hours < 0:
+            raise ConfigError(
+                "RQP_QUEUE_MAX_ENTRIES and RQP_QUEUE_MAX_AGE_HOURS must not be negative (0 turns that bound off)"
             )
         if self.script_memory_mb < 64 or self.script_cpu_seconds < 1:
             raise ConfigError("RQP_SCRIPT_MEMORY_MB must be at least 64 and RQP_SCRIPT_CPU_SECONDS at least 1")

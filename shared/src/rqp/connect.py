@@ -17,6 +17,7 @@ from .errors import ConfigError, RedisUnavailableError
 from .keys import KeyProvider, LocalKeyProvider
 from .signing import LocalSigningKey, SigningKey, TrustStore
 from .storage import BlobStore, FileBlobStore, MessageQueue, RedisMessageQueue
+from .storage.retention import Retention
 from .storage.retrying import RetryingBlobStore
 
 __all__ = [
@@ -128,10 +129,15 @@ def _open_blob_store(url: str) -> BlobStore:
     )
 
 
-def open_message_queue(settings: Settings, client: redis.Redis | None = None) -> MessageQueue:
+def open_message_queue(
+    settings: Settings, client: redis.Redis | None = None, reads_messages: bool = True
+) -> MessageQueue:
+    """The queues' backend. ``reads_messages=False``: this role's Redis user may only append
+    (the metrics logger), so the streams' retention trims without reading a message."""
     url = settings.queue_url
     if url in ("", "redis"):
-        return RedisMessageQueue(client if client is not None else connect_redis(settings))
+        client = client if client is not None else connect_redis(settings)
+        return RedisMessageQueue(client, retention=Retention.from_settings(settings, reads=reads_messages))
     scheme = urllib.parse.urlsplit(url).scheme
     if scheme in ("azure-queue", "azqueue"):
         from .azure.queue import AzureMessageQueue  # noqa: PLC0415 - optional backend

@@ -13,18 +13,29 @@ the dead one, and the dead one's registration can be told apart from a live one
 
 from __future__ import annotations
 
+import getpass
 import os
 import secrets
 import socket
 from functools import cache
 
-__all__ = ["parse_worker_name", "process_identity", "start_token", "worker_name"]
+__all__ = ["actor", "parse_worker_name", "process_identity", "start_token", "worker_name"]
 
 #: the prefix of every processor worker's RQ name
 WORKER_PREFIX = "rqp-"
 #: characters of the kernel's boot id kept in a start token (a reboot restarts the clock ticks)
 BOOT_ID_CHARS = 4
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def actor() -> str:
+    """Who is asking, for the audit log: the local user at this host (the CLI and the Python
+    API sign control requests as this)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
 
 
 def process_identity(pid: int | None = None) -> str:

@@ -141,6 +141,10 @@ _RQ_DATA = (
 _RQP_DATA = (
     "+setbit", "+getbit", "+bitcount", "+setrange", "+hsetnx", "+hscan", "+zrevrange", "+ltrim", "+xgroup|create",
 )  # fmt: skip
+#: keeping a stream within its retention (``rqp.storage.retention``): whoever sends to it trims it,
+#: below what a reading consumer group has not read (the metrics logger, which may not read its
+#: stream's messages, trims without XRANGE: by age and by length where no group is reading)
+_STREAM_TRIM = ("+xtrim", "+xinfo|groups", "+xpending", "+xlen")
 #: stream consumption: ``rqp events`` (run on the scheduler VM, with the scheduler's user)
 _STREAM_READ = ("+xreadgroup", "+xautoclaim", "+xack", "+xdel")
 #: what rqp-console's pages read (progress, a workload's page, failures, fleet, audit log)
@@ -237,18 +241,18 @@ def role_rules(queues: Queues | None = None) -> dict[str, tuple[str, ...]]:
     )  # fmt: skip
     processor_keys = (rq, workload, held_key("*"), FLEET, fleet, OUTBOX, OUTBOX_TIMES, REJECTED, q.stream(q.status))
     scheduler = (
-        *_BASE, *_TRANSACTIONS, *_SCRIPTS, *_RQ_DATA, *_RQP_DATA, *_STREAM_READ,
+        *_BASE, *_TRANSACTIONS, *_SCRIPTS, *_RQ_DATA, *_RQP_DATA, *_STREAM_READ, *_STREAM_TRIM,
         *(f"~{k}" for k in scheduler_keys),
     )  # fmt: skip
     processor = (
-        *_BASE, *_TRANSACTIONS, *_SCRIPTS, *_RQ_DATA, *_RQP_DATA, "+subscribe", "+unsubscribe",
+        *_BASE, *_TRANSACTIONS, *_SCRIPTS, *_RQ_DATA, *_RQP_DATA, *_STREAM_TRIM, "+subscribe", "+unsubscribe",
         *(f"~{k}" for k in processor_keys),
         "&rq:pubsub:*",  # RQ workers listen for commands (stop a job, shut down) on their own channel
     )  # fmt: skip
     return {
         "scheduler": scheduler,
         "processor": processor,
-        "metrics-logger": (*_BASE, "+xgroup|create", "+xadd", f"~{q.stream(q.metrics)}"),
+        "metrics-logger": (*_BASE, "+xgroup|create", "+xadd", *_STREAM_TRIM, f"~{q.stream(q.metrics)}"),
         # submit, and post the signed priority request of --priority (its priority in rqp:priorities)
         "submitter": (
             *_BASE,

@@ -15,6 +15,7 @@ error), and queued again for a retry (with the error and when it is due).
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
@@ -24,8 +25,9 @@ import redis
 
 from .errors import ForbiddenJobError, IntegrityError, WorkloadError
 from .jobs import ChunkSpec, open_spec
-from .ledger import Ledger, Meta, Perf
+from .ledger import Ledger, Meta, Perf, Snapshot
 from .summary import Summary
+from .throughput import PERF_FIRST, estimated_total, read_fraction, records_per_second
 from .workload import Workload
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "Progress",
     "StatusRecord",
     "plain_float",
+    "progress_of",
     "read_progress",
     "record_status",
     "seal_start",
@@ -311,10 +314,6 @@ def _find_chunk(ledger: Ledger, workload: Workload, rid: int) -> tuple[str, Chun
     return None
 
 
-#: the perf field commit.lua sets once, at the first commit: when that chunk's records began
-PERF_FIRST = "first"
-
-
 @dataclass
 class Progress:
     """Counts by state and rates; computed from bitmaps and counters, no decryption needed.
@@ -322,9 +321,12 @@ class Progress:
     ``total`` is None while the scheduler is still reading the data (only ``enqueued`` is known);
     ``processing`` counts the records of the chunks workers hold, not tasks running at once;
     ``queued`` is what waits for a worker (neither finished, in a chunk being processed, nor
-    waiting out a retry's backoff). The rate is of records processed (attempts included) over the
-    time the processors were at it -- from the first chunk's start to the last commit -- so time
-    before a worker came, or after the last one left, does not dilute it."""
+    waiting out a retry's backoff). The rate is the run's throughput as ``rqp.throughput`` defines
+    it for every place that shows one: records processed (attempts included) over the time the
+    processors were at it in this run -- from the first chunk's start to the last commit -- so time
+    before a worker came, after the last one left, or between runs does not dilute it; an ended
+    workload's is its sealed summary's. While the data is read, ``read_bytes`` of ``data_bytes``
+    tell how far the reading got."""
 
     workload: str
     state: str
@@ -350,6 +352,11 @@ class Progress:
     verified: bool | None = None
     #: records that never ran (a cancelled workload), from the sealed summary
     never_ran: int = 0
+    #: plain bytes of the data the scheduler has read so far, and the data's size (None: not known)
+    read_bytes: int | None = None
+    data_bytes: int | None = None
+    #: an ended workload's throughput from its sealed summary (the figure its scheduler logged)
+    summary_rate: float | None = None
 
     @property
     def queued(self) -> int:
@@ -378,26 +385,43 @@ class Progress:
         return (self.finished_at or time.time()) - self.started_at
 
     @property
-    def busy_seconds(self) -> float:
-        """From the first processed chunk's start to the last commit."""
-        if self.first_at is None or self.last_at is None:
-            return 0.0
-        return max(0.0, self.last_at - self.first_at)
+    def rate(self) -> float:
+        """Records/s of this run (``rqp.throughput``): the sealed summary's once it ended."""
+        if self.summary_rate is not None:
+            return self.summary_rate
+        return records_per_second(self.processed, self.first_at, self.last_at)
 
     @property
-    def rate(self) -> float:
-        busy = self.busy_seconds
-        return self.processed / busy if busy > 0 and self.processed else 0.0
+    def read_fraction(self) -> float | None:
+        """How much of the data has been read, while it is (None once the total is known, or
+        when the sizes are not)."""
+        return read_fraction(self.read_bytes, self.data_bytes) if self.reading else None
 
     @property
     def eta(self) -> float | None:
-        if self.total is None or self.rate <= 0:
+        """Seconds to the end: the records left at this run's rate; while the data is read, the
+        later of that (for the total the bytes read so far promise) and the end of the reading
+        at its pace so far. None when neither can be told yet."""
+        rate = self.rate
+        if self.total is not None:
+            return max(0.0, (self.total - self.finished) / rate) if rate > 0 else None
+        fraction = self.read_fraction
+        if fraction is None or fraction <= 0:
             return None
-        return max(0.0, (self.total - self.finished) / self.rate)
+        guesses = []
+        total = estimated_total(self.enqueued, fraction)
+        if total is not None and rate > 0:
+            guesses.append(max(0.0, (total - self.finished) / rate))
+        if self.elapsed > 0:
+            guesses.append(self.elapsed * (1 - fraction) / fraction)
+        return max(guesses) if guesses else None
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d.update(queued=self.queued, elapsed=round(self.elapsed, 3), rate=round(self.rate, 1), eta=self.eta)
+        d.update(
+            queued=self.queued, elapsed=round(self.elapsed, 3), rate=round(self.rate, 1), eta=self.eta,
+            read_fraction=self.read_fraction,
+        )  # fmt: skip
         return d
 
 
@@ -426,6 +450,7 @@ def verified_progress(p: Progress, summary: Callable[[], Summary | None]) -> Pro
         enqueued=s.total,
         never_ran=s.cancelled,
         verified=True,
+        summary_rate=s.records_per_second,
     )
 
 
@@ -435,9 +460,10 @@ def _number(value: str | bytes | None, kind: type[float] | type[int]) -> float |
     if value is None or value == "":
         return None
     try:
-        return kind(value)
-    except (TypeError, ValueError):
+        number = kind(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return number if kind is int or math.isfinite(number) else None
 
 
 def plain_float(value: str | bytes | None, default: float) -> float:
@@ -447,7 +473,12 @@ def plain_float(value: str | bytes | None, default: float) -> float:
 
 
 def read_progress(r: redis.Redis, workload_id: str) -> Progress | None:
-    snap = Ledger(r, workload_id).snapshot()
+    return progress_of(workload_id, Ledger(r, workload_id).snapshot())
+
+
+def progress_of(workload_id: str, snap: Snapshot) -> Progress | None:
+    """``Progress`` from a ``Ledger.snapshot`` (the console reads one and shows the same rate,
+    ETA and reading progress as ``rqp status``); None when Redis does not know the workload."""
     m, p = snap["meta"], snap["perf"]
     if not m:
         return None
@@ -469,4 +500,12 @@ def read_progress(r: redis.Redis, workload_id: str) -> Progress | None:
         processed=int(_number(p.get(Perf.RECORDS), int) or 0),
         first_at=_number(p.get(PERF_FIRST), float),
         last_at=_number(p.get(Perf.LAST), float),
+        read_bytes=_bytes(m.get(Meta.READ_BYTES)),
+        data_bytes=_bytes(m.get(Meta.DATA_BYTES)),
     )
+
+
+def _bytes(value: str | None) -> int | None:
+    """A byte count from a plain field: junk or a negative number reads as missing."""
+    number = _number(value, int)
+    return int(number) if number is not None and number >= 0 else None

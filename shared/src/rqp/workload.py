@@ -21,6 +21,7 @@ Blobs under ``workloads/<id>/``:
 from __future__ import annotations
 
 import ast
+import csv
 import hashlib
 import json
 import os
@@ -58,12 +59,14 @@ __all__ = [
     "SHRED_MARKER",
     "SUPERSEDED",
     "BlobInfo",
+    "CsvLook",
     "Manifest",
     "Seals",
     "Workload",
     "blob_name",
     "check_script_source",
     "check_workload_id",
+    "looks_like_csv",
     "new_workload_id",
     "pack",
     "supersede",
@@ -327,12 +330,60 @@ def supersede(store: BlobStore, workload_id: str, *, shred: bool = False) -> boo
     return True
 
 
+#: how much of a data file ``looks_like_csv`` reads: a header line and the first record's
+CSV_SNIFF_BYTES = 64 * 1024
+#: delimiters ``looks_like_csv`` tries after the one given (the flag that would read the file)
+CSV_DELIMITERS = (",", ";", "\t", "|")
+
+
+@dataclass(frozen=True)
+class CsvLook:
+    """What ``looks_like_csv`` saw: the header line, and the flags that read the file as CSV
+    beyond ``--format csv`` (a delimiter other than the default)."""
+
+    header: str
+    flag: str
+
+
+def looks_like_csv(data: Path, delimiter: str = ",") -> CsvLook | None:
+    """A data file to be packed as JSON Lines whose first line is not JSON but a CSV header: two
+    or more fields split by a delimiter, and the next line with as many. Packing it as JSON Lines
+    would fail every record, and only after the run; ``rqp pack`` holds the plaintext and can say so
+    at once. None when the first line is JSON, or does not look like CSV (a file that cannot be
+    read here is left to ``pack``'s own error)."""
+    try:
+        with open(data, "rb") as f:
+            head = f.read(CSV_SNIFF_BYTES)
+    except OSError:
+        return None
+    lines = [ln for ln in head.decode("utf-8", errors="replace").lstrip("\ufeff").splitlines() if ln.strip()]
+    if not lines:
+        return None
+    try:
+        json.loads(lines[0])
+        return None
+    except ValueError:
+        pass
+    for sep in dict.fromkeys((delimiter, *CSV_DELIMITERS)):
+        rows = list(csv.reader(lines[:2], delimiter=sep))
+        width = len(rows[0])
+        if width >= 2 and all(field.strip() for field in rows[0]) and all(len(row) == width for row in rows):
+            flag = "" if sep == "," else f" --delimiter {_shell_word(sep)}"
+            return CsvLook(lines[0], flag)
+    return None
+
+
+def _shell_word(sep: str) -> str:
+    """A delimiter as a shell passes it to ``--delimiter`` (a tab cannot be typed as such)."""
+    return "\"$(printf '\\t')\"" if sep == "\t" else f"'{sep}'"
+
+
 def pack(
     store: BlobStore,
     keys: KeyProvider,
     workload_id: str,
-    data: Path,
-    script: Path,
+    data: Path | Iterable[bytes],
+    script: Path | bytes,
     *,
     fmt: str = "jsonl",
     delimiter: str = ",",
@@ -346,7 +397,11 @@ def pack(
 ) -> Manifest:
     """Encrypt ``data`` and ``script`` under a fresh data key, upload them (streaming), and sign
     the manifest and the wrapped key with the submitter's ``signer``. With ``replace``, an ended
-    generation of the same id is kept readable first (``supersede``; ``shred_previous``: shredded)."""
+    generation of the same id is kept readable first (``supersede``; ``shred_previous``: shredded).
+
+    ``data`` is a file, or its bytes as an iterable of pieces (``rqp.Client.submit`` streams
+    records it encodes that way: never all in memory, never in plaintext on disk); ``script`` a
+    file or its source."""
     check_workload_id(workload_id)
     if fmt not in FORMATS:
         raise WorkloadError(f"unknown data format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -354,14 +409,18 @@ def pack(
         raise WorkloadError(
             f"workload {workload_id} already exists in {store.location}; choose another --id or pass --replace"
         )
-    script_bytes = b"".join(_read_file(Path(script)))
-    check_script_source(script_bytes, str(script), fmt)
+    if isinstance(script, bytes):
+        script_bytes, script_name = script, "the script"
+    else:
+        script_bytes, script_name = b"".join(_read_file(Path(script))), str(script)
+    check_script_source(script_bytes, script_name, fmt)
     if replace:
         supersede(store, workload_id, shred=shred_previous)
     key = new_data_key()
     try:
         infos = {}
-        for role, source in (("data", _read_file(Path(data), progress)), ("script", [script_bytes])):
+        data_source = _read_file(Path(data), progress) if isinstance(data, (str, os.PathLike)) else data
+        for role, source in (("data", data_source), ("script", [script_bytes])):
             plain = _Tee(source)
             ct = _Tee(encrypt_stream(key, plain, aad(role, workload_id), segment_size))
             name = blob_name(workload_id, f"{role}.enc")

@@ -52,6 +52,8 @@ function timeTicks(x0, x1, max) {
 // label's width are labelled together ("3 workloads", their names in the tooltip), labels are
 // kept inside the plot, and placed in up to ``lanes`` rows so none overprints another.
 const CHAR_W = 6.1;
+// an axis label's character at 11 px, generously (digits and units in the system font are narrower)
+const LABEL_CHAR_W = 6.6;
 function markLabels(marks, X, x0, left, right, lanes) {
   const sorted = marks.map((k) => ({ k, x: X(Math.max(x0, k.start)) })).sort((a, b) => a.x - b.x);
   const clusters = [];
@@ -89,8 +91,6 @@ export function lineChart(container, opts) {
   const H = opts.height || 200;
   // compact charts (a VM's small multiples) draw no labels: the overview above them has them
   const lanes = opts.marks && opts.marks.length && !opts.compact ? 2 : 0;
-  const m = { l: opts.compact ? 58 : 70, r: 10, t: (opts.title ? 26 : 8) + lanes * 13, b: 20 };
-  const pw = W - m.l - m.r, ph = H - m.t - m.b;
   const all = opts.series.flatMap((s) => s.points);
   let x0 = opts.x0, x1 = opts.x1;
   if (x0 === undefined) x0 = all.length ? Math.min(...all.map((p) => p[0])) : Date.now() / 1000 - 60;
@@ -98,6 +98,11 @@ export function lineChart(container, opts) {
   if (x1 - x0 < 10) x0 = x1 - 10;
   const vmax = all.length ? Math.max(...all.map((p) => p[1])) : 0;
   const ax = yAxis(vmax, opts.unit, opts.yMax);
+  // the left margin fits the widest y label ("0.75 KiB/s" is wider than "50%"), so none is clipped
+  let widest = 0;
+  for (let v = 0; v <= ax.top + ax.step / 1e6; v += ax.step) widest = Math.max(widest, ax.label(v).length);
+  const m = { l: Math.max(opts.compact ? 40 : 56, Math.ceil(widest * LABEL_CHAR_W) + 10), r: 10, t: (opts.title ? 26 : 8) + lanes * 13, b: 20 };
+  const pw = W - m.l - m.r, ph = H - m.t - m.b;
   const X = (t) => m.l + ((t - x0) / (x1 - x0)) * pw;
   const Y = (v) => m.t + ph - (Math.min(v, ax.top) / ax.top) * ph;
   const svg = sv("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img" });
@@ -106,14 +111,14 @@ export function lineChart(container, opts) {
   const axis = sv("g", { class: "axis" });
   for (let v = 0; v <= ax.top + ax.step / 1e6; v += ax.step) {
     grid.appendChild(sv("line", { x1: m.l, x2: W - m.r, y1: Y(v), y2: Y(v) }));
-    svg.appendChild(sv("text", { x: m.l - 6, y: Y(v) + 4, "text-anchor": "end" }, ax.label(v)));
+    svg.appendChild(sv("text", { x: m.l - 6, y: Y(v) + 4, "text-anchor": "end", class: "y-label" }, ax.label(v)));
   }
   const tt = timeTicks(x0, x1, Math.max(2, Math.floor(pw / 70)));
   for (const t of tt.ticks) {
     axis.appendChild(sv("line", { x1: X(t), x2: X(t), y1: m.t + ph, y2: m.t + ph + 4 }));
     // a tick near either edge is labelled inward, so its label is never cut off by the chart's edge
     const anchor = X(t) > W - 24 ? "end" : X(t) < 24 ? "start" : "middle";
-    svg.appendChild(sv("text", { x: X(t), y: H - 5, "text-anchor": anchor }, clock(t, tt.seconds)));
+    svg.appendChild(sv("text", { x: X(t), y: H - 5, "text-anchor": anchor, class: "time" }, clock(t, tt.seconds)));
   }
   axis.appendChild(sv("line", { x1: m.l, x2: W - m.r, y1: m.t + ph, y2: m.t + ph }));
   svg.appendChild(grid);
@@ -202,7 +207,10 @@ export function heatmap(container, data, x0, x1, marks) {
   const lanes = marks.length ? 2 : 0;
   const m = { l: 150, r: 70, t: 6 + lanes * 13, b: 22 };
   const rowH = rows.length > 16 ? 14 : 18;
-  const H = m.t + rows.length * rowH + m.b;
+  // the colour scale (0 to 100%) fits however few VMs there are: one VM's row is shorter than it
+  const SCALE = [0, 25, 50, 75, 100], SCALE_STEP = 14;
+  const rowsEnd = m.t + rows.length * rowH;
+  const H = Math.max(rowsEnd + m.b, m.t + SCALE.length * SCALE_STEP + 4);
   const pw = W - m.l - m.r;
   const cw = pw / data.columns;
   const X = (t) => m.l + ((t - x0) / (x1 - x0)) * pw;
@@ -218,17 +226,17 @@ export function heatmap(container, data, x0, x1, marks) {
     });
   });
   for (const k of marks) {
-    if (k.start >= x0) svg.appendChild(sv("line", { x1: X(k.start), x2: X(k.start), y1: m.t, y2: H - m.b, class: "mark-start" }));
-    if (k.end !== null && k.end <= x1) svg.appendChild(sv("line", { x1: X(k.end), x2: X(k.end), y1: m.t, y2: H - m.b, class: "mark-end" }));
+    if (k.start >= x0) svg.appendChild(sv("line", { x1: X(k.start), x2: X(k.start), y1: m.t, y2: rowsEnd, class: "mark-start" }));
+    if (k.end !== null && k.end <= x1) svg.appendChild(sv("line", { x1: X(k.end), x2: X(k.end), y1: m.t, y2: rowsEnd, class: "mark-end" }));
   }
   if (lanes) drawMarkLabels(svg, markLabels(marks, X, x0, m.l, W - m.r, lanes), m.t, lanes);
   const tt = timeTicks(x0, x1, Math.floor(pw / 90));
-  for (const t of tt.ticks) svg.appendChild(sv("text", { x: X(t), y: H - 6, "text-anchor": "middle" }, clock(t, tt.seconds)));
+  for (const t of tt.ticks) svg.appendChild(sv("text", { x: X(t), y: rowsEnd + m.b - 6, "text-anchor": "middle", class: "time" }, clock(t, tt.seconds)));
   // the colour scale
-  [0, 25, 50, 75, 100].forEach((v, i) => {
-    const y = m.t + i * 14;
+  SCALE.forEach((v, i) => {
+    const y = m.t + i * SCALE_STEP;
     svg.appendChild(sv("rect", { x: W - m.r + 12, y, width: 14, height: 12, fill: heatColor(v), stroke: "#c9d1dc" }));
-    svg.appendChild(sv("text", { x: W - m.r + 30, y: y + 10 }, v + "%"));
+    svg.appendChild(sv("text", { x: W - m.r + 30, y: y + 10, class: "scale" }, v + "%"));
   });
   clear(container).appendChild(svg);
 }

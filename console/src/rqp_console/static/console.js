@@ -104,15 +104,29 @@ export function bytes(n) {
   while (Math.abs(n) >= 1024 && i < BYTE_UNITS.length - 1) { n /= 1024; i++; }
   return (i === 0 ? Math.round(n) : n.toFixed(n >= 100 ? 0 : 1)) + " " + BYTE_UNITS[i];
 }
+// how far the reading of the data got, while the total is unknown: "reading the data: 43.0% (12.3
+// MiB of 28.6 MiB)" when the scheduler published the bytes read, else the records read so far (the
+// same fraction, rounded down like rqp status, so 99.9% never shows as 100.0% before the end)
+export function readingText(row) {
+  if (row.read_fraction === null || row.read_fraction === undefined) return `reading the data: ${int(row.enqueued)} records so far`;
+  const pct = (Math.floor(row.read_fraction * 1000) / 10).toFixed(1);
+  return `reading the data: ${pct}% (${bytes(Math.min(row.read_bytes, row.data_bytes))} of ${bytes(row.data_bytes)})`;
+}
 export function shortName(name, n) { return name.length > n ? name.slice(0, n - 1) + "…" : name; }
 
 // ------------------------------------------------------------------ cells and bars
 export function badge(state) { return el("span", { class: "badge " + state, text: state }); }
+// An ended workload with failed records: "done" alone would read as a clean run.
+export const ENDED = new Set(["done", "failed", "cancelled"]);
+export function endedWithFailures(row) { return ENDED.has(row.state) && row.failed > 0; }
+export function failuresBadge(row) {
+  return endedWithFailures(row) ? el("span", { class: "badge with-failures", title: "finished with failed records", text: `with ${int(row.failed)} failed` }) : null;
+}
 export function progressCell(row) {
   // while the data is still being read the total is unknown: no percentage of what is queued so
   // far (it would read 94% with a quarter done), a striped bar and how far the reading got
   const reading = row.total === null;
-  const bar = el("div", { class: "bar " + (reading ? "reading" : row.state === "done" ? "done" : row.state === "paused" ? "paused" : "") });
+  const bar = el("div", { class: "bar " + (reading ? "reading" : row.state === "done" ? "done" : row.state === "paused" ? "paused" : "") + (endedWithFailures(row) ? " with-failures" : "") });
   const fill = el("div", { class: "fill" });
   const known = reading ? 0 : row.known || 0;
   fill.style.width = (known ? Math.min(100, (100 * row.done) / known) : row.state === "done" ? 100 : 0) + "%";
@@ -122,7 +136,7 @@ export function progressCell(row) {
     failed.style.width = Math.max(0.5, (100 * row.failed) / known) + "%";
   }
   bar.append(fill, failed);
-  const of = reading ? `reading: ${int(row.enqueued)} so far` : `of ${int(row.total)}`;
+  const of = reading ? readingText(row) : `of ${int(row.total)}`;
   return el("div", { class: "progress-cell" }, bar, el("span", { class: "pct", text: reading ? "–" : (100 * row.fraction).toFixed(1) + "%" }), el("span", { class: "of", text: of }));
 }
 export function numCell(key, n, bad) {

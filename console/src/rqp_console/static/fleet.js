@@ -1,6 +1,6 @@
 // rqp console, the fleet page: each host's processors (with their sandbox protections) and
 // workers, and the jobs the processors rejected before any user code ran.
-import { $, WORKLOAD_ID, ago, badge, clear, el, int, when } from "./console.js";
+import { $, WORKLOAD_ID, ago, badge, clear, duration, el, int, when } from "./console.js";
 import { REFRESH, getJSON, poll } from "./live.js";
 
 // The processor's protections line, in a few words (the full line is the tooltip):
@@ -37,7 +37,7 @@ function hostCard(h, now) {
     const doing = job ? (job.workload ? el("span", {}, el("a", { href: "/workloads/" + encodeURIComponent(job.workload), text: job.workload }), " · " + job.chunk) : job.id) : "–";
     tbody.appendChild(el("tr", { dataset: { worker: w.name } },
       el("td", { title: w.name }, w.pid === null ? w.name : "pid " + w.pid),
-      el("td", {}, badge(w.stale ? "stale" : w.state)),
+      el("td", { title: w.stale ? `no heartbeat for ${duration(now - (w.heartbeat || 0))}: RQ promised one within ${duration(w.stale_after)} while ${w.state}` : `stale only after ${duration(w.stale_after)} without a heartbeat (what RQ promises a${w.state === "busy" ? " busy" : "n idle"} worker)` }, badge(w.stale ? "stale" : w.state)),
       el("td", {}, doing),
       el("td", { class: "num" }, ago(w.heartbeat, now)),
       el("td", { class: "num" }, int(w.succeeded)),

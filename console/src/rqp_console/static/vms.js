@@ -1,6 +1,6 @@
 // rqp console, the VMs page: every VM's CPU on one heatmap, then each VM's CPU, memory, disk and
 // network over the chosen window (kept in the URL), with the workloads that ran marked on them.
-import { $, PALETTE, ago, bytes, clear, el, int } from "./console.js";
+import { $, PALETTE, ago, bytes, clear, duration, el, int } from "./console.js";
 import { heatmap, lineChart } from "./charts.js";
 import { REFRESH, getJSON, poll } from "./live.js";
 
@@ -42,7 +42,9 @@ p = poll(async () => {
     throw e;
   }
   $("vms-error").hidden = true;
-  $("vms-summary").textContent = `${d.vms.length} VM(s), ${int(d.samples)} samples, ${d.marks.length} workload(s) in the window · ${d.location}`;
+  // the charts span the samples there are: a logger started 4 minutes ago fills them, not a sliver of 1 h
+  const fitted = d.since > d.window_since + 1 ? ` · samples cover the last ${duration(d.until - d.since)} of ${d.window}` : "";
+  $("vms-summary").textContent = `${d.vms.length} VM(s), ${int(d.samples)} samples, ${d.marks.length} workload(s) in the window${fitted} · ${d.location}`;
   heatmap($("heatmap"), d.heatmap, d.since, d.until, d.marks);
   $("heatmap").dataset.window = d.window;
   if (!d.vms.length) {

@@ -1,7 +1,7 @@
 // rqp console, one workload's page: its state and actions, progress bar and tiles, throughput
 // chart, timeline, chunks in flight (refreshed in place), retries and queues, and its failures
 // grouped by reason (a record's status on a click).
-import { $, clear, duration, el, int, patchRows, rate, setTile, when } from "./console.js";
+import { $, clear, duration, el, endedWithFailures, int, patchRows, rate, readingText, setTile, when } from "./console.js";
 import { lineChart } from "./charts.js";
 import { REFRESH, confirmDialog, getJSON, poll, postJSON, toast } from "./live.js";
 
@@ -52,6 +52,9 @@ function renderHead(d) {
   st.className = "badge " + d.state;
   st.textContent = d.state;
   $("unverified").hidden = d.verified !== false;
+  const outcome = $("outcome");
+  outcome.hidden = !endedWithFailures(d);
+  outcome.textContent = endedWithFailures(d) ? `with ${int(d.failed)} failed` : "";
   $("priority").textContent = "priority " + d.priority;
   renderActions(d);
 }
@@ -61,11 +64,12 @@ function renderProgress(d) {
   $("bar-fill").parentElement.classList.toggle("reading", reading);
   $("bar-fill").parentElement.classList.toggle("done", d.state === "done");
   $("bar-fill").parentElement.classList.toggle("paused", d.state === "paused");
+  $("bar-fill").parentElement.classList.toggle("with-failures", endedWithFailures(d));
   $("bar-fill").style.width = (known ? (100 * d.done) / known : d.state === "done" ? 100 : 0) + "%";
   const bf = $("bar-failed");
   bf.style.left = (known ? (100 * d.done) / known : 0) + "%";
   bf.style.width = (known && d.failed ? Math.max(0.3, (100 * d.failed) / known) : 0) + "%";
-  $("bar-text").textContent = (reading ? `${int(d.done + d.failed)} records finished · still reading the data: ${int(d.enqueued)} records so far` : `${(100 * d.fraction).toFixed(1)}% · ${int(d.done + d.failed)} of ${int(d.total)} records finished`) +
+  $("bar-text").textContent = (reading ? `${int(d.done + d.failed)} of ${int(d.enqueued)} records read finished · ${readingText(d)}` : `${(100 * d.fraction).toFixed(1)}% · ${int(d.done + d.failed)} of ${int(d.total)} records finished`) +
     (d.reclaimed ? ` · ${int(d.reclaimed)} chunks re-run after a lost worker` : "") + (d.error ? ` · ${d.error}` : "") + (d.processor_error ? ` · processor: ${d.processor_error}` : "");
 }
 function renderTiles(d) {
@@ -74,9 +78,15 @@ function renderTiles(d) {
   setTile("t-retrying", int(d.retrying), d.retrying);
   setTile("t-processing", int(d.processing), d.processing);
   setTile("t-queued", int(d.queued), d.queued);
-  setTile("t-rate", d.live ? rate(d.rate) : rate(d.average_rate), d.live ? d.rate : d.average_rate);
+  // the run's throughput: the figure rqp status, the scheduler's log and the summary give
+  setTile("t-rate", rate(d.rate), d.rate);
   setTile("t-eta", d.state === "done" ? "done" : d.eta === null ? "–" : duration(d.eta), d.eta);
   setTile("t-elapsed", duration(d.elapsed), d.elapsed);
+  // the failure panel's counts are these tiles' numbers, refreshed with them: never two answers
+  const fc = $("failures-count");
+  fc.textContent = `${int(d.failed)} failed, ${int(d.retrying)} waiting for a retry`;
+  fc.dataset.failed = String(d.failed);
+  fc.dataset.retrying = String(d.retrying);
 }
 function renderThroughput(d) {
   const x1 = d.live ? d.now : d.finished_at || d.now;
@@ -156,6 +166,7 @@ async function openRecord(rid) {
     clear(box).appendChild(el("h3", { id: "record-title", text: `Record ${rid}: ${r.state}` }));
     const dl = el("dl", { class: "facts" });
     const rows = [["Attempts", r.attempts === null || r.attempts === undefined ? "–" : String(r.attempts)]];
+    if (r.key !== null && r.key !== undefined) rows.unshift(["Key", r.key]);
     if (r.worker) rows.push(["Worker", r.worker]);
     if (r.finished_at) rows.push(["Finished", when(r.finished_at)]);
     if (r.retry_due) rows.push(["Retry due", when(r.retry_due)]);
@@ -169,20 +180,29 @@ async function openRecord(rid) {
     clear(box).appendChild(el("p", { class: "error", text: e.message }));
   }
 }
-function group(g, kind) {
+// A record's chip: the data's own id when it was packed with --id-field (and the console holds
+// the KEK that opens it), else rqp's record number.
+function chip(id, keys) {
+  const key = keys[String(id)];
+  return el("button", { type: "button", class: "chip", title: key === undefined ? `record ${id}` : `record ${id}: ${key}`, dataset: { record: String(id) }, on: { click: () => openRecord(id) } }, key === undefined ? "#" + id : key);
+}
+function group(g, kind, keys) {
   const chips = el("div", { class: "chips" });
-  for (const id of g.ids) chips.appendChild(el("button", { type: "button", class: "chip", dataset: { record: String(id) }, on: { click: () => openRecord(id) } }, "#" + id));
+  for (const id of g.ids) chips.appendChild(chip(id, keys));
   if (g.count > g.ids.length) chips.appendChild(el("span", { class: "muted", text: `+${int(g.count - g.ids.length)} more` }));
-  return el("div", { class: "group " + kind, dataset: { category: g.category } },
-    el("span", { class: "count", text: int(g.count) }), el("div", { class: "cat", text: g.category }),
+  return el("div", { class: "group " + kind, dataset: { category: g.category, pattern: g.pattern || "" } },
+    el("span", { class: "count", text: int(g.count) }), el("div", { class: "cat", title: g.category + (g.pattern ? ": " + g.pattern : ""), text: g.category + (g.pattern ? ": " + g.pattern : "") }),
     g.example ? el("div", { class: "example", title: g.example, text: g.example }) : null, chips);
 }
 poll(async () => {
   const f = await getJSON(`${API}/failures`);
   const box = clear($("failures"));
-  $("failures-count").textContent = `${int(f.failed)} failed, ${int(f.retrying)} waiting for a retry` + (f.partial ? ` · grouped from the first ${int(f.looked_at)}` : "");
-  for (const g of f.groups) box.appendChild(group(g, "failed"));
-  for (const g of f.retry_groups) box.appendChild(group(g, "retrying"));
+  // the counts are the tiles' own (renderTiles); this says only what the groups were drawn from
+  const grouped = f.groups.reduce((n, g) => n + g.count, 0) + f.retry_groups.reduce((n, g) => n + g.count, 0);
+  $("failures-note").textContent = f.partial ? ` · grouped from the first ${int(f.looked_at)}` : grouped ? ` · ${int(grouped)} grouped` : "";
+  const keys = f.keys || {};
+  for (const g of f.groups) box.appendChild(group(g, "failed", keys));
+  for (const g of f.retry_groups) box.appendChild(group(g, "retrying", keys));
   if (!f.groups.length && !f.retry_groups.length) box.appendChild(el("p", { class: "empty", text: "No failed record." }));
   else if (!f.decrypting && f.groups.length) box.appendChild(el("p", { class: "muted", text: "Reasons are sealed under the workload's key: only ids and counts are shown. Give the console the KEK (RQP_KEK_FILE) to group failures by error." }));
 }, REFRESH * 3);

@@ -1,6 +1,6 @@
 // rqp console, the workloads page: every workload's progress, rate and ETA, filtered by id and
 // state (kept in the URL), refreshed in place so a row being clicked is never replaced under the pointer.
-import { $, ago, badge, duration, el, numCell, patchRows, progressCell, rate, when } from "./console.js";
+import { $, ago, badge, duration, el, failuresBadge, numCell, patchRows, progressCell, rate, when } from "./console.js";
 import { sparkline } from "./charts.js";
 import { REFRESH, getJSON, poll } from "./live.js";
 
@@ -30,9 +30,9 @@ function matches(row) {
 }
 // One workload's row, keyed by its id (patchRows keeps the row and its unchanged cells).
 function workloadRow(row, now) {
-  return el("tr", { dataset: { key: row.id, id: row.id, state: row.state } },
+  return el("tr", { dataset: { key: row.id, id: row.id, state: row.state, failures: String(row.failed > 0) } },
     el("td", { class: "id" }, el("a", { href: "/workloads/" + encodeURIComponent(row.id), text: row.id, title: row.id })),
-    el("td", {}, badge(row.state), row.verified === false ? el("span", { class: "badge unverified", title: "no sealed summary vouches for these counts here", text: "unverified" }) : ""),
+    el("td", {}, badge(row.state), failuresBadge(row), row.verified === false ? el("span", { class: "badge unverified", title: "no sealed summary vouches for these counts here", text: "unverified" }) : ""),
     el("td", { class: "progress" }, progressCell(row)),
     numCell("done", row.done),
     numCell("failed", row.failed, true),

@@ -1,5 +1,10 @@
 """The machine's own counters via psutil: works on any Linux VM, in any cloud or none.
 
+Network counters come from a ``/proc/net/dev`` file (``RQP_METRICS_NET_DEV``): a process sees its
+own network namespace's there, so in a container they are the container's, not the VM's. The
+VM Compose files run the logger in the VM's network namespace (``network_mode: host``); a file
+of another namespace (a host's ``/proc/1/net/dev`` mounted in) may be named instead.
+
 Disk and network counters are cumulative since boot; a sample is the delta since the previous
 collection, so totals over a report window add up exactly. The first collection has no previous
 counters, so it measures over a short window of its own (``--once`` still yields real numbers).
@@ -27,14 +32,19 @@ from ..sample import (
     SOURCE_HOST,
     Sample,
 )
+from ..settings import DEFAULT_NET_DEV_PATH
 from . import Collection
 
-__all__ = ["FIRST_WINDOW_SECONDS", "HostSource"]
+__all__ = ["DEFAULT_NET_DEV_PATH", "FIRST_WINDOW_SECONDS", "HostSource", "read_net_dev"]
 
 #: how long the first collection measures CPU and I/O when there is no previous reading
 FIRST_WINDOW_SECONDS = 0.5
 #: the file system whose fullness is reported
 DEFAULT_DISK_PATH = "/"
+#: interfaces that are not the machine's own traffic: loopback, and the virtual ones container
+#: engines and traffic shaping add (a container's packets cross its veth, the bridge and the NIC:
+#: counting all three would triple them)
+VIRTUAL_NIC_PREFIXES = ("lo", "veth", "docker", "br-", "cni", "podman", "virbr", "vnet", "flannel", "cali", "ifb")
 
 
 @dataclass(frozen=True)
@@ -44,23 +54,25 @@ class _Counters:
     net: tuple[int, int]  # bytes received, bytes sent
 
 
-def _is_loopback_nic(name: str, addrs: dict) -> bool:
-    """Loopback traffic (the local Redis, the stub) is not the VM's network load."""
-    if name == "lo" or name.startswith("lo:"):
-        return True
-    return any(getattr(a, "address", "") in ("127.0.0.1", "::1") for a in addrs.get(name, ()))
+def read_net_dev(path: str) -> tuple[int, int]:
+    """Bytes received and sent by the machine's own interfaces, from a ``/proc/net/dev`` file:
+    two header lines, then ``name: rx_bytes rx_packets ... (8 fields) tx_bytes ...``."""
+    rx = tx = 0
+    with open(path, encoding="ascii", errors="replace") as f:
+        for line in f.read().splitlines()[2:]:
+            name, sep, counters = line.partition(":")
+            fields = counters.split()
+            if not sep or len(fields) < 9 or name.strip().startswith(VIRTUAL_NIC_PREFIXES):
+                continue
+            rx += int(fields[0])
+            tx += int(fields[8])
+    return rx, tx
 
 
-def _read_counters() -> _Counters:
+def _read_counters(net_dev: str) -> _Counters:
     d = psutil.disk_io_counters(perdisk=False)
     disk = None if d is None else (d.read_bytes, d.write_bytes, d.read_count, d.write_count)
-    addrs = psutil.net_if_addrs()
-    rx = tx = 0
-    for nic, c in psutil.net_io_counters(pernic=True).items():
-        if not _is_loopback_nic(nic, addrs):
-            rx += c.bytes_recv
-            tx += c.bytes_sent
-    return _Counters(time.monotonic(), disk, (rx, tx))
+    return _Counters(time.monotonic(), disk, read_net_dev(net_dev))
 
 
 class HostSource:
@@ -69,10 +81,16 @@ class HostSource:
     name = SOURCE_HOST
 
     def __init__(
-        self, vm_name: str, *, disk_path: str = DEFAULT_DISK_PATH, first_window: float = FIRST_WINDOW_SECONDS
+        self,
+        vm_name: str,
+        *,
+        disk_path: str = DEFAULT_DISK_PATH,
+        net_dev: str = DEFAULT_NET_DEV_PATH,
+        first_window: float = FIRST_WINDOW_SECONDS,
     ) -> None:
         self.vm_name = vm_name
         self._disk_path = disk_path
+        self.net_dev = net_dev
         self._first_window = first_window
         self._prev: _Counters | None = None
 
@@ -80,10 +98,10 @@ class HostSource:
         out = Collection()
         if self._prev is None:
             psutil.cpu_percent(interval=None)  # start psutil's CPU accounting
-            self._prev = _read_counters()
+            self._prev = _read_counters(self.net_dev)
             time.sleep(self._first_window)  # a measurement window, not synchronisation
         cpu = psutil.cpu_percent(interval=None)
-        now = _read_counters()
+        now = _read_counters(self.net_dev)
         ts = datetime.now(UTC)
         prev, self._prev = self._prev, now
         period = round(max(now.mono - prev.mono, 1e-3), 3)

@@ -193,4 +193,5 @@ class Enqueuer:
             rid - ctx.head.enqueued, chunk_no - ctx.head.chunks, rid if self.stream.exhausted else None
         )
         ctx.ledger.advance(pipe, head, head.seal(w))
+        ctx.ledger.show_read(pipe, self.stream.read_bytes, w.manifest.data.plain_size)
         return pipe, head

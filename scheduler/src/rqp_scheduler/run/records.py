@@ -3,11 +3,15 @@
 JSON Lines and CSV are parsed here; a ``--format script`` workload's ``parse()`` runs in a script
 host of its own, fed the decrypted data. After a restart, or after a Redis error left it unknown
 whether the last chunk was enqueued, the stream is opened again at the cursor Redis holds.
+
+It counts the plain bytes of the data it has read (``read_bytes``): while the total number of
+records is unknown, that count against the data's size is what progress shows
+(``rqp.throughput``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from itertools import islice
 from typing import cast
 
@@ -34,6 +38,14 @@ class RecordStream:
         self.exhausted = False
         self._parser: Generator[tuple[bytes, str | None], None, None] | None = None
         self._needs_reopen = False
+        #: plain bytes of the data read so far (from its start: a reopened stream reads it again)
+        self.read_bytes = 0
+
+    def _counted(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """``chunks`` as they are, adding each one's size to ``read_bytes`` as it is taken."""
+        for chunk in chunks:
+            self.read_bytes += len(chunk)
+            yield chunk
 
     def open(self) -> None:
         """(Re)position the stream at the committed cursor (and take that head as this
@@ -43,6 +55,7 @@ class RecordStream:
         self.exhausted = ctx.head.total is not None
         self.records = None
         self.close()
+        self.read_bytes = 0
         if not self.exhausted:
             m = ctx.workload.manifest
             recs: Iterator[tuple[bytes, str | None]]
@@ -52,12 +65,12 @@ class RecordStream:
                 # a generator function (annotated as an iterator): closing it ends its script host
                 recs = self._parser = cast(
                     Generator[tuple[bytes, str | None], None, None],
-                    sandbox.parse_records(self.hosts, ctx.id, self.source, ctx.workload.data_chunks()),
+                    sandbox.parse_records(self.hosts, ctx.id, self.source, self._counted(ctx.workload.data_chunks())),
                 )
             else:
                 ctx.lines = LineMap()  # read again from the start: every record's line again
                 recs = parse_records(
-                    m.format, ctx.workload.data_chunks(), workload_id=ctx.id, delimiter=m.delimiter, lines=ctx.lines,
+                    m.format, self._counted(ctx.workload.data_chunks()), workload_id=ctx.id, delimiter=m.delimiter, lines=ctx.lines,
                     limits=Limits.from_settings(ctx.settings),
                 )  # fmt: skip
             self.records = islice(recs, ctx.head.enqueued, None)

@@ -12,7 +12,9 @@ The package, module by module:
 * ``keys``        -- keygen, signer, rotate-key;
 * ``workloads``   -- pack, submit, list;
 * ``status``      -- status;
+* ``record_keys`` -- ``status --record`` by a record's own key;
 * ``results``     -- results;
+* ``csv_results`` -- ``results --format csv``: flat results as columns;
 * ``events``      -- events;
 * ``control``     -- pause, resume, cancel, retry, priority, delete;
 * ``audit``       -- rejected, audit;

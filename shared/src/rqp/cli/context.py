@@ -4,8 +4,6 @@ environment over a config file), its ``Backends``, the workload it names and who
 from __future__ import annotations
 
 import argparse
-import getpass
-import socket
 from typing import Any
 
 import redis
@@ -16,6 +14,7 @@ from ..connect import open_operator_trust, open_trust_store
 from ..control import audit as audit_log
 from ..control import set_priority as _set_priority
 from ..errors import RqpError, WorkloadError
+from ..identity import actor
 from ..signing import SigningKey, TrustStore
 from ..status import Progress, verified_progress
 from ..summary import Summary, read_summary
@@ -73,15 +72,6 @@ def verify_counts(b: Backends, p: Progress) -> Progress:
             return None
 
     return verified_progress(p, summary)
-
-
-def actor() -> str:
-    """Who is asking, for the audit log: the local user at this host."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
 
 
 def set_priority(b: Backends, signer: SigningKey, workload_id: str, level: str) -> None:

@@ -14,6 +14,7 @@ from .. import control
 from ..backends import Backends
 from ..connect import open_operator_key
 from ..errors import ConfigError, WorkloadError
+from ..ledger import Ledger, State
 from ..signing import SigningKey
 from .context import actor, backends
 
@@ -97,13 +98,45 @@ def _check_nothing_to_retry(b: Backends, workload: Workload) -> None:
 
 
 def cmd_priority(args: argparse.Namespace) -> int:
+    if args.level is None:
+        return _show_priority(args)
     b, r, signer = _open(args)
     level = control.set_priority(r, signer, args.workload, args.level, actor(), lambda: b.blobs)
     print(f"workload {args.workload}: priority {level.value} (chunks queued from now on)")
     return 0
 
 
+def _show_priority(args: argparse.Namespace) -> int:
+    """``rqp priority W`` with no level: the priority its chunks are queued at (``rqp:priorities``,
+    where the scheduler reads it), for a workload Redis knows or one only packed; nothing signed,
+    nothing written."""
+    b = backends(args, need_private=False)
+    r = b.redis
+    control.check_known(r, lambda: b.blobs, args.workload)
+    led = Ledger(r, args.workload)
+    level = led.priority().value
+    state = led.state()
+    ended = state is not None and State(state).finished
+    said = f" (it is {state}; its priority no longer matters)" if ended else ""
+    print(f"workload {args.workload}: priority {level}{said}")
+    return 0
+
+
+def _check_deletable(b: Backends, workload_id: str) -> None:
+    """What ``rqp.control.delete`` would refuse, refused before anyone is asked to type the id: an
+    unknown workload (exit 7, nothing written) or one that has not ended."""
+    state = Ledger(b.redis, workload_id).state()
+    if state is None:
+        control.check_known(b.redis, lambda: b.blobs, workload_id)
+    elif not State(state).finished:
+        raise WorkloadError(
+            f"workload {workload_id} is {state}; cancel it first ('rqp cancel {workload_id}') and delete it once cancelled"
+        )
+
+
 def cmd_delete(args: argparse.Namespace) -> int:
+    b, r, signer = _open(args)
+    _check_deletable(b, args.workload)
     if not args.yes:
         if not sys.stdin.isatty():
             raise ConfigError(f"deleting workload {args.workload} cannot be undone; add --yes to confirm")
@@ -112,7 +145,6 @@ def cmd_delete(args: argparse.Namespace) -> int:
         if answer.strip() != args.workload:
             print("not deleted")
             return 1
-    b, r, signer = _open(args)
     keys, blobs = control.delete(r, b.blobs, signer, args.workload, actor(), shred=args.shred)
     shredded = "; its data key was destroyed first, so no copy of its ciphertexts can be read" if args.shred else ""
     print(f"workload {args.workload}: deleted {keys} Redis keys and {blobs} blobs{shredded}")
@@ -133,9 +165,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("workload")
     p.add_argument("--failed", action="store_true", required=True)
     p.set_defaults(func=cmd_retry)
-    p = sub.add_parser("priority", parents=[common], help="a workload's priority: high, normal or low")
+    p = sub.add_parser("priority", parents=[common], help="show or set a workload's priority: high, normal or low")
     p.add_argument("workload")
-    p.add_argument("level", choices=["high", "normal", "low"])
+    p.add_argument(
+        "level", nargs="?", choices=["high", "normal", "low"], help="the new priority (none: show the current one)"
+    )
     p.set_defaults(func=cmd_priority)
     p = sub.add_parser("delete", parents=[common], help="remove a finished workload's Redis state and blobs")
     p.add_argument("workload")

@@ -55,6 +55,11 @@ def cmd_events(args: argparse.Namespace) -> int:
         return cache[wid]
 
     queue = settings.events_queue if args.queue == "events" else settings.status_queue
+    if isinstance(mq, RedisMessageQueue):
+        # past its retention only because a consumer group has not read it: say so first
+        warning = mq.backlog_warning(queue)
+        if warning:
+            print(f"rqp: warning: {warning}", file=sys.stderr)
     shown = 0
     deadline = time.monotonic() + args.wait
     while True:

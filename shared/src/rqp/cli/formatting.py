@@ -22,6 +22,7 @@ __all__ = [
     "clip",
     "fmt_age",
     "fmt_duration",
+    "fmt_sizes",
     "format_progress",
     "format_status",
     "percent",
@@ -97,12 +98,27 @@ def _bar(fraction: float, width: int) -> str:
     return "[" + "#" * filled + "." * (width - filled) + "]"
 
 
+def fmt_sizes(part: int, whole: int) -> str:
+    """Two byte counts in the unit of the larger, one decimal: ``12.3/28.6 MB``."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if whole >= scale:
+            return f"{part / scale:,.1f}/{whole / scale:,.1f} {unit}"
+    return f"{part:,}/{whole:,} B"
+
+
 def _progress_pieces(p: Progress) -> tuple[str, list[str], list[str]]:
     """What ``rqp status`` shows: the headline's progress (a percentage of the total, or, while the
-    data is still being read and the total is unknown, how many records were read so far), the
+    data is still being read and the total is unknown, how much of the data was read so far: a
+    percentage of its bytes when the scheduler published them, else the records read), the
     counts by state, and rate and times."""
     finished = p.state in FINISHED_STATES
-    if p.reading:
+    fraction_read = p.read_fraction
+    if p.reading and not finished and fraction_read is not None:
+        assert p.read_bytes is not None and p.data_bytes is not None  # a fraction needs both
+        sizes = fmt_sizes(min(p.read_bytes, p.data_bytes), p.data_bytes)
+        headline = f"reading the data: {percent(fraction_read)} ({sizes})"
+        counts = [f"{p.done:,} done of {p.enqueued:,} read"]
+    elif p.reading:
         headline = f"{p.enqueued:,} records read" if finished else f"reading data: {p.enqueued:,} records so far"
         counts = [f"{p.done:,} done"]
     else:
@@ -132,8 +148,9 @@ def format_progress(p: Progress, width: int | None = None) -> str:
     headline, counts, timing = _progress_pieces(p)
     head = [p.workload, f"[{p.state}]"]
     bar = _bar(p.fraction or 0.0, BAR_WIDTH) if not p.reading else ""
-    # what goes first when it does not fit: elapsed, the waiting counts, the rate, the failures
-    droppable = [*timing[1:-1], *counts[2:][::-1], timing[0], *counts[1:2]]
+    # what goes first when it does not fit: elapsed, the waiting counts, the rate, the failures,
+    # the done count (the headline and the ETA stay)
+    droppable = [*timing[1:-1], *counts[2:][::-1], timing[0], *counts[1:2], counts[0]]
     while True:
         shown = [*counts, *timing]
         line = "  ".join(x for x in [*head, bar, headline, *shown] if x)

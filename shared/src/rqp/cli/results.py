@@ -6,68 +6,27 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import io
 import json
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import asdict
 
 from ..backends import Backends, check_tombstone
-from ..crypto import aad, decrypt_stream
-from ..errors import BlobNotFoundError, IntegrityError, RqpError, WorkloadError
+from ..errors import BlobNotFoundError, RqpError, WorkloadError
 from ..jsonsafe import result_line
 from ..ledger import Ledger
-from ..status import StatusRecord, read_progress
+from ..results import failures_so_far, generation_summary, read_results
+from ..status import read_progress
 from ..storage import BlobStore
-from ..summary import SUMMARY_BLOB, Failure, Summary, read_summary
+from ..summary import SUMMARY_BLOB, Failure, read_summary
 from ..workload import SUPERSEDED, Workload, blob_name
 from .context import backends, open_workload
+from .csv_results import COMPACT, write_csv_results
 from .formatting import FINISHED_STATES
 from .status import unseal_error
 
 __all__ = ["cmd_results", "generation_summary", "read_results", "register", "superseded"]
-
-
-def generation_summary(store: BlobStore, workload: Workload) -> Summary:
-    """The summary of ``workload``'s generation: the current one's (``rqp.summary.read_summary``)
-    or, for the superseded generation of a re-packed workload, the one kept beside it."""
-    if not workload.generation:
-        return read_summary(store, workload)
-    raw = store.get(workload.blob(SUMMARY_BLOB))
-    return Summary.from_json(workload.open_sealed("summary", "", raw), workload.id)
-
-
-def read_results(store: BlobStore, workload: Workload) -> Iterator[bytes]:
-    """Yield result lines (bytes, JSON) after checking the results blob against the summary."""
-    info = generation_summary(store, workload).results
-    # a superseded generation's results were moved beside its summary (``rqp.workload.supersede``)
-    blob = info.blob if not workload.generation else workload.blob(info.blob.rpartition("/")[2])
-    if store.size(blob) != info.size:
-        raise IntegrityError(
-            f"results of workload {workload.id} are {store.size(blob)} bytes but the summary says {info.size}: truncated or replaced"
-        )
-    rest = b""
-    digest = hashlib.sha256()
-
-    def hashed() -> Iterator[bytes]:
-        for c in store.iter_chunks(blob):
-            digest.update(c)
-            yield c
-
-    for piece in decrypt_stream(
-        workload.key, hashed(), aad("results", workload.id), f"results of workload {workload.id}"
-    ):
-        lines = (rest + piece).split(b"\n")
-        rest = lines.pop()
-        yield from lines
-    if rest:
-        yield rest
-    if digest.hexdigest() != info.sha256:
-        raise IntegrityError(
-            f"results of workload {workload.id} do not match the digest in its summary: replaced; re-run 'rqp-scheduler run {workload.id}'"
-        )
 
 
 def _no_results(b: Backends, workload_id: str, exc: BlobNotFoundError) -> RqpError:
@@ -102,16 +61,7 @@ def _failures_so_far(b: Backends, workload: Workload) -> list[Failure]:
         raise WorkloadError(
             f"workload {workload.id} is not known to Redis; schedule it first (rqp-scheduler run {workload.id})"
         )
-    ids = led.failed_ids()
-    out = []
-    for i in range(0, len(ids), 1000):
-        batch = ids[i : i + 1000]
-        for rid, sealed in zip(batch, led.statuses(batch), strict=True):
-            if sealed is None:
-                out.append(Failure(rid, "status record missing", None))
-                continue
-            st = StatusRecord.open(workload, rid, sealed)
-            out.append(Failure(rid, st.error, st.attempts, st.key))
+    out = failures_so_far(led, workload)
     print(f"workload {workload.id} is {led.state()}: {len(out):,} records failed so far (not final)", file=sys.stderr)
     return out
 
@@ -156,6 +106,8 @@ def cmd_results(args: argparse.Namespace) -> int:
         else:
             failures = _failures_so_far(b, workload)  # still running: what has failed until now
     keyed = workload.manifest.id_field is not None
+    if args.format == "parquet":
+        return _parquet(args, store, workload, failures)
     out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115 - closed below, unless stdout
     try:
         if args.format == "csv":
@@ -167,21 +119,14 @@ def cmd_results(args: argparse.Namespace) -> int:
                     key = [f.key or ""] if keyed else []
                     writer.writerow([f.id, *key, "" if f.attempts is None else f.attempts, f.error or ""])
             else:
-                writer.writerow(["id", *(["key"] if keyed else []), "result"])
-                for line in read_results(store, workload):
-                    doc = json.loads(result_line(line))  # strict: what a script host sent may not be JSON
-                    res = doc["result"] if "result" in doc else {"error": doc["error"]}
-                    key = [doc.get("key", "")] if keyed else []
-                    writer.writerow(
-                        [doc["id"], *key, res if isinstance(res, str) else json.dumps(res, allow_nan=False)]
-                    )
+                write_csv_results(writer, lambda: read_results(store, workload), keyed=keyed)
             text.detach()
         elif args.failed:
             for f in failures:
                 doc = asdict(f)
                 if doc["key"] is None:
                     del doc["key"]
-                out.write(json.dumps(doc, allow_nan=False).encode() + b"\n")
+                out.write(json.dumps(doc, allow_nan=False, separators=COMPACT).encode() + b"\n")
         else:
             for line in read_results(store, workload):
                 out.write(result_line(line) + b"\n")  # always valid JSON Lines (rqp.jsonsafe)
@@ -191,11 +136,33 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parquet(args: argparse.Namespace, store: BlobStore, workload: Workload, failures: list[Failure]) -> int:
+    """``--format parquet``: the results (or failures) as a Parquet file (``rqp.client``'s writer:
+    the result's fields as columns when every result is a flat object)."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from ..client._frames import failures_table, to_parquet  # noqa: PLC0415 - pyarrow only for Parquet
+    from ..client._stream import parse_line  # noqa: PLC0415
+
+    if not args.output:
+        raise WorkloadError("--format parquet writes a file: add -o FILE.parquet")
+    if args.failed:
+        failures_table(failures, Path(args.output))
+    else:
+        to_parquet(lambda: (parse_line(line) for line in read_results(store, workload) if line), Path(args.output))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """``results`` on ``rqp``'s sub-commands."""
     p = sub.add_parser("results", parents=[common], help="verify and decrypt a workload's results")
     p.add_argument("workload")
-    p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    p.add_argument(
+        "--format",
+        choices=["jsonl", "csv", "parquet"],
+        default="jsonl",
+        help="parquet: a file (-o), the result's fields as columns when it is a flat object; needs rqp[dataframe]",
+    )
     p.add_argument("--failed", action="store_true", help="the failed records with their errors instead")
     p.add_argument("--output", "-o")
     p.set_defaults(func=cmd_results)

@@ -22,6 +22,7 @@ from ..status import Progress, StatusRecord, read_progress, record_status
 from ..workload import blob_name
 from .context import backends, deleted, open_workload, verify_counts
 from .formatting import FINISHED_STATES, Redraw, clip, format_status, terminal_width, when
+from .record_keys import record_number
 
 __all__ = ["cmd_status", "register", "unseal_error"]
 
@@ -137,6 +138,8 @@ def _first_failure(b: Backends, workload_id: str) -> str | None:
 def _record_text(st: StatusRecord) -> list[str]:
     """A record's status for a person: times in ISO 8601, local time."""
     lines = [f"record {st.id}: {st.state} (attempt {st.attempts})", f"  {'workload':<9} {st.workload}"]
+    if st.key is not None:
+        lines.append(f"  {'key':<9} {st.key}")
     took = (
         f"  ({st.finished_at - st.started_at:.3f} s after it started)"
         if st.finished_at is not None and st.started_at is not None
@@ -161,11 +164,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     b = backends(args)
     r = b.redis
     if args.record is not None:
-        if args.record < 0:
-            raise WorkloadError(
-                f"there is no record {args.record}: record ids are the records' 0-based numbers in the data (0, 1, 2, ...)"
-            )
-        st = record_status(r, open_workload(b, args.workload), args.record)
+        workload = open_workload(b, args.workload)
+        st = record_status(r, workload, record_number(b, workload, args.record))
         if args.json or not sys.stdout.isatty():
             print(json.dumps(asdict(st), indent=1))  # numbers stay numbers for scripts
         else:
@@ -244,8 +244,8 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--json", action="store_true")
     p.add_argument(
         "--record",
-        type=int,
-        metavar="N",
-        help="one record's decrypted status record (0-based id; text on a terminal, JSON with --json or in a pipe)",
+        metavar="N|KEY",
+        help="one record's decrypted status record: its 0-based number, or its own key when the workload was "
+        "packed with --id-field (text on a terminal, JSON with --json or in a pipe)",
     )
     p.set_defaults(func=cmd_status)

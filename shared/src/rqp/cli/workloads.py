@@ -9,18 +9,19 @@ import os
 import sys
 import time
 import urllib.parse
+from collections.abc import Iterable
 from pathlib import Path
 
 import redis
 
 from ..backends import Backends
 from ..connect import open_operator_key, open_signing_key
-from ..errors import RqpError, WorkloadError
-from ..ledger import SUBMISSIONS, Priority, submit, workloads
+from ..errors import ConfigError, RedisUnavailableError, RqpError, WorkloadError
+from ..ledger import PRIORITIES, SUBMISSIONS, Ledger, Priority, submit, workloads
 from ..status import read_progress
-from ..workload import blob_name, new_workload_id, pack
+from ..workload import blob_name, looks_like_csv, new_workload_id, pack
 from .context import backends, set_priority, verify_counts
-from .formatting import FINISHED_STATES, fmt_age, percent, table, terminal_width
+from .formatting import FINISHED_STATES, clip, fmt_age, percent, table, terminal_width
 
 __all__ = ["PRIORITY_CHOICES", "PRIORITY_HELP", "cmd_list", "cmd_pack", "cmd_submit", "register"]
 
@@ -28,6 +29,9 @@ __all__ = ["PRIORITY_CHOICES", "PRIORITY_HELP", "cmd_list", "cmd_pack", "cmd_sub
 PRIORITY_CHOICES = tuple(p.value for p in Priority)
 PRIORITY_HELP = "queue its chunks ahead of (high) or behind (low) normal workloads; 'rqp priority' changes it later"
 
+
+#: ``--format`` when none is given
+DEFAULT_FORMAT = "jsonl"
 
 #: ``--expires`` units
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -45,6 +49,18 @@ def duration(text: str) -> float:
     if seconds <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration: it must be more than 0")
     return seconds
+
+
+def parquet_rows(path: Path, fmt: str) -> tuple[Path | Iterable[bytes], str]:
+    """A Parquet file (``--format parquet``, or a ``.parquet`` file under the default format) as
+    its rows in JSON Lines, streamed (``rqp.client``'s reader: pyarrow, ``rqp[dataframe]``);
+    any other file as it is."""
+    if fmt == "parquet" or (fmt == "jsonl" and path.suffix.lower() in (".parquet", ".pq")):
+        from ..client._sources import data_source  # noqa: PLC0415 - pyarrow only for Parquet
+
+        source = data_source(path, "parquet")
+        return source.pieces, source.fmt
+    return path, fmt
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
@@ -73,14 +89,23 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
     if args.shred_previous and not args.replace:
         raise WorkloadError("--shred-previous shreds the generation --replace supersedes; pass --replace too")
+    if not args.replace and store.exists(blob_name(wid, "manifest.json")):
+        raise _already_packed(b, wid, args)
+    data, fmt = parquet_rows(Path(args.data), args.format or DEFAULT_FORMAT)
+    looks = looks_like_csv(Path(args.data), args.delimiter) if fmt == "jsonl" and isinstance(data, Path) else None
+    if looks is not None:
+        said = f"{args.data} looks like CSV, not JSON Lines (its first line {clip(looks.header, 60)!r} is not JSON)"
+        if args.format is None:  # JSON Lines by default: every record would fail, and only after the run
+            raise ConfigError(f"{said}; pack it with --format csv{looks.flag}")
+        print(f"rqp: warning: {said}; packing it as JSON Lines as --format jsonl says", file=sys.stderr)
     ended = args.replace and store.exists(blob_name(wid, "summary.enc"))
     m = pack(
         store,
         keys,
         wid,
-        Path(args.data),
+        data,
         Path(args.script),
-        fmt=args.format,
+        fmt=fmt,
         delimiter=args.delimiter,
         replace=args.replace,
         progress=progress,
@@ -105,10 +130,17 @@ def cmd_pack(args: argparse.Namespace) -> int:
         )
     if m.data.plain_size == 0:
         print(f"rqp: warning: {args.data} is empty: workload {wid} has no records to process", file=sys.stderr)
-    if args.priority:
-        set_priority(b, signer, wid, args.priority)
-    if args.submit:
-        submit(b.redis, wid)
+    try:
+        if args.priority:
+            set_priority(b, signer, wid, args.priority)
+        if args.submit:
+            submit(b.redis, wid)
+    except (RedisUnavailableError, redis.ConnectionError, redis.TimeoutError) as exc:
+        reason = str(exc).split("\n")[0].rstrip(".")
+        raise RedisUnavailableError(
+            f"workload {wid} is packed (its blobs are uploaded to {store.location}) but not {_handed(args)}: "
+            f"{reason}; run '{_submit_command(wid, args)}' when Redis is back"
+        ) from None
     print(wid)
     print(
         f"packed workload {wid}: data {m.data.plain_size:,} bytes -> {m.data.size:,} encrypted, script {m.script.plain_size:,} bytes, KEK {m.kek_id}, signed by {signer.fingerprint}, in {store.location}"
@@ -116,6 +148,46 @@ def cmd_pack(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _handed(args: argparse.Namespace) -> str:
+    """What ``pack`` did not do of what it was asked, Redis being away."""
+    return "submitted" if args.submit else "given its priority"
+
+
+def _submit_command(wid: str, args: argparse.Namespace) -> str:
+    return f"rqp submit {wid}" + (f" --priority {args.priority}" if args.priority else "")
+
+
+def _already_packed(b: Backends, wid: str, args: argparse.Namespace) -> RqpError:
+    """``pack`` of an id that is packed already: when Redis does not know it (a ``pack --submit``
+    whose upload succeeded and whose submit did not), the way on is ``rqp submit``, not only
+    another --id or --replace; with Redis still away, that is said as such (exit 6)."""
+    where = b.blobs.location
+    other = "else choose another --id or pass --replace to pack it again"
+    try:
+        r = b.redis
+        known = Ledger(r, wid).exists()
+        queued = wid.encode() in r.lrange(SUBMISSIONS, 0, -1)
+    except (RedisUnavailableError, redis.ConnectionError, redis.TimeoutError) as exc:
+        if not (args.submit or args.priority):  # a packer without Redis: it was not asked for
+            return WorkloadError(
+                f"workload {wid} already exists in {where}; choose another --id or pass --replace (if it is this "
+                f"data and was never submitted, '{_submit_command(wid, args)}' hands it to a scheduler)"
+            )
+        reason = str(exc).split("\n")[0].rstrip(".")
+        return RedisUnavailableError(
+            f"workload {wid} is packed already (its blobs are in {where}) and not submitted: {reason}; if it is "
+            f"this data, run '{_submit_command(wid, args)}' when Redis is back, {other}"
+        )
+    except redis.ResponseError:  # a Redis user that may not look: the plain refusal
+        known, queued = True, False
+    if known or queued:
+        return WorkloadError(f"workload {wid} already exists in {where}; choose another --id or pass --replace")
+    return WorkloadError(
+        f"workload {wid} is packed already in {where} and was never submitted: if it is this data, run "
+        f"'{_submit_command(wid, args)}'; {other}"
+    )
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -153,6 +225,20 @@ def _packed_workloads(b: Backends, known: set[str]) -> list[tuple[str, float]]:
     return found
 
 
+def _priorities(r: redis.Redis) -> dict[str, str]:
+    """Each workload's priority as the scheduler reads it (``rqp:priorities``; one not named
+    there is normal); none when this Redis user may not read them."""
+    try:
+        raw = r.hgetall(PRIORITIES)
+    except redis.ResponseError:
+        return {}
+    text = {
+        (k.decode() if isinstance(k, bytes) else str(k)): (v.decode() if isinstance(v, bytes) else str(v))
+        for k, v in raw.items()
+    }
+    return {wid: level for wid, level in text.items() if level in PRIORITY_CHOICES}
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     b = backends(args)
     settings, r = b.settings, b.redis
@@ -161,6 +247,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     unverified = 0
     started = workloads(r, newest_first=True)
     known = set(started)
+    priorities = _priorities(r)
     for wid in started[: args.limit]:  # older ones cannot be among the newest, packed or not
         p = read_progress(r, wid)
         if p is None:
@@ -173,9 +260,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         else:
             progress = "-" if p.state in FINISHED_STATES else f"reading ({p.enqueued:,})"
         total = f"{p.total:,}" if p.total is not None else "?"
-        at = p.started_at or 0.0
+        # one that failed before it started (its script did not load) has only its end time
+        at = p.started_at or p.finished_at
         shown = p.state + ("*" if p.verified is False else "")
-        rows.append((at, [wid, shown, progress, f"{p.done:,}/{total}", f"{p.failed:,}", fmt_age(now - at)]))
+        age = fmt_age(now - at) if at else "-"
+        level = priorities.get(wid, Priority.NORMAL.value)
+        rows.append((at or 0.0, [wid, shown, level, progress, f"{p.done:,}/{total}", f"{p.failed:,}", age]))
     try:
         submitted = {x.decode() if isinstance(x, bytes) else str(x) for x in r.lrange(SUBMISSIONS, 0, -1)}
     except redis.ResponseError:  # a Redis user that may not read the submissions
@@ -187,7 +277,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         packed = []
     for wid, created in packed:
         state = "submitted" if wid in submitted else "packed"
-        rows.append((created, [wid, state, "-", "-", "-", fmt_age(now - created) if created else "?"]))
+        level = priorities.get(wid, Priority.NORMAL.value)
+        rows.append((created, [wid, state, level, "-", "-", "-", fmt_age(now - created) if created else "-"]))
     if not rows:
         print(
             f"no workloads (in Redis at {settings.redis_url_safe}, nor packed in {settings.blob_url}); pack one with 'rqp pack DATA SCRIPT'"
@@ -195,7 +286,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     rows.sort(key=lambda row: row[0], reverse=True)
     more = len(rows) - args.limit + len(started[args.limit :])
-    grid = [["WORKLOAD", "STATE", "PROGRESS", "DONE", "FAILED", "AGE"], *(cells for _, cells in rows[: args.limit])]
+    grid = [
+        ["WORKLOAD", "STATE", "PRIORITY", "PROGRESS", "DONE", "FAILED", "AGE"],
+        *(cells for _, cells in rows[: args.limit]),
+    ]
     fit = terminal_width() if sys.stdout.isatty() and not args.wide else None
     lines, clipped = table(grid, right={"DONE", "FAILED", "AGE"}, width=fit)
     print("\n".join(lines))
@@ -216,9 +310,10 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--id", help="workload id (default: generated from the data file name)")
     p.add_argument(
         "--format",
-        choices=["jsonl", "csv", "script"],
-        default="jsonl",
-        help="how to split the data into records (script: its parse())",
+        choices=["jsonl", "csv", "script", "parquet"],
+        help="how to split the data into records (script: its parse(); parquet: its rows, needs rqp[dataframe]; "
+        "a .parquet file is read as Parquet); default jsonl, and a file whose first line is a CSV header is then "
+        "refused with the flags that read it",
     )
     p.add_argument("--delimiter", default=",")
     p.add_argument(

@@ -61,7 +61,7 @@ from ._keys import (
     WorkloadKeys,
     held_key,
 )
-from ._ledger import INF, ChunkOutcome, JobRefused, Lease, Ledger, LockHeld, bit_positions
+from ._ledger import INF, ChunkOutcome, JobRefused, Lease, Ledger, LockHeld, Snapshot, bit_positions
 from ._outbox import flush_outbox, outbox_add, outbox_value, publish_outbox
 from ._scripts import Scripts
 
@@ -96,6 +96,7 @@ __all__ = [
     "Priority",
     "RetryEntry",
     "Scripts",
+    "Snapshot",
     "State",
     "WorkloadKeys",
     "bit_positions",

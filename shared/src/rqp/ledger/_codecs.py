@@ -205,6 +205,10 @@ class Meta:
     PRIORITY = "priority"
     #: the sealed ``Head`` (base64): what the plain ``enqueued``/``chunks``/``total`` only show
     HEAD = "head"
+    #: plain bytes of the data the scheduler has read so far, and the data's size (the signed
+    #: manifest's): progress while the total is unknown (``rqp.throughput``)
+    READ_BYTES = "read_bytes"
+    DATA_BYTES = "data_bytes"
 
 
 @dataclass(frozen=True)

@@ -200,6 +200,10 @@ class Ledger:
     def set_head(self, pipe: Pipeline, sealed_head: str) -> None:
         pipe.hset(self.k.meta, Meta.HEAD, sealed_head)
 
+    def show_read(self, pipe: Pipeline, read_bytes: int, data_bytes: int) -> None:
+        """How far the reading of the data got (plain: shown while the total is unknown)."""
+        pipe.hset(self.k.meta, mapping={Meta.READ_BYTES: read_bytes, Meta.DATA_BYTES: data_bytes})
+
     def set_state(self, state: State) -> None:
         self.r.hset(self.k.meta, Meta.STATE, state.value)
 
@@ -518,6 +522,8 @@ class Ledger:
         """The records of ``queued`` (id, sealed "queued" status) queued again as first attempts
         of a new round (sealed in ``sealed_head``), their failed bits cleared."""
         self.set_head(pipe, sealed_head)
+        # a new run: its throughput is its own (``rqp.throughput``), not diluted by the time between runs
+        pipe.delete(self.k.perf)
         if queued:
             pipe.hset(self.k.st, mapping={str(rid): sealed for rid, sealed in queued})
             pipe.zadd(self.k.retry, {RetryEntry(rid, 1).member: due for rid, _ in queued})
@@ -588,6 +594,10 @@ class Ledger:
         """(records processed, seconds they took), over every chunk so far."""
         records, seconds = self.r.hmget(self.k.perf, Perf.RECORDS, Perf.SECONDS)
         return int(records or 0), float(seconds or 0.0)
+
+    def perf_hash(self) -> dict[str, str]:
+        """The perf hash as it is (plain: ``rqp.throughput`` reads the run's throughput from it)."""
+        return _decode(self.r.hgetall(self.k.perf))
 
     def snapshot(self) -> Snapshot:
         """Meta, counts and perf in one round trip of O(1) commands, for progress (whatever the

@@ -110,6 +110,11 @@ ROWS: tuple[Row, ...] = (
         f"{_CLI} status, {_CONSOLE}, summary's elapsed time", "times shown and sealed into the summary",
         "UNPROTECTED", "moves only the elapsed time and rate shown (and sealed into the summary), never a count, a "
         "result or an exit code; junk reads as missing"),
+    Row("rqp:w:<W>:meta", _w("meta"), "hash", "read_bytes, data_bytes", "read_bytes|data_bytes", _SCHED,
+        f"{_CLI} status, {_CONSOLE}", "how much of the data is read, shown (a percentage and an ETA) while the "
+        "total is unknown", "UNPROTECTED", "moves only the reading percentage and ETA shown while the data is "
+        "read; the sealed head governs what is enqueued; junk, a negative or a zero size reads as missing",
+        test=f"{_FUZZ}[progress]"),
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "error, processor_error", "error|processor_error", f"{_SCHED}, {_PROC}",
         f"{_CLI} status, {_CONSOLE}, {_SCHED} (the reason given to records of a chunk given up)",
         "the reason shown for a failed or stuck workload or chunk", "UNPROTECTED",
@@ -185,8 +190,10 @@ ROWS: tuple[Row, ...] = (
         test=f"{_FUZZ}[derived]"),
     Row("rqp:w:<W>:perf", _w("perf"), "hash", "records, seconds, last, first", "records|seconds|last|first", _PROC,
         f"{_SCHED} (adaptive chunk size), {_CLI} status rate/ETA, summary's throughput",
-        "chunk sizes and the rate shown; junk (not a number, not UTF-8) reads as missing", "UNPROTECTED",
-        "moves only chunk sizes and the rate/ETA shown: never a count, a result or an exit code",
+        "chunk sizes and the run's throughput (rqp.throughput) shown and sealed into the summary; junk (not a "
+        "number, not finite, not UTF-8) reads as missing", "UNPROTECTED",
+        "moves only chunk sizes and the rate/ETA shown (and the summary's records_per_second): never a count, a "
+        "result or an exit code",
         test=f"{_III}::test_8, {_III}::test_9, {_FUZZ}[progress]"),
     Row("rqp:w:<W>:lock", _w("lock"), "string", "", "", _SCHED, _SCHED,
         "which scheduler supervises the workload (a holder is only waited for)", "derived", test=f"{_FUZZ}[derived]"),

@@ -72,19 +72,24 @@ Host = ScriptHost | InProcessHost
 
 
 class HostFactory:
-    """Script hosts for workloads, one kept warm: a fresh interpreter takes ~50 ms to start and
-    confine itself, so a spare is started ahead (it holds nothing: no workload has been given to
-    it) and the next one starts while the one just taken works."""
+    """Script hosts for workloads, one kept warm: a fresh interpreter takes ~50 ms of CPU to start
+    and confine itself, so a spare is started ahead (it holds nothing: no workload has been given
+    to it). The next spare is not started when one is taken -- that would spend those 50 ms beside
+    the workload's first records -- but when the worker is idle (``make_spare``); a take that
+    finds none starts one there and then."""
 
     def __init__(self, config: SandboxConfig, *, warm: bool = True) -> None:
         self.config = config
         self.warm = warm and config.enabled
         self._spare: ScriptHost | None = None
+        #: how many hosts this factory has started (spares included)
+        self.started = 0
         if self.warm:
             self._spare = self._spawn_quietly()
 
     def _spawn_quietly(self) -> ScriptHost | None:
         host = ScriptHost(self.config)
+        self.started += 1
         try:
             host.spawn()
         except SandboxError as exc:  # taking one will try again, and say why if it fails
@@ -101,6 +106,7 @@ class HostFactory:
             self._spare = None
             try:
                 if host.proc is None:
+                    self.started += 1
                     host.spawn()
                 host.ready().check(self.config.require, "script host")
             except SandboxError:
@@ -109,10 +115,25 @@ class HostFactory:
                     raise
                 continue  # the spare may have died while it waited: one fresh try
             host.workload_id = workload_id
-            if self.warm:
-                self._spare = self._spawn_quietly()
             return host
         raise AssertionError("unreachable")
+
+    @property
+    def wants_spare(self) -> bool:
+        """Whether a spare should be started (warm, and none is waiting)."""
+        return self.warm and self._spare is None
+
+    def make_spare(self, wait: bool = False) -> None:
+        """Start a spare if there is none (``wait``: until it has confined itself, so a worker
+        that registers afterwards runs its first record without a start-up in between)."""
+        if self.wants_spare:
+            self._spare = self._spawn_quietly()
+        if wait and self._spare is not None:
+            try:
+                self._spare.ready()
+            except SandboxError as exc:  # taking one will try again, and say why if it fails
+                log.warning("%s", exc)
+                self._spare = None
 
     def close(self) -> None:
         if self._spare is not None:
@@ -272,6 +293,15 @@ class ScriptPool:
         for wid, host in list(self._hosts.items()):
             if now - host.last_used > self.idle_seconds or not host.alive:
                 self._retire(wid)
+
+    @property
+    def wants_spare(self) -> bool:
+        """Whether the worker should call ``make_spare`` the next time it has nothing to do."""
+        return self.factory.wants_spare
+
+    def make_spare(self, wait: bool = False) -> None:
+        """Start the next workload's host ahead, while the worker has nothing else to do."""
+        self.factory.make_spare(wait)
 
     def forget(self, workload_id: str) -> None:
         """End the workload's host (its workload is finished or was replaced)."""

@@ -287,6 +287,7 @@ class ScriptHost:
         self._buf = P.FrameBuffer()
         self._sel: selectors.BaseSelector | None = None
         self._batch_size = 0
+        self._ready = False
         #: the largest frame this host may send outside parse() (results, answers)
         self._frame_limit = P.results_frame_limit(config.max_result_bytes)
 
@@ -373,7 +374,10 @@ class ScriptHost:
             raise SandboxError(f"the script sandbox failed to start: {exc}") from None
 
     def ready(self) -> Protections:
-        """Wait for the host's report of what it could apply to itself."""
+        """Wait for the host's report of what it could apply to itself (once: later calls return
+        the same report)."""
+        if self._ready:
+            return self.protections
         try:
             kind, payload = self._expect(START_TIMEOUT, "start")
         except ScriptError as exc:
@@ -400,6 +404,7 @@ class ScriptHost:
             "file size": f"{self.config.file_mb} MiB",
         }
         self.protections = Protections(report)
+        self._ready = True
         return self.protections
 
     def _env(self) -> dict[str, str]:

@@ -7,6 +7,7 @@ from typing import Any
 import redis
 
 from ._queue import Message, MessageQueue
+from .retention import Retention, Trimmer, TrimResult, trim_stream
 
 __all__ = ["RedisMessageQueue"]
 
@@ -17,14 +18,17 @@ _PREFIX = STREAM_PREFIX
 
 
 class RedisMessageQueue(MessageQueue):
-    """One stream per queue with one consumer group; visibility timeout by XAUTOCLAIM."""
+    """One stream per queue with one consumer group; visibility timeout by XAUTOCLAIM. Senders
+    keep each stream within ``retention`` (``rqp.storage.retention``)."""
 
     max_message_bytes = 512 * 1024
 
-    def __init__(self, client: redis.Redis, consumer: str = "rqp") -> None:
+    def __init__(self, client: redis.Redis, consumer: str = "rqp", retention: Retention | None = None) -> None:
         # redis-py types every reply as bytes | str; this client never decodes replies
         self._r: Any = client
         self._consumer = consumer
+        self.retention = retention or Retention()
+        self._trimmer = Trimmer(self.retention)
         self._groups: set[str] = set()
         kw = client.connection_pool.connection_kwargs
         self.location = f"redis://{kw.get('host', '?')}:{kw.get('port', '?')}/{kw.get('db', 0)}"
@@ -44,14 +48,30 @@ class RedisMessageQueue(MessageQueue):
 
     def send(self, queue: str, body: bytes) -> str:
         self._ensure_group(queue)
-        return self._r.xadd(self._key(queue), {b"b": body}).decode()
+        mid = self._r.xadd(self._key(queue), {b"b": body}).decode()
+        self._trimmer.maybe_trim(self._r, self._key(queue), queue)
+        return str(mid)
 
     def send_many(self, queue: str, bodies: list[bytes]) -> list[str]:
         self._ensure_group(queue)
         pipe = self._r.pipeline(transaction=False)
         for b in bodies:
             pipe.xadd(self._key(queue), {b"b": b})
-        return [i.decode() for i in pipe.execute()]
+        ids = [i.decode() for i in pipe.execute()]
+        self._trimmer.maybe_trim(self._r, self._key(queue), queue)
+        return ids
+
+    def trim(self, queue: str) -> TrimResult:
+        """Trim ``queue``'s stream to the retention now (senders do it every few seconds)."""
+        return trim_stream(self._r, self._key(queue), queue, self.retention)
+
+    def backlog_warning(self, queue: str) -> str | None:
+        """Trim ``queue`` now and say whether it is still past its bound (unread messages kept):
+        for a reader (``rqp events``) to show what the senders log."""
+        try:
+            return self.trim(queue).warning
+        except redis.exceptions.NoPermissionError:
+            return None  # an ACL from before retention: the senders' logs say so
 
     def receive(
         self, queue: str, max_messages: int = 32, visibility_timeout: float = 30.0, wait: float = 0.0

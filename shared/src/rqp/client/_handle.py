@@ -1,0 +1,242 @@
+"""``rqp.Workload``: the handle ``Client.submit`` and ``Client.workload`` return -- its status,
+a wait with a progress bar, its results (streamed as chunks commit, or consolidated), its
+failures, and the operator's control actions, each signed as the CLI signs them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import control
+from ..errors import BlobNotFoundError, RqpError, WorkloadError
+from ..identity import actor
+from ..ledger import SUBMISSIONS, Ledger
+from ..results import failures_so_far, read_results
+from ..status import read_progress, verified_progress
+from ..summary import Failure, Summary, read_summary
+from ..workload import Workload as OpenedWorkload
+from ..workload import blob_name
+from ._status import WorkloadStatus, is_ended
+from ._stream import Seen, committed_results, parse_line, remaining
+
+if TYPE_CHECKING:
+    from ._client import Client
+
+__all__ = ["POLL_SECONDS", "WaitTimeoutError", "Workload"]
+
+#: how often ``wait`` and ``stream`` look at Redis again
+POLL_SECONDS = 0.5
+
+
+class WaitTimeoutError(WorkloadError, TimeoutError):
+    """``Workload.wait`` or ``stream`` ran out of time before the workload ended."""
+
+
+class Workload:
+    """A workload by id, bound to a ``Client`` (its settings, Redis, blob store and keys). Cheap
+    to make: nothing is read until a method asks."""
+
+    def __init__(self, client: Client, workload_id: str) -> None:
+        self.client = client
+        self.id = workload_id
+
+    def __repr__(self) -> str:
+        return f"rqp.Workload({self.id!r})"
+
+    # ------------------------------------------------------------------ reading
+    def _opened(self) -> OpenedWorkload:
+        """Opened as the roles open it (trusted signature first, then the key): needs the KEK."""
+        return self.client.backends.workload(self.id)
+
+    def status(self) -> WorkloadStatus:
+        """A snapshot of where it stands; once it ended, the counts are its sealed summary's."""
+        b = self.client.backends
+        p = read_progress(b.redis, self.id)
+        if p is None:
+            if not b.blobs.exists(blob_name(self.id, "manifest.json")):
+                raise control.unknown(self.id)
+            queued = {x.decode() if isinstance(x, bytes) else str(x) for x in b.redis.lrange(SUBMISSIONS, 0, -1)}
+            return WorkloadStatus.not_started(self.id, "submitted" if self.id in queued else "packed")
+        if is_ended(p.state):
+            p = verified_progress(p, self._sealed_summary)
+        return WorkloadStatus.from_progress(p)
+
+    def _sealed_summary(self) -> Summary | None:
+        """The authenticated summary when this client holds the KEK and it opens, else None (an
+        ended workload's counts are then shown unverified, as ``rqp status`` shows them)."""
+        settings = self.client.settings
+        if not (settings.kek_file or settings.key_vault_key_id):
+            return None
+        try:
+            return read_summary(self.client.backends.blobs, self._opened())
+        except (RqpError, ValueError):
+            return None
+
+    def wait(self, timeout: float | None = None, progress: bool = True, poll: float = POLL_SECONDS) -> WorkloadStatus:
+        """Block until it ends (done, failed, cancelled); its final status. ``progress``: a tqdm
+        bar (a widget in a notebook) when tqdm is installed (``rqp[progress]``), nothing otherwise
+        or when False. ``WaitTimeoutError`` after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        bar = _bar(self.id) if progress else None
+        try:
+            while True:
+                s = self.status()
+                if bar is not None:
+                    bar(s)
+                if s.ended:
+                    return s
+                _pause(deadline, poll, self.id, s)
+        finally:
+            if bar is not None:
+                bar(None)
+
+    def results(self) -> Iterator[dict[str, Any]]:
+        """Its results in record order, each ``{"id": N, "result": ...}`` (with ``"key"`` when
+        packed with an id field; ``{"id": N, "error": ...}`` for a result that is not JSON),
+        decrypted and checked against the sealed summary. ``WorkloadError`` until it has ended."""
+        b = self.client.backends
+        opened = self._opened()
+        self._summary_or_why(opened)
+        for line in read_results(b.blobs, opened):
+            if line:
+                yield parse_line(line)
+
+    def _summary_or_why(self, opened: OpenedWorkload) -> None:
+        b = self.client.backends
+        try:
+            read_summary(b.blobs, opened)
+        except BlobNotFoundError:
+            s = self.status()
+            if s.state == "failed":
+                raise WorkloadError(
+                    f"workload {self.id} failed as a whole and has no results: {s.error or 'no reason recorded'}"
+                ) from None
+            raise WorkloadError(
+                f"workload {self.id} has no results yet ({s.state}); wait for it first (Workload.wait()), or read "
+                f"them as they come with Workload.stream()"
+            ) from None
+
+    def failures(self) -> list[Failure]:
+        """Its failed records (id, error, attempts, key): the sealed summary's once it ended, else
+        those failed for good so far (not final)."""
+        b = self.client.backends
+        opened = self._opened()
+        try:
+            return read_summary(b.blobs, opened).failures
+        except BlobNotFoundError:
+            pass
+        led = Ledger(b.redis, self.id)
+        return failures_so_far(led, opened) if led.exists() else []
+
+    def stream(self, timeout: float | None = None, poll: float = POLL_SECONDS) -> Iterator[dict[str, Any]]:
+        """Its results as chunks commit, before consolidation, each record once (in commit order,
+        not record order), verified under the workload's key as the final results are; ends when
+        the workload has ended and every result was yielded. ``WaitTimeoutError`` after
+        ``timeout`` seconds."""
+        b = self.client.backends
+        opened = self._opened()
+        led = Ledger(b.redis, self.id)
+        seen = Seen()
+        notes: dict[str, bytes] = {}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            s = self.status()  # before the notes: a chunk committed after this is read next time
+            yield from committed_results(led, b.blobs, opened, seen, notes)
+            if s.ended:
+                break
+            _pause(deadline, poll, self.id, s)
+        if s.state == "failed":
+            return  # failed as a whole: no consolidated results beyond what was streamed
+        self._summary_or_why(opened)
+        yield from remaining(read_results(b.blobs, opened), seen)
+
+    def to_pandas(self) -> Any:
+        """Its results as a pandas DataFrame (``rqp[dataframe]``): ``id`` (and ``key``), then the
+        result's fields as columns when every result is a flat object, else one ``result``
+        column; an ``error`` column when a result was not JSON."""
+        from ._frames import to_pandas  # noqa: PLC0415 - pandas loads only when asked for
+
+        return to_pandas(self.results())
+
+    def failures_to_pandas(self) -> Any:
+        """Its failures as a pandas DataFrame: ``id``, ``key``, ``attempts``, ``error``."""
+        from ._frames import failures_to_pandas  # noqa: PLC0415
+
+        return failures_to_pandas(self.failures())
+
+    def to_parquet(self, path: str | Path) -> Path:
+        """Its results written to a Parquet file (``rqp[dataframe]``), in batches: the columns of
+        ``to_pandas``, a non-flat result as its JSON text."""
+        from ._frames import to_parquet  # noqa: PLC0415
+
+        return to_parquet(self.results, Path(path))
+
+    # ------------------------------------------------------------------ control
+    def pause(self) -> str:
+        """Nothing new is queued; chunks in hand finish (``rqp pause``)."""
+        return self._advisory(control.pause)
+
+    def resume(self) -> str:
+        """Go on with a paused workload (``rqp resume``)."""
+        return self._advisory(control.resume)
+
+    def cancel(self) -> str:
+        """Stop for good; what was done is consolidated (``rqp cancel``)."""
+        return self._advisory(control.cancel)
+
+    def _advisory(self, action: Callable[..., str]) -> str:
+        b = self.client.backends
+        return action(b.redis, self.client.operator_key(), self.id, actor(), lambda: b.blobs)
+
+    def retry_failed(self) -> int:
+        """Run an ended workload's failed records again in a new round (``rqp retry --failed``);
+        how many (0: none failed)."""
+        b = self.client.backends
+        signer = self.client.operator_key()
+        if not control.check_known(b.redis, b.blobs, self.id):
+            raise WorkloadError(f"workload {self.id} is packed but has not run; it has no failed records to retry")
+        return control.retry_failed(b.redis, b.blobs, b.workload(self.id), signer, actor())
+
+    def set_priority(self, level: str) -> str:
+        """``high``, ``normal`` or ``low``, for its chunks queued from now on (``rqp priority``)."""
+        b = self.client.backends
+        return control.set_priority(b.redis, self.client.operator_key(), self.id, level, actor(), lambda: b.blobs).value
+
+    def delete(self, *, shred: bool = False) -> tuple[int, int]:
+        """Remove an ended workload's Redis state and blobs (``rqp delete``); with ``shred`` its
+        wrapped data key is destroyed first. (Redis keys, blobs) removed."""
+        b = self.client.backends
+        return control.delete(b.redis, b.blobs, self.client.operator_key(), self.id, actor(), shred=shred)
+
+
+def _pause(deadline: float | None, poll: float, workload_id: str, s: WorkloadStatus) -> None:
+    if deadline is not None and time.monotonic() >= deadline:
+        raise WaitTimeoutError(
+            f"workload {workload_id} had not ended in time ({s.state}: {s.done:,} done, {s.failed:,} failed of "
+            f"{s.total if s.total is not None else '?'}); wait longer, or look with 'rqp status {workload_id}'"
+        )
+    time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))
+
+
+def _bar(workload_id: str) -> Callable[[WorkloadStatus | None], None] | None:
+    """An updater of a tqdm progress bar (None when tqdm is not installed); called with None to
+    close it."""
+    try:
+        from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]  # noqa: PLC0415 - optional (rqp[progress])
+    except ImportError:
+        return None
+    bar = tqdm(desc=workload_id, unit="rec", total=None, leave=True)
+
+    def update(s: WorkloadStatus | None) -> None:
+        if s is None:
+            bar.close()
+            return
+        if s.total is not None and bar.total != s.total:
+            bar.total = s.total
+        bar.n = s.finished
+        bar.set_postfix_str(s.state + (f", {s.failed:,} failed" if s.failed else ""), refresh=False)
+        bar.refresh()
+
+    return update

@@ -1,0 +1,162 @@
+"""What ``Client.submit`` accepts as data, turned into the bytes ``rqp.workload.pack`` encrypts.
+
+A path is read as it is (JSON Lines or CSV), or -- a Parquet file -- row by row as JSON Lines.
+Records from code (an iterable of JSON-able values, a pandas DataFrame, a pyarrow Table) are
+encoded as JSON Lines a batch at a time, so a generator of any length streams into the encrypted
+upload without being held in memory, and no plaintext is ever written to disk.
+
+What a column becomes in the script (DataFrame, Table, Parquet): each row is an object of its
+columns; integers, floats, strings, booleans, lists and structs as JSON; a missing value (null,
+pandas' NaN/NaT/None) is ``null``; dates, times and timestamps are ISO 8601 strings; decimals are
+strings (exact); bytes are base64 strings; durations are seconds (a float). A float that is
+Infinity is refused (strict JSON has none): write null or a string instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, WorkloadError
+
+__all__ = ["BATCH_ROWS", "PIECE_BYTES", "DataSource", "data_source", "encode_value", "is_dataframe", "is_table"]
+
+#: rows of a DataFrame, Table or Parquet file converted at a time
+BATCH_ROWS = 8192
+#: encoded JSON Lines handed to the encryption in pieces of about this size
+PIECE_BYTES = 1 << 20
+#: the formats a data file may be given as (``format=``): the scheduler's, and Parquet (read here)
+PATH_FORMATS = ("jsonl", "csv", "script", "parquet")
+_SUFFIX_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+@dataclass
+class DataSource:
+    """The data to pack: its bytes in pieces, the format the scheduler parses them with, and a
+    stem for a generated workload id."""
+
+    pieces: Path | Iterable[bytes]
+    fmt: str
+    stem: str
+
+
+def encode_value(value: Any) -> Any:
+    """``json.dumps``'s ``default``: what a DataFrame/Table/Parquet cell that is not JSON becomes."""
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode()
+    item = getattr(value, "item", None)  # a numpy scalar
+    if callable(item):
+        return item()
+    tolist = getattr(value, "tolist", None)  # a numpy array
+    if callable(tolist):
+        return tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+_encoder = json.JSONEncoder(allow_nan=False, separators=(",", ":"), default=encode_value, ensure_ascii=False)
+
+
+def _line(record: Any, number: int) -> str:
+    try:
+        return _encoder.encode(record)
+    except (TypeError, ValueError) as exc:
+        raise WorkloadError(
+            f"record {number} cannot be sent as JSON ({exc}); give records of JSON values (NaN and Infinity "
+            f"are not JSON: use null)"
+        ) from None
+
+
+def _pieces(records: Iterable[Any]) -> Iterator[bytes]:
+    """JSON Lines of ``records``, about ``PIECE_BYTES`` at a time."""
+    buf: list[str] = []
+    size = 0
+    for number, record in enumerate(records):
+        text = _line(record, number)
+        buf.append(text)
+        size += len(text) + 1
+        if size >= PIECE_BYTES:
+            buf.append("")
+            yield "\n".join(buf).encode()
+            buf, size = [], 0
+    if buf:
+        buf.append("")
+        yield "\n".join(buf).encode()
+
+
+def _need(module: str, extra: str) -> Any:
+    import importlib  # noqa: PLC0415 - the optional dependencies load only when used
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(f"{module} is not installed; install it with pip install 'rqp[{extra}]'") from None
+
+
+def is_dataframe(value: object) -> bool:
+    return type(value).__module__.startswith("pandas") and hasattr(value, "to_dict") and hasattr(value, "columns")
+
+
+def is_table(value: object) -> bool:
+    return type(value).__module__.startswith("pyarrow") and hasattr(value, "to_batches")
+
+
+def _batch_rows(batches: Iterable[Any]) -> Iterator[Any]:
+    for batch in batches:
+        yield from batch.to_pylist()
+
+
+def _parquet_rows(path: Path) -> Iterator[Any]:
+    pq = _need("pyarrow.parquet", "dataframe")
+    try:
+        handle = pq.ParquetFile(path)
+    except OSError as exc:
+        raise WorkloadError(f"cannot read {path} as Parquet: {exc}") from None
+    with handle:
+        yield from _batch_rows(handle.iter_batches(batch_size=BATCH_ROWS))
+
+
+def _frame_rows(frame: Any) -> Iterator[Any]:
+    pa = _need("pyarrow", "dataframe")
+    for start in range(0, len(frame), BATCH_ROWS):
+        part = frame.iloc[start : start + BATCH_ROWS]
+        yield from pa.Table.from_pandas(part, preserve_index=False).to_pylist()
+
+
+def data_source(data: Any, fmt: str | None) -> DataSource:
+    """``data`` as ``Client.submit`` takes it (see the module's docstring); ``fmt`` for a path
+    (default: from its suffix, else JSON Lines)."""
+    if isinstance(data, str | os.PathLike):
+        path = Path(data)
+        chosen = fmt or _SUFFIX_FORMATS.get(path.suffix.lower(), "jsonl")
+        if chosen not in PATH_FORMATS:
+            raise WorkloadError(f"unknown data format {chosen!r}; use one of {', '.join(PATH_FORMATS)}")
+        if not path.is_file():
+            raise WorkloadError(f"cannot read {path}: no such file")
+        if chosen == "parquet":
+            return DataSource(_pieces(_parquet_rows(path)), "jsonl", path.stem)
+        return DataSource(path, chosen, path.stem)
+    if fmt not in (None, "jsonl"):
+        raise WorkloadError(f"format={fmt!r} is for a data file; records from code are sent as JSON Lines")
+    if is_dataframe(data):
+        return DataSource(_pieces(_frame_rows(data)), "jsonl", "dataframe")
+    if is_table(data):
+        return DataSource(_pieces(_batch_rows(data.to_batches(max_chunksize=BATCH_ROWS))), "jsonl", "table")
+    if isinstance(data, bytes | bytearray | Mapping) or not isinstance(data, Iterable):
+        raise WorkloadError(
+            f"cannot submit data of type {type(data).__name__}: give a path, an iterable of records, a pandas "
+            f"DataFrame or a pyarrow Table"
+        )
+    return DataSource(_pieces(data), "jsonl", "records")

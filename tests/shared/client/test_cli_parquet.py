@@ -1,0 +1,48 @@
+"""Parquet both ways on the command line, through the client's reader and writer:
+``rqp pack data.parquet`` (rows as records) and ``rqp results W --format parquet``."""
+
+from __future__ import annotations
+
+import pytest
+
+from rqp.cli import main
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+SCRIPT = "def process(r):\n    if r['n'] == 2:\n        raise ValueError('two')\n    return {'n': r['n'], 'label': r['label']}\n"
+
+
+@pytest.fixture
+def env(world, monkeypatch):
+    for name, value in {
+        "RQP_REDIS_URL": world.settings.redis_url,
+        "RQP_BLOB_URL": world.settings.blob_url,
+        "RQP_ALLOW_INSECURE_REDIS": "true",
+        "RQP_KEK_FILE": str(world.settings.kek_file),
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_pack_a_parquet_file_and_read_the_results_as_parquet(env, world, run_to_end, tmp_path, capsys):
+    data = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({"n": [1, 2, 3], "label": ["a", "b", None]}), data)
+    script = tmp_path / "p.py"
+    script.write_text(SCRIPT)
+    assert main(["pack", str(data), str(script), "--id", "pq"]) == 0
+    run_to_end("pq")
+    out = tmp_path / "out.parquet"
+    assert main(["results", "pq", "--format", "parquet", "-o", str(out)]) == 0
+    assert pq.read_table(out).to_pylist() == [{"id": 0, "n": 1, "label": "a"}, {"id": 2, "n": 3, "label": None}]
+    failed = tmp_path / "failed.parquet"
+    assert main(["results", "pq", "--failed", "--format", "parquet", "-o", str(failed)]) == 0
+    [row] = pq.read_table(failed).to_pylist()
+    assert (row["id"], row["attempts"]) == (1, 2) and "two" in row["error"]
+    capsys.readouterr()
+
+
+def test_results_as_parquet_need_a_file(env, run_to_end, world, tmp_path, capsys):
+    world.pack("nofile", [{"n": 1}])
+    run_to_end("nofile")
+    assert main(["results", "nofile", "--format", "parquet"]) != 0
+    assert "add -o FILE.parquet" in capsys.readouterr().err

@@ -1,0 +1,68 @@
+"""``Workload.stream``: results as chunks commit, before consolidation, each exactly once and
+verified under the workload's key; the streamed set is the consolidated one."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+import rqp
+from rqp.ledger import Ledger
+from rqp.workload import blob_name
+
+SCRIPT = "def process(r):\n    if r['n'] % 7 == 5:\n        raise ValueError('bad')\n    return {'sq': r['n'] ** 2}\n"
+
+
+@pytest.mark.timeout(120)  # a stream that only read consolidated results would wait here forever
+def test_first_results_arrive_while_running_and_the_stream_equals_the_consolidated_results(client, world, proc):
+    w = client.submit([{"n": i} for i in range(40)], SCRIPT, id="streamed")
+    run = world.run(w.id)
+    stream = w.stream(poll=0)
+    run.step()
+    world.work(proc)  # the first window of chunks commits
+    early = w.status()
+    assert early.state == "running" and 0 < early.done < 40
+    first = list(itertools.islice(stream, early.done))
+    assert w.status().state == "running"  # they came before the workload ended...
+    assert not world.store.exists(blob_name(w.id, "results.enc"))  # ...and before consolidation
+    world.run_to_end(run, proc)
+    rest = list(stream)  # the rest, then the stream ends with the workload
+    streamed = first + rest
+    final = list(w.results())
+    assert len(streamed) == len({x["id"] for x in streamed})  # each record once
+    assert sorted(streamed, key=lambda x: x["id"]) == final
+    assert len(final) == 40 - len(w.failures())
+
+
+def test_a_stream_started_after_the_end_reads_the_consolidated_results(client, world, proc, run_to_end):
+    w = client.submit([{"n": i} for i in range(12)], SCRIPT, id="late")
+    run_to_end(w.id)
+    assert not list(world.store.list(blob_name(w.id, "parts/")))  # parts are gone
+    assert list(w.stream(poll=0)) == list(w.results())
+
+
+def test_a_result_moved_between_records_in_a_part_fails_the_stream(client, world, proc):
+    """A part entry re-labelled as another record's does not open: the stream says so instead of
+    yielding it (as consolidation would refuse it)."""
+    from rqp.parts import _ENTRY, MAGIC, decode_part
+
+    w = client.submit([{"n": i} for i in range(8)], "def process(r):\n    return r['n']\n", id="tampered")
+    run = world.run(w.id)
+    run.step()
+    world.work(proc)
+    assert Ledger(world.r, w.id).parts()  # committed chunks name their parts
+    name = sorted(world.store.list(blob_name(w.id, "parts/")))[0]
+    entries = list(decode_part(world.store.get(name), name))
+    (a, sa), (b, sb) = entries[0], entries[1]
+    swapped = [(a, sb), (b, sa), *entries[2:]]
+    world.store.put(name, MAGIC + b"".join(_ENTRY.pack(rid, len(s)) + s for rid, s in swapped))
+    with pytest.raises(rqp.IntegrityError, match="is not job"):
+        list(itertools.islice(w.stream(poll=0), 8))
+
+
+def test_a_stream_times_out_with_one_line(client, world):
+    w = client.submit([{"n": 1}], SCRIPT, id="idle")
+    world.run(w.id)  # started, never worked
+    with pytest.raises(rqp.WaitTimeoutError, match="idle had not ended in time"):
+        list(w.stream(timeout=0.05, poll=0.01))
