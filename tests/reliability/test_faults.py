@@ -124,8 +124,8 @@ def test_dead_workers_chunk_is_rerun_without_waiting_for_its_lease(cluster):
     cluster.wait_for(
         lambda: cluster.r.get(held) == b"rqp-deadw-c00000000-0", 60, "the worker to take the chunk with record 7"
     )
-    # the chunk's script host, and the worker's warm spare
-    cluster.wait_for(lambda: len(_children(pid, "_host.py")) == 2, 60, "the chunk's script host and the spare to start")
+    # the chunk's script host (the worker's next spare starts only once it is idle again)
+    cluster.wait_for(lambda: len(_children(pid, "_host.py")) >= 1, 60, "the chunk's script host to start")
     hosts = _children(pid, "_host.py")
     lease = cluster.r.zscore("rqp:w:deadw:pending", "rqp-deadw-c00000000-0")
     assert lease is not None and lease > time.time() + 500
