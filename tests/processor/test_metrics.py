@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import stat
+import subprocess
 import tempfile
 import urllib.error
 import urllib.request
@@ -150,7 +152,16 @@ def test_processor_metrics_match_the_workload(cluster: Cluster):
         scrape(port, "/")
     assert err.value.code == 404
 
-    cluster.stop()
+    # stopped as 'docker compose stop' does: SIGTERM to the supervisor, which stops its workers and
+    # removes the directory on its way out. (cluster.stop() SIGKILLs what is still running after
+    # 10 s: on a busy machine that was the supervisor itself, whose cleanup then never ran --
+    # issue #24 item 22.) So wait for it to exit by itself, then look.
+    sup.send_signal(signal.SIGTERM)
+    try:
+        code = sup.wait(120)  # a bound on a hang, not a guess at how long stopping takes
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"the supervisor did not exit within 120 s of SIGTERM\n{cluster.logs()}") from None
+    assert code == 0, f"the supervisor did not exit cleanly ({code})\n{cluster.logs()}"
     assert not os.path.exists(directory), "the multiprocess directory outlived its supervisor"
 
 

@@ -16,6 +16,7 @@ from rqp.status import record_status
 from rqp.summary import read_summary
 from rqp_processor.chunk import ChunkProcessor
 from rqp_scheduler.run import WorkloadRun
+from rqp_scheduler.run.reclaim import FREE_LOST_RERUNS
 
 
 def _run(world, wid: str) -> WorkloadRun:
@@ -81,14 +82,21 @@ def test_a_dead_workers_chunk_is_reclaimed_and_its_records_fail_after_the_last_a
     run.step()
     led = Ledger(world.r, wid)
     [jid] = led.queued()
-    # a worker took the lease and died: the lease runs out, attempt 1 is spent
+    # a worker took the lease and died: the lease runs out. A lost worker is no attempt of its
+    # records (issue #24 item 26) until FREE_LOST_RERUNS of them; then each spends one
     _lease(led, jid, "gone:1")
     run.reclaimer.expired()
     [again] = led.queued()
     assert again.endswith("-1")  # the next generation of the same chunk
     spec = open_spec(run.workload, again, led.spec(again))
+    assert [att for _rid, att in spec.records()] == [1, 1, 1, 1] and spec.reruns == 1
+    for i in range(FREE_LOST_RERUNS):
+        _lease(led, again, f"gone:{i + 2}")
+        run.reclaimer.expired()
+        [again] = led.queued()
+    spec = open_spec(run.workload, again, led.spec(again))
     assert [att for _rid, att in spec.records()] == [2, 2, 2, 2]
-    _lease(led, again, "gone:2")
+    _lease(led, again, "gone:last")
     run.reclaimer.expired()  # max_attempts = 2: failed, with the reason
     assert led.failed_ids() == [0, 1, 2, 3] and led.queued() == []
     assert sorted(world.r.hkeys(led.k.rec)) == [b"0", b"1", b"2", b"3"]  # kept for 'rqp retry'

@@ -400,14 +400,15 @@ class ChunkProcessor:
                 due = finished + backoff_delay(attempt, spec.backoff, spec.backoff_max)
                 out.retries.append(RetryEntry(rid, attempt + 1, due))
                 st = StatusRecord(
-                    workload.id, rid, QUEUED, attempt, error, due, started, finished, self.worker, jid, key_of.get(rid)
-                )
+                    workload.id, rid, QUEUED, attempt, error, due, started, finished, self.worker, jid, key_of.get(rid),
+                    spec.reruns,
+                )  # fmt: skip
                 t.statuses.append((rid, st.to_json()))
             else:
                 out.failed.append(rid)
                 st = StatusRecord(
                     workload.id, rid, FAILED, attempt, error, spec.queued_at, started, finished, self.worker, jid,
-                    key_of.get(rid),
+                    key_of.get(rid), spec.reruns,
                 )  # fmt: skip
                 raw = st.to_json()
                 t.statuses.append((rid, raw))

@@ -5,7 +5,9 @@ the chunk in hand and exits (RQ's warm shutdown); a worker still busy after the 
 killed, and its chunk is re-run elsewhere -- never half-committed, since a chunk's commit is one
 atomic Redis script. A worker that dies (OOM killer, SIGKILL, a crash) has its chunk's lease ended
 by this supervisor at once, so the scheduler re-runs the chunk within a second instead of after
-the lease (``RQP_LEASE_SECONDS``) runs out.
+the lease (``RQP_LEASE_SECONDS``) runs out. The RQ registrations dead workers of this host left
+behind (a kill, a crash, a reboot) are removed when it starts and when it restarts a worker
+(``registrations``), so the console does not list them for minutes.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from rqp.hardening import harden_process
 from rqp.identity import process_identity
 from rqp.ledger import FleetHeartbeat, release_worker
 from rqp.metrics_http import SupervisorCounts, serve_processor
+
+from .registrations import remove_dead_registrations
 
 if TYPE_CHECKING:  # an optional package: imported only when --report-host asks for it
     from rqp_metrics.logger import MetricsLogger
@@ -63,6 +67,14 @@ def _spawn(args: argparse.Namespace, env: dict[str, str] | None = None) -> subpr
     if args.burst:
         cmd.append("--burst")
     return subprocess.Popen(cmd, env=env)
+
+
+def release_previous_holder(r: redis.Redis, pid: int) -> None:
+    """A worker just started as ``pid``: a chunk still held under ``host:pid`` is a dead process's
+    (the same pid before a container restart or a reboot, or one killed with its supervisor). Its
+    lease ends now, said as what it is, so the new worker is never blamed for it should it die."""
+    if jid := release_dead_worker(r, pid):
+        log.warning("an earlier process with pid %d on this host died holding %s; its lease was ended", pid, jid)
 
 
 def release_dead_worker(r: redis.Redis, pid: int) -> str | None:
@@ -114,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rqp-processor: error: {exc}", file=sys.stderr)
         return exc.exit_code
     n = settings.worker_count
+    remove_dead_registrations(r)  # what this host's workers left before a kill, a crash, a reboot
     procs = [_spawn(args, worker_env) for _ in range(n)]
+    for p in procs:
+        release_previous_holder(r, p.pid)
     print(
         f"rqp-processor: {n} worker processes on queue {settings.rq_queue!r} ({settings.redis_url_safe})",
         file=sys.stderr,
@@ -156,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
             restarts[i] += 1
             counts.restarts += 1
             if not stop.wait(delay):
+                remove_dead_registrations(r)  # the one that died, when it could not unregister
                 procs[i] = _spawn(args, worker_env)
+                release_previous_holder(r, procs[i].pid)
                 started[i] = time.monotonic()
         if args.burst and all(p.poll() is not None for p in procs):
             break
@@ -165,17 +182,26 @@ def main(argv: list[str] | None = None) -> int:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + args.grace
+    killed = False
     for p in procs:
         try:
             p.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            log.warning(
-                "worker pid %d did not finish within %.0fs; killed (its chunk will be re-run)", p.pid, args.grace
-            )
             p.kill()
             p.wait()
-            release_dead_worker(r, p.pid)
+            killed = True
+            if jid := release_dead_worker(r, p.pid):
+                log.warning(
+                    "worker pid %d did not finish %s within %gs; killed, and its lease ended so it is re-run now",
+                    p.pid,
+                    jid,
+                    args.grace,
+                )
+            else:  # idle, or between chunks: nothing to re-run, and nothing claimed
+                log.warning("worker pid %d did not stop within %gs; killed (it held no chunk)", p.pid, args.grace)
         sandbox.remove_leftovers(pid=p.pid)  # its script hosts' scratch, however it ended
+    if killed:
+        remove_dead_registrations(r)  # a worker killed above could not unregister itself
     heartbeat.leave()
     if metrics is not None:
         metrics.stop()

@@ -122,6 +122,9 @@ class ChunkSpec:
     #: JSON Lines data chunks with blank lines among them: (record id, its line) change points
     #: (``rqp.records.LineMap.within``); none means record ``rid`` is on line ``rid + 1``
     lines: tuple[tuple[int, int], ...] | None = None
+    #: times the chunk was re-run because its worker or VM was lost (killed, crashed, its RQ job
+    #: lost with Redis): not an attempt of its records, which did not fail (issue #24 item 26)
+    reruns: int = 0
 
     @property
     def size(self) -> int:
@@ -144,6 +147,7 @@ class ChunkSpec:
                 "g": self.round,
                 **({"k": self.keys} if self.keys is not None else {}),
                 **({"l": self.lines} if self.lines else {}),
+                **({"x": self.reruns} if self.reruns else {}),
             },
             separators=(",", ":"),
         ).encode()
@@ -157,6 +161,7 @@ class ChunkSpec:
             d["w"], d["c"], tuple(tuple(r) for r in d["r"]), d["m"], d["b"], d["bm"], d.get("q"), int(d.get("g", 1)),
             tuple(str(k) for k in keys) if keys is not None else None,
             tuple((int(a), int(b)) for a, b in lines) if lines else None,
+            int(d.get("x", 0)),
         )  # fmt: skip
 
     def line_of(self, rid: int) -> int:

@@ -83,11 +83,15 @@ class StatusRecord:
     job: str | None = None
     #: the data's own id of the record (``rqp pack --id-field``), else None
     key: str | None = None
+    #: re-runs of its chunk after a lost worker or VM: not attempts (``ChunkSpec.reruns``)
+    reruns: int = 0
 
     def to_json(self) -> bytes:
         # formatted by hand: this runs several times per record on the hot path, and
         # dataclasses.asdict or a dict through json.dumps cost more than the encryption
         key = f',"key":{_str(self.key)}' if self.key is not None else ""
+        if self.reruns:
+            key += f',"reruns":{int(self.reruns)}'
         return (
             f'{{"workload":"{self.workload}","id":{self.id},"state":"{self.state}","attempts":{self.attempts},'
             f'"error":{_str(self.error)},"queued_at":{_num(self.queued_at)},"started_at":{_num(self.started_at)},'

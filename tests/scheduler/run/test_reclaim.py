@@ -1,5 +1,6 @@
-"""``Reclaimer``: an expired chunk is re-run as its next generation with the attempt spent, and
-failed once out of attempts; a chunk RQ lost or a processor handed back is queued again."""
+"""``Reclaimer``: an expired chunk (its worker lost) is re-run as its next generation with no
+attempt spent, a chunk reclaimed for its own reason with the attempt spent, and failed once out
+of attempts; a chunk RQ lost or a processor handed back is queued again."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 
 from rqp.ledger import Ledger
 from rqp.status import record_status
-from rqp_scheduler.run.reclaim import LOST_FROM_QUEUE
+from rqp_scheduler.run.reclaim import FREE_LOST_RERUNS, LOST_FROM_QUEUE
 
 from .conftest import specs
 
@@ -29,20 +30,47 @@ def _one_chunk(world, name: str):
     return run, led, jid
 
 
-def test_an_expired_chunk_runs_again_then_fails_out_of_attempts(world):
+def test_an_expired_chunk_runs_again_with_no_attempt_spent_then_fails_out_of_attempts(world):
+    """Its worker was lost: a re-run, not an attempt (issue #24 item 26); a reclaim for a reason
+    of the chunk's own spends one."""
     run, led, jid = _one_chunk(world, "expired")
     _lease(led, jid, "gone:1")
     run.reclaimer.expired()
     [again] = led.queued()
     assert again == jid[:-1] + "1"
-    assert specs(run.workload, led)[again].records() == [(0, 2), (1, 2), (2, 2), (3, 2)]
+    spec = specs(run.workload, led)[again]
+    assert spec.records() == [(0, 1), (1, 1), (2, 1), (3, 1)] and spec.reruns == 1
     _lease(led, again, "gone:2")
-    run.reclaimer.reclaim(again, "the test says so")  # max_attempts = 2: the records fail
+    run.reclaimer.reclaim(again, "the test says so")  # not a lost worker: the attempt is spent
+    [third] = led.queued()
+    assert specs(run.workload, led)[third].records() == [(0, 2), (1, 2), (2, 2), (3, 2)]
+    _lease(led, third, "gone:3")
+    run.reclaimer.reclaim(third, "the test says so")  # max_attempts = 2: the records fail
     assert led.queued() == [] and led.failed_ids() == [0, 1, 2, 3]
     st = record_status(world.r, run.workload, 3)
-    assert (
-        st.state == "failed" and st.attempts == 2 and st.error == "chunk c00000000 was re-run 2 times: the test says so"
-    )
+    assert (st.state, st.attempts, st.reruns) == ("failed", 2, 1)
+    assert st.error == "chunk c00000000 was re-run 2 times: the test says so"
+
+
+def test_a_chunk_that_keeps_losing_its_worker_spends_attempts_past_the_free_reruns(world):
+    """A record that kills its worker every time must still fail: past ``FREE_LOST_RERUNS`` each
+    lost worker spends an attempt."""
+    run, led, jid = _one_chunk(world, "poison")
+    for i in range(FREE_LOST_RERUNS):
+        _lease(led, jid, f"gone:{i}")
+        run.reclaimer.expired()
+        [jid] = led.queued()
+        spec = specs(run.workload, led)[jid]
+        assert (spec.records()[0], spec.reruns) == ((0, 1), i + 1)
+    _lease(led, jid, "gone:again")
+    run.reclaimer.expired()
+    [jid] = led.queued()
+    assert specs(run.workload, led)[jid].records()[0] == (0, 2)  # max_attempts = 2
+    _lease(led, jid, "gone:last")
+    run.reclaimer.expired()
+    assert led.queued() == [] and led.failed_ids() == [0, 1, 2, 3]
+    st = record_status(world.r, run.workload, 0)
+    assert (st.state, st.attempts, st.reruns) == ("failed", 2, FREE_LOST_RERUNS + 2)
 
 
 def test_a_chunk_committed_first_is_not_reclaimed(world, proc):

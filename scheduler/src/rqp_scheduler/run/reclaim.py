@@ -23,12 +23,17 @@ from rqp.status import FAILED, StatusRecord
 from .context import RunContext
 from .jobs import in_queues, queue_specs
 
-__all__ = ["EXPIRED", "LOST_FROM_QUEUE", "Reclaimer"]
+__all__ = ["EXPIRED", "FREE_LOST_RERUNS", "LOST_FROM_QUEUE", "Reclaimer"]
 
 log = logging.getLogger("rqp.scheduler")
 
 EXPIRED = "its worker stopped renewing the chunk lease (worker died or hung)"
 LOST_FROM_QUEUE = "its RQ job was lost from the queue (Redis restart?)"
+#: re-runs of a chunk after a lost worker (killed, crashed, its VM or Redis gone) that spend no
+#: attempt of its records: they did not fail. Past these, a chunk that keeps losing its worker is
+#: taken to cause it (a record that kills or hangs its worker) and each re-run spends an attempt,
+#: so such a record still fails after ``max_attempts`` instead of looping for ever.
+FREE_LOST_RERUNS = 3
 
 
 class Reclaimer:
@@ -40,9 +45,9 @@ class Reclaimer:
         self._unqueued: set[str] = set()
 
     def expired(self) -> None:
-        """Chunks whose lease ran out."""
+        """Chunks whose lease ran out (or that a dead worker's supervisor ended): their worker is lost."""
         for jid in self.ctx.ledger.expired(time.time()):
-            self.reclaim(jid, EXPIRED)
+            self.reclaim(jid, EXPIRED, lost=True)
 
     def lost(self) -> None:
         """Queued chunks whose RQ job failed, vanished, started on a worker that died before
@@ -83,7 +88,9 @@ class Reclaimer:
             if status is None and ctx.ledger.lease(jid) != float("inf"):
                 continue  # committed (result_ttl=0 deleted the job) or leased meanwhile
             reason = self._rq_failure_reason(job, status) if status != JobStatus.QUEUED else LOST_FROM_QUEUE
-            self.reclaim(jid, reason)
+            # queued, started or gone without an error of its own: RQ or its worker lost it
+            lost = status in (JobStatus.QUEUED, JobStatus.STARTED, None) and not self.ctx.ledger.processor_error()
+            self.reclaim(jid, reason, lost=lost)
         self._unqueued = unqueued
 
     def _foreign(self, jid: str) -> bool:
@@ -133,13 +140,17 @@ class Reclaimer:
                 return re.sub(r"^[\w.]+(Error|Exception): ", "", lines[-1].strip())
         return f"its RQ job was {status.value if status else 'lost from Redis'}"
 
-    def reclaim(self, jid: str, reason: str) -> None:
-        """Re-run what ``jid`` left undone as its next generation, with the attempt that ran
-        spent; records out of attempts fail with ``reason`` (or the worker's own error)."""
+    def reclaim(self, jid: str, reason: str, *, lost: bool = False) -> None:
+        """Re-run what ``jid`` left undone as its next generation. When its worker was ``lost``
+        (and the chunk has lost fewer than ``FREE_LOST_RERUNS``) no attempt is spent: the re-run
+        is counted in the spec's ``reruns`` and shown apart in the records' status. Otherwise the
+        attempt that ran is spent; records out of attempts fail with ``reason`` (or the worker's
+        own error)."""
         ctx = self.ctx
         if self._foreign(jid):
             return
-        reason = ctx.ledger.abandoned(jid) or reason  # the worker's own error, when it gave the chunk up
+        abandoned = ctx.ledger.abandoned(jid)  # the worker's own error, when it gave the chunk up
+        reason = abandoned or reason
         sealed = ctx.ledger.reclaim(jid)
         if sealed is None:
             return  # it committed first
@@ -154,9 +165,13 @@ class Reclaimer:
             for (rid, att), done in zip(records, ctx.ledger.done_bits([r for r, _ in records]), strict=True)
             if not done
         ]
-        # the attempt that ran was spent: the same rule as a record that failed in process()
-        again = [(rid, att + 1) for rid, att in left if may_retry(att, spec.max_attempts)]
-        give_up = [(rid, att) for rid, att in left if not may_retry(att, spec.max_attempts)]
+        free = lost and not abandoned and spec.reruns < FREE_LOST_RERUNS
+        if free:  # nothing failed: the same attempts again
+            again, give_up = left, []
+        else:  # the attempt that ran was spent: the same rule as a record that failed in process()
+            again = [(rid, att + 1) for rid, att in left if may_retry(att, spec.max_attempts)]
+            give_up = [(rid, att) for rid, att in left if not may_retry(att, spec.max_attempts)]
+        reruns = spec.reruns + 1 if lost and not abandoned else spec.reruns
         now = time.time()
         pipe = ctx.r.pipeline(transaction=True)
         key_of = spec.key_of()
@@ -164,7 +179,9 @@ class Reclaimer:
             s = spec
             runs = runs_of(again)
             keys = tuple(key_of[r] for f, n, _ in runs for r in range(f, f + n)) if key_of else None
-            respec = ChunkSpec(ctx.id, s.chunk, runs, s.max_attempts, s.backoff, s.backoff_max, now, s.round, keys)
+            respec = ChunkSpec(
+                ctx.id, s.chunk, runs, s.max_attempts, s.backoff, s.backoff_max, now, s.round, keys, s.lines, reruns
+            )
             queue_specs(ctx, pipe, [respec], JobId.parse(jid).gen + 1)
         if give_up:
             failed = [
@@ -180,6 +197,7 @@ class Reclaimer:
                     None,
                     jid,
                     key_of.get(rid),
+                    reruns,
                 ).to_json()
                 for rid, att in give_up
             ]
@@ -197,12 +215,13 @@ class Reclaimer:
         pipe.execute()
         metrics.CHUNKS_RECLAIMED.labels(ctx.id).inc()
         log.warning(
-            "workload %s: chunk %s re-queued (%d records) or failed (%d): %s",
+            "workload %s: chunk %s re-queued (%d records) or failed (%d): %s%s",
             ctx.id,
             spec.chunk,
             len(again),
             len(give_up),
             reason,
+            f" (re-run {reruns} after a lost worker; no attempt spent)" if free else "",
         )
 
     def _kept(self, chunk: str, give_up: list[tuple[int, int]]) -> list[tuple[int, bytes]]:

@@ -189,6 +189,8 @@ def _record_text(st: StatusRecord) -> list[str]:
         ("job", st.job or "-"),
     ):
         lines.append(f"  {label:<9} {value}")
+    if st.reruns:  # its chunk lost its worker or VM: re-run, but no attempt of the record
+        lines.append(f"  {'re-runs':<9} {st.reruns} after a lost worker (not attempts)")
     if st.error:
         lines.append(f"  {'error':<9} {st.error}")
     return lines

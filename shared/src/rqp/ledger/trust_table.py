@@ -264,8 +264,11 @@ ROWS: tuple[Row, ...] = (
         "a job RQ lost or failed is reclaimed and re-run; START/COMMIT arbitrate", "derived",
         test=f"{_FUZZ}[derived]"),
     Row("rq:worker:<name>", r"rq:worker:.+", "hash", "* (RQ's worker registry)", _ANY, f"RQ ({_PROC} workers)",
-        f"{_CONSOLE} fleet", "which RQ workers the console lists, on which host", "UNPROTECTED",
-        "shown on the console's fleet page beside processors labelled self-reported; drives no decision"),
+        f"{_CONSOLE} fleet, {_PROC} supervisor",
+        "which RQ workers the console lists, on which host; the supervisor unregisters those of its host "
+        "whose name's start token matches no live process here", "UNPROTECTED",
+        "shown on the console's fleet page beside processors labelled self-reported; a forged entry can only "
+        "get itself unregistered (a live worker's token matches its process): drives no other decision"),
     Row("rq:* (queues, registries, results)", r"rq:(?!job:|worker:).+", "any", "*", _ANY, "RQ",
         f"RQ, {_SCHED}", "delivery of jobs only: what runs and counts is decided by START/COMMIT", "derived",
         test=f"{_FUZZ}[derived]"),
