@@ -240,3 +240,15 @@ def test_a_paused_leader_wakes_up_fenced_out_writes_nothing_and_steps_down(clust
     assert sorted(results) == list(range(n)) and all(v == k * 7 for k, v in results.items())
     status = json.loads(cluster.rqp("status", "w", "--json").stdout)
     assert status["state"] == "done", status
+
+
+def test_a_fence_of_another_type_makes_the_leader_step_down_not_crash(r):
+    a = LeaderLease(r, 30, me="host-a:1")
+    assert a.try_take() is None
+    r.delete(FENCE)
+    r.hset(FENCE, "x", "y")
+    with pytest.raises(LeaderLost):
+        a.fenced().set("k", "v")
+    assert r.get("k") is None and a.lost.is_set()
+    # its own lease (a restarted container keeps its name): taken again at once, a new generation
+    assert a.try_take() is None and not a.lost.is_set() and a.generation == 2

@@ -128,6 +128,7 @@ class LeaderLease:
         if not taken:
             return _text(value)
         self.token, self.former = _text(value), _text(former)
+        self.lost.clear()  # leading (again): under a new generation
         return None
 
     def wait(self, stop: threading.Event) -> bool:
@@ -167,7 +168,7 @@ class LeaderLease:
             return
         self.lost.set()
         log.error(
-            "lost the leader lease (generation %d) to another scheduler: this one writes nothing more and steps down",
+            "lost the leader lease (generation %d: another scheduler took it over): this one writes nothing more and steps down",
             self.generation,
         )
         for callback in self._on_lost:
@@ -247,7 +248,11 @@ class FencedPipeline(Pipeline):
 
     def _check_fence(self) -> None:
         # WATCHing: the GET runs at once, on the connection the EXEC will use
-        if self.lease.lost.is_set() or _text(super().execute_command("GET", FENCE)) != self.lease.token:
+        try:
+            fence = _text(super().execute_command("GET", FENCE))
+        except redis.ResponseError:  # not a string: junk a Redis writer left, naming nobody
+            fence = ""
+        if self.lease.lost.is_set() or fence != self.lease.token:
             self.reset()
             self.lease.step_down()
             raise LeaderLost(f"this scheduler no longer leads (generation {self.lease.generation}); it writes nothing")

@@ -6,9 +6,12 @@
 -- ARGV[1] this scheduler (host:pid)   ARGV[2] lease milliseconds
 -- returns {1, token, former fence} when taken (token: the new "<generation> <holder>"), or
 --         {0, the lease's holder, ""} while another scheduler's lease runs.
--- A lease without a TTL is not one rqp wrote (junk): it is taken over like a lapsed one.
+-- A lease without a TTL is not one rqp wrote (junk): it is taken over like a lapsed one. A lease
+-- held under this scheduler's own name (a restarted container keeps its host name and pid 1, or
+-- this process stepped down) is its own: taken at once, under a new generation.
 local held = str(KEYS[1])
-if held and redis.call('PTTL', KEYS[1]) > 0 then
+local holder = string.match(held or '', '^%d+ (.*)$')
+if held and holder ~= ARGV[1] and redis.call('PTTL', KEYS[1]) > 0 then
   return {0, held, ''}
 end
 local former = str(KEYS[2]) or ''
