@@ -14,21 +14,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import redis
 from redis_server import RedisServer, free_port
 
-__all__ = ["SERVICE", "SentinelGroup", "needs_sentinel"]
+__all__ = ["SERVICE", "SentinelGroup", "wait_until"]
 
 #: the master name the Sentinels monitor
 SERVICE = "rqp-primary"
 #: a Sentinel thinks the primary down after this long without an answer
 DOWN_AFTER_MS = 1000
-
-needs_sentinel = pytest.mark.skipif(
-    shutil.which("redis-sentinel") is None and shutil.which("redis-server") is None,
-    reason="redis-sentinel is not installed (tools/install-test-redis.sh installs it)",
-)
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
@@ -73,6 +67,7 @@ class SentinelGroup:
         self.primary.start()
         self.replica.start()
         wait_until(self._replica_synced, 20, "the replica to sync with the primary")
+        # redis-sentinel (tools/install-test-redis.sh installs it), else the server in Sentinel mode
         binary = shutil.which("redis-sentinel")
         for i, port in enumerate(self.sentinel_ports):
             d = self._sub(f"sentinel-{i}")

@@ -11,7 +11,7 @@ import time
 
 import pytest
 from harness import Cluster, bin_path
-from sentinel_group import SentinelGroup, needs_sentinel, wait_until
+from sentinel_group import SentinelGroup, wait_until
 
 from rqp.config import Settings
 from rqp.connect import connect_redis
@@ -33,7 +33,6 @@ def group():
     g.stop()
 
 
-@needs_sentinel
 def test_the_primary_killed_mid_run_the_replica_promoted_and_the_work_resumes_by_itself(group, tmp_path, kek):
     cluster = Cluster(
         tmp_path / "cluster",

@@ -12,7 +12,7 @@ import redis
 from rq import Queue
 from rq.command import send_shutdown_command
 from rq.job import Job
-from sentinel_group import SERVICE, SentinelGroup, needs_sentinel, wait_until
+from sentinel_group import SERVICE, SentinelGroup, wait_until
 
 from rqp.config import Settings
 from rqp.connect import connect_redis
@@ -89,7 +89,6 @@ print("worker stopped", flush=True)
 """
 
 
-@needs_sentinel
 def test_clients_and_an_rq_worker_follow_a_failover_by_themselves(group, tmp_path):
     """One test, one failover (they take seconds): the role's client, RQ's blocking dequeue and
     RQ's pubsub command listener all reach the promoted replica without being restarted."""
