@@ -17,8 +17,8 @@ its check and its ``EXEC`` is discarded by Redis (the ``WATCH``). ``LeaderLost``
 in-memory state is trusted afterwards) while its stop event, set by the fence, ends the loop.
 
 What a Redis writer can do here (Security III): forge or delete the lease or the fence. The
-worst is that no scheduler leads (scheduling stalls until the junk is gone: a lease without a
-TTL, or of another type, is taken over like a lapsed one) or that two lead at once; results stay
+worst is that no scheduler leads (scheduling stalls while the forged lease lasts: one without a
+TTL is given one lease of life, one of another type is deleted) or that two lead at once; results stay
 right either way, since they never depended on one scheduler acting alone -- every commit,
 reclaim and enqueue is arbitrated by the sealed, per-workload state (``rqp.ledger``).
 
@@ -28,6 +28,7 @@ The scripts are ``lua/leader_*.lua``, their KEYS and ARGV documented there.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
 from functools import cache
@@ -40,6 +41,7 @@ from redis.client import Pipeline
 from rqp.config import Settings
 from rqp.connect import connect_redis
 from rqp.identity import process_identity
+from rqp.ledger import LEADER_FENCE, LEADER_LEASE, WorkloadKeys, unfinished
 
 __all__ = [
     "FENCE",
@@ -53,13 +55,11 @@ __all__ = [
 log = logging.getLogger("rqp.scheduler")
 
 #: the lease: ``"<generation> <holder>"`` with a TTL, renewed by the leader
-LEASE = "rqp:scheduler:leader"
+LEASE = LEADER_LEASE
 #: the latest leader's ``"<generation> <holder>"`` (no TTL): what every fenced write checks
-FENCE = "rqp:scheduler:leader:fence"
+FENCE = LEADER_FENCE
 #: how often a standby looks whether the lease lapsed
 LEADER_POLL_SECONDS = 0.5
-#: the workloads' supervision locks (``rqp.ledger``), released for the new leader at a takeover
-_WORKLOAD_LOCKS = "rqp:w:*:lock"
 
 _READ_ONLY_NAMES = (
     "GET MGET STRLEN GETRANGE GETBIT BITCOUNT BITPOS EXISTS TYPE TTL PTTL EXPIRETIME SCAN KEYS DBSIZE "
@@ -124,7 +124,7 @@ class LeaderLease:
 
     def try_take(self) -> str | None:
         """Take the lease if nobody holds it: None when taken, else the holder's ``"<gen> <holder>"``."""
-        taken, value, former = self._take(keys=[LEASE, FENCE], args=[self.me, self._ms()])
+        taken, value, former = self._take(keys=[LEASE, FENCE], args=[self.me, self._ms(), math.ceil(self.seconds)])
         if not taken:
             return _text(value)
         self.token, self.former = _text(value), _text(former)
@@ -214,7 +214,8 @@ class LeaderLease:
         if not former:
             return 0
         freed = 0
-        for key in self.r.scan_iter(match=_WORKLOAD_LOCKS, count=500):
+        for wid in unfinished(self.r):
+            key = WorkloadKeys(wid).lock
             if _text(self.r.get(key)) == former:
                 freed += int(r.delete(key))
         return freed
