@@ -120,9 +120,24 @@ class SentinelGroup:
         self.primary.proc.wait()
         return time.monotonic()
 
+    def _all_name_the_replica(self) -> bool:
+        """Every Sentinel names the replica as a primary it thinks up (what redis-py's discovery
+        accepts): a client asking any of them now finds it."""
+        for port in self.sentinel_ports:
+            s = redis.Redis(host="127.0.0.1", port=port, decode_responses=True, socket_timeout=1)
+            try:
+                state = s.sentinel_master(SERVICE)
+            finally:
+                s.close()
+            if int(state["port"]) != self.replica.port or not state["is_master"]:
+                return False
+            if state["is_sdown"] or state["is_odown"]:
+                return False
+        return True
+
     def wait_failover(self, timeout: float = 30) -> None:
-        """Until the Sentinels name the replica as primary and it accepts writes."""
-        wait_until(lambda: self.primary_port() == self.replica.port, timeout, "Sentinel to promote the replica")
+        """Until every Sentinel names the replica as primary and it accepts writes."""
+        wait_until(self._all_name_the_replica, timeout, "every Sentinel to name the promoted replica")
         wait_until(
             lambda: self.replica.client().info("replication").get("role") == "master",
             timeout,

@@ -82,9 +82,14 @@ import sys
 from rq import Queue, SimpleWorker
 from rqp.config import Settings
 from rqp.connect import connect_redis
+from rqp_processor.worker import RqpWorker
+
+class Worker(SimpleWorker):
+    subscribe = RqpWorker.subscribe  # rqp's command listener (it wakes every 0.5 s, RQ's every 60 s)
+
 r = connect_redis(Settings.from_mapping({"redis_url": sys.argv[1], "allow_insecure_redis": True}))
-w = SimpleWorker([Queue("t", connection=r)], connection=r, name="sentinel-worker")
-w.work(with_scheduler=False, logging_level="WARNING")
+w = Worker([Queue("t", connection=r)], connection=r, name="sentinel-worker")
+w.work(with_scheduler=False, logging_level="INFO")
 print("worker stopped", flush=True)
 """
 
@@ -127,9 +132,12 @@ def test_clients_and_an_rq_worker_follow_a_failover_by_themselves(group, tmp_pat
                 worker.wait(1)
             except subprocess.TimeoutExpired:
                 pass
-        out = worker.stdout.read().decode() if worker.poll() is not None else ""
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        out = worker.stdout.read().decode()
         assert worker.returncode == 0, out
-        assert "worker stopped" in out
+        assert "Received shutdown command" in out and "worker stopped" in out
     finally:
         if worker.poll() is None:
             worker.kill()
