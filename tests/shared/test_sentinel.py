@@ -64,6 +64,15 @@ def test_a_half_or_doubly_named_sentinel_setup_is_refused_in_one_line(values, sa
     assert "\n" not in str(info.value)
 
 
+def test_the_consoles_actions_user_may_find_the_primary_through_sentinel_too():
+    from rqp_console.settings import ConsoleSettings
+
+    url = "rediss+sentinel://console-actions@a:26379,b:26379/rqp/0"
+    assert ConsoleSettings(actions_redis_url=url).actions_redis_url == url
+    with pytest.raises(ConfigError, match="redis\\+sentinel://"):
+        ConsoleSettings(actions_redis_url="http://a/rqp")
+
+
 def test_no_sentinel_answering_fails_the_start_in_one_line_naming_the_service():
     s = Settings.from_mapping({"redis_url": "redis+sentinel://127.0.0.1:1/rqp", "allow_insecure_redis": True})
     with pytest.raises(RedisUnavailableError, match=r"cannot reach Redis at redis\+sentinel://127.0.0.1:1/rqp/0"):
