@@ -72,10 +72,19 @@ def connect_redis(settings: Settings, *, check: bool = True) -> redis.Redis:
                     f"Redis at {settings.redis_url_safe} requires a password; set RQP_REDIS_PASSWORD_FILE"
                 ) from None
             raise
+        except redis.sentinel.MasterNotFoundError as exc:
+            target = settings.redis_sentinel
+            service = target.service if target else "?"
+            why = "no Sentinel answered" if " : " in str(exc) else f"no Sentinel names a primary for {service!r}"
+            fix = "RQP_REDIS_SENTINELS / RQP_REDIS_SERVICE" if settings.redis_sentinels.strip() else "RQP_REDIS_URL"
+            raise RedisUnavailableError(
+                f"cannot reach Redis at {settings.redis_url_safe} ({why}); start the Sentinels or fix {fix}"
+            ) from None
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             reason = str(exc).split("\n")[0].rstrip(".")
+            fix = "RQP_REDIS_SENTINELS / RQP_REDIS_SERVICE" if settings.redis_sentinels.strip() else "RQP_REDIS_URL"
             raise RedisUnavailableError(
-                f"cannot reach Redis at {settings.redis_url_safe} ({reason}); start it or fix RQP_REDIS_URL"
+                f"cannot reach Redis at {settings.redis_url_safe} ({reason}); start it or fix {fix}"
             ) from None
         if (
             not settings.allow_insecure_redis
