@@ -42,6 +42,10 @@ def test_a_standby_takes_over_a_lapsed_lease_and_the_old_leader_writes_nothing(r
     assert pipe.execute() == [1, 1]
     incr = fa.register_script("return redis.call('INCR', KEYS[1])")
     assert incr(keys=["n"]) == 2
+    explicit = fa.pipeline(transaction=False)
+    explicit.multi()  # a caller's own MULTI, as RQ issues some
+    explicit.set("m", "by-a")
+    assert explicit.execute() == [True]
 
     _until(lambda: b.try_take() is None, 5, "the standby to take the lapsed lease")
     assert (b.token, b.former) == ("2 host-b:2", "1 host-a:1")
@@ -51,6 +55,12 @@ def test_a_standby_takes_over_a_lapsed_lease_and_the_old_leader_writes_nothing(r
         fa.pipeline().hset("h", "f", "stale").incr("n").execute()
     with pytest.raises(LeaderLost):
         incr(keys=["n"])
+    explicit = fa.pipeline()
+    explicit.multi()
+    explicit.set("m", "stale")
+    with pytest.raises(LeaderLost):
+        explicit.execute()
+    assert r.get("m") == b"by-a"
     assert (r.get("k"), r.hget("h", "f"), r.get("n")) == (b"by-a", b"by-a", b"2")  # nothing of a's landed
     assert a.lost.is_set() and a.renew() is False
     assert fa.get("k") == b"by-a"  # reads still go (the loop stops on ``lost``)

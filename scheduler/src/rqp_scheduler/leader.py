@@ -267,6 +267,7 @@ class FencedPipeline(Pipeline):
             return super().execute(raise_on_error)  # a caller's own WATCH covers FENCE too (``watch``)
         stack = self.command_stack
         self.command_stack = []
+        self.explicit_transaction = False  # a caller's own MULTI (no WATCH): WATCH first, MULTI again below
         super().watch(FENCE)
         self._check_fence()
         self.multi()
