@@ -51,6 +51,8 @@ from ._global import (
 from ._keys import (
     AUDIT,
     AUDIT_HEAD,
+    LEADER_FENCE,
+    LEADER_LEASE,
     OUTBOX,
     OUTBOX_TIMES,
     PRIORITIES,
@@ -72,6 +74,8 @@ __all__ = [
     "AUDIT_HEAD",
     "FLEET",
     "INF",
+    "LEADER_FENCE",
+    "LEADER_LEASE",
     "OUTBOX",
     "OUTBOX_TIMES",
     "PAIR",
