@@ -15,6 +15,7 @@ import redis
 from .config import Settings
 from .errors import ConfigError, RedisUnavailableError
 from .keys import KeyProvider, LocalKeyProvider
+from .redis_auth import REDIS_AUTH_ENTRA, TokenCredential, entra_redis
 from .signing import LocalSigningKey, SigningKey, TrustStore
 from .storage import BlobStore, FileBlobStore, MessageQueue, RedisMessageQueue
 from .storage.retention import Retention
@@ -35,9 +36,13 @@ REDIS_SOCKET_TIMEOUT = 30.0
 REDIS_CONNECT_TIMEOUT = 5.0
 
 
-def connect_redis(settings: Settings, *, check: bool = True) -> redis.Redis:
+def connect_redis(
+    settings: Settings, *, check: bool = True, token_credential: TokenCredential | None = None
+) -> redis.Redis:
     """A client for the coordinating Redis; with ``check``, fail now with one clear line if it is
-    unreachable, refuses the password, or has none while ``allow_insecure_redis`` is off."""
+    unreachable, refuses the password, or has none while ``allow_insecure_redis`` is off.
+    ``RQP_REDIS_AUTH=entra``: it logs in with Microsoft Entra tokens (``rqp.redis_auth``; from
+    ``token_credential`` when given, else the VM's managed identity)."""
     kwargs: dict = {
         "socket_timeout": REDIS_SOCKET_TIMEOUT,
         "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
@@ -52,6 +57,8 @@ def connect_redis(settings: Settings, *, check: bool = True) -> redis.Redis:
             kwargs["ssl_ca_certs"] = str(settings.redis_ca_file)
         kwargs["ssl_cert_reqs"] = "required"
         kwargs["ssl_check_hostname"] = True  # explicit: the server certificate must name the host in the URL
+    if settings.redis_auth == REDIS_AUTH_ENTRA:
+        return _checked_entra(settings, entra_redis(settings, kwargs, token_credential), check)
     client = redis.Redis.from_url(settings.redis_url, **kwargs)
     if check:
         try:
@@ -89,6 +96,36 @@ def connect_redis(settings: Settings, *, check: bool = True) -> redis.Redis:
             f"Redis at {settings.redis_url_safe} accepts clients without a password although "
             "RQP_REDIS_PASSWORD_FILE is set; set requirepass (or disable the default user) on the server"
         )
+    return client
+
+
+def _checked_entra(settings: Settings, client: redis.Redis, check: bool) -> redis.Redis:
+    """The Entra client, with ``check``: pinged now, so a missing data-access policy or an
+    unreachable cache stops the role at start with one line."""
+    from redis.auth.err import RequestTokenErr  # noqa: PLC0415 - redis-py >= 5.3, needed by redis-entraid
+
+    if not check:
+        return client
+    try:
+        client.ping()
+    except RequestTokenErr as exc:
+        reason = str(exc).split("\n")[0].rstrip(".")
+        raise RedisUnavailableError(
+            f"no Microsoft Entra token for Redis at {settings.redis_url_safe} ({reason}); give this VM the managed "
+            "identity RQP_REDIS_ENTRA_CLIENT_ID names (or log in with 'az login')"
+        ) from None
+    except (redis.AuthenticationError, redis.ResponseError) as exc:
+        reason = str(exc).split("\n")[0].rstrip(".")
+        raise RedisUnavailableError(
+            f"Redis at {settings.redis_url_safe} refused this Entra identity ({reason}); assign it a data access "
+            "policy on the cache (compose/azure/azuredeploy.json managedRedis) or fix RQP_REDIS_ENTRA_CLIENT_ID"
+        ) from None
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        reason = str(exc).split("\n")[0].rstrip(".")
+        raise RedisUnavailableError(
+            f"cannot reach Redis at {settings.redis_url_safe} ({reason}); check RQP_REDIS_URL "
+            "(rediss://NAME.redis.cache.windows.net:6380/0) and the cache's private endpoint"
+        ) from None
     return client
 
 
