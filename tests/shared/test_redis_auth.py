@@ -15,10 +15,12 @@ the data access policies are exactly ``rqp.redis_acl``'s rules, accepted by a re
 
 from __future__ import annotations
 
+import http.server
 import json
 import secrets
 import threading
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 from typing import Any
@@ -286,3 +288,95 @@ def test_the_managed_redis_resources_keep_clear_of_the_scale_set():
     assert managed and not [res for res in managed if "virtualMachineScaleSets" in res["type"]]
     (scale_set,) = _resources(doc, "Microsoft.Compute/virtualMachineScaleSets")
     assert "managedRedis" not in json.dumps(scale_set)
+
+
+# ---------------------------------------------------------------- every role and the CLI
+
+
+class TokenEndpoint:
+    """A managed-identity token endpoint on loopback: azure-identity's ``ManagedIdentityCredential``
+    uses it when ``IDENTITY_ENDPOINT``/``IDENTITY_HEADER`` name it (as App Service does), so the
+    roles run their real credential code. Each token issued becomes a password of ``user``."""
+
+    def __init__(self, admin: redis.Redis, user: str, client_id: str) -> None:
+        self.admin, self.user, self.client_id = admin, user, client_id
+        self.secret = secrets.token_hex(16)
+        self.requests: list[dict[str, str]] = []
+        self._key = secrets.token_bytes(32)
+        self._lock = threading.Lock()
+        endpoint = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+                if self.headers.get("X-IDENTITY-HEADER") != endpoint.secret:
+                    self.send_error(401)
+                    return
+                body = json.dumps(endpoint.issue(query)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/msi/token"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def issue(self, query: dict[str, str]) -> dict[str, Any]:
+        with self._lock:
+            self.requests.append(query)
+            now = int(time.time())
+            token = jwt.encode({"oid": self.user, "iat": now, "exp": now + 3600}, self._key, algorithm="HS256")
+            self.admin.acl_setuser(self.user, enabled=True, passwords=[f"+{token}"])
+            return {"access_token": token, "expires_on": str(now + 3600), "resource": query.get("resource"),
+                    "token_type": "Bearer"}  # fmt: skip
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_scheduler_the_processors_and_the_cli_log_in_with_their_managed_identity(cluster, redis_server):
+    """With the default user switched off, nothing gets into Redis without an Entra token: the
+    workload is packed, run by the scheduler and two workers, and read back by the CLI."""
+    admin_password = secrets.token_hex(16)
+    admin = redis.Redis.from_url(redis_server.url, username="rqp-test-admin", password=admin_password)
+    cluster.r.acl_setuser("rqp-test-admin", enabled=True, passwords=[f"+{admin_password}"],
+                          commands=["+@all"], keys=["*"], channels=["*"])  # fmt: skip
+    identity, client_id = str(uuid.uuid4()), str(uuid.uuid4())
+    cluster.r.acl_setuser(identity, enabled=True, commands=["+@all"], keys=["*"], channels=["*"])
+    endpoint = TokenEndpoint(admin, identity, client_id)
+    cluster.env.update(
+        {"RQP_REDIS_AUTH": "entra", "RQP_REDIS_ENTRA_CLIENT_ID": client_id,
+         "IDENTITY_ENDPOINT": endpoint.url, "IDENTITY_HEADER": endpoint.secret}
+    )  # fmt: skip
+    admin.acl_setuser("default", enabled=False)
+    try:
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis.from_url(redis_server.url).ping()  # no token, no entry
+        data = cluster.write_data("entra.jsonl", ({"n": i} for i in range(60)))
+        wid = cluster.pack("entra", data, cluster.write_script("double.py", "def process(r):\n    return r['n'] * 2\n"))
+        cluster.start_processor(2)
+        cluster.wait_for(
+            lambda: sum(c["user"] == identity for c in admin.client_list()) >= 2,
+            what="the processor's workers logged in as the identity",
+        )
+        code, out = cluster.schedule(wid, timeout=120, env={"RQP_CHUNK_SIZE": "8", "RQP_ADAPTIVE_CHUNKS": "false"})
+        assert code == 0, out
+        assert cluster.results(wid) == {i: i * 2 for i in range(60)}
+        assert not [e for e in admin.acl_log() if e.get("username") == identity], "a role tried a refused token"
+        # every token was asked for the Redis resource, as the configured user-assigned identity
+        assert endpoint.requests and all(
+            q.get("resource") == "https://redis.azure.com" and q.get("client_id") == client_id
+            for q in endpoint.requests
+        ), endpoint.requests
+    finally:
+        admin.acl_setuser("default", enabled=True)
+        cluster.stop()
+        endpoint.close()
+        admin.acl_deluser(identity, "rqp-test-admin")
+        admin.close()
