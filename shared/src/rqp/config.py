@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import ConfigError
+from .redis_auth import DEFAULT_REDIS_AUTH, DEFAULT_REDIS_ENTRA_SCOPE, check_redis_auth
 from .sentinel import SENTINEL_SCHEMES, SentinelTarget, parse_sentinel_url, parse_sentinels
 
 __all__ = [
@@ -136,6 +137,14 @@ class Settings:
     redis_sentinel_username: str | None = None
     #: file holding that Sentinel user's password
     redis_sentinel_password_file: Path | None = None
+    #: how to log in to Redis: ``password`` (the file above) or ``entra`` (Microsoft Entra ID
+    #: tokens for Azure Cache for Redis / Azure Managed Redis; ``rqp.redis_auth``)
+    redis_auth: str = DEFAULT_REDIS_AUTH
+    #: with ``entra``: the client id of the user-assigned managed identity to log in as
+    #: (unset: ``DefaultAzureCredential``, e.g. a system-assigned identity or ``az login``)
+    redis_entra_client_id: str | None = None
+    #: with ``entra``: the scope tokens are requested for
+    redis_entra_scope: str = DEFAULT_REDIS_ENTRA_SCOPE
     #: where workloads and results live: ``file:///dir`` or ``azure-blob://...``
     blob_url: str = DEFAULT_BLOB_URL
     #: where status records and events go: ``redis`` (the Redis above) or ``azure-queue://...``
@@ -324,6 +333,14 @@ class Settings:
                 f"RQP_REDIS_URL {self.redis_url_safe} carries a password; put the password in a file and "
                 "name it in RQP_REDIS_PASSWORD_FILE"
             )
+        check_redis_auth(
+            self.redis_auth,
+            client_id=self.redis_entra_client_id,
+            scope=self.redis_entra_scope,
+            redis_url=self.redis_url,
+            password_file=self.redis_password_file,
+            allow_insecure=self.allow_insecure_redis,
+        )
         for name in ("chunk_size", "chunk_min", "chunk_max", "max_attempts", "max_record_bytes", "max_json_depth",
                      "max_csv_field_bytes"):  # fmt: skip
             if getattr(self, name) < 1:

@@ -16,6 +16,7 @@ import redis.sentinel
 from .config import Settings
 from .errors import ConfigError, RedisUnavailableError
 from .keys import KeyProvider, LocalKeyProvider
+from .redis_auth import REDIS_AUTH_ENTRA, TokenCredential, entra_redis
 from .signing import LocalSigningKey, SigningKey, TrustStore
 from .storage import BlobStore, FileBlobStore, MessageQueue, RedisMessageQueue
 from .storage.retention import Retention
@@ -38,9 +39,13 @@ REDIS_CONNECT_TIMEOUT = 5.0
 SENTINEL_SOCKET_TIMEOUT = 2.0
 
 
-def connect_redis(settings: Settings, *, check: bool = True) -> redis.Redis:
+def connect_redis(
+    settings: Settings, *, check: bool = True, token_credential: TokenCredential | None = None
+) -> redis.Redis:
     """A client for the coordinating Redis; with ``check``, fail now with one clear line if it is
-    unreachable, refuses the password, or has none while ``allow_insecure_redis`` is off."""
+    unreachable, refuses the password, or has none while ``allow_insecure_redis`` is off.
+    ``RQP_REDIS_AUTH=entra``: it logs in with Microsoft Entra tokens (``rqp.redis_auth``; from
+    ``token_credential`` when given, else the VM's managed identity)."""
     kwargs: dict = {
         "socket_timeout": REDIS_SOCKET_TIMEOUT,
         "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
@@ -55,6 +60,8 @@ def connect_redis(settings: Settings, *, check: bool = True) -> redis.Redis:
             kwargs["ssl_ca_certs"] = str(settings.redis_ca_file)
         kwargs["ssl_cert_reqs"] = "required"
         kwargs["ssl_check_hostname"] = True  # explicit: the server certificate must name the host in the URL
+    if settings.redis_auth == REDIS_AUTH_ENTRA:
+        return _checked_entra(settings, entra_redis(settings, kwargs, token_credential), check)
     client = _open_redis(settings, kwargs)
     if check:
         try:
@@ -136,6 +143,36 @@ def _sentinel_kwargs(settings: Settings, tls: bool) -> dict:
         if settings.redis_ca_file:
             kwargs["ssl_ca_certs"] = str(settings.redis_ca_file)
     return kwargs
+
+
+def _checked_entra(settings: Settings, client: redis.Redis, check: bool) -> redis.Redis:
+    """The Entra client, with ``check``: pinged now, so a missing data-access policy or an
+    unreachable cache stops the role at start with one line."""
+    from redis.auth.err import RequestTokenErr  # noqa: PLC0415 - redis-py >= 5.3, needed by redis-entraid
+
+    if not check:
+        return client
+    try:
+        client.ping()
+    except RequestTokenErr as exc:
+        reason = str(exc).split("\n")[0].rstrip(".")
+        raise RedisUnavailableError(
+            f"no Microsoft Entra token for Redis at {settings.redis_url_safe} ({reason}); give this VM the managed "
+            "identity RQP_REDIS_ENTRA_CLIENT_ID names (or log in with 'az login')"
+        ) from None
+    except (redis.AuthenticationError, redis.ResponseError) as exc:
+        reason = str(exc).split("\n")[0].rstrip(".")
+        raise RedisUnavailableError(
+            f"Redis at {settings.redis_url_safe} refused this Entra identity ({reason}); assign it a data access "
+            "policy on the cache (compose/azure/azuredeploy.json managedRedis) or fix RQP_REDIS_ENTRA_CLIENT_ID"
+        ) from None
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        reason = str(exc).split("\n")[0].rstrip(".")
+        raise RedisUnavailableError(
+            f"cannot reach Redis at {settings.redis_url_safe} ({reason}); check RQP_REDIS_URL "
+            "(rediss://NAME.redis.cache.windows.net:6380/0) and the cache's private endpoint"
+        ) from None
+    return client
 
 
 def _accepts_anyone(settings: Settings, kwargs: dict) -> bool:
