@@ -6,6 +6,7 @@ A real scheduler enqueues a workload with no processor running, so its records s
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from rq import Queue, Worker
@@ -13,6 +14,7 @@ from rq import Queue, Worker
 from rqp.cli.fleet import FleetSettings, wanted_processors
 from rqp.config import DEFAULT_RQ_QUEUE
 from rqp.errors import ConfigError
+from rqp.ledger import register_processor
 
 RECORDS = 60
 
@@ -59,8 +61,11 @@ def test_fleet_reads_the_queued_backlog_of_a_running_workload(cluster):
     env = {"RQP_FLEET_RECORDS_PER_SECOND": "2", "RQP_FLEET_DRAIN_SECONDS": "5"}
     assert cluster.rqp("fleet", "--count", env=env).stdout == b"6\n"
 
-    # a processor registered on the queue: the backlog per processor halves with two
-    workers = [Worker([Queue(DEFAULT_RQ_QUEUE, connection=cluster.r)], connection=cluster.r) for _ in range(2)]
+    # two processors in the fleet registry (three RQ workers between them): the backlog per
+    # processor halves; the formula counts processors, as --scale and a scale set do
+    for pid in (101, 102):
+        register_processor(cluster.r, host="vm-1", pid=pid, protections="", workers=2, started_at=time.time())
+    workers = [Worker([Queue(DEFAULT_RQ_QUEUE, connection=cluster.r)], connection=cluster.r) for _ in range(3)]
     for w in workers:
         w.register_birth()
     try:
@@ -68,7 +73,7 @@ def test_fleet_reads_the_queued_backlog_of_a_running_workload(cluster):
     finally:
         for w in workers:
             w.register_death()
-    assert f"{RECORDS} record(s) queued in 1 running workload(s); 2 processor(s)" in text
+    assert f"{RECORDS} record(s) queued in 1 running workload(s); 2 processor(s) with 3 worker(s)" in text
     assert "(30.0 per processor)" in text and "wanted: 6 processor(s) = ceil(60 / (1 x 10))" in text
 
 

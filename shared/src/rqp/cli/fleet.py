@@ -27,7 +27,7 @@ from rq import Queue, Worker
 
 from ..config import settings_from_env
 from ..errors import ConfigError
-from ..ledger import workloads
+from ..ledger import fleet, workloads
 from ..status import read_progress
 from .context import backends
 
@@ -99,7 +99,11 @@ class Backlog:
 
     queued: int
     workloads: int
+    #: live ``rqp-processor`` supervisors in the fleet registry (one per container or VM: what
+    #: ``--scale processor=N`` and a scale set's capacity count)
     processors: int
+    #: RQ worker processes registered on the queue (a processor runs RQP_WORKERS of them)
+    workers: int
     #: the running workloads' throughput summed (records/s; 0 while none has measured one)
     records_per_second: float
 
@@ -117,8 +121,9 @@ class Backlog:
 
 
 def read_backlog(r: redis.Redis, rq_queue: str) -> Backlog:
-    """The backlog from Redis: each workload's progress counters (O(1) reads each) and the
-    number of RQ workers registered on ``rq_queue``. Needs only read access (the console's user)."""
+    """The backlog from Redis: each workload's progress counters (O(1) reads each), the live
+    processors of the fleet registry and the RQ workers registered on ``rq_queue``. Needs only
+    read access (the console's user)."""
     queued = running = 0
     rate = 0.0
     for wid in workloads(r):
@@ -129,8 +134,9 @@ def read_backlog(r: redis.Redis, rq_queue: str) -> Backlog:
         queued += max(0, p.enqueued - p.done - p.failed)
         if math.isfinite(p.rate) and p.rate > 0:
             rate += p.rate
-    processors = int(Worker.count(connection=r, queue=Queue(rq_queue, connection=r)))
-    return Backlog(queued=queued, workloads=running, processors=processors, records_per_second=rate)
+    processors = len(fleet(r))
+    workers = int(Worker.count(connection=r, queue=Queue(rq_queue, connection=r)))
+    return Backlog(queued=queued, workloads=running, processors=processors, workers=workers, records_per_second=rate)
 
 
 def wanted_processors(queued: int, records_per_second: float, drain_seconds: float, minimum: int, maximum: int) -> int:
@@ -172,7 +178,8 @@ def format_recommendation(rec: Recommendation, rq_queue: str) -> list[str]:
     b = rec.backlog
     return [
         f"backlog: {b.queued} record(s) queued in {b.workloads} running workload(s); "
-        f"{b.processors} processor(s) on RQ queue {rq_queue} ({b.per_processor:.1f} per processor)",
+        f"{b.processors} processor(s) with {b.workers} worker(s) on RQ queue {rq_queue} "
+        f"({b.per_processor:.1f} per processor)",
         f"rate: {rec.records_per_second:.3g} records/s per processor ({rec.rate_from}); "
         f"target drain {rec.drain_seconds:g} s",
         f"wanted: {rec.wanted} processor(s) = ceil({b.queued} / ({rec.records_per_second:.3g} x "
