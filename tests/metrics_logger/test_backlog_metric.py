@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from rqp.errors import ConfigError
-from rqp.ledger import Meta, WorkloadKeys
+from rqp.ledger import FLEET, Meta, WorkloadKeys
 from rqp_metrics.backlog import (
     BACKLOG_NAMESPACE,
     QUEUED_RECORDS,
@@ -146,8 +146,15 @@ def test_the_logger_publishes_a_real_backlog_each_cycle(cluster, ingest, sample_
         r.hset(WorkloadKeys(wid).meta, Meta.ENQUEUED, str(10**15))
         logger.run_once()
         assert ingest.values()[WANTED_PROCESSORS] == 3
+        r.hset(WorkloadKeys(wid).meta, Meta.ENQUEUED, "9" * 4000)  # past any float
+        assert logger.run_once().backlog.error is None and ingest.values()[WANTED_PROCESSORS] == 3
         r.hset(WorkloadKeys(wid).meta, Meta.ENQUEUED, "junk")
         assert logger.run_once().backlog.error is None  # junk reads as nothing queued, no crash
+        # a key of the wrong type: this cycle's values are lost with a warning, the logger goes on
+        r.set(FLEET, "junk")
+        result = logger.run_once()
+        assert "backlog not read from Redis" in (result.backlog.error or "") and result.flush.stored == 4
+        r.delete(FLEET)
 
         # Azure Monitor down: this cycle's values are lost with a warning, the samples are stored
         ingest.denied = True

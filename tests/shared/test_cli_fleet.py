@@ -27,6 +27,7 @@ RECORDS = 60
         (3000, 5.0, 600, 0, 20, 1),  # exactly one processor's drain
         (3001, 5.0, 600, 0, 20, 2),  # one more record: round up
         (10**18, 5.0, 600, 0, 20, 20),  # a forged counter cannot go past the maximum
+        (10**15, 1e-300, 600, 0, 20, 20),  # nor a forged, vanishing measured rate
     ],
 )
 def test_the_formula_rounds_up_and_stays_within_the_bounds(queued, rate, drain, lo, hi, want):

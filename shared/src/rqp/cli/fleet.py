@@ -52,6 +52,8 @@ DEFAULT_RECORDS_PER_SECOND = 5.0
 DEFAULT_DRAIN_SECONDS = 600.0
 DEFAULT_MIN_PROCESSORS = 0
 DEFAULT_MAX_PROCESSORS = 20
+#: the most records a backlog counts (2**53: exact as a float); a forged counter stops here
+MAX_BACKLOG_RECORDS = 2**53
 #: the workload states whose unfinished records want processors
 BACKLOG_STATES = ("running",)
 
@@ -134,6 +136,7 @@ def read_backlog(r: redis.Redis, rq_queue: str) -> Backlog:
         queued += max(0, p.enqueued - p.done - p.failed)
         if math.isfinite(p.rate) and p.rate > 0:
             rate += p.rate
+    queued = min(queued, MAX_BACKLOG_RECORDS)
     processors = len(fleet(r))
     workers = int(Worker.count(connection=r, queue=Queue(rq_queue, connection=r)))
     return Backlog(queued=queued, workloads=running, processors=processors, workers=workers, records_per_second=rate)
@@ -141,7 +144,10 @@ def read_backlog(r: redis.Redis, rq_queue: str) -> Backlog:
 
 def wanted_processors(queued: int, records_per_second: float, drain_seconds: float, minimum: int, maximum: int) -> int:
     """The documented formula: ceil(queued / (records/s per processor x drain seconds)), bounded."""
-    want = math.ceil(queued / (records_per_second * drain_seconds)) if queued > 0 else 0
+    if queued <= 0:
+        return max(minimum, 0)
+    ratio = queued / (records_per_second * drain_seconds)
+    want = math.ceil(ratio) if math.isfinite(ratio) else maximum  # a forged, vanishing rate: the most
     return max(minimum, min(maximum, want))
 
 
