@@ -4,12 +4,15 @@ ingestion API in the documented shape."""
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime
 
+import azure.identity
 import pytest
 import redis
 
+from rqp.cli.fleet import FleetSettings
 from rqp.errors import ConfigError
 from rqp.ledger import FLEET, Meta, WorkloadKeys
 from rqp_metrics.backlog import (
@@ -19,6 +22,7 @@ from rqp_metrics.backlog import (
     WANTED_PROCESSORS,
     BacklogPublisher,
 )
+from rqp_metrics.cli import main
 from rqp_metrics.custom_metrics import MAX_ATTEMPTS, MONITORING_SCOPE, CustomMetricsClient, CustomMetricsError
 from rqp_metrics.logger import MetricsLogger
 from rqp_metrics.settings import MetricsSettings
@@ -129,8 +133,6 @@ def test_the_logger_publishes_a_real_backlog_each_cycle(cluster, ingest, sample_
         lambda: (s := cluster.status(wid)).get("state") == "running" and s.get("total") == records,
         what="the workload to be enqueued whole",
     )
-    from rqp.cli.fleet import FleetSettings
-
     r = redis.Redis.from_url(cluster.redis_url)
     publisher = BacklogPublisher(
         r, "rqp", client(ingest), FleetSettings(records_per_second=1, drain_seconds=10, maximum=3)
@@ -175,3 +177,33 @@ def test_a_redis_outage_costs_the_backlog_values_not_the_cycle(ingest, sample_st
     assert result.backlog is not None and "RQP_METRICS_BACKLOG_REDIS_URL" in (result.backlog.error or "")
     assert result.flush.stored == 4 and ingest.posts == []
     assert time.monotonic() - started < 10
+
+
+def test_rqp_metrics_logger_once_publishes_the_backlog_when_configured(
+    monkeypatch, ingest, redis_url, tmp_path, capsys
+):
+    """The command as deployed: the settings from the environment, Azure's credential chain
+    replaced by a local credential (no request ever leaves the machine)."""
+    for k in list(os.environ):
+        if k.startswith("RQP_"):
+            monkeypatch.delenv(k)
+    monkeypatch.setattr(azure.identity, "DefaultAzureCredential", lambda **kw: ScopedCredential())
+    monkeypatch.setenv("RQP_REDIS_URL", redis_url)
+    monkeypatch.setenv("RQP_METRICS_BACKLOG_RESOURCE_ID", VMSS)
+    monkeypatch.setenv("RQP_METRICS_BACKLOG_REGION", "westeurope")
+    monkeypatch.setenv("RQP_AZURE_MONITORING_URL", ingest.url)
+    monkeypatch.setenv("RQP_FLEET_MIN", "1")
+    code = main(["--once", "--no-publish", "--host-name", "h", "--blob-url", f"file://{tmp_path / 'blobs'}"])
+    out = capsys.readouterr().out
+    assert code == 0 and "backlog 0 record(s) sent to Azure Monitor" in out
+    assert ingest.values() == {QUEUED_RECORDS: 0, QUEUED_RECORDS_PER_PROCESSOR: 0, WANTED_PROCESSORS: 1}
+    assert {p.path for p in ingest.posts} == {VMSS + "/metrics"}
+
+    monkeypatch.delenv("RQP_METRICS_BACKLOG_REGION")
+    monkeypatch.delenv("RQP_AZURE_MONITORING_URL")
+    assert main(["--once", "--no-publish", "--blob-url", f"file://{tmp_path / 'blobs'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "rqp-metrics-logger: error: RQP_METRICS_BACKLOG_RESOURCE_ID needs RQP_METRICS_BACKLOG_REGION "
+        "(the resource's region, e.g. westeurope)"
+    ]
