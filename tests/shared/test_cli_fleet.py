@@ -15,6 +15,7 @@ from rqp.cli.fleet import FleetSettings, wanted_processors
 from rqp.config import DEFAULT_RQ_QUEUE
 from rqp.errors import ConfigError
 from rqp.ledger import register_processor
+from rqp.redis_acl import role_rules
 
 RECORDS = 60
 
@@ -77,6 +78,19 @@ def test_fleet_reads_the_queued_backlog_of_a_running_workload(cluster):
             w.register_death()
     assert f"{RECORDS} record(s) queued in 1 running workload(s); 2 processor(s) with 3 worker(s)" in text
     assert "(30.0 per processor)" in text and "wanted: 6 processor(s) = ceil(60 / (1 x 10))" in text
+
+    # the console's read-only Redis user (what the metrics logger's backlog reader is pointed at) may
+    # read all of it
+    console = "fleet-console-test"
+    cluster.r.execute_command("ACL", "SETUSER", console, "reset", "on", ">pw", *role_rules()["console"])
+    try:
+        url = cluster.redis_url.replace("redis://", f"redis://{console}@", 1)
+        (cluster.root / "console_pw").write_text("pw\n")
+        env = {"RQP_REDIS_PASSWORD_FILE": str(cluster.root / "console_pw")}
+        doc = json.loads(cluster.rqp("fleet", "--json", "--redis-url", url, env=env).stdout)
+    finally:
+        cluster.r.execute_command("ACL", "DELUSER", console)
+    assert doc["backlog"]["queued"] == RECORDS and doc["backlog"]["processors"] == 2
 
 
 def test_a_paused_workload_wants_no_processor(cluster):

@@ -27,7 +27,7 @@ from rq import Queue, Worker
 
 from ..config import settings_from_env
 from ..errors import ConfigError
-from ..ledger import fleet, workloads
+from ..ledger import fleet, unfinished
 from ..status import read_progress
 from .context import backends
 
@@ -128,7 +128,7 @@ def read_backlog(r: redis.Redis, rq_queue: str) -> Backlog:
     read access (the console's user)."""
     queued = running = 0
     rate = 0.0
-    for wid in workloads(r):
+    for wid in unfinished(r):  # one round trip for the states; ended workloads are not read further
         p = read_progress(r, wid)
         if p is None or p.state not in BACKLOG_STATES:
             continue
