@@ -450,13 +450,13 @@ class Settings:
 _RANK = {"default": 0, "file": 1, "env": 2, "flag": 3}
 
 #: ``RQP_`` variables that are not settings of this object but are read by other parts of rqp
-#: (the roles' log level, the Compose files, the console, the metrics logger, tests, benchmarks)
+#: (the roles' log level, the Compose files, the console, the metrics logger, `rqp fleet`, tests, benchmarks)
 OTHER_VARIABLES = frozenset(
     {"RQP_CONFIG", "RQP_LOG_LEVEL", "RQP_BLOB_DIR", "RQP_SECRETS_DIR", "RQP_IMAGE_PREFIX", "RQP_TAG",
      "RQP_VERSION", "RQP_REPO", "RQP_SCHEDULER_HOST", "RQP_PROCESSOR_GRACE", "RQP_STOP_GRACE_PERIOD",
      "RQP_PROCESSOR_SCALE"}
 )  # fmt: skip
-OTHER_PREFIXES = ("RQP_CONSOLE_", "RQP_METRICS_", "RQP_AZURE_", "RQP_TEST_", "RQP_BENCH_")
+OTHER_PREFIXES = ("RQP_CONSOLE_", "RQP_METRICS_", "RQP_AZURE_", "RQP_TEST_", "RQP_BENCH_", "RQP_FLEET_")
 _warned: set[str] = set()
 
 
