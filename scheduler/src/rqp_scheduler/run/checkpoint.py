@@ -39,6 +39,8 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from redis.typing import EncodableT, FieldT
+
 from rqp.errors import ConfigError, IntegrityError, StorageUnavailableError
 from rqp.ledger import ChunkKind, Counters, Head, Meta, PartRef, parse_note_field
 from rqp.status import FAILED, ChunkNote, StatusRecord
@@ -360,9 +362,9 @@ class Checkpointer:
         done = bytearray((end + 7) // 8)
         failed_bits = bytearray((end + 7) // 8)
         done_count = 0
-        notes: dict[str, bytes] = {}
-        parts: dict[str, str] = {}
-        statuses: dict[str, bytes] = {}
+        notes: dict[FieldT, EncodableT] = {}
+        parts: dict[FieldT, EncodableT] = {}
+        statuses: dict[FieldT, EncodableT] = {}
         for segment in chain:
             for name, sealed, ref in segment.notes:
                 chunk = parse_note_field(name)[0]
@@ -394,7 +396,7 @@ class Checkpointer:
         pipe.execute()
         self.seq, self.cursor = last.seq, end
         self.prev = self._chain_prev
-        self._seen.update(notes)
+        self._seen.update(str(name) for name in notes)
         self._discard_after(last.seq)
         log.info(
             "workload %s: Redis did not know it; resumed from checkpoint %d: %d records (%d done, %d failed) not run again",
