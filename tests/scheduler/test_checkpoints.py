@@ -14,7 +14,7 @@ from rqp.errors import ConfigError
 from rqp.ledger import ChunkKind, Ledger
 from rqp.summary import read_summary
 from rqp.workload import blob_name
-from rqp_scheduler.run.checkpoint import CHECKPOINT_DIR, RESUME_CHUNK_GAP, checkpoint_interval, segment_blob
+from rqp_scheduler.run.checkpoint import CHECKPOINT_DIR, RESUME_CHUNK_GAP, segment_blob
 
 RECORDS = 40
 FAILING = "def process(r):\n    if r['n'] == 5:\n        raise ValueError('five')\n    return r['n'] * 2\n"
@@ -157,9 +157,24 @@ def test_a_workload_redis_still_knows_is_not_restored(world, proc):  # noqa: F81
     assert len(notes) == 6 and again.ctx.head.chunks < RESUME_CHUNK_GAP
 
 
-def test_the_interval_is_a_number_of_seconds(monkeypatch):
-    monkeypatch.setenv("RQP_CHECKPOINT_SECONDS", "2.5")
-    assert checkpoint_interval() == 2.5
-    monkeypatch.setenv("RQP_CHECKPOINT_SECONDS", "soon")
+def test_a_workload_whose_meta_alone_was_deleted_is_not_restored(world, proc):  # noqa: F811
+    """A Redis writer who deletes only the meta hash: the rest of its state is there, so the run
+    starts over skipping the chunks Redis has (as before checkpoints), and the checkpoint is not
+    written on top of it (its records would be claimed twice)."""
+    wid = world.pack("ckpt-meta", [{"n": i} for i in range(RECORDS)])
+    run = _partly_run(world, proc, wid)
+    run.lock.release()
+    world.r.delete(Ledger(world.r, wid).k.meta)
+    again = world.run(wid)
+    assert again.checkpoints.cursor == 0 and again.ctx.head.chunks < RESUME_CHUNK_GAP
+    world.run_to_end(again, proc)
+    assert _results(world, wid) == {i: i * 2 for i in range(RECORDS)}
+
+
+def test_the_interval_is_a_setting():
+    from rqp.config import DEFAULT_CHECKPOINT_SECONDS, Settings
+
+    assert Settings().checkpoint_seconds == DEFAULT_CHECKPOINT_SECONDS
+    assert Settings.from_mapping({"checkpoint_seconds": "2.5"}).checkpoint_seconds == 2.5
     with pytest.raises(ConfigError, match="RQP_CHECKPOINT_SECONDS"):
-        checkpoint_interval()
+        Settings.from_mapping({"checkpoint_seconds": "-1"})

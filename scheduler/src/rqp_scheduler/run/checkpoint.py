@@ -15,10 +15,10 @@ with AAD binding the workload and the segment's number, and chained: each names 
 one before it. A blob writer can delete segments (the resume starts from an earlier point and
 re-runs more) but cannot forge, reorder or splice them in from another run.
 
-Resume (``restore``): a workload Redis does not know, with segments in the blob store, begins
-with the notes, part references, done bits and failed statuses they hold written back into Redis,
-and its sealed head at the checkpoint's end -- so the enqueue reads on from there: records in the
-checkpoint are not run again, everything after it is. Chunk and retry-chunk numbers resume
+Resume (``restore``): a workload Redis knows nothing of (none of its keys), with segments in the
+blob store, begins with the notes, part references, done bits and failed statuses they hold
+written back into Redis, and its sealed head at the checkpoint's end -- so the enqueue reads on
+from there: records in the checkpoint are not run again, everything after it is. Chunk and retry-chunk numbers resume
 ``RESUME_CHUNK_GAP`` past what the lost Redis may have queued, so a processor that finishes a chunk
 of the lost run after the resume commits under a job id the new run never queues (its commit
 finds no pending job and counts for nothing), and a part it writes is never one a new note names.
@@ -34,14 +34,13 @@ import base64
 import hashlib
 import json
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass, field
 
 from redis.typing import EncodableT, FieldT
 
-from rqp.errors import ConfigError, IntegrityError, StorageUnavailableError
+from rqp.errors import IntegrityError, StorageUnavailableError
 from rqp.ledger import ChunkKind, Counters, Head, Meta, PartRef, parse_note_field
 from rqp.status import FAILED, ChunkNote, StatusRecord
 from rqp.workload import blob_name
@@ -50,19 +49,16 @@ from .context import RunContext
 
 __all__ = [
     "CHECKPOINT_DIR",
-    "CHECKPOINT_SECONDS",
     "RESUME_CHUNK_GAP",
     "Checkpointer",
     "Segment",
-    "checkpoint_interval",
+    "segment_blob",
 ]
 
 log = logging.getLogger("rqp.scheduler")
 
 #: where a workload's checkpoint segments live, under ``workloads/<id>/``
 CHECKPOINT_DIR = "checkpoints/"
-#: how often a running workload's checkpoint is brought up to date (``RQP_CHECKPOINT_SECONDS``)
-CHECKPOINT_SECONDS = 10.0
 #: chunk (and retry-chunk) numbers a resumed run skips past what the lost Redis had queued
 RESUME_CHUNK_GAP = 4096
 #: a segment's plaintext format
@@ -70,20 +66,6 @@ SEGMENT_FORMAT = "rqp-checkpoint/1"
 _SEGMENT_RE = re.compile(r"(\d{8})\.enc$")
 #: failed statuses read per round trip while extending the prefix
 _STATUS_BATCH = 1000
-
-
-def checkpoint_interval() -> float:
-    """``RQP_CHECKPOINT_SECONDS`` (seconds between checkpoints; 0 turns them off), or the default."""
-    value = os.environ.get("RQP_CHECKPOINT_SECONDS", "")
-    if not value:
-        return CHECKPOINT_SECONDS
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not seconds >= 0:
-        raise ConfigError(f"RQP_CHECKPOINT_SECONDS={value!r} is not a number of seconds >= 0; set e.g. 10")
-    return seconds
 
 
 def segment_blob(workload_id: str, seq: int) -> str:
@@ -167,7 +149,7 @@ class Checkpointer:
 
     def __init__(self, ctx: RunContext, interval: float | None = None) -> None:
         self.ctx = ctx
-        self.interval = checkpoint_interval() if interval is None else interval
+        self.interval = ctx.settings.checkpoint_seconds if interval is None else interval
         #: records 0..cursor-1 are in the checkpoint
         self.cursor = 0
         self.seq = 0
@@ -253,9 +235,12 @@ class Checkpointer:
         refs = ctx.r.hmget(ctx.ledger.k.parts, chunks)
         notes: list[tuple[str, bytes, str]] = []
         for s, ref in zip([*data, *used_retry.values()], refs, strict=True):
-            if ref is None:
+            text = ref.decode(errors="replace") if isinstance(ref, bytes) else str(ref)
+            try:
+                PartRef.parse(text)
+            except ValueError:
                 return None  # a note without its commit's part reference: Redis changed under us
-            notes.append((s.field, s.sealed, ref.decode() if isinstance(ref, bytes) else str(ref)))
+            notes.append((s.field, s.sealed, text))
         retry_seq = ctx.r.hget(ctx.ledger.k.meta, Meta.RETRY_SEQ)
         try:
             seq_no = max(0, int(retry_seq or 0))
@@ -353,6 +338,11 @@ class Checkpointer:
         """A workload just begun in an empty Redis: its checkpoint written back (see the module's
         docstring). Returns how many records it covers (0: none, the run starts from scratch)."""
         ctx = self.ctx
+        k = ctx.ledger.k
+        if ctx.r.exists(k.notes, k.parts, k.st, k.done, k.failed):
+            # some of its state is there (only its meta went): the enqueue skips the chunks Redis
+            # has, as before; a checkpoint written on top would claim their records twice
+            return 0
         chain = self.load()
         if not chain:
             return 0
@@ -382,7 +372,6 @@ class Checkpointer:
                 statuses[str(rid)] = sealed
                 failed_bits[rid >> 3] |= 0x80 >> (rid & 7)
         head = Head(end, max(s.chunks for s in chain) + RESUME_CHUNK_GAP)
-        k = ctx.ledger.k
         pipe = ctx.r.pipeline(transaction=True)
         ctx.ledger.advance(pipe, head, head.seal(w))
         pipe.hset(k.meta, Meta.RETRY_SEQ, max(s.retry_seq for s in chain) + RESUME_CHUNK_GAP)
