@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from redis.typing import EncodableT, FieldT
 
 from rqp.errors import IntegrityError, StorageUnavailableError
-from rqp.ledger import ChunkKind, Counters, Head, Meta, PartRef, parse_note_field
+from rqp.ledger import ChunkKind, Counters, Head, Meta, PartRef, chunk_name, note_field, parse_note_field
 from rqp.status import FAILED, ChunkNote, StatusRecord
 from rqp.workload import blob_name
 
@@ -64,6 +64,8 @@ RESUME_CHUNK_GAP = 4096
 #: a segment's plaintext format
 SEGMENT_FORMAT = "rqp-checkpoint/1"
 _SEGMENT_RE = re.compile(r"(\d{8})\.enc$")
+#: chunks (of each kind) asked about per checkpoint, at most
+MAX_CANDIDATES = 10_000
 #: failed statuses read per round trip while extending the prefix
 _STATUS_BATCH = 1000
 
@@ -119,6 +121,8 @@ class _Seen:
     field: str
     sealed: bytes
     note: ChunkNote
+    #: the part reference its commit wrote
+    ref: str
 
 
 def _done_spans(note: ChunkNote) -> list[tuple[int, int]]:
@@ -154,8 +158,13 @@ class Checkpointer:
         self.cursor = 0
         self.seq = 0
         self.prev = ""
-        #: note fields already looked at (in the checkpoint, not a data chunk's, or not opening)
+        #: chunks whose note was collected (or that committed with none)
         self._seen: set[str] = set()
+        #: the first data chunk that may not be in the checkpoint yet
+        self._next_chunk = 0
+        #: retry chunks numbered up to here were looked for; those of them not committed yet
+        self._retry_upto = -1
+        self._retry_open: set[str] = set()
         #: data notes beyond the cursor, by their first record
         self._data: dict[int, _Seen] = {}
         #: retry notes not yet in the checkpoint, by field
@@ -196,25 +205,59 @@ class Checkpointer:
         return True
 
     def _collect(self) -> None:
-        """The committed notes not looked at yet, opened under the workload's key."""
+        """The notes committed since the last look, opened under the workload's key. Only chunks
+        that may have committed since are asked about -- data chunks queued past the last one in
+        the checkpoint, retry chunks numbered since -- through the part reference their commit
+        wrote (which names the note's field): a checkpoint costs the window, not the workload."""
         ctx = self.ctx
-        w = ctx.workload
-        for raw_field, raw_sealed in ctx.r.hscan_iter(ctx.ledger.k.notes, count=1000):
-            name = raw_field.decode(errors="replace") if isinstance(raw_field, bytes) else str(raw_field)
-            if name in self._seen:
+        k = ctx.ledger.k
+        candidates = [
+            name
+            for i in range(self._next_chunk, ctx.head.chunks)
+            if (name := chunk_name(ChunkKind.DATA, i)) not in self._seen
+        ][:MAX_CANDIDATES]
+        try:
+            numbered = int(ctx.r.hget(k.meta, Meta.RETRY_SEQ) or 0)
+        except ValueError:
+            numbered = self._retry_upto  # junk a Redis writer left: no new retry chunk this time
+        if numbered > self._retry_upto:
+            fresh = range(max(self._retry_upto + 1, numbered - MAX_CANDIDATES + 1), numbered + 1)
+            self._retry_open.update(chunk_name(ChunkKind.RETRY, i) for i in fresh)
+            self._retry_upto = numbered
+        while len(self._retry_open) > MAX_CANDIDATES:  # the oldest, retired without a commit
+            self._retry_open.remove(min(self._retry_open))
+        candidates += sorted(self._retry_open)
+        if not candidates:
+            return
+        committed: list[tuple[str, str, str]] = []  # chunk, note field, part reference
+        for chunk, raw_ref in zip(candidates, ctx.r.hmget(k.parts, candidates), strict=True):
+            if raw_ref is None:
+                continue  # not committed (yet)
+            text = raw_ref.decode(errors="replace") if isinstance(raw_ref, bytes) else str(raw_ref)
+            try:
+                ref = PartRef.parse(text)
+            except ValueError:
+                continue  # junk: looked at again next time, never carried
+            committed.append((chunk, note_field(chunk, ref.first, ref.last), text))
+        if not committed:
+            return
+        sealed_notes = ctx.r.hmget(k.notes, [f for _, f, _ in committed])
+        for (chunk, name, ref_text), raw_sealed in zip(committed, sealed_notes, strict=True):
+            if raw_sealed is None:
+                self._seen.add(chunk)  # committed with no record done: no note, nothing to carry
+                self._retry_open.discard(chunk)
                 continue
-            self._seen.add(name)
             sealed = bytes(raw_sealed) if isinstance(raw_sealed, bytes) else str(raw_sealed).encode()
             try:
-                chunk = parse_note_field(name)[0]
-                note = ChunkNote.open(w, chunk, sealed)
-                kind = ChunkKind.of(chunk)
+                note = ChunkNote.open(ctx.workload, chunk, sealed)
             except (IntegrityError, ValueError):
                 continue  # consolidation names it; a checkpoint never carries it
             if note.chunk != chunk or note.round != ctx.head.round or not note.runs:
                 continue
-            seen = _Seen(name, sealed, note)
-            if kind is ChunkKind.RETRY:
+            self._seen.add(chunk)
+            self._retry_open.discard(chunk)
+            seen = _Seen(name, sealed, note, ref_text)
+            if ChunkKind.of(chunk) is ChunkKind.RETRY:
                 self._retry[name] = seen
             elif _span_of(note)[0] >= self.cursor:
                 self._data[_span_of(note)[0]] = seen
@@ -228,19 +271,10 @@ class Checkpointer:
             if not data:
                 return None
             # a retry note goes in only with every record it did inside the prefix: cut back until so
-            if all(_done_spans(s.note)[-1][1] < end for s in used_retry.values()):
+            if all(b < end for s in used_retry.values() for _, b in _done_spans(s.note)):
                 break
             limit = _span_of(data[-1].note)[0]
-        chunks = [parse_note_field(s.field)[0] for s in (*data, *used_retry.values())]
-        refs = ctx.r.hmget(ctx.ledger.k.parts, chunks)
-        notes: list[tuple[str, bytes, str]] = []
-        for s, ref in zip([*data, *used_retry.values()], refs, strict=True):
-            text = ref.decode(errors="replace") if isinstance(ref, bytes) else str(ref)
-            try:
-                PartRef.parse(text)
-            except ValueError:
-                return None  # a note without its commit's part reference: Redis changed under us
-            notes.append((s.field, s.sealed, text))
+        notes = [(s.field, s.sealed, s.ref) for s in (*data, *used_retry.values())]
         retry_seq = ctx.r.hget(ctx.ledger.k.meta, Meta.RETRY_SEQ)
         try:
             seq_no = max(0, int(retry_seq or 0))
@@ -302,6 +336,9 @@ class Checkpointer:
             del self._data[first]
         for name, _, _ in segment.notes:
             self._retry.pop(name, None)
+            chunk = parse_note_field(name)[0]
+            if ChunkKind.of(chunk) is ChunkKind.DATA:
+                self._next_chunk = max(self._next_chunk, int(chunk[1:]) + 1)
 
     # ------------------------------------------------------------------ reading and resuming
     def load(self) -> list[Segment]:
@@ -374,7 +411,8 @@ class Checkpointer:
         head = Head(end, max(s.chunks for s in chain) + RESUME_CHUNK_GAP)
         pipe = ctx.r.pipeline(transaction=True)
         ctx.ledger.advance(pipe, head, head.seal(w))
-        pipe.hset(k.meta, Meta.RETRY_SEQ, max(s.retry_seq for s in chain) + RESUME_CHUNK_GAP)
+        retry_seq = max(s.retry_seq for s in chain) + RESUME_CHUNK_GAP
+        pipe.hset(k.meta, Meta.RETRY_SEQ, retry_seq)
         pipe.hset(k.notes, mapping=notes)
         pipe.hset(k.parts, mapping=parts)
         if statuses:
@@ -385,7 +423,7 @@ class Checkpointer:
         pipe.execute()
         self.seq, self.cursor = last.seq, end
         self.prev = self._chain_prev
-        self._seen.update(str(name) for name in notes)
+        self._next_chunk, self._retry_upto = head.chunks, retry_seq
         self._discard_after(last.seq)
         log.info(
             "workload %s: Redis did not know it; resumed from checkpoint %d: %d records (%d done, %d failed) not run again",
