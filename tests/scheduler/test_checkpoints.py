@@ -178,3 +178,38 @@ def test_the_interval_is_a_setting():
     assert Settings.from_mapping({"checkpoint_seconds": "2.5"}).checkpoint_seconds == 2.5
     with pytest.raises(ConfigError, match="RQP_CHECKPOINT_SECONDS"):
         Settings.from_mapping({"checkpoint_seconds": "-1"})
+
+
+ONCE = (
+    "failed = set()\n"
+    "def process(r):\n"
+    "    if r['n'] in (5, 6) and r['n'] not in failed:\n"
+    "        failed.add(r['n'])\n"
+    "        raise ValueError('once')\n"
+    "    return r['n'] * 2\n"
+)
+
+
+def test_records_done_by_a_retry_chunk_are_carried_with_its_note(world, proc):  # noqa: F811
+    """Records 5 and 6 fail once and are done by a retry chunk: the checkpoint carries that
+    chunk's note beside their data chunk's, and the resumed run does neither again."""
+    wid = world.pack("ckpt-retried", [{"n": i} for i in range(RECORDS)], script=ONCE)
+    run = world.run(wid)
+    run.checkpoints.interval = 3600.0
+    ledger = Ledger(world.r, wid)
+    while not all(ledger.done_bits([5, 6])):
+        assert not run.step()
+        world.work(proc)
+    assert run.checkpoints.write()
+    covered = run.checkpoints.cursor
+    assert covered > 6
+    assert any(ChunkKind.of(chunk) is ChunkKind.RETRY for chunk, _ in ledger.notes())
+    world.r.flushall()
+
+    resumed = world.run(wid)
+    assert resumed.checkpoints.cursor == covered
+    restored = [chunk for chunk, _ in Ledger(world.r, wid).notes()]
+    assert any(ChunkKind.of(chunk) is ChunkKind.RETRY for chunk in restored), restored
+    world.run_to_end(resumed, proc)
+    assert _results(world, wid) == {i: i * 2 for i in range(RECORDS)}
+    assert _records_run_after_resume(world, wid) == RECORDS - covered
