@@ -213,3 +213,31 @@ def test_records_done_by_a_retry_chunk_are_carried_with_its_note(world, proc):  
     world.run_to_end(resumed, proc)
     assert _results(world, wid) == {i: i * 2 for i in range(RECORDS)}
     assert _records_run_after_resume(world, wid) == RECORDS - covered
+
+
+def test_malformed_records_inside_chunks_are_carried_as_failed(world, proc):  # noqa: F811
+    """Records that are not JSON fail at the enqueue and leave holes in their chunk's runs: the
+    checkpoint carries their failed statuses, and the resumed run's summary names each once."""
+    from rqp.workload import pack
+
+    bad = {2, 9, 13}
+    data = world.root / "holes.jsonl"
+    data.write_text("".join("{not json\n" if i in bad else json.dumps({"n": i}) + "\n" for i in range(RECORDS)))
+    (world.root / "holes.py").write_text("def process(r):\n    return r['n'] * 2\n")
+    pack(world.store, world.keys, "holes", data, world.root / "holes.py", signer=world.signer.key)
+    run = world.run("holes")
+    run.checkpoints.interval = 3600.0
+    for _ in range(2):
+        run.step()
+        world.work(proc)
+    assert run.checkpoints.write()
+    covered = run.checkpoints.cursor
+    assert covered > max(bad)
+    world.r.flushall()
+
+    resumed = world.run("holes")
+    assert resumed.checkpoints.cursor == covered
+    world.run_to_end(resumed, proc)
+    assert _results(world, "holes") == {i: i * 2 for i in range(RECORDS) if i not in bad}
+    summary = read_summary(world.store, world.backends().workload("holes"))
+    assert sorted(f.id for f in summary.failures) == sorted(bad)

@@ -143,6 +143,17 @@ def _done_spans(note: ChunkNote) -> list[tuple[int, int]]:
     return out
 
 
+def _holes(first: int, last: int, spans: list[tuple[int, int]]) -> list[int]:
+    """The records of ``first..last`` outside ``spans`` (sorted, disjoint ranges)."""
+    out: list[int] = []
+    at = first
+    for a, b in sorted(spans):
+        out.extend(range(at, min(a, last + 1)))
+        at = max(at, b + 1)
+    out.extend(range(at, last + 1))
+    return out
+
+
 def _span_of(note: ChunkNote) -> tuple[int, int]:
     """The first and last record a data chunk's runs cover."""
     return min(f for f, _, _ in note.runs), max(f + c - 1 for f, c, _ in note.runs)
@@ -298,9 +309,10 @@ class Checkpointer:
             lo, hi = _span_of(seen.note)
             if lo < end:
                 continue  # overlaps what is in already: never claim a record twice
-            # records between the prefix and this chunk (malformed), and the chunk's not done:
-            # each failed for good, or done by a retry chunk
-            between = [*range(end, lo), *seen.note.not_done]
+            # records between the prefix and this chunk, and those of its range it did not do (not
+            # done, malformed, or failed for good when a reclaim queued the rest again): each
+            # failed for good, or done by a retry chunk
+            between = _holes(end, hi, _done_spans(seen.note))
             statuses = self._failed_statuses([rid for rid in between if rid not in retry_by_rid])
             if statuses is None:
                 break
