@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 from redis.typing import EncodableT, FieldT
 
-from rqp.errors import IntegrityError, StorageUnavailableError
+from rqp.errors import BlobNotFoundError, IntegrityError, StorageUnavailableError
 from rqp.ledger import ChunkKind, Counters, Head, Meta, PartRef, chunk_name, note_field, parse_note_field
 from rqp.status import FAILED, ChunkNote, StatusRecord
 from rqp.workload import blob_name
@@ -370,7 +370,7 @@ class Checkpointer:
             try:
                 raw = ctx.workload.open_sealed("checkpoint", seq, ctx.store.get(names[seq]))
                 segment = Segment.from_json(raw)
-            except (IntegrityError, ValueError, KeyError, TypeError) as exc:
+            except (IntegrityError, BlobNotFoundError, ValueError, KeyError, TypeError) as exc:
                 log.warning(
                     "workload %s: checkpoint %d does not open (%s); resuming from the one before", ctx.id, seq, exc
                 )
@@ -395,34 +395,17 @@ class Checkpointer:
         chain = self.load()
         if not chain:
             return 0
-        w = ctx.workload
         last = chain[-1]
         end = last.end
-        done = bytearray((end + 7) // 8)
-        failed_bits = bytearray((end + 7) // 8)
-        done_count = 0
-        notes: dict[FieldT, EncodableT] = {}
-        parts: dict[FieldT, EncodableT] = {}
-        statuses: dict[FieldT, EncodableT] = {}
-        for segment in chain:
-            for name, sealed, ref in segment.notes:
-                chunk = parse_note_field(name)[0]
-                note = ChunkNote.open(w, chunk, sealed)  # sealed by the chunk's worker: checked again
-                PartRef.parse(ref)
-                notes[name], parts[chunk] = sealed, ref
-                for a, b in _done_spans(note):
-                    for rid in range(a, b + 1):
-                        if rid >= end or done[rid >> 3] & (0x80 >> (rid & 7)):
-                            raise IntegrityError(f"checkpoint of workload {ctx.id} claims record {rid} twice")
-                        done[rid >> 3] |= 0x80 >> (rid & 7)
-                        done_count += 1
-            for rid, sealed in segment.failed:
-                StatusRecord.open(w, rid, sealed)
-                statuses[str(rid)] = sealed
-                failed_bits[rid >> 3] |= 0x80 >> (rid & 7)
+        try:
+            notes, parts, statuses, done, failed_bits, done_count = self._written_back(chain, end)
+        except (IntegrityError, ValueError) as exc:
+            # what this scheduler sealed does not add up: starting over is always exact
+            log.warning("workload %s: its checkpoint does not add up (%s); starting from the first record", ctx.id, exc)
+            return 0
         head = Head(end, max(s.chunks for s in chain) + RESUME_CHUNK_GAP)
         pipe = ctx.r.pipeline(transaction=True)
-        ctx.ledger.advance(pipe, head, head.seal(w))
+        ctx.ledger.advance(pipe, head, head.seal(ctx.workload))
         retry_seq = max(s.retry_seq for s in chain) + RESUME_CHUNK_GAP
         pipe.hset(k.meta, Meta.RETRY_SEQ, retry_seq)
         pipe.hset(k.notes, mapping=notes)
@@ -442,6 +425,42 @@ class Checkpointer:
             ctx.id, last.seq, end, done_count, len(statuses),
         )  # fmt: skip
         return end
+
+    def _written_back(
+        self, chain: list[Segment], end: int
+    ) -> tuple[dict[FieldT, EncodableT], dict[FieldT, EncodableT], dict[FieldT, EncodableT], bytearray, bytearray, int]:
+        """What ``chain`` writes back into Redis -- notes, part references, failed statuses by
+        field, the done and failed bitmaps, the done count -- each note and status opened again,
+        every record of ``0..end-1`` claimed at most once."""
+        w = self.ctx.workload
+        done = bytearray((end + 7) // 8)
+        failed_bits = bytearray((end + 7) // 8)
+        done_count = 0
+        notes: dict[FieldT, EncodableT] = {}
+        parts: dict[FieldT, EncodableT] = {}
+        statuses: dict[FieldT, EncodableT] = {}
+
+        def claim(bits: bytearray, rid: int) -> None:
+            if not 0 <= rid < end or (done[rid >> 3] | failed_bits[rid >> 3]) & (0x80 >> (rid & 7)):
+                raise IntegrityError(f"record {rid} is claimed twice or lies past the checkpoint's end")
+            bits[rid >> 3] |= 0x80 >> (rid & 7)
+
+        for segment in chain:
+            for name, sealed, ref in segment.notes:
+                chunk = parse_note_field(name)[0]
+                note = ChunkNote.open(w, chunk, sealed)  # sealed by the chunk's worker: checked again
+                PartRef.parse(ref)
+                notes[name], parts[chunk] = sealed, ref
+                for a, b in _done_spans(note):
+                    for rid in range(a, b + 1):
+                        claim(done, rid)
+                    done_count += b - a + 1
+            for rid, sealed in segment.failed:
+                if StatusRecord.open(w, rid, sealed).state != FAILED:
+                    raise IntegrityError(f"the status carried for record {rid} does not say failed")
+                claim(failed_bits, rid)
+                statuses[str(rid)] = sealed
+        return notes, parts, statuses, done, failed_bits, done_count
 
     def _discard_after(self, seq: int) -> None:
         """Segments past the chain's end (unopenable, or of a lost run): never read again."""
