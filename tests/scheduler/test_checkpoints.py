@@ -171,6 +171,33 @@ def test_a_workload_whose_meta_alone_was_deleted_is_not_restored(world, proc):  
     assert _results(world, wid) == {i: i * 2 for i in range(RECORDS)}
 
 
+def test_a_restarted_scheduler_starts_the_chain_again_and_it_still_resumes(world, proc):  # noqa: F811
+    """A scheduler restarted with Redis intact writes the checkpoint again from the first record
+    (segment 1 over the old one); old segments past its chain no longer follow and are not read."""
+    wid = world.pack("ckpt-restart", [{"n": i} for i in range(RECORDS)])
+    run = world.run(wid)
+    run.checkpoints.interval = 3600.0
+    for _ in range(2):
+        run.step()
+        world.work(proc)
+        assert run.checkpoints.write()
+    run.lock.release()
+    again = world.run(wid)  # Redis intact
+    again.checkpoints.interval = 3600.0
+    again.step()
+    world.work(proc)
+    assert again.checkpoints.write()
+    covered, last = again.checkpoints.cursor, again.checkpoints.seq
+    assert covered > 24
+    world.r.flushall()
+
+    resumed = world.run(wid)
+    assert resumed.checkpoints.cursor == covered
+    assert _segments(world, wid) == [segment_blob(wid, i) for i in range(1, last + 1)]
+    world.run_to_end(resumed, proc)
+    assert _results(world, wid) == {i: i * 2 for i in range(RECORDS)}
+
+
 def test_the_interval_is_a_setting():
     from rqp.config import DEFAULT_CHECKPOINT_SECONDS, Settings
 

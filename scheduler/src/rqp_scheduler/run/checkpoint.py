@@ -472,6 +472,11 @@ class Checkpointer:
     def discard(self) -> None:
         """The workload ended (its results and summary written): its checkpoints go (a blob store
         that is down leaves them: a later resume finds the summary's workload ended in Redis)."""
+        if self.written:
+            log.info(
+                "workload %s: %d checkpoints written (%.1f kB, %.2f s in all); deleted now it has ended",
+                self.ctx.id, self.written, self.bytes / 1e3, self.seconds,
+            )  # fmt: skip
         try:
             self._discard_after(0)
         except StorageUnavailableError as exc:
