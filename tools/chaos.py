@@ -151,6 +151,8 @@ class Lab:
                 "retry_backoff_max": 0.0,
                 "lease_seconds": 30,
                 "record_timeout": 5,
+                # a checkpoint at every tick: what it reads (notes, parts, statuses) is fuzzed too
+                "checkpoint_seconds": 0.001,
             }
         )
         self.env = {

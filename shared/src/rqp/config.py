@@ -29,6 +29,7 @@ from .sentinel import SENTINEL_SCHEMES, SentinelTarget, parse_sentinel_url, pars
 
 __all__ = [
     "DEFAULT_BLOB_URL",
+    "DEFAULT_CHECKPOINT_SECONDS",
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_LEADER_LEASE_SECONDS",
     "DEFAULT_LEASE_SECONDS",
@@ -77,6 +78,8 @@ DEFAULT_LEASE_SECONDS = 30.0
 DEFAULT_LEADER_LEASE_SECONDS = 6.0
 DEFAULT_STATUS_TTL_DAYS = 7
 DEFAULT_STORAGE_RETRY_SECONDS = 300.0
+#: how often the scheduler brings a running workload's checkpoint in the blob store up to date
+DEFAULT_CHECKPOINT_SECONDS = 10.0
 #: messages a stream keeps: a status message stands for a chunk's records (~580 B in Redis;
 #: 2-21 KB with the records' own ids), so about 1.2-42 MB of status stream at the bound
 DEFAULT_QUEUE_MAX_ENTRIES = 2_000
@@ -229,6 +232,9 @@ class Settings:
     status_ttl_days: int = DEFAULT_STATUS_TTL_DAYS
     #: how long roles retry an unavailable blob store before giving up (the workload stalls meanwhile)
     storage_retry_seconds: float = DEFAULT_STORAGE_RETRY_SECONDS
+    #: seconds between checkpoints of a running workload's progress in the blob store, which a
+    #: workload resumes from when Redis is lost entirely (0: none written)
+    checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS
     #: keep per-chunk result parts after consolidation (debugging)
     keep_parts: bool = False
     #: port of the role's Prometheus ``/metrics`` endpoint (0: not served)
@@ -350,6 +356,8 @@ class Settings:
         for name in ("lease_seconds", "chunk_target_seconds", "record_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"RQP_{name.upper()} must be positive, got {getattr(self, name)}")
+        if not self.checkpoint_seconds >= 0:
+            raise ConfigError(f"RQP_CHECKPOINT_SECONDS must be 0 (off) or more seconds, got {self.checkpoint_seconds}")
         if self.retry_backoff < 0 or self.retry_backoff_max < 0 or self.workers < 0 or self.window_chunks < 0:
             raise ConfigError(
                 "RQP_RETRY_BACKOFF, RQP_RETRY_BACKOFF_MAX, RQP_WORKERS and RQP_WINDOW_CHUNKS must not be negative"
