@@ -63,6 +63,7 @@ from rqp.status import FAILED, QUEUED, ChunkNote, StatusRecord, seal_start
 from rqp.workload import Workload
 
 from .context import ContextCache
+from .handback import CommitWatch
 
 __all__ = ["ChunkProcessor", "JobResult", "LeaseKeeper", "backoff_delay"]
 
@@ -168,6 +169,9 @@ class ChunkProcessor:
         self.worker = worker_name or process_identity()
         self.lease = LeaseKeeper(settings.lease_seconds)
         self.lease.start()
+        #: hands back a chunk whose commit a Redis rollback lost (``handback``)
+        self.commits = CommitWatch(self.r, settings.lease_seconds)
+        self.commits.start()
 
     def ledger(self, workload_id: str) -> Ledger:
         return Ledger(self.r, workload_id, self.scripts)
@@ -445,11 +449,11 @@ class ChunkProcessor:
         out.finished_at = time.time()
         if not ledger.commit(out, self.worker):
             # the scheduler re-ran this chunk elsewhere while we were slow: that run's commit counts
-            if out.part.name:
-                self.store.delete(out.part.name)
+            self._discard_part(ledger, out)
             log.warning("job %s lost its lease before commit; its results were discarded (the re-run counts)", out.jid)
             metrics.CHUNKS_LEASE_LOST.inc()
             return {"discarded": True}
+        self.commits.committed(ledger, out.jid)
         metrics.RECORDS_DONE.labels(workload.id).inc(len(out.done))
         metrics.RECORDS_FAILED.labels(workload.id).inc(len(out.failed))
         metrics.RECORDS_RETRIED.labels(workload.id).inc(len(out.retries))
@@ -459,3 +463,17 @@ class ChunkProcessor:
             except (RqpError, redis.RedisError) as exc:  # left in the outbox; the scheduler publishes it later
                 log.warning("status messages for %s stay in the outbox: %s", out.jid, exc)
         return {"done": len(out.done), "failed": len(out.failed), "retrying": len(out.retries)}
+
+    def _discard_part(self, ledger: Ledger, out: ChunkOutcome) -> None:
+        """Delete the part of a commit that did not count -- unless another run of the same job
+        uses that name: after a Redis rollback RQ can hand one job to two workers (its dequeue
+        was lost), and the other one's commit, done or to come, names this very blob."""
+        if not out.part.name:
+            return
+        try:
+            named = ledger.part_of(out.chunk)
+            shared = ledger.lease(out.jid) is not None or (named is not None and named.name == out.part.name)
+        except (redis.RedisError, ValueError):
+            shared = True  # unknown: an orphaned part costs storage, a deleted committed one a result
+        if not shared:
+            self.store.delete(out.part.name)

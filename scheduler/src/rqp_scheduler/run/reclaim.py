@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import time
 from dataclasses import replace
 
@@ -22,13 +23,18 @@ from rqp.status import FAILED, StatusRecord
 
 from .context import RunContext
 from .jobs import in_queues, queue_specs
+from .rollback import RollbackWatch
 
-__all__ = ["EXPIRED", "FREE_LOST_RERUNS", "LOST_FROM_QUEUE", "Reclaimer"]
+__all__ = ["EXPIRED", "FREE_LOST_RERUNS", "LOST_FROM_QUEUE", "ROLLED_BACK", "Reclaimer"]
 
 log = logging.getLogger("rqp.scheduler")
 
 EXPIRED = "its worker stopped renewing the chunk lease (worker died or hung)"
 LOST_FROM_QUEUE = "its RQ job was lost from the queue (Redis restart?)"
+ROLLED_BACK = "Redis lost recent writes (a rollback or a failover), its commit or its worker's lease with them"
+#: a lease deadline beyond any a worker sets: ``expired(EVERY_LEASE)`` lists every chunk leased
+#: (and none of those queued, whose deadline is +inf until a worker starts them)
+EVERY_LEASE = sys.float_info.max
 #: re-runs of a chunk after a lost worker (killed, crashed, its VM or Redis gone) that spend no
 #: attempt of its records: they did not fail. Past these, a chunk that keeps losing its worker is
 #: taken to cause it (a record that kills or hangs its worker) and each re-run spends an attempt,
@@ -43,9 +49,19 @@ class Reclaimer:
         self.ctx = ctx
         #: jobs RQ said were queued but that sat in no queue at the last look
         self._unqueued: set[str] = set()
+        #: the sealed beat that tells this scheduler Redis went back in time (``run.rollback``)
+        self.rollback = RollbackWatch(ctx)
 
     def expired(self) -> None:
-        """Chunks whose lease ran out (or that a dead worker's supervisor ended): their worker is lost."""
+        """Chunks whose lease ran out (or that a dead worker's supervisor ended): their worker is
+        lost. After a rollback (the beat in Redis is older than this scheduler wrote) every leased
+        chunk is taken back at once: a commit lost with it would otherwise wait for its lease,
+        whose worker finished long ago. One still running elsewhere is re-run too -- its late
+        commit finds its job gone and counts nothing, so no record is lost or doubled."""
+        if self.rollback.check() is not None:
+            for jid in self.ctx.ledger.expired(EVERY_LEASE):
+                self.reclaim(jid, ROLLED_BACK, lost=True)
+            return
         for jid in self.ctx.ledger.expired(time.time()):
             self.reclaim(jid, EXPIRED, lost=True)
 
