@@ -105,11 +105,17 @@ class LeaseKeeper(threading.Thread):
     def __init__(self, lease_seconds: float) -> None:
         super().__init__(name="rqp-lease", daemon=True)
         self.lease = lease_seconds
-        self.current: tuple[Ledger, str] | None = None
+        #: (ledger, job id, every lease deadline this worker wrote for it)
+        self.current: tuple[Ledger, str, list[float]] | None = None
         self._wake = threading.Event()
 
-    def hold(self, ledger: Ledger, jid: str) -> None:
-        self.current = (ledger, jid)
+    def hold(self, ledger: Ledger, jid: str, deadline: float) -> list[float]:
+        """Renew ``jid``'s lease from now on; the deadlines written for it (START's
+        ``deadline``, then each renewal's), which tell this worker's lease from another's
+        (``handback.CommitWatch``)."""
+        deadlines = [deadline]
+        self.current = (ledger, jid, deadlines)
+        return deadlines
 
     def release(self) -> None:
         self.current = None
@@ -120,7 +126,9 @@ class LeaseKeeper(threading.Thread):
             if cur is None:
                 continue
             try:
-                cur[0].renew(cur[1], time.time() + self.lease)
+                deadline = time.time() + self.lease
+                cur[2].append(deadline)  # before the write: a lease Redis may hold is always known
+                cur[0].renew(cur[1], deadline)
                 metrics.LEASE_RENEWALS.inc()
             except redis.RedisError as exc:  # the next renewal retries; the lease has slack
                 metrics.LEASE_RENEWAL_ERRORS.inc()
@@ -257,11 +265,12 @@ class ChunkProcessor:
         ledger = self.ledger(workload.id)
         records = spec.records()
         started = time.time()
+        deadline = started + self.settings.lease_seconds
         try:
             lease = ledger.start(
                 jid,
                 spec.chunk,
-                deadline=started + self.settings.lease_seconds,
+                deadline=deadline,
                 runs=spec.runs,
                 sealed_spec=sealed_spec,
                 start_note=seal_start(workload, jid, started, self.worker),
@@ -274,14 +283,14 @@ class ChunkProcessor:
         if lease is None:
             log.info("job %s is no longer pending (re-run elsewhere); skipped", jid)
             return {"skipped": True}
-        self.lease.hold(ledger, jid)
+        deadlines = self.lease.hold(ledger, jid, deadline)
         # under the committing job's own key: a part of another attempt does not open as this one
         part = PartWriter(workload.scope(jid))
         try:
             t0 = time.perf_counter()
             outcomes, payloads = self._outcomes(workload, spec, records, lease, part)
             tally = self._tally(jid, workload, spec, records, outcomes, payloads, part, started, t0)
-            return self._commit(ledger, workload, tally)
+            return self._commit(ledger, workload, tally, deadlines)
         except (RqpError, redis.RedisError, OSError) as exc:
             # the chunk cannot commit (the blob store refuses its part, ...): give its lease back
             # now, with the reason, for the scheduler to re-run it or fail its records with that
@@ -439,7 +448,7 @@ class ChunkProcessor:
         out.statuses = workload.seal_packed("status", t.statuses)
         return t
 
-    def _commit(self, ledger: Ledger, workload: Workload, t: _Tally) -> JobResult:
+    def _commit(self, ledger: Ledger, workload: Workload, t: _Tally, deadlines: list[float]) -> JobResult:
         out = t.outcome
         if t.part.entries:
             j = JobId.parse(out.jid)
@@ -453,7 +462,7 @@ class ChunkProcessor:
             log.warning("job %s lost its lease before commit; its results were discarded (the re-run counts)", out.jid)
             metrics.CHUNKS_LEASE_LOST.inc()
             return {"discarded": True}
-        self.commits.committed(ledger, out.jid)
+        self.commits.committed(ledger, out.jid, deadlines)
         metrics.RECORDS_DONE.labels(workload.id).inc(len(out.done))
         metrics.RECORDS_FAILED.labels(workload.id).inc(len(out.failed))
         metrics.RECORDS_RETRIED.labels(workload.id).inc(len(out.retries))

@@ -7,10 +7,13 @@ without failing it calls it (a commit found lost, a worker about to be evicted).
 
 ``CommitWatch`` finds commits Redis lost: after a restart from an older snapshot or a failover to
 an asynchronous replica, a chunk this worker committed a moment ago is back in the workload's
-pending set (its commit removed it; nothing else puts that job id back). Its records are not
-done any more, and the lease it shows is this worker's, which will never be renewed: it is handed
-back. The watch remembers each commit for one lease (past that the lease has run out anyway) and
-looks once a second, one pipelined round trip for all of them.
+pending set (its commit removed it), under a lease deadline this worker wrote. Its records are
+not done any more, and that lease will never be renewed: it is handed back. A chunk back in
+pending under any other score is left alone -- +inf: the start was lost too and its RQ job is
+back in the queue, to run as it is; another deadline: another worker runs it now (RQ handed the
+replayed job out again), and ending that lease would only throw its work away. The watch
+remembers each commit for one lease (past that the lease has run out anyway) and looks once a
+second, one pipelined round trip for all of them.
 """
 
 from __future__ import annotations
@@ -48,16 +51,17 @@ class CommitWatch(threading.Thread):
         self.r = r
         self.remember = remember_seconds
         self.interval = interval
-        #: (when committed, ledger, job id), oldest first
-        self._recent: deque[tuple[float, Ledger, str]] = deque()
+        #: (when committed, ledger, job id, the lease deadlines this worker wrote for it), oldest first
+        self._recent: deque[tuple[float, Ledger, str, list[float]]] = deque()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         #: how many commits this watch found lost (for tests and the log)
         self.found = 0
 
-    def committed(self, ledger: Ledger, jid: str) -> None:
+    def committed(self, ledger: Ledger, jid: str, deadlines: list[float]) -> None:
+        """``jid`` committed, its lease having had ``deadlines`` (START's, then each renewal's)."""
         with self._lock:
-            self._recent.append((time.monotonic(), ledger, jid))
+            self._recent.append((time.monotonic(), ledger, jid, deadlines))
 
     def run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -76,10 +80,14 @@ class CommitWatch(threading.Thread):
         if not recent:
             return []
         pipe = self.r.pipeline(transaction=False)
-        for _, ledger, jid in recent:
+        for _, ledger, jid, _ in recent:
             pipe.zscore(ledger.k.pending, jid)
         scores = pipe.execute()
-        lost = [(ledger, jid) for (_, ledger, jid), score in zip(recent, scores, strict=True) if score is not None]
+        lost = [
+            (ledger, jid)
+            for (_, ledger, jid, mine), score in zip(recent, scores, strict=True)
+            if score is not None and float(score) in mine
+        ]
         for ledger, jid in lost:
             hand_back(ledger, jid, "its commit is gone from Redis (a rollback or a failover lost it)")
         if lost:
