@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import time
 
-from world import proc  # noqa: F401 - a fixture
+import pytest
 
 from rqp.ledger import Ledger
+
+
+@pytest.fixture
+def proc(world):
+    p = world.processor()
+    yield p
+    p.pool.close()
 
 
 def _dump(r) -> dict[bytes, bytes]:
@@ -61,7 +68,7 @@ def test_a_lost_commit_is_handed_back_and_the_chunk_reruns_once(world, proc):
 
 
 def test_a_job_back_in_pending_under_another_lease_is_left_alone(world, proc):
-    run, led, jid = _started_then_rolled_back(world, proc, "other")
+    _, led, jid = _started_then_rolled_back(world, proc, "other")
     world.r.zadd(led.k.pending, {jid: time.time() + 300})  # another worker took the replayed job
     proc.commits.check()
     assert proc.commits.found == 0 and led.lease(jid) > time.time() + 200

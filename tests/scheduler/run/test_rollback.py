@@ -47,7 +47,7 @@ def test_an_earlier_beat_put_back_reclaims_every_leased_chunk_at_once(world):
 def test_a_deleted_or_foreign_beat_reads_as_a_rollback_and_only_reruns_the_chunks(world, proc):
     """A Redis writer's junk, another workload's beat or a delete re-runs what is in flight (work
     wasted for this workload), and the workload still ends with every record once."""
-    run, led, jid = _leased(world, "junk")
+    run, led, _ = _leased(world, "junk")
     other = world.run(world.pack("bystander", [{"n": 1}]))
     other.reclaimer.expired()
     run.reclaimer.expired()
