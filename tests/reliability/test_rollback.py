@@ -80,6 +80,8 @@ def test_a_rollback_of_redis_mid_run_costs_no_lease_wait(tmp_path, kek):
         cluster.r = redis.Redis.from_url(server.url)
         after = _done(cluster.r)
         t_restart = mark("restarted from the snapshot", after)
+        pending = cluster.r.zrange("rqp:w:rollback:pending", 0, -1, withscores=True)
+        leased = sorted(j.decode().rsplit("-", 2)[1] for j, score in pending if score != float("inf"))
         assert after < before_kill, f"nothing was rolled back ({after} done after the restart, {before_kill} before)"
         cluster.wait_for(lambda: _done(cluster.r) > after or sched.poll() is not None, 30, "work resuming")
         mark("work resumed", _done(cluster.r))
@@ -96,6 +98,7 @@ def test_a_rollback_of_redis_mid_run_costs_no_lease_wait(tmp_path, kek):
             f"{N - after} records, {left:.1f} s at the rate before; the workload ended {t_end - t_restart:.1f} s "
             f"after the restart ({t_end - t_restart - left:+.1f} s over the work left)"
         )
+        print(f"  leased in the snapshot (their lease is {LEASE_SECONDS} s): {' '.join(leased) or 'none'}")
         for line in log.splitlines():
             if "re-queued" in line or "lost recent writes" in line:
                 print("  scheduler:", line.split(" WARNING ")[-1][:160])

@@ -36,6 +36,7 @@ def test_an_earlier_beat_put_back_reclaims_every_leased_chunk_at_once(world):
     world.r.hset(led.k.meta, Meta.BEAT, before)  # what a restart from an older snapshot leaves
     run.reclaimer.expired()
     assert run.reclaimer.rollback.noticed == 1
+    assert run.reclaimer.looking  # lost RQ jobs are looked for every pass for a while
     [again] = led.queued()
     assert again == jid[:-1] + "1" and led.lease(jid) is None
     spec = specs(run.workload, led)[again]

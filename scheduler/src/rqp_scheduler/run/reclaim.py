@@ -35,6 +35,10 @@ ROLLED_BACK = "Redis lost recent writes (a rollback or a failover), its commit o
 #: a lease deadline beyond any a worker sets: ``expired(EVERY_LEASE)`` lists every chunk leased
 #: (and none of those queued, whose deadline is +inf until a worker starts them)
 EVERY_LEASE = sys.float_info.max
+#: looks for jobs RQ lost (``lost``) made a reclaim pass apart, not the usual 5 s, after a
+#: rollback: a job popped off its queue just before the snapshot but not yet marked started is in
+#: no queue, and must be seen twice to count
+LOOKS_AFTER_ROLLBACK = 3
 #: re-runs of a chunk after a lost worker (killed, crashed, its VM or Redis gone) that spend no
 #: attempt of its records: they did not fail. Past these, a chunk that keeps losing its worker is
 #: taken to cause it (a record that kills or hangs its worker) and each re-run spends an attempt,
@@ -51,6 +55,8 @@ class Reclaimer:
         self._unqueued: set[str] = set()
         #: the sealed beat that tells this scheduler Redis went back in time (``run.rollback``)
         self.rollback = RollbackWatch(ctx)
+        #: looks for lost jobs left at the reclaim pass's pace (``LOOKS_AFTER_ROLLBACK``)
+        self._looks = 0
 
     def expired(self) -> None:
         """Chunks whose lease ran out (or that a dead worker's supervisor ended): their worker is
@@ -61,9 +67,15 @@ class Reclaimer:
         if self.rollback.check() is not None:
             for jid in self.ctx.ledger.expired(EVERY_LEASE):
                 self.reclaim(jid, ROLLED_BACK, lost=True)
+            self._looks = LOOKS_AFTER_ROLLBACK
             return
         for jid in self.ctx.ledger.expired(time.time()):
             self.reclaim(jid, EXPIRED, lost=True)
+
+    @property
+    def looking(self) -> bool:
+        """A rollback was just noticed: look for lost jobs every reclaim pass (``LOOKS_AFTER_ROLLBACK``)."""
+        return self._looks > 0
 
     def lost(self) -> None:
         """Queued chunks whose RQ job failed, vanished, started on a worker that died before
@@ -72,6 +84,7 @@ class Reclaimer:
         view comes through its public API (``Job.fetch_many``). Chunks a processor handed back
         are queued again."""
         ctx = self.ctx
+        self._looks = max(0, self._looks - 1)
         queued = ctx.ledger.queued()
         if not queued:
             self._unqueued.clear()
