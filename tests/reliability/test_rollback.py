@@ -19,7 +19,7 @@ def process(record):
     return record["n"] * 3
 """
 
-N = 12_000
+N = 20_000
 #: a lease far longer than the bound below: a chunk left to wait for its lease fails the test
 LEASE_SECONDS = 90
 #: how far back Redis goes: the snapshot is taken this long before the kill

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 import time
 from dataclasses import replace
 
@@ -32,9 +31,9 @@ log = logging.getLogger("rqp.scheduler")
 EXPIRED = "its worker stopped renewing the chunk lease (worker died or hung)"
 LOST_FROM_QUEUE = "its RQ job was lost from the queue (Redis restart?)"
 ROLLED_BACK = "Redis lost recent writes (a rollback or a failover), its commit or its worker's lease with them"
-#: a lease deadline beyond any a worker sets: ``expired(EVERY_LEASE)`` lists every chunk leased
-#: (and none of those queued, whose deadline is +inf until a worker starts them)
-EVERY_LEASE = sys.float_info.max
+#: seconds by which a worker's clock (its lease deadlines) may run ahead of the scheduler's: a
+#: lease written this little after a rollback's cut is still taken back (wasted work, at worst)
+CLOCK_SKEW = 2.0
 #: looks for jobs RQ lost (``lost``) made a reclaim pass apart, not the usual 5 s, after a
 #: rollback: a job popped off its queue just before the snapshot but not yet marked started is in
 #: no queue, and must be seen twice to count
@@ -60,12 +59,15 @@ class Reclaimer:
 
     def expired(self) -> None:
         """Chunks whose lease ran out (or that a dead worker's supervisor ended): their worker is
-        lost. After a rollback (the beat in Redis is older than this scheduler wrote) every leased
-        chunk is taken back at once: a commit lost with it would otherwise wait for its lease,
-        whose worker finished long ago. One still running elsewhere is re-run too -- its late
-        commit finds its job gone and counts nothing, so no record is lost or doubled."""
-        if self.rollback.check() is not None:
-            for jid in self.ctx.ledger.expired(EVERY_LEASE):
+        lost. After a rollback (the beat in Redis is older than this scheduler wrote) every chunk
+        whose lease was written before the writes Redis lost is taken back at once: a commit lost
+        with it would otherwise wait for its lease, whose worker finished long ago. One still
+        running is re-run too -- its late commit finds its job gone and counts nothing, so no
+        record is lost or doubled; a lease written (or renewed) since is a live worker's."""
+        cut = self.rollback.check()
+        if cut is not None:
+            written_before = max(time.time(), cut + self.ctx.settings.lease_seconds + CLOCK_SKEW)
+            for jid in self.ctx.ledger.expired(written_before):
                 self.reclaim(jid, ROLLED_BACK, lost=True)
             self._looks = LOOKS_AFTER_ROLLBACK
             return
