@@ -99,7 +99,7 @@ ROWS: tuple[Row, ...] = (
         "what is enqueued, when the data is exhausted, the round, whether the workload ended; the summary's total",
         "sealed", test=f"{_FUZZ}[sealed]"),
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "beat", "beat", _SCHED, _SCHED,
-        "a rollback noticed (a beat older than the scheduler wrote last): every leased chunk re-run at once; an "
+        "a rollback noticed (a beat older than the scheduler wrote last): chunks leased before it re-run at once; an "
         "earlier beat put back, junk or a delete only re-runs that workload's chunks in flight", "sealed",
         test=f"{_FUZZ}[sealed]"),
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "pin", "pin", _SCHED, _SCHED,
