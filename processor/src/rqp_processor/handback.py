@@ -69,6 +69,8 @@ class CommitWatch(threading.Thread):
                 self.check()
             except redis.RedisError as exc:  # Redis away (restarting?): look again next time
                 log.debug("commit watch: %s", exc)
+            except Exception:  # never a dead watch: a lost commit then waits for its lease, as before
+                log.exception("commit watch: unexpected error; looking again in %.0f s", self.interval)
 
     def check(self) -> list[str]:
         """Look once; the job ids found lost (and handed back)."""
