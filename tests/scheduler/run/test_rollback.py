@@ -83,3 +83,35 @@ def test_a_scheduler_that_takes_a_workload_over_adopts_its_beat(world):
     successor.expired()
     assert successor.rollback.noticed == 0 and led.lease(jid) is not None
     assert open_beat(run.workload, world.r.hget(led.k.meta, Meta.BEAT)) == 3
+
+
+def test_a_job_marked_started_whose_lease_was_lost_is_rerun_two_passes_after_a_rollback(world):
+    """Dequeued (RQ marked it started) just before the snapshot, leased just after: Redis holds a
+    started job that nobody leases. Without a rollback it is given its lease's time (a worker may
+    be about to take it); after one it is re-run once seen so twice, a pass apart."""
+    from datetime import UTC, datetime
+
+    from rq.job import JobStatus
+
+    from rqp.jobs import JSONSerializer, RqpJob
+
+    run, led, jid, _ = _two_chunks(world, "popped")
+    job = RqpJob.fetch(jid, connection=world.r, serializer=JSONSerializer)
+    job.started_at = datetime.now(UTC)
+    job.save()
+    job.set_status(JobStatus.STARTED)
+    for q in run.ctx.queues.values():
+        q.remove(jid)
+    run.reclaimer.expired()
+    run.reclaimer.lost()
+    run.reclaimer.lost()
+    assert jid in led.queued()  # no rollback: left to its lease
+    before = world.r.hget(led.k.meta, Meta.BEAT)
+    run.reclaimer.expired()
+    world.r.hset(led.k.meta, Meta.BEAT, before)
+    run.reclaimer.expired()  # the rollback is noticed
+    assert run.reclaimer.looking
+    run.reclaimer.lost()
+    assert jid in led.queued()  # seen once
+    run.reclaimer.lost()
+    assert jid not in led.queued() and jid[:-1] + "1" in led.queued()  # seen twice: re-run

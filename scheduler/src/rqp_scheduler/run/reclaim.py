@@ -82,11 +82,12 @@ class Reclaimer:
     def lost(self) -> None:
         """Queued chunks whose RQ job failed, vanished, started on a worker that died before
         taking the lease, or says "queued" while sitting in no queue (a Redis restart can lose
-        the write that would have moved it on); the last must be seen twice to count. RQ's own
+        the write that would have moved it on); the last must be seen twice to count, as must,
+        just after a rollback, one marked started whose lease is not in Redis. RQ's own
         view comes through its public API (``Job.fetch_many``). Chunks a processor handed back
         are queued again."""
         ctx = self.ctx
-        self._looks = max(0, self._looks - 1)
+        after_rollback, self._looks = self._looks > 0, max(0, self._looks - 1)
         queued = ctx.ledger.queued()
         if not queued:
             self._unqueued.clear()
@@ -115,7 +116,13 @@ class Reclaimer:
                 and job.started_at
                 and job.started_at.timestamp() > horizon
             ):
-                continue
+                if not after_rollback:
+                    continue
+                # marked started, never leased: after a rollback, one whose lease was lost with
+                # the writes after its dequeue; seen so twice (a reclaim pass apart), it counts
+                unqueued.add(jid)
+                if jid not in self._unqueued:
+                    continue
             if status is None and ctx.ledger.lease(jid) != float("inf"):
                 continue  # committed (result_ttl=0 deleted the job) or leased meanwhile
             reason = self._rq_failure_reason(job, status) if status != JobStatus.QUEUED else LOST_FROM_QUEUE
