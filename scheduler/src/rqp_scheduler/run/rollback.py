@@ -103,7 +103,7 @@ class RollbackWatch:
         # one from before its memory): the writes lost may be any, every lease is suspect
         cut = self._sent.get(seen + 1, ANY_TIME) if seen is not None else ANY_TIME
         found = "no beat" if held is None else ("a beat that does not open" if seen is None else f"beat {seen}")
-        since = f"those of the last {now - cut:.1f} s" if cut != ANY_TIME else "how far back unknown"
+        since = f"at least those of the last {now - cut:.1f} s" if cut != ANY_TIME else "how far back unknown"
         reason = (
             f"Redis holds {found} where this scheduler wrote beat {nxt - 1}: it lost recent writes ({since}: a "
             "restart from an older snapshot or a failover to a replica); the chunks leased before then are re-run "
