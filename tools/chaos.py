@@ -640,7 +640,7 @@ def m_sealed(ctx: Ctx) -> str:
     rng = ctx.rng
     if rng.random() < 0.3:
         meta = ctx.k("meta")
-        f = rng.choice(("head", "pin", "error_sealed"))
+        f = rng.choice(("head", "pin", "error_sealed", "beat"))
         op = rng.randrange(3)
         if op == 0:
             value = base64.b64encode(ctx.junk())

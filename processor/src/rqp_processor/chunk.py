@@ -63,6 +63,7 @@ from rqp.status import FAILED, QUEUED, ChunkNote, StatusRecord, seal_start
 from rqp.workload import Workload
 
 from .context import ContextCache
+from .handback import CommitWatch
 
 __all__ = ["ChunkProcessor", "JobResult", "LeaseKeeper", "backoff_delay"]
 
@@ -104,11 +105,17 @@ class LeaseKeeper(threading.Thread):
     def __init__(self, lease_seconds: float) -> None:
         super().__init__(name="rqp-lease", daemon=True)
         self.lease = lease_seconds
-        self.current: tuple[Ledger, str] | None = None
+        #: (ledger, job id, every lease deadline this worker wrote for it)
+        self.current: tuple[Ledger, str, list[float]] | None = None
         self._wake = threading.Event()
 
-    def hold(self, ledger: Ledger, jid: str) -> None:
-        self.current = (ledger, jid)
+    def hold(self, ledger: Ledger, jid: str, deadline: float) -> list[float]:
+        """Renew ``jid``'s lease from now on; the deadlines written for it (START's
+        ``deadline``, then each renewal's), which tell this worker's lease from another's
+        (``handback.CommitWatch``)."""
+        deadlines = [deadline]
+        self.current = (ledger, jid, deadlines)
+        return deadlines
 
     def release(self) -> None:
         self.current = None
@@ -119,7 +126,9 @@ class LeaseKeeper(threading.Thread):
             if cur is None:
                 continue
             try:
-                cur[0].renew(cur[1], time.time() + self.lease)
+                deadline = time.time() + self.lease
+                cur[2].append(deadline)  # before the write: a lease Redis may hold is always known
+                cur[0].renew(cur[1], deadline)
                 metrics.LEASE_RENEWALS.inc()
             except redis.RedisError as exc:  # the next renewal retries; the lease has slack
                 metrics.LEASE_RENEWAL_ERRORS.inc()
@@ -168,6 +177,9 @@ class ChunkProcessor:
         self.worker = worker_name or process_identity()
         self.lease = LeaseKeeper(settings.lease_seconds)
         self.lease.start()
+        #: hands back a chunk whose commit a Redis rollback lost (``handback``)
+        self.commits = CommitWatch(self.r, settings.lease_seconds)
+        self.commits.start()
 
     def ledger(self, workload_id: str) -> Ledger:
         return Ledger(self.r, workload_id, self.scripts)
@@ -253,11 +265,12 @@ class ChunkProcessor:
         ledger = self.ledger(workload.id)
         records = spec.records()
         started = time.time()
+        deadline = started + self.settings.lease_seconds
         try:
             lease = ledger.start(
                 jid,
                 spec.chunk,
-                deadline=started + self.settings.lease_seconds,
+                deadline=deadline,
                 runs=spec.runs,
                 sealed_spec=sealed_spec,
                 start_note=seal_start(workload, jid, started, self.worker),
@@ -270,14 +283,14 @@ class ChunkProcessor:
         if lease is None:
             log.info("job %s is no longer pending (re-run elsewhere); skipped", jid)
             return {"skipped": True}
-        self.lease.hold(ledger, jid)
+        deadlines = self.lease.hold(ledger, jid, deadline)
         # under the committing job's own key: a part of another attempt does not open as this one
         part = PartWriter(workload.scope(jid))
         try:
             t0 = time.perf_counter()
             outcomes, payloads = self._outcomes(workload, spec, records, lease, part)
             tally = self._tally(jid, workload, spec, records, outcomes, payloads, part, started, t0)
-            return self._commit(ledger, workload, tally)
+            return self._commit(ledger, workload, tally, deadlines)
         except (RqpError, redis.RedisError, OSError) as exc:
             # the chunk cannot commit (the blob store refuses its part, ...): give its lease back
             # now, with the reason, for the scheduler to re-run it or fail its records with that
@@ -435,7 +448,7 @@ class ChunkProcessor:
         out.statuses = workload.seal_packed("status", t.statuses)
         return t
 
-    def _commit(self, ledger: Ledger, workload: Workload, t: _Tally) -> JobResult:
+    def _commit(self, ledger: Ledger, workload: Workload, t: _Tally, deadlines: list[float]) -> JobResult:
         out = t.outcome
         if t.part.entries:
             j = JobId.parse(out.jid)
@@ -445,11 +458,11 @@ class ChunkProcessor:
         out.finished_at = time.time()
         if not ledger.commit(out, self.worker):
             # the scheduler re-ran this chunk elsewhere while we were slow: that run's commit counts
-            if out.part.name:
-                self.store.delete(out.part.name)
+            self._discard_part(ledger, out)
             log.warning("job %s lost its lease before commit; its results were discarded (the re-run counts)", out.jid)
             metrics.CHUNKS_LEASE_LOST.inc()
             return {"discarded": True}
+        self.commits.committed(ledger, out.jid, deadlines)
         metrics.RECORDS_DONE.labels(workload.id).inc(len(out.done))
         metrics.RECORDS_FAILED.labels(workload.id).inc(len(out.failed))
         metrics.RECORDS_RETRIED.labels(workload.id).inc(len(out.retries))
@@ -459,3 +472,17 @@ class ChunkProcessor:
             except (RqpError, redis.RedisError) as exc:  # left in the outbox; the scheduler publishes it later
                 log.warning("status messages for %s stay in the outbox: %s", out.jid, exc)
         return {"done": len(out.done), "failed": len(out.failed), "retrying": len(out.retries)}
+
+    def _discard_part(self, ledger: Ledger, out: ChunkOutcome) -> None:
+        """Delete the part of a commit that did not count -- unless another run of the same job
+        uses that name: after a Redis rollback RQ can hand one job to two workers (its dequeue
+        was lost), and the other one's commit, done or to come, names this very blob."""
+        if not out.part.name:
+            return
+        try:
+            named = ledger.part_of(out.chunk)
+            shared = ledger.lease(out.jid) is not None or (named is not None and named.name == out.part.name)
+        except (redis.RedisError, ValueError):
+            shared = True  # unknown: an orphaned part costs storage, a deleted committed one a result
+        if not shared:
+            self.store.delete(out.part.name)

@@ -22,13 +22,22 @@ from rqp.status import FAILED, StatusRecord
 
 from .context import RunContext
 from .jobs import in_queues, queue_specs
+from .rollback import RollbackWatch
 
-__all__ = ["EXPIRED", "FREE_LOST_RERUNS", "LOST_FROM_QUEUE", "Reclaimer"]
+__all__ = ["EXPIRED", "FREE_LOST_RERUNS", "LOST_FROM_QUEUE", "ROLLED_BACK", "Reclaimer"]
 
 log = logging.getLogger("rqp.scheduler")
 
 EXPIRED = "its worker stopped renewing the chunk lease (worker died or hung)"
 LOST_FROM_QUEUE = "its RQ job was lost from the queue (Redis restart?)"
+ROLLED_BACK = "Redis lost recent writes (a rollback or a failover), its commit or its worker's lease with them"
+#: seconds by which a worker's clock (its lease deadlines) may run ahead of the scheduler's: a
+#: lease written this little after a rollback's cut is still taken back (wasted work, at worst)
+CLOCK_SKEW = 2.0
+#: looks for jobs RQ lost (``lost``) made a reclaim pass apart, not the usual 5 s, after a
+#: rollback: a job popped off its queue just before the snapshot but not yet marked started is in
+#: no queue, and must be seen twice to count
+LOOKS_AFTER_ROLLBACK = 3
 #: re-runs of a chunk after a lost worker (killed, crashed, its VM or Redis gone) that spend no
 #: attempt of its records: they did not fail. Past these, a chunk that keeps losing its worker is
 #: taken to cause it (a record that kills or hangs its worker) and each re-run spends an attempt,
@@ -43,19 +52,42 @@ class Reclaimer:
         self.ctx = ctx
         #: jobs RQ said were queued but that sat in no queue at the last look
         self._unqueued: set[str] = set()
+        #: the sealed beat that tells this scheduler Redis went back in time (``run.rollback``)
+        self.rollback = RollbackWatch(ctx)
+        #: looks for lost jobs left at the reclaim pass's pace (``LOOKS_AFTER_ROLLBACK``)
+        self._looks = 0
 
     def expired(self) -> None:
-        """Chunks whose lease ran out (or that a dead worker's supervisor ended): their worker is lost."""
+        """Chunks whose lease ran out (or that a dead worker's supervisor ended): their worker is
+        lost. After a rollback (the beat in Redis is older than this scheduler wrote) every chunk
+        whose lease was written before the writes Redis lost is taken back at once: a commit lost
+        with it would otherwise wait for its lease, whose worker finished long ago. One still
+        running is re-run too -- its late commit finds its job gone and counts nothing, so no
+        record is lost or doubled; a lease written (or renewed) since is a live worker's."""
+        cut = self.rollback.check()
+        if cut is not None:
+            written_before = max(time.time(), cut + self.ctx.settings.lease_seconds + CLOCK_SKEW)
+            for jid in self.ctx.ledger.expired(written_before):
+                self.reclaim(jid, ROLLED_BACK, lost=True)
+            self._looks = LOOKS_AFTER_ROLLBACK
+            return
         for jid in self.ctx.ledger.expired(time.time()):
             self.reclaim(jid, EXPIRED, lost=True)
+
+    @property
+    def looking(self) -> bool:
+        """A rollback was just noticed: look for lost jobs every reclaim pass (``LOOKS_AFTER_ROLLBACK``)."""
+        return self._looks > 0
 
     def lost(self) -> None:
         """Queued chunks whose RQ job failed, vanished, started on a worker that died before
         taking the lease, or says "queued" while sitting in no queue (a Redis restart can lose
-        the write that would have moved it on); the last must be seen twice to count. RQ's own
+        the write that would have moved it on); the last must be seen twice to count, as must,
+        just after a rollback, one marked started whose lease is not in Redis. RQ's own
         view comes through its public API (``Job.fetch_many``). Chunks a processor handed back
         are queued again."""
         ctx = self.ctx
+        after_rollback, self._looks = self._looks > 0, max(0, self._looks - 1)
         queued = ctx.ledger.queued()
         if not queued:
             self._unqueued.clear()
@@ -84,7 +116,13 @@ class Reclaimer:
                 and job.started_at
                 and job.started_at.timestamp() > horizon
             ):
-                continue
+                if not after_rollback:
+                    continue
+                # marked started, never leased: after a rollback, one whose lease was lost with
+                # the writes after its dequeue; seen so twice (a reclaim pass apart), it counts
+                unqueued.add(jid)
+                if jid not in self._unqueued:
+                    continue
             if status is None and ctx.ledger.lease(jid) != float("inf"):
                 continue  # committed (result_ttl=0 deleted the job) or leased meanwhile
             reason = self._rq_failure_reason(job, status) if status != JobStatus.QUEUED else LOST_FROM_QUEUE

@@ -292,7 +292,8 @@ class WorkloadRun:
             raise
         self.retrier.queue_due()
         self._every("reclaim", RECLAIM_INTERVAL, now, self.reclaimer.expired)
-        self._every("rq", RQ_CHECK_INTERVAL, now, self.reclaimer.lost)
+        rq_every = RECLAIM_INTERVAL if self.reclaimer.looking else RQ_CHECK_INTERVAL  # faster after a rollback
+        self._every("rq", rq_every, now, self.reclaimer.lost)
         self._every("checkpoint", self.checkpoints.interval, now, self.checkpoints.write)
         self._housekeeping(now)
         if self.exhausted and self.ctx.ledger.idle() and self.enqueuer.cursor_matches():

@@ -209,6 +209,9 @@ class Meta:
     #: manifest's): progress while the total is unknown (``rqp.throughput``)
     READ_BYTES = "read_bytes"
     DATA_BYTES = "data_bytes"
+    #: the supervising scheduler's sealed beat counter (``rqp_scheduler.run.rollback``): lower
+    #: than the scheduler last wrote means Redis lost writes (a rollback or a failover)
+    BEAT = "beat"
 
 
 @dataclass(frozen=True)

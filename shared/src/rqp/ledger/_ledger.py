@@ -590,6 +590,11 @@ class Ledger:
         """chunk -> the result part its commit named."""
         return {str(text(a)): PartRef.parse(str(text(b))) for a, b in self.r.hgetall(self.k.parts).items()}
 
+    def part_of(self, chunk: str) -> PartRef | None:
+        """The result part ``chunk``'s commit named; None while it has not committed."""
+        value = text(self.r.hget(self.k.parts, chunk))
+        return PartRef.parse(str(value)) if value is not None else None
+
     def perf(self) -> tuple[int, float]:
         """(records processed, seconds they took), over every chunk so far."""
         records, seconds = self.r.hmget(self.k.perf, Perf.RECORDS, Perf.SECONDS)

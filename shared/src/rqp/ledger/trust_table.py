@@ -98,6 +98,10 @@ ROWS: tuple[Row, ...] = (
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "head", "head", _SCHED, f"{_SCHED}, {_CLI} retry",
         "what is enqueued, when the data is exhausted, the round, whether the workload ended; the summary's total",
         "sealed", test=f"{_FUZZ}[sealed]"),
+    Row("rqp:w:<W>:meta", _w("meta"), "hash", "beat", "beat", _SCHED, _SCHED,
+        "a rollback noticed (a beat older than the scheduler wrote last): chunks leased before it re-run at once; an "
+        "earlier beat put back, junk or a delete only re-runs that workload's chunks in flight", "sealed",
+        test=f"{_FUZZ}[sealed]"),
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "pin", "pin", _SCHED, _SCHED,
         "a workload replaced while unfinished is refused", "sealed", test=f"{_FUZZ}[sealed]"),
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "error_sealed", "error_sealed", _SCHED, f"{_CLI} status (with the KEK)",
