@@ -10,9 +10,12 @@ import logging
 import os
 import time
 
+from rqp.connect import open_operator_key
 from rqp.errors import BlobNotFoundError, RqpError
 from rqp.ledger import Head, State, flush_outbox, outbox_add, publish_outbox
 from rqp.messages import make_envelope
+from rqp.records import Limits
+from rqp.signing import LocalSigningKey, SigningKey
 from rqp.status import read_progress
 from rqp.summary import Summary, read_summary
 from rqp.workload import SHRED_BYTES, SHRED_MARKER, SUPERSEDED, blob_name
@@ -106,6 +109,17 @@ class Finisher:
             return None
         return max(0, before.total - head.total)
 
+    def results_signer(self) -> SigningKey | None:
+        """The key the results root is signed with (``rqp.results_root``): this scheduler's results
+        key (``RQP_RESULTS_KEY_FILE``), else its operator key; None (the root stays unsigned)
+        without either. Never the submitter's key, which processors may be given too."""
+        s = self.ctx.settings
+        if s.results_key_file is not None:
+            return LocalSigningKey(s.results_key_file)
+        if s.operator_key_file or s.operator_key_vault_id:
+            return open_operator_key(s)
+        return None
+
     def finish(self, cancelled: bool = False, unread: int = 0) -> Summary:
         """Consolidate the results, write the summary, close the head, announce the end and
         release the lock. ``unread``: records of a cancelled workload's data never read (they count
@@ -122,7 +136,7 @@ class Finisher:
             head = Head(head.enqueued, head.chunks, head.enqueued, head.round)  # what was read before the cancel
         summary = consolidate(
             ctx.ledger, ctx.store, ctx.workload, head, keep_parts=ctx.settings.keep_parts, cancelled=cancelled,
-            unread=unread,
+            unread=unread, signer=self.results_signer(), limits=Limits.from_settings(ctx.settings),
         )  # fmt: skip
         self.drop_superseded()
         closed = Head(head.enqueued, head.chunks, head.total, head.round, closed=True)
