@@ -1,0 +1,141 @@
+"""Verifiable results through the real programs: a scheduler with its own results key signs each
+workload's Merkle root; ``rqp verify`` passes the genuine results and exports and names the record
+of every tampering (a byte changed, a record dropped, duplicated, two results swapped), a root
+replayed from another workload or signed by an untrusted key fails naming it, and ``rqp proof``'s
+output checks with ``rqp verify-proof`` given only the public key."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from harness import Cluster, make_signer
+
+from rqp.keys import LocalKeyProvider
+from rqp.signing import TrustStore
+from rqp.storage import FileBlobStore
+from rqp.summary import SUMMARY_BLOB, Summary
+from rqp.workload import Workload, blob_name
+
+SCRIPT = (
+    "import rqp\n\n"
+    "def process(r):\n"
+    "    if r['n'] == 5:\n        raise rqp.PermanentError('five is not allowed')\n"
+    "    return {'n': r['n'], 'square': r['n'] * r['n'], 'label': 'x%d' % r['n']}\n"
+)
+N = 30
+
+
+@pytest.fixture(scope="module")
+def signed(redis_server, kek, tmp_path_factory) -> Iterator[tuple[Cluster, Path, Path, list[str]]]:
+    """Two finished workloads whose roots the scheduler signed with its results key, shared by the
+    module's tests (one scheduler run; the test that alters a summary runs last)."""
+    r = redis.Redis.from_url(redis_server.url)
+    r.flushall()
+    r.close()
+    root = tmp_path_factory.mktemp("verify")
+    c = Cluster(root / "cluster", redis_server.url, kek[0])
+    key, pub = make_signer(root / "results-key", "results")
+    script = c.write_script("v.py", SCRIPT)
+    wids = []
+    for wid in ("verify-a", "verify-b"):
+        data = c.write_data(f"{wid}.jsonl", [{"n": i} for i in range(N)])
+        wids.append(c.pack(wid, data, script))
+    c.start_processor(2)
+    try:
+        code, out = c.schedule(*wids, env={"RQP_RESULTS_KEY_FILE": str(key), "RQP_CHUNK_SIZE": "7"})
+        assert code == 1, out  # record 5 failed
+        yield c, key, pub, wids
+    finally:
+        c.stop()
+
+
+def _verify(c: Cluster, pub: Path, *args: str) -> tuple[int, str]:
+    cp = c.rqp("verify", *args, "--signer", str(pub), check=False)
+    return cp.returncode, (cp.stdout + cp.stderr).decode()
+
+
+def _export(c: Cluster, wid: str, path: Path, *fmt: str) -> list[str]:
+    c.rqp("results", wid, *fmt, "-o", str(path))
+    return path.read_text().splitlines()
+
+
+def test_genuine_results_and_exports_verify_and_tampering_names_the_record(signed, tmp_path):
+    c, _key, pub, (wid, _other) = signed
+    code, out = _verify(c, pub, wid)
+    assert code == 0 and f"{N - 1} records match" in out, out
+    lines = _export(c, wid, tmp_path / "r.jsonl")
+    code, out = _verify(c, pub, wid, "--results", str(tmp_path / "r.jsonl"))
+    assert code == 0, out
+
+    def check(name: str, rows: list[str], expect: str) -> None:
+        path = tmp_path / name
+        path.write_text("\n".join(rows) + "\n")
+        code, out = _verify(c, pub, wid, "--results", str(path))
+        assert code == 4 and expect in out, (name, out)
+
+    # one byte of one result changed
+    changed = list(lines)
+    changed[9] = changed[9].replace('"square":100', '"square":101')
+    assert changed[9] != lines[9]
+    check("byte.jsonl", changed, "record 10 differs from what was signed")
+    # a record dropped (record 5 failed, so line 12 is record 13)
+    check("drop.jsonl", lines[:12] + lines[13:], "record 13 is missing")
+    check("dup.jsonl", [*lines[:13], lines[12], *lines[13:]], "record 13 appears twice")
+    extra = json.loads(lines[-1]) | {"id": N + 3}
+    check("extra.jsonl", [*lines, json.dumps(extra)], f"record {N + 3} is extra")
+    # two records' results swapped (ids kept)
+    a, b = json.loads(lines[1]), json.loads(lines[2])
+    a["result"], b["result"] = b["result"], a["result"]
+    check("swap.jsonl", [lines[0], json.dumps(a), json.dumps(b), *lines[3:]], "record 1 differs")
+    # CSV: the genuine export verifies, a changed cell names its record
+    rows = _export(c, wid, tmp_path / "r.csv", "--format", "csv")
+    code, out = _verify(c, pub, wid, "--results", str(tmp_path / "r.csv"))
+    assert code == 0, out
+    rows[4] = rows[4].replace("x3", "x4")
+    check("cell.csv", rows, "record 3 differs")
+
+
+def test_a_proof_checks_with_only_the_public_key(signed, tmp_path):
+    c, _key, pub, (wid, _other) = signed
+    proof = tmp_path / "p.json"
+    c.rqp("proof", wid, "--record", "7", "-o", str(proof))
+    doc = json.loads(proof.read_text())
+    assert doc["record"]["value"] == {"n": 7, "square": 49, "label": "x7"}
+    assert len(proof.read_bytes()) < 2048
+    # checked with no KEK, no Redis, no blob store: only the proof and the public key
+    cp = c.rqp("verify-proof", str(proof), "--signer", str(pub))
+    assert b"record 7 of workload verify-a (result) is in the root" in cp.stdout
+    failed = tmp_path / "f.json"
+    c.rqp("proof", wid, "--record", "5", "-o", str(failed))
+    assert json.loads(failed.read_text())["record"]["kind"] == "failed"
+    assert c.rqp("verify-proof", str(failed), "--signer", str(pub)).returncode == 0
+    doc["record"]["value"]["square"] = 50
+    proof.write_text(json.dumps(doc))
+    cp = c.rqp("verify-proof", str(proof), "--signer", str(pub), check=False)
+    assert cp.returncode == 4 and b"record 7 of the proof does not hash to its leaf" in cp.stderr
+    _, stranger = make_signer(tmp_path / "stranger", "stranger")
+    cp = c.rqp("verify-proof", str(failed), "--signer", str(stranger), check=False)
+    assert cp.returncode == 4 and b"not by the trusted key" in cp.stderr
+
+
+def test_a_replayed_root_and_an_untrusted_key_fail_naming_them(signed, kek, tmp_path):
+    c, _key, pub, (wid, other) = signed
+    _, stranger = make_signer(tmp_path / "stranger", "stranger")
+    code, out = _verify(c, stranger, wid)
+    assert code == 4 and "not a trusted results key" in out, out
+    # whoever holds the data key (a processor) re-seals the summary with another workload's root
+    store = FileBlobStore(c.root / "blobs")
+    keys = LocalKeyProvider(private_key_file=kek[0])
+    trust = TrustStore.from_file(c.trusted_signers)
+    w, w2 = (Workload.open(store, keys, x, trust) for x in (wid, other))
+    summary = Summary.from_json(w.open_sealed("summary", "", store.get(blob_name(wid, SUMMARY_BLOB))), wid)
+    summary.root = Summary.from_json(
+        w2.open_sealed("summary", "", store.get(blob_name(other, SUMMARY_BLOB))), other
+    ).root
+    store.put(blob_name(wid, SUMMARY_BLOB), summary.seal(w))
+    code, out = _verify(c, pub, wid)
+    assert code == 4 and f"is workload '{other}''s" in out, out
