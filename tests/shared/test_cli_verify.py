@@ -76,7 +76,9 @@ def test_a_million_record_proof_is_small_and_checks_in_milliseconds(million):
     # the whole proof (public key and signature included), and the check (signature included)
     assert size < 2048, size
     assert took < 0.05 and took_readme < 0.05, (took, took_readme)
-    print(f"proof of 1 of {N:,} records: {size} bytes ({len(doc['path']) * 3 // 4 // 32} hashes); checked in {took * 1000:.2f} ms")
+    print(
+        f"proof of 1 of {N:,} records: {size} bytes ({len(doc['path']) * 3 // 4 // 32} hashes); checked in {took * 1000:.2f} ms"
+    )
 
 
 def test_a_changed_value_path_or_signer_fails_the_proof(million, tmp_path):
