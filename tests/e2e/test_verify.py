@@ -122,6 +122,25 @@ def test_a_proof_checks_with_only_the_public_key(signed, tmp_path):
     assert cp.returncode == 4 and b"not by the trusted key" in cp.stderr
 
 
+def test_the_python_api_returns_the_root_verifies_and_proves(signed, kek):
+    c, _key, pub, (wid, _other) = signed
+    import rqp
+    from rqp.verification import check_proof
+
+    with rqp.Client(
+        redis_url=c.redis_url, blob_url=c.env["RQP_BLOB_URL"], kek_file=str(kek[0]), allow_insecure_redis=True,
+        trusted_signers_file=str(c.trusted_signers), trusted_results_keys_file=str(pub),
+    ) as client:  # fmt: skip
+        w = client.workload(wid)
+        root = w.root()
+        assert root["statement"]["workload"] == wid and root["statement"]["size"] == N
+        report = w.verify()
+        assert report.ok and report.checked == N - 1 and report.root == root["statement"]["root"]
+        proof = w.proof(11)
+        assert proof["record"]["value"]["square"] == 121
+        assert check_proof(proof, pub.read_bytes()) == report.signer
+
+
 def test_a_replayed_root_and_an_untrusted_key_fail_naming_them(signed, kek, tmp_path):
     c, _key, pub, (wid, other) = signed
     _, stranger = make_signer(tmp_path / "stranger", "stranger")
