@@ -151,3 +151,10 @@ def test_a_parquet_export_digests_as_its_results(tmp_path):
         rows = list(parquet_rows(path))
         for row, doc in zip(rows, results, strict=True):
             assert row_leaf(doc) in row.candidates, (doc, row)
+
+
+@pytest.mark.parametrize("key", [None, "TX-1", 'é"\\\n', "12"])
+def test_leaf_bytes_are_the_json_the_readme_hashes(key):
+    mac = bytes(range(32))
+    doc = [7, key, mac.hex(), RESULT, "ab" * 32]
+    assert leaf_bytes(7, key, mac, RESULT, "ab" * 32) == b"rqp-leaf/1" + json.dumps(doc, separators=(",", ":")).encode()
