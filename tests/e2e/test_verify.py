@@ -14,6 +14,7 @@ import pytest
 import redis
 from harness import Cluster, make_signer
 
+from rqp.errors import IntegrityError
 from rqp.keys import LocalKeyProvider
 from rqp.signing import TrustStore
 from rqp.storage import FileBlobStore
@@ -69,6 +70,10 @@ def test_genuine_results_and_exports_verify_and_tampering_names_the_record(signe
     assert code == 0 and f"{N - 1} records match" in out, out
     lines = _export(c, wid, tmp_path / "r.jsonl")
     code, out = _verify(c, pub, wid, "--results", str(tmp_path / "r.jsonl"))
+    assert code == 0, out
+
+    (tmp_path / "reversed.jsonl").write_text("\n".join(lines[::-1]) + "\n")  # any order: sorted to check
+    code, out = _verify(c, pub, wid, "--results", str(tmp_path / "reversed.jsonl"))
     assert code == 0, out
 
     def check(name: str, rows: list[str], expect: str) -> None:
@@ -136,6 +141,12 @@ def test_the_python_api_returns_the_root_verifies_and_proves(signed, kek):
         assert root["statement"]["workload"] == wid and root["statement"]["size"] == N
         report = w.verify()
         assert report.ok and report.checked == N - 1 and report.root == root["statement"]["root"]
+        # records as a stream hands them over (commit order): checked once the root exists
+        taken = list(w.results())[::-1]
+        assert w.verify(results=taken).checked == N - 1
+        taken[3]["result"]["label"] = "forged"
+        with pytest.raises(IntegrityError, match=f"record {taken[3]['id']} differs"):
+            w.verify(results=taken)
         proof = w.proof(11)
         assert proof["record"]["value"]["square"] == 121
         assert check_proof(proof, pub.read_bytes()) == report.signer

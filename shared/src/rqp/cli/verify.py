@@ -23,7 +23,17 @@ from typing import Any
 
 from ..errors import IntegrityError, WorkloadError
 from ..results_root import RESULT, UNREADABLE, canonical
-from ..verification import Row, check_proof, check_rows, find_key, json_rows, make_proof, results_trust, stored_rows
+from ..verification import (
+    Row,
+    check_proof,
+    check_rows,
+    find_key,
+    in_record_order,
+    json_rows,
+    make_proof,
+    results_trust,
+    stored_rows,
+)
 from .context import backends, open_workload
 from .csv_results import FIXED_COLUMNS, is_flat
 
@@ -153,7 +163,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     workload = open_workload(b, args.workload)
     trust = results_trust(b.settings, args.signer)
     if args.results:
-        rows = _file_rows(Path(args.results), args.format)
+        rows = in_record_order(lambda: _file_rows(Path(args.results), args.format))
         report = check_rows(b.blobs, workload, trust, rows, what=f"file {args.results}")
     else:
         report = check_rows(b.blobs, workload, trust, stored_rows(b.blobs, workload))

@@ -5,7 +5,7 @@ failures, and the operator's control actions, each signed as the CLI signs them.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +16,17 @@ from ..ledger import SUBMISSIONS, Ledger
 from ..results import failures_so_far, read_results
 from ..status import read_progress, verified_progress
 from ..summary import Failure, Summary, read_summary
-from ..verification import Report, attestation_of, check_rows, make_proof, results_trust, stored_rows
+from ..verification import (
+    Report,
+    Row,
+    attestation_of,
+    check_rows,
+    in_record_order,
+    json_rows,
+    make_proof,
+    results_trust,
+    stored_rows,
+)
 from ..workload import Workload as OpenedWorkload
 from ..workload import blob_name
 from ._status import WorkloadStatus, is_ended
@@ -141,15 +151,22 @@ class Workload:
         summary = read_summary(self.client.backends.blobs, opened)
         return attestation_of(summary, self.id).to_dict()
 
-    def verify(self, signer: str | Path | None = None) -> Report:
-        """Check its stored results against the signed root (as ``rqp verify W``): the report of a
-        match; ``IntegrityError`` naming the records that differ, or the untrusted signer.
+    def verify(self, signer: str | Path | None = None, results: Iterable[dict[str, Any]] | None = None) -> Report:
+        """Check its results against the signed root (as ``rqp verify W``): the stored ones, or
+        ``results`` -- records as ``results()`` or ``stream()`` gave them, in any order (held in
+        memory to sort when out of order). The report of a match; ``IntegrityError`` naming the
+        records that differ, are missing, extra or repeated, or the untrusted signer.
         ``signer``: the results key's .pub.pem (default: the trusted results keys, or operators)."""
         b = self.client.backends
         opened = self._opened()
         self._summary_or_why(opened)
         trust = results_trust(self.client.settings, None if signer is None else Path(signer))
-        report = check_rows(b.blobs, opened, trust, stored_rows(b.blobs, opened))
+        if results is None:
+            rows: Iterable[Row] = stored_rows(b.blobs, opened)
+        else:
+            given = list(results)
+            rows = in_record_order(lambda: json_rows(given))
+        report = check_rows(b.blobs, opened, trust, rows)
         report.raise_if_failed()
         return report
 
