@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 from harness import Cluster, make_signer
 
+from rqp.cli import main
 from rqp.errors import IntegrityError
 from rqp.keys import LocalKeyProvider
 from rqp.signing import TrustStore
@@ -28,6 +30,11 @@ SCRIPT = (
     "    return {'n': r['n'], 'square': r['n'] * r['n'], 'label': 'x%d' % r['n']}\n"
 )
 N = 30
+PARSED = (
+    "def parse(stream):\n    for part in stream.read().decode().split(';'):\n"
+    "        k, v = part.split('=')\n        yield {'k': k, 'v': int(v)}\n\n"
+    "def process(r):\n    return r['k'] * r['v']\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +52,8 @@ def signed(redis_server, kek, tmp_path_factory) -> Iterator[tuple[Cluster, Path,
     for wid in ("verify-a", "verify-b"):
         data = c.write_data(f"{wid}.jsonl", [{"n": i} for i in range(N)])
         wids.append(c.pack(wid, data, script))
+    parsed = c.write_script("parsed.py", PARSED)
+    wids.append(c.pack("verify-s", c.write_data("s.txt", b"a=1;b=2;c=3"), parsed, "--format", "script"))
     c.start_processor(2)
     try:
         code, out = c.schedule(*wids, env={"RQP_RESULTS_KEY_FILE": str(key), "RQP_CHUNK_SIZE": "7"})
@@ -59,27 +68,45 @@ def _verify(c: Cluster, pub: Path, *args: str) -> tuple[int, str]:
     return cp.returncode, (cp.stdout + cp.stderr).decode()
 
 
+def _in_process(c: Cluster, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
+    """``_verify`` run as ``rqp`` in this process (the same parser, command and exit map, without
+    a Python start per check), configured as the cluster's programs are."""
+    for k, v in c.env.items():
+        if k.startswith("RQP_"):
+            monkeypatch.setenv(k, v)
+
+    def verify(_c: Cluster, pub: Path, *args: str) -> tuple[int, str]:
+        code = main(["verify", *args, "--signer", str(pub)])
+        got = capsys.readouterr()
+        return code, got.out + got.err
+
+    return verify
+
+
 def _export(c: Cluster, wid: str, path: Path, *fmt: str) -> list[str]:
     c.rqp("results", wid, *fmt, "-o", str(path))
     return path.read_text().splitlines()
 
 
-def test_genuine_results_and_exports_verify_and_tampering_names_the_record(signed, tmp_path):
-    c, _key, pub, (wid, _other) = signed
-    code, out = _verify(c, pub, wid)
+def test_genuine_results_and_exports_verify_and_tampering_names_the_record(signed, tmp_path, monkeypatch, capsys):
+    c, _key, pub, (wid, *_) = signed
+    code, out = _verify(c, pub, wid)  # the installed program, once
+    assert code == 0 and f"{N - 1} records match" in out, out
+    verify = _in_process(c, monkeypatch, capsys)  # the same command, in this process
+    code, out = verify(c, pub, wid)
     assert code == 0 and f"{N - 1} records match" in out, out
     lines = _export(c, wid, tmp_path / "r.jsonl")
-    code, out = _verify(c, pub, wid, "--results", str(tmp_path / "r.jsonl"))
+    code, out = verify(c, pub, wid, "--results", str(tmp_path / "r.jsonl"))
     assert code == 0, out
 
     (tmp_path / "reversed.jsonl").write_text("\n".join(lines[::-1]) + "\n")  # any order: sorted to check
-    code, out = _verify(c, pub, wid, "--results", str(tmp_path / "reversed.jsonl"))
+    code, out = verify(c, pub, wid, "--results", str(tmp_path / "reversed.jsonl"))
     assert code == 0, out
 
     def check(name: str, rows: list[str], expect: str) -> None:
         path = tmp_path / name
         path.write_text("\n".join(rows) + "\n")
-        code, out = _verify(c, pub, wid, "--results", str(path))
+        code, out = verify(c, pub, wid, "--results", str(path))
         assert code == 4 and expect in out, (name, out)
 
     # one byte of one result changed
@@ -98,14 +125,14 @@ def test_genuine_results_and_exports_verify_and_tampering_names_the_record(signe
     check("swap.jsonl", [lines[0], json.dumps(a), json.dumps(b), *lines[3:]], "record 1 differs")
     # CSV: the genuine export verifies, a changed cell names its record
     rows = _export(c, wid, tmp_path / "r.csv", "--format", "csv")
-    code, out = _verify(c, pub, wid, "--results", str(tmp_path / "r.csv"))
+    code, out = verify(c, pub, wid, "--results", str(tmp_path / "r.csv"))
     assert code == 0, out
     rows[4] = rows[4].replace("x3", "x4")
     check("cell.csv", rows, "record 3 differs")
 
 
 def test_a_proof_checks_with_only_the_public_key(signed, tmp_path):
-    c, _key, pub, (wid, _other) = signed
+    c, _key, pub, (wid, *_) = signed
     proof = tmp_path / "p.json"
     c.rqp("proof", wid, "--record", "7", "-o", str(proof))
     doc = json.loads(proof.read_text())
@@ -127,8 +154,19 @@ def test_a_proof_checks_with_only_the_public_key(signed, tmp_path):
     assert cp.returncode == 4 and b"not by the trusted key" in cp.stderr
 
 
+def test_a_script_parsed_workloads_inputs_are_digested_too(signed, tmp_path):
+    c, _key, pub, (*_, wid) = signed
+    code, out = _verify(c, pub, wid)
+    assert code == 0 and "3 records match" in out, out
+    proof = tmp_path / "s.json"
+    c.rqp("proof", wid, "--record", "1", "-o", str(proof))
+    rec = json.loads(proof.read_text())["record"]
+    assert rec["value"] == "bb" and len(rec["input"]) == 64  # its parse() ran again for the digest
+    assert c.rqp("verify-proof", str(proof), "--signer", str(pub)).returncode == 0
+
+
 def test_the_python_api_returns_the_root_verifies_and_proves(signed, kek):
-    c, _key, pub, (wid, _other) = signed
+    c, _key, pub, (wid, *_) = signed
     import rqp
     from rqp.verification import check_proof
 
@@ -153,7 +191,7 @@ def test_the_python_api_returns_the_root_verifies_and_proves(signed, kek):
 
 
 def test_a_replayed_root_and_an_untrusted_key_fail_naming_them(signed, kek, tmp_path):
-    c, _key, pub, (wid, other) = signed
+    c, _key, pub, (wid, other, *_) = signed
     _, stranger = make_signer(tmp_path / "stranger", "stranger")
     code, out = _verify(c, stranger, wid)
     assert code == 4 and "not a trusted results key" in out, out

@@ -349,7 +349,8 @@ def summarize(
 
 def _payloads(workload: Workload, limits: Limits | None) -> Iterator[bytes]:
     """The records' bytes as the enqueue parsed them, read again for their input digests
-    (``rqp.results_root``); none for ``--format script`` (its ``parse()`` needs a script host)."""
+    (``rqp.results_root``); none for ``--format script`` unless the caller gives them (its
+    ``parse()`` needs a script host: ``rqp_scheduler.run.finish``)."""
     m = workload.manifest
     if m.format == "script":
         return iter(())
@@ -370,6 +371,7 @@ def consolidate(
     unread: int = 0,
     signer: SigningKey | None = None,
     limits: Limits | None = None,
+    payloads: Iterable[bytes] | None = None,
 ) -> Summary:
     """The proof, the results and the summary; ``StateError`` (nothing written but a results
     object that no summary vouches for) when Redis's state does not add up."""
@@ -399,7 +401,8 @@ def consolidate(
             f"this round's notes name {proof.done_count} records done, {proof.this_round} results were read",
         )
     failed = failures(ledger, workload, proof, cancelled)
-    root = build_root(store, workload, _payloads(workload, limits), results.blob, failed, head.total, signer)
+    records = payloads if payloads is not None else _payloads(workload, limits)
+    root = build_root(store, workload, records, results.blob, failed, head.total, signer)
     summary = summarize(
         ledger, workload, head, results, failed, proof.not_run, "cancelled" if cancelled else "done", unread,
         root.to_dict(),

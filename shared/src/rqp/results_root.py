@@ -8,8 +8,9 @@ Each record ``0..n-1`` the scheduler read has one leaf (``rqp.merkle``), in reco
 * ``input``: HMAC-SHA256 of the record's bytes as the scheduler parsed them, keyed with
   ``HKDF-SHA256(data key, info="rqp-input-digest/1|W")`` -- a plain digest would let anyone
   holding a proof guess a low-entropy record (a yes/no, a birth date) by hashing candidates; the
-  key lives only where the workload's data key does. Hex; ``""`` for a ``--format script``
-  workload (its ``parse()`` runs in a script host; not digested yet);
+  key lives only where the workload's data key does. Hex. A ``--format script`` workload's
+  records are what its ``parse()`` yields, run again in a script host at the end; ``""`` only
+  where no script host was given (``consolidate`` called on its own);
 * ``kind`` and ``digest``: ``result`` and SHA-256 of the result as canonical JSON (sorted keys,
   no spaces, UTF-8), so JSON Lines, CSV and Parquet exports digest alike; ``error`` (a result that
   was not strict JSON) and SHA-256 of the line ``rqp results`` prints instead; ``failed`` and

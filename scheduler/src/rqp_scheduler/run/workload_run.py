@@ -68,7 +68,7 @@ class WorkloadRun:
         self.retrier = Retrier(ctx)
         self.reclaimer = Reclaimer(ctx)
         self.held = Held(ctx)
-        self.finisher = Finisher(ctx)
+        self.finisher = Finisher(ctx, self.hosts)
         self.controls = Controls(ctx)
         self.finished = False
         #: the sealed summary of the run that ended here (None: not ended by this run)
