@@ -7,13 +7,15 @@ output checks with ``rqp verify-proof`` given only the public key."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from harness import Cluster, make_signer
+from harness import Cluster, bin_path, make_signer
 
 from rqp.cli import main
 from rqp.errors import IntegrityError
@@ -52,6 +54,8 @@ def signed(redis_server, kek, tmp_path_factory) -> Iterator[tuple[Cluster, Path,
     for wid in ("verify-a", "verify-b"):
         data = c.write_data(f"{wid}.jsonl", [{"n": i} for i in range(N)])
         wids.append(c.pack(wid, data, script))
+    keyed = c.write_data("k.jsonl", [{"customer": f"C-{i:02d}", "n": i} for i in range(6)])
+    wids.append(c.pack("verify-k", keyed, script, "--id-field", "customer"))
     parsed = c.write_script("parsed.py", PARSED)
     wids.append(c.pack("verify-s", c.write_data("s.txt", b"a=1;b=2;c=3"), parsed, "--format", "script"))
     c.start_processor(2)
@@ -63,24 +67,21 @@ def signed(redis_server, kek, tmp_path_factory) -> Iterator[tuple[Cluster, Path,
         c.stop()
 
 
-def _verify(c: Cluster, pub: Path, *args: str) -> tuple[int, str]:
-    cp = c.rqp("verify", *args, "--signer", str(pub), check=False)
-    return cp.returncode, (cp.stdout + cp.stderr).decode()
-
-
-def _in_process(c: Cluster, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
-    """``_verify`` run as ``rqp`` in this process (the same parser, command and exit map, without
-    a Python start per check), configured as the cluster's programs are."""
-    for k, v in c.env.items():
+@pytest.fixture
+def rqp_cli(signed, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
+    """``rqp ARGS`` run in this process -- the same parser, commands and exit map as the
+    installed program, without a Python start per call -- configured as the cluster's programs
+    are; (exit code, stdout + stderr)."""
+    for k, v in signed[0].env.items():
         if k.startswith("RQP_"):
             monkeypatch.setenv(k, v)
 
-    def verify(_c: Cluster, pub: Path, *args: str) -> tuple[int, str]:
-        code = main(["verify", *args, "--signer", str(pub)])
+    def run(*args: str) -> tuple[int, str]:
+        code = main(list(args))
         got = capsys.readouterr()
         return code, got.out + got.err
 
-    return verify
+    return run
 
 
 def _export(c: Cluster, wid: str, path: Path, *fmt: str) -> list[str]:
@@ -88,11 +89,14 @@ def _export(c: Cluster, wid: str, path: Path, *fmt: str) -> list[str]:
     return path.read_text().splitlines()
 
 
-def test_genuine_results_and_exports_verify_and_tampering_names_the_record(signed, tmp_path, monkeypatch, capsys):
+def test_genuine_results_and_exports_verify_and_tampering_names_the_record(signed, rqp_cli, tmp_path):
     c, _key, pub, (wid, *_) = signed
-    code, out = _verify(c, pub, wid)  # the installed program, once
-    assert code == 0 and f"{N - 1} records match" in out, out
-    verify = _in_process(c, monkeypatch, capsys)  # the same command, in this process
+    cp = c.rqp("verify", wid, "--signer", str(pub), check=False)  # the installed program, once
+    assert cp.returncode == 0 and f"{N - 1} records match" in cp.stdout.decode(), cp
+
+    def verify(_c: Cluster, pub: Path, *args: str) -> tuple[int, str]:
+        return rqp_cli("verify", *args, "--signer", str(pub))
+
     code, out = verify(c, pub, wid)
     assert code == 0 and f"{N - 1} records match" in out, out
     lines = _export(c, wid, tmp_path / "r.jsonl")
@@ -131,38 +135,70 @@ def test_genuine_results_and_exports_verify_and_tampering_names_the_record(signe
     check("cell.csv", rows, "record 3 differs")
 
 
-def test_a_proof_checks_with_only_the_public_key(signed, tmp_path):
-    c, _key, pub, (wid, *_) = signed
+def test_a_proof_checks_with_only_the_public_key(signed, rqp_cli, tmp_path):
+    _c, _key, pub, (wid, *_) = signed
     proof = tmp_path / "p.json"
-    c.rqp("proof", wid, "--record", "7", "-o", str(proof))
+    assert rqp_cli("proof", wid, "--record", "7", "-o", str(proof))[0] == 0
     doc = json.loads(proof.read_text())
     assert doc["record"]["value"] == {"n": 7, "square": 49, "label": "x7"}
     assert len(proof.read_bytes()) < 2048
     # checked with no KEK, no Redis, no blob store: only the proof and the public key
-    cp = c.rqp("verify-proof", str(proof), "--signer", str(pub))
-    assert b"record 7 of workload verify-a (result) is in the root" in cp.stdout
+    bare = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}  # no RQP_ setting: no KEK, Redis or store
+    cp = subprocess.run([bin_path("rqp"), "verify-proof", str(proof), "--signer", str(pub)], env=bare, capture_output=True, check=False)  # fmt: skip
+    assert b"record 7 of workload verify-a (result) is in the root" in cp.stdout, cp
     failed = tmp_path / "f.json"
-    c.rqp("proof", wid, "--record", "5", "-o", str(failed))
+    assert rqp_cli("proof", wid, "--record", "5", "-o", str(failed))[0] == 0
     assert json.loads(failed.read_text())["record"]["kind"] == "failed"
-    assert c.rqp("verify-proof", str(failed), "--signer", str(pub)).returncode == 0
+    assert rqp_cli("verify-proof", str(failed), "--signer", str(pub))[0] == 0
     doc["record"]["value"]["square"] = 50
     proof.write_text(json.dumps(doc))
-    cp = c.rqp("verify-proof", str(proof), "--signer", str(pub), check=False)
-    assert cp.returncode == 4 and b"record 7 of the proof does not hash to its leaf" in cp.stderr
+    code, out = rqp_cli("verify-proof", str(proof), "--signer", str(pub))
+    assert code == 4 and "record 7 of the proof does not hash to its leaf" in out
     _, stranger = make_signer(tmp_path / "stranger", "stranger")
-    cp = c.rqp("verify-proof", str(failed), "--signer", str(stranger), check=False)
-    assert cp.returncode == 4 and b"not by the trusted key" in cp.stderr
+    code, out = rqp_cli("verify-proof", str(failed), "--signer", str(stranger))
+    assert code == 4 and "not by the trusted key" in out
 
 
-def test_a_script_parsed_workloads_inputs_are_digested_too(signed, tmp_path):
-    c, _key, pub, (*_, wid) = signed
-    code, out = _verify(c, pub, wid)
+def test_a_script_parsed_workloads_inputs_are_digested_too(signed, rqp_cli, tmp_path):
+    _c, _key, pub, (*_, wid) = signed
+    assert wid == "verify-s"
+    code, out = rqp_cli("verify", wid, "--signer", str(pub))
     assert code == 0 and "3 records match" in out, out
     proof = tmp_path / "s.json"
-    c.rqp("proof", wid, "--record", "1", "-o", str(proof))
+    assert rqp_cli("proof", wid, "--record", "1", "-o", str(proof))[0] == 0
     rec = json.loads(proof.read_text())["record"]
     assert rec["value"] == "bb" and len(rec["input"]) == 64  # its parse() ran again for the digest
-    assert c.rqp("verify-proof", str(proof), "--signer", str(pub)).returncode == 0
+    assert rqp_cli("verify-proof", str(proof), "--signer", str(pub))[0] == 0
+
+
+def test_a_keyed_workloads_leaves_carry_the_key_and_a_proof_is_found_by_it(signed, rqp_cli, tmp_path):
+    _c, _key, pub, (_a, _b, wid, _s) = signed
+    code, out = rqp_cli("verify", wid, "--signer", str(pub))
+    assert code == 0 and "5 records match" in out, out  # record 5 failed
+    proof = tmp_path / "k.json"
+    assert rqp_cli("proof", wid, "--key", "C-03", "-o", str(proof))[0] == 0
+    doc = json.loads(proof.read_text())
+    assert (doc["record"]["id"], doc["record"]["key"]) == (3, "C-03")
+    assert rqp_cli("verify-proof", str(proof), "--signer", str(pub))[0] == 0
+    doc["record"]["key"] = "C-04"  # the same result claimed for another customer
+    proof.write_text(json.dumps(doc))
+    code, out = rqp_cli("verify-proof", str(proof), "--signer", str(pub))
+    assert code == 4 and "record 3 of the proof does not hash to its leaf" in out
+
+
+def test_altered_leaf_hashes_or_input_digests_are_named(signed, rqp_cli):
+    c, _key, pub, (wid, *_) = signed
+    d = c.root / "blobs" / "workloads" / wid
+    for name, expect in (("leaves.bin", "do not fold into the signed root"), ("inputs.bin", "record 2 differs")):
+        original = (d / name).read_bytes()
+        altered = bytearray(original)
+        altered[2 * 32] ^= 1  # record 2's
+        (d / name).write_bytes(bytes(altered))
+        try:
+            code, out = rqp_cli("verify", wid, "--signer", str(pub))
+        finally:
+            (d / name).write_bytes(original)
+        assert code == 4 and expect in out, (name, out)
 
 
 def test_the_python_api_returns_the_root_verifies_and_proves(signed, kek):
@@ -190,10 +226,10 @@ def test_the_python_api_returns_the_root_verifies_and_proves(signed, kek):
         assert check_proof(proof, pub.read_bytes()) == report.signer
 
 
-def test_a_replayed_root_and_an_untrusted_key_fail_naming_them(signed, kek, tmp_path):
+def test_a_replayed_root_and_an_untrusted_key_fail_naming_them(signed, rqp_cli, kek, tmp_path):
     c, _key, pub, (wid, other, *_) = signed
     _, stranger = make_signer(tmp_path / "stranger", "stranger")
-    code, out = _verify(c, stranger, wid)
+    code, out = rqp_cli("verify", wid, "--signer", str(stranger))
     assert code == 4 and "not a trusted results key" in out, out
     # whoever holds the data key (a processor) re-seals the summary with another workload's root
     store = FileBlobStore(c.root / "blobs")
@@ -205,5 +241,5 @@ def test_a_replayed_root_and_an_untrusted_key_fail_naming_them(signed, kek, tmp_
         w2.open_sealed("summary", "", store.get(blob_name(other, SUMMARY_BLOB))), other
     ).root
     store.put(blob_name(wid, SUMMARY_BLOB), summary.seal(w))
-    code, out = _verify(c, pub, wid)
+    code, out = rqp_cli("verify", wid, "--signer", str(pub))
     assert code == 4 and f"is workload '{other}''s" in out, out
