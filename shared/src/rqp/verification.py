@@ -249,7 +249,8 @@ def _record_value(store: BlobStore, workload: Workload, rid: int, failed: dict[i
             doc = parse_result_line(line)
             kind, _ = row_leaf(doc)
             value = doc["result"] if kind == RESULT else doc.get("error", "")
-            return {"id": rid, "key": doc.get("key"), "kind": kind, "value": value}
+            key = doc.get("key")
+            return {"id": rid, "key": None if key is None else str(key), "kind": kind, "value": value}
     return {"id": rid, "key": None, "kind": NOT_RUN, "value": ""}
 
 
@@ -262,7 +263,7 @@ def find_key(store: BlobStore, workload: Workload, key: str) -> int:
     for line in read_results(store, workload):
         if line.strip():
             doc = parse_result_line(line)
-            if doc.get("key") == key:
+            if doc.get("key") is not None and str(doc["key"]) == key:
                 return int(doc["id"])
     raise WorkloadError(f"workload {workload.id} has no record with key {key!r}; check the key (rqp results)")
 
