@@ -112,6 +112,7 @@ def test_genuine_results_and_exports_verify_and_tampering_names_the_record(signe
         path.write_text("\n".join(rows) + "\n")
         code, out = verify(c, pub, wid, "--results", str(path))
         assert code == 4 and expect in out, (name, out)
+        print(f"rqp verify {wid} --results {name}: exit {code}: {out.strip()}")
 
     # one byte of one result changed
     changed = list(lines)
