@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,7 @@ def test_genuine_results_and_exports_verify_and_tampering_names_the_record(signe
         path.write_text("\n".join(rows) + "\n")
         code, out = verify(c, pub, wid, "--results", str(path))
         assert code == 4 and expect in out, (name, out)
-        print(f"rqp verify {wid} --results {name}: exit {code}: {out.strip()}")
+        print(f"rqp verify {wid} --results {name}: exit {code}: {out.strip()}", file=sys.__stdout__)
 
     # one byte of one result changed
     changed = list(lines)

@@ -207,7 +207,7 @@ def check_rows(
             report.add(f"record {rid} is extra (the workload has records 0-{att.size - 1})")
             continue
         if rid <= last:
-            report.add(f"record {rid} appears twice (or out of record order) in the {what}")
+            report.add(f"record {rid} appears twice in the {what}")
             continue
         while nxt < rid:  # records with no row
             got = take()
