@@ -3,6 +3,7 @@ sessions, CSRF, headers, refusals -- against the real ``rqp-console`` program an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -247,11 +248,15 @@ def test_the_fleet_page_says_self_reported(consoles, redis_url, r):
     assert host["processors"][0]["evidence"] == "self-reported"
 
 
-def test_an_ended_workload_shows_its_sealed_counts_or_says_they_are_unverified(consoles, redis_url, world, kek):
+def test_an_ended_workload_shows_its_sealed_counts_or_says_they_are_unverified(
+    consoles, redis_url, world, kek, operator
+):
     """Issue #22: forged counters of a done workload (done +10, failed -1,000,000) never reach the
     console as fact: with the KEK it shows the sealed summary's counts, without it 'unverified'."""
     script = "def process(r):\n    if r['n'] % 5 == 0:\n        raise ValueError('fives')\n    return r['n']\n"
     wid = world.pack("forged-console", [{"n": n} for n in range(20)], script=script)
+    # the scheduler signs the results root with its operator key, which the console trusts
+    world.settings = dataclasses.replace(world.settings, operator_key_file=operator.path)
     proc = world.processor()
     try:
         world.run_to_end(world.run(wid), proc)
@@ -276,3 +281,5 @@ def test_an_ended_workload_shows_its_sealed_counts_or_says_they_are_unverified(c
     assert (row["verified"], row["done"], row["failed"], row["state"]) == (True, 16, 4, "done")
     page = keyed.get(f"/api/workloads/{wid}").json()
     assert (page["verified"], page["done"], page["failed"]) == (True, 16, 4)
+    root = page["results_root"]
+    assert (root["verified"], root["size"], root["signer"]) == (True, 20, operator.key.fingerprint), root

@@ -42,7 +42,9 @@ def test_a_workload_repacked_after_it_ended_runs_again_and_its_old_results_stay_
     data2 = cluster.write_data("v2.jsonl", [{"n": i} for i in range(12)])
     cp = cluster.rqp("pack", str(data2), str(v2), "--id", "yearly", "--replace")
     assert "the ended generation of yearly was superseded" in cp.stderr.decode()
-    assert _superseded(cluster, "yearly") == ["key.json", "manifest.json", "results.enc", "summary.enc"]
+    assert _superseded(cluster, "yearly") == [
+        "inputs.bin", "key.json", "leaves.bin", "manifest.json", "results.enc", "summary.enc",
+    ]  # fmt: skip
 
     cluster.start_processor(workers=1)
     sched = cluster.start_scheduler("yearly")

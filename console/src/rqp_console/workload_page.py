@@ -22,8 +22,10 @@ from rqp.config import Settings
 from rqp.errors import RqpError
 from rqp.ledger import OUTBOX, Counters, JobId, Ledger, RetryEntry, State, WorkloadKeys
 from rqp.oplog import read_audit
+from rqp.results_root import Attestation
 from rqp.signing import TrustStore
 from rqp.storage import BlobStore, MessageQueue
+from rqp.verification import results_trust
 from rqp.workload import blob_name
 
 from .sealed import Opener
@@ -100,6 +102,32 @@ def _failed_as_a_whole(r: redis.Redis, workload_id: str, row: dict[str, Any], op
         row["error_decrypted"] = True
     except (RqpError, ValueError) as exc:
         row["error_note"] = f"its sealed reason does not open here: {exc}"
+
+
+def _results_root(workload_id: str, opener: Opener, settings: Settings) -> dict[str, Any] | None:
+    """The workload's signed results root for the page's badge (``rqp.results_root``): the root,
+    its signer, and whether a trusted results key signed it for this workload and its manifest
+    -- the statement only; ``rqp verify`` checks every record against it."""
+    summary = opener.summary(workload_id)
+    if summary is None or summary.root is None:
+        return None
+    try:
+        att = Attestation.from_dict(summary.root, workload_id)
+    except RqpError as exc:
+        return {"root": None, "signer": None, "verified": False, "note": str(exc)}
+    out: dict[str, Any] = {
+        "root": att.root.hex(),
+        "size": att.size,
+        "signer": att.signature.signer if att.signature is not None else None,
+        "verified": False,
+        "note": "",
+    }
+    try:
+        att.check(opener.workload(workload_id), results_trust(settings), workload_id)
+        out["verified"] = True
+    except RqpError as exc:
+        out["note"] = str(exc)
+    return out
 
 
 def workload_detail(
@@ -189,6 +217,8 @@ def workload_detail(
 
     if row["state"] == State.FAILED:
         _failed_as_a_whole(r, workload_id, row, opener)
+    if opener is not None and row["state"] in (State.DONE, State.CANCELLED):
+        row["results_root"] = _results_root(workload_id, opener, settings)
     row["throughput"] = [[round(t, 3), round(v, 1)] for t, v in history.rates(workload_id, limit=900)]
     row.update(
         {

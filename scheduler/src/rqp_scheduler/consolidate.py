@@ -29,11 +29,15 @@ import heapq
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from rqp.crypto import aad, decrypt_stream, encrypt_stream
 from rqp.errors import IntegrityError
 from rqp.ledger import ChunkKind, Head, JobId, Ledger, Meta, split_keyed_result
 from rqp.parts import iter_part, part_blob
+from rqp.records import Limits, parse_records
+from rqp.results_root import build_root
+from rqp.signing import SigningKey
 from rqp.status import FAILED, ChunkNote, StatusRecord, plain_float
 from rqp.storage import BlobStore
 from rqp.summary import RESULTS_BLOB, SUMMARY_BLOB, Failure, ResultsInfo, Summary
@@ -326,6 +330,7 @@ def summarize(
     not_run: int = 0,
     state: str = "done",
     unread: int = 0,
+    root: dict[str, Any] | None = None,
 ) -> Summary:
     """The summary: the counts are the head's and the proof's, never Redis's plain fields; its
     throughput is the run's as ``rqp.throughput`` defines it for every place that shows one."""
@@ -338,8 +343,21 @@ def summarize(
         workload=workload.id, total=head.total + unread, done=results.count, failed=len(failed), started_at=started,
         finished_at=finished, elapsed=round(elapsed, 3), records_per_second=round(run_rate(ledger.perf_hash()), 1),
         chunks=head.chunks, reclaimed_chunks=int(plain_float(meta.get(Meta.RECLAIMED), 0)), results=results, failures=failed,
-        cancelled=not_run + unread, state=state,
+        cancelled=not_run + unread, state=state, root=root,
     )  # fmt: skip
+
+
+def _payloads(workload: Workload, limits: Limits | None) -> Iterator[bytes]:
+    """The records' bytes as the enqueue parsed them, read again for their input digests
+    (``rqp.results_root``); none for ``--format script`` unless the caller gives them (its
+    ``parse()`` needs a script host: ``rqp_scheduler.run.finish``)."""
+    m = workload.manifest
+    if m.format == "script":
+        return iter(())
+    recs = parse_records(
+        m.format, workload.data_chunks(), workload_id=workload.id, delimiter=m.delimiter, limits=limits
+    )
+    return (payload for payload, _why in recs)
 
 
 def consolidate(
@@ -351,6 +369,9 @@ def consolidate(
     keep_parts: bool = False,
     cancelled: bool = False,
     unread: int = 0,
+    signer: SigningKey | None = None,
+    limits: Limits | None = None,
+    payloads: Iterable[bytes] | None = None,
 ) -> Summary:
     """The proof, the results and the summary; ``StateError`` (nothing written but a results
     object that no summary vouches for) when Redis's state does not add up."""
@@ -380,9 +401,12 @@ def consolidate(
             f"this round's notes name {proof.done_count} records done, {proof.this_round} results were read",
         )
     failed = failures(ledger, workload, proof, cancelled)
+    records = payloads if payloads is not None else _payloads(workload, limits)
+    root = build_root(store, workload, records, results.blob, failed, head.total, signer)
     summary = summarize(
-        ledger, workload, head, results, failed, proof.not_run, "cancelled" if cancelled else "done", unread
-    )
+        ledger, workload, head, results, failed, proof.not_run, "cancelled" if cancelled else "done", unread,
+        root.to_dict(),
+    )  # fmt: skip
     store.put(blob_name(workload.id, SUMMARY_BLOB), summary.seal(workload))
     if previous is not None:
         store.delete(previous)

@@ -174,6 +174,11 @@ class Settings:
     operator_key_file: Path | None = None
     #: or an Azure Key Vault EC P-256 key id to sign requests with
     operator_key_vault_id: str | None = None
+    #: the scheduler's own Ed25519 key (PEM) that signs each workload's results root
+    #: (``rqp verify``); without it the scheduler signs with its operator key, if it has one
+    results_key_file: Path | None = None
+    #: public keys (PEM) of the results keys ``rqp verify`` trusts (without it: the trusted operators)
+    trusted_results_keys_file: Path | None = None
     #: run the workload's script in a confined process of its own (false: inside the role)
     sandbox: bool = True
     #: refuse to start unless every sandbox protection is active on this host

@@ -55,6 +55,9 @@ class Summary:
     cancelled: int = 0
     #: how it ended: "done" or "cancelled" ("" in summaries from before it was recorded)
     state: str = ""
+    #: the signed results root (``rqp.results_root.Attestation.to_dict``); None in summaries from
+    #: before it was recorded
+    root: dict[str, Any] | None = None
 
     @property
     def final_state(self) -> str:

@@ -81,8 +81,9 @@ READ_CHUNK = 4 << 20
 #: where the previous generation of a re-packed workload is kept (``supersede``)
 SUPERSEDED = "superseded/"
 #: the blobs of an ended generation that stay readable, results first and manifest last (its
-#: presence under ``superseded/`` = the generation is complete there)
-_KEPT = ("results.enc", "summary.enc", "key.json", "manifest.json")
+#: presence under ``superseded/`` = the generation is complete there); the leaf hashes and input
+#: digests of its results root (``rqp.results_root``) with them, so ``rqp verify`` still checks it
+_KEPT = ("results.enc", "leaves.bin", "inputs.bin", "summary.enc", "key.json", "manifest.json")
 #: what ``--shred-previous`` keeps: only what the scheduler needs to check the new generation
 _KEPT_SHRED = ("key.json", "manifest.json")
 #: under ``superseded/``: the scheduler shreds the kept key once the new generation has started

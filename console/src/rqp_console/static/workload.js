@@ -55,6 +55,15 @@ function renderHead(d) {
   const outcome = $("outcome");
   outcome.hidden = !endedWithFailures(d);
   outcome.textContent = endedWithFailures(d) ? `with ${int(d.failed)} failed` : "";
+  const root = $("root-badge");
+  const rr = d.results_root;
+  root.hidden = !rr;
+  if (rr) {
+    // the signed results root: verified when a trusted results key signed it for this workload
+    root.className = "badge " + (rr.verified ? "done" : "unverified");
+    root.textContent = rr.verified ? "results root verified" : "results root unverified";
+    root.title = `root ${rr.root || "?"} of ${rr.size ?? "?"} records, signed by ${rr.signer || "no one"}` + (rr.note ? `: ${rr.note}` : "") + " (rqp verify checks every record)";
+  }
   $("priority").textContent = "priority " + d.priority;
   renderActions(d);
 }

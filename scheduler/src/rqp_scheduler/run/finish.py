@@ -9,10 +9,16 @@ import base64
 import logging
 import os
 import time
+from collections.abc import Generator
+from typing import cast
 
+from rqp import sandbox
+from rqp.connect import open_operator_key
 from rqp.errors import BlobNotFoundError, RqpError
 from rqp.ledger import Head, State, flush_outbox, outbox_add, publish_outbox
 from rqp.messages import make_envelope
+from rqp.records import Limits
+from rqp.signing import LocalSigningKey, SigningKey
 from rqp.status import read_progress
 from rqp.summary import Summary, read_summary
 from rqp.workload import SHRED_BYTES, SHRED_MARKER, SUPERSEDED, blob_name
@@ -31,8 +37,11 @@ SECONDS_PER_DAY = 86400
 class Finisher:
     """Publishes ``ctx``'s events, fails it, finishes it."""
 
-    def __init__(self, ctx: RunContext) -> None:
+    def __init__(self, ctx: RunContext, hosts: sandbox.HostFactory | None = None) -> None:
         self.ctx = ctx
+        #: the script hosts a ``--format script`` workload's ``parse()`` runs in again at the end,
+        #: for its records' input digests (``rqp.results_root``)
+        self.hosts = hosts
 
     def event(self, kind: str, data: dict[str, object], durable: bool = False) -> None:
         """Publish an event on the events queue; ``durable`` ones go through the outbox (a
@@ -106,6 +115,30 @@ class Finisher:
             return None
         return max(0, before.total - head.total)
 
+    def results_signer(self) -> SigningKey | None:
+        """The key the results root is signed with (``rqp.results_root``): this scheduler's results
+        key (``RQP_RESULTS_KEY_FILE``), else its operator key; None (the root stays unsigned)
+        without either. Never the submitter's key, which processors may be given too."""
+        s = self.ctx.settings
+        if s.results_key_file is not None:
+            return LocalSigningKey(s.results_key_file)
+        if s.operator_key_file or s.operator_key_vault_id:
+            return open_operator_key(s)
+        return None
+
+    def _script_records(self) -> Generator[tuple[bytes, str | None], None, None] | None:
+        """A ``--format script`` workload's records parsed again by its ``parse()`` in a script
+        host of their own (the enqueue's parse, so the same records); None for the other formats
+        (the consolidation parses those itself) or without script hosts."""
+        ctx = self.ctx
+        if ctx.workload.manifest.format != "script" or self.hosts is None:
+            return None
+        source = ctx.workload.script_source()
+        return cast(
+            "Generator[tuple[bytes, str | None], None, None]",
+            sandbox.parse_records(self.hosts, ctx.id, source, ctx.workload.data_chunks()),
+        )
+
     def finish(self, cancelled: bool = False, unread: int = 0) -> Summary:
         """Consolidate the results, write the summary, close the head, announce the end and
         release the lock. ``unread``: records of a cancelled workload's data never read (they count
@@ -120,10 +153,16 @@ class Finisher:
         head = ctx.head
         if cancelled and head.total is None:
             head = Head(head.enqueued, head.chunks, head.enqueued, head.round)  # what was read before the cancel
-        summary = consolidate(
-            ctx.ledger, ctx.store, ctx.workload, head, keep_parts=ctx.settings.keep_parts, cancelled=cancelled,
-            unread=unread,
-        )  # fmt: skip
+        parsed = self._script_records()
+        try:
+            summary = consolidate(
+                ctx.ledger, ctx.store, ctx.workload, head, keep_parts=ctx.settings.keep_parts, cancelled=cancelled,
+                unread=unread, signer=self.results_signer(), limits=Limits.from_settings(ctx.settings),
+                payloads=None if parsed is None else (payload for payload, _why in parsed),
+            )  # fmt: skip
+        finally:
+            if parsed is not None:
+                parsed.close()  # ends its script host
         self.drop_superseded()
         closed = Head(head.enqueued, head.chunks, head.total, head.round, closed=True)
         ctx.ledger.finish(

@@ -69,7 +69,7 @@ class WorkloadRun:
         self.retrier = Retrier(ctx)
         self.reclaimer = Reclaimer(ctx)
         self.held = Held(ctx)
-        self.finisher = Finisher(ctx)
+        self.finisher = Finisher(ctx, self.hosts)
         self.controls = Controls(ctx)
         self.checkpoints = Checkpointer(ctx)
         self.finished = False

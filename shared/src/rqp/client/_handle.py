@@ -5,7 +5,7 @@ failures, and the operator's control actions, each signed as the CLI signs them.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,17 @@ from ..ledger import SUBMISSIONS, Ledger
 from ..results import failures_so_far, read_results
 from ..status import read_progress, verified_progress
 from ..summary import Failure, Summary, read_summary
+from ..verification import (
+    Report,
+    Row,
+    attestation_of,
+    check_rows,
+    in_record_order,
+    json_rows,
+    make_proof,
+    results_trust,
+    stored_rows,
+)
 from ..workload import Workload as OpenedWorkload
 from ..workload import blob_name
 from ._status import WorkloadStatus, is_ended
@@ -129,6 +140,43 @@ class Workload:
             pass
         led = Ledger(b.redis, self.id)
         return failures_so_far(led, opened) if led.exists() else []
+
+    # ------------------------------------------------------------------ verifiable results
+    def root(self) -> dict[str, Any]:
+        """Its signed results root (``rqp.results_root``): the statement (workload, root, size,
+        manifest digests), the signature and the signer's public key, as the sealed summary holds
+        it -- not checked here (``verify`` checks it)."""
+        opened = self._opened()
+        self._summary_or_why(opened)
+        summary = read_summary(self.client.backends.blobs, opened)
+        return attestation_of(summary, self.id).to_dict()
+
+    def verify(self, signer: str | Path | None = None, results: Iterable[dict[str, Any]] | None = None) -> Report:
+        """Check its results against the signed root (as ``rqp verify W``): the stored ones, or
+        ``results`` -- records as ``results()`` or ``stream()`` gave them, in any order (held in
+        memory to sort when out of order). The report of a match; ``IntegrityError`` naming the
+        records that differ, are missing, extra or repeated, or the untrusted signer.
+        ``signer``: the results key's .pub.pem (default: the trusted results keys, or operators)."""
+        b = self.client.backends
+        opened = self._opened()
+        self._summary_or_why(opened)
+        trust = results_trust(self.client.settings, None if signer is None else Path(signer))
+        if results is None:
+            rows: Iterable[Row] = stored_rows(b.blobs, opened)
+        else:
+            given = list(results)
+            rows = in_record_order(lambda: json_rows(given))
+        report = check_rows(b.blobs, opened, trust, rows)
+        report.raise_if_failed()
+        return report
+
+    def proof(self, record: int) -> dict[str, Any]:
+        """A self-contained proof of one record's result (as ``rqp proof W --record N``), which
+        ``rqp.verification.check_proof`` -- or the README's plain check -- verifies with only the
+        signer's public key."""
+        opened = self._opened()
+        self._summary_or_why(opened)
+        return make_proof(self.client.backends.blobs, opened, record)
 
     def stream(self, timeout: float | None = None, poll: float = POLL_SECONDS) -> Iterator[dict[str, Any]]:
         """Its results as chunks commit, before consolidation, each record once (in commit order,

@@ -1,0 +1,327 @@
+"""A finished workload's results root: one Merkle leaf per record, the root signed by the fleet.
+
+Each record ``0..n-1`` the scheduler read has one leaf (``rqp.merkle``), in record order::
+
+    leaf bytes = b"rqp-leaf/1" + JSON [id, key, input, kind, digest]   (compact, ASCII)
+
+* ``id``: the record's number; ``key``: the data's own id with ``rqp pack --id-field``, else null;
+* ``input``: HMAC-SHA256 of the record's bytes as the scheduler parsed them, keyed with
+  ``HKDF-SHA256(data key, info="rqp-input-digest/1|W")`` -- a plain digest would let anyone
+  holding a proof guess a low-entropy record (a yes/no, a birth date) by hashing candidates; the
+  key lives only where the workload's data key does. Hex. A ``--format script`` workload's
+  records are what its ``parse()`` yields, run again in a script host at the end; ``""`` only
+  where no script host was given (``consolidate`` called on its own);
+* ``kind`` and ``digest``: ``result`` and SHA-256 of the result as canonical JSON (sorted keys,
+  no spaces, UTF-8), so JSON Lines, CSV and Parquet exports digest alike; ``error`` (a result that
+  was not strict JSON) and SHA-256 of the line ``rqp results`` prints instead; ``failed`` and
+  SHA-256 of the failure reason; ``not-run`` (cancelled) and SHA-256 of nothing.
+
+The **statement** signed is ``b"rqp-results-root/1\\n"`` + canonical JSON of the workload id,
+the root, the number of leaves and the signed manifest's digests (its content digest, the data's
+and the script's SHA-256), so a root replayed onto another workload, or over other data or
+another script, does not verify. It is signed by the scheduler's own results key
+(``RQP_RESULTS_KEY_FILE``), else by the operator key it is configured with
+(``RQP_OPERATOR_KEY_FILE`` or ``RQP_OPERATOR_KEY_VAULT_ID``): never a key a processor holds, nor
+the submitter's. Without one the root is stored unsigned and ``rqp verify`` says so. Readers
+trust the keys in ``RQP_TRUSTED_RESULTS_KEYS_FILE`` (else the trusted operators), or the one
+public key they are given (``--signer``).
+
+Beside the results go ``leaves.bin`` (the leaf hashes, 32 bytes each: proofs need them) and
+``inputs.bin`` (the input HMACs, 32 bytes each: checking an export needs them). Neither is
+trusted: a leaf hash that was changed changes the root, an input HMAC that was changed changes
+its record's leaf, and both are named when checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .crypto import KEY_SIZE, aad, decrypt_stream
+from .errors import IntegrityError
+from .jsonsafe import JSONRejected, loads, result_line
+from .merkle import HASH_SIZE, TreeBuilder, iter_hashes, leaf_hash
+from .signing import Signature, SigningKey, TrustStore, signature_verifies
+from .storage import BlobStore
+from .summary import Failure
+from .workload import Workload, blob_name
+
+__all__ = [
+    "FAILED",
+    "INPUTS_BLOB",
+    "LEAVES_BLOB",
+    "NOT_RUN",
+    "RESULT",
+    "STATEMENT_DOMAIN",
+    "UNREADABLE",
+    "Attestation",
+    "build_root",
+    "canonical",
+    "input_key",
+    "leaf_bytes",
+    "row_leaf",
+]
+
+LEAVES_BLOB = "leaves.bin"
+INPUTS_BLOB = "inputs.bin"
+STATEMENT_DOMAIN = b"rqp-results-root/1\n"
+LEAF_DOMAIN = b"rqp-leaf/1"
+INPUT_KEY_INFO = b"rqp-input-digest/1|"
+RESULT, UNREADABLE, FAILED, NOT_RUN = "result", "error", "failed", "not-run"
+_NO_INPUT = b"\x00" * HASH_SIZE
+#: leaf hashes or input digests written per piece
+_PIECE = 4096
+
+
+def canonical(value: Any) -> bytes:
+    """A JSON value as one byte string whatever wrote it: sorted keys, no spaces, UTF-8."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def input_key(data_key: bytes, workload_id: str) -> bytes:
+    """The HMAC key of the input digests: derived from the workload's data key, never the data key."""
+    return HKDF(
+        algorithm=hashes.SHA256(), length=KEY_SIZE, salt=None, info=INPUT_KEY_INFO + workload_id.encode()
+    ).derive(data_key)
+
+
+def leaf_bytes(rid: int, key: str | None, input_mac: bytes, kind: str, digest: str) -> bytes:
+    """What a record's leaf hashes (see the module's docstring): the bytes of
+    ``json.dumps([rid, key, input, kind, digest], separators=(",", ":"))``, formatted directly
+    (every part but the key is ASCII digits, hex or a fixed word)."""
+    inp = "" if input_mac == _NO_INPUT else input_mac.hex()
+    k = "null" if key is None else json.dumps(key)
+    return b'%s[%d,%s,"%s","%s","%s"]' % (LEAF_DOMAIN, rid, k.encode(), inp.encode(), kind.encode(), digest.encode())
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def row_leaf(doc: dict[str, Any]) -> tuple[str, str]:
+    """(kind, digest) of a results row as ``rqp results`` shows it: ``{"id", "result"}`` or
+    ``{"id", "error"}`` (a result that was not strict JSON)."""
+    if "result" in doc:
+        return RESULT, _sha(canonical(doc["result"]))
+    return UNREADABLE, _sha(str(doc.get("error", "")).encode())
+
+
+def failed_leaf(reason: str | None) -> tuple[str, str]:
+    return FAILED, _sha((reason or "").encode())
+
+
+def not_run_leaf() -> tuple[str, str]:
+    return NOT_RUN, _sha(b"")
+
+
+def parse_result_line(line: bytes) -> dict[str, Any]:
+    """A stored results line as ``rqp results`` prints it (``rqp.jsonsafe.result_line``), parsed:
+    the line itself when it is strict JSON with an id (parsed once), else rqp's rewrite of it."""
+    try:
+        doc = loads(line)
+    except JSONRejected:
+        doc = None
+    if not (isinstance(doc, dict) and "id" in doc):
+        doc = loads(result_line(line))
+    if not isinstance(doc, dict):  # pragma: no cover - result_line always returns an object
+        raise IntegrityError("a results line is not an object after rqp's own rewrite; re-run the workload")
+    return doc
+
+
+@dataclass(frozen=True)
+class Attestation:
+    """The signed statement about a workload's results: what is in the summary and in a proof."""
+
+    statement: dict[str, Any]
+    signature: Signature | None
+    public_pem: str
+
+    @property
+    def root(self) -> bytes:
+        return bytes.fromhex(str(self.statement["root"]))
+
+    @property
+    def size(self) -> int:
+        return int(self.statement["size"])
+
+    def message(self) -> bytes:
+        return STATEMENT_DOMAIN + canonical(self.statement)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "statement": self.statement,
+            "signature": None if self.signature is None else self.signature.to_dict(),
+            "public_key": self.public_pem,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Any, workload_id: str) -> Attestation:
+        try:
+            sig = doc.get("signature")
+            statement = dict(doc["statement"])
+            bytes.fromhex(str(statement["root"]))
+            int(statement["size"])
+            return cls(
+                statement,
+                None if sig is None else Signature.from_dict(sig, workload_id),
+                str(doc.get("public_key") or ""),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise IntegrityError(
+                f"the results root of workload {workload_id} is malformed: tampered with; "
+                f"re-run 'rqp-scheduler run {workload_id}'"
+            ) from None
+
+    def check(self, workload: Workload | None, trust: TrustStore | None, workload_id: str) -> str:
+        """The signer's fingerprint when the statement is about ``workload`` (its id and manifest)
+        and signed by a key ``trust`` holds (``trust`` None: by the key the attestation carries,
+        which the caller pinned); ``IntegrityError`` naming the workload or the key otherwise."""
+        st = self.statement
+        if st.get("workload") != workload_id:
+            raise IntegrityError(
+                f"the results root given for workload {workload_id} is workload {st.get('workload')!r}'s: "
+                f"a root replayed from another workload; re-run 'rqp-scheduler run {workload_id}'"
+            )
+        if workload is not None:
+            m = workload.manifest
+            want = {"manifest": m.content_digest(), "data_sha256": m.data.sha256, "script_sha256": m.script.sha256}
+            for field, value in want.items():
+                if st.get(field) != value:
+                    raise IntegrityError(
+                        f"the results root of workload {workload_id} is over another {field.split('_')[0]} than the "
+                        f"signed workload's (a root replayed from another version); re-run the workload"
+                    )
+        if self.signature is None:
+            raise IntegrityError(
+                f"the results root of workload {workload_id} is not signed: its scheduler had no results key; "
+                f"set RQP_RESULTS_KEY_FILE on the scheduler and run the workload again"
+            )
+        sig = self.signature
+        if trust is not None:
+            if sig.signer in trust.revoked:
+                raise IntegrityError(
+                    f"the results root of workload {workload_id} is signed by {sig.signer}, which is revoked ({trust.source})"
+                )
+            signer = trust.signers.get(sig.signer)
+            if signer is None:
+                raise IntegrityError(
+                    f"the results root of workload {workload_id} is signed by {sig.signer}, which is not a trusted "
+                    f"results key ({trust.source}); add the scheduler's results .pub.pem there, or pass --signer PUB"
+                )
+            key = signer.key
+        else:
+            key = _load_public(self.public_pem, workload_id)
+        if not signature_verifies(key, sig, self.message()):
+            raise IntegrityError(
+                f"the results root of workload {workload_id} differs from what {sig.signer} signed: tampered with"
+            )
+        return sig.signer
+
+
+def _load_public(pem: str, workload_id: str) -> Any:
+    try:
+        return serialization.load_pem_public_key(pem.encode())
+    except ValueError:
+        raise IntegrityError(f"the results root of workload {workload_id} carries no readable public key") from None
+
+
+def _inputs(workload: Workload, records: Iterable[bytes], total: int) -> Iterator[bytes]:
+    """The input digests of the first ``total`` records, in pieces."""
+    k = input_key(workload.key, workload.id)
+    buf: list[bytes] = []
+    n = 0
+    for payload in records:
+        if n >= total:
+            break
+        buf.append(hmac.digest(k, payload, "sha256"))
+        n += 1
+        if len(buf) >= _PIECE:
+            yield b"".join(buf)
+            buf = []
+    buf.extend([_NO_INPUT] * (total - n))  # --format script: not digested
+    if buf:
+        yield b"".join(buf)
+
+
+def _result_docs(store: BlobStore, workload: Workload, blob: str) -> Iterator[dict[str, Any]]:
+    rest = b""
+    what = f"results of workload {workload.id}"
+    for piece in decrypt_stream(workload.key, store.iter_chunks(blob), aad("results", workload.id), what):
+        lines = (rest + piece).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            yield parse_result_line(line)
+    if rest:
+        yield parse_result_line(rest)
+
+
+def _leaves(
+    inputs: Iterator[bytes], docs: Iterator[dict[str, Any]], failures: list[Failure], total: int, tree: TreeBuilder
+) -> Iterator[bytes]:
+    """Leaf hashes of records ``0..total-1`` in order, added to ``tree`` on the way, in pieces."""
+    by_id = {f.id: f for f in failures}
+    doc = next(docs, None)
+    buf: list[bytes] = []
+    for rid, mac in enumerate(inputs):
+        if rid >= total:
+            break
+        if doc is not None and doc.get("id") == rid:
+            kind, digest = row_leaf(doc)
+            key = doc.get("key")
+            doc = next(docs, None)
+        elif rid in by_id:
+            f = by_id[rid]
+            kind, digest = failed_leaf(f.error)
+            key = f.key
+        else:
+            kind, digest = not_run_leaf()
+            key = None
+        h = leaf_hash(leaf_bytes(rid, None if key is None else str(key), mac, kind, digest))
+        tree.add(h)
+        buf.append(h)
+        if len(buf) >= _PIECE:
+            yield b"".join(buf)
+            buf = []
+    if buf:
+        yield b"".join(buf)
+
+
+def build_root(
+    store: BlobStore,
+    workload: Workload,
+    records: Iterable[bytes],
+    results_blob: str,
+    failures: list[Failure],
+    total: int,
+    signer: SigningKey | None,
+) -> Attestation:
+    """Write ``inputs.bin`` then ``leaves.bin`` for records ``0..total-1`` (``records``: their
+    payloads as parsed, in order; results from ``results_blob`` in record order; the rest failed
+    or never ran), streaming; return the statement over their root, signed when ``signer``."""
+    inputs_name = blob_name(workload.id, INPUTS_BLOB)
+    store.put_stream(inputs_name, _inputs(workload, records, total))
+    tree = TreeBuilder()
+    macs = iter_hashes(store.iter_chunks(inputs_name))
+    docs = _result_docs(store, workload, results_blob)
+    store.put_stream(blob_name(workload.id, LEAVES_BLOB), _leaves(macs, docs, failures, total, tree))
+    m = workload.manifest
+    statement = {
+        "v": 1,
+        "workload": workload.id,
+        "root": tree.root().hex(),
+        "size": tree.size,
+        "manifest": m.content_digest(),
+        "data_sha256": m.data.sha256,
+        "script_sha256": m.script.sha256,
+    }
+    att = Attestation(statement, None, "")
+    if signer is None:
+        return att
+    return Attestation(statement, signer.signature(att.message()), signer.public_pem().decode())

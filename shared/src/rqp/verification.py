@@ -1,0 +1,336 @@
+"""Checking results against a workload's signed root (``rqp.results_root``), and per-record proofs.
+
+``check_rows`` walks the rows to check (the stored results, or an export read back by
+``rqp.cli.verify``) in record order beside ``leaves.bin`` and ``inputs.bin``, streaming all three:
+each row's leaf is recomputed and compared with its stored leaf, each record with no row must have
+a failed or never-run leaf, and the leaf hashes must fold into the signed root. A problem names its
+record; nothing is trusted that the signature does not cover (the summary's failure list is not:
+a failed record's leaf is recomputed from its reason).
+
+A **proof** (``make_proof``) is self-contained JSON: the record's leaf inputs and value, its audit
+path, the signed statement, the signature and the signer's public key; the path is its hashes concatenated,
+base64 (a proof in a 1,000,000-record workload is about 1.8 KB, its public key included). ``check_proof`` needs only
+that JSON and the public key the checker trusts -- no KEK, no Redis, no other record.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from .config import Settings
+from .connect import open_operator_trust
+from .errors import ConfigError, IntegrityError, WorkloadError
+from .merkle import HASH_SIZE, TreeBuilder, audit_path, iter_hashes, leaf_hash, root_from_path
+from .pem import fingerprint
+from .results import generation_summary, read_results
+from .results_root import (
+    FAILED,
+    INPUTS_BLOB,
+    LEAVES_BLOB,
+    NOT_RUN,
+    RESULT,
+    Attestation,
+    canonical,
+    leaf_bytes,
+    parse_result_line,
+    row_leaf,
+)
+from .signing import TrustStore
+from .storage import BlobStore
+from .summary import Failure, Summary
+from .workload import Workload
+
+__all__ = [
+    "MAX_PROBLEMS",
+    "Report",
+    "Row",
+    "attestation_of",
+    "check_proof",
+    "check_rows",
+    "in_record_order",
+    "json_rows",
+    "make_proof",
+    "proof_doc",
+    "results_trust",
+    "stored_rows",
+]
+
+#: problems listed by name; past it they are counted
+MAX_PROBLEMS = 20
+PROOF_FORMAT = "rqp-proof/1"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One record as a results file shows it: its id, key, and the (kind, digest) pairs its value
+    may stand for (one for JSON Lines; a few where CSV or Parquet lost a type)."""
+
+    id: int
+    key: str | None
+    candidates: list[tuple[str, str]]
+
+
+@dataclass
+class Report:
+    """What ``check_rows`` found: records checked and the problems, each naming its record."""
+
+    workload: str
+    signer: str
+    root: str
+    size: int
+    checked: int = 0
+    problems: list[str] = field(default_factory=list)
+    more: int = 0
+
+    def add(self, problem: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(problem)
+        else:
+            self.more += 1
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def raise_if_failed(self) -> None:
+        if self.problems:
+            extra = f" (and {self.more} more)" if self.more else ""
+            raise IntegrityError(
+                f"results of workload {self.workload} do not match its signed root: " + "; ".join(self.problems) + extra
+            )
+
+
+def results_trust(settings: Settings, signer_file: Path | None = None) -> TrustStore:
+    """The keys a results root may be signed by: ``--signer PUB`` when given, else
+    ``RQP_TRUSTED_RESULTS_KEYS_FILE``, else the trusted operators."""
+    path = signer_file or settings.trusted_results_keys_file
+    if path is not None:
+        return TrustStore.from_file(Path(path), settings.revoked_signers_file)
+    trust = open_operator_trust(settings)
+    if trust is None:
+        raise ConfigError(
+            "no results keys to trust: pass --signer SCHEDULER.pub.pem, or set RQP_TRUSTED_RESULTS_KEYS_FILE "
+            "(or RQP_TRUSTED_OPERATORS_FILE)"
+        )
+    return trust
+
+
+def attestation_of(summary: Summary, workload_id: str) -> Attestation:
+    if summary.root is None:
+        raise IntegrityError(
+            f"workload {workload_id} has no results root: it finished before rqp recorded one; "
+            f"run it again (rqp retry) to get one"
+        )
+    return Attestation.from_dict(summary.root, workload_id)
+
+
+def _json_row(doc: dict[str, Any]) -> Row:
+    rid = doc.get("id")
+    if not isinstance(rid, int) or isinstance(rid, bool):
+        raise WorkloadError(f"a results row has no record id: {json.dumps(doc)[:80]}")
+    key = doc.get("key")
+    return Row(rid, None if key is None else str(key), [row_leaf(doc)])
+
+
+def stored_rows(store: BlobStore, workload: Workload) -> Iterator[Row]:
+    """The stored results (checked against the summary's digest on the way) as rows."""
+    for line in read_results(store, workload):
+        if line.strip():
+            yield _json_row(parse_result_line(line))
+
+
+def json_rows(docs: Iterable[dict[str, Any]]) -> Iterator[Row]:
+    return (_json_row(d) for d in docs)
+
+
+def in_record_order(rows: Callable[[], Iterable[Row]]) -> Iterable[Row]:
+    """``rows()`` as they are when in record order (one streaming pass to tell), else sorted in
+    memory: results taken as chunks committed (``Workload.stream``) come in commit order."""
+    last = -1
+    for row in rows():
+        if row.id < last:
+            return sorted(rows(), key=lambda r: r.id)
+        last = row.id
+    return rows()
+
+
+def _leaf(rid: int, key: str | None, mac: bytes, kind: str, digest: str) -> bytes:
+    return leaf_hash(leaf_bytes(rid, key, mac, kind, digest))
+
+
+def _absent_ok(rid: int, leaf: bytes, mac: bytes, failed: dict[int, Failure]) -> bool:
+    """Whether record ``rid`` may be absent from the results: its leaf is a failure's (with the
+    reason the summary gives) or a never-run record's."""
+    f = failed.get(rid)
+    if f is not None and leaf == _leaf(rid, f.key, mac, FAILED, hashlib.sha256((f.error or "").encode()).hexdigest()):
+        return True
+    return leaf == _leaf(rid, None, mac, NOT_RUN, hashlib.sha256(b"").hexdigest())
+
+
+def check_rows(
+    store: BlobStore, workload: Workload, trust: TrustStore | None, rows: Iterable[Row], what: str = "results"
+) -> Report:
+    """Check ``rows`` (in record order) against ``workload``'s signed root; the report names each
+    record that differs, is missing, extra or repeated (``IntegrityError`` at once when the root
+    itself is not the workload's or not signed by a trusted key)."""
+    summary = generation_summary(store, workload)
+    att = attestation_of(summary, workload.id)
+    signer = att.check(workload, trust, workload.id)
+    report = Report(workload.id, signer, att.root.hex(), att.size)
+    failed = {f.id: f for f in summary.failures}
+    leaves = iter_hashes(store.iter_chunks(workload.blob(LEAVES_BLOB)))
+    macs = iter_hashes(store.iter_chunks(workload.blob(INPUTS_BLOB)))
+    tree = TreeBuilder()
+    nxt = 0  # the next record id of the leaves
+
+    def take() -> tuple[bytes, bytes] | None:
+        leaf, mac = next(leaves, None), next(macs, None)
+        if leaf is None or mac is None:
+            return None
+        tree.add(leaf)
+        return leaf, mac
+
+    last = -1
+    for row in rows:
+        report.checked += 1
+        rid = row.id
+        if rid < 0 or rid >= att.size:
+            report.add(f"record {rid} is extra (the workload has records 0-{att.size - 1})")
+            continue
+        if rid <= last:
+            report.add(f"record {rid} appears twice in the {what}")
+            continue
+        while nxt < rid:  # records with no row
+            got = take()
+            if got is None:
+                break
+            if not _absent_ok(nxt, got[0], got[1], failed):
+                report.add(f"record {nxt} is missing from the {what}")
+            nxt += 1
+        got = take()
+        nxt += 1
+        last = rid
+        if got is None:
+            break
+        leaf, mac = got
+        if not any(_leaf(rid, row.key, mac, kind, digest) == leaf for kind, digest in row.candidates):
+            report.add(f"record {rid} differs from what was signed (its result, key or input changed)")
+    while True:
+        got = take()
+        if got is None:
+            break
+        if not _absent_ok(nxt, got[0], got[1], failed):
+            report.add(f"record {nxt} is missing from the {what}")
+        nxt += 1
+    if tree.size != att.size or tree.root() != att.root:
+        report.add(
+            f"the stored leaf hashes ({LEAVES_BLOB}, {tree.size} leaves) do not fold into the signed root of "
+            f"{att.size}: altered, so no record can be vouched for"
+        )
+    return report
+
+
+def _record_value(store: BlobStore, workload: Workload, rid: int, failed: dict[int, Failure]) -> dict[str, Any]:
+    """What record ``rid``'s leaf stands for: its results row, its failure, or that it never ran."""
+    if rid in failed:
+        f = failed[rid]
+        return {"id": rid, "key": f.key, "kind": FAILED, "value": f.error or ""}
+    for line in read_results(store, workload):
+        if line.startswith(b'{"id":%d,' % rid):
+            doc = parse_result_line(line)
+            kind, _ = row_leaf(doc)
+            value = doc["result"] if kind == RESULT else doc.get("error", "")
+            key = doc.get("key")
+            return {"id": rid, "key": None if key is None else str(key), "kind": kind, "value": value}
+    return {"id": rid, "key": None, "kind": NOT_RUN, "value": ""}
+
+
+def find_key(store: BlobStore, workload: Workload, key: str) -> int:
+    """The record id of the data's own id ``key`` (``rqp pack --id-field``)."""
+    summary = generation_summary(store, workload)
+    for f in summary.failures:
+        if f.key == key:
+            return f.id
+    for line in read_results(store, workload):
+        if line.strip():
+            doc = parse_result_line(line)
+            if doc.get("key") is not None and str(doc["key"]) == key:
+                return int(doc["id"])
+    raise WorkloadError(f"workload {workload.id} has no record with key {key!r}; check the key (rqp results)")
+
+
+def make_proof(store: BlobStore, workload: Workload, rid: int) -> dict[str, Any]:
+    """The self-contained proof of record ``rid`` (see the module's docstring)."""
+    summary = generation_summary(store, workload)
+    att = attestation_of(summary, workload.id)
+    if not 0 <= rid < att.size:
+        raise WorkloadError(f"workload {workload.id} has records 0-{att.size - 1}, not {rid}")
+    leaf, path = audit_path(iter_hashes(store.iter_chunks(workload.blob(LEAVES_BLOB))), rid, att.size)
+    mac = next(itertools.islice(iter_hashes(store.iter_chunks(workload.blob(INPUTS_BLOB))), rid, None))
+    record = _record_value(store, workload, rid, {f.id: f for f in summary.failures})
+    record["input"] = "" if mac == b"\x00" * 32 else mac.hex()
+    return proof_doc(att, record, leaf, path)
+
+
+def proof_doc(att: Attestation, record: dict[str, Any], leaf: bytes, path: list[bytes]) -> dict[str, Any]:
+    """A proof as JSON: ``record`` (id, key, kind, value, input), its leaf and audit path, and the
+    signed statement with its signature and the signer's public key."""
+    return {
+        "format": PROOF_FORMAT,
+        "workload": att.statement["workload"],
+        "record": record,
+        "leaf": leaf.hex(),
+        "index": record["id"],
+        "path": base64.b64encode(b"".join(path)).decode(),
+        **att.to_dict(),
+    }
+
+
+def check_proof(doc: Any, public_pem: bytes) -> str:
+    """Check a proof with only the trusted public key: the value digests into the leaf, the leaf
+    and path lead to the root, and ``public_pem``'s key signed that root for that workload. The
+    signer's fingerprint; ``IntegrityError`` saying what does not hold."""
+    try:
+        rec = doc["record"]
+        rid, kind = int(rec["id"]), str(rec["kind"])
+        value = rec["value"]
+        wid = str(doc["workload"])
+        att = Attestation.from_dict(doc, wid)
+        raw = base64.b64decode(str(doc["path"]), validate=True)
+        if len(raw) % HASH_SIZE:
+            raise ValueError("path")
+        path = [raw[i : i + HASH_SIZE] for i in range(0, len(raw), HASH_SIZE)]
+        index = int(doc["index"])
+        mac = bytes.fromhex(str(rec.get("input") or "")) or b"\x00" * 32
+    except (KeyError, TypeError, ValueError):
+        raise IntegrityError("the proof is not an rqp proof (fields missing or malformed); ask for it again") from None
+    try:
+        key = serialization.load_pem_public_key(public_pem)
+    except ValueError:
+        raise ConfigError("--signer is not a PEM public key; give the scheduler's results .pub.pem") from None
+    fp = fingerprint(key)
+    if att.signature is None or att.signature.signer != fp:
+        raise IntegrityError(
+            f"the proof's root is signed by {att.signature.signer if att.signature else 'no one'}, not by the "
+            f"trusted key {fp}"
+        )
+    trusted = Attestation(att.statement, att.signature, public_pem.decode())
+    trusted.check(None, None, wid)
+    if index != rid:
+        raise IntegrityError(f"the proof is for leaf {index} but names record {rid}")
+    data = canonical(value) if kind == RESULT else str(value).encode()
+    leaf = _leaf(rid, None if rec.get("key") is None else str(rec["key"]), mac, kind, hashlib.sha256(data).hexdigest())
+    if leaf.hex() != doc.get("leaf"):
+        raise IntegrityError(f"record {rid} of the proof does not hash to its leaf: its value, key or input changed")
+    if root_from_path(leaf, index, att.size, path) != att.root:
+        raise IntegrityError(f"record {rid}'s path does not lead to the signed root of workload {wid}")
+    return fp
