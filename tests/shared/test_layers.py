@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[2] / "shared" / "src" / "rqp"
 ROLES = ("rqp_scheduler", "rqp_processor", "rqp_console", "rqp_metrics")
 #: the wheel's layers, lowest first: a module may import its own layer and those below
 LAYERS = [
-    {"errors", "pem", "identity"},
+    {"errors", "pem", "identity", "merkle", "sentinel", "redis_auth"},
     {"config", "crypto", "storage", "keys", "signing", "azure"},
     {"ledger", "records", "jsonsafe", "sandbox", "outcome"},
     {
@@ -23,10 +23,11 @@ LAYERS = [
         "results",
         "status",
         "throughput",
+        "results_root",
         "metrics_http",
         "hardening",
     },
-    {"connect", "backends", "oplog", "control", "rotate", "redis_acl"},
+    {"connect", "backends", "oplog", "control", "rotate", "redis_acl", "verification"},
     {"client"},
     {"cli", "__init__"},
 ]

@@ -33,7 +33,8 @@ from azure.core.credentials import AccessToken
 from rqp.config import Settings
 from rqp.connect import connect_redis
 from rqp.errors import ConfigError, RedisUnavailableError
-from rqp.redis_auth import DEFAULT_REDIS_ENTRA_SCOPE, ENTRA_REFRESH_RATIO, managed_redis_permissions
+from rqp.redis_acl import managed_redis_permissions
+from rqp.redis_auth import DEFAULT_REDIS_ENTRA_SCOPE, ENTRA_REFRESH_RATIO
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "compose" / "azure" / "azuredeploy.json"
@@ -264,7 +265,7 @@ def test_each_vm_identity_gets_the_policy_rendered_from_the_roles_acl(r):
         assert policy["identity"] == identity
         assert policy["permissions"] == managed_redis_permissions(roles), (
             f"{name}: the template's permissions differ from rqp.redis_acl; regenerate them with "
-            f"rqp.redis_auth.managed_redis_permissions({roles})"
+            f"rqp.redis_acl.managed_redis_permissions({roles})"
         )
         # the string is a valid ACL rule (Redis 7 accepts the 6.0 syntax the cache speaks) ...
         probe = f"rqp-policy-probe-{uuid.uuid4().hex[:8]}"

@@ -99,6 +99,7 @@ __all__ = [
     "init_redis_secrets",
     "ledger_globals",
     "make_tls",
+    "managed_redis_permissions",
     "password_hash",
     "posting_selectors",
     "read_password_hashes",
@@ -511,3 +512,30 @@ def init_redis_secrets(
                 f"remove it and run this again, then restart Redis"
             )
     return made, warnings
+
+
+def managed_redis_permissions(roles: Iterable[str]) -> str:
+    """The union of ``roles``' ACL rules as one Azure Cache for Redis custom access policy.
+
+    That service speaks the Redis 6.0 ACL: no selectors (their commands and keys join the main
+    rule, so the policy is coarser than the VM's ACL), no read-only key patterns (``%R~`` becomes
+    ``~``), no removal of a subcommand, and every Pub/Sub channel allowed (6.0's default)."""
+    rules = role_rules()
+    unknown = [r for r in roles if r not in rules]
+    if unknown:
+        raise ConfigError(f"unknown Redis role(s) {', '.join(unknown)}; known: {', '.join(rules)}")
+    tokens: list[str] = []
+    for role in roles:
+        for rule in rules[role]:
+            tokens.extend(rule.strip("()").split())
+    out: list[str] = []
+    for raw in tokens:
+        token = raw[2:] if raw.startswith("%R~") else raw
+        if token.startswith("&") or (token.startswith("-") and "|" in token):
+            continue
+        if token not in out:
+            out.append(token)
+    base = [t for t in out if t.startswith(("-", "+@connection"))]
+    commands = [t for t in out if t.startswith("+") and t not in base]
+    keys = [t for t in out if t.startswith("~")]
+    return " ".join([*base, *commands, *keys])

@@ -23,7 +23,7 @@ Tokens are bearer secrets: they are sent only over TLS (``rediss://``, port 6380
 for Redis, 10000 on Azure Managed Redis) unless ``RQP_ALLOW_INSECURE_REDIS`` accepts the risk
 (a local test Redis).
 
-``managed_redis_permissions`` renders the roles' ACL (``rqp.redis_acl.role_rules``, the one home
+``rqp.redis_acl.managed_redis_permissions`` renders the roles' ACL (``role_rules``, the one home
 of the least-privilege rules) in the Redis 6.0 syntax that Azure Cache for Redis' custom data
 access policies accept; ``compose/azure/azuredeploy.json`` carries the result (a test keeps the
 two equal).
@@ -32,7 +32,6 @@ two equal).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import ConfigError
@@ -55,7 +54,6 @@ __all__ = [
     "entra_credential",
     "entra_credential_provider",
     "entra_redis",
-    "managed_redis_permissions",
 ]
 
 REDIS_AUTH_PASSWORD = "password"
@@ -173,32 +171,3 @@ def entra_redis(settings: Settings, kwargs: dict[str, Any], credential: TokenCre
     client = redis.Redis(connection_pool=pool, credential_provider=provider)
     client.auto_close_connection_pool = True
     return client
-
-
-def managed_redis_permissions(roles: Iterable[str]) -> str:
-    """The union of ``roles``' ACL rules as one Azure Cache for Redis custom access policy.
-
-    That service speaks the Redis 6.0 ACL: no selectors (their commands and keys join the main
-    rule, so the policy is coarser than the VM's ACL), no read-only key patterns (``%R~`` becomes
-    ``~``), no removal of a subcommand, and every Pub/Sub channel allowed (6.0's default)."""
-    from .redis_acl import role_rules  # noqa: PLC0415 - redis_acl imports the ledger; only needed here
-
-    rules = role_rules()
-    unknown = [r for r in roles if r not in rules]
-    if unknown:
-        raise ConfigError(f"unknown Redis role(s) {', '.join(unknown)}; known: {', '.join(rules)}")
-    tokens: list[str] = []
-    for role in roles:
-        for rule in rules[role]:
-            tokens.extend(rule.strip("()").split())
-    out: list[str] = []
-    for raw in tokens:
-        token = raw[2:] if raw.startswith("%R~") else raw
-        if token.startswith("&") or (token.startswith("-") and "|" in token):
-            continue
-        if token not in out:
-            out.append(token)
-    base = [t for t in out if t.startswith(("-", "+@connection"))]
-    commands = [t for t in out if t.startswith("+") and t not in base]
-    keys = [t for t in out if t.startswith("~")]
-    return " ".join([*base, *commands, *keys])
