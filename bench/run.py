@@ -457,8 +457,11 @@ class RqpEnv:
             self.azurite.close()
 
 
-def rqp_round(env: RqpEnv, wid: str, n: int, rss: procs.RssSampler | None = None) -> dict[str, Any]:
-    """One workload through `rqp-scheduler run`, processors already running."""
+def rqp_round(
+    env: RqpEnv, wid: str, n: int, rss: procs.RssSampler | None = None, scheduler_profile: Path | None = None
+) -> dict[str, Any]:
+    """One workload through `rqp-scheduler run`, processors already running; with
+    ``scheduler_profile``, the scheduler runs under cProfile (bench/profile_scheduler.py)."""
     server_pid = env.server.proc.pid  # type: ignore[union-attr]
     extra = [env.azurite.proc.pid] if env.azurite and env.azurite.proc else []
     c_workers, c_redis, c_extra, c_sched = (
@@ -472,9 +475,12 @@ def rqp_round(env: RqpEnv, wid: str, n: int, rss: procs.RssSampler | None = None
     tl = Timeline(env.r, f"rqp:w:{wid}:done", n)
     mem0 = redis_used_memory(env.r)
     tl.start()
-    cp = subprocess.run(
-        [str(BIN / "rqp-scheduler"), "run", wid], env=env.env, cwd=env.root, capture_output=True, timeout=1800
+    scheduler = (
+        [str(BIN / "rqp-scheduler")]
+        if scheduler_profile is None
+        else [sys.executable, str(HERE / "profile_scheduler.py"), str(scheduler_profile)]
     )
+    cp = subprocess.run([*scheduler, "run", wid], env=env.env, cwd=env.root, capture_output=True, timeout=1800)
     wall = time.perf_counter() - t0
     tl.stop()
     workers_total = procs.cpu_seconds(env.pids()) - c_workers
@@ -787,7 +793,8 @@ def run_profile(n: int, work: Path, data: Data, kek: Path) -> dict[str, Any]:
                 raise RuntimeError("profiled workers did not register")
             time.sleep(0.05)
         env.r.config_resetstat()
-        rnd = rqp_round(env, wid, n)
+        sched_prof = env.root / "scheduler.prof"
+        rnd = rqp_round(env, wid, n, scheduler_profile=sched_prof)
         out["round"] = rnd
         out["redis_commandstats"] = _commandstats(env.r, 12)
         procs.stop(env.running)
@@ -799,6 +806,12 @@ def run_profile(n: int, work: Path, data: Data, kek: Path) -> dict[str, Any]:
             st.stream = s
             st.strip_dirs().sort_stats(sort).print_stats(30)
             out[f"workers_by_{sort}"] = _trim_pstats(s.getvalue())
+        sched = pstats.Stats(str(sched_prof), stream=io.StringIO())
+        for sort in ("tottime", "cumulative"):
+            s = io.StringIO()
+            sched.stream = s
+            sched.strip_dirs().sort_stats(sort).print_stats(30)
+            out[f"scheduler_by_{sort}"] = _trim_pstats(s.getvalue())
         log(f"profile: {rnd['rate']:,.0f} records/s under cProfile; CPU µs/record {rnd['cpu_us_per_record']}")
     finally:
         env.close()
@@ -1184,6 +1197,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {row['part']:<72}{row['us_per_record']:>8.1f} µs/record {row['share']:>6.0%}")
             print("\nProfile of the two rqp worker processes, by own time:")
             print(prof["workers_by_tottime"])
+            for sort in ("tottime", "cumulative"):
+                if f"scheduler_by_{sort}" in prof:
+                    print(f"\nProfile of the rqp-scheduler process (imports included, CPU clock), by {sort}:")
+                    print(prof[f"scheduler_by_{sort}"])
             print("\nRedis commands during the profiled run (usec total, calls, usec/call):")
             for c in prof["redis_commandstats"]:
                 print(f"  {c['command']:<14}{c['usec']:>12,}{c['calls']:>10,}{c['usec_per_call']:>10.1f}")
