@@ -161,23 +161,30 @@ class Enqueuer:
                 rid += len(batch)
                 chunk_no += 1
                 continue
-            good: list[tuple[int, bytes]] = []
             key_of: dict[int, str] = {}
-            for payload, parse_error in batch:
-                error = parse_error
-                if error is None and id_field is not None:
-                    key, error = record_key(payload, id_field, rid, lines, max_depth=ctx.settings.max_json_depth)
-                    if key is not None:
-                        key_of[rid] = key
-                if error is not None:
-                    raw = StatusRecord(ctx.id, rid, FAILED, 0, error, now, None, now, ctx.me, None).to_json()
-                    statuses.append((rid, w.seal("status", rid, raw)))
-                    published.append(raw)
-                    malformed.append(rid)
-                else:
-                    good.append((rid, payload))
-                    self._bytes_enqueued += len(payload) + 1
-                rid += 1
+            good: list[tuple[int, bytes]]
+            if id_field is None and all(error is None for _, error in batch):
+                # the usual chunk: every record parsed and no ids to read -- no step per record
+                good = list(zip(range(rid, rid + len(batch)), [payload for payload, _ in batch], strict=True))
+                self._bytes_enqueued += sum([len(payload) for payload, _ in batch]) + len(batch)
+                rid += len(batch)
+            else:
+                good = []
+                for payload, parse_error in batch:
+                    error = parse_error
+                    if error is None and id_field is not None:
+                        key, error = record_key(payload, id_field, rid, lines, max_depth=ctx.settings.max_json_depth)
+                        if key is not None:
+                            key_of[rid] = key
+                    if error is not None:
+                        raw = StatusRecord(ctx.id, rid, FAILED, 0, error, now, None, now, ctx.me, None).to_json()
+                        statuses.append((rid, w.seal("status", rid, raw)))
+                        published.append(raw)
+                        malformed.append(rid)
+                    else:
+                        good.append((rid, payload))
+                        self._bytes_enqueued += len(payload) + 1
+                    rid += 1
             if good:
                 chunk = chunk_name(ChunkKind.DATA, chunk_no)
                 specs.append(chunk_spec(ctx, chunk, [(i, 1) for i, _ in good], now, key_of))
