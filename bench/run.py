@@ -679,7 +679,8 @@ def efficiency_round(system: str, burn: Burn, n: int, k: int, work: Path, data: 
         # first record started to last committed: without start-up and consolidation
         rnd["efficiency_processing"] = round(ideal / rnd["seconds"], 3)
     else:
-        peer = dataclasses.replace(PEERS_BY_KEY[system], floor_rate=1 / burn.seconds / 20)
+        base = PEERS_BY_KEY[system]
+        peer = dataclasses.replace(base, floor_rate=min(base.floor_rate, 1 / burn.seconds / 20))
         rnd = peer_round(peer, n, k, work, data, extra_env={"BENCH_BURN_SECONDS": repr(burn.seconds)}, name=name)
         end_to_end = rnd["seconds"]
     rnd["efficiency"] = round(ideal / end_to_end, 3)
@@ -1175,7 +1176,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     work = Path(tempfile.mkdtemp(prefix="rqp-bench-"))
     log(f"work directory {work}; systems: {', '.join(selected)}; {rounds} round(s)")
-    data = Data(max(sized(RQP_N), sized(PEERS_BY_KEY["loop-64"].n)))
+    # every record any round uses is made here, from one seed: the peers' producer makes the same
+    # sequence (peers/enqueue.py), so their results can be checked against these records
+    burn_n = [sized(b.n) for b in BURNS] if "efficiency" in selected else []
+    data = Data(max(sized(RQP_N), sized(PEERS_BY_KEY["loop-64"].n), *burn_n))
     kek = work / "kek.pem"
     subprocess.run([str(BIN / "rqp"), "keygen", "--out", str(kek)], check=True, capture_output=True, env=clean_env())
     subprocess.run(
