@@ -527,9 +527,11 @@ def rqp_round(
     if startup_file.exists():
         # the interpreter and the scheduler's modules loading: paid once per process, not per
         # record (a deployed scheduler is a service); shown apart, still in the total
-        startup = json.loads(startup_file.read_text())["startup_cpu_seconds"]
-        parts["scheduler"] -= startup
-        parts["scheduler start-up"] = startup
+        spent = json.loads(startup_file.read_text())
+        parts["scheduler"] -= spent["startup_cpu_seconds"] + spent["children_cpu_seconds"]
+        parts["scheduler start-up"] = spent["startup_cpu_seconds"]
+        # the script host that checks the script before the workload starts (a child it waits for)
+        parts["scheduler's script host"] = spent["children_cpu_seconds"]
     if hosts > 0:
         parts["script hosts"] = hosts
     if extra:
