@@ -54,6 +54,9 @@ class Enqueuer:
         self._workers_checked = 0.0
         self._bytes_enqueued = 0
         self._records_enqueued = 0
+        #: the last ``fill_window`` found (or left) the window full: nothing to queue until a
+        #: chunk ends, so the run may step less often (``WorkloadRun.wait_hint``)
+        self.window_full = False
 
     def fill_window(self) -> None:
         """Queue chunks until ``window`` are in flight (at most one write in flight; every write
@@ -64,7 +67,8 @@ class Enqueuer:
             return
         in_flight = ctx.ledger.in_flight()
         window = self._window()
-        if in_flight >= window:
+        self.window_full = in_flight >= window
+        if self.window_full:
             return
         self._adapt_chunk_size()
         budget = window - in_flight
@@ -86,6 +90,7 @@ class Enqueuer:
                 self._records_enqueued += head.enqueued - ctx.head.enqueued
                 metrics.RECORDS_ENQUEUED.labels(ctx.id).inc(head.enqueued - ctx.head.enqueued)
                 ctx.head = head
+            self.window_full = budget <= 0
         finally:
             if writing is not None:
                 writing.result()
