@@ -1149,6 +1149,11 @@ def main(argv: list[str] | None = None) -> int:
         default="256,2048",
         help="chunk sizes for the enqueue measurement; the first (the default RQP_CHUNK_SIZE) is judged",
     )
+    ap.add_argument(
+        "--efficiency-systems",
+        default=",".join(EFFICIENCY_SYSTEMS),
+        help=f"systems of the efficiency rows (default {','.join(EFFICIENCY_SYSTEMS)})",
+    )
     args = ap.parse_args(argv)
     for item in args.rqp_env:
         name, sep, value = item.partition("=")
@@ -1255,7 +1260,9 @@ def main(argv: list[str] | None = None) -> int:
     if "efficiency" in selected:
         for burn in BURNS:
             n_burn = sized(burn.n)
-            for system in EFFICIENCY_SYSTEMS:
+            for system in [x for x in args.efficiency_systems.split(",") if x]:
+                if system not in EFFICIENCY_SYSTEMS:
+                    ap.error(f"--efficiency-systems: unknown {system!r}; choose from {', '.join(EFFICIENCY_SYSTEMS)}")
                 e2e.append(
                     (
                         f"efficiency-{burn.label}-{system}",
