@@ -168,10 +168,11 @@ class Enqueuer:
                 continue
             key_of: dict[int, str] = {}
             good: list[tuple[int, bytes]]
-            if id_field is None and all(error is None for _, error in batch):
-                # the usual chunk: every record parsed and no ids to read -- no step per record
-                good = list(zip(range(rid, rid + len(batch)), [payload for payload, _ in batch], strict=True))
-                self._bytes_enqueued += sum([len(payload) for payload, _ in batch]) + len(batch)
+            payloads, errors = zip(*batch, strict=True)
+            if id_field is None and errors.count(None) == len(errors):
+                # the usual chunk: every record parsed and no ids to read -- no Python step per record
+                good = list(zip(range(rid, rid + len(batch)), payloads, strict=True))
+                self._bytes_enqueued += sum(map(len, payloads)) + len(batch)
                 rid += len(batch)
             else:
                 good = []
