@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import io
 import json
 import os
@@ -178,10 +179,39 @@ RQP_AZURE_N = 40_000
 ENQUEUE_N = 100_000
 RSS_N = 100_000
 SCALING = (1, 2, 4)
-ALL = ["rqp", "rqp-nosandbox", "rqp-azure", *PEERS_BY_KEY, "enqueue", "scaling", "rss", "profile"]
+
+
+@dataclass(frozen=True)
+class Burn:
+    """An efficiency workload: ``process()`` burns ``seconds`` of CPU per record (then scores it as
+    examples/process.py does), ``n`` records, ``goal`` the efficiency rqp is judged against."""
+
+    label: str
+    seconds: float
+    n: int
+    goal: float
+
+
+#: issue 28: a script of 1 ms and one of 100 µs per record
+BURNS = (Burn("1ms", 0.001, 20_000, 0.95), Burn("100us", 0.0001, 100_000, 0.8))
+#: the systems measured on them, with the peers' round-deadline floor (records/s)
+EFFICIENCY_SYSTEMS = ("rqp", "dramatiq", "celery")
+#: worker processes in the efficiency rows, one per core: efficiency divides by this many cores
+EFFICIENCY_CORES = 2
+ALL = ["rqp", "rqp-nosandbox", "rqp-azure", *PEERS_BY_KEY, "enqueue", "scaling", "rss", "profile", "efficiency"]
 #: extra RQP_* settings for every rqp program the benchmark starts (--rqp-env), to try tunables
 RQP_EXTRA: dict[str, str] = {}
-TARGETS = {"dramatiq": 5.0, "loop-64": 1.0, "enqueue": 50_000, "azure": 0.5, "rss_mb": 150, "sandbox": 0.8}
+TARGETS = {
+    "dramatiq": 5.0,
+    "loop-64": 2.0,
+    "enqueue": 50_000,
+    "azure": 0.5,
+    "rss_mb": 150,
+    "sandbox": 0.8,
+    # CPU µs per record of the rqp row, sandbox on (issue 28)
+    "scheduler_us": 8.0,
+    "total_us": 25.0,
+}
 
 
 def log(msg: str) -> None:
@@ -217,6 +247,20 @@ class Data:
         return self._files[n]
 
 
+def compile_sources() -> None:
+    """Byte-compile rqp's sources (and any PYTHONPATH override) once, as ``pip install`` of the
+    wheels does for a deployment: the editable installs here, with PYTHONDONTWRITEBYTECODE set,
+    would otherwise compile every module again in every process the rounds start (the
+    scheduler, each script host), a cost no deployed process pays."""
+    import compileall
+
+    dirs = [REPO / "shared" / "src", REPO / "scheduler" / "src", REPO / "processor" / "src"]
+    dirs += [Path(d) for d in os.environ.get("PYTHONPATH", "").split(os.pathsep) if d]
+    for d in dirs:
+        if d.is_dir():
+            compileall.compile_dir(str(d), quiet=1, workers=1)
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RQP_", "BENCH_"))}
     env.update(PYTHONUNBUFFERED="1", **extra)
@@ -242,17 +286,19 @@ def redis_used_memory(r: redis.Redis) -> int:
     return int(r.info("memory")["used_memory"])
 
 
-def peer_round(peer: Peer, n: int, k: int, work: Path, data: Data) -> dict[str, Any]:
+def peer_round(
+    peer: Peer, n: int, k: int, work: Path, data: Data, extra_env: dict[str, str] | None = None, name: str = ""
+) -> dict[str, Any]:
     """One round of a peer, from scratch: a fresh Redis server, its workers, a warm-up, N jobs.
 
     The jobs are enqueued by a producer process (peers/enqueue.py) that has sealed them before
     the clock starts; the clock runs from its first enqueue to ``HLEN bench:status == N``."""
-    root = work / f"{peer.key}-r{k}"
+    root = work / f"{name or peer.key}-r{k}"
     root.mkdir()
     server = RedisServer(dir=str(root)).start()
     key = os.urandom(32)
     aead = AESGCM(key)
-    env = clean_env(BENCH_REDIS_URL=server.url, BENCH_KEY=key.hex(), PYTHONPATH=str(PEERS))
+    env = clean_env(BENCH_REDIS_URL=server.url, BENCH_KEY=key.hex(), PYTHONPATH=str(PEERS), **(extra_env or {}))
     r = redis.Redis.from_url(server.url)
     running: list[subprocess.Popen] = []
     data.ensure(n)
@@ -314,7 +360,7 @@ def peer_round(peer: Peer, n: int, k: int, work: Path, data: Data) -> dict[str, 
         r.close()
         server.stop()
     log(
-        f"{peer.key} round {k + 1}: {rnd['rate']:,.0f} jobs/s ({n:,} in {rnd['seconds']:.2f}s, enqueue {rnd['enqueue_seconds']:.2f}s), "
+        f"{name or peer.key} round {k + 1}: {rnd['rate']:,.0f} jobs/s ({n:,} in {rnd['seconds']:.2f}s, enqueue {rnd['enqueue_seconds']:.2f}s), "
         f"CPU {cpu['total']:.0f} µs/job ({', '.join(f'{a} {b:.0f}' for a, b in cpu.items() if a != 'total')})"
     )
     return rnd
@@ -424,8 +470,9 @@ class RqpEnv:
             raise RuntimeError(f"{' '.join(cmd[:3])} exited {cp.returncode}: {cp.stderr.decode()[-2000:]}")
         return cp
 
-    def pack(self, wid: str, data_file: Path) -> str:
-        self.run(str(BIN / "rqp"), "pack", str(data_file), str(REPO / "examples" / "process.py"), "--id", wid)
+    def pack(self, wid: str, data_file: Path, script: Path | None = None) -> str:
+        script = script or REPO / "examples" / "process.py"
+        self.run(str(BIN / "rqp"), "pack", str(data_file), str(script), "--id", wid)
         return wid
 
     def start_processor(self, workers: int) -> subprocess.Popen:
@@ -457,8 +504,11 @@ class RqpEnv:
             self.azurite.close()
 
 
-def rqp_round(env: RqpEnv, wid: str, n: int, rss: procs.RssSampler | None = None) -> dict[str, Any]:
-    """One workload through `rqp-scheduler run`, processors already running."""
+def rqp_round(
+    env: RqpEnv, wid: str, n: int, rss: procs.RssSampler | None = None, scheduler_profile: Path | None = None
+) -> dict[str, Any]:
+    """One workload through `rqp-scheduler run`, processors already running; with
+    ``scheduler_profile``, the scheduler runs under cProfile (bench/profile_scheduler.py)."""
     server_pid = env.server.proc.pid  # type: ignore[union-attr]
     extra = [env.azurite.proc.pid] if env.azurite and env.azurite.proc else []
     c_workers, c_redis, c_extra, c_sched = (
@@ -472,9 +522,13 @@ def rqp_round(env: RqpEnv, wid: str, n: int, rss: procs.RssSampler | None = None
     tl = Timeline(env.r, f"rqp:w:{wid}:done", n)
     mem0 = redis_used_memory(env.r)
     tl.start()
-    cp = subprocess.run(
-        [str(BIN / "rqp-scheduler"), "run", wid], env=env.env, cwd=env.root, capture_output=True, timeout=1800
+    startup_file = env.root / f"scheduler-startup-{wid}.json"
+    scheduler = (
+        [sys.executable, str(HERE / "run_scheduler.py"), str(startup_file)]
+        if scheduler_profile is None
+        else [sys.executable, str(HERE / "profile_scheduler.py"), str(scheduler_profile)]
     )
+    cp = subprocess.run([*scheduler, "run", wid], env=env.env, cwd=env.root, capture_output=True, timeout=1800)
     wall = time.perf_counter() - t0
     tl.stop()
     workers_total = procs.cpu_seconds(env.pids()) - c_workers
@@ -484,6 +538,14 @@ def rqp_round(env: RqpEnv, wid: str, n: int, rss: procs.RssSampler | None = None
         "redis": procs.cpu_seconds([server_pid]) - c_redis,
         "scheduler": procs.children_cpu() - c_sched,
     }
+    if startup_file.exists():
+        # the interpreter and the scheduler's modules loading: paid once per process, not per
+        # record (a deployed scheduler is a service); shown apart, still in the total
+        spent = json.loads(startup_file.read_text())
+        parts["scheduler"] -= spent["startup_cpu_seconds"] + spent["children_cpu_seconds"]
+        parts["scheduler start-up"] = spent["startup_cpu_seconds"]
+        # the script host that checks the script before the workload starts (a child it waits for)
+        parts["scheduler's script host"] = spent["children_cpu_seconds"]
     if hosts > 0:
         parts["script hosts"] = hosts
     if extra:
@@ -578,11 +640,13 @@ def rqp_system_round(
     verify: bool = True,
     sample_rss: bool = False,
     sandbox: bool = True,
+    script: Path | None = None,
 ) -> dict[str, Any]:
-    """One round of rqp, from scratch: fresh Redis (and Azurite), pack, processors ready, schedule."""
+    """One round of rqp, from scratch: fresh Redis (and Azurite), pack, processors ready, schedule
+    (``script``: another process() than examples/process.py, returning the same results)."""
     env = RqpEnv(work, f"{key}-r{k}", kek, azure=azure, sandbox=sandbox)
     try:
-        wid = env.pack(f"b-{k}", data.file(n, work))
+        wid = env.pack(f"b-{k}", data.file(n, work), script)
         proc = env.start_processor(workers)
         sampler = procs.RssSampler(proc.pid) if sample_rss else None
         if sampler:
@@ -607,6 +671,38 @@ def rqp_system_round(
         f"({', '.join(f'{a} {b:.0f}' for a, b in cpu.items() if a != 'total')}); first done at {tl['first_done_s']}s, "
         f"10%/50%/90% at {tl['t10_s']}/{tl['t50_s']}/{tl['t90_s']}s, steady {tl['steady_rate'] or 0:,.0f}/s"
     )
+    return rnd
+
+
+# ----------------------------------------------------------------------------------- efficiency
+def efficiency_round(system: str, burn: Burn, n: int, k: int, work: Path, data: Data, kek: Path) -> dict[str, Any]:
+    """One efficiency round: ``n`` records whose process() burns ``burn.seconds`` of CPU each,
+    through ``system`` with ``EFFICIENCY_CORES`` worker processes. Efficiency = records x script
+    seconds / (seconds from submission until the results are readable x cores): for rqp from
+    starting ``rqp-scheduler run`` to its exit (the results object consolidated and its summary
+    written), for a peer from its first enqueue to the last status stored (each job stores its
+    result before its status)."""
+    import common
+
+    ideal = n * burn.seconds / EFFICIENCY_CORES
+    name = f"efficiency-{burn.label}-{system}"
+    if system == "rqp":
+        script = work / f"burn-{burn.label}.py"
+        if not script.exists():
+            script.write_text(common.burn_script(burn.seconds))
+        rnd = rqp_system_round(name, n, EFFICIENCY_CORES, k, work, data, kek, verify=k == 0, script=script)
+        end_to_end = rnd["scheduler_wall_seconds"]
+        # first record started to last committed: without start-up and consolidation
+        rnd["efficiency_processing"] = round(ideal / rnd["seconds"], 3)
+    else:
+        base = PEERS_BY_KEY[system]
+        peer = dataclasses.replace(base, floor_rate=min(base.floor_rate, 1 / burn.seconds / 20))
+        rnd = peer_round(peer, n, k, work, data, extra_env={"BENCH_BURN_SECONDS": repr(burn.seconds)}, name=name)
+        end_to_end = rnd["seconds"]
+    rnd["efficiency"] = round(ideal / end_to_end, 3)
+    rnd["end_to_end_seconds"] = round(end_to_end, 3)
+    rnd["ideal_seconds"] = round(ideal, 3)
+    log(f"{name} round {k + 1}: efficiency {rnd['efficiency']:.3f} ({end_to_end:.2f}s end to end, ideal {ideal:.2f}s)")
     return rnd
 
 
@@ -787,7 +883,8 @@ def run_profile(n: int, work: Path, data: Data, kek: Path) -> dict[str, Any]:
                 raise RuntimeError("profiled workers did not register")
             time.sleep(0.05)
         env.r.config_resetstat()
-        rnd = rqp_round(env, wid, n)
+        sched_prof = env.root / "scheduler.prof"
+        rnd = rqp_round(env, wid, n, scheduler_profile=sched_prof)
         out["round"] = rnd
         out["redis_commandstats"] = _commandstats(env.r, 12)
         procs.stop(env.running)
@@ -799,6 +896,12 @@ def run_profile(n: int, work: Path, data: Data, kek: Path) -> dict[str, Any]:
             st.stream = s
             st.strip_dirs().sort_stats(sort).print_stats(30)
             out[f"workers_by_{sort}"] = _trim_pstats(s.getvalue())
+        sched = pstats.Stats(str(sched_prof), stream=io.StringIO())
+        for sort in ("tottime", "cumulative"):
+            s = io.StringIO()
+            sched.stream = s
+            sched.strip_dirs().sort_stats(sort).print_stats(30)
+            out[f"scheduler_by_{sort}"] = _trim_pstats(s.getvalue())
         log(f"profile: {rnd['rate']:,.0f} records/s under cProfile; CPU µs/record {rnd['cpu_us_per_record']}")
     finally:
         env.close()
@@ -873,6 +976,33 @@ def report(res: dict[str, Any]) -> str:
         az = sysres["rqp-azure"]
         cpu = az["rounds"][len(az["rounds"]) // 2]["cpu_us_per_record"]
         lines.append("rqp Azurite: CPU µs/record by process: " + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items()))
+    eff_rows = [(b, s, sysres.get(f"efficiency-{b.label}-{s}")) for b in BURNS for s in EFFICIENCY_SYSTEMS]
+    if any(v for _b, _s, v in eff_rows):
+        lines.append("")
+        lines.append(
+            f"Efficiency for real scripts: process() burns the CPU shown per record; efficiency = records x script seconds / "
+            f"(seconds from submission until the results are readable x {EFFICIENCY_CORES} cores), {EFFICIENCY_CORES} worker processes:"
+        )
+        hdr2 = f"{'system':<34}{'records':>9}{'efficiency':>12}{'min':>8}{'max':>8}{'seconds':>9}{'ideal s':>9}{'processing':>12}"
+        lines.append(hdr2)
+        lines.append("-" * len(hdr2))
+        for _b, _s, v in eff_rows:
+            if not v:
+                continue
+            if "error" in v or not v.get("rounds"):
+                lines.append(f"{v.get('label', '?'):<34}  FAILED: {v.get('error', 'no rounds')[:90]}")
+                continue
+            e_all = [r["efficiency"] for r in v["rounds"]]
+            secs = statistics.median([r["end_to_end_seconds"] for r in v["rounds"]])
+            proc = [r["efficiency_processing"] for r in v["rounds"] if "efficiency_processing" in r]
+            lines.append(
+                f"{v['label']:<34}{v['n']:>9,}{statistics.median(e_all):>12.3f}{min(e_all):>8.3f}{max(e_all):>8.3f}"
+                f"{secs:>9.2f}{v['rounds'][0]['ideal_seconds']:>9.2f}{(f'{statistics.median(proc):.3f}' if proc else '-'):>12}"
+            )
+        lines.append(
+            "  (rqp: submission = starting `rqp-scheduler run`, readable = its exit with the results consolidated; "
+            "processing = first record started to last committed)"
+        )
     if "enqueue" in sysres and "by_chunk_size" in sysres["enqueue"]:
         e = sysres["enqueue"]
         lines.append("")
@@ -942,6 +1072,28 @@ def targets(sysres: dict[str, Any]) -> list[dict[str, str]]:
     row(
         "rqp local / batched Redis-list loop (64/rt)", rqp / l64 if rqp and l64 else None, TARGETS["loop-64"], "{:.3g}x"
     )
+    rq = sysres.get("rqp")
+    rq_rounds = rq.get("rounds") if rq and "error" not in rq else None
+    for part, goal, label in (
+        ("scheduler", "scheduler_us", "rqp scheduler CPU µs/record (sandbox on)"),
+        ("total", "total_us", "rqp total CPU µs/record (sandbox on)"),
+    ):
+        row(
+            label,
+            statistics.median([r["cpu_us_per_record"].get(part, 0.0) for r in rq_rounds]) if rq_rounds else None,
+            TARGETS[goal],
+            "{:.1f}",
+            higher=False,
+        )
+    for burn in BURNS:
+        eff = sysres.get(f"efficiency-{burn.label}-rqp")
+        eff_rounds = eff.get("rounds") if eff and "error" not in eff else None
+        row(
+            f"rqp efficiency, process() {burn.label} per record",
+            statistics.median([r["efficiency"] for r in eff_rounds]) if eff_rounds else None,
+            burn.goal,
+            "{:.3f}",
+        )
     e = sysres.get("enqueue")
     row(
         f"scheduler enqueue, records/s (chunk size {e.get('chunk_size', '?') if e else '?'})",
@@ -1011,6 +1163,11 @@ def main(argv: list[str] | None = None) -> int:
         default="256,2048",
         help="chunk sizes for the enqueue measurement; the first (the default RQP_CHUNK_SIZE) is judged",
     )
+    ap.add_argument(
+        "--efficiency-systems",
+        default=",".join(EFFICIENCY_SYSTEMS),
+        help=f"systems of the efficiency rows (default {','.join(EFFICIENCY_SYSTEMS)})",
+    )
     args = ap.parse_args(argv)
     for item in args.rqp_env:
         name, sep, value = item.partition("=")
@@ -1040,7 +1197,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     work = Path(tempfile.mkdtemp(prefix="rqp-bench-"))
     log(f"work directory {work}; systems: {', '.join(selected)}; {rounds} round(s)")
-    data = Data(max(sized(RQP_N), sized(PEERS_BY_KEY["loop-64"].n)))
+    compile_sources()
+    # every record any round uses is made here, from one seed: the peers' producer makes the same
+    # sequence (peers/enqueue.py), so their results can be checked against these records
+    burn_n = [sized(b.n) for b in BURNS] if "efficiency" in selected else []
+    data = Data(max(sized(RQP_N), sized(PEERS_BY_KEY["loop-64"].n), *burn_n))
     kek = work / "kek.pem"
     subprocess.run([str(BIN / "rqp"), "keygen", "--out", str(kek)], check=True, capture_output=True, env=clean_env())
     subprocess.run(
@@ -1111,6 +1272,23 @@ def main(argv: list[str] | None = None) -> int:
             e2e.append(
                 (p.key, p.label, sized(p.n, 50), p.anchor, lambda k, p=p: peer_round(p, sized(p.n, 50), k, work, data))
             )
+    if "efficiency" in selected:
+        for burn in BURNS:
+            n_burn = sized(burn.n)
+            for system in [x for x in args.efficiency_systems.split(",") if x]:
+                if system not in EFFICIENCY_SYSTEMS:
+                    ap.error(f"--efficiency-systems: unknown {system!r}; choose from {', '.join(EFFICIENCY_SYSTEMS)}")
+                e2e.append(
+                    (
+                        f"efficiency-{burn.label}-{system}",
+                        f"{system}, process() {burn.label}",
+                        n_burn,
+                        "",
+                        lambda k, system=system, burn=burn, n_burn=n_burn: efficiency_round(
+                            system, burn, n_burn, k, work, data, kek
+                        ),
+                    )
+                )
     if "scaling" in selected:
         for w in SCALING:
             if w == 2 and "rqp" in selected:
@@ -1184,6 +1362,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {row['part']:<72}{row['us_per_record']:>8.1f} µs/record {row['share']:>6.0%}")
             print("\nProfile of the two rqp worker processes, by own time:")
             print(prof["workers_by_tottime"])
+            for sort in ("tottime", "cumulative"):
+                if f"scheduler_by_{sort}" in prof:
+                    print(f"\nProfile of the rqp-scheduler process (imports included, CPU clock), by {sort}:")
+                    print(prof[f"scheduler_by_{sort}"])
             print("\nRedis commands during the profiled run (usec total, calls, usec/call):")
             for c in prof["redis_commandstats"]:
                 print(f"  {c['command']:<14}{c['usec']:>12,}{c['calls']:>10,}{c['usec_per_call']:>10.1f}")

@@ -13,7 +13,9 @@ benchmark makes per run, AAD binding the record id. The job:
 rqp does the same per record plus more (a sealed status record per state change, a results part
 per chunk, status messages, leases, retries): its numbers are measured through its real programs.
 
-Environment: ``BENCH_REDIS_URL``, ``BENCH_KEY`` (64 hex digits).
+Environment: ``BENCH_REDIS_URL``, ``BENCH_KEY`` (64 hex digits); ``BENCH_BURN_SECONDS`` makes
+``process()`` burn that much CPU per record first (the efficiency rows: a script of a real cost),
+exactly as rqp's script does in those rows (``burn_script``).
 """
 
 from __future__ import annotations
@@ -36,7 +38,39 @@ QUEUE = "bench"
 _spec = importlib.util.spec_from_file_location("bench_process", REPO / "examples" / "process.py")
 _mod = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
 _spec.loader.exec_module(_mod)  # type: ignore[union-attr]
-process = _mod.process
+#: the CPU a burning process() spends before scoring (``BENCH_BURN_SECONDS``; 0: none)
+BURN_SECONDS = float(os.environ.get("BENCH_BURN_SECONDS", "0") or 0)
+#: appended to examples/process.py for rqp's script in the efficiency rows; the peers run the same
+#: code (``_burning``), so every system's process() costs the same CPU per record
+BURN_SUFFIX = """
+
+import time as _burn_time
+
+_score = process
+BURN_SECONDS = {seconds!r}
+
+
+def process(record):
+    # this thread's CPU clock: the cost is CPU spent, whatever else the machine runs
+    end = _burn_time.thread_time() + BURN_SECONDS
+    while _burn_time.thread_time() < end:
+        pass
+    return _score(record)
+"""
+
+
+def burn_script(seconds: float) -> str:
+    """examples/process.py with ``process()`` burning ``seconds`` of CPU per record first."""
+    return (REPO / "examples" / "process.py").read_text() + BURN_SUFFIX.format(seconds=seconds)
+
+
+def _burning(seconds: float):  # type: ignore[no-untyped-def]
+    namespace: dict[str, object] = {}
+    exec(compile(burn_script(seconds), "burn_process", "exec"), namespace)  # noqa: S102 - the repo's own example
+    return namespace["process"]
+
+
+process = _burning(BURN_SECONDS) if BURN_SECONDS else _mod.process
 
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 

@@ -217,3 +217,28 @@ def test_rqp_results_prints_strict_json_whatever_a_host_sent(result, rid):
         assert doc["error"].startswith("result is not valid JSON: ")
     else:
         assert out == line
+
+
+#: enough well-formed lines that the format probe is done before the arbitrary data begins, so the
+#: reader's whole-piece pass (a piece of plain records goes through in one go) is reached
+PROBED = b'{"n": 1}\n' * 25
+
+
+@given(JSONL, st.lists(st.integers(min_value=0), max_size=6))
+def test_json_lines_read_in_pieces_match_the_line_by_line_model(data, cuts):
+    """Whatever the pieces, the reader gives what one line at a time says: a record per non-blank
+    line (CR stripped), over-long ones failed naming their line, the lines learned right."""
+    data = PROBED + data + PROBED
+    lines = LineMap()
+    read = list(parse_records("jsonl", _cut(data, cuts), lines=lines, limits=LIMITS))
+    model: list[tuple[int, bytes, bool]] = []
+    for n, line in enumerate(data.split(b"\n"), 1):
+        if line.strip():
+            record = line.rstrip(b"\r")
+            model.append((n, record, len(record) > LIMITS.max_record_bytes))
+    assert [lines.line_of(rid) for rid in range(len(read))] == [n for n, _, _ in model]
+    for (payload, error), (n, record, too_long) in zip(read, model, strict=True):
+        if too_long:
+            assert payload == b"" and error is not None and error.startswith(f"malformed record at line {n}: longer")
+        else:
+            assert (payload, error) == (record, None)

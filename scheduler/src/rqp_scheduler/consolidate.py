@@ -31,7 +31,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from rqp.crypto import aad, decrypt_stream, encrypt_stream
+from cryptography.exceptions import InvalidTag
+
+from rqp.crypto import NONCE_SIZE, TAG_SIZE, aad, decrypt_stream, encrypt_stream
 from rqp.errors import IntegrityError
 from rqp.ledger import ChunkKind, Head, JobId, Ledger, Meta, split_keyed_result
 from rqp.parts import iter_part, part_blob
@@ -216,6 +218,82 @@ def _lines(store: BlobStore, workload: Workload, note: ChunkNote) -> Iterator[tu
             yield rid, b'{"id":%d,"result":%s}\n' % (rid, result)
 
 
+def _note_lines(store: BlobStore, workload: Workload, note: ChunkNote) -> tuple[list[int], list[bytes]]:
+    """``_lines`` of one note at once, in record order: the same checks (each result opens under
+    its job's key, bound to its record id; every done record has one), but one loop with local
+    names instead of a generator stack per record -- consolidation's share of a record's CPU.
+    Holds one part's entries, as the part itself is held by the worker that wrote it."""
+    entries = list(_entries(store, workload, note))
+    wanted = list(note.done_ids())
+    if [rid for rid, _ in entries] != wanted:  # a record re-run alone, or entries not done: walk it
+        entries = list(_in_order(iter(entries), wanted, workload, note.chunk))
+    if wanted != sorted(wanted):
+        entries.sort(key=lambda e: e[0])
+    decrypt = workload.scope(note.job).sealer.aead.decrypt
+    prefix = aad("result", workload.id, "")
+    keyed = workload.manifest.id_field is not None
+    ids: list[int] = []
+    lines: list[bytes] = []
+    rid = -1
+    try:
+        for rid, sealed in entries:
+            if len(sealed) < NONCE_SIZE + TAG_SIZE:
+                raise InvalidTag
+            result = decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], b"%b%d" % (prefix, rid))
+            if keyed:  # the data's own id with the result (rqp pack --id-field)
+                key, result = split_keyed_result(result)
+                lines.append(b'{"id":%d,"key":%s,"result":%s}\n' % (rid, key, result))
+            else:
+                lines.append(b'{"id":%d,"result":%s}\n' % (rid, result))
+            ids.append(rid)
+    except InvalidTag:
+        raise StateError(
+            workload.id, f"the result of record {rid} in chunk {note.chunk}'s part is not job {note.job}'s"
+        ) from None
+    return ids, lines
+
+
+def _disjoint_in_order(data: list[ChunkNote]) -> bool:
+    """The data notes' record ranges follow each other without overlapping (as the enqueue cut
+    them): their results can then be written note after note, no per-record merge."""
+    last = -1
+    for note in data:
+        lo = min(first for first, _count, _attempt in note.runs)
+        hi = max(first + count - 1 for first, count, _attempt in note.runs)
+        if lo <= last:
+            return False
+        last = hi
+    return True
+
+
+def this_round_blocks(
+    found: list[ChunkNote], store: BlobStore, workload: Workload, proof: Proof, counter: list[int]
+) -> Iterator[bytes] | None:
+    """This round's result lines as one block per chunk, in record order, when no per-record
+    merge is needed (no retry chunks, data chunks one after another; ``None`` otherwise): what
+    ``merge(this_round(...))`` gives for such a round, at a fraction of the CPU. Each block is
+    one note's lines (``_note_lines``) -- the place to hook a per-record digest."""
+    if any(ChunkKind.of(n.chunk) is not ChunkKind.DATA for n in found):
+        return None
+    data = sorted(found, key=lambda n: n.runs[0][0])
+    if not _disjoint_in_order(data):
+        return None
+
+    def blocks() -> Iterator[bytes]:
+        emitted = proof.emitted
+        for note in data:
+            ids, lines = _note_lines(store, workload, note)
+            for first, last in _spans(note):
+                if _mark(emitted, first, last) is not None:  # notes' records were proven disjoint
+                    raise StateError(workload.id, f"chunk {note.chunk} names a record twice")
+            proof.this_round += len(ids)
+            counter[0] += len(ids)
+            if lines:
+                yield b"".join(lines)
+
+    return blocks()
+
+
 def this_round(
     found: list[ChunkNote], store: BlobStore, workload: Workload, proof: Proof
 ) -> Iterator[tuple[int, bytes]]:
@@ -390,11 +468,14 @@ def consolidate(
             store.put_stream(previous_name, store.iter_chunks(results_name))
         else:
             previous = None
-    sources = [this_round(found, store, workload, proof)]
-    if previous is not None:
-        sources.append(earlier_rounds(store, workload, previous, proof))
     count = [0]
-    results = write_results(store, workload, merge(sources, proof, count), count)
+    blocks = this_round_blocks(found, store, workload, proof, count) if previous is None else None
+    if blocks is None:
+        sources = [this_round(found, store, workload, proof)]
+        if previous is not None:
+            sources.append(earlier_rounds(store, workload, previous, proof))
+        blocks = merge(sources, proof, count)
+    results = write_results(store, workload, blocks, count)
     if proof.this_round != proof.done_count:
         raise StateError(
             workload.id,

@@ -175,6 +175,15 @@ class ChunkSpec:
 
 def runs_of(records: list[tuple[int, int]]) -> tuple[tuple[int, int, int], ...]:
     """Compress sorted (id, attempt) pairs into runs."""
+    if records:
+        # the usual chunk: consecutive ids of one attempt, told apart from the rest with
+        # comprehensions instead of a Python step per record
+        first, attempt = records[0]
+        n = len(records)
+        if records[-1][0] == first + n - 1:
+            ids, attempts = zip(*records, strict=True)
+            if ids == tuple(range(first, first + n)) and attempts.count(attempt) == n:
+                return ((first, n, attempt),)
     runs: list[list[int]] = []
     for rid, att in sorted(records):
         if runs and runs[-1][0] + runs[-1][1] == rid and runs[-1][2] == att:

@@ -54,6 +54,9 @@ class Enqueuer:
         self._workers_checked = 0.0
         self._bytes_enqueued = 0
         self._records_enqueued = 0
+        #: the last ``fill_window`` found (or left) the window full: nothing to queue until a
+        #: chunk ends, so the run may step less often (``WorkloadRun.wait_hint``)
+        self.window_full = False
 
     def fill_window(self) -> None:
         """Queue chunks until ``window`` are in flight (at most one write in flight; every write
@@ -64,7 +67,8 @@ class Enqueuer:
             return
         in_flight = ctx.ledger.in_flight()
         window = self._window()
-        if in_flight >= window:
+        self.window_full = in_flight >= window
+        if self.window_full:
             return
         self._adapt_chunk_size()
         budget = window - in_flight
@@ -86,6 +90,7 @@ class Enqueuer:
                 self._records_enqueued += head.enqueued - ctx.head.enqueued
                 metrics.RECORDS_ENQUEUED.labels(ctx.id).inc(head.enqueued - ctx.head.enqueued)
                 ctx.head = head
+            self.window_full = budget <= 0
         finally:
             if writing is not None:
                 writing.result()
@@ -161,23 +166,31 @@ class Enqueuer:
                 rid += len(batch)
                 chunk_no += 1
                 continue
-            good: list[tuple[int, bytes]] = []
             key_of: dict[int, str] = {}
-            for payload, parse_error in batch:
-                error = parse_error
-                if error is None and id_field is not None:
-                    key, error = record_key(payload, id_field, rid, lines, max_depth=ctx.settings.max_json_depth)
-                    if key is not None:
-                        key_of[rid] = key
-                if error is not None:
-                    raw = StatusRecord(ctx.id, rid, FAILED, 0, error, now, None, now, ctx.me, None).to_json()
-                    statuses.append((rid, w.seal("status", rid, raw)))
-                    published.append(raw)
-                    malformed.append(rid)
-                else:
-                    good.append((rid, payload))
-                    self._bytes_enqueued += len(payload) + 1
-                rid += 1
+            good: list[tuple[int, bytes]]
+            payloads, errors = zip(*batch, strict=True)
+            if id_field is None and errors.count(None) == len(errors):
+                # the usual chunk: every record parsed and no ids to read -- no Python step per record
+                good = list(zip(range(rid, rid + len(batch)), payloads, strict=True))
+                self._bytes_enqueued += sum(map(len, payloads)) + len(batch)
+                rid += len(batch)
+            else:
+                good = []
+                for payload, parse_error in batch:
+                    error = parse_error
+                    if error is None and id_field is not None:
+                        key, error = record_key(payload, id_field, rid, lines, max_depth=ctx.settings.max_json_depth)
+                        if key is not None:
+                            key_of[rid] = key
+                    if error is not None:
+                        raw = StatusRecord(ctx.id, rid, FAILED, 0, error, now, None, now, ctx.me, None).to_json()
+                        statuses.append((rid, w.seal("status", rid, raw)))
+                        published.append(raw)
+                        malformed.append(rid)
+                    else:
+                        good.append((rid, payload))
+                        self._bytes_enqueued += len(payload) + 1
+                    rid += 1
             if good:
                 chunk = chunk_name(ChunkKind.DATA, chunk_no)
                 specs.append(chunk_spec(ctx, chunk, [(i, 1) for i, _ in good], now, key_of))

@@ -257,8 +257,13 @@ class WorkloadRun:
         self.stream.reset()
 
     def wait_hint(self) -> float:
-        """How long the loop may block before stepping again."""
-        return WAIT_ENQUEUING if not self.exhausted else WAIT_EXHAUSTED
+        """How long the loop may block before stepping again: briefly while records are waiting
+        to be queued and the window has room; longer once the window is full (the chunks in
+        flight keep every worker busy far longer, and each step costs the scheduler CPU: with a
+        slow script, stepping every 20 ms was most of its CPU per record) or all are queued."""
+        if self.exhausted or self.enqueuer.window_full:
+            return WAIT_EXHAUSTED
+        return WAIT_ENQUEUING
 
     # ------------------------------------------------------------------ one step
     def step(self) -> bool:
