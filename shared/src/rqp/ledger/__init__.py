@@ -37,6 +37,7 @@ from ._codecs import (
     text,
     unpack_values,
 )
+from ._drained import PREEMPTED, count_preempted, drained_field, hand_back_drained, preempted, take_drained
 from ._fleet import FLEET, FleetHeartbeat, fleet, leave_fleet, register_processor
 from ._global import (
     REJECTED_KEEP,
@@ -75,6 +76,7 @@ __all__ = [
     "OUTBOX",
     "OUTBOX_TIMES",
     "PAIR",
+    "PREEMPTED",
     "PRIORITIES",
     "REFUSED",
     "REFUSED_KEEP",
@@ -107,10 +109,13 @@ __all__ = [
     "bit_positions",
     "chunk_name",
     "clear_refusal",
+    "count_preempted",
     "decode_pin",
+    "drained_field",
     "encode_pin",
     "fleet",
     "flush_outbox",
+    "hand_back_drained",
     "held_key",
     "job_id",
     "join_ids",
@@ -126,6 +131,7 @@ __all__ = [
     "pack_values",
     "parse_job_id",
     "parse_note_field",
+    "preempted",
     "publish_outbox",
     "queue_names",
     "read_refusal",
@@ -137,6 +143,7 @@ __all__ = [
     "release_worker",
     "split_keyed_result",
     "submit",
+    "take_drained",
     "text",
     "unfinished",
     "unpack_values",
