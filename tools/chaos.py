@@ -626,6 +626,31 @@ def m_derived(ctx: Ctx) -> str:
     return _generic(ctx, keys, ("junk", "replay", "incr", "del", "push", "reorder"))
 
 
+def m_drained(ctx: Ctx) -> str:
+    """The drain marks ``d:<job id>`` of ``rqp:w:W:n`` and the ``preempted`` count of meta (issue
+    #27): a chunk marked drained with its lease ended (re-run without spending an attempt), a mark
+    alone, a mark naming no job, junk in the count."""
+    from rqp.ledger import JobId
+
+    rng, n, meta = ctx.rng, ctx.k("n"), ctx.k("meta")
+    op = rng.randrange(4)
+    jobs = [j.decode() for j in ctx.r.zrange(ctx.k("pending"), 0, -1)]
+    if op < 2 and jobs:
+        jid = rng.choice(jobs)
+        ctx.r.hset(n, f"d:{jid}", "forger:1")
+        what = f"HSET {n} d:{jid} forger:1"
+        if op == 0:
+            what += "; " + _expire_chunk(ctx, JobId.parse(jid).chunk)
+        return what
+    if op == 2:
+        field = f"d:rqp-{ctx.victim}-c99999999-0"
+        ctx.r.hset(n, field, ctx.junk())
+        return f"HSET {n} {field} <random bytes>"
+    value = rng.choice(("x", -5, 99999, "1e999"))
+    ctx.r.hset(meta, "preempted", value)
+    return f"HSET {meta} preempted {value}"
+
+
 @dataclass(frozen=True)
 class Family:
     name: str
@@ -648,6 +673,7 @@ FAMILIES: dict[str, Family] = {
         Family("chunk", m_chunk),
         Family("sealed", m_sealed),
         Family("derived", m_derived),
+        Family("drained", m_drained),
     )
 }
 

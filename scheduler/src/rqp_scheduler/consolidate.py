@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from rqp.crypto import aad, decrypt_stream, encrypt_stream
 from rqp.errors import IntegrityError
-from rqp.ledger import ChunkKind, Head, JobId, Ledger, Meta, split_keyed_result
+from rqp.ledger import PREEMPTED, ChunkKind, Head, JobId, Ledger, Meta, preempted, split_keyed_result
 from rqp.parts import iter_part, part_blob
 from rqp.status import FAILED, ChunkNote, StatusRecord, plain_float
 from rqp.storage import BlobStore
@@ -338,7 +338,7 @@ def summarize(
         workload=workload.id, total=head.total + unread, done=results.count, failed=len(failed), started_at=started,
         finished_at=finished, elapsed=round(elapsed, 3), records_per_second=round(run_rate(ledger.perf_hash()), 1),
         chunks=head.chunks, reclaimed_chunks=int(plain_float(meta.get(Meta.RECLAIMED), 0)), results=results, failures=failed,
-        cancelled=not_run + unread, state=state,
+        cancelled=not_run + unread, state=state, requeued_after_preemption=preempted(meta.get(PREEMPTED)),
     )  # fmt: skip
 
 

@@ -55,6 +55,9 @@ class Summary:
     cancelled: int = 0
     #: how it ended: "done" or "cancelled" ("" in summaries from before it was recorded)
     state: str = ""
+    #: records requeued because their chunk was handed back by a draining processor (a Spot
+    #: eviction, a scale-in, SIGTERM): no attempt of theirs was spent (plain in Redis until sealed here)
+    requeued_after_preemption: int = 0
 
     @property
     def final_state(self) -> str:

@@ -75,7 +75,8 @@ function renderProgress(d) {
     return;
   }
   $("bar-text").textContent = (reading ? `${int(d.done + d.failed)} of ${int(d.enqueued)} records read finished · ${readingText(d)}` : `${(100 * d.fraction).toFixed(1)}% · ${int(d.done + d.failed)} of ${int(d.total)} records finished`) +
-    (d.reclaimed ? ` · ${int(d.reclaimed)} chunks re-run after a lost worker` : "") + (d.error ? ` · ${d.error}` : "") + (d.processor_error ? ` · processor: ${d.processor_error}` : "");
+    (d.reclaimed ? ` · ${int(d.reclaimed)} chunks re-run after a lost worker` : "") +
+    (d.preempted ? ` · requeued after preemption: ${int(d.preempted)} (no attempt spent)` : "") + (d.error ? ` · ${d.error}` : "") + (d.processor_error ? ` · processor: ${d.processor_error}` : "");
 }
 function renderTiles(d) {
   setTile("t-done", int(d.done), d.done);

@@ -124,6 +124,12 @@ ROWS: tuple[Row, ...] = (
         f"{_CONSOLE}, the summary's reclaimed_chunks", "a count of re-queued chunks shown and sealed into the summary",
         "UNPROTECTED", "moves only the reclaimed-chunks figure (operations, not records): never a record count, a "
         "result or an exit code; junk reads as 0"),
+    Row("rqp:w:<W>:meta", _w("meta"), "hash", "preempted", "preempted", _SCHED,
+        f"{_CLI} status, {_CONSOLE}, the summary's requeued_after_preemption",
+        "records requeued after a preemption or drain, shown apart from failed attempts and sealed into the summary",
+        "UNPROTECTED", "moves only the requeued-after-preemption figure (operations, not attempts): never which "
+        "records ran, a result, a done or failed count or an exit code; junk or a negative number reads as 0",
+        test=f"{_FUZZ}[drained]"),
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "results_sha256", "results_sha256", _SCHED, f"{_CLI} status",
         "shown; rqp results checks the sealed summary's digest, not this", "derived", test=f"{_FUZZ}[sealed]"),
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "format, signer, scheduler, max_attempts",
@@ -188,6 +194,13 @@ ROWS: tuple[Row, ...] = (
     Row("rqp:w:<W>:n", _w("n"), "hash", "r:<job id>", r"r:.+", _PROC, _SCHED,
         "a chunk handed back untouched is re-queued without counting an attempt", "derived",
         test=f"{_FUZZ}[derived]"),
+    Row("rqp:w:<W>:n", _w("n"), "hash", "d:<job id>", r"d:.+", f"{_PROC} supervisor (drain)", f"{_SCHED} (reclaim)",
+        "a chunk handed back by a draining processor (eviction, SIGTERM, scale-in) is re-queued without spending "
+        "an attempt or a free re-run", "derived",
+        "only schedules a re-run of a chunk whose lease ended; what runs and commits stays the sealed spec's and "
+        "START/COMMIT's. A forged mark lets a record that kills its worker re-run without spending attempts: that "
+        "one workload stalls, never a wrong result",
+        test=f"{_FUZZ}[drained]"),
     Row("rqp:w:<W>:perf", _w("perf"), "hash", "records, seconds, last, first", "records|seconds|last|first", _PROC,
         f"{_SCHED} (adaptive chunk size), {_CLI} status rate/ETA, summary's throughput",
         "chunk sizes and the run's throughput (rqp.throughput) shown and sealed into the summary; junk (not a "

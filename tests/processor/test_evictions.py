@@ -1,0 +1,179 @@
+"""Spot evictions (issue #27 items 1-3): a processor told by Azure Scheduled Events that its VM is
+preempted drains within the notice -- no new chunk, what it cannot finish handed back at once --
+acknowledges the event, and exits; another processor finishes the workload; every result once and
+correct, no attempt spent by the eviction, the requeue counted apart. The metadata service is the
+loopback stub ``tests/scheduled_events.py``: no test ever sends a request to the link-local
+metadata address."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from scheduled_events import FakeScheduledEvents
+
+from rqp.config import Settings
+from rqp_processor.evictions import EvictionWatcher, ScheduledEvents, find_notice, vm_priority
+
+#: each record takes this long, so a chunk of CHUNK records outlasts the notice's drain deadline
+RECORD_SECONDS = 0.1
+CHUNK = 40
+N = 120
+SLOW = f"""
+import time
+
+def process(record):
+    time.sleep({RECORD_SECONDS})
+    return record["n"] * 3
+"""
+
+
+@pytest.fixture
+def imds():
+    with FakeScheduledEvents(priority="Spot") as svc:
+        yield svc
+
+
+# ---------------------------------------------------------------- the stub and the watcher
+def test_the_stub_serves_the_documented_document_and_records_acknowledgements(imds):
+    eid = imds.announce("Preempt", ["vm-a"], not_before_in=30)
+    with pytest.raises(urllib.error.HTTPError):  # as the real service: no Metadata header, no answer
+        urllib.request.urlopen(imds.url, timeout=5)
+    doc = ScheduledEvents(imds.url).document()
+    [event] = doc["Events"]
+    assert doc["DocumentIncarnation"] == 2
+    assert set(event) == {
+        "EventId", "EventStatus", "EventType", "ResourceType", "Resources", "NotBefore", "DurationInSeconds",
+        "EventSource",
+    }  # fmt: skip
+    assert (event["EventId"], event["EventStatus"], event["EventType"]) == (eid, "Scheduled", "Preempt")
+    ScheduledEvents(imds.url).acknowledge(eid)
+    assert imds.acknowledged() == [eid]
+    assert ScheduledEvents(imds.url).document()["Events"][0]["EventStatus"] == "Started"
+
+
+def test_a_notice_counts_only_for_this_vm_and_terminate_only_when_opted_in():
+    now = 1_800_000_000.0
+    doc = {
+        "DocumentIncarnation": 3,
+        "Events": [
+            {"EventId": "A", "EventType": "Preempt", "Resources": ["vm-b"], "NotBefore": "Fri, 15 Jan 2027 08:00:00 GMT"},
+            {"EventId": "B", "EventType": "Terminate", "Resources": ["VM-A"], "NotBefore": "Fri, 15 Jan 2027 08:00:00 GMT"},
+            {"EventId": "C", "EventType": "Freeze", "Resources": ["vm-a"], "NotBefore": ""},
+        ],
+    }  # fmt: skip
+    assert find_notice(doc, "vm-a", ("Preempt",), now) is None
+    notice = find_notice(doc, "vm-a", ("Preempt", "Terminate"), now)
+    assert notice is not None and (notice.event_id, notice.event_type) == ("B", "Terminate")
+    assert notice.not_before == 1_799_992_800.0 + 7200  # 2027-01-15T08:00:00Z
+    # what is not a document (a broken answer, a Redis-writer-style junk value) is no notice
+    for junk in (None, [], {"Events": "x"}, {"Events": [1, {"EventType": "Preempt", "Resources": "vm-a"}]}):
+        assert find_notice(junk, "vm-a", ("Preempt",), now) is None
+
+
+def test_the_watcher_is_off_unless_configured_and_reads_the_vm_priority(imds):
+    settings = Settings.from_mapping({"redis_url": "redis://127.0.0.1:1/0"})
+    assert EvictionWatcher.from_settings(settings, lambda n: None) is None
+    assert vm_priority(settings) == ""
+    on = Settings.from_mapping({"redis_url": "redis://127.0.0.1:1/0", "scheduled_events_url": imds.url})
+    assert vm_priority(on) == "spot"
+    assert vm_priority(on.replace(vm_priority="regular")) == "regular"
+    seen = []
+    watcher = EvictionWatcher.from_settings(on.replace(vm_name="vm-a"), seen.append)
+    assert watcher is not None and watcher.poll() is None
+    imds.announce("Preempt", ["vm-a"], not_before_in=30)
+    notice = watcher.poll()
+    assert notice is not None and 28 <= notice.not_before - time.time() <= 31
+
+
+# ---------------------------------------------------------------- the drain, end to end
+def _held(cluster) -> list[str]:
+    return [k.decode() for k in cluster.r.keys(f"rqp:held:{socket.gethostname()}:*")]
+
+
+def _exited(proc: subprocess.Popen, timeout: float) -> bool:
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def _record(cluster, wid: str, rid: int) -> dict:
+    return json.loads(cluster.rqp("status", wid, "--record", str(rid)).stdout)
+
+
+def test_a_preempted_processor_drains_acknowledges_and_another_finishes(cluster, imds):
+    wid = "spot"
+    data = cluster.write_data(f"{wid}.jsonl", ({"n": i} for i in range(N)))
+    cluster.pack(wid, data, cluster.write_script(f"{wid}.py", SLOW))
+    cluster.env.update(RQP_CHUNK_SIZE=str(CHUNK), RQP_ADAPTIVE_CHUNKS="false", RQP_MAX_ATTEMPTS="3")
+    spot = cluster.start_processor(
+        2,
+        env={"RQP_SCHEDULED_EVENTS_URL": imds.url, "RQP_VM_NAME": "spot-vm-2", "RQP_DRAIN_MARGIN_SECONDS": "2"},
+    )
+    sched = cluster.start_scheduler(wid)
+    cluster.wait_for(lambda: len(_held(cluster)) == 2, 90, "both workers to hold a chunk")
+    t0 = time.monotonic()
+    notice_in = 5.0
+    eid = imds.announce("Preempt", ["spot-vm-1", "spot-vm-2"], not_before_in=notice_in)
+    assert _exited(spot, notice_in + 10), f"the preempted processor did not exit\n{cluster.logs()}"
+    t_exit = time.monotonic() - t0
+    assert spot.returncode == 0, cluster.logs()
+    log = cluster.logs()
+    assert imds.acknowledged() == [eid], log
+    t_ack = (imds.acknowledged_at(eid) or 0.0) - t0
+    assert t_ack <= notice_in, f"acknowledged {t_ack:.1f}s after the notice, past NotBefore\n{log}"
+    assert "handed back for another processor (no attempt spent)" in log, log
+    drained = float(log.split("drained in ", 1)[1].split("s", 1)[0])
+    assert not _held(cluster), "a chunk is still held by a worker of the preempted processor"
+    # a second processor (an on-demand VM, or the replacement) finishes the workload
+    cluster.start_processor(2)
+    out, _ = sched.communicate(timeout=120)
+    t_done = time.monotonic() - t0
+    assert sched.returncode == 0, out.decode()[-3000:]
+    assert "handed back by a draining processor; no attempt spent" in out.decode(), out.decode()[-3000:]
+    results = cluster.results(wid)  # raises if a record appears twice
+    assert results == {i: 3 * i for i in range(N)}
+    st = cluster.status(wid)
+    assert (st["state"], st["done"], st["failed"], st["verified"]) == ("done", N, 0, True), st
+    assert st["preempted"] >= CHUNK, st  # at least one whole chunk requeued, counted apart
+    for rid in (0, CHUNK, N - 1):  # the chunks the workers held, and one never taken
+        rec = _record(cluster, wid, rid)
+        assert (rec["state"], rec["attempts"], rec["reruns"]) == ("done", 1, 0), rec
+    text = cluster.rqp("status", wid).stdout.decode()
+    assert f"requeued after preemption: {st['preempted']:,} (no attempt spent)" in text, text
+    print(
+        f"\neviction timeline (seconds after the Preempt notice, NotBefore {notice_in:g}s):"
+        f"\n  notice       0.0\n  drained      <= {t_exit:.1f} (the drain itself took {drained:.1f})"
+        f"\n  acknowledged {t_ack:.1f}\n  exited       {t_exit:.1f}\n  done         {t_done:.1f}"
+        f"\n  records requeued after preemption: {st['preempted']}; attempts kept: 1"
+    )
+
+
+def test_sigterm_uses_the_same_drain_path(cluster):
+    """``docker compose stop`` or a scale-down: a worker busy past the grace period hands its
+    chunk back at once, with no attempt spent -- the path an eviction takes."""
+    wid = "term"
+    data = cluster.write_data(f"{wid}.jsonl", ({"n": i} for i in range(CHUNK)))
+    cluster.pack(wid, data, cluster.write_script(f"{wid}.py", SLOW))
+    cluster.env.update(RQP_CHUNK_SIZE=str(CHUNK), RQP_ADAPTIVE_CHUNKS="false")
+    sup = cluster.start_processor(1, "--grace", "0.5")
+    sched = cluster.start_scheduler(wid)
+    cluster.wait_for(lambda: len(_held(cluster)) == 1, 90, "the worker to hold the chunk")
+    sup.send_signal(signal.SIGTERM)
+    assert _exited(sup, 30) and sup.returncode == 0, cluster.logs()
+    assert "handed back for another processor (no attempt spent)" in cluster.logs(), cluster.logs()
+    cluster.start_processor(1)
+    out, _ = sched.communicate(timeout=120)
+    assert sched.returncode == 0, out.decode()[-3000:]
+    assert cluster.results(wid) == {i: 3 * i for i in range(CHUNK)}
+    assert cluster.status(wid)["preempted"] == CHUNK
+    rec = _record(cluster, wid, 0)
+    assert (rec["attempts"], rec["reruns"]) == (1, 0), rec
