@@ -45,6 +45,7 @@ import os
 import random
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -627,13 +628,14 @@ def m_derived(ctx: Ctx) -> str:
 
 
 def m_drained(ctx: Ctx) -> str:
-    """The drain marks ``d:<job id>`` of ``rqp:w:W:n`` and the ``preempted`` count of meta (issue
-    #27): a chunk marked drained with its lease ended (re-run without spending an attempt), a mark
-    alone, a mark naming no job, junk in the count."""
+    """The drain marks ``d:<job id>`` of ``rqp:w:W:n``, the ``preempted`` count of meta and the
+    VMs' Spot labels ``rqp:vm:<host>`` (issue #27): a chunk marked drained with its lease ended
+    (re-run without spending an attempt), a mark alone, a mark naming no job, junk in the count,
+    a forged or junk label."""
     from rqp.ledger import JobId
 
     rng, n, meta = ctx.rng, ctx.k("n"), ctx.k("meta")
-    op = rng.randrange(4)
+    op = rng.randrange(5)
     jobs = [j.decode() for j in ctx.r.zrange(ctx.k("pending"), 0, -1)]
     if op < 2 and jobs:
         jid = rng.choice(jobs)
@@ -646,6 +648,11 @@ def m_drained(ctx: Ctx) -> str:
         field = f"d:rqp-{ctx.victim}-c99999999-0"
         ctx.r.hset(n, field, ctx.junk())
         return f"HSET {n} {field} <random bytes>"
+    if op == 3:
+        key = f"rqp:vm:{socket.gethostname()}"
+        label = rng.choice(("spot", "regular", "junk", "\xff"))
+        ctx.r.set(key, label)
+        return f"SET {key} {label!r}"
     value = rng.choice(("x", -5, 99999, "1e999"))
     ctx.r.hset(meta, "preempted", value)
     return f"HSET {meta} preempted {value}"

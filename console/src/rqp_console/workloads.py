@@ -139,6 +139,10 @@ def progress_row(
                 done=summary.done, failed=summary.failed, processing=0, retrying=0, queued=0,
                 never_ran=summary.cancelled, rate=summary.records_per_second,
                 preempted=summary.requeued_after_preemption,
+                vms=[
+                    {"host": h, "seconds": s, "priority": summary.vm_priority.get(h, "")}
+                    for h, s in summary.processor_seconds_by_vm.items()
+                ],
                 average_rate=summary.records_per_second,
                 fraction=min(1.0, (summary.done + summary.failed) / summary.total) if summary.total else 1.0,
             )  # fmt: skip

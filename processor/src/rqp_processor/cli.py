@@ -37,9 +37,10 @@ from rqp.hardening import harden_process
 from rqp.identity import process_identity
 from rqp.ledger import FleetHeartbeat, release_worker
 from rqp.metrics_http import SupervisorCounts, serve_processor
+from rqp.vms import record_vm
 
 from .drain import DrainReport, drain_workers
-from .evictions import EvictionWatcher, Notice
+from .evictions import EvictionWatcher, Notice, vm_priority
 from .registrations import remove_dead_registrations
 
 if TYPE_CHECKING:  # an optional package: imported only when --report-host asks for it
@@ -143,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rqp-processor: {protections.describe()}", file=sys.stderr, flush=True)
     # what this host runs and how its scripts are confined, for the console (best effort)
     heartbeat = FleetHeartbeat(r, socket.gethostname(), os.getpid(), protections.describe(), n)
+    priority = vm_priority(settings)  # Spot or not, for the summary's cost by VM (rqp.vms)
+    record_vm(r, socket.gethostname(), priority)
+    if priority:
+        print(f"rqp-processor: this VM is {priority}", file=sys.stderr, flush=True)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:

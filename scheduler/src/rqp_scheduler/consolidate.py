@@ -38,6 +38,7 @@ from rqp.status import FAILED, ChunkNote, StatusRecord, plain_float
 from rqp.storage import BlobStore
 from rqp.summary import RESULTS_BLOB, SUMMARY_BLOB, Failure, ResultsInfo, Summary
 from rqp.throughput import run_rate
+from rqp.vms import processor_seconds_by_vm, vm_priorities
 from rqp.workload import Workload, blob_name
 
 __all__ = [
@@ -326,6 +327,7 @@ def summarize(
     not_run: int = 0,
     state: str = "done",
     unread: int = 0,
+    found: list[ChunkNote] | None = None,
 ) -> Summary:
     """The summary: the counts are the head's and the proof's, never Redis's plain fields; its
     throughput is the run's as ``rqp.throughput`` defines it for every place that shows one."""
@@ -334,11 +336,13 @@ def summarize(
     started = plain_float(meta.get(Meta.STARTED_AT), time.time())
     finished = time.time()
     elapsed = max(finished - started, 1e-9)
+    by_vm = processor_seconds_by_vm(found or [])  # what the run cost, by VM (rqp.vms)
     return Summary(
         workload=workload.id, total=head.total + unread, done=results.count, failed=len(failed), started_at=started,
         finished_at=finished, elapsed=round(elapsed, 3), records_per_second=round(run_rate(ledger.perf_hash()), 1),
         chunks=head.chunks, reclaimed_chunks=int(plain_float(meta.get(Meta.RECLAIMED), 0)), results=results, failures=failed,
         cancelled=not_run + unread, state=state, requeued_after_preemption=preempted(meta.get(PREEMPTED)),
+        processor_seconds_by_vm=by_vm, vm_priority=vm_priorities(ledger.r, by_vm),
     )  # fmt: skip
 
 
@@ -381,7 +385,7 @@ def consolidate(
         )
     failed = failures(ledger, workload, proof, cancelled)
     summary = summarize(
-        ledger, workload, head, results, failed, proof.not_run, "cancelled" if cancelled else "done", unread
+        ledger, workload, head, results, failed, proof.not_run, "cancelled" if cancelled else "done", unread, found
     )
     store.put(blob_name(workload.id, SUMMARY_BLOB), summary.seal(workload))
     if previous is not None:

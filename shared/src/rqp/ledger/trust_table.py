@@ -255,6 +255,11 @@ ROWS: tuple[Row, ...] = (
     Row("rqp:held:<host:pid>", r"rqp:held:.+", "string", "", "", f"{_PROC} (start)", f"{_PROC} supervisor",
         "ends the lease of a dead worker's chunk at once (the chunk re-runs under START/COMMIT)", "derived",
         test=f"{_FUZZ}[derived]"),
+    Row("rqp:vm:<host>", r"rqp:vm:.+", "string", "", "", f"{_PROC} supervisor (start)", f"{_SCHED} (summary)",
+        "whether a processor VM was Spot, shown beside its processor-seconds in the summary and the console",
+        "UNPROTECTED", "moves only the spot/regular label shown beside a VM's processor-seconds (those come from "
+        "the sealed chunk notes): never a result, a count or an exit code; junk reads as unknown",
+        test=f"{_FUZZ}[drained]"),
     Row("rqp:fleet", r"rqp:fleet", "zset", "", "", _PROC, f"{_CONSOLE} fleet, metrics",
         "which processors are listed as alive, each labelled self-reported", "advisory",
         test=f"{_III}::test_5, {_FUZZ}[fleet]"),
