@@ -196,10 +196,9 @@ ROWS: tuple[Row, ...] = (
         test=f"{_FUZZ}[derived]"),
     Row("rqp:w:<W>:n", _w("n"), "hash", "d:<job id>", r"d:.+", f"{_PROC} supervisor (drain)", f"{_SCHED} (reclaim)",
         "a chunk handed back by a draining processor (eviction, SIGTERM, scale-in) is re-queued without spending "
-        "an attempt or a free re-run", "derived",
-        "only schedules a re-run of a chunk whose lease ended; what runs and commits stays the sealed spec's and "
-        "START/COMMIT's. A forged mark lets a record that kills its worker re-run without spending attempts: that "
-        "one workload stalls, never a wrong result",
+        "an attempt or a free re-run; only a chunk whose lease ended, and what runs and commits stays the sealed "
+        "spec's and START/COMMIT's (a forged mark lets a record that kills its worker re-run without spending "
+        "attempts: that one workload stalls)", "derived",
         test=f"{_FUZZ}[drained]"),
     Row("rqp:w:<W>:perf", _w("perf"), "hash", "records, seconds, last, first", "records|seconds|last|first", _PROC,
         f"{_SCHED} (adaptive chunk size), {_CLI} status rate/ETA, summary's throughput",
