@@ -25,6 +25,7 @@ LAYERS = [
         "throughput",
         "metrics_http",
         "hardening",
+        "vms",
     },
     {"connect", "backends", "oplog", "control", "rotate", "redis_acl"},
     {"client"},

@@ -53,11 +53,17 @@ def record_vm(r: redis.Redis, host: str, priority: str) -> None:
 
 
 def vm_priorities(r: redis.Redis, hosts: Iterable[str]) -> dict[str, str]:
-    """Each host's label; "" for one unknown or junk (not rqp's)."""
+    """Each host's label; "" for one unknown, junk (not rqp's) or unreadable."""
     names = sorted(set(hosts))
     if not names:
         return {}
-    values = r.mget([vm_key(h) for h in names])
+    try:  # GETs in one round trip (no role's Redis user may MGET); advisory: a failure only drops the labels
+        pipe = r.pipeline(transaction=False)
+        for h in names:
+            pipe.get(vm_key(h))
+        values = pipe.execute()
+    except redis.RedisError:
+        return dict.fromkeys(names, "")
     out = {}
     for host, v in zip(names, values, strict=True):
         label = v.decode(errors="replace") if isinstance(v, bytes) else (v or "")
