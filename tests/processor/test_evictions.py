@@ -11,6 +11,7 @@ import json
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +25,7 @@ from rqp.summary import Summary, read_summary
 from rqp.workload import Workload
 from rqp_console.throughput import ThroughputHistory
 from rqp_console.workloads import progress_row
+from rqp_processor.drain import drain_workers, expected_finish
 from rqp_processor.evictions import EvictionWatcher, ScheduledEvents, find_notice, vm_priority
 
 #: each record takes this long, so a chunk of CHUNK records outlasts the notice's drain deadline
@@ -202,3 +204,54 @@ def test_sigterm_uses_the_same_drain_path(cluster):
     assert not [f for f in cluster.r.hkeys(f"rqp:w:{wid}:n") if f.startswith(b"d:")], (
         "the drain mark outlived its reclaim"
     )
+
+
+# ---------------------------------------------------------------- handing back at once
+#: a stand-in worker that ignores SIGTERM (a worker busy in its chunk) and says when it is ready
+BUSY = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(120)"
+
+
+def _busy_worker(r, jid: str, size: int, per_record: float, started_ago: float) -> subprocess.Popen:
+    """A process of this host holding ``jid`` (leased for 10 minutes) as START leaves it, with
+    the workload's seconds per record so far and RQ's start time of the job."""
+    from datetime import UTC, datetime
+
+    from rq.utils import utcformat
+
+    from rqp.identity import process_identity
+    from rqp.ledger import JobId, WorkloadKeys, held_key
+
+    proc = subprocess.Popen([sys.executable, "-c", BUSY], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    keys = WorkloadKeys(JobId.parse(jid).workload)
+    r.set(held_key(process_identity(proc.pid)), jid)
+    r.zadd(keys.pending, {jid: time.time() + 600})
+    r.hset(keys.n, f"j:{jid}", size)
+    r.hset(keys.perf, mapping={"records": 100, "seconds": 100 * per_record})
+    r.hset(f"rq:job:{jid}", "started_at", utcformat(datetime.fromtimestamp(time.time() - started_ago, UTC)))
+    return proc
+
+
+def test_a_chunk_that_cannot_finish_in_time_is_handed_back_at_once(r):
+    jid = "rqp-slow-c00000000-0"
+    # 50 records at 1 s each, started 5 s ago: 45 s to go, the deadline is 20 s away
+    proc = _busy_worker(r, jid, size=50, per_record=1.0, started_ago=5)
+    finish = expected_finish(r, proc.pid)
+    assert finish is not None and 44 <= finish - time.time() <= 46
+    report = drain_workers(r, [proc], time.monotonic() + 20, "before the eviction (Preempt)")
+    assert report.handed_back == [jid] and report.seconds < 5, report  # not at the deadline: at once
+    assert r.zscore("rqp:w:slow:pending", jid) <= time.time()  # the lease ended: the scheduler re-runs it now
+    assert r.hget("rqp:w:slow:n", f"d:{jid}") is not None  # as drained: no attempt, no lost-worker re-run
+
+
+def test_a_chunk_that_can_finish_is_waited_for_and_junk_tells_nothing(r):
+    jid = "rqp-soon-c00000000-0"
+    proc = _busy_worker(r, jid, size=5, per_record=0.1, started_ago=0)  # due in 0.5 s: waited for
+    finish = expected_finish(r, proc.pid)
+    assert finish is not None and finish - time.time() <= 1.0
+    r.hset("rqp:w:soon:perf", "seconds", "nan")  # junk a Redis writer left: no estimate
+    assert expected_finish(r, proc.pid) is None
+    r.hset("rqp:w:soon:perf", "seconds", 10.0)
+    # (this stand-in never ends its chunk: it is waited for to the deadline, then handed back)
+    report = drain_workers(r, [proc], time.monotonic() + 1.5, "within 1.5s")
+    assert report.handed_back == [jid] and report.seconds >= 1.4, report

@@ -14,18 +14,20 @@ atomic Redis script, and the stopped worker's results part is never uploaded.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 
 import redis
+from rq.utils import utcparse
 
 from rqp import sandbox
 from rqp.identity import process_identity
-from rqp.ledger import hand_back_drained
+from rqp.ledger import Counters, JobId, Perf, WorkloadKeys, hand_back_drained, held_key, text
 
-__all__ = ["DrainReport", "drain_workers", "hand_back"]
+__all__ = ["DrainReport", "drain_workers", "expected_finish", "hand_back"]
 
 log = logging.getLogger("rqp.processor")
 
@@ -49,22 +51,56 @@ def hand_back(r: redis.Redis, pid: int) -> str | None:
         return None
 
 
-def drain_workers(r: redis.Redis, procs: list[subprocess.Popen], deadline: float, why: str) -> DrainReport:
+def expected_finish(r: redis.Redis, pid: int) -> float | None:
+    """When (epoch s) the chunk worker ``pid`` of this host holds should be done: when RQ says it
+    started, plus its records at the workload's seconds per record so far (``perf``); None when
+    it holds none or that cannot be told yet (no chunk of the workload committed). Plain values:
+    a wrong guess only moves when the chunk is handed back, never what it spends."""
+    try:
+        jid = text(r.get(held_key(process_identity(pid))))
+        if jid is None:
+            return None
+        keys = WorkloadKeys(JobId.parse(jid).workload)
+        pipe = r.pipeline(transaction=False)
+        pipe.hget(keys.n, Counters.size(jid))
+        pipe.hmget(keys.perf, Perf.RECORDS, Perf.SECONDS)
+        pipe.hget(f"rq:job:{jid}", "started_at")
+        size, (records, seconds), started = pipe.execute()
+        per_record = float(seconds) / float(records)
+        begun = utcparse(str(text(started))).timestamp()
+        finish = begun + int(size) * per_record
+    except (redis.RedisError, ValueError, TypeError, ZeroDivisionError, OverflowError):
+        return None
+    return finish if math.isfinite(finish) else None  # NaN or infinity (junk in perf) tells nothing
+
+
+def drain_workers(
+    r: redis.Redis, procs: list[subprocess.Popen], deadline: float, why: str, *, early: bool = True
+) -> DrainReport:
     """SIGTERM every live worker, wait for them until ``deadline`` (``time.monotonic()``), stop
-    those still busy and hand their chunks back. ``why`` completes "did not stop ..." in the log
-    ("within 25s", "before the eviction at 12:00:00 UTC")."""
+    those still busy and hand their chunks back. A worker whose chunk is expected to end past the
+    deadline (``expected_finish``; with ``early``) is stopped and its chunk handed back at once,
+    so another processor starts it now. ``why`` completes "did not stop ..." in the log
+    ("within 25s", "before the eviction (Preempt)")."""
     started = time.monotonic()
     report = DrainReport()
+    cutoff = time.time() + (deadline - started)  # the deadline as epoch seconds
+    hopeless: dict[int, float] = {}  # pid -> when its chunk would end, past the deadline
     for p in procs:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
-    for p in procs:
+            finish = expected_finish(r, p.pid) if early else None
+            if finish is not None and finish > cutoff:
+                hopeless[p.pid] = finish
+    for p in sorted(procs, key=lambda p: p.pid not in hopeless):  # the hopeless first: at once
         try:
-            p.wait(max(0.1, deadline - time.monotonic()))
+            p.wait(0 if p.pid in hopeless else max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
             report.killed = True
+            late = hopeless.get(p.pid)
+            when = f"{why} (expected to end {late - cutoff:.1f}s past it)" if late is not None else why
             if jid := hand_back(r, p.pid):
                 report.handed_back.append(jid)
                 log.warning(
@@ -72,7 +108,7 @@ def drain_workers(r: redis.Redis, procs: list[subprocess.Popen], deadline: float
                     "processor (no attempt spent)",
                     p.pid,
                     jid,
-                    why,
+                    when,
                 )
             else:  # idle, or between chunks: nothing to re-run, and nothing claimed
                 log.warning("worker pid %d did not stop %s; killed (it held no chunk)", p.pid, why)
