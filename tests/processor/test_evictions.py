@@ -211,7 +211,7 @@ def test_sigterm_uses_the_same_drain_path(cluster):
 BUSY = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(120)"
 
 
-def _busy_worker(r, jid: str, size: int, per_record: float, started_ago: float) -> subprocess.Popen:
+def _busy_worker(request, r, jid: str, size: int, per_record: float, started_ago: float) -> subprocess.Popen:
     """A process of this host holding ``jid`` (leased for 10 minutes) as START leaves it, with
     the workload's seconds per record so far and RQ's start time of the job."""
     from datetime import UTC, datetime
@@ -222,6 +222,7 @@ def _busy_worker(r, jid: str, size: int, per_record: float, started_ago: float) 
     from rqp.ledger import JobId, WorkloadKeys, held_key
 
     proc = subprocess.Popen([sys.executable, "-c", BUSY], stdout=subprocess.PIPE, text=True)
+    request.addfinalizer(lambda: (proc.kill(), proc.wait(), proc.stdout and proc.stdout.close()))
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     keys = WorkloadKeys(JobId.parse(jid).workload)
     r.set(held_key(process_identity(proc.pid)), jid)
@@ -232,10 +233,10 @@ def _busy_worker(r, jid: str, size: int, per_record: float, started_ago: float) 
     return proc
 
 
-def test_a_chunk_that_cannot_finish_in_time_is_handed_back_at_once(r):
+def test_a_chunk_that_cannot_finish_in_time_is_handed_back_at_once(request, r):
     jid = "rqp-slow-c00000000-0"
     # 50 records at 1 s each, started 5 s ago: 45 s to go, the deadline is 20 s away
-    proc = _busy_worker(r, jid, size=50, per_record=1.0, started_ago=5)
+    proc = _busy_worker(request, r, jid, size=50, per_record=1.0, started_ago=5)
     finish = expected_finish(r, proc.pid)
     assert finish is not None and 44 <= finish - time.time() <= 46
     report = drain_workers(r, [proc], time.monotonic() + 20, "before the eviction (Preempt)")
@@ -244,9 +245,9 @@ def test_a_chunk_that_cannot_finish_in_time_is_handed_back_at_once(r):
     assert r.hget("rqp:w:slow:n", f"d:{jid}") is not None  # as drained: no attempt, no lost-worker re-run
 
 
-def test_a_chunk_that_can_finish_is_waited_for_and_junk_tells_nothing(r):
+def test_a_chunk_that_can_finish_is_waited_for_and_junk_tells_nothing(request, r):
     jid = "rqp-soon-c00000000-0"
-    proc = _busy_worker(r, jid, size=5, per_record=0.1, started_ago=0)  # due in 0.5 s: waited for
+    proc = _busy_worker(request, r, jid, size=5, per_record=0.1, started_ago=0)  # due in 0.5 s: waited for
     finish = expected_finish(r, proc.pid)
     assert finish is not None and finish - time.time() <= 1.0
     r.hset("rqp:w:soon:perf", "seconds", "nan")  # junk a Redis writer left: no estimate
