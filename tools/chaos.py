@@ -631,11 +631,11 @@ def m_drained(ctx: Ctx) -> str:
     """The drain marks ``d:<job id>`` of ``rqp:w:W:n``, the ``preempted`` count of meta and the
     VMs' Spot labels ``rqp:vm:<host>`` (issue #27): a chunk marked drained with its lease ended
     (re-run without spending an attempt), a mark alone, a mark naming no job, junk in the count,
-    a forged or junk label."""
+    a forged or junk label, junk in a VM's drained seconds."""
     from rqp.ledger import JobId
 
     rng, n, meta = ctx.rng, ctx.k("n"), ctx.k("meta")
-    op = rng.randrange(5)
+    op = rng.randrange(6)
     jobs = [j.decode() for j in ctx.r.zrange(ctx.k("pending"), 0, -1)]
     if op < 2 and jobs:
         jid = rng.choice(jobs)
@@ -648,6 +648,11 @@ def m_drained(ctx: Ctx) -> str:
         field = f"d:rqp-{ctx.victim}-c99999999-0"
         ctx.r.hset(n, field, ctx.junk())
         return f"HSET {n} {field} <random bytes>"
+    if op == 4:
+        field = f"drained_seconds:{rng.choice((socket.gethostname(), 'gpu-01', 'x' * 300))}"
+        value = rng.choice(("nan", "-1", "1e999", "junk", 12.5))
+        ctx.r.hset(meta, field, value)
+        return f"HSET {meta} {field[:40]} {value}"
     if op == 3:
         key = f"rqp:vm:{socket.gethostname()}"
         label = rng.choice(("spot", "regular", "junk", "\xff"))

@@ -170,15 +170,21 @@ def test_a_preempted_processor_drains_acknowledges_and_another_finishes(cluster,
     assert list(summary.processor_seconds_by_vm) == [host], summary
     assert summary.processor_seconds_by_vm[host] >= N * RECORD_SECONDS, summary  # the re-run chunks at least
     assert summary.vm_priority == {host: "spot"}, summary
+    # and what the eviction cost: the seconds the two handed-back chunks had run (the exact figure
+    # is pinned by the test with stand-in workers below)
+    lost = summary.drained_seconds_by_vm.get(host, 0.0)
+    assert 0 < lost < 60, summary
     row = progress_row(cluster.r, wid, ThroughputHistory(), summaries=lambda _w: summary)
     assert row is not None and row["preempted"] == st["preempted"], row
-    assert row["vms"] == [{"host": host, "seconds": summary.processor_seconds_by_vm[host], "priority": "spot"}], row
+    seconds = summary.processor_seconds_by_vm[host]
+    assert row["vms"] == [{"host": host, "seconds": seconds, "priority": "spot", "drained_seconds": lost}], row
     print(
         f"\neviction timeline (seconds after the Preempt notice, NotBefore {notice_in:g}s):"
         f"\n  notice       0.0\n  drained      <= {t_exit:.1f} (the drain itself took {drained:.1f})"
         f"\n  acknowledged {t_ack:.1f}\n  exited       {t_exit:.1f}\n  done         {t_done:.1f}"
         f"\n  records requeued after preemption: {st['preempted']}; attempts kept: 1"
-        f"\n  processor-seconds by VM: {summary.processor_seconds_by_vm} ({summary.vm_priority})"
+        f"\n  processor-seconds by VM: {summary.processor_seconds_by_vm} ({summary.vm_priority}); lost to the "
+        f"eviction: {summary.drained_seconds_by_vm}"
     )
 
 
@@ -243,6 +249,8 @@ def test_a_chunk_that_cannot_finish_in_time_is_handed_back_at_once(request, r):
     assert report.handed_back == [jid] and report.seconds < 5, report  # not at the deadline: at once
     assert r.zscore("rqp:w:slow:pending", jid) <= time.time()  # the lease ended: the scheduler re-runs it now
     assert r.hget("rqp:w:slow:n", f"d:{jid}") is not None  # as drained: no attempt, no lost-worker re-run
+    lost = float(r.hget("rqp:w:slow:meta", f"drained_seconds:{socket.gethostname()}"))
+    assert 5 <= lost <= 10, lost  # the 5 s it had run, and the drain's own time: what the eviction cost
 
 
 def test_a_chunk_that_can_finish_is_waited_for_and_junk_tells_nothing(request, r):

@@ -140,8 +140,13 @@ def progress_row(
                 never_ran=summary.cancelled, rate=summary.records_per_second,
                 preempted=summary.requeued_after_preemption,
                 vms=[
-                    {"host": h, "seconds": s, "priority": summary.vm_priority.get(h, "")}
-                    for h, s in summary.processor_seconds_by_vm.items()
+                    {
+                        "host": h,
+                        "seconds": summary.processor_seconds_by_vm.get(h, 0.0),
+                        "priority": summary.vm_priority.get(h, ""),
+                        "drained_seconds": summary.drained_seconds_by_vm.get(h, 0.0),
+                    }
+                    for h in sorted({*summary.processor_seconds_by_vm, *summary.drained_seconds_by_vm})
                 ],
                 average_rate=summary.records_per_second,
                 fraction=min(1.0, (summary.done + summary.failed) / summary.total) if summary.total else 1.0,

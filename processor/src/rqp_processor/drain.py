@@ -41,11 +41,23 @@ class DrainReport:
     seconds: float = 0.0
 
 
-def hand_back(r: redis.Redis, pid: int) -> str | None:
-    """Hand back the chunk stopped worker ``pid`` of this host held; its job id, or None. Best
-    effort: if Redis cannot be reached the lease runs out by itself (and spends a free re-run)."""
+def _started(r: redis.Redis, jid: str) -> float | None:
+    """When RQ says job ``jid`` started (epoch s); None when unknown or junk."""
     try:
-        return hand_back_drained(r, process_identity(pid))
+        return utcparse(str(text(r.hget(f"rq:job:{jid}", "started_at")))).timestamp()
+    except (redis.RedisError, ValueError, OverflowError):
+        return None
+
+
+def hand_back(r: redis.Redis, pid: int) -> str | None:
+    """Hand back the chunk stopped worker ``pid`` of this host held, with the seconds it had run
+    (what the drain cost); its job id, or None. Best effort: if Redis cannot be reached the lease
+    runs out by itself (and spends a free re-run)."""
+    try:
+        jid = text(r.get(held_key(process_identity(pid))))
+        started = _started(r, jid) if jid is not None else None
+        spent = time.time() - started if started is not None else None
+        return hand_back_drained(r, process_identity(pid), spent=spent)
     except redis.RedisError as exc:
         log.warning("could not hand back the chunk of worker pid %d (%s); its lease will run out", pid, exc)
         return None
@@ -64,10 +76,11 @@ def expected_finish(r: redis.Redis, pid: int) -> float | None:
         pipe = r.pipeline(transaction=False)
         pipe.hget(keys.n, Counters.size(jid))
         pipe.hmget(keys.perf, Perf.RECORDS, Perf.SECONDS)
-        pipe.hget(f"rq:job:{jid}", "started_at")
-        size, (records, seconds), started = pipe.execute()
+        size, (records, seconds) = pipe.execute()
         per_record = float(seconds) / float(records)
-        begun = utcparse(str(text(started))).timestamp()
+        begun = _started(r, jid)
+        if begun is None:
+            return None
         finish = begun + int(size) * per_record
     except (redis.RedisError, ValueError, TypeError, ZeroDivisionError, OverflowError):
         return None

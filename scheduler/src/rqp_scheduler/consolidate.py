@@ -32,7 +32,17 @@ from dataclasses import dataclass
 
 from rqp.crypto import aad, decrypt_stream, encrypt_stream
 from rqp.errors import IntegrityError
-from rqp.ledger import PREEMPTED, ChunkKind, Head, JobId, Ledger, Meta, preempted, split_keyed_result
+from rqp.ledger import (
+    PREEMPTED,
+    ChunkKind,
+    Head,
+    JobId,
+    Ledger,
+    Meta,
+    drained_seconds,
+    preempted,
+    split_keyed_result,
+)
 from rqp.parts import iter_part, part_blob
 from rqp.status import FAILED, ChunkNote, StatusRecord, plain_float
 from rqp.storage import BlobStore
@@ -337,12 +347,14 @@ def summarize(
     finished = time.time()
     elapsed = max(finished - started, 1e-9)
     by_vm = processor_seconds_by_vm(found or [])  # what the run cost, by VM (rqp.vms)
+    lost = drained_seconds(meta)  # and what its drains cost: work handed back, re-run whole
     return Summary(
         workload=workload.id, total=head.total + unread, done=results.count, failed=len(failed), started_at=started,
         finished_at=finished, elapsed=round(elapsed, 3), records_per_second=round(run_rate(ledger.perf_hash()), 1),
         chunks=head.chunks, reclaimed_chunks=int(plain_float(meta.get(Meta.RECLAIMED), 0)), results=results, failures=failed,
         cancelled=not_run + unread, state=state, requeued_after_preemption=preempted(meta.get(PREEMPTED)),
-        processor_seconds_by_vm=by_vm, vm_priority=vm_priorities(ledger.r, by_vm),
+        processor_seconds_by_vm=by_vm, vm_priority=vm_priorities(ledger.r, {**by_vm, **lost}),
+        drained_seconds_by_vm=lost,
     )  # fmt: skip
 
 

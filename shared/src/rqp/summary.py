@@ -62,6 +62,9 @@ class Summary:
     processor_seconds_by_vm: dict[str, float] = field(default_factory=dict)
     #: each of those VMs' priority as its processor said ("spot", "regular", "" unknown; plain)
     vm_priority: dict[str, str] = field(default_factory=dict)
+    #: processor-seconds lost by VM: chunks its drains (evictions, SIGTERM) handed back had run
+    #: that long before they were stopped, to re-run whole elsewhere (plain in Redis until sealed)
+    drained_seconds_by_vm: dict[str, float] = field(default_factory=dict)
 
     @property
     def final_state(self) -> str:

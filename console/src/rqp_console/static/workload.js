@@ -82,7 +82,8 @@ function renderProgress(d) {
 function vmsText(d) {
   if (!Array.isArray(d.vms) || !d.vms.length) return "";
   return " · processor-seconds: " + d.vms.map((v) => `${v.host} ${Number(v.seconds).toFixed(1)} s` +
-    (v.priority === "spot" ? " (Spot)" : v.priority === "regular" ? " (regular)" : "")).join(", ");
+    (v.priority === "spot" ? " (Spot)" : v.priority === "regular" ? " (regular)" : "") +
+    (v.drained_seconds ? ` + ${Number(v.drained_seconds).toFixed(1)} s lost to evictions` : "")).join(", ");
 }
 function renderTiles(d) {
   setTile("t-done", int(d.done), d.done);

@@ -37,7 +37,16 @@ from ._codecs import (
     text,
     unpack_values,
 )
-from ._drained import PREEMPTED, count_preempted, drained_field, hand_back_drained, preempted, take_drained
+from ._drained import (
+    DRAINED_SECONDS,
+    PREEMPTED,
+    count_preempted,
+    drained_field,
+    drained_seconds,
+    hand_back_drained,
+    preempted,
+    take_drained,
+)
 from ._fleet import FLEET, FleetHeartbeat, fleet, leave_fleet, register_processor
 from ._global import (
     REJECTED_KEEP,
@@ -71,6 +80,7 @@ from ._scripts import Scripts
 __all__ = [
     "AUDIT",
     "AUDIT_HEAD",
+    "DRAINED_SECONDS",
     "FLEET",
     "INF",
     "OUTBOX",
@@ -112,6 +122,7 @@ __all__ = [
     "count_preempted",
     "decode_pin",
     "drained_field",
+    "drained_seconds",
     "encode_pin",
     "fleet",
     "flush_outbox",

@@ -25,10 +25,22 @@ from redis.client import Pipeline
 from ._codecs import JobId, text
 from ._keys import WorkloadKeys, held_key
 
-__all__ = ["PREEMPTED", "count_preempted", "drained_field", "hand_back_drained", "preempted", "take_drained"]
+__all__ = [
+    "DRAINED_SECONDS",
+    "PREEMPTED",
+    "count_preempted",
+    "drained_field",
+    "drained_seconds",
+    "hand_back_drained",
+    "preempted",
+    "take_drained",
+]
 
 #: field of the workload's meta hash: records requeued after a preemption or a drain (not attempts)
 PREEMPTED = "preempted"
+#: fields ``drained_seconds:<host>`` of the meta hash: processor-seconds the chunks handed back by
+#: that VM had run (lost: they re-run whole), what its evictions cost the workload
+DRAINED_SECONDS = "drained_seconds:"
 
 
 def drained_field(jid: str) -> str:
@@ -36,10 +48,11 @@ def drained_field(jid: str) -> str:
     return f"d:{jid}"
 
 
-def hand_back_drained(r: redis.Redis, worker: str, now: float | None = None) -> str | None:
+def hand_back_drained(r: redis.Redis, worker: str, now: float | None = None, spent: float | None = None) -> str | None:
     """End the lease of the chunk ``worker`` (``host:pid``, already stopped) held, marked as
     drained; its job id, or None when it held none or the chunk committed or was reclaimed first
-    (then nothing is written: a mark is only ever left on a lease that was still held)."""
+    (then nothing is written: a mark is only ever left on a lease that was still held). ``spent``:
+    the seconds the chunk had run, added to its VM's ``drained_seconds``."""
     held = held_key(worker)
     jid = text(r.get(held))
     if jid is None:
@@ -62,6 +75,9 @@ def hand_back_drained(r: redis.Redis, worker: str, now: float | None = None) -> 
                 if mine:  # else committed, reclaimed or queued again: not this worker's any more
                     pipe.hset(keys.n, drained_field(jid), worker)
                     pipe.zadd(keys.pending, {jid: at}, xx=True, lt=True)
+                    if spent is not None and 0 < spent < float("inf"):
+                        host = worker.rpartition(":")[0] or worker
+                        pipe.hincrbyfloat(keys.meta, DRAINED_SECONDS + host, round(spent, 3))
                 pipe.execute()
                 return jid if mine else None
             except redis.WatchError:
@@ -82,6 +98,21 @@ def count_preempted(pipe: Pipeline, keys: WorkloadKeys, records: int) -> None:
     """Count ``records`` requeued after a preemption or drain (shown apart from failed attempts)."""
     if records:
         pipe.hincrby(keys.meta, PREEMPTED, records)
+
+
+def drained_seconds(meta: dict[str, str]) -> dict[str, float]:
+    """``drained_seconds`` by host from the workload's meta hash (decoded); junk (not a finite
+    non-negative number) is left out."""
+    out = {}
+    for f, v in meta.items():
+        if f.startswith(DRAINED_SECONDS) and len(f) > len(DRAINED_SECONDS):
+            try:
+                seconds = float(v)
+            except (TypeError, ValueError):
+                continue
+            if 0 <= seconds < float("inf"):
+                out[f[len(DRAINED_SECONDS) :]] = round(seconds, 3)
+    return dict(sorted(out.items()))
 
 
 def preempted(value: object) -> int:

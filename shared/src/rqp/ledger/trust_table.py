@@ -130,6 +130,12 @@ ROWS: tuple[Row, ...] = (
         "UNPROTECTED", "moves only the requeued-after-preemption figure (operations, not attempts): never which "
         "records ran, a result, a done or failed count or an exit code; junk or a negative number reads as 0",
         test=f"{_FUZZ}[drained]"),
+    Row("rqp:w:<W>:meta", _w("meta"), "hash", "drained_seconds:<host>", r"drained_seconds:.+",
+        f"{_PROC} supervisor (drain)", f"{_SCHED}, the summary's drained_seconds_by_vm, {_CONSOLE}",
+        "processor-seconds of chunks a VM's drains handed back (what its evictions cost), sealed into the summary",
+        "UNPROTECTED", "moves only the evictions' cost shown by VM: never which records ran, a result, a count or "
+        "an exit code; junk, a negative or a non-finite number is left out",
+        test=f"{_FUZZ}[drained]"),
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "results_sha256", "results_sha256", _SCHED, f"{_CLI} status",
         "shown; rqp results checks the sealed summary's digest, not this", "derived", test=f"{_FUZZ}[sealed]"),
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "format, signer, scheduler, max_attempts",
