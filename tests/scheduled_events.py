@@ -7,7 +7,8 @@ link-local metadata address: this small threaded HTTP server serves the document
 ``EventSource``) at ``/metadata/scheduledevents`` and records each ``StartRequests`` POST, so a
 test announces an eviction with ``announce()`` and asserts on ``acknowledged()``. Like the real
 service it answers only requests with the header ``Metadata: true``, and an acknowledged event
-turns ``Started``. ``/metadata/instance/compute`` serves the VM's ``priority`` (Spot or Regular).
+turns ``Started``. ``/metadata/instance/compute`` serves the VM's ``name`` and ``priority``
+(Spot or Regular).
 """
 
 from __future__ import annotations
@@ -36,14 +37,15 @@ class _State:
     #: GETs of the events document served
     polls: int = 0
     priority: str = "Regular"
+    name: str = "fake-vm"
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class FakeScheduledEvents:
     """``with FakeScheduledEvents() as svc: ... svc.url ...``: a free port on 127.0.0.1."""
 
-    def __init__(self, priority: str = "Regular") -> None:
-        self.state = _State(priority=priority)
+    def __init__(self, priority: str = "Regular", name: str = "fake-vm") -> None:
+        self.state = _State(priority=priority, name=name)
         state = self.state
 
         class Handler(BaseHTTPRequestHandler):
@@ -68,7 +70,7 @@ class FakeScheduledEvents:
                         state.polls += 1
                         doc = {"DocumentIncarnation": state.incarnation, "Events": [dict(e) for e in state.events]}
                     elif path == COMPUTE_PATH:
-                        doc = {"name": "fake", "priority": state.priority}
+                        doc = {"name": state.name, "priority": state.priority}
                     else:
                         self._reply(404, {"error": "Not found"})
                         return

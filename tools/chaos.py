@@ -655,9 +655,16 @@ def m_drained(ctx: Ctx) -> str:
         return f"HSET {meta} {field[:40]} {value}"
     if op == 3:
         key = f"rqp:vm:{socket.gethostname()}"
-        label = rng.choice(("spot", "regular", "junk", "\xff"))
+        label = rng.choice(
+            (
+                '{"vm": "gpu-01", "priority": "spot"}',
+                '{"vm": 7, "priority": "x"}',
+                '{"vm": "' + "v" * 500 + '"}',
+                "junk",
+            )
+        )
         ctx.r.set(key, label)
-        return f"SET {key} {label!r}"
+        return f"SET {key} {label[:60]!r}"
     value = rng.choice(("x", -5, 99999, "1e999"))
     ctx.r.hset(meta, "preempted", value)
     return f"HSET {meta} preempted {value}"

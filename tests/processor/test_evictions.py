@@ -22,11 +22,12 @@ from scheduled_events import FakeScheduledEvents
 from rqp.backends import Backends
 from rqp.config import Settings
 from rqp.summary import Summary, read_summary
+from rqp.vms import VmLabel
 from rqp.workload import Workload
 from rqp_console.throughput import ThroughputHistory
 from rqp_console.workloads import progress_row
 from rqp_processor.drain import drain_workers, expected_finish
-from rqp_processor.evictions import EvictionWatcher, ScheduledEvents, find_notice, vm_priority
+from rqp_processor.evictions import EvictionWatcher, ScheduledEvents, find_notice, vm_label
 
 #: each record takes this long, so a chunk of CHUNK records outlasts the notice's drain deadline
 RECORD_SECONDS = 0.1
@@ -85,15 +86,16 @@ def test_a_notice_counts_only_for_this_vm_and_terminate_only_when_opted_in():
         assert find_notice(junk, "vm-a", ("Preempt",), now) is None
 
 
-def test_the_watcher_is_off_unless_configured_and_reads_the_vm_priority(imds):
+def test_the_watcher_is_off_unless_configured_and_reads_the_vm_name_and_priority(imds):
     settings = Settings.from_mapping({"redis_url": "redis://127.0.0.1:1/0"})
     assert EvictionWatcher.from_settings(settings, lambda n: None) is None
-    assert vm_priority(settings) == ""
+    assert vm_label(settings) is None  # nothing says: the host name stands for the VM
     on = Settings.from_mapping({"redis_url": "redis://127.0.0.1:1/0", "scheduled_events_url": imds.url})
-    assert vm_priority(on) == "spot"
-    assert vm_priority(on.replace(vm_priority="regular")) == "regular"
+    assert vm_label(on) == VmLabel("fake-vm", "spot")  # the metadata's compute.name and .priority
+    assert vm_label(on.replace(vm_name="vm-a", vm_priority="regular")) == VmLabel("vm-a", "regular")
+    assert vm_label(settings.replace(vm_priority="spot")) == VmLabel(socket.gethostname(), "spot")
     seen = []
-    watcher = EvictionWatcher.from_settings(on.replace(vm_name="vm-a"), seen.append)
+    watcher = EvictionWatcher.from_settings(on, seen.append, "vm-a")
     assert watcher is not None and watcher.poll() is None
     imds.announce("Preempt", ["vm-a"], not_before_in=30)
     notice = watcher.poll()
@@ -163,9 +165,10 @@ def test_a_preempted_processor_drains_acknowledges_and_another_finishes(cluster,
     text = cluster.rqp("status", wid).stdout.decode()
     assert f"requeued after preemption: {st['preempted']:,} (no attempt spent)" in text, text
     # what the run cost (item 6): processor-seconds by VM, and the VM was Spot (the stub's
-    # compute.priority); the tests' processors share this host, so it is one VM here
+    # compute.priority). The tests' processors share this host, which the preempted one said is
+    # VM spot-vm-2 (the second one knows no VM and says nothing): one VM here
     summary = _summary(cluster, wid)
-    host = socket.gethostname()
+    host = "spot-vm-2"
     assert summary.requeued_after_preemption == st["preempted"]
     assert list(summary.processor_seconds_by_vm) == [host], summary
     assert summary.processor_seconds_by_vm[host] >= N * RECORD_SECONDS, summary  # the re-run chunks at least

@@ -40,7 +40,7 @@ from rqp.metrics_http import SupervisorCounts, serve_processor
 from rqp.vms import record_vm
 
 from .drain import DrainReport, drain_workers
-from .evictions import EvictionWatcher, Notice, vm_priority
+from .evictions import EvictionWatcher, Notice, vm_label
 from .registrations import remove_dead_registrations
 
 if TYPE_CHECKING:  # an optional package: imported only when --report-host asks for it
@@ -144,10 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rqp-processor: {protections.describe()}", file=sys.stderr, flush=True)
     # what this host runs and how its scripts are confined, for the console (best effort)
     heartbeat = FleetHeartbeat(r, socket.gethostname(), os.getpid(), protections.describe(), n)
-    priority = vm_priority(settings)  # Spot or not, for the summary's cost by VM (rqp.vms)
-    record_vm(r, socket.gethostname(), priority)
-    if priority:
-        print(f"rqp-processor: this VM is {priority}", file=sys.stderr, flush=True)
+    vm = vm_label(settings)  # which VM, and Spot or not: for the summary's cost by VM (rqp.vms)
+    if vm is not None:
+        record_vm(r, socket.gethostname(), vm)
+        print(f"rqp-processor: on VM {vm.vm} ({vm.priority or 'priority unknown'})", file=sys.stderr, flush=True)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         stop.set()
 
-    watcher = EvictionWatcher.from_settings(settings, on_notice)
+    watcher = EvictionWatcher.from_settings(settings, on_notice, vm.vm if vm is not None else None)
     if watcher is not None:
         watcher.start()
     restarts = [0] * n

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rqp.config import Settings
+from rqp.vms import VmLabel
 
 __all__ = [
     "DRAINED_TYPES",
@@ -37,7 +38,7 @@ __all__ = [
     "Notice",
     "ScheduledEvents",
     "find_notice",
-    "vm_priority",
+    "vm_label",
 ]
 
 log = logging.getLogger("rqp.processor")
@@ -123,28 +124,36 @@ class ScheduledEvents:
         body = json.dumps({"StartRequests": [{"EventId": event_id}]}).encode()
         self._request(self.url, body, timeout)
 
-    def compute_priority(self, timeout: float = POLL_TIMEOUT_SECONDS) -> str:
-        """``compute.priority`` of the instance metadata on the same host: "spot" or "regular"."""
+    def compute(self, timeout: float = POLL_TIMEOUT_SECONDS) -> VmLabel | None:
+        """This VM's ``compute.name`` and ``compute.priority`` (Spot or Low: "spot") from the
+        instance metadata on the same host; None when it does not say."""
         parts = urllib.parse.urlsplit(self.url)
         query = urllib.parse.urlencode({"api-version": COMPUTE_API_VERSION})
         url = urllib.parse.urlunsplit((parts.scheme, parts.netloc, COMPUTE_PATH, query, ""))
         doc = self._request(url, None, timeout)
-        priority = str(doc.get("priority", "")) if isinstance(doc, dict) else ""
-        return "spot" if priority.lower() in ("spot", "low") else "regular"
+        if not isinstance(doc, dict) or not isinstance(doc.get("name"), str) or not doc["name"]:
+            return None
+        priority = str(doc.get("priority", "")).lower()
+        return VmLabel(doc["name"], "spot" if priority in ("spot", "low") else "regular")
 
 
-def vm_priority(settings: Settings) -> str:
-    """Whether this VM is Spot: ``RQP_VM_PRIORITY``, else the metadata's ``compute.priority``
-    when the metadata URL is set, else "" (unknown)."""
-    if settings.vm_priority:
-        return settings.vm_priority
-    if not settings.scheduled_events_url:
-        return ""
-    try:
-        return ScheduledEvents(settings.scheduled_events_url).compute_priority()
-    except (OSError, ValueError) as exc:
-        log.warning("could not read this VM's priority from the instance metadata (%s); set RQP_VM_PRIORITY", exc)
-        return ""
+def vm_label(settings: Settings) -> VmLabel | None:
+    """Which VM this processor runs on and whether it is Spot: ``RQP_VM_NAME`` and
+    ``RQP_VM_PRIORITY``, else the instance metadata's ``compute`` when the metadata URL is set;
+    None when nothing says (the host name stands for the VM then, unlabelled). The name is also
+    the one Scheduled Events list in ``Resources`` (a scale set's instance name, not the host's)."""
+    meta = None
+    if settings.scheduled_events_url and not (settings.vm_name and settings.vm_priority):
+        try:
+            meta = ScheduledEvents(settings.scheduled_events_url).compute()
+        except (OSError, ValueError) as exc:
+            log.warning("could not read this VM's name and priority from the instance metadata (%s); set "
+                        "RQP_VM_NAME and RQP_VM_PRIORITY", exc)  # fmt: skip
+    name = settings.vm_name or (meta.vm if meta else "")
+    priority = settings.vm_priority or (meta.priority if meta else "")
+    if not (name or priority):
+        return None
+    return VmLabel(name or socket.gethostname(), priority)
 
 
 class EvictionWatcher(threading.Thread):
@@ -170,13 +179,16 @@ class EvictionWatcher(threading.Thread):
         self._failing = False
 
     @classmethod
-    def from_settings(cls, settings: Settings, on_notice: Callable[[Notice], None]) -> EvictionWatcher | None:
-        """The watcher the settings ask for; None when ``RQP_SCHEDULED_EVENTS_URL`` is unset."""
+    def from_settings(
+        cls, settings: Settings, on_notice: Callable[[Notice], None], vm_name: str | None = None
+    ) -> EvictionWatcher | None:
+        """The watcher the settings ask for, for VM ``vm_name`` (``vm_label``; default
+        ``RQP_VM_NAME`` or the host name); None when ``RQP_SCHEDULED_EVENTS_URL`` is unset."""
         if not settings.scheduled_events_url:
             return None
         return cls(
             ScheduledEvents(settings.scheduled_events_url),
-            settings.vm_name or socket.gethostname(),
+            vm_name or settings.vm_name or socket.gethostname(),
             on_notice,
             drain_on_terminate=settings.drain_on_terminate,
         )

@@ -48,7 +48,7 @@ from rqp.status import FAILED, ChunkNote, StatusRecord, plain_float
 from rqp.storage import BlobStore
 from rqp.summary import RESULTS_BLOB, SUMMARY_BLOB, Failure, ResultsInfo, Summary
 from rqp.throughput import run_rate
-from rqp.vms import processor_seconds_by_vm, vm_priorities
+from rqp.vms import by_vm, processor_seconds_by_host, vm_labels
 from rqp.workload import Workload, blob_name
 
 __all__ = [
@@ -346,15 +346,16 @@ def summarize(
     started = plain_float(meta.get(Meta.STARTED_AT), time.time())
     finished = time.time()
     elapsed = max(finished - started, 1e-9)
-    by_vm = processor_seconds_by_vm(found or [])  # what the run cost, by VM (rqp.vms)
-    lost = drained_seconds(meta)  # and what its drains cost: work handed back, re-run whole
+    # what the run cost by VM (rqp.vms), and what its drains cost: work handed back, re-run whole
+    ran, lost = processor_seconds_by_host(found or []), drained_seconds(meta)
+    labels = vm_labels(ledger.r, {*ran, *lost})
     return Summary(
         workload=workload.id, total=head.total + unread, done=results.count, failed=len(failed), started_at=started,
         finished_at=finished, elapsed=round(elapsed, 3), records_per_second=round(run_rate(ledger.perf_hash()), 1),
         chunks=head.chunks, reclaimed_chunks=int(plain_float(meta.get(Meta.RECLAIMED), 0)), results=results, failures=failed,
         cancelled=not_run + unread, state=state, requeued_after_preemption=preempted(meta.get(PREEMPTED)),
-        processor_seconds_by_vm=by_vm, vm_priority=vm_priorities(ledger.r, {**by_vm, **lost}),
-        drained_seconds_by_vm=lost,
+        processor_seconds_by_vm=by_vm(ran, labels), drained_seconds_by_vm=by_vm(lost, labels),
+        vm_priority={label.vm: label.priority for label in labels.values()},
     )  # fmt: skip
 
 

@@ -261,9 +261,11 @@ ROWS: tuple[Row, ...] = (
         "ends the lease of a dead worker's chunk at once (the chunk re-runs under START/COMMIT)", "derived",
         test=f"{_FUZZ}[derived]"),
     Row("rqp:vm:<host>", r"rqp:vm:.+", "string", "", "", f"{_PROC} supervisor (start)", f"{_SCHED} (summary)",
-        "whether a processor VM was Spot, shown beside its processor-seconds in the summary and the console",
-        "UNPROTECTED", "moves only the spot/regular label shown beside a VM's processor-seconds (those come from "
-        "the sealed chunk notes): never a result, a count or an exit code; junk reads as unknown",
+        "which VM a processor host (a container) runs on and whether it is Spot: the summary's and the console's "
+        "processor-seconds by VM are grouped and labelled by it",
+        "UNPROTECTED", "moves only which VM name and spot/regular label a host's processor-seconds are shown under "
+        "(the seconds come from the sealed chunk notes): never a result, a count or an exit code; junk reads as "
+        "the host itself, unlabelled",
         test=f"{_FUZZ}[drained]"),
     Row("rqp:fleet", r"rqp:fleet", "zset", "", "", _PROC, f"{_CONSOLE} fleet, metrics",
         "which processors are listed as alive, each labelled self-reported", "advisory",
