@@ -45,7 +45,7 @@ demo: install
 	bash tools/install-azurite.sh
 	touch $@
 
-.tools/.redis-tls:
+.tools/.redis-tls: tools/install-test-redis.sh
 	bash tools/install-test-redis.sh
 	mkdir -p .tools && touch $@
 

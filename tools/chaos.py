@@ -69,6 +69,11 @@ FAILING = 5
 MAX_TICKS = 150
 #: ticks mutations land in (a victim finishes in about 20; later ones hit a finished workload)
 MUTATION_TICKS = 30
+#: the chaos scheduler's leader lease (renewed every tick; one that lapsed between two ticks is
+#: taken back, the fence still naming it) and how long a restarted one waits for it: a forged lease
+#: without a TTL is given one lease of life
+LEADER_SECONDS = 1.0
+LEADER_WAIT = 5.0
 SCRIPT = f"def process(r):\n    if r['n'] == {FAILING}:\n        raise ValueError('five')\n    return r['n'] * 2\n"
 #: how ``_exact`` says records failed loudly (a refusal, not a silent wrong answer)
 LOUD = "refused records"
@@ -147,6 +152,8 @@ class Lab:
                 "retry_backoff_max": 0.0,
                 "lease_seconds": 30,
                 "record_timeout": 5,
+                # a checkpoint at every tick: what it reads (notes, parts, statuses) is fuzzed too
+                "checkpoint_seconds": 0.001,
             }
         )
         self.env = {
@@ -167,6 +174,7 @@ class Lab:
         self.trust = TrustStore.from_file(trusted)
         self._proc: Any = None
         self._sched: Any = None
+        self.lease: Any = None
 
     def backends(self) -> Any:
         """The roles' ``Backends`` over the lab's clients."""
@@ -189,9 +197,14 @@ class Lab:
     def scheduler(self) -> Any:
         """The scheduler (``rqp_scheduler.Scheduler``), its runs and failures cleared for a new run."""
         if self._sched is None:
+            from rqp_scheduler.leader import LeaderLease
             from rqp_scheduler.scheduler import Scheduler
 
-            self._sched = Scheduler(self.settings)
+            # as 'rqp-scheduler serve': every write fenced by the leader lease (rqp_scheduler.leader)
+            self.lease = LeaderLease(self.r, LEADER_SECONDS, me="chaos:scheduler")
+            self.lead()
+            self._sched = Scheduler(self.settings, redis_client=self.lease.fenced())
+        self.lead()  # each run starts on a flushed Redis
         for run in self._sched.runs.values():
             run.stream.close()
         self._sched.runs.clear()
@@ -199,6 +212,15 @@ class Lab:
         self._sched.failure_codes.clear()
         self._sched.summaries.clear()
         return self._sched
+
+    def lead(self) -> None:
+        """Take the leader lease as a (re)started serving scheduler does: at once when it is free,
+        junk or this scheduler's own, else once a forged one lapses (a stall: denied)."""
+        deadline = time.monotonic() + LEADER_WAIT
+        while (holder := self.lease.try_take()) is not None:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the leader lease stays held by {holder!r}")
+            time.sleep(0.02)
 
     def pack(self, wid: str, n: int) -> None:
         from rqp.workload import pack
@@ -252,6 +274,8 @@ class Serve:
         self.sched = lab.scheduler()
         self.opened: dict[str, Any] = {}
         self.crashed: str | None = None
+        #: times the scheduler lost its leader lease and was restarted
+        self.restarts = 0
 
     @property
     def runs(self) -> dict[str, Any]:
@@ -270,16 +294,36 @@ class Serve:
         self._remember()
 
     def tick(self) -> None:
+        from rqp_scheduler.leader import LeaderLost
+
         if self.crashed:
             return
         try:
             for run in self.sched.runs.values():
                 # a tick stands for the periodic tasks' intervals: reclaims, RQ checks, the outbox
                 run._last.update(dict.fromkeys(("reclaim", "rq", "outbox", "progress", "workers"), 0.0))
+            if not self.lab.lease.renew():
+                raise LeaderLost("the lease was taken")
             self.sched.tick(serve=True)
             self._remember()
+        except LeaderLost:
+            self.restart()
         except Exception as exc:  # what would kill 'rqp-scheduler serve'
             self.crashed = f"{type(exc).__name__}: {exc}"
+
+    def restart(self) -> None:
+        """A leader fenced out (its lease or fence forged) steps down and exits 75; its supervisor
+        restarts it, and it resumes every unfinished workload from Redis once it leads again."""
+        self.restarts += 1
+        for run in self.sched.runs.values():
+            run.stream.close()
+        self.sched.runs.clear()
+        try:
+            self.lab.lead()
+            self.sched.resume_unfinished()
+            self._remember()
+        except Exception as exc:  # the restarted service would die the same way
+            self.crashed = f"restarted after losing the lease: {type(exc).__name__}: {exc}"
 
 
 def work(lab: Lab) -> list[str]:
@@ -670,6 +714,34 @@ def m_drained(ctx: Ctx) -> str:
     return f"HSET {meta} preempted {value}"
 
 
+def m_leader(ctx: Ctx) -> str:
+    """The serving schedulers' leader lease and fence (issue #26): junk, a forged holder with or
+    without a TTL, another type, deleted. The worst allowed: the leader steps down and scheduling
+    stalls until the lease is free again."""
+    from rqp_scheduler.leader import FENCE, LEASE
+
+    rng = ctx.rng
+    key = rng.choice((LEASE, FENCE))
+    op = rng.randrange(5)
+    if op >= 3:
+        ctx.r.delete(key)
+    if op == 0:
+        ctx.r.set(key, ctx.junk())
+        return f"SET {key} <junk, no TTL>"
+    if op == 1:
+        value = f"{rng.randrange(1, 99)} intruder:{rng.randrange(1, 65535)}"
+        ctx.r.set(key, value, px=rng.randrange(50, 400))
+        return f"SET {key} {value!r} PX <short>"
+    if op == 2:
+        value = f"{rng.randrange(1, 99)} intruder:1"
+        ctx.r.set(key, value)
+        return f"SET {key} {value!r}"
+    if op == 3:
+        ctx.r.hset(key, "x", "y")
+        return f"HSET {key} x y (another type)"
+    return f"DEL {key}"
+
+
 @dataclass(frozen=True)
 class Family:
     name: str
@@ -693,6 +765,7 @@ FAMILIES: dict[str, Family] = {
         Family("sealed", m_sealed),
         Family("derived", m_derived),
         Family("drained", m_drained),
+        Family("leader", m_leader),
     )
 }
 

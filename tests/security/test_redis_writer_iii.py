@@ -20,6 +20,7 @@ from rqp.cli import main as rqp_main
 from rqp.errors import RqpError
 from rqp.ledger import AUDIT, SUBMISSIONS, Ledger, State, fleet, job_id, next_submission, register_processor
 from rqp.summary import read_summary
+from rqp_scheduler.run.reclaim import FREE_LOST_RERUNS
 
 #: record 5 always fails (after 2 attempts), every other one succeeds
 SCRIPT = "def process(r):\n    if r['n'] == 5:\n        raise ValueError('five')\n    return r['n'] * 2\n"
@@ -211,7 +212,9 @@ def test_7_junk_in_a_chunk_key_fails_that_workload_loudly_and_nothing_else(world
     # 36 bytes: one (id, length) header and its value, then 4 bytes that cannot be a header
     world.r.set(led.k.chunk(chunk), struct.pack(">II", 0, 24) + os.urandom(24) + b"junk")
     errors: list[str] = []
-    for gen in (0, 1):  # the lease of each generation ends (ZADD pending 0): the last one gives up
+    # the lease of each generation ends (ZADD pending 0): the re-runs after a lost worker are free
+    # (FREE_LOST_RERUNS), then attempts are spent, and the last one gives up and reads the key
+    for gen in range(FREE_LOST_RERUNS + world.settings.max_attempts + 1):
         jid = job_id(wid, chunk, gen)
         world.r.zadd(led.k.pending, {jid: 0})
         for queue in world.r.scan_iter(match="rq:queue:*"):

@@ -18,6 +18,7 @@ from typing import Any
 
 from rqp.config import settings_from_env
 from rqp.errors import ConfigError
+from rqp.sentinel import SENTINEL_SCHEMES
 
 __all__ = ["DEFAULT_BIND", "DEFAULT_PORT", "DEFAULT_USER", "ENV_NAMES", "ConsoleSettings"]
 
@@ -138,8 +139,11 @@ class ConsoleSettings:
             )
         if self.actions_redis_url is not None:
             parts = urllib.parse.urlsplit(self.actions_redis_url)
-            if parts.scheme not in ("redis", "rediss", "unix"):
-                raise ConfigError("RQP_CONSOLE_ACTIONS_REDIS_URL must start with redis://, rediss:// or unix://")
+            if parts.scheme not in ("redis", "rediss", "unix", *SENTINEL_SCHEMES):
+                raise ConfigError(
+                    "RQP_CONSOLE_ACTIONS_REDIS_URL must start with redis://, rediss://, unix:// or "
+                    "redis+sentinel:// (rediss+sentinel://)"
+                )
             if parts.password:
                 raise ConfigError(
                     "RQP_CONSOLE_ACTIONS_REDIS_URL carries a password; put it in a file and name it in "

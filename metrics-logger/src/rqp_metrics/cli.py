@@ -12,18 +12,21 @@ Exit status: 0 when every sample read was stored; the failing ``RqpError``'s cod
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from rqp.config import Settings
 from rqp.connect import open_blob_store, open_message_queue
 from rqp.errors import RqpError, StorageUnavailableError
 
 from . import __version__
+from .backlog import BACKLOG_NAMESPACE, BacklogPublisher
 from .logger import CycleResult, MetricsLogger
 from .publisher import SummaryPublisher
 from .report import add_report_command
@@ -98,7 +101,34 @@ def build_logger(args: argparse.Namespace) -> tuple[MetricsLogger, MetricsSettin
             msettings.metrics_queue,
         )
     )
-    return MetricsLogger(sources, spool, publisher), msettings
+    backlog = _backlog_publisher(settings, msettings) if msettings.publishes_backlog else None
+    return MetricsLogger(sources, spool, publisher, backlog=backlog), msettings
+
+
+def _backlog_publisher(settings: Settings, msettings: MetricsSettings) -> BacklogPublisher:
+    """The backlog metric's reader and sender: Redis as a user that may read the workloads
+    (RQP_METRICS_BACKLOG_REDIS_URL, else RQP_REDIS_URL), Azure Monitor's ingestion API."""
+    from rqp.cli.fleet import FleetSettings  # noqa: PLC0415
+    from rqp.connect import connect_redis  # noqa: PLC0415
+
+    from .custom_metrics import CustomMetricsClient  # noqa: PLC0415
+
+    reader = dataclasses.replace(
+        settings,
+        redis_url=msettings.backlog_redis_url or settings.redis_url,
+        redis_password_file=(
+            Path(msettings.backlog_redis_password_file)
+            if msettings.backlog_redis_password_file
+            else settings.redis_password_file
+        ),
+    )
+    client = CustomMetricsClient(
+        msettings.backlog_resource_id or "",
+        msettings.backlog_region or "",
+        namespace=BACKLOG_NAMESPACE,
+        base_url=msettings.monitoring_url,
+    )
+    return BacklogPublisher(connect_redis(reader, check=False), settings.rq_queue, client, FleetSettings.from_env())
 
 
 def _check_once(result: CycleResult, location: str) -> None:
@@ -131,6 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     + (
                         f", summary sent to queue {logger.publisher.queue_name}"
                         if logger.publisher and result.published
+                        else ""
+                    )
+                    + (
+                        f", backlog {result.backlog.recommendation.backlog.queued} record(s) sent to Azure Monitor"
+                        if result.backlog and result.backlog.recommendation and not result.backlog.error
                         else ""
                     )
                     + (f", {len(s.warnings)} warning(s)" if s.warnings else "")

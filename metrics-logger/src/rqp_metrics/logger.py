@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from rqp.errors import RqpError
 
+from .backlog import BacklogPublisher, BacklogResult
 from .publisher import Summary, SummaryPublisher, summarize
 from .sources import Collection, Source
 from .spool import FlushResult, Spool
@@ -34,6 +35,8 @@ class CycleResult:
     #: sources that failed entirely this cycle (bad credentials, missing resource group)
     source_errors: list[RqpError] = field(default_factory=list)
     published: int = 0
+    #: the backlog metric sent to Azure Monitor this cycle (None: not configured)
+    backlog: BacklogResult | None = None
 
 
 class MetricsLogger:
@@ -43,11 +46,13 @@ class MetricsLogger:
         spool: Spool,
         publisher: SummaryPublisher | None = None,
         *,
+        backlog: BacklogPublisher | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.sources = list(sources)
         self.spool = spool
         self.publisher = publisher
+        self.backlog = backlog
         self._clock = clock or (lambda: datetime.now(UTC))
         self.cycles = 0
         self._stop = threading.Event()
@@ -71,6 +76,9 @@ class MetricsLogger:
         self.spool.add(collected.samples)
         flushed = self.spool.flush()
         warnings = list(collected.warnings)
+        backlog = self.backlog.publish() if self.backlog is not None else None
+        if backlog is not None and backlog.error:
+            warnings.append(f"backlog metric: {backlog.error}")
         if self.publisher is not None and self.publisher.last_error:
             warnings.append(f"metrics queue was unavailable: {self.publisher.last_error}")
         summary = Summary(
@@ -97,7 +105,7 @@ class MetricsLogger:
             flushed.spooled,
             f" (storage: {flushed.error})" if flushed.error else "",
         )
-        return CycleResult(summary, flushed, errors, published)
+        return CycleResult(summary, flushed, errors, published, backlog)
 
     def run_forever(self, interval: float, stop: threading.Event | None = None) -> None:
         """Cycles every ``interval`` seconds (measured start to start) until ``stop`` is set; a
@@ -136,3 +144,5 @@ class MetricsLogger:
     def close(self) -> None:
         for s in self.sources:
             s.close()
+        if self.backlog is not None:
+            self.backlog.close()

@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_SPOOL_MAX_SAMPLES",
     "SOURCES",
     "MetricsSettings",
+    "check_https_or_loopback",
 ]
 
 DEFAULT_INTERVAL_SECONDS = 60.0
@@ -55,6 +56,11 @@ ENV_NAMES = {
     "azure_lookback": "RQP_METRICS_AZURE_LOOKBACK",
     "spool_max_samples": "RQP_METRICS_SPOOL_MAX",
     "net_dev": "RQP_METRICS_NET_DEV",
+    "backlog_resource_id": "RQP_METRICS_BACKLOG_RESOURCE_ID",
+    "backlog_region": "RQP_METRICS_BACKLOG_REGION",
+    "monitoring_url": "RQP_AZURE_MONITORING_URL",
+    "backlog_redis_url": "RQP_METRICS_BACKLOG_REDIS_URL",
+    "backlog_redis_password_file": "RQP_METRICS_BACKLOG_REDIS_PASSWORD_FILE",
 }
 
 _LOOPBACK_NAMES = ("localhost",)
@@ -82,6 +88,17 @@ class MetricsSettings:
     spool_max_samples: int = DEFAULT_SPOOL_MAX_SAMPLES
     #: the /proc/net/dev file whose interfaces are this VM's (host source)
     net_dev: str = DEFAULT_NET_DEV_PATH
+    #: the Azure resource the backlog metrics are filed under (the processor scale set); None:
+    #: no backlog metric is published (the default)
+    backlog_resource_id: str | None = None
+    #: that resource's region (the ingestion endpoint is https://<region>.monitoring.azure.com)
+    backlog_region: str | None = None
+    #: replaces https://<region>.monitoring.azure.com; plain http only to loopback (a test stub)
+    monitoring_url: str | None = None
+    #: Redis the backlog is read from, as a user that may read the workloads (the console's
+    #: read-only user: the logger's own may only append to its stream); None: RQP_REDIS_URL
+    backlog_redis_url: str | None = None
+    backlog_redis_password_file: str | None = None
 
     def __post_init__(self) -> None:
         if not self.host_name:
@@ -131,15 +148,37 @@ class MetricsSettings:
                 )
         if self.arm_url is not None:
             _check_arm_url(self.arm_url)
+        if self.backlog_resource_id is not None:
+            if not self.backlog_resource_id.startswith("/subscriptions/"):
+                raise ConfigError(
+                    f"RQP_METRICS_BACKLOG_RESOURCE_ID must be an Azure resource id (/subscriptions/...), got {self.backlog_resource_id!r}"
+                )
+            if not self.backlog_region and self.monitoring_url is None:
+                raise ConfigError(
+                    "RQP_METRICS_BACKLOG_RESOURCE_ID needs RQP_METRICS_BACKLOG_REGION (the resource's region, e.g. westeurope)"
+                )
+        if self.monitoring_url is not None:
+            check_https_or_loopback(
+                self.monitoring_url, "RQP_AZURE_MONITORING_URL", "https://westeurope.monitoring.azure.com"
+            )
+
+    @property
+    def publishes_backlog(self) -> bool:
+        return self.backlog_resource_id is not None
 
 
 def _check_arm_url(url: str) -> None:
+    check_https_or_loopback(url, "RQP_AZURE_ARM_URL", "https://management.azure.com")
+
+
+def check_https_or_loopback(url: str, variable: str, example: str) -> None:
+    """An Azure endpoint a bearer token is sent to: https, or plain http to a loopback stub only."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigError(f"RQP_AZURE_ARM_URL must be an https:// URL like https://management.azure.com, got {url!r}")
+        raise ConfigError(f"{variable} must be an https:// URL like {example}, got {url!r}")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
         raise ConfigError(
-            f"RQP_AZURE_ARM_URL {url!r} is plain http to a non-loopback host; bearer tokens need https (http is only for a local stub on 127.0.0.1)"
+            f"{variable} {url!r} is plain http to a non-loopback host; bearer tokens need https (http is only for a local stub on 127.0.0.1)"
         )
 
 

@@ -14,17 +14,32 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 from rqp.config import Settings
 from rqp.errors import RqpError
 from rqp.hardening import harden_process
 from rqp.metrics_http import serve_scheduler
 
+from .leader import LeaderLease, LeaderLost
 from .scheduler import Scheduler
 
-__all__ = ["Scheduler", "main"]
+__all__ = ["EXIT_STEPPED_DOWN", "Scheduler", "main"]
 
 log = logging.getLogger("rqp.scheduler")
+#: a serving scheduler whose leader lease was taken by another exits with this (EX_TEMPFAIL): its
+#: supervisor restarts it, and it stands by
+EXIT_STEPPED_DOWN = 75
+
+
+def standby(settings: Settings) -> LeaderLease | None:
+    """Wait for the leader lease (``rqp_scheduler.leader``); None when stopped (SIGTERM, SIGINT)
+    while another scheduler leads."""
+    lease = LeaderLease.open(settings)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return lease if lease.wait(stop) else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     harden_process("rqp-scheduler")
     try:
         settings = Settings.load(args.config, chunk_size=getattr(args, "chunk_size", None))
-        sched = Scheduler(settings)
+        lease = standby(settings) if args.cmd == "serve" else None  # a serving scheduler leads first
+        if args.cmd == "serve" and lease is None:
+            return 0  # stopped while standing by
+        sched = Scheduler(settings, redis_client=lease.fenced() if lease else None)
         # /metrics (RQP_METRICS_PORT): this scheduler's counters and the fleet's state in Redis
         served = serve_scheduler(settings, sched.r) if settings.metrics_port else None
     except RqpError as exc:
@@ -56,17 +74,24 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info("%s", sched.protections.describe())
+    if lease is not None:
+        lease.on_lost(sched.stop.set)
+        lease.keep(sched.stop)
     try:
-        code = _run(args, settings, sched)
+        code = _run(args, settings, sched, lease)
+    except LeaderLost:  # met while resuming, before the loop (which stops on it by itself)
+        code = EXIT_STEPPED_DOWN
     finally:
         sched.hosts.close()  # no script host outlives the scheduler
         sched.writer.shutdown(wait=True)
+        if lease is not None:
+            lease.release()  # last: its writes are done; a standby takes over at once
         if served is not None:
             served.close()
-    return code
+    return EXIT_STEPPED_DOWN if lease is not None and lease.lost.is_set() else code
 
 
-def _run(args: argparse.Namespace, settings: Settings, sched: Scheduler) -> int:
+def _run(args: argparse.Namespace, settings: Settings, sched: Scheduler, lease: LeaderLease | None = None) -> int:
     if args.cmd == "run":
         for wid in args.workloads:
             try:
@@ -77,6 +102,8 @@ def _run(args: argparse.Namespace, settings: Settings, sched: Scheduler) -> int:
         sched.loop()
     else:
         log.info("serving: Redis %s, blobs %s", settings.redis_url_safe, sched.backends.blobs.location)
+        if lease is not None and (freed := lease.release_former_locks(sched.r)):
+            log.info("took over %d workload lock(s) from the former leader %s", freed, lease.former)
         sched.resume_unfinished()
         sched.loop(serve=True)
     if sched.stop.is_set():

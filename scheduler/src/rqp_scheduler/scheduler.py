@@ -31,10 +31,11 @@ class Scheduler:
     """Steps every workload it runs in turn (``loop``); ``serve`` also takes new submissions
     and rides out Redis outages, re-reading each workload from Redis's cursor."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, redis_client: redis.Redis | None = None) -> None:
         self.settings = settings
         #: every client, opened now: a misconfigured one fails the start with one line
-        self.backends = Backends(settings, retry_storage=True).open_all()
+        #: (``redis_client``: a serving leader's, every write fenced by its lease: ``leader``)
+        self.backends = Backends(settings, retry_storage=True, redis_client=redis_client).open_all()
         #: whose signed control requests count: a wrong RQP_TRUSTED_OPERATORS_FILE fails the start
         self.operators = self.backends.operators
         self.r = self.backends.redis

@@ -24,11 +24,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import ConfigError
+from .redis_auth import DEFAULT_REDIS_AUTH, DEFAULT_REDIS_ENTRA_SCOPE, check_redis_auth
+from .sentinel import SENTINEL_SCHEMES, SentinelTarget, parse_sentinel_url, parse_sentinels
 
 __all__ = [
     "DEFAULT_BLOB_URL",
+    "DEFAULT_CHECKPOINT_SECONDS",
     "DEFAULT_CHUNK_SIZE",
     "DEFAULT_DRAIN_MARGIN_SECONDS",
+    "DEFAULT_LEADER_LEASE_SECONDS",
     "DEFAULT_LEASE_SECONDS",
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_MAX_RESULT_BYTES",
@@ -74,8 +78,12 @@ DEFAULT_LEASE_SECONDS = 30.0
 #: seconds before an eviction's NotBefore by which a draining processor has handed back what it
 #: cannot finish (``rqp_processor.evictions``)
 DEFAULT_DRAIN_MARGIN_SECONDS = 5.0
+#: a standby scheduler takes over within this plus its poll (a second) of the leader's death
+DEFAULT_LEADER_LEASE_SECONDS = 6.0
 DEFAULT_STATUS_TTL_DAYS = 7
 DEFAULT_STORAGE_RETRY_SECONDS = 300.0
+#: how often the scheduler brings a running workload's checkpoint in the blob store up to date
+DEFAULT_CHECKPOINT_SECONDS = 10.0
 #: messages a stream keeps: a status message stands for a chunk's records (~580 B in Redis;
 #: 2-21 KB with the records' own ids), so about 1.2-42 MB of status stream at the bound
 DEFAULT_QUEUE_MAX_ENTRIES = 2_000
@@ -128,6 +136,22 @@ class Settings:
     redis_ca_file: Path | None = None
     #: refuse to start against a Redis with no password unless this is true
     allow_insecure_redis: bool = False
+    #: Sentinels to ask for the primary (``HOST:PORT,HOST:PORT``; ``rqp.sentinel``), with ``redis_service``
+    redis_sentinels: str = ""
+    #: Sentinel's name of the Redis primary (its ``sentinel monitor`` name)
+    redis_service: str = ""
+    #: the ACL user the Sentinels are asked as (their own, not the data connection's)
+    redis_sentinel_username: str | None = None
+    #: file holding that Sentinel user's password
+    redis_sentinel_password_file: Path | None = None
+    #: how to log in to Redis: ``password`` (the file above) or ``entra`` (Microsoft Entra ID
+    #: tokens for Azure Cache for Redis / Azure Managed Redis; ``rqp.redis_auth``)
+    redis_auth: str = DEFAULT_REDIS_AUTH
+    #: with ``entra``: the client id of the user-assigned managed identity to log in as
+    #: (unset: ``DefaultAzureCredential``, e.g. a system-assigned identity or ``az login``)
+    redis_entra_client_id: str | None = None
+    #: with ``entra``: the scope tokens are requested for
+    redis_entra_scope: str = DEFAULT_REDIS_ENTRA_SCOPE
     #: where workloads and results live: ``file:///dir`` or ``azure-blob://...``
     blob_url: str = DEFAULT_BLOB_URL
     #: where status records and events go: ``redis`` (the Redis above) or ``azure-queue://...``
@@ -204,11 +228,17 @@ class Settings:
     retry_backoff_max: float = DEFAULT_RETRY_BACKOFF_MAX
     #: a chunk whose worker stops renewing its lease this long is re-run
     lease_seconds: float = DEFAULT_LEASE_SECONDS
+    #: a serving scheduler's leader lease (``rqp_scheduler.leader``): a standby takes over this long
+    #: (plus one poll) after the leader stops renewing it
+    leader_lease_seconds: float = DEFAULT_LEADER_LEASE_SECONDS
     #: worker processes per processor (0: CPU count)
     workers: int = 0
     status_ttl_days: int = DEFAULT_STATUS_TTL_DAYS
     #: how long roles retry an unavailable blob store before giving up (the workload stalls meanwhile)
     storage_retry_seconds: float = DEFAULT_STORAGE_RETRY_SECONDS
+    #: seconds between checkpoints of a running workload's progress in the blob store, which a
+    #: workload resumes from when Redis is lost entirely (0: none written)
+    checkpoint_seconds: float = DEFAULT_CHECKPOINT_SECONDS
     #: keep per-chunk result parts after consolidation (debugging)
     keep_parts: bool = False
     #: port of the role's Prometheus ``/metrics`` endpoint (0: not served)
@@ -312,16 +342,26 @@ class Settings:
     def _validate(self) -> None:
         _check_redis_url(self.redis_url)
         scheme = urllib.parse.urlsplit(self.redis_url).scheme
-        if scheme not in ("redis", "rediss", "unix"):
+        if scheme not in ("redis", "rediss", "unix", *SENTINEL_SCHEMES):
             raise ConfigError(
-                f"RQP_REDIS_URL must start with redis://, rediss:// or unix://, got {self.redis_url_safe!r}"
+                f"RQP_REDIS_URL must start with redis://, rediss://, unix:// or redis+sentinel://, "
+                f"got {_masked(self.redis_url)!r}"
             )
-        if urllib.parse.urlsplit(self.redis_url).password:
+        self._check_sentinel_settings(scheme)
+        if scheme not in SENTINEL_SCHEMES and urllib.parse.urlsplit(self.redis_url).password:
             # a secret in a URL lands in environments, process lists and logs; it belongs in a mounted file
             raise ConfigError(
                 f"RQP_REDIS_URL {self.redis_url_safe} carries a password; put the password in a file and "
                 "name it in RQP_REDIS_PASSWORD_FILE"
             )
+        check_redis_auth(
+            self.redis_auth,
+            client_id=self.redis_entra_client_id,
+            scope=self.redis_entra_scope,
+            redis_url=self.redis_url,
+            password_file=self.redis_password_file,
+            allow_insecure=self.allow_insecure_redis,
+        )
         for name in ("chunk_size", "chunk_min", "chunk_max", "max_attempts", "max_record_bytes", "max_json_depth",
                      "max_csv_field_bytes"):  # fmt: skip
             if getattr(self, name) < 1:
@@ -331,6 +371,8 @@ class Settings:
         for name in ("lease_seconds", "chunk_target_seconds", "record_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"RQP_{name.upper()} must be positive, got {getattr(self, name)}")
+        if not self.checkpoint_seconds >= 0:
+            raise ConfigError(f"RQP_CHECKPOINT_SECONDS must be 0 (off) or more seconds, got {self.checkpoint_seconds}")
         if self.retry_backoff < 0 or self.retry_backoff_max < 0 or self.workers < 0 or self.window_chunks < 0:
             raise ConfigError(
                 "RQP_RETRY_BACKOFF, RQP_RETRY_BACKOFF_MAX, RQP_WORKERS and RQP_WINDOW_CHUNKS must not be negative"
@@ -369,9 +411,56 @@ class Settings:
             if not v or not all(c.isalnum() or c in "-_" for c in v):
                 raise ConfigError(f"RQP_{name.upper()} must be letters, digits, '-' or '_', got {v!r}")
 
+    def _check_sentinel_settings(self, scheme: str) -> None:
+        """The two ways of naming a Sentinel-managed primary are not mixed, and neither is half given."""
+        if self.leader_lease_seconds <= 0:
+            raise ConfigError(f"RQP_LEADER_LEASE_SECONDS must be positive, got {self.leader_lease_seconds}")
+        if self.redis_sentinels.strip():
+            if scheme in SENTINEL_SCHEMES:
+                raise ConfigError(
+                    "RQP_REDIS_SENTINELS is set and RQP_REDIS_URL is a redis+sentinel:// URL too; name the Sentinels once"
+                )
+            if scheme == "unix":
+                raise ConfigError("RQP_REDIS_SENTINELS needs RQP_REDIS_URL=redis://... or rediss://..., not unix://")
+            if not self.redis_service.strip():
+                raise ConfigError(
+                    "RQP_REDIS_SENTINELS is set but RQP_REDIS_SERVICE is not; set it to Sentinel's master name"
+                )
+            parse_sentinels(self.redis_sentinels)
+        elif self.redis_service.strip() and scheme not in SENTINEL_SCHEMES:
+            raise ConfigError(
+                "RQP_REDIS_SERVICE is set but RQP_REDIS_SENTINELS is not; list the Sentinels as HOST:PORT,..."
+            )
+
+    @property
+    def redis_sentinel(self) -> SentinelTarget | None:
+        """The Sentinel-managed primary to use, or None for one server named by ``redis_url``."""
+        parts = urllib.parse.urlsplit(self.redis_url)
+        if parts.scheme in SENTINEL_SCHEMES:
+            return parse_sentinel_url(self.redis_url)
+        if not self.redis_sentinels.strip():
+            return None
+        db = parts.path.strip("/")
+        return SentinelTarget(
+            sentinels=parse_sentinels(self.redis_sentinels),
+            service=self.redis_service.strip(),
+            db=int(db) if db.isdigit() else 0,
+            tls=parts.scheme == "rediss",
+            username=parts.username or None,
+        )
+
+    @property
+    def redis_tls(self) -> bool:
+        """Whether the Redis links use TLS (``rediss://``, ``rediss+sentinel://``)."""
+        return urllib.parse.urlsplit(self.redis_url).scheme in ("rediss", "rediss+sentinel")
+
     @property
     def redis_url_safe(self) -> str:
-        """The Redis URL with any password masked, for messages."""
+        """The Redis URL with any password masked, for messages (the Sentinel URL when Sentinels
+        are named by ``RQP_REDIS_SENTINELS``)."""
+        target = self.redis_sentinel
+        if target is not None:
+            return target.url()
         parts = urllib.parse.urlsplit(self.redis_url)
         if parts.password:
             netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
@@ -396,13 +485,13 @@ class Settings:
 _RANK = {"default": 0, "file": 1, "env": 2, "flag": 3}
 
 #: ``RQP_`` variables that are not settings of this object but are read by other parts of rqp
-#: (the roles' log level, the Compose files, the console, the metrics logger, tests, benchmarks)
+#: (the roles' log level, the Compose files, the console, the metrics logger, `rqp fleet`, tests, benchmarks)
 OTHER_VARIABLES = frozenset(
     {"RQP_CONFIG", "RQP_LOG_LEVEL", "RQP_BLOB_DIR", "RQP_SECRETS_DIR", "RQP_IMAGE_PREFIX", "RQP_TAG",
      "RQP_VERSION", "RQP_REPO", "RQP_SCHEDULER_HOST", "RQP_PROCESSOR_GRACE", "RQP_STOP_GRACE_PERIOD",
      "RQP_PROCESSOR_SCALE"}
 )  # fmt: skip
-OTHER_PREFIXES = ("RQP_CONSOLE_", "RQP_METRICS_", "RQP_AZURE_", "RQP_TEST_", "RQP_BENCH_")
+OTHER_PREFIXES = ("RQP_CONSOLE_", "RQP_METRICS_", "RQP_AZURE_", "RQP_TEST_", "RQP_BENCH_", "RQP_FLEET_")
 _warned: set[str] = set()
 
 
@@ -440,9 +529,14 @@ def _check_redis_url(url: str) -> None:
     fix = "use redis://HOST:PORT/DB (e.g. redis://127.0.0.1:6379/0), rediss://... for TLS, or unix:///path/to/socket"
     try:
         parts = urllib.parse.urlsplit(url)
-        port = parts.port  # a port that is not a number, or out of range, raises here
+        port = (
+            None if parts.scheme in SENTINEL_SCHEMES else parts.port
+        )  # a port that is not a number, or out of range, raises here
     except ValueError as exc:
         raise ConfigError(f"RQP_REDIS_URL {_masked(url)!r} is not a valid URL ({exc}); {fix}") from None
+    if parts.scheme in SENTINEL_SCHEMES:
+        parse_sentinel_url(url)  # a ConfigError naming what is wrong
+        return
     if parts.scheme not in ("redis", "rediss"):
         return  # unix:// has a socket path; other schemes are refused by the caller
     if not parts.hostname:

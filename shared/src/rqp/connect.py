@@ -11,10 +11,12 @@ import urllib.parse
 from pathlib import Path
 
 import redis
+import redis.sentinel
 
 from .config import Settings
 from .errors import ConfigError, RedisUnavailableError
 from .keys import KeyProvider, LocalKeyProvider
+from .redis_auth import REDIS_AUTH_ENTRA, TokenCredential, entra_redis
 from .signing import LocalSigningKey, SigningKey, TrustStore
 from .storage import BlobStore, FileBlobStore, MessageQueue, RedisMessageQueue
 from .storage.retention import Retention
@@ -33,11 +35,17 @@ __all__ = [
 
 REDIS_SOCKET_TIMEOUT = 30.0
 REDIS_CONNECT_TIMEOUT = 5.0
+#: each Sentinel asked for the primary gets this long before the next one is asked
+SENTINEL_SOCKET_TIMEOUT = 2.0
 
 
-def connect_redis(settings: Settings, *, check: bool = True) -> redis.Redis:
+def connect_redis(
+    settings: Settings, *, check: bool = True, token_credential: TokenCredential | None = None
+) -> redis.Redis:
     """A client for the coordinating Redis; with ``check``, fail now with one clear line if it is
-    unreachable, refuses the password, or has none while ``allow_insecure_redis`` is off."""
+    unreachable, refuses the password, or has none while ``allow_insecure_redis`` is off.
+    ``RQP_REDIS_AUTH=entra``: it logs in with Microsoft Entra tokens (``rqp.redis_auth``; from
+    ``token_credential`` when given, else the VM's managed identity)."""
     kwargs: dict = {
         "socket_timeout": REDIS_SOCKET_TIMEOUT,
         "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
@@ -47,12 +55,14 @@ def connect_redis(settings: Settings, *, check: bool = True) -> redis.Redis:
     password = settings.read_secret(settings.redis_password_file, "Redis password")
     if password:
         kwargs["password"] = password
-    if settings.redis_url.startswith("rediss://"):
+    if settings.redis_tls:
         if settings.redis_ca_file:
             kwargs["ssl_ca_certs"] = str(settings.redis_ca_file)
         kwargs["ssl_cert_reqs"] = "required"
         kwargs["ssl_check_hostname"] = True  # explicit: the server certificate must name the host in the URL
-    client = redis.Redis.from_url(settings.redis_url, **kwargs)
+    if settings.redis_auth == REDIS_AUTH_ENTRA:
+        return _checked_entra(settings, entra_redis(settings, kwargs, token_credential), check)
+    client = _open_redis(settings, kwargs)
     if check:
         try:
             client.ping()
@@ -70,10 +80,19 @@ def connect_redis(settings: Settings, *, check: bool = True) -> redis.Redis:
                     f"Redis at {settings.redis_url_safe} requires a password; set RQP_REDIS_PASSWORD_FILE"
                 ) from None
             raise
+        except redis.sentinel.MasterNotFoundError as exc:
+            target = settings.redis_sentinel
+            service = target.service if target else "?"
+            why = "no Sentinel answered" if " : " in str(exc) else f"no Sentinel names a primary for {service!r}"
+            fix = "RQP_REDIS_SENTINELS / RQP_REDIS_SERVICE" if settings.redis_sentinels.strip() else "RQP_REDIS_URL"
+            raise RedisUnavailableError(
+                f"cannot reach Redis at {settings.redis_url_safe} ({why}); start the Sentinels or fix {fix}"
+            ) from None
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             reason = str(exc).split("\n")[0].rstrip(".")
+            fix = "RQP_REDIS_SENTINELS / RQP_REDIS_SERVICE" if settings.redis_sentinels.strip() else "RQP_REDIS_URL"
             raise RedisUnavailableError(
-                f"cannot reach Redis at {settings.redis_url_safe} ({reason}); start it or fix RQP_REDIS_URL"
+                f"cannot reach Redis at {settings.redis_url_safe} ({reason}); start it or fix {fix}"
             ) from None
         if (
             not settings.allow_insecure_redis
@@ -92,13 +111,80 @@ def connect_redis(settings: Settings, *, check: bool = True) -> redis.Redis:
     return client
 
 
+def _open_redis(settings: Settings, kwargs: dict, *, anonymous: bool = False) -> redis.Redis:
+    """One server by URL, or the primary of a Sentinel-managed service (``rqp.sentinel``): the one
+    place a coordinating-Redis client is made, so every role, RQ's workers and the CLI get both."""
+    target = settings.redis_sentinel
+    if target is None:
+        return redis.Redis.from_url(settings.redis_url, **kwargs)
+    data = dict(kwargs, db=target.db)
+    if not anonymous and target.username:
+        data["username"] = target.username
+    if target.tls:
+        data["ssl"] = True
+    return redis.sentinel.Sentinel(
+        target.sentinels, sentinel_kwargs=_sentinel_kwargs(settings, target.tls), **data
+    ).master_for(target.service)
+
+
+def _sentinel_kwargs(settings: Settings, tls: bool) -> dict:
+    """How the Sentinels themselves are reached: their own ACL user and password (never the data
+    connection's), the same TLS verification, short timeouts (the next Sentinel is tried)."""
+    kwargs: dict = {"socket_timeout": SENTINEL_SOCKET_TIMEOUT, "socket_connect_timeout": SENTINEL_SOCKET_TIMEOUT}
+    if settings.redis_sentinel_username:
+        kwargs["username"] = settings.redis_sentinel_username
+    password = settings.read_secret(settings.redis_sentinel_password_file, "Sentinel password")
+    if password:
+        kwargs["password"] = password
+    if tls:
+        kwargs["ssl"] = True
+        kwargs["ssl_cert_reqs"] = "required"
+        kwargs["ssl_check_hostname"] = True
+        if settings.redis_ca_file:
+            kwargs["ssl_ca_certs"] = str(settings.redis_ca_file)
+    return kwargs
+
+
+def _checked_entra(settings: Settings, client: redis.Redis, check: bool) -> redis.Redis:
+    """The Entra client, with ``check``: pinged now, so a missing data-access policy or an
+    unreachable cache stops the role at start with one line."""
+    from redis.auth.err import RequestTokenErr  # noqa: PLC0415 - redis-py >= 5.3, needed by redis-entraid
+
+    if not check:
+        return client
+    try:
+        client.ping()
+    except RequestTokenErr as exc:
+        reason = str(exc).split("\n")[0].rstrip(".")
+        raise RedisUnavailableError(
+            f"no Microsoft Entra token for Redis at {settings.redis_url_safe} ({reason}); give this VM the managed "
+            "identity RQP_REDIS_ENTRA_CLIENT_ID names (or log in with 'az login')"
+        ) from None
+    except (redis.AuthenticationError, redis.ResponseError) as exc:
+        reason = str(exc).split("\n")[0].rstrip(".")
+        raise RedisUnavailableError(
+            f"Redis at {settings.redis_url_safe} refused this Entra identity ({reason}); assign it a data access "
+            "policy on the cache (compose/azure/azuredeploy.json managedRedis) or fix RQP_REDIS_ENTRA_CLIENT_ID"
+        ) from None
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        reason = str(exc).split("\n")[0].rstrip(".")
+        raise RedisUnavailableError(
+            f"cannot reach Redis at {settings.redis_url_safe} ({reason}); check RQP_REDIS_URL "
+            "(rediss://NAME.redis.cache.windows.net:6380/0) and the cache's private endpoint"
+        ) from None
+    return client
+
+
 def _accepts_anyone(settings: Settings, kwargs: dict) -> bool:
     """Whether a client with no credentials gets in: redis-py sends AUTH only when asked, so a server
     left without requirepass would otherwise be used silently by roles that believe it is guarded."""
     anonymous = {k: v for k, v in kwargs.items() if k not in ("password", "username")}
     parts = urllib.parse.urlsplit(settings.redis_url)
-    url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-    probe = redis.Redis.from_url(url, **anonymous)
+    if settings.redis_sentinel is not None:
+        probe = _open_redis(settings, {**anonymous, "username": None}, anonymous=True)
+    else:
+        url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+        probe = redis.Redis.from_url(url, **anonymous)
     try:
         probe.ping()
     except (redis.AuthenticationError, redis.ResponseError):

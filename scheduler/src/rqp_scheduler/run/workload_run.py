@@ -21,6 +21,7 @@ from rqp.summary import Summary
 from rqp.workload import SHRED_BYTES, SHRED_MARKER, SUPERSEDED, Workload, blob_name
 
 from ..consolidate import StateError
+from .checkpoint import Checkpointer
 from .context import RunContext
 from .control import Controls
 from .enqueue import Enqueuer
@@ -70,11 +71,12 @@ class WorkloadRun:
         self.held = Held(ctx)
         self.finisher = Finisher(ctx)
         self.controls = Controls(ctx)
+        self.checkpoints = Checkpointer(ctx)
         self.finished = False
         #: the sealed summary of the run that ended here (None: not ended by this run)
         self.summary: Summary | None = None
         #: when each periodic task last completed (monotonic)
-        self._last = {"reclaim": 0.0, "rq": 0.0, "outbox": 0.0, "progress": 0.0, "lock": 0.0}
+        self._last = {"reclaim": 0.0, "rq": 0.0, "outbox": 0.0, "progress": 0.0, "lock": 0.0, "checkpoint": 0.0}
 
     @property
     def id(self) -> str:
@@ -152,6 +154,8 @@ class WorkloadRun:
                 now=time.time(), fmt=m.format, scheduler=ctx.me, max_attempts=ctx.settings.max_attempts,
                 pin=ctx.workload.seal_pin(), signer=ctx.workload.signer, head=Head().seal(ctx.workload),
             )  # fmt: skip
+            if superseded is None:
+                self.checkpoints.restore()  # Redis was lost: from the blob store's checkpoint, if any
             self.finisher.event("started", {"format": m.format, "data_bytes": m.data.plain_size})
             log.info("workload %s: started", ctx.id)
             if superseded is not None:
@@ -289,6 +293,7 @@ class WorkloadRun:
         self.retrier.queue_due()
         self._every("reclaim", RECLAIM_INTERVAL, now, self.reclaimer.expired)
         self._every("rq", RQ_CHECK_INTERVAL, now, self.reclaimer.lost)
+        self._every("checkpoint", self.checkpoints.interval, now, self.checkpoints.write)
         self._housekeeping(now)
         if self.exhausted and self.ctx.ledger.idle() and self.enqueuer.cursor_matches():
             try:
@@ -322,6 +327,7 @@ class WorkloadRun:
 
     def _finish(self, cancelled: bool = False, unread: int = 0) -> None:
         self.summary = self.finisher.finish(cancelled=cancelled, unread=unread)
+        self.checkpoints.discard()
         self.stream.close()
         self.finished = True
 

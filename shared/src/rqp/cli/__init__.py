@@ -12,6 +12,7 @@ The package, module by module:
 * ``keys``        -- keygen, signer, rotate-key;
 * ``workloads``   -- pack, submit, list;
 * ``status``      -- status;
+* ``fleet``       -- fleet: how many processors the backlog wants;
 * ``record_keys`` -- ``status --record`` by a record's own key;
 * ``results``     -- results;
 * ``csv_results`` -- ``results --format csv``: flat results as columns;

@@ -8,7 +8,7 @@ import sys
 from importlib.metadata import entry_points
 
 from .. import __version__
-from . import acl, audit, control, events, keys, results, status, workloads
+from . import acl, audit, control, events, fleet, keys, results, status, workloads
 
 __all__ = ["COMMANDS_GROUP", "HELP_ORDER", "build_parser"]
 
@@ -17,7 +17,7 @@ __all__ = ["COMMANDS_GROUP", "HELP_ORDER", "build_parser"]
 COMMANDS_GROUP = "rqp.commands"
 
 #: the groups of commands, each registering its own on the sub-parsers
-GROUPS = (keys, workloads, status, results, events, control, audit, acl)
+GROUPS = (keys, workloads, status, fleet, results, events, control, audit, acl)
 
 #: the order ``rqp --help`` lists the commands in (and "invalid choice" names them in): the one it
 #: has always had, whatever order the groups register them in; plugins' commands follow
@@ -27,6 +27,7 @@ HELP_ORDER = (
     "signer",
     "submit",
     "status",
+    "fleet",
     "list",
     "results",
     "events",

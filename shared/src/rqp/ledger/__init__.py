@@ -61,6 +61,8 @@ from ._global import (
 from ._keys import (
     AUDIT,
     AUDIT_HEAD,
+    LEADER_FENCE,
+    LEADER_LEASE,
     OUTBOX,
     OUTBOX_TIMES,
     PRIORITIES,
@@ -83,6 +85,8 @@ __all__ = [
     "DRAINED_SECONDS",
     "FLEET",
     "INF",
+    "LEADER_FENCE",
+    "LEADER_LEASE",
     "OUTBOX",
     "OUTBOX_TIMES",
     "PAIR",

@@ -42,6 +42,8 @@ from __future__ import annotations
 __all__ = [
     "AUDIT",
     "AUDIT_HEAD",
+    "LEADER_FENCE",
+    "LEADER_LEASE",
     "OUTBOX",
     "OUTBOX_TIMES",
     "PRIORITIES",
@@ -77,6 +79,10 @@ AUDIT_HEAD = "rqp:audit:head"
 #: hash content digest of a deleted workload's manifest -> JSON {workload, at, who}: its signed
 #: blobs uploaded again are refused (``rqp.backends.Backends.workload``)
 TOMBSTONES = "rqp:tombstones"
+#: string "<generation> <holder>" with a TTL: the serving scheduler that leads (``rqp_scheduler.leader``)
+LEADER_LEASE = "rqp:scheduler:leader"
+#: string "<generation> <holder>", no TTL: the latest leader, which every scheduler write checks
+LEADER_FENCE = "rqp:scheduler:leader:fence"
 
 
 class WorkloadKeys:

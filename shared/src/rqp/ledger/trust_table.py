@@ -267,6 +267,18 @@ ROWS: tuple[Row, ...] = (
         "(the seconds come from the sealed chunk notes): never a result, a count or an exit code; junk reads as "
         "the host itself, unlabelled",
         test=f"{_FUZZ}[drained]"),
+    Row("rqp:scheduler:leader", r"rqp:scheduler:leader", "string", "", "", "serving scheduler (leader_*.lua)",
+        "serving schedulers (rqp_scheduler.leader)",
+        "which serving scheduler leads (\"<generation> <holder>\", a TTL): a standby takes over when it lapses. "
+        "A forged or deleted lease only changes which scheduler schedules, or stalls scheduling while a forged "
+        "one lasts (one without a TTL, or not a string, is taken over at once); results stay right, every "
+        "effect being arbitrated by each workload's sealed state", "derived", test=f"{_FUZZ}[leader]"),
+    Row("rqp:scheduler:leader:fence", r"rqp:scheduler:leader:fence", "string", "", "",
+        "serving scheduler (leader_take.lua)", "serving schedulers (every write: WATCH and check)",
+        "the latest leader's \"<generation> <holder>\": a scheduler whose lease was taken writes nothing. "
+        "Forged, it makes the leader step down (a stall until a scheduler takes the lease again) or lets a "
+        "stale one write beside the new one: still arbitrated by the sealed state, never a wrong result",
+        "derived", test=f"{_FUZZ}[leader]"),
     Row("rqp:fleet", r"rqp:fleet", "zset", "", "", _PROC, f"{_CONSOLE} fleet, metrics",
         "which processors are listed as alive, each labelled self-reported", "advisory",
         test=f"{_III}::test_5, {_FUZZ}[fleet]"),

@@ -1,0 +1,282 @@
+"""The leader lease: one serving scheduler acts, a standby waits and takes over.
+
+``rqp-scheduler serve`` first takes a lease in Redis (``LEASE``, a string
+``"<generation> <holder>"`` with a TTL of ``leader_lease_seconds``, renewed every third of it). A
+second ``serve`` -- on another VM -- polls it and takes over once it lapses, so a leader that dies
+is replaced within the lease plus one poll (6 s + 0.5 s by default); one stopped on request
+releases it at once.
+
+Fencing. A lease alone does not stop a leader that was paused (SIGSTOP, a VM frozen, a GC pause)
+past its lease from waking up and writing as if it still led. So every write the scheduler
+makes goes through ``FencedRedis``: each write -- a single command or a whole pipeline -- runs in
+a ``MULTI`` that ``WATCH``es ``FENCE`` (the latest leader's ``"<generation> <holder>"``, no TTL)
+after checking it still names this scheduler. A standby's takeover rewrites ``FENCE``, so the old
+leader's next write raises ``LeaderLost`` before anything is sent, and a write already between
+its check and its ``EXEC`` is discarded by Redis (the ``WATCH``). ``LeaderLost`` is a
+``redis.ConnectionError``: the scheduler's loop treats it like Redis going away (nothing of its
+in-memory state is trusted afterwards) while its stop event, set by the fence, ends the loop.
+
+What a Redis writer can do here (Security III): forge or delete the lease or the fence. The
+worst is that no scheduler leads (scheduling stalls while the forged lease lasts: one without a
+TTL is given one lease of life, one of another type is deleted) or that two lead at once; results stay
+right either way, since they never depended on one scheduler acting alone -- every commit,
+reclaim and enqueue is arbitrated by the sealed, per-workload state (``rqp.ledger``).
+
+The scripts are ``lua/leader_*.lua``, their KEYS and ARGV documented there.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Callable
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import redis
+from redis.client import Pipeline
+
+from rqp.config import Settings
+from rqp.connect import connect_redis
+from rqp.identity import process_identity
+from rqp.ledger import LEADER_FENCE, LEADER_LEASE, WorkloadKeys, unfinished
+
+__all__ = [
+    "FENCE",
+    "LEADER_POLL_SECONDS",
+    "LEASE",
+    "FencedRedis",
+    "LeaderLease",
+    "LeaderLost",
+]
+
+log = logging.getLogger("rqp.scheduler")
+
+#: the lease: ``"<generation> <holder>"`` with a TTL, renewed by the leader
+LEASE = LEADER_LEASE
+#: the latest leader's ``"<generation> <holder>"`` (no TTL): what every fenced write checks
+FENCE = LEADER_FENCE
+#: how often a standby looks whether the lease lapsed
+LEADER_POLL_SECONDS = 0.5
+
+_READ_ONLY_NAMES = (
+    "GET MGET STRLEN GETRANGE GETBIT BITCOUNT BITPOS EXISTS TYPE TTL PTTL EXPIRETIME SCAN KEYS DBSIZE "
+    "HGET HMGET HGETALL HLEN HEXISTS HKEYS HVALS HSCAN HSTRLEN HRANDFIELD "
+    "LLEN LRANGE LINDEX LPOS SCARD SISMEMBER SMISMEMBER SMEMBERS SSCAN SRANDMEMBER "
+    "ZCARD ZSCORE ZMSCORE ZRANK ZREVRANK ZCOUNT ZLEXCOUNT ZRANGE ZRANGEBYSCORE ZREVRANGE ZREVRANGEBYSCORE "
+    "ZRANGEBYLEX ZREVRANGEBYLEX ZSCAN ZRANDMEMBER XLEN XRANGE XREVRANGE XINFO XPENDING "
+    "EVALSHA_RO EVAL_RO FCALL_RO PING ECHO INFO TIME ROLE CLIENT HELLO AUTH SELECT COMMAND SCRIPT MEMORY OBJECT "
+    "WATCH UNWATCH"
+)
+#: commands that change nothing: sent as they are. Every other command is fenced.
+READ_ONLY = frozenset(_READ_ONLY_NAMES.split())
+
+
+class LeaderLost(redis.ConnectionError):
+    """This scheduler's lease was taken by another: it must write nothing more and step down."""
+
+
+@cache
+def _script(name: str) -> str:
+    lua = resources.files(__package__).joinpath("lua")
+    return lua.joinpath("_helpers.lua").read_text() + "\n" + lua.joinpath(f"leader_{name}.lua").read_text()
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value or "")
+
+
+def _is_write(args: tuple[Any, ...]) -> bool:
+    return _text(args[0]).split(" ", 1)[0].upper() not in READ_ONLY
+
+
+class LeaderLease:
+    """Take, keep and hand back the leader lease for one serving scheduler."""
+
+    def __init__(self, r: redis.Redis, seconds: float, me: str | None = None) -> None:
+        self.r = r
+        self.seconds = seconds
+        self.me = me or process_identity()
+        #: ``"<generation> <holder>"`` once this scheduler leads
+        self.token: str | None = None
+        #: the leader before this one (its ``"<generation> <holder>"``; "" for the first)
+        self.former = ""
+        #: set when the lease was lost: the scheduler's loop stops on it
+        self.lost = threading.Event()
+        self._on_lost: list[Callable[[], None]] = []
+        self._take = r.register_script(_script("take"))
+        self._renew = r.register_script(_script("renew"))
+        self._release = r.register_script(_script("release"))
+
+    @classmethod
+    def open(cls, settings: Settings) -> LeaderLease:
+        """A lease on the coordinating Redis (a checked client: one line if it is unreachable)."""
+        return cls(connect_redis(settings), settings.leader_lease_seconds)
+
+    @property
+    def generation(self) -> int:
+        return int((self.token or "0").split(" ", 1)[0])
+
+    def _ms(self) -> int:
+        return max(1, int(self.seconds * 1000))
+
+    def try_take(self) -> str | None:
+        """Take the lease if nobody holds it: None when taken, else the holder's ``"<gen> <holder>"``."""
+        taken, value, former = self._take(keys=[LEASE, FENCE], args=[self.me, self._ms(), math.ceil(self.seconds)])
+        if not taken:
+            return _text(value)
+        self.token, self.former = _text(value), _text(former)
+        self.lost.clear()  # leading (again): under a new generation
+        return None
+
+    def wait(self, stop: threading.Event) -> bool:
+        """Wait until this scheduler leads (True), riding out Redis outages; False when ``stop``
+        is set first. Says once whom it waits behind."""
+        waiting_for = None
+        while not stop.is_set():
+            try:
+                holder = self.try_take()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("standby: Redis unreachable (%s); retrying", str(exc).split("\n")[0])
+                stop.wait(LEADER_POLL_SECONDS * 4)
+                continue
+            if holder is None:
+                former = f", after {self.former}" if self.former else ""
+                log.info("leading as %s (generation %d%s)", self.me, self.generation, former)
+                return True
+            if holder != waiting_for:
+                log.info("standby: %s leads; taking over when its lease lapses", holder)
+                waiting_for = holder
+            stop.wait(LEADER_POLL_SECONDS)
+        return False
+
+    def renew(self) -> bool:
+        """Extend the lease; False (and ``lost`` set) when another scheduler took it over."""
+        assert self.token is not None
+        if self.lost.is_set():
+            return False
+        if self._renew(keys=[LEASE, FENCE], args=[self.token, self._ms()]):
+            return True
+        self.step_down()
+        return False
+
+    def step_down(self) -> None:
+        """Mark the lease lost (once) and tell the callbacks: the loop stops, nothing more is written."""
+        if self.lost.is_set():
+            return
+        self.lost.set()
+        log.error(
+            "lost the leader lease (generation %d: another scheduler took it over): this one writes nothing more and steps down",
+            self.generation,
+        )
+        for callback in self._on_lost:
+            callback()
+
+    def on_lost(self, callback: Callable[[], None]) -> None:
+        self._on_lost.append(callback)
+
+    def keep(self, stop: threading.Event) -> threading.Thread:
+        """Renew every third of the lease in a thread until ``stop`` or the lease is lost. A renewal
+        that cannot reach Redis is retried at the next beat: the lease may lapse meanwhile, and a
+        standby take over (the fence then stops this one)."""
+
+        def beat() -> None:
+            while not stop.wait(self.seconds / 3) and not self.lost.is_set():
+                try:
+                    self.renew()
+                except redis.RedisError as exc:
+                    log.warning("could not renew the leader lease (%s)", str(exc).split("\n")[0])
+
+        thread = threading.Thread(target=beat, name="rqp-leader-lease", daemon=True)
+        thread.start()
+        return thread
+
+    def release(self) -> None:
+        """Hand the lease on at once (a clean stop), if this scheduler still holds it."""
+        if self.token is None or self.lost.is_set():
+            return
+        try:
+            self._release(keys=[LEASE, FENCE], args=[self.token])
+        except redis.RedisError as exc:
+            log.warning("could not release the leader lease (%s); a standby takes over when it lapses", exc)
+
+    def fenced(self) -> FencedRedis:
+        """A client sharing this lease's connections whose every write is fenced by it."""
+        assert self.token is not None, "take the lease first"
+        return FencedRedis(self)
+
+    def release_former_locks(self, r: redis.Redis) -> int:
+        """Free the workload locks the former leader held, so this one resumes its workloads now
+        rather than after the locks' TTL (the former leader is fenced out: it cannot renew them)."""
+        former = self.former.split(" ", 1)[1] if " " in self.former else ""
+        if not former:
+            return 0
+        freed = 0
+        for wid in unfinished(self.r):
+            key = WorkloadKeys(wid).lock
+            if _text(self.r.get(key)) == former:
+                freed += int(r.delete(key))
+        return freed
+
+
+class FencedRedis(redis.Redis):
+    """The scheduler's client: reads go as they are, every write is fenced by the leader lease
+    (see the module's docstring). Shares the lease client's connection pool."""
+
+    def __init__(self, lease: LeaderLease) -> None:
+        super().__init__(connection_pool=lease.r.connection_pool)
+        self.lease = lease
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        if not _is_write(args):
+            return super().execute_command(*args, **options)
+        with self.pipeline(transaction=True) as pipe:
+            pipe.execute_command(*args, **options)
+            return pipe.execute()[0]
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> FencedPipeline:
+        return FencedPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint, self.lease)
+
+
+class FencedPipeline(Pipeline):
+    """A pipeline whose writes run only while the fence names this scheduler's lease."""
+
+    def __init__(self, pool: Any, callbacks: Any, transaction: Any, shard_hint: Any, lease: LeaderLease) -> None:
+        super().__init__(pool, callbacks, transaction, shard_hint)
+        self.lease = lease
+
+    def _check_fence(self) -> None:
+        # WATCHing: the GET runs at once, on the connection the EXEC will use
+        try:
+            fence = _text(super().execute_command("GET", FENCE))
+        except redis.ResponseError:  # not a string: junk a Redis writer left, naming nobody
+            fence = ""
+        if self.lease.lost.is_set() or fence != self.lease.token:
+            self.reset()
+            self.lease.step_down()
+            raise LeaderLost(f"this scheduler no longer leads (generation {self.lease.generation}); it writes nothing")
+
+    def watch(self, *names: Any) -> None:
+        super().watch(FENCE, *names)
+        self._check_fence()
+
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        if self.watching or not any(_is_write(args) for args, _ in self.command_stack):
+            return super().execute(raise_on_error)  # a caller's own WATCH covers FENCE too (``watch``)
+        stack = self.command_stack
+        self.command_stack = []
+        self.explicit_transaction = False  # a caller's own MULTI (no WATCH): WATCH first, MULTI again below
+        super().watch(FENCE)
+        self._check_fence()
+        self.multi()
+        self.command_stack = stack
+        try:
+            return super().execute(raise_on_error)
+        except redis.WatchError:
+            self.lease.step_down()
+            raise LeaderLost(
+                f"this scheduler's lease (generation {self.lease.generation}) was taken while it wrote; "
+                "Redis discarded the write"
+            ) from None
