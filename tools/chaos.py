@@ -45,6 +45,7 @@ import os
 import random
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -670,6 +671,49 @@ def m_derived(ctx: Ctx) -> str:
     return _generic(ctx, keys, ("junk", "replay", "incr", "del", "push", "reorder"))
 
 
+def m_drained(ctx: Ctx) -> str:
+    """The drain marks ``d:<job id>`` of ``rqp:w:W:n``, the ``preempted`` count of meta and the
+    VMs' Spot labels ``rqp:vm:<host>`` (issue #27): a chunk marked drained with its lease ended
+    (re-run without spending an attempt), a mark alone, a mark naming no job, junk in the count,
+    a forged or junk label, junk in a VM's drained seconds."""
+    from rqp.ledger import JobId
+
+    rng, n, meta = ctx.rng, ctx.k("n"), ctx.k("meta")
+    op = rng.randrange(6)
+    jobs = [j.decode() for j in ctx.r.zrange(ctx.k("pending"), 0, -1)]
+    if op < 2 and jobs:
+        jid = rng.choice(jobs)
+        ctx.r.hset(n, f"d:{jid}", "forger:1")
+        what = f"HSET {n} d:{jid} forger:1"
+        if op == 0:
+            what += "; " + _expire_chunk(ctx, JobId.parse(jid).chunk)
+        return what
+    if op == 2:
+        field = f"d:rqp-{ctx.victim}-c99999999-0"
+        ctx.r.hset(n, field, ctx.junk())
+        return f"HSET {n} {field} <random bytes>"
+    if op == 4:
+        field = f"drained_seconds:{rng.choice((socket.gethostname(), 'gpu-01', 'x' * 300))}"
+        value = rng.choice(("nan", "-1", "1e999", "junk", 12.5))
+        ctx.r.hset(meta, field, value)
+        return f"HSET {meta} {field[:40]} {value}"
+    if op == 3:
+        key = f"rqp:vm:{socket.gethostname()}"
+        label = rng.choice(
+            (
+                '{"vm": "gpu-01", "priority": "spot"}',
+                '{"vm": 7, "priority": "x"}',
+                '{"vm": "' + "v" * 500 + '"}',
+                "junk",
+            )
+        )
+        ctx.r.set(key, label)
+        return f"SET {key} {label[:60]!r}"
+    value = rng.choice(("x", -5, 99999, "1e999"))
+    ctx.r.hset(meta, "preempted", value)
+    return f"HSET {meta} preempted {value}"
+
+
 def m_leader(ctx: Ctx) -> str:
     """The serving schedulers' leader lease and fence (issue #26): junk, a forged holder with or
     without a TTL, another type, deleted. The worst allowed: the leader steps down and scheduling
@@ -720,6 +764,7 @@ FAMILIES: dict[str, Family] = {
         Family("chunk", m_chunk),
         Family("sealed", m_sealed),
         Family("derived", m_derived),
+        Family("drained", m_drained),
         Family("leader", m_leader),
     )
 }

@@ -26,6 +26,7 @@ LAYERS = [
         "results_root",
         "metrics_http",
         "hardening",
+        "vms",
     },
     {"connect", "backends", "oplog", "control", "rotate", "redis_acl", "verification"},
     {"client"},

@@ -126,6 +126,7 @@ def progress_row(
         "processor_error": meta.get(Meta.PROCESSOR_ERROR),
         "control": meta.get(Meta.CONTROL),
         "reclaimed": _int(meta.get(Meta.RECLAIMED)) or 0,
+        "preempted": progress.preempted if progress is not None else 0,
         "live": live,
     }
     row["verified"] = None
@@ -137,6 +138,16 @@ def progress_row(
                 state=summary.final_state, total=summary.total, known=summary.total, enqueued=summary.total,
                 done=summary.done, failed=summary.failed, processing=0, retrying=0, queued=0,
                 never_ran=summary.cancelled, rate=summary.records_per_second,
+                preempted=summary.requeued_after_preemption,
+                vms=[
+                    {
+                        "host": h,
+                        "seconds": summary.processor_seconds_by_vm.get(h, 0.0),
+                        "priority": summary.vm_priority.get(h, ""),
+                        "drained_seconds": summary.drained_seconds_by_vm.get(h, 0.0),
+                    }
+                    for h in sorted({*summary.processor_seconds_by_vm, *summary.drained_seconds_by_vm})
+                ],
                 average_rate=summary.records_per_second,
                 fraction=min(1.0, (summary.done + summary.failed) / summary.total) if summary.total else 1.0,
             )  # fmt: skip

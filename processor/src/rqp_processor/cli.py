@@ -1,9 +1,12 @@
 """``rqp-processor``: M worker processes on this host, kept alive, stopped gracefully.
 
-SIGTERM/SIGINT (``docker compose stop``, scale-down) is passed to every worker, which finishes
-the chunk in hand and exits (RQ's warm shutdown); a worker still busy after the grace period is
-killed, and its chunk is re-run elsewhere -- never half-committed, since a chunk's commit is one
-atomic Redis script. A worker that dies (OOM killer, SIGKILL, a crash) has its chunk's lease ended
+SIGTERM/SIGINT (``docker compose stop``, scale-down) and an eviction notice for this VM (Azure
+Scheduled Events, ``evictions``; off unless ``RQP_SCHEDULED_EVENTS_URL`` is set) drain the
+processor (``drain``): every worker finishes the chunk in hand and exits (RQ's warm shutdown); a
+worker still busy at the deadline (the grace period, or the eviction's NotBefore less
+``RQP_DRAIN_MARGIN_SECONDS``) is stopped and its chunk handed back at once, re-run elsewhere with
+no attempt spent -- never half-committed, since a chunk's commit is one atomic Redis script. An
+eviction is acknowledged (``StartRequests``) once drained. A worker that dies (OOM killer, SIGKILL, a crash) has its chunk's lease ended
 by this supervisor at once, so the scheduler re-runs the chunk within a second instead of after
 the lease (``RQP_LEASE_SECONDS``) runs out. The RQ registrations dead workers of this host left
 behind (a kill, a crash, a reboot) are removed when it starts and when it restarts a worker
@@ -34,7 +37,10 @@ from rqp.hardening import harden_process
 from rqp.identity import process_identity
 from rqp.ledger import FleetHeartbeat, release_worker
 from rqp.metrics_http import SupervisorCounts, serve_processor
+from rqp.vms import record_vm
 
+from .drain import DrainReport, drain_workers
+from .evictions import EvictionWatcher, Notice, vm_label
 from .registrations import remove_dead_registrations
 
 if TYPE_CHECKING:  # an optional package: imported only when --report-host asks for it
@@ -138,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rqp-processor: {protections.describe()}", file=sys.stderr, flush=True)
     # what this host runs and how its scripts are confined, for the console (best effort)
     heartbeat = FleetHeartbeat(r, socket.gethostname(), os.getpid(), protections.describe(), n)
+    vm = vm_label(settings)  # which VM, and Spot or not: for the summary's cost by VM (rqp.vms)
+    if vm is not None:
+        record_vm(r, socket.gethostname(), vm)
+        print(f"rqp-processor: on VM {vm.vm} ({vm.priority or 'priority unknown'})", file=sys.stderr, flush=True)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -145,6 +155,22 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # an eviction notice for this VM (off unless RQP_SCHEDULED_EVENTS_URL is set): drain as for SIGTERM
+    notices: list[Notice] = []
+
+    def on_notice(notice: Notice) -> None:
+        notices.append(notice)
+        print(
+            f"rqp-processor: eviction notice {notice.event_id} ({notice.event_type}) for this VM, not before "
+            f"{notice.not_before - time.time():.1f}s from now; draining",
+            file=sys.stderr,
+            flush=True,
+        )
+        stop.set()
+
+    watcher = EvictionWatcher.from_settings(settings, on_notice, vm.vm if vm is not None else None)
+    if watcher is not None:
+        watcher.start()
     restarts = [0] * n
     started = [time.monotonic()] * n
     while not stop.is_set():
@@ -178,36 +204,42 @@ def main(argv: list[str] | None = None) -> int:
         if args.burst and all(p.poll() is not None for p in procs):
             break
         stop.wait(0.5)
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + args.grace
-    killed = False
-    for p in procs:
-        try:
-            p.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-            killed = True
-            if jid := release_dead_worker(r, p.pid):
-                log.warning(
-                    "worker pid %d did not finish %s within %gs; killed, and its lease ended so it is re-run now",
-                    p.pid,
-                    jid,
-                    args.grace,
-                )
-            else:  # idle, or between chunks: nothing to re-run, and nothing claimed
-                log.warning("worker pid %d did not stop within %gs; killed (it held no chunk)", p.pid, args.grace)
-        sandbox.remove_leftovers(pid=p.pid)  # its script hosts' scratch, however it ended
-    if killed:
+    if watcher is not None:
+        watcher.stop()
+    notice = notices[0] if notices else None
+    if notice is not None:
+        # drained before NotBefore less the margin: what cannot finish by then is handed back
+        left = notice.not_before - settings.drain_margin_seconds - time.time()
+        deadline, why = time.monotonic() + max(0.0, left), f"before the eviction ({notice.event_type})"
+    else:
+        deadline, why = time.monotonic() + args.grace, f"within {args.grace:g}s"
+    report = drain_workers(r, procs, deadline, why)
+    if report.killed:
         remove_dead_registrations(r)  # a worker killed above could not unregister itself
     heartbeat.leave()
+    if notice is not None:
+        _acknowledge(watcher, notice, report)  # last: the platform may take the VM away at once
     if metrics is not None:
         metrics.stop()
     if served is not None:
         served.close()
     return 0
+
+
+def _acknowledge(watcher: EvictionWatcher | None, notice: Notice, report: DrainReport) -> None:
+    """Drained: tell the platform it may go ahead now (``StartRequests``) instead of at NotBefore."""
+    handed = f"{len(report.handed_back)} chunk(s) handed back" if report.handed_back else "no chunk handed back"
+    print(f"rqp-processor: drained in {report.seconds:.1f}s ({handed})", file=sys.stderr, flush=True)
+    if watcher is None:
+        return
+    try:
+        watcher.events.acknowledge(notice.event_id)
+    except (OSError, ValueError) as exc:
+        log.warning(
+            "could not acknowledge eviction %s (%s); the platform goes ahead at NotBefore", notice.event_id, exc
+        )
+        return
+    print(f"rqp-processor: acknowledged eviction {notice.event_id}", file=sys.stderr, flush=True)
 
 
 def _start_host_metrics(args: argparse.Namespace) -> MetricsLogger:

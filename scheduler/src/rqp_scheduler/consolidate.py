@@ -35,7 +35,17 @@ from cryptography.exceptions import InvalidTag
 
 from rqp.crypto import NONCE_SIZE, TAG_SIZE, aad, decrypt_stream, encrypt_stream
 from rqp.errors import IntegrityError
-from rqp.ledger import ChunkKind, Head, JobId, Ledger, Meta, split_keyed_result
+from rqp.ledger import (
+    PREEMPTED,
+    ChunkKind,
+    Head,
+    JobId,
+    Ledger,
+    Meta,
+    drained_seconds,
+    preempted,
+    split_keyed_result,
+)
 from rqp.parts import iter_part, part_blob
 from rqp.records import Limits, parse_records
 from rqp.results_root import build_root
@@ -44,6 +54,7 @@ from rqp.status import FAILED, ChunkNote, StatusRecord, plain_float
 from rqp.storage import BlobStore
 from rqp.summary import RESULTS_BLOB, SUMMARY_BLOB, Failure, ResultsInfo, Summary
 from rqp.throughput import run_rate
+from rqp.vms import by_vm, processor_seconds_by_host, vm_labels
 from rqp.workload import Workload, blob_name
 
 __all__ = [
@@ -409,6 +420,7 @@ def summarize(
     state: str = "done",
     unread: int = 0,
     root: dict[str, Any] | None = None,
+    found: list[ChunkNote] | None = None,
 ) -> Summary:
     """The summary: the counts are the head's and the proof's, never Redis's plain fields; its
     throughput is the run's as ``rqp.throughput`` defines it for every place that shows one."""
@@ -417,11 +429,16 @@ def summarize(
     started = plain_float(meta.get(Meta.STARTED_AT), time.time())
     finished = time.time()
     elapsed = max(finished - started, 1e-9)
+    # what the run cost by VM (rqp.vms), and what its drains cost: work handed back, re-run whole
+    ran, lost = processor_seconds_by_host(found or []), drained_seconds(meta)
+    labels = vm_labels(ledger.r, {*ran, *lost})
     return Summary(
         workload=workload.id, total=head.total + unread, done=results.count, failed=len(failed), started_at=started,
         finished_at=finished, elapsed=round(elapsed, 3), records_per_second=round(run_rate(ledger.perf_hash()), 1),
         chunks=head.chunks, reclaimed_chunks=int(plain_float(meta.get(Meta.RECLAIMED), 0)), results=results, failures=failed,
-        cancelled=not_run + unread, state=state, root=root,
+        cancelled=not_run + unread, state=state, root=root, requeued_after_preemption=preempted(meta.get(PREEMPTED)),
+        processor_seconds_by_vm=by_vm(ran, labels), drained_seconds_by_vm=by_vm(lost, labels),
+        vm_priority={label.vm: label.priority for label in labels.values()},
     )  # fmt: skip
 
 
@@ -486,7 +503,7 @@ def consolidate(
     root = build_root(store, workload, records, results.blob, failed, head.total, signer)
     summary = summarize(
         ledger, workload, head, results, failed, proof.not_run, "cancelled" if cancelled else "done", unread,
-        root.to_dict(),
+        root.to_dict(), found,
     )  # fmt: skip
     store.put(blob_name(workload.id, SUMMARY_BLOB), summary.seal(workload))
     if previous is not None:

@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_BLOB_URL",
     "DEFAULT_CHECKPOINT_SECONDS",
     "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_DRAIN_MARGIN_SECONDS",
     "DEFAULT_LEADER_LEASE_SECONDS",
     "DEFAULT_LEASE_SECONDS",
     "DEFAULT_MAX_ATTEMPTS",
@@ -74,6 +75,9 @@ DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_RETRY_BACKOFF = 1.0
 DEFAULT_RETRY_BACKOFF_MAX = 60.0
 DEFAULT_LEASE_SECONDS = 30.0
+#: seconds before an eviction's NotBefore by which a draining processor has handed back what it
+#: cannot finish (``rqp_processor.evictions``)
+DEFAULT_DRAIN_MARGIN_SECONDS = 5.0
 #: a standby scheduler takes over within this plus its poll (a second) of the leader's death
 DEFAULT_LEADER_LEASE_SECONDS = 6.0
 DEFAULT_STATUS_TTL_DAYS = 7
@@ -246,6 +250,17 @@ class Settings:
     metrics_port: int = 0
     #: address that endpoint listens on (``0.0.0.0`` inside a container, reachable on its network)
     metrics_bind: str = "127.0.0.1"
+    #: Azure Scheduled Events URL a processor watches for its VM's eviction ("": off, the
+    #: default -- never the link-local metadata address unless a deployment sets it)
+    scheduled_events_url: str = ""
+    #: this VM's name in the events' ``Resources`` ("": the host name)
+    vm_name: str = ""
+    #: also drain on ``Terminate`` (scale-set scale-in), not only on ``Preempt`` (Spot eviction)
+    drain_on_terminate: bool = False
+    #: seconds before NotBefore by which a draining processor has handed back what it cannot finish
+    drain_margin_seconds: float = DEFAULT_DRAIN_MARGIN_SECONDS
+    #: "spot" or "regular" ("": read from the metadata's compute.priority when the URL is set)
+    vm_priority: str = ""
     #: the source this came from, for error messages
     origin: str = field(default="defaults", compare=False)
     #: where each setting that is not a default came from: "file", "env" or "flag"
@@ -379,6 +394,18 @@ class Settings:
             )
         if not 0 <= self.metrics_port < 65536:
             raise ConfigError(f"RQP_METRICS_PORT must be between 0 (off) and 65535, got {self.metrics_port}")
+        if self.vm_priority not in ("", "spot", "regular"):
+            raise ConfigError(f"RQP_VM_PRIORITY must be spot or regular (or unset), got {self.vm_priority!r}")
+        if self.drain_margin_seconds < 0:
+            raise ConfigError(f"RQP_DRAIN_MARGIN_SECONDS must not be negative, got {self.drain_margin_seconds}")
+        if self.scheduled_events_url and urllib.parse.urlsplit(self.scheduled_events_url).scheme not in (
+            "http",
+            "https",
+        ):
+            raise ConfigError(
+                f"RQP_SCHEDULED_EVENTS_URL must be an http URL, got {self.scheduled_events_url!r}; unset it to turn "
+                "the eviction watcher off"
+            )
         if not self.metrics_bind.strip():
             raise ConfigError("RQP_METRICS_BIND must be an address to listen on, e.g. 127.0.0.1 or 0.0.0.0")
         if self.require_sandbox and not self.sandbox:

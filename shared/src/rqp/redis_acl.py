@@ -85,6 +85,7 @@ from .ledger import (
     held_key,
 )
 from .storage.redis_queue import STREAM_PREFIX
+from .vms import vm_key
 
 __all__ = [
     "ACL_FILE",
@@ -239,10 +240,13 @@ def role_rules(queues: Queues | None = None) -> dict[str, tuple[str, ...]]:
     workload = any_workload.prefix + "*"  # rqp:w:<W>:<key>, every workload
     rq = "rq:*"
     fleet = f"{FLEET}:*"  # one hash per processor (``rqp.ledger`` fleet registry), FLEET its index
+    vms = vm_key("*")  # each processor VM's Spot label (``rqp.vms``)
     scheduler_keys = (
-        rq, workload, held_key("*"), fleet, *ledger_globals(), q.stream(q.status), q.stream(q.events),
+        rq, workload, held_key("*"), fleet, vms, *ledger_globals(), q.stream(q.status), q.stream(q.events),
     )  # fmt: skip
-    processor_keys = (rq, workload, held_key("*"), FLEET, fleet, OUTBOX, OUTBOX_TIMES, REJECTED, q.stream(q.status))
+    processor_keys = (
+        rq, workload, held_key("*"), FLEET, fleet, vms, OUTBOX, OUTBOX_TIMES, REJECTED, q.stream(q.status),
+    )  # fmt: skip
     scheduler = (
         *_BASE, *_TRANSACTIONS, *_SCRIPTS, *_RQ_DATA, *_RQP_DATA, *_STREAM_READ, *_STREAM_TRIM,
         *(f"~{k}" for k in scheduler_keys),

@@ -25,7 +25,7 @@ import redis
 
 from .errors import ForbiddenJobError, IntegrityError, RqpError, WorkloadError
 from .jobs import ChunkSpec, open_spec
-from .ledger import Ledger, Meta, Perf, Refusal, Snapshot, manifest_sha256, read_refusal
+from .ledger import PREEMPTED, Ledger, Meta, Perf, Refusal, Snapshot, manifest_sha256, preempted, read_refusal
 from .storage import BlobStore
 from .summary import Summary
 from .throughput import PERF_FIRST, estimated_total, read_fraction, records_per_second
@@ -362,6 +362,8 @@ class Progress:
     data_bytes: int | None = None
     #: an ended workload's throughput from its sealed summary (the figure its scheduler logged)
     summary_rate: float | None = None
+    #: records requeued after a preemption or drain (``rqp.ledger.PREEMPTED``): not attempts
+    preempted: int = 0
 
     @property
     def queued(self) -> int:
@@ -456,6 +458,7 @@ def verified_progress(p: Progress, summary: Callable[[], Summary | None]) -> Pro
         never_ran=s.cancelled,
         verified=True,
         summary_rate=s.records_per_second,
+        preempted=s.requeued_after_preemption,
     )
 
 
@@ -507,6 +510,7 @@ def progress_of(workload_id: str, snap: Snapshot) -> Progress | None:
         last_at=_number(p.get(Perf.LAST), float),
         read_bytes=_bytes(m.get(Meta.READ_BYTES)),
         data_bytes=_bytes(m.get(Meta.DATA_BYTES)),
+        preempted=preempted(m.get(PREEMPTED)),
     )
 
 

@@ -58,6 +58,16 @@ class Summary:
     #: the signed results root (``rqp.results_root.Attestation.to_dict``); None in summaries from
     #: before it was recorded
     root: dict[str, Any] | None = None
+    #: records requeued because their chunk was handed back by a draining processor (a Spot
+    #: eviction, a scale-in, SIGTERM): no attempt of theirs was spent (plain in Redis until sealed here)
+    requeued_after_preemption: int = 0
+    #: processor-seconds the committed chunks took, by VM (host name), from their sealed notes
+    processor_seconds_by_vm: dict[str, float] = field(default_factory=dict)
+    #: each of those VMs' priority as its processor said ("spot", "regular", "" unknown; plain)
+    vm_priority: dict[str, str] = field(default_factory=dict)
+    #: processor-seconds lost by VM: chunks its drains (evictions, SIGTERM) handed back had run
+    #: that long before they were stopped, to re-run whole elsewhere (plain in Redis until sealed)
+    drained_seconds_by_vm: dict[str, float] = field(default_factory=dict)
 
     @property
     def final_state(self) -> str:

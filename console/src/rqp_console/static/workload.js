@@ -84,7 +84,15 @@ function renderProgress(d) {
     return;
   }
   $("bar-text").textContent = (reading ? `${int(d.done + d.failed)} of ${int(d.enqueued)} records read finished · ${readingText(d)}` : `${(100 * d.fraction).toFixed(1)}% · ${int(d.done + d.failed)} of ${int(d.total)} records finished`) +
-    (d.reclaimed ? ` · ${int(d.reclaimed)} chunks re-run after a lost worker` : "") + (d.error ? ` · ${d.error}` : "") + (d.processor_error ? ` · processor: ${d.processor_error}` : "");
+    (d.reclaimed ? ` · ${int(d.reclaimed)} chunks re-run after a lost worker` : "") +
+    (d.preempted ? ` · requeued after preemption: ${int(d.preempted)} (no attempt spent)` : "") + vmsText(d) + (d.error ? ` · ${d.error}` : "") + (d.processor_error ? ` · processor: ${d.processor_error}` : "");
+}
+// what the run cost, by VM (from the sealed summary): processor-seconds, and which VMs were Spot
+function vmsText(d) {
+  if (!Array.isArray(d.vms) || !d.vms.length) return "";
+  return " · processor-seconds: " + d.vms.map((v) => `${v.host} ${Number(v.seconds).toFixed(1)} s` +
+    (v.priority === "spot" ? " (Spot)" : v.priority === "regular" ? " (regular)" : "") +
+    (v.drained_seconds ? ` + ${Number(v.drained_seconds).toFixed(1)} s lost to evictions` : "")).join(", ");
 }
 function renderTiles(d) {
   setTile("t-done", int(d.done), d.done);

@@ -15,7 +15,7 @@ from rq.results import Result
 from rqp import metrics_http as metrics
 from rqp.errors import ForbiddenJobError, IntegrityError
 from rqp.jobs import ChunkSpec, JSONSerializer, RqpJob, open_spec, runs_of
-from rqp.ledger import ChunkKind, JobId, outbox_add, record_rejection
+from rqp.ledger import ChunkKind, JobId, count_preempted, outbox_add, record_rejection, take_drained
 from rqp.messages import pack_messages
 from rqp.outcome import may_retry
 from rqp.status import FAILED, StatusRecord
@@ -183,10 +183,13 @@ class Reclaimer:
         (and the chunk has lost fewer than ``FREE_LOST_RERUNS``) no attempt is spent: the re-run
         is counted in the spec's ``reruns`` and shown apart in the records' status. Otherwise the
         attempt that ran is spent; records out of attempts fail with ``reason`` (or the worker's
-        own error)."""
+        own error). A chunk a draining processor handed back (``rqp.ledger.hand_back_drained``:
+        an eviction notice, SIGTERM, a scale-in) spends neither an attempt nor a free re-run; its
+        records are counted as requeued after preemption."""
         ctx = self.ctx
         if self._foreign(jid):
             return
+        drained = take_drained(ctx.r, ctx.ledger.k, jid)
         abandoned = ctx.ledger.abandoned(jid)  # the worker's own error, when it gave the chunk up
         reason = abandoned or reason
         sealed = ctx.ledger.reclaim(jid)
@@ -203,13 +206,13 @@ class Reclaimer:
             for (rid, att), done in zip(records, ctx.ledger.done_bits([r for r, _ in records]), strict=True)
             if not done
         ]
-        free = lost and not abandoned and spec.reruns < FREE_LOST_RERUNS
+        free = drained or (lost and not abandoned and spec.reruns < FREE_LOST_RERUNS)
         if free:  # nothing failed: the same attempts again
             again, give_up = left, []
         else:  # the attempt that ran was spent: the same rule as a record that failed in process()
             again = [(rid, att + 1) for rid, att in left if may_retry(att, spec.max_attempts)]
             give_up = [(rid, att) for rid, att in left if not may_retry(att, spec.max_attempts)]
-        reruns = spec.reruns + 1 if lost and not abandoned else spec.reruns
+        reruns = spec.reruns + 1 if lost and not abandoned and not drained else spec.reruns
         now = time.time()
         pipe = ctx.r.pipeline(transaction=True)
         key_of = spec.key_of()
@@ -250,6 +253,8 @@ class Reclaimer:
             # data key, like every kept record); the rest go with it
             ctx.ledger.retire_chunk(pipe, spec.chunk, self._kept(spec.chunk, give_up), requeued=bool(again))
         ctx.ledger.count_reclaimed(pipe)
+        if drained:
+            count_preempted(pipe, ctx.ledger.k, len(again))
         pipe.execute()
         metrics.CHUNKS_RECLAIMED.labels(ctx.id).inc()
         log.warning(
@@ -259,7 +264,11 @@ class Reclaimer:
             len(again),
             len(give_up),
             reason,
-            f" (re-run {reruns} after a lost worker; no attempt spent)" if free else "",
+            " (handed back by a draining processor; no attempt spent)"
+            if drained
+            else f" (re-run {reruns} after a lost worker; no attempt spent)"
+            if free
+            else "",
         )
 
     def _kept(self, chunk: str, give_up: list[tuple[int, int]]) -> list[tuple[int, bytes]]:

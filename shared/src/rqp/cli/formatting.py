@@ -127,6 +127,8 @@ def _progress_pieces(p: Progress) -> tuple[str, list[str], list[str]]:
     counts.append(f"{p.failed:,} failed")
     if p.state == "cancelled" and p.total is not None and p.total > p.done + p.failed:
         counts.append(f"{p.total - p.done - p.failed:,} never ran (cancelled)")
+    if p.preempted:
+        counts.append(f"requeued after preemption: {p.preempted:,} (no attempt spent)")
     if not finished:
         counts += [
             f"{p.retrying:,} retrying",

@@ -37,6 +37,16 @@ from ._codecs import (
     text,
     unpack_values,
 )
+from ._drained import (
+    DRAINED_SECONDS,
+    PREEMPTED,
+    count_preempted,
+    drained_field,
+    drained_seconds,
+    hand_back_drained,
+    preempted,
+    take_drained,
+)
 from ._fleet import FLEET, FleetHeartbeat, fleet, leave_fleet, register_processor
 from ._global import (
     REJECTED_KEEP,
@@ -72,6 +82,7 @@ from ._scripts import Scripts
 __all__ = [
     "AUDIT",
     "AUDIT_HEAD",
+    "DRAINED_SECONDS",
     "FLEET",
     "INF",
     "LEADER_FENCE",
@@ -79,6 +90,7 @@ __all__ = [
     "OUTBOX",
     "OUTBOX_TIMES",
     "PAIR",
+    "PREEMPTED",
     "PRIORITIES",
     "REFUSED",
     "REFUSED_KEEP",
@@ -111,10 +123,14 @@ __all__ = [
     "bit_positions",
     "chunk_name",
     "clear_refusal",
+    "count_preempted",
     "decode_pin",
+    "drained_field",
+    "drained_seconds",
     "encode_pin",
     "fleet",
     "flush_outbox",
+    "hand_back_drained",
     "held_key",
     "job_id",
     "join_ids",
@@ -130,6 +146,7 @@ __all__ = [
     "pack_values",
     "parse_job_id",
     "parse_note_field",
+    "preempted",
     "publish_outbox",
     "queue_names",
     "read_refusal",
@@ -141,6 +158,7 @@ __all__ = [
     "release_worker",
     "split_keyed_result",
     "submit",
+    "take_drained",
     "text",
     "unfinished",
     "unpack_values",

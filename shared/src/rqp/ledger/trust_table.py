@@ -128,6 +128,18 @@ ROWS: tuple[Row, ...] = (
         f"{_CONSOLE}, the summary's reclaimed_chunks", "a count of re-queued chunks shown and sealed into the summary",
         "UNPROTECTED", "moves only the reclaimed-chunks figure (operations, not records): never a record count, a "
         "result or an exit code; junk reads as 0"),
+    Row("rqp:w:<W>:meta", _w("meta"), "hash", "preempted", "preempted", _SCHED,
+        f"{_CLI} status, {_CONSOLE}, the summary's requeued_after_preemption",
+        "records requeued after a preemption or drain, shown apart from failed attempts and sealed into the summary",
+        "UNPROTECTED", "moves only the requeued-after-preemption figure (operations, not attempts): never which "
+        "records ran, a result, a done or failed count or an exit code; junk or a negative number reads as 0",
+        test=f"{_FUZZ}[drained]"),
+    Row("rqp:w:<W>:meta", _w("meta"), "hash", "drained_seconds:<host>", r"drained_seconds:.+",
+        f"{_PROC} supervisor (drain)", f"{_SCHED}, the summary's drained_seconds_by_vm, {_CONSOLE}",
+        "processor-seconds of chunks a VM's drains handed back (what its evictions cost), sealed into the summary",
+        "UNPROTECTED", "moves only the evictions' cost shown by VM: never which records ran, a result, a count or "
+        "an exit code; junk, a negative or a non-finite number is left out",
+        test=f"{_FUZZ}[drained]"),
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "results_sha256", "results_sha256", _SCHED, f"{_CLI} status",
         "shown; rqp results checks the sealed summary's digest, not this", "derived", test=f"{_FUZZ}[sealed]"),
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "format, signer, scheduler, max_attempts",
@@ -192,6 +204,12 @@ ROWS: tuple[Row, ...] = (
     Row("rqp:w:<W>:n", _w("n"), "hash", "r:<job id>", r"r:.+", _PROC, _SCHED,
         "a chunk handed back untouched is re-queued without counting an attempt", "derived",
         test=f"{_FUZZ}[derived]"),
+    Row("rqp:w:<W>:n", _w("n"), "hash", "d:<job id>", r"d:.+", f"{_PROC} supervisor (drain)", f"{_SCHED} (reclaim)",
+        "a chunk handed back by a draining processor (eviction, SIGTERM, scale-in) is re-queued without spending "
+        "an attempt or a free re-run; only a chunk whose lease ended, and what runs and commits stays the sealed "
+        "spec's and START/COMMIT's (a forged mark lets a record that kills its worker re-run without spending "
+        "attempts: that one workload stalls)", "derived",
+        test=f"{_FUZZ}[drained]"),
     Row("rqp:w:<W>:perf", _w("perf"), "hash", "records, seconds, last, first", "records|seconds|last|first", _PROC,
         f"{_SCHED} (adaptive chunk size), {_CLI} status rate/ETA, summary's throughput",
         "chunk sizes and the run's throughput (rqp.throughput) shown and sealed into the summary; junk (not a "
@@ -246,6 +264,13 @@ ROWS: tuple[Row, ...] = (
     Row("rqp:held:<host:pid>", r"rqp:held:.+", "string", "", "", f"{_PROC} (start)", f"{_PROC} supervisor",
         "ends the lease of a dead worker's chunk at once (the chunk re-runs under START/COMMIT)", "derived",
         test=f"{_FUZZ}[derived]"),
+    Row("rqp:vm:<host>", r"rqp:vm:.+", "string", "", "", f"{_PROC} supervisor (start)", f"{_SCHED} (summary)",
+        "which VM a processor host (a container) runs on and whether it is Spot: the summary's and the console's "
+        "processor-seconds by VM are grouped and labelled by it",
+        "UNPROTECTED", "moves only which VM name and spot/regular label a host's processor-seconds are shown under "
+        "(the seconds come from the sealed chunk notes): never a result, a count or an exit code; junk reads as "
+        "the host itself, unlabelled",
+        test=f"{_FUZZ}[drained]"),
     Row("rqp:scheduler:leader", r"rqp:scheduler:leader", "string", "", "", "serving scheduler (leader_*.lua)",
         "serving schedulers (rqp_scheduler.leader)",
         "which serving scheduler leads (\"<generation> <holder>\", a TTL): a standby takes over when it lapses. "
