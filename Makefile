@@ -4,6 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 ENGINE ?= docker
+# the test suite runs in this many processes (pytest-xdist): its tests mostly wait on real servers
+TEST_PROCESSES ?= 3
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
 .PHONY: help venv install dev demo test test-fast fuzz lint images test-images wheels bench soak scale clean audit push test-vms check-deploy chaos
@@ -56,7 +58,7 @@ demo: install
 	mkdir -p .tools && touch $@
 
 test: dev .tools/.azurite .tools/.redis-tls .tools/.chromium
-	$(PY) -m pytest tests -q -p no:cacheprovider
+	$(PY) -m pytest tests -q -p no:cacheprovider -n $(TEST_PROCESSES)
 
 lint: dev
 	$(VENV)/bin/ruff check .
