@@ -266,3 +266,41 @@ def test_a_fence_of_another_type_makes_the_leader_step_down_not_crash(r):
     assert r.get("k") is None and a.lost.is_set()
     # its own lease (a restarted container keeps its name): taken again at once, a new generation
     assert a.try_take() is None and not a.lost.is_set() and a.generation == 2
+
+
+@pytest.mark.parametrize(
+    ("key", "forged", "generation"),
+    [
+        (FENCE, "99999999999999999999 evil", 1),  # past 2^53: junk, replaced
+        (FENCE, "9007199254740991 evil", 1),  # 2^53 - 1: junk too (its successor would not be exact)
+        (FENCE, "100000000000000 evil", 100000000000001),  # 10^14 is sane: written as digits, not 1e+14
+        (LEASE, "99999999999999999999 host-a:1", 1),  # its own name: taken at once, the junk replaced
+    ],
+)
+def test_a_huge_generation_is_junk_replaced_never_a_crash(r, key, forged, generation, caplog):
+    r.set(key, forged)
+    a = LeaderLease(r, 30, me="host-a:1")
+    with caplog.at_level("INFO", logger="rqp.scheduler"):
+        assert a.wait(threading.Event()) is True  # logs "leading as ... (generation N)": no ValueError
+    assert a.generation == generation
+    assert r.get(FENCE) == r.get(LEASE) == f"{generation} host-a:1".encode()
+    assert f"generation {generation}" in caplog.text
+
+
+@pytest.mark.parametrize("token", ["1e+20 x", "junk", "", "-3 x", "٣ x", "99999999999999999999 x"])
+def test_a_generation_that_is_not_sane_digits_reads_as_0(r, token):
+    a = LeaderLease(r, 30, me="host-a:1")
+    a.token = token
+    assert a.generation == 0
+
+
+def test_a_forged_lease_is_logged_as_lost_with_what_redis_holds_not_as_a_takeover(r, caplog):
+    a = LeaderLease(r, 30, me="host-a:1")
+    assert a.try_take() is None
+    r.set(LEASE, "5 evil:1", px=20_000)
+    with caplog.at_level("ERROR", logger="rqp.scheduler"):
+        assert a.renew() is False
+    assert a.lost.is_set()  # the step-down itself is unchanged
+    line = caplog.text
+    assert "another scheduler took it over" not in line
+    assert "written behind rqp's back" in line and "'5 evil:1'" in line and "'1 host-a:1'" in line

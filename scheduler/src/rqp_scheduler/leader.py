@@ -47,9 +47,11 @@ __all__ = [
     "FENCE",
     "LEADER_POLL_SECONDS",
     "LEASE",
+    "MAX_GENERATION",
     "FencedRedis",
     "LeaderLease",
     "LeaderLost",
+    "parse_generation",
 ]
 
 log = logging.getLogger("rqp.scheduler")
@@ -60,6 +62,9 @@ LEASE = LEADER_LEASE
 FENCE = LEADER_FENCE
 #: how often a standby looks whether the lease lapsed
 LEADER_POLL_SECONDS = 0.5
+#: generations stay below 2**53 - 1 (exact as a Lua double); one at or above it is junk, read as 0
+#: (``MAX_GENERATION`` in ``lua/_helpers.lua``)
+MAX_GENERATION = 2**53 - 1
 
 _READ_ONLY_NAMES = (
     "GET MGET STRLEN GETRANGE GETBIT BITCOUNT BITPOS EXISTS TYPE TTL PTTL EXPIRETIME SCAN KEYS DBSIZE "
@@ -86,6 +91,16 @@ def _script(name: str) -> str:
 
 def _text(value: Any) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value or "")
+
+
+def parse_generation(value: str) -> int:
+    """The generation at the head of ``"<generation> <holder>"``; 0 for junk (not digits, or at
+    or above ``MAX_GENERATION``), as the Lua scripts read it -- a Redis writer's value never raises."""
+    head = value.split(" ", 1)[0]
+    if not (head.isascii() and head.isdigit()) or len(head) > len(str(MAX_GENERATION)):
+        return 0
+    gen = int(head)
+    return gen if gen < MAX_GENERATION else 0
 
 
 def _is_write(args: tuple[Any, ...]) -> bool:
@@ -117,7 +132,7 @@ class LeaderLease:
 
     @property
     def generation(self) -> int:
-        return int((self.token or "0").split(" ", 1)[0])
+        return parse_generation(self.token or "")
 
     def _ms(self) -> int:
         return max(1, int(self.seconds * 1000))
@@ -153,7 +168,8 @@ class LeaderLease:
         return False
 
     def renew(self) -> bool:
-        """Extend the lease; False (and ``lost`` set) when another scheduler took it over."""
+        """Extend the lease; False (and ``lost`` set) when the lease or fence no longer names this
+        scheduler (another took it over, or a Redis writer forged it)."""
         assert self.token is not None
         if self.lost.is_set():
             return False
@@ -168,11 +184,24 @@ class LeaderLease:
             return
         self.lost.set()
         log.error(
-            "lost the leader lease (generation %d: another scheduler took it over): this one writes nothing more and steps down",
+            "lost the leader lease (generation %d; taken over by another scheduler, or written behind "
+            "rqp's back: Redis now holds %s): this one writes nothing more and steps down",
             self.generation,
+            self._held(),
         )
         for callback in self._on_lost:
             callback()
+
+    def _held(self) -> str:
+        """What Redis holds in the lease and the fence, for the step-down line (best effort: the
+        operator is told what replaced this leader's token, which may be no scheduler at all)."""
+        try:
+            lease, fence = (_text(self.r.get(key)) or "nothing" for key in (LEASE, FENCE))
+        except redis.ResponseError:
+            return "a lease or fence of another type (junk)"
+        except redis.RedisError as exc:
+            return f"(unknown: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        return f"lease {lease!r}, fence {fence!r}"
 
     def on_lost(self, callback: Callable[[], None]) -> None:
         self._on_lost.append(callback)

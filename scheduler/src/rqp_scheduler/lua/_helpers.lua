@@ -11,7 +11,24 @@ local function str(key)
   return value
 end
 
+-- generations stay below 2^53 (exact in a Lua double, and in a JSON number); one at or above
+-- it is junk a Redis writer left, as is one that is not digits
+local MAX_GENERATION = 9007199254740991
+
 -- the generation at the head of a "<generation> <holder>" value (0 for junk or nothing)
 local function generation(value)
-  return tonumber(string.match(value or '', '^(%d+) ')) or 0
+  local digits = string.match(value or '', '^(%d+) ')
+  if not digits or #digits > 16 then
+    return 0
+  end
+  local gen = tonumber(digits)
+  if not gen or gen >= MAX_GENERATION then
+    return 0
+  end
+  return gen
+end
+
+-- a generation as the digits rqp writes (tostring would give "1e+14" past 14 digits)
+local function generation_text(gen)
+  return string.format('%d', gen)
 end

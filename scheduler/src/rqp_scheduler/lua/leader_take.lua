@@ -18,7 +18,7 @@ if held and holder ~= ARGV[1] then
 end
 local former = str(KEYS[2]) or ''
 local gen = math.max(generation(former), generation(held))
-local token = tostring(gen + 1) .. ' ' .. ARGV[1]
+local token = generation_text(gen + 1) .. ' ' .. ARGV[1]
 redis.call('SET', KEYS[2], token)
 redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
 return {1, token, former}

@@ -274,13 +274,17 @@ ROWS: tuple[Row, ...] = (
     Row("rqp:scheduler:leader", r"rqp:scheduler:leader", "string", "", "", "serving scheduler (leader_*.lua)",
         "serving schedulers (rqp_scheduler.leader)",
         "which serving scheduler leads (\"<generation> <holder>\", a TTL): a standby takes over when it lapses. "
-        "A forged or deleted lease only changes which scheduler schedules, or stalls scheduling while a forged "
-        "one lasts (one without a TTL, or not a string, is taken over at once); results stay right, every "
-        "effect being arbitrated by each workload's sealed state", "derived", test=f"{_FUZZ}[leader]"),
+        "A forged or deleted lease only changes which scheduler schedules, or stalls scheduling: a forged lease "
+        "stops the current leader, which exits 75 (EX_TEMPFAIL) for its supervisor to restart it as standby; a "
+        "writer who keeps forging it stalls scheduling (one without a TTL is given one lease of life, one not "
+        "a string is taken over at once; a generation that is not digits, or not below 2^53, reads as 0); "
+        "results stay right, every effect being arbitrated by each workload's sealed state",
+        "derived", test=f"{_FUZZ}[leader]"),
     Row("rqp:scheduler:leader:fence", r"rqp:scheduler:leader:fence", "string", "", "",
         "serving scheduler (leader_take.lua)", "serving schedulers (every write: WATCH and check)",
         "the latest leader's \"<generation> <holder>\": a scheduler whose lease was taken writes nothing. "
-        "Forged, it makes the leader step down (a stall until a scheduler takes the lease again) or lets a "
+        "Forged (even re-written with its own value), it stops the leader, which exits 75 for its supervisor "
+        "to restart it as standby (a stall until a scheduler takes the lease again), or lets a "
         "stale one write beside the new one: still arbitrated by the sealed state, never a wrong result",
         "derived", test=f"{_FUZZ}[leader]"),
     Row("rqp:fleet", r"rqp:fleet", "zset", "", "", _PROC, f"{_CONSOLE} fleet, metrics",
