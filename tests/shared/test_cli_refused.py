@@ -17,7 +17,7 @@ from harness import bin_path, make_signer
 from world import cli_env, world  # noqa: F401 - fixtures
 
 from rqp.cli import main
-from rqp.ledger import REFUSED, Ledger
+from rqp.ledger import REFUSED, Ledger, clear_refusal, read_refusal, refusals
 
 RECORDS = "".join(json.dumps({"n": i}) + "\n" for i in range(3))
 SCRIPT = "def process(r):\n    return r['n']\n"
@@ -170,3 +170,40 @@ def test_watch_on_an_80_column_terminal_redraws_into_the_refusal(world, sched): 
     assert final[0].startswith("m4  [refused]  the scheduler would not run it: workload m4 is"), final
     assert "not a trusted signer" in " ".join(final) and not any("waiting" in line for line in final), final
     assert all(len(line) < 80 for line in final), final
+
+
+@pytest.mark.parametrize("junk", ["string", "list"])
+def test_refused_of_another_type_is_junk_shown_as_no_refusal_never_a_traceback(
+    capsys,
+    world,  # noqa: F811
+    cli_env,  # noqa: F811
+    monkeypatch,
+    junk,
+):
+    """A Redis writer leaves ``rqp:refused`` as another type: status, list and submit of a packed
+    workload go on as if nothing were refused (it is advisory), each without a WRONGTYPE error."""
+    monkeypatch.chdir(world.root)
+    data, script, _ = _files(world.root)
+    assert _run(capsys, "pack", data, script, "--id", "j1")[0] == 0
+    if junk == "string":
+        world.r.set(REFUSED, "junk")
+    else:
+        world.r.rpush(REFUSED, "a", "b")
+
+    code, out, err = _run(capsys, "status", "j1")
+    assert code == 7 and "[refused]" not in out + err, (out, err)
+    code, out, err = _run(capsys, "list")
+    assert code == 0 and "j1" in out and "refused" not in out, err
+    code, out, err = _run(capsys, "submit", "j1")
+    assert code == 0 and "submitted j1" in out, err
+    assert world.r.lrange("rqp:submissions", 0, -1) == [b"j1"]
+    assert read_refusal(world.r, "j1") is None and refusals(world.r) == {}
+    clear_refusal(world.r, "j1")  # the scheduler's start of it: nothing to clear, nothing raised
+    assert world.r.type(REFUSED) == (b"string" if junk == "string" else b"list")  # left as it was
+
+
+@pytest.mark.parametrize("at", ['"nan"', "NaN", '"1e999"', "-Infinity"])
+def test_a_refusal_with_a_non_finite_time_reads_as_unreadable(world, at):  # noqa: F811
+    world.r.hset(REFUSED, "j2", '{"reason":"forged","code":4,"at":' + at + ',"by":"x","manifest":null}')
+    refusal = read_refusal(world.r, "j2")
+    assert refusal is not None and refusal.reason == "unreadable refusal entry (not rqp's)" and refusal.at == 0.0

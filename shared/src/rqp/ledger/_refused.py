@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass
 
@@ -55,6 +56,8 @@ class Refusal:
         """An entry as Redis holds it; one rqp did not write reads as an unreadable refusal."""
         try:
             d = json.loads(text(raw) or "")
+            if not math.isfinite(float(d["at"])):  # NaN/Infinity: never rqp's, and not JSON out again
+                raise ValueError("a non-finite time")
             return cls(
                 workload, str(d["reason"]), int(d["code"]), float(d["at"]), str(d["by"]),
                 None if d.get("manifest") is None else str(d["manifest"]),
@@ -78,16 +81,39 @@ def record_refusal(
     return True
 
 
+def _wrong_type(exc: redis.ResponseError) -> bool:
+    """``REFUSED`` holds another Redis type: junk a Redis writer left (rqp writes only a hash)."""
+    return str(exc).startswith("WRONGTYPE")
+
+
 def read_refusal(r: redis.Redis, workload: str) -> Refusal | None:
-    raw = r.hget(REFUSED, workload)
+    """The kept refusal of ``workload``; None when there is none, or ``REFUSED`` is junk of
+    another type (no refusal is shown: it is advisory, and the reader must not fail on it)."""
+    try:
+        raw = r.hget(REFUSED, workload)
+    except redis.ResponseError as exc:
+        if not _wrong_type(exc):
+            raise
+        return None
     return None if raw is None else Refusal.parse(workload, raw)
 
 
 def refusals(r: redis.Redis) -> dict[str, Refusal]:
-    """Every kept refusal, by workload id."""
-    return {w: Refusal.parse(w, raw) for k, raw in r.hgetall(REFUSED).items() if (w := text(k)) is not None}
+    """Every kept refusal, by workload id (none when ``REFUSED`` is junk of another type)."""
+    try:
+        kept = r.hgetall(REFUSED)
+    except redis.ResponseError as exc:
+        if not _wrong_type(exc):
+            raise
+        return {}
+    return {w: Refusal.parse(w, raw) for k, raw in kept.items() if (w := text(k)) is not None}
 
 
 def clear_refusal(r: redis.Redis, workload: str) -> None:
-    """The workload started (or was submitted again as a new version): its refusal is history."""
-    r.hdel(REFUSED, workload)
+    """The workload started (or was submitted again as a new version): its refusal is history.
+    ``REFUSED`` of another type holds no refusal of it: nothing to clear."""
+    try:
+        r.hdel(REFUSED, workload)
+    except redis.ResponseError as exc:
+        if not _wrong_type(exc):
+            raise
