@@ -210,3 +210,63 @@ def test_a_user_from_before_retention_sends_on_and_is_told_once(r, redis_url, ca
         old.close()
     finally:
         r.acl_deluser("old-role")
+
+
+# ---------------------------------------------------------------------------------------- refused events
+# Not sealed (``make_refusal``): a Redis writer can forge one; it must never carry a non-JSON number.
+def _forged_refusal(at: str) -> bytes:
+    return (
+        '{"v":2,"q":"rqp-events","kind":"refused","workload":"base1","id":"x1",'
+        '"refusal":{"at":' + at + ',"reason":"forged: rotate your keys"}}'
+    ).encode()
+
+
+@pytest.mark.parametrize("at", ['"nan"', "NaN", '"1e999"', "-Infinity", "1" + "0" * 400])
+def test_a_forged_refusal_with_a_non_finite_time_is_junk(at):
+    with pytest.raises(IntegrityError, match="not an rqp message"):
+        open_envelope(_forged_refusal(at), lambda wid: None, "rqp-events")
+
+
+def test_a_refusal_with_a_finite_time_is_shown_unverified():
+    env = open_envelope(_forged_refusal("1700000000.5"), lambda wid: None, "rqp-events")
+    assert env.verified is False and env.payload["at"] == 1700000000.5
+
+
+def _strict(line: str) -> object:
+    def refuse(name: str) -> object:
+        raise AssertionError(f"not JSON: {name} in {line}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_rqp_events_prints_strict_json_with_a_forged_nan_refusal(r, redis_url, kek, tmp_path, monkeypatch, capsys):
+    """F9: the forged event is reported as junk on stderr, the good one printed; stdout is JSON."""
+    from rqp.cli import main
+    from rqp.messages import make_refusal
+    from rqp.storage import RedisMessageQueue
+
+    for k, v in {
+        "RQP_REDIS_URL": redis_url,
+        "RQP_BLOB_URL": f"file://{tmp_path / 'blobs'}",
+        "RQP_KEK_FILE": str(kek[0]),
+        "RQP_ALLOW_INSECURE_REDIS": "true",
+    }.items():
+        monkeypatch.setenv(k, v)
+    mq = RedisMessageQueue(r)
+    mq.send("rqp-events", _forged_refusal('"nan"'))
+    mq.send("rqp-events", make_refusal("rqp-events", "w2", "untrusted", 1700000000.0)[1])
+    code = main(["events", "--queue", "events", "--peek"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    printed = [_strict(line) for line in out.splitlines()]
+    assert [(e["workload"], e["at"]) for e in printed] == [("w2", 1700000000.0)], out
+    assert "not an rqp message" in err
+
+
+def test_rqp_events_prints_a_non_finite_number_of_any_event_as_null():
+    from rqp.cli.events import _json_safe
+
+    item = {"a": float("nan"), "b": [1.5, float("inf"), {"c": -float("inf")}], "d": "NaN", "e": 2}
+    assert _strict(json.dumps(_json_safe(item), allow_nan=False)) == {
+        "a": None, "b": [1.5, None, {"c": None}], "d": "NaN", "e": 2,
+    }  # fmt: skip

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -230,6 +231,18 @@ def open_envelope(body: bytes, workload_for: Callable[[str], Workload], queue: s
     return Envelope(kind, wid, mid, payload)
 
 
+def _finite(value: Any) -> float:
+    """A number rqp would have written: ``ValueError`` for NaN, an infinity or one too large for a
+    float (a forged ``"nan"`` or ``1e999`` would reach ``rqp events`` as ``NaN``, not JSON)."""
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError("a number too large") from None
+    if not math.isfinite(number):
+        raise ValueError("a non-finite number")
+    return number
+
+
 def _refusal(doc: dict[str, Any], queue: str) -> Envelope:
     """A ``refused`` event (``make_refusal``), unverified: its payload keeps only the fields a
     refusal has, as text, with ``verified: false``."""
@@ -238,7 +251,7 @@ def _refusal(doc: dict[str, Any], queue: str) -> Envelope:
         raise ValueError
     wid, mid = str(doc["workload"]), str(doc["id"])
     payload = {
-        "event": REFUSED, "workload": wid, "at": float(refusal.get("at", 0.0)), "reason": str(refusal.get("reason", "")),
+        "event": REFUSED, "workload": wid, "at": _finite(refusal.get("at", 0.0)), "reason": str(refusal.get("reason", "")),
         "verified": False,
     }  # fmt: skip
     return Envelope(REFUSED, wid, mid, payload, verified=False)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from ..errors import RqpError
 from ..messages import open_envelope, peek_workload
@@ -42,6 +44,18 @@ def _peek_all(mq: MessageQueue, queue: str, page: int) -> Iterator[Message]:
             "without consuming it (drop --peek to read them all)",
             file=sys.stderr,
         )
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, an infinity) as null: each line ``rqp events``
+    prints is strict JSON, whatever a message carried (README: NaN/Infinity are never encoded)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -94,7 +108,7 @@ def cmd_events(args: argparse.Namespace) -> int:
                 continue
             items = env.payload if isinstance(env.payload, list) else [env.payload]
             for item in items:
-                print(json.dumps(item), flush=True)
+                print(json.dumps(_json_safe(item), allow_nan=False), flush=True)
                 shown += 1
             if not args.peek:
                 mq.delete(queue, m)
