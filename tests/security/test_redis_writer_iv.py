@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from rqp.ledger import Ledger, State, text
+from rqp.summary import read_summary
 
 #: record 5 always fails (after 2 attempts), every other one succeeds
 SCRIPT = "def process(r):\n    if r['n'] == 5:\n        raise ValueError('five')\n    return r['n'] * 2\n"
@@ -36,3 +37,35 @@ def test_f2_a_made_up_state_is_put_back_and_recorded(world, proc):
         run.step()
     assert text(world.r.hget(meta, "state")) == State.RUNNING.value
     assert any("(state zzz)" in r and "put back to running" in r for r in _rejected(world, wid))
+
+
+def _strict(raw: bytes) -> object:
+    def refuse(token: str) -> object:
+        raise ValueError(f"non-standard JSON token {token}")
+
+    return json.loads(raw, parse_constant=refuse)
+
+
+def test_f5_forged_drained_seconds_and_preempted_stay_out_of_the_sealed_summary(world, proc):
+    """Was: two hosts labelled as one VM with 1e308 drained seconds each summed to ``inf``,
+    sealed as ``Infinity``; a 30-digit ``preempted`` count sealed and shown as verified. Now:
+    absurd seconds are left out, the count above its bound reads as 0, the summary strict JSON."""
+    wid = world.pack("drained-inf", [{"n": i} for i in range(N)])
+    run = _started(world, proc, wid)
+    meta = Ledger(world.r, wid).k.meta
+    world.r.hset(
+        meta,
+        mapping={
+            "drained_seconds:hA": "1e308",
+            "drained_seconds:hB": "1e308",
+            "drained_seconds:hC": "12.5",
+            "preempted": "123456789012345678901234567890",
+        },
+    )
+    world.r.set("rqp:vm:hA", json.dumps({"vm": "X", "priority": "spot"}))
+    world.r.set("rqp:vm:hB", json.dumps({"vm": "X", "priority": "regular"}))
+    world.run_to_end(run, proc, steps=400)
+    s = read_summary(world.store, run.workload)
+    assert s.drained_seconds_by_vm == {"hC": 12.5}
+    assert s.requeued_after_preemption == 0
+    _strict(s.to_json())

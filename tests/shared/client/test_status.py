@@ -14,7 +14,9 @@ def test_ended(state):
     assert is_ended(state)
 
 
-@pytest.mark.parametrize("state", ["packed", "submitted", "running", "paused", "cancelling", "consolidating", "?", "zzz"])
+@pytest.mark.parametrize(
+    "state", ["packed", "submitted", "running", "paused", "cancelling", "consolidating", "?", "zzz"]
+)
 def test_under_way(state):
     assert not is_ended(state)
 
