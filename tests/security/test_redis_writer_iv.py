@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 
-from rqp.ledger import Ledger, State, text
-from rqp.summary import read_summary
+from rqp import control
+from rqp.ledger import SUBMISSIONS, Ledger, State, text
+from rqp.summary import SUMMARY_BLOB, read_summary
+from rqp.workload import blob_name, supersede
 
 #: record 5 always fails (after 2 attempts), every other one succeeds
 SCRIPT = "def process(r):\n    if r['n'] == 5:\n        raise ValueError('five')\n    return r['n'] * 2\n"
@@ -69,3 +71,42 @@ def test_f5_forged_drained_seconds_and_preempted_stay_out_of_the_sealed_summary(
     assert s.drained_seconds_by_vm == {"hC": 12.5}
     assert s.requeued_after_preemption == 0
     _strict(s.to_json())
+
+
+def _wipe(world, wid: str) -> None:
+    """What the Redis writer does: delete every ``rqp:w:W:*`` key, submit W again."""
+    for k in list(world.r.scan_iter(match=f"rqp:w:{wid}:*")):
+        world.r.delete(k)
+    world.r.rpush(SUBMISSIONS, wid)
+
+
+def test_f6_a_cancelled_workload_whose_keys_were_deleted_is_not_run_again(world, proc, operator):
+    """Was: deleting a cancelled workload's keys and re-submitting it started it afresh, and its
+    new summary replaced the sealed one (a signed cancel undone). Now: its sealed summary says it
+    ended, so it is not run again, the summary is untouched and the replay is in rqp:rejected."""
+    wid = world.pack("wiped", [{"n": i} for i in range(N)])
+    run = _started(world, proc, wid)
+    assert control.cancel(world.r, operator.key, wid, "ops@test") == "cancelling"
+    world.run_to_end(run, proc)
+    sealed = world.store.get(blob_name(wid, SUMMARY_BLOB))
+    assert read_summary(world.store, run.workload).final_state == "cancelled"
+    _wipe(world, wid)
+    again = world.run(wid)
+    assert again.finished and again.step()
+    assert world.queued_jobs() == [] and not world.r.exists(Ledger(world.r, wid).k.meta)
+    assert world.store.get(blob_name(wid, SUMMARY_BLOB)) == sealed
+    assert any("has ended" in r and "its sealed summary exists" in r for r in _rejected(world, wid))
+
+
+def test_f6_a_replaced_generation_still_starts_fresh(world, proc):
+    """``rqp pack --replace`` after it ended: the old summary moves under superseded/ and the new
+    generation seals with a new key, so the check above never stops a genuine re-pack."""
+    wid = world.pack("repacked", [{"n": i} for i in range(4)])
+    world.run_to_end(world.run(wid), proc)
+    _wipe(world, wid)
+    assert supersede(world.store, wid)
+    world.pack(wid, [{"n": i} for i in range(6)])
+    run = world.run(wid)
+    assert not run.finished
+    world.run_to_end(run, proc)
+    assert read_summary(world.store, run.workload).done == 6
