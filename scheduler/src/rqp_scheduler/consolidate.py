@@ -36,6 +36,7 @@ from cryptography.exceptions import InvalidTag
 from rqp.crypto import NONCE_SIZE, TAG_SIZE, aad, decrypt_stream, encrypt_stream
 from rqp.errors import IntegrityError
 from rqp.ledger import (
+    MAX_PREEMPTIONS_PER_RECORD,
     PREEMPTED,
     ChunkKind,
     Head,
@@ -436,7 +437,9 @@ def summarize(
         workload=workload.id, total=head.total + unread, done=results.count, failed=len(failed), started_at=started,
         finished_at=finished, elapsed=round(elapsed, 3), records_per_second=round(run_rate(ledger.perf_hash()), 1),
         chunks=head.chunks, reclaimed_chunks=int(plain_float(meta.get(Meta.RECLAIMED), 0)), results=results, failures=failed,
-        cancelled=not_run + unread, state=state, root=root, requeued_after_preemption=preempted(meta.get(PREEMPTED)),
+        cancelled=not_run + unread, state=state, root=root, requeued_after_preemption=preempted(
+            meta.get(PREEMPTED), ceiling=(head.total + unread) * MAX_PREEMPTIONS_PER_RECORD
+        ),
         processor_seconds_by_vm=by_vm(ran, labels), drained_seconds_by_vm=by_vm(lost, labels),
         vm_priority={label.vm: label.priority for label in labels.values()},
     )  # fmt: skip

@@ -74,7 +74,7 @@ class Summary:
         return self.state or ("cancelled" if self.cancelled else "done")
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self)).encode()
+        return json.dumps(asdict(self), allow_nan=False).encode()  # strict JSON: no Infinity/NaN
 
     @classmethod
     def from_json(cls, raw: bytes, workload_id: str) -> Summary:

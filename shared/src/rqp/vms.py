@@ -18,6 +18,7 @@ can change only which VM name and "spot" a host's seconds are shown under.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -109,9 +110,11 @@ def processor_seconds_by_host(notes: Iterable[ChunkNote]) -> dict[str, float]:
 
 
 def by_vm(seconds: Mapping[str, float], labels: Mapping[str, VmLabel]) -> dict[str, float]:
-    """Per-host seconds summed by the VM each host runs on."""
+    """Per-host seconds summed by the VM each host runs on. A sum that is not finite (hosts a
+    Redis writer labelled as one VM, each with a huge plain count) is left out: it would be sealed
+    into the summary as a non-standard ``Infinity``."""
     out: dict[str, float] = {}
     for host, s in seconds.items():
         vm = labels.get(host, VmLabel(host)).vm
         out[vm] = out.get(vm, 0.0) + s
-    return {vm: round(s, 3) for vm, s in sorted(out.items())}
+    return {vm: round(s, 3) for vm, s in sorted(out.items()) if math.isfinite(s)}

@@ -73,6 +73,23 @@ def test_an_unknown_state_from_a_newer_scheduler_ends_a_wait(client, world, run_
     assert (s.state, s.ended) == ("refused", True)
 
 
+def test_a_made_up_state_does_not_end_a_wait_and_is_shown_unverified(client, world):
+    """A Redis writer's state no version knows (with forged counts) must not end ``wait``: it
+    keeps waiting until its timeout, and the snapshot says its counts are unverified."""
+    w = client.submit([{"n": 1}, {"n": 3}], SCRIPT, id="forged")
+    world.run(w.id)
+    keys = WorkloadKeys(w.id)
+    world.r.hset(keys.meta, "state", "zzz")
+    s = w.status()
+    assert (s.state, s.ended, s.verified) == ("zzz", False, False)
+    with pytest.raises(rqp.WaitTimeoutError, match="zzz"):
+        w.wait(timeout=0.3, progress=False, poll=0.05)
+    world.r.hset(keys.meta, "state", "done")  # a forged done: no sealed summary opens for it yet
+    with pytest.raises(rqp.WaitTimeoutError):
+        w.wait(timeout=0.3, progress=False, poll=0.05)
+    assert w.status().verified is False
+
+
 @pytest.mark.timeout(120)  # a stream that held the client's lock would deadlock on the status inside it
 def test_async_client_runs_the_client_in_a_thread(world, proc, run_to_end):
     async def main() -> tuple[list[int], str, list[int]]:

@@ -22,6 +22,9 @@ __all__ = ["Controls"]
 
 log = logging.getLogger("rqp.scheduler")
 
+#: every state a scheduler writes; any other in ``meta.state`` is a Redis writer's, put back
+_KNOWN_STATES = frozenset(s.value for s in State)
+
 
 class Controls:
     """Reads ``ctx``'s new signed requests each step and says what the run must do."""
@@ -61,10 +64,13 @@ class Controls:
         return round_ in self.reader.state.retry_rounds
 
     def _correct_shown(self, wanted: Control | None) -> None:
-        """Put the shown state back when a Redis writer changed it (one HGET a step, as before)."""
+        """Put the shown state back when a Redis writer changed it: the control field, or a state
+        no version knows (e.g. ``zzz``, which the client would not take for a running one)."""
         ledger = self.ctx.ledger
         shown = ledger.control()
-        if shown is wanted or (wanted is None and shown is Control.RESUME):
+        current = text(ledger.r.hget(ledger.k.meta, Meta.STATE))
+        made_up = current is not None and current not in _KNOWN_STATES
+        if not made_up and (shown is wanted or (wanted is None and shown is Control.RESUME)):
             self._suspect = False
             return
         if not self._suspect:
@@ -72,7 +78,6 @@ class Controls:
             return
         self._suspect = False
         state = {None: State.RUNNING, Control.PAUSE: State.PAUSED, Control.CANCEL: State.CANCELLING}[wanted]
-        current = text(ledger.r.hget(ledger.k.meta, Meta.STATE))
         pipe = ledger.r.pipeline(transaction=True)
         if wanted is None:
             pipe.hdel(ledger.k.meta, Meta.CONTROL)
@@ -80,7 +85,7 @@ class Controls:
             pipe.hset(ledger.k.meta, Meta.CONTROL, wanted.value)
         pipe.hset(ledger.k.meta, Meta.STATE, state.value)
         pipe.execute()
-        if shown is not None or current in (State.PAUSED, State.CANCELLING):
+        if shown is not None or made_up or current in (State.PAUSED, State.CANCELLING):
             reason = (
                 f"workload {self.ctx.id}: control field {shown.value if shown else 'none'!s} (state {current}) was not "
                 f"asked for by any signed request; ignored and put back to {state.value}"

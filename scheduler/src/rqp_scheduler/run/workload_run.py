@@ -17,7 +17,7 @@ from rqp import sandbox
 from rqp.backends import Backends
 from rqp.errors import IntegrityError, RqpError, ScriptError, StorageUnavailableError
 from rqp.ledger import Control, Head, Ledger, Meta, State, flush_outbox, record_rejection
-from rqp.summary import Summary
+from rqp.summary import SUMMARY_BLOB, Summary, read_summary
 from rqp.workload import SHRED_BYTES, SHRED_MARKER, SUPERSEDED, Workload, blob_name
 
 from ..consolidate import StateError
@@ -125,6 +125,11 @@ class WorkloadRun:
                 # it is touched; only a signed 'rqp retry --failed' does, for the round it names
                 self._ended(meta.get(Meta.STATE, "?"))
                 return self
+        if not meta and self._sealed_before():
+            # no Redis state, yet this generation's summary is sealed: it ended and its keys were
+            # deleted (a Redis writer undoing a signed cancel, or re-running a done workload)
+            self._ended("?", why="Redis holds no state of it but its sealed summary exists")
+            return self
         try:
             ctx.workload.check_runnable(time.time())
         except IntegrityError:
@@ -237,15 +242,29 @@ class WorkloadRun:
             store.delete(name)
         log.info("workload %s: the superseded generation's data key was shredded", self.ctx.id)
 
-    def _ended(self, shown: str) -> None:
-        """The workload's sealed head says it ended: nothing to schedule. When Redis shows it as
-        anything but ended, someone wrote that (or a submission) behind rqp's back: recorded."""
+    def _sealed_before(self) -> bool:
+        """Whether this generation's summary is in the blob store and opens under its data key:
+        it ended once. A re-pack (``rqp pack --replace``) moves the old summary under
+        ``superseded/`` and seals with a new key, so a new generation never matches."""
+        ctx = self.ctx
+        if not ctx.store.exists(blob_name(ctx.id, SUMMARY_BLOB)):
+            return False
+        try:
+            read_summary(ctx.store, ctx.workload)
+        except (RqpError, ValueError):
+            return False  # not this generation's (or junk): nothing vouches that it ended
+        return True
+
+    def _ended(self, shown: str, why: str = "its sealed head is closed") -> None:
+        """The workload's sealed head (or summary) says it ended: nothing to schedule. When Redis
+        shows it as anything but ended, someone wrote that (or a submission) behind rqp's back:
+        recorded."""
         ctx = self.ctx
         self.finished = True
         self.lock.release()
         if shown not in (State.DONE, State.CANCELLED, State.FAILED):
             reason = (
-                f"workload {ctx.id} has ended (its sealed head is closed) but Redis shows it {shown}: not run again; "
+                f"workload {ctx.id} has ended ({why}) but Redis shows it {shown}: not run again; "
                 f"'rqp retry {ctx.id} --failed' runs its failed records"
             )
             record_rejection(ctx.r, job=f"submission:{ctx.id}", workload=ctx.id, worker=ctx.me, reason=reason)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,7 @@ from ..verification import (
 )
 from ..workload import Workload as OpenedWorkload
 from ..workload import blob_name
-from ._status import WorkloadStatus, is_ended
+from ._status import WorkloadStatus, is_ended, is_known
 from ._stream import Seen, committed_results, parse_line, remaining
 
 if TYPE_CHECKING:
@@ -39,6 +40,9 @@ __all__ = ["POLL_SECONDS", "WaitTimeoutError", "Workload"]
 
 #: how often ``wait`` and ``stream`` look at Redis again
 POLL_SECONDS = 0.5
+#: ended states no sealed summary vouches for (failed as a whole, refused): ``wait`` ends on them
+#: as they are; a done or cancelled one ends it only once its summary opens (when the KEK is here)
+_UNSEALED_ENDS = frozenset({"failed", "refused"})
 
 
 class WaitTimeoutError(WorkloadError, TimeoutError):
@@ -72,13 +76,21 @@ class Workload:
             return WorkloadStatus.not_started(self.id, "submitted" if self.id in queued else "packed")
         if is_ended(p.state):
             p = verified_progress(p, self._sealed_summary)
+        if p.verified is None and (is_ended(p.state) or not is_known(p.state)):
+            # an ended state without a sealed summary to vouch for it (``failed`` as a whole), or
+            # one this version does not know: Redis's plain counts, so say they are unverified
+            p = replace(p, verified=False)
         return WorkloadStatus.from_progress(p)
+
+    def _holds_kek(self) -> bool:
+        """Whether this client can open the sealed summary (else an ended state cannot be checked)."""
+        settings = self.client.settings
+        return bool(settings.kek_file or settings.key_vault_key_id)
 
     def _sealed_summary(self) -> Summary | None:
         """The authenticated summary when this client holds the KEK and it opens, else None (an
         ended workload's counts are then shown unverified, as ``rqp status`` shows them)."""
-        settings = self.client.settings
-        if not (settings.kek_file or settings.key_vault_key_id):
+        if not self._holds_kek():
             return None
         try:
             return read_summary(self.client.backends.blobs, self._opened())
@@ -96,7 +108,7 @@ class Workload:
                 s = self.status()
                 if bar is not None:
                     bar(s)
-                if s.ended:
+                if s.ended and (s.verified or s.state in _UNSEALED_ENDS or not self._holds_kek()):
                     return s
                 _pause(deadline, poll, self.id, s)
         finally:

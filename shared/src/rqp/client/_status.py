@@ -7,19 +7,24 @@ from dataclasses import dataclass
 from ..ledger import State
 from ..status import Progress
 
-__all__ = ["ENDED_STATES", "WorkloadStatus", "is_ended"]
+__all__ = ["ENDED_STATES", "WorkloadStatus", "is_ended", "is_known"]
 
-#: states a workload does not leave on its own (``wait`` returns on them)
-ENDED_STATES = frozenset(s.value for s in State if s.finished)
+#: states a workload does not leave (``wait`` returns on them): the scheduler's final states,
+#: and ``refused`` (a scheduler that would not run it)
+ENDED_STATES = frozenset({s.value for s in State if s.finished} | {"refused"})
 
 
 def is_ended(state: str) -> bool:
-    """True for an ended workload. A state this version does not know (a newer scheduler's, e.g.
-    one that refused the workload) counts as ended unless it names something under way: a wait
-    then returns with it instead of polling forever."""
-    if state in ENDED_STATES:
-        return True
-    return state not in _UNDER_WAY
+    """True for an ended workload. A state this version does not know is not ended: Redis's
+    ``state`` is plain, so a Redis writer's made-up one must not end a wait with forged counts
+    (the wait goes on until a final state, or its timeout)."""
+    return state in ENDED_STATES
+
+
+def is_known(state: str) -> bool:
+    """True for a state this version knows (ended or under way); any other came from a newer
+    scheduler or a Redis writer, and a snapshot showing it is not verified."""
+    return state in ENDED_STATES or state in _UNDER_WAY
 
 
 #: the states of a workload that has not ended (``?``: Redis holds no state for it yet)

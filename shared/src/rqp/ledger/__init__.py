@@ -39,6 +39,8 @@ from ._codecs import (
 )
 from ._drained import (
     DRAINED_SECONDS,
+    MAX_DRAINED_SECONDS,
+    MAX_PREEMPTIONS_PER_RECORD,
     PREEMPTED,
     count_preempted,
     drained_field,
@@ -87,6 +89,8 @@ __all__ = [
     "INF",
     "LEADER_FENCE",
     "LEADER_LEASE",
+    "MAX_DRAINED_SECONDS",
+    "MAX_PREEMPTIONS_PER_RECORD",
     "OUTBOX",
     "OUTBOX_TIMES",
     "PAIR",

@@ -27,6 +27,8 @@ from ._keys import WorkloadKeys, held_key
 
 __all__ = [
     "DRAINED_SECONDS",
+    "MAX_DRAINED_SECONDS",
+    "MAX_PREEMPTIONS_PER_RECORD",
     "PREEMPTED",
     "count_preempted",
     "drained_field",
@@ -41,6 +43,12 @@ PREEMPTED = "preempted"
 #: fields ``drained_seconds:<host>`` of the meta hash: processor-seconds the chunks handed back by
 #: that VM had run (lost: they re-run whole), what its evictions cost the workload
 DRAINED_SECONDS = "drained_seconds:"
+#: the most drained seconds one host's field may say (a year): more is a Redis writer's (a plain
+#: field), left out so that sums by VM stay finite and the sealed summary strict JSON
+MAX_DRAINED_SECONDS = 365 * 86400.0
+#: the most times a record is believably requeued after preemption; a ``preempted`` count above
+#: this many per record is a Redis writer's and is not sealed into the summary
+MAX_PREEMPTIONS_PER_RECORD = 100
 
 
 def drained_field(jid: str) -> str:
@@ -101,8 +109,8 @@ def count_preempted(pipe: Pipeline, keys: WorkloadKeys, records: int) -> None:
 
 
 def drained_seconds(meta: dict[str, str]) -> dict[str, float]:
-    """``drained_seconds`` by host from the workload's meta hash (decoded); junk (not a finite
-    non-negative number) is left out."""
+    """``drained_seconds`` by host from the workload's meta hash (decoded); junk (not a number in
+    [0, ``MAX_DRAINED_SECONDS``]) is left out."""
     out = {}
     for f, v in meta.items():
         if f.startswith(DRAINED_SECONDS) and len(f) > len(DRAINED_SECONDS):
@@ -110,15 +118,18 @@ def drained_seconds(meta: dict[str, str]) -> dict[str, float]:
                 seconds = float(v)
             except (TypeError, ValueError):
                 continue
-            if 0 <= seconds < float("inf"):
+            if 0 <= seconds <= MAX_DRAINED_SECONDS:
                 out[f[len(DRAINED_SECONDS) :]] = round(seconds, 3)
     return dict(sorted(out.items()))
 
 
-def preempted(value: object) -> int:
-    """The meta field's value as a count; junk (not rqp's) reads as 0."""
+def preempted(value: object, ceiling: int | None = None) -> int:
+    """The meta field's value as a count; junk (not rqp's: not an integer, negative, or above
+    ``ceiling`` when given) reads as 0."""
     try:
         n = int(str(text(value) or "0"))
     except ValueError:
+        return 0
+    if ceiling is not None and n > ceiling:
         return 0
     return max(n, 0)

@@ -72,6 +72,7 @@ def _w(name: str) -> str:
 
 #: the tests behind the claims (tests/security/...)
 _III = "test_redis_writer_iii.py"
+_IV = "test_redis_writer_iv.py"
 _SC = "test_signed_control.py"
 _FUZZ = "test_redis_fuzz.py"
 
@@ -84,11 +85,13 @@ ROWS: tuple[Row, ...] = (
     # ------------------------------------------------------------------ rqp:w:<W>:meta
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "state", "state", f"{_SCHED}, post_control.lua ({_CLI}, {_CONSOLE} actions)",
         f"{_SCHED}, {_CLI} status/list/results, {_CONSOLE}, serving scheduler (resume)",
-        "shown state only: the scheduler acts on the verified requests and puts a forged state back (recorded in "
-        "rqp:rejected); an ended workload (sealed head closed) is never run again; status/list of an ended "
+        "shown state only: the scheduler acts on the verified requests and puts a forged state back, a made-up "
+        "one too (recorded in rqp:rejected); Workload.wait() ends only on a known final state, a made-up one is "
+        "shown verified=False; an ended workload (sealed head closed) is never run again; status/list of an ended "
         "workload report the sealed summary, or say unverified and exit 4; a state forged on an ended workload "
         "nobody supervises makes rqp status say unfinished (exit 3) or failed (exit 4), never a success",
-        "derived", test=f"{_III}::test_1, {_III}::test_6, {_SC}, {_FUZZ}[control]"),
+        "derived", test=f"{_III}::test_1, {_III}::test_6, {_IV}::test_f2_a_made_up_state_is_put_back_and_recorded, "
+        f"{_SC}, {_FUZZ}[control]"),
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "control", "control", f"post_control.lua ({_CLI}, {_CONSOLE} actions)",
         _SCHED, "nothing: kept for schedulers from before signed control; the scheduler puts a forged one back "
         "and records it", "derived", test=f"{_III}::test_1, {_FUZZ}[control]"),
@@ -132,13 +135,15 @@ ROWS: tuple[Row, ...] = (
         f"{_CLI} status, {_CONSOLE}, the summary's requeued_after_preemption",
         "records requeued after a preemption or drain, shown apart from failed attempts and sealed into the summary",
         "UNPROTECTED", "moves only the requeued-after-preemption figure (operations, not attempts): never which "
-        "records ran, a result, a done or failed count or an exit code; junk or a negative number reads as 0",
-        test=f"{_FUZZ}[drained]"),
+        "records ran, a result, a done or failed count or an exit code; junk, a negative number or more than "
+        "100 per record reads as 0",
+        test=f"{_FUZZ}[drained], {_IV}::test_f5_forged_drained_seconds_and_preempted_stay_out_of_the_sealed_summary"),
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "drained_seconds:<host>", r"drained_seconds:.+",
         f"{_PROC} supervisor (drain)", f"{_SCHED}, the summary's drained_seconds_by_vm, {_CONSOLE}",
         "processor-seconds of chunks a VM's drains handed back (what its evictions cost), sealed into the summary",
         "UNPROTECTED", "moves only the evictions' cost shown by VM: never which records ran, a result, a count or "
-        "an exit code; junk, a negative or a non-finite number is left out",
+        "an exit code; junk, a negative number or more than a year is left out, and so is a non-finite sum by VM "
+        "(the summary stays strict JSON)",
         test=f"{_FUZZ}[drained]"),
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "results_sha256", "results_sha256", _SCHED, f"{_CLI} status",
         "shown; rqp results checks the sealed summary's digest, not this", "derived", test=f"{_FUZZ}[sealed]"),
@@ -228,8 +233,10 @@ ROWS: tuple[Row, ...] = (
         test=f"{_FUZZ}[derived]"),
     Row("rqp:submissions", r"rqp:submissions", "list", "", "", f"{_CLI} submit/pack --submit, post_control.lua",
         "serving scheduler", "which workloads a serving scheduler starts: one whose sealed head is closed (ended) "
-        "is never run again, only a signed retry re-opens it", "derived",
-        test=f"{_III}::test_6, {_FUZZ}[submissions]"),
+        "is never run again, only a signed retry re-opens it; nor is one whose keys were deleted while its sealed "
+        "summary of the same generation exists (recorded in rqp:rejected; a --replace generation starts)", "derived",
+        test=f"{_III}::test_6, {_IV}::test_f6_a_cancelled_workload_whose_keys_were_deleted_is_not_run_again, "
+        f"{_FUZZ}[submissions]"),
     Row("rqp:priorities", r"rqp:priorities", "hash", "<W>", _W, f"{_CLI} priority, {_CONSOLE}", "nobody acts on it",
         "kept beside the shown priority; the chunks' queue comes from the verified requests", "advisory",
         test=f"{_FUZZ}[control]"),
