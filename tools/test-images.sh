@@ -492,7 +492,7 @@ victim=${victim%%$'\n'*}
 vhost=$($ENGINE inspect -f '{{.Config.Hostname}}' "$victim")
 wkey=""
 for _ in $(seq 20); do
-  wkey=$(redis_cli smembers rq:workers:rqp 2>&1 | grep -E "^rq:worker:rqp-$vhost-[0-9]+\$" | head -1 || true)
+  wkey=$(redis_cli smembers rq:workers:rqp 2>&1 | grep -E "^rq:worker:rqp-$vhost-[0-9]+(-[0-9a-z]+)?\$" | head -1 || true)
   [ -z "$wkey" ] || break
   sleep 0.5
 done
