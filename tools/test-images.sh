@@ -654,7 +654,18 @@ networks:
     name: $PROJECT-scheduler-vm_default
     external: true
 EOF
-CS="$COMPOSE -p $PROJECT-scheduler-vm -f $ROOT/compose/scheduler-vm.yml --env-file $WORK/scheduler-vm.env"
+# The scheduler VM's metrics logger runs in the VM's network namespace (its network figures are
+# the VM's) and reaches Redis where the VM publishes it; on a VM that address is in Redis's
+# certificate (init-secrets.sh --host), here the certificate names VM_NAME only (HOST_IP must stay
+# unnamed: a check below connects by it and must be refused), so the logger uses the name.
+cat > "$WORK/scheduler-vm-net.yml" <<EOF
+services:
+  metrics-logger:
+    extra_hosts: ["$VM_NAME:$HOST_IP"]
+    environment:
+      RQP_REDIS_URL: rediss://metrics-logger@$VM_NAME:$SPORT/0
+EOF
+CS="$COMPOSE -p $PROJECT-scheduler-vm -f $ROOT/compose/scheduler-vm.yml -f $WORK/scheduler-vm-net.yml --env-file $WORK/scheduler-vm.env"
 CP="$COMPOSE -p $PROJECT-processor-vm -f $ROOT/compose/processor-vm.yml -f $WORK/vm-network.yml --env-file $WORK/processor-vm.env"
 two_up=1
 $CS up -d --no-build --pull never >"$WORK/up-s.log" 2>&1 || { cat "$WORK/up-s.log" >&2; fail "scheduler-vm.yml up"; }
