@@ -188,11 +188,13 @@ def main(argv: list[str] | None = None) -> int:
                 log.warning(
                     "worker %d (pid %d) died holding %s; its lease was ended so the chunk is re-run now", i, p.pid, jid
                 )
-            # configuration, key or Redis errors (exit 2, 3, 6): restarting will not help soon
-            delay = RESTART_BACKOFF_MAX if code in (2, 3, 6) else min(RESTART_BACKOFF_MAX, 0.5 * 2 ** restarts[i])
+            # configuration or key errors (exit 2, 3): restarting will not help soon. Redis
+            # unreachable (exit 6) is often a failover a few seconds long (Sentinel promoting a
+            # replica): backed off like a crash, so the worker is back seconds after Redis is
+            delay = RESTART_BACKOFF_MAX if code in (2, 3) else min(RESTART_BACKOFF_MAX, 0.5 * 2 ** restarts[i])
             if time.monotonic() - started[i] > HEALTHY_SECONDS:
                 restarts[i] = 0  # it ran fine for a while: this is a new incident, not a crash loop
-                delay = 0.5 if code not in (2, 3, 6) else delay
+                delay = 0.5 if code not in (2, 3) else delay
             log.warning("worker %d (pid %d) exited with %s; restarting in %.1fs", i, p.pid, code, delay)
             restarts[i] += 1
             counts.restarts += 1

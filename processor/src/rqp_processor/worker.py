@@ -122,6 +122,9 @@ def job_class_for(processor: ChunkProcessor) -> type[RqpJob]:
     return ProcessorJob
 
 
+#: the longest a worker waits between tries to reach Redis again (RQ's default: 60 s)
+RECONNECT_WAIT_MAX_SECONDS = 2.0
+
 #: how long the worker's command-channel listener blocks per read (bounds how long stopping waits for it)
 PUBSUB_WAKE_SECONDS = 0.5
 #: how long the listener waits before it reconnects to a Redis that went away (RQ's own figure)
@@ -130,6 +133,11 @@ PUBSUB_RECONNECT_SECONDS = 2.0
 
 class RqpWorker(SimpleWorker):
     """SimpleWorker with rqp's job class and serializer fixed; nothing else configurable from Redis."""
+
+    #: RQ doubles its wait after each failed dequeue up to 60 s: after a Redis failover (Sentinel
+    #: promoting a replica a few seconds in) a worker sat out 1+2+4+8+16 s before it looked again.
+    #: Capped, it is back within this long of Redis answering.
+    max_connection_wait_time = RECONNECT_WAIT_MAX_SECONDS
 
     #: the chunk processor its jobs run on (set by ``build_worker``)
     processor: ChunkProcessor
