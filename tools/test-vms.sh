@@ -192,11 +192,13 @@ out["reclaimed"] = int(r.hget(f"rqp:w:{w}:meta", "reclaimed") or 0)
 workers, busy, held = {}, [], {}
 for key in r.smembers("rq:workers:rqp"):
     key = key.decode()
-    count, st, job = r.hmget(key, "successful_job_count", "state", "current_job")
+    count, st = r.hmget(key, "successful_job_count", "state")
     name = key.split(":", 2)[-1]
     workers[name] = int(count or 0)
     if st == b"busy":
         busy.append(name)
+    host, pid, _ = name.removeprefix("rqp-").rsplit("-", 2)  # rqp-<host>-<pid>-s<token>
+    job = r.get(f"rqp:held:{host}:{pid}")  # set by its START, cleared by its COMMIT
     if job:  # a chunk this worker holds under a lease that has not run out
         lease = r.zscore(f"rqp:w:{w}:pending", job)
         if lease is not None and lease != float("inf"):
