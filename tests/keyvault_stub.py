@@ -139,8 +139,10 @@ class KeyVaultStub:
     def public_pem(self, key_id: str) -> bytes:
         """The public key of ``key_id`` as PEM (what ``az keyvault key download --encoding PEM`` writes)."""
         name, version = urlparse(key_id).path.split("/")[2:4]
-        return self.keys[name][version].public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        return (
+            self.keys[name][version]
+            .public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         )
 
     # ------------------------------------------------------------------ HTTP
@@ -159,9 +161,11 @@ class KeyVaultStub:
                     'Bearer authorization="https://login.microsoftonline.com/stub-tenant", '
                     f'resource="https://0.0.1:{port}"'
                 )
-                status, doc, headers = 401, {"error": {"code": "Unauthorized", "message": "no token"}}, {
-                    "WWW-Authenticate": challenge
-                }
+                status, doc, headers = (
+                    401,
+                    {"error": {"code": "Unauthorized", "message": "no token"}},
+                    {"WWW-Authenticate": challenge},
+                )
             else:
                 status, doc, headers = self._keys(method, parts, body)
         except Exception as exc:  # the stub's own bug: say so to the client rather than hang
