@@ -139,18 +139,42 @@ def test_a_csv_export_digests_as_its_results_and_a_changed_cell_does_not():
     assert row_leaf(flat[0]) in changed[0].candidates
 
 
-def test_a_parquet_export_digests_as_its_results(tmp_path):
+def test_a_parquet_export_digests_as_its_results(tmp_path, monkeypatch):
     pytest.importorskip("pyarrow")
+    import rqp.client._frames as frames
     from rqp.cli.verify import parquet_rows
     from rqp.client._frames import to_parquet
 
-    # (the Parquet writer keeps no error column when the first row has none: those rows are not compared)
-    for results in ([r for r in RESULTS if isinstance(r.get("result"), dict)], RESULTS[:5]):
-        path = tmp_path / "r.parquet"
-        to_parquet(lambda results=results: iter(results), path)
-        rows = list(parquet_rows(path))
-        for row, doc in zip(rows, results, strict=True):
-            assert row_leaf(doc) in row.candidates, (doc, row)
+    flat = [r for r in RESULTS if isinstance(r.get("result"), dict)]
+    # an error only after the first row (and, in batches of 2, only in the last batch); a field
+    # only later rows have; an integer column that later holds a fraction
+    later = [
+        {"id": 0, "result": {"code": "a", "n": 1}},
+        {"id": 1, "result": {"code": "b", "n": 2}},
+        {"id": 2, "result": {"code": "c", "n": 2.5, "extra": True}},
+        {"id": 3, "error": "result is not valid JSON: NaN"},
+    ]
+    two_types = [{"id": 0, "result": {"a": 1}}, {"id": 1, "result": {"a": "x"}}]  # one JSON column
+    for batch_rows in (8192, 2):
+        monkeypatch.setattr(frames, "BATCH_ROWS", batch_rows)
+        for results in (flat, RESULTS, two_types, later):
+            path = tmp_path / "r.parquet"
+            to_parquet(lambda results=results: iter(results), path)
+            rows = list(parquet_rows(path))
+            assert [r.id for r in rows] == [r["id"] for r in results]
+            for row, doc in zip(rows, results, strict=True):
+                assert row_leaf(doc) in row.candidates, (batch_rows, doc, row)
+    # the error row's reason is compared, so a changed reason is named
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    assert "error" in table.column_names and "extra" in table.column_names
+    errors = table.column("error").to_pylist()
+    errors[3] = "result is not valid JSON: Infinity"
+    pq.write_table(table.set_column(table.column_names.index("error"), "error", [errors]), path)
+    changed = list(parquet_rows(path))
+    assert row_leaf(later[3]) not in changed[3].candidates
+    assert row_leaf(later[2]) in changed[2].candidates
 
 
 @pytest.mark.parametrize("key", [None, "TX-1", 'é"\\\n', "12"])

@@ -28,6 +28,8 @@ from rqp.storage import BlobStore
 from rqp.summary import Summary, read_summary
 from rqp.workload import Workload
 
+from .results_check import ResultsChecks
+
 __all__ = ["Opener", "open_opener"]
 
 #: opened workloads kept (each holds its data key in memory), and for how long unused
@@ -48,6 +50,8 @@ class Opener:
         self._lock = threading.Lock()
         #: ended workloads' summaries (an ended workload's summary changes only with a new round)
         self._summaries: OrderedDict[str, tuple[float, Summary]] = OrderedDict()
+        #: stored results checked against their signed roots, for the workload page's badge
+        self.results_checks = ResultsChecks(store)
 
     def workload(self, workload_id: str) -> Workload:
         """The opened workload; ``RqpError`` (one line) when it cannot be opened or is not trusted."""

@@ -28,6 +28,7 @@ from rqp.storage import BlobStore, MessageQueue
 from rqp.verification import results_trust
 from rqp.workload import blob_name
 
+from .results_check import MATCH
 from .sealed import Opener
 from .throughput import ThroughputHistory
 from .workloads import progress_row
@@ -106,27 +107,36 @@ def _failed_as_a_whole(r: redis.Redis, workload_id: str, row: dict[str, Any], op
 
 def _results_root(workload_id: str, opener: Opener, settings: Settings) -> dict[str, Any] | None:
     """The workload's signed results root for the page's badge (``rqp.results_root``): the root,
-    its signer, and whether a trusted results key signed it for this workload and its manifest
-    -- the statement only; ``rqp verify`` checks every record against it."""
+    its signer, whether a trusted results key signed it for this workload and its manifest
+    (``signed``), what the check of the stored results against it found (``records``:
+    ``rqp_console.results_check``), and ``verified`` only when both hold."""
     summary = opener.summary(workload_id)
     if summary is None or summary.root is None:
         return None
     try:
         att = Attestation.from_dict(summary.root, workload_id)
     except RqpError as exc:
-        return {"root": None, "signer": None, "verified": False, "note": str(exc)}
+        return {"root": None, "signer": None, "signed": False, "verified": False, "records": None, "note": str(exc)}
     out: dict[str, Any] = {
         "root": att.root.hex(),
         "size": att.size,
         "signer": att.signature.signer if att.signature is not None else None,
+        "signed": False,
         "verified": False,
+        "records": None,
         "note": "",
     }
     try:
-        att.check(opener.workload(workload_id), results_trust(settings), workload_id)
-        out["verified"] = True
+        workload = opener.workload(workload_id)
+        trust = results_trust(settings)
+        att.check(workload, trust, workload_id)
     except RqpError as exc:
         out["note"] = str(exc)
+        return out
+    out["signed"] = True
+    records = opener.results_checks.state(workload, trust, out["root"], att.size)
+    out["records"] = records
+    out["verified"] = records["status"] == MATCH
     return out
 
 

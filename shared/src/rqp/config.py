@@ -181,6 +181,9 @@ class Settings:
     #: the scheduler's own Ed25519 key (PEM) that signs each workload's results root
     #: (``rqp verify``); without it the scheduler signs with its operator key, if it has one
     results_key_file: Path | None = None
+    #: or an Azure Key Vault EC P-256 key id the results root is signed with (ES256, the vault's
+    #: ``sign``; the private key never leaves the vault): ``rqp.results_signer``
+    results_key_vault_id: str | None = None
     #: public keys (PEM) of the results keys ``rqp verify`` trusts (without it: the trusted operators)
     trusted_results_keys_file: Path | None = None
     #: run the workload's script in a confined process of its own (false: inside the role)

@@ -66,3 +66,50 @@ def test_a_stream_times_out_with_one_line(client, world):
     world.run(w.id)  # started, never worked
     with pytest.raises(rqp.WaitTimeoutError, match="idle had not ended in time"):
         list(w.stream(timeout=0.05, poll=0.01))
+
+
+@pytest.mark.timeout(120)
+def test_streamed_results_carry_their_leaf_and_are_checked_against_the_root_once_it_exists(
+    client, world, proc, operator
+):
+    """Issue #29 item 4: each streamed result carries the id, key and result digest it came with;
+    once the workload has ended, ``verify_streamed`` checks them against the signed root and
+    names a record whose value was changed after it was streamed, or forged with its digest."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from rqp.results_root import canonical
+
+    world.settings = dataclasses.replace(world.settings, operator_key_file=operator.path)  # signs the root
+    w = client.submit([{"n": i} for i in range(40)], SCRIPT, id="streamed-root")
+    run = world.run(w.id)
+    stream = w.stream(poll=0)
+    run.step()
+    world.work(proc)
+    first = list(itertools.islice(stream, w.status().done))
+    with pytest.raises(rqp.WorkloadError, match="has no results yet"):
+        w.root()  # streamed before the root exists
+    r = first[0]
+    assert r.leaf.id == r["id"] and r.leaf.kind == "result"
+    assert r.leaf.digest == hashlib.sha256(canonical(r["result"])).hexdigest()
+    world.run_to_end(run, proc)
+    streamed = first + list(stream)
+    report = w.verify_streamed(streamed, signer=operator.trusted)
+    assert report.ok and report.checked == len(streamed) == 40 - len(w.failures())
+    assert report.root == w.root()["statement"]["root"]
+
+    # kept elsewhere with their leaf inputs (as JSON), then one value altered there
+    kept = [json.loads(json.dumps({**x, "leaf": x.leaf.to_dict()})) for x in streamed]
+    assert w.verify_streamed(kept, signer=operator.trusted).ok
+    victim = kept[3]
+    victim["result"]["sq"] += 1
+    with pytest.raises(rqp.IntegrityError, match=f"record {victim['id']} was changed after it was streamed"):
+        w.verify_streamed(kept, signer=operator.trusted)
+    # the altered value with a digest to match: not what the fleet signed
+    victim["leaf"]["digest"] = hashlib.sha256(canonical(victim["result"])).hexdigest()
+    with pytest.raises(rqp.IntegrityError, match=f"record {victim['id']} differs from what was signed"):
+        w.verify_streamed(kept, signer=operator.trusted)
+    # a record dropped from what was kept is named too
+    with pytest.raises(rqp.IntegrityError, match=f"record {streamed[5]['id']} is missing from the streamed results"):
+        w.verify_streamed(streamed[:5] + streamed[6:], signer=operator.trusted)

@@ -46,6 +46,24 @@ function renderActions(d) {
 }
 
 // ------------------------------------------------------------------ the detail
+// the results badge: "verified" only when a trusted results key signed the root for this workload
+// AND the console's own pass over the stored results matched it (rqp_console.results_check)
+function rootBadge(rr) {
+  const rec = rr.records || {};
+  const about = `root ${rr.root || "?"} of ${rr.size ?? "?"} records, signed by ${rr.signer || "no one"}`;
+  const when = rec.at ? ` (checked ${new Date(rec.at * 1000).toISOString().slice(11, 19)} UTC)` : "";
+  const problems = (rec.problems || []).join("; ") + (rec.more ? ` (and ${rec.more} more)` : "");
+  if (!rr.signed) {
+    return { className: "badge unverified", textContent: "results root unverified", title: about + (rr.note ? `: ${rr.note}` : "") };
+  }
+  if (rec.status === "match") {
+    return { className: "badge done", textContent: "results verified", title: `${int(rec.checked)} stored results match the ${about}${when}` };
+  }
+  if (rec.status === "differs") {
+    return { className: "badge failed", textContent: "results differ from the signed root", title: `${problems}; the ${about}${when}` };
+  }
+  return { className: "badge checking", textContent: `root signed; checking ${int(rr.size)} records`, title: `${about}; the stored results are being checked against it` };
+}
 function renderHead(d) {
   $("workload-error").hidden = true;
   const st = $("state");
@@ -58,12 +76,7 @@ function renderHead(d) {
   const root = $("root-badge");
   const rr = d.results_root;
   root.hidden = !rr;
-  if (rr) {
-    // the signed results root: verified when a trusted results key signed it for this workload
-    root.className = "badge " + (rr.verified ? "done" : "unverified");
-    root.textContent = rr.verified ? "results root verified" : "results root unverified";
-    root.title = `root ${rr.root || "?"} of ${rr.size ?? "?"} records, signed by ${rr.signer || "no one"}` + (rr.note ? `: ${rr.note}` : "") + " (rqp verify checks every record)";
-  }
+  if (rr) Object.assign(root, rootBadge(rr));
   $("priority").textContent = "priority " + d.priority;
   renderActions(d);
 }

@@ -13,12 +13,12 @@ from collections.abc import Generator
 from typing import cast
 
 from rqp import sandbox
-from rqp.connect import open_operator_key
 from rqp.errors import BlobNotFoundError, RqpError
 from rqp.ledger import Head, State, flush_outbox, outbox_add, publish_outbox
 from rqp.messages import make_envelope
 from rqp.records import Limits
-from rqp.signing import LocalSigningKey, SigningKey
+from rqp.results_signer import open_results_signer
+from rqp.signing import SigningKey
 from rqp.status import read_progress
 from rqp.summary import Summary, read_summary
 from rqp.workload import SHRED_BYTES, SHRED_MARKER, SUPERSEDED, blob_name
@@ -117,14 +117,10 @@ class Finisher:
 
     def results_signer(self) -> SigningKey | None:
         """The key the results root is signed with (``rqp.results_root``): this scheduler's results
-        key (``RQP_RESULTS_KEY_FILE``), else its operator key; None (the root stays unsigned)
+        key (``RQP_RESULTS_KEY_FILE`` or ``RQP_RESULTS_KEY_VAULT_ID``: ``rqp.results_signer``), else its
+        operator key; None (the root stays unsigned)
         without either. Never the submitter's key, which processors may be given too."""
-        s = self.ctx.settings
-        if s.results_key_file is not None:
-            return LocalSigningKey(s.results_key_file)
-        if s.operator_key_file or s.operator_key_vault_id:
-            return open_operator_key(s)
-        return None
+        return open_results_signer(self.ctx.settings)
 
     def _script_records(self) -> Generator[tuple[bytes, str | None], None, None] | None:
         """A ``--format script`` workload's records parsed again by its ``parse()`` in a script
@@ -154,15 +150,19 @@ class Finisher:
         if cancelled and head.total is None:
             head = Head(head.enqueued, head.chunks, head.enqueued, head.round)  # what was read before the cancel
         parsed = self._script_records()
+        signer = self.results_signer()
         try:
             summary = consolidate(
                 ctx.ledger, ctx.store, ctx.workload, head, keep_parts=ctx.settings.keep_parts, cancelled=cancelled,
-                unread=unread, signer=self.results_signer(), limits=Limits.from_settings(ctx.settings),
+                unread=unread, signer=signer, limits=Limits.from_settings(ctx.settings),
                 payloads=None if parsed is None else (payload for payload, _why in parsed),
             )  # fmt: skip
         finally:
             if parsed is not None:
                 parsed.close()  # ends its script host
+            close = getattr(signer, "close", None)
+            if close is not None:
+                close()  # a Key Vault signer's HTTP clients and credential
         self.drop_superseded()
         closed = Head(head.enqueued, head.chunks, head.total, head.round, closed=True)
         ctx.ledger.finish(

@@ -60,18 +60,21 @@ class KeyVaultSigningKey(SigningKey):
         self.fingerprint = fingerprint(self._public)
 
     @classmethod
-    def from_key_id(cls, key_id: str, credential: Any = None) -> KeyVaultSigningKey:
+    def from_key_id(
+        cls, key_id: str, credential: Any = None, *, setting: str = "RQP_SIGNING_KEY_VAULT_ID"
+    ) -> KeyVaultSigningKey:
+        """The key ``key_id`` names, configured by ``setting`` (which errors name)."""
         ident = _parse_key_id(key_id)
         if ident is None:
             raise ConfigError(
-                f"RQP_SIGNING_KEY_VAULT_ID {key_id!r} is not a Key Vault key id; use https://<vault>.vault.azure.net/keys/<name>/<version>"
+                f"{setting} {key_id!r} is not a Key Vault key id; use https://<vault>.vault.azure.net/keys/<name>/<version>"
             )
         from azure.keyvault.keys import KeyClient  # noqa: PLC0415 - only this path needs it
 
         credential, options, owned = vault_client_setup(credential)
         keys = KeyClient(ident.vault_url, credential, **options)
         owned.append(keys)
-        vault_key = _call(DEFAULT_RETRY, lambda: keys.get_key(ident.name, ident.version), "get", key_id)
+        vault_key = _call(DEFAULT_RETRY, lambda: keys.get_key(ident.name, ident.version), "get", key_id, setting)
         client = CryptographyClient(vault_key.id or key_id, credential, **options)
         return cls(client, vault_key.key, owned=owned)
 
@@ -94,7 +97,7 @@ class KeyVaultSigningKey(SigningKey):
             obj.close()
 
 
-def _call(retry: RetryPolicy, fn: Any, op: str, key_id: str) -> Any:
+def _call(retry: RetryPolicy, fn: Any, op: str, key_id: str, setting: str = "RQP_SIGNING_KEY_VAULT_ID") -> Any:
     try:
         return retry.call(fn, f"Key Vault {op}")
     except RetriesExhausted as exc:
@@ -112,7 +115,7 @@ def _call(retry: RetryPolicy, fn: Any, op: str, key_id: str) -> Any:
             ) from None
         if status_code(exc) == 404:
             raise KeyProviderError(
-                f"key {key_id} not found in Key Vault ({safe_reason(exc)}); check RQP_SIGNING_KEY_VAULT_ID"
+                f"key {key_id} not found in Key Vault ({safe_reason(exc)}); check {setting}"
             ) from None
         raise KeyProviderError(f"Key Vault {op} with key {key_id} failed ({safe_reason(exc)})") from None
     except AzureError as exc:

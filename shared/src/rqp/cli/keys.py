@@ -11,6 +11,7 @@ from pathlib import Path
 from ..connect import open_signing_key
 from ..errors import ConfigError
 from ..keys import KeyProvider, generate_kek
+from ..results_signer import open_results_signer
 from ..rotate import ALREADY, ROTATED, open_provider, rotate_keys
 from ..signing import generate_signing_key
 from .context import backends, settings
@@ -50,7 +51,15 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_signer(args: argparse.Namespace) -> int:
-    signer = open_signing_key(settings(args))
+    if args.results:  # the key results roots are signed with: its public half for readers to trust
+        found = open_results_signer(settings(args))
+        if found is None:
+            raise ConfigError(
+                "no results key configured: set RQP_RESULTS_KEY_FILE or RQP_RESULTS_KEY_VAULT_ID (or an operator key)"
+            )
+        signer = found
+    else:
+        signer = open_signing_key(settings(args))
     if args.pem:
         sys.stdout.write(f"# {signer.fingerprint} ({signer.alg})\n" + signer.public_pem().decode())
     else:
@@ -112,6 +121,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     p.add_argument(
         "--signing-key", help="Ed25519 signing key PEM (default: RQP_SIGNING_KEY_FILE, or RQP_SIGNING_KEY_VAULT_ID)"
+    )
+    p.add_argument(
+        "--results",
+        action="store_true",
+        help="the scheduler's results key instead (RQP_RESULTS_KEY_FILE, RQP_RESULTS_KEY_VAULT_ID, else the operator key)",
     )
     p.add_argument(
         "--pem", action="store_true", help="print the public key (PEM) to append to RQP_TRUSTED_SIGNERS_FILE"

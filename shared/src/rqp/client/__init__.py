@@ -6,5 +6,15 @@ from ._async import AsyncClient, AsyncWorkload
 from ._client import Client
 from ._handle import WaitTimeoutError, Workload
 from ._status import WorkloadStatus
+from ._streamed import StreamedLeaf, StreamedResult
 
-__all__ = ["AsyncClient", "AsyncWorkload", "Client", "WaitTimeoutError", "Workload", "WorkloadStatus"]
+__all__ = [
+    "AsyncClient",
+    "AsyncWorkload",
+    "Client",
+    "StreamedLeaf",
+    "StreamedResult",
+    "WaitTimeoutError",
+    "Workload",
+    "WorkloadStatus",
+]

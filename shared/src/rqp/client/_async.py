@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, TypeVar, cast
 
 from ..config import Settings
+from ..verification import Report
 from ._client import Client
 from ._handle import Workload
 from ._status import WorkloadStatus
@@ -80,6 +81,10 @@ class AsyncWorkload:
 
     async def to_pandas(self) -> Any:
         return await self.client._run(self.sync.to_pandas)
+
+    async def verify_streamed(self, results: Iterable[Mapping[str, Any]], signer: str | None = None) -> Report:
+        """As ``Workload.verify_streamed``: what ``stream()`` yielded, checked against the signed root."""
+        return await self.client._run(self.sync.verify_streamed, list(results), signer)
 
     async def pause(self) -> str:
         return await self.client._run(self.sync.pause)

@@ -88,26 +88,54 @@ def _batches(records: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]
         yield batch
 
 
+def _batch_schema(rows: list[dict[str, Any]], pa: Any) -> Any:
+    """The schema of every column any row has, in order of first appearance, each column's type
+    inferred from all its values (``Table.from_pylist`` alone takes the first row's keys)."""
+    names = list(dict.fromkeys(k for r in rows for k in r))
+    return pa.schema([(n, pa.array([r.get(n) for r in rows]).type) for n in names])
+
+
+def _scan(records: Iterable[dict[str, Any]], pa: Any) -> tuple[bool, Any]:
+    """One pass over the results: whether they spread into columns (``spreads``) and the schema
+    that holds every row -- each batch's inferred schema unified with the others' (a column that
+    first appears in a later batch, ``error`` included, is kept; an integer column that later
+    holds a fraction becomes a double). Results whose columns do not unify (a field a number
+    here, a string there) go into one ``result`` column of JSON text instead of spreading."""
+    spread, seen = True, False
+    spread_schemas: list[Any] = []
+    whole_schemas: list[Any] = []
+    for batch in _batches(records):
+        whole_schemas.append(_batch_schema(flatten(batch, False, json_text=True), pa))
+        if spread:
+            results = [r["result"] for r in batch if "result" in r]
+            seen = seen or bool(results)
+            spread = all(_flat(x) for x in results)
+            if spread:
+                try:
+                    spread_schemas.append(_batch_schema(flatten(batch, True), pa))
+                except (pa.ArrowTypeError, pa.ArrowInvalid):
+                    spread = False  # a field of two types in one batch: one JSON column
+    if spread and seen:
+        try:
+            return True, pa.unify_schemas(spread_schemas, promote_options="permissive")
+        except (pa.ArrowTypeError, pa.ArrowInvalid):
+            pass  # a field of two types: one JSON column below
+    return False, pa.unify_schemas(whole_schemas, promote_options="permissive") if whole_schemas else None
+
+
 def to_parquet(records: Callable[[], Iterable[dict[str, Any]]], path: Path) -> Path:
     """Two passes over ``records()`` (the results are decrypted twice, never held whole): one to
-    tell whether the results spread into columns, one to write them in batches of ``BATCH_ROWS``;
-    the first batch's schema is the file's."""
+    tell whether the results spread into columns and the schema that holds every row
+    (``_scan``), one to write them in batches of ``BATCH_ROWS``. (The first batch's schema is
+    not enough: an ``error`` column or a field only later rows have would be dropped, and
+    ``rqp verify`` would call those records changed.)"""
     pa = _need("pyarrow", "dataframe")
     pq = _need("pyarrow.parquet", "dataframe")
-    spread = spreads(records())
-    writer = None
-    try:
+    spread, schema = _scan(records(), pa)
+    if schema is None:
+        pq.write_table(pa.table({"id": pa.array([], pa.int64())}), path)
+        return path
+    with pq.ParquetWriter(path, schema) as writer:
         for batch in _batches(records()):
-            rows = flatten(batch, spread, json_text=True)
-            if writer is None:
-                table = pa.Table.from_pylist(rows)
-                writer = pq.ParquetWriter(path, table.schema)
-            else:
-                table = pa.Table.from_pylist(rows, schema=writer.schema)
-            writer.write_table(table)
-        if writer is None:
-            pq.write_table(pa.table({"id": pa.array([], pa.int64())}), path)
-    finally:
-        if writer is not None:
-            writer.close()
+            writer.write_table(pa.Table.from_pylist(flatten(batch, spread, json_text=True), schema=schema))
     return path

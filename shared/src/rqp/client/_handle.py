@@ -5,7 +5,7 @@ failures, and the operator's control actions, each signed as the CLI signs them.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +32,7 @@ from ..workload import Workload as OpenedWorkload
 from ..workload import blob_name
 from ._status import WorkloadStatus, is_ended, is_known
 from ._stream import Seen, committed_results, parse_line, remaining
+from ._streamed import StreamedResult, changed_after_streaming
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -182,6 +183,25 @@ class Workload:
         report.raise_if_failed()
         return report
 
+    def verify_streamed(self, results: Iterable[Mapping[str, Any]], signer: str | Path | None = None) -> Report:
+        """Check what ``stream()`` yielded -- kept as it came (``StreamedResult``), or stored with
+        its leaf inputs as ``{**r, "leaf": r.leaf.to_dict()}`` -- against the signed root, once
+        the workload has ended: each record as it was streamed must be the one the fleet signed,
+        and must still hash to the digest it was streamed with. The report of a match;
+        ``IntegrityError`` naming each record changed after it was streamed, not signed as
+        streamed, missing, extra or repeated (give the whole stream), or the untrusted signer."""
+        b = self.client.backends
+        opened = self._opened()
+        self._summary_or_why(opened)
+        trust = results_trust(self.client.settings, None if signer is None else Path(signer))
+        rows, changed = changed_after_streaming(results)
+        rows.sort(key=lambda r: r.id)
+        report = check_rows(b.blobs, opened, trust, rows, what="streamed results")
+        for problem in changed:
+            report.add(problem)
+        report.raise_if_failed()
+        return report
+
     def proof(self, record: int) -> dict[str, Any]:
         """A self-contained proof of one record's result (as ``rqp proof W --record N``), which
         ``rqp.verification.check_proof`` -- or the README's plain check -- verifies with only the
@@ -190,11 +210,13 @@ class Workload:
         self._summary_or_why(opened)
         return make_proof(self.client.backends.blobs, opened, record)
 
-    def stream(self, timeout: float | None = None, poll: float = POLL_SECONDS) -> Iterator[dict[str, Any]]:
+    def stream(self, timeout: float | None = None, poll: float = POLL_SECONDS) -> Iterator[StreamedResult]:
         """Its results as chunks commit, before consolidation, each record once (in commit order,
         not record order), verified under the workload's key as the final results are; ends when
-        the workload has ended and every result was yielded. ``WaitTimeoutError`` after
-        ``timeout`` seconds."""
+        the workload has ended and every result was yielded. Each is the record's dict with a
+        ``leaf`` attribute -- the id, key and result digest it came with -- which
+        ``verify_streamed`` checks against the signed root once it exists.
+        ``WaitTimeoutError`` after ``timeout`` seconds."""
         b = self.client.backends
         opened = self._opened()
         led = Ledger(b.redis, self.id)

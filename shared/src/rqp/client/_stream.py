@@ -8,7 +8,9 @@ workload's key, a part of another job or a result sealed for another record is a
 ``IntegrityError``, exactly as it fails consolidation -- and yields each record's result once.
 
 Once the workload has ended (its parts are deleted after consolidation), what was not yet
-yielded comes from the consolidated results, checked against the sealed summary.
+yielded comes from the consolidated results, checked against the sealed summary. Each record is
+yielded as a ``StreamedResult`` carrying the leaf inputs it came with (``rqp.client._streamed``),
+which ``Workload.verify_streamed`` checks against the signed root once it exists.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ..parts import iter_part, part_blob
 from ..status import ChunkNote
 from ..storage import BlobStore
 from ..workload import Workload
+from ._streamed import StreamedResult
 
 __all__ = ["Seen", "committed_results", "parse_line", "remaining"]
 
@@ -92,7 +95,7 @@ def _note_lines(store: BlobStore, workload: Workload, note: ChunkNote) -> Iterat
 
 def committed_results(
     ledger: Ledger, store: BlobStore, workload: Workload, seen: Seen, opened: dict[str, bytes]
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[StreamedResult]:
     """The results of the chunks committed since the last call (``opened``: chunk -> the sealed
     note already read), each record not in ``seen``. A part already gone (consolidated) is left
     to the consolidated results."""
@@ -111,13 +114,13 @@ def committed_results(
         try:
             for rid, line in _note_lines(store, workload, note):
                 if seen.add(rid):
-                    yield parse_line(line)
+                    yield StreamedResult.of(parse_line(line))
         except BlobNotFoundError:
             pass  # its round was consolidated meanwhile: the part is gone, the results have the rest
         opened[chunk] = sealed
 
 
-def remaining(lines: Iterator[bytes], seen: Seen) -> Iterator[dict[str, Any]]:
+def remaining(lines: Iterator[bytes], seen: Seen) -> Iterator[StreamedResult]:
     """The consolidated results not yet yielded."""
     for line in lines:
         if not line:
@@ -126,4 +129,4 @@ def remaining(lines: Iterator[bytes], seen: Seen) -> Iterator[dict[str, Any]]:
         rid = doc.get("id")
         if isinstance(rid, int) and not seen.add(rid):
             continue
-        yield doc
+        yield StreamedResult.of(doc)
