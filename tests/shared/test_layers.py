@@ -28,7 +28,7 @@ LAYERS = [
         "hardening",
         "vms",
     },
-    {"connect", "backends", "oplog", "control", "rotate", "redis_acl", "verification"},
+    {"connect", "backends", "oplog", "control", "rotate", "redis_acl", "verification", "results_signer"},
     {"client"},
     {"cli", "__init__"},
 ]
