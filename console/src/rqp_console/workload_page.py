@@ -109,6 +109,9 @@ def _results_root(workload_id: str, opener: Opener, settings: Settings) -> dict[
     its signer, and whether a trusted results key signed it for this workload and its manifest
     -- the statement only; ``rqp verify`` checks every record against it."""
     summary = opener.summary(workload_id)
+    stale = opener.stale.get(workload_id)
+    if summary is None and stale is not None:  # an older round's summary put back: refused, said why
+        return {"root": None, "size": None, "signer": None, "verified": False, "note": stale}
     if summary is None or summary.root is None:
         return None
     try:

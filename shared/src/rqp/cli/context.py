@@ -17,7 +17,7 @@ from ..errors import RqpError, WorkloadError
 from ..identity import actor
 from ..signing import SigningKey, TrustStore
 from ..status import Progress, verified_progress
-from ..summary import Summary, read_summary
+from ..summary import StaleSummaryError, Summary, read_summary
 from ..workload import Workload, blob_name, check_workload_id
 from .formatting import when
 
@@ -68,6 +68,8 @@ def verify_counts(b: Backends, p: Progress) -> Progress:
             return None
         try:
             return read_summary(b.blobs, open_workload(b, p.workload))
+        except StaleSummaryError:
+            raise  # an older round's summary put back: said as such, never shown as verified
         except (RqpError, ValueError):
             return None
 
