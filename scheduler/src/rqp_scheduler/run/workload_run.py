@@ -21,7 +21,7 @@ from rqp.summary import SUMMARY_BLOB, Summary, read_summary
 from rqp.workload import SHRED_BYTES, SHRED_MARKER, SUPERSEDED, Workload, blob_name
 
 from ..consolidate import StateError
-from .checkpoint import Checkpointer, marked_round
+from .checkpoint import RESUME_CHUNK_GAP, Checkpointer, marked_round
 from .context import RunContext
 from .control import Controls
 from .enqueue import Enqueuer
@@ -280,6 +280,11 @@ class WorkloadRun:
         pipe = ctx.r.pipeline(transaction=True)
         ctx.ledger.advance(pipe, closed, closed.seal(ctx.workload))
         pipe.hset(ctx.ledger.k.n, mapping={Counters.DONE: before.done, Counters.FAILED: before.failed})
+        # retry chunks numbered past any the lost Redis can have queued (each carried at least one
+        # record's attempt, at most max_attempts per record and round): a processor that commits
+        # one of the lost run's chunks late finds no pending job of that name
+        attempts = max(1, ctx.settings.max_attempts) * max(1, before.total) * (before.sealed_round + 1)
+        pipe.hset(ctx.ledger.k.meta, Meta.RETRY_SEQ, attempts + RESUME_CHUNK_GAP)
         pipe.execute()
         self.retrier.begin_round(closed)
         log.info(
