@@ -243,7 +243,7 @@ def test_f1_stale_checkpoints_after_a_redis_wipe_never_reopen_a_done_workload(wo
     assert again.finished and again.step()
     assert world.queued_jobs() == [] and not world.r.exists(Ledger(world.r, wid).k.meta)
     assert world.store.get(blob_name(wid, SUMMARY_BLOB)) == sealed
-    assert any("has ended" in r and "of its current round exists" in r for r in _rejected(world, wid))
+    assert any("has ended" in r and "sealed summary" in r for r in _rejected(world, wid))
 
 
 # ---------------------------------------------------------------------------------------- F6's side effect

@@ -133,7 +133,7 @@ class WorkloadRun:
                 # no Redis state, yet this generation's summary of its current round is sealed: it
                 # ended and its keys were deleted (a Redis writer undoing a signed cancel, or
                 # re-running a done workload, with stale checkpoint segments put back or not)
-                self._ended("?", why="Redis holds no state of it but its sealed summary of its current round exists")
+                self._ended("?", why="Redis holds no state of it but its sealed summary exists, of its current round")
                 return self
         try:
             ctx.workload.check_runnable(time.time())
