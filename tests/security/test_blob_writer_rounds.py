@@ -106,6 +106,9 @@ def test_f0_round_1_blobs_put_back_after_a_retry_round_are_refused_by_every_read
         line = one_line_error(err)
         assert expected in line and "the blob was replaced with an older one" in line, (argv, line)
         assert "27" not in out, (argv, out)  # none of round 1's counts or lines shown
+    _, out, _ = run(capsys, "list")  # a list of many: that one marked unverified, the rest listed
+    row = next(line for line in out.splitlines() if line.startswith(wid))
+    assert "done*" in row and "27" not in row, out
     client = rqp.Client(
         redis_url=world.settings.redis_url,
         blob_url=world.settings.blob_url,
