@@ -3,6 +3,8 @@ passed (F10). On a directory it is a rename: the old blob or the whole new one, 
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from rqp.errors import BlobNotFoundError
@@ -25,6 +27,6 @@ def test_move_replaces_the_target_and_removes_the_source(tmp_path, wrap):
 def test_moving_a_missing_blob_names_it_and_keeps_the_target(tmp_path):
     store = FileBlobStore(tmp_path / "blobs")
     store.put("workloads/w1/results.enc", b"kept")
-    with pytest.raises(BlobNotFoundError, match="blob workloads/w1/results.enc.staged not found"):
+    with pytest.raises(BlobNotFoundError, match=re.escape("blob workloads/w1/results.enc.staged not found")):
         store.move("workloads/w1/results.enc.staged", "workloads/w1/results.enc")
     assert store.get("workloads/w1/results.enc") == b"kept"
