@@ -276,3 +276,21 @@ def test_a_retry_round_lost_with_redis_resumes_and_an_ended_one_does_not(world, 
     world.r.rpush(SUBMISSIONS, wid)
     assert world.run(wid).finished
     assert world.queued_jobs() == [] and world.store.get(blob_name(wid, SUMMARY_BLOB)) == sealed
+
+
+def test_the_round_rule_a_running_round_reads_the_one_before_and_old_summaries_are_round_1():
+    """While round N runs (its head not closed) round N-1's summary is the current outcome; once
+    closed, only round N's is. A summary from before rounds were recorded counts as round 1."""
+    from rqp.summary import ResultsInfo, Summary, check_round
+
+    def summary(round_: int) -> Summary:
+        return Summary("w", 1, 1, 0, 0.0, 1.0, 1.0, 1.0, 1, 0, ResultsInfo("r", 0, "", 1), round=round_)
+
+    assert check_round(summary(1), "w", (2, False)).round == 1  # round 2 running
+    assert check_round(summary(2), "w", (2, True)).round == 2
+    assert check_round(summary(1), "w", None).round == 1  # no head in Redis: nothing to compare with
+    assert check_round(summary(0), "w", (1, True)).sealed_round == 1
+    with pytest.raises(StaleSummaryError, match=r"round 1 \(written before rounds were recorded\) but .* round 2"):
+        check_round(summary(0), "w", (2, True))
+    with pytest.raises(StaleSummaryError, match="is round 1 but the workload's sealed head says round 2"):
+        check_round(summary(1), "w", (3, False))  # round 3 running: round 2's summary is the current one

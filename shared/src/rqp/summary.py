@@ -133,8 +133,9 @@ def check_round(summary: Summary, workload_id: str, head: tuple[int, bool] | Non
     current, closed = head
     expected = current if closed else current - 1
     if summary.sealed_round < expected:
+        found = f"round {summary.sealed_round}" + ("" if summary.round else " (written before rounds were recorded)")
         raise StaleSummaryError(
-            f"workload {workload_id}: {SUMMARY_BLOB} is round {summary.sealed_round} but the workload's sealed head "
+            f"workload {workload_id}: {SUMMARY_BLOB} is {found} but the workload's sealed head "
             f"says round {expected}: the blob was replaced with an older one; put back round {expected}'s "
             f"{SUMMARY_BLOB}, {RESULTS_BLOB}, leaves.bin and inputs.bin from a backup"
         )
