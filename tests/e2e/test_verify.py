@@ -147,7 +147,7 @@ def test_a_proof_checks_with_only_the_public_key(signed, rqp_cli, tmp_path):
     # checked with no KEK, no Redis, no blob store: only the proof and the public key
     bare = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}  # no RQP_ setting: no KEK, Redis or store
     cp = subprocess.run([bin_path("rqp"), "verify-proof", str(proof), "--signer", str(pub)], env=bare, capture_output=True, check=False)  # fmt: skip
-    assert b"record 7 of workload verify-a (result) is in the root" in cp.stdout, cp
+    assert b"record 7 of workload verify-a (result) is in the round 1 root" in cp.stdout, cp
     failed = tmp_path / "f.json"
     assert rqp_cli("proof", wid, "--record", "5", "-o", str(failed))[0] == 0
     assert json.loads(failed.read_text())["record"]["kind"] == "failed"

@@ -19,13 +19,13 @@ from typing import Any
 
 import redis
 
-from rqp.backends import Backends
+from rqp.backends import Backends, head_round
 from rqp.errors import RqpError
 from rqp.keys import KeyProvider
 from rqp.signing import TrustStore
 from rqp.status import StatusRecord, record_status
 from rqp.storage import BlobStore
-from rqp.summary import Summary, read_summary
+from rqp.summary import StaleSummaryError, Summary, read_summary
 from rqp.workload import Workload
 
 from .results_check import ResultsChecks
@@ -42,10 +42,14 @@ _SUMMARY_SECONDS = 30.0
 class Opener:
     """Opens workloads with the KEK and decrypts their sealed values. Thread-safe."""
 
-    def __init__(self, store: BlobStore, keys: KeyProvider, trust: TrustStore) -> None:
+    def __init__(self, store: BlobStore, keys: KeyProvider, trust: TrustStore, r: redis.Redis | None = None) -> None:
         self.store = store
         self.keys = keys
         self.trust = trust
+        #: where a workload's sealed head is read, so a summary of an older round is refused
+        self.r = r
+        #: why a workload's summary was refused as an older round's (shown on its page)
+        self.stale: dict[str, str] = {}
         self._open: OrderedDict[str, tuple[float, Workload]] = OrderedDict()
         self._lock = threading.Lock()
         #: ended workloads' summaries (an ended workload's summary changes only with a new round)
@@ -65,6 +69,8 @@ class Opener:
                 self._open.move_to_end(workload_id)
                 return hit[1]
         opened = Workload.open(self.store, self.keys, workload_id, self.trust)
+        if self.r is not None:
+            opened.sealed_round = head_round(self.r, opened)
         with self._lock:
             self._open[workload_id] = (now, opened)
             while len(self._open) > _KEEP:
@@ -81,8 +87,14 @@ class Opener:
             return hit[1]
         try:
             found = read_summary(self.store, self.workload(workload_id))
+        except StaleSummaryError as exc:
+            with self._lock:
+                self.stale[workload_id] = str(exc)
+            return None
         except (RqpError, ValueError):
             return None
+        with self._lock:
+            self.stale.pop(workload_id, None)
         with self._lock:
             self._summaries[workload_id] = (now, found)
             while len(self._summaries) > _KEEP:
@@ -112,4 +124,4 @@ def open_opener(backends: Backends) -> Opener | None:
     settings = backends.settings
     if not (settings.kek_file or settings.key_vault_key_id):
         return None
-    return Opener(backends.blobs, backends.keys, backends.trust)
+    return Opener(backends.blobs, backends.keys, backends.trust, backends.redis)

@@ -111,6 +111,9 @@ def _results_root(workload_id: str, opener: Opener, settings: Settings) -> dict[
     (``signed``), what the check of the stored results against it found (``records``:
     ``rqp_console.results_check``), and ``verified`` only when both hold."""
     summary = opener.summary(workload_id)
+    stale = opener.stale.get(workload_id)
+    if summary is None and stale is not None:  # an older round's summary put back: refused, said why
+        return {"root": None, "size": None, "signer": None, "verified": False, "note": stale}
     if summary is None or summary.root is None:
         return None
     try:

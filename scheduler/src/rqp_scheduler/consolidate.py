@@ -28,13 +28,14 @@ import hashlib
 import heapq
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
 
 from rqp.crypto import NONCE_SIZE, TAG_SIZE, aad, decrypt_stream, encrypt_stream
-from rqp.errors import IntegrityError
+from rqp.errors import IntegrityError, StorageError
 from rqp.ledger import (
     MAX_PREEMPTIONS_PER_RECORD,
     PREEMPTED,
@@ -49,7 +50,7 @@ from rqp.ledger import (
 )
 from rqp.parts import iter_part, part_blob
 from rqp.records import Limits, parse_records
-from rqp.results_root import build_root
+from rqp.results_root import INPUTS_BLOB, LEAVES_BLOB, STAGED_SUFFIX, build_root
 from rqp.signing import SigningKey
 from rqp.status import FAILED, ChunkNote, StatusRecord, plain_float
 from rqp.storage import BlobStore
@@ -359,7 +360,12 @@ def merge(sources: Iterable[Iterator[tuple[int, bytes]]], proof: Proof, counter:
         yield b"".join(buf)
 
 
-def write_results(store: BlobStore, workload: Workload, lines: Iterator[bytes], count: list[int]) -> ResultsInfo:
+def write_results(
+    store: BlobStore, workload: Workload, lines: Iterator[bytes], count: list[int], *, staged: bool = False
+) -> ResultsInfo:
+    """Encrypt and store the result lines; their info names ``results.enc``. ``staged``: written
+    under ``results.enc`` + ``STAGED_SUFFIX``, for ``consolidate`` to move into place once the
+    summary that vouches for them is ready (a failing check never touches the ended round's)."""
     digest = hashlib.sha256()
     size = 0
 
@@ -371,8 +377,18 @@ def write_results(store: BlobStore, workload: Workload, lines: Iterator[bytes], 
             yield c
 
     name = blob_name(workload.id, RESULTS_BLOB)
-    store.put_stream(name, hashed(encrypt_stream(workload.key, lines, aad("results", workload.id))))
+    target = name + STAGED_SUFFIX if staged else name
+    store.put_stream(target, hashed(encrypt_stream(workload.key, lines, aad("results", workload.id))))
     return ResultsInfo(name, size, digest.hexdigest(), count[0])
+
+
+def staged_blobs(workload_id: str) -> list[tuple[str, str]]:
+    """(staged name, final name) of what a consolidation writes before its summary: the results,
+    the input digests and the leaf hashes, swapped in together once every check passed."""
+    return [
+        (blob_name(workload_id, leaf) + STAGED_SUFFIX, blob_name(workload_id, leaf))
+        for leaf in (RESULTS_BLOB, INPUTS_BLOB, LEAVES_BLOB)
+    ]
 
 
 def _missing(proof: Proof) -> Iterator[int]:
@@ -471,8 +487,9 @@ def consolidate(
     limits: Limits | None = None,
     payloads: Iterable[bytes] | None = None,
 ) -> Summary:
-    """The proof, the results and the summary; ``StateError`` (nothing written but a results
-    object that no summary vouches for) when Redis's state does not add up."""
+    """The proof, the results and the summary; ``StateError`` (nothing written under a name a
+    reader reads: the ended round's results, leaves and summary stay as they were) when Redis's
+    state does not add up."""
     if head.total is None:
         raise StateError(workload.id, "the enqueue's sealed head has no record count")
     proof = Proof.empty(head.total)
@@ -495,19 +512,34 @@ def consolidate(
         if previous is not None:
             sources.append(earlier_rounds(store, workload, previous, proof))
         blocks = merge(sources, proof, count)
-    results = write_results(store, workload, blocks, count)
-    if proof.this_round != proof.done_count:
-        raise StateError(
-            workload.id,
-            f"this round's notes name {proof.done_count} records done, {proof.this_round} results were read",
+    # the results, input digests and leaf hashes are written under staged names and swapped in
+    # only with the summary: a check below that fails (Redis state that does not add up) leaves
+    # the ended round's results, leaves and summary as they were, still readable together
+    staged = staged_blobs(workload.id)
+    try:
+        results = write_results(store, workload, blocks, count, staged=True)
+        if proof.this_round != proof.done_count:
+            raise StateError(
+                workload.id,
+                f"this round's notes name {proof.done_count} records done, {proof.this_round} results were read",
+            )
+        failed = failures(ledger, workload, proof, cancelled)
+        records = payloads if payloads is not None else _payloads(workload, limits)
+        root = build_root(
+            store, workload, records, staged[0][0], failed, head.total, signer, round_=head.round, staged=True
         )
-    failed = failures(ledger, workload, proof, cancelled)
-    records = payloads if payloads is not None else _payloads(workload, limits)
-    root = build_root(store, workload, records, results.blob, failed, head.total, signer)
-    summary = summarize(
-        ledger, workload, head, results, failed, proof.not_run, "cancelled" if cancelled else "done", unread,
-        root.to_dict(), found,
-    )  # fmt: skip
+        summary = summarize(
+            ledger, workload, head, results, failed, proof.not_run, "cancelled" if cancelled else "done", unread,
+            root.to_dict(), found,
+        )  # fmt: skip
+        summary.round = head.round
+    except BaseException:
+        for name, _final in staged:
+            with suppress(StorageError):  # a store that is down keeps them: the next run overwrites them
+                store.delete(name)
+        raise
+    for name, final in staged:
+        store.move(name, final)
     store.put(blob_name(workload.id, SUMMARY_BLOB), summary.seal(workload))
     if previous is not None:
         store.delete(previous)

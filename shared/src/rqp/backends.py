@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from functools import cached_property
 
 import redis
@@ -26,12 +27,12 @@ from .connect import (
 )
 from .errors import IntegrityError
 from .keys import KeyProvider
-from .ledger import TOMBSTONES
+from .ledger import TOMBSTONES, Head, Ledger
 from .signing import TrustStore
 from .storage import BlobStore, MessageQueue
 from .workload import Workload
 
-__all__ = ["Backends", "check_tombstone"]
+__all__ = ["Backends", "check_tombstone", "head_round"]
 
 
 class Backends:
@@ -102,7 +103,28 @@ class Backends:
         its signed blobs uploaded again never run or read as current."""
         workload = Workload.open(self.blobs, self.keys, workload_id, self.trust)
         check_tombstone(self.redis, workload)
+        workload.sealed_round = head_round(self.redis, workload)
         return workload
+
+
+def head_round(r: redis.Redis, workload: Workload) -> Callable[[], tuple[int, bool] | None]:
+    """What ``Workload.sealed_round`` reads: (round, closed) of the workload's sealed head in
+    Redis, fresh on each call; None when Redis holds none that opens under its key (Redis lost,
+    or not started). A superseded generation's head is the new generation's: never compared."""
+
+    def read() -> tuple[int, bool] | None:
+        if workload.generation:
+            return None
+        raw = Ledger(r, workload.id).head()
+        if raw is None:
+            return None
+        try:
+            head = Head.open(workload, raw)
+        except (IntegrityError, ValueError, KeyError, TypeError):
+            return None
+        return head.round, head.closed
+
+    return read
 
 
 def check_tombstone(r: redis.Redis, workload: Workload) -> None:

@@ -17,9 +17,12 @@ Each record ``0..n-1`` the scheduler read has one leaf (``rqp.merkle``), in reco
   SHA-256 of the failure reason; ``not-run`` (cancelled) and SHA-256 of nothing.
 
 The **statement** signed is ``b"rqp-results-root/1\\n"`` + canonical JSON of the workload id,
-the root, the number of leaves and the signed manifest's digests (its content digest, the data's
-and the script's SHA-256), so a root replayed onto another workload, or over other data or
-another script, does not verify. It is signed by the scheduler's own results key
+the root, the number of leaves, the signed manifest's digests (its content digest, the data's
+and the script's SHA-256) and the **round** it ends (1, then one more per ``rqp retry
+--failed``), so a root replayed onto another workload, or over other data or another script,
+does not verify, and a root of an earlier round is told apart from the current one (readers
+compare it with the workload's sealed head: ``rqp.summary.check_round``; a proof checked
+offline vouches for the round it names only). It is signed by the scheduler's own results key
 (``RQP_RESULTS_KEY_FILE``), else by the operator key it is configured with
 (``RQP_OPERATOR_KEY_FILE`` or ``RQP_OPERATOR_KEY_VAULT_ID``): never a key a processor holds, nor
 the submitter's. Without one the root is stored unsigned and ``rqp verify`` says so. Readers
@@ -50,7 +53,7 @@ from .jsonsafe import JSONRejected, loads, result_line
 from .merkle import HASH_SIZE, TreeBuilder, iter_hashes, leaf_hash
 from .signing import Signature, SigningKey, TrustStore, signature_verifies
 from .storage import BlobStore
-from .summary import Failure
+from .summary import UNRECORDED_ROUND, Failure
 from .workload import Workload, blob_name
 
 __all__ = [
@@ -59,6 +62,7 @@ __all__ = [
     "LEAVES_BLOB",
     "NOT_RUN",
     "RESULT",
+    "STAGED_SUFFIX",
     "STATEMENT_DOMAIN",
     "UNREADABLE",
     "Attestation",
@@ -71,6 +75,9 @@ __all__ = [
 
 LEAVES_BLOB = "leaves.bin"
 INPUTS_BLOB = "inputs.bin"
+#: what a blob being written for a summary not yet sealed is named meanwhile (``results.enc``
+#: + this): swapped in under its own name only once every check passed
+STAGED_SUFFIX = ".staged"
 STATEMENT_DOMAIN = b"rqp-results-root/1\n"
 LEAF_DOMAIN = b"rqp-leaf/1"
 INPUT_KEY_INFO = b"rqp-input-digest/1|"
@@ -151,6 +158,12 @@ class Attestation:
     def size(self) -> int:
         return int(self.statement["size"])
 
+    @property
+    def round(self) -> int:
+        """The round the statement is about (``UNRECORDED_ROUND`` in statements from before it was
+        signed into them)."""
+        return int(self.statement.get("round") or UNRECORDED_ROUND)
+
     def message(self) -> bytes:
         return STATEMENT_DOMAIN + canonical(self.statement)
 
@@ -168,6 +181,7 @@ class Attestation:
             statement = dict(doc["statement"])
             bytes.fromhex(str(statement["root"]))
             int(statement["size"])
+            int(statement.get("round") or UNRECORDED_ROUND)
             return cls(
                 statement,
                 None if sig is None else Signature.from_dict(sig, workload_id),
@@ -179,15 +193,23 @@ class Attestation:
                 f"re-run 'rqp-scheduler run {workload_id}'"
             ) from None
 
-    def check(self, workload: Workload | None, trust: TrustStore | None, workload_id: str) -> str:
+    def check(
+        self, workload: Workload | None, trust: TrustStore | None, workload_id: str, round_: int | None = None
+    ) -> str:
         """The signer's fingerprint when the statement is about ``workload`` (its id and manifest)
-        and signed by a key ``trust`` holds (``trust`` None: by the key the attestation carries,
-        which the caller pinned); ``IntegrityError`` naming the workload or the key otherwise."""
+        and its round ``round_`` (when given: the summary's, itself checked against the sealed
+        head), and signed by a key ``trust`` holds (``trust`` None: by the key the attestation
+        carries, which the caller pinned); ``IntegrityError`` naming the workload or the key otherwise."""
         st = self.statement
         if st.get("workload") != workload_id:
             raise IntegrityError(
                 f"the results root given for workload {workload_id} is workload {st.get('workload')!r}'s: "
                 f"a root replayed from another workload; re-run 'rqp-scheduler run {workload_id}'"
+            )
+        if round_ is not None and self.round != round_:
+            raise IntegrityError(
+                f"the results root of workload {workload_id} is round {self.round} but its summary is round "
+                f"{round_}: a root replayed from another round; re-run 'rqp-scheduler run {workload_id}'"
             )
         if workload is not None:
             m = workload.manifest
@@ -301,20 +323,27 @@ def build_root(
     failures: list[Failure],
     total: int,
     signer: SigningKey | None,
+    *,
+    round_: int = UNRECORDED_ROUND,
+    staged: bool = False,
 ) -> Attestation:
     """Write ``inputs.bin`` then ``leaves.bin`` for records ``0..total-1`` (``records``: their
     payloads as parsed, in order; results from ``results_blob`` in record order; the rest failed
-    or never ran), streaming; return the statement over their root, signed when ``signer``."""
-    inputs_name = blob_name(workload.id, INPUTS_BLOB)
+    or never ran), streaming; return the statement over their root and round ``round_``, signed
+    when ``signer``. ``staged``: both are written under ``STAGED_SUFFIX`` names, for the caller
+    to move into place once the summary that vouches for them is ready."""
+    suffix = STAGED_SUFFIX if staged else ""
+    inputs_name = blob_name(workload.id, INPUTS_BLOB) + suffix
     store.put_stream(inputs_name, _inputs(workload, records, total))
     tree = TreeBuilder()
     macs = iter_hashes(store.iter_chunks(inputs_name))
     docs = _result_docs(store, workload, results_blob)
-    store.put_stream(blob_name(workload.id, LEAVES_BLOB), _leaves(macs, docs, failures, total, tree))
+    store.put_stream(blob_name(workload.id, LEAVES_BLOB) + suffix, _leaves(macs, docs, failures, total, tree))
     m = workload.manifest
     statement = {
         "v": 1,
         "workload": workload.id,
+        "round": round_,
         "root": tree.root().hex(),
         "size": tree.size,
         "manifest": m.content_digest(),

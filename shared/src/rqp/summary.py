@@ -5,6 +5,7 @@ failures with their reasons. Written sealed (``summary.enc``) by the scheduler, 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -12,10 +13,33 @@ from .errors import IntegrityError
 from .storage import BlobStore
 from .workload import Workload, blob_name
 
-__all__ = ["RESULTS_BLOB", "SUMMARY_BLOB", "Failure", "ResultsInfo", "Summary", "read_summary"]
+__all__ = [
+    "RESULTS_BLOB",
+    "SUMMARY_BLOB",
+    "UNRECORDED_ROUND",
+    "Failure",
+    "ResultsInfo",
+    "RoundSource",
+    "StaleSummaryError",
+    "Summary",
+    "check_round",
+    "read_summary",
+]
 
 SUMMARY_BLOB = "summary.enc"
 RESULTS_BLOB = "results.enc"
+#: the round a summary from before rounds were sealed into it is taken to be: the first, so it
+#: stays readable exactly while the workload's sealed head says round 1
+UNRECORDED_ROUND = 1
+
+#: where a reader learns the workload's current round: ``(round, closed)`` of its sealed head
+#: (``rqp.ledger.Head``, authenticated under the data key), None when Redis holds no head
+RoundSource = Callable[[], "tuple[int, bool] | None"]
+
+
+class StaleSummaryError(IntegrityError):
+    """A genuine summary of an earlier round than the workload's sealed head says: a blob-store
+    writer put back an older ``summary.enc`` (with its results, leaves and inputs)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +92,13 @@ class Summary:
     #: processor-seconds lost by VM: chunks its drains (evictions, SIGTERM) handed back had run
     #: that long before they were stopped, to re-run whole elsewhere (plain in Redis until sealed)
     drained_seconds_by_vm: dict[str, float] = field(default_factory=dict)
+    #: the round it ends (1, then one more per ``rqp retry --failed``), as the sealed head said
+    #: when it was written; 0 in summaries from before it was recorded (``UNRECORDED_ROUND``)
+    round: int = 0
+
+    @property
+    def sealed_round(self) -> int:
+        return self.round or UNRECORDED_ROUND
 
     @property
     def final_state(self) -> str:
@@ -92,7 +123,31 @@ class Summary:
         return workload.seal("summary", "", self.to_json())
 
 
-def read_summary(store: BlobStore, workload: Workload) -> Summary:
-    """The workload's summary, authenticated (``BlobNotFoundError`` while it is unfinished)."""
+def check_round(summary: Summary, workload_id: str, head: tuple[int, bool] | None) -> Summary:
+    """``summary`` when it is of the workload's current round, as its sealed head ``head``
+    (round, closed) tells: the head's round once closed, else (a round running) at least the one
+    before. ``StaleSummaryError`` naming both rounds otherwise. No head (Redis lost or never
+    told): nothing to compare with, the summary is taken as it is."""
+    if head is None:
+        return summary
+    current, closed = head
+    expected = current if closed else current - 1
+    if summary.sealed_round < expected:
+        found = f"round {summary.sealed_round}" + ("" if summary.round else " (written before rounds were recorded)")
+        raise StaleSummaryError(
+            f"workload {workload_id}: {SUMMARY_BLOB} is {found} but the workload's sealed head "
+            f"says round {expected}: the blob was replaced with an older one; put back round {expected}'s "
+            f"{SUMMARY_BLOB}, {RESULTS_BLOB}, leaves.bin and inputs.bin from a backup"
+        )
+    return summary
+
+
+def read_summary(store: BlobStore, workload: Workload, *, head: RoundSource | None = None) -> Summary:
+    """The workload's summary, authenticated (``BlobNotFoundError`` while it is unfinished) and
+    of its current round (``check_round``): the round comes from ``head`` or, when not given,
+    from the one the workload was opened with (``Workload.sealed_round``: ``rqp.backends`` sets
+    it to read Redis)."""
     raw = store.get(blob_name(workload.id, SUMMARY_BLOB))
-    return Summary.from_json(workload.open_sealed("summary", "", raw), workload.id)
+    summary = Summary.from_json(workload.open_sealed("summary", "", raw), workload.id)
+    source = head if head is not None else workload.sealed_round
+    return check_round(summary, workload.id, None if source is None else source())

@@ -87,6 +87,8 @@ class Report:
     signer: str
     root: str
     size: int
+    #: the round the signed root is about (the workload's current one: checked)
+    round: int = 1
     checked: int = 0
     problems: list[str] = field(default_factory=list)
     more: int = 0
@@ -184,8 +186,8 @@ def check_rows(
     itself is not the workload's or not signed by a trusted key)."""
     summary = generation_summary(store, workload)
     att = attestation_of(summary, workload.id)
-    signer = att.check(workload, trust, workload.id)
-    report = Report(workload.id, signer, att.root.hex(), att.size)
+    signer = att.check(workload, trust, workload.id, summary.sealed_round)
+    report = Report(workload.id, signer, att.root.hex(), att.size, att.round)
     failed = {f.id: f for f in summary.failures}
     leaves = iter_hashes(store.iter_chunks(workload.blob(LEAVES_BLOB)))
     macs = iter_hashes(store.iter_chunks(workload.blob(INPUTS_BLOB)))
@@ -272,6 +274,11 @@ def make_proof(store: BlobStore, workload: Workload, rid: int) -> dict[str, Any]
     """The self-contained proof of record ``rid`` (see the module's docstring)."""
     summary = generation_summary(store, workload)
     att = attestation_of(summary, workload.id)
+    if att.round != summary.sealed_round:
+        raise IntegrityError(
+            f"the results root of workload {workload.id} is round {att.round} but its summary is round "
+            f"{summary.sealed_round}: a root replayed from another round; re-run 'rqp-scheduler run {workload.id}'"
+        )
     if not 0 <= rid < att.size:
         raise WorkloadError(f"workload {workload.id} has records 0-{att.size - 1}, not {rid}")
     leaf, path = audit_path(iter_hashes(store.iter_chunks(workload.blob(LEAVES_BLOB))), rid, att.size)
@@ -287,6 +294,9 @@ def proof_doc(att: Attestation, record: dict[str, Any], leaf: bytes, path: list[
     return {
         "format": PROOF_FORMAT,
         "workload": att.statement["workload"],
+        # shown for reading; what vouches for it is the signed statement's round (a proof is
+        # about that round only: an earlier round's proof still checks offline)
+        "round": att.round,
         "record": record,
         "leaf": leaf.hex(),
         "index": record["id"],
@@ -297,8 +307,10 @@ def proof_doc(att: Attestation, record: dict[str, Any], leaf: bytes, path: list[
 
 def check_proof(doc: Any, public_pem: bytes) -> str:
     """Check a proof with only the trusted public key: the value digests into the leaf, the leaf
-    and path lead to the root, and ``public_pem``'s key signed that root for that workload. The
-    signer's fingerprint; ``IntegrityError`` saying what does not hold."""
+    and path lead to the root, and ``public_pem``'s key signed that root for that workload and
+    round. The signer's fingerprint; ``IntegrityError`` saying what does not hold. Offline, the
+    workload's current round is unknown: the proof vouches for the round its statement names
+    (``Attestation.round``), which the caller shows."""
     try:
         rec = doc["record"]
         rid, kind = int(rec["id"]), str(rec["kind"])
@@ -325,6 +337,10 @@ def check_proof(doc: Any, public_pem: bytes) -> str:
         )
     trusted = Attestation(att.statement, att.signature, public_pem.decode())
     trusted.check(None, None, wid)
+    if "round" in doc and doc["round"] != att.round:
+        raise IntegrityError(
+            f"the proof says round {doc['round']} but its signed statement is round {att.round}: edited"
+        )
     if index != rid:
         raise IntegrityError(f"the proof is for leaf {index} but names record {rid}")
     data = canonical(value) if kind == RESULT else str(value).encode()

@@ -475,6 +475,9 @@ class Workload:
         #: values sealed under the data key itself (specs, notes, statuses, messages, the pin)
         self.seals = Seals(key, self.id)
         self._scopes: OrderedDict[str, Seals] = OrderedDict()
+        #: (round, closed) of its sealed head in Redis, read when asked (``rqp.backends`` sets it):
+        #: readers refuse a summary of an older round (``rqp.summary.check_round``)
+        self.sealed_round: Callable[[], tuple[int, bool] | None] | None = None
 
     def blob(self, leaf: str) -> str:
         """The name of this generation's blob ``leaf`` (``summary.enc``, ``results.enc``...)."""

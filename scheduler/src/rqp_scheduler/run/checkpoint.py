@@ -25,7 +25,13 @@ finds no pending job and counts for nothing), and a part it writes is never one 
 Consolidation reads only the part each note names: parts written after the checkpoint but not in
 it are orphans, never read, deleted at the end with the rest.
 
-Only the first round (not a ``rqp retry --failed`` round) is checkpointed.
+Only the first round (not a ``rqp retry --failed`` round) is checkpointed. A retry round starts
+from the sealed summary of the round before it, so what it needs to resume after Redis was lost
+is only which round was running: ``mark_round`` seals that into ``workloads/W/round.enc`` as the
+round begins, and a workload Redis knows nothing of whose summary is of the round before the
+marked one runs that round again from the summary (``rqp_scheduler.run.workload_run``). A summary
+of the marked round (or a marker that is missing or older) means the workload ended: never
+resumed, whatever checkpoint segments were put back.
 """
 
 from __future__ import annotations
@@ -43,15 +49,19 @@ from redis.typing import EncodableT, FieldT
 from rqp.errors import BlobNotFoundError, IntegrityError, StorageUnavailableError
 from rqp.ledger import ChunkKind, Counters, Head, Meta, PartRef, chunk_name, note_field, parse_note_field
 from rqp.status import FAILED, ChunkNote, StatusRecord
-from rqp.workload import blob_name
+from rqp.storage import BlobStore
+from rqp.workload import Workload, blob_name
 
 from .context import RunContext
 
 __all__ = [
     "CHECKPOINT_DIR",
     "RESUME_CHUNK_GAP",
+    "ROUND_BLOB",
     "Checkpointer",
     "Segment",
+    "mark_round",
+    "marked_round",
     "segment_blob",
 ]
 
@@ -61,6 +71,8 @@ log = logging.getLogger("rqp.scheduler")
 CHECKPOINT_DIR = "checkpoints/"
 #: chunk (and retry-chunk) numbers a resumed run skips past what the lost Redis had queued
 RESUME_CHUNK_GAP = 4096
+#: the sealed marker of the round a workload runs (``mark_round``), under ``workloads/<id>/``
+ROUND_BLOB = "round.enc"
 #: a segment's plaintext format
 SEGMENT_FORMAT = "rqp-checkpoint/1"
 _SEGMENT_RE = re.compile(r"(\d{8})\.enc$")
@@ -72,6 +84,24 @@ _STATUS_BATCH = 1000
 
 def segment_blob(workload_id: str, seq: int) -> str:
     return blob_name(workload_id, f"{CHECKPOINT_DIR}{seq:08d}.enc")
+
+
+def mark_round(store: BlobStore, workload: Workload, round_: int) -> None:
+    """Seal "round ``round_`` runs" into the blob store, before Redis is told: what a resume after
+    Redis was lost entirely goes by (Redis's sealed head went with it)."""
+    body = json.dumps({"round": round_}, separators=(",", ":")).encode()
+    store.put(blob_name(workload.id, ROUND_BLOB), workload.seal("round", "", body))
+
+
+def marked_round(store: BlobStore, workload: Workload) -> int | None:
+    """The round ``mark_round`` sealed last; None when there is no marker or it does not open
+    under the workload's key (a blob writer can delete it -- the retry round lost with Redis is
+    then taken as ended -- but not forge one)."""
+    try:
+        raw = workload.open_sealed("round", "", store.get(blob_name(workload.id, ROUND_BLOB)))
+        return int(json.loads(raw)["round"])
+    except (BlobNotFoundError, IntegrityError, ValueError, KeyError, TypeError):
+        return None
 
 
 @dataclass

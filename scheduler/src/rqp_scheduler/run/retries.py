@@ -15,6 +15,7 @@ from rqp.status import QUEUED, StatusRecord
 from rqp.summary import read_summary
 
 from ..consolidate import StateError
+from .checkpoint import mark_round
 from .context import RunContext
 from .jobs import chunk_spec, queue_specs
 
@@ -90,6 +91,7 @@ class Retrier:
         except BlobNotFoundError:
             raise StateError(ctx.id, "its head says finished, but it has no summary") from None
         head = Head(closed.enqueued, closed.chunks, closed.total, closed.round + 1)
+        mark_round(ctx.store, ctx.workload, head.round)  # what a resume goes by if Redis is lost
         now = time.time()
         note = f"queued again by 'rqp retry' (round {head.round})"
         queued = [

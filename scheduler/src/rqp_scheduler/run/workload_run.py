@@ -16,12 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from rqp import sandbox
 from rqp.backends import Backends
 from rqp.errors import IntegrityError, RqpError, ScriptError, StorageUnavailableError
-from rqp.ledger import Control, Head, Ledger, Meta, State, flush_outbox, record_rejection
+from rqp.ledger import Control, Counters, Head, Ledger, Meta, State, flush_outbox, record_rejection
 from rqp.summary import SUMMARY_BLOB, Summary, read_summary
 from rqp.workload import SHRED_BYTES, SHRED_MARKER, SUPERSEDED, Workload, blob_name
 
 from ..consolidate import StateError
-from .checkpoint import Checkpointer
+from .checkpoint import RESUME_CHUNK_GAP, Checkpointer, marked_round
 from .context import RunContext
 from .control import Controls
 from .enqueue import Enqueuer
@@ -125,11 +125,16 @@ class WorkloadRun:
                 # it is touched; only a signed 'rqp retry --failed' does, for the round it names
                 self._ended(meta.get(Meta.STATE, "?"))
                 return self
-        if not meta and self._sealed_before():
-            # no Redis state, yet this generation's summary is sealed: it ended and its keys were
-            # deleted (a Redis writer undoing a signed cancel, or re-running a done workload)
-            self._ended("?", why="Redis holds no state of it but its sealed summary exists")
-            return self
+        #: a retry round Redis was lost in: the summary of the round before it (``_sealed_before``)
+        lost_round: Summary | None = None
+        if not meta:
+            has_ended, lost_round = self._sealed_before()
+            if has_ended:
+                # no Redis state, yet this generation's summary of its current round is sealed: it
+                # ended and its keys were deleted (a Redis writer undoing a signed cancel, or
+                # re-running a done workload, with stale checkpoint segments put back or not)
+                self._ended("?", why="Redis holds no state of it but its sealed summary exists, of its current round")
+                return self
         try:
             ctx.workload.check_runnable(time.time())
         except IntegrityError:
@@ -159,7 +164,9 @@ class WorkloadRun:
                 now=time.time(), fmt=m.format, scheduler=ctx.me, max_attempts=ctx.settings.max_attempts,
                 pin=ctx.workload.seal_pin(), signer=ctx.workload.signer, head=Head().seal(ctx.workload),
             )  # fmt: skip
-            if superseded is None:
+            if lost_round is not None:
+                self._resume_round(lost_round)  # a retry round Redis was lost in: run again from its start
+            elif superseded is None:
                 self.checkpoints.restore()  # Redis was lost: from the blob store's checkpoint, if any
             self.finisher.event("started", {"format": m.format, "data_bytes": m.data.plain_size})
             log.info("workload %s: started", ctx.id)
@@ -242,18 +249,48 @@ class WorkloadRun:
             store.delete(name)
         log.info("workload %s: the superseded generation's data key was shredded", self.ctx.id)
 
-    def _sealed_before(self) -> bool:
-        """Whether this generation's summary is in the blob store and opens under its data key:
-        it ended once. A re-pack (``rqp pack --replace``) moves the old summary under
-        ``superseded/`` and seals with a new key, so a new generation never matches."""
+    def _sealed_before(self) -> tuple[bool, Summary | None]:
+        """For a workload Redis knows nothing of: (whether it ended, the summary a lost retry
+        round starts from). It ended when this generation's summary is in the blob store, opens
+        under its data key and is of the round the sealed round marker names (``mark_round``; no
+        marker: the first) -- or of any round but the one before the marked one. A summary of the
+        round before the marked one: ``rqp retry --failed`` began that round and Redis was lost
+        while it ran, so it runs again from that summary. A re-pack (``rqp pack --replace``) moves
+        the old summary under ``superseded/`` and seals with a new key, so a new generation never
+        matches."""
         ctx = self.ctx
         if not ctx.store.exists(blob_name(ctx.id, SUMMARY_BLOB)):
-            return False
+            return False, None
         try:
-            read_summary(ctx.store, ctx.workload)
+            summary = read_summary(ctx.store, ctx.workload)
         except (RqpError, ValueError):
-            return False  # not this generation's (or junk): nothing vouches that it ended
-        return True
+            return False, None  # not this generation's (or junk): nothing vouches that it ended
+        marked = marked_round(ctx.store, ctx.workload)
+        if marked is not None and marked == summary.sealed_round + 1 and summary.final_state == "done":
+            return False, summary
+        return True, None
+
+    def _resume_round(self, before: Summary) -> None:
+        """Redis was lost entirely while a ``rqp retry --failed`` round ran: begin that round
+        again, from the sealed summary of the round before it (its failed records queued again),
+        with the counts that summary vouches for shown meanwhile. The lost run's own chunks were
+        never sealed anywhere outside Redis: its records run again."""
+        ctx = self.ctx
+        closed = Head(before.total, before.chunks, before.total, before.sealed_round, closed=True)
+        pipe = ctx.r.pipeline(transaction=True)
+        ctx.ledger.advance(pipe, closed, closed.seal(ctx.workload))
+        pipe.hset(ctx.ledger.k.n, mapping={Counters.DONE: before.done, Counters.FAILED: before.failed})
+        # retry chunks numbered past any the lost Redis can have queued (each carried at least one
+        # record's attempt, at most max_attempts per record and round): a processor that commits
+        # one of the lost run's chunks late finds no pending job of that name
+        attempts = max(1, ctx.settings.max_attempts) * max(1, before.total) * (before.sealed_round + 1)
+        pipe.hset(ctx.ledger.k.meta, Meta.RETRY_SEQ, attempts + RESUME_CHUNK_GAP)
+        pipe.execute()
+        self.retrier.begin_round(closed)
+        log.info(
+            "workload %s: Redis did not know it; round %d (rqp retry) runs again from round %d's summary",
+            ctx.id, before.sealed_round + 1, before.sealed_round,
+        )  # fmt: skip
 
     def _ended(self, shown: str, why: str = "its sealed head is closed") -> None:
         """The workload's sealed head (or summary) says it ended: nothing to schedule. When Redis

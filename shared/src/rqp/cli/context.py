@@ -17,7 +17,7 @@ from ..errors import RqpError, WorkloadError
 from ..identity import actor
 from ..signing import SigningKey, TrustStore
 from ..status import Progress, verified_progress
-from ..summary import Summary, read_summary
+from ..summary import StaleSummaryError, Summary, read_summary
 from ..workload import Workload, blob_name, check_workload_id
 from .formatting import when
 
@@ -58,16 +58,22 @@ def backends(args: argparse.Namespace, *, need_private: bool = True) -> Backends
     return Backends(settings(args), need_private=need_private)
 
 
-def verify_counts(b: Backends, p: Progress) -> Progress:
+def verify_counts(b: Backends, p: Progress, *, strict: bool = True) -> Progress:
     """``p`` with an ended workload's counts from its sealed summary, when this user holds the KEK
     to open it; else marked unverified (``rqp.status.verified_progress``): what a Redis writer did to
-    the plain counters never reaches a report of an ended workload as fact."""
+    the plain counters never reaches a report of an ended workload as fact. A summary of an older
+    round than the sealed head's (put back by a blob-store writer) raises ``StaleSummaryError``;
+    ``strict=False`` (a list of many workloads) marks that one unverified instead."""
 
     def summary() -> Summary | None:
         if not (b.settings.kek_file or b.settings.key_vault_key_id):
             return None
         try:
             return read_summary(b.blobs, open_workload(b, p.workload))
+        except StaleSummaryError:
+            if strict:
+                raise  # an older round's summary put back: said as such, never shown as verified
+            return None
         except (RqpError, ValueError):
             return None
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IntegrityError, WorkloadError
-from ..results_root import RESULT, UNREADABLE, canonical
+from ..results_root import RESULT, UNREADABLE, Attestation, canonical
 from ..verification import (
     Row,
     check_proof,
@@ -169,8 +169,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         report = check_rows(b.blobs, workload, trust, stored_rows(b.blobs, workload))
     report.raise_if_failed()
     print(
-        f"workload {workload.id}: {report.checked:,} records match the root {report.root[:16]}... of "
-        f"{report.size:,} records, signed by {report.signer}"
+        f"workload {workload.id}: {report.checked:,} records match the round {report.round} root "
+        f"{report.root[:16]}... of {report.size:,} records, signed by {report.signer}"
     )
     return 0
 
@@ -199,7 +199,11 @@ def cmd_verify_proof(args: argparse.Namespace) -> int:
         raise WorkloadError(f"cannot read --signer {args.signer} ({exc.strerror}); give the results .pub.pem") from None
     fp = check_proof(doc, pem)
     rec = doc["record"]
-    print(f"record {rec['id']} of workload {doc['workload']} ({rec['kind']}) is in the root signed by {fp}")
+    round_ = Attestation.from_dict(doc, str(doc["workload"])).round
+    print(
+        f"record {rec['id']} of workload {doc['workload']} ({rec['kind']}) is in the round {round_} root signed by "
+        f"{fp} (a proof vouches for that round only: 'rqp verify' tells whether it is still the current one)"
+    )
     return 0
 
 

@@ -16,7 +16,7 @@ from ..identity import actor
 from ..ledger import SUBMISSIONS, Ledger
 from ..results import failures_so_far, read_results
 from ..status import read_progress, verified_progress
-from ..summary import Failure, Summary, read_summary
+from ..summary import Failure, StaleSummaryError, Summary, read_summary
 from ..verification import (
     Report,
     Row,
@@ -95,6 +95,8 @@ class Workload:
             return None
         try:
             return read_summary(self.client.backends.blobs, self._opened())
+        except StaleSummaryError:
+            raise  # an older round's summary put back: said as such, never shown as verified
         except (RqpError, ValueError):
             return None
 

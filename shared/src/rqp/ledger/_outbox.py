@@ -3,19 +3,32 @@ published to the queue. Whatever a crash leaves behind, a scheduler publishes la
 is at least once (message ids let a consumer drop duplicates).
 
 An outbox value is the destination queue, a newline, and the message body.
+
+A queue that cannot take messages (down, or its Redis stream key replaced by junk) stalls only
+what is bound for it: those entries stay in the outbox for the next flush, the first failure per
+queue is logged and recorded in ``rqp:rejected``, and the caller goes on -- one queue's trouble
+never fails a workload.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import cast
 
 import redis
 from redis.client import Pipeline
 
+from ..errors import RqpError
+from ..identity import process_identity
 from ..storage import MessageQueue
 from ._codecs import raw, text
+from ._global import record_rejection
 from ._keys import OUTBOX, OUTBOX_TIMES
+
+log = logging.getLogger("rqp.outbox")
+#: queues this process found unable to take messages, reported once until they take one again
+_STALLED: set[str] = set()
 
 __all__ = ["flush_outbox", "outbox_add", "outbox_value", "publish_outbox"]
 
@@ -33,27 +46,50 @@ def outbox_add(pipe: Pipeline, queue: str, messages: list[tuple[str, bytes]], no
 
 
 def publish_outbox(r: redis.Redis, mq: MessageQueue, mids: list[str]) -> int:
-    """Publish the named outbox entries and drop them from the outbox."""
+    """Publish the named outbox entries and drop them from the outbox; how many. Those bound for
+    a queue that takes none stay for a later flush (see the module's docstring)."""
     if not mids:
         return 0
     values = r.hmget(OUTBOX, mids)
     by_queue: dict[str, list[bytes]] = {}
-    present = []
+    found: list[tuple[str, str]] = []
     for mid, value in zip(mids, values, strict=True):
         v = raw(value)
         if v is None:
             continue  # someone else published it
         name, _, body = v.partition(b"\n")
-        by_queue.setdefault(name.decode(errors="replace"), []).append(body)
-        present.append(mid)
+        queue = name.decode(errors="replace")
+        by_queue.setdefault(queue, []).append(body)
+        found.append((mid, queue))
+    sent: set[str] = set()
     for queue, bodies in by_queue.items():
-        mq.send_many(queue, bodies)
+        try:
+            mq.send_many(queue, bodies)
+        except RqpError as exc:
+            _stalled(r, queue, exc)
+            continue
+        _STALLED.discard(queue)
+        sent.add(queue)
+    present = [mid for mid, q in found if q in sent]
     if present:
         pipe = r.pipeline(transaction=False)
         pipe.hdel(OUTBOX, *present)
         pipe.zrem(OUTBOX_TIMES, *present)
         pipe.execute()
     return len(present)
+
+
+def _stalled(r: redis.Redis, queue: str, exc: RqpError) -> None:
+    """Say once (log and ``rqp:rejected``) that ``queue`` takes no messages; they wait."""
+    if queue in _STALLED:
+        return
+    _STALLED.add(queue)
+    reason = f"{exc}; its messages wait in the outbox and are published once it takes them again"
+    log.warning("%s", reason)
+    try:
+        record_rejection(r, job=f"queue:{queue}", workload=None, worker=process_identity(), reason=reason)
+    except redis.RedisError:
+        pass  # logged above
 
 
 def flush_outbox(r: redis.Redis, mq: MessageQueue, older_than: float = 10.0, limit: int = 1000) -> int:

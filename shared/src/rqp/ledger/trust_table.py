@@ -75,6 +75,7 @@ _III = "test_redis_writer_iii.py"
 _IV = "test_redis_writer_iv.py"
 _SC = "test_signed_control.py"
 _FUZZ = "test_redis_fuzz.py"
+_BW = "test_blob_writer_rounds.py"
 
 _SCHED = "scheduler"
 _PROC = "processor"
@@ -98,9 +99,11 @@ ROWS: tuple[Row, ...] = (
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "priority", "priority", f"{_SCHED} (from the signed request), {_CLI} priority",
         f"{_CLI} status, {_CONSOLE}", "shown only; chunks are queued at the priority of the verified requests",
         "advisory", test=f"{_SC}, {_FUZZ}[control]"),
-    Row("rqp:w:<W>:meta", _w("meta"), "hash", "head", "head", _SCHED, f"{_SCHED}, {_CLI} retry",
-        "what is enqueued, when the data is exhausted, the round, whether the workload ended; the summary's total",
-        "sealed", test=f"{_FUZZ}[sealed]"),
+    Row("rqp:w:<W>:meta", _w("meta"), "hash", "head", "head", _SCHED,
+        f"{_SCHED}, {_CLI} retry/status/results/verify, client, {_CONSOLE}",
+        "what is enqueued, when the data is exhausted, the round, whether the workload ended; the summary's total; "
+        "readers refuse a sealed summary (and its signed root) of an older round than it says",
+        "sealed", test=f"{_FUZZ}[sealed], {_BW}::test_f0_round_1_blobs_put_back_after_a_retry_round_are_refused_by_every_reader"),
     Row("rqp:w:<W>:meta", _w("meta"), "hash", "beat", "beat", _SCHED, _SCHED,
         "a rollback noticed (a beat older than the scheduler wrote last): chunks leased before it re-run at once; an "
         "earlier beat put back, junk or a delete only re-runs that workload's chunks in flight", "sealed",
@@ -234,9 +237,12 @@ ROWS: tuple[Row, ...] = (
     Row("rqp:submissions", r"rqp:submissions", "list", "", "", f"{_CLI} submit/pack --submit, post_control.lua",
         "serving scheduler", "which workloads a serving scheduler starts: one whose sealed head is closed (ended) "
         "is never run again, only a signed retry re-opens it; nor is one whose keys were deleted while its sealed "
-        "summary of the same generation exists (recorded in rqp:rejected; a --replace generation starts)", "derived",
+        "summary of the same generation and of its current round (the sealed round marker round.enc) exists, "
+        "whatever checkpoints were put back (recorded in rqp:rejected; a --replace generation starts; a retry round "
+        "lost with Redis runs again from the summary before it)", "derived",
         test=f"{_III}::test_6, {_IV}::test_f6_a_cancelled_workload_whose_keys_were_deleted_is_not_run_again, "
-        f"{_FUZZ}[submissions]"),
+        f"{_BW}::test_f1_stale_checkpoints_after_a_redis_wipe_never_reopen_a_done_workload, "
+        f"{_BW}::test_a_retry_round_lost_with_redis_resumes_and_an_ended_one_does_not, {_FUZZ}[submissions]"),
     Row("rqp:priorities", r"rqp:priorities", "hash", "<W>", _W, f"{_CLI} priority, {_CONSOLE}", "nobody acts on it",
         "kept beside the shown priority; the chunks' queue comes from the verified requests", "advisory",
         test=f"{_FUZZ}[control]"),
@@ -304,8 +310,9 @@ ROWS: tuple[Row, ...] = (
     Row("rqp:mq:<queue> (status, events)", r"rqp:mq:(?!rqp-metrics$)[A-Za-z0-9_-]+", "stream", "b", "b",
         f"{_SCHED}, {_PROC} (outbox)", f"{_CLI} messages, consumers",
         "status and event messages; the payload is sealed to its queue, kind and id -- but for the scheduler's "
-        "'refused' event, plain (the workload's key is what could not be trusted) and opened as verified=False",
-        "sealed"),
+        "'refused' event, plain (the workload's key is what could not be trusted) and opened as verified=False; "
+        "a key of another type stalls its messages in the outbox (recorded once in rqp:rejected), never fails a "
+        "workload", "sealed", test=f"{_BW}::test_f8_a_junk_events_stream_stalls_its_events_and_fails_no_workload"),
     Row("rqp:mq:rqp-metrics", r"rqp:mq:rqp-metrics", "stream", "b", "b", "rqp-metrics-logger", f"{_CLI} metrics",
         "host metrics samples, shown", "UNPROTECTED", "host metrics only: no workload's result, count or state"),
     # ------------------------------------------------------------------ RQ's own keys

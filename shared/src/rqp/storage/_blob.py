@@ -47,6 +47,14 @@ class BlobStore(ABC):
     def delete(self, name: str) -> None:
         """Remove a blob; absent is not an error."""
 
+    def move(self, src: str, dst: str) -> None:
+        """Put blob ``src`` under the name ``dst`` (replacing it) and remove ``src``: how a writer
+        stages blobs under temporary names and swaps them in only once they are known good. A
+        reader of ``dst`` sees the old blob or the whole new one. This default copies (streaming,
+        so the final name is written last) then deletes; a store that can rename overrides it."""
+        self.put_stream(dst, self.iter_chunks(src))
+        self.delete(src)
+
     def delete_prefix(self, prefix: str) -> int:
         n = 0
         for name in list(self.list(prefix)):

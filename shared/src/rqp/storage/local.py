@@ -139,6 +139,21 @@ class FileBlobStore(BlobStore):
                     names.append(rel)
         return iter(sorted(names))
 
+    def move(self, src: str, dst: str) -> None:
+        """A rename within the store's directory: atomic, nothing copied."""
+        source, target = self._path(src), self._path(dst)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+        except FileNotFoundError:
+            raise BlobNotFoundError(
+                f"blob {src} not found in {self.location}; check the workload id and RQP_BLOB_URL"
+            ) from None
+        except OSError as exc:
+            raise StorageUnavailableError(
+                f"cannot move blob {src} to {dst} in {self.location}: {exc.strerror}; check the directory is writable"
+            ) from None
+
     def delete(self, name: str) -> None:
         try:
             self._path(name).unlink()

@@ -6,6 +6,7 @@ from typing import Any
 
 import redis
 
+from ..errors import StorageUnavailableError
 from ._queue import Message, MessageQueue
 from .retention import Retention, Trimmer, TrimResult, trim_stream
 
@@ -36,6 +37,22 @@ class RedisMessageQueue(MessageQueue):
     def _key(self, queue: str) -> str:
         return _PREFIX + queue
 
+    def _unusable(self, queue: str, exc: redis.ResponseError) -> StorageUnavailableError:
+        """A stream key that holds something else (a Redis writer's junk: ``SET rqp:mq:Q junk``):
+        nothing can be published there until it is deleted, which is an outage of the queue --
+        senders keep what they would publish (the outbox) and try again -- never a failed workload."""
+        key = self._key(queue)
+        try:
+            kind = self._r.type(key)
+            kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+        except redis.RedisError:
+            kind = "?"
+        self._groups.discard(queue)
+        return StorageUnavailableError(
+            f"message queue {queue}: Redis key {key} is a {kind}, not a stream ({str(exc).split(' ', 1)[0]}: written "
+            f"by someone else); nothing is published on it until it is deleted: DEL {key}"
+        )
+
     def _ensure_group(self, queue: str) -> None:
         if queue in self._groups:
             return
@@ -43,12 +60,15 @@ class RedisMessageQueue(MessageQueue):
             self._r.xgroup_create(self._key(queue), _GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
-                raise
+                raise self._unusable(queue, exc) from None
         self._groups.add(queue)
 
     def send(self, queue: str, body: bytes) -> str:
         self._ensure_group(queue)
-        mid = self._r.xadd(self._key(queue), {b"b": body}).decode()
+        try:
+            mid = self._r.xadd(self._key(queue), {b"b": body}).decode()
+        except redis.ResponseError as exc:
+            raise self._unusable(queue, exc) from None
         self._trimmer.maybe_trim(self._r, self._key(queue), queue)
         return str(mid)
 
@@ -57,7 +77,10 @@ class RedisMessageQueue(MessageQueue):
         pipe = self._r.pipeline(transaction=False)
         for b in bodies:
             pipe.xadd(self._key(queue), {b"b": b})
-        ids = [i.decode() for i in pipe.execute()]
+        try:
+            ids = [i.decode() for i in pipe.execute()]
+        except redis.ResponseError as exc:
+            raise self._unusable(queue, exc) from None
         self._trimmer.maybe_trim(self._r, self._key(queue), queue)
         return ids
 

@@ -73,6 +73,9 @@ class RetryingBlobStore(BlobStore):
     def list(self, prefix: str = "") -> Iterator[str]:
         return iter(self._call("list", prefix, lambda: list(self.inner.list(prefix))))
 
+    def move(self, src: str, dst: str) -> None:
+        self._call("move", src, self.inner.move, src, dst)
+
     def delete(self, name: str) -> None:
         self._call("delete", name, self.inner.delete, name)
 
