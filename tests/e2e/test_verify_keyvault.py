@@ -103,7 +103,7 @@ def test_verify_and_verify_proof_pass_with_the_exported_public_key_and_fail_with
     assert rqp_cli("proof", wid, "--record", "7", "-o", str(proof))[0] == 0
     bare = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}  # no KEK, no Redis, no vault: the proof and the key
     cp = subprocess.run([bin_path("rqp"), "verify-proof", str(proof), "--signer", str(trusted)], env=bare, capture_output=True, check=False)  # fmt: skip
-    assert b"record 7 of workload verify-kv (result) is in the root" in cp.stdout, cp
+    assert b"record 7 of workload verify-kv (result) is in the round 1 root signed by" in cp.stdout, cp
     # the README's plain check (no rqp installed) takes the vault's ES256 signature as well
     block = re.search(r"```python\n(import base64, hashlib, json\n.*?)```", README.read_text(), re.S)
     assert block, "the README's proof check is missing"
