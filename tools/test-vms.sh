@@ -213,7 +213,7 @@ trap 'echo "not ok - line $LINENO: \"$BASH_COMMAND\" exited $?" >&2' ERR
 # Redis as the scheduler VM's scheduler sees it (its own user, password file and CA): the
 # workload's progress, the chunks reclaimed, each RQ worker's finished jobs, the blind processors.
 STATE_PY='
-import json, sys, time
+import json, sys
 from rq.utils import utcparse
 from rqp.config import Settings
 from rqp.connect import connect_redis
@@ -235,27 +235,30 @@ for key in r.smembers("rq:workers:rqp"):
     if st == b"busy":
         busy.append(name)
 # the chunks workers hold under a lease that has not run out: rqp:held:<host>:<pid> (set by
-# START, cleared by COMMIT; RQ 3 keeps no current_job in its worker hash), named rqp-<host>-<pid>
-# like the RQ workers
-for key in r.scan_iter(match="rqp:held:*", count=1000):
-    host, _, pid = key.decode()[len("rqp:held:"):].rpartition(":")
-    job = r.get(key)
+# START, cleared by COMMIT; RQ 3 keeps no current_job in its worker hash), for each RQ worker
+# rqp-<host>-<pid>-s<start token>, named rqp-<host>-<pid>
+for worker in workers:
+    parts = worker[len("rqp-"):].rsplit("-", 2)
+    if len(parts) != 3:
+        continue
+    host, pid = parts[0], parts[1]
+    job = r.get(f"rqp:held:{host}:{pid}")
     lease = r.zscore(f"rqp:w:{w}:pending", job) if job else None
     if lease is None or lease == float("inf"):
         continue
     name = f"rqp-{host}-{pid}"
     held[name] = job.decode()
-    # how long it has run, and its records (first, last): the eviction picks a chunk just
+    # when it started (epoch s), and its records (first, last): the eviction picks a chunk just
     # started, and checks afterwards what its records spent
     try:
-        age = time.time() - utcparse(r.hget(b"rq:job:" + job, "started_at").decode()).timestamp()
+        started = utcparse(r.hget(b"rq:job:" + job, "started_at").decode()).timestamp()
     except (AttributeError, ValueError):
-        age = None
+        started = None
     try:
         ids = sorted(Ledger(r, w).chunk_records(JobId.parse(job.decode()).chunk))
     except ValueError:
         ids = []
-    held_info[name] = [job.decode(), age, ids[0] if ids else None, ids[-1] if ids else None]
+    held_info[name] = [job.decode(), started, ids[0] if ids else None, ids[-1] if ids else None]
 out["workers"], out["busy"], out["held"], out["held_info"] = workers, busy, held, held_info
 out["blind"] = {k.decode(): json.loads(v) for k, v in r.hgetall(f"rqp:w:{w}:blind").items()}
 print(json.dumps(out))
@@ -622,14 +625,16 @@ end=$(( $(date +%s) + 45 ))
 while :; do
   # shellcheck disable=SC2086
   vmd proc2 pause $ids >/dev/null
+  frozen=$(now)
   st=$(state || echo '{"held_info": {}}')
-  # VM 2's chunks in hand: "job first last" a line, when one of them started under a second ago
+  # VM 2's chunks in hand: "job first last" a line, when one of them had started under a second
+  # before VM 2 was frozen
   fresh=$(python3 -c '
 import json, sys
-info, hosts = json.loads(sys.argv[1]).get("held_info", {}), sys.argv[2].split()
+info, hosts, frozen = json.loads(sys.argv[1]).get("held_info", {}), sys.argv[2].split(), float(sys.argv[3])
 mine = {n: v for n, v in info.items() if any(n.startswith(f"rqp-{h}-") for h in hosts)}
-if any(v[1] is not None and v[1] < 1.0 for v in mine.values()):
-    print("\n".join(f"{v[0]} {v[2]} {v[3]}" for v in mine.values()))' "$st" "$H2")
+if any(v[1] is not None and frozen - v[1] < 1.0 for v in mine.values()):
+    print("\n".join(f"{v[0]} {v[2]} {v[3]}" for v in mine.values()))' "$st" "$H2" "$frozen")
   [ -z "$fresh" ] || break
   # shellcheck disable=SC2086
   vmd proc2 unpause $ids >/dev/null
