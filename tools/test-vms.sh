@@ -677,19 +677,22 @@ read -r _ _ T_ACK < <(grep "^acknowledged $EID " "$WORK/imds.log" | head -1)
 # what each processor of VM 2 said, with the time it said it: the notice seen, the drain, the ack
 vmc proc2 logs --no-color --timestamps processor >"$WORK/proc2-eviction.log" 2>&1 || true
 grep -E "eviction notice|drained in|handed back|acknowledged eviction" "$WORK/proc2-eviction.log" | sed 's/^/    VM 2: /'
+# drained: when the last worker the drain stopped was handed back (its log line's own time, to the
+# millisecond); with none stopped, the drain ended before the acknowledgement
 T_DRAINED=$(python3 -c '
 import datetime, re, sys
+last = None
 for line in open(sys.argv[1]):
-    m = re.search(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?)\S*\s.*rqp-processor: drained in", line)
+    m = re.search(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) rqp-processor WARNING worker pid \d+ (could not finish|did not stop)", line)
     if m:
-        stamp = m.group(1)[:26]
-        print(datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.timezone.utc).timestamp())
-        break' "$WORK/proc2-eviction.log")
+        at = datetime.datetime.fromisoformat(m.group(1)).replace(tzinfo=datetime.timezone.utc)
+        last = at.timestamp() + int(m.group(2)) / 1000
+print(last if last is not None else "")' "$WORK/proc2-eviction.log")
 grep -q "rqp-processor: drained in" "$WORK/proc2-eviction.log" \
   || fail "processor VM 2 never said it drained (rqp-processor: drained in ...); its log: $(tail -20 "$WORK/proc2-eviction.log")"
 [ -n "$T_DRAINED" ] || T_DRAINED=$T_ACK   # its log time unreadable: it drained before it acknowledged
 handed=$(grep -c "handed back for another processor (no attempt spent)" "$WORK/proc2-eviction.log" || true)
-mark_at "$T_DRAINED" "processor VM 2 drained: $(grep -o 'drained in [^)]*)' "$WORK/proc2-eviction.log" | head -1)"
+mark_at "$T_DRAINED" "processor VM 2 drained: $(grep -o 'drained in .*handed back)' "$WORK/proc2-eviction.log" | head -1)"
 mark_at "$T_ACK" "processor VM 2 acknowledged $EID (StartRequests), $(python3 -c 'import sys; print(f"{float(sys.argv[2]) - float(sys.argv[1]):.1f}")' "$T_NOTICE" "$T_ACK")s after the notice"
 mark_at "$T_GONE" "processor VM 2 gone: every container SIGKILLed, as Azure deletes an evicted Spot VM"
 python3 -c 'import sys; sys.exit(0 if float(sys.argv[2]) <= float(sys.argv[1]) + float(sys.argv[3]) else 1)' "$T_NOTICE" "$T_ACK" "$NOTICE" \
@@ -734,7 +737,7 @@ kept=""
 while read -r job first last; do
   [ "$first" != None ] || continue
   for rid in $(python3 -c 'import sys; a, b = int(sys.argv[1]), int(sys.argv[2]); print(*sorted({a, (a + b) // 2, b}))' "$first" "$last"); do
-    rec=$(vmc scheduler exec -T scheduler rqp status "$W" --record "$rid" 2>&1) || fail "rqp status $W --record $rid: $rec"
+    rec=$(vmc scheduler exec -T scheduler rqp status "$W" --record "$rid" 2>&1 </dev/null) || fail "rqp status $W --record $rid: $rec"
     got=$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["state"], d["attempts"], d.get("reruns"))' "$rec")
     [ "${got% *}" = "done 1" ] || fail "record $rid (of $job, which processor VM 2 held at the eviction) is '$got' (state attempts reruns): the eviction spent an attempt"
     kept+="$rid "

@@ -17,6 +17,7 @@ import pytest
 from rqp_metrics.settings import MetricsSettings
 from tests.compose.test_deploy_files import (
     COMPOSE,
+    cloud_env,
     compose_secret_files,
     replacements,
     template,
@@ -24,13 +25,17 @@ from tests.compose.test_deploy_files import (
 )
 
 SCALE_SET = "/subscriptions/0000/resourceGroups/rqp/providers/Microsoft.Compute/virtualMachineScaleSets/rqp-proc"
+#: Compose's own rendering of a file, as JSON
+CONFIG = ("config", "--format", "json")
 BACKLOG_SETTINGS = ("RQP_METRICS_BACKLOG_RESOURCE_ID", "RQP_METRICS_BACKLOG_REGION")
 
 
 def _docker_compose() -> list[str]:
     docker = shutil.which("docker")
     if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
-        pytest.skip("the docker compose CLI plugin is needed to render the Compose file (tools/test-vms.sh needs it too)")
+        pytest.skip(
+            "the docker compose CLI plugin is needed to render the Compose file (tools/test-vms.sh needs it too)"
+        )
     return [docker, "compose"]
 
 
@@ -45,8 +50,7 @@ def rendered_logger(tmp_path: Path, settings: dict[str, str]) -> dict:
     env_file = tmp_path / ".env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in {**env, **settings}.items()))
     out = subprocess.run(
-        [*_docker_compose(), "-f", str(COMPOSE / "scheduler-vm.yml"), "--env-file", str(env_file)]
-        + ["config", "--format", "json"],
+        [*_docker_compose(), "-f", str(COMPOSE / "scheduler-vm.yml"), "--env-file", str(env_file), *CONFIG],
         capture_output=True,
         text=True,
         check=True,
@@ -75,19 +79,22 @@ def test_the_scheduler_vm_publishes_the_backlog_when_configured(tmp_path):
     assert settings.backlog_redis_url == "rediss://console@10.40.1.4:6379/0"
     assert settings.backlog_redis_password_file == "/run/secrets/redis_console_password"
     assert "redis_console_password" in {s["source"] for s in logger["secrets"]}
-    # REDIS_BIND=0.0.0.0 is not an address to connect to: the entrypoint turns both URLs to loopback
-    script = " ".join(logger["entrypoint"])
-    assert 'RQP_METRICS_BACKLOG_REDIS_URL="rediss://console@127.0.0.1:$${REDIS_PORT}/0"' in script.replace(
-        "${REDIS_PORT}", "$${REDIS_PORT}"
-    ) or 'RQP_METRICS_BACKLOG_REDIS_URL="rediss://console@127.0.0.1:${REDIS_PORT}/0"' in script, script
+    # REDIS_BIND=0.0.0.0 is not an address to connect to: the entrypoint turns both URLs to
+    # loopback (run here as the container would, with `env` in place of the logger)
+    shell, flag, script = logger["entrypoint"]
+    script = script.replace("$$", "$").replace("exec /opt/rqp/bin/rqp-metrics-logger", "exec env")
+    ran = subprocess.run(
+        [shell, flag, script], env={**env, "REDIS_BIND": "0.0.0.0"}, capture_output=True, text=True, check=True
+    )
+    seen = dict(line.partition("=")[::2] for line in ran.stdout.splitlines())
+    assert seen["RQP_METRICS_BACKLOG_REDIS_URL"] == "rediss://console@127.0.0.1:6379/0", seen
+    assert seen["RQP_REDIS_URL"] == "rediss://metrics-logger@127.0.0.1:6379/0", seen
 
 
 def test_the_template_turns_the_backlog_metric_on_for_the_scheduler_vm():
     # the cloud-init .env has the settings empty (off), and the template fills them in with the
     # scale set the autoscale rules watch and its region -- the outputs an operator is told
-    env = dict(
-        line.partition("=")[::2] for line in written_files("scheduler")["/opt/rqp/compose/.env"].splitlines() if "=" in line
-    )
+    env = cloud_env("scheduler")
     assert all(env[k] == "" for k in BACKLOG_SETTINGS), env
     olds = replacements("schedulerCloudInit")
     for key in BACKLOG_SETTINGS:
