@@ -18,7 +18,7 @@
 # The images are pushed with `make push` to the registry, and each VM's engine starts with an
 # empty image store, so every stack pulls. The blob store and the status queues are Azure Blob
 # and Azure Queue Storage on Azurite (azure-blob://, azure-queue://, the connection string a
-# secret file). Then a 30,000-record workload, submitted from this machine with the public KEK,
+# secret file). Then a 36,000-record workload, submitted from this machine with the public KEK,
 # a signing key and the submitter's Redis user only, and while it runs: processor VM 2 joins and
 # takes chunks; a processor with another blob store is named in the workload's blind list and
 # costs nothing; processor VM 1 is cut off from the LAN for 20 s and recovers by itself; processor
@@ -35,7 +35,7 @@
 # acknowledged -> VM gone -> done).
 #
 #   tools/test-vms.sh                         # root; podman, docker CLI + compose plugin, ip, nsenter
-#   RQP_TEST_VMS_RECORDS=30000 RQP_TEST_VMS_RECORD_SECONDS=0.01 tools/test-vms.sh
+#   RQP_TEST_VMS_RECORDS=36000 RQP_TEST_VMS_RECORD_SECONDS=0.01 tools/test-vms.sh
 #   RQP_TEST_VMS_NOTICE_SECONDS=6 tools/test-vms.sh   # the Preempt notice (Azure gives 30 s; see below)
 #   RQP_TEST_SKIP_BUILD=1 tools/test-vms.sh   # the images exist already
 #   RQP_TEST_KEEP=1 tools/test-vms.sh         # leave everything up afterwards, for a look
@@ -55,7 +55,7 @@ docker compose version >/dev/null 2>&1 || { echo "test-vms: the docker compose C
 [ -x .tools/node_modules/.bin/azurite ] || bash tools/install-azurite.sh >/dev/null
 NODE=$(readlink -f "$(command -v node)")
 
-N=${RQP_TEST_VMS_RECORDS:-30000}
+N=${RQP_TEST_VMS_RECORDS:-36000}
 SLEEP=${RQP_TEST_VMS_RECORD_SECONDS:-0.01}
 PARTITION=${RQP_TEST_VMS_PARTITION_SECONDS:-20}
 LEASE=10
@@ -608,20 +608,11 @@ ok "processor VM 2, SIGKILLed whole while it held $held, had its chunks re-run a
 # started under a second ago (frozen, read, announced, thawed: the freeze-then-check of fault 3),
 # so the drain, due 0-1 s after the notice (NOTICE less RQP_DRAIN_MARGIN_SECONDS), must hand it
 # back. Once the processors acknowledge (StartRequests), the VM is killed as Azure deletes it.
-before=$(state)
 vmc proc2 up -d --scale processor=1 >"$WORK/up-proc2-again.log" 2>&1 || { cat "$WORK/up-proc2-again.log" >&2; fail "processor-vm.yml up on VM 2 again"; }
 H2=$(hostnames proc2)
-end=$(( $(date +%s) + 60 ))
-while :; do
-  st=$(state || true)
-  if [ -n "$st" ] && progressed "$before" "$st" "$H2"; then break; fi
-  if [ -n "$st" ] && [ "$(field "$st" state)" != running ]; then fail "the workload is $(field "$st" state) before the eviction (raise RQP_TEST_VMS_RECORDS)"; fi
-  [ "$(date +%s)" -lt "$end" ] || fail "processor VM 2 did not work again within 60s of coming back (last state: ${st:-none})"
-  sleep 0.5
-done
-mark "processor VM 2 is back (Spot, watching the metadata service at $HOSTIP:$IMDS_PORT) and commits chunks, $(field "$st" done) records done"
+mark "processor VM 2 is back, as a Spot VM watching the metadata service at $HOSTIP:$IMDS_PORT"
 ids=$(vmd proc2 ps -q --filter "label=com.docker.compose.project=$(project_of proc2)")
-end=$(( $(date +%s) + 45 ))
+end=$(( $(date +%s) + 60 ))
 while :; do
   # shellcheck disable=SC2086
   vmd proc2 pause $ids >/dev/null
@@ -639,7 +630,7 @@ if any(v[1] is not None and frozen - v[1] < 1.0 for v in mine.values()):
   # shellcheck disable=SC2086
   vmd proc2 unpause $ids >/dev/null
   [ "$(field "$st" state)" = running ] || fail "the workload is $(field "$st" state) before the eviction (raise RQP_TEST_VMS_RECORDS)"
-  [ "$(date +%s)" -lt "$end" ] || fail "processor VM 2 started no chunk just before a look within 45s (last state: $st)"
+  [ "$(date +%s)" -lt "$end" ] || fail "processor VM 2 started no chunk just before a look within 60s of coming back (last state: $st)"
   sleep 0.2
 done
 echo "$fresh" > "$WORK/evicted-chunks"
@@ -661,6 +652,9 @@ done
 # acknowledged: the platform goes ahead at once -- every container of VM 2 SIGKILLed. (A processor
 # exits by itself once it has acknowledged, and its restart policy may start it again meanwhile:
 # whatever runs is killed until nothing has run for a second.)
+# shellcheck disable=SC2086
+vmd proc2 kill -s KILL $ids >/dev/null 2>&1 || true
+T_GONE=$(now)
 end=$(( $(date +%s) + 15 ))
 quiet=0
 while [ "$quiet" -lt 2 ]; do
