@@ -693,6 +693,9 @@ python3 -c 'import sys; sys.exit(0 if float(sys.argv[2]) <= float(sys.argv[1]) +
   || fail "processor VM 2 acknowledged the eviction after its NotBefore (+${NOTICE}s)"
 [ "${handed:-0}" -ge 1 ] || fail "processor VM 2 handed no chunk back on the eviction (it held $(tr '\n' ' ' < "$WORK/evicted-chunks"))"
 ok "processor VM 2 (Spot), told of its eviction, drained within the notice, handed back $handed chunk(s) at once and acknowledged; then killed"
+# a Spot scale set replaces an evicted VM: VM 2 comes back (its event is over) and helps finish
+vmc proc2 up -d --scale processor=1 >"$WORK/up-proc2-replaced.log" 2>&1 || { cat "$WORK/up-proc2-replaced.log" >&2; fail "processor-vm.yml up on VM 2's replacement"; }
+mark "processor VM 2's replacement joins (a Spot scale set replaces an evicted VM; no event names it)"
 
 wait_for "$DEADLINE" "workload $W done" 'state in ("done", "failed", "finished") or failed > 0'
 mark "workload $W: state $(field "$LAST_STATE" state), $(field "$LAST_STATE" done) done, $(field "$LAST_STATE" failed) failed"
