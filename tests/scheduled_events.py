@@ -9,21 +9,33 @@ test announces an eviction with ``announce()`` and asserts on ``acknowledged()``
 service it answers only requests with the header ``Metadata: true``, and an acknowledged event
 turns ``Started``. ``/metadata/instance/compute`` serves the VM's ``name`` and ``priority``
 (Spot or Regular).
+
+Run as a script (``python3 tests/scheduled_events.py --host ADDRESS``), it serves one VM's
+metadata on a LAN address a test's VMs reach (``tools/test-vms.sh``: the test LAN's own address,
+never the link-local one) and takes commands on stdin, one a line: ``announce TYPE SECONDS
+RESOURCE...`` (prints ``announced <EventId>``) and ``clear`` (the events are over, as once the
+platform has deleted the VM); it prints ``serving <url>`` first and ``acknowledged <EventId>
+<epoch s>`` for each ``StartRequests``.
 """
 
 from __future__ import annotations
 
+import argparse
 import email.utils
 import json
+import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TextIO
 
 __all__ = ["FakeScheduledEvents"]
 
+#: the address the stub listens on unless told otherwise: loopback, never the metadata address
+DEFAULT_HOST = "127.0.0.1"
 EVENTS_PATH = "/metadata/scheduledevents"
 COMPUTE_PATH = "/metadata/instance/compute"
 
@@ -39,12 +51,18 @@ class _State:
     priority: str = "Regular"
     name: str = "fake-vm"
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: called with each acknowledged EventId (the script prints it), outside the lock
+    on_ack: Callable[[str], None] | None = None
 
 
 class FakeScheduledEvents:
     """``with FakeScheduledEvents() as svc: ... svc.url ...``: a free port on 127.0.0.1."""
 
-    def __init__(self, priority: str = "Regular", name: str = "fake-vm") -> None:
+    def __init__(
+        self, priority: str = "Regular", name: str = "fake-vm", host: str = DEFAULT_HOST, port: int = 0
+    ) -> None:
+        if host == "169.254.169.254":
+            raise ValueError("the stub never takes the link-local metadata address; give it loopback or a test LAN's")
         self.state = _State(priority=priority, name=name)
         state = self.state
 
@@ -93,9 +111,12 @@ class FakeScheduledEvents:
                             if e["EventId"] == eid:
                                 e["EventStatus"] = "Started"
                     state.incarnation += 1
+                if state.on_ack is not None:
+                    for eid in ids:
+                        state.on_ack(eid)
                 self._reply(200)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, name="fake-imds", daemon=True)
 
@@ -156,3 +177,50 @@ class FakeScheduledEvents:
     def polls(self) -> int:
         with self.state.lock:
             return self.state.polls
+
+    def clear(self) -> None:
+        """Every event is over (the platform deleted the VM): the document lists none again."""
+        with self.state.lock:
+            self.state.events.clear()
+            self.state.incarnation += 1
+
+
+def serve(svc: FakeScheduledEvents, commands: TextIO, out: TextIO) -> None:
+    """Run ``svc`` until ``commands`` ends, acting on each line (the module's docstring)."""
+    lock = threading.Lock()
+
+    def say(line: str) -> None:
+        with lock:
+            out.write(line + "\n")
+            out.flush()
+
+    svc.state.on_ack = lambda eid: say(f"acknowledged {eid} {time.time():.3f}")
+    with svc:
+        say(f"serving {svc.url}")
+        for line in commands:
+            words = line.split()
+            if not words:
+                continue
+            if words[0] == "announce" and len(words) >= 4:
+                eid = svc.announce(words[1], words[3:], not_before_in=float(words[2]))
+                say(f"announced {eid} {time.time():.3f}")
+            elif words[0] == "clear":
+                svc.clear()
+                say("cleared")
+            else:
+                say(f"error: unknown command {line.strip()!r}; use 'announce TYPE SECONDS RESOURCE...' or 'clear'")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="a stand-in for Azure's Scheduled Events, commanded on stdin")
+    ap.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default: loopback)")
+    ap.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    ap.add_argument("--name", default="fake-vm", help="compute.name the metadata says")
+    ap.add_argument("--priority", default="Regular", help="compute.priority: Spot or Regular")
+    args = ap.parse_args(argv)
+    serve(FakeScheduledEvents(args.priority, args.name, args.host, args.port), sys.stdin, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

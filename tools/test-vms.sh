@@ -18,18 +18,25 @@
 # The images are pushed with `make push` to the registry, and each VM's engine starts with an
 # empty image store, so every stack pulls. The blob store and the status queues are Azure Blob
 # and Azure Queue Storage on Azurite (azure-blob://, azure-queue://, the connection string a
-# secret file). Then a 20,000-record workload, submitted from this machine with the public KEK,
+# secret file). Then a 36,000-record workload, submitted from this machine with the public KEK,
 # a signing key and the submitter's Redis user only, and while it runs: processor VM 2 joins and
 # takes chunks; a processor with another blob store is named in the workload's blind list and
 # costs nothing; processor VM 1 is cut off from the LAN for 20 s and recovers by itself; processor
-# VM 2 is killed whole (SIGKILL, every container) and its chunks are re-run. Checked: every record
-# done exactly once with the right result, every VM's metrics recorded, the web console on the
+# VM 2 is killed whole (SIGKILL, every container) and its chunks are re-run after their lease;
+# VM 2 comes back, as a Spot VM, and is evicted: a fake instance metadata service on this machine
+# (tests/scheduled_events.py on the LAN address, never the link-local one) announces Preempt for
+# it, its processors drain (what cannot finish is handed back at once), acknowledge, and the VM is
+# then killed, as Azure deletes it. Checked: every record done exactly once with the right result,
+# no attempt spent by the eviction (the records VM 2 held keep attempt 1; the summary counts them
+# as requeued after preemption), every VM's metrics recorded, the web console on the
 # scheduler VM's loopback (login, CSRF, the workload's counts, the fleet, every VM's metrics read
 # from Azure blobs: tools/check_console.py), `down -v` leaves nothing on any VM; printed: a
-# timeline of the faults and of when the fleet healed.
+# timeline of the faults and of when the fleet healed (the eviction: notice -> drained ->
+# acknowledged -> VM gone -> done).
 #
 #   tools/test-vms.sh                         # root; podman, docker CLI + compose plugin, ip, nsenter
-#   RQP_TEST_VMS_RECORDS=20000 RQP_TEST_VMS_RECORD_SECONDS=0.01 tools/test-vms.sh
+#   RQP_TEST_VMS_RECORDS=36000 RQP_TEST_VMS_RECORD_SECONDS=0.01 tools/test-vms.sh
+#   RQP_TEST_VMS_NOTICE_SECONDS=6 tools/test-vms.sh   # the Preempt notice (Azure gives 30 s; see below)
 #   RQP_TEST_SKIP_BUILD=1 tools/test-vms.sh   # the images exist already
 #   RQP_TEST_KEEP=1 tools/test-vms.sh         # leave everything up afterwards, for a look
 set -euo pipefail
@@ -48,10 +55,20 @@ docker compose version >/dev/null 2>&1 || { echo "test-vms: the docker compose C
 [ -x .tools/node_modules/.bin/azurite ] || bash tools/install-azurite.sh >/dev/null
 NODE=$(readlink -f "$(command -v node)")
 
-N=${RQP_TEST_VMS_RECORDS:-20000}
+N=${RQP_TEST_VMS_RECORDS:-36000}
 SLEEP=${RQP_TEST_VMS_RECORD_SECONDS:-0.01}
 PARTITION=${RQP_TEST_VMS_PARTITION_SECONDS:-20}
 LEASE=10
+# The eviction's notice: NotBefore this many seconds after it is announced. Azure gives a Spot VM
+# 30 s; the stub allows less, and a shorter one is used so that the drain must hand chunks back
+# (RQP_DRAIN_MARGIN_SECONDS, 5 by default, comes off it: the drain deadline is 0-1 s after the
+# notice, and a chunk VM 2 started just before it cannot be finished by then). With 30 s every
+# chunk would simply finish and the hand-back path would go untested.
+NOTICE=${RQP_TEST_VMS_NOTICE_SECONDS:-6}
+# every chunk at least this many records (2 s at 0.01 s each), so a chunk in hand at the notice
+# outlasts the drain deadline
+CHUNK_MIN=${RQP_TEST_VMS_CHUNK_MIN:-200}
+IMDS_PORT=8080   # the fake metadata service, on this machine's LAN address
 DEADLINE=${RQP_TEST_VMS_DEADLINE:-420}
 VERSION=${RQP_VERSION:-$(sed -n 's/^version *= *"\(.*\)"/\1/p' shared/pyproject.toml | head -1)}
 if [ -z "${REDIS_IMAGE:-}" ]; then
@@ -76,6 +93,7 @@ declare -A VM_IP=([scheduler]=$LAN.10 [proc1]=$LAN.11 [proc2]=$LAN.12)
 declare -A VM_PID=()
 AZURITE=rqp-test-vms-$ID-azurite
 REG_PID=""
+IMDS_PID=""
 passed=0
 failed=0          # fail's count (teardown reports failure from the exit code)
 T0=$(date +%s.%N)
@@ -86,6 +104,13 @@ declare -a TIMELINE=()
 . tools/lib.sh   # now, since, ok, fail, run_once, copy_secrets
 mark() {  # mark TEXT: a line of the timeline, at seconds since the workload was submitted
   local at; at=$(since "${TW:-$T0}")
+  TIMELINE+=("$(printf '%7ss  %s' "+$at" "$*")")
+  echo "    [timeline +${at}s] $*"
+}
+
+mark_at() {  # mark_at EPOCH TEXT: a line of the timeline at a time something else recorded
+  local at; at=$(python3 -c "import sys; print(f'{float(sys.argv[1]) - float(sys.argv[2]):.1f}')" "$1" "${TW:-$T0}")
+  shift
   TIMELINE+=("$(printf '%7ss  %s' "+$at" "$*")")
   echo "    [timeline +${at}s] $*"
 }
@@ -146,6 +171,15 @@ teardown() {
   set +e
   trap - ERR
   if [ "$code" != 0 ]; then
+    # (the failure and the last state it saw were printed above, by fail)
+    if [ -S "$(vm_sock scheduler)" ]; then
+      echo "---- diagnostics: the scheduler's reclaims (chunks re-queued, leases run out, hand-backs)" >&2
+      vmc scheduler logs --no-color --timestamps scheduler 2>&1 | grep -E "re-queued|reclaim|lease|handed back" | tail -40 >&2
+    fi
+    if [ -s "$WORK/imds.log" ]; then
+      echo "---- diagnostics: the fake metadata service (announced, acknowledged)" >&2
+      cat "$WORK/imds.log" >&2
+    fi
     for vm in "${VMS[@]}"; do
       [ -S "$(vm_sock "$vm")" ] || continue
       echo "---- diagnostics: VM $vm" >&2
@@ -161,6 +195,7 @@ teardown() {
       cleanup_vm "$vm"
     done
     podman rm -f -t 2 "$AZURITE" >/dev/null 2>&1
+    [ -z "$IMDS_PID" ] || { exec 7>&- 2>/dev/null; kill "$IMDS_PID" 2>/dev/null; wait "$IMDS_PID" 2>/dev/null; }
     [ -z "$REG_PID" ] || { kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null; }
     ip link del "$BR" 2>/dev/null
     for role in scheduler processor metrics-logger console redis; do
@@ -179,8 +214,10 @@ trap 'echo "not ok - line $LINENO: \"$BASH_COMMAND\" exited $?" >&2' ERR
 # workload's progress, the chunks reclaimed, each RQ worker's finished jobs, the blind processors.
 STATE_PY='
 import json, sys
+from rq.utils import utcparse
 from rqp.config import Settings
 from rqp.connect import connect_redis
+from rqp.ledger import JobId, Ledger
 from rqp.status import read_progress
 r = connect_redis(Settings.load(), check=False)
 w = sys.argv[1]
@@ -189,7 +226,7 @@ out = {"state": None, "done": 0, "failed": 0}
 if p is not None:
     out.update(state=p.state, done=p.done, failed=p.failed, total=p.total)
 out["reclaimed"] = int(r.hget(f"rqp:w:{w}:meta", "reclaimed") or 0)
-workers, busy, held = {}, [], {}
+workers, busy, held, held_info = {}, [], {}, {}
 for key in r.smembers("rq:workers:rqp"):
     key = key.decode()
     count, st = r.hmget(key, "successful_job_count", "state")
@@ -197,13 +234,32 @@ for key in r.smembers("rq:workers:rqp"):
     workers[name] = int(count or 0)
     if st == b"busy":
         busy.append(name)
-    host, pid, _ = name.removeprefix("rqp-").rsplit("-", 2)  # rqp-<host>-<pid>-s<token>
-    job = r.get(f"rqp:held:{host}:{pid}")  # set by its START, cleared by its COMMIT
-    if job:  # a chunk this worker holds under a lease that has not run out
-        lease = r.zscore(f"rqp:w:{w}:pending", job)
-        if lease is not None and lease != float("inf"):
-            held[name] = job.decode()
-out["workers"], out["busy"], out["held"] = workers, busy, held
+# the chunks workers hold under a lease that has not run out: rqp:held:<host>:<pid> (set by
+# START, cleared by COMMIT; RQ 3 keeps no current_job in its worker hash), for each RQ worker
+# rqp-<host>-<pid>-s<start token>, named rqp-<host>-<pid>
+for worker in workers:
+    parts = worker[len("rqp-"):].rsplit("-", 2)
+    if len(parts) != 3:
+        continue
+    host, pid = parts[0], parts[1]
+    job = r.get(f"rqp:held:{host}:{pid}")
+    lease = r.zscore(f"rqp:w:{w}:pending", job) if job else None
+    if lease is None or lease == float("inf"):
+        continue
+    name = f"rqp-{host}-{pid}"
+    held[name] = job.decode()
+    # when it started (epoch s), and its records (first, last): the eviction picks a chunk just
+    # started, and checks afterwards what its records spent
+    try:
+        started = utcparse(r.hget(b"rq:job:" + job, "started_at").decode()).timestamp()
+    except (AttributeError, ValueError):
+        started = None
+    try:
+        ids = sorted(Ledger(r, w).chunk_records(JobId.parse(job.decode()).chunk))
+    except ValueError:
+        ids = []
+    held_info[name] = [job.decode(), started, ids[0] if ids else None, ids[-1] if ids else None]
+out["workers"], out["busy"], out["held"], out["held_info"] = workers, busy, held, held_info
 out["blind"] = {k.decode(): json.loads(v) for k, v in r.hgetall(f"rqp:w:{w}:blind").items()}
 print(json.dumps(out))
 '
@@ -324,6 +380,20 @@ until python3 -c 'import socket, sys; socket.create_connection((sys.argv[1], 100
   [ "$(date +%s)" -lt "$end" ] || { podman logs "$AZURITE" >&2; fail "Azurite did not open its ports on $HOSTIP"; }
   sleep 0.2
 done
+# the fake instance metadata service for processor VM 2 (tests/scheduled_events.py): Scheduled
+# Events and compute.name/priority on this machine's LAN address; commanded on fd 7 (announce,
+# clear), it logs what it announced and every acknowledgement (StartRequests) to imds.log
+mkfifo "$WORK/imds.in"
+python3 tests/scheduled_events.py --host "$HOSTIP" --port "$IMDS_PORT" --name processor-vm-2 --priority Spot \
+  <"$WORK/imds.in" >"$WORK/imds.log" 2>&1 &
+IMDS_PID=$!
+exec 7>"$WORK/imds.in"
+end=$(( $(date +%s) + 15 ))
+until grep -q '^serving ' "$WORK/imds.log"; do
+  [ "$(date +%s)" -lt "$end" ] || { cat "$WORK/imds.log" >&2; fail "the fake metadata service did not start on $HOSTIP:$IMDS_PORT"; }
+  sleep 0.1
+done
+IMDS_URL=$(sed -n 's/^serving //p' "$WORK/imds.log")
 # the secrets: made once on "the operator's machine", then each VM gets only its own files with
 # the copy procedure compose/README.md documents (tar keeps owners and modes; here without ssh)
 RQP_VERSION=$VERSION ENGINE=podman bash compose/init-secrets.sh --host "${VM_IP[scheduler]}" "$WORK/secrets" >/dev/null
@@ -355,6 +425,7 @@ RQP_METRICS_INTERVAL=5
 RQP_METRICS_HOST_NAME=scheduler-vm
 CONSOLE_PORT=9180
 RQP_STATUS_TTL_DAYS=2
+RQP_CHUNK_MIN=$CHUNK_MIN
 EOF
 for i in 1 2; do
   cat > "$WORK/proc$i.env" <<EOF
@@ -374,6 +445,14 @@ RQP_METRICS_INTERVAL=5
 RQP_METRICS_HOST_NAME=processor-vm-$i
 EOF
 done
+# processor VM 2 is a Spot VM that Azure evicts: its processors watch the fake metadata service
+# (on this machine's LAN address, as a VM reaches the real one at the link-local address) for a
+# Scheduled Event naming it
+cat >> "$WORK/proc2.env" <<EOF
+RQP_SCHEDULED_EVENTS_URL=$IMDS_URL
+RQP_VM_NAME=processor-vm-2
+RQP_VM_PRIORITY=spot
+EOF
 ok "3 VMs (own network namespace, engine and empty image store each) on LAN $LAN.0/24; Azurite at $HOSTIP; secrets copied per VM with owners and modes kept"
 echo "    [timing] hosts + Azurite + secrets: $(since "$t")s"
 
@@ -522,11 +601,107 @@ mark "FAULT 3 begins: every container of processor VM 2 SIGKILLed while it holds
 vmd proc2 kill -s KILL $ids >/dev/null
 wait_for 90 "processor VM 2's chunks reclaimed" "reclaimed > $r0"
 mark "HEALED 3: the scheduler re-ran $(( $(field "$LAST_STATE" reclaimed) - r0 )) chunk(s) of processor VM 2, $(field "$LAST_STATE" done) records done"
+ok "processor VM 2, SIGKILLed whole while it held $held, had its chunks re-run after their lease"
+
+# -- fault 4: processor VM 2 comes back as a Spot VM and is evicted (Azure Scheduled Events)
+# Its processors watch the fake metadata service. The notice comes while VM 2 holds a chunk it
+# started under a second ago (frozen, read, announced, thawed: the freeze-then-check of fault 3),
+# so the drain, due 0-1 s after the notice (NOTICE less RQP_DRAIN_MARGIN_SECONDS), must hand it
+# back. Once the processors acknowledge (StartRequests), the VM is killed as Azure deletes it.
+vmc proc2 up -d --scale processor=1 >"$WORK/up-proc2-again.log" 2>&1 || { cat "$WORK/up-proc2-again.log" >&2; fail "processor-vm.yml up on VM 2 again"; }
+H2=$(hostnames proc2)
+mark "processor VM 2 is back, as a Spot VM watching the metadata service at $HOSTIP:$IMDS_PORT"
+ids=$(vmd proc2 ps -q --filter "label=com.docker.compose.project=$(project_of proc2)")
+end=$(( $(date +%s) + 60 ))
+while :; do
+  # shellcheck disable=SC2086
+  vmd proc2 pause $ids >/dev/null
+  frozen=$(now)
+  st=$(state || echo '{"held_info": {}}')
+  # VM 2's chunks in hand: "job first last" a line, when one of them had started under a second
+  # before VM 2 was frozen
+  fresh=$(python3 -c '
+import json, sys
+info, hosts, frozen = json.loads(sys.argv[1]).get("held_info", {}), sys.argv[2].split(), float(sys.argv[3])
+mine = {n: v for n, v in info.items() if any(n.startswith(f"rqp-{h}-") for h in hosts)}
+if any(v[1] is not None and frozen - v[1] < 1.0 for v in mine.values()):
+    print("\n".join(f"{v[0]} {v[2]} {v[3]}" for v in mine.values()))' "$st" "$H2" "$frozen")
+  [ -z "$fresh" ] || break
+  # shellcheck disable=SC2086
+  vmd proc2 unpause $ids >/dev/null
+  [ "$(field "$st" state)" = running ] || fail "the workload is $(field "$st" state) before the eviction (raise RQP_TEST_VMS_RECORDS)"
+  [ "$(date +%s)" -lt "$end" ] || fail "processor VM 2 started no chunk just before a look within 60s of coming back (last state: $st)"
+  sleep 0.2
+done
+echo "$fresh" > "$WORK/evicted-chunks"
+echo "announce Preempt $NOTICE processor-vm-2" >&7
+end=$(( $(date +%s) + 10 ))
+until grep -q '^announced ' "$WORK/imds.log"; do
+  [ "$(date +%s)" -lt "$end" ] || { cat "$WORK/imds.log" >&2; fail "the fake metadata service did not announce the eviction"; }
+  sleep 0.05
+done
+read -r _ EID T_NOTICE < <(grep '^announced ' "$WORK/imds.log" | head -1)
+# shellcheck disable=SC2086
+vmd proc2 unpause $ids >/dev/null
+mark_at "$T_NOTICE" "FAULT 4 begins: Preempt notice $EID for processor VM 2 (NotBefore +${NOTICE}s) while it holds $(cut -d' ' -f1 "$WORK/evicted-chunks" | tr '\n' ' ')at $(field "$st" done) records done"
+end=$(( $(date +%s) + NOTICE + 20 ))
+until grep -q "^acknowledged $EID " "$WORK/imds.log"; do
+  [ "$(date +%s)" -lt "$end" ] || fail "processor VM 2 did not acknowledge eviction $EID within $((NOTICE + 20))s of the notice"
+  sleep 0.1
+done
+# acknowledged: the platform goes ahead at once -- every container of VM 2 SIGKILLed. (A processor
+# exits by itself once it has acknowledged, and its restart policy may start it again meanwhile:
+# whatever runs is killed until nothing has run for a second.)
+# shellcheck disable=SC2086
+vmd proc2 kill -s KILL $ids >/dev/null 2>&1 || true
+T_GONE=$(now)
+end=$(( $(date +%s) + 15 ))
+quiet=0
+while [ "$quiet" -lt 2 ]; do
+  running=$(vmd proc2 ps -q)
+  if [ -z "$running" ]; then quiet=$((quiet + 1)); else quiet=0; T_GONE=""; fi
+  # shellcheck disable=SC2086
+  [ -z "$running" ] || vmd proc2 kill -s KILL $running >/dev/null 2>&1 || true
+  [ -n "${T_GONE:-}" ] || T_GONE=$(now)
+  [ "$(date +%s)" -lt "$end" ] || fail "processor VM 2 still runs containers 15s after it was killed: $running"
+  sleep 0.5
+done
+echo clear >&7   # the VM is deleted: the event is over
+read -r _ _ T_ACK < <(grep "^acknowledged $EID " "$WORK/imds.log" | head -1)
+# what each processor of VM 2 said, with the time it said it: the notice seen, the drain, the ack
+vmc proc2 logs --no-color --timestamps processor >"$WORK/proc2-eviction.log" 2>&1 || true
+grep -E "eviction notice|drained in|handed back|acknowledged eviction" "$WORK/proc2-eviction.log" | sed 's/^/    VM 2: /'
+# drained: when the last worker the drain stopped was handed back (its log line's own time, to the
+# millisecond); with none stopped, the drain ended before the acknowledgement
+T_DRAINED=$(python3 -c '
+import datetime, re, sys
+last = None
+for line in open(sys.argv[1]):
+    m = re.search(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) rqp-processor WARNING worker pid \d+ (could not finish|did not stop)", line)
+    if m:
+        at = datetime.datetime.fromisoformat(m.group(1)).replace(tzinfo=datetime.timezone.utc)
+        last = at.timestamp() + int(m.group(2)) / 1000
+print(last if last is not None else "")' "$WORK/proc2-eviction.log")
+grep -q "rqp-processor: drained in" "$WORK/proc2-eviction.log" \
+  || fail "processor VM 2 never said it drained (rqp-processor: drained in ...); its log: $(tail -20 "$WORK/proc2-eviction.log")"
+[ -n "$T_DRAINED" ] || T_DRAINED=$T_ACK   # its log time unreadable: it drained before it acknowledged
+handed=$(grep -c "handed back for another processor (no attempt spent)" "$WORK/proc2-eviction.log" || true)
+mark_at "$T_DRAINED" "processor VM 2 drained: $(grep -o 'drained in .*handed back)' "$WORK/proc2-eviction.log" | head -1)"
+mark_at "$T_ACK" "processor VM 2 acknowledged $EID (StartRequests), $(python3 -c 'import sys; print(f"{float(sys.argv[2]) - float(sys.argv[1]):.1f}")' "$T_NOTICE" "$T_ACK")s after the notice"
+mark_at "$T_GONE" "processor VM 2 gone: every container SIGKILLed, as Azure deletes an evicted Spot VM"
+python3 -c 'import sys; sys.exit(0 if float(sys.argv[2]) <= float(sys.argv[1]) + float(sys.argv[3]) else 1)' "$T_NOTICE" "$T_ACK" "$NOTICE" \
+  || fail "processor VM 2 acknowledged the eviction after its NotBefore (+${NOTICE}s)"
+[ "${handed:-0}" -ge 1 ] || fail "processor VM 2 handed no chunk back on the eviction (it held $(tr '\n' ' ' < "$WORK/evicted-chunks"))"
+ok "processor VM 2 (Spot), told of its eviction, drained within the notice, handed back $handed chunk(s) at once and acknowledged; then killed"
+# a Spot scale set replaces an evicted VM: VM 2 comes back (its event is over) and helps finish
+vmc proc2 up -d --scale processor=1 >"$WORK/up-proc2-replaced.log" 2>&1 || { cat "$WORK/up-proc2-replaced.log" >&2; fail "processor-vm.yml up on VM 2's replacement"; }
+mark "processor VM 2's replacement joins (a Spot scale set replaces an evicted VM; no event names it)"
+
 wait_for "$DEADLINE" "workload $W done" 'state in ("done", "failed", "finished") or failed > 0'
 mark "workload $W: state $(field "$LAST_STATE" state), $(field "$LAST_STATE" done) done, $(field "$LAST_STATE" failed) failed"
 [ "$(field "$LAST_STATE" state)" = done ] && [ "$(field "$LAST_STATE" failed)" = 0 ] && [ "$(field "$LAST_STATE" done)" = "$N" ] \
   || fail "workload $W ended $LAST_STATE"
-ok "the workload ended done: $N records done, 0 failed, after a join, a partition and a VM killed"
+ok "the workload ended done: $N records done, 0 failed, after a join, a partition, a VM killed and a VM evicted"
 
 # ------------------------------------------------------------------------------ 5. exactly once
 vmc scheduler exec -T scheduler rqp results "$W" > "$WORK/results.jsonl" || fail "rqp results $W"
@@ -548,6 +723,26 @@ EOF
 ok "every one of the $N results is present once and correct (0 lost, 0 duplicated)"
 rerun=$(vmc scheduler exec -T scheduler rqp status "$W" --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["done"], d["failed"], d["state"])')
 [ "$rerun" = "$N 0 done" ] || fail "rqp status $W says: $rerun"
+# the eviction spent no attempt: the summary (sealed, as `rqp status` shows an ended workload)
+# counts the records handed back as requeued after preemption, and every record of the chunks VM 2
+# held at the notice ran done on its first attempt
+vmc scheduler exec -T scheduler rqp status "$W" --json > "$WORK/status.json" 2>&1 || fail "rqp status $W --json: $(cat "$WORK/status.json")"
+preempted=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["verified"] is True, d; print(d["preempted"])' "$WORK/status.json") \
+  || fail "rqp status $W does not vouch for its sealed summary: $(cat "$WORK/status.json")"
+[ "$preempted" -gt 0 ] || fail "the summary of $W counts no record requeued after preemption: $(cat "$WORK/status.json")"
+kept=""
+while read -r job first last; do
+  [ "$first" != None ] || continue
+  for rid in $(python3 -c 'import sys; a, b = int(sys.argv[1]), int(sys.argv[2]); print(*sorted({a, (a + b) // 2, b}))' "$first" "$last"); do
+    rec=$(vmc scheduler exec -T scheduler rqp status "$W" --record "$rid" 2>&1 </dev/null) || fail "rqp status $W --record $rid: $rec"
+    got=$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["state"], d["attempts"], d.get("reruns"))' "$rec")
+    [ "${got% *}" = "done 1" ] || fail "record $rid (of $job, which processor VM 2 held at the eviction) is '$got' (state attempts reruns): the eviction spent an attempt"
+    kept+="$rid "
+  done
+done < "$WORK/evicted-chunks"
+[ -n "$kept" ] || fail "no record of the chunks processor VM 2 held at the eviction was checked ($(cat "$WORK/evicted-chunks"))"
+mark "the summary: $preempted record(s) requeued after preemption; records $kept(held by VM 2 at the notice) done on attempt 1"
+ok "no attempt spent by the eviction: the sealed summary counts $preempted record(s) requeued after preemption, and records ${kept}of the chunks VM 2 held ran once, attempt 1"
 
 # ------------------------------------------------------------------------------ 6. every VM's metrics
 end=$(( $(date +%s) + 60 ))
