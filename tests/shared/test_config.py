@@ -107,3 +107,11 @@ def test_settings_from_env_errors_name_the_roles_own_variable(env, overrides, me
 def test_settings_from_env_words_kinds_as_the_role_asks():
     with pytest.raises(ConfigError, match=r"^RQP_ROLE_RATIO must be a float, got 'half'$"):
         settings_from_env(_RoleSettings, _ROLE_ENV, what="role", env={"RQP_ROLE_RATIO": "half"}, kinds={})
+
+
+@pytest.mark.parametrize("given", ["Spot", "SPOT", " spot "])
+def test_vm_priority_takes_azures_spelling(given):
+    """Azure names the scale set's priority "Spot" / "Regular"; a VM's setting copied from there works."""
+    assert Settings.load(env={"RQP_VM_PRIORITY": given}).vm_priority == "spot"
+    with pytest.raises(ConfigError, match="RQP_VM_PRIORITY must be spot or regular"):
+        Settings.load(env={"RQP_VM_PRIORITY": "lowpri"})

@@ -397,6 +397,8 @@ class Settings:
             )
         if not 0 <= self.metrics_port < 65536:
             raise ConfigError(f"RQP_METRICS_PORT must be between 0 (off) and 65535, got {self.metrics_port}")
+        # Azure's own spelling is "Spot" / "Regular" (the scale set's priority): any case is taken
+        object.__setattr__(self, "vm_priority", self.vm_priority.strip().lower())
         if self.vm_priority not in ("", "spot", "regular"):
             raise ConfigError(f"RQP_VM_PRIORITY must be spot or regular (or unset), got {self.vm_priority!r}")
         if self.drain_margin_seconds < 0:
