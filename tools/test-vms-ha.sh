@@ -534,9 +534,10 @@ st=$(observe state "$W")
 leader=$(field "$st" leader)
 tB=$(now)
 mark "FAULT b: vm2 (Redis primary, leader $leader, a processor) killed whole at $(field "$st" "done") records done"
+run_fault b "${VM_IP[vm2]}" "$leader" "$tB"
 ip link set "$(nic vm2)" down
 kill_vm vm2
-run_fault b "${VM_IP[vm2]}" "$leader" "$tB"
+mark "vm2 dead: its link down, its engine and every process of its containers SIGKILLed"
 end_fault b
 tB_resumed=$(field "$FAULT_RESULT" resumed)
 [ "$(field "$FAULT_RESULT" new_primary)" = "${VM_IP[vm1]}" ] || fail "fault b promoted $(field "$FAULT_RESULT" new_primary), not vm1"
