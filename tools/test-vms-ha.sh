@@ -45,10 +45,11 @@ PY=${RQP_TEST_PYTHON:-$ROOT/.venv/bin/python}   # the observer: rqp and redis-py
 "$PY" -c 'import rqp, redis' 2>/dev/null || { echo "test-vms-ha: $PY cannot import rqp (make dev, or set RQP_TEST_PYTHON)" >&2; exit 2; }
 
 N=${RQP_TEST_VMS_RECORDS:-20000}
-SLEEP=${RQP_TEST_VMS_RECORD_SECONDS:-0.01}
+SLEEP=${RQP_TEST_VMS_RECORD_SECONDS:-0.02}
 PARTITION=${RQP_TEST_VMS_PARTITION_SECONDS:-20}
 LEASE=10
 DOWN_AFTER_MS=${RQP_TEST_VMS_DOWN_AFTER_MS:-3000}
+FAILOVER_TIMEOUT_MS=${RQP_TEST_VMS_FAILOVER_TIMEOUT_MS:-5000}
 DEADLINE=${RQP_TEST_VMS_DEADLINE:-300}
 VERSION=${RQP_VERSION:-$(sed -n 's/^version *= *"\(.*\)"/\1/p' shared/pyproject.toml | head -1)}
 if [ -z "${REDIS_IMAGE:-}" ]; then
@@ -204,7 +205,7 @@ from rqp.status import read_progress
 SECRETS = os.environ["HA_SECRETS"]
 SENTINELS = [(h, int(p)) for h, p in (s.split(":") for s in os.environ["HA_SENTINELS"].split(","))]
 TLS = {"ssl": True, "ssl_ca_certs": f"{SECRETS}/redis_ca.pem", "ssl_check_hostname": True,
-       "socket_timeout": 1, "socket_connect_timeout": 1}
+       "socket_timeout": 0.5, "socket_connect_timeout": 0.5}
 
 
 def secret(name):
@@ -404,7 +405,7 @@ REDIS_PRIMARY=${VM_IP[vm1]}
 REDIS_SENTINELS=$SENTINELS
 SENTINEL_BIND=${VM_IP[$vm]}
 SENTINEL_DOWN_AFTER_MS=$DOWN_AFTER_MS
-SENTINEL_FAILOVER_TIMEOUT_MS=10000
+SENTINEL_FAILOVER_TIMEOUT_MS=$FAILOVER_TIMEOUT_MS
 RQP_SCHEDULER_HOST=${VM_IP[vm1]}
 RQP_BLOB_URL=file:///data/blobs
 RQP_BLOB_DIR=$WORK/blobs
@@ -487,11 +488,17 @@ run_fault() {  # run_fault NAME OLD_PRIMARY OLD_LEADER T_FAULT: the observer's t
   observe fault "$1" "$W" "$4" "$2" "$3" 120 >"$WORK/fault-$1.log" &
   WATCH_PID=$!
 }
-end_fault() {  # end_fault NAME: wait for the observer; its events join the timeline
+end_fault() {  # end_fault NAME T_FAULT: wait for the observer; its events join the timeline
   local code=0
   wait "$WATCH_PID" || code=$?
   WATCH_PID=""
   sed 's/^/    /' "$WORK/fault-$1.log"
+  # what the Sentinels themselves logged (their clocks are this machine's): the election and the switch
+  for vm in "${VMS[@]}"; do
+    [ -n "${VM_PID[$vm]:-}" ] || continue
+    vmd "$vm" logs --since "$(date -u -d "@${2%.*}" +%Y-%m-%dT%H:%M:%SZ)" "$(vmc "$vm" sentinel ps -q sentinel)" 2>&1 \
+      | grep -E '\+try-failover|\+elected-leader|\+switch-master|Next failover delay' | sed "s/^/    $vm sentinel: /" || true
+  done
   [ "$code" = 0 ] || fail "fault $1: the failover did not complete (see above)"
   FAULT_RESULT=$(tail -1 "$WORK/fault-$1.log")
 }
@@ -510,7 +517,7 @@ ip link set "$(nic vm1)" up
 mark "vm1 reconnected after ${PARTITION}s; on its side meanwhile: $inside (offset $offset1 before)"
 [ "$(field "$inside" role)" = master ] && [ "$(field "$inside" offset)" -gt "$offset1" ] \
   || fail "vm1's Redis was not an isolated primary accepting writes during the partition: $inside"
-end_fault a
+end_fault a "$tA"
 tA_resumed=$(field "$FAULT_RESULT" resumed)
 [ "$(field "$FAULT_RESULT" new_primary)" = "${VM_IP[vm2]}" ] || fail "fault a promoted $(field "$FAULT_RESULT" new_primary), not vm2"
 mark "HEALED a: vm2's Redis promoted at +$(field "$FAULT_RESULT" promoted)s, its scheduler leading at +$(field "$FAULT_RESULT" leader)s, work resumed at +${tA_resumed}s after the fault"
@@ -538,7 +545,7 @@ run_fault b "${VM_IP[vm2]}" "$leader" "$tB"
 ip link set "$(nic vm2)" down
 kill_vm vm2
 mark "vm2 dead: its link down, its engine and every process of its containers SIGKILLed"
-end_fault b
+end_fault b "$tB"
 tB_resumed=$(field "$FAULT_RESULT" resumed)
 [ "$(field "$FAULT_RESULT" new_primary)" = "${VM_IP[vm1]}" ] || fail "fault b promoted $(field "$FAULT_RESULT" new_primary), not vm1"
 mark "HEALED b: vm1's Redis promoted at +$(field "$FAULT_RESULT" promoted)s, its scheduler leading at +$(field "$FAULT_RESULT" leader)s, work resumed at +${tB_resumed}s after the fault"
