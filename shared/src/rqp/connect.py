@@ -50,7 +50,12 @@ REDIS_DEAD_PEER_SECONDS = 5
 def _dead_peer_options() -> dict[int, int]:
     """``socket_keepalive_options`` bounding how long a silent peer goes unnoticed (Linux names;
     an option this platform lacks is left at its default)."""
-    wanted = {"TCP_KEEPIDLE": 2, "TCP_KEEPINTVL": 1, "TCP_KEEPCNT": 3, "TCP_USER_TIMEOUT": REDIS_DEAD_PEER_SECONDS * 1000}
+    wanted = {
+        "TCP_KEEPIDLE": 2,
+        "TCP_KEEPINTVL": 1,
+        "TCP_KEEPCNT": 3,
+        "TCP_USER_TIMEOUT": REDIS_DEAD_PEER_SECONDS * 1000,
+    }
     return {getattr(socket, name): value for name, value in wanted.items() if hasattr(socket, name)}
 
 
