@@ -497,7 +497,7 @@ end_fault() {  # end_fault NAME T_FAULT: wait for the observer; its events join 
   for vm in "${VMS[@]}"; do
     [ -n "${VM_PID[$vm]:-}" ] || continue
     vmd "$vm" logs --since "$(date -u -d "@${2%.*}" +%Y-%m-%dT%H:%M:%SZ)" "$(vmc "$vm" sentinel ps -q sentinel)" 2>&1 \
-      | grep -E '\+try-failover|\+elected-leader|\+switch-master|Next failover delay' | sed "s/^/    $vm sentinel: /" || true
+      | grep -E '\+sdown master|\+odown|\+try-failover|\+elected-leader|\+switch-master|Next failover delay' | sed "s/^/    $vm sentinel: /" || true
   done
   [ "$code" = 0 ] || fail "fault $1: the failover did not complete (see above)"
   FAULT_RESULT=$(tail -1 "$WORK/fault-$1.log")
