@@ -10,8 +10,8 @@
 #     .1   this machine: the submitter and the observer (it asks the Sentinels, as a client would)
 #     .10  vm1  Sentinel; Redis (the first primary) + rqp-scheduler serve     (scheduler-vm.yml + ha.yml)
 #     .11  vm2  Sentinel; Redis (its replica) + rqp-scheduler serve (standby) (scheduler-vm.yml + ha.yml)
-#               + a processor (2 workers)                                    (processor-vm.yml + ha-processor.yml)
-#     .12  vm3  Sentinel + a processor (2 workers)
+#     .12  vm3  Sentinel
+#     and on each of them a processor with 2 workers                          (processor-vm.yml + ha-processor.yml)
 #
 # TLS on every link (clients, replication, Sentinels), a Redis user per role, the replication and
 # Sentinel users of init-secrets.sh --ha, every role finding the primary through the Sentinels. The
@@ -386,7 +386,7 @@ REDIS_VM_FILES=(kek.pem trusted_signers.pem trusted_operators.pem azure_conn red
   redis_sentinel_password sentinel_users.acl sentinel_client_password)
 PROC_FILES=(kek.pem trusted_signers.pem azure_conn redis_ca.pem redis_processor_password redis_metrics_password sentinel_client_password)
 SENTINEL_FILES=(redis_ca.pem redis_server.pem redis_server.key redis_sentinel_password sentinel_users.acl)
-copy_secrets "$WORK/vm/vm1/secrets" "${REDIS_VM_FILES[@]}"
+copy_secrets "$WORK/vm/vm1/secrets" "${REDIS_VM_FILES[@]}" redis_processor_password
 copy_secrets "$WORK/vm/vm2/secrets" "${REDIS_VM_FILES[@]}" redis_processor_password
 copy_secrets "$WORK/vm/vm3/secrets" "${SENTINEL_FILES[@]}" "${PROC_FILES[@]}"
 [ "$(stat -c '%u %a' "$WORK/vm/vm2/secrets/redis_replica_password")" = "10002 400" ] || fail "redis_replica_password is not Redis's (uid 10002, 0400)"
@@ -433,7 +433,7 @@ H1=$(scheduler_of vm1)
 wait_for 60 "vm1's scheduler leading" "str(leader).startswith('$H1:')"
 vmc vm2 redis up -d scheduler >"$WORK/up-vm2-scheduler.log" 2>&1 || { cat "$WORK/up-vm2-scheduler.log" >&2; fail "vm2: up scheduler"; }
 H2=$(scheduler_of vm2)
-for vm in vm2 vm3; do
+for vm in "${VMS[@]}"; do
   vmc "$vm" proc up -d --scale processor=1 processor >"$WORK/up-$vm-proc.log" 2>&1 || { cat "$WORK/up-$vm-proc.log" >&2; fail "$vm: processor-vm.yml + ha-processor.yml up"; }
 done
 # the standby: running, not leading (its log says it waits)
@@ -444,7 +444,7 @@ until vmd vm2 logs "$(vmc vm2 redis ps -q scheduler)" 2>&1 | grep -q "standby: .
 done
 st=$(observe state none)
 [ "$(field "$st" "str(leader).startswith('$H1:')")" = True ] || fail "the leader changed when vm2's scheduler started: $st"
-ok "vm1's scheduler leads ($H1), vm2's stands by ($H2); processors on vm2 and vm3 find the primary through the Sentinels"
+ok "vm1's scheduler leads ($H1), vm2's stands by ($H2); processors on every VM find the primary through the Sentinels"
 echo "    [timing] up: $(since "$t")s"
 
 # ------------------------------------------------------------------------------ 3. the workload
@@ -481,7 +481,7 @@ grep -q "(submitted)" "$WORK/pack.log" || { cat "$WORK/pack.log" >&2; fail "rqp 
 TW=$(now)
 mark "workload $W ($N records, ${SLEEP}s each) submitted from $HOSTIP through the Sentinels"
 wait_for 90 "$W a fifth done" "state == 'running' and done >= $N // 5"
-ok "submitted through the Sentinels; vm1's scheduler runs it, vm2's and vm3's processors work on it"
+ok "submitted through the Sentinels; vm1's scheduler runs it, the processors of the 3 VMs work on it"
 
 # ------------------------------------------------------------------------------ 4a. vm1 partitioned
 run_fault() {  # run_fault NAME OLD_PRIMARY OLD_LEADER T_FAULT: the observer's timeline, in the background
@@ -497,7 +497,15 @@ end_fault() {  # end_fault NAME T_FAULT: wait for the observer; its events join 
   for vm in "${VMS[@]}"; do
     [ -n "${VM_PID[$vm]:-}" ] || continue
     vmd "$vm" logs --since "$(date -u -d "@${2%.*}" +%Y-%m-%dT%H:%M:%SZ)" "$(vmc "$vm" sentinel ps -q sentinel)" 2>&1 \
-      | grep -E '\+sdown master|\+odown|\+try-failover|\+elected-leader|\+switch-master|Next failover delay' | sed "s/^/    $vm sentinel: /" || true
+      | grep -E '\+sdown master|\+odown|\+try-failover|\+elected-leader|\+switch-master|Next failover delay' \
+      | python3 -c '
+import datetime, sys
+t0, vm = float(sys.argv[1]), sys.argv[2]
+for line in sys.stdin:  # "1:X 07 Dec 2026 00:23:31.482 # +sdown master rqp ...", on this clock
+    parts = line.split()
+    what = " ".join(parts[6:10])
+    at = datetime.datetime.strptime(" ".join(parts[1:5]), "%d %b %Y %H:%M:%S.%f").replace(tzinfo=datetime.timezone.utc)
+    print(f"    {vm} sentinel: +{at.timestamp() - t0:5.1f}s  {what}")' "$2" "$vm" || true
   done
   [ "$code" = 0 ] || fail "fault $1: the failover did not complete (see above)"
   FAULT_RESULT=$(tail -1 "$WORK/fault-$1.log")
