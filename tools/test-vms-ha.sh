@@ -197,6 +197,8 @@ import sys
 import time
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from rqp.config import Settings
 from rqp.connect import connect_redis
@@ -204,8 +206,9 @@ from rqp.status import read_progress
 
 SECRETS = os.environ["HA_SECRETS"]
 SENTINELS = [(h, int(p)) for h, p in (s.split(":") for s in os.environ["HA_SENTINELS"].split(","))]
+# one try per server: a VM that is gone costs the observer half a second, not redis-py's retries
 TLS = {"ssl": True, "ssl_ca_certs": f"{SECRETS}/redis_ca.pem", "ssl_check_hostname": True,
-       "socket_timeout": 0.5, "socket_connect_timeout": 0.5}
+       "socket_timeout": 0.5, "socket_connect_timeout": 0.5, "retry": Retry(NoBackoff(), 0)}
 
 
 def secret(name):
