@@ -506,7 +506,7 @@ import datetime, sys
 t0, vm = float(sys.argv[1]), sys.argv[2]
 for line in sys.stdin:  # "1:X 07 Dec 2026 00:23:31.482 # +sdown master rqp ...", on this clock
     parts = line.split()
-    what = " ".join(parts[6:10])
+    what = " ".join(parts[6:])[:72]
     at = datetime.datetime.strptime(" ".join(parts[1:5]), "%d %b %Y %H:%M:%S.%f").replace(tzinfo=datetime.timezone.utc)
     print(f"    {vm} sentinel: +{at.timestamp() - t0:5.1f}s  {what}")' "$2" "$vm" || true
   done
