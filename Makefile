@@ -106,6 +106,7 @@ push:
 # one network namespace and container engine per VM, a local registry, Azurite, faults mid-run
 test-vms: wheels
 	bash tools/test-vms.sh
+	RQP_TEST_SKIP_BUILD=1 bash tools/test-vms-ha.sh
 
 check-deploy:
 	bash tools/check-deploy.sh

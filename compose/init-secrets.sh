@@ -1,12 +1,26 @@
 #!/usr/bin/env bash
 # init-secrets.sh -- create the secret files the Compose files mount (once per deployment).
 #
-#   compose/init-secrets.sh [--host NAME_OR_IP]... [DIR]     # default DIR: $RQP_SECRETS_DIR or compose/secrets
+#   compose/init-secrets.sh [--host NAME_OR_IP]... [--ha] [DIR]     # default DIR: $RQP_SECRETS_DIR or compose/secrets
 #
 # --host (repeatable, or comma-separated; default: $RQP_SCHEDULER_HOST): the scheduler VM's
 # private address and/or DNS name, as the processor VMs' RQP_SCHEDULER_HOST names it. Redis's
 # certificate is issued for these names plus `redis`, `localhost` and 127.0.0.1 (enough for
-# all-in-one.yml on one machine).
+# all-in-one.yml on one machine). For the three-VM high-availability layout (compose/README.md,
+# "Three VMs: a Redis replica, three Sentinels and a standby scheduler") name every VM a client
+# may be sent to by Sentinel: --host vm1 --host vm2 --host vm3 (addresses and/or names).
+#
+# --ha: also the users of Redis replication and Sentinel (compose/ha.yml, compose/sentinel.yml):
+#   DIR/redis_replica_password   the ACL user `replica` (+psync +replconf +ping) a replica logs in
+#                           to its primary as (masterauth): both Redis servers (owner uid 10002)
+#   DIR/redis_sentinel_password  the ACL user `sentinel` the Sentinels log in to the Redis servers
+#                           and to each other as (auth-pass, sentinel-pass): every Sentinel (uid 10002)
+#   DIR/sentinel_client_password the Sentinels' ACL user `client` every rqp role asks where the
+#                           primary is as (RQP_REDIS_SENTINEL_PASSWORD_FILE): every role (uid 10001)
+#   DIR/redis_ha_users.acl  the Redis servers' lines for `replica` and `sentinel` (SHA-256 hashes
+#                           only), read beside redis_users.acl: both Redis servers (uid 10002)
+#   DIR/sentinel_users.acl  the Sentinels' users: `default` off, `sentinel` (the peers), `client`
+#                           (the SENTINEL queries that find the primary, nothing else): every Sentinel
 #
 # Writes, without overwriting anything that exists:
 #   DIR/kek.pem             private key-encryption key (RSA-3072, `rqp keygen`): scheduler, processors
@@ -55,13 +69,15 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 hosts=()
+ha=0
 DIR=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --host) [ $# -ge 2 ] || { echo "init-secrets: --host needs a name or address" >&2; exit 2; }; hosts+=("$2"); shift 2 ;;
     --host=*) hosts+=("${1#--host=}"); shift ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
-    -*) echo "init-secrets: unknown option $1 (usage: init-secrets.sh [--host NAME_OR_IP]... [DIR])" >&2; exit 2 ;;
+    --ha) ha=1; shift ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -*) echo "init-secrets: unknown option $1 (usage: init-secrets.sh [--host NAME_OR_IP]... [--ha] [DIR])" >&2; exit 2 ;;
     *) [ -z "$DIR" ] || { echo "init-secrets: one DIR only" >&2; exit 2; }; DIR=$1; shift ;;
   esac
 done
@@ -86,7 +102,7 @@ mkdir -p "$DIR"
 chmod 0700 "$DIR" 2>/dev/null || true
 
 # shellcheck disable=SC2016  # $made etc. are the container shell's
-$ENGINE run --rm --network none --user 0:0 --entrypoint /bin/sh -v "$DIR:/keys" "$IMAGE" -c '
+$ENGINE run --rm --network none --user 0:0 --entrypoint /bin/sh -v "$DIR:/keys" -e "INIT_HA=$ha" "$IMAGE" -c '
   set -eu
   umask 077
   cd /keys
@@ -107,6 +123,32 @@ $ENGINE run --rm --network none --user 0:0 --entrypoint /bin/sh -v "$DIR:/keys" 
   chown 10002:10002 redis_server.key redis_users.acl
   chmod 0400 redis_server.key redis_users.acl
   [ ! -e redis_ca.key ] || chmod 0400 redis_ca.key
+  if [ "$INIT_HA" = 1 ]; then
+    # replication and Sentinel users (compose/ha.yml, compose/sentinel.yml): a password each, and
+    # the ACL lines with their SHA-256 hashes only
+    for f in redis_replica_password redis_sentinel_password sentinel_client_password; do
+      if [ ! -e "$f" ]; then python3 -c "import secrets; print(secrets.token_hex(32))" > "$f"; made="$made $f"; fi
+    done
+    hash() { python3 -c "import hashlib, sys; print(hashlib.sha256(open(sys.argv[1]).read().strip().encode()).hexdigest())" "$1"; }
+    if [ ! -e redis_ha_users.acl ]; then
+      {
+        echo "user replica on #$(hash redis_replica_password) resetchannels -@all +psync +replconf +ping"
+        echo "user sentinel on #$(hash redis_sentinel_password) allchannels -@all +multi +exec +slaveof +replicaof +ping +subscribe +publish +info +role +config|rewrite +client|setname +client|kill +script|kill"
+      } > redis_ha_users.acl
+      made="$made redis_ha_users.acl"
+    fi
+    if [ ! -e sentinel_users.acl ]; then
+      {
+        echo "user default off resetchannels -@all"
+        echo "user sentinel on #$(hash redis_sentinel_password) allchannels +@all"
+        echo "user client on #$(hash sentinel_client_password) resetchannels -@all +ping +hello +auth +sentinel|masters +sentinel|master +sentinel|slaves +sentinel|replicas +sentinel|sentinels +sentinel|get-master-addr-by-name"
+      } > sentinel_users.acl
+      made="$made sentinel_users.acl"
+    fi
+    chown 10002:10002 redis_replica_password redis_sentinel_password redis_ha_users.acl sentinel_users.acl
+    chown 10001:10001 sentinel_client_password
+    chmod 0400 redis_replica_password redis_sentinel_password redis_ha_users.acl sentinel_users.acl sentinel_client_password
+  fi
   for f in kek.pub.pem signer.pub.pem operator.pub.pem console_operator.pub.pem trusted_signers.pem trusted_operators.pem redis_ca.pem redis_server.pem; do [ ! -e "$f" ] || chmod 0444 "$f"; done
   echo "secrets in '"$DIR"':${made:- (all existed; nothing changed)}"
   if [ -e redis_ca.key ]; then echo "redis_ca.key (the Redis CA private key) is needed on no VM: never copy it; keep it here or offline"; fi
@@ -120,3 +162,8 @@ for f in kek.pem kek.pub.pem signer.pem signer.pub.pem trusted_signers.pem opera
          redis_server.key; do
   [ -e "$DIR/$f" ] || { echo "init-secrets: $DIR/$f was not created (see the errors above)" >&2; exit 1; }
 done
+if [ "$ha" = 1 ]; then
+  for f in redis_replica_password redis_sentinel_password sentinel_client_password redis_ha_users.acl sentinel_users.acl; do
+    [ -e "$DIR/$f" ] || { echo "init-secrets: $DIR/$f was not created (see the errors above)" >&2; exit 1; }
+  done
+fi

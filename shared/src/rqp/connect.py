@@ -6,6 +6,7 @@ local backend needs no cloud SDK at import time.
 
 from __future__ import annotations
 
+import socket
 import sys
 import urllib.parse
 from pathlib import Path
@@ -37,6 +38,25 @@ REDIS_SOCKET_TIMEOUT = 30.0
 REDIS_CONNECT_TIMEOUT = 5.0
 #: each Sentinel asked for the primary gets this long before the next one is asked
 SENTINEL_SOCKET_TIMEOUT = 2.0
+#: a Redis that vanished without a word (its VM powered off or cut off: packets dropped, no
+#: reset) is given up on after about this long -- TCP keepalive probes on an idle connection,
+#: TCP_USER_TIMEOUT on one with a request unanswered at the TCP level -- instead of the read
+#: timeout (30 s per pooled connection) or the kernel's keepalive defaults (hours). After a
+#: failover every client then asks the Sentinels again within seconds; a slow server is unaffected
+#: (its kernel acknowledges the request and the probes at once).
+REDIS_DEAD_PEER_SECONDS = 5
+
+
+def _dead_peer_options() -> dict[int, int]:
+    """``socket_keepalive_options`` bounding how long a silent peer goes unnoticed (Linux names;
+    an option this platform lacks is left at its default)."""
+    wanted = {
+        "TCP_KEEPIDLE": 2,
+        "TCP_KEEPINTVL": 1,
+        "TCP_KEEPCNT": 3,
+        "TCP_USER_TIMEOUT": REDIS_DEAD_PEER_SECONDS * 1000,
+    }
+    return {getattr(socket, name): value for name, value in wanted.items() if hasattr(socket, name)}
 
 
 def connect_redis(
@@ -51,6 +71,7 @@ def connect_redis(
         "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
         "health_check_interval": 30,
         "socket_keepalive": True,
+        "socket_keepalive_options": _dead_peer_options(),
     }
     password = settings.read_secret(settings.redis_password_file, "Redis password")
     if password:
