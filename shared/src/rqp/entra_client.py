@@ -9,8 +9,6 @@ endpoint for tokens nobody uses, and once the credential is gone each renewal pr
 
 from __future__ import annotations
 
-from typing import Any
-
 import redis
 from redis.credentials import StreamingCredentialProvider
 
@@ -28,8 +26,10 @@ def stop_token_renewal(provider: StreamingCredentialProvider) -> None:
 class EntraRedis(redis.Redis):
     """``redis.Redis`` whose ``close`` stops the Entra token renewal as well."""
 
-    def __init__(self, *args: Any, credential_provider: StreamingCredentialProvider, **kwargs: Any) -> None:
-        super().__init__(*args, credential_provider=credential_provider, **kwargs)
+    def __init__(
+        self, *, connection_pool: redis.ConnectionPool, credential_provider: StreamingCredentialProvider
+    ) -> None:
+        super().__init__(connection_pool=connection_pool, credential_provider=credential_provider)
         self._entra_provider = credential_provider
 
     def close(self) -> None:
