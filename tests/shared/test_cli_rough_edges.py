@@ -26,12 +26,13 @@ from rqp import errors
 from rqp.cli import FINISHED_STATES, format_progress, format_status, main
 from rqp.config import DEFAULT_BLOB_URL, Settings, default_blob_url
 from rqp.keys import LocalKeyProvider
-from rqp.ledger import Ledger, Meta, State
+from rqp.ledger import DRAINED_SECONDS, Ledger, Meta, State
 from rqp.messages import pack_messages
 from rqp.oplog import read_audit
 from rqp.records import JSONL_PROBE, parse_records
 from rqp.status import Progress, StatusRecord, read_progress
 from rqp.storage import RedisMessageQueue
+from rqp.vms import VmLabel, record_vm
 
 ROOT = Path(__file__).resolve().parents[2]
 OK_SCRIPT = "def process(r):\n    return r['n'] * 2\n"
@@ -549,6 +550,9 @@ def test_watch_redraws_in_place_at_80_columns(env, world):  # noqa: F811
 
     wid = world.pack("watched-workload-with-a-long-name-2026", [{"n": i} for i in range(60)])
     run_, proc = world.run(wid), world.processor()
+    # what the run costs by VM: the processor's host ("test") is a Spot VM whose drains lost 12.5 s
+    record_vm(world.r, "test", VmLabel(SPOT_VM, "spot"))
+    world.r.hset(f"rqp:w:{wid}:meta", f"{DRAINED_SECONDS}test", 12.5)
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     watch = subprocess.Popen(
@@ -578,9 +582,28 @@ def test_watch_redraws_in_place_at_80_columns(env, world):  # noqa: F811
     screen.feed(output)
     assert screen.wrapped == 0, output
     final = screen.text()
-    assert final[0].startswith(f"{wid}  [done]  100.0%  [#") and len(final) == 3, final
+    assert final[0].startswith(f"{wid}  [done]  100.0%  [#") and len(final) == 5, final
     assert final[1] == "60 of 60 done  0 failed"
+    # the cost by VM, as the summary and the console say it, wrapped at a piece's edge
+    assert final[3] == "processor-seconds by VM:", final
+    assert re.fullmatch(rf"{SPOT_VM} \d+\.\d s \(Spot\) \+ 12\.5 s lost to evictions", final[4]), final
     assert all(len(line) < 80 for line in final)
+
+
+#: a Spot VM's name as Azure gives a scale set's instances (long enough to wrap at 80 columns)
+SPOT_VM = "rqp-processor-spot-vmss_000001"
+
+
+def test_status_lists_the_costliest_vms_and_counts_the_rest():
+    vms = [{"host": f"vm-{i}", "seconds": float(i), "priority": "regular", "drained_seconds": 0.0} for i in range(9)]
+    vms.append({"host": "evicted", "seconds": 1.0, "priority": "spot", "drained_seconds": 30.0})
+    p = progress(state="done", done=3_000, total=3_000, enqueued=3_000, vms=vms)
+    lines = format_status(p, 79)
+    assert all(len(line) <= 79 for line in lines), lines
+    text = "  ".join(lines)
+    assert "evicted 1.0 s (Spot) + 30.0 s lost to evictions" in text and "vm-8 8.0 s (regular)" in text, text
+    assert "vm-3 " not in text and "and 4 more VMs ('rqp status --json' lists them all)" in text, text
+    assert "processor-seconds" not in " ".join(format_status(progress(state="done", done=3, total=3, enqueued=3), 79))
 
 
 def _drain(fd: int, into: bytearray, marker: bytes, seen: object) -> None:
