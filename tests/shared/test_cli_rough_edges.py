@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import finish, one_line_error, run
 from harness import bin_path
-from screen import Screen
+from pty_terminal import PtyCommand
 from world import world  # noqa: F401 - a fixture
 
 from rqp import errors
@@ -542,44 +542,23 @@ def test_watch_redraws_in_place_at_80_columns(env, world):  # noqa: F811
     """``rqp status --watch`` on a real pseudo-terminal 80 columns wide, while the workload runs
     to its end: no line ever reaches the last column, and the screen ends with exactly the final
     block -- no debris of earlier redraws."""
-    import fcntl
-    import pty
-    import struct
-    import termios
-    import threading
-
     wid = world.pack("watched-workload-with-a-long-name-2026", [{"n": i} for i in range(60)])
     run_, proc = world.run(wid), world.processor()
     # what the run costs by VM: the processor's host ("test") is a Spot VM whose drains lost 12.5 s
     record_vm(world.r, "test", VmLabel(SPOT_VM, "spot"))
     world.r.hset(f"rqp:w:{wid}:meta", f"{DRAINED_SECONDS}test", 12.5)
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    watch = subprocess.Popen(
-        [bin_path("rqp"), "status", wid, "--watch", "--interval", "0.05"],
-        stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, cwd=env,
-        env={**{k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}, "TERM": "xterm"},
-    )  # fmt: skip
-    os.close(slave)
-    got = bytearray()
-    drawn = threading.Event()  # the watch has drawn the workload running
-    reader = threading.Thread(target=_drain, args=(master, got, b"[running]", drawn), daemon=True)
-    reader.start()
+    # the watch has drawn the workload running once "[running]" is on the terminal
+    watch = PtyCommand([bin_path("rqp"), "status", wid, "--watch", "--interval", "0.05"], cwd=env, marker=b"[running]")
     try:
-        assert drawn.wait(60), bytes(got)
+        assert watch.drawn.wait(60), bytes(watch.got)
         world.run_to_end(run_, proc)
         assert watch.wait(60) == 0
     finally:
         proc.pool.close()
-        if watch.poll() is None:
-            watch.kill()
-            watch.wait()
-        reader.join(10)
-        os.close(master)
-    output = got.decode()
+        watch.close()
+    output = watch.output()
     assert "[done]" in output
-    screen = Screen(80)
-    screen.feed(output)
+    screen = watch.screen()
     assert screen.wrapped == 0, output
     final = screen.text()
     assert final[0].startswith(f"{wid}  [done]  100.0%  [#") and len(final) == 5, final
@@ -604,19 +583,6 @@ def test_status_lists_the_costliest_vms_and_counts_the_rest():
     assert "evicted 1.0 s (Spot) + 30.0 s lost to evictions" in text and "vm-8 8.0 s (regular)" in text, text
     assert "vm-3 " not in text and "and 4 more VMs ('rqp status --json' lists them all)" in text, text
     assert "processor-seconds" not in " ".join(format_status(progress(state="done", done=3, total=3, enqueued=3), 79))
-
-
-def _drain(fd: int, into: bytearray, marker: bytes, seen: object) -> None:
-    while True:
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:  # EIO: the other side closed
-            return
-        if not chunk:
-            return
-        into.extend(chunk)
-        if marker in into:
-            seen.set()  # type: ignore[attr-defined]
 
 
 def test_a_redis_user_without_the_permission_is_one_line(capsys, env, r, monkeypatch, tmp_path):
