@@ -9,6 +9,8 @@ endpoint for tokens nobody uses, and once the credential is gone each renewal pr
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 from redis.credentials import StreamingCredentialProvider
 
@@ -24,16 +26,21 @@ def stop_token_renewal(provider: StreamingCredentialProvider) -> None:
 
 
 class EntraRedis(redis.Redis):
-    """``redis.Redis`` whose ``close`` stops the Entra token renewal as well."""
+    """``redis.Redis`` whose ``close`` stops the Entra token renewal as well. Built like a
+    ``redis.Redis`` (RQ rebuilds a client from its class and pool): the provider is the one given,
+    else its pool's."""
 
-    def __init__(
-        self, *, connection_pool: redis.ConnectionPool, credential_provider: StreamingCredentialProvider
-    ) -> None:
-        super().__init__(connection_pool=connection_pool, credential_provider=credential_provider)
-        self._entra_provider = credential_provider
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        pool = kwargs.get("connection_pool")
+        provider = kwargs.get("credential_provider")
+        if provider is None and pool is not None:
+            provider = pool.connection_kwargs.get("credential_provider")
+        self._entra_provider: StreamingCredentialProvider | None = provider
 
     def close(self) -> None:
         try:
             super().close()
         finally:
-            stop_token_renewal(self._entra_provider)
+            if self._entra_provider is not None:
+                stop_token_renewal(self._entra_provider)
