@@ -94,3 +94,14 @@ def test_a_malformed_command_does_not_end_the_listener(world, listening, caplog)
     r.publish(listening.pubsub_channel_name, b"not a command")
     _wait(lambda: any(rec.levelno >= logging.WARNING for rec in caplog.records), "the listener to report the message")
     assert _reaches_the_worker(r, listening, caplog), "the worker stopped hearing commands after a bad one"
+
+
+def test_a_listener_that_ended_is_started_again_at_the_next_heartbeat(world, listening, caplog):  # noqa: F811
+    r = world.r
+    old = listening.pubsub_thread
+    old.stop()  # as if an error had escaped the listener's own handler
+    old.join(10)
+    assert not old.is_alive()
+    listening.heartbeat()  # RQ's loops beat on every pass, an idle worker's included
+    assert listening.pubsub_thread is not old and listening.pubsub_thread.is_alive()
+    assert _reaches_the_worker(r, listening, caplog), "the worker stopped hearing commands after its listener ended"

@@ -212,6 +212,17 @@ class RqpWorker(SimpleWorker):
         self._spare_when_idle()
         return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
 
+    def _keep_listening(self) -> None:
+        """Start the command listener again if its thread ended while the worker is not stopping
+        (an error out of the listener's own handler): checked at every heartbeat."""
+        thread, stopping = self.pubsub_thread, self._pubsub_stopping
+        if thread is None or stopping is None or stopping.is_set() or thread.is_alive():
+            return
+        self.log.warning("Worker %s: command listener had stopped; listening again", self.name)
+        if self.pubsub is not None:
+            self.pubsub.close()
+        self.subscribe()
+
     def _spare_when_idle(self) -> None:
         """Start the next workload's script host while there is nothing to do: when its queues
         are empty (one round trip, and only when a spare is wanted), not beside a workload's
@@ -233,6 +244,7 @@ class RqpWorker(SimpleWorker):
         # RQ calls this on every pass of its loops, the Redis retry-with-backoff loop included
         if self.parent_watch is not None:
             self.parent_watch.check()
+        self._keep_listening()
         super().heartbeat(timeout, pipeline)
 
 
