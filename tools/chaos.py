@@ -371,7 +371,7 @@ class Ctx:
     #: audit entries and fleet members the harness itself made (the truth reports must show)
     real_audit: list[tuple[str, str, str]] = field(default_factory=list)
     real_fleet: set[str] = field(default_factory=set)
-    #: mutations that finish at the next tick what one began (a lease ended twice)
+    #: mutations that finish at the next tick what one began (a lease ended again, for the next generation)
     followups: list[Callable[[], str]] = field(default_factory=list)
 
     @property
@@ -620,10 +620,37 @@ def m_chunk(ctx: Ctx) -> str:
     what = _generic(ctx, keys, ("junk", "replay", "del"))
     chunk = what.split(":c:")[-1].split()[0] if ":c:" in what else None
     if chunk and ctx.rng.random() < 0.5:
-        what += "; " + _expire_chunk(ctx, chunk)
-        # and again at the next tick, for the generation the reclaim queued: its last attempt
-        ctx.followups.append(lambda: _expire_chunk(ctx, chunk))
+        expired = _expire_chunk(ctx, chunk)
+        what += "; " + expired
+        if expired.endswith("(no job)"):
+            return what
+        # and again at each next tick, for the generation the reclaim queued, until the reclaim
+        # gives up: the re-runs after a lost worker are free, so a second end is not the last attempt
+        _expire_again(ctx, chunk, lease_ends_to_give_up(ctx.lab.settings.max_attempts) - 1)
     return what
+
+
+def lease_ends_to_give_up(max_attempts: int) -> int:
+    """How many times a chunk's lease must end before its reclaim gives up and fails what is left:
+    the first ``FREE_LOST_RERUNS`` re-runs after a lost worker spend no attempt, then each spends one."""
+    from rqp_scheduler.run.reclaim import FREE_LOST_RERUNS
+
+    return FREE_LOST_RERUNS + max_attempts
+
+
+def _expire_again(ctx: Ctx, chunk: str, left: int) -> None:
+    """At the next tick, end the lease of the generation the reclaim queued; then again, ``left``
+    times in all, while the chunk still has a job."""
+    if left <= 0:
+        return
+
+    def followup() -> str:
+        what = _expire_chunk(ctx, chunk)
+        if not what.endswith("(no job)"):
+            _expire_again(ctx, chunk, left - 1)
+        return what
+
+    ctx.followups.append(followup)
 
 
 def _expire_chunk(ctx: Ctx, chunk: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,27 @@ INSTALL_HINT = (
     "(apt-get install -y chromium chromium-driver) and selenium (pip install -r console/requirements-test.txt); "
     "nothing downloads a browser"
 )
+
+
+@pytest.fixture(scope="module", name="browser")
+def browser_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One headless Chromium for a test module (import ``browser_fixture`` to offer ``browser``)."""
+    b = start_chrome(tmp_path_factory.mktemp("chrome"))
+    yield b
+    b.quit()
+
+
+def css(browser: Any, selector: str) -> list[Any]:
+    """The elements ``selector`` finds on the page."""
+    from selenium.webdriver.common.by import By
+
+    return list(browser.find_elements(By.CSS_SELECTOR, selector))
+
+
+def text(browser: Any, selector: str) -> str:
+    """The text of the first element ``selector`` finds; "" when there is none."""
+    found = css(browser, selector)
+    return str(found[0].text) if found else ""
 
 
 def start_chrome(log_dir: Path) -> Any:

@@ -17,8 +17,6 @@ import re
 import threading
 import time
 
-import pytest
-
 try:
     from selenium.webdriver.common.by import By
 except ImportError:  # the browser fixture fails with what to install (never a skip)
@@ -26,7 +24,7 @@ except ImportError:  # the browser fixture fails with what to install (never a s
 
 from rqp.oplog import read_audit
 
-from .browser import number, shot, start_chrome, wait_for
+from .browser import browser_fixture, css, number, shot, text, wait_for  # noqa: F401 - browser_fixture: the browser fixture
 from .helpers import PASSWORD, USER, Client, push_forged_job, write_simulated_vms
 
 SCRIPT = """
@@ -51,22 +49,6 @@ def expected_failures(count: int) -> dict[str, set[int]]:
     value = {n for n in range(count) if n % 17 == 3}
     key = {n for n in range(count) if n % 29 == 5} - value
     return {"ValueError": value, "KeyError": key}
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    b = start_chrome(tmp_path_factory.mktemp("chrome"))
-    yield b
-    b.quit()
-
-
-def css(b, selector):
-    return b.find_elements(By.CSS_SELECTOR, selector)
-
-
-def text(b, selector) -> str:
-    found = css(b, selector)
-    return found[0].text if found else ""
 
 
 def log_in(b, base: str, path: str) -> None:

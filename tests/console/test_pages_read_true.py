@@ -20,8 +20,6 @@ import json
 import time
 from datetime import UTC, datetime
 
-import pytest
-
 try:
     from selenium.webdriver.common.by import By
 except ImportError:  # the browser fixture fails with what to install (never a skip)
@@ -31,7 +29,7 @@ from rqp.control import set_priority
 from rqp.ledger import WorkloadKeys, queue_names
 from rqp.workload import pack
 
-from .browser import number, shot, start_chrome, wait_for
+from .browser import browser_fixture, css, number, shot, text, wait_for  # noqa: F401 - browser_fixture: the browser fixture
 from .helpers import PASSWORD, USER
 
 #: a ledger's script: one exception type (ValueError) for two different reasons
@@ -66,22 +64,6 @@ def ledger_records() -> tuple[list[dict], set[str], set[str]]:
             bad_day.add(tx)
         records.append({"tx": tx, "amount": amount, "day": day})
     return records, negative, bad_day
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    b = start_chrome(tmp_path_factory.mktemp("chrome"))
-    yield b
-    b.quit()
-
-
-def css(b, selector):
-    return b.find_elements(By.CSS_SELECTOR, selector)
-
-
-def text(b, selector) -> str:
-    found = css(b, selector)
-    return found[0].text if found else ""
 
 
 def log_in(b, base: str, path: str) -> None:

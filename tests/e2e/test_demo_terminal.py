@@ -4,56 +4,26 @@ copies of a bar that was wider than the terminal."""
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
-import struct
-import subprocess
 import sys
-import termios
-import threading
 from pathlib import Path
 
-from screen import Screen
+from pty_terminal import COLUMNS, PtyCommand
 
 ROOT = Path(__file__).resolve().parents[2]
-COLUMNS = 80
-
-
-def _drain(fd: int, into: bytearray) -> None:
-    while True:
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:  # EIO: the other side closed
-            return
-        if not chunk:
-            return
-        into.extend(chunk)
 
 
 def test_the_demo_leaves_one_status_block_on_an_80_column_terminal(tmp_path):
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, COLUMNS, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES") and not k.startswith("RQP_")}
-    demo = subprocess.Popen(
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RQP_")}
+    demo = PtyCommand(
         [sys.executable, str(ROOT / "examples" / "demo.py"), "--records", "3000", "--dir", str(tmp_path / "demo")],
-        stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, cwd=tmp_path, env={**env, "TERM": "xterm"},
+        cwd=tmp_path, env=env, rows=40,
     )  # fmt: skip
-    os.close(slave)
-    got = bytearray()
-    reader = threading.Thread(target=_drain, args=(master, got), daemon=True)
-    reader.start()
     try:
-        assert demo.wait(180) == 0, got.decode(errors="replace")[-3000:]
+        assert demo.wait(180) == 0, demo.output(errors="replace")[-3000:]
     finally:
-        if demo.poll() is None:
-            demo.kill()
-            demo.wait()
-        reader.join(10)  # until every process the demo started has closed the terminal
-        os.close(master)
-    output = got.decode(errors="replace")
-    screen = Screen(COLUMNS)
-    screen.feed(output)
+        demo.close()  # until every process the demo started has closed the terminal
+    screen = demo.screen(errors="replace")
     final = screen.text()
     status = [line for line in final if line.startswith("demo  [")]
     assert len(status) == 1 and status[0].startswith("demo  [done]  100.0%  [#"), final

@@ -22,16 +22,17 @@ prove, for example, that a VM's data arrived after a 429 and not before ``Retry-
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from azure.core.credentials import AccessToken
+
+from .stub_http import LoopbackStub, send_json
 
 METRICS_API_VERSION = "2024-02-01"
 TOKEN = "stub-token"
@@ -95,7 +96,7 @@ class Recorded:
 
 
 @dataclass
-class AzureStub:
+class AzureStub(LoopbackStub):
     subscription: str = "00000000-0000-0000-0000-000000000001"
     resource_group: str = "rg-rqp"
     vms: tuple[str, ...] = ("vm-a", "vm-b", "vm-c")
@@ -112,43 +113,10 @@ class AzureStub:
     denied: bool = False
     requests: list[Recorded] = field(default_factory=list)
 
+    thread_name = "azure-stub"
+
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # ------------------------------------------------------------------ lifecycle
-    def start(self) -> AzureStub:
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body go out separately: no 40 ms delayed-ACK stalls
-
-            def do_GET(self) -> None:
-                stub._handle(self)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="azure-stub", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     # ------------------------------------------------------------------ helpers
     def vm_id(self, name: str) -> str:
@@ -189,15 +157,8 @@ class AzureStub:
         rec.status = status
         with self._lock:
             self.requests.append(rec)
-        data = json.dumps(body).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json; charset=utf-8")
-        h.send_header("Content-Length", str(len(data)))
-        h.send_header("x-ms-request-id", f"stub-{len(self.requests)}")
-        for k, v in headers.items():
-            h.send_header(k, v)
-        h.end_headers()
-        h.wfile.write(data)
+        headers = {"x-ms-request-id": f"stub-{len(self.requests)}", **headers}
+        send_json(h, status, body, headers, content_type="application/json; charset=utf-8")
 
     @staticmethod
     def _error(

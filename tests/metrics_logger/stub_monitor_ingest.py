@@ -17,10 +17,12 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from azure.core.credentials import AccessToken
+
+from .stub_http import LoopbackStub, send_json
 
 TOKEN = "stub-monitoring-token"
 
@@ -71,46 +73,17 @@ def payload_problem(body: Any) -> str | None:
 
 
 @dataclass
-class MonitorIngestStub:
+class MonitorIngestStub(LoopbackStub):
     retry_after: int = 1
     throttle: int = 0
     denied: bool = False
     posts: list[Post] = field(default_factory=list)
 
+    methods = ("POST",)
+    thread_name = "monitor-stub"
+
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-
-    def start(self) -> MonitorIngestStub:
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def do_POST(self) -> None:
-                stub._handle(self)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="monitor-stub", daemon=True
-        ).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def accepted(self) -> list[Post]:
         with self._lock:
@@ -132,14 +105,7 @@ class MonitorIngestStub:
         status, answer, extra = self._route(h, body)
         with self._lock:
             self.posts.append(Post(h.path, dict(h.headers.items()), body, status, time.monotonic()))
-        data = json.dumps(answer).encode()
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(data)))
-        for k, v in extra.items():
-            h.send_header(k, v)
-        h.end_headers()
-        h.wfile.write(data)
+        send_json(h, status, answer, extra)
 
     def _route(self, h: BaseHTTPRequestHandler, body: Any) -> tuple[int, dict, dict[str, str]]:
         if h.headers.get("Authorization") != f"Bearer {TOKEN}":

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from harness import bin_path, make_signer
+from pty_terminal import PtyCommand
 from world import cli_env, world  # noqa: F401 - fixtures
 
 from rqp.cli import main
@@ -130,41 +131,20 @@ def test_watch_of_a_submission_ends_when_it_is_refused(world, sched):  # noqa: F
 def test_watch_on_an_80_column_terminal_redraws_into_the_refusal(world, sched):  # noqa: F811
     """On a real pseudo-terminal 80 columns wide: the waiting block is redrawn in place into the
     refusal, no line reaches the last column, and nothing of the waiting block is left."""
-    import fcntl
-    import pty
-    import struct
-    import termios
-    import threading
-
-    from .test_cli_rough_edges import Screen, _drain
-
     data, script, untrusted = _files(world.root)
     assert main(["pack", data, script, "--id", "m4", "--signing-key", untrusted, "--submit"]) == 0
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    watch = subprocess.Popen(
-        [bin_path("rqp"), "status", "m4", "--watch", "--interval", "0.05"],
-        stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, cwd=world.root,
-        env={**{k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}, "TERM": "xterm"},
-    )  # fmt: skip
-    os.close(slave)
-    got = bytearray()
-    drawn = threading.Event()  # the watch has drawn the workload waiting
-    reader = threading.Thread(target=_drain, args=(master, got, b"[packed]", drawn), daemon=True)
-    reader.start()
+    # the watch has drawn the workload waiting once "[packed]" is on the terminal
+    watch = PtyCommand(
+        [bin_path("rqp"), "status", "m4", "--watch", "--interval", "0.05"], cwd=world.root, marker=b"[packed]"
+    )
     try:
-        assert drawn.wait(60), bytes(got)
+        assert watch.drawn.wait(60), bytes(watch.got)
         sched.tick(serve=True)
         assert watch.wait(60) == 4
     finally:
-        if watch.poll() is None:
-            watch.kill()
-            watch.wait()
-        reader.join(10)
-        os.close(master)
-    output = got.decode()
-    screen = Screen(80)
-    screen.feed(output)
+        watch.close()
+    output = watch.output()
+    screen = watch.screen()
     assert screen.wrapped == 0, output
     final = screen.text()
     assert final[0].startswith("m4  [refused]  the scheduler would not run it: workload m4 is"), final

@@ -19,19 +19,20 @@ from pathlib import Path
 import pytest
 from cli_helpers import finish, one_line_error, run
 from harness import bin_path
-from screen import Screen
+from pty_terminal import PtyCommand
 from world import world  # noqa: F401 - a fixture
 
 from rqp import errors
 from rqp.cli import FINISHED_STATES, format_progress, format_status, main
 from rqp.config import DEFAULT_BLOB_URL, Settings, default_blob_url
 from rqp.keys import LocalKeyProvider
-from rqp.ledger import Ledger, Meta, State
+from rqp.ledger import DRAINED_SECONDS, Ledger, Meta, State
 from rqp.messages import pack_messages
 from rqp.oplog import read_audit
 from rqp.records import JSONL_PROBE, parse_records
 from rqp.status import Progress, StatusRecord, read_progress
 from rqp.storage import RedisMessageQueue
+from rqp.vms import VmLabel, record_vm
 
 ROOT = Path(__file__).resolve().parents[2]
 OK_SCRIPT = "def process(r):\n    return r['n'] * 2\n"
@@ -541,59 +542,47 @@ def test_watch_redraws_in_place_at_80_columns(env, world):  # noqa: F811
     """``rqp status --watch`` on a real pseudo-terminal 80 columns wide, while the workload runs
     to its end: no line ever reaches the last column, and the screen ends with exactly the final
     block -- no debris of earlier redraws."""
-    import fcntl
-    import pty
-    import struct
-    import termios
-    import threading
-
     wid = world.pack("watched-workload-with-a-long-name-2026", [{"n": i} for i in range(60)])
     run_, proc = world.run(wid), world.processor()
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    watch = subprocess.Popen(
-        [bin_path("rqp"), "status", wid, "--watch", "--interval", "0.05"],
-        stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, cwd=env,
-        env={**{k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}, "TERM": "xterm"},
-    )  # fmt: skip
-    os.close(slave)
-    got = bytearray()
-    drawn = threading.Event()  # the watch has drawn the workload running
-    reader = threading.Thread(target=_drain, args=(master, got, b"[running]", drawn), daemon=True)
-    reader.start()
+    # what the run costs by VM: the processor's host ("test") is a Spot VM whose drains lost 12.5 s
+    record_vm(world.r, "test", VmLabel(SPOT_VM, "spot"))
+    world.r.hset(f"rqp:w:{wid}:meta", f"{DRAINED_SECONDS}test", 12.5)
+    # the watch has drawn the workload running once "[running]" is on the terminal
+    watch = PtyCommand([bin_path("rqp"), "status", wid, "--watch", "--interval", "0.05"], cwd=env, marker=b"[running]")
     try:
-        assert drawn.wait(60), bytes(got)
+        assert watch.drawn.wait(60), bytes(watch.got)
         world.run_to_end(run_, proc)
         assert watch.wait(60) == 0
     finally:
         proc.pool.close()
-        if watch.poll() is None:
-            watch.kill()
-            watch.wait()
-        reader.join(10)
-        os.close(master)
-    output = got.decode()
+        watch.close()
+    output = watch.output()
     assert "[done]" in output
-    screen = Screen(80)
-    screen.feed(output)
+    screen = watch.screen()
     assert screen.wrapped == 0, output
     final = screen.text()
-    assert final[0].startswith(f"{wid}  [done]  100.0%  [#") and len(final) == 3, final
+    assert final[0].startswith(f"{wid}  [done]  100.0%  [#") and len(final) == 5, final
     assert final[1] == "60 of 60 done  0 failed"
+    # the cost by VM, as the summary and the console say it, wrapped at a piece's edge
+    assert final[3] == "processor-seconds by VM:", final
+    assert re.fullmatch(rf"{SPOT_VM} \d+\.\d s \(Spot\) \+ 12\.5 s lost to evictions", final[4]), final
     assert all(len(line) < 80 for line in final)
 
 
-def _drain(fd: int, into: bytearray, marker: bytes, seen: object) -> None:
-    while True:
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:  # EIO: the other side closed
-            return
-        if not chunk:
-            return
-        into.extend(chunk)
-        if marker in into:
-            seen.set()  # type: ignore[attr-defined]
+#: a Spot VM's name as Azure gives a scale set's instances (long enough to wrap at 80 columns)
+SPOT_VM = "rqp-processor-spot-vmss_000001"
+
+
+def test_status_lists_the_costliest_vms_and_counts_the_rest():
+    vms = [{"host": f"vm-{i}", "seconds": float(i), "priority": "regular", "drained_seconds": 0.0} for i in range(9)]
+    vms.append({"host": "evicted", "seconds": 1.0, "priority": "spot", "drained_seconds": 30.0})
+    p = progress(state="done", done=3_000, total=3_000, enqueued=3_000, vms=vms)
+    lines = format_status(p, 79)
+    assert all(len(line) <= 79 for line in lines), lines
+    text = "  ".join(lines)
+    assert "evicted 1.0 s (Spot) + 30.0 s lost to evictions" in text and "vm-8 8.0 s (regular)" in text, text
+    assert "vm-3 " not in text and "and 4 more VMs ('rqp status --json' lists them all)" in text, text
+    assert "processor-seconds" not in " ".join(format_status(progress(state="done", done=3, total=3, enqueued=3), 79))
 
 
 def test_a_redis_user_without_the_permission_is_one_line(capsys, env, r, monkeypatch, tmp_path):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import logging
 import secrets
 import threading
 import time
@@ -79,6 +80,40 @@ class RotatingCredential:
             return self.issued[:-1], newest
 
 
+def _renewal_threads() -> list[threading.Thread]:
+    """The live token-renewal threads (redis-py's ``TokenManager.start`` runs its event loop in a
+    thread whose target is ``start_loop``)."""
+    return [t for t in threading.enumerate() if t.name.endswith("(start_loop)") and t.is_alive()]
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture(autouse=True)
+def no_renewal_left_behind():
+    """Every test here ends with no token renewal running and no "Exception in callback
+    TokenManager._renew_token()" traceback: a renewal left running after its client was closed
+    (and its credential with it) printed one into ``make test``'s output each time it fired."""
+    before = set(_renewal_threads())
+    records = _Records()
+    asyncio_log = logging.getLogger("asyncio")  # where an event loop reports a failed callback
+    asyncio_log.addHandler(records)
+    try:
+        yield
+        _wait(lambda: not set(_renewal_threads()) - before, "the token renewal to stop once its client was closed")
+    finally:
+        asyncio_log.removeHandler(records)
+    assert not [line for line in records.lines if "_renew_token" in line or "Exception in callback" in line], (
+        records.lines
+    )
+
+
 @pytest.fixture
 def acl_user(r):
     """A real ACL user with no password yet (the stand-in adds its tokens), removed afterwards."""
@@ -139,8 +174,24 @@ def test_tokens_are_renewed_in_the_background_and_the_client_reconnects_with_the
         assert not [e for e in r.acl_log() if e.get("username") == acl_user], "the client tried a refused token"
         assert newest in cred.issued
     finally:
+        client.close()  # stops the renewal first: a closed credential must not be asked again
         cred.closed = True
+
+
+def test_closing_the_client_stops_its_token_renewal(r, redis_url, acl_user):
+    cred = RotatingCredential(r, acl_user, lifetime=1.0)
+    before = set(_renewal_threads())
+    client = connect_redis(_entra_settings(redis_url), token_credential=cred)
+    try:
+        assert client.ping()
+        _wait(lambda: len(cred.issued) >= 2, "a token renewed in the background")
+        assert set(_renewal_threads()) - before, "no renewal thread to stop"
+    finally:
         client.close()
+    _wait(lambda: not set(_renewal_threads()) - before, "the token renewal to stop when the client closed")
+    asked = len(cred.issued)
+    cred.closed = True
+    assert len(cred.issued) == asked
 
 
 def test_the_renewal_ratio_is_a_named_default_that_leaves_margin():

@@ -129,6 +129,8 @@ RECONNECT_WAIT_MAX_SECONDS = 2.0
 PUBSUB_WAKE_SECONDS = 0.5
 #: how long the listener waits before it reconnects to a Redis that went away (RQ's own figure)
 PUBSUB_RECONNECT_SECONDS = 2.0
+#: how long the listener waits before it listens again after any other error
+PUBSUB_RESTART_SECONDS = 0.5
 
 
 class RqpWorker(SimpleWorker):
@@ -163,11 +165,15 @@ class RqpWorker(SimpleWorker):
     def _pubsub_exception_handler(self, exc: Exception, pubsub: PubSub, pubsub_thread: PubSubWorkerThread) -> None:
         """RQ's handler, but its wait to reconnect ends when the worker stops: RQ sleeps 2 s per
         connection error, and stopping the listener waits for that sleep, so a worker told to stop
-        after a Redis restart took over 2 s (issue #24 item 20: an idle processor stops in 2 s)."""
-        if not isinstance(exc, redis.exceptions.ConnectionError):
-            super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
-            return
+        after a Redis restart took over 2 s (issue #24 item 20: an idle processor stops in 2 s).
+
+        Any other error (a ``redis.TimeoutError`` while Redis is paused or slow, a malformed
+        command) does not end the listener as RQ's handler does: a worker whose listener had died
+        stayed deaf to every command (shutdown, kill-horse, stop-job) for the rest of its life."""
         stopping = self._pubsub_stopping or threading.Event()
+        if not isinstance(exc, redis.exceptions.ConnectionError):
+            self._restart_listener(exc, pubsub, pubsub_thread, stopping)
+            return
         if not stopping.is_set():
             self.log.error(
                 "Worker %s: could not connect to Redis instance: %s retrying in %d seconds...",
@@ -177,6 +183,23 @@ class RqpWorker(SimpleWorker):
             )
         if stopping.is_set() or stopping.wait(PUBSUB_RECONNECT_SECONDS):
             pubsub_thread.stop()  # called from the listener itself: no wait, its loop just ends
+
+    def _restart_listener(
+        self, exc: BaseException, pubsub: PubSub, pubsub_thread: PubSubWorkerThread, stopping: threading.Event
+    ) -> None:
+        """Listen afresh after ``exc``: the connection, which may hold half a reply, is dropped, and
+        the listener's next read opens a new one and subscribes again (redis-py's ``on_connect``)."""
+        if not isinstance(exc, Exception) or stopping.is_set():  # KeyboardInterrupt, SystemExit; or stopping
+            pubsub_thread.stop()
+            return
+        self.log.warning(
+            "Worker %s: command listener failed (%s: %s); listening again", self.name, type(exc).__name__, exc
+        )
+        connection = getattr(pubsub, "connection", None)
+        if connection is not None:
+            connection.disconnect()
+        if stopping.wait(PUBSUB_RESTART_SECONDS):  # not a hot loop if it fails again at once
+            pubsub_thread.stop()
 
     def unsubscribe(self) -> None:
         if self._pubsub_stopping is not None:
@@ -188,6 +211,17 @@ class RqpWorker(SimpleWorker):
     ) -> tuple[Job, Queue] | None:
         self._spare_when_idle()
         return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+
+    def _keep_listening(self) -> None:
+        """Start the command listener again if its thread ended while the worker is not stopping
+        (an error out of the listener's own handler): checked at every heartbeat."""
+        thread, stopping = self.pubsub_thread, self._pubsub_stopping
+        if thread is None or stopping is None or stopping.is_set() or thread.is_alive():
+            return
+        self.log.warning("Worker %s: command listener had stopped; listening again", self.name)
+        if self.pubsub is not None:
+            self.pubsub.close()
+        self.subscribe()
 
     def _spare_when_idle(self) -> None:
         """Start the next workload's script host while there is nothing to do: when its queues
@@ -210,6 +244,7 @@ class RqpWorker(SimpleWorker):
         # RQ calls this on every pass of its loops, the Redis retry-with-backoff loop included
         if self.parent_watch is not None:
             self.parent_watch.check()
+        self._keep_listening()
         super().heartbeat(timeout, pipeline)
 
 

@@ -169,10 +169,20 @@ def _sentinel_kwargs(settings: Settings, tls: bool) -> dict:
 def _checked_entra(settings: Settings, client: redis.Redis, check: bool) -> redis.Redis:
     """The Entra client, with ``check``: pinged now, so a missing data-access policy or an
     unreachable cache stops the role at start with one line."""
-    from redis.auth.err import RequestTokenErr  # noqa: PLC0415 - redis-py >= 5.3, needed by redis-entraid
-
     if not check:
         return client
+    try:
+        _entra_ping(settings, client)
+    except BaseException:
+        client.close()  # stops the token renewal the failed login may have started
+        raise
+    return client
+
+
+def _entra_ping(settings: Settings, client: redis.Redis) -> None:
+    """``client.ping()``, its failure turned into one line naming the fix."""
+    from redis.auth.err import RequestTokenErr  # noqa: PLC0415 - redis-py >= 5.3, needed by redis-entraid
+
     try:
         client.ping()
     except RequestTokenErr as exc:
@@ -193,7 +203,6 @@ def _checked_entra(settings: Settings, client: redis.Redis, check: bool) -> redi
             f"cannot reach Redis at {settings.redis_url_safe} ({reason}); check RQP_REDIS_URL "
             "(rediss://NAME.redis.cache.windows.net:6380/0) and the cache's private endpoint"
         ) from None
-    return client
 
 
 def _accepts_anyone(settings: Settings, kwargs: dict) -> bool:

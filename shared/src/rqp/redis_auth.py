@@ -163,11 +163,15 @@ def entra_credential_provider(
 def entra_redis(settings: Settings, kwargs: dict[str, Any], credential: TokenCredential | None = None) -> redis.Redis:
     """A client logging in with Entra tokens. The provider is given to ``redis.Redis`` itself
     (not only to the pool, as ``Redis.from_url`` would): only then does redis-py register the
-    re-authentication of pooled connections when the token is renewed."""
+    re-authentication of pooled connections when the token is renewed. Closing it stops the
+    token renewal too (``rqp.entra_client``), so a role that closes its client leaves no renewal
+    thread asking for tokens behind."""
     import redis  # noqa: PLC0415 - see the TYPE_CHECKING import
+
+    from .entra_client import EntraRedis  # noqa: PLC0415 - imports redis
 
     provider = entra_credential_provider(settings, credential)
     pool = redis.ConnectionPool.from_url(settings.redis_url, credential_provider=provider, **kwargs)
-    client = redis.Redis(connection_pool=pool, credential_provider=provider)
+    client = EntraRedis(connection_pool=pool, credential_provider=provider)
     client.auto_close_connection_pool = True
     return client

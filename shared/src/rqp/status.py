@@ -18,7 +18,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import redis
@@ -364,6 +364,8 @@ class Progress:
     summary_rate: float | None = None
     #: records requeued after a preemption or drain (``rqp.ledger.PREEMPTED``): not attempts
     preempted: int = 0
+    #: what an ended workload cost, by VM, from its sealed summary (``vm_costs``): the console's rows
+    vms: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def queued(self) -> int:
@@ -459,7 +461,23 @@ def verified_progress(p: Progress, summary: Callable[[], Summary | None]) -> Pro
         verified=True,
         summary_rate=s.records_per_second,
         preempted=s.requeued_after_preemption,
+        vms=vm_costs(s),
     )
+
+
+def vm_costs(s: Summary) -> list[dict[str, Any]]:
+    """What the run cost by VM, as the summary seals it and the console shows it: per VM (host
+    name when its processor named none), processor-seconds its workers spent on committed chunks,
+    whether it was Spot ("spot", "regular", "" unknown) and the seconds its drains lost."""
+    return [
+        {
+            "host": h,
+            "seconds": s.processor_seconds_by_vm.get(h, 0.0),
+            "priority": s.vm_priority.get(h, ""),
+            "drained_seconds": s.drained_seconds_by_vm.get(h, 0.0),
+        }
+        for h in sorted({*s.processor_seconds_by_vm, *s.drained_seconds_by_vm})
+    ]
 
 
 def _number(value: str | bytes | None, kind: type[float] | type[int]) -> float | int | None:

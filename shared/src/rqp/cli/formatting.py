@@ -34,6 +34,8 @@ __all__ = [
 BAR_WIDTH = 30
 #: states in which a workload will not change any more
 FINISHED_STATES = ("done", "failed", "cancelled")
+#: VMs ``rqp status`` lists by what they cost (the rest are counted; ``--json`` has them all)
+MAX_VMS_SHOWN = 6
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -144,6 +146,22 @@ def _progress_pieces(p: Progress) -> tuple[str, list[str], list[str]]:
     return headline, counts, timing
 
 
+def _vm_pieces(p: Progress) -> list[str]:
+    """What an ended workload cost by VM (its sealed summary's, as the console shows it): the VMs
+    that took the most processor-seconds first, at most ``MAX_VMS_SHOWN`` of them."""
+    if not p.vms:
+        return []
+    ranked = sorted(p.vms, key=lambda v: (-(v["seconds"] + v["drained_seconds"]), v["host"]))
+    pieces = ["processor-seconds by VM:"]
+    for v in ranked[:MAX_VMS_SHOWN]:
+        kind = {"spot": " (Spot)", "regular": " (regular)"}.get(v["priority"], "")
+        lost = f" + {v['drained_seconds']:,.1f} s lost to evictions" if v["drained_seconds"] else ""
+        pieces.append(f"{v['host']} {v['seconds']:,.1f} s{kind}{lost}")
+    if len(ranked) > MAX_VMS_SHOWN:
+        pieces.append(f"and {len(ranked) - MAX_VMS_SHOWN} more VMs ('rqp status --json' lists them all)")
+    return pieces
+
+
 def format_progress(p: Progress, width: int | None = None) -> str:
     """One line: workload, state, bar and percentage (or records read so far), counts, rate, ETA.
     With ``width``, the bar is shortened and the least telling pieces dropped until it fits."""
@@ -180,13 +198,15 @@ def format_status(p: Progress, width: int, notes: list[str] | None = None) -> li
         1,234 of 3,000 done  12 failed  3 retrying  1,000 queued  256 in chunks being processed
         1,523 rec/s  elapsed 0:02  ETA 0:01
         hint: ...
-    """
+
+    Once it ended, with its sealed summary opened here, a line says what it cost by VM
+    (processor-seconds, Spot or regular, what drains lost), as the console does."""
     headline, counts, timing = _progress_pieces(p)
     first = f"{p.workload}  [{p.state}]  {headline}"
     room = width - len(first) - 2
     if not p.reading and room >= 12:
         first += "  " + _bar(p.fraction or 0.0, min(40, room) - 2)
-    lines = [clip(first, width), *_flow(counts, width), *_flow(timing, width)]
+    lines = [clip(first, width), *_flow(counts, width), *_flow(timing, width), *_flow(_vm_pieces(p), width)]
     if p.error:
         lines += textwrap.wrap(f"error: {p.error}", width, subsequent_indent="  ") or [""]
     for note in notes or []:
