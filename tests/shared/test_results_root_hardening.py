@@ -126,7 +126,6 @@ EDITS = {
     "extra record field": _edit(("record", "error"), "FORGED"),
     "public key not text": _edit(("public_key",), 5),
     "round as text": _edit(("round",), "2"),
-    "round edited": _edit(("round",), 1),
     "failed value not text": lambda d: _edit(("record", "value"), 7)(_edit(("record", "kind"), "failed")(d)),
     "path not canonical base64": lambda d: _edit(("path",), d["path"].rstrip("=") + "\n")(d),
     "format": _edit(("format",), "rqp-proof/9"),
@@ -165,6 +164,14 @@ def test_verify_proof_says_one_line_for_junk_json(results_key, tmp_path, capsys,
     assert main(["verify-proof", str(f), "--signer", str(pub)]) == 4
     err = capsys.readouterr().err
     assert expect in err and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_an_edited_round_is_named(results_key):
+    key, pub = results_key
+    doc = _copy(_proof(key, {"n": 1}))
+    doc["round"] = 1
+    with pytest.raises(IntegrityError, match="the proof says round 1 but its signed statement is round 2: edited"):
+        check_proof(doc, pub.read_bytes())
 
 
 def test_a_nan_value_in_an_otherwise_genuine_proof_is_one_line(results_key):

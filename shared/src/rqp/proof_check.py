@@ -94,7 +94,7 @@ def _parse(doc: Any) -> tuple[Attestation, dict[str, Any], bytes, list[bytes]]:
     size = _int(st, "size", "the statement's ", 1)
     round_ = _int(st, "round", "the statement's ", 1) if "round" in st else None
     if _int(doc, "round", "", 1) != (round_ if round_ is not None else doc["round"]):
-        raise _malformed(f"round {doc['round']} is not its signed statement's round {round_}")
+        raise IntegrityError(f"the proof says round {doc['round']} but its signed statement is round {round_}: edited")
     rid = _int(rec, "id", "its record's ", 0)
     if _int(doc, "index", "", 0) != rid or rid >= size:
         raise _malformed(f"index must be its record's id and below the statement's size {size}")
