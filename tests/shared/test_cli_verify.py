@@ -46,7 +46,7 @@ def million(operator_key: Any) -> tuple[dict[str, Any], bytes]:
     raw = bytearray(b"".join(hashlib.sha256(i.to_bytes(8, "big")).digest() for i in range(N)))
     raw[rid * HASH_SIZE : (rid + 1) * HASH_SIZE] = own
     root, size = tree_root(iter_hashes([bytes(raw)]))
-    statement = {"v": 1, "workload": "w-million", "root": root.hex(), "size": size, "manifest": "m", "data_sha256": "d", "script_sha256": "s"}  # fmt: skip
+    statement = {"v": 1, "workload": "w-million", "round": 1, "root": root.hex(), "size": size, "manifest": "m", "data_sha256": "d", "script_sha256": "s"}  # fmt: skip
     unsigned = Attestation(statement, None, "")
     att = Attestation(statement, operator_key.signature(unsigned.message()), operator_key.public_pem().decode())
     leaf, path = audit_path(iter_hashes([bytes(raw)]), rid, size)
@@ -71,7 +71,7 @@ def test_a_million_record_proof_is_small_and_checks_in_milliseconds(million):
     took = time.perf_counter() - t0
     readme = _readme_check()
     t1 = time.perf_counter()
-    assert readme(doc, pem) is True
+    assert readme(doc, pem, "w-million", 654_321) is True
     took_readme = time.perf_counter() - t1
     # the whole proof (public key and signature included), and the check (signature included)
     assert size < 2048, size
@@ -88,25 +88,25 @@ def test_a_changed_value_path_or_signer_fails_the_proof(million, tmp_path):
     changed["record"]["value"]["amount"] = 12.6
     with pytest.raises(IntegrityError, match="record 654321 of the proof does not hash to its leaf"):
         check_proof(changed, pem)
-    assert readme(changed, pem) is False
+    assert readme(changed, pem, "w-million", 654_321) is False
     moved = json.loads(json.dumps(doc))
     moved["path"] = moved["path"][:40] + ("A" if moved["path"][40] != "A" else "B") + moved["path"][41:]
     with pytest.raises(IntegrityError, match="path does not lead to the signed root"):
         check_proof(moved, pem)
-    assert readme(moved, pem) is False
+    assert readme(moved, pem, "w-million", 654_321) is False
     from rqp.signing import generate_signing_key
 
     generate_signing_key(tmp_path / "other.pem")
     other = (tmp_path / "other.pub.pem").read_bytes()
     with pytest.raises(IntegrityError, match="not by the trusted key sha256:"):
         check_proof(doc, other)
-    assert readme(doc, other) is False
+    assert readme(doc, other, "w-million", 654_321) is False
     replayed = json.loads(json.dumps(doc))
     replayed["statement"]["workload"] = "w-other"
     replayed["workload"] = "w-other"
     with pytest.raises(IntegrityError, match="differs from what sha256:"):
         check_proof(replayed, pem)
-    assert readme(replayed, pem) is False
+    assert readme(replayed, pem, "w-million", 654_321) is False
 
 
 RESULTS = [

@@ -70,7 +70,7 @@ class Opener:
                 return hit[1]
         opened = Workload.open(self.store, self.keys, workload_id, self.trust)
         if self.r is not None:
-            opened.sealed_round = head_round(self.r, opened)
+            opened.sealed_round = head_round(self.r, opened, self.store)
         with self._lock:
             self._open[workload_id] = (now, opened)
             while len(self._open) > _KEEP:

@@ -60,6 +60,7 @@ from rqp.messages import pack_statuses
 from rqp.outcome import Decision, decide
 from rqp.parts import PartWriter, part_blob
 from rqp.status import FAILED, QUEUED, ChunkNote, StatusRecord, seal_start
+from rqp.surrogates import lone_surrogate, surrogate_reason
 from rqp.workload import Workload
 
 from .context import ContextCache
@@ -346,6 +347,10 @@ class ChunkProcessor:
                     i = sent[j]
                     if kind == ok:
                         rid = records[i][0]
+                        lone = lone_surrogate(data)
+                        if lone is not None:  # not Unicode: fails this record, never the workload's root
+                            outcomes[i] = (sandbox.NOT_JSON, surrogate_reason(rid, lone).encode())
+                            continue
                         done.append((rid, keyed_result(key_of[rid], data) if key_of else data))
                         outcomes[i] = _SEALED
                     else:

@@ -28,11 +28,12 @@ from .connect import (
 from .errors import IntegrityError
 from .keys import KeyProvider
 from .ledger import TOMBSTONES, Head, Ledger
+from .round_marker import marked_round
 from .signing import TrustStore
 from .storage import BlobStore, MessageQueue
 from .workload import Workload
 
-__all__ = ["Backends", "check_tombstone", "head_round"]
+__all__ = ["Backends", "check_tombstone", "head_round", "sealed_head"]
 
 
 class Backends:
@@ -103,26 +104,42 @@ class Backends:
         its signed blobs uploaded again never run or read as current."""
         workload = Workload.open(self.blobs, self.keys, workload_id, self.trust)
         check_tombstone(self.redis, workload)
-        workload.sealed_round = head_round(self.redis, workload)
+        workload.sealed_round = head_round(self.redis, workload, self.blobs)
         return workload
 
 
-def head_round(r: redis.Redis, workload: Workload) -> Callable[[], tuple[int, bool] | None]:
-    """What ``Workload.sealed_round`` reads: (round, closed) of the workload's sealed head in
-    Redis, fresh on each call; None when Redis holds none that opens under its key (Redis lost,
-    or not started). A superseded generation's head is the new generation's: never compared."""
+def sealed_head(r: redis.Redis, workload: Workload) -> tuple[int, bool] | None:
+    """(round, closed) of the workload's sealed head in Redis; None when Redis holds none that
+    opens under its key (Redis lost, a Redis writer deleted or junked it, or not started), or for
+    a superseded generation (whose head is the new generation's: never compared)."""
+    if workload.generation:
+        return None
+    raw = Ledger(r, workload.id).head()
+    if raw is None:
+        return None
+    try:
+        head = Head.open(workload, raw)
+    except (IntegrityError, ValueError, KeyError, TypeError):
+        return None
+    return head.round, head.closed
+
+
+def head_round(
+    r: redis.Redis, workload: Workload, store: BlobStore | None = None
+) -> Callable[[], tuple[int, bool] | None]:
+    """What ``Workload.sealed_round`` reads, fresh on each call: the sealed head's (round,
+    closed), raised to the sealed round marker in ``store`` (``rqp.round_marker``) when the head
+    is missing, junk or older than the marker: round R was begun, so a summary older than the
+    round before R is refused even with Redis's head deleted (whether R itself ended only the
+    head can tell: ``round_marker.round_note`` says so). None when neither is there: readers then
+    say the round was not checked."""
 
     def read() -> tuple[int, bool] | None:
-        if workload.generation:
-            return None
-        raw = Ledger(r, workload.id).head()
-        if raw is None:
-            return None
-        try:
-            head = Head.open(workload, raw)
-        except (IntegrityError, ValueError, KeyError, TypeError):
-            return None
-        return head.round, head.closed
+        head = sealed_head(r, workload)
+        marked = None if store is None or workload.generation else marked_round(store, workload)
+        if marked is not None and (head is None or marked > head[0]):
+            return marked, False
+        return head
 
     return read
 

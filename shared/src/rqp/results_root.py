@@ -5,16 +5,22 @@ Each record ``0..n-1`` the scheduler read has one leaf (``rqp.merkle``), in reco
     leaf bytes = b"rqp-leaf/1" + JSON [id, key, input, kind, digest]   (compact, ASCII)
 
 * ``id``: the record's number; ``key``: the data's own id with ``rqp pack --id-field``, else null;
-* ``input``: HMAC-SHA256 of the record's bytes as the scheduler parsed them, keyed with
-  ``HKDF-SHA256(data key, info="rqp-input-digest/1|W")`` -- a plain digest would let anyone
-  holding a proof guess a low-entropy record (a yes/no, a birth date) by hashing candidates; the
-  key lives only where the workload's data key does. Hex. A ``--format script`` workload's
+* ``input``: HMAC-SHA256 of the record's id (8 bytes, big-endian) then its bytes as the
+  scheduler parsed them, keyed with ``HKDF-SHA256(data key, info="rqp-input-digest/2|W")``
+  (``input_digest``) -- a plain digest would let anyone holding a proof guess a low-entropy
+  record (a yes/no, a birth date) by hashing candidates, and one not bound to the record would
+  tell which records had equal inputs (``/1``, before: ``inputs.bin`` showed the yes/no split);
+  the key lives only where the workload's data key does. Hex. A ``--format script`` workload's
   records are what its ``parse()`` yields, run again in a script host at the end; ``""`` only
   where no script host was given (``consolidate`` called on its own);
 * ``kind`` and ``digest``: ``result`` and SHA-256 of the result as canonical JSON (sorted keys,
   no spaces, UTF-8), so JSON Lines, CSV and Parquet exports digest alike; ``error`` (a result that
   was not strict JSON) and SHA-256 of the line ``rqp results`` prints instead; ``failed`` and
-  SHA-256 of the failure reason; ``not-run`` (cancelled) and SHA-256 of nothing.
+  SHA-256 of the failure reason; ``not-run`` (cancelled) and SHA-256 of nothing. Text is UTF-8
+  with a lone surrogate (no UTF-8 form) written as its JSON escape ``\\udXXX``
+  (``text_bytes``, Python's ``encode("utf-8", "backslashreplace")``): processors fail such a
+  result per record, and no value that reaches the root anyway can fail the workload's
+  consolidation.
 
 The **statement** signed is ``b"rqp-results-root/1\\n"`` + canonical JSON of the workload id,
 the root, the number of leaves, the signed manifest's digests (its content digest, the data's
@@ -68,9 +74,11 @@ __all__ = [
     "Attestation",
     "build_root",
     "canonical",
+    "input_digest",
     "input_key",
     "leaf_bytes",
     "row_leaf",
+    "text_bytes",
 ]
 
 LEAVES_BLOB = "leaves.bin"
@@ -80,16 +88,24 @@ INPUTS_BLOB = "inputs.bin"
 STAGED_SUFFIX = ".staged"
 STATEMENT_DOMAIN = b"rqp-results-root/1\n"
 LEAF_DOMAIN = b"rqp-leaf/1"
-INPUT_KEY_INFO = b"rqp-input-digest/1|"
+INPUT_KEY_INFO = b"rqp-input-digest/2|"
 RESULT, UNREADABLE, FAILED, NOT_RUN = "result", "error", "failed", "not-run"
 _NO_INPUT = b"\x00" * HASH_SIZE
 #: leaf hashes or input digests written per piece
 _PIECE = 4096
 
 
+def text_bytes(text: str) -> bytes:
+    """``text`` as UTF-8, a lone surrogate (which UTF-8 has no form for) written as its JSON
+    escape ``\\udXXX`` instead of failing: one bad character in one record must never make the
+    workload's root unbuildable (a str holds no other character that UTF-8 cannot encode)."""
+    return text.encode("utf-8", "backslashreplace")
+
+
 def canonical(value: Any) -> bytes:
-    """A JSON value as one byte string whatever wrote it: sorted keys, no spaces, UTF-8."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    """A JSON value as one byte string whatever wrote it: sorted keys, no spaces, UTF-8, a lone
+    surrogate as its JSON escape (``text_bytes``: still the same JSON value, read back)."""
+    return text_bytes(json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False))
 
 
 def input_key(data_key: bytes, workload_id: str) -> bytes:
@@ -97,6 +113,15 @@ def input_key(data_key: bytes, workload_id: str) -> bytes:
     return HKDF(
         algorithm=hashes.SHA256(), length=KEY_SIZE, salt=None, info=INPUT_KEY_INFO + workload_id.encode()
     ).derive(data_key)
+
+
+def input_digest(k: bytes, rid: int, payload: bytes) -> bytes:
+    """A record's input digest: HMAC-SHA256 under ``input_key`` of its id (8 bytes, big-endian)
+    then its bytes -- bound to the record, so two records with equal inputs get unrelated digests
+    (a blob-store reader of ``inputs.bin`` or a holder of two proofs must not learn which inputs
+    were equal). The key needs no binding of its own: it is read from the input, and the leaf
+    holds it beside the digest."""
+    return hmac.digest(k, rid.to_bytes(8, "big") + payload, "sha256")
 
 
 def leaf_bytes(rid: int, key: str | None, input_mac: bytes, kind: str, digest: str) -> bytes:
@@ -117,11 +142,11 @@ def row_leaf(doc: dict[str, Any]) -> tuple[str, str]:
     ``{"id", "error"}`` (a result that was not strict JSON)."""
     if "result" in doc:
         return RESULT, _sha(canonical(doc["result"]))
-    return UNREADABLE, _sha(str(doc.get("error", "")).encode())
+    return UNREADABLE, _sha(text_bytes(str(doc.get("error", ""))))
 
 
 def failed_leaf(reason: str | None) -> tuple[str, str]:
-    return FAILED, _sha((reason or "").encode())
+    return FAILED, _sha(text_bytes(reason or ""))
 
 
 def not_run_leaf() -> tuple[str, str]:
@@ -262,7 +287,7 @@ def _inputs(workload: Workload, records: Iterable[bytes], total: int) -> Iterato
     for payload in records:
         if n >= total:
             break
-        buf.append(hmac.digest(k, payload, "sha256"))
+        buf.append(input_digest(k, n, payload))
         n += 1
         if len(buf) >= _PIECE:
             yield b"".join(buf)

@@ -24,13 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-
 from .config import Settings
 from .connect import open_operator_trust
 from .errors import ConfigError, IntegrityError, WorkloadError
-from .merkle import HASH_SIZE, TreeBuilder, audit_path, iter_hashes, leaf_hash, root_from_path
-from .pem import fingerprint
+from .merkle import TreeBuilder, audit_path, iter_hashes, leaf_hash
+from .proof_check import PROOF_FORMAT, check_proof
 from .results import generation_summary, read_results
 from .results_root import (
     FAILED,
@@ -39,10 +37,10 @@ from .results_root import (
     NOT_RUN,
     RESULT,
     Attestation,
-    canonical,
     leaf_bytes,
     parse_result_line,
     row_leaf,
+    text_bytes,
 )
 from .signing import TrustStore
 from .storage import BlobStore
@@ -66,7 +64,6 @@ __all__ = [
 
 #: problems listed by name; past it they are counted
 MAX_PROBLEMS = 20
-PROOF_FORMAT = "rqp-proof/1"
 
 
 @dataclass(frozen=True)
@@ -173,7 +170,7 @@ def _absent_ok(rid: int, leaf: bytes, mac: bytes, failed: dict[int, Failure]) ->
     """Whether record ``rid`` may be absent from the results: its leaf is a failure's (with the
     reason the summary gives) or a never-run record's."""
     f = failed.get(rid)
-    if f is not None and leaf == _leaf(rid, f.key, mac, FAILED, hashlib.sha256((f.error or "").encode()).hexdigest()):
+    if f is not None and leaf == _leaf(rid, f.key, mac, FAILED, hashlib.sha256(text_bytes(f.error or "")).hexdigest()):
         return True
     return leaf == _leaf(rid, None, mac, NOT_RUN, hashlib.sha256(b"").hexdigest())
 
@@ -303,50 +300,3 @@ def proof_doc(att: Attestation, record: dict[str, Any], leaf: bytes, path: list[
         "path": base64.b64encode(b"".join(path)).decode(),
         **att.to_dict(),
     }
-
-
-def check_proof(doc: Any, public_pem: bytes) -> str:
-    """Check a proof with only the trusted public key: the value digests into the leaf, the leaf
-    and path lead to the root, and ``public_pem``'s key signed that root for that workload and
-    round. The signer's fingerprint; ``IntegrityError`` saying what does not hold. Offline, the
-    workload's current round is unknown: the proof vouches for the round its statement names
-    (``Attestation.round``), which the caller shows."""
-    try:
-        rec = doc["record"]
-        rid, kind = int(rec["id"]), str(rec["kind"])
-        value = rec["value"]
-        wid = str(doc["workload"])
-        att = Attestation.from_dict(doc, wid)
-        raw = base64.b64decode(str(doc["path"]), validate=True)
-        if len(raw) % HASH_SIZE:
-            raise ValueError("path")
-        path = [raw[i : i + HASH_SIZE] for i in range(0, len(raw), HASH_SIZE)]
-        index = int(doc["index"])
-        mac = bytes.fromhex(str(rec.get("input") or "")) or b"\x00" * 32
-    except (KeyError, TypeError, ValueError):
-        raise IntegrityError("the proof is not an rqp proof (fields missing or malformed); ask for it again") from None
-    try:
-        key = serialization.load_pem_public_key(public_pem)
-    except ValueError:
-        raise ConfigError("--signer is not a PEM public key; give the scheduler's results .pub.pem") from None
-    fp = fingerprint(key)
-    if att.signature is None or att.signature.signer != fp:
-        raise IntegrityError(
-            f"the proof's root is signed by {att.signature.signer if att.signature else 'no one'}, not by the "
-            f"trusted key {fp}"
-        )
-    trusted = Attestation(att.statement, att.signature, public_pem.decode())
-    trusted.check(None, None, wid)
-    if "round" in doc and doc["round"] != att.round:
-        raise IntegrityError(
-            f"the proof says round {doc['round']} but its signed statement is round {att.round}: edited"
-        )
-    if index != rid:
-        raise IntegrityError(f"the proof is for leaf {index} but names record {rid}")
-    data = canonical(value) if kind == RESULT else str(value).encode()
-    leaf = _leaf(rid, None if rec.get("key") is None else str(rec["key"]), mac, kind, hashlib.sha256(data).hexdigest())
-    if leaf.hex() != doc.get("leaf"):
-        raise IntegrityError(f"record {rid} of the proof does not hash to its leaf: its value, key or input changed")
-    if root_from_path(leaf, index, att.size, path) != att.root:
-        raise IntegrityError(f"record {rid}'s path does not lead to the signed root of workload {wid}")
-    return fp

@@ -16,12 +16,29 @@ from ..rotate import ALREADY, ROTATED, open_provider, rotate_keys
 from ..signing import generate_signing_key
 from .context import backends, settings
 
-__all__ = ["add_rotate_command", "cmd_keygen", "cmd_rotate_key", "cmd_signer", "register"]
+__all__ = ["DEFAULT_RESULTS_KEY", "add_rotate_command", "cmd_keygen", "cmd_rotate_key", "cmd_signer", "register"]
+
+#: where ``rqp keygen --results`` writes the scheduler's results key
+DEFAULT_RESULTS_KEY = "keys/results.pem"
+#: a ``--signing`` key written under a name holding this is a results key (as the README's
+#: ``rqp keygen --signing --out keys/results.pem`` made it): its hint is the results key's
+RESULTS_HINT = "result"
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    if args.signing and args.operator:
-        raise ConfigError("rqp keygen: --signing and --operator make different keys; pick one")
+    if sum((args.signing, args.operator, args.results)) > 1:
+        raise ConfigError("rqp keygen: --signing, --results and --operator make different keys; pick one")
+    if args.results or (args.signing and args.out and RESULTS_HINT in Path(args.out).name):
+        priv = Path(args.out or DEFAULT_RESULTS_KEY)
+        pub = Path(args.public_out) if args.public_out else priv.with_name(priv.name.removesuffix(".pem") + ".pub.pem")
+        fp = generate_signing_key(priv, pub)
+        print(
+            f"results key {fp} (Ed25519)\n  private: {priv} (mode 0600; the scheduler's only: RQP_RESULTS_KEY_FILE, "
+            f"never on a processor)\n  public:  {pub} (give it to whoever verifies results: "
+            f"RQP_TRUSTED_RESULTS_KEYS_FILE (cat {pub} >> trusted_results.pem) or 'rqp verify --signer {pub}'; "
+            f"never add it to RQP_TRUSTED_SIGNERS_FILE: its holder could then submit workloads)"
+        )
+        return 0
     if args.operator:
         priv = Path(args.out or "keys/operator.pem")
         pub = Path(args.public_out) if args.public_out else priv.with_name(priv.name.removesuffix(".pem") + ".pub.pem")
@@ -102,13 +119,18 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     p.add_argument("--signing", action="store_true", help="a submitter signing key (default out: keys/signer.pem)")
     p.add_argument(
+        "--results",
+        action="store_true",
+        help=f"the scheduler's results key that signs results roots (default out: {DEFAULT_RESULTS_KEY})",
+    )
+    p.add_argument(
         "--operator",
         action="store_true",
         help="an operator key that signs pause, cancel, delete, ... (default out: keys/operator.pem)",
     )
     p.add_argument(
         "--out",
-        help="private key path (default: keys/kek.pem, keys/signer.pem with --signing, keys/operator.pem with --operator)",
+        help="private key path (default: keys/kek.pem, keys/signer.pem with --signing, keys/results.pem with --results, keys/operator.pem with --operator)",
     )
     p.add_argument("--public-out")
     p.add_argument("--bits", type=int, default=3072)

@@ -21,11 +21,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..backends import sealed_head
 from ..errors import IntegrityError, WorkloadError
-from ..results_root import RESULT, UNREADABLE, Attestation, canonical
+from ..jsonsafe import JSONRejected, loads
+from ..proof_check import Expected, check_proof
+from ..results_root import RESULT, UNREADABLE, canonical, text_bytes
+from ..round_marker import marked_round, round_note
 from ..verification import (
     Row,
-    check_proof,
     check_rows,
     find_key,
     in_record_order,
@@ -67,7 +70,7 @@ def _value_readings(options: list[list[Any]], names: list[str]) -> Iterator[dict
 def _candidates(flat: dict[str, list[Any]], result: list[Any] | None, error: str) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     if error:
-        out.append((UNREADABLE, _sha(error.encode())))
+        out.append((UNREADABLE, _sha(text_bytes(error))))
     names = list(flat)
     if names:
         for doc in _value_readings([flat[n] for n in names], names):
@@ -168,9 +171,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         report = check_rows(b.blobs, workload, trust, stored_rows(b.blobs, workload))
     report.raise_if_failed()
+    note = round_note(sealed_head(b.redis, workload), marked_round(b.blobs, workload), report.round)
     print(
         f"workload {workload.id}: {report.checked:,} records match the round {report.round} root "
-        f"{report.root[:16]}... of {report.size:,} records, signed by {report.signer}"
+        f"{report.root[:16]}... of {report.size:,} records, signed by {report.signer}{note}"
     )
     return 0
 
@@ -190,19 +194,28 @@ def cmd_proof(args: argparse.Namespace) -> int:
 
 def cmd_verify_proof(args: argparse.Namespace) -> int:
     try:
-        doc = json.loads(Path(args.proof).read_text() if args.proof != "-" else sys.stdin.read())
-    except (OSError, ValueError) as exc:
-        raise WorkloadError(f"cannot read the proof {args.proof} ({exc}); give the file 'rqp proof' wrote") from None
+        text = Path(args.proof).read_bytes() if args.proof != "-" else sys.stdin.buffer.read()
+    except OSError as exc:
+        raise WorkloadError(
+            f"cannot read the proof {args.proof} ({exc.strerror}); give the file 'rqp proof' wrote"
+        ) from None
+    try:
+        doc = loads(text)  # strict: no NaN, nesting bounded, UTF-8 only -- one line, never a traceback
+    except JSONRejected as exc:
+        raise IntegrityError(
+            f"the proof {args.proof} is not strict JSON ({exc}); give the file 'rqp proof' wrote"
+        ) from None
     try:
         pem = Path(args.signer).read_bytes()
     except OSError as exc:
         raise WorkloadError(f"cannot read --signer {args.signer} ({exc.strerror}); give the results .pub.pem") from None
-    fp = check_proof(doc, pem)
-    rec = doc["record"]
-    round_ = Attestation.from_dict(doc, str(doc["workload"])).round
+    expect = Expected(args.workload, args.record, args.key, args.round)
+    fp = check_proof(doc, pem, expect)
+    rec, round_ = doc["record"], doc["round"]
+    asked = " as asked" if expect != Expected() else ""
     print(
         f"record {rec['id']} of workload {doc['workload']} ({rec['kind']}) is in the round {round_} root signed by "
-        f"{fp} (a proof vouches for that round only: 'rqp verify' tells whether it is still the current one)"
+        f"{fp}{asked} (a proof vouches for that round only: 'rqp verify' tells whether it is still the current one)"
     )
     return 0
 
@@ -227,4 +240,11 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p = sub.add_parser("verify-proof", help="check a proof with only the signer's public key")
     p.add_argument("proof", help="the proof file ('-': standard input)")
     p.add_argument("--signer", required=True, help="the results key's .pub.pem")
+    p.add_argument("--workload", help="require the proof to be of this workload")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--record", type=int, help="require the proof to be of this record id")
+    which.add_argument("--key", help="require the proof to be of the record with this key (rqp pack --id-field)")
+    p.add_argument(
+        "--round", type=int, help="require the proof to be of this round (rqp verify W names the current one)"
+    )
     p.set_defaults(func=cmd_verify_proof)

@@ -1,0 +1,171 @@
+"""Checking one record's proof (``rqp.verification.make_proof``) with only the trusted public key
+-- as strictly as the README's plain-Python check: the proof is refused unless every field is
+there with exactly its type and form (ints that are not booleans, lowercase hex of its length,
+canonical base64, no field rqp does not write), so two "official" checkers never disagree on
+what a valid proof is, and what ``rqp verify-proof`` prints is what the proof holds.
+
+What a proof vouches for offline is the workload, record and round its signed statement names;
+a consumer who expects a particular one passes it (``expect``) and anything else is refused,
+so a genuine proof of another workload, record or an earlier round cannot be replayed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from .errors import ConfigError, IntegrityError
+from .merkle import HASH_SIZE, leaf_hash, root_from_path
+from .pem import fingerprint
+from .results_root import FAILED, NOT_RUN, RESULT, UNREADABLE, Attestation, canonical, leaf_bytes, text_bytes
+from .signing import ED25519, ES256
+
+__all__ = ["PROOF_FIELDS", "PROOF_FORMAT", "Expected", "check_proof"]
+
+PROOF_FORMAT = "rqp-proof/1"
+#: the fields a proof has, no more (``rqp.verification.proof_doc``)
+PROOF_FIELDS = frozenset({"format", "workload", "round", "record", "leaf", "index", "path", "statement", "signature", "public_key"})  # fmt: skip
+_RECORD_FIELDS = frozenset({"id", "key", "kind", "value", "input"})
+_STATEMENT_FIELDS = frozenset({"v", "workload", "round", "root", "size", "manifest", "data_sha256", "script_sha256"})
+_SIGNATURE_FIELDS = frozenset({"alg", "signer", "value"})
+_KINDS = frozenset({RESULT, UNREADABLE, FAILED, NOT_RUN})
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_NO_INPUT = b"\x00" * HASH_SIZE
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the consumer asked for (each None: not checked): the proof must be of this workload,
+    this record (by id or by the data's own key) and this round."""
+
+    workload: str | None = None
+    record: int | None = None
+    key: str | None = None
+    round: int | None = None
+
+
+def _malformed(what: str) -> IntegrityError:
+    return IntegrityError(f"the proof is not an rqp proof ({what}); give the file 'rqp proof' wrote, unedited")
+
+
+def _int(doc: dict[str, Any], name: str, where: str, low: int) -> int:
+    v = doc.get(name)
+    if type(v) is not int or v < low:
+        raise _malformed(f"{where}{name} must be an integer of at least {low}")
+    return v
+
+
+def _hex64(v: Any, what: str) -> str:
+    if not isinstance(v, str) or not _HEX64.fullmatch(v):
+        raise _malformed(f"{what} must be 64 lowercase hex digits")
+    return v
+
+
+def _fields(doc: Any, allowed: frozenset[str], required: frozenset[str], what: str) -> dict[str, Any]:
+    if not isinstance(doc, dict):
+        raise _malformed(f"{what} must be an object")
+    extra, missing = sorted(set(doc) - allowed), sorted(required - set(doc))
+    if extra or missing:
+        raise _malformed(f"{what} " + (f"has fields rqp does not write: {extra}" if extra else f"lacks {missing}"))
+    return doc
+
+
+def _parse(doc: Any) -> tuple[Attestation, dict[str, Any], bytes, list[bytes]]:
+    """(attestation, record, input digest, path) of a proof of exactly rqp's form, else ``IntegrityError``."""
+    doc = _fields(doc, PROOF_FIELDS, PROOF_FIELDS, "the proof")
+    if doc["format"] != PROOF_FORMAT:
+        raise _malformed(f"format must be {PROOF_FORMAT!r}")
+    st = _fields(doc["statement"], _STATEMENT_FIELDS, _STATEMENT_FIELDS - {"round"}, "its statement")
+    rec = _fields(doc["record"], _RECORD_FIELDS, _RECORD_FIELDS, "its record")
+    sig = _fields(doc["signature"], _SIGNATURE_FIELDS, _SIGNATURE_FIELDS, "its signature")
+    if not isinstance(doc["workload"], str) or st["workload"] != doc["workload"]:
+        raise _malformed("workload must be the statement's workload, text")
+    if st["v"] != 1 or type(st["v"]) is not int:
+        raise _malformed("the statement's v must be 1")
+    for name in ("manifest", "data_sha256", "script_sha256"):
+        if not isinstance(st[name], str):
+            raise _malformed(f"the statement's {name} must be text")
+    _hex64(st["root"], "the statement's root")
+    size = _int(st, "size", "the statement's ", 1)
+    round_ = _int(st, "round", "the statement's ", 1) if "round" in st else None
+    if _int(doc, "round", "", 1) != (round_ if round_ is not None else doc["round"]):
+        raise IntegrityError(f"the proof says round {doc['round']} but its signed statement is round {round_}: edited")
+    rid = _int(rec, "id", "its record's ", 0)
+    if _int(doc, "index", "", 0) != rid or rid >= size:
+        raise _malformed(f"index must be its record's id and below the statement's size {size}")
+    if not (rec["key"] is None or isinstance(rec["key"], str)):
+        raise _malformed("its record's key must be text or null")
+    if rec["kind"] not in _KINDS:
+        raise _malformed(f"its record's kind must be one of {sorted(_KINDS)}")
+    if rec["kind"] != RESULT and not isinstance(rec["value"], str):
+        raise _malformed(f"a {rec['kind']} record's value must be text")
+    mac = _NO_INPUT if rec["input"] == "" else bytes.fromhex(_hex64(rec["input"], "its record's input"))
+    if rec["input"] and mac == _NO_INPUT:
+        raise _malformed('its record\'s input is all zeros, which rqp writes as ""')
+    _hex64(doc["leaf"], "its leaf")
+    if sig["alg"] not in (ED25519, ES256) or not all(isinstance(sig[k], str) for k in _SIGNATURE_FIELDS):
+        raise _malformed(f"its signature's alg must be {ED25519} or {ES256}")
+    if not isinstance(doc["public_key"], str):
+        raise _malformed("public_key must be text")
+    path = doc["path"]
+    try:
+        raw = base64.b64decode(path, validate=True) if isinstance(path, str) else None
+    except ValueError:
+        raw = None
+    if raw is None or base64.b64encode(raw).decode() != path or len(raw) % HASH_SIZE:
+        raise _malformed(f"path must be canonical base64 of {HASH_SIZE}-byte hashes")
+    att = Attestation.from_dict(doc, doc["workload"])
+    return att, rec, mac, [raw[i : i + HASH_SIZE] for i in range(0, len(raw), HASH_SIZE)]
+
+
+def _check_expected(att: Attestation, rec: dict[str, Any], expect: Expected) -> None:
+    wid, what = att.statement["workload"], f"record {rec['id']} of workload {att.statement['workload']}"
+    if expect.workload is not None and wid != expect.workload:
+        raise IntegrityError(f"the proof is of workload {wid}, not {expect.workload}: another workload's proof")
+    if expect.record is not None and rec["id"] != expect.record:
+        raise IntegrityError(f"the proof is of {what}, not record {expect.record}: another record's proof")
+    if expect.key is not None and rec["key"] != expect.key:
+        raise IntegrityError(f"the proof is of {what} with key {rec['key']!r}, not key {expect.key!r}")
+    if expect.round is not None and att.round != expect.round:
+        raise IntegrityError(
+            f"the proof is of round {att.round} of workload {wid}, not round {expect.round}: "
+            f"another round's proof ('rqp verify {wid}' names the current round)"
+        )
+
+
+def check_proof(doc: Any, public_pem: bytes, expect: Expected = Expected()) -> str:
+    """Check a proof with only the trusted public key: it has exactly rqp's form, it is of what
+    ``expect`` names, the value digests into the leaf, the leaf and path lead to the root, and
+    ``public_pem``'s key signed that root for that workload and round. The signer's fingerprint;
+    ``IntegrityError`` saying what does not hold. Offline, the workload's current round is
+    unknown: the proof vouches for the round its statement names, which the caller shows."""
+    att, rec, mac, path = _parse(doc)
+    try:
+        key = serialization.load_pem_public_key(public_pem)
+    except ValueError:
+        raise ConfigError("--signer is not a PEM public key; give the scheduler's results .pub.pem") from None
+    fp = fingerprint(key)
+    if att.signature is None or att.signature.signer != fp:
+        raise IntegrityError(
+            f"the proof's root is signed by {att.signature.signer if att.signature else 'no one'}, not by the "
+            f"trusted key {fp}"
+        )
+    wid = att.statement["workload"]
+    Attestation(att.statement, att.signature, public_pem.decode()).check(None, None, wid)
+    _check_expected(att, rec, expect)
+    rid, kind, value = rec["id"], rec["kind"], rec["value"]
+    try:
+        data = canonical(value) if kind == RESULT else text_bytes(value)
+    except (ValueError, TypeError, RecursionError):
+        raise _malformed(f"record {rid}'s value is not strict JSON") from None
+    leaf = leaf_hash(leaf_bytes(rid, rec["key"], mac, kind, hashlib.sha256(data).hexdigest()))
+    if leaf.hex() != doc["leaf"]:
+        raise IntegrityError(f"record {rid} of the proof does not hash to its leaf: its value, key or input changed")
+    if root_from_path(leaf, rid, att.size, path) != att.root:
+        raise IntegrityError(f"record {rid}'s path does not lead to the signed root of workload {wid}")
+    return fp

@@ -1,0 +1,147 @@
+"""The security review of verifiable results (issue #29), through the scheduler's and processor's
+own code over real Redis and a real blob store: a lone surrogate in one record's result fails that
+record alone, never the workload (F1), even from a processor that lets it through; equal inputs
+leave no trace in ``inputs.bin`` (F10); round 1's blobs put back with the sealed head deleted or
+junk are refused past the sealed round marker's floor, and never shown as plainly verified (F8)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cli_helpers import one_line_error, run
+
+from rqp import control
+from rqp.ledger import Ledger, Meta
+from rqp.merkle import HASH_SIZE
+from rqp.results_root import INPUTS_BLOB, LEAVES_BLOB
+from rqp.round_marker import ROUND_BLOB
+from rqp.summary import RESULTS_BLOB, SUMMARY_BLOB, read_summary
+from rqp.verification import make_proof
+from rqp.workload import blob_name
+
+#: echoes each record's name: record 5's holds a lone surrogate (a mis-decoded byte)
+ECHO = "def process(r):\n    return {'name': r['name'], 'n': r['n']}\n"
+#: record 5 always fails, every other one succeeds
+FIVE = "def process(r):\n    if r['n'] == 5:\n        raise ValueError('five')\n    return r['n'] * 2\n"
+ROUND_BLOBS = (SUMMARY_BLOB, RESULTS_BLOB, LEAVES_BLOB, INPUTS_BLOB)
+
+
+def _signing(world, operator) -> Path:
+    world.settings = world.settings.replace(results_key_file=operator.path)
+    return operator.path.with_name("operator.pub.pem")
+
+
+def _names() -> list[dict[str, object]]:
+    out: list[dict[str, object]] = [{"n": i, "name": f"N{i}"} for i in range(20)]
+    out[5]["name"] = "Al\udce9x"  # what json.dumps writes for a surrogate-escaped byte
+    out[7]["note"] = "\ud800"  # in the input only: its digest must not fail either
+    return out
+
+
+def test_f1_one_lone_surrogate_fails_its_record_not_the_workload(world, proc, cli_env, capsys, operator, tmp_path):
+    """Was: the root's canonical encoding raised UnicodeEncodeError, the workload failed as a
+    whole with every result lost, and ``rqp retry --failed`` found nothing to re-run. Now: the
+    record fails with one reason naming it and the surrogate; the other 19 verify; record 7 (a
+    surrogate in its input) proves."""
+    pub = _signing(world, operator)
+    wid = world.pack("surr", _names(), ECHO)
+    world.run_to_end(world.run(wid), proc)
+    summary = read_summary(world.store, world.backends().workload(wid))
+    assert (summary.final_state, summary.done, summary.failed) == ("done", 19, 1)
+    (failure,) = summary.failures
+    assert failure.id == 5 and "result of record 5 is not Unicode text: it holds a lone surrogate \\udce9" in (
+        failure.error or ""
+    )
+    code, out, err = run(capsys, "verify", wid, "--signer", str(pub))
+    assert code == 0 and f"workload {wid}: 19 records match the round 1 root" in out, (out, err)
+    proof = tmp_path / "p7.json"
+    proof.write_text(json.dumps(make_proof(world.store, world.backends().workload(wid), 7)))
+    code, out, err = run(capsys, "verify-proof", str(proof), "--signer", str(pub), "--workload", wid, "--record", "7")
+    assert code == 0 and "record 7 of workload surr (result) is in the round 1 root" in out, (out, err)
+
+
+def test_f1_a_surrogate_that_reaches_the_root_anyway_digests_as_its_escape(
+    world, proc, cli_env, capsys, operator, monkeypatch
+):
+    """Defence in depth: a processor without the per-record check (an older one) stores the
+    result; the root still builds -- the surrogate digested as its JSON escape -- and verifies."""
+    import rqp_processor.chunk
+
+    monkeypatch.setattr(rqp_processor.chunk, "lone_surrogate", lambda data: None)
+    pub = _signing(world, operator)
+    wid = world.pack("surr-old", _names(), ECHO)
+    world.run_to_end(world.run(wid), proc)
+    summary = read_summary(world.store, world.backends().workload(wid))
+    assert (summary.final_state, summary.done, summary.failed) == ("done", 20, 0)
+    code, out, err = run(capsys, "verify", wid, "--signer", str(pub))
+    assert code == 0 and "20 records match the round 1 root" in out, (out, err)
+
+
+def test_f10_equal_inputs_leave_no_trace_in_the_input_digests(world, proc, operator):
+    """Was: ``inputs.bin`` (plain in the blob store) showed which records had equal inputs (the
+    yes/no split of the data). Now each digest is bound to its record: all differ."""
+    _signing(world, operator)
+    wid = world.pack("yn", [{"v": "yes" if i % 3 else "no"} for i in range(24)], "def process(r):\n    return r['v']\n")
+    world.run_to_end(world.run(wid), proc)
+    raw = world.store.get(blob_name(wid, INPUTS_BLOB))
+    digests = {raw[i : i + HASH_SIZE] for i in range(0, len(raw), HASH_SIZE)}
+    assert len(raw) == 24 * HASH_SIZE and len(digests) == 24
+
+
+def _keep(world, wid: str) -> dict[str, bytes]:
+    return {name: world.store.get(blob_name(wid, name)) for name in ROUND_BLOBS}
+
+
+def _put_back(world, wid: str, blobs: dict[str, bytes]) -> None:
+    for name, data in blobs.items():
+        world.store.put(blob_name(wid, name), data)
+
+
+def _retry_round(world, proc, operator, wid: str) -> None:
+    control.retry_failed(world.r, world.store, world.backends().workload(wid), operator.key, "ops@test")
+    world.run_to_end(world.run(wid), proc)
+
+
+@pytest.mark.parametrize("head", ["deleted", "junk"])
+def test_f8_an_older_round_with_the_head_gone_is_never_plainly_verified(world, proc, cli_env, capsys, operator, head):
+    """Was: with the sealed head deleted or junk, round 1's blobs put back after round 2 verified
+    as round 1, silently. Now: the sealed round marker (round 2 begun) is the floor -- round 1
+    is said to be unchecked, and after round 3 it is refused; with the marker gone too, the
+    line says no head and no marker were there."""
+    _signing(world, operator)
+    wid = world.pack(f"rnd-{head}", [{"n": i} for i in range(12)], FIVE)
+    world.run_to_end(world.run(wid), proc)
+    round1 = _keep(world, wid)
+    _retry_round(world, proc, operator, wid)
+    round2 = _keep(world, wid)
+    meta = Ledger(world.r, wid).k.meta
+
+    def tamper() -> None:
+        if head == "deleted":
+            world.r.hdel(meta, Meta.HEAD)
+        else:
+            world.r.hset(meta, Meta.HEAD, "junk")
+
+    sealed = world.r.hget(meta, Meta.HEAD)
+    _put_back(world, wid, round1)
+    tamper()
+    code, out, err = run(capsys, "verify", wid)
+    assert code == 0 and "11 records match the round 1 root" in out, (out, err)
+    assert "(round not checked: the sealed round marker says round 2 was begun" in out, out
+    # the round-2 blobs read as round 2, confirmed by nothing newer: no note
+    _put_back(world, wid, round2)
+    code, out, _ = run(capsys, "verify", wid)
+    assert code == 0 and "round 2 root" in out and "not checked" not in out, out
+    # a third round: round 1 put back is now below the marker's floor, refused with one line
+    world.r.hset(meta, Meta.HEAD, sealed)
+    _retry_round(world, proc, operator, wid)
+    _put_back(world, wid, round1)
+    tamper()
+    code, _, err = run(capsys, "verify", wid)
+    assert code == 4 and "summary.enc is round 1 but" in one_line_error(err), err
+    # both the head and the marker gone (an attacker holding Redis and the blob store): said so
+    world.store.delete(blob_name(wid, ROUND_BLOB))
+    code, out, _ = run(capsys, "verify", wid)
+    assert code == 0 and "round not checked: no sealed head in Redis and no round marker" in out, out

@@ -1,0 +1,261 @@
+"""The security review's findings on results roots and proofs (issue #29), each held here without a
+cluster: a lone surrogate in a value or a field name digests (as its JSON escape) instead of
+failing the root, and the processor's check finds it per record (F1); input digests are bound to
+the record (F10); ``rqp verify-proof`` refuses, with one line and no traceback, a proof that is
+not exactly rqp's form (F12), junk JSON (F5), and a proof of another workload, record, key or
+round than asked (F11), as the README's plain check does; ``rqp keygen`` sends a results key's
+public half to the results trust file, never the submitters' (F13); the reader's round note says
+when no sealed head confirmed the round (F8)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rqp.cli import main
+from rqp.errors import IntegrityError
+from rqp.merkle import audit_path, leaf_hash, tree_root
+from rqp.proof_check import Expected, check_proof
+from rqp.results_root import RESULT, Attestation, canonical, failed_leaf, input_digest, input_key, leaf_bytes
+from rqp.round_marker import round_note
+from rqp.signing import LocalSigningKey, generate_signing_key
+from rqp.surrogates import lone_surrogate
+from rqp.verification import proof_doc
+
+from .test_cli_verify import _readme_check
+
+N, RID, WID = 5, 3, "w-proof"
+VALUE = {"name": "Al\udce9x", "\ud800": 1, "ok": "é😀"}  # lone surrogates in a value and a name
+
+
+@pytest.fixture(scope="module")
+def results_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalSigningKey, Path]:
+    d = tmp_path_factory.mktemp("results-key")
+    generate_signing_key(d / "results.pem")
+    return LocalSigningKey(d / "results.pem"), d / "results.pub.pem"
+
+
+def _proof(key: LocalSigningKey, value: Any = VALUE, round_: int = 2) -> dict[str, Any]:
+    """A signed proof of record ``RID`` (key "K-3") holding ``value``, in a tree of ``N``."""
+    mac = hashlib.sha256(b"input").digest()
+    own = leaf_hash(leaf_bytes(RID, "K-3", mac, RESULT, hashlib.sha256(canonical(value)).hexdigest()))
+    leaves = [hashlib.sha256(bytes([i])).digest() for i in range(N)]
+    leaves[RID] = own
+    root, size = tree_root(leaves)
+    statement = {"v": 1, "workload": WID, "round": round_, "root": root.hex(), "size": size, "manifest": "m", "data_sha256": "d", "script_sha256": "s"}  # fmt: skip
+    att = Attestation(statement, key.signature(Attestation(statement, None, "").message()), key.public_pem().decode())
+    leaf, path = audit_path(leaves, RID, size)
+    record = {"id": RID, "key": "K-3", "kind": RESULT, "value": value, "input": mac.hex()}
+    return proof_doc(att, record, leaf, path)
+
+
+def _copy(doc: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(doc))
+
+
+# F1 ---------------------------------------------------------------------------------------------
+
+
+def test_a_lone_surrogate_digests_as_its_json_escape_and_proves_with_both_checkers(results_key):
+    key, pub = results_key
+    # before: UnicodeEncodeError here failed the whole workload's root
+    assert canonical(VALUE) == b'{"name":"Al\\udce9x","ok":"\xc3\xa9\xf0\x9f\x98\x80","\\ud800":1}'
+    assert json.loads(canonical(VALUE)) == VALUE  # still the same JSON value
+    assert canonical("\\ud800") != canonical("\ud800")  # a literal backslash-u stays told apart
+    assert failed_leaf("bad \udce9 reason")[1] == hashlib.sha256(b"bad \\udce9 reason").hexdigest()
+    doc = _proof(key)
+    assert check_proof(_copy(doc), pub.read_bytes()).startswith("sha256:")
+    assert _readme_check()(_copy(doc), pub.read_bytes(), WID, RID) is True
+
+
+@pytest.mark.parametrize(
+    ("result", "lone"),
+    [
+        ('"\\ud800"', "\\ud800"),
+        ('{"name":"Al\\udce9x"}', "\\udce9"),
+        ('{"\\uD800":1}', "\\ud800"),  # upper-case hex from an untrusted host
+        ('"\\ud83d\\ud83d\\ude00"', "\\ud83d"),  # a high one, then a pair
+        ('"\\ude00\\ud83d"', "\\ude00"),  # the halves in the wrong order
+        ('"\\ud83d\\ude00"', None),  # an emoji as ASCII JSON writes it
+        ('"\\\\ud800"', None),  # an escaped backslash, then the letters ud800
+        ('{"n":1,"s":"plain"}', None),
+    ],
+)
+def test_the_processor_finds_a_lone_surrogate_in_a_result_as_the_host_encodes_it(result, lone):
+    assert lone_surrogate(result.encode()) == lone
+
+
+# F10 --------------------------------------------------------------------------------------------
+
+
+def test_equal_inputs_of_two_records_have_unrelated_digests():
+    k = input_key(b"\x01" * 32, "w-yn")
+    assert input_digest(k, 0, b'{"v":"yes"}') != input_digest(k, 1, b'{"v":"yes"}')
+    # framed: the id is a fixed 8 bytes, so no id/input split collides with another
+    assert input_digest(k, 1, b"2") != input_digest(k, 12, b"")
+    assert input_key(b"\x01" * 32, "w-yn") != input_key(b"\x01" * 32, "w-yo")
+
+
+# F12, F5, F11 -----------------------------------------------------------------------------------
+
+
+def _edit(path: tuple[str, ...], value: Any) -> Any:
+    def apply(doc: dict[str, Any]) -> dict[str, Any]:
+        target = doc
+        for part in path[:-1]:
+            target = target[part]
+        target[path[-1]] = value
+        return doc
+
+    return apply
+
+
+EDITS = {
+    "id true": lambda d: _edit(("index",), True)(_edit(("record", "id"), True)(d)),
+    "id as text": _edit(("record", "id"), " 3"),
+    "index as text": _edit(("index",), " 3"),
+    "upper-case input": lambda d: _edit(("record", "input"), d["record"]["input"].upper())(d),
+    "upper-case leaf": lambda d: _edit(("leaf",), d["leaf"].upper())(d),
+    "input of zeros": _edit(("record", "input"), "0" * 64),
+    "short input": lambda d: _edit(("record", "input"), d["record"]["input"][:62])(d),
+    "extra field": _edit(("note",), "forged"),
+    "extra record field": _edit(("record", "error"), "FORGED"),
+    "public key not text": _edit(("public_key",), 5),
+    "round as text": _edit(("round",), "2"),
+    "failed value not text": lambda d: _edit(("record", "value"), 7)(_edit(("record", "kind"), "failed")(d)),
+    "path not canonical base64": lambda d: _edit(("path",), d["path"].rstrip("=") + "\n")(d),
+    "format": _edit(("format",), "rqp-proof/9"),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+def test_rqp_refuses_a_proof_not_exactly_in_rqps_form_with_one_line(results_key, tmp_path, capsys, edit):
+    key, pub = results_key
+    doc = EDITS[edit](_copy(_proof(key, {"n": 1})))
+    with pytest.raises(IntegrityError, match="the proof is not an rqp proof"):
+        check_proof(doc, pub.read_bytes())
+    f = tmp_path / "p.json"
+    f.write_text(json.dumps(doc))
+    assert main(["verify-proof", str(f), "--signer", str(pub)]) == 4
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    if edit in ("id true", "id as text", "upper-case input", "input of zeros", "short input"):
+        assert _readme_check()(doc, pub.read_bytes(), WID, RID) is False  # the README's check agrees
+
+
+@pytest.mark.parametrize(
+    ("text", "expect"),
+    [
+        (b'{"record":{"value":NaN}}', "not strict JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "not strict JSON"),
+        (b"\xff\xfe junk", "not strict JSON"),
+        (b"[1,2]", "the proof must be an object"),
+        (b'{"format":"rqp-proof/1"}', "lacks"),
+    ],
+)
+def test_verify_proof_says_one_line_for_junk_json(results_key, tmp_path, capsys, text, expect):
+    _key, pub = results_key
+    f = tmp_path / "junk.json"
+    f.write_bytes(text)
+    assert main(["verify-proof", str(f), "--signer", str(pub)]) == 4
+    err = capsys.readouterr().err
+    assert expect in err and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_an_edited_round_is_named(results_key):
+    key, pub = results_key
+    doc = _copy(_proof(key, {"n": 1}))
+    doc["round"] = 1
+    with pytest.raises(IntegrityError, match="the proof says round 1 but its signed statement is round 2: edited"):
+        check_proof(doc, pub.read_bytes())
+
+
+def test_a_nan_value_in_an_otherwise_genuine_proof_is_one_line(results_key):
+    key, pub = results_key
+    doc = _copy(_proof(key, {"n": 1}))
+    doc["record"]["value"] = float("nan")  # what a lenient reader would hand over
+    with pytest.raises(IntegrityError, match="not strict JSON"):
+        check_proof(doc, pub.read_bytes())
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        (["--workload", "w-other"], f"the proof is of workload {WID}, not w-other"),
+        (["--record", "4"], f"the proof is of record {RID} of workload {WID}, not record 4"),
+        (["--key", "K-4"], "with key 'K-3', not key 'K-4'"),
+        (["--round", "3"], f"the proof is of round 2 of workload {WID}, not round 3"),
+    ],
+)
+def test_verify_proof_refuses_a_genuine_proof_of_what_was_not_asked(results_key, tmp_path, capsys, args, expect):
+    key, pub = results_key
+    f = tmp_path / "p.json"
+    f.write_text(json.dumps(_proof(key, {"n": 1})))
+    assert main(["verify-proof", str(f), "--signer", str(pub), *args]) == 4
+    err = capsys.readouterr().err
+    assert expect in err and err.count("\n") == 1, err
+    readme = _readme_check()
+    doc = json.loads(f.read_text())
+    wid, rid, round_ = WID, RID, 2
+    if args[0] == "--workload":
+        wid = args[1]
+    elif args[0] == "--record":
+        rid = int(args[1])
+    elif args[0] == "--round":
+        round_ = int(args[1])
+    assert readme(doc, pub.read_bytes(), wid, rid, round_) is (args[0] == "--key")  # the README has no key
+
+
+def test_verify_proof_passes_what_was_asked(results_key, tmp_path, capsys):
+    key, pub = results_key
+    f = tmp_path / "p.json"
+    f.write_text(json.dumps(_proof(key, {"n": 1})))
+    asked = ["--workload", WID, "--record", str(RID), "--round", "2"]
+    assert main(["verify-proof", str(f), "--signer", str(pub), *asked]) == 0
+    assert f"record {RID} of workload {WID} (result) is in the round 2 root" in capsys.readouterr().out
+    assert main(["verify-proof", str(f), "--signer", str(pub), "--key", "K-3"]) == 0
+    assert check_proof(json.loads(f.read_text()), pub.read_bytes(), Expected(WID, RID, None, 2))
+    assert _readme_check()(json.loads(f.read_text()), pub.read_bytes(), WID, RID, 2) is True
+
+
+# F13 --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["--results"], ["--signing", "--out", "keys/results.pem"]])
+def test_keygen_sends_a_results_keys_public_half_to_the_results_trust_file(tmp_path, monkeypatch, capsys, args):
+    monkeypatch.chdir(tmp_path)
+    assert main(["keygen", *args]) == 0
+    out = capsys.readouterr().out
+    assert "RQP_TRUSTED_RESULTS_KEYS_FILE" in out and "trusted_signers.pem" not in out, out
+    assert "never add it to RQP_TRUSTED_SIGNERS_FILE" in out
+    assert (tmp_path / "keys" / "results.pub.pem").exists()
+
+
+def test_keygen_signing_still_names_the_submitters_trust_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["keygen", "--signing"]) == 0
+    assert "RQP_TRUSTED_SIGNERS_FILE: cat keys/signer.pub.pem >> trusted_signers.pem" in capsys.readouterr().out
+
+
+# F8 ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("head", "marked", "summary", "note"),
+    [
+        ((2, True), 2, 2, ""),  # the head confirms it
+        ((2, False), 2, 1, ""),  # round 2 runs: round 1 is current meanwhile
+        ((1, True), None, 1, ""),
+        (None, 2, 2, ""),  # the marker's round itself: nothing is newer
+        (None, 2, 1, "round not checked: the sealed round marker says round 2 was begun"),  # head deleted
+        ((1, True), 2, 1, "round not checked: the sealed round marker says round 2 was begun"),  # older head
+        (None, None, 1, "round not checked: no sealed head in Redis and no round marker"),
+    ],
+)
+def test_the_round_note_says_when_no_sealed_head_confirmed_the_round(head, marked, summary, note):
+    got = round_note(head, marked, summary)
+    assert (note in got) if note else got == ""
