@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[2] / "shared" / "src" / "rqp"
 ROLES = ("rqp_scheduler", "rqp_processor", "rqp_console", "rqp_metrics")
 #: the wheel's layers, lowest first: a module may import its own layer and those below
 LAYERS = [
-    {"errors", "pem", "identity", "merkle", "sentinel", "redis_auth", "entra_client"},
+    {"errors", "pem", "identity", "merkle", "sentinel", "redis_auth", "entra_client", "surrogates"},
     {"config", "crypto", "storage", "keys", "signing", "azure"},
     {"ledger", "records", "jsonsafe", "sandbox", "outcome"},
     {
@@ -24,6 +24,8 @@ LAYERS = [
         "status",
         "throughput",
         "results_root",
+        "proof_check",
+        "round_marker",
         "metrics_http",
         "hardening",
         "vms",
