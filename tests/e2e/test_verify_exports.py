@@ -294,6 +294,22 @@ def test_altered_leaf_and_input_blobs_are_named_in_one_line(cluster, verify, tmp
     assert verify("mixed")[0] == 0
 
 
+def test_no_proof_is_issued_from_leaves_that_do_not_fold_into_the_root(cluster, verify, tmp_path, capsys):
+    c, _ = cluster
+    p = c.root / "blobs" / "workloads" / "mixed" / "leaves.bin"
+    original = p.read_bytes()
+    altered = bytearray(original)
+    altered[20 * 32] ^= 1  # another record's leaf than the one asked for
+    p.write_bytes(bytes(altered))
+    try:
+        code = main(["proof", "mixed", "--record", "1", "-o", str(tmp_path / "p.json")])
+        line = "".join(capsys.readouterr()).strip()
+    finally:
+        p.write_bytes(original)
+    assert code == 4 and "leaves.bin of workload mixed does not fold into its signed root" in line, line
+    assert not (tmp_path / "p.json").exists()
+
+
 # ------------------------------------------------------------------ F7: the Python client
 def test_the_client_refuses_extra_fields_and_raises_rqp_errors_on_junk(cluster, kek):
     c, pub = cluster
