@@ -24,12 +24,13 @@ LAYERS = [
         "status",
         "throughput",
         "results_root",
+        "csv_layout",
         "metrics_http",
         "hardening",
         "vms",
     },
     {"connect", "backends", "oplog", "control", "rotate", "redis_acl", "verification", "results_signer"},
-    {"client"},
+    {"client", "export_check"},
     {"cli", "__init__"},
 ]
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}

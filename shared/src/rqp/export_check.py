@@ -11,7 +11,7 @@ and must be that result's rendering in the export's format, cell for cell or fie
   ``1.0`` and ``true`` told apart); strict JSON (``rqp.jsonsafe``: UTF-8, no NaN, bounded
   nesting, no name twice in an object);
 * CSV: the header exactly the columns ``rqp results --format csv`` writes for the workload
-  (``rqp.cli.csv_results.CsvLayout``), each row the writer's cells for that record -- so the
+  (``rqp.csv_layout.CsvLayout``), each row the writer's cells for that record -- so the
   spread cells and the ``result`` cell are both checked, and no cell's type is guessed;
 * Parquet: exactly the writer's columns and types (``rqp.client._frames``), each row equal to
   the writer's row for that record.
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .csv_layout import CsvLayout, csv_docs
 from .errors import IntegrityError, WorkloadError
 from .jsonsafe import JSONRejected, loads, result_line
 from .results import read_results
@@ -219,8 +220,6 @@ def _parquet(store: Any, workload: Workload, path: Path) -> Iterator[Row]:
 
 def export_rows(store: Any, workload: Workload, path: Path, fmt: str | None) -> Iterator[Row]:
     """The rows of the export ``path`` to check (``fmt``: jsonl, csv, parquet; default by its name)."""
-    from .cli.csv_results import CsvLayout, csv_docs  # noqa: PLC0415 - the writer's own layout
-
     fmt = fmt or {".csv": "csv", ".parquet": "parquet"}.get(path.suffix.lower(), "jsonl")
     if not path.exists():
         raise WorkloadError(f"results file {path} does not exist; export it with 'rqp results W -o {path}'")
