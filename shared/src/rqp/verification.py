@@ -19,7 +19,7 @@ import base64
 import hashlib
 import itertools
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,8 +56,6 @@ __all__ = [
     "attestation_of",
     "check_proof",
     "check_rows",
-    "in_record_order",
-    "json_rows",
     "make_proof",
     "proof_doc",
     "results_trust",
@@ -71,8 +69,9 @@ PROOF_FORMAT = "rqp-proof/1"
 
 @dataclass(frozen=True)
 class Row:
-    """One record as a results file shows it: its id, key, and the (kind, digest) pairs its value
-    may stand for (one for JSON Lines; a few where CSV or Parquet lost a type)."""
+    """One record as a results file shows it: its id, key, and the (kind, digest) its value stands
+    for (an export's row stands for its stored result's only when it is exactly that result's
+    rendering, ``rqp.export_check``; otherwise no candidate and the ``problem`` why)."""
 
     id: int
     key: str | None
@@ -150,21 +149,6 @@ def stored_rows(store: BlobStore, workload: Workload) -> Iterator[Row]:
     for line in read_results(store, workload):
         if line.strip():
             yield _json_row(parse_result_line(line))
-
-
-def json_rows(docs: Iterable[dict[str, Any]]) -> Iterator[Row]:
-    return (_json_row(d) for d in docs)
-
-
-def in_record_order(rows: Callable[[], Iterable[Row]]) -> Iterable[Row]:
-    """``rows()`` as they are when in record order (one streaming pass to tell), else sorted in
-    memory: results taken as chunks committed (``Workload.stream``) come in commit order."""
-    last = -1
-    for row in rows():
-        if row.id < last:
-            return sorted(rows(), key=lambda r: r.id)
-        last = row.id
-    return rows()
 
 
 def _leaf(rid: int, key: str | None, mac: bytes, kind: str, digest: str) -> bytes:
