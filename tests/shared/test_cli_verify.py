@@ -1,13 +1,11 @@
 """The pieces of ``rqp verify`` that need no cluster: a proof (built here over 1,000,000 synthetic
 leaves) checks with ``check_proof`` and with the README's plain-Python check, and fails when its
-value, path or signer changed; an export read back from CSV or Parquet digests as its JSON Lines
-does, whatever types the CSV lost, while a changed cell does not."""
+value, path or signer changed. (Exports are checked against a real workload's stored results:
+tests/e2e/test_verify.py and tests/e2e/test_verify_exports.py.)"""
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import re
 import time
@@ -16,11 +14,9 @@ from typing import Any
 
 import pytest
 
-from rqp.cli.csv_results import write_csv_results
-from rqp.cli.verify import csv_rows
 from rqp.errors import IntegrityError
 from rqp.merkle import HASH_SIZE, audit_path, iter_hashes, leaf_hash, tree_root
-from rqp.results_root import RESULT, Attestation, canonical, leaf_bytes, row_leaf
+from rqp.results_root import RESULT, Attestation, canonical, leaf_bytes
 from rqp.verification import check_proof, proof_doc
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -107,74 +103,6 @@ def test_a_changed_value_path_or_signer_fails_the_proof(million, tmp_path):
     with pytest.raises(IntegrityError, match="differs from what sha256:"):
         check_proof(replayed, pem)
     assert readme(replayed, pem, "w-million", 654_321) is False
-
-
-RESULTS = [
-    {"id": 0, "result": {"code": "12", "n": 12, "note": None}},
-    {"id": 1, "result": {"code": "x", "n": 1.5, "note": ""}},
-    {"id": 2, "result": {"code": "007", "n": -3}},
-    {"id": 3, "result": [1, {"a": "b"}]},
-    {"id": 4, "result": "just text"},
-    {"id": 5, "error": "result is not valid JSON: bad"},
-]
-
-
-def _csv(results: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    lines = [json.dumps(r, separators=(",", ":")).encode() for r in results]
-    write_csv_results(csv.writer(buf), lambda: lines, keyed=False)
-    return buf.getvalue()
-
-
-def test_a_csv_export_digests_as_its_results_and_a_changed_cell_does_not():
-    flat = [r for r in RESULTS if isinstance(r.get("result"), dict)]
-    for results in (flat, RESULTS):  # spread into columns, and in a result column
-        rows = list(csv_rows(io.StringIO(_csv(results))))
-        assert [r.id for r in rows] == [r["id"] for r in results]
-        for row, doc in zip(rows, results, strict=True):
-            assert row_leaf(doc) in row.candidates, (doc, row)
-    text = _csv(flat).replace("007", "008")
-    changed = list(csv_rows(io.StringIO(text)))
-    assert row_leaf(flat[2]) not in changed[2].candidates
-    assert row_leaf(flat[0]) in changed[0].candidates
-
-
-def test_a_parquet_export_digests_as_its_results(tmp_path, monkeypatch):
-    pytest.importorskip("pyarrow")
-    import rqp.client._frames as frames
-    from rqp.cli.verify import parquet_rows
-    from rqp.client._frames import to_parquet
-
-    flat = [r for r in RESULTS if isinstance(r.get("result"), dict)]
-    # an error only after the first row (and, in batches of 2, only in the last batch); a field
-    # only later rows have; an integer column that later holds a fraction
-    later = [
-        {"id": 0, "result": {"code": "a", "n": 1}},
-        {"id": 1, "result": {"code": "b", "n": 2}},
-        {"id": 2, "result": {"code": "c", "n": 2.5, "extra": True}},
-        {"id": 3, "error": "result is not valid JSON: NaN"},
-    ]
-    two_types = [{"id": 0, "result": {"a": 1}}, {"id": 1, "result": {"a": "x"}}]  # one JSON column
-    for batch_rows in (8192, 2):
-        monkeypatch.setattr(frames, "BATCH_ROWS", batch_rows)
-        for results in (flat, RESULTS, two_types, later):
-            path = tmp_path / "r.parquet"
-            to_parquet(lambda results=results: iter(results), path)
-            rows = list(parquet_rows(path))
-            assert [r.id for r in rows] == [r["id"] for r in results]
-            for row, doc in zip(rows, results, strict=True):
-                assert row_leaf(doc) in row.candidates, (batch_rows, doc, row)
-    # the error row's reason is compared, so a changed reason is named
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path)
-    assert "error" in table.column_names and "extra" in table.column_names
-    errors = table.column("error").to_pylist()
-    errors[3] = "result is not valid JSON: Infinity"
-    pq.write_table(table.set_column(table.column_names.index("error"), "error", [errors]), path)
-    changed = list(parquet_rows(path))
-    assert row_leaf(later[3]) not in changed[3].candidates
-    assert row_leaf(later[2]) in changed[2].candidates
 
 
 @pytest.mark.parametrize("key", [None, "TX-1", 'é"\\\n', "12"])

@@ -26,12 +26,13 @@ LAYERS = [
         "results_root",
         "proof_check",
         "round_marker",
+        "csv_layout",
         "metrics_http",
         "hardening",
         "vms",
     },
     {"connect", "backends", "oplog", "control", "rotate", "redis_acl", "verification", "results_signer"},
-    {"client"},
+    {"client", "export_check"},
     {"cli", "__init__"},
 ]
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}

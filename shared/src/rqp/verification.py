@@ -19,7 +19,7 @@ import base64
 import hashlib
 import itertools
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from typing import Any
 from .config import Settings
 from .connect import open_operator_trust
 from .errors import ConfigError, IntegrityError, WorkloadError
-from .merkle import TreeBuilder, audit_path, iter_hashes, leaf_hash
+from .merkle import HASH_SIZE, TreeBuilder, audit_path, iter_hashes, leaf_hash, root_from_path
 from .proof_check import PROOF_FORMAT, check_proof
 from .results import generation_summary, read_results
 from .results_root import (
@@ -54,8 +54,6 @@ __all__ = [
     "attestation_of",
     "check_proof",
     "check_rows",
-    "in_record_order",
-    "json_rows",
     "make_proof",
     "proof_doc",
     "results_trust",
@@ -68,12 +66,15 @@ MAX_PROBLEMS = 20
 
 @dataclass(frozen=True)
 class Row:
-    """One record as a results file shows it: its id, key, and the (kind, digest) pairs its value
-    may stand for (one for JSON Lines; a few where CSV or Parquet lost a type)."""
+    """One record as a results file shows it: its id, key, and the (kind, digest) its value stands
+    for (an export's row stands for its stored result's only when it is exactly that result's
+    rendering, ``rqp.export_check``; otherwise no candidate and the ``problem`` why)."""
 
     id: int
     key: str | None
     candidates: list[tuple[str, str]]
+    #: why the row cannot stand for its record at all (an export row that is not rqp's rendering)
+    problem: str | None = None
 
 
 @dataclass
@@ -147,21 +148,6 @@ def stored_rows(store: BlobStore, workload: Workload) -> Iterator[Row]:
             yield _json_row(parse_result_line(line))
 
 
-def json_rows(docs: Iterable[dict[str, Any]]) -> Iterator[Row]:
-    return (_json_row(d) for d in docs)
-
-
-def in_record_order(rows: Callable[[], Iterable[Row]]) -> Iterable[Row]:
-    """``rows()`` as they are when in record order (one streaming pass to tell), else sorted in
-    memory: results taken as chunks committed (``Workload.stream``) come in commit order."""
-    last = -1
-    for row in rows():
-        if row.id < last:
-            return sorted(rows(), key=lambda r: r.id)
-        last = row.id
-    return rows()
-
-
 def _leaf(rid: int, key: str | None, mac: bytes, kind: str, digest: str) -> bytes:
     return leaf_hash(leaf_bytes(rid, key, mac, kind, digest))
 
@@ -175,6 +161,29 @@ def _absent_ok(rid: int, leaf: bytes, mac: bytes, failed: dict[int, Failure]) ->
     return leaf == _leaf(rid, None, mac, NOT_RUN, hashlib.sha256(b"").hexdigest())
 
 
+def _hashes(store: BlobStore, workload: Workload, name: str) -> Iterator[bytes]:
+    """The 32-byte hashes of ``leaves.bin`` or ``inputs.bin``; ``IntegrityError`` naming the blob
+    when it ends with stray bytes."""
+    try:
+        yield from iter_hashes(store.iter_chunks(workload.blob(name)))
+    except ValueError:
+        raise IntegrityError(
+            f"{name} of workload {workload.id} ends with stray bytes (not whole {HASH_SIZE}-byte hashes): altered or "
+            f"truncated in the blob store; re-run 'rqp-scheduler run {workload.id}'"
+        ) from None
+
+
+def _check_counts(workload_id: str, counts: dict[str, int], size: int) -> None:
+    """``IntegrityError`` naming the blob whose hashes are not one per record of the signed root."""
+    for name, n in counts.items():
+        if n != size:
+            what = "leaf hashes" if name == LEAVES_BLOB else "input digests"
+            raise IntegrityError(
+                f"{name} of workload {workload_id} holds {n:,} {what} but the signed root has {size:,} records: "
+                f"{'truncated' if n < size else 'extended'} in the blob store; re-run 'rqp-scheduler run {workload_id}'"
+            )
+
+
 def check_rows(
     store: BlobStore, workload: Workload, trust: TrustStore | None, rows: Iterable[Row], what: str = "results"
 ) -> Report:
@@ -186,13 +195,16 @@ def check_rows(
     signer = att.check(workload, trust, workload.id, summary.sealed_round)
     report = Report(workload.id, signer, att.root.hex(), att.size, att.round)
     failed = {f.id: f for f in summary.failures}
-    leaves = iter_hashes(store.iter_chunks(workload.blob(LEAVES_BLOB)))
-    macs = iter_hashes(store.iter_chunks(workload.blob(INPUTS_BLOB)))
+    leaves = _hashes(store, workload, LEAVES_BLOB)
+    macs = _hashes(store, workload, INPUTS_BLOB)
     tree = TreeBuilder()
     nxt = 0  # the next record id of the leaves
+    counts = {LEAVES_BLOB: 0, INPUTS_BLOB: 0}
 
     def take() -> tuple[bytes, bytes] | None:
         leaf, mac = next(leaves, None), next(macs, None)
+        counts[LEAVES_BLOB] += leaf is not None
+        counts[INPUTS_BLOB] += mac is not None
         if leaf is None or mac is None:
             return None
         tree.add(leaf)
@@ -221,7 +233,9 @@ def check_rows(
         if got is None:
             break
         leaf, mac = got
-        if not any(_leaf(rid, row.key, mac, kind, digest) == leaf for kind, digest in row.candidates):
+        if row.problem is not None:
+            report.add(row.problem)
+        elif not any(_leaf(rid, row.key, mac, kind, digest) == leaf for kind, digest in row.candidates):
             report.add(f"record {rid} differs from what was signed (its result, key or input changed)")
     while True:
         got = take()
@@ -230,6 +244,9 @@ def check_rows(
         if not _absent_ok(nxt, got[0], got[1], failed):
             report.add(f"record {nxt} is missing from the {what}")
         nxt += 1
+    counts[LEAVES_BLOB] += sum(1 for _ in leaves)
+    counts[INPUTS_BLOB] += sum(1 for _ in macs)
+    _check_counts(workload.id, counts, att.size)
     if tree.size != att.size or tree.root() != att.root:
         report.add(
             f"the stored leaf hashes ({LEAVES_BLOB}, {tree.size} leaves) do not fold into the signed root of "
@@ -278,8 +295,27 @@ def make_proof(store: BlobStore, workload: Workload, rid: int) -> dict[str, Any]
         )
     if not 0 <= rid < att.size:
         raise WorkloadError(f"workload {workload.id} has records 0-{att.size - 1}, not {rid}")
-    leaf, path = audit_path(iter_hashes(store.iter_chunks(workload.blob(LEAVES_BLOB))), rid, att.size)
-    mac = next(itertools.islice(iter_hashes(store.iter_chunks(workload.blob(INPUTS_BLOB))), rid, None))
+    counts = {LEAVES_BLOB: 0, INPUTS_BLOB: 0}
+
+    def counted(name: str) -> Iterator[bytes]:
+        for h in _hashes(store, workload, name):
+            counts[name] += 1
+            yield h
+
+    try:
+        leaf, path = audit_path(counted(LEAVES_BLOB), rid, att.size)
+    except ValueError:
+        leaf, path = b"", []
+    inputs = counted(INPUTS_BLOB)
+    mac = next(itertools.islice(inputs, rid, None), b"")
+    for _ in inputs:  # counted to the end: an extra or missing digest is named
+        pass
+    _check_counts(workload.id, counts, att.size)
+    if root_from_path(leaf, rid, att.size, path) != att.root:
+        raise IntegrityError(
+            f"{LEAVES_BLOB} of workload {workload.id} does not fold into its signed root: altered in the blob store, "
+            f"so no proof can be issued; re-run 'rqp-scheduler run {workload.id}'"
+        )
     record = _record_value(store, workload, rid, {f.id: f for f in summary.failures})
     record["input"] = "" if mac == b"\x00" * 32 else mac.hex()
     return proof_doc(att, record, leaf, path)

@@ -2,163 +2,27 @@
 signed root (``rqp.results_root``, ``rqp.verification``).
 
 ``rqp verify W`` checks the stored results; ``--results FILE`` checks an export as ``rqp results``
-writes it (JSON Lines, CSV or Parquet, told by its name or ``--format``). CSV and Parquet do not
-keep every JSON type (a CSV cell ``12`` may have been the number or the string; an empty cell a
-null, an empty string or no field), so a row's value is checked in each reading its cells allow,
-up to ``MAX_READINGS``: a changed value matches none of them.
+writes it (JSON Lines, CSV or Parquet, told by its name or ``--format``): it passes only when it
+is exactly what ``rqp results`` writes for the workload and round (``rqp.export_check``).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import hashlib
-import io
-import itertools
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from ..backends import sealed_head
 from ..errors import IntegrityError, WorkloadError
+from ..export_check import export_rows
 from ..jsonsafe import JSONRejected, loads
 from ..proof_check import Expected, check_proof
-from ..results_root import RESULT, UNREADABLE, canonical, text_bytes
 from ..round_marker import marked_round, round_note
-from ..verification import (
-    Row,
-    check_rows,
-    find_key,
-    in_record_order,
-    json_rows,
-    make_proof,
-    results_trust,
-    stored_rows,
-)
+from ..verification import check_rows, find_key, make_proof, results_trust, stored_rows
 from .context import backends, open_workload
-from .csv_results import FIXED_COLUMNS, is_flat
 
-__all__ = ["MAX_READINGS", "cmd_proof", "cmd_verify", "cmd_verify_proof", "csv_rows", "register"]
-
-#: readings of one CSV or Parquet row tried before it is called changed
-MAX_READINGS = 256
-_ABSENT = object()
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _cell_readings(text: str) -> list[Any]:
-    """What a CSV cell may have been (``rqp.cli.csv_results.cell`` in reverse)."""
-    if text == "":
-        return [_ABSENT, None, ""]
-    try:
-        parsed = json.loads(text)
-    except ValueError:
-        return [text]
-    return [text] if isinstance(parsed, str) else [parsed, text]
-
-
-def _value_readings(options: list[list[Any]], names: list[str]) -> Iterator[dict[str, Any]]:
-    for combo in itertools.islice(itertools.product(*options), MAX_READINGS):
-        yield {n: v for n, v in zip(names, combo, strict=True) if v is not _ABSENT}
-
-
-def _candidates(flat: dict[str, list[Any]], result: list[Any] | None, error: str) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    if error:
-        out.append((UNREADABLE, _sha(text_bytes(error))))
-    names = list(flat)
-    if names:
-        for doc in _value_readings([flat[n] for n in names], names):
-            if is_flat(doc):
-                out.append((RESULT, _sha(canonical(doc))))
-    for value in result or []:
-        if value is not _ABSENT:
-            out.append((RESULT, _sha(canonical(value))))
-    return out or [(RESULT, "")]
-
-
-def csv_rows(text: io.TextIOBase) -> Iterator[Row]:
-    """Rows of a CSV export (``rqp results --format csv``)."""
-    reader = csv.reader(text)
-    header = next(reader, None)
-    if not header or header[0] != "id":
-        raise WorkloadError("the CSV file has no 'id' column first: not an export of 'rqp results --format csv'")
-    for n, cells in enumerate(reader, 2):
-        row = dict(zip(header, cells, strict=False))
-        try:
-            rid = int(row["id"])
-        except ValueError:
-            raise WorkloadError(f"line {n} of the CSV file has no record id") from None
-        flat = {
-            (c[len("result.") :] if c.startswith("result.") and c[7:] in FIXED_COLUMNS else c): _cell_readings(v)
-            for c, v in row.items()
-            if c not in FIXED_COLUMNS
-        }
-        if all(v == [_ABSENT, None, ""] for v in flat.values()):
-            flat = {}  # an unspread result or an error: no field of its own
-        result = _cell_readings(row["result"]) if "result" in row else None
-        key = row.get("key")
-        yield Row(rid, key if key not in (None, "") else None, _candidates(flat, result, row.get("error", "")))
-
-
-def _parquet_readings(value: Any) -> list[Any]:
-    if value is None:
-        return [_ABSENT, None]
-    if isinstance(value, float) and value.is_integer():
-        return [value, int(value)]
-    return [value]
-
-
-def parquet_rows(path: Path) -> Iterator[Row]:
-    """Rows of a Parquet export (``rqp results --format parquet``)."""
-    from ..client._frames import _need  # noqa: PLC0415 - pyarrow only for Parquet
-
-    pq = _need("pyarrow.parquet", "dataframe")
-    pf = pq.ParquetFile(path)
-    for batch in pf.iter_batches():
-        for rec in batch.to_pylist():
-            rid = int(rec["id"])
-            key = rec.get("key")
-            error = rec.get("error") or ""
-            if "result" in rec and rec["result"] is not None:
-                result = [json.loads(rec["result"])]
-                flat: dict[str, list[Any]] = {}
-            else:
-                result = None
-                flat = {c: _parquet_readings(v) for c, v in rec.items() if c not in FIXED_COLUMNS}
-                if error and all(v == [_ABSENT, None] for v in flat.values()):
-                    flat = {}
-            yield Row(rid, None if key is None else str(key), _candidates(flat, result, error))
-
-
-def _file_rows(path: Path, fmt: str | None) -> Iterator[Row]:
-    fmt = fmt or {".csv": "csv", ".parquet": "parquet"}.get(path.suffix.lower(), "jsonl")
-    if not path.exists():
-        raise WorkloadError(f"results file {path} does not exist; export it with 'rqp results W -o {path}'")
-    if fmt == "parquet":
-        yield from parquet_rows(path)
-        return
-    with open(path, encoding="utf-8", newline="") as fh:
-        if fmt == "csv":
-            yield from csv_rows(fh)
-            return
-        docs = []
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                docs.append(json.loads(line))
-            except ValueError:
-                raise IntegrityError(f"line {n} of {path} is not JSON: the file was altered") from None
-            if len(docs) >= 1024:
-                yield from json_rows(docs)
-                docs = []
-        yield from json_rows(docs)
+__all__ = ["cmd_proof", "cmd_verify", "cmd_verify_proof", "register"]
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -166,7 +30,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     workload = open_workload(b, args.workload)
     trust = results_trust(b.settings, args.signer)
     if args.results:
-        rows = in_record_order(lambda: _file_rows(Path(args.results), args.format))
+        rows = export_rows(b.blobs, workload, Path(args.results), args.format)
         report = check_rows(b.blobs, workload, trust, rows, what=f"file {args.results}")
     else:
         report = check_rows(b.blobs, workload, trust, stored_rows(b.blobs, workload))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import control
 from ..errors import BlobNotFoundError, RqpError, WorkloadError
+from ..export_check import client_rows
 from ..identity import actor
 from ..ledger import SUBMISSIONS, Ledger
 from ..results import failures_so_far, read_results
@@ -22,8 +23,6 @@ from ..verification import (
     Row,
     attestation_of,
     check_rows,
-    in_record_order,
-    json_rows,
     make_proof,
     results_trust,
     stored_rows,
@@ -179,8 +178,7 @@ class Workload:
         if results is None:
             rows: Iterable[Row] = stored_rows(b.blobs, opened)
         else:
-            given = list(results)
-            rows = in_record_order(lambda: json_rows(given))
+            rows = client_rows(b.blobs, opened, list(results))
         report = check_rows(b.blobs, opened, trust, rows)
         report.raise_if_failed()
         return report

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import WorkloadError
+from ..errors import IntegrityError, WorkloadError
 from ..results_root import row_leaf
 from ..verification import Row
 
@@ -90,14 +90,42 @@ def _leaf_of(item: Mapping[str, Any]) -> tuple[StreamedLeaf, dict[str, Any]]:
     return StreamedLeaf.from_dict(item[LEAF_FIELD]), record
 
 
+#: the fields of a streamed record (``key`` too with ``--id-field``)
+_FIELDS = ({"id", "result"}, {"id", "error"})
+
+
+def _hashes(record: dict[str, Any]) -> bool:
+    """Whether ``record`` can be hashed at all (its value is JSON rqp could have written)."""
+    try:
+        StreamedLeaf.of(record)
+    except (TypeError, ValueError, KeyError, RecursionError):
+        return False
+    return True
+
+
 def changed_after_streaming(items: Iterable[Mapping[str, Any]]) -> tuple[list[Row], list[str]]:
     """The rows to check against the root -- each as it was streamed (its carried leaf inputs) --
     and a problem naming each record whose value no longer hashes to the digest it came with."""
     rows: list[Row] = []
     problems: list[str] = []
-    for item in items:
+    for n, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise IntegrityError(
+                f"streamed item {n} is a {type(item).__name__}, not a record: give what Workload.stream() yielded"
+            )
         leaf, record = _leaf_of(item)
-        if record.get("id") != leaf.id:
+        fields = set(record) - ({"key"} if leaf.key is not None else set())
+        if fields not in _FIELDS:
+            problems.append(
+                f"record {leaf.id} carries fields rqp does not stream ({', '.join(sorted(map(str, record)))[:80]}): "
+                f"changed after it was streamed"
+            )
+        elif not _hashes(record):
+            problems.append(
+                f"record {leaf.id} holds a value that is not JSON rqp could have streamed (NaN, too deep, not "
+                f"serializable): changed after it was streamed"
+            )
+        elif record.get("id") != leaf.id or isinstance(record.get("id"), bool):
             problems.append(f"record {leaf.id} was streamed but now says it is record {record.get('id')!r}")
         elif StreamedLeaf.of(record) != leaf:
             problems.append(

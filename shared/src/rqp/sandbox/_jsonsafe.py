@@ -11,6 +11,9 @@ The rules (the README's "Records and results" section):
 * ``NaN``, ``Infinity`` and ``-Infinity`` are not JSON: as literals in data they fail the record,
   and a number too large for a float (``1e999``) is refused instead of becoming infinity;
 * integers are bounded by Python's digit limit (``sys.get_int_max_str_digits``, 4300 digits);
+* a name appears once in an object: ``{"a":1,"a":2}`` is refused (readers disagree on which one
+  counts -- the first or the last -- so a result holding one would mean different things to
+  different consumers);
 * encoding never writes NaN or Infinity (``allow_nan=False``): a value holding one is refused
   with where it is (``NaN at $.scores[2]``).
 
@@ -70,7 +73,20 @@ def _constant(name: str) -> Any:
     raise JSONRejected(f"{name} is not JSON (use null or a string)")
 
 
-_DECODER = json.JSONDecoder(parse_float=_finite, parse_constant=_constant)
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise JSONRejected(
+                    f"duplicate name {json.dumps(name)[:60]} in an object (readers disagree on which counts)"
+                )
+            seen.add(name)
+    return obj
+
+
+_DECODER = json.JSONDecoder(parse_float=_finite, parse_constant=_constant, object_pairs_hook=_unique)
 
 
 def loads(data: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
@@ -122,7 +138,8 @@ def nan_path(value: Any, limit: int = MAX_JSON_DEPTH) -> str | None:
 
 def dumps(value: Any, max_depth: int = MAX_JSON_DEPTH) -> str:
     """Compact strict JSON for ``value``, which ``loads`` reads back; ``JSONRejected`` for NaN,
-    Infinity, nesting over ``max_depth``; ``TypeError`` for what JSON has no form for."""
+    Infinity, nesting over ``max_depth``, a name twice in an object; ``TypeError`` for what JSON has
+    no form for."""
     try:
         text = _ENCODER.encode(value)
     except RecursionError:
@@ -134,4 +151,8 @@ def dumps(value: Any, max_depth: int = MAX_JSON_DEPTH) -> str:
         raise JSONRejected(" ".join(str(exc).split(";")[0].split())) from None
     if depth_exceeds(text, max_depth):
         raise JSONRejected(f"nested deeper than {max_depth} levels")
+    if "{" in text:
+        # a dict subclass's items() (or keys 1 and "1") can write a name twice: read it back
+        # strictly, so such a value is refused here rather than stored ambiguous
+        loads(text, max_depth)
     return text
