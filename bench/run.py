@@ -281,6 +281,22 @@ def cpu_split(n: int, parts: dict[str, float]) -> dict[str, float]:
     return out
 
 
+def scheduler_phases(n: int, scheduler: float, phases: dict[str, float]) -> dict[str, float]:
+    """The scheduler's CPU µs per record by phase (``bench/run_scheduler.py``): enqueue (read,
+    parse, seal, send), consolidation without the root, the results root, and the rest
+    (supervising the run: the steps between, reclaim and retry checks, the leader's lease)."""
+    if not phases:
+        return {}
+    enqueue, consolidate, root = (phases.get(k, 0.0) for k in ("enqueue", "consolidate", "root"))
+    split = {
+        "enqueue": enqueue,
+        "consolidation": consolidate - root,
+        "results root": root,
+        "rest": scheduler - enqueue - consolidate,
+    }
+    return {k: round(v / n * 1e6, 1) for k, v in split.items()}
+
+
 # ----------------------------------------------------------------------------------- peers
 def redis_used_memory(r: redis.Redis) -> int:
     return int(r.info("memory")["used_memory"])
@@ -538,6 +554,8 @@ def rqp_round(
         "redis": procs.cpu_seconds([server_pid]) - c_redis,
         "scheduler": procs.children_cpu() - c_sched,
     }
+    phases: dict[str, float] = {}
+    phase_wall: dict[str, float] = {}
     if startup_file.exists():
         # the interpreter and the scheduler's modules loading: paid once per process, not per
         # record (a deployed scheduler is a service); shown apart, still in the total
@@ -546,6 +564,8 @@ def rqp_round(
         parts["scheduler start-up"] = spent["startup_cpu_seconds"]
         # the script host that checks the script before the workload starts (a child it waits for)
         parts["scheduler's script host"] = spent["children_cpu_seconds"]
+        phases = spent.get("phases_cpu_seconds") or {}
+        phase_wall = spent.get("phases_wall_seconds") or {}
     if hosts > 0:
         parts["script hosts"] = hosts
     if extra:
@@ -571,6 +591,13 @@ def rqp_round(
         "records_per_chunk": round(n / max(1, chunks)),
         "worker_us_per_record": round(float(perf["seconds"]) / n * 1e6, 1),
         "cpu_us_per_record": cpu_split(n, parts),
+        # the scheduler's CPU by phase (bench/run_scheduler.py): where its µs per record go
+        "scheduler_phases_us_per_record": scheduler_phases(n, parts["scheduler"], phases),
+        # the results root's pass (input digests, Merkle leaves, signature) left out of the clock
+        "rate_with_consolidation_without_root": round(
+            n / max(1e-9, finished - started - phase_wall.get("root", 0.0)), 1
+        ),
+        "root_wall_seconds": round(phase_wall.get("root", 0.0), 3),
         "timeline": tl.phases(started, n),
         # what the finished workload leaves in Redis (status TTL), per record
         "redis_retained_bytes_per_record": round((redis_used_memory(env.r) - mem0) / n, 1),
@@ -968,6 +995,7 @@ def report(res: dict[str, Any]) -> str:
             f"~{statistics.median([r['records_per_chunk'] for r in rq['rounds']]):,.0f} records per chunk; "
             f"CPU µs/record by process: " + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items())
         )
+        lines.extend(scheduler_lines("rqp local", rq["rounds"]))
     if "rqp-nosandbox" in sysres and "rounds" in sysres["rqp-nosandbox"]:
         off = sysres["rqp-nosandbox"]
         cpu = off["rounds"][len(off["rounds"]) // 2]["cpu_us_per_record"]
@@ -976,6 +1004,7 @@ def report(res: dict[str, Any]) -> str:
         az = sysres["rqp-azure"]
         cpu = az["rounds"][len(az["rounds"]) // 2]["cpu_us_per_record"]
         lines.append("rqp Azurite: CPU µs/record by process: " + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items()))
+        lines.extend(scheduler_lines("rqp Azurite", az["rounds"]))
     eff_rows = [(b, s, sysres.get(f"efficiency-{b.label}-{s}")) for b in BURNS for s in EFFICIENCY_SYSTEMS]
     if any(v for _b, _s, v in eff_rows):
         lines.append("")
@@ -1042,6 +1071,27 @@ def report(res: dict[str, Any]) -> str:
     for row in t:
         lines.append(f"  {row['what']:<48}{row['measured']:>14}   goal {row['goal']:<10} {row['verdict']}")
     return "\n".join(lines)
+
+
+def scheduler_lines(label: str, rounds: list[dict[str, Any]]) -> list[str]:
+    """The scheduler's CPU µs/record by phase (median [min-max] over the rounds) and the rate
+    including consolidation with and without the results root's pass."""
+    phased = [r["scheduler_phases_us_per_record"] for r in rounds if r.get("scheduler_phases_us_per_record")]
+    if not phased:
+        return []
+
+    def span(vals: list[float]) -> str:
+        return f"{statistics.median(vals):.1f} [{min(vals):.1f}-{max(vals):.1f}]"
+
+    by_phase = ", ".join(f"{k} {span([p[k] for p in phased])}" for k in phased[0])
+    with_root = [r["rate_with_consolidation"] for r in rounds]
+    without = [r.get("rate_with_consolidation_without_root", 0.0) for r in rounds]
+    root_s = [r.get("root_wall_seconds", 0.0) for r in rounds]
+    return [
+        f"{label}: scheduler CPU µs/record by phase, median [min-max]: {by_phase}",
+        f"{label}: records/s including consolidation {fmt_rate(statistics.median(with_root))} with the results root, "
+        f"{fmt_rate(statistics.median(without))} without its pass ({statistics.median(root_s):.2f}s of wall time)",
+    ]
 
 
 def targets(sysres: dict[str, Any]) -> list[dict[str, str]]:
