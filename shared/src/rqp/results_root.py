@@ -39,6 +39,7 @@ import hmac
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -46,8 +47,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .crypto import KEY_SIZE, aad, decrypt_stream
 from .errors import IntegrityError
-from .jsonsafe import JSONRejected, loads, result_line
-from .merkle import HASH_SIZE, TreeBuilder, iter_hashes, leaf_hash
+from .jsonsafe import MAX_JSON_DEPTH, JSONRejected, loads, result_line
+from .merkle import HASH_SIZE, LEAF_PREFIX, TreeBuilder, iter_hashes
+from .sandbox._jsonsafe import _DECODER as _STRICT
 from .signing import Signature, SigningKey, TrustStore, signature_verifies
 from .storage import BlobStore
 from .summary import Failure
@@ -80,9 +82,14 @@ _NO_INPUT = b"\x00" * HASH_SIZE
 _PIECE = 4096
 
 
+#: ``json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)``
+#: built once: ``json.dumps`` with any non-default option builds a new encoder per call
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def canonical(value: Any) -> bytes:
     """A JSON value as one byte string whatever wrote it: sorted keys, no spaces, UTF-8."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return _CANONICAL.encode(value).encode()
 
 
 def input_key(data_key: bytes, workload_id: str) -> bytes:
@@ -235,47 +242,75 @@ def _load_public(pem: str, workload_id: str) -> Any:
 def _inputs(workload: Workload, records: Iterable[bytes], total: int) -> Iterator[bytes]:
     """The input digests of the first ``total`` records, in pieces."""
     k = input_key(workload.key, workload.id)
-    buf: list[bytes] = []
+    digest = hmac.digest
+    it = iter(records)
     n = 0
-    for payload in records:
-        if n >= total:
+    while n < total:
+        piece = [digest(k, payload, "sha256") for payload in islice(it, min(_PIECE, total - n))]
+        if not piece:
             break
-        buf.append(hmac.digest(k, payload, "sha256"))
-        n += 1
-        if len(buf) >= _PIECE:
-            yield b"".join(buf)
-            buf = []
-    buf.extend([_NO_INPUT] * (total - n))  # --format script: not digested
-    if buf:
-        yield b"".join(buf)
+        n += len(piece)
+        yield b"".join(piece)
+    if n < total:  # --format script: not digested
+        yield _NO_INPUT * (total - n)
 
 
-def _result_docs(store: BlobStore, workload: Workload, blob: str) -> Iterator[dict[str, Any]]:
+#: a row of the results object as its leaf needs it: (id, key, kind, digest)
+_Row = tuple[Any, Any, str, str]
+
+
+def _row(line: bytes) -> _Row:
+    """(id, key, kind, digest) of one stored results line: ``row_leaf(parse_result_line(line))``.
+    The usual line -- UTF-8, too few brackets to nest too deep, strict JSON, an object with an id
+    and a result -- goes through ``rqp.jsonsafe.loads``'s own steps inline; anything else (and any
+    refusal) takes ``parse_result_line``, so every line's row is the same either way."""
+    try:
+        text = line.decode("utf-8")
+        if text.count("[") + text.count("{") <= MAX_JSON_DEPTH and not text.startswith("\ufeff"):
+            doc, end = _STRICT.raw_decode(text)  # no space around the value, or the full path
+            if end == len(text) and type(doc) is dict and "id" in doc and "result" in doc:
+                return doc["id"], doc.get("key"), RESULT, _sha(_CANONICAL.encode(doc["result"]).encode())
+    except ValueError:  # not UTF-8, not strict JSON, a refused number: the full path says why
+        pass
+    doc = parse_result_line(line)
+    kind, digest = row_leaf(doc)
+    return doc.get("id"), doc.get("key"), kind, digest
+
+
+def _result_rows(store: BlobStore, workload: Workload, blob: str) -> Iterator[list[_Row]]:
+    """The rows of the results object, one list per decrypted piece."""
     rest = b""
     what = f"results of workload {workload.id}"
     for piece in decrypt_stream(workload.key, store.iter_chunks(blob), aad("results", workload.id), what):
         lines = (rest + piece).split(b"\n")
         rest = lines.pop()
-        for line in lines:
-            yield parse_result_line(line)
+        yield [_row(line) for line in lines]
     if rest:
-        yield parse_result_line(rest)
+        yield [_row(rest)]
+
+
+def _rows(pieces: Iterator[list[_Row]]) -> Iterator[_Row]:
+    for piece in pieces:
+        yield from piece
 
 
 def _leaves(
-    inputs: Iterator[bytes], docs: Iterator[dict[str, Any]], failures: list[Failure], total: int, tree: TreeBuilder
+    inputs: Iterator[bytes], rows: Iterator[_Row], failures: list[Failure], total: int, tree: TreeBuilder
 ) -> Iterator[bytes]:
-    """Leaf hashes of records ``0..total-1`` in order, added to ``tree`` on the way, in pieces."""
+    """Leaf hashes of records ``0..total-1`` in order, added to ``tree`` on the way, in pieces:
+    ``leaf_hash(leaf_bytes(...))`` of each, formatted inline (one record is a few hashes; the
+    Python calls around them were most of the results root's cost)."""
     by_id = {f.id: f for f in failures}
-    doc = next(docs, None)
+    row = next(rows, None)
+    sha = hashlib.sha256
+    domain = LEAF_PREFIX + LEAF_DOMAIN  # merkle.leaf_hash's prefix, then the leaf's bytes
     buf: list[bytes] = []
     for rid, mac in enumerate(inputs):
         if rid >= total:
             break
-        if doc is not None and doc.get("id") == rid:
-            kind, digest = row_leaf(doc)
-            key = doc.get("key")
-            doc = next(docs, None)
+        if row is not None and row[0] == rid:
+            _, key, kind, digest = row
+            row = next(rows, None)
         elif rid in by_id:
             f = by_id[rid]
             kind, digest = failed_leaf(f.error)
@@ -283,13 +318,15 @@ def _leaves(
         else:
             kind, digest = not_run_leaf()
             key = None
-        h = leaf_hash(leaf_bytes(rid, None if key is None else str(key), mac, kind, digest))
-        tree.add(h)
-        buf.append(h)
+        inp = b"" if mac == _NO_INPUT else mac.hex().encode()
+        k = b"null" if key is None else json.dumps(str(key)).encode()
+        buf.append(sha(b'%b[%d,%b,"%b","%b","%b"]' % (domain, rid, k, inp, kind.encode(), digest.encode())).digest())
         if len(buf) >= _PIECE:
+            tree.extend(buf)
             yield b"".join(buf)
             buf = []
     if buf:
+        tree.extend(buf)
         yield b"".join(buf)
 
 
@@ -309,8 +346,8 @@ def build_root(
     store.put_stream(inputs_name, _inputs(workload, records, total))
     tree = TreeBuilder()
     macs = iter_hashes(store.iter_chunks(inputs_name))
-    docs = _result_docs(store, workload, results_blob)
-    store.put_stream(blob_name(workload.id, LEAVES_BLOB), _leaves(macs, docs, failures, total, tree))
+    rows = _rows(_result_rows(store, workload, results_blob))
+    store.put_stream(blob_name(workload.id, LEAVES_BLOB), _leaves(macs, rows, failures, total, tree))
     m = workload.manifest
     statement = {
         "v": 1,
