@@ -282,17 +282,19 @@ def cpu_split(n: int, parts: dict[str, float]) -> dict[str, float]:
 
 
 def scheduler_phases(n: int, scheduler: float, phases: dict[str, float]) -> dict[str, float]:
-    """The scheduler's CPU µs per record by phase (``bench/run_scheduler.py``): enqueue (read,
-    parse, seal, send), consolidation without the root, the results root, and the rest
-    (supervising the run: the steps between, reclaim and retry checks, the leader's lease)."""
+    """The scheduler's CPU µs per record by phase (``bench/run_scheduler.py``): opening the
+    workload (a fixed cost per run), enqueue (read, parse, seal, send), consolidation without the
+    root, the results root, and the rest (supervising the run: the steps between, reclaim and
+    retry checks, the outbox, progress; and the process's exit)."""
     if not phases:
         return {}
-    enqueue, consolidate, root = (phases.get(k, 0.0) for k in ("enqueue", "consolidate", "root"))
+    opening, enqueue, consolidate, root = (phases.get(k, 0.0) for k in ("open", "enqueue", "consolidate", "root"))
     split = {
+        "open": opening,
         "enqueue": enqueue,
         "consolidation": consolidate - root,
         "results root": root,
-        "rest": scheduler - enqueue - consolidate,
+        "rest": scheduler - opening - enqueue - consolidate,
     }
     return {k: round(v / n * 1e6, 1) for k, v in split.items()}
 

@@ -17,7 +17,9 @@ parsing, sealing the records, building and sending the enqueue transactions), **
 (``consolidate``: the proof, the results object, the summary -- the results root included) and
 **root** (``build_root``: the input digests, the Merkle leaves and the signed root). The CPU clock
 is the process's (every thread), so a phase's figure includes the enqueue writer thread's work
-while it runs.
+while it runs. **open** is what a workload costs before its first record: the clients opened,
+the sandbox probed, the workload's signature checked and its key unwrapped, the script checked --
+per run, not per record (``rqp-scheduler serve`` opens its clients once).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from typing import Any
 #: (phase, module, attribute path) of the functions timed: the first name is looked up in the
 #: module the caller uses it from (``finish`` imports ``consolidate`` by name, and so on)
 PHASES: tuple[tuple[str, str, str], ...] = (
+    ("open", "rqp_scheduler.scheduler", "Scheduler.__init__"),
+    ("open", "rqp_scheduler.scheduler", "Scheduler.add"),
     ("enqueue", "rqp_scheduler.run.enqueue", "Enqueuer.fill_window"),
     ("consolidate", "rqp_scheduler.run.finish", "consolidate"),
     ("root", "rqp_scheduler.consolidate", "build_root"),
@@ -68,7 +72,7 @@ def instrument(spent: dict[str, list[float]]) -> None:
         *outer, name = path.split(".")
         for part in outer:
             owner = getattr(owner, part)
-        spent[phase] = [0.0, 0.0]
+        spent.setdefault(phase, [0.0, 0.0])
         setattr(owner, name, _timed(spent, phase, getattr(owner, name)))
 
 
