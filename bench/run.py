@@ -45,6 +45,7 @@ import pstats
 import random
 import re
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -198,7 +199,18 @@ BURNS = (Burn("1ms", 0.001, 20_000, 0.95), Burn("100us", 0.0001, 100_000, 0.8))
 EFFICIENCY_SYSTEMS = ("rqp", "dramatiq", "celery")
 #: worker processes in the efficiency rows, one per core: efficiency divides by this many cores
 EFFICIENCY_CORES = 2
-ALL = ["rqp", "rqp-nosandbox", "rqp-azure", *PEERS_BY_KEY, "enqueue", "scaling", "rss", "profile", "efficiency"]
+ALL = [
+    "rqp",
+    "rqp-serve",
+    "rqp-nosandbox",
+    "rqp-azure",
+    *PEERS_BY_KEY,
+    "enqueue",
+    "scaling",
+    "rss",
+    "profile",
+    "efficiency",
+]
 #: extra RQP_* settings for every rqp program the benchmark starts (--rqp-env), to try tunables
 RQP_EXTRA: dict[str, str] = {}
 TARGETS = {
@@ -523,10 +535,18 @@ class RqpEnv:
 
 
 def rqp_round(
-    env: RqpEnv, wid: str, n: int, rss: procs.RssSampler | None = None, scheduler_profile: Path | None = None
+    env: RqpEnv,
+    wid: str,
+    n: int,
+    rss: procs.RssSampler | None = None,
+    scheduler_profile: Path | None = None,
+    serve: bool = False,
 ) -> dict[str, Any]:
     """One workload through `rqp-scheduler run`, processors already running; with
-    ``scheduler_profile``, the scheduler runs under cProfile (bench/profile_scheduler.py)."""
+    ``scheduler_profile``, the scheduler runs under cProfile (bench/profile_scheduler.py); with
+    ``serve``, `rqp-scheduler serve` (the leader lease taken, every write fenced) is started and
+    given the workload by `rqp submit`, and stopped (SIGTERM) once the workload's summary is
+    written -- its CPU then includes taking the lease and keeping it."""
     server_pid = env.server.proc.pid  # type: ignore[union-attr]
     extra = [env.azurite.proc.pid] if env.azurite and env.azurite.proc else []
     c_workers, c_redis, c_extra, c_sched = (
@@ -546,7 +566,10 @@ def rqp_round(
         if scheduler_profile is None
         else [sys.executable, str(HERE / "profile_scheduler.py"), str(scheduler_profile)]
     )
-    cp = subprocess.run([*scheduler, "run", wid], env=env.env, cwd=env.root, capture_output=True, timeout=1800)
+    if serve:
+        cp = _serve_one(env, scheduler, wid)
+    else:
+        cp = subprocess.run([*scheduler, "run", wid], env=env.env, cwd=env.root, capture_output=True, timeout=1800)
     wall = time.perf_counter() - t0
     tl.stop()
     workers_total = procs.cpu_seconds(env.pids()) - c_workers
@@ -604,6 +627,28 @@ def rqp_round(
         # what the finished workload leaves in Redis (status TTL), per record
         "redis_retained_bytes_per_record": round((redis_used_memory(env.r) - mem0) / n, 1),
     }
+
+
+def _serve_one(env: RqpEnv, scheduler: list[str], wid: str) -> subprocess.CompletedProcess:
+    """``rqp-scheduler serve`` until ``wid`` (handed over with ``rqp submit``) has ended, then
+    SIGTERM: a service stopped on request exits 0 and releases its lease."""
+    log_file = env.root / f"serve-{wid}.log"
+    with open(log_file, "wb") as out:
+        proc = subprocess.Popen([*scheduler, "serve"], env=env.env, cwd=env.root, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            env.run(str(BIN / "rqp"), "submit", wid)
+            deadline = time.monotonic() + 1800
+            while (env.r.hget(f"rqp:w:{wid}:meta", "state") or b"").decode() not in ("done", "failed", "cancelled"):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"rqp-scheduler serve ended or stalled before {wid} did; see {log_file}")
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return subprocess.CompletedProcess(proc.args, code, b"", log_file.read_bytes())
 
 
 class Timeline(threading.Thread):
@@ -670,9 +715,11 @@ def rqp_system_round(
     sample_rss: bool = False,
     sandbox: bool = True,
     script: Path | None = None,
+    serve: bool = False,
 ) -> dict[str, Any]:
     """One round of rqp, from scratch: fresh Redis (and Azurite), pack, processors ready, schedule
-    (``script``: another process() than examples/process.py, returning the same results)."""
+    (``script``: another process() than examples/process.py, returning the same results;
+    ``serve``: through ``rqp-scheduler serve`` and ``rqp submit`` instead of ``run``)."""
     env = RqpEnv(work, f"{key}-r{k}", kek, azure=azure, sandbox=sandbox)
     try:
         wid = env.pack(f"b-{k}", data.file(n, work), script)
@@ -680,7 +727,7 @@ def rqp_system_round(
         sampler = procs.RssSampler(proc.pid) if sample_rss else None
         if sampler:
             sampler.start()
-        rnd = rqp_round(env, wid, n)
+        rnd = rqp_round(env, wid, n, serve=serve)
         if sampler:
             peak = sampler.stop()
             rnd["peak_rss_mb_sampled"] = {str(pid): round(v / 2**20, 1) for pid, v in peak.items()}
@@ -690,6 +737,7 @@ def rqp_system_round(
         if verify:
             rnd["verified"] = verify_rqp(env, wid, data, n)
         rnd["redis_commandstats"] = _commandstats(env.r)
+        rnd["redis_commandstats_all"] = _commandstats(env.r, top=1000)
     finally:
         env.close()
     cpu = rnd["cpu_us_per_record"]
@@ -964,7 +1012,7 @@ def report(res: dict[str, Any]) -> str:
     lines.append(hdr)
     lines.append("-" * len(hdr))
     base = sysres.get("rqp", {}).get("median")
-    order = ["rqp", "rqp-nosandbox", "rqp-azure", *PEERS_BY_KEY]
+    order = ["rqp", "rqp-serve", "rqp-nosandbox", "rqp-azure", *PEERS_BY_KEY]
     for key in order:
         s = sysres.get(key)
         if not s:
@@ -998,6 +1046,8 @@ def report(res: dict[str, Any]) -> str:
             f"CPU µs/record by process: " + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items())
         )
         lines.extend(scheduler_lines("rqp local", rq["rounds"]))
+    if "rqp-serve" in sysres and "rounds" in sysres["rqp-serve"]:
+        lines.extend(serve_lines(sysres["rqp-serve"]["rounds"], (sysres.get("rqp") or {}).get("rounds")))
     if "rqp-nosandbox" in sysres and "rounds" in sysres["rqp-nosandbox"]:
         off = sysres["rqp-nosandbox"]
         cpu = off["rounds"][len(off["rounds"]) // 2]["cpu_us_per_record"]
@@ -1073,6 +1123,37 @@ def report(res: dict[str, Any]) -> str:
     for row in t:
         lines.append(f"  {row['what']:<48}{row['measured']:>14}   goal {row['goal']:<10} {row['verdict']}")
     return "\n".join(lines)
+
+
+def _calls(rnd: dict[str, Any], command: str) -> int:
+    """How many times Redis ran ``command`` in a round (its command statistics)."""
+    return sum(int(c["calls"]) for c in rnd.get("redis_commandstats_all", []) if c["command"] == command)
+
+
+def serve_lines(serve: list[dict[str, Any]], run: list[dict[str, Any]] | None) -> list[str]:
+    """What the leader lease and the fenced writes cost: ``rqp-scheduler serve`` beside ``run``
+    in the same rounds (scheduler and Redis CPU µs/record; WATCH and GET calls, each one more
+    round trip per fenced write)."""
+
+    def med(rounds: list[dict[str, Any]], part: str) -> float:
+        return statistics.median([r["cpu_us_per_record"].get(part, 0.0) for r in rounds])
+
+    out = [
+        "rqp serve (leader lease, every write fenced): CPU µs/record by process: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in serve[len(serve) // 2]["cpu_us_per_record"].items())
+    ]
+    if run:
+        pairs = zip(serve, run, strict=False)  # the same rounds, as far as both got
+        watch = [(_calls(a, "watch"), _calls(b, "watch"), _calls(a, "exec"), _calls(b, "exec")) for a, b in pairs]
+        w_serve, w_run, x_serve, x_run = (statistics.median(v) for v in zip(*watch, strict=True))
+        out.append(
+            f"rqp serve vs run, same rounds: scheduler {med(serve, 'scheduler'):.1f} vs {med(run, 'scheduler'):.1f} µs/record, "
+            f"Redis {med(serve, 'redis'):.1f} vs {med(run, 'redis'):.1f}; WATCH {w_serve:,.0f} vs {w_run:,.0f} calls, "
+            f"EXEC {x_serve:,.0f} vs {x_run:,.0f} (a fenced write is WATCH + GET of the fence before its MULTI/EXEC: "
+            f"2 more round trips per write, per transaction not per record)"
+        )
+    out.extend(scheduler_lines("rqp serve", serve))
+    return out
 
 
 def scheduler_lines(label: str, rounds: list[dict[str, Any]]) -> list[str]:
@@ -1290,6 +1371,16 @@ def main(argv: list[str] | None = None) -> int:
                 n_rqp,
                 "",
                 lambda k: rqp_system_round("rqp", n_rqp, 2, k, work, data, kek, verify=k == 0),
+            )
+        )
+    if "rqp-serve" in selected:
+        e2e.append(
+            (
+                "rqp-serve",
+                "rqp serve (leader lease, fenced)",
+                n_rqp,
+                "",
+                lambda k: rqp_system_round("rqp-serve", n_rqp, 2, k, work, data, kek, verify=False, serve=True),
             )
         )
     if "rqp-nosandbox" in selected:
