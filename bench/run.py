@@ -566,8 +566,9 @@ def rqp_round(
         if scheduler_profile is None
         else [sys.executable, str(HERE / "profile_scheduler.py"), str(scheduler_profile)]
     )
+    submit_cpu = 0.0
     if serve:
-        cp = _serve_one(env, scheduler, wid)
+        cp, submit_cpu = _serve_one(env, scheduler, wid)
     else:
         cp = subprocess.run([*scheduler, "run", wid], env=env.env, cwd=env.root, capture_output=True, timeout=1800)
     wall = time.perf_counter() - t0
@@ -577,7 +578,9 @@ def rqp_round(
     parts = {
         "workers": workers_total - hosts,
         "redis": procs.cpu_seconds([server_pid]) - c_redis,
-        "scheduler": procs.children_cpu() - c_sched,
+        # the children this process waited for: the scheduler (and, with ``serve``, `rqp submit`,
+        # the client's CPU, not the scheduler's: left out as `rqp pack` is)
+        "scheduler": procs.children_cpu() - c_sched - submit_cpu,
     }
     phases: dict[str, float] = {}
     phase_wall: dict[str, float] = {}
@@ -629,14 +632,17 @@ def rqp_round(
     }
 
 
-def _serve_one(env: RqpEnv, scheduler: list[str], wid: str) -> subprocess.CompletedProcess:
+def _serve_one(env: RqpEnv, scheduler: list[str], wid: str) -> tuple[subprocess.CompletedProcess, float]:
     """``rqp-scheduler serve`` until ``wid`` (handed over with ``rqp submit``) has ended, then
-    SIGTERM: a service stopped on request exits 0 and releases its lease."""
+    SIGTERM: a service stopped on request exits 0 and releases its lease. Returns the scheduler's
+    exit and the CPU seconds of `rqp submit` (a child of this process too)."""
     log_file = env.root / f"serve-{wid}.log"
     with open(log_file, "wb") as out:
         proc = subprocess.Popen([*scheduler, "serve"], env=env.env, cwd=env.root, stdout=out, stderr=subprocess.STDOUT)
         try:
+            before = procs.children_cpu()
             env.run(str(BIN / "rqp"), "submit", wid)
+            submit_cpu = procs.children_cpu() - before
             deadline = time.monotonic() + 1800
             while (env.r.hget(f"rqp:w:{wid}:meta", "state") or b"").decode() not in ("done", "failed", "cancelled"):
                 if proc.poll() is not None or time.monotonic() > deadline:
@@ -648,7 +654,7 @@ def _serve_one(env: RqpEnv, scheduler: list[str], wid: str) -> subprocess.Comple
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    return subprocess.CompletedProcess(proc.args, code, b"", log_file.read_bytes())
+    return subprocess.CompletedProcess(proc.args, code, b"", log_file.read_bytes()), submit_cpu
 
 
 class Timeline(threading.Thread):
