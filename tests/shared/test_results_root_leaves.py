@@ -103,3 +103,16 @@ def test_every_leaf_and_the_root_are_the_documented_ones(workload, piece):
     assert kinds == {"result", "error"}
     inputs = store.get(blob_name(w.id, INPUTS_BLOB))
     assert len(inputs) == TOTAL * HASH_SIZE
+
+
+@pytest.mark.parametrize("key_size", [0, 1, 32, 63, 64, 65, 200])
+def test_the_input_digest_is_hmac_sha256(key_size):
+    """The input digests' HMAC (keyed states made once, RFC 2104) is the standard library's, for
+    keys shorter than, equal to and longer than SHA-256's block, and messages of any size."""
+    from rqp.results_root import _hmac_sha256
+
+    key = bytes(range(key_size % 256)) * (key_size // 256 + 1)
+    key = key[:key_size]
+    digest = _hmac_sha256(key)
+    for msg in (b"", b"a", b"x" * 55, b"y" * 64, b"z" * 1000, bytes(range(256)) * 9):
+        assert digest(msg) == hmac.new(key, msg, "sha256").digest()

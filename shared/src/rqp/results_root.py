@@ -35,7 +35,6 @@ its record's leaf, and both are named when checked.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import json.encoder
 from collections.abc import Callable, Iterable, Iterator
@@ -81,6 +80,8 @@ RESULT, UNREADABLE, FAILED, NOT_RUN = "result", "error", "failed", "not-run"
 _NO_INPUT = b"\x00" * HASH_SIZE
 #: leaf hashes or input digests written per piece
 _PIECE = 4096
+#: SHA-256's block size (bytes): HMAC pads its key to it
+_SHA256_BLOCK = 64
 
 
 #: ``json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)``
@@ -261,14 +262,34 @@ def _load_public(pem: str, workload_id: str) -> Any:
         raise IntegrityError(f"the results root of workload {workload_id} carries no readable public key") from None
 
 
+def _hmac_sha256(key: bytes) -> Callable[[bytes], bytes]:
+    """``hmac.digest(key, msg, "sha256")`` with the keyed inner and outer SHA-256 states made once
+    (RFC 2104: the key, padded to the 64-byte block, XORed with 0x36 and 0x5c), copied per message:
+    the same bytes, about half the CPU of ``hmac.digest`` for a ~1 KB record, which sets them up
+    again on every call."""
+    if len(key) > _SHA256_BLOCK:  # RFC 2104: a longer key is hashed first (input keys are 32 bytes)
+        key = hashlib.sha256(key).digest()
+    block = key.ljust(_SHA256_BLOCK, b"\x00")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+
+    def digest(msg: bytes) -> bytes:
+        i = inner.copy()
+        i.update(msg)
+        o = outer.copy()
+        o.update(i.digest())
+        return o.digest()
+
+    return digest
+
+
 def _inputs(workload: Workload, records: Iterable[bytes], total: int) -> Iterator[bytes]:
     """The input digests of the first ``total`` records, in pieces."""
-    k = input_key(workload.key, workload.id)
-    digest = hmac.digest
+    digest = _hmac_sha256(input_key(workload.key, workload.id))
     it = iter(records)
     n = 0
     while n < total:
-        piece = [digest(k, payload, "sha256") for payload in islice(it, min(_PIECE, total - n))]
+        piece = [digest(payload) for payload in islice(it, min(_PIECE, total - n))]
         if not piece:
             break
         n += len(piece)
