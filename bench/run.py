@@ -45,6 +45,7 @@ import pstats
 import random
 import re
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -198,7 +199,18 @@ BURNS = (Burn("1ms", 0.001, 20_000, 0.95), Burn("100us", 0.0001, 100_000, 0.8))
 EFFICIENCY_SYSTEMS = ("rqp", "dramatiq", "celery")
 #: worker processes in the efficiency rows, one per core: efficiency divides by this many cores
 EFFICIENCY_CORES = 2
-ALL = ["rqp", "rqp-nosandbox", "rqp-azure", *PEERS_BY_KEY, "enqueue", "scaling", "rss", "profile", "efficiency"]
+ALL = [
+    "rqp",
+    "rqp-serve",
+    "rqp-nosandbox",
+    "rqp-azure",
+    *PEERS_BY_KEY,
+    "enqueue",
+    "scaling",
+    "rss",
+    "profile",
+    "efficiency",
+]
 #: extra RQP_* settings for every rqp program the benchmark starts (--rqp-env), to try tunables
 RQP_EXTRA: dict[str, str] = {}
 TARGETS = {
@@ -279,6 +291,24 @@ def cpu_split(n: int, parts: dict[str, float]) -> dict[str, float]:
     out = {k: round(v / n * 1e6, 1) for k, v in parts.items()}
     out["total"] = round(sum(parts.values()) / n * 1e6, 1)
     return out
+
+
+def scheduler_phases(n: int, scheduler: float, phases: dict[str, float]) -> dict[str, float]:
+    """The scheduler's CPU µs per record by phase (``bench/run_scheduler.py``): opening the
+    workload (a fixed cost per run), enqueue (read, parse, seal, send), consolidation without the
+    root, the results root, and the rest (supervising the run: the steps between, reclaim and
+    retry checks, the outbox, progress; and the process's exit)."""
+    if not phases:
+        return {}
+    opening, enqueue, consolidate, root = (phases.get(k, 0.0) for k in ("open", "enqueue", "consolidate", "root"))
+    split = {
+        "open": opening,
+        "enqueue": enqueue,
+        "consolidation": consolidate - root,
+        "results root": root,
+        "rest": scheduler - opening - enqueue - consolidate,
+    }
+    return {k: round(v / n * 1e6, 1) for k, v in split.items()}
 
 
 # ----------------------------------------------------------------------------------- peers
@@ -505,10 +535,18 @@ class RqpEnv:
 
 
 def rqp_round(
-    env: RqpEnv, wid: str, n: int, rss: procs.RssSampler | None = None, scheduler_profile: Path | None = None
+    env: RqpEnv,
+    wid: str,
+    n: int,
+    rss: procs.RssSampler | None = None,
+    scheduler_profile: Path | None = None,
+    serve: bool = False,
 ) -> dict[str, Any]:
     """One workload through `rqp-scheduler run`, processors already running; with
-    ``scheduler_profile``, the scheduler runs under cProfile (bench/profile_scheduler.py)."""
+    ``scheduler_profile``, the scheduler runs under cProfile (bench/profile_scheduler.py); with
+    ``serve``, `rqp-scheduler serve` (the leader lease taken, every write fenced) is started and
+    given the workload by `rqp submit`, and stopped (SIGTERM) once the workload's summary is
+    written -- its CPU then includes taking the lease and keeping it."""
     server_pid = env.server.proc.pid  # type: ignore[union-attr]
     extra = [env.azurite.proc.pid] if env.azurite and env.azurite.proc else []
     c_workers, c_redis, c_extra, c_sched = (
@@ -528,7 +566,11 @@ def rqp_round(
         if scheduler_profile is None
         else [sys.executable, str(HERE / "profile_scheduler.py"), str(scheduler_profile)]
     )
-    cp = subprocess.run([*scheduler, "run", wid], env=env.env, cwd=env.root, capture_output=True, timeout=1800)
+    submit_cpu = 0.0
+    if serve:
+        cp, submit_cpu = _serve_one(env, scheduler, wid)
+    else:
+        cp = subprocess.run([*scheduler, "run", wid], env=env.env, cwd=env.root, capture_output=True, timeout=1800)
     wall = time.perf_counter() - t0
     tl.stop()
     workers_total = procs.cpu_seconds(env.pids()) - c_workers
@@ -536,8 +578,12 @@ def rqp_round(
     parts = {
         "workers": workers_total - hosts,
         "redis": procs.cpu_seconds([server_pid]) - c_redis,
-        "scheduler": procs.children_cpu() - c_sched,
+        # the children this process waited for: the scheduler (and, with ``serve``, `rqp submit`,
+        # the client's CPU, not the scheduler's: left out as `rqp pack` is)
+        "scheduler": procs.children_cpu() - c_sched - submit_cpu,
     }
+    phases: dict[str, float] = {}
+    phase_wall: dict[str, float] = {}
     if startup_file.exists():
         # the interpreter and the scheduler's modules loading: paid once per process, not per
         # record (a deployed scheduler is a service); shown apart, still in the total
@@ -546,6 +592,8 @@ def rqp_round(
         parts["scheduler start-up"] = spent["startup_cpu_seconds"]
         # the script host that checks the script before the workload starts (a child it waits for)
         parts["scheduler's script host"] = spent["children_cpu_seconds"]
+        phases = spent.get("phases_cpu_seconds") or {}
+        phase_wall = spent.get("phases_wall_seconds") or {}
     if hosts > 0:
         parts["script hosts"] = hosts
     if extra:
@@ -571,10 +619,42 @@ def rqp_round(
         "records_per_chunk": round(n / max(1, chunks)),
         "worker_us_per_record": round(float(perf["seconds"]) / n * 1e6, 1),
         "cpu_us_per_record": cpu_split(n, parts),
+        # the scheduler's CPU by phase (bench/run_scheduler.py): where its µs per record go
+        "scheduler_phases_us_per_record": scheduler_phases(n, parts["scheduler"], phases),
+        # the results root's pass (input digests, Merkle leaves, signature) left out of the clock
+        "rate_with_consolidation_without_root": round(
+            n / max(1e-9, finished - started - phase_wall.get("root", 0.0)), 1
+        ),
+        "root_wall_seconds": round(phase_wall.get("root", 0.0), 3),
         "timeline": tl.phases(started, n),
         # what the finished workload leaves in Redis (status TTL), per record
         "redis_retained_bytes_per_record": round((redis_used_memory(env.r) - mem0) / n, 1),
     }
+
+
+def _serve_one(env: RqpEnv, scheduler: list[str], wid: str) -> tuple[subprocess.CompletedProcess, float]:
+    """``rqp-scheduler serve`` until ``wid`` (handed over with ``rqp submit``) has ended, then
+    SIGTERM: a service stopped on request exits 0 and releases its lease. Returns the scheduler's
+    exit and the CPU seconds of `rqp submit` (a child of this process too)."""
+    log_file = env.root / f"serve-{wid}.log"
+    with open(log_file, "wb") as out:
+        proc = subprocess.Popen([*scheduler, "serve"], env=env.env, cwd=env.root, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            before = procs.children_cpu()
+            env.run(str(BIN / "rqp"), "submit", wid)
+            submit_cpu = procs.children_cpu() - before
+            deadline = time.monotonic() + 1800
+            while (env.r.hget(f"rqp:w:{wid}:meta", "state") or b"").decode() not in ("done", "failed", "cancelled"):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"rqp-scheduler serve ended or stalled before {wid} did; see {log_file}")
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return subprocess.CompletedProcess(proc.args, code, b"", log_file.read_bytes()), submit_cpu
 
 
 class Timeline(threading.Thread):
@@ -641,9 +721,11 @@ def rqp_system_round(
     sample_rss: bool = False,
     sandbox: bool = True,
     script: Path | None = None,
+    serve: bool = False,
 ) -> dict[str, Any]:
     """One round of rqp, from scratch: fresh Redis (and Azurite), pack, processors ready, schedule
-    (``script``: another process() than examples/process.py, returning the same results)."""
+    (``script``: another process() than examples/process.py, returning the same results;
+    ``serve``: through ``rqp-scheduler serve`` and ``rqp submit`` instead of ``run``)."""
     env = RqpEnv(work, f"{key}-r{k}", kek, azure=azure, sandbox=sandbox)
     try:
         wid = env.pack(f"b-{k}", data.file(n, work), script)
@@ -651,7 +733,7 @@ def rqp_system_round(
         sampler = procs.RssSampler(proc.pid) if sample_rss else None
         if sampler:
             sampler.start()
-        rnd = rqp_round(env, wid, n)
+        rnd = rqp_round(env, wid, n, serve=serve)
         if sampler:
             peak = sampler.stop()
             rnd["peak_rss_mb_sampled"] = {str(pid): round(v / 2**20, 1) for pid, v in peak.items()}
@@ -661,6 +743,7 @@ def rqp_system_round(
         if verify:
             rnd["verified"] = verify_rqp(env, wid, data, n)
         rnd["redis_commandstats"] = _commandstats(env.r)
+        rnd["redis_commandstats_all"] = _commandstats(env.r, top=1000)
     finally:
         env.close()
     cpu = rnd["cpu_us_per_record"]
@@ -935,7 +1018,7 @@ def report(res: dict[str, Any]) -> str:
     lines.append(hdr)
     lines.append("-" * len(hdr))
     base = sysres.get("rqp", {}).get("median")
-    order = ["rqp", "rqp-nosandbox", "rqp-azure", *PEERS_BY_KEY]
+    order = ["rqp", "rqp-serve", "rqp-nosandbox", "rqp-azure", *PEERS_BY_KEY]
     for key in order:
         s = sysres.get(key)
         if not s:
@@ -968,6 +1051,9 @@ def report(res: dict[str, Any]) -> str:
             f"~{statistics.median([r['records_per_chunk'] for r in rq['rounds']]):,.0f} records per chunk; "
             f"CPU µs/record by process: " + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items())
         )
+        lines.extend(scheduler_lines("rqp local", rq["rounds"]))
+    if "rqp-serve" in sysres and "rounds" in sysres["rqp-serve"]:
+        lines.extend(serve_lines(sysres["rqp-serve"]["rounds"], (sysres.get("rqp") or {}).get("rounds")))
     if "rqp-nosandbox" in sysres and "rounds" in sysres["rqp-nosandbox"]:
         off = sysres["rqp-nosandbox"]
         cpu = off["rounds"][len(off["rounds"]) // 2]["cpu_us_per_record"]
@@ -976,6 +1062,7 @@ def report(res: dict[str, Any]) -> str:
         az = sysres["rqp-azure"]
         cpu = az["rounds"][len(az["rounds"]) // 2]["cpu_us_per_record"]
         lines.append("rqp Azurite: CPU µs/record by process: " + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items()))
+        lines.extend(scheduler_lines("rqp Azurite", az["rounds"]))
     eff_rows = [(b, s, sysres.get(f"efficiency-{b.label}-{s}")) for b in BURNS for s in EFFICIENCY_SYSTEMS]
     if any(v for _b, _s, v in eff_rows):
         lines.append("")
@@ -1042,6 +1129,58 @@ def report(res: dict[str, Any]) -> str:
     for row in t:
         lines.append(f"  {row['what']:<48}{row['measured']:>14}   goal {row['goal']:<10} {row['verdict']}")
     return "\n".join(lines)
+
+
+def _calls(rnd: dict[str, Any], command: str) -> int:
+    """How many times Redis ran ``command`` in a round (its command statistics)."""
+    return sum(int(c["calls"]) for c in rnd.get("redis_commandstats_all", []) if c["command"] == command)
+
+
+def serve_lines(serve: list[dict[str, Any]], run: list[dict[str, Any]] | None) -> list[str]:
+    """What the leader lease and the fenced writes cost: ``rqp-scheduler serve`` beside ``run``
+    in the same rounds (scheduler and Redis CPU µs/record; WATCH and GET calls, each one more
+    round trip per fenced write)."""
+
+    def med(rounds: list[dict[str, Any]], part: str) -> float:
+        return statistics.median([r["cpu_us_per_record"].get(part, 0.0) for r in rounds])
+
+    out = [
+        "rqp serve (leader lease, every write fenced): CPU µs/record by process: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in serve[len(serve) // 2]["cpu_us_per_record"].items())
+    ]
+    if run:
+        pairs = zip(serve, run, strict=False)  # the same rounds, as far as both got
+        watch = [(_calls(a, "watch"), _calls(b, "watch"), _calls(a, "exec"), _calls(b, "exec")) for a, b in pairs]
+        w_serve, w_run, x_serve, x_run = (statistics.median(v) for v in zip(*watch, strict=True))
+        out.append(
+            f"rqp serve vs run, same rounds: scheduler {med(serve, 'scheduler'):.1f} vs {med(run, 'scheduler'):.1f} µs/record, "
+            f"Redis {med(serve, 'redis'):.1f} vs {med(run, 'redis'):.1f}; WATCH {w_serve:,.0f} vs {w_run:,.0f} calls, "
+            f"EXEC {x_serve:,.0f} vs {x_run:,.0f} (a fenced write is WATCH + GET of the fence before its MULTI/EXEC: "
+            f"2 more round trips per write, per transaction not per record)"
+        )
+    out.extend(scheduler_lines("rqp serve", serve))
+    return out
+
+
+def scheduler_lines(label: str, rounds: list[dict[str, Any]]) -> list[str]:
+    """The scheduler's CPU µs/record by phase (median [min-max] over the rounds) and the rate
+    including consolidation with and without the results root's pass."""
+    phased = [r["scheduler_phases_us_per_record"] for r in rounds if r.get("scheduler_phases_us_per_record")]
+    if not phased:
+        return []
+
+    def span(vals: list[float]) -> str:
+        return f"{statistics.median(vals):.1f} [{min(vals):.1f}-{max(vals):.1f}]"
+
+    by_phase = ", ".join(f"{k} {span([p[k] for p in phased])}" for k in phased[0])
+    with_root = [r["rate_with_consolidation"] for r in rounds]
+    without = [r.get("rate_with_consolidation_without_root", 0.0) for r in rounds]
+    root_s = [r.get("root_wall_seconds", 0.0) for r in rounds]
+    return [
+        f"{label}: scheduler CPU µs/record by phase, median [min-max]: {by_phase}",
+        f"{label}: records/s including consolidation {fmt_rate(statistics.median(with_root))} with the results root, "
+        f"{fmt_rate(statistics.median(without))} without its pass ({statistics.median(root_s):.2f}s of wall time)",
+    ]
 
 
 def targets(sysres: dict[str, Any]) -> list[dict[str, str]]:
@@ -1238,6 +1377,16 @@ def main(argv: list[str] | None = None) -> int:
                 n_rqp,
                 "",
                 lambda k: rqp_system_round("rqp", n_rqp, 2, k, work, data, kek, verify=k == 0),
+            )
+        )
+    if "rqp-serve" in selected:
+        e2e.append(
+            (
+                "rqp-serve",
+                "rqp serve (leader lease, fenced)",
+                n_rqp,
+                "",
+                lambda k: rqp_system_round("rqp-serve", n_rqp, 2, k, work, data, kek, verify=False, serve=True),
             )
         )
     if "rqp-nosandbox" in selected:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from rqp.merkle import HASH_SIZE, audit_path, iter_hashes, leaf_hash, node_hash, root_from_path, tree_root
+from rqp.merkle import HASH_SIZE, TreeBuilder, audit_path, iter_hashes, leaf_hash, node_hash, root_from_path, tree_root
 
 
 def _mth(leaves: list[bytes]) -> bytes:
@@ -36,6 +36,27 @@ def test_streamed_root_is_rfc6962_and_every_path_leads_to_it(n: int) -> None:
         leaf, path = audit_path(iter(leaves), i, n)
         assert leaf == leaves[i]
         assert root_from_path(leaf, i, n, path) == root
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 5, 8, 9, 31, 33, 100, 257])
+@pytest.mark.parametrize("pieces", [(1,), (3,), (4, 1, 7), (64,), (5, 64, 2)])
+def test_extend_in_pieces_is_the_rfc6962_root(n: int, pieces: tuple[int, ...]) -> None:
+    """``TreeBuilder.extend`` (the results root adds a piece of leaves at a time, reduced level by
+    level) gives the recursive MTH whatever the pieces' sizes and where they fall, and mixes with
+    ``add``."""
+    leaves = _leaves(n)
+    b = TreeBuilder()
+    at, i = 0, 0
+    while at < n:
+        size = pieces[i % len(pieces)]
+        if i % 3 == 2:
+            for leaf in leaves[at : at + size]:
+                b.add(leaf)
+        else:
+            b.extend(leaves[at : at + size])
+        at, i = at + size, i + 1
+    assert b.size == n
+    assert b.root() == (_mth(leaves) if n else hashlib.sha256(b"").digest())
 
 
 def test_leaf_and_node_hashes_are_domain_separated() -> None:

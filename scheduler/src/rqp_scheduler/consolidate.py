@@ -179,13 +179,15 @@ def notes(ledger: Ledger, workload: Workload, head: Head, proof: Proof) -> list[
     return out
 
 
-def _entries(store: BlobStore, workload: Workload, note: ChunkNote) -> Iterator[tuple[int, bytes]]:
+def _entries(store: BlobStore, workload: Workload, note: ChunkNote, whole: bool = False) -> Iterator[tuple[int, bytes]]:
     """(record id, sealed result) of ``note``'s job's part, read in pieces: one entry in memory at
-    a time whatever the results' size (``RQP_MAX_RESULT_BYTES`` each)."""
+    a time whatever the results' size (``RQP_MAX_RESULT_BYTES`` each); ``whole``: read in one
+    request (``BlobStore.get``) by a caller that holds the part's entries anyway -- on Azure one
+    round trip per part instead of a properties request and a ranged read."""
     j = JobId.parse(note.job)
     name = part_blob(workload.id, f"{j.chunk}-{j.gen}")
     try:
-        yield from iter_part(store.iter_chunks(name), name)
+        yield from iter_part([store.get(name)] if whole else store.iter_chunks(name), name)
     except IntegrityError as exc:
         raise StateError(workload.id, str(exc)) from None
 
@@ -236,7 +238,7 @@ def _note_lines(store: BlobStore, workload: Workload, note: ChunkNote) -> tuple[
     its job's key, bound to its record id; every done record has one), but one loop with local
     names instead of a generator stack per record -- consolidation's share of a record's CPU.
     Holds one part's entries, as the part itself is held by the worker that wrote it."""
-    entries = list(_entries(store, workload, note))
+    entries = list(_entries(store, workload, note, whole=True))
     wanted = list(note.done_ids())
     if [rid for rid, _ in entries] != wanted:  # a record re-run alone, or entries not done: walk it
         entries = list(_in_order(iter(entries), wanted, workload, note.chunk))

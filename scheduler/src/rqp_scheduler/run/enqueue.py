@@ -193,7 +193,11 @@ class Enqueuer:
                     rid += 1
             if good:
                 chunk = chunk_name(ChunkKind.DATA, chunk_no)
-                specs.append(chunk_spec(ctx, chunk, [(i, 1) for i, _ in good], now, key_of))
+                first, count = good[0][0], len(good)
+                if good[-1][0] - first + 1 == count:  # ids ascend: consecutive, one run
+                    specs.append(chunk_spec(ctx, chunk, [], now, key_of, runs=((first, count, 1),)))
+                else:  # malformed records left gaps
+                    specs.append(chunk_spec(ctx, chunk, [(i, 1) for i, _ in good], now, key_of))
                 ctx.ledger.put_chunk(pipe, chunk, w.scope(chunk).seal_packed("record", good))
             chunk_no += 1
         queue_specs(ctx, pipe, specs, 0)

@@ -20,11 +20,18 @@ FAILURE_TTL = 7 * 86400
 
 
 def chunk_spec(
-    ctx: RunContext, chunk: str, records: list[tuple[int, int]], queued_at: float, key_of: dict[int, str] | None = None
+    ctx: RunContext,
+    chunk: str,
+    records: list[tuple[int, int]],
+    queued_at: float,
+    key_of: dict[int, str] | None = None,
+    runs: tuple[tuple[int, int, int], ...] | None = None,
 ) -> ChunkSpec:
-    """A chunk's spec; ``key_of``: the records' own ids (``--id-field``), by record id."""
+    """A chunk's spec; ``key_of``: the records' own ids (``--id-field``), by record id; ``runs``:
+    ``runs_of(records)`` when the caller knows it already (the enqueue's usual chunk: one run of
+    consecutive ids, first attempt), so no (id, attempt) pair is built per record."""
     s = ctx.settings
-    runs = runs_of(records)
+    runs = runs_of(records) if runs is None else runs
     keys = tuple(key_of[r] for f, n, _ in runs for r in range(f, f + n)) if key_of else None
     lines = ctx.lines.within(runs[0][0], runs[-1][0] + runs[-1][1] - 1) if runs else ()
     return ChunkSpec(

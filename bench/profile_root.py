@@ -1,0 +1,122 @@
+"""The results root's pass alone: CPU µs per record of ``build_root``, optionally under cProfile.
+
+    python bench/profile_root.py [N] [--profile] [--rounds R]
+
+Packs ``N`` records of the benchmark's data (``examples/make_data.py``, 100,000 by default) into a
+temporary file blob store, writes the results object ``consolidate`` would write for them (each
+record's result from ``examples/process.py``, as a worker encodes it), then times
+``rqp.results_root.build_root`` over them: the input digests (the data read and parsed again,
+one HMAC per record), the Merkle leaves (the results decrypted, each result's canonical digest)
+and the tree. No Redis, no workers: the figure is the root's own, without the noise of a whole
+run -- what ``make bench`` shows as the scheduler's ``results root`` phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import pstats
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "examples"))
+sys.path.insert(0, str(REPO / "tests"))
+
+#: records packed when no count is given
+DEFAULT_RECORDS = 100_000
+
+
+class Packed:
+    """``n`` records packed into ``directory`` with their results object, as consolidation leaves
+    them before the root's pass."""
+
+    def __init__(self, n: int, directory: Path) -> None:
+        import make_data  # type: ignore[import-not-found]
+        import process  # type: ignore[import-not-found]
+        from harness import make_signer  # type: ignore[import-not-found]
+
+        from rqp.crypto import aad, encrypt_stream
+        from rqp.jsonsafe import dumps
+        from rqp.keys import LocalKeyProvider, generate_kek
+        from rqp.signing import LocalSigningKey, TrustStore
+        from rqp.storage import FileBlobStore
+        from rqp.workload import Workload, blob_name, pack
+
+        d = directory
+        generate_kek(d / "kek.pem", d / "kek.pub.pem")
+        key, trusted = make_signer(d / "signer")
+        rng = random.Random(20261124)
+        records = [make_data.record(i, rng) for i in range(n)]
+        data = d / "data.jsonl"
+        data.write_bytes(b"".join(json.dumps(r).encode() + b"\n" for r in records))
+        self.n = n
+        self.store = FileBlobStore(d / "blobs")
+        self.signer = LocalSigningKey(key)
+        pack(self.store, LocalKeyProvider(public_key_file=d / "kek.pub.pem"), "root", data,
+             REPO / "examples" / "process.py", signer=self.signer)  # fmt: skip
+        self.workload = Workload.open(
+            self.store, LocalKeyProvider(private_key_file=d / "kek.pem"), "root", TrustStore.from_file(trusted)
+        )
+        lines = [b'{"id":%d,"result":%s}\n' % (i, dumps(process.process(r)).encode()) for i, r in enumerate(records)]
+        self.results = blob_name("root", "results.enc")
+        self.store.put_stream(
+            self.results, encrypt_stream(self.workload.key, iter([b"".join(lines)]), aad("results", "root"))
+        )
+
+    def payloads(self) -> Iterator[bytes]:
+        """The records' bytes as the enqueue parses them."""
+        from rqp.records import parse_records
+
+        recs = parse_records("jsonl", self.workload.data_chunks(), workload_id="root")
+        return (payload for payload, _why in recs)
+
+    def build(self, build_root: Callable[..., Any] | None = None) -> Any:
+        """The attestation ``build_root`` (``rqp.results_root``'s unless another is given) makes."""
+        if build_root is None:
+            from rqp.results_root import build_root
+        return build_root(self.store, self.workload, self.payloads(), self.results, [], self.n, self.signer)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("n", nargs="?", type=int, default=DEFAULT_RECORDS)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--profile", action="store_true", help="one more pass under cProfile (CPU clock), by own time")
+    args = ap.parse_args(argv)
+    n = args.n
+    with tempfile.TemporaryDirectory(prefix="rqp-root-") as tmp:
+        packed = Packed(n, Path(tmp))
+        times = []
+        root = None
+        for _ in range(args.rounds):
+            c0 = time.process_time()
+            att = packed.build()
+            times.append((time.process_time() - c0) / n * 1e6)
+            assert root is None or att.root == root, "the root changed between rounds"
+            root = att.root
+        print(
+            f"build_root, {n:,} records: {statistics.median(times):.2f} µs/record CPU "
+            f"(median of {args.rounds}: {', '.join(f'{t:.2f}' for t in times)})"
+        )
+        if args.profile:
+            prof = cProfile.Profile(time.process_time)
+            prof.enable()
+            packed.build()
+            prof.disable()
+            s = io.StringIO()
+            pstats.Stats(prof, stream=s).strip_dirs().sort_stats("tottime").print_stats(20)
+            print(s.getvalue())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
