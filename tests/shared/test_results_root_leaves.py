@@ -67,7 +67,7 @@ def _expected(w: Workload, payloads: list[bytes]) -> list[bytes]:
     k = input_key(w.key, w.id)
     out = []
     for rid in range(TOTAL):
-        mac = hmac.digest(k, payloads[rid], "sha256")
+        mac = hmac.digest(k, rid.to_bytes(8, "big") + payloads[rid], "sha256")  # bound to its id
         if rid in LINES:
             doc = parse_result_line(LINES[rid])
             kind, digest = row_leaf(doc)
