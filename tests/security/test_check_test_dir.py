@@ -61,5 +61,13 @@ def test_a_searchable_clone_passes(shared_dir):
 
 def test_make_test_checks_before_it_installs_anything():
     for target in ("test", "test-fast"):
-        got = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+        # --no-print-directory: under 'make test' (MAKELEVEL set) make prints "Entering directory" first
+        got = subprocess.run(
+            ["make", "--no-print-directory", "-n", target],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert got.stdout.splitlines()[0].endswith("tools/check_test_dir.py"), (target, got.stdout[:500])
