@@ -76,7 +76,14 @@ def test_the_primary_killed_mid_run_the_replica_promoted_and_the_work_resumes_by
         after_promotion = done()  # what the replica had: the last writes may be lost (asynchronous)
         wait_until(lambda: done() > after_promotion, 60, "work to resume on the promoted replica")
         resumed = time.monotonic()
-        wait_until(lambda: done() == N, 90, "every record done")
+        try:
+            wait_until(lambda: done() == N, 90, "every record done")
+        except AssertionError as exc:  # say where the rest is: in flight, queued, or nowhere
+            pending = cluster.r.zrange("rqp:w:ha:pending", 0, -1, withscores=True)
+            log_tail = (cluster.root / "scheduler.log").read_text(errors="replace")[-3000:]
+            raise AssertionError(
+                f"{exc}: {done()} of {N} done; pending {pending[:20]}; scheduler log:\n{log_tail}"
+            ) from None
         finished = time.monotonic()
 
         timeline = (
