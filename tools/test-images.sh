@@ -435,9 +435,18 @@ ok "the console (published on 127.0.0.1 only, read-only Redis user over TLS): lo
 timing "console checks" "$(since "$t")"
 # Prometheus: the scheduler scrapes a processor over the project network; neither publishes it
 $C exec -T scheduler python3 -c '
-import sys, urllib.request
+import sys, time, urllib.request
+def scrape(host):  # a role that has just started (or restarted) may not listen yet: ask for 20 s
+    end = time.monotonic() + 20
+    while True:
+        try:
+            return urllib.request.urlopen(f"http://{host}:9100/metrics", timeout=10).read().decode()
+        except OSError as exc:
+            if time.monotonic() > end:
+                sys.exit(f"{host}:9100/metrics did not answer within 20s: {exc}")
+            time.sleep(0.5)
 for host in ("processor", "scheduler"):
-    text = urllib.request.urlopen(f"http://{host}:9100/metrics", timeout=10).read().decode()
+    text = scrape(host)
     want = {"processor": ("rqp_workers ", "rqp_redis_up 1.0"), "scheduler": ("rqp_workloads{state=\"done\"}", "rqp_redis_up 1.0")}[host]
     missing = [w for w in want if w not in text]
     assert not missing, f"{host}:9100/metrics lacks {missing}"
