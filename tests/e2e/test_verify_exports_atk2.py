@@ -220,3 +220,30 @@ def test_parquet_input_naming_a_column_twice_is_refused_at_pack(cluster, tmp_pat
     assert p.returncode != 0 and "Traceback" not in err and "\n" not in err, err
     assert "names the column 'name' twice" in err, err
     assert c.rqp("list").stdout.decode().count("duphp") == 0
+
+
+def test_a_proof_with_a_number_written_otherwise_is_refused(cluster, tmp_path, monkeypatch, capsys):
+    c, pub = cluster
+    for k, v in c.env.items():
+        if k.startswith("RQP_"):
+            monkeypatch.setenv(k, v)
+    proof = tmp_path / "fp1.json"
+    c.rqp("proof", "fl", "--record", "1", "-o", str(proof))
+    text = proof.read_text()
+    assert '"price":0.1' in text.replace(" ", ""), text
+    args = ["verify-proof", "--signer", str(pub), "--workload", "fl", "--record", "1"]
+    assert main([*args, str(proof)]) == 0
+    capsys.readouterr()
+    for name, old, new in (
+        ("fprec.json", "0.1", "0.10000000000000001"),
+        ("fbig.json", "1e+22", "10000000000000000000001.0"),
+        ("fneg.json", '"zero":0', '"zero":-0'),
+    ):
+        edited = text.replace(old, new, 1)
+        assert edited != text and json.loads(edited) == json.loads(text), name  # equal once parsed
+        path = tmp_path / name
+        path.write_text(edited)
+        code = main([*args, str(path)])
+        out = capsys.readouterr()
+        line = (out.out + out.err).strip()
+        assert code != 0 and "writes the number" in line and "\n" not in line, (name, line)
