@@ -247,3 +247,18 @@ def test_a_proof_with_a_number_written_otherwise_is_refused(cluster, tmp_path, m
         out = capsys.readouterr()
         line = (out.out + out.err).strip()
         assert code != 0 and "writes the number" in line and "\n" not in line, (name, line)
+
+
+def test_a_dataframe_or_table_naming_a_column_twice_is_refused_by_the_client():
+    pd = pytest.importorskip("pandas")
+    pa = pytest.importorskip("pyarrow")
+    from rqp.client._sources import data_source
+    from rqp.errors import WorkloadError
+
+    frame = pd.DataFrame([[1, "a", "b"]], columns=["n", "name", "name"])
+    with pytest.raises(WorkloadError, match="the DataFrame names the column 'name' twice"):
+        data_source(frame, None)
+    table = pa.Table.from_arrays([pa.array([1]), pa.array(["a"]), pa.array(["b"])], names=["n", "name", "name"])
+    with pytest.raises(WorkloadError, match="the Arrow table names the column 'name' twice"):
+        data_source(table, None)
+    assert data_source(pd.DataFrame([[1, "a"]], columns=["n", "name"]), None).fmt == "jsonl"
