@@ -40,6 +40,8 @@ def plain_text(text: str) -> str:
     form for, so a CSV or Parquet writer would fail on it for the whole workload) is written as
     its escape ``\\udXXX`` -- deterministic, as ``rqp.results_root.text_bytes`` does for the root,
     so ``rqp verify --results`` renders the same cell."""
+    if text.isascii():
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
