@@ -16,7 +16,7 @@ from typing import Any
 
 from .jsonsafe import result_line
 
-__all__ = ["COMPACT", "FIXED_COLUMNS", "RESULT_PREFIX", "CsvLayout", "cell", "csv_docs", "is_flat"]
+__all__ = ["COMPACT", "FIXED_COLUMNS", "RESULT_PREFIX", "CsvLayout", "cell", "csv_docs", "is_flat", "plain_text"]
 
 #: the JSON ``rqp results`` writes: no spaces, as the results lines themselves are
 COMPACT = (",", ":")
@@ -35,13 +35,27 @@ def is_flat(value: Any) -> bool:
     )
 
 
+def plain_text(text: str) -> str:
+    """``text`` as every export writes it: itself, except that a lone surrogate (which UTF-8 has no
+    form for, so a CSV or Parquet writer would fail on it for the whole workload) is written as
+    its escape ``\\udXXX`` -- deterministic, as ``rqp.results_root.text_bytes`` does for the root,
+    so ``rqp verify --results`` renders the same cell."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def cell(value: Any) -> str:
-    """A value as a CSV cell: a string as itself, null as empty, anything else as compact JSON
-    (``true``, ``12.5``, ``[1,2]``)."""
+    """A value as a CSV cell: a string as itself (``plain_text``), null as empty, anything else as
+    compact JSON (``true``, ``12.5``, ``[1,2]``)."""
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
+        return plain_text(value)
     return json.dumps(value, allow_nan=False, separators=COMPACT)
 
 

@@ -6,10 +6,13 @@ Each row of the export is matched with the stored result of the same record (its
 against the summary's digest and, by ``rqp.verification.check_rows``, against the signed leaf)
 and must be that result's rendering in the export's format, cell for cell or field for field:
 
-* JSON Lines (and client records): a JSON object with exactly the fields rqp writes (``id``,
-  ``key`` when the workload has keys, ``result`` or ``error``), equal value for value (``1``,
-  ``1.0`` and ``true`` told apart); strict JSON (``rqp.jsonsafe``: UTF-8, no NaN, bounded
-  nesting, no name twice in an object);
+* JSON Lines: each line byte for byte the line ``rqp results`` prints for that record (so a
+  number written otherwise -- ``0.10000000000000001`` for ``0.1``, ``-0`` for ``0`` -- differs,
+  as it would to a Decimal or jsonb reader), and strict JSON (``rqp.jsonsafe``: UTF-8, no NaN,
+  bounded nesting, no name twice in an object);
+* client records (Python values, not text): a JSON object with exactly the fields rqp writes
+  (``id``, ``key`` when the workload has keys, ``result`` or ``error``), equal value for value
+  (``1``, ``1.0`` and ``true`` told apart);
 * CSV: the header exactly the columns ``rqp results --format csv`` writes for the workload
   (``rqp.csv_layout.CsvLayout``), each row the writer's cells for that record -- so the
   spread cells and the ``result`` cell are both checked, and no cell's type is guessed;
@@ -39,8 +42,10 @@ from .results_root import row_leaf
 from .verification import Row
 from .workload import Workload
 
-__all__ = ["RENDER_BATCH", "client_rows", "export_rows"]
+__all__ = ["PARQUET_OWN_METADATA", "RENDER_BATCH", "client_rows", "export_rows"]
 
+#: the only key-value metadata of rqp's Parquet exports: the Arrow schema pyarrow's writer stores
+PARQUET_OWN_METADATA = frozenset({b"ARROW:schema"})
 #: stored results rendered per batch (Parquet renders through pyarrow a batch at a time)
 RENDER_BATCH = 1024
 #: a CSV cell may be as large as a result (the csv module's own limit is 128 KiB)
@@ -74,6 +79,27 @@ def _stored_docs(store: Any, workload: Workload) -> Iterator[dict[str, Any]]:
             doc = loads(result_line(line))
             if isinstance(doc, dict) and isinstance(doc.get("id"), int) and not isinstance(doc["id"], bool):
                 yield doc
+
+
+class _StoredDoc(dict[str, Any]):
+    """A stored result as ``rqp results`` prints it, parsed, with the exact line it prints."""
+
+    __slots__ = ("line",)
+    line: bytes
+
+
+def _stored_lines(store: Any, workload: Workload) -> Iterator[dict[str, Any]]:
+    """``_stored_docs``, each keeping its printed line: a JSON Lines export is compared byte for
+    byte with it, so ``0.10000000000000001`` or ``-0`` (equal doubles, other numbers to a
+    Decimal or jsonb reader) is not taken for rqp's ``0.1`` or ``0``."""
+    for line in read_results(store, workload):
+        if line.strip():
+            printed = result_line(line)
+            doc = loads(printed)
+            if isinstance(doc, dict) and isinstance(doc.get("id"), int) and not isinstance(doc["id"], bool):
+                out = _StoredDoc(doc)
+                out.line = printed
+                yield out
 
 
 def _in_order(entries: Callable[[], Iterable[_Entry]]) -> Iterable[_Entry]:
@@ -129,7 +155,8 @@ def _jsonl_entries(path: Path) -> Iterator[_Entry]:
                 doc = loads(raw)
             except JSONRejected as exc:
                 raise IntegrityError(f"{where} is not strict JSON ({exc}): not an export of 'rqp results'") from None
-            yield _doc_entry(doc, where)
+            # the line as written, not as parsed: rqp writes one form of each result
+            yield _Entry(_doc_entry(doc, where).id, where, raw[:-1] if raw.endswith(b"\n") else raw)
 
 
 def _doc_entry(doc: Any, where: str) -> _Entry:
@@ -143,6 +170,10 @@ def _doc_entry(doc: Any, where: str) -> _Entry:
 
 def _render_json(docs: list[dict[str, Any]]) -> list[Any]:
     return [_ascii(d, f"stored record {d['id']}") for d in docs]
+
+
+def _printed(docs: list[dict[str, Any]]) -> list[Any]:
+    return [d.line if isinstance(d, _StoredDoc) else None for d in docs]
 
 
 def _csv_entries(path: Path, header: list[str]) -> Iterator[_Entry]:
@@ -172,6 +203,27 @@ def _csv_entries(path: Path, header: list[str]) -> Iterator[_Entry]:
             raise IntegrityError(f"line {reader.line_num} of {path} is not CSV as rqp writes it ({exc})") from None
 
 
+def _no_metadata(path: Path, pf: Any, got: Any) -> None:
+    """Refuse metadata ``rqp results --format parquet`` does not write: it writes none but the
+    Arrow schema pyarrow stores (``PARQUET_OWN_METADATA``), while pandas labels columns (and
+    index, dtypes) by a file's ``pandas`` metadata -- a file that relabels ``price`` as ``big``
+    must not verify because its cells are rqp's."""
+    found = [k for k in (pf.metadata.metadata or {}) if k not in PARQUET_OWN_METADATA]
+    found += [k for k in (got.metadata or {}) if k not in found]
+    if found:
+        shown = ", ".join(repr(k.decode("utf-8", "backslashreplace"))[:40] for k in found[:5])
+        raise IntegrityError(
+            f"{path} carries metadata 'rqp results --format parquet' never writes ({shown}): it may relabel "
+            f"columns for pandas; export it again with 'rqp results --format parquet'"
+        )
+    for field in got:
+        if field.metadata:
+            raise IntegrityError(
+                f"column {field.name!r} of {path} carries metadata 'rqp results --format parquet' never writes; "
+                f"export it again with 'rqp results --format parquet'"
+            )
+
+
 def _parquet(store: Any, workload: Workload, path: Path) -> Iterator[Row]:
     from .client._frames import _need, _scan, flatten  # noqa: PLC0415 - pyarrow only for Parquet
     from .client._stream import parse_line  # noqa: PLC0415
@@ -195,6 +247,7 @@ def _parquet(store: Any, workload: Workload, path: Path) -> Iterator[Row]:
             f"the columns of {path} are not the ones 'rqp results --format parquet' writes for this workload "
             f"({', '.join(f'{f.name}: {f.type}' for f in schema)[:200]}): columns added, removed, repeated or retyped"
         )
+    _no_metadata(path, pf, got)
 
     def render(batch: list[dict[str, Any]]) -> list[Any]:
         return list(pa.Table.from_pylist(flatten(batch, spread, json_text=True), schema=schema).to_pylist())
@@ -231,8 +284,8 @@ def export_rows(store: Any, workload: Workload, path: Path, fmt: str | None) -> 
         stored = _stored_docs(store, workload)
         yield from _matched(stored, lambda b: [layout.row(d) for d in b], _in_order(lambda: _csv_entries(path, header)))
     else:
-        stored = _stored_docs(store, workload)
-        yield from _matched(stored, _render_json, _in_order(lambda: _jsonl_entries(path)))
+        printed = _stored_lines(store, workload)
+        yield from _matched(printed, _printed, _in_order(lambda: _jsonl_entries(path)))
 
 
 def client_rows(store: Any, workload: Workload, given: list[Any]) -> Iterator[Row]:

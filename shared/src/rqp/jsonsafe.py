@@ -8,9 +8,20 @@ its own directory and the standard library, decodes records and encodes results 
 
 from __future__ import annotations
 
+import json
+
 from .sandbox._jsonsafe import MAX_JSON_DEPTH, JSONRejected, depth_exceeds, dumps, loads, nan_path
 
-__all__ = ["MAX_JSON_DEPTH", "JSONRejected", "depth_exceeds", "dumps", "loads", "nan_path", "result_line"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "JSONRejected",
+    "depth_exceeds",
+    "dumps",
+    "loads",
+    "nan_path",
+    "noncanonical_number",
+    "result_line",
+]
 
 
 def result_line(line: bytes, max_depth: int = MAX_JSON_DEPTH) -> bytes:
@@ -29,3 +40,20 @@ def result_line(line: bytes, max_depth: int = MAX_JSON_DEPTH) -> bytes:
     rid = head[6:] if head.startswith(b'{"id":') else b""
     doc = {"id": int(rid) if rid.isdigit() and len(rid) < 20 else None, "error": f"result is not valid JSON: {reason}"}
     return dumps(doc).encode()
+
+
+def noncanonical_number(text: str | bytes) -> tuple[str, str] | None:
+    """The first number literal in strict JSON ``text`` (already read by ``loads``) that rqp would
+    have written otherwise, with rqp's form -- ``("0.10000000000000001", "0.1")``, ``("-0", "0")``
+    -- or None. Equal once parsed, but not to a Decimal or jsonb reader: a file rqp wrote holds
+    only its own forms (Python's shortest round-trip float text, plain integers)."""
+    found: list[tuple[str, str]] = []
+
+    def number(literal: str, parse: type[float] | type[int]) -> float | int:
+        value = parse(literal)
+        if not found and repr(value) != literal:
+            found.append((literal, repr(value)))
+        return value
+
+    json.loads(text, parse_float=lambda s: number(s, float), parse_int=lambda s: number(s, int))
+    return found[0] if found else None

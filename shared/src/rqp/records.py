@@ -18,6 +18,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import repeat
+from pathlib import Path
 from typing import Any
 
 from .config import DEFAULT_MAX_CSV_FIELD_BYTES, DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_RECORD_BYTES
@@ -30,9 +31,11 @@ __all__ = [
     "IterStream",
     "Limits",
     "LineMap",
+    "csv_header_repeats",
     "line_of",
     "parse_records",
     "record_key",
+    "repeated_name",
 ]
 
 FORMATS = ("jsonl", "csv", "script")
@@ -266,6 +269,30 @@ class _CsvLines:
         return line
 
 
+def repeated_name(names: Iterable[str]) -> str | None:
+    """The first column name ``names`` holds twice, None when each is once: a table read into
+    records would keep only the last such column (JSON Lines refuses a name twice the same way)."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
+
+
+def csv_header_repeats(path: Path, delimiter: str) -> str | None:
+    """The column a CSV file's header names twice (``repeated_name``), read as the scheduler reads
+    it; None when none is, or the header cannot be read (the scheduler then names why)."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
+            for row in csv.reader(_CsvLines(fh, Limits().max_record_bytes), delimiter=delimiter, strict=True):
+                if row:
+                    return repeated_name(row)
+    except (OSError, csv.Error, _LineTooLong):
+        return None
+    return None
+
+
 def _not_utf8(header: list[str], row: list[str]) -> str:
     """Which field of ``row`` holds bytes that are not UTF-8 (read as lone surrogates)."""
     for i, value in enumerate(row):
@@ -312,6 +339,10 @@ def _csv(chunks: Iterable[bytes], delimiter: str, limits: Limits = Limits()) -> 
                 "".join(row).encode("utf-8")
             except UnicodeEncodeError:
                 broken = f"the header (line {start}) is malformed: {_not_utf8([], row)}; fix the data's first line"
+                continue
+            twice = repeated_name(row)
+            if twice is not None:
+                broken = f"the header (line {start}) names the column {twice!r} twice; rename one (as JSON Lines refuses a name twice)"
                 continue
             header = row
             continue
@@ -370,4 +401,14 @@ def record_key(
     value = doc.get(field) if isinstance(doc, dict) else None
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         return None, f"record {rid} has no id in field {field!r} (a string or a number; rqp pack --id-field {field})"
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            # a key is an identifier every export writes as text: one with no UTF-8 form fails its record
+            bad = f"\\u{ord(value[exc.start]):04x}"
+            return None, (
+                f"malformed record at line {lines.line_of(rid)}: its id in field {field!r} is not Unicode text "
+                f"(it holds a lone surrogate {bad}); fix the data's {field!r} value"
+            )
     return str(value), None

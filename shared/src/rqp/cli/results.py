@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict
 
 from ..backends import Backends, check_tombstone
+from ..csv_layout import plain_text
 from ..errors import BlobNotFoundError, RqpError, WorkloadError
 from ..jsonsafe import result_line
 from ..ledger import Ledger, Meta
@@ -130,8 +131,8 @@ def cmd_results(args: argparse.Namespace) -> int:
             if args.failed:
                 writer.writerow(["id", *(["key"] if keyed else []), "attempts", "error"])
                 for f in failures:
-                    key = [f.key or ""] if keyed else []
-                    writer.writerow([f.id, *key, "" if f.attempts is None else f.attempts, f.error or ""])
+                    key = [plain_text(f.key or "")] if keyed else []
+                    writer.writerow([f.id, *key, "" if f.attempts is None else f.attempts, plain_text(f.error or "")])
             else:
                 write_csv_results(writer, lambda: read_results(store, workload), keyed=keyed)
             text.detach()

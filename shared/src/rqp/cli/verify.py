@@ -16,7 +16,7 @@ from pathlib import Path
 from ..backends import sealed_head
 from ..errors import IntegrityError, WorkloadError
 from ..export_check import export_rows
-from ..jsonsafe import JSONRejected, loads
+from ..jsonsafe import JSONRejected, loads, noncanonical_number
 from ..proof_check import Expected, check_proof
 from ..round_marker import marked_round, round_note
 from ..verification import check_rows, find_key, make_proof, results_trust, stored_rows
@@ -69,6 +69,12 @@ def cmd_verify_proof(args: argparse.Namespace) -> int:
         raise IntegrityError(
             f"the proof {args.proof} is not strict JSON ({exc}); give the file 'rqp proof' wrote"
         ) from None
+    other = noncanonical_number(text)  # the value's digest is of its parsed form: its text must be rqp's too
+    if other is not None:
+        raise IntegrityError(
+            f"the proof {args.proof} writes the number {other[0][:40]} where rqp writes {other[1][:40]}: edited; "
+            f"give the file 'rqp proof' wrote"
+        )
     try:
         pem = Path(args.signer).read_bytes()
     except OSError as exc:

@@ -18,6 +18,7 @@ from ..backends import Backends
 from ..connect import open_operator_key, open_signing_key
 from ..errors import ConfigError, IntegrityError, RedisUnavailableError, RqpError, WorkloadError
 from ..ledger import PRIORITIES, SUBMISSIONS, Ledger, Priority, Refusal, clear_refusal, submit, workloads
+from ..records import csv_header_repeats
 from ..status import read_progress
 from ..workload import blob_name, looks_like_csv, new_workload_id, pack
 from .context import backends, set_priority, verify_counts
@@ -93,6 +94,12 @@ def cmd_pack(args: argparse.Namespace) -> int:
     if not args.replace and store.exists(blob_name(wid, "manifest.json")):
         raise _already_packed(b, wid, args)
     data, fmt = parquet_rows(Path(args.data), args.format or DEFAULT_FORMAT)
+    if fmt == "csv" and isinstance(data, Path):
+        twice = csv_header_repeats(data, args.delimiter)
+        if twice is not None:
+            raise WorkloadError(
+                f"{args.data}'s header names the column {twice!r} twice (only one could count); rename one and pack again"
+            )
     looks = looks_like_csv(Path(args.data), args.delimiter) if fmt == "jsonl" and isinstance(data, Path) else None
     if looks is not None:
         said = f"{args.data} looks like CSV, not JSON Lines (its first line {clip(looks.header, 60)!r} is not JSON)"

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ..csv_layout import plain_text
 from ..summary import Failure
 from ._sources import BATCH_ROWS, _need
 
@@ -43,7 +44,8 @@ def flatten(rows: list[dict[str, Any]], spread: bool, *, json_text: bool = False
     """``rows`` (``Workload.results()`` records) with the columns the module's rule gives."""
     out = []
     for r in rows:
-        row = {k: v for k, v in r.items() if k != "result"}
+        # a key (or a reason) may hold a lone surrogate no writer can encode: its escape instead
+        row = {k: plain_text(v) if isinstance(v, str) else v for k, v in r.items() if k != "result"}
         if "result" in r:
             if spread:
                 row.update(r["result"])
@@ -59,10 +61,16 @@ def to_pandas(records: Iterable[dict[str, Any]]) -> Any:
     return pd.DataFrame(flatten(rows, spreads(rows)))
 
 
+def _failure_row(f: Failure) -> dict[str, Any]:
+    """A failure as a row: its key and reason as text every writer can encode (``plain_text``)."""
+    key = None if f.key is None else plain_text(f.key)
+    return {"id": f.id, "key": key, "attempts": f.attempts, "error": None if f.error is None else plain_text(f.error)}
+
+
 def failures_to_pandas(failures: list[Failure]) -> Any:
     pd = _need("pandas", "dataframe")
     return pd.DataFrame(
-        [{"id": f.id, "key": f.key, "attempts": f.attempts, "error": f.error} for f in failures],
+        [_failure_row(f) for f in failures],
         columns=["id", "key", "attempts", "error"],
     )
 
@@ -72,7 +80,7 @@ def failures_table(failures: list[Failure], path: Path) -> Path:
     pa = _need("pyarrow", "dataframe")
     pq = _need("pyarrow.parquet", "dataframe")
     schema = pa.schema([("id", pa.int64()), ("key", pa.string()), ("attempts", pa.int64()), ("error", pa.string())])
-    rows = [{"id": f.id, "key": f.key, "attempts": f.attempts, "error": f.error} for f in failures]
+    rows = [_failure_row(f) for f in failures]
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
     return path
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, WorkloadError
+from ..records import repeated_name
 
 __all__ = ["BATCH_ROWS", "PIECE_BYTES", "DataSource", "data_source", "encode_value", "is_dataframe", "is_table"]
 
@@ -119,13 +120,33 @@ def _batch_rows(batches: Iterable[Any]) -> Iterator[Any]:
 
 
 def _parquet_rows(path: Path) -> Iterator[Any]:
+    """The rows of a Parquet file, its columns checked now (before anything is packed)."""
     pq = _need("pyarrow.parquet", "dataframe")
     try:
         handle = pq.ParquetFile(path)
     except OSError as exc:
         raise WorkloadError(f"cannot read {path} as Parquet: {exc}") from None
+    try:
+        _unique_columns(handle.schema_arrow.names, f"Parquet file {path}")
+    except WorkloadError:
+        handle.close()
+        raise
+    return _file_rows(handle)
+
+
+def _file_rows(handle: Any) -> Iterator[Any]:
     with handle:
         yield from _batch_rows(handle.iter_batches(batch_size=BATCH_ROWS))
+
+
+def _unique_columns(names: list[str], what: str) -> None:
+    """Refuse a table naming a column twice: its rows would keep only the last such column
+    (JSON Lines refuses a name twice in a record the same way)."""
+    twice = repeated_name(names)
+    if twice is not None:
+        raise WorkloadError(
+            f"{what} names the column {twice!r} twice (only one could count); rename one and submit again"
+        )
 
 
 def _frame_rows(frame: Any) -> Iterator[Any]:
@@ -151,8 +172,10 @@ def data_source(data: Any, fmt: str | None) -> DataSource:
     if fmt not in (None, "jsonl"):
         raise WorkloadError(f"format={fmt!r} is for a data file; records from code are sent as JSON Lines")
     if is_dataframe(data):
+        _unique_columns([str(c) for c in data.columns], "the DataFrame")
         return DataSource(_pieces(_frame_rows(data)), "jsonl", "dataframe")
     if is_table(data):
+        _unique_columns(list(data.schema.names), "the Arrow table")
         return DataSource(_pieces(_batch_rows(data.to_batches(max_chunksize=BATCH_ROWS))), "jsonl", "table")
     if isinstance(data, bytes | bytearray | Mapping) or not isinstance(data, Iterable):
         raise WorkloadError(
