@@ -116,7 +116,13 @@ add_vm() {  # the VM's namespace, its NIC on the LAN, its default route through 
 start_engine() {  # a podman service inside the VM's namespace: its own store, networks, DNS
   local vm=$1 d=$WORK/vm/$1
   mkdir -p "$d/storage" "$d/networks" "$RUN/$vm" "$RUN/$vm-tmp"
-  nsenter --net="/run/netns/$(ns "$vm")" \
+  # netavark keeps one aardvark-dns per run directory, /run/containers/networks for every rootful
+  # podman: an engine sharing it would only signal a DNS server living in another namespace (the
+  # host's, or a killed VM's) and its containers could not resolve each other. Each VM engine
+  # gets its own, bind-mounted in a private mount namespace: its own DNS server in its own network.
+  mkdir -p "$d/netrun"
+  nsenter --net="/run/netns/$(ns "$vm")" unshare --mount --propagation private \
+    sh -c 'mkdir -p /run/containers/networks && mount --bind "$1" /run/containers/networks && shift && exec "$@"' sh "$d/netrun" \
     podman --root "$d/storage" --runroot "$RUN/$vm" --tmpdir "$RUN/$vm-tmp" --network-config-dir "$d/networks" \
     system service --time=0 "unix://$(vm_sock "$vm")" >"$d/engine.log" 2>&1 &
   VM_PID[$vm]=$!
