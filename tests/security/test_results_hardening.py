@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from cli_helpers import one_line_error, run
 
+import rqp
 from rqp import control
+from rqp.errors import RoundUncheckedError
 from rqp.ledger import Ledger, Meta
 from rqp.merkle import HASH_SIZE
 from rqp.results_root import INPUTS_BLOB, LEAVES_BLOB
@@ -26,6 +28,8 @@ ECHO = "def process(r):\n    return {'name': r['name'], 'n': r['n']}\n"
 #: record 5 always fails, every other one succeeds
 FIVE = "def process(r):\n    if r['n'] == 5:\n        raise ValueError('five')\n    return r['n'] * 2\n"
 ROUND_BLOBS = (SUMMARY_BLOB, RESULTS_BLOB, LEAVES_BLOB, INPUTS_BLOB)
+#: ``rqp verify``'s exit when no sealed head confirms the round (``RoundUncheckedError``)
+UNCHECKED = RoundUncheckedError.exit_code
 
 
 def _signing(world, operator) -> Path:
@@ -128,12 +132,15 @@ def test_f8_an_older_round_with_the_head_gone_is_never_plainly_verified(world, p
     _put_back(world, wid, round1)
     tamper()
     code, out, err = run(capsys, "verify", wid)
-    assert code == 0 and "11 records match the round 1 root" in out, (out, err)
+    assert code == UNCHECKED and "11 records match the round 1 root" in out, (out, err)
     assert "(round not checked: the sealed round marker says round 2 was begun" in out, out
-    # the round-2 blobs read as round 2, confirmed by nothing newer: no note
+    assert "round 1 could not be checked as the current one" in one_line_error(err), err
+    code, out, _ = run(capsys, "verify", wid, "--any-round")
+    assert code == 0 and "(round not checked: the sealed round marker says round 2" in out, out
+    # the round-2 blobs: nothing but the head could say they are current -- not checked either
     _put_back(world, wid, round2)
     code, out, _ = run(capsys, "verify", wid)
-    assert code == 0 and "round 2 root" in out and "not checked" not in out, out
+    assert code == UNCHECKED and "round 2 root" in out and "round not checked: no sealed head" in out, out
     # a third round: round 1 put back is now below the marker's floor, refused with one line
     world.r.hset(meta, Meta.HEAD, sealed)
     _retry_round(world, proc, operator, wid)
@@ -144,4 +151,42 @@ def test_f8_an_older_round_with_the_head_gone_is_never_plainly_verified(world, p
     # both the head and the marker gone (an attacker holding Redis and the blob store): said so
     world.store.delete(blob_name(wid, ROUND_BLOB))
     code, out, _ = run(capsys, "verify", wid)
-    assert code == 0 and "round not checked: no sealed head in Redis and no round marker" in out, out
+    assert code == UNCHECKED and "round not checked: no sealed head in Redis and no round marker" in out, out
+
+
+def test_n3_an_older_round_put_back_with_its_own_marker_is_not_plainly_verified(world, proc, cli_env, capsys, operator):
+    """Was: after round 3, round 2's blobs put back WITH round 2's own (genuine) round.enc and the
+    sealed head deleted (or Redis's keys expired after the status TTL) verified plainly as round 2,
+    exit 0, no note. Every round's marker is genuine, so only the sealed head proves which round is
+    current: without it ``rqp verify`` says the round was not checked and exits non-zero unless
+    ``--any-round``; the client raises ``RoundUncheckedError`` unless ``any_round=True``."""
+    pub = _signing(world, operator)
+    wid = world.pack("rnd-replay", [{"n": i} for i in range(12)], FIVE)
+    world.run_to_end(world.run(wid), proc)
+    _retry_round(world, proc, operator, wid)
+    round2 = {**_keep(world, wid), ROUND_BLOB: world.store.get(blob_name(wid, ROUND_BLOB))}
+    _retry_round(world, proc, operator, wid)
+    code, out, _ = run(capsys, "verify", wid)
+    assert code == 0 and "round 3 root" in out and "not checked" not in out, out  # the head confirms it
+    _put_back(world, wid, round2)
+    world.r.hdel(Ledger(world.r, wid).k.meta, Meta.HEAD)
+    code, out, err = run(capsys, "verify", wid)
+    assert code == UNCHECKED and "round 2 root" in out and "(round not checked: no sealed head" in out, out
+    line = one_line_error(err)
+    assert "round 2 could not be checked as the current one" in line and "--any-round" in line, line
+    code, out, _ = run(capsys, "verify", wid, "--any-round")
+    assert code == 0 and "round 2 root" in out and "(round not checked: no sealed head" in out, out
+    client = rqp.Client(
+        redis_url=world.settings.redis_url,
+        blob_url=world.settings.blob_url,
+        kek_file=str(world.settings.kek_file),
+        allow_insecure_redis=True,
+    )
+    try:
+        w = client.workload(wid)
+        with pytest.raises(RoundUncheckedError, match="round 2 could not be checked as the current one"):
+            w.verify(signer=pub)
+        report = w.verify(signer=pub, any_round=True)
+        assert report.round == 2 and "round not checked" in report.note
+    finally:
+        client.close()

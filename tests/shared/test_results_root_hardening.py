@@ -21,7 +21,7 @@ from rqp.errors import IntegrityError
 from rqp.merkle import audit_path, leaf_hash, tree_root
 from rqp.proof_check import Expected, check_proof
 from rqp.results_root import RESULT, Attestation, canonical, failed_leaf, input_digest, input_key, leaf_bytes
-from rqp.round_marker import round_note
+from rqp.round_marker import round_checked, round_note
 from rqp.signing import LocalSigningKey, generate_signing_key
 from rqp.surrogates import lone_surrogate
 from rqp.verification import proof_doc
@@ -250,7 +250,7 @@ def test_keygen_signing_still_names_the_submitters_trust_file(tmp_path, monkeypa
         ((2, True), 2, 2, ""),  # the head confirms it
         ((2, False), 2, 1, ""),  # round 2 runs: round 1 is current meanwhile
         ((1, True), None, 1, ""),
-        (None, 2, 2, ""),  # the marker's round itself: nothing is newer
+        (None, 2, 2, "round not checked: no sealed head in Redis says which round is current"),  # N3: replayable
         (None, 2, 1, "round not checked: the sealed round marker says round 2 was begun"),  # head deleted
         ((1, True), 2, 1, "round not checked: the sealed round marker says round 2 was begun"),  # older head
         (None, None, 1, "round not checked: no sealed head in Redis and no round marker"),
@@ -259,3 +259,4 @@ def test_keygen_signing_still_names_the_submitters_trust_file(tmp_path, monkeypa
 def test_the_round_note_says_when_no_sealed_head_confirmed_the_round(head, marked, summary, note):
     got = round_note(head, marked, summary)
     assert (note in got) if note else got == ""
+    assert round_checked(got) is (head is not None and "round not checked" not in note)

@@ -90,6 +90,9 @@ class Report:
     checked: int = 0
     problems: list[str] = field(default_factory=list)
     more: int = 0
+    #: what a reader adds about the round (``rqp.round_marker.round_note``); "" when the sealed
+    #: head confirmed it is current (set by ``Workload.verify``)
+    note: str = ""
 
     def add(self, problem: str) -> None:
         if len(self.problems) < MAX_PROBLEMS:
