@@ -117,6 +117,7 @@ def results_trust(settings: Settings, signer_file: Path | None = None) -> TrustS
     ``RQP_TRUSTED_RESULTS_KEYS_FILE``, else the trusted operators."""
     path = signer_file or settings.trusted_results_keys_file
     if path is not None:
+        _check_results_keys_file(Path(path), "--signer" if signer_file else "RQP_TRUSTED_RESULTS_KEYS_FILE")
         return TrustStore.from_file(Path(path), settings.revoked_signers_file)
     trust = open_operator_trust(settings)
     if trust is None:
@@ -125,6 +126,23 @@ def results_trust(settings: Settings, signer_file: Path | None = None) -> TrustS
             "(or RQP_TRUSTED_OPERATORS_FILE)"
         )
     return trust
+
+
+def _check_results_keys_file(path: Path, given_by: str) -> None:
+    """``ConfigError`` naming the results key when ``path`` cannot be the results key's public
+    half -- checked here, before ``TrustStore.from_file``, whose hints are about the SUBMITTERS'
+    trust file (RQP_TRUSTED_SIGNERS_FILE) and would send an operator to the wrong file."""
+    fix = "give the results key's .pub.pem ('rqp keygen --results' wrote it next to keys/results.pem)"
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"results key {path} ({given_by}) does not exist; {fix}") from None
+    except OSError as exc:
+        raise ConfigError(f"results key {path} ({given_by}) cannot be read ({exc.strerror}); {fix}") from None
+    if b"PRIVATE KEY-----" in raw:
+        raise ConfigError(f"results key {path} ({given_by}) is a private key; {fix}, never the private key")
+    if b"-----BEGIN PUBLIC KEY-----" not in raw:
+        raise ConfigError(f"results key {path} ({given_by}) holds no public key; {fix}")
 
 
 def attestation_of(summary: Summary, workload_id: str) -> Attestation:
