@@ -190,3 +190,25 @@ def test_n3_an_older_round_put_back_with_its_own_marker_is_not_plainly_verified(
         assert report.round == 2 and "round not checked" in report.note
     finally:
         client.close()
+
+
+def test_n10_no_proof_is_issued_from_a_swapped_inputs_bin(world, proc, cli_env, capsys, operator):
+    """Was: with records 1 and 2's input digests swapped in inputs.bin (a blob-store writer),
+    ``rqp proof`` issued a proof carrying record 2's digest for record 1, which failed only at the
+    consumer's verify-proof. Now the record's leaf is recomputed from its parts and compared with
+    leaves.bin (which folds into the signed root) first: refused with one line naming inputs.bin."""
+    _signing(world, operator)
+    wid = world.pack("swap", [{"n": i} for i in range(8)], FIVE)
+    world.run_to_end(world.run(wid), proc)
+    code, _, err = run(capsys, "proof", wid, "--record", "1")
+    assert code == 0, err
+    raw = world.store.get(blob_name(wid, INPUTS_BLOB))
+    one, two = raw[HASH_SIZE : 2 * HASH_SIZE], raw[2 * HASH_SIZE : 3 * HASH_SIZE]
+    world.store.put(blob_name(wid, INPUTS_BLOB), raw[:HASH_SIZE] + two + one + raw[3 * HASH_SIZE :])
+    for rid in ("1", "2"):
+        code, out, err = run(capsys, "proof", wid, "--record", rid)
+        line = one_line_error(err)
+        assert code == 4 and not out, (out, err)
+        assert f"record {rid} of workload {wid} does not hash to its leaf in leaves.bin: inputs.bin" in line, line
+    code, out, err = run(capsys, "proof", wid, "--record", "3")  # an untouched record: still issued
+    assert code == 0 and json.loads(out)["record"]["id"] == 3, err

@@ -138,6 +138,18 @@ def _check_expected(att: Attestation, rec: dict[str, Any], expect: Expected) -> 
         )
 
 
+def record_leaf(rec: dict[str, Any], mac: bytes) -> bytes:
+    """The leaf hash of a proof's record (id, key, kind, value) with input digest ``mac`` -- what
+    ``check_proof`` compares with the proof's leaf and ``make_proof`` with ``leaves.bin`` before
+    issuing one. ``IntegrityError`` when the value is not strict JSON."""
+    rid, kind, value = rec["id"], rec["kind"], rec["value"]
+    try:
+        data = canonical(value) if kind == RESULT else text_bytes(value)
+    except (ValueError, TypeError, RecursionError):
+        raise _malformed(f"record {rid}'s value is not strict JSON") from None
+    return leaf_hash(leaf_bytes(rid, rec["key"], mac, kind, hashlib.sha256(data).hexdigest()))
+
+
 def check_proof(doc: Any, public_pem: bytes, expect: Expected = Expected()) -> str:
     """Check a proof with only the trusted public key: it has exactly rqp's form, it is of what
     ``expect`` names, the value digests into the leaf, the leaf and path lead to the root, and
@@ -158,12 +170,8 @@ def check_proof(doc: Any, public_pem: bytes, expect: Expected = Expected()) -> s
     wid = att.statement["workload"]
     Attestation(att.statement, att.signature, public_pem.decode()).check(None, None, wid)
     _check_expected(att, rec, expect)
-    rid, kind, value = rec["id"], rec["kind"], rec["value"]
-    try:
-        data = canonical(value) if kind == RESULT else text_bytes(value)
-    except (ValueError, TypeError, RecursionError):
-        raise _malformed(f"record {rid}'s value is not strict JSON") from None
-    leaf = leaf_hash(leaf_bytes(rid, rec["key"], mac, kind, hashlib.sha256(data).hexdigest()))
+    rid = rec["id"]
+    leaf = record_leaf(rec, mac)
     if leaf.hex() != doc["leaf"]:
         raise IntegrityError(f"record {rid} of the proof does not hash to its leaf: its value, key or input changed")
     if root_from_path(leaf, rid, att.size, path) != att.root:

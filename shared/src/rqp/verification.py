@@ -28,7 +28,7 @@ from .config import Settings
 from .connect import open_operator_trust
 from .errors import ConfigError, IntegrityError, WorkloadError
 from .merkle import HASH_SIZE, TreeBuilder, audit_path, iter_hashes, leaf_hash, root_from_path
-from .proof_check import PROOF_FORMAT, check_proof
+from .proof_check import PROOF_FORMAT, check_proof, record_leaf
 from .results import generation_summary, read_results
 from .results_root import (
     FAILED,
@@ -339,6 +339,15 @@ def make_proof(store: BlobStore, workload: Workload, rid: int) -> dict[str, Any]
         )
     record = _record_value(store, workload, rid, {f.id: f for f in summary.failures})
     record["input"] = "" if mac == b"\x00" * 32 else mac.hex()
+    # leaves.bin folds into the signed root, but inputs.bin and the results do not: recompute the
+    # record's leaf from its parts, so a swapped input digest or result is refused here, not at
+    # the consumer's verify-proof
+    if record_leaf(record, mac) != leaf:
+        raise IntegrityError(
+            f"record {rid} of workload {workload.id} does not hash to its leaf in {LEAVES_BLOB}: {INPUTS_BLOB} or "
+            f"the results blob was altered in the blob store, so no proof can be issued; 'rqp verify "
+            f"{workload.id}' names the records that differ"
+        )
     return proof_doc(att, record, leaf, path)
 
 
