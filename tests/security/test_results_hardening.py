@@ -21,7 +21,7 @@ from rqp.results_root import INPUTS_BLOB, LEAVES_BLOB
 from rqp.round_marker import ROUND_BLOB
 from rqp.summary import RESULTS_BLOB, SUMMARY_BLOB, read_summary
 from rqp.verification import make_proof
-from rqp.workload import blob_name
+from rqp.workload import blob_name, pack
 
 #: echoes each record's name: record 5's holds a lone surrogate (a mis-decoded byte)
 ECHO = "def process(r):\n    return {'name': r['name'], 'n': r['n']}\n"
@@ -212,3 +212,40 @@ def test_n10_no_proof_is_issued_from_a_swapped_inputs_bin(world, proc, cli_env, 
         assert f"record {rid} of workload {wid} does not hash to its leaf in leaves.bin: inputs.bin" in line, line
     code, out, err = run(capsys, "proof", wid, "--record", "3")  # an untouched record: still issued
     assert code == 0 and json.loads(out)["record"]["id"] == 3, err
+
+
+def _pack_keyed(world, wid: str, keys: list[str]) -> str:
+    data = world.root / f"{wid}.jsonl"
+    data.write_text("".join(json.dumps({"uid": k, "n": i}) + "\n" for i, k in enumerate(keys)))
+    script = b"def process(r):\n    return {'score': r['n'] * 10}\n"
+    pack(world.store, world.keys, wid, data, script, signer=world.signer.key, id_field="uid")
+    return wid
+
+
+def test_n6_a_key_that_names_two_records_is_refused_by_proof_and_verify_proof(
+    world, proc, cli_env, capsys, operator, tmp_path
+):
+    """Was: with key "k3" on records 3 and 7, ``rqp proof --key k3`` gave record 3 and
+    ``verify-proof --key k3`` accepted record 7's proof too. Now the signed statement says
+    ``unique_keys`` (the scheduler learns it building the leaves): both refuse ``--key`` when it is
+    false, with one line; a workload of unique keys proves by key as before."""
+    pub = _signing(world, operator)
+    dup = _pack_keyed(world, "dupk", [f"k{i}" if i != 7 else "k3" for i in range(12)])
+    uniq = _pack_keyed(world, "uniqk", [f"k{i}" for i in range(12)])
+    for wid in (dup, uniq):
+        world.run_to_end(world.run(wid), proc)
+    assert read_summary(world.store, world.backends().workload(dup)).root["statement"]["unique_keys"] is False
+    code, out, err = run(capsys, "proof", dup, "--key", "k3")
+    assert code == 7 and not out and "workload dupk: its keys are not unique" in one_line_error(err), err
+    seven = tmp_path / "dk7.json"
+    assert run(capsys, "proof", dup, "--record", "7", "-o", str(seven))[0] == 0
+    code, out, err = run(capsys, "verify-proof", str(seven), "--signer", str(pub), "--workload", dup, "--key", "k3")
+    assert code == 4 and "--key cannot be checked for workload dupk" in one_line_error(err), (out, err)
+    code, out, err = run(capsys, "verify-proof", str(seven), "--signer", str(pub), "--record", "7")
+    assert code == 0 and "record 7 of workload dupk" in out, err
+    # unique keys: by key, as before
+    three = tmp_path / "u3.json"
+    assert run(capsys, "proof", uniq, "--key", "k3", "-o", str(three))[0] == 0
+    assert json.loads(three.read_text())["statement"]["unique_keys"] is True
+    code, out, err = run(capsys, "verify-proof", str(three), "--signer", str(pub), "--workload", uniq, "--key", "k3")
+    assert code == 0 and "record 3 of workload uniqk" in out, err

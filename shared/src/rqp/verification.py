@@ -292,8 +292,15 @@ def _record_value(store: BlobStore, workload: Workload, rid: int, failed: dict[i
 
 
 def find_key(store: BlobStore, workload: Workload, key: str) -> int:
-    """The record id of the data's own id ``key`` (``rqp pack --id-field``)."""
+    """The record id of the data's own id ``key`` (``rqp pack --id-field``); ``WorkloadError``
+    when the signed statement does not say keys are unique (a key may then name two records,
+    and a proof asked by key could be another record's)."""
     summary = generation_summary(store, workload)
+    if not attestation_of(summary, workload.id).unique_keys:
+        raise WorkloadError(
+            f"workload {workload.id}: its keys are not unique (or its signed root predates saying so), so a key "
+            f"does not name one record; ask by record id: 'rqp proof {workload.id} --record N' (ids: rqp results)"
+        )
     for f in summary.failures:
         if f.key == key:
             return f.id
