@@ -176,6 +176,13 @@ def test_n3_an_older_round_put_back_with_its_own_marker_is_not_plainly_verified(
     assert "round 2 could not be checked as the current one" in line and "--any-round" in line, line
     code, out, _ = run(capsys, "verify", wid, "--any-round")
     assert code == 0 and "round 2 root" in out and "(round not checked: no sealed head" in out, out
+    code, out, err = run(capsys, "status", wid)  # its sealed counts, but not "verified": exit 4, said why
+    assert code == 4 and "unverified: these are its sealed counts, but round not checked: no sealed head" in out, (
+        out,
+        err,
+    )
+    code, out, _ = run(capsys, "status", wid, "--json")
+    assert code == 4 and '"verified": false' in out and '"round_note": "round not checked' in out, out
     client = rqp.Client(
         redis_url=world.settings.redis_url,
         blob_url=world.settings.blob_url,
