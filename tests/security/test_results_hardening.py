@@ -195,6 +195,7 @@ def test_n3_an_older_round_put_back_with_its_own_marker_is_not_plainly_verified(
             w.verify(signer=pub)
         report = w.verify(signer=pub, any_round=True)
         assert report.round == 2 and "round not checked" in report.note
+        assert w.status().verified is False  # the sealed counts, but not confirmed current
     finally:
         client.close()
 

@@ -9,14 +9,13 @@ from typing import Any
 
 import redis
 
-from ..backends import Backends, sealed_head
+from ..backends import Backends, unchecked_round
 from ..config import Settings
 from ..connect import open_operator_trust, open_trust_store
 from ..control import audit as audit_log
 from ..control import set_priority as _set_priority
 from ..errors import RqpError, WorkloadError
 from ..identity import actor
-from ..round_marker import marked_round, round_checked, round_note
 from ..signing import SigningKey, TrustStore
 from ..status import Progress, verified_progress
 from ..summary import StaleSummaryError, Summary, read_summary
@@ -89,9 +88,9 @@ def verify_counts(b: Backends, p: Progress, *, strict: bool = True) -> Progress:
     p = verified_progress(p, summary)
     if p.verified and read:
         s, w = read[0]
-        note = round_note(sealed_head(b.redis, w), marked_round(b.blobs, w), s.sealed_round)
-        if not round_checked(note):
-            p = replace(p, verified=False, round_note=note.strip()[1:-1])
+        why = unchecked_round(b.redis, b.blobs, w, s.sealed_round)
+        if why:
+            p = replace(p, verified=False, round_note=why)
     return p
 
 

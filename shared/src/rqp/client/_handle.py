@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import control
-from ..backends import sealed_head
+from ..backends import sealed_head, unchecked_round
 from ..errors import BlobNotFoundError, RoundUncheckedError, RqpError, WorkloadError
 from ..export_check import client_rows
 from ..identity import actor
@@ -77,12 +77,22 @@ class Workload:
             queued = {x.decode() if isinstance(x, bytes) else str(x) for x in b.redis.lrange(SUBMISSIONS, 0, -1)}
             return WorkloadStatus.not_started(self.id, "submitted" if self.id in queued else "packed")
         if is_ended(p.state):
-            p = verified_progress(p, self._sealed_summary)
+            read: list[Summary] = []
+            p = verified_progress(p, lambda: self._remember(read, self._sealed_summary()))
+            why = unchecked_round(b.redis, b.blobs, self._opened(), read[0].sealed_round) if read else ""
+            if p.verified and why:  # no sealed head confirms the round (as rqp status says)
+                p = replace(p, verified=False, round_note=why)
         if p.verified is None and (is_ended(p.state) or not is_known(p.state)):
             # an ended state without a sealed summary to vouch for it (``failed`` as a whole), or
             # one this version does not know: Redis's plain counts, so say they are unverified
             p = replace(p, verified=False)
         return WorkloadStatus.from_progress(p)
+
+    @staticmethod
+    def _remember(into: list[Summary], summary: Summary | None) -> Summary | None:
+        if summary is not None:
+            into.append(summary)
+        return summary
 
     def _holds_kek(self) -> bool:
         """Whether this client can open the sealed summary (else an ended state cannot be checked)."""
