@@ -24,14 +24,21 @@ N = 1_000_000
 
 
 def _readme_check() -> Any:
-    """The README's ~30-line proof check, run as written."""
+    """The README's ~30-line proof check, run as written; it reads the proof file's bytes (a dict
+    given here is written as ``rqp proof`` writes it)."""
     text = README.read_text()
     block = re.search(r"```python\n(import base64, hashlib, json\n.*?)```", text, re.S)
     assert block, "the README's proof check is missing"
     assert len(block.group(1).splitlines()) <= 35
     space: dict[str, Any] = {}
     exec(block.group(1), space)  # the README's own code, under test
-    return space["check"]
+    check = space["check"]
+
+    def run(proof: Any, *args: Any) -> Any:
+        text = proof if isinstance(proof, (str, bytes)) else json.dumps(proof, separators=(",", ":"))
+        return check(text, *args)
+
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +117,53 @@ def test_leaf_bytes_are_the_json_the_readme_hashes(key):
     mac = bytes(range(32))
     doc = [7, key, mac.hex(), RESULT, "ab" * 32]
     assert leaf_bytes(7, key, mac, RESULT, "ab" * 32) == b"rqp-leaf/1" + json.dumps(doc, separators=(",", ":")).encode()
+
+
+def test_n7_the_readme_check_refuses_a_name_given_twice(million):
+    """Was: the README's check loaded the proof with ``json.load`` (the last of a name given twice
+    wins), so a proof opening with ``"workload":"payroll"`` or a forged ``"value"`` -- what a
+    first-wins reader or a human sees -- passed, where ``rqp verify-proof`` refuses it. Now it
+    reads the file's bytes and refuses any object naming a name twice."""
+    from rqp.jsonsafe import JSONRejected, loads
+
+    doc, pem = million
+    readme = _readme_check()
+    text = json.dumps(doc, separators=(",", ":"))
+    assert readme(text, pem, "w-million", 654_321) is True
+    assert readme(text.encode(), pem, "w-million", 654_321) is True
+    payroll = '{"workload":"payroll",' + text[1:]
+    assert text.count('"value":{') == 1
+    forged = text.replace('"value":{', '"value":{"amount":999,"ok":false},"value":{', 1)
+    for bad in (payroll, forged):
+        assert json.loads(bad) == doc  # a last-wins reader sees the genuine proof ...
+        assert readme(bad, pem, "w-million", 654_321) is False  # ... the README's check refuses it
+        with pytest.raises(JSONRejected, match="duplicate name"):
+            loads(bad)  # as rqp verify-proof does
+
+
+def test_n8_a_bad_signer_is_named_as_the_results_key_not_the_submitters_trust_file(tmp_path):
+    """Was: a missing ``--signer`` file, or the results PRIVATE key given as one, was reported as
+    the submitters' trusted signers file (fix RQP_TRUSTED_SIGNERS_FILE / append a submitter's
+    .pub.pem to it). Now the line names the results key and its .pub.pem."""
+    from types import SimpleNamespace
+
+    from rqp.errors import ConfigError
+    from rqp.signing import generate_signing_key
+    from rqp.verification import results_trust
+
+    settings: Any = SimpleNamespace(trusted_results_keys_file=None, revoked_signers_file=None)
+    generate_signing_key(tmp_path / "results.pem")
+    empty = tmp_path / "empty.pem"
+    empty.write_text("# nothing here\n")
+    cases = [
+        (tmp_path / "nope.pem", "does not exist"),
+        (empty, "holds no public key"),
+        (tmp_path / "results.pem", "is a private key"),
+    ]
+    for path, why in cases:
+        with pytest.raises(ConfigError) as err:
+            results_trust(settings, path)
+        line = str(err.value)
+        assert f"results key {path} (--signer) {why}" in line, line
+        assert "results key's .pub.pem" in line and "SIGNERS" not in line and "submitters" not in line, line
+    assert len(results_trust(settings, tmp_path / "results.pub.pem").signers) == 1  # the right file still works

@@ -21,7 +21,7 @@ from rqp.errors import IntegrityError
 from rqp.merkle import audit_path, leaf_hash, tree_root
 from rqp.proof_check import Expected, check_proof
 from rqp.results_root import RESULT, Attestation, canonical, failed_leaf, input_digest, input_key, leaf_bytes
-from rqp.round_marker import round_note
+from rqp.round_marker import round_checked, round_note
 from rqp.signing import LocalSigningKey, generate_signing_key
 from rqp.surrogates import lone_surrogate
 from rqp.verification import proof_doc
@@ -39,14 +39,17 @@ def results_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalSigningK
     return LocalSigningKey(d / "results.pem"), d / "results.pub.pem"
 
 
-def _proof(key: LocalSigningKey, value: Any = VALUE, round_: int = 2) -> dict[str, Any]:
-    """A signed proof of record ``RID`` (key "K-3") holding ``value``, in a tree of ``N``."""
+def _proof(key: LocalSigningKey, value: Any = VALUE, round_: int = 2, unique: bool | None = True) -> dict[str, Any]:
+    """A signed proof of record ``RID`` (key "K-3") holding ``value``, in a tree of ``N``; its
+    statement says whether keys are unique (``unique`` None: a v1 statement, which does not)."""
     mac = hashlib.sha256(b"input").digest()
     own = leaf_hash(leaf_bytes(RID, "K-3", mac, RESULT, hashlib.sha256(canonical(value)).hexdigest()))
     leaves = [hashlib.sha256(bytes([i])).digest() for i in range(N)]
     leaves[RID] = own
     root, size = tree_root(leaves)
     statement = {"v": 1, "workload": WID, "round": round_, "root": root.hex(), "size": size, "manifest": "m", "data_sha256": "d", "script_sha256": "s"}  # fmt: skip
+    if unique is not None:
+        statement.update(v=2, unique_keys=unique)
     att = Attestation(statement, key.signature(Attestation(statement, None, "").message()), key.public_pem().decode())
     leaf, path = audit_path(leaves, RID, size)
     record = {"id": RID, "key": "K-3", "kind": RESULT, "value": value, "input": mac.hex()}
@@ -222,6 +225,30 @@ def test_verify_proof_passes_what_was_asked(results_key, tmp_path, capsys):
     assert _readme_check()(json.loads(f.read_text()), pub.read_bytes(), WID, RID, 2) is True
 
 
+@pytest.mark.parametrize("unique", [False, None])
+def test_n6_verify_proof_key_refuses_when_keys_are_not_proven_unique(results_key, tmp_path, capsys, unique):
+    """Was: keys need not be unique, and ``verify-proof --key K`` accepted any record's proof with
+    key K. Now the signed statement (v2) says ``unique_keys``; ``--key`` is refused when it is
+    false, or absent (a v1 statement), with one line -- ``--record`` still checks."""
+    key, pub = results_key
+    f = tmp_path / "p.json"
+    f.write_text(json.dumps(_proof(key, {"n": 1}, unique=unique)))
+    assert main(["verify-proof", str(f), "--signer", str(pub), "--key", "K-3"]) == 4
+    err = capsys.readouterr().err
+    assert "--key cannot be checked for workload w-proof: its signed statement does not say its keys" in err, err
+    assert err.count("\n") == 1, err
+    assert main(["verify-proof", str(f), "--signer", str(pub), "--record", str(RID)]) == 0
+
+
+def test_n6_a_statement_claiming_unique_keys_in_v1_or_without_a_boolean_is_refused(results_key):
+    key, pub = results_key
+    for edit in ({"unique_keys": True}, {"v": 2}, {"v": 2, "unique_keys": 1}):
+        doc = _proof(key, {"n": 1}, unique=None)
+        doc["statement"].update(edit)
+        with pytest.raises(IntegrityError, match="unique_keys must be true or false in v2, absent in v1"):
+            check_proof(doc, pub.read_bytes())
+
+
 # F13 --------------------------------------------------------------------------------------------
 
 
@@ -250,7 +277,7 @@ def test_keygen_signing_still_names_the_submitters_trust_file(tmp_path, monkeypa
         ((2, True), 2, 2, ""),  # the head confirms it
         ((2, False), 2, 1, ""),  # round 2 runs: round 1 is current meanwhile
         ((1, True), None, 1, ""),
-        (None, 2, 2, ""),  # the marker's round itself: nothing is newer
+        (None, 2, 2, "round not checked: no sealed head in Redis says which round is current"),  # N3: replayable
         (None, 2, 1, "round not checked: the sealed round marker says round 2 was begun"),  # head deleted
         ((1, True), 2, 1, "round not checked: the sealed round marker says round 2 was begun"),  # older head
         (None, None, 1, "round not checked: no sealed head in Redis and no round marker"),
@@ -259,3 +286,4 @@ def test_keygen_signing_still_names_the_submitters_trust_file(tmp_path, monkeypa
 def test_the_round_note_says_when_no_sealed_head_confirmed_the_round(head, marked, summary, note):
     got = round_note(head, marked, summary)
     assert (note in got) if note else got == ""
+    assert round_checked(got) is (head is not None and "round not checked" not in note)

@@ -19,9 +19,10 @@ from typing import Any
 
 import redis
 
-from rqp.backends import Backends, head_round
+from rqp.backends import Backends, head_round, sealed_head
 from rqp.errors import RqpError
 from rqp.keys import KeyProvider
+from rqp.round_marker import marked_round, round_note
 from rqp.signing import TrustStore
 from rqp.status import StatusRecord, record_status
 from rqp.storage import BlobStore
@@ -76,6 +77,13 @@ class Opener:
             while len(self._open) > _KEEP:
                 self._open.popitem(last=False)
         return opened
+
+    def round_note(self, workload: Workload, summary_round: int) -> str:
+        """What readers add about the round of a summary (``rqp.round_marker.round_note``): only
+        the sealed head in Redis proves it is the current one; without it (deleted, lost, expired
+        after the status TTL) the badge says "round not checked", as ``rqp verify`` does."""
+        head = sealed_head(self.r, workload) if self.r is not None else None
+        return round_note(head, marked_round(self.store, workload), summary_round)
 
     def summary(self, workload_id: str) -> Summary | None:
         """An ended workload's sealed summary (kept while the workload stays open here); None

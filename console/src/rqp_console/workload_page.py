@@ -23,6 +23,7 @@ from rqp.errors import RqpError
 from rqp.ledger import OUTBOX, Counters, JobId, Ledger, RetryEntry, State, WorkloadKeys
 from rqp.oplog import read_audit
 from rqp.results_root import Attestation
+from rqp.round_marker import round_checked
 from rqp.signing import TrustStore
 from rqp.storage import BlobStore, MessageQueue
 from rqp.verification import results_trust
@@ -109,7 +110,8 @@ def _results_root(workload_id: str, opener: Opener, settings: Settings) -> dict[
     """The workload's signed results root for the page's badge (``rqp.results_root``): the root,
     its signer, whether a trusted results key signed it for this workload and its manifest
     (``signed``), what the check of the stored results against it found (``records``:
-    ``rqp_console.results_check``), and ``verified`` only when both hold."""
+    ``rqp_console.results_check``), whether the sealed head confirms its round is the current one
+    (``round_checked``, ``round_note``), and ``verified`` only when all hold."""
     summary = opener.summary(workload_id)
     stale = opener.stale.get(workload_id)
     if summary is None and stale is not None:  # an older round's summary put back: refused, said why
@@ -139,7 +141,13 @@ def _results_root(workload_id: str, opener: Opener, settings: Settings) -> dict[
     out["signed"] = True
     records = opener.results_checks.state(workload, trust, out["root"], att.size)
     out["records"] = records
-    out["verified"] = records["status"] == MATCH
+    # only the sealed head proves this round is the current one (an older round's blobs put back
+    # with that round's own marker read the same): without it, "round not checked", never verified
+    note = opener.round_note(workload, att.round)
+    out["round"] = att.round
+    out["round_checked"] = round_checked(note)
+    out["round_note"] = note.strip()[1:-1] if note else ""
+    out["verified"] = records["status"] == MATCH and out["round_checked"]
     return out
 
 

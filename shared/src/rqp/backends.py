@@ -28,7 +28,7 @@ from .connect import (
 from .errors import IntegrityError
 from .keys import KeyProvider
 from .ledger import TOMBSTONES, Head, Ledger
-from .round_marker import marked_round
+from .round_marker import marked_round, round_checked, round_note
 from .signing import TrustStore
 from .storage import BlobStore, MessageQueue
 from .workload import Workload
@@ -159,3 +159,12 @@ def check_tombstone(r: redis.Redis, workload: Workload) -> None:
         f"workload {workload.id} was deleted by {who} at {when} ('rqp audit'); its blobs uploaded again are "
         f"refused: pack it anew with 'rqp pack'"
     )
+
+
+def unchecked_round(r: redis.Redis, store: BlobStore, workload: Workload, summary_round: int) -> str:
+    """Why a summary of round ``summary_round`` is not confirmed as the current one -- no sealed
+    head in Redis (``round_marker.round_note``: every round's marker is genuine, so only the head
+    can tell) -- as one phrase, ``""`` when the head confirms it. ``rqp status`` and
+    ``Workload.status()`` then mark the sealed counts unverified."""
+    note = round_note(sealed_head(r, workload), marked_round(store, workload), summary_round)
+    return "" if round_checked(note) else note.strip()[1:-1]

@@ -30,6 +30,7 @@ __all__ = [
     "PermanentError",
     "RecordError",
     "RedisUnavailableError",
+    "RoundUncheckedError",
     "RqpError",
     "ScriptError",
     "StorageError",
@@ -95,6 +96,14 @@ class RecordError(RqpError):
 
 class ForbiddenJobError(RqpError):
     exit_code = 10
+
+
+class RoundUncheckedError(IntegrityError):
+    """The results match their signed root, but no sealed head in Redis says that root's round is
+    the current one (``rqp.round_marker.round_note``): ``rqp verify`` exits with this code unless
+    ``--any-round`` accepts an unchecked round (the client: ``verify(any_round=True)``)."""
+
+    exit_code = 11
 
 
 class PermanentError(Exception):

@@ -22,7 +22,17 @@ from cryptography.hazmat.primitives import serialization
 from .errors import ConfigError, IntegrityError
 from .merkle import HASH_SIZE, leaf_hash, root_from_path
 from .pem import fingerprint
-from .results_root import FAILED, NOT_RUN, RESULT, UNREADABLE, Attestation, canonical, leaf_bytes, text_bytes
+from .results_root import (
+    FAILED,
+    NOT_RUN,
+    RESULT,
+    STATEMENT_VERSION,
+    UNREADABLE,
+    Attestation,
+    canonical,
+    leaf_bytes,
+    text_bytes,
+)
 from .signing import ED25519, ES256
 
 __all__ = ["PROOF_FIELDS", "PROOF_FORMAT", "Expected", "check_proof"]
@@ -31,7 +41,7 @@ PROOF_FORMAT = "rqp-proof/1"
 #: the fields a proof has, no more (``rqp.verification.proof_doc``)
 PROOF_FIELDS = frozenset({"format", "workload", "round", "record", "leaf", "index", "path", "statement", "signature", "public_key"})  # fmt: skip
 _RECORD_FIELDS = frozenset({"id", "key", "kind", "value", "input"})
-_STATEMENT_FIELDS = frozenset({"v", "workload", "round", "root", "size", "manifest", "data_sha256", "script_sha256"})
+_STATEMENT_FIELDS = frozenset({"v", "workload", "round", "root", "size", "manifest", "data_sha256", "script_sha256", "unique_keys"})  # fmt: skip
 _SIGNATURE_FIELDS = frozenset({"alg", "signer", "value"})
 _KINDS = frozenset({RESULT, UNREADABLE, FAILED, NOT_RUN})
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -80,13 +90,15 @@ def _parse(doc: Any) -> tuple[Attestation, dict[str, Any], bytes, list[bytes]]:
     doc = _fields(doc, PROOF_FIELDS, PROOF_FIELDS, "the proof")
     if doc["format"] != PROOF_FORMAT:
         raise _malformed(f"format must be {PROOF_FORMAT!r}")
-    st = _fields(doc["statement"], _STATEMENT_FIELDS, _STATEMENT_FIELDS - {"round"}, "its statement")
+    st = _fields(doc["statement"], _STATEMENT_FIELDS, _STATEMENT_FIELDS - {"round", "unique_keys"}, "its statement")
     rec = _fields(doc["record"], _RECORD_FIELDS, _RECORD_FIELDS, "its record")
     sig = _fields(doc["signature"], _SIGNATURE_FIELDS, _SIGNATURE_FIELDS, "its signature")
     if not isinstance(doc["workload"], str) or st["workload"] != doc["workload"]:
         raise _malformed("workload must be the statement's workload, text")
-    if st["v"] != 1 or type(st["v"]) is not int:
-        raise _malformed("the statement's v must be 1")
+    if st["v"] not in (1, STATEMENT_VERSION) or type(st["v"]) is not int:
+        raise _malformed(f"the statement's v must be 1 or {STATEMENT_VERSION}")
+    if ("unique_keys" in st) != (st["v"] == STATEMENT_VERSION) or type(st.get("unique_keys", False)) is not bool:
+        raise _malformed(f"the statement's unique_keys must be true or false in v{STATEMENT_VERSION}, absent in v1")
     for name in ("manifest", "data_sha256", "script_sha256"):
         if not isinstance(st[name], str):
             raise _malformed(f"the statement's {name} must be text")
@@ -129,6 +141,11 @@ def _check_expected(att: Attestation, rec: dict[str, Any], expect: Expected) -> 
         raise IntegrityError(f"the proof is of workload {wid}, not {expect.workload}: another workload's proof")
     if expect.record is not None and rec["id"] != expect.record:
         raise IntegrityError(f"the proof is of {what}, not record {expect.record}: another record's proof")
+    if expect.key is not None and not att.unique_keys:
+        raise IntegrityError(
+            f"--key cannot be checked for workload {wid}: its signed statement does not say its keys are unique "
+            f"(two records may share key {expect.key!r}); ask by record id with --record"
+        )
     if expect.key is not None and rec["key"] != expect.key:
         raise IntegrityError(f"the proof is of {what} with key {rec['key']!r}, not key {expect.key!r}")
     if expect.round is not None and att.round != expect.round:
@@ -136,6 +153,18 @@ def _check_expected(att: Attestation, rec: dict[str, Any], expect: Expected) -> 
             f"the proof is of round {att.round} of workload {wid}, not round {expect.round}: "
             f"another round's proof ('rqp verify {wid}' names the current round)"
         )
+
+
+def record_leaf(rec: dict[str, Any], mac: bytes) -> bytes:
+    """The leaf hash of a proof's record (id, key, kind, value) with input digest ``mac`` -- what
+    ``check_proof`` compares with the proof's leaf and ``make_proof`` with ``leaves.bin`` before
+    issuing one. ``IntegrityError`` when the value is not strict JSON."""
+    rid, kind, value = rec["id"], rec["kind"], rec["value"]
+    try:
+        data = canonical(value) if kind == RESULT else text_bytes(value)
+    except (ValueError, TypeError, RecursionError):
+        raise _malformed(f"record {rid}'s value is not strict JSON") from None
+    return leaf_hash(leaf_bytes(rid, rec["key"], mac, kind, hashlib.sha256(data).hexdigest()))
 
 
 def check_proof(doc: Any, public_pem: bytes, expect: Expected = Expected()) -> str:
@@ -158,12 +187,8 @@ def check_proof(doc: Any, public_pem: bytes, expect: Expected = Expected()) -> s
     wid = att.statement["workload"]
     Attestation(att.statement, att.signature, public_pem.decode()).check(None, None, wid)
     _check_expected(att, rec, expect)
-    rid, kind, value = rec["id"], rec["kind"], rec["value"]
-    try:
-        data = canonical(value) if kind == RESULT else text_bytes(value)
-    except (ValueError, TypeError, RecursionError):
-        raise _malformed(f"record {rid}'s value is not strict JSON") from None
-    leaf = leaf_hash(leaf_bytes(rid, rec["key"], mac, kind, hashlib.sha256(data).hexdigest()))
+    rid = rec["id"]
+    leaf = record_leaf(rec, mac)
     if leaf.hex() != doc["leaf"]:
         raise IntegrityError(f"record {rid} of the proof does not hash to its leaf: its value, key or input changed")
     if root_from_path(leaf, rid, att.size, path) != att.root:

@@ -73,8 +73,10 @@ __all__ = [
     "RESULT",
     "STAGED_SUFFIX",
     "STATEMENT_DOMAIN",
+    "STATEMENT_VERSION",
     "UNREADABLE",
     "Attestation",
+    "KeysSeen",
     "build_root",
     "canonical",
     "input_digest",
@@ -90,6 +92,9 @@ INPUTS_BLOB = "inputs.bin"
 #: + this): swapped in under its own name only once every check passed
 STAGED_SUFFIX = ".staged"
 STATEMENT_DOMAIN = b"rqp-results-root/1\n"
+#: the signed statement's ``v``: 2 adds ``unique_keys`` (whether no two records share a key, so a
+#: key names one record); a v1 statement lacks it, and ``--key`` then cannot be proven
+STATEMENT_VERSION = 2
 LEAF_DOMAIN = b"rqp-leaf/1"
 INPUT_KEY_INFO = b"rqp-input-digest/2|"
 RESULT, UNREADABLE, FAILED, NOT_RUN = "result", "error", "failed", "not-run"
@@ -219,6 +224,12 @@ class Attestation:
         """The round the statement is about (``UNRECORDED_ROUND`` in statements from before it was
         signed into them)."""
         return int(self.statement.get("round") or UNRECORDED_ROUND)
+
+    @property
+    def unique_keys(self) -> bool:
+        """Whether the signed statement says no two records share a key (False for a v1
+        statement, which does not say: a key cannot be proven to name one record)."""
+        return self.statement.get("unique_keys") is True
 
     def message(self) -> bytes:
         return STATEMENT_DOMAIN + canonical(self.statement)
@@ -389,8 +400,35 @@ def _rows(pieces: Iterator[list[_Row]]) -> Iterator[_Row]:
         yield from piece
 
 
+class KeysSeen:
+    """Whether the records' keys (``rqp pack --id-field``) are unique in the workload, learnt as the
+    leaves are built: the statement says so (``unique_keys``), so ``rqp proof --key`` and
+    ``rqp verify-proof --key`` can refuse a key that names more than one record. Keys are kept as
+    their ``hash()`` only (memory); a collision counts as a repeat, which only makes ``--key``
+    refuse, never accept a wrong record."""
+
+    def __init__(self) -> None:
+        self._seen: set[int] = set()
+        self.unique = True
+
+    def add(self, key: Any) -> None:
+        if key is None or not self.unique:
+            return
+        h = hash(str(key))
+        if h in self._seen:
+            self.unique = False
+            self._seen.clear()
+        else:
+            self._seen.add(h)
+
+
 def _leaves(
-    inputs: Iterator[bytes], rows: Iterator[_Row], failures: list[Failure], total: int, tree: TreeBuilder
+    inputs: Iterator[bytes],
+    rows: Iterator[_Row],
+    failures: list[Failure],
+    total: int,
+    tree: TreeBuilder,
+    keys: KeysSeen,
 ) -> Iterator[bytes]:
     """Leaf hashes of records ``0..total-1`` in order, added to ``tree`` on the way, in pieces:
     ``leaf_hash(leaf_bytes(...))`` of each, formatted inline (one record is a few hashes; the
@@ -414,6 +452,7 @@ def _leaves(
             kind, digest = not_run_leaf()
             key = None
         inp = b"" if mac == _NO_INPUT else mac.hex().encode()
+        keys.add(key)
         k = b"null" if key is None else json.dumps(str(key)).encode()
         buf.append(sha(b'%b[%d,%b,"%b","%b","%b"]' % (domain, rid, k, inp, kind.encode(), digest.encode())).digest())
         if len(buf) >= _PIECE:
@@ -448,10 +487,11 @@ def build_root(
     tree = TreeBuilder()
     macs = iter_hashes(store.iter_chunks(inputs_name))
     rows = _rows(_result_rows(store, workload, results_blob))
-    store.put_stream(blob_name(workload.id, LEAVES_BLOB) + suffix, _leaves(macs, rows, failures, total, tree))
+    keys = KeysSeen()
+    store.put_stream(blob_name(workload.id, LEAVES_BLOB) + suffix, _leaves(macs, rows, failures, total, tree, keys))
     m = workload.manifest
     statement = {
-        "v": 1,
+        "v": STATEMENT_VERSION,
         "workload": workload.id,
         "round": round_,
         "root": tree.root().hex(),
@@ -459,6 +499,7 @@ def build_root(
         "manifest": m.content_digest(),
         "data_sha256": m.data.sha256,
         "script_sha256": m.script.sha256,
+        "unique_keys": keys.unique,
     }
     att = Attestation(statement, None, "")
     if signer is None:

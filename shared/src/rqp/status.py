@@ -355,6 +355,9 @@ class Progress:
     #: counts are its sealed summary's; False when it ended but the summary could not be read
     #: here (no KEK): the counts are Redis's own, unverified, and never make a success exit
     verified: bool | None = None
+    #: why an ended workload's sealed counts are still not verified: no sealed head in Redis
+    #: confirms their round is the current one (``rqp.round_marker.round_note``); "" otherwise
+    round_note: str = ""
     #: records that never ran (a cancelled workload), from the sealed summary
     never_ran: int = 0
     #: plain bytes of the data the scheduler has read so far, and the data's size (None: not known)

@@ -28,7 +28,7 @@ from .config import Settings
 from .connect import open_operator_trust
 from .errors import ConfigError, IntegrityError, WorkloadError
 from .merkle import HASH_SIZE, TreeBuilder, audit_path, iter_hashes, leaf_hash, root_from_path
-from .proof_check import PROOF_FORMAT, check_proof
+from .proof_check import PROOF_FORMAT, check_proof, record_leaf
 from .results import generation_summary, read_results
 from .results_root import (
     FAILED,
@@ -90,6 +90,9 @@ class Report:
     checked: int = 0
     problems: list[str] = field(default_factory=list)
     more: int = 0
+    #: what a reader adds about the round (``rqp.round_marker.round_note``); "" when the sealed
+    #: head confirmed it is current (set by ``Workload.verify``)
+    note: str = ""
 
     def add(self, problem: str) -> None:
         if len(self.problems) < MAX_PROBLEMS:
@@ -114,6 +117,7 @@ def results_trust(settings: Settings, signer_file: Path | None = None) -> TrustS
     ``RQP_TRUSTED_RESULTS_KEYS_FILE``, else the trusted operators."""
     path = signer_file or settings.trusted_results_keys_file
     if path is not None:
+        _check_results_keys_file(Path(path), "--signer" if signer_file else "RQP_TRUSTED_RESULTS_KEYS_FILE")
         return TrustStore.from_file(Path(path), settings.revoked_signers_file)
     trust = open_operator_trust(settings)
     if trust is None:
@@ -122,6 +126,23 @@ def results_trust(settings: Settings, signer_file: Path | None = None) -> TrustS
             "(or RQP_TRUSTED_OPERATORS_FILE)"
         )
     return trust
+
+
+def _check_results_keys_file(path: Path, given_by: str) -> None:
+    """``ConfigError`` naming the results key when ``path`` cannot be the results key's public
+    half -- checked here, before ``TrustStore.from_file``, whose hints are about the SUBMITTERS'
+    trust file (RQP_TRUSTED_SIGNERS_FILE) and would send an operator to the wrong file."""
+    fix = "give the results key's .pub.pem ('rqp keygen --results' wrote it next to keys/results.pem)"
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"results key {path} ({given_by}) does not exist; {fix}") from None
+    except OSError as exc:
+        raise ConfigError(f"results key {path} ({given_by}) cannot be read ({exc.strerror}); {fix}") from None
+    if b"PRIVATE KEY-----" in raw:
+        raise ConfigError(f"results key {path} ({given_by}) is a private key; {fix}, never the private key")
+    if b"-----BEGIN PUBLIC KEY-----" not in raw:
+        raise ConfigError(f"results key {path} ({given_by}) holds no public key; {fix}")
 
 
 def attestation_of(summary: Summary, workload_id: str) -> Attestation:
@@ -271,8 +292,15 @@ def _record_value(store: BlobStore, workload: Workload, rid: int, failed: dict[i
 
 
 def find_key(store: BlobStore, workload: Workload, key: str) -> int:
-    """The record id of the data's own id ``key`` (``rqp pack --id-field``)."""
+    """The record id of the data's own id ``key`` (``rqp pack --id-field``); ``WorkloadError``
+    when the signed statement does not say keys are unique (a key may then name two records,
+    and a proof asked by key could be another record's)."""
     summary = generation_summary(store, workload)
+    if not attestation_of(summary, workload.id).unique_keys:
+        raise WorkloadError(
+            f"workload {workload.id}: its keys are not unique (or its signed root predates saying so), so a key "
+            f"does not name one record; ask by record id: 'rqp proof {workload.id} --record N' (ids: rqp results)"
+        )
     for f in summary.failures:
         if f.key == key:
             return f.id
@@ -318,6 +346,15 @@ def make_proof(store: BlobStore, workload: Workload, rid: int) -> dict[str, Any]
         )
     record = _record_value(store, workload, rid, {f.id: f for f in summary.failures})
     record["input"] = "" if mac == b"\x00" * 32 else mac.hex()
+    # leaves.bin folds into the signed root, but inputs.bin and the results do not: recompute the
+    # record's leaf from its parts, so a swapped input digest or result is refused here, not at
+    # the consumer's verify-proof
+    if record_leaf(record, mac) != leaf:
+        raise IntegrityError(
+            f"record {rid} of workload {workload.id} does not hash to its leaf in {LEAVES_BLOB}: {INPUTS_BLOB} or "
+            f"the results blob was altered in the blob store, so no proof can be issued; 'rqp verify "
+            f"{workload.id}' names the records that differ"
+        )
     return proof_doc(att, record, leaf, path)
 
 

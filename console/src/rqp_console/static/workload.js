@@ -56,6 +56,10 @@ function rootBadge(rr) {
   if (!rr.signed) {
     return { className: "badge unverified", textContent: "results root unverified", title: about + (rr.note ? `: ${rr.note}` : "") };
   }
+  if (rec.status === "match" && rr.round_checked === false) {
+    // the results match a genuine root, but no sealed head in Redis says its round is the current one
+    return { className: "badge unverified", textContent: "round not checked", title: `${int(rec.checked)} stored results match the round ${int(rr.round)} ${about}${when}; ${rr.round_note}` };
+  }
   if (rec.status === "match") {
     return { className: "badge done", textContent: "results verified", title: `${int(rec.checked)} stored results match the ${about}${when}` };
   }

@@ -4,11 +4,12 @@ environment over a config file), its ``Backends``, the workload it names and who
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Any
 
 import redis
 
-from ..backends import Backends
+from ..backends import Backends, unchecked_round
 from ..config import Settings
 from ..connect import open_operator_trust, open_trust_store
 from ..control import audit as audit_log
@@ -63,13 +64,20 @@ def verify_counts(b: Backends, p: Progress, *, strict: bool = True) -> Progress:
     to open it; else marked unverified (``rqp.status.verified_progress``): what a Redis writer did to
     the plain counters never reaches a report of an ended workload as fact. A summary of an older
     round than the sealed head's (put back by a blob-store writer) raises ``StaleSummaryError``;
-    ``strict=False`` (a list of many workloads) marks that one unverified instead."""
+    ``strict=False`` (a list of many workloads) marks that one unverified instead. Without the
+    sealed head in Redis nothing proves the summary's round is the current one (an older round's
+    blobs put back with its own round marker read the same): marked unverified, ``round_note``
+    saying so, as ``rqp verify`` says "round not checked"."""
+    read: list[tuple[Summary, Workload]] = []
 
     def summary() -> Summary | None:
         if not (b.settings.kek_file or b.settings.key_vault_key_id):
             return None
         try:
-            return read_summary(b.blobs, open_workload(b, p.workload))
+            w = open_workload(b, p.workload)
+            s = read_summary(b.blobs, w)
+            read.append((s, w))
+            return s
         except StaleSummaryError:
             if strict:
                 raise  # an older round's summary put back: said as such, never shown as verified
@@ -77,7 +85,13 @@ def verify_counts(b: Backends, p: Progress, *, strict: bool = True) -> Progress:
         except (RqpError, ValueError):
             return None
 
-    return verified_progress(p, summary)
+    p = verified_progress(p, summary)
+    if p.verified and read:
+        s, w = read[0]
+        why = unchecked_round(b.redis, b.blobs, w, s.sealed_round)
+        if why:
+            p = replace(p, verified=False, round_note=why)
+    return p
 
 
 def set_priority(b: Backends, signer: SigningKey, workload_id: str, level: str) -> None:

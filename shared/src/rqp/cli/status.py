@@ -124,7 +124,9 @@ def _status_notes(b: Backends, p: Progress, workers: int | None) -> list[str]:
     Lines workload whose records all fail (most likely data in another format)."""
     settings, r = b.settings, b.redis
     notes = []
-    if p.verified is False:
+    if p.verified is False and p.round_note:
+        notes.append(f"unverified: these are its sealed counts, but {p.round_note}")
+    elif p.verified is False:
         why = (
             "its sealed summary is missing or does not open"
             if settings.kek_file or settings.key_vault_key_id

@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import control
-from ..errors import BlobNotFoundError, RqpError, WorkloadError
+from ..backends import sealed_head, unchecked_round
+from ..errors import BlobNotFoundError, RoundUncheckedError, RqpError, WorkloadError
 from ..export_check import client_rows
 from ..identity import actor
 from ..ledger import SUBMISSIONS, Ledger
 from ..results import failures_so_far, read_results
+from ..round_marker import marked_round, round_checked, round_note, unchecked_round_error
 from ..status import read_progress, verified_progress
 from ..summary import Failure, StaleSummaryError, Summary, read_summary
 from ..verification import (
@@ -75,12 +77,22 @@ class Workload:
             queued = {x.decode() if isinstance(x, bytes) else str(x) for x in b.redis.lrange(SUBMISSIONS, 0, -1)}
             return WorkloadStatus.not_started(self.id, "submitted" if self.id in queued else "packed")
         if is_ended(p.state):
-            p = verified_progress(p, self._sealed_summary)
+            read: list[Summary] = []
+            p = verified_progress(p, lambda: self._remember(read, self._sealed_summary()))
+            why = unchecked_round(b.redis, b.blobs, self._opened(), read[0].sealed_round) if read else ""
+            if p.verified and why:  # no sealed head confirms the round (as rqp status says)
+                p = replace(p, verified=False, round_note=why)
         if p.verified is None and (is_ended(p.state) or not is_known(p.state)):
             # an ended state without a sealed summary to vouch for it (``failed`` as a whole), or
             # one this version does not know: Redis's plain counts, so say they are unverified
             p = replace(p, verified=False)
         return WorkloadStatus.from_progress(p)
+
+    @staticmethod
+    def _remember(into: list[Summary], summary: Summary | None) -> Summary | None:
+        if summary is not None:
+            into.append(summary)
+        return summary
 
     def _holds_kek(self) -> bool:
         """Whether this client can open the sealed summary (else an ended state cannot be checked)."""
@@ -165,12 +177,20 @@ class Workload:
         summary = read_summary(self.client.backends.blobs, opened)
         return attestation_of(summary, self.id).to_dict()
 
-    def verify(self, signer: str | Path | None = None, results: Iterable[dict[str, Any]] | None = None) -> Report:
+    def verify(
+        self,
+        signer: str | Path | None = None,
+        results: Iterable[dict[str, Any]] | None = None,
+        *,
+        any_round: bool = False,
+    ) -> Report:
         """Check its results against the signed root (as ``rqp verify W``): the stored ones, or
         ``results`` -- records as ``results()`` or ``stream()`` gave them, in any order (held in
         memory to sort when out of order). The report of a match; ``IntegrityError`` naming the
         records that differ, are missing, extra or repeated, or the untrusted signer.
-        ``signer``: the results key's .pub.pem (default: the trusted results keys, or operators)."""
+        ``signer``: the results key's .pub.pem (default: the trusted results keys, or operators).
+        Without the sealed head in Redis nothing proves the round is the current one:
+        ``RoundUncheckedError`` then, unless ``any_round=True`` (the report's ``note`` says so)."""
         b = self.client.backends
         opened = self._opened()
         self._summary_or_why(opened)
@@ -181,6 +201,9 @@ class Workload:
             rows = client_rows(b.blobs, opened, list(results))
         report = check_rows(b.blobs, opened, trust, rows)
         report.raise_if_failed()
+        report.note = round_note(sealed_head(b.redis, opened), marked_round(b.blobs, opened), report.round)
+        if not round_checked(report.note) and not any_round:
+            raise RoundUncheckedError(unchecked_round_error(self.id, report.round))
         return report
 
     def verify_streamed(self, results: Iterable[Mapping[str, Any]], signer: str | Path | None = None) -> Report:
