@@ -225,6 +225,7 @@ EXIT_CLASSES = {
     6: (errors.RedisUnavailableError, "redis"),
     7: (errors.WorkloadError, "workload"),
     8: (errors.ScriptError, "script"),
+    11: (errors.RoundUncheckedError, "round"),
 }
 
 
