@@ -142,7 +142,18 @@ try:
                 sys.exit(1)
             time.sleep(0.05)
     else:
-        show(r.execute_command(*args))
+        # the DNS server of podman (aardvark-dns) reloads whenever a container starts or stops on the
+        # host, and a lookup during the reload fails "temporarily" (EAI_AGAIN): ask again, 10 s
+        end = time.monotonic() + 10
+        while True:
+            try:
+                reply = r.execute_command(*args)
+                break
+            except redis.ConnectionError as exc:
+                if "Temporary failure in name resolution" not in str(exc) or time.monotonic() > end:
+                    raise
+                time.sleep(0.2)
+        show(reply)
 except redis.RedisError as exc:
     print(f"{type(exc).__name__}: {exc}")
     sys.exit(3)
