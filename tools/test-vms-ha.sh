@@ -79,15 +79,9 @@ declare -a TIMELINE=()
 
 # shellcheck source=tools/lib.sh
 . tools/lib.sh   # now, since, ok, fail, copy_secrets
-mark() {  # mark TEXT: a line of the overall timeline, at seconds since the workload was submitted
-  local at; at=$(since "${TW:-$T0}")
-  TIMELINE+=("$(printf '%7ss  %s' "+$at" "$*")")
-  echo "    [timeline +${at}s] $*"
-}
-
+# shellcheck source=tools/lib-vms.sh
+. tools/lib-vms.sh   # mark, field, vm_sock, vmd, add_vm, start_engine, kill_vm, cleanup_vm
 # ------------------------------------------------------------------------------ per-VM helpers
-vm_sock() { echo "$RUN/$1.sock"; }
-vmd() { local vm=$1; shift; DOCKER_HOST=unix://$(vm_sock "$vm") docker "$@"; }   # the VM's engine
 # the VM's Compose projects: sentinel (sentinel.yml), redis (scheduler-vm.yml + ha.yml), proc
 # (processor-vm.yml + ha-processor.yml); one .env per VM, as on a real VM
 vmc() {  # vmc VM PROJECT compose-args...
@@ -101,56 +95,6 @@ vmc() {  # vmc VM PROJECT compose-args...
 }
 nic() { echo "rh$ID$1"; }   # the VM's NIC, seen from the LAN (at most 15 characters)
 ns() { echo "rqpha-$ID-$1"; }
-
-add_vm() {  # the VM's namespace, its NIC on the LAN, its default route through this machine
-  local vm=$1 ip=${VM_IP[$1]}
-  ip netns add "$(ns "$vm")"
-  ip link add "$(nic "$vm")" type veth peer name eth0 netns "$(ns "$vm")"
-  ip -n "$(ns "$vm")" link set lo up
-  ip -n "$(ns "$vm")" addr add "$ip/24" dev eth0
-  ip -n "$(ns "$vm")" link set eth0 up
-  ip -n "$(ns "$vm")" route add default via "$HOSTIP"
-  ip link set "$(nic "$vm")" master "$BR" up
-}
-
-start_engine() {  # a podman service inside the VM's namespace: its own store, networks, DNS
-  local vm=$1 d=$WORK/vm/$1
-  mkdir -p "$d/storage" "$d/networks" "$RUN/$vm" "$RUN/$vm-tmp"
-  # netavark keeps one aardvark-dns per run directory, /run/containers/networks for every rootful
-  # podman: an engine sharing it would only signal a DNS server living in another namespace (the
-  # host's, or a killed VM's) and its containers could not resolve each other. Each VM engine
-  # gets its own, bind-mounted in a private mount namespace: its own DNS server in its own network.
-  mkdir -p "$d/netrun"
-  nsenter --net="/run/netns/$(ns "$vm")" unshare --mount --propagation private \
-    sh -c 'mkdir -p /run/containers/networks && mount --bind "$1" /run/containers/networks && shift && exec "$@"' sh "$d/netrun" \
-    podman --root "$d/storage" --runroot "$RUN/$vm" --tmpdir "$RUN/$vm-tmp" --network-config-dir "$d/networks" \
-    system service --time=0 "unix://$(vm_sock "$vm")" >"$d/engine.log" 2>&1 &
-  VM_PID[$vm]=$!
-  local end=$(( $(date +%s) + 30 ))
-  until vmd "$vm" version >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt "$end" ] || { cat "$d/engine.log" >&2; fail "the engine of VM $vm did not start"; }
-    sleep 0.1
-  done
-}
-
-kill_vm() {  # the VM dies whole: its engine, every container process (conmon included), nothing restarts
-  local vm=$1
-  if [ -n "${VM_PID[$vm]:-}" ]; then
-    kill -9 "${VM_PID[$vm]}" 2>/dev/null || true
-    wait "${VM_PID[$vm]}" 2>/dev/null || true
-    VM_PID[$vm]=""
-  fi
-  for p in $(pgrep -f -- "--root $WORK/vm/$vm/storage" 2>/dev/null || true); do kill -9 "$p" 2>/dev/null || true; done
-  ip netns pids "$(ns "$vm")" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
-}
-
-cleanup_vm() {
-  local vm=$1
-  kill_vm "$vm"
-  grep -F " $WORK/vm/$vm/" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-  ip link del "$(nic "$vm")" 2>/dev/null || true
-  ip netns del "$(ns "$vm")" 2>/dev/null || true
-}
 
 teardown() {
   local code=$?
@@ -338,7 +282,6 @@ observe_in() {  # observe_in VM ARGS...: the observer run inside a VM's namespac
   local vm=$1; shift
   HA_SECRETS=$WORK/secrets HA_SENTINELS=$SENTINELS nsenter --net="/run/netns/$(ns "$vm")" "$PY" "$WORK/observe.py" "$@" 2>>"$WORK/observe.err"
 }
-field() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2], {}, d))' "$1" "$2"; }
 wait_for() {  # wait_for SECONDS DESCRIPTION PYTHON_CONDITION_ON_STATE: poll the observer until true
   local secs=$1 what=$2 cond=$3 end st
   end=$(( $(date +%s) + secs ))
@@ -458,21 +401,7 @@ echo "    [timing] up: $(since "$t")s"
 
 # ------------------------------------------------------------------------------ 3. the workload
 W="ha-$(python3 -c 'import secrets; print(secrets.token_hex(3))')"
-mkdir -p "$WORK/in"
-python3 -c '
-import json, sys
-with open(sys.argv[2], "w") as f:
-    for i in range(int(sys.argv[1])):
-        f.write(json.dumps({"n": i, "memo": f"record {i}"}) + "\n")' "$N" "$WORK/in/data.jsonl"
-cat > "$WORK/in/process.py" <<EOF
-import time
-
-
-def process(record):
-    time.sleep($SLEEP)
-    return {"n": record["n"], "v": (record["n"] * 7919) % 1000003}
-EOF
-chmod 0755 "$WORK/in"; chmod 0644 "$WORK/in/"*
+write_workload_inputs "$WORK/in" "$N" "$SLEEP"
 # the submitter: a machine on the LAN with the public KEK, its signing key, the CA, its Redis
 # password and the Sentinels' client password; it writes the workload to the shared blob store
 SUB=$WORK/submitter
@@ -576,21 +505,7 @@ ok "fault b: vm2 killed whole: vm1 promoted, vm1's scheduler leads, work resumed
 
 # ------------------------------------------------------------------------------ 5. exactly once
 vmc vm1 redis exec -T scheduler rqp results "$W" > "$WORK/results.jsonl" || fail "rqp results $W on vm1"
-python3 - "$WORK/results.jsonl" "$N" <<'EOF' || fail "the results are not every record exactly once"
-import collections, json, sys
-path, n = sys.argv[1], int(sys.argv[2])
-ids = collections.Counter()
-wrong = []
-for line in open(path):
-    d = json.loads(line)
-    ids[d["id"]] += 1
-    if d["result"] != {"n": d["id"], "v": (d["id"] * 7919) % 1000003}:
-        wrong.append(d["id"])
-dup = [i for i, c in ids.items() if c > 1]
-lost = [i for i in range(n) if i not in ids]
-print(f"    results: {sum(ids.values())} lines, {len(ids)} records, {len(lost)} lost, {len(dup)} duplicated, {len(wrong)} wrong")
-assert not lost and not dup and not wrong and len(ids) == n
-EOF
+python3 tools/check_results_once.py "$WORK/results.jsonl" "$N" || fail "the results are not every record exactly once"
 ok "every one of the $N results is present once and correct (0 lost, 0 duplicated) after a partition and a VM killed"
 
 # ------------------------------------------------------------------------------ 6. down

@@ -88,6 +88,7 @@ BR=rvb$ID
 WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/rqp-test-vms.XXXXXX")
 chmod 0755 "$WORK"
 RUN=/run/rqp-test-vms-$ID
+VM_ENGINE_ENV="CONTAINERS_REGISTRIES_CONF=$WORK/registries.conf"   # the VM engines pull from the test registry
 VMS=(scheduler proc1 proc2)
 declare -A VM_IP=([scheduler]=$LAN.10 [proc1]=$LAN.11 [proc2]=$LAN.12)
 declare -A VM_PID=()
@@ -102,12 +103,8 @@ declare -a TIMELINE=()
 
 # shellcheck source=tools/lib.sh
 . tools/lib.sh   # now, since, ok, fail, run_once, copy_secrets
-mark() {  # mark TEXT: a line of the timeline, at seconds since the workload was submitted
-  local at; at=$(since "${TW:-$T0}")
-  TIMELINE+=("$(printf '%7ss  %s' "+$at" "$*")")
-  echo "    [timeline +${at}s] $*"
-}
-
+# shellcheck source=tools/lib-vms.sh
+. tools/lib-vms.sh   # mark, field, vm_sock, vmd, add_vm, start_engine, kill_vm, cleanup_vm
 mark_at() {  # mark_at EPOCH TEXT: a line of the timeline at a time something else recorded
   local at; at=$(python3 -c "import sys; print(f'{float(sys.argv[1]) - float(sys.argv[2]):.1f}')" "$1" "${TW:-$T0}")
   shift
@@ -116,8 +113,6 @@ mark_at() {  # mark_at EPOCH TEXT: a line of the timeline at a time something el
 }
 
 # ------------------------------------------------------------------------------ per-VM helpers
-vm_sock() { echo "$RUN/$1.sock"; }
-vmd() { local vm=$1; shift; DOCKER_HOST=unix://$(vm_sock "$vm") docker "$@"; }   # the VM's engine
 vmc() {  # the VM's Compose project: vmc VM compose-args...
   local vm=$1; shift
   local file=processor-vm.yml profile=(--profile metrics)
@@ -127,50 +122,8 @@ vmc() {  # the VM's Compose project: vmc VM compose-args...
 }
 project_of() { echo "rqp-vms-$ID-$1"; }
 
-start_engine() {  # a podman service inside the VM's namespace: its own store, networks, DNS
-  local vm=$1 d=$WORK/vm/$1
-  mkdir -p "$d/storage" "$d/networks" "$RUN/$vm" "$RUN/$vm-tmp"
-  # netavark keeps one aardvark-dns per run directory, /run/containers/networks for every rootful
-  # podman: an engine sharing it would only signal a DNS server living in another namespace (the
-  # host's, or a killed VM's) and its containers could not resolve each other. Each VM engine
-  # gets its own, bind-mounted in a private mount namespace: its own DNS server in its own network.
-  mkdir -p "$d/netrun"
-  CONTAINERS_REGISTRIES_CONF=$WORK/registries.conf nsenter --net="/run/netns/rqpvm-$ID-$vm" unshare --mount --propagation private \
-    sh -c 'mkdir -p /run/containers/networks && mount --bind "$1" /run/containers/networks && shift && exec "$@"' sh "$d/netrun" \
-    podman --root "$d/storage" --runroot "$RUN/$vm" --tmpdir "$RUN/$vm-tmp" --network-config-dir "$d/networks" \
-    system service --time=0 "unix://$(vm_sock "$vm")" >"$d/engine.log" 2>&1 &
-  VM_PID[$vm]=$!
-  local end=$(( $(date +%s) + 30 ))
-  until vmd "$vm" version >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt "$end" ] || { cat "$d/engine.log" >&2; fail "the engine of VM $vm did not start"; }
-    sleep 0.1
-  done
-}
-
-add_vm() {  # the VM's namespace, its NIC on the LAN, its default route through this machine
-  local vm=$1 ns=rqpvm-$ID-$1 ip=${VM_IP[$1]}
-  ip netns add "$ns"
-  ip link add "$(nic "$vm")" type veth peer name eth0 netns "$ns"
-  ip -n "$ns" link set lo up
-  ip -n "$ns" addr add "$ip/24" dev eth0
-  ip -n "$ns" link set eth0 up
-  ip -n "$ns" route add default via "$HOSTIP"
-}
 nic() { echo "rv$ID$1"; }   # the VM's NIC, seen from the LAN (at most 15 characters)
-
-cleanup_vm() {
-  local vm=$1 ns=rqpvm-$ID-$1
-  if [ -n "${VM_PID[$vm]:-}" ]; then
-    kill "${VM_PID[$vm]}" 2>/dev/null || true
-    wait "${VM_PID[$vm]}" 2>/dev/null || true
-  fi
-  # what a killed engine left: its containers' processes (conmon), then their mounts
-  for p in $(pgrep -f -- "--root $WORK/vm/$vm/storage" 2>/dev/null || true); do kill -9 "$p" 2>/dev/null || true; done
-  grep -F " $WORK/vm/$vm/" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-  ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
-  ip link del "$(nic "$vm")" 2>/dev/null || true
-  ip netns del "$ns" 2>/dev/null || true
-}
+ns() { echo "rqpvm-$ID-$1"; }   # the VM's network namespace
 
 teardown() {
   local code=$?
@@ -270,7 +223,6 @@ out["blind"] = {k.decode(): json.loads(v) for k, v in r.hgetall(f"rqp:w:{w}:blin
 print(json.dumps(out))
 '
 state() { vmc scheduler exec -T scheduler python -c "$STATE_PY" "${W:-none}" 2>/dev/null; }
-field() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2], {}, d))' "$1" "$2"; }
 hostnames() {  # the container host names of a VM's processors (RQ worker names carry them)
   for id in $(vmd "$1" ps -q --filter "label=com.docker.compose.service=processor"); do
     vmd "$1" inspect -f '{{.Config.Hostname}}' "$id"
@@ -367,7 +319,7 @@ echo "    [timing] images + registry + push: $(since "$t")s"
 # ------------------------------------------------------------------------------ 2. hosts, Azurite, secrets
 t=$(now)
 mkdir -p "$RUN"
-for vm in "${VMS[@]}"; do add_vm "$vm"; ip link set "$(nic "$vm")" master "$BR" up; done
+for vm in "${VMS[@]}"; do add_vm "$vm"; done
 for vm in "${VMS[@]}"; do start_engine "$vm"; done
 for vm in "${VMS[@]}"; do
   [ -z "$(vmd "$vm" images -q)" ] || fail "the engine of VM $vm has images before anything was pulled"
@@ -489,21 +441,7 @@ echo "    [timing] processor VM 1: pull + up: $(since "$t")s"
 
 # ------------------------------------------------------------------------------ 4. the workload
 W="vms-$(python3 -c 'import secrets; print(secrets.token_hex(3))')"
-mkdir -p "$WORK/in"
-python3 -c '
-import json, sys
-with open(sys.argv[2], "w") as f:
-    for i in range(int(sys.argv[1])):
-        f.write(json.dumps({"n": i, "memo": f"record {i}"}) + "\n")' "$N" "$WORK/in/data.jsonl"
-cat > "$WORK/in/process.py" <<EOF
-import time
-
-
-def process(record):
-    time.sleep($SLEEP)
-    return {"n": record["n"], "v": (record["n"] * 7919) % 1000003}
-EOF
-chmod 0755 "$WORK/in"; chmod 0644 "$WORK/in/"*
+write_workload_inputs "$WORK/in" "$N" "$SLEEP"
 # the submitter: a machine on the LAN with the public KEK, its signing key, Redis's CA, the
 # submitter's Redis password and the storage connection string -- nothing else
 SUB=$WORK/submitter
@@ -711,21 +649,7 @@ ok "the workload ended done: $N records done, 0 failed, after a join, a partitio
 
 # ------------------------------------------------------------------------------ 5. exactly once
 vmc scheduler exec -T scheduler rqp results "$W" > "$WORK/results.jsonl" || fail "rqp results $W"
-python3 - "$WORK/results.jsonl" "$N" <<'EOF' || fail "the results are not every record exactly once"
-import collections, json, sys
-path, n = sys.argv[1], int(sys.argv[2])
-ids = collections.Counter()
-wrong = []
-for line in open(path):
-    d = json.loads(line)
-    ids[d["id"]] += 1
-    if d["result"] != {"n": d["id"], "v": (d["id"] * 7919) % 1000003}:
-        wrong.append(d["id"])
-dup = [i for i, c in ids.items() if c > 1]
-lost = [i for i in range(n) if i not in ids]
-print(f"    results: {sum(ids.values())} lines, {len(ids)} records, {len(lost)} lost, {len(dup)} duplicated, {len(wrong)} wrong")
-assert not lost and not dup and not wrong and len(ids) == n
-EOF
+python3 tools/check_results_once.py "$WORK/results.jsonl" "$N" || fail "the results are not every record exactly once"
 ok "every one of the $N results is present once and correct (0 lost, 0 duplicated)"
 rerun=$(vmc scheduler exec -T scheduler rqp status "$W" --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["done"], d["failed"], d["state"])')
 [ "$rerun" = "$N 0 done" ] || fail "rqp status $W says: $rerun"
