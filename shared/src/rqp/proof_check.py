@@ -150,7 +150,8 @@ def _check_expected(att: Attestation, rec: dict[str, Any], expect: Expected) -> 
     if expect.key is not None and not att.unique_keys:
         raise IntegrityError(
             f"--key cannot be checked for workload {wid}: its signed statement does not say its keys are unique "
-            f"(two records may share key {expect.key!r}); ask by record id with --record"
+            f"(two records may share key {expect.key!r}, or a record with no key recorded may); ask by record id "
+            f"with --record"
         )
     if expect.key is not None and rec["key"] != expect.key:
         raise IntegrityError(f"the proof is of {what} with key {rec['key']!r}, not key {expect.key!r}")
