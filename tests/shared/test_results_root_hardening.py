@@ -187,7 +187,9 @@ def test_a4_a_number_written_otherwise_is_refused_by_the_library_the_cli_and_the
 
 
 @pytest.mark.parametrize(
-    "edit", [_edit(("comment",), "price is 999"), _edit(("record", "value_shown"), {"price": 999})], ids=["top", "record"]
+    "edit",
+    [_edit(("comment",), "price is 999"), _edit(("record", "value_shown"), {"price": 999})],
+    ids=["top", "record"],
 )
 def test_a4_fields_rqp_never_writes_fail_the_readme_check_and_the_library(results_key, edit):
     """Was (atk3 A4): the README check returned True beside a forged ``comment`` or ``value_shown``

@@ -14,6 +14,7 @@ the scheduler's and processor's own code:
   keys unique: ``rqp proof --key`` refuses instead of picking one of two records.
 """
 
+# ruff: noqa: F811 - the world fixtures are imported by name, then taken as arguments
 from __future__ import annotations
 
 import json
@@ -100,7 +101,7 @@ def test_a1_proof_and_results_of_an_unconfirmed_round_need_any_round_and_a_super
         code, out, err = run(capsys, *argv)
         line = one_line_error(err)
         assert code == UNCHECKED, (argv, out, err)
-        assert "the sealed round marker says round 2 was begun" in line and f"--any-round=older" in line, line
+        assert "the sealed round marker says round 2 was begun" in line and "--any-round=older" in line, line
         assert not out.strip() or argv[0] == "verify", (argv, out)  # nothing handed out
         assert not out_file.exists(), argv
     code, out, err = run(capsys, "proof", wid, "--record", "0", "--any-round=older", "-o", str(out_file))
@@ -201,7 +202,9 @@ def test_a3_a_superseded_generations_proof_fails_the_manifest_the_consumer_pins(
     assert code == 0 and current != first and "round 1 root" in out, out
     new = tmp_path / "g2.json"
     assert run(capsys, "proof", wid, "--record", "1", "-o", str(new))[0] == 0
-    assert json.loads(old.read_text())["round"] == json.loads(new.read_text())["round"] == 1  # the round alone cannot tell
+    assert (
+        json.loads(old.read_text())["round"] == json.loads(new.read_text())["round"] == 1
+    )  # the round alone cannot tell
 
     pins = ["--signer", str(pub), "--workload", wid, "--record", "1", "--round", "1", "--manifest", current]
     code, out, err = run(capsys, "verify-proof", str(old), *pins)

@@ -111,11 +111,11 @@ def superseded_round_error(workload_id: str, round_: int, marked: int, command: 
     """The one line when the sealed round marker says a later round than ``round_`` was begun and
     no sealed head says how it ended: these are at best a superseded round's results."""
     return (
-        f"workload {workload_id}: these are round {round_}'s results, but the sealed round marker says round "
-        f"{marked} was begun (no sealed head in Redis says how it ended): round {round_} was superseded or is "
-        f"being replaced, so it is refused even with --any-round; accept it only on purpose with 'rqp {command} "
-        f'{workload_id} --any-round=older\' (client: {command}(any_round="older")), or read it while Redis '
-        f"holds the workload"
+        f"workload {workload_id}: round {round_} could not be checked as the current one, and the sealed round "
+        f"marker says round {marked} was begun (no sealed head in Redis says how it ended): round {round_} is "
+        f"superseded or being replaced, so it is refused even with --any-round; accept it only on purpose with "
+        f"'rqp {command} {workload_id} --any-round={OLDER}' (client: {command}(any_round=\"{OLDER}\")), or read it "
+        f"while Redis holds the workload"
     )
 
 

@@ -88,8 +88,8 @@ def cmd_verify_proof(args: argparse.Namespace) -> int:
     asked = " as asked" if expect != Expected() else ""
     print(
         f"record {rec['id']} of workload {doc['workload']} ({rec['kind']}) is in the round {round_} root signed by "
-        f"{fp} over manifest {doc['statement'].get('manifest')}{asked} (a proof vouches for that round of that "
-        f"manifest only: 'rqp verify' names the current ones; pin them with --round and --manifest)"
+        f"{fp} over manifest {doc['statement'].get('manifest')}{asked} (a proof vouches for that round only, of "
+        f"that manifest: 'rqp verify' names the current ones; pin them with --round and --manifest)"
     )
     return 0
 
