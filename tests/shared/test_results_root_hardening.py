@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -146,8 +147,58 @@ def test_rqp_refuses_a_proof_not_exactly_in_rqps_form_with_one_line(results_key,
     assert main(["verify-proof", str(f), "--signer", str(pub)]) == 4
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err, err
-    if edit in ("id true", "id as text", "upper-case input", "input of zeros", "short input"):
+    readme_refuses = ("id true", "id as text", "upper-case input", "input of zeros", "short input")
+    # A4: and since atk3, a field rqp never writes, and a leaf that is not the record's own
+    if edit in (*readme_refuses, "extra field", "extra record field", "upper-case leaf", "round as text"):
         assert _readme_check()(doc, pub.read_bytes(), WID, RID) is False  # the README's check agrees
+
+
+#: A4: (rqp's number, the same number written otherwise) -- equal once parsed, not to a Decimal
+#: or jsonb reader of the file, and not what rqp writes
+LITERALS = [
+    ('"price":0.1', '"price":0.10000000000000001'),
+    ('"price":0.1', '"price":1e-1'),
+    ('"big":1e+22', '"big":10000000000000000000001.0'),
+    ('"zero":0', '"zero":-0'),
+]
+
+
+@pytest.mark.parametrize(("genuine", "forged"), LITERALS)
+def test_a4_a_number_written_otherwise_is_refused_by_the_library_the_cli_and_the_readme(
+    results_key, tmp_path, capsys, genuine, forged
+):
+    """Was (atk3 A4): ``rqp verify-proof`` refused ``0.10000000000000001`` for ``0.1``, but
+    ``rqp.verification.check_proof`` and the README's plain check returned the signer / True."""
+    key, pub = results_key
+    text = json.dumps(_proof(key, {"price": 0.1, "big": 1e22, "zero": 0, "name": "p1"}), separators=(",", ":"))
+    assert genuine in text
+    edited = text.replace(genuine, forged).encode()
+    readme = _readme_check()
+    assert check_proof(text.encode(), pub.read_bytes()).startswith("sha256:")  # the genuine file passes all three
+    assert readme(text.encode(), pub.read_bytes(), WID, RID) is True
+    with pytest.raises(IntegrityError, match=f"writes the number {re.escape(forged.split(':')[1])} where rqp writes"):
+        check_proof(edited, pub.read_bytes())
+    assert readme(edited, pub.read_bytes(), WID, RID) is False
+    f = tmp_path / "x.json"
+    f.write_bytes(edited)
+    assert main(["verify-proof", str(f), "--signer", str(pub)]) == 4
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"the proof {f} writes the number" in err, err
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [_edit(("comment",), "price is 999"), _edit(("record", "value_shown"), {"price": 999})],
+    ids=["top", "record"],
+)
+def test_a4_fields_rqp_never_writes_fail_the_readme_check_and_the_library(results_key, edit):
+    """Was (atk3 A4): the README check returned True beside a forged ``comment`` or ``value_shown``
+    that a viewer showing the proof's fields would show."""
+    key, pub = results_key
+    doc = edit(_copy(_proof(key, {"price": 0.1})))
+    assert _readme_check()(doc, pub.read_bytes(), WID, RID) is False
+    with pytest.raises(IntegrityError, match="the proof is not an rqp proof"):
+        check_proof(json.dumps(doc).encode(), pub.read_bytes())
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,7 @@ from .ledger import TOMBSTONES, Head, Ledger
 from .round_marker import marked_round, round_checked, round_note
 from .signing import TrustStore
 from .storage import BlobStore, MessageQueue
+from .summary import MarkerFloor
 from .workload import Workload
 
 __all__ = ["Backends", "check_tombstone", "head_round", "sealed_head"]
@@ -138,7 +139,7 @@ def head_round(
         head = sealed_head(r, workload)
         marked = None if store is None or workload.generation else marked_round(store, workload)
         if marked is not None and (head is None or marked > head[0]):
-            return marked, False
+            return MarkerFloor((marked, False))  # the marker's floor: a refusal names it, not a head
         return head
 
     return read

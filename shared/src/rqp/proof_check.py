@@ -14,12 +14,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
 from .errors import ConfigError, IntegrityError
+from .jsonsafe import JSONRejected, loads, noncanonical_number
 from .merkle import HASH_SIZE, leaf_hash, root_from_path
 from .pem import fingerprint
 from .results_root import (
@@ -35,7 +37,7 @@ from .results_root import (
 )
 from .signing import ED25519, ES256
 
-__all__ = ["PROOF_FIELDS", "PROOF_FORMAT", "Expected", "check_proof"]
+__all__ = ["PROOF_FIELDS", "PROOF_FORMAT", "Expected", "check_proof", "read_proof"]
 
 PROOF_FORMAT = "rqp-proof/1"
 #: the fields a proof has, no more (``rqp.verification.proof_doc``)
@@ -51,12 +53,16 @@ _NO_INPUT = b"\x00" * HASH_SIZE
 @dataclass(frozen=True)
 class Expected:
     """What the consumer asked for (each None: not checked): the proof must be of this workload,
-    this record (by id or by the data's own key) and this round."""
+    this record (by id or by the data's own key), this round and this manifest."""
 
     workload: str | None = None
     record: int | None = None
     key: str | None = None
     round: int | None = None
+    #: the signed manifest's digest (``rqp verify W`` prints the current one): a proof of a
+    #: superseded generation (``rqp pack --replace``, whose rounds start at 1 again) or of another
+    #: deployment's workload of the same id is over another manifest
+    manifest: str | None = None
 
 
 def _malformed(what: str) -> IntegrityError:
@@ -144,7 +150,8 @@ def _check_expected(att: Attestation, rec: dict[str, Any], expect: Expected) -> 
     if expect.key is not None and not att.unique_keys:
         raise IntegrityError(
             f"--key cannot be checked for workload {wid}: its signed statement does not say its keys are unique "
-            f"(two records may share key {expect.key!r}); ask by record id with --record"
+            f"(two records may share key {expect.key!r}, or a record with no key recorded may); ask by record id "
+            f"with --record"
         )
     if expect.key is not None and rec["key"] != expect.key:
         raise IntegrityError(f"the proof is of {what} with key {rec['key']!r}, not key {expect.key!r}")
@@ -152,6 +159,12 @@ def _check_expected(att: Attestation, rec: dict[str, Any], expect: Expected) -> 
         raise IntegrityError(
             f"the proof is of round {att.round} of workload {wid}, not round {expect.round}: "
             f"another round's proof ('rqp verify {wid}' names the current round)"
+        )
+    if expect.manifest is not None and att.statement.get("manifest") != expect.manifest:
+        raise IntegrityError(
+            f"the proof of workload {wid} is over manifest {att.statement.get('manifest')}, not {expect.manifest}: "
+            f"another version's proof (a superseded generation, rqp pack --replace, or another deployment's); "
+            f"'rqp verify {wid}' names the current manifest"
         )
 
 
@@ -167,12 +180,38 @@ def record_leaf(rec: dict[str, Any], mac: bytes) -> bytes:
     return leaf_hash(leaf_bytes(rid, rec["key"], mac, kind, hashlib.sha256(data).hexdigest()))
 
 
-def check_proof(doc: Any, public_pem: bytes, expect: Expected = Expected()) -> str:
+def read_proof(text: bytes | str, name: str = "the proof") -> Any:
+    """A proof file's JSON, read as strictly as ``rqp proof`` writes it: strict JSON (no NaN,
+    nesting bounded, UTF-8 only) whose every number is written as rqp writes it -- a value's
+    digest is of its parsed form, so ``0.10000000000000001`` or ``1e-1`` for ``0.1`` would check,
+    while a Decimal or jsonb reader of the file sees another number. ``IntegrityError`` naming
+    ``name`` otherwise. The rule lives here only: ``rqp verify-proof`` and ``check_proof`` use it."""
+    try:
+        doc = loads(text)
+    except JSONRejected as exc:
+        raise IntegrityError(f"{name} is not strict JSON ({exc}); give the file 'rqp proof' wrote") from None
+    other = noncanonical_number(text)
+    if other is not None:
+        raise IntegrityError(
+            f"{name} writes the number {other[0][:40]} where rqp writes {other[1][:40]}: edited; "
+            f"give the file 'rqp proof' wrote"
+        )
+    return doc
+
+
+def check_proof(
+    proof: bytes | str | Mapping[str, Any], public_pem: bytes, expect: Expected = Expected(), *, name: str = "the proof"
+) -> str:
     """Check a proof with only the trusted public key: it has exactly rqp's form, it is of what
     ``expect`` names, the value digests into the leaf, the leaf and path lead to the root, and
     ``public_pem``'s key signed that root for that workload and round. The signer's fingerprint;
     ``IntegrityError`` saying what does not hold. Offline, the workload's current round is
-    unknown: the proof vouches for the round its statement names, which the caller shows."""
+    unknown: the proof vouches for the round its statement names, which the caller shows.
+
+    ``proof``: the file's bytes as received -- read by ``read_proof``, so a number written
+    otherwise than rqp writes it is refused, as ``rqp verify-proof`` refuses it -- or a proof
+    already in hand as a dict (``Workload.proof()``: nothing was written, so nothing to misread)."""
+    doc = read_proof(proof, name) if isinstance(proof, (bytes, str)) else proof
     att, rec, mac, path = _parse(doc)
     try:
         key = serialization.load_pem_public_key(public_pem)

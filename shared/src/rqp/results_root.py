@@ -405,11 +405,24 @@ class KeysSeen:
     leaves are built: the statement says so (``unique_keys``), so ``rqp proof --key`` and
     ``rqp verify-proof --key`` can refuse a key that names more than one record. Keys are kept as
     their ``hash()`` only (memory); a collision counts as a repeat, which only makes ``--key``
-    refuse, never accept a wrong record."""
+    refuse, never accept a wrong record.
 
-    def __init__(self) -> None:
+    ``keyed`` (``--id-field``): a record that failed with no key recorded -- refused at enqueue,
+    its key unreadable or the record malformed (``{"n": 1, "n": 2, "uid": "k3"}``) -- may share its
+    key with another record, which a consumer asking for that key could then not be told of: the
+    keys are not claimed unique (``unkeyed_failure``), so ``--key`` is refused, never answered
+    with one of two records."""
+
+    def __init__(self, keyed: bool = False) -> None:
         self._seen: set[int] = set()
         self.unique = True
+        self.keyed = keyed
+
+    def unkeyed_failure(self) -> None:
+        """A failed record with no key recorded: in a keyed workload, uniqueness cannot be claimed."""
+        if self.keyed:
+            self.unique = False
+            self._seen.clear()
 
     def add(self, key: Any) -> None:
         if key is None or not self.unique:
@@ -448,6 +461,8 @@ def _leaves(
             f = by_id[rid]
             kind, digest = failed_leaf(f.error)
             key = f.key
+            if key is None:
+                keys.unkeyed_failure()
         else:
             kind, digest = not_run_leaf()
             key = None
@@ -487,7 +502,7 @@ def build_root(
     tree = TreeBuilder()
     macs = iter_hashes(store.iter_chunks(inputs_name))
     rows = _rows(_result_rows(store, workload, results_blob))
-    keys = KeysSeen()
+    keys = KeysSeen(workload.manifest.id_field is not None)
     store.put_stream(blob_name(workload.id, LEAVES_BLOB) + suffix, _leaves(macs, rows, failures, total, tree, keys))
     m = workload.manifest
     statement = {

@@ -13,18 +13,39 @@ store, deleting both, is left unchecked -- and readers then say so (SECURITY.md)
 from __future__ import annotations
 
 import json
+from typing import Literal
 
-from .errors import BlobNotFoundError, IntegrityError
+from .errors import BlobNotFoundError, IntegrityError, RoundUncheckedError
 from .storage import BlobStore
 from .workload import Workload, blob_name
 
-__all__ = ["NOT_CHECKED", "ROUND_BLOB", "marked_round", "round_checked", "round_note", "unchecked_round_error"]
+__all__ = [
+    "NOT_CHECKED",
+    "OLDER",
+    "ROUND_BLOB",
+    "AnyRound",
+    "check_round_or_raise",
+    "marked_round",
+    "round_checked",
+    "round_note",
+    "superseded_round_error",
+    "unchecked_round_error",
+]
 
 #: the marker's name under ``workloads/<id>/`` (the scheduler's ``checkpoint.ROUND_BLOB``)
 ROUND_BLOB = "round.enc"
 
 #: the words every "round not checked" note starts with (``round_checked`` looks for them)
 NOT_CHECKED = "round not checked"
+
+#: ``--any-round=older`` (client: ``any_round="older"``): accept an unchecked round even when the
+#: sealed round marker says a LATER round was begun -- kept apart from plain ``--any-round``, which
+#: a reader may pass routinely after the status TTL and must not then take a superseded round
+OLDER = "older"
+
+#: what a reader is told to accept: False (only a round the sealed head confirms), True (also a
+#: round nothing contradicts), ``OLDER`` (also one the marker says was followed by a later round)
+AnyRound = bool | Literal["older"]
 
 
 def marked_round(store: BlobStore, workload: Workload) -> int | None:
@@ -76,10 +97,46 @@ def round_checked(note: str) -> bool:
     return NOT_CHECKED not in note
 
 
-def unchecked_round_error(workload_id: str, round_: int) -> str:
-    """The one line ``rqp verify`` and ``Workload.verify()`` give when the round was not checked."""
+def unchecked_round_error(workload_id: str, round_: int, command: str = "verify") -> str:
+    """The one line ``rqp verify`` / ``proof`` / ``results`` and the client give when the round
+    was not checked (``command``: the ``rqp`` command, and the client method, named in the fix)."""
     return (
         f"workload {workload_id}: round {round_} could not be checked as the current one (no sealed head in "
-        f"Redis: deleted, lost, or expired after the status TTL); accept it with 'rqp verify {workload_id} "
-        f"--any-round' (client: verify(any_round=True)) or check while Redis holds the workload"
+        f"Redis: deleted, lost, or expired after the status TTL); accept it with 'rqp {command} {workload_id} "
+        f"--any-round' (client: {command}(any_round=True)) or check while Redis holds the workload"
     )
+
+
+def superseded_round_error(workload_id: str, round_: int, marked: int, command: str = "verify") -> str:
+    """The one line when the sealed round marker says a later round than ``round_`` was begun and
+    no sealed head says how it ended: these are at best a superseded round's results."""
+    return (
+        f"workload {workload_id}: round {round_} could not be checked as the current one, and the sealed round "
+        f"marker says round {marked} was begun (no sealed head in Redis says how it ended): round {round_} is "
+        f"superseded or being replaced, so it is refused even with --any-round; accept it only on purpose with "
+        f"'rqp {command} {workload_id} --any-round={OLDER}' (client: {command}(any_round=\"{OLDER}\")), or read it "
+        f"while Redis holds the workload"
+    )
+
+
+def check_round_or_raise(
+    workload_id: str,
+    head: tuple[int, bool] | None,
+    marked: int | None,
+    summary_round: int,
+    any_round: AnyRound,
+    command: str = "verify",
+) -> str:
+    """The rule every reader that hands results or a proof out applies (``rqp verify``, ``rqp
+    proof``, ``rqp results`` and the client's ``verify``/``proof``/``results``): the round note
+    (``round_note``, ``""`` when the sealed head confirms the round); ``RoundUncheckedError`` when
+    it could not be checked, unless ``any_round`` -- and, when the marker names a later round than
+    ``summary_round``, unless ``any_round == OLDER`` (a distinct, explicit choice)."""
+    note = round_note(head, marked, summary_round)
+    if round_checked(note):
+        return note
+    if marked is not None and marked > summary_round and any_round != OLDER:
+        raise RoundUncheckedError(superseded_round_error(workload_id, summary_round, marked, command))
+    if not any_round:
+        raise RoundUncheckedError(unchecked_round_error(workload_id, summary_round, command))
+    return note

@@ -18,6 +18,7 @@ __all__ = [
     "SUMMARY_BLOB",
     "UNRECORDED_ROUND",
     "Failure",
+    "MarkerFloor",
     "ResultsInfo",
     "RoundSource",
     "StaleSummaryError",
@@ -35,6 +36,13 @@ UNRECORDED_ROUND = 1
 #: where a reader learns the workload's current round: ``(round, closed)`` of its sealed head
 #: (``rqp.ledger.Head``, authenticated under the data key), None when Redis holds no head
 RoundSource = Callable[[], "tuple[int, bool] | None"]
+
+
+class MarkerFloor(tuple[int, bool]):
+    """A ``RoundSource`` answer taken from the sealed round marker (``round.enc``: round R was
+    begun, so R-1 at least is current) where Redis holds no sealed head, or an older one:
+    ``check_round`` then names the marker, not a head that is not there (it would send an
+    operator to Redis)."""
 
 
 class StaleSummaryError(IntegrityError):
@@ -134,10 +142,15 @@ def check_round(summary: Summary, workload_id: str, head: tuple[int, bool] | Non
     expected = current if closed else current - 1
     if summary.sealed_round < expected:
         found = f"round {summary.sealed_round}" + ("" if summary.round else " (written before rounds were recorded)")
+        says = (
+            f"the sealed round marker (round.enc) says round {current} was begun (no sealed head in Redis says "
+            f"otherwise), so round {expected} at least"
+            if isinstance(head, MarkerFloor)
+            else f"the workload's sealed head says round {expected}"
+        )
         raise StaleSummaryError(
-            f"workload {workload_id}: {SUMMARY_BLOB} is {found} but the workload's sealed head "
-            f"says round {expected}: the blob was replaced with an older one; put back round {expected}'s "
-            f"{SUMMARY_BLOB}, {RESULTS_BLOB}, leaves.bin and inputs.bin from a backup"
+            f"workload {workload_id}: {SUMMARY_BLOB} is {found} but {says}: the blob was replaced with an older "
+            f"one; put back round {expected}'s {SUMMARY_BLOB}, {RESULTS_BLOB}, leaves.bin and inputs.bin from a backup"
         )
     return summary
 

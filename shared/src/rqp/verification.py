@@ -298,8 +298,9 @@ def find_key(store: BlobStore, workload: Workload, key: str) -> int:
     summary = generation_summary(store, workload)
     if not attestation_of(summary, workload.id).unique_keys:
         raise WorkloadError(
-            f"workload {workload.id}: its keys are not unique (or its signed root predates saying so), so a key "
-            f"does not name one record; ask by record id: 'rqp proof {workload.id} --record N' (ids: rqp results)"
+            f"workload {workload.id}: its signed root does not say its keys are unique (two records share a key, "
+            f"a record refused at enqueue had no key recorded, or the root predates saying so), so a key does not "
+            f"name one record; ask by record id: 'rqp proof {workload.id} --record N' (ids: rqp results)"
         )
     for f in summary.failures:
         if f.key == key:

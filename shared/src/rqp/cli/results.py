@@ -12,12 +12,13 @@ import sys
 import time
 from dataclasses import asdict
 
-from ..backends import Backends, check_tombstone
+from ..backends import Backends, check_tombstone, sealed_head
 from ..csv_layout import plain_text
 from ..errors import BlobNotFoundError, RqpError, WorkloadError
 from ..jsonsafe import result_line
 from ..ledger import Ledger, Meta
 from ..results import failures_so_far, generation_summary, read_results
+from ..round_marker import check_round_or_raise, marked_round
 from ..status import read_progress
 from ..storage import BlobStore
 from ..summary import SUMMARY_BLOB, Failure, read_summary
@@ -26,6 +27,7 @@ from .context import backends, open_workload
 from .csv_results import COMPACT, write_csv_results
 from .formatting import FINISHED_STATES
 from .status import unseal_error
+from .verify import any_round_option
 
 __all__ = ["cmd_results", "generation_summary", "read_results", "register", "superseded"]
 
@@ -102,7 +104,14 @@ def cmd_results(args: argparse.Namespace) -> int:
     store = b.blobs
     workload = open_workload(b, args.workload)
     try:
-        failures = read_summary(store, workload).failures
+        summary = read_summary(store, workload)
+        failures = summary.failures
+        # no sealed head confirming the round: these may be an older round's results put back
+        # (as 'rqp verify' and 'rqp proof'): exit 11 unless --any-round, said on stderr either way
+        head, marked = sealed_head(b.redis, workload), marked_round(store, workload)
+        note = check_round_or_raise(workload.id, head, marked, summary.sealed_round, args.any_round, "results")
+        if note:
+            print(f"workload {workload.id}: round {summary.sealed_round}'s results{note}", file=sys.stderr)
     except BlobNotFoundError as exc:
         previous = superseded(b, workload)
         if previous is not None:
@@ -180,4 +189,5 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
     p.add_argument("--failed", action="store_true", help="the failed records with their errors instead")
     p.add_argument("--output", "-o")
+    any_round_option(p, "show results")
     p.set_defaults(func=cmd_results)

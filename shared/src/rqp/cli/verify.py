@@ -14,15 +14,15 @@ import sys
 from pathlib import Path
 
 from ..backends import sealed_head
-from ..errors import IntegrityError, RoundUncheckedError, WorkloadError
+from ..errors import WorkloadError
 from ..export_check import export_rows
-from ..jsonsafe import JSONRejected, loads, noncanonical_number
+from ..jsonsafe import loads
 from ..proof_check import Expected, check_proof
-from ..round_marker import marked_round, round_checked, round_note, unchecked_round_error
+from ..round_marker import OLDER, check_round_or_raise, marked_round, round_note
 from ..verification import check_rows, find_key, make_proof, results_trust, stored_rows
 from .context import backends, open_workload
 
-__all__ = ["cmd_proof", "cmd_verify", "cmd_verify_proof", "register"]
+__all__ = ["any_round_option", "cmd_proof", "cmd_verify", "cmd_verify_proof", "register"]
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -35,13 +35,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         report = check_rows(b.blobs, workload, trust, stored_rows(b.blobs, workload))
     report.raise_if_failed()
-    note = round_note(sealed_head(b.redis, workload), marked_round(b.blobs, workload), report.round)
+    head, marked = sealed_head(b.redis, workload), marked_round(b.blobs, workload)
+    # the manifest the root is about is named: what a consumer pins ('rqp verify-proof --manifest'),
+    # so a proof of a superseded generation (rqp pack --replace; its rounds start at 1 again) is refused
     print(
         f"workload {workload.id}: {report.checked:,} records match the round {report.round} root "
-        f"{report.root[:16]}... of {report.size:,} records, signed by {report.signer}{note}"
+        f"{report.root[:16]}... of {report.size:,} records, signed by {report.signer}, manifest "
+        f"{workload.manifest.content_digest()}{round_note(head, marked, report.round)}"
     )
-    if not round_checked(note) and not args.any_round:
-        raise RoundUncheckedError(unchecked_round_error(workload.id, report.round))
+    check_round_or_raise(workload.id, head, marked, report.round, args.any_round)
     return 0
 
 
@@ -50,6 +52,14 @@ def cmd_proof(args: argparse.Namespace) -> int:
     workload = open_workload(b, args.workload)
     rid = args.record if args.key is None else find_key(b.blobs, workload, args.key)
     proof = make_proof(b.blobs, workload, rid)
+    # a proof is checked offline, where no one can tell its round is current: issue one only
+    # for a round the sealed head confirms (as 'rqp verify'), else exit 11 unless --any-round
+    note = check_round_or_raise(
+        workload.id, sealed_head(b.redis, workload), marked_round(b.blobs, workload), proof["round"],
+        args.any_round, "proof",
+    )  # fmt: skip
+    if note:
+        print(f"workload {workload.id}: proof of round {proof['round']}{note}", file=sys.stderr)
     text = json.dumps(proof, indent=None, separators=(",", ":")) + "\n"
     if args.output:
         Path(args.output).write_text(text)
@@ -66,28 +76,20 @@ def cmd_verify_proof(args: argparse.Namespace) -> int:
             f"cannot read the proof {args.proof} ({exc.strerror}); give the file 'rqp proof' wrote"
         ) from None
     try:
-        doc = loads(text)  # strict: no NaN, nesting bounded, UTF-8 only -- one line, never a traceback
-    except JSONRejected as exc:
-        raise IntegrityError(
-            f"the proof {args.proof} is not strict JSON ({exc}); give the file 'rqp proof' wrote"
-        ) from None
-    other = noncanonical_number(text)  # the value's digest is of its parsed form: its text must be rqp's too
-    if other is not None:
-        raise IntegrityError(
-            f"the proof {args.proof} writes the number {other[0][:40]} where rqp writes {other[1][:40]}: edited; "
-            f"give the file 'rqp proof' wrote"
-        )
-    try:
         pem = Path(args.signer).read_bytes()
     except OSError as exc:
         raise WorkloadError(f"cannot read --signer {args.signer} ({exc.strerror}); give the results .pub.pem") from None
-    expect = Expected(args.workload, args.record, args.key, args.round)
-    fp = check_proof(doc, pem, expect)
+    expect = Expected(args.workload, args.record, args.key, args.round, args.manifest)
+    # the file's bytes: the library refuses what rqp never writes (a number written otherwise,
+    # junk), naming the proof -- one rule for the CLI, rqp.verification.check_proof and the client
+    fp = check_proof(text, pem, expect, name=f"the proof {args.proof}")
+    doc = loads(text)
     rec, round_ = doc["record"], doc["round"]
     asked = " as asked" if expect != Expected() else ""
     print(
         f"record {rec['id']} of workload {doc['workload']} ({rec['kind']}) is in the round {round_} root signed by "
-        f"{fp}{asked} (a proof vouches for that round only: 'rqp verify' tells whether it is still the current one)"
+        f"{fp} over manifest {doc['statement'].get('manifest')}{asked} (a proof vouches for that round only, of "
+        f"that manifest: 'rqp verify' names the current ones; pin them with --round and --manifest)"
     )
     return 0
 
@@ -101,11 +103,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument(
         "--signer", type=Path, help="the results key's .pub.pem to trust (default: RQP_TRUSTED_RESULTS_KEYS_FILE)"
     )
-    p.add_argument(
-        "--any-round",
-        action="store_true",
-        help="accept results whose round no sealed head in Redis confirms as current (exit 0, still noted)",
-    )
+    any_round_option(p, "accept results")
     p.set_defaults(func=cmd_verify)
     p = sub.add_parser("proof", parents=[common], help="a self-contained proof of one record's result")
     p.add_argument("workload")
@@ -113,6 +111,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     which.add_argument("--record", type=int, help="the record id")
     which.add_argument("--key", help="the data's own id (rqp pack --id-field)")
     p.add_argument("--output", "-o")
+    any_round_option(p, "issue a proof of a round")
     p.set_defaults(func=cmd_proof)
     p = sub.add_parser("verify-proof", help="check a proof with only the signer's public key")
     p.add_argument("proof", help="the proof file ('-': standard input)")
@@ -124,4 +123,24 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument(
         "--round", type=int, help="require the proof to be of this round (rqp verify W names the current one)"
     )
+    p.add_argument(
+        "--manifest",
+        help="require the proof's signed statement to be over this manifest digest ('rqp verify W' prints the "
+        "current one): a proof of a superseded generation (rqp pack --replace) is then refused",
+    )
     p.set_defaults(func=cmd_verify_proof)
+
+
+def any_round_option(p: argparse.ArgumentParser, what: str) -> None:
+    """``--any-round`` (accept a round no sealed head confirms) and ``--any-round=older`` (also one
+    the sealed round marker says was followed by a later round): ``args.any_round`` is False,
+    True or ``OLDER`` (``rqp.round_marker.check_round_or_raise``)."""
+    p.add_argument(
+        "--any-round",
+        nargs="?",
+        const=True,
+        default=False,
+        choices=[OLDER],
+        help=f"{what} whose round no sealed head in Redis confirms as current (exit 0, noted); "
+        f"'--any-round={OLDER}' also when the sealed round marker says a later round was begun",
+    )

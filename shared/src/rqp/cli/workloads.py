@@ -271,7 +271,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     settings, r = b.settings, b.redis
     now = time.time()
     rows: list[tuple[float, list[str]]] = []
-    unverified = refused = 0
+    unverified = unchecked = refused = 0
     started = workloads(r, newest_first=True)
     known = set(started)
     priorities = _priorities(r)
@@ -281,7 +281,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             continue
         if p.state in FINISHED_STATES:
             p = verify_counts(b, p, strict=False)  # one workload's stale summary: marked, the rest listed
-            unverified += p.verified is False
+            unverified += p.verified is False and not p.round_note
+            unchecked += p.verified is False and bool(p.round_note)
         if not p.reading:
             progress = percent(p.fraction or 0.0)
         else:
@@ -326,6 +327,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("(ids shortened: --wide shows them whole)")
     if unverified:
         print("* ended, but no sealed summary vouches for these counts here (no KEK, or its summary does not open)")
+    if unchecked:
+        # the summary opened and is genuine, but no sealed head confirms its round (as rqp status says)
+        print(
+            "* ended, but no sealed head in Redis confirms its sealed summary's round is the current one "
+            "(round not checked); 'rqp status W' says why"
+        )
     if refused:
         print("refused*: the scheduler would not run it, as Redis says (unverified); 'rqp status W' says why")
     if more > 0:

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from .. import control
 from ..backends import sealed_head, unchecked_round
-from ..errors import BlobNotFoundError, RoundUncheckedError, RqpError, WorkloadError
+from ..errors import BlobNotFoundError, RqpError, WorkloadError
 from ..export_check import client_rows
 from ..identity import actor
 from ..ledger import SUBMISSIONS, Ledger
 from ..results import failures_so_far, read_results
-from ..round_marker import marked_round, round_checked, round_note, unchecked_round_error
+from ..round_marker import AnyRound, check_round_or_raise, marked_round
 from ..status import read_progress, verified_progress
 from ..summary import Failure, StaleSummaryError, Summary, read_summary
 from ..verification import (
@@ -129,21 +129,32 @@ class Workload:
             if bar is not None:
                 bar(None)
 
-    def results(self) -> Iterator[dict[str, Any]]:
+    def results(self, *, any_round: AnyRound = False) -> Iterator[dict[str, Any]]:
         """Its results in record order, each ``{"id": N, "result": ...}`` (with ``"key"`` when
         packed with an id field; ``{"id": N, "error": ...}`` for a result that is not JSON),
-        decrypted and checked against the sealed summary. ``WorkloadError`` until it has ended."""
+        decrypted and checked against the sealed summary. ``WorkloadError`` until it has ended.
+        Without the sealed head in Redis nothing proves they are the current round's:
+        ``RoundUncheckedError`` then (as ``rqp results``), unless ``any_round=True`` -- or
+        ``any_round="older"`` when the sealed round marker says a later round was begun."""
         b = self.client.backends
         opened = self._opened()
-        self._summary_or_why(opened)
+        summary = self._summary_or_why(opened)
+        self._round_or_raise(opened, summary.sealed_round, any_round, "results")
         for line in read_results(b.blobs, opened):
             if line:
                 yield parse_line(line)
 
-    def _summary_or_why(self, opened: OpenedWorkload) -> None:
+    def _round_or_raise(self, opened: OpenedWorkload, round_: int, any_round: AnyRound, method: str) -> str:
+        """``rqp.round_marker.check_round_or_raise`` for round ``round_``: the note (``""`` when the
+        sealed head confirms it), ``RoundUncheckedError`` unless ``any_round`` accepts it."""
+        b = self.client.backends
+        head, marked = sealed_head(b.redis, opened), marked_round(b.blobs, opened)
+        return check_round_or_raise(self.id, head, marked, round_, any_round, method)
+
+    def _summary_or_why(self, opened: OpenedWorkload) -> Summary:
         b = self.client.backends
         try:
-            read_summary(b.blobs, opened)
+            return read_summary(b.blobs, opened)
         except BlobNotFoundError:
             s = self.status()
             if s.state == "failed":
@@ -182,7 +193,7 @@ class Workload:
         signer: str | Path | None = None,
         results: Iterable[dict[str, Any]] | None = None,
         *,
-        any_round: bool = False,
+        any_round: AnyRound = False,
     ) -> Report:
         """Check its results against the signed root (as ``rqp verify W``): the stored ones, or
         ``results`` -- records as ``results()`` or ``stream()`` gave them, in any order (held in
@@ -190,7 +201,8 @@ class Workload:
         records that differ, are missing, extra or repeated, or the untrusted signer.
         ``signer``: the results key's .pub.pem (default: the trusted results keys, or operators).
         Without the sealed head in Redis nothing proves the round is the current one:
-        ``RoundUncheckedError`` then, unless ``any_round=True`` (the report's ``note`` says so)."""
+        ``RoundUncheckedError`` then, unless ``any_round=True`` (the report's ``note`` says so);
+        when the sealed round marker says a later round was begun, only ``any_round="older"``."""
         b = self.client.backends
         opened = self._opened()
         self._summary_or_why(opened)
@@ -201,9 +213,7 @@ class Workload:
             rows = client_rows(b.blobs, opened, list(results))
         report = check_rows(b.blobs, opened, trust, rows)
         report.raise_if_failed()
-        report.note = round_note(sealed_head(b.redis, opened), marked_round(b.blobs, opened), report.round)
-        if not round_checked(report.note) and not any_round:
-            raise RoundUncheckedError(unchecked_round_error(self.id, report.round))
+        report.note = self._round_or_raise(opened, report.round, any_round, "verify")
         return report
 
     def verify_streamed(self, results: Iterable[Mapping[str, Any]], signer: str | Path | None = None) -> Report:
@@ -225,13 +235,18 @@ class Workload:
         report.raise_if_failed()
         return report
 
-    def proof(self, record: int) -> dict[str, Any]:
+    def proof(self, record: int, *, any_round: AnyRound = False) -> dict[str, Any]:
         """A self-contained proof of one record's result (as ``rqp proof W --record N``), which
         ``rqp.verification.check_proof`` -- or the README's plain check -- verifies with only the
-        signer's public key."""
+        signer's public key. Checked offline, a proof cannot tell whether its round is current:
+        without the sealed head in Redis confirming it, ``RoundUncheckedError`` (as ``rqp proof``),
+        unless ``any_round=True`` -- or ``any_round="older"`` when the sealed round marker says a
+        later round was begun."""
         opened = self._opened()
         self._summary_or_why(opened)
-        return make_proof(self.client.backends.blobs, opened, record)
+        proof = make_proof(self.client.backends.blobs, opened, record)
+        self._round_or_raise(opened, proof["round"], any_round, "proof")
+        return proof
 
     def stream(self, timeout: float | None = None, poll: float = POLL_SECONDS) -> Iterator[StreamedResult]:
         """Its results as chunks commit, before consolidation, each record once (in commit order,
@@ -257,13 +272,13 @@ class Workload:
         self._summary_or_why(opened)
         yield from remaining(read_results(b.blobs, opened), seen)
 
-    def to_pandas(self) -> Any:
+    def to_pandas(self, *, any_round: AnyRound = False) -> Any:
         """Its results as a pandas DataFrame (``rqp[dataframe]``): ``id`` (and ``key``), then the
         result's fields as columns when every result is a flat object, else one ``result``
-        column; an ``error`` column when a result was not JSON."""
+        column; an ``error`` column when a result was not JSON. ``any_round``: as ``results``."""
         from ._frames import to_pandas  # noqa: PLC0415 - pandas loads only when asked for
 
-        return to_pandas(self.results())
+        return to_pandas(self.results(any_round=any_round))
 
     def failures_to_pandas(self) -> Any:
         """Its failures as a pandas DataFrame: ``id``, ``key``, ``attempts``, ``error``."""
@@ -271,12 +286,12 @@ class Workload:
 
         return failures_to_pandas(self.failures())
 
-    def to_parquet(self, path: str | Path) -> Path:
+    def to_parquet(self, path: str | Path, *, any_round: AnyRound = False) -> Path:
         """Its results written to a Parquet file (``rqp[dataframe]``), in batches: the columns of
-        ``to_pandas``, a non-flat result as its JSON text."""
+        ``to_pandas``, a non-flat result as its JSON text. ``any_round``: as ``results``."""
         from ._frames import to_parquet  # noqa: PLC0415
 
-        return to_parquet(self.results, Path(path))
+        return to_parquet(lambda: self.results(any_round=any_round), Path(path))
 
     # ------------------------------------------------------------------ control
     def pause(self) -> str:

@@ -1,0 +1,247 @@
+"""The third review of verifiable results (issue #29, atk3), over real Redis, a real blob store and
+the scheduler's and processor's own code:
+
+* A1 -- ``rqp proof`` and ``rqp results`` (and the client's ``proof()``/``results()``) hand out a
+  round no sealed head confirms only with ``--any-round`` (exit 11 otherwise, as ``rqp verify``),
+  and a round the sealed round marker says was followed by a later one only with
+  ``--any-round=older`` (the ``--any-round`` note: kept apart from a routine ``--any-round``);
+* A9 -- the floor refusal names the round marker, not an absent head; ``rqp list``'s ``done*``
+  footnote says the round was not checked, not "no KEK";
+* A3 -- a superseded generation's proof (``rqp pack --replace``, rounds from 1 again) is refused by
+  ``verify-proof --manifest``, ``check_proof(Expected(manifest=...))`` and the README check's
+  ``manifest=``, with the digest ``rqp verify`` prints;
+* A8 -- a keyed workload with a record refused at enqueue (its key unrecorded) does not claim its
+  keys unique: ``rqp proof --key`` refuses instead of picking one of two records.
+"""
+
+# ruff: noqa: F811 - the world fixtures are imported by name, then taken as arguments
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from cli_helpers import one_line_error, run
+from world import cli_env, proc, world  # noqa: F401 - fixtures
+
+import rqp
+from rqp import control
+from rqp.errors import IntegrityError, RoundUncheckedError
+from rqp.ledger import Ledger, Meta
+from rqp.proof_check import Expected, check_proof
+from rqp.results_root import INPUTS_BLOB, LEAVES_BLOB
+from rqp.summary import RESULTS_BLOB, SUMMARY_BLOB, read_summary
+from rqp.workload import blob_name, pack
+
+from .test_cli_verify import _readme_check
+
+#: record 5 always fails (so ``rqp retry --failed`` always has a round to run), the rest succeed
+FIVE = "def process(r):\n    if r['n'] == 5:\n        raise ValueError('five')\n    return r['n'] * 2\n"
+ROUND_BLOBS = (SUMMARY_BLOB, RESULTS_BLOB, LEAVES_BLOB, INPUTS_BLOB)
+UNCHECKED = RoundUncheckedError.exit_code
+
+
+def _signing(world, operator) -> Path:
+    world.settings = world.settings.replace(results_key_file=operator.path)
+    return operator.path.with_name("operator.pub.pem")
+
+
+def _keep(world, wid: str) -> dict[str, bytes]:
+    return {name: world.store.get(blob_name(wid, name)) for name in ROUND_BLOBS}
+
+
+def _put_back(world, wid: str, blobs: dict[str, bytes]) -> None:
+    for name, data in blobs.items():
+        world.store.put(blob_name(wid, name), data)
+
+
+def _retry_round(world, proc, operator, wid: str) -> None:
+    control.retry_failed(world.r, world.store, world.backends().workload(wid), operator.key, "ops@test")
+    world.run_to_end(world.run(wid), proc)
+
+
+def _client(world) -> rqp.Client:
+    return rqp.Client(
+        redis_url=world.settings.redis_url,
+        blob_url=world.settings.blob_url,
+        kek_file=str(world.settings.kek_file),
+        allow_insecure_redis=True,
+    )
+
+
+def test_a1_proof_and_results_of_an_unconfirmed_round_need_any_round_and_a_superseded_one_older(
+    world, proc, cli_env, capsys, operator, tmp_path
+):
+    """Was (A1): with the sealed head deleted and round 1's blobs put back under the round-2
+    marker, ``rqp proof`` wrote a round-1 proof and ``rqp results`` printed round 1's results,
+    exit 0, not a word; ``rqp verify --any-round`` accepted that superseded round like any other."""
+    pub = _signing(world, operator)
+    wid = world.pack("a1", [{"n": i} for i in range(12)], FIVE)
+    world.run_to_end(world.run(wid), proc)
+    round1 = _keep(world, wid)
+    _retry_round(world, proc, operator, wid)
+    round2 = _keep(world, wid)
+    meta = Ledger(world.r, wid).k.meta
+    sealed = world.r.hget(meta, Meta.HEAD)
+    # with the head: proof and results as before, no note
+    code, out, err = run(capsys, "proof", wid, "--record", "0")
+    assert code == 0 and json.loads(out)["round"] == 2 and not err, err
+
+    _put_back(world, wid, round1)
+    world.r.hdel(meta, Meta.HEAD)
+    out_file = tmp_path / "p.json"
+    for argv in (
+        ["proof", wid, "--record", "0", "-o", str(out_file)],
+        ["proof", wid, "--record", "0", "--any-round", "-o", str(out_file)],
+        ["results", wid],
+        ["results", wid, "--any-round"],
+        ["verify", wid, "--any-round"],
+    ):
+        code, out, err = run(capsys, *argv)
+        line = one_line_error(err)
+        assert code == UNCHECKED, (argv, out, err)
+        assert "the sealed round marker says round 2 was begun" in line and "--any-round=older" in line, line
+        assert not out.strip() or argv[0] == "verify", (argv, out)  # nothing handed out
+        assert not out_file.exists(), argv
+    code, out, err = run(capsys, "proof", wid, "--record", "0", "--any-round=older", "-o", str(out_file))
+    assert code == 0 and json.loads(out_file.read_text())["round"] == 1, err
+    assert "round not checked: the sealed round marker says round 2 was begun" in err, err  # said, not silent
+    code, out, err = run(capsys, "results", wid, "--any-round=older")
+    assert code == 0 and len(out.splitlines()) == 11 and "round 1's results (round not checked" in err, (out, err)
+    assert run(capsys, "verify", wid, "--any-round=older")[0] == 0
+    # A9: rqp list's footnote names the true reason
+    _, out, _ = run(capsys, "list")
+    assert "done*" in next(ln for ln in out.splitlines() if ln.startswith(wid)), out
+    assert "round not checked" in out and "no KEK" not in out, out
+
+    client = _client(world)
+    try:
+        w = client.workload(wid)
+        for read in (
+            lambda: w.proof(0),
+            lambda: w.proof(0, any_round=True),
+            lambda: list(w.results()),
+            lambda: list(w.results(any_round=True)),
+            lambda: w.verify(signer=pub, any_round=True),
+        ):
+            with pytest.raises(RoundUncheckedError, match="sealed round marker says round 2 was begun"):
+                read()
+        assert w.proof(0, any_round="older")["round"] == 1
+        assert len(list(w.results(any_round="older"))) == 11
+
+        # round 2's own blobs, head still gone: not contradicted by the marker -- --any-round is enough
+        _put_back(world, wid, round2)
+        code, out, err = run(capsys, "proof", wid, "--record", "0")
+        line = one_line_error(err)
+        assert code == UNCHECKED and not out and "round 2 could not be checked as the current one" in line, line
+        assert f"'rqp proof {wid} --any-round'" in line, line
+        code, out, err = run(capsys, "results", wid)
+        assert code == UNCHECKED and not out and f"'rqp results {wid} --any-round'" in one_line_error(err), err
+        code, out, err = run(capsys, "proof", wid, "--record", "0", "--any-round")
+        assert code == 0 and json.loads(out)["round"] == 2 and "round not checked: no sealed head" in err, err
+        assert len(run(capsys, "results", wid, "--any-round")[1].splitlines()) == 11
+        with pytest.raises(RoundUncheckedError, match="round 2 could not be checked"):
+            w.proof(0)
+        assert w.proof(0, any_round=True)["round"] == 2
+        assert len(list(w.results(any_round=True))) == 11
+    finally:
+        client.close()
+
+    # A9: round 3 begun, round 1 put back, head gone: below the marker's floor -- refused, naming the marker
+    world.r.hset(meta, Meta.HEAD, sealed)
+    _retry_round(world, proc, operator, wid)
+    _put_back(world, wid, round1)
+    world.r.hdel(meta, Meta.HEAD)
+    for argv in (["verify", wid], ["proof", wid, "--record", "0"], ["results", wid]):
+        code, _, err = run(capsys, *argv)
+        line = one_line_error(err)
+        assert code == 4 and "summary.enc is round 1 but the sealed round marker (round.enc) says round 3" in line
+        assert "sealed head says" not in line, line  # there is none: an operator is not sent to Redis
+    world.r.hset(meta, Meta.HEAD, sealed)  # a head older than the marker: still the marker's floor named
+    assert "sealed round marker (round.enc) says round 3" in one_line_error(run(capsys, "verify", wid)[2])
+
+
+def _repack(world, wid: str, records: list[dict], script: str) -> None:
+    data = world.root / f"{wid}-next.jsonl"
+    data.write_text("".join(json.dumps(x) + "\n" for x in records))
+    source = world.root / f"{wid}-next.py"
+    source.write_text(script)
+    pack(world.store, world.keys, wid, data, source, signer=world.signer.key, replace=True)
+
+
+def _manifest(out: str) -> str:
+    match = re.search(r"manifest ([0-9a-f]{64})", out)
+    assert match, out
+    return match.group(1)
+
+
+def test_a3_a_superseded_generations_proof_fails_the_manifest_the_consumer_pins(
+    world, proc, cli_env, capsys, operator, tmp_path
+):
+    """Was (A3): after ``rqp pack --replace`` (rounds start at 1 again) generation 1's proof of
+    record 1 -- a value the current workload never produced -- passed ``verify-proof --workload W
+    --record 1 --round 1`` and the README check with every pin a consumer could give."""
+    pub = _signing(world, operator)
+    wid = world.pack("a3", [{"n": i} for i in range(6)])
+    world.run_to_end(world.run(wid), proc)
+    code, out, _ = run(capsys, "verify", wid)
+    assert code == 0
+    first = _manifest(out)
+    old = tmp_path / "g1.json"
+    assert run(capsys, "proof", wid, "--record", "1", "-o", str(old))[0] == 0
+
+    _repack(world, wid, [{"n": i} for i in range(6)], "def process(r):\n    return r['n'] + 1000\n")
+    fresh = world.processor("test:2")  # the old one keeps the old script host warm (test_generations)
+    try:
+        world.run_to_end(world.run(wid), fresh)
+    finally:
+        fresh.pool.close()
+    code, out, _ = run(capsys, "verify", wid)
+    current = _manifest(out)
+    assert code == 0 and current != first and "round 1 root" in out, out
+    new = tmp_path / "g2.json"
+    assert run(capsys, "proof", wid, "--record", "1", "-o", str(new))[0] == 0
+    assert (
+        json.loads(old.read_text())["round"] == json.loads(new.read_text())["round"] == 1
+    )  # the round alone cannot tell
+
+    pins = ["--signer", str(pub), "--workload", wid, "--record", "1", "--round", "1", "--manifest", current]
+    code, out, err = run(capsys, "verify-proof", str(old), *pins)
+    line = one_line_error(err)
+    assert code == 4 and not out and f"is over manifest {first}, not {current}" in line, line
+    assert "a superseded generation" in line, line
+    code, out, err = run(capsys, "verify-proof", str(new), *pins)
+    assert code == 0 and f"over manifest {current} as asked" in out, err
+    want = Expected(wid, 1, None, 1, current)
+    with pytest.raises(IntegrityError, match="another version's proof"):
+        check_proof(old.read_bytes(), pub.read_bytes(), want)
+    assert check_proof(new.read_bytes(), pub.read_bytes(), want).startswith("sha256:")
+    readme = _readme_check()
+    assert readme(old.read_bytes(), pub.read_bytes(), wid, 1, 1, current) is False
+    assert readme(new.read_bytes(), pub.read_bytes(), wid, 1, 1, current) is True
+    assert readme(old.read_bytes(), pub.read_bytes(), wid, 1, 1) is True  # unpinned, as the README says
+
+
+def test_a8_a_record_refused_at_enqueue_keeps_keys_from_being_claimed_unique(world, proc, cli_env, capsys, operator):
+    """Was (A8): uid "k3" on records 3 and 7, record 7 malformed (a name given twice) and refused at
+    enqueue with no key recorded: the statement said ``unique_keys: true`` and ``rqp proof --key k3``
+    gave record 3 without a word about record 7."""
+    _signing(world, operator)
+    lines = [json.dumps({"uid": f"k{i}", "n": i}) for i in range(10)]
+    lines[7] = '{"n": 7, "n": 8, "uid": "k3"}'
+    for wid, text in (("a8", lines), ("a8ok", [json.dumps({"uid": f"k{i}", "n": i}) for i in range(10)])):
+        data = world.root / f"{wid}.jsonl"
+        data.write_text("\n".join(text) + "\n")
+        script = b"def process(r):\n    return {'score': r['n'] * 10}\n"
+        pack(world.store, world.keys, wid, data, script, signer=world.signer.key, id_field="uid")
+        world.run_to_end(world.run(wid), proc)
+    summary = read_summary(world.store, world.backends().workload("a8"))
+    assert [f.id for f in summary.failures] == [7] and summary.failures[0].key is None
+    assert summary.root is not None and summary.root["statement"]["unique_keys"] is False
+    code, out, err = run(capsys, "proof", "a8", "--key", "k3")
+    line = one_line_error(err)
+    assert code == 7 and not out and "a record refused at enqueue had no key recorded" in line, line
+    # every record keyed and unique: by key, as before
+    code, out, _ = run(capsys, "proof", "a8ok", "--key", "k3")
+    assert code == 0 and json.loads(out)["record"]["id"] == 3 and json.loads(out)["statement"]["unique_keys"] is True
