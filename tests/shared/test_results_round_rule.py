@@ -141,6 +141,9 @@ def test_a1_proof_and_results_of_an_unconfirmed_round_need_any_round_and_a_super
         code, out, err = run(capsys, "proof", wid, "--record", "0", "--any-round")
         assert code == 0 and json.loads(out)["round"] == 2 and "round not checked: no sealed head" in err, err
         assert len(run(capsys, "results", wid, "--any-round")[1].splitlines()) == 11
+        # the flag before the workload id reads the same (no optional value swallows the id)
+        assert len(run(capsys, "results", "--any-round", wid)[1].splitlines()) == 11
+        assert run(capsys, "verify", "--any-round", wid)[0] == 0
         with pytest.raises(RoundUncheckedError, match="round 2 could not be checked"):
             w.proof(0)
         assert w.proof(0, any_round=True)["round"] == 2

@@ -135,12 +135,21 @@ def any_round_option(p: argparse.ArgumentParser, what: str) -> None:
     """``--any-round`` (accept a round no sealed head confirms) and ``--any-round=older`` (also one
     the sealed round marker says was followed by a later round): ``args.any_round`` is False,
     True or ``OLDER`` (``rqp.round_marker.check_round_or_raise``)."""
+    # two flags with one destination, not nargs="?": an optional value would swallow the
+    # workload id after it ('rqp results --any-round W'); argparse matches the whole
+    # '--any-round=older' as an option string before it splits on '='
     p.add_argument(
         "--any-round",
-        nargs="?",
+        dest="any_round",
+        action="store_const",
         const=True,
         default=False,
-        choices=[OLDER],
-        help=f"{what} whose round no sealed head in Redis confirms as current (exit 0, noted); "
-        f"'--any-round={OLDER}' also when the sealed round marker says a later round was begun",
+        help=f"{what} whose round no sealed head in Redis confirms as current (exit 0, noted)",
+    )
+    p.add_argument(
+        f"--any-round={OLDER}",
+        dest="any_round",
+        action="store_const",
+        const=OLDER,
+        help="as --any-round, also when the sealed round marker says a later round was begun",
     )
