@@ -22,7 +22,7 @@ from rqp.backends import unchecked_round
 from rqp.ledger import Ledger, Meta
 from rqp.results_root import Attestation
 from rqp.summary import read_summary
-from rqp.workload import pack
+from rqp.workload import blob_name, pack
 
 from .browser import shot, start_chrome, wait_for
 from .helpers import Client
@@ -174,3 +174,10 @@ def test_a_new_generation_shows_its_own_root_and_counts_never_the_superseded_one
             what=f"the list's row of generation {generation}",
         )
         assert (row["verified"], row["done"], row["failed"]) == (True, size - 1, 1), row
+        # the timeline's "packed" is this generation's packing (a manifest changes with --replace)
+        created = json.loads(world.store.get(blob_name(wid, "manifest.json")))["created"]
+        wait_for(
+            b,
+            lambda at=created, c=client: _api(c, wid)["timeline"][0] == {"what": "packed", "at": at},
+            what=f"generation {generation}'s packing time",
+        )
