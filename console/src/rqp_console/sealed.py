@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from rqp.backends import Backends, head_round, sealed_head
+from rqp.backends import Backends, head_round, sealed_head, unchecked_round
 from rqp.errors import RqpError
 from rqp.keys import KeyProvider
 from rqp.round_marker import marked_round, round_note
@@ -27,7 +27,7 @@ from rqp.signing import TrustStore
 from rqp.status import StatusRecord, record_status
 from rqp.storage import BlobStore
 from rqp.summary import StaleSummaryError, Summary, read_summary
-from rqp.workload import Workload
+from rqp.workload import Manifest, Workload, blob_name
 
 from .results_check import ResultsChecks
 
@@ -38,6 +38,9 @@ _KEEP = 16
 _KEEP_SECONDS = 300.0
 #: how long an ended workload's summary is kept (a signed retry's new round writes a new one)
 _SUMMARY_SECONDS = 30.0
+#: how long the manifest's generation, once read, is taken as the current one: as long as a page's
+#: answer is cached (``routes.workloads.TTL_DETAIL``), so one refresh reads the manifest once
+GENERATION_SECONDS = 1.0
 
 
 class Opener:
@@ -53,22 +56,49 @@ class Opener:
         self.stale: dict[str, str] = {}
         self._open: OrderedDict[str, tuple[float, Workload]] = OrderedDict()
         self._lock = threading.Lock()
-        #: ended workloads' summaries (an ended workload's summary changes only with a new round)
-        self._summaries: OrderedDict[str, tuple[float, Summary]] = OrderedDict()
+        #: each workload's current generation as last read (when, its manifest's content digest)
+        self._generations: dict[str, tuple[float, str]] = {}
+        #: ended workloads' summaries, each with the generation it belongs to (an ended workload's
+        #: summary changes only with a new round, or a new generation: ``rqp pack --replace``)
+        self._summaries: OrderedDict[str, tuple[float, str, Summary]] = OrderedDict()
         #: stored results checked against their signed roots, for the workload page's badge
         self.results_checks = ResultsChecks(store)
 
-    def workload(self, workload_id: str) -> Workload:
-        """The opened workload; ``RqpError`` (one line) when it cannot be opened or is not trusted."""
+    def generation(self, workload_id: str, fresh: bool = False) -> str:
+        """The content digest of the workload's manifest as the blob store holds it now: what an
+        opened workload and its summary are kept under, so after ``rqp pack --replace`` the new
+        generation is opened afresh and never shown the superseded one's root or counts. Read at
+        most once per ``GENERATION_SECONDS`` (the start notes of a page's chunks share one read),
+        or now when ``fresh`` (``summary``: counts and root are never a superseded generation's).
+        ``RqpError`` when there is none or it is malformed."""
         now = time.monotonic()
+        with self._lock:
+            hit = self._generations.get(workload_id)
+        if not fresh and hit is not None and now - hit[0] < GENERATION_SECONDS:
+            return hit[1]
+        digest = Manifest.from_json(
+            self.store.get(blob_name(workload_id, "manifest.json")), workload_id
+        ).content_digest()
+        with self._lock:
+            if len(self._generations) > 10_000:
+                self._generations.clear()
+            self._generations[workload_id] = (now, digest)
+        return digest
+
+    def workload(self, workload_id: str) -> Workload:
+        """The opened workload of its current generation; ``RqpError`` (one line) when it cannot be
+        opened or is not trusted."""
+        now = time.monotonic()
+        current = self.generation(workload_id)
         with self._lock:
             for wid in [w for w, (t, _) in self._open.items() if now - t > _KEEP_SECONDS]:
                 del self._open[wid]
             hit = self._open.get(workload_id)
-            if hit is not None:
+            if hit is not None and hit[1].manifest.content_digest() == current:
                 self._open[workload_id] = (now, hit[1])
                 self._open.move_to_end(workload_id)
                 return hit[1]
+            self._open.pop(workload_id, None)  # a superseded generation's (its data key) goes
         opened = Workload.open(self.store, self.keys, workload_id, self.trust)
         if self.r is not None:
             opened.sealed_round = head_round(self.r, opened, self.store)
@@ -85,26 +115,43 @@ class Opener:
         head = sealed_head(self.r, workload) if self.r is not None else None
         return round_note(head, marked_round(self.store, workload), summary_round)
 
+    def unconfirmed(self, workload_id: str, summary: Summary) -> str:
+        """Why ``summary``'s round is not confirmed as the current one, ``""`` when the sealed head
+        confirms it: ``rqp.backends.unchecked_round``, the rule ``rqp status`` and
+        ``Workload.status()`` mark the sealed counts unverified by, so the pages agree with them."""
+        workload = self.workload(workload_id)
+        if self.r is None:
+            return self.round_note(workload, summary.sealed_round).strip()[1:-1]
+        return unchecked_round(self.r, self.store, workload, summary.sealed_round)
+
     def summary(self, workload_id: str) -> Summary | None:
-        """An ended workload's sealed summary (kept while the workload stays open here); None
-        when it is missing or does not open: the page then says its counts are unverified."""
+        """An ended workload's sealed summary of its current generation (kept a while, but its
+        manifest is read each time: one small read per page refresh); None when it is missing or
+        does not open: the page then says its counts are unverified."""
         now = time.monotonic()
+        try:
+            current = self.generation(workload_id, fresh=True)
+        except (RqpError, ValueError):
+            return None
         with self._lock:
             hit = self._summaries.get(workload_id)
-        if hit is not None and now - hit[0] < _SUMMARY_SECONDS:
-            return hit[1]
+        if hit is not None and hit[1] == current and now - hit[0] < _SUMMARY_SECONDS:
+            return hit[2]
         try:
-            found = read_summary(self.store, self.workload(workload_id))
+            opened = self.workload(workload_id)
+            found = read_summary(self.store, opened)
         except StaleSummaryError as exc:
             with self._lock:
                 self.stale[workload_id] = str(exc)
             return None
         except (RqpError, ValueError):
+            with self._lock:
+                self.stale.pop(workload_id, None)  # a superseded generation's refusal is not this one's
             return None
         with self._lock:
             self.stale.pop(workload_id, None)
         with self._lock:
-            self._summaries[workload_id] = (now, found)
+            self._summaries[workload_id] = (now, opened.manifest.content_digest(), found)
             while len(self._summaries) > _KEEP:
                 self._summaries.popitem(last=False)
         return found

@@ -42,6 +42,8 @@ IN_FLIGHT_SHOWN = 100
 RETRY_SAMPLE = 200
 #: audit entries looked through for this workload's actions
 AUDIT_SCAN = 200
+#: how long a workload's packing time is kept before its manifest is read again (a page's refresh)
+PACKED_AT_SECONDS = 1.0
 
 
 def allowed_actions(row: dict[str, Any]) -> list[str]:
@@ -59,18 +61,21 @@ def allowed_actions(row: dict[str, Any]) -> list[str]:
 
 
 class ManifestTimes:
-    """When each workload was packed: its manifest's ``created``, read once and kept (a manifest
-    never changes; it is shown, not trusted, so it is not verified here)."""
+    """When each workload was packed: its manifest's ``created``, kept ``PACKED_AT_SECONDS`` (a
+    manifest changes with ``rqp pack --replace``: a new generation's page shows when IT was packed;
+    it is shown, not trusted, so it is not verified here)."""
 
     def __init__(self, store: BlobStore | None) -> None:
         self.store = store
-        self._known: dict[str, float | None] = {}
+        self._known: dict[str, tuple[float, float | None]] = {}
         self._lock = threading.Lock()
 
     def packed_at(self, workload_id: str) -> float | None:
+        now = time.monotonic()
         with self._lock:
-            if workload_id in self._known:
-                return self._known[workload_id]
+            hit = self._known.get(workload_id)
+        if hit is not None and now - hit[0] < PACKED_AT_SECONDS:
+            return hit[1]
         created = None
         if self.store is not None:
             try:
@@ -80,7 +85,7 @@ class ManifestTimes:
         with self._lock:
             if len(self._known) > 10_000:
                 self._known.clear()
-            self._known[workload_id] = created
+            self._known[workload_id] = (now, created)
         return created
 
 
@@ -167,7 +172,14 @@ def workload_detail(
 ) -> dict[str, Any] | None:
     """Everything the workload page shows; None when Redis does not know the workload."""
     now = time.time() if now is None else now
-    row = progress_row(r, workload_id, history, now=now, summaries=opener.summary if opener is not None else None)
+    row = progress_row(
+        r,
+        workload_id,
+        history,
+        now=now,
+        summaries=opener.summary if opener is not None else None,
+        unconfirmed=opener.unconfirmed if opener is not None else None,
+    )
     if row is None:
         return None
     k = WorkloadKeys(workload_id)

@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 
+from rqp.errors import RqpError
 from rqp.ledger import PRIORITIES, Ledger, Meta, Priority, State, workloads
 from rqp.status import ENDED, progress_of
 from rqp.summary import Summary
@@ -67,12 +68,16 @@ def progress_row(
     spark: int = 0,
     summaries: Callable[[str], Summary | None] | None = None,
     priority: str | None = None,
+    unconfirmed: Callable[[str, Summary], str] | None = None,
 ) -> dict[str, Any] | None:
     """One workload's progress as the pages show it; None when Redis does not know it.
     ``priority``: the workload's, when the caller read it already (else one HGET here).
     ``spark``: how many recent records/s points to include (0: none). ``summaries``: an ended
     workload's sealed summary (a console with the KEK); its counts replace Redis's plain ones, and
-    without it an ended workload's counts are marked unverified."""
+    without it an ended workload's counts are marked unverified. ``unconfirmed``: why the sealed
+    head does not confirm that summary's round (``Opener.unconfirmed``: the rule ``rqp status``
+    uses), ``""`` when it does; with a reason the sealed counts are shown but marked unverified,
+    with the reason in ``round_note``, as ``rqp status`` marks them."""
     now = time.time() if now is None else now
     snap = Ledger(r, workload_id).snapshot()
     meta: dict[str, str] = snap["meta"]
@@ -133,6 +138,10 @@ def progress_row(
     if state in ENDED:
         summary = summaries(workload_id) if summaries is not None else None
         row["verified"] = summary is not None
+        if summary is not None and unconfirmed is not None:
+            why = _unconfirmed(unconfirmed, workload_id, summary)
+            row["verified"] = not why
+            row["round_note"] = why
         if summary is not None:
             row.update(
                 state=summary.final_state, total=summary.total, known=summary.total, enqueued=summary.total,
@@ -156,19 +165,30 @@ def progress_row(
     return row
 
 
+def _unconfirmed(unconfirmed: Callable[[str, Summary], str], workload_id: str, summary: Summary) -> str:
+    try:
+        return unconfirmed(workload_id, summary)
+    except (RqpError, ValueError) as exc:  # the workload no longer opens here: nothing confirms it
+        return f"round not checked: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+
+
 def list_workloads(
     r: redis.Redis,
     history: ThroughputHistory,
     limit: int = 50,
     now: float | None = None,
     summaries: Callable[[str], Summary | None] | None = None,
+    unconfirmed: Callable[[str, Summary], str] | None = None,
 ) -> list[dict[str, Any]]:
-    """The newest ``limit`` workloads (by when they were started), newest first."""
+    """The newest ``limit`` workloads (by when they were started), newest first (``summaries``,
+    ``unconfirmed``: as ``progress_row`` takes them)."""
     rows = []
     ids = workloads(r, newest_first=True, limit=limit)
     levels = priorities(r, ids)
     for wid in ids:
-        row = progress_row(r, wid, history, now=now, spark=60, summaries=summaries, priority=levels[wid])
+        row = progress_row(
+            r, wid, history, now=now, spark=60, summaries=summaries, priority=levels[wid], unconfirmed=unconfirmed
+        )
         if row is not None:
             rows.append(row)
     return rows

@@ -16,8 +16,9 @@ and must be that result's rendering in the export's format, cell for cell or fie
 * CSV: the header exactly the columns ``rqp results --format csv`` writes for the workload
   (``rqp.csv_layout.CsvLayout``), each row the writer's cells for that record -- so the
   spread cells and the ``result`` cell are both checked, and no cell's type is guessed;
-* Parquet: exactly the writer's columns and types (``rqp.client._frames``), each row equal to
-  the writer's row for that record.
+* Parquet: exactly the writer's columns and types (``rqp.client._frames``), each row the
+  writer's row for that record cell for cell, floats bit for bit at any depth (so ``-0.0`` for
+  rqp's ``0.0`` differs, as ``-0`` for ``0`` does in JSON Lines).
 
 Anything else -- a forged cell, an extra field or column, a duplicate name, a ragged row -- makes
 that record "differ" (or the whole file refused when its shape is not rqp's), with one line
@@ -29,6 +30,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,6 +226,20 @@ def _no_metadata(path: Path, pf: Any, got: Any) -> None:
             )
 
 
+def _exact(value: Any) -> Any:
+    """A Parquet row (or cell) as a value equal only for identical cells: a float by its IEEE 754
+    bits (``==`` takes ``-0.0`` for rqp's ``0.0`` and can never match a NaN, whatever its
+    payload), every value with its type (``1``, ``1.0`` and ``True`` apart), at any depth (structs,
+    lists, maps)."""
+    if isinstance(value, float):
+        return ("float", struct.pack(">d", value))
+    if isinstance(value, dict):
+        return ("struct", tuple((k, _exact(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, tuple(_exact(v) for v in value))
+    return (type(value).__name__, value)
+
+
 def _parquet(store: Any, workload: Workload, path: Path) -> Iterator[Row]:
     from .client._frames import _need, _scan, flatten  # noqa: PLC0415 - pyarrow only for Parquet
     from .client._stream import parse_line  # noqa: PLC0415
@@ -250,7 +266,10 @@ def _parquet(store: Any, workload: Workload, path: Path) -> Iterator[Row]:
     _no_metadata(path, pf, got)
 
     def render(batch: list[dict[str, Any]]) -> list[Any]:
-        return list(pa.Table.from_pylist(flatten(batch, spread, json_text=True), schema=schema).to_pylist())
+        return [
+            _exact(row)
+            for row in pa.Table.from_pylist(flatten(batch, spread, json_text=True), schema=schema).to_pylist()
+        ]
 
     def entries() -> Iterator[_Entry]:
         n = 0
@@ -261,7 +280,7 @@ def _parquet(store: Any, workload: Workload, path: Path) -> Iterator[Row]:
                     rid = rec.get("id")
                     if not isinstance(rid, int) or rid < 0:
                         raise IntegrityError(f"row {n} of {path} has no record id")
-                    yield _Entry(rid, f"row {n} of {path}", rec)
+                    yield _Entry(rid, f"row {n} of {path}", _exact(rec))
         except IntegrityError:
             raise
         except Exception as exc:  # noqa: BLE001

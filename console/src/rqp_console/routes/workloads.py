@@ -64,7 +64,10 @@ def blueprint(site: Site) -> Blueprint:
         def compute() -> dict[str, Any]:
             now = time.time()
             summaries = c.opener.summary if c.opener is not None else None
-            rows = list_workloads(c.r, c.history, limit=WORKLOADS_SHOWN, now=now, summaries=summaries)
+            unconfirmed = c.opener.unconfirmed if c.opener is not None else None
+            rows = list_workloads(
+                c.r, c.history, limit=WORKLOADS_SHOWN, now=now, summaries=summaries, unconfirmed=unconfirmed
+            )
             waiting = [
                 x.decode() if isinstance(x, bytes) else str(x) for x in c.r.lrange(SUBMISSIONS, 0, SUBMITTED_SHOWN - 1)
             ]

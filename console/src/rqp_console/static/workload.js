@@ -73,7 +73,11 @@ function renderHead(d) {
   const st = $("state");
   st.className = "badge " + d.state;
   st.textContent = d.state;
-  $("unverified").hidden = d.verified !== false;
+  const unverified = $("unverified");
+  unverified.hidden = d.verified !== false;
+  // the sealed counts of a round no sealed head confirms: said as rqp status says it
+  unverified.dataset.plain ??= unverified.title;
+  unverified.title = d.round_note ? `these are its sealed counts, but ${d.round_note}` : unverified.dataset.plain;
   const outcome = $("outcome");
   outcome.hidden = !endedWithFailures(d);
   outcome.textContent = endedWithFailures(d) ? `with ${int(d.failed)} failed` : "";

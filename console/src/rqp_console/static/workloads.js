@@ -28,11 +28,16 @@ function matches(row) {
   if (s === "with-failures") return row.failed > 0;
   return row.state === s;
 }
+// why an ended workload's counts are marked unverified: no sealed summary vouches for them here, or
+// (as rqp status says) they are its sealed counts but no sealed head confirms their round
+function unverifiedWhy(row) {
+  return row.round_note ? `these are its sealed counts, but ${row.round_note}` : "no sealed summary vouches for these counts here";
+}
 // One workload's row, keyed by its id (patchRows keeps the row and its unchanged cells).
 function workloadRow(row, now) {
   return el("tr", { dataset: { key: row.id, id: row.id, state: row.state, failures: String(row.failed > 0) } },
     el("td", { class: "id" }, el("a", { href: "/workloads/" + encodeURIComponent(row.id), text: row.id, title: row.id })),
-    el("td", {}, badge(row.state), failuresBadge(row), row.verified === false ? el("span", { class: "badge unverified", title: "no sealed summary vouches for these counts here", text: "unverified" }) : ""),
+    el("td", {}, badge(row.state), failuresBadge(row), row.verified === false ? el("span", { class: "badge unverified", title: unverifiedWhy(row), text: "unverified" }) : ""),
     el("td", { class: "progress" }, progressCell(row)),
     numCell("done", row.done),
     numCell("failed", row.failed, true),

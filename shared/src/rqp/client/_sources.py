@@ -128,6 +128,7 @@ def _parquet_rows(path: Path) -> Iterator[Any]:
         raise WorkloadError(f"cannot read {path} as Parquet: {exc}") from None
     try:
         _unique_columns(handle.schema_arrow.names, f"Parquet file {path}")
+        _unique_fields(handle.schema_arrow, f"Parquet file {path}")
     except WorkloadError:
         handle.close()
         raise
@@ -147,6 +148,58 @@ def _unique_columns(names: list[str], what: str) -> None:
         raise WorkloadError(
             f"{what} names the column {twice!r} twice (only one could count); rename one and submit again"
         )
+
+
+def _unique_fields(schema: Any, what: str) -> None:
+    """Refuse a struct anywhere in a column -- in a list, a map's keys or values, a struct in a
+    struct -- that names a field twice: its rows cannot be read as records (Arrow refuses to make
+    a dictionary of it), and as JSON only one of the two could count."""
+    for field in schema:
+        found = _repeated_field(field.type, field.name)
+        if found is not None:
+            at, twice = found
+            where = "" if at == field.name else f", in its struct at {at}"
+            raise WorkloadError(
+                f"{what} names the field {twice!r} twice in the column {field.name!r}{where} (only one could count); "
+                f"rename one and submit again"
+            )
+
+
+#: the pyarrow.types tests of the list kinds (the list views are newer than some pyarrows)
+_LIST_TYPES = ("is_list", "is_large_list", "is_fixed_size_list", "is_list_view", "is_large_list_view")
+
+
+def _never(_kind: Any) -> bool:
+    return False
+
+
+def _repeated_field(kind: Any, at: str) -> tuple[str, str] | None:
+    """(where, name) of the first struct inside the Arrow type ``kind`` naming a field twice;
+    ``at`` is where ``kind`` sits (``col``, ``col[]`` for a list's items, ``col{key}`` and
+    ``col{value}`` for a map's, ``col.field`` for a struct's field)."""
+    pa = _need("pyarrow", "dataframe")
+    types = pa.types
+    if types.is_struct(kind):
+        fields = [kind.field(i) for i in range(kind.num_fields)]
+        twice = repeated_name([f.name for f in fields])
+        if twice is not None:
+            return at, twice
+        children = [(f.type, f"{at}.{f.name}") for f in fields]
+    elif types.is_map(kind):
+        children = [(kind.key_type, f"{at}{{key}}"), (kind.item_type, f"{at}{{value}}")]
+    elif any(getattr(types, test, _never)(kind) for test in _LIST_TYPES):
+        children = [(kind.value_type, f"{at}[]")]
+    elif types.is_dictionary(kind):
+        children = [(kind.value_type, at)]
+    elif types.is_union(kind):
+        children = [(kind.field(i).type, f"{at}<{kind.field(i).name}>") for i in range(kind.num_fields)]
+    else:
+        return None
+    for child, where in children:
+        found = _repeated_field(child, where)
+        if found is not None:
+            return found
+    return None
 
 
 def _frame_rows(frame: Any) -> Iterator[Any]:
@@ -176,6 +229,7 @@ def data_source(data: Any, fmt: str | None) -> DataSource:
         return DataSource(_pieces(_frame_rows(data)), "jsonl", "dataframe")
     if is_table(data):
         _unique_columns(list(data.schema.names), "the Arrow table")
+        _unique_fields(data.schema, "the Arrow table")
         return DataSource(_pieces(_batch_rows(data.to_batches(max_chunksize=BATCH_ROWS))), "jsonl", "table")
     if isinstance(data, bytes | bytearray | Mapping) or not isinstance(data, Iterable):
         raise WorkloadError(
