@@ -48,7 +48,7 @@ WINDOW_PER_WORKER = 4
 TAIL_SHARES = 2
 #: ... but never less script time than this, so a tail chunk's fixed cost (its RQ job, START and
 #: COMMIT: a few ms of CPU) stays small beside its records
-TAIL_CHUNK_SECONDS = 0.02
+TAIL_CHUNK_SECONDS = 0.05
 
 
 def chunk_size_for(per_record: float, settings: Settings, workers: int, estimate: float | None, enqueued: int) -> int:
