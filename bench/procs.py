@@ -64,6 +64,31 @@ def cpu_seconds_matching(pids: list[int], needle: str) -> float:
     return total
 
 
+def pids_matching(pids: list[int], needle: str) -> set[int]:
+    """The live processes in those trees whose command line contains ``needle``."""
+    out: set[int] = set()
+    for pid in pids:
+        for p in tree(pid):
+            try:
+                if any(needle in part for part in p.cmdline()):
+                    out.add(p.pid)
+            except psutil.NoSuchProcess:
+                continue
+    return out
+
+
+def own_cpu(pids: set[int]) -> float:
+    """User+system CPU of exactly these live processes (not their children)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
+
+
 def self_cpu() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime

@@ -12,7 +12,7 @@ from rqp import sandbox
 from rqp.backends import Backends
 from rqp.errors import ForbiddenJobError
 from rqp.jobs import ChunkSpec, seal_spec
-from rqp.ledger import Head, Ledger, job_id, rejections
+from rqp.ledger import PAIR, Head, Ledger, job_id, rejections
 from rqp.signing import TrustStore
 from rqp.status import StatusRecord
 from rqp.workload import Workload
@@ -97,3 +97,52 @@ def test_a_commit_after_the_lease_was_lost_is_discarded(setup, monkeypatch):
     assert proc.run(jid, w.id, base64.b64encode(led.spec(jid)).decode()) == {"discarded": True}
     assert led.done_bits([0, 1]) == [False, False] and led.parts() == {}
     assert list(world.store.list(f"workloads/{w.id}/parts/")) == []  # its part was deleted
+
+
+def test_a_tampered_record_fails_alone_and_the_others_results_land_under_their_own_ids(world):
+    """The records are opened in one loop (AES-GCM with the AAD built inline) and an all-OK frame
+    of results is sealed in bulk: a record sealed for another id fails with open_sealed's reason,
+    and every other result lands in the part under its own record id -- the bulk path maps a
+    frame's indices back to ids when the records sent are not the chunk's all."""
+    from rqp.parts import iter_part
+
+    wid = world.pack("bulk", [{"n": i} for i in range(6)], script="def process(r):\n    return r['n'] * 10\n")
+    trust = TrustStore.from_file(world.signer.trusted)
+    w = Workload.open(world.store, world.keys, wid, trust)
+    led = Ledger(world.r, wid)
+    led.begin(
+        now=time.time(), fmt="jsonl", scheduler="t:1", max_attempts=2, pin=w.seal_pin(), signer=w.signer,
+        head=Head().seal(w),
+    )  # fmt: skip
+    jid = job_id(wid, "c00000000", 0)
+    spec = ChunkSpec(wid, "c00000000", ((0, 6, 1),), 2, 0.0, 0.0, time.time())
+    seals = w.scope("c00000000")
+    forged = seals.seal("record", 9, b'{"n": 2}')  # sealed for id 9, filed under 2: must not open
+    packed = b"".join(
+        seals.seal_packed("record", [(i, b'{"n": %d}' % i)]) if i != 2 else PAIR.pack(2, len(forged)) + forged
+        for i in range(6)
+    )
+    pipe = world.r.pipeline()
+    led.put_chunk(pipe, "c00000000", packed)
+    led.add_jobs(pipe, {jid: seal_spec(w, jid, spec)})
+    pipe.execute()
+    pool = sandbox.ScriptPool(sandbox.SandboxConfig.from_settings(world.settings), warm=False)
+    backends = Backends(
+        world.settings, redis_client=world.r, blobs=world.store, queue=world.mq(), keys=world.keys, trust=trust
+    )
+    proc = ChunkProcessor(backends, worker_name="test:1", pool=pool)
+    try:
+        out = proc.run(jid, wid, base64.b64encode(led.spec(jid)).decode())
+    finally:
+        pool.close()
+    assert out == {"done": 5, "failed": 1, "retrying": 0}
+    assert led.done_bits(list(range(6))) == [True, True, False, True, True, True]
+    st = StatusRecord.open(w, 2, led.status(2))
+    assert st.state == "failed" and "failed authentication" in st.error
+    part = led.part_of("c00000000")
+    assert part is not None
+    got = {
+        rid: w.scope(jid).open_sealed("result", rid, sealed)
+        for rid, sealed in iter_part(world.store.iter_chunks(part.name), part.name)
+    }
+    assert got == {0: b"0", 1: b"10", 3: b"30", 4: b"40", 5: b"50"}

@@ -47,3 +47,43 @@ def test_a_stored_line_with_a_name_twice_prints_as_an_error_line():
     doc = json.loads(result_line(line))
     assert doc["id"] == 3 and "result" not in doc
     assert doc["error"].startswith('result is not valid JSON: duplicate name "score"'), doc
+
+
+class _Key(str):  # equal text, distinct dict keys: what a str subclass can make
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {_Key("a"): 1, _Key("a"): 2},
+        {"deep": [[[{2: 1, "2": 2}]]]},
+        {"r": ({None: 1, "null": 2},)},
+        # past the budget of the quick check: the read-back still finds it
+        {"many": list(range(300)), "x": {1.5: 1, "1.5": 2}},
+    ],
+)
+def test_dumps_refuses_a_name_twice_past_the_quick_check(value):
+    """``names_distinct`` (the quick check that spares most results a strict read-back) never
+    vouches for a value that writes a name twice: a ``str`` subclass key, a non-string key at
+    any depth, or a value larger than its budget goes through the read-back."""
+    from rqp.sandbox._jsonsafe import names_distinct
+
+    assert not names_distinct(value)
+    with pytest.raises(JSONRejected, match="duplicate name"):
+        dumps(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"account_hash": "ab12", "amount_cents": 3, "flagged": False}, {"a": [1, {"b": None}], "c": (2.5, "x")}, [{}]],
+)
+def test_names_distinct_vouches_for_plain_values(value):
+    from rqp.sandbox._jsonsafe import names_distinct
+
+    assert names_distinct(value)
+    assert loads(dumps(value)) == json.loads(json.dumps(value))

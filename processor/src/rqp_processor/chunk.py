@@ -30,6 +30,7 @@ import redis
 from rqp import metrics_http as metrics
 from rqp import sandbox
 from rqp.backends import Backends
+from rqp.crypto import NONCE_SIZE, aad
 from rqp.errors import (
     ForbiddenJobError,
     IntegrityError,
@@ -316,10 +317,15 @@ class ChunkProcessor:
         chunk = spec.chunk
         outcomes: list[tuple[int, bytes]] = [(_MISSING, b"")] * len(records)
         payloads: list[bytes] = []
-        sent: list[int] = []
+        sent: list[int] = []  # the index in ``records`` of each payload sent
+        sent_ids: list[int] = []  # and its record id
         plain: dict[int, bytes] = {}
         cts = lease.records
-        seals = workload.scope(chunk) if lease.own else workload
+        seals = workload.scope(chunk) if lease.own else workload.seals
+        # each record opened as ``seals.open_sealed("record", rid, ct)`` does, without its three
+        # Python calls per record; any failure is handed to it, for its one-line reason
+        decrypt = seals.sealer.aead.decrypt
+        prefix = aad("record", workload.id, "")
         for i, (rid, _attempt) in enumerate(records):
             ct = cts.get(rid)
             if ct is None:
@@ -329,21 +335,43 @@ class ChunkProcessor:
                 )
                 continue
             try:
-                payload = seals.open_sealed("record", rid, ct)
-            except IntegrityError as exc:
-                outcomes[i] = (_TAMPERED, str(exc).encode())
-                continue
+                payload = decrypt(ct[:NONCE_SIZE], ct[NONCE_SIZE:], b"%b%d" % (prefix, rid))
+            except Exception:  # noqa: BLE001 - InvalidTag, or too short: the reference path says which
+                try:
+                    payload = seals.open_sealed("record", rid, ct)
+                except IntegrityError as exc:
+                    outcomes[i] = (_TAMPERED, str(exc).encode())
+                    continue
             payloads.append(payload)
             plain[rid] = payload
             sent.append(i)
+            sent_ids.append(rid)
         if payloads:
             ctx = self.contexts.get(workload.id)
             key_of = spec.key_of()  # the data's own ids (rqp pack --id-field), else empty
             ok, cap = sandbox.OK, sandbox.MAX_ERROR_BYTES
+            # records[i] for i in sent is records[j] when none was missing or tampered with
+            identity = len(sent) == len(records)
 
-            def sink(got: list[tuple[int, int, bytes]]) -> None:
+            def sink(js: list[int], kinds: bytes, values: list[bytes]) -> None:
+                n = len(js)
+                plain_frame = not key_of and kinds.count(ok) == n
+                if plain_frame:
+                    joined = b"".join(values)
+                    plain_frame = b"\\ud" not in joined and b"\\uD" not in joined
+                if plain_frame:
+                    # the usual frame: every result OK, no surrogate escape (``lone_surrogate``
+                    # looks no further without one), no record keys -- sealed into the part in
+                    # one pass, the outcomes set by one slice when the indices are contiguous
+                    part.add(list(zip(map(sent_ids.__getitem__, js), values, strict=True)))
+                    if identity and n and js[-1] - js[0] + 1 == n:
+                        outcomes[js[0] : js[-1] + 1] = [_SEALED] * n
+                    else:
+                        for j in js:
+                            outcomes[sent[j]] = _SEALED
+                    return
                 done: list[tuple[int, bytes]] = []
-                for j, kind, data in got:
+                for j, kind, data in zip(js, kinds, values, strict=True):
                     i = sent[j]
                     if kind == ok:
                         rid = records[i][0]
@@ -397,6 +425,12 @@ class ChunkProcessor:
         keep: list[tuple[int, bytes]] = []
         key_of = spec.key_of()  # the data's own ids (rqp pack --id-field), else empty
         done_keys: list[str] = []
+        if outcomes.count(_SEALED) == len(outcomes):
+            # every record done (the usual chunk): decide() says DONE for each; no loop over them
+            out.done = [rid for rid, _attempt in records]
+            if key_of:
+                done_keys = [key_of[rid] for rid in out.done]
+            records, outcomes = [], []
         for (rid, attempt), (kind, payload) in zip(records, outcomes, strict=True):
             decision = decide(kind, attempt, spec.max_attempts)
             if decision is Decision.DONE:

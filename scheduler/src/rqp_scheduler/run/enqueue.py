@@ -19,6 +19,7 @@ from redis.client import Pipeline
 from rq import Worker
 
 from rqp import metrics_http as metrics
+from rqp.config import Settings
 from rqp.jobs import ChunkSpec
 from rqp.ledger import ChunkKind, Head, Priority, chunk_name, outbox_add
 from rqp.messages import pack_messages
@@ -29,7 +30,7 @@ from .context import RunContext
 from .jobs import chunk_spec, queue_specs
 from .records import Batch, RecordStream
 
-__all__ = ["ENQUEUE_BATCH_RECORDS", "Enqueuer", "record_key"]
+__all__ = ["ENQUEUE_BATCH_RECORDS", "Enqueuer", "chunk_size_for", "record_key"]
 
 log = logging.getLogger("rqp.scheduler")
 
@@ -40,6 +41,30 @@ WORKERS_CHECK_SECONDS = 5.0
 #: the smallest window, and the chunks in flight per worker above it
 MIN_WINDOW = 16
 WINDOW_PER_WORKER = 4
+
+
+#: near a workload's end a chunk holds at most the records left / (this x workers): the last
+#: chunks shrink, so the workers finish together instead of one idling through the last big one
+TAIL_SHARES = 2
+#: ... but never less script time than this, so a tail chunk's fixed cost (its RQ job, START and
+#: COMMIT: a few ms of CPU) stays small beside its records
+TAIL_CHUNK_SECONDS = 0.05
+
+
+def chunk_size_for(per_record: float, settings: Settings, workers: int, estimate: float | None, enqueued: int) -> int:
+    """Records per chunk (the chunk-size policy): about ``chunk_target_seconds`` of measured work
+    (``per_record`` seconds each), at most a quarter of the workload per worker in all (every
+    worker shares it), and in the tail at most the records left (``estimate`` - ``enqueued``)
+    / (``TAIL_SHARES`` x ``workers``) but not under ``TAIL_CHUNK_SECONDS`` of work -- within
+    ``chunk_min``..``chunk_max``."""
+    if per_record <= 0:
+        return settings.chunk_max
+    ideal = settings.chunk_target_seconds / per_record
+    if estimate:
+        ideal = min(ideal, estimate / (4 * workers))
+        left = max(0.0, estimate - enqueued)
+        ideal = min(ideal, max(left / (TAIL_SHARES * workers), TAIL_CHUNK_SECONDS / per_record))
+    return int(min(settings.chunk_max, max(settings.chunk_min, ideal)))
 
 
 class Enqueuer:
@@ -128,16 +153,12 @@ class Enqueuer:
         records, seconds = self.ctx.ledger.perf()
         if not records or not seconds:
             return
-        per_record = seconds / max(1, records)
-        if per_record <= 0:
-            self.chunk_size = s.chunk_max
-            return
-        ideal = s.chunk_target_seconds / per_record
-        # keep enough chunks for every worker to share the tail: about 4 per worker in total
+        estimate = None
         if self._bytes_enqueued and self._records_enqueued:
             estimate = self.ctx.workload.manifest.data.plain_size / (self._bytes_enqueued / self._records_enqueued)
-            ideal = min(ideal, estimate / (4 * max(1, self.workers_seen)))
-        self.chunk_size = int(min(s.chunk_max, max(s.chunk_min, ideal)))
+        self.chunk_size = chunk_size_for(
+            seconds / max(1, records), s, max(1, self.workers_seen), estimate, self.ctx.head.enqueued
+        )
 
     def _prepare(self, chunks: list[Batch], known: set[str]) -> tuple[Pipeline, Head]:
         """One transaction that queues ``chunks`` from the cursor on: per chunk its records (one

@@ -57,8 +57,10 @@ PERMANENT, TOO_LARGE = P.PERMANENT, P.TOO_LARGE
 #: the longest error message a host sends for one record (a hostile one's longer text is cut)
 MAX_ERROR_BYTES = P.MAX_ERROR_BYTES
 
-#: where ``ScriptPool.stream`` hands outcomes: a list of (record index, kind, payload)
-OutcomeSink = Callable[[list[tuple[int, int, bytes]]], None]
+#: where ``ScriptPool.stream`` hands outcomes, as columns: ``sink(indices, kinds, payloads)`` --
+#: the records' indices (ascending), a kind byte and a payload per record. Columns, not a tuple per
+#: record: the common frame (all OK) is handled by the caller in a few bulk operations.
+OutcomeSink = Callable[[list[int], bytes, list[bytes]], None]
 
 #: script hosts a worker keeps alive (one per workload, least recently used first out)
 MAX_HOSTS = 2
@@ -214,8 +216,8 @@ class ScriptPool:
         collected: for callers whose results are small)."""
         outcomes: list[tuple[int, bytes]] = [(NO_SCRIPT, b"")] * len(payloads)
 
-        def collect(got: list[tuple[int, int, bytes]]) -> None:
-            for i, kind, data in got:
+        def collect(indices: list[int], kinds: bytes, values: list[bytes]) -> None:
+            for i, kind, data in zip(indices, kinds, values, strict=True):
                 outcomes[i] = (kind, data)
 
         self.stream(workload_id, source, payloads, collect)
@@ -223,8 +225,8 @@ class ScriptPool:
 
     def stream(self, workload_id: str, source: Callable[[], bytes], payloads: list[bytes], sink: OutcomeSink) -> None:
         """``process()`` on every payload; ``sink`` gets (index, kind, payload) of each record
-        exactly once, as its host delivers them (a few at a time, in no promised order), so no
-        more than a frame of results is held here. A record that times out, returns too much or
+        exactly once, as columns (``OutcomeSink``), as its host delivers them (a few at a time,
+        in no promised order), so no more than a frame of results is held here. A record that times out, returns too much or
         takes its host down fails alone; the others run in a new host."""
         self._reap()
         todo = list(range(len(payloads)))
@@ -234,12 +236,14 @@ class ScriptPool:
                 host = self._host(workload_id, source)
             except ScriptError as exc:
                 reason = str(exc).encode()
-                sink([(i, NO_SCRIPT, reason) for i in todo])
+                sink(todo, bytes([NO_SCRIPT]) * len(todo), [reason] * len(todo))
                 break
             batch = todo[:1] if one_by_one else todo
 
             def deliver(start: int, kinds: bytes, values: list[bytes], batch: list[int] = batch) -> None:
-                sink(list(zip(batch[start : start + len(values)], kinds, values, strict=True)))
+                if len(kinds) != len(values):
+                    raise ValueError("a frame's kinds and values differ in number")  # as zip(strict=True) did
+                sink(batch[start : start + len(values)], kinds, values)
 
             try:
                 host.run([payloads[i] for i in batch], deliver)
@@ -250,7 +254,7 @@ class ScriptPool:
                     one_by_one = True
                     failed: set[int] = set()
                 else:
-                    sink([(batch[failure.index], failure.kind, failure.message.encode())])
+                    sink([batch[failure.index]], bytes([failure.kind]), [failure.message.encode()])
                     failed = {batch[failure.index]}
                 gone = failed.union(batch[:done])
                 todo = [i for i in todo if i not in gone]

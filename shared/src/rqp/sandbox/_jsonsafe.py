@@ -30,7 +30,7 @@ TYPE_CHECKING = False  # the host imports no more than it must
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["MAX_JSON_DEPTH", "JSONRejected", "depth_exceeds", "dumps", "loads", "nan_path"]
+__all__ = ["MAX_JSON_DEPTH", "JSONRejected", "depth_exceeds", "dumps", "loads", "names_distinct", "nan_path"]
 
 #: arrays/objects nested deeper than this are refused (json's own parser recurses, ~1000 deep)
 MAX_JSON_DEPTH = 512
@@ -151,8 +151,47 @@ def dumps(value: Any, max_depth: int = MAX_JSON_DEPTH) -> str:
         raise JSONRejected(" ".join(str(exc).split(";")[0].split())) from None
     if depth_exceeds(text, max_depth):
         raise JSONRejected(f"nested deeper than {max_depth} levels")
-    if "{" in text:
+    if "{" in text and not names_distinct(value):
         # a dict subclass's items() (or keys 1 and "1") can write a name twice: read it back
         # strictly, so such a value is refused here rather than stored ambiguous
         loads(text, max_depth)
     return text
+
+
+#: the types the encoder writes without calling anything of the value's own
+_PLAIN = frozenset((str, int, float, bool, type(None)))
+_STR = frozenset((str,))
+#: containers' entries looked at before ``names_distinct`` gives up (and the text is read back)
+NAMES_CHECK_BUDGET = 256
+
+
+def names_distinct(value: Any, budget: int = NAMES_CHECK_BUDGET) -> bool:
+    """True when the encoder cannot have written a name twice in ``value``: every object in it is
+    an exact ``dict`` whose keys are all exact ``str`` (distinct strings have distinct JSON
+    texts), inside exact lists/tuples and scalars. False means "not known" -- a subclass, a
+    non-string key, or more than ``budget`` entries -- and ``dumps`` reads its text back strictly.
+    A few C-level calls per container instead of a parse with a Python hook per object: the
+    common result (a small dict of strings and numbers) costs a fraction of a read-back. Not a
+    security boundary (the script shares this process; the role and the results root check what
+    leaves it): it decides only whether the slower proof is needed."""
+    stack = [value]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        v = pop()
+        t = type(v)
+        if t is dict:
+            budget -= len(v)
+            if budget < 0 or not _STR.issuperset(map(type, v)):
+                return False
+            entries = v.values()
+            if not _PLAIN.issuperset(map(type, entries)):
+                extend(entries)
+        elif t is list or t is tuple:
+            budget -= len(v)
+            if budget < 0:
+                return False
+            if not _PLAIN.issuperset(map(type, v)):
+                extend(v)
+        elif t not in _PLAIN:
+            return False
+    return True
