@@ -21,12 +21,12 @@ blocks, which Azure discards after a week.
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
 import functools
 import itertools
 import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -105,7 +105,7 @@ class AzureBlobStore(BlobStore):
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         #: name -> its read started by ``prefetch``, in the order ``get`` will ask
-        self._ahead: OrderedDict[str, Future[bytes]] = OrderedDict()
+        self._ahead: collections.OrderedDict[str, Future[bytes]] = collections.OrderedDict()
         self._pending: list[str] = []
 
     # ------------------------------------------------------------------ construction
@@ -200,10 +200,13 @@ class AzureBlobStore(BlobStore):
             raise self._exists_error(name) from None
 
     def put_stream(self, name: str, chunks: Iterable[bytes], *, overwrite: bool = True) -> int:
-        """Stage ``chunks`` as blocks of ``block_size`` and commit them in one request.
+        """Stage ``chunks`` as blocks of ``block_size`` and commit them in one request; a stream
+        that fits in one block is sent in one request instead.
 
-        Memory stays at about one block plus one chunk, whatever the total size. Block ids carry a
-        random per-upload prefix, so two writers streaming to the same name never mix blocks.
+        Up to ``IO_THREADS`` blocks are in flight while the caller produces the next (its CPU work
+        overlaps the uploads), so memory stays at about ``IO_THREADS + 1`` blocks plus one chunk,
+        whatever the total size. Block ids carry a random per-upload prefix, so two writers
+        streaming to the same name never mix blocks; nothing is visible before the commit.
         """
         blob = self._blob(name)
         chunks = iter(chunks)
@@ -224,6 +227,11 @@ class AzureBlobStore(BlobStore):
         block_ids: list[str] = []
         size = 0
         buf = bytearray()
+        in_flight: collections.deque[Future[None]] = collections.deque()
+        pool = self._pool()
+
+        def put_block(block_id: str, data: bytes) -> None:
+            self._call(lambda: blob.stage_block(block_id, data, length=len(data)), name)
 
         def stage(piece: bytes | bytearray | memoryview) -> None:
             if len(block_ids) >= MAX_BLOCKS:
@@ -232,23 +240,30 @@ class AzureBlobStore(BlobStore):
                     f"use a larger block_size"
                 )
             block_id = base64.b64encode(f"{upload}-{len(block_ids):08d}".encode()).decode()
-            data = bytes(piece)
-            self._call(lambda: blob.stage_block(block_id, data, length=len(data)), name)
+            while len(in_flight) >= IO_THREADS:
+                in_flight.popleft().result()  # a failed block fails the upload here
+            in_flight.append(pool.submit(put_block, block_id, bytes(piece)))
             block_ids.append(block_id)
 
-        for chunk in chunks:
-            size += len(chunk)
-            buf += chunk
-            if len(buf) >= self._block_size:
-                view = memoryview(buf)
-                start = 0
-                while len(buf) - start >= self._block_size:
-                    stage(view[start : start + self._block_size])
-                    start += self._block_size
-                view.release()
-                del buf[:start]
-        if buf:
-            stage(buf)
+        try:
+            for chunk in chunks:
+                size += len(chunk)
+                buf += chunk
+                if len(buf) >= self._block_size:
+                    view = memoryview(buf)
+                    start = 0
+                    while len(buf) - start >= self._block_size:
+                        stage(view[start : start + self._block_size])
+                        start += self._block_size
+                    view.release()
+                    del buf[:start]
+            if buf:
+                stage(buf)
+            while in_flight:
+                in_flight.popleft().result()
+        finally:
+            for future in in_flight:  # the upload failed: no commit, the staged blocks expire
+                future.cancel()
         blocks = [BlobBlock(block_id=b) for b in block_ids]
         cond = {} if overwrite else {"match_condition": MatchConditions.IfMissing}
         try:
