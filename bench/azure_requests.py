@@ -26,6 +26,8 @@ import run  # noqa: E402 - bench/run.py: the benchmark's rounds
 
 #: one line per request in Azurite's debug log
 _REQUEST = re.compile(r"StorageContextMiddleware: RequestMethod=(\w+) RequestURL=(\S+)")
+#: a sub-request of a Blob Batch (its URL names the port; a request on the wire does not)
+_SUB_REQUEST = re.compile(r"^https?://[^/]+:\d+/")
 #: the part of a blob name that says what it is: workloads/<id>/<kind>...
 _BLOB_KIND = re.compile(r"/devstoreaccount1/[^/?]+/workloads/[^/]+/([^/?]+)")
 
@@ -61,9 +63,14 @@ def main() -> int:
     )
     rnd = run.rqp_system_round("rqp-azure", n, 2, 0, work, data, kek, azure=True, verify=False)
     counts: Counter[str] = Counter()
+    batched: set[tuple[str, str]] = set()
     for line in log.read_text(errors="replace").splitlines():
         m = _REQUEST.search(line)
-        if m:
+        if not m:
+            continue
+        if _SUB_REQUEST.search(m.group(2)):
+            batched.add((m.group(1), m.group(2)))  # logged more than once; not a round trip
+        else:
             counts[kind(m.group(1), m.group(2))] += 1
     chunks = max(1, rnd["chunks"])
     total = sum(counts.values())
@@ -71,6 +78,9 @@ def main() -> int:
     print(f"{'request':<44}{'count':>8}{'per chunk':>11}")
     for what, c in counts.most_common():
         print(f"{what:<44}{c:>8}{c / chunks:>11.2f}")
+    inside = Counter(kind(method, url) for method, url in batched)
+    for what, c in inside.most_common():
+        print(f"  inside Blob Batch requests: {what:<30}{c:>6}")
     print(f"CPU µs/record: {rnd['cpu_us_per_record']}")
     return 0
 
