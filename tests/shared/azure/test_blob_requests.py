@@ -194,3 +194,29 @@ def test_outage_during_prefetch_is_reported_by_get(make_store, conn_file, contai
             s.get("x")
     finally:
         server.close()
+
+
+def test_a_forked_child_reads_ahead_with_threads_of_its_own(store):
+    """A worker process forked after its parent used the store: the parent's read-ahead threads
+    do not exist in the child, so it starts its own instead of waiting on them forever."""
+    data = os.urandom(5000)
+    store.put("f", data)
+    assert b"".join(store.iter_chunks("f", chunk_size=1000)) == data  # the parent's threads start
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if the read completes and matches
+        ok = False
+        try:
+            ok = b"".join(store.iter_chunks("f", chunk_size=1000)) == data
+        finally:
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child's read never finished (waiting on its parent's threads)")
+        time.sleep(0.02)
+    assert os.waitstatus_to_exitcode(status) == 0

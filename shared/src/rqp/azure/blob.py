@@ -25,6 +25,7 @@ import collections
 import contextlib
 import functools
 import itertools
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -104,6 +105,7 @@ class AzureBlobStore(BlobStore):
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
+        self._executor_pid = 0
         #: name -> its read started by ``prefetch``, in the order ``get`` will ask
         self._ahead: collections.OrderedDict[str, Future[bytes]] = collections.OrderedDict()
         self._pending: list[str] = []
@@ -178,9 +180,14 @@ class AzureBlobStore(BlobStore):
         return client
 
     def _pool(self) -> ThreadPoolExecutor:
+        """The read-ahead/upload threads, started on first use; a forked child (a worker process
+        started after its parent used the store) gets its own, as the parent's threads do not
+        exist there and a task given to them would wait forever."""
         with self._lock:
-            if self._executor is None:
+            if self._executor is None or self._executor_pid != os.getpid():
                 self._executor = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="rqp-azblob")
+                self._executor_pid = os.getpid()
+                self._ahead.clear()
             return self._executor
 
     # ------------------------------------------------------------------ writes
