@@ -184,12 +184,16 @@ def _entries(store: BlobStore, workload: Workload, note: ChunkNote, whole: bool 
     a time whatever the results' size (``RQP_MAX_RESULT_BYTES`` each); ``whole``: read in one
     request (``BlobStore.get``) by a caller that holds the part's entries anyway -- on Azure one
     round trip per part instead of a properties request and a ranged read."""
-    j = JobId.parse(note.job)
-    name = part_blob(workload.id, f"{j.chunk}-{j.gen}")
+    name = _part_name(workload, note)
     try:
         yield from iter_part([store.get(name)] if whole else store.iter_chunks(name), name)
     except IntegrityError as exc:
         raise StateError(workload.id, str(exc)) from None
+
+
+def _part_name(workload: Workload, note: ChunkNote) -> str:
+    j = JobId.parse(note.job)
+    return part_blob(workload.id, f"{j.chunk}-{j.gen}")
 
 
 def _in_order(
@@ -296,6 +300,7 @@ def this_round_blocks(
 
     def blocks() -> Iterator[bytes]:
         emitted = proof.emitted
+        store.prefetch(_part_name(workload, note) for note in data)  # a network store reads a few ahead
         for note in data:
             ids, lines = _note_lines(store, workload, note)
             for first, last in _spans(note):
@@ -546,6 +551,5 @@ def consolidate(
     if previous is not None:
         store.delete(previous)
     if not keep_parts:
-        for name in store.list(blob_name(workload.id, "parts/")):
-            store.delete(name)
+        store.delete_prefix(blob_name(workload.id, "parts/"))  # on Azure: Blob Batch, 256 per request
     return summary

@@ -33,6 +33,7 @@ exponential backoff plus jitter under both an attempt budget and a deadline; eve
 from __future__ import annotations
 
 import logging
+import os
 import re
 import socket
 import time
@@ -68,6 +69,7 @@ __all__ = [
     "StorageUrl",
     "build_service_client",
     "client_options",
+    "environment_settings",
     "error_code",
     "is_transient",
     "open_service_client",
@@ -358,6 +360,39 @@ def client_options(connection_timeout: float, read_timeout: float, api_version: 
     return opts
 
 
+def environment_settings(endpoint: str) -> dict[str, Any]:
+    """Client keyword arguments that carry what ``requests`` reads from the environment, read once.
+
+    With its default ``trust_env``, ``requests`` walks every environment variable for proxies,
+    checks ``NO_PROXY`` and looks for ``~/.netrc`` on *every* request: a quarter of the client's
+    CPU per blob request (~1 ms of ~3.5 ms, measured against Azurite; bench/README.md). The
+    session is built with ``use_env_settings=False`` instead and given the same proxies (for this
+    endpoint, ``NO_PROXY`` applied) and CA bundle (``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``) once,
+    at construction. ``~/.netrc`` is not read: an Azure request carries its own Authorization
+    header, which a netrc entry for the host would have replaced.
+    """
+    import requests.utils  # noqa: PLC0415 - the Azure SDK's transport; only these backends need it
+
+    opts: dict[str, Any] = {"use_env_settings": False}
+    proxies = requests.utils.get_environ_proxies(endpoint)
+    if proxies:
+        opts["proxies"] = dict(proxies)
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        opts["connection_verify"] = bundle
+    return opts
+
+
+def _connection_string_endpoint(fields_: dict[str, str], account: str, service: str) -> str:
+    """The endpoint a connection string's client will call (its explicit one, or the default)."""
+    explicit = fields_.get(f"{service}endpoint")
+    if explicit:
+        return explicit
+    protocol = fields_.get("defaultendpointsprotocol", "https")
+    suffix = fields_.get("endpointsuffix", DEFAULT_ENDPOINT_SUFFIX)
+    return f"{protocol}://{account}.{service}.{suffix}"
+
+
 def build_service_client(
     client_cls: Any,
     url: StorageUrl,
@@ -378,7 +413,7 @@ def build_service_client(
     env = "RQP_BLOB_URL" if service == "blob" else "RQP_QUEUE_URL"
 
     if credential is not None:
-        client = client_cls(account_url=endpoint, credential=credential, **opts)
+        client = client_cls(account_url=endpoint, credential=credential, **opts, **environment_settings(endpoint))
         return client, StorageTarget(url.account, endpoint, "the credential passed to rqp", role)  # may be an identity
 
     if url.connection_string_file:
@@ -401,10 +436,11 @@ def build_service_client(
                 raise ConfigError(
                     f"connection string in {url.connection_string_file} has neither AccountKey nor SharedAccessSignature"
                 )
-            client = client_cls(account_url=url.endpoint, credential=cred, **opts)
+            client = client_cls(account_url=url.endpoint, credential=cred, **opts, **environment_settings(url.endpoint))
         else:
+            env_opts = environment_settings(_connection_string_endpoint(fields_, url.account, service))
             try:
-                client = client_cls.from_connection_string(text, **opts)
+                client = client_cls.from_connection_string(text, **opts, **env_opts)
             except ValueError:
                 raise ConfigError(
                     f"connection string in {url.connection_string_file} is malformed; it needs AccountName and AccountKey "
@@ -414,7 +450,9 @@ def build_service_client(
 
     if url.sas_file:
         sas = read_secret_file(url.sas_file, "SAS token", "sas_file").lstrip("?")
-        client = client_cls(account_url=endpoint, credential=AzureSasCredential(sas), **opts)
+        client = client_cls(
+            account_url=endpoint, credential=AzureSasCredential(sas), **opts, **environment_settings(endpoint)
+        )
         return client, StorageTarget(
             url.account, endpoint, f"the SAS token in {url.sas_file} (expiry, permissions, allowed IPs)"
         )
@@ -427,7 +465,7 @@ def build_service_client(
     from azure.identity import DefaultAzureCredential  # noqa: PLC0415 - only this path needs it
 
     token_credential = DefaultAzureCredential()
-    client = client_cls(account_url=endpoint, credential=token_credential, **opts)
+    client = client_cls(account_url=endpoint, credential=token_credential, **opts, **environment_settings(endpoint))
     hint = "DefaultAzureCredential: the managed/workload identity, 'az login', or AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET"
     return client, StorageTarget(url.account, endpoint, hint, role, owned=[token_credential])
 

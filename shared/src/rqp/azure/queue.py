@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -105,6 +106,7 @@ class AzureMessageQueue(MessageQueue):
         self._send_concurrency = max(1, send_concurrency)
         self._clients: dict[str, QueueClient] = {}
         self._executor: ThreadPoolExecutor | None = None
+        self._executor_pid = 0
         self._lock = threading.Lock()
         self.account = target.account
         self.location = target.location("queue")
@@ -183,8 +185,9 @@ class AzureMessageQueue(MessageQueue):
         if len(bodies) <= 1 or self._send_concurrency == 1:
             return [self.send(queue, b) for b in bodies]
         with self._lock:
-            if self._executor is None:
+            if self._executor is None or self._executor_pid != os.getpid():  # a forked child: threads of its own
                 self._executor = ThreadPoolExecutor(self._send_concurrency, thread_name_prefix="rqp-azq")
+                self._executor_pid = os.getpid()
         # the first send creates a missing queue once, not once per thread
         first = self.send(queue, bodies[0])
         return [first, *self._executor.map(lambda b: self.send(queue, b), bodies[1:])]

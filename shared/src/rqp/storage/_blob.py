@@ -55,12 +55,26 @@ class BlobStore(ABC):
         self.put_stream(dst, self.iter_chunks(src))
         self.delete(src)
 
-    def delete_prefix(self, prefix: str) -> int:
+    def delete_many(self, names: Iterable[str]) -> int:
+        """Remove every blob named (absent ones are not an error); returns how many were named.
+        This default deletes one at a time; a store with a batch request (Azure's Blob Batch:
+        up to 256 deletes in one round trip) overrides it."""
         n = 0
-        for name in list(self.list(prefix)):
+        for name in names:
             self.delete(name)
             n += 1
         return n
+
+    def delete_prefix(self, prefix: str) -> int:
+        return self.delete_many(list(self.list(prefix)))
+
+    def prefetch(self, names: Iterable[str]) -> None:  # noqa: B027 - a hint: doing nothing is correct
+        """A hint: ``get`` will be called for ``names``, in this order, soon (consolidation reading
+        every part of a round). A store where each read is a network round trip starts a few of
+        them ahead, in parallel, so the caller's CPU work overlaps the waits; a local store needs
+        nothing. A name read in another order, or never, is still served correctly: ``get`` of a
+        name not prefetched reads it as usual. Only for blobs that do not change while prefetched
+        (parts: written once under a unique name), as the bytes are those of the moment of the read."""
 
     def close(self) -> None:  # noqa: B027 - optional: a backend with nothing to release keeps this
         pass

@@ -79,5 +79,12 @@ class RetryingBlobStore(BlobStore):
     def delete(self, name: str) -> None:
         self._call("delete", name, self.inner.delete, name)
 
+    def delete_many(self, names: Iterable[str]) -> int:
+        batch = list(names)  # re-iterable, so a retry deletes the same names again (absent is fine)
+        return self._call("delete", batch[0] if batch else "", self.inner.delete_many, batch)
+
+    def prefetch(self, names: Iterable[str]) -> None:
+        self.inner.prefetch(names)
+
     def close(self) -> None:
         self.inner.close()
