@@ -80,6 +80,7 @@ __all__ = [
     "build_root",
     "canonical",
     "input_digest",
+    "input_hmac",
     "input_key",
     "leaf_bytes",
     "row_leaf",
@@ -342,9 +343,16 @@ def _hmac_sha256(key: bytes) -> Callable[[bytes], bytes]:
     return digest
 
 
+def input_hmac(workload: Workload) -> Callable[[bytes], bytes]:
+    """``input_digest`` of the workload's records as one call on the record's id (8 bytes,
+    big-endian) then its bytes, the keyed states made once: what the enqueue computes for every
+    record it reads (``rqp_scheduler.input_pieces``) and the root's own pass otherwise."""
+    return _hmac_sha256(input_key(workload.key, workload.id))
+
+
 def _inputs(workload: Workload, records: Iterable[bytes], total: int) -> Iterator[bytes]:
     """The input digests of the first ``total`` records, in pieces."""
-    digest = _hmac_sha256(input_key(workload.key, workload.id))
+    digest = input_hmac(workload)
     it = iter(records)
     n = 0
     while n < total:
@@ -359,6 +367,21 @@ def _inputs(workload: Workload, records: Iterable[bytes], total: int) -> Iterato
         yield b"".join(piece)
     if n < total:  # --format script: not digested
         yield _NO_INPUT * (total - n)
+
+
+def _exactly(pieces: Iterable[bytes], total: int) -> Iterator[bytes]:
+    """``pieces`` as they are, checked to hold exactly ``total`` digests (``IntegrityError``
+    otherwise: a root over too few or too many inputs is never signed)."""
+    size = 0
+    for piece in pieces:
+        size += len(piece)
+        if size > total * HASH_SIZE:
+            break
+        yield piece
+    if size != total * HASH_SIZE:
+        raise IntegrityError(
+            f"the input digests given for the results root hold {size} bytes, not {total} digests; re-run the workload"
+        )
 
 
 #: a row of the results object as its leaf needs it: (id, key, kind, digest)
@@ -475,15 +498,19 @@ def build_root(
     *,
     round_: int = UNRECORDED_ROUND,
     staged: bool = False,
+    inputs: Iterable[bytes] | None = None,
 ) -> Attestation:
     """Write ``inputs.bin`` then ``leaves.bin`` for records ``0..total-1`` (``records``: their
     payloads as parsed, in order; results from ``results_blob`` in record order; the rest failed
     or never ran), streaming; return the statement over their root and round ``round_``, signed
     when ``signer``. ``staged``: both are written under ``STAGED_SUFFIX`` names, for the caller
-    to move into place once the summary that vouches for them is ready."""
+    to move into place once the summary that vouches for them is ready. ``inputs``: the input
+    digests of records ``0..total-1`` already computed (32 bytes each, concatenated, in pieces:
+    the enqueue's, authenticated by the caller), instead of ``records``' -- ``records`` is then
+    not read."""
     suffix = STAGED_SUFFIX if staged else ""
     inputs_name = blob_name(workload.id, INPUTS_BLOB) + suffix
-    store.put_stream(inputs_name, _inputs(workload, records, total))
+    store.put_stream(inputs_name, _inputs(workload, records, total) if inputs is None else _exactly(inputs, total))
     tree = TreeBuilder()
     macs = iter_hashes(store.iter_chunks(inputs_name))
     rows = _rows(_result_rows(store, workload, results_blob))

@@ -4,7 +4,9 @@ memory works).
 
 Each transaction queues several chunks: per chunk its records (one value, sealed under the
 chunk's own key), a sealed spec and an RQ job; failed statuses for malformed records; and the
-sealed head (the cursor), so a restart neither skips nor duplicates a record. While one
+sealed head (the cursor), so a restart neither skips nor duplicates a record. Before it, the
+records' input digests for the results root are stored (``rqp_scheduler.input_pieces``: the data
+is not read again at the end). While one
 transaction is on its way to Redis (on the writer thread) the next batch is already being read
 and sealed.
 """
@@ -81,12 +83,14 @@ class Enqueuer:
                     [chunk_name(ChunkKind.DATA, ctx.head.chunks + i) for i in range(len(chunks))]
                 )
                 pipe, head = self._prepare(chunks, known)
+                first = ctx.head.enqueued
+                macs = ctx.inputs.digests(first, (payload for batch in chunks for payload, _why in batch))
                 if writing is not None:
                     last, writing = writing, None
                     last.result()
                 if not self.cursor_matches():
                     return
-                writing = self.writer.submit(pipe.execute)
+                writing = self.writer.submit(self._send, pipe, first, macs)
                 self._records_enqueued += head.enqueued - ctx.head.enqueued
                 metrics.RECORDS_ENQUEUED.labels(ctx.id).inc(head.enqueued - ctx.head.enqueued)
                 ctx.head = head
@@ -94,6 +98,12 @@ class Enqueuer:
         finally:
             if writing is not None:
                 writing.result()
+
+    def _send(self, pipe: Pipeline, first: int, macs: bytes) -> list[object]:
+        """On the writer thread: the input digests stored, then the transaction that moves the
+        cursor past their records."""
+        self.ctx.inputs.write(first, macs)
+        return pipe.execute()
 
     def cursor_matches(self) -> bool:
         """Redis still holds the head this scheduler sealed last (a restart without a synced AOF
