@@ -118,6 +118,18 @@ def test_the_input_digest_is_hmac_sha256(key_size):
         assert digest(msg) == hmac.new(key, msg, "sha256").digest()
 
 
+def test_the_batched_input_digests_are_each_records_input_digest(workload):
+    """``input_digests`` (the enqueue's, one call per batch) gives ``input_digest`` of each record
+    under ``input_key``, bound to its id from ``first`` on."""
+    from rqp.results_root import input_digest, input_digests
+
+    _store, w, _data = workload
+    payloads = [b"", b"a", b"x" * 1000, b'{"n": 1}']
+    k = input_key(w.key, w.id)
+    assert input_digests(w)(7, iter(payloads)) == b"".join(input_digest(k, 7 + i, p) for i, p in enumerate(payloads))
+    assert input_digests(w)(0, []) == b""
+
+
 #: lines whose row the root's inline parse (``_row``) must read exactly as the public definition
 #: does, or leave to it
 EDGE_LINES = [
@@ -145,4 +157,3 @@ def test_each_line_reads_as_its_public_definition_whatever_path_takes_it(line):
 
     doc = parse_result_line(line)
     assert _row(line) == (doc.get("id"), doc.get("key"), *row_leaf(doc))
-

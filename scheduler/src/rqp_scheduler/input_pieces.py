@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from rqp.errors import RqpError, StorageError
 from rqp.merkle import HASH_SIZE
-from rqp.results_root import input_hmac
+from rqp.results_root import input_digests
 from rqp.storage import BlobStore
 from rqp.workload import Workload, blob_name
 
@@ -70,13 +70,12 @@ class InputPieces:
         self.workload = workload
         self._key = os.urandom(32)
         self._run = hashlib.sha256(self._key).hexdigest()[:_RUN_NAME_HEX]
-        self._digest = input_hmac(workload)
+        self._digests = input_digests(workload)
         self._bound = b"%b%b|%b|" % (PIECE_DOMAIN, workload.id.encode(), workload.manifest.content_digest().encode())
 
     def digests(self, first: int, payloads: Iterable[bytes]) -> bytes:
         """The input digests of records ``first, first+1, ...`` with these bytes, concatenated."""
-        digest = self._digest
-        return b"".join([digest(rid.to_bytes(8, "big") + p) for rid, p in enumerate(payloads, first)])
+        return self._digests(first, payloads)
 
     def _name(self, first: int, count: int) -> str:
         return blob_name(self.workload.id, f"{PIECES_DIR}{self._run}/{first}-{count}.bin")
