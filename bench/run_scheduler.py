@@ -13,9 +13,12 @@ its start-up once, not once per workload, and a script host's CPU is not the sch
 It also writes the CPU and wall seconds of the scheduler's phases (``PHASES``), measured by
 wrapping the functions that do them in this process only -- the scheduler itself has no switch
 for it, and every phase still runs in full: **enqueue** (``Enqueuer.fill_window``: reading,
-parsing, sealing the records, building and sending the enqueue transactions), **consolidate**
-(``consolidate``: the proof, the results object, the summary -- the results root included) and
-**root** (``build_root``: the input digests, the Merkle leaves and the signed root). The CPU clock
+parsing, sealing the records, their input digests for the results root (HMAC-SHA256 each, stored
+per transaction: ``rqp_scheduler.input_pieces``), building and sending the enqueue transactions),
+**consolidate** (``consolidate``: the proof, the results object, the summary -- the results root
+included) and **root** (``build_root``: the input digests read back from the enqueue's pieces --
+or, after a restart or in a ``rqp retry`` round, the data read and HMACed again -- the Merkle
+leaves and the signed root). The CPU clock
 is the process's (every thread), so a phase's figure includes the enqueue writer thread's work
 while it runs. **open** is what a workload costs before its first record: the clients opened,
 the sandbox probed, the workload's signature checked and its key unwrapped, the script checked --

@@ -10,9 +10,12 @@ Each record ``0..n-1`` the scheduler read has one leaf (``rqp.merkle``), in reco
   (``input_digest``) -- a plain digest would let anyone holding a proof guess a low-entropy
   record (a yes/no, a birth date) by hashing candidates, and one not bound to the record would
   tell which records had equal inputs (``/1``, before: ``inputs.bin`` showed the yes/no split);
-  the key lives only where the workload's data key does. Hex. A ``--format script`` workload's
-  records are what its ``parse()`` yields, run again in a script host at the end; ``""`` only
-  where no script host was given (``consolidate`` called on its own);
+  the key lives only where the workload's data key does. Hex. The scheduler computes them as
+  its enqueue reads the records (``rqp_scheduler.input_pieces``), and reads the data again at
+  the end only when that run's digests do not cover every record (a restart, a ``rqp retry``
+  round). A ``--format script`` workload's records are what its ``parse()`` yields (run again
+  in a script host at the end in that case); ``""`` only where neither was available
+  (``consolidate`` called on its own);
 * ``kind`` and ``digest``: ``result`` and SHA-256 of the result as canonical JSON (sorted keys,
   no spaces, UTF-8), so JSON Lines, CSV and Parquet exports digest alike; ``error`` (a result that
   was not strict JSON) and SHA-256 of the line ``rqp results`` prints instead; ``failed`` and
