@@ -33,13 +33,18 @@ def _pieces(world, wid: str) -> list[str]:
 
 @pytest.fixture
 def data_reads(monkeypatch):
-    """How many times the workload's data is decrypted for reading, by whom (counted, not changed)."""
+    """How many times the workload's data is read (counted, not changed)."""
     calls: list[int] = []
     real = Workload.data_chunks
 
     def counted(self, *args, **kwargs):
-        calls.append(1)
-        return real(self, *args, **kwargs)
+        chunks = real(self, *args, **kwargs)
+
+        def read():
+            calls.append(1)  # counted once its first piece is asked for: read, not merely set up
+            yield from chunks
+
+        return read()
 
     monkeypatch.setattr(Workload, "data_chunks", counted)
     return calls
@@ -113,3 +118,35 @@ def test_the_plan_needs_every_record_covered_and_takes_overlaps_once(world):
     gap = [Piece(plan[0].name, 0, 4), Piece(plan[0].name, 4, 4)]  # a piece under another's name
     with pytest.raises(PieceRejected, match="not as this run wrote them"):
         b"".join(pieces.read(gap, 8))
+
+
+PARSED = (
+    "def parse(stream):\n    for part in stream.read().decode().split(';'):\n"
+    "        k, v = part.split('=')\n        yield {'k': k, 'v': int(v)}\n\n"
+    "def process(r):\n    return r['k'] * r['v']\n"
+)
+
+
+def test_a_script_parsed_workload_takes_the_enqueues_digests_and_runs_no_parse_at_the_end(world, proc, data_reads):
+    from rqp.workload import pack
+
+    data = world.root / "s.txt"
+    data.write_bytes(b";".join(b"k%d=%d" % (i, i) for i in range(N)))
+    (world.root / "parsed.py").write_text(PARSED)
+    pack(world.store, world.keys, "parsed", data, world.root / "parsed.py", fmt="script", signer=world.signer.key)
+    world.settings = replace(world.settings, window_chunks=100)
+    run = world.run("parsed")
+    run.enqueuer.fill_window()
+    world.work(proc)
+    reads = len(data_reads)
+    run.finisher.finish()
+    assert len(data_reads) == reads  # parse() did not run again for the digests
+    w = run.workload
+    k = input_key(w.key, w.id)
+    parsed = run.finisher._script_records()  # the fallback's records: parse() run again in a host
+    try:
+        expected = b"".join(input_digest(k, rid, p) for rid, (p, _why) in enumerate(parsed))
+    finally:
+        parsed.close()
+    assert len(expected) == 32 * N
+    assert world.store.get(blob_name("parsed", INPUTS_BLOB)) == expected
