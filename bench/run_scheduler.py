@@ -6,7 +6,10 @@ where the rest of its CPU went.
 Runs ``rqp_scheduler.cli.main`` with the remaining arguments, then writes to STARTUP.json the
 CPU seconds this process had spent once the interpreter and the scheduler's modules were loaded
 (before any workload is touched), and the CPU of the child processes it waited for (the script
-host that checks the script before a workload starts). The benchmark reports the scheduler's CPU
+host that checks the script before a workload starts) and the CPU seconds it had spent when the
+scheduler's ``main`` returned (``end_cpu_seconds``: what the process spends after it -- the
+interpreter's finalization, threads and the warm script host stopped -- is shown as the **exit**
+phase, a cost per process like the start-up). The benchmark reports the scheduler's CPU
 per record apart from both: a deployed scheduler is a service (``rqp-scheduler serve``) that pays
 its start-up once, not once per workload, and a script host's CPU is not the scheduler's work.
 
@@ -94,6 +97,7 @@ def main() -> int:
             json.dump(
                 {
                     "startup_cpu_seconds": startup,
+                    "end_cpu_seconds": time.process_time(),
                     "children_cpu_seconds": children.ru_utime + children.ru_stime,
                     "phases_cpu_seconds": {k: v[0] for k, v in spent.items()},
                     "phases_wall_seconds": {k: v[1] for k, v in spent.items()},
