@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import chain
+from operator import itemgetter
 
 from redis.client import Pipeline
 from rq import Worker
@@ -37,6 +39,8 @@ log = logging.getLogger("rqp.scheduler")
 
 #: records per enqueue transaction: several chunks share one MULTI and one cursor check
 ENQUEUE_BATCH_RECORDS = 4096
+#: a parsed record's payload (``Batch`` items are (payload, why it cannot be queued))
+_PAYLOAD = itemgetter(0)
 #: how often the number of workers (which sizes the window and the chunks) is looked up
 WORKERS_CHECK_SECONDS = 5.0
 #: the smallest window, and the chunks in flight per worker above it
@@ -84,7 +88,7 @@ class Enqueuer:
                 )
                 pipe, head = self._prepare(chunks, known)
                 first = ctx.head.enqueued
-                macs = ctx.inputs.digests(first, (payload for batch in chunks for payload, _why in batch))
+                macs = ctx.inputs.digests(first, map(_PAYLOAD, chain.from_iterable(chunks)))  # C, no frame per record
                 if writing is not None:
                     last, writing = writing, None
                     last.result()
