@@ -294,23 +294,27 @@ def cpu_split(n: int, parts: dict[str, float]) -> dict[str, float]:
 
 
 def scheduler_phases(n: int, scheduler: float, phases: dict[str, float]) -> dict[str, float]:
-    """The scheduler's CPU µs per record by phase (``bench/run_scheduler.py``): opening the
-    workload (a fixed cost per run), enqueue (read, parse, seal, send), consolidation without the
+    """The scheduler's CPU µs per record by phase (``bench/run_scheduler.py``): setting up the
+    process (clients, the KEK, the sandbox probe: once per process), opening the workload (a
+    fixed cost per run), enqueue (read, parse, seal, send), consolidation without the
     root, the results root, the process's exit (after ``main`` returned: the interpreter's
     finalization, threads and the warm script host stopped -- once per process, as its start-up;
     still in the scheduler's figure) and the rest (supervising the run: the steps between,
     reclaim and retry checks, the outbox, progress, the end of the run after consolidation)."""
     if not phases:
         return {}
-    opening, enqueue, consolidate, root = (phases.get(k, 0.0) for k in ("open", "enqueue", "consolidate", "root"))
+    setup, opening, enqueue, consolidate, root = (
+        phases.get(k, 0.0) for k in ("set-up", "open", "enqueue", "consolidate", "root")
+    )
     leaving = phases.get("exit", 0.0)
     split = {
+        "set-up": setup,
         "open": opening,
         "enqueue": enqueue,
         "consolidation": consolidate - root,
         "results root": root,
         "exit": leaving,
-        "rest": scheduler - opening - enqueue - consolidate - leaving,
+        "rest": scheduler - setup - opening - enqueue - consolidate - leaving,
     }
     return {k: round(v / n * 1e6, 1) for k, v in split.items()}
 

@@ -23,9 +23,11 @@ included) and **root** (``build_root``: the input digests read back from the enq
 or, after a restart or in a ``rqp retry`` round, the data read and HMACed again -- the Merkle
 leaves and the signed root). The CPU clock
 is the process's (every thread), so a phase's figure includes the enqueue writer thread's work
-while it runs. **open** is what a workload costs before its first record: the clients opened,
-the sandbox probed, the workload's signature checked and its key unwrapped, the script checked --
-per run, not per record (``rqp-scheduler serve`` opens its clients once).
+while it runs. **set-up** (``Scheduler.__init__``) is what the process costs before any workload:
+the clients opened, the KEK loaded, the sandbox probed -- once per process (``rqp-scheduler
+serve`` pays it once per service lifetime); **open** (``Scheduler.add``) is what a workload costs
+before its first record: its signature checked, its key unwrapped, the script checked -- per run,
+not per record.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from typing import Any
 #: (phase, module, attribute path) of the functions timed: the first name is looked up in the
 #: module the caller uses it from (``finish`` imports ``consolidate`` by name, and so on)
 PHASES: tuple[tuple[str, str, str], ...] = (
-    ("open", "rqp_scheduler.scheduler", "Scheduler.__init__"),
+    ("set-up", "rqp_scheduler.scheduler", "Scheduler.__init__"),
     ("open", "rqp_scheduler.scheduler", "Scheduler.add"),
     ("enqueue", "rqp_scheduler.run.enqueue", "Enqueuer.fill_window"),
     ("consolidate", "rqp_scheduler.run.finish", "consolidate"),
