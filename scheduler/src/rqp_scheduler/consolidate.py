@@ -504,6 +504,12 @@ def _root(
             )  # fmt: skip
         except PieceRejected as exc:
             log.warning("workload %s: %s; the results root reads the data again", workload.id, exc)
+    elif inputs is not None:
+        log.info(
+            "workload %s: this run's input digests do not cover every record (it resumed, or a retry round); "
+            "the results root reads the data again",
+            workload.id,
+        )
     records = payloads if payloads is not None else _payloads(workload, limits)
     return build_root(
         store, workload, records, results_blob, failed, head.total, signer, round_=head.round, staged=True

@@ -65,14 +65,16 @@ def test_the_root_takes_the_enqueues_digests_and_does_not_read_the_data_again(wo
     assert _pieces(world, wid) == []  # scratch: deleted with the summary
 
 
-def test_a_restarted_scheduler_reads_the_data_again_and_ends_with_the_same_inputs(world, proc, data_reads):
+def test_a_restarted_scheduler_reads_the_data_again_and_ends_with_the_same_inputs(world, proc, caplog):
     wid = world.pack("restarted", [{"n": i} for i in range(N)])
     first = world.run(wid)
     first.enqueuer.fill_window()  # 3 chunks of 4: records 0-11, under the first run's key
     first.lock.release()  # the scheduler is gone
     world.settings = replace(world.settings, window_chunks=100)
     second = world.run(wid)
-    world.run_to_end(second, proc)
+    with caplog.at_level(logging.INFO, logger="rqp.scheduler"):
+        world.run_to_end(second, proc)
+    assert "this run's input digests do not cover every record" in caplog.text
     assert world.store.get(blob_name(wid, INPUTS_BLOB)) == _expected_inputs(second.workload)
     assert _pieces(world, wid) == []  # the first run's pieces too
 
