@@ -93,7 +93,7 @@ class Packed:
         return build_root(self.store, self.workload, self.payloads(), self.results, [], self.n, self.signer)
 
     def store_pieces(self) -> Any:
-        """The input digests stored as the enqueue stores them (one piece per 4,096 records)."""
+        """The input digests stored as the enqueue stores them (``PIECE_RECORDS`` per piece)."""
         from rqp_scheduler.input_pieces import InputPieces
 
         pieces = InputPieces(self.store, self.workload)
@@ -102,9 +102,12 @@ class Packed:
         for payload in self.payloads():
             batch.append(payload)
             if len(batch) == ENQUEUE_BATCH:
-                pieces.write(first, pieces.digests(first, batch))
+                piece = pieces.add(first, pieces.digests(first, batch))
+                if piece is not None:
+                    pieces.write(*piece)
                 first, batch = first + len(batch), []
-        pieces.write(first, pieces.digests(first, batch))
+        pieces.add(first, pieces.digests(first, batch))
+        pieces.flush()
         return pieces
 
     def build_from_pieces(self, pieces: Any) -> Any:

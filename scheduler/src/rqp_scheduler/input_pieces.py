@@ -3,9 +3,11 @@
 The results root needs one input HMAC per record. Reading the data a second time at the end for
 them (its SHA-256 against the manifest, AES-GCM, the split into records, then the HMACs) was the
 largest part of the root's pass; the enqueue holds every record's bytes already. So it HMACs
-them there and stores the digests of each enqueue transaction as one **piece** in the blob store,
-``workloads/W/input-digests/<run>/<first>-<count>.bin``, written before the transaction that moves
-the cursor past them; consolidation reads the pieces instead of the data.
+them there and stores them in **pieces** of ``PIECE_RECORDS`` in the blob store,
+``workloads/W/input-digests/<run>/<first>-<count>.bin`` (the last, shorter one when consolidation
+begins); consolidation reads the pieces instead of the data. A piece is only ever read by the run
+that wrote it (below), so when it is written does not matter to a restart: a run that ends before
+storing what it holds leaves a gap, and the next run reads the data.
 
 Pieces are scratch, never trusted beyond this scheduler's run: each carries an HMAC-SHA256 tag
 under a key drawn at random when the run begins and held only in this process's memory (never
@@ -35,7 +37,7 @@ from rqp.results_root import input_digests
 from rqp.storage import BlobStore
 from rqp.workload import Workload, blob_name
 
-__all__ = ["PIECES_DIR", "InputPieces", "Piece", "PieceRejected"]
+__all__ = ["PIECES_DIR", "PIECE_RECORDS", "InputPieces", "Piece", "PieceRejected"]
 
 log = logging.getLogger("rqp.scheduler")
 
@@ -43,6 +45,9 @@ log = logging.getLogger("rqp.scheduler")
 PIECES_DIR = "input-digests/"
 #: what a piece's tag is over, before the workload, manifest, range and digests
 PIECE_DOMAIN = b"rqp-input-piece/1|"
+#: records per stored piece (2 MiB of digests): few blob requests per workload -- on Azure each
+#: costs the SDK's pipeline -- and a bounded buffer
+PIECE_RECORDS = 1 << 16
 #: hex digits of the run key's SHA-256 that name a run's pieces
 _RUN_NAME_HEX = 16
 _NAME_RE = re.compile(r"/input-digests/([0-9a-f]{16})/(\d+)-(\d+)\.bin$")
@@ -72,10 +77,40 @@ class InputPieces:
         self._run = hashlib.sha256(self._key).hexdigest()[:_RUN_NAME_HEX]
         self._digests = input_digests(workload)
         self._bound = b"%b%b|%b|" % (PIECE_DOMAIN, workload.id.encode(), workload.manifest.content_digest().encode())
+        #: digests computed but not yet stored (fewer than ``PIECE_RECORDS``), from ``_held_first``
+        self._held = bytearray()
+        self._held_first = 0
 
     def digests(self, first: int, payloads: Iterable[bytes]) -> bytes:
         """The input digests of records ``first, first+1, ...`` with these bytes, concatenated."""
         return self._digests(first, payloads)
+
+    def add(self, first: int, macs: bytes) -> tuple[int, bytes] | None:
+        """Keep the digests of records ``first..`` with those before them; returns a piece to
+        ``write`` (first record, digests) once ``PIECE_RECORDS`` are held, or when ``first`` does
+        not follow what is held (the enqueue went back to an earlier cursor: what is held is
+        still right for its records, and goes out as it is)."""
+        out = None
+        if self._held and first != self._held_first + len(self._held) // HASH_SIZE:
+            out = self._take()
+        if not self._held:
+            self._held_first = first
+        self._held += macs
+        if len(self._held) >= PIECE_RECORDS * HASH_SIZE:
+            if out is not None:
+                self.write(*out)  # rare: a cursor that went back, and a full piece at once
+            out = self._take()
+        return out
+
+    def _take(self) -> tuple[int, bytes]:
+        piece = (self._held_first, bytes(self._held))
+        self._held.clear()
+        return piece
+
+    def flush(self) -> None:
+        """Store what is held (the enqueue's last records): before the root reads the pieces."""
+        if self._held:
+            self.write(*self._take())
 
     def _name(self, first: int, count: int) -> str:
         return blob_name(self.workload.id, f"{PIECES_DIR}{self._run}/{first}-{count}.bin")
@@ -98,7 +133,9 @@ class InputPieces:
             )  # fmt: skip
 
     def plan(self, total: int) -> list[Piece] | None:
-        """This run's pieces that cover records ``0..total-1`` in order, or None when they do not."""
+        """This run's pieces that cover records ``0..total-1`` in order (what is held stored
+        first), or None when they do not."""
+        self.flush()
         found = []
         try:
             for name in self.store.list(blob_name(self.workload.id, f"{PIECES_DIR}{self._run}/")):

@@ -55,7 +55,6 @@ def test_the_root_takes_the_enqueues_digests_and_does_not_read_the_data_again(wo
     wid = world.pack("pieces", [{"n": i} for i in range(N)], script=FAILS_ON_FIVE)
     run = world.run(wid)
     run.enqueuer.fill_window()
-    assert _pieces(world, wid), "the enqueue stored no input digests"
     world.work(proc)
     reads = len(data_reads)
     run.finisher.finish()
@@ -86,6 +85,7 @@ def test_a_piece_a_blob_writer_touched_is_not_used_and_the_inputs_are_the_same(w
     run = world.run(wid)
     run.enqueuer.fill_window()
     world.work(proc)
+    run.ctx.inputs.flush()  # what the enqueue holds stored (as consolidation does first)
     name = _pieces(world, wid)[0]
     blob = world.store.get(name)
     if harm == "changed":  # one digest altered: record 0's leaf would claim another input
@@ -152,3 +152,26 @@ def test_a_script_parsed_workload_takes_the_enqueues_digests_and_runs_no_parse_a
         parsed.close()
     assert len(expected) == 32 * N
     assert world.store.get(blob_name("parsed", INPUTS_BLOB)) == expected
+
+
+def test_the_enqueues_digests_are_kept_to_full_pieces_and_the_rest_stored_before_the_root(world, monkeypatch):
+    """Digests go out in pieces of ``PIECE_RECORDS`` (few blob requests), what is held is stored
+    before the root reads them, and an enqueue that went back to an earlier cursor stores what it
+    held as it is (still right for its records) before holding the records read again."""
+    from rqp_scheduler import input_pieces
+
+    monkeypatch.setattr(input_pieces, "PIECE_RECORDS", 4)
+    wid = world.pack("held", [{"n": i} for i in range(4)])
+    pieces = InputPieces(world.store, Workload.open(world.store, world.keys, wid, world.trust()))
+    macs = [bytes([i]) * 32 for i in range(10)]
+    assert pieces.add(0, b"".join(macs[0:3])) is None  # 3 held
+    full = pieces.add(3, b"".join(macs[3:6]))  # 6 held: a piece of 6 due
+    assert full == (0, b"".join(macs[0:6]))
+    pieces.write(*full)
+    assert pieces.add(6, macs[6]) is None
+    back = pieces.add(5, b"".join(macs[5:7]))  # the cursor went back to record 5
+    assert back == (6, macs[6])
+    pieces.write(*back)
+    assert _pieces(world, wid) and pieces.plan(7) is not None  # 0-5, 6, then 5-6 once stored
+    plan = pieces.plan(7)
+    assert b"".join(pieces.read(plan, 7)) == b"".join(macs[:7])

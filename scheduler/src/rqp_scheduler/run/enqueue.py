@@ -4,8 +4,8 @@ memory works).
 
 Each transaction queues several chunks: per chunk its records (one value, sealed under the
 chunk's own key), a sealed spec and an RQ job; failed statuses for malformed records; and the
-sealed head (the cursor), so a restart neither skips nor duplicates a record. Before it, the
-records' input digests for the results root are stored (``rqp_scheduler.input_pieces``: the data
+sealed head (the cursor), so a restart neither skips nor duplicates a record. The records' input
+digests for the results root are computed on the way (``rqp_scheduler.input_pieces``: the data
 is not read again at the end). While one
 transaction is on its way to Redis (on the writer thread) the next batch is already being read
 and sealed.
@@ -89,12 +89,15 @@ class Enqueuer:
                 pipe, head = self._prepare(chunks, known)
                 first = ctx.head.enqueued
                 macs = ctx.inputs.digests(first, map(_PAYLOAD, chain.from_iterable(chunks)))  # C, no frame per record
+                piece = ctx.inputs.add(first, macs)
                 if writing is not None:
                     last, writing = writing, None
                     last.result()
                 if not self.cursor_matches():
+                    if piece is not None:  # still right for its records: the rollback reads them again
+                        ctx.inputs.write(*piece)
                     return
-                writing = self.writer.submit(self._send, pipe, first, macs)
+                writing = self.writer.submit(self._send, pipe, piece)
                 self._records_enqueued += head.enqueued - ctx.head.enqueued
                 metrics.RECORDS_ENQUEUED.labels(ctx.id).inc(head.enqueued - ctx.head.enqueued)
                 ctx.head = head
@@ -103,10 +106,11 @@ class Enqueuer:
             if writing is not None:
                 writing.result()
 
-    def _send(self, pipe: Pipeline, first: int, macs: bytes) -> list[object]:
-        """On the writer thread: the input digests stored, then the transaction that moves the
-        cursor past their records."""
-        self.ctx.inputs.write(first, macs)
+    def _send(self, pipe: Pipeline, piece: tuple[int, bytes] | None) -> list[object]:
+        """On the writer thread: a full piece of input digests stored, if one is due, then the
+        transaction."""
+        if piece is not None:
+            self.ctx.inputs.write(*piece)
         return pipe.execute()
 
     def cursor_matches(self) -> bool:
