@@ -296,19 +296,27 @@ def cpu_split(n: int, parts: dict[str, float]) -> dict[str, float]:
 
 
 def scheduler_phases(n: int, scheduler: float, phases: dict[str, float]) -> dict[str, float]:
-    """The scheduler's CPU µs per record by phase (``bench/run_scheduler.py``): opening the
-    workload (a fixed cost per run), enqueue (read, parse, seal, send), consolidation without the
-    root, the results root, and the rest (supervising the run: the steps between, reclaim and
-    retry checks, the outbox, progress; and the process's exit)."""
+    """The scheduler's CPU µs per record by phase (``bench/run_scheduler.py``): setting up the
+    process (clients, the KEK, the sandbox probe: once per process), opening the workload (a
+    fixed cost per run), enqueue (read, parse, seal, send), consolidation without the
+    root, the results root, the process's exit (after ``main`` returned: the interpreter's
+    finalization, threads and the warm script host stopped -- once per process, as its start-up;
+    still in the scheduler's figure) and the rest (supervising the run: the steps between,
+    reclaim and retry checks, the outbox, progress, the end of the run after consolidation)."""
     if not phases:
         return {}
-    opening, enqueue, consolidate, root = (phases.get(k, 0.0) for k in ("open", "enqueue", "consolidate", "root"))
+    setup, opening, enqueue, consolidate, root = (
+        phases.get(k, 0.0) for k in ("set-up", "open", "enqueue", "consolidate", "root")
+    )
+    leaving = phases.get("exit", 0.0)
     split = {
+        "set-up": setup,
         "open": opening,
         "enqueue": enqueue,
         "consolidation": consolidate - root,
         "results root": root,
-        "rest": scheduler - opening - enqueue - consolidate,
+        "exit": leaving,
+        "rest": scheduler - setup - opening - enqueue - consolidate - leaving,
     }
     return {k: round(v / n * 1e6, 1) for k, v in split.items()}
 
@@ -595,8 +603,11 @@ def rqp_round(
         parts["scheduler start-up"] = spent["startup_cpu_seconds"]
         # the script host that checks the script before the workload starts (a child it waits for)
         parts["scheduler's script host"] = spent["children_cpu_seconds"]
-        phases = spent.get("phases_cpu_seconds") or {}
+        phases = dict(spent.get("phases_cpu_seconds") or {})
         phase_wall = spent.get("phases_wall_seconds") or {}
+        if "end_cpu_seconds" in spent:  # the process's own CPU after main returned
+            own = parts["scheduler"] + spent["startup_cpu_seconds"]
+            phases["exit"] = max(0.0, own - spent["end_cpu_seconds"])
     # a worker whose queues run dry starts the next workload's script host ahead (a spare: an
     # interpreter started and confined, ~50 ms of CPU, no workload in it): in a round that is the
     # tail, so its CPU is a cost per workload and worker, not per record -- shown apart, in the total

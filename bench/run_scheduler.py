@@ -6,20 +6,28 @@ where the rest of its CPU went.
 Runs ``rqp_scheduler.cli.main`` with the remaining arguments, then writes to STARTUP.json the
 CPU seconds this process had spent once the interpreter and the scheduler's modules were loaded
 (before any workload is touched), and the CPU of the child processes it waited for (the script
-host that checks the script before a workload starts). The benchmark reports the scheduler's CPU
+host that checks the script before a workload starts) and the CPU seconds it had spent when the
+scheduler's ``main`` returned (``end_cpu_seconds``: what the process spends after it -- the
+interpreter's finalization, threads and the warm script host stopped -- is shown as the **exit**
+phase, a cost per process like the start-up). The benchmark reports the scheduler's CPU
 per record apart from both: a deployed scheduler is a service (``rqp-scheduler serve``) that pays
 its start-up once, not once per workload, and a script host's CPU is not the scheduler's work.
 
 It also writes the CPU and wall seconds of the scheduler's phases (``PHASES``), measured by
 wrapping the functions that do them in this process only -- the scheduler itself has no switch
 for it, and every phase still runs in full: **enqueue** (``Enqueuer.fill_window``: reading,
-parsing, sealing the records, building and sending the enqueue transactions), **consolidate**
-(``consolidate``: the proof, the results object, the summary -- the results root included) and
-**root** (``build_root``: the input digests, the Merkle leaves and the signed root). The CPU clock
+parsing, sealing the records, their input digests for the results root (HMAC-SHA256 each, stored
+per transaction: ``rqp_scheduler.input_pieces``), building and sending the enqueue transactions),
+**consolidate** (``consolidate``: the proof, the results object, the summary -- the results root
+included) and **root** (``build_root``: the input digests read back from the enqueue's pieces --
+or, after a restart or in a ``rqp retry`` round, the data read and HMACed again -- the Merkle
+leaves and the signed root). The CPU clock
 is the process's (every thread), so a phase's figure includes the enqueue writer thread's work
-while it runs. **open** is what a workload costs before its first record: the clients opened,
-the sandbox probed, the workload's signature checked and its key unwrapped, the script checked --
-per run, not per record (``rqp-scheduler serve`` opens its clients once).
+while it runs. **set-up** (``Scheduler.__init__``) is what the process costs before any workload:
+the clients opened, the KEK loaded, the sandbox probed -- once per process (``rqp-scheduler
+serve`` pays it once per service lifetime); **open** (``Scheduler.add``) is what a workload costs
+before its first record: its signature checked, its key unwrapped, the script checked -- per run,
+not per record.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from typing import Any
 #: (phase, module, attribute path) of the functions timed: the first name is looked up in the
 #: module the caller uses it from (``finish`` imports ``consolidate`` by name, and so on)
 PHASES: tuple[tuple[str, str, str], ...] = (
-    ("open", "rqp_scheduler.scheduler", "Scheduler.__init__"),
+    ("set-up", "rqp_scheduler.scheduler", "Scheduler.__init__"),
     ("open", "rqp_scheduler.scheduler", "Scheduler.add"),
     ("enqueue", "rqp_scheduler.run.enqueue", "Enqueuer.fill_window"),
     ("consolidate", "rqp_scheduler.run.finish", "consolidate"),
@@ -91,6 +99,7 @@ def main() -> int:
             json.dump(
                 {
                     "startup_cpu_seconds": startup,
+                    "end_cpu_seconds": time.process_time(),
                     "children_cpu_seconds": children.ru_utime + children.ru_stime,
                     "phases_cpu_seconds": {k: v[0] for k, v in spent.items()},
                     "phases_wall_seconds": {k: v[1] for k, v in spent.items()},

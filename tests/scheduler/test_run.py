@@ -119,3 +119,27 @@ def run_error(world, wid: str) -> bytes:
 
     w = Workload.open(world.store, world.keys, wid, TrustStore.from_file(world.signer.trusted))
     return w.open_sealed("error", "", base64.b64decode(Ledger(world.r, wid).sealed_error()))
+
+
+#: runs ``rqp-scheduler run W`` with its loop replaced by a probe that prints how many objects the
+#: cyclic collector no longer looks at (``gc.get_freeze_count``) when the run would begin
+_FREEZE_PROBE = """
+import gc, sys
+from rqp_scheduler import cli
+cli._run = lambda *a, **k: print("frozen", gc.get_freeze_count()) or 0
+sys.exit(cli.main(["run", sys.argv[1]]))
+"""
+
+
+def test_the_scheduler_freezes_what_its_set_up_made_out_of_the_collectors_reach(world, cli_env):
+    """``rqp-scheduler``'s start-up objects (modules, clients, keys) are moved out of the cyclic
+    collector's reach once it is set up (``gc.freeze``), so its exit no longer walks them all: in
+    a process of its own (the scheduler hardens the process it runs in)."""
+    import subprocess
+    import sys
+
+    wid = world.pack("frozen", [{"n": i} for i in range(3)])
+    cp = subprocess.run([sys.executable, "-c", _FREEZE_PROBE, wid], capture_output=True, text=True, timeout=120)
+    assert cp.returncode == 0, cp.stderr
+    frozen = int(cp.stdout.split("frozen", 1)[1].split()[0])
+    assert frozen > 10_000, cp.stdout  # every module's objects, not a handful

@@ -116,3 +116,44 @@ def test_the_input_digest_is_hmac_sha256(key_size):
     digest = _hmac_sha256(key)
     for msg in (b"", b"a", b"x" * 55, b"y" * 64, b"z" * 1000, bytes(range(256)) * 9):
         assert digest(msg) == hmac.new(key, msg, "sha256").digest()
+
+
+def test_the_batched_input_digests_are_each_records_input_digest(workload):
+    """``input_digests`` (the enqueue's, one call per batch) gives ``input_digest`` of each record
+    under ``input_key``, bound to its id from ``first`` on."""
+    from rqp.results_root import input_digest, input_digests
+
+    _store, w, _data = workload
+    payloads = [b"", b"a", b"x" * 1000, b'{"n": 1}']
+    k = input_key(w.key, w.id)
+    assert input_digests(w)(7, iter(payloads)) == b"".join(input_digest(k, 7 + i, p) for i, p in enumerate(payloads))
+    assert input_digests(w)(0, []) == b""
+
+
+#: lines whose row the root's inline parse (``_row``) must read exactly as the public definition
+#: does, or leave to it
+EDGE_LINES = [
+    *LINES.values(),
+    b'{"id":20,"result": 5}',  # a space before the value
+    b'{"id":21,"result":5 }',  # and after it
+    b'{"id":22,"result":1,"result":2}',  # the name twice in the line's own object
+    b'{"id":023,"result":1}',  # a leading zero: not JSON
+    b'{"id":-24,"result":1}',
+    b'{"id":\xd9\xa1,"result":1}',  # a digit that is not ASCII
+    b'{"id":26,"result":{"b":[1,{"y":2,"x":1}],"a":"\\u2028"}}',
+    b'{"id":27,"result":[1,2]',  # cut short
+    b'{"id":28,"result":"a"}}',
+    b'{"id":29,"result":NaN}',
+    b'{"id":30,"result":{"a":1,"a":1}}',
+    b'{"id":31,"result":1e999}',
+    b'{"id":32,"result":-0.0}',
+    b'{"id":33,"result":"x","key":"k"}',
+]
+
+
+@pytest.mark.parametrize("line", EDGE_LINES)
+def test_each_line_reads_as_its_public_definition_whatever_path_takes_it(line):
+    from rqp.results_root import _row
+
+    doc = parse_result_line(line)
+    assert _row(line) == (doc.get("id"), doc.get("key"), *row_leaf(doc))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
@@ -50,7 +51,7 @@ from rqp.ledger import (
 )
 from rqp.parts import iter_part, part_blob
 from rqp.records import Limits, parse_records
-from rqp.results_root import INPUTS_BLOB, LEAVES_BLOB, STAGED_SUFFIX, build_root
+from rqp.results_root import INPUTS_BLOB, LEAVES_BLOB, STAGED_SUFFIX, Attestation, build_root
 from rqp.signing import SigningKey
 from rqp.status import FAILED, ChunkNote, StatusRecord, plain_float
 from rqp.storage import BlobStore
@@ -58,6 +59,8 @@ from rqp.summary import RESULTS_BLOB, SUMMARY_BLOB, Failure, ResultsInfo, Summar
 from rqp.throughput import run_rate
 from rqp.vms import by_vm, processor_seconds_by_host, vm_labels
 from rqp.workload import Workload, blob_name
+
+from .input_pieces import InputPieces, PieceRejected
 
 __all__ = [
     "PREVIOUS_BLOB",
@@ -72,6 +75,8 @@ __all__ = [
     "summarize",
     "write_results",
 ]
+
+log = logging.getLogger("rqp.scheduler")
 
 #: an earlier round's results, kept while a retried workload's new results are written
 PREVIOUS_BLOB = "results.previous.enc"
@@ -481,6 +486,41 @@ def _payloads(workload: Workload, limits: Limits | None) -> Iterator[bytes]:
     return (payload for payload, _why in recs)
 
 
+def _root(
+    store: BlobStore,
+    workload: Workload,
+    head: Head,
+    results_blob: str,
+    failed: list[Failure],
+    signer: SigningKey | None,
+    inputs: InputPieces | None,
+    payloads: Iterable[bytes] | None,
+    limits: Limits | None,
+) -> Attestation:
+    """The signed results root: from the enqueue's input digests when this run's pieces cover
+    every record and each is as it wrote it, else from the data read again (the same leaves)."""
+    assert head.total is not None
+    plan = None if inputs is None else inputs.plan(head.total)
+    if inputs is not None and plan is not None:
+        try:
+            return build_root(
+                store, workload, (), results_blob, failed, head.total, signer, round_=head.round, staged=True,
+                inputs=inputs.read(plan, head.total),
+            )  # fmt: skip
+        except PieceRejected as exc:
+            log.warning("workload %s: %s; the results root reads the data again", workload.id, exc)
+    elif inputs is not None:
+        log.info(
+            "workload %s: this run's input digests do not cover every record (it resumed, or a retry round); "
+            "the results root reads the data again",
+            workload.id,
+        )
+    records = payloads if payloads is not None else _payloads(workload, limits)
+    return build_root(
+        store, workload, records, results_blob, failed, head.total, signer, round_=head.round, staged=True
+    )
+
+
 def consolidate(
     ledger: Ledger,
     store: BlobStore,
@@ -493,10 +533,12 @@ def consolidate(
     signer: SigningKey | None = None,
     limits: Limits | None = None,
     payloads: Iterable[bytes] | None = None,
+    inputs: InputPieces | None = None,
 ) -> Summary:
     """The proof, the results and the summary; ``StateError`` (nothing written under a name a
     reader reads: the ended round's results, leaves and summary stay as they were) when Redis's
-    state does not add up."""
+    state does not add up. ``inputs``: the run's input digests as its enqueue stored them, read
+    instead of the data when they cover every record (``rqp_scheduler.input_pieces``)."""
     if head.total is None:
         raise StateError(workload.id, "the enqueue's sealed head has no record count")
     proof = Proof.empty(head.total)
@@ -531,10 +573,7 @@ def consolidate(
                 f"this round's notes name {proof.done_count} records done, {proof.this_round} results were read",
             )
         failed = failures(ledger, workload, proof, cancelled)
-        records = payloads if payloads is not None else _payloads(workload, limits)
-        root = build_root(
-            store, workload, records, staged[0][0], failed, head.total, signer, round_=head.round, staged=True
-        )
+        root = _root(store, workload, head, staged[0][0], failed, signer, inputs, payloads, limits)
         summary = summarize(
             ledger, workload, head, results, failed, proof.not_run, "cancelled" if cancelled else "done", unread,
             root.to_dict(), found,
@@ -550,6 +589,8 @@ def consolidate(
     store.put(blob_name(workload.id, SUMMARY_BLOB), summary.seal(workload))
     if previous is not None:
         store.delete(previous)
+    if inputs is not None:
+        inputs.delete_all()
     if not keep_parts:
         store.delete_prefix(blob_name(workload.id, "parts/"))  # on Azure: Blob Batch, 256 per request
     return summary

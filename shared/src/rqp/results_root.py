@@ -10,9 +10,12 @@ Each record ``0..n-1`` the scheduler read has one leaf (``rqp.merkle``), in reco
   (``input_digest``) -- a plain digest would let anyone holding a proof guess a low-entropy
   record (a yes/no, a birth date) by hashing candidates, and one not bound to the record would
   tell which records had equal inputs (``/1``, before: ``inputs.bin`` showed the yes/no split);
-  the key lives only where the workload's data key does. Hex. A ``--format script`` workload's
-  records are what its ``parse()`` yields, run again in a script host at the end; ``""`` only
-  where no script host was given (``consolidate`` called on its own);
+  the key lives only where the workload's data key does. Hex. The scheduler computes them as
+  its enqueue reads the records (``rqp_scheduler.input_pieces``), and reads the data again at
+  the end only when that run's digests do not cover every record (a restart, a ``rqp retry``
+  round). A ``--format script`` workload's records are what its ``parse()`` yields (run again
+  in a script host at the end in that case); ``""`` only where neither was available
+  (``consolidate`` called on its own);
 * ``kind`` and ``digest``: ``result`` and SHA-256 of the result as canonical JSON (sorted keys,
   no spaces, UTF-8), so JSON Lines, CSV and Parquet exports digest alike; ``error`` (a result that
   was not strict JSON) and SHA-256 of the line ``rqp results`` prints instead; ``failed`` and
@@ -49,7 +52,7 @@ import json
 import json.encoder
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import count, islice
+from itertools import islice
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -80,6 +83,7 @@ __all__ = [
     "build_root",
     "canonical",
     "input_digest",
+    "input_digests",
     "input_key",
     "leaf_bytes",
     "row_leaf",
@@ -321,16 +325,20 @@ def _load_public(pem: str, workload_id: str) -> Any:
         raise IntegrityError(f"the results root of workload {workload_id} carries no readable public key") from None
 
 
-def _hmac_sha256(key: bytes) -> Callable[[bytes], bytes]:
-    """``hmac.digest(key, msg, "sha256")`` with the keyed inner and outer SHA-256 states made once
-    (RFC 2104: the key, padded to the 64-byte block, XORed with 0x36 and 0x5c), copied per message:
-    the same bytes, about half the CPU of ``hmac.digest`` for a ~1 KB record, which sets them up
-    again on every call."""
+def _keyed_states(key: bytes) -> tuple[Any, Any]:
+    """HMAC-SHA256's keyed inner and outer SHA-256 states (RFC 2104: the key, padded to the
+    64-byte block, XORed with 0x36 and 0x5c), to be copied per message."""
     if len(key) > _SHA256_BLOCK:  # RFC 2104: a longer key is hashed first (input keys are 32 bytes)
         key = hashlib.sha256(key).digest()
     block = key.ljust(_SHA256_BLOCK, b"\x00")
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+    return hashlib.sha256(bytes(b ^ 0x36 for b in block)), hashlib.sha256(bytes(b ^ 0x5C for b in block))
+
+
+def _hmac_sha256(key: bytes) -> Callable[[bytes], bytes]:
+    """``hmac.digest(key, msg, "sha256")`` with the keyed inner and outer SHA-256 states made once
+    (``_keyed_states``), copied per message: the same bytes, about half the CPU of
+    ``hmac.digest`` for a ~1 KB record, which sets them up again on every call."""
+    inner, outer = _keyed_states(key)
 
     def digest(msg: bytes) -> bytes:
         i = inner.copy()
@@ -342,23 +350,55 @@ def _hmac_sha256(key: bytes) -> Callable[[bytes], bytes]:
     return digest
 
 
+def input_digests(workload: Workload) -> Callable[[int, Iterable[bytes]], bytes]:
+    """``input_digest`` of records ``first, first+1, ...`` with the bytes given, concatenated, as
+    one call per batch: the keyed states made once and the loop inline (no Python call per
+    record) -- what the enqueue computes for every record it reads (``rqp_scheduler.input_pieces``)."""
+    inner, outer = _keyed_states(input_key(workload.key, workload.id))
+
+    def digests(first: int, payloads: Iterable[bytes]) -> bytes:
+        out = []
+        ic, oc = inner.copy, outer.copy
+        for rid, payload in enumerate(payloads, first):
+            i = ic()
+            i.update(rid.to_bytes(8, "big"))
+            i.update(payload)
+            o = oc()
+            o.update(i.digest())
+            out.append(o.digest())
+        return b"".join(out)
+
+    return digests
+
+
 def _inputs(workload: Workload, records: Iterable[bytes], total: int) -> Iterator[bytes]:
     """The input digests of the first ``total`` records, in pieces."""
-    digest = _hmac_sha256(input_key(workload.key, workload.id))
+    digests = input_digests(workload)
     it = iter(records)
     n = 0
     while n < total:
-        # input_digest(k, rid, payload) with the keyed states made once: the id (8 bytes) then the bytes
-        piece = [
-            digest(rid.to_bytes(8, "big") + payload)
-            for rid, payload in zip(count(n), islice(it, min(_PIECE, total - n)))
-        ]
+        piece = digests(n, islice(it, min(_PIECE, total - n)))
         if not piece:
             break
-        n += len(piece)
-        yield b"".join(piece)
+        n += len(piece) // HASH_SIZE
+        yield piece
     if n < total:  # --format script: not digested
         yield _NO_INPUT * (total - n)
+
+
+def _exactly(pieces: Iterable[bytes], total: int) -> Iterator[bytes]:
+    """``pieces`` as they are, checked to hold exactly ``total`` digests (``IntegrityError``
+    otherwise: a root over too few or too many inputs is never signed)."""
+    size = 0
+    for piece in pieces:
+        size += len(piece)
+        if size > total * HASH_SIZE:
+            break
+        yield piece
+    if size != total * HASH_SIZE:
+        raise IntegrityError(
+            f"the input digests given for the results root hold {size} bytes, not {total} digests; re-run the workload"
+        )
 
 
 #: a row of the results object as its leaf needs it: (id, key, kind, digest)
@@ -490,15 +530,19 @@ def build_root(
     *,
     round_: int = UNRECORDED_ROUND,
     staged: bool = False,
+    inputs: Iterable[bytes] | None = None,
 ) -> Attestation:
     """Write ``inputs.bin`` then ``leaves.bin`` for records ``0..total-1`` (``records``: their
     payloads as parsed, in order; results from ``results_blob`` in record order; the rest failed
     or never ran), streaming; return the statement over their root and round ``round_``, signed
     when ``signer``. ``staged``: both are written under ``STAGED_SUFFIX`` names, for the caller
-    to move into place once the summary that vouches for them is ready."""
+    to move into place once the summary that vouches for them is ready. ``inputs``: the input
+    digests of records ``0..total-1`` already computed (32 bytes each, concatenated, in pieces:
+    the enqueue's, authenticated by the caller), instead of ``records``' -- ``records`` is then
+    not read."""
     suffix = STAGED_SUFFIX if staged else ""
     inputs_name = blob_name(workload.id, INPUTS_BLOB) + suffix
-    store.put_stream(inputs_name, _inputs(workload, records, total))
+    store.put_stream(inputs_name, _inputs(workload, records, total) if inputs is None else _exactly(inputs, total))
     tree = TreeBuilder()
     macs = iter_hashes(store.iter_chunks(inputs_name))
     rows = _rows(_result_rows(store, workload, results_blob))

@@ -22,6 +22,7 @@ from rqp.storage import BlobStore, MessageQueue
 from rqp.workload import Workload
 
 from ..consolidate import StateError
+from ..input_pieces import InputPieces
 
 __all__ = ["RunContext"]
 
@@ -52,6 +53,8 @@ class RunContext:
         self.lines = LineMap()
         # the submitter's signature is checked here, before any key is unwrapped or byte decrypted
         self.workload: Workload = backends.workload(workload_id)
+        #: the records' input digests, computed as the enqueue reads them, for the results root
+        self.inputs = InputPieces(self.store, self.workload)
 
     def read_head(self) -> Head:
         """The enqueue's sealed head as Redis holds it; ``StateError`` when it does not open."""

@@ -4,7 +4,9 @@ memory works).
 
 Each transaction queues several chunks: per chunk its records (one value, sealed under the
 chunk's own key), a sealed spec and an RQ job; failed statuses for malformed records; and the
-sealed head (the cursor), so a restart neither skips nor duplicates a record. While one
+sealed head (the cursor), so a restart neither skips nor duplicates a record. The records' input
+digests for the results root are computed on the way (``rqp_scheduler.input_pieces``: the data
+is not read again at the end). While one
 transaction is on its way to Redis (on the writer thread) the next batch is already being read
 and sealed.
 """
@@ -14,6 +16,8 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import chain
+from operator import itemgetter
 
 from redis.client import Pipeline
 from rq import Worker
@@ -36,6 +40,8 @@ log = logging.getLogger("rqp.scheduler")
 
 #: records per enqueue transaction: several chunks share one MULTI and one cursor check
 ENQUEUE_BATCH_RECORDS = 4096
+#: a parsed record's payload (``Batch`` items are (payload, why it cannot be queued))
+_PAYLOAD = itemgetter(0)
 #: how often the number of workers (which sizes the window and the chunks) is looked up
 WORKERS_CHECK_SECONDS = 5.0
 #: the smallest window, and the chunks in flight per worker above it
@@ -106,12 +112,17 @@ class Enqueuer:
                     [chunk_name(ChunkKind.DATA, ctx.head.chunks + i) for i in range(len(chunks))]
                 )
                 pipe, head = self._prepare(chunks, known)
+                first = ctx.head.enqueued
+                macs = ctx.inputs.digests(first, map(_PAYLOAD, chain.from_iterable(chunks)))  # C, no frame per record
+                piece = ctx.inputs.add(first, macs)
                 if writing is not None:
                     last, writing = writing, None
                     last.result()
                 if not self.cursor_matches():
+                    if piece is not None:  # still right for its records: the rollback reads them again
+                        ctx.inputs.write(*piece)
                     return
-                writing = self.writer.submit(pipe.execute)
+                writing = self.writer.submit(self._send, pipe, piece)
                 self._records_enqueued += head.enqueued - ctx.head.enqueued
                 metrics.RECORDS_ENQUEUED.labels(ctx.id).inc(head.enqueued - ctx.head.enqueued)
                 ctx.head = head
@@ -119,6 +130,13 @@ class Enqueuer:
         finally:
             if writing is not None:
                 writing.result()
+
+    def _send(self, pipe: Pipeline, piece: tuple[int, bytes] | None) -> list[object]:
+        """On the writer thread: a full piece of input digests stored, if one is due, then the
+        transaction."""
+        if piece is not None:
+            self.ctx.inputs.write(*piece)
+        return pipe.execute()
 
     def cursor_matches(self) -> bool:
         """Redis still holds the head this scheduler sealed last (a restart without a synced AOF

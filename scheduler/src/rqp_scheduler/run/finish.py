@@ -155,7 +155,7 @@ class Finisher:
             summary = consolidate(
                 ctx.ledger, ctx.store, ctx.workload, head, keep_parts=ctx.settings.keep_parts, cancelled=cancelled,
                 unread=unread, signer=signer, limits=Limits.from_settings(ctx.settings),
-                payloads=None if parsed is None else (payload for payload, _why in parsed),
+                payloads=None if parsed is None else (payload for payload, _why in parsed), inputs=ctx.inputs,
             )  # fmt: skip
         finally:
             if parsed is not None:
