@@ -411,7 +411,8 @@ class KeysSeen:
     its key unreadable or the record malformed (``{"n": 1, "n": 2, "uid": "k3"}``) -- may share its
     key with another record, which a consumer asking for that key could then not be told of: the
     keys are not claimed unique (``unkeyed_failure``), so ``--key`` is refused, never answered
-    with one of two records."""
+    with one of two records. A record that never ran (the workload cancelled first) counts the
+    same: its key was never read."""
 
     def __init__(self, keyed: bool = False) -> None:
         self._seen: set[int] = set()
@@ -419,7 +420,8 @@ class KeysSeen:
         self.keyed = keyed
 
     def unkeyed_failure(self) -> None:
-        """A failed record with no key recorded: in a keyed workload, uniqueness cannot be claimed."""
+        """A record with no key recorded (failed at enqueue, or never ran): in a keyed workload,
+        uniqueness cannot be claimed."""
         if self.keyed:
             self.unique = False
             self._seen.clear()
@@ -466,6 +468,7 @@ def _leaves(
         else:
             kind, digest = not_run_leaf()
             key = None
+            keys.unkeyed_failure()  # never ran (cancelled): its key is unknown, so may repeat another's
         inp = b"" if mac == _NO_INPUT else mac.hex().encode()
         keys.add(key)
         k = b"null" if key is None else json.dumps(str(key)).encode()
