@@ -528,8 +528,9 @@ def consolidate(
         failed = failures(ledger, workload, proof, cancelled)
         records = payloads if payloads is not None else _payloads(workload, limits)
         root = build_root(
-            store, workload, records, staged[0][0], failed, head.total, signer, round_=head.round, staged=True
-        )
+            store, workload, records, staged[0][0], failed, head.total, signer, round_=head.round, staged=True,
+            unread=unread,
+        )  # fmt: skip
         summary = summarize(
             ledger, workload, head, results, failed, proof.not_run, "cancelled" if cancelled else "done", unread,
             root.to_dict(), found,

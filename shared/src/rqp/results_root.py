@@ -493,12 +493,14 @@ def build_root(
     *,
     round_: int = UNRECORDED_ROUND,
     staged: bool = False,
+    unread: int = 0,
 ) -> Attestation:
     """Write ``inputs.bin`` then ``leaves.bin`` for records ``0..total-1`` (``records``: their
     payloads as parsed, in order; results from ``results_blob`` in record order; the rest failed
     or never ran), streaming; return the statement over their root and round ``round_``, signed
     when ``signer``. ``staged``: both are written under ``STAGED_SUFFIX`` names, for the caller
-    to move into place once the summary that vouches for them is ready."""
+    to move into place once the summary that vouches for them is ready. ``unread``: records a
+    cancel left unread (no leaf, their keys never seen): keys are then not claimed unique."""
     suffix = STAGED_SUFFIX if staged else ""
     inputs_name = blob_name(workload.id, INPUTS_BLOB) + suffix
     store.put_stream(inputs_name, _inputs(workload, records, total))
@@ -506,6 +508,8 @@ def build_root(
     macs = iter_hashes(store.iter_chunks(inputs_name))
     rows = _rows(_result_rows(store, workload, results_blob))
     keys = KeysSeen(workload.manifest.id_field is not None)
+    if unread:
+        keys.unkeyed_failure()
     store.put_stream(blob_name(workload.id, LEAVES_BLOB) + suffix, _leaves(macs, rows, failures, total, tree, keys))
     m = workload.manifest
     statement = {

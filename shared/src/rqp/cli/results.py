@@ -143,7 +143,10 @@ def cmd_results(args: argparse.Namespace) -> int:
         failures = summary.failures
         # no sealed head confirming the round: these may be an older round's results put back
         # (as 'rqp verify' and 'rqp proof'): exit 11 unless --any-round, said on stderr either way
-        note = round_facts(b.redis, store, workload).check(workload.id, summary.sealed_round, args.any_round, command)
+        facts = round_facts(b.redis, store, workload)
+        note = facts.check(
+            workload.id, summary.sealed_round, args.any_round, command, "failures" if args.failed else ""
+        )
         if note:
             print(f"workload {workload.id}: round {summary.sealed_round}'s results{note}", file=sys.stderr)
     except BlobNotFoundError as exc:
