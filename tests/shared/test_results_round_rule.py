@@ -416,3 +416,68 @@ def test_b8_a_cancelled_keyed_workload_does_not_claim_keys_unique(world, proc, c
     line = one_line_error(err)
     assert code == 7 and not out and "a record never ran (cancelled)" in line, line
     assert json.loads(run(capsys, "proof", wid, "--record", "1")[1])["record"]["key"] == "u1"
+
+
+def test_b3_every_checker_refuses_non_int_numbers_another_key_and_an_empty_pin(
+    world, proc, cli_env, capsys, operator, tmp_path
+):
+    """Was (B3): the README check took ``"round":1.0``, ``"round":true``, ``"index":true`` and an
+    edited ``signature.signer``, treated ``manifest=""`` as no pin and raised TypeError for
+    ``"index":1.0``; all three checkers took a proof whose ``public_key`` was swapped for another
+    key; ``check_proof`` given a parsed dict skipped the number rule without a word."""
+    import warnings
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from rqp.pem import fingerprint
+    from rqp.proof_check import ParsedProofWarning
+
+    pub = _signing(world, operator)
+    wid = world.pack("b3", [{"n": i} for i in range(6)])
+    world.run_to_end(world.run(wid), proc)
+    manifest = _manifest(run(capsys, "verify", wid)[1])
+    good = tmp_path / "p.json"
+    assert run(capsys, "proof", wid, "--record", "1", "-o", str(good))[0] == 0
+    text = good.read_text()
+    pem = pub.read_bytes()
+    other = ed25519.Ed25519PrivateKey.generate().public_key()
+    other_pem = other.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    doc = json.loads(text)
+    signer = doc["signature"]["signer"]
+    assert f'"workload":"{wid}","round":1,' in text and '"index":1,' in text and text.count(signer) == 1
+    swapped = json.dumps({**doc, "public_key": other_pem}, separators=(",", ":"))
+    edits = {
+        "round 1.0": text.replace(f'"workload":"{wid}","round":1,', f'"workload":"{wid}","round":1.0,'),
+        "round true": text.replace(f'"workload":"{wid}","round":1,', f'"workload":"{wid}","round":true,'),
+        "index true": text.replace('"index":1,', '"index":true,'),
+        "index 1.0": text.replace('"index":1,', '"index":1.0,'),
+        "signer": text.replace(signer, fingerprint(other)),
+        "public_key": swapped,
+    }
+    readme = _readme_check()
+    assert readme(text.encode(), pem, wid, 1, 1, manifest) is True
+    assert readme(text.encode(), pem, wid, 1, 1, "") is False  # "" pins "", never "no pin"
+    for what, edited in edits.items():
+        assert readme(edited.encode(), pem, wid, 1) is False, what  # False, never an exception
+        with pytest.raises(IntegrityError):
+            check_proof(edited.encode(), pem, Expected(wid, 1))
+        f = tmp_path / "edited.json"
+        f.write_text(edited)
+        code, out, err = run(capsys, "verify-proof", str(f), "--signer", str(pub), "--workload", wid, "--record", "1")
+        assert code == 4 and not out, (what, out, err)
+    code, _, err = run(capsys, "verify-proof", str(good), "--signer", str(pub), "--manifest", "")
+    assert code == 4, err
+    with pytest.raises(IntegrityError, match="carries the public key .* not the trusted key"):
+        check_proof(swapped.encode(), pem)
+    # a parsed dict: checked, but said that the number rule could not apply; an issued proof is not
+    with pytest.warns(ParsedProofWarning, match="pass the file's bytes"):
+        assert check_proof(json.loads(text), pem).startswith("sha256:")
+    client = _client(world)
+    try:
+        issued = client.workload(wid).proof(1)
+    finally:
+        client.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_proof(issued, pem) == signer
