@@ -468,7 +468,7 @@ def test_b3_every_checker_refuses_non_int_numbers_another_key_and_an_empty_pin(
         assert code == 4 and not out, (what, out, err)
     code, _, err = run(capsys, "verify-proof", str(good), "--signer", str(pub), "--manifest", "")
     assert code == 4, err
-    with pytest.raises(IntegrityError, match="carries the public key .* not the trusted key"):
+    with pytest.raises(IntegrityError, match=r"carries the public key .* not the trusted key"):
         check_proof(swapped.encode(), pem)
     # a parsed dict: checked, but said that the number rule could not apply; an issued proof is not
     with pytest.warns(ParsedProofWarning, match="pass the file's bytes"):

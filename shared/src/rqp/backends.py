@@ -35,7 +35,16 @@ from .storage import BlobStore, MessageQueue
 from .summary import MarkerFloor
 from .workload import Workload
 
-__all__ = ["Backends", "RoundFacts", "check_tombstone", "head_round", "open_head", "round_facts", "sealed_head"]
+__all__ = [
+    "Backends",
+    "RoundFacts",
+    "check_tombstone",
+    "head_round",
+    "open_head",
+    "other_generation",
+    "round_facts",
+    "sealed_head",
+]
 
 
 class Backends:
@@ -158,10 +167,28 @@ class RoundFacts:
         )  # fmt: skip
 
 
+def other_generation(r: redis.Redis, workload: Workload) -> bool:
+    """Whether Redis ran another generation than ``workload`` (whichever its own generation): it
+    holds a sealed head that does not open under ``workload``'s key, and a start pin that is not
+    ``workload``'s. A head that does not open beside ``workload``'s own pin is junk (a Redis
+    writer): that is "no head", not another generation."""
+    led = Ledger(r, workload.id)
+    if led.head() is None or open_head(r, workload) is not None:
+        return False
+    pin = led.pin()
+    if pin is None:
+        return False
+    try:
+        workload.check_pin(pin)
+    except IntegrityError:
+        return True
+    return False
+
+
 def round_facts(r: redis.Redis, store: BlobStore, workload: Workload) -> RoundFacts:
     """The round facts of ``workload``'s current generation (see ``RoundFacts``)."""
     head = sealed_head(r, workload)
-    foreign = head is None and not workload.generation and Ledger(r, workload.id).head() is not None
+    foreign = head is None and not workload.generation and other_generation(r, workload)
     return RoundFacts(head, marked_round(store, workload), workload.manifest.content_digest() if foreign else "")
 
 

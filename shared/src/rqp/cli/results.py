@@ -12,7 +12,7 @@ import sys
 import time
 from dataclasses import asdict
 
-from ..backends import Backends, RoundFacts, check_tombstone, open_head, round_facts, sealed_head
+from ..backends import Backends, RoundFacts, check_tombstone, open_head, other_generation, round_facts, sealed_head
 from ..csv_layout import plain_text
 from ..errors import BlobNotFoundError, IntegrityError, RqpError, WorkloadError
 from ..jsonsafe import result_line
@@ -120,7 +120,7 @@ def _previous_or_refuse(b: Backends, workload: Workload, previous: Workload, any
     summary = generation_summary(b.blobs, previous)
     if current is None:  # the new generation not started: Redis's head must be the superseded one's
         own = open_head(b.redis, previous)
-        foreign = own is None and Ledger(b.redis, wid).head() is not None
+        foreign = other_generation(b.redis, previous)
         facts = RoundFacts(own, None, previous.manifest.content_digest() if foreign else "")
         note = facts.check(wid, summary.sealed_round, any_round, "results")
         if note:
