@@ -315,7 +315,16 @@ def test_b4_results_never_show_an_older_generation_once_the_current_one_ended(wo
     # re-packed, not started: Redis's head is the previous generation's own -- shown, as before
     code, out, err = run(capsys, "results", wid)
     assert code == 0 and json.loads(out.splitlines()[1])["result"] == 2 and "has not finished" in err, (out, err)
-    _run_fresh(world, wid)
+    fresh = world.processor("test:2")
+    try:
+        r = world.run(wid)
+        r.step()  # the new generation running (its own head, open): still the previous one shown
+        code, out, err = run(capsys, "results", wid)
+        assert code == 0 and json.loads(out.splitlines()[1])["result"] == 2 and "has not finished" in err, err
+        world.run_to_end(r, fresh)
+    finally:
+        fresh.pool.close()
+    assert json.loads(run(capsys, "results", wid)[1].splitlines()[1])["result"] == 1001
     world.store.delete(blob_name(wid, SUMMARY_BLOB))
     for name, data in old.items():
         world.store.put(blob_name(wid, "superseded/" + name), data)
