@@ -12,6 +12,13 @@ the scheduler's and processor's own code:
   ``manifest=``, with the digest ``rqp verify`` prints;
 * A8 -- a keyed workload with a record refused at enqueue (its key unrecorded) does not claim its
   keys unique: ``rqp proof --key`` refuses instead of picking one of two records.
+
+and the fourth (atk4): B1 a whole superseded generation put back under the new one's head needs
+``--any-round=older``; B4 ``rqp results`` never shows an older generation once the current one
+ended; B2 the client's ``failures()``/``stream()``/``verify_streamed()`` take the round rule; B6
+``wait()`` returns an ended workload whose round no head confirms; B8 a cancelled keyed workload
+does not claim unique keys; B3 every proof checker refuses non-integer numbers, another key and an
+empty pin alike; N-a a proof of the round before a running retry round says so.
 """
 
 # ruff: noqa: F811 - the world fixtures are imported by name, then taken as arguments
@@ -490,3 +497,25 @@ def test_b3_every_checker_refuses_non_int_numbers_another_key_and_an_empty_pin(
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert check_proof(issued, pem) == signer
+
+
+def test_na_a_proof_issued_while_a_retry_round_runs_says_that_round_will_supersede_it(
+    world, proc, cli_env, capsys, operator
+):
+    """Was (atk4 N-a): during a running retry round, ``rqp proof`` and ``rqp verify`` issued the
+    round before it with no word that the running round would supersede it within seconds."""
+    _signing(world, operator)
+    wid = world.pack("na", [{"n": i} for i in range(12)], FIVE)
+    world.run_to_end(world.run(wid), proc)
+    assert not run(capsys, "proof", wid, "--record", "0")[2]  # round 1, current: nothing said
+    control.retry_failed(world.r, world.store, world.backends().workload(wid), operator.key, "ops@test")
+    r = world.run(wid)
+    r.step()  # round 2 begun, not ended
+    code, out, err = run(capsys, "proof", wid, "--record", "0")
+    assert code == 0 and json.loads(out)["round"] == 1, err
+    assert "round 2 is running: it will supersede this round when it ends" in err, err
+    code, out, _ = run(capsys, "verify", wid)
+    assert code == 0 and "round 2 is running" in out, out
+    world.run_to_end(r, proc)
+    code, out, err = run(capsys, "proof", wid, "--record", "0")
+    assert code == 0 and json.loads(out)["round"] == 2 and not err, err
