@@ -326,7 +326,7 @@ def test_keygen_signing_still_names_the_submitters_trust_file(tmp_path, monkeypa
     ("head", "marked", "summary", "note"),
     [
         ((2, True), 2, 2, ""),  # the head confirms it
-        ((2, False), 2, 1, ""),  # round 2 runs: round 1 is current meanwhile
+        ((2, False), 2, 1, "round 2 is running: it will supersede this round"),  # round 1 current meanwhile (N-a)
         ((1, True), None, 1, ""),
         (None, 2, 2, "round not checked: no sealed head in Redis says which round is current"),  # N3: replayable
         (None, 2, 1, "round not checked: the sealed round marker says round 2 was begun"),  # head deleted

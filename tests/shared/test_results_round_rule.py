@@ -12,6 +12,13 @@ the scheduler's and processor's own code:
   ``manifest=``, with the digest ``rqp verify`` prints;
 * A8 -- a keyed workload with a record refused at enqueue (its key unrecorded) does not claim its
   keys unique: ``rqp proof --key`` refuses instead of picking one of two records.
+
+and the fourth (atk4): B1 a whole superseded generation put back under the new one's head needs
+``--any-round=older``; B4 ``rqp results`` never shows an older generation once the current one
+ended; B2 the client's ``failures()``/``stream()``/``verify_streamed()`` take the round rule; B6
+``wait()`` returns an ended workload whose round no head confirms; B8 a cancelled keyed workload
+does not claim unique keys; B3 every proof checker refuses non-integer numbers, another key and an
+empty pin alike; N-a a proof of the round before a running retry round says so.
 """
 
 # ruff: noqa: F811 - the world fixtures are imported by name, then taken as arguments
@@ -248,3 +255,267 @@ def test_a8_a_record_refused_at_enqueue_keeps_keys_from_being_claimed_unique(wor
     # every record keyed and unique: by key, as before
     code, out, _ = run(capsys, "proof", "a8ok", "--key", "k3")
     assert code == 0 and json.loads(out)["record"]["id"] == 3 and json.loads(out)["statement"]["unique_keys"] is True
+
+
+# ---------------------------------------------------------------- the fourth review (atk4)
+GENERATION_BLOBS = ("manifest.json", "key.json", *ROUND_BLOBS)
+
+
+def _generation(world, wid: str) -> dict[str, bytes]:
+    return {name: world.store.get(blob_name(wid, name)) for name in GENERATION_BLOBS}
+
+
+def _run_fresh(world, wid: str) -> None:
+    """Run a re-packed generation on a new processor (the old one keeps the old script host warm)."""
+    fresh = world.processor("test:2")
+    try:
+        world.run_to_end(world.run(wid), fresh)
+    finally:
+        fresh.pool.close()
+
+
+def test_b1_a_whole_superseded_generation_put_back_under_the_new_ones_head_needs_older(
+    world, proc, cli_env, capsys, operator
+):
+    """Was (B1): generation 1's blobs put back while Redis held generation 2's sealed head:
+    ``rqp verify --any-round`` exit 0, printing generation 1's manifest as the one to pin, and the
+    message said there was no sealed head in Redis."""
+    pub = _signing(world, operator)
+    wid = world.pack("b1", [{"n": i} for i in range(6)])
+    world.run_to_end(world.run(wid), proc)
+    first = _manifest(run(capsys, "verify", wid)[1])
+    old = _generation(world, wid)
+    _repack(world, wid, [{"n": i} for i in range(6)], "def process(r):\n    return r['n'] + 1000\n")
+    _run_fresh(world, wid)
+    for name, data in old.items():
+        world.store.put(blob_name(wid, name), data)
+    for argv in (
+        ["verify", wid],
+        ["verify", wid, "--any-round"],
+        ["proof", wid, "--record", "1", "--any-round"],
+        ["results", wid, "--any-round"],
+    ):
+        code, out, err = run(capsys, *argv)
+        line = one_line_error(err)
+        assert code == UNCHECKED and not out.strip(), (argv, out, err)  # no manifest offered to pin, no values
+        assert "Redis holds a sealed head for it that does not open under the key of the generation" in line, line
+        assert "no sealed head in Redis" not in line and f"manifest {first[:16]}..." in line, line
+        assert "--any-round=older" in line, line
+    code, out, err = run(capsys, "verify", wid, "--any-round=older")
+    assert code == 0 and "does not open under this manifest's key" in out, (out, err)
+    client = _client(world)
+    try:
+        with pytest.raises(RoundUncheckedError, match="does not open under the key of the generation"):
+            client.workload(wid).verify(signer=pub, any_round=True)
+    finally:
+        client.close()
+
+
+def test_b4_results_never_show_an_older_generation_once_the_current_one_ended(world, proc, cli_env, capsys):
+    """Was (B4): the current generation done, its ``summary.enc`` deleted and an older
+    generation's blobs put under ``superseded/``: ``rqp results`` printed the older generation's
+    values, exit 0, saying the new one "has not finished"."""
+    wid = world.pack("b4", [{"n": i} for i in range(6)])
+    world.run_to_end(world.run(wid), proc)
+    old = _generation(world, wid)
+    _repack(world, wid, [{"n": i} for i in range(6)], "def process(r):\n    return r['n'] + 1000\n")
+    # re-packed, not started: Redis's head is the previous generation's own -- shown, as before
+    code, out, err = run(capsys, "results", wid)
+    assert code == 0 and json.loads(out.splitlines()[1])["result"] == 2 and "has not finished" in err, (out, err)
+    fresh = world.processor("test:2")
+    try:
+        r = world.run(wid)
+        r.step()  # the new generation running (its own head, open): still the previous one shown
+        code, out, err = run(capsys, "results", wid)
+        assert code == 0 and json.loads(out.splitlines()[1])["result"] == 2 and "has not finished" in err, err
+        world.run_to_end(r, fresh)
+    finally:
+        fresh.pool.close()
+    assert json.loads(run(capsys, "results", wid)[1].splitlines()[1])["result"] == 1001
+    world.store.delete(blob_name(wid, SUMMARY_BLOB))
+    for name, data in old.items():
+        world.store.put(blob_name(wid, "superseded/" + name), data)
+    for argv in (["results", wid], ["results", wid, "--failed"], ["results", wid, "--any-round=older"]):
+        code, out, err = run(capsys, *argv)
+        line = one_line_error(err)
+        assert code == 4 and not out, (argv, out, err)
+        assert "its current generation" in line and "ended" in line and "summary.enc is missing" in line, line
+        assert "has not finished" not in err, err
+
+
+def test_b2_the_clients_failures_stream_and_verify_streamed_take_the_round_rule(world, proc, operator):
+    """Was (B2): with the head deleted and round 1's blobs under the round-2 marker,
+    ``failures()``, ``failures_to_pandas()``, ``stream()``'s tail and ``verify_streamed()`` handed
+    out / passed round 1 (note ''), where ``rqp results --failed`` exits 11."""
+    pub = _signing(world, operator)
+    wid = world.pack("b2", [{"n": i} for i in range(12)], FIVE)
+    world.run_to_end(world.run(wid), proc)
+    round1 = _keep(world, wid)
+    _retry_round(world, proc, operator, wid)
+    _put_back(world, wid, round1)
+    world.r.hdel(Ledger(world.r, wid).k.meta, Meta.HEAD)
+    client = _client(world)
+    try:
+        w = client.workload(wid)
+        kept = [{**r, "leaf": r.leaf.to_dict()} for r in w.stream(timeout=30, any_round="older")]
+        assert len(kept) == 11
+        for read in (
+            w.failures,
+            w.failures_to_pandas,
+            lambda: list(w.stream(timeout=30)),
+            lambda: list(w.stream(timeout=30, any_round=True)),
+            lambda: w.verify_streamed(kept, signer=pub),
+            lambda: w.verify_streamed(kept, signer=pub, any_round=True),
+        ):
+            with pytest.raises(RoundUncheckedError, match="sealed round marker says round 2 was begun"):
+                read()
+        with pytest.raises(RoundUncheckedError, match=r"client: failures\(any_round=\"older\"\)"):
+            w.failures()
+        assert [f.id for f in w.failures(any_round="older")] == [5]
+        report = w.verify_streamed(kept, signer=pub, any_round="older")
+        assert report.round == 1 and "round not checked" in report.note, report.note
+    finally:
+        client.close()
+
+
+def test_b6_wait_returns_an_ended_workload_whose_round_no_head_confirms(world, proc):
+    """Was (B6): the head deleted after the end, ``wait()`` waited for a verification that could
+    not come and timed out saying the workload "had not ended in time" (forever without a timeout)."""
+    wid = world.pack("b6", [{"n": i} for i in range(6)])
+    world.run_to_end(world.run(wid), proc)
+    world.r.hdel(Ledger(world.r, wid).k.meta, Meta.HEAD)
+    client = _client(world)
+    try:
+        s = client.workload(wid).wait(timeout=20, progress=False)
+    finally:
+        client.close()
+    assert s.state == "done" and s.done == 6 and s.verified is False, s
+    assert "round not checked" in s.round_note and "no sealed head" in s.round_note, s.round_note
+
+
+def _work_one(world, proc) -> None:
+    """Run only the first queued chunk, as one worker would."""
+    from rq import Queue
+
+    from rqp.jobs import JSONSerializer, RqpJob
+
+    job = world.queued_jobs()[0]
+    Queue(world.settings.rq_queue, connection=world.r, job_class=RqpJob, serializer=JSONSerializer).remove(job.id)
+    proc.run(job.id, *job.args)
+
+
+@pytest.mark.parametrize("n", [12, 40])
+def test_b8_a_cancelled_keyed_workload_does_not_claim_keys_unique(world, proc, cli_env, capsys, operator, n):
+    """Was (B8): uid "u1" on records 1 and the last, cancelled before the last ran: the statement
+    said ``unique_keys: true`` and ``rqp proof --key u1`` gave record 1 without a word about the
+    other. ``n`` 12: every record read, the last never run (a not-run leaf, its key unknown); 40:
+    the last never read at all (no leaf)."""
+    _signing(world, operator)
+    wid = f"b8-{n}"
+    rows = [{"uid": f"u{i}", "n": i} for i in range(n)]
+    rows[-1]["uid"] = "u1"
+    data = world.root / f"{wid}.jsonl"
+    data.write_text("".join(json.dumps(x) + "\n" for x in rows))
+    pack(world.store, world.keys, wid, data, b"def process(r):\n    return r['n']\n", signer=world.signer.key,
+         id_field="uid")  # fmt: skip
+    r = world.run(wid)
+    r.step()
+    _work_one(world, proc)
+    control.cancel(world.r, operator.key, wid, "ops@test")
+    world.run_to_end(r, proc)
+    summary = read_summary(world.store, world.backends().workload(wid))
+    assert summary.final_state == "cancelled" and summary.total == n and summary.done == 4, summary
+    assert summary.root is not None
+    assert (summary.root["statement"]["size"] == n) is (n == 12), summary.root["statement"]  # read, or not
+    assert summary.root["statement"]["unique_keys"] is False
+    code, out, err = run(capsys, "proof", wid, "--key", "u1")
+    line = one_line_error(err)
+    assert code == 7 and not out and "a record never ran (cancelled)" in line, line
+    assert json.loads(run(capsys, "proof", wid, "--record", "1")[1])["record"]["key"] == "u1"
+
+
+def test_b3_every_checker_refuses_non_int_numbers_another_key_and_an_empty_pin(
+    world, proc, cli_env, capsys, operator, tmp_path
+):
+    """Was (B3): the README check took ``"round":1.0``, ``"round":true``, ``"index":true`` and an
+    edited ``signature.signer``, treated ``manifest=""`` as no pin and raised TypeError for
+    ``"index":1.0``; all three checkers took a proof whose ``public_key`` was swapped for another
+    key; ``check_proof`` given a parsed dict skipped the number rule without a word."""
+    import warnings
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from rqp.pem import fingerprint
+    from rqp.proof_check import ParsedProofWarning
+
+    pub = _signing(world, operator)
+    wid = world.pack("b3", [{"n": i} for i in range(6)])
+    world.run_to_end(world.run(wid), proc)
+    manifest = _manifest(run(capsys, "verify", wid)[1])
+    good = tmp_path / "p.json"
+    assert run(capsys, "proof", wid, "--record", "1", "-o", str(good))[0] == 0
+    text = good.read_text()
+    pem = pub.read_bytes()
+    other = ed25519.Ed25519PrivateKey.generate().public_key()
+    other_pem = other.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    doc = json.loads(text)
+    signer = doc["signature"]["signer"]
+    assert f'"workload":"{wid}","round":1,' in text and '"index":1,' in text and text.count(signer) == 1
+    swapped = json.dumps({**doc, "public_key": other_pem}, separators=(",", ":"))
+    edits = {
+        "round 1.0": text.replace(f'"workload":"{wid}","round":1,', f'"workload":"{wid}","round":1.0,'),
+        "round true": text.replace(f'"workload":"{wid}","round":1,', f'"workload":"{wid}","round":true,'),
+        "index true": text.replace('"index":1,', '"index":true,'),
+        "index 1.0": text.replace('"index":1,', '"index":1.0,'),
+        "signer": text.replace(signer, fingerprint(other)),
+        "public_key": swapped,
+    }
+    readme = _readme_check()
+    assert readme(text.encode(), pem, wid, 1, 1, manifest) is True
+    assert readme(text.encode(), pem, wid, 1, 1, "") is False  # "" pins "", never "no pin"
+    for what, edited in edits.items():
+        assert readme(edited.encode(), pem, wid, 1) is False, what  # False, never an exception
+        with pytest.raises(IntegrityError):
+            check_proof(edited.encode(), pem, Expected(wid, 1))
+        f = tmp_path / "edited.json"
+        f.write_text(edited)
+        code, out, err = run(capsys, "verify-proof", str(f), "--signer", str(pub), "--workload", wid, "--record", "1")
+        assert code == 4 and not out, (what, out, err)
+    code, _, err = run(capsys, "verify-proof", str(good), "--signer", str(pub), "--manifest", "")
+    assert code == 4, err
+    with pytest.raises(IntegrityError, match=r"carries the public key .* not the trusted key"):
+        check_proof(swapped.encode(), pem)
+    # a parsed dict: checked, but said that the number rule could not apply; an issued proof is not
+    with pytest.warns(ParsedProofWarning, match="pass the file's bytes"):
+        assert check_proof(json.loads(text), pem).startswith("sha256:")
+    client = _client(world)
+    try:
+        issued = client.workload(wid).proof(1)
+    finally:
+        client.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_proof(issued, pem) == signer
+
+
+def test_na_a_proof_issued_while_a_retry_round_runs_says_that_round_will_supersede_it(
+    world, proc, cli_env, capsys, operator
+):
+    """Was (atk4 N-a): during a running retry round, ``rqp proof`` and ``rqp verify`` issued the
+    round before it with no word that the running round would supersede it within seconds."""
+    _signing(world, operator)
+    wid = world.pack("na", [{"n": i} for i in range(12)], FIVE)
+    world.run_to_end(world.run(wid), proc)
+    assert not run(capsys, "proof", wid, "--record", "0")[2]  # round 1, current: nothing said
+    control.retry_failed(world.r, world.store, world.backends().workload(wid), operator.key, "ops@test")
+    r = world.run(wid)
+    r.step()  # round 2 begun, not ended
+    code, out, err = run(capsys, "proof", wid, "--record", "0")
+    assert code == 0 and json.loads(out)["round"] == 1, err
+    assert "round 2 is running: it will supersede this round when it ends" in err, err
+    code, out, _ = run(capsys, "verify", wid)
+    assert code == 0 and "round 2 is running" in out, out
+    world.run_to_end(r, proc)
+    code, out, err = run(capsys, "proof", wid, "--record", "0")
+    assert code == 0 and json.loads(out)["round"] == 2 and not err, err

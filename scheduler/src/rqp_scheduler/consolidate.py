@@ -496,6 +496,7 @@ def _root(
     inputs: InputPieces | None,
     payloads: Iterable[bytes] | None,
     limits: Limits | None,
+    unread: int = 0,
 ) -> Attestation:
     """The signed results root: from the enqueue's input digests when this run's pieces cover
     every record and each is as it wrote it, else from the data read again (the same leaves)."""
@@ -505,7 +506,7 @@ def _root(
         try:
             return build_root(
                 store, workload, (), results_blob, failed, head.total, signer, round_=head.round, staged=True,
-                inputs=inputs.read(plan, head.total),
+                inputs=inputs.read(plan, head.total), unread=unread,
             )  # fmt: skip
         except PieceRejected as exc:
             log.warning("workload %s: %s; the results root reads the data again", workload.id, exc)
@@ -517,8 +518,9 @@ def _root(
         )
     records = payloads if payloads is not None else _payloads(workload, limits)
     return build_root(
-        store, workload, records, results_blob, failed, head.total, signer, round_=head.round, staged=True
-    )
+        store, workload, records, results_blob, failed, head.total, signer, round_=head.round, staged=True,
+        unread=unread,
+    )  # fmt: skip
 
 
 def consolidate(
@@ -573,7 +575,7 @@ def consolidate(
                 f"this round's notes name {proof.done_count} records done, {proof.this_round} results were read",
             )
         failed = failures(ledger, workload, proof, cancelled)
-        root = _root(store, workload, head, staged[0][0], failed, signer, inputs, payloads, limits)
+        root = _root(store, workload, head, staged[0][0], failed, signer, inputs, payloads, limits, unread)
         summary = summarize(
             ledger, workload, head, results, failed, proof.not_run, "cancelled" if cancelled else "done", unread,
             root.to_dict(), found,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cached_property
 
 import redis
@@ -28,13 +29,22 @@ from .connect import (
 from .errors import IntegrityError
 from .keys import KeyProvider
 from .ledger import TOMBSTONES, Head, Ledger
-from .round_marker import marked_round, round_checked, round_note
+from .round_marker import AnyRound, check_round_or_raise, marked_round, round_checked, round_note
 from .signing import TrustStore
 from .storage import BlobStore, MessageQueue
 from .summary import MarkerFloor
 from .workload import Workload
 
-__all__ = ["Backends", "check_tombstone", "head_round", "sealed_head"]
+__all__ = [
+    "Backends",
+    "RoundFacts",
+    "check_tombstone",
+    "head_round",
+    "open_head",
+    "other_generation",
+    "round_facts",
+    "sealed_head",
+]
 
 
 class Backends:
@@ -115,6 +125,13 @@ def sealed_head(r: redis.Redis, workload: Workload) -> tuple[int, bool] | None:
     a superseded generation (whose head is the new generation's: never compared)."""
     if workload.generation:
         return None
+    return open_head(r, workload)
+
+
+def open_head(r: redis.Redis, workload: Workload) -> tuple[int, bool] | None:
+    """(round, closed) of the sealed head Redis holds under ``workload``'s id when it opens under
+    ``workload``'s key, whichever its generation (``rqp results`` asks it of a superseded one
+    whose successor has not started); None otherwise."""
     raw = Ledger(r, workload.id).head()
     if raw is None:
         return None
@@ -123,6 +140,56 @@ def sealed_head(r: redis.Redis, workload: Workload) -> tuple[int, bool] | None:
     except (IntegrityError, ValueError, KeyError, TypeError):
         return None
     return head.round, head.closed
+
+
+@dataclass(frozen=True)
+class RoundFacts:
+    """What a reader knows of a summary's round, gathered once (``round_facts``): the sealed
+    head's (round, closed), the sealed round marker's round, and -- when Redis holds a head that
+    does not open under this generation's key -- this generation's manifest digest (``foreign``:
+    the blob store holds another generation than the one Redis ran)."""
+
+    head: tuple[int, bool] | None
+    marked: int | None
+    foreign: str = ""
+
+    def note(self, summary_round: int) -> str:
+        return round_note(self.head, self.marked, summary_round, foreign=bool(self.foreign))
+
+    def check(
+        self, workload_id: str, summary_round: int, any_round: AnyRound, command: str = "verify", method: str = ""
+    ) -> str:
+        """``rqp.round_marker.check_round_or_raise`` over these facts: the note, or
+        ``RoundUncheckedError``."""
+        return check_round_or_raise(
+            workload_id, self.head, self.marked, summary_round, any_round, command, method or None,
+            foreign=self.foreign,
+        )  # fmt: skip
+
+
+def other_generation(r: redis.Redis, workload: Workload) -> bool:
+    """Whether Redis ran another generation than ``workload`` (whichever its own generation): it
+    holds a sealed head that does not open under ``workload``'s key, and a start pin that is not
+    ``workload``'s. A head that does not open beside ``workload``'s own pin is junk (a Redis
+    writer): that is "no head", not another generation."""
+    led = Ledger(r, workload.id)
+    if led.head() is None or open_head(r, workload) is not None:
+        return False
+    pin = led.pin()
+    if pin is None:
+        return False
+    try:
+        workload.check_pin(pin)
+    except IntegrityError:
+        return True
+    return False
+
+
+def round_facts(r: redis.Redis, store: BlobStore, workload: Workload) -> RoundFacts:
+    """The round facts of ``workload``'s current generation (see ``RoundFacts``)."""
+    head = sealed_head(r, workload)
+    foreign = head is None and not workload.generation and other_generation(r, workload)
+    return RoundFacts(head, marked_round(store, workload), workload.manifest.content_digest() if foreign else "")
 
 
 def head_round(
@@ -167,5 +234,5 @@ def unchecked_round(r: redis.Redis, store: BlobStore, workload: Workload, summar
     head in Redis (``round_marker.round_note``: every round's marker is genuine, so only the head
     can tell) -- as one phrase, ``""`` when the head confirms it. ``rqp status`` and
     ``Workload.status()`` then mark the sealed counts unverified."""
-    note = round_note(sealed_head(r, workload), marked_round(store, workload), summary_round)
+    note = round_facts(r, store, workload).note(summary_round)
     return "" if round_checked(note) else note.strip()[1:-1]

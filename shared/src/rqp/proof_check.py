@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +38,7 @@ from .results_root import (
 )
 from .signing import ED25519, ES256
 
-__all__ = ["PROOF_FIELDS", "PROOF_FORMAT", "Expected", "check_proof", "read_proof"]
+__all__ = ["PROOF_FIELDS", "PROOF_FORMAT", "Expected", "IssuedProof", "ParsedProofWarning", "check_proof", "read_proof"]
 
 PROOF_FORMAT = "rqp-proof/1"
 #: the fields a proof has, no more (``rqp.verification.proof_doc``)
@@ -48,6 +49,18 @@ _SIGNATURE_FIELDS = frozenset({"alg", "signer", "value"})
 _KINDS = frozenset({RESULT, UNREADABLE, FAILED, NOT_RUN})
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _NO_INPUT = b"\x00" * HASH_SIZE
+
+
+class IssuedProof(dict[str, Any]):
+    """A proof as rqp made it in this process (``rqp.verification.make_proof``, so
+    ``Workload.proof()``): never written as text, so no number in it can have been written
+    otherwise than rqp writes it -- ``check_proof`` takes it without ``ParsedProofWarning``."""
+
+
+class ParsedProofWarning(UserWarning):
+    """``check_proof`` was given a proof already parsed (``json.load``): how its numbers were
+    written is lost (``0.10000000000000001`` and ``1e-1`` both read as ``0.1``), so the number rule
+    of ``read_proof`` cannot apply. Pass the file's bytes instead."""
 
 
 @dataclass(frozen=True)
@@ -168,6 +181,14 @@ def _check_expected(att: Attestation, rec: dict[str, Any], expect: Expected) -> 
         )
 
 
+def _public_fingerprint(pem: str) -> str:
+    """The fingerprint of the PEM key a proof carries, ``""`` when it is not one."""
+    try:
+        return fingerprint(serialization.load_pem_public_key(pem.encode()))
+    except (ValueError, UnicodeError, TypeError):
+        return ""
+
+
 def record_leaf(rec: dict[str, Any], mac: bytes) -> bytes:
     """The leaf hash of a proof's record (id, key, kind, value) with input digest ``mac`` -- what
     ``check_proof`` compares with the proof's leaf and ``make_proof`` with ``leaves.bin`` before
@@ -208,10 +229,25 @@ def check_proof(
     ``IntegrityError`` saying what does not hold. Offline, the workload's current round is
     unknown: the proof vouches for the round its statement names, which the caller shows.
 
+    The proof's ``public_key`` must be that trusted key and its ``signature.signer`` that key's
+    fingerprint: a viewer shows them as who signed, so neither may name another key.
+
     ``proof``: the file's bytes as received -- read by ``read_proof``, so a number written
     otherwise than rqp writes it is refused, as ``rqp verify-proof`` refuses it -- or a proof
-    already in hand as a dict (``Workload.proof()``: nothing was written, so nothing to misread)."""
-    doc = read_proof(proof, name) if isinstance(proof, (bytes, str)) else proof
+    already in hand as a dict: ``Workload.proof()``'s (an ``IssuedProof``: nothing was written,
+    so nothing to misread), or any other parsed dict, which is checked but with a
+    ``ParsedProofWarning``: how its numbers were written is lost, so that rule cannot apply."""
+    if isinstance(proof, (bytes, str)):
+        doc = read_proof(proof, name)
+    else:
+        if not isinstance(proof, IssuedProof):
+            warnings.warn(
+                f"check_proof was given {name} already parsed: how its numbers were written is lost (json.load reads "
+                f"0.10000000000000001 as 0.1), so that rule is not applied; pass the file's bytes",
+                ParsedProofWarning,
+                stacklevel=2,
+            )
+        doc = proof
     att, rec, mac, path = _parse(doc)
     try:
         key = serialization.load_pem_public_key(public_pem)
@@ -222,6 +258,12 @@ def check_proof(
         raise IntegrityError(
             f"the proof's root is signed by {att.signature.signer if att.signature else 'no one'}, not by the "
             f"trusted key {fp}"
+        )
+    if _public_fingerprint(doc["public_key"]) != fp:
+        # the key the proof carries is what a viewer shows as "signed by": it must be the one trusted
+        raise IntegrityError(
+            f"the proof carries the public key {_public_fingerprint(doc['public_key']) or 'that does not load'}, "
+            f"not the trusted key {fp} that signed it: edited; give the file 'rqp proof' wrote"
         )
     wid = att.statement["workload"]
     Attestation(att.statement, att.signature, public_pem.decode()).check(None, None, wid)

@@ -30,9 +30,10 @@ def generation_summary(store: BlobStore, workload: Workload) -> Summary:
     return Summary.from_json(workload.open_sealed("summary", "", raw), workload.id)
 
 
-def read_results(store: BlobStore, workload: Workload) -> Iterator[bytes]:
-    """Yield result lines (bytes, JSON) after checking the results blob against the summary."""
-    info = generation_summary(store, workload).results
+def read_results(store: BlobStore, workload: Workload, summary: Summary | None = None) -> Iterator[bytes]:
+    """Yield result lines (bytes, JSON) after checking the results blob against the summary
+    (``summary``: the one the caller already read and checked the round of, never read twice)."""
+    info = (summary or generation_summary(store, workload)).results
     # a superseded generation's results were moved beside its summary (``rqp.workload.supersede``)
     blob = info.blob if not workload.generation else workload.blob(info.blob.rpartition("/")[2])
     if store.size(blob) != info.size:

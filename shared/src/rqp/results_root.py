@@ -451,7 +451,8 @@ class KeysSeen:
     its key unreadable or the record malformed (``{"n": 1, "n": 2, "uid": "k3"}``) -- may share its
     key with another record, which a consumer asking for that key could then not be told of: the
     keys are not claimed unique (``unkeyed_failure``), so ``--key`` is refused, never answered
-    with one of two records."""
+    with one of two records. A record that never ran (the workload cancelled first) counts the
+    same: its key was never read."""
 
     def __init__(self, keyed: bool = False) -> None:
         self._seen: set[int] = set()
@@ -459,7 +460,8 @@ class KeysSeen:
         self.keyed = keyed
 
     def unkeyed_failure(self) -> None:
-        """A failed record with no key recorded: in a keyed workload, uniqueness cannot be claimed."""
+        """A record with no key recorded (failed at enqueue, or never ran): in a keyed workload,
+        uniqueness cannot be claimed."""
         if self.keyed:
             self.unique = False
             self._seen.clear()
@@ -506,6 +508,7 @@ def _leaves(
         else:
             kind, digest = not_run_leaf()
             key = None
+            keys.unkeyed_failure()  # never ran (cancelled): its key is unknown, so may repeat another's
         inp = b"" if mac == _NO_INPUT else mac.hex().encode()
         keys.add(key)
         k = b"null" if key is None else json.dumps(str(key)).encode()
@@ -531,6 +534,7 @@ def build_root(
     round_: int = UNRECORDED_ROUND,
     staged: bool = False,
     inputs: Iterable[bytes] | None = None,
+    unread: int = 0,
 ) -> Attestation:
     """Write ``inputs.bin`` then ``leaves.bin`` for records ``0..total-1`` (``records``: their
     payloads as parsed, in order; results from ``results_blob`` in record order; the rest failed
@@ -539,7 +543,8 @@ def build_root(
     to move into place once the summary that vouches for them is ready. ``inputs``: the input
     digests of records ``0..total-1`` already computed (32 bytes each, concatenated, in pieces:
     the enqueue's, authenticated by the caller), instead of ``records``' -- ``records`` is then
-    not read."""
+    not read. ``unread``: records a cancel left unread (no leaf, their keys never seen): keys are
+    then not claimed unique."""
     suffix = STAGED_SUFFIX if staged else ""
     inputs_name = blob_name(workload.id, INPUTS_BLOB) + suffix
     store.put_stream(inputs_name, _inputs(workload, records, total) if inputs is None else _exactly(inputs, total))
@@ -547,6 +552,8 @@ def build_root(
     macs = iter_hashes(store.iter_chunks(inputs_name))
     rows = _rows(_result_rows(store, workload, results_blob))
     keys = KeysSeen(workload.manifest.id_field is not None)
+    if unread:
+        keys.unkeyed_failure()
     store.put_stream(blob_name(workload.id, LEAVES_BLOB) + suffix, _leaves(macs, rows, failures, total, tree, keys))
     m = workload.manifest
     statement = {

@@ -25,6 +25,7 @@ __all__ = [
     "ROUND_BLOB",
     "AnyRound",
     "check_round_or_raise",
+    "foreign_head_error",
     "marked_round",
     "round_checked",
     "round_note",
@@ -59,17 +60,26 @@ def marked_round(store: BlobStore, workload: Workload) -> int | None:
     return value if type(value) is int and value >= 1 else None
 
 
-def round_note(head: tuple[int, bool] | None, marked: int | None, summary_round: int) -> str:
+def round_note(head: tuple[int, bool] | None, marked: int | None, summary_round: int, *, foreign: bool = False) -> str:
     """What a reader adds to "verified" about the round (``""``: nothing, the sealed head
     confirms it is current): ``head`` is the sealed head's (round, closed) in Redis, ``marked``
     the round marker's round. Only the sealed head can say which round is current: every round's
     marker is genuine, so an older round's blobs put back WITH that round's own marker (Redis's
     head deleted, or its keys gone after the status TTL) read exactly like the current ones.
     Without a head the note therefore always says the round was not checked, whatever the marker
-    says; the marker only sets a floor below which a summary is refused outright."""
+    says; the marker only sets a floor below which a summary is refused outright. ``foreign``:
+    Redis holds a sealed head for the workload that does not open under this generation's key --
+    the blob store holds another generation than the one Redis ran (or Redis was altered)."""
+    if head is None and foreign:
+        return (
+            f" ({NOT_CHECKED}: Redis holds a sealed head for this workload that does not open under this "
+            f"manifest's key: the blob store holds another generation than the one Redis ran)"
+        )
     if head is not None:
         current, closed = head
         if marked is None or marked <= current:
+            if not closed and summary_round == current - 1:
+                return f" (round {current} is running: it will supersede this round when it ends)"
             return "" if summary_round >= (current if closed else current - 1) else " (an older round)"
     if marked is not None and summary_round < marked:
         return (
@@ -97,25 +107,40 @@ def round_checked(note: str) -> bool:
     return NOT_CHECKED not in note
 
 
-def unchecked_round_error(workload_id: str, round_: int, command: str = "verify") -> str:
+def unchecked_round_error(workload_id: str, round_: int, command: str = "verify", method: str | None = None) -> str:
     """The one line ``rqp verify`` / ``proof`` / ``results`` and the client give when the round
     was not checked (``command``: the ``rqp`` command, and the client method, named in the fix)."""
     return (
         f"workload {workload_id}: round {round_} could not be checked as the current one (no sealed head in "
         f"Redis: deleted, lost, or expired after the status TTL); accept it with 'rqp {command} {workload_id} "
-        f"--any-round' (client: {command}(any_round=True)) or check while Redis holds the workload"
+        f"--any-round' (client: {method or command}(any_round=True)) or check while Redis holds the workload"
     )
 
 
-def superseded_round_error(workload_id: str, round_: int, marked: int, command: str = "verify") -> str:
+def superseded_round_error(
+    workload_id: str, round_: int, marked: int, command: str = "verify", method: str | None = None
+) -> str:
     """The one line when the sealed round marker says a later round than ``round_`` was begun and
     no sealed head says how it ended: these are at best a superseded round's results."""
     return (
         f"workload {workload_id}: round {round_} could not be checked as the current one, and the sealed round "
         f"marker says round {marked} was begun (no sealed head in Redis says how it ended): round {round_} is "
-        f"superseded or being replaced, so it is refused even with --any-round; accept it only on purpose with "
-        f"'rqp {command} {workload_id} --any-round={OLDER}' (client: {command}(any_round=\"{OLDER}\")), or read it "
+        f"superseded or being replaced, which plain --any-round does not accept; accept it only on purpose with "
+        f"'rqp {command} {workload_id} --any-round={OLDER}' (client: {method or command}(any_round=\"{OLDER}\")), or read it "
         f"while Redis holds the workload"
+    )
+
+
+def foreign_head_error(workload_id: str, manifest: str, command: str = "verify", method: str | None = None) -> str:
+    """The one line when Redis holds a sealed head for the workload that does not open under the
+    key of the generation the blob store holds: a whole superseded generation put back (or Redis's
+    head altered) -- told apart from "no head", and never taken by plain ``--any-round``."""
+    return (
+        f"workload {workload_id}: Redis holds a sealed head for it that does not open under the key of the "
+        f"generation in the blob store (manifest {manifest[:16]}...): the blob store holds another generation than "
+        f"the one Redis ran (a superseded one put back), or Redis's head was altered; plain --any-round does not "
+        f"accept it: 'rqp status {workload_id}', or accept it only on purpose with 'rqp {command} {workload_id} "
+        f'--any-round={OLDER}\' (client: {method or command}(any_round="{OLDER}"))'
     )
 
 
@@ -126,17 +151,24 @@ def check_round_or_raise(
     summary_round: int,
     any_round: AnyRound,
     command: str = "verify",
+    method: str | None = None,
+    *,
+    foreign: str = "",
 ) -> str:
     """The rule every reader that hands results or a proof out applies (``rqp verify``, ``rqp
     proof``, ``rqp results`` and the client's ``verify``/``proof``/``results``): the round note
     (``round_note``, ``""`` when the sealed head confirms the round); ``RoundUncheckedError`` when
     it could not be checked, unless ``any_round`` -- and, when the marker names a later round than
-    ``summary_round``, unless ``any_round == OLDER`` (a distinct, explicit choice)."""
-    note = round_note(head, marked, summary_round)
+    ``summary_round``, or when Redis holds a head of another generation (``foreign``: this
+    generation's manifest digest), unless ``any_round == OLDER`` (a distinct, explicit choice).
+    ``command``: the ``rqp`` command named in the fix; ``method``: the client's (default the same)."""
+    note = round_note(head, marked, summary_round, foreign=bool(foreign))
     if round_checked(note):
         return note
+    if foreign and head is None and any_round != OLDER:
+        raise RoundUncheckedError(foreign_head_error(workload_id, foreign, command, method))
     if marked is not None and marked > summary_round and any_round != OLDER:
-        raise RoundUncheckedError(superseded_round_error(workload_id, summary_round, marked, command))
+        raise RoundUncheckedError(superseded_round_error(workload_id, summary_round, marked, command, method))
     if not any_round:
-        raise RoundUncheckedError(unchecked_round_error(workload_id, summary_round, command))
+        raise RoundUncheckedError(unchecked_round_error(workload_id, summary_round, command, method))
     return note

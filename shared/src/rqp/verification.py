@@ -28,7 +28,7 @@ from .config import Settings
 from .connect import open_operator_trust
 from .errors import ConfigError, IntegrityError, WorkloadError
 from .merkle import HASH_SIZE, TreeBuilder, audit_path, iter_hashes, leaf_hash, root_from_path
-from .proof_check import PROOF_FORMAT, check_proof, record_leaf
+from .proof_check import PROOF_FORMAT, IssuedProof, check_proof, record_leaf
 from .results import generation_summary, read_results
 from .results_root import (
     FAILED,
@@ -299,7 +299,8 @@ def find_key(store: BlobStore, workload: Workload, key: str) -> int:
     if not attestation_of(summary, workload.id).unique_keys:
         raise WorkloadError(
             f"workload {workload.id}: its signed root does not say its keys are unique (two records share a key, "
-            f"a record refused at enqueue had no key recorded, or the root predates saying so), so a key does not "
+            f"a record refused at enqueue had no key recorded, a record never ran (cancelled) so its key was never "
+            f"read, or the root predates saying so), so a key does not "
             f"name one record; ask by record id: 'rqp proof {workload.id} --record N' (ids: rqp results)"
         )
     for f in summary.failures:
@@ -313,7 +314,7 @@ def find_key(store: BlobStore, workload: Workload, key: str) -> int:
     raise WorkloadError(f"workload {workload.id} has no record with key {key!r}; check the key (rqp results)")
 
 
-def make_proof(store: BlobStore, workload: Workload, rid: int) -> dict[str, Any]:
+def make_proof(store: BlobStore, workload: Workload, rid: int) -> IssuedProof:
     """The self-contained proof of record ``rid`` (see the module's docstring)."""
     summary = generation_summary(store, workload)
     att = attestation_of(summary, workload.id)
@@ -359,18 +360,20 @@ def make_proof(store: BlobStore, workload: Workload, rid: int) -> dict[str, Any]
     return proof_doc(att, record, leaf, path)
 
 
-def proof_doc(att: Attestation, record: dict[str, Any], leaf: bytes, path: list[bytes]) -> dict[str, Any]:
+def proof_doc(att: Attestation, record: dict[str, Any], leaf: bytes, path: list[bytes]) -> IssuedProof:
     """A proof as JSON: ``record`` (id, key, kind, value, input), its leaf and audit path, and the
     signed statement with its signature and the signer's public key."""
-    return {
-        "format": PROOF_FORMAT,
-        "workload": att.statement["workload"],
-        # shown for reading; what vouches for it is the signed statement's round (a proof is
-        # about that round only: an earlier round's proof still checks offline)
-        "round": att.round,
-        "record": record,
-        "leaf": leaf.hex(),
-        "index": record["id"],
-        "path": base64.b64encode(b"".join(path)).decode(),
-        **att.to_dict(),
-    }
+    return IssuedProof(
+        {
+            "format": PROOF_FORMAT,
+            "workload": att.statement["workload"],
+            # shown for reading; what vouches for it is the signed statement's round (a proof is
+            # about that round only: an earlier round's proof still checks offline)
+            "round": att.round,
+            "record": record,
+            "leaf": leaf.hex(),
+            "index": record["id"],
+            "path": base64.b64encode(b"".join(path)).decode(),
+            **att.to_dict(),
+        }
+    )

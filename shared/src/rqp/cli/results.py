@@ -12,16 +12,16 @@ import sys
 import time
 from dataclasses import asdict
 
-from ..backends import Backends, check_tombstone, sealed_head
+from ..backends import Backends, RoundFacts, check_tombstone, open_head, other_generation, round_facts, sealed_head
 from ..csv_layout import plain_text
-from ..errors import BlobNotFoundError, RqpError, WorkloadError
+from ..errors import BlobNotFoundError, IntegrityError, RqpError, WorkloadError
 from ..jsonsafe import result_line
 from ..ledger import Ledger, Meta
 from ..results import failures_so_far, generation_summary, read_results
-from ..round_marker import check_round_or_raise, marked_round
+from ..round_marker import AnyRound
 from ..status import read_progress
 from ..storage import BlobStore
-from ..summary import SUMMARY_BLOB, Failure, read_summary
+from ..summary import SUMMARY_BLOB, Failure, Summary, read_summary
 from ..workload import SUPERSEDED, Workload, blob_name
 from .context import backends, open_workload
 from .csv_results import COMPACT, write_csv_results
@@ -95,6 +95,39 @@ def superseded(b: Backends, workload: Workload) -> Workload | None:
     return previous
 
 
+def _previous_or_refuse(b: Backends, workload: Workload, previous: Workload, any_round: AnyRound) -> Summary:
+    """The superseded generation's summary, when Redis says what ``rqp results`` may show while
+    the current generation has no summary: the new generation running (its sealed head open),
+    or not started (Redis's head is the superseded generation's own, confirming its round).
+    Refused when the current generation's head says it ended (its summary was removed: an
+    older generation is not its results), when the superseded one was packed after it, and --
+    as every reader's round rule (``RoundFacts``) -- when no head confirms anything, unless
+    ``--any-round``, or when the head is neither's, unless ``--any-round=older``."""
+    wid = workload.id
+    if previous.manifest.created >= workload.manifest.created:
+        raise IntegrityError(
+            f"workload {wid}: superseded/ holds a generation packed at {_stamp(previous.manifest.created)}, not before "
+            f"the current one ({_stamp(workload.manifest.created)}): put back in the blob store; not shown"
+        )
+    current = sealed_head(b.redis, workload)
+    if current is not None and current[1]:
+        raise IntegrityError(
+            f"workload {wid}: its current generation (manifest {workload.manifest.content_digest()[:16]}...) ended "
+            f"(its sealed head says round {current[0]} closed) but its {SUMMARY_BLOB} is missing from the blob store: "
+            f"deleted or lost; superseded/ holds an older generation, which is not its results -- put the summary "
+            f"back from a backup, or re-run 'rqp-scheduler run {wid}'"
+        )
+    summary = generation_summary(b.blobs, previous)
+    if current is None:  # the new generation not started: Redis's head must be the superseded one's
+        own = open_head(b.redis, previous)
+        foreign = other_generation(b.redis, previous)
+        facts = RoundFacts(own, None, previous.manifest.content_digest() if foreign else "")
+        note = facts.check(wid, summary.sealed_round, any_round, "results")
+        if note:
+            print(f"workload {wid}: the previous generation's round {summary.sealed_round}{note}", file=sys.stderr)
+    return summary
+
+
 def _stamp(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
@@ -103,13 +136,17 @@ def cmd_results(args: argparse.Namespace) -> int:
     b = backends(args)
     store = b.blobs
     workload = open_workload(b, args.workload)
+    command = "results --failed" if args.failed else "results"
+    summary: Summary | None = None
     try:
         summary = read_summary(store, workload)
         failures = summary.failures
         # no sealed head confirming the round: these may be an older round's results put back
         # (as 'rqp verify' and 'rqp proof'): exit 11 unless --any-round, said on stderr either way
-        head, marked = sealed_head(b.redis, workload), marked_round(store, workload)
-        note = check_round_or_raise(workload.id, head, marked, summary.sealed_round, args.any_round, "results")
+        facts = round_facts(b.redis, store, workload)
+        note = facts.check(
+            workload.id, summary.sealed_round, args.any_round, command, "failures" if args.failed else ""
+        )
         if note:
             print(f"workload {workload.id}: round {summary.sealed_round}'s results{note}", file=sys.stderr)
     except BlobNotFoundError as exc:
@@ -117,6 +154,7 @@ def cmd_results(args: argparse.Namespace) -> int:
         if previous is not None:
             # re-packed after it ended: the previous generation's results stay what it shows
             # until the new one finishes (said on stderr: stdout is the results alone)
+            summary = _previous_or_refuse(b, workload, previous, args.any_round)
             print(
                 f"workload {workload.id}: its new generation (packed {_stamp(workload.manifest.created)}) has not "
                 f"finished; showing the previous generation (packed {_stamp(previous.manifest.created)}, signed by "
@@ -124,14 +162,14 @@ def cmd_results(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             workload = previous
-            failures = generation_summary(store, workload).failures
+            failures = summary.failures
         elif not args.failed:
             raise _no_results(b, args.workload, exc) from None
         else:
             failures = _failures_so_far(b, workload)  # still running: what has failed until now
     keyed = workload.manifest.id_field is not None
     if args.format == "parquet":
-        return _parquet(args, store, workload, failures)
+        return _parquet(args, store, workload, failures, summary)
     out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115 - closed below, unless stdout
     try:
         if args.format == "csv":
@@ -143,7 +181,7 @@ def cmd_results(args: argparse.Namespace) -> int:
                     key = [plain_text(f.key or "")] if keyed else []
                     writer.writerow([f.id, *key, "" if f.attempts is None else f.attempts, plain_text(f.error or "")])
             else:
-                write_csv_results(writer, lambda: read_results(store, workload), keyed=keyed)
+                write_csv_results(writer, lambda: read_results(store, workload, summary), keyed=keyed)
             text.detach()
         elif args.failed:
             for f in failures:
@@ -152,7 +190,7 @@ def cmd_results(args: argparse.Namespace) -> int:
                     del doc["key"]
                 out.write(json.dumps(doc, allow_nan=False, separators=COMPACT).encode() + b"\n")
         else:
-            for line in read_results(store, workload):
+            for line in read_results(store, workload, summary):
                 out.write(result_line(line) + b"\n")  # always valid JSON Lines (rqp.jsonsafe)
     finally:
         if args.output:
@@ -160,7 +198,9 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parquet(args: argparse.Namespace, store: BlobStore, workload: Workload, failures: list[Failure]) -> int:
+def _parquet(
+    args: argparse.Namespace, store: BlobStore, workload: Workload, failures: list[Failure], summary: Summary | None
+) -> int:
     """``--format parquet``: the results (or failures) as a Parquet file (``rqp.client``'s writer:
     the result's fields as columns when every result is a flat object)."""
     from pathlib import Path  # noqa: PLC0415
@@ -173,7 +213,9 @@ def _parquet(args: argparse.Namespace, store: BlobStore, workload: Workload, fai
     if args.failed:
         failures_table(failures, Path(args.output))
     else:
-        to_parquet(lambda: (parse_line(line) for line in read_results(store, workload) if line), Path(args.output))
+        to_parquet(
+            lambda: (parse_line(line) for line in read_results(store, workload, summary) if line), Path(args.output)
+        )
     return 0
 
 

@@ -13,12 +13,12 @@ import json
 import sys
 from pathlib import Path
 
-from ..backends import sealed_head
+from ..backends import round_facts
 from ..errors import WorkloadError
 from ..export_check import export_rows
 from ..jsonsafe import loads
 from ..proof_check import Expected, check_proof
-from ..round_marker import OLDER, check_round_or_raise, marked_round, round_note
+from ..round_marker import OLDER
 from ..verification import check_rows, find_key, make_proof, results_trust, stored_rows
 from .context import backends, open_workload
 
@@ -35,15 +35,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         report = check_rows(b.blobs, workload, trust, stored_rows(b.blobs, workload))
     report.raise_if_failed()
-    head, marked = sealed_head(b.redis, workload), marked_round(b.blobs, workload)
+    facts = round_facts(b.redis, b.blobs, workload)
+    if facts.foreign:  # another generation than Redis ran: its manifest is not printed as the one to pin
+        facts.check(workload.id, report.round, args.any_round)
     # the manifest the root is about is named: what a consumer pins ('rqp verify-proof --manifest'),
     # so a proof of a superseded generation (rqp pack --replace; its rounds start at 1 again) is refused
     print(
         f"workload {workload.id}: {report.checked:,} records match the round {report.round} root "
         f"{report.root[:16]}... of {report.size:,} records, signed by {report.signer}, manifest "
-        f"{workload.manifest.content_digest()}{round_note(head, marked, report.round)}"
+        f"{workload.manifest.content_digest()}{facts.note(report.round)}"
     )
-    check_round_or_raise(workload.id, head, marked, report.round, args.any_round)
+    facts.check(workload.id, report.round, args.any_round)
     return 0
 
 
@@ -54,10 +56,7 @@ def cmd_proof(args: argparse.Namespace) -> int:
     proof = make_proof(b.blobs, workload, rid)
     # a proof is checked offline, where no one can tell its round is current: issue one only
     # for a round the sealed head confirms (as 'rqp verify'), else exit 11 unless --any-round
-    note = check_round_or_raise(
-        workload.id, sealed_head(b.redis, workload), marked_round(b.blobs, workload), proof["round"],
-        args.any_round, "proof",
-    )  # fmt: skip
+    note = round_facts(b.redis, b.blobs, workload).check(workload.id, proof["round"], args.any_round, "proof")
     if note:
         print(f"workload {workload.id}: proof of round {proof['round']}{note}", file=sys.stderr)
     text = json.dumps(proof, indent=None, separators=(",", ":")) + "\n"

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import control
-from ..backends import sealed_head, unchecked_round
+from ..backends import round_facts, unchecked_round
 from ..errors import BlobNotFoundError, RqpError, WorkloadError
 from ..export_check import client_rows
 from ..identity import actor
 from ..ledger import SUBMISSIONS, Ledger
 from ..results import failures_so_far, read_results
-from ..round_marker import AnyRound, check_round_or_raise, marked_round
+from ..round_marker import AnyRound
 from ..status import read_progress, verified_progress
 from ..summary import Failure, StaleSummaryError, Summary, read_summary
 from ..verification import (
@@ -114,7 +114,10 @@ class Workload:
     def wait(self, timeout: float | None = None, progress: bool = True, poll: float = POLL_SECONDS) -> WorkloadStatus:
         """Block until it ends (done, failed, cancelled); its final status. ``progress``: a tqdm
         bar (a widget in a notebook) when tqdm is installed (``rqp[progress]``), nothing otherwise
-        or when False. ``WaitTimeoutError`` after ``timeout`` seconds."""
+        or when False. ``WaitTimeoutError`` after ``timeout`` seconds. A workload whose sealed
+        summary says it ended but whose round no sealed head confirms (Redis's head deleted, or
+        expired after the status TTL) has ended too: returned with ``verified`` False and
+        ``round_note`` saying why (as ``rqp status``), never waited on for a head that cannot come."""
         deadline = None if timeout is None else time.monotonic() + timeout
         bar = _bar(self.id) if progress else None
         try:
@@ -122,7 +125,7 @@ class Workload:
                 s = self.status()
                 if bar is not None:
                     bar(s)
-                if s.ended and (s.verified or s.state in _UNSEALED_ENDS or not self._holds_kek()):
+                if s.ended and (s.verified or s.round_note or s.state in _UNSEALED_ENDS or not self._holds_kek()):
                     return s
                 _pause(deadline, poll, self.id, s)
         finally:
@@ -140,16 +143,18 @@ class Workload:
         opened = self._opened()
         summary = self._summary_or_why(opened)
         self._round_or_raise(opened, summary.sealed_round, any_round, "results")
-        for line in read_results(b.blobs, opened):
+        for line in read_results(b.blobs, opened, summary):  # the summary whose round was checked
             if line:
                 yield parse_line(line)
 
-    def _round_or_raise(self, opened: OpenedWorkload, round_: int, any_round: AnyRound, method: str) -> str:
-        """``rqp.round_marker.check_round_or_raise`` for round ``round_``: the note (``""`` when the
-        sealed head confirms it), ``RoundUncheckedError`` unless ``any_round`` accepts it."""
+    def _round_or_raise(
+        self, opened: OpenedWorkload, round_: int, any_round: AnyRound, command: str, method: str = ""
+    ) -> str:
+        """Every reader's round rule (``rqp.backends.RoundFacts.check``) for round ``round_``: the
+        note (``""`` when the sealed head confirms it), ``RoundUncheckedError`` unless ``any_round``
+        accepts it. ``command``: the ``rqp`` command a refusal names; ``method``: this client's."""
         b = self.client.backends
-        head, marked = sealed_head(b.redis, opened), marked_round(b.blobs, opened)
-        return check_round_or_raise(self.id, head, marked, round_, any_round, method)
+        return round_facts(b.redis, b.blobs, opened).check(self.id, round_, any_round, command, method)
 
     def _summary_or_why(self, opened: OpenedWorkload) -> Summary:
         b = self.client.backends
@@ -166,15 +171,19 @@ class Workload:
                 f"them as they come with Workload.stream()"
             ) from None
 
-    def failures(self) -> list[Failure]:
+    def failures(self, *, any_round: AnyRound = False) -> list[Failure]:
         """Its failed records (id, error, attempts, key): the sealed summary's once it ended, else
-        those failed for good so far (not final)."""
+        those failed for good so far (not final). An ended workload's take the round rule of
+        ``results`` (as ``rqp results --failed``): ``RoundUncheckedError`` unless ``any_round``."""
         b = self.client.backends
         opened = self._opened()
         try:
-            return read_summary(b.blobs, opened).failures
+            summary = read_summary(b.blobs, opened)
         except BlobNotFoundError:
             pass
+        else:
+            self._round_or_raise(opened, summary.sealed_round, any_round, "results --failed", "failures")
+            return summary.failures
         led = Ledger(b.redis, self.id)
         return failures_so_far(led, opened) if led.exists() else []
 
@@ -182,11 +191,10 @@ class Workload:
     def root(self) -> dict[str, Any]:
         """Its signed results root (``rqp.results_root``): the statement (workload, root, size,
         manifest digests), the signature and the signer's public key, as the sealed summary holds
-        it -- not checked here (``verify`` checks it)."""
+        it -- NOT checked here, its round included: without a sealed head in Redis it may be an
+        older round's (``verify`` checks the signature and the round; ``proof`` applies the round rule)."""
         opened = self._opened()
-        self._summary_or_why(opened)
-        summary = read_summary(self.client.backends.blobs, opened)
-        return attestation_of(summary, self.id).to_dict()
+        return attestation_of(self._summary_or_why(opened), self.id).to_dict()
 
     def verify(
         self,
@@ -216,13 +224,17 @@ class Workload:
         report.note = self._round_or_raise(opened, report.round, any_round, "verify")
         return report
 
-    def verify_streamed(self, results: Iterable[Mapping[str, Any]], signer: str | Path | None = None) -> Report:
+    def verify_streamed(
+        self, results: Iterable[Mapping[str, Any]], signer: str | Path | None = None, *, any_round: AnyRound = False
+    ) -> Report:
         """Check what ``stream()`` yielded -- kept as it came (``StreamedResult``), or stored with
         its leaf inputs as ``{**r, "leaf": r.leaf.to_dict()}`` -- against the signed root, once
         the workload has ended: each record as it was streamed must be the one the fleet signed,
         and must still hash to the digest it was streamed with. The report of a match;
         ``IntegrityError`` naming each record changed after it was streamed, not signed as
-        streamed, missing, extra or repeated (give the whole stream), or the untrusted signer."""
+        streamed, missing, extra or repeated (give the whole stream), or the untrusted signer.
+        The round rule of ``verify``: ``RoundUncheckedError`` unless ``any_round`` (the report's
+        ``note`` says what was accepted)."""
         b = self.client.backends
         opened = self._opened()
         self._summary_or_why(opened)
@@ -233,6 +245,7 @@ class Workload:
         for problem in changed:
             report.add(problem)
         report.raise_if_failed()
+        report.note = self._round_or_raise(opened, report.round, any_round, "verify", "verify_streamed")
         return report
 
     def proof(self, record: int, *, any_round: AnyRound = False) -> dict[str, Any]:
@@ -248,13 +261,17 @@ class Workload:
         self._round_or_raise(opened, proof["round"], any_round, "proof")
         return proof
 
-    def stream(self, timeout: float | None = None, poll: float = POLL_SECONDS) -> Iterator[StreamedResult]:
+    def stream(
+        self, timeout: float | None = None, poll: float = POLL_SECONDS, *, any_round: AnyRound = False
+    ) -> Iterator[StreamedResult]:
         """Its results as chunks commit, before consolidation, each record once (in commit order,
         not record order), verified under the workload's key as the final results are; ends when
         the workload has ended and every result was yielded. Each is the record's dict with a
         ``leaf`` attribute -- the id, key and result digest it came with -- which
         ``verify_streamed`` checks against the signed root once it exists.
-        ``WaitTimeoutError`` after ``timeout`` seconds."""
+        ``WaitTimeoutError`` after ``timeout`` seconds. What it yields after the end comes from the
+        consolidated results, under the round rule of ``results`` (``RoundUncheckedError`` unless
+        ``any_round``)."""
         b = self.client.backends
         opened = self._opened()
         led = Ledger(b.redis, self.id)
@@ -269,8 +286,9 @@ class Workload:
             _pause(deadline, poll, self.id, s)
         if s.state == "failed":
             return  # failed as a whole: no consolidated results beyond what was streamed
-        self._summary_or_why(opened)
-        yield from remaining(read_results(b.blobs, opened), seen)
+        summary = self._summary_or_why(opened)
+        self._round_or_raise(opened, summary.sealed_round, any_round, "results", "stream")
+        yield from remaining(read_results(b.blobs, opened, summary), seen)
 
     def to_pandas(self, *, any_round: AnyRound = False) -> Any:
         """Its results as a pandas DataFrame (``rqp[dataframe]``): ``id`` (and ``key``), then the
@@ -280,11 +298,12 @@ class Workload:
 
         return to_pandas(self.results(any_round=any_round))
 
-    def failures_to_pandas(self) -> Any:
-        """Its failures as a pandas DataFrame: ``id``, ``key``, ``attempts``, ``error``."""
+    def failures_to_pandas(self, *, any_round: AnyRound = False) -> Any:
+        """Its failures as a pandas DataFrame: ``id``, ``key``, ``attempts``, ``error``.
+        ``any_round``: as ``failures``."""
         from ._frames import failures_to_pandas  # noqa: PLC0415
 
-        return failures_to_pandas(self.failures())
+        return failures_to_pandas(self.failures(any_round=any_round))
 
     def to_parquet(self, path: str | Path, *, any_round: AnyRound = False) -> Path:
         """Its results written to a Parquet file (``rqp[dataframe]``), in batches: the columns of

@@ -58,6 +58,9 @@ class WorkloadStatus:
     #: why it failed as a whole (a generic line; the sealed reason is the scheduler's log's)
     error: str | None
     verified: bool | None
+    #: why an ended workload's sealed counts are not verified although its summary opened: no
+    #: sealed head confirms their round (as ``rqp status`` says); "" otherwise
+    round_note: str = ""
 
     @property
     def finished(self) -> int:
@@ -97,4 +100,5 @@ class WorkloadStatus:
             finished_at=p.finished_at,
             error=p.error,
             verified=p.verified,
+            round_note=p.round_note,
         )
