@@ -48,7 +48,7 @@ from .crypto import (
     scope_key,
     verify_mac,
 )
-from .errors import BlobNotFoundError, IntegrityError, ScriptError, WorkloadError
+from .errors import BlobNotFoundError, IntegrityError, RqpError, ScriptError, WorkloadError
 from .keys import KeyProvider, WrappedKey
 from .ledger import PAIR
 from .records import FORMATS
@@ -62,6 +62,7 @@ __all__ = [
     "BlobInfo",
     "CsvLook",
     "Manifest",
+    "NotAManifestError",
     "Seals",
     "Workload",
     "blob_name",
@@ -71,6 +72,7 @@ __all__ = [
     "new_workload_id",
     "pack",
     "supersede",
+    "unreadable_manifest",
     "verify_signature",
 ]
 
@@ -120,6 +122,11 @@ class BlobInfo:
     size: int
     sha256: str
     plain_size: int
+
+
+class NotAManifestError(IntegrityError):
+    """A workload's ``manifest.json`` that is not a manifest at all (junk a blob-store writer put
+    there, not a signed manifest edited): readers of many workloads mark that one unreadable."""
 
 
 @dataclass(frozen=True)
@@ -204,7 +211,7 @@ class Manifest:
             m = cls(**doc)
         except (ValueError, TypeError, KeyError) as exc:
             reason = f"no field {exc}" if isinstance(exc, KeyError) else " ".join(str(exc).split())[:200]
-            raise IntegrityError(
+            raise NotAManifestError(
                 f"manifest.json of workload {workload_id} is not a manifest ({reason}); restore that blob, or "
                 f"re-pack the workload (rqp pack --replace)"
             ) from None
@@ -213,6 +220,22 @@ class Manifest:
                 f"manifest under workload {workload_id} names workload {m.workload}: blobs were moved; re-pack"
             )
         return m
+
+
+def unreadable_manifest(store: BlobStore, workload_id: str) -> str | None:
+    """Why workload ``workload_id``'s ``manifest.json`` is not a manifest (``NotAManifestError``'s
+    one line), or None -- also when it is missing or cannot be read, which other lines say. What a
+    reader of many workloads (``rqp list``, ``rqp status``, the console) shows for that one."""
+    try:
+        Manifest.from_json(store.get(blob_name(workload_id, "manifest.json")), workload_id)
+    except NotAManifestError as exc:
+        return str(exc)
+    except (RqpError, OSError):
+        return None
+    return None
+
+
+_JSON_KINDS = {dict: "an object", list: "an array", str: "a string", bool: "true or false", type(None): "null"}
 
 
 #: a manifest is well under a kilobyte or two (digests, sizes, a signature); more is not one
@@ -255,7 +278,7 @@ def _manifest_doc(raw: bytes) -> dict[str, Any]:
         raise ValueError(f"{len(raw):,} bytes, more than a manifest's {MAX_MANIFEST_BYTES:,}")
     doc = jsonsafe.loads(raw, MAX_MANIFEST_DEPTH)
     if not isinstance(doc, dict):
-        raise ValueError(f"a JSON {type(doc).__name__}, not an object")
+        raise ValueError(f"JSON {_JSON_KINDS.get(type(doc), 'a number')}, not an object")
     if doc.pop("manifest_format", None) != MANIFEST_FORMAT:
         raise ValueError(f"manifest_format is not {MANIFEST_FORMAT}")
     for name in _MANIFEST_TEXT:
