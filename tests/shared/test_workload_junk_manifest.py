@@ -5,8 +5,11 @@ fix -- never an AttributeError, RecursionError or a time of infinity that a read
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rqp.crypto import DEFAULT_SEGMENT_SIZE
 from rqp.errors import IntegrityError
@@ -110,3 +113,39 @@ def test_a_missing_field_is_named():
     del doc["created"]
     with pytest.raises(IntegrityError, match=r"no field 'created'"):
         Manifest.from_json(json.dumps(doc).encode(), WID)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    field=st.sampled_from([*_good().keys(), "data.size", "script.name", "signature.alg", "new"]),
+    value=_JSON,
+    raw=st.binary(max_size=64),
+)
+def test_whatever_a_blob_writer_puts_there_is_a_manifest_or_one_line(field: str, value: object, raw: bytes):
+    """A blob-writer fuzz of ``manifest.json``: one field of a genuine manifest set to any JSON
+    value, or any bytes at all -- a ``Manifest`` whose fields have their types, or one
+    ``IntegrityError`` line; no other exception (a reader of many workloads must not die of it)."""
+    doc = _good()
+    top, _, sub = field.partition(".")
+    if sub:
+        doc[top] = {**doc[top], sub: value}
+    else:
+        doc[top] = value
+    for blob in (json.dumps(doc).encode(), raw):
+        try:
+            m = Manifest.from_json(blob, WID)
+        except IntegrityError as exc:
+            assert "\n" not in str(exc) and str(exc).startswith(("manifest.json of workload w1 ", "manifest under")), (
+                exc
+            )
+            continue
+        assert isinstance(m.created, float) and math.isfinite(m.created) and isinstance(m.data, BlobInfo)
+        assert isinstance(m.data.size, int) and isinstance(m.script.sha256, str) and isinstance(m.workload, str)
+        assert json.loads(m.to_json()) is not None
