@@ -11,6 +11,7 @@ page refresh does not unwrap a key each time.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 import time
@@ -57,7 +58,7 @@ class Opener:
         self.stale: dict[str, str] = {}
         self._open: OrderedDict[str, tuple[float, Workload]] = OrderedDict()
         self._lock = threading.Lock()
-        #: each workload's current generation as last read (when, its manifest, its content digest)
+        #: each workload's current generation as last read (when, its manifest's SHA-256, its content digest)
         self._generations: dict[str, tuple[float, bytes, str]] = {}
         #: why a workload's manifest.json is not a manifest (shown on the list and its page)
         self.unreadable: dict[str, str] = {}
@@ -84,7 +85,8 @@ class Opener:
         if not fresh and hit is not None and now - hit[0] < GENERATION_SECONDS:
             return hit[2]
         raw = self.store.get(blob_name(workload_id, "manifest.json"))
-        if hit is not None and hit[1] == raw:
+        seen = hashlib.sha256(raw).digest()  # kept instead of the bytes: a few per workload
+        if hit is not None and hit[1] == seen:
             digest = hit[2]
         else:
             try:
@@ -97,7 +99,7 @@ class Opener:
             self.unreadable.pop(workload_id, None)
             if len(self._generations) > 10_000:
                 self._generations.clear()
-            self._generations[workload_id] = (now, raw, digest)
+            self._generations[workload_id] = (now, seen, digest)
         return digest
 
     def workload(self, workload_id: str) -> Workload:

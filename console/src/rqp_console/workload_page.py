@@ -10,6 +10,7 @@ the retry zset is read by rank, never whole.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
@@ -68,7 +69,7 @@ class ManifestTimes:
 
     def __init__(self, store: BlobStore | None) -> None:
         self.store = store
-        #: workload -> (when read, the manifest's bytes, packed at, why it is not a manifest)
+        #: workload -> (when read, the manifest's SHA-256, packed at, why it is not a manifest)
         self._known: dict[str, tuple[float, bytes, float | None, str | None]] = {}
         self._lock = threading.Lock()
 
@@ -78,11 +79,12 @@ class ManifestTimes:
             hit = self._known.get(workload_id)
         if hit is not None and now - hit[0] < PACKED_AT_SECONDS:
             return hit[2], hit[3]
-        raw, created, why = b"", None, None
+        seen, created, why = b"", None, None
         if self.store is not None:
             try:
                 raw = self.store.get(blob_name(workload_id, "manifest.json"))
-                if hit is not None and hit[1] == raw:  # unchanged: not parsed again
+                seen = hashlib.sha256(raw).digest()
+                if hit is not None and hit[1] == seen:  # unchanged: not parsed again
                     created, why = hit[2], hit[3]
                 else:
                     created = Manifest.from_json(raw, workload_id).created
@@ -93,7 +95,7 @@ class ManifestTimes:
         with self._lock:
             if len(self._known) > 10_000:
                 self._known.clear()
-            self._known[workload_id] = (now, raw, created, why)
+            self._known[workload_id] = (now, seen, created, why)
         return created, why
 
     def packed_at(self, workload_id: str) -> float | None:
