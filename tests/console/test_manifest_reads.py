@@ -5,6 +5,7 @@ its bytes change, and a new generation or a junk manifest still shows once that 
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 from rqp.storage import FileBlobStore
@@ -42,7 +43,7 @@ class Clock:
 def test_the_list_and_a_page_read_a_manifest_once_a_second_between_them(world, proc, monkeypatch):
     world.run_to_end(world.run(world.pack("reads", [{"n": i} for i in range(4)], SCRIPT)), proc)
     clock = Clock()
-    monkeypatch.setattr(sealed, "time", SimpleNamespace(monotonic=clock.monotonic))
+    monkeypatch.setattr(sealed, "time", SimpleNamespace(monotonic=clock.monotonic, time=time.time))
     store = CountingStore(world.store.root)
     opener = Opener(store, world.keys, world.trust(), world.r)
     first = opener.summary("reads")
@@ -63,7 +64,7 @@ def test_the_list_and_a_page_read_a_manifest_once_a_second_between_them(world, p
 def test_packing_times_are_read_once_a_second_and_parsed_when_changed(world, monkeypatch):
     world.pack("reads", [{"n": 1}], SCRIPT)
     clock = Clock()
-    monkeypatch.setattr(workload_page, "time", SimpleNamespace(monotonic=clock.monotonic))
+    monkeypatch.setattr(workload_page, "time", SimpleNamespace(monotonic=clock.monotonic, time=time.time))
     store = CountingStore(world.store.root)
     times = ManifestTimes(store)
     packed = times.packed_at("reads")
