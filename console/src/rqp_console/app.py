@@ -15,6 +15,7 @@ from .auth import Credentials
 from .guard import Guard
 from .routes import actions, audit, auth, errors, fleet, vms, workloads
 from .state import Console
+from .strict_json import StrictJSONProvider
 from .views import Site
 
 __all__ = ["MAX_REQUEST_BYTES", "SCRIPT_MIMETYPE", "Console", "create_app"]
@@ -27,7 +28,7 @@ SCRIPT_MIMETYPE = "text/javascript"
 
 def create_app(c: Console, credentials: Credentials, secret_key: bytes) -> Flask:
     app = Flask(__name__)
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json = StrictJSONProvider(app)  # never NaN/Infinity, which no browser reads as JSON
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     site = Site(c, Guard(app, c.console, secret_key))
     app.after_request(_scripts_as_javascript)

@@ -11,6 +11,7 @@ page refresh does not unwrap a key each time.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 import time
@@ -27,7 +28,7 @@ from rqp.signing import TrustStore
 from rqp.status import StatusRecord, record_status
 from rqp.storage import BlobStore
 from rqp.summary import StaleSummaryError, Summary, read_summary
-from rqp.workload import Manifest, Workload, blob_name
+from rqp.workload import Manifest, NotAManifestError, Workload, blob_name
 
 from .results_check import ResultsChecks
 
@@ -39,7 +40,8 @@ _KEEP_SECONDS = 300.0
 #: how long an ended workload's summary is kept (a signed retry's new round writes a new one)
 _SUMMARY_SECONDS = 30.0
 #: how long the manifest's generation, once read, is taken as the current one: as long as a page's
-#: answer is cached (``routes.workloads.TTL_DETAIL``), so one refresh reads the manifest once
+#: answer is cached (``routes.workloads.TTL_DETAIL``, ``TTL_LIST``), so the list, a page and its
+#: start notes read each manifest at most once a second between them
 GENERATION_SECONDS = 1.0
 
 
@@ -56,8 +58,10 @@ class Opener:
         self.stale: dict[str, str] = {}
         self._open: OrderedDict[str, tuple[float, Workload]] = OrderedDict()
         self._lock = threading.Lock()
-        #: each workload's current generation as last read (when, its manifest's content digest)
-        self._generations: dict[str, tuple[float, str]] = {}
+        #: each workload's current generation as last read (when, its manifest's SHA-256, its content digest)
+        self._generations: dict[str, tuple[float, bytes, str]] = {}
+        #: why a workload's manifest.json is not a manifest (shown on the list and its page)
+        self.unreadable: dict[str, str] = {}
         #: ended workloads' summaries, each with the generation it belongs to (an ended workload's
         #: summary changes only with a new round, or a new generation: ``rqp pack --replace``)
         self._summaries: OrderedDict[str, tuple[float, str, Summary]] = OrderedDict()
@@ -67,22 +71,35 @@ class Opener:
     def generation(self, workload_id: str, fresh: bool = False) -> str:
         """The content digest of the workload's manifest as the blob store holds it now: what an
         opened workload and its summary are kept under, so after ``rqp pack --replace`` the new
-        generation is opened afresh and never shown the superseded one's root or counts. Read at
-        most once per ``GENERATION_SECONDS`` (the start notes of a page's chunks share one read),
-        or now when ``fresh`` (``summary``: counts and root are never a superseded generation's).
-        ``RqpError`` when there is none or it is malformed."""
+        generation is opened afresh and never shown the superseded one's root or counts.
+
+        Read at most once per ``GENERATION_SECONDS`` per workload, whoever asks (the list, a page,
+        its chunks' start notes): answers are reused that long anyway (``routes.workloads``), so a
+        fresher read would show nothing sooner. A manifest whose bytes did not change is not parsed
+        again. ``fresh`` reads now (a caller that must not trust the last second). ``RqpError``
+        when there is none or it is not a manifest -- that one line also kept in ``unreadable``,
+        what the list and the page show for that workload."""
         now = time.monotonic()
         with self._lock:
             hit = self._generations.get(workload_id)
         if not fresh and hit is not None and now - hit[0] < GENERATION_SECONDS:
-            return hit[1]
-        digest = Manifest.from_json(
-            self.store.get(blob_name(workload_id, "manifest.json")), workload_id
-        ).content_digest()
+            return hit[2]
+        raw = self.store.get(blob_name(workload_id, "manifest.json"))
+        seen = hashlib.sha256(raw).digest()  # kept instead of the bytes: a few per workload
+        if hit is not None and hit[1] == seen:
+            digest = hit[2]
+        else:
+            try:
+                digest = Manifest.from_json(raw, workload_id).content_digest()
+            except NotAManifestError as exc:
+                with self._lock:
+                    self.unreadable[workload_id] = str(exc)
+                raise
         with self._lock:
+            self.unreadable.pop(workload_id, None)
             if len(self._generations) > 10_000:
                 self._generations.clear()
-            self._generations[workload_id] = (now, digest)
+            self._generations[workload_id] = (now, seen, digest)
         return digest
 
     def workload(self, workload_id: str) -> Workload:
@@ -125,12 +142,13 @@ class Opener:
         return unchecked_round(self.r, self.store, workload, summary.sealed_round)
 
     def summary(self, workload_id: str) -> Summary | None:
-        """An ended workload's sealed summary of its current generation (kept a while, but its
-        manifest is read each time: one small read per page refresh); None when it is missing or
-        does not open: the page then says its counts are unverified."""
+        """An ended workload's sealed summary of its current generation (kept a while, its manifest
+        read at most once a second: ``generation``); None when it is missing or
+        does not open: the page then says its counts are unverified (and why, when it is its
+        manifest that is not one: ``unreadable``)."""
         now = time.monotonic()
         try:
-            current = self.generation(workload_id, fresh=True)
+            current = self.generation(workload_id)
         except (RqpError, ValueError):
             return None
         with self._lock:

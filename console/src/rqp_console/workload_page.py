@@ -10,7 +10,7 @@ the retry zset is read by rank, never whole.
 
 from __future__ import annotations
 
-import json
+import hashlib
 import math
 import threading
 import time
@@ -27,7 +27,7 @@ from rqp.round_marker import round_checked
 from rqp.signing import TrustStore
 from rqp.storage import BlobStore, MessageQueue
 from rqp.verification import results_trust
-from rqp.workload import blob_name
+from rqp.workload import Manifest, NotAManifestError, blob_name
 
 from .results_check import MATCH
 from .sealed import Opener
@@ -63,30 +63,48 @@ def allowed_actions(row: dict[str, Any]) -> list[str]:
 class ManifestTimes:
     """When each workload was packed: its manifest's ``created``, kept ``PACKED_AT_SECONDS`` (a
     manifest changes with ``rqp pack --replace``: a new generation's page shows when IT was packed;
-    it is shown, not trusted, so it is not verified here)."""
+    it is shown, not trusted, so its signature is not checked here). Read with rqp's strict
+    manifest reader: a junk ``manifest.json`` (``null``, a 5000-deep ``[[...]]``, ``created`` of
+    ``1e999``) is no time at all, with the one line saying why in ``unreadable``."""
 
     def __init__(self, store: BlobStore | None) -> None:
         self.store = store
-        self._known: dict[str, tuple[float, float | None]] = {}
+        #: workload -> (when read, the manifest's SHA-256, packed at, why it is not a manifest)
+        self._known: dict[str, tuple[float, bytes, float | None, str | None]] = {}
         self._lock = threading.Lock()
 
-    def packed_at(self, workload_id: str) -> float | None:
+    def _read(self, workload_id: str) -> tuple[float | None, str | None]:
         now = time.monotonic()
         with self._lock:
             hit = self._known.get(workload_id)
         if hit is not None and now - hit[0] < PACKED_AT_SECONDS:
-            return hit[1]
-        created = None
+            return hit[2], hit[3]
+        seen, created, why = b"", None, None
         if self.store is not None:
             try:
-                created = float(json.loads(self.store.get(blob_name(workload_id, "manifest.json")))["created"])
-            except (RqpError, OSError, ValueError, KeyError, TypeError):
+                raw = self.store.get(blob_name(workload_id, "manifest.json"))
+                seen = hashlib.sha256(raw).digest()
+                if hit is not None and hit[1] == seen:  # unchanged: not parsed again
+                    created, why = hit[2], hit[3]
+                else:
+                    created = Manifest.from_json(raw, workload_id).created
+            except NotAManifestError as exc:
+                why = str(exc)
+            except (RqpError, OSError):
                 created = None
         with self._lock:
             if len(self._known) > 10_000:
                 self._known.clear()
-            self._known[workload_id] = (now, created)
-        return created
+            self._known[workload_id] = (now, seen, created, why)
+        return created, why
+
+    def packed_at(self, workload_id: str) -> float | None:
+        """The manifest's ``created`` (a finite unix time), None when there is none to read."""
+        return self._read(workload_id)[0]
+
+    def unreadable(self, workload_id: str) -> str | None:
+        """Why the workload's ``manifest.json`` is not a manifest (one line), None when it is one."""
+        return self._read(workload_id)[1]
 
 
 def _lease(score: float, now: float) -> dict[str, Any]:
@@ -232,6 +250,12 @@ def workload_detail(
         by_attempt[e.attempt] = by_attempt.get(e.attempt, 0) + 1
 
     timeline = [{"what": "packed", "at": manifests.packed_at(workload_id)}]
+    # a junk manifest.json: the page says so in one line (the console's own reading, if it has one)
+    unreadable = (opener.unreadable.get(workload_id) if opener is not None else None) or manifests.unreadable(
+        workload_id
+    )
+    if unreadable:
+        row["unreadable"] = unreadable
     if row["started_at"]:
         timeline.append({"what": "started", "at": row["started_at"]})
     for a in reversed(read_audit(r, operators, submitters, AUDIT_SCAN)):

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from . import jsonsafe
 from .crypto import (
     DEFAULT_SEGMENT_SIZE,
     NONCE_SIZE,
@@ -47,7 +48,7 @@ from .crypto import (
     scope_key,
     verify_mac,
 )
-from .errors import BlobNotFoundError, IntegrityError, ScriptError, WorkloadError
+from .errors import BlobNotFoundError, IntegrityError, RqpError, ScriptError, WorkloadError
 from .keys import KeyProvider, WrappedKey
 from .ledger import PAIR
 from .records import FORMATS
@@ -61,6 +62,7 @@ __all__ = [
     "BlobInfo",
     "CsvLook",
     "Manifest",
+    "NotAManifestError",
     "Seals",
     "Workload",
     "blob_name",
@@ -70,6 +72,7 @@ __all__ = [
     "new_workload_id",
     "pack",
     "supersede",
+    "unreadable_manifest",
     "verify_signature",
 ]
 
@@ -119,6 +122,11 @@ class BlobInfo:
     size: int
     sha256: str
     plain_size: int
+
+
+class NotAManifestError(IntegrityError):
+    """A workload's ``manifest.json`` that is not a manifest at all (junk a blob-store writer put
+    there, not a signed manifest edited): readers of many workloads mark that one unreadable."""
 
 
 @dataclass(frozen=True)
@@ -193,22 +201,105 @@ class Manifest:
 
     @classmethod
     def from_json(cls, raw: bytes, workload_id: str) -> Manifest:
+        """The manifest in ``raw`` -- exactly a manifest, or one ``IntegrityError`` line naming the
+        blob and the fix. A blob-store writer can put anything there (``null``, ``5``, a 5000-deep
+        ``[[...]]``, a ``created`` of ``1e999``), and every reader lists many workloads: one
+        workload's junk must be that workload's one-line refusal, never a traceback that hides the
+        others. Read with rqp's strict JSON reader (size and nesting bounded before parsing)."""
         try:
-            doc = json.loads(raw)
-            if doc.pop("manifest_format", None) != MANIFEST_FORMAT:
-                raise ValueError("unknown manifest format")
-            doc["data"] = BlobInfo(**doc["data"])
-            doc["script"] = BlobInfo(**doc["script"])
+            doc = _manifest_doc(raw)
             m = cls(**doc)
         except (ValueError, TypeError, KeyError) as exc:
-            raise IntegrityError(
-                f"manifest of workload {workload_id} is malformed ({exc}); re-pack the workload"
+            reason = f"no field {exc}" if isinstance(exc, KeyError) else " ".join(str(exc).split())[:200]
+            raise NotAManifestError(
+                f"manifest.json of workload {workload_id} is not a manifest ({reason}); restore that blob, or "
+                f"re-pack the workload (rqp pack --replace)"
             ) from None
         if m.workload != workload_id:
             raise IntegrityError(
                 f"manifest under workload {workload_id} names workload {m.workload}: blobs were moved; re-pack"
             )
         return m
+
+
+def unreadable_manifest(store: BlobStore, workload_id: str) -> str | None:
+    """Why workload ``workload_id``'s ``manifest.json`` is not a manifest (``NotAManifestError``'s
+    one line), or None -- also when it is missing or cannot be read, which other lines say. What a
+    reader of many workloads (``rqp list``, ``rqp status``, the console) shows for that one."""
+    try:
+        Manifest.from_json(store.get(blob_name(workload_id, "manifest.json")), workload_id)
+    except NotAManifestError as exc:
+        return str(exc)
+    except (RqpError, OSError):
+        return None
+    return None
+
+
+_JSON_KINDS = {dict: "an object", list: "an array", str: "a string", bool: "true or false", type(None): "null"}
+
+
+#: a manifest is well under a kilobyte or two (digests, sizes, a signature); more is not one
+MAX_MANIFEST_BYTES = 64 * 1024
+#: nesting of a manifest: the object, its blob entries and signature (and room to spare)
+MAX_MANIFEST_DEPTH = 8
+#: times a manifest may carry (``created``, ``expires``): unix seconds up to the year 9999
+MAX_MANIFEST_TIME = 253_402_300_799.0
+_MANIFEST_TEXT = ("workload", "kek_id", "format", "delimiter", "mac")
+_BLOB_FIELDS = {"name": str, "size": int, "sha256": str, "plain_size": int}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _time(doc: dict[str, Any], name: str) -> None:
+    value = doc[name]
+    if not (_is_int(value) or isinstance(value, float)) or not 0 <= value <= MAX_MANIFEST_TIME:
+        raise ValueError(f"{name} is {json.dumps(value)[:40]}, not a unix time")
+    doc[name] = float(value)
+
+
+def _blob_info(doc: dict[str, Any], name: str) -> BlobInfo:
+    entry = doc[name]
+    if not isinstance(entry, dict) or set(entry) != set(_BLOB_FIELDS):
+        raise ValueError(f"{name} is not a blob entry ({', '.join(_BLOB_FIELDS)})")
+    for field, kind in _BLOB_FIELDS.items():
+        value = entry[field]
+        good = _is_int(value) and value >= 0 if kind is int else isinstance(value, str)
+        if not good:
+            raise ValueError(f"{name}.{field} is {json.dumps(value)[:40]}")
+    return BlobInfo(**entry)
+
+
+def _manifest_doc(raw: bytes) -> dict[str, Any]:
+    """``Manifest``'s fields from a manifest blob, every type and range checked (``ValueError``,
+    ``TypeError`` or ``KeyError`` with the reason otherwise)."""
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ValueError(f"{len(raw):,} bytes, more than a manifest's {MAX_MANIFEST_BYTES:,}")
+    doc = jsonsafe.loads(raw, MAX_MANIFEST_DEPTH)
+    if not isinstance(doc, dict):
+        raise ValueError(f"JSON {_JSON_KINDS.get(type(doc), 'a number')}, not an object")
+    if doc.pop("manifest_format", None) != MANIFEST_FORMAT:
+        raise ValueError(f"manifest_format is not {MANIFEST_FORMAT}")
+    for name in _MANIFEST_TEXT:
+        if name in doc and not isinstance(doc[name], str):
+            raise ValueError(f"{name} is not a string")
+    _time(doc, "created")
+    if doc.get("expires") is not None:
+        _time(doc, "expires")
+    segment = doc.get("segment_size", DEFAULT_SEGMENT_SIZE)
+    if not _is_int(segment) or segment <= 0:
+        raise ValueError("segment_size is not a positive integer")
+    if doc.get("id_field") is not None and not isinstance(doc["id_field"], str):
+        raise ValueError("id_field is not a string")
+    signature = doc.get("signature")
+    if signature is not None and not (
+        isinstance(signature, dict) and all(isinstance(v, str) for v in signature.values())
+    ):
+        raise ValueError("signature is not an object of strings")
+    doc["data"] = _blob_info(doc, "data")
+    doc["script"] = _blob_info(doc, "script")
+    return doc
 
 
 class _Tee:

@@ -68,6 +68,10 @@ def blueprint(site: Site) -> Blueprint:
             rows = list_workloads(
                 c.r, c.history, limit=WORKLOADS_SHOWN, now=now, summaries=summaries, unconfirmed=unconfirmed
             )
+            if c.opener is not None:  # one workload's junk manifest.json: that row says so, the rest as ever
+                for row in rows:
+                    if row["verified"] is False and (why := c.opener.unreadable.get(row["id"])):
+                        row["unreadable"] = why
             waiting = [
                 x.decode() if isinstance(x, bytes) else str(x) for x in c.r.lrange(SUBMISSIONS, 0, SUBMITTED_SHOWN - 1)
             ]

@@ -70,6 +70,10 @@ function rootBadge(rr) {
 }
 function renderHead(d) {
   $("workload-error").hidden = true;
+  // its manifest.json is not a manifest (junk in the blob store): said in one line, the rest shown as Redis has it
+  const junk = $("unreadable");
+  junk.hidden = !d.unreadable;
+  junk.textContent = d.unreadable ? `unreadable: ${d.unreadable}` : "";
   const st = $("state");
   st.className = "badge " + d.state;
   st.textContent = d.state;

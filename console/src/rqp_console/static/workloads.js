@@ -33,11 +33,17 @@ function matches(row) {
 function unverifiedWhy(row) {
   return row.round_note ? `these are its sealed counts, but ${row.round_note}` : "no sealed summary vouches for these counts here";
 }
+// a workload whose manifest.json is not a manifest (junk in the blob store): marked, with the one
+// line saying which blob and what to do, while every other row shows as ever
+function unreadable(row) {
+  return el("span", { class: "unreadable" }, el("span", { class: "badge unverified", title: row.unreadable, text: "unreadable" }),
+    el("span", { class: "unreadable-why", text: row.unreadable }));
+}
 // One workload's row, keyed by its id (patchRows keeps the row and its unchanged cells).
 function workloadRow(row, now) {
   return el("tr", { dataset: { key: row.id, id: row.id, state: row.state, failures: String(row.failed > 0) } },
     el("td", { class: "id" }, el("a", { href: "/workloads/" + encodeURIComponent(row.id), text: row.id, title: row.id })),
-    el("td", {}, badge(row.state), failuresBadge(row), row.verified === false ? el("span", { class: "badge unverified", title: unverifiedWhy(row), text: "unverified" }) : ""),
+    el("td", {}, badge(row.state), failuresBadge(row), row.unreadable ? unreadable(row) : row.verified === false ? el("span", { class: "badge unverified", title: unverifiedWhy(row), text: "unverified" }) : ""),
     el("td", { class: "progress" }, progressCell(row)),
     numCell("done", row.done),
     numCell("failed", row.failed, true),

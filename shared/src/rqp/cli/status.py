@@ -20,7 +20,7 @@ from ..errors import RqpError, WorkloadError
 from ..ledger import Ledger, Refusal
 from ..records import JSONL_PROBE
 from ..status import REFUSED, Progress, StatusRecord, read_progress, record_status, refusal_shown
-from ..workload import blob_name
+from ..workload import blob_name, unreadable_manifest
 from .context import backends, deleted, open_workload, verify_counts
 from .formatting import FINISHED_STATES, Redraw, clip, format_status, terminal_width, when
 from .record_keys import record_number
@@ -127,7 +127,7 @@ def _status_notes(b: Backends, p: Progress, workers: int | None) -> list[str]:
     if p.verified is False and p.round_note:
         notes.append(f"unverified: these are its sealed counts, but {p.round_note}")
     elif p.verified is False:
-        why = (
+        why = unreadable_manifest(b.blobs, p.workload) or (
             "its sealed summary is missing or does not open"
             if settings.kek_file or settings.key_vault_key_id
             else "no KEK here to open its sealed summary (set RQP_KEK_FILE)"

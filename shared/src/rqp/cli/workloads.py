@@ -4,7 +4,6 @@ blob store, into a serving scheduler's hands, and the table of recent ones."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -20,7 +19,15 @@ from ..errors import ConfigError, IntegrityError, RedisUnavailableError, RqpErro
 from ..ledger import PRIORITIES, SUBMISSIONS, Ledger, Priority, Refusal, clear_refusal, submit, workloads
 from ..records import csv_header_repeats
 from ..status import read_progress
-from ..workload import blob_name, looks_like_csv, new_workload_id, pack
+from ..workload import (
+    Manifest,
+    NotAManifestError,
+    blob_name,
+    looks_like_csv,
+    new_workload_id,
+    pack,
+    unreadable_manifest,
+)
 from .context import backends, set_priority, verify_counts
 from .formatting import FINISHED_STATES, clip, fmt_age, percent, table, terminal_width, when
 from .status import shown_refusal
@@ -229,9 +236,10 @@ def _refused_before(b: Backends, workload_id: str) -> Refusal | None:
         return None
 
 
-def _packed_workloads(b: Backends, known: set[str]) -> list[tuple[str, float]]:
+def _packed_workloads(b: Backends, known: set[str], unreadable: dict[str, str]) -> list[tuple[str, float]]:
     """(id, packed at) of the workloads in the blob store that Redis does not know: packed, not
-    scheduled. The manifests' creation times are read unauthenticated: they only order the list."""
+    scheduled. The manifests' creation times are read unauthenticated: they only order the list.
+    One whose ``manifest.json`` is not a manifest goes into ``unreadable`` with the reason."""
     settings = b.settings
     parts = urllib.parse.urlsplit(settings.blob_url)
     if parts.scheme in ("", "file"):
@@ -245,8 +253,11 @@ def _packed_workloads(b: Backends, known: set[str]) -> list[tuple[str, float]]:
         if leaf != "manifest.json" or wid in known:
             continue
         try:
-            created = float(json.loads(store.get(name)).get("created", 0.0))
-        except (RqpError, ValueError, TypeError, AttributeError):
+            created = Manifest.from_json(store.get(name), wid).created
+        except NotAManifestError as exc:
+            unreadable[wid] = str(exc)
+            created = 0.0
+        except RqpError:
             created = 0.0
         found.append((wid, created))
     return found
@@ -272,6 +283,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     now = time.time()
     rows: list[tuple[float, list[str]]] = []
     unverified = unchecked = refused = 0
+    #: workloads whose manifest.json is junk: marked, each with its one line, the rest listed
+    unreadable: dict[str, str] = {}
     started = workloads(r, newest_first=True)
     known = set(started)
     priorities = _priorities(r)
@@ -283,6 +296,10 @@ def cmd_list(args: argparse.Namespace) -> int:
             p = verify_counts(b, p, strict=False)  # one workload's stale summary: marked, the rest listed
             unverified += p.verified is False and not p.round_note
             unchecked += p.verified is False and bool(p.round_note)
+            why = unreadable_manifest(b.blobs, wid) if p.verified is False and not p.round_note else None
+            if why:
+                unreadable[wid] = why
+                unverified -= 1
         if not p.reading:
             progress = percent(p.fraction or 0.0)
         else:
@@ -299,13 +316,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     except redis.ResponseError:  # a Redis user that may not read the submissions
         submitted = set()
     try:
-        packed = _packed_workloads(b, known)
+        packed = _packed_workloads(b, known, unreadable)
     except RqpError as exc:
         print(f"rqp: warning: packed workloads not listed: {exc}", file=sys.stderr)
         packed = []
     for wid, created in packed:
         # refused by the scheduler (as Redis says: unverified, marked *)
-        state = "refused*" if shown_refusal(b, wid) else "submitted" if wid in submitted else "packed"
+        if wid in unreadable:
+            state = "unreadable*"
+        else:
+            state = "refused*" if shown_refusal(b, wid) else "submitted" if wid in submitted else "packed"
         refused += state == "refused*"
         level = priorities.get(wid, Priority.NORMAL.value)
         rows.append((created, [wid, state, level, "-", "-", "-", fmt_age(now - created) if created else "-"]))
@@ -333,6 +353,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             "* ended, but no sealed head in Redis confirms its sealed summary's round is the current one "
             "(round not checked); 'rqp status W' says why"
         )
+    for wid, why in sorted(unreadable.items()):
+        print(f"* {wid}: {why}")
     if refused:
         print("refused*: the scheduler would not run it, as Redis says (unverified); 'rqp status W' says why")
     if more > 0:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, WorkloadError
+from ..jsonsafe import MAX_JSON_DEPTH
 from ..records import repeated_name
 
 __all__ = ["BATCH_ROWS", "PIECE_BYTES", "DataSource", "data_source", "encode_value", "is_dataframe", "is_table"]
@@ -153,16 +154,32 @@ def _unique_columns(names: list[str], what: str) -> None:
 def _unique_fields(schema: Any, what: str) -> None:
     """Refuse a struct anywhere in a column -- in a list, a map's keys or values, a struct in a
     struct -- that names a field twice: its rows cannot be read as records (Arrow refuses to make
-    a dictionary of it), and as JSON only one of the two could count."""
+    a dictionary of it), and as JSON only one of the two could count. A column whose type nests
+    deeper than ``MAX_JSON_DEPTH`` is refused too: none of its records could be read (rqp's JSON
+    bound), and the walk is bounded by it."""
     for field in schema:
         found = _repeated_field(field.type, field.name)
-        if found is not None:
-            at, twice = found
-            where = "" if at == field.name else f", in its struct at {at}"
+        if found is None:
+            continue
+        at, twice = found
+        if twice is None:
             raise WorkloadError(
-                f"{what} names the field {twice!r} twice in the column {field.name!r}{where} (only one could count); "
-                f"rename one and submit again"
+                f"{what}'s column {field.name!r} nests deeper than {MAX_JSON_DEPTH} levels (at {_clipped(at)}), more "
+                f"than a record may; flatten it and submit again"
             )
+        where = "" if at == field.name else f", in its struct at {_clipped(at)}"
+        raise WorkloadError(
+            f"{what} names the field {twice!r} twice in the column {field.name!r}{where} (only one could count); "
+            f"rename one and submit again"
+        )
+
+
+#: how much of a place in a nested column an error line shows (a deep one's path is long)
+_PLACE_SHOWN = 80
+
+
+def _clipped(at: str) -> str:
+    return at if len(at) <= _PLACE_SHOWN else f"{at[: _PLACE_SHOWN // 2]}…{at[-_PLACE_SHOWN // 2 :]}"
 
 
 #: the pyarrow.types tests of the list kinds (the list views are newer than some pyarrows)
@@ -173,32 +190,40 @@ def _never(_kind: Any) -> bool:
     return False
 
 
-def _repeated_field(kind: Any, at: str) -> tuple[str, str] | None:
-    """(where, name) of the first struct inside the Arrow type ``kind`` naming a field twice;
-    ``at`` is where ``kind`` sits (``col``, ``col[]`` for a list's items, ``col{key}`` and
-    ``col{value}`` for a map's, ``col.field`` for a struct's field)."""
-    pa = _need("pyarrow", "dataframe")
+def _children(pa: Any, kind: Any, at: str) -> tuple[list[tuple[Any, str]], str | None]:
+    """The types inside Arrow type ``kind`` with where each sits, and the first field name a
+    struct ``kind`` names twice (None when it names none, or is not a struct)."""
     types = pa.types
     if types.is_struct(kind):
         fields = [kind.field(i) for i in range(kind.num_fields)]
-        twice = repeated_name([f.name for f in fields])
+        return [(f.type, f"{at}.{f.name}") for f in fields], repeated_name([f.name for f in fields])
+    if types.is_map(kind):
+        return [(kind.key_type, f"{at}{{key}}"), (kind.item_type, f"{at}{{value}}")], None
+    if any(getattr(types, test, _never)(kind) for test in _LIST_TYPES):
+        return [(kind.value_type, f"{at}[]")], None
+    if types.is_dictionary(kind):
+        return [(kind.value_type, at)], None
+    if types.is_union(kind):
+        return [(kind.field(i).type, f"{at}<{kind.field(i).name}>") for i in range(kind.num_fields)], None
+    return [], None
+
+
+def _repeated_field(kind: Any, at: str, limit: int = MAX_JSON_DEPTH) -> tuple[str, str | None] | None:
+    """(where, name) of the first struct inside the Arrow type ``kind`` naming a field twice, in
+    the order a reader meets them; (where, None) when ``kind`` nests deeper than ``limit`` there;
+    None when neither. ``at`` is where ``kind`` sits (``col``, ``col[]`` for a list's items,
+    ``col{key}`` and ``col{value}`` for a map's, ``col.field`` for a struct's field). Walked
+    with a stack, not recursion: a table built in memory can nest as deep as its maker likes."""
+    pa = _need("pyarrow", "dataframe")
+    todo: list[tuple[Any, str, int]] = [(kind, at, 0)]
+    while todo:
+        current, where, depth = todo.pop()
+        if depth > limit:
+            return where, None
+        children, twice = _children(pa, current, where)
         if twice is not None:
-            return at, twice
-        children = [(f.type, f"{at}.{f.name}") for f in fields]
-    elif types.is_map(kind):
-        children = [(kind.key_type, f"{at}{{key}}"), (kind.item_type, f"{at}{{value}}")]
-    elif any(getattr(types, test, _never)(kind) for test in _LIST_TYPES):
-        children = [(kind.value_type, f"{at}[]")]
-    elif types.is_dictionary(kind):
-        children = [(kind.value_type, at)]
-    elif types.is_union(kind):
-        children = [(kind.field(i).type, f"{at}<{kind.field(i).name}>") for i in range(kind.num_fields)]
-    else:
-        return None
-    for child, where in children:
-        found = _repeated_field(child, where)
-        if found is not None:
-            return found
+            return where, twice
+        todo.extend((child, place, depth + 1) for child, place in reversed(children))
     return None
 
 
