@@ -490,7 +490,7 @@ def _root(
     store: BlobStore,
     workload: Workload,
     head: Head,
-    results_blob: str,
+    results: ResultsInfo,
     failed: list[Failure],
     signer: SigningKey | None,
     inputs: InputPieces | None,
@@ -498,15 +498,17 @@ def _root(
     limits: Limits | None,
     unread: int = 0,
 ) -> Attestation:
-    """The signed results root: from the enqueue's input digests when this run's pieces cover
-    every record and each is as it wrote it, else from the data read again (the same leaves)."""
+    """The signed results root over the staged ``results`` (read back and checked against the
+    digest its writer made): from the enqueue's input digests when this run's pieces cover every
+    record and each is as it wrote it, else from the data read again (the same leaves)."""
+    results_blob = results.blob + STAGED_SUFFIX
     assert head.total is not None
     plan = None if inputs is None else inputs.plan(head.total)
     if inputs is not None and plan is not None:
         try:
             return build_root(
                 store, workload, (), results_blob, failed, head.total, signer, round_=head.round, staged=True,
-                inputs=inputs.read(plan, head.total), unread=unread,
+                inputs=inputs.read(plan, head.total), unread=unread, results_sha256=results.sha256,
             )  # fmt: skip
         except PieceRejected as exc:
             log.warning("workload %s: %s; the results root reads the data again", workload.id, exc)
@@ -519,7 +521,7 @@ def _root(
     records = payloads if payloads is not None else _payloads(workload, limits)
     return build_root(
         store, workload, records, results_blob, failed, head.total, signer, round_=head.round, staged=True,
-        unread=unread,
+        unread=unread, results_sha256=results.sha256,
     )  # fmt: skip
 
 
@@ -575,7 +577,7 @@ def consolidate(
                 f"this round's notes name {proof.done_count} records done, {proof.this_round} results were read",
             )
         failed = failures(ledger, workload, proof, cancelled)
-        root = _root(store, workload, head, staged[0][0], failed, signer, inputs, payloads, limits, unread)
+        root = _root(store, workload, head, results, failed, signer, inputs, payloads, limits, unread)
         summary = summarize(
             ledger, workload, head, results, failed, proof.not_run, "cancelled" if cancelled else "done", unread,
             root.to_dict(), found,

@@ -423,11 +423,29 @@ def _row(line: bytes) -> _Row:
     return doc.get("id"), doc.get("key"), kind, digest
 
 
-def _result_rows(store: BlobStore, workload: Workload, blob: str) -> Iterator[list[_Row]]:
-    """The rows of the results object, one list per decrypted piece."""
+class _Tally:
+    """SHA-256 and size of the bytes that passed through ``feed``: what ``build_root`` wrote, and
+    what it read back, compared before anything is signed."""
+
+    def __init__(self) -> None:
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def feed(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            self.sha.update(chunk)
+            self.size += len(chunk)
+            yield chunk
+
+    def same(self, other: _Tally) -> bool:
+        return self.size == other.size and hmac.compare_digest(self.sha.digest(), other.sha.digest())
+
+
+def _result_rows(store: BlobStore, workload: Workload, blob: str, read: _Tally) -> Iterator[list[_Row]]:
+    """The rows of the results object, one list per decrypted piece (its stored bytes through ``read``)."""
     rest = b""
     what = f"results of workload {workload.id}"
-    for piece in decrypt_stream(workload.key, store.iter_chunks(blob), aad("results", workload.id), what):
+    for piece in decrypt_stream(workload.key, read.feed(store.iter_chunks(blob)), aad("results", workload.id), what):
         lines = (rest + piece).split(b"\n")
         rest = lines.pop()
         yield [_row(line) for line in lines]
@@ -535,6 +553,7 @@ def build_root(
     staged: bool = False,
     inputs: Iterable[bytes] | None = None,
     unread: int = 0,
+    results_sha256: str | None = None,
 ) -> Attestation:
     """Write ``inputs.bin`` then ``leaves.bin`` for records ``0..total-1`` (``records``: their
     payloads as parsed, in order; results from ``results_blob`` in record order; the rest failed
@@ -544,17 +563,35 @@ def build_root(
     digests of records ``0..total-1`` already computed (32 bytes each, concatenated, in pieces:
     the enqueue's, authenticated by the caller), instead of ``records``' -- ``records`` is then
     not read. ``unread``: records a cancel left unread (no leaf, their keys never seen): keys are
-    then not claimed unique."""
+    then not claimed unique. ``results_sha256``: SHA-256 of the stored ``results_blob`` as its
+    writer made it; the root is refused (``IntegrityError``) when the bytes read back differ."""
     suffix = STAGED_SUFFIX if staged else ""
     inputs_name = blob_name(workload.id, INPUTS_BLOB) + suffix
-    store.put_stream(inputs_name, _inputs(workload, records, total) if inputs is None else _exactly(inputs, total))
+    # the leaves are built from inputs.bin and the results object read back from the blob store,
+    # streaming (no whole-workload buffer): what is read back must be byte for byte what was
+    # written -- the input digests as this function wrote them, the results as their writer's
+    # digest (``results_sha256``) says -- else a blob-store writer who rewrote one in between
+    # (with the data key, any processor) would have a forged input or result signed
+    wrote, read_inputs, read_results = _Tally(), _Tally(), _Tally()
+    digests = _inputs(workload, records, total) if inputs is None else _exactly(inputs, total)
+    store.put_stream(inputs_name, wrote.feed(digests))
     tree = TreeBuilder()
-    macs = iter_hashes(store.iter_chunks(inputs_name))
-    rows = _rows(_result_rows(store, workload, results_blob))
+    macs = iter_hashes(read_inputs.feed(store.iter_chunks(inputs_name)))
+    rows = _rows(_result_rows(store, workload, results_blob, read_results))
     keys = KeysSeen(workload.manifest.id_field is not None)
     if unread:
         keys.unkeyed_failure()
     store.put_stream(blob_name(workload.id, LEAVES_BLOB) + suffix, _leaves(macs, rows, failures, total, tree, keys))
+    if not wrote.same(read_inputs):
+        raise IntegrityError(
+            f"workload {workload.id}: {inputs_name} changed between its write and its read for the results root "
+            "(another writer in the blob store); nothing was signed: check who can write to the blob store"
+        )
+    if results_sha256 is not None and read_results.sha.hexdigest() != results_sha256:
+        raise IntegrityError(
+            f"workload {workload.id}: {results_blob} is not the results object consolidation wrote (another writer "
+            "in the blob store); nothing was signed: check who can write to the blob store"
+        )
     m = workload.manifest
     statement = {
         "v": STATEMENT_VERSION,
