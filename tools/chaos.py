@@ -88,8 +88,11 @@ CANCEL_SHORT = "cancel summary counts only the records read"
 AUDIT_EMPTIED = "an emptied audit list verifies"
 #: what this tool names as known open: BAD runs whose wrong answer is one of these (none now)
 KNOWN_OPEN: tuple[str, ...] = ()
-#: how it says a report marked its counts unverified (exit 4): not a lie
+#: how it says a report marked its counts unverified (exit 4), or a reader refused results whose
+#: round no sealed head confirms (exit 11, e.g. a Redis writer replaced the head): not a lie
 UNVERIFIED = "unverified"
+#: ``rqp results``' exit when no sealed head in Redis confirms the round (``RoundUncheckedError``)
+ROUND_UNCHECKED = 11
 #: what a reason must name to count as a refusal rather than a silent or unexplained failure
 AUTH_REASON = re.compile(
     r"authenticat|integrity|does not open|not sealed|forged|replayed|tamper|altered|replaced|refused|behind rqp's back"
@@ -850,6 +853,8 @@ def _exact(lab: Lab, wid: str, n: int, failing: set[int], serve: Serve) -> str |
     if (s.total, s.done, s.failed, s.cancelled) != (n, want_done, want_failed, 0):
         return f"sealed summary says total={s.total} done={s.done} failed={s.failed} cancelled={s.cancelled} for {n} records"
     code, got, err = _results(lab, wid)
+    if code == ROUND_UNCHECKED:
+        return f"{UNVERIFIED}: 'rqp results' exits {code}: {err}"
     if code != 0:
         return f"'rqp results' exits {code}: {err}"
     want = {i: i * 2 for i in range(n) if i not in failing}
@@ -909,6 +914,8 @@ def _cancelled_right(lab: Lab, wid: str, serve: Serve) -> str | None:
     if s.done + s.failed + s.cancelled != VICTIM_RECORDS or s.cancelled == 0:
         return f"sealed summary says total={s.total} done={s.done} failed={s.failed} cancelled={s.cancelled}"
     code, got, err = _results(lab, wid)
+    if code == ROUND_UNCHECKED:
+        return f"{UNVERIFIED}: 'rqp results' exits {code}: {err}"
     if code != 0 or got is None:
         return f"'rqp results' exits {code}: {err}"
     if len(got) != s.done or any(v != i * 2 for i, v in got.items()):
@@ -1041,6 +1048,8 @@ def _run_case(lab: Lab, family: str, seed: int, mutations: int, done: list[str])
         return Outcome(family, seed, "BAD", "the victim's state is gone and nothing said why", done)
     if cancel_at is not None:
         wrong = _cancelled_right(lab, victim, serve)
+        if wrong and wrong.startswith(UNVERIFIED):
+            return Outcome(family, seed, "refused", f"the cancelled victim: {wrong}" + flagged, done)
         if wrong:
             return Outcome(family, seed, "BAD", f"the cancelled victim: {wrong}", done)
         return Outcome(family, seed, "refused" if flagged else "exact", "cancelled; every result right" + flagged, done)
