@@ -5,6 +5,7 @@ tests/e2e/test_verify.py and tests/e2e/test_verify_exports.py.)"""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -217,6 +218,7 @@ C2_EDITS: dict[str, Any] = {
     "junk before the signature": (("signature", "value"), lambda v: "$$" + v),
     "a newline in the signature": (("signature", "value"), lambda v: v[:8] + "\n" + v[8:]),
     "a pad bit set in the signature": (("signature", "value"), _flip_pad_bits),
+    "a hash too many in the path": (("path",), lambda v: base64.b64encode(base64.b64decode(v) + bytes(32)).decode()),
 }
 
 
