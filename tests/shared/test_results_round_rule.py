@@ -558,8 +558,20 @@ def test_c3_while_a_generation_runs_results_show_only_the_generation_it_replaced
             line = one_line_error(err)
             assert code == 4 and not out, (argv, out, err)  # generation 1's values never printed
             assert "other than the one its current generation's signed manifest says it replaced" in line, line
+        # the record is signed: a blob writer pointing it at generation 1 breaks the manifest's signature
+        doc = json.loads(world.store.get(blob_name(wid, "manifest.json")))
+        doc["supersedes"]["manifest"] = _digest_of(first)
+        world.store.put(blob_name(wid, "manifest.json"), json.dumps(doc).encode())
+        code, out, err = run(capsys, "results", wid)
+        assert code == 4 and not out and "changed after signing" in one_line_error(err), (out, err)
     finally:
         fresh.pool.close()
+
+
+def _digest_of(blobs: dict[str, bytes]) -> str:
+    from rqp.workload import Manifest
+
+    return Manifest.from_json(blobs["manifest.json"], json.loads(blobs["manifest.json"])["workload"]).content_digest()
 
 
 def test_c3_while_a_generation_runs_results_show_the_replaced_generation_only_at_its_last_round(
