@@ -5,6 +5,7 @@ tests/e2e/test_verify.py and tests/e2e/test_verify_exports.py.)"""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -169,3 +170,97 @@ def test_n8_a_bad_signer_is_named_as_the_results_key_not_the_submitters_trust_fi
         assert f"results key {path} (--signer) {why}" in line, line
         assert "results key's .pub.pem" in line and "SIGNERS" not in line and "submitters" not in line, line
     assert len(results_trust(settings, tmp_path / "results.pub.pem").signers) == 1  # the right file still works
+
+
+def _es256_proof(tmp_path: Path) -> tuple[dict[str, Any], bytes]:
+    """A proof of a one-record tree signed ES256 (as a Key Vault results key signs: r || s)."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    from rqp.pem import fingerprint
+    from rqp.signing import ES256, Signature
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    mac, value = hashlib.sha256(b"in").digest(), {"n": 1}
+    leaf = leaf_hash(leaf_bytes(0, None, mac, RESULT, hashlib.sha256(canonical(value)).hexdigest()))
+    statement = {"v": 1, "workload": "w-es", "round": 1, "root": leaf.hex(), "size": 1, "manifest": "m", "data_sha256": "d", "script_sha256": "s"}  # fmt: skip
+    r, s = decode_dss_signature(key.sign(Attestation(statement, None, "").message(), ec.ECDSA(hashes.SHA256())))
+    sig = Signature(ES256, fingerprint(key.public_key()), r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+    record = {"id": 0, "key": None, "kind": RESULT, "value": value, "input": mac.hex()}
+    return proof_doc(Attestation(statement, sig, pem.decode()), record, leaf, []), pem
+
+
+def _b64_edit(doc: dict[str, Any], where: tuple[str, ...], edit: Any) -> dict[str, Any]:
+    out = json.loads(json.dumps(doc))
+    holder = out
+    for name in where[:-1]:
+        holder = holder[name]
+    holder[where[-1]] = edit(holder[where[-1]])
+    return out
+
+
+def _flip_pad_bits(text: str) -> str:
+    """The same bytes in base64 rqp never writes: a pad bit set (``b64decode(validate=True)`` takes it)."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    body = text.rstrip("=")
+    assert len(body) % 4, "needs padding to have pad bits"
+    return body[:-1] + alphabet[alphabet.index(body[-1]) ^ 1] + text[len(body) :]
+
+
+C2_EDITS: dict[str, Any] = {
+    "format rqp-proof/9": (("format",), lambda v: "rqp-proof/9"),
+    "alg junk": (("signature", "alg"), lambda v: "junk"),
+    "alg ES256 over an Ed25519 signature": (("signature", "alg"), lambda v: "ES256"),
+    "junk before the path": (("path",), lambda v: "!!" + v),
+    "a newline in the path": (("path",), lambda v: v[:8] + "\n" + v[8:]),
+    "junk before the signature": (("signature", "value"), lambda v: "$$" + v),
+    "a newline in the signature": (("signature", "value"), lambda v: v[:8] + "\n" + v[8:]),
+    "a pad bit set in the signature": (("signature", "value"), _flip_pad_bits),
+    "a hash too many in the path": (("path",), lambda v: base64.b64encode(base64.b64decode(v) + bytes(32)).decode()),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(C2_EDITS))
+def test_c2_the_readme_check_refuses_what_check_proof_and_verify_proof_refuse(million, tmp_path, capsys, edit):
+    """Was (atk5 C2): the README's check passed a proof with any ``format``, any ``alg`` (all but
+    ES256 took the Ed25519 branch), and junk in ``path`` or ``signature.value`` (``b64decode``
+    dropped what is not base64), all of which ``check_proof`` and ``rqp verify-proof`` refuse; and
+    a junk signature was answered "re-pack the workload", the fix for a manifest, not for an
+    edited proof. Now all three refuse each, and the line says the proof was edited."""
+    from rqp.cli import main
+
+    doc, pem = million
+    where, change = C2_EDITS[edit]
+    edited = _b64_edit(doc, where, change)
+    assert _readme_check()(doc, pem, "w-million", 654_321) is True  # the genuine proof passes
+    assert _readme_check()(edited, pem, "w-million", 654_321) is False
+    with pytest.raises(IntegrityError) as err:
+        check_proof(json.dumps(edited, separators=(",", ":")).encode(), pem)
+    assert "re-pack" not in str(err.value), err.value  # an edited proof: nothing to re-pack
+    f, signer = tmp_path / "p.json", tmp_path / "results.pub.pem"
+    f.write_text(json.dumps(edited, separators=(",", ":")))
+    signer.write_bytes(pem)
+    assert main(["verify-proof", str(f), "--signer", str(signer)]) == 4
+    line = capsys.readouterr().err
+    assert line.count("\n") == 1 and "re-pack" not in line and "Traceback" not in line, line
+
+
+def test_c2_an_es256_signature_of_other_than_64_bytes_is_refused_by_all_three(tmp_path):
+    """The README's check read r and s as bytes 0-32 and 32-64 whatever the length, so a 65-byte
+    ES256 value (a byte added after s) passed it while rqp (64 bytes exactly) refused it;
+    and an Ed25519 alg over the ES256 key is refused by both."""
+    import base64
+
+    doc, pem = _es256_proof(tmp_path)
+    readme = _readme_check()
+    assert readme(doc, pem, "w-es", 0) is True
+    assert check_proof(json.dumps(doc).encode(), pem).startswith("sha256:")
+    raw = base64.b64decode(doc["signature"]["value"])
+    padded = _b64_edit(doc, ("signature", "value"), lambda v: base64.b64encode(raw + b"\0").decode())
+    ed = _b64_edit(doc, ("signature", "alg"), lambda v: "Ed25519")
+    for bad in (padded, ed):
+        assert readme(bad, pem, "w-es", 0) is False
+        with pytest.raises(IntegrityError):
+            check_proof(json.dumps(bad).encode(), pem)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cli_helpers import one_line_error, run
@@ -298,14 +299,14 @@ def test_b1_a_whole_superseded_generation_put_back_under_the_new_ones_head_needs
         code, out, err = run(capsys, *argv)
         line = one_line_error(err)
         assert code == UNCHECKED and not out.strip(), (argv, out, err)  # no manifest offered to pin, no values
-        assert "Redis holds a sealed head for it that does not open under the key of the generation" in line, line
+        assert "Redis holds a sealed head that does not open under this generation's key" in line, line
         assert "no sealed head in Redis" not in line and f"manifest {first[:16]}..." in line, line
         assert "--any-round=older" in line, line
     code, out, err = run(capsys, "verify", wid, "--any-round=older")
-    assert code == 0 and "does not open under this manifest's key" in out, (out, err)
+    assert code == 0 and "does not open under this generation's key" in out, (out, err)
     client = _client(world)
     try:
-        with pytest.raises(RoundUncheckedError, match="does not open under the key of the generation"):
+        with pytest.raises(RoundUncheckedError, match="does not open under this generation's key"):
             client.workload(wid).verify(signer=pub, any_round=True)
     finally:
         client.close()
@@ -519,3 +520,136 @@ def test_na_a_proof_issued_while_a_retry_round_runs_says_that_round_will_superse
     world.run_to_end(r, proc)
     code, out, err = run(capsys, "proof", wid, "--record", "0")
     assert code == 0 and json.loads(out)["round"] == 2 and not err, err
+
+
+# ---------------------------------------------------------------- the fifth review (atk5)
+def _start(world, wid: str, name: str) -> Any:
+    """A re-packed generation started on a new processor (the old one keeps the old script host
+    warm) and left running: its sealed head open. The processor, to close."""
+    fresh = world.processor(name)
+    world.run(wid).step()
+    return fresh
+
+
+def _under_superseded(world, wid: str, blobs: dict[str, bytes]) -> None:
+    for name, data in blobs.items():
+        world.store.put(blob_name(wid, "superseded/" + name), data)
+
+
+def test_c3_while_a_generation_runs_results_show_only_the_generation_it_replaced(world, proc, cli_env, capsys):
+    """Was (atk5 C3): generation 3 running, generation 1's blobs put under ``superseded/`` (two
+    generations back): ``rqp results`` printed generation 1's values, exit 0, as "the previous
+    generation". Now generation 3's signed manifest records the generation it replaced (its
+    manifest digest and summary bytes): anything else there is refused with one line, exit 4."""
+    wid = world.pack("c3", [{"n": i} for i in range(6)])
+    world.run_to_end(world.run(wid), proc)
+    first = _generation(world, wid)
+    _repack(world, wid, [{"n": i} for i in range(6)], "def process(r):\n    return r['n'] + 1000\n")
+    _run_fresh(world, wid)
+    _repack(world, wid, [{"n": i} for i in range(6)], "def process(r):\n    return r['n'] + 2000\n")
+    assert world.backends().workload(wid).manifest.supersedes is not None
+    fresh = _start(world, wid, "test:3")
+    try:
+        code, out, err = run(capsys, "results", wid)  # generation 2, the one replaced: shown
+        assert code == 0 and json.loads(out.splitlines()[1])["result"] == 1001 and "has not finished" in err, err
+        _under_superseded(world, wid, first)
+        for argv in (["results", wid], ["results", wid, "--failed"], ["results", wid, "--any-round=older"]):
+            code, out, err = run(capsys, *argv)
+            line = one_line_error(err)
+            assert code == 4 and not out, (argv, out, err)  # generation 1's values never printed
+            assert "other than the one its current generation's signed manifest says it replaced" in line, line
+        # the record is signed: a blob writer pointing it at generation 1 breaks the manifest's signature
+        doc = json.loads(world.store.get(blob_name(wid, "manifest.json")))
+        doc["supersedes"]["manifest"] = _digest_of(first)
+        world.store.put(blob_name(wid, "manifest.json"), json.dumps(doc).encode())
+        code, out, err = run(capsys, "results", wid)
+        assert code == 4 and not out and "changed after signing" in one_line_error(err), (out, err)
+    finally:
+        fresh.pool.close()
+
+
+def _digest_of(blobs: dict[str, bytes]) -> str:
+    from rqp.workload import Manifest
+
+    return Manifest.from_json(blobs["manifest.json"], json.loads(blobs["manifest.json"])["workload"]).content_digest()
+
+
+def test_c3_while_a_generation_runs_results_show_the_replaced_generation_only_at_its_last_round(
+    world, proc, cli_env, capsys, operator
+):
+    """Was (atk5 C3, round variant): generation 1 ended at round 2 (``rqp retry --failed``),
+    generation 2 running, generation 1's round-1 blobs put under ``superseded/``: ``rqp results``
+    showed round 1, exit 0, no note. Now the summary bytes the new manifest signs name round 2."""
+    _signing(world, operator)
+    wid = world.pack("c3r", [{"n": i} for i in range(8)], FIVE)
+    world.run_to_end(world.run(wid), proc)
+    round_one = _keep(world, wid)
+    _retry_round(world, proc, operator, wid)
+    _repack(world, wid, [{"n": i} for i in range(8)], "def process(r):\n    return r['n']\n")
+    fresh = _start(world, wid, "test:2")
+    try:
+        code, out, err = run(capsys, "results", wid, "--failed")  # round 2 of generation 1: shown
+        assert code == 0 and len(out.splitlines()) == 1 and "has not finished" in err, (out, err)
+        _under_superseded(world, wid, round_one)
+        for argv in (["results", wid], ["results", wid, "--failed"], ["results", wid, "--any-round=older"]):
+            code, out, err = run(capsys, *argv)
+            line = one_line_error(err)
+            assert code == 4 and not out, (argv, out, err)
+            assert "superseded/summary.enc is not the summary the current generation's signed manifest" in line, line
+    finally:
+        fresh.pool.close()
+
+
+def test_c3_a_generation_packed_without_the_record_shows_the_previous_one_only_as_round_unchecked(
+    world, proc, cli_env, capsys
+):
+    """A generation whose manifest does not record what it replaced (packed by an rqp before it
+    did; made here by superseding first, then packing without --replace): while it runs, which
+    older generation sits in ``superseded/`` cannot be told, so the round rule answers -- exit 11
+    unless --any-round, which prints it with the note."""
+    from rqp.workload import supersede
+
+    wid = world.pack("c3u", [{"n": i} for i in range(6)])
+    world.run_to_end(world.run(wid), proc)
+    assert supersede(world.store, wid)
+    data, source = world.root / "c3u-next.jsonl", world.root / "c3u-next.py"
+    data.write_text("".join(json.dumps({"n": i}) + "\n" for i in range(6)))
+    source.write_text("def process(r):\n    return r['n'] + 1000\n")
+    pack(world.store, world.keys, wid, data, source, signer=world.signer.key)
+    assert world.backends().workload(wid).manifest.supersedes is None
+    fresh = _start(world, wid, "test:2")
+    try:
+        code, out, err = run(capsys, "results", wid)
+        assert code == UNCHECKED and not out and "does not record which generation it replaced" in err, (out, err)
+        code, out, err = run(capsys, "results", wid, "--any-round")
+        assert code == 0 and json.loads(out.splitlines()[1])["result"] == 2, (out, err)
+        assert "round not checked: the current generation's signed manifest does not record" in err, err
+    finally:
+        fresh.pool.close()
+
+
+def test_c4_a_whole_older_generation_put_back_needs_older_even_with_the_pin_deleted(
+    world, proc, cli_env, capsys, operator
+):
+    """Was (atk5 C4): as B1, but with the start pin deleted from Redis too: plain ``--any-round``
+    passed again, ``rqp verify`` printed generation 1's manifest as the one to pin and said "no
+    sealed head in Redis" while Redis held one. Now a head that does not open under this
+    generation's key is another generation's, whatever the pin says."""
+    _signing(world, operator)
+    wid = world.pack("c4", [{"n": i} for i in range(6)])
+    world.run_to_end(world.run(wid), proc)
+    first = _manifest(run(capsys, "verify", wid)[1])
+    old = _generation(world, wid)
+    _repack(world, wid, [{"n": i} for i in range(6)], "def process(r):\n    return r['n'] + 1000\n")
+    _run_fresh(world, wid)
+    for name, data in old.items():
+        world.store.put(blob_name(wid, name), data)
+    assert world.r.hdel(Ledger(world.r, wid).k.meta, Meta.PIN) == 1
+    for argv in (["verify", wid, "--any-round"], ["proof", wid, "--record", "1", "--any-round"], ["results", wid, "--any-round"]):  # fmt: skip
+        code, out, err = run(capsys, *argv)
+        line = one_line_error(err)
+        assert code == UNCHECKED and not out.strip(), (argv, out, err)  # no manifest to pin, no values
+        assert "Redis holds a sealed head that does not open under this generation's key" in line, line
+        assert "no sealed head in Redis" not in line and f"manifest {first[:16]}..." in line, line
+    code, out, err = run(capsys, "verify", wid, "--any-round=older")
+    assert code == 0 and "does not open under this generation's key" in out, (out, err)  # taken only on purpose

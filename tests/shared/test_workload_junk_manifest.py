@@ -149,3 +149,14 @@ def test_whatever_a_blob_writer_puts_there_is_a_manifest_or_one_line(field: str,
         assert isinstance(m.created, float) and math.isfinite(m.created) and isinstance(m.data, BlobInfo)
         assert isinstance(m.data.size, int) and isinstance(m.script.sha256, str) and isinstance(m.workload, str)
         assert json.loads(m.to_json()) is not None
+
+
+@pytest.mark.parametrize("junk", [5, "x", [], {}, {"manifest": "m"}, {"manifest": 1, "summary_sha256": ""}])
+def test_a_supersedes_field_that_is_not_the_record_is_refused_with_one_line(junk):
+    """``supersedes`` (atk5 C3: the generation a ``--replace`` one replaced) is read as exactly
+    its two text fields or refused as any other junk field is; null and absent both mean none."""
+    with pytest.raises(IntegrityError, match=LINE):
+        Manifest.from_json(_edited(supersedes=junk), WID)
+    good = {"manifest": "ab" * 32, "summary_sha256": "cd" * 32}
+    assert Manifest.from_json(_edited(supersedes=good), WID).supersedes == good
+    assert Manifest.from_json(_edited(supersedes=None), WID).supersedes is None

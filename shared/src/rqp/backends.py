@@ -168,21 +168,12 @@ class RoundFacts:
 
 
 def other_generation(r: redis.Redis, workload: Workload) -> bool:
-    """Whether Redis ran another generation than ``workload`` (whichever its own generation): it
-    holds a sealed head that does not open under ``workload``'s key, and a start pin that is not
-    ``workload``'s. A head that does not open beside ``workload``'s own pin is junk (a Redis
-    writer): that is "no head", not another generation."""
-    led = Ledger(r, workload.id)
-    if led.head() is None or open_head(r, workload) is not None:
-        return False
-    pin = led.pin()
-    if pin is None:
-        return False
-    try:
-        workload.check_pin(pin)
-    except IntegrityError:
-        return True
-    return False
+    """Whether Redis holds a sealed head for ``workload``'s id that does not open under
+    ``workload``'s key (whichever its own generation): evidence of another generation than the
+    one the blob store holds (a superseded one put back), or of a head altered -- never "no head",
+    and never taken by plain ``--any-round``. Whatever the start pin says: a Redis writer can
+    delete the pin as easily as the head, so the pin cannot turn such a head into "none"."""
+    return Ledger(r, workload.id).head() is not None and open_head(r, workload) is None
 
 
 def round_facts(r: redis.Redis, store: BlobStore, workload: Workload) -> RoundFacts:

@@ -104,6 +104,18 @@ def _fields(doc: Any, allowed: frozenset[str], required: frozenset[str], what: s
     return doc
 
 
+def _canonical_b64(value: Any, what: str) -> bytes:
+    """``value``'s bytes when it is base64 exactly as rqp writes it (alphabet only, padded, zero
+    pad bits) -- what the README's check takes, so the two agree -- else ``IntegrityError`` saying ``what``."""
+    try:
+        raw = base64.b64decode(value, validate=True) if isinstance(value, str) else None
+    except ValueError:
+        raw = None
+    if raw is None or base64.b64encode(raw).decode() != value:
+        raise _malformed(what)
+    return raw
+
+
 def _parse(doc: Any) -> tuple[Attestation, dict[str, Any], bytes, list[bytes]]:
     """(attestation, record, input digest, path) of a proof of exactly rqp's form, else ``IntegrityError``."""
     doc = _fields(doc, PROOF_FIELDS, PROOF_FIELDS, "the proof")
@@ -143,12 +155,11 @@ def _parse(doc: Any) -> tuple[Attestation, dict[str, Any], bytes, list[bytes]]:
         raise _malformed(f"its signature's alg must be {ED25519} or {ES256}")
     if not isinstance(doc["public_key"], str):
         raise _malformed("public_key must be text")
-    path = doc["path"]
-    try:
-        raw = base64.b64decode(path, validate=True) if isinstance(path, str) else None
-    except ValueError:
-        raw = None
-    if raw is None or base64.b64encode(raw).decode() != path or len(raw) % HASH_SIZE:
+    # an edited signature is the proof's fault, not the workload's: named here, before the shared
+    # signature reader (whose advice, re-pack, is for a manifest) sees it
+    _canonical_b64(sig["value"], "its signature's value must be canonical base64")
+    raw = _canonical_b64(doc["path"], f"path must be canonical base64 of {HASH_SIZE}-byte hashes")
+    if len(raw) % HASH_SIZE:
         raise _malformed(f"path must be canonical base64 of {HASH_SIZE}-byte hashes")
     att = Attestation.from_dict(doc, doc["workload"])
     return att, rec, mac, [raw[i : i + HASH_SIZE] for i in range(0, len(raw), HASH_SIZE)]

@@ -21,12 +21,21 @@ __all__ = ["FAILURE_BATCH", "failures_so_far", "generation_summary", "read_resul
 FAILURE_BATCH = 1000
 
 
-def generation_summary(store: BlobStore, workload: Workload) -> Summary:
+def generation_summary(store: BlobStore, workload: Workload, sha256: str | None = None) -> Summary:
     """The summary of ``workload``'s generation: the current one's (``rqp.summary.read_summary``)
-    or, for the superseded generation of a re-packed workload, the one kept beside it."""
+    or, for the superseded generation of a re-packed workload, the one kept beside it --
+    ``sha256`` given: only when its bytes are exactly those (``Manifest.supersedes`` of the
+    generation that replaced it, which names the round it ended at), read once, so a blob-store
+    writer cannot show another generation or an earlier round of it; ``IntegrityError`` otherwise."""
     if not workload.generation:
         return read_summary(store, workload)
     raw = store.get(workload.blob(SUMMARY_BLOB))
+    if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
+        raise IntegrityError(
+            f"workload {workload.id}: superseded/{SUMMARY_BLOB} is not the summary the current generation's signed "
+            f"manifest says it replaced (another generation, or an earlier round of it, put there in the blob store); "
+            f"not shown -- 'rqp results {workload.id}' once the current generation has finished"
+        )
     return Summary.from_json(workload.open_sealed("summary", "", raw), workload.id)
 
 

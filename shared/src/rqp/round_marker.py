@@ -72,8 +72,8 @@ def round_note(head: tuple[int, bool] | None, marked: int | None, summary_round:
     the blob store holds another generation than the one Redis ran (or Redis was altered)."""
     if head is None and foreign:
         return (
-            f" ({NOT_CHECKED}: Redis holds a sealed head for this workload that does not open under this "
-            f"manifest's key: the blob store holds another generation than the one Redis ran)"
+            f" ({NOT_CHECKED}: Redis holds a sealed head that does not open under this generation's key: the "
+            f"blob store holds another generation than the one Redis ran, or Redis's head was altered)"
         )
     if head is not None:
         current, closed = head
@@ -136,9 +136,9 @@ def foreign_head_error(workload_id: str, manifest: str, command: str = "verify",
     key of the generation the blob store holds: a whole superseded generation put back (or Redis's
     head altered) -- told apart from "no head", and never taken by plain ``--any-round``."""
     return (
-        f"workload {workload_id}: Redis holds a sealed head for it that does not open under the key of the "
-        f"generation in the blob store (manifest {manifest[:16]}...): the blob store holds another generation than "
-        f"the one Redis ran (a superseded one put back), or Redis's head was altered; plain --any-round does not "
+        f"workload {workload_id}: Redis holds a sealed head that does not open under this generation's key "
+        f"(manifest {manifest[:16]}... in the blob store): the blob store holds another generation than the one "
+        f"Redis ran (a superseded one put back), or Redis's head was altered; plain --any-round does not "
         f"accept it: 'rqp status {workload_id}', or accept it only on purpose with 'rqp {command} {workload_id} "
         f'--any-round={OLDER}\' (client: {method or command}(any_round="{OLDER}"))'
     )

@@ -148,12 +148,17 @@ class Manifest:
     #: when the submitter's signature stops being good for running it (unix time; ``rqp pack
     #: --expires``): the roles refuse to start or run it after, its results stay readable
     expires: float | None = None
+    #: the generation this one replaced (``rqp pack --replace``, ``supersede``): its manifest's
+    #: content digest and the SHA-256 of the summary.enc kept under ``superseded/`` (which names
+    #: the round it ended at) -- signed here, so ``rqp results`` shows only that generation at that
+    #: round while this one runs, never another a blob-store writer puts there; None: none replaced
+    supersedes: dict[str, str] | None = None
 
     def _doc(self) -> dict[str, Any]:
         doc = asdict(self)
         doc.pop("mac")
         doc.pop("signature")
-        for optional in ("id_field", "expires"):
+        for optional in ("id_field", "expires", "supersedes"):
             if doc[optional] is None:
                 del doc[optional]  # as manifests without one were signed
         doc["manifest_format"] = MANIFEST_FORMAT
@@ -244,6 +249,8 @@ MAX_MANIFEST_BYTES = 64 * 1024
 MAX_MANIFEST_DEPTH = 8
 #: times a manifest may carry (``created``, ``expires``): unix seconds up to the year 9999
 MAX_MANIFEST_TIME = 253_402_300_799.0
+#: what a manifest records of the generation it replaced (``Manifest.supersedes``)
+SUPERSEDES_FIELDS = ("manifest", "summary_sha256")
 _MANIFEST_TEXT = ("workload", "kek_id", "format", "delimiter", "mac")
 _BLOB_FIELDS = {"name": str, "size": int, "sha256": str, "plain_size": int}
 
@@ -297,6 +304,13 @@ def _manifest_doc(raw: bytes) -> dict[str, Any]:
         isinstance(signature, dict) and all(isinstance(v, str) for v in signature.values())
     ):
         raise ValueError("signature is not an object of strings")
+    supersedes = doc.get("supersedes")
+    if supersedes is not None and not (
+        isinstance(supersedes, dict)
+        and set(supersedes) == set(SUPERSEDES_FIELDS)
+        and all(isinstance(v, str) for v in supersedes.values())
+    ):
+        raise ValueError(f"supersedes is not an object of {', '.join(SUPERSEDES_FIELDS)} (text)")
     doc["data"] = _blob_info(doc, "data")
     doc["script"] = _blob_info(doc, "script")
     return doc
@@ -382,13 +396,15 @@ def check_script_source(source: bytes, name: str, fmt: str) -> None:
         )
 
 
-def supersede(store: BlobStore, workload_id: str, *, shred: bool = False) -> bool:
+def supersede(store: BlobStore, workload_id: str, *, shred: bool = False) -> dict[str, str] | None:
     """Before ``rqp pack --replace`` writes a new generation of a workload whose current one has
     *ended* (its ``summary.enc`` exists): keep that generation under ``superseded/`` -- its
     manifest, wrapped key, summary and results, streamed -- and delete the rest of it (data,
-    script, result parts, leftovers of a KEK rotation or a retry). True when it did; False (nothing
-    touched) for a workload never packed or not ended, which is overwritten as before and which
-    the scheduler's start pin then refuses while the old one runs.
+    script, result parts, leftovers of a KEK rotation or a retry). What it kept when it did
+    (``Manifest.supersedes``: the kept manifest's content digest and the SHA-256 of the summary
+    bytes it copied, which the new manifest signs); None (nothing touched) for a workload never
+    packed or not ended, which is overwritten as before and which the scheduler's start pin then
+    refuses while the old one runs.
 
     The scheduler starts the new generation only if the superseded one is the one Redis pinned and
     its sealed head is closed (``rqp_scheduler.run.workload_run``); ``rqp results`` reads it while
@@ -400,14 +416,22 @@ def supersede(store: BlobStore, workload_id: str, *, shred: bool = False) -> boo
     from a replay -- overwrites the key with random bytes as soon as the new generation has
     started (as ``rqp delete --shred``), and no copy of the old ciphertexts opens after that."""
     if not store.exists(blob_name(workload_id, "summary.enc")):
-        return False
+        return None
     old = blob_name(workload_id, SUPERSEDED)
     for name in list(store.list(old)):  # an earlier superseded generation, or a stale marker
         store.delete(name)
+    kept = dict.fromkeys(SUPERSEDES_FIELDS, "")
     for leaf in _KEPT_SHRED if shred else _KEPT:
         source = blob_name(workload_id, leaf)
         if store.exists(source):
-            store.put_stream(old + leaf, store.iter_chunks(source))
+            copied = _Tee(store.iter_chunks(source))
+            store.put_stream(old + leaf, copied)
+            if leaf == "summary.enc":
+                kept["summary_sha256"] = copied.sha.hexdigest()
+    try:
+        kept["manifest"] = Manifest.from_json(store.get(old + "manifest.json"), workload_id).content_digest()
+    except (RqpError, OSError):
+        pass  # not a manifest: that generation never opens, so nothing of it is shown either way
     if shred:
         store.put(old + SHRED_MARKER, b"shred the wrapped key once the new generation has started\n")
     # the summary first: a pack that crashes part-way and is run again finds no summary, keeps
@@ -419,7 +443,7 @@ def supersede(store: BlobStore, workload_id: str, *, shred: bool = False) -> boo
         if shred and name.endswith(("key.json", "key.previous.json")):
             store.put(name, os.urandom(max(SHRED_BYTES, store.size(name))))
         store.delete(name)
-    return True
+    return kept
 
 
 #: how much of a data file ``looks_like_csv`` reads: a header line and the first record's
@@ -506,8 +530,7 @@ def pack(
     else:
         script_bytes, script_name = b"".join(_read_file(Path(script))), str(script)
     check_script_source(script_bytes, script_name, fmt)
-    if replace:
-        supersede(store, workload_id, shred=shred_previous)
+    replaced = supersede(store, workload_id, shred=shred_previous) if replace else None
     key = new_data_key()
     try:
         infos = {}
@@ -532,6 +555,7 @@ def pack(
                 segment_size=segment_size,
                 id_field=id_field or None,
                 expires=expires,
+                supersedes=replaced,
             )
             .signed(key)
             .with_signature(signer, wrapped)

@@ -14,11 +14,11 @@ from dataclasses import asdict
 
 from ..backends import Backends, RoundFacts, check_tombstone, open_head, other_generation, round_facts, sealed_head
 from ..csv_layout import plain_text
-from ..errors import BlobNotFoundError, IntegrityError, RqpError, WorkloadError
+from ..errors import BlobNotFoundError, IntegrityError, RoundUncheckedError, RqpError, WorkloadError
 from ..jsonsafe import result_line
 from ..ledger import Ledger, Meta
 from ..results import failures_so_far, generation_summary, read_results
-from ..round_marker import AnyRound
+from ..round_marker import NOT_CHECKED, AnyRound
 from ..status import read_progress
 from ..storage import BlobStore
 from ..summary import SUMMARY_BLOB, Failure, Summary, read_summary
@@ -117,7 +117,26 @@ def _previous_or_refuse(b: Backends, workload: Workload, previous: Workload, any
             f"deleted or lost; superseded/ holds an older generation, which is not its results -- put the summary "
             f"back from a backup, or re-run 'rqp-scheduler run {wid}'"
         )
-    summary = generation_summary(b.blobs, previous)
+    bound = workload.manifest.supersedes  # signed: which generation, at which round, this one replaced
+    if bound is not None and bound["manifest"] != previous.manifest.content_digest():
+        raise IntegrityError(
+            f"workload {wid}: superseded/ holds a generation (manifest {previous.manifest.content_digest()[:16]}...) "
+            f"other than the one its current generation's signed manifest says it replaced "
+            f"({bound['manifest'][:16] or 'none readable'}...): put there in the blob store; not shown -- "
+            f"'rqp results {wid}' once the current generation has finished"
+        )
+    summary = generation_summary(b.blobs, previous, bound["summary_sha256"] if bound is not None else None)
+    if current is not None and bound is None:
+        # running, packed without the record (an older rqp): nothing signed says which older
+        # generation superseded/ should hold, nor at which round -- the round rule's answer
+        note = f" ({NOT_CHECKED}: {_UNBOUND})"
+        if not any_round:
+            raise RoundUncheckedError(
+                f"workload {wid}: the previous generation's round {summary.sealed_round} could not be checked as the "
+                f"one the current generation replaced ({_UNBOUND}); accept it with 'rqp results {wid} --any-round', "
+                f"or read the results once the current generation has finished"
+            )
+        print(f"workload {wid}: the previous generation's round {summary.sealed_round}{note}", file=sys.stderr)
     if current is None:  # the new generation not started: Redis's head must be the superseded one's
         own = open_head(b.redis, previous)
         foreign = other_generation(b.redis, previous)
@@ -126,6 +145,13 @@ def _previous_or_refuse(b: Backends, workload: Workload, previous: Workload, any
         if note:
             print(f"workload {wid}: the previous generation's round {summary.sealed_round}{note}", file=sys.stderr)
     return summary
+
+
+#: why a superseded generation cannot be bound to the one its successor replaced
+_UNBOUND = (
+    "the current generation's signed manifest does not record which generation it replaced (packed by an rqp "
+    "before it did), so superseded/ could hold any older one, at any of its rounds"
+)
 
 
 def _stamp(at: float) -> str:
