@@ -338,18 +338,55 @@ def this_round(
         yield rid, line
 
 
-def earlier_rounds(store: BlobStore, workload: Workload, name: str, proof: Proof) -> Iterator[tuple[int, bytes]]:
+def _ended_results_sha256(store: BlobStore, workload: Workload, round_: int) -> str | None:
+    """SHA-256 of the results object the ended round's sealed summary vouches for (that summary
+    stays in place until this round's is written): what the earlier round's results carried into
+    round ``round_`` must be. None when this round's own summary is already there (a crash after
+    it was written, before the copy was deleted): the earlier round's digest is gone with it."""
+    raw = store.get(blob_name(workload.id, SUMMARY_BLOB))
+    ended = Summary.from_json(workload.open_sealed("summary", "", raw), workload.id)
+    if ended.round == round_:
+        log.warning("workload %s: round %d's summary is already written; its earlier results are not checked again",
+                    workload.id, round_)  # fmt: skip
+        return None
+    if ended.round != round_ - 1:
+        raise IntegrityError(
+            f"workload {workload.id}: {SUMMARY_BLOB} is round {ended.round}, not the round {round_ - 1} this retry "
+            "round follows (replaced behind rqp's back); put back that round's blobs from a backup"
+        )
+    return ended.results.sha256
+
+
+def earlier_rounds(
+    store: BlobStore, workload: Workload, name: str, proof: Proof, sha256: str | None = None
+) -> Iterator[tuple[int, bytes]]:
     """(record id, result line) of an earlier round's results, streamed (they may be far larger
-    than memory), but not the records this round did again."""
+    than memory), but not the records this round did again. ``sha256``: what the ended round's
+    sealed summary says its results object is; bytes that differ raise ``IntegrityError`` once
+    read to the end -- before anything is signed (a results object rewritten between rounds
+    was otherwise carried into the retry round's signed root: sixth review, D1/D2)."""
     rest = b""
     what = f"previous results of workload {workload.id}"
-    for piece in decrypt_stream(workload.key, store.iter_chunks(name), aad("results", workload.id), what):
+    digest = hashlib.sha256()
+
+    def counted(chunks: Iterator[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            digest.update(chunk)
+            yield chunk
+
+    for piece in decrypt_stream(workload.key, counted(store.iter_chunks(name)), aad("results", workload.id), what):
         lines = (rest + piece).split(b"\n")
         rest = lines.pop()
         for line in lines:
             rid = int(line[6 : line.index(b",")])
             if rid < proof.total and not _bit(proof.done, rid):
                 yield rid, line + b"\n"
+    if sha256 is not None and digest.hexdigest() != sha256:
+        raise IntegrityError(
+            f"workload {workload.id}: the earlier round's results ({name}) are not the results object its sealed "
+            "summary vouches for (changed behind rqp's back); nothing was signed: put back that round's results "
+            "from a backup, or re-pack the workload"
+        )
 
 
 def merge(sources: Iterable[Iterator[tuple[int, bytes]]], proof: Proof, counter: list[int]) -> Iterator[bytes]:
@@ -550,6 +587,11 @@ def consolidate(
     results_name = blob_name(workload.id, RESULTS_BLOB)
     previous_name = blob_name(workload.id, PREVIOUS_BLOB)
     previous: str | None = previous_name
+    if head.round <= 1 and store.exists(previous_name):
+        # a first round has no earlier results: whatever is there was put there behind rqp's
+        # back (merged, it could turn a failed record into a done one: sixth review, D3)
+        log.warning("workload %s: %s found in its first round; not rqp's, deleted unread", workload.id, PREVIOUS_BLOB)
+        store.delete(previous_name)
     if not store.exists(previous_name):
         if head.round > 1 and store.exists(results_name):
             # a workload run again by 'rqp retry': its earlier results (the records that
@@ -563,7 +605,8 @@ def consolidate(
     if blocks is None:
         sources = [this_round(found, store, workload, proof)]
         if previous is not None:
-            sources.append(earlier_rounds(store, workload, previous, proof))
+            ended_sha256 = _ended_results_sha256(store, workload, head.round)
+            sources.append(earlier_rounds(store, workload, previous, proof, ended_sha256))
         blocks = merge(sources, proof, count)
     # the results, input digests and leaf hashes are written under staged names and swapped in
     # only with the summary: a check below that fails (Redis state that does not add up) leaves

@@ -1,0 +1,92 @@
+"""A blob-store writer holding the data key (what every processor holds) against what the
+consolidation reads before it signs the results root (sixth review): the data read again for
+the input digests must match the signed manifest's digest (D5); a first round has no earlier
+results to merge (D3); a retry round's earlier results must be the object the ended round's
+sealed summary vouches for (D1/D2). Each forgery gets nothing signed, with one line naming it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from rqp.cli import main as rqp_main
+from rqp.crypto import aad, encrypt_stream
+from rqp.errors import IntegrityError
+from rqp.summary import RESULTS_BLOB, SUMMARY_BLOB, Summary, read_summary
+from rqp.workload import blob_name
+from rqp_scheduler.consolidate import PREVIOUS_BLOB
+
+N = 12
+FAILS_ON_FIVE = "def process(r):\n    if r['n'] == 5:\n        raise ValueError('five')\n    return r['n'] * 2\n"
+
+
+def _sealed_results(w, results: dict[int, object]) -> bytes:
+    lines = [
+        json.dumps({"id": i, "result": v}, separators=(",", ":")).encode() + b"\n" for i, v in sorted(results.items())
+    ]
+    return b"".join(encrypt_stream(w.key, iter(lines), aad("results", w.id)))
+
+
+def _until_ended(world, proc, run) -> None:
+    for _ in range(60):
+        if run.step():
+            return
+        world.work(proc)
+    raise AssertionError(f"workload {run.id} did not end")
+
+
+def test_d5_data_read_again_must_match_the_manifest_digest(world, proc):
+    world.settings = replace(world.settings, window_chunks=100)
+    wid = world.pack("d5", [{"n": i} for i in range(N)])
+    run = world.run(wid)
+    run.enqueuer.fill_window()
+    world.work(proc)
+    run.ctx.inputs = None  # as after a restart or in a retry round: the root reads the data again
+    w = run.workload
+    plain = b"".join(w.data_chunks())
+    forged = plain.replace(b'{"n": 1}', b'{"n": 7}', 1)
+    assert forged != plain and len(forged) == len(plain)
+    sealed = b"".join(encrypt_stream(w.key, iter([forged]), aad("data", wid)))
+    assert len(sealed) == w.manifest.data.size  # the same size: only the digest tells
+    world.store.put(w.manifest.data.name, sealed)
+    with pytest.raises(IntegrityError, match="does not match its manifest digest"):
+        run.finisher.finish()
+    assert not world.store.exists(blob_name(wid, SUMMARY_BLOB))  # nothing signed
+
+
+def test_d3_a_first_round_merges_no_planted_earlier_results(world, proc):
+    world.settings = replace(world.settings, window_chunks=100)
+    wid = world.pack("d3", [{"n": i} for i in range(N)], FAILS_ON_FIVE)
+    run = world.run(wid)
+    w = run.workload
+    # planted before the round ends: record 5 (which fails) "done" with a result of the attacker's
+    world.store.put(blob_name(wid, PREVIOUS_BLOB), _sealed_results(w, {5: 999}))
+    _until_ended(world, proc, run)
+    s = read_summary(world.store, w)
+    assert (s.done, s.failed) == (N - 1, 1) and [f.id for f in s.failures] == [5]
+    assert not world.store.exists(blob_name(wid, PREVIOUS_BLOB))  # deleted unread
+
+
+@pytest.mark.parametrize("where", [RESULTS_BLOB, PREVIOUS_BLOB], ids=["results-rewritten", "previous-planted"])
+def test_d1_d2_a_retry_round_carries_only_the_results_the_ended_summary_vouches_for(
+    world, proc, cli_env, capsys, operator, where
+):
+    world.settings = replace(world.settings, window_chunks=100, max_attempts=1)
+    wid = world.pack("d12" + where[:3], [{"n": i} for i in range(N)], FAILS_ON_FIVE)
+    run = world.run(wid)
+    _until_ended(world, proc, run)
+    w = run.workload
+    assert read_summary(world.store, w).done == N - 1
+    # the data-key holder: record 0's result changed, every other result as the fleet made it
+    forged = {i: (1000 if i == 0 else i * 2) for i in range(N) if i != 5}
+    world.store.put(blob_name(wid, where), _sealed_results(w, forged))
+    assert rqp_main(["retry", wid, "--failed"]) == 0
+    capsys.readouterr()
+    run = world.run(wid)
+    with pytest.raises(IntegrityError, match="not the results object its sealed summary vouches for"):
+        _until_ended(world, proc, run)
+    # nothing signed over the forgery: the ended round's summary is still round 1's
+    raw = world.store.get(blob_name(wid, SUMMARY_BLOB))
+    assert Summary.from_json(w.open_sealed("summary", "", raw), wid).round == 1
