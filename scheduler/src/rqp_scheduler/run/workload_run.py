@@ -32,7 +32,7 @@ from .reclaim import Reclaimer
 from .records import RecordStream
 from .retries import Retrier
 
-__all__ = ["WorkloadRun"]
+__all__ = ["WorkloadRun", "window_full_wait"]
 
 log = logging.getLogger("rqp.scheduler")
 
@@ -43,6 +43,18 @@ PROGRESS_INTERVAL = 2.0
 #: how long the scheduler's loop may block between steps, while records remain to be read / after
 WAIT_ENQUEUING = 0.02
 WAIT_EXHAUSTED = 0.1
+#: the longest the loop blocks while the window is full (it also bounds how late a pause, a cancel
+#: or a due retry is seen then)
+WAIT_WINDOW_FULL_MAX = 0.5
+
+
+def window_full_wait(chunk_seconds: float) -> float:
+    """How long the loop may block while the window is full: about one chunk's time (a full window
+    holds ``WINDOW_PER_WORKER`` or more chunks per worker, so stepping once per chunk keeps every
+    worker supplied), between ``WAIT_EXHAUSTED`` and ``WAIT_WINDOW_FULL_MAX``. Each step costs the
+    scheduler ~0.5-1 ms of CPU (Redis round trips for the window, controls, retries): at 0.1 s
+    steps that was a cost per second, i.e. per record of a slow script, not per chunk."""
+    return min(WAIT_WINDOW_FULL_MAX, max(WAIT_EXHAUSTED, chunk_seconds))
 
 
 class WorkloadRun:
@@ -317,8 +329,10 @@ class WorkloadRun:
         to be queued and the window has room; longer once the window is full (the chunks in
         flight keep every worker busy far longer, and each step costs the scheduler CPU: with a
         slow script, stepping every 20 ms was most of its CPU per record) or all are queued."""
-        if self.exhausted or self.enqueuer.window_full:
-            return WAIT_EXHAUSTED
+        if self.exhausted:
+            return WAIT_EXHAUSTED  # the tail: the end is seen within this of the last commit
+        if self.enqueuer.window_full:
+            return window_full_wait(self.enqueuer.chunk_seconds)
         return WAIT_ENQUEUING
 
     # ------------------------------------------------------------------ one step
