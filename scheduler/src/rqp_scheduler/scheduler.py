@@ -153,6 +153,8 @@ class Scheduler:
             try:
                 self.tick(serve)
                 backoff = 0.1
+                if not serve and not self.runs:
+                    break  # `run`: the last workload just ended; not a WAIT_IDLE more before exiting
                 idle = WAIT_IDLE_SERVING if serve else WAIT_IDLE
                 hint = min((run.wait_hint() for run in self.runs.values()), default=idle)
                 self.stop.wait(hint)
