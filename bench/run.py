@@ -195,8 +195,13 @@ class Burn:
 
 #: issue 28: a script of 1 ms and one of 100 µs per record
 BURNS = (Burn("1ms", 0.001, 20_000, 0.95), Burn("100us", 0.0001, 100_000, 0.8))
-#: the systems measured on them, with the peers' round-deadline floor (records/s)
-EFFICIENCY_SYSTEMS = ("rqp", "dramatiq", "celery")
+#: the systems measured on them, with the peers' round-deadline floor (records/s). ``rqp`` is
+#: submission as a process start (`rqp-scheduler run W`); ``rqp-serve`` the deployed way: a warm
+#: `rqp-scheduler serve` (as Compose runs it) given the workload by `rqp submit`, the clock from
+#: starting `rqp submit` -- measured as the peers are (workers warm, clock from the first enqueue)
+EFFICIENCY_SYSTEMS = ("rqp", "rqp-serve", "dramatiq", "celery")
+#: the rqp row the efficiency targets are judged on: the one measured the way the peers are
+EFFICIENCY_JUDGED = "rqp-serve"
 #: worker processes in the efficiency rows, one per core: efficiency divides by this many cores
 EFFICIENCY_CORES = 2
 ALL = [
@@ -551,12 +556,16 @@ def rqp_round(
     rss: procs.RssSampler | None = None,
     scheduler_profile: Path | None = None,
     serve: bool = False,
+    warm: bool = False,
 ) -> dict[str, Any]:
     """One workload through `rqp-scheduler run`, processors already running; with
     ``scheduler_profile``, the scheduler runs under cProfile (bench/profile_scheduler.py); with
     ``serve``, `rqp-scheduler serve` (the leader lease taken, every write fenced) is started and
     given the workload by `rqp submit`, and stopped (SIGTERM) once the workload's summary is
-    written -- its CPU then includes taking the lease and keeping it."""
+    written -- its CPU then includes taking the lease and keeping it. ``warm`` (with ``serve``): the
+    service is serving before `rqp submit` starts, and ``submit_to_readable_seconds`` is the time
+    from starting `rqp submit` to the workload's ``finished_at`` (results consolidated, summary
+    written)."""
     server_pid = env.server.proc.pid  # type: ignore[union-attr]
     extra = [env.azurite.proc.pid] if env.azurite and env.azurite.proc else []
     c_workers, c_redis, c_extra, c_sched = (
@@ -578,8 +587,9 @@ def rqp_round(
         else [sys.executable, str(HERE / "profile_scheduler.py"), str(scheduler_profile)]
     )
     submit_cpu = 0.0
+    submitted_at: float | None = None
     if serve:
-        cp, submit_cpu = _serve_one(env, scheduler, wid)
+        cp, submit_cpu, submitted_at = _serve_one(env, scheduler, wid, warm=warm)
     else:
         cp = subprocess.run([*scheduler, "run", wid], env=env.env, cwd=env.root, capture_output=True, timeout=1800)
     wall = time.perf_counter() - t0
@@ -628,7 +638,9 @@ def rqp_round(
         raise RuntimeError(f"workload {wid}: state {meta.get('state')}, {done} done, {failed} failed of {n}")
     started, last, finished = float(meta["started_at"]), float(perf["last"]), float(meta["finished_at"])
     chunks = int(meta.get("chunks", 0))
+    deployed = {"submit_to_readable_seconds": round(finished - submitted_at, 3)} if warm and submitted_at else {}
     return {
+        **deployed,
         "n": n,
         "seconds": round(last - started, 3),
         "rate": round(n / (last - started), 1),
@@ -652,15 +664,30 @@ def rqp_round(
     }
 
 
-def _serve_one(env: RqpEnv, scheduler: list[str], wid: str) -> tuple[subprocess.CompletedProcess, float]:
+#: what `rqp-scheduler serve` logs (at INFO) once it leads and is about to take submissions
+SERVING_LINE = b"serving: Redis"
+
+
+def _serve_one(
+    env: RqpEnv, scheduler: list[str], wid: str, warm: bool = False
+) -> tuple[subprocess.CompletedProcess, float, float]:
     """``rqp-scheduler serve`` until ``wid`` (handed over with ``rqp submit``) has ended, then
-    SIGTERM: a service stopped on request exits 0 and releases its lease. Returns the scheduler's
-    exit and the CPU seconds of `rqp submit` (a child of this process too)."""
+    SIGTERM: a service stopped on request exits 0 and releases its lease. ``warm``: `rqp submit`
+    starts only once the service logs that it is serving (a deployed service is up before anyone
+    submits). Returns the scheduler's exit, the CPU seconds of `rqp submit` (a child of this
+    process too) and the time (``time.time()``) `rqp submit` was started."""
     log_file = env.root / f"serve-{wid}.log"
+    cmd = [*scheduler, "--log-level", "INFO", "serve"] if warm else [*scheduler, "serve"]
     with open(log_file, "wb") as out:
-        proc = subprocess.Popen([*scheduler, "serve"], env=env.env, cwd=env.root, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env=env.env, cwd=env.root, stdout=out, stderr=subprocess.STDOUT)
         try:
+            deadline = time.monotonic() + 120
+            while warm and SERVING_LINE not in log_file.read_bytes():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"rqp-scheduler serve did not start serving; see {log_file}")
+                time.sleep(0.01)  # polling a log file: there is nothing to block on
             before = procs.children_cpu()
+            submitted_at = time.time()
             env.run(str(BIN / "rqp"), "submit", wid)
             submit_cpu = procs.children_cpu() - before
             deadline = time.monotonic() + 1800
@@ -674,7 +701,7 @@ def _serve_one(env: RqpEnv, scheduler: list[str], wid: str) -> tuple[subprocess.
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    return subprocess.CompletedProcess(proc.args, code, b"", log_file.read_bytes()), submit_cpu
+    return subprocess.CompletedProcess(proc.args, code, b"", log_file.read_bytes()), submit_cpu, submitted_at
 
 
 class Timeline(threading.Thread):
@@ -742,6 +769,7 @@ def rqp_system_round(
     sandbox: bool = True,
     script: Path | None = None,
     serve: bool = False,
+    warm: bool = False,
 ) -> dict[str, Any]:
     """One round of rqp, from scratch: fresh Redis (and Azurite), pack, processors ready, schedule
     (``script``: another process() than examples/process.py, returning the same results;
@@ -753,7 +781,7 @@ def rqp_system_round(
         sampler = procs.RssSampler(proc.pid) if sample_rss else None
         if sampler:
             sampler.start()
-        rnd = rqp_round(env, wid, n, serve=serve)
+        rnd = rqp_round(env, wid, n, serve=serve, warm=warm)
         if sampler:
             peak = sampler.stop()
             rnd["peak_rss_mb_sampled"] = {str(pid): round(v / 2**20, 1) for pid, v in peak.items()}
@@ -781,21 +809,25 @@ def rqp_system_round(
 def efficiency_round(system: str, burn: Burn, n: int, k: int, work: Path, data: Data, kek: Path) -> dict[str, Any]:
     """One efficiency round: ``n`` records whose process() burns ``burn.seconds`` of CPU each,
     through ``system`` with ``EFFICIENCY_CORES`` worker processes. Efficiency = records x script
-    seconds / (seconds from submission until the results are readable x cores): for rqp from
+    seconds / (seconds from submission until the results are readable x cores): for ``rqp`` from
     starting ``rqp-scheduler run`` to its exit (the results object consolidated and its summary
-    written), for a peer from its first enqueue to the last status stored (each job stores its
-    result before its status)."""
+    written), for ``rqp-serve`` from starting ``rqp submit`` to a warm ``rqp-scheduler serve``
+    writing the workload's ``finished_at`` (the same end), for a peer from its first enqueue to
+    the last status stored (each job stores its result before its status)."""
     import common
 
     ideal = n * burn.seconds / EFFICIENCY_CORES
     name = f"efficiency-{burn.label}-{system}"
     load = os.getloadavg()[0]
-    if system == "rqp":
+    if system in ("rqp", "rqp-serve"):
         script = work / f"burn-{burn.label}.py"
         if not script.exists():
             script.write_text(common.burn_script(burn.seconds))
-        rnd = rqp_system_round(name, n, EFFICIENCY_CORES, k, work, data, kek, verify=k == 0, script=script)
-        end_to_end = rnd["scheduler_wall_seconds"]
+        serve = system == "rqp-serve"
+        rnd = rqp_system_round(
+            name, n, EFFICIENCY_CORES, k, work, data, kek, verify=k == 0, script=script, serve=serve, warm=serve
+        )
+        end_to_end = rnd["submit_to_readable_seconds"] if serve else rnd["scheduler_wall_seconds"]
         # first record started to last committed: without start-up and consolidation
         rnd["efficiency_processing"] = round(ideal / rnd["seconds"], 3)
     else:
@@ -1128,6 +1160,9 @@ def report(res: dict[str, Any]) -> str:
             )
         lines.append(
             "  (rqp: submission = starting `rqp-scheduler run`, readable = its exit with the results consolidated; "
+            "rqp-serve, the deployed way and the peers' way (workers warm, clock from the first enqueue): submission = "
+            f"starting `rqp submit` to a warm `rqp-scheduler serve`, readable = the workload's finished_at; the targets "
+            f"are judged on {EFFICIENCY_JUDGED}, or on rqp when it was not measured; "
             "processing = first record started to last committed; by CPU = script CPU / every process's CPU, the "
             "ceiling on idle cores, which other load barely moves; other µs/rec = the CPU per record besides the "
             "script's; load = the highest load average at a round's start: above ~2 the wall-clock columns measure "
@@ -1309,10 +1344,11 @@ def targets(sysres: dict[str, Any]) -> list[dict[str, str]]:
             higher=False,
         )
     for burn in BURNS:
-        eff = sysres.get(f"efficiency-{burn.label}-rqp")
+        judged = EFFICIENCY_JUDGED if sysres.get(f"efficiency-{burn.label}-{EFFICIENCY_JUDGED}") else "rqp"
+        eff = sysres.get(f"efficiency-{burn.label}-{judged}")
         eff_rounds = eff.get("rounds") if eff and "error" not in eff else None
         row(
-            f"rqp efficiency, process() {burn.label} per record",
+            f"{judged} efficiency, process() {burn.label} per record",
             statistics.median([r["efficiency"] for r in eff_rounds]) if eff_rounds else None,
             burn.goal,
             "{:.3f}",

@@ -4,6 +4,7 @@ record, failures that fail one record only, protocol abuse, parse() streaming.""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -135,3 +136,28 @@ def test_a_permanent_error_is_not_retried(enabled):
     assert decide(PERMANENT, 1, 3) is Decision.FAIL and decide(RAISED, 1, 3) is Decision.RETRY
     plain = _run(src, ["key"], SandboxConfig(enabled=enabled, record_timeout=2, memory_mb=512))
     assert plain[0][0] == RAISED  # not named: retried as usual
+
+
+def test_a_slow_script_sends_its_results_in_a_few_frames_not_one_per_few_records():
+    """Each RESULTS frame wakes the role; a script of 2 ms per record used to flush every 20 ms
+    (one frame per ~10 records), a cost per second of script time. 100 records of 2 ms of CPU
+    now arrive in a frame per ~0.25 s of wall time (the machine may be loaded: judged against
+    the time the batch took), all of them, in order."""
+    src = "import time\n\ndef process(r):\n    end = time.thread_time() + 0.002\n    while time.thread_time() < end:\n        pass\n    return r\n"
+    frames: list[int] = []
+    outcomes: dict[int, tuple[int, bytes]] = {}
+
+    def sink(indices: list[int], kinds: bytes, values: list[bytes]) -> None:
+        frames.append(len(indices))
+        outcomes.update((i, (k, v)) for i, k, v in zip(indices, kinds, values, strict=True))
+
+    pool = ScriptPool(CONFIG)
+    try:
+        pool.run("w1", src.encode, [b"0"])  # the host started and the script loaded: not timed
+        t0 = time.monotonic()
+        pool.stream("w1", src.encode, [json.dumps(i).encode() for i in range(100)], sink)
+        elapsed = time.monotonic() - t0
+    finally:
+        pool.close()
+    assert outcomes == {i: (OK, str(i).encode()) for i in range(100)}
+    assert len(frames) <= 1 + elapsed / 0.1, (frames, elapsed)  # at 0.02 s: ~elapsed / 0.02

@@ -14,17 +14,23 @@ from rqp import sandbox
 from rqp.backends import Backends
 from rqp.config import Settings
 from rqp.errors import BlobNotFoundError, IntegrityError, RqpError
-from rqp.ledger import next_submission, record_rejection, unfinished
+from rqp.ledger import SUBMISSIONS, next_submission, record_rejection, unfinished
 from rqp.summary import Summary, read_summary
 
 from .refusals import Refusals
 from .run import WorkloadRun
 
-__all__ = ["REDIS_RETRY_MAX", "Scheduler"]
+__all__ = ["REDIS_RETRY_MAX", "WAIT_IDLE", "WAIT_IDLE_SERVING", "Scheduler"]
 
 log = logging.getLogger("rqp.scheduler")
 #: the longest wait between attempts while Redis is unreachable (seconds; doubling from 0.1)
 REDIS_RETRY_MAX = 10.0
+#: how long the loop blocks with no workload to step
+WAIT_IDLE = 1.0
+#: ... when serving: a submission is taken within this (each look is one LLEN, a read; the fenced
+#: pop -- WATCH, GET of the fence, MULTI, LPOP, EXEC -- only when something waits). At 1 s, a
+#: workload submitted to an idle service waited 0.5 s on average before its first record was read.
+WAIT_IDLE_SERVING = 0.1
 
 
 class Scheduler:
@@ -147,7 +153,10 @@ class Scheduler:
             try:
                 self.tick(serve)
                 backoff = 0.1
-                hint = min((run.wait_hint() for run in self.runs.values()), default=1.0)
+                if not serve and not self.runs:
+                    break  # `run`: the last workload just ended; not a WAIT_IDLE more before exiting
+                idle = WAIT_IDLE_SERVING if serve else WAIT_IDLE
+                hint = min((run.wait_hint() for run in self.runs.values()), default=idle)
                 self.stop.wait(hint)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("Redis unreachable (%s); retrying in %.1fs", str(exc).split("\n")[0], backoff)
@@ -159,7 +168,7 @@ class Scheduler:
     def tick(self, serve: bool = False) -> None:
         """One pass: take new submissions (``serve``), then step every workload once. A workload
         that fails -- foreseen or not -- is taken out; the others go on."""
-        if serve:
+        if serve and self.r.llen(SUBMISSIONS):
             while (sub := next_submission(self.r)) is not None:
                 self._try_add(sub, submitted=True)
         for wid, run in list(self.runs.items()):

@@ -85,6 +85,8 @@ class Enqueuer:
         self._workers_checked = 0.0
         self._bytes_enqueued = 0
         self._records_enqueued = 0
+        #: seconds of work per record the workers last reported (0: none measured yet)
+        self.per_record = 0.0
         #: the last ``fill_window`` found (or left) the window full: nothing to queue until a
         #: chunk ends, so the run may step less often (``WorkloadRun.wait_hint``)
         self.window_full = False
@@ -171,12 +173,18 @@ class Enqueuer:
         records, seconds = self.ctx.ledger.perf()
         if not records or not seconds:
             return
+        self.per_record = seconds / max(1, records)
         estimate = None
         if self._bytes_enqueued and self._records_enqueued:
             estimate = self.ctx.workload.manifest.data.plain_size / (self._bytes_enqueued / self._records_enqueued)
         self.chunk_size = chunk_size_for(
-            seconds / max(1, records), s, max(1, self.workers_seen), estimate, self.ctx.head.enqueued
+            self.per_record, s, max(1, self.workers_seen), estimate, self.ctx.head.enqueued
         )
+
+    @property
+    def chunk_seconds(self) -> float:
+        """The expected work of one chunk now queued (0 before any was measured)."""
+        return self.chunk_size * self.per_record
 
     def _prepare(self, chunks: list[Batch], known: set[str]) -> tuple[Pipeline, Head]:
         """One transaction that queues ``chunks`` from the cursor on: per chunk its records (one

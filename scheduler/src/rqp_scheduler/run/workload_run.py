@@ -32,7 +32,7 @@ from .reclaim import Reclaimer
 from .records import RecordStream
 from .retries import Retrier
 
-__all__ = ["WorkloadRun"]
+__all__ = ["WorkloadRun", "step_wait", "window_full_wait"]
 
 log = logging.getLogger("rqp.scheduler")
 
@@ -43,6 +43,34 @@ PROGRESS_INTERVAL = 2.0
 #: how long the scheduler's loop may block between steps, while records remain to be read / after
 WAIT_ENQUEUING = 0.02
 WAIT_EXHAUSTED = 0.1
+#: the longest the loop blocks while the window is full (it also bounds how late a pause, a cancel
+#: or a due retry is seen then)
+WAIT_WINDOW_FULL_MAX = 0.5
+
+
+def window_full_wait(chunk_seconds: float) -> float:
+    """How long the loop may block while the window is full: about one chunk's time (a full window
+    holds ``WINDOW_PER_WORKER`` or more chunks per worker, so stepping once per chunk keeps every
+    worker supplied), between ``WAIT_EXHAUSTED`` and ``WAIT_WINDOW_FULL_MAX``. Each step costs the
+    scheduler ~0.5-1 ms of CPU (Redis round trips for the window, controls, retries): at 0.1 s
+    steps that was a cost per second, i.e. per record of a slow script, not per chunk."""
+    return min(WAIT_WINDOW_FULL_MAX, max(WAIT_EXHAUSTED, chunk_seconds))
+
+
+def step_wait(*, exhausted: bool, window_full: bool, in_flight: int, workers: int, chunk_seconds: float) -> float:
+    """How long the loop may block before its next step (the policy; ``WorkloadRun.wait_hint``
+    gathers its inputs). Records still to queue and room in the window: ``WAIT_ENQUEUING``. A full
+    window: ``window_full_wait``. Every record queued: ``WAIT_EXHAUSTED``, so the end is seen
+    soon after the last commit -- but while more than two chunks per worker are still in flight
+    the end is at least a chunk away, and the loop waits as for a full window (a slow script's
+    tail of queued chunks was most of the scheduler's steps)."""
+    if exhausted:
+        if in_flight > 2 * max(1, workers):
+            return window_full_wait(chunk_seconds)
+        return WAIT_EXHAUSTED
+    if window_full:
+        return window_full_wait(chunk_seconds)
+    return WAIT_ENQUEUING
 
 
 class WorkloadRun:
@@ -313,13 +341,19 @@ class WorkloadRun:
         self.stream.reset()
 
     def wait_hint(self) -> float:
-        """How long the loop may block before stepping again: briefly while records are waiting
-        to be queued and the window has room; longer once the window is full (the chunks in
-        flight keep every worker busy far longer, and each step costs the scheduler CPU: with a
-        slow script, stepping every 20 ms was most of its CPU per record) or all are queued."""
-        if self.exhausted or self.enqueuer.window_full:
-            return WAIT_EXHAUSTED
-        return WAIT_ENQUEUING
+        """How long the loop may block before stepping again (``step_wait``): briefly while
+        records are waiting to be queued and the window has room; about a chunk's time while
+        the chunks in flight keep every worker busy (each step costs the scheduler CPU: with a
+        slow script, stepping every 20 ms, then every 100 ms, was most of its CPU per record)."""
+        e = self.enqueuer
+        in_flight = self.ctx.ledger.in_flight() if self.exhausted and e.chunk_seconds else 0
+        return step_wait(
+            exhausted=self.exhausted,
+            window_full=e.window_full,
+            in_flight=in_flight,
+            workers=e.workers_seen,
+            chunk_seconds=e.chunk_seconds,
+        )
 
     # ------------------------------------------------------------------ one step
     def step(self) -> bool:

@@ -31,7 +31,12 @@ try:
 finally:
     sys.path.remove(_HERE)
 
-FLUSH_SECONDS = 0.02
+#: results older than this are sent even when the frame is not full. Each frame wakes the role
+#: (a select, a read, the frame checked, its results sealed into the part): at 0.02 s a script of
+#: 1 ms per record cost the role a wake-up every 20 records -- a cost per second, not per record.
+#: Nothing waits for a frame before the batch ends (the role's timeout watches the shared page,
+#: and BATCH_END flushes), so the age only bounds how long finished results sit here.
+FLUSH_SECONDS = 0.25
 
 
 class _Pipe:
