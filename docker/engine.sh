@@ -24,7 +24,9 @@ _podman_socket() {
     eval "$(bash "$PODMAN_SOCKET_SH" start)"
   else
     local sock=/run/podman/podman.sock
-    if [ ! -S "$sock" ]; then
+    # a socket file left by a service that has since died answers nothing: start one again
+    if [ ! -S "$sock" ] || ! DOCKER_HOST=unix://$sock docker version >/dev/null 2>&1; then
+      rm -f "$sock"
       mkdir -p /run/podman
       nohup podman system service --time=0 "unix://$sock" >/var/tmp/podman-service.log 2>&1 &
       for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
