@@ -90,3 +90,48 @@ def test_d1_d2_a_retry_round_carries_only_the_results_the_ended_summary_vouches_
     # nothing signed over the forgery: the ended round's summary is still round 1's
     raw = world.store.get(blob_name(wid, SUMMARY_BLOB))
     assert Summary.from_json(w.open_sealed("summary", "", raw), wid).round == 1
+
+
+def test_e2_a_first_round_never_reads_earlier_results_put_back_after_its_delete(world, proc, monkeypatch):
+    """Seventh review, E2: the delete then a second look-up of the name left a gap a writer who
+    kept renaming the forgery back over it could win; a first round now never reads the name."""
+    world.settings = replace(world.settings, window_chunks=100)
+    wid = world.pack("e2", [{"n": i} for i in range(N)], FAILS_ON_FIVE)
+    run = world.run(wid)
+    w = run.workload
+    name = blob_name(wid, PREVIOUS_BLOB)
+    forged = _sealed_results(w, {5: 999})
+    world.store.put(name, forged)
+    real_delete = world.store.delete
+
+    def delete_then_put_back(blob, *args, **kwargs):
+        out = real_delete(blob, *args, **kwargs)
+        if blob == name:
+            world.store.put(name, forged)  # the racing writer wins the gap every time
+        return out
+
+    monkeypatch.setattr(world.store, "delete", delete_then_put_back)
+    _until_ended(world, proc, run)
+    s = read_summary(world.store, w)
+    assert (s.done, s.failed) == (N - 1, 1) and [f.id for f in s.failures] == [5]
+
+
+def test_e1b_a_summary_resealed_to_name_the_retry_round_switches_no_check_off(world, proc, cli_env, capsys, operator):
+    """Seventh review, E1b: a summary re-sealed (data key) to name the retry's own round took a
+    branch that skipped the earlier results' check; any round but the one before is refused."""
+    world.settings = replace(world.settings, window_chunks=100, max_attempts=1)
+    wid = world.pack("e1b", [{"n": i} for i in range(N)], FAILS_ON_FIVE)
+    run = world.run(wid)
+    _until_ended(world, proc, run)
+    w = run.workload
+    assert rqp_main(["retry", wid, "--failed"]) == 0
+    capsys.readouterr()
+    raw = world.store.get(blob_name(wid, SUMMARY_BLOB))
+    ended = Summary.from_json(w.open_sealed("summary", "", raw), wid)
+    ended.round = 2
+    world.store.put(blob_name(wid, SUMMARY_BLOB), ended.seal(w))
+    forged = {i: (1000 if i == 0 else i * 2) for i in range(N) if i != 5}
+    world.store.put(blob_name(wid, PREVIOUS_BLOB), _sealed_results(w, forged))
+    run = world.run(wid)
+    with pytest.raises(IntegrityError, match="is round 2, not the round 1 this retry round follows"):
+        _until_ended(world, proc, run)

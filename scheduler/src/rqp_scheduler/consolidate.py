@@ -338,17 +338,15 @@ def this_round(
         yield rid, line
 
 
-def _ended_results_sha256(store: BlobStore, workload: Workload, round_: int) -> str | None:
+def _ended_results_sha256(store: BlobStore, workload: Workload, round_: int) -> str:
     """SHA-256 of the results object the ended round's sealed summary vouches for (that summary
     stays in place until this round's is written): what the earlier round's results carried into
-    round ``round_`` must be. None when this round's own summary is already there (a crash after
-    it was written, before the copy was deleted): the earlier round's digest is gone with it."""
+    round ``round_`` must be. A summary of any other round -- even this round's own, which a crash
+    between writing it and deleting the copy would leave -- is refused: its digest does not
+    vouch for the copy (seventh review, E1b: a re-sealed summary naming this round switched the
+    check off)."""
     raw = store.get(blob_name(workload.id, SUMMARY_BLOB))
     ended = Summary.from_json(workload.open_sealed("summary", "", raw), workload.id)
-    if ended.round == round_:
-        log.warning("workload %s: round %d's summary is already written; its earlier results are not checked again",
-                    workload.id, round_)  # fmt: skip
-        return None
     if ended.round != round_ - 1:
         raise IntegrityError(
             f"workload {workload.id}: {SUMMARY_BLOB} is round {ended.round}, not the round {round_ - 1} this retry "
@@ -384,8 +382,8 @@ def earlier_rounds(
     if sha256 is not None and digest.hexdigest() != sha256:
         raise IntegrityError(
             f"workload {workload.id}: the earlier round's results ({name}) are not the results object its sealed "
-            "summary vouches for (changed behind rqp's back); nothing was signed: put back that round's results "
-            "from a backup, or re-pack the workload"
+            f"summary vouches for (changed behind rqp's back); nothing was signed: delete {name} if "
+            f"{RESULTS_BLOB} is intact ('rqp verify' checks it), else put back that round's results from a backup"
         )
 
 
@@ -586,20 +584,23 @@ def consolidate(
     found = notes(ledger, workload, head, proof)
     results_name = blob_name(workload.id, RESULTS_BLOB)
     previous_name = blob_name(workload.id, PREVIOUS_BLOB)
-    previous: str | None = previous_name
-    if head.round <= 1 and store.exists(previous_name):
+    previous: str | None = None
+    if head.round <= 1:
         # a first round has no earlier results: whatever is there was put there behind rqp's
-        # back (merged, it could turn a failed record into a done one: sixth review, D3)
-        log.warning("workload %s: %s found in its first round; not rqp's, deleted unread", workload.id, PREVIOUS_BLOB)
-        store.delete(previous_name)
-    if not store.exists(previous_name):
-        if head.round > 1 and store.exists(results_name):
+        # back (merged, it could turn a failed record into a done one: sixth review, D3) -- never
+        # read, whatever is put back after this delete (seventh review, E2)
+        if store.exists(previous_name):
+            log.warning(
+                "workload %s: %s found in its first round; not rqp's, deleted unread", workload.id, PREVIOUS_BLOB
+            )
+            store.delete(previous_name)
+    elif store.exists(previous_name) or store.exists(results_name):
+        if not store.exists(previous_name):
             # a workload run again by 'rqp retry': its earlier results (the records that
             # succeeded then) are copied aside, streamed into the new results and deleted once
             # those are written; a crash in between finds the copy and starts from it again
             store.put_stream(previous_name, store.iter_chunks(results_name))
-        else:
-            previous = None
+        previous = previous_name
     count = [0]
     blocks = this_round_blocks(found, store, workload, proof, count) if previous is None else None
     if blocks is None:
