@@ -55,13 +55,21 @@ start_engine() {  # a podman service inside the VM's namespace: its own store, n
 }
 
 kill_vm() {  # the VM dies whole: its engine, every container process (conmon included), nothing restarts
-  local vm=$1
+  local vm=$1 ids id f
+  # the containers' own processes live in their own network namespaces (not the VM's) and are
+  # re-parented when conmon dies: found through their cgroups, named by the engine while it lives
+  ids=$(vmd "$vm" ps -q --no-trunc 2>/dev/null || true)
   if [ -n "${VM_PID[$vm]:-}" ]; then
     kill -9 "${VM_PID[$vm]}" 2>/dev/null || true
     wait "${VM_PID[$vm]}" 2>/dev/null || true
     VM_PID[$vm]=""
   fi
   for p in $(pgrep -f -- "--root $WORK/vm/$vm/storage" 2>/dev/null || true); do kill -9 "$p" 2>/dev/null || true; done
+  for id in $ids; do
+    for f in /sys/fs/cgroup/pids/libpod_parent/libpod-"$id"/cgroup.procs /sys/fs/cgroup/libpod_parent/libpod-"$id"/cgroup.procs; do
+      if [ -f "$f" ]; then xargs -r kill -9 <"$f" 2>/dev/null || true; fi
+    done
+  done
   ip netns pids "$(ns "$vm")" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
 }
 
