@@ -6,6 +6,7 @@ sealed summary vouches for (D1/D2). Each forgery gets nothing signed, with one l
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import replace
 
@@ -135,3 +136,45 @@ def test_e1b_a_summary_resealed_to_name_the_retry_round_switches_no_check_off(wo
     run = world.run(wid)
     with pytest.raises(IntegrityError, match="is round 2, not the round 1 this retry round follows"):
         _until_ended(world, proc, run)
+
+
+def test_e1_results_and_summary_resealed_between_rounds_fail_the_ended_rounds_signed_root(
+    world, proc, cli_env, capsys, operator
+):
+    """Seventh review, E1: the data key re-seals a summary too, so one naming the rewritten
+    results object's digest passed the D1/D2 check; each carried result must be in the ended
+    round's root, which only the results key signs."""
+    world.settings = replace(world.settings, window_chunks=100, max_attempts=1, results_key_file=operator.path)
+    wid = world.pack("e1", [{"n": i} for i in range(N)], FAILS_ON_FIVE)
+    run = world.run(wid)
+    _until_ended(world, proc, run)
+    w = run.workload
+    ended = read_summary(world.store, w)
+    assert ended.root is not None and ended.root.get("signature")  # the scheduler signs roots
+    assert rqp_main(["retry", wid, "--failed"]) == 0
+    capsys.readouterr()
+    forged = _sealed_results(w, {i: (1000 if i == 0 else i * 2) for i in range(N) if i != 5})
+    world.store.put(blob_name(wid, RESULTS_BLOB), forged)
+    ended.results = replace(ended.results, sha256=hashlib.sha256(forged).hexdigest(), size=len(forged))
+    world.store.put(blob_name(wid, SUMMARY_BLOB), ended.seal(w))
+    run = world.run(wid)
+    with pytest.raises(IntegrityError, match="result for record 0 is not what the ended round's signed root vouches"):
+        _until_ended(world, proc, run)
+    raw = world.store.get(blob_name(wid, SUMMARY_BLOB))
+    assert Summary.from_json(w.open_sealed("summary", "", raw), wid).round == 1  # nothing signed
+
+
+def test_an_honest_retry_round_carries_its_earlier_results_through_the_signed_root_check(
+    world, proc, cli_env, capsys, operator
+):
+    world.settings = replace(world.settings, window_chunks=100, max_attempts=1, results_key_file=operator.path)
+    wid = world.pack("e1ok", [{"n": i} for i in range(N)], FAILS_ON_FIVE)
+    run = world.run(wid)
+    _until_ended(world, proc, run)
+    assert rqp_main(["retry", wid, "--failed"]) == 0
+    capsys.readouterr()
+    run = world.run(wid)
+    _until_ended(world, proc, run)
+    s = read_summary(world.store, run.workload)
+    assert (s.round, s.done, s.failed) == (2, N - 1, 1)
+    assert rqp_main(["verify", wid]) == 0

@@ -51,7 +51,7 @@ from rqp.ledger import (
 )
 from rqp.parts import iter_part, part_blob
 from rqp.records import Limits, parse_records
-from rqp.results_root import INPUTS_BLOB, LEAVES_BLOB, STAGED_SUFFIX, Attestation, build_root
+from rqp.results_root import INPUTS_BLOB, LEAVES_BLOB, STAGED_SUFFIX, Attestation, EndedRound, build_root
 from rqp.signing import SigningKey
 from rqp.status import FAILED, ChunkNote, StatusRecord, plain_float
 from rqp.storage import BlobStore
@@ -338,13 +338,12 @@ def this_round(
         yield rid, line
 
 
-def _ended_results_sha256(store: BlobStore, workload: Workload, round_: int) -> str:
-    """SHA-256 of the results object the ended round's sealed summary vouches for (that summary
-    stays in place until this round's is written): what the earlier round's results carried into
-    round ``round_`` must be. A summary of any other round -- even this round's own, which a crash
-    between writing it and deleting the copy would leave -- is refused: its digest does not
-    vouch for the copy (seventh review, E1b: a re-sealed summary naming this round switched the
-    check off)."""
+def _ended_summary(store: BlobStore, workload: Workload, round_: int) -> Summary:
+    """The ended round's sealed summary (it stays in place until this round's is written): what
+    the earlier round's results carried into round ``round_`` must be. A summary of any other
+    round -- even this round's own, which a crash between writing it and deleting the copy would
+    leave -- is refused: it does not vouch for the copy (seventh review, E1b: a re-sealed summary
+    naming this round switched the check off)."""
     raw = store.get(blob_name(workload.id, SUMMARY_BLOB))
     ended = Summary.from_json(workload.open_sealed("summary", "", raw), workload.id)
     if ended.round != round_ - 1:
@@ -352,17 +351,24 @@ def _ended_results_sha256(store: BlobStore, workload: Workload, round_: int) -> 
             f"workload {workload.id}: {SUMMARY_BLOB} is round {ended.round}, not the round {round_ - 1} this retry "
             "round follows (replaced behind rqp's back); put back that round's blobs from a backup"
         )
-    return ended.results.sha256
+    return ended
 
 
 def earlier_rounds(
-    store: BlobStore, workload: Workload, name: str, proof: Proof, sha256: str | None = None
+    store: BlobStore,
+    workload: Workload,
+    name: str,
+    proof: Proof,
+    sha256: str | None = None,
+    signed: EndedRound | None = None,
 ) -> Iterator[tuple[int, bytes]]:
     """(record id, result line) of an earlier round's results, streamed (they may be far larger
     than memory), but not the records this round did again. ``sha256``: what the ended round's
     sealed summary says its results object is; bytes that differ raise ``IntegrityError`` once
     read to the end -- before anything is signed (a results object rewritten between rounds
-    was otherwise carried into the retry round's signed root: sixth review, D1/D2)."""
+    was otherwise carried into the retry round's signed root: sixth review, D1/D2). ``signed``:
+    the ended round's signed root, which each carried result must be in (the summary, sealed
+    under the data key, could be re-sealed to match a rewritten object: seventh review, E1)."""
     rest = b""
     what = f"previous results of workload {workload.id}"
     digest = hashlib.sha256()
@@ -378,7 +384,11 @@ def earlier_rounds(
         for line in lines:
             rid = int(line[6 : line.index(b",")])
             if rid < proof.total and not _bit(proof.done, rid):
+                if signed is not None:
+                    signed.check(rid, line)
                 yield rid, line + b"\n"
+    if signed is not None:
+        signed.finish()
     if sha256 is not None and digest.hexdigest() != sha256:
         raise IntegrityError(
             f"workload {workload.id}: the earlier round's results ({name}) are not the results object its sealed "
@@ -606,8 +616,12 @@ def consolidate(
     if blocks is None:
         sources = [this_round(found, store, workload, proof)]
         if previous is not None:
-            ended_sha256 = _ended_results_sha256(store, workload, head.round)
-            sources.append(earlier_rounds(store, workload, previous, proof, ended_sha256))
+            ended = _ended_summary(store, workload, head.round)
+            signed = None
+            if signer is not None and ended.root is not None:
+                public = signer.public_pem().decode()
+                signed = EndedRound(store, workload, ended.root, public, head.round - 1)
+            sources.append(earlier_rounds(store, workload, previous, proof, ended.results.sha256, signed))
         blocks = merge(sources, proof, count)
     # the results, input digests and leaf hashes are written under staged names and swapped in
     # only with the summary: a check below that fails (Redis state that does not add up) leaves

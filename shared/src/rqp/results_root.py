@@ -79,6 +79,7 @@ __all__ = [
     "STATEMENT_VERSION",
     "UNREADABLE",
     "Attestation",
+    "EndedRound",
     "KeysSeen",
     "build_root",
     "canonical",
@@ -615,3 +616,71 @@ def build_root(
     if signer is None:
         return att
     return Attestation(statement, signer.signature(att.message()), signer.public_pem().decode())
+
+
+class EndedRound:
+    """The ended round's leaves and input digests, held against its signed root: each result a
+    retry round carries forward must be the one that root vouches for. The summary that names
+    the root is sealed under the data key, which processors hold; the root is signed by a key
+    they do not, so a results object (and summary) rewritten between rounds is refused here
+    before anything of it is signed again (seventh review, E1).
+
+    ``check(rid, line)`` for each carried result line, in increasing ``rid``; ``finish()`` once
+    all are checked (``leaves.bin`` must have read back as it folded)."""
+
+    def __init__(self, store: BlobStore, workload: Workload, root: Any, public_pem: str, round_: int) -> None:
+        att = Attestation.from_dict(root, workload.id)
+        if att.public_pem.strip() != public_pem.strip():
+            raise IntegrityError(
+                f"workload {workload.id}: the ended round's results root is not signed by this scheduler's results "
+                "key (replaced behind rqp's back, or the key was changed since): nothing was signed; check it with "
+                f"'rqp verify {workload.id}' before 'rqp retry'"
+            )
+        att.check(workload, None, workload.id, round_)
+        self.workload, self.size, self.root = workload, att.size, att.root
+        leaves_name, inputs_name = blob_name(workload.id, LEAVES_BLOB), blob_name(workload.id, INPUTS_BLOB)
+        self._folded, self._read = _Tally(), _Tally()
+        tree = TreeBuilder()
+        for h in iter_hashes(self._folded.feed(store.iter_chunks(leaves_name))):
+            tree.add(h)
+        if tree.size != att.size or tree.root() != att.root:
+            raise IntegrityError(
+                f"workload {workload.id}: {leaves_name} does not fold into the ended round's signed root "
+                "(changed behind rqp's back): nothing was signed; put back that round's blobs from a backup"
+            )
+        self._leaves = iter_hashes(self._read.feed(store.iter_chunks(leaves_name)))
+        self._inputs = iter_hashes(store.iter_chunks(inputs_name))
+        self._at = -1
+        self._domain = LEAF_PREFIX + LEAF_DOMAIN
+
+    def _refuse(self, what: str) -> IntegrityError:
+        return IntegrityError(
+            f"workload {self.workload.id}: {what} is not what the ended round's signed root vouches for (changed "
+            "behind rqp's back): nothing was signed; check the stored results with 'rqp verify "
+            f"{self.workload.id}' and put back that round's results from a backup"
+        )
+
+    def check(self, rid: int, line: bytes) -> None:
+        if not self._at < rid < self.size:
+            raise self._refuse(f"the earlier round's result for record {rid}")
+        leaf = mac = b""
+        while self._at < rid:
+            leaf, mac = next(self._leaves, b""), next(self._inputs, b"")
+            self._at += 1
+        row = _row(line.rstrip(b"\n"))
+        if row[0] != rid or not leaf or not mac:
+            raise self._refuse(f"the earlier round's result for record {rid}")
+        _, key, kind, digest = row
+        inp = b"" if mac == _NO_INPUT else mac.hex().encode()
+        k = b"null" if key is None else json.dumps(str(key)).encode()
+        got = hashlib.sha256(
+            b'%b[%d,%b,"%b","%b","%b"]' % (self._domain, rid, k, inp, kind.encode(), digest.encode())
+        ).digest()
+        if not hmac.compare_digest(got, leaf):
+            raise self._refuse(f"the earlier round's result for record {rid}")
+
+    def finish(self) -> None:
+        for _ in self._leaves:  # read to the end: the second read must be the bytes that folded
+            pass
+        if not self._folded.same(self._read):
+            raise self._refuse(blob_name(self.workload.id, LEAVES_BLOB))
