@@ -178,3 +178,24 @@ def test_an_honest_retry_round_carries_its_earlier_results_through_the_signed_ro
     s = read_summary(world.store, run.workload)
     assert (s.round, s.done, s.failed) == (2, N - 1, 1)
     assert rqp_main(["verify", wid]) == 0
+
+
+def test_f1_a_summary_resealed_without_its_root_is_refused(world, proc, cli_env, capsys, operator):
+    """Eighth review, F1: the signed-root check ran only when the ended summary named a root, and
+    the data key re-seals a summary without one (and with the forged object's digest)."""
+    world.settings = replace(world.settings, window_chunks=100, max_attempts=1, results_key_file=operator.path)
+    wid = world.pack("f1", [{"n": i} for i in range(N)], FAILS_ON_FIVE)
+    run = world.run(wid)
+    _until_ended(world, proc, run)
+    w = run.workload
+    ended = read_summary(world.store, w)
+    assert rqp_main(["retry", wid, "--failed"]) == 0
+    capsys.readouterr()
+    forged = _sealed_results(w, {i: (1000 if i == 0 else i * 2) for i in range(N) if i != 5})
+    world.store.put(blob_name(wid, RESULTS_BLOB), forged)
+    ended.results = replace(ended.results, sha256=hashlib.sha256(forged).hexdigest(), size=len(forged))
+    ended.root = None
+    world.store.put(blob_name(wid, SUMMARY_BLOB), ended.seal(w))
+    run = world.run(wid)
+    with pytest.raises(IntegrityError, match="the ended round's summary names no results root"):
+        _until_ended(world, proc, run)

@@ -629,6 +629,12 @@ class EndedRound:
     all are checked (``leaves.bin`` must have read back as it folded)."""
 
     def __init__(self, store: BlobStore, workload: Workload, root: Any, public_pem: str, round_: int) -> None:
+        if root is None:
+            raise IntegrityError(
+                f"workload {workload.id}: the ended round's summary names no results root (re-sealed behind rqp's "
+                "back, or written before roots existed): nothing was signed; check the ended round with "
+                f"'rqp verify {workload.id}' and put back that round's blobs from a backup, or re-pack the workload"
+            )
         att = Attestation.from_dict(root, workload.id)
         if att.public_pem.strip() != public_pem.strip():
             raise IntegrityError(
