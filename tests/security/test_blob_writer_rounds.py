@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import one_line_error, run
+from rounds import keep_round, put_back
 
 import rqp
 from rqp import control
 from rqp.ledger import SUBMISSIONS, Head, Ledger, State
 from rqp.results import read_results
-from rqp.results_root import INPUTS_BLOB, LEAVES_BLOB, STAGED_SUFFIX
-from rqp.summary import RESULTS_BLOB, SUMMARY_BLOB, StaleSummaryError, read_summary
+from rqp.results_root import STAGED_SUFFIX
+from rqp.summary import SUMMARY_BLOB, StaleSummaryError, read_summary
 from rqp.verification import check_proof, make_proof
 from rqp.workload import blob_name
 from rqp_scheduler.consolidate import StateError
@@ -28,7 +29,6 @@ from .conftest import wait_until
 #: record 5 always fails (after 2 attempts), every other one succeeds
 FIVE = "def process(r):\n    if r['n'] == 5:\n        raise ValueError('five')\n    return r['n'] * 2\n"
 #: what a blob-store writer keeps of a round and puts back later
-ROUND_BLOBS = (SUMMARY_BLOB, RESULTS_BLOB, LEAVES_BLOB, INPUTS_BLOB)
 
 
 def _flaky(until: float) -> str:
@@ -50,15 +50,6 @@ def _signing_results(world, operator) -> Path:
 def _opened(world, wid: str):
     """The workload as every reader opens it (``Backends.workload``: its sealed head is read)."""
     return world.backends().workload(wid)
-
-
-def _keep(world, wid: str) -> dict[str, bytes]:
-    return {name: world.store.get(blob_name(wid, name)) for name in ROUND_BLOBS}
-
-
-def _put_back(world, wid: str, blobs: dict[str, bytes]) -> None:
-    for name, data in blobs.items():
-        world.store.put(blob_name(wid, name), data)
 
 
 def _rejected(world, wid: str | None) -> list[str]:
@@ -85,7 +76,7 @@ def test_f0_round_1_blobs_put_back_after_a_retry_round_are_refused_by_every_read
     assert (first.round, first.done, first.failed) == (1, 27, 3)
     proof1 = tmp_path / "p1.json"
     proof1.write_text(json.dumps(make_proof(world.store, _opened(world, wid), 0)))
-    round1 = _keep(world, wid)
+    round1 = keep_round(world, wid)
 
     wait_until(lambda: time.time() > until, timeout=30, what="the flaky records' clock")
     assert _retry(world, operator, wid) == 3
@@ -94,9 +85,9 @@ def test_f0_round_1_blobs_put_back_after_a_retry_round_are_refused_by_every_read
     assert (second.round, second.done, second.failed) == (2, 30, 0)
     code, out, _ = run(capsys, "verify", wid)
     assert code == 0 and f"workload {wid}: 30 records match the round 2 root" in out, out
-    round2 = _keep(world, wid)
+    round2 = keep_round(world, wid)
 
-    _put_back(world, wid, round1)  # the blob-store writer's rollback
+    put_back(world, wid, round1)  # the blob-store writer's rollback
     expected = f"workload {wid}: summary.enc is round 1 but the workload's sealed head says round 2"
     with pytest.raises(StaleSummaryError, match=expected):
         read_summary(world.store, _opened(world, wid))
@@ -135,7 +126,7 @@ def test_f0_round_1_blobs_put_back_after_a_retry_round_are_refused_by_every_read
     code, _, err = run(capsys, "verify-proof", str(edited), "--signer", str(pub))
     assert code == 4 and "its signed statement is round 1" in one_line_error(err)
 
-    _put_back(world, wid, round2)
+    put_back(world, wid, round2)
     code, out, _ = run(capsys, "status", wid)
     assert code == 0 and "30" in out, out
     assert len(list(read_results(world.store, _opened(world, wid)))) == 30
@@ -170,7 +161,7 @@ def test_f10_a_consolidation_that_fails_leaves_the_ended_rounds_results_readable
     _signing_results(world, operator)
     wid = world.pack("rr1", [{"n": i} for i in range(40)], FIVE)
     world.run_to_end(world.run(wid), proc)
-    before = _keep(world, wid)
+    before = keep_round(world, wid)
     lines = list(read_results(world.store, _opened(world, wid)))
     assert len(lines) == 39
     assert _retry(world, operator, wid) == 1
@@ -182,7 +173,7 @@ def test_f10_a_consolidation_that_fails_leaves_the_ended_rounds_results_readable
             if run_.step():
                 break
             world.work(proc)
-    assert _keep(world, wid) == before  # nothing a reader reads was touched
+    assert keep_round(world, wid) == before  # nothing a reader reads was touched
     w = _opened(world, wid)
     assert list(read_results(world.store, w)) == lines
     assert read_summary(world.store, w).round == 1  # the round running is 2: its summary is 1's

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import one_line_error, run
+from rounds import keep_round, put_back, retry_round
 
 import rqp
-from rqp import control
 from rqp.errors import RoundUncheckedError
 from rqp.ledger import Ledger, Meta
 from rqp.merkle import HASH_SIZE
-from rqp.results_root import INPUTS_BLOB, LEAVES_BLOB
+from rqp.results_root import INPUTS_BLOB
 from rqp.round_marker import ROUND_BLOB
-from rqp.summary import RESULTS_BLOB, SUMMARY_BLOB, read_summary
+from rqp.summary import read_summary
 from rqp.verification import make_proof
 from rqp.workload import blob_name, pack
 
@@ -27,7 +27,6 @@ from rqp.workload import blob_name, pack
 ECHO = "def process(r):\n    return {'name': r['name'], 'n': r['n']}\n"
 #: record 5 always fails, every other one succeeds
 FIVE = "def process(r):\n    if r['n'] == 5:\n        raise ValueError('five')\n    return r['n'] * 2\n"
-ROUND_BLOBS = (SUMMARY_BLOB, RESULTS_BLOB, LEAVES_BLOB, INPUTS_BLOB)
 #: ``rqp verify``'s exit when no sealed head confirms the round (``RoundUncheckedError``)
 UNCHECKED = RoundUncheckedError.exit_code
 
@@ -94,20 +93,6 @@ def test_f10_equal_inputs_leave_no_trace_in_the_input_digests(world, proc, opera
     assert len(raw) == 24 * HASH_SIZE and len(digests) == 24
 
 
-def _keep(world, wid: str) -> dict[str, bytes]:
-    return {name: world.store.get(blob_name(wid, name)) for name in ROUND_BLOBS}
-
-
-def _put_back(world, wid: str, blobs: dict[str, bytes]) -> None:
-    for name, data in blobs.items():
-        world.store.put(blob_name(wid, name), data)
-
-
-def _retry_round(world, proc, operator, wid: str) -> None:
-    control.retry_failed(world.r, world.store, world.backends().workload(wid), operator.key, "ops@test")
-    world.run_to_end(world.run(wid), proc)
-
-
 @pytest.mark.parametrize("head", ["deleted", "junk"])
 def test_f8_an_older_round_with_the_head_gone_is_never_plainly_verified(world, proc, cli_env, capsys, operator, head):
     """Was: with the sealed head deleted or junk, round 1's blobs put back after round 2 verified
@@ -119,9 +104,9 @@ def test_f8_an_older_round_with_the_head_gone_is_never_plainly_verified(world, p
     _signing(world, operator)
     wid = world.pack(f"rnd-{head}", [{"n": i} for i in range(12)], FIVE)
     world.run_to_end(world.run(wid), proc)
-    round1 = _keep(world, wid)
-    _retry_round(world, proc, operator, wid)
-    round2 = _keep(world, wid)
+    round1 = keep_round(world, wid)
+    retry_round(world, proc, operator, wid)
+    round2 = keep_round(world, wid)
     meta = Ledger(world.r, wid).k.meta
 
     def tamper() -> None:
@@ -131,7 +116,7 @@ def test_f8_an_older_round_with_the_head_gone_is_never_plainly_verified(world, p
             world.r.hset(meta, Meta.HEAD, "junk")
 
     sealed = world.r.hget(meta, Meta.HEAD)
-    _put_back(world, wid, round1)
+    put_back(world, wid, round1)
     tamper()
     code, out, err = run(capsys, "verify", wid)
     if head == "junk":
@@ -152,13 +137,13 @@ def test_f8_an_older_round_with_the_head_gone_is_never_plainly_verified(world, p
     code, out, _ = run(capsys, "verify", wid, "--any-round=older")
     assert code == 0 and "(round not checked: the sealed round marker says round 2" in out, out
     # the round-2 blobs: nothing but the head could say they are current -- not checked either
-    _put_back(world, wid, round2)
+    put_back(world, wid, round2)
     code, out, _ = run(capsys, "verify", wid)
     assert code == UNCHECKED and "round 2 root" in out and "round not checked: no sealed head" in out, out
     # a third round: round 1 put back is now below the marker's floor, refused with one line
     world.r.hset(meta, Meta.HEAD, sealed)
-    _retry_round(world, proc, operator, wid)
-    _put_back(world, wid, round1)
+    retry_round(world, proc, operator, wid)
+    put_back(world, wid, round1)
     tamper()
     code, _, err = run(capsys, "verify", wid)
     assert code == 4 and "summary.enc is round 1 but" in one_line_error(err), err
@@ -177,12 +162,12 @@ def test_n3_an_older_round_put_back_with_its_own_marker_is_not_plainly_verified(
     pub = _signing(world, operator)
     wid = world.pack("rnd-replay", [{"n": i} for i in range(12)], FIVE)
     world.run_to_end(world.run(wid), proc)
-    _retry_round(world, proc, operator, wid)
-    round2 = {**_keep(world, wid), ROUND_BLOB: world.store.get(blob_name(wid, ROUND_BLOB))}
-    _retry_round(world, proc, operator, wid)
+    retry_round(world, proc, operator, wid)
+    round2 = {**keep_round(world, wid), ROUND_BLOB: world.store.get(blob_name(wid, ROUND_BLOB))}
+    retry_round(world, proc, operator, wid)
     code, out, _ = run(capsys, "verify", wid)
     assert code == 0 and "round 3 root" in out and "not checked" not in out, out  # the head confirms it
-    _put_back(world, wid, round2)
+    put_back(world, wid, round2)
     world.r.hdel(Ledger(world.r, wid).k.meta, Meta.HEAD)
     code, out, err = run(capsys, "verify", wid)
     assert code == UNCHECKED and "round 2 root" in out and "(round not checked: no sealed head" in out, out

@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 from cli_helpers import one_line_error, run
+from rounds import ROUND_BLOBS, keep_round, put_back, retry_round
 from world import cli_env, proc, world  # noqa: F401 - fixtures
 
 import rqp
@@ -38,35 +39,19 @@ from rqp import control
 from rqp.errors import IntegrityError, RoundUncheckedError
 from rqp.ledger import Ledger, Meta
 from rqp.proof_check import Expected, check_proof
-from rqp.results_root import INPUTS_BLOB, LEAVES_BLOB
-from rqp.summary import RESULTS_BLOB, SUMMARY_BLOB, read_summary
+from rqp.summary import SUMMARY_BLOB, read_summary
 from rqp.workload import blob_name, pack
 
 from .test_cli_verify import _readme_check
 
 #: record 5 always fails (so ``rqp retry --failed`` always has a round to run), the rest succeed
 FIVE = "def process(r):\n    if r['n'] == 5:\n        raise ValueError('five')\n    return r['n'] * 2\n"
-ROUND_BLOBS = (SUMMARY_BLOB, RESULTS_BLOB, LEAVES_BLOB, INPUTS_BLOB)
 UNCHECKED = RoundUncheckedError.exit_code
 
 
 def _signing(world, operator) -> Path:
     world.settings = world.settings.replace(results_key_file=operator.path)
     return operator.path.with_name("operator.pub.pem")
-
-
-def _keep(world, wid: str) -> dict[str, bytes]:
-    return {name: world.store.get(blob_name(wid, name)) for name in ROUND_BLOBS}
-
-
-def _put_back(world, wid: str, blobs: dict[str, bytes]) -> None:
-    for name, data in blobs.items():
-        world.store.put(blob_name(wid, name), data)
-
-
-def _retry_round(world, proc, operator, wid: str) -> None:
-    control.retry_failed(world.r, world.store, world.backends().workload(wid), operator.key, "ops@test")
-    world.run_to_end(world.run(wid), proc)
 
 
 def _client(world) -> rqp.Client:
@@ -87,16 +72,16 @@ def test_a1_proof_and_results_of_an_unconfirmed_round_need_any_round_and_a_super
     pub = _signing(world, operator)
     wid = world.pack("a1", [{"n": i} for i in range(12)], FIVE)
     world.run_to_end(world.run(wid), proc)
-    round1 = _keep(world, wid)
-    _retry_round(world, proc, operator, wid)
-    round2 = _keep(world, wid)
+    round1 = keep_round(world, wid)
+    retry_round(world, proc, operator, wid)
+    round2 = keep_round(world, wid)
     meta = Ledger(world.r, wid).k.meta
     sealed = world.r.hget(meta, Meta.HEAD)
     # with the head: proof and results as before, no note
     code, out, err = run(capsys, "proof", wid, "--record", "0")
     assert code == 0 and json.loads(out)["round"] == 2 and not err, err
 
-    _put_back(world, wid, round1)
+    put_back(world, wid, round1)
     world.r.hdel(meta, Meta.HEAD)
     out_file = tmp_path / "p.json"
     for argv in (
@@ -139,7 +124,7 @@ def test_a1_proof_and_results_of_an_unconfirmed_round_need_any_round_and_a_super
         assert len(list(w.results(any_round="older"))) == 11
 
         # round 2's own blobs, head still gone: not contradicted by the marker -- --any-round is enough
-        _put_back(world, wid, round2)
+        put_back(world, wid, round2)
         code, out, err = run(capsys, "proof", wid, "--record", "0")
         line = one_line_error(err)
         assert code == UNCHECKED and not out and "round 2 could not be checked as the current one" in line, line
@@ -161,8 +146,8 @@ def test_a1_proof_and_results_of_an_unconfirmed_round_need_any_round_and_a_super
 
     # A9: round 3 begun, round 1 put back, head gone: below the marker's floor -- refused, naming the marker
     world.r.hset(meta, Meta.HEAD, sealed)
-    _retry_round(world, proc, operator, wid)
-    _put_back(world, wid, round1)
+    retry_round(world, proc, operator, wid)
+    put_back(world, wid, round1)
     world.r.hdel(meta, Meta.HEAD)
     for argv in (["verify", wid], ["proof", wid, "--record", "0"], ["results", wid]):
         code, _, err = run(capsys, *argv)
@@ -351,9 +336,9 @@ def test_b2_the_clients_failures_stream_and_verify_streamed_take_the_round_rule(
     pub = _signing(world, operator)
     wid = world.pack("b2", [{"n": i} for i in range(12)], FIVE)
     world.run_to_end(world.run(wid), proc)
-    round1 = _keep(world, wid)
-    _retry_round(world, proc, operator, wid)
-    _put_back(world, wid, round1)
+    round1 = keep_round(world, wid)
+    retry_round(world, proc, operator, wid)
+    put_back(world, wid, round1)
     world.r.hdel(Ledger(world.r, wid).k.meta, Meta.HEAD)
     client = _client(world)
     try:
@@ -583,8 +568,8 @@ def test_c3_while_a_generation_runs_results_show_the_replaced_generation_only_at
     _signing(world, operator)
     wid = world.pack("c3r", [{"n": i} for i in range(8)], FIVE)
     world.run_to_end(world.run(wid), proc)
-    round_one = _keep(world, wid)
-    _retry_round(world, proc, operator, wid)
+    round_one = keep_round(world, wid)
+    retry_round(world, proc, operator, wid)
     _repack(world, wid, [{"n": i} for i in range(8)], "def process(r):\n    return r['n']\n")
     fresh = _start(world, wid, "test:2")
     try:
