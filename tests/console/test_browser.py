@@ -87,10 +87,14 @@ def test_an_operator_watches_pauses_resumes_and_reads_failures(browser, cluster,
     )
     script = cluster.write_script("score.py", SCRIPT)
     cluster.pack("scoring-q3", cluster.write_data("q3.jsonl", [{"n": i} for i in range(900)]), script)
+    # live-batch must still be running whenever the operator looks for progress; its records never
+    # fail (n a multiple of 17 * 29), so no retry backoff leaves it running with nothing to show, and
+    # the checks that wait on the other workloads (scoring-q3's retries take ~10 s of backoff
+    # whatever the speed) happen while it is paused: ~30 s of sleeping on 2 workers, of which the
+    # steps before the pause and after the resume use a few seconds each
     live_records = 6000
-    cluster.pack(
-        "live-batch", cluster.write_data("live.jsonl", [{"n": i, "sleep": 0.005} for i in range(live_records)]), script
-    )
+    live = [{"n": 17 * 29 * i, "sleep": 0.01} for i in range(live_records)]
+    cluster.pack("live-batch", cluster.write_data("live.jsonl", live), script)
     blob_url = cluster.env["RQP_BLOB_URL"]
     assert write_simulated_vms(blob_url, SIMULATED_VMS, time.time()) > 0
     forged = push_forged_job(cluster.r, "rqp-forged-by-an-intruder")
@@ -123,22 +127,10 @@ def test_an_operator_watches_pauses_resumes_and_reads_failures(browser, cluster,
         b, lambda: (n := number(b, live_done)) is not None and n > first and n, what="live-batch's done count to rise"
     )
     assert advanced > first
-    wait_for(b, lambda: text(b, 'tr[data-id="nightly-etl"] .badge') == "done", timeout=60, what="nightly-etl done")
-    wait_for(b, lambda: text(b, 'tr[data-id="scoring-q3"] .badge') == "done", timeout=60, what="scoring-q3 done")
     wait_for(
         b, lambda: len(css(b, 'tr[data-id="live-batch"] td.rate polyline')) == 1, what="live-batch's rate sparkline"
     )
     shot(b, "02-workloads")
-    # the filter narrows the list without a reload
-    b.find_element(By.ID, "filter").send_keys("scoring")
-    wait_for(
-        b,
-        lambda: [r.get_attribute("data-id") for r in css(b, "#workloads tbody tr")] == ["scoring-q3"],
-        what="the filtered list",
-    )
-    b.find_element(By.ID, "filter").clear()
-    b.find_element(By.ID, "filter").send_keys(" ")  # clear() fires no input event
-    wait_for(b, lambda: len(css(b, "#workloads tbody tr")) == 3, what="the whole list again")
 
     # ------------------------------------------------------------------ the running workload's page
     # rows are refreshed in place: the link found before a refresh is the one still on the page
@@ -180,6 +172,29 @@ def test_an_operator_watches_pauses_resumes_and_reads_failures(browser, cluster,
     assert held is not None and held < live_records
     assert any("pause" in li.text and f"{USER} (console)" in li.text for li in css(b, "#timeline li"))
     shot(b, "04-workload-paused")
+
+    # ------------------------------------------------------------------ the list, live-batch held
+    b.get(base + "/workloads")
+    wait_for(b, lambda: text(b, 'tr[data-id="live-batch"] .badge') == "paused", what="live-batch paused in the list")
+    wait_for(b, lambda: text(b, 'tr[data-id="nightly-etl"] .badge') == "done", timeout=60, what="nightly-etl done")
+    wait_for(b, lambda: text(b, 'tr[data-id="scoring-q3"] .badge') == "done", timeout=60, what="scoring-q3 done")
+    wait_for(b, lambda: number(b, live_done) == held, what="the list to show the done count held")  # none queued
+    assert text(b, 'tr[data-id="live-batch"] td[data-k="eta"]') == "–"  # no ETA while paused
+    shot(b, "04-workloads-one-paused")
+    # the filter narrows the list without a reload
+    b.find_element(By.ID, "filter").send_keys("scoring")
+    wait_for(
+        b,
+        lambda: [r.get_attribute("data-id") for r in css(b, "#workloads tbody tr")] == ["scoring-q3"],
+        what="the filtered list",
+    )
+    b.find_element(By.ID, "filter").clear()
+    b.find_element(By.ID, "filter").send_keys(" ")  # clear() fires no input event
+    wait_for(b, lambda: len(css(b, "#workloads tbody tr")) == 3, what="the whole list again")
+
+    # ------------------------------------------------------------------ resume
+    b.get(base + "/workloads/live-batch")
+    wait_for(b, lambda: text(b, "#state") == "paused", what="live-batch's page, paused")
     confirm_action(b, "resume", "live-batch")
     wait_for(b, lambda: text(b, "#state") == "running", what="the state to read running again")
     wait_for(

@@ -101,7 +101,7 @@ def progress_row(
     fraction_read = progress.read_fraction if progress is not None else None
     known = total if total is not None else enqueued
     eta = None
-    if live and progress is not None:
+    if live and progress is not None and state != State.PAUSED:  # paused: no ETA until it resumes
         eta = progress.eta
     elif state in (State.DONE, State.FAILED, State.CANCELLED):
         eta = 0.0
