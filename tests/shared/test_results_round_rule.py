@@ -507,6 +507,23 @@ def test_na_a_proof_issued_while_a_retry_round_runs_says_that_round_will_superse
     assert code == 0 and json.loads(out)["round"] == 2 and not err, err
 
 
+def test_a_failed_retry_round_is_not_said_to_be_running(world, proc, cli_env, capsys, operator):
+    """Was (seventh review): after a retry round failed, ``rqp verify`` and ``rqp proof`` said the
+    failed round "is running: it will supersede this round when it ends" -- it never will."""
+    _signing(world, operator)
+    wid = world.pack("nf", [{"n": i} for i in range(12)], FIVE)
+    world.run_to_end(world.run(wid), proc)
+    control.retry_failed(world.r, world.store, world.backends().workload(wid), operator.key, "ops@test")
+    r = world.run(wid)
+    r.step()  # round 2 begun
+    r.finisher.fail("the retry round failed here", generic="the retry round failed")
+    code, out, err = run(capsys, "proof", wid, "--record", "0")
+    assert code == 0 and json.loads(out)["round"] == 1, err
+    assert "round 2 failed: this round stays the current one until a retry round ends" in err, err
+    code, out, _ = run(capsys, "verify", wid)
+    assert code == 0 and "round 2 failed" in out and "is running" not in out, out
+
+
 # ---------------------------------------------------------------- the fifth review (atk5)
 def _start(world, wid: str, name: str) -> Any:
     """A re-packed generation started on a new processor (the old one keeps the old script host

@@ -23,6 +23,7 @@ import redis
 from rqp.backends import Backends, head_round, sealed_head, unchecked_round
 from rqp.errors import RqpError
 from rqp.keys import KeyProvider
+from rqp.ledger import Ledger, State
 from rqp.round_marker import marked_round, round_note
 from rqp.signing import TrustStore
 from rqp.status import StatusRecord, record_status
@@ -130,7 +131,13 @@ class Opener:
         the sealed head in Redis proves it is the current one; without it (deleted, lost, expired
         after the status TTL) the badge says "round not checked", as ``rqp verify`` does."""
         head = sealed_head(self.r, workload) if self.r is not None else None
-        return round_note(head, marked_round(self.store, workload), summary_round)
+        failed = (
+            self.r is not None
+            and head is not None
+            and not head[1]
+            and Ledger(self.r, workload.id).state() == State.FAILED
+        )
+        return round_note(head, marked_round(self.store, workload), summary_round, failed=failed)
 
     def unconfirmed(self, workload_id: str, summary: Summary) -> str:
         """Why ``summary``'s round is not confirmed as the current one, ``""`` when the sealed head

@@ -28,7 +28,7 @@ from .connect import (
 )
 from .errors import IntegrityError
 from .keys import KeyProvider
-from .ledger import TOMBSTONES, Head, Ledger
+from .ledger import TOMBSTONES, Head, Ledger, State
 from .round_marker import AnyRound, check_round_or_raise, marked_round, round_checked, round_note
 from .signing import TrustStore
 from .storage import BlobStore, MessageQueue
@@ -152,9 +152,11 @@ class RoundFacts:
     head: tuple[int, bool] | None
     marked: int | None
     foreign: str = ""
+    #: Redis shows the workload failed (wording of the note only: ``round_note``)
+    failed: bool = False
 
     def note(self, summary_round: int) -> str:
-        return round_note(self.head, self.marked, summary_round, foreign=bool(self.foreign))
+        return round_note(self.head, self.marked, summary_round, foreign=bool(self.foreign), failed=self.failed)
 
     def check(
         self, workload_id: str, summary_round: int, any_round: AnyRound, command: str = "verify", method: str = ""
@@ -163,7 +165,7 @@ class RoundFacts:
         ``RoundUncheckedError``."""
         return check_round_or_raise(
             workload_id, self.head, self.marked, summary_round, any_round, command, method or None,
-            foreign=self.foreign,
+            foreign=self.foreign, failed=self.failed,
         )  # fmt: skip
 
 
@@ -180,7 +182,10 @@ def round_facts(r: redis.Redis, store: BlobStore, workload: Workload) -> RoundFa
     """The round facts of ``workload``'s current generation (see ``RoundFacts``)."""
     head = sealed_head(r, workload)
     foreign = head is None and not workload.generation and other_generation(r, workload)
-    return RoundFacts(head, marked_round(store, workload), workload.manifest.content_digest() if foreign else "")
+    failed = head is not None and not head[1] and Ledger(r, workload.id).state() == State.FAILED
+    return RoundFacts(
+        head, marked_round(store, workload), workload.manifest.content_digest() if foreign else "", failed
+    )
 
 
 def head_round(

@@ -60,7 +60,14 @@ def marked_round(store: BlobStore, workload: Workload) -> int | None:
     return value if type(value) is int and value >= 1 else None
 
 
-def round_note(head: tuple[int, bool] | None, marked: int | None, summary_round: int, *, foreign: bool = False) -> str:
+def round_note(
+    head: tuple[int, bool] | None,
+    marked: int | None,
+    summary_round: int,
+    *,
+    foreign: bool = False,
+    failed: bool = False,
+) -> str:
     """What a reader adds to "verified" about the round (``""``: nothing, the sealed head
     confirms it is current): ``head`` is the sealed head's (round, closed) in Redis, ``marked``
     the round marker's round. Only the sealed head can say which round is current: every round's
@@ -69,7 +76,10 @@ def round_note(head: tuple[int, bool] | None, marked: int | None, summary_round:
     Without a head the note therefore always says the round was not checked, whatever the marker
     says; the marker only sets a floor below which a summary is refused outright. ``foreign``:
     Redis holds a sealed head for the workload that does not open under this generation's key --
-    the blob store holds another generation than the one Redis ran (or Redis was altered)."""
+    the blob store holds another generation than the one Redis ran (or Redis was altered).
+    ``failed``: Redis shows the workload failed (its shown state: wording only, nothing is
+    accepted on it) -- a retry round that failed has not ended and never will, so it is not said
+    to be running."""
     if head is None and foreign:
         return (
             f" ({NOT_CHECKED}: Redis holds a sealed head that does not open under this generation's key: the "
@@ -79,6 +89,8 @@ def round_note(head: tuple[int, bool] | None, marked: int | None, summary_round:
         current, closed = head
         if marked is None or marked <= current:
             if not closed and summary_round == current - 1:
+                if failed:
+                    return f" (round {current} failed: this round stays the current one until a retry round ends)"
                 return f" (round {current} is running: it will supersede this round when it ends)"
             return "" if summary_round >= (current if closed else current - 1) else " (an older round)"
     if marked is not None and summary_round < marked:
@@ -154,6 +166,7 @@ def check_round_or_raise(
     method: str | None = None,
     *,
     foreign: str = "",
+    failed: bool = False,
 ) -> str:
     """The rule every reader that hands results or a proof out applies (``rqp verify``, ``rqp
     proof``, ``rqp results`` and the client's ``verify``/``proof``/``results``): the round note
@@ -162,7 +175,7 @@ def check_round_or_raise(
     ``summary_round``, or when Redis holds a head of another generation (``foreign``: this
     generation's manifest digest), unless ``any_round == OLDER`` (a distinct, explicit choice).
     ``command``: the ``rqp`` command named in the fix; ``method``: the client's (default the same)."""
-    note = round_note(head, marked, summary_round, foreign=bool(foreign))
+    note = round_note(head, marked, summary_round, foreign=bool(foreign), failed=failed)
     if round_checked(note):
         return note
     if foreign and head is None and any_round != OLDER:
