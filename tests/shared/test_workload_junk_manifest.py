@@ -160,3 +160,19 @@ def test_a_supersedes_field_that_is_not_the_record_is_refused_with_one_line(junk
     good = {"manifest": "ab" * 32, "summary_sha256": "cd" * 32}
     assert Manifest.from_json(_edited(supersedes=good), WID).supersedes == good
     assert Manifest.from_json(_edited(supersedes=None), WID).supersedes is None
+
+
+def test_a_junk_superseded_manifest_is_named_as_the_superseded_one(tmp_path):
+    """Was (seventh review): a junk ``superseded/manifest.json`` was refused as "manifest.json of
+    workload w1", which reads as the current generation's (the one that was fine)."""
+    from rqp.storage import FileBlobStore
+    from rqp.workload import SUPERSEDED, Workload, blob_name
+
+    store = FileBlobStore(tmp_path)
+    store.put(blob_name(WID, "manifest.json"), json.dumps(_good()).encode())
+    store.put(blob_name(WID, SUPERSEDED + "manifest.json"), b"null")
+    with pytest.raises(IntegrityError) as err:
+        Workload.open(store, None, WID, None, generation=SUPERSEDED)  # type: ignore[arg-type]  # refused before either is used
+    assert str(err.value).startswith(f"superseded/manifest.json of workload {WID} is not a manifest (JSON null"), (
+        err.value
+    )

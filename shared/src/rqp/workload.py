@@ -205,19 +205,21 @@ class Manifest:
         return json.dumps(doc, sort_keys=True, indent=1).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes, workload_id: str) -> Manifest:
+    def from_json(cls, raw: bytes, workload_id: str, blob: str = "manifest.json") -> Manifest:
         """The manifest in ``raw`` -- exactly a manifest, or one ``IntegrityError`` line naming the
         blob and the fix. A blob-store writer can put anything there (``null``, ``5``, a 5000-deep
         ``[[...]]``, a ``created`` of ``1e999``), and every reader lists many workloads: one
         workload's junk must be that workload's one-line refusal, never a traceback that hides the
-        others. Read with rqp's strict JSON reader (size and nesting bounded before parsing)."""
+        others. Read with rqp's strict JSON reader (size and nesting bounded before parsing).
+        ``blob``: its name under the workload's folder, as the refusal names it (a superseded
+        generation's is ``superseded/manifest.json``, not the current one)."""
         try:
             doc = _manifest_doc(raw)
             m = cls(**doc)
         except (ValueError, TypeError, KeyError) as exc:
             reason = f"no field {exc}" if isinstance(exc, KeyError) else " ".join(str(exc).split())[:200]
             raise NotAManifestError(
-                f"manifest.json of workload {workload_id} is not a manifest ({reason}); restore that blob, or "
+                f"{blob} of workload {workload_id} is not a manifest ({reason}); restore that blob, or "
                 f"re-pack the workload (rqp pack --replace)"
             ) from None
         if m.workload != workload_id:
@@ -429,7 +431,9 @@ def supersede(store: BlobStore, workload_id: str, *, shred: bool = False) -> dic
             if leaf == "summary.enc":
                 kept["summary_sha256"] = copied.sha.hexdigest()
     try:
-        kept["manifest"] = Manifest.from_json(store.get(old + "manifest.json"), workload_id).content_digest()
+        kept["manifest"] = Manifest.from_json(
+            store.get(old + "manifest.json"), workload_id, SUPERSEDED + "manifest.json"
+        ).content_digest()
     except (RqpError, OSError):
         pass  # not a manifest: that generation never opens, so nothing of it is shown either way
     if shred:
@@ -619,7 +623,7 @@ class Workload:
             raise WorkloadError(
                 f"workload {workload_id} not found in {store.location}; pack it with 'rqp pack' or check RQP_BLOB_URL"
             ) from None
-        manifest = Manifest.from_json(raw, workload_id)
+        manifest = Manifest.from_json(raw, workload_id, generation + "manifest.json")
         try:
             wrapped = WrappedKey.from_json(store.get(blob_name(workload_id, generation + "key.json")))
         except BlobNotFoundError:
