@@ -199,3 +199,91 @@ def test_f1_a_summary_resealed_without_its_root_is_refused(world, proc, cli_env,
     run = world.run(wid)
     with pytest.raises(IntegrityError, match="the ended round's summary names no results root"):
         _until_ended(world, proc, run)
+
+
+def _claim_in_this_round(world, w, rid: int, result: bytes) -> None:
+    """What a processor holding the data key, Redis and the blob store can write (eighth review,
+    F0): a sealed note of this round naming a chunk the scheduler never queued, claiming ``rid``
+    done, and that chunk's part with a result of its own."""
+    from rqp.ledger import Ledger, job_id, note_field
+    from rqp.parts import part_blob, seal_part
+    from rqp.status import ChunkNote
+
+    chunk = "c00000099"
+    jid = job_id(w.id, chunk, 0)
+    led = Ledger(world.r, w.id)
+    note = ChunkNote(chunk, jid, ((rid, 1, 1),), (), None, None, None, "vm:1", round=2)
+    world.r.hset(led.k.notes, note_field(chunk, rid, rid), note.seal(w))
+    world.store.put(part_blob(w.id, f"{chunk}-0"), seal_part(w.scope(jid), [(rid, result)]))
+
+
+def _f0_round_1_ended_and_retried(world, proc, operator, wid: str):
+    world.settings = replace(world.settings, window_chunks=100, max_attempts=1, results_key_file=operator.path)
+    wid = world.pack(wid, [{"n": i} for i in range(N)], FAILS_ON_FIVE)
+    run = world.run(wid)
+    _until_ended(world, proc, run)
+    assert rqp_main(["retry", wid, "--failed"]) == 0
+    run = world.run(wid)
+    run.step()  # round 2 begun: record 5 queued again
+    return run
+
+
+def test_f0_a_retry_round_cannot_claim_a_record_the_ended_round_did(world, proc, cli_env, capsys, operator):
+    """Eighth review, F0: a retry round's notes could claim any record, so a result the ended
+    round's signed root vouches for was "re-run" with a processor's own, and signed again."""
+    run = _f0_round_1_ended_and_retried(world, proc, operator, "f0a")
+    w = run.workload
+    capsys.readouterr()
+    _claim_in_this_round(world, w, 1, b'{"n":1,"ok":true,"forged":"rerun"}')
+    with pytest.raises(
+        IntegrityError, match="record 1 has a result the ended round's signed root vouches for, and a chunk"
+    ):
+        _until_ended(world, proc, run)
+    assert read_summary(world.store, w).round == 1  # nothing signed
+    assert rqp_main(["verify", w.id]) == 0  # round 1's results, as they were
+
+
+def test_f0_dropping_the_carried_result_as_well_is_refused(world, proc, cli_env, capsys, operator):
+    """The same with record 1's line taken out of the earlier results (and the summary re-sealed
+    to their digest): every leaf of the ended root is accounted for, so a record the root says
+    had a result cannot go missing from what is carried."""
+    run = _f0_round_1_ended_and_retried(world, proc, operator, "f0b")
+    w = run.workload
+    capsys.readouterr()
+    ended = read_summary(world.store, w)
+    forged = _sealed_results(w, {i: i * 2 for i in range(N) if i not in (1, 5)})
+    world.store.put(blob_name(w.id, RESULTS_BLOB), forged)
+    ended.results = replace(ended.results, sha256=hashlib.sha256(forged).hexdigest(), size=len(forged))
+    world.store.put(blob_name(w.id, SUMMARY_BLOB), ended.seal(w))
+    _claim_in_this_round(world, w, 1, b'{"n":1,"ok":true,"forged":"rerun"}')
+    with pytest.raises(IntegrityError, match="record 1 is missing from the earlier round's results, but the ended"):
+        _until_ended(world, proc, run)
+    assert read_summary(world.store, w).round == 1
+
+
+def test_f0_a_failure_reason_rewritten_in_the_ended_summary_is_refused(world, proc, cli_env, capsys, operator):
+    """The check of a record the retry round runs again reads its reason from the ended summary
+    (sealed under the data key): a reason changed there no longer matches the signed leaf."""
+    run = _f0_round_1_ended_and_retried(world, proc, operator, "f0c")
+    w = run.workload
+    ended = read_summary(world.store, w)
+    assert [f.id for f in ended.failures] == [5]
+    ended.failures = [replace(ended.failures[0], error="something else")]
+    world.store.put(blob_name(w.id, SUMMARY_BLOB), ended.seal(w))
+    with pytest.raises(IntegrityError, match="record 5 is missing from the earlier round's results, but the ended"):
+        _until_ended(world, proc, run)
+
+
+@pytest.mark.parametrize("line", [b'{"id":true,"result":1}', b'{"id":1}', b'{"id": 1,"result":2}', b"x"])
+def test_f3_a_carried_line_without_rqps_id_is_one_line(world, proc, cli_env, capsys, operator, line):
+    """Eighth review, F3: a line a data-key holder wrote failed the workload with "unexpected
+    ValueError"; now one line naming the earlier results, nothing signed."""
+    run = _f0_round_1_ended_and_retried(world, proc, operator, "f3")
+    w = run.workload
+    lines = [b'{"id":0,"result":0}\n', line + b"\n"]
+    world.store.put(blob_name(w.id, RESULTS_BLOB), b"".join(encrypt_stream(w.key, iter(lines), aad("results", w.id))))
+    with pytest.raises(
+        IntegrityError, match=r"a line of the earlier round's results \(.+\) does not start with a record id"
+    ):
+        _until_ended(world, proc, run)
+    assert read_summary(world.store, w).round == 1

@@ -382,11 +382,14 @@ def earlier_rounds(
         lines = (rest + piece).split(b"\n")
         rest = lines.pop()
         for line in lines:
-            rid = int(line[6 : line.index(b",")])
+            rid = _carried_id(line, workload.id, name)
             if rid < proof.total and not _bit(proof.done, rid):
                 if signed is not None:
                     signed.check(rid, line)
                 yield rid, line + b"\n"
+            elif signed is not None:
+                signed.check(rid, line)  # the signed root vouches for it: then it is not this round's to run
+                raise signed.claimed_again(rid)
     if signed is not None:
         signed.finish()
     if sha256 is not None and digest.hexdigest() != sha256:
@@ -395,6 +398,21 @@ def earlier_rounds(
             f"summary vouches for (changed behind rqp's back); nothing was signed: delete {name} if "
             f"{RESULTS_BLOB} is intact ('rqp verify' checks it), else put back that round's results from a backup"
         )
+
+
+def _carried_id(line: bytes, workload_id: str, name: str) -> int:
+    """The record id of a carried results line (``{"id":N,...``), or one ``IntegrityError`` line
+    naming the object: a line rqp did not write (a data-key holder's) is not an "unexpected
+    ValueError" (eighth review, F3)."""
+    head, comma, _ = line[:32].partition(b",")
+    digits = head[6:]
+    if head.startswith(b'{"id":') and comma and digits.isdigit() and digits.isascii():
+        return int(digits)
+    raise IntegrityError(
+        f"workload {workload_id}: a line of the earlier round's results ({name}) does not start with a record "
+        "id as rqp writes it (changed behind rqp's back): nothing was signed; put back that round's results "
+        "from a backup"
+    )
 
 
 def merge(sources: Iterable[Iterator[tuple[int, bytes]]], proof: Proof, counter: list[int]) -> Iterator[bytes]:
@@ -620,7 +638,7 @@ def consolidate(
             signed = None
             if signer is not None:  # a summary without its root is refused too (eighth review, F1)
                 public = signer.public_pem().decode()
-                signed = EndedRound(store, workload, ended.root, public, head.round - 1)
+                signed = EndedRound(store, workload, ended.root, public, head.round - 1, ended.failures)
             sources.append(earlier_rounds(store, workload, previous, proof, ended.results.sha256, signed))
         blocks = merge(sources, proof, count)
     # the results, input digests and leaf hashes are written under staged names and swapped in

@@ -625,10 +625,25 @@ class EndedRound:
     they do not, so a results object (and summary) rewritten between rounds is refused here
     before anything of it is signed again (seventh review, E1).
 
+    Every leaf is accounted for: a record the carried results skip must be one the ended round
+    failed (its leaf the ``failed`` leaf of the reason in ``failures``, the ended summary's list)
+    or never ran (``not-run``) -- the records a retry round may run again. A record the signed root
+    says had a result is either carried and checked, or refused: a processor holding the data key
+    and Redis could otherwise claim it "re-run" in the retry round with a result of its own, and
+    drop its carried line (eighth review, F0).
+
     ``check(rid, line)`` for each carried result line, in increasing ``rid``; ``finish()`` once
     all are checked (``leaves.bin`` must have read back as it folded)."""
 
-    def __init__(self, store: BlobStore, workload: Workload, root: Any, public_pem: str, round_: int) -> None:
+    def __init__(
+        self,
+        store: BlobStore,
+        workload: Workload,
+        root: Any,
+        public_pem: str,
+        round_: int,
+        failures: Iterable[Failure] = (),
+    ) -> None:
         if root is None:
             raise IntegrityError(
                 f"workload {workload.id}: the ended round's summary names no results root (re-sealed behind rqp's "
@@ -658,6 +673,7 @@ class EndedRound:
         self._inputs = iter_hashes(store.iter_chunks(inputs_name))
         self._at = -1
         self._domain = LEAF_PREFIX + LEAF_DOMAIN
+        self._failed = {f.id: f for f in failures}
 
     def _refuse(self, what: str) -> IntegrityError:
         return IntegrityError(
@@ -666,26 +682,58 @@ class EndedRound:
             f"{self.workload.id}' and put back that round's results from a backup"
         )
 
+    def _next(self) -> tuple[bytes, bytes]:
+        self._at += 1
+        return next(self._leaves, b""), next(self._inputs, b"")
+
+    def _hash(self, rid: int, key: Any, mac: bytes, kind: str, digest: str) -> bytes:
+        inp = b"" if mac == _NO_INPUT else mac.hex().encode()
+        k = b"null" if key is None else json.dumps(str(key)).encode()
+        return hashlib.sha256(
+            b'%b[%d,%b,"%b","%b","%b"]' % (self._domain, rid, k, inp, kind.encode(), digest.encode())
+        ).digest()
+
+    def _without_result(self, rid: int, leaf: bytes, mac: bytes) -> None:
+        """Record ``rid`` is not among the carried results: its leaf must say it failed (with the
+        reason the ended summary gives) or never ran."""
+        f = self._failed.get(rid)
+        key, (kind, digest) = (f.key, failed_leaf(f.error)) if f is not None else (None, not_run_leaf())
+        if not leaf or not mac or not hmac.compare_digest(self._hash(rid, key, mac, kind, digest), leaf):
+            raise IntegrityError(
+                f"workload {self.workload.id}: record {rid} is missing from the earlier round's results, but the "
+                "ended round's signed root does not say it failed or never ran (its result dropped, or claimed "
+                "again by this retry round, behind rqp's back): nothing was signed; check the stored results "
+                f"with 'rqp verify {self.workload.id}' and put back that round's results from a backup"
+            )
+
     def check(self, rid: int, line: bytes) -> None:
         if not self._at < rid < self.size:
             raise self._refuse(f"the earlier round's result for record {rid}")
         leaf = mac = b""
         while self._at < rid:
-            leaf, mac = next(self._leaves, b""), next(self._inputs, b"")
-            self._at += 1
+            leaf, mac = self._next()
+            if self._at < rid:
+                self._without_result(self._at, leaf, mac)
         row = _row(line.rstrip(b"\n"))
         if row[0] != rid or not leaf or not mac:
             raise self._refuse(f"the earlier round's result for record {rid}")
         _, key, kind, digest = row
-        inp = b"" if mac == _NO_INPUT else mac.hex().encode()
-        k = b"null" if key is None else json.dumps(str(key)).encode()
-        got = hashlib.sha256(
-            b'%b[%d,%b,"%b","%b","%b"]' % (self._domain, rid, k, inp, kind.encode(), digest.encode())
-        ).digest()
-        if not hmac.compare_digest(got, leaf):
+        if not hmac.compare_digest(self._hash(rid, key, mac, kind, digest), leaf):
             raise self._refuse(f"the earlier round's result for record {rid}")
 
+    def claimed_again(self, rid: int) -> IntegrityError:
+        """The refusal of a carried result (checked: the signed root vouches for it) whose record a
+        chunk of this retry round claims too -- a retry round re-runs failed records only."""
+        return IntegrityError(
+            f"workload {self.workload.id}: record {rid} has a result the ended round's signed root vouches for, "
+            "and a chunk of this retry round claims it again (a retry round runs only the failed records; "
+            "Redis's state was changed behind rqp's back): nothing was signed; find who can write to this Redis"
+        )
+
     def finish(self) -> None:
+        while self._at < self.size - 1:  # the records after the last carried one
+            leaf, mac = self._next()
+            self._without_result(self._at, leaf, mac)
         for _ in self._leaves:  # read to the end: the second read must be the bytes that folded
             pass
         if not self._folded.same(self._read):
