@@ -26,6 +26,10 @@ from rqp_scheduler.consolidate import StateError
 
 from .conftest import wait_until
 
+#: these tests hand check_proof parsed documents on purpose (the forged fields are easier to
+#: write so); what the warning says is tested where it is the point
+pytestmark = pytest.mark.filterwarnings("ignore::rqp.proof_check.ParsedProofWarning")
+
 #: record 5 always fails (after 2 attempts), every other one succeeds
 FIVE = "def process(r):\n    if r['n'] == 5:\n        raise ValueError('five')\n    return r['n'] * 2\n"
 #: what a blob-store writer keeps of a round and puts back later
