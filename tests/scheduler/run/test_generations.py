@@ -235,3 +235,24 @@ def test_packing_twice_before_the_new_generation_runs_keeps_the_ended_one(world,
     run = world.run(wid)
     _run_on_a_new_processor(world, run)
     assert _results(world, run.workload) == {n: 3 * n for n in range(5)}
+
+
+def test_an_earlier_rounds_summary_kept_by_the_repack_is_refused(world, proc, operator):
+    """Eighth review, E4: after a retry round ended, a blob writer puts round 1's blobs back and
+    has ``rqp pack --replace`` run: the packer (no KEK) kept that round-1 summary as "the
+    generation it replaced". The scheduler, which can open it, refuses to start the new
+    generation over a kept summary of another round than the one the old generation ended in."""
+    from rounds import keep_round, put_back, retry_round
+
+    fails_on_five = "def process(r):\n    if r['n'] == 5:\n        raise ValueError('five')\n    return r['n']\n"
+    wid = world.pack("e4", [{"n": n} for n in range(6)], script=fails_on_five)
+    _ended(world, proc, wid)
+    round1 = keep_round(world, wid)
+    retry_round(world, proc, operator, wid)
+    put_back(world, wid, round1)
+    _repack(world, wid, [{"n": n} for n in range(3)], TRIPLE)
+    with pytest.raises(
+        IntegrityError, match=r"summary kept under superseded/ is round 1's, but that generation ended in round 2"
+    ):
+        world.run(wid)
+    assert Ledger(world.r, wid).state() == "done"  # nothing cleared

@@ -261,7 +261,31 @@ class WorkloadRun:
             raise IntegrityError(
                 f"{refused} (it was packed before the generation it would replace: an older version put back)"
             )
+        self._kept_summary_is_the_last_round(previous, head, refused)
         return previous, head
+
+    def _kept_summary_is_the_last_round(self, previous: Workload, head: Head, refused: IntegrityError) -> None:
+        """The summary ``rqp pack --replace`` kept under ``superseded/`` must be of the round the
+        generation ended in (its closed sealed head's): the packer holds no KEK and keeps what it
+        finds, so an earlier round's blobs put back before the re-pack were kept, and shown as
+        "the generation it replaced", unless refused here (eighth review, E4)."""
+        store = self.ctx.store
+        name = previous.blob(SUMMARY_BLOB)
+        if not store.exists(name):
+            return  # --shred-previous: only the manifest and the key were kept
+        try:
+            kept = Summary.from_json(previous.open_sealed("summary", "", store.get(name)), self.ctx.id)
+        except IntegrityError:
+            raise IntegrityError(
+                f"{refused} (the summary kept under {SUPERSEDED} does not open under that generation's key)"
+            ) from None
+        if kept.sealed_round != head.round:
+            raise IntegrityError(
+                f"{refused} (the summary kept under {SUPERSEDED} is round {kept.sealed_round}'s, but that generation "
+                f"ended in round {head.round}: an earlier round's blobs were put back before 'rqp pack --replace'; "
+                f"put back round {head.round}'s {SUMMARY_BLOB}, results.enc, leaves.bin and inputs.bin under "
+                f"{SUPERSEDED} from a backup)"
+            )
 
     def _shred_if_asked(self, previous: Workload) -> None:
         """``rqp pack --shred-previous``: now that the new generation has started (its pin is in
