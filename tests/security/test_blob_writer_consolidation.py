@@ -70,7 +70,7 @@ def test_d3_a_first_round_merges_no_planted_earlier_results(world, proc):
     assert not world.store.exists(blob_name(wid, PREVIOUS_BLOB))  # deleted unread
 
 
-@pytest.mark.parametrize("where", [RESULTS_BLOB, PREVIOUS_BLOB], ids=["results-rewritten", "previous-planted"])
+@pytest.mark.parametrize("where", [RESULTS_BLOB], ids=["results-rewritten"])
 def test_d1_d2_a_retry_round_carries_only_the_results_the_ended_summary_vouches_for(
     world, proc, cli_env, capsys, operator, where
 ):
@@ -287,3 +287,32 @@ def test_f3_a_carried_line_without_rqps_id_is_one_line(world, proc, cli_env, cap
     ):
         _until_ended(world, proc, run)
     assert read_summary(world.store, w).round == 1
+
+
+@pytest.mark.parametrize("junk", ["forged", "random"])
+def test_f2_a_planted_copy_of_the_earlier_results_is_copied_again_from_the_intact_results(
+    world, proc, cli_env, capsys, operator, junk
+):
+    """Eighth review, F2: a ``results.previous.enc`` found at a retry round's start (a racer's
+    left by a first round, or planted) failed every retry until someone deleted it by hand. When
+    it is not the object the ended summary vouches for and ``results.enc`` is, it is copied
+    again from ``results.enc`` -- which the signed-root checks then read -- and the round ends."""
+    world.settings = replace(world.settings, window_chunks=100, max_attempts=1, results_key_file=operator.path)
+    wid = world.pack("f2" + junk[0], [{"n": i} for i in range(N)], FAILS_ON_FIVE)
+    run = world.run(wid)
+    _until_ended(world, proc, run)
+    w = run.workload
+    forged = {i: (1000 if i == 0 else i * 2) for i in range(N) if i != 5}
+    planted = _sealed_results(w, forged) if junk == "forged" else b"\x00junk" * 50
+    world.store.put(blob_name(wid, PREVIOUS_BLOB), planted)
+    assert rqp_main(["retry", wid, "--failed"]) == 0
+    capsys.readouterr()
+    run = world.run(wid)
+    _until_ended(world, proc, run)
+    s = read_summary(world.store, w)
+    assert (s.round, s.done, s.failed) == (2, N - 1, 1)
+    assert not world.store.exists(blob_name(wid, PREVIOUS_BLOB))
+    assert rqp_main(["results", wid]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert {r["id"]: r["result"] for r in rows if "result" in r}[0] == 0  # the fleet's, not the planted 1000
+    assert rqp_main(["verify", wid]) == 0
