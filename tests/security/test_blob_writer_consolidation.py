@@ -316,3 +316,19 @@ def test_f2_a_planted_copy_of_the_earlier_results_is_copied_again_from_the_intac
     rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert {r["id"]: r["result"] for r in rows if "result" in r}[0] == 0  # the fleet's, not the planted 1000
     assert rqp_main(["verify", wid]) == 0
+
+
+def test_the_earlier_results_deleted_before_a_retry_round_ends_is_named(world, proc, cli_env, capsys, operator):
+    """Was (eighth review, N-2): a keyless blob writer who deletes ``results.enc`` after ``rqp
+    retry`` got a refusal blaming Redis ("record 1 is neither done nor failed"); the line now
+    names the missing results object."""
+    world.settings = replace(world.settings, window_chunks=100, max_attempts=1, results_key_file=operator.path)
+    wid = world.pack("n2", [{"n": i} for i in range(N)], FAILS_ON_FIVE)
+    run = world.run(wid)
+    _until_ended(world, proc, run)
+    assert rqp_main(["retry", wid, "--failed"]) == 0
+    world.store.delete(blob_name(wid, RESULTS_BLOB))
+    run = world.run(wid)
+    with pytest.raises(IntegrityError, match=r"the earlier round's results \(.+results\.enc\) are missing"):
+        _until_ended(world, proc, run)
+    assert read_summary(world.store, run.workload).round == 1

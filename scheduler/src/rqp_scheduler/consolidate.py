@@ -658,6 +658,11 @@ def consolidate(
         else:
             _replace_a_copy_that_is_not_the_ended_rounds(store, workload, head.round, previous_name, results_name)
         previous = previous_name
+    elif _ended_summary(store, workload, head.round).results.count:
+        raise IntegrityError(
+            f"workload {workload.id}: the earlier round's results ({results_name}) are missing from the blob store "
+            "(deleted behind rqp's back): nothing was signed; put back that round's results from a backup"
+        )
     count = [0]
     blocks = this_round_blocks(found, store, workload, proof, count) if previous is None else None
     if blocks is None:
