@@ -332,3 +332,69 @@ def test_the_earlier_results_deleted_before_a_retry_round_ends_is_named(world, p
     with pytest.raises(IntegrityError, match=r"the earlier round's results \(.+results\.enc\) are missing"):
         _until_ended(world, proc, run)
     assert read_summary(world.store, run.workload).round == 1
+
+
+# ---------------------------------------------------------------- the ninth review (atk9)
+
+
+def _reseal_head(world, w, **fields) -> None:
+    """What a data-key holder with Redis access can do: the head re-sealed with other fields."""
+    from rqp.ledger import Head, Ledger, Meta
+
+    led = Ledger(world.r, w.id)
+    head = Head.open(w, led.head())
+    world.r.hset(led.k.meta, Meta.HEAD, replace(head, **fields).seal(w))
+
+
+def test_g1_a_retry_round_with_the_earlier_results_deleted_signs_nothing(world, proc, cli_env, capsys, operator):
+    """Ninth review, G1: with results.enc (and its copy) deleted, a retry round was consolidated
+    from its own notes alone -- a forged note claiming the records round 1 did was signed."""
+    run = _f0_round_1_ended_and_retried(world, proc, operator, "g1")
+    w = run.workload
+    _claim_in_this_round(world, w, 1, b'{"n":1,"ok":true,"forged":"noprev"}')
+    world.store.delete(blob_name(w.id, RESULTS_BLOB))
+    with pytest.raises(IntegrityError, match=r"results \(.+results\.enc\) are missing"):
+        _until_ended(world, proc, run)
+    assert read_summary(world.store, w).round == 1
+
+
+def test_g2_a_head_resealed_with_another_total_signs_nothing(world, proc, cli_env, capsys, operator):
+    """Ninth review, G2: a head re-sealed with total + 1 and a note for that record got a record
+    the signed data does not hold into a signed root."""
+    run = _f0_round_1_ended_and_retried(world, proc, operator, "g2")
+    w = run.workload
+    _reseal_head(world, w, total=N + 1)
+    _claim_in_this_round(world, w, N, b'{"n":12,"ok":true,"forged":"beyond"}')
+    with pytest.raises(IntegrityError, match=r"sealed head in Redis says .* \(total 13\), this scheduler sealed"):
+        _until_ended(world, proc, run)
+    assert read_summary(world.store, w).round == 1
+
+
+def test_g2_a_root_over_more_or_fewer_records_than_the_data_holds_signs_nothing(world, proc, operator):
+    """The root's own check, whatever the head says: the data read again for the input digests
+    must hold exactly the head's records (a --format jsonl workload is never padded, nor cut)."""
+    from rqp.results_root import build_root
+    from rqp_scheduler.consolidate import _payloads
+
+    world.settings = replace(world.settings, window_chunks=100, results_key_file=operator.path)
+    wid = world.pack("g2r", [{"n": i} for i in range(N)])
+    run = world.run(wid)
+    _until_ended(world, proc, run)
+    w = run.workload
+    results = blob_name(wid, RESULTS_BLOB)
+    for total in (N + 1, N - 2):
+        with pytest.raises(IntegrityError, match=f"sealed head says {total} records, its signed data holds {N}"):
+            build_root(world.store, w, _payloads(w, None), results, [], total, None)
+    assert build_root(world.store, w, _payloads(w, None), results, [], N, None).statement["size"] == N
+
+
+def test_g5_a_head_resealed_as_round_1_during_a_retry_round_signs_nothing(world, proc, cli_env, capsys, operator):
+    """Ninth review, G5: the head re-sealed as round 1 while round 2 ran was re-read, and the run
+    consolidated as a first round again: a second, different round-1 root was signed."""
+    run = _f0_round_1_ended_and_retried(world, proc, operator, "g5")
+    w = run.workload
+    before = world.store.get(blob_name(w.id, SUMMARY_BLOB))
+    _reseal_head(world, w, round=1)
+    with pytest.raises(IntegrityError, match="sealed head in Redis says round 1, but this scheduler runs round 2"):
+        _until_ended(world, proc, run)
+    assert world.store.get(blob_name(w.id, SUMMARY_BLOB)) == before  # nothing signed

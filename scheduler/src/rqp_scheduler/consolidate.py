@@ -658,7 +658,7 @@ def consolidate(
         else:
             _replace_a_copy_that_is_not_the_ended_rounds(store, workload, head.round, previous_name, results_name)
         previous = previous_name
-    elif _ended_summary(store, workload, head.round).results.count:
+    else:  # rqp writes a results object at every round's end, empty or not (ninth review, G1)
         raise IntegrityError(
             f"workload {workload.id}: the earlier round's results ({results_name}) are missing from the blob store "
             "(deleted behind rqp's back): nothing was signed; put back that round's results from a backup"
@@ -673,6 +673,12 @@ def consolidate(
             if signer is not None:  # a summary without its root is refused too (eighth review, F1)
                 public = signer.public_pem().decode()
                 signed = EndedRound(store, workload, ended.root, public, head.round - 1, ended.failures)
+                if head.total != signed.size:
+                    raise IntegrityError(
+                        f"workload {workload.id}: the sealed head says this retry round has {head.total} records, "
+                        f"the ended round's signed root {signed.size} (the head re-sealed behind rqp's back, by a "
+                        "holder of the data key with Redis access): nothing was signed"
+                    )
             sources.append(earlier_rounds(store, workload, previous, proof, ended.results.sha256, signed))
         blocks = merge(sources, proof, count)
     # the results, input digests and leaf hashes are written under staged names and swapped in

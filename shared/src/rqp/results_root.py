@@ -372,8 +372,12 @@ def input_digests(workload: Workload) -> Callable[[int, Iterable[bytes]], bytes]
     return digests
 
 
-def _inputs(workload: Workload, records: Iterable[bytes], total: int) -> Iterator[bytes]:
-    """The input digests of the first ``total`` records, in pieces."""
+def _inputs(workload: Workload, records: Iterable[bytes], total: int, unread: int = 0) -> Iterator[bytes]:
+    """The input digests of the first ``total`` records, in pieces. The data must hold exactly
+    ``total`` + ``unread`` records (a cancel's unread ones have no leaf), except a ``--format
+    script`` workload read without its script (``records`` empty: not digested): a head re-sealed
+    with another total by a data-key holder got a record the data does not hold signed, or the
+    records after a lowered total dropped from the root (ninth review, G2)."""
     digests = input_digests(workload)
     it = iter(records)
     n = 0
@@ -388,8 +392,13 @@ def _inputs(workload: Workload, records: Iterable[bytes], total: int) -> Iterato
     # (``Workload.data_chunks``), and a root over inputs read from data that fails that check
     # must never be signed (a data.enc of the same size re-sealed under the data key otherwise
     # slipped through here: sixth review, D5)
-    for _ in it:
-        pass
+    extra = sum(1 for _ in it)
+    if workload.manifest.format != "script" and (n < total or n + extra != total + unread):
+        raise IntegrityError(
+            f"workload {workload.id}: its sealed head says {total + unread} records, its signed data holds "
+            f"{n + extra} (the head re-sealed behind rqp's back, by a holder of the data key with Redis access): "
+            "nothing was signed; run the workload again under a new id"
+        )
     if n < total:  # --format script: not digested
         yield _NO_INPUT * (total - n)
 
@@ -581,7 +590,7 @@ def build_root(
     # digest (``results_sha256``) says -- else a blob-store writer who rewrote one in between
     # (with the data key, any processor) would have a forged input or result signed
     wrote, read_inputs, read_results = _Tally(), _Tally(), _Tally()
-    digests = _inputs(workload, records, total) if inputs is None else _exactly(inputs, total)
+    digests = _inputs(workload, records, total, unread) if inputs is None else _exactly(inputs, total)
     store.put_stream(inputs_name, wrote.feed(digests))
     tree = TreeBuilder()
     macs = iter_hashes(read_inputs.feed(store.iter_chunks(inputs_name)))

@@ -23,6 +23,7 @@ from rqp.workload import Workload
 
 from ..consolidate import StateError
 from ..input_pieces import InputPieces
+from .lock import RunLock
 
 __all__ = ["RunContext"]
 
@@ -49,6 +50,9 @@ class RunContext:
         self.priority = Priority.NORMAL
         #: the enqueue as this scheduler sealed it last (``rqp.ledger.Head``)
         self.head = Head()
+        #: the round this run runs, once its stream opened (``RecordStream.open``): a head re-read
+        #: later must be of that round (``read_head``)
+        self.round: int | None = None
         #: the JSON Lines records' lines (a malformed record, and a chunk's spec, name its line)
         self.lines = LineMap()
         # the submitter's signature is checked here, before any key is unwrapped or byte decrypted
@@ -56,9 +60,26 @@ class RunContext:
         #: the records' input digests, computed as the enqueue reads them, for the results root
         self.inputs = InputPieces(self.store, self.workload)
 
+    def still_ours(self) -> None:
+        """``WorkloadError`` when another scheduler holds this workload's lock now (a fail-over):
+        a head it wrote is not tampering, and this run stops supervising the workload."""
+        RunLock(self).renew()
+
     def read_head(self) -> Head:
-        """The enqueue's sealed head as Redis holds it; ``StateError`` when it does not open."""
+        """The enqueue's sealed head as Redis holds it; ``StateError`` when it does not open, or
+        -- once this run has begun a round -- when it is of another round. The head is sealed
+        under the data key, which processors hold: one re-sealed as round 1 while a retry round
+        ran was re-read, and the run consolidated as a first round again, signing a second round-1
+        root over a note of its own (ninth review, G5)."""
         try:
-            return Head.open(self.workload, self.ledger.head())
+            head = Head.open(self.workload, self.ledger.head())
         except IntegrityError:
             raise StateError(self.id, "the enqueue's sealed head is missing or does not open under its key") from None
+        if self.round is not None and head.round != self.round:
+            self.still_ours()
+            raise StateError(
+                self.id,
+                f"the enqueue's sealed head in Redis says round {head.round}, but this scheduler runs round "
+                f"{self.round} (re-sealed behind rqp's back, by a holder of the data key with Redis access)",
+            )
+        return head

@@ -30,6 +30,7 @@ from rqp.messages import pack_messages
 from rqp.records import record_key
 from rqp.status import FAILED, StatusRecord
 
+from ..consolidate import StateError
 from .context import RunContext
 from .jobs import chunk_spec, queue_specs
 from .records import Batch, RecordStream
@@ -148,6 +149,17 @@ class Enqueuer:
         head = ctx.read_head()
         if head == ctx.head:
             return True
+        ours = ctx.head
+        if head.enqueued > ours.enqueued or (None not in (head.total, ours.total) and head.total != ours.total):
+            # Redis losing writes leaves an older head, never one ahead of this scheduler's or with
+            # another record count: that one was re-sealed (a data-key holder with Redis access:
+            # a total raised got a record the data does not hold signed, ninth review G2)
+            ctx.still_ours()
+            raise StateError(
+                ctx.id,
+                f"the enqueue's sealed head in Redis says {head.enqueued} records queued (total {head.total}), "
+                f"this scheduler sealed {ours.enqueued} (total {ours.total})",
+            )
         log.warning(
             "workload %s: Redis holds the enqueue at %d records, this scheduler queued %d; re-reading from there",
             ctx.id,

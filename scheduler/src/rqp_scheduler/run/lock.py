@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import TYPE_CHECKING
 
 from rqp.errors import WorkloadError
 from rqp.ledger import LockHeld
 
-from .context import RunContext
+if TYPE_CHECKING:  # context.py imports this module
+    from .context import RunContext
 
 __all__ = ["LOCK_SECONDS", "RunLock"]
 

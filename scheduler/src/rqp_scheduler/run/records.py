@@ -52,6 +52,8 @@ class RecordStream:
         scheduler's)."""
         ctx = self.ctx
         ctx.head = ctx.read_head()
+        if ctx.round is None:
+            ctx.round = ctx.head.round  # the round this run runs: later reads must agree (read_head)
         self.exhausted = ctx.head.total is not None
         self.records = None
         self.close()
