@@ -150,8 +150,11 @@ def retry_failed(r: redis.Redis, store: BlobStore, workload: Workload, signer: S
         summary = read_summary(store, workload)
     except BlobNotFoundError:
         return 0  # no summary: nothing finished, nothing failed
-    count = max(summary.failed, len(summary.failures))
-    if not count:
+    # records refused when read (attempts 0: no id in the --id-field) are not run again: the
+    # same data refuses them again (``rqp_scheduler.run.retries``)
+    refused = sum(1 for f in summary.failures if f.attempts == 0)
+    count = max(summary.failed, len(summary.failures)) - refused
+    if count <= 0:
         return 0
     round_ = Head.open(workload, led.head()).round + 1
     # the signed request first: a state shown as running is never without the request behind it

@@ -11,7 +11,7 @@ import time
 
 from rqp.errors import BlobNotFoundError, IntegrityError
 from rqp.ledger import ChunkKind, Head, RetryEntry, chunk_name, record_rejection
-from rqp.status import QUEUED, StatusRecord
+from rqp.status import FAILED, QUEUED, StatusRecord
 from rqp.summary import read_summary
 
 from ..consolidate import StateError
@@ -94,6 +94,13 @@ class Retrier:
         mark_round(ctx.store, ctx.workload, head.round)  # what a resume goes by if Redis is lost
         now = time.time()
         note = f"queued again by 'rqp retry' (round {head.round})"
+        # a record refused at enqueue (no id in the --id-field, or a record the parser refused:
+        # attempts 0) never ran and has no payload stored to run from: the same data refuses it
+        # again, so it stays failed with its reason, its status sealed again (the round's end
+        # reads it, and the ended round's may have expired) -- queued, it failed the whole retry
+        # round when other failed records had keys (ninth review, G8)
+        again = [f for f in failures if f.attempts != 0]
+        refused = [f for f in failures if f.attempts == 0]
         queued = [
             (
                 f.id,
@@ -101,9 +108,18 @@ class Retrier:
                     "status", f.id, StatusRecord(ctx.id, f.id, QUEUED, 0, note, now, key=f.key).to_json()
                 ),
             )
-            for f in failures
+            for f in again
         ]
+        kept = [
+            (f.id, ctx.workload.seal("status", f.id, StatusRecord(ctx.id, f.id, FAILED, 0, f.error, now, None, now, ctx.me, None, f.key).to_json()))
+            for f in refused
+        ]  # fmt: skip
         pipe = ctx.r.pipeline(transaction=True)
         ctx.ledger.new_round(pipe, head.seal(ctx.workload), queued, now)
+        if kept:
+            ctx.ledger.keep_failed(pipe, kept)
         pipe.execute()
-        log.info("workload %s: round %d: %d failed records queued again", ctx.id, head.round, len(failures))
+        log.info(
+            "workload %s: round %d: %d failed records queued again%s", ctx.id, head.round, len(again),
+            f" ({len(refused)} refused when read are not: the same data refuses them again)" if refused else "",
+        )  # fmt: skip

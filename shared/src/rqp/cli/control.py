@@ -87,8 +87,15 @@ def _check_nothing_to_retry(b: Backends, workload: Workload) -> None:
         summary = read_summary(b.blobs, workload)
     except (BlobNotFoundError, IntegrityError):
         return
-    failed = max(summary.failed, len(summary.failures))
-    if failed:
+    refused = sum(1 for f in summary.failures if f.attempts == 0)
+    failed = max(summary.failed, len(summary.failures)) - refused
+    if refused and failed <= 0:
+        raise WorkloadError(
+            f"workload {wid}: its {refused} failed records were refused when the data was read (no id in the "
+            f"--id-field): the same data refuses them again, so none is retried; fix the data and re-pack "
+            f"('rqp results {wid} --failed' says why each failed)"
+        )
+    if failed > 0:
         shown = Ledger(b.redis, wid).state() or "unknown"
         raise WorkloadError(
             f"workload {wid}: its sealed summary lists {failed} failed records but Redis shows it {shown}: not "

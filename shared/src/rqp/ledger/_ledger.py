@@ -531,6 +531,13 @@ class Ledger:
                 pipe.setbit(self.k.failed, rid, 0)
             pipe.hincrby(self.k.n, Counters.FAILED, -len(queued))
 
+    def keep_failed(self, pipe: Pipeline, sealed: list[tuple[int, bytes]]) -> None:
+        """Records that stay failed into a new round (``new_round``): their sealed "failed" status
+        records, written again, and their failed bits set."""
+        pipe.hset(self.k.st, mapping={str(rid): s for rid, s in sealed})
+        for rid, _ in sealed:
+            pipe.setbit(self.k.failed, rid, 1)
+
     # ------------------------------------------------------------------ reading
     def drop_all_retries(self) -> None:
         self.r.delete(self.k.retry)
