@@ -94,3 +94,19 @@ def test_a_repeated_state_write_is_not_sent(world, rqp_worker: RqpWorker, monkey
     r.hset(rqp_worker.key, "state", "marker")
     rqp_worker.set_state("idle")  # the one in a transaction does not stand in for it
     assert r.hget(rqp_worker.key, "state") == b"idle"
+
+
+def test_rqs_suspension_check_beat_does_not_undo_the_saving(world, rqp_worker: RqpWorker, monkeypatch) -> None:  # noqa: F811
+    """RQ's loop checks for ``rq suspend`` on every pass with a beat in the same pipeline (its
+    default TTL): that beat is written, and the back-to-back beats around the dequeue still are not."""
+    from rq.suspension import is_suspended
+
+    r = world.r
+    monkeypatch.setattr(worker_module, "BEAT_REPEAT_SECONDS", 3600.0)
+    rqp_worker.heartbeat()
+    r.hdel(rqp_worker.key, "last_heartbeat")
+    assert not is_suspended(r, rqp_worker)
+    assert r.hget(rqp_worker.key, "last_heartbeat")  # the check's own beat went out
+    r.hdel(rqp_worker.key, "last_heartbeat")
+    rqp_worker.heartbeat()
+    assert r.hget(rqp_worker.key, "last_heartbeat") is None

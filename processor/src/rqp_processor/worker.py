@@ -139,8 +139,9 @@ RECONNECT_WAIT_MAX_SECONDS = 2.0
 #: (after the job, then before and after the dequeue): a beat or state write made without a
 #: pipeline that repeats the previous one -- same TTL, same state -- within this many seconds is
 #: not sent again. The worker's key then expires at most this much earlier than RQ would have had
-#: it (RQ's TTL: ``worker_ttl`` + 60 s, 480 s by default); every beat made inside a job's
-#: transaction, and the first one after it, still goes out.
+#: it (RQ's TTL: ``worker_ttl`` + 60 s, 480 s by default); every beat made in one of RQ's own
+#: pipelines (its suspension check on every pass, a job's start) still goes out, and after one with
+#: another TTL (a job's) so does the next beat on its own.
 BEAT_REPEAT_SECONDS = 1.0
 
 #: how long the worker's command-channel listener blocks per read (bounds how long stopping waits for it)
@@ -270,11 +271,12 @@ class RqpWorker(SimpleWorker):
         if self.parent_watch is not None:
             self.parent_watch.check()
         self._keep_listening()
-        if pipeline is not None:  # inside RQ's own transaction (a job's start): always written
-            self._last_beat = None
+        ttl = timeout or self.worker_ttl + 60  # RQ's own default
+        if pipeline is not None:  # in RQ's own pipeline (its suspension check, a job's start): always written
+            if self._last_beat is not None and self._last_beat[1] != ttl:
+                self._last_beat = None  # another TTL (a job's): the next beat on its own restores RQ's
             super().heartbeat(timeout, pipeline)
             return
-        ttl = timeout or self.worker_ttl + 60  # RQ's own default
         now = time.monotonic()
         last = self._last_beat
         if last is not None and last[1] == ttl and now - last[0] < BEAT_REPEAT_SECONDS:
