@@ -77,3 +77,21 @@ def test_a_finished_job_is_deleted_with_its_executions(r: redis.Redis) -> None:
         pipe.execute()
     assert not r.exists(job.key, execution.key, job.execution_registry.key)
     assert r.zcard(job.started_job_registry.key) == 0
+
+
+def test_deleting_a_job_reads_its_executions_once(r: redis.Redis) -> None:
+    """RQ reads them for the started registry, then again to delete them: once here."""
+    job = _job(r)
+    made = _executions(r, job, 2)
+    with r.pipeline() as pipe:
+        before = _reads(r)
+        job.delete(pipeline=pipe, remove_from_queue=False)
+        after = _reads(r)
+        pipe.execute()
+    assert after - before == 4  # the job's status, the executions (two), and the second INFO
+    for execution in made:
+        assert not r.exists(execution.key)
+        assert r.zscore(job.started_job_registry.key, execution.composite_key) is None
+    assert not r.exists(job.key, job.execution_registry.key)
+    assert job._executions_read is None and not job._deleting  # nothing kept past the delete
+    assert len(job.get_executions()) == 0
