@@ -78,6 +78,19 @@ from redis_server import RedisServer  # noqa: E402
 WARMUP = 32
 WARMUP_BASE = 10**9
 POLL = 0.005
+#: the efficiency rows' waits and samples (their rounds last 5-30 s): each request costs Redis
+#: ~25-60 µs of CPU on this kind of machine, and the waits' requests are the benchmark's, not the
+#: system's -- at POLL and the timeline's 20 ms they were ~8 ms of Redis CPU per second, 4-8 of
+#: rqp's "Redis µs/record" at 1 ms per record (issue 28), as much again in the peers' rows
+EFFICIENCY_POLL = 0.05
+#: ... but a peer's clock stops when its wait sees the last status, so its wait stays finer (at
+#: most 20 ms late on a round of 5-30 s)
+EFFICIENCY_PEER_POLL = 0.02
+#: how often ``_serve_one`` looks whether the served workload has ended: its figures come from the
+#: workload's own ``finished_at``, so this only decides how soon the service is stopped
+SERVE_POLL = 0.05
+#: the timeline's sampling of the done count (the realistic rows last ~1-3 s)
+TIMELINE_SECONDS = 0.02
 VERIFY_SAMPLE = 25
 
 
@@ -332,7 +345,14 @@ def redis_used_memory(r: redis.Redis) -> int:
 
 
 def peer_round(
-    peer: Peer, n: int, k: int, work: Path, data: Data, extra_env: dict[str, str] | None = None, name: str = ""
+    peer: Peer,
+    n: int,
+    k: int,
+    work: Path,
+    data: Data,
+    extra_env: dict[str, str] | None = None,
+    name: str = "",
+    poll: float = POLL,
 ) -> dict[str, Any]:
     """One round of a peer, from scratch: a fresh Redis server, its workers, a warm-up, N jobs.
 
@@ -373,7 +393,7 @@ def peer_round(
         t0 = time.perf_counter()
         mem0 = redis_used_memory(r)
         _say(producer, "go")
-        _wait_status(r, n, time.monotonic() + 60 + n / peer.floor_rate, running, root, f"round {k + 1}")
+        _wait_status(r, n, time.monotonic() + 60 + n / peer.floor_rate, running, root, f"round {k + 1}", poll)
         t1 = time.perf_counter()
         retained = (redis_used_memory(r) - mem0) / n
         c_workers, c_redis = (
@@ -424,7 +444,7 @@ def _expect(proc: subprocess.Popen, word: str, root: Path) -> str:
 
 
 def _wait_status(
-    r: redis.Redis, n: int, deadline: float, running: list[subprocess.Popen], root: Path, what: str
+    r: redis.Redis, n: int, deadline: float, running: list[subprocess.Popen], root: Path, what: str, poll: float = POLL
 ) -> None:
     while r.hlen(STATUS) < n:
         if time.monotonic() > deadline:
@@ -433,7 +453,7 @@ def _wait_status(
             )
         if any(p.poll() is not None for p in running):
             raise RuntimeError(f"{what}: a worker exited ({[p.returncode for p in running]}); see {root}/worker-*.log")
-        time.sleep(POLL)
+        time.sleep(poll)
 
 
 def _verify(r: redis.Redis, aead: AESGCM, data: Data, base: int, n: int) -> int:
@@ -557,6 +577,7 @@ def rqp_round(
     scheduler_profile: Path | None = None,
     serve: bool = False,
     warm: bool = False,
+    sample_every: float = TIMELINE_SECONDS,
 ) -> dict[str, Any]:
     """One workload through `rqp-scheduler run`, processors already running; with
     ``scheduler_profile``, the scheduler runs under cProfile (bench/profile_scheduler.py); with
@@ -577,7 +598,7 @@ def rqp_round(
     c_hosts = procs.cpu_seconds_matching(env.pids(), "_host.py")
     hosts_before = procs.pids_matching(env.pids(), "_host.py")
     t0 = time.perf_counter()
-    tl = Timeline(env.r, f"rqp:w:{wid}:done", n)
+    tl = Timeline(env.r, f"rqp:w:{wid}:done", n, sample_every)
     mem0 = redis_used_memory(env.r)
     tl.start()
     startup_file = env.root / f"scheduler-startup-{wid}.json"
@@ -694,7 +715,7 @@ def _serve_one(
             while (env.r.hget(f"rqp:w:{wid}:meta", "state") or b"").decode() not in ("done", "failed", "cancelled"):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"rqp-scheduler serve ended or stalled before {wid} did; see {log_file}")
-                time.sleep(0.01)
+                time.sleep(SERVE_POLL)
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(timeout=60)
         finally:
@@ -705,11 +726,13 @@ def _serve_one(
 
 
 class Timeline(threading.Thread):
-    """Samples the done count every 20 ms: when the first records finished, the steady rate
-    between 10 % and 90 % done, and how long the last 10 % took."""
+    """Samples the done count every ``every`` seconds (20 ms: ``TIMELINE_SECONDS``): when the
+    first records finished, the steady rate between 10 % and 90 % done, and how long the last
+    10 % took."""
 
-    def __init__(self, r: redis.Redis, done_key: str, n: int) -> None:
+    def __init__(self, r: redis.Redis, done_key: str, n: int, every: float = 0.02) -> None:
         super().__init__(daemon=True, name="timeline")
+        self.every = every
         self.client = redis.Redis(connection_pool=r.connection_pool)
         self.key = done_key
         self.n = n
@@ -722,7 +745,7 @@ class Timeline(threading.Thread):
                 self.samples.append((time.time(), int(self.client.bitcount(self.key))))
             except redis.RedisError:
                 pass
-            self._halt.wait(0.02)
+            self._halt.wait(self.every)
 
     def stop(self) -> None:
         self._halt.set()
@@ -770,10 +793,12 @@ def rqp_system_round(
     script: Path | None = None,
     serve: bool = False,
     warm: bool = False,
+    sample_every: float = TIMELINE_SECONDS,
 ) -> dict[str, Any]:
     """One round of rqp, from scratch: fresh Redis (and Azurite), pack, processors ready, schedule
     (``script``: another process() than examples/process.py, returning the same results;
-    ``serve``: through ``rqp-scheduler serve`` and ``rqp submit`` instead of ``run``)."""
+    ``serve``: through ``rqp-scheduler serve`` and ``rqp submit`` instead of ``run``;
+    ``sample_every``: the timeline's interval)."""
     env = RqpEnv(work, f"{key}-r{k}", kek, azure=azure, sandbox=sandbox)
     try:
         wid = env.pack(f"b-{k}", data.file(n, work), script)
@@ -781,7 +806,7 @@ def rqp_system_round(
         sampler = procs.RssSampler(proc.pid) if sample_rss else None
         if sampler:
             sampler.start()
-        rnd = rqp_round(env, wid, n, serve=serve, warm=warm)
+        rnd = rqp_round(env, wid, n, serve=serve, warm=warm, sample_every=sample_every)
         if sampler:
             peak = sampler.stop()
             rnd["peak_rss_mb_sampled"] = {str(pid): round(v / 2**20, 1) for pid, v in peak.items()}
@@ -825,7 +850,18 @@ def efficiency_round(system: str, burn: Burn, n: int, k: int, work: Path, data: 
             script.write_text(common.burn_script(burn.seconds))
         serve = system == "rqp-serve"
         rnd = rqp_system_round(
-            name, n, EFFICIENCY_CORES, k, work, data, kek, verify=k == 0, script=script, serve=serve, warm=serve
+            name,
+            n,
+            EFFICIENCY_CORES,
+            k,
+            work,
+            data,
+            kek,
+            verify=k == 0,
+            script=script,
+            serve=serve,
+            warm=serve,
+            sample_every=EFFICIENCY_POLL,
         )
         end_to_end = rnd["submit_to_readable_seconds"] if serve else rnd["scheduler_wall_seconds"]
         # first record started to last committed: without start-up and consolidation
@@ -833,7 +869,16 @@ def efficiency_round(system: str, burn: Burn, n: int, k: int, work: Path, data: 
     else:
         base = PEERS_BY_KEY[system]
         peer = dataclasses.replace(base, floor_rate=min(base.floor_rate, 1 / burn.seconds / 20))
-        rnd = peer_round(peer, n, k, work, data, extra_env={"BENCH_BURN_SECONDS": repr(burn.seconds)}, name=name)
+        rnd = peer_round(
+            peer,
+            n,
+            k,
+            work,
+            data,
+            extra_env={"BENCH_BURN_SECONDS": repr(burn.seconds)},
+            name=name,
+            poll=EFFICIENCY_PEER_POLL,
+        )
         end_to_end = rnd["seconds"]
     rnd["efficiency"] = round(ideal / end_to_end, 3)
     rnd["end_to_end_seconds"] = round(end_to_end, 3)

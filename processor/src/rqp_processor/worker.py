@@ -39,7 +39,16 @@ from rqp.ledger import queue_names
 
 from .chunk import ChunkProcessor, JobResult
 
-__all__ = ["EXIT_ORPHANED", "ParentWatch", "RqpWorker", "build_worker", "die_with_parent", "job_class_for", "main"]
+__all__ = [
+    "BEAT_REPEAT_SECONDS",
+    "EXIT_ORPHANED",
+    "ParentWatch",
+    "RqpWorker",
+    "build_worker",
+    "die_with_parent",
+    "job_class_for",
+    "main",
+]
 
 log = logging.getLogger("rqp.processor")
 
@@ -125,6 +134,16 @@ def job_class_for(processor: ChunkProcessor) -> type[RqpJob]:
 #: the longest a worker waits between tries to reach Redis again (RQ's default: 60 s)
 RECONNECT_WAIT_MAX_SECONDS = 2.0
 
+#: RQ's worker beats (its hash's ``last_heartbeat`` and two expiries) and writes its state several
+#: times per job, each write one round trip of its own, and twice back to back around every dequeue
+#: (after the job, then before and after the dequeue): a beat or state write made without a
+#: pipeline that repeats the previous one -- same TTL, same state -- within this many seconds is
+#: not sent again. The worker's key then expires at most this much earlier than RQ would have had
+#: it (RQ's TTL: ``worker_ttl`` + 60 s, 480 s by default); every beat made in one of RQ's own
+#: pipelines (its suspension check on every pass, a job's start) still goes out, and after one with
+#: another TTL (a job's) so does the next beat on its own.
+BEAT_REPEAT_SECONDS = 1.0
+
 #: how long the worker's command-channel listener blocks per read (bounds how long stopping waits for it)
 PUBSUB_WAKE_SECONDS = 0.5
 #: how long the listener waits before it reconnects to a Redis that went away (RQ's own figure)
@@ -147,6 +166,10 @@ class RqpWorker(SimpleWorker):
     parent_watch: ParentWatch | None = None
     #: set when the worker stops listening: ends the listener's wait to reconnect at once
     _pubsub_stopping: threading.Event | None = None
+    #: (monotonic time, TTL) of the last beat sent on its own; None after one in a pipeline
+    _last_beat: tuple[float, int] | None = None
+    #: (monotonic time, state) of the last state written on its own; None after one in a pipeline
+    _last_state: tuple[float, str] | None = None
 
     def subscribe(self) -> None:
         """RQ's command channel, with a listener thread that looks up every
@@ -241,11 +264,43 @@ class RqpWorker(SimpleWorker):
         pool.make_spare()
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        """RQ's beat, its three writes in one round trip (RQ sends each alone when it is given no
+        pipeline), and not at all when it repeats the last one within ``BEAT_REPEAT_SECONDS``.
+        The supervisor and listener checks run on every call."""
         # RQ calls this on every pass of its loops, the Redis retry-with-backoff loop included
         if self.parent_watch is not None:
             self.parent_watch.check()
         self._keep_listening()
-        super().heartbeat(timeout, pipeline)
+        ttl = timeout or self.worker_ttl + 60  # RQ's own default
+        if pipeline is not None:  # in RQ's own pipeline (its suspension check, a job's start): always written
+            if self._last_beat is not None and self._last_beat[1] != ttl:
+                self._last_beat = None  # another TTL (a job's): the next beat on its own restores RQ's
+            super().heartbeat(timeout, pipeline)
+            return
+        now = time.monotonic()
+        last = self._last_beat
+        if last is not None and last[1] == ttl and now - last[0] < BEAT_REPEAT_SECONDS:
+            return
+        self._last_beat = None  # until this one is known to be written
+        pipe = self.connection.pipeline(transaction=False)
+        super().heartbeat(ttl, pipe)
+        pipe.execute()
+        self._last_beat = (now, ttl)
+
+    def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
+        """RQ's state write, not sent again when it repeats the last one within
+        ``BEAT_REPEAT_SECONDS`` (RQ writes "idle" after a job and again before the next dequeue)."""
+        if pipeline is not None:
+            self._last_state = None
+            super().set_state(state, pipeline)
+            return
+        now = time.monotonic()
+        last = self._last_state
+        if last is not None and last[1] == state and now - last[0] < BEAT_REPEAT_SECONDS and self._state == state:
+            return
+        self._last_state = None
+        super().set_state(state)
+        self._last_state = (now, state)
 
 
 def build_worker(settings: Settings, name: str | None = None) -> RqpWorker:

@@ -14,10 +14,15 @@ import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rq.exceptions import DeserializationError
+from rq.executions import Execution, ExecutionRegistry
 from rq.job import Job, JobStatus
+from rq.utils import as_text, current_timestamp
+
+if TYPE_CHECKING:
+    from redis.client import Pipeline
 
 from .errors import ForbiddenJobError, IntegrityError
 from .records import line_of
@@ -45,11 +50,53 @@ class JSONSerializer:
         return json.loads(data)
 
 
+class PipelinedExecutions(ExecutionRegistry):
+    """RQ's registry of one job's executions, read in two round trips whatever it holds: RQ drops
+    the expired ones, reads the ids, then each execution's hash, one round trip each -- and it
+    reads them twice as it deletes a finished job (issue 28: RQ's round trips per chunk). The same
+    commands and the same result (an execution whose hash is gone raises ``ValueError``, as RQ's
+    ``Execution.fetch`` does). While ``job`` is being deleted, the whole registry is read once."""
+
+    def __init__(self, job_id: str, connection: Any, job: RqpJob | None = None) -> None:
+        super().__init__(job_id, connection)
+        self.job = job
+
+    def get_executions(self, start: int = 0, end: int = -1) -> list[Execution]:
+        job = self.job
+        whole = (start, end) == (0, -1)
+        if whole and job is not None and job._executions_read is not None:
+            return list(job._executions_read)
+        executions = self._read(start, end)
+        if whole and job is not None and job._deleting:
+            job._executions_read = list(executions)
+        return executions
+
+    def _read(self, start: int, end: int) -> list[Execution]:
+        pipe = self.connection.pipeline(transaction=False)
+        pipe.zremrangebyscore(self.key, 0, current_timestamp())
+        pipe.zrange(self.key, start, end)
+        ids = pipe.execute()[1]
+        if not ids:
+            return []
+        executions = [Execution(id=as_text(i), job_id=self.job_id, connection=self.connection) for i in ids]
+        pipe = self.connection.pipeline(transaction=False)
+        for execution in executions:
+            pipe.hgetall(execution.key)
+        for execution, data in zip(executions, pipe.execute(), strict=True):
+            if not data:
+                raise ValueError(f"Execution {execution.id} not found in Redis")
+            execution.restore(data)
+        return executions
+
+
 class RqpJob(Job):
     """An RQ job that cannot name code. ``entry`` is set by the processor to its own function."""
 
     #: ``entry(workload_id, sealed_spec)``, returning the job's JSON result
     entry: Callable[[str, str], object] | None = None
+    #: set while ``delete`` runs: its executions, read once for both of RQ's reads
+    _deleting = False
+    _executions_read: list[Execution] | None = None
 
     def _deserialize_data(self) -> None:
         # JSON only: a payload that is not rqp's JSON (a pickle, garbage) is never handed to any
@@ -75,6 +122,21 @@ class RqpJob(Job):
 
     def on_reject(self, reason: str) -> None:
         """Called before a rejected job raises; the processor records it in ``rqp:rejected``."""
+
+    @property
+    def execution_registry(self) -> ExecutionRegistry:
+        return PipelinedExecutions(self.id, self.connection, self)
+
+    def delete(
+        self, pipeline: Pipeline | None = None, remove_from_queue: bool = True, delete_dependents: bool = False
+    ) -> None:
+        """RQ's delete, the job's executions read once: RQ reads them to take them out of the
+        started registry, then again to delete them (the writes of both go into ``pipeline``)."""
+        self._deleting, self._executions_read = True, None
+        try:
+            super().delete(pipeline=pipeline, remove_from_queue=remove_from_queue, delete_dependents=delete_dependents)
+        finally:
+            self._deleting, self._executions_read = False, None
 
     @property
     def func(self):
