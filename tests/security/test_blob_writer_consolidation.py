@@ -398,3 +398,23 @@ def test_g5_a_head_resealed_as_round_1_during_a_retry_round_signs_nothing(world,
     with pytest.raises(IntegrityError, match="sealed head in Redis says round 1, but this scheduler runs round 2"):
         _until_ended(world, proc, run)
     assert world.store.get(blob_name(w.id, SUMMARY_BLOB)) == before  # nothing signed
+
+
+@pytest.mark.parametrize("ids", [[-1], [N + 3], [5, 5]])
+def test_g6_junk_ids_in_the_ended_summarys_failures_queue_nothing(world, proc, cli_env, capsys, operator, ids):
+    """Ninth review, G6: a negative id in the ended summary's failures (re-sealed under the data
+    key) reached Redis as "unexpected ResponseError"; an id beyond the data was dropped without a
+    word. Now one line naming the summary, nothing queued."""
+    from rqp.summary import Failure
+
+    world.settings = replace(world.settings, window_chunks=100, max_attempts=1, results_key_file=operator.path)
+    wid = world.pack("g6", [{"n": i} for i in range(N)], FAILS_ON_FIVE)
+    run = world.run(wid)
+    _until_ended(world, proc, run)
+    w = run.workload
+    ended = read_summary(world.store, w)
+    ended.failures = [Failure(i, "junk", 1) for i in ids]
+    world.store.put(blob_name(wid, SUMMARY_BLOB), ended.seal(w))
+    assert rqp_main(["retry", wid, "--failed"]) == 0
+    with pytest.raises(IntegrityError, match=r"summary lists failed records that are not its records"):
+        world.run(wid)

@@ -90,6 +90,15 @@ class Retrier:
             failures = read_summary(ctx.store, ctx.workload).failures
         except BlobNotFoundError:
             raise StateError(ctx.id, "its head says finished, but it has no summary") from None
+        ids = [f.id for f in failures]
+        if len(set(ids)) != len(ids) or any(type(i) is not int or not 0 <= i < (closed.total or 0) for i in ids):
+            # sealed under the data key, which processors hold: junk there is one line, nothing queued
+            # (a negative id reached Redis as "unexpected ResponseError"; ninth review, G6)
+            raise IntegrityError(
+                f"workload {ctx.id}: the ended round's summary lists failed records that are not its records "
+                f"(repeated, or outside 0..{(closed.total or 0) - 1}: re-sealed behind rqp's back): nothing was "
+                "queued; put back that round's summary.enc from a backup"
+            )
         head = Head(closed.enqueued, closed.chunks, closed.total, closed.round + 1)
         mark_round(ctx.store, ctx.workload, head.round)  # what a resume goes by if Redis is lost
         now = time.time()
