@@ -418,3 +418,28 @@ def test_g6_junk_ids_in_the_ended_summarys_failures_queue_nothing(world, proc, c
     assert rqp_main(["retry", wid, "--failed"]) == 0
     with pytest.raises(IntegrityError, match=r"summary lists failed records that are not its records"):
         world.run(wid)
+
+
+def test_g3_a_carried_line_with_an_added_member_is_not_carried(world, proc, cli_env, capsys, operator):
+    """Ninth review, G3: a results line rewritten with a member its leaf does not cover (here an
+    "error" beside the result) passed 'rqp verify' and was carried into the retry round's root."""
+    world.settings = replace(world.settings, window_chunks=100, max_attempts=1, results_key_file=operator.path)
+    wid = world.pack("g3", [{"n": i} for i in range(N)], FAILS_ON_FIVE)
+    run = world.run(wid)
+    _until_ended(world, proc, run)
+    w = run.workload
+    ended = read_summary(world.store, w)
+    lines = [
+        b'{"id":%d,"result":%d%s}\n' % (i, i * 2, b',"error":"FORGED"' if i == 1 else b"") for i in range(N) if i != 5
+    ]
+    forged = b"".join(encrypt_stream(w.key, iter(lines), aad("results", w.id)))
+    world.store.put(blob_name(wid, RESULTS_BLOB), forged)
+    ended.results = replace(ended.results, sha256=hashlib.sha256(forged).hexdigest(), size=len(forged))
+    world.store.put(blob_name(wid, SUMMARY_BLOB), ended.seal(w))
+    assert rqp_main(["verify", wid]) != 0  # the stored results no longer pass
+    assert "has members rqp never writes (error)" in capsys.readouterr().err
+    assert rqp_main(["retry", wid, "--failed"]) == 0
+    run = world.run(wid)
+    with pytest.raises(IntegrityError, match="has members rqp never writes"):
+        _until_ended(world, proc, run)
+    assert read_summary(world.store, w).round == 1

@@ -11,6 +11,7 @@ import hmac
 import pytest
 
 from rqp.crypto import aad, encrypt_stream
+from rqp.errors import IntegrityError
 from rqp.keys import LocalKeyProvider
 from rqp.merkle import HASH_SIZE, leaf_hash, tree_root
 from rqp.results_root import (
@@ -39,7 +40,7 @@ LINES: dict[int, bytes] = {
     6: b'{"id":6,"result":' + b"[" * 600 + b"]" * 600 + b"}",
     7: b'{"id":7,"result":' + b"[" * 300 + b"]" * 300 + b"}",
     8: b'{"id":8,"result":{"a":1,"a":2}}',
-    9: b'{"id":9,"result":1,"x":2}',
+    9: b'{"id":9,"result":1}',
     10: b'{"id":10,"result":"\xff"}',
     11: b'{"id":11,"error":"result is not valid JSON: not valid JSON"}',
     12: b'{"id":12,"result":1} ',
@@ -157,3 +158,22 @@ def test_each_line_reads_as_its_public_definition_whatever_path_takes_it(line):
 
     doc = parse_result_line(line)
     assert _row(line) == (doc.get("id"), doc.get("key"), *row_leaf(doc))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"id":9,"result":1,"x":2}',
+        b'{"id":9,"result":1,"error":"FORGED: this record failed"}',  # a processor's bytes 1,"error":"..."
+        b'{"id":9,"key":"k9","result":1,"error":"x"}',
+    ],
+)
+def test_a_line_with_members_rqp_never_writes_is_refused_on_every_path(line):
+    """Ninth review, G3: the leaf covers the id, the key and the result only, so a line with an
+    added member (shown by 'rqp results') passed every check and was carried and signed again."""
+    from rqp.results_root import _row
+
+    with pytest.raises(IntegrityError, match="has members rqp never writes"):
+        parse_result_line(line)
+    with pytest.raises(IntegrityError, match="has members rqp never writes"):
+        _row(line)

@@ -194,9 +194,17 @@ def not_run_leaf() -> tuple[str, str]:
     return NOT_RUN, _sha(b"")
 
 
+#: the members of a results line as rqp writes one (a result, with the data's own id under
+#: ``--id-field``), or rewrites one whose result was not strict JSON
+ROW_MEMBERS = (frozenset({"id", "result"}), frozenset({"id", "key", "result"}), frozenset({"id", "error"}))
+
+
 def parse_result_line(line: bytes) -> dict[str, Any]:
     """A stored results line as ``rqp results`` prints it (``rqp.jsonsafe.result_line``), parsed:
-    the line itself when it is strict JSON with an id (parsed once), else rqp's rewrite of it."""
+    the line itself when it is strict JSON with an id (parsed once), else rqp's rewrite of it.
+    ``IntegrityError`` when it has members rqp never writes: its leaf covers only the id, the key
+    and the result, so an added ``"error"`` (say) would be shown by ``rqp results`` and pass every
+    check (ninth review, G3: a processor's result bytes ``1,"error":"..."`` made such a line)."""
     try:
         doc = loads(line)
     except JSONRejected:
@@ -205,6 +213,13 @@ def parse_result_line(line: bytes) -> dict[str, Any]:
         doc = loads(result_line(line))
     if not isinstance(doc, dict):  # pragma: no cover - result_line always returns an object
         raise IntegrityError("a results line is not an object after rqp's own rewrite; re-run the workload")
+    if frozenset(doc) not in ROW_MEMBERS:
+        extra = ", ".join(sorted(set(doc) - {"id", "key", "result"})) or "a result and an error"
+        raise IntegrityError(
+            f"the results line of record {str(doc.get('id'))[:20]} has members rqp never writes ({extra[:80]}): "
+            "changed behind rqp's back, or a processor's result bytes were not one JSON value; put back the "
+            "results from a backup, or run the workload again"
+        )
     return doc
 
 
@@ -418,6 +433,8 @@ def _exactly(pieces: Iterable[bytes], total: int) -> Iterator[bytes]:
         )
 
 
+_RESULT_MEMBERS = ROW_MEMBERS[:2]
+
 #: a row of the results object as its leaf needs it: (id, key, kind, digest)
 _Row = tuple[Any, Any, str, str]
 
@@ -431,7 +448,7 @@ def _row(line: bytes) -> _Row:
         text = line.decode("utf-8")
         if text.count("[") + text.count("{") <= MAX_JSON_DEPTH and not text.startswith("\ufeff"):
             doc, end = _STRICT.raw_decode(text)  # no space around the value, or the full path
-            if end == len(text) and type(doc) is dict and "id" in doc and "result" in doc:
+            if end == len(text) and type(doc) is dict and frozenset(doc) in _RESULT_MEMBERS:
                 return doc["id"], doc.get("key"), RESULT, _sha(text_bytes(_encode_tree(doc["result"])))
     except ValueError:  # not UTF-8, not strict JSON, a refused number: the full path says why
         pass
