@@ -728,8 +728,9 @@ class EndedRound:
             raise IntegrityError(
                 f"workload {self.workload.id}: record {rid} is missing from the earlier round's results, but the "
                 "ended round's signed root does not say it failed or never ran (its result dropped, or claimed "
-                "again by this retry round, behind rqp's back): nothing was signed; check the stored results "
-                f"with 'rqp verify {self.workload.id}' and put back that round's results from a backup"
+                "again by this retry round, or its failure reason in summary.enc or its input digest in "
+                "inputs.bin changed, behind rqp's back): nothing was signed; check the stored results "
+                f"with 'rqp verify {self.workload.id}' and put back that round's blobs from a backup"
             )
 
     def check(self, rid: int, line: bytes) -> None:
