@@ -438,7 +438,7 @@ def _row(line: bytes) -> _Row:
 _FRAME = re.compile(rb'\{"id":(0|[1-9][0-9]*),"result":')
 #: json's scanner with no hooks: a value it reads is the strict parser's value whenever its
 #: canonical encoding is the text it was read from (``_rows_of``)
-_PLAIN_SCAN = json.scanner.make_scanner(json.JSONDecoder())
+_PLAIN_SCAN: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # stubs name the class, it takes a decoder
 #: a line of this many characters or fewer cannot nest deeper than ``MAX_JSON_DEPTH`` (its
 #: brackets are not counted)
 _SHALLOW = MAX_JSON_DEPTH
