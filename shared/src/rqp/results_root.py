@@ -50,9 +50,11 @@ import hashlib
 import hmac
 import json
 import json.encoder
+import json.scanner
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -457,6 +459,51 @@ def _row(line: bytes) -> _Row:
     return doc.get("id"), doc.get("key"), kind, digest
 
 
+#: the frame ``consolidate`` writes around a result (``{"id":N,"result":R}``, no key): the id as
+#: JSON writes an integer (no sign, no leading zero), then the result's name
+_FRAME = re.compile(rb'\{"id":(0|[1-9][0-9]*),"result":')
+#: json's scanner with no hooks: a value it reads is the strict parser's value whenever its
+#: canonical encoding is the text it was read from (``_rows_of``)
+_PLAIN_SCAN: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # stubs name the class, it takes a decoder
+#: a line of this many characters or fewer cannot nest deeper than ``MAX_JSON_DEPTH`` (its
+#: brackets are not counted)
+_SHALLOW = MAX_JSON_DEPTH
+
+
+def _rows_of(lines: list[bytes]) -> list[_Row]:
+    """``[_row(line) for line in lines]``, with the usual line's row made without the strict
+    parser: a line ``{"id":N,"result":R}`` as consolidation frames it (the id an integer as JSON
+    writes it), ``R`` read by json's scanner without hooks, and ``R`` already its own canonical
+    JSON (``_encode_tree`` of the value gives ``R`` back). Then ``R`` holds no name twice (the
+    canonical encoding of what was read names each once, so a text naming one twice differs from
+    it), no NaN or infinity (the canonical encoder refuses them), and the strict parser reads the
+    line into ``{"id": N, "result": value}`` -- so the row is ``(N, None, "result", SHA-256 of
+    R's bytes)``, what ``_row`` gives, without a Python hook per object or a second encoding.
+    Any other line -- whitespace, a key, another order of names, a result not canonical, a value
+    that fails to read, more brackets than ``MAX_JSON_DEPTH`` -- is ``_row``'s."""
+    out: list[_Row] = []
+    add = out.append
+    frame, scan, encode, sha = _FRAME.match, _PLAIN_SCAN, _encode_tree, hashlib.sha256
+    for line in lines:
+        m = frame(line)
+        if m is not None and line[-1:] == b"}":
+            p = m.end()
+            try:
+                text = line.decode("utf-8")
+                if len(text) > _SHALLOW and text.count("[") + text.count("{") > MAX_JSON_DEPTH:
+                    raise ValueError  # may nest too deep: the full path looks closer
+                value, end = scan(text, p)
+                same = end == len(text) - 1 and encode(value) == text[p:-1]
+                rid = int(m.group(1))  # over Python's digit limit: ValueError, as json's
+            except (ValueError, StopIteration, RecursionError):  # the full path says why
+                same = False
+            if same:
+                add((rid, None, RESULT, sha(line[p:-1]).hexdigest()))
+                continue
+        add(_row(line))
+    return out
+
+
 class _Tally:
     """SHA-256 and size of the bytes that passed through ``feed``: what ``build_root`` wrote, and
     what it read back, compared before anything is signed."""
@@ -482,14 +529,9 @@ def _result_rows(store: BlobStore, workload: Workload, blob: str, read: _Tally) 
     for piece in decrypt_stream(workload.key, read.feed(store.iter_chunks(blob)), aad("results", workload.id), what):
         lines = (rest + piece).split(b"\n")
         rest = lines.pop()
-        yield [_row(line) for line in lines]
+        yield _rows_of(lines)
     if rest:
-        yield [_row(rest)]
-
-
-def _rows(pieces: Iterator[list[_Row]]) -> Iterator[_Row]:
-    for piece in pieces:
-        yield from piece
+        yield _rows_of([rest])
 
 
 class KeysSeen:
@@ -543,7 +585,10 @@ def _leaves(
     by_id = {f.id: f for f in failures}
     row = next(rows, None)
     sha = hashlib.sha256
-    domain = LEAF_PREFIX + LEAF_DOMAIN  # merkle.leaf_hash's prefix, then the leaf's bytes
+    # merkle.leaf_hash's prefix, then the leaf's bytes, formatted as text: every part is ASCII
+    # (digits, hex, fixed words, and the key as json.dumps writes it), so one encode per leaf
+    leaf = (LEAF_PREFIX + LEAF_DOMAIN).decode("ascii") + '[%d,%s,"%s","%s","%s"]'
+    dumps = json.dumps
     buf: list[bytes] = []
     for rid, mac in enumerate(inputs):
         if rid >= total:
@@ -561,10 +606,12 @@ def _leaves(
             kind, digest = not_run_leaf()
             key = None
             keys.unkeyed_failure()  # never ran (cancelled): its key is unknown, so may repeat another's
-        inp = b"" if mac == _NO_INPUT else mac.hex().encode()
-        keys.add(key)
-        k = b"null" if key is None else json.dumps(str(key)).encode()
-        buf.append(sha(b'%b[%d,%b,"%b","%b","%b"]' % (domain, rid, k, inp, kind.encode(), digest.encode())).digest())
+        if key is None:
+            k = "null"
+        else:
+            keys.add(key)
+            k = dumps(str(key))
+        buf.append(sha((leaf % (rid, k, "" if mac == _NO_INPUT else mac.hex(), kind, digest)).encode()).digest())
         if len(buf) >= _PIECE:
             tree.extend(buf)
             yield b"".join(buf)
@@ -611,7 +658,7 @@ def build_root(
     store.put_stream(inputs_name, wrote.feed(digests))
     tree = TreeBuilder()
     macs = iter_hashes(read_inputs.feed(store.iter_chunks(inputs_name)))
-    rows = _rows(_result_rows(store, workload, results_blob, read_results))
+    rows = chain.from_iterable(_result_rows(store, workload, results_blob, read_results))
     keys = KeysSeen(workload.manifest.id_field is not None)
     if unread:
         keys.unkeyed_failure()

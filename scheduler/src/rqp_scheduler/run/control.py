@@ -67,8 +67,10 @@ class Controls:
         """Put the shown state back when a Redis writer changed it: the control field, or a state
         no version knows (e.g. ``zzz``, which the client would not take for a running one)."""
         ledger = self.ctx.ledger
-        shown = ledger.control()
-        current = text(ledger.r.hget(ledger.k.meta, Meta.STATE))
+        # both fields in one round trip (``ledger.control()`` then an HGET of the state were two,
+        # on every step: a step's Redis reads are most of its CPU)
+        control, current = (text(v) for v in ledger.r.hmget(ledger.k.meta, [Meta.CONTROL, Meta.STATE]))
+        shown = Control(control) if control else None
         made_up = current is not None and current not in _KNOWN_STATES
         if not made_up and (shown is wanted or (wanted is None and shown is Control.RESUME)):
             self._suspect = False

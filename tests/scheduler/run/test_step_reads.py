@@ -1,0 +1,36 @@
+"""What one scheduler step asks of Redis while its chunks are in flight: each step is a few
+round trips, and at a slow script's pace (a step every 0.1-0.5 s for many seconds) they are
+most of the scheduler's CPU per record (issue 28). The shown control and state are read in one
+round trip, not two."""
+
+from __future__ import annotations
+
+from typing import Any
+
+N = 30
+#: steps measured (fast enough that no periodic task -- reclaim each 1 s, progress each 2 s --
+#: falls due in between; those are counted apart anyway)
+STEPS = 10
+
+
+def _calls(r: Any) -> dict[str, int]:
+    return {k.removeprefix("cmdstat_"): v["calls"] for k, v in r.info("commandstats").items()}
+
+
+def test_a_step_reads_the_shown_control_and_state_in_one_round_trip(world):
+    wid = world.pack("step-reads", [{"n": i} for i in range(N)])
+    run = world.run(wid)
+    run.step()
+    run.step()  # the window full (no processor takes its chunks), the periodic tasks' first turn done
+    before = _calls(world.r)
+    for _ in range(STEPS):
+        assert run.step() is False  # no processor: the chunks stay in flight
+        run.wait_hint()
+    after = _calls(world.r)
+    per_step = {k: (after.get(k, 0) - before.get(k, 0)) / STEPS for k in after}
+    per_step["info"] = 0  # our own
+    assert per_step.get("hmget") == 1, per_step
+    assert per_step.get("hget", 0) == 0, per_step
+    # LRANGE (signed requests), HMGET (shown control and state), ZCARD (in flight),
+    # ZRANGEBYSCORE (retries due): four round trips a step (five before)
+    assert sum(per_step.values()) <= 4, per_step
