@@ -35,7 +35,6 @@ OTHERS = [
     b'{"id":17,"result":"\\u00e9"}',
     b'{"id":18,"result":1E5}',
     b'{"id":19,"result":"\\ud83d"}',  # a lone surrogate: written as its escape
-    b'{"id":20,"result":1,"x":2}',
     b'{"id":21,"result":{"a":1}}}',
     b'{"id":22,"result":1} ',
     b'{"id":23,"result": 1}',
@@ -77,3 +76,12 @@ def test_the_shortcut_is_taken_for_canonical_lines_only(monkeypatch: pytest.Monk
     rows = _rows_of(CANONICAL + OTHERS)
     assert rows == [_reference(line) for line in CANONICAL + OTHERS]
     assert full_way == OTHERS
+
+
+def test_a_line_with_a_member_rqp_never_writes_is_refused_by_the_shortcut_too() -> None:
+    """Ninth review, G3: ``{"id":N,"result":R,"x":...}`` frames like the usual line; the scan of
+    ``R`` stops before the end, so it goes the full way, which refuses it."""
+    from rqp.errors import IntegrityError
+
+    with pytest.raises(IntegrityError, match="has members rqp never writes"):
+        _rows_of([b'{"id":20,"result":1,"x":2}'])
