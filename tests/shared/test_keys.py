@@ -61,3 +61,29 @@ def test_missing_and_garbage_key_files(tmp_path):
     (tmp_path / "junk.pem").write_text("not a key")
     with pytest.raises(KeyProviderError, match="not an unencrypted PEM private key"):
         LocalKeyProvider(private_key_file=tmp_path / "junk.pem")
+
+
+def test_a_damaged_private_key_is_refused_at_load_in_one_line(tmp_path):
+    """OpenSSL's full RSA check (0.11 s of every role's start) is replaced by a round trip through
+    the key: a file whose private exponents were damaged still parses, and is refused by that."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from rqp.errors import KeyProviderError
+    from rqp.keys.local import LocalKeyProvider
+
+    good = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    n = good.private_numbers()
+    bad = rsa.RSAPrivateNumbers(n.p, n.q, n.d ^ 2, n.dmp1 ^ 2, n.dmq1 ^ 2, n.iqmp, n.public_numbers).private_key(
+        unsafe_skip_rsa_key_validation=True
+    )
+    for name, key in (("good.pem", good), ("bad.pem", bad)):
+        (tmp_path / name).write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    provider = LocalKeyProvider(private_key_file=tmp_path / "good.pem")
+    assert provider.unwrap(provider.wrap(b"k" * 32)) == b"k" * 32
+    with pytest.raises(KeyProviderError, match=r"bad\.pem is not a working RSA key .* restore it from its backup"):
+        LocalKeyProvider(private_key_file=tmp_path / "bad.pem")
