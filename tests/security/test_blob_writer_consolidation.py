@@ -443,3 +443,74 @@ def test_g3_a_carried_line_with_an_added_member_is_not_carried(world, proc, cli_
     with pytest.raises(IntegrityError, match="has members rqp never writes"):
         _until_ended(world, proc, run)
     assert read_summary(world.store, w).round == 1
+
+
+# ---------------------------------------------------------------- the tenth review (atk10)
+
+
+def test_h1_a_fresh_run_of_a_rolled_back_head_signs_no_second_root(world, proc, cli_env, capsys, operator):
+    """Tenth review, H1: the lock taken from the run of round 2 (it stops supervising), the head
+    re-sealed as round 1 and round 1's note replaced by one of the attacker's: a fresh run took
+    round 1 as its own and signed a second, different round-1 root. The root already signed is
+    what a data-key holder cannot roll back: nothing is signed over it."""
+    from rqp.crypto import decrypt_stream
+    from rqp.ledger import Ledger, job_id, note_field
+    from rqp.parts import seal_part
+    from rqp.status import ChunkNote
+
+    run = _f0_round_1_ended_and_retried(world, proc, operator, "h1")
+    w = run.workload
+    before = world.store.get(blob_name(w.id, SUMMARY_BLOB))
+    run.lock.release()  # the attacker took the lock: this run stops supervising the workload
+    plain = b"".join(decrypt_stream(w.key, [world.store.get(blob_name(w.id, RESULTS_BLOB))], aad("results", w.id)))
+    rows = [json.loads(x) for x in plain.splitlines()]
+    results = [(d["id"], b"999" if d["id"] == 1 else json.dumps(d["result"]).encode()) for d in rows]
+    _reseal_head(world, w, round=1, closed=False)
+    led = Ledger(world.r, w.id)
+    chunk, jid = "c00000000", job_id(w.id, "c00000000", 7)
+    world.r.delete(led.k.notes)  # round 1's notes, replaced by one of the attacker's
+    note = ChunkNote(chunk, jid, tuple((rid, 1, 1) for rid, _ in results), (), None, None, None, "vm:x", 1, None)
+    world.r.hset(led.k.notes, note_field(chunk, 0, N - 1), note.seal(w))
+    world.store.put(blob_name(w.id, f"parts/{chunk}-7.part"), seal_part(w.scope(jid), results))
+    fresh = world.run(w.id)
+    with pytest.raises(IntegrityError, match="a results root of round 1 is already signed"):
+        _until_ended(world, proc, fresh)
+    assert world.store.get(blob_name(w.id, SUMMARY_BLOB)) == before  # nothing signed
+
+
+def test_an_honest_consolidation_run_again_signs_the_same_root(world, proc, operator):
+    """The crash the rule allows: the summary written, Redis not yet told -- consolidating the
+    same round again gives the same root, which is signed again."""
+    from rqp_scheduler.consolidate import consolidate
+
+    world.settings = replace(world.settings, window_chunks=100, results_key_file=operator.path, keep_parts=True)
+    wid = world.pack("again", [{"n": i} for i in range(N)])
+    run = world.run(wid)
+    _until_ended(world, proc, run)
+    first = read_summary(world.store, run.workload)
+    open_head = replace(run.ctx.head, closed=False)
+    again = consolidate(
+        run.ctx.ledger, world.store, run.workload, open_head, signer=run.finisher.results_signer(), keep_parts=True
+    )
+    from rqp.results_root import Attestation
+
+    roots = [Attestation.from_dict(x.root, wid).root for x in (first, again)]
+    assert roots[0] == roots[1] and again.round == first.round == 1
+
+
+def test_h2_a_script_workloads_parsed_records_are_counted_too(world, proc, operator):
+    """Tenth review, H2: the count check skipped --format script workloads even when the root was
+    given the records its parse() yielded; only a root built without parsing them is not counted."""
+    from rqp.results_root import NOT_PARSED, build_root
+
+    world.settings = replace(world.settings, window_chunks=100)
+    wid = world.pack("h2", [{"n": i} for i in range(N)])
+    run = world.run(wid)
+    _until_ended(world, proc, run)
+    w = run.workload
+    results = blob_name(wid, RESULTS_BLOB)
+    parsed = [b'{"n":%d}' % i for i in range(N)]
+    w.manifest = replace(w.manifest, format="script")  # as a --format script workload's root sees it
+    with pytest.raises(IntegrityError, match=f"sealed head says {N + 1} records, its signed data holds {N}"):
+        build_root(world.store, w, parsed, results, [], N + 1, None)
+    assert build_root(world.store, w, NOT_PARSED, results, [], N + 1, None).statement["size"] == N + 1

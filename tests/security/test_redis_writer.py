@@ -280,9 +280,10 @@ def test_a_result_part_of_an_earlier_attempt_does_not_count(world, proc, monkeyp
     monkeypatch.setattr(proc, "_outcomes", real_outcomes)
     led = Ledger(world.r, wid)
     _until(world, run, proc, _all_settled(run, led, 0))
-    old = part_blob(wid, "c00000000-0")
-    assert list(kept) == [old]
-    world.store.put(part_blob(wid, "c00000000-1"), kept[old])
+    [old] = kept  # the chunk's part, named with its token: generation 0's
+    assert old.startswith(part_blob(wid, "c00000000-0-")[: -len(".part")]), old
+    [gen1] = [n for n in world.store.list(part_blob(wid, "")[: -len(".part")]) if "/c00000000-1-" in n]
+    world.store.put(gen1, kept[old])  # generation 1's part (its name: in the note the attacker opens)
     with pytest.raises(
         StateError, match=f"the result of record 0 in chunk c00000000's part is not job rqp-{wid}-c00000000-1's"
     ):

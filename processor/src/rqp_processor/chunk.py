@@ -59,7 +59,7 @@ from rqp.ledger import (
 )
 from rqp.messages import pack_statuses
 from rqp.outcome import Decision, decide
-from rqp.parts import PartWriter, part_blob
+from rqp.parts import PartWriter, part_name
 from rqp.status import FAILED, QUEUED, ChunkNote, StatusRecord, seal_start
 from rqp.surrogates import lone_surrogate, surrogate_reason
 from rqp.workload import Workload
@@ -148,6 +148,8 @@ class _Tally:
     part: PartWriter
     statuses: list[tuple[int, bytes]] = field(default_factory=list)
     published: list[bytes] = field(default_factory=list)
+    #: the chunk's part token (``ChunkSpec.part``), in its part's name
+    token: str = ""
 
 
 #: versions remembered for the warm hosts (a few hundred bytes each)
@@ -419,7 +421,7 @@ class ChunkProcessor:
         chunk_part = (
             PartRef("", spec.runs[0][0], spec.runs[-1][0] + spec.runs[-1][1] - 1) if data_chunk else PartRef("")
         )
-        t = _Tally(ChunkOutcome(jid, spec.chunk, chunk_part, 0.0, finished, len(records)), part)
+        t = _Tally(ChunkOutcome(jid, spec.chunk, chunk_part, 0.0, finished, len(records)), part, token=spec.part)
         out = t.outcome
         not_done: list[int] = []
         keep: list[tuple[int, bytes]] = []
@@ -468,7 +470,7 @@ class ChunkProcessor:
         out.elapsed = time.perf_counter() - t0  # the records' own time, for throughput and chunk sizes
         note = ChunkNote(
             spec.chunk, jid, spec.runs, tuple(not_done), spec.queued_at, started, finished, self.worker, spec.round,
-            tuple(done_keys) if key_of else None,
+            tuple(done_keys) if key_of else None, spec.part,
         )  # fmt: skip
         if out.done:
             out.note_field = note_field(spec.chunk, chunk_part.first, chunk_part.last)
@@ -491,7 +493,7 @@ class ChunkProcessor:
         out = t.outcome
         if t.part.entries:
             j = JobId.parse(out.jid)
-            out.part = PartRef(part_blob(workload.id, f"{j.chunk}-{j.gen}"), out.part.first, out.part.last)
+            out.part = PartRef(part_name(workload.id, j.chunk, j.gen, t.token), out.part.first, out.part.last)
             t.part.upload(self.store, out.part.name)
         t.part.close()  # the sealed results are stored: nothing of them is held past here
         out.finished_at = time.time()

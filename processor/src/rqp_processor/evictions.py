@@ -175,7 +175,7 @@ class EvictionWatcher(threading.Thread):
         self.types = DRAINED_TYPES if drain_on_terminate else ("Preempt",)
         self.interval = interval
         self.notice: Notice | None = None
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self._failing = False
 
     @classmethod
@@ -210,14 +210,14 @@ class EvictionWatcher(threading.Thread):
 
     def run(self) -> None:
         timeout = FIRST_POLL_TIMEOUT_SECONDS
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             notice = self.poll(timeout)
             timeout = POLL_TIMEOUT_SECONDS
             if notice is not None:
                 self.notice = notice
                 self.on_notice(notice)
                 return
-            self._stop.wait(self.interval)
+            self._stopping.wait(self.interval)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()

@@ -54,7 +54,7 @@ class CommitWatch(threading.Thread):
         #: (when committed, ledger, job id, the lease deadlines this worker wrote for it), oldest first
         self._recent: deque[tuple[float, Ledger, str, list[float]]] = deque()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         #: how many commits this watch found lost (for tests and the log)
         self.found = 0
 
@@ -64,7 +64,7 @@ class CommitWatch(threading.Thread):
             self._recent.append((time.monotonic(), ledger, jid, deadlines))
 
     def run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._stopping.wait(self.interval):
             try:
                 self.check()
             except redis.RedisError as exc:  # Redis away (restarting?): look again next time
@@ -100,4 +100,4 @@ class CommitWatch(threading.Thread):
         return [jid for _, jid in lost]
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()

@@ -36,7 +36,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 
 from rqp.crypto import NONCE_SIZE, TAG_SIZE, aad, decrypt_stream, encrypt_stream
-from rqp.errors import IntegrityError, StorageError
+from rqp.errors import IntegrityError, RqpError, StorageError
 from rqp.ledger import (
     MAX_PREEMPTIONS_PER_RECORD,
     PREEMPTED,
@@ -49,9 +49,17 @@ from rqp.ledger import (
     preempted,
     split_keyed_result,
 )
-from rqp.parts import iter_part, part_blob
+from rqp.parts import iter_part, part_name
 from rqp.records import Limits, parse_records
-from rqp.results_root import INPUTS_BLOB, LEAVES_BLOB, STAGED_SUFFIX, Attestation, EndedRound, build_root
+from rqp.results_root import (
+    INPUTS_BLOB,
+    LEAVES_BLOB,
+    NOT_PARSED,
+    STAGED_SUFFIX,
+    Attestation,
+    EndedRound,
+    build_root,
+)
 from rqp.signing import SigningKey
 from rqp.status import FAILED, ChunkNote, StatusRecord, plain_float
 from rqp.storage import BlobStore
@@ -198,7 +206,10 @@ def _entries(store: BlobStore, workload: Workload, note: ChunkNote, whole: bool 
 
 def _part_name(workload: Workload, note: ChunkNote) -> str:
     j = JobId.parse(note.job)
-    return part_blob(workload.id, f"{j.chunk}-{j.gen}")
+    try:
+        return part_name(workload.id, j.chunk, j.gen, note.part)
+    except IntegrityError as exc:
+        raise StateError(workload.id, str(exc)) from None
 
 
 def _in_order(
@@ -563,13 +574,40 @@ def summarize(
     )  # fmt: skip
 
 
-def _payloads(workload: Workload, limits: Limits | None) -> Iterator[bytes]:
+def _no_second_root(store: BlobStore, workload: Workload, root: Attestation, public_pem: str) -> None:
+    """Refuse to sign a root for a round that already has another one: the summary in place, when
+    its root is this scheduler's signature over this manifest, must be of an earlier round, or of
+    this round with this very root (consolidation run again after a crash between the summary and
+    Redis). Redis's head is sealed under the data key, which processors hold: one rolled back to
+    round 1 (a fresh run after the lock was taken from the one running round 2) was consolidated as
+    a first round again, over a note of the attacker's, and a second round-1 root was signed
+    (tenth review, H1). The signed root is what a data-key holder cannot roll back; deleting the
+    summary is the limit SECURITY.md names."""
+    try:
+        raw = store.get(blob_name(workload.id, SUMMARY_BLOB))
+        before = Summary.from_json(workload.open_sealed("summary", "", raw), workload.id)
+        att = Attestation.from_dict(before.root, workload.id) if before.root else None
+        if att is None or att.public_pem.strip() != public_pem.strip():
+            return  # none, or not this scheduler's: nothing to compare with
+        att.check(workload, None, workload.id)
+    except (RqpError, ValueError, KeyError, TypeError):
+        return  # junk or another generation's: it vouches for nothing
+    if att.round > root.round or (att.round == root.round and att.root != root.root):
+        raise IntegrityError(
+            f"workload {workload.id}: a results root of round {att.round} is already signed (summary.enc), and this "
+            f"run would sign {'an earlier round' if att.round > root.round else 'another root for that round'}: "
+            "Redis's sealed head was rolled back behind rqp's back (by a holder of the data key with Redis access): "
+            "nothing was signed; find who can write to this Redis"
+        )
+
+
+def _payloads(workload: Workload, limits: Limits | None) -> Iterable[bytes]:
     """The records' bytes as the enqueue parsed them, read again for their input digests
     (``rqp.results_root``); none for ``--format script`` unless the caller gives them (its
     ``parse()`` needs a script host: ``rqp_scheduler.run.finish``)."""
     m = workload.manifest
     if m.format == "script":
-        return iter(())
+        return NOT_PARSED
     recs = parse_records(
         m.format, workload.data_chunks(), workload_id=workload.id, delimiter=m.delimiter, limits=limits
     )
@@ -699,6 +737,8 @@ def consolidate(
             root.to_dict(), found,
         )  # fmt: skip
         summary.round = head.round
+        if signer is not None:
+            _no_second_root(store, workload, root, signer.public_pem().decode())
     except BaseException:
         for name, _final in staged:
             with suppress(StorageError):  # a store that is down keeps them: the next run overwrites them

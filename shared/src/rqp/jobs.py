@@ -187,6 +187,10 @@ class ChunkSpec:
     #: times the chunk was re-run because its worker or VM was lost (killed, crashed, its RQ job
     #: lost with Redis): not an attempt of its records, which did not fail (issue #24 item 26)
     reruns: int = 0
+    #: a token the scheduler draws for this chunk, in its results part's name (``rqp.parts.part_name``):
+    #: two schedulers on either side of a Redis split brain number their chunks alike, and a
+    #: part of one side's chunk overwrote the other's under the same name ("" in older specs)
+    part: str = ""
 
     @property
     def size(self) -> int:
@@ -210,6 +214,7 @@ class ChunkSpec:
                 **({"k": self.keys} if self.keys is not None else {}),
                 **({"l": self.lines} if self.lines else {}),
                 **({"x": self.reruns} if self.reruns else {}),
+                **({"p": self.part} if self.part else {}),
             },
             separators=(",", ":"),
         ).encode()
@@ -223,7 +228,7 @@ class ChunkSpec:
             d["w"], d["c"], tuple(tuple(r) for r in d["r"]), d["m"], d["b"], d["bm"], d.get("q"), int(d.get("g", 1)),
             tuple(str(k) for k in keys) if keys is not None else None,
             tuple((int(a), int(b)) for a, b in lines) if lines else None,
-            int(d.get("x", 0)),
+            int(d.get("x", 0)), str(d.get("p", "")),
         )  # fmt: skip
 
     def line_of(self, rid: int) -> int:

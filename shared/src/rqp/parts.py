@@ -14,6 +14,7 @@ stream -- so a worker's memory for results does not grow with the chunk, whateve
 
 from __future__ import annotations
 
+import re
 import struct
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -23,7 +24,17 @@ from .errors import IntegrityError
 from .storage import BlobStore
 from .workload import Seals, Workload
 
-__all__ = ["PART_MEMORY_BYTES", "PartWriter", "decode_part", "encode_part", "iter_part", "part_blob", "seal_part"]
+__all__ = [
+    "PART_MEMORY_BYTES",
+    "PART_TOKEN_BYTES",
+    "PartWriter",
+    "decode_part",
+    "encode_part",
+    "iter_part",
+    "part_blob",
+    "part_name",
+    "seal_part",
+]
 
 #: sealed results a processor holds in memory for one part; past it they spill to a temporary file
 PART_MEMORY_BYTES = 16 << 20
@@ -36,6 +47,23 @@ _ENTRY = struct.Struct(">QI")
 
 def part_blob(workload_id: str, jid_suffix: str) -> str:
     return f"workloads/{workload_id}/parts/{jid_suffix}.part"
+
+
+#: bytes of a chunk's part token (``ChunkSpec.part``), written as hex
+PART_TOKEN_BYTES = 8
+_TOKEN = re.compile(f"[0-9a-f]{{{2 * PART_TOKEN_BYTES}}}")
+
+
+def part_name(workload_id: str, chunk: str, gen: int, token: str) -> str:
+    """The results part of generation ``gen`` of ``chunk``: with the chunk's token (a spec or a
+    note sealed without one -- an older version's -- names ``chunk-gen`` alone). ``IntegrityError``
+    for a token that is not one (it is sealed under the data key, which processors hold: never a
+    path)."""
+    if not token:
+        return part_blob(workload_id, f"{chunk}-{gen}")
+    if not _TOKEN.fullmatch(token):
+        raise IntegrityError(f"chunk {chunk} of workload {workload_id} names a results part token that is not one")
+    return part_blob(workload_id, f"{chunk}-{gen}-{token}")
 
 
 def encode_part(entries: list[tuple[int, bytes]]) -> bytes:

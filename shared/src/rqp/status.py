@@ -150,6 +150,8 @@ class ChunkNote:
     round: int = 1
     #: the data's own ids of the records done, in ``done_ids()`` order (``rqp pack --id-field``)
     keys: tuple[str, ...] | None = None
+    #: the chunk's part token (``ChunkSpec.part``): its results part is named with it
+    part: str = ""
 
     def attempt_of(self, rid: int) -> int | None:
         for first, count, attempt in self.runs:
@@ -188,7 +190,7 @@ class ChunkNote:
         return json.dumps(
             {"c": self.chunk, "j": self.job, "r": self.runs, "x": self.not_done, "q": self.queued_at,
              "s": self.started_at, "f": self.finished_at, "w": self.worker, "g": self.round,
-             **({"k": self.keys} if self.keys is not None else {})},
+             **({"k": self.keys} if self.keys is not None else {}), **({"p": self.part} if self.part else {})},
             separators=(",", ":"),
         ).encode()  # fmt: skip
 
@@ -206,6 +208,7 @@ class ChunkNote:
             d["w"],
             int(d.get("g", 1)),
             tuple(d["k"]) if d.get("k") is not None else None,
+            str(d.get("p", "")),
         )
 
     def done_ids(self) -> Iterator[int]:

@@ -4,12 +4,14 @@ reclaimer all end with, so the three queue a chunk the same way."""
 from __future__ import annotations
 
 import base64
+import secrets
 
 from redis.client import Pipeline
 from rq import Queue
 
 from rqp.jobs import ENTRY_POINT, JOB_TIMEOUT, ChunkSpec, runs_of, seal_spec
 from rqp.ledger import job_id
+from rqp.parts import PART_TOKEN_BYTES
 
 from .context import RunContext
 
@@ -45,6 +47,7 @@ def chunk_spec(
         ctx.head.round,
         keys,
         lines or None,
+        part=secrets.token_hex(PART_TOKEN_BYTES),
     )
 
 

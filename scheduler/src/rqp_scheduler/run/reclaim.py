@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
 from dataclasses import replace
 
@@ -18,6 +19,7 @@ from rqp.jobs import ChunkSpec, JSONSerializer, RqpJob, open_spec, runs_of
 from rqp.ledger import ChunkKind, JobId, count_preempted, outbox_add, record_rejection, take_drained
 from rqp.messages import pack_messages
 from rqp.outcome import may_retry
+from rqp.parts import PART_TOKEN_BYTES
 from rqp.status import FAILED, StatusRecord
 
 from .context import RunContext
@@ -162,7 +164,7 @@ class Reclaimer:
         ctx.ledger.forget_released(pipe, jid)
         if sealed is not None:
             spec = open_spec(ctx.workload, jid, sealed)
-            again = replace(spec, queued_at=time.time())
+            again = replace(spec, queued_at=time.time(), part=secrets.token_hex(PART_TOKEN_BYTES))
             queue_specs(ctx, pipe, [again], JobId.parse(jid).gen + 1)
         pipe.execute()
         log.warning("workload %s: %s was handed back by a processor that cannot open it; queued again", ctx.id, jid)
@@ -221,8 +223,19 @@ class Reclaimer:
             runs = runs_of(again)
             keys = tuple(key_of[r] for f, n, _ in runs for r in range(f, f + n)) if key_of else None
             respec = ChunkSpec(
-                ctx.id, s.chunk, runs, s.max_attempts, s.backoff, s.backoff_max, now, s.round, keys, s.lines, reruns
-            )
+                ctx.id,
+                s.chunk,
+                runs,
+                s.max_attempts,
+                s.backoff,
+                s.backoff_max,
+                now,
+                s.round,
+                keys,
+                s.lines,
+                reruns,
+                secrets.token_hex(PART_TOKEN_BYTES),
+            )  # each queueing its own part token (``rqp.parts.part_name``)
             queue_specs(ctx, pipe, [respec], JobId.parse(jid).gen + 1)
         if give_up:
             failed = [

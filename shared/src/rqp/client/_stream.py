@@ -22,7 +22,7 @@ from typing import Any, cast
 from ..errors import BlobNotFoundError, IntegrityError
 from ..jsonsafe import JSONRejected, loads, result_line
 from ..ledger import JobId, Ledger, split_keyed_result
-from ..parts import iter_part, part_blob
+from ..parts import iter_part, part_name
 from ..status import ChunkNote
 from ..storage import BlobStore
 from ..workload import Workload
@@ -66,7 +66,7 @@ def _note_lines(store: BlobStore, workload: Workload, note: ChunkNote) -> Iterat
     """(record id, results line) of every record ``note`` says its job did, from that job's part
     under that job's key, as ``rqp_scheduler.consolidate`` reads them."""
     job = JobId.parse(note.job)
-    name = part_blob(workload.id, f"{job.chunk}-{job.gen}")
+    name = part_name(workload.id, job.chunk, job.gen, note.part)
     wanted = set(note.done_ids())
     seals = workload.scope(note.job)
     keyed = workload.manifest.id_field is not None
