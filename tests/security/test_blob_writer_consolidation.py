@@ -438,6 +438,9 @@ def test_g3_a_carried_line_with_an_added_member_is_not_carried(world, proc, cli_
     world.store.put(blob_name(wid, SUMMARY_BLOB), ended.seal(w))
     assert rqp_main(["verify", wid]) != 0  # the stored results no longer pass
     assert "has members rqp never writes (error)" in capsys.readouterr().err
+    rqp_main(["results", wid])  # (tenth review, H4) nor is the line shown as it was written
+    shown = {d["id"]: d for d in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert shown[1] == {"id": 1, "error": "results line has members rqp never writes (error)"}, shown[1]
     assert rqp_main(["retry", wid, "--failed"]) == 0
     run = world.run(wid)
     with pytest.raises(IntegrityError, match="has members rqp never writes"):

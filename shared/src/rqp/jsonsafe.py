@@ -14,6 +14,7 @@ from .sandbox._jsonsafe import MAX_JSON_DEPTH, JSONRejected, depth_exceeds, dump
 
 __all__ = [
     "MAX_JSON_DEPTH",
+    "ROW_MEMBERS",
     "JSONRejected",
     "depth_exceeds",
     "dumps",
@@ -22,6 +23,10 @@ __all__ = [
     "noncanonical_number",
     "result_line",
 ]
+
+#: the members of a results line as rqp writes one (a result, with the data's own id under
+#: ``--id-field``), or rewrites one whose result was not strict JSON
+ROW_MEMBERS = (frozenset({"id", "result"}), frozenset({"id", "key", "result"}), frozenset({"id", "error"}))
 
 
 def result_line(line: bytes, max_depth: int = MAX_JSON_DEPTH) -> bytes:
@@ -34,7 +39,12 @@ def result_line(line: bytes, max_depth: int = MAX_JSON_DEPTH) -> bytes:
         reason = str(exc)
     else:
         if isinstance(doc, dict) and "id" in doc:
-            return line
+            if frozenset(doc) in ROW_MEMBERS:
+                return line
+            extra = ", ".join(sorted(set(doc) - {"id", "key", "result"})) or "a result and an error"
+            line_id = doc["id"] if type(doc["id"]) is int else None
+            # a member the record's leaf does not cover (ninth review, G3): never shown as a result
+            return dumps({"id": line_id, "error": f"results line has members rqp never writes ({extra[:80]})"}).encode()
         reason = "not an object with an id"
     head = line[:40].split(b",", 1)[0]
     rid = head[6:] if head.startswith(b'{"id":') else b""

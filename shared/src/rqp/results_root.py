@@ -62,7 +62,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .crypto import KEY_SIZE, aad, decrypt_stream
 from .errors import IntegrityError
-from .jsonsafe import MAX_JSON_DEPTH, JSONRejected, loads, result_line
+from .jsonsafe import MAX_JSON_DEPTH, ROW_MEMBERS, JSONRejected, loads, result_line
 from .merkle import HASH_SIZE, LEAF_PREFIX, TreeBuilder, iter_hashes
 from .sandbox._jsonsafe import _DECODER as _STRICT
 from .signing import Signature, SigningKey, TrustStore, signature_verifies
@@ -194,11 +194,6 @@ def failed_leaf(reason: str | None) -> tuple[str, str]:
 
 def not_run_leaf() -> tuple[str, str]:
     return NOT_RUN, _sha(b"")
-
-
-#: the members of a results line as rqp writes one (a result, with the data's own id under
-#: ``--id-field``), or rewrites one whose result was not strict JSON
-ROW_MEMBERS = (frozenset({"id", "result"}), frozenset({"id", "key", "result"}), frozenset({"id", "error"}))
 
 
 def parse_result_line(line: bytes) -> dict[str, Any]:
