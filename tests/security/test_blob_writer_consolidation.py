@@ -30,6 +30,26 @@ def _sealed_results(w, results: dict[int, object]) -> bytes:
     return b"".join(encrypt_stream(w.key, iter(lines), aad("results", w.id)))
 
 
+def _rewrite_earlier_results(world, w, ended, forged: bytes, **summary_fields) -> None:
+    """What a data-key holder with blob-store write does between rounds: the results object
+    replaced by ``forged`` (sealed), and the ended summary re-sealed to name its digest (and
+    ``summary_fields``)."""
+    world.store.put(blob_name(w.id, RESULTS_BLOB), forged)
+    ended.results = replace(ended.results, sha256=hashlib.sha256(forged).hexdigest(), size=len(forged))
+    for name, value in summary_fields.items():
+        setattr(ended, name, value)
+    world.store.put(blob_name(w.id, SUMMARY_BLOB), ended.seal(w))
+
+
+def _round_1_ended(world, proc, operator, name: str):
+    """A signed first round of ``N`` records run to its end, record 5 failed: (id, its run)."""
+    world.settings = replace(world.settings, window_chunks=100, max_attempts=1, results_key_file=operator.path)
+    wid = world.pack(name, [{"n": i} for i in range(N)], FAILS_ON_FIVE)
+    run = world.run(wid)
+    _until_ended(world, proc, run)
+    return wid, run
+
+
 def _until_ended(world, proc, run) -> None:
     for _ in range(60):
         if run.step():
@@ -144,19 +164,14 @@ def test_e1_results_and_summary_resealed_between_rounds_fail_the_ended_rounds_si
     """Seventh review, E1: the data key re-seals a summary too, so one naming the rewritten
     results object's digest passed the D1/D2 check; each carried result must be in the ended
     round's root, which only the results key signs."""
-    world.settings = replace(world.settings, window_chunks=100, max_attempts=1, results_key_file=operator.path)
-    wid = world.pack("e1", [{"n": i} for i in range(N)], FAILS_ON_FIVE)
-    run = world.run(wid)
-    _until_ended(world, proc, run)
+    wid, run = _round_1_ended(world, proc, operator, "e1")
     w = run.workload
     ended = read_summary(world.store, w)
     assert ended.root is not None and ended.root.get("signature")  # the scheduler signs roots
     assert rqp_main(["retry", wid, "--failed"]) == 0
     capsys.readouterr()
     forged = _sealed_results(w, {i: (1000 if i == 0 else i * 2) for i in range(N) if i != 5})
-    world.store.put(blob_name(wid, RESULTS_BLOB), forged)
-    ended.results = replace(ended.results, sha256=hashlib.sha256(forged).hexdigest(), size=len(forged))
-    world.store.put(blob_name(wid, SUMMARY_BLOB), ended.seal(w))
+    _rewrite_earlier_results(world, w, ended, forged)
     run = world.run(wid)
     with pytest.raises(IntegrityError, match="result for record 0 is not what the ended round's signed root vouches"):
         _until_ended(world, proc, run)
@@ -167,10 +182,7 @@ def test_e1_results_and_summary_resealed_between_rounds_fail_the_ended_rounds_si
 def test_an_honest_retry_round_carries_its_earlier_results_through_the_signed_root_check(
     world, proc, cli_env, capsys, operator
 ):
-    world.settings = replace(world.settings, window_chunks=100, max_attempts=1, results_key_file=operator.path)
-    wid = world.pack("e1ok", [{"n": i} for i in range(N)], FAILS_ON_FIVE)
-    run = world.run(wid)
-    _until_ended(world, proc, run)
+    wid, run = _round_1_ended(world, proc, operator, "e1ok")
     assert rqp_main(["retry", wid, "--failed"]) == 0
     capsys.readouterr()
     run = world.run(wid)
@@ -183,19 +195,13 @@ def test_an_honest_retry_round_carries_its_earlier_results_through_the_signed_ro
 def test_f1_a_summary_resealed_without_its_root_is_refused(world, proc, cli_env, capsys, operator):
     """Eighth review, F1: the signed-root check ran only when the ended summary named a root, and
     the data key re-seals a summary without one (and with the forged object's digest)."""
-    world.settings = replace(world.settings, window_chunks=100, max_attempts=1, results_key_file=operator.path)
-    wid = world.pack("f1", [{"n": i} for i in range(N)], FAILS_ON_FIVE)
-    run = world.run(wid)
-    _until_ended(world, proc, run)
+    wid, run = _round_1_ended(world, proc, operator, "f1")
     w = run.workload
     ended = read_summary(world.store, w)
     assert rqp_main(["retry", wid, "--failed"]) == 0
     capsys.readouterr()
     forged = _sealed_results(w, {i: (1000 if i == 0 else i * 2) for i in range(N) if i != 5})
-    world.store.put(blob_name(wid, RESULTS_BLOB), forged)
-    ended.results = replace(ended.results, sha256=hashlib.sha256(forged).hexdigest(), size=len(forged))
-    ended.root = None
-    world.store.put(blob_name(wid, SUMMARY_BLOB), ended.seal(w))
+    _rewrite_earlier_results(world, w, ended, forged, root=None)
     run = world.run(wid)
     with pytest.raises(IntegrityError, match="the ended round's summary names no results root"):
         _until_ended(world, proc, run)
@@ -217,11 +223,8 @@ def _claim_in_this_round(world, w, rid: int, result: bytes) -> None:
     world.store.put(part_blob(w.id, f"{chunk}-0"), seal_part(w.scope(jid), [(rid, result)]))
 
 
-def _f0_round_1_ended_and_retried(world, proc, operator, wid: str):
-    world.settings = replace(world.settings, window_chunks=100, max_attempts=1, results_key_file=operator.path)
-    wid = world.pack(wid, [{"n": i} for i in range(N)], FAILS_ON_FIVE)
-    run = world.run(wid)
-    _until_ended(world, proc, run)
+def _f0_round_1_ended_and_retried(world, proc, operator, name: str):
+    wid, _ = _round_1_ended(world, proc, operator, name)
     assert rqp_main(["retry", wid, "--failed"]) == 0
     run = world.run(wid)
     run.step()  # round 2 begun: record 5 queued again
@@ -252,9 +255,7 @@ def test_f0_dropping_the_carried_result_as_well_is_refused(world, proc, cli_env,
     capsys.readouterr()
     ended = read_summary(world.store, w)
     forged = _sealed_results(w, {i: i * 2 for i in range(N) if i not in (1, 5)})
-    world.store.put(blob_name(w.id, RESULTS_BLOB), forged)
-    ended.results = replace(ended.results, sha256=hashlib.sha256(forged).hexdigest(), size=len(forged))
-    world.store.put(blob_name(w.id, SUMMARY_BLOB), ended.seal(w))
+    _rewrite_earlier_results(world, w, ended, forged)
     _claim_in_this_round(world, w, 1, b'{"n":1,"ok":true,"forged":"rerun"}')
     with pytest.raises(IntegrityError, match="record 1 is missing from the earlier round's results, but the ended"):
         _until_ended(world, proc, run)
@@ -297,10 +298,7 @@ def test_f2_a_planted_copy_of_the_earlier_results_is_copied_again_from_the_intac
     left by a first round, or planted) failed every retry until someone deleted it by hand. When
     it is not the object the ended summary vouches for and ``results.enc`` is, it is copied
     again from ``results.enc`` -- which the signed-root checks then read -- and the round ends."""
-    world.settings = replace(world.settings, window_chunks=100, max_attempts=1, results_key_file=operator.path)
-    wid = world.pack("f2" + junk[0], [{"n": i} for i in range(N)], FAILS_ON_FIVE)
-    run = world.run(wid)
-    _until_ended(world, proc, run)
+    wid, run = _round_1_ended(world, proc, operator, "f2" + junk[0])
     w = run.workload
     forged = {i: (1000 if i == 0 else i * 2) for i in range(N) if i != 5}
     planted = _sealed_results(w, forged) if junk == "forged" else b"\x00junk" * 50
@@ -322,10 +320,7 @@ def test_the_earlier_results_deleted_before_a_retry_round_ends_is_named(world, p
     """Was (eighth review, N-2): a keyless blob writer who deletes ``results.enc`` after ``rqp
     retry`` got a refusal blaming Redis ("record 1 is neither done nor failed"); the line now
     names the missing results object."""
-    world.settings = replace(world.settings, window_chunks=100, max_attempts=1, results_key_file=operator.path)
-    wid = world.pack("n2", [{"n": i} for i in range(N)], FAILS_ON_FIVE)
-    run = world.run(wid)
-    _until_ended(world, proc, run)
+    wid, run = _round_1_ended(world, proc, operator, "n2")
     assert rqp_main(["retry", wid, "--failed"]) == 0
     world.store.delete(blob_name(wid, RESULTS_BLOB))
     run = world.run(wid)
@@ -407,10 +402,7 @@ def test_g6_junk_ids_in_the_ended_summarys_failures_queue_nothing(world, proc, c
     word. Now one line naming the summary, nothing queued."""
     from rqp.summary import Failure
 
-    world.settings = replace(world.settings, window_chunks=100, max_attempts=1, results_key_file=operator.path)
-    wid = world.pack("g6", [{"n": i} for i in range(N)], FAILS_ON_FIVE)
-    run = world.run(wid)
-    _until_ended(world, proc, run)
+    wid, run = _round_1_ended(world, proc, operator, "g6")
     w = run.workload
     ended = read_summary(world.store, w)
     ended.failures = [Failure(i, "junk", 1) for i in ids]
@@ -423,19 +415,14 @@ def test_g6_junk_ids_in_the_ended_summarys_failures_queue_nothing(world, proc, c
 def test_g3_a_carried_line_with_an_added_member_is_not_carried(world, proc, cli_env, capsys, operator):
     """Ninth review, G3: a results line rewritten with a member its leaf does not cover (here an
     "error" beside the result) passed 'rqp verify' and was carried into the retry round's root."""
-    world.settings = replace(world.settings, window_chunks=100, max_attempts=1, results_key_file=operator.path)
-    wid = world.pack("g3", [{"n": i} for i in range(N)], FAILS_ON_FIVE)
-    run = world.run(wid)
-    _until_ended(world, proc, run)
+    wid, run = _round_1_ended(world, proc, operator, "g3")
     w = run.workload
     ended = read_summary(world.store, w)
     lines = [
         b'{"id":%d,"result":%d%s}\n' % (i, i * 2, b',"error":"FORGED"' if i == 1 else b"") for i in range(N) if i != 5
     ]
     forged = b"".join(encrypt_stream(w.key, iter(lines), aad("results", w.id)))
-    world.store.put(blob_name(wid, RESULTS_BLOB), forged)
-    ended.results = replace(ended.results, sha256=hashlib.sha256(forged).hexdigest(), size=len(forged))
-    world.store.put(blob_name(wid, SUMMARY_BLOB), ended.seal(w))
+    _rewrite_earlier_results(world, w, ended, forged)
     assert rqp_main(["verify", wid]) != 0  # the stored results no longer pass
     assert "has members rqp never writes (error)" in capsys.readouterr().err
     rqp_main(["results", wid])  # (tenth review, H4) nor is the line shown as it was written
