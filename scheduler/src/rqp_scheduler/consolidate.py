@@ -375,14 +375,14 @@ def _sha256_of(store: BlobStore, name: str) -> str | None:
 
 
 def _replace_a_copy_that_is_not_the_ended_rounds(
-    store: BlobStore, workload: Workload, round_: int, previous: str, results: str
+    store: BlobStore, workload: Workload, expected: str, previous: str, results: str
 ) -> None:
     """A copy of the earlier results found at the start of a retry round's consolidation (a crash
     left it, or someone else put it there) that is not the object the ended round's summary
     vouches for, while ``results`` still is: copied again from ``results`` -- which goes through
     every check a fresh copy does -- instead of failing each retry until someone deletes the copy
-    by hand (eighth review, F2: a racer's copy left behind by a first round)."""
-    expected = _ended_summary(store, workload, round_).results.sha256
+    by hand (eighth review, F2: a racer's copy left behind by a first round). ``expected``: the
+    SHA-256 the ended summary names."""
     if _sha256_of(store, previous) == expected or _sha256_of(store, results) != expected:
         return  # the copy is the ended round's (a crash-resume), or results.enc is not: the checks decide
     log.warning(
@@ -574,7 +574,17 @@ def summarize(
     )  # fmt: skip
 
 
-def _no_second_root(store: BlobStore, workload: Workload, root: Attestation, public_pem: str) -> None:
+def _summary_in_place(store: BlobStore, workload: Workload) -> Summary | None:
+    """The summary ``summary.enc`` holds now, opened under the workload's key; None when there is
+    none or it does not open (junk, or another generation's: it vouches for nothing)."""
+    try:
+        raw = store.get(blob_name(workload.id, SUMMARY_BLOB))
+        return Summary.from_json(workload.open_sealed("summary", "", raw), workload.id)
+    except (RqpError, ValueError):
+        return None
+
+
+def _no_second_root(before: Summary | None, workload: Workload, root: Attestation, public_pem: str) -> None:
     """Refuse to sign a root for a round that already has another one: the summary in place, when
     its root is this scheduler's signature over this manifest, must be of an earlier round, or of
     this round with this very root (consolidation run again after a crash between the summary and
@@ -582,11 +592,9 @@ def _no_second_root(store: BlobStore, workload: Workload, root: Attestation, pub
     round 1 (a fresh run after the lock was taken from the one running round 2) was consolidated as
     a first round again, over a note of the attacker's, and a second round-1 root was signed
     (tenth review, H1). The signed root is what a data-key holder cannot roll back; deleting the
-    summary is the limit SECURITY.md names."""
+    summary is the limit SECURITY.md names. ``before``: the summary in place."""
     try:
-        raw = store.get(blob_name(workload.id, SUMMARY_BLOB))
-        before = Summary.from_json(workload.open_sealed("summary", "", raw), workload.id)
-        att = Attestation.from_dict(before.root, workload.id) if before.root else None
+        att = Attestation.from_dict(before.root, workload.id) if before is not None and before.root else None
         if att is None or att.public_pem.strip() != public_pem.strip():
             return  # none, or not this scheduler's: nothing to compare with
         att.check(workload, None, workload.id)
@@ -678,6 +686,7 @@ def consolidate(
     results_name = blob_name(workload.id, RESULTS_BLOB)
     previous_name = blob_name(workload.id, PREVIOUS_BLOB)
     previous: str | None = None
+    ended: Summary | None = None  # a retry round's: the summary of the round it follows
     if head.round <= 1:
         # a first round has no earlier results: whatever is there was put there behind rqp's
         # back (merged, it could turn a failed record into a done one: sixth review, D3) -- never
@@ -688,13 +697,16 @@ def consolidate(
             )
             store.delete(previous_name)
     elif store.exists(previous_name) or store.exists(results_name):
+        ended = _ended_summary(store, workload, head.round)
         if not store.exists(previous_name):
             # a workload run again by 'rqp retry': its earlier results (the records that
             # succeeded then) are copied aside, streamed into the new results and deleted once
             # those are written; a crash in between finds the copy and starts from it again
             store.put_stream(previous_name, store.iter_chunks(results_name))
         else:
-            _replace_a_copy_that_is_not_the_ended_rounds(store, workload, head.round, previous_name, results_name)
+            _replace_a_copy_that_is_not_the_ended_rounds(
+                store, workload, ended.results.sha256, previous_name, results_name
+            )
         previous = previous_name
     else:  # rqp writes a results object at every round's end, empty or not (ninth review, G1)
         raise IntegrityError(
@@ -705,8 +717,7 @@ def consolidate(
     blocks = this_round_blocks(found, store, workload, proof, count) if previous is None else None
     if blocks is None:
         sources = [this_round(found, store, workload, proof)]
-        if previous is not None:
-            ended = _ended_summary(store, workload, head.round)
+        if previous is not None and ended is not None:
             signed = None
             if signer is not None:  # a summary without its root is refused too (eighth review, F1)
                 public = signer.public_pem().decode()
@@ -738,7 +749,8 @@ def consolidate(
         )  # fmt: skip
         summary.round = head.round
         if signer is not None:
-            _no_second_root(store, workload, root, signer.public_pem().decode())
+            before = ended if ended is not None else _summary_in_place(store, workload)
+            _no_second_root(before, workload, root, signer.public_pem().decode())
     except BaseException:
         for name, _final in staged:
             with suppress(StorageError):  # a store that is down keeps them: the next run overwrites them
