@@ -20,10 +20,9 @@ from typing import Any
 
 import redis
 
-from rqp.backends import Backends, head_round, sealed_head, unchecked_round
+from rqp.backends import Backends, head_round, round_failed, sealed_head, unchecked_round
 from rqp.errors import RqpError
 from rqp.keys import KeyProvider
-from rqp.ledger import Ledger, State
 from rqp.round_marker import marked_round, round_note
 from rqp.signing import TrustStore
 from rqp.status import StatusRecord, record_status
@@ -131,12 +130,7 @@ class Opener:
         the sealed head in Redis proves it is the current one; without it (deleted, lost, expired
         after the status TTL) the badge says "round not checked", as ``rqp verify`` does."""
         head = sealed_head(self.r, workload) if self.r is not None else None
-        failed = (
-            self.r is not None
-            and head is not None
-            and not head[1]
-            and Ledger(self.r, workload.id).state() == State.FAILED
-        )
+        failed = self.r is not None and round_failed(self.r, workload.id, head)
         return round_note(head, marked_round(self.store, workload), summary_round, failed=failed)
 
     def unconfirmed(self, workload_id: str, summary: Summary) -> str:

@@ -178,11 +178,17 @@ def other_generation(r: redis.Redis, workload: Workload) -> bool:
     return Ledger(r, workload.id).head() is not None and open_head(r, workload) is None
 
 
+def round_failed(r: redis.Redis, workload_id: str, head: tuple[int, bool] | None) -> bool:
+    """Whether the round the sealed head names ended in failure, as Redis shows it (wording of
+    ``round_note`` only: nothing is accepted on a shown state)."""
+    return head is not None and not head[1] and Ledger(r, workload_id).state() == State.FAILED
+
+
 def round_facts(r: redis.Redis, store: BlobStore, workload: Workload) -> RoundFacts:
     """The round facts of ``workload``'s current generation (see ``RoundFacts``)."""
     head = sealed_head(r, workload)
     foreign = head is None and not workload.generation and other_generation(r, workload)
-    failed = head is not None and not head[1] and Ledger(r, workload.id).state() == State.FAILED
+    failed = round_failed(r, workload.id, head)
     return RoundFacts(
         head, marked_round(store, workload), workload.manifest.content_digest() if foreign else "", failed
     )

@@ -152,8 +152,7 @@ def retry_failed(r: redis.Redis, store: BlobStore, workload: Workload, signer: S
         return 0  # no summary: nothing finished, nothing failed
     # records refused when read (attempts 0: no id in the --id-field) are not run again: the
     # same data refuses them again (``rqp_scheduler.run.retries``)
-    refused = sum(1 for f in summary.failures if f.attempts == 0)
-    count = max(summary.failed, len(summary.failures)) - refused
+    count, _refused = summary.retry_counts()
     if count <= 0:
         return 0
     round_ = Head.open(workload, led.head()).round + 1

@@ -68,6 +68,12 @@ class Failure:
     #: the data's own id of the record (``rqp pack --id-field``)
     key: str | None = None
 
+    @property
+    def refused_when_read(self) -> bool:
+        """Refused as the data was read (no id in the ``--id-field``): it never ran (attempts 0),
+        and the same data refuses it again, so ``rqp retry --failed`` leaves it failed."""
+        return self.attempts == 0
+
 
 @dataclass
 class Summary:
@@ -103,6 +109,12 @@ class Summary:
     #: the round it ends (1, then one more per ``rqp retry --failed``), as the sealed head said
     #: when it was written; 0 in summaries from before it was recorded (``UNRECORDED_ROUND``)
     round: int = 0
+
+    def retry_counts(self) -> tuple[int, int]:
+        """(failed records ``rqp retry --failed`` runs again, failed records it leaves: refused
+        when read)."""
+        refused = sum(1 for f in self.failures if f.refused_when_read)
+        return max(self.failed, len(self.failures)) - refused, refused
 
     @property
     def sealed_round(self) -> int:

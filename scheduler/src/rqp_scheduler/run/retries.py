@@ -108,8 +108,8 @@ class Retrier:
         # again, so it stays failed with its reason, its status sealed again (the round's end
         # reads it, and the ended round's may have expired) -- queued, it failed the whole retry
         # round when other failed records had keys (ninth review, G8)
-        again = [f for f in failures if f.attempts != 0]
-        refused = [f for f in failures if f.attempts == 0]
+        again = [f for f in failures if not f.refused_when_read]
+        refused = [f for f in failures if f.refused_when_read]
         queued = [
             (
                 f.id,

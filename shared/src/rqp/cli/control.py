@@ -87,8 +87,7 @@ def _check_nothing_to_retry(b: Backends, workload: Workload) -> None:
         summary = read_summary(b.blobs, workload)
     except (BlobNotFoundError, IntegrityError):
         return
-    refused = sum(1 for f in summary.failures if f.attempts == 0)
-    failed = max(summary.failed, len(summary.failures)) - refused
+    failed, refused = summary.retry_counts()
     if refused and failed <= 0:
         raise WorkloadError(
             f"workload {wid}: its {refused} failed records were refused when the data was read (no id in the "
