@@ -93,3 +93,36 @@ def test_a_re_run_of_fewer_records_takes_those_by_id(lab):
     jid = _queue(world, w, led, "c00000000", ((2, 2, 1),), _value(w, "c00000000", range(N)))
     assert proc.run(jid, w.id, base64.b64encode(led.spec(jid)).decode()) == {"done": 2, "failed": 0, "retrying": 0}
     assert _results(world, w, led, "c00000000", jid) == {2: b"20", 3: b"30"}
+
+
+def test_a_record_left_for_its_retry_is_kept_sealed_under_the_data_key(world):
+    """A record of a one-value chunk that fails and may retry is kept in ``rec`` as the retry
+    chunks read it: sealed on its own under the data key, bound to its id."""
+    script = "def process(r):\n    if r['n'] == 2:\n        raise ValueError('two')\n    return r['n']\n"
+    wid = world.pack("kept", [{"n": i} for i in range(4)], script=script)
+    trust = TrustStore.from_file(world.signer.trusted)
+    w = Workload.open(world.store, world.keys, wid, trust)
+    led = Ledger(world.r, wid)
+    led.begin(
+        now=time.time(), fmt="jsonl", scheduler="t:1", max_attempts=2, pin=w.seal_pin(), signer=w.signer,
+        head=Head().seal(w),
+    )  # fmt: skip
+    jid = job_id(wid, "c00000000", 0)
+    pipe = world.r.pipeline()
+    led.put_chunk(pipe, "c00000000", _value(w, "c00000000", range(4)))
+    led.add_jobs(pipe, {jid: seal_spec(w, jid, ChunkSpec(wid, "c00000000", ((0, 4, 1),), 2, 0.0, 0.0, time.time()))})
+    pipe.execute()
+    pool = sandbox.ScriptPool(sandbox.SandboxConfig.from_settings(world.settings), warm=False)
+    backends = Backends(
+        world.settings, redis_client=world.r, blobs=world.store, queue=world.mq(), keys=world.keys, trust=trust
+    )
+    try:
+        out = ChunkProcessor(backends, worker_name="test:1", pool=pool).run(
+            jid, wid, base64.b64encode(led.spec(jid)).decode()
+        )
+    finally:
+        pool.close()
+    assert out == {"done": 3, "failed": 0, "retrying": 1}
+    kept = world.r.hget(led.k.rec, "2")
+    assert w.open_sealed("record", 2, kept) == b'{"n": 2}'
+    assert not world.r.exists(led.k.chunk("c00000000"))  # the chunk's one value went with its commit
