@@ -979,6 +979,7 @@ PROFILE_PARTS = [
     ("    status JSON (StatusRecord.to_json)", "status.py", "to_json"),
     ("    AES-GCM seal incl. nonce and AAD (Workload.seal, .seal_packed)", "workload.py", "seal|seal_packed"),
     ("    AES-GCM open (Workload.open_sealed)", "workload.py", "open_sealed"),
+    ("    a data chunk's records, one AES-GCM open (rqp.chunk_records)", "chunk_records.py", "open_records"),
     ("    JSON parse (json.loads: records, job data, specs)", "__init__.py", "loads"),
     ("    Lua scripts START + COMMIT (EVALSHA, client side)", "commands/core.py", "__call__"),
     ("    results part (seal + encode + BlobStore.put)", "chunk.py", "<parts>"),

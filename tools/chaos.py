@@ -633,6 +633,39 @@ def m_chunk(ctx: Ctx) -> str:
     return what
 
 
+def m_chunk_value(ctx: Ctx) -> str:
+    """A chunk's one sealed value (``rqp.chunk_records``) edited where its form gives a handle:
+    swapped with another chunk's, cut or grown by a few bytes, or its id runs shifted or
+    re-sized (the runs are in the clear; the AEAD binds them). Each must fail authentication
+    as a whole -- the chunk's records fail with that reason or re-run -- never run a record
+    under another's id."""
+    keys = [k for k in _existing(ctx, ctx.k("c:*")) if ctx.r.exists(k)]
+    if not keys:
+        return "(no chunk value to mutate)"
+    rng = ctx.rng
+    key = rng.choice(keys)
+    value = ctx.r.get(key) or b""
+    op = rng.choice(("swap", "cut", "grow", "shift", "resize"))
+    if op == "swap" and len(keys) > 1:
+        other = rng.choice([k for k in keys if k != key])
+        a, b = value, ctx.r.get(other) or b""
+        ctx.r.mset({key: b, other: a})
+        return f"the values of {other} and {key} swapped"
+    if op == "cut" and len(value) > 8:
+        n = rng.randrange(1, 8)
+        ctx.r.set(key, value[:-n])
+        return f"SET {key} <cut by {n} bytes>"
+    runs = 16 + 4  # HEADER + nonce, then the run count: the first run's first id and count follow
+    if op in ("shift", "resize") and len(value) > runs + 8:
+        at = runs + (0 if op == "shift" else 4)
+        field = int.from_bytes(value[at : at + 4], "big")
+        field = max(0, field + rng.choice((1, -1, 2)))
+        ctx.r.set(key, value[:at] + field.to_bytes(4, "big") + value[at + 4 :])
+        return f"SET {key} <its first id run's {'first id' if op == 'shift' else 'count'} now {field}>"
+    ctx.r.set(key, value + bytes([rng.randrange(256)]))
+    return f"SET {key} <grown by a byte>"
+
+
 def lease_ends_to_give_up(max_attempts: int) -> int:
     """How many times a chunk's lease must end before its reclaim gives up and fails what is left:
     the first ``FREE_LOST_RERUNS`` re-runs after a lost worker spend no attempt, then each spends one."""
@@ -792,6 +825,7 @@ FAMILIES: dict[str, Family] = {
         Family("submissions", m_submissions),
         Family("refused", m_refused),
         Family("chunk", m_chunk),
+        Family("chunk-value", m_chunk_value),
         Family("sealed", m_sealed),
         Family("derived", m_derived),
         Family("drained", m_drained),

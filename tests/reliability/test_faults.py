@@ -17,7 +17,7 @@ from redis_server import RedisServer
 
 from rqp.cli.status import _record_text
 from rqp.identity import parse_worker_name
-from rqp.ledger import WorkloadKeys, pack_values, unpack_values
+from rqp.ledger import WorkloadKeys
 from rqp.status import StatusRecord
 
 SLOW_SCRIPT = """
@@ -218,26 +218,29 @@ def test_bad_records_fail_alone_with_their_reasons(cluster):
     cluster.env.update(RQP_CHUNK_SIZE="10", RQP_ADAPTIVE_CHUNKS="false", RQP_MAX_ATTEMPTS="2")
     sched = cluster.start_scheduler("badrecs")
     cluster.wait_for(lambda: cluster.r.hget("rqp:w:badrecs:meta", "total") == b"100", 30, "all records queued")
-    # an attacker (or a bad disk) flips one bit of record 30's ciphertext in its chunk (30-39)
+    # an attacker (or a bad disk) flips one bit of the ciphertext of chunk 3 (records 30-39: one
+    # sealed value, rqp.chunk_records): that chunk's records fail with one line, the rest complete
     chunk = WorkloadKeys("badrecs").chunk("c00000003")
-    records = unpack_values(cluster.r.get(chunk))
-    ct = bytearray(records[30])
-    ct[15] ^= 0x01
-    records[30] = bytes(ct)
-    cluster.r.set(chunk, pack_values(sorted(records.items())))
+    value = bytearray(cluster.r.get(chunk))
+    value[-20] ^= 0x01
+    cluster.r.set(chunk, bytes(value))
     cluster.start_processor(workers=2)
     out, _ = sched.communicate(timeout=120)
     assert sched.returncode == 1, out.decode()
     failures = cluster.failures("badrecs")
-    assert set(failures) == {10, 20, 30}
+    tampered = set(range(30, 40))
+    assert set(failures) == {10, 20} | tampered
     assert failures[10]["error"].startswith("malformed record at line 11: not valid JSON"), failures[10]
     assert (
         failures[20]["error"].startswith("process() raised KeyError: 'no such account'")
         and failures[20]["attempts"] == 2
     )
-    assert "record 30 of workload badrecs failed authentication" in failures[30]["error"]
+    for rid in tampered:
+        assert (
+            "the sealed records of chunk c00000003 of workload badrecs failed authentication" in failures[rid]["error"]
+        )
     results = cluster.results("badrecs")
-    assert sorted(results) == [i for i in range(100) if i not in (10, 20, 30)]
+    assert sorted(results) == [i for i in range(100) if i not in {10, 20} | tampered]
 
 
 def test_sigterm_to_processor_mid_chunk(cluster):

@@ -39,7 +39,7 @@ from rqp.connect import connect_redis
 from rqp.errors import RedisUnavailableError
 from rqp.jobs import ChunkSpec, JSONSerializer, seal_spec
 from rqp.keys import LocalKeyProvider
-from rqp.ledger import Meta, WorkloadKeys, encode_pin, job_id, pack_values, unpack_values
+from rqp.ledger import Meta, WorkloadKeys, encode_pin, job_id
 from rqp.signing import LocalSigningKey, TrustStore
 from rqp.storage import FileBlobStore
 from rqp.workload import Workload, pack
@@ -397,24 +397,26 @@ def test_pickle_payload_is_never_unpickled(bench, compressed):
 
 
 # --------------------------------------------------------------------------- tampered data
-def test_flipped_bit_in_a_record_fails_only_that_record(bench):
+def test_a_flipped_bit_or_a_moved_chunk_value_fails_only_that_chunks_records(bench):
+    """A chunk's records are one sealed value (``rqp.chunk_records``): a bit flipped in one, or
+    another chunk's value put in its place, fails that chunk's records -- each with the chunk's
+    one line, not retried, ``process()`` never called on them -- and the other chunks complete."""
     marks = bench.cluster.root / "flip-marks"
     marks.mkdir()
-    wid = bench.pack("wl-flip", n=20, marks=marks)
-    env = {"RQP_RQ_QUEUE": "held-flip"}  # no processor listens there until the records are tampered with
-    sched = bench.cluster.start_scheduler(wid, env=env)
+    wid = bench.pack("wl-flip", n=30, marks=marks)
+    env = {"RQP_RQ_QUEUE": "held-flip", "RQP_CHUNK_SIZE": "10", "RQP_ADAPTIVE_CHUNKS": "false"}
+    sched = bench.cluster.start_scheduler(wid, env=env)  # no processor listens there until tampered with
     k = WorkloadKeys(wid)
-    chunk = k.chunk("c00000000")
+    chunks = [k.chunk(f"c0000000{i}") for i in range(3)]
     wait_until(
-        lambda: bench.r.exists(chunk) and bench.r.llen("rq:queue:held-flip") == 1, 30, "the records to be queued"
+        lambda: all(bench.r.exists(c) for c in chunks) and bench.r.llen("rq:queue:held-flip") == 3,
+        30,
+        "the records to be queued",
     )
-    records = unpack_values(bench.r.get(chunk))  # the chunk's sealed records, as Redis holds them
-    assert sorted(records) == list(range(20))
-    ct = bytearray(records[7])
-    ct[len(ct) // 2] ^= 0x80
-    records[7] = bytes(ct)
-    records[3], records[4] = records[4], records[3]  # and two records swapped with each other
-    bench.r.set(chunk, pack_values(sorted(records.items())))
+    flipped = bytearray(bench.r.get(chunks[0]))
+    flipped[len(flipped) // 2] ^= 0x80
+    bench.r.set(chunks[0], bytes(flipped))
+    bench.r.set(chunks[2], bench.r.get(chunks[1]))  # chunk 1's records, moved into chunk 2
     proc = bench.cluster.start_processor(1, env=env)
     try:
         out, _ = sched.communicate(timeout=90)
@@ -423,17 +425,19 @@ def test_flipped_bit_in_a_record_fails_only_that_record(bench):
         proc.wait(30)
     assert sched.returncode == 1, out.decode()
     failures = bench.cluster.failures(wid)
-    assert set(failures) == {3, 4, 7}, failures
-    for rid in (3, 4, 7):
+    failed = set(range(0, 10)) | set(range(20, 30))
+    assert set(failures) == failed, failures
+    for rid in failed:
+        chunk = f"c0000000{rid // 10}"
         assert failures[rid]["error"] == (
-            f"record {rid} of workload {wid} failed authentication: tampered with, moved from another record or workload, "
-            f"or encrypted under a different key"
+            f"the sealed records of chunk {chunk} of workload {wid} failed authentication: tampered with, cut, moved "
+            f"from another chunk or workload, or its record ids edited; re-run the chunk or re-schedule the workload"
         )
         assert failures[rid]["attempts"] == 1  # an integrity failure is not retried
-    assert bench.cluster.results(wid) == {i: {"n": 2 * i} for i in range(20) if i not in (3, 4, 7)}
+    assert bench.cluster.results(wid) == {i: {"n": 2 * i} for i in range(10, 20)}
     ran = {p.name for p in marks.iterdir()}
-    assert {f"process-ran-{wid}-{i}" for i in (3, 4, 7)}.isdisjoint(ran)
-    assert {f"process-ran-{wid}-{i}" for i in range(20) if i not in (3, 4, 7)} <= ran
+    assert {f"process-ran-{wid}-{i}" for i in failed}.isdisjoint(ran)
+    assert {f"process-ran-{wid}-{i}" for i in range(10, 20)} <= ran
 
 
 @pytest.mark.parametrize(

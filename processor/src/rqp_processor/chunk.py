@@ -24,12 +24,14 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from operator import itemgetter
 
 import redis
 
 from rqp import metrics_http as metrics
 from rqp import sandbox
 from rqp.backends import Backends
+from rqp.chunk_records import open_records
 from rqp.crypto import NONCE_SIZE, aad
 from rqp.errors import (
     ForbiddenJobError,
@@ -324,11 +326,38 @@ class ChunkProcessor:
         plain: dict[int, bytes] = {}
         cts = lease.records
         seals = workload.scope(chunk) if lease.own else workload.seals
+        if lease.sealed:
+            # a data chunk's records as one value (``rqp.chunk_records``): one AES-GCM open for the
+            # chunk, bound to the ids it holds; a value that does not open fails each record with
+            # its one-line reason, never a shifted, dropped or swapped record
+            try:
+                ids, values = open_records(seals, lease.sealed)
+            except IntegrityError as exc:
+                outcomes = [(_TAMPERED, str(exc).encode())] * len(records)
+                ids, values = [], []
+            wanted = list(map(itemgetter(0), records))
+            if ids == wanted:  # the usual chunk: the spec runs exactly the records sealed
+                payloads, sent, sent_ids = values, list(range(len(ids))), ids
+                plain = dict(zip(ids, values, strict=True))
+            elif ids:  # a re-run of fewer records than were sealed: those, by id
+                opened = dict(zip(ids, values, strict=True))
+                for i, rid in enumerate(wanted):
+                    payload = opened.get(rid)
+                    if payload is None:
+                        outcomes[i] = (
+                            _MISSING,
+                            b"record is not among its chunk's sealed records; re-schedule the workload",
+                        )
+                        continue
+                    payloads.append(payload)
+                    plain[rid] = payload
+                    sent.append(i)
+                    sent_ids.append(rid)
         # each record opened as ``seals.open_sealed("record", rid, ct)`` does, without its three
         # Python calls per record; any failure is handed to it, for its one-line reason
         decrypt = seals.sealer.aead.decrypt
         prefix = aad("record", workload.id, "")
-        for i, (rid, _attempt) in enumerate(records):
+        for i, (rid, _attempt) in enumerate(() if lease.sealed else records):
             ct = cts.get(rid)
             if ct is None:
                 outcomes[i] = (

@@ -43,6 +43,8 @@ UPLOAD_PIECE_BYTES = 4 << 20
 
 MAGIC = b"RQPP1"
 _ENTRY = struct.Struct(">QI")
+#: an entry's header (record id, sealed length), for readers that walk a part inline
+ENTRY = _ENTRY
 
 
 def part_blob(workload_id: str, jid_suffix: str) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import chain
 from operator import itemgetter
@@ -23,6 +24,7 @@ from redis.client import Pipeline
 from rq import Worker
 
 from rqp import metrics_http as metrics
+from rqp.chunk_records import seal_records
 from rqp.config import Settings
 from rqp.jobs import ChunkSpec
 from rqp.ledger import ChunkKind, Head, Priority, chunk_name, outbox_add
@@ -226,15 +228,17 @@ class Enqueuer:
                 chunk_no += 1
                 continue
             key_of: dict[int, str] = {}
-            good: list[tuple[int, bytes]]
+            ids: Sequence[int]
+            good: Sequence[bytes]
             payloads, errors = zip(*batch, strict=True)
             if id_field is None and errors.count(None) == len(errors):
                 # the usual chunk: every record parsed and no ids to read -- no Python step per record
-                good = list(zip(range(rid, rid + len(batch)), payloads, strict=True))
+                ids, good = range(rid, rid + len(batch)), payloads
                 self._bytes_enqueued += sum(map(len, payloads)) + len(batch)
                 rid += len(batch)
             else:
-                good = []
+                listed: list[int] = []
+                parsed: list[bytes] = []
                 for payload, parse_error in batch:
                     error = parse_error
                     if error is None and id_field is not None:
@@ -247,17 +251,21 @@ class Enqueuer:
                         published.append(raw)
                         malformed.append(rid)
                     else:
-                        good.append((rid, payload))
+                        listed.append(rid)
+                        parsed.append(payload)
                         self._bytes_enqueued += len(payload) + 1
                     rid += 1
+                ids, good = listed, parsed
             if good:
                 chunk = chunk_name(ChunkKind.DATA, chunk_no)
-                first, count = good[0][0], len(good)
-                if good[-1][0] - first + 1 == count:  # ids ascend: consecutive, one run
+                first, count = ids[0], len(ids)
+                if ids[-1] - first + 1 == count:  # ids ascend: consecutive, one run
                     specs.append(chunk_spec(ctx, chunk, [], now, key_of, runs=((first, count, 1),)))
+                    ids = range(first, first + count)
                 else:  # malformed records left gaps
-                    specs.append(chunk_spec(ctx, chunk, [(i, 1) for i, _ in good], now, key_of))
-                ctx.ledger.put_chunk(pipe, chunk, w.scope(chunk).seal_packed("record", good))
+                    specs.append(chunk_spec(ctx, chunk, [(i, 1) for i in ids], now, key_of))
+                # the chunk's records as one value under its own key, bound to their ids
+                ctx.ledger.put_chunk(pipe, chunk, seal_records(w.scope(chunk), ids, good))
             chunk_no += 1
         queue_specs(ctx, pipe, specs, 0)
         ctx.ledger.put_statuses(pipe, statuses)

@@ -14,6 +14,7 @@ from rq.job import Job, JobStatus
 from rq.results import Result
 
 from rqp import metrics_http as metrics
+from rqp.chunk_records import open_records
 from rqp.errors import ForbiddenJobError, IntegrityError
 from rqp.jobs import ChunkSpec, JSONSerializer, RqpJob, open_spec, runs_of
 from rqp.ledger import ChunkKind, JobId, count_preempted, outbox_add, record_rejection, take_drained
@@ -292,6 +293,13 @@ class Reclaimer:
         values = ctx.ledger.chunk_records(chunk)
         seals = ctx.workload.scope(chunk)
         kept = []
+        if isinstance(values, bytes):  # the chunk's one sealed value (rqp.chunk_records)
+            try:
+                plain = dict(zip(*open_records(seals, values), strict=True))
+            except IntegrityError as exc:
+                log.error("workload %s: the records of chunk %s are not kept for 'rqp retry': %s", ctx.id, chunk, exc)
+                return []
+            return [(rid, ctx.workload.seal("record", rid, plain[rid])) for rid, _ in give_up if rid in plain]
         for rid, _ in give_up:
             if rid in values:
                 try:

@@ -19,6 +19,7 @@ import redis
 from redis.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
+from ..chunk_records import is_sealed_chunk
 from ._codecs import (
     ChunkKind,
     Control,
@@ -81,11 +82,15 @@ class ChunkOutcome:
 
 @dataclass
 class Lease:
-    """What ``start`` hands a worker: the chunk's sealed records, by id."""
+    """What ``start`` hands a worker: the chunk's sealed records, by id (format 1, and a retry
+    chunk's kept records), or its one sealed value (format 2, ``rqp.chunk_records``)."""
 
     records: dict[int, bytes]
     #: the chunk had its own records (a data chunk): those not done must be kept at commit
     own: bool
+    #: a data chunk's records as one value (``rqp.chunk_records.seal_records``), opened by the
+    #: worker against its spec's ids; empty when ``records`` holds them one by one
+    sealed: bytes = b""
 
 
 class JobRefused(Exception):
@@ -284,8 +289,8 @@ class Ledger:
 
     # ------------------------------------------------------------------ enqueue (into a MULTI)
     def put_chunk(self, pipe: Pipeline, chunk: str, records: bytes) -> None:
-        """A data chunk's sealed records (packed), in ``pipe``: one value, read once, deleted
-        by the chunk's commit."""
+        """A data chunk's sealed records, in ``pipe``: one value (``rqp.chunk_records``; the older
+        per-record packing still reads), read once, deleted by the chunk's commit."""
         pipe.set(self.k.chunk(chunk), records)
 
     def chunks_known(self, chunks: list[str]) -> set[str]:
@@ -372,7 +377,10 @@ class Ledger:
         if int(reply[0]) == -1:
             raise JobRefused(str(text(reply[1])))
         if int(reply[0]) == 1:
-            return Lease(unpack_values(raw(packed) or b""), own=True)
+            value = raw(packed) or b""
+            if is_sealed_chunk(value):
+                return Lease({}, own=True, sealed=value)
+            return Lease(unpack_values(value), own=True)
         fetched = zip(rids, reply[1:], strict=True)
         return Lease({rid: v for rid, value in fetched if (v := raw(value)) is not None}, own=False)
 
@@ -471,9 +479,11 @@ class Ledger:
     def count_reclaimed(self, pipe: Pipeline) -> None:
         pipe.hincrby(self.k.meta, Meta.RECLAIMED, 1)
 
-    def chunk_records(self, chunk: str) -> dict[int, bytes]:
-        """A data chunk's sealed records (under the chunk's scoped key), by id; empty once gone."""
-        return unpack_values(raw(self.r.get(self.k.chunk(chunk))) or b"")
+    def chunk_records(self, chunk: str) -> dict[int, bytes] | bytes:
+        """A data chunk's sealed records (under the chunk's scoped key): its one sealed value
+        (``rqp.chunk_records``), or by id in the older per-record form; empty once gone."""
+        value = raw(self.r.get(self.k.chunk(chunk))) or b""
+        return value if is_sealed_chunk(value) else unpack_values(value)
 
     def retire_chunk(self, pipe: Pipeline, chunk: str, kept: list[tuple[int, bytes]], requeued: bool) -> None:
         """A reclaimed data chunk whose records (some or all) failed for good: ``kept`` (their

@@ -164,9 +164,12 @@ ROWS: tuple[Row, ...] = (
         "signed", test=f"{_SC}, {_III}::test_1, {_FUZZ}[control]"),
     # ------------------------------------------------------------------ records in flight
     Row("rqp:w:<W>:c:<chunk>", _w(r"c:[A-Za-z0-9]+"), "string", "", "", _SCHED, f"{_PROC} (start), {_SCHED} (reclaim)",
-        "the records a worker runs, each sealed; a value that does not unpack is an IntegrityError that fails that "
-        "workload (or those records) loudly, and the others go on", "sealed",
-        test=f"{_III}::test_7, {_FUZZ}[chunk]"),
+        "the records a worker runs: one AES-GCM value under the chunk's own key whose AAD binds the workload, the "
+        "chunk and the exact ids it holds (rqp.chunk_records; a workload queued before the upgrade: one seal per "
+        "record); a value swapped, cut, grown, re-sized or with its ids edited fails authentication as a whole, and "
+        "its records fail with that one-line reason; a value that does not unpack fails that workload (or those "
+        "records) loudly, and the others go on", "sealed",
+        test=f"{_III}::test_7, {_FUZZ}[chunk], {_FUZZ}[chunk-value], test_chunk_records.py"),
     Row("rqp:w:<W>:rec", _w("rec"), "hash", "<record id>", r"\d+", f"{_PROC} (commit), {_SCHED}",
         f"{_PROC}, {_CLI} retry", "the records of retry chunks", "sealed", test=f"{_FUZZ}[sealed]"),
     Row("rqp:w:<W>:st", _w("st"), "hash", "<record id>", r"\d+", f"{_PROC}, {_SCHED}",
