@@ -25,7 +25,7 @@ TEXTS = [
     ' {"a":1}',  # whitespace before: the full path
     '{"a":1} ',  # after
     '{"a":1}\n',
-    '\t[1]\r\n',
+    "\t[1]\r\n",
     '{"a":1}{"b":2}',  # extra data
     '{"a":1} x',
     "[1,2",  # truncated
@@ -153,6 +153,6 @@ def test_dumps_refuses_a_value_that_contains_itself():
 
 
 def test_flat_dict_shortcut_agrees_with_the_name_walk():
-    for value in VALUES + [{}, {"a": {"b": 1}}, {"a": [1]}, dict.fromkeys(map(str, range(300)), 1)]:
+    for value in [*VALUES, {}, {"a": {"b": 1}}, {"a": [1]}, dict.fromkeys(map(str, range(300)), 1)]:
         if J._flat_str_dict(value):
             assert J.names_distinct(value)

@@ -23,6 +23,7 @@ Every refusal is a ``JSONRejected`` (a ``ValueError``) with a one-line reason.
 from __future__ import annotations
 
 import json
+import json.encoder
 import math
 import re
 
@@ -37,10 +38,8 @@ MAX_JSON_DEPTH = 512
 
 _TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|"|[\[\]{}]', re.DOTALL)
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # ASCII: no surrogate reaches UTF-8
-try:
-    from json.encoder import c_make_encoder as _c_make_encoder  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - an interpreter built without _json
-    _c_make_encoder = None
+#: json's C encoder factory (None in an interpreter built without ``_json``)
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
 
 
 def _c_encode_fn() -> Any:
@@ -53,10 +52,16 @@ def _c_encode_fn() -> Any:
     e = _ENCODER
     if _c_make_encoder is None:  # pragma: no cover
         return lambda value, _level: (e.encode(value),)
-    from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
-
     return _c_make_encoder(
-        None, e.default, encode_basestring_ascii, None, e.key_separator, e.item_separator, False, False, False
+        None,
+        e.default,
+        json.encoder.encode_basestring_ascii,
+        None,
+        e.key_separator,
+        e.item_separator,
+        False,
+        False,
+        False,
     )
 
 
@@ -115,7 +120,7 @@ _DECODER = json.JSONDecoder(parse_float=_finite, parse_constant=_constant, objec
 
 #: the strict decoder's scanner (json's C scanner with the hooks above), called directly for
 #: the usual text: a value from its first character to its last, no whitespace around it
-_SCAN = _DECODER.scan_once
+_SCAN = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def loads(data: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
