@@ -53,7 +53,7 @@ WINDOW_PER_WORKER = 4
 #: busy until the first commit gives the records' time -- the rest of the window is then sized
 #: from it. A whole first window (16 chunks of 256) was 20 % of a 20,000-record workload of 1 ms
 #: per record in 37 % of its chunks, each paying a chunk's fixed cost (issue 28)
-FIRST_WINDOW_PER_WORKER = 2
+FIRST_WINDOW_PER_WORKER = 3
 
 
 #: near a workload's end a chunk holds at most the records left / (this x workers): the last

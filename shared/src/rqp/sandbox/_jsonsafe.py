@@ -74,8 +74,9 @@ class JSONRejected(ValueError):
 
 def depth_exceeds(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether ``text`` nests arrays/objects deeper than ``limit``, brackets inside strings not
-    counted. No recursion, and no scan at all when the text has too few brackets to get there."""
-    if text.count("[") + text.count("{") <= limit:
+    counted. No recursion, and no scan at all when the text has too few brackets to get there
+    (nor a count of them when it is too short to hold that many: a result's usual text)."""
+    if len(text) <= limit or text.count("[") + text.count("{") <= limit:
         return False
     depth = 0
     for m in _TOKENS.finditer(text):
