@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from rqp.ledger import Ledger
+from rqp_scheduler.run import enqueue
 from rqp_scheduler.run.enqueue import FIRST_WINDOW_PER_WORKER, MIN_WINDOW
 
 from .conftest import specs
@@ -56,3 +57,18 @@ def test_a_fixed_window_or_fixed_chunks_are_queued_whole_as_before(world):
     run = world.run(wid)
     run.enqueuer.fill_window()
     assert Ledger(world.r, wid).in_flight() == MIN_WINDOW and not run.enqueuer.first_window
+
+
+def test_a_first_window_held_past_its_eager_period_waits_as_a_full_one(world, monkeypatch):
+    """A slow script's first chunk (256 records of a second each) is not watched 50 times a
+    second: past ``FIRST_WINDOW_EAGER_SECONDS`` the held window counts as full for the loop."""
+    world.settings = replace(world.settings, window_chunks=0, adaptive_chunks=True, chunk_size=4)
+    wid = world.pack("slow-first", [{"n": i} for i in range(N)])
+    run = world.run(wid)
+    e = run.enqueuer
+    e.fill_window()
+    assert e.first_window and not e.window_full
+    monkeypatch.setattr(enqueue, "FIRST_WINDOW_EAGER_SECONDS", 0.0)
+    e.fill_window()
+    assert e.first_window and e.window_full
+    assert Ledger(world.r, wid).in_flight() == FIRST_WINDOW_PER_WORKER

@@ -54,6 +54,10 @@ WINDOW_PER_WORKER = 4
 #: from it. A whole first window (16 chunks of 256) was 20 % of a 20,000-record workload of 1 ms
 #: per record in 37 % of its chunks, each paying a chunk's fixed cost (issue 28)
 FIRST_WINDOW_PER_WORKER = 3
+#: while the first window waits for its measurement the loop steps every ``WAIT_ENQUEUING``
+#: (the rest is sized as soon as a chunk commits), but only this long: a slow script's first
+#: chunk (256 records of 1 s each) then waits as a full window does, not 50 steps a second
+FIRST_WINDOW_EAGER_SECONDS = 2.0
 
 
 #: near a workload's end a chunk holds at most the records left / (this x workers): the last
@@ -102,6 +106,8 @@ class Enqueuer:
         self.first_window = False
         #: a chunk of this workload has committed (its records' time is known)
         self.measured = False
+        #: when the first window was first held back (monotonic; 0: not yet)
+        self._held_since = 0.0
 
     def fill_window(self) -> None:
         """Queue chunks until ``window`` are in flight (at most one write in flight; every write
@@ -112,9 +118,10 @@ class Enqueuer:
             return
         in_flight = ctx.ledger.in_flight()
         window = self._window()
-        # held back for a first measurement: not "full" for the loop's pace (``step_wait``), which
-        # then looks again within ``WAIT_ENQUEUING`` and sizes the rest as soon as a chunk commits
-        self.window_full = in_flight >= window and not self.first_window
+        # held back for a first measurement: not "full" for the loop's pace (``step_wait``) at
+        # first, so it looks again within ``WAIT_ENQUEUING`` and sizes the rest as soon as a chunk
+        # commits (``_eager``)
+        self.window_full = in_flight >= window and not self._eager()
         if self.window_full:
             return
         if not self.first_window:  # (``_window`` has just looked)
@@ -143,7 +150,7 @@ class Enqueuer:
                 self._records_enqueued += head.enqueued - ctx.head.enqueued
                 metrics.RECORDS_ENQUEUED.labels(ctx.id).inc(head.enqueued - ctx.head.enqueued)
                 ctx.head = head
-            self.window_full = budget <= 0 and not self.first_window
+            self.window_full = budget <= 0 and not self._eager()
         finally:
             if writing is not None:
                 writing.result()
@@ -182,6 +189,16 @@ class Enqueuer:
         )
         self.stream.open()
         return False
+
+    def _eager(self) -> bool:
+        """The first window is held back for a measurement, for less than
+        ``FIRST_WINDOW_EAGER_SECONDS`` so far: the loop is to look again soon (not "full")."""
+        if not self.first_window:
+            return False
+        now = time.monotonic()
+        if not self._held_since:
+            self._held_since = now
+        return now - self._held_since < FIRST_WINDOW_EAGER_SECONDS
 
     def _window(self) -> int:
         """Chunks to keep in flight: ``RQP_WINDOW_CHUNKS`` when set, else ``WINDOW_PER_WORKER`` per
