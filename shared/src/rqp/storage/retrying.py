@@ -65,7 +65,6 @@ class RetryingBlobStore(BlobStore):
     def iter_chunks(self, name: str, chunk_size: int | None = None) -> Iterator[bytes]:
         return self._call("open", name, self.inner.iter_chunks, name, chunk_size)
 
-
     def exists(self, name: str) -> bool:
         return self._call("stat", name, self.inner.exists, name)
 
