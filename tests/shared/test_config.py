@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from rqp.config import DEFAULT_CHUNK_SIZE, Settings, settings_from_env
+from rqp.config import DEFAULT_CHUNK_SIZE, DEFAULT_REMOTE_CHUNK_SIZE, Settings, settings_from_env
 from rqp.errors import ConfigError
 
 
@@ -115,3 +115,17 @@ def test_vm_priority_takes_azures_spelling(given):
     assert Settings.load(env={"RQP_VM_PRIORITY": given}).vm_priority == "spot"
     with pytest.raises(ConfigError, match="RQP_VM_PRIORITY must be spot or regular"):
         Settings.load(env={"RQP_VM_PRIORITY": "lowpri"})
+
+
+def test_an_azure_blob_store_starts_with_bigger_chunks_unless_told():
+    """Each chunk costs two requests to Azure (its part, its status message): a workload there
+    starts with chunks of ``DEFAULT_REMOTE_CHUNK_SIZE``; a local store, or a size set, is as before."""
+    azure = {"RQP_BLOB_URL": "azure-blob://acct/cont"}
+    assert DEFAULT_REMOTE_CHUNK_SIZE > DEFAULT_CHUNK_SIZE
+    s = Settings.load(env=azure)
+    assert (s.chunk_size, s.source("chunk_size")) == (DEFAULT_REMOTE_CHUNK_SIZE, "default")
+    assert Settings.load(env={"RQP_BLOB_URL": "azblob://acct/cont"}).chunk_size == DEFAULT_REMOTE_CHUNK_SIZE
+    assert Settings.load(env={"RQP_BLOB_URL": "file:///var/rqp"}).chunk_size == DEFAULT_CHUNK_SIZE
+    assert Settings.load(env={**azure, "RQP_CHUNK_SIZE": "64"}).chunk_size == 64
+    assert Settings.load(env=azure, chunk_size=32).chunk_size == 32
+    assert Settings.load(env={**azure, "RQP_CHUNK_MAX": "300"}).chunk_size == 300  # within the bounds set

@@ -10,7 +10,8 @@ whole chunk of them.
 
 Round trips per chunk, whatever its size: one to start (lease, start note, fetch all record
 ciphertexts), one blob write for the results part, one to commit (statuses, done and failed
-bits, retries, outbox messages), one to publish the messages. RQ adds its own per-job
+bits, retries, outbox messages), one to publish the messages (off the chunk's critical path
+when the queue is remote: ``publisher``). RQ adds its own per-job
 bookkeeping on top, paid once per chunk instead of once per record. Every key and script
 argument is the ledger's (``rqp.ledger``).
 """
@@ -56,7 +57,6 @@ from rqp.ledger import (
     keyed_result,
     note_field,
     outbox_value,
-    publish_outbox,
     record_rejection,
 )
 from rqp.messages import pack_statuses
@@ -68,6 +68,7 @@ from rqp.workload import Workload
 
 from .context import ContextCache
 from .handback import CommitWatch
+from .publisher import StatusPublisher
 
 __all__ = ["ChunkProcessor", "JobResult", "LeaseKeeper", "backoff_delay"]
 
@@ -186,6 +187,8 @@ class ChunkProcessor:
         #: hands back a chunk whose commit a Redis rollback lost (``handback``)
         self.commits = CommitWatch(self.r, settings.lease_seconds)
         self.commits.start()
+        #: publishes committed chunks' status messages (on its own thread for a remote queue)
+        self.publisher = StatusPublisher(self.r, self.mq)
 
     def ledger(self, workload_id: str) -> Ledger:
         return Ledger(self.r, workload_id, self.scripts)
@@ -537,10 +540,9 @@ class ChunkProcessor:
         metrics.RECORDS_FAILED.labels(workload.id).inc(len(out.failed))
         metrics.RECORDS_RETRIED.labels(workload.id).inc(len(out.retries))
         if out.messages:
-            try:
-                publish_outbox(self.r, self.mq, [mid for mid, _ in out.messages])
-            except (RqpError, redis.RedisError) as exc:  # left in the outbox; the scheduler publishes it later
-                log.warning("status messages for %s stay in the outbox: %s", out.jid, exc)
+            # committed with the statuses, so delivered even if this worker dies now; on a remote
+            # queue published off this chunk's critical path (``publisher``)
+            self.publisher.publish([mid for mid, _ in out.messages])
         return {"done": len(out.done), "failed": len(out.failed), "retrying": len(out.retries)}
 
     def _discard_part(self, ledger: Ledger, out: ChunkOutcome) -> None:

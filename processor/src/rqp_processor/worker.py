@@ -313,6 +313,7 @@ def build_worker(settings: Settings, name: str | None = None) -> RqpWorker:
     pool.make_spare(wait=True)  # registered only once it can run a script without a start-up first
     atexit.register(pool.close)  # no script host outlives its worker (they also die with it: PDEATHSIG)
     processor = ChunkProcessor(backends, worker_name=identity.process_identity(), pool=pool)
+    atexit.register(processor.publisher.close)  # what waits is published (else the outbox's flush does it)
     job_class = job_class_for(processor)
     # high priority first, then normal, then low (rqp.ledger.Priority)
     queues = [

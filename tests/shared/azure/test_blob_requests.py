@@ -220,3 +220,21 @@ def test_a_forked_child_reads_ahead_with_threads_of_its_own(store):
             pytest.fail("the forked child's read never finished (waiting on its parent's threads)")
         time.sleep(0.02)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_large_blob_is_read_in_ranges_of_read_range_when_no_size_is_named(store, wire):
+    """The data at enqueue and the results object are read without naming a piece size: on Azure
+    in ranges of ``READ_RANGE`` (8 MiB), half the requests of 4 MiB ones -- through the retrying
+    wrapper the roles use too."""
+    from rqp.azure.blob import READ_RANGE
+    from rqp.storage._blob import DEFAULT_READ_CHUNK
+    from rqp.storage.retrying import RetryingBlobStore
+
+    assert store.read_chunk == READ_RANGE > DEFAULT_READ_CHUNK
+    data = os.urandom(2 * READ_RANGE + 1)
+    store.put_stream("big", [data[i : i + (1 << 20)] for i in range(0, len(data), 1 << 20)])
+    for reader in (store, RetryingBlobStore(store)):
+        wire.clear()
+        pieces = list(reader.iter_chunks("big"))
+        assert [len(p) for p in pieces] == [READ_RANGE, READ_RANGE, 1] and b"".join(pieces) == data
+        assert len(wire.of("GET", "big")) == 3  # 5 in ranges of 4 MiB

@@ -91,6 +91,7 @@ class AzureMessageQueue(MessageQueue):
     """Queues of one storage account. Delivery is at-least-once and not ordered (Azure's terms)."""
 
     max_message_bytes = AZURE_MAX_MESSAGE_BYTES
+    remote = True
 
     def __init__(
         self,

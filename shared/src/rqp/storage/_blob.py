@@ -16,6 +16,9 @@ class BlobStore(ABC):
 
     #: shown in errors and logs; never contains a secret
     location: str
+    #: the piece size ``iter_chunks`` reads when its caller names none: what suits this store
+    #: (Azure: larger, as each piece is a request to another service)
+    read_chunk: int = DEFAULT_READ_CHUNK
 
     @abstractmethod
     def put(self, name: str, data: bytes, *, overwrite: bool = True) -> None:
@@ -30,8 +33,9 @@ class BlobStore(ABC):
         """The whole blob; raises ``BlobNotFoundError`` naming it when absent."""
 
     @abstractmethod
-    def iter_chunks(self, name: str, chunk_size: int = DEFAULT_READ_CHUNK) -> Iterator[bytes]:
-        """The blob in pieces, for blobs larger than memory."""
+    def iter_chunks(self, name: str, chunk_size: int | None = None) -> Iterator[bytes]:
+        """The blob in pieces of ``chunk_size`` bytes (``None``: the store's ``read_chunk``), for
+        blobs larger than memory."""
 
     @abstractmethod
     def exists(self, name: str) -> bool: ...

@@ -27,6 +27,11 @@ class Message:
 class MessageQueue(ABC):
     location: str
     max_message_bytes: int = MAX_MESSAGE_BYTES
+    #: a send is a round trip to another service (Azure Queue Storage: milliseconds of client
+    #: and server CPU and the network's latency), so a worker publishes its status messages off
+    #: its chunk's critical path (``rqp_processor.publisher``); a queue on the coordinating Redis
+    #: (a few commands on a connection already open) is published inline
+    remote: bool = False
 
     @abstractmethod
     def send(self, queue: str, body: bytes) -> str:

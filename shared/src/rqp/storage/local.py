@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import BlobNotFoundError, StorageError, StorageUnavailableError
-from ._blob import DEFAULT_READ_CHUNK, BlobStore
+from ._blob import BlobStore
 
 __all__ = ["FileBlobStore"]
 
@@ -104,12 +104,13 @@ class FileBlobStore(BlobStore):
         with self._open(name) as fh:
             return fh.read()
 
-    def iter_chunks(self, name: str, chunk_size: int = DEFAULT_READ_CHUNK) -> Iterator[bytes]:
+    def iter_chunks(self, name: str, chunk_size: int | None = None) -> Iterator[bytes]:
+        size = self.read_chunk if chunk_size is None else chunk_size
         fh = self._open(name)
 
         def gen() -> Iterator[bytes]:
             with fh:
-                while piece := fh.read(chunk_size):
+                while piece := fh.read(size):
                     yield piece
 
         return gen()

@@ -15,7 +15,7 @@ from typing import Any
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
 from ..errors import StorageUnavailableError
-from ._blob import DEFAULT_READ_CHUNK, BlobStore
+from ._blob import BlobStore
 
 __all__ = ["DEFAULT_STORAGE_RETRY_SECONDS", "RetryingBlobStore"]
 
@@ -29,6 +29,7 @@ class RetryingBlobStore(BlobStore):
         self.inner = inner
         self.budget = budget
         self.location = inner.location
+        self.read_chunk = inner.read_chunk  # the wrapped store's, whichever it is
 
     def _call(self, op: str, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         def before_sleep(state: Any) -> None:
@@ -61,7 +62,7 @@ class RetryingBlobStore(BlobStore):
     def get(self, name: str) -> bytes:
         return self._call("get", name, self.inner.get, name)
 
-    def iter_chunks(self, name: str, chunk_size: int = DEFAULT_READ_CHUNK) -> Iterator[bytes]:
+    def iter_chunks(self, name: str, chunk_size: int | None = None) -> Iterator[bytes]:
         return self._call("open", name, self.inner.iter_chunks, name, chunk_size)
 
     def exists(self, name: str) -> bool:
