@@ -34,3 +34,30 @@ def test_a_deleted_and_repacked_id_runs_on_a_processor_that_knew_the_old_one(wor
         assert results == {n: n * 3 for n in range(10)}  # the new script, not the old one's n * 2
     finally:
         proc.pool.close()
+
+
+def test_a_workloads_version_is_digested_once_per_worker_not_per_chunk(world, monkeypatch):  # noqa: F811
+    """The warm host's version check (``ChunkProcessor._same_version``) digests the manifest
+    (canonical JSON + SHA-256, ~0.2 ms) once for the manifest object the context holds, not
+    once per chunk (issue 28: a chunk's fixed cost)."""
+    from rqp.workload import Manifest
+
+    wid = world.pack("digest-once", [{"n": n} for n in range(12)])  # 3 chunks of 4, all queued
+    world.run(wid).enqueuer.fill_window()
+    proc = world.processor()
+    calls: list[str] = []
+    real = Manifest.content_digest
+
+    def counted(self: Manifest) -> str:
+        calls.append(self.workload)
+        return real(self)
+
+    monkeypatch.setattr(Manifest, "content_digest", counted)
+    try:
+        assert world.work(proc) == 3 and world.refused == []
+    finally:
+        proc.pool.close()
+    # the start pin's check (once per context) and the version check (once per manifest)
+    assert calls == [wid, wid]
+    done = read_progress(world.r, wid)
+    assert done is not None and done.done == 12

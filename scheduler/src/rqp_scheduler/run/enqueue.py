@@ -226,7 +226,7 @@ class Enqueuer:
         if not s.adaptive_chunks:
             return
         records, seconds = self.ctx.ledger.perf()
-        self.measured = records > 0
+        self.measured = self.measured or records > 0
         if not records or not seconds:
             return
         self.per_record = seconds / max(1, records)

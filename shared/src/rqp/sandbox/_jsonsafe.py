@@ -145,7 +145,7 @@ def loads(data: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     # to read or refuse, below, with its own message (issue 28).
     try:
         value, end = _SCAN(text, 0)
-    except BaseException:  # noqa: BLE001 - StopIteration, JSONRejected, ...: decode says which
+    except Exception:  # noqa: BLE001 - StopIteration, JSONRejected, RecursionError, ...: decode says which
         pass
     else:
         if end == len(text):
