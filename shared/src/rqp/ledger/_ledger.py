@@ -45,7 +45,7 @@ from ._codecs import (
 )
 from ._global import submit
 from ._keys import OUTBOX, OUTBOX_TIMES, PRIORITIES, WORKLOADS, WorkloadKeys, held_key
-from ._scripts import Scripts
+from ._scripts import Scripts, run_with
 
 __all__ = ["INF", "ChunkOutcome", "JobRefused", "Lease", "Ledger", "LockHeld", "Snapshot"]
 
@@ -362,16 +362,15 @@ class Ledger:
         None when the job is no longer pending; ``JobRefused`` when it is not the job queued for
         ``chunk`` (``sealed_spec`` differs), the chunk committed, or a record of it finished."""
         rids = [first + i for first, count, _ in runs for i in range(count)]
-        pipe = self.r.pipeline(transaction=False)
-        self.scripts.start(
+        reply, packed = run_with(
+            self.r,
+            self.scripts.start,
             keys=[self.k.pending, self.k.n, self.k.rec, held_key(worker), self.k.chunk(chunk), self.k.spec,
                   self.k.parts, self.k.done, self.k.failed],
             args=[jid, deadline, len(rids), join_ids(rids), start_note, sealed_spec, chunk, join_spans(runs),
                   str(JobId.parse(jid).next())],
-            client=pipe,
+            then=lambda pipe: pipe.get(self.k.chunk(chunk)),  # read directly, not through Lua (see start.lua)
         )  # fmt: skip
-        pipe.get(self.k.chunk(chunk))  # read directly, not through Lua (see start.lua)
-        reply, packed = pipe.execute()
         if reply is None:
             return None
         if int(reply[0]) == -1:
