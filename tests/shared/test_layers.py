@@ -13,7 +13,7 @@ ROLES = ("rqp_scheduler", "rqp_processor", "rqp_console", "rqp_metrics")
 LAYERS = [
     {"errors", "pem", "identity", "merkle", "sentinel", "redis_auth", "entra_client", "surrogates"},
     {"config", "crypto", "storage", "keys", "signing", "azure"},
-    {"ledger", "records", "jsonsafe", "sandbox", "outcome"},
+    {"ledger", "records", "jsonsafe", "sandbox", "outcome", "chunk_records"},
     {
         "workload",
         "jobs",
