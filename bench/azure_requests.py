@@ -74,7 +74,10 @@ def main() -> int:
             counts[kind(m.group(1), m.group(2))] += 1
     chunks = max(1, rnd["chunks"])
     total = sum(counts.values())
-    print(f"{n:,} records, {rnd['chunks']} chunks ({rnd['records_per_chunk']} records/chunk): {total} requests")
+    print(
+        f"{n:,} records, {rnd['chunks']} chunks ({rnd['records_per_chunk']} records/chunk): {total} requests, "
+        f"{total / n * 1000:.2f} per 1,000 records"
+    )
     print(f"{'request':<44}{'count':>8}{'per chunk':>11}")
     for what, c in counts.most_common():
         print(f"{what:<44}{c:>8}{c / chunks:>11.2f}")

@@ -40,8 +40,9 @@ log = logging.getLogger("rqp.processor")
 #: the oldest are left to the outbox's flush: a queue that takes nothing for a while (an outage
 #: the retry policy rides out) holds no worker and no unbounded memory
 BACKLOG_MESSAGES = 1024
-#: seconds a stopping worker spends publishing what still waits (the rest stays in the outbox)
-CLOSE_TIMEOUT = 10.0
+#: seconds a stopping worker spends publishing what still waits (the rest stays in the outbox):
+#: within the margin an evicted VM's processor keeps (``rqp.config.DEFAULT_DRAIN_MARGIN_SECONDS``)
+CLOSE_TIMEOUT = 5.0
 
 
 class StatusPublisher:

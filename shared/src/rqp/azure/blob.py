@@ -74,11 +74,13 @@ _CONFLICT = (ResourceExistsError, ResourceModifiedError)
 ROLE = "the 'Storage Blob Data Contributor' role on the container"
 #: blob clients kept per store (one per name): building one costs ~10 % of a request's CPU
 BLOB_CLIENT_CACHE = 1024
-#: threads for reads ahead (the next range of ``iter_chunks``, blobs ``prefetch`` names); below
-#: the SDK's connection pool of 10, so no request waits for a connection
-IO_THREADS = 4
-#: blobs ``prefetch`` keeps read ahead of the caller: the memory of this many parts at most
-PREFETCH_BLOBS = 4
+#: threads for reads ahead (the next range of ``iter_chunks``, blobs ``prefetch`` names); with the
+#: caller's own, below the SDK's connection pool of 10, so no request waits for a connection
+IO_THREADS = 8
+#: blobs ``prefetch`` keeps read ahead of the caller: the memory of this many parts at most.
+#: 8 rather than 4: consolidation's wall time on Azurite 0.40 s instead of 0.45 s (median of 6
+#: interleaved runs each, 40,000 records in 22 parts; its CPU the same)
+PREFETCH_BLOBS = 8
 #: deletes per Blob Batch request (Azure's limit)
 BATCH_DELETE_MAX = 256
 #: bytes per ranged read of ``iter_chunks`` when the caller names no size (the data at enqueue,
