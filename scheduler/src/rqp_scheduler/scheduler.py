@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,9 +18,9 @@ from rqp.ledger import SUBMISSIONS, next_submission, record_rejection, unfinishe
 from rqp.summary import Summary, read_summary
 
 from .refusals import Refusals
-from .run import LOCK_SECONDS, LockTaken, WorkloadRun
+from .run import WorkloadRun
 
-__all__ = ["LOCK_LOOK_SECONDS", "REDIS_RETRY_MAX", "WAIT_IDLE", "WAIT_IDLE_SERVING", "Scheduler"]
+__all__ = ["REDIS_RETRY_MAX", "WAIT_IDLE", "WAIT_IDLE_SERVING", "Scheduler"]
 
 log = logging.getLogger("rqp.scheduler")
 #: the longest wait between attempts while Redis is unreachable (seconds; doubling from 0.1)
@@ -32,11 +31,6 @@ WAIT_IDLE = 1.0
 #: pop -- WATCH, GET of the fence, MULTI, LPOP, EXEC -- only when something waits). At 1 s, a
 #: workload submitted to an idle service waited 0.5 s on average before its first record was read.
 WAIT_IDLE_SERVING = 0.1
-#: a workload whose lock another scheduler holds is looked at again this often (serve): when that
-#: holder stops renewing -- stopped, cut off, a one-off ``rqp-scheduler run`` killed part-way --
-#: its lock lapses within ``LOCK_SECONDS`` and a service takes the workload over instead of
-#: leaving it "running" with nobody supervising it until a restart
-LOCK_LOOK_SECONDS = LOCK_SECONDS / 3
 
 
 class Scheduler:
@@ -69,9 +63,6 @@ class Scheduler:
         self.summaries: dict[str, Summary | None] = {}
         #: where a refused submission is recorded for the people who submitted it
         self.refusals = Refusals(self.backends)
-        #: (serve) workloads another scheduler holds the lock of, and when to look at each again
-        self.held_elsewhere: dict[str, float] = {}
-        self._lock_said: set[str] = set()
 
     def add(self, workload_id: str, submitted: bool = False) -> None:
         if workload_id in self.runs:
@@ -118,8 +109,6 @@ class Scheduler:
     def _try_add(self, wid: str, submitted: bool = False) -> None:
         try:
             self.add(wid, submitted)
-        except LockTaken as exc:
-            self._lock_held(wid, exc)
         except RqpError as exc:
             self._failed(wid, exc)
         except (redis.ConnectionError, redis.TimeoutError):
@@ -150,34 +139,6 @@ class Scheduler:
             run.stream.close()
         log.error("%s", generic)
         return RqpError(generic)
-
-    def _lock_held(self, wid: str, exc: LockTaken) -> None:
-        """Another scheduler holds ``wid``'s lock. Serving, that is no failure of the workload:
-        it is looked at again every ``LOCK_LOOK_SECONDS`` (said once, not at every look)."""
-        if not self.serving:
-            self._failed(wid, exc)
-            return
-        if wid not in self._lock_said:
-            self._lock_said.add(wid)
-            log.warning("workload %s: %s; this service takes it over when that lock lapses", wid, exc)
-        self.held_elsewhere[wid] = time.monotonic() + LOCK_LOOK_SECONDS
-
-    def look_again(self, now: float | None = None) -> None:
-        """Look at the workloads whose look is due at ``now`` (monotonic) and that are still
-        unfinished: each whose lock has lapsed is run from Redis's cursor; the others wait again."""
-        now = time.monotonic() if now is None else now
-        due = [wid for wid, at in self.held_elsewhere.items() if at <= now]
-        if not due:
-            return
-        still = set(unfinished(self.r))
-        for wid in due:
-            del self.held_elsewhere[wid]
-            if wid in still and wid not in self.runs:
-                self._try_add(wid)  # held still: waits again (``_lock_held``)
-            if wid not in self.held_elsewhere:
-                self._lock_said.discard(wid)
-                if wid in self.runs:
-                    log.info("workload %s: its lock lapsed; this service supervises it now", wid)
 
     def _failed(self, wid: str, exc: RqpError) -> None:
         self.failures[wid] = str(exc)
@@ -210,16 +171,11 @@ class Scheduler:
         if serve and self.r.llen(SUBMISSIONS):
             while (sub := next_submission(self.r)) is not None:
                 self._try_add(sub, submitted=True)
-        if serve and self.held_elsewhere:
-            self.look_again()
         for wid, run in list(self.runs.items()):
             try:
                 if run.step():
                     self.summaries[wid] = run.summary
                     del self.runs[wid]
-            except LockTaken as exc:  # another scheduler took it over: this one stops supervising it
-                self._lock_held(wid, exc)
-                del self.runs[wid]
             except RqpError as exc:
                 self._failed(wid, exc)
                 del self.runs[wid]

@@ -24,7 +24,7 @@ events, failing, consolidation and summary), ``lock`` (``RunLock``); ``workload_
 """
 
 from .enqueue import record_key
-from .lock import LOCK_SECONDS, LockTaken
+from .lock import LOCK_SECONDS
 from .workload_run import WorkloadRun
 
-__all__ = ["LOCK_SECONDS", "LockTaken", "WorkloadRun", "record_key"]
+__all__ = ["LOCK_SECONDS", "WorkloadRun", "record_key"]

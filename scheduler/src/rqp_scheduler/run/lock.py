@@ -16,15 +16,10 @@ from rqp.ledger import LockHeld
 if TYPE_CHECKING:  # context.py imports this module
     from .context import RunContext
 
-__all__ = ["LOCK_SECONDS", "LockTaken", "RunLock"]
+__all__ = ["LOCK_SECONDS", "RunLock"]
 
 #: the lock's TTL; it is renewed every third of it
 LOCK_SECONDS = 30
-
-
-class LockTaken(WorkloadError):
-    """Another scheduler holds the workload's lock: not a fault of the workload -- a serving
-    scheduler looks again, and takes the workload when that lock lapses."""
 
 
 class RunLock:
@@ -37,13 +32,13 @@ class RunLock:
         try:
             self.ctx.ledger.take_lock(self.ctx.me, LOCK_SECONDS, _holder_dead)
         except LockHeld as held:
-            raise LockTaken(
+            raise WorkloadError(
                 f"workload {self.ctx.id} is already being scheduled by {held.holder}; wait for it, or stop it and retry in {LOCK_SECONDS}s"
             ) from None
 
     def renew(self) -> None:
         if not self.ctx.ledger.renew_lock(self.ctx.me, LOCK_SECONDS):
-            raise LockTaken(
+            raise WorkloadError(
                 f"workload {self.ctx.id}: another scheduler took over its lock; this one stops supervising it"
             )
 
