@@ -14,7 +14,7 @@ from rqp import sandbox
 from rqp.backends import Backends
 from rqp.config import Settings
 from rqp.errors import BlobNotFoundError, IntegrityError, RqpError
-from rqp.ledger import SUBMISSIONS, next_submission, record_rejection, unfinished
+from rqp.ledger import SUBMISSIONS, WORKLOADS, next_submission, record_rejection, unfinished
 from rqp.summary import Summary, read_summary
 
 from .refusals import Refusals
@@ -103,7 +103,13 @@ class Scheduler:
             return None
 
     def resume_unfinished(self) -> None:
-        for wid in unfinished(self.r):
+        try:
+            found = unfinished(self.r)
+        except redis.ResponseError as exc:  # rqp:workloads itself not rqp's: serve what is submitted
+            log.error("cannot list the workloads to resume: %s is not rqp's (%s); delete it if nobody should have "
+                      "written it", WORKLOADS, str(exc).split(":")[0][:60])  # fmt: skip
+            return
+        for wid in found:
             self._try_add(wid)
 
     def _try_add(self, wid: str, submitted: bool = False) -> None:

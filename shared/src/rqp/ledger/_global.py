@@ -4,6 +4,7 @@ scheduler, the log of rejected jobs, and which job each worker holds."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -25,6 +26,8 @@ __all__ = [
 #: rejected jobs kept in the log, newest first
 REJECTED_KEEP = 1000
 
+_log = logging.getLogger("rqp.ledger")
+
 
 def submit(r: Any, workload_id: str) -> None:
     """Hand a workload to a serving scheduler (``r`` may be a pipeline)."""
@@ -44,16 +47,23 @@ def workloads(r: redis.Redis, *, newest_first: bool = False, limit: int = -1) ->
 
 
 def unfinished(r: redis.Redis) -> list[str]:
-    """Workloads started and not finished (a serving scheduler resumes them)."""
+    """Workloads started and not finished (a serving scheduler resumes them). A member of
+    ``rqp:workloads`` whose meta is not rqp's (a Redis writer's junk: WRONGTYPE) is skipped with
+    one line, so it cannot stop the service that serves every other workload."""
     ids = workloads(r)
     pipe = r.pipeline(transaction=False)
     for wid in ids:
         pipe.hget(WorkloadKeys(wid).meta, Meta.STATE)
-    return [
-        wid
-        for wid, state in zip(ids, pipe.execute(), strict=True)
-        if state and state.decode(errors="replace") not in ("done", "failed", "cancelled")
-    ]
+    found = []
+    for wid, state in zip(ids, pipe.execute(raise_on_error=False), strict=True):
+        if isinstance(state, Exception):
+            _log.warning(
+                "workload %.80r: its meta (rqp:w:<id>:meta) is not rqp's (%s); skipped -- delete it if nobody should "
+                "have written it", wid, str(state).split(":")[0][:60],
+            )  # fmt: skip
+        elif state and state.decode(errors="replace") not in ("done", "failed", "cancelled"):
+            found.append(wid)
+    return found
 
 
 def record_rejection(r: redis.Redis, *, job: str, workload: str | None, worker: str, reason: str) -> None:
