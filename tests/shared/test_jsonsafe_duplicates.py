@@ -87,3 +87,18 @@ def test_names_distinct_vouches_for_plain_values(value):
 
     assert names_distinct(value)
     assert loads(dumps(value)) == json.loads(json.dumps(value))
+
+
+def test_two_names_written_alike_through_a_surrogate_escape_are_refused():
+    """Distinct Python strings, one JSON text: an astral character and its two lone halves are
+    both written ``\\ud83d\\ude00`` (atk11 F5: such a result was counted done, then shown as an
+    error row by every reader of the results)."""
+    from rqp.jsonsafe import JSONRejected, dumps
+
+    for value in (
+        {"\U0001f600": 1, "\ud83d\ude00": 2},
+        {"a": [{"\ud83d" + "\ude00": 1, "\U0001f600": 2}]},
+    ):
+        with pytest.raises(JSONRejected, match="duplicate name"):
+            dumps(value)
+    assert dumps({"\U0001f600": 1, "b": "\U0001f600"}) == '{"\\ud83d\\ude00":1,"b":"\\ud83d\\ude00"}'

@@ -202,9 +202,11 @@ def dumps(value: Any, max_depth: int = MAX_JSON_DEPTH) -> str:
         raise JSONRejected(" ".join(str(exc).split(";")[0].split())) from None
     if depth_exceeds(text, max_depth):
         raise JSONRejected(f"nested deeper than {max_depth} levels")
-    if "{" in text and not _flat_str_dict(value) and not names_distinct(value):
+    if "{" in text and ("\\ud" in text or "\\uD" in text or not (_flat_str_dict(value) or names_distinct(value))):
         # a dict subclass's items() (or keys 1 and "1") can write a name twice: read it back
-        # strictly, so such a value is refused here rather than stored ambiguous
+        # strictly, so such a value is refused here rather than stored ambiguous. So can two
+        # distinct str names through a surrogate escape: "\U0001F600" and the two lone halves
+        # "\ud83d" "\ude00" are both written \ud83d\ude00 (atk11 F5)
         loads(text, max_depth)
     return text
 
@@ -231,7 +233,7 @@ def _flat_str_dict(value: Any) -> bool:
 def names_distinct(value: Any, budget: int = NAMES_CHECK_BUDGET) -> bool:
     """True when the encoder cannot have written a name twice in ``value``: every object in it is
     an exact ``dict`` whose keys are all exact ``str`` (distinct strings have distinct JSON
-    texts), inside exact lists/tuples and scalars. False means "not known" -- a subclass, a
+    texts, but for surrogate escapes, which ``dumps`` reads back whatever this says), inside exact lists/tuples and scalars. False means "not known" -- a subclass, a
     non-string key, or more than ``budget`` entries -- and ``dumps`` reads its text back strictly.
     A few C-level calls per container instead of a parse with a Python hook per object: the
     common result (a small dict of strings and numbers) costs a fraction of a read-back. Not a
