@@ -348,7 +348,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rqp-processor: error: {exc}", file=sys.stderr)
         return exc.exit_code
     worker.parent_watch = watch
-    worker.work(burst=args.burst, logging_level=args.log_level.upper(), with_scheduler=False)
+    try:
+        worker.work(burst=args.burst, logging_level=args.log_level.upper(), with_scheduler=False)
+    finally:
+        # what waits is published while this interpreter can still start threads (the atexit
+        # hook is only the last resort: by then concurrent.futures takes no new work)
+        worker.processor.publisher.close()
     return 0
 
 

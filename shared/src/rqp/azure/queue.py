@@ -191,7 +191,11 @@ class AzureMessageQueue(MessageQueue):
                 self._executor_pid = os.getpid()
         # the first send creates a missing queue once, not once per thread
         first = self.send(queue, bodies[0])
-        return [first, *self._executor.map(lambda b: self.send(queue, b), bodies[1:])]
+        try:
+            rest = list(self._executor.map(lambda b: self.send(queue, b), bodies[1:]))
+        except RuntimeError:  # the interpreter is shutting down (an atexit publish): no new threads
+            rest = [self.send(queue, b) for b in bodies[1:]]
+        return [first, *rest]
 
     def create_queue(self, queue: str) -> bool:
         """Create ``queue``; ``False`` if it already existed."""
