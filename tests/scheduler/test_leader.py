@@ -194,6 +194,12 @@ def _leader_pid(r: redis.Redis) -> int | None:
     return int(value.decode().rsplit(":", 1)[1]) if value else None
 
 
+#: a transaction's brackets: MONITOR shows the commands inside one as they run, at its EXEC, so a
+#: write that ran shows as itself; an EXEC that Redis discarded (the fence's WATCH fired: a write
+#: already past its fence check when the leader was paused) shows as MULTI and EXEC alone
+_BRACKETS = ("MULTI", "EXEC", "DISCARD")
+
+
 def _writes_of(lines: list[dict], ports: set[str]) -> list[str]:
     """The commands from ``ports`` that change something, Lua's included (a script's own commands
     follow its EVALSHA in MONITOR's order)."""
@@ -205,9 +211,18 @@ def _writes_of(lines: list[dict], ports: set[str]) -> list[str]:
                 writes.append("lua " + line["command"])
             continue
         theirs = line.get("client_port") in ports
-        if theirs and name not in READ_ONLY and name not in ("EVALSHA", "EVAL"):
+        if theirs and name not in READ_ONLY and name not in ("EVALSHA", "EVAL", *_BRACKETS):
             writes.append(line["command"])
     return writes
+
+
+def test_a_discarded_transaction_is_no_write_and_one_that_ran_is():
+    """MONITOR's view of the two cases ``_writes_of`` must tell apart."""
+    mine = {"client_type": "tcp", "client_port": "5"}
+    discarded = [{**mine, "command": '"MULTI"'}, {**mine, "command": '"EXEC"'}]
+    ran = [{**mine, "command": '"MULTI"'}, {**mine, "command": '"SET" "k" "v"'}, {**mine, "command": '"EXEC"'}]
+    assert _writes_of(discarded, {"5"}) == []
+    assert _writes_of(ran, {"5"}) == ['"SET" "k" "v"']
 
 
 def test_a_paused_leader_wakes_up_fenced_out_writes_nothing_and_steps_down(cluster):
