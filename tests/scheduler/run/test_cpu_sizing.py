@@ -109,3 +109,18 @@ def test_junk_in_the_cpu_fields_sizes_by_the_wall_and_the_next_commit_restarts_t
     assert 0 < cpu_records <= records and cpu > 0  # restarted from a chunk's own figures
     run.enqueuer.fill_window()
     assert S.chunk_min <= run.enqueuer.chunk_size <= S.chunk_max
+
+
+def test_the_pool_reports_the_hosts_cpu_and_none_when_a_host_died(world):
+    """``ScriptPool.last_cpu``: the CPU the hosts spent on the last batch, from /proc; None when
+    a host died mid-batch (its CPU went with it) -- such a chunk adds nothing to the sizing."""
+    pool = sandbox.ScriptPool(sandbox.SandboxConfig.from_settings(world.settings), warm=False)
+    try:
+        out = pool.run("burns", BURN_AND_WAIT.encode, [b'{"n": %d}' % i for i in range(10)])
+        assert [kind for kind, _ in out] == [sandbox.OK] * 10
+        assert pool.last_cpu is not None and BURN * 10 * 0.5 < pool.last_cpu < 1.0
+        dies = "import os\ndef process(r):\n    if r['n'] == 3:\n        os._exit(3)\n    return r['n']\n"
+        out = pool.run("dies", dies.encode, [b'{"n": %d}' % i for i in range(6)])
+        assert out[3][0] == sandbox.CRASHED and pool.last_cpu is None
+    finally:
+        pool.close()
