@@ -208,6 +208,46 @@ def test_a_second_commit_of_the_same_job_changes_nothing(ledger, r):
     assert (ledger.perf(), r.bitcount(ledger.k.done), r.hlen(ledger.k.st)) == before
 
 
+def _ledger(r, wid: str) -> Ledger:
+    led = Ledger(r, wid)
+    led.begin(now=time.time(), fmt="jsonl", scheduler="s:1", max_attempts=3, pin=b"pin", signer="sha256:x", head="h0")
+    return led
+
+
+@pytest.mark.parametrize(
+    ("cpu", "before", "after"),
+    [
+        (0.25, {}, (10, 0.5, 10, 0.25)),  # measured: the CPU and its records are added
+        (None, {}, (10, 0.5, 0, 0.0)),  # not measured (in-process host, /proc unreadable): neither
+        (0.125, {"cpu": 3.0, "cpu_records": 30}, (10, 0.5, 40, 3.125)),  # added to what was there
+        # junk a Redis writer put there: the commit goes through and restarts both fields
+        (0.125, {"cpu": b"\x85junk", "cpu_records": "7"}, (10, 0.5, 10, 0.125)),
+        (0.125, {"cpu": "1.5", "cpu_records": "x"}, (10, 0.5, 10, 0.125)),
+    ],
+)
+def test_a_commit_adds_the_script_cpu_when_measured_and_junk_never_fails_it(r, cpu, before, after):
+    """The script hosts' CPU sizes chunks (issue 28 item 4): a commit adds it and its records to
+    perf; a chunk not measured adds to neither; junk in either field never fails the commit."""
+    ledger = _ledger(r, "w-cpu")
+    if before:
+        r.hset(ledger.k.perf, mapping=before)
+    jid = _enqueue(ledger)
+    _start(ledger, jid, list(range(10)))
+    out = _outcome(jid, done=list(range(10)))
+    out.cpu = cpu
+    assert ledger.commit(out, WORKER) is True
+    assert ledger.sizing_perf() == after
+    assert ledger.perf() == (10, 0.5) and r.bitcount(ledger.k.done) == 10
+
+
+@pytest.mark.parametrize("junk", [b"\x85junk", b"nan", b"-inf", b"-1", b"1e400", b""])
+def test_junk_in_the_perf_fields_reads_as_unmeasured(r, junk):
+    """What the scheduler sizes chunks by never raises on a Redis writer's junk (trust table)."""
+    ledger = _ledger(r, "w-junk")
+    r.hset(ledger.k.perf, mapping={"records": junk, "seconds": junk, "cpu": junk, "cpu_records": junk})
+    assert ledger.sizing_perf() == (0, 0.0, 0, 0.0)
+
+
 def test_reclaim_before_commit_wins_and_the_late_commit_is_refused(ledger, r):
     jid = _enqueue(ledger)
     _start(ledger, jid, list(range(10)), time.time() - 1)  # lease ran out

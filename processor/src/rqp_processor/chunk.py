@@ -184,6 +184,8 @@ class ChunkProcessor:
         #: the manifest of the last chunk run and its content digest (a manifest is immutable and
         #: held here, so the same object is the same version)
         self._last_manifest: tuple[Manifest, str] | None = None
+        #: the script hosts' CPU seconds for the chunk running now (None: not measured)
+        self._script_cpu: float | None = None
         self.worker = worker_name or process_identity()
         self.lease = LeaseKeeper(settings.lease_seconds)
         self.lease.start()
@@ -300,6 +302,7 @@ class ChunkProcessor:
         part = PartWriter(workload.scope(jid))
         try:
             t0 = time.perf_counter()
+            self._script_cpu = None  # set by ``_outcomes`` when its records ran in a script host
             outcomes, payloads = self._outcomes(workload, spec, records, lease, part)
             tally = self._tally(jid, workload, spec, records, outcomes, payloads, part, started, t0)
             return self._commit(ledger, workload, tally, deadlines)
@@ -424,6 +427,7 @@ class ChunkProcessor:
 
             self._same_version(workload)
             self.pool.stream(workload.id, ctx.source, payloads, sink)
+            self._script_cpu = self.pool.last_cpu
         return outcomes, plain
 
     def _same_version(self, workload: Workload) -> None:
@@ -509,6 +513,7 @@ class ChunkProcessor:
                 t.statuses.append((rid, raw))
                 t.published.append(raw)
         out.elapsed = time.perf_counter() - t0  # the records' own time, for throughput and chunk sizes
+        out.cpu = self._script_cpu  # the script hosts' CPU for them: chunk sizes when CPU-bound
         note = ChunkNote(
             spec.chunk, jid, spec.runs, tuple(not_done), spec.queued_at, started, finished, self.worker, spec.round,
             tuple(done_keys) if key_of else None, spec.part,

@@ -37,7 +37,7 @@ from .context import RunContext
 from .jobs import chunk_spec, queue_specs
 from .records import Batch, RecordStream
 
-__all__ = ["ENQUEUE_BATCH_RECORDS", "Enqueuer", "chunk_size_for", "record_key"]
+__all__ = ["ENQUEUE_BATCH_RECORDS", "WALL_SHARE", "Enqueuer", "chunk_size_for", "record_key", "sizing_seconds"]
 
 log = logging.getLogger("rqp.scheduler")
 
@@ -68,6 +68,34 @@ TAIL_SHARES = 2
 #: ... but never less script time than this, so a tail chunk's fixed cost (its RQ job, START and
 #: COMMIT: a few ms of CPU) stays small beside its records
 TAIL_CHUNK_SECONDS = 0.05
+
+
+#: a chunk is sized by its script's CPU, but a record counts at least its wall time / this: an
+#: I/O-bound script (CPU far below wall) then gets chunks of at most this many times
+#: ``RQP_CHUNK_TARGET_SECONDS`` of wall, not thousands of records that each wait on the network
+WALL_SHARE = 4.0
+
+
+def sizing_seconds(wall: float, cpu: float | None) -> float:
+    """The seconds per record that chunks are sized by: ``max(cpu, wall / WALL_SHARE)``, or the
+    wall time when the script's CPU was not measured (``None``: no chunk reported it -- an older
+    processor, an in-process host, /proc unreadable).
+
+    Why CPU: a chunk's fixed cost (its RQ job, START, COMMIT, part upload, status messages: a
+    few ms of CPU in the worker, Redis and the scheduler) is paid in CPU, so a chunk should hold
+    ``RQP_CHUNK_TARGET_SECONDS`` of the script's CPU to keep that cost a small share. The wall
+    time of a CPU-bound record is stretched by whatever else runs on the cores (a 1 ms record
+    took ~1.75 ms of wall with two processors and their scheduler on 2 cores), which sized
+    chunks at ~570 records instead of ~1,000 and spread the fixed cost over fewer records.
+    Why the wall floor: a script that waits (I/O) has CPU far below its wall time; sized by CPU
+    alone its chunks would hold hours. ``WALL_SHARE`` = 4 keeps a CPU-bound script sized by its
+    CPU while other processes stretch its wall up to 4x (the bench measured 1.75x at load 2-4 and
+    3-5x at load 9 on 2 cores), and gives an I/O-bound one chunks of at most 4 s of wall at the
+    default 1 s target: well inside the lease (renewed while a chunk runs anyway), a lost worker
+    re-running at most that, and the tail rule still shrinking the last chunks."""
+    if cpu is None:
+        return wall
+    return max(cpu, wall / WALL_SHARE)
 
 
 def chunk_size_for(per_record: float, settings: Settings, workers: int, estimate: float | None, enqueued: int) -> int:
@@ -225,17 +253,16 @@ class Enqueuer:
         s = self.ctx.settings
         if not s.adaptive_chunks:
             return
-        records, seconds = self.ctx.ledger.perf()
+        records, seconds, cpu_records, cpu = self.ctx.ledger.sizing_perf()
         self.measured = self.measured or records > 0
         if not records or not seconds:
             return
         self.per_record = seconds / max(1, records)
+        sizing = sizing_seconds(self.per_record, cpu / cpu_records if cpu_records else None)
         estimate = None
         if self._bytes_enqueued and self._records_enqueued:
             estimate = self.ctx.workload.manifest.data.plain_size / (self._bytes_enqueued / self._records_enqueued)
-        self.chunk_size = chunk_size_for(
-            self.per_record, s, max(1, self.workers_seen), estimate, self.ctx.head.enqueued
-        )
+        self.chunk_size = chunk_size_for(sizing, s, max(1, self.workers_seen), estimate, self.ctx.head.enqueued)
 
     @property
     def chunk_seconds(self) -> float:

@@ -285,6 +285,10 @@ class Perf:
     RECORDS = "records"
     SECONDS = "seconds"
     LAST = "last"
+    #: CPU seconds the script hosts spent, and the records of the chunks that measured it (a
+    #: chunk whose host could not be measured adds to neither): chunk sizes by the script's CPU
+    CPU = "cpu"
+    CPU_RECORDS = "cpu_records"
 
 
 #: the header of one packed value for the scripts' ``hset_packed``: record id, length

@@ -78,6 +78,9 @@ class ChunkOutcome:
     note: bytes = b""
     #: (message id, outbox value) for the status queue
     messages: list[tuple[str, bytes]] = field(default_factory=list)
+    #: CPU seconds the script hosts spent on the records (adaptive chunk sizes); None when not
+    #: measured (an in-process host, /proc unreadable, a host that died mid-chunk)
+    cpu: float | None = None
 
 
 @dataclass
@@ -397,7 +400,7 @@ class Ledger:
             args=[
                 o.jid, o.chunk, o.part.encode(), o.elapsed, o.finished_at, o.processed,
                 o.statuses, join_runs(o.done), join_ids(o.failed), ",".join(f"{e.member}={e.due:.3f}" for e in o.retries),
-                o.keep, o.note_field, o.note, join_ids(o.drop),
+                o.keep, o.note_field, o.note, join_ids(o.drop), "" if o.cpu is None else f"{o.cpu:.6f}",
                 *messages,
             ],
         )  # fmt: skip
@@ -616,6 +619,15 @@ class Ledger:
         records, seconds = self.r.hmget(self.k.perf, Perf.RECORDS, Perf.SECONDS)
         return int(records or 0), float(seconds or 0.0)
 
+    def sizing_perf(self) -> tuple[int, float, int, float]:
+        """(records, their seconds, records whose script CPU was measured, that CPU's seconds),
+        over every chunk so far, for the scheduler's chunk sizes. Any Redis writer may put junk
+        here (trust table): a field that is not a finite number >= 0 reads as 0 (unmeasured), so
+        junk can only make chunk sizes worse within their bounds, never stop the scheduler."""
+        values = self.r.hmget(self.k.perf, Perf.RECORDS, Perf.SECONDS, Perf.CPU_RECORDS, Perf.CPU)
+        records, seconds, cpu_records, cpu = (_finite(v) for v in values)
+        return int(records), seconds, int(cpu_records), cpu
+
     def perf_hash(self) -> dict[str, str]:
         """The perf hash as it is (plain: ``rqp.throughput`` reads the run's throughput from it)."""
         return _decode(self.r.hgetall(self.k.perf))
@@ -725,3 +737,13 @@ def bit_positions(bitmap: bytes | None) -> Iterator[int]:
 
 def now() -> float:
     return time.time()
+
+
+def _finite(value: object) -> float:
+    """A perf field as a finite number >= 0 (and below 2**53, so ``int`` of it is exact); 0.0 when
+    missing or junk."""
+    try:
+        number = float(value.decode() if isinstance(value, bytes) else str(value))
+    except (ValueError, UnicodeDecodeError):
+        return 0.0
+    return number if 0.0 <= number < 2.0**53 else 0.0

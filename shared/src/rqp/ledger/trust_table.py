@@ -221,10 +221,12 @@ ROWS: tuple[Row, ...] = (
         "spec's and START/COMMIT's (a forged mark lets a record that kills its worker re-run without spending "
         "attempts: that one workload stalls)", "derived",
         test=f"{_FUZZ}[drained]"),
-    Row("rqp:w:<W>:perf", _w("perf"), "hash", "records, seconds, last, first", "records|seconds|last|first", _PROC,
+    Row("rqp:w:<W>:perf", _w("perf"), "hash", "records, seconds, last, first, cpu, cpu_records",
+        "records|seconds|last|first|cpu|cpu_records", _PROC,
         f"{_SCHED} (adaptive chunk size), {_CLI} status rate/ETA, summary's throughput",
         "chunk sizes and the run's throughput (rqp.throughput) shown and sealed into the summary; junk (not a "
-        "number, not finite, not UTF-8) reads as missing", "UNPROTECTED",
+        "number, not finite, not UTF-8) reads as missing; junk in cpu or cpu_records is overwritten by the next "
+        "commit", "UNPROTECTED",
         "moves only chunk sizes and the rate/ETA shown (and the summary's records_per_second): never a count, a "
         "result or an exit code",
         test=f"{_III}::test_8, {_III}::test_9, {_FUZZ}[progress]"),

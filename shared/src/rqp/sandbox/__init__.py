@@ -210,6 +210,10 @@ class ScriptPool:
         self.idle_seconds = idle_seconds
         self._hosts: OrderedDict[str, Host] = OrderedDict()
         self._broken: dict[str, tuple[float, str]] = {}
+        #: CPU seconds the script hosts spent in the last ``stream`` (from /proc), None when it
+        #: could not be read or a host failed mid-batch: the processor commits it so the scheduler
+        #: sizes chunks by the script's CPU, not by a wall time that other processes stretch
+        self.last_cpu: float | None = None
 
     def run(self, workload_id: str, source: Callable[[], bytes], payloads: list[bytes]) -> list[tuple[int, bytes]]:
         """``process()`` on every payload: (kind, payload) per record, in order (``stream``,
@@ -229,6 +233,8 @@ class ScriptPool:
         in no promised order), so no more than a frame of results is held here. A record that times out, returns too much or
         takes its host down fails alone; the others run in a new host."""
         self._reap()
+        self.last_cpu = None
+        cpu: float | None = 0.0
         todo = list(range(len(payloads)))
         one_by_one = False  # after a failure no record could be blamed for: find the culprit
         while todo:
@@ -237,6 +243,7 @@ class ScriptPool:
             except ScriptError as exc:
                 reason = str(exc).encode()
                 sink(todo, bytes([NO_SCRIPT]) * len(todo), [reason] * len(todo))
+                cpu = None
                 break
             batch = todo[:1] if one_by_one else todo
 
@@ -245,9 +252,11 @@ class ScriptPool:
                     raise ValueError("a frame's kinds and values differ in number")  # as zip(strict=True) did
                 sink(batch[start : start + len(values)], kinds, values)
 
+            before = host.cpu_seconds()
             try:
                 host.run([payloads[i] for i in batch], deliver)
             except HostFailure as failure:
+                cpu = None  # the host is gone with its CPU time: this stream's is unknown
                 self._hosts.pop(workload_id, None)
                 done = failure.delivered
                 if failure.index is None:
@@ -260,8 +269,12 @@ class ScriptPool:
                 todo = [i for i in todo if i not in gone]
                 continue
             todo = todo[len(batch) :]
-            if host.cpu_seconds() > self.config.cpu_seconds / 2:
+            after = host.cpu_seconds()
+            if cpu is not None:
+                cpu = cpu + after - before if before > 0 and after >= before else None
+            if after > self.config.cpu_seconds / 2:
                 self._retire(workload_id)  # a fresh one before the CPU limit can hit a record
+        self.last_cpu = cpu
 
     def _host(self, workload_id: str, source: Callable[[], bytes]) -> Host:
         host = self._hosts.get(workload_id)

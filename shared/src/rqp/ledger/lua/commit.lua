@@ -12,7 +12,8 @@
 -- ARGV[11] packed sealed records not done, kept for their retry or `rqp retry`
 -- ARGV[12] the chunk's note field   ARGV[13] its sealed note (what its done records share)
 -- ARGV[14] ids done in a retry chunk: their kept records and earlier statuses go (comma-separated)
--- ARGV[15..] (message id, outbox value) pairs
+-- ARGV[15] CPU seconds the script hosts spent on the records ('' when not measured)
+-- ARGV[16..] (message id, outbox value) pairs
 -- returns 1 when committed, 0 when the job was no longer pending
 if redis.call('GET', KEYS[13]) == ARGV[1] then redis.call('DEL', KEYS[13]) end
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
@@ -29,6 +30,15 @@ redis.call('HINCRBYFLOAT', KEYS[9], 'seconds', ARGV[4])
 redis.call('HINCRBY', KEYS[9], 'records', ARGV[6])
 redis.call('HSET', KEYS[9], 'last', ARGV[5])
 redis.call('HSETNX', KEYS[9], 'first', tostring(tonumber(ARGV[5]) - tonumber(ARGV[4])))
+if ARGV[15] ~= '' then
+  -- pcall: junk a Redis writer put in either field restarts both from this chunk's figures
+  -- (chunk sizes only), never fails the commit
+  local a = redis.pcall('HINCRBYFLOAT', KEYS[9], 'cpu', ARGV[15])
+  local b = redis.pcall('HINCRBY', KEYS[9], 'cpu_records', ARGV[6])
+  if type(a) == 'table' and a.err or type(b) == 'table' and b.err then
+    redis.call('HSET', KEYS[9], 'cpu', ARGV[15], 'cpu_records', ARGV[6])
+  end
+end
 hset_packed(KEYS[4], ARGV[7])
 local done = 0
 for a, b in string.gmatch(ARGV[8], '(%d+)-(%d+)') do
@@ -48,7 +58,7 @@ each_slice(ids(ARGV[14]), function(...)
   redis.call('HDEL', KEYS[3], ...)
   redis.call('HDEL', KEYS[4], ...)
 end)
-for i = 15, #ARGV, 2 do
+for i = 16, #ARGV, 2 do
   redis.call('HSET', KEYS[11], ARGV[i], ARGV[i + 1])
   redis.call('ZADD', KEYS[12], ARGV[5], ARGV[i])
 end
