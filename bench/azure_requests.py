@@ -54,8 +54,8 @@ START_LIST_MAX = 40
 
 
 def print_start(log: Path) -> None:
-    """The start path, request by request: from the first read of the manifest (the scheduler
-    opening the workload) until the first part's PUT (a worker's first commit), with each
+    """The start path, request by request: from the first read of a manifest or key (the
+    scheduler opening the workload; the two are read together) until the first part's PUT (a worker's first commit), with each
     request's time after the first. Which requests wait on which is what overlapping removes."""
     from datetime import datetime
 
@@ -70,14 +70,14 @@ def print_start(log: Path) -> None:
         if key in seen:
             continue
         seen.add(key)
-        if not rows and not (m.group(1) == "GET" and "manifest.json" in m.group(2)):
+        if not rows and not (m.group(1) == "GET" and ("manifest.json" in m.group(2) or "key.json" in m.group(2))):
             continue  # the packer's uploads
         rows.append((datetime.fromisoformat(t.group(1)).timestamp(), what))
         if what.startswith("PUT blob parts") or len(rows) >= START_LIST_MAX:
             break
     if not rows:
         return
-    print("start path (ms after the first manifest read):")
+    print("start path (ms after the first manifest or key read):")
     for at, what in rows:
         print(f"  {(at - rows[0][0]) * 1000:8.1f}  {what}")
 
