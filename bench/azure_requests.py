@@ -47,6 +47,41 @@ def kind(method: str, url: str) -> str:
     return f"{method} {'container' if 'restype=container' in url else 'other'}{op}"
 
 
+#: a request line's time (Azurite's debug log starts each line with an ISO timestamp)
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z")
+#: requests of the start path listed: from the workload's first read until the first part is written
+START_LIST_MAX = 40
+
+
+def print_start(log: Path) -> None:
+    """The start path, request by request: from the first read of a manifest or key (the
+    scheduler opening the workload; the two are read together) until the first part's PUT (a worker's first commit), with each
+    request's time after the first. Which requests wait on which is what overlapping removes."""
+    from datetime import datetime
+
+    rows: list[tuple[float, str]] = []
+    seen: set[str] = set()
+    for line in log.read_text(errors="replace").splitlines():
+        m, t = _REQUEST.search(line), _STAMP.search(line)
+        if not m or not t or _SUB_REQUEST.search(m.group(2)):
+            continue
+        what = kind(m.group(1), m.group(2))
+        key = line[: t.end()] + m.group(0)
+        if key in seen:
+            continue
+        seen.add(key)
+        if not rows and not (m.group(1) == "GET" and ("manifest.json" in m.group(2) or "key.json" in m.group(2))):
+            continue  # the packer's uploads
+        rows.append((datetime.fromisoformat(t.group(1)).timestamp(), what))
+        if what.startswith("PUT blob parts") or len(rows) >= START_LIST_MAX:
+            break
+    if not rows:
+        return
+    print("start path (ms after the first manifest or key read):")
+    for at, what in rows:
+        print(f"  {(at - rows[0][0]) * 1000:8.1f}  {what}")
+
+
 def main() -> int:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else run.RQP_AZURE_N
     work = Path(tempfile.mkdtemp(prefix="rqp-azreq-"))
@@ -85,6 +120,7 @@ def main() -> int:
     for what, c in inside.most_common():
         print(f"  inside Blob Batch requests: {what:<30}{c:>6}")
     print(f"CPU µs/record: {rnd['cpu_us_per_record']}")
+    print_start(log)
     return 0
 
 

@@ -22,18 +22,21 @@ from __future__ import annotations
 
 import ast
 import csv
+import functools
 import hashlib
 import json
 import os
 import re
 import secrets
 import struct
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import jsonsafe
 from .crypto import (
@@ -54,6 +57,8 @@ from .ledger import PAIR
 from .records import FORMATS
 from .signing import SIGNATURE_DOMAIN, Signature, SigningKey, TrustStore
 from .storage import BlobStore
+
+T = TypeVar("T")
 
 __all__ = [
     "SHRED_BYTES",
@@ -114,6 +119,34 @@ def new_workload_id(stem: str = "w") -> str:
 
 def blob_name(workload_id: str, leaf: str) -> str:
     return f"workloads/{workload_id}/{leaf}"
+
+
+def _in_background(fn: Callable[[], T]) -> Callable[[], T]:
+    """Start ``fn`` on a thread of its own now; the returned callable waits for it and gives
+    its result or raises its exception, in the caller's thread. A thread per call (not a pool):
+    once per opening, and nothing to re-make in a forked child."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fn())
+        except Exception as exc:  # noqa: BLE001 - handed to the caller, who raises it
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="rqp-open", daemon=True).start()
+    return future.result
+
+
+def _reads(store: BlobStore, names: list[str]) -> list[Callable[[], bytes]]:
+    """One reader per name, each giving the blob's bytes or raising as ``store.get`` does. On a
+    remote store (``BlobStore.remote``) every name after the first is read at once on a thread,
+    while the caller reads the first: their round trips overlap. Elsewhere each is read when
+    its reader is called, in the caller's order, as a plain ``get``."""
+    if not store.remote:
+        return [functools.partial(store.get, name) for name in names]
+    return [functools.partial(store.get, names[0])] + [
+        _in_background(functools.partial(store.get, n)) for n in names[1:]
+    ]
 
 
 @dataclass(frozen=True)
@@ -615,8 +648,14 @@ class Workload:
                 f"unknown generation {generation!r} of workload {workload_id}; use '' or {SUPERSEDED!r}"
             )
         what = f"workload {workload_id}" if not generation else f"the superseded generation of workload {workload_id}"
+        # the wrapped key is read while the manifest is (nothing in it is used before the
+        # manifest is parsed and its signature checked, as before); errors keep their order
+        read_manifest, read_key = _reads(
+            store,
+            [blob_name(workload_id, generation + "manifest.json"), blob_name(workload_id, generation + "key.json")],
+        )
         try:
-            raw = store.get(blob_name(workload_id, generation + "manifest.json"))
+            raw = read_manifest()
         except BlobNotFoundError:
             if generation:
                 raise WorkloadError(f"{what} is not in {store.location}: it was not re-packed after it ended") from None
@@ -625,7 +664,7 @@ class Workload:
             ) from None
         manifest = Manifest.from_json(raw, workload_id, generation + "manifest.json")
         try:
-            wrapped = WrappedKey.from_json(store.get(blob_name(workload_id, generation + "key.json")))
+            wrapped = WrappedKey.from_json(read_key())
         except BlobNotFoundError:
             raise IntegrityError(f"key.json of {what} is missing from {store.location}; re-pack the workload") from None
         signer = verify_signature(manifest, wrapped, trust)
@@ -676,10 +715,34 @@ class Workload:
                 f"{what} of workload {self.id} is {size} bytes but the manifest says {info.size}: truncated or replaced; re-pack the workload"
             )
 
+    def _read_sized(self, info: BlobInfo, what: str) -> bytes:
+        """The blob ``info`` names, of exactly the manifest's size, in one request: a read of
+        at most that many bytes (and one more range when the blob is longer, so memory stays
+        bounded by the manifest's size), instead of asking the size first. A missing, shorter or
+        longer blob raises ``_check_blob``'s error, naming its size (a second request, on that
+        failure only)."""
+        try:
+            pieces = self.store.iter_chunks(info.name, max(1, info.size))
+        except BlobNotFoundError:
+            self._check_blob(info, what)
+            raise  # it appeared after all: the reader's own error
+        try:
+            raw = next(pieces, b"")
+            longer = next(pieces, None) is not None
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()
+        if longer or len(raw) != info.size:
+            self._check_blob(info, what)
+            raise IntegrityError(
+                f"{what} of workload {self.id} changed while being read; read it again, or re-pack the workload"
+            )
+        return raw
+
     def script_source(self) -> bytes:
         info = self.manifest.script
-        self._check_blob(info, "script")
-        raw = self.store.get(info.name)
+        raw = self._read_sized(info, "script")
         if hashlib.sha256(raw).hexdigest() != info.sha256:
             raise IntegrityError(
                 f"script of workload {self.id} does not match its manifest digest: tampered with; re-pack the workload"
@@ -690,8 +753,18 @@ class Workload:
         """Decrypted data, streamed segment by segment; every segment is authenticated before it
         is yielded, and the whole ciphertext is checked against the manifest digest at the end."""
         info = self.manifest.data
-        self._check_blob(info, "data")
-        tee = _Tee(self.store.iter_chunks(info.name))
+        if not self.store.remote:
+            self._check_blob(info, "data")
+            chunks = self.store.iter_chunks(info.name)
+        else:  # the size is asked while the first range is read: one round trip, not two
+            check = _in_background(functools.partial(self._check_blob, info, "data"))
+            try:
+                chunks = self.store.iter_chunks(info.name)
+            except RqpError:
+                check()  # a missing blob: the size check's error, as on a local store
+                raise
+            check()
+        tee = _Tee(chunks)
         yield from decrypt_stream(self.key, tee, aad("data", self.id), f"data of workload {self.id}")
         if tee.sha.hexdigest() != info.sha256 or tee.size != info.size:
             raise IntegrityError(

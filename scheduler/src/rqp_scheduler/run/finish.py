@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import threading
 import time
 from collections.abc import Generator
 from typing import cast
@@ -42,23 +43,45 @@ class Finisher:
         #: the script hosts a ``--format script`` workload's ``parse()`` runs in again at the end,
         #: for its records' input digests (``rqp.results_root``)
         self.hosts = hosts
+        #: the "started" event's send on a remote queue, still under way (``event``)
+        self._sending: threading.Thread | None = None
 
-    def event(self, kind: str, data: dict[str, object], durable: bool = False) -> None:
+    def event(self, kind: str, data: dict[str, object], durable: bool = False, background: bool = False) -> None:
         """Publish an event on the events queue; ``durable`` ones go through the outbox (a
-        progress event that cannot be sent is only logged)."""
+        progress event that cannot be sent is only logged). ``background`` (the "started"
+        event): on a queue that is another service (``MessageQueue.remote``: Azure, where its
+        send is a round trip or three, the first creating the queue) it is sent on a thread, off
+        the start's critical path; it may then arrive after the first records' statuses, never
+        after this workload's next event, whose send waits for it first."""
+        self.wait_sent()
         ctx = self.ctx
         payload = {"event": kind, "workload": ctx.id, "at": time.time(), **data}
         message = make_envelope(ctx.workload, ctx.settings.events_queue, "event", payload)
-        if durable:
+        if background and not durable and ctx.mq.remote:
+            # not a daemon: an interpreter that exits waits for the send (bounded by its timeouts)
+            self._sending = threading.Thread(
+                target=self._send, args=(kind, message[1]), name=f"rqp-event-{kind}", daemon=False
+            )
+            self._sending.start()
+        elif durable:
             pipe = ctx.r.pipeline(transaction=True)
             outbox_add(pipe, ctx.settings.events_queue, [message])
             pipe.execute()
             publish_outbox(ctx.r, ctx.mq, [message[0]])
         else:
-            try:
-                ctx.mq.send(ctx.settings.events_queue, message[1])
-            except RqpError as exc:
-                log.warning("progress event not published: %s", exc)
+            self._send(kind, message[1])
+
+    def _send(self, kind: str, body: bytes) -> None:
+        try:
+            self.ctx.mq.send(self.ctx.settings.events_queue, body)
+        except RqpError as exc:
+            log.warning("%s event not published: %s", kind, exc)
+
+    def wait_sent(self) -> None:
+        """Wait for an event sent in the background (``event``), so events keep their order."""
+        sending, self._sending = self._sending, None
+        if sending is not None:
+            sending.join()
 
     def progress(self) -> None:
         p = read_progress(self.ctx.r, self.ctx.id)

@@ -196,7 +196,7 @@ class WorkloadRun:
                 self._resume_round(lost_round)  # a retry round Redis was lost in: run again from its start
             elif superseded is None:
                 self.checkpoints.restore()  # Redis was lost: from the blob store's checkpoint, if any
-            self.finisher.event("started", {"format": m.format, "data_bytes": m.data.plain_size})
+            self.finisher.event("started", {"format": m.format, "data_bytes": m.data.plain_size}, background=True)
             log.info("workload %s: started", ctx.id)
             if superseded is not None:
                 self._shred_if_asked(superseded[0])

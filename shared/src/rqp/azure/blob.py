@@ -97,6 +97,7 @@ class AzureBlobStore(BlobStore):
     """Blobs in one container. Every call has connect/read timeouts and the shared retry policy."""
 
     read_chunk = READ_RANGE
+    remote = True
 
     def __init__(
         self,

@@ -19,6 +19,10 @@ class BlobStore(ABC):
     #: the piece size ``iter_chunks`` reads when its caller names none: what suits this store
     #: (Azure: larger, as each piece is a request to another service)
     read_chunk: int = DEFAULT_READ_CHUNK
+    #: each read is a round trip to another service (Azure: milliseconds of latency), so a
+    #: reader that needs several independent blobs at once (``Workload.open``: the manifest and
+    #: the wrapped key) reads them in parallel; a local store reads them one after the other
+    remote: bool = False
 
     @abstractmethod
     def put(self, name: str, data: bytes, *, overwrite: bool = True) -> None:

@@ -30,6 +30,7 @@ class RetryingBlobStore(BlobStore):
         self.budget = budget
         self.location = inner.location
         self.read_chunk = inner.read_chunk  # the wrapped store's, whichever it is
+        self.remote = inner.remote
 
     def _call(self, op: str, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         def before_sleep(state: Any) -> None:
