@@ -60,7 +60,7 @@ class Finisher:
         if background and not durable and ctx.mq.remote:
             # not a daemon: an interpreter that exits waits for the send (bounded by its timeouts)
             self._sending = threading.Thread(
-                target=self._send, args=(kind, message[1]), name=f"rqp-event-{kind}", daemon=False
+                target=self._send_quietly, args=(kind, message[1]), name=f"rqp-event-{kind}", daemon=False
             )
             self._sending.start()
         elif durable:
@@ -76,6 +76,15 @@ class Finisher:
             self.ctx.mq.send(self.ctx.settings.events_queue, body)
         except RqpError as exc:
             log.warning("%s event not published: %s", kind, exc)
+
+    def _send_quietly(self, kind: str, body: bytes) -> None:
+        """``_send`` on its own thread: whatever goes wrong is one line in the log, never a traceback."""
+        try:
+            self._send(kind, body)
+        except Exception as exc:  # noqa: BLE001 - a progress event is never worth more than a line
+            log.warning(
+                "%s event not published: %s", kind, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            )
 
     def wait_sent(self) -> None:
         """Wait for an event sent in the background (``event``), so events keep their order."""
