@@ -58,6 +58,22 @@ class World:
 
         return WorkloadRun(self.backends(), wid).start()
 
+    def begun(self, wid: str) -> tuple[Any, Any]:
+        """``wid`` opened, and its ledger begun as a scheduler's start leaves it with nothing
+        queued: for the tests that queue their own chunks."""
+        import time
+
+        from rqp.ledger import Head, Ledger
+        from rqp.workload import Workload
+
+        w = Workload.open(self.store, self.keys, wid, self.trust())
+        led = Ledger(self.r, wid)
+        led.begin(
+            now=time.time(), fmt="jsonl", scheduler="t:1", max_attempts=2, pin=w.seal_pin(), signer=w.signer,
+            head=Head().seal(w),
+        )  # fmt: skip
+        return w, led
+
     def processor(self, name: str = "test:1") -> Any:
         """A ``ChunkProcessor`` as a worker has it (close its ``pool`` when done)."""
         from rqp import sandbox

@@ -12,10 +12,9 @@ from rqp import sandbox
 from rqp.backends import Backends
 from rqp.errors import ForbiddenJobError
 from rqp.jobs import ChunkSpec, seal_spec
-from rqp.ledger import PAIR, Head, Ledger, job_id, rejections
+from rqp.ledger import PAIR, job_id, rejections
 from rqp.signing import TrustStore
 from rqp.status import StatusRecord
-from rqp.workload import Workload
 from rqp_processor.chunk import ChunkProcessor
 
 SCRIPT = "def process(r):\n    if r['n'] == 2:\n        raise ValueError('two')\n    return r['n'] * 10\n"
@@ -25,12 +24,7 @@ SCRIPT = "def process(r):\n    if r['n'] == 2:\n        raise ValueError('two')\
 def setup(world):
     wid = world.pack("chunky", [{"n": i} for i in range(5)], script=SCRIPT)
     trust = TrustStore.from_file(world.signer.trusted)
-    w = Workload.open(world.store, world.keys, wid, trust)
-    led = Ledger(world.r, wid)
-    led.begin(
-        now=time.time(), fmt="jsonl", scheduler="t:1", max_attempts=2, pin=w.seal_pin(), signer=w.signer,
-        head=Head().seal(w),
-    )  # fmt: skip
+    w, led = world.begun(wid)
     jid = job_id(wid, "c00000000", 0)
     spec = ChunkSpec(wid, "c00000000", ((0, 5, 1),), 2, 0.0, 0.0, time.time())
     pipe = world.r.pipeline()
@@ -108,12 +102,7 @@ def test_a_tampered_record_fails_alone_and_the_others_results_land_under_their_o
 
     wid = world.pack("bulk", [{"n": i} for i in range(6)], script="def process(r):\n    return r['n'] * 10\n")
     trust = TrustStore.from_file(world.signer.trusted)
-    w = Workload.open(world.store, world.keys, wid, trust)
-    led = Ledger(world.r, wid)
-    led.begin(
-        now=time.time(), fmt="jsonl", scheduler="t:1", max_attempts=2, pin=w.seal_pin(), signer=w.signer,
-        head=Head().seal(w),
-    )  # fmt: skip
+    w, led = world.begun(wid)
     jid = job_id(wid, "c00000000", 0)
     spec = ChunkSpec(wid, "c00000000", ((0, 6, 1),), 2, 0.0, 0.0, time.time())
     seals = w.scope("c00000000")

@@ -101,12 +101,7 @@ def test_a_record_left_for_its_retry_is_kept_sealed_under_the_data_key(world):
     script = "def process(r):\n    if r['n'] == 2:\n        raise ValueError('two')\n    return r['n']\n"
     wid = world.pack("kept", [{"n": i} for i in range(4)], script=script)
     trust = TrustStore.from_file(world.signer.trusted)
-    w = Workload.open(world.store, world.keys, wid, trust)
-    led = Ledger(world.r, wid)
-    led.begin(
-        now=time.time(), fmt="jsonl", scheduler="t:1", max_attempts=2, pin=w.seal_pin(), signer=w.signer,
-        head=Head().seal(w),
-    )  # fmt: skip
+    w, led = world.begun(wid)
     jid = job_id(wid, "c00000000", 0)
     pipe = world.r.pipeline()
     led.put_chunk(pipe, "c00000000", _value(w, "c00000000", range(4)))

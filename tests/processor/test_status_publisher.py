@@ -14,7 +14,7 @@ import pytest
 
 from rqp import sandbox
 from rqp.backends import Backends
-from rqp.ledger import OUTBOX, Head, Ledger, flush_outbox, job_id, outbox_add
+from rqp.ledger import OUTBOX, flush_outbox, job_id, outbox_add
 from rqp.storage import RedisMessageQueue
 from rqp_processor.chunk import ChunkProcessor
 from rqp_processor.publisher import StatusPublisher
@@ -142,7 +142,6 @@ def test_a_chunk_on_azure_queue_storage_commits_and_its_status_reaches_the_queue
     from rqp.azure.queue import AzureMessageQueue
     from rqp.messages import open_envelope
     from rqp.signing import TrustStore
-    from rqp.workload import Workload
 
     conn = world.root / "storage-conn"
     conn.write_text(azurite.connection_string)
@@ -153,12 +152,7 @@ def test_a_chunk_on_azure_queue_storage_commits_and_its_status_reaches_the_queue
     assert mq.remote
     wid = world.pack("azq", [{"n": i} for i in range(5)], script=SCRIPT)
     trust = TrustStore.from_file(world.signer.trusted)
-    w = Workload.open(world.store, world.keys, wid, trust)
-    led = Ledger(world.r, wid)
-    led.begin(
-        now=time.time(), fmt="jsonl", scheduler="t:1", max_attempts=2, pin=w.seal_pin(), signer=w.signer,
-        head=Head().seal(w),
-    )  # fmt: skip
+    w, led = world.begun(wid)
     from rqp.jobs import ChunkSpec, seal_spec
 
     jid = job_id(wid, "c00000000", 0)
