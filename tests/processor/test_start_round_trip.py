@@ -1,7 +1,7 @@
 """Starting a chunk is one round trip: the start script by EVALSHA and the chunk's records read in
 one pipeline. redis-py's own pipelined scripts sent SCRIPT EXISTS before every such pipeline (one
 more round trip per chunk, issue 28); a Redis that lost its scripts (restarted, failed over)
-answers NOSCRIPT, and the script is loaded and the start sent again."""
+answers NOSCRIPT, and the start is sent again behind SCRIPT LOAD in one transaction."""
 
 from __future__ import annotations
 

@@ -268,6 +268,12 @@ def test_the_ledger_scripts_run_only_commands_their_roles_may_run(srv):
         keys = (w.meta, w.control, w.lock, AUDIT, AUDIT_HEAD, SUBMISSIONS)
         got = admin.execute_command("ACL", "DRYRUN", user, "EVALSHA", "0" * 40, len(keys), *keys)
         assert got in (b"OK", "OK"), (user, got)
+    # a Redis that lacks a script (restarted, SCRIPT FLUSH) gets it loaded and run in one MULTI/EXEC
+    # (rqp.ledger.LuaScript): every role that runs the ledger's scripts may send those
+    for user in ("scheduler", "processor", "console-actions", "submitter"):
+        for command in (("MULTI",), ("EXEC",), ("SCRIPT", "LOAD", "return 1")):
+            got = admin.execute_command("ACL", "DRYRUN", user, *command)
+            assert got in (b"OK", "OK"), (user, command, got)
     # the submitter posts no advisory state change: it may not write a workload's state
     assert admin.execute_command("ACL", "DRYRUN", "submitter", "HSET", w.meta, "state", "done") not in (b"OK", "OK")
     assert admin.execute_command("ACL", "DRYRUN", "console", "HSET", key, "f", "v") != b"OK"

@@ -41,7 +41,7 @@ from redis.client import Pipeline
 from rqp.config import Settings
 from rqp.connect import connect_redis
 from rqp.identity import process_identity
-from rqp.ledger import LEADER_FENCE, LEADER_LEASE, WorkloadKeys, unfinished
+from rqp.ledger import LEADER_FENCE, LEADER_LEASE, WorkloadKeys, register_script, unfinished
 
 __all__ = [
     "FENCE",
@@ -121,9 +121,9 @@ class LeaderLease:
         #: set when the lease was lost: the scheduler's loop stops on it
         self.lost = threading.Event()
         self._on_lost: list[Callable[[], None]] = []
-        self._take = r.register_script(_script("take"))
-        self._renew = r.register_script(_script("renew"))
-        self._release = r.register_script(_script("release"))
+        self._take = register_script(r, _script("take"))
+        self._renew = register_script(r, _script("renew"))
+        self._release = register_script(r, _script("release"))
 
     @classmethod
     def open(cls, settings: Settings) -> LeaderLease:

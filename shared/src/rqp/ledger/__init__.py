@@ -80,6 +80,7 @@ from ._ledger import INF, ChunkOutcome, JobRefused, Lease, Ledger, LockHeld, Sna
 from ._outbox import flush_outbox, outbox_add, outbox_value, publish_outbox
 from ._refused import REFUSED_KEEP, Refusal, clear_refusal, manifest_sha256, read_refusal, record_refusal, refusals
 from ._scripts import Scripts
+from ._scripts import register as register_script
 
 __all__ = [
     "AUDIT",
@@ -158,6 +159,7 @@ __all__ = [
     "record_rejection",
     "refusals",
     "register_processor",
+    "register_script",
     "rejections",
     "release_worker",
     "split_keyed_result",
