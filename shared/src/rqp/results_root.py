@@ -55,7 +55,6 @@ import queue
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import suppress
 from dataclasses import dataclass
 from itertools import chain, islice
 from typing import Any
@@ -848,14 +847,19 @@ class _Pipe:
                 self._stopped = item is _END or item is _ABORT
 
     def _put(self, item: object) -> None:
+        """Queue ``item``: a piece (refused with the writer's error once it has one) or a marker
+        (always queued while the writer lives: it drains until one comes, and then ends)."""
+        marker = item is _END or item is _ABORT
         while True:
-            if self._error is not None:
+            if self._error is not None and not marker:
                 raise self._error
             try:
                 self._q.put(item, timeout=_PIPE_POLL)
                 return
             except queue.Full:
                 if not self._thread.is_alive():
+                    if marker:
+                        return
                     raise self._error or StorageError(
                         "the leaf hashes' writer stopped; run the consolidation again"
                     ) from None
@@ -874,8 +878,7 @@ class _Pipe:
     def abort(self) -> None:
         """Stop the writer without completing the blob (the caller deletes what is staged)."""
         if self._thread.is_alive():
-            with suppress(BaseException):
-                self._put(_ABORT)
+            self._put(_ABORT)
             self._thread.join()
 
 
