@@ -149,7 +149,9 @@ class Packed:
         """Consolidation's write with the root's leaves made on the way (``RootWhileWriting``)."""
         from rqp.results_root import STAGED_SUFFIX, UNRECORDED_ROUND, RootWhileWriting
 
-        rw = RootWhileWriting(self.store, self.workload, (), [], self.n, inputs=pieces.read(pieces.plan(self.n), self.n))
+        rw = RootWhileWriting(
+            self.store, self.workload, (), [], self.n, inputs=pieces.read(pieces.plan(self.n), self.n)
+        )
         sha = self._write(rw.lines(iter(self.blocks)))
         return rw.finish(self.results + STAGED_SUFFIX, sha, UNRECORDED_ROUND, self.signer)
 

@@ -20,6 +20,12 @@ Steps, each its own function: **notes** (this round's, sorted), **this_round** a
 (the rqp stream, AAD binding the workload, hashed on the way), **failures** (the proof for the
 records not done), **summarize**. Memory: one part, the results of retry chunks, and a bit per
 record.
+
+The results root (``rqp.results_root``): in the usual round (``this_round_blocks``: data chunks
+one after another, no earlier round) its leaves are made in the same pass that writes the
+results (``RootWhileWriting``; the failures are proven first, ``_failures_ahead``); any other
+round writes the results, then builds the root from them read back (``build_root``). Both end in
+the same checks and the same root.
 """
 
 from __future__ import annotations
@@ -832,7 +838,6 @@ def consolidate(
         if root_pass is not None:
             if proof.emitted != proof.done:  # what ``_failures_ahead`` took as written
                 raise StateError(workload.id, "the results written are not the records this round's notes name done")
-            assert head.total is not None
             root = root_pass.finish(results.blob + STAGED_SUFFIX, results.sha256, head.round, signer)
         else:
             failed = failures(ledger, workload, proof, cancelled)
