@@ -40,6 +40,8 @@ sys.path.insert(0, str(REPO / "tests"))
 DEFAULT_RECORDS = 100_000
 #: records per piece of input digests (``rqp_scheduler.run.enqueue.ENQUEUE_BATCH_RECORDS``)
 ENQUEUE_BATCH = 4096
+#: result lines per block handed to the results' encryption (one chunk's, as consolidation does)
+CHUNK_RECORDS = 1024
 
 
 class Packed:
@@ -75,6 +77,8 @@ class Packed:
         )
         lines = [b'{"id":%d,"result":%s}\n' % (i, dumps(process.process(r)).encode()) for i, r in enumerate(records)]
         self.results = blob_name("root", "results.enc")
+        #: the result lines in blocks of a chunk's records, as consolidation hands them on
+        self.blocks = [b"".join(lines[i : i + CHUNK_RECORDS]) for i in range(0, n, CHUNK_RECORDS)]
         self.store.put_stream(
             self.results, encrypt_stream(self.workload.key, iter([b"".join(lines)]), aad("results", "root"))
         )
@@ -110,6 +114,47 @@ class Packed:
         pieces.flush()
         return pieces
 
+    def _write(self, blocks: Iterator[bytes]) -> str:
+        """The results object written as ``consolidate.write_results`` writes it (staged name):
+        encrypted, hashed on the way out; its SHA-256."""
+        import hashlib
+
+        from rqp.crypto import aad, encrypt_stream
+        from rqp.results_root import STAGED_SUFFIX
+
+        digest = hashlib.sha256()
+
+        def hashed(chunks: Iterator[bytes]) -> Iterator[bytes]:
+            for c in chunks:
+                digest.update(c)
+                yield c
+
+        self.store.put_stream(
+            self.results + STAGED_SUFFIX, hashed(encrypt_stream(self.workload.key, blocks, aad("results", "root")))
+        )
+        return digest.hexdigest()
+
+    def write_then_read_back(self, pieces: Any) -> Any:
+        """Consolidation's write, then the root from the staged object read back (two passes)."""
+        from rqp.results_root import STAGED_SUFFIX, build_root
+
+        sha = self._write(iter(self.blocks))
+        plan = pieces.plan(self.n)
+        return build_root(
+            self.store, self.workload, (), self.results + STAGED_SUFFIX, [], self.n, self.signer, staged=True,
+            inputs=pieces.read(plan, self.n), results_sha256=sha,
+        )  # fmt: skip
+
+    def write_in_one_pass(self, pieces: Any) -> Any:
+        """Consolidation's write with the root's leaves made on the way (``RootWhileWriting``)."""
+        from rqp.results_root import STAGED_SUFFIX, UNRECORDED_ROUND, RootWhileWriting
+
+        rw = RootWhileWriting(
+            self.store, self.workload, (), [], self.n, inputs=pieces.read(pieces.plan(self.n), self.n)
+        )
+        sha = self._write(rw.lines(iter(self.blocks)))
+        return rw.finish(self.results + STAGED_SUFFIX, sha, UNRECORDED_ROUND, self.signer)
+
     def build_from_pieces(self, pieces: Any) -> Any:
         """The attestation from the enqueue's stored digests (the data not read)."""
         from rqp.results_root import build_root
@@ -134,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         ways: dict[str, Callable[[], Any]] = {
             "from the data": packed.build,
             "from the enqueue's digests": lambda: packed.build_from_pieces(pieces),
+            "write + read back (two passes)": lambda: packed.write_then_read_back(pieces),
+            "write + leaves (one pass)": lambda: packed.write_in_one_pass(pieces),
         }
         times: dict[str, list[float]] = {way: [] for way in ways}
         root = None
@@ -152,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.profile:
             prof = cProfile.Profile(time.process_time)
             prof.enable()
-            packed.build_from_pieces(pieces)
+            packed.write_in_one_pass(pieces)
             prof.disable()
             s = io.StringIO()
             pstats.Stats(prof, stream=s).strip_dirs().sort_stats("tottime").print_stats(20)

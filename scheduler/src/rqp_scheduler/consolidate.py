@@ -20,6 +20,12 @@ Steps, each its own function: **notes** (this round's, sorted), **this_round** a
 (the rqp stream, AAD binding the workload, hashed on the way), **failures** (the proof for the
 records not done), **summarize**. Memory: one part, the results of retry chunks, and a bit per
 record.
+
+The results root (``rqp.results_root``): in the usual round (``this_round_blocks``: data chunks
+one after another, no earlier round) its leaves are made in the same pass that writes the
+results (``RootWhileWriting``; the failures are proven first, ``_failures_ahead``); any other
+round writes the results, then builds the root from them read back (``build_root``). Both end in
+the same checks and the same root.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ from rqp.results_root import (
     STAGED_SUFFIX,
     Attestation,
     EndedRound,
+    RootWhileWriting,
     build_root,
 )
 from rqp.signing import SigningKey
@@ -698,6 +705,50 @@ def _root(
     )  # fmt: skip
 
 
+def _failures_ahead(ledger: Ledger, workload: Workload, proof: Proof, cancelled: bool) -> list[Failure]:
+    """``failures`` before the results are written, for the one pass (``RootWhileWriting`` needs
+    them as it makes the leaves): in ``this_round_blocks``' round the records written are exactly
+    the ones this round's notes name done (``proof.done``) or the write fails -- ``consolidate``
+    checks ``proof.emitted == proof.done`` once it is written -- so the records with no result are
+    known now, and each must have its sealed failed status as ``failures`` requires."""
+    ahead = Proof(proof.total, proof.done, proof.done)  # read only: the records that will have a result
+    failed = failures(ledger, workload, ahead, cancelled)
+    proof.not_run = ahead.not_run
+    return failed
+
+
+def _root_pass(
+    store: BlobStore,
+    workload: Workload,
+    head: Head,
+    failed: list[Failure],
+    inputs: InputPieces | None,
+    payloads: Iterable[bytes] | None,
+    limits: Limits | None,
+    unread: int,
+) -> RootWhileWriting:
+    """``_root``'s choice of input digests (the enqueue's pieces when they cover every record and
+    each is as it wrote it, else the data read again), for the one pass: ``inputs.bin`` is
+    written here, before the results, and the leaves are made as the results are written."""
+    assert head.total is not None
+    plan = None if inputs is None else inputs.plan(head.total)
+    if inputs is not None and plan is not None:
+        try:
+            return RootWhileWriting(
+                store, workload, (), failed, head.total, inputs=inputs.read(plan, head.total), unread=unread
+            )
+        except PieceRejected as exc:
+            log.warning("workload %s: %s; the results root reads the data again", workload.id, exc)
+    elif inputs is not None:
+        log.info(
+            "workload %s: this run's input digests do not cover every record (it resumed, or a retry round); "
+            "the results root reads the data again",
+            workload.id,
+        )
+    records = payloads if payloads is not None else _payloads(workload, limits)
+    return RootWhileWriting(store, workload, records, failed, head.total, unread=unread)
+
+
 def consolidate(
     ledger: Ledger,
     store: BlobStore,
@@ -752,6 +803,7 @@ def consolidate(
         )
     count = [0]
     blocks = this_round_blocks(found, store, workload, proof, count) if previous is None else None
+    one_pass = blocks is not None
     if blocks is None:
         sources = [this_round(found, store, workload, proof)]
         if previous is not None and ended is not None:
@@ -771,15 +823,25 @@ def consolidate(
     # only with the summary: a check below that fails (Redis state that does not add up) leaves
     # the ended round's results, leaves and summary as they were, still readable together
     staged = staged_blobs(workload.id)
+    root_pass: RootWhileWriting | None = None
     try:
+        if one_pass:  # the root's leaves made as the results are written (``RootWhileWriting``)
+            failed = _failures_ahead(ledger, workload, proof, cancelled)
+            root_pass = _root_pass(store, workload, head, failed, inputs, payloads, limits, unread)
+            blocks = root_pass.lines(blocks)
         results = write_results(store, workload, blocks, count, staged=True)
         if proof.this_round != proof.done_count:
             raise StateError(
                 workload.id,
                 f"this round's notes name {proof.done_count} records done, {proof.this_round} results were read",
             )
-        failed = failures(ledger, workload, proof, cancelled)
-        root = _root(store, workload, head, results, failed, signer, inputs, payloads, limits, unread)
+        if root_pass is not None:
+            if proof.emitted != proof.done:  # what ``_failures_ahead`` took as written
+                raise StateError(workload.id, "the results written are not the records this round's notes name done")
+            root = root_pass.finish(results.blob + STAGED_SUFFIX, results.sha256, head.round, signer)
+        else:
+            failed = failures(ledger, workload, proof, cancelled)
+            root = _root(store, workload, head, results, failed, signer, inputs, payloads, limits, unread)
         summary = summarize(
             ledger, workload, head, results, failed, proof.not_run, "cancelled" if cancelled else "done", unread,
             root.to_dict(), found,
@@ -789,6 +851,8 @@ def consolidate(
             before = ended if ended is not None else _summary_in_place(store, workload)
             _no_second_root(before, workload, root, signer.public_pem().decode())
     except BaseException:
+        if root_pass is not None:
+            root_pass.abort()
         for name, _final in staged:
             with suppress(StorageError):  # a store that is down keeps them: the next run overwrites them
                 store.delete(name)

@@ -51,7 +51,9 @@ import hmac
 import json
 import json.encoder
 import json.scanner
+import queue
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain, islice
@@ -61,7 +63,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .crypto import KEY_SIZE, aad, decrypt_stream
-from .errors import IntegrityError
+from .errors import IntegrityError, StorageError
 from .jsonsafe import MAX_JSON_DEPTH, ROW_MEMBERS, JSONRejected, loads, result_line
 from .merkle import HASH_SIZE, LEAF_PREFIX, TreeBuilder, iter_hashes
 from .sandbox._jsonsafe import _DECODER as _STRICT
@@ -675,6 +677,13 @@ def build_root(
             f"workload {workload.id}: {results_blob} is not the results object consolidation wrote (another writer "
             "in the blob store); nothing was signed: check who can write to the blob store"
         )
+    return _attest(workload, round_, tree, keys, signer)
+
+
+def _attest(
+    workload: Workload, round_: int, tree: TreeBuilder, keys: KeysSeen, signer: SigningKey | None
+) -> Attestation:
+    """The statement over ``tree``'s root, signed when ``signer``."""
     m = workload.manifest
     statement = {
         "v": STATEMENT_VERSION,
@@ -691,6 +700,278 @@ def build_root(
     if signer is None:
         return att
     return Attestation(statement, signer.signature(att.message()), signer.public_pem().decode())
+
+
+class _LeafMaker:
+    """``_leaves`` pushed instead of pulled: rows are handed in as consolidation makes them
+    (``feed``), the records between them and after the last (``finish``) get their failed or
+    never-run leaves, each leaf exactly as ``_leaves`` makes it for the same rows, inputs and
+    failures (``tests/shared/test_results_root_one_pass.py`` holds the two to the same root).
+    A row that no record takes -- an id out of order, repeated, beyond the last record or not an
+    id -- is counted in ``unmatched``: the one pass refuses such a results stream (the read-back
+    left it to the stream's digest, which such a row made differ in practice)."""
+
+    def __init__(
+        self, macs: Iterator[bytes], failures: list[Failure], total: int, tree: TreeBuilder, keys: KeysSeen
+    ) -> None:
+        self._macs = macs
+        self._by_id = {f.id: f for f in failures}
+        self._total = total
+        self._tree = tree
+        self._keys = keys
+        self._rid = 0
+        self.unmatched = 0
+        self._leaf = (LEAF_PREFIX + LEAF_DOMAIN).decode("ascii") + '[%d,%s,"%s","%s","%s"]'
+
+    def _other(self, rid: int, mac: bytes, out: list[bytes]) -> None:
+        """The leaf of record ``rid``, which has no result: failed (its reason), or never ran."""
+        f = self._by_id.get(rid)
+        if f is not None:
+            kind, digest = failed_leaf(f.error)
+            key = f.key
+            if key is None:
+                self._keys.unkeyed_failure()
+        else:
+            kind, digest = not_run_leaf()
+            key = None
+            self._keys.unkeyed_failure()  # never ran (cancelled): its key is unknown, so may repeat another's
+        if key is None:
+            k = "null"
+        else:
+            self._keys.add(key)
+            k = json.dumps(str(key))
+        out.append(
+            hashlib.sha256(
+                (self._leaf % (rid, k, "" if mac == _NO_INPUT else mac.hex(), kind, digest)).encode()
+            ).digest()
+        )
+
+    def feed(self, rows: list[_Row]) -> bytes:
+        """The leaf hashes of the records up to the last of ``rows`` (added to the tree), concatenated."""
+        out: list[bytes] = []
+        add = out.append
+        sha, leaf, dumps, keys, macs, total = (
+            hashlib.sha256,
+            self._leaf,
+            json.dumps,
+            self._keys,
+            self._macs,
+            self._total,
+        )
+        rid = self._rid
+        for row in rows:
+            taken = False
+            while rid < total:
+                mac = next(macs, None)
+                if mac is None:  # inputs.bin read back short: its tally differs, refused in ``finish``
+                    rid = total
+                    break
+                if row[0] == rid:
+                    _, key, kind, digest = row
+                    if key is None:
+                        k = "null"
+                    else:
+                        keys.add(key)
+                        k = dumps(str(key))
+                    add(sha((leaf % (rid, k, "" if mac == _NO_INPUT else mac.hex(), kind, digest)).encode()).digest())
+                    rid += 1
+                    taken = True
+                    break
+                self._other(rid, mac, out)
+                rid += 1
+            if not taken:
+                self.unmatched += 1
+        self._rid = rid
+        if out:
+            self._tree.extend(out)
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        """The leaf hashes of the records after the last row (failed or never ran), concatenated."""
+        out: list[bytes] = []
+        while self._rid < self._total:
+            mac = next(self._macs, None)
+            if mac is None:
+                break
+            self._other(self._rid, mac, out)
+            self._rid += 1
+        self._rid = self._total
+        if out:
+            self._tree.extend(out)
+        return b"".join(out)
+
+
+#: pieces of leaf hashes waiting for ``_Pipe``'s writer thread at most
+_PIPE_DEPTH = 8
+#: how long ``_Pipe`` waits for room before looking whether its writer is still alive (seconds)
+_PIPE_POLL = 0.5
+_END, _ABORT = object(), object()
+
+
+class _Aborted(Exception):
+    """Raised inside a ``_Pipe``'s stream when its feeder gives up: the blob is not completed."""
+
+
+class _Pipe:
+    """One blob written by ``BlobStore.put_stream`` on a thread of its own, fed piece by piece from
+    the caller's: ``put_stream`` pulls from an iterator, so two blobs written in one pass (the
+    results object and the leaf hashes beside it) need one writer each. Bounded: at most
+    ``_PIPE_DEPTH`` pieces wait. The writer's error (a store that is down) is raised in the
+    feeder at its next ``send`` or at ``close``."""
+
+    def __init__(self, store: BlobStore, name: str) -> None:
+        self._q: queue.Queue[object] = queue.Queue(maxsize=_PIPE_DEPTH)
+        self._error: BaseException | None = None
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, args=(store, name), name="rqp-leaves-writer", daemon=True)
+        self._thread.start()
+
+    def _chunks(self) -> Iterator[bytes]:
+        while True:
+            item = self._q.get()
+            if item is _END or item is _ABORT:
+                self._stopped = True
+                if item is _ABORT:
+                    raise _Aborted
+                return
+            yield item  # type: ignore[misc]  # only bytes and the two markers are queued
+
+    def _run(self, store: BlobStore, name: str) -> None:
+        try:
+            store.put_stream(name, self._chunks())
+        except BaseException as exc:  # noqa: BLE001 - handed to the feeder, which raises it
+            if not isinstance(exc, _Aborted):
+                self._error = exc
+            while not self._stopped:  # let the feeder's puts through until it ends or aborts
+                item = self._q.get()
+                self._stopped = item is _END or item is _ABORT
+
+    def _put(self, item: object) -> None:
+        """Queue ``item``: a piece (refused with the writer's error once it has one) or a marker
+        (always queued while the writer lives: it drains until one comes, and then ends)."""
+        marker = item is _END or item is _ABORT
+        while True:
+            if self._error is not None and not marker:
+                raise self._error
+            try:
+                self._q.put(item, timeout=_PIPE_POLL)
+                return
+            except queue.Full:
+                if not self._thread.is_alive():
+                    if marker:
+                        return
+                    raise self._error or StorageError(
+                        "the leaf hashes' writer stopped; run the consolidation again"
+                    ) from None
+
+    def send(self, piece: bytes) -> None:
+        if piece:
+            self._put(piece)
+
+    def close(self) -> None:
+        """End the blob and wait for it to be stored; the writer's error, if any."""
+        self._put(_END)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        """Stop the writer without completing the blob (the caller deletes what is staged)."""
+        if self._thread.is_alive():
+            self._put(_ABORT)
+            self._thread.join()
+
+
+class RootWhileWriting:
+    """The results root built in the **same pass** that writes the results object: the leaves from
+    the result lines as consolidation hands them to the encryption, instead of from the staged
+    object read back, decrypted and split again.
+
+    Why the root still commits to exactly the bytes that are swapped in. The read-back proved it
+    by decrypting the stored object and comparing the digest of what it read with the digest the
+    writer took. Here the rows are made from the very plaintext that is encrypted (``lines``
+    passes each block to the writer after taking its rows; the lines are split exactly as the
+    read-back split the decrypted stream, ``rest`` carried across blocks), and ``finish`` reads the
+    staged object back and compares its SHA-256 with the one the writer took of the ciphertext on
+    its way out (``consolidate.write_results``): equal digests mean the stored bytes are that
+    ciphertext, whose plaintext made the leaves -- the same guarantee, without the decryption,
+    split and parse of the second pass. A blob changed between write and swap is refused with
+    the read-back's own message. ``inputs.bin`` is written first and read back as the leaves are
+    made, its two tallies compared, as ``build_root`` does. A row no record takes is refused.
+
+    Use: ``lines(blocks)`` as the stream ``write_results`` encrypts, then ``finish``; ``abort``
+    on any failure (the staged blobs are the caller's to delete). Memory: one block and
+    ``_PIPE_DEPTH`` pieces of leaf hashes."""
+
+    def __init__(
+        self,
+        store: BlobStore,
+        workload: Workload,
+        records: Iterable[bytes],
+        failures: list[Failure],
+        total: int,
+        *,
+        inputs: Iterable[bytes] | None = None,
+        unread: int = 0,
+    ) -> None:
+        self._store, self._workload = store, workload
+        self._inputs_name = blob_name(workload.id, INPUTS_BLOB) + STAGED_SUFFIX
+        self._wrote, self._read_inputs = _Tally(), _Tally()
+        digests = _inputs(workload, records, total, unread) if inputs is None else _exactly(inputs, total)
+        store.put_stream(self._inputs_name, self._wrote.feed(digests))
+        self._macs = iter_hashes(self._read_inputs.feed(store.iter_chunks(self._inputs_name)))
+        self.tree = TreeBuilder()
+        self.keys = KeysSeen(workload.manifest.id_field is not None)
+        if unread:
+            self.keys.unkeyed_failure()
+        self._maker = _LeafMaker(self._macs, failures, total, self.tree, self.keys)
+        self._leaves = _Pipe(store, blob_name(workload.id, LEAVES_BLOB) + STAGED_SUFFIX)
+        self._rest = b""
+
+    def lines(self, blocks: Iterable[bytes]) -> Iterator[bytes]:
+        """``blocks`` as they are, each one's rows made into leaves before it is handed on."""
+        send, feed = self._leaves.send, self._maker.feed
+        for block in blocks:
+            lines = (self._rest + block).split(b"\n") if self._rest else block.split(b"\n")
+            self._rest = lines.pop()
+            send(feed(_rows_of(lines)))
+            yield block
+        if self._rest:
+            send(feed(_rows_of([self._rest])))
+            self._rest = b""
+
+    def finish(self, results_blob: str, results_sha256: str, round_: int, signer: SigningKey | None) -> Attestation:
+        """The leaves of the records after the last result, ``leaves.bin`` completed, every check
+        of ``build_root``'s read-back made, and the statement over the root (signed when ``signer``)."""
+        wid = self._workload.id
+        self._leaves.send(self._maker.finish())
+        self._leaves.close()
+        for _ in self._macs:  # read inputs.bin to its end: its tally must be the bytes written
+            pass
+        if not self._wrote.same(self._read_inputs):
+            raise IntegrityError(
+                f"workload {wid}: {self._inputs_name} changed between its write and its read for the results root "
+                "(another writer in the blob store); nothing was signed: check who can write to the blob store"
+            )
+        if self._maker.unmatched:
+            raise IntegrityError(
+                f"workload {wid}: {self._maker.unmatched} line(s) of the results object name no record in order "
+                "(a processor's result bytes were not one JSON value on one line); nothing was signed: "
+                "run the workload again"
+            )
+        stored = _Tally()
+        for _ in stored.feed(self._store.iter_chunks(results_blob)):
+            pass
+        if not hmac.compare_digest(stored.sha.hexdigest(), results_sha256):
+            raise IntegrityError(
+                f"workload {wid}: {results_blob} is not the results object consolidation wrote (another writer "
+                "in the blob store); nothing was signed: check who can write to the blob store"
+            )
+        return _attest(self._workload, round_, self.tree, self.keys, signer)
+
+    def abort(self) -> None:
+        """Stop the leaves' writer (after any failure, before the staged blobs are deleted)."""
+        self._leaves.abort()
 
 
 class EndedRound:

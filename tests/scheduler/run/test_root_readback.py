@@ -14,7 +14,7 @@ import pytest
 from rqp.crypto import aad, encrypt_stream
 from rqp.errors import IntegrityError
 from rqp.merkle import HASH_SIZE
-from rqp.results_root import INPUTS_BLOB, STAGED_SUFFIX, input_digest, input_key
+from rqp.results_root import INPUTS_BLOB, LEAVES_BLOB, STAGED_SUFFIX, input_digest, input_key
 from rqp.summary import RESULTS_BLOB, SUMMARY_BLOB, read_summary
 from rqp.workload import blob_name
 
@@ -70,20 +70,24 @@ def test_inputs_rewritten_between_write_and_read_get_nothing_signed(world, proc,
     assert read_summary(world.store, w).done == N
 
 
-def test_results_rewritten_between_write_and_read_get_nothing_signed(world, proc, monkeypatch):
+@pytest.mark.parametrize("after", [RESULTS_BLOB, LEAVES_BLOB], ids=["after-results", "after-leaves"])
+def test_results_rewritten_between_write_and_read_get_nothing_signed(world, proc, monkeypatch, after):
+    """The root's one pass (``RootWhileWriting``) reads nothing back to make its leaves: it
+    compares the staged object's stored bytes with the digest its writer took, once the results
+    are written and again after the leaves are: a rewrite at either moment is refused."""
     world.settings = replace(world.settings, window_chunks=100)
-    wid = world.pack("readback-res", [{"n": i} for i in range(N)])
+    wid = world.pack("readback-res-" + after.split(".")[0], [{"n": i} for i in range(N)])
     run = _ready(world, proc, wid)
     w = run.workload
     results = blob_name(wid, RESULTS_BLOB) + STAGED_SUFFIX
-    inputs = blob_name(wid, INPUTS_BLOB) + STAGED_SUFFIX
+    trigger = blob_name(wid, after) + STAGED_SUFFIX
 
     def forge() -> bytes:  # well-formed results, sealed with the data key, record 0's result changed
         lines = [f'{{"id":{i},"result":{1000 if i == 0 else i}}}\n'.encode() for i in range(N)]
         return b"".join(encrypt_stream(w.key, iter(lines), aad("results", wid)))
 
-    # written after the results object and before the root reads it back
-    writer = _Between(world.store, inputs, results, forge)
+    # written after the results object (or the leaf hashes beside it) and before the swap
+    writer = _Between(world.store, trigger, results, forge)
     monkeypatch.setattr(world.store, "put_stream", writer.put_stream)
     with pytest.raises(IntegrityError, match=r"results\.enc\.staged is not the results object consolidation wrote"):
         run.finisher.finish()
