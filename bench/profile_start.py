@@ -35,6 +35,7 @@ SERVE_STEPS: tuple[tuple[str, str, str, str], ...] = (
     ("serve: workload opened (signature, key)", "rqp_scheduler.run.workload_run", "WorkloadRun.__init__", "end"),
     ("serve: script read", "rqp.workload", "Workload.script_source", "end"),
     ("serve: script checked", "rqp.sandbox", "check_script", "end"),
+    ("serve: first job queued (its transaction applied)", "rqp_scheduler.run.enqueue", "Enqueuer._send", "end"),
     ("serve: first window queued", "rqp_scheduler.run.enqueue", "Enqueuer.fill_window", "end"),
 )
 
@@ -94,13 +95,15 @@ def _client(out: str, argv: list[str]) -> int:
         Path(out).write_text(json.dumps({"t0": t0, **stamps}))
 
 
-def _round(k: int, work: Path, kek: Path, records: int, burn: float) -> dict[str, float]:
+def _round(k: int, work: Path, kek: Path, records: int, burn: float, pythonpath: str = "") -> dict[str, float]:
     sys.path.insert(0, str(HERE))
     sys.path.insert(0, str(HERE / "peers"))
     import common
     import run as bench
 
     env = bench.RqpEnv(work, f"start-r{k}", kek)
+    if pythonpath:  # another copy of the sources (``--baseline``) for every rqp process of the round
+        env.env["PYTHONPATH"] = pythonpath
     try:
         script = work / "burn.py"
         if not script.exists():
@@ -159,6 +162,11 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--records", type=int, default=5000)
     ap.add_argument("--burn", type=float, default=0.001, help="process()'s CPU seconds per record")
+    ap.add_argument(
+        "--baseline",
+        help="a directory holding another copy of the sources (DIR/shared/src, ...; e.g. main's, by git archive): "
+        "its rounds alternate with this tree's",
+    )
     args = ap.parse_args()
     sys.path.insert(0, str(HERE))
     import run as bench
@@ -174,16 +182,32 @@ def main() -> int:
         [str(bin_dir / "rqp"), "keygen", "--signing", "--out", str(work / "signer.pem")],
         check=True, capture_output=True, env=bench.clean_env(),
     )  # fmt: skip
-    rounds = []
+    sides = {"this tree": ""}
+    if args.baseline:
+        base = Path(args.baseline).resolve()
+        sides = {"baseline": os.pathsep.join(str(base / p / "src") for p in ("shared", "scheduler", "processor"))}
+        sides["this tree"] = ""
+        for d in sides["baseline"].split(os.pathsep):
+            subprocess.run([sys.executable, "-m", "compileall", "-q", d], check=True, capture_output=True)
+    rounds: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
+    made = 0
     for k in range(args.rounds):
-        load = os.getloadavg()[0]
-        rnd = _round(k, work, kek, args.records, args.burn)
-        rounds.append(rnd)
-        print(f"round {k + 1} (load {load:.1f}): " + ", ".join(f"{a} {b}" for a, b in rnd.items()), flush=True)
-    print("median ms from starting `rqp submit`:")
-    for step in rounds[0]:
-        values = [r[step] for r in rounds if step in r]
-        print(f"  {statistics.median(values):8.1f}  {step}")
+        for side, pythonpath in sides.items():
+            load = os.getloadavg()[0]
+            rnd = _round(made, work, kek, args.records, args.burn, pythonpath)
+            made += 1
+            rounds[side].append(rnd)
+            print(
+                f"{side} round {k + 1} (load {load:.1f}): " + ", ".join(f"{a} {b}" for a, b in rnd.items()), flush=True
+            )
+    steps = list(rounds["this tree"][0])
+    print("median ms from starting `rqp submit`: " + " | ".join(sides))
+    for step in steps:
+        cells = []
+        for side in sides:
+            values = [r[step] for r in rounds[side] if step in r]
+            cells.append(f"{statistics.median(values):8.1f}" if values else "       -")
+        print(" | ".join(cells) + f"  {step}")
     return 0
 
 
