@@ -35,6 +35,10 @@ SERVE_STEPS: tuple[tuple[str, str, str, str], ...] = (
     ("serve: workload opened (signature, key)", "rqp_scheduler.run.workload_run", "WorkloadRun.__init__", "end"),
     ("serve: script read", "rqp.workload", "Workload.script_source", "end"),
     ("serve: script checked", "rqp.sandbox", "check_script", "end"),
+    ("serve: data opened (first range decrypted)", "rqp_scheduler.run.records", "RecordStream.open", "end"),
+    ("serve: first fill of the window begins", "rqp_scheduler.run.enqueue", "Enqueuer.fill_window", "start"),
+    ("serve: first records read and parsed", "rqp_scheduler.run.records", "RecordStream.batches", "end"),
+    ("serve: first transaction prepared (sealed)", "rqp_scheduler.run.enqueue", "Enqueuer._prepare", "end"),
     ("serve: first job queued (its transaction applied)", "rqp_scheduler.run.enqueue", "Enqueuer._send", "end"),
     ("serve: first window queued", "rqp_scheduler.run.enqueue", "Enqueuer.fill_window", "end"),
 )
