@@ -53,10 +53,11 @@ class Scheduler:
         self.operators = self.backends.operators
         self.r = self.backends.redis
         self.sandbox = sandbox.SandboxConfig.from_settings(settings)
-        #: what the script hosts of this host can apply (checked against RQP_REQUIRE_SANDBOX)
-        self.protections = sandbox.probe(self.sandbox)
+        #: what the script hosts of this host can apply (checked against RQP_REQUIRE_SANDBOX); the
+        #: host that found it out is kept as the first spare, not ended and started again
+        self.protections, probed = sandbox.probe_host(self.sandbox)
         #: script hosts for the workloads' import checks and parse(), one kept warm
-        self.hosts = sandbox.HostFactory(self.sandbox)
+        self.hosts = sandbox.HostFactory(self.sandbox, spare=probed)
         #: sends the enqueue transactions of every workload this scheduler runs
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rqp-enqueue")
         self.runs: dict[str, WorkloadRun] = {}
