@@ -32,6 +32,8 @@ WAIT_IDLE = 1.0
 #: ... when serving: a submission is taken within this (each look is one LLEN, a read; the fenced
 #: pop -- WATCH, GET of the fence, MULTI, LPOP, EXEC -- only when something waits). At 1 s, a
 #: workload submitted to an idle service waited 0.5 s on average before its first record was read.
+#: One announced on ``rqp:submitted`` (``rqp submit`` does) is taken at once (``wakeup``): this is
+#: the wait of one that is not (an older client, a Redis user without the channel in its ACL).
 WAIT_IDLE_SERVING = 0.1
 #: a serving scheduler with nothing to run for this long starts a spare script host (a fresh
 #: interpreter, confined, no workload in it), so the next submission's script check does not wait
