@@ -231,7 +231,7 @@ def ledger_globals() -> tuple[str, ...]:
     """Every shared key ``rqp.ledger`` names (workload list, submissions, outbox, logs): the
     scheduler -- and the ``rqp`` CLI on its VM, which acts for the operator -- may use them all,
     so a key added there is the scheduler's without a change here."""
-    names = (getattr(ledger, n) for n in ledger.__all__ if n.isupper())
+    names = (getattr(ledger, n) for n in ledger.__all__ if n.isupper() and n != "SUBMITTED_CHANNEL")  # a channel
     return tuple(sorted(v for v in names if isinstance(v, str) and v.startswith("rqp:")))
 
 
