@@ -24,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ from rqp.ledger import (
     REFUSED,
     REJECTED,
     SUBMISSIONS,
+    SUBMITTED_CHANNEL,
     TOMBSTONES,
     WORKLOADS,
     WorkloadKeys,
@@ -458,6 +460,7 @@ def test_the_console_actions_reach_only_the_workloads_the_audit_log_and_the_subm
 def test_the_submitter_can_only_submit(srv, tmp_path, kek):
     s = srv.as_role("submitter")
     assert s.rpush(SUBMISSIONS, "w1") == 1
+    assert s.publish(SUBMITTED_CHANNEL, "") == 0  # the wake-up for a serving scheduler: nobody listens here
     for command in (
         ("LRANGE", SUBMISSIONS, "0", "-1"),  # cannot even see what others submitted
         ("LRANGE", AUDIT, "0", "-1"),  # appends to the audit chain, reads none of it
@@ -478,6 +481,8 @@ def test_the_submitter_can_only_submit(srv, tmp_path, kek):
         ("HGETALL", OUTBOX),
         ("INFO",),
         ("SUBSCRIBE", "rq:pubsub:x"),
+        ("SUBSCRIBE", SUBMITTED_CHANNEL),  # announces submissions, hears none
+        ("PUBLISH", "rq:pubsub:x", "stop"),  # no channel but the announcement's
     ):
         assert "no permissions" in refused(s, *command), command
     assert srv.client().lrange(SUBMISSIONS, 0, -1) == [b"w1"]
@@ -501,6 +506,21 @@ def test_the_submitter_can_only_submit(srv, tmp_path, kek):
         assert cp.returncode != 0 and b"no permissions to run the 'hgetall' command" in cp.stderr, cp.stderr
     finally:
         cluster.stop()
+
+
+def test_the_scheduler_hears_announced_submissions_and_the_processor_does_not(srv):
+    sub = srv.as_role("scheduler").pubsub(ignore_subscribe_messages=True)
+    try:
+        sub.subscribe(SUBMITTED_CHANNEL)
+        assert srv.as_role("submitter").publish(SUBMITTED_CHANNEL, "") == 1
+        deadline = time.monotonic() + 5
+        while (message := sub.get_message(timeout=0.1)) is None:
+            assert time.monotonic() < deadline, "the scheduler's subscription heard nothing"
+        assert message["channel"] == SUBMITTED_CHANNEL.encode()
+    finally:
+        sub.close()
+    p = srv.as_role("processor")
+    assert "no permissions" in refused(p, "PUBLISH", SUBMITTED_CHANNEL, "")
 
 
 def test_the_metrics_logger_only_appends_to_the_metrics_queue(srv, tmp_path):

@@ -19,7 +19,7 @@ import redis
 from rqp.cli import build_parser
 from rqp.cli.exits import INTERRUPTED, run
 from rqp.cli.formatting import when
-from rqp.cli.parser import GROUPS, HELP_ORDER, common_options
+from rqp.cli.parser import GROUP_COMMANDS, HELP_ORDER, common_options, groups
 from rqp.errors import IntegrityError, RedisUnavailableError
 
 RQP = Path(__file__).resolve().parents[2] / "shared" / "src" / "rqp"
@@ -34,12 +34,41 @@ def _listed(help_text: str) -> list[str]:
 def test_every_group_command_is_listed_in_the_help_order():
     sub = argparse.ArgumentParser().add_subparsers()
     common = common_options()
-    for group in GROUPS:
+    for group in groups():
         group.register(sub, common)
     assert sorted(sub.choices) == sorted(HELP_ORDER)  # a new command must be given its place
     listed = _listed(build_parser().format_help())
     assert listed[: len(HELP_ORDER)] == list(HELP_ORDER)
     assert "metrics" in listed[len(HELP_ORDER) :]  # plugins (or the stand-in) after the built-ins
+
+
+def test_each_group_registers_exactly_the_commands_it_is_listed_with():
+    # ``rqp <command>`` builds its parser from that command's group alone: a command registered
+    # by another group than GROUP_COMMANDS says would be missing from it
+    for group in groups():
+        sub = argparse.ArgumentParser().add_subparsers()
+        group.register(sub, common_options())
+        assert tuple(sub.choices) == GROUP_COMMANDS[group.__name__.rsplit(".", 1)[1]], group.__name__
+
+
+def test_a_command_imports_only_its_own_group():
+    # issue 28 item 4: `rqp submit` is on the clock of a workload's start; every group's imports
+    # (X.509, CSV, Parquet, ...) cost it ~25 ms
+    code = (
+        "import sys\n"
+        "from rqp.cli import build_parser\n"
+        "ns = build_parser('submit').parse_args(['submit', 'w1'])\n"
+        "print(ns.func.__module__, sorted(m for m in sys.modules if m.startswith('rqp.cli.')),\n"
+        "      [m for m in ('rq', 'tenacity', 'cryptography.x509') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("rqp.cli.workloads "), out
+    assert out.rstrip().endswith(" []"), out  # neither RQ (~15 ms) nor tenacity (~10) nor X.509: submit uses none
+    for other in ("acl", "results", "verify", "events", "control", "fleet", "keys", "audit"):
+        assert f"'rqp.cli.{other}'" not in out, out
+    # every command still parses as before from the full parser (help, a misspelt command)
+    full = build_parser()
+    assert full.parse_args(["submit", "w1"]).func is build_parser("submit").parse_args(["submit", "w1"]).func
 
 
 def test_one_time_formatter_two_spellings_of_the_same_instant():

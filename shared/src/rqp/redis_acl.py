@@ -16,7 +16,8 @@ only the commands it needs on only the keys it uses:
   touch the server's configuration.
 * ``metrics-logger`` -- appends to the metrics queue's stream; nothing else.
 * ``submitter`` -- appends a workload id to the submissions list (``rqp submit``,
-  ``rqp pack --submit``) and posts the signed ``priority`` request of ``--priority``
+  ``rqp pack --submit``) and announces it on the ``rqp:submitted`` channel (PUBLISH there only: a
+  wake-up for the serving scheduler, which SUBSCRIBEs to it) and posts the signed ``priority`` request of ``--priority``
   (``rqp.oplog.post``: ``post_control.lua`` appends to the workload's request list and the audit
   chain); it reads a workload's ``state``, may set ``rqp:priorities``, and reads (and, with
   ``--again``, removes) the scheduler's refusal of the workload in ``rqp:refused``; nothing else.
@@ -81,6 +82,7 @@ from .ledger import (
     REFUSED,
     REJECTED,
     SUBMISSIONS,
+    SUBMITTED_CHANNEL,
     WorkloadKeys,
     held_key,
 )
@@ -229,7 +231,7 @@ def ledger_globals() -> tuple[str, ...]:
     """Every shared key ``rqp.ledger`` names (workload list, submissions, outbox, logs): the
     scheduler -- and the ``rqp`` CLI on its VM, which acts for the operator -- may use them all,
     so a key added there is the scheduler's without a change here."""
-    names = (getattr(ledger, n) for n in ledger.__all__ if n.isupper())
+    names = (getattr(ledger, n) for n in ledger.__all__ if n.isupper() and n != "SUBMITTED_CHANNEL")  # a channel
     return tuple(sorted(v for v in names if isinstance(v, str) and v.startswith("rqp:")))
 
 
@@ -250,6 +252,8 @@ def role_rules(queues: Queues | None = None) -> dict[str, tuple[str, ...]]:
     scheduler = (
         *_BASE, *_TRANSACTIONS, *_SCRIPTS, *_RQ_DATA, *_RQP_DATA, *_STREAM_READ, *_STREAM_TRIM,
         *(f"~{k}" for k in scheduler_keys),
+        # a serving scheduler listens for submissions announced (``rqp.ledger.announce_submission``)
+        "+subscribe", "+unsubscribe", f"&{SUBMITTED_CHANNEL}",
     )  # fmt: skip
     processor = (
         *_BASE, *_TRANSACTIONS, *_SCRIPTS, *_RQ_DATA, *_RQP_DATA, *_STREAM_TRIM, "+subscribe", "+unsubscribe",
@@ -265,6 +269,9 @@ def role_rules(queues: Queues | None = None) -> dict[str, tuple[str, ...]]:
             *_BASE,
             "+rpush",
             f"~{SUBMISSIONS}",
+            # and announces it, so a serving scheduler takes it at once (a wake-up, nothing more)
+            "+publish",
+            f"&{SUBMITTED_CHANNEL}",
             *posting_selectors(any_workload),
             _selector(("+multi", "+exec", "+discard", "+hset"), (PRIORITIES,)),
             # whether the scheduler refused it before (rqp submit says so; --again clears it)

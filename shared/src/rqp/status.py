@@ -19,17 +19,19 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from .errors import ForbiddenJobError, IntegrityError, RqpError, WorkloadError
-from .jobs import ChunkSpec, open_spec
 from .ledger import PREEMPTED, Ledger, Meta, Perf, Refusal, Snapshot, manifest_sha256, preempted, read_refusal
 from .storage import BlobStore
 from .summary import Summary
 from .throughput import PERF_FIRST, estimated_total, read_fraction, records_per_second
 from .workload import Workload, blob_name
+
+if TYPE_CHECKING:
+    from .jobs import ChunkSpec
 
 __all__ = [
     "DONE",
@@ -311,6 +313,8 @@ def _check_in_workload(ledger: Ledger, rid: int) -> tuple[bool, bool]:
 
 def _find_chunk(ledger: Ledger, workload: Workload, rid: int) -> tuple[str, ChunkSpec, int] | None:
     """(job id, spec, attempt) of the in-flight chunk that holds ``rid``; one window of specs."""
+    from .jobs import open_spec  # noqa: PLC0415 - RQ's import (~15 ms) only where a spec is opened
+
     for jid, spec_sealed in ledger.specs():
         try:
             spec = open_spec(workload, jid, spec_sealed)

@@ -160,7 +160,9 @@ class Enqueuer:
         writing: Future[list[object]] | None = None
         try:
             while budget > 0 and not stream.exhausted:
-                chunks = stream.batches(budget, self.chunk_size, ENQUEUE_BATCH_RECORDS)
+                # a workload's first transaction: one chunk per worker, so they start while the rest is sealed
+                limit = self.chunk_size * max(1, self.workers_seen) if not ctx.head.chunks else ENQUEUE_BATCH_RECORDS
+                chunks = stream.batches(budget, self.chunk_size, limit)
                 budget -= max(1, len(chunks))
                 known = ctx.ledger.chunks_known(
                     [chunk_name(ChunkKind.DATA, ctx.head.chunks + i) for i in range(len(chunks))]

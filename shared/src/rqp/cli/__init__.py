@@ -24,11 +24,16 @@ The package, module by module:
 
 from __future__ import annotations
 
-from ..summary import read_summary
+import sys
+from typing import TYPE_CHECKING, Any
+
 from .exits import run
-from .formatting import FINISHED_STATES, format_progress, format_status
 from .parser import build_parser
-from .results import read_results
+
+if TYPE_CHECKING:
+    from ..summary import read_summary
+    from .formatting import FINISHED_STATES, format_progress, format_status
+    from .results import read_results
 
 __all__ = [
     "FINISHED_STATES",
@@ -40,7 +45,29 @@ __all__ = [
     "read_summary",
 ]
 
+#: names re-exported here, imported on first use: ``rqp <command>`` loads only its own group
+_LAZY = {
+    "FINISHED_STATES": ".formatting",
+    "format_progress": ".formatting",
+    "format_status": ".formatting",
+    "read_results": ".results",
+    "read_summary": "..summary",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rqp.cli' has no attribute {name!r}")
+    import importlib  # noqa: PLC0415
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``rqp`` entry point: parse, run, exit code."""
-    return run(build_parser().parse_args(argv))
+    """The ``rqp`` entry point: parse, run, exit code. The parser holds only the command's own
+    group when the first argument names a built-in command (``build_parser``)."""
+    args = sys.argv[1:] if argv is None else argv
+    return run(build_parser(args[0] if args else None).parse_args(args))

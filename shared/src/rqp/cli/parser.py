@@ -4,20 +4,36 @@ those installed role packages add through the ``rqp.commands`` entry points."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from importlib.metadata import entry_points
+from types import ModuleType
 
 from .. import __version__
-from . import acl, audit, control, events, fleet, keys, results, status, verify, workloads
 
-__all__ = ["COMMANDS_GROUP", "HELP_ORDER", "build_parser"]
+__all__ = ["COMMANDS_GROUP", "GROUP_COMMANDS", "HELP_ORDER", "build_parser", "groups"]
 
 #: entry-point group through which installed role packages add ``rqp`` sub-commands (each entry
 #: is a callable taking the sub-parsers); ``shared`` imports no role
 COMMANDS_GROUP = "rqp.commands"
 
-#: the groups of commands, each registering its own on the sub-parsers
-GROUPS = (keys, workloads, status, fleet, results, verify, events, control, audit, acl)
+#: the groups of commands (modules of ``rqp.cli``), each registering its own on the sub-parsers,
+#: and the commands each registers. ``rqp <command>`` imports only its command's group: the
+#: others' imports (X.509 for redis-acl, the results' CSV and Parquet, ...) cost every command
+#: ~25 ms of start-up -- ``rqp submit`` is on the clock of a workload's start
+GROUP_COMMANDS: dict[str, tuple[str, ...]] = {
+    "keys": ("keygen", "signer", "rotate-key"),
+    "workloads": ("pack", "submit", "list"),
+    "status": ("status",),
+    "fleet": ("fleet",),
+    "results": ("results",),
+    "verify": ("verify", "proof", "verify-proof"),
+    "events": ("events",),
+    "control": ("pause", "resume", "cancel", "retry", "priority", "delete"),
+    "audit": ("rejected", "audit"),
+    "acl": ("redis-acl",),
+}
+_GROUP_OF = {command: group for group, commands in GROUP_COMMANDS.items() for command in commands}
 
 #: the order ``rqp --help`` lists the commands in (and "invalid choice" names them in): the one it
 #: has always had, whatever order the groups register them in; plugins' commands follow
@@ -58,15 +74,25 @@ def common_options() -> argparse.ArgumentParser:
     return common
 
 
-def build_parser() -> argparse.ArgumentParser:
+def groups(command: str | None = None) -> list[ModuleType]:
+    """The group modules, imported: only ``command``'s when it is a built-in command, else all."""
+    names = [_GROUP_OF[command]] if command in _GROUP_OF else list(GROUP_COMMANDS)
+    return [importlib.import_module(f".{name}", __package__) for name in names]
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """``rqp``'s parser; given the ``command`` about to be parsed (``argv[0]``), with only that
+    built-in command's group -- its parsing, help and errors are the same -- else every command
+    (``rqp --help``, a misspelt command, a plugin's)."""
     ap = argparse.ArgumentParser(prog="rqp", description="rqp: encrypted parallel batch processing on Redis and RQ")
     ap.add_argument("--version", action="version", version=f"rqp {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     common = common_options()
-    for group in GROUPS:
+    for group in groups(command):
         group.register(sub, common)
     _in_help_order(sub)
-    _add_plugin_commands(sub)
+    if command not in _GROUP_OF:
+        _add_plugin_commands(sub)
     return ap
 
 

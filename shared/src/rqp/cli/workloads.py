@@ -16,7 +16,17 @@ import redis
 from ..backends import Backends
 from ..connect import open_operator_key, open_signing_key
 from ..errors import ConfigError, IntegrityError, RedisUnavailableError, RqpError, WorkloadError
-from ..ledger import PRIORITIES, SUBMISSIONS, Ledger, Priority, Refusal, clear_refusal, submit, workloads
+from ..ledger import (
+    PRIORITIES,
+    SUBMISSIONS,
+    Ledger,
+    Priority,
+    Refusal,
+    announce_submission,
+    clear_refusal,
+    submit,
+    workloads,
+)
 from ..records import csv_header_repeats
 from ..status import read_progress
 from ..workload import (
@@ -150,6 +160,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
             set_priority(b, signer, wid, args.priority)
         if args.submit:
             submit(b.redis, wid)
+            announce_submission(b.redis)
     except (RedisUnavailableError, redis.ConnectionError, redis.TimeoutError) as exc:
         reason = str(exc).split("\n")[0].rstrip(".")
         raise RedisUnavailableError(
@@ -223,6 +234,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if refusal is not None:
         clear_refusal(b.redis, args.workload)  # 'rqp status --watch' now waits for the scheduler's new word
     submit(b.redis, args.workload)
+    announce_submission(b.redis)  # a serving scheduler takes it now, not at its next look
     print(f"submitted {args.workload}; a running 'rqp-scheduler serve' picks it up")
     return 0
 

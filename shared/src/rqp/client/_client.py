@@ -23,7 +23,7 @@ from ..connect import open_operator_key, open_signing_key
 from ..control import set_priority
 from ..errors import ConfigError, WorkloadError
 from ..identity import actor
-from ..ledger import Priority, submit, workloads
+from ..ledger import Priority, announce_submission, submit, workloads
 from ..signing import SigningKey
 from ..workload import new_workload_id, pack
 from ._handle import Workload
@@ -128,6 +128,7 @@ class Client:
             # as 'rqp pack --priority': a request signed by the packer's key, audited
             set_priority(b.redis, signer, wid, level.value, actor(), b.blobs)
         submit(b.redis, wid)
+        announce_submission(b.redis)  # a serving scheduler takes it now, not at its next look
         return Workload(self, wid)
 
     def workload(self, workload_id: str) -> Workload:

@@ -52,6 +52,7 @@ from ._drained import (
 from ._fleet import FLEET, FleetHeartbeat, fleet, leave_fleet, register_processor
 from ._global import (
     REJECTED_KEEP,
+    announce_submission,
     next_submission,
     record_rejection,
     rejections,
@@ -71,6 +72,7 @@ from ._keys import (
     REFUSED,
     REJECTED,
     SUBMISSIONS,
+    SUBMITTED_CHANNEL,
     TOMBSTONES,
     WORKLOADS,
     WorkloadKeys,
@@ -102,6 +104,7 @@ __all__ = [
     "REJECTED",
     "REJECTED_KEEP",
     "SUBMISSIONS",
+    "SUBMITTED_CHANNEL",
     "TOMBSTONES",
     "WORKLOADS",
     "ChunkKind",
@@ -125,6 +128,7 @@ __all__ = [
     "Snapshot",
     "State",
     "WorkloadKeys",
+    "announce_submission",
     "bit_positions",
     "chunk_name",
     "clear_refusal",

@@ -50,6 +50,7 @@ __all__ = [
     "REFUSED",
     "REJECTED",
     "SUBMISSIONS",
+    "SUBMITTED_CHANNEL",
     "TOMBSTONES",
     "WORKLOADS",
     "WorkloadKeys",
@@ -69,6 +70,9 @@ REJECTED = "rqp:rejected"
 REFUSED = "rqp:refused"
 #: list of workload ids waiting for a scheduler
 SUBMISSIONS = "rqp:submissions"
+#: pub/sub channel: a submitter announces a submission here so a serving scheduler looks at
+#: ``SUBMISSIONS`` at once instead of at its next poll (a hint only: the list is the hand-over)
+SUBMITTED_CHANNEL = "rqp:submitted"
 #: hash workload id -> its priority (``rqp.ledger.Priority``), set before or while it runs
 PRIORITIES = "rqp:priorities"
 #: list of operators' signed requests (``rqp.oplog``), newest first: a hash chain, each entry

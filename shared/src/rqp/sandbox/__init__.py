@@ -48,6 +48,7 @@ __all__ = [
     "check_script",
     "parse_records",
     "probe",
+    "probe_host",
     "remove_leftovers",
 ]
 
@@ -80,14 +81,17 @@ class HostFactory:
     the workload's first records -- but when the worker is idle (``make_spare``); a take that
     finds none starts one there and then."""
 
-    def __init__(self, config: SandboxConfig, *, warm: bool = True) -> None:
+    def __init__(self, config: SandboxConfig, *, warm: bool = True, spare: ScriptHost | None = None) -> None:
         self.config = config
         self.warm = warm and config.enabled
         self._spare: ScriptHost | None = None
-        #: how many hosts this factory has started (spares included)
+        #: how many hosts this factory has started (spares included; not a ``spare`` given to it)
         self.started = 0
         if self.warm:
-            self._spare = self._spawn_quietly()
+            # a host started elsewhere with this configuration and given no workload (``probe_host``)
+            self._spare = spare if spare is not None else self._spawn_quietly()
+        elif spare is not None:
+            spare.close()
 
     def _spawn_quietly(self) -> ScriptHost | None:
         host = ScriptHost(self.config)
@@ -151,14 +155,35 @@ def _new_host(config: SandboxConfig | HostFactory, workload_id: str) -> Host:
 def probe(config: SandboxConfig) -> Protections:
     """Start a host, read what it could apply, end it: what a role logs (and checks) at start.
     It also removes the scratch directories of script hosts whose process is gone."""
+    protections, host = probe_host(config)
+    if host is not None:
+        host.close()
+    return protections
+
+
+def probe_host(config: SandboxConfig) -> tuple[Protections, ScriptHost | None]:
+    """``probe``, keeping the host it started (None with the sandbox off) for the role to use as
+    its first spare (``HostFactory(spare=...)``): it is one -- started and confined with the same
+    configuration, checked against ``RQP_REQUIRE_SANDBOX`` the same way, given no workload -- so a
+    role that keeps a host warm does not start a second interpreter at its start (~50 ms of CPU;
+    in ``rqp-scheduler run`` its wait was on the clock before the script check)."""
     remove_leftovers(config.tmp_root)
-    host: Host = ScriptHost(config, "probe") if config.enabled else InProcessHost(config, "probe")
+    if not config.enabled:
+        in_process = InProcessHost(config, "probe")
+        try:
+            protections = in_process.start()
+        finally:
+            in_process.close()
+        protections.check(config.require, "this host")
+        return protections, None
+    host = ScriptHost(config, "probe")  # its name until a workload is given to it (``take``)
     try:
         protections = host.start()
-    finally:
+        protections.check(config.require, "this host")
+    except BaseException:
         host.close()
-    protections.check(config.require, "this host")
-    return protections
+        raise
+    return protections, host
 
 
 def check_script(config: SandboxConfig | HostFactory, workload_id: str, source: bytes) -> dict[str, object]:

@@ -8,11 +8,10 @@ errors (not found, refused, bad name) pass straight through.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
-
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
 from ..errors import StorageUnavailableError
 from ._blob import BlobStore
@@ -21,7 +20,16 @@ __all__ = ["DEFAULT_STORAGE_RETRY_SECONDS", "RetryingBlobStore"]
 
 log = logging.getLogger("rqp.storage")
 DEFAULT_STORAGE_RETRY_SECONDS = 300.0
-_WAIT = wait_random_exponential(multiplier=0.2, max=5.0)
+
+
+@functools.cache
+def _tenacity() -> tuple[Any, Any, Any, Any]:
+    """tenacity's pieces, imported on the first retried call: the ``rqp`` commands never retry
+    (``Backends(retry_storage=False)``), and tenacity's import (~10 ms, tornado's included) was
+    on every one's start -- ``rqp submit``'s is on the clock of a workload's start."""
+    from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential  # noqa: PLC0415
+
+    return Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential(multiplier=0.2, max=5.0)
 
 
 class RetryingBlobStore(BlobStore):
@@ -42,10 +50,11 @@ class RetryingBlobStore(BlobStore):
                 state.outcome.exception(),
             )
 
+        Retrying, retry_if_exception_type, stop_after_delay, wait = _tenacity()
         retrying = Retrying(
             retry=retry_if_exception_type(StorageUnavailableError),
             stop=stop_after_delay(self.budget),
-            wait=_WAIT,
+            wait=wait,
             reraise=True,
             before_sleep=before_sleep,
         )
