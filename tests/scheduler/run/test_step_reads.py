@@ -8,9 +8,21 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+from redis_server import RedisServer
+
 N = 30
 #: steps measured
 STEPS = 10
+
+
+@pytest.fixture
+def redis_url():
+    """A Redis server of this test's own (the world's ``r`` and settings use it): the counts are
+    the server's, and the session's shared server can be written by something an earlier test of
+    the same pytest worker left running (a run with the security tests once counted more)."""
+    with RedisServer() as server:
+        yield server.url
 
 
 def _calls(r: Any) -> dict[str, int]:
