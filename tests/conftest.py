@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,28 @@ def redis_server():
     server = RedisServer().start()
     yield server
     server.stop()
+
+
+#: the processor's threads that keep talking to Redis on their own: (module, class)
+_REDIS_THREADS = (("rqp_processor.chunk", "LeaseKeeper"), ("rqp_processor.handback", "CommitWatch"))
+
+
+@pytest.fixture(autouse=True)
+def _processor_threads_stopped():
+    """A ``ChunkProcessor`` made in process keeps a lease keeper and a commit watch running (a
+    worker's process ends them by exiting): stopped at the test's end. Left running, the watch
+    asked the session's Redis about its recent commits each second for a lease's time -- into the
+    next tests, whose MONITOR and command counts took them for their own (two flaky tests)."""
+    yield
+    kinds = tuple(getattr(sys.modules[mod], name) for mod, name in _REDIS_THREADS if mod in sys.modules)
+    if not kinds:
+        return
+    threads = [t for t in threading.enumerate() if isinstance(t, kinds)]
+    for t in threads:
+        t.stop()
+    for t in threads:
+        t.join(10)
+        assert not t.is_alive(), f"{t.name} did not stop"
 
 
 @pytest.fixture

@@ -95,8 +95,9 @@ PER_RECORD = ("done", "failed", "st", "rec", "notes")
 @pytest.fixture
 def own_redis():
     """A Redis server of this test's own: MONITOR counts every command the server receives, and the
-    session's shared server can be written by something an earlier test of the same pytest worker
-    left running (a CI run once counted a fourth workload's four reads in a list of three)."""
+    session's shared server heard from what an earlier test of the same pytest worker left running
+    (a CI run once counted four extra reads in the list: a processor's commit watch asking about
+    its last commits, now stopped at each test's end by ``tests/conftest.py``)."""
     with RedisServer() as server:
         yield server.url
 

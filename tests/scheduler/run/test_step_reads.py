@@ -19,8 +19,9 @@ STEPS = 10
 @pytest.fixture
 def redis_url():
     """A Redis server of this test's own (the world's ``r`` and settings use it): the counts are
-    the server's, and the session's shared server can be written by something an earlier test of
-    the same pytest worker left running (a run with the security tests once counted more)."""
+    the server's, and the session's shared server heard from what an earlier test of the same
+    pytest worker left running (a processor's commit watch, now stopped at each test's end by
+    ``tests/conftest.py``)."""
     with RedisServer() as server:
         yield server.url
 
