@@ -97,6 +97,9 @@ class RqpJob(Job):
     #: set while ``delete`` runs: its executions, read once for both of RQ's reads
     _deleting = False
     _executions_read: list[Execution] | None = None
+    #: read ahead by ``read_for_delete`` (the worker's success path), for the ``delete`` that follows
+    _status_ahead: JobStatus | None = None
+    _executions_ahead: list[Execution] | None = None
 
     def _deserialize_data(self) -> None:
         # JSON only: a payload that is not rqp's JSON (a pickle, garbage) is never handed to any
@@ -131,12 +134,45 @@ class RqpJob(Job):
         self, pipeline: Pipeline | None = None, remove_from_queue: bool = True, delete_dependents: bool = False
     ) -> None:
         """RQ's delete, the job's executions read once: RQ reads them to take them out of the
-        started registry, then again to delete them (the writes of both go into ``pipeline``)."""
-        self._deleting, self._executions_read = True, None
+        started registry, then again to delete them (the writes of both go into ``pipeline``);
+        with ``read_for_delete`` before it, not at all here."""
+        self._deleting, self._executions_read = True, self._executions_ahead
         try:
             super().delete(pipeline=pipeline, remove_from_queue=remove_from_queue, delete_dependents=delete_dependents)
         finally:
             self._deleting, self._executions_read = False, None
+            self._status_ahead, self._executions_ahead = None, None
+
+    def read_for_delete(self, execution: Execution) -> None:
+        """Read in one round trip what RQ's ``delete`` of this job reads in four (its stored status;
+        its executions: the expired dropped, the ids, each one's hash), for the ``delete`` that
+        follows: the worker's success path (issue 28: RQ's round trips per chunk). When the job
+        has any execution but ``execution`` (this worker's), those are read as RQ reads them. The
+        same commands, the same end state; a status or an execution gone from Redis is left to
+        RQ's own reads, which fail as they always did."""
+        registry = PipelinedExecutions(self.id, self.connection, self)
+        pipe = self.connection.pipeline(transaction=False)
+        pipe.hget(self.key, "status")
+        pipe.zremrangebyscore(registry.key, 0, current_timestamp())
+        pipe.zrange(registry.key, 0, -1)
+        pipe.hgetall(execution.key)
+        status, _dropped, ids, data = pipe.execute()
+        if [as_text(i) for i in ids] == [execution.id] and data:
+            mine = Execution(id=execution.id, job_id=self.id, connection=self.connection)
+            mine.restore(data)
+            self._executions_ahead = [mine]
+        else:
+            self._executions_ahead = registry._read(0, -1)  # another worker's too (or none): RQ's reads
+        self._status_ahead = JobStatus(as_text(status)) if status else None
+
+    def forget_reads(self) -> None:
+        """Drop what ``read_for_delete`` read (the ``delete`` it was for did not run)."""
+        self._status_ahead, self._executions_ahead = None, None
+
+    def _fetch_status(self) -> JobStatus:
+        """RQ reads the stored status as it deletes a job: read ahead by ``read_for_delete`` when set."""
+        ahead = self._status_ahead
+        return ahead if ahead is not None else super()._fetch_status()
 
     @property
     def func(self):
