@@ -403,7 +403,7 @@ class ChunkProcessor:
                     # the usual frame: every result OK, no surrogate escape (``lone_surrogate``
                     # looks no further without one), no record keys -- sealed into the part in
                     # one pass, the outcomes set by one slice when the indices are contiguous
-                    part.add(list(zip(map(sent_ids.__getitem__, js), values, strict=True)))
+                    part.add_columns(list(map(sent_ids.__getitem__, js)), values)
                     if identity and n and js[-1] - js[0] + 1 == n:
                         outcomes[js[0] : js[-1] + 1] = [_SEALED] * n
                     else:

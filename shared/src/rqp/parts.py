@@ -39,6 +39,7 @@ import tempfile
 from array import array
 from collections.abc import Container, Iterable, Iterator
 from itertools import accumulate, chain
+from operator import itemgetter
 from typing import IO
 
 from cryptography.exceptions import InvalidTag
@@ -141,6 +142,8 @@ def seal_part(workload: Workload | Seals, results: list[tuple[int, bytes]]) -> b
 
 def _runs(ids: list[int]) -> bytes:
     """``ids`` as a group's runs: (first, count) for each stretch of consecutive ids."""
+    if ids and ids[-1] - ids[0] + 1 == len(ids) and ids == list(range(ids[0], ids[-1] + 1)):
+        return _COUNT.pack(1) + _RUN.pack(ids[0], len(ids))  # the usual group: one run, no step per id
     runs: list[list[int]] = []
     for rid in ids:
         if runs and runs[-1][0] + runs[-1][1] == rid:
@@ -158,9 +161,12 @@ def seal_group(seals: Workload | Seals, results: list[tuple[int, bytes]]) -> lis
     """``(rid, plaintext)`` results as one group of the ``RQPP2`` form under ``seals``'s key (the
     committing job's scope): one nonce, one join, one AES-GCM call -- returned as pieces (header,
     ciphertext) so a large group is not copied once more to be framed."""
+    return _seal_columns(seals, list(map(itemgetter(0), results)), list(map(itemgetter(1), results)))
+
+
+def _seal_columns(seals: Workload | Seals, ids: list[int], payloads: list[bytes]) -> list[bytes]:
+    """``seal_group`` of results given as columns (ids, plaintexts): no Python step per result."""
     s = seals.seals if isinstance(seals, Workload) else seals
-    ids = [rid for rid, _ in results]
-    payloads = [value for _, value in results]
     lengths = array("I", map(len, payloads))
     if _SWAP_LENGTHS:
         lengths.byteswap()
@@ -347,7 +353,8 @@ class PartWriter:
         self.entries = 0
         #: the part's sealed size in bytes so far (results still gathering not counted)
         self.size = len(MAGIC_GROUPS)
-        self._pending: list[tuple[int, bytes]] = []
+        self._ids: list[int] = []
+        self._values: list[bytes] = []
         self._pending_bytes = 0
         self._mem = bytearray(MAGIC_GROUPS)
         self._file: IO[bytes] | None = None
@@ -358,20 +365,28 @@ class PartWriter:
 
     def add(self, results: list[tuple[int, bytes]]) -> None:
         """Add ``(rid, plaintext)`` results; they are sealed once ``group_bytes`` have gathered."""
-        if not results:
+        if results:
+            self.add_columns(list(map(itemgetter(0), results)), list(map(itemgetter(1), results)))
+
+    def add_columns(self, ids: list[int], values: list[bytes]) -> None:
+        """``add`` of results given as columns: record ids, and their plaintexts in the same order."""
+        if len(ids) != len(values):
+            raise ValueError(f"{len(ids)} record ids for {len(values)} results")
+        if not ids:
             return
-        self._pending += results
-        self._pending_bytes += sum(len(value) for _, value in results)
-        self.entries += len(results)
+        self._ids += ids
+        self._values += values
+        self._pending_bytes += sum(map(len, values))
+        self.entries += len(ids)
         if self._pending_bytes >= self.group_bytes:
             self._seal()
 
     def _seal(self) -> None:
         """Seal the gathered results as one group and keep it (in memory, or in the spill file)."""
-        if not self._pending:
+        if not self._ids:
             return
-        pieces = seal_group(self.seals, self._pending)
-        self._pending, self._pending_bytes = [], 0
+        pieces = _seal_columns(self.seals, self._ids, self._values)
+        self._ids, self._values, self._pending_bytes = [], [], 0
         size = sum(map(len, pieces))
         self.size += size
         if self._file is None:
@@ -397,7 +412,7 @@ class PartWriter:
         store.put_stream(name, iter(lambda: fh.read(UPLOAD_PIECE_BYTES), b""))
 
     def close(self) -> None:
-        self._pending, self._pending_bytes = [], 0
+        self._ids, self._values, self._pending_bytes = [], [], 0
         self._mem = bytearray()
         if self._file is not None:
             self._file.close()
