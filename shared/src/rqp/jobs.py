@@ -14,6 +14,7 @@ import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from rq.exceptions import DeserializationError
@@ -233,8 +234,11 @@ class ChunkSpec:
         return sum(n for _s, n, _a in self.runs)
 
     def records(self) -> list[tuple[int, int]]:
-        """(record id, attempt) pairs."""
-        return [(s + i, a) for s, n, a in self.runs for i in range(n)]
+        """(record id, attempt) pairs (built a run at a time, no Python step per record)."""
+        out: list[tuple[int, int]] = []
+        for s, n, a in self.runs:
+            out += zip(range(s, s + n), repeat(a, n), strict=True)
+        return out
 
     def to_json(self) -> bytes:
         return json.dumps(
