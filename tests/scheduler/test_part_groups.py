@@ -110,3 +110,37 @@ def test_a_group_of_another_job_spliced_into_a_part_is_refused(world, w):
     world.store.put(_part_name(w, note), _sealed(w, RESULTS) + foreign)
     with pytest.raises(StateError, match=f"the result of record 9 in chunk c00000000's part is not job {JOB}'s"):
         _note_lines(world.store, w, note)
+
+
+def test_a_workload_with_parts_of_both_forms_consolidates_every_result(world):
+    """An upgrade mid-workload: chunks committed by an older processor left parts of the
+    per-result form (``RQPP1``), the rest are groups. Consolidation reads both; every record's
+    result is there once."""
+    import json
+
+    from rqp.cli.results import read_results
+    from rqp.ledger import Ledger
+    from rqp.parts import open_groups, seal_part
+
+    wid = world.pack("mixed", [{"n": i} for i in range(12)])
+    run = world.run(wid)
+    proc = world.processor()
+    try:
+        run.step()
+        world.work(proc)
+        w = world.backends().workload(wid)
+        led = Ledger(world.r, wid)
+        committed = list(led.notes())
+        assert len(committed) > 1
+        chunk, sealed = committed[0]
+        note = ChunkNote.open(w, chunk, sealed)
+        name = _part_name(w, note)
+        seals = w.scope(note.job)
+        ids, results = open_groups(world.store.get(name), name, seals)
+        assert ids == list(note.done_ids())
+        world.store.put(name, seal_part(seals, list(zip(ids, results, strict=True))))  # as an older one wrote it
+        world.run_to_end(run, proc)
+    finally:
+        proc.pool.close()
+    lines = [json.loads(x) for x in read_results(world.store, world.backends().workload(wid))]
+    assert sorted((d["id"], d["result"]) for d in lines) == [(i, i * 2) for i in range(12)]
