@@ -1,7 +1,8 @@
 """What a worker makes Redis do per chunk job (issue 28: RQ's per-job cost), counted from Redis's
 own tally while a real ``RqpWorker`` -- the one ``rqp-processor`` runs -- works queued chunks in
 burst mode: rqp's worker sends RQ's start as one transaction, reads what RQ's delete reads at
-once, and sends the success writes, "idle" and the beat in one transaction. The end state in
+once, and sends the success writes, "idle", the beat and the next pass's reads (the `rq suspend`
+flag, the queues' lengths) in one transaction. The end state in
 Redis is RQ's own: the same keys, counters and state as RQ's path leaves (which ``rq info`` and
 ``rqp status`` read)."""
 
@@ -23,6 +24,7 @@ _RQ_PATH = {
     "prepare_job_execution": BaseWorker.prepare_job_execution,
     "handle_execution_ended": BaseWorker.handle_execution_ended,
     "handle_job_success": BaseWorker.handle_job_success,
+    "check_for_suspension": BaseWorker.check_for_suspension,
 }
 
 
@@ -68,8 +70,9 @@ def test_a_chunk_job_costs_fewer_round_trips_and_leaves_rq_s_own_state(world, mo
             m.setattr(RqpWorker, name, fn)
         rq, rq_state = _per_job(world, "rq")
     # RQ's path: ~20 requests per job (its start in two transactions, the job's beat, the WATCH,
-    # dependents and status reads, executions in two, the success transaction, "idle", a beat)
-    assert rq - rqp >= 6, f"rqp's worker {rqp:.1f} requests per chunk job, RQ's path {rq:.1f}"
+    # dependents and status reads, executions in two, the success transaction, "idle", a beat,
+    # the suspension check, the queues' lengths); rqp's: ~10 (measured 10.1 against 20.75)
+    assert rq - rqp >= 8, f"rqp's worker {rqp:.1f} requests per chunk job, RQ's path {rq:.1f}"
     assert rqp_state == rq_state  # the same keys left, the same counters and state
     assert rqp_state["worker"] == [b"idle", b"10", None]
     assert not [k for k in rqp_state["keys"] if k.startswith(("rq:job:", "rq:execution"))]
@@ -93,3 +96,31 @@ def test_a_job_that_keeps_its_result_takes_rq_s_path(world, monkeypatch):  # noq
     assert calls == ["rq", "rq"]
     assert state["worker"][1] == b"2"
     assert [k for k in state["keys"] if k.startswith("rq:job:")]  # RQ kept them, as asked
+
+
+def test_rq_suspend_still_stops_the_worker_after_the_job_in_hand(world, monkeypatch):  # noqa: F811
+    """The success transaction reads RQ's `rq suspend` flag for the next pass: a suspension made
+    while a chunk runs stops a burst worker before it takes another (RQ's own behaviour)."""
+    from rq.suspension import suspend
+
+    from rqp_processor.chunk import ChunkProcessor
+
+    world.settings = dataclasses.replace(world.settings, window_chunks=3)
+    world.pack("susp", [{"n": i} for i in range(12)])
+    world.run("susp").step()
+    real = ChunkProcessor.run
+
+    def run_then_suspend(self: Any, *args: Any, **kwargs: Any) -> Any:
+        out = real(self, *args, **kwargs)
+        suspend(world.r)  # `rq suspend`, while the first chunk's job is still in hand
+        return out
+
+    monkeypatch.setattr(ChunkProcessor, "run", run_then_suspend)
+    w = build_worker(world.settings, name="w-susp")
+    try:
+        w.work(burst=True, with_scheduler=False)
+    finally:
+        w.processor.pool.close()
+        world.r.delete("rq:suspended")
+    assert len(world.queued_jobs()) == 2  # one chunk done; the worker stopped before the next
+    assert world.r.hget("rq:worker:w-susp", "successful_job_count") == b"1"

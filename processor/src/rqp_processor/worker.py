@@ -30,6 +30,7 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus, get_current_job
 from rq.rate_limit import release_slot
 from rq.registry import StartedJobRegistry
+from rq.suspension import WORKERS_SUSPENDED
 from rq.utils import now
 from rq.worker import WorkerStatus
 
@@ -177,6 +178,10 @@ class RqpWorker(SimpleWorker):
     _last_state: tuple[float, str] | None = None
     #: the transaction that records a job's execution, while the job's start is added to it
     _start_pipe: Pipeline | None = None
+    #: (monotonic time, whether workers are suspended) read in a job's success transaction
+    _suspended_read: tuple[float, bool] | None = None
+    #: (monotonic time, whether any queue holds a job) read in a job's success transaction
+    _queued_read: tuple[float, bool] | None = None
 
     def subscribe(self) -> None:
         """RQ's command channel, with a listener thread that looks up every
@@ -260,6 +265,11 @@ class RqpWorker(SimpleWorker):
         pool = self.processor.pool
         if not pool.wants_spare:
             return
+        ahead, self._queued_read = self._queued_read, None
+        if ahead is not None and time.monotonic() - ahead[0] < BEAT_REPEAT_SECONDS:
+            if not ahead[1]:
+                pool.make_spare()
+            return  # read just now, in the last job's success transaction
         try:
             pipe = self.connection.pipeline(transaction=False)
             for q in self._ordered_queues:
@@ -321,7 +331,8 @@ class RqpWorker(SimpleWorker):
         delete reads, read at once (``RqpJob.read_for_delete``); then one transaction with RQ's
         own writes -- the worker's counters, the job and its executions deleted from every
         registry -- and the "idle" state and worker beat RQ writes right after, each its own
-        round trip. RQ's WATCH of the job's dependents and the read of them are left out: rqp
+        round trip, and the reads the next pass starts with (RQ's suspension flag; the queues'
+        lengths when a spare script host is wanted), each another round trip. RQ's WATCH of the job's dependents and the read of them are left out: rqp
         jobs have none (the scheduler queues none; one a Redis writer adds is never enqueued
         by an rqp worker). Any other job, or one that keeps a result, takes RQ's path."""
         if not isinstance(job, RqpJob) or job.get_result_ttl(self.default_result_ttl) != 0 or job.repeats_left:
@@ -339,14 +350,30 @@ class RqpWorker(SimpleWorker):
                 self.set_state(WorkerStatus.IDLE, pipeline=pipe)
                 ttl = self.worker_ttl + 60  # RQ's own default beat
                 self.heartbeat(ttl, pipeline=pipe)
-                pipe.execute()
+                # what the next pass reads first: RQ's `rq suspend` flag; the queues, when a spare is wanted
+                pipe.exists(WORKERS_SUSPENDED)
+                spare = self.processor.pool.wants_spare
+                for q in self._ordered_queues if spare else ():
+                    pipe.llen(q.key)
+                replies = pipe.execute()
         finally:
             job.forget_reads()
         # what RQ writes next ("idle", a beat with the worker's TTL) was in the transaction
         done = time.monotonic()
         self._last_state, self._last_beat = (done, WorkerStatus.IDLE), (done, ttl)
+        lengths = replies[len(replies) - len(self._ordered_queues) :] if spare else []
+        self._suspended_read = (done, bool(replies[len(replies) - len(lengths) - 1]))
+        self._queued_read = (done, any(lengths)) if spare else None
         release_slot(job)
         self.log.info("Successfully completed job %s on worker %s", job.id, self.name)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        """RQ's check of its `rq suspend` flag (a beat and the flag's read, one round trip), unless
+        the last job's success transaction read the flag just now and found it unset."""
+        ahead, self._suspended_read = self._suspended_read, None
+        if ahead is not None and not ahead[1] and time.monotonic() - ahead[0] < BEAT_REPEAT_SECONDS:
+            return
+        super().check_for_suspension(burst)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         """RQ's beat, its three writes in one round trip (RQ sends each alone when it is given no
