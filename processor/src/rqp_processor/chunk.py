@@ -299,7 +299,8 @@ class ChunkProcessor:
             return {"skipped": True}
         deadlines = self.lease.hold(ledger, jid, deadline)
         # under the committing job's own key: a part of another attempt does not open as this one
-        part = PartWriter(workload.scope(jid))
+        # in the newest form the scheduler that queued the chunk reads (an older one: per result)
+        part = PartWriter(workload.scope(jid), form=spec.part_form)
         try:
             t0 = time.perf_counter()
             self._script_cpu = None  # set by ``_outcomes`` when its records ran in a script host

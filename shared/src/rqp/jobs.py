@@ -29,7 +29,7 @@ from .errors import ForbiddenJobError, IntegrityError
 from .records import line_of
 from .workload import Workload
 
-__all__ = ["ENTRY_POINT", "JOB_TIMEOUT", "ChunkSpec", "JSONSerializer", "RqpJob", "open_spec", "seal_spec"]
+__all__ = ["ENTRY_POINT", "JOB_TIMEOUT", "PART_FORM", "ChunkSpec", "JSONSerializer", "RqpJob", "open_spec", "seal_spec"]
 
 #: the label every rqp job carries; a job naming anything else is rejected
 ENTRY_POINT = "rqp.chunk"
@@ -37,6 +37,11 @@ ENTRY_POINT = "rqp.chunk"
 NOT_RQP = "<not an rqp job>"
 #: RQ's own per-job timeout; chunks are sized to take well under a second
 JOB_TIMEOUT = 3600
+#: the newest results part form this version's consolidation reads (``rqp.parts``: 2, groups of
+#: results one AES-GCM value each). A scheduler's specs carry it, and a processor writes that form
+#: and no newer: a spec without it (an older scheduler's) gets parts of form 1, one value per
+#: result, which every version reads -- processors can be upgraded before the scheduler
+PART_FORM = 2
 
 
 class JSONSerializer:
@@ -228,6 +233,9 @@ class ChunkSpec:
     #: two schedulers on either side of a Redis split brain number their chunks alike, and a
     #: part of one side's chunk overwrote the other's under the same name ("" in older specs)
     part: str = ""
+    #: the results part form the scheduler that queued this chunk reads (``PART_FORM``; 1 in an
+    #: older scheduler's spec, which does not say)
+    part_form: int = PART_FORM
 
     @property
     def size(self) -> int:
@@ -255,6 +263,7 @@ class ChunkSpec:
                 **({"l": self.lines} if self.lines else {}),
                 **({"x": self.reruns} if self.reruns else {}),
                 **({"p": self.part} if self.part else {}),
+                **({"pf": self.part_form} if self.part_form != 1 else {}),
             },
             separators=(",", ":"),
         ).encode()
@@ -268,7 +277,7 @@ class ChunkSpec:
             d["w"], d["c"], tuple(tuple(r) for r in d["r"]), d["m"], d["b"], d["bm"], d.get("q"), int(d.get("g", 1)),
             tuple(str(k) for k in keys) if keys is not None else None,
             tuple((int(a), int(b)) for a, b in lines) if lines else None,
-            int(d.get("x", 0)), str(d.get("p", "")),
+            int(d.get("x", 0)), str(d.get("p", "")), int(d.get("pf", 1)),
         )  # fmt: skip
 
     def line_of(self, rid: int) -> int:

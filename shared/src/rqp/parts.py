@@ -16,7 +16,9 @@ Two forms, told apart by their first five bytes. Both are sealed under the commi
   group: one AES-GCM call to write and one to read, instead of one per result (~0.5 µs each).
 * **``RQPP1``** (the older form, still read: a part written before an upgrade): entries
   ``rid(u64) length(u32) sealed_result``, each result sealed on its own with AAD
-  ``result|W|rid``.
+  ``result|W|rid``. A processor still writes it for a chunk whose spec comes from a scheduler
+  that reads nothing newer (``rqp.jobs.ChunkSpec.part_form``), so processors and schedulers
+  can be upgraded in either order.
 
 A workload packed with ``--id-field`` seals the record's own id (JSON), a tab, then the result.
 The chunk's commit names the one part that counts; parts of jobs that lost their lease are
@@ -332,7 +334,8 @@ def decode_part(raw: bytes, name: str) -> Iterator[tuple[int, bytes]]:
 
 
 class PartWriter:
-    """One part of the current form (``RQPP2``), built as results arrive, without holding them all:
+    """One part (``form`` 2: ``RQPP2``; 1: ``RQPP1``, each result sealed as it is added), built as
+    results arrive, without holding them all:
     results gather as plaintext up to ``group_bytes`` (one batch past it at most) and are then
     sealed as one group; sealed groups stay in memory up to ``budget`` bytes (the common case: one
     group, one upload, no file), then everything goes to an unnamed temporary file, which the
@@ -344,10 +347,14 @@ class PartWriter:
         budget: int | None = None,
         spill_dir: str | None = None,
         group_bytes: int | None = None,
+        form: int = 2,
     ) -> None:
         self.seals = seals.seals if isinstance(seals, Workload) else seals
         self.budget = PART_MEMORY_BYTES if budget is None else budget
-        self.group_bytes = GROUP_BYTES if group_bytes is None else group_bytes
+        #: 2: groups (``RQPP2``); 1: one sealed value per result (``RQPP1``), for a scheduler
+        #: that reads no newer (``rqp.jobs.ChunkSpec.part_form``)
+        self.form = 2 if form >= 2 else 1
+        self.group_bytes = (GROUP_BYTES if group_bytes is None else group_bytes) if self.form == 2 else 0
         self.spill_dir = spill_dir
         #: results added to the part so far
         self.entries = 0
@@ -356,7 +363,7 @@ class PartWriter:
         self._ids: list[int] = []
         self._values: list[bytes] = []
         self._pending_bytes = 0
-        self._mem = bytearray(MAGIC_GROUPS)
+        self._mem = bytearray(MAGIC_GROUPS if self.form == 2 else MAGIC)
         self._file: IO[bytes] | None = None
 
     @property
@@ -385,7 +392,10 @@ class PartWriter:
         """Seal the gathered results as one group and keep it (in memory, or in the spill file)."""
         if not self._ids:
             return
-        pieces = _seal_columns(self.seals, self._ids, self._values)
+        if self.form == 2:
+            pieces = _seal_columns(self.seals, self._ids, self._values)
+        else:  # each result on its own, as processors before groups wrote them
+            pieces = [self.seals.seal_packed("result", zip(self._ids, self._values, strict=True), header=_ENTRY)]
         self._ids, self._values, self._pending_bytes = [], [], 0
         size = sum(map(len, pieces))
         self.size += size
