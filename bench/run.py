@@ -995,12 +995,8 @@ def _profile_summary(st: pstats.Stats, n: int) -> list[dict[str, Any]]:
 
     def total(suffix: str, func: str) -> float:
         if func == "<parts>":
-            return sum(
-                v
-                for (f, fn), v in cum.items()
-                if (f.endswith("parts.py") and fn in ("encode_part", "seal_part"))
-                or (f.endswith(("local.py", "blob.py")) and fn == "put")
-            )
+            # ``PartWriter.add`` seals a group once enough gathered; ``upload`` seals the rest and puts it
+            return sum(v for (f, fn), v in cum.items() if f.endswith("parts.py") and fn in ("add", "upload"))
         if func == "<messages>":
             return sum(
                 v

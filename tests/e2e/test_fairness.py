@@ -73,7 +73,9 @@ def test_a_small_workload_is_not_starved_by_a_large_one(cluster):
 
 def test_priorities_order_who_gets_the_workers(cluster):
     normal, high, low = (
-        _workload(cluster, "normal", 3000),
+        # large enough that the normal workload is still running well after the urgent one's
+        # start-up (a new workload's open and first chunk): its end is what is compared
+        _workload(cluster, "normal", 8000),
         _workload(cluster, "urgent", 200),
         _workload(cluster, "later", 200),
     )

@@ -17,7 +17,7 @@ from rqp import parts, sandbox
 from rqp.backends import Backends
 from rqp.jobs import ChunkSpec, seal_spec
 from rqp.ledger import Head, Ledger, job_id
-from rqp.parts import decode_part
+from rqp.parts import open_groups
 from rqp.status import StatusRecord
 from rqp.workload import Workload
 from rqp_processor.chunk import ChunkProcessor
@@ -53,7 +53,7 @@ def _chunk(world, wid: str, n: int, script: str, **settings):
 def _results(world, w: Workload, led: Ledger, jid: str) -> dict[int, bytes]:
     part = led.parts()["c00000000"]
     raw = world.store.get(part.name)
-    return {rid: w.scope(jid).open_sealed("result", rid, sealed) for rid, sealed in decode_part(raw, part.name)}
+    return dict(zip(*open_groups(raw, part.name, w.scope(jid)), strict=True))
 
 
 def test_a_result_at_the_limit_is_done_and_one_byte_over_fails_alone_for_good(world):
@@ -116,14 +116,14 @@ def test_a_spilled_part_leaves_no_file_and_has_the_in_memory_layout(world):
     w = Workload.open(world.store, world.keys, world.pack("layout", [{"n": 0}]), world.trust())
     results = [(i, b"%d" % i * 1000) for i in range(50)]
     for budget in (1 << 30, 4096):
-        with parts.PartWriter(w, budget=budget, spill_dir=str(world.root)) as part:
+        with parts.PartWriter(w, budget=budget, spill_dir=str(world.root), group_bytes=8192) as part:
             for k in range(0, 50, 7):
                 part.add(results[k : k + 7])
-            assert part.spilled == (budget == 4096) and part.entries == 50
+            assert part.spilled == (budget == 4096) and part.entries == 50  # groups sealed on the way
             assert not [f for f in os.listdir(world.root) if f.startswith("rqp-part-")]
             part.upload(world.store, f"p{budget}")
         raw = world.store.get(f"p{budget}")
-        assert [(rid, w.open_sealed("result", rid, s)) for rid, s in decode_part(raw, "p")] == results
+        assert list(zip(*open_groups(raw, "p", w.seals), strict=True)) == results
 
 
 @pytest.mark.parametrize("budget", [None, 0])
@@ -131,6 +131,6 @@ def test_the_part_writer_accepts_the_default_and_a_zero_budget(world, budget):
     w = Workload.open(world.store, world.keys, world.pack(f"b{budget}".lower(), [{"n": 0}]), world.trust())
     with parts.PartWriter(w, budget=budget) as part:
         part.add([(7, b"42")])
-        assert part.spilled == (budget == 0)
         part.upload(world.store, "one")
-    assert [rid for rid, _ in decode_part(world.store.get("one"), "one")] == [7]
+        assert part.spilled == (budget == 0)
+    assert open_groups(world.store.get("one"), "one", w.seals) == ([7], [b"42"])

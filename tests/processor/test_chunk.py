@@ -98,7 +98,7 @@ def test_a_tampered_record_fails_alone_and_the_others_results_land_under_their_o
     of results is sealed in bulk: a record sealed for another id fails with open_sealed's reason,
     and every other result lands in the part under its own record id -- the bulk path maps a
     frame's indices back to ids when the records sent are not the chunk's all."""
-    from rqp.parts import iter_part
+    from rqp.parts import iter_results
 
     wid = world.pack("bulk", [{"n": i} for i in range(6)], script="def process(r):\n    return r['n'] * 10\n")
     trust = TrustStore.from_file(world.signer.trusted)
@@ -130,8 +130,5 @@ def test_a_tampered_record_fails_alone_and_the_others_results_land_under_their_o
     assert st.state == "failed" and "failed authentication" in st.error
     part = led.part_of("c00000000")
     assert part is not None
-    got = {
-        rid: w.scope(jid).open_sealed("result", rid, sealed)
-        for rid, sealed in iter_part(world.store.iter_chunks(part.name), part.name)
-    }
+    got = dict(iter_results(world.store.iter_chunks(part.name), part.name, w.scope(jid)))
     assert got == {0: b"0", 1: b"10", 3: b"30", 4: b"40", 5: b"50"}

@@ -17,7 +17,7 @@ from rqp.backends import Backends
 from rqp.chunk_records import seal_records
 from rqp.jobs import ChunkSpec, seal_spec
 from rqp.ledger import Head, Ledger, job_id
-from rqp.parts import iter_part
+from rqp.parts import iter_results
 from rqp.signing import TrustStore
 from rqp.status import StatusRecord
 from rqp.workload import Workload
@@ -63,10 +63,7 @@ def _value(w: Workload, chunk: str, ids: range) -> bytes:
 def _results(world: Any, w: Workload, led: Ledger, chunk: str, jid: str) -> dict[int, bytes]:
     part = led.part_of(chunk)
     assert part is not None
-    return {
-        rid: w.scope(jid).open_sealed("result", rid, sealed)
-        for rid, sealed in iter_part(world.store.iter_chunks(part.name), part.name)
-    }
+    return dict(iter_results(world.store.iter_chunks(part.name), part.name, w.scope(jid)))
 
 
 def test_a_chunk_value_runs_every_record_under_its_own_id(lab):

@@ -299,7 +299,8 @@ class ChunkProcessor:
             return {"skipped": True}
         deadlines = self.lease.hold(ledger, jid, deadline)
         # under the committing job's own key: a part of another attempt does not open as this one
-        part = PartWriter(workload.scope(jid))
+        # in the newest form the scheduler that queued the chunk reads (an older one: per result)
+        part = PartWriter(workload.scope(jid), form=spec.part_form)
         try:
             t0 = time.perf_counter()
             self._script_cpu = None  # set by ``_outcomes`` when its records ran in a script host
@@ -403,7 +404,7 @@ class ChunkProcessor:
                     # the usual frame: every result OK, no surrogate escape (``lone_surrogate``
                     # looks no further without one), no record keys -- sealed into the part in
                     # one pass, the outcomes set by one slice when the indices are contiguous
-                    part.add(list(zip(map(sent_ids.__getitem__, js), values, strict=True)))
+                    part.add_columns(list(map(sent_ids.__getitem__, js)), values)
                     if identity and n and js[-1] - js[0] + 1 == n:
                         outcomes[js[0] : js[-1] + 1] = [_SEALED] * n
                     else:

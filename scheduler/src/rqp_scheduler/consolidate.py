@@ -56,7 +56,7 @@ from rqp.ledger import (
     preempted,
     split_keyed_result,
 )
-from rqp.parts import ENTRY, MAGIC, iter_part, part_name
+from rqp.parts import ENTRY, MAGIC, MAGIC_GROUPS, ResultRefused, iter_part, iter_results, open_groups, part_name
 from rqp.records import Limits, parse_records
 from rqp.results_root import (
     INPUTS_BLOB,
@@ -245,19 +245,36 @@ def _in_order(
         yield rid, sealed
 
 
+def _refused(workload: Workload, note: ChunkNote, exc: IntegrityError) -> StateError:
+    """A part's refusal as consolidation's one line: a result that does not open names its record
+    and the job it is not of; a cut or replaced part says so."""
+    if isinstance(exc, ResultRefused):
+        with_it = f" (nor are the {exc.count - 1} other results sealed with it)" if exc.count > 1 else ""
+        return StateError(
+            workload.id,
+            f"the result of record {exc.record} in chunk {note.chunk}'s part is not job {note.job}'s{with_it}",
+        )
+    return StateError(workload.id, str(exc))
+
+
 def _lines(store: BlobStore, workload: Workload, note: ChunkNote) -> Iterator[tuple[int, bytes]]:
-    """(record id, result line) of the records ``note`` did, from its job's part, under its job's key."""
+    """(record id, result line) of the records ``note`` did, from its job's part, under its job's
+    key: a part of either form (``rqp.parts``), read in pieces, one group or entry at a time."""
     seals = workload.scope(note.job)
     keyed = workload.manifest.id_field is not None
-    for rid, sealed in _in_order(_entries(store, workload, note), note.done_ids(), workload, note.chunk):
+    name = _part_name(workload, note)
+    wanted = list(note.done_ids())
+
+    def opened() -> Iterator[tuple[int, bytes]]:
         try:
-            result = seals.open_sealed("result", rid, sealed)
-        except IntegrityError:
-            raise StateError(
-                workload.id, f"the result of record {rid} in chunk {note.chunk}'s part is not job {note.job}'s"
-            ) from None
+            yield from iter_results(store.iter_chunks(name), name, seals, set(wanted))
+        except IntegrityError as exc:
+            raise _refused(workload, note, exc) from None
+
+    for rid, value in _in_order(opened(), wanted, workload, note.chunk):
+        result = value
         if keyed:  # the data's own id with the result (rqp pack --id-field)
-            key, result = split_keyed_result(result)
+            key, result = split_keyed_result(value)
             yield rid, b'{"id":%d,"key":%s,"result":%s}\n' % (rid, key, result)
         else:
             yield rid, b'{"id":%d,"result":%s}\n' % (rid, result)
@@ -273,6 +290,18 @@ def _note_lines(store: BlobStore, workload: Workload, note: ChunkNote) -> tuple[
     usual = _part_lines(raw, workload, note)
     if usual is not None and usual[0] == wanted and wanted == sorted(wanted):
         return usual  # the part holds exactly the note's records, in record order
+    if raw.startswith(MAGIC_GROUPS) and usual is not None:
+        # every group opened: take the note's records by id (a record re-run alone, results not done)
+        by_id = dict(zip(reversed(usual[0]), reversed(usual[1]), strict=True))  # the first of an id counts
+        ids: list[int] = []
+        lines: list[bytes] = []
+        for rid in sorted(wanted):
+            line = by_id.get(rid)
+            if line is None:
+                raise StateError(workload.id, f"the result of record {rid} is missing from chunk {note.chunk}'s part")
+            ids.append(rid)
+            lines.append(line)
+        return ids, lines
     entries = list(_entries(store, workload, note, whole=raw))
     if [rid for rid, _ in entries] != wanted:  # a record re-run alone, or entries not done: walk it
         entries = list(_in_order(iter(entries), wanted, workload, note.chunk))
@@ -281,8 +310,8 @@ def _note_lines(store: BlobStore, workload: Workload, note: ChunkNote) -> tuple[
     decrypt = workload.scope(note.job).sealer.aead.decrypt
     prefix = aad("result", workload.id, "")
     keyed = workload.manifest.id_field is not None
-    ids: list[int] = []
-    lines: list[bytes] = []
+    ids = []
+    lines = []
     rid = -1
     try:
         for rid, sealed in entries:
@@ -303,17 +332,29 @@ def _note_lines(store: BlobStore, workload: Workload, note: ChunkNote) -> tuple[
 
 
 def _part_lines(raw: bytes, workload: Workload, note: ChunkNote) -> tuple[list[int], list[bytes]] | None:
-    """The usual part's (ids, result lines) in the part's own order, walked in one loop over its
-    bytes (no generator, entry tuples or second pass per record): each result opened under the
-    job's key, bound to its record id, exactly as ``_note_lines`` opens it. None when the part is
+    """The part's (ids, result lines) in the part's own order, each result opened under the job's
+    key, bound to its record id. A part of the current form (``RQPP2``) is opened a group at a time
+    (one AES-GCM call for a usual part) and refused here with one line when anything in it does
+    not open or is cut (``StateError``). An older part (``RQPP1``) is walked in one inline loop
+    over its bytes (no generator, entry tuples or second pass per record); None when it is
     anything but well formed and every result opens -- then ``_note_lines`` takes its full path,
-    which says what is wrong; the caller still checks the ids against the note's."""
-    if not raw.startswith(MAGIC) or workload.manifest.id_field is not None:
+    which says what is wrong. The caller checks the ids against the note's."""
+    keyed = workload.manifest.id_field is not None
+    if raw.startswith(MAGIC_GROUPS):
+        try:
+            ids, results = open_groups(raw, _part_name(workload, note), workload.scope(note.job))
+        except IntegrityError as exc:
+            raise _refused(workload, note, exc) from None
+        if keyed:  # the data's own id with the result (rqp pack --id-field)
+            pairs = [(rid, *split_keyed_result(result)) for rid, result in zip(ids, results, strict=True)]
+            return ids, [b'{"id":%d,"key":%s,"result":%s}\n' % pair for pair in pairs]
+        return ids, [b'{"id":%d,"result":%s}\n' % pair for pair in zip(ids, results, strict=True)]
+    if not raw.startswith(MAGIC) or keyed:
         return None
     decrypt = workload.scope(note.job).sealer.aead.decrypt
     prefix = aad("result", workload.id, "")
     unpack, head = ENTRY.unpack_from, ENTRY.size
-    ids: list[int] = []
+    ids = []
     lines: list[bytes] = []
     add_id, add_line = ids.append, lines.append
     pos, end = len(MAGIC), len(raw)

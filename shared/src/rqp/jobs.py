@@ -14,6 +14,7 @@ import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from rq.exceptions import DeserializationError
@@ -28,7 +29,7 @@ from .errors import ForbiddenJobError, IntegrityError
 from .records import line_of
 from .workload import Workload
 
-__all__ = ["ENTRY_POINT", "JOB_TIMEOUT", "ChunkSpec", "JSONSerializer", "RqpJob", "open_spec", "seal_spec"]
+__all__ = ["ENTRY_POINT", "JOB_TIMEOUT", "PART_FORM", "ChunkSpec", "JSONSerializer", "RqpJob", "open_spec", "seal_spec"]
 
 #: the label every rqp job carries; a job naming anything else is rejected
 ENTRY_POINT = "rqp.chunk"
@@ -36,6 +37,11 @@ ENTRY_POINT = "rqp.chunk"
 NOT_RQP = "<not an rqp job>"
 #: RQ's own per-job timeout; chunks are sized to take well under a second
 JOB_TIMEOUT = 3600
+#: the newest results part form this version's consolidation reads (``rqp.parts``: 2, groups of
+#: results one AES-GCM value each). A scheduler's specs carry it, and a processor writes that form
+#: and no newer: a spec without it (an older scheduler's) gets parts of form 1, one value per
+#: result, which every version reads -- processors can be upgraded before the scheduler
+PART_FORM = 2
 
 
 class JSONSerializer:
@@ -97,6 +103,9 @@ class RqpJob(Job):
     #: set while ``delete`` runs: its executions, read once for both of RQ's reads
     _deleting = False
     _executions_read: list[Execution] | None = None
+    #: read ahead by ``read_for_delete`` (the worker's success path), for the ``delete`` that follows
+    _status_ahead: JobStatus | None = None
+    _executions_ahead: list[Execution] | None = None
 
     def _deserialize_data(self) -> None:
         # JSON only: a payload that is not rqp's JSON (a pickle, garbage) is never handed to any
@@ -131,12 +140,45 @@ class RqpJob(Job):
         self, pipeline: Pipeline | None = None, remove_from_queue: bool = True, delete_dependents: bool = False
     ) -> None:
         """RQ's delete, the job's executions read once: RQ reads them to take them out of the
-        started registry, then again to delete them (the writes of both go into ``pipeline``)."""
-        self._deleting, self._executions_read = True, None
+        started registry, then again to delete them (the writes of both go into ``pipeline``);
+        with ``read_for_delete`` before it, not at all here."""
+        self._deleting, self._executions_read = True, self._executions_ahead
         try:
             super().delete(pipeline=pipeline, remove_from_queue=remove_from_queue, delete_dependents=delete_dependents)
         finally:
             self._deleting, self._executions_read = False, None
+            self._status_ahead, self._executions_ahead = None, None
+
+    def read_for_delete(self, execution: Execution) -> None:
+        """Read in one round trip what RQ's ``delete`` of this job reads in four (its stored status;
+        its executions: the expired dropped, the ids, each one's hash), for the ``delete`` that
+        follows: the worker's success path (issue 28: RQ's round trips per chunk). When the job
+        has any execution but ``execution`` (this worker's), those are read as RQ reads them. The
+        same commands, the same end state; a status or an execution gone from Redis is left to
+        RQ's own reads, which fail as they always did."""
+        registry = PipelinedExecutions(self.id, self.connection, self)
+        pipe = self.connection.pipeline(transaction=False)
+        pipe.hget(self.key, "status")
+        pipe.zremrangebyscore(registry.key, 0, current_timestamp())
+        pipe.zrange(registry.key, 0, -1)
+        pipe.hgetall(execution.key)
+        status, _dropped, ids, data = pipe.execute()
+        if [as_text(i) for i in ids] == [execution.id] and data:
+            mine = Execution(id=execution.id, job_id=self.id, connection=self.connection)
+            mine.restore(data)
+            self._executions_ahead = [mine]
+        else:
+            self._executions_ahead = registry._read(0, -1)  # another worker's too (or none): RQ's reads
+        self._status_ahead = JobStatus(as_text(status)) if status else None
+
+    def forget_reads(self) -> None:
+        """Drop what ``read_for_delete`` read (the ``delete`` it was for did not run)."""
+        self._status_ahead, self._executions_ahead = None, None
+
+    def _fetch_status(self) -> JobStatus:
+        """RQ reads the stored status as it deletes a job: read ahead by ``read_for_delete`` when set."""
+        ahead = self._status_ahead
+        return ahead if ahead is not None else super()._fetch_status()
 
     @property
     def func(self):
@@ -191,14 +233,20 @@ class ChunkSpec:
     #: two schedulers on either side of a Redis split brain number their chunks alike, and a
     #: part of one side's chunk overwrote the other's under the same name ("" in older specs)
     part: str = ""
+    #: the results part form the scheduler that queued this chunk reads (``PART_FORM``; 1 in an
+    #: older scheduler's spec, which does not say)
+    part_form: int = PART_FORM
 
     @property
     def size(self) -> int:
         return sum(n for _s, n, _a in self.runs)
 
     def records(self) -> list[tuple[int, int]]:
-        """(record id, attempt) pairs."""
-        return [(s + i, a) for s, n, a in self.runs for i in range(n)]
+        """(record id, attempt) pairs (built a run at a time, no Python step per record)."""
+        out: list[tuple[int, int]] = []
+        for s, n, a in self.runs:
+            out += zip(range(s, s + n), repeat(a, n), strict=True)
+        return out
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -215,6 +263,7 @@ class ChunkSpec:
                 **({"l": self.lines} if self.lines else {}),
                 **({"x": self.reruns} if self.reruns else {}),
                 **({"p": self.part} if self.part else {}),
+                **({"pf": self.part_form} if self.part_form != 1 else {}),
             },
             separators=(",", ":"),
         ).encode()
@@ -228,7 +277,7 @@ class ChunkSpec:
             d["w"], d["c"], tuple(tuple(r) for r in d["r"]), d["m"], d["b"], d["bm"], d.get("q"), int(d.get("g", 1)),
             tuple(str(k) for k in keys) if keys is not None else None,
             tuple((int(a), int(b)) for a, b in lines) if lines else None,
-            int(d.get("x", 0)), str(d.get("p", "")),
+            int(d.get("x", 0)), str(d.get("p", "")), int(d.get("pf", 1)),
         )  # fmt: skip
 
     def line_of(self, rid: int) -> int:

@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 import rqp
-from rqp.ledger import Ledger
+from rqp.ledger import Ledger, job_id
 from rqp.workload import blob_name
 
 SCRIPT = "def process(r):\n    if r['n'] % 7 == 5:\n        raise ValueError('bad')\n    return {'sq': r['n'] ** 2}\n"
@@ -42,21 +42,47 @@ def test_a_stream_started_after_the_end_reads_the_consolidated_results(client, w
     assert list(w.stream(poll=0)) == list(w.results())
 
 
-def test_a_result_moved_between_records_in_a_part_fails_the_stream(client, world, proc):
-    """A part entry re-labelled as another record's does not open: the stream says so instead of
-    yielding it (as consolidation would refuse it)."""
-    from rqp.parts import _ENTRY, MAGIC, decode_part
-
-    w = client.submit([{"n": i} for i in range(8)], "def process(r):\n    return r['n']\n", id="tampered")
+def _committed_part(client, world, proc, wid):
+    w = client.submit([{"n": i} for i in range(8)], "def process(r):\n    return r['n']\n", id=wid)
     run = world.run(w.id)
     run.step()
     world.work(proc)
     assert Ledger(world.r, w.id).parts()  # committed chunks name their parts
     name = sorted(world.store.list(blob_name(w.id, "parts/")))[0]
-    entries = list(decode_part(world.store.get(name), name))
+    return w, name
+
+
+def test_a_result_moved_between_records_in_a_part_fails_the_stream(client, world, proc):
+    """A part entry of the older form re-labelled as another record's does not open: the stream
+    says so instead of yielding it (as consolidation would refuse it)."""
+    from rqp.parts import _ENTRY, MAGIC, decode_part, open_groups, seal_part
+    from rqp.workload import Workload
+
+    w, name = _committed_part(client, world, proc, "tampered")
+    opened = Workload.open(world.store, world.keys, w.id, world.trust())
+    ref = Ledger(world.r, w.id).part_of("c00000000")
+    assert ref is not None and ref.name == name
+    seals = opened.scope(job_id(w.id, "c00000000", 0))
+    ids, results = open_groups(world.store.get(name), name, seals)  # the worker's part: the current form
+    entries = list(decode_part(seal_part(seals, list(zip(ids, results, strict=True))), name))  # as an older one
     (a, sa), (b, sb) = entries[0], entries[1]
     swapped = [(a, sb), (b, sa), *entries[2:]]
     world.store.put(name, MAGIC + b"".join(_ENTRY.pack(rid, len(s)) + s for rid, s in swapped))
+    with pytest.raises(rqp.IntegrityError, match="is not job"):
+        list(itertools.islice(w.stream(poll=0), 8))
+
+
+def test_a_group_with_its_record_ids_edited_fails_the_stream(client, world, proc):
+    """A group of the current form whose ids are edited (its first record named as another) does
+    not open: the stream refuses it with the same line."""
+    from rqp.parts import MAGIC_GROUPS
+
+    w, name = _committed_part(client, world, proc, "relabelled")
+    raw = bytearray(world.store.get(name))
+    assert raw.startswith(MAGIC_GROUPS)
+    at = len(MAGIC_GROUPS) + 4 + 12 + 4  # group length, nonce, run count: the first run's first id
+    raw[at + 7] ^= 1  # record 0's results now claim to be record 1's onwards
+    world.store.put(name, bytes(raw))
     with pytest.raises(rqp.IntegrityError, match="is not job"):
         list(itertools.islice(w.stream(poll=0), 8))
 

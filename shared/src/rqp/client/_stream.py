@@ -22,7 +22,7 @@ from typing import Any, cast
 from ..errors import BlobNotFoundError, IntegrityError
 from ..jsonsafe import JSONRejected, loads, result_line
 from ..ledger import JobId, Ledger, split_keyed_result
-from ..parts import iter_part, part_name
+from ..parts import ResultRefused, iter_results, part_name
 from ..status import ChunkNote
 from ..storage import BlobStore
 from ..workload import Workload
@@ -62,6 +62,13 @@ def parse_line(line: bytes) -> dict[str, Any]:
     return cast("dict[str, Any]", doc)
 
 
+def _line(rid: int, result: bytes, keyed: bool) -> tuple[int, bytes]:
+    if keyed:  # the data's own id with the result (rqp pack --id-field)
+        key, value = split_keyed_result(result)
+        return rid, b'{"id":%d,"key":%s,"result":%s}' % (rid, key, value)
+    return rid, b'{"id":%d,"result":%s}' % (rid, result)
+
+
 def _note_lines(store: BlobStore, workload: Workload, note: ChunkNote) -> Iterator[tuple[int, bytes]]:
     """(record id, results line) of every record ``note`` says its job did, from that job's part
     under that job's key, as ``rqp_scheduler.consolidate`` reads them."""
@@ -70,22 +77,19 @@ def _note_lines(store: BlobStore, workload: Workload, note: ChunkNote) -> Iterat
     wanted = set(note.done_ids())
     seals = workload.scope(note.job)
     keyed = workload.manifest.id_field is not None
-    for rid, sealed in iter_part(store.iter_chunks(name), name):
-        if rid not in wanted:
-            continue  # a record this job did not get to commit (it is in another note, or failed)
-        wanted.discard(rid)
-        try:
-            result = seals.open_sealed("result", rid, sealed)
-        except IntegrityError:
-            raise IntegrityError(
-                f"the result of record {rid} in chunk {note.chunk}'s part of workload {workload.id} is not job "
-                f"{note.job}'s: altered; find who can write to the blob store (SECURITY.md)"
-            ) from None
-        if keyed:
-            key, result = split_keyed_result(result)
-            yield rid, b'{"id":%d,"key":%s,"result":%s}' % (rid, key, result)
-        else:
-            yield rid, b'{"id":%d,"result":%s}' % (rid, result)
+    try:
+        # a part of either form (``rqp.parts``); ``wanted`` shrinks as records are yielded, so a
+        # record's second result is skipped, as before
+        for rid, result in iter_results(store.iter_chunks(name), name, seals, wanted):
+            if rid not in wanted:
+                continue  # a record this job did not get to commit (it is in another note, or failed)
+            wanted.discard(rid)
+            yield _line(rid, result, keyed)
+    except ResultRefused as exc:
+        raise IntegrityError(
+            f"the result of record {exc.record} in chunk {note.chunk}'s part of workload {workload.id} is not job "
+            f"{note.job}'s: altered; find who can write to the blob store (SECURITY.md)"
+        ) from None
     if wanted:
         raise IntegrityError(
             f"the result of record {min(wanted)} is missing from chunk {note.chunk}'s part of workload "
