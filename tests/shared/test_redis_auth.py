@@ -323,10 +323,13 @@ def test_each_vm_identity_gets_the_policy_rendered_from_the_roles_acl(r):
         try:
             r.execute_command("ACL", "SETUSER", probe, "on", "nopass", *policy["permissions"].split())
             rules = r.acl_getuser(probe)
+            # the cache allows every channel: PUBLISH would reach RQ's worker commands (F2, twelfth review)
+            refused = r.execute_command("ACL", "DRYRUN", probe, "PUBLISH", "rq:pubsub:rqp-worker", "shutdown")
         finally:
             r.acl_deluser(probe)
         assert "~*" not in rules["keys"] and "+@all" not in rules["commands"]  # ... and least privilege
         assert "flushall" not in rules["commands"] and "config" not in rules["commands"]
+        assert refused not in (b"OK", "OK") and "+publish" not in policy["permissions"].split(), name
     for kind in ("Microsoft.Cache/redis/accessPolicies", "Microsoft.Cache/redis/accessPolicyAssignments"):
         for res in _resources(doc, kind):
             assert "managedRedisOn" in res["condition"]

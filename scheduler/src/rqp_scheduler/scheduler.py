@@ -173,28 +173,43 @@ class Scheduler:
             log.error("workload %s: %s", wid, exc)
 
     def loop(self, serve: bool = False) -> None:
+        """Step the workloads, each pass when the soonest of their waits (``wait_hint``) is up.
+
+        A wake-up before that (a submission announced on ``rqp:submitted``, which anyone allowed
+        to PUBLISH there can send as often as they like) takes the submissions and steps only the
+        workloads it added: the others keep their wait, so a flood of announcements costs a look
+        at the submissions list per wake-up (``WAKE_MIN_GAP``), never a step of every workload
+        (the twelfth review, F1: 4.6x the scheduler's CPU under ~450 PUBLISH/s)."""
         self.serving = serve
         backoff = 0.1
         if serve and self.listener is None:
             self.listener = SubmissionListener(self.r, self.wakeup)
             self.listener.start()
+        due = 0.0  # when the workloads are next stepped (monotonic)
         while not self.stop.is_set() and (serve or self.runs):
             try:
-                self.tick(serve)
+                step_all = time.monotonic() >= due
+                stepped = self.tick(serve, step_all=step_all)
                 backoff = 0.1
                 if not serve and not self.runs:
                     break  # `run`: the last workload just ended; not a WAIT_IDLE more before exiting
                 idle = WAIT_IDLE_SERVING if serve else WAIT_IDLE
-                hint = min((run.wait_hint() for run in self.runs.values()), default=idle)
+                hints = [run.wait_hint() for wid, run in self.runs.items() if wid in stepped]
+                now = time.monotonic()
+                if step_all:
+                    due = now + min(hints, default=idle)
+                elif hints:  # a workload the wake-up added: its own wait counts from now
+                    due = min(due, now + min(hints))
                 if serve:
                     self._spare_when_idle()
-                self.wakeup.wait(hint)
+                self.wakeup.wait(max(0.0, due - time.monotonic()))
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("Redis unreachable (%s); retrying in %.1fs", str(exc).split("\n")[0], backoff)
                 for run in self.runs.values():
                     run.reset_after_error()
                 self.stop.wait(backoff)
                 backoff = min(REDIS_RETRY_MAX, backoff * 2)
+                due = 0.0
 
     def _spare_when_idle(self) -> None:
         """Start a spare script host once per idle spell of ``SPARE_AFTER_IDLE`` (serving)."""
@@ -208,13 +223,19 @@ class Scheduler:
             self._spared = True
             self.hosts.make_spare()
 
-    def tick(self, serve: bool = False) -> None:
-        """One pass: take new submissions (``serve``), then step every workload once. A workload
-        that fails -- foreseen or not -- is taken out; the others go on."""
+    def tick(self, serve: bool = False, step_all: bool = True) -> set[str]:
+        """One pass: take new submissions (``serve``), then step every workload once (``step_all``;
+        else only the ones just taken). A workload that fails -- foreseen or not -- is taken out;
+        the others go on. Returns the ids of the workloads stepped."""
+        before = set(self.runs)
         if serve and self.r.llen(SUBMISSIONS):
             while (sub := next_submission(self.r)) is not None:
                 self._try_add(sub, submitted=True)
+        stepped: set[str] = set()
         for wid, run in list(self.runs.items()):
+            if not step_all and wid in before:
+                continue
+            stepped.add(wid)
             try:
                 if run.step():
                     self.summaries[wid] = run.summary
@@ -227,6 +248,7 @@ class Scheduler:
             except Exception as exc:  # noqa: BLE001 - one workload never stops the others
                 self._failed(wid, self._unexpected(run, exc))
                 del self.runs[wid]
+        return stepped
 
 
 def _where(exc: BaseException) -> str:

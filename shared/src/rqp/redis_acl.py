@@ -525,12 +525,20 @@ def init_redis_secrets(
     return made, warnings
 
 
+#: what no managed policy gets (``managed_redis_permissions``)
+_PUBLISH = "+publish"
+
+
 def managed_redis_permissions(roles: Iterable[str]) -> str:
     """The union of ``roles``' ACL rules as one Azure Cache for Redis custom access policy.
 
     That service speaks the Redis 6.0 ACL: no selectors (their commands and keys join the main
     rule, so the policy is coarser than the VM's ACL), no read-only key patterns (``%R~`` becomes
-    ``~``), no removal of a subcommand, and every Pub/Sub channel allowed (6.0's default)."""
+    ``~``), no removal of a subcommand, and every Pub/Sub channel allowed (6.0's default). So no
+    policy gets PUBLISH: kept to ``rqp:submitted`` on a VM's ACL, here it would reach every
+    channel -- RQ's worker commands (``shutdown``, ``kill-horse``) too (the twelfth review, F2).
+    The submitter's announcement is a hint: without it a serving scheduler takes the submission
+    at its next look (``WAIT_IDLE_SERVING``)."""
     rules = role_rules()
     unknown = [r for r in roles if r not in rules]
     if unknown:
@@ -542,7 +550,7 @@ def managed_redis_permissions(roles: Iterable[str]) -> str:
     out: list[str] = []
     for raw in tokens:
         token = raw[2:] if raw.startswith("%R~") else raw
-        if token.startswith("&") or (token.startswith("-") and "|" in token):
+        if token.startswith("&") or (token.startswith("-") and "|" in token) or token == _PUBLISH:
             continue
         if token not in out:
             out.append(token)
