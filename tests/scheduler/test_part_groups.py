@@ -87,8 +87,11 @@ def test_a_cut_part_is_refused_with_one_line(world, w):
     note = _note(((4, 5, 1),))
     world.store.put(_part_name(w, note), _sealed(w, RESULTS)[:-3])
     for read in (lambda: _note_lines(world.store, w, note), lambda: list(_lines(world.store, w, note))):
-        with pytest.raises(StateError, match="is truncated"):
+        with pytest.raises(StateError, match="is truncated") as refused:
             read()
+        # a part is a blob: the line names the blob store beside Redis (the twelfth review, F4)
+        assert str(refused.value).startswith(f"a result part of {w.id} failed authentication: ")
+        assert "Find who can write to the blob store or to this Redis" in str(refused.value)
 
 
 def test_a_group_dropped_from_a_part_leaves_its_records_missing(world, w):

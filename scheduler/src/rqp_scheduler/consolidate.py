@@ -82,6 +82,7 @@ __all__ = [
     "PREVIOUS_BLOB",
     "RESULTS_BLOB",
     "SUMMARY_BLOB",
+    "PartRefused",
     "Proof",
     "StateError",
     "consolidate",
@@ -108,6 +109,20 @@ class StateError(IntegrityError):
         super().__init__(
             f"Redis state of {workload_id} failed authentication: {detail}; the workload was not finished. "
             f"Find who can write to this Redis (SECURITY.md), then run the workload again under a new id"
+        )
+
+
+class PartRefused(StateError):
+    """A chunk's result part does not open as the part its note names: the blob was written behind
+    rqp's back, or the note (in Redis) names another -- so the line names both places (the twelfth
+    review, F4: it blamed Redis alone)."""
+
+    def __init__(self, workload_id: str, detail: str) -> None:
+        IntegrityError.__init__(
+            self,
+            f"a result part of {workload_id} failed authentication: {detail}; the workload was not finished. "
+            f"Find who can write to the blob store or to this Redis (SECURITY.md), then run the workload again "
+            f"under a new id",
         )
 
 
@@ -245,16 +260,16 @@ def _in_order(
         yield rid, sealed
 
 
-def _refused(workload: Workload, note: ChunkNote, exc: IntegrityError) -> StateError:
+def _refused(workload: Workload, note: ChunkNote, exc: IntegrityError) -> PartRefused:
     """A part's refusal as consolidation's one line: a result that does not open names its record
     and the job it is not of; a cut or replaced part says so."""
     if isinstance(exc, ResultRefused):
         with_it = f" (nor are the {exc.count - 1} other results sealed with it)" if exc.count > 1 else ""
-        return StateError(
+        return PartRefused(
             workload.id,
             f"the result of record {exc.record} in chunk {note.chunk}'s part is not job {note.job}'s{with_it}",
         )
-    return StateError(workload.id, str(exc))
+    return PartRefused(workload.id, str(exc))
 
 
 def _lines(store: BlobStore, workload: Workload, note: ChunkNote) -> Iterator[tuple[int, bytes]]:
