@@ -16,6 +16,7 @@ from rq import SimpleWorker
 from rq.worker import BaseWorker
 from world import world  # noqa: F401 - a fixture
 
+from rqp.ledger import WorkloadKeys
 from rqp_processor.worker import RqpWorker, build_worker
 
 #: RQ's own per-job hooks, which rqp's worker replaces
@@ -124,3 +125,30 @@ def test_rq_suspend_still_stops_the_worker_after_the_job_in_hand(world, monkeypa
         world.r.delete("rq:suspended")
     assert len(world.queued_jobs()) == 2  # one chunk done; the worker stopped before the next
     assert world.r.hget("rq:worker:w-susp", "successful_job_count") == b"1"
+
+
+def test_a_job_hash_deleted_while_it_ran_is_one_line_and_no_failed_job(world, monkeypatch, caplog):  # noqa: F811
+    """A Redis writer deletes a chunk job's hash while the job runs: its chunk commits, and the
+    worker removes RQ's records of the job with one line -- no traceback, and no job filed as
+    failed in RQ's failed registry for a chunk that was done (the twelfth review, F3)."""
+    deleted: list[str] = []
+    ended = RqpWorker.handle_execution_ended
+
+    def hash_deleted_first(self: Any, job: Any, *args: Any, **kwargs: Any) -> None:
+        world.r.delete(job.key)  # the writer's DEL lands after the job's work, before RQ's success path
+        deleted.append(job.id)
+        ended(self, job, *args, **kwargs)
+
+    monkeypatch.setattr(RqpWorker, "handle_execution_ended", hash_deleted_first)
+    caplog.set_level("WARNING")
+    _, state = _burst(world, "deleted", 2)
+    assert len(deleted) == 2
+    assert world.r.zcard("rq:failed:rqp") == 0  # nothing filed as failed
+    assert not [k for k in state["keys"] if k.startswith(("rq:job:", "rq:execution", "rq:results"))]
+    assert state["worker"] == [b"idle", b"2", None]
+    lost = [r for r in caplog.records if "was deleted or changed in Redis while it ran" in r.getMessage()]
+    assert len(lost) == 2 and all(r.exc_info is None for r in lost)
+    assert not [r for r in caplog.records if r.levelname == "ERROR" or r.exc_info], [
+        r.getMessage() for r in caplog.records
+    ]
+    assert world.r.bitcount(WorkloadKeys("deleted").done) == 8  # both chunks' records committed

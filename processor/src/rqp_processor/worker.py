@@ -339,6 +339,13 @@ class RqpWorker(SimpleWorker):
             super().handle_job_success(job, queue, started_job_registry, execution)
             return
         job.read_for_delete(execution)
+        if job.record_lost:
+            self.log.warning(
+                "job %s: its RQ record (%s) was deleted or changed in Redis while it ran (anyone who can write to "
+                "Redis can); its chunk's commit stands, RQ's records of the job are removed",
+                job.id,
+                job.key.decode() if isinstance(job.key, bytes) else job.key,
+            )
         try:
             with self.connection.pipeline() as pipe:
                 self.increment_successful_job_count(pipeline=pipe)

@@ -105,6 +105,8 @@ class RqpJob(Job):
     _executions_read: list[Execution] | None = None
     #: read ahead by ``read_for_delete`` (the worker's success path), for the ``delete`` that follows
     _status_ahead: JobStatus | None = None
+    #: ``read_for_delete`` found the job's hash gone or its status junk (a Redis writer, mid-run)
+    record_lost = False
     _executions_ahead: list[Execution] | None = None
 
     def _deserialize_data(self) -> None:
@@ -169,16 +171,26 @@ class RqpJob(Job):
             self._executions_ahead = [mine]
         else:
             self._executions_ahead = registry._read(0, -1)  # another worker's too (or none): RQ's reads
-        self._status_ahead = JobStatus(as_text(status)) if status else None
+        try:
+            self._status_ahead = JobStatus(as_text(status)) if status else None
+        except ValueError:  # not one of RQ's: junk a Redis writer put there
+            self._status_ahead = None
+        self.record_lost = self._status_ahead is None
 
     def forget_reads(self) -> None:
         """Drop what ``read_for_delete`` read (the ``delete`` it was for did not run)."""
-        self._status_ahead, self._executions_ahead = None, None
+        self._status_ahead, self._executions_ahead, self.record_lost = None, None, False
 
     def _fetch_status(self) -> JobStatus:
-        """RQ reads the stored status as it deletes a job: read ahead by ``read_for_delete`` when set."""
+        """RQ reads the stored status as it deletes a job: read ahead by ``read_for_delete`` when set.
+        A job whose hash was deleted (or its status junked) while it ran reads as "started", what
+        this worker made it: RQ's read would raise, and its failure path would file the job as
+        failed -- re-creating the hash, a traceback in the log -- for a chunk that committed (the
+        twelfth review, F3). rqp's ledger, not RQ's hash, says what became of the chunk."""
         ahead = self._status_ahead
-        return ahead if ahead is not None else super()._fetch_status()
+        if ahead is not None:
+            return ahead
+        return JobStatus.STARTED if self.record_lost else super()._fetch_status()
 
     @property
     def func(self):
