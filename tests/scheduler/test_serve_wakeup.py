@@ -101,8 +101,8 @@ def test_a_flood_of_announcements_does_not_step_the_running_workloads(world, ser
         steps.append(time.monotonic())
         return step()
 
-    run.step = counted  # type: ignore[method-assign]
     run.wait_hint = lambda: 2.0  # type: ignore[method-assign]  # a workload whose next step is 2 s away
+    run.step = counted  # type: ignore[method-assign]  # (after: every step counted is followed by the 2 s)
     while not steps:  # the step after which the loop waits the 2 s
         assert time.monotonic() < deadline, "the workload was never stepped"
         time.sleep(0.005)
