@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -36,6 +37,11 @@ __all__ = [
 
 REDIS_SOCKET_TIMEOUT = 30.0
 REDIS_CONNECT_TIMEOUT = 5.0
+#: how long a start asks again while Redis's name fails to resolve temporarily (``_ping``)
+NAME_RETRY_SECONDS = 10.0
+NAME_RETRY_PAUSE = 0.2
+#: what redis-py says of a lookup that failed temporarily (EAI_AGAIN)
+_TEMPORARY_NAME_FAILURE = "Temporary failure in name resolution"
 #: each Sentinel asked for the primary gets this long before the next one is asked
 SENTINEL_SOCKET_TIMEOUT = 2.0
 #: a Redis that vanished without a word (its VM powered off or cut off: packets dropped, no
@@ -86,7 +92,7 @@ def connect_redis(
     client = _open_redis(settings, kwargs)
     if check:
         try:
-            client.ping()
+            _ping(client)
         except redis.AuthenticationError:
             if not password and not urllib.parse.urlsplit(settings.redis_url).password:
                 raise RedisUnavailableError(
@@ -216,12 +222,35 @@ def _accepts_anyone(settings: Settings, kwargs: dict) -> bool:
         url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
         probe = redis.Redis.from_url(url, **anonymous)
     try:
-        probe.ping()
+        _ping(probe)
     except (redis.AuthenticationError, redis.ResponseError):
         return False
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        reason = str(exc).split("\n")[0].rstrip(".")
+        raise RedisUnavailableError(
+            f"cannot reach Redis at {settings.redis_url_safe} to check that it refuses clients without a password "
+            f"({reason}); start it or fix RQP_REDIS_URL"
+        ) from None
     finally:
         probe.close()
     return True
+
+
+def _ping(client: redis.Redis) -> None:
+    """PING, asking again for up to ``NAME_RETRY_SECONDS`` while the server's name fails to resolve
+    *temporarily* (EAI_AGAIN): a container network's DNS (podman's aardvark-dns) answers so while
+    it reloads, which it does whenever a container on the host starts or stops -- a role starting
+    then crashed with a traceback and was restarted (a CI run: the console's restarts hid it from
+    a test). Any other error, or one that outlasts the window, is raised."""
+    end = time.monotonic() + NAME_RETRY_SECONDS
+    while True:
+        try:
+            client.ping()
+            return
+        except redis.ConnectionError as exc:
+            if _TEMPORARY_NAME_FAILURE not in str(exc) or time.monotonic() > end:
+                raise
+        time.sleep(NAME_RETRY_PAUSE)
 
 
 def open_blob_store(url: str, *, retry_seconds: float | None = None) -> BlobStore:
