@@ -76,7 +76,7 @@ from rqp.throughput import run_rate
 from rqp.vms import by_vm, processor_seconds_by_host, vm_labels
 from rqp.workload import Workload, blob_name
 
-from .input_pieces import InputPieces, PieceRejected
+from .input_pieces import InputPieces, Piece, PieceRejected
 
 __all__ = [
     "PREVIOUS_BLOB",
@@ -722,6 +722,21 @@ def _payloads(workload: Workload, limits: Limits | None) -> Iterable[bytes]:
     return (payload for payload, _why in recs)
 
 
+def _covering_plan(workload: Workload, total: int, inputs: InputPieces | None) -> list[Piece] | None:
+    """The plan to read this run's input digests (``InputPieces.plan``) when they cover every
+    record; None (said once in the log) when the results root must read the data again."""
+    if inputs is None:
+        return None
+    plan = inputs.plan(total)
+    if plan is None:
+        log.info(
+            "workload %s: this run's input digests do not cover every record (it resumed, or a retry round); "
+            "the results root reads the data again",
+            workload.id,
+        )
+    return plan
+
+
 def _root(
     store: BlobStore,
     workload: Workload,
@@ -739,7 +754,7 @@ def _root(
     record and each is as it wrote it, else from the data read again (the same leaves)."""
     results_blob = results.blob + STAGED_SUFFIX
     assert head.total is not None
-    plan = None if inputs is None else inputs.plan(head.total)
+    plan = _covering_plan(workload, head.total, inputs)
     if inputs is not None and plan is not None:
         try:
             return build_root(
@@ -748,12 +763,6 @@ def _root(
             )  # fmt: skip
         except PieceRejected as exc:
             log.warning("workload %s: %s; the results root reads the data again", workload.id, exc)
-    elif inputs is not None:
-        log.info(
-            "workload %s: this run's input digests do not cover every record (it resumed, or a retry round); "
-            "the results root reads the data again",
-            workload.id,
-        )
     records = payloads if payloads is not None else _payloads(workload, limits)
     return build_root(
         store, workload, records, results_blob, failed, head.total, signer, round_=head.round, staged=True,
@@ -787,7 +796,7 @@ def _root_pass(
     each is as it wrote it, else the data read again), for the one pass: ``inputs.bin`` is
     written here, before the results, and the leaves are made as the results are written."""
     assert head.total is not None
-    plan = None if inputs is None else inputs.plan(head.total)
+    plan = _covering_plan(workload, head.total, inputs)
     if inputs is not None and plan is not None:
         try:
             return RootWhileWriting(
@@ -795,12 +804,6 @@ def _root_pass(
             )
         except PieceRejected as exc:
             log.warning("workload %s: %s; the results root reads the data again", workload.id, exc)
-    elif inputs is not None:
-        log.info(
-            "workload %s: this run's input digests do not cover every record (it resumed, or a retry round); "
-            "the results root reads the data again",
-            workload.id,
-        )
     records = payloads if payloads is not None else _payloads(workload, limits)
     return RootWhileWriting(store, workload, records, failed, head.total, unread=unread)
 
