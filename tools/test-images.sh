@@ -197,6 +197,10 @@ for f in all-in-one scheduler-vm processor-vm; do
   RQP_SECRETS_DIR=/nonexistent RQP_BLOB_URL=file:///data/blobs RQP_SCHEDULER_HOST=10.0.0.4 REDIS_BIND=10.0.0.4 \
     $COMPOSE -f "compose/$f.yml" --env-file /dev/null config -q 2>"$WORK/config.err" || { cat "$WORK/config.err" >&2; fail "compose/$f.yml is not valid"; }
 done
+# Compose reports whichever use of a missing variable it meets first, in no fixed order, so every
+# use of a required variable carries the same message (a CI run once met the short one)
+mixed=$(grep -oh '\${[A-Z_]*:?[^}]*}' compose/*.yml | sort -u | sed 's/:?.*//' | uniq -d)
+[ -z "$mixed" ] || fail "a required variable has more than one message in compose/*.yml: $mixed"
 ok "the 3 Compose files are valid and compose/.env.example documents every variable they use"
 if RQP_SECRETS_DIR=/nonexistent RQP_BLOB_URL=file:///data/blobs $COMPOSE -f compose/scheduler-vm.yml --env-file /dev/null config -q 2>"$WORK/config.err"; then
   fail "scheduler-vm.yml starts without REDIS_BIND (Redis would be published on every interface)"
