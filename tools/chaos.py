@@ -805,6 +805,40 @@ def m_leader(ctx: Ctx) -> str:
     return f"DEL {key}"
 
 
+def m_lock(ctx: Ctx) -> str:
+    """A workload's run lock and its fence (``rqp_scheduler.run.lock``): junk, a forged holder or
+    generation with or without a TTL, another type, deleted (the lock lapsing). The worst allowed:
+    the run stops, writing nothing more, until its lock lapses and the service takes it over
+    (``run_case`` lets it lapse at the end) -- a stall, never a wrong answer."""
+    rng = ctx.rng
+    key = ctx.k(rng.choice(("lock", "fence")))
+    op = rng.randrange(6)
+    if op >= 4:
+        ctx.r.delete(key)
+    if op == 0:
+        ctx.r.set(key, ctx.junk(), ex=rng.choice((None, 2)))
+        return f"SET {key} <junk>"
+    if op == 1:
+        value = f"intruder:{rng.randrange(1, 65535)}" if key.endswith("lock") else f"{rng.randrange(1, 99)} intruder:1"
+        ctx.r.set(key, value, ex=rng.choice((None, 2)))
+        return f"SET {key} {value!r}"
+    if op == 2:
+        held = ctx.r.get(key)
+        if held is None:
+            return f"(no {key} to bump)"
+        gen, _, who = held.decode(errors="replace").partition(" ")
+        value = (
+            f"{int(gen) + 1 if gen.isdigit() else 1} {who}" if key.endswith("fence") else held.decode(errors="replace")
+        )
+        ctx.r.set(key, value)
+        return f"SET {key} {value!r} (its own holder, a generation on)"
+    if op == 3:
+        ctx.r.delete(key)
+        ctx.r.hset(key, "x", "y")
+        return f"HSET {key} x y (another type)"
+    return f"DEL {key}"
+
+
 @dataclass(frozen=True)
 class Family:
     name: str
@@ -828,6 +862,7 @@ FAMILIES: dict[str, Family] = {
         Family("chunk-value", m_chunk_value),
         Family("sealed", m_sealed),
         Family("derived", m_derived),
+        Family("lock", m_lock),
         Family("drained", m_drained),
         Family("leader", m_leader),
     )
@@ -1036,6 +1071,27 @@ def _run_case(lab: Lab, family: str, seed: int, mutations: int, done: list[str])
         job_errors += work(lab)
     if serve.crashed:
         return Outcome(family, seed, "BAD", f"the scheduler crashed: {serve.crashed}", done)
+    # a run that stopped because its lock or fence was forged (it writes nothing more once it is
+    # not its own) waits for its lock to lapse; the service then takes it over. Lapsed here
+    # (deleted, as its TTL does) and looked for at once, instead of LAPSED_LOOK_SECONDS on
+    stalled = ""
+    if victim in serve.sched.elsewhere and victim not in serve.runs:
+        stalled = "; its run stopped (lock or fence forged) until the lock lapsed, then the service took it over"
+        lab.r.delete(ctx.k("lock"))
+        try:
+            serve.sched.take_lapsed()
+            serve._remember()
+        except Exception as exc:  # what would kill 'rqp-scheduler serve'
+            return Outcome(
+                family, seed, "BAD", f"taking the lapsed lock over crashed: {type(exc).__name__}: {exc}", done
+            )
+        for _ in range(MAX_TICKS):
+            if not serve.runs:
+                break
+            serve.tick()
+            job_errors += work(lab)
+        if serve.crashed:
+            return Outcome(family, seed, "BAD", f"the scheduler crashed: {serve.crashed}", done)
     # the bystander: untouched, so it must end exactly right
     if bystander in serve.failures:
         return Outcome(family, seed, "BAD", f"the bystander failed: {serve.failures[bystander][1]}", done)
@@ -1086,7 +1142,8 @@ def _run_case(lab: Lab, family: str, seed: int, mutations: int, done: list[str])
             return Outcome(family, seed, "refused", f"the cancelled victim: {wrong}" + flagged, done)
         if wrong:
             return Outcome(family, seed, "BAD", f"the cancelled victim: {wrong}", done)
-        return Outcome(family, seed, "refused" if flagged else "exact", "cancelled; every result right" + flagged, done)
+        kind = "refused" if flagged else ("denied" if stalled else "exact")
+        return Outcome(family, seed, kind, "cancelled; every result right" + flagged + stalled, done)
     wrong = _exact(lab, victim, VICTIM_RECORDS, {FAILING}, serve)
     if wrong and wrong.startswith((LOUD, UNVERIFIED)):
         return Outcome(family, seed, "refused", wrong + flagged, done)
@@ -1110,6 +1167,8 @@ def _run_case(lab: Lab, family: str, seed: int, mutations: int, done: list[str])
         )
     if flagged:
         return Outcome(family, seed, "refused", "every result right" + flagged, done)
+    if stalled:
+        return Outcome(family, seed, "denied", "every result right, every report agrees" + stalled, done)
     return Outcome(family, seed, "exact", "every result right, every report agrees", done)
 
 

@@ -302,17 +302,22 @@ def test_requeue_failed_records(ledger, r):
 
 
 def test_the_schedulers_lock(ledger):
-    ledger.take_lock("s:1", 30)
+    t1 = ledger.take_lock("s:1", 30)
+    assert t1 == "1 s:1" and ledger.r.get(ledger.k.fence) == b"1 s:1"
     with pytest.raises(LockHeld) as held:
         ledger.take_lock("s:2", 30)
     assert held.value.holder == "s:1"
-    ledger.take_lock("s:2", 30, holder_dead=lambda h: h == "s:1")  # a dead holder is replaced at once
-    assert ledger.renew_lock("s:2", 30) and not ledger.renew_lock("s:1", 30)
-    ledger.release_lock("s:1")  # not its lock: nothing happens
+    t2 = ledger.take_lock("s:2", 30, holder_dead=lambda h: h == "s:1")  # a dead holder is replaced at once
+    assert t2 == "2 s:2"
+    assert ledger.renew_lock("s:2", 30, t2) and not ledger.renew_lock("s:1", 30, t1)
+    ledger.release_lock("s:1", t1)  # not its lock: nothing happens
     assert ledger.r.get(ledger.k.lock) == b"s:2"
-    ledger.release_lock("s:2")
-    assert ledger.r.get(ledger.k.lock) is None
-    assert ledger.renew_lock("s:2", 30) and ledger.r.get(ledger.k.lock) == b"s:2"  # a lapsed lock is taken back
+    ledger.release_lock("s:2", t2)
+    assert ledger.r.get(ledger.k.lock) is None and ledger.r.get(ledger.k.fence) == b"2 s:2"  # the fence stays
+    assert ledger.renew_lock("s:2", 30, t2) and ledger.r.get(ledger.k.lock) == b"s:2"  # a lapsed lock is taken back
+    ledger.r.delete(ledger.k.lock)
+    assert ledger.take_lock("s:3", 30) == "3 s:3"  # lapsed: taken, a generation on
+    assert not ledger.renew_lock("s:2", 30, t2)  # ...and s:2 does not take it back
 
 
 def test_begin_pins_and_counts_from_zero(ledger):

@@ -8,13 +8,12 @@ releases it at once.
 
 Fencing. A lease alone does not stop a leader that was paused (SIGSTOP, a VM frozen, a GC pause)
 past its lease from waking up and writing as if it still led. So every write the scheduler
-makes goes through ``FencedRedis``: each write -- a single command or a whole pipeline -- runs in
-a ``MULTI`` that ``WATCH``es ``FENCE`` (the latest leader's ``"<generation> <holder>"``, no TTL)
-after checking it still names this scheduler. A standby's takeover rewrites ``FENCE``, so the old
-leader's next write raises ``LeaderLost`` before anything is sent, and a write already between
-its check and its ``EXEC`` is discarded by Redis (the ``WATCH``). ``LeaderLost`` is a
-``redis.ConnectionError``: the scheduler's loop treats it like Redis going away (nothing of its
-in-memory state is trusted afterwards) while its stop event, set by the fence, ends the loop.
+makes goes through ``rqp_scheduler.fence.FencedRedis``, fenced by ``FENCE`` (the latest leader's
+``"<generation> <holder>"``, no TTL), which a standby's takeover rewrites: the old leader's next
+write raises ``LeaderLost`` before anything is sent, and a write already between its check and
+its ``EXEC`` is discarded by Redis. ``LeaderLost`` is a ``redis.ConnectionError``: the
+scheduler's loop treats it like Redis going away (nothing of its in-memory state is trusted
+afterwards) while its stop event, set by the fence, ends the loop.
 
 What a Redis writer can do here (Security III): forge or delete the lease or the fence. The
 worst is that no scheduler leads (scheduling stalls while the forged lease lasts: one without a
@@ -36,18 +35,20 @@ from importlib import resources
 from typing import Any
 
 import redis
-from redis.client import Pipeline
 
 from rqp.config import Settings
 from rqp.connect import connect_redis
 from rqp.identity import process_identity
 from rqp.ledger import LEADER_FENCE, LEADER_LEASE, WorkloadKeys, register_script, unfinished
 
+from .fence import READ_ONLY, FencedRedis
+
 __all__ = [
     "FENCE",
     "LEADER_POLL_SECONDS",
     "LEASE",
     "MAX_GENERATION",
+    "READ_ONLY",
     "FencedRedis",
     "LeaderLease",
     "LeaderLost",
@@ -65,18 +66,6 @@ LEADER_POLL_SECONDS = 0.5
 #: generations stay below 2**53 - 1 (exact as a Lua double); one at or above it is junk, read as 0
 #: (``MAX_GENERATION`` in ``lua/_helpers.lua``)
 MAX_GENERATION = 2**53 - 1
-
-_READ_ONLY_NAMES = (
-    "GET MGET STRLEN GETRANGE GETBIT BITCOUNT BITPOS EXISTS TYPE TTL PTTL EXPIRETIME SCAN KEYS DBSIZE "
-    "HGET HMGET HGETALL HLEN HEXISTS HKEYS HVALS HSCAN HSTRLEN HRANDFIELD "
-    "LLEN LRANGE LINDEX LPOS SCARD SISMEMBER SMISMEMBER SMEMBERS SSCAN SRANDMEMBER "
-    "ZCARD ZSCORE ZMSCORE ZRANK ZREVRANK ZCOUNT ZLEXCOUNT ZRANGE ZRANGEBYSCORE ZREVRANGE ZREVRANGEBYSCORE "
-    "ZRANGEBYLEX ZREVRANGEBYLEX ZSCAN ZRANDMEMBER XLEN XRANGE XREVRANGE XINFO XPENDING "
-    "EVALSHA_RO EVAL_RO FCALL_RO PING ECHO INFO TIME ROLE CLIENT HELLO AUTH SELECT COMMAND SCRIPT MEMORY OBJECT "
-    "WATCH UNWATCH"
-)
-#: commands that change nothing: sent as they are. Every other command is fenced.
-READ_ONLY = frozenset(_READ_ONLY_NAMES.split())
 
 
 class LeaderLost(redis.ConnectionError):
@@ -103,10 +92,6 @@ def parse_generation(value: str) -> int:
     return gen if gen < MAX_GENERATION else 0
 
 
-def _is_write(args: tuple[Any, ...]) -> bool:
-    return _text(args[0]).split(" ", 1)[0].upper() not in READ_ONLY
-
-
 class LeaderLease:
     """Take, keep and hand back the leader lease for one serving scheduler."""
 
@@ -120,6 +105,8 @@ class LeaderLease:
         self.former = ""
         #: set when the lease was lost: the scheduler's loop stops on it
         self.lost = threading.Event()
+        #: what every fenced write checks (``rqp_scheduler.fence``)
+        self.key = FENCE
         self._on_lost: list[Callable[[], None]] = []
         self._take = register_script(r, _script("take"))
         self._renew = register_script(r, _script("renew"))
@@ -234,7 +221,14 @@ class LeaderLease:
     def fenced(self) -> FencedRedis:
         """A client sharing this lease's connections whose every write is fenced by it."""
         assert self.token is not None, "take the lease first"
-        return FencedRedis(self)
+        return FencedRedis(self.r.connection_pool, (self,))
+
+    def lost_error(self, discarded: bool) -> LeaderLost:
+        if discarded:
+            return LeaderLost(
+                f"this scheduler's lease (generation {self.generation}) was taken while it wrote; Redis discarded the write"
+            )
+        return LeaderLost(f"this scheduler no longer leads (generation {self.generation}); it writes nothing")
 
     def release_former_locks(self, r: redis.Redis) -> int:
         """Free the workload locks the former leader held, so this one resumes its workloads now
@@ -248,64 +242,3 @@ class LeaderLease:
             if _text(self.r.get(key)) == former:
                 freed += int(r.delete(key))
         return freed
-
-
-class FencedRedis(redis.Redis):
-    """The scheduler's client: reads go as they are, every write is fenced by the leader lease
-    (see the module's docstring). Shares the lease client's connection pool."""
-
-    def __init__(self, lease: LeaderLease) -> None:
-        super().__init__(connection_pool=lease.r.connection_pool)
-        self.lease = lease
-
-    def execute_command(self, *args: Any, **options: Any) -> Any:
-        if not _is_write(args):
-            return super().execute_command(*args, **options)
-        with self.pipeline(transaction=True) as pipe:
-            pipe.execute_command(*args, **options)
-            return pipe.execute()[0]
-
-    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> FencedPipeline:
-        return FencedPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint, self.lease)
-
-
-class FencedPipeline(Pipeline):
-    """A pipeline whose writes run only while the fence names this scheduler's lease."""
-
-    def __init__(self, pool: Any, callbacks: Any, transaction: Any, shard_hint: Any, lease: LeaderLease) -> None:
-        super().__init__(pool, callbacks, transaction, shard_hint)
-        self.lease = lease
-
-    def _check_fence(self) -> None:
-        # WATCHing: the GET runs at once, on the connection the EXEC will use
-        try:
-            fence = _text(super().execute_command("GET", FENCE))
-        except redis.ResponseError:  # not a string: junk a Redis writer left, naming nobody
-            fence = ""
-        if self.lease.lost.is_set() or fence != self.lease.token:
-            self.reset()
-            self.lease.step_down()
-            raise LeaderLost(f"this scheduler no longer leads (generation {self.lease.generation}); it writes nothing")
-
-    def watch(self, *names: Any) -> None:
-        super().watch(FENCE, *names)
-        self._check_fence()
-
-    def execute(self, raise_on_error: bool = True) -> list[Any]:
-        if self.watching or not any(_is_write(args) for args, _ in self.command_stack):
-            return super().execute(raise_on_error)  # a caller's own WATCH covers FENCE too (``watch``)
-        stack = self.command_stack
-        self.command_stack = []
-        self.explicit_transaction = False  # a caller's own MULTI (no WATCH): WATCH first, MULTI again below
-        super().watch(FENCE)
-        self._check_fence()
-        self.multi()
-        self.command_stack = stack
-        try:
-            return super().execute(raise_on_error)
-        except redis.WatchError:
-            self.lease.step_down()
-            raise LeaderLost(
-                f"this scheduler's lease (generation {self.lease.generation}) was taken while it wrote; "
-                "Redis discarded the write"
-            ) from None

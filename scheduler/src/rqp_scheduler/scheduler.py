@@ -15,14 +15,22 @@ from rqp import sandbox
 from rqp.backends import Backends
 from rqp.config import Settings
 from rqp.errors import BlobNotFoundError, IntegrityError, RqpError
-from rqp.ledger import SUBMISSIONS, WORKLOADS, next_submission, record_rejection, unfinished
+from rqp.ledger import SUBMISSIONS, WORKLOADS, WorkloadKeys, next_submission, record_rejection, unfinished
 from rqp.summary import Summary, read_summary
 
 from .refusals import Refusals
-from .run import WorkloadRun
+from .run import LOCK_SECONDS, WorkloadRun
+from .run.lock import LockHeldError, LockKeeper, LockLost
 from .wakeup import SubmissionListener, Wakeup
 
-__all__ = ["REDIS_RETRY_MAX", "SPARE_AFTER_IDLE", "WAIT_IDLE", "WAIT_IDLE_SERVING", "Scheduler"]
+__all__ = [
+    "LAPSED_LOOK_SECONDS",
+    "REDIS_RETRY_MAX",
+    "SPARE_AFTER_IDLE",
+    "WAIT_IDLE",
+    "WAIT_IDLE_SERVING",
+    "Scheduler",
+]
 
 log = logging.getLogger("rqp.scheduler")
 #: the longest wait between attempts while Redis is unreachable (seconds; doubling from 0.1)
@@ -40,6 +48,12 @@ WAIT_IDLE_SERVING = 0.1
 #: for one to start (~50 ms of CPU, ~0.1 s on a busy machine). Not at once: a workload that just
 #: ended is consolidated and its service may be stopped; 1 s idle is a service waiting for work.
 SPARE_AFTER_IDLE = 1.0
+#: how often a serving scheduler looks for unfinished workloads nobody supervises (their lock
+#: lapsed: the scheduler that ran them -- a one-off ``rqp-scheduler run``, a notebook's -- is
+#: gone) and takes them over. A lock is renewed every third of its TTL by a live scheduler
+#: (``LockKeeper``), so a lapsed one means its holder stopped; one merely paused past it is
+#: fenced out (``rqp_scheduler.run.lock``).
+LAPSED_LOOK_SECONDS = LOCK_SECONDS / 3
 
 
 class Scheduler:
@@ -82,6 +96,11 @@ class Scheduler:
         self.summaries: dict[str, Summary | None] = {}
         #: where a refused submission is recorded for the people who submitted it
         self.refusals = Refusals(self.backends)
+        #: the workloads another scheduler held when this one met them (a lock held, or taken over
+        #: from this one): looked at again when their lock lapses (``take_lapsed``)
+        self.elsewhere: set[str] = set()
+        #: when a serving scheduler next looks for lapsed locks (monotonic)
+        self._next_lapsed_look = time.monotonic() + LAPSED_LOOK_SECONDS
 
     def add(self, workload_id: str, submitted: bool = False) -> None:
         if workload_id in self.runs:
@@ -114,6 +133,9 @@ class Scheduler:
                 )  # fmt: skip
             return
         self.runs[workload_id] = run
+        self.failures.pop(workload_id, None)  # an earlier attempt (its lock was held elsewhere) is history
+        self.failure_codes.pop(workload_id, None)
+        self.elsewhere.discard(workload_id)
 
     def _summary_of(self, run: WorkloadRun) -> Summary | None:
         try:
@@ -130,6 +152,27 @@ class Scheduler:
             return
         for wid in found:
             self._try_add(wid)
+
+    def take_lapsed(self) -> list[str]:
+        """Take over the unfinished workloads whose lock lapsed (serving; every
+        ``LAPSED_LOOK_SECONDS``): resumed from Redis's cursor as at a restart. Not looked at again:
+        one this scheduler failed to open (its error was said; a submission or a restart tries
+        again). Returns the ids it tried."""
+        try:
+            found = unfinished(self.r)
+        except redis.ResponseError:
+            return []  # junk in rqp:workloads: said at the start (``resume_unfinished``)
+        candidates = [w for w in found if w not in self.runs and (w not in self.failures or w in self.elsewhere)]
+        if not candidates:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for wid in candidates:
+            pipe.exists(WorkloadKeys(wid).lock)
+        lapsed = [wid for wid, held in zip(candidates, pipe.execute(), strict=True) if not held]
+        for wid in lapsed:
+            log.info("workload %s: nobody supervises it (its lock lapsed); taking it over", wid)
+            self._try_add(wid)
+        return lapsed
 
     def _try_add(self, wid: str, submitted: bool = False) -> None:
         self._idle_since, self._spared = None, False  # its script check took the spare, if any
@@ -169,7 +212,14 @@ class Scheduler:
     def _failed(self, wid: str, exc: RqpError) -> None:
         self.failures[wid] = str(exc)
         self.failure_codes[wid] = exc.exit_code
-        if self.serving:
+        held = isinstance(exc, (LockHeldError, LockLost))
+        if held:
+            self.elsewhere.add(wid)
+        else:
+            self.elsewhere.discard(wid)
+        if self.serving and isinstance(exc, LockHeldError):
+            log.info("workload %s: %s", wid, exc)
+        elif self.serving and not isinstance(exc, LockLost):  # a lost lock was said when it was found lost
             log.error("workload %s: %s", wid, exc)
 
     def loop(self, serve: bool = False) -> None:
@@ -181,6 +231,17 @@ class Scheduler:
         at the submissions list per wake-up (``WAKE_MIN_GAP``), never a step of every workload
         (the twelfth review, F1: 4.6x the scheduler's CPU under ~450 PUBLISH/s)."""
         self.serving = serve
+        # the runs' locks are renewed in a thread while the loop runs, whatever a step takes
+        keeper_stop = threading.Event()
+        keeper = LockKeeper(lambda: [run.lock for run in tuple(self.runs.values())], keeper_stop).start()
+        try:
+            self._loop(serve)
+        finally:
+            keeper_stop.set()
+            if keeper.thread is not None:
+                keeper.thread.join(timeout=5)
+
+    def _loop(self, serve: bool) -> None:
         backoff = 0.1
         if serve and self.listener is None:
             self.listener = SubmissionListener(self.r, self.wakeup)
@@ -231,6 +292,9 @@ class Scheduler:
         if serve and self.r.llen(SUBMISSIONS):
             while (sub := next_submission(self.r)) is not None:
                 self._try_add(sub, submitted=True)
+        if serve and (now := time.monotonic()) >= self._next_lapsed_look:
+            self._next_lapsed_look = now + LAPSED_LOOK_SECONDS
+            self.take_lapsed()
         stepped: set[str] = set()
         for wid, run in list(self.runs.items()):
             if not step_all and wid in before:
@@ -242,13 +306,22 @@ class Scheduler:
                     del self.runs[wid]
             except RqpError as exc:
                 self._failed(wid, exc)
-                del self.runs[wid]
+                self._drop(wid)
             except (redis.ConnectionError, redis.TimeoutError):
                 raise
             except Exception as exc:  # noqa: BLE001 - one workload never stops the others
                 self._failed(wid, self._unexpected(run, exc))
-                del self.runs[wid]
+                self._drop(wid)
         return stepped
+
+    def _drop(self, wid: str) -> None:
+        """Stop supervising ``wid``: its script host (a ``parse()`` under way) ends with it (the
+        eleventh review, F3: a run dropped for a lost lock kept its host)."""
+        run = self.runs.pop(wid)
+        try:
+            run.stream.close()
+        except Exception as exc:  # noqa: BLE001 - ending a host is never worth more than a line
+            log.warning("workload %s: its script host did not end cleanly (%s)", wid, type(exc).__name__)
 
 
 def _where(exc: BaseException) -> str:

@@ -1,5 +1,6 @@
 """``RunLock``: one scheduler per workload; a crashed one's lock (a dead process of this host)
-is taken over at once."""
+is taken over at once; a scheduler whose lock was taken over writes nothing more to the workload
+(its fence), and a live scheduler's lock never lapses, whatever a step takes (``LockKeeper``)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,38 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
 from rqp.errors import WorkloadError
-from rqp_scheduler.run.context import RunContext
-from rqp_scheduler.run.lock import RunLock
+from rqp.ledger import Ledger
+from rqp_scheduler import fence
+from rqp_scheduler.run import WorkloadRun
+from rqp_scheduler.run import context as run_context
+from rqp_scheduler.run.lock import LOCK_SECONDS, LockKeeper, LockLost, RunLock
 
 
 def _lock_of(world, wid: str, me: str) -> RunLock:
-    ctx = RunContext(world.backends(), wid)
-    ctx.me = me
-    return RunLock(ctx)
+    return RunLock(world.r, wid, me)
+
+
+def _run_as(world, monkeypatch, wid: str, me: str) -> WorkloadRun:
+    """``wid``'s run started by a scheduler that calls itself ``me`` (another host's, say)."""
+    with monkeypatch.context() as m:
+        m.setattr(run_context, "process_identity", lambda: me)
+        return WorkloadRun(world.backends(), wid).start()
+
+
+def _lapse(world, wid: str) -> None:
+    """The lock's TTL runs out (its holder paused, frozen or cut off for longer than it)."""
+    assert world.r.delete(Ledger(world.r, wid).k.lock) == 1
+
+
+def _snapshot(world, wid: str) -> dict[bytes, bytes | None]:
+    keys = sorted(world.r.scan_iter(match=f"rqp:w:{wid}:*"))
+    return {k: world.r.dump(k) for k in keys if not k.endswith((b":lock", b":fence"))}
 
 
 def test_a_second_scheduler_is_refused_with_the_holder_named(world):
@@ -26,19 +47,61 @@ def test_a_second_scheduler_is_refused_with_the_holder_named(world):
     other = _lock_of(world, run.id, "elsewhere:1")
     with pytest.raises(WorkloadError, match=f"already being scheduled by {run.ctx.me}; wait for it"):
         other.take()
-    with pytest.raises(WorkloadError, match="another scheduler took over its lock"):
-        other.renew()
+    other.renew()  # never taken: nothing to renew, and nothing of the holder's touched
     run.lock.renew()  # the holder still has it
+    assert world.r.get(run.ledger.k.lock) == run.ctx.me.encode()
 
 
 def test_the_lock_of_a_dead_scheduler_of_this_host_is_taken_over(world):
     run = world.run(world.pack("crashed", [{"n": 1}]))
     run.lock.release()
+    led = Ledger(world.r, run.id)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    run.ledger.take_lock(f"{socket.gethostname()}:{dead.stdout.strip()}", 30)
+    led.take_lock(f"{socket.gethostname()}:{dead.stdout.strip()}", 30)
     run.lock.take()  # no wait for the TTL
     run.lock.renew()
     run.lock.release()
-    run.ledger.take_lock(f"{socket.gethostname()}:{os.getppid()}", 30)  # alive
+    led.take_lock(f"{socket.gethostname()}:{os.getppid()}", 30)  # alive
     with pytest.raises(WorkloadError, match="already being scheduled"):
         run.lock.take()
+
+
+def test_each_take_is_a_new_generation_of_the_fence(world):
+    wid = world.pack("generations", [{"n": 1}])
+    a, b = _lock_of(world, wid, "a:1"), _lock_of(world, wid, "b:2")
+    a.take()
+    assert a.token == "1 a:1" and world.r.get(a.key) == b"1 a:1"
+    a.release()
+    b.take()
+    assert b.token == "2 b:2"
+    with pytest.raises(LockLost, match=f"workload {wid}: another scheduler took over its lock"):
+        fence.fenced(world.r, a).set(f"rqp:w:{wid}:probe", "a")  # released, then taken by b: a writes nothing
+    assert world.r.get(f"rqp:w:{wid}:probe") is None
+    fence.fenced(world.r, b).set(f"rqp:w:{wid}:probe", "b")
+    assert world.r.get(f"rqp:w:{wid}:probe") == b"b" and world.r.get(b.ledger.k.lock) == b"b:2"
+
+
+def test_the_keeper_renews_the_lock_while_a_step_takes_longer_than_its_ttl(world):
+    wid = world.pack("long-step", [{"n": 1}])
+    a = world.run(wid)
+    world.r.expire(a.ledger.k.lock, 2)  # as if the last renewal was 28 s ago
+    stop = threading.Event()
+    keeper = LockKeeper(lambda: [a.lock], stop, every=0.05).start()
+    try:
+        deadline = time.monotonic() + 10
+        while world.r.ttl(a.ledger.k.lock) <= 2:  # the step (this wait) never renews it itself
+            assert time.monotonic() < deadline, "the keeper never renewed the lock"
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        assert keeper.thread is not None
+        keeper.thread.join(5)
+    assert world.r.ttl(a.ledger.k.lock) > LOCK_SECONDS - 5 and not a.lock.lost.is_set()
+
+
+def test_a_released_lock_is_not_taken_back_by_the_keeper(world):
+    wid = world.pack("released", [{"n": 1}])
+    a = world.run(wid)
+    a.lock.release()
+    LockKeeper(lambda: [a.lock], threading.Event()).renew_all()
+    assert world.r.exists(a.ledger.k.lock) == 0

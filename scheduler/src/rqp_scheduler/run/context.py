@@ -22,6 +22,7 @@ from rqp.storage import BlobStore, MessageQueue
 from rqp.workload import Workload
 
 from ..consolidate import StateError
+from ..fence import fenced
 from ..input_pieces import InputPieces
 from .lock import RunLock
 
@@ -35,12 +36,15 @@ class RunContext:
         self.backends = backends
         self.settings: Settings = backends.settings
         self.id = workload_id
-        self.r: redis.Redis = backends.redis  # before ``queue``: a Redis-streams queue shares it
+        #: this scheduler as leases, the lock and rejections name it
+        self.me = process_identity()
+        #: the workload's lock, and the fence every write of this run checks (``run.lock``)
+        self.lock = RunLock(backends.redis, workload_id, self.me)
+        #: the run's client: every write fenced by the lock (and, serving, by the leader lease)
+        self.r: redis.Redis = fenced(backends.redis, self.lock)
         self.store: BlobStore = backends.blobs
         self.mq: MessageQueue = backends.queue
         self.ledger = Ledger(self.r, workload_id)
-        #: this scheduler as leases, the lock and rejections name it
-        self.me = process_identity()
         #: the RQ queue of each priority (workers take from high, then normal, then low)
         self.queues = {
             p: Queue(p.queue(self.settings.rq_queue), connection=self.r, job_class=RqpJob, serializer=JSONSerializer)
@@ -63,7 +67,7 @@ class RunContext:
     def still_ours(self) -> None:
         """``WorkloadError`` when another scheduler holds this workload's lock now (a fail-over):
         a head it wrote is not tampering, and this run stops supervising the workload."""
-        RunLock(self).renew()
+        self.lock.renew()
 
     def read_head(self) -> Head:
         """The enqueue's sealed head as Redis holds it; ``StateError`` when it does not open, or

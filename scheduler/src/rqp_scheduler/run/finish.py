@@ -113,7 +113,7 @@ class Finisher:
         sealed = base64.b64encode(ctx.workload.seal("error", "", error.encode())).decode()
         ctx.ledger.fail(generic=generic or SCRIPT_FAILED, sealed=sealed, now=time.time())
         self.event("failed", {"error": error}, durable=True)
-        ctx.ledger.release_lock(ctx.me)
+        ctx.lock.release()
 
     def drop_superseded(self) -> None:
         """The previous generation of a re-packed workload (``rqp.workload.supersede``) was kept
@@ -216,7 +216,7 @@ class Finisher:
             durable=True,
         )
         flush_outbox(ctx.r, ctx.mq, older_than=0)
-        ctx.ledger.release_lock(ctx.me)
+        ctx.lock.release()
         log.info(
             "workload %s: %s: %d done, %d failed, %d not run in %.1fs (%.0f records/s)",
             ctx.id, "cancelled" if cancelled else "done", summary.done, summary.failed, summary.cancelled,

@@ -1,49 +1,147 @@
 """The workload's scheduler lock: one scheduler supervises a workload at a time.
 
+The lock (``rqp:w:W:lock``, the holder with a TTL) says who supervises; its fence
+(``rqp:w:W:fence``, ``"<generation> <holder>"``, no TTL) says who took it last. Every write of the
+run goes through a client fenced by it (``rqp_scheduler.fence``), so a scheduler whose lock lapsed
+and was taken over -- it was paused, frozen or cut off from Redis for longer than the TTL --
+writes nothing to that workload once it wakes: its writes raise ``LockLost`` and the run is
+dropped. That is what lets a serving scheduler take over a workload whose lock lapsed
+(``Scheduler.take_lapsed``) without two schedulers ever acting on it at once.
+
+The lock is renewed by a thread (``LockKeeper``), not between steps: a step may take longer than
+the TTL (a slow ``parse()``, a long consolidation) while its scheduler is alive and well.
+
 A lock held by a process of this host that no longer exists (a crashed scheduler) is taken over
 at once instead of after its TTL.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Callable, Iterable
+
+import redis
 
 from rqp.errors import WorkloadError
-from rqp.ledger import LockHeld
+from rqp.ledger import Ledger, LockHeld
 
-if TYPE_CHECKING:  # context.py imports this module
-    from .context import RunContext
+__all__ = ["LOCK_SECONDS", "LockHeldError", "LockKeeper", "LockLost", "RunLock"]
 
-__all__ = ["LOCK_SECONDS", "RunLock"]
+log = logging.getLogger("rqp.scheduler")
 
 #: the lock's TTL; it is renewed every third of it
 LOCK_SECONDS = 30
 
 
-class RunLock:
-    """Take, renew and release ``ctx``'s workload lock in this scheduler's name."""
+class LockLost(WorkloadError):
+    """Another scheduler took this workload's lock over: this run writes nothing more to it."""
 
-    def __init__(self, ctx: RunContext) -> None:
-        self.ctx = ctx
+
+class LockHeldError(WorkloadError):
+    """Another scheduler holds the workload's lock: this one does not supervise it."""
+
+
+class RunLock:
+    """Take, renew and release one workload's lock in this scheduler's name; the fence its run's
+    writes check (``rqp_scheduler.fence.Fence``)."""
+
+    def __init__(self, r: redis.Redis, workload_id: str, me: str) -> None:
+        #: a client the run's own fence does not cover: taking and renewing must not need it
+        self.ledger = Ledger(r, workload_id)
+        self.id = workload_id
+        self.me = me
+        #: the fence's key and, once taken, the value it holds while this run holds the lock
+        self.key = self.ledger.k.fence
+        self.token: str | None = None
+        #: set once this run learnt another scheduler took the lock over
+        self.lost = threading.Event()
+        #: between ``take`` and ``release``: a lock released is not renewed (taken back) by the keeper
+        self.holding = False
 
     def take(self) -> None:
         try:
-            self.ctx.ledger.take_lock(self.ctx.me, LOCK_SECONDS, _holder_dead)
+            self.token = self.ledger.take_lock(self.me, LOCK_SECONDS, _holder_dead)
         except LockHeld as held:
-            raise WorkloadError(
-                f"workload {self.ctx.id} is already being scheduled by {held.holder}; wait for it, or stop it and retry in {LOCK_SECONDS}s"
+            raise LockHeldError(
+                f"workload {self.id} is already being scheduled by {held.holder}; wait for it, or stop it and retry in {LOCK_SECONDS}s"
             ) from None
+        self.lost.clear()
+        self.holding = True
 
     def renew(self) -> None:
-        if not self.ctx.ledger.renew_lock(self.ctx.me, LOCK_SECONDS):
-            raise WorkloadError(
-                f"workload {self.ctx.id}: another scheduler took over its lock; this one stops supervising it"
-            )
+        """``LockLost`` when another scheduler took the lock over (nothing once released)."""
+        if not self.holding:
+            return
+        if self.lost.is_set() or self.token is None or not self.ledger.renew_lock(self.me, LOCK_SECONDS, self.token):
+            self.step_down()
+            raise self.lost_error(False)
 
     def release(self) -> None:
-        self.ctx.ledger.release_lock(self.ctx.me)
+        if self.holding and self.token is not None and not self.lost.is_set():
+            self.holding = False
+            self.ledger.release_lock(self.me, self.token)
+
+    # ------------------------------------------------------------------ the fence (rqp_scheduler.fence.Fence)
+    def step_down(self) -> None:
+        if self.lost.is_set():
+            return
+        self.lost.set()
+        log.warning(
+            "workload %s: another scheduler took over its lock (Redis's fence holds %s, this run's was %s); this "
+            "one writes nothing more to it and stops supervising it",
+            self.id, self._fence_now(), self.token,
+        )  # fmt: skip
+
+    def lost_error(self, discarded: bool) -> LockLost:
+        how = "; Redis discarded the write it was sending" if discarded else ""
+        return LockLost(f"workload {self.id}: another scheduler took over its lock{how}; this one stops supervising it")
+
+    def _fence_now(self) -> str:
+        try:
+            value = self.ledger.r.get(self.key)
+        except redis.ResponseError:
+            return "a value of another type (junk)"
+        except redis.RedisError as exc:
+            return f"(unknown: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        return repr(value.decode(errors="replace")) if isinstance(value, bytes) else "nothing"
+
+
+class LockKeeper:
+    """Renews the locks of the runs ``held()`` names every third of ``LOCK_SECONDS``, in a thread,
+    so a step longer than the TTL never lets a live scheduler's lock lapse (the eleventh review,
+    F2: a serving scheduler then took over a workload still being supervised). A renewal that finds
+    the lock taken marks that run's lock lost: its next write raises ``LockLost``."""
+
+    def __init__(
+        self, held: Callable[[], Iterable[RunLock]], stop: threading.Event, every: float | None = None
+    ) -> None:
+        self.held = held
+        self.stop = stop
+        self.every = LOCK_SECONDS / 3 if every is None else every
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> LockKeeper:
+        self.thread = threading.Thread(target=self._beat, name="rqp-lock-keeper", daemon=True)
+        self.thread.start()
+        return self
+
+    def renew_all(self) -> None:
+        for lock in list(self.held()):
+            try:
+                lock.renew()
+            except LockLost:
+                pass  # said once by step_down; the run's next write drops it
+            except (redis.ConnectionError, redis.TimeoutError):
+                pass  # unreachable: the loop says so and rides it out (or fenced out as leader: stopping)
+            except redis.RedisError as exc:
+                log.warning("could not renew the lock of workload %s (%s)", lock.id, str(exc).split("\n")[0])
+
+    def _beat(self) -> None:
+        while not self.stop.wait(self.every):
+            self.renew_all()
 
 
 def _holder_dead(holder: str) -> bool:

@@ -27,7 +27,7 @@ from .control import Controls
 from .enqueue import Enqueuer
 from .finish import Finisher
 from .held import Held
-from .lock import LOCK_SECONDS, RunLock
+from .lock import LOCK_SECONDS
 from .reclaim import Reclaimer
 from .records import RecordStream
 from .retries import Retrier
@@ -91,7 +91,7 @@ class WorkloadRun:
         #: applying the last (the socket wait releases the GIL)
         self.writer = writer or ThreadPoolExecutor(max_workers=1, thread_name_prefix="rqp-enqueue")
         self.ctx = ctx = RunContext(backends, workload_id)
-        self.lock = RunLock(ctx)
+        self.lock = ctx.lock
         self.stream = RecordStream(ctx, self.hosts)
         self.enqueuer = Enqueuer(ctx, self.stream, self.writer)
         self.retrier = Retrier(ctx)

@@ -26,6 +26,8 @@ n          hash    live counters: processing; per started job: its size and a se
                    (fields: ``rqp.ledger.Counters``)
 perf       hash    processed records and seconds, for throughput and adaptive chunk sizes
 lock       string  the scheduler supervising W (host:pid), with a TTL it renews
+fence      string  "<generation> <holder>", no TTL: the latest scheduler to take the lock; every
+                   write of W's run checks it still names that run (``rqp_scheduler.fence``)
 blind      hash    processor (host:pid) -> why it cannot open W (JSON: at, reason), for
                    ``rqp status``; its chunks are handed back for others
 control    list    signed operators' requests for W (``rqp.oplog``), oldest first: what the
@@ -95,6 +97,7 @@ class WorkloadKeys:
         "control",
         "done",
         "failed",
+        "fence",
         "lock",
         "meta",
         "n",
@@ -126,6 +129,7 @@ class WorkloadKeys:
         self.n = p + "n"
         self.perf = p + "perf"
         self.lock = p + "lock"
+        self.fence = p + "fence"
         self.blind = p + "blind"
         self.control = p + "control"
 

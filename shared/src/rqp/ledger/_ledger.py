@@ -272,23 +272,26 @@ class Ledger:
         return Control(value) if value else None
 
     # ------------------------------------------------------------------ the scheduler's lock
-    def take_lock(self, me: str, ttl: int, holder_dead: Callable[[str], bool] | None = None) -> None:
-        """Take the lock, or ``LockHeld``; a holder that ``holder_dead(holder)`` says is gone is
-        replaced at once instead of after its TTL."""
-        if self.r.set(self.k.lock, me, nx=True, ex=ttl):
-            return
-        holder = text(self.r.get(self.k.lock))
-        if holder is not None and holder != me and not (holder_dead and holder_dead(holder)):
-            raise LockHeld(holder)
-        self.r.set(self.k.lock, me, ex=ttl)
+    def take_lock(self, me: str, ttl: int, holder_dead: Callable[[str], bool] | None = None) -> str:
+        """Take the lock: its fence token (``"<generation> <me>"``, every write of the run checks
+        it), or ``LockHeld``; a holder that ``holder_dead(holder)`` says is gone is replaced at once
+        instead of after its TTL."""
+        try:
+            holder = text(self.r.get(self.k.lock)) if holder_dead is not None else None
+        except redis.ResponseError:  # not a string: junk, which the script deletes
+            holder = None
+        gone = holder if holder and holder != me and holder_dead is not None and holder_dead(holder) else ""
+        taken, value = self.scripts.take_lock(keys=[self.k.lock, self.k.fence], args=[me, ttl, gone])
+        if not taken:
+            raise LockHeld(str(text(value)))
+        return str(text(value))
 
-    def renew_lock(self, me: str, ttl: int) -> bool:
-        """False when another scheduler took the lock over (its lock is left as it is)."""
-        return bool(self.scripts.renew_lock(keys=[self.k.lock], args=[me, ttl]))
+    def renew_lock(self, me: str, ttl: int, token: str) -> bool:
+        """False when another scheduler took the lock over since ``token`` (its lock is left as it is)."""
+        return bool(self.scripts.renew_lock(keys=[self.k.lock, self.k.fence], args=[me, ttl, token]))
 
-    def release_lock(self, me: str) -> None:
-        if self.r.get(self.k.lock) == me.encode():
-            self.r.delete(self.k.lock)
+    def release_lock(self, me: str, token: str) -> None:
+        self.scripts.release_lock(keys=[self.k.lock, self.k.fence], args=[me, token])
 
     # ------------------------------------------------------------------ enqueue (into a MULTI)
     def put_chunk(self, pipe: Pipeline, chunk: str, records: bytes) -> None:
@@ -663,15 +666,15 @@ class Ledger:
 
     def clear_generation(self, data_chunks: int, retry_chunks: int) -> int:
         """Every key of an ended generation, before the next generation of a re-packed workload
-        begins under the same id; how many there were. Kept: the run lock (the scheduler clearing
-        it holds it) and the signed request list (a request for the new generation may already be
+        begins under the same id; how many there were. Kept: the run lock and its fence (the
+        scheduler clearing it holds it) and the signed request list (a request for the new generation may already be
         there; those dated before its manifest's creation are refused by ``rqp.oplog``).
 
         The per-chunk record keys are named, not scanned (the scheduler's Redis user has no
         SCAN): ``data_chunks`` data chunks (the ended generation's sealed head says how many) and
         ``retry_chunks`` retry chunks -- left over, one of them would make the new generation's
         enqueue skip its own chunk of that name as already queued."""
-        kept = {self.k.lock, self.k.control}
+        kept = {self.k.lock, self.k.fence, self.k.control}
         names = [k for k in self.k.all() if k not in kept]
         names += [self.k.chunk(chunk_name(ChunkKind.DATA, i)) for i in range(data_chunks)]
         names += [self.k.chunk(chunk_name(ChunkKind.RETRY, i)) for i in range(retry_chunks)]

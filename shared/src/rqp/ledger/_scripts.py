@@ -23,14 +23,15 @@ from redis.client import Pipeline
 
 __all__ = ["LuaScript", "Scripts", "register", "run_with", "source"]
 
-_HELPERS = "_helpers.lua"
-#: script -> whether it needs the shared helpers
+#: script -> the helpers prepended to it (None: it needs none)
 _SCRIPTS = {
-    "start": True,
-    "commit": True,
-    "reclaim": False,
-    "renew_lock": False,
-    "post_control": False,
+    "start": "_helpers.lua",
+    "commit": "_helpers.lua",
+    "reclaim": None,
+    "take_lock": "_lock.lua",
+    "renew_lock": "_lock.lua",
+    "release_lock": "_lock.lua",
+    "post_control": None,
 }
 
 
@@ -39,7 +40,8 @@ def source(name: str) -> str:
     """The script's text, helpers prepended where it uses them."""
     lua = resources.files(__package__).joinpath("lua")
     body = lua.joinpath(f"{name}.lua").read_text()
-    return (lua.joinpath(_HELPERS).read_text() + "\n" + body) if _SCRIPTS[name] else body
+    helpers = _SCRIPTS[name]
+    return (lua.joinpath(helpers).read_text() + "\n" + body) if helpers else body
 
 
 class LuaScript:
@@ -68,7 +70,9 @@ class Scripts:
         self.start = LuaScript(client, source("start"))
         self.commit = LuaScript(client, source("commit"))
         self.reclaim = LuaScript(client, source("reclaim"))
+        self.take_lock = LuaScript(client, source("take_lock"))
         self.renew_lock = LuaScript(client, source("renew_lock"))
+        self.release_lock = LuaScript(client, source("release_lock"))
         self.post_control = LuaScript(client, source("post_control"))
 
 

@@ -230,8 +230,19 @@ ROWS: tuple[Row, ...] = (
         "moves only chunk sizes and the rate/ETA shown (and the summary's records_per_second): never a count, a "
         "result or an exit code",
         test=f"{_III}::test_8, {_III}::test_9, {_FUZZ}[progress]"),
-    Row("rqp:w:<W>:lock", _w("lock"), "string", "", "", _SCHED, _SCHED,
-        "which scheduler supervises the workload (a holder is only waited for)", "derived", test=f"{_FUZZ}[derived]"),
+    Row("rqp:w:<W>:lock", _w("lock"), "string", "", "", f"{_SCHED} (take_lock.lua, renew_lock.lua)", _SCHED,
+        "which scheduler supervises the workload (a holder is waited for until its lock lapses; a serving "
+        "scheduler then takes it over). Forged or junk, it stops the run that holds it (a stall until the forged "
+        "lock lapses: one without a TTL is given one, one not a string is deleted); deleted, the holder takes it "
+        "back at its next renewal", "derived",
+        test=f"{_FUZZ}[derived], {_FUZZ}[lock], test_run_fence.py"),
+    Row("rqp:w:<W>:fence", _w("fence"), "string", "", "", f"{_SCHED} (take_lock.lua)",
+        f"{_SCHED} (every write of the workload's run: WATCH and check)",
+        "the latest scheduler to take the workload's lock (\"<generation> <holder>\"): a scheduler whose lock "
+        "was taken over writes nothing more to the workload. Forged, junk or deleted, it stops the run (a stall "
+        "until its lock lapses and a serving scheduler takes it over, one generation on); results stay right, "
+        "every effect being arbitrated by the workload's sealed state", "derived",
+        test=f"{_FUZZ}[lock], test_run_fence.py"),
     Row("rqp:w:<W>:blind", _w("blind"), "hash", "<host:pid>", _ANY, _PROC, f"{_CLI} status, {_CONSOLE}",
         "why a processor cannot open the workload, shown", "UNPROTECTED",
         "moves only a hint shown while a workload runs; drives no decision"),
@@ -301,7 +312,8 @@ ROWS: tuple[Row, ...] = (
     Row("rqp:scheduler:leader:fence", r"rqp:scheduler:leader:fence", "string", "", "",
         "serving scheduler (leader_take.lua)", "serving schedulers (every write: WATCH and check)",
         "the latest leader's \"<generation> <holder>\": a scheduler whose lease was taken writes nothing. "
-        "Forged (even re-written with its own value), it stops the leader, which exits 75 for its supervisor "
+        "Forged, it stops the leader (re-written with its own value, a write it discarded is sent again), "
+        "which exits 75 for its supervisor "
         "to restart it as standby (a stall until a scheduler takes the lease again), or lets a "
         "stale one write beside the new one: still arbitrated by the sealed state, never a wrong result",
         "derived", test=f"{_FUZZ}[leader]"),

@@ -1,15 +1,16 @@
--- RENEW_LOCK: the supervising scheduler extends its lock -- only its own (compare and set), and
--- takes it back if it lapsed meanwhile; another scheduler's lock is never touched.
--- KEYS[1] lock     string  the scheduler supervising the workload (host:pid)
--- ARGV[1] this scheduler   ARGV[2] seconds to live
--- returns 1 when this scheduler holds the lock, 0 when another one does
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] then
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
-  return 1
+-- RENEW_LOCK: the supervising scheduler extends its lock -- only while the fence still names its
+-- token (nobody took the lock since), and takes it back if it lapsed with nobody after it.
+-- KEYS[1] lock  KEYS[2] fence   (as in _lock.lua)
+-- ARGV[1] this scheduler (host:pid)   ARGV[2] seconds to live   ARGV[3] its token (take_lock's)
+-- returns 1 while this scheduler holds the lock, 0 when another took it over (or a Redis writer
+--         forged the lock or the fence: the run stops supervising; its lock lapses and is taken
+--         again by a scheduler that looks)
+if str(KEYS[2]) ~= ARGV[3] then
+  return 0
 end
-if not holder then
-  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-  return 1
+local held = str(KEYS[1])
+if held and held ~= ARGV[1] then
+  return 0
 end
-return 0
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
