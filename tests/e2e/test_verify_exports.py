@@ -97,8 +97,14 @@ def _export(c: Cluster, wid: str, path: Path, *fmt: str) -> Path:
 
 
 def _csv(path: Path) -> list[list[str]]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.reader(fh))
+    # csv's field limit is process-wide (128 KiB by default): this reader sets its own and puts the
+    # old one back, rather than counting on an earlier test in this process having raised it
+    before = csv.field_size_limit(1 << 24)
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return list(csv.reader(fh))
+    finally:
+        csv.field_size_limit(before)
 
 
 def _write_csv(path: Path, rows: list[list[str]]) -> Path:
