@@ -126,8 +126,12 @@ class FencedPipeline(Pipeline):
         return None
 
     def _check_fences(self) -> None:
-        # WATCHing: the MGET runs at once, on the connection the EXEC will use
-        lost = self._lost(self._values())
+        try:
+            values = self._values()
+        except BaseException:
+            self.reset()  # the connection goes back to the pool (a caller may not reset this pipeline)
+            raise
+        lost = self._lost(values)
         if lost is not None:
             self.reset()
             lost.step_down()

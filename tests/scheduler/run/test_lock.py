@@ -105,3 +105,12 @@ def test_a_released_lock_is_not_taken_back_by_the_keeper(world):
     a.lock.release()
     LockKeeper(lambda: [a.lock], threading.Event()).renew_all()
     assert world.r.exists(a.ledger.k.lock) == 0
+
+
+def test_a_run_whose_redis_lost_everything_says_so_and_how_to_resume(world):
+    wid = world.pack("flushed", [{"n": 1}])
+    a = world.run(wid)
+    world.r.flushall()  # Redis lost its data: the lock and its fence with the rest
+    with pytest.raises(LockLost, match=f"gone from Redis .* resume it with 'rqp-scheduler run {wid}'"):
+        a.step()
+    assert world.r.dbsize() == 0  # the old run wrote nothing into the empty Redis

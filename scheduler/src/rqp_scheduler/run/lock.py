@@ -90,14 +90,28 @@ class RunLock:
             return
         self.lost.set()
         log.warning(
-            "workload %s: another scheduler took over its lock (Redis's fence holds %s, this run's was %s); this "
-            "one writes nothing more to it and stops supervising it",
-            self.id, self._fence_now(), self.token,
+            "workload %s: %s (Redis's fence holds %s, this run's was %s); this one writes nothing more to it and "
+            "stops supervising it",
+            self.id, self._why(), self._fence_now(), self.token,
         )  # fmt: skip
 
     def lost_error(self, discarded: bool) -> LockLost:
         how = "; Redis discarded the write it was sending" if discarded else ""
-        return LockLost(f"workload {self.id}: another scheduler took over its lock{how}; this one stops supervising it")
+        return LockLost(f"workload {self.id}: {self._why()}{how}; this one stops supervising it")
+
+    def _why(self) -> str:
+        """Why the lock is not this run's any more: taken over, or -- its fence gone with the rest of
+        the workload's keys -- Redis lost its data (which a new run resumes from the checkpoint)."""
+        try:
+            gone = not self.ledger.r.exists(self.key, self.ledger.k.meta)
+        except redis.RedisError:
+            gone = False
+        if gone:
+            return (
+                "its lock and state are gone from Redis (Redis lost its data, or they were deleted): resume it "
+                f"with 'rqp-scheduler run {self.id}' (or 'rqp submit {self.id}' to a serving scheduler)"
+            )
+        return "another scheduler took over its lock"
 
     def _fence_now(self) -> str:
         try:
