@@ -32,8 +32,12 @@ def _processor_threads_stopped():
     """A ``ChunkProcessor`` made in process keeps a lease keeper and a commit watch running (a
     worker's process ends them by exiting): stopped at the test's end. Left running, the watch
     asked the session's Redis about its recent commits each second for a lease's time -- into the
-    next tests, whose MONITOR and command counts took them for their own (two flaky tests)."""
+    next tests, whose MONITOR and command counts took them for their own (two flaky tests). So
+    are the scheduler's lock keeper (``rqp_scheduler.run.lock``) and the locks it renews."""
     yield
+    lock = sys.modules.get("rqp_scheduler.run.lock")
+    if lock is not None:
+        lock.stop_keeping()
     kinds = tuple(getattr(sys.modules[mod], name) for mod, name in _REDIS_THREADS if mod in sys.modules)
     if not kinds:
         return

@@ -109,3 +109,32 @@ def test_a_run_dropped_for_a_lost_lock_ends_its_parse_host(world, sched, monkeyp
     assert run.stream._parser is None
     with pytest.raises(StopIteration):
         next(parser)  # closed: its host ended
+
+
+def test_an_ended_workload_forged_running_is_opened_once_not_every_look(world, proc, sched, monkeypatch):  # noqa: F811
+    """The thirteenth review, F1: a Redis writer's "running" on an ended workload made every look
+    open it again (signature, key unwrap, a rejection recorded, three log lines)."""
+    wid = world.pack("ended", [{"n": n} for n in range(4)])
+    run = world.run(wid)
+    world.run_to_end(run, proc)
+    world.r.hset(Ledger(world.r, wid).k.meta, Meta.STATE, "running")  # forged
+    assert sched.take_lapsed() == [wid]  # opened, found ended (its sealed head is closed)
+    assert wid in sched.summaries and wid not in sched.runs
+    assert sched.take_lapsed() == []  # not again
+
+
+def test_each_look_reads_a_bounded_window_of_the_workload_list(world, sched, monkeypatch):  # noqa: F811
+    """The thirteenth review, F6: each look read all of rqp:workloads (200,000 entries: 2.4 s of
+    CPU every 10 s). Now a window of it, in turn: an orphan far down the list is still found."""
+    from rqp_scheduler import scheduler as scheduler_module
+
+    monkeypatch.setattr(scheduler_module, "LAPSED_LOOK_BATCH", 3)
+    for k in range(7):  # listed before it: ended or junk ids (the list is by submission time)
+        world.r.zadd("rqp:workloads", {f"old-{k}": k})
+    wid = world.pack("far-down", [{"n": 1}])
+    _run_as(world, monkeypatch, wid, "vm-gone:1")
+    world.r.zadd("rqp:workloads", {wid: 100})
+    world.r.delete(Ledger(world.r, wid).k.lock)
+    looks = [sched.take_lapsed() for _ in range(3)]
+    assert looks == [[], [], [wid]]  # 8 listed, 3 a look: the third look reaches it
+    assert sched.take_lapsed() == []  # the next look starts again from the top

@@ -35,9 +35,9 @@ import heapq
 import logging
 import struct
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -67,6 +67,7 @@ from rqp.results_root import (
     EndedRound,
     RootWhileWriting,
     build_root,
+    staged_suffix,
 )
 from rqp.signing import SigningKey
 from rqp.status import FAILED, ChunkNote, StatusRecord, plain_float
@@ -82,6 +83,7 @@ __all__ = [
     "PREVIOUS_BLOB",
     "RESULTS_BLOB",
     "SUMMARY_BLOB",
+    "Holder",
     "PartRefused",
     "Proof",
     "StateError",
@@ -574,7 +576,7 @@ def merge(sources: Iterable[Iterator[tuple[int, bytes]]], proof: Proof, counter:
 
 
 def write_results(
-    store: BlobStore, workload: Workload, lines: Iterator[bytes], count: list[int], *, staged: bool = False
+    store: BlobStore, workload: Workload, lines: Iterator[bytes], count: list[int], *, staged: bool | str = False
 ) -> ResultsInfo:
     """Encrypt and store the result lines; their info names ``results.enc``. ``staged``: written
     under ``results.enc`` + ``STAGED_SUFFIX``, for ``consolidate`` to move into place once the
@@ -590,18 +592,19 @@ def write_results(
             yield c
 
     name = blob_name(workload.id, RESULTS_BLOB)
-    target = name + STAGED_SUFFIX if staged else name
+    target = name + staged_suffix(staged)
     store.put_stream(target, hashed(encrypt_stream(workload.key, lines, aad("results", workload.id))))
     return ResultsInfo(name, size, digest.hexdigest(), count[0])
 
 
-def staged_blobs(workload_id: str) -> list[tuple[str, str]]:
+def staged_blobs(workload_id: str, suffix: str = STAGED_SUFFIX) -> list[tuple[str, str]]:
     """(staged name, final name) of what a consolidation writes before its summary: the results,
     the input digests and the leaf hashes, swapped in together once every check passed."""
-    return [
-        (blob_name(workload_id, leaf) + STAGED_SUFFIX, blob_name(workload_id, leaf))
-        for leaf in (RESULTS_BLOB, INPUTS_BLOB, LEAVES_BLOB)
-    ]
+    return [(blob_name(workload_id, leaf) + suffix, blob_name(workload_id, leaf)) for leaf in STAGED_LEAVES]
+
+
+#: what a consolidation stages (``staged_blobs``)
+STAGED_LEAVES = (RESULTS_BLOB, INPUTS_BLOB, LEAVES_BLOB)
 
 
 def _missing(proof: Proof) -> Iterator[int]:
@@ -748,24 +751,25 @@ def _root(
     payloads: Iterable[bytes] | None,
     limits: Limits | None,
     unread: int = 0,
+    suffix: str = STAGED_SUFFIX,
 ) -> Attestation:
     """The signed results root over the staged ``results`` (read back and checked against the
     digest its writer made): from the enqueue's input digests when this run's pieces cover every
     record and each is as it wrote it, else from the data read again (the same leaves)."""
-    results_blob = results.blob + STAGED_SUFFIX
+    results_blob = results.blob + suffix
     assert head.total is not None
     plan = _covering_plan(workload, head.total, inputs)
     if inputs is not None and plan is not None:
         try:
             return build_root(
-                store, workload, (), results_blob, failed, head.total, signer, round_=head.round, staged=True,
+                store, workload, (), results_blob, failed, head.total, signer, round_=head.round, staged=suffix,
                 inputs=inputs.read(plan, head.total), unread=unread, results_sha256=results.sha256,
             )  # fmt: skip
         except PieceRejected as exc:
             log.warning("workload %s: %s; the results root reads the data again", workload.id, exc)
     records = payloads if payloads is not None else _payloads(workload, limits)
     return build_root(
-        store, workload, records, results_blob, failed, head.total, signer, round_=head.round, staged=True,
+        store, workload, records, results_blob, failed, head.total, signer, round_=head.round, staged=suffix,
         unread=unread, results_sha256=results.sha256,
     )  # fmt: skip
 
@@ -791,6 +795,7 @@ def _root_pass(
     payloads: Iterable[bytes] | None,
     limits: Limits | None,
     unread: int,
+    suffix: str = STAGED_SUFFIX,
 ) -> RootWhileWriting:
     """``_root``'s choice of input digests (the enqueue's pieces when they cover every record and
     each is as it wrote it, else the data read again), for the one pass: ``inputs.bin`` is
@@ -800,12 +805,19 @@ def _root_pass(
     if inputs is not None and plan is not None:
         try:
             return RootWhileWriting(
-                store, workload, (), failed, head.total, inputs=inputs.read(plan, head.total), unread=unread
+                store,
+                workload,
+                (),
+                failed,
+                head.total,
+                inputs=inputs.read(plan, head.total),
+                unread=unread,
+                staged=suffix,
             )
         except PieceRejected as exc:
             log.warning("workload %s: %s; the results root reads the data again", workload.id, exc)
     records = payloads if payloads is not None else _payloads(workload, limits)
-    return RootWhileWriting(store, workload, records, failed, head.total, unread=unread)
+    return RootWhileWriting(store, workload, records, failed, head.total, unread=unread, staged=suffix)
 
 
 def consolidate(
@@ -821,11 +833,19 @@ def consolidate(
     limits: Limits | None = None,
     payloads: Iterable[bytes] | None = None,
     inputs: InputPieces | None = None,
+    holder: Holder | None = None,
 ) -> Summary:
     """The proof, the results and the summary; ``StateError`` (nothing written under a name a
     reader reads: the ended round's results, leaves and summary stay as they were) when Redis's
     state does not add up. ``inputs``: the run's input digests as its enqueue stored them, read
-    instead of the data when they cover every record (``rqp_scheduler.input_pieces``)."""
+    instead of the data when they cover every record (``rqp_scheduler.input_pieces``).
+
+    ``holder``: the run's hold on the workload (``Holder``). Its blobs are staged under names of
+    its own, it is asked whether it still holds the workload before each step a reader sees (the
+    swap, the summary), and what the consolidation used up -- the parts, the input digests, the
+    earlier results' copy -- is left for it to delete once its fenced end is recorded in Redis:
+    a scheduler paused past its lock and woken while another consolidates never moves, replaces or
+    deletes what the other relies on (the thirteenth review, F5)."""
     if head.total is None:
         raise StateError(workload.id, "the enqueue's sealed head has no record count")
     proof = Proof.empty(head.total)
@@ -881,14 +901,18 @@ def consolidate(
     # the results, input digests and leaf hashes are written under staged names and swapped in
     # only with the summary: a check below that fails (Redis state that does not add up) leaves
     # the ended round's results, leaves and summary as they were, still readable together
-    staged = staged_blobs(workload.id)
+    suffix = STAGED_SUFFIX if holder is None else STAGED_SUFFIX + "." + holder.tag
+    if holder is not None:
+        for leaf in STAGED_LEAVES:  # left by a run before this one (crashed, or taken over): never read
+            store.delete_prefix(blob_name(workload.id, leaf + STAGED_SUFFIX))
+    staged = staged_blobs(workload.id, suffix)
     root_pass: RootWhileWriting | None = None
     try:
         if one_pass:  # the root's leaves made as the results are written (``RootWhileWriting``)
             failed = _failures_ahead(ledger, workload, proof, cancelled)
-            root_pass = _root_pass(store, workload, head, failed, inputs, payloads, limits, unread)
+            root_pass = _root_pass(store, workload, head, failed, inputs, payloads, limits, unread, suffix)
             blocks = root_pass.lines(blocks)
-        results = write_results(store, workload, blocks, count, staged=True)
+        results = write_results(store, workload, blocks, count, staged=suffix)
         if proof.this_round != proof.done_count:
             raise StateError(
                 workload.id,
@@ -897,10 +921,10 @@ def consolidate(
         if root_pass is not None:
             if proof.emitted != proof.done:  # what ``_failures_ahead`` took as written
                 raise StateError(workload.id, "the results written are not the records this round's notes name done")
-            root = root_pass.finish(results.blob + STAGED_SUFFIX, results.sha256, head.round, signer)
+            root = root_pass.finish(results.blob + suffix, results.sha256, head.round, signer)
         else:
             failed = failures(ledger, workload, proof, cancelled)
-            root = _root(store, workload, head, results, failed, signer, inputs, payloads, limits, unread)
+            root = _root(store, workload, head, results, failed, signer, inputs, payloads, limits, unread, suffix)
         summary = summarize(
             ledger, workload, head, results, failed, proof.not_run, "cancelled" if cancelled else "done", unread,
             root.to_dict(), found,
@@ -909,20 +933,43 @@ def consolidate(
         if signer is not None:
             before = ended if ended is not None else _summary_in_place(store, workload)
             _no_second_root(before, workload, root, signer.public_pem().decode())
+        if holder is not None:
+            holder.check()  # still this run's, before anything a reader reads is touched
     except BaseException:
         if root_pass is not None:
             root_pass.abort()
         for name, _final in staged:
-            with suppress(StorageError):  # a store that is down keeps them: the next run overwrites them
+            with suppress(StorageError):  # a store that is down keeps them: the next run deletes them
                 store.delete(name)
         raise
     for name, final in staged:
         store.move(name, final)
+    if holder is not None:
+        holder.check()
     store.put(blob_name(workload.id, SUMMARY_BLOB), summary.seal(workload))
-    if previous is not None:
-        store.delete(previous)
-    if inputs is not None:
-        inputs.delete_all()
-    if not keep_parts:
-        store.delete_prefix(blob_name(workload.id, "parts/"))  # on Azure: Blob Batch, 256 per request
+
+    def used_up() -> None:
+        if previous is not None:
+            store.delete(previous)
+        if inputs is not None:
+            inputs.delete_all()
+        if not keep_parts:
+            store.delete_prefix(blob_name(workload.id, "parts/"))  # on Azure: Blob Batch, 256 per request
+
+    if holder is None:
+        used_up()
+    else:
+        holder.after_end.append(used_up)
     return summary
+
+
+@dataclass
+class Holder:
+    """A run's hold on the workload it consolidates (``consolidate``'s ``holder``)."""
+
+    #: names its staged blobs (its lock's generation)
+    tag: str
+    #: raises when the run no longer holds the workload (its lock taken over: ``LockLost``)
+    check: Callable[[], None]
+    #: what to do once the run's end is recorded (fenced) in Redis: deletions of what it used up
+    after_end: list[Callable[[], None]] = field(default_factory=list)

@@ -41,6 +41,10 @@ READ_ONLY = frozenset(_READ_ONLY_NAMES.split())
 _DISCARDED_RETRIES = 3
 
 
+class _Discarded(redis.WatchError):
+    """Redis answered a fenced transaction's EXEC with nil: a watched fence was written, nothing ran."""
+
+
 class Fence(Protocol):
     """What ``FencedRedis`` needs of a lease or lock."""
 
@@ -154,16 +158,33 @@ class FencedPipeline(Pipeline):
             self.command_stack = list(stack)
             try:
                 return super().execute(raise_on_error)
-            except redis.WatchError:
-                # which fence moved? Read them again (unwatched): a take-over is a lost fence; a
-                # fence written with the value it had is not, and the discarded write goes again
+            except _Discarded:
+                # Redis answered the EXEC with nil: nothing of it ran. Which fence moved? Read them
+                # again (unwatched): a take-over is a lost fence; a fence written with the value it
+                # had is not, and the discarded write goes again
                 lost = self._lost(self._values_unwatched())
                 if lost is None and attempt < _DISCARDED_RETRIES:
                     continue
-                lost = lost or self.fences[0]
+                # every fence still names its holder, yet Redis keeps discarding the write: a
+                # writer rewriting one in a loop. The most particular fence (a workload's run lock,
+                # not the leader lease that every workload shares) is the one given up
+                lost = lost or self.fences[-1]
                 lost.step_down()
                 raise lost.lost_error(True) from None
+            except redis.WatchError as exc:
+                # redis-py's name for a connection lost while WATCHing (``_disconnect_raise_on_watching``):
+                # whether the EXEC ran is unknown, so it is never sent again here -- an outage, which
+                # the scheduler's loop rides out, re-reading its state from Redis
+                raise redis.ConnectionError(f"Redis went away while a fenced write was sent ({exc})") from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _execute_transaction(self, connection: Any, commands: Any, raise_on_error: bool) -> list[Any]:
+        # a WatchError raised in here is Redis's nil EXEC (the WATCH fired: nothing ran); one
+        # raised around it is redis-py's for a lost connection (the EXEC may have run)
+        try:
+            return super()._execute_transaction(connection, commands, raise_on_error)
+        except redis.WatchError as exc:
+            raise _Discarded(str(exc)) from None
 
     def _values_unwatched(self) -> list[str]:
         # the pipeline was reset by the discarded EXEC: a plain client on the same connections

@@ -15,15 +15,16 @@ from rqp import sandbox
 from rqp.backends import Backends
 from rqp.config import Settings
 from rqp.errors import BlobNotFoundError, IntegrityError, RqpError
-from rqp.ledger import SUBMISSIONS, WORKLOADS, WorkloadKeys, next_submission, record_rejection, unfinished
+from rqp.ledger import SUBMISSIONS, WORKLOADS, WorkloadKeys, next_submission, record_rejection, text, unfinished
 from rqp.summary import Summary, read_summary
 
 from .refusals import Refusals
 from .run import LOCK_SECONDS, WorkloadRun
-from .run.lock import LockHeldError, LockKeeper, LockLost
+from .run.lock import LockHeldError, LockLost
 from .wakeup import SubmissionListener, Wakeup
 
 __all__ = [
+    "LAPSED_LOOK_BATCH",
     "LAPSED_LOOK_SECONDS",
     "REDIS_RETRY_MAX",
     "SPARE_AFTER_IDLE",
@@ -54,6 +55,9 @@ SPARE_AFTER_IDLE = 1.0
 #: (``LockKeeper``), so a lapsed one means its holder stopped; one merely paused past it is
 #: fenced out (``rqp_scheduler.run.lock``).
 LAPSED_LOOK_SECONDS = LOCK_SECONDS / 3
+#: how many of ``rqp:workloads`` each look reads (in turn): a workload this scheduler never met,
+#: its lock lapsed, is taken over within ``len(rqp:workloads) / LAPSED_LOOK_BATCH`` looks
+LAPSED_LOOK_BATCH = 1000
 
 
 class Scheduler:
@@ -99,6 +103,8 @@ class Scheduler:
         #: the workloads another scheduler held when this one met them (a lock held, or taken over
         #: from this one): looked at again when their lock lapses (``take_lapsed``)
         self.elsewhere: set[str] = set()
+        #: where in ``rqp:workloads`` the next look for lapsed locks begins (``take_lapsed``)
+        self._look_from = 0
         #: when a serving scheduler next looks for lapsed locks (monotonic)
         self._next_lapsed_look = time.monotonic() + LAPSED_LOOK_SECONDS
 
@@ -155,16 +161,29 @@ class Scheduler:
 
     def take_lapsed(self) -> list[str]:
         """Take over the unfinished workloads whose lock lapsed (serving; every
-        ``LAPSED_LOOK_SECONDS``): resumed from Redis's cursor as at a restart. Not looked at again:
-        one this scheduler failed to open (its error was said; a submission or a restart tries
-        again). Returns the ids it tried."""
+        ``LAPSED_LOOK_SECONDS``): resumed from Redis's cursor as at a restart. Each look reads the
+        workloads this scheduler met held elsewhere and the next ``LAPSED_LOOK_BATCH`` of
+        ``rqp:workloads`` (in turn, from the oldest), so its cost does not grow with the list (a
+        Redis writer can make it as long as it likes: the thirteenth review, F6). Not looked at
+        again: one this scheduler failed to open (its error was said; a submission or a restart
+        tries again), and one it found ended (a Redis writer's "running" on an ended workload was
+        opened every look, each time checking the signature and unwrapping its key: F1).
+        Returns the ids it tried."""
         try:
-            found = unfinished(self.r)
+            window = [
+                str(text(w)) for w in self.r.zrange(WORKLOADS, self._look_from, self._look_from + LAPSED_LOOK_BATCH - 1)
+            ]
         except redis.ResponseError:
-            return []  # junk in rqp:workloads: said at the start (``resume_unfinished``)
-        candidates = [w for w in found if w not in self.runs and (w not in self.failures or w in self.elsewhere)]
+            window = []  # junk in rqp:workloads: said at the start (``resume_unfinished``)
+        self._look_from = 0 if len(window) < LAPSED_LOOK_BATCH else self._look_from + LAPSED_LOOK_BATCH
+        looked = list(dict.fromkeys([*sorted(self.elsewhere), *window]))
+        candidates = [
+            w for w in looked
+            if w not in self.runs and w not in self.summaries and (w not in self.failures or w in self.elsewhere)
+        ]  # fmt: skip
         if not candidates:
             return []
+        candidates = unfinished(self.r, candidates)
         pipe = self.r.pipeline(transaction=False)
         for wid in candidates:
             pipe.exists(WorkloadKeys(wid).lock)
@@ -231,17 +250,6 @@ class Scheduler:
         at the submissions list per wake-up (``WAKE_MIN_GAP``), never a step of every workload
         (the twelfth review, F1: 4.6x the scheduler's CPU under ~450 PUBLISH/s)."""
         self.serving = serve
-        # the runs' locks are renewed in a thread while the loop runs, whatever a step takes
-        keeper_stop = threading.Event()
-        keeper = LockKeeper(lambda: [run.lock for run in tuple(self.runs.values())], keeper_stop).start()
-        try:
-            self._loop(serve)
-        finally:
-            keeper_stop.set()
-            if keeper.thread is not None:
-                keeper.thread.join(timeout=5)
-
-    def _loop(self, serve: bool) -> None:
         backoff = 0.1
         if serve and self.listener is None:
             self.listener = SubmissionListener(self.r, self.wakeup)

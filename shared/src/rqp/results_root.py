@@ -92,6 +92,7 @@ __all__ = [
     "input_key",
     "leaf_bytes",
     "row_leaf",
+    "staged_suffix",
     "text_bytes",
 ]
 
@@ -100,6 +101,18 @@ INPUTS_BLOB = "inputs.bin"
 #: what a blob being written for a summary not yet sealed is named meanwhile (``results.enc``
 #: + this): swapped in under its own name only once every check passed
 STAGED_SUFFIX = ".staged"
+
+
+def staged_suffix(staged: bool | str) -> str:
+    """The suffix of staged names: none (False), ``STAGED_SUFFIX`` (True), or one of its own -- a
+    consolidation names its staged blobs after its run's lock generation, so a scheduler paused
+    past its lock and woken while another consolidates never writes, moves or deletes the other's
+    (the thirteenth review, F5)."""
+    if isinstance(staged, str):
+        return staged
+    return STAGED_SUFFIX if staged else ""
+
+
 STATEMENT_DOMAIN = b"rqp-results-root/1\n"
 #: the signed statement's ``v``: 2 adds ``unique_keys`` (whether no two records share a key, so a
 #: key names one record); a v1 statement lacks it, and ``--key`` then cannot be proven
@@ -635,7 +648,7 @@ def build_root(
     signer: SigningKey | None,
     *,
     round_: int = UNRECORDED_ROUND,
-    staged: bool = False,
+    staged: bool | str = False,
     inputs: Iterable[bytes] | None = None,
     unread: int = 0,
     results_sha256: str | None = None,
@@ -643,14 +656,15 @@ def build_root(
     """Write ``inputs.bin`` then ``leaves.bin`` for records ``0..total-1`` (``records``: their
     payloads as parsed, in order; results from ``results_blob`` in record order; the rest failed
     or never ran), streaming; return the statement over their root and round ``round_``, signed
-    when ``signer``. ``staged``: both are written under ``STAGED_SUFFIX`` names, for the caller
-    to move into place once the summary that vouches for them is ready. ``inputs``: the input
+    when ``signer``. ``staged``: both are written under ``STAGED_SUFFIX`` names (or under this
+    suffix: ``staged_suffix``), for the caller to move into place once the summary that vouches
+    for them is ready. ``inputs``: the input
     digests of records ``0..total-1`` already computed (32 bytes each, concatenated, in pieces:
     the enqueue's, authenticated by the caller), instead of ``records``' -- ``records`` is then
     not read. ``unread``: records a cancel left unread (no leaf, their keys never seen): keys are
     then not claimed unique. ``results_sha256``: SHA-256 of the stored ``results_blob`` as its
     writer made it; the root is refused (``IntegrityError``) when the bytes read back differ."""
-    suffix = STAGED_SUFFIX if staged else ""
+    suffix = staged_suffix(staged)
     inputs_name = blob_name(workload.id, INPUTS_BLOB) + suffix
     # the leaves are built from inputs.bin and the results object read back from the blob store,
     # streaming (no whole-workload buffer): what is read back must be byte for byte what was
@@ -913,9 +927,11 @@ class RootWhileWriting:
         *,
         inputs: Iterable[bytes] | None = None,
         unread: int = 0,
+        staged: bool | str = True,
     ) -> None:
         self._store, self._workload = store, workload
-        self._inputs_name = blob_name(workload.id, INPUTS_BLOB) + STAGED_SUFFIX
+        suffix = staged_suffix(staged)
+        self._inputs_name = blob_name(workload.id, INPUTS_BLOB) + suffix
         self._wrote, self._read_inputs = _Tally(), _Tally()
         digests = _inputs(workload, records, total, unread) if inputs is None else _exactly(inputs, total)
         store.put_stream(self._inputs_name, self._wrote.feed(digests))
@@ -925,7 +941,7 @@ class RootWhileWriting:
         if unread:
             self.keys.unkeyed_failure()
         self._maker = _LeafMaker(self._macs, failures, total, self.tree, self.keys)
-        self._leaves = _Pipe(store, blob_name(workload.id, LEAVES_BLOB) + STAGED_SUFFIX)
+        self._leaves = _Pipe(store, blob_name(workload.id, LEAVES_BLOB) + suffix)
         self._rest = b""
 
     def lines(self, blocks: Iterable[bytes]) -> Iterator[bytes]:

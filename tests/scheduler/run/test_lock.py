@@ -18,7 +18,7 @@ from rqp.ledger import Ledger
 from rqp_scheduler import fence
 from rqp_scheduler.run import WorkloadRun
 from rqp_scheduler.run import context as run_context
-from rqp_scheduler.run.lock import LOCK_SECONDS, LockKeeper, LockLost, RunLock
+from rqp_scheduler.run.lock import LOCK_SECONDS, LockKeeper, LockLost, RunLock, held_locks
 
 
 def _lock_of(world, wid: str, me: str) -> RunLock:
@@ -84,27 +84,74 @@ def test_each_take_is_a_new_generation_of_the_fence(world):
 def test_the_keeper_renews_the_lock_while_a_step_takes_longer_than_its_ttl(world):
     wid = world.pack("long-step", [{"n": 1}])
     a = world.run(wid)
+    assert a.lock in held_locks()  # taken: the process's keeper renews it from now on
     world.r.expire(a.ledger.k.lock, 2)  # as if the last renewal was 28 s ago
-    stop = threading.Event()
-    keeper = LockKeeper(lambda: [a.lock], stop, every=0.05).start()
+    keeper = LockKeeper(every=0.05)
+    keeper.start()
     try:
         deadline = time.monotonic() + 10
         while world.r.ttl(a.ledger.k.lock) <= 2:  # the step (this wait) never renews it itself
             assert time.monotonic() < deadline, "the keeper never renewed the lock"
             time.sleep(0.01)
     finally:
-        stop.set()
-        assert keeper.thread is not None
-        keeper.thread.join(5)
+        keeper.stop()
     assert world.r.ttl(a.ledger.k.lock) > LOCK_SECONDS - 5 and not a.lock.lost.is_set()
+
+
+def test_a_lock_is_renewed_from_its_take_while_the_run_starts(world, monkeypatch):
+    """The thirteenth review, F4: only the runs in ``Scheduler.runs`` were renewed, so a start
+    longer than the TTL (a setup() loading a model) lost the lock to a serving scheduler."""
+    wid = world.pack("slow-start", [{"n": 1}])
+    seen = []
+    original = WorkloadRun.start
+
+    def start_then_look(self):
+        self.lock.take = _wrap(self.lock.take, lambda: seen.append(self.lock in held_locks()))
+        return original(self)
+
+    monkeypatch.setattr(WorkloadRun, "start", start_then_look)
+    world.run(wid)
+    assert seen == [True]  # held (renewed by the keeper) the moment it is taken, before the start goes on
+
+
+def _wrap(f, after):
+    def wrapped():
+        f()
+        after()
+
+    return wrapped
 
 
 def test_a_released_lock_is_not_taken_back_by_the_keeper(world):
     wid = world.pack("released", [{"n": 1}])
     a = world.run(wid)
     a.lock.release()
-    LockKeeper(lambda: [a.lock], threading.Event()).renew_all()
+    assert a.lock not in held_locks()
+    LockKeeper(lambda: [a.lock]).renew_all()
     assert world.r.exists(a.ledger.k.lock) == 0
+
+
+def test_a_renewal_never_lands_across_a_release(world, monkeypatch):
+    """The thirteenth review, F8: the keeper past its check, its script sent after the release,
+    put the ended run's lock back for a TTL. Renew and release now exclude each other."""
+    wid = world.pack("release-race", [{"n": 1}])
+    a = world.run(wid)
+    in_renew, release_done = threading.Event(), threading.Event()
+    original = a.lock.ledger.renew_lock
+
+    def slow_renew(*args):
+        in_renew.set()
+        release_done.wait(0.5)  # the release tries to land here (it must wait for the renewal)
+        return original(*args)
+
+    monkeypatch.setattr(a.lock.ledger, "renew_lock", slow_renew)
+    renewer = threading.Thread(target=a.lock.renew)
+    renewer.start()
+    assert in_renew.wait(5)
+    a.lock.release()
+    release_done.set()
+    renewer.join(5)
+    assert world.r.exists(a.ledger.k.lock) == 0  # released after the renewal, not undone by it
 
 
 def test_a_run_whose_redis_lost_everything_says_so_and_how_to_resume(world):

@@ -37,6 +37,11 @@ class _Between:
         return out
 
 
+def _suffix(run) -> str:
+    """A run's staged names carry its lock's generation (a paused former holder never shares them)."""
+    return STAGED_SUFFIX + "." + run.lock.generation()
+
+
 def _ready(world, proc, wid):
     run = world.run(wid)
     run.enqueuer.fill_window()
@@ -52,7 +57,7 @@ def test_inputs_rewritten_between_write_and_read_get_nothing_signed(world, proc,
     if not enqueue_digests:
         run.ctx.inputs = None  # as after a restart: the root's pass reads the data again
     w = run.workload
-    staged = blob_name(wid, INPUTS_BLOB) + STAGED_SUFFIX
+    staged = blob_name(wid, INPUTS_BLOB) + _suffix(run)
     # the forger holds the data key: record 0's digest as if its input had been {"n": 999}
     forged = input_digest(input_key(w.key, wid), 0, b'{"n": 999}')
 
@@ -61,7 +66,7 @@ def test_inputs_rewritten_between_write_and_read_get_nothing_signed(world, proc,
 
     writer = _Between(world.store, staged, staged, forge)
     monkeypatch.setattr(world.store, "put_stream", writer.put_stream)
-    with pytest.raises(IntegrityError, match=r"inputs\.bin\.staged changed between its write and its read"):
+    with pytest.raises(IntegrityError, match=r"inputs\.bin\.staged\.1 changed between its write and its read"):
         run.finisher.finish()
     assert writer.done and not world.store.exists(blob_name(wid, SUMMARY_BLOB))  # nothing signed, nothing ended
     summary = run.finisher.finish()  # the writer is gone: the consolidation runs again, to the true root
@@ -79,8 +84,8 @@ def test_results_rewritten_between_write_and_read_get_nothing_signed(world, proc
     wid = world.pack("readback-res-" + after.split(".")[0], [{"n": i} for i in range(N)])
     run = _ready(world, proc, wid)
     w = run.workload
-    results = blob_name(wid, RESULTS_BLOB) + STAGED_SUFFIX
-    trigger = blob_name(wid, after) + STAGED_SUFFIX
+    results = blob_name(wid, RESULTS_BLOB) + _suffix(run)
+    trigger = blob_name(wid, after) + _suffix(run)
 
     def forge() -> bytes:  # well-formed results, sealed with the data key, record 0's result changed
         lines = [f'{{"id":{i},"result":{1000 if i == 0 else i}}}\n'.encode() for i in range(N)]
@@ -89,7 +94,7 @@ def test_results_rewritten_between_write_and_read_get_nothing_signed(world, proc
     # written after the results object (or the leaf hashes beside it) and before the swap
     writer = _Between(world.store, trigger, results, forge)
     monkeypatch.setattr(world.store, "put_stream", writer.put_stream)
-    with pytest.raises(IntegrityError, match=r"results\.enc\.staged is not the results object consolidation wrote"):
+    with pytest.raises(IntegrityError, match=r"results\.enc\.staged\.1 is not the results object consolidation wrote"):
         run.finisher.finish()
     assert writer.done and not world.store.exists(blob_name(wid, SUMMARY_BLOB))
     assert run.finisher.finish().done == N

@@ -24,7 +24,7 @@ from rqp.status import read_progress
 from rqp.summary import Summary, read_summary
 from rqp.workload import SHRED_BYTES, SHRED_MARKER, SUPERSEDED, blob_name
 
-from ..consolidate import consolidate
+from ..consolidate import Holder, consolidate
 from .context import RunContext
 
 __all__ = ["SCRIPT_FAILED", "Finisher"]
@@ -183,11 +183,15 @@ class Finisher:
             head = Head(head.enqueued, head.chunks, head.enqueued, head.round)  # what was read before the cancel
         parsed = self._script_records()
         signer = self.results_signer()
+        # the run's hold: staged blobs of its own, a look at its lock before each step a reader
+        # sees, and what it used up deleted only once its end is recorded (fenced) in Redis
+        holder = Holder(tag=ctx.lock.generation(), check=ctx.lock.renew)
         try:
             summary = consolidate(
                 ctx.ledger, ctx.store, ctx.workload, head, keep_parts=ctx.settings.keep_parts, cancelled=cancelled,
                 unread=unread, signer=signer, limits=Limits.from_settings(ctx.settings),
                 payloads=None if parsed is None else (payload for payload, _why in parsed), inputs=ctx.inputs,
+                holder=holder,
             )  # fmt: skip
         finally:
             if parsed is not None:
@@ -195,6 +199,7 @@ class Finisher:
             close = getattr(signer, "close", None)
             if close is not None:
                 close()  # a Key Vault signer's HTTP clients and credential
+        holder.check()
         self.drop_superseded()
         closed = Head(head.enqueued, head.chunks, head.total, head.round, closed=True)
         ctx.ledger.finish(
@@ -203,6 +208,13 @@ class Finisher:
             sealed_head=closed.seal(ctx.workload), state=State.CANCELLED if cancelled else State.DONE,
         )  # fmt: skip
         ctx.head = closed
+        for used_up in holder.after_end:  # the end is recorded: nothing of them is read again
+            try:
+                used_up()
+            except RqpError as exc:  # the workload is done all the same: what is left is garbage
+                log.warning(
+                    "workload %s: its used-up blobs (parts, input digests) were not all deleted: %s", ctx.id, exc
+                )
         self.event(
             "cancelled" if cancelled else "done",
             {

@@ -28,7 +28,7 @@ import redis
 from rqp.errors import WorkloadError
 from rqp.ledger import Ledger, LockHeld
 
-__all__ = ["LOCK_SECONDS", "LockHeldError", "LockKeeper", "LockLost", "RunLock"]
+__all__ = ["LOCK_SECONDS", "LockHeldError", "LockKeeper", "LockLost", "RunLock", "held_locks", "stop_keeping"]
 
 log = logging.getLogger("rqp.scheduler")
 
@@ -60,35 +60,57 @@ class RunLock:
         self.lost = threading.Event()
         #: between ``take`` and ``release``: a lock released is not renewed (taken back) by the keeper
         self.holding = False
+        self._mutex = threading.Lock()
 
     def take(self) -> None:
         try:
-            self.token = self.ledger.take_lock(self.me, LOCK_SECONDS, _holder_dead)
+            token = self.ledger.take_lock(self.me, LOCK_SECONDS, _holder_dead)
         except LockHeld as held:
             raise LockHeldError(
-                f"workload {self.id} is already being scheduled by {held.holder}; wait for it, or stop it and retry in {LOCK_SECONDS}s"
+                f"workload {self.id} is already being scheduled by {_short(held.holder)}; wait for it, or stop it and "
+                f"retry in {LOCK_SECONDS}s"
             ) from None
-        self.lost.clear()
-        self.holding = True
+        with self._mutex:
+            self.token = token
+            self.lost.clear()
+            self.holding = True
+        _hold(self)  # renewed from now on, while the run starts (a long setup()) and runs
 
     def renew(self) -> None:
-        """``LockLost`` when another scheduler took the lock over (nothing once released)."""
-        if not self.holding:
-            return
-        if self.lost.is_set() or self.token is None or not self.ledger.renew_lock(self.me, LOCK_SECONDS, self.token):
+        """``LockLost`` when another scheduler took the lock over (nothing once released). One
+        renewal at a time, and never across a release: the keeper's renewal landing just after
+        the run released the lock would put it back for a TTL (the thirteenth review, F8)."""
+        with self._mutex:
+            if not self.holding:
+                return
+            if self.lost.is_set() or self.token is None:
+                renewed = False
+            else:
+                renewed = self.ledger.renew_lock(self.me, LOCK_SECONDS, self.token)
+        if not renewed:
             self.step_down()
             raise self.lost_error(False)
 
     def release(self) -> None:
-        if self.holding and self.token is not None and not self.lost.is_set():
+        with self._mutex:
+            if not self.holding:
+                return
             self.holding = False
-            self.ledger.release_lock(self.me, self.token)
+            _unhold(self)
+            if self.token is not None and not self.lost.is_set():
+                self.ledger.release_lock(self.me, self.token)
+
+    def generation(self) -> str:
+        """The generation this run took the lock at (names its staged blobs); "0" before a take."""
+        head = (self.token or "").split(" ", 1)[0]
+        return head if head.isdigit() else "0"
 
     # ------------------------------------------------------------------ the fence (rqp_scheduler.fence.Fence)
     def step_down(self) -> None:
         if self.lost.is_set():
             return
         self.lost.set()
+        _unhold(self)
         log.warning(
             "workload %s: %s (Redis's fence holds %s, this run's was %s); this one writes nothing more to it and "
             "stops supervising it",
@@ -120,27 +142,21 @@ class RunLock:
             return "a value of another type (junk)"
         except redis.RedisError as exc:
             return f"(unknown: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
-        return repr(value.decode(errors="replace")) if isinstance(value, bytes) else "nothing"
+        return repr(_short(value.decode(errors="replace"))) if isinstance(value, bytes) else "nothing"
 
 
-class LockKeeper:
-    """Renews the locks of the runs ``held()`` names every third of ``LOCK_SECONDS``, in a thread,
-    so a step longer than the TTL never lets a live scheduler's lock lapse (the eleventh review,
-    F2: a serving scheduler then took over a workload still being supervised). A renewal that finds
-    the lock taken marks that run's lock lost: its next write raises ``LockLost``."""
+class LockKeeper(threading.Thread):
+    """Renews every lock this process holds (``held_locks``) every third of ``LOCK_SECONDS``, so
+    neither a step longer than the TTL nor a long start (a ``setup()`` loading a model) lets a live
+    scheduler's lock lapse (the eleventh review, F2; the thirteenth, F4). One per process, started
+    by the first lock taken (``keep_locks``). A renewal that finds the lock taken marks that
+    run's lock lost: its next write raises ``LockLost``."""
 
-    def __init__(
-        self, held: Callable[[], Iterable[RunLock]], stop: threading.Event, every: float | None = None
-    ) -> None:
-        self.held = held
-        self.stop = stop
+    def __init__(self, held: Callable[[], Iterable[RunLock]] | None = None, every: float | None = None) -> None:
+        super().__init__(name="rqp-lock-keeper", daemon=True)
+        self.held = held or held_locks
         self.every = LOCK_SECONDS / 3 if every is None else every
-        self.thread: threading.Thread | None = None
-
-    def start(self) -> LockKeeper:
-        self.thread = threading.Thread(target=self._beat, name="rqp-lock-keeper", daemon=True)
-        self.thread.start()
-        return self
+        self._stop_event = threading.Event()
 
     def renew_all(self) -> None:
         for lock in list(self.held()):
@@ -151,11 +167,60 @@ class LockKeeper:
             except (redis.ConnectionError, redis.TimeoutError):
                 pass  # unreachable: the loop says so and rides it out (or fenced out as leader: stopping)
             except redis.RedisError as exc:
-                log.warning("could not renew the lock of workload %s (%s)", lock.id, str(exc).split("\n")[0])
+                log.warning("could not renew the lock of workload %s (%s)", lock.id, str(exc).split("\n")[0][:200])
 
-    def _beat(self) -> None:
-        while not self.stop.wait(self.every):
+    def run(self) -> None:
+        while not self._stop_event.wait(self.every):
             self.renew_all()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout=5)
+
+
+#: the locks this process holds, and the keeper renewing them
+_held: set[RunLock] = set()
+_registry = threading.Lock()
+_keeper: LockKeeper | None = None
+
+
+def _hold(lock: RunLock) -> None:
+    global _keeper
+    with _registry:
+        _held.add(lock)
+        if _keeper is None or not _keeper.is_alive():
+            _keeper = LockKeeper()
+            _keeper.start()
+
+
+def _unhold(lock: RunLock) -> None:
+    with _registry:
+        _held.discard(lock)
+
+
+def held_locks() -> list[RunLock]:
+    with _registry:
+        return list(_held)
+
+
+def stop_keeping() -> None:
+    """Stop renewing (this process's keeper ends; the locks held lapse): for a process that goes on
+    after its schedulers ended, a test run."""
+    global _keeper
+    with _registry:
+        keeper, _keeper = _keeper, None
+        _held.clear()
+    if keeper is not None:
+        keeper.stop()
+
+
+def _short(value: str, limit: int = 80) -> str:
+    """A value read from Redis as a log line or an error quotes it: a Redis writer's 20 MiB fence is
+    not copied into either (the thirteenth review, F7)."""
+    if len(value) <= limit and value.isprintable():
+        return value
+    return repr(value[:limit]) + (f"... ({len(value)} characters)" if len(value) > limit else "")
 
 
 def _holder_dead(holder: str) -> bool:

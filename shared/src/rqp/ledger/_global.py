@@ -60,11 +60,13 @@ def workloads(r: redis.Redis, *, newest_first: bool = False, limit: int = -1) ->
     return [str(text(w)) for w in ids]
 
 
-def unfinished(r: redis.Redis) -> list[str]:
-    """Workloads started and not finished (a serving scheduler resumes them). A member of
-    ``rqp:workloads`` whose meta is not rqp's (a Redis writer's junk: WRONGTYPE) is skipped with
-    one line, so it cannot stop the service that serves every other workload."""
-    ids = workloads(r)
+def unfinished(r: redis.Redis, ids: list[str] | None = None) -> list[str]:
+    """Workloads started and not finished (a serving scheduler resumes them), of ``ids`` (default:
+    every one listed). A member of ``rqp:workloads`` whose meta is not rqp's (a Redis writer's
+    junk: WRONGTYPE) is skipped with one line, so it cannot stop the service that serves every
+    other workload."""
+    if ids is None:
+        ids = workloads(r)
     pipe = r.pipeline(transaction=False)
     for wid in ids:
         pipe.hget(WorkloadKeys(wid).meta, Meta.STATE)
