@@ -173,7 +173,7 @@ def test_a_fence_rewritten_in_a_loop_stops_that_run_not_the_leader(world, monkey
         world.r.set(run_lock.key, run_lock.token)  # a writer re-writing it with its own value, always
 
     monkeypatch.setattr(fence.FencedPipeline, "_check_fences", check_then_touched)
-    with pytest.raises(LockLost):
+    with pytest.raises(LockLost, match="fence keeps being rewritten behind rqp's back"):
         client.set(f"rqp:w:{wid}:probe", "x")
     assert world.r.get(f"rqp:w:{wid}:probe") is None
     assert run_lock.lost.is_set() and not lease.lost.is_set()

@@ -133,6 +133,12 @@ class RunLock:
                 "its lock and state are gone from Redis (Redis lost its data, or they were deleted): resume it "
                 f"with 'rqp-scheduler run {self.id}' (or 'rqp submit {self.id}' to a serving scheduler)"
             )
+        try:
+            unchanged = self.token is not None and self.ledger.r.get(self.key) == self.token.encode()
+        except redis.RedisError:
+            unchanged = False
+        if unchanged:  # every write discarded, the fence as it was: rewritten, again and again
+            return "its lock's fence keeps being rewritten behind rqp's back (a Redis writer)"
         return "another scheduler took over its lock"
 
     def _fence_now(self) -> str:
