@@ -234,7 +234,8 @@ ROWS: tuple[Row, ...] = (
         "which scheduler supervises the workload (a holder is waited for until its lock lapses; a serving "
         "scheduler then takes it over). Forged or junk, it stops the run that holds it (a stall until the forged "
         "lock lapses: one without a TTL is given one, one not a string is deleted); deleted, the holder takes it "
-        "back at its next renewal", "derived",
+        "back at its next renewal, unless a serving scheduler's look takes the workload over first (the holder "
+        "then stops, writing nothing more: a change of supervisor, results right)", "derived",
         test=f"{_FUZZ}[derived], {_FUZZ}[lock], test_run_fence.py"),
     Row("rqp:w:<W>:fence", _w("fence"), "string", "", "", f"{_SCHED} (take_lock.lua)",
         f"{_SCHED} (every write of the workload's run: WATCH and check)",
