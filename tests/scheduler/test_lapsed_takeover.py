@@ -138,3 +138,24 @@ def test_each_look_reads_a_bounded_window_of_the_workload_list(world, sched, mon
     looks = [sched.take_lapsed() for _ in range(3)]
     assert looks == [[], [], [wid]]  # 8 listed, 3 a look: the third look reaches it
     assert sched.take_lapsed() == []  # the next look starts again from the top
+
+
+def test_a_run_dropped_for_its_error_is_no_longer_renewed(world, sched, monkeypatch):  # noqa: F811
+    """The process's keeper renews every lock taken and not released: a run dropped for an error
+    that released nothing would have kept its lock for good, and no serving scheduler could take
+    the workload over. Dropped, its lock is released (or, Redis away, left to lapse)."""
+    from rqp.errors import IntegrityError
+    from rqp_scheduler.run.lock import held_locks
+
+    wid = world.pack("dropped", [{"n": n} for n in range(8)])
+    sched.add(wid)
+    run = sched.runs[wid]
+    assert run.lock in held_locks()
+
+    def broken() -> None:
+        raise IntegrityError("a state that does not add up")
+
+    monkeypatch.setattr(run, "step", broken)
+    sched.tick(serve=True)
+    assert wid not in sched.runs and wid in sched.failures
+    assert run.lock not in held_locks() and not world.r.exists(Ledger(world.r, wid).k.lock)

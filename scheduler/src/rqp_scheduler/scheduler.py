@@ -119,12 +119,16 @@ class Scheduler:
         try:
             run.start()
         except RqpError as exc:
+            run.lock.abandon()
             self.refusals.refused(workload_id, exc)  # when Redis holds no state of it (else its state says)
             raise
         except (redis.ConnectionError, redis.TimeoutError):
+            run.lock.abandon()
             raise
         except Exception as exc:  # noqa: BLE001 - one workload's data never stops the scheduler
-            raise self._unexpected(run, exc) from None
+            err = self._unexpected(run, exc)
+            run.lock.abandon()
+            raise err from None
         self.refusals.started(workload_id)
         if run.finished:
             summary = self._summary_of(run)
@@ -326,6 +330,7 @@ class Scheduler:
         """Stop supervising ``wid``: its script host (a ``parse()`` under way) ends with it (the
         eleventh review, F3: a run dropped for a lost lock kept its host)."""
         run = self.runs.pop(wid)
+        run.lock.abandon()  # its lock lapses or is free at once: not renewed for a run that is gone
         try:
             run.stream.close()
         except Exception as exc:  # noqa: BLE001 - ending a host is never worth more than a line

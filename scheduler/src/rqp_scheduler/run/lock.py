@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 
 import redis
@@ -90,6 +91,17 @@ class RunLock:
         if not renewed:
             self.step_down()
             raise self.lost_error(False)
+
+    def abandon(self) -> None:
+        """Stop supervising (a run dropped, or one whose start failed): released when Redis answers,
+        else no longer renewed, so it lapses -- never renewed for good by the keeper for a run that
+        is gone, which no serving scheduler could then take over."""
+        try:
+            self.release()
+        except redis.RedisError:
+            with self._mutex:
+                self.holding = False
+                _unhold(self)
 
     def release(self) -> None:
         with self._mutex:
@@ -185,8 +197,9 @@ class LockKeeper(threading.Thread):
             self.join(timeout=5)
 
 
-#: the locks this process holds, and the keeper renewing them
-_held: set[RunLock] = set()
+#: the locks this process holds, and the keeper renewing them (weakly: a run dropped and forgotten
+#: without a release stops being renewed once it is collected)
+_held: weakref.WeakSet[RunLock] = weakref.WeakSet()
 _registry = threading.Lock()
 _keeper: LockKeeper | None = None
 
