@@ -113,6 +113,32 @@ class World:
             ran += 1
         return ran
 
+    def lock_of(self, wid: str, me: str) -> Any:
+        """``wid``'s run lock as the scheduler ``me`` would take it."""
+        from rqp_scheduler.run.lock import RunLock
+
+        return RunLock(self.r, wid, me)
+
+    def run_as(self, monkeypatch: pytest.MonkeyPatch, wid: str, me: str) -> Any:
+        """``wid``'s run started by a scheduler that calls itself ``me`` (another host's, say)."""
+        from rqp_scheduler.run import WorkloadRun
+        from rqp_scheduler.run import context as run_context
+
+        with monkeypatch.context() as m:
+            m.setattr(run_context, "process_identity", lambda: me)
+            return WorkloadRun(self.backends(), wid).start()
+
+    def lapse(self, wid: str) -> None:
+        """The lock's TTL runs out (its holder paused, frozen or cut off for longer than it)."""
+        from rqp.ledger import Ledger
+
+        assert self.r.delete(Ledger(self.r, wid).k.lock) == 1
+
+    def snapshot(self, wid: str) -> dict[bytes, bytes | None]:
+        """Every key of ``wid`` but its lock and fence, dumped: what a fenced-out run must not change."""
+        keys = sorted(self.r.scan_iter(match=f"rqp:w:{wid}:*"))
+        return {k: self.r.dump(k) for k in keys if not k.endswith((b":lock", b":fence"))}
+
     def run_to_end(self, run: Any, proc: Any, steps: int = 100) -> None:
         """Step the scheduler and work its chunks until the workload is finished."""
         for _ in range(steps):

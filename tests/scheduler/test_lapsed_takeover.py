@@ -15,16 +15,8 @@ from world import proc, world  # noqa: F401 - fixtures
 
 from rqp.ledger import Ledger, Meta, submit
 from rqp.workload import blob_name
-from rqp_scheduler.run import WorkloadRun
-from rqp_scheduler.run import context as run_context
 from rqp_scheduler.run.lock import LockLost
 from rqp_scheduler.scheduler import LAPSED_LOOK_SECONDS, Scheduler
-
-
-def _run_as(world, monkeypatch, wid: str, me: str) -> WorkloadRun:  # noqa: F811
-    with monkeypatch.context() as m:
-        m.setattr(run_context, "process_identity", lambda: me)
-        return WorkloadRun(world.backends(), wid).start()
 
 
 def _state(world, wid: str) -> tuple[str, int, int]:  # noqa: F811
@@ -41,7 +33,7 @@ def sched(world):  # noqa: F811
 
 def test_a_workload_whose_scheduler_is_gone_is_taken_over_and_ends_exactly(world, proc, sched, monkeypatch, caplog):  # noqa: F811
     wid = world.pack("orphan", [{"n": n} for n in range(10)])
-    gone = _run_as(world, monkeypatch, wid, "notebook-host:4242")  # a one-off run on another host
+    gone = world.run_as(monkeypatch, wid, "notebook-host:4242")  # a one-off run on another host
     gone.step()
     world.work(proc)
     submit(world.r, wid)  # submitted to the service too: another scheduler holds it
@@ -63,7 +55,7 @@ def test_a_workload_whose_scheduler_is_gone_is_taken_over_and_ends_exactly(world
 
 def test_the_service_looks_on_its_own_every_lapsed_look(world, proc, sched, monkeypatch):  # noqa: F811
     wid = world.pack("looked", [{"n": n} for n in range(4)])
-    _run_as(world, monkeypatch, wid, "vm-gone:1")
+    world.run_as(monkeypatch, wid, "vm-gone:1")
     world.r.delete(Ledger(world.r, wid).k.lock)
     sched._next_lapsed_look = 0.0  # the look is due (it comes every LAPSED_LOOK_SECONDS)
     sched.tick(serve=True)
@@ -73,7 +65,7 @@ def test_the_service_looks_on_its_own_every_lapsed_look(world, proc, sched, monk
 
 def test_a_workload_that_could_not_be_opened_is_not_tried_again_every_look(world, sched, monkeypatch):  # noqa: F811
     wid = world.pack("unopenable", [{"n": 1}])
-    _run_as(world, monkeypatch, wid, "vm-gone:1")
+    world.run_as(monkeypatch, wid, "vm-gone:1")
     world.r.delete(Ledger(world.r, wid).k.lock)
     world.store.delete(blob_name(wid, "manifest.json"))  # its manifest gone: it cannot be opened
     assert sched.take_lapsed() == [wid]
@@ -103,7 +95,7 @@ def test_a_run_dropped_for_a_lost_lock_ends_its_parse_host(world, sched, monkeyp
     parser = run.stream._parser
     assert parser is not None, "parse() should be under way"
     world.r.delete(Ledger(world.r, "parsing").k.lock)
-    _run_as(world, monkeypatch, "parsing", "other-host:7")  # taken over while this one was paused
+    world.run_as(monkeypatch, "parsing", "other-host:7")  # taken over while this one was paused
     sched.tick(serve=True)
     assert "parsing" not in sched.runs and "parsing" in sched.elsewhere
     assert run.stream._parser is None
@@ -132,7 +124,7 @@ def test_each_look_reads_a_bounded_window_of_the_workload_list(world, sched, mon
     for k in range(7):  # listed before it: ended or junk ids (the list is by submission time)
         world.r.zadd("rqp:workloads", {f"old-{k}": k})
     wid = world.pack("far-down", [{"n": 1}])
-    _run_as(world, monkeypatch, wid, "vm-gone:1")
+    world.run_as(monkeypatch, wid, "vm-gone:1")
     world.r.zadd("rqp:workloads", {wid: 100})
     world.r.delete(Ledger(world.r, wid).k.lock)
     looks = [sched.take_lapsed() for _ in range(3)]

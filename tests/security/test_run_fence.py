@@ -16,29 +16,7 @@ from rqp.ledger import Ledger, Meta
 from rqp.workload import blob_name
 from rqp_scheduler import fence
 from rqp_scheduler.run import WorkloadRun
-from rqp_scheduler.run import context as run_context
-from rqp_scheduler.run.lock import LOCK_SECONDS, LockKeeper, LockLost, RunLock
-
-
-def _lock_of(world, wid: str, me: str) -> RunLock:
-    return RunLock(world.r, wid, me)
-
-
-def _run_as(world, monkeypatch, wid: str, me: str) -> WorkloadRun:
-    """``wid``'s run started by a scheduler that calls itself ``me`` (another host's, say)."""
-    with monkeypatch.context() as m:
-        m.setattr(run_context, "process_identity", lambda: me)
-        return WorkloadRun(world.backends(), wid).start()
-
-
-def _lapse(world, wid: str) -> None:
-    """The lock's TTL runs out (its holder paused, frozen or cut off for longer than it)."""
-    assert world.r.delete(Ledger(world.r, wid).k.lock) == 1
-
-
-def _snapshot(world, wid: str) -> dict[bytes, bytes | None]:
-    keys = sorted(world.r.scan_iter(match=f"rqp:w:{wid}:*"))
-    return {k: world.r.dump(k) for k in keys if not k.endswith((b":lock", b":fence"))}
+from rqp_scheduler.run.lock import LOCK_SECONDS, LockKeeper, LockLost
 
 
 def test_a_scheduler_whose_lock_was_taken_over_writes_nothing_more(world, monkeypatch, proc):
@@ -46,16 +24,16 @@ def test_a_scheduler_whose_lock_was_taken_over_writes_nothing_more(world, monkey
     a = world.run(wid)
     a.step()
     world.work(proc)
-    _lapse(world, wid)  # a was paused past its TTL...
-    b = _run_as(world, monkeypatch, wid, "other-host:7")  # ...and another scheduler took over
-    before = _snapshot(world, wid)
+    world.lapse(wid)  # a was paused past its TTL...
+    b = world.run_as(monkeypatch, wid, "other-host:7")  # ...and another scheduler took over
+    before = world.snapshot(wid)
     with pytest.raises(LockLost, match="another scheduler took over its lock"):
         a.step()  # a wakes up: its first write raises before anything is sent
     with pytest.raises(LockLost):
         a.ctx.r.hset(a.ledger.k.meta, Meta.STATE, "failed")
     with pytest.raises(LockLost):
         a.finisher.fail("a thinks it failed", generic="a thinks it failed")
-    assert _snapshot(world, wid) == before  # not one key of the workload changed
+    assert world.snapshot(wid) == before  # not one key of the workload changed
     assert a.lock.lost.is_set()
     world.run_to_end(b, proc)  # b carries it to the end, exactly
     snap = Ledger(world.r, wid).snapshot()
@@ -71,8 +49,8 @@ def test_a_write_between_the_check_and_the_exec_is_discarded(world, monkeypatch)
     def check_then_taken_over(self):
         original(self)
         if not taken:  # the take-over lands after a's check, before its EXEC
-            _lapse(world, wid)
-            _lock_of(world, wid, "other-host:7").take()
+            world.lapse(wid)
+            world.lock_of(wid, "other-host:7").take()
             taken.append(1)
 
     monkeypatch.setattr(fence.FencedPipeline, "_check_fences", check_then_taken_over)
@@ -107,8 +85,8 @@ def test_junk_in_the_fence_stops_the_run_and_the_lock_is_taken_again(world, monk
     world.r.hset(a.lock.key, "x", "y")  # another type: names nobody
     with pytest.raises(LockLost):
         a.ctx.r.set(f"rqp:w:{wid}:probe", "a")
-    _lapse(world, wid)
-    b = _run_as(world, monkeypatch, wid, "other-host:7")
+    world.lapse(wid)
+    b = world.run_as(monkeypatch, wid, "other-host:7")
     assert b.lock.token == "1 other-host:7"  # the junk was deleted, the generation starts again
 
 
@@ -117,15 +95,15 @@ def test_a_lock_without_a_ttl_is_given_one_then_taken(world):
     lock = Ledger(world.r, wid).k.lock
     world.r.set(lock, "forged:1")  # no TTL: not one rqp wrote
     with pytest.raises(WorkloadError, match="already being scheduled by forged:1"):
-        _lock_of(world, wid, "a:1").take()
+        world.lock_of(wid, "a:1").take()
     assert 0 < world.r.ttl(lock) <= LOCK_SECONDS
 
 
 def test_the_keeper_marks_a_lock_taken_over_as_lost_and_leaves_the_new_holder_alone(world, monkeypatch):
     wid = world.pack("keeper-lost", [{"n": 1}])
     a = world.run(wid)
-    _lapse(world, wid)
-    b = _run_as(world, monkeypatch, wid, "other-host:7")
+    world.lapse(wid)
+    b = world.run_as(monkeypatch, wid, "other-host:7")
     LockKeeper(lambda: [a.lock, b.lock]).renew_all()
     assert a.lock.lost.is_set() and not b.lock.lost.is_set()
     assert world.r.get(a.ledger.k.lock) == b"other-host:7"
@@ -163,7 +141,7 @@ def test_a_fence_rewritten_in_a_loop_stops_that_run_not_the_leader(world, monkey
     wid = world.pack("fence-loop", [{"n": 1}])
     lease = LeaderLease(world.r, 30, me="leader:1")
     assert lease.try_take() is None
-    run_lock = _lock_of(world, wid, "leader:1")
+    run_lock = world.lock_of(wid, "leader:1")
     run_lock.take()
     client = fence.fenced(lease.fenced(), run_lock)
     original = fence.FencedPipeline._check_fences
@@ -187,7 +165,7 @@ def test_a_huge_forged_holder_is_not_copied_into_the_error(world):
     wid = world.pack("huge-holder", [{"n": 1}])
     world.r.set(Ledger(world.r, wid).k.lock, "x" * 5_000_000, ex=30)
     with pytest.raises(WorkloadError) as caught:
-        _lock_of(world, wid, "a:1").take()
+        world.lock_of(wid, "a:1").take()
     assert len(str(caught.value)) < 300 and "5000000 characters" in str(caught.value)
 
 
@@ -207,8 +185,8 @@ def _paused_at_check(world, monkeypatch, wid: str, proc, check_no: int) -> tuple
     def paused_then_wakes() -> None:
         looks[0] += 1
         if looks[0] == check_no and not taken:
-            _lapse(world, wid)
-            s = _run_as(world, monkeypatch, wid, "other-host:7")
+            world.lapse(wid)
+            s = world.run_as(monkeypatch, wid, "other-host:7")
             world.run_to_end(s, proc)
             taken.append(s)
         real_renew()

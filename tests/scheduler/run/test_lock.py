@@ -17,34 +17,12 @@ from rqp.errors import WorkloadError
 from rqp.ledger import Ledger
 from rqp_scheduler import fence
 from rqp_scheduler.run import WorkloadRun
-from rqp_scheduler.run import context as run_context
-from rqp_scheduler.run.lock import LOCK_SECONDS, LockKeeper, LockLost, RunLock, held_locks
-
-
-def _lock_of(world, wid: str, me: str) -> RunLock:
-    return RunLock(world.r, wid, me)
-
-
-def _run_as(world, monkeypatch, wid: str, me: str) -> WorkloadRun:
-    """``wid``'s run started by a scheduler that calls itself ``me`` (another host's, say)."""
-    with monkeypatch.context() as m:
-        m.setattr(run_context, "process_identity", lambda: me)
-        return WorkloadRun(world.backends(), wid).start()
-
-
-def _lapse(world, wid: str) -> None:
-    """The lock's TTL runs out (its holder paused, frozen or cut off for longer than it)."""
-    assert world.r.delete(Ledger(world.r, wid).k.lock) == 1
-
-
-def _snapshot(world, wid: str) -> dict[bytes, bytes | None]:
-    keys = sorted(world.r.scan_iter(match=f"rqp:w:{wid}:*"))
-    return {k: world.r.dump(k) for k in keys if not k.endswith((b":lock", b":fence"))}
+from rqp_scheduler.run.lock import LOCK_SECONDS, LockKeeper, LockLost, held_locks
 
 
 def test_a_second_scheduler_is_refused_with_the_holder_named(world):
     run = world.run(world.pack("locked", [{"n": 1}]))
-    other = _lock_of(world, run.id, "elsewhere:1")
+    other = world.lock_of(run.id, "elsewhere:1")
     with pytest.raises(WorkloadError, match=f"already being scheduled by {run.ctx.me}; wait for it"):
         other.take()
     other.renew()  # never taken: nothing to renew, and nothing of the holder's touched
@@ -68,7 +46,7 @@ def test_the_lock_of_a_dead_scheduler_of_this_host_is_taken_over(world):
 
 def test_each_take_is_a_new_generation_of_the_fence(world):
     wid = world.pack("generations", [{"n": 1}])
-    a, b = _lock_of(world, wid, "a:1"), _lock_of(world, wid, "b:2")
+    a, b = world.lock_of(wid, "a:1"), world.lock_of(wid, "b:2")
     a.take()
     assert a.token == "1 a:1" and world.r.get(a.key) == b"1 a:1"
     a.release()
